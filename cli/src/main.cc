@@ -1,0 +1,51 @@
+// ttvm: record, replay and travel in time through x86 virtual machines.
+#include <cstdio>
+#include <cstring>
+#include <span>
+
+#include "commands.h"
+
+namespace ttvm::cli {
+namespace {
+
+constexpr Command kCommands[] = {
+    {"info", "describe a trace: header, machine, events, end reason, size", cmdInfo},
+    {"recover", "complete a trace whose recorder was killed (rewrite its footer)", cmdRecover},
+};
+
+void printUsage(std::FILE* out) {
+  std::fprintf(out,
+               "usage: ttvm <command> [options]\n\n"
+               "ttvm records x86 virtual machines and replays them forward and backward.\n\n"
+               "commands:\n");
+  for (const Command& c : kCommands)
+    std::fprintf(out, "  %-10.*s %.*s\n", static_cast<int>(c.name.size()), c.name.data(),
+                 static_cast<int>(c.summary.size()), c.summary.data());
+  std::fprintf(out, "\n'ttvm <command> --help' describes each command's options.\n");
+}
+
+}  // namespace
+}  // namespace ttvm::cli
+
+int main(int argc, char** argv) {
+  using namespace ttvm::cli;
+  if (argc < 2) {
+    printUsage(stderr);
+    return 2;
+  }
+  std::string_view name = argv[1];
+  if (name == "--help" || name == "-h" || name == "help") {
+    printUsage(stdout);
+    return 0;
+  }
+  if (name == "--version" || name == "version") {
+    std::printf("ttvm %s\n", TTVM_VERSION);
+    return 0;
+  }
+  for (const Command& c : kCommands) {
+    if (c.name == name) return c.run(std::span<char* const>(argv + 1, argc - 1));
+  }
+  std::fprintf(stderr, "ttvm: unknown command '%s'\n\n", argv[1]);
+  printUsage(stderr);
+  return 2;
+}

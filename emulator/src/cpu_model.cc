@@ -1,0 +1,1 @@
+// placeholder: the emulator work defines CpuModel here
