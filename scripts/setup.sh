@@ -11,7 +11,7 @@ packages=(
   libunicorn-dev
   nasm gdb binutils
   qemu-system-x86
-  python3
+  python3 ccache
 )
 
 missing=()
