@@ -36,14 +36,11 @@ function(ttvm_guest target)
         COMMAND ${CMAKE_COMMAND} -E make_directory ${CMAKE_CURRENT_BINARY_DIR}/${target}.objs
         COMMAND gcc -m${ARG_BITS} -std=gnu11 -ffreestanding -fno-pic -fno-pie -fno-stack-protector
                 -fno-asynchronous-unwind-tables -nostdlib -mno-red-zone -mgeneral-regs-only
-                -mcmodel=kernel -O2 -g -Wall -Wextra -Werror ${incflags} -c ${abs} -o ${obj}
+                -O2 -g -Wall -Wextra -Werror ${incflags} -c ${abs} -o ${obj}
         DEPENDS ${abs} IMPLICIT_DEPENDS C ${abs} VERBATIM)
     endif()
     list(APPEND objs ${obj})
   endforeach()
-  if(ARG_BITS EQUAL 32)
-    string(REPLACE "-mcmodel=kernel" "" dummy "")
-  endif()
   set(out ${CMAKE_CURRENT_BINARY_DIR}/${ARG_OUTPUT})
   set(linkfmt elf_i386)
   if(ARG_BITS EQUAL 64)
