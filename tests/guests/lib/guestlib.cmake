@@ -1,0 +1,51 @@
+# ttvm_test_guest(<name> SOURCES <files> [BITS 32|64] [TRIPLE_FAULT]
+#                 [QEMU_KNOWN_FAIL <case>...])
+# Builds a self-checking test guest linked with the guest library (lib/) and
+# registers two CTest tests:
+#   guest.qemu.<name>  (label qemu): the guest under qemu-system-x86_64 -accel tcg
+#   guest.ttvm.<name>  (label ttvm): the guest under `ttvm record --no-trace`
+# TRIPLE_FAULT: the guest ends the run on purpose by a triple fault.
+# QEMU_KNOWN_FAIL: cases (the guest's case names) that QEMU's TCG gets wrong;
+# the qemu test then requires exactly those cases to fail (see run_guest.py).
+include_guard(GLOBAL)
+
+set(TTVM_GUESTLIB_DIR ${CMAKE_CURRENT_LIST_DIR})
+find_package(Python3 COMPONENTS Interpreter REQUIRED)
+find_program(QEMU_SYSTEM_X86_64 qemu-system-x86_64)
+
+function(ttvm_test_guest name)
+  cmake_parse_arguments(ARG "TRIPLE_FAULT" "BITS;TIMEOUT" "SOURCES;QEMU_KNOWN_FAIL" ${ARGN})
+  if(NOT ARG_BITS)
+    set(ARG_BITS 64)
+  endif()
+  if(NOT ARG_TIMEOUT)
+    set(ARG_TIMEOUT 60)
+  endif()
+  set(target guest_${name})
+  ttvm_guest(${target} OUTPUT ${name}.elf BITS ${ARG_BITS}
+             SOURCES ${TTVM_GUESTLIB_DIR}/entry.asm ${TTVM_GUESTLIB_DIR}/guest.c ${ARG_SOURCES}
+             LINKER_SCRIPT ${TTVM_GUESTLIB_DIR}/guest.ld
+             INCLUDES ${TTVM_GUESTLIB_DIR})
+  set(file ${CMAKE_CURRENT_BINARY_DIR}/${name}.elf)
+  set(expect "")
+  if(ARG_TRIPLE_FAULT)
+    set(expect --expect triple-fault)
+  endif()
+  set(known "")
+  foreach(c ${ARG_QEMU_KNOWN_FAIL})
+    list(APPEND known --known-fail ${c})
+  endforeach()
+  set(harness ${Python3_EXECUTABLE} ${TTVM_GUESTLIB_DIR}/../run_guest.py)
+  if(QEMU_SYSTEM_X86_64)
+    add_test(NAME guest.qemu.${name}
+             COMMAND ${harness} --runner qemu --qemu ${QEMU_SYSTEM_X86_64} ${expect} ${known}
+                     --timeout ${ARG_TIMEOUT} ${file})
+    set_tests_properties(guest.qemu.${name} PROPERTIES LABELS "qemu;guest")
+  endif()
+  if(TARGET ttvm)
+    add_test(NAME guest.ttvm.${name}
+             COMMAND ${harness} --runner ttvm --ttvm $<TARGET_FILE:ttvm> ${expect}
+                     --timeout ${ARG_TIMEOUT} ${file})
+    set_tests_properties(guest.ttvm.${name} PROPERTIES LABELS "ttvm;guest")
+  endif()
+endfunction()
