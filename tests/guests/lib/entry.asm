@@ -19,6 +19,11 @@ section .bss nobits alloc noexec write align=4096
 global stack_bottom, stack_top
 stack_bottom: resb 16384
 stack_top:
+global intr_stack_top, user_stack_top
+    resb 16384                      ; TSS.RSP0 stack for interrupts from ring 3
+intr_stack_top:
+    resb 16384                      ; ring-3 stack used by user_call()
+user_stack_top:
 %ifdef LONG
 global boot_pml4, boot_pdpt, boot_pd
 boot_pml4: resb 4096
@@ -27,6 +32,7 @@ boot_pd:   resb 4096 * 4            ; identity map of the first 4 GiB with 2 MiB
 %endif
 global mb_info
 mb_info: resd 1
+user_saved_sp: resq 1
 
 section .data progbits alloc noexec write align=16
 global gdt, gdtr
@@ -73,12 +79,12 @@ _start:
     jmp .hang
 %else
     ; PML4[0] -> PDPT; PDPT[0..3] -> PD0..3; PDn[i] = 2 MiB page, P|RW|PS.
-    mov dword [boot_pml4], boot_pdpt + 3
+    mov dword [boot_pml4], boot_pdpt + 7   ; P|RW|US
     mov ecx, 0
 .pdpt:
     mov eax, ecx
     shl eax, 12
-    add eax, boot_pd + 3
+    add eax, boot_pd + 7
     mov [boot_pdpt + ecx * 8], eax
     inc ecx
     cmp ecx, 4
@@ -87,7 +93,7 @@ _start:
 .pd:
     mov eax, ecx
     shl eax, 21
-    or eax, 0x83
+    or eax, 0x87                    ; P|RW|US|PS
     mov [boot_pd + ecx * 8], eax
     mov eax, ecx
     shr eax, 11
@@ -119,6 +125,86 @@ bits 64
 .hang:
     hlt
     jmp .hang
+%endif
+
+; ---- ring 3 ------------------------------------------------------------------
+; ureg user_call(ureg fn, ureg user_sp, ureg arg, ureg flags): runs fn(arg) at
+; CPL 3 (code SEL_UCODE64/32 | 3, stack user_sp, RFLAGS flags) and returns its
+; result once fn returns; fn's return goes through INT 0x81 (gate DPL 3), whose
+; handler user_return_stub restores the kernel context saved here.
+global user_call, user_return_stub
+%ifdef LONG
+user_call:
+    push rbx
+    push rbp
+    push r12
+    push r13
+    push r14
+    push r15
+    mov [user_saved_sp], rsp
+    mov rax, rdi
+    push 0x33                       ; SS = SEL_UDATA | 3
+    push rsi                        ; RSP
+    push rcx                        ; RFLAGS
+    push 0x3B                       ; CS = SEL_UCODE64 | 3
+    lea r8, [rel .tramp]
+    push r8
+    mov rdi, rdx
+    iretq
+.tramp:
+    call rax
+    int 0x81
+user_return_stub:
+    mov rsp, [user_saved_sp]
+    mov cx, 0x10
+    mov ss, cx
+    pop r15
+    pop r14
+    pop r13
+    pop r12
+    pop rbp
+    pop rbx
+    ret
+%else
+user_call:
+    push ebp
+    push ebx
+    push esi
+    push edi
+    mov [user_saved_sp], esp
+    mov eax, [esp + 20]             ; fn
+    mov ecx, [esp + 24]             ; user stack
+    mov esi, [esp + 28]             ; arg
+    mov ebx, [esp + 32]             ; eflags
+    mov dx, 0x33                    ; data segments a CPL-3 IRET keeps
+    mov ds, dx
+    mov es, dx
+    mov fs, dx
+    mov gs, dx
+    push 0x33
+    push ecx
+    push ebx
+    push 0x2B                       ; CS = SEL_UCODE32 | 3
+    push .tramp
+    iretd
+.tramp:
+    push esi
+    call eax
+    add esp, 4
+    int 0x81
+user_return_stub:
+    mov cx, 0x10
+    mov ds, cx
+    mov es, cx
+    mov fs, cx
+    mov gs, cx
+    mov ss, cx
+    mov esp, [user_saved_sp]
+    pop edi
+    pop esi
+    pop ebx
+    pop ebp
+    ret
 %endif
 
 ; ---- interrupt stubs ---------------------------------------------------------

@@ -274,6 +274,11 @@ void idt_load(void) {
 
 void idt_init(void) {
   for (int v = 0; v < 256; v++) idt_set_attr(v, 0xE, 0, 0);
+#ifdef __x86_64__
+  idt_set_gate(0x81, (ureg)user_return_stub, SEL_CODE64, 0xE, 3, 0);
+#else
+  idt_set_gate(0x81, (ureg)user_return_stub, SEL_CODE32, 0xE, 3, 0);
+#endif
   idt_load();
 }
 
@@ -287,12 +292,12 @@ void tss_init(void) {
   *(uint16_t*)(tss_area + 102) = 104; /* I/O map base beyond the limit: no bitmap */
   gdt[SEL_TSS / 8] = gdt_make((uint32_t)base, 103, 0x89, 0x0);
   gdt[SEL_TSS / 8 + 1] = (uint64_t)base >> 32;
-  tss_set_rsp0((ureg)stack_top);
+  tss_set_rsp0((ureg)intr_stack_top);
 #else
   *(uint16_t*)(tss_area + 102) = 104;
   *(uint32_t*)(tss_area + 8) = SEL_DATA; /* SS0 */
   gdt[SEL_TSS / 8] = gdt_make(base, 103, 0x89, 0x0);
-  tss_set_rsp0((ureg)stack_top);
+  tss_set_rsp0((ureg)intr_stack_top);
 #endif
   __asm__ volatile("ltr %w0" ::"r"(SEL_TSS));
 }
@@ -324,6 +329,40 @@ static trap_hook hooks[256];
 static uint8_t record_only[256];
 
 void trap_log_clear(void) { trap_count = 0; }
+
+void trap_log_dump(void) {
+  int n = trap_count < TRAP_LOG_MAX ? trap_count : TRAP_LOG_MAX;
+  for (int i = 0; i < n; i++)
+    printf("  trap %d: vector %u error %#x rip %#lx cs %#lx rflags %#lx dr6 %#lx cr2 %#lx rcx %#lx\n",
+           i, trap_log[i].vector, trap_log[i].error, (unsigned long)trap_log[i].rip,
+           (unsigned long)trap_log[i].cs, (unsigned long)trap_log[i].rflags,
+           (unsigned long)trap_log[i].dr6, (unsigned long)trap_log[i].cr2,
+           (unsigned long)trap_log[i].rcx);
+}
+
+void expect_traps(const struct trap_expect* e, int n) {
+  int before = fail_count;
+  CHECK_MSG(trap_count == n, "%d trap(s) taken, expected %d", trap_count, n);
+  for (int i = 0; i < n && i < trap_count && i < TRAP_LOG_MAX; i++) {
+    volatile struct trap_record* r = &trap_log[i];
+    CHECK_MSG(r->vector == e[i].vector, "trap %d: vector %u, expected %u", i, r->vector,
+              e[i].vector);
+    CHECK_MSG(r->rip == e[i].rip, "trap %d: rip %#lx, expected %#lx", i, (unsigned long)r->rip,
+              (unsigned long)e[i].rip);
+    if (e[i].vector == 1 || e[i].vector == 3)
+      CHECK_MSG((r->dr6 & DR6_MASK) == e[i].dr6, "trap %d: dr6 %#lx, expected %#x (mask %#x)", i,
+                (unsigned long)(r->dr6 & DR6_MASK), e[i].dr6, DR6_MASK);
+    CHECK_MSG((r->rflags & e[i].rflags_set) == e[i].rflags_set,
+              "trap %d: saved rflags %#lx lacks %#x", i, (unsigned long)r->rflags,
+              e[i].rflags_set);
+    CHECK_MSG((r->rflags & e[i].rflags_clear) == 0, "trap %d: saved rflags %#lx has %#x set", i,
+              (unsigned long)r->rflags, e[i].rflags_clear);
+    if (e[i].has_rcx)
+      CHECK_MSG(r->rcx == e[i].rcx, "trap %d: rcx %#lx, expected %#lx", i, (unsigned long)r->rcx,
+                (unsigned long)e[i].rcx);
+  }
+  if (fail_count != before) trap_log_dump();
+}
 void set_trap_hook(int vector, trap_hook h) { hooks[vector] = h; }
 void set_trap_record_only(int vector, int on) { record_only[vector] = (uint8_t)on; }
 
@@ -350,6 +389,11 @@ void trap_dispatch(struct trap_frame* f) {
     trap_log[i].rsp = (f->cs & 3) ? f->rsp : 0;
 #endif
     trap_log[i].dr6 = dr6;
+#ifdef __x86_64__
+    trap_log[i].rcx = f->rcx;
+#else
+    trap_log[i].rcx = f->ecx;
+#endif
     trap_log[i].cr2 = cr2;
   }
   trap_count = i + 1;

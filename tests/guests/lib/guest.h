@@ -168,12 +168,27 @@ struct trap_frame {
 struct trap_record {
   uint32_t vector, error;
   ureg rip, cs, rflags, rsp;
+  ureg rcx; /* the interrupted RCX/ECX (REP counts) */
   ureg dr6, cr2;
 };
 #define TRAP_LOG_MAX 64
 extern volatile struct trap_record trap_log[TRAP_LOG_MAX];
 extern volatile int trap_count;
 void trap_log_clear(void);
+void trap_log_dump(void); /* prints every record */
+
+/* Expected trap sequences (debug guests). dr6 is compared under DR6_MASK for
+ * vectors 1 and 3; rflags_set/rflags_clear bits must be set/clear in the
+ * saved RFLAGS image; rcx is compared when has_rcx. */
+struct trap_expect {
+  uint32_t vector;
+  ureg rip;
+  uint32_t dr6;
+  uint32_t rflags_set, rflags_clear;
+  int has_rcx;
+  ureg rcx;
+};
+void expect_traps(const struct trap_expect* e, int n);
 
 /* What the common handler does after logging a trap:
  *  1. if trap_resume != 0: set the saved RIP to it, clear it, return (for
@@ -205,7 +220,16 @@ void tss_set_rsp0(ureg rsp);
 void tss_set_ist(int n, ureg rsp);
 extern uint8_t tss_area[];
 
-extern uint8_t stack_top[];  /* the boot stack */
+extern uint8_t stack_top[];      /* the boot stack */
+extern uint8_t intr_stack_top[]; /* TSS.RSP0 (ESP0) */
+extern uint8_t user_stack_top[]; /* default CPL-3 stack */
+
+/* Runs fn(arg) at CPL 3 on user_sp with RFLAGS = flags (bit 1 is forced by
+ * the CPU) and returns fn's result. Vector 0x81 (DPL 3) is reserved for the
+ * return path. In 32-bit guests DS/ES/FS/GS are SEL_UDATA|3 while fn runs. */
+ureg user_call(ureg (*fn)(ureg), ureg user_sp, ureg arg, ureg flags);
+void user_return_stub(void);
+#define USER_VECTOR 0x81
 
 /* Provided by the guest. */
 void guest_main(void);

@@ -9,7 +9,6 @@
 # the qemu test then requires exactly those cases to fail (see run_guest.py).
 include_guard(GLOBAL)
 
-set(TTVM_GUESTLIB_DIR ${CMAKE_CURRENT_LIST_DIR})
 find_package(Python3 COMPONENTS Interpreter REQUIRED)
 find_program(QEMU_SYSTEM_X86_64 qemu-system-x86_64)
 
@@ -21,6 +20,7 @@ function(ttvm_test_guest name)
   if(NOT ARG_TIMEOUT)
     set(ARG_TIMEOUT 60)
   endif()
+  set(TTVM_GUESTLIB_DIR ${CMAKE_CURRENT_FUNCTION_LIST_DIR})
   set(target guest_${name})
   ttvm_guest(${target} OUTPUT ${name}.elf BITS ${ARG_BITS}
              SOURCES ${TTVM_GUESTLIB_DIR}/entry.asm ${TTVM_GUESTLIB_DIR}/guest.c ${ARG_SOURCES}
