@@ -130,13 +130,13 @@ class TraceReader {
  private:
   TraceReader() = default;
   friend class EventCursor;
-  friend struct TraceReaderAccess;  // formats/src internals
 
   std::string path_;
   int fd_ = -1;
   uint64_t fileBytes_ = 0;
   uint64_t usableBytes_ = 0;
   uint64_t initOffset_ = 0;
+  uint64_t eventsEnd_ = 0;  // offset after the last good chunk or snapshot frame
   TraceHeader header_;
   std::vector<ChunkInfo> chunks_;
   std::vector<SnapshotInfo> snapshots_;

@@ -118,6 +118,8 @@ class TraceWriter {
   int fd_ = -1;
   uint64_t fileOffset_ = 0;
   uint64_t eventsWritten_ = 0;
+  uint64_t eventsDropped_ = 0;  // lost to an I/O error
+  uint64_t initOffset_ = 0;
   uint64_t lastStep_ = 0;
   Status status_;
   std::vector<ChunkInfo> chunks_;

@@ -1,0 +1,46 @@
+// EventChunkCodec: a batch of events <-> the raw (uncompressed) payload of a
+// CHNK frame, an EventChunk message of trace.capnp stored by column. The
+// writer and reader use it; it is public so that tests, the fuzz target and
+// the benchmark can exercise the codec without files.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "ttvm/base/result.h"
+#include "ttvm/formats/trace_types.h"
+
+namespace ttvm {
+
+// Empty when `e` is well-formed: a valid kind, a size the kind allows, a
+// value that fits that size, and zero in every field the kind does not use
+// (so that it round-trips exactly). Otherwise what is wrong.
+std::string checkEvent(const TraceEvent& e);
+
+class EventChunkCodec {
+ public:
+  // Encodes `events` (at least one, steps non-decreasing, each well-formed:
+  // asserted, a violation is a recorder bug) into `out`.
+  void encode(std::span<const TraceEvent> events, std::vector<uint8_t>& out);
+
+  // Decodes a raw payload into `out` (replacing its contents). Errors are
+  // prefixed with `where` (e.g. "t.ttvm: CHNK frame at byte 4096").
+  static Status decode(std::span<const uint8_t> raw, const std::string& where,
+                       std::vector<TraceEvent>& out);
+
+  // The size of the same message in Cap'n Proto's packed encoding (for the
+  // benchmark's comparison with LZ4).
+  static Result<size_t> packedSize(std::span<const uint8_t> raw);
+
+ private:
+  struct Column {
+    std::vector<uint8_t> bytes;
+    size_t size = 0;
+  };
+  static constexpr int kNumColumns = 15;
+  Column columns_[kNumColumns];
+};
+
+}  // namespace ttvm

@@ -1,0 +1,433 @@
+#include "ttvm/formats/chunk_codec.h"
+
+#include <capnp/serialize-packed.h>
+#include <capnp/serialize.h>
+#include <kj/io.h>
+
+#include <cstring>
+
+#include "frame.h"
+#include "schema_convert.h"
+
+namespace ttvm {
+namespace {
+
+using formats::guardCapnp;
+
+// Column numbers; the order matches the EventChunk fields @2..@16.
+enum Col : int {
+  kKind,
+  kStepDelta,
+  kBigStep,
+  kPort,
+  kSize,
+  kCount,
+  kAddress,
+  kMsr,
+  kFlags,
+  kValue8,
+  kValue16,
+  kValue32,
+  kValue64,
+  kTsc,
+  kDigest,
+};
+constexpr const char* kColumnNames[] = {"kind",    "stepDelta", "bigStep", "port",  "size",
+                                        "count",   "address",   "msr",     "flags", "value8",
+                                        "value16", "value32",   "value64", "tsc",   "digest"};
+constexpr uint32_t kEscape = 0xFFFFFFFF;
+
+bool fits(uint64_t v, unsigned size) {
+  return size >= 8 || v < (uint64_t{1} << (8 * size));
+}
+
+}  // namespace
+
+std::string checkEvent(const TraceEvent& e) {
+  const auto k = static_cast<uint8_t>(e.kind);
+  if (!isValidEventKind(k)) return "unknown event kind " + std::to_string(k);
+  auto mustBeZero = [&](bool addr, bool value, bool count, bool size, bool flags) -> std::string {
+    if (addr && e.address) return "address must be 0";
+    if (value && e.value) return "value must be 0";
+    if (count && e.count) return "count must be 0";
+    if (size && e.size) return "size must be 0";
+    if (flags && e.flags) return "flags must be 0";
+    return "";
+  };
+  switch (e.kind) {
+    case EventKind::kPortIn:
+    case EventKind::kPortOut:
+      if (e.size != 1 && e.size != 2 && e.size != 4) return "port size must be 1, 2 or 4";
+      if (e.address > 0xFFFF) return "port must be <= 0xffff";
+      if (!fits(e.value, e.size)) return "value does not fit the access size";
+      return mustBeZero(false, false, false, false, true);
+    case EventKind::kMmioRead:
+    case EventKind::kMmioWrite:
+      if (e.size != 1 && e.size != 2 && e.size != 4 && e.size != 8)
+        return "MMIO size must be 1, 2, 4 or 8";
+      if (!fits(e.value, e.size)) return "value does not fit the access size";
+      return mustBeZero(false, false, true, false, true);
+    case EventKind::kInterrupt:
+      if (e.value > 0xFF) return "vector must be <= 255";
+      return mustBeZero(true, false, true, true, true);
+    case EventKind::kNmi:
+    case EventKind::kInterruptWindow:
+    case EventKind::kHlt:
+    case EventKind::kEndOfRun: return mustBeZero(true, true, true, true, true);
+    case EventKind::kRdtsc:
+    case EventKind::kStateDigest: return mustBeZero(true, false, true, true, true);
+    case EventKind::kRdrand:
+      if (e.size != 2 && e.size != 4 && e.size != 8) return "RDRAND size must be 2, 4 or 8";
+      if (!fits(e.value, e.size)) return "value does not fit the access size";
+      if (e.flags > TraceEvent::kFlagOk) return "flags must be 0 or 1";
+      if (!e.flags && e.value) return "value must be 0 when the source had no entropy";
+      return mustBeZero(true, false, true, false, false);
+    case EventKind::kMsrRead:
+      if (e.address > 0xFFFFFFFF) return "MSR index must be <= 0xffffffff";
+      return mustBeZero(false, false, true, true, true);
+    case EventKind::kMsrWrite:
+      if (e.address > 0xFFFFFFFF) return "MSR index must be <= 0xffffffff";
+      if (e.flags > TraceEvent::kFlagOk) return "flags must be 0 or 1";
+      return mustBeZero(false, false, true, true, false);
+    case EventKind::kDebugExit:
+      if (e.value > 0xFFFFFFFF) return "status must be <= 0xffffffff";
+      return mustBeZero(true, false, true, true, true);
+  }
+  return "unknown event kind";
+}
+
+void EventChunkCodec::encode(std::span<const TraceEvent> events, std::vector<uint8_t>& out) {
+  TTVM_ASSERT(!events.empty(), "an event chunk holds at least one event");
+  const size_t n = events.size();
+  // Upper bound of every column: 8 bytes per event.
+  for (Column& c : columns_) {
+    if (c.bytes.size() < n * 8) c.bytes.resize(n * 8);
+    c.size = 0;
+  }
+  auto put = [this](int col, auto v) {
+    Column& c = columns_[col];
+    std::memcpy(c.bytes.data() + c.size, &v, sizeof v);  // x86: little-endian
+    c.size += sizeof v;
+  };
+  uint64_t prevStep = events[0].step;
+  uint64_t prevTsc = 0;
+  for (const TraceEvent& e : events) {
+    // Validation is cheap next to compression; it stays on in release builds.
+    const std::string problem = checkEvent(e);
+    TTVM_ASSERT(problem.empty(), "bad trace event (", describeEvent(e), "): ", problem);
+    TTVM_ASSERT(e.step >= prevStep, "trace event steps went backward: ", e.step, " after ",
+                prevStep);
+    put(kKind, static_cast<uint8_t>(e.kind));
+    const uint64_t delta = e.step - prevStep;
+    prevStep = e.step;
+    if (delta < kEscape) {
+      put(kStepDelta, static_cast<uint32_t>(delta));
+    } else {
+      put(kStepDelta, kEscape);
+      put(kBigStep, delta);
+    }
+    switch (e.kind) {
+      case EventKind::kPortIn:
+      case EventKind::kPortOut:
+        put(kPort, static_cast<uint16_t>(e.address));
+        put(kSize, e.size);
+        put(kCount, e.count);
+        break;
+      case EventKind::kMmioRead:
+      case EventKind::kMmioWrite:
+        put(kAddress, e.address);
+        put(kSize, e.size);
+        break;
+      case EventKind::kRdrand:
+        put(kSize, e.size);
+        put(kFlags, e.flags);
+        break;
+      case EventKind::kMsrRead: put(kMsr, static_cast<uint32_t>(e.address)); break;
+      case EventKind::kMsrWrite:
+        put(kMsr, static_cast<uint32_t>(e.address));
+        put(kFlags, e.flags);
+        break;
+      default: break;
+    }
+    switch (e.kind) {
+      case EventKind::kPortIn:
+      case EventKind::kPortOut:
+      case EventKind::kMmioRead:
+      case EventKind::kMmioWrite:
+      case EventKind::kRdrand:
+        switch (e.size) {
+          case 1: put(kValue8, static_cast<uint8_t>(e.value)); break;
+          case 2: put(kValue16, static_cast<uint16_t>(e.value)); break;
+          case 4: put(kValue32, static_cast<uint32_t>(e.value)); break;
+          default: put(kValue64, e.value); break;
+        }
+        break;
+      case EventKind::kInterrupt: put(kValue8, static_cast<uint8_t>(e.value)); break;
+      case EventKind::kMsrRead:
+      case EventKind::kMsrWrite: put(kValue64, e.value); break;
+      case EventKind::kDebugExit: put(kValue32, static_cast<uint32_t>(e.value)); break;
+      case EventKind::kRdtsc:
+        put(kTsc, e.value - prevTsc);
+        prevTsc = e.value;
+        break;
+      case EventKind::kStateDigest: put(kDigest, e.value); break;
+      default: break;
+    }
+  }
+
+  size_t words = 16;
+  for (const Column& c : columns_) words += (c.size + 7) / 8 + 1;
+  capnp::MallocMessageBuilder message(static_cast<unsigned>(words),
+                                      capnp::AllocationStrategy::FIXED_SIZE);
+  auto chunk = message.initRoot<schema::EventChunk>();
+  chunk.setFirstStep(events[0].step);
+  chunk.setEventCount(static_cast<uint32_t>(n));
+  auto fill = [this](int col, capnp::Data::Builder d) {
+    if (columns_[col].size) std::memcpy(d.begin(), columns_[col].bytes.data(), columns_[col].size);
+  };
+  auto sz = [this](int col) { return static_cast<unsigned>(columns_[col].size); };
+  fill(kKind, chunk.initKind(sz(kKind)));
+  fill(kStepDelta, chunk.initStepDelta(sz(kStepDelta)));
+  if (sz(kBigStep)) fill(kBigStep, chunk.initBigStep(sz(kBigStep)));
+  if (sz(kPort)) fill(kPort, chunk.initPort(sz(kPort)));
+  if (sz(kSize)) fill(kSize, chunk.initSize(sz(kSize)));
+  if (sz(kCount)) fill(kCount, chunk.initCount(sz(kCount)));
+  if (sz(kAddress)) fill(kAddress, chunk.initAddress(sz(kAddress)));
+  if (sz(kMsr)) fill(kMsr, chunk.initMsr(sz(kMsr)));
+  if (sz(kFlags)) fill(kFlags, chunk.initFlags(sz(kFlags)));
+  if (sz(kValue8)) fill(kValue8, chunk.initValue8(sz(kValue8)));
+  if (sz(kValue16)) fill(kValue16, chunk.initValue16(sz(kValue16)));
+  if (sz(kValue32)) fill(kValue32, chunk.initValue32(sz(kValue32)));
+  if (sz(kValue64)) fill(kValue64, chunk.initValue64(sz(kValue64)));
+  if (sz(kTsc)) fill(kTsc, chunk.initTsc(sz(kTsc)));
+  if (sz(kDigest)) fill(kDigest, chunk.initDigest(sz(kDigest)));
+  formats::serializeMessage(message, out);
+}
+
+namespace {
+
+// A column being read: a little-endian array of T.
+struct InCol {
+  const uint8_t* p = nullptr;
+  size_t n = 0;  // bytes
+  size_t at = 0;
+  void set(capnp::Data::Reader d) {
+    p = d.begin();
+    n = d.size();
+    at = 0;
+  }
+  template <typename T>
+  bool get(T& out) {
+    if (n - at < sizeof(T)) return false;
+    std::memcpy(&out, p + at, sizeof(T));
+    at += sizeof(T);
+    return true;
+  }
+};
+
+Status decodeMessage(schema::EventChunk::Reader chunk, const std::string& where,
+                     std::vector<TraceEvent>& out) {
+  InCol c[15];
+  c[kKind].set(chunk.getKind());
+  c[kStepDelta].set(chunk.getStepDelta());
+  c[kBigStep].set(chunk.getBigStep());
+  c[kPort].set(chunk.getPort());
+  c[kSize].set(chunk.getSize());
+  c[kCount].set(chunk.getCount());
+  c[kAddress].set(chunk.getAddress());
+  c[kMsr].set(chunk.getMsr());
+  c[kFlags].set(chunk.getFlags());
+  c[kValue8].set(chunk.getValue8());
+  c[kValue16].set(chunk.getValue16());
+  c[kValue32].set(chunk.getValue32());
+  c[kValue64].set(chunk.getValue64());
+  c[kTsc].set(chunk.getTsc());
+  c[kDigest].set(chunk.getDigest());
+
+  const uint32_t n = chunk.getEventCount();
+  if (n == 0) return makeError(where + ": event chunk holds no events");
+  if (c[kKind].n != n)
+    return makeError(where + ": eventCount is " + std::to_string(n) + " but column 'kind' has " +
+                     std::to_string(c[kKind].n) + " entries");
+  if (c[kStepDelta].n != uint64_t{n} * 4)
+    return makeError(where + ": column 'stepDelta' must have " + std::to_string(n) +
+                     " entries, found " + std::to_string(c[kStepDelta].n / 4.0));
+  out.resize(n);
+  uint64_t step = chunk.getFirstStep();
+  uint64_t tsc = 0;
+  size_t i = 0;
+  int missing = -1;
+  auto bad = [&](const std::string& what) {
+    return makeError(where + ": event " + std::to_string(i) + " (step " + std::to_string(step) +
+                     "): " + what);
+  };
+#define TTVM_GET(col, var) \
+  if (!c[col].get(var)) {  \
+    missing = col;         \
+    break;                 \
+  }
+  for (; i < n; ++i) {
+    TraceEvent& e = out[i];
+    e = TraceEvent{};
+    const uint8_t kind = c[kKind].p[i];
+    uint32_t d = 0;
+    c[kStepDelta].get(d);
+    if (d == kEscape) {
+      uint64_t big;
+      if (!c[kBigStep].get(big)) return bad("column 'bigStep' is too short");
+      if (big < kEscape) return bad("escaped step delta " + std::to_string(big) + " is small");
+      if (step + big < step) return bad("step overflows 64 bits");
+      step += big;
+    } else {
+      if (i == 0 && d != 0) return bad("the first step delta must be 0");
+      if (step + d < step) return bad("step overflows 64 bits");
+      step += d;
+    }
+    e.step = step;
+    if (!isValidEventKind(kind)) return bad("unknown event kind " + std::to_string(kind));
+    e.kind = static_cast<EventKind>(kind);
+    switch (e.kind) {
+      case EventKind::kPortIn:
+      case EventKind::kPortOut: {
+        uint16_t port;
+        TTVM_GET(kPort, port);
+        TTVM_GET(kSize, e.size);
+        TTVM_GET(kCount, e.count);
+        e.address = port;
+        break;
+      }
+      case EventKind::kMmioRead:
+      case EventKind::kMmioWrite:
+        TTVM_GET(kAddress, e.address);
+        TTVM_GET(kSize, e.size);
+        break;
+      case EventKind::kRdrand:
+        TTVM_GET(kSize, e.size);
+        TTVM_GET(kFlags, e.flags);
+        break;
+      case EventKind::kMsrRead:
+      case EventKind::kMsrWrite: {
+        uint32_t msr;
+        TTVM_GET(kMsr, msr);
+        e.address = msr;
+        if (e.kind == EventKind::kMsrWrite) TTVM_GET(kFlags, e.flags);
+        break;
+      }
+      default: break;
+    }
+    if (missing >= 0) break;
+    switch (e.kind) {
+      case EventKind::kPortIn:
+      case EventKind::kPortOut:
+      case EventKind::kMmioRead:
+      case EventKind::kMmioWrite:
+      case EventKind::kRdrand:
+        switch (e.size) {
+          case 1: {
+            uint8_t v;
+            TTVM_GET(kValue8, v);
+            e.value = v;
+            break;
+          }
+          case 2: {
+            uint16_t v;
+            TTVM_GET(kValue16, v);
+            e.value = v;
+            break;
+          }
+          case 4: {
+            uint32_t v;
+            TTVM_GET(kValue32, v);
+            e.value = v;
+            break;
+          }
+          case 8: TTVM_GET(kValue64, e.value); break;
+          default: return bad("invalid access size " + std::to_string(e.size));
+        }
+        break;
+      case EventKind::kInterrupt: {
+        uint8_t v;
+        TTVM_GET(kValue8, v);
+        e.value = v;
+        break;
+      }
+      case EventKind::kMsrRead:
+      case EventKind::kMsrWrite: TTVM_GET(kValue64, e.value); break;
+      case EventKind::kDebugExit: {
+        uint32_t v;
+        TTVM_GET(kValue32, v);
+        e.value = v;
+        break;
+      }
+      case EventKind::kRdtsc: {
+        uint64_t v;
+        TTVM_GET(kTsc, v);
+        tsc += v;
+        e.value = tsc;
+        break;
+      }
+      case EventKind::kStateDigest: TTVM_GET(kDigest, e.value); break;
+      default: break;
+    }
+    if (missing >= 0) break;
+  }
+#undef TTVM_GET
+  if (missing >= 0) return bad(std::string("column '") + kColumnNames[missing] + "' is too short");
+  for (int k = 0; k < 15; ++k)
+    if (c[k].at != c[k].n && k != kKind)
+      return makeError(where + ": column '" + kColumnNames[k] + "' has " +
+                       std::to_string(c[k].n - c[k].at) + " bytes left over after " +
+                       std::to_string(n) + " events");
+  // Full per-kind validity (sizes allowed for each kind, flags, unused fields).
+  for (size_t k = 0; k < n; ++k) {
+    const std::string problem = checkEvent(out[k]);
+    if (!problem.empty()) {
+      i = k;
+      step = out[k].step;
+      return bad(problem);
+    }
+  }
+  return {};
+}
+
+}  // namespace
+
+Status EventChunkCodec::decode(std::span<const uint8_t> raw, const std::string& where,
+                               std::vector<TraceEvent>& out) {
+  if (raw.size() % 8 != 0)
+    return makeError(where + ": message size " + std::to_string(raw.size()) +
+                     " is not a multiple of 8");
+  std::vector<capnp::word> copy;
+  const capnp::word* words = reinterpret_cast<const capnp::word*>(raw.data());
+  if (reinterpret_cast<uintptr_t>(raw.data()) % 8 != 0) {
+    copy.resize(raw.size() / 8);
+    std::memcpy(copy.data(), raw.data(), raw.size());
+    words = copy.data();
+  }
+  return guardCapnp(where, [&]() -> Status {
+    capnp::FlatArrayMessageReader reader(kj::ArrayPtr<const capnp::word>(words, raw.size() / 8),
+                                         formats::readerOptionsFor(raw.size()));
+    return decodeMessage(reader.getRoot<schema::EventChunk>(), where, out);
+  });
+}
+
+Result<size_t> EventChunkCodec::packedSize(std::span<const uint8_t> raw) {
+  if (raw.size() % 8 != 0) return makeError("packedSize: message size is not a multiple of 8");
+  std::vector<capnp::word> copy(raw.size() / 8);
+  if (!raw.empty()) std::memcpy(copy.data(), raw.data(), raw.size());
+  Result<size_t> result = size_t{0};
+  Status s = guardCapnp("packedSize", [&]() -> Status {
+    capnp::FlatArrayMessageReader reader(kj::ArrayPtr<const capnp::word>(copy.data(), copy.size()),
+                                         formats::readerOptionsFor(raw.size()));
+    capnp::MallocMessageBuilder builder;
+    builder.setRoot(reader.getRoot<schema::EventChunk>());
+    kj::VectorOutputStream stream;
+    capnp::writePackedMessage(stream, builder);
+    result = stream.getArray().size();
+    return {};
+  });
+  if (!s.ok()) return s.error();
+  return result;
+}
+
+}  // namespace ttvm

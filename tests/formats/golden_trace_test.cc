@@ -1,0 +1,48 @@
+// The golden traces in tests/data were written once by a past version of
+// the writer (tests/formats/make_golden_trace.cc). Every later version must
+// read them exactly: this is the backward-compatibility promise of the format.
+#include <gtest/gtest.h>
+
+#include "trace_samples.h"
+#include "ttvm/formats/trace_reader.h"
+
+namespace ttvm {
+namespace {
+
+TEST(GoldenTrace, V1_0ReadsExactly) {
+  // Tests run from the source root (ttvm_test sets WORKING_DIRECTORY).
+  auto r = TraceReader::open("tests/data/golden-v1.0.ttvm");
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  const testing::GoldenTrace g = testing::goldenV1_0();
+  EXPECT_FALSE(r->recovered()) << r->recoveryNote();
+  EXPECT_EQ(r->header().formatMajor, 1);
+  EXPECT_EQ(r->header().formatMinor, 0);
+  EXPECT_EQ(r->header(), g.header);
+  auto init = r->initialState();
+  ASSERT_TRUE(init.ok()) << init.error().message;
+  EXPECT_EQ(*init, g.initial);
+  // Chunk boundaries exactly where the generator flushed (plus the close).
+  ASSERT_EQ(r->chunkCount(), g.flushAfter.size() + 1);
+  std::vector<TraceEvent> all;
+  for (size_t i = 0; i < r->chunkCount(); ++i) {
+    auto c = r->readChunk(i);
+    ASSERT_TRUE(c.ok()) << c.error().message;
+    if (i < g.flushAfter.size()) {
+      EXPECT_EQ(c->back(), g.events[g.flushAfter[i]]);
+    }
+    all.insert(all.end(), c->begin(), c->end());
+  }
+  EXPECT_EQ(all, g.events);
+  ASSERT_EQ(r->snapshots().size(), g.snapshots.size());
+  for (size_t i = 0; i < g.snapshots.size(); ++i) {
+    auto s = r->loadSnapshot(i);
+    ASSERT_TRUE(s.ok()) << s.error().message;
+    EXPECT_EQ(*s, g.snapshots[i]);
+  }
+  ASSERT_TRUE(r->end().has_value());
+  EXPECT_EQ(*r->end(), g.end);
+  EXPECT_EQ(r->end()->reason, EndReason::kTripleFault);
+}
+
+}  // namespace
+}  // namespace ttvm

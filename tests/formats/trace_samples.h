@@ -1,0 +1,54 @@
+// Sample traces for the format tests, the golden-trace generator and the
+// fuzz corpus: deterministic headers, states and event streams.
+#pragma once
+
+#include <cstdint>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "ttvm/formats/trace_types.h"
+
+namespace ttvm::testing {
+
+// A CpuState with every field set to a distinct value drawn from `rng`
+// (enums kept in range), so a lost or swapped field is caught.
+CpuState randomCpuState(std::mt19937_64& rng);
+// A header with two images (one with symbols), CPUID leaves and model MSRs.
+TraceHeader sampleHeader();
+// RAM of `pages` non-zero pages with increasing, gapped page numbers.
+RamPages sampleRam(std::mt19937_64& rng, size_t pages);
+// A random well-formed event of any kind at `step`.
+TraceEvent randomEvent(std::mt19937_64& rng, uint64_t step);
+// `n` random events with non-decreasing steps (some equal, some far apart).
+std::vector<TraceEvent> randomEvents(std::mt19937_64& rng, size_t n);
+// One event of every kind, with boundary values.
+std::vector<TraceEvent> everyKindEvents(uint64_t firstStep);
+TraceEnd sampleEnd(std::mt19937_64& rng, uint64_t steps);
+
+// The golden trace of format 1.0: what make_golden_trace writes and
+// golden_trace_test expects. Never change these once the file is committed.
+struct GoldenTrace {
+  TraceHeader header;
+  InitialState initial;
+  std::vector<TraceEvent> events;     // in order
+  std::vector<size_t> snapshotAfter;  // a snapshot is taken after events[i]
+  std::vector<Snapshot> snapshots;
+  std::vector<size_t> flushAfter;  // chunk boundaries: flush after events[i]
+  TraceEnd end;
+};
+GoldenTrace goldenV1_0();
+
+// Writes `g` with TraceWriter; returns an error message or "".
+std::string writeGolden(const GoldenTrace& g, const std::string& path);
+
+// A small complete trace (header, 2 RAM pages, 3 chunks, 1 snapshot, footer)
+// for the truncation and corruption tests; returns its events.
+std::vector<TraceEvent> writeSmallTrace(const std::string& path);
+
+// A unique path under the test temp dir.
+std::string tempPath(const std::string& name);
+std::vector<uint8_t> readFileBytes(const std::string& path);
+void writeFileBytes(const std::string& path, const std::vector<uint8_t>& bytes);
+
+}  // namespace ttvm::testing
