@@ -1,0 +1,81 @@
+// A 16550A UART (COM1 at 0x3F8, IRQ 4), modelled as real drivers see it:
+//
+//  - Transmission is instantaneous: a byte written to THR goes to the console
+//    at once, so LSR.THRE and LSR.TEMT read as 1 again right after the write.
+//    The THRE interrupt follows the 16550 (and QEMU's model): it becomes
+//    pending after a THR write completes and when IER.ETBEI is set while THR is
+//    empty; it is cleared by a THR write, by reading IIR while it is the
+//    reported source, or by clearing IER.ETBEI.
+//  - Receive: a 16-byte FIFO (1 byte when FCR.0 is clear) fed by receive()
+//    (host terminal input), or by THR writes in loopback mode (MCR.4). RDA
+//    interrupts fire at the FCR trigger level; a character-timeout interrupt
+//    (IIR 0xC) fires 4 character times after the last received byte when
+//    bytes below the trigger level wait (time from the VirtualClock).
+//  - Interrupt priority: line status > received data/timeout > THRE > modem
+//    status. The interrupt line is IRQ 4, level = "an enabled source is
+//    pending"; like QEMU, MCR.OUT2 does not gate it.
+//  - Loopback: MSR's upper bits reflect MCR (CTS=RTS, DSR=DTR, RI=OUT1,
+//    DCD=OUT2) and MSR delta bits track their changes.
+#pragma once
+
+#include <array>
+#include <cstdint>
+
+#include "ttvm/recorder/device.h"
+#include "ttvm/recorder/irq.h"
+#include "ttvm/recorder/virtual_clock.h"
+
+namespace ttvm {
+
+class Uart16550 final : public Device, public PortDevice, public TimedDevice {
+ public:
+  static constexpr uint16_t kCom1 = 0x3F8;
+  static constexpr unsigned kCom1Irq = 4;
+  static constexpr unsigned kFifoSize = 16;
+
+  Uart16550(std::string name, ConsoleSink* console, IrqLine irq, VirtualClock* clock);
+
+  std::string_view name() const override { return name_; }
+  void saveState(StateWriter& out) const override;
+  Status loadState(StateReader& in) override;
+
+  uint32_t portRead(uint16_t port, unsigned size) override;
+  void portWrite(uint16_t port, unsigned size, uint32_t value) override;
+
+  std::optional<uint64_t> nextDeadlineNs() const override;
+  void advanceTo(uint64_t nowNs) override;
+
+  // A byte arrives on the line (host input). Returns false when the receive
+  // FIFO is full (the byte is lost and LSR.OE set, as on hardware).
+  bool receive(uint8_t byte);
+  // Room in the receive FIFO (the host feeds input only when there is room).
+  unsigned receiveRoom() const;
+
+  bool irqLevel() const { return irqLevel_; }
+
+ private:
+  uint8_t readReg(unsigned reg);
+  void writeReg(unsigned reg, uint8_t v);
+  void transmit(uint8_t byte);
+  void pushRx(uint8_t byte);
+  void updateIrq();
+  void updateMsrFromLoopback(uint8_t oldMcr);
+  unsigned triggerLevel() const;
+  uint64_t charTimeNs() const;
+
+  std::string name_;
+  ConsoleSink* console_;
+  IrqLine irq_;
+  VirtualClock* clock_;
+
+  uint8_t ier_ = 0, iir_ = 0x01, fcr_ = 0, lcr_ = 0, mcr_ = 0, lsr_ = 0x60, msr_ = 0, scr_ = 0;
+  uint16_t divisor_ = 12;  // 9600 baud
+  bool thrInterruptPending_ = false;
+  bool timeoutPending_ = false;
+  std::array<uint8_t, kFifoSize> rx_{};
+  unsigned rxHead_ = 0, rxCount_ = 0;
+  uint64_t timeoutDeadlineNs_ = 0;  // 0 = none
+  bool irqLevel_ = false;
+};
+
+}  // namespace ttvm

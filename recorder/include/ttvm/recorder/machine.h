@@ -1,0 +1,183 @@
+// Machine: one small PC — RAM with the PC memory map, a port bus and an MMIO
+// bus, the devices on them, the interrupt routing between them, virtual time
+// and the CPU model. It owns no CPU (the record loop or the replayer does)
+// and no globals: any number of machines can live in one process.
+//
+// Memory map. RAM starts at physical 0 (at most 3 GiB). 0xA0000-0xBFFFF is
+// the VGA window: not RAM, accesses go to the MMIO bus (unclaimed). The BIOS
+// area 0xC0000-0xFFFFF is RAM holding what firmware leaves (firmware.h).
+// MMIO devices sit at the top of the 32-bit space: I/O APIC 0xFEC00000,
+// local APIC 0xFEE00000, pc-testdev memory 0xFF000000.
+//
+// Interrupts. Devices raise ISA IRQ lines through the machine (IrqSink):
+// each goes to the 8259 pair and to the I/O APIC (ISA IRQ 0 -> pin 2, as the
+// MADT says). The CPU sees the local APIC's deliverable vector when there is
+// one, else the 8259's INTR when the LAPIC passes it (globally disabled, or
+// LINT0 as ExtINT: virtual-wire mode).
+//
+// Time. VirtualClock derives ns from the CPU's step count; timed devices
+// (PIT, RTC, LAPIC timer, UART timeout) expose deadlines; the loop runs the
+// CPU up to the earliest and calls advanceTimers().
+//
+// State. saveDeviceState()/loadDeviceState() serialise every device (and the
+// clock's idle offset) for checkpoints and the trace's INIT frame; RAM and
+// the CPU are saved by their owners.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "ttvm/base/result.h"
+#include "ttvm/emulator/cpu.h"
+#include "ttvm/emulator/cpu_model.h"
+#include "ttvm/formats/trace_types.h"
+#include "ttvm/recorder/bus.h"
+#include "ttvm/recorder/device.h"
+#include "ttvm/recorder/irq.h"
+#include "ttvm/recorder/virtual_clock.h"
+
+namespace ttvm {
+
+class Uart16550;
+class DebugConsole;
+class DebugExit;
+class PvPanic;
+class KeyboardController;
+class ResetControl;
+class SystemControlA;
+class PostPort;
+class ShutdownPort;
+class Pic8259Pair;
+class Pit8254;
+class CmosRtc;
+class LocalApic;
+class IoApic;
+class FwCfg;
+class PcTestDev;
+
+struct MachineOptions {
+  uint64_t ramBytes = 256ull << 20;
+  int64_t startClockUnixNs = 0;  // the RTC's time at step 0
+  uint64_t nsPerStep = 1;        // nominal rate of virtual time
+  CpuModel cpuModel = CpuModel::ttvmDefault();
+  std::string cmdline;           // also offered through fw_cfg
+  uint64_t rngSeed = 0;          // RDRAND/RDSEED source (recorded; a seed makes runs repeatable)
+};
+
+class Machine final : public IrqSink, public RunControl {
+ public:
+  static Result<std::unique_ptr<Machine>> create(const MachineOptions& options);
+  // The machine a trace was recorded on (same RAM, devices, CPU model, clock).
+  static Result<std::unique_ptr<Machine>> fromTraceHeader(const TraceHeader& header);
+  ~Machine() override;
+  Machine(const Machine&) = delete;
+  Machine& operator=(const Machine&) = delete;
+
+  // What the trace header stores about this machine.
+  MachineConfig config() const;
+  const MachineOptions& options() const { return options_; }
+  const CpuModel& cpuModel() const { return options_.cpuModel; }
+
+  std::span<uint8_t> ram() { return {ramBase_, ramBytes_}; }
+  std::span<const uint8_t> ram() const { return {ramBase_, ramBytes_}; }
+  PhysicalMemory physicalMemory();
+  // Guest console output (serial, debug console). Default: discarded.
+  void setConsole(ConsoleSink* sink) { consoleForward_.target = sink; }
+
+  // Binds the CPU whose registers the machine reads (step count for time,
+  // IA32_APIC_BASE and CR8 for the local APIC). The state must outlive the binding.
+  void bindCpuState(const CpuState* state);
+  // The CPU state a machine starts a guest with before a loader runs.
+  static CpuState initialCpuState();
+
+  // The environment's questions (the record loop adds the trace).
+  uint32_t portIn(uint16_t port, unsigned size) { return ports_.read(port, size); }
+  void portOut(uint16_t port, unsigned size, uint32_t v) { ports_.write(port, size, v); }
+  uint64_t mmioRead(uint64_t addr, unsigned size) { return mmio_.read(addr, size); }
+  void mmioWrite(uint64_t addr, unsigned size, uint64_t v) { mmio_.write(addr, size, v); }
+  uint64_t readTsc() const;
+  std::optional<uint64_t> readRandom(unsigned size);
+  std::optional<uint64_t> readMsr(uint32_t index);
+  bool writeMsr(uint32_t index, uint64_t value);
+  bool interruptPending();
+  uint8_t acknowledgeInterrupt();
+  bool nmiPending() const;
+  void acknowledgeNmi();
+
+  // IrqSink: ISA IRQ 0-15 (to both controllers) or GSI 16-23 (I/O APIC).
+  void setIrqLevel(unsigned irq, bool level) override;
+
+  // Time.
+  VirtualClock& clock() { return clock_; }
+  std::optional<uint64_t> nextDeadlineNs() const;
+  // Lets every timed device process what is due at clock().nowNs().
+  void advanceTimers();
+
+  // Run control: devices ask to end the run; the loop reads the request.
+  void requestStop(StopRequest request) override;
+  const std::optional<StopRequest>& stopRequest() const { return stop_; }
+  // Whether the loop must end the current slice (a stop, or a timer changed).
+  bool serviceNeeded() const { return stop_.has_value() || clock_.reschedulePending(); }
+
+  // Device state (every device, in a fixed order, framed by name and length).
+  std::vector<uint8_t> saveDeviceState() const;
+  Status loadDeviceState(std::span<const uint8_t> blob);
+
+  PortBus& ports() { return ports_; }
+  MmioBus& mmio() { return mmio_; }
+  Uart16550& com1() { return *com1_; }
+  Pic8259Pair& pic() { return *pic_; }
+  Pit8254& pit() { return *pit_; }
+  CmosRtc& rtc() { return *rtc_; }
+  LocalApic& lapic() { return *lapic_; }
+  IoApic& ioapic() { return *ioapic_; }
+  FwCfg& fwCfg() { return *fwCfg_; }
+  PcTestDev& testDev() { return *testDev_; }
+
+ private:
+  explicit Machine(const MachineOptions& options);
+  Status wire();
+  void configureFwCfg();
+
+  struct ConsoleForward final : ConsoleSink {
+    ConsoleSink* target = nullptr;
+    void write(uint8_t b) override {
+      if (target != nullptr) target->write(b);
+    }
+  };
+
+  MachineOptions options_;
+  uint8_t* ramBase_ = nullptr;  // anonymous mapping: untouched pages cost nothing
+  size_t ramBytes_ = 0;
+  VirtualClock clock_;
+  PortBus ports_;
+  MmioBus mmio_;
+  ConsoleForward consoleForward_;
+  std::optional<StopRequest> stop_;
+  uint64_t rngState_;
+
+  std::unique_ptr<Pic8259Pair> pic_;
+  std::unique_ptr<LocalApic> lapic_;
+  std::unique_ptr<IoApic> ioapic_;
+  std::unique_ptr<Pit8254> pit_;
+  std::unique_ptr<CmosRtc> rtc_;
+  std::unique_ptr<Uart16550> com1_;
+  std::unique_ptr<DebugConsole> debugcon_;
+  std::unique_ptr<DebugExit> debugExit_;
+  std::unique_ptr<PvPanic> pvpanic_;
+  std::unique_ptr<KeyboardController> i8042_;
+  std::unique_ptr<ResetControl> resetControl_;
+  std::unique_ptr<SystemControlA> port92_;
+  std::unique_ptr<PostPort> post_;
+  std::unique_ptr<ShutdownPort> shutdown_;
+  std::unique_ptr<FwCfg> fwCfg_;
+  std::unique_ptr<PcTestDev> testDev_;
+  std::vector<Device*> devices_;      // save/load order
+  std::vector<TimedDevice*> timed_;
+};
+
+}  // namespace ttvm

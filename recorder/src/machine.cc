@@ -1,0 +1,343 @@
+#include "ttvm/recorder/machine.h"
+
+#include <sys/mman.h>
+
+#include <cinttypes>
+#include <cstring>
+
+#include "ttvm/recorder/devices/cmos_rtc.h"
+#include "ttvm/recorder/devices/debug_console.h"
+#include "ttvm/recorder/devices/debug_exit.h"
+#include "ttvm/recorder/devices/fw_cfg.h"
+#include "ttvm/recorder/devices/io_apic.h"
+#include "ttvm/recorder/devices/local_apic.h"
+#include "ttvm/recorder/devices/pc_testdev.h"
+#include "ttvm/recorder/devices/pic_8259.h"
+#include "ttvm/recorder/devices/pit_8254.h"
+#include "ttvm/recorder/devices/pvpanic.h"
+#include "ttvm/recorder/devices/system_control.h"
+#include "ttvm/recorder/devices/uart_16550.h"
+#include "ttvm/recorder/firmware.h"
+
+namespace ttvm {
+namespace {
+
+constexpr char kDeviceStateMagic[8] = {'T', 'T', 'V', 'M', 'D', 'E', 'V', '1'};
+constexpr uint32_t kDeviceStateVersion = 1;
+
+// The devices this build puts in every machine, as the trace header lists
+// them (a trace from a machine with other devices is refused by fromTraceHeader).
+std::vector<std::string> deviceList(uint64_t nsPerStep) {
+  return {"clock:ns-per-step=" + std::to_string(nsPerStep),
+          "pic@0x20,0xa0,elcr@0x4d0",
+          "pit@0x40,irq0",
+          "rtc@0x70,irq8",
+          "lapic@0xfee00000",
+          "ioapic@0xfec00000",
+          "uart16550@0x3f8,irq4",
+          "debugcon@0xe9",
+          "isa-debug-exit@0xf4,size=4",
+          "pvpanic@0x505",
+          "i8042@0x60",
+          "reset-control@0xcf9",
+          "port92@0x92",
+          "post@0x80",
+          "shutdown@0x8900",
+          "fw_cfg@0x510",
+          "pc-testdev@0xe0,0x2000,0x4000,mem@0xff000000"};
+}
+
+}  // namespace
+
+Machine::Machine(const MachineOptions& options)
+    : options_(options),
+      clock_(options.nsPerStep),
+      rngState_(options.rngSeed * 0x9E3779B97F4A7C15ull + 0x2545F4914F6CDD1Dull) {}
+
+Machine::~Machine() {
+  if (ramBase_ != nullptr) munmap(ramBase_, ramBytes_);
+}
+
+Result<std::unique_ptr<Machine>> Machine::create(const MachineOptions& options) {
+  if (options.ramBytes < (2u << 20))
+    return makeError("RAM size " + std::to_string(options.ramBytes) + " bytes is below 2 MiB");
+  if (options.ramBytes > firmware::kMaxRamBytes)
+    return makeError("RAM size " + std::to_string(options.ramBytes >> 20) +
+                     " MiB is above the 3 GiB that fit below the MMIO region");
+  if (options.ramBytes % kPageSize != 0)
+    return makeError("RAM size " + std::to_string(options.ramBytes) +
+                     " is not a multiple of 4 KiB");
+  if (options.cpuModel.tscFrequencyHz == 0) return makeError("CPU model has a TSC frequency of 0");
+  std::unique_ptr<Machine> m(new Machine(options));
+  void* p = mmap(nullptr, options.ramBytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS |
+                 MAP_NORESERVE, -1, 0);
+  if (p == MAP_FAILED)
+    return makeError("cannot allocate " + std::to_string(options.ramBytes >> 20) +
+                     " MiB of guest RAM: " + std::strerror(errno));
+  m->ramBase_ = static_cast<uint8_t*>(p);
+  m->ramBytes_ = options.ramBytes;
+  firmware::writeFirmware(m->ram());
+  TTVM_TRY(m->wire());
+  return m;
+}
+
+Result<std::unique_ptr<Machine>> Machine::fromTraceHeader(const TraceHeader& header) {
+  MachineOptions o;
+  o.ramBytes = header.machine.ramBytes;
+  o.startClockUnixNs = header.machine.startClockUnixNs;
+  o.cmdline = header.machine.cmdline;
+  o.cpuModel = header.cpuModel;
+  o.nsPerStep = 0;
+  const std::string kClock = "clock:ns-per-step=";
+  for (const std::string& d : header.machine.devices) {
+    if (d.rfind(kClock, 0) == 0) o.nsPerStep = std::strtoull(d.c_str() + kClock.size(), nullptr, 10);
+  }
+  if (o.nsPerStep == 0)
+    return makeError("trace header: the machine's device list has no valid '" + kClock +
+                     "N' entry");
+  if (header.machine.tscHz != o.cpuModel.tscFrequencyHz)
+    return makeError("trace header: machine TSC frequency " +
+                     std::to_string(header.machine.tscHz) + " Hz differs from the CPU model's " +
+                     std::to_string(o.cpuModel.tscFrequencyHz) + " Hz");
+  std::vector<std::string> expected = deviceList(o.nsPerStep);
+  if (header.machine.devices != expected) {
+    for (size_t i = 0; i < std::max(expected.size(), header.machine.devices.size()); ++i) {
+      std::string have = i < header.machine.devices.size() ? header.machine.devices[i] : "(none)";
+      std::string want = i < expected.size() ? expected[i] : "(none)";
+      if (have != want)
+        return makeError("trace header: device " + std::to_string(i) + " is '" + have +
+                         "' but this ttvm builds '" + want + "'");
+    }
+  }
+  return create(o);
+}
+
+Status Machine::wire() {
+  IrqSink* irqs = this;
+  pic_ = std::make_unique<Pic8259Pair>();
+  lapic_ = std::make_unique<LocalApic>(&clock_, options_.cpuModel.tscFrequencyHz);
+  ioapic_ = std::make_unique<IoApic>(lapic_.get());
+  lapic_->setEoiListener([io = ioapic_.get()](uint8_t v) { io->endOfInterrupt(v); });
+  pit_ = std::make_unique<Pit8254>(IrqLine(irqs, 0), &clock_);
+  rtc_ = std::make_unique<CmosRtc>(IrqLine(irqs, 8), &clock_, options_.startClockUnixNs,
+                                   options_.ramBytes);
+  com1_ = std::make_unique<Uart16550>("com1", &consoleForward_, IrqLine(irqs, Uart16550::kCom1Irq),
+                                      &clock_);
+  debugcon_ = std::make_unique<DebugConsole>(&consoleForward_);
+  debugExit_ = std::make_unique<DebugExit>(this);
+  pvpanic_ = std::make_unique<PvPanic>(this);
+  i8042_ = std::make_unique<KeyboardController>(this);
+  resetControl_ = std::make_unique<ResetControl>(this);
+  port92_ = std::make_unique<SystemControlA>(this);
+  post_ = std::make_unique<PostPort>();
+  shutdown_ = std::make_unique<ShutdownPort>(this);
+  fwCfg_ = std::make_unique<FwCfg>();
+  testDev_ = std::make_unique<PcTestDev>(irqs);
+
+  TTVM_TRY(ports_.map(0x20, 2, pic_.get(), "pic-master"));
+  TTVM_TRY(ports_.map(0xA0, 2, pic_.get(), "pic-slave"));
+  TTVM_TRY(ports_.map(0x4D0, 2, pic_.get(), "elcr"));
+  TTVM_TRY(ports_.map(0x40, 4, pit_.get(), "pit"));
+  TTVM_TRY(ports_.map(0x61, 1, pit_.get(), "port61"));
+  TTVM_TRY(ports_.map(0x70, 2, rtc_.get(), "rtc"));
+  TTVM_TRY(ports_.map(Uart16550::kCom1, 8, com1_.get(), "com1"));
+  TTVM_TRY(ports_.map(DebugConsole::kPort, 1, debugcon_.get(), "debugcon"));
+  TTVM_TRY(ports_.map(DebugExit::kPort, DebugExit::kPorts, debugExit_.get(), "isa-debug-exit"));
+  TTVM_TRY(ports_.map(PvPanic::kPort, 1, pvpanic_.get(), "pvpanic"));
+  TTVM_TRY(ports_.map(0x60, 1, i8042_.get(), "i8042-data"));
+  TTVM_TRY(ports_.map(0x64, 1, i8042_.get(), "i8042-command"));
+  TTVM_TRY(ports_.map(ResetControl::kPort, 1, resetControl_.get(), "reset-control"));
+  TTVM_TRY(ports_.map(SystemControlA::kPort, 1, port92_.get(), "port92"));
+  TTVM_TRY(ports_.map(PostPort::kPort, 1, post_.get(), "post"));
+  TTVM_TRY(ports_.map(ShutdownPort::kPort, 1, shutdown_.get(), "shutdown"));
+  TTVM_TRY(ports_.map(FwCfg::kSelectorPort, 2, fwCfg_.get(), "fw_cfg"));
+  TTVM_TRY(ports_.map(PcTestDev::kLatchPort, 4, testDev_.get(), "pc-testdev"));
+  TTVM_TRY(ports_.map(PcTestDev::kIrqPort, PcTestDev::kIrqLines, testDev_.get(), "pc-testdev-irq"));
+  TTVM_TRY(ports_.map(PcTestDev::kFlushPort, 4, testDev_.get(), "pc-testdev-flush"));
+  TTVM_TRY(mmio_.map(LocalApic::kDefaultBase, 0x1000, lapic_.get(), "lapic"));
+  TTVM_TRY(mmio_.map(IoApic::kBase, 0x1000, ioapic_.get(), "ioapic"));
+  TTVM_TRY(mmio_.map(PcTestDev::kMemBase, PcTestDev::kMemSize, testDev_.get(), "pc-testdev-mem"));
+
+  devices_ = {pic_.get(),    lapic_.get(),  ioapic_.get(),       pit_.get(),
+              rtc_.get(),    com1_.get(),   debugcon_.get(),     debugExit_.get(),
+              pvpanic_.get(), i8042_.get(), resetControl_.get(), port92_.get(),
+              post_.get(),   shutdown_.get(), fwCfg_.get(),      testDev_.get()};
+  timed_ = {pit_.get(), rtc_.get(), lapic_.get(), com1_.get()};
+
+  // The state a PC BIOS leaves: PICs at vector bases 0x08/0x70 with IRQ 0, 1,
+  // 2 (cascade) and 6 open as SeaBIOS leaves them; PIT channel 0 at 18.2 Hz.
+  pic_->biosInit(0x08, 0x70, 0xB8, 0x8F);
+  pit_->biosInit();
+  configureFwCfg();
+  clock_.clearReschedule();
+  return {};
+}
+
+void Machine::configureFwCfg() {
+  FwCfg& f = *fwCfg_;
+  f.setItem(0x00, {'Q', 'E', 'M', 'U'});
+  f.setItemU32(0x01, 1);  // traditional interface only (no DMA)
+  f.setItem(0x02, std::vector<uint8_t>(16, 0));
+  f.setItemU64(0x03, options_.ramBytes);
+  f.setItemU16(0x04, 1);  // nographic
+  f.setItemU16(0x05, 1);  // nb_cpus
+  f.setItem(0x0D, std::vector<uint8_t>(16, 0));  // NUMA: 0 nodes, one CPU's entry
+  f.setItemU16(0x0E, 0);  // boot menu off
+  f.setItemU16(0x0F, 1);  // max_cpus
+  std::vector<uint8_t> cmd(options_.cmdline.begin(), options_.cmdline.end());
+  cmd.push_back(0);
+  f.setItemU32(0x14, static_cast<uint32_t>(cmd.size()));
+  f.setItem(0x15, std::move(cmd));
+  f.setItem(0x8002, {1});  // IRQ0 override present
+  auto map = firmware::e820Map(options_.ramBytes);
+  std::vector<uint8_t> legacy;
+  auto n = static_cast<uint32_t>(map.size());
+  for (int i = 0; i < 4; ++i) legacy.push_back(static_cast<uint8_t>(n >> (8 * i)));
+  auto entries = firmware::encodeE820(map);
+  legacy.insert(legacy.end(), entries.begin(), entries.end());
+  f.setItem(0x8003, std::move(legacy));
+  f.addFile("etc/e820", entries);
+  f.addFile("etc/boot-fail-wait", {0, 0, 0, 0});
+}
+
+MachineConfig Machine::config() const {
+  MachineConfig c;
+  c.ramBytes = options_.ramBytes;
+  c.devices = deviceList(options_.nsPerStep);
+  c.startClockUnixNs = options_.startClockUnixNs;
+  c.tscHz = options_.cpuModel.tscFrequencyHz;
+  c.cmdline = options_.cmdline;
+  return c;
+}
+
+PhysicalMemory Machine::physicalMemory() {
+  PhysicalMemory pm;
+  pm.ram = ram();
+  pm.mmioHoles.push_back({firmware::kVgaHoleBegin, firmware::kVgaHoleEnd});
+  return pm;
+}
+
+void Machine::bindCpuState(const CpuState* state) {
+  clock_.bindSteps(state != nullptr ? &state->steps : nullptr);
+  lapic_->bindCpuRegisters(state != nullptr ? &state->msr.apicBase : nullptr,
+                           state != nullptr ? &state->cr8 : nullptr);
+}
+
+CpuState Machine::initialCpuState() { return resetState(); }
+
+uint64_t Machine::readTsc() const {
+  return mulDiv(clock_.nowNs(), options_.cpuModel.tscFrequencyHz, 1'000'000'000);
+}
+
+std::optional<uint64_t> Machine::readRandom(unsigned size) {
+  // xorshift64*: the values are inputs like any other (the trace keeps them);
+  // the seed only makes two recordings of the same guest identical.
+  rngState_ ^= rngState_ >> 12;
+  rngState_ ^= rngState_ << 25;
+  rngState_ ^= rngState_ >> 27;
+  uint64_t v = rngState_ * 0x2545F4914F6CDD1Dull;
+  return size >= 8 ? v : v & ((1ull << (8 * size)) - 1);
+}
+
+std::optional<uint64_t> Machine::readMsr(uint32_t index) { return lapic_->readMsr(index); }
+bool Machine::writeMsr(uint32_t index, uint64_t value) { return lapic_->writeMsr(index, value); }
+
+bool Machine::interruptPending() {
+  if (lapic_->hasDeliverable()) return true;
+  return pic_->outputHigh() && lapic_->acceptsPicInterrupts();
+}
+
+uint8_t Machine::acknowledgeInterrupt() {
+  if (lapic_->hasDeliverable()) return lapic_->acknowledge();
+  return pic_->acknowledge();
+}
+
+bool Machine::nmiPending() const { return lapic_->nmiPending(); }
+void Machine::acknowledgeNmi() { lapic_->clearNmi(); }
+
+void Machine::setIrqLevel(unsigned irq, bool level) {
+  if (irq < 16) {
+    pic_->setIrq(irq, level);
+    ioapic_->setPin(irq == 0 ? 2 : irq, level);
+  } else {
+    ioapic_->setPin(irq, level);
+  }
+}
+
+std::optional<uint64_t> Machine::nextDeadlineNs() const {
+  std::optional<uint64_t> best;
+  for (const TimedDevice* t : timed_) {
+    auto d = t->nextDeadlineNs();
+    if (d && (!best || *d < *best)) best = d;
+  }
+  return best;
+}
+
+void Machine::advanceTimers() {
+  uint64_t now = clock_.nowNs();
+  for (TimedDevice* t : timed_) t->advanceTo(now);
+}
+
+void Machine::requestStop(StopRequest request) {
+  if (!stop_) stop_ = std::move(request);
+}
+
+std::vector<uint8_t> Machine::saveDeviceState() const {
+  StateWriter w;
+  for (char c : kDeviceStateMagic) w.u8(static_cast<uint8_t>(c));
+  w.u32(kDeviceStateVersion);
+  w.u64(clock_.idleNs());
+  w.u64(rngState_);
+  w.u32(static_cast<uint32_t>(devices_.size()));
+  for (const Device* d : devices_) {
+    w.str(d->name());
+    StateWriter dw;
+    d->saveState(dw);
+    w.bytes(dw.data());
+  }
+  return w.take();
+}
+
+Status Machine::loadDeviceState(std::span<const uint8_t> blob) {
+  StateReader r(blob, "machine device state");
+  for (char c : kDeviceStateMagic) {
+    if (r.u8() != static_cast<uint8_t>(c)) {
+      r.fail("bad magic (not a ttvm device-state blob)");
+      return r.status();
+    }
+  }
+  uint32_t version = r.u32();
+  if (!r.failed() && version != kDeviceStateVersion) {
+    r.fail("version " + std::to_string(version) + ", this ttvm reads version " +
+           std::to_string(kDeviceStateVersion));
+    return r.status();
+  }
+  uint64_t idle = r.u64();
+  uint64_t rng = r.u64();
+  uint32_t count = r.u32();
+  if (!r.failed() && count != devices_.size()) {
+    r.fail(std::to_string(count) + " devices where this machine has " +
+           std::to_string(devices_.size()));
+  }
+  TTVM_TRY(r.status());
+  for (Device* d : devices_) {
+    std::string name = r.str(64);
+    if (!r.failed() && name != d->name()) r.fail("device '" + name + "' where '" +
+                                                 std::string(d->name()) + "' was expected");
+    std::vector<uint8_t> bytes = r.bytes(1u << 20);
+    TTVM_TRY(r.status());
+    StateReader dr(bytes, "state of device '" + name + "'");
+    TTVM_TRY(d->loadState(dr));
+    if (dr.remaining() != 0)
+      return makeError("state of device '" + name + "': " + std::to_string(dr.remaining()) +
+                       " bytes left over");
+  }
+  if (r.remaining() != 0)
+    return makeError("machine device state: " + std::to_string(r.remaining()) +
+                     " bytes after the last device");
+  clock_.setIdleNs(idle);
+  rngState_ = rng;
+  return {};
+}
+
+}  // namespace ttvm
