@@ -1,6 +1,261 @@
+// ttvm info trace.ttvm [--json]: what a trace holds (header, machine, guest
+// images, events by kind, steps covered, end of run, sizes).
+#include <cinttypes>
 #include <cstdio>
+#include <ctime>
+#include <string>
+#include <vector>
+
 #include "commands.h"
+#include "ttvm/formats/trace_reader.h"
+
 namespace ttvm::cli {
-int cmdInfo(std::span<char* const>) { std::fprintf(stderr, "ttvm info: not built yet\n"); return 1; }
-int cmdRecover(std::span<char* const>) { std::fprintf(stderr, "ttvm recover: not built yet\n"); return 1; }
+namespace {
+
+std::string jsonString(std::string_view s) {
+  std::string out = "\"";
+  for (unsigned char c : s) {
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\r': out += "\\r"; break;
+      case '\t': out += "\\t"; break;
+      default:
+        if (c < 0x20) {
+          char buf[8];
+          std::snprintf(buf, sizeof buf, "\\u%04x", c);
+          out += buf;
+        } else {
+          out += static_cast<char>(c);
+        }
+    }
+  }
+  return out + "\"";
 }
+
+std::string utcTime(int64_t unixNs) {
+  const std::time_t t = static_cast<std::time_t>(unixNs / 1'000'000'000);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[40];
+  std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S UTC", &tm);
+  return buf;
+}
+
+std::string_view backendName(Backend b) {
+  return b == Backend::kKvm ? "kvm" : "emulator";
+}
+
+std::string_view imageFormatName(ImageFormat f) {
+  switch (f) {
+    case ImageFormat::kFlat: return "flat";
+    case ImageFormat::kElf32: return "elf32";
+    case ImageFormat::kElf64: return "elf64";
+    case ImageFormat::kMultiboot: return "multiboot";
+    case ImageFormat::kBootSector: return "boot-sector";
+  }
+  return "unknown";
+}
+
+struct EventStats {
+  uint64_t byKind[kNumEventKinds] = {};
+  uint64_t total = 0;
+  uint64_t firstStep = 0;
+  uint64_t lastStep = 0;
+  std::string error;  // the first chunk that could not be read
+};
+
+EventStats countEvents(const TraceReader& r) {
+  EventStats s;
+  std::vector<TraceEvent> events;
+  for (size_t i = 0; i < r.chunkCount(); ++i) {
+    Status st = r.readChunkInto(i, events);
+    if (!st.ok()) {
+      s.error = st.error().message;
+      break;
+    }
+    for (const TraceEvent& e : events) ++s.byKind[static_cast<uint8_t>(e.kind)];
+    if (s.total == 0) s.firstStep = events.front().step;
+    s.lastStep = events.back().step;
+    s.total += events.size();
+  }
+  return s;
+}
+
+int usage(std::FILE* out) {
+  std::fprintf(out,
+               "usage: ttvm info [--json] <trace.ttvm>\n\n"
+               "Describes a trace: header, machine, guest images, events by kind, steps\n"
+               "covered, how the run ended, file size and compression ratio.\n"
+               "  --json   print one JSON object instead of text\n");
+  return out == stdout ? 0 : 2;
+}
+
+void printText(const TraceReader& r, const EventStats& ev) {
+  const TraceHeader& h = r.header();
+  std::printf("trace      %s\n", r.path().c_str());
+  std::printf("format     %u.%u, written by ttvm %s\n", h.formatMajor, h.formatMinor,
+              h.ttvmVersion.c_str());
+  std::printf("recorded   %s on %s, backend %.*s\n", utcTime(h.createdUnixNs).c_str(),
+              h.host.c_str(), static_cast<int>(backendName(h.backend).size()),
+              backendName(h.backend).data());
+  std::printf("machine    RAM %" PRIu64 " MiB, TSC %.3f GHz, clock starts %s\n",
+              h.machine.ramBytes >> 20, static_cast<double>(h.machine.tscHz) / 1e9,
+              utcTime(h.machine.startClockUnixNs).c_str());
+  std::string devices;
+  for (const std::string& d : h.machine.devices) devices += (devices.empty() ? "" : ", ") + d;
+  std::printf("devices    %s\n", devices.empty() ? "(none)" : devices.c_str());
+  if (!h.machine.cmdline.empty()) std::printf("cmdline    %s\n", h.machine.cmdline.c_str());
+  std::printf("cpu model  %s (%s), %zu CPUID leaves, %zu model MSRs\n", h.cpuModel.name.c_str(),
+              h.cpuModel.vendor == CpuVendor::kAmd ? "AMD" : "Intel", h.cpuModel.cpuid.size(),
+              h.modelMsrs.size());
+  std::printf("images     %zu\n", h.images.size());
+  for (const GuestImage& g : h.images)
+    std::printf("  %-20s %-11.*s load 0x%" PRIx64 " entry 0x%" PRIx64 ", %zu bytes, %zu symbols\n",
+                g.name.c_str(), static_cast<int>(imageFormatName(g.format).size()),
+                imageFormatName(g.format).data(), g.loadAddress, g.entry, g.bytes.size(),
+                g.symbols.size());
+  const char* unit = h.backend == Backend::kKvm ? "exits" : "steps";
+  if (ev.total)
+    std::printf("events     %" PRIu64 " in %zu chunks, %s %" PRIu64 "..%" PRIu64 "\n", ev.total,
+                r.chunkCount(), unit, ev.firstStep, ev.lastStep);
+  else
+    std::printf("events     none\n");
+  for (int k = 1; k < kNumEventKinds; ++k)
+    if (ev.byKind[k]) {
+      const auto name = eventKindName(static_cast<EventKind>(k));
+      std::printf("  %-16.*s %" PRIu64 "\n", static_cast<int>(name.size()), name.data(),
+                  ev.byKind[k]);
+    }
+  std::printf("snapshots  %zu", r.snapshots().size());
+  for (size_t i = 0; i < r.snapshots().size() && i < 8; ++i)
+    std::printf("%s%" PRIu64, i ? ", " : " at ", r.snapshots()[i].step);
+  std::printf("%s\n", r.snapshots().size() > 8 ? ", ..." : "");
+  if (r.end()) {
+    const TraceEnd& e = *r.end();
+    const auto reason = endReasonName(e.reason);
+    std::printf("end        %.*s", static_cast<int>(reason.size()), reason.data());
+    if (e.reason == EndReason::kExitDevice) std::printf(" (status %u)", e.exitStatus);
+    std::printf(" after %" PRIu64 " %s, final rip 0x%" PRIx64 ", digest 0x%016" PRIx64 "\n",
+                e.steps, unit, e.finalCpu.rip, e.finalDigest);
+    if (!e.message.empty()) std::printf("           %s\n", e.message.c_str());
+  } else {
+    std::printf("end        unknown: the trace has no footer (see 'ttvm recover')\n");
+  }
+  const uint64_t raw = r.rawEventBytes();
+  const uint64_t comp = r.compressedEventBytes();
+  std::printf("size       %" PRIu64 " bytes; events %" PRIu64 " bytes compressed, %" PRIu64
+              " raw (%.1f:1), %.2f bytes/event\n",
+              r.fileBytes(), comp, raw, comp ? static_cast<double>(raw) / comp : 0.0,
+              ev.total ? static_cast<double>(comp) / ev.total : 0.0);
+}
+
+void printJson(const TraceReader& r, const EventStats& ev) {
+  const TraceHeader& h = r.header();
+  std::printf("{\n  \"path\": %s,\n", jsonString(r.path()).c_str());
+  std::printf("  \"format\": \"%u.%u\",\n  \"ttvmVersion\": %s,\n  \"host\": %s,\n", h.formatMajor,
+              h.formatMinor, jsonString(h.ttvmVersion).c_str(), jsonString(h.host).c_str());
+  std::printf("  \"backend\": \"%.*s\",\n  \"createdUnixNs\": %" PRId64 ",\n",
+              static_cast<int>(backendName(h.backend).size()), backendName(h.backend).data(),
+              h.createdUnixNs);
+  std::printf("  \"machine\": {\"ramBytes\": %" PRIu64 ", \"tscHz\": %" PRIu64
+              ", \"startClockUnixNs\": %" PRId64 ", \"cmdline\": %s, \"devices\": [",
+              h.machine.ramBytes, h.machine.tscHz, h.machine.startClockUnixNs,
+              jsonString(h.machine.cmdline).c_str());
+  for (size_t i = 0; i < h.machine.devices.size(); ++i)
+    std::printf("%s%s", i ? ", " : "", jsonString(h.machine.devices[i]).c_str());
+  std::printf(
+      "]},\n  \"cpuModel\": {\"name\": %s, \"vendor\": \"%s\", \"cpuidLeaves\": %zu, "
+      "\"modelMsrs\": %zu},\n",
+      jsonString(h.cpuModel.name).c_str(), h.cpuModel.vendor == CpuVendor::kAmd ? "amd" : "intel",
+      h.cpuModel.cpuid.size(), h.modelMsrs.size());
+  std::printf("  \"images\": [");
+  for (size_t i = 0; i < h.images.size(); ++i) {
+    const GuestImage& g = h.images[i];
+    std::printf("%s\n    {\"name\": %s, \"format\": \"%.*s\", \"loadAddress\": %" PRIu64
+                ", \"entry\": %" PRIu64 ", \"bytes\": %zu, \"symbols\": %zu}",
+                i ? "," : "", jsonString(g.name).c_str(),
+                static_cast<int>(imageFormatName(g.format).size()),
+                imageFormatName(g.format).data(), g.loadAddress, g.entry, g.bytes.size(),
+                g.symbols.size());
+  }
+  std::printf("],\n  \"events\": {\"total\": %" PRIu64 ", \"chunks\": %zu, \"firstStep\": %" PRIu64
+              ", \"lastStep\": %" PRIu64 ", \"byKind\": {",
+              ev.total, r.chunkCount(), ev.firstStep, ev.lastStep);
+  bool first = true;
+  for (int k = 1; k < kNumEventKinds; ++k)
+    if (ev.byKind[k]) {
+      const auto name = eventKindName(static_cast<EventKind>(k));
+      std::printf("%s\"%.*s\": %" PRIu64, first ? "" : ", ", static_cast<int>(name.size()),
+                  name.data(), ev.byKind[k]);
+      first = false;
+    }
+  std::printf("}},\n  \"snapshots\": [");
+  for (size_t i = 0; i < r.snapshots().size(); ++i)
+    std::printf("%s%" PRIu64, i ? ", " : "", r.snapshots()[i].step);
+  std::printf("],\n");
+  if (r.end()) {
+    const TraceEnd& e = *r.end();
+    const auto reason = endReasonName(e.reason);
+    std::printf("  \"end\": {\"reason\": \"%.*s\", \"exitStatus\": %u, \"steps\": %" PRIu64
+                ", \"finalRip\": %" PRIu64 ", \"finalDigest\": \"0x%016" PRIx64
+                "\", \"message\": %s},\n",
+                static_cast<int>(reason.size()), reason.data(), e.exitStatus, e.steps,
+                e.finalCpu.rip, e.finalDigest, jsonString(e.message).c_str());
+  } else {
+    std::printf("  \"end\": null,\n");
+  }
+  std::printf("  \"recovered\": %s,\n  \"recoveryNote\": %s,\n", r.recovered() ? "true" : "false",
+              jsonString(r.recoveryNote()).c_str());
+  const uint64_t raw = r.rawEventBytes();
+  const uint64_t comp = r.compressedEventBytes();
+  std::printf("  \"size\": {\"fileBytes\": %" PRIu64 ", \"compressedEventBytes\": %" PRIu64
+              ", \"rawEventBytes\": %" PRIu64
+              ", \"compressionRatio\": %.3f, \"bytesPerEvent\": "
+              "%.3f},\n",
+              r.fileBytes(), comp, raw, comp ? static_cast<double>(raw) / comp : 0.0,
+              ev.total ? static_cast<double>(comp) / ev.total : 0.0);
+  std::printf("  \"error\": %s\n}\n", ev.error.empty() ? "null" : jsonString(ev.error).c_str());
+}
+
+}  // namespace
+
+int cmdInfo(std::span<char* const> args) {
+  bool json = false;
+  std::string path;
+  for (size_t i = 1; i < args.size(); ++i) {
+    const std::string_view a = args[i];
+    if (a == "--help" || a == "-h") return usage(stdout);
+    if (a == "--json") {
+      json = true;
+    } else if (!a.empty() && a[0] == '-') {
+      std::fprintf(stderr, "ttvm info: unknown option '%s'\n", args[i]);
+      return usage(stderr);
+    } else if (path.empty()) {
+      path = a;
+    } else {
+      std::fprintf(stderr, "ttvm info: one trace at a time ('%s' is extra)\n", args[i]);
+      return usage(stderr);
+    }
+  }
+  if (path.empty()) return usage(stderr);
+  auto r = TraceReader::open(path);
+  if (!r.ok()) {
+    std::fprintf(stderr, "ttvm info: %s\n", r.error().message.c_str());
+    return 1;
+  }
+  if (r->recovered()) std::fprintf(stderr, "ttvm info: note: %s\n", r->recoveryNote().c_str());
+  const EventStats ev = countEvents(*r);
+  if (json)
+    printJson(*r, ev);
+  else
+    printText(*r, ev);
+  if (!ev.error.empty()) {
+    std::fprintf(stderr, "ttvm info: %s\n", ev.error.c_str());
+    return 1;
+  }
+  return 0;
+}
+
+}  // namespace ttvm::cli

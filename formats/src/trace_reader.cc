@@ -510,6 +510,7 @@ Status TraceReader::recover(const std::string& in, const std::string& out) {
     } else {
       end.reason = EndReason::kInterrupted;
       end.steps = r->chunks().empty() ? 0 : r->chunks().back().lastStep;
+      if (!r->snapshots().empty()) end.steps = std::max(end.steps, r->snapshots().back().step);
       end.message = "recovered by 'ttvm recover': the recording stopped without a footer (" +
                     r->recoveryNote() + "); the final CPU state is unknown";
     }
