@@ -42,7 +42,9 @@ void PortBus::write(uint16_t port, unsigned size, uint32_t value) {
   reportUnclaimed(port, true);
 }
 
-std::string PortBus::ownerOf(uint16_t port) const { return entries_[owner_[port]].name; }
+std::string PortBus::ownerOf(uint16_t port) const {
+  return entries_[owner_[port]].name;
+}
 
 void PortBus::reportUnclaimed(uint16_t port, bool write) {
   ++unclaimedCount_;
@@ -62,9 +64,9 @@ Status MmioBus::map(uint64_t base, uint64_t length, MmioDevice* device, std::str
   for (const Range& r : ranges_) {
     if (base < r.base + r.length && r.base < base + length) {
       char buf[200];
-      std::snprintf(buf, sizeof buf, "MMIO range 0x%" PRIx64 "+0x%" PRIx64
-                    " of %s overlaps %s at 0x%" PRIx64,
-                    base, length, name.c_str(), r.name.c_str(), r.base);
+      std::snprintf(buf, sizeof buf,
+                    "MMIO range 0x%" PRIx64 "+0x%" PRIx64 " of %s overlaps %s at 0x%" PRIx64, base,
+                    length, name.c_str(), r.name.c_str(), r.base);
       return makeError(buf);
     }
   }

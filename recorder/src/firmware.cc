@@ -66,10 +66,10 @@ void writeAcpi(std::span<uint8_t> ram) {
     tableHeader(w, "FACP", 244, 3);
     w.u32(36, static_cast<uint32_t>(kFacs));
     w.u32(40, static_cast<uint32_t>(kDsdt));
-    w.u16(46, 9);     // SCI interrupt
-    w.u8(108, 0x32);  // CMOS century register
-    w.u16(109, 0x0003);        // IAPC_BOOT_ARCH: legacy devices, 8042
-    w.u32(112, (1u << 0) | (1u << 10));  // WBINVD, RESET_REG_SUP
+    w.u16(46, 9);                            // SCI interrupt
+    w.u8(108, 0x32);                         // CMOS century register
+    w.u16(109, 0x0003);                      // IAPC_BOOT_ARCH: legacy devices, 8042
+    w.u32(112, (1u << 0) | (1u << 10));      // WBINVD, RESET_REG_SUP
     genericAddress(w, 116, 1, 8, 1, 0xCF9);  // reset register: I/O port 0xCF9
     w.u8(128, 0x06);
     w.u64(132, kFacs);
@@ -93,8 +93,8 @@ void writeAcpi(std::span<uint8_t> ram) {
   {
     Writer w(ram, kMadt);
     uint32_t off = 44;
-    w.u32(36, 0xFEE00000);  // local APIC address
-    w.u32(40, 1);           // PCAT_COMPAT: dual 8259s present
+    w.u32(36, 0xFEE00000);       // local APIC address
+    w.u32(40, 1);                // PCAT_COMPAT: dual 8259s present
     w.bytes(off, {0, 8, 0, 0});  // processor local APIC: UID 0, APIC ID 0
     w.u32(off + 4, 1);           // enabled
     off += 8;
@@ -159,8 +159,8 @@ void writeRealModeBios(std::span<uint8_t> ram) {
   bios.bytes(kMasterEoi, {0x50, 0xB0, 0x20, 0xE6, 0x20, 0x58, 0xCF});
   bios.bytes(kSlaveEoi, {0x50, 0xB0, 0x20, 0xE6, 0xA0, 0xE6, 0x20, 0x58, 0xCF});
   // IRQ 8 (RTC): read register C so the RTC drops its request, then EOI both.
-  bios.bytes(kRtc, {0x50, 0xB0, 0x0C, 0xE6, 0x70, 0xE4, 0x71, 0xB0, 0x20, 0xE6, 0xA0, 0xE6,
-                    0x20, 0x58, 0xCF});
+  bios.bytes(kRtc, {0x50, 0xB0, 0x0C, 0xE6, 0x70, 0xE4, 0x71, 0xB0, 0x20, 0xE6, 0xA0, 0xE6, 0x20,
+                    0x58, 0xCF});
   // Reset vector: CLI; HLT; JMP back to the HLT.
   bios.bytes(0xFFF0, {0xFA, 0xF4, 0xEB, 0xFD});
   bios.str(0xFFF5, "11/25/26");
@@ -178,7 +178,7 @@ void writeRealModeBios(std::span<uint8_t> ram) {
   setVector(0x70, kRtc);
 
   Writer bda(ram, 0x400);
-  bda.u16(0x00, 0x3F8);   // COM1
+  bda.u16(0x00, 0x3F8);                                  // COM1
   bda.u16(0x0E, static_cast<uint16_t>(kEbdaBase >> 4));  // EBDA segment
   bda.u16(0x10, 0x0222);  // equipment: FPU, 80x25 colour, one serial port (bits 9-11)
   bda.u16(0x13, static_cast<uint16_t>(kEbdaBase / 1024));  // base memory in KiB (639)

@@ -69,8 +69,8 @@ Result<std::unique_ptr<Machine>> Machine::create(const MachineOptions& options) 
                      " is not a multiple of 4 KiB");
   if (options.cpuModel.tscFrequencyHz == 0) return makeError("CPU model has a TSC frequency of 0");
   std::unique_ptr<Machine> m(new Machine(options));
-  void* p = mmap(nullptr, options.ramBytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS |
-                 MAP_NORESERVE, -1, 0);
+  void* p = mmap(nullptr, options.ramBytes, PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (p == MAP_FAILED)
     return makeError("cannot allocate " + std::to_string(options.ramBytes >> 20) +
                      " MiB of guest RAM: " + std::strerror(errno));
@@ -90,14 +90,15 @@ Result<std::unique_ptr<Machine>> Machine::fromTraceHeader(const TraceHeader& hea
   o.nsPerStep = 0;
   const std::string kClock = "clock:ns-per-step=";
   for (const std::string& d : header.machine.devices) {
-    if (d.rfind(kClock, 0) == 0) o.nsPerStep = std::strtoull(d.c_str() + kClock.size(), nullptr, 10);
+    if (d.rfind(kClock, 0) == 0)
+      o.nsPerStep = std::strtoull(d.c_str() + kClock.size(), nullptr, 10);
   }
   if (o.nsPerStep == 0)
     return makeError("trace header: the machine's device list has no valid '" + kClock +
                      "N' entry");
   if (header.machine.tscHz != o.cpuModel.tscFrequencyHz)
-    return makeError("trace header: machine TSC frequency " +
-                     std::to_string(header.machine.tscHz) + " Hz differs from the CPU model's " +
+    return makeError("trace header: machine TSC frequency " + std::to_string(header.machine.tscHz) +
+                     " Hz differs from the CPU model's " +
                      std::to_string(o.cpuModel.tscFrequencyHz) + " Hz");
   std::vector<std::string> expected = deviceList(o.nsPerStep);
   if (header.machine.devices != expected) {
@@ -158,10 +159,10 @@ Status Machine::wire() {
   TTVM_TRY(mmio_.map(IoApic::kBase, 0x1000, ioapic_.get(), "ioapic"));
   TTVM_TRY(mmio_.map(PcTestDev::kMemBase, PcTestDev::kMemSize, testDev_.get(), "pc-testdev-mem"));
 
-  devices_ = {pic_.get(),    lapic_.get(),  ioapic_.get(),       pit_.get(),
-              rtc_.get(),    com1_.get(),   debugcon_.get(),     debugExit_.get(),
-              pvpanic_.get(), i8042_.get(), resetControl_.get(), port92_.get(),
-              post_.get(),   shutdown_.get(), fwCfg_.get(),      testDev_.get()};
+  devices_ = {pic_.get(),     lapic_.get(),    ioapic_.get(),       pit_.get(),
+              rtc_.get(),     com1_.get(),     debugcon_.get(),     debugExit_.get(),
+              pvpanic_.get(), i8042_.get(),    resetControl_.get(), port92_.get(),
+              post_.get(),    shutdown_.get(), fwCfg_.get(),        testDev_.get()};
   timed_ = {pit_.get(), rtc_.get(), lapic_.get(), com1_.get()};
 
   // The state a PC BIOS leaves: PICs at vector bases 0x08/0x70 with IRQ 0, 1,
@@ -179,11 +180,11 @@ void Machine::configureFwCfg() {
   f.setItemU32(0x01, 1);  // traditional interface only (no DMA)
   f.setItem(0x02, std::vector<uint8_t>(16, 0));
   f.setItemU64(0x03, options_.ramBytes);
-  f.setItemU16(0x04, 1);  // nographic
-  f.setItemU16(0x05, 1);  // nb_cpus
+  f.setItemU16(0x04, 1);                         // nographic
+  f.setItemU16(0x05, 1);                         // nb_cpus
   f.setItem(0x0D, std::vector<uint8_t>(16, 0));  // NUMA: 0 nodes, one CPU's entry
-  f.setItemU16(0x0E, 0);  // boot menu off
-  f.setItemU16(0x0F, 1);  // max_cpus
+  f.setItemU16(0x0E, 0);                         // boot menu off
+  f.setItemU16(0x0F, 1);                         // max_cpus
   std::vector<uint8_t> cmd(options_.cmdline.begin(), options_.cmdline.end());
   cmd.push_back(0);
   f.setItemU32(0x14, static_cast<uint32_t>(cmd.size()));
@@ -223,7 +224,9 @@ void Machine::bindCpuState(const CpuState* state) {
                            state != nullptr ? &state->cr8 : nullptr);
 }
 
-CpuState Machine::initialCpuState() { return resetState(); }
+CpuState Machine::initialCpuState() {
+  return resetState();
+}
 
 uint64_t Machine::readTsc() const {
   return mulDiv(clock_.nowNs(), options_.cpuModel.tscFrequencyHz, 1'000'000'000);
@@ -239,8 +242,12 @@ std::optional<uint64_t> Machine::readRandom(unsigned size) {
   return size >= 8 ? v : v & ((1ull << (8 * size)) - 1);
 }
 
-std::optional<uint64_t> Machine::readMsr(uint32_t index) { return lapic_->readMsr(index); }
-bool Machine::writeMsr(uint32_t index, uint64_t value) { return lapic_->writeMsr(index, value); }
+std::optional<uint64_t> Machine::readMsr(uint32_t index) {
+  return lapic_->readMsr(index);
+}
+bool Machine::writeMsr(uint32_t index, uint64_t value) {
+  return lapic_->writeMsr(index, value);
+}
 
 bool Machine::interruptPending() {
   if (lapic_->hasDeliverable()) return true;
@@ -252,8 +259,12 @@ uint8_t Machine::acknowledgeInterrupt() {
   return pic_->acknowledge();
 }
 
-bool Machine::nmiPending() const { return lapic_->nmiPending(); }
-void Machine::acknowledgeNmi() { lapic_->clearNmi(); }
+bool Machine::nmiPending() const {
+  return lapic_->nmiPending();
+}
+void Machine::acknowledgeNmi() {
+  lapic_->clearNmi();
+}
 
 void Machine::setIrqLevel(unsigned irq, bool level) {
   if (irq < 16) {
@@ -322,8 +333,8 @@ Status Machine::loadDeviceState(std::span<const uint8_t> blob) {
   TTVM_TRY(r.status());
   for (Device* d : devices_) {
     std::string name = r.str(64);
-    if (!r.failed() && name != d->name()) r.fail("device '" + name + "' where '" +
-                                                 std::string(d->name()) + "' was expected");
+    if (!r.failed() && name != d->name())
+      r.fail("device '" + name + "' where '" + std::string(d->name()) + "' was expected");
     std::vector<uint8_t> bytes = r.bytes(1u << 20);
     TTVM_TRY(r.status());
     StateReader dr(bytes, "state of device '" + name + "'");

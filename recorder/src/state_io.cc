@@ -7,8 +7,7 @@ namespace ttvm {
 uint64_t StateReader::get(int n) {
   if (failed_) return 0;
   if (data_.size() - pos_ < static_cast<size_t>(n)) {
-    fail("needed " + std::to_string(n) + " more bytes, " + std::to_string(remaining()) +
-         " left");
+    fail("needed " + std::to_string(n) + " more bytes, " + std::to_string(remaining()) + " left");
     return 0;
   }
   uint64_t v = 0;

@@ -8,8 +8,7 @@ namespace {
 constexpr uint8_t kSec = 0, kSecAlarm = 1, kMin = 2, kMinAlarm = 3, kHour = 4, kHourAlarm = 5,
                   kWeekday = 6, kDay = 7, kMonth = 8, kYear = 9, kRegA = 0x0A, kRegB = 0x0B,
                   kRegC = 0x0C, kRegD = 0x0D, kCentury = 0x32;
-constexpr uint8_t kBSet = 0x80, kBPie = 0x40, kBAie = 0x20, kBUie = 0x10, kBDm = 0x04,
-                  kB24h = 0x02;
+constexpr uint8_t kBSet = 0x80, kBPie = 0x40, kBAie = 0x20, kBUie = 0x10, kBDm = 0x04, kB24h = 0x02;
 constexpr uint8_t kCIrqf = 0x80, kCPf = 0x40, kCAf = 0x20, kCUf = 0x10;
 constexpr uint64_t kSecondNs = 1'000'000'000;
 
@@ -57,16 +56,16 @@ int64_t fromCivil(const Civil& c) {
 
 CmosRtc::CmosRtc(IrqLine irq8, VirtualClock* clock, int64_t startUnixNs, uint64_t ramBytes)
     : irq_(irq8), clock_(clock) {
-  int64_t sec = startUnixNs >= 0 ? startUnixNs / 1'000'000'000
-                                 : (startUnixNs - 999'999'999) / 1'000'000'000;
+  int64_t sec =
+      startUnixNs >= 0 ? startUnixNs / 1'000'000'000 : (startUnixNs - 999'999'999) / 1'000'000'000;
   offsetSec_ = sec;
   startFracNs_ = startUnixNs - sec * 1'000'000'000;
-  cmos_[kRegA] = 0x26;          // 32.768 kHz time base, 1024 Hz periodic rate
-  cmos_[kRegB] = kB24h;         // 24-hour, BCD
-  cmos_[kRegD] = 0x80;          // valid RAM and time
-  cmos_[0x10] = 0x00;           // no floppy
-  cmos_[0x14] = 0x06;           // equipment: FPU, VGA/EGA
-  cmos_[0x15] = 0x80;           // base memory 640 KiB
+  cmos_[kRegA] = 0x26;   // 32.768 kHz time base, 1024 Hz periodic rate
+  cmos_[kRegB] = kB24h;  // 24-hour, BCD
+  cmos_[kRegD] = 0x80;   // valid RAM and time
+  cmos_[0x10] = 0x00;    // no floppy
+  cmos_[0x14] = 0x06;    // equipment: FPU, VGA/EGA
+  cmos_[0x15] = 0x80;    // base memory 640 KiB
   cmos_[0x16] = 0x02;
   uint64_t extKb = ramBytes > (1u << 20) ? (ramBytes - (1u << 20)) / 1024 : 0;
   if (extKb > 0xFFFF) extKb = 0xFFFF;
@@ -155,8 +154,8 @@ void CmosRtc::advanceTo(uint64_t nowNs) {
 void CmosRtc::updateIrq() {
   uint8_t b = cmos_[kRegB];
   uint8_t c = cmos_[kRegC];
-  bool irqf = ((c & kCPf) && (b & kBPie)) || ((c & kCAf) && (b & kBAie)) ||
-              ((c & kCUf) && (b & kBUie));
+  bool irqf =
+      ((c & kCPf) && (b & kBPie)) || ((c & kCAf) && (b & kBAie)) || ((c & kCUf) && (b & kBUie));
   if (irqf) {
     cmos_[kRegC] |= kCIrqf;
   } else {
@@ -234,7 +233,10 @@ void CmosRtc::writeRegister(uint8_t reg, uint8_t v) {
     return;
   }
   switch (reg) {
-    case kRegA: cmos_[kRegA] = v & 0x7F; recompute(); return;
+    case kRegA:
+      cmos_[kRegA] = v & 0x7F;
+      recompute();
+      return;
     case kRegB:
       cmos_[kRegB] = v;
       recompute();
@@ -277,7 +279,8 @@ Status CmosRtc::loadState(StateReader& in) {
   nextPeriodicNs_ = in.u64();
   nextSecondNs_ = in.u64();
   irqLevel_ = in.boolean();
-  if (startFracNs_ < 0 || startFracNs_ >= 1'000'000'000) in.fail("RTC sub-second offset out of range");
+  if (startFracNs_ < 0 || startFracNs_ >= 1'000'000'000)
+    in.fail("RTC sub-second offset out of range");
   return in.status();
 }
 

@@ -4,7 +4,9 @@
 
 namespace ttvm {
 
-void FwCfg::setItem(uint16_t key, std::vector<uint8_t> data) { items_[key] = std::move(data); }
+void FwCfg::setItem(uint16_t key, std::vector<uint8_t> data) {
+  items_[key] = std::move(data);
+}
 
 void FwCfg::setItemU16(uint16_t key, uint16_t v) {
   setItem(key, {static_cast<uint8_t>(v), static_cast<uint8_t>(v >> 8)});

@@ -7,8 +7,9 @@ constexpr uint64_t kMasked = 1ull << 16;
 constexpr uint64_t kLevel = 1ull << 15;
 constexpr uint64_t kRemoteIrr = 1ull << 14;
 constexpr uint64_t kDeliveryStatus = 1ull << 12;
-constexpr uint64_t kWritable = 0xFF000000'0001AFFFull;  // dest, mask, trigger, polarity, destmode, mode, vector
-constexpr uint32_t kVersion = 0x00170020;               // 24 entries, version 0x20
+constexpr uint64_t kWritable =
+    0xFF000000'0001AFFFull;                // dest, mask, trigger, polarity, destmode, mode, vector
+constexpr uint32_t kVersion = 0x00170020;  // 24 entries, version 0x20
 
 }  // namespace
 
@@ -121,7 +122,7 @@ void IoApic::mmioWrite(uint64_t offset, unsigned, uint64_t value) {
   }
   e = (updated & kWritable) | keep;
   if (!(e & kLevel)) e &= ~kRemoteIrr;  // edge entries never hold Remote IRR
-  service(pin);  // an unmasked, asserted level line delivers now
+  service(pin);                         // an unmasked, asserted level line delivers now
 }
 
 void IoApic::saveState(StateWriter& out) const {

@@ -6,8 +6,15 @@ namespace ttvm {
 namespace {
 
 constexpr uint32_t kLvtMasked = 1u << 16;
-enum LvtIndex { kLvtCmci = 0, kLvtTimer = 1, kLvtThermal = 2, kLvtPerf = 3, kLvtLint0 = 4,
-                kLvtLint1 = 5, kLvtError = 6 };
+enum LvtIndex {
+  kLvtCmci = 0,
+  kLvtTimer = 1,
+  kLvtThermal = 2,
+  kLvtPerf = 3,
+  kLvtLint0 = 4,
+  kLvtLint1 = 5,
+  kLvtError = 6
+};
 constexpr uint32_t kTimerModeShift = 17;
 constexpr uint32_t kModeOneShot = 0, kModePeriodic = 1, kModeTscDeadline = 2;
 constexpr uint32_t kVersion = 0x00050014;  // version 0x14, max LVT entry 5 (6 entries)
@@ -147,8 +154,7 @@ void LocalApic::sendIpi(uint64_t icr) {
         toSelf = dest == id_ || dest == 0xFFFFFFFF;
       } else {
         uint32_t ldr = ((id_ >> 4) << 16) | (1u << (id_ & 0xF));
-        toSelf = dest == 0xFFFFFFFF ||
-                 ((dest >> 16) == (ldr >> 16) && (dest & ldr & 0xFFFF) != 0);
+        toSelf = dest == 0xFFFFFFFF || ((dest >> 16) == (ldr >> 16) && (dest & ldr & 0xFFFF) != 0);
       }
     } else {
       auto dest = static_cast<uint8_t>(icr >> 56);
@@ -313,9 +319,7 @@ bool LocalApic::writeRegister(uint32_t offset, uint32_t value) {
       timerInitial_ = value;
       startTimer();
       return true;
-    case 0x3E0:
-      timerDcr_ = value & 0xB;
-      return true;
+    case 0x3E0: timerDcr_ = value & 0xB; return true;
     case 0x3F0:
       if (!x2) return false;
       acceptInterrupt(static_cast<uint8_t>(value), false);

@@ -92,9 +92,9 @@ void Pic8259Pair::Chip::writeCommand(uint8_t v) {
       }
       break;
     }
-    case 3: isr &= static_cast<uint8_t>(~(1 << (v & 7))); break;  // specific EOI
+    case 3: isr &= static_cast<uint8_t>(~(1 << (v & 7))); break;     // specific EOI
     case 6: priorityAdd = static_cast<uint8_t>((v + 1) & 7); break;  // set priority
-    case 7:  // rotate on specific EOI
+    case 7:                                                          // rotate on specific EOI
       isr &= static_cast<uint8_t>(~(1 << (v & 7)));
       priorityAdd = static_cast<uint8_t>((v + 1) & 7);
       break;
@@ -122,14 +122,14 @@ void Pic8259Pair::Chip::writeData(uint8_t v) {
 void Pic8259Pair::Chip::save(StateWriter& out) const {
   for (uint8_t r : {irr, isr, imr, lineLevel, elcr, elcrMask, priorityAdd, irqBase, initState})
     out.u8(r);
-  for (bool b : {init4, singleMode, levelMode, readIsr, poll, specialMask, autoEoi,
-                 rotateOnAutoEoi, specialFullyNested})
+  for (bool b : {init4, singleMode, levelMode, readIsr, poll, specialMask, autoEoi, rotateOnAutoEoi,
+                 specialFullyNested})
     out.boolean(b);
 }
 
 void Pic8259Pair::Chip::load(StateReader& in) {
-  for (uint8_t* r : {&irr, &isr, &imr, &lineLevel, &elcr, &elcrMask, &priorityAdd, &irqBase,
-                     &initState})
+  for (uint8_t* r :
+       {&irr, &isr, &imr, &lineLevel, &elcr, &elcrMask, &priorityAdd, &irqBase, &initState})
     *r = in.u8();
   for (bool* b : {&init4, &singleMode, &levelMode, &readIsr, &poll, &specialMask, &autoEoi,
                   &rotateOnAutoEoi, &specialFullyNested})

@@ -125,8 +125,12 @@ uint8_t Pit8254::statusByte(int ch) const {
                               (c.access << 4) | (c.mode << 1) | (c.bcd ? 1 : 0));
 }
 
-uint16_t Pit8254::currentCount(int channel) const { return countAt(ch_[channel], clock_->nowNs()); }
-bool Pit8254::output(int channel) const { return outAt(ch_[channel], clock_->nowNs()); }
+uint16_t Pit8254::currentCount(int channel) const {
+  return countAt(ch_[channel], clock_->nowNs());
+}
+bool Pit8254::output(int channel) const {
+  return outAt(ch_[channel], clock_->nowNs());
+}
 
 uint32_t Pit8254::portRead(uint16_t port, unsigned) {
   if (port == 0x61) {

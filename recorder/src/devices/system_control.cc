@@ -66,7 +66,8 @@ void KeyboardController::portWrite(uint16_t port, unsigned, uint32_t value) {
         outputFull_ = true;
         break;
       case 0xFE:  // pulse the CPU reset line
-        requestReboot(control_, "guest reset the machine through the keyboard controller (0x64 <- 0xFE)");
+        requestReboot(control_,
+                      "guest reset the machine through the keyboard controller (0x64 <- 0xFE)");
         break;
       default:
         if ((v & 0xF0) == 0xF0 && !(v & 1))

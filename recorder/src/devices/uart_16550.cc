@@ -7,12 +7,11 @@ namespace {
 constexpr unsigned kRbrThr = 0, kIer = 1, kIirFcr = 2, kLcr = 3, kMcr = 4, kLsr = 5, kMsr = 6,
                    kScr = 7;
 constexpr uint8_t kIerRda = 0x01, kIerThre = 0x02, kIerRls = 0x04, kIerMs = 0x08;
-constexpr uint8_t kIirNone = 0x01, kIirMs = 0x00, kIirThre = 0x02, kIirRda = 0x04,
-                  kIirRls = 0x06, kIirTimeout = 0x0C, kIirFifo = 0xC0;
+constexpr uint8_t kIirNone = 0x01, kIirMs = 0x00, kIirThre = 0x02, kIirRda = 0x04, kIirRls = 0x06,
+                  kIirTimeout = 0x0C, kIirFifo = 0xC0;
 constexpr uint8_t kFcrEnable = 0x01, kFcrClearRx = 0x02, kFcrClearTx = 0x04;
 constexpr uint8_t kLcrDlab = 0x80;
-constexpr uint8_t kMcrDtr = 0x01, kMcrRts = 0x02, kMcrOut1 = 0x04, kMcrOut2 = 0x08,
-                  kMcrLoop = 0x10;
+constexpr uint8_t kMcrDtr = 0x01, kMcrRts = 0x02, kMcrOut1 = 0x04, kMcrOut2 = 0x08, kMcrLoop = 0x10;
 constexpr uint8_t kLsrDr = 0x01, kLsrOe = 0x02, kLsrPe = 0x04, kLsrFe = 0x08, kLsrBi = 0x10,
                   kLsrThre = 0x20, kLsrTemt = 0x40, kLsrFifoErr = 0x80;
 constexpr uint8_t kMsrDcts = 0x01, kMsrDdsr = 0x02, kMsrTeri = 0x04, kMsrDdcd = 0x08,
@@ -46,7 +45,8 @@ Status Uart16550::loadState(StateReader& in) {
   rxCount_ = in.u8();
   timeoutDeadlineNs_ = in.u64();
   irqLevel_ = in.boolean();
-  if (rxHead_ >= kFifoSize || rxCount_ > kFifoSize) in.fail("UART receive FIFO indexes out of range");
+  if (rxHead_ >= kFifoSize || rxCount_ > kFifoSize)
+    in.fail("UART receive FIFO indexes out of range");
   return in.status();
 }
 

@@ -40,9 +40,9 @@ class PortBus {
   };
   void reportUnclaimed(uint16_t port, bool write);
 
-  std::vector<Entry> entries_;             // index 0 is "unclaimed"
-  std::array<uint8_t, 65536> owner_{};     // port -> entries_ index
-  std::vector<bool> reported_;             // 65536 bits
+  std::vector<Entry> entries_;          // index 0 is "unclaimed"
+  std::array<uint8_t, 65536> owner_{};  // port -> entries_ index
+  std::vector<bool> reported_;          // 65536 bits
   uint64_t unclaimedCount_ = 0;
   std::FILE* report_ = stderr;
 };
@@ -76,6 +76,8 @@ class MmioBus {
 };
 
 // All-ones of `size` bytes (what an unclaimed read returns).
-inline uint64_t allOnes(unsigned size) { return size >= 8 ? ~0ull : (1ull << (8 * size)) - 1; }
+inline uint64_t allOnes(unsigned size) {
+  return size >= 8 ? ~0ull : (1ull << (8 * size)) - 1;
+}
 
 }  // namespace ttvm

@@ -64,8 +64,8 @@ struct MachineOptions {
   int64_t startClockUnixNs = 0;  // the RTC's time at step 0
   uint64_t nsPerStep = 1;        // nominal rate of virtual time
   CpuModel cpuModel = CpuModel::ttvmDefault();
-  std::string cmdline;           // also offered through fw_cfg
-  uint64_t rngSeed = 0;          // RDRAND/RDSEED source (recorded; a seed makes runs repeatable)
+  std::string cmdline;   // also offered through fw_cfg
+  uint64_t rngSeed = 0;  // RDRAND/RDSEED source (recorded; a seed makes runs repeatable)
 };
 
 class Machine final : public IrqSink, public RunControl {
@@ -176,7 +176,7 @@ class Machine final : public IrqSink, public RunControl {
   std::unique_ptr<ShutdownPort> shutdown_;
   std::unique_ptr<FwCfg> fwCfg_;
   std::unique_ptr<PcTestDev> testDev_;
-  std::vector<Device*> devices_;      // save/load order
+  std::vector<Device*> devices_;  // save/load order
   std::vector<TimedDevice*> timed_;
 };
 

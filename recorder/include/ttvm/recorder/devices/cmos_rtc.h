@@ -50,8 +50,8 @@ class CmosRtc final : public Device, public PortDevice, public TimedDevice {
 
   IrqLine irq_;
   VirtualClock* clock_;
-  int64_t offsetSec_;           // guest time = offsetSec_ + floor(virtual ns / 1e9) + base frac
-  int64_t startFracNs_;         // sub-second part of the start clock
+  int64_t offsetSec_;    // guest time = offsetSec_ + floor(virtual ns / 1e9) + base frac
+  int64_t startFracNs_;  // sub-second part of the start clock
   uint8_t index_ = 0;
   std::array<uint8_t, 128> cmos_{};
   uint64_t nextPeriodicNs_ = 0;  // 0 = off

@@ -49,12 +49,12 @@ class Pic8259Pair final : public Device, public PortDevice {
  private:
   struct Chip {
     uint8_t irr = 0, isr = 0, imr = 0;
-    uint8_t lineLevel = 0;     // current input levels (edge detection)
-    uint8_t elcr = 0;          // 1 = level-triggered
+    uint8_t lineLevel = 0;  // current input levels (edge detection)
+    uint8_t elcr = 0;       // 1 = level-triggered
     uint8_t elcrMask = 0;
-    uint8_t priorityAdd = 0;   // the highest-priority line
+    uint8_t priorityAdd = 0;  // the highest-priority line
     uint8_t irqBase = 0;
-    uint8_t initState = 0;     // 0 ready, 1-3 expecting ICW2-ICW4
+    uint8_t initState = 0;  // 0 ready, 1-3 expecting ICW2-ICW4
     bool init4 = false, singleMode = false, levelMode = false;
     bool readIsr = false, poll = false, specialMask = false;
     bool autoEoi = false, rotateOnAutoEoi = false, specialFullyNested = false;
@@ -73,7 +73,6 @@ class Pic8259Pair final : public Device, public PortDevice {
 
   Chip chips_[2];
   bool output_ = false;
-
 };
 
 }  // namespace ttvm

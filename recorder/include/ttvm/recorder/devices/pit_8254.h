@@ -46,19 +46,19 @@ class Pit8254 final : public Device, public PortDevice, public TimedDevice {
   struct Channel {
     uint32_t reload = 0x10000;  // 1..65536
     uint8_t mode = 0;
-    uint8_t access = 3;          // 1 LSB, 2 MSB, 3 LSB then MSB
+    uint8_t access = 3;  // 1 LSB, 2 MSB, 3 LSB then MSB
     bool bcd = false;
     bool gate = true;
-    bool counting = false;       // a count has been loaded (and the gate allows)
-    bool nullCount = true;       // a count was written but not yet loaded
-    uint64_t loadNs = 0;         // virtual time the count was loaded
-    uint64_t pausedTicks = 0;    // modes 0/4: ticks elapsed before the gate fell
-    bool readMsbNext = false;    // LSB-then-MSB read toggle
-    bool writeMsbNext = false;   // LSB-then-MSB write toggle
+    bool counting = false;      // a count has been loaded (and the gate allows)
+    bool nullCount = true;      // a count was written but not yet loaded
+    uint64_t loadNs = 0;        // virtual time the count was loaded
+    uint64_t pausedTicks = 0;   // modes 0/4: ticks elapsed before the gate fell
+    bool readMsbNext = false;   // LSB-then-MSB read toggle
+    bool writeMsbNext = false;  // LSB-then-MSB write toggle
     uint8_t writeLatch = 0;
     bool countLatched = false;
     uint16_t latchedCount = 0;
-    bool latchMsbNext = false;   // for a latched count in LSB-then-MSB mode
+    bool latchMsbNext = false;  // for a latched count in LSB-then-MSB mode
     uint8_t latchedAccess = 3;
     bool statusLatched = false;
     uint8_t latchedStatus = 0;
