@@ -1,0 +1,514 @@
+// CpuImpl: construction, the step loop, fetch through the decode cache,
+// self-modifying-code invalidation, and the public Cpu API.
+#include "exec/cpu_impl.h"
+
+#include <algorithm>
+#include <cstdio>
+
+#include "exec/handler_table.h"
+#include "exec/internals.h"
+#include "ttvm/base/log.h"
+
+namespace ttvm {
+
+namespace {
+constexpr uint64_t kCacheMask = (1ull << 16) - 1;
+inline uint64_t cacheTag(uint64_t phys, CpuMode m) {
+  return phys | (static_cast<uint64_t>(m) + 1) << 56;
+}
+}  // namespace
+
+CpuImpl::CpuImpl(const CpuModel& model, PhysicalMemory memory, Environment& env)
+    : model_(model), mem_(std::move(memory)), env_(env), in_(std::make_unique<Internals>()) {
+  static_assert((1ull << kDecodeCacheBits) - 1 == kCacheMask);
+  in_->cache.resize(1ull << kDecodeCacheBits);
+  const size_t pages = (mem_.ram.size() + 0xFFF) >> 12;
+  in_->codeChunks.assign(pages + 1, 0);
+  in_->dirty.assign(pages + 1, 0);
+  for (int m = 0; m < 7; ++m) initDecoder(in_->decoders[m], static_cast<CpuMode>(m));
+  s_ = resetState();
+  updateMode();
+}
+
+CpuImpl::~CpuImpl() = default;
+
+void CpuImpl::updateMode() {
+  mode_ = cpuMode(s_);
+  cpl_ = currentPrivilegeLevel(s_);
+  if (mode_ == CpuMode::kLong64) {
+    ipMask_ = ~0ull;
+    stackSize_ = 8;
+  } else {
+    ipMask_ = (s_.seg[1].attributes & segattr::kDB) && protectedMode() && !v86() ? 0xFFFFFFFFull
+                                                                                 : 0xFFFFull;
+    stackSize_ = (protectedMode() && !v86() && (s_.seg[2].attributes & segattr::kDB)) ? 4 : 2;
+    // Real mode with a 32-bit CS cache (unreal/big-real mode) keeps 16-bit IP
+    // semantics only when D=0; follow the cache like hardware does.
+    if (!protectedMode()) {
+      ipMask_ = (s_.seg[1].attributes & segattr::kDB) ? 0xFFFFFFFFull : 0xFFFFull;
+      stackSize_ = (s_.seg[2].attributes & segattr::kDB) ? 4 : 2;
+    }
+  }
+  for (unsigned k = 0; k < kNumSegRegs; ++k) updateSegmentCache(k);
+}
+
+// ----------------------------------------------------------- small helpers
+
+uint64_t CpuImpl::readGprSized(uint8_t reg, unsigned bytes) const {
+  switch (bytes) {
+    case 1: return readGpr<uint8_t>(reg);
+    case 2: return readGpr<uint16_t>(reg);
+    case 4: return readGpr<uint32_t>(reg);
+    default: return readGpr<uint64_t>(reg);
+  }
+}
+
+void CpuImpl::writeGprSized(uint8_t reg, unsigned bytes, uint64_t v) {
+  switch (bytes) {
+    case 1: writeGpr<uint8_t>(reg, static_cast<uint8_t>(v)); break;
+    case 2: writeGpr<uint16_t>(reg, static_cast<uint16_t>(v)); break;
+    case 4: writeGpr<uint32_t>(reg, static_cast<uint32_t>(v)); break;
+    default: writeGpr<uint64_t>(reg, v); break;
+  }
+}
+
+bool CpuImpl::readOpOther(const Instr& i, int n, uint64_t& v) {
+  const Operand& o = i.op[n];
+  switch (o.kind) {
+    case OpKind::kPtr: v = i.imm; return true;
+    case OpKind::kCr:
+      switch (o.reg) {
+        case 0: v = s_.cr0; return true;
+        case 2: v = s_.cr2; return true;
+        case 3: v = s_.cr3; return true;
+        case 4: v = s_.cr4; return true;
+        case 8: v = s_.cr8; return true;
+        default: return fault(vec::kUD);
+      }
+    default: TTVM_UNREACHABLE("readOp on operand kind ", int(o.kind), " of mnemonic ", i.mnemonic);
+  }
+}
+
+bool CpuImpl::condition(unsigned cc) const {
+  const uint64_t f = s_.rflags;
+  bool r;
+  switch (cc >> 1) {
+    case 0: r = f & flags::kOF; break;
+    case 1: r = f & flags::kCF; break;
+    case 2: r = f & flags::kZF; break;
+    case 3: r = (f & flags::kCF) || (f & flags::kZF); break;
+    case 4: r = f & flags::kSF; break;
+    case 5: r = f & flags::kPF; break;
+    case 6: r = !(f & flags::kSF) != !(f & flags::kOF); break;
+    default: r = (f & flags::kZF) || (!(f & flags::kSF) != !(f & flags::kOF)); break;
+  }
+  return (cc & 1) ? !r : r;
+}
+
+ExecStatus CpuImpl::jumpTo(uint64_t target) {
+  if (mode_ == CpuMode::kLong64) {
+    if (!isCanonical(target)) return raiseGp(0);
+  } else if (target > s_.seg[1].limit && protectedMode()) {
+    return raiseGp(0);
+  } else if (!protectedMode() && target > s_.seg[1].limit) {
+    return raiseGp(0);
+  }
+  s_.rip = target;
+  return ExecStatus::kJumped;
+}
+
+bool CpuImpl::pushSized(unsigned bytes, uint64_t v) {
+  switch (bytes) {
+    case 2: return push<uint16_t>(static_cast<uint16_t>(v));
+    case 4: return push<uint32_t>(static_cast<uint32_t>(v));
+    default: return push<uint64_t>(v);
+  }
+}
+
+bool CpuImpl::popSized(unsigned bytes, uint64_t& v) {
+  switch (bytes) {
+    case 2: {
+      uint16_t x;
+      if (!pop(x)) return false;
+      v = x;
+      return true;
+    }
+    case 4: {
+      uint32_t x;
+      if (!pop(x)) return false;
+      v = x;
+      return true;
+    }
+    default: return pop(v);
+  }
+}
+
+ExecStatus CpuImpl::raise(uint8_t vector) {
+  exc_ = PendingException{true, vector, false, 0, EventKind::kFault};
+  return ExecStatus::kException;
+}
+
+ExecStatus CpuImpl::raise(uint8_t vector, uint32_t errorCode) {
+  exc_ = PendingException{true, vector, true, errorCode, EventKind::kFault};
+  return ExecStatus::kException;
+}
+
+ExecStatus CpuImpl::raiseSoftware(uint8_t vector, EventKind kind) {
+  exc_ = PendingException{true, vector, false, 0, kind};
+  return ExecStatus::kException;
+}
+
+ExecStatus handleUnimplemented(CpuImpl& cpu, const Instr& i) {
+  return cpu.unimplemented(i);
+}
+
+ExecStatus CpuImpl::unimplemented(const Instr& i) {
+  uint8_t bytes[15] = {};
+  const uint64_t lin = mode_ == CpuMode::kLong64 ? s_.rip : (s_.seg[1].base + s_.rip);
+  readLinearDebug(lin, std::span<uint8_t>(bytes, i.length));
+  std::string hex;
+  char buf[8];
+  for (unsigned k = 0; k < i.length; ++k) {
+    std::snprintf(buf, sizeof buf, "%s%02x", k ? " " : "", bytes[k]);
+    hex += buf;
+  }
+  if (in_->unimplementedSeen.insert(hex).second) {
+    char line[160];
+    std::snprintf(line, sizeof line, "%s (%s) mode %d rip 0x%llx", hex.c_str(),
+                  ZydisMnemonicGetString(static_cast<ZydisMnemonic>(i.mnemonic)),
+                  static_cast<int>(mode_), static_cast<unsigned long long>(s_.rip));
+    unimplementedLog_.push_back(line);
+    TTVM_LOG("emulator", kWarn, "unimplemented instruction: " << line);
+  }
+  return raiseUd();
+}
+
+// ------------------------------------------------------------------- fetch
+
+// Returns the decoded instruction at CS:RIP, or nullptr with a fault recorded
+// (#PF, #GP for limit/canonical, #UD for undecodable bytes).
+const Instr* CpuImpl::fetch() {
+  uint64_t lin;
+  if (mode_ == CpuMode::kLong64) {
+    lin = s_.rip;
+    if (!isCanonical(lin)) {
+      raiseGp(0);
+      return nullptr;
+    }
+  } else {
+    if (s_.rip > s_.seg[1].limit) {
+      raiseGp(0);
+      return nullptr;
+    }
+    lin = (s_.seg[1].base + s_.rip) & 0xFFFFFFFFull;
+  }
+  const bool user = cpl_ == 3;
+  const TlbEntry& e = tlb_[(lin >> 12) & (kTlbSize - 1)];
+  uint64_t phys;
+  if (__builtin_expect(e.tag == (lin >> 12) && (e.allowed & tlbperm::bit(Access::kExec, user)),
+                       1)) {
+    phys = e.physPage | (lin & 0xFFF);
+  } else if (!translate(lin, Access::kExec, false, phys)) {
+    return nullptr;
+  }
+  DecodeCacheEntry& ce = in_->cache[phys & kCacheMask];
+  if (__builtin_expect(ce.tag == cacheTag(phys, mode_), 1)) {
+    if (mode_ != CpuMode::kLong64 && s_.rip + ce.instr.length - 1 > s_.seg[1].limit) {
+      raiseGp(0);
+      return nullptr;
+    }
+    return &ce.instr;
+  }
+  return fetchSlow(lin, phys);
+}
+
+const Instr* CpuImpl::fetchSlow(uint64_t lin, uint64_t phys) {
+  uint8_t bytes[16] = {};
+  unsigned have = std::min<unsigned>(15, 0x1000 - (lin & 0xFFF));
+  // CS limit: bytes beyond it may not be fetched.
+  unsigned limitBytes = 15;
+  if (mode_ != CpuMode::kLong64) {
+    const uint64_t room = uint64_t{s_.seg[1].limit} - s_.rip + 1;
+    limitBytes = static_cast<unsigned>(std::min<uint64_t>(15, room));
+  }
+  have = std::min(have, limitBytes);
+  physAccess(phys, bytes, have, false);
+  bool cacheable = isRam(phys) && isRam(phys + have - 1);
+  const ZydisDecoder& dec = in_->decoders[static_cast<int>(mode_)];
+  Instr& out = in_->scratch;
+  bool needMore = false;
+  bool ok = decodeInstr(dec, mode_, bytes, have, out, needMore);
+  if (!ok && needMore) {
+    const unsigned more = std::min(15u, limitBytes) - have;
+    if (more == 0) {
+      // The instruction runs past the CS limit.
+      raiseGp(0);
+      return nullptr;
+    }
+    uint64_t lin2 = lin + have;
+    if (!longMode()) lin2 &= 0xFFFFFFFFull;
+    uint64_t phys2;
+    if (!translate(lin2, Access::kExec, false, phys2)) return nullptr;
+    physAccess(phys2, bytes + have, more, false);
+    ok = decodeInstr(dec, mode_, bytes, have + more, out, needMore);
+    cacheable = false;  // spans two pages
+  }
+  if (!ok) {
+    if (needMore) {
+      raiseGp(0);
+      return nullptr;
+    }
+    raiseUd();
+    return nullptr;
+  }
+  // KVM's forced-emulation prefix: ud2; .ascii "kvm" — execute what follows.
+  if (skipKvmFep_ && out.mnemonic == ZYDIS_MNEMONIC_UD2 && have >= 5 && bytes[2] == 'k' &&
+      bytes[3] == 'v' && bytes[4] == 'm') {
+    s_.rip = (s_.rip + 5) & ipMask_;
+    return fetch();
+  }
+  if (!cacheable) return &out;
+  DecodeCacheEntry& ce = in_->cache[phys & kCacheMask];
+  ce.instr = out;
+  ce.tag = cacheTag(phys, mode_);
+  const uint64_t pfn = phys >> 12;
+  const unsigned first = (phys & 0xFFF) >> 6;
+  const unsigned last = ((phys & 0xFFF) + out.length - 1) >> 6;
+  uint64_t bits = 0;
+  for (unsigned c = first; c <= last; ++c) bits |= 1ull << c;
+  if (in_->codeChunks[pfn] == 0) stripTlbWrite(pfn << 12);
+  in_->codeChunks[pfn] |= bits;
+  return &ce.instr;
+}
+
+void CpuImpl::notifyRamWritten(uint64_t physAddr, uint64_t length) {
+  if (length == 0) return;
+  const uint64_t end = physAddr + length;
+  for (uint64_t page = physAddr >> 12; page <= (end - 1) >> 12; ++page) {
+    if (page >= in_->codeChunks.size() || in_->codeChunks[page] == 0) continue;
+    const uint64_t pBegin = std::max(physAddr, page << 12);
+    const uint64_t pEnd = std::min(end, (page + 1) << 12);
+    const unsigned c0 = (pBegin & 0xFFF) >> 6;
+    const unsigned c1 = ((pEnd - 1) & 0xFFF) >> 6;
+    uint64_t hitMask = 0;
+    for (unsigned c = c0; c <= c1; ++c) hitMask |= 1ull << c;
+    if (!(in_->codeChunks[page] & hitMask)) continue;
+    // Drop every cached instruction of this page that overlaps the write:
+    // those starting in [pBegin - 14, pEnd).
+    const uint64_t scanBegin = std::max(page << 12, pBegin >= 14 ? pBegin - 14 : 0);
+    for (uint64_t a = scanBegin; a < pEnd; ++a) {
+      DecodeCacheEntry& ce = in_->cache[a & kCacheMask];
+      if (ce.tag != 0 && (ce.tag & ((1ull << 56) - 1)) == a && a + ce.instr.length > pBegin)
+        ce.tag = 0;
+    }
+    // Chunks fully inside the write hold no cached instruction any more.
+    for (unsigned c = c0; c <= c1; ++c) {
+      const uint64_t cb = (page << 12) + c * 64;
+      if (cb >= pBegin && cb + 64 <= pEnd && (cb + 64) % 4096 != 0) {
+        // an instruction starting in this chunk may extend into the next;
+        // it was dropped above, so clearing this chunk's bit is exact.
+        in_->codeChunks[page] &= ~(1ull << c);
+      }
+    }
+  }
+}
+
+void CpuImpl::flushCaches() {
+  for (DecodeCacheEntry& ce : in_->cache) ce.tag = 0;
+  std::fill(in_->codeChunks.begin(), in_->codeChunks.end(), 0);
+  flushTlb(true);
+}
+
+// -------------------------------------------------------------- step loop
+
+StepResult CpuImpl::step() {
+  StepResult r;
+  if (tripleFault_) {
+    r.outcome = StepOutcome::kTripleFault;
+    return r;
+  }
+  if (!in_->breakpoints.empty() && !skipBreakpoint_ && atDebuggerBreakpoint()) {
+    r.outcome = StepOutcome::kBreakpoint;
+    return r;
+  }
+  skipBreakpoint_ = false;
+  in_->watchHit = false;
+
+  // Events at the instruction boundary.
+  const InterruptShadow shadow = s_.pending.shadow;
+  if (shadow != InterruptShadow::kMovSs && !s_.pending.nmiBlocked && env_.nmiPending()) {
+    env_.acknowledgeNmi();
+    s_.pending.shadow = InterruptShadow::kNone;
+    s_.pending.halted = false;
+    const bool ok = deliverEvent(PendingException{true, vec::kNMI, false, 0, EventKind::kNmi});
+    ++s_.steps;
+    r.outcome = ok ? StepOutcome::kNmi : StepOutcome::kTripleFault;
+    r.vector = vec::kNMI;
+    return finishStep(r);
+  }
+  if ((s_.rflags & flags::kIF) && shadow == InterruptShadow::kNone && env_.interruptPending()) {
+    const uint8_t v = env_.acknowledgeInterrupt();
+    s_.pending.halted = false;
+    const bool ok = deliverEvent(PendingException{true, v, false, 0, EventKind::kExternal});
+    ++s_.steps;
+    r.outcome = ok ? StepOutcome::kInterrupt : StepOutcome::kTripleFault;
+    r.vector = v;
+    return finishStep(r);
+  }
+  if (s_.pending.halted) {
+    r.outcome = StepOutcome::kHalted;
+    return r;
+  }
+  return executeOne(shadow);
+}
+
+StepResult CpuImpl::finishStep(StepResult r) {
+  if (in_->watchHit && r.outcome != StepOutcome::kTripleFault) {
+    r.outcome = StepOutcome::kWatchpoint;
+    r.watch = in_->hit;
+    in_->watchHit = false;
+  }
+  if (r.outcome == StepOutcome::kRetired && env_.stopRequested())
+    r.outcome = StepOutcome::kStopRequested;
+  return r;
+}
+
+StepResult CpuImpl::executeOne(InterruptShadow shadowBefore) {
+  StepResult r;
+  const uint64_t rip0 = s_.rip;
+  const uint64_t flagsBefore = s_.rflags;
+  exc_.valid = false;
+  debugTrapBits_ = 0;
+  s_.pending.shadow = InterruptShadow::kNone;
+
+  ExecStatus st;
+  const Instr* i = nullptr;
+  if (!debugBeforeInstruction()) {
+    st = ExecStatus::kException;
+  } else {
+    i = fetch();
+    st = i ? i->handler(*this, *i) : ExecStatus::kException;
+  }
+
+  switch (st) {
+    case ExecStatus::kNext: s_.rip = nextRip(*i); break;
+    case ExecStatus::kJumped:
+    case ExecStatus::kRepeat: break;
+    case ExecStatus::kHalt:
+      s_.rip = nextRip(*i);
+      s_.pending.halted = true;
+      break;
+    case ExecStatus::kException: {
+      TTVM_ASSERT(exc_.valid, "handler returned kException without raising, rip ", rip0);
+      if (exc_.kind == EventKind::kFault) {
+        s_.rip = rip0;
+        s_.pending.shadow = shadowBefore == InterruptShadow::kMovSs ? InterruptShadow::kNone
+                                                                    : InterruptShadow::kNone;
+      } else {
+        s_.rip = nextRip(*i);
+      }
+      const PendingException e = exc_;
+      const bool ok = deliverEvent(e);
+      ++s_.steps;
+      r.outcome = ok ? StepOutcome::kException : StepOutcome::kTripleFault;
+      r.vector = e.vector;
+      r.hasErrorCode = e.hasErrorCode;
+      r.errorCode = e.errorCode;
+      // A trap-like software event with TF set: #DB follows after delivery
+      // only for INT1/INTO-style traps is not architectural; TF is cleared on
+      // handler entry, so nothing more here.
+      return finishStep(r);
+    }
+  }
+  // Retired.
+  s_.rflags &= ~flags::kRF;
+  ++s_.steps;
+  r.outcome = StepOutcome::kRetired;
+
+  // Debug traps: single-step (TF set before the instruction) and data
+  // breakpoints, deferred across a MOV SS / POP SS shadow.
+  uint64_t dbBits = debugTrapBits_;
+  if (flagsBefore & flags::kTF) dbBits |= kDr6Bs;
+  if (s_.pending.shadow == InterruptShadow::kMovSs) {
+    s_.pending.pendingDr6 |= dbBits;
+  } else {
+    dbBits |= s_.pending.pendingDr6;
+    s_.pending.pendingDr6 = 0;
+    if (dbBits) {
+      // Single-step-only traps clear B0-B3; the rest of DR6 is sticky.
+      if (!(dbBits & 0xF)) s_.dr6 &= ~0xFull;
+      s_.dr6 |= dbBits;
+      s_.pending.halted = false;
+      const bool ok = deliverEvent(PendingException{true, vec::kDB, false, 0, EventKind::kTrap});
+      r.outcome = ok ? StepOutcome::kException : StepOutcome::kTripleFault;
+      r.vector = vec::kDB;
+    }
+  }
+  return finishStep(r);
+}
+
+bool CpuImpl::atDebuggerBreakpoint() {
+  const uint64_t lin =
+      mode_ == CpuMode::kLong64 ? s_.rip : ((s_.seg[1].base + s_.rip) & 0xFFFFFFFFull);
+  std::optional<uint64_t> phys;
+  bool physKnown = false;
+  for (const DebuggerBreakpoint& b : in_->breakpoints) {
+    if (!b.physical) {
+      if (b.address == lin) return true;
+      continue;
+    }
+    if (!physKnown) {
+      phys = translateNoSideEffects(lin, false);
+      physKnown = true;
+    }
+    if (phys && *phys == b.address) return true;
+  }
+  return false;
+}
+
+StepResult CpuImpl::run(uint64_t maxSteps) {
+  StepResult r;
+  for (uint64_t n = 0; n < maxSteps; ++n) {
+    r = step();
+    if (r.outcome != StepOutcome::kRetired) break;
+  }
+  return r;
+}
+
+void CpuImpl::setState(const CpuState& s) {
+  s_ = s;
+  tripleFault_ = false;
+  updateMode();
+  flushTlb(true);
+  debugRegistersChanged();
+}
+
+void CpuImpl::setDirtyTracking(bool on) {
+  in_->dirtyTracking = on;
+  std::fill(in_->dirty.begin(), in_->dirty.end(), 0);
+  for (TlbEntry& e : tlb_)
+    e.allowed &= ~(tlbperm::bit(Access::kWrite, true) | tlbperm::bit(Access::kWrite, false));
+}
+
+std::vector<uint64_t> CpuImpl::takeDirtyPages() {
+  std::vector<uint64_t> out;
+  for (size_t p = 0; p < in_->dirty.size(); ++p)
+    if (in_->dirty[p]) {
+      out.push_back(p);
+      in_->dirty[p] = 0;
+    }
+  for (TlbEntry& e : tlb_)
+    e.allowed &= ~(tlbperm::bit(Access::kWrite, true) | tlbperm::bit(Access::kWrite, false));
+  return out;
+}
+
+void CpuImpl::setBreakpoints(std::vector<DebuggerBreakpoint> bps) {
+  in_->breakpoints = std::move(bps);
+}
+
+void CpuImpl::setWatchpoints(std::vector<DebuggerWatchpoint> wps) {
+  in_->watchpoints = std::move(wps);
+  flushTlb(true);
+}
+
+}  // namespace ttvm

@@ -1,0 +1,21 @@
+#include "exec/handler_table.h"
+
+namespace ttvm {
+
+const HandlerTable& HandlerTable::instance() {
+  static const HandlerTable table = [] {
+    HandlerTable t;
+    // Groups register in this order; a later registration of the same
+    // mnemonic replaces an earlier one (alu/ replaces alu_basic.cc).
+    registerAluBasicHandlers(t);
+    registerDataHandlers(t);
+    registerStackHandlers(t);
+    registerControlHandlers(t);
+    registerStringHandlers(t);
+    registerSystemHandlers(t);
+    return t;
+  }();
+  return table;
+}
+
+}  // namespace ttvm

@@ -1,0 +1,87 @@
+// HandlerTable: the one opcode table. It maps a Zydis mnemonic (and the
+// instruction's operand width) to the handler that executes it, Bochs-style.
+//
+// Each instruction-group file provides one registration function
+//
+//     void registerXxxHandlers(HandlerTable& t);
+//
+// declared below and called from HandlerTable::build() (handler_table.cc).
+// To add a group: declare its function here, add one line to build(), done.
+// A mnemonic without a handler decodes fine but raises #UD and is logged once
+// in Cpu::unimplementedLog() (with its bytes), so a user sees why.
+#pragma once
+
+#include <Zydis/Zydis.h>
+
+#include <array>
+#include <cstdint>
+
+#include "exec/instr.h"
+
+namespace ttvm {
+
+class HandlerTable {
+ public:
+  // Size index: 0 = 8-bit, 1 = 16-bit, 2 = 32-bit, 3 = 64-bit operand width.
+  static constexpr int kSizes = 4;
+
+  // One handler for every operand width.
+  void set(ZydisMnemonic m, Handler h) { entries_[m].fill(h); }
+  // One handler per operand width (nullptr: that width is not supported and
+  // raises #UD). Handlers for widths an instruction cannot have may be nullptr.
+  void setSized(ZydisMnemonic m, Handler h8, Handler h16, Handler h32, Handler h64) {
+    entries_[m] = {h8, h16, h32, h64};
+  }
+  // Registers one template instantiated for uint8_t..uint64_t.
+  template <template <typename> class F>
+  void setTemplate(ZydisMnemonic m) {
+    setSized(m, &F<uint8_t>::run, &F<uint16_t>::run, &F<uint32_t>::run, &F<uint64_t>::run);
+  }
+
+  // A handler used instead when an operand is an XMM or MMX register: the
+  // SSE forms that share a mnemonic with a string instruction (MOVSD, CMPSD)
+  // and any other vector form of a mnemonic.
+  void setVector(ZydisMnemonic m, Handler h) { vector_[m] = h; }
+  Handler lookupVector(ZydisMnemonic m) const {
+    return static_cast<unsigned>(m) < vector_.size() ? vector_[m] : nullptr;
+  }
+
+  // The handler for `m` at operand width `opSizeBytes` (0 counts as 8 bytes'
+  // slot for instructions without a width, i.e. set() handlers).
+  Handler lookup(ZydisMnemonic m, unsigned opSizeBytes) const {
+    if (static_cast<unsigned>(m) >= entries_.size()) return nullptr;
+    return entries_[m][sizeIndex(opSizeBytes)];
+  }
+  bool has(ZydisMnemonic m) const {
+    for (Handler h : entries_[m])
+      if (h) return true;
+    return false;
+  }
+
+  // The table with every group registered (built once, immutable afterwards).
+  static const HandlerTable& instance();
+
+ private:
+  static int sizeIndex(unsigned bytes) {
+    switch (bytes) {
+      case 1: return 0;
+      case 2: return 1;
+      case 4: return 2;
+      default: return 3;
+    }
+  }
+  std::array<std::array<Handler, kSizes>, ZYDIS_MNEMONIC_MAX_VALUE + 1> entries_{};
+  std::array<Handler, ZYDIS_MNEMONIC_MAX_VALUE + 1> vector_{};
+};
+
+// Registration functions, one per group file. Owners in parentheses.
+void registerDataHandlers(HandlerTable& t);   // exec/data.cc: MOV, XCHG, MOVZX, CMOVcc, ...
+void registerStackHandlers(HandlerTable& t);  // exec/stack.cc: PUSH/POP/PUSHA/PUSHF/ENTER/LEAVE
+void registerControlHandlers(
+    HandlerTable& t);  // exec/control.cc: Jcc, JMP, CALL, RET, LOOP, INT, IRET
+void registerStringHandlers(HandlerTable& t);  // exec/string.cc: MOVS..SCAS, INS/OUTS
+void registerSystemHandlers(
+    HandlerTable& t);  // exec/system.cc: CRn, DTRs, MSRs, CPUID, IN/OUT, ...
+void registerAluBasicHandlers(HandlerTable& t);  // alu_basic.cc (temporary, until alu/ replaces it)
+
+}  // namespace ttvm

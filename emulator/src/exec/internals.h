@@ -1,0 +1,53 @@
+// CpuImpl::Internals: the parts of the CPU that handlers never touch — the
+// decode cache, the code-page and dirty-page maps, the debugger's breakpoint
+// and watchpoint lists. Shared by the exec/*.cc files that implement CpuImpl.
+#pragma once
+
+#include <Zydis/Zydis.h>
+
+#include <cstdint>
+#include <set>
+#include <string>
+#include <unordered_set>
+#include <vector>
+
+#include "exec/cpu_impl.h"
+
+namespace ttvm {
+
+struct DecodeCacheEntry {
+  // phys | (mode + 1) << 56; 0 = empty. Invalidation clears the tag only, so
+  // an Instr being executed stays readable while its page is overwritten.
+  uint64_t tag = 0;
+  Instr instr;
+};
+
+struct CpuImpl::Internals {
+  std::vector<DecodeCacheEntry> cache;  // 1 << kDecodeCacheBits entries, index = phys & mask
+  // Per RAM page: a bit per 64-byte chunk that holds (part of) a cached
+  // instruction. Writes to a chunk with its bit set drop the cached code there.
+  std::vector<uint64_t> codeChunks;
+  bool dirtyTracking = false;
+  std::vector<uint8_t> dirty;  // per RAM page
+  std::vector<DebuggerBreakpoint> breakpoints;
+  std::vector<DebuggerWatchpoint> watchpoints;
+  bool watchHit = false;
+  WatchHit hit;
+  std::unordered_set<std::string> unimplementedSeen;
+  ZydisDecoder decoders[7];  // per CpuMode
+  Instr scratch;             // an instruction that cannot be cached (page-crossing, MMIO)
+};
+
+inline constexpr uint64_t kDr6Bs = 1u << 14;
+inline constexpr uint64_t kDr6Bd = 1u << 13;
+
+// Decodes the bytes at `bytes` for `mode` into `out` (handler looked up in the
+// HandlerTable). Returns false if Zydis rejects them (the caller raises #UD);
+// `needMore` is set when the bytes ended before the instruction did.
+bool decodeInstr(const ZydisDecoder& dec, CpuMode mode, const uint8_t* bytes, unsigned n,
+                 Instr& out, bool& needMore);
+// The handler of every mnemonic without one: #UD, logged once.
+ExecStatus handleUnimplemented(CpuImpl& cpu, const Instr& i);
+void initDecoder(ZydisDecoder& dec, CpuMode mode);
+
+}  // namespace ttvm
