@@ -264,6 +264,13 @@ void idt_set_attr(int vector, int type, int dpl, int ist) {
 #endif
 }
 
+void idt_set_present(int vector, int present) {
+  if (present)
+    idt[vector].attr |= 0x80;
+  else
+    idt[vector].attr &= 0x7F;
+}
+
 void idt_load(void) {
   struct __attribute__((packed)) {
     uint16_t limit;
@@ -433,6 +440,10 @@ void guest_triple_fault(void) {
 /* ---- start -------------------------------------------------------------------------- */
 void lib_start(void);
 void lib_start(void) {
+  /* Mask both 8259 PICs: firmware may have left the PIT's IRQ 0 unmasked at
+   * vector 8, which would look like #DF the moment a guest sets IF. */
+  outb(0x21, 0xFF);
+  outb(0xA1, 0xFF);
   serial_init();
   idt_init();
   tss_init();

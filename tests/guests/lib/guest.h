@@ -212,6 +212,7 @@ void idt_init(void);
 void idt_set_gate(int vector, ureg handler, uint16_t sel, int type, int dpl, int ist);
 void idt_set_attr(int vector, int type, int dpl, int ist); /* keep the stub handler */
 ureg idt_stub(int vector);
+void idt_set_present(int vector, int present);
 void idt_load(void);
 
 /* TSS: lib keeps one; tss_set_rsp0 / tss_set_ist / 32-bit esp0+ss0. */

@@ -7,13 +7,17 @@
 # TRIPLE_FAULT: the guest ends the run on purpose by a triple fault.
 # QEMU_KNOWN_FAIL: cases (the guest's case names) that QEMU's TCG gets wrong;
 # the qemu test then requires exactly those cases to fail (see run_guest.py).
+# EXPECT panic|reset: the guest ends the run on purpose through pvpanic or a
+# machine reset, printing PANIC-NEXT / RESET-NEXT first.
+# QEMU_ARGS: extra qemu-system-x86_64 arguments (devices the guest needs that
+# ttvm always has, e.g. -device pc-testdev).
 include_guard(GLOBAL)
 
 find_package(Python3 COMPONENTS Interpreter REQUIRED)
 find_program(QEMU_SYSTEM_X86_64 qemu-system-x86_64)
 
 function(ttvm_test_guest name)
-  cmake_parse_arguments(ARG "TRIPLE_FAULT" "BITS;TIMEOUT" "SOURCES;QEMU_KNOWN_FAIL" ${ARGN})
+  cmake_parse_arguments(ARG "TRIPLE_FAULT" "BITS;TIMEOUT;EXPECT" "SOURCES;QEMU_KNOWN_FAIL;QEMU_ARGS" ${ARGN})
   if(NOT ARG_BITS)
     set(ARG_BITS 64)
   endif()
@@ -31,6 +35,13 @@ function(ttvm_test_guest name)
   if(ARG_TRIPLE_FAULT)
     set(expect --expect triple-fault)
   endif()
+  if(ARG_EXPECT)
+    set(expect --expect ${ARG_EXPECT})
+  endif()
+  set(qemu_args "")
+  foreach(a ${ARG_QEMU_ARGS})
+    list(APPEND qemu_args --qemu-arg=${a})
+  endforeach()
   set(known "")
   foreach(c ${ARG_QEMU_KNOWN_FAIL})
     list(APPEND known --known-fail ${c})
@@ -38,7 +49,7 @@ function(ttvm_test_guest name)
   set(harness ${Python3_EXECUTABLE} ${TTVM_GUESTLIB_DIR}/../run_guest.py)
   if(QEMU_SYSTEM_X86_64)
     add_test(NAME guest.qemu.${name}
-             COMMAND ${harness} --runner qemu --qemu ${QEMU_SYSTEM_X86_64} ${expect} ${known}
+             COMMAND ${harness} --runner qemu --qemu ${QEMU_SYSTEM_X86_64} ${expect} ${known} ${qemu_args}
                      --timeout ${ARG_TIMEOUT} ${file})
     set_tests_properties(guest.qemu.${name} PROPERTIES LABELS "qemu;guest")
   endif()
