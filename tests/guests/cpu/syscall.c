@@ -1,0 +1,108 @@
+/* SYSCALL/SYSRET round trip in 64-bit mode, SYSRET to compatibility mode.
+ * SDM vol. 2B "SYSCALL": RCX <- RIP of the next instruction, R11 <- RFLAGS,
+ * RFLAGS <- RFLAGS & ~IA32_FMASK (RF cleared too), CS <- STAR[47:32] (flat
+ * 64-bit, CPL 0), SS <- STAR[47:32] + 8; RSP unchanged. EFER.SCE = 0 -> #UD.
+ * "SYSRET": RIP <- RCX, RFLAGS <- (R11 & 3C7FD7H) | 2, CS <- STAR[63:48] + 16
+ * (REX.W, 64-bit) or STAR[63:48] (32-bit, compatibility mode), SS <-
+ * STAR[63:48] + 8, all with RPL 3. APM vol. 2, 6.1.1 agrees. */
+#include "guest.h"
+
+GUEST_NAME("syscall");
+
+struct k_seen {
+  uint64_t rcx, r11, rflags, cs, ss, rsp, rax;
+};
+volatile struct k_seen ks;
+struct u_seen {
+  uint64_t cs, ss, rflags, rax, rsp;
+};
+volatile struct u_seen us;
+volatile uint64_t compat_cs;
+
+/* Kernel entries: record state, then return to user with SYSRETQ or SYSRETL. */
+__asm__(".text\n"
+        "sc_entry64: mov %rcx, ks+0(%rip)\n"
+        "  mov %r11, ks+8(%rip)\n"
+        "  pushfq\n"
+        "  popq ks+16(%rip)\n"
+        "  mov %cs, %rcx\n"
+        "  mov %rcx, ks+24(%rip)\n"
+        "  mov %ss, %rcx\n"
+        "  mov %rcx, ks+32(%rip)\n"
+        "  mov %rsp, ks+40(%rip)\n"
+        "  mov %rax, ks+48(%rip)\n"
+        "  mov ks+0(%rip), %rcx\n"
+        "  add $1, %rax\n"
+        "  sysretq\n"
+        /* compat entry: return to 32-bit code at sc_compat */
+        "sc_entry_compat: mov %rcx, ks+0(%rip)\n"
+        "  lea sc_compat(%rip), %rcx\n"
+        "  sysretl\n"
+        /* user side, 64-bit */
+        "u_syscall: push %rbx\n"
+        "  mov $0x1234, %eax\n"
+        "  pushfq\n"
+        "  orq $0x401, (%rsp)\n" /* CF and DF set before SYSCALL */
+        "  popfq\n"
+        "  mov %rsp, %rbx\n"
+        "  syscall\n"
+        "u_after_syscall: pushfq\n"
+        "  popq us+16(%rip)\n"
+        "  cld\n"
+        "  mov %cs, %rcx\n"
+        "  mov %rcx, us+0(%rip)\n"
+        "  mov %ss, %rcx\n"
+        "  mov %rcx, us+8(%rip)\n"
+        "  mov %rax, us+24(%rip)\n"
+        "  mov %rsp, us+32(%rip)\n"
+        "  pop %rbx\n"
+        "  ret\n"
+        "u_syscall_compat: syscall\n"
+        "  ret\n"
+        ".code32\n"
+        "sc_compat: mov %cs, %eax\n"
+        "  mov %eax, compat_cs\n"
+        "  mov $0xC0DE, %eax\n"
+        "  int $0x81\n" /* back to the kernel through user_call's return gate */
+        ".code64\n");
+extern char sc_entry64[], sc_entry_compat[], u_after_syscall[];
+ureg u_syscall(ureg);
+ureg u_syscall_compat(ureg);
+
+void guest_main(void) {
+  const uint64_t star = ((uint64_t)SEL_UCODE32 << 48) | ((uint64_t)SEL_CODE64 << 32);
+
+  case_begin("sce_off_ud");
+  wrmsr(MSR_EFER, rdmsr(MSR_EFER) & ~1ull);
+  trap_log_clear();
+  __asm__ volatile("lea 1f(%%rip), %%rax\n mov %%rax, trap_resume(%%rip)\n syscall\n1:"
+                   ::: "rax", "rcx", "r11", "memory");
+  CHECK_EQ(trap_count, 1);
+  CHECK_EQ(trap_log[0].vector, 6);
+
+  case_begin("round_trip");
+  wrmsr(MSR_EFER, rdmsr(MSR_EFER) | 1);
+  wrmsr(MSR_STAR, star);
+  wrmsr(MSR_LSTAR, (uint64_t)(ureg)sc_entry64);
+  wrmsr(MSR_SFMASK, FL_IF | FL_DF | FL_TF | FL_CF);
+  ureg r = user_call(u_syscall, (ureg)user_stack_top, 0, 0x2);
+  CHECK_EQ(ks.rcx, (ureg)u_after_syscall);
+  CHECK_EQ(ks.r11 & 0xFFFF, 0x2 | FL_CF | FL_DF); /* user RFLAGS (with reserved bit 1) */
+  CHECK_EQ(ks.rflags & (FL_IF | FL_DF | FL_TF | FL_CF | FL_RF), 0);
+  CHECK_EQ(ks.cs, SEL_CODE64);
+  CHECK_EQ(ks.ss, SEL_CODE64 + 8);
+  CHECK_EQ(ks.rsp, (ureg)user_stack_top - 16); /* unchanged: CALL + PUSH RBX */
+  CHECK_EQ(ks.rax, 0x1234);
+  CHECK_EQ(us.cs, SEL_UCODE32 + 16 + 3);
+  CHECK_EQ(us.ss, SEL_UCODE32 + 8 + 3);
+  CHECK_EQ(us.rflags & 0xFFFF, 0x2 | FL_CF | FL_DF); /* restored from R11 */
+  CHECK_EQ(us.rax, 0x1235);
+  CHECK_EQ(us.rsp, (ureg)user_stack_top - 16);
+  CHECK_EQ(r, 0x1235);
+
+  case_begin("sysret_compat");
+  wrmsr(MSR_LSTAR, (uint64_t)(ureg)sc_entry_compat);
+  r = user_call(u_syscall_compat, (ureg)user_stack_top, 0, 0x2);
+  CHECK_EQ(compat_cs, SEL_UCODE32 | 3);
+  CHECK_EQ(r & 0xFFFFFFFF, 0xC0DE);
+}
