@@ -43,6 +43,52 @@ bool fits(uint64_t v, unsigned size) {
 
 }  // namespace
 
+namespace {
+// The fast form of checkEvent for the reader's hot loop: the decoder already
+// zeroes unused fields and range-limits every column, so only the access
+// sizes and flags remain to check.
+inline bool eventIsWellFormed(const TraceEvent& e) {
+  switch (e.kind) {
+    case EventKind::kPortIn:
+    case EventKind::kPortOut: return e.size == 1 || e.size == 2 || e.size == 4;
+    case EventKind::kMmioRead:
+    case EventKind::kMmioWrite: return e.size == 1 || e.size == 2 || e.size == 4 || e.size == 8;
+    case EventKind::kRdrand:
+      return (e.size == 2 || e.size == 4 || e.size == 8) && e.flags <= TraceEvent::kFlagOk &&
+             (e.flags || !e.value);
+    case EventKind::kMsrWrite: return e.flags <= TraceEvent::kFlagOk;
+    default: return true;
+  }
+}
+// Writer side: the decoder's guarantees, checked on the caller's event.
+inline bool unusedFieldsAreZero(const TraceEvent& e) {
+  switch (e.kind) {
+    case EventKind::kPortIn:
+    case EventKind::kPortOut:
+      return e.flags == 0 && e.address <= 0xFFFF && (e.size >= 4 || e.value < (1u << (8 * e.size)));
+    case EventKind::kMmioRead:
+    case EventKind::kMmioWrite:
+      return e.flags == 0 && e.count == 0 &&
+             (e.size >= 8 || e.value < (uint64_t{1} << (8 * e.size)));
+    case EventKind::kInterrupt:
+      return (e.address | e.count | e.size | e.flags) == 0 && e.value <= 0xFF;
+    case EventKind::kRdtsc:
+    case EventKind::kStateDigest: return (e.address | e.count | e.size | e.flags) == 0;
+    case EventKind::kRdrand:
+      return (e.address | e.count) == 0 && (e.size >= 8 || e.value < (uint64_t{1} << (8 * e.size)));
+    case EventKind::kMsrRead: return (e.count | e.size | e.flags) == 0 && e.address <= 0xFFFFFFFF;
+    case EventKind::kMsrWrite: return (e.count | e.size) == 0 && e.address <= 0xFFFFFFFF;
+    case EventKind::kDebugExit:
+      return (e.address | e.count | e.size | e.flags) == 0 && e.value <= 0xFFFFFFFF;
+    case EventKind::kNmi:
+    case EventKind::kInterruptWindow:
+    case EventKind::kHlt:
+    case EventKind::kEndOfRun: return (e.address | e.value | e.count | e.size | e.flags) == 0;
+  }
+  return false;
+}
+}  // namespace
+
 std::string checkEvent(const TraceEvent& e) {
   const auto k = static_cast<uint8_t>(e.kind);
   if (!isValidEventKind(k)) return "unknown event kind " + std::to_string(k);
@@ -112,9 +158,11 @@ void EventChunkCodec::encode(std::span<const TraceEvent> events, std::vector<uin
   uint64_t prevStep = events[0].step;
   uint64_t prevTsc = 0;
   for (const TraceEvent& e : events) {
-    // Validation is cheap next to compression; it stays on in release builds.
-    const std::string problem = checkEvent(e);
-    TTVM_ASSERT(problem.empty(), "bad trace event (", describeEvent(e), "): ", problem);
+    // Validation stays on in release builds; the fast check keeps it cheap.
+    if (__builtin_expect(!eventIsWellFormed(e) || !unusedFieldsAreZero(e), 0)) {
+      const std::string problem = checkEvent(e);
+      TTVM_ASSERT(problem.empty(), "bad trace event (", describeEvent(e), "): ", problem);
+    }
     TTVM_ASSERT(e.step >= prevStep, "trace event steps went backward: ", e.step, " after ",
                 prevStep);
     put(kKind, static_cast<uint8_t>(e.kind));
@@ -380,8 +428,9 @@ Status decodeMessage(schema::EventChunk::Reader chunk, const std::string& where,
                        std::to_string(n) + " events");
   // Full per-kind validity (sizes allowed for each kind, flags, unused fields).
   for (size_t k = 0; k < n; ++k) {
+    if (__builtin_expect(eventIsWellFormed(out[k]), 1)) continue;
     const std::string problem = checkEvent(out[k]);
-    if (!problem.empty()) {
+    {
       i = k;
       step = out[k].step;
       return bad(problem);

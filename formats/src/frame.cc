@@ -155,15 +155,19 @@ Result<FrameHeader> InputFile::readFrame(uint64_t offset, uint32_t expectedTag,
     return errorAt(offset,
                    "expected a " + tagName(expectedTag) + " frame, found " + tagName(h.tag));
   // Read header bytes again with the payload so the checksum covers both.
-  std::vector<uint8_t> buf(kFrameHeaderBytes + h.storedBytes);
-  TTVM_TRY(readExact(offset, buf.data(), buf.size(), tagName(h.tag) + " frame"));
+  std::vector<uint8_t>& buf = out.frame;
+  const size_t frameBytes = kFrameHeaderBytes + h.storedBytes;
+  if (buf.size() < frameBytes) buf.resize(frameBytes);
+  TTVM_TRY(readExact(offset, buf.data(), frameBytes, tagName(h.tag) + " frame"));
   uint32_t crc = crc32c(0, buf.data(), 36);
   crc = crc32c(crc, buf.data() + kFrameHeaderBytes, h.storedBytes);
   if (crc != h.crc)
     return errorAt(offset + 36, tagName(h.tag) + " frame: checksum mismatch (stored " + hex(h.crc) +
                                     ", computed " + hex(crc) + ")");
   out.bytes = h.rawBytes;
-  out.words.assign((h.rawBytes + 7) / 8, 0);
+  const size_t words = (h.rawBytes + 7) / 8;
+  if (out.words.size() < words) out.words.resize(words);
+  if (words) out.words[words - 1] = 0;  // no stale bytes in the padding
   auto* dst = reinterpret_cast<char*>(out.words.data());
   const auto* src = reinterpret_cast<const char*>(buf.data() + kFrameHeaderBytes);
   if (h.codec == kCodecStored) {

@@ -63,9 +63,11 @@ void appendFrame(uint32_t tag, std::span<const uint8_t> raw, uint64_t firstStep,
                  uint32_t count, int lz4Acceleration, std::vector<uint8_t>& out);
 
 // A payload after decompression, 8-byte aligned (Cap'n Proto reads words).
+// The buffers only grow, so a payload reused across frames stops allocating.
 struct RawPayload {
-  std::vector<uint64_t> words;
+  std::vector<uint64_t> words;  // at least `bytes` bytes; the rest is stale
   size_t bytes = 0;
+  std::vector<uint8_t> frame;  // the frame as stored (header + payload)
   std::span<const uint8_t> span() const {
     return {reinterpret_cast<const uint8_t*>(words.data()), bytes};
   }
