@@ -31,7 +31,10 @@ def build_command(args, log_path):
                "-m", "256", "-monitor", "none", "-nodefaults"]
         if args.expect == "triple-fault":
             cmd += ["-d", "cpu_reset", "-D", log_path]
-        return cmd
+        if args.expect == "panic":
+            # pvpanic ends QEMU with status 1 instead of the default shutdown.
+            cmd += ["-device", "pvpanic", "-action", "panic=exit-failure"]
+        return cmd + args.qemu_arg
     if not args.ttvm:
         sys.exit("run_guest: --runner ttvm needs --ttvm PATH")
     return [args.ttvm, "record", "--no-trace", args.guest]
@@ -43,7 +46,13 @@ def main():
     ap.add_argument("--runner", choices=["qemu", "ttvm"], required=True)
     ap.add_argument("--ttvm", help="path of the ttvm executable")
     ap.add_argument("--qemu", default="qemu-system-x86_64")
-    ap.add_argument("--expect", choices=["pass", "triple-fault"], default="pass")
+    ap.add_argument("--expect", choices=["pass", "triple-fault", "panic", "reset"], default="pass",
+                    help="how the run must end: PASS line + exit 0; a triple fault after "
+                         "TRIPLE-FAULT-NEXT; a pvpanic report after PANIC-NEXT; a machine "
+                         "reset (keyboard controller, 0xCF9) after RESET-NEXT")
+    ap.add_argument("--qemu-arg", action="append", default=[], metavar="ARG",
+                    help="extra QEMU argument (repeatable), e.g. devices a guest needs: "
+                         "--qemu-arg=-device --qemu-arg=pc-testdev")
     ap.add_argument("--expect-status", type=int,
                     help="process exit status expected (default: 1 for a passing guest, "
                          "0 for a QEMU triple fault)")
@@ -93,6 +102,20 @@ def main():
             problems.append("QEMU's log (-d cpu_reset) does not report 'Triple fault'")
         if args.runner == "ttvm" and not re.search(r"triple[ -_]?fault", serial + stderr, re.I):
             problems.append("ttvm did not report a triple fault")
+        if fail_lines:
+            problems.append(f"{len(fail_lines)} FAIL line(s)")
+    elif args.expect in ("panic", "reset"):
+        marker = "PANIC-NEXT" if args.expect == "panic" else "RESET-NEXT"
+        # QEMU: pvpanic with panic=exit-failure exits 1; a reset with -no-reboot exits 0.
+        want = args.expect_status if args.expect_status is not None else (
+            (1 if args.expect == "panic" else 0) if args.runner == "qemu" else None)
+        if not timed_out and want is not None and status != want:
+            problems.append(f"exit status {status}, expected {want} (end by {args.expect})")
+        if last != marker:
+            problems.append(f"last serial line is {last!r}, expected {marker!r}")
+        pattern = r"panic" if args.expect == "panic" else r"reset|reboot"
+        if args.runner == "ttvm" and not re.search(pattern, stderr, re.I):
+            problems.append(f"ttvm did not report a {args.expect} on stderr")
         if fail_lines:
             problems.append(f"{len(fail_lines)} FAIL line(s)")
     elif args.known_fail:
