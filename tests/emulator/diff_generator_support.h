@@ -1,0 +1,48 @@
+// Random, seeded, reproducible instruction sequences for the differential
+// tests. The same (options, seed) always gives the same TestCase.
+//
+// Every memory operand addresses the data/stack pages of layoutFor(mode): the
+// generator sets the base/index registers right before the instruction (a
+// `mov reg, imm` in the same Unit), or uses absolute, RIP-relative or
+// SP-relative forms whose address it knows. SP only moves through PUSH/POP
+// whose total is bounded, so any subset of the units (the minimizer drops
+// units) still stays inside the stack page.
+//
+// What is avoided by construction (outcomes the SDM leaves undefined or that
+// differ between vendors): BSF/BSR of zero, SHLD/SHRD counts above the operand
+// size, reads of undefined flags, 66h-prefixed near branches in 64-bit mode.
+// Divide errors are not avoided: most divisions are prepared so that they do
+// not fault, the rest fault, and a #DE is an outcome compared like any other.
+#pragma once
+
+#include <cstdint>
+
+#include "diff_program_support.h"
+
+namespace ttvm::difftest {
+
+struct GeneratorOptions {
+  CodeMode mode = CodeMode::kLong64;
+  // Optional instructions: generate them only where every oracle in the
+  // comparison implements them (see hostFeatures()).
+  bool popcnt = false;
+  bool lzcnt = false;
+  bool tzcnt = false;  // BMI1: without it F3 0F BC is REP BSF
+  bool movbe = false;
+  bool sse2 = true;
+  bool allowFaults = true;  // generate divisions that may raise #DE
+  int minUnits = 6;
+  int maxUnits = 28;
+};
+
+struct Features {
+  bool popcnt = false, lzcnt = false, tzcnt = false, movbe = false;
+};
+// What the host CPU supports (CPUID).
+Features hostFeatures();
+Features intersect(Features a, Features b);
+void applyFeatures(GeneratorOptions& o, Features f);
+
+TestCase generateTestCase(const GeneratorOptions& opts, uint64_t seed);
+
+}  // namespace ttvm::difftest

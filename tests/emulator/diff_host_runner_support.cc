@@ -1,0 +1,346 @@
+#include "diff_host_runner_support.h"
+
+#include <poll.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <ucontext.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <initializer_list>
+
+namespace ttvm::difftest {
+namespace {
+
+// Fixed addresses in the child (below the code at 0x100000 and far from
+// where Linux puts a PIE binary, its heap and mappings).
+constexpr uint64_t kStubPage = 0x180000;
+constexpr uint64_t kEntryStub = kStubPage;
+constexpr uint64_t kExitStub = kStubPage + 0x400;
+constexpr uint64_t kTailStub = kStubPage + 0x800;
+constexpr uint64_t kBlockPage = 0x190000;
+constexpr uint64_t kInBlock = kBlockPage;
+constexpr uint64_t kOutBlock = kBlockPage + 0x400;
+constexpr uint64_t kHostRspSlot = kBlockPage + 0x800;
+constexpr uint64_t kCodeMapSize = kMaxCodeSize + 0x1000;
+
+// State block layout used by the stubs.
+constexpr int kGprOff = 0;
+constexpr int kFlagsOff = 0x80;
+constexpr int kXmmOff = 0x100;
+
+struct Block {
+  uint64_t gpr[16];
+  uint64_t rflags;
+  uint64_t pad[15];
+  uint64_t xmm[16][2];
+};
+static_assert(offsetof(Block, rflags) == kFlagsOff);
+static_assert(offsetof(Block, xmm) == kXmmOff);
+
+// Written by the signal handler.
+struct FaultInfo {
+  uint64_t faulted;
+  uint64_t vector;
+  uint64_t rip;
+};
+constexpr uint64_t kFaultSlot = kBlockPage + 0x900;
+
+}  // namespace
+
+struct HostRunner::Shared {
+  uint32_t codeLen;
+  uint8_t code[kMaxCodeSize];
+  uint8_t memIn[kMemSize];
+  uint8_t memOut[kMemSize];
+  Block in;
+  Block out;
+  FaultInfo fault;
+};
+
+namespace {
+
+class StubWriter {
+ public:
+  explicit StubWriter(uint64_t address) : addr_(address) {}
+  ZydisEncoderOperand reg(ZydisRegister r) {
+    ZydisEncoderOperand o{};
+    o.type = ZYDIS_OPERAND_TYPE_REGISTER;
+    o.reg.value = r;
+    return o;
+  }
+  ZydisEncoderOperand abs(uint64_t a, int size) {
+    ZydisEncoderOperand o{};
+    o.type = ZYDIS_OPERAND_TYPE_MEMORY;
+    o.mem.displacement = static_cast<int64_t>(a);
+    o.mem.size = static_cast<ZyanU16>(size);
+    return o;
+  }
+  ZydisEncoderOperand imm(int64_t v) {
+    ZydisEncoderOperand o{};
+    o.type = ZYDIS_OPERAND_TYPE_IMMEDIATE;
+    o.imm.s = v;
+    return o;
+  }
+  void emit(ZydisMnemonic m, std::initializer_list<ZydisEncoderOperand> ops) {
+    ZydisEncoderRequest r{};
+    r.machine_mode = ZYDIS_MACHINE_MODE_LONG_64;
+    r.mnemonic = m;
+    r.operand_count = static_cast<ZyanU8>(ops.size());
+    int i = 0;
+    for (const auto& o : ops) r.operands[i++] = o;
+    uint8_t buf[ZYDIS_MAX_INSTRUCTION_LENGTH];
+    ZyanUSize len = sizeof(buf);
+    ZyanStatus st = ZydisEncoderEncodeInstructionAbsolute(&r, buf, &len, addr_ + bytes_.size());
+    TTVM_ASSERT(ZYAN_SUCCESS(st), "host stub: cannot encode ", ZydisMnemonicGetString(m));
+    bytes_.insert(bytes_.end(), buf, buf + len);
+  }
+  const std::vector<uint8_t>& bytes() const { return bytes_; }
+
+ private:
+  uint64_t addr_;
+  std::vector<uint8_t> bytes_;
+};
+
+ZydisRegister gpr64(int i) {
+  return static_cast<ZydisRegister>(ZYDIS_REGISTER_RAX + i);
+}
+ZydisRegister xmmReg(int i) {
+  return static_cast<ZydisRegister>(ZYDIS_REGISTER_XMM0 + i);
+}
+const ZydisRegister kCalleeSaved[] = {ZYDIS_REGISTER_RBX, ZYDIS_REGISTER_RBP, ZYDIS_REGISTER_R12,
+                                      ZYDIS_REGISTER_R13, ZYDIS_REGISTER_R14, ZYDIS_REGISTER_R15};
+
+std::vector<uint8_t> entryStub(uint64_t codeAddress) {
+  StubWriter w(kEntryStub);
+  for (ZydisRegister r : kCalleeSaved) w.emit(ZYDIS_MNEMONIC_PUSH, {w.reg(r)});
+  w.emit(ZYDIS_MNEMONIC_MOV, {w.abs(kHostRspSlot, 8), w.reg(ZYDIS_REGISTER_RSP)});
+  for (int i = 0; i < 16; ++i) {
+    w.emit(ZYDIS_MNEMONIC_MOVDQU, {w.reg(xmmReg(i)), w.abs(kInBlock + kXmmOff + 16 * i, 16)});
+  }
+  w.emit(ZYDIS_MNEMONIC_PUSH, {w.abs(kInBlock + kFlagsOff, 8)});
+  w.emit(ZYDIS_MNEMONIC_POPFQ, {});
+  for (int i = 0; i < 16; ++i) {
+    w.emit(ZYDIS_MNEMONIC_MOV, {w.reg(gpr64(i)), w.abs(kInBlock + kGprOff + 8 * i, 8)});
+  }
+  w.emit(ZYDIS_MNEMONIC_JMP, {w.imm(static_cast<int64_t>(codeAddress))});
+  return w.bytes();
+}
+
+std::vector<uint8_t> exitStub() {
+  StubWriter w(kExitStub);
+  for (int i = 0; i < 16; ++i) {
+    w.emit(ZYDIS_MNEMONIC_MOV, {w.abs(kOutBlock + kGprOff + 8 * i, 8), w.reg(gpr64(i))});
+  }
+  for (int i = 0; i < 16; ++i) {
+    w.emit(ZYDIS_MNEMONIC_MOVDQU, {w.abs(kOutBlock + kXmmOff + 16 * i, 16), w.reg(xmmReg(i))});
+  }
+  w.emit(ZYDIS_MNEMONIC_MOV, {w.reg(ZYDIS_REGISTER_RSP), w.abs(kHostRspSlot, 8)});
+  w.emit(ZYDIS_MNEMONIC_PUSHFQ, {});
+  w.emit(ZYDIS_MNEMONIC_POP, {w.reg(ZYDIS_REGISTER_RAX)});
+  w.emit(ZYDIS_MNEMONIC_MOV, {w.abs(kOutBlock + kFlagsOff, 8), w.reg(ZYDIS_REGISTER_RAX)});
+  w.emit(ZYDIS_MNEMONIC_JMP, {w.imm(static_cast<int64_t>(kTailStub))});
+  return w.bytes();
+}
+
+std::vector<uint8_t> tailStub() {
+  StubWriter w(kTailStub);
+  w.emit(ZYDIS_MNEMONIC_CLD, {});
+  for (int i = 5; i >= 0; --i) w.emit(ZYDIS_MNEMONIC_POP, {w.reg(kCalleeSaved[i])});
+  w.emit(ZYDIS_MNEMONIC_RET, {});
+  return w.bytes();
+}
+
+// ---- child side (async-signal-safe from here on) ----
+
+void onFault(int, siginfo_t*, void* ctx) {
+  auto* uc = static_cast<ucontext_t*>(ctx);
+  greg_t* g = uc->uc_mcontext.gregs;
+  uint64_t rip = static_cast<uint64_t>(g[REG_RIP]);
+  uint64_t code = layoutFor(CodeMode::kLong64).code;
+  if (rip < code || rip >= code + kCodeMapSize) _exit(90);  // the harness itself faulted
+  auto* out = reinterpret_cast<Block*>(kOutBlock);
+  static const int kMap[16] = {REG_RAX, REG_RCX, REG_RDX, REG_RBX, REG_RSP, REG_RBP,
+                               REG_RSI, REG_RDI, REG_R8,  REG_R9,  REG_R10, REG_R11,
+                               REG_R12, REG_R13, REG_R14, REG_R15};
+  for (int i = 0; i < 16; ++i) out->gpr[i] = static_cast<uint64_t>(g[kMap[i]]);
+  out->rflags = static_cast<uint64_t>(g[REG_EFL]);
+  for (int i = 0; i < 16; ++i) {
+    std::memcpy(out->xmm[i], uc->uc_mcontext.fpregs->_xmm[i].element, 16);
+  }
+  auto* f = reinterpret_cast<FaultInfo*>(kFaultSlot);
+  f->faulted = 1;
+  f->vector = static_cast<uint64_t>(g[REG_TRAPNO]);
+  f->rip = rip;
+  g[REG_RSP] = static_cast<greg_t>(*reinterpret_cast<uint64_t*>(kHostRspSlot));
+  g[REG_RIP] = static_cast<greg_t>(kTailStub);
+  g[REG_EFL] &= ~static_cast<greg_t>(flags::kDF | flags::kTF | flags::kAC);
+}
+
+void* mapFixed(uint64_t addr, uint64_t size, int prot) {
+  void* p = mmap(reinterpret_cast<void*>(addr), size, prot,
+                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+  if (p != reinterpret_cast<void*>(addr)) _exit(91);
+  return p;
+}
+
+[[noreturn]] void childMain(int fd, HostRunner::Shared* sh, const std::vector<uint8_t>& entry,
+                            const std::vector<uint8_t>& exitCode,
+                            const std::vector<uint8_t>& tail) {
+  const Layout lay = layoutFor(CodeMode::kLong64);
+  auto* code =
+      static_cast<uint8_t*>(mapFixed(lay.code, kCodeMapSize, PROT_READ | PROT_WRITE | PROT_EXEC));
+  auto* data = static_cast<uint8_t*>(mapFixed(lay.data, kMemSize, PROT_READ | PROT_WRITE));
+  auto* stubs =
+      static_cast<uint8_t*>(mapFixed(kStubPage, 0x1000, PROT_READ | PROT_WRITE | PROT_EXEC));
+  mapFixed(kBlockPage, 0x1000, PROT_READ | PROT_WRITE);
+  std::memcpy(stubs, entry.data(), entry.size());
+  std::memcpy(stubs + (kExitStub - kStubPage), exitCode.data(), exitCode.size());
+  std::memcpy(stubs + (kTailStub - kStubPage), tail.data(), tail.size());
+
+  static uint8_t altStack[64 * 1024];
+  stack_t ss{};
+  ss.ss_sp = altStack;
+  ss.ss_size = sizeof(altStack);
+  sigaltstack(&ss, nullptr);
+  struct sigaction sa {};
+  sa.sa_sigaction = onFault;
+  sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_NODEFER;
+  sigemptyset(&sa.sa_mask);
+  for (int sig : {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP}) sigaction(sig, &sa, nullptr);
+
+  auto* in = reinterpret_cast<Block*>(kInBlock);
+  auto* out = reinterpret_cast<Block*>(kOutBlock);
+  auto* fault = reinterpret_cast<FaultInfo*>(kFaultSlot);
+  for (;;) {
+    char c;
+    ssize_t n = read(fd, &c, 1);
+    if (n != 1) _exit(0);
+    uint32_t len = sh->codeLen;
+    std::memcpy(code, sh->code, len);
+    // jmp rel32 to the exit stub.
+    int32_t rel = static_cast<int32_t>(kExitStub - (lay.code + len + 5));
+    code[len] = 0xE9;
+    std::memcpy(code + len + 1, &rel, 4);
+    std::memcpy(data, sh->memIn, kMemSize);
+    *in = sh->in;
+    std::memset(out, 0, sizeof(*out));
+    *fault = {};
+    reinterpret_cast<void (*)()>(kEntryStub)();
+    sh->out = *out;
+    sh->fault = *fault;
+    std::memcpy(sh->memOut, data, kMemSize);
+    if (send(fd, &c, 1, MSG_NOSIGNAL) != 1) _exit(0);
+  }
+}
+
+}  // namespace
+
+HostRunner::HostRunner() {
+  void* p =
+      mmap(nullptr, sizeof(Shared), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  TTVM_ASSERT(p != MAP_FAILED, "HostRunner: mmap of the shared block failed: ", strerror(errno));
+  shared_ = static_cast<Shared*>(p);
+}
+
+HostRunner::~HostRunner() {
+  stop();
+  munmap(shared_, sizeof(Shared));
+}
+
+Status HostRunner::start() {
+  int sv[2];
+  if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0) {
+    return makeError(std::string("HostRunner: socketpair: ") + strerror(errno));
+  }
+  // Encode the stubs before forking (the child only copies bytes).
+  auto entry = entryStub(layoutFor(CodeMode::kLong64).code);
+  auto exitCode = exitStub();
+  auto tail = tailStub();
+  pid_t pid = fork();
+  if (pid < 0) return makeError(std::string("HostRunner: fork: ") + strerror(errno));
+  if (pid == 0) {
+    close(sv[0]);
+    childMain(sv[1], shared_, entry, exitCode, tail);
+  }
+  close(sv[1]);
+  child_ = pid;
+  fd_ = sv[0];
+  return {};
+}
+
+void HostRunner::stop() {
+  if (child_ > 0) {
+    kill(child_, SIGKILL);
+    waitpid(child_, nullptr, 0);
+    child_ = -1;
+  }
+  if (fd_ >= 0) {
+    close(fd_);
+    fd_ = -1;
+  }
+}
+
+Result<Outcome> HostRunner::run(const TestCase& tc, const Encoded& code) {
+  if (tc.program.mode != CodeMode::kLong64) {
+    return makeError("HostRunner runs 64-bit code only");
+  }
+  if (code.bytes.size() > kMaxCodeSize) return makeError("HostRunner: code too large");
+  if (child_ < 0) TTVM_TRY(start());
+  Shared* sh = shared_;
+  sh->codeLen = static_cast<uint32_t>(code.bytes.size());
+  std::memcpy(sh->code, code.bytes.data(), code.bytes.size());
+  std::memcpy(sh->memIn, tc.initial.mem.data(), kMemSize);
+  Block in{};
+  for (int i = 0; i < 16; ++i) in.gpr[i] = tc.initial.gpr[i];
+  in.rflags = tc.initial.rflags;
+  for (int i = 0; i < 16; ++i) {
+    in.xmm[i][0] = tc.initial.xmm[i].q[0];
+    in.xmm[i][1] = tc.initial.xmm[i].q[1];
+  }
+  sh->in = in;
+
+  char c = 'r';
+  std::string failure;
+  if (send(fd_, &c, 1, MSG_NOSIGNAL) != 1) {
+    failure = std::string("cannot reach the host child: ") + strerror(errno);
+  } else {
+    pollfd pfd{fd_, POLLIN, 0};
+    int r = poll(&pfd, 1, timeoutMs_);
+    if (r == 0) {
+      failure = "host child timed out after " + std::to_string(timeoutMs_) + " ms";
+    } else if (read(fd_, &c, 1) != 1) {
+      int status = 0;
+      waitpid(child_, &status, 0);
+      child_ = -1;
+      failure = "host child died (" +
+                (WIFSIGNALED(status) ? "signal " + std::to_string(WTERMSIG(status))
+                                     : "exit " + std::to_string(WEXITSTATUS(status))) +
+                ")";
+    }
+  }
+  if (!failure.empty()) {
+    stop();
+    return makeError("HostRunner, seed " + std::to_string(tc.seed) + ": " + failure);
+  }
+
+  Outcome o;
+  const Block& out = sh->out;
+  for (int i = 0; i < 16; ++i) o.state.gpr[i] = out.gpr[i];
+  o.state.rflags = out.rflags;
+  for (int i = 0; i < 16; ++i) o.state.xmm[i].q = {out.xmm[i][0], out.xmm[i][1]};
+  std::memcpy(o.state.mem.data(), sh->memOut, kMemSize);
+  if (sh->fault.faulted) {
+    o.faulted = true;
+    o.vector = static_cast<uint8_t>(sh->fault.vector);
+    o.state.rip = sh->fault.rip;
+  } else {
+    o.state.rip = layoutFor(CodeMode::kLong64).code + code.bytes.size();
+  }
+  return o;
+}
+
+}  // namespace ttvm::difftest

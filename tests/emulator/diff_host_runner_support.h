@@ -1,0 +1,50 @@
+// HostRunner: executes 64-bit test cases natively on the host CPU.
+//
+// Design. A child process (forked once, re-forked after a crash or a
+// timeout) maps the code, data and stack pages at the addresses of
+// layoutFor(kLong64), plus a page of entry/exit stubs and a state block.
+// Per test case the parent writes code, memory and registers into shared
+// memory and sends one byte; the child copies them into place and calls the
+// entry stub, which saves the host's callee-saved registers, loads every GPR,
+// RFLAGS and XMM register from the state block and jumps to the code. The
+// code ends in a jump to the exit stub, which stores them all back. A fault
+// (SIGFPE for #DE, SIGSEGV, SIGILL, ...) inside the code is caught by a
+// handler on an alternate stack that records the registers from the signal
+// context (RIP = the faulting instruction, vector = the trap number) and
+// resumes the exit path. Anything else (a fault in the harness, a hang)
+// kills only the child: the parent reports it and starts a new one.
+#pragma once
+
+#include <sys/types.h>
+
+#include "diff_program_support.h"
+
+namespace ttvm::difftest {
+
+class HostRunner final : public Runner {
+ public:
+  HostRunner();
+  ~HostRunner() override;
+  HostRunner(const HostRunner&) = delete;
+  HostRunner& operator=(const HostRunner&) = delete;
+
+  const char* name() const override { return "host CPU"; }
+  Result<Outcome> run(const TestCase& tc, const Encoded& code) override;
+
+  // Wall-clock limit for one test case, in milliseconds.
+  void setTimeoutMs(int ms) { timeoutMs_ = ms; }
+
+  // The block shared with the child (code, memory and registers in and out).
+  struct Shared;
+
+ private:
+  Status start();
+  void stop();
+
+  Shared* shared_ = nullptr;
+  pid_t child_ = -1;
+  int fd_ = -1;  // parent's end of the socketpair
+  int timeoutMs_ = 5000;
+};
+
+}  // namespace ttvm::difftest
