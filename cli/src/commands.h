@@ -19,5 +19,6 @@ struct Command {
 // Defined in the cmd_*.cc files.
 int cmdInfo(std::span<char* const> args);
 int cmdRecover(std::span<char* const> args);
+int cmdRecord(std::span<char* const> args);
 
 }  // namespace ttvm::cli

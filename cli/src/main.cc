@@ -9,6 +9,7 @@ namespace ttvm::cli {
 namespace {
 
 constexpr Command kCommands[] = {
+    {"record", "run a guest on ttvm's PC and record every input into a trace", cmdRecord},
     {"info", "describe a trace: header, machine, events, end reason, size", cmdInfo},
     {"recover", "complete a trace whose recorder was killed (rewrite its footer)", cmdRecover},
 };

@@ -1,0 +1,446 @@
+// ttvm record: boot a guest on ttvm's small PC under the emulator backend and
+// write every input it receives into a trace. Guest console output goes to
+// stdout; ttvm's own messages and the end-of-run summary go to stderr.
+#include <fcntl.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cinttypes>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+
+#include "commands.h"
+#include "ttvm/base/log.h"
+#include "ttvm/recorder/devices/uart_16550.h"
+#include "ttvm/recorder/loader.h"
+#include "ttvm/recorder/machine.h"
+#include "ttvm/recorder/record_session.h"
+#include "ttvm/replayer/guest_symbols.h"
+
+namespace ttvm::cli {
+namespace {
+
+constexpr const char* kUsage =
+    "usage: ttvm record [options] GUEST\n"
+    "\n"
+    "Boots GUEST on ttvm's PC (16550A serial, 8259 PICs, 8254 PIT, CMOS RTC, local\n"
+    "and I/O APIC, fw_cfg, ACPI tables, isa-debug-exit, pvpanic, pc-testdev) and\n"
+    "records every input into a trace. GUEST is a multiboot kernel, an ELF32/ELF64\n"
+    "file, a boot sector, or a flat binary (with --load-addr). Guest serial and\n"
+    "debug-console output goes to stdout; ttvm's messages go to stderr.\n"
+    "\n"
+    "options:\n"
+    "  -o, --output FILE     trace file (default: GUEST's name with .ttvm, in the\n"
+    "                        current directory)\n"
+    "  --no-trace            run without writing a trace\n"
+    "  --backend B           auto | emu | kvm (default auto = emu: the KVM backend is\n"
+    "                        not part of this version)\n"
+    "  --ram SIZE            guest RAM, e.g. 256M, 1G (default 256M, at most 3G)\n"
+    "  --append CMDLINE      kernel command line (multiboot; also fw_cfg)\n"
+    "  --initrd FILES        multiboot modules: 'FILE[ ARGS][,FILE[ ARGS]...]'\n"
+    "  --load-addr ADDR      load GUEST as a flat binary at ADDR\n"
+    "  --entry ADDR          flat binary entry point (default: the load address)\n"
+    "  --mode M              flat binary CPU mode: real | prot | long (default prot)\n"
+    "  --max-steps N         end the run after N steps\n"
+    "  --timeout S           end the run after S seconds of wall time\n"
+    "  --start-clock T       guest wall clock at step 0, seconds since 1970 (default:\n"
+    "                        now); also the trace's creation time, so two recordings\n"
+    "                        of the same guest are identical\n"
+    "  --rng-seed N          seed of the RDRAND source (default: from the start clock)\n"
+    "  --digest-interval N   state digest every N steps (default 65536)\n"
+    "  -v, --verbose         more messages (loader, devices, timing)\n"
+    "  -h, --help            this text\n"
+    "\n"
+    "Exit status: the guest's isa-debug-exit status ((value << 1) | 1) when it used\n"
+    "that device; otherwise 0 shutdown, 2 reset, 4 triple fault, 6 panic, 8 hang,\n"
+    "10 step limit, 124 timeout, 130 interrupted, 70 internal error, 64 bad usage,\n"
+    "1 when the guest or trace cannot be set up.\n";
+
+volatile std::sig_atomic_t gInterrupted = 0;
+RecordSession* gActiveSession = nullptr;  // for the fatal-signal handler only
+volatile std::sig_atomic_t gInFatalHandler = 0;
+
+void onInterrupt(int sig) {
+  if (gInterrupted) {  // a second Ctrl-C: give up at once
+    std::signal(sig, SIG_DFL);
+    std::raise(sig);
+  }
+  gInterrupted = 1;
+}
+
+// A crash of ttvm itself (a bug, or an assertion's abort): close the trace
+// with an internal-error footer if the writer is in a usable state. Guarded
+// against re-entry, and bounded by an alarm in case the crash left a lock held.
+void onFatalSignal(int sig) {
+  if (gInFatalHandler == 0 && gActiveSession != nullptr) {
+    gInFatalHandler = 1;
+    alarm(5);
+    char msg[96];
+    std::snprintf(msg, sizeof msg,
+                  "ttvm crashed with signal %d (%s); footer written by the crash handler", sig,
+                  strsignal(sig));
+    gActiveSession->emergencyClose(msg);
+  }
+  std::signal(sig, SIG_DFL);
+  std::raise(sig);
+}
+
+class StdoutConsole final : public ConsoleSink {
+ public:
+  void write(uint8_t b) override {
+    std::fputc(b, stdout);
+    if (b == '\n') std::fflush(stdout);
+  }
+};
+
+bool parseU64(const char* s, uint64_t& out) {
+  if (s == nullptr || *s == '\0' || *s == '-') return false;
+  char* end = nullptr;
+  errno = 0;
+  out = std::strtoull(s, &end, 0);
+  return errno == 0 && end != nullptr && *end == '\0';
+}
+
+bool parseSize(const char* s, uint64_t& out) {
+  if (s == nullptr || *s == '\0' || *s == '-') return false;
+  char* end = nullptr;
+  errno = 0;
+  double v = std::strtod(s, &end);
+  if (errno != 0 || end == s || v < 0) return false;
+  uint64_t mul = 1;
+  std::string suffix(end);
+  if (suffix == "K" || suffix == "k" || suffix == "KiB")
+    mul = 1ull << 10;
+  else if (suffix == "M" || suffix == "m" || suffix == "MiB")
+    mul = 1ull << 20;
+  else if (suffix == "G" || suffix == "g" || suffix == "GiB")
+    mul = 1ull << 30;
+  else if (!suffix.empty() && suffix != "B")
+    return false;
+  out = static_cast<uint64_t>(v * static_cast<double>(mul));
+  return true;
+}
+
+std::string baseName(const std::string& path) {
+  size_t slash = path.rfind('/');
+  return slash == std::string::npos ? path : path.substr(slash + 1);
+}
+
+std::string hostDescription() {
+  utsname u{};
+  if (uname(&u) != 0) return "unknown host";
+  return std::string(u.sysname) + " " + u.release + " " + u.machine;
+}
+
+int exitStatusFor(const TraceEnd& end) {
+  switch (end.reason) {
+    case EndReason::kExitDevice: return static_cast<int>(((end.exitStatus << 1) | 1) & 0xFF);
+    case EndReason::kShutdown: return 0;
+    case EndReason::kReset: return 2;
+    case EndReason::kTripleFault: return 4;
+    case EndReason::kPanic: return 6;
+    case EndReason::kHang: return 8;
+    case EndReason::kMaxSteps: return 10;
+    case EndReason::kTimeout: return 124;
+    case EndReason::kInterrupted: return 130;
+    case EndReason::kInternalError: return 70;
+  }
+  return 70;
+}
+
+const char* modeName(CpuMode m) {
+  switch (m) {
+    case CpuMode::kReal: return "real mode";
+    case CpuMode::kVirtual8086: return "virtual-8086 mode";
+    case CpuMode::kProtected16: return "16-bit protected mode";
+    case CpuMode::kProtected32: return "32-bit protected mode";
+    case CpuMode::kCompatibility16: return "16-bit compatibility mode";
+    case CpuMode::kCompatibility32: return "32-bit compatibility mode";
+    case CpuMode::kLong64: return "64-bit mode";
+  }
+  return "?";
+}
+
+// Feeds terminal input to COM1 (only when stdin is a terminal: a pipe or
+// file would make two recordings of the same guest differ by accident).
+class TerminalInput {
+ public:
+  TerminalInput() {
+    if (!isatty(STDIN_FILENO)) return;
+    flags_ = fcntl(STDIN_FILENO, F_GETFL);
+    if (flags_ >= 0 && fcntl(STDIN_FILENO, F_SETFL, flags_ | O_NONBLOCK) == 0) active_ = true;
+  }
+  ~TerminalInput() {
+    if (active_) fcntl(STDIN_FILENO, F_SETFL, flags_);
+  }
+  void poll(Machine& m) {
+    if (!active_) return;
+    unsigned room = m.com1().receiveRoom();
+    if (room == 0) return;
+    uint8_t buf[16];
+    ssize_t n = read(STDIN_FILENO, buf, std::min<size_t>(room, sizeof buf));
+    for (ssize_t i = 0; i < n; ++i) m.com1().receive(buf[i]);
+  }
+  bool active() const { return active_; }
+
+ private:
+  int flags_ = -1;
+  bool active_ = false;
+};
+
+void printSummary(const RecordResult& r, const TraceHeader& header, const std::string& tracePath,
+                  bool verbose, const std::string& guestDescription) {
+  const TraceEnd& e = r.end;
+  const CpuState& s = e.finalCpu;
+  std::fflush(stdout);
+  std::fprintf(stderr, "\nttvm record: %.*s — %s\n",
+               static_cast<int>(endReasonName(e.reason).size()), endReasonName(e.reason).data(),
+               e.message.c_str());
+  double mips = r.wallSeconds > 0 ? static_cast<double>(e.steps) / r.wallSeconds / 1e6 : 0;
+  std::fprintf(stderr, "  steps    %" PRIu64 " in %.3f s (%.1f M steps/s)\n", e.steps,
+               r.wallSeconds, mips);
+  GuestSymbols symbols(header);
+  uint64_t linear = cpuMode(s) == CpuMode::kLong64 ? s.rip : s.segment(SegReg::kCs).base + s.rip;
+  std::string where;
+  if (auto name = symbols.describe(linear)) where = " <" + *name + ">";
+  std::string text = "(instruction bytes not readable)";
+  if (!e.lastInstructions.empty()) {
+    const RecentInstruction& last = e.lastInstructions.back();
+    Disassembly d = disassemble(last.bytes, cpuMode(s), last.rip);
+    text = d.length != 0 ? d.text : "(undecodable bytes)";
+  }
+  std::fprintf(stderr, "  rip      0x%" PRIx64 "%s  %s  [%s]\n", s.rip, where.c_str(), text.c_str(),
+               modeName(cpuMode(s)));
+  if (!tracePath.empty()) {
+    std::fprintf(stderr, "  trace    %s: %" PRIu64 " bytes, %" PRIu64 " events\n",
+                 tracePath.c_str(), r.traceBytes, r.events);
+  } else {
+    std::fprintf(stderr, "  trace    none (--no-trace)\n");
+  }
+  if (verbose) std::fprintf(stderr, "  guest    %s\n", guestDescription.c_str());
+  for (const std::string& u : r.unimplemented)
+    std::fprintf(stderr, "  note     the emulator met an unimplemented instruction: %s\n",
+                 u.c_str());
+}
+
+}  // namespace
+
+int cmdRecord(std::span<char* const> args) {
+  std::string output, guestPath, append, initrd, backend = "auto";
+  bool noTrace = false, verbose = false;
+  uint64_t ram = 256ull << 20, maxSteps = 0, digestInterval = 1u << 16;
+  double timeout = 0;
+  std::optional<uint64_t> loadAddr, entry, rngSeed;
+  std::optional<GuestMode> mode;
+  std::optional<double> startClock;
+
+  auto need = [&](size_t& i, const char* opt) -> const char* {
+    if (i + 1 >= args.size()) {
+      std::fprintf(stderr, "ttvm record: %s needs a value\n", opt);
+      return nullptr;
+    }
+    return args[++i];
+  };
+  for (size_t i = 1; i < args.size(); ++i) {
+    std::string a = args[i];
+    const char* v = nullptr;
+    uint64_t n = 0;
+    if (a == "-h" || a == "--help") {
+      std::fputs(kUsage, stdout);
+      return 0;
+    } else if (a == "-v" || a == "--verbose") {
+      verbose = true;
+    } else if (a == "--no-trace") {
+      noTrace = true;
+    } else if (a == "-o" || a == "--output") {
+      if (!(v = need(i, "-o"))) return 64;
+      output = v;
+    } else if (a == "--backend") {
+      if (!(v = need(i, "--backend"))) return 64;
+      backend = v;
+    } else if (a == "--ram") {
+      if (!(v = need(i, "--ram"))) return 64;
+      if (!parseSize(v, ram)) {
+        std::fprintf(stderr, "ttvm record: --ram '%s' is not a size (e.g. 256M, 1G)\n", v);
+        return 64;
+      }
+    } else if (a == "--append") {
+      if (!(v = need(i, "--append"))) return 64;
+      append = v;
+    } else if (a == "--initrd") {
+      if (!(v = need(i, "--initrd"))) return 64;
+      initrd = v;
+    } else if (a == "--load-addr" || a == "--entry" || a == "--max-steps" || a == "--rng-seed" ||
+               a == "--digest-interval") {
+      if (!(v = need(i, a.c_str()))) return 64;
+      if (!parseU64(v, n)) {
+        std::fprintf(stderr, "ttvm record: %s '%s' is not a number\n", a.c_str(), v);
+        return 64;
+      }
+      if (a == "--load-addr")
+        loadAddr = n;
+      else if (a == "--entry")
+        entry = n;
+      else if (a == "--max-steps")
+        maxSteps = n;
+      else if (a == "--rng-seed")
+        rngSeed = n;
+      else
+        digestInterval = n == 0 ? 1 : n;
+    } else if (a == "--mode") {
+      if (!(v = need(i, "--mode"))) return 64;
+      std::string m = v;
+      if (m == "real")
+        mode = GuestMode::kReal;
+      else if (m == "prot" || m == "protected")
+        mode = GuestMode::kProtected;
+      else if (m == "long")
+        mode = GuestMode::kLong;
+      else {
+        std::fprintf(stderr, "ttvm record: --mode '%s': use real, prot or long\n", v);
+        return 64;
+      }
+    } else if (a == "--timeout" || a == "--start-clock") {
+      if (!(v = need(i, a.c_str()))) return 64;
+      char* end = nullptr;
+      double d = std::strtod(v, &end);
+      if (end == v || *end != '\0' || d < 0) {
+        std::fprintf(stderr, "ttvm record: %s '%s' is not a non-negative number of seconds\n",
+                     a.c_str(), v);
+        return 64;
+      }
+      if (a == "--timeout")
+        timeout = d;
+      else
+        startClock = d;
+    } else if (!a.empty() && a[0] == '-') {
+      std::fprintf(stderr, "ttvm record: unknown option '%s' (see ttvm record --help)\n",
+                   a.c_str());
+      return 64;
+    } else if (guestPath.empty()) {
+      guestPath = a;
+    } else {
+      std::fprintf(stderr, "ttvm record: more than one guest given ('%s' and '%s')\n",
+                   guestPath.c_str(), a.c_str());
+      return 64;
+    }
+  }
+  if (guestPath.empty()) {
+    std::fputs(kUsage, stderr);
+    return 64;
+  }
+  if (verbose) setLogSpec("recorder=info");
+  if (backend == "kvm") {
+    if (access("/dev/kvm", R_OK | W_OK) != 0) {
+      std::fprintf(stderr,
+                   "ttvm record: --backend kvm needs /dev/kvm, which %s on this host (%s); "
+                   "use --backend emu to record with ttvm's emulator\n",
+                   errno == ENOENT ? "does not exist" : "cannot be opened", std::strerror(errno));
+    } else {
+      std::fprintf(stderr,
+                   "ttvm record: the KVM backend is not part of this version of ttvm; use "
+                   "--backend emu\n");
+    }
+    return 1;
+  }
+  if (backend != "auto" && backend != "emu") {
+    std::fprintf(stderr, "ttvm record: --backend '%s': use auto, emu or kvm\n", backend.c_str());
+    return 64;
+  }
+
+  auto file = readFileBytes(guestPath);
+  if (!file) {
+    std::fprintf(stderr, "ttvm record: %s\n", file.error().message.c_str());
+    return 1;
+  }
+  int64_t createdNs = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                          std::chrono::system_clock::now().time_since_epoch())
+                          .count();
+  int64_t startNs = startClock ? static_cast<int64_t>(*startClock * 1e9) : createdNs;
+  if (startClock) createdNs = startNs;
+
+  MachineOptions mo;
+  mo.ramBytes = ram;
+  mo.startClockUnixNs = startNs;
+  mo.cmdline = append;
+  mo.rngSeed = rngSeed.value_or(static_cast<uint64_t>(startNs));
+  auto machine = Machine::create(mo);
+  if (!machine) {
+    std::fprintf(stderr, "ttvm record: %s\n", machine.error().message.c_str());
+    return 1;
+  }
+  StdoutConsole console;
+  (*machine)->setConsole(&console);
+
+  LoadOptions lo;
+  lo.name = guestPath;
+  lo.append = append;
+  lo.loadAddress = loadAddr;
+  lo.entry = entry;
+  lo.mode = mode;
+  for (size_t pos = 0; !initrd.empty() && pos <= initrd.size();) {
+    size_t comma = initrd.find(',', pos);
+    std::string item =
+        initrd.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
+    if (!item.empty()) lo.modules.push_back(item);
+    if (comma == std::string::npos) break;
+    pos = comma + 1;
+  }
+  auto guest = loadGuest(**machine, *file, lo);
+  if (!guest) {
+    std::fprintf(stderr, "ttvm record: %s\n", guest.error().message.c_str());
+    return 1;
+  }
+  // The trace names the guest by its file name, not the path it came from.
+  guest->images[0].name = baseName(guestPath);
+  std::string description = guest->description;
+  if (verbose)
+    std::fprintf(stderr, "ttvm record: %s: %s\n", guestPath.c_str(), description.c_str());
+
+  if (!noTrace && output.empty()) {
+    std::string b = baseName(guestPath);
+    size_t dot = b.rfind('.');
+    if (dot != std::string::npos && dot > 0) b = b.substr(0, dot);
+    output = b + ".ttvm";
+  }
+  TerminalInput input;
+  RecordOptions ro;
+  ro.tracePath = noTrace ? std::string() : output;
+  ro.maxSteps = maxSteps;
+  ro.timeoutSeconds = timeout;
+  ro.digestInterval = digestInterval;
+  ro.ttvmVersion = TTVM_VERSION;
+  ro.host = hostDescription();
+  ro.createdUnixNs = createdNs;
+  ro.interruptFlag = &gInterrupted;
+  if (input.active()) ro.poll = [&input](Machine& m) { input.poll(m); };
+
+  RecordSession session(**machine, std::move(*guest), std::move(ro));
+  if (Status st = session.start(); !st.ok()) {
+    std::fprintf(stderr, "ttvm record: %s\n", st.error().message.c_str());
+    return 1;
+  }
+  gActiveSession = &session;
+  std::signal(SIGINT, onInterrupt);
+  std::signal(SIGTERM, onInterrupt);
+  for (int sig : {SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT}) std::signal(sig, onFatalSignal);
+
+  auto result = session.run();
+
+  for (int sig : {SIGINT, SIGTERM, SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT})
+    std::signal(sig, SIG_DFL);
+  gActiveSession = nullptr;
+  if (!result) {
+    std::fprintf(stderr, "ttvm record: %s\n", result.error().message.c_str());
+    return 70;
+  }
+  printSummary(*result, session.header(), noTrace ? std::string() : output, verbose, description);
+  return exitStatusFor(result->end);
+}
+
+}  // namespace ttvm::cli

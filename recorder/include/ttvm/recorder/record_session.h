@@ -1,0 +1,104 @@
+// RecordSession: the record loop (one readable loop, kvmtool style).
+//
+//   set up: load the guest's CPU state, write the trace header and the
+//           initial state (CPU, non-zero RAM pages, device state);
+//   loop:   fire due timers; run the CPU for a slice that ends at the earliest
+//           of: the next timer deadline, the next state-digest step, the step
+//           limit, and a cap that keeps signal/timeout checks frequent; then
+//           look at why the CPU stopped —
+//             halted, IF=0, no NMI       -> end: hang
+//             halted, IF=1               -> idle: jump virtual time to the next
+//                                           deadline (no deadline, or no
+//                                           progress for the idle limit -> hang)
+//             triple fault               -> end: triple fault
+//             a device's stop request    -> end: exit device / panic / reset / shutdown
+//             user interrupt, timeout, step limit -> end accordingly
+//   end:    append EndOfRun, close the trace with a footer naming the reason,
+//           the final CPU state and digest, and the last instruction.
+//
+// Every event carries the exact step count it was consumed at; state digests
+// are written at every multiple of digestInterval steps (the digest of the
+// CPU state when CpuState::steps equals the event's step).
+#pragma once
+
+#include <chrono>
+#include <csignal>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "ttvm/base/result.h"
+#include "ttvm/emulator/cpu.h"
+#include "ttvm/formats/trace_writer.h"
+#include "ttvm/recorder/loader.h"
+#include "ttvm/recorder/machine.h"
+#include "ttvm/recorder/recording_environment.h"
+
+namespace ttvm {
+
+struct RecordOptions {
+  std::string tracePath;      // empty: no trace (--no-trace)
+  uint64_t maxSteps = 0;      // 0: no limit
+  double timeoutSeconds = 0;  // wall clock; 0: no limit
+  uint64_t digestInterval = 1u << 16;
+  uint64_t sliceCap = 1u << 20;  // steps between checks of signals, timeout, input
+  // Halted with IF=1 this long in virtual time without executing a step: hang.
+  uint64_t idleHangNs = 60'000'000'000ull;
+  // Header fields.
+  std::string ttvmVersion;
+  std::string host;
+  int64_t createdUnixNs = 0;
+  // Set by a SIGINT/SIGTERM handler; may be null.
+  const volatile std::sig_atomic_t* interruptFlag = nullptr;
+  // Called between slices (e.g. to feed terminal input to the UART).
+  std::function<void(Machine&)> poll;
+  TraceWriter::Options writerOptions;
+};
+
+struct RecordResult {
+  TraceEnd end;
+  uint64_t events = 0;
+  uint64_t traceBytes = 0;  // 0 without a trace
+  double wallSeconds = 0;
+  std::vector<std::string> unimplemented;  // instructions the CPU met and lacks
+};
+
+class RecordSession {
+ public:
+  RecordSession(Machine& machine, LoadedGuest guest, RecordOptions options);
+  ~RecordSession();
+  RecordSession(const RecordSession&) = delete;
+  RecordSession& operator=(const RecordSession&) = delete;
+
+  // Writes the header and initial state (when tracing) and prepares the CPU.
+  Status start();
+  // Runs to the end of the run and closes the trace.
+  Result<RecordResult> run();
+
+  // For a fatal-signal handler: closes the trace with EndReason::kInternalError
+  // and `message` if it is still open. Not async-signal-safe in general; the
+  // CLI calls it from SIGSEGV/SIGABRT handlers as a best effort guarded by a
+  // re-entrancy flag and an alarm (see cmd_record.cc).
+  void emergencyClose(const char* message);
+
+  const Cpu* cpu() const { return cpu_.get(); }
+  const TraceHeader& header() const { return header_; }
+
+ private:
+  TraceEnd makeEnd(EndReason reason, std::string message, uint32_t exitStatus = 0) const;
+  Result<RecordResult> finish(TraceEnd end);
+
+  Machine& machine_;
+  LoadedGuest guest_;
+  RecordOptions options_;
+  TraceHeader header_;
+  std::unique_ptr<TraceWriter> writer_;
+  std::unique_ptr<RecordingEnvironment> env_;
+  std::unique_ptr<Cpu> cpu_;
+  std::chrono::steady_clock::time_point startTime_;
+  volatile bool closed_ = false;
+};
+
+}  // namespace ttvm

@@ -1,0 +1,101 @@
+// RecordingEnvironment: the Environment of a recording — the live Machine
+// answers every question of the CPU, and each answer is appended to the
+// trace as an event carrying the CPU's step count at that moment (the step
+// that consumes it; CpuState::steps before it is incremented).
+//
+// This is the split the replayer mirrors: a replay environment answers the
+// same calls from the trace instead of the machine. With no writer
+// (--no-trace) the environment is the bare machine.
+//
+// What becomes an event: port in/out, MMIO read/write, interrupts and NMIs
+// acknowledged, RDTSC values, RDRAND/RDSEED values, reads and writes of
+// machine-owned MSRs. stopRequested() ends the CPU's current slice when a
+// device asked to stop, a timer was reprogrammed, or the user interrupted.
+#pragma once
+
+#include <csignal>
+#include <cstdint>
+
+#include "ttvm/emulator/environment.h"
+#include "ttvm/formats/trace_writer.h"
+#include "ttvm/recorder/machine.h"
+
+namespace ttvm {
+
+class RecordingEnvironment final : public Environment {
+ public:
+  // `writer` may be null (no trace). `interrupt` (may be null) is a flag a
+  // signal handler sets; the current slice ends after the step that sees it.
+  RecordingEnvironment(Machine& machine, TraceWriter* writer,
+                       const volatile std::sig_atomic_t* interrupt = nullptr)
+      : machine_(machine), writer_(writer), interrupt_(interrupt) {}
+
+  // The CPU whose step count stamps the events.
+  void bindCpu(const CpuState* state) { state_ = state; }
+
+  uint32_t portIn(uint16_t port, unsigned size) override {
+    uint32_t v = machine_.portIn(port, size);
+    if (writer_) writer_->append(TraceEvent::portIn(step(), port, static_cast<uint8_t>(size), v));
+    return v;
+  }
+  void portOut(uint16_t port, unsigned size, uint32_t value) override {
+    if (writer_)
+      writer_->append(TraceEvent::portOut(step(), port, static_cast<uint8_t>(size), value));
+    machine_.portOut(port, size, value);
+  }
+  uint64_t mmioRead(uint64_t addr, unsigned size) override {
+    uint64_t v = machine_.mmioRead(addr, size);
+    if (writer_) writer_->append(TraceEvent::mmioRead(step(), addr, static_cast<uint8_t>(size), v));
+    return v;
+  }
+  void mmioWrite(uint64_t addr, unsigned size, uint64_t value) override {
+    if (writer_)
+      writer_->append(TraceEvent::mmioWrite(step(), addr, static_cast<uint8_t>(size), value));
+    machine_.mmioWrite(addr, size, value);
+  }
+  uint64_t readTsc() override {
+    uint64_t v = machine_.readTsc();
+    if (writer_) writer_->append(TraceEvent::rdtsc(step(), v));
+    return v;
+  }
+  std::optional<uint64_t> readRandom(unsigned size) override {
+    auto v = machine_.readRandom(size);
+    if (writer_) writer_->append(TraceEvent::rdrand(step(), static_cast<uint8_t>(size), v));
+    return v;
+  }
+  std::optional<uint64_t> readMsr(uint32_t index) override {
+    auto v = machine_.readMsr(index);
+    // A refused read (#GP) is not an input: the CPU model decides it again on replay.
+    if (writer_ && v) writer_->append(TraceEvent::msrRead(step(), index, *v));
+    return v;
+  }
+  bool writeMsr(uint32_t index, uint64_t value) override {
+    bool ok = machine_.writeMsr(index, value);
+    if (writer_) writer_->append(TraceEvent::msrWrite(step(), index, value, ok));
+    return ok;
+  }
+  bool interruptPending() override { return machine_.interruptPending(); }
+  uint8_t acknowledgeInterrupt() override {
+    uint8_t v = machine_.acknowledgeInterrupt();
+    if (writer_) writer_->append(TraceEvent::interrupt(step(), v));
+    return v;
+  }
+  bool nmiPending() override { return machine_.nmiPending(); }
+  void acknowledgeNmi() override {
+    machine_.acknowledgeNmi();
+    if (writer_) writer_->append(TraceEvent::nmi(step()));
+  }
+  bool stopRequested() override {
+    return machine_.serviceNeeded() || (interrupt_ != nullptr && *interrupt_ != 0);
+  }
+
+ private:
+  uint64_t step() const { return state_ != nullptr ? state_->steps : 0; }
+
+  Machine& machine_;
+  TraceWriter* writer_;
+  const volatile std::sig_atomic_t* interrupt_;
+  const CpuState* state_ = nullptr;
+};
+
+}  // namespace ttvm

@@ -1,0 +1,202 @@
+#include "ttvm/recorder/record_session.h"
+
+#include <cinttypes>
+#include <cstdio>
+
+#include "ttvm/base/log.h"
+
+namespace ttvm {
+namespace {
+
+std::string hex(uint64_t v) {
+  char b[24];
+  std::snprintf(b, sizeof b, "0x%" PRIx64, v);
+  return b;
+}
+
+}  // namespace
+
+RecordSession::RecordSession(Machine& machine, LoadedGuest guest, RecordOptions options)
+    : machine_(machine), guest_(std::move(guest)), options_(std::move(options)) {}
+
+RecordSession::~RecordSession() {
+  machine_.bindCpuState(nullptr);
+}
+
+Status RecordSession::start() {
+  header_.ttvmVersion = options_.ttvmVersion;
+  header_.host = options_.host;
+  header_.backend = Backend::kEmulator;
+  header_.createdUnixNs = options_.createdUnixNs;
+  header_.machine = machine_.config();
+  header_.cpuModel = machine_.cpuModel();
+  header_.images = guest_.images;
+
+  if (!options_.tracePath.empty()) {
+    InitialState init;
+    init.cpu = guest_.cpu;
+    init.ram = RamPages::fromFlat(machine_.ram());
+    init.deviceState = machine_.saveDeviceState();
+    auto w = TraceWriter::create(options_.tracePath, header_, init, options_.writerOptions);
+    if (!w) return makeError("cannot write the trace: " + w.error().message);
+    writer_ = std::move(*w);
+  }
+  env_ = std::make_unique<RecordingEnvironment>(machine_, writer_.get(), options_.interruptFlag);
+  cpu_ = std::make_unique<Cpu>(machine_.cpuModel(), machine_.physicalMemory(), *env_);
+  cpu_->setState(guest_.cpu);
+  env_->bindCpu(&cpu_->state());
+  machine_.bindCpuState(&cpu_->state());
+  if (writer_) writer_->append(TraceEvent::stateDigest(0, stateDigest(cpu_->state())));
+  return {};
+}
+
+TraceEnd RecordSession::makeEnd(EndReason reason, std::string message, uint32_t exitStatus) const {
+  TraceEnd end;
+  end.reason = reason;
+  end.exitStatus = exitStatus;
+  end.message = std::move(message);
+  if (cpu_) {
+    const CpuState& s = cpu_->state();
+    end.finalCpu = s;
+    end.finalDigest = stateDigest(s);
+    end.steps = s.steps;
+    // The instruction the CPU stopped at (the crash site for a fault or
+    // panic). The bytes are read through the guest's paging.
+    RecentInstruction ri;
+    ri.rip = s.segment(SegReg::kCs).base + s.rip;
+    if (cpuMode(s) == CpuMode::kLong64) ri.rip = s.rip;
+    std::vector<uint8_t> bytes(15);
+    for (size_t n = 15; n > 0; --n) {
+      bytes.resize(n);
+      if (cpu_->readLinear(ri.rip, bytes)) {
+        ri.bytes = bytes;
+        break;
+      }
+    }
+    if (!ri.bytes.empty()) end.lastInstructions.push_back(std::move(ri));
+  }
+  return end;
+}
+
+Result<RecordResult> RecordSession::finish(TraceEnd end) {
+  RecordResult result;
+  if (writer_ && !closed_) {
+    if (end.reason == EndReason::kExitDevice)
+      writer_->append(TraceEvent::debugExit(end.steps, end.exitStatus));
+    writer_->append(TraceEvent::endOfRun(end.steps));
+    result.events = writer_->eventsAppended();
+    closed_ = true;
+    Status s = writer_->close(end);
+    if (!s.ok()) return makeError("closing the trace: " + s.error().message);
+    result.traceBytes = writer_->bytesWritten();
+  }
+  result.end = std::move(end);
+  result.wallSeconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - startTime_).count();
+  result.unimplemented = cpu_->unimplementedLog();
+  return result;
+}
+
+void RecordSession::emergencyClose(const char* message) {
+  if (!writer_ || closed_) return;
+  closed_ = true;
+  TraceEnd end = makeEnd(EndReason::kInternalError, message);
+  writer_->append(TraceEvent::endOfRun(end.steps));
+  (void)writer_->close(end);
+}
+
+Result<RecordResult> RecordSession::run() {
+  TTVM_ASSERT(cpu_ != nullptr, "RecordSession::run() before start()");
+  startTime_ = std::chrono::steady_clock::now();
+  const auto deadline =
+      options_.timeoutSeconds > 0
+          ? startTime_ + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                             std::chrono::duration<double>(options_.timeoutSeconds))
+          : std::chrono::steady_clock::time_point::max();
+  VirtualClock& clock = machine_.clock();
+  const CpuState& s = cpu_->state();
+  uint64_t nextDigest = options_.digestInterval;
+  uint64_t haltedSinceNs = 0;
+  bool halted = false;
+  uint64_t hltLoggedAt = ~0ull;
+
+  for (;;) {
+    // Why the last slice ended, in order of precedence.
+    if (const auto& stop = machine_.stopRequest()) {
+      return finish(makeEnd(stop->reason, stop->message,
+                            stop->reason == EndReason::kExitDevice ? stop->guestValue : 0));
+    }
+    if (options_.interruptFlag != nullptr && *options_.interruptFlag != 0)
+      return finish(
+          makeEnd(EndReason::kInterrupted, "interrupted by a signal (Ctrl-C or SIGTERM)"));
+    if (std::chrono::steady_clock::now() >= deadline)
+      return finish(
+          makeEnd(EndReason::kTimeout,
+                  "wall-clock limit of " + std::to_string(options_.timeoutSeconds) + " s reached"));
+    if (options_.maxSteps != 0 && s.steps >= options_.maxSteps)
+      return finish(makeEnd(EndReason::kMaxSteps,
+                            "step limit of " + std::to_string(options_.maxSteps) + " reached"));
+    if (writer_ && !writer_->ok())
+      return finish(makeEnd(EndReason::kInternalError,
+                            "trace write failed: " + writer_->status().error().message));
+    if (options_.poll) options_.poll(machine_);
+
+    clock.clearReschedule();
+    machine_.advanceTimers();
+
+    uint64_t budget = options_.sliceCap;
+    if (writer_) budget = std::min(budget, nextDigest - s.steps);
+    if (options_.maxSteps != 0) budget = std::min(budget, options_.maxSteps - s.steps);
+    if (auto d = machine_.nextDeadlineNs())
+      budget = std::min(budget, std::max<uint64_t>(1, clock.stepsUntil(*d)));
+
+    uint64_t before = s.steps;
+    StepResult r = cpu_->run(budget);
+    if (s.steps != before) halted = false;
+
+    if (writer_ && s.steps >= nextDigest) {
+      writer_->append(TraceEvent::stateDigest(s.steps, stateDigest(s)));
+      nextDigest = (s.steps / options_.digestInterval + 1) * options_.digestInterval;
+    }
+
+    switch (r.outcome) {
+      case StepOutcome::kTripleFault:
+        return finish(makeEnd(
+            EndReason::kTripleFault,
+            "triple fault at rip " + hex(s.rip) + " (step " + std::to_string(s.steps) + ")"));
+      case StepOutcome::kHalted: {
+        if (!(s.rflags & flags::kIF) && !machine_.nmiPending())
+          return finish(
+              makeEnd(EndReason::kHang,
+                      "HLT with interrupts disabled and nothing pending at rip " + hex(s.rip)));
+        if (writer_ && hltLoggedAt != s.steps) {
+          writer_->append(TraceEvent::hlt(s.steps));
+          hltLoggedAt = s.steps;
+          (void)writer_->flushIfDue();
+        }
+        if (!halted) {
+          halted = true;
+          haltedSinceNs = clock.nowNs();
+        }
+        auto next = machine_.nextDeadlineNs();
+        if (!next)
+          return finish(makeEnd(EndReason::kHang,
+                                "HLT with interrupts enabled but no timer armed and no "
+                                "interrupt pending at rip " +
+                                    hex(s.rip)));
+        if (*next - haltedSinceNs > options_.idleHangNs)
+          return finish(makeEnd(EndReason::kHang,
+                                "halted at rip " + hex(s.rip) + " for " +
+                                    std::to_string(options_.idleHangNs / 1'000'000'000) +
+                                    " s of virtual time: timers fire but no interrupt reaches "
+                                    "the CPU"));
+        // Idle skip: time jumps to the next deadline; no steps, no busy waiting.
+        clock.skipTo(*next);
+        break;
+      }
+      default: break;  // retired (budget used), interrupt/exception delivered, stop requested
+    }
+  }
+}
+
+}  // namespace ttvm
