@@ -6,6 +6,9 @@
 #define EXIT_PORT 0xF4
 
 const char* current_case = "init";
+/* Off by default: `ttvm record` prints serial and debug-console output to the
+ * same stdout, so mirroring would double every character. */
+int output_e9;
 int fail_count;
 
 /* ---- memory -------------------------------------------------------------- */
@@ -43,7 +46,7 @@ void putchar_(char c) {
   for (int i = 0; i < 100000 && !(inb(COM1 + 5) & 0x20); i++) {
   }
   outb(COM1, (uint8_t)c);
-  outb(DEBUGCON, (uint8_t)c);
+  if (output_e9) outb(DEBUGCON, (uint8_t)c);
 }
 
 void puts_(const char* s) {

@@ -111,6 +111,7 @@ void gdt_set(int index, uint64_t desc);
 /* ---- output ---------------------------------------------------------------- */
 void serial_init(void);
 void putchar_(char c);
+extern int output_e9; /* also copy output to port 0xE9 (default 0) */
 void puts_(const char* s);
 int printf(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
 int vprintf(const char* fmt, va_list ap);
