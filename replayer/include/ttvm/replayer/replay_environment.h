@@ -1,0 +1,120 @@
+// ReplayEnvironment: the Environment of a replay. Every answer the CPU asks
+// for comes from the trace, never from a device.
+//
+// Matching rule. Events carry the step during which the CPU consumed them
+// (docs/architecture.md): a request made while CpuState::steps == N must be
+// the trace's next event and that event's step must be N, with the same
+// kind, port/address and size; the recorded value is returned. Writes (port
+// out, MMIO write, MSR write) also compare the value. interruptPending() is
+// true exactly when the next event is kInterrupt at the current step (NMI
+// likewise). Anything else is a divergence: it is recorded (first one wins),
+// the CPU gets a harmless answer (all-ones, no interrupt) and stopRequested()
+// turns true so the CPU stops after the current step.
+//
+// Passive events (state digests, HLT marks, interrupt windows, debug-exit
+// values, end of run) are consumed by the session at instruction boundaries
+// (takeBoundaryEvent), where a digest can be compared with a whole state.
+//
+// Position. The environment reads the trace chunk by chunk through a small
+// cache of decoded chunks; its position (chunk, index) is a value that
+// checkpoints store and restore.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "ttvm/emulator/cpu_state.h"
+#include "ttvm/emulator/environment.h"
+#include "ttvm/formats/trace_reader.h"
+#include "ttvm/replayer/divergence.h"
+
+namespace ttvm {
+
+// Where the next event of a trace is: chunk number and index inside it.
+struct EventPosition {
+  size_t chunk = 0;
+  size_t index = 0;
+  bool operator==(const EventPosition&) const = default;
+  auto operator<=>(const EventPosition&) const = default;
+};
+
+// Events that carry no input: consumed at instruction boundaries.
+bool isPassiveEvent(EventKind k);
+
+class ReplayEnvironment final : public Environment {
+ public:
+  // `reader` must outlive the environment; `cpu` is the state of the CPU it
+  // serves (read for the current step).
+  ReplayEnvironment(const TraceReader& reader, const CpuState* cpu);
+
+  // Environment.
+  uint32_t portIn(uint16_t port, unsigned size) override;
+  void portOut(uint16_t port, unsigned size, uint32_t value) override;
+  uint64_t mmioRead(uint64_t physAddr, unsigned size) override;
+  void mmioWrite(uint64_t physAddr, unsigned size, uint64_t value) override;
+  uint64_t readTsc() override;
+  std::optional<uint64_t> readRandom(unsigned size) override;
+  std::optional<uint64_t> readMsr(uint32_t index) override;
+  bool writeMsr(uint32_t index, uint64_t value) override;
+  bool interruptPending() override;
+  uint8_t acknowledgeInterrupt() override;
+  bool nmiPending() override;
+  void acknowledgeNmi() override;
+  bool stopRequested() override;
+
+  // The next event, or nullptr at the end of the trace (or when a chunk could
+  // not be read: see readError()).
+  const TraceEvent* peek();
+  // Consumes the next event (which must exist).
+  void advance();
+  EventPosition position() const { return pos_; }
+  void setPosition(EventPosition p);
+  // The last event consumed (for divergence reports).
+  const std::optional<TraceEvent>& lastConsumed() const { return last_; }
+
+  // The first divergence since the last clearDivergence(); the RIP/symbol/
+  // disassembly fields are filled by the session.
+  const std::optional<DivergenceReport>& divergence() const { return divergence_; }
+  void diverge(std::string reason, std::string actual);
+  void clearDivergence() { divergence_.reset(); }
+  // A trace chunk that could not be decoded (damaged file); empty when none.
+  const std::string& readError() const { return readError_; }
+
+  // The CPU state whose step count positions requests (set once the CPU exists).
+  void bindCpuState(const CpuState* cpu) { cpu_ = cpu; }
+
+  // Makes stopRequested() true (used to end a run from outside the CPU).
+  void requestStop(bool on) { externalStop_ = on; }
+
+ private:
+  // The next event if it is an input request at the current step, else
+  // records a divergence for `actual` and returns nullptr.
+  const TraceEvent* expectRequest(EventKind kind, uint64_t address, unsigned size,
+                                  const std::string& actual);
+  bool loadChunk(size_t i);
+
+  const TraceReader& reader_;
+  const CpuState* cpu_;
+  EventPosition pos_;
+  // Decoded chunks: the current one and a few recent ones (restores jump
+  // around; decoding a chunk costs far more than a reverse step should).
+  struct CachedChunk {
+    size_t index = SIZE_MAX;
+    std::shared_ptr<const std::vector<TraceEvent>> events;
+    uint64_t lastUse = 0;
+  };
+  std::vector<CachedChunk> cache_;
+  uint64_t useClock_ = 0;
+  std::shared_ptr<const std::vector<TraceEvent>> current_;  // chunk pos_.chunk, or null
+  size_t currentIndex_ = SIZE_MAX;
+  std::optional<TraceEvent> last_;
+  std::optional<DivergenceReport> divergence_;
+  std::string readError_;
+  bool externalStop_ = false;
+};
+
+}  // namespace ttvm

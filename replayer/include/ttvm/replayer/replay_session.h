@@ -1,0 +1,129 @@
+// ReplaySession: one machine state moving forward through a trace.
+//
+// Design (rr's split): a session is a CPU, its RAM and a ReplayEnvironment
+// positioned in the trace; it only ever executes forward. It knows nothing of
+// checkpoints, breakpoint ids or going backward — the Timeline owns those and
+// drives the session (restore(), runTo()).
+//
+// The machine. RAM size and the physical memory map (MMIO holes) come from
+// the recorder's Machine built from the trace header, so replay sees exactly
+// the layout the recording saw. Devices are not run: every answer a device
+// gave is in the trace, and the replay environment hands it back. (Device
+// registers are therefore not part of replay state; the CPU and RAM are.)
+//
+// The run loop. runTo() executes in slices bounded by the next trace event:
+// up to the event's step, then the one step that must consume it, then a
+// check that it was consumed. At each instruction boundary it settles the
+// passive events of that step (state digests are compared with
+// stateDigest(cpu.state())). The CPU's own outcomes (exceptions, interrupts,
+// debugger breakpoints and watchpoints) end a slice early; the session
+// reports the ones RunOptions asks for. Any disagreement with the trace is a
+// divergence and ends the run with a DivergenceReport.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+
+#include "ttvm/base/result.h"
+#include "ttvm/emulator/cpu.h"
+#include "ttvm/formats/trace_reader.h"
+#include "ttvm/replayer/divergence.h"
+#include "ttvm/replayer/guest_symbols.h"
+#include "ttvm/replayer/replay_environment.h"
+
+namespace ttvm {
+
+class Machine;
+
+// What ended a runTo().
+enum class SessionStopKind : uint8_t {
+  kTarget,      // reached the requested step
+  kEnd,         // reached the end of the recorded history
+  kBreakpoint,  // a debugger breakpoint at RIP (not executed)
+  kWatchpoint,  // the step just executed hit a debugger watchpoint
+  kException,   // RunOptions::stopOnExceptions: an exception was delivered by the last step
+  kInterrupt,   // RunOptions::stopOnInterrupts: an interrupt/NMI was delivered by the last step
+  kDivergence,  // the replay disagreed with the trace (divergence())
+  kCancelled,   // RunOptions::cancel became true
+};
+const char* toString(SessionStopKind k);
+
+struct SessionStop {
+  SessionStopKind kind = SessionStopKind::kTarget;
+  uint64_t step = 0;   // the position after the stop (CpuState::steps)
+  StepResult result;   // the CPU's outcome of the last step (vector, watch hit)
+};
+
+struct RunOptions {
+  // Stop after a step that delivered an exception whose vector's bit is set.
+  uint32_t stopOnExceptions = 0;
+  bool stopOnInterrupts = false;
+  // Checked between slices (at most sliceSteps apart).
+  const std::atomic<bool>* cancel = nullptr;
+  // Called between slices with the current position.
+  std::function<void(uint64_t step)> progress;
+  uint64_t sliceSteps = 1u << 20;
+};
+
+class ReplaySession {
+ public:
+  // A session at step 0 of `reader`'s trace; `reader` must outlive it.
+  static Result<std::unique_ptr<ReplaySession>> open(const TraceReader& reader);
+  ~ReplaySession();
+  ReplaySession(const ReplaySession&) = delete;
+  ReplaySession& operator=(const ReplaySession&) = delete;
+
+  const TraceReader& trace() const { return reader_; }
+  const TraceHeader& header() const { return reader_.header(); }
+  const GuestSymbols& symbols() const { return symbols_; }
+  Cpu& cpu() { return *cpu_; }
+  const CpuState& state() const { return cpu_->state(); }
+  uint64_t step() const { return cpu_->state().steps; }
+  std::span<uint8_t> ram();
+  std::span<const uint8_t> ram() const;
+  ReplayEnvironment& environment() { return env_; }
+  // The last position of the recorded history (the footer's step count, or
+  // the last event's step for a trace recovered without footer).
+  uint64_t endStep() const { return endStep_; }
+
+  // Executes forward until `target` (clamped to endStep()) or a stop.
+  SessionStop runTo(uint64_t target, const RunOptions& options = {});
+
+  // The first divergence, with RIP, symbol and disassembly filled in.
+  std::optional<DivergenceReport> divergence() const;
+
+  // Restores a state the timeline saved (RAM is restored by the caller,
+  // through ram() and cpu().notifyRamWritten()).
+  void restore(const CpuState& cpu, EventPosition position);
+
+  // The footer's final state compared with the current one (call at
+  // endStep()): empty when they agree, else what differs.
+  std::string checkEndState() const;
+
+  // "function+0x12" and the disassembly of the instruction at `rip` in the
+  // current mode (read through the current page tables).
+  std::string symbolAt(uint64_t rip) const;
+  std::string disassembleAt(uint64_t rip) const;
+  // Linear address of `rip` in the current code segment.
+  uint64_t linearRip(uint64_t rip) const;
+
+ private:
+  ReplaySession(const TraceReader& reader, std::unique_ptr<Machine> machine);
+  // Consumes the passive events of the current step; false on divergence.
+  bool settleBoundary();
+  void divergeAt(uint64_t step, uint64_t rip, std::string reason, std::string actual);
+
+  const TraceReader& reader_;
+  std::unique_ptr<Machine> machine_;
+  ReplayEnvironment env_;
+  std::unique_ptr<Cpu> cpu_;
+  GuestSymbols symbols_;
+  uint64_t endStep_ = 0;
+};
+
+}  // namespace ttvm

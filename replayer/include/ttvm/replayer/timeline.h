@@ -1,0 +1,225 @@
+// Timeline: time travel over one trace — the only layer that knows how to go
+// backward (rr's split: the ReplaySession only moves forward).
+//
+// Design.
+//  - Reverse execution is re-execution. The timeline owns one ReplaySession
+//    and a set of Checkpoints (checkpoint.h). To reach step t it restores the
+//    latest checkpoint at or before t (or keeps the current state when that
+//    is closer) and runs forward. Reverse-step = seek(now - n).
+//  - Placement. While it runs forward toward a target, the timeline takes a
+//    checkpoint whenever the distance from the last one reaches
+//    spacing(d) = clamp(d / kPerOctave, interval, grid), d being the distance
+//    to the target (or "now"): dense next to where the user works, thinning
+//    exponentially with distance, never sparser than a uniform grid of
+//    about kGridCheckpoints over the whole history (seeks stay bounded).
+//    After each operation thin() drops checkpoints the rule no longer needs,
+//    then, while checkpoint memory exceeds the budget, drops the ones whose
+//    loss costs least (gap they leave / distance from now). Step 0 is never
+//    dropped. Dirty-page tracking makes a checkpoint cost O(dirty pages).
+//  - Breakpoints and watchpoints (ids from add*, any number, linear or
+//    physical) are the CPU's debugger facilities. They are armed only for
+//    user-visible motion: internal re-execution runs with none, so it never
+//    reports a stop nobody asked for.
+//  - Stops, the same in both directions. A breakpoint stop is the position
+//    where the instruction at the address is about to execute. A watchpoint
+//    fires on the step that accessed: going forward the timeline stops after
+//    that step (the hardware's trap position); going backward it stops
+//    before it (at the accessing instruction, as gdb expects of reverse
+//    execution). Forward motion never reports a breakpoint at the position it
+//    starts from; backward motion only finds hits strictly before it — so a
+//    reverse move that lands on a breakpoint does not re-trigger it.
+//    reverseContinue scans the intervals between checkpoints backward,
+//    replaying each with the breakpoints armed and keeping its last hit.
+//  - Every long operation takes a Control: a cancel flag checked at least
+//    every million steps and a progress callback (done, total).
+//
+// Threads: a Timeline is single-threaded; a GUI runs it on one worker thread
+// and cancels through the flag from another.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <span>
+#include <vector>
+
+#include "ttvm/base/result.h"
+#include "ttvm/emulator/cpu.h"
+#include "ttvm/formats/trace_reader.h"
+#include "ttvm/replayer/checkpoint.h"
+#include "ttvm/replayer/divergence.h"
+#include "ttvm/replayer/queries.h"
+#include "ttvm/replayer/replay_session.h"
+
+namespace ttvm {
+
+struct TimelineOptions {
+  // Checkpoint memory budget in bytes; 0 = a quarter of MemAvailable.
+  uint64_t checkpointMemBytes = 0;
+  // Smallest spacing between checkpoints (steps): bounds reverse-step latency.
+  uint64_t checkpointInterval = 1u << 16;
+};
+
+enum class StopKind : uint8_t {
+  kStepDone,      // the requested motion completed
+  kBreakpoint,    // at a breakpoint (breakpointId)
+  kWatchpoint,    // a watchpoint fired (watchpointId, watch*)
+  kHistoryBegin,  // reached step 0 of the trace going backward
+  kHistoryEnd,    // reached the end of the trace going forward
+  kCancelled,     // Control::cancel was set; the position is valid
+  kDivergence,    // the replay disagreed with the trace (divergence)
+};
+const char* toString(StopKind k);
+
+struct StopReason {
+  StopKind kind = StopKind::kStepDone;
+  uint64_t step = 0;  // the position now
+  int breakpointId = -1;
+  int watchpointId = -1;
+  WatchKind watchKind = WatchKind::kWrite;
+  uint64_t watchAddress = 0;  // the accessed address (linear or physical as set)
+  unsigned watchSize = 0;
+  bool watchWrite = false;
+  uint64_t accessStep = 0;  // kWatchpoint: the step that performed the access
+  std::optional<DivergenceReport> divergence;
+};
+
+struct Control {
+  const std::atomic<bool>* cancel = nullptr;
+  // (steps done, steps total) of the current operation; total may grow.
+  std::function<void(uint64_t, uint64_t)> progress;
+};
+
+struct TimelineStats {
+  size_t checkpoints = 0;
+  uint64_t checkpointBytes = 0;  // pages and page tables held for checkpoints
+  uint64_t budgetBytes = 0;
+  uint64_t guestRamBytes = 0;
+  uint64_t stepsExecuted = 0;  // by the session since open (forward work done)
+};
+
+class Timeline {
+ public:
+  // Opens a timeline at step 0 of `reader` (which must outlive it).
+  static Result<std::unique_ptr<Timeline>> open(const TraceReader& reader,
+                                                const TimelineOptions& options = {});
+  ~Timeline();
+  Timeline(const Timeline&) = delete;
+  Timeline& operator=(const Timeline&) = delete;
+
+  // Where we are.
+  uint64_t now() const { return session_->step(); }
+  uint64_t beginStep() const { return beginStep_; }
+  uint64_t endStep() const { return session_->endStep(); }
+  const CpuState& registers() const { return session_->state(); }
+  // Memory at the current position: linear through the guest's page tables
+  // (false when a byte is unmapped), physical RAM (false outside RAM).
+  bool readLinear(uint64_t address, std::span<uint8_t> out) const;
+  bool readPhysical(uint64_t address, std::span<uint8_t> out) const;
+  std::optional<uint64_t> translate(uint64_t linear) const;
+  std::span<const uint8_t> ram() const { return session_->ram(); }
+  ReplaySession& session() { return *session_; }
+  const GuestSymbols& symbols() const { return session_->symbols(); }
+
+  // Breakpoints and watchpoints; ids are never reused.
+  int addBreakpoint(uint64_t address, bool physical = false);
+  int addWatchpoint(uint64_t address, uint64_t length, WatchKind kind, bool physical = false);
+  bool removeBreakpoint(int id);
+  bool removeWatchpoint(int id);
+  void clearBreakpointsAndWatchpoints();
+
+  // Motion. Each returns where it stopped and why.
+  StopReason seek(uint64_t step, const Control& control = {});
+  StopReason step(uint64_t n = 1, const Control& control = {});
+  StopReason stepBack(uint64_t n = 1, const Control& control = {});
+  StopReason continueForward(const Control& control = {});
+  StopReason reverseContinue(const Control& control = {});
+  StopReason runToEnd(const Control& control = {});
+
+  // Queries (queries.h). Each returns the hit (nullopt: none in that
+  // direction) and, when `move`, moves there; otherwise the position is kept.
+  // An error only for a divergence or cancellation during the search.
+  Result<std::optional<QueryHit>> lastWrite(uint64_t address, uint64_t length, bool physical,
+                                            bool move, const Control& control = {});
+  Result<std::optional<QueryHit>> nextWrite(uint64_t address, uint64_t length, bool physical,
+                                            bool move, const Control& control = {});
+  Result<std::optional<QueryHit>> registerLastChange(const RegisterRef& reg, bool move,
+                                                     const Control& control = {});
+  Result<std::optional<QueryHit>> previousEvent(const EventQuery& q, bool move,
+                                                const Control& control = {});
+  Result<std::optional<QueryHit>> nextEvent(const EventQuery& q, bool move,
+                                            const Control& control = {});
+
+  TimelineStats stats() const;
+  // Steps of the checkpoints held, ascending (tests and benchmarks).
+  std::vector<uint64_t> checkpointSteps() const;
+
+ private:
+  struct Breakpoint {
+    DebuggerBreakpoint bp;
+  };
+  struct Watchpoint {
+    DebuggerWatchpoint wp;
+  };
+  // What a scan arms in the CPU and how hits map back to ids.
+  struct Arming {
+    std::vector<DebuggerBreakpoint> bps;
+    std::vector<int> bpIds;
+    std::vector<DebuggerWatchpoint> wps;
+    std::vector<int> wpIds;
+    uint32_t exceptionVectors = 0;  // stop on these exceptions
+    bool anyException = false;
+  };
+  struct Hit {
+    uint64_t landing = 0;  // the position to report (see the header comment)
+    SessionStop stop;
+    int id = -1;
+    bool breakpoint = false;
+    bool exception = false;
+  };
+
+  Timeline(const TraceReader& reader, const TimelineOptions& options);
+  Arming userArming() const;
+  void arm(const Arming& a);
+  void disarm();
+  int breakpointIdAt(const Arming& a) const;
+
+  // Restores checkpoint `c` (RAM pages that differ, CPU, trace position).
+  void restore(const Checkpoint& c);
+  void takeCheckpoint();
+  // The latest checkpoint at or before `step`.
+  const Checkpoint& checkpointAtOrBefore(uint64_t step) const;
+  uint64_t spacing(uint64_t distance) const;
+  void thin();
+  // Forward to `target` without stops, taking checkpoints; kStepDone,
+  // kHistoryEnd, kCancelled or kDivergence.
+  StopReason moveTo(uint64_t target, const Control& control, uint64_t doneBase = 0,
+                    uint64_t total = 0);
+  // Forward from now up to `limit` with `a` armed: the first hit, else the
+  // position reached.
+  StopReason scanForward(uint64_t limit, const Arming& a, const Control& control,
+                         std::optional<Hit>* hitOut);
+  // The last hit with landing in [lower, now), searching interval by
+  // interval backward; leaves the position undefined (callers seek).
+  Result<std::optional<Hit>> scanBackward(uint64_t lower, const Arming& a, const Control& control);
+  StopReason stopFromHit(const Hit& h, const Arming& a) const;
+  StopReason divergenceStop() const;
+
+  const TraceReader& reader_;
+  TimelineOptions options_;
+  std::unique_ptr<ReplaySession> session_;
+  std::shared_ptr<PageStats> stats_;
+  PageMap live_;  // RAM as of the last checkpoint taken or restored, before dirty pages
+  std::map<uint64_t, Checkpoint> checkpoints_;
+  uint64_t beginStep_ = 0;
+  uint64_t grid_ = 0;
+  std::map<int, Breakpoint> breakpoints_;
+  std::map<int, Watchpoint> watchpoints_;
+  int nextId_ = 1;
+  uint64_t stepsExecuted_ = 0;
+};
+
+}  // namespace ttvm

@@ -1,0 +1,811 @@
+#include "ttvm/replayer/timeline.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <string>
+
+#include "ttvm/base/log.h"
+
+namespace ttvm {
+namespace {
+
+// Checkpoints per doubling of the distance from the current position.
+constexpr uint64_t kPerOctave = 16;
+// The uniform floor: at most about this many checkpoints spread over the
+// whole history (fewer when the memory budget says so).
+constexpr uint64_t kGridCheckpoints = 256;
+
+uint64_t defaultBudget() {
+  std::ifstream in("/proc/meminfo");
+  std::string key;
+  uint64_t kb = 0;
+  std::string unit;
+  while (in >> key >> kb >> unit)
+    if (key == "MemAvailable:") return kb * 1024 / 4;
+  return 1ull << 30;
+}
+
+bool allZero(std::span<const uint8_t> b) {
+  for (uint8_t x : b)
+    if (x != 0) return false;
+  return true;
+}
+
+}  // namespace
+
+const char* toString(StopKind k) {
+  switch (k) {
+    case StopKind::kStepDone: return "step done";
+    case StopKind::kBreakpoint: return "breakpoint";
+    case StopKind::kWatchpoint: return "watchpoint";
+    case StopKind::kHistoryBegin: return "beginning of history";
+    case StopKind::kHistoryEnd: return "end of history";
+    case StopKind::kCancelled: return "cancelled";
+    case StopKind::kDivergence: return "divergence";
+  }
+  return "?";
+}
+
+Timeline::Timeline(const TraceReader& reader, const TimelineOptions& options)
+    : reader_(reader), options_(options), stats_(std::make_shared<PageStats>()) {}
+
+Timeline::~Timeline() = default;
+
+Result<std::unique_ptr<Timeline>> Timeline::open(const TraceReader& reader,
+                                                 const TimelineOptions& options) {
+  auto session = ReplaySession::open(reader);
+  if (!session.ok()) return session.error();
+  std::unique_ptr<Timeline> t(new Timeline(reader, options));
+  t->session_ = std::move(session).value();
+  if (t->options_.checkpointMemBytes == 0) t->options_.checkpointMemBytes = defaultBudget();
+  if (t->options_.checkpointInterval == 0) t->options_.checkpointInterval = 1;
+  t->beginStep_ = t->session_->step();
+  const uint64_t span = t->endStep() - t->beginStep_;
+  t->grid_ = std::max(t->options_.checkpointInterval, span / kGridCheckpoints);
+
+  std::span<const uint8_t> ram = t->session_->ram();
+  t->live_ = PageMap(ram.size() / kRamPageBytes, t->stats_);
+  for (uint64_t p = 0; p < t->live_.pageCount(); ++p) {
+    auto bytes = ram.subspan(p * kRamPageBytes, kRamPageBytes);
+    if (!allZero(bytes)) t->live_.set(p, t->live_.makePage(bytes));
+  }
+  Cpu& cpu = t->session_->cpu();
+  cpu.setDirtyTracking(true);
+  (void)cpu.takeDirtyPages();
+  t->checkpoints_.emplace(t->beginStep_, Checkpoint{t->session_->state(),
+                                                    t->session_->environment().position(),
+                                                    t->live_});
+  return t;
+}
+
+bool Timeline::readLinear(uint64_t address, std::span<uint8_t> out) const {
+  return const_cast<ReplaySession&>(*session_).cpu().readLinear(address, out);
+}
+
+bool Timeline::readPhysical(uint64_t address, std::span<uint8_t> out) const {
+  std::span<const uint8_t> r = session_->ram();
+  if (address > r.size() || out.size() > r.size() - address) return false;
+  std::memcpy(out.data(), r.data() + address, out.size());
+  return true;
+}
+
+std::optional<uint64_t> Timeline::translate(uint64_t linear) const {
+  return const_cast<ReplaySession&>(*session_).cpu().translate(linear);
+}
+
+// ------------------------------------------------------------ breakpoints
+
+int Timeline::addBreakpoint(uint64_t address, bool physical) {
+  const int id = nextId_++;
+  breakpoints_[id] = Breakpoint{DebuggerBreakpoint{address, physical}};
+  return id;
+}
+
+int Timeline::addWatchpoint(uint64_t address, uint64_t length, WatchKind kind, bool physical) {
+  const int id = nextId_++;
+  watchpoints_[id] = Watchpoint{DebuggerWatchpoint{address, std::max<uint64_t>(1, length), kind,
+                                                   physical}};
+  return id;
+}
+
+bool Timeline::removeBreakpoint(int id) { return breakpoints_.erase(id) != 0; }
+bool Timeline::removeWatchpoint(int id) { return watchpoints_.erase(id) != 0; }
+void Timeline::clearBreakpointsAndWatchpoints() {
+  breakpoints_.clear();
+  watchpoints_.clear();
+}
+
+Timeline::Arming Timeline::userArming() const {
+  Arming a;
+  for (const auto& [id, b] : breakpoints_) {
+    a.bps.push_back(b.bp);
+    a.bpIds.push_back(id);
+  }
+  for (const auto& [id, w] : watchpoints_) {
+    a.wps.push_back(w.wp);
+    a.wpIds.push_back(id);
+  }
+  return a;
+}
+
+void Timeline::arm(const Arming& a) {
+  Cpu& cpu = session_->cpu();
+  cpu.setBreakpoints(a.bps);
+  cpu.setWatchpoints(a.wps);
+}
+
+void Timeline::disarm() {
+  Cpu& cpu = session_->cpu();
+  cpu.setBreakpoints({});
+  cpu.setWatchpoints({});
+}
+
+int Timeline::breakpointIdAt(const Arming& a) const {
+  const CpuState& s = session_->state();
+  const uint64_t lin = session_->linearRip(s.rip);
+  std::optional<uint64_t> phys;
+  for (size_t i = 0; i < a.bps.size(); ++i) {
+    if (!a.bps[i].physical) {
+      if (a.bps[i].address == lin) return a.bpIds[i];
+      continue;
+    }
+    if (!phys) phys = translate(lin);
+    if (phys && *phys == a.bps[i].address) return a.bpIds[i];
+  }
+  return -1;
+}
+
+// ------------------------------------------------------------ checkpoints
+
+void Timeline::restore(const Checkpoint& c) {
+  Cpu& cpu = session_->cpu();
+  std::vector<uint64_t> pages = cpu.takeDirtyPages();
+  live_.diff(c.ram, pages);
+  std::span<uint8_t> ram = session_->ram();
+  for (uint64_t p : pages) {
+    uint8_t* dst = ram.data() + p * kRamPageBytes;
+    const RamPagePtr& src = c.ram.get(p);
+    if (src)
+      std::memcpy(dst, src->bytes.data(), kRamPageBytes);
+    else
+      std::memset(dst, 0, kRamPageBytes);
+    cpu.notifyRamWritten(p * kRamPageBytes, kRamPageBytes);
+  }
+  live_ = c.ram;
+  session_->restore(c.cpu, c.events);
+}
+
+void Timeline::takeCheckpoint() {
+  if (session_->environment().divergence()) return;
+  Cpu& cpu = session_->cpu();
+  const uint64_t s = now();
+  auto existing = checkpoints_.find(s);
+  std::vector<uint64_t> dirty = cpu.takeDirtyPages();
+  std::span<const uint8_t> ram = session_->ram();
+  if (existing != checkpoints_.end()) {
+    // Same position, same RAM (replay is deterministic): share its pages.
+    live_ = existing->second.ram;
+    return;
+  }
+  for (uint64_t p : dirty) {
+    auto bytes = ram.subspan(p * kRamPageBytes, kRamPageBytes);
+    const RamPagePtr& cur = live_.get(p);
+    if (cur ? std::memcmp(cur->bytes.data(), bytes.data(), kRamPageBytes) == 0 : allZero(bytes))
+      continue;
+    live_.set(p, allZero(bytes) ? nullptr : live_.makePage(bytes));
+  }
+  checkpoints_.emplace(s, Checkpoint{session_->state(), session_->environment().position(), live_});
+}
+
+const Checkpoint& Timeline::checkpointAtOrBefore(uint64_t step) const {
+  auto it = checkpoints_.upper_bound(step);
+  TTVM_ASSERT(it != checkpoints_.begin(), "no checkpoint at or before step ", step);
+  return std::prev(it)->second;
+}
+
+uint64_t Timeline::spacing(uint64_t distance) const {
+  const uint64_t lo = options_.checkpointInterval;
+  return std::clamp(distance / kPerOctave, lo, std::max(lo, grid_));
+}
+
+void Timeline::thin() {
+  if (checkpoints_.size() <= 2) return;
+  const uint64_t here = now();
+  auto dist = [&](uint64_t s) { return s > here ? s - here : here - s; };
+  uint64_t prevKept = checkpoints_.begin()->first;
+  for (auto it = std::next(checkpoints_.begin()); it != checkpoints_.end();) {
+    auto next = std::next(it);
+    if (next == checkpoints_.end()) break;
+    if (next->first - prevKept <= spacing(dist(it->first))) {
+      it = checkpoints_.erase(it);
+    } else {
+      prevKept = it->first;
+      it = next;
+    }
+  }
+  // Over budget: drop the checkpoint whose loss costs least (the gap it
+  // leaves, relative to its distance from now), never step 0 nor the one
+  // nearest to now.
+  while (static_cast<uint64_t>(std::max<int64_t>(0, stats_->bytes())) >
+             options_.checkpointMemBytes &&
+         checkpoints_.size() > 2) {
+    const uint64_t nearest = checkpointAtOrBefore(here).step();
+    auto victim = checkpoints_.end();
+    double best = 0;
+    for (auto it = std::next(checkpoints_.begin()); it != checkpoints_.end(); ++it) {
+      if (it->first == nearest) continue;
+      auto prev = std::prev(it);
+      auto next = std::next(it);
+      const uint64_t right = next == checkpoints_.end() ? it->first : next->first;
+      const double score =
+          static_cast<double>(right - prev->first) / (1.0 + static_cast<double>(dist(it->first)));
+      if (victim == checkpoints_.end() || score < best) {
+        victim = it;
+        best = score;
+      }
+    }
+    if (victim == checkpoints_.end()) break;
+    checkpoints_.erase(victim);
+  }
+}
+
+TimelineStats Timeline::stats() const {
+  TimelineStats s;
+  s.checkpoints = checkpoints_.size();
+  s.checkpointBytes = static_cast<uint64_t>(std::max<int64_t>(0, stats_->bytes())) +
+                      checkpoints_.size() * sizeof(Checkpoint);
+  s.budgetBytes = options_.checkpointMemBytes;
+  s.guestRamBytes = session_->ram().size();
+  s.stepsExecuted = stepsExecuted_;
+  return s;
+}
+
+std::vector<uint64_t> Timeline::checkpointSteps() const {
+  std::vector<uint64_t> v;
+  for (const auto& [s, c] : checkpoints_) v.push_back(s);
+  return v;
+}
+
+// ------------------------------------------------------------ motion
+
+StopReason Timeline::divergenceStop() const {
+  StopReason r;
+  r.kind = StopKind::kDivergence;
+  r.step = now();
+  r.divergence = session_->divergence();
+  return r;
+}
+
+StopReason Timeline::moveTo(uint64_t target, const Control& control, uint64_t doneBase,
+                            uint64_t total) {
+  disarm();
+  target = std::clamp(target, beginStep_, endStep());
+  const Checkpoint& c = checkpointAtOrBefore(target);
+  if (target < now() || c.step() > now() || session_->environment().divergence()) restore(c);
+  const uint64_t start = now();
+  if (total == 0) total = target - start;
+  RunOptions ro;
+  ro.cancel = control.cancel;
+  if (control.progress)
+    ro.progress = [&](uint64_t s) { control.progress(doneBase + (s - start), total); };
+  StopReason r;
+  while (now() < target) {
+    const uint64_t last = checkpointAtOrBefore(now()).step();
+    const uint64_t next = last + spacing(target - now());
+    if (next <= now()) {
+      takeCheckpoint();
+      continue;
+    }
+    const uint64_t before = now();
+    const SessionStop st = session_->runTo(std::min(target, next), ro);
+    stepsExecuted_ += now() - before;
+    if (st.kind == SessionStopKind::kDivergence) return divergenceStop();
+    if (st.kind == SessionStopKind::kCancelled) {
+      r.kind = StopKind::kCancelled;
+      r.step = now();
+      return r;
+    }
+    if (st.kind == SessionStopKind::kEnd) break;
+    if (now() == next && now() < target) takeCheckpoint();
+  }
+  r.kind = StopKind::kStepDone;
+  r.step = now();
+  return r;
+}
+
+StopReason Timeline::stopFromHit(const Hit& h, const Arming& a) const {
+  StopReason r;
+  r.step = now();
+  if (h.breakpoint) {
+    r.kind = StopKind::kBreakpoint;
+    r.breakpointId = h.id;
+    return r;
+  }
+  r.kind = StopKind::kWatchpoint;
+  const WatchHit& w = h.stop.result.watch;
+  if (w.watchId >= 0 && static_cast<size_t>(w.watchId) < a.wps.size()) {
+    r.watchpointId = a.wpIds[w.watchId];
+    r.watchKind = a.wps[w.watchId].kind;
+  }
+  r.watchAddress = w.address;
+  r.watchSize = w.size;
+  r.watchWrite = w.write;
+  r.accessStep = h.stop.step - 1;
+  return r;
+}
+
+StopReason Timeline::scanForward(uint64_t limit, const Arming& a, const Control& control,
+                                 std::optional<Hit>* hitOut) {
+  limit = std::min(limit, endStep());
+  const uint64_t start = now();
+  const uint64_t total = limit > start ? limit - start : 0;
+  if (session_->environment().divergence()) restore(checkpointAtOrBefore(now()));
+  arm(a);
+  if (breakpointIdAt(a) >= 0) session_->cpu().skipBreakpointOnce();
+  RunOptions ro;
+  ro.cancel = control.cancel;
+  ro.stopOnExceptions = a.anyException ? ~0u : a.exceptionVectors;
+  if (control.progress) ro.progress = [&](uint64_t s) { control.progress(s - start, total); };
+  StopReason r;
+  for (;;) {
+    if (now() >= limit) {
+      disarm();
+      r.kind = now() >= endStep() ? StopKind::kHistoryEnd : StopKind::kStepDone;
+      r.step = now();
+      return r;
+    }
+    const uint64_t last = checkpointAtOrBefore(now()).step();
+    const uint64_t next = std::max(now() + 1, last + grid_);
+    const uint64_t before = now();
+    const SessionStop st = session_->runTo(std::min(limit, next), ro);
+    stepsExecuted_ += now() - before;
+    switch (st.kind) {
+      case SessionStopKind::kDivergence: disarm(); return divergenceStop();
+      case SessionStopKind::kCancelled:
+        disarm();
+        r.kind = StopKind::kCancelled;
+        r.step = now();
+        return r;
+      case SessionStopKind::kBreakpoint:
+      case SessionStopKind::kWatchpoint:
+      case SessionStopKind::kException: {
+        Hit h;
+        h.stop = st;
+        h.breakpoint = st.kind == SessionStopKind::kBreakpoint;
+        h.exception = st.kind == SessionStopKind::kException;
+        h.id = h.breakpoint ? breakpointIdAt(a) : -1;
+        h.landing = h.breakpoint ? now() : now() - 1;
+        if (h.exception && h.landing < start) continue;
+        disarm();
+        if (hitOut) *hitOut = h;
+        return stopFromHit(h, a);
+      }
+      case SessionStopKind::kEnd:
+      case SessionStopKind::kTarget:
+      case SessionStopKind::kInterrupt:
+        if (now() == next && now() < limit) {
+          takeCheckpoint();
+          // takeCheckpoint() does not touch the arming.
+        }
+        break;
+    }
+    if (st.kind == SessionStopKind::kEnd) {
+      disarm();
+      r.kind = StopKind::kHistoryEnd;
+      r.step = now();
+      return r;
+    }
+  }
+}
+
+Result<std::optional<Timeline::Hit>> Timeline::scanBackward(uint64_t lower, const Arming& a,
+                                                            const Control& control) {
+  const uint64_t origin = now();
+  lower = std::max(lower, beginStep_);
+  uint64_t hi = origin;
+  const uint64_t total = origin > lower ? origin - lower : 0;
+  RunOptions ro;
+  ro.cancel = control.cancel;
+  ro.stopOnExceptions = a.anyException ? ~0u : a.exceptionVectors;
+  while (hi > lower) {
+    const Checkpoint& c = checkpointAtOrBefore(hi - 1);
+    const uint64_t lo = std::max(c.step(), lower);
+    disarm();
+    restore(c);
+    if (lo > now()) {
+      StopReason m = moveTo(lo, control);
+      if (m.kind == StopKind::kDivergence)
+        return makeError(m.divergence ? m.divergence->format() : "divergence");
+      if (m.kind == StopKind::kCancelled) return makeError("cancelled");
+    }
+    arm(a);
+    std::optional<Hit> best;
+    for (;;) {
+      const uint64_t before = now();
+      const SessionStop st = session_->runTo(hi, ro);
+      stepsExecuted_ += now() - before;
+      if (st.kind == SessionStopKind::kDivergence) {
+        disarm();
+        auto d = session_->divergence();
+        return makeError(d ? d->format() : "divergence");
+      }
+      if (st.kind == SessionStopKind::kCancelled) {
+        disarm();
+        return makeError("cancelled");
+      }
+      if (st.kind == SessionStopKind::kBreakpoint) {
+        best = Hit{now(), st, breakpointIdAt(a), true, false};
+        session_->cpu().skipBreakpointOnce();
+        continue;
+      }
+      if (st.kind == SessionStopKind::kWatchpoint || st.kind == SessionStopKind::kException) {
+        best = Hit{now() - 1, st, -1, false, st.kind == SessionStopKind::kException};
+        continue;
+      }
+      if (st.kind == SessionStopKind::kInterrupt) continue;
+      break;  // reached hi (or the end)
+    }
+    disarm();
+    if (best) return best;
+    hi = lo;
+    if (control.progress) control.progress(origin - hi, total);
+  }
+  return std::optional<Hit>();
+}
+
+StopReason Timeline::seek(uint64_t step, const Control& control) {
+  StopReason r = moveTo(step, control);
+  if (r.kind == StopKind::kStepDone && step > endStep()) r.kind = StopKind::kHistoryEnd;
+  thin();
+  return r;
+}
+
+StopReason Timeline::runToEnd(const Control& control) {
+  StopReason r = moveTo(endStep(), control);
+  if (r.kind == StopKind::kStepDone) r.kind = StopKind::kHistoryEnd;
+  thin();
+  return r;
+}
+
+StopReason Timeline::step(uint64_t n, const Control& control) {
+  if (now() >= endStep()) {
+    StopReason r;
+    r.kind = StopKind::kHistoryEnd;
+    r.step = now();
+    return r;
+  }
+  const uint64_t target = now() + n;
+  StopReason r = scanForward(target, userArming(), control, nullptr);
+  if (r.kind == StopKind::kHistoryEnd && target <= endStep()) r.kind = StopKind::kStepDone;
+  thin();
+  return r;
+}
+
+StopReason Timeline::continueForward(const Control& control) {
+  StopReason r = scanForward(endStep(), userArming(), control, nullptr);
+  if (r.kind == StopKind::kStepDone) r.kind = StopKind::kHistoryEnd;
+  thin();
+  return r;
+}
+
+StopReason Timeline::stepBack(uint64_t n, const Control& control) {
+  const uint64_t origin = now();
+  StopReason r;
+  if (origin <= beginStep_) {
+    r.kind = StopKind::kHistoryBegin;
+    r.step = now();
+    return r;
+  }
+  const bool clamped = n > origin - beginStep_;
+  const uint64_t target = clamped ? beginStep_ : origin - n;
+  const Arming a = userArming();
+  if (!a.wps.empty() || !a.bps.empty()) {
+    auto h = scanBackward(target, a, control);
+    if (!h.ok()) {
+      moveTo(origin, {});
+      r = session_->divergence() ? divergenceStop() : StopReason{};
+      if (!session_->divergence()) r.kind = StopKind::kCancelled;
+      r.step = now();
+      return r;
+    }
+    if (h->has_value()) {
+      const Hit hit = **h;
+      moveTo(hit.landing, control);
+      r = stopFromHit(hit, a);
+      r.step = now();
+      thin();
+      return r;
+    }
+  }
+  r = moveTo(target, control);
+  if (r.kind == StopKind::kStepDone && clamped) r.kind = StopKind::kHistoryBegin;
+  thin();
+  return r;
+}
+
+StopReason Timeline::reverseContinue(const Control& control) {
+  const uint64_t origin = now();
+  const Arming a = userArming();
+  StopReason r;
+  auto h = scanBackward(beginStep_, a, control);
+  if (!h.ok()) {
+    const bool diverged = session_->divergence().has_value();
+    StopReason d = diverged ? divergenceStop() : StopReason{};
+    moveTo(origin, {});
+    if (!diverged) d.kind = StopKind::kCancelled;
+    d.step = now();
+    return d;
+  }
+  if (h->has_value()) {
+    const Hit hit = **h;
+    moveTo(hit.landing, control);
+    r = stopFromHit(hit, a);
+    r.step = now();
+  } else {
+    r = moveTo(beginStep_, control);
+    if (r.kind == StopKind::kStepDone) r.kind = StopKind::kHistoryBegin;
+  }
+  thin();
+  return r;
+}
+
+// ------------------------------------------------------------ queries
+
+Result<std::optional<QueryHit>> Timeline::lastWrite(uint64_t address, uint64_t length,
+                                                    bool physical, bool move,
+                                                    const Control& control) {
+  const uint64_t origin = now();
+  Arming a;
+  a.wps.push_back(DebuggerWatchpoint{address, std::max<uint64_t>(1, length), WatchKind::kWrite,
+                                     physical});
+  a.wpIds.push_back(-1);
+  auto h = scanBackward(beginStep_, a, control);
+  if (!h.ok()) {
+    const Error e = h.error();
+    moveTo(origin, {});
+    return e;
+  }
+  std::optional<QueryHit> out;
+  if (h->has_value()) {
+    const Hit& hit = **h;
+    QueryHit q;
+    q.step = hit.landing;
+    q.address = hit.stop.result.watch.address;
+    q.size = hit.stop.result.watch.size;
+    out = q;
+  }
+  moveTo(move && out ? out->step : origin, {});
+  thin();
+  return out;
+}
+
+Result<std::optional<QueryHit>> Timeline::nextWrite(uint64_t address, uint64_t length,
+                                                    bool physical, bool move,
+                                                    const Control& control) {
+  const uint64_t origin = now();
+  Arming a;
+  a.wps.push_back(DebuggerWatchpoint{address, std::max<uint64_t>(1, length), WatchKind::kWrite,
+                                     physical});
+  a.wpIds.push_back(-1);
+  std::optional<QueryHit> out;
+  for (;;) {
+    std::optional<Hit> hit;
+    StopReason r = scanForward(endStep(), a, control, &hit);
+    if (r.kind == StopKind::kDivergence) {
+      const std::string msg = r.divergence ? r.divergence->format() : "divergence";
+      moveTo(origin, {});
+      return makeError(msg);
+    }
+    if (r.kind == StopKind::kCancelled) {
+      moveTo(origin, {});
+      return makeError("cancelled");
+    }
+    if (!hit) break;
+    if (hit->landing <= origin) continue;  // the instruction at the start position itself
+    QueryHit q;
+    q.step = hit->landing;
+    q.address = hit->stop.result.watch.address;
+    q.size = hit->stop.result.watch.size;
+    out = q;
+    break;
+  }
+  moveTo(move && out ? out->step : origin, {});
+  thin();
+  return out;
+}
+
+Result<std::optional<QueryHit>> Timeline::registerLastChange(const RegisterRef& reg, bool move,
+                                                             const Control& control) {
+  const uint64_t origin = now();
+  uint64_t hi = origin;
+  std::optional<QueryHit> out;
+  RunOptions ro;
+  ro.cancel = control.cancel;
+  while (hi > beginStep_ && !out) {
+    const Checkpoint& c = checkpointAtOrBefore(hi - 1);
+    const uint64_t lo = c.step();
+    disarm();
+    restore(c);
+    while (now() < hi) {
+      const uint64_t s = now();
+      const uint64_t before = reg.read(session_->state());
+      const SessionStop st = session_->runTo(s + 1, ro);
+      ++stepsExecuted_;
+      if (st.kind == SessionStopKind::kDivergence || st.kind == SessionStopKind::kCancelled) {
+        auto d = session_->divergence();
+        moveTo(origin, {});
+        return makeError(st.kind == SessionStopKind::kCancelled ? "cancelled"
+                                                                : (d ? d->format() : "divergence"));
+      }
+      if (now() == s) break;  // end of history
+      const uint64_t after = reg.read(session_->state());
+      if (after != before) {
+        QueryHit q;
+        q.step = s;
+        q.oldValue = before;
+        q.newValue = after;
+        out = q;
+      }
+    }
+    hi = lo;
+    if (control.progress) control.progress(origin - hi, origin - beginStep_);
+  }
+  moveTo(move && out ? out->step : origin, {});
+  thin();
+  return out;
+}
+
+namespace {
+
+bool eventMatches(const EventQuery& q, const TraceEvent& e) {
+  switch (q.kind) {
+    case EventQuery::Kind::kInterrupt:
+      return e.kind == EventKind::kInterrupt || e.kind == EventKind::kNmi;
+    case EventQuery::Kind::kPortIo:
+      return (e.kind == EventKind::kPortIn || e.kind == EventKind::kPortOut) &&
+             (q.anyPort || e.address == q.port);
+    case EventQuery::Kind::kSerialOutput:
+      return e.kind == EventKind::kPortOut && (e.address == 0x3F8 || e.address == 0xE9);
+    case EventQuery::Kind::kTraceEvent: return e.kind == q.eventKind;
+    case EventQuery::Kind::kException: return false;
+  }
+  return false;
+}
+
+QueryHit hitFromEvent(const TraceEvent& e) {
+  QueryHit q;
+  q.step = e.step;
+  q.address = e.address;
+  q.size = e.size;
+  q.event = e;
+  if (e.kind == EventKind::kInterrupt) q.vector = static_cast<uint8_t>(e.value);
+  if (e.kind == EventKind::kNmi) q.vector = 2;
+  return q;
+}
+
+}  // namespace
+
+Result<std::optional<QueryHit>> Timeline::previousEvent(const EventQuery& q, bool move,
+                                                        const Control& control) {
+  const uint64_t origin = now();
+  std::optional<QueryHit> out;
+  if (q.kind == EventQuery::Kind::kException) {
+    Arming a;
+    a.exceptionVectors = q.vectors;
+    a.anyException = q.vectors == 0;
+    auto h = scanBackward(beginStep_, a, control);
+    if (!h.ok()) {
+      const Error e = h.error();
+      moveTo(origin, {});
+      return e;
+    }
+    if (h->has_value()) {
+      QueryHit hit;
+      hit.step = (*h)->landing;
+      hit.vector = (*h)->stop.result.vector;
+      out = hit;
+    }
+  } else {
+    const auto& chunks = reader_.chunks();
+    size_t i = reader_.chunkForStep(origin).value_or(chunks.empty() ? 0 : chunks.size() - 1);
+    for (size_t k = i + 1; k-- > 0 && !out;) {
+      if (control.cancel && control.cancel->load()) return makeError("cancelled");
+      auto events = reader_.readChunk(k);
+      if (!events.ok()) return events.error();
+      for (auto it = events->rbegin(); it != events->rend(); ++it)
+        if (it->step < origin && eventMatches(q, *it)) {
+          out = hitFromEvent(*it);
+          break;
+        }
+      if (control.progress) control.progress(i + 1 - k, i + 1);
+    }
+  }
+  moveTo(move && out ? out->step : origin, {});
+  thin();
+  return out;
+}
+
+Result<std::optional<QueryHit>> Timeline::nextEvent(const EventQuery& q, bool move,
+                                                    const Control& control) {
+  const uint64_t origin = now();
+  std::optional<QueryHit> out;
+  if (q.kind == EventQuery::Kind::kException) {
+    Arming a;
+    a.exceptionVectors = q.vectors;
+    a.anyException = q.vectors == 0;
+    for (;;) {
+      std::optional<Hit> hit;
+      StopReason r = scanForward(endStep(), a, control, &hit);
+      if (r.kind == StopKind::kDivergence || r.kind == StopKind::kCancelled) {
+        const std::string msg = r.kind == StopKind::kCancelled
+                                    ? "cancelled"
+                                    : (r.divergence ? r.divergence->format() : "divergence");
+        moveTo(origin, {});
+        return makeError(msg);
+      }
+      if (!hit) break;
+      if (hit->landing <= origin) continue;
+      QueryHit qh;
+      qh.step = hit->landing;
+      qh.vector = hit->stop.result.vector;
+      out = qh;
+      break;
+    }
+  } else {
+    const auto& chunks = reader_.chunks();
+    if (auto first = reader_.chunkForStep(origin + 1)) {
+      for (size_t k = *first; k < chunks.size() && !out; ++k) {
+        if (control.cancel && control.cancel->load()) return makeError("cancelled");
+        auto events = reader_.readChunk(k);
+        if (!events.ok()) return events.error();
+        for (const TraceEvent& e : *events)
+          if (e.step > origin && eventMatches(q, e)) {
+            out = hitFromEvent(e);
+            break;
+          }
+        if (control.progress) control.progress(k - *first + 1, chunks.size() - *first);
+      }
+    }
+  }
+  moveTo(move && out ? out->step : origin, {});
+  thin();
+  return out;
+}
+
+// ------------------------------------------------------------ registers
+
+std::optional<RegisterRef> registerByName(std::string_view name) {
+  static const char* kGprNames[] = {"rax", "rcx", "rdx", "rbx", "rsp", "rbp", "rsi", "rdi",
+                                    "r8",  "r9",  "r10", "r11", "r12", "r13", "r14", "r15"};
+  for (int i = 0; i < kNumGprs; ++i)
+    if (name == kGprNames[i])
+      return RegisterRef{kGprNames[i], [i](const CpuState& s) { return s.gpr[i]; }};
+  static const char* kSegNames[] = {"es", "cs", "ss", "ds", "fs", "gs"};
+  for (int i = 0; i < kNumSegRegs; ++i)
+    if (name == kSegNames[i])
+      return RegisterRef{kSegNames[i],
+                         [i](const CpuState& s) { return uint64_t{s.seg[i].selector}; }};
+  struct Named {
+    const char* name;
+    uint64_t (*read)(const CpuState&);
+  };
+  static const Named kOthers[] = {
+      {"rip", [](const CpuState& s) { return s.rip; }},
+      {"rflags", [](const CpuState& s) { return s.rflags; }},
+      {"cr0", [](const CpuState& s) { return s.cr0; }},
+      {"cr2", [](const CpuState& s) { return s.cr2; }},
+      {"cr3", [](const CpuState& s) { return s.cr3; }},
+      {"cr4", [](const CpuState& s) { return s.cr4; }},
+      {"cr8", [](const CpuState& s) { return s.cr8; }},
+      {"efer", [](const CpuState& s) { return s.msr.efer; }},
+      {"fs_base", [](const CpuState& s) { return s.seg[4].base; }},
+      {"gs_base", [](const CpuState& s) { return s.seg[5].base; }},
+  };
+  for (const Named& n : kOthers)
+    if (name == n.name) return RegisterRef{n.name, n.read};
+  return std::nullopt;
+}
+
+}  // namespace ttvm
