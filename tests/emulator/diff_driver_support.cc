@@ -24,6 +24,8 @@ void applyEnvironment(DiffConfig& c, uint64_t ciCount) {
   c.count = envU64("TTVM_DIFF_SEQUENCES", ciCount);
   c.baseSeed = envU64("TTVM_DIFF_SEED", c.baseSeed);
   c.first = envU64("TTVM_DIFF_FIRST", 0);
+  // Diagnostic runs only: TTVM_DIFF_SSE=0 leaves the SSE2 group out.
+  c.gen.sse2 = envU64("TTVM_DIFF_SSE", 1) != 0;
 }
 
 std::string DiffSummary::summaryLine() const {

@@ -9,6 +9,7 @@
 //   TTVM_DIFF_SEED       base seed (default: fixed, so CI is reproducible)
 //   TTVM_DIFF_FIRST      index of the first test case (rerun one case)
 //   TTVM_DIFF_REPORT     append the mismatch reports to this file too
+//   TTVM_DIFF_SSE=0      leave out the SSE2 group (diagnostics only)
 #pragma once
 
 #include <cstdint>

@@ -752,14 +752,25 @@ class Generator {
         break;
       }
       default:
-        u.insns.push_back(
-            raw(pick<std::vector<uint8_t>>({{0x90},
-                                            {0x66, 0x90},
-                                            {0x0F, 0x1F, 0x00},
-                                            {0x0F, 0x1F, 0x40, 0x00},
-                                            {0x0F, 0x1F, 0x44, 0x00, 0x00},
-                                            {0x66, 0x0F, 0x1F, 0x44, 0x00, 0x00},
-                                            {0x0F, 0x1F, 0x80, 0x00, 0x00, 0x00, 0x00}})));
+        // NOP forms (90, 66 90, 0F 1F /0 with the ModRM forms compilers pad
+        // with); the ModRM bytes mean other lengths with 16-bit addressing.
+        if (bits_ == 16) {
+          u.insns.push_back(raw(pick<std::vector<uint8_t>>({{0x90},
+                                                            {0x66, 0x90},
+                                                            {0x0F, 0x1F, 0x00},
+                                                            {0x0F, 0x1F, 0x40, 0x00},
+                                                            {0x0F, 0x1F, 0x80, 0x00, 0x00},
+                                                            {0x66, 0x0F, 0x1F, 0x40, 0x00}})));
+        } else {
+          u.insns.push_back(
+              raw(pick<std::vector<uint8_t>>({{0x90},
+                                              {0x66, 0x90},
+                                              {0x0F, 0x1F, 0x00},
+                                              {0x0F, 0x1F, 0x40, 0x00},
+                                              {0x0F, 0x1F, 0x44, 0x00, 0x00},
+                                              {0x66, 0x0F, 0x1F, 0x44, 0x00, 0x00},
+                                              {0x0F, 0x1F, 0x80, 0x00, 0x00, 0x00, 0x00}})));
+        }
     }
     return true;
   }

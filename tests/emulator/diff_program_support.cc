@@ -185,10 +185,11 @@ std::vector<std::string> compareOutcomes(CodeMode mode, const Encoded& code,
   char line[256];
   if (expected.faulted != actual.faulted ||
       (expected.faulted && expected.vector != actual.vector)) {
-    std::snprintf(line, sizeof(line), "outcome: expected %s%d, got %s%d",
-                  expected.faulted ? "fault #" : "completion",
-                  expected.faulted ? expected.vector : 0, actual.faulted ? "fault #" : "completion",
-                  actual.faulted ? actual.vector : 0);
+    auto what = [](const Outcome& o) {
+      return o.faulted ? "fault #" + std::to_string(o.vector) : std::string("completion");
+    };
+    std::snprintf(line, sizeof(line), "outcome: expected %s, got %s", what(expected).c_str(),
+                  what(actual).c_str());
     diffs.push_back(line);
   }
   const ArchState& e = expected.state;

@@ -165,8 +165,8 @@ Result<Outcome> UnicornRunner::run(const TestCase& tc, const Encoded& code) {
     // (the next exception would be taken as a double fault): start afresh.
     uc_close(uc_);
     uc_ = nullptr;
-    Status s = open();
-    if (!s.ok()) openError_ = s.error().message;
+    Status reopened = open();
+    if (!reopened.ok()) openError_ = reopened.error().message;
   } else if (o.state.rip != lay.code + code.bytes.size()) {
     char b[128];
     std::snprintf(b, sizeof(b), "Unicorn stopped at 0x%llx, before the end of the code (seed %llu)",
