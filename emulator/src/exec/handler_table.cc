@@ -1,5 +1,7 @@
 #include "exec/handler_table.h"
 
+#include "alu/alu.h"
+
 namespace ttvm {
 
 const HandlerTable& HandlerTable::instance() {
@@ -13,6 +15,7 @@ const HandlerTable& HandlerTable::instance() {
     registerControlHandlers(t);
     registerStringHandlers(t);
     registerSystemHandlers(t);
+    registerAluHandlers(t);
     return t;
   }();
   return table;
