@@ -137,6 +137,13 @@ class Machine {
   void setupFlat32(uint64_t eip);
   // Long mode, 64-bit CS, ring 0, identity paging, TSS with RSP0/IST1.
   void setupLong64(uint64_t rip);
+  // Switches a long-mode state to CPL 3 (64-bit user code, user data SS).
+  void enterUser64();
+  // Gives every vector 0-31 a 64-bit interrupt gate to `handler`.
+  void setAllIdt64(uint64_t handler);
+  // 4 KiB mappings in the 1-2 GiB linear window (PD at 0x13000, PT at
+  // 0x14000 covering [0x40000000, 0x40200000)). `pte` holds the flag bits.
+  void map4k(uint64_t linear, uint64_t phys, uint64_t pte);
   // 64-bit IDT gate; type 0xE interrupt / 0xF trap.
   void setIdt64(uint8_t vector, uint64_t handler, int dpl = 0, int ist = 0, uint8_t type = 0xE,
                 uint16_t sel = layout::kCode64);

@@ -139,6 +139,29 @@ void Machine::setupLong64(uint64_t rip) {
   cpu->setState(s);
 }
 
+void Machine::enterUser64() {
+  edit([&](CpuState& s) {
+    s.segment(SegReg::kCs) =
+        cacheOf(layout::kUserCode64 | 3, get(layout::kGdt + layout::kUserCode64, 8));
+    s.segment(SegReg::kSs) =
+        cacheOf(layout::kUserData | 3, get(layout::kGdt + layout::kUserData, 8));
+    s.segment(SegReg::kCs).selector = layout::kUserCode64 | 3;
+    s.segment(SegReg::kSs).selector = layout::kUserData | 3;
+  });
+}
+
+void Machine::setAllIdt64(uint64_t handler) {
+  for (unsigned v = 0; v < 32; ++v) setIdt64(static_cast<uint8_t>(v), handler);
+}
+
+void Machine::map4k(uint64_t linear, uint64_t phys, uint64_t pte) {
+  constexpr uint64_t kPd2 = 0x13000, kPt = 0x14000;
+  put(layout::kPdpt + 8, kPd2 | 7, 8);
+  put(kPd2, kPt | 7, 8);
+  const uint64_t index = (linear - 0x40000000) >> 12;
+  put(kPt + index * 8, phys | pte, 8);
+}
+
 void Machine::setIdt64(uint8_t vector, uint64_t handler, int dpl, int ist, uint8_t type,
                        uint16_t sel) {
   const uint64_t lo = (handler & 0xFFFF) | (uint64_t{sel} << 16) | (uint64_t(ist & 7) << 32) |

@@ -224,7 +224,8 @@ bool CpuImpl::translate(uint64_t lin, Access a, bool implicitSupervisor, uint64_
   if (noSideEffects) return true;
 
   // Accessed on every level, dirty on the leaf for writes.
-  for (int k = 0; k < levels; ++k) {
+  // (PAE PDPTEs are loaded with CR3 and have no accessed bit.)
+  for (int k = (pae && !longMode()) ? 1 : 0; k < levels; ++k) {
     const bool leaf = k == levels - 1;
     const uint64_t cur = readPhys(entryAddr[k], 1);
     uint64_t want = cur | kPteA;
