@@ -11,3 +11,13 @@ ctest --preset release -j2
 
 bash scripts/build.sh sanitize
 ctest --preset sanitize -j2
+
+# --- formats (issue 2): a bounded libFuzzer run of the trace reader over its
+# committed corpus; new inputs go to a temporary directory, not the corpus.
+cmake --preset fuzz >/dev/null
+cmake --build --preset fuzz --target trace_reader_fuzz
+fuzz_new="$(mktemp -d)"
+./build/fuzz/tests/fuzz/trace_reader_fuzz -max_total_time=60 -rss_limit_mb=2048 \
+  "$fuzz_new" tests/fuzz/corpus/trace_reader
+rm -rf "$fuzz_new"
+# --- end formats fuzzing

@@ -443,15 +443,15 @@ Status decodeMessage(schema::EventChunk::Reader chunk, const std::string& where,
 
 Status EventChunkCodec::decode(std::span<const uint8_t> raw, const std::string& where,
                                std::vector<TraceEvent>& out) {
-  if (raw.size() % 8 != 0)
+  if (raw.empty() || raw.size() % 8 != 0)
     return makeError(where + ": message size " + std::to_string(raw.size()) +
-                     " is not a multiple of 8");
-  std::vector<capnp::word> copy;
+                     " is not a positive multiple of 8");
+  std::vector<uint64_t> copy;
   const capnp::word* words = reinterpret_cast<const capnp::word*>(raw.data());
   if (reinterpret_cast<uintptr_t>(raw.data()) % 8 != 0) {
     copy.resize(raw.size() / 8);
     std::memcpy(copy.data(), raw.data(), raw.size());
-    words = copy.data();
+    words = reinterpret_cast<const capnp::word*>(copy.data());
   }
   return guardCapnp(where, [&]() -> Status {
     capnp::FlatArrayMessageReader reader(kj::ArrayPtr<const capnp::word>(words, raw.size() / 8),
@@ -462,12 +462,14 @@ Status EventChunkCodec::decode(std::span<const uint8_t> raw, const std::string& 
 
 Result<size_t> EventChunkCodec::packedSize(std::span<const uint8_t> raw) {
   if (raw.size() % 8 != 0) return makeError("packedSize: message size is not a multiple of 8");
-  std::vector<capnp::word> copy(raw.size() / 8);
+  std::vector<uint64_t> copy(raw.size() / 8);
   if (!raw.empty()) std::memcpy(copy.data(), raw.data(), raw.size());
   Result<size_t> result = size_t{0};
   Status s = guardCapnp("packedSize", [&]() -> Status {
-    capnp::FlatArrayMessageReader reader(kj::ArrayPtr<const capnp::word>(copy.data(), copy.size()),
-                                         formats::readerOptionsFor(raw.size()));
+    capnp::FlatArrayMessageReader reader(
+        kj::ArrayPtr<const capnp::word>(reinterpret_cast<const capnp::word*>(copy.data()),
+                                        copy.size()),
+        formats::readerOptionsFor(raw.size()));
     capnp::MallocMessageBuilder builder;
     builder.setRoot(reader.getRoot<schema::EventChunk>());
     kj::VectorOutputStream stream;
