@@ -60,7 +60,10 @@ __asm__(".text\n"
         "u_syscall_compat: syscall\n"
         "  ret\n"
         ".code32\n"
-        "sc_compat: mov %cs, %eax\n"
+        /* IRET to CPL 3 nulled DS (DPL 0); compatibility mode uses DS again. */
+        "sc_compat: mov $0x33, %eax\n"
+        "  mov %eax, %ds\n"
+        "  mov %cs, %eax\n"
         "  mov %eax, compat_cs\n"
         "  mov $0xC0DE, %eax\n"
         "  int $0x81\n" /* back to the kernel through user_call's return gate */

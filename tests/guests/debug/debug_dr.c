@@ -61,13 +61,13 @@ static void access(const char* what, void* fn, volatile void* p, int is_write, i
   else
     ((rfn)fn)(p);
   if (!expect_hit) {
-    CHECK_MSG(trap_count == 0, "%s at %+ld: %d #DB, expected none", what,
+    CHECK_MSG(trap_count == 0, "%s at watched%+ld: %d #DB, expected none", what,
               (long)((ureg)p - (ureg)(buf + 16)), trap_count);
     if (trap_count) trap_log_dump();
     return;
   }
   const struct trap_expect e[] = {{1, end, bit, 0, FL_TF, 0, 0}};
-  CHECK_MSG(trap_count == 1, "%s at %+ld: %d #DB, expected 1", what,
+  CHECK_MSG(trap_count == 1, "%s at watched%+ld: %d #DB, expected 1", what,
             (long)((ureg)p - (ureg)(buf + 16)), trap_count);
   if (trap_count == 1) expect_traps(e, 1);
 }

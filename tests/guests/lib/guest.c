@@ -86,9 +86,10 @@ int vprintf(const char* fmt, va_list ap) {
       continue;
     }
     fmt++;
-    int zero = 0, alt = 0, left = 0, width = 0, lng = 0;
+    int zero = 0, alt = 0, left = 0, plus = 0, width = 0, lng = 0;
     for (;; fmt++) {
       if (*fmt == '0') zero = 1;
+      else if (*fmt == '+') plus = 1;
       else if (*fmt == '#') alt = 1;
       else if (*fmt == '-') left = 1;
       else break;
@@ -145,7 +146,10 @@ int vprintf(const char* fmt, va_list ap) {
         do {
           tmp[t++] = digits[divmod(&u, (unsigned)base)];
         } while (u);
-        if (neg) buf[n++] = '-';
+        if (neg)
+          buf[n++] = '-';
+        else if (plus && (*fmt == 'd' || *fmt == 'i'))
+          buf[n++] = '+';
         for (const char* p = prefix; *p; p++) buf[n++] = *p;
         int pad = width - n - t;
         if (zero && !left)
