@@ -107,8 +107,12 @@ def main():
     elif args.expect in ("panic", "reset"):
         marker = "PANIC-NEXT" if args.expect == "panic" else "RESET-NEXT"
         # QEMU: pvpanic with panic=exit-failure exits 1; a reset with -no-reboot exits 0.
-        want = args.expect_status if args.expect_status is not None else (
-            (1 if args.expect == "panic" else 0) if args.runner == "qemu" else None)
+        # ttvm record (see its --help): 6 panic, 2 reset.
+        if args.runner == "qemu":
+            default = 1 if args.expect == "panic" else 0
+        else:
+            default = 6 if args.expect == "panic" else 2
+        want = args.expect_status if args.expect_status is not None else default
         if not timed_out and want is not None and status != want:
             problems.append(f"exit status {status}, expected {want} (end by {args.expect})")
         if last != marker:
