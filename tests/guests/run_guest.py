@@ -38,7 +38,7 @@ def build_command(args, log_path):
         return cmd + args.qemu_arg
     if not args.ttvm:
         sys.exit("run_guest: --runner ttvm needs --ttvm PATH")
-    return [args.ttvm, "record", "--no-trace", args.guest]
+    return [args.ttvm, "record", "--no-trace"] + args.ttvm_arg + [args.guest]
 
 
 def main():
@@ -51,6 +51,9 @@ def main():
                     help="how the run must end: PASS line + exit 0; a triple fault after "
                          "TRIPLE-FAULT-NEXT; a pvpanic report after PANIC-NEXT; a machine "
                          "reset (keyboard controller, 0xCF9) after RESET-NEXT")
+    ap.add_argument("--ttvm-arg", action="append", default=[], metavar="ARG",
+                    help="extra `ttvm record` argument (repeatable), e.g. --ttvm-arg=--mode "
+                         "--ttvm-arg=real for a flat binary")
     ap.add_argument("--qemu-arg", action="append", default=[], metavar="ARG",
                     help="extra QEMU argument (repeatable), e.g. devices a guest needs: "
                          "--qemu-arg=-device --qemu-arg=pc-testdev")

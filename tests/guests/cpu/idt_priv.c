@@ -42,9 +42,11 @@ __asm__(".text\n"
         "u51_after: ret\n"
         "user_int52: \n"
         "u52_int: int $0x52\n"
-        "  ret\n");
+        "u52_after: ret\n");
+extern char u52_after[];
 
-static void gp_skip(struct trap_frame* f) { f->rip += 2; }
+/* Resume after the INT whatever RIP the #GP reported (checked separately). */
+static void gp_skip(struct trap_frame* f) { f->rip = (ureg)u52_after; }
 
 void guest_main(void) {
   for (int v = 0x50; v <= 0x56; v++) set_trap_hook(v, record_hook);

@@ -87,8 +87,9 @@ extern char ul_mov[];
 __asm__(".text\n"
         "user_load_dpl0: mov $0x10, %ax\n"
         "ul_mov: mov %ax, %es\n"
-        "  ret\n");
-static void skip2(struct trap_frame* f) { f->rip += 2; }
+        "ul_after: ret\n");
+extern char ul_after[];
+static void skip2(struct trap_frame* f) { f->rip = (ureg)ul_after; }
 
 void guest_main(void) {
   uint32_t b = (uint32_t)(ureg)buf;

@@ -79,8 +79,9 @@ static void run(void (*fn)(void), uint32_t dr6) {
 }
 
 /* #GP from ring 3 on a software interrupt: skip the INT instruction. */
-static int skip_len;
-static void gp_skip(struct trap_frame* f) { f->rip += (ureg)skip_len; }
+/* Resume after the INT whatever RIP the #GP reported (checked separately). */
+static ureg gp_resume;
+static void gp_skip(struct trap_frame* f) { f->rip = gp_resume; }
 static void skip_ud(struct trap_frame* f) { f->rip += 1; }
 
 void guest_main(void) {
@@ -135,7 +136,7 @@ void guest_main(void) {
   case_begin("user_int3_dpl0");
   /* Gate 3 has DPL 0: INT3 at CPL 3 -> #GP(3*8+2), a fault on the INT3. */
   set_trap_hook(13, gp_skip);
-  skip_len = 1;
+  gp_resume = (ureg)u3_after;
   trap_log_clear();
   user_call(user_int3, (ureg)user_stack_top, 0, 0x2);
   {
@@ -164,7 +165,7 @@ void guest_main(void) {
     expect_traps(e, 1);
   }
   case_begin("user_int_n_dpl0");
-  skip_len = 2;
+  gp_resume = (ureg)ucd_after;
   trap_log_clear();
   user_call(user_int_n, (ureg)user_stack_top, 0, 0x2);
   {
