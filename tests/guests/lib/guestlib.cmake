@@ -1,5 +1,6 @@
 # ttvm_test_guest(<name> SOURCES <files> [BITS 32|64] [TRIPLE_FAULT]
-#                 [QEMU_KNOWN_FAIL <case>...])
+#                 [EXPECT panic|reset] [QEMU_KNOWN_FAIL <case>...]
+#                 [QEMU_ARGS <arg>...] [QEMU_ONLY])
 # Builds a self-checking test guest linked with the guest library (lib/) and
 # registers two CTest tests:
 #   guest.qemu.<name>  (label qemu): the guest under qemu-system-x86_64 -accel tcg
@@ -7,17 +8,19 @@
 # TRIPLE_FAULT: the guest ends the run on purpose by a triple fault.
 # QEMU_KNOWN_FAIL: cases (the guest's case names) that QEMU's TCG gets wrong;
 # the qemu test then requires exactly those cases to fail (see run_guest.py).
+# QEMU_ONLY: no ttvm test (a second QEMU configuration, e.g. another -cpu, of a
+# guest that ttvm already runs).
 # EXPECT panic|reset: the guest ends the run on purpose through pvpanic or a
 # machine reset, printing PANIC-NEXT / RESET-NEXT first.
 # QEMU_ARGS: extra qemu-system-x86_64 arguments (devices the guest needs that
-# ttvm always has, e.g. -device pc-testdev).
+# ttvm always has, e.g. -device pc-testdev, or a CPU model).
 include_guard(GLOBAL)
 
 find_package(Python3 COMPONENTS Interpreter REQUIRED)
 find_program(QEMU_SYSTEM_X86_64 qemu-system-x86_64)
 
 function(ttvm_test_guest name)
-  cmake_parse_arguments(ARG "TRIPLE_FAULT" "BITS;TIMEOUT;EXPECT" "SOURCES;QEMU_KNOWN_FAIL;QEMU_ARGS" ${ARGN})
+  cmake_parse_arguments(ARG "TRIPLE_FAULT;QEMU_ONLY" "BITS;TIMEOUT;EXPECT" "SOURCES;QEMU_KNOWN_FAIL;QEMU_ARGS" ${ARGN})
   if(NOT ARG_BITS)
     set(ARG_BITS 64)
   endif()
@@ -53,7 +56,7 @@ function(ttvm_test_guest name)
                      --timeout ${ARG_TIMEOUT} ${file})
     set_tests_properties(guest.qemu.${name} PROPERTIES LABELS "qemu;guest")
   endif()
-  if(TARGET ttvm)
+  if(TARGET ttvm AND NOT ARG_QEMU_ONLY)
     add_test(NAME guest.ttvm.${name}
              COMMAND ${harness} --runner ttvm --ttvm $<TARGET_FILE:ttvm> ${expect}
                      --timeout ${ARG_TIMEOUT} ${file})
