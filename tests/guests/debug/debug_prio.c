@@ -45,6 +45,23 @@ __asm__(".text\n"
         "  xor %eax, %eax\n" TF_ON
         "rs_rep: rep stosb\n" TF_OFF("rs") "  ret\n");
 
+/* ss_nmi: an NMI sent to ourselves (ICR: delivery mode NMI, physical
+ * destination = APIC ID 0) by a stepped instruction. At that boundary the
+ * single-step trap (class 4) wins over the NMI (class 5): #DB is delivered
+ * first; IF does not mask NMIs, so the NMI is taken at the next boundary —
+ * before the first instruction of the #DB handler (saved RIP = the #DB stub,
+ * TF clear). The NMI handler therefore logs first, then the #DB handler. */
+L(nm_start); L(nm_icr); L(nm_after); TAIL_LABELS(nm);
+__asm__(".text\n"
+        "nm_start: push %rbx\n"
+        "  mov $0xFEE00000, %ebx\n"
+        "  movl $0, 0x310(%rbx)\n" /* ICR high: destination APIC ID 0 */
+        TF_ON
+        "nm_icr: movl $0x400, 0x300(%rbx)\n" /* ICR low: NMI, physical, no shorthand */
+        "nm_after: nop\n" TF_OFF("nm")
+        "  pop %rbx\n"
+        "  ret\n");
+
 static void irq_hook(struct trap_frame* f) {
   (void)f;
   *(volatile uint32_t*)0xFEE000B0 = 0; /* EOI */
@@ -95,5 +112,16 @@ void guest_main(void) {
                                     DB_TAIL(pi)};
     expect_traps(e, 8);
     CHECK(trap_log[2].rflags & FL_IF);
+  }
+
+  case_begin("ss_nmi");
+  set_trap_record_only(2, 1);
+  RUN(nm_start);
+  {
+    const struct trap_expect e[] = {{2, idt_stub(1), 0, 0, FL_TF, 0, 0},
+                                    DB(nm_after),
+                                    DB(nm_t0),
+                                    DB_TAIL(nm)};
+    expect_traps(e, 6);
   }
 }
