@@ -341,7 +341,7 @@ StepResult CpuImpl::step() {
     s_.pending.shadow = InterruptShadow::kNone;
     s_.pending.halted = false;
     const bool ok = deliverEvent(PendingException{true, vec::kNMI, false, 0, EventKind::kNmi});
-    ++s_.steps;
+    if (ok) ++s_.steps;
     r.outcome = ok ? StepOutcome::kNmi : StepOutcome::kTripleFault;
     r.vector = vec::kNMI;
     return finishStep(r);
@@ -350,9 +350,15 @@ StepResult CpuImpl::step() {
     const uint8_t v = env_.acknowledgeInterrupt();
     s_.pending.halted = false;
     const bool ok = deliverEvent(PendingException{true, v, false, 0, EventKind::kExternal});
-    ++s_.steps;
+    if (ok) ++s_.steps;
     r.outcome = ok ? StepOutcome::kInterrupt : StepOutcome::kTripleFault;
-    r.vector = v;
+    r.vector = ok ? delivered_.vector : v;
+    if (ok && delivered_.vector != v) {
+      // Delivering the interrupt faulted: what the guest got is an exception.
+      r.outcome = StepOutcome::kException;
+      r.hasErrorCode = delivered_.hasErrorCode;
+      r.errorCode = delivered_.errorCode;
+    }
     return finishStep(r);
   }
   if (s_.pending.halted) {
@@ -408,12 +414,16 @@ StepResult CpuImpl::executeOne(InterruptShadow shadowBefore) {
         s_.rip = nextRip(*i);
       }
       const PendingException e = exc_;
-      const bool ok = deliverEvent(e);
+      if (!deliverEvent(
+              e, e.kind == EventKind::kFault ? std::nullopt : std::optional<uint64_t>(rip0))) {
+        r.outcome = StepOutcome::kTripleFault;
+        return r;
+      }
       ++s_.steps;
-      r.outcome = ok ? StepOutcome::kException : StepOutcome::kTripleFault;
-      r.vector = e.vector;
-      r.hasErrorCode = e.hasErrorCode;
-      r.errorCode = e.errorCode;
+      r.outcome = StepOutcome::kException;
+      r.vector = delivered_.vector;
+      r.hasErrorCode = delivered_.hasErrorCode;
+      r.errorCode = delivered_.errorCode;
       // A trap-like software event with TF set: #DB follows after delivery
       // only for INT1/INTO-style traps is not architectural; TF is cleared on
       // handler entry, so nothing more here.
@@ -441,7 +451,9 @@ StepResult CpuImpl::executeOne(InterruptShadow shadowBefore) {
       s_.pending.halted = false;
       const bool ok = deliverEvent(PendingException{true, vec::kDB, false, 0, EventKind::kTrap});
       r.outcome = ok ? StepOutcome::kException : StepOutcome::kTripleFault;
-      r.vector = vec::kDB;
+      r.vector = ok ? delivered_.vector : vec::kDB;
+      r.hasErrorCode = ok && delivered_.hasErrorCode;
+      r.errorCode = ok ? delivered_.errorCode : 0;
     }
   }
   return finishStep(r);

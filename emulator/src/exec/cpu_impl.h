@@ -378,8 +378,9 @@ class CpuImpl final {
 
   // Far-transfer and event-delivery helpers used by control/system handlers.
   // Delivers an event now (fault/trap/interrupt) with the double-fault rules;
-  // false only on triple fault.
-  bool deliverEvent(PendingException e);
+  // false only on triple fault (the CPU is then frozen: every later step
+  // returns kTripleFault and the step count does not advance).
+  bool deliverEvent(PendingException e, std::optional<uint64_t> instructionRip = std::nullopt);
   ExecStatus farJump(uint16_t selector, uint64_t offset, const Instr& i);
   ExecStatus farCall(uint16_t selector, uint64_t offset, const Instr& i);
   ExecStatus farReturn(const Instr& i, uint16_t popBytes);
@@ -435,6 +436,7 @@ class CpuImpl final {
   bool segFast_[kNumSegRegs] = {};      // usable, expand-up, readable, no special case
   bool segWritable_[kNumSegRegs] = {};  // writable data segment
   PendingException exc_;
+  PendingException delivered_;  // the event deliverEvent() last put into the guest
   TlbEntry tlb_[kTlbSize];
   bool skipBreakpoint_ = false;
   bool skipKvmFep_ = true;

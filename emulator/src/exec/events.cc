@@ -28,19 +28,23 @@ bool vectorHasErrorCode(uint8_t v) {
 
 }  // namespace
 
-bool CpuImpl::deliverEvent(PendingException e) {
+bool CpuImpl::deliverEvent(PendingException e, std::optional<uint64_t> instructionRip) {
   s_.pending.halted = false;
   PendingException cur = e;
   for (;;) {
     exc_.valid = false;
     if (deliverOnce(cur)) {
       exc_.valid = false;
+      delivered_ = cur;
       if (cur.kind == EventKind::kNmi) s_.pending.nmiBlocked = true;
       return true;
     }
     TTVM_ASSERT(exc_.valid, "event delivery failed without an exception");
     PendingException second = exc_;
     second.kind = EventKind::kFault;
+    // A fault while delivering INT n/INT3/INTO/INT1 is reported at that
+    // instruction, not after it.
+    if (instructionRip) s_.rip = *instructionRip;
     if (cur.vector == vec::kDF) {
       tripleFault_ = true;
       return false;
