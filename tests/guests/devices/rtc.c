@@ -53,6 +53,21 @@ static void rtc_irq(struct trap_frame* f) {
   pic_eoi(8);
 }
 
+static volatile int update_count;
+static volatile uint8_t update_sec[4];
+static volatile uint8_t update_regc;
+
+static void update_irq(struct trap_frame* f) {
+  (void)f;
+  uint8_t c = cmos_read(0x0C);
+  if (c & 0x10) {
+    if (update_count < 4) update_sec[update_count] = cmos_read(0x00);
+    update_regc = c;
+    update_count++;
+  }
+  pic_eoi(8);
+}
+
 void guest_main(void) {
   cli();
   pic_init();
@@ -117,4 +132,23 @@ void guest_main(void) {
   CHECK_MSG(n >= 8, "%d periodic RTC interrupts, expected 8", n);
   CHECK_MSG((regc_seen & 0xC0) == 0xC0, "register C %#x in the handler: IRQF and PF expected",
             regc_seen);
+
+  case_begin("update_irq");
+  /* Update-ended interrupts (register B bit 4) arrive once a second, after
+   * the time registers changed: two in a row are one second apart. HLT lets
+   * virtual time run to the next event. */
+  set_trap_hook(PIC_SLAVE_BASE + 0, update_irq);
+  (void)cmos_read(0x0C);
+  cmos_write(0x0B, (b & ~0x04) | 0x10); /* BCD, UIE */
+  pic_unmask(8);
+  for (int i = 0; i < 400 && update_count < 3; i++) __asm__ volatile("sti; hlt; cli");
+  cmos_write(0x0B, b);
+  pic_mask(8);
+  (void)cmos_read(0x0C);
+  CHECK_MSG(update_count >= 3, "%d update-ended interrupts", update_count);
+  if (update_count >= 3) {
+    int s1 = from_bcd(update_sec[1]), s2 = from_bcd(update_sec[2]);
+    CHECK_MSG((s1 + 1) % 60 == s2, "seconds %d then %d at consecutive update interrupts", s1, s2);
+    CHECK_MSG(update_regc & 0x10, "register C %#x in the handler: UF clear", update_regc);
+  }
 }

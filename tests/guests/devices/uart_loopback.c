@@ -23,9 +23,16 @@ static void com1_irq(struct trap_frame* f) {
   pic_eoi(4);
 }
 
-static void wait_thr_empty(void) {
-  for (int i = 0; i < 1000000 && !(inb(COM1 + 5) & 0x40); i++) {
+/* Waits for the transmitter to be idle; returns every LSR bit seen on the way
+ * (reading LSR clears OE, so a driver accumulates it). */
+static uint8_t wait_thr_empty(void) {
+  uint8_t seen = 0;
+  for (int i = 0; i < 1000000; i++) {
+    uint8_t lsr = inb(COM1 + 5);
+    seen |= lsr;
+    if (lsr & 0x40) break;
   }
+  return seen;
 }
 
 /* Waits for LSR.DR; returns -1 if nothing arrives. */
@@ -61,6 +68,35 @@ void guest_main(void) {
   for (unsigned i = 0; i < sizeof kText - 1; i++) got[i] = read_byte();
   uint8_t lsr_empty = inb(COM1 + 5);
 
+  /* Overrun: 20 bytes into a 16-byte receive FIFO without reading. LSR.OE
+   * is set and cleared by reading LSR; the first 16 bytes survive. */
+  uint8_t lsr_overrun = 0;
+  for (int i = 0; i < 20; i++) {
+    outb(COM1 + 0, (uint8_t)('a' + i));
+    lsr_overrun |= wait_thr_empty();
+  }
+  uint8_t lsr_after = inb(COM1 + 5);
+  int kept = 0, first_kept = read_byte();
+  while (first_kept >= 0 && kept < 40) {
+    kept++;
+    if (!(inb(COM1 + 5) & 0x01)) break;
+    (void)inb(COM1 + 0);
+  }
+
+  /* Modem-status changes: delta bits in MSR[3:0] (cleared by reading MSR)
+   * and the modem-status interrupt source (IIR 0x0) when IER bit 3 is set. */
+  outb(COM1 + 4, 0x10);
+  (void)inb(COM1 + 6);
+  outb(COM1 + 4, 0x10 | 0x02); /* RTS -> CTS rises */
+  uint8_t msr_delta = inb(COM1 + 6);
+  uint8_t msr_cleared = inb(COM1 + 6);
+  outb(COM1 + 1, 0x08);
+  outb(COM1 + 4, 0x10); /* CTS falls: DCTS again */
+  uint8_t iir_modem = inb(COM1 + 2);
+  (void)inb(COM1 + 6);
+  uint8_t iir_modem_after = inb(COM1 + 2);
+  outb(COM1 + 1, 0x00);
+
   /* Received-data interrupt: FIFO trigger level 1 byte (FCR bits 7:6 = 00). */
   outb(COM1 + 2, 0x07);
   pic_unmask(4);
@@ -84,6 +120,22 @@ void guest_main(void) {
     CHECK_MSG(got[i] == kText[i], "byte %u: received %d, sent %d", i, got[i], kText[i]);
   CHECK_MSG(!(lsr_empty & 0x01), "LSR %#x after reading every byte: DR still set", lsr_empty);
   CHECK_MSG((lsr_empty & 0x60) == 0x60, "LSR %#x: THRE/TEMT not set when idle", lsr_empty);
+
+  case_begin("overrun");
+  CHECK_MSG(lsr_overrun & 0x02, "LSR %#x after 20 bytes into the FIFO: OE clear", lsr_overrun);
+  CHECK_MSG(!(lsr_after & 0x02), "LSR %#x: OE not cleared by reading LSR", lsr_after);
+  CHECK_MSG(first_kept == 'a' && kept == 16, "kept %d bytes starting with %d, expected 16 from 'a'",
+            kept, first_kept);
+
+  case_begin("modem_delta");
+  CHECK_MSG((msr_delta & 0x11) == 0x11, "MSR %#x after CTS rose: CTS and DCTS expected",
+            msr_delta);
+  CHECK_MSG((msr_cleared & 0x0F) == 0, "MSR %#x: delta bits not cleared by the read",
+            msr_cleared);
+  CHECK_MSG((iir_modem & 0x0F) == 0x00, "IIR %#x with DCTS pending and IER bit 3, expected 0x0",
+            iir_modem);
+  CHECK_MSG((iir_modem_after & 0x0F) == 0x01, "IIR %#x after reading MSR, expected 0x1",
+            iir_modem_after);
 
   case_begin("rx_interrupt");
   CHECK_MSG(n >= 1, "no IRQ 4 for received data");
