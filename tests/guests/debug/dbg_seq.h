@@ -11,11 +11,18 @@
 /* Three stepped instructions that clear TF: traps at p_t1, p_t2, and (POPF
  * cleared TF, but it was set before) p_end. */
 #define TF_OFF(p) p "_t0: pushfq\n" p "_t1: andq $~0x100, (%rsp)\n" p "_t2: popfq\n" p "_end:\n"
-#define TAIL_LABELS(p) L(p##_t0); L(p##_t1); L(p##_t2); L(p##_end)
+#define TAIL_LABELS(p) \
+  L(p##_t0);           \
+  L(p##_t1);           \
+  L(p##_t2);           \
+  L(p##_end)
 
-#define DB(rip_) {1, (ureg)(rip_), DR6_BS, FL_TF, 0, 0, 0}
-#define DB_RCX(rip_, rcx_) {1, (ureg)(rip_), DR6_BS, FL_TF, 0, 1, (ureg)(rcx_)}
-#define DB_TF_OFF(rip_) {1, (ureg)(rip_), DR6_BS, 0, FL_TF, 0, 0}
+#define DB(rip_) \
+  { 1, (ureg)(rip_), DR6_BS, FL_TF, 0, 0, 0 }
+#define DB_RCX(rip_, rcx_) \
+  { 1, (ureg)(rip_), DR6_BS, FL_TF, 0, 1, (ureg)(rcx_) }
+#define DB_TF_OFF(rip_) \
+  { 1, (ureg)(rip_), DR6_BS, 0, FL_TF, 0, 0 }
 #define DB_TAIL(p) DB(p##_t1), DB(p##_t2), DB_TF_OFF(p##_end)
 
 static inline void run_seq(void (*fn)(void)) {

@@ -18,23 +18,53 @@
 typedef uintptr_t ureg;
 
 /* ---- port and control-register access ---------------------------------- */
-static inline void outb(uint16_t port, uint8_t v) { __asm__ volatile("outb %0, %1" ::"a"(v), "Nd"(port)); }
-static inline void outw(uint16_t port, uint16_t v) { __asm__ volatile("outw %0, %1" ::"a"(v), "Nd"(port)); }
-static inline void outl(uint16_t port, uint32_t v) { __asm__ volatile("outl %0, %1" ::"a"(v), "Nd"(port)); }
-static inline uint8_t inb(uint16_t port) { uint8_t v; __asm__ volatile("inb %1, %0" : "=a"(v) : "Nd"(port)); return v; }
-static inline uint16_t inw(uint16_t port) { uint16_t v; __asm__ volatile("inw %1, %0" : "=a"(v) : "Nd"(port)); return v; }
-static inline uint32_t inl(uint16_t port) { uint32_t v; __asm__ volatile("inl %1, %0" : "=a"(v) : "Nd"(port)); return v; }
+static inline void outb(uint16_t port, uint8_t v) {
+  __asm__ volatile("outb %0, %1" ::"a"(v), "Nd"(port));
+}
+static inline void outw(uint16_t port, uint16_t v) {
+  __asm__ volatile("outw %0, %1" ::"a"(v), "Nd"(port));
+}
+static inline void outl(uint16_t port, uint32_t v) {
+  __asm__ volatile("outl %0, %1" ::"a"(v), "Nd"(port));
+}
+static inline uint8_t inb(uint16_t port) {
+  uint8_t v;
+  __asm__ volatile("inb %1, %0" : "=a"(v) : "Nd"(port));
+  return v;
+}
+static inline uint16_t inw(uint16_t port) {
+  uint16_t v;
+  __asm__ volatile("inw %1, %0" : "=a"(v) : "Nd"(port));
+  return v;
+}
+static inline uint32_t inl(uint16_t port) {
+  uint32_t v;
+  __asm__ volatile("inl %1, %0" : "=a"(v) : "Nd"(port));
+  return v;
+}
 
-#define DEFINE_CR(n)                                                                        \
-  static inline ureg read_cr##n(void) { ureg v; __asm__ volatile("mov %%cr" #n ", %0" : "=r"(v)); return v; } \
-  static inline void write_cr##n(ureg v) { __asm__ volatile("mov %0, %%cr" #n ::"r"(v) : "memory"); }
+#define DEFINE_CR(n)                                         \
+  static inline ureg read_cr##n(void) {                      \
+    ureg v;                                                  \
+    __asm__ volatile("mov %%cr" #n ", %0" : "=r"(v));        \
+    return v;                                                \
+  }                                                          \
+  static inline void write_cr##n(ureg v) {                   \
+    __asm__ volatile("mov %0, %%cr" #n ::"r"(v) : "memory"); \
+  }
 DEFINE_CR(0)
 DEFINE_CR(2)
 DEFINE_CR(3)
 DEFINE_CR(4)
-#define DEFINE_DR(n)                                                                        \
-  static inline ureg read_dr##n(void) { ureg v; __asm__ volatile("mov %%dr" #n ", %0" : "=r"(v)); return v; } \
-  static inline void write_dr##n(ureg v) { __asm__ volatile("mov %0, %%dr" #n ::"r"(v) : "memory"); }
+#define DEFINE_DR(n)                                         \
+  static inline ureg read_dr##n(void) {                      \
+    ureg v;                                                  \
+    __asm__ volatile("mov %%dr" #n ", %0" : "=r"(v));        \
+    return v;                                                \
+  }                                                          \
+  static inline void write_dr##n(ureg v) {                   \
+    __asm__ volatile("mov %0, %%dr" #n ::"r"(v) : "memory"); \
+  }
 DEFINE_DR(0)
 DEFINE_DR(1)
 DEFINE_DR(2)
@@ -53,10 +83,20 @@ static inline void wrmsr(uint32_t msr, uint64_t v) {
 static inline void cpuid(uint32_t leaf, uint32_t sub, uint32_t r[4]) {
   __asm__ volatile("cpuid" : "=a"(r[0]), "=b"(r[1]), "=c"(r[2]), "=d"(r[3]) : "a"(leaf), "c"(sub));
 }
-static inline ureg read_flags(void) { ureg f; __asm__ volatile("pushf; pop %0" : "=r"(f)); return f; }
-static inline void invlpg(const volatile void* p) { __asm__ volatile("invlpg (%0)" ::"r"(p) : "memory"); }
-static inline void cli(void) { __asm__ volatile("cli"); }
-static inline void sti(void) { __asm__ volatile("sti"); }
+static inline ureg read_flags(void) {
+  ureg f;
+  __asm__ volatile("pushf; pop %0" : "=r"(f));
+  return f;
+}
+static inline void invlpg(const volatile void* p) {
+  __asm__ volatile("invlpg (%0)" ::"r"(p) : "memory");
+}
+static inline void cli(void) {
+  __asm__ volatile("cli");
+}
+static inline void sti(void) {
+  __asm__ volatile("sti");
+}
 
 #define MSR_EFER 0xC0000080u
 #define MSR_STAR 0xC0000081u
@@ -93,13 +133,13 @@ static inline void sti(void) { __asm__ volatile("sti"); }
 #define SEL_CODE32 0x08
 #define SEL_DATA 0x10
 #define SEL_CODE64 0x18
-#define SEL_DATA64 0x20 /* = SEL_CODE64 + 8, the SS that SYSCALL loads */
+#define SEL_DATA64 0x20  /* = SEL_CODE64 + 8, the SS that SYSCALL loads */
 #define SEL_UCODE32 0x28 /* STAR[63:48] base for SYSRET: +0 code32, +8 data, +16 code64 */
 #define SEL_UDATA 0x30
 #define SEL_UCODE64 0x38
 #define SEL_CODE16 0x40
 #define SEL_DATA16 0x48
-#define SEL_TSS 0x50 /* 16 bytes in long mode */
+#define SEL_TSS 0x50  /* 16 bytes in long mode */
 #define SEL_FREE 0x60 /* entries 12..31 are free for tests */
 #define GDT_ENTRIES 32
 
@@ -126,26 +166,27 @@ __attribute__((noreturn)) void guest_exit(uint32_t v);
 __attribute__((noreturn)) void guest_triple_fault(void);
 
 /* ---- checks ------------------------------------------------------------------ */
-extern const char* guest_name;  /* defined by each guest: GUEST_NAME("x") */
+extern const char* guest_name; /* defined by each guest: GUEST_NAME("x") */
 #define GUEST_NAME(n) const char* guest_name = n
 extern const char* current_case;
 extern int fail_count;
 void case_begin(const char* name); /* prints "case <name>" */
-void check_fail(const char* file, int line, const char* fmt, ...) __attribute__((format(printf, 3, 4)));
+void check_fail(const char* file, int line, const char* fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 #define CHECK(cond)                                                \
   do {                                                             \
-    if (!(cond)) check_fail(__FILE_NAME__, __LINE__, "%s", #cond);      \
+    if (!(cond)) check_fail(__FILE_NAME__, __LINE__, "%s", #cond); \
   } while (0)
-#define CHECK_EQ(a, b)                                                                       \
-  do {                                                                                       \
-    uint64_t ck_a_ = (uint64_t)(a), ck_b_ = (uint64_t)(b);                                   \
-    if (ck_a_ != ck_b_)                                                                      \
-      check_fail(__FILE_NAME__, __LINE__, "%s == %s: got %#llx, expected %#llx", #a, #b,          \
-                 (unsigned long long)ck_a_, (unsigned long long)ck_b_);                      \
+#define CHECK_EQ(a, b)                                                                   \
+  do {                                                                                   \
+    uint64_t ck_a_ = (uint64_t)(a), ck_b_ = (uint64_t)(b);                               \
+    if (ck_a_ != ck_b_)                                                                  \
+      check_fail(__FILE_NAME__, __LINE__, "%s == %s: got %#llx, expected %#llx", #a, #b, \
+                 (unsigned long long)ck_a_, (unsigned long long)ck_b_);                  \
   } while (0)
-#define CHECK_MSG(cond, ...)                                    \
-  do {                                                          \
-    if (!(cond)) check_fail(__FILE_NAME__, __LINE__, __VA_ARGS__);   \
+#define CHECK_MSG(cond, ...)                                       \
+  do {                                                             \
+    if (!(cond)) check_fail(__FILE_NAME__, __LINE__, __VA_ARGS__); \
   } while (0)
 /* Ends the guest: "PASS: <name>" + exit(0), or a FAIL summary + exit(1). */
 __attribute__((noreturn)) void guest_finish(void);
