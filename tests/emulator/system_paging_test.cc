@@ -259,6 +259,26 @@ TEST(Paging, PaeWithNx) {
   EXPECT_EQ(m.state().cr2, 0x200000u);
 }
 
+// PAE paging switched on from 32-bit protected mode by MOV CR4/CR3/CR0,
+// the way 32-bit PAE kernels do it; the stack keeps working afterwards.
+TEST(Paging, EnablePaeFrom32BitProtectedMode) {
+  Machine m;
+  m.setupFlat32(layout::kCode);
+  const uint64_t pdpt = 0x20000, pd = 0x21000;
+  m.put(pdpt, pd | 1, 8);
+  m.put(pdpt + 8, pd | 1, 8);
+  for (uint64_t k = 0; k < 512; ++k) m.put(pd + k * 8, (k << 21) | 0x87, 8);
+  m.loadHex(layout::kCode,
+            "0f 20 e0 83 c8 20 0f 22 e0 b8 00 00 02 00 0f 22 d8 0f 20 c0 0d 00 00 01 80 0f 22 c0 "
+            "83 ec 08 50 5b");
+  const StepResult r = m.run(11);
+  ASSERT_EQ(r.outcome, StepOutcome::kRetired) << int(r.vector) << " " << r.errorCode;
+  EXPECT_EQ(m.state().reg(Gpr::kRbx), 0x80010011u);
+  EXPECT_EQ(m.state().reg(Gpr::kRsp), layout::kStackTop - 8);
+  EXPECT_EQ(m.get(pdpt, 8), pd | 1);  // PDPTEs have no accessed bit
+  EXPECT_EQ(m.get(pd, 8) & kA, kA);
+}
+
 TEST(Paging, MmioOutsideRamAndInHoles) {
   Machine m(8u << 20, {{0x300000, 0x301000}});
   m.setupLong64(layout::kCode);

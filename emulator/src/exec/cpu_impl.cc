@@ -414,6 +414,11 @@ StepResult CpuImpl::executeOne(InterruptShadow shadowBefore) {
         s_.rip = nextRip(*i);
       }
       const PendingException e = exc_;
+      // A #DB raised by the shadowed instruction itself (INT1, general
+      // detect) absorbs a single-step owed to MOV SS/POP SS (as hardware and
+      // KVM do): it is not delivered separately.
+      if (e.vector == vec::kDB && (e.kind == EventKind::kIcebp || e.kind == EventKind::kFault))
+        s_.pending.pendingDr6 = 0;
       if (!deliverEvent(
               e, e.kind == EventKind::kFault ? std::nullopt : std::optional<uint64_t>(rip0))) {
         r.outcome = StepOutcome::kTripleFault;

@@ -129,10 +129,16 @@ ExecStatus wrmsr(CpuImpl& c, const Instr&) {
   };
   switch (idx) {
     case msr::kTsc: m.tscAdjust = v - c.env().readTsc(); return ExecStatus::kNext;
-    case msr::kApicBase:
-      if (v & ~0xFFFFFFFFFD00ull & ((1ull << 40) - 1)) return c.raiseGp(0);
-      m.apicBase = (v & 0xFFFFFF900ull) | (m.apicBase & 0x100);  // BSP flag is read-only
+    case msr::kApicBase: {
+      // Valid bits: BSP (8, read-only), EXTD (10), EN (11), base (12..39).
+      if (v & ~0xFFFFFFFD00ull) return c.raiseGp(0);
+      const bool extd = v & (1u << 10), en = v & (1u << 11);
+      const bool wasX2 = (m.apicBase & (1u << 10)) && (m.apicBase & (1u << 11));
+      if (extd && !en) return c.raiseGp(0);           // x2APIC needs the APIC enabled
+      if (wasX2 && en && !extd) return c.raiseGp(0);  // x2APIC -> xAPIC is invalid
+      m.apicBase = (v & 0xFFFFFFFC00ull) | (m.apicBase & 0x100);
       return ExecStatus::kNext;
+    }
     case msr::kTscAdjust: m.tscAdjust = v; return ExecStatus::kNext;
     case msr::kSysenterCs: m.sysenterCs = v & 0xFFFF; return ExecStatus::kNext;
     case msr::kSysenterEsp: return canonical(m.sysenterEsp);
