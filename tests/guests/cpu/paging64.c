@@ -30,6 +30,7 @@ static uint64_t tpdpt[512] __attribute__((aligned(4096)));
 static uint64_t tpd[512] __attribute__((aligned(4096)));
 static uint64_t tpt[512] __attribute__((aligned(4096)));
 static uint8_t phys[8][4096] __attribute__((aligned(4096)));
+static uint64_t kpd[512] __attribute__((aligned(4096))); /* 0..1 GiB, supervisor-only */
 extern uint64_t boot_pd[];
 
 #define VA(i) ((volatile uint64_t*)(TV + (uint64_t)(i) * 4096))
@@ -304,6 +305,48 @@ void guest_main(void) {
   invlpg(VA(0)); /* INVLPG flushes a global entry too */
   CHECK_EQ(pf_read(VA(0)), 0x1111111111111111ull);
   write_cr4(read_cr4() & ~(1u << 7));
+
+  /* SMEP/SMAP (4.6.1): the rest of the guest must be supervisor-only for
+   * these, so 0..1 GiB is remapped through kpd (U/S = 0) while they run. */
+  cpuid(7, 0, r);
+  int has_smep = (r[1] >> 7) & 1, has_smap = (r[1] >> 20) & 1;
+  printf("SMEP %d, SMAP %d\n", has_smep, has_smap);
+  for (int i = 0; i < 512; i++) kpd[i] = ((uint64_t)i << 21) | P | RW | PS;
+  pdpt0[0] = pa(kpd) | P | RW | US;
+  write_cr3(read_cr3());
+  set_pte(1, pa(phys[1]) | P | RW | US); /* a user page; its last byte is RET */
+  invlpg(VA(1));
+  if (has_smep) {
+    case_begin("smep");
+    trap_log_clear();
+    pf_exec((volatile char*)VA(1) + 4095);
+    NO_FAULT("supervisor fetch from a user page, SMEP=0");
+    write_cr4(read_cr4() | (1u << 20));
+    trap_log_clear();
+    pf_exec((volatile char*)VA(1) + 4095);
+    expect_pf("supervisor fetch from a user page, SMEP=1", TV + 4096 + 4095, 0x11);
+    trap_log_clear();
+    CHECK_EQ(pf_read(VA(1)), 0x2222222222222222ull); /* data access unaffected */
+    NO_FAULT("supervisor read, SMEP only");
+    write_cr4(read_cr4() & ~(1u << 20));
+  }
+  if (has_smap) {
+    case_begin("smap");
+    write_cr4(read_cr4() | (1u << 21));
+    trap_log_clear();
+    (void)pf_read(VA(1));
+    expect_pf("supervisor read of a user page, SMAP=1, AC=0", TV + 4096, 0x1);
+    trap_log_clear();
+    pf_write(VA(1), 1);
+    expect_pf("supervisor write of a user page, SMAP=1, AC=0", TV + 4096, 0x3);
+    __asm__ volatile("stac" ::: "cc");
+    trap_log_clear();
+    CHECK_EQ(pf_read(VA(1)), 0x2222222222222222ull);
+    NO_FAULT("supervisor read with AC=1");
+    __asm__ volatile("clac" ::: "cc");
+    write_cr4(read_cr4() & ~(1u << 21));
+  }
+  pdpt0[0] = (pa(boot_pd) + 0) | P | RW | US;
 
   extern uint64_t boot_pml4[];
   write_cr3(pa(boot_pml4));
