@@ -14,7 +14,7 @@ static uint8_t buf[0x2000] __attribute__((aligned(4096)));
 
 #define SEL(i) ((i) * 8)
 enum { D_BYTE = 12, D_GRAN, D_XDOWN, D_XDOWN16, S_FLAT_LIM, S_XDOWN, D_NP, C_XONLY, C_READ, D_RO,
-       C_SMALL, D_DPL0 };
+       C_SMALL, D_DPL0, C_CONF };
 
 /* Probes load ES (or SS) and touch memory; the lib's trap_resume is written
  * through SS so that it works whatever ES/DS hold. Return 1 when it faulted. */
@@ -91,6 +91,23 @@ __asm__(".text\n"
 extern char ul_after[];
 static void skip2(struct trap_frame* f) { f->rip = (ureg)ul_after; }
 
+/* Far calls from CPL 3: into a conforming DPL-0 code segment (allowed; CPL
+ * stays 3, so CS.RPL = 3 — SDM vol. 3 5.8.1.2 "Accessing Conforming Code
+ * Segments") and into a non-conforming DPL-0 one (#GP(selector), 5.8.1.1). */
+ureg user_lcall_conf(ureg);
+ureg user_lcall_dpl0(ureg);
+extern char ulc_call[], ulc_after[];
+__asm__(".text\n"
+        "user_lcall_conf: lcall $0xC0, $conf_target\n" /* SEL(C_CONF) */
+        "  ret\n"
+        "conf_target: mov %cs, %eax\n"
+        "  lret\n"
+        "user_lcall_dpl0: \n"
+        "ulc_call: lcall $0x08, $conf_target\n"
+        "ulc_after: xor %eax, %eax\n"
+        "  ret\n");
+static void gp_to_ulc_after(struct trap_frame* f) { f->rip = (ureg)ulc_after; }
+
 void guest_main(void) {
   uint32_t b = (uint32_t)(ureg)buf;
   for (int i = 0; i < 0x2000; i++) buf[i] = (uint8_t)(i ^ (i >> 8));
@@ -106,6 +123,7 @@ void guest_main(void) {
   gdt_set(D_RO, gdt_make(0, 0xFFFFF, 0x90, 0xC));
   gdt_set(C_SMALL, gdt_make(0, 0xFFF, 0x9A, 0x4));
   gdt_set(D_DPL0, gdt_make(0, 0xFFFFF, 0x92, 0xC));
+  gdt_set(C_CONF, gdt_make(0, 0xFFFFF, 0x9E, 0xC));
 
   case_begin("limit_byte");
   OK("load", load_es(SEL(D_BYTE)));
@@ -173,6 +191,20 @@ void guest_main(void) {
   CHECK_EQ(trap_log[0].vector, 13);
   CHECK_EQ(trap_log[0].error, SEL_DATA);
   CHECK_EQ(trap_log[0].rip, (ureg)ul_mov);
+
+  case_begin("conforming");
+  CHECK_EQ(SEL(C_CONF), 0xC0);
+  trap_log_clear();
+  CHECK_EQ(user_call(user_lcall_conf, (ureg)user_stack_top, 0, 0x2) & 0xFFFF, SEL(C_CONF) | 3);
+  CHECK_EQ(trap_count, 0);
+  set_trap_hook(13, gp_to_ulc_after);
+  trap_log_clear();
+  user_call(user_lcall_dpl0, (ureg)user_stack_top, 0, 0x2);
+  set_trap_hook(13, 0);
+  CHECK_EQ(trap_count, 1);
+  CHECK_EQ(trap_log[0].vector, 13);
+  CHECK_EQ(trap_log[0].error, SEL_CODE32);
+  CHECK_EQ(trap_log[0].rip, (ureg)ulc_call);
 
   case_begin("cs_limit");
   trap_log_clear();
