@@ -11,7 +11,8 @@
 // agree. Times are the benchmark thread's CPU time (Unicorn runs in the
 // calling thread when no timeout is set).
 //
-// Usage: emu_bench [--iterations N] [--count] [--workload FILE]
+// Usage: emu_bench [--iterations N] [--count] [--emulator-only] [--workload FILE]
+// (--emulator-only: for profiling the emulator alone with perf/callgrind)
 #include <time.h>
 
 #include <cinttypes>
@@ -172,6 +173,7 @@ RunResult runUnicorn(const std::vector<uint8_t>& image, uint64_t iterations, boo
 int main(int argc, char** argv) {
   uint64_t iterations = 40;
   bool count = false;
+  bool emulatorOnly = false;
   std::string workload = TTVM_EMU_WORKLOAD;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
@@ -179,10 +181,12 @@ int main(int argc, char** argv) {
       iterations = std::strtoull(argv[++i], nullptr, 0);
     } else if (a == "--count") {
       count = true;
+    } else if (a == "--emulator-only") {
+      emulatorOnly = true;
     } else if (a == "--workload" && i + 1 < argc) {
       workload = argv[++i];
     } else {
-      std::fprintf(stderr, "usage: emu_bench [--iterations N] [--count] [--workload FILE]\n");
+      std::fprintf(stderr, "usage: emu_bench [--iterations N] [--count] [--emulator-only] [--workload FILE]\n");
       return 2;
     }
   }
@@ -203,6 +207,7 @@ int main(int argc, char** argv) {
               iterations, emu.steps);
   std::printf("ttvm emulator: %8.3f s CPU  %8.1f M steps/s  result %016" PRIx64 "\n", emu.seconds,
               emuRate / 1e6, emu.rax);
+  if (emulatorOnly) return 0;
 #if TTVM_BENCH_HAVE_UNICORN
   RunResult uc = runUnicorn(image, iterations, count);
   double ucRate = static_cast<double>(emu.steps) / uc.seconds;
