@@ -48,10 +48,13 @@ void guest_main(void) {
   case_begin("masked");
   pic_mask(0);
   int before = ticks;
-  spin_sti(2000000);
+  /* Wait (interrupts on) until the next timer edge is latched in IRR. */
+  uint8_t irr = 0;
+  sti();
+  for (uint64_t i = 0; i < WAIT_LIMIT && !(irr & 0x01); i++) irr = pic_read_irr(0x20);
+  cli();
   int during = ticks;
   CHECK_MSG(during == before, "%d interrupts while IRQ 0 was masked", during - before);
-  uint8_t irr = pic_read_irr(0x20);
   CHECK_MSG(irr & 0x01, "PIC IRR %#x: the masked timer edge is not pending", irr);
   pic_unmask(0);
   int unmasked = wait_count(&ticks, during + 1, WAIT_LIMIT);

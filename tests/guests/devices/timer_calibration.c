@@ -73,12 +73,22 @@ void guest_main(void) {
             "APIC timer %lu Hz is not plausible", (unsigned long)apic_hz);
 
   case_begin("same_time_base");
-  /* APIC counts per 2^20 TSC cycles, per window: equal within 5%. */
-  uint64_t r0 = ((uint64_t)w[0].apic << 20) / (w[0].tsc ? w[0].tsc : 1);
-  for (int i = 1; i < 4; i++) {
-    uint64_t r = ((uint64_t)w[i].apic << 20) / (w[i].tsc ? w[i].tsc : 1);
-    uint64_t d = r > r0 ? r - r0 : r0 - r;
-    CHECK_MSG(d * 20 <= r0, "window %d: APIC/TSC ratio %lu, window 0: %lu (x 2^-20)", i,
-              (unsigned long)r, (unsigned long)r0);
-  }
+  /* APIC counts per 2^20 TSC cycles, per window: at least three of the four
+   * within 5% of the median (a host preempting the emulator between two
+   * reads may stretch one window's start or end). */
+  uint64_t r[4];
+  for (int i = 0; i < 4; i++) r[i] = ((uint64_t)w[i].apic << 20) / (w[i].tsc ? w[i].tsc : 1);
+  uint64_t sorted[4] = {r[0], r[1], r[2], r[3]};
+  for (int i = 0; i < 4; i++)
+    for (int j = i + 1; j < 4; j++)
+      if (sorted[j] < sorted[i]) {
+        uint64_t t = sorted[i];
+        sorted[i] = sorted[j];
+        sorted[j] = t;
+      }
+  uint64_t median = (sorted[1] + sorted[2]) / 2;
+  int close = 0;
+  for (int i = 0; i < 4; i++) close += (r[i] > median ? r[i] - median : median - r[i]) * 20 <= median;
+  CHECK_MSG(close >= 3, "APIC/TSC ratios (x 2^-20) %lu %lu %lu %lu: fewer than 3 within 5%%",
+            (unsigned long)r[0], (unsigned long)r[1], (unsigned long)r[2], (unsigned long)r[3]);
 }
