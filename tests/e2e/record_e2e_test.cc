@@ -1,0 +1,338 @@
+// `ttvm record` end to end: each guest ends its run one way, and the trace's
+// footer must name that reason with the final state; the exit status must be
+// what scripts expect; recordings must be deterministic; a killed recorder
+// must leave a trace that the reader opens and `ttvm recover` completes.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "ttvm/formats/trace_reader.h"
+
+namespace ttvm {
+namespace {
+
+std::string guest(const std::string& name) {
+  return std::string(REC_GUEST_DIR) + "/" + name;
+}
+std::string tmp(const std::string& name) {
+  return ::testing::TempDir() + "/rec_e2e_" + name;
+}
+
+std::string slurp(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+struct Outcome {
+  int status = -1;  // exit status, or -signal
+  std::string out, err;
+};
+
+// Starts `ttvm record ARGS` with stdout/stderr to files; returns the pid.
+pid_t spawn(const std::vector<std::string>& args, const std::string& tag) {
+  pid_t pid = fork();
+  if (pid == 0) {
+    int o = open(tmp(tag + ".out").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    int e = open(tmp(tag + ".err").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    int n = open("/dev/null", O_RDONLY);
+    dup2(o, 1);
+    dup2(e, 2);
+    dup2(n, 0);
+    std::vector<char*> argv;
+    std::string bin = TTVM_BIN, rec = "record";
+    argv.push_back(bin.data());
+    argv.push_back(rec.data());
+    std::vector<std::string> copy = args;
+    for (std::string& a : copy) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    execv(bin.c_str(), argv.data());
+    _exit(127);
+  }
+  return pid;
+}
+
+Outcome wait(pid_t pid, const std::string& tag) {
+  int ws = 0;
+  waitpid(pid, &ws, 0);
+  Outcome r;
+  r.status = WIFEXITED(ws) ? WEXITSTATUS(ws) : -WTERMSIG(ws);
+  r.out = slurp(tmp(tag + ".out"));
+  r.err = slurp(tmp(tag + ".err"));
+  return r;
+}
+
+Outcome record(const std::vector<std::string>& args, const std::string& tag) {
+  return wait(spawn(args, tag), tag);
+}
+
+std::vector<TraceEvent> events(const TraceReader& r) {
+  std::vector<TraceEvent> out;
+  auto cur = r.cursor();
+  TraceEvent e;
+  while (cur.next(e)) out.push_back(e);
+  EXPECT_TRUE(cur.status().ok());
+  return out;
+}
+
+// Records `g` into a trace and returns its reader, checking the exit status.
+TraceReader recordTrace(const std::string& g, const std::string& tag, int expectedStatus,
+                        std::vector<std::string> extra = {}) {
+  std::string trace = tmp(tag + ".ttvm");
+  std::vector<std::string> args = {"-o", trace, "--start-clock", "1700000000"};
+  args.insert(args.end(), extra.begin(), extra.end());
+  args.push_back(guest(g));
+  Outcome r = record(args, tag);
+  EXPECT_EQ(r.status, expectedStatus) << r.err;
+  auto reader = TraceReader::open(trace);
+  EXPECT_TRUE(reader.ok()) << (reader.ok() ? "" : reader.error().message);
+  EXPECT_FALSE(reader->recovered()) << reader->recoveryNote();
+  EXPECT_TRUE(reader->end().has_value());
+  return std::move(reader).value();
+}
+
+void expectConsistentEnd(const TraceReader& r) {
+  const TraceEnd& end = *r.end();
+  EXPECT_EQ(end.finalDigest, stateDigest(end.finalCpu));
+  EXPECT_EQ(end.steps, end.finalCpu.steps);
+  auto ev = events(r);
+  ASSERT_FALSE(ev.empty());
+  EXPECT_EQ(ev.back().kind, EventKind::kEndOfRun);
+  EXPECT_EQ(ev.back().step, end.steps);
+  EXPECT_EQ(ev.front().kind, EventKind::kStateDigest);
+  for (size_t i = 1; i < ev.size(); ++i) EXPECT_LE(ev[i - 1].step, ev[i].step);
+  EXPECT_FALSE(end.lastInstructions.empty());
+}
+
+TEST(RecordE2E, ExitDeviceStatusOutputAndFooter) {
+  TraceReader r = recordTrace("rec_exit.elf", "exit", 0x43);
+  const TraceEnd& end = *r.end();
+  EXPECT_EQ(end.reason, EndReason::kExitDevice);
+  EXPECT_EQ(end.exitStatus, 0x21u);
+  expectConsistentEnd(r);
+  EXPECT_EQ(slurp(tmp("exit.out")), "hello from rec_exit\n");
+  // The serial output is in the trace as port writes, in order.
+  std::string serial;
+  bool sawDebugExit = false;
+  for (const TraceEvent& e : events(r)) {
+    if (e.kind == EventKind::kPortOut && e.address == 0x3F8)
+      serial.push_back(static_cast<char>(e.value));
+    if (e.kind == EventKind::kDebugExit) sawDebugExit = e.value == 0x21;
+  }
+  EXPECT_EQ(serial, "hello from rec_exit\n");
+  EXPECT_TRUE(sawDebugExit);
+  // The header keeps the guest image and its symbols.
+  ASSERT_EQ(r.header().images.size(), 1u);
+  EXPECT_EQ(r.header().images[0].name, "rec_exit.elf");
+  EXPECT_EQ(r.header().images[0].format, ImageFormat::kMultiboot);
+  bool hasStart = false;
+  for (const Symbol& s : r.header().images[0].symbols) hasStart |= s.name == "_start";
+  EXPECT_TRUE(hasStart);
+  EXPECT_EQ(r.header().machine.startClockUnixNs, 1700000000ll * 1'000'000'000);
+  EXPECT_NE(slurp(tmp("exit.err")).find("exit-device"), std::string::npos);
+}
+
+TEST(RecordE2E, NoTraceExitsWithTheGuestStatus) {
+  std::string cwdTrace = "rec_exit.ttvm";
+  ::unlink(cwdTrace.c_str());
+  Outcome r = record({"--no-trace", guest("rec_exit.elf")}, "notrace");
+  EXPECT_EQ(r.status, 0x43);
+  EXPECT_EQ(r.out, "hello from rec_exit\n");
+  EXPECT_NE(::access(cwdTrace.c_str(), F_OK), 0);
+}
+
+TEST(RecordE2E, Panic) {
+  TraceReader r = recordTrace("rec_panic.elf", "panic", 6);
+  EXPECT_EQ(r.end()->reason, EndReason::kPanic);
+  expectConsistentEnd(r);
+}
+
+TEST(RecordE2E, ResetThroughKeyboardControllerAndCf9) {
+  for (const char* g : {"rec_reset_kbd.elf", "rec_reset_cf9.elf"}) {
+    TraceReader r = recordTrace(g, g, 2);
+    EXPECT_EQ(r.end()->reason, EndReason::kReset) << g;
+    expectConsistentEnd(r);
+  }
+}
+
+TEST(RecordE2E, TripleFaultStopsAtTheFaultingInstruction) {
+  TraceReader r = recordTrace("rec_triple.elf", "triple", 4);
+  const TraceEnd& end = *r.end();
+  EXPECT_EQ(end.reason, EndReason::kTripleFault);
+  expectConsistentEnd(r);
+  ASSERT_FALSE(end.lastInstructions.empty());
+  const auto& last = end.lastInstructions.back();
+  ASSERT_GE(last.bytes.size(), 2u);
+  EXPECT_EQ(last.bytes[0], 0x0F);  // ud2
+  EXPECT_EQ(last.bytes[1], 0x0B);
+}
+
+TEST(RecordE2E, HangWithInterruptsDisabled) {
+  TraceReader r = recordTrace("rec_hang.elf", "hang", 8);
+  EXPECT_EQ(r.end()->reason, EndReason::kHang);
+  EXPECT_EQ(r.end()->finalCpu.rflags & flags::kIF, 0u);
+  EXPECT_TRUE(r.end()->finalCpu.pending.halted);
+  expectConsistentEnd(r);
+}
+
+TEST(RecordE2E, HangWhenTimersFireButNothingReachesTheCpu) {
+  TraceReader r = recordTrace("rec_idle_hang.elf", "idlehang", 8);
+  EXPECT_EQ(r.end()->reason, EndReason::kHang);
+  EXPECT_NE(r.end()->finalCpu.rflags & flags::kIF, 0u);
+  EXPECT_NE(r.end()->message.find("virtual time"), std::string::npos) << r.end()->message;
+}
+
+TEST(RecordE2E, ShutdownPort) {
+  TraceReader r = recordTrace("rec_shutdown.elf", "shutdown", 0);
+  EXPECT_EQ(r.end()->reason, EndReason::kShutdown);
+  expectConsistentEnd(r);
+}
+
+TEST(RecordE2E, StepLimitIsExactAndDigestsAreRegular) {
+  TraceReader r = recordTrace("rec_loop.elf", "maxsteps", 10,
+                              {"--max-steps", "200000", "--digest-interval", "65536"});
+  EXPECT_EQ(r.end()->reason, EndReason::kMaxSteps);
+  EXPECT_EQ(r.end()->steps, 200000u);
+  expectConsistentEnd(r);
+  std::vector<uint64_t> digestSteps;
+  for (const TraceEvent& e : events(r))
+    if (e.kind == EventKind::kStateDigest) digestSteps.push_back(e.step);
+  EXPECT_EQ(digestSteps, (std::vector<uint64_t>{0, 65536, 131072, 196608}));
+}
+
+TEST(RecordE2E, WallClockTimeout) {
+  TraceReader r = recordTrace("rec_loop.elf", "timeout", 124, {"--timeout", "0.3"});
+  EXPECT_EQ(r.end()->reason, EndReason::kTimeout);
+  EXPECT_GT(r.end()->steps, 0u);
+  expectConsistentEnd(r);
+}
+
+TEST(RecordE2E, SigintAndSigtermWriteACleanFooter) {
+  for (int sig : {SIGINT, SIGTERM}) {
+    std::string tag = "sig" + std::to_string(sig);
+    std::string trace = tmp(tag + ".ttvm");
+    pid_t pid = spawn({"-o", trace, guest("rec_loop.elf")}, tag);
+    std::this_thread::sleep_for(std::chrono::milliseconds(700));
+    kill(pid, sig);
+    Outcome run = wait(pid, tag);
+    EXPECT_EQ(run.status, 130) << run.err;
+    auto r = TraceReader::open(trace);
+    ASSERT_TRUE(r.ok()) << r.error().message;
+    EXPECT_FALSE(r->recovered());
+    ASSERT_TRUE(r->end().has_value());
+    EXPECT_EQ(r->end()->reason, EndReason::kInterrupted);
+    expectConsistentEnd(*r);
+  }
+}
+
+TEST(RecordE2E, SigkillLeavesAReadableTraceThatRecoverCompletes) {
+  std::string trace = tmp("kill.ttvm"), fixed = tmp("kill_fixed.ttvm");
+  // A guest that runs until killed: the spinning loop with a trace.
+  pid_t pid = spawn({"-o", trace, guest("rec_loop.elf")}, "kill");
+  std::this_thread::sleep_for(std::chrono::milliseconds(2500));  // > 1 s flush interval
+  kill(pid, SIGKILL);
+  Outcome run = wait(pid, "kill");
+  EXPECT_EQ(run.status, -SIGKILL);
+  auto r = TraceReader::open(trace);
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_TRUE(r->recovered());
+  EXPECT_FALSE(r->end().has_value());
+  EXPECT_GT(r->eventCount(), 0u);  // digests flushed before the kill
+  // `ttvm recover` completes it.
+  std::string cmd =
+      std::string(TTVM_BIN) + " recover -o " + fixed + " " + trace + " > /dev/null 2>&1";
+  int rc = std::system(cmd.c_str());
+  ASSERT_EQ(WEXITSTATUS(rc), 0) << cmd;
+  auto f = TraceReader::open(fixed);
+  ASSERT_TRUE(f.ok()) << f.error().message;
+  EXPECT_FALSE(f->recovered());
+  ASSERT_TRUE(f->end().has_value());
+  EXPECT_EQ(f->end()->reason, EndReason::kInterrupted);
+  EXPECT_EQ(f->eventCount(), r->eventCount());
+}
+
+TEST(RecordE2E, TimerInterruptsIdleSkipAndTsc) {
+  TraceReader r = recordTrace("rec_timer.elf", "timer", 1);  // value 0: all TSC deltas ~1 ms
+  EXPECT_EQ(r.end()->reason, EndReason::kExitDevice);
+  EXPECT_EQ(r.end()->exitStatus, 0u);
+  int interrupts = 0, hlts = 0, rdtsc = 0;
+  for (const TraceEvent& e : events(r)) {
+    if (e.kind == EventKind::kInterrupt) {
+      ++interrupts;
+      EXPECT_EQ(e.value, 0x20u);
+    }
+    hlts += e.kind == EventKind::kHlt;
+    rdtsc += e.kind == EventKind::kRdtsc;
+  }
+  EXPECT_EQ(interrupts, 5);
+  EXPECT_GE(hlts, 5);
+  EXPECT_EQ(rdtsc, 6);
+  EXPECT_EQ(slurp(tmp("timer.out")), "5 timer ticks\n");
+}
+
+TEST(RecordE2E, DeterministicEventStreams) {
+  for (const char* g : {"rec_timer.elf", "rec_exit.elf"}) {
+    TraceReader a = recordTrace(g, std::string("det_a_") + g, g[4] == 't' ? 1 : 0x43);
+    TraceReader b = recordTrace(g, std::string("det_b_") + g, g[4] == 't' ? 1 : 0x43);
+    EXPECT_EQ(events(a), events(b)) << g;
+    EXPECT_EQ(*a.end(), *b.end()) << g;
+    EXPECT_EQ(a.header().machine, b.header().machine);
+    EXPECT_EQ(a.header().createdUnixNs, b.header().createdUnixNs);
+    auto ia = a.initialState(), ib = b.initialState();
+    ASSERT_TRUE(ia.ok() && ib.ok());
+    EXPECT_EQ(*ia, *ib) << g;
+  }
+}
+
+TEST(RecordE2E, LoadersThroughTheCommandLine) {
+  {
+    TraceReader r = recordTrace("rec_long.elf", "long", 0x2B);
+    EXPECT_EQ(r.header().images[0].format, ImageFormat::kElf64);
+    EXPECT_EQ(cpuMode(r.end()->finalCpu), CpuMode::kLong64);
+  }
+  {
+    TraceReader r =
+        recordTrace("rec_real.bin", "flatreal", 0x23, {"--load-addr", "0x7c00", "--mode", "real"});
+    EXPECT_EQ(r.header().images[0].format, ImageFormat::kFlat);
+    EXPECT_EQ(cpuMode(r.end()->finalCpu), CpuMode::kReal);
+    EXPECT_EQ(slurp(tmp("flatreal.out")), "real mode ok\n");
+  }
+  {
+    TraceReader r = recordTrace("rec_real.bin", "bootsector", 0x23);
+    EXPECT_EQ(r.header().images[0].format, ImageFormat::kBootSector);
+  }
+}
+
+TEST(RecordE2E, UsageErrorsAreClear) {
+  Outcome r = record({"--frobnicate", guest("rec_exit.elf")}, "usage");
+  EXPECT_EQ(r.status, 64);
+  EXPECT_NE(r.err.find("--frobnicate"), std::string::npos);
+  if (::access("/dev/kvm", F_OK) != 0) {
+    Outcome k = record({"--backend", "kvm", guest("rec_exit.elf")}, "kvm");
+    EXPECT_EQ(k.status, 1);
+    EXPECT_NE(k.err.find("/dev/kvm"), std::string::npos);
+    EXPECT_NE(k.err.find("--backend emu"), std::string::npos);
+  }
+  Outcome missing = record({"--no-trace", guest("no_such_guest.elf")}, "missing");
+  EXPECT_EQ(missing.status, 1);
+  EXPECT_NE(missing.err.find("no_such_guest.elf"), std::string::npos);
+  Outcome help = record({"--help"}, "help");
+  EXPECT_EQ(help.status, 0);
+  for (const char* opt : {"--no-trace", "--backend", "--ram", "--append", "--initrd", "--max-steps",
+                          "--timeout", "--load-addr", "--entry", "--mode", "--start-clock"})
+    EXPECT_NE(help.out.find(opt), std::string::npos) << opt;
+}
+
+}  // namespace
+}  // namespace ttvm
