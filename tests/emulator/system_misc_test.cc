@@ -1,0 +1,473 @@
+// Self-modifying and freshly loaded code, debugger breakpoints/watchpoints,
+// dirty-page tracking, stop requests, the unimplemented-instruction log,
+// KVM's forced-emulation prefix, CPUID/TSC/MSR through the model and the
+// environment, port I/O permission checks, and segmentation checks.
+#include <gtest/gtest.h>
+
+#include "cpu_harness.h"
+
+namespace ttvm::cputest {
+namespace {
+
+constexpr uint64_t kCode = layout::kCode;
+constexpr uint64_t kData = layout::kData;
+constexpr uint64_t kHandler = layout::kCode + 0x8000;
+
+void longWithHandlers(Machine& m) {
+  m.setupLong64(kCode);
+  m.setAllIdt64(kHandler);
+  m.loadHex(kHandler, "f4");
+}
+
+TEST(SelfModifyingCode, GuestWriteToDecodedInstructionIsSeen) {
+  Machine m;
+  m.setupLong64(kCode);
+  // 0: mov al,0x11 ; 2: mov byte [rip-8],0x42 (patches the immediate at 1) ; 9: jmp 0
+  m.loadHex(kCode, "b0 11 c6 05 f8 ff ff ff 42 eb f5");
+  ASSERT_EQ(m.step().outcome, StepOutcome::kRetired);
+  EXPECT_EQ(m.state().reg(Gpr::kRax) & 0xFF, 0x11u);
+  ASSERT_EQ(m.run(3).outcome, StepOutcome::kRetired);
+  EXPECT_EQ(m.state().rip, kCode + 2);
+  EXPECT_EQ(m.state().reg(Gpr::kRax) & 0xFF, 0x42u);
+}
+
+TEST(SelfModifyingCode, RepStosOverwritesCodeAhead) {
+  Machine m;
+  m.setupLong64(kCode);
+  // rep stosb over the following 2 bytes (the original "mov al,0x11" becomes 2 NOPs... of 0x90)
+  m.loadHex(kCode, "f3 aa b0 11 90");
+  m.edit([](CpuState& s) {
+    s.reg(Gpr::kRdi) = kCode + 2;
+    s.reg(Gpr::kRcx) = 2;
+    s.reg(Gpr::kRax) = 0x90;
+  });
+  ASSERT_EQ(m.run(5).outcome, StepOutcome::kRetired);  // 2 iterations, 3 NOPs
+  EXPECT_EQ(m.state().rip, kCode + 5);
+  EXPECT_EQ(m.state().reg(Gpr::kRax), 0x90u);
+}
+
+TEST(SelfModifyingCode, CodeWrittenThroughAnotherMappingIsSeen) {
+  Machine m;
+  m.setupLong64(kCode);
+  m.map4k(0x40000000, kCode & ~0xFFFull, 7);  // alias of the code page
+  // 0: mov al,0x11 ; 2: mov byte [rbx+1],0x33 ; 6: jmp 0
+  m.loadHex(kCode, "b0 11 c6 43 01 33 eb f8");
+  m.edit([](CpuState& s) { s.reg(Gpr::kRbx) = 0x40000000 + (kCode & 0xFFF); });
+  ASSERT_EQ(m.run(4).outcome, StepOutcome::kRetired);
+  EXPECT_EQ(m.state().reg(Gpr::kRax) & 0xFF, 0x33u);
+}
+
+TEST(SelfModifyingCode, MachineLoadsFreshCodeWithNotifyRamWritten) {
+  Machine m;
+  m.setupLong64(kCode);
+  m.loadHex(kCode, "b0 11");
+  ASSERT_EQ(m.step().outcome, StepOutcome::kRetired);
+  m.ram[kCode + 1] = 0x77;                // behind the CPU's back...
+  m.cpu->notifyRamWritten(kCode + 1, 1);  // ...and told
+  m.edit([](CpuState& s) { s.rip = kCode; });
+  ASSERT_EQ(m.step().outcome, StepOutcome::kRetired);
+  EXPECT_EQ(m.state().reg(Gpr::kRax) & 0xFF, 0x77u);
+}
+
+TEST(SelfModifyingCode, SameBytesDecodedPerMode) {
+  // 48 89 d8 is "mov rax, rbx" in 64-bit mode and "dec eax; mov eax, ebx" in 32-bit mode.
+  Machine m;
+  m.setupLong64(kCode);
+  m.loadHex(kCode, "48 89 d8");
+  m.edit([](CpuState& s) {
+    s.reg(Gpr::kRbx) = 0x100000005ull;
+    s.reg(Gpr::kRax) = 0;
+  });
+  ASSERT_EQ(m.step().outcome, StepOutcome::kRetired);
+  EXPECT_EQ(m.state().reg(Gpr::kRax), 0x100000005ull);
+  m.setupFlat32(kCode);
+  m.edit([](CpuState& s) {
+    s.reg(Gpr::kRbx) = 5;
+    s.reg(Gpr::kRax) = 10;
+  });
+  ASSERT_EQ(m.step().outcome, StepOutcome::kRetired);
+  EXPECT_EQ(m.state().reg(Gpr::kRax), 9u);
+  EXPECT_EQ(m.state().rip, kCode + 1);
+}
+
+TEST(Debugger, BreakpointStopsBeforeExecutingAndSkipOnceResumes) {
+  Machine m;
+  m.setupLong64(kCode);
+  m.loadHex(kCode, "90 90 b0 05 90");
+  m.cpu->setBreakpoints({DebuggerBreakpoint{kCode + 2, false}});
+  StepResult r = m.run(100);
+  ASSERT_EQ(r.outcome, StepOutcome::kBreakpoint);
+  EXPECT_EQ(m.state().rip, kCode + 2);
+  EXPECT_EQ(m.state().steps, 2u);
+  EXPECT_EQ(m.step().outcome, StepOutcome::kBreakpoint);  // still there
+  EXPECT_EQ(m.state().steps, 2u);
+  m.cpu->skipBreakpointOnce();
+  ASSERT_EQ(m.step().outcome, StepOutcome::kRetired);
+  EXPECT_EQ(m.state().reg(Gpr::kRax) & 0xFF, 5u);
+  // Physical breakpoint through an alias mapping.
+  m.cpu->setBreakpoints({DebuggerBreakpoint{kCode + 4, true}});
+  EXPECT_EQ(m.step().outcome, StepOutcome::kBreakpoint);
+}
+
+TEST(Debugger, WatchpointsReportTheAccessAfterTheStep) {
+  Machine m;
+  m.setupLong64(kCode);
+  m.loadHex(kCode, "8b 03 89 03 90");  // mov eax,[rbx]; mov [rbx],eax; nop
+  m.edit([](CpuState& s) { s.reg(Gpr::kRbx) = kData + 2; });
+  m.cpu->setWatchpoints({DebuggerWatchpoint{kData, 4, WatchKind::kWrite, false}});
+  StepResult r = m.run(10);
+  ASSERT_EQ(r.outcome, StepOutcome::kWatchpoint);
+  EXPECT_EQ(r.watch.watchId, 0);
+  EXPECT_TRUE(r.watch.write);
+  EXPECT_EQ(r.watch.address, kData + 2);
+  EXPECT_EQ(m.state().rip, kCode + 4);  // the write retired
+  EXPECT_EQ(m.state().steps, 2u);
+  Machine m2;
+  m2.setupLong64(kCode);
+  m2.loadHex(kCode, "8b 03 89 03");
+  m2.edit([](CpuState& s) { s.reg(Gpr::kRbx) = kData; });
+  m2.cpu->setWatchpoints({DebuggerWatchpoint{kData + 3, 1, WatchKind::kRead, true}});
+  r = m2.step();
+  ASSERT_EQ(r.outcome, StepOutcome::kWatchpoint);
+  EXPECT_FALSE(r.watch.write);
+  EXPECT_EQ(m2.step().outcome, StepOutcome::kRetired);  // a write does not hit a read watch
+}
+
+TEST(Debugger, DirtyPageTracking) {
+  Machine m;
+  m.setupLong64(kCode);
+  m.loadHex(kCode, "89 03 89 43 08 89 83 00 10 00 00 89 03");
+  m.edit([](CpuState& s) { s.reg(Gpr::kRbx) = kData; });
+  m.cpu->setDirtyTracking(true);
+  ASSERT_EQ(m.run(3).outcome, StepOutcome::kRetired);
+  // The page walker's accessed-bit writes to PML4/PDPT/PD are CPU writes too.
+  EXPECT_EQ(m.cpu->takeDirtyPages(),
+            (std::vector<uint64_t>{layout::kPml4 >> 12, layout::kPdpt >> 12, layout::kPd >> 12,
+                                   kData >> 12, (kData >> 12) + 1}));
+  EXPECT_TRUE(m.cpu->takeDirtyPages().empty());
+  ASSERT_EQ(m.step().outcome, StepOutcome::kRetired);  // a write to an already-cached page
+  EXPECT_EQ(m.cpu->takeDirtyPages(), (std::vector<uint64_t>{kData >> 12}));
+}
+
+TEST(Debugger, TranslateAndReadLinearHaveNoSideEffects) {
+  Machine m;
+  m.setupLong64(kCode);
+  m.map4k(0x40000000, 0x300000, 7);
+  m.put(0x300010, 0xAABBCCDD, 4);
+  EXPECT_EQ(m.cpu->translate(0x40000010), std::optional<uint64_t>(0x300010));
+  uint8_t buf[4];
+  ASSERT_TRUE(m.cpu->readLinear(0x40000010, buf));
+  EXPECT_EQ(buf[0], 0xDD);
+  EXPECT_EQ(m.get(0x14000, 8) & 0x20, 0u);  // no accessed bit
+  EXPECT_FALSE(m.cpu->readLinear(0x40001000, buf));
+}
+
+TEST(Environment, StopRequestedEndsRunAfterTheStep) {
+  Machine m;
+  m.setupLong64(kCode);
+  m.loadHex(kCode, "90 90 90");
+  m.env.stop = true;
+  const StepResult r = m.run(100);
+  EXPECT_EQ(r.outcome, StepOutcome::kStopRequested);
+  EXPECT_EQ(m.state().steps, 1u);
+}
+
+TEST(Environment, UnimplementedInstructionRaisesUdAndIsLoggedOnce) {
+  Machine m;
+  longWithHandlers(m);
+  m.loadHex(kCode, "c5 f8 77");  // vzeroupper (AVX: not advertised)
+  for (int k = 0; k < 2; ++k) {
+    m.edit([](CpuState& s) { s.rip = kCode; });
+    const StepResult r = m.step();
+    ASSERT_EQ(r.outcome, StepOutcome::kException);
+    EXPECT_EQ(int(r.vector), 6);
+  }
+  ASSERT_EQ(m.cpu->unimplementedLog().size(), 1u);
+  EXPECT_NE(m.cpu->unimplementedLog()[0].find("c5 f8 77"), std::string::npos);
+}
+
+TEST(Environment, KvmForcedEmulationPrefixIsSkipped) {
+  Machine m;
+  m.setupLong64(kCode);
+  m.loadHex(kCode, "0f 0b 6b 76 6d b0 05 90");
+  ASSERT_EQ(m.step().outcome, StepOutcome::kRetired);
+  EXPECT_EQ(m.state().reg(Gpr::kRax) & 0xFF, 5u);
+  EXPECT_EQ(m.state().rip, kCode + 7);
+  EXPECT_EQ(m.state().steps, 1u);
+}
+
+TEST(Environment, CpuidFromTheModel) {
+  Machine m;
+  m.setupLong64(kCode);
+  m.loadHex(kCode, "0f a2 0f a2 0f a2");
+  ASSERT_EQ(m.step().outcome, StepOutcome::kRetired);
+  EXPECT_EQ(m.state().reg(Gpr::kRbx), 0x756E6547u);  // "Genu"
+  EXPECT_EQ(m.state().reg(Gpr::kRdx), 0x49656E69u);  // "ineI"
+  EXPECT_EQ(m.state().reg(Gpr::kRcx), 0x6C65746Eu);  // "ntel"
+  m.edit([](CpuState& s) { s.reg(Gpr::kRax) = 0x80000001; });
+  ASSERT_EQ(m.step().outcome, StepOutcome::kRetired);
+  EXPECT_TRUE(m.state().reg(Gpr::kRdx) & (1u << 29));      // LM
+  EXPECT_TRUE(m.state().reg(Gpr::kRdx) & (1u << 20));      // NX
+  m.edit([](CpuState& s) { s.reg(Gpr::kRax) = 0x1234; });  // above the maximum basic leaf
+  ASSERT_EQ(m.step().outcome, StepOutcome::kRetired);
+  const CpuidLeaf top = m.cpu->model().lookup(7, 0);
+  EXPECT_EQ(m.state().reg(Gpr::kRbx), top.ebx);
+}
+
+TEST(Environment, TscAndMsrs) {
+  Machine m;
+  longWithHandlers(m);
+  m.env.tsc = 0x123456789ull;
+  m.env.msrs[0x830] = 0;  // an x2APIC register the machine owns
+  // rdtsc; mov ecx,0x10; wrmsr (TSC := 0); rdtsc; mov ecx,0x830; wrmsr; mov ecx,0x999; rdmsr
+  m.loadHex(kCode,
+            "0f 31 b9 10 00 00 00 31 c0 31 d2 0f 30 0f 31 b9 30 08 00 00 b8 05 00 00 00 0f 30 "
+            "b9 99 09 00 00 0f 32");
+  ASSERT_EQ(m.step().outcome, StepOutcome::kRetired);
+  EXPECT_EQ(m.state().reg(Gpr::kRax), 0x23456789u);
+  EXPECT_EQ(m.state().reg(Gpr::kRdx), 0x1u);
+  ASSERT_EQ(m.run(5).outcome, StepOutcome::kRetired);
+  EXPECT_EQ(m.state().reg(Gpr::kRax), 0u);  // TSC written to 0 through IA32_TSC_ADJUST
+  EXPECT_EQ(m.state().msr.tscAdjust, 0ull - 0x123456789ull);
+  ASSERT_EQ(m.run(3).outcome, StepOutcome::kRetired);
+  EXPECT_EQ(m.env.msrs[0x830], 5u);
+  ASSERT_EQ(m.step().outcome, StepOutcome::kRetired);
+  const StepResult r = m.step();  // unknown MSR
+  EXPECT_EQ(r.outcome, StepOutcome::kException);
+  EXPECT_EQ(int(r.vector), 13);
+}
+
+TEST(Environment, PortIoAndIoPermissionBitmap) {
+  Machine m;
+  longWithHandlers(m);
+  m.env.portValues[0x80] = 0x5A;
+  m.loadHex(kCode, "e4 80 e6 80 e4 80");  // in al,0x80; out 0x80,al; in al,0x80
+  m.enterUser64();                        // CPL 3 > IOPL 0: the TSS bitmap decides
+  ASSERT_EQ(m.run(2).outcome, StepOutcome::kRetired);
+  EXPECT_EQ(m.state().reg(Gpr::kRax) & 0xFF, 0x5Au);
+  ASSERT_EQ(m.env.portLog.size(), 2u);
+  EXPECT_EQ(m.env.portLog[1], (TestEnv::Access{true, 0x80, 1, 0x5A}));
+  m.put(layout::kTss + 0x68 + 0x80 / 8, 1, 1);  // deny port 0x80
+  const StepResult r = m.step();
+  EXPECT_EQ(r.outcome, StepOutcome::kException);
+  EXPECT_EQ(int(r.vector), 13);
+  EXPECT_EQ(m.env.portLog.size(), 2u);  // no access reached the device
+}
+
+TEST(Environment, RepInsAndOutsOneIterationPerStep) {
+  Machine m;
+  m.setupLong64(kCode);
+  m.env.portValues[0x3F8] = 0x41;
+  m.loadHex(kCode, "f3 6c f3 6e");  // rep insb; rep outsb
+  m.edit([](CpuState& s) {
+    s.reg(Gpr::kRdx) = 0x3F8;
+    s.reg(Gpr::kRcx) = 3;
+    s.reg(Gpr::kRdi) = kData;
+  });
+  ASSERT_EQ(m.run(3).outcome, StepOutcome::kRetired);
+  EXPECT_EQ(m.get(kData, 4), 0x414141u);
+  EXPECT_EQ(m.env.portLog.size(), 3u);
+  m.edit([](CpuState& s) {
+    s.reg(Gpr::kRcx) = 3;
+    s.reg(Gpr::kRsi) = kData;
+  });
+  ASSERT_EQ(m.step().outcome, StepOutcome::kRetired);
+  EXPECT_EQ(m.env.portLog.size(), 4u);
+  EXPECT_EQ(m.state().rip, kCode + 2);
+  ASSERT_EQ(m.run(2).outcome, StepOutcome::kRetired);
+  EXPECT_EQ(m.env.portLog.size(), 6u);
+  EXPECT_EQ(m.state().rip, kCode + 4);
+}
+
+// -------------------------------------------------------------- segmentation
+
+void flat32WithHandlers(Machine& m) {
+  m.setupFlat32(kCode);
+  for (uint8_t v = 0; v < 32; ++v) m.setIdt32(v, static_cast<uint32_t>(kHandler));
+  m.loadHex(kHandler, "f4");
+}
+
+// Installs descriptor `raw` at GDT slot `sel` (>= 0x58) and grows the GDT limit.
+void addDescriptor(Machine& m, uint16_t sel, uint64_t raw) {
+  m.put(layout::kGdt + sel, raw, 8);
+  m.edit([&](CpuState& s) { s.gdtr.limit = std::max<uint16_t>(s.gdtr.limit, sel + 7); });
+}
+
+struct SegFault {
+  uint8_t vector;
+  uint32_t error;
+};
+
+SegFault runFault(Machine& m) {
+  const StepResult r = m.step();
+  EXPECT_EQ(r.outcome, StepOutcome::kException);
+  return SegFault{r.vector, r.errorCode};
+}
+
+TEST(Segmentation, LimitChecksOnDataAndStack) {
+  Machine m;
+  flat32WithHandlers(m);
+  addDescriptor(m, 0x58, descriptor(0x200000, 0xFFF, 0x93, 0x4));  // 4 KiB data, byte granular
+  m.loadHex(kCode, "8e d9 8b 03 8b 03");                           // mov ds,cx; mov eax,[ebx] x2
+  m.edit([](CpuState& s) {
+    s.reg(Gpr::kRcx) = 0x58;
+    s.reg(Gpr::kRbx) = 0xFFC;
+  });
+  m.put(0x200FFC, 0x12345678, 4);
+  ASSERT_EQ(m.run(2).outcome, StepOutcome::kRetired);
+  EXPECT_EQ(m.state().reg(Gpr::kRax), 0x12345678u);
+  m.edit([](CpuState& s) { s.reg(Gpr::kRbx) = 0xFFD; });  // last byte past the limit
+  const SegFault f = runFault(m);
+  EXPECT_EQ(f.vector, 13);
+  EXPECT_EQ(f.error, 0u);
+}
+
+TEST(Segmentation, ExpandDownStackSegment) {
+  Machine m;
+  flat32WithHandlers(m);
+  // Expand-down, B=1: valid offsets (0xFFF, 0xFFFFFFFF].
+  addDescriptor(m, 0x58, descriptor(0, 0xFFF, 0x97, 0x4));
+  m.loadHex(kCode, "8e d1 50 50");  // mov ss,cx; push eax; push eax
+  m.edit([](CpuState& s) {
+    s.reg(Gpr::kRcx) = 0x58;
+    s.reg(Gpr::kRsp) = 0x1004;
+  });
+  ASSERT_EQ(m.run(2).outcome, StepOutcome::kRetired);
+  EXPECT_EQ(m.state().reg(Gpr::kRsp), 0x1000u);
+  const SegFault f = runFault(m);  // push to 0xFFC: below the expand-down limit
+  EXPECT_EQ(f.vector, 12);
+  EXPECT_EQ(f.error, 0u);
+}
+
+TEST(Segmentation, SegmentLoadChecks) {
+  struct Case {
+    const char* name;
+    uint64_t raw;
+    uint16_t sel;
+    bool ss;
+    uint8_t vector;  // 0 = loads fine
+  };
+  const Case cases[] = {
+      {"DataOk", descriptor(0, 0xFFFFF, 0x93, 0xC), 0x58, false, 0},
+      {"NotPresentNp", descriptor(0, 0xFFFFF, 0x13, 0xC), 0x58, false, 11},
+      {"NotPresentSsIsSs", descriptor(0, 0xFFFFF, 0x13, 0xC), 0x58, true, 12},
+      {"ExecuteOnlyCodeGp", descriptor(0, 0xFFFFF, 0x99, 0xC), 0x58, false, 13},
+      {"ReadableCodeOk", descriptor(0, 0xFFFFF, 0x9B, 0xC), 0x58, false, 0},
+      {"SsReadOnlyGp", descriptor(0, 0xFFFFF, 0x91, 0xC), 0x58, true, 13},
+      {"SsRplMismatchGp", descriptor(0, 0xFFFFF, 0x93, 0xC), 0x5B, true, 13},
+      {"SystemDescriptorGp", descriptor(0, 0x67, 0x89, 0x0), 0x58, false, 13},
+      {"OutsideGdtGp", 0, 0x100, false, 13},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    Machine m;
+    flat32WithHandlers(m);
+    if (c.sel < 0x100) addDescriptor(m, c.sel & ~7, c.raw);
+    m.loadHex(kCode, c.ss ? "8e d1" : "8e d9");
+    m.edit([&](CpuState& s) { s.reg(Gpr::kRcx) = c.sel; });
+    const StepResult r = m.step();
+    if (c.vector == 0) {
+      EXPECT_EQ(r.outcome, StepOutcome::kRetired);
+      EXPECT_TRUE(m.get(layout::kGdt + (c.sel & ~7), 8) & (1ull << 40));  // accessed
+    } else {
+      EXPECT_EQ(r.outcome, StepOutcome::kException);
+      EXPECT_EQ(int(r.vector), c.vector);
+      EXPECT_EQ(r.errorCode, c.sel & ~3u);
+    }
+  }
+}
+
+TEST(Segmentation, NullSelectorLoadsButUseFaults) {
+  Machine m;
+  flat32WithHandlers(m);
+  m.loadHex(kCode, "8e d9 8b 03");  // mov ds,cx (null); mov eax,[ebx]
+  m.edit([](CpuState& s) { s.reg(Gpr::kRcx) = 0; });
+  ASSERT_EQ(m.step().outcome, StepOutcome::kRetired);
+  const SegFault f = runFault(m);
+  EXPECT_EQ(f.vector, 13);
+}
+
+TEST(Segmentation, PrivilegeOnDataSegmentLoad) {
+  Machine m;
+  longWithHandlers(m);
+  m.loadHex(kCode, "8e d9");  // mov ds,cx with a DPL0 data segment at CPL 3
+  m.enterUser64();
+  m.edit([](CpuState& s) { s.reg(Gpr::kRcx) = layout::kData0; });
+  const SegFault f = runFault(m);
+  EXPECT_EQ(f.vector, 13);
+  EXPECT_EQ(f.error, layout::kData0);
+}
+
+TEST(Segmentation, LarLslVerrVerw) {
+  Machine m;
+  m.setupLong64(kCode);
+  // lar eax,ecx; lsl eax,ecx; verr cx; verw cx
+  m.loadHex(kCode, "0f 02 c1");
+  m.edit([](CpuState& s) { s.reg(Gpr::kRcx) = layout::kUserData | 3; });
+  ASSERT_EQ(m.step().outcome, StepOutcome::kRetired);
+  EXPECT_TRUE(m.state().rflags & flags::kZF);
+  EXPECT_EQ(m.state().reg(Gpr::kRax), 0x00C0F300u);  // limit bits 19:16 masked
+  m.loadHex(kCode + 3, "0f 03 c1 0f 00 e1 0f 00 e9");
+  ASSERT_EQ(m.step().outcome, StepOutcome::kRetired);
+  EXPECT_EQ(m.state().reg(Gpr::kRax), 0xFFFFFFFFu);
+  ASSERT_EQ(m.step().outcome, StepOutcome::kRetired);
+  EXPECT_TRUE(m.state().rflags & flags::kZF);
+  ASSERT_EQ(m.step().outcome, StepOutcome::kRetired);
+  EXPECT_TRUE(m.state().rflags & flags::kZF);
+  // From CPL 3 a DPL 0 segment is not accessible: ZF=0, no fault.
+  m.loadHex(kCode + 12, "0f 00 e1");
+  m.enterUser64();
+  m.edit([](CpuState& s) { s.reg(Gpr::kRcx) = layout::kData0; });
+  ASSERT_EQ(m.step().outcome, StepOutcome::kRetired);
+  EXPECT_FALSE(m.state().rflags & flags::kZF);
+}
+
+TEST(Segmentation, FarCallAndReturnSamePrivilegeAndRetfToUser) {
+  Machine m;
+  flat32WithHandlers(m);
+  // call 0x40:kCode+0x20 ; at +0x20: retf
+  m.loadHex(kCode, "9a 20 00 10 00 40 00 90");
+  m.loadHex(kCode + 0x20, "cb");
+  ASSERT_EQ(m.step().outcome, StepOutcome::kRetired);
+  EXPECT_EQ(m.state().rip, kCode + 0x20);
+  EXPECT_EQ(m.get(layout::kStackTop - 4, 4), layout::kCode32);
+  EXPECT_EQ(m.get(layout::kStackTop - 8, 4), kCode + 7);
+  ASSERT_EQ(m.step().outcome, StepOutcome::kRetired);
+  EXPECT_EQ(m.state().rip, kCode + 7);
+  EXPECT_EQ(m.state().reg(Gpr::kRsp), layout::kStackTop);
+
+  // RETF from ring 0 to ring 3 pops SS:ESP too.
+  Machine u;
+  flat32WithHandlers(u);
+  u.loadHex(kCode, "cb");
+  u.edit([](CpuState& s) { s.reg(Gpr::kRsp) = 0x7F00; });
+  u.put(0x7F00, 0x401000, 4);
+  u.put(0x7F04, layout::kUserCode32 | 3, 4);
+  u.put(0x7F08, 0x50000, 4);
+  u.put(0x7F0C, layout::kUserData | 3, 4);
+  ASSERT_EQ(u.step().outcome, StepOutcome::kRetired);
+  EXPECT_EQ(currentPrivilegeLevel(u.state()), 3);
+  EXPECT_EQ(u.state().rip, 0x401000u);
+  EXPECT_EQ(u.state().reg(Gpr::kRsp), 0x50000u);
+  EXPECT_EQ(u.state().segment(SegReg::kSs).selector, layout::kUserData | 3);
+  EXPECT_TRUE(u.state().segment(SegReg::kDs).attributes & segattr::kUnusable);  // DPL0 DS nulled
+}
+
+TEST(Segmentation, JumpOutsideCsLimitFaults) {
+  Machine m;
+  flat32WithHandlers(m);
+  addDescriptor(m, 0x58, descriptor(0, 0x100, 0x9B, 0xC));  // limit 0x100FFF
+  m.loadHex(kCode, "ea 00 00 10 00 58 00");                 // jmp 0x58:kCode
+  m.loadHex(kCode + 0x10, "ff e0");                         // jmp eax
+  ASSERT_EQ(m.step().outcome, StepOutcome::kRetired);
+  EXPECT_EQ(m.state().segment(SegReg::kCs).limit, 0x100FFFu);
+  m.edit([](CpuState& s) {
+    s.rip = kCode + 0x10;
+    s.reg(Gpr::kRax) = 0x101000;
+  });
+  const SegFault f = runFault(m);
+  EXPECT_EQ(f.vector, 13);
+}
+
+}  // namespace
+}  // namespace ttvm::cputest
