@@ -7,7 +7,8 @@
  * instruction", with RCX counting the iterations left). The device side must
  * complete first: OUT to COM1, IN from it, a LAPIC MMIO read/write, REP
  * OUTSB/INSB with RCX = 3 (three traps; RIP stays on the instruction for the
- * first two). This is the case KVM's emulator once missed. */
+ * first two), REP MOVSB into pc-testdev's MMIO window. This is the case KVM's
+ * emulator once missed. */
 #include "dbg_seq.h"
 
 GUEST_NAME("debug_io");
@@ -66,6 +67,18 @@ __asm__(".text\n"
         TF_OFF("ri")
         "  ret\n");
 
+/* REP MOVSB into MMIO (pc-testdev's RAM-like window at 0xFF000000): one trap
+ * per iteration, each after its MMIO write completed. */
+L(rm_start); L(rm_rep); TAIL_LABELS(rm);
+__asm__(".text\n"
+        "rm_start: lea out_buf(%rip), %rsi\n"
+        "  mov $0xFF000010, %edi\n"
+        "  mov $3, %ecx\n"
+        TF_ON
+        "rm_rep: rep movsb\n"
+        TF_OFF("rm")
+        "  ret\n");
+
 void guest_main(void) {
   set_trap_record_only(1, 1);
   write_dr7(0x400);
@@ -104,6 +117,16 @@ void guest_main(void) {
     expect_traps(e, 6);
   }
   CHECK_EQ(ro_rsi, (ureg)out_buf + 3);
+
+  case_begin("rep_movsb_mmio");
+  RUN(rm_start);
+  {
+    const struct trap_expect e[] = {DB_RCX(rm_rep, 2), DB_RCX(rm_rep, 1), DB_RCX(rm_t0, 0),
+                                    DB_TAIL(rm)};
+    expect_traps(e, 6);
+  }
+  CHECK_EQ(*(volatile uint8_t*)0xFF000010u, 'a');
+  CHECK_EQ(*(volatile uint8_t*)0xFF000012u, 'c');
 
   case_begin("rep_insb");
   RUN(ri_start);
