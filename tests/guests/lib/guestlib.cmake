@@ -14,8 +14,8 @@
 # machine reset, printing PANIC-NEXT / RESET-NEXT first.
 # QEMU_ARGS: extra qemu-system-x86_64 arguments (devices the guest needs that
 # ttvm always has, e.g. -device pc-testdev, or a CPU model).
-include_guard(GLOBAL)
-
+# No include guard: find_package() results are directory-scoped, so every
+# guest folder that includes this file must run it in its own scope.
 find_package(Python3 COMPONENTS Interpreter REQUIRED)
 find_program(QEMU_SYSTEM_X86_64 qemu-system-x86_64)
 
