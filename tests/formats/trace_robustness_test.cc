@@ -80,12 +80,10 @@ class SmallTrace : public ::testing::Test {
     chunks_ = r->chunks();
     header_ = r->header();
   }
-  void TearDown() override {
-    std::remove(path_.c_str());
-    std::remove(mutated_.c_str());
-  }
+  void TearDown() override { std::remove(path_.c_str()); }
   std::string path_;
-  std::string mutated_ = tempPath("mutated.ttvm");
+  testing::MemFile memFile_;
+  const std::string& mutated_ = memFile_.path();
   std::vector<TraceEvent> events_;
   std::vector<uint8_t> bytes_;
   std::vector<ChunkInfo> chunks_;
@@ -101,7 +99,7 @@ TEST_F(SmallTrace, HasTheShapeTheTestsAssume) {
 TEST_F(SmallTrace, TruncationAtEveryOffset) {
   size_t opened = 0;
   for (size_t len = 0; len < bytes_.size(); ++len) {
-    writeFileBytes(mutated_, std::vector<uint8_t>(bytes_.begin(), bytes_.begin() + len));
+    memFile_.set(std::vector<uint8_t>(bytes_.begin(), bytes_.begin() + len));
     ReadOutcome o = readEverything(mutated_);
     if (!o.opened) continue;
     ++opened;
@@ -125,7 +123,7 @@ TEST_F(SmallTrace, CorruptionOfEveryByte) {
     for (size_t pos = 0; pos < bytes_.size(); ++pos) {
       std::vector<uint8_t> m = bytes_;
       m[pos] ^= pattern;
-      writeFileBytes(mutated_, m);
+      memFile_.set(m);
       ReadOutcome o = readEverything(mutated_);
       ++mutations;
       if (!o.opened || !o.error.empty()) ++errors;
@@ -162,7 +160,7 @@ TEST_F(SmallTrace, RandomGarbageAndHostileSizes) {
     const size_t len = 1 + rng() % 64;
     for (size_t k = at; k < std::min(m.size(), at + len); ++k) m[k] = static_cast<uint8_t>(rng());
     if (rng() % 4 == 0) m.resize(rng() % m.size());
-    writeFileBytes(mutated_, m);
+    memFile_.set(m);
     ReadOutcome o = readEverything(mutated_);
     if (o.opened) {
       EXPECT_TRUE(isPrefix(o.events, events_));
@@ -174,12 +172,12 @@ TEST_F(SmallTrace, RandomGarbageAndHostileSizes) {
   m[16 + 13] = 0xFF;
   m[16 + 14] = 0xFF;
   m[16 + 15] = 0x7F;
-  writeFileBytes(mutated_, m);
+  memFile_.set(m);
   auto r = TraceReader::open(mutated_);
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.error().message.find("byte 28"), std::string::npos) << r.error().message;
   // Not a trace at all.
-  writeFileBytes(mutated_, {'h', 'e', 'l', 'l', 'o'});
+  memFile_.set(std::vector<uint8_t>{'h', 'e', 'l', 'l', 'o'});
   r = TraceReader::open(mutated_);
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.error().message.find("byte 0"), std::string::npos) << r.error().message;
@@ -189,7 +187,7 @@ TEST_F(SmallTrace, RandomGarbageAndHostileSizes) {
 TEST_F(SmallTrace, NewerMajorVersionIsRefused) {
   std::vector<uint8_t> m = bytes_;
   m[8] = 2;
-  writeFileBytes(mutated_, m);
+  memFile_.set(m);
   auto r = TraceReader::open(mutated_);
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.error().message.find("format 2.0"), std::string::npos) << r.error().message;

@@ -1,5 +1,6 @@
 #include "trace_samples.h"
 
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -313,6 +314,21 @@ void writeFileBytes(const std::string& path, const std::vector<uint8_t>& bytes) 
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
   out.write(reinterpret_cast<const char*>(bytes.data()),
             static_cast<std::streamsize>(bytes.size()));
+}
+
+MemFile::MemFile() {
+  fd_ = memfd_create("ttvm-test", 0);
+  if (fd_ < 0) std::abort();
+  path_ = "/proc/self/fd/" + std::to_string(fd_);
+}
+
+MemFile::~MemFile() {
+  ::close(fd_);
+}
+
+void MemFile::set(const uint8_t* data, size_t size) {
+  if (::ftruncate(fd_, 0) != 0) std::abort();
+  if (size && ::pwrite(fd_, data, size, 0) != static_cast<ssize_t>(size)) std::abort();
 }
 
 }  // namespace ttvm::testing

@@ -51,4 +51,21 @@ std::string tempPath(const std::string& name);
 std::vector<uint8_t> readFileBytes(const std::string& path);
 void writeFileBytes(const std::string& path, const std::vector<uint8_t>& bytes);
 
+// An in-memory file with a path (/proc/self/fd/N) for tests that write
+// thousands of variants of a trace: no disk I/O.
+class MemFile {
+ public:
+  MemFile();
+  ~MemFile();
+  MemFile(const MemFile&) = delete;
+  MemFile& operator=(const MemFile&) = delete;
+  const std::string& path() const { return path_; }
+  void set(const uint8_t* data, size_t size);
+  void set(const std::vector<uint8_t>& bytes) { set(bytes.data(), bytes.size()); }
+
+ private:
+  int fd_ = -1;
+  std::string path_;
+};
+
 }  // namespace ttvm::testing
