@@ -46,6 +46,29 @@ __asm__(".text\n"
 extern char u52_after[];
 
 /* Resume after the INT whatever RIP the #GP reported (checked separately). */
+/* IRETQ from 64-bit mode to 32-bit compatibility mode at CPL 0 (SDM vol. 2A
+ * "IRET/IRETD/IRETQ", IA-32e mode: the CS descriptor's L bit selects the
+ * mode), then a far jump back to the 64-bit code segment. */
+volatile uint32_t iq_cs, iq_eflags;
+void iretq_to_compat(void);
+__asm__(".text\n"
+        "iretq_to_compat: mov %rsp, %rax\n"
+        "  pushq $0x10\n"
+        "  pushq %rax\n"
+        "  pushq $0xc3\n" /* RFLAGS: CF, ZF, SF, bit 1; IF = 0 */
+        "  pushq $0x08\n"
+        "  lea iq_compat(%rip), %rcx\n"
+        "  pushq %rcx\n"
+        "  iretq\n"
+        ".code32\n"
+        "iq_compat: mov %cs, %ecx\n"
+        "  mov %ecx, iq_cs\n"
+        "  pushfl\n"
+        "  popl iq_eflags\n"
+        "  ljmp $0x18, $iq_back\n"
+        ".code64\n"
+        "iq_back: ret\n");
+
 static void gp_skip(struct trap_frame* f) { f->rip = (ureg)u52_after; }
 
 void guest_main(void) {
@@ -124,6 +147,11 @@ void guest_main(void) {
   CHECK_EQ(trap_count, 1);
   CHECK_EQ(trap_log[0].vector, 11);
   CHECK_EQ(trap_log[0].error, 6 * 8 + 2 + 1);
+
+  case_begin("iretq_to_compat");
+  iretq_to_compat();
+  CHECK_EQ(iq_cs, SEL_CODE32);
+  CHECK_EQ(iq_eflags & 0xFFF, 0x0C3);
 
   case_begin("interrupt_vs_trap_gate");
   idt_set_attr(0x55, 0xE, 0, 0);

@@ -158,6 +158,8 @@ user_return_stub:
     mov rsp, [user_saved_sp]
     mov cx, 0x10
     mov ss, cx
+    mov ds, cx                      ; the IRETQ to CPL 3 nulled DS/ES (DPL 0):
+    mov es, cx                      ; harmless in 64-bit mode, not in compat mode
     pop r15
     pop r14
     pop r13
