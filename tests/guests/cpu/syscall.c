@@ -38,6 +38,19 @@ __asm__(".text\n"
         "sc_entry_compat: mov %rcx, ks+0(%rip)\n"
         "  lea sc_compat(%rip), %rcx\n"
         "  sysretl\n"
+        /* noncanonical entry: SYSRETQ to a non-canonical RCX. Intel raises
+         * #GP(0) at CPL 0 on the SYSRET itself; the #GP handler resumes at
+         * nc_fixup, which returns to the user properly. */
+        "sc_entry_nc: mov %rcx, ks+0(%rip)\n"
+        "  lea nc_fixup(%rip), %rax\n"
+        "  mov %rax, trap_resume(%rip)\n"
+        "  mov $0x0000800000000000, %rcx\n"
+        "nc_sysret: sysretq\n"
+        "nc_fixup: mov ks+0(%rip), %rcx\n"
+        "  mov $0x77, %eax\n"
+        "  sysretq\n"
+        "u_syscall_nc: syscall\n"
+        "  ret\n"
         /* user side, 64-bit */
         "u_syscall: push %rbx\n"
         "  mov $0x1234, %eax\n"
@@ -68,7 +81,8 @@ __asm__(".text\n"
         "  mov $0xC0DE, %eax\n"
         "  int $0x81\n" /* back to the kernel through user_call's return gate */
         ".code64\n");
-extern char sc_entry64[], sc_entry_compat[], u_after_syscall[];
+extern char sc_entry64[], sc_entry_compat[], u_after_syscall[], sc_entry_nc[], nc_sysret[];
+ureg u_syscall_nc(ureg);
 ureg u_syscall(ureg);
 ureg u_syscall_compat(ureg);
 
@@ -102,6 +116,26 @@ void guest_main(void) {
   CHECK_EQ(us.rax, 0x1235);
   CHECK_EQ(us.rsp, (ureg)user_stack_top - 16);
   CHECK_EQ(r, 0x1235);
+
+  case_begin("sysret_noncanonical");
+  {
+    uint32_t v[4];
+    cpuid(0, 0, v);
+    if (v[1] == 0x756E6547u) { /* GenuineIntel: SDM vol. 2B "SYSRET": #GP(0) if RCX is not
+                                  canonical, raised at CPL 0 (RSP is still the user's) */
+      wrmsr(MSR_LSTAR, (uint64_t)(ureg)sc_entry_nc);
+      trap_log_clear();
+      r = user_call(u_syscall_nc, (ureg)user_stack_top, 0, 0x2);
+      CHECK_EQ(r, 0x77);
+      CHECK_EQ(trap_count, 1);
+      CHECK_EQ(trap_log[0].vector, 13);
+      CHECK_EQ(trap_log[0].error, 0);
+      CHECK_EQ(trap_log[0].rip, (ureg)nc_sysret);
+      CHECK_EQ(trap_log[0].cs, SEL_CODE64);
+    } else {
+      printf("not an Intel CPU model: skipped (AMD faults after the return, at CPL 3)\n");
+    }
+  }
 
   case_begin("sysret_compat");
   wrmsr(MSR_LSTAR, (uint64_t)(ureg)sc_entry_compat);
