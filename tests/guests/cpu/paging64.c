@@ -139,6 +139,14 @@ void guest_main(void) {
   (void)pf_read((volatile char*)(TV + 0x200000 + 0x40));
   expect_pf("PDE not present", TV + 0x200000 + 0x40, 0x0);
 
+  case_begin("pf_rf");
+  /* A #PF is a fault: the EFLAGS image has RF = 1 (SDM vol. 3 18.3.1.1). */
+  trap_log_clear();
+  (void)pf_read(VA(3));
+  CHECK_EQ(trap_count, 1);
+  CHECK_MSG(trap_log[0].rflags & FL_RF, "#PF image rflags %#lx: RF clear",
+            (unsigned long)trap_log[0].rflags);
+
   case_begin("pf_write_protect");
   set_pte(4, pa(phys[4]) | P); /* read-only */
   invlpg(VA(4));

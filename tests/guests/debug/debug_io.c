@@ -118,6 +118,19 @@ void guest_main(void) {
   }
   CHECK_EQ(ro_rsi, (ureg)out_buf + 3);
 
+  case_begin("rep_rf");
+  /* 18.3.1.1: a trap after an iteration of a REP string instruction other than
+   * the last pushes RF = 1 (the instruction is restarted); after the last, the
+   * current RF (0). */
+  RUN(ro_start);
+  printf("\n");
+  CHECK_EQ(trap_count, 6);
+  CHECK_MSG((trap_log[0].rflags & FL_RF) && (trap_log[1].rflags & FL_RF),
+            "iterations 1-2: RF not set in the images (%#lx, %#lx)",
+            (unsigned long)trap_log[0].rflags, (unsigned long)trap_log[1].rflags);
+  CHECK_MSG(!(trap_log[2].rflags & FL_RF), "last iteration: RF set (%#lx)",
+            (unsigned long)trap_log[2].rflags);
+
   case_begin("rep_movsb_mmio");
   RUN(rm_start);
   {

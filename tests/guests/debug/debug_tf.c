@@ -156,6 +156,20 @@ void guest_main(void) {
   }
   set_trap_hook(6, 0);
 
+  case_begin("rf_image");
+  /* SDM vol. 3 18.3.1.1 (RF): the RF value pushed is 1 for every fault-class
+   * exception other than an instruction-breakpoint #DB, and the current RF
+   * (0 here) for trap-class exceptions after a completed instruction. */
+  set_trap_hook(6, ud_hook);
+  run((void (*)(void))ft_start);
+  set_trap_hook(6, 0);
+  CHECK_EQ(trap_count, 4);
+  CHECK_MSG(trap_log[0].rflags & FL_RF, "#UD image rflags %#lx: RF clear",
+            (unsigned long)trap_log[0].rflags);
+  for (int i = 1; i < trap_count && i < 4; i++)
+    CHECK_MSG(!(trap_log[i].rflags & FL_RF), "single-step image %d rflags %#lx: RF set", i,
+              (unsigned long)trap_log[i].rflags);
+
   case_begin("dr6_bs_only");
   /* A single-step-only trap reports BS and no B0-B3 (18.2.3); the handler reset
    * DR6 after each trap, so every record above holds only that trap's bits.

@@ -64,13 +64,13 @@ void guest_main(void) {
   for (int i = 0; i < 4; i++)
     printf("  window %d: TSC %lu, APIC %u\n", i, (unsigned long)w[i].tsc, w[i].apic);
 
+  /* Lower bounds only: a starved emulator thread notices terminal count late
+   * and stretches every window, which inflates both rates. */
   case_begin("tsc_rate");
-  CHECK_MSG(tsc_hz >= 100000000ull && tsc_hz <= 20000000000ull, "TSC %lu Hz is not plausible",
-            (unsigned long)tsc_hz);
+  CHECK_MSG(tsc_hz >= 100000000ull, "TSC %lu Hz is not plausible", (unsigned long)tsc_hz);
 
   case_begin("apic_rate");
-  CHECK_MSG(apic_hz >= 1000000ull && apic_hz <= 10000000000ull,
-            "APIC timer %lu Hz is not plausible", (unsigned long)apic_hz);
+  CHECK_MSG(apic_hz >= 1000000ull, "APIC timer %lu Hz is not plausible", (unsigned long)apic_hz);
 
   case_begin("same_time_base");
   /* APIC counts per 2^20 TSC cycles, per window: at least three of the four
