@@ -12,6 +12,8 @@ namespace ttvm {
 void CpuImpl::debugRegistersChanged() {
   // Data/IO breakpoints are not evaluated yet: keep the fast path.
   dataBreakpointsActive_ = false;
+  guestDebugActive_ = false;
+  updateRunSlow();
 }
 
 void CpuImpl::debugDataAccess(uint64_t lin, unsigned size, bool write) {

@@ -395,7 +395,14 @@ StepResult CpuImpl::executeOne(InterruptShadow shadowBefore) {
     i = fetch();
     st = i ? i->handler(*this, *i) : ExecStatus::kException;
   }
+  return finishInstruction(st, i, rip0, flagsBefore, shadowBefore);
+}
 
+// Completes a step after the handler ran: RIP, HLT, fault/trap delivery,
+// RF, the step count, single-step and deferred debug traps.
+StepResult CpuImpl::finishInstruction(ExecStatus st, const Instr* i, uint64_t rip0,
+                                      uint64_t flagsBefore, InterruptShadow shadowBefore) {
+  StepResult r;
   switch (st) {
     case ExecStatus::kNext: s_.rip = nextRip(*i); break;
     case ExecStatus::kJumped:
@@ -484,17 +491,50 @@ bool CpuImpl::atDebuggerBreakpoint() {
 }
 
 StepResult CpuImpl::run(uint64_t maxSteps) {
+  // The fast loop: the same semantics as calling step() maxSteps times, with
+  // the per-step bookkeeping that cannot apply skipped. Anything unusual
+  // (debugger breakpoints/watchpoints, guest debug registers, TF/RF, an
+  // interrupt shadow, HLT, a pending event) goes through step().
   StepResult r;
+  const volatile uint32_t* hint = env_.eventHint();
   for (uint64_t n = 0; n < maxSteps; ++n) {
-    r = step();
-    if (r.outcome != StepOutcome::kRetired) break;
+    const bool unusual = runSlow_ || s_.pending.halted || s_.pending.pendingDr6 ||
+                         s_.pending.shadow != InterruptShadow::kNone ||
+                         (s_.rflags & (flags::kTF | flags::kRF)) || skipBreakpoint_;
+    const bool poll = hint == nullptr || *hint != 0;
+    if (__builtin_expect(unusual, 0) ||
+        (poll && ((!s_.pending.nmiBlocked && env_.nmiPending()) ||
+                  ((s_.rflags & flags::kIF) && env_.interruptPending())))) {
+      r = step();
+      if (r.outcome != StepOutcome::kRetired) return r;
+      continue;
+    }
+    exc_.valid = false;
+    const uint64_t rip0 = s_.rip;
+    const Instr* i = fetch();
+    const ExecStatus st = i ? i->handler(*this, *i) : ExecStatus::kException;
+    if (__builtin_expect(st == ExecStatus::kNext, 1)) {
+      s_.rip = nextRip(*i);
+    } else if (st != ExecStatus::kJumped && st != ExecStatus::kRepeat) {
+      r = finishInstruction(st, i, rip0, s_.rflags, InterruptShadow::kNone);
+      if (r.outcome != StepOutcome::kRetired) return r;
+      continue;
+    }
+    ++s_.steps;
+    if (poll && env_.stopRequested()) {
+      r = StepResult{};
+      r.outcome = StepOutcome::kStopRequested;
+      return r;
+    }
   }
+  r = StepResult{};
   return r;
 }
 
 void CpuImpl::setState(const CpuState& s) {
   s_ = s;
   tripleFault_ = false;
+  updateRunSlow();
   updateMode();
   flushTlb(true);
   debugRegistersChanged();
@@ -521,11 +561,18 @@ std::vector<uint64_t> CpuImpl::takeDirtyPages() {
 
 void CpuImpl::setBreakpoints(std::vector<DebuggerBreakpoint> bps) {
   in_->breakpoints = std::move(bps);
+  updateRunSlow();
 }
 
 void CpuImpl::setWatchpoints(std::vector<DebuggerWatchpoint> wps) {
   in_->watchpoints = std::move(wps);
   flushTlb(true);
+  updateRunSlow();
+}
+
+void CpuImpl::updateRunSlow() {
+  runSlow_ = tripleFault_ || !in_->breakpoints.empty() || !in_->watchpoints.empty() ||
+             guestDebugActive_ || dataBreakpointsActive_;
 }
 
 }  // namespace ttvm

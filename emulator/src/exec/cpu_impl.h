@@ -400,6 +400,10 @@ class CpuImpl final {
   const Instr* fetch();
   const Instr* fetchSlow(uint64_t lin, uint64_t phys);
   StepResult executeOne(InterruptShadow shadowBefore);
+  StepResult finishInstruction(ExecStatus st, const Instr* i, uint64_t rip0, uint64_t flagsBefore,
+                               InterruptShadow shadowBefore);
+  void updateRunSlow();
+  bool runSlow_ = false;  // run() must take step() for every step (see updateRunSlow)
   StepResult finishStep(StepResult r);
   bool atDebuggerBreakpoint();
   bool deliverOnce(const PendingException& e);
@@ -451,6 +455,9 @@ class CpuImpl final {
   // When true, no TLB entry grants data access, so every data access reaches
   // debugDataAccess() (guest DR0-DR3 data breakpoints).
   bool dataBreakpointsActive_ = false;
+  // When true, run() uses the full step() path for every step (guest DR7
+  // instruction/IO breakpoints armed, GD...). Call updateRunSlow() after changing it.
+  bool guestDebugActive_ = false;
   // Called after each data access on the slow path.
   void debugDataAccess(uint64_t lin, unsigned size, bool write);
   // Called before executing an instruction at the current RIP (after

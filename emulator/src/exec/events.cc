@@ -47,6 +47,7 @@ bool CpuImpl::deliverEvent(PendingException e, std::optional<uint64_t> instructi
     if (instructionRip) s_.rip = *instructionRip;
     if (cur.vector == vec::kDF) {
       tripleFault_ = true;
+      updateRunSlow();
       return false;
     }
     const FaultClass a = classify(cur.vector);

@@ -1,6 +1,7 @@
 #include "exec/handler_table.h"
 
 #include "alu/alu.h"
+#include "fpu/fpu.h"
 
 namespace ttvm {
 
@@ -16,6 +17,7 @@ const HandlerTable& HandlerTable::instance() {
     registerStringHandlers(t);
     registerSystemHandlers(t);
     registerAluHandlers(t);
+    registerFpuHandlers(t);
     return t;
   }();
   return table;

@@ -48,6 +48,12 @@ class Environment {
   // A device asked the run to end after the current step (isa-debug-exit,
   // pvpanic, reset) or the replay diverged. Checked after every step.
   virtual bool stopRequested() = 0;
+
+  // Optional fast path for Cpu::run: a word that the environment keeps
+  // nonzero whenever interruptPending(), nmiPending() or stopRequested()
+  // might return true. While it reads zero the CPU skips those three calls.
+  // nullptr (the default) means: ask at every instruction boundary.
+  virtual const volatile uint32_t* eventHint() const { return nullptr; }
 };
 
 }  // namespace ttvm
