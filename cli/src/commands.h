@@ -19,6 +19,8 @@ struct Command {
 // Defined in the cmd_*.cc files.
 int cmdInfo(std::span<char* const> args);
 int cmdRecover(std::span<char* const> args);
+int cmdReplay(std::span<char* const> args);
+int cmdVerify(std::span<char* const> args);
 int cmdRecord(std::span<char* const> args);
 
 }  // namespace ttvm::cli

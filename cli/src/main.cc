@@ -11,6 +11,10 @@ namespace {
 constexpr Command kCommands[] = {
     {"record", "run a guest on ttvm's PC and record every input into a trace", cmdRecord},
     {"info", "describe a trace: header, machine, events, end reason, size", cmdInfo},
+    {"replay", "replay a trace forward and backward: --to, --regs, --last-write, --backtrace",
+     cmdReplay},
+    {"verify", "replay a whole trace and check every input and digest (exit 0 = identical)",
+     cmdVerify},
     {"recover", "complete a trace whose recorder was killed (rewrite its footer)", cmdRecover},
 };
 

@@ -156,6 +156,7 @@ bool ReplaySession::settleBoundary() {
                   "state digest " + hex(mine));
         return false;
       }
+      ++digestsChecked_;
     }
     env_.advance();
   }

@@ -101,6 +101,9 @@ class ReplaySession {
   // through ram() and cpu().notifyRamWritten()).
   void restore(const CpuState& cpu, EventPosition position);
 
+  // State digests compared with the recording so far (each one agreed).
+  uint64_t digestsChecked() const { return digestsChecked_; }
+
   // The footer's final state compared with the current one (call at
   // endStep()): empty when they agree, else what differs.
   std::string checkEndState() const;
@@ -124,6 +127,7 @@ class ReplaySession {
   std::unique_ptr<Cpu> cpu_;
   GuestSymbols symbols_;
   uint64_t endStep_ = 0;
+  uint64_t digestsChecked_ = 0;
 };
 
 }  // namespace ttvm

@@ -1,0 +1,358 @@
+// ttvm replay trace.ttvm [options]: replays a recording on the emulator,
+// forward and backward, and prints what was asked for. Without options it
+// replays to the end and checks the recorded end state.
+#include <cerrno>
+#include <cinttypes>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "commands.h"
+#include "ttvm/formats/trace_reader.h"
+#include "ttvm/replayer/timeline.h"
+
+namespace ttvm::cli {
+namespace {
+
+std::atomic<bool> gCancel{false};
+
+void onSigint(int) { gCancel.store(true); }
+
+const char* kReplayHelp =
+    "usage: ttvm replay TRACE [options]\n\n"
+    "Replays TRACE on ttvm's emulator, every input taken from the trace. Without\n"
+    "options: replays to the end and checks the recorded final state (exit 1 on a\n"
+    "divergence or a different end state).\n\n"
+    "options:\n"
+    "  --to STEP|end          go to STEP (default: the end) before the queries below\n"
+    "  --regs                 print the registers at that position\n"
+    "  --last-write ADDR[:LEN]\n"
+    "                         find the last write to [ADDR, ADDR+LEN) before that position\n"
+    "                         (ADDR: a number or a symbol; LEN default 1) and print the step,\n"
+    "                         RIP, symbol and disassembly of the store, the bytes before and\n"
+    "                         after it, and the two instructions before it\n"
+    "  --physical             ADDR is a guest-physical address (default: linear)\n"
+    "  --backtrace            frame-pointer backtrace at that position, with symbols\n"
+    "  --trace-steps A..B     each step in [A, B]: RIP, symbol, disassembly, changed registers\n"
+    "  --checkpoint-mem SIZE  memory for checkpoints (e.g. 512M; default 1/4 of free memory)\n"
+    "  -h, --help             this text\n\n"
+    "Ctrl-C cancels a long operation.\n";
+
+bool parseU64(const std::string& s, uint64_t& out) {
+  if (s.empty() || s[0] == '-') return false;
+  char* end = nullptr;
+  errno = 0;
+  out = std::strtoull(s.c_str(), &end, 0);
+  return errno == 0 && end != nullptr && *end == '\0';
+}
+
+bool parseSize(const std::string& s, uint64_t& out) {
+  char* end = nullptr;
+  errno = 0;
+  const double v = std::strtod(s.c_str(), &end);
+  if (errno != 0 || end == s.c_str() || v < 0) return false;
+  const std::string suffix(end);
+  double mul = 1;
+  if (suffix == "K" || suffix == "k" || suffix == "KiB") mul = 1024.0;
+  else if (suffix == "M" || suffix == "m" || suffix == "MiB") mul = 1024.0 * 1024;
+  else if (suffix == "G" || suffix == "g" || suffix == "GiB") mul = 1024.0 * 1024 * 1024;
+  else if (!suffix.empty() && suffix != "B") return false;
+  out = static_cast<uint64_t>(v * mul);
+  return true;
+}
+
+std::string hex(uint64_t v) {
+  char buf[24];
+  std::snprintf(buf, sizeof buf, "0x%" PRIx64, v);
+  return buf;
+}
+
+void printRegisters(const CpuState& s) {
+  static const char* kNames[] = {"rax", "rcx", "rdx", "rbx", "rsp", "rbp", "rsi", "rdi",
+                                 "r8",  "r9",  "r10", "r11", "r12", "r13", "r14", "r15"};
+  for (int i = 0; i < kNumGprs; ++i)
+    std::printf("%-4s 0x%016" PRIx64 "%s", kNames[i], s.gpr[i], i % 4 == 3 ? "\n" : "  ");
+  std::printf("rip  0x%016" PRIx64 "  rflags 0x%08" PRIx64 "  step %" PRIu64 "\n", s.rip,
+              s.rflags, s.steps);
+  static const char* kSeg[] = {"es", "cs", "ss", "ds", "fs", "gs"};
+  for (int i = 0; i < kNumSegRegs; ++i)
+    std::printf("%s %04x base 0x%" PRIx64 " limit 0x%x attr 0x%x\n", kSeg[i], s.seg[i].selector,
+                s.seg[i].base, s.seg[i].limit, s.seg[i].attributes);
+  std::printf("cr0 0x%" PRIx64 "  cr2 0x%" PRIx64 "  cr3 0x%" PRIx64 "  cr4 0x%" PRIx64
+              "  efer 0x%" PRIx64 "\n",
+              s.cr0, s.cr2, s.cr3, s.cr4, s.msr.efer);
+}
+
+std::string where(Timeline& tl, uint64_t rip) {
+  ReplaySession& s = tl.session();
+  std::string sym = s.symbolAt(rip);
+  std::string out = hex(rip);
+  if (!sym.empty()) out += " <" + sym + ">";
+  return out + ": " + s.disassembleAt(rip);
+}
+
+// Changed general registers and flags between two states, "rax=0x1 rflags=0x46".
+std::string changes(const CpuState& a, const CpuState& b) {
+  static const char* kNames[] = {"rax", "rcx", "rdx", "rbx", "rsp", "rbp", "rsi", "rdi",
+                                 "r8",  "r9",  "r10", "r11", "r12", "r13", "r14", "r15"};
+  std::string out;
+  for (int i = 0; i < kNumGprs; ++i)
+    if (a.gpr[i] != b.gpr[i]) out += std::string(" ") + kNames[i] + "=" + hex(b.gpr[i]);
+  if (a.rflags != b.rflags) out += " rflags=" + hex(b.rflags);
+  static const char* kSeg[] = {"es", "cs", "ss", "ds", "fs", "gs"};
+  for (int i = 0; i < kNumSegRegs; ++i)
+    if (!(a.seg[i] == b.seg[i])) out += std::string(" ") + kSeg[i] + "=" + hex(b.seg[i].selector);
+  if (a.cr0 != b.cr0) out += " cr0=" + hex(b.cr0);
+  if (a.cr2 != b.cr2) out += " cr2=" + hex(b.cr2);
+  if (a.cr3 != b.cr3) out += " cr3=" + hex(b.cr3);
+  if (a.cr4 != b.cr4) out += " cr4=" + hex(b.cr4);
+  if (a.msr.efer != b.msr.efer) out += " efer=" + hex(b.msr.efer);
+  if (!(a.fpu == b.fpu)) out += " (x87/SSE)";
+  return out;
+}
+
+bool reportStop(const StopReason& r) {
+  if (r.kind == StopKind::kDivergence) {
+    std::fprintf(stderr, "ttvm replay: %s",
+                 r.divergence ? r.divergence->format().c_str() : "divergence\n");
+    return false;
+  }
+  if (r.kind == StopKind::kCancelled) {
+    std::fprintf(stderr, "ttvm replay: cancelled at step %" PRIu64 "\n", r.step);
+    return false;
+  }
+  return true;
+}
+
+void backtrace(Timeline& tl) {
+  const CpuState& s = tl.registers();
+  const bool is64 = cpuMode(s) == CpuMode::kLong64;
+  const unsigned w = is64 ? 8 : 4;
+  std::printf("#0  %s\n", where(tl, s.rip).c_str());
+  uint64_t fp = s.gpr[static_cast<int>(Gpr::kRbp)];
+  for (int depth = 1; depth < 64 && fp != 0; ++depth) {
+    uint64_t saved = 0, ret = 0;
+    uint8_t buf[16] = {};
+    if (!tl.readLinear(fp, std::span<uint8_t>(buf, 2 * w))) {
+      std::printf("#%-2d (frame pointer %s is not mapped)\n", depth, hex(fp).c_str());
+      break;
+    }
+    std::memcpy(&saved, buf, w);
+    std::memcpy(&ret, buf + w, w);
+    if (ret == 0) break;
+    const std::string sym = tl.symbols().describe(ret - 1).value_or("");
+    std::printf("#%-2d %s%s%s  (frame %s)\n", depth, hex(ret).c_str(),
+                sym.empty() ? "" : " <", sym.empty() ? "" : (tl.symbols().describe(ret).value_or(sym) + ">").c_str(),
+                hex(fp).c_str());
+    if (saved <= fp) break;  // frames grow toward higher addresses; anything else is garbage
+    fp = saved;
+  }
+}
+
+}  // namespace
+
+int cmdReplay(std::span<char* const> args) {
+  std::string path;
+  std::optional<std::string> to;
+  bool regs = false, bt = false, physical = false;
+  std::optional<std::string> lastWrite, traceSteps;
+  uint64_t checkpointMem = 0;
+  for (size_t i = 1; i < args.size(); ++i) {
+    const std::string a = args[i];
+    auto value = [&](const char* name) -> std::optional<std::string> {
+      if (i + 1 >= args.size()) {
+        std::fprintf(stderr, "ttvm replay: %s needs a value\n", name);
+        return std::nullopt;
+      }
+      return std::string(args[++i]);
+    };
+    if (a == "-h" || a == "--help") {
+      std::fputs(kReplayHelp, stdout);
+      return 0;
+    } else if (a == "--to") {
+      if (!(to = value("--to"))) return 2;
+    } else if (a == "--regs") {
+      regs = true;
+    } else if (a == "--backtrace") {
+      bt = true;
+    } else if (a == "--physical") {
+      physical = true;
+    } else if (a == "--last-write") {
+      if (!(lastWrite = value("--last-write"))) return 2;
+    } else if (a == "--trace-steps") {
+      if (!(traceSteps = value("--trace-steps"))) return 2;
+    } else if (a == "--checkpoint-mem") {
+      auto v = value("--checkpoint-mem");
+      if (!v) return 2;
+      if (!parseSize(*v, checkpointMem)) {
+        std::fprintf(stderr, "ttvm replay: --checkpoint-mem '%s' is not a size (e.g. 512M)\n",
+                     v->c_str());
+        return 2;
+      }
+    } else if (!a.empty() && a[0] == '-') {
+      std::fprintf(stderr, "ttvm replay: unknown option '%s'\n\n%s", a.c_str(), kReplayHelp);
+      return 2;
+    } else if (path.empty()) {
+      path = a;
+    } else {
+      std::fprintf(stderr, "ttvm replay: more than one trace given ('%s', '%s')\n", path.c_str(),
+                   a.c_str());
+      return 2;
+    }
+  }
+  if (path.empty()) {
+    std::fputs(kReplayHelp, stderr);
+    return 2;
+  }
+  auto reader = TraceReader::open(path);
+  if (!reader.ok()) {
+    std::fprintf(stderr, "ttvm replay: %s\n", reader.error().message.c_str());
+    return 1;
+  }
+  if (reader->recovered())
+    std::fprintf(stderr, "ttvm replay: note: %s\n", reader->recoveryNote().c_str());
+  TimelineOptions to_;
+  to_.checkpointMemBytes = checkpointMem;
+  auto tlr = Timeline::open(*reader, to_);
+  if (!tlr.ok()) {
+    std::fprintf(stderr, "ttvm replay: %s\n", tlr.error().message.c_str());
+    return 1;
+  }
+  Timeline& tl = **tlr;
+  std::signal(SIGINT, onSigint);
+  Control control;
+  control.cancel = &gCancel;
+
+  uint64_t target = tl.endStep();
+  if (to && *to != "end" && !parseU64(*to, target)) {
+    std::fprintf(stderr, "ttvm replay: --to '%s' is not a step number or 'end'\n", to->c_str());
+    return 2;
+  }
+  if (target > tl.endStep()) {
+    std::fprintf(stderr, "ttvm replay: --to %" PRIu64 " is past the end of the trace (step %" PRIu64
+                         ")\n", target, tl.endStep());
+    return 2;
+  }
+  const bool plain = !to && !regs && !bt && !lastWrite && !traceSteps;
+
+  if (traceSteps) {
+    uint64_t a = 0, b = 0;
+    const size_t dots = traceSteps->find("..");
+    if (dots == std::string::npos || !parseU64(traceSteps->substr(0, dots), a) ||
+        !parseU64(traceSteps->substr(dots + 2), b) || b < a) {
+      std::fprintf(stderr, "ttvm replay: --trace-steps '%s' is not A..B with A <= B\n",
+                   traceSteps->c_str());
+      return 2;
+    }
+    b = std::min(b, tl.endStep());
+    if (!reportStop(tl.seek(a, control))) return 1;
+    CpuState prev = tl.registers();
+    for (uint64_t s = a; s <= b; ++s) {
+      const CpuState cur = tl.registers();
+      std::printf("%10" PRIu64 "  %s%s\n", s, where(tl, cur.rip).c_str(),
+                  s == a ? "" : ("   ;" + changes(prev, cur)).c_str());
+      prev = cur;
+      if (s == b) break;
+      StopReason r = tl.step(1, control);
+      if (!reportStop(r)) return 1;
+      if (r.kind == StopKind::kHistoryEnd && tl.now() == s) break;
+    }
+    if (!to && !regs && !bt && !lastWrite) return 0;
+  }
+
+  const StopReason r = tl.seek(target, control);
+  if (!reportStop(r)) return 1;
+  int status = 0;
+  if (target == tl.endStep()) {
+    const std::string diff = tl.session().checkEndState();
+    const auto& end = reader->end();
+    if (!diff.empty()) {
+      std::fprintf(stderr, "ttvm replay: the replay's end state differs from the recording: %s\n",
+                   diff.c_str());
+      status = 1;
+    } else if (plain) {
+      std::printf("replayed %" PRIu64 " steps to the end (%s%s%s); %" PRIu64
+                  " state digests and the final state match the recording\n",
+                  tl.now(), end ? std::string(endReasonName(end->reason)).c_str() : "no footer",
+                  end && !end->message.empty() ? ": " : "",
+                  end ? end->message.c_str() : "", tl.session().digestsChecked());
+      std::printf("end at %s\n", where(tl, tl.registers().rip).c_str());
+    }
+  }
+  if (!plain) std::printf("at step %" PRIu64 ": %s\n", tl.now(), where(tl, tl.registers().rip).c_str());
+  if (regs) printRegisters(tl.registers());
+  if (bt) backtrace(tl);
+  if (lastWrite) {
+    std::string spec = *lastWrite;
+    uint64_t len = 1, addr = 0;
+    const size_t colon = spec.rfind(':');
+    if (colon != std::string::npos) {
+      if (!parseU64(spec.substr(colon + 1), len) || len == 0 || len > (1u << 30)) {
+        std::fprintf(stderr, "ttvm replay: --last-write length '%s' is not a number in 1..2^30\n",
+                     spec.substr(colon + 1).c_str());
+        return 2;
+      }
+      spec.resize(colon);
+    }
+    if (!parseU64(spec, addr)) {
+      auto sym = tl.symbols().find(spec);
+      if (!sym) {
+        std::fprintf(stderr, "ttvm replay: --last-write '%s' is neither an address nor a symbol\n",
+                     spec.c_str());
+        return 2;
+      }
+      addr = *sym;
+    }
+    const uint64_t from = tl.now();
+    std::vector<uint8_t> nowBytes(std::min<uint64_t>(len, 64));
+    const bool readable = physical ? tl.readPhysical(addr, nowBytes) : tl.readLinear(addr, nowBytes);
+    auto hit = tl.lastWrite(addr, len, physical, true, control);
+    if (!hit.ok()) {
+      std::fprintf(stderr, "ttvm replay: --last-write: %s\n", hit.error().message.c_str());
+      return 1;
+    }
+    if (!hit->has_value()) {
+      std::printf("no write to [%s, %s) between step %" PRIu64 " and step %" PRIu64
+                  " (the value comes from the initial state)\n",
+                  hex(addr).c_str(), hex(addr + len).c_str(), tl.beginStep(), from);
+      return status;
+    }
+    const QueryHit h = **hit;
+    std::printf("last write to [%s, %s) before step %" PRIu64 ": step %" PRIu64 " (%" PRIu64
+                " steps earlier)\n",
+                hex(addr).c_str(), hex(addr + len).c_str(), from, h.step, from - h.step);
+    std::printf("  store: %s   (writes %u bytes at %s)\n",
+                where(tl, tl.registers().rip).c_str(), h.size, hex(h.address).c_str());
+    std::vector<uint8_t> before(nowBytes.size());
+    const bool rb = physical ? tl.readPhysical(addr, before) : tl.readLinear(addr, before);
+    auto dump = [](const std::vector<uint8_t>& v) {
+      std::string s;
+      for (uint8_t b : v) {
+        char x[4];
+        std::snprintf(x, sizeof x, "%02x ", b);
+        s += x;
+      }
+      return s;
+    };
+    if (rb) std::printf("  bytes before the store: %s\n", dump(before).c_str());
+    if (readable) std::printf("  bytes at step %-8" PRIu64 ": %s\n", from, dump(nowBytes).c_str());
+    const uint64_t storeStep = tl.now();
+    // Two reverse steps: what led to the store.
+    for (int k = 0; k < 2 && tl.now() > tl.beginStep(); ++k) {
+      if (!reportStop(tl.stepBack(1, control))) return 1;
+      std::printf("  step %-10" PRIu64 " %s\n", tl.now(), where(tl, tl.registers().rip).c_str());
+    }
+    tl.seek(storeStep, control);
+    if (bt) {
+      std::printf("backtrace at the store:\n");
+      backtrace(tl);
+    }
+  }
+  return status;
+}
+
+}  // namespace ttvm::cli
