@@ -20,7 +20,9 @@ namespace {
 
 std::atomic<bool> gCancel{false};
 
-void onSigint(int) { gCancel.store(true); }
+void onSigint(int) {
+  gCancel.store(true);
+}
 
 const char* kReplayHelp =
     "usage: ttvm replay TRACE [options]\n\n"
@@ -57,10 +59,14 @@ bool parseSize(const std::string& s, uint64_t& out) {
   if (errno != 0 || end == s.c_str() || v < 0) return false;
   const std::string suffix(end);
   double mul = 1;
-  if (suffix == "K" || suffix == "k" || suffix == "KiB") mul = 1024.0;
-  else if (suffix == "M" || suffix == "m" || suffix == "MiB") mul = 1024.0 * 1024;
-  else if (suffix == "G" || suffix == "g" || suffix == "GiB") mul = 1024.0 * 1024 * 1024;
-  else if (!suffix.empty() && suffix != "B") return false;
+  if (suffix == "K" || suffix == "k" || suffix == "KiB")
+    mul = 1024.0;
+  else if (suffix == "M" || suffix == "m" || suffix == "MiB")
+    mul = 1024.0 * 1024;
+  else if (suffix == "G" || suffix == "g" || suffix == "GiB")
+    mul = 1024.0 * 1024 * 1024;
+  else if (!suffix.empty() && suffix != "B")
+    return false;
   out = static_cast<uint64_t>(v * mul);
   return true;
 }
@@ -76,8 +82,8 @@ void printRegisters(const CpuState& s) {
                                  "r8",  "r9",  "r10", "r11", "r12", "r13", "r14", "r15"};
   for (int i = 0; i < kNumGprs; ++i)
     std::printf("%-4s 0x%016" PRIx64 "%s", kNames[i], s.gpr[i], i % 4 == 3 ? "\n" : "  ");
-  std::printf("rip  0x%016" PRIx64 "  rflags 0x%08" PRIx64 "  step %" PRIu64 "\n", s.rip,
-              s.rflags, s.steps);
+  std::printf("rip  0x%016" PRIx64 "  rflags 0x%08" PRIx64 "  step %" PRIu64 "\n", s.rip, s.rflags,
+              s.steps);
   static const char* kSeg[] = {"es", "cs", "ss", "ds", "fs", "gs"};
   for (int i = 0; i < kNumSegRegs; ++i)
     std::printf("%s %04x base 0x%" PRIx64 " limit 0x%x attr 0x%x\n", kSeg[i], s.seg[i].selector,
@@ -145,8 +151,8 @@ void backtrace(Timeline& tl) {
     std::memcpy(&ret, buf + w, w);
     if (ret == 0) break;
     const std::string sym = tl.symbols().describe(ret - 1).value_or("");
-    std::printf("#%-2d %s%s%s  (frame %s)\n", depth, hex(ret).c_str(),
-                sym.empty() ? "" : " <", sym.empty() ? "" : (tl.symbols().describe(ret).value_or(sym) + ">").c_str(),
+    std::printf("#%-2d %s%s%s  (frame %s)\n", depth, hex(ret).c_str(), sym.empty() ? "" : " <",
+                sym.empty() ? "" : (tl.symbols().describe(ret).value_or(sym) + ">").c_str(),
                 hex(fp).c_str());
     if (saved <= fp) break;  // frames grow toward higher addresses; anything else is garbage
     fp = saved;
@@ -233,8 +239,9 @@ int cmdReplay(std::span<char* const> args) {
     return 2;
   }
   if (target > tl.endStep()) {
-    std::fprintf(stderr, "ttvm replay: --to %" PRIu64 " is past the end of the trace (step %" PRIu64
-                         ")\n", target, tl.endStep());
+    std::fprintf(stderr,
+                 "ttvm replay: --to %" PRIu64 " is past the end of the trace (step %" PRIu64 ")\n",
+                 target, tl.endStep());
     return 2;
   }
   const bool plain = !to && !regs && !bt && !lastWrite && !traceSteps;
@@ -278,12 +285,13 @@ int cmdReplay(std::span<char* const> args) {
       std::printf("replayed %" PRIu64 " steps to the end (%s%s%s); %" PRIu64
                   " state digests and the final state match the recording\n",
                   tl.now(), end ? std::string(endReasonName(end->reason)).c_str() : "no footer",
-                  end && !end->message.empty() ? ": " : "",
-                  end ? end->message.c_str() : "", tl.session().digestsChecked());
+                  end && !end->message.empty() ? ": " : "", end ? end->message.c_str() : "",
+                  tl.session().digestsChecked());
       std::printf("end at %s\n", where(tl, tl.registers().rip).c_str());
     }
   }
-  if (!plain) std::printf("at step %" PRIu64 ": %s\n", tl.now(), where(tl, tl.registers().rip).c_str());
+  if (!plain)
+    std::printf("at step %" PRIu64 ": %s\n", tl.now(), where(tl, tl.registers().rip).c_str());
   if (regs) printRegisters(tl.registers());
   if (bt) backtrace(tl);
   if (lastWrite) {
@@ -309,7 +317,8 @@ int cmdReplay(std::span<char* const> args) {
     }
     const uint64_t from = tl.now();
     std::vector<uint8_t> nowBytes(std::min<uint64_t>(len, 64));
-    const bool readable = physical ? tl.readPhysical(addr, nowBytes) : tl.readLinear(addr, nowBytes);
+    const bool readable =
+        physical ? tl.readPhysical(addr, nowBytes) : tl.readLinear(addr, nowBytes);
     auto hit = tl.lastWrite(addr, len, physical, true, control);
     if (!hit.ok()) {
       std::fprintf(stderr, "ttvm replay: --last-write: %s\n", hit.error().message.c_str());
@@ -325,8 +334,8 @@ int cmdReplay(std::span<char* const> args) {
     std::printf("last write to [%s, %s) before step %" PRIu64 ": step %" PRIu64 " (%" PRIu64
                 " steps earlier)\n",
                 hex(addr).c_str(), hex(addr + len).c_str(), from, h.step, from - h.step);
-    std::printf("  store: %s   (writes %u bytes at %s)\n",
-                where(tl, tl.registers().rip).c_str(), h.size, hex(h.address).c_str());
+    std::printf("  store: %s   (writes %u bytes at %s)\n", where(tl, tl.registers().rip).c_str(),
+                h.size, hex(h.address).c_str());
     std::vector<uint8_t> before(nowBytes.size());
     const bool rb = physical ? tl.readPhysical(addr, before) : tl.readLinear(addr, before);
     auto dump = [](const std::vector<uint8_t>& v) {

@@ -14,7 +14,9 @@ namespace ttvm::cli {
 namespace {
 
 std::atomic<bool> gCancel{false};
-void onSigint(int) { gCancel.store(true); }
+void onSigint(int) {
+  gCancel.store(true);
+}
 
 }  // namespace
 

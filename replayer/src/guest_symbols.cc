@@ -25,10 +25,9 @@ std::optional<std::string> GuestSymbols::describe(uint64_t address) const {
   for (auto j = it; j != symbols_.begin();) {
     --j;
     const Symbol& s = *j;
-    const bool inside = s.size != 0 ? address < s.address + s.size
-                                    : address - s.address < 0x10000;
-    if (inside && (best == nullptr || (best->address == s.address &&
-                                       s.kind == SymbolKind::kFunction)))
+    const bool inside = s.size != 0 ? address < s.address + s.size : address - s.address < 0x10000;
+    if (inside &&
+        (best == nullptr || (best->address == s.address && s.kind == SymbolKind::kFunction)))
       best = &s;
     if (best != nullptr && s.address != best->address) break;
     if (address - s.address > (1ull << 20)) break;  // nothing sized can cover it
@@ -87,9 +86,8 @@ Disassembly disassemble(std::span<const uint8_t> bytes, CpuMode mode, uint64_t r
   const size_t n = std::min<size_t>(bytes.size(), 15);
   if (ZYAN_FAILED(ZydisDecoderDecodeFull(&decoder, bytes.data(), n, &insn, ops))) return {};
   char text[256];
-  if (ZYAN_FAILED(ZydisFormatterFormatInstruction(&formatter, &insn, ops,
-                                                  insn.operand_count_visible, text, sizeof text,
-                                                  rip, nullptr)))
+  if (ZYAN_FAILED(ZydisFormatterFormatInstruction(
+          &formatter, &insn, ops, insn.operand_count_visible, text, sizeof text, rip, nullptr)))
     return {};
   return Disassembly{insn.length, text};
 }

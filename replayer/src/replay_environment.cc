@@ -100,8 +100,8 @@ void ReplayEnvironment::diverge(std::string reason, std::string actual) {
   divergence_ = std::move(d);
 }
 
-const TraceEvent* ReplayEnvironment::expectRequest(EventKind kind, uint64_t address,
-                                                   unsigned size, const std::string& actual) {
+const TraceEvent* ReplayEnvironment::expectRequest(EventKind kind, uint64_t address, unsigned size,
+                                                   const std::string& actual) {
   if (divergence_) return nullptr;
   const uint64_t now = cpu_->steps;
   const TraceEvent* e = peek();
@@ -140,7 +140,8 @@ const TraceEvent* ReplayEnvironment::expectRequest(EventKind kind, uint64_t addr
 }
 
 uint32_t ReplayEnvironment::portIn(uint16_t port, unsigned size) {
-  const TraceEvent* e = expectRequest(EventKind::kPortIn, port, size, request("portIn", port, size));
+  const TraceEvent* e =
+      expectRequest(EventKind::kPortIn, port, size, request("portIn", port, size));
   if (e == nullptr) return size == 4 ? 0xFFFFFFFFu : ((1u << (8 * size)) - 1);
   const uint32_t v = static_cast<uint32_t>(e->value);
   advance();
@@ -259,6 +260,8 @@ void ReplayEnvironment::acknowledgeNmi() {
   advance();
 }
 
-bool ReplayEnvironment::stopRequested() { return divergence_.has_value() || externalStop_; }
+bool ReplayEnvironment::stopRequested() {
+  return divergence_.has_value() || externalStop_;
+}
 
 }  // namespace ttvm

@@ -46,7 +46,9 @@ std::string DivergenceReport::format() const {
 }
 
 ReplaySession::ReplaySession(const TraceReader& reader, std::unique_ptr<Machine> machine)
-    : reader_(reader), machine_(std::move(machine)), env_(reader, nullptr),
+    : reader_(reader),
+      machine_(std::move(machine)),
+      env_(reader, nullptr),
       symbols_(reader.header()) {}
 
 ReplaySession::~ReplaySession() = default;
@@ -82,7 +84,9 @@ Result<std::unique_ptr<ReplaySession>> ReplaySession::open(const TraceReader& re
   return s;
 }
 
-std::span<uint8_t> ReplaySession::ram() { return machine_->ram(); }
+std::span<uint8_t> ReplaySession::ram() {
+  return machine_->ram();
+}
 std::span<const uint8_t> ReplaySession::ram() const {
   return static_cast<const Machine&>(*machine_).ram();
 }
@@ -124,8 +128,7 @@ std::optional<DivergenceReport> ReplaySession::divergence() const {
   return d;
 }
 
-void ReplaySession::divergeAt(uint64_t step, uint64_t rip, std::string reason,
-                              std::string actual) {
+void ReplaySession::divergeAt(uint64_t step, uint64_t rip, std::string reason, std::string actual) {
   env_.diverge(std::move(reason), std::move(actual));
   // diverge() stamped the current position; name the step that misbehaved.
   auto& d = const_cast<std::optional<DivergenceReport>&>(env_.divergence());
@@ -183,8 +186,8 @@ SessionStop ReplaySession::runTo(uint64_t target, const RunOptions& options) {
     }
     const TraceEvent* e = env_.peek();
     if (e != nullptr && e->step < now) {
-      divergeAt(e->step, state().rip,
-                "the replay passed a recorded input without asking for it", "");
+      divergeAt(e->step, state().rip, "the replay passed a recorded input without asking for it",
+                "");
       stop.kind = SessionStopKind::kDivergence;
       return stop;
     }
@@ -204,8 +207,7 @@ SessionStop ReplaySession::runTo(uint64_t target, const RunOptions& options) {
     if (consuming && step() > now) {
       // Every input of step `now` must have been consumed by it; passive marks
       // recorded after them (HLT, debug exit) are skipped here.
-      for (const TraceEvent* n = env_.peek(); n != nullptr && n->step == now;
-           n = env_.peek()) {
+      for (const TraceEvent* n = env_.peek(); n != nullptr && n->step == now; n = env_.peek()) {
         if (isPassiveEvent(n->kind) && n->kind != EventKind::kStateDigest) {
           env_.advance();
           continue;
@@ -244,10 +246,10 @@ SessionStop ReplaySession::runTo(uint64_t target, const RunOptions& options) {
         const TraceEvent* n = env_.peek();
         divergeAt(step(), state().rip,
                   "the CPU is halted with no interrupt pending but the recorded run went on",
-                  n != nullptr ? "hlt (waiting; interrupts " +
-                                     std::string(state().rflags & flags::kIF ? "enabled" : "disabled") +
-                                     ")"
-                               : "hlt");
+                  n != nullptr
+                      ? "hlt (waiting; interrupts " +
+                            std::string(state().rflags & flags::kIF ? "enabled" : "disabled") + ")"
+                      : "hlt");
         stop.kind = SessionStopKind::kDivergence;
         return stop;
       }

@@ -74,9 +74,9 @@ Result<std::unique_ptr<Timeline>> Timeline::open(const TraceReader& reader,
   Cpu& cpu = t->session_->cpu();
   cpu.setDirtyTracking(true);
   (void)cpu.takeDirtyPages();
-  t->checkpoints_.emplace(t->beginStep_, Checkpoint{t->session_->state(),
-                                                    t->session_->environment().position(),
-                                                    t->live_});
+  t->checkpoints_.emplace(
+      t->beginStep_,
+      Checkpoint{t->session_->state(), t->session_->environment().position(), t->live_});
   return t;
 }
 
@@ -105,13 +105,17 @@ int Timeline::addBreakpoint(uint64_t address, bool physical) {
 
 int Timeline::addWatchpoint(uint64_t address, uint64_t length, WatchKind kind, bool physical) {
   const int id = nextId_++;
-  watchpoints_[id] = Watchpoint{DebuggerWatchpoint{address, std::max<uint64_t>(1, length), kind,
-                                                   physical}};
+  watchpoints_[id] =
+      Watchpoint{DebuggerWatchpoint{address, std::max<uint64_t>(1, length), kind, physical}};
   return id;
 }
 
-bool Timeline::removeBreakpoint(int id) { return breakpoints_.erase(id) != 0; }
-bool Timeline::removeWatchpoint(int id) { return watchpoints_.erase(id) != 0; }
+bool Timeline::removeBreakpoint(int id) {
+  return breakpoints_.erase(id) != 0;
+}
+bool Timeline::removeWatchpoint(int id) {
+  return watchpoints_.erase(id) != 0;
+}
 void Timeline::clearBreakpointsAndWatchpoints() {
   breakpoints_.clear();
   watchpoints_.clear();
@@ -558,8 +562,8 @@ Result<std::optional<QueryHit>> Timeline::lastWrite(uint64_t address, uint64_t l
                                                     const Control& control) {
   const uint64_t origin = now();
   Arming a;
-  a.wps.push_back(DebuggerWatchpoint{address, std::max<uint64_t>(1, length), WatchKind::kWrite,
-                                     physical});
+  a.wps.push_back(
+      DebuggerWatchpoint{address, std::max<uint64_t>(1, length), WatchKind::kWrite, physical});
   a.wpIds.push_back(-1);
   auto h = scanBackward(beginStep_, a, control);
   if (!h.ok()) {
@@ -586,8 +590,8 @@ Result<std::optional<QueryHit>> Timeline::nextWrite(uint64_t address, uint64_t l
                                                     const Control& control) {
   const uint64_t origin = now();
   Arming a;
-  a.wps.push_back(DebuggerWatchpoint{address, std::max<uint64_t>(1, length), WatchKind::kWrite,
-                                     physical});
+  a.wps.push_back(
+      DebuggerWatchpoint{address, std::max<uint64_t>(1, length), WatchKind::kWrite, physical});
   a.wpIds.push_back(-1);
   std::optional<QueryHit> out;
   for (;;) {

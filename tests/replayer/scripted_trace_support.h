@@ -19,8 +19,8 @@ namespace ttvm::testing {
 // Addresses in the test program (real mode, CS = DS = 0).
 inline constexpr uint64_t kProgStart = 0x1000;
 inline constexpr uint64_t kProgMainLoop = 0x101D;
-inline constexpr uint64_t kProgStoreInsn = 0x1027;  // add [0x3000 + di], ax
-inline constexpr uint64_t kProgHandler = 0x103D;    // interrupt 0x20 handler
+inline constexpr uint64_t kProgStoreInsn = 0x1027;     // add [0x3000 + di], ax
+inline constexpr uint64_t kProgHandler = 0x103D;       // interrupt 0x20 handler
 inline constexpr uint64_t kProgCounterStore = 0x1042;  // mov [0x0500], ax
 inline constexpr uint64_t kIrqCounter = 0x0500;        // word: interrupts taken
 inline constexpr uint64_t kBuffer = 0x3000;            // 256 bytes the loop adds input into

@@ -15,8 +15,8 @@
 namespace ttvm {
 
 struct DivergenceReport {
-  uint64_t step = 0;  // the step during which the replay diverged (CpuState::steps)
-  uint64_t rip = 0;   // RIP of the instruction executing at that step
+  uint64_t step = 0;        // the step during which the replay diverged (CpuState::steps)
+  uint64_t rip = 0;         // RIP of the instruction executing at that step
   std::string symbol;       // "function+0x12", empty when unknown
   std::string disassembly;  // the instruction at RIP, empty when unreadable
   std::optional<TraceEvent> expected;  // the trace's next event; nullopt at the end of the trace

@@ -51,7 +51,7 @@ struct QueryHit {
   uint64_t address = 0;
   unsigned size = 0;
   std::optional<TraceEvent> event;
-  uint8_t vector = 0;   // kException / kInterrupt
+  uint8_t vector = 0;     // kException / kInterrupt
   uint64_t oldValue = 0;  // register queries: value before the step
   uint64_t newValue = 0;  // register queries: value after the step
 };

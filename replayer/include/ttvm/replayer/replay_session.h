@@ -55,8 +55,8 @@ const char* toString(SessionStopKind k);
 
 struct SessionStop {
   SessionStopKind kind = SessionStopKind::kTarget;
-  uint64_t step = 0;   // the position after the stop (CpuState::steps)
-  StepResult result;   // the CPU's outcome of the last step (vector, watch hit)
+  uint64_t step = 0;  // the position after the stop (CpuState::steps)
+  StepResult result;  // the CPU's outcome of the last step (vector, watch hit)
 };
 
 struct RunOptions {
