@@ -40,5 +40,11 @@ if "$ttvm" replay --help >/dev/null 2>&1; then
   next_field=$(printf '0x%x' $((0x$arena + 0x2FA8)))
   echo
   echo "== ttvm replay $trace --last-write $next_field:8"
-  "$ttvm" replay "$trace" --last-write "$next_field:8"
+  "$ttvm" replay "$trace" --last-write "$next_field:8" | tee "$serial.lastwrite"
+  step=$(sed -n 's/.*before step [0-9]*: step \([0-9]*\).*/\1/p' "$serial.lastwrite")
+  if [ -n "$step" ]; then
+    echo
+    echo "== ttvm replay $trace --to $step --backtrace"
+    "$ttvm" replay "$trace" --to "$step" --backtrace
+  fi
 fi
