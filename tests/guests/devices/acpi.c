@@ -5,6 +5,23 @@
  * at 0xFEC00000 with GSI base 0. */
 #include "dev.h"
 
+/* Counts of the ACPI PM timer (3.579545 MHz) during PIT channel 2's mode-0
+ * countdown of `pit_count` ticks (gated through port 0x61). */
+static uint32_t pm_ticks_during_pit(uint16_t port, uint32_t mask, uint16_t pit_count) {
+  uint8_t p61 = inb(0x61);
+  outb(0x61, p61 & ~0x03);
+  outb(0x43, 0xB0);
+  outb(0x42, (uint8_t)pit_count);
+  outb(0x42, (uint8_t)(pit_count >> 8));
+  uint32_t t0 = inl(port) & mask;
+  outb(0x61, (uint8_t)((p61 & ~0x02) | 0x01));
+  for (uint64_t i = 0; i < 200000000ull && !(inb(0x61) & 0x20); i++) {
+  }
+  uint32_t t1 = inl(port) & mask;
+  outb(0x61, p61 & ~0x03);
+  return (t1 - t0) & mask;
+}
+
 GUEST_NAME("acpi");
 
 struct __attribute__((packed)) rsdp {
@@ -78,18 +95,18 @@ void guest_main(void) {
   case_begin("rsdt");
   const struct sdt_header* rsdt = check_table(r->rsdt_address, "RSDT");
   const struct sdt_header* madt = NULL;
-  int facp = 0;
+  const struct sdt_header* facp = NULL;
   if (rsdt) {
     uint32_t n = (rsdt->length - sizeof *rsdt) / 4;
     const uint32_t* entry = (const uint32_t*)(rsdt + 1);
     for (uint32_t i = 0; i < n; i++) {
       const struct sdt_header* t = check_table(entry[i], NULL);
       if (t && memcmp(t->signature, "APIC", 4) == 0) madt = t;
-      if (t && memcmp(t->signature, "FACP", 4) == 0) facp = 1;
+      if (t && memcmp(t->signature, "FACP", 4) == 0) facp = t;
     }
   }
   CHECK_MSG(madt != NULL, "no MADT (\"APIC\") in the RSDT");
-  (void)facp;
+  CHECK_MSG(facp != NULL, "no FADT (\"FACP\") in the RSDT");
 
   case_begin("xsdt");
   if (r->revision >= 2 && r->xsdt_address) {
@@ -109,6 +126,33 @@ void guest_main(void) {
     if (madt && xmadt) CHECK_MSG(madt == xmadt, "RSDT and XSDT name different MADTs");
   } else {
     printf("note: RSDP revision %u: no XSDT\n", r->revision);
+  }
+
+  case_begin("pm_timer");
+  /* FADT: PM_TMR_BLK (offset 76), PM_TMR_LEN (91), flags (112, bit 8:
+   * TMR_VAL_EXT = 32-bit counter). Linux calibrates against this timer. */
+  if (facp && facp->length >= 116) {
+    const uint8_t* f = (const uint8_t*)facp;
+    uint32_t blk, flags;
+    memcpy(&blk, f + 76, 4);
+    memcpy(&flags, f + 112, 4);
+    uint8_t len = f[91];
+    printf("FADT: PM timer block %#x, length %u, %s-bit\n", blk, len,
+           (flags & (1u << 8)) ? "32" : "24");
+    if (blk == 0) {
+      printf("note: FADT has no PM timer: case skipped\n");
+    } else {
+      CHECK_MSG(len == 4 && blk < 0x10000, "PM timer block %#x length %u", blk, len);
+      uint32_t mask = (flags & (1u << 8)) ? 0xFFFFFFFFu : 0xFFFFFFu;
+      uint32_t raw = inl((uint16_t)blk);
+      CHECK_MSG((raw & ~mask) == 0, "24-bit PM timer reads %#x: bits above 23 set", raw);
+      /* 10 ms of PIT = 35795 PM ticks; a late poll only adds ticks. */
+      uint32_t ticks = pm_ticks_during_pit((uint16_t)blk, mask, 11932);
+      uint32_t again = pm_ticks_during_pit((uint16_t)blk, mask, 11932);
+      if (again < ticks) ticks = again; /* an emulator's first window runs long */
+      printf("PM timer: %u ticks in 10 ms of PIT time (expected 35795)\n", ticks);
+      CHECK_MSG(ticks >= 35795 * 9 / 10, "PM timer counted %u in 10 ms, expected 35795", ticks);
+    }
   }
 
   case_begin("madt");
