@@ -297,7 +297,9 @@ void idt_init(void) {
 }
 
 /* ---- TSS -------------------------------------------------------------------------- */
-uint8_t tss_area[128] __attribute__((aligned(16)));
+/* 104-byte TSS + room for an I/O permission bitmap of ports 0..0x3FF and its
+ * terminating 0xFF byte (tss_set_iomap). */
+uint8_t tss_area[TSS_AREA_SIZE] __attribute__((aligned(16)));
 
 void tss_init(void) {
   memset(tss_area, 0, sizeof(tss_area));
@@ -313,6 +315,18 @@ void tss_init(void) {
   gdt[SEL_TSS / 8] = gdt_make(base, 103, 0x89, 0x0);
   tss_set_rsp0((ureg)intr_stack_top);
 #endif
+  __asm__ volatile("ltr %w0" ::"r"(SEL_TSS));
+}
+
+void tss_set_iomap(const uint8_t* bitmap, int bytes) {
+  /* SDM vol. 1 19.5.2 "I/O Permission Bit Map": bit set = port denied; the map
+   * starts at the I/O map base (offset 102) and the byte after it must be 0xFF. */
+  *(uint16_t*)(tss_area + 102) = 104;
+  memcpy(tss_area + 104, bitmap, (size_t)bytes);
+  tss_area[104 + bytes] = 0xFF;
+  uint32_t limit = 104 + (uint32_t)bytes; /* the last byte inside the segment */
+  ureg base = (ureg)tss_area;
+  gdt[SEL_TSS / 8] = gdt_make((uint32_t)base, limit, 0x89, 0x0); /* available again for LTR */
   __asm__ volatile("ltr %w0" ::"r"(SEL_TSS));
 }
 
@@ -385,8 +399,16 @@ static const char* const kNames[32] = {"#DE", "#DB", "NMI", "#BP", "#OF", "#BR",
                                        "#MF", "#AC", "#MC", "#XM", "#VE", "#CP"};
 
 void trap_dispatch(struct trap_frame* f);
+static int trap_depth;
+
 void trap_dispatch(struct trap_frame* f) {
   int v = (int)f->vector;
+  /* A fault inside the handler chain (a broken guest or CPU) must not loop
+   * forever printing: give up after a few nested levels. */
+  if (++trap_depth > 4) {
+    outb(0x3F8, '!');
+    guest_exit(2);
+  }
   ureg dr6 = 0, cr2 = 0;
   if (v == 1 || v == 3) dr6 = read_dr6();
   if (v == 14) cr2 = read_cr2();
@@ -417,13 +439,18 @@ void trap_dispatch(struct trap_frame* f) {
   if (trap_resume) {
     f->rip = trap_resume;
     trap_resume = 0;
+    trap_depth--;
     return;
   }
   if (hooks[v]) {
     hooks[v](f);
+    trap_depth--;
     return;
   }
-  if (record_only[v]) return;
+  if (record_only[v]) {
+    trap_depth--;
+    return;
+  }
   printf("FAIL: %s: unexpected %s (vector %d) error %#lx at %#lx:%#lx rflags %#lx cr2 %#lx\n",
          current_case, v < 32 && kNames[v] ? kNames[v] : "interrupt", v, (unsigned long)f->error,
          (unsigned long)f->cs, (unsigned long)f->rip, (unsigned long)f->rflags,

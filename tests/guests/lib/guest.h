@@ -261,7 +261,11 @@ void idt_load(void);
 void tss_init(void);
 void tss_set_rsp0(ureg rsp);
 void tss_set_ist(int n, ureg rsp);
+#define TSS_AREA_SIZE (104 + 128 + 8)
 extern uint8_t tss_area[];
+/* Installs an I/O permission bitmap of `bytes` bytes (ports 0 .. 8*bytes-1),
+ * grows the TSS limit over it and reloads TR. bytes <= 128. */
+void tss_set_iomap(const uint8_t* bitmap, int bytes);
 
 extern uint8_t stack_top[];      /* the boot stack */
 extern uint8_t intr_stack_top[]; /* TSS.RSP0 (ESP0) */
