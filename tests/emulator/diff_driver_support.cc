@@ -139,9 +139,13 @@ DiffSummary runDifferential(const DiffConfig& c, Runner& exp, Runner& act) {
       continue;
     }
     ++s.mismatches;
+    Layout lay = layoutFor(tc.program.mode);
+    if (s.mismatches > static_cast<uint64_t>(c.maxMinimized)) {
+      ++s.categories["(not minimized) " + lastMnemonic(tc.program.mode, v.code, lay.code)];
+      continue;
+    }
     TestCase small = minimize(c, tc, exp, act);
     Verdict m = judge(c, small, exp, act);
-    Layout lay = layoutFor(tc.program.mode);
     std::string category = lastMnemonic(tc.program.mode, m.code, lay.code);
     if (!m.diffs.empty()) {
       std::string field = m.diffs[0].substr(0, m.diffs[0].find(':'));

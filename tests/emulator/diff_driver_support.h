@@ -34,6 +34,9 @@ struct DiffConfig {
   uint64_t first = 0;
   uint64_t count = 1000;
   int maxReports = 8;  // fully printed (minimized) mismatches
+  // Mismatches shrunk for categorizing; the rest are counted under the last
+  // instruction of the whole sequence (keeps a badly broken run fast).
+  int maxMinimized = 200;
   KnownOracleBug knownOracleBug;
 };
 

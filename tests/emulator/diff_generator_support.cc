@@ -959,10 +959,11 @@ class Generator {
     if (altAddr) bytes.push_back(0x67);
     if ((size == 2) != (bits_ == 16) && size != 1 && size != 8) bytes.push_back(0x66);
     if (usesSi && chance(25)) {
-      // Segment override of the source (same base everywhere here; in 64-bit
-      // mode only the ignored CS/SS/DS/ES ones: FS/GS are the host's TLS).
-      bytes.push_back(is64() ? pick<uint8_t>({0x26, 0x2E, 0x36, 0x3E})
-                             : pick<uint8_t>({0x26, 0x2E, 0x36, 0x3E, 0x64, 0x65}));
+      // Segment override of the source. CS/SS/DS/ES have base 0 (flat) or
+      // the one real-mode segment everywhere; FS/GS only in real mode: under
+      // a 64-bit host kernel they hold the host's TLS bases.
+      bytes.push_back(bits_ == 16 ? pick<uint8_t>({0x26, 0x2E, 0x36, 0x3E, 0x64, 0x65})
+                                  : pick<uint8_t>({0x26, 0x2E, 0x36, 0x3E}));
     }
     if (size == 8) bytes.push_back(0x48);
     bytes.push_back(static_cast<uint8_t>(kOpcode[op] + (size == 1 ? 0 : 1)));

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <initializer_list>
 
@@ -26,6 +27,16 @@ constexpr uint64_t kInBlock = kBlockPage;
 constexpr uint64_t kOutBlock = kBlockPage + 0x400;
 constexpr uint64_t kHostRspSlot = kBlockPage + 0x800;
 constexpr uint64_t kCodeMapSize = kMaxCodeSize + 0x1000;
+// 32-bit (compatibility mode) path: a 32-bit entry and exit stub, far
+// pointers for the mode switches, a small stack below 4 GiB for PUSHFD/POPFD,
+// and the host's DS/ES (compatibility-mode code needs usable data segments).
+constexpr uint64_t kEntry32Stub = kStubPage + 0xA00;
+constexpr uint64_t kExit32Stub = kStubPage + 0xC00;
+constexpr uint64_t kFarEntry32 = kBlockPage + 0xA00;  // m16:32 -> 0x23:kEntry32Stub
+constexpr uint64_t kFarTail64 = kBlockPage + 0xA10;   // m16:32 -> 0x33:kTailStub
+constexpr uint64_t kSegSlot = kBlockPage + 0xA20;     // saved DS, ES
+constexpr uint64_t kPrivateStack32 = kBlockPage + 0xF00;
+constexpr uint16_t kUserCs32 = 0x23, kUserCs64 = 0x33, kUserDs = 0x2B;
 
 // State block layout used by the stubs.
 constexpr int kGprOff = 0;
@@ -65,7 +76,8 @@ namespace {
 
 class StubWriter {
  public:
-  explicit StubWriter(uint64_t address) : addr_(address) {}
+  explicit StubWriter(uint64_t address, ZydisMachineMode mode = ZYDIS_MACHINE_MODE_LONG_64)
+      : addr_(address), mode_(mode) {}
   ZydisEncoderOperand reg(ZydisRegister r) {
     ZydisEncoderOperand o{};
     o.type = ZYDIS_OPERAND_TYPE_REGISTER;
@@ -87,7 +99,7 @@ class StubWriter {
   }
   void emit(ZydisMnemonic m, std::initializer_list<ZydisEncoderOperand> ops) {
     ZydisEncoderRequest r{};
-    r.machine_mode = ZYDIS_MACHINE_MODE_LONG_64;
+    r.machine_mode = mode_;
     r.mnemonic = m;
     r.operand_count = static_cast<ZyanU8>(ops.size());
     int i = 0;
@@ -98,10 +110,15 @@ class StubWriter {
     TTVM_ASSERT(ZYAN_SUCCESS(st), "host stub: cannot encode ", ZydisMnemonicGetString(m));
     bytes_.insert(bytes_.end(), buf, buf + len);
   }
+  void raw(std::initializer_list<uint8_t> b) { bytes_.insert(bytes_.end(), b); }
+  void raw32(uint32_t v) {
+    for (int i = 0; i < 4; ++i) bytes_.push_back(static_cast<uint8_t>(v >> (8 * i)));
+  }
   const std::vector<uint8_t>& bytes() const { return bytes_; }
 
  private:
   uint64_t addr_;
+  ZydisMachineMode mode_;
   std::vector<uint8_t> bytes_;
 };
 
@@ -114,10 +131,23 @@ ZydisRegister xmmReg(int i) {
 const ZydisRegister kCalleeSaved[] = {ZYDIS_REGISTER_RBX, ZYDIS_REGISTER_RBP, ZYDIS_REGISTER_R12,
                                       ZYDIS_REGISTER_R13, ZYDIS_REGISTER_R14, ZYDIS_REGISTER_R15};
 
-std::vector<uint8_t> entryStub(uint64_t codeAddress) {
-  StubWriter w(kEntryStub);
+ZydisRegister gpr32(int i) {
+  return static_cast<ZydisRegister>(ZYDIS_REGISTER_EAX + i);
+}
+
+// Common head of both entry stubs: save the host's callee-saved registers,
+// RSP, DS and ES.
+void saveHost(StubWriter& w) {
   for (ZydisRegister r : kCalleeSaved) w.emit(ZYDIS_MNEMONIC_PUSH, {w.reg(r)});
   w.emit(ZYDIS_MNEMONIC_MOV, {w.abs(kHostRspSlot, 8), w.reg(ZYDIS_REGISTER_RSP)});
+  w.emit(ZYDIS_MNEMONIC_MOV, {w.abs(kSegSlot, 2), w.reg(ZYDIS_REGISTER_DS)});
+  w.emit(ZYDIS_MNEMONIC_MOV, {w.abs(kSegSlot + 2, 2), w.reg(ZYDIS_REGISTER_ES)});
+}
+
+// 64-bit: load XMM0-15, RFLAGS and the 16 GPRs, jump to the code.
+std::vector<uint8_t> entryStub64(uint64_t codeAddress) {
+  StubWriter w(kEntryStub);
+  saveHost(w);
   for (int i = 0; i < 16; ++i) {
     w.emit(ZYDIS_MNEMONIC_MOVDQU, {w.reg(xmmReg(i)), w.abs(kInBlock + kXmmOff + 16 * i, 16)});
   }
@@ -130,7 +160,8 @@ std::vector<uint8_t> entryStub(uint64_t codeAddress) {
   return w.bytes();
 }
 
-std::vector<uint8_t> exitStub() {
+// 64-bit: store everything, then the common tail.
+std::vector<uint8_t> exitStub64() {
   StubWriter w(kExitStub);
   for (int i = 0; i < 16; ++i) {
     w.emit(ZYDIS_MNEMONIC_MOV, {w.abs(kOutBlock + kGprOff + 8 * i, 8), w.reg(gpr64(i))});
@@ -146,27 +177,104 @@ std::vector<uint8_t> exitStub() {
   return w.bytes();
 }
 
+// 64-bit, entered by the exit stubs and by the fault handler: host RSP, DS,
+// ES back, DF clear, callee-saved registers back, return to the C caller.
 std::vector<uint8_t> tailStub() {
   StubWriter w(kTailStub);
+  w.emit(ZYDIS_MNEMONIC_MOV, {w.reg(ZYDIS_REGISTER_RSP), w.abs(kHostRspSlot, 8)});
+  w.emit(ZYDIS_MNEMONIC_MOV, {w.reg(ZYDIS_REGISTER_DS), w.abs(kSegSlot, 2)});
+  w.emit(ZYDIS_MNEMONIC_MOV, {w.reg(ZYDIS_REGISTER_ES), w.abs(kSegSlot + 2, 2)});
   w.emit(ZYDIS_MNEMONIC_CLD, {});
   for (int i = 5; i >= 0; --i) w.emit(ZYDIS_MNEMONIC_POP, {w.reg(kCalleeSaved[i])});
   w.emit(ZYDIS_MNEMONIC_RET, {});
   return w.bytes();
 }
 
+// 32-bit path, 64-bit half: load XMM0-7, usable DS/ES, far jump into the
+// 32-bit user code segment.
+std::vector<uint8_t> entryStub64To32() {
+  StubWriter w(kEntryStub);
+  saveHost(w);
+  for (int i = 0; i < 8; ++i) {
+    w.emit(ZYDIS_MNEMONIC_MOVDQU, {w.reg(xmmReg(i)), w.abs(kInBlock + kXmmOff + 16 * i, 16)});
+  }
+  w.emit(ZYDIS_MNEMONIC_MOV, {w.reg(ZYDIS_REGISTER_EAX), w.imm(kUserDs)});
+  w.emit(ZYDIS_MNEMONIC_MOV, {w.reg(ZYDIS_REGISTER_DS), w.reg(ZYDIS_REGISTER_AX)});
+  w.emit(ZYDIS_MNEMONIC_MOV, {w.reg(ZYDIS_REGISTER_ES), w.reg(ZYDIS_REGISTER_AX)});
+  w.raw({0xFF, 0x2C, 0x25});  // jmp far m16:32 [kFarEntry32]
+  w.raw32(static_cast<uint32_t>(kFarEntry32));
+  return w.bytes();
+}
+
+// 32-bit (compatibility mode): EFLAGS from a private stack, the 8 GPRs, jump.
+std::vector<uint8_t> entryStub32(uint64_t codeAddress) {
+  StubWriter w(kEntry32Stub, ZYDIS_MACHINE_MODE_LONG_COMPAT_32);
+  w.emit(ZYDIS_MNEMONIC_MOV, {w.reg(ZYDIS_REGISTER_ESP), w.imm(kPrivateStack32)});
+  w.emit(ZYDIS_MNEMONIC_PUSH, {w.abs(kInBlock + kFlagsOff, 4)});
+  w.emit(ZYDIS_MNEMONIC_POPFD, {});
+  for (int i = 0; i < 8; ++i) {
+    w.emit(ZYDIS_MNEMONIC_MOV, {w.reg(gpr32(i)), w.abs(kInBlock + kGprOff + 8 * i, 4)});
+  }
+  w.emit(ZYDIS_MNEMONIC_JMP, {w.imm(static_cast<int64_t>(codeAddress))});
+  return w.bytes();
+}
+
+// 32-bit: store the 8 GPRs, XMM0-7 and EFLAGS, far jump back to 64-bit.
+std::vector<uint8_t> exitStub32() {
+  StubWriter w(kExit32Stub, ZYDIS_MACHINE_MODE_LONG_COMPAT_32);
+  for (int i = 0; i < 8; ++i) {
+    w.emit(ZYDIS_MNEMONIC_MOV, {w.abs(kOutBlock + kGprOff + 8 * i, 4), w.reg(gpr32(i))});
+  }
+  for (int i = 0; i < 8; ++i) {
+    w.emit(ZYDIS_MNEMONIC_MOVDQU, {w.abs(kOutBlock + kXmmOff + 16 * i, 16), w.reg(xmmReg(i))});
+  }
+  w.emit(ZYDIS_MNEMONIC_MOV, {w.reg(ZYDIS_REGISTER_ESP), w.imm(kPrivateStack32)});
+  w.emit(ZYDIS_MNEMONIC_PUSHFD, {});
+  w.emit(ZYDIS_MNEMONIC_POP, {w.reg(ZYDIS_REGISTER_EAX)});
+  w.emit(ZYDIS_MNEMONIC_MOV, {w.abs(kOutBlock + kFlagsOff, 4), w.reg(ZYDIS_REGISTER_EAX)});
+  w.raw({0xFF, 0x2D});  // jmp far m16:32 [kFarTail64]
+  w.raw32(static_cast<uint32_t>(kFarTail64));
+  return w.bytes();
+}
+
+struct Stubs {
+  std::vector<uint8_t> entry, exit, tail, entry32, exit32;
+};
+
+Stubs makeStubs(CodeMode mode) {
+  Stubs st;
+  uint64_t code = layoutFor(mode).code;
+  st.tail = tailStub();
+  if (mode == CodeMode::kLong64) {
+    st.entry = entryStub64(code);
+    st.exit = exitStub64();
+  } else {
+    st.entry = entryStub64To32();
+    st.entry32 = entryStub32(code);
+    st.exit32 = exitStub32();
+  }
+  return st;
+}
+
 // ---- child side (async-signal-safe from here on) ----
+
+uint64_t gChildCode = 0;  // the child's code address (set before any run)
+bool gChildIs32 = false;  // running compatibility-mode code
 
 void onFault(int, siginfo_t*, void* ctx) {
   auto* uc = static_cast<ucontext_t*>(ctx);
   greg_t* g = uc->uc_mcontext.gregs;
   uint64_t rip = static_cast<uint64_t>(g[REG_RIP]);
-  uint64_t code = layoutFor(CodeMode::kLong64).code;
+  uint64_t code = gChildCode;
   if (rip < code || rip >= code + kCodeMapSize) _exit(90);  // the harness itself faulted
   auto* out = reinterpret_cast<Block*>(kOutBlock);
   static const int kMap[16] = {REG_RAX, REG_RCX, REG_RDX, REG_RBX, REG_RSP, REG_RBP,
                                REG_RSI, REG_RDI, REG_R8,  REG_R9,  REG_R10, REG_R11,
                                REG_R12, REG_R13, REG_R14, REG_R15};
   for (int i = 0; i < 16; ++i) out->gpr[i] = static_cast<uint64_t>(g[kMap[i]]);
+  if (gChildIs32) {
+    for (int i = 0; i < 16; ++i) out->gpr[i] = i < 8 ? out->gpr[i] & 0xFFFFFFFF : 0;
+  }
   out->rflags = static_cast<uint64_t>(g[REG_EFL]);
   for (int i = 0; i < 16; ++i) {
     std::memcpy(out->xmm[i], uc->uc_mcontext.fpregs->_xmm[i].element, 16);
@@ -178,6 +286,9 @@ void onFault(int, siginfo_t*, void* ctx) {
   g[REG_RSP] = static_cast<greg_t>(*reinterpret_cast<uint64_t*>(kHostRspSlot));
   g[REG_RIP] = static_cast<greg_t>(kTailStub);
   g[REG_EFL] &= ~static_cast<greg_t>(flags::kDF | flags::kTF | flags::kAC);
+  // Back to the 64-bit code segment if the fault was in compatibility mode
+  // (REG_CSGSFS holds CS in its low 16 bits).
+  g[REG_CSGSFS] = (g[REG_CSGSFS] & ~static_cast<greg_t>(0xFFFF)) | kUserCs64;
 }
 
 void* mapFixed(uint64_t addr, uint64_t size, int prot) {
@@ -187,19 +298,32 @@ void* mapFixed(uint64_t addr, uint64_t size, int prot) {
   return p;
 }
 
-[[noreturn]] void childMain(int fd, HostRunner::Shared* sh, const std::vector<uint8_t>& entry,
-                            const std::vector<uint8_t>& exitCode,
-                            const std::vector<uint8_t>& tail) {
-  const Layout lay = layoutFor(CodeMode::kLong64);
+[[noreturn]] void childMain(int fd, HostRunner::Shared* sh, CodeMode mode, const Stubs& st) {
+  const Layout lay = layoutFor(mode);
+  gChildCode = lay.code;
+  gChildIs32 = mode != CodeMode::kLong64;
   auto* code =
       static_cast<uint8_t*>(mapFixed(lay.code, kCodeMapSize, PROT_READ | PROT_WRITE | PROT_EXEC));
   auto* data = static_cast<uint8_t*>(mapFixed(lay.data, kMemSize, PROT_READ | PROT_WRITE));
   auto* stubs =
       static_cast<uint8_t*>(mapFixed(kStubPage, 0x1000, PROT_READ | PROT_WRITE | PROT_EXEC));
   mapFixed(kBlockPage, 0x1000, PROT_READ | PROT_WRITE);
-  std::memcpy(stubs, entry.data(), entry.size());
-  std::memcpy(stubs + (kExitStub - kStubPage), exitCode.data(), exitCode.size());
-  std::memcpy(stubs + (kTailStub - kStubPage), tail.data(), tail.size());
+  auto place = [&](uint64_t at, const std::vector<uint8_t>& b) {
+    std::memcpy(stubs + (at - kStubPage), b.data(), b.size());
+  };
+  place(kEntryStub, st.entry);
+  place(kExitStub, st.exit);
+  place(kTailStub, st.tail);
+  place(kEntry32Stub, st.entry32);
+  place(kExit32Stub, st.exit32);
+  // Far pointers (m16:32) for the mode switches.
+  auto* block = reinterpret_cast<uint8_t*>(kBlockPage);
+  uint32_t off32 = static_cast<uint32_t>(kEntry32Stub), offTail = static_cast<uint32_t>(kTailStub);
+  std::memcpy(block + (kFarEntry32 - kBlockPage), &off32, 4);
+  std::memcpy(block + (kFarEntry32 - kBlockPage) + 4, &kUserCs32, 2);
+  std::memcpy(block + (kFarTail64 - kBlockPage), &offTail, 4);
+  std::memcpy(block + (kFarTail64 - kBlockPage) + 4, &kUserCs64, 2);
+  const uint64_t exitStub = mode == CodeMode::kLong64 ? kExitStub : kExit32Stub;
 
   static uint8_t altStack[64 * 1024];
   stack_t ss{};
@@ -222,7 +346,7 @@ void* mapFixed(uint64_t addr, uint64_t size, int prot) {
     uint32_t len = sh->codeLen;
     std::memcpy(code, sh->code, len);
     // jmp rel32 to the exit stub.
-    int32_t rel = static_cast<int32_t>(kExitStub - (lay.code + len + 5));
+    int32_t rel = static_cast<int32_t>(exitStub - (lay.code + len + 5));
     code[len] = 0xE9;
     std::memcpy(code + len + 1, &rel, 4);
     std::memcpy(data, sh->memIn, kMemSize);
@@ -239,7 +363,27 @@ void* mapFixed(uint64_t addr, uint64_t size, int prot) {
 
 }  // namespace
 
-HostRunner::HostRunner() {
+Status HostRunner::available(CodeMode mode) {
+  if (mode == CodeMode::kReal16) return makeError("the host cannot run real-mode code");
+  if (mode == CodeMode::kProtected32) {
+    // The 32-bit layout lives below 64 KiB (so that 16-bit address forms
+    // reach it): the kernel must allow mapping there.
+    std::FILE* f = std::fopen("/proc/sys/vm/mmap_min_addr", "r");
+    unsigned long minAddr = 65536;
+    if (f != nullptr) {
+      if (std::fscanf(f, "%lu", &minAddr) != 1) minAddr = 65536;
+      std::fclose(f);
+    }
+    if (minAddr > layoutFor(mode).code && geteuid() != 0) {
+      return makeError(
+          "32-bit host runs need vm.mmap_min_addr <= " + std::to_string(layoutFor(mode).code) +
+          " (it is " + std::to_string(minAddr) + ")");
+    }
+  }
+  return {};
+}
+
+HostRunner::HostRunner(CodeMode mode) : mode_(mode) {
   void* p =
       mmap(nullptr, sizeof(Shared), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
   TTVM_ASSERT(p != MAP_FAILED, "HostRunner: mmap of the shared block failed: ", strerror(errno));
@@ -257,14 +401,12 @@ Status HostRunner::start() {
     return makeError(std::string("HostRunner: socketpair: ") + strerror(errno));
   }
   // Encode the stubs before forking (the child only copies bytes).
-  auto entry = entryStub(layoutFor(CodeMode::kLong64).code);
-  auto exitCode = exitStub();
-  auto tail = tailStub();
+  Stubs st = makeStubs(mode_);
   pid_t pid = fork();
   if (pid < 0) return makeError(std::string("HostRunner: fork: ") + strerror(errno));
   if (pid == 0) {
     close(sv[0]);
-    childMain(sv[1], shared_, entry, exitCode, tail);
+    childMain(sv[1], shared_, mode_, st);
   }
   close(sv[1]);
   child_ = pid;
@@ -285,9 +427,7 @@ void HostRunner::stop() {
 }
 
 Result<Outcome> HostRunner::run(const TestCase& tc, const Encoded& code) {
-  if (tc.program.mode != CodeMode::kLong64) {
-    return makeError("HostRunner runs 64-bit code only");
-  }
+  if (tc.program.mode != mode_) return makeError("HostRunner: test case is for another mode");
   if (code.bytes.size() > kMaxCodeSize) return makeError("HostRunner: code too large");
   if (child_ < 0) TTVM_TRY(start());
   Shared* sh = shared_;
@@ -338,7 +478,7 @@ Result<Outcome> HostRunner::run(const TestCase& tc, const Encoded& code) {
     o.vector = static_cast<uint8_t>(sh->fault.vector);
     o.state.rip = sh->fault.rip;
   } else {
-    o.state.rip = layoutFor(CodeMode::kLong64).code + code.bytes.size();
+    o.state.rip = layoutFor(mode_).code + code.bytes.size();
   }
   return o;
 }

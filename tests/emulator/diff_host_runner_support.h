@@ -1,4 +1,6 @@
-// HostRunner: executes 64-bit test cases natively on the host CPU.
+// HostRunner: executes 64-bit test cases natively on the host CPU, and
+// 32-bit ones in compatibility mode (a far jump to the kernel's 32-bit user
+// code segment, as a 32-bit program on a 64-bit kernel runs).
 //
 // Design. A child process (forked once, re-forked after a crash or a
 // timeout) maps the code, data and stack pages at the addresses of
@@ -23,7 +25,10 @@ namespace ttvm::difftest {
 
 class HostRunner final : public Runner {
  public:
-  HostRunner();
+  explicit HostRunner(CodeMode mode = CodeMode::kLong64);
+  // Whether this host can run `mode` (never real mode; 32-bit needs the
+  // low pages of layoutFor(kProtected32) to be mappable).
+  static Status available(CodeMode mode);
   ~HostRunner() override;
   HostRunner(const HostRunner&) = delete;
   HostRunner& operator=(const HostRunner&) = delete;
@@ -41,6 +46,7 @@ class HostRunner final : public Runner {
   Status start();
   void stop();
 
+  CodeMode mode_;
   Shared* shared_ = nullptr;
   pid_t child_ = -1;
   int fd_ = -1;  // parent's end of the socketpair

@@ -3,8 +3,11 @@
 //    oracles against each other (a disagreement here is a harness bug or a
 //    documented Unicorn flaw, never an emulator bug).
 //  - DiffHost.EmulatorMatchesHost64 runs ttvm's emulator against the host.
-// Counts: 100,000 sequences each in CI; TTVM_DIFF_SEQUENCES=10000000 for a
-// long run (see diff_driver_support.h for the other variables).
+//  - DiffHarness.HostMatchesUnicorn32 / DiffHost.EmulatorMatchesHost32: the
+//    same for 32-bit code, which the host runs in compatibility mode.
+// Counts: 100,000 sequences per emulator test in CI (50,000 for the 32-bit
+// harness check); TTVM_DIFF_SEQUENCES=10000000 for a long run (see
+// diff_driver_support.h for the other variables).
 #include <gtest/gtest.h>
 
 #include "diff_driver_support.h"
@@ -147,6 +150,42 @@ TEST(DiffHarness, HostMatchesUnicorn64) {
   expectNoMismatch(runDifferential(c, host, uc));
 }
 #endif
+
+#if TTVM_DIFF_HAVE_UNICORN
+// The 32-bit generator and Unicorn's 32-bit mode against the host running
+// the same code in compatibility mode: validates the oracle that
+// diff_unicorn_test.cc uses (BCD, PUSHA/POPA, LOOP/JCXZ, 16-bit addressing).
+TEST(DiffHarness, HostMatchesUnicorn32) {
+  Status ok = HostRunner::available(CodeMode::kProtected32);
+  if (!ok.ok()) GTEST_SKIP() << ok.error().message;
+  DiffConfig c;
+  c.gen.mode = CodeMode::kProtected32;
+  applyFeatures(c.gen, intersect(hostFeatures(), UnicornRunner::unicornFeatures()));
+  c.compare.flagMask = flags::kArith | flags::kDF;
+  c.compare.xmmCount = 8;
+  c.knownOracleBug = unicornKnownBug;
+  applyEnvironment(c, kCiSequences / 2);
+  HostRunner host(CodeMode::kProtected32);
+  UnicornRunner uc(CodeMode::kProtected32);
+  expectNoMismatch(runDifferential(c, host, uc));
+}
+#endif
+
+// 32-bit protected-mode code: the emulator (CPL 0, flat) against the host in
+// compatibility mode (CPL 3, flat); the generated instructions behave the
+// same at both privilege levels.
+TEST(DiffHost, EmulatorMatchesHost32) {
+  Status ok = HostRunner::available(CodeMode::kProtected32);
+  if (!ok.ok()) GTEST_SKIP() << ok.error().message;
+  DiffConfig c;
+  c.gen.mode = CodeMode::kProtected32;
+  applyFeatures(c.gen, intersect(hostFeatures(), EmulatorRunner::modelFeatures()));
+  c.compare.xmmCount = 8;
+  applyEnvironment(c, kCiSequences);
+  HostRunner host(CodeMode::kProtected32);
+  EmulatorRunner emu(CodeMode::kProtected32);
+  expectNoMismatch(runDifferential(c, host, emu));
+}
 
 TEST(DiffHost, EmulatorMatchesHost64) {
   DiffConfig c;
