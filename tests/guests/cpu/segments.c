@@ -14,7 +14,7 @@ static uint8_t buf[0x2000] __attribute__((aligned(4096)));
 
 #define SEL(i) ((i) * 8)
 enum { D_BYTE = 12, D_GRAN, D_XDOWN, D_XDOWN16, S_FLAT_LIM, S_XDOWN, D_NP, C_XONLY, C_READ, D_RO,
-       C_SMALL, D_DPL0, C_CONF };
+       C_SMALL, D_DPL0, C_CONF, G_CALL };
 
 /* Probes load ES (or SS) and touch memory; the lib's trap_resume is written
  * through SS so that it works whatever ES/DS hold. Return 1 when it faulted. */
@@ -108,6 +108,41 @@ __asm__(".text\n"
         "  ret\n");
 static void gp_to_ulc_after(struct trap_frame* f) { f->rip = (ureg)ulc_after; }
 
+/* CPL 3 -> CPL 0 through a 32-bit call gate (DPL 3) with one parameter: SDM
+ * vol. 3 5.8.5 "Stack Switching" (figure 5-13: the new stack, from TSS.SS0:
+ * ESP0, holds the caller's SS, ESP, the copied parameter, CS, EIP), 5.8.6
+ * "Returning from a Called Procedure" (RET imm16 releases the parameter on both
+ * stacks and switches back). The target reports what it saw. */
+volatile uint32_t cg_seen[6];
+ureg user_callgate(ureg);
+__asm__(".text\n"
+        "user_callgate: push %ebx\n"
+        "  mov %esp, %ebx\n"
+        "  pushl $0x1234\n"
+        "  lcall $0xCB, $0\n" /* SEL(G_CALL) | RPL 3; the offset is ignored */
+        "  sub %esp, %ebx\n"  /* 0 when RET 4 released the parameter */
+        "  mov %ebx, %eax\n"
+        "  pop %ebx\n"
+        "  ret\n"
+        "cg_fault: add $4, %esp\n" /* a runner without call gates: #GP resumes here */
+        "  mov $-1, %eax\n"
+        "  pop %ebx\n"
+        "  ret\n"
+        "cg_target: mov %cs, %eax\n"
+        "  mov %eax, cg_seen\n"
+        "  mov %ss, %eax\n"
+        "  mov %eax, cg_seen+4\n"
+        "  mov 8(%esp), %eax\n"
+        "  mov %eax, cg_seen+8\n"  /* the parameter */
+        "  mov 4(%esp), %eax\n"
+        "  mov %eax, cg_seen+12\n" /* caller CS */
+        "  mov 16(%esp), %eax\n"
+        "  mov %eax, cg_seen+16\n" /* caller SS */
+        "  mov %esp, cg_seen+20\n"
+        "  lret $4\n");
+extern char cg_target[], cg_fault[];
+static void gp_to_cg_fault(struct trap_frame* f) { f->rip = (ureg)cg_fault; }
+
 void guest_main(void) {
   uint32_t b = (uint32_t)(ureg)buf;
   for (int i = 0; i < 0x2000; i++) buf[i] = (uint8_t)(i ^ (i >> 8));
@@ -124,6 +159,13 @@ void guest_main(void) {
   gdt_set(C_SMALL, gdt_make(0, 0xFFF, 0x9A, 0x4));
   gdt_set(D_DPL0, gdt_make(0, 0xFFFFF, 0x92, 0xC));
   gdt_set(C_CONF, gdt_make(0, 0xFFFFF, 0x9E, 0xC));
+  {
+    uint32_t off = (uint32_t)(ureg)cg_target;
+    uint64_t g = (off & 0xFFFFu) | ((uint64_t)SEL_CODE32 << 16) | (1ull << 32) /* 1 param */ |
+                 (0xCull << 40) /* 32-bit call gate */ | (3ull << 45) | (1ull << 47) |
+                 ((uint64_t)(off >> 16) << 48);
+    gdt_set(G_CALL, g);
+  }
 
   case_begin("limit_byte");
   OK("load", load_es(SEL(D_BYTE)));
@@ -205,6 +247,21 @@ void guest_main(void) {
   CHECK_EQ(trap_log[0].vector, 13);
   CHECK_EQ(trap_log[0].error, SEL_CODE32);
   CHECK_EQ(trap_log[0].rip, (ureg)ulc_call);
+
+  case_begin("call_gate");
+  CHECK_EQ(SEL(G_CALL), 0xC8);
+  trap_log_clear();
+  set_trap_hook(13, gp_to_cg_fault);
+  CHECK_EQ(user_call(user_callgate, (ureg)user_stack_top, 0, 0x2), 0);
+  set_trap_hook(13, 0);
+  CHECK_MSG(trap_count == 0, "unexpected vector %u error %#x", trap_log[0].vector,
+            trap_log[0].error);
+  CHECK_EQ(cg_seen[0], SEL_CODE32);          /* CPL 0 code */
+  CHECK_EQ(cg_seen[1], SEL_DATA);            /* TSS.SS0 */
+  CHECK_EQ(cg_seen[2], 0x1234);              /* parameter copied */
+  CHECK_EQ(cg_seen[3], SEL_UCODE32 | 3);     /* caller CS */
+  CHECK_EQ(cg_seen[4], SEL_UDATA | 3);       /* caller SS */
+  CHECK_EQ(cg_seen[5], (ureg)intr_stack_top - 20); /* TSS.ESP0 minus 5 dwords */
 
   case_begin("cs_limit");
   trap_log_clear();
