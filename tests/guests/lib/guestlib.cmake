@@ -1,6 +1,6 @@
 # ttvm_test_guest(<name> SOURCES <files> [BITS 32|64] [TRIPLE_FAULT]
 #                 [EXPECT panic|reset] [QEMU_KNOWN_FAIL <case>...]
-#                 [QEMU_ARGS <arg>...] [QEMU_ONLY])
+#                 [QEMU_ARGS <arg>...] [TTVM_ARGS <arg>...] [QEMU_ONLY])
 # Builds a self-checking test guest linked with the guest library (lib/) and
 # registers two CTest tests:
 #   guest.qemu.<name>  (label qemu): the guest under qemu-system-x86_64 -accel tcg
@@ -14,13 +14,14 @@
 # machine reset, printing PANIC-NEXT / RESET-NEXT first.
 # QEMU_ARGS: extra qemu-system-x86_64 arguments (devices the guest needs that
 # ttvm always has, e.g. -device pc-testdev, or a CPU model).
+# TTVM_ARGS: extra `ttvm record` arguments (e.g. --append, --initrd).
 # No include guard: find_package() results are directory-scoped, so every
 # guest folder that includes this file must run it in its own scope.
 find_package(Python3 COMPONENTS Interpreter REQUIRED)
 find_program(QEMU_SYSTEM_X86_64 qemu-system-x86_64)
 
 function(ttvm_test_guest name)
-  cmake_parse_arguments(ARG "TRIPLE_FAULT;QEMU_ONLY" "BITS;TIMEOUT;EXPECT" "SOURCES;QEMU_KNOWN_FAIL;QEMU_ARGS" ${ARGN})
+  cmake_parse_arguments(ARG "TRIPLE_FAULT;QEMU_ONLY" "BITS;TIMEOUT;EXPECT" "SOURCES;QEMU_KNOWN_FAIL;QEMU_ARGS;TTVM_ARGS" ${ARGN})
   if(NOT ARG_BITS)
     set(ARG_BITS 64)
   endif()
@@ -45,6 +46,10 @@ function(ttvm_test_guest name)
   foreach(a ${ARG_QEMU_ARGS})
     list(APPEND qemu_args --qemu-arg=${a})
   endforeach()
+  set(ttvm_args "")
+  foreach(a ${ARG_TTVM_ARGS})
+    list(APPEND ttvm_args --ttvm-arg=${a})
+  endforeach()
   set(known "")
   foreach(c ${ARG_QEMU_KNOWN_FAIL})
     list(APPEND known --known-fail ${c})
@@ -58,7 +63,7 @@ function(ttvm_test_guest name)
   endif()
   if(TARGET ttvm AND NOT ARG_QEMU_ONLY)
     add_test(NAME guest.ttvm.${name}
-             COMMAND ${harness} --runner ttvm --ttvm $<TARGET_FILE:ttvm> ${expect}
+             COMMAND ${harness} --runner ttvm --ttvm $<TARGET_FILE:ttvm> ${expect} ${ttvm_args}
                      --timeout ${ARG_TIMEOUT} ${file})
     set_tests_properties(guest.ttvm.${name} PROPERTIES LABELS "ttvm;guest")
   endif()
