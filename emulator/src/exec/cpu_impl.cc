@@ -21,7 +21,8 @@ inline uint64_t cacheTag(uint64_t phys, CpuMode m) {
 CpuImpl::CpuImpl(const CpuModel& model, PhysicalMemory memory, Environment& env)
     : model_(model), mem_(std::move(memory)), env_(env), in_(std::make_unique<Internals>()) {
   static_assert((1ull << kDecodeCacheBits) - 1 == kCacheMask);
-  in_->cache.resize(1ull << kDecodeCacheBits);
+  in_->index.assign(1ull << kDecodeCacheBits, nullptr);
+  in_->pool.resize(kDecodePoolSize);
   const size_t pages = (mem_.ram.size() + 0xFFF) >> 12;
   in_->codeChunks.assign(pages + 1, 0);
   in_->dirty.assign(pages + 1, 0);
@@ -33,6 +34,7 @@ CpuImpl::CpuImpl(const CpuModel& model, PhysicalMemory memory, Environment& env)
 CpuImpl::~CpuImpl() = default;
 
 void CpuImpl::updateMode() {
+  ++linkEpoch_;
   mode_ = cpuMode(s_);
   cpl_ = currentPrivilegeLevel(s_);
   if (mode_ == CpuMode::kLong64) {
@@ -188,6 +190,32 @@ ExecStatus CpuImpl::unimplemented(const Instr& i) {
 // Returns the decoded instruction at CS:RIP, or nullptr with a fault recorded
 // (#PF, #GP for limit/canonical, #UD for undecodable bytes).
 const Instr* CpuImpl::fetch() {
+  // Linked successor of the previous instruction: no TLB or index lookup.
+  // Links are keyed by CS.base + RIP (real-mode far transfers change the base
+  // without a mode change).
+  const uint64_t key = s_.seg[1].base + s_.rip;
+  if (__builtin_expect(prevEntry_ != nullptr, 1)) {
+    for (const DecodeCacheEntry::Link& l : prevEntry_->link) {
+      if (l.rip == key && l.epoch == linkEpoch_) {
+        DecodeCacheEntry* e = l.to;
+        if (mode_ != CpuMode::kLong64 && s_.rip + e->instr.length - 1 > s_.seg[1].limit) break;
+        prevEntry_ = e;
+        return &e->instr;
+      }
+    }
+  }
+  DecodeCacheEntry* e = nullptr;
+  const Instr* i = fetchLookup(e);
+  if (e != nullptr && prevEntry_ != nullptr) {
+    DecodeCacheEntry::Link* links = prevEntry_->link;
+    links[1] = links[0];
+    links[0] = DecodeCacheEntry::Link{key, linkEpoch_, e};
+  }
+  prevEntry_ = e;
+  return i;
+}
+
+const Instr* CpuImpl::fetchLookup(DecodeCacheEntry*& entry) {
   uint64_t lin;
   if (mode_ == CpuMode::kLong64) {
     lin = s_.rip;
@@ -203,26 +231,27 @@ const Instr* CpuImpl::fetch() {
     lin = (s_.seg[1].base + s_.rip) & 0xFFFFFFFFull;
   }
   const bool user = cpl_ == 3;
-  const TlbEntry& e = tlb_[(lin >> 12) & (kTlbSize - 1)];
+  const TlbEntry& t = tlb_[(lin >> 12) & (kTlbSize - 1)];
   uint64_t phys;
-  if (__builtin_expect(e.tag == (lin >> 12) && (e.allowed & tlbperm::bit(Access::kExec, user)),
+  if (__builtin_expect(t.tag == (lin >> 12) && (t.allowed & tlbperm::bit(Access::kExec, user)),
                        1)) {
-    phys = e.physPage | (lin & 0xFFF);
+    phys = t.physPage | (lin & 0xFFF);
   } else if (!translate(lin, Access::kExec, false, phys)) {
     return nullptr;
   }
-  DecodeCacheEntry& ce = in_->cache[phys & kCacheMask];
-  if (__builtin_expect(ce.tag == cacheTag(phys, mode_), 1)) {
-    if (mode_ != CpuMode::kLong64 && s_.rip + ce.instr.length - 1 > s_.seg[1].limit) {
+  DecodeCacheEntry* ce = in_->index[phys & kCacheMask];
+  if (__builtin_expect(ce != nullptr && ce->tag == cacheTag(phys, mode_), 1)) {
+    if (mode_ != CpuMode::kLong64 && s_.rip + ce->instr.length - 1 > s_.seg[1].limit) {
       raiseGp(0);
       return nullptr;
     }
-    return &ce.instr;
+    entry = ce;
+    return &ce->instr;
   }
-  return fetchSlow(lin, phys);
+  return fetchSlow(lin, phys, entry);
 }
 
-const Instr* CpuImpl::fetchSlow(uint64_t lin, uint64_t phys) {
+const Instr* CpuImpl::fetchSlow(uint64_t lin, uint64_t phys, DecodeCacheEntry*& entry) {
   uint8_t bytes[16] = {};
   unsigned have = std::min<unsigned>(15, 0x1000 - (lin & 0xFFF));
   // CS limit: bytes beyond it may not be fetched.
@@ -265,12 +294,16 @@ const Instr* CpuImpl::fetchSlow(uint64_t lin, uint64_t phys) {
   if (skipKvmFep_ && out.mnemonic == ZYDIS_MNEMONIC_UD2 && have >= 5 && bytes[2] == 'k' &&
       bytes[3] == 'v' && bytes[4] == 'm') {
     s_.rip = (s_.rip + 5) & ipMask_;
-    return fetch();
+    return fetchLookup(entry);
   }
   if (!cacheable) return &out;
-  DecodeCacheEntry& ce = in_->cache[phys & kCacheMask];
+  if (in_->poolUsed == in_->pool.size()) dropDecodedCode();
+  DecodeCacheEntry& ce = in_->pool[in_->poolUsed++];
   ce.instr = out;
   ce.tag = cacheTag(phys, mode_);
+  in_->index[phys & kCacheMask] = &ce;
+  ce.link[0] = ce.link[1] = DecodeCacheEntry::Link{};
+  entry = &ce;
   const uint64_t pfn = phys >> 12;
   const unsigned first = (phys & 0xFFF) >> 6;
   const unsigned last = ((phys & 0xFFF) + out.length - 1) >> 6;
@@ -297,9 +330,12 @@ void CpuImpl::notifyRamWritten(uint64_t physAddr, uint64_t length) {
     // those starting in [pBegin - 14, pEnd).
     const uint64_t scanBegin = std::max(page << 12, pBegin >= 14 ? pBegin - 14 : 0);
     for (uint64_t a = scanBegin; a < pEnd; ++a) {
-      DecodeCacheEntry& ce = in_->cache[a & kCacheMask];
-      if (ce.tag != 0 && (ce.tag & ((1ull << 56) - 1)) == a && a + ce.instr.length > pBegin)
-        ce.tag = 0;
+      DecodeCacheEntry*& ce = in_->index[a & kCacheMask];
+      if (ce != nullptr && (ce->tag & ((1ull << 56) - 1)) == a && a + ce->instr.length > pBegin) {
+        ce->tag = 0;
+        ce = nullptr;
+        ++linkEpoch_;
+      }
     }
     // Chunks fully inside the write hold no cached instruction any more.
     for (unsigned c = c0; c <= c1; ++c) {
@@ -313,9 +349,16 @@ void CpuImpl::notifyRamWritten(uint64_t physAddr, uint64_t length) {
   }
 }
 
-void CpuImpl::flushCaches() {
-  for (DecodeCacheEntry& ce : in_->cache) ce.tag = 0;
+void CpuImpl::dropDecodedCode() {
+  ++linkEpoch_;
+  prevEntry_ = nullptr;
+  std::fill(in_->index.begin(), in_->index.end(), nullptr);
+  in_->poolUsed = 0;
   std::fill(in_->codeChunks.begin(), in_->codeChunks.end(), 0);
+}
+
+void CpuImpl::flushCaches() {
+  dropDecodedCode();
   flushTlb(true);
 }
 

@@ -34,6 +34,8 @@
 
 namespace ttvm {
 
+struct DecodeCacheEntry;
+
 // Exception vectors.
 namespace vec {
 inline constexpr uint8_t kDE = 0, kDB = 1, kNMI = 2, kBP = 3, kOF = 4, kBR = 5, kUD = 6, kNM = 7,
@@ -396,9 +398,14 @@ class CpuImpl final {
   friend struct CpuImplTestAccess;
   static constexpr unsigned kTlbSize = 1024;
   static constexpr unsigned kDecodeCacheBits = 16;
+  static constexpr size_t kDecodePoolSize = 1u << 16;
+  void dropDecodedCode();
 
   const Instr* fetch();
-  const Instr* fetchSlow(uint64_t lin, uint64_t phys);
+  const Instr* fetchLookup(DecodeCacheEntry*& entry);
+  const Instr* fetchSlow(uint64_t lin, uint64_t phys, DecodeCacheEntry*& entry);
+  DecodeCacheEntry* prevEntry_ = nullptr;  // the last instruction fetched from the cache
+  uint64_t linkEpoch_ = 1;                 // see DecodeCacheEntry::Link
   StepResult executeOne(InterruptShadow shadowBefore);
   StepResult finishInstruction(ExecStatus st, const Instr* i, uint64_t rip0, uint64_t flagsBefore,
                                InterruptShadow shadowBefore);

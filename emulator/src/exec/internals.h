@@ -16,14 +16,31 @@
 namespace ttvm {
 
 struct DecodeCacheEntry {
-  // phys | (mode + 1) << 56; 0 = empty. Invalidation clears the tag only, so
-  // an Instr being executed stays readable while its page is overwritten.
+  // phys | (mode + 1) << 56; 0 once invalidated. Invalidation never touches
+  // `instr`, so an Instr being executed stays readable while its page is
+  // overwritten.
   uint64_t tag = 0;
   Instr instr;
+  // Successor links: "the instruction at CS.base + RIP = `rip` is `to`", valid
+  // while CpuImpl::linkEpoch_ equals `epoch` (any TLB flush, mode change,
+  // CS load or code invalidation bumps it). They skip the TLB and index
+  // lookups for the common next instruction and branch targets.
+  struct Link {
+    uint64_t rip = ~0ull;
+    uint64_t epoch = 0;
+    DecodeCacheEntry* to = nullptr;
+  };
+  Link link[2];
 };
 
 struct CpuImpl::Internals {
-  std::vector<DecodeCacheEntry> cache;  // 1 << kDecodeCacheBits entries, index = phys & mask
+  // Decoded instructions live in a pool filled in decode order, so code that
+  // runs sequentially also sits together in the host cache; `index` maps
+  // phys & mask to a pool entry (nullptr = none). When the pool is full the
+  // whole decode cache is dropped and refilled.
+  std::vector<DecodeCacheEntry*> index;  // 1 << kDecodeCacheBits slots
+  std::vector<DecodeCacheEntry> pool;
+  size_t poolUsed = 0;
   // Per RAM page: a bit per 64-byte chunk that holds (part of) a cached
   // instruction. Writes to a chunk with its bit set drop the cached code there.
   std::vector<uint64_t> codeChunks;

@@ -286,11 +286,13 @@ void CpuImpl::finishTlbFill(TlbEntry& e, uint64_t lin) {
 }
 
 void CpuImpl::flushTlb(bool includeGlobal) {
+  ++linkEpoch_;
   for (TlbEntry& e : tlb_)
     if (includeGlobal || !e.global) e.tag = ~0ull;
 }
 
 void CpuImpl::invalidatePage(uint64_t linear) {
+  ++linkEpoch_;
   for (TlbEntry& e : tlb_) {
     if (e.tag == ~0ull) continue;
     if (((e.tag << 12) >> e.pageShift) == (linear >> e.pageShift)) e.tag = ~0ull;
