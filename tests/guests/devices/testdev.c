@@ -76,7 +76,7 @@ void guest_main(void) {
   for (int i = 0; i < 16; i++) iomem8[0x300 + i] = (uint8_t)(i * 7);
   void* src = (void*)(uintptr_t)(IOMEM + 0x300);
   void* dst = copy;
-  uint64_t n = 16;
+  uintptr_t n = 16;
   __asm__ volatile("rep movsb" : "+S"(src), "+D"(dst), "+c"(n) : : "memory");
   int mismatch = 0;
   for (int i = 0; i < 16; i++) mismatch += copy[i] != (uint8_t)(i * 7);
