@@ -32,7 +32,8 @@ boot_pd:   resb 4096 * 4            ; identity map of the first 4 GiB with 2 MiB
 %endif
 global mb_info
 mb_info: resd 1
-user_saved_sp: resq 1
+global user_saved_sp
+user_saved_sp: resq 1                  ; kernel SP saved by user_call (also for guests that build their own CPL-3 entry)
 
 section .data progbits alloc noexec write align=16
 global gdt, gdtr
