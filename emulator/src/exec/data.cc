@@ -48,6 +48,57 @@ struct Mov {
   }
 };
 
+// MOV specialized by operand form (picked at decode time).
+template <typename T>
+ExecStatus movRR(CpuImpl& c, const Instr& i) {
+  c.writeGpr<T>(i.op[0].reg, c.readGpr<T>(i.op[1].reg));
+  return ExecStatus::kNext;
+}
+template <typename T>
+ExecStatus movRI(CpuImpl& c, const Instr& i) {
+  c.writeGpr<T>(i.op[0].reg, static_cast<T>(i.imm));
+  return ExecStatus::kNext;
+}
+template <typename T>
+ExecStatus movRM(CpuImpl& c, const Instr& i) {
+  T v;
+  TTVM_TRY(c.readMem<T>(i.mem.seg, c.effectiveAddress(i), v));
+  c.writeGpr<T>(i.op[0].reg, v);
+  return ExecStatus::kNext;
+}
+template <typename T>
+ExecStatus movMR(CpuImpl& c, const Instr& i) {
+  TTVM_TRY(c.writeMem<T>(i.mem.seg, c.effectiveAddress(i), c.readGpr<T>(i.op[1].reg)));
+  return ExecStatus::kNext;
+}
+template <typename T>
+ExecStatus movMI(CpuImpl& c, const Instr& i) {
+  TTVM_TRY(c.writeMem<T>(i.mem.seg, c.effectiveAddress(i), static_cast<T>(i.imm)));
+  return ExecStatus::kNext;
+}
+
+template <typename T>
+Handler pickMovSized(const Instr& i) {
+  const OpKind a = i.op[0].kind, b = i.op[1].kind;
+  if (a == OpKind::kGpr && b == OpKind::kGpr) return &movRR<T>;
+  if (a == OpKind::kGpr && b == OpKind::kImm) return &movRI<T>;
+  if (a == OpKind::kGpr && b == OpKind::kMem) return &movRM<T>;
+  if (a == OpKind::kMem && b == OpKind::kGpr) return &movMR<T>;
+  if (a == OpKind::kMem && b == OpKind::kImm) return &movMI<T>;
+  return nullptr;
+}
+
+Handler pickMov(const Instr& i) {
+  if (i.op[0].size != i.opSize || i.op[1].size != i.opSize) return nullptr;
+  switch (i.opSize) {
+    case 1: return pickMovSized<uint8_t>(i);
+    case 2: return pickMovSized<uint16_t>(i);
+    case 4: return pickMovSized<uint32_t>(i);
+    case 8: return pickMovSized<uint64_t>(i);
+    default: return nullptr;
+  }
+}
+
 // Reads operand n with its own size (for MOVZX/MOVSX sources), zero-extended.
 bool readSource(CpuImpl& c, const Instr& i, int n, uint64_t& v) {
   switch (i.op[n].size) {
@@ -325,6 +376,7 @@ ExecStatus loadFarPointer(CpuImpl& c, const Instr& i) {
 
 void registerDataHandlers(HandlerTable& t) {
   t.setTemplate<Mov>(ZYDIS_MNEMONIC_MOV);
+  t.setPicker(ZYDIS_MNEMONIC_MOV, &pickMov);
   t.setTemplate<Movzx>(ZYDIS_MNEMONIC_MOVZX);
   t.setTemplate<Movsx>(ZYDIS_MNEMONIC_MOVSX);
   t.setTemplate<Movsx>(ZYDIS_MNEMONIC_MOVSXD);

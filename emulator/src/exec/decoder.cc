@@ -185,6 +185,11 @@ bool decodeInstr(const ZydisDecoder& dec, CpuMode mode, const uint8_t* bytes, un
       out.handler = table.lookupVector(zi.mnemonic);
       break;
     }
+  if (out.handler != nullptr) {
+    if (const HandlerTable::Picker pick = table.picker(zi.mnemonic)) {
+      if (const Handler h = pick(out)) out.handler = h;
+    }
+  }
   if (!out.handler) out.handler = &handleUnimplemented;
   return true;
 }

@@ -46,6 +46,15 @@ class HandlerTable {
     return static_cast<unsigned>(m) < vector_.size() ? vector_[m] : nullptr;
   }
 
+  // Operand-form specialization: after decoding, `pick(instr)` may return a
+  // handler specialized for the instruction's operand kinds (e.g. MOV r,r vs
+  // MOV r,m), or nullptr to keep the table's handler. Decode time only.
+  using Picker = Handler (*)(const Instr& i);
+  void setPicker(ZydisMnemonic m, Picker p) { pickers_[m] = p; }
+  Picker picker(ZydisMnemonic m) const {
+    return static_cast<unsigned>(m) < pickers_.size() ? pickers_[m] : nullptr;
+  }
+
   // The handler for `m` at operand width `opSizeBytes` (0 counts as 8 bytes'
   // slot for instructions without a width, i.e. set() handlers).
   Handler lookup(ZydisMnemonic m, unsigned opSizeBytes) const {
@@ -72,6 +81,7 @@ class HandlerTable {
   }
   std::array<std::array<Handler, kSizes>, ZYDIS_MNEMONIC_MAX_VALUE + 1> entries_{};
   std::array<Handler, ZYDIS_MNEMONIC_MAX_VALUE + 1> vector_{};
+  std::array<Picker, ZYDIS_MNEMONIC_MAX_VALUE + 1> pickers_{};
 };
 
 // Registration functions, one per group file. Owners in parentheses.
