@@ -1,0 +1,195 @@
+// replay_bench: time travel on a long trace, against forward replay measured
+// in the same run.
+//
+//   1. records a CPU-bound guest (default: the recorder's rec_cpu guest,
+//      about 1.4e8 steps) with the recorder library, timing it (recording speed);
+//   2. replays it forward with a plain ReplaySession (replay speed, and the
+//      ratio replay/record);
+//   3. opens a Timeline, runs it to the end (checkpoints taken on the way),
+//      then at N random positions: seek there (seek latency) and reverse-step
+//      one instruction (reverse-step latency); median and 99th percentile;
+//   4. checkpoint memory against guest RAM;
+//   5. reverse-continue from the end to a breakpoint hit only near the start
+//      (a scan over nearly the whole trace) against replaying the same span
+//      forward.
+//
+// usage: replay_bench [--guest ELF | --trace TRACE] [--positions N] [--keep]
+#include <algorithm>
+#include <chrono>
+#include <cinttypes>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "ttvm/formats/trace_reader.h"
+#include "ttvm/recorder/loader.h"
+#include "ttvm/recorder/machine.h"
+#include "ttvm/recorder/record_session.h"
+#include "ttvm/replayer/timeline.h"
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double secondsSince(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
+
+double percentile(std::vector<double> v, double p) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  const size_t i = std::min(v.size() - 1, static_cast<size_t>(p * static_cast<double>(v.size())));
+  return v[i];
+}
+
+int fail(const std::string& what) {
+  std::fprintf(stderr, "replay_bench: %s\n", what.c_str());
+  return 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace ttvm;
+  std::string guest;
+#ifdef REPLAY_BENCH_GUEST
+  guest = REPLAY_BENCH_GUEST;
+#endif
+  std::string trace;
+  int positions = 1000;
+  bool keep = false;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--guest" && i + 1 < argc)
+      guest = argv[++i];
+    else if (a == "--trace" && i + 1 < argc)
+      trace = argv[++i];
+    else if (a == "--positions" && i + 1 < argc)
+      positions = std::atoi(argv[++i]);
+    else if (a == "--keep")
+      keep = true;
+    else
+      return fail("usage: replay_bench [--guest ELF | --trace TRACE] [--positions N] [--keep]");
+  }
+
+  double recordSeconds = 0;
+  uint64_t recordSteps = 0;
+  bool recorded = false;
+  if (trace.empty()) {
+    if (guest.empty()) return fail("no guest: pass --guest ELF or --trace TRACE");
+    trace = (std::filesystem::temp_directory_path() / "ttvm-replay-bench.ttvm").string();
+    auto machine = Machine::create(MachineOptions{});
+    if (!machine.ok()) return fail(machine.error().message);
+    auto bytes = readFileBytes(guest);
+    if (!bytes.ok()) return fail(bytes.error().message);
+    LoadOptions lo;
+    lo.name = std::filesystem::path(guest).filename().string();
+    auto loaded = loadGuest(**machine, *bytes, lo);
+    if (!loaded.ok()) return fail(loaded.error().message);
+    RecordOptions ro;
+    ro.tracePath = trace;
+    ro.ttvmVersion = "bench";
+    RecordSession rec(**machine, std::move(loaded).value(), ro);
+    Status st = rec.start();
+    if (!st.ok()) return fail(st.error().message);
+    const auto t0 = Clock::now();
+    auto result = rec.run();
+    recordSeconds = secondsSince(t0);
+    if (!result.ok()) return fail(result.error().message);
+    recordSteps = result->end.steps;
+    recorded = true;
+    std::printf("recorded %s: %" PRIu64 " steps in %.2f s (%.1f M steps/s, emulator backend)\n",
+                lo.name.c_str(), recordSteps, recordSeconds, recordSteps / recordSeconds / 1e6);
+  }
+
+  auto reader = TraceReader::open(trace);
+  if (!reader.ok()) return fail(reader.error().message);
+
+  // Forward replay, plain session.
+  double forwardSeconds = 0;
+  uint64_t endStep = 0;
+  {
+    auto s = ReplaySession::open(*reader);
+    if (!s.ok()) return fail(s.error().message);
+    const auto t0 = Clock::now();
+    SessionStop stop = (*s)->runTo(~0ull);
+    forwardSeconds = secondsSince(t0);
+    if (stop.kind != SessionStopKind::kEnd)
+      return fail("forward replay stopped early: " +
+                  ((*s)->divergence() ? (*s)->divergence()->format() : toString(stop.kind)));
+    endStep = (*s)->step();
+    std::printf("forward replay: %" PRIu64 " steps in %.2f s (%.1f M steps/s)\n", endStep,
+                forwardSeconds, endStep / forwardSeconds / 1e6);
+    if (recorded)
+      std::printf("replay speed / recording speed: %.3f\n", recordSeconds / forwardSeconds);
+  }
+
+  // Timeline.
+  auto tl = Timeline::open(*reader);
+  if (!tl.ok()) return fail(tl.error().message);
+  Timeline& t = **tl;
+  {
+    const auto t0 = Clock::now();
+    StopReason r = t.runToEnd();
+    const double s = secondsSince(t0);
+    if (r.kind != StopKind::kHistoryEnd) return fail(std::string("runToEnd: ") + toString(r.kind));
+    std::printf("timeline first pass to the end (taking checkpoints): %.2f s (%.2fx forward)\n", s,
+                s / forwardSeconds);
+  }
+  std::mt19937_64 rng(12345);
+  std::vector<double> seekMs, backMs;
+  uint64_t replayedBefore = t.stats().stepsExecuted;
+  for (int i = 0; i < positions; ++i) {
+    const uint64_t pos = 1 + rng() % endStep;
+    auto t0 = Clock::now();
+    StopReason r = t.seek(pos);
+    seekMs.push_back(secondsSince(t0) * 1e3);
+    if (r.kind == StopKind::kDivergence) return fail("divergence during seek");
+    t0 = Clock::now();
+    r = t.stepBack(1);
+    backMs.push_back(secondsSince(t0) * 1e3);
+    if (r.kind != StopKind::kStepDone || t.now() != pos - 1) return fail("stepBack failed");
+  }
+  const TimelineStats st = t.stats();
+  std::printf(
+      "%d random positions: seek median %.2f ms, p99 %.2f ms; reverse-step median %.3f ms, "
+      "p99 %.3f ms\n",
+      positions, percentile(seekMs, 0.5), percentile(seekMs, 0.99), percentile(backMs, 0.5),
+      percentile(backMs, 0.99));
+  std::printf("  steps re-executed per position: %.0f on average\n",
+              static_cast<double>(st.stepsExecuted - replayedBefore) / positions);
+  std::printf("checkpoints: %zu holding %.1f MiB (guest RAM %.0f MiB: %.3fx); budget %.0f MiB\n",
+              st.checkpoints, st.checkpointBytes / 1048576.0, st.guestRamBytes / 1048576.0,
+              static_cast<double>(st.checkpointBytes) / static_cast<double>(st.guestRamBytes),
+              st.budgetBytes / 1048576.0);
+
+  // Reverse-continue over (nearly) the whole trace: a breakpoint at the
+  // instruction executed at step 10 is hit only there (for a guest whose
+  // start-up code runs once).
+  t.seek(10);
+  const uint64_t bpRip = t.session().linearRip(t.registers().rip);
+  t.runToEnd();
+  const int bp = t.addBreakpoint(bpRip);
+  {
+    const auto t0 = Clock::now();
+    StopReason r = t.reverseContinue();
+    const double s = secondsSince(t0);
+    const uint64_t span = endStep - r.step;
+    // Forward replay of the same span, from the hit to the end.
+    auto fs = ReplaySession::open(*reader);
+    if (!fs.ok()) return fail(fs.error().message);
+    (*fs)->runTo(r.step);
+    const auto t1 = Clock::now();
+    (*fs)->runTo(~0ull);
+    const double f = secondsSince(t1);
+    std::printf("reverse-continue over %" PRIu64 " steps to a breakpoint (%s at step %" PRIu64
+                "): %.2f s; forward replay of the span %.2f s; ratio %.2f\n",
+                span, toString(r.kind), r.step, s, f, s / f);
+  }
+  t.removeBreakpoint(bp);
+  if (recorded && !keep) std::filesystem::remove(trace);
+  return 0;
+}
