@@ -21,9 +21,8 @@ struct InterruptFrame {
 };
 
 // kernel.c
-void kprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-__attribute__((noreturn)) void panic(const char *fmt, ...)
-    __attribute__((format(printf, 1, 2)));
+void kprintf(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
+__attribute__((noreturn)) void panic(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
 uint64_t timer_ticks(void);
 
 // workload.c

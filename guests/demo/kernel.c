@@ -6,9 +6,15 @@
 // COM1: a 16550A at 0x3F8, 115200 baud 8N1, FIFOs on, polled output.
 enum {
   kCom1 = 0x3F8,
-  kUartData = 0, kUartIer = 1, kUartFcr = 2, kUartLcr = 3, kUartMcr = 4,
+  kUartData = 0,
+  kUartIer = 1,
+  kUartFcr = 2,
+  kUartLcr = 3,
+  kUartMcr = 4,
   kUartLsr = 5,
-  kLcrDlab = 0x80, kLcr8N1 = 0x03, kLsrThre = 0x20,
+  kLcrDlab = 0x80,
+  kLcr8N1 = 0x03,
+  kLsrThre = 0x20,
 };
 
 static void serial_init(void) {
@@ -17,8 +23,8 @@ static void serial_init(void) {
   outb(kCom1 + 0, 1);                // divisor 1: 115200 baud
   outb(kCom1 + 1, 0);
   outb(kCom1 + kUartLcr, kLcr8N1);
-  outb(kCom1 + kUartFcr, 0xC7);      // enable and clear FIFOs, 14-byte trigger
-  outb(kCom1 + kUartMcr, 0x03);      // DTR, RTS
+  outb(kCom1 + kUartFcr, 0xC7);  // enable and clear FIFOs, 14-byte trigger
+  outb(kCom1 + kUartMcr, 0x03);  // DTR, RTS
 }
 
 static void serial_putc(char c) {
@@ -30,7 +36,7 @@ static void serial_putc(char c) {
 
 // ---------------------------------------------------------------------------
 // A small printf: %s %c %d %u %x %p with optional '0', width and 'l'.
-static void put_str(const char *s) {
+static void put_str(const char* s) {
   while (*s) serial_putc(*s++);
 }
 
@@ -45,7 +51,7 @@ static void put_uint(uint64_t v, unsigned base, int width, char pad) {
   while (n) serial_putc(buf[--n]);
 }
 
-static void kvprintf(const char *fmt, va_list ap) {
+static void kvprintf(const char* fmt, va_list ap) {
   for (; *fmt; fmt++) {
     if (*fmt != '%') {
       serial_putc(*fmt);
@@ -65,7 +71,7 @@ static void kvprintf(const char *fmt, va_list ap) {
       fmt++;
     }
     switch (*fmt) {
-      case 's': put_str(va_arg(ap, const char *)); break;
+      case 's': put_str(va_arg(ap, const char*)); break;
       case 'c': serial_putc((char)va_arg(ap, int)); break;
       case 'd': {
         int64_t v = is_long ? va_arg(ap, int64_t) : va_arg(ap, int);
@@ -84,7 +90,7 @@ static void kvprintf(const char *fmt, va_list ap) {
         break;
       case 'p':
         put_str("0x");
-        put_uint((uint64_t)va_arg(ap, void *), 16, 16, '0');
+        put_uint((uint64_t)va_arg(ap, void*), 16, 16, '0');
         break;
       case '%': serial_putc('%'); break;
       default: serial_putc('?'); break;
@@ -92,7 +98,7 @@ static void kvprintf(const char *fmt, va_list ap) {
   }
 }
 
-void kprintf(const char *fmt, ...) {
+void kprintf(const char* fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
   kvprintf(fmt, ap);
@@ -107,7 +113,7 @@ static __attribute__((noreturn)) void halt_forever(void) {
   for (;;) __asm__ volatile("cli; hlt");
 }
 
-void panic(const char *fmt, ...) {
+void panic(const char* fmt, ...) {
   __asm__ volatile("cli");
   put_str("PANIC: ");
   va_list ap;
@@ -159,15 +165,38 @@ static void idt_init(void) {
   __asm__ volatile("lidt %0" : : "m"(idtr));
 }
 
-static const char *const kExceptionNames[32] = {
-    "divide error", "debug", "NMI", "breakpoint", "overflow", "bound range",
-    "invalid opcode", "device not available", "double fault",
-    "coprocessor segment overrun", "invalid TSS", "segment not present",
-    "stack fault", "general protection", "page fault", "reserved",
-    "x87 floating point", "alignment check", "machine check", "SIMD floating point",
-    "virtualization", "control protection", "reserved", "reserved", "reserved",
-    "reserved", "reserved", "reserved", "hypervisor injection", "VMM communication",
-    "security", "reserved"};
+static const char* const kExceptionNames[32] = {"divide error",
+                                                "debug",
+                                                "NMI",
+                                                "breakpoint",
+                                                "overflow",
+                                                "bound range",
+                                                "invalid opcode",
+                                                "device not available",
+                                                "double fault",
+                                                "coprocessor segment overrun",
+                                                "invalid TSS",
+                                                "segment not present",
+                                                "stack fault",
+                                                "general protection",
+                                                "page fault",
+                                                "reserved",
+                                                "x87 floating point",
+                                                "alignment check",
+                                                "machine check",
+                                                "SIMD floating point",
+                                                "virtualization",
+                                                "control protection",
+                                                "reserved",
+                                                "reserved",
+                                                "reserved",
+                                                "reserved",
+                                                "reserved",
+                                                "reserved",
+                                                "hypervisor injection",
+                                                "VMM communication",
+                                                "security",
+                                                "reserved"};
 
 // Prints the bytes of a value that looks like text, e.g. a pointer that was
 // overwritten with part of a string: 0x70756b6f6f6c -> "lookup".
@@ -180,34 +209,33 @@ static void print_as_text(uint64_t v) {
   put_str("\")");
 }
 
-static void report_exception(const struct InterruptFrame *f) {
+static void report_exception(const struct InterruptFrame* f) {
   __asm__ volatile("cli");
-  kprintf("\n*** %s (vector %lu) at rip=%p, error code=%lx\n",
-          kExceptionNames[f->vector], f->vector, (void *)f->rip, f->error_code);
+  kprintf("\n*** %s (vector %lu) at rip=%p, error code=%lx\n", kExceptionNames[f->vector],
+          f->vector, (void*)f->rip, f->error_code);
   if (f->vector == 14) {
     uint64_t cr2;
     __asm__ volatile("mov %%cr2, %0" : "=r"(cr2));
-    kprintf("*** faulting address cr2=%p%s%s%s", (void *)cr2,
+    kprintf("*** faulting address cr2=%p%s%s%s", (void*)cr2,
             f->error_code & 1 ? " protection-violation" : " not-present",
-            f->error_code & 2 ? " write" : " read",
-            f->error_code & 16 ? " instruction-fetch" : "");
+            f->error_code & 2 ? " write" : " read", f->error_code & 16 ? " instruction-fetch" : "");
     print_as_text(cr2);
     kprintf("\n");
   }
-  kprintf("    rax=%p rbx=%p rcx=%p rdx=%p\n", (void *)f->rax, (void *)f->rbx,
-          (void *)f->rcx, (void *)f->rdx);
-  kprintf("    rsi=%p rdi=%p rbp=%p rsp=%p\n", (void *)f->rsi, (void *)f->rdi,
-          (void *)f->rbp, (void *)f->rsp);
-  kprintf("    r8 =%p r9 =%p r10=%p r11=%p\n", (void *)f->r8, (void *)f->r9,
-          (void *)f->r10, (void *)f->r11);
-  kprintf("    r12=%p r13=%p r14=%p r15=%p\n", (void *)f->r12, (void *)f->r13,
-          (void *)f->r14, (void *)f->r15);
+  kprintf("    rax=%p rbx=%p rcx=%p rdx=%p\n", (void*)f->rax, (void*)f->rbx, (void*)f->rcx,
+          (void*)f->rdx);
+  kprintf("    rsi=%p rdi=%p rbp=%p rsp=%p\n", (void*)f->rsi, (void*)f->rdi, (void*)f->rbp,
+          (void*)f->rsp);
+  kprintf("    r8 =%p r9 =%p r10=%p r11=%p\n", (void*)f->r8, (void*)f->r9, (void*)f->r10,
+          (void*)f->r11);
+  kprintf("    r12=%p r13=%p r14=%p r15=%p\n", (void*)f->r12, (void*)f->r13, (void*)f->r14,
+          (void*)f->r15);
   // Frame-pointer backtrace (the kernel is built with frame pointers).
-  kprintf("    backtrace: %p", (void *)f->rip);
-  const uint64_t *fp = (const uint64_t *)f->rbp;
+  kprintf("    backtrace: %p", (void*)f->rip);
+  const uint64_t* fp = (const uint64_t*)f->rbp;
   for (int depth = 0; depth < 8 && fp && ((uint64_t)fp >> 32) == 0; depth++) {
-    kprintf(" %p", (void *)fp[1]);
-    fp = (const uint64_t *)fp[0];
+    kprintf(" %p", (void*)fp[1]);
+    fp = (const uint64_t*)fp[0];
   }
   kprintf("\n");
   panic("unhandled %s in kernel mode", kExceptionNames[f->vector]);
@@ -217,21 +245,30 @@ static void report_exception(const struct InterruptFrame *f) {
 // Local APIC (xAPIC, MMIO at 0xFEE00000) and the legacy 8259 PICs.
 enum {
   kApicBase = 0xFEE00000u,
-  kApicTpr = 0x080, kApicEoi = 0x0B0, kApicSvr = 0x0F0, kApicLvtTimer = 0x320,
-  kApicTimerInitial = 0x380, kApicTimerCurrent = 0x390, kApicTimerDivide = 0x3E0,
-  kApicSvrEnable = 0x100, kLvtPeriodic = 1 << 17,
+  kApicTpr = 0x080,
+  kApicEoi = 0x0B0,
+  kApicSvr = 0x0F0,
+  kApicLvtTimer = 0x320,
+  kApicTimerInitial = 0x380,
+  kApicTimerCurrent = 0x390,
+  kApicTimerDivide = 0x3E0,
+  kApicSvrEnable = 0x100,
+  kLvtPeriodic = 1 << 17,
   kApicTimerDivideBy16 = 0x3,
   kApicTimerCount = 20000,  // 320 us at a 1 GHz APIC bus
-  kIa32ApicBaseMsr = 0x1B, kApicGlobalEnable = 1 << 11,
+  kIa32ApicBaseMsr = 0x1B,
+  kApicGlobalEnable = 1 << 11,
 };
 
-static inline volatile uint32_t *apic_reg(uint32_t offset) {
-  return (volatile uint32_t *)(uintptr_t)(kApicBase + offset);
+static inline volatile uint32_t* apic_reg(uint32_t offset) {
+  return (volatile uint32_t*)(uintptr_t)(kApicBase + offset);
 }
 
 static volatile uint64_t ticks;
 
-uint64_t timer_ticks(void) { return ticks; }
+uint64_t timer_ticks(void) {
+  return ticks;
+}
 
 // Remaps the PICs away from the exception vectors (0x20/0x28) and masks every
 // line: all interrupts come from the local APIC.
@@ -262,7 +299,7 @@ static void apic_init(void) {
           *apic_reg(0x20) >> 24, *apic_reg(0x30) & 0xFF, kApicTimerCount);
 }
 
-void interrupt_dispatch(struct InterruptFrame *frame) {
+void interrupt_dispatch(struct InterruptFrame* frame) {
   if (frame->vector == kTimerVector) {
     ticks++;
     *apic_reg(kApicEoi) = 0;
@@ -283,7 +320,7 @@ void kmain(uint32_t magic, uint32_t info_addr) {
   serial_init();
   kprintf("ttvm demo kernel: long mode, paging on\n");
   if (magic != 0x2BADB002) panic("not booted by a multiboot loader (eax=%x)", magic);
-  const struct MultibootInfo *info = (const struct MultibootInfo *)(uintptr_t)info_addr;
+  const struct MultibootInfo* info = (const struct MultibootInfo*)(uintptr_t)info_addr;
   if (info->flags & 1)
     kprintf("memory: %u KiB low, %u KiB above 1 MiB\n", info->mem_lower, info->mem_upper);
   idt_init();

@@ -12,30 +12,30 @@
 enum { kChunkSize = 32, kArenaSize = 256 * 1024 };
 
 struct FreeChunk {
-  struct FreeChunk *next;
+  struct FreeChunk* next;
 };
 
 static uint8_t arena[kArenaSize] __attribute__((aligned(kChunkSize)));
 static size_t arena_used;
-static struct FreeChunk *free_list;
+static struct FreeChunk* free_list;
 static unsigned chunks_live;
 
-static void *kmalloc(size_t size) {
+static void* kmalloc(size_t size) {
   if (size > kChunkSize) panic("kmalloc(%lu): larger than a chunk", size);
   chunks_live++;
   if (free_list) {
-    struct FreeChunk *chunk = free_list;
+    struct FreeChunk* chunk = free_list;
     free_list = chunk->next;
     return chunk;
   }
   if (arena_used + kChunkSize > kArenaSize) panic("kmalloc: arena exhausted");
-  void *chunk = &arena[arena_used];
+  void* chunk = &arena[arena_used];
   arena_used += kChunkSize;
   return chunk;
 }
 
-static void kfree(void *p) {
-  struct FreeChunk *chunk = p;
+static void kfree(void* p) {
+  struct FreeChunk* chunk = p;
   chunk->next = free_list;
   free_list = chunk;
   chunks_live--;
@@ -43,13 +43,13 @@ static void kfree(void *p) {
 
 // ---------------------------------------------------------------------------
 // Strings.
-static size_t str_len(const char *s) {
+static size_t str_len(const char* s) {
   size_t n = 0;
   while (s[n]) n++;
   return n;
 }
 
-static bool str_eq(const char *a, const char *b) {
+static bool str_eq(const char* a, const char* b) {
   while (*a && *a == *b) {
     a++;
     b++;
@@ -58,15 +58,15 @@ static bool str_eq(const char *a, const char *b) {
 }
 
 // Returns a heap copy of `key`, terminating NUL included.
-static __attribute__((noinline)) char *key_dup(const char *key) {
+static __attribute__((noinline)) char* key_dup(const char* key) {
   size_t n = str_len(key) + 1;
-  char *copy = kmalloc(n);
+  char* copy = kmalloc(n);
   for (size_t i = 0; i < n; i++) copy[i] = key[i];  // KEY_DUP_STORE
   return copy;
 }
 
 // Formats prefix + four decimal digits of `number` + suffix into `out`.
-static void make_key(char *out, const char *prefix, unsigned number, const char *suffix) {
+static void make_key(char* out, const char* prefix, unsigned number, const char* suffix) {
   while (*prefix) *out++ = *prefix++;
   for (unsigned div = 1000; div; div /= 10) *out++ = (char)('0' + number / div % 10);
   while (*suffix) *out++ = *suffix++;
@@ -78,37 +78,37 @@ static void make_key(char *out, const char *prefix, unsigned number, const char 
 struct Entry {
   uint32_t hash;
   uint32_t value;
-  struct Entry *next;
-  const char *key;  // owned: allocated by key_dup
+  struct Entry* next;
+  const char* key;  // owned: allocated by key_dup
 };
 
 enum { kBuckets = 64 };
 
-static struct Entry *buckets[kBuckets];
+static struct Entry* buckets[kBuckets];
 static unsigned entry_count;
 
-static uint32_t hash_key(const char *key) {
+static uint32_t hash_key(const char* key) {
   uint32_t h = 2166136261u;
   while (*key) h = (h ^ (uint8_t)*key++) * 16777619u;
   return h;
 }
 
-static __attribute__((noinline)) struct Entry *table_find(const char *key) {
+static __attribute__((noinline)) struct Entry* table_find(const char* key) {
   uint32_t h = hash_key(key);
-  for (struct Entry *e = buckets[h % kBuckets]; e; e = e->next) {  // TABLE_FIND_WALK
+  for (struct Entry* e = buckets[h % kBuckets]; e; e = e->next) {  // TABLE_FIND_WALK
     if (e->hash == h && str_eq(e->key, key)) return e;
   }
   return NULL;
 }
 
-static __attribute__((noinline)) void table_insert(const char *key, uint32_t value) {
-  struct Entry *existing = table_find(key);
+static __attribute__((noinline)) void table_insert(const char* key, uint32_t value) {
+  struct Entry* existing = table_find(key);
   if (existing) {
     existing->value = value;
     return;
   }
-  char *copy = key_dup(key);
-  struct Entry *e = kmalloc(sizeof *e);
+  char* copy = key_dup(key);
+  struct Entry* e = kmalloc(sizeof *e);
   uint32_t h = hash_key(key);
   e->hash = h;
   e->value = value;
@@ -123,18 +123,18 @@ static __attribute__((noinline)) void table_insert(const char *key, uint32_t val
 // THE BUG: `prev` advances to the entry just freed. When two neighbours in a
 // chain both expire, the second is unlinked through the first (already freed)
 // entry, so the live predecessor keeps pointing at the freed second entry.
-static __attribute__((noinline)) unsigned table_prune(bool (*expired)(const struct Entry *)) {
+static __attribute__((noinline)) unsigned table_prune(bool (*expired)(const struct Entry*)) {
   unsigned removed = 0;
   for (unsigned b = 0; b < kBuckets; b++) {
-    struct Entry *prev = NULL;
-    for (struct Entry *e = buckets[b]; e;) {
-      struct Entry *next = e->next;
+    struct Entry* prev = NULL;
+    for (struct Entry* e = buckets[b]; e;) {
+      struct Entry* next = e->next;
       if (expired(e)) {
         if (prev)
           prev->next = next;  // TABLE_PRUNE_UNLINK
         else
           buckets[b] = next;
-        kfree((void *)e->key);
+        kfree((void*)e->key);
         kfree(e);
         entry_count--;
         removed++;
@@ -149,7 +149,9 @@ static __attribute__((noinline)) unsigned table_prune(bool (*expired)(const stru
 // ---------------------------------------------------------------------------
 enum { kKeys = 640, kExpireEvery = 10, kAliasRounds = 256 };
 
-static bool every_tenth(const struct Entry *e) { return e->value % kExpireEvery == 0; }
+static bool every_tenth(const struct Entry* e) {
+  return e->value % kExpireEvery == 0;
+}
 
 // Checks that exactly the keys that were not expired are still present.
 static __attribute__((noinline)) unsigned verify_keys(void) {
@@ -157,7 +159,7 @@ static __attribute__((noinline)) unsigned verify_keys(void) {
   unsigned found = 0;
   for (unsigned i = 0; i < kKeys; i++) {
     make_key(key, "key-", i, "");
-    struct Entry *e = table_find(key);
+    struct Entry* e = table_find(key);
     bool want = i % kExpireEvery != 0;
     if ((e != NULL) != want || (e && e->value != i))
       panic("verify: %s %s", key, want ? "missing or wrong" : "still present");
@@ -173,8 +175,7 @@ void workload_run(void) {
     make_key(key, "key-", i, "");
     table_insert(key, i);
     if ((i + 1) % 128 == 0)
-      kprintf("inserted %u keys, %u chunks in use, ticks=%lu\n", i + 1, chunks_live,
-              timer_ticks());
+      kprintf("inserted %u keys, %u chunks in use, ticks=%lu\n", i + 1, chunks_live, timer_ticks());
   }
   // Phase 2: expire every tenth key.
   unsigned removed = table_prune(every_tenth);

@@ -61,8 +61,9 @@ static const struct sdt_header* check_table(uint64_t addr, const char* want) {
     return NULL;
   }
   const struct sdt_header* h = (const struct sdt_header*)(uintptr_t)addr;
-  if (want) CHECK_MSG(memcmp(h->signature, want, 4) == 0, "table at %#lx is not %s",
-                      (unsigned long)addr, want);
+  if (want)
+    CHECK_MSG(memcmp(h->signature, want, 4) == 0, "table at %#lx is not %s", (unsigned long)addr,
+              want);
   CHECK_MSG(h->length >= sizeof *h && h->length < (1u << 20), "table at %#lx: length %u",
             (unsigned long)addr, h->length);
   if (h->length < sizeof *h || h->length >= (1u << 20)) return NULL;

@@ -98,14 +98,14 @@ void guest_main(void) {
   uint32_t xid = lapic_read(LAPIC_ID) >> 24, xver = lapic_read(LAPIC_VERSION);
   wrmsr(MSR_APIC_BASE, rdmsr(MSR_APIC_BASE) | (1u << 10));
   CHECK_MSG(rdmsr(MSR_APIC_BASE) & (1u << 10), "IA32_APIC_BASE.EXTD does not stick");
-  CHECK_EQ(rdmsr(0x802), xid);            /* x2APIC ID: the full 32-bit ID */
+  CHECK_EQ(rdmsr(0x802), xid); /* x2APIC ID: the full 32-bit ID */
   CHECK_EQ(rdmsr(0x803) & 0xFF00FF, xver & 0xFF00FF);
-  CHECK_EQ(rdmsr(0x80F) & 0x1FF, 0x1FF);  /* SVR keeps its value across the switch */
+  CHECK_EQ(rdmsr(0x80F) & 0x1FF, 0x1FF); /* SVR keeps its value across the switch */
   set_trap_hook(0x62, x2_record);
-  wrmsr(0x83F, 0x62);                     /* SELF_IPI */
+  wrmsr(0x83F, 0x62); /* SELF_IPI */
   n = wait_count(&x2_taken, 1, WAIT_LIMIT);
   CHECK_MSG(n == 1, "%d interrupts from x2APIC SELF_IPI, expected 1", n);
-  wrmsr(0x830, ICR_SELF | 0x62);          /* ICR as one 64-bit MSR */
+  wrmsr(0x830, ICR_SELF | 0x62); /* ICR as one 64-bit MSR */
   n = wait_count(&x2_taken, 2, WAIT_LIMIT);
   CHECK_MSG(n == 2, "%d interrupts after an x2APIC ICR self-IPI, expected 2", n);
 }

@@ -62,7 +62,7 @@ void guest_main(void) {
 
   case_begin("one_shot");
   ticks = 0;
-  lapic_write(LAPIC_TIMER_DIVIDE, 0xB); /* divide by 1 */
+  lapic_write(LAPIC_TIMER_DIVIDE, 0xB);       /* divide by 1 */
   lapic_write(LAPIC_LVT_TIMER, TIMER_VECTOR); /* one-shot */
   lapic_write(LAPIC_TIMER_INITIAL, 100000);
   n = wait_count(&ticks, 1, WAIT_LIMIT);

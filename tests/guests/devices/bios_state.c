@@ -12,13 +12,14 @@ GUEST_NAME("bios_state");
  * code: this stub takes the interrupt frame as it is. */
 volatile int vec8_count;
 void irq0_vec8_stub(void);
-__asm__(".text\n.globl irq0_vec8_stub\nirq0_vec8_stub:\n"
-        "  push %rax\n"
-        "  lock incl vec8_count(%rip)\n"
-        "  mov $0x20, %al\n"
-        "  outb %al, $0x20\n" /* non-specific EOI, master */
-        "  pop %rax\n"
-        "  iretq\n");
+__asm__(
+    ".text\n.globl irq0_vec8_stub\nirq0_vec8_stub:\n"
+    "  push %rax\n"
+    "  lock incl vec8_count(%rip)\n"
+    "  mov $0x20, %al\n"
+    "  outb %al, $0x20\n" /* non-specific EOI, master */
+    "  pop %rax\n"
+    "  iretq\n");
 
 static volatile int vec70_count;
 static void irq8_vec70(struct trap_frame* f) {
@@ -52,8 +53,8 @@ void guest_main(void) {
 
   case_begin("ivt");
   const volatile uint32_t* ivt = (const volatile uint32_t*)low_mem(0);
-  static const int kVectors[] = {0x00, 0x05, 0x08, 0x09, 0x10, 0x13, 0x15, 0x16, 0x19, 0x1A,
-                                 0x70, 0x74, 0x75, 0x76};
+  static const int kVectors[] = {0x00, 0x05, 0x08, 0x09, 0x10, 0x13, 0x15,
+                                 0x16, 0x19, 0x1A, 0x70, 0x74, 0x75, 0x76};
   for (unsigned i = 0; i < sizeof kVectors / sizeof kVectors[0]; i++) {
     uint32_t e = ivt[kVectors[i]];
     uint32_t linear = ((e >> 16) << 4) + (e & 0xFFFF);
@@ -67,8 +68,8 @@ void guest_main(void) {
   uint8_t status = inb(0x40);
   int mode = (status >> 1) & 7;
   CHECK_MSG((status & 0x30) == 0x30, "PIT ch0 status %#x: access not lobyte/hibyte", status);
-  CHECK_MSG(mode == 2 || mode == 3 || mode == 6 || mode == 7, "PIT ch0 status %#x: mode %d",
-            status, mode);
+  CHECK_MSG(mode == 2 || mode == 3 || mode == 6 || mode == 7, "PIT ch0 status %#x: mode %d", status,
+            mode);
   CHECK_MSG(!(status & 1), "PIT ch0 status %#x: BCD counting", status);
 
   case_begin("irq0_vector8");

@@ -91,7 +91,9 @@ static inline void lapic_enable(void) {
   lapic_write(LAPIC_SVR, 0x100 | 0xFF);
   lapic_write(LAPIC_TPR, 0);
 }
-static inline void lapic_eoi(void) { lapic_write(LAPIC_EOI, 0); }
+static inline void lapic_eoi(void) {
+  lapic_write(LAPIC_EOI, 0);
+}
 
 /* ---- I/O APIC at 0xFEC00000: IOREGSEL +0x00, IOWIN +0x10 ------------------ */
 #define IOAPIC_BASE 0xFEC00000u

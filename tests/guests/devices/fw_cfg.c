@@ -14,7 +14,9 @@ GUEST_NAME("fw_cfg");
 #define FW_CFG_NB_CPUS 0x05
 #define FW_CFG_FILE_DIR 0x19
 
-static void fw_select(uint16_t key) { outw(0x510, key); }
+static void fw_select(uint16_t key) {
+  outw(0x510, key);
+}
 static void fw_read(void* buf, uint32_t n) {
   uint8_t* p = buf;
   for (uint32_t i = 0; i < n; i++) p[i] = inb(0x511);
@@ -22,9 +24,15 @@ static void fw_read(void* buf, uint32_t n) {
 static uint32_t be32(const uint8_t* p) {
   return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
-static uint16_t be16(const uint8_t* p) { return (uint16_t)(p[0] << 8 | p[1]); }
-static uint64_t bswap64(uint64_t v) { return __builtin_bswap64(v); }
-static uint32_t bswap32(uint32_t v) { return __builtin_bswap32(v); }
+static uint16_t be16(const uint8_t* p) {
+  return (uint16_t)(p[0] << 8 | p[1]);
+}
+static uint64_t bswap64(uint64_t v) {
+  return __builtin_bswap64(v);
+}
+static uint32_t bswap32(uint32_t v) {
+  return __builtin_bswap32(v);
+}
 
 struct fw_cfg_file {
   uint32_t size;   /* big-endian */

@@ -16,7 +16,9 @@ static volatile int edge_count, level_count, pit_count;
 static volatile uint32_t rte_in_handler;
 static volatile int tmr_in_handler;
 
-static void set_line(int level) { outb(0x2000 + TEST_IRQ, (uint8_t)level); }
+static void set_line(int level) {
+  outb(0x2000 + TEST_IRQ, (uint8_t)level);
+}
 
 static void edge_irq(struct trap_frame* f) {
   (void)f;
@@ -87,8 +89,7 @@ void guest_main(void) {
   CHECK_MSG(n == 1, "%d level interrupts, expected 1", n);
   CHECK_MSG(rte_in_handler & RTE_REMOTE_IRR, "remote IRR clear in the handler (RTE %#x)",
             rte_in_handler);
-  CHECK_MSG(tmr_in_handler, "APIC TMR bit of vector %#x clear for a level interrupt",
-            LEVEL_VECTOR);
+  CHECK_MSG(tmr_in_handler, "APIC TMR bit of vector %#x clear for a level interrupt", LEVEL_VECTOR);
   uint32_t rte = ioapic_read(IOAPIC_RTE_LO(TEST_IRQ));
   CHECK_MSG(!(rte & RTE_REMOTE_IRR), "remote IRR still set after EOI (RTE %#x)", rte);
 

@@ -9,8 +9,7 @@ void guest_main(void) {
   case_begin("status");
   int waited = 0;
   while ((inb(0x64) & 0x02) && waited < 1000000) waited++;
-  CHECK_MSG(!(inb(0x64) & 0x02), "controller input buffer never empties (status %#x)",
-            inb(0x64));
+  CHECK_MSG(!(inb(0x64) & 0x02), "controller input buffer never empties (status %#x)", inb(0x64));
   CHECK_MSG(inb(0x64) != 0xFF, "no keyboard controller at 0x64 (reads 0xFF)");
   if (fail_count) guest_finish();
   printf("RESET-NEXT\n");

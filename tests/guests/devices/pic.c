@@ -14,7 +14,9 @@ static volatile int taken;
 static volatile int level_limit;
 static volatile uint8_t slave_isr_seen, master_isr_seen;
 
-static void line(int irq, int level) { outb((uint16_t)(0x2000 + irq), (uint8_t)level); }
+static void line(int irq, int level) {
+  outb((uint16_t)(0x2000 + irq), (uint8_t)level);
+}
 
 static void note(int irq) {
   if (taken < 8) order[taken] = irq;

@@ -13,8 +13,7 @@ void guest_main(void) {
   case_begin("port61_gate");
   uint8_t p61 = inb(0x61);
   outb(0x61, (uint8_t)((p61 & ~0x02) | 0x01)); /* gate 2 on, speaker off */
-  CHECK_MSG((inb(0x61) & 0x03) == 0x01, "port 0x61 reads %#x, expected bits 1:0 = 01",
-            inb(0x61));
+  CHECK_MSG((inb(0x61) & 0x03) == 0x01, "port 0x61 reads %#x, expected bits 1:0 = 01", inb(0x61));
 
   case_begin("mode0_out2");
   pit_program(2, 0, 2000); /* ~1.7 ms */

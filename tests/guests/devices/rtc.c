@@ -39,8 +39,12 @@ static void read_stable(struct rtc_time* t) {
   }
 }
 
-static int valid_bcd(uint8_t v) { return (v & 0x0F) <= 9 && (v >> 4) <= 9; }
-static uint8_t from_bcd(uint8_t v) { return (uint8_t)((v >> 4) * 10 + (v & 0x0F)); }
+static int valid_bcd(uint8_t v) {
+  return (v & 0x0F) <= 9 && (v >> 4) <= 9;
+}
+static uint8_t from_bcd(uint8_t v) {
+  return (uint8_t)((v >> 4) * 10 + (v & 0x0F));
+}
 
 static volatile int periodic_count;
 static volatile uint8_t regc_seen;
@@ -100,8 +104,8 @@ void guest_main(void) {
   struct rtc_time u;
   read_stable(&u);
   cmos_write(0x0B, b);
-  CHECK_MSG(u.year == year % 100 && u.century == year / 100,
-            "binary year %u/%u, BCD read gave %d", u.century, u.year, year);
+  CHECK_MSG(u.year == year % 100 && u.century == year / 100, "binary year %u/%u, BCD read gave %d",
+            u.century, u.year, year);
   CHECK_MSG(u.mon == mon && u.day == day, "binary date %u/%u, BCD %d/%d", u.day, u.mon, day, mon);
   CHECK_MSG(u.hour < 24 && u.min < 60 && u.sec < 60, "binary time %u:%u:%u", u.hour, u.min, u.sec);
   /* Within the same hour unless the clock rolled over between the reads. */

@@ -38,13 +38,15 @@ static struct window measure(void) {
   return w;
 }
 
-static uint64_t per_second(uint64_t delta) { return delta * PIT_HZ / WINDOW_COUNT; }
+static uint64_t per_second(uint64_t delta) {
+  return delta * PIT_HZ / WINDOW_COUNT;
+}
 
 void guest_main(void) {
   cli();
   pic_init();
   lapic_enable();
-  lapic_write(LAPIC_TIMER_DIVIDE, 0xB); /* divide by 1 */
+  lapic_write(LAPIC_TIMER_DIVIDE, 0xB);            /* divide by 1 */
   lapic_write(LAPIC_LVT_TIMER, LVT_MASKED | 0x40); /* one-shot, masked: only the count */
 
   case_begin("windows");
@@ -88,7 +90,8 @@ void guest_main(void) {
       }
   uint64_t median = (sorted[1] + sorted[2]) / 2;
   int close = 0;
-  for (int i = 0; i < 4; i++) close += (r[i] > median ? r[i] - median : median - r[i]) * 20 <= median;
+  for (int i = 0; i < 4; i++)
+    close += (r[i] > median ? r[i] - median : median - r[i]) * 20 <= median;
   CHECK_MSG(close >= 3, "APIC/TSC ratios (x 2^-20) %lu %lu %lu %lu: fewer than 3 within 5%%",
             (unsigned long)r[0], (unsigned long)r[1], (unsigned long)r[2], (unsigned long)r[3]);
 }

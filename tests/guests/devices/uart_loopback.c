@@ -128,10 +128,8 @@ void guest_main(void) {
             kept, first_kept);
 
   case_begin("modem_delta");
-  CHECK_MSG((msr_delta & 0x11) == 0x11, "MSR %#x after CTS rose: CTS and DCTS expected",
-            msr_delta);
-  CHECK_MSG((msr_cleared & 0x0F) == 0, "MSR %#x: delta bits not cleared by the read",
-            msr_cleared);
+  CHECK_MSG((msr_delta & 0x11) == 0x11, "MSR %#x after CTS rose: CTS and DCTS expected", msr_delta);
+  CHECK_MSG((msr_cleared & 0x0F) == 0, "MSR %#x: delta bits not cleared by the read", msr_cleared);
   CHECK_MSG((iir_modem & 0x0F) == 0x00, "IIR %#x with DCTS pending and IER bit 3, expected 0x0",
             iir_modem);
   CHECK_MSG((iir_modem_after & 0x0F) == 0x01, "IIR %#x after reading MSR, expected 0x1",

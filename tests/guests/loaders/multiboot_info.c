@@ -53,8 +53,7 @@ void guest_main(void) {
       printf("  mmap %#lx + %#lx type %u\n", (unsigned long)e->addr, (unsigned long)e->len,
              e->type);
       if (e->type == 1 && e->addr == 0) low_ram = e->len >= (uint64_t)mbi->mem_lower * 1024;
-      if (e->type == 1 && e->addr == 0x100000)
-        high_ram = e->len == (uint64_t)mbi->mem_upper * 1024;
+      if (e->type == 1 && e->addr == 0x100000) high_ram = e->len == (uint64_t)mbi->mem_upper * 1024;
       CHECK_MSG(e->size >= 20, "mmap entry at +%u: size %u", off, e->size);
       if (e->size < 20) break;
       off += e->size + 4;
