@@ -279,6 +279,31 @@ TEST(Paging, EnablePaeFrom32BitProtectedMode) {
   EXPECT_EQ(m.get(pd, 8) & kA, kA);
 }
 
+// Intel: MOV CR3 in PAE mode loads the PDPTEs and #GPs on reserved bits.
+TEST(Paging, PaePdpteReservedBitsFaultAtMovCr3) {
+  Machine m;
+  m.setupFlat32(layout::kCode);
+  for (uint8_t v = 0; v < 32; ++v) m.setIdt32(v, static_cast<uint32_t>(kHandler));
+  m.loadHex(kHandler, "f4");
+  const uint64_t pdpt = 0x20000, pdpt2 = 0x20020, pd = 0x21000;
+  m.put(pdpt, pd | 1, 8);
+  m.put(pd, 0x83, 8);
+  m.put(pdpt2, pd | 1, 8);
+  m.put(pdpt2 + 16, pd | 3, 8);  // R/W is reserved in a PAE PDPTE
+  m.loadHex(layout::kCode, "0f 22 d8");  // mov cr3, eax
+  m.edit([&](CpuState& s) {
+    s.cr3 = pdpt;
+    s.cr4 |= cr4::kPAE;
+    s.cr0 |= cr0::kPG;
+    s.reg(Gpr::kRax) = pdpt2;
+  });
+  const StepResult r = m.step();
+  ASSERT_EQ(r.outcome, StepOutcome::kException);
+  EXPECT_EQ(int(r.vector), 13);
+  EXPECT_EQ(r.errorCode, 0u);
+  EXPECT_EQ(m.state().cr3, pdpt);
+}
+
 TEST(Paging, MmioOutsideRamAndInHoles) {
   Machine m(8u << 20, {{0x300000, 0x301000}});
   m.setupLong64(layout::kCode);

@@ -26,7 +26,10 @@ CpuImpl::CpuImpl(const CpuModel& model, PhysicalMemory memory, Environment& env)
   const size_t pages = (mem_.ram.size() + 0xFFF) >> 12;
   in_->codeChunks.assign(pages + 1, 0);
   in_->dirty.assign(pages + 1, 0);
-  for (int m = 0; m < 7; ++m) initDecoder(in_->decoders[m], static_cast<CpuMode>(m));
+  for (int m = 0; m < 7; ++m) {
+    initDecoder(in_->decoders[m], static_cast<CpuMode>(m));
+    configureDecoderForModel(in_->decoders[m], model_);
+  }
   s_ = resetState();
   updateMode();
 }

@@ -346,6 +346,7 @@ class CpuImpl final {
   bool writeCr3(uint64_t v);
   bool writeCr4(uint64_t v);
   bool writeEfer(uint64_t v);
+  bool checkPaePdptes(uint64_t cr0v, uint64_t cr3v, uint64_t cr4v, uint64_t eferv);
 
   // Translates `lin` for access `a`; on a fault records #PF (CR2, error code)
   // unless `noFault`. Sets A/D bits unless `noSideEffects`.

@@ -39,6 +39,15 @@ void initDecoder(ZydisDecoder& dec, CpuMode mode) {
   TTVM_ASSERT(ZYAN_SUCCESS(st), "ZydisDecoderInit failed");
 }
 
+void configureDecoderForModel(ZydisDecoder& dec, const CpuModel& model) {
+  // Without BMI1 (CPUID.7.EBX[3]) F3 0F BC is REP BSF, as on older CPUs;
+  // without ABM/LZCNT (CPUID.80000001.ECX[5]) F3 0F BD is REP BSR.
+  const bool bmi1 = model.lookup(7, 0).ebx & (1u << 3);
+  const bool lzcnt = model.lookup(0x80000001u, 0).ecx & (1u << 5);
+  ZydisDecoderEnableMode(&dec, ZYDIS_DECODER_MODE_TZCNT, bmi1 ? ZYAN_TRUE : ZYAN_FALSE);
+  ZydisDecoderEnableMode(&dec, ZYDIS_DECODER_MODE_LZCNT, lzcnt ? ZYAN_TRUE : ZYAN_FALSE);
+}
+
 namespace {
 
 // Maps a Zydis register to (kind, number); false for registers ttvm does not model.

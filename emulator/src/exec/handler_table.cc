@@ -9,8 +9,7 @@ const HandlerTable& HandlerTable::instance() {
   static const HandlerTable table = [] {
     HandlerTable t;
     // Groups register in this order; a later registration of the same
-    // mnemonic replaces an earlier one (alu/ replaces alu_basic.cc).
-    registerAluBasicHandlers(t);
+    // mnemonic replaces an earlier one.
     registerDataHandlers(t);
     registerStackHandlers(t);
     registerControlHandlers(t);

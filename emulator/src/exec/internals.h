@@ -66,5 +66,7 @@ bool decodeInstr(const ZydisDecoder& dec, CpuMode mode, const uint8_t* bytes, un
 // The handler of every mnemonic without one: #UD, logged once.
 ExecStatus handleUnimplemented(CpuImpl& cpu, const Instr& i);
 void initDecoder(ZydisDecoder& dec, CpuMode mode);
+// Decoder modes that depend on the CPU model (TZCNT/LZCNT vs REP BSF/BSR).
+void configureDecoderForModel(ZydisDecoder& dec, const CpuModel& model);
 
 }  // namespace ttvm

@@ -105,20 +105,36 @@ void CpuImpl::loadCs(uint16_t selector, uint64_t raw, int newCpl) {
 
 // ------------------------------------------------------- control registers
 
+// Intel loads the four PAE PDPTEs when MOV CR3/CR0/CR4 leaves the CPU in
+// legacy PAE paging and raises #GP(0) if a present one has reserved bits set
+// (SDM vol. 3 4.4.1). ttvm checks them there; the walker reads them again.
+bool CpuImpl::checkPaePdptes(uint64_t cr0v, uint64_t cr3v, uint64_t cr4v, uint64_t eferv) {
+  if (!(cr0v & cr0::kPG) || !(cr4v & cr4::kPAE) || (eferv & efer::kLMA)) return true;
+  const uint64_t base = cr3v & 0xFFFFFFE0ull;
+  for (unsigned k = 0; k < 4; ++k) {
+    const uint64_t e = readPhys(base + 8 * k, 8);
+    if ((e & 1) && ((e & 0x1E6) || (e >> 40))) return fault(vec::kGP, 0);
+  }
+  return true;
+}
+
 bool CpuImpl::writeCr0(uint64_t v) {
   if (v >> 32) return fault(vec::kGP, 0);
   if ((v & cr0::kPG) && !(v & cr0::kPE)) return fault(vec::kGP, 0);
   if ((v & cr0::kNW) && !(v & cr0::kCD)) return fault(vec::kGP, 0);
   const uint64_t old = s_.cr0;
+  uint64_t newEfer = s_.msr.efer;
   if ((v & cr0::kPG) && !(old & cr0::kPG) && (s_.msr.efer & efer::kLME)) {
     if (!(s_.cr4 & cr4::kPAE)) return fault(vec::kGP, 0);
     if (s_.seg[1].attributes & segattr::kL) return fault(vec::kGP, 0);
-    s_.msr.efer |= efer::kLMA;
+    newEfer |= efer::kLMA;
   }
   if (!(v & cr0::kPG) && (old & cr0::kPG) && longMode()) {
     if (mode_ == CpuMode::kLong64) return fault(vec::kGP, 0);
-    s_.msr.efer &= ~efer::kLMA;
+    newEfer &= ~efer::kLMA;
   }
+  if (!checkPaePdptes(v, s_.cr3, s_.cr4, newEfer)) return false;
+  s_.msr.efer = newEfer;
   s_.cr0 = v | cr0::kET;
   if ((old ^ s_.cr0) & (cr0::kPG | cr0::kWP | cr0::kPE)) flushTlb(true);
   updateMode();
@@ -127,7 +143,9 @@ bool CpuImpl::writeCr0(uint64_t v) {
 
 bool CpuImpl::writeCr3(uint64_t v) {
   if (longMode() && (v >> 52)) return fault(vec::kGP, 0);
-  s_.cr3 = longMode() ? v : (v & 0xFFFFFFFFull);
+  const uint64_t nv = longMode() ? v : (v & 0xFFFFFFFFull);
+  if (!checkPaePdptes(s_.cr0, nv, s_.cr4, s_.msr.efer)) return false;
+  s_.cr3 = nv;
   flushTlb(false);
   return true;
 }
@@ -139,6 +157,9 @@ bool CpuImpl::writeCr4(uint64_t v) {
   if (v & ~supported) return fault(vec::kGP, 0);
   if (longMode() && !(v & cr4::kPAE)) return fault(vec::kGP, 0);
   const uint64_t old = s_.cr4;
+  if (((old ^ v) & (cr4::kPAE | cr4::kPGE | cr4::kPSE | cr4::kSMEP)) &&
+      !checkPaePdptes(s_.cr0, s_.cr3, v, s_.msr.efer))
+    return false;
   s_.cr4 = v;
   if ((old ^ v) & (cr4::kPSE | cr4::kPAE | cr4::kPGE | cr4::kSMEP | cr4::kSMAP)) flushTlb(true);
   if ((old ^ v) & cr4::kDE) debugRegistersChanged();
