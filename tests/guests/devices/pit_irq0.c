@@ -7,7 +7,7 @@
 GUEST_NAME("pit_irq0");
 
 #define IRQ0_VECTOR PIC_MASTER_BASE
-#define COUNT_1KHZ 1193 /* 1193182 Hz / 1193 = 1000.15 Hz */
+#define COUNT_4KHZ 298 /* 1193182 Hz / 298 = 4004 Hz */
 
 static volatile int ticks;
 static volatile uint8_t isr_in_handler;
@@ -38,7 +38,7 @@ void guest_main(void) {
   CHECK_MSG(c1 > 0 && c2 > 0, "mode 2 counter read 0 (%#x, %#x): it counts N..1", c1, c2);
 
   case_begin("mode2_periodic");
-  pit_program(0, 2, COUNT_1KHZ);
+  pit_program(0, 2, COUNT_4KHZ);
   pic_unmask(0);
   int n = wait_count(&ticks, 20, WAIT_LIMIT);
   CHECK_MSG(n >= 20, "%d IRQ 0 interrupts, expected 20", n);
@@ -61,7 +61,7 @@ void guest_main(void) {
   CHECK_MSG(unmasked > during, "no interrupt after unmasking IRQ 0");
 
   case_begin("mode3_square");
-  pit_program(0, 3, COUNT_1KHZ);
+  pit_program(0, 3, COUNT_4KHZ);
   int start = ticks;
   n = wait_count(&ticks, start + 20, WAIT_LIMIT);
   CHECK_MSG(n - start >= 20, "%d mode-3 interrupts, expected 20", n - start);

@@ -8,7 +8,7 @@
 
 GUEST_NAME("timer_calibration");
 
-#define WINDOW_COUNT 11932 /* PIT ticks: 10.0 ms at 1193182 Hz */
+#define WINDOW_COUNT 5966 /* PIT ticks: 5.0 ms at 1193182 Hz */
 
 struct window {
   uint64_t tsc;
