@@ -2,6 +2,7 @@
 
 #include <sys/mman.h>
 
+#include <algorithm>
 #include <cinttypes>
 #include <cstring>
 
@@ -209,6 +210,30 @@ MachineConfig Machine::config() const {
   c.tscHz = options_.cpuModel.tscFrequencyHz;
   c.cmdline = options_.cmdline;
   return c;
+}
+
+RamPages Machine::nonZeroPages() const {
+  RamPages pages;
+  size_t n = ramBytes_ / kPageSize;
+  std::vector<unsigned char> resident(n, 1);
+  // Untouched pages of the anonymous mapping are not resident: they are zero.
+  if (mincore(ramBase_, ramBytes_, resident.data()) != 0)
+    std::fill(resident.begin(), resident.end(), 1);
+  for (size_t i = 0; i < n; ++i) {
+    if (!(resident[i] & 1)) continue;
+    const uint8_t* p = ramBase_ + i * kPageSize;
+    bool zero = true;
+    for (size_t k = 0; k < kPageSize; k += 8) {
+      uint64_t w;
+      std::memcpy(&w, p + k, 8);
+      if (w != 0) {
+        zero = false;
+        break;
+      }
+    }
+    if (!zero) pages.add(i, std::span<const uint8_t>(p, kPageSize));
+  }
+  return pages;
 }
 
 PhysicalMemory Machine::physicalMemory() {

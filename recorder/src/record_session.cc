@@ -35,7 +35,7 @@ Status RecordSession::start() {
   if (!options_.tracePath.empty()) {
     InitialState init;
     init.cpu = guest_.cpu;
-    init.ram = RamPages::fromFlat(machine_.ram());
+    init.ram = machine_.nonZeroPages();
     init.deviceState = machine_.saveDeviceState();
     auto w = TraceWriter::create(options_.tracePath, header_, init, options_.writerOptions);
     if (!w) return makeError("cannot write the trace: " + w.error().message);

@@ -1,11 +1,11 @@
-; CPU-bound guest for the recording benchmark: 50,000,000 iterations of an
+; CPU-bound guest for the recording benchmark: 10,000,000 iterations of an
 ; xorshift loop in registers and a small memory array, no I/O, then exit 0.
 %include "rec.inc"
 global _start
 section .text
 _start:
   mov esp, stack_top
-  mov ecx, 50000000
+  mov ecx, 10000000
   mov eax, 2463534242
   xor edi, edi
 .loop:

@@ -85,6 +85,10 @@ class Machine final : public IrqSink, public RunControl {
   std::span<uint8_t> ram() { return {ramBase_, ramBytes_}; }
   std::span<const uint8_t> ram() const { return {ramBase_, ramBytes_}; }
   PhysicalMemory physicalMemory();
+  // The non-zero RAM pages (the INIT frame, snapshots). Pages the host never
+  // faulted in are zero and are skipped without being read (mincore), so this
+  // costs time in proportion to the RAM the guest touched, not its size.
+  RamPages nonZeroPages() const;
   // Guest console output (serial, debug console). Default: discarded.
   void setConsole(ConsoleSink* sink) { consoleForward_.target = sink; }
 

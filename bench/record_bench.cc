@@ -1,0 +1,226 @@
+// record_bench: what recording costs, measured in one run.
+//
+//  1. Recording overhead: the same guest recorded with and without a trace,
+//     in this process (RecordSession directly), CPU time of this thread, best
+//     of N alternating runs: a CPU-bound guest (target ratio <= 1.05) and a
+//     guest doing 1,000,000 port I/O operations (target <= 1.2).
+//  2. Against QEMU: `qemu-system-x86_64 -accel tcg -kernel` and `ttvm record`
+//     (as processes) booting the same multiboot guest to its isa-debug-exit;
+//     wall time and child CPU time, best of N.
+//  3. Trace size: bytes per million steps for the I/O guest, the CPU guest
+//     and the demo guest.
+//
+// usage: record_bench [--runs N] [--qemu PATH] [--no-qemu]
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cinttypes>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <ctime>
+#include <string>
+#include <vector>
+
+#include "ttvm/recorder/loader.h"
+#include "ttvm/recorder/machine.h"
+#include "ttvm/recorder/record_session.h"
+
+namespace {
+
+using namespace ttvm;
+
+double threadCpuSeconds() {
+  timespec ts{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
+}
+
+struct InProcess {
+  double cpuSeconds = 0;
+  uint64_t steps = 0;
+  uint64_t traceBytes = 0;
+  uint64_t events = 0;
+  EndReason reason = EndReason::kInternalError;
+};
+
+InProcess recordOnce(const std::string& guestPath, bool traced) {
+  auto file = readFileBytes(guestPath);
+  if (!file) {
+    std::fprintf(stderr, "record_bench: %s\n", file.error().message.c_str());
+    std::exit(1);
+  }
+  MachineOptions mo;
+  mo.startClockUnixNs = 1'700'000'000'000'000'000;
+  auto machine = Machine::create(mo);
+  LoadOptions lo;
+  lo.name = guestPath;
+  auto guest = loadGuest(**machine, *file, lo);
+  if (!guest) {
+    std::fprintf(stderr, "record_bench: %s\n", guest.error().message.c_str());
+    std::exit(1);
+  }
+  RecordOptions ro;
+  ro.tracePath = traced ? "/tmp/ttvm_record_bench.ttvm" : "";
+  ro.ttvmVersion = "bench";
+  ro.createdUnixNs = mo.startClockUnixNs;
+  if (const char* a = std::getenv("REC_BENCH_LZ4_ACCEL"))
+    ro.writerOptions.lz4Acceleration = std::atoi(a);
+  RecordSession session(**machine, std::move(*guest), ro);
+  if (!session.start().ok()) std::exit(1);
+  double t0 = threadCpuSeconds();
+  auto r = session.run();
+  double t1 = threadCpuSeconds();
+  if (!r) {
+    std::fprintf(stderr, "record_bench: %s\n", r.error().message.c_str());
+    std::exit(1);
+  }
+  InProcess out;
+  out.cpuSeconds = t1 - t0;
+  out.steps = r->end.steps;
+  out.traceBytes = r->traceBytes;
+  out.events = r->events;
+  out.reason = r->end.reason;
+  if (traced) ::unlink("/tmp/ttvm_record_bench.ttvm");
+  return out;
+}
+
+struct Overhead {
+  InProcess plain, traced;
+};
+
+Overhead overhead(const std::string& guest, int runs) {
+  Overhead o;
+  o.plain.cpuSeconds = o.traced.cpuSeconds = 1e30;
+  for (int i = 0; i < runs; ++i) {
+    // Alternate so that drifts in machine load hit both sides alike.
+    InProcess a = recordOnce(guest, false);
+    InProcess b = recordOnce(guest, true);
+    if (a.cpuSeconds < o.plain.cpuSeconds) o.plain = a;
+    if (b.cpuSeconds < o.traced.cpuSeconds) o.traced = b;
+  }
+  return o;
+}
+
+struct ProcessTime {
+  double wall = 1e30, cpu = 1e30;
+  int status = -1;
+};
+
+// Runs argv to completion with stdout/stderr discarded; best wall and CPU time.
+ProcessTime timeProcess(const std::vector<std::string>& argv, int runs) {
+  ProcessTime best;
+  for (int i = 0; i < runs; ++i) {
+    rusage before{}, after{};
+    getrusage(RUSAGE_CHILDREN, &before);
+    auto t0 = std::chrono::steady_clock::now();
+    pid_t pid = fork();
+    if (pid == 0) {
+      FILE* null = std::fopen("/dev/null", "w");
+      dup2(fileno(null), 1);
+      dup2(fileno(null), 2);
+      std::vector<char*> args;
+      for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+      args.push_back(nullptr);
+      execvp(args[0], args.data());
+      _exit(127);
+    }
+    int ws = 0;
+    waitpid(pid, &ws, 0);
+    double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    getrusage(RUSAGE_CHILDREN, &after);
+    auto secs = [](const timeval& tv) {
+      return static_cast<double>(tv.tv_sec) + tv.tv_usec * 1e-6;
+    };
+    double cpu =
+        secs(after.ru_utime) - secs(before.ru_utime) + secs(after.ru_stime) - secs(before.ru_stime);
+    best.wall = std::min(best.wall, wall);
+    best.cpu = std::min(best.cpu, cpu);
+    best.status = WIFEXITED(ws) ? WEXITSTATUS(ws) : -1;
+  }
+  return best;
+}
+
+void printOverhead(const char* what, const Overhead& o, double target) {
+  double ratio = o.traced.cpuSeconds / o.plain.cpuSeconds;
+  std::printf("%-26s %10.3f s %10.3f s %8.3f  (target <= %.2f: %s)  %" PRIu64
+              " steps, %.1f M steps/s traced\n",
+              what, o.plain.cpuSeconds, o.traced.cpuSeconds, ratio, target,
+              ratio <= target ? "met" : "NOT met", o.traced.steps,
+              static_cast<double>(o.traced.steps) / o.traced.cpuSeconds / 1e6);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int runs = 3;
+  std::string qemu = "qemu-system-x86_64";
+  bool withQemu = true;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--runs" && i + 1 < argc)
+      runs = std::max(1, std::atoi(argv[++i]));
+    else if (a == "--qemu" && i + 1 < argc)
+      qemu = argv[++i];
+    else if (a == "--no-qemu")
+      withQemu = false;
+    else {
+      std::fprintf(stderr, "usage: record_bench [--runs N] [--qemu PATH] [--no-qemu]\n");
+      return 2;
+    }
+  }
+  const std::string cpuGuest = REC_BENCH_CPU_GUEST, ioGuest = REC_BENCH_IO_GUEST;
+  std::printf("record_bench: best of %d runs, CPU time of the recording thread\n\n", runs);
+  std::printf("%-26s %12s %12s %8s\n", "guest", "--no-trace", "traced", "ratio");
+  Overhead cpu = overhead(cpuGuest, runs);
+  printOverhead("CPU-bound (rec_cpu)", cpu, 1.05);
+  Overhead io = overhead(ioGuest, runs);
+  printOverhead("1M port I/O (rec_io)", io, 1.20);
+
+  std::printf("\ntrace size\n");
+  auto perMillion = [](const InProcess& p) {
+    return static_cast<double>(p.traceBytes) / (static_cast<double>(p.steps) / 1e6);
+  };
+  std::printf("  %-24s %12" PRIu64 " bytes, %9" PRIu64 " events, %10.0f bytes per million steps\n",
+              "CPU-bound (rec_cpu)", cpu.traced.traceBytes, cpu.traced.events,
+              perMillion(cpu.traced));
+  std::printf("  %-24s %12" PRIu64 " bytes, %9" PRIu64 " events, %10.0f bytes per million steps\n",
+              "1M port I/O (rec_io)", io.traced.traceBytes, io.traced.events,
+              perMillion(io.traced));
+#ifdef REC_BENCH_DEMO_GUEST
+  InProcess demo = recordOnce(REC_BENCH_DEMO_GUEST, true);
+  std::printf("  %-24s %12" PRIu64 " bytes, %9" PRIu64
+              " events, %10.0f bytes per million steps (%" PRIu64 " steps)\n",
+              "demo guest", demo.traceBytes, demo.events, perMillion(demo), demo.steps);
+#endif
+
+  if (withQemu) {
+    std::printf("\nagainst QEMU (processes booting %s to its exit port; best wall / CPU time)\n",
+                cpuGuest.c_str());
+    ProcessTime q =
+        timeProcess({qemu, "-accel", "tcg", "-kernel", cpuGuest, "-device",
+                     "isa-debug-exit,iobase=0xf4,iosize=0x04", "-display", "none", "-serial",
+                     "none", "-monitor", "none", "-nodefaults", "-no-reboot", "-m", "256"},
+                    runs);
+    if (q.status < 0 || q.status == 127) {
+      std::printf("  %s could not run (status %d): no QEMU comparison\n", qemu.c_str(), q.status);
+    } else {
+      ProcessTime t = timeProcess({REC_BENCH_TTVM, "record", "--no-trace", cpuGuest}, runs);
+      ProcessTime tt = timeProcess(
+          {REC_BENCH_TTVM, "record", "-o", "/tmp/ttvm_record_bench_q.ttvm", cpuGuest}, runs);
+      ::unlink("/tmp/ttvm_record_bench_q.ttvm");
+      std::printf("  %-34s wall %7.3f s  cpu %7.3f s  (exit %d)\n", "qemu-system-x86_64 -accel tcg",
+                  q.wall, q.cpu, q.status);
+      std::printf("  %-34s wall %7.3f s  cpu %7.3f s  (exit %d)\n", "ttvm record --no-trace",
+                  t.wall, t.cpu, t.status);
+      std::printf("  %-34s wall %7.3f s  cpu %7.3f s  (exit %d)\n", "ttvm record (traced)", tt.wall,
+                  tt.cpu, tt.status);
+      std::printf("  ratio ttvm traced / qemu: wall %.2f, cpu %.2f\n", tt.wall / q.wall,
+                  tt.cpu / q.cpu);
+    }
+  }
+  return 0;
+}
