@@ -12,6 +12,7 @@ namespace {
 
 constexpr uint64_t kHandler = layout::kCode + 0x8000;
 constexpr uint64_t kCode = layout::kCode;
+constexpr uint64_t kData = layout::kData;
 
 uint64_t sp(const Machine& m) {
   return m.state().reg(Gpr::kRsp);
@@ -307,6 +308,7 @@ TEST(Events, RepStringInterruptedBetweenIterations) {
   m.env.interrupts.push_back(0x40);
   ASSERT_EQ(m.step().outcome, StepOutcome::kInterrupt);
   EXPECT_EQ(m.get(sp(m), 8), kCode);                   // returns to the REP instruction
+  EXPECT_TRUE(m.get(sp(m) + 16, 8) & flags::kRF);      // mid-REP: RF=1 in the image
   ASSERT_EQ(m.step().outcome, StepOutcome::kRetired);  // iretq
   ASSERT_EQ(m.run(2).outcome, StepOutcome::kRetired);
   EXPECT_EQ(m.state().rip, kCode + 2);
@@ -338,6 +340,30 @@ TEST(Events, SingleStepTrapAfterInstructionOnlyWhenTfWasSetBefore) {
   const StepResult r2 = m.step();                      // the second nop traps
   EXPECT_EQ(r2.outcome, StepOutcome::kException);
   EXPECT_EQ(m.get(sp(m), 8), kCode + 12);
+}
+
+TEST(Events, SingleStepOverRepPushesRfExceptAfterLastIteration) {
+  Machine m;
+  m.setupLong64(kCode);
+  m.setIdt64(1, kHandler);
+  m.loadHex(kCode, "f3 6e 90");  // rep outsb; nop
+  m.loadHex(kHandler, "48 cf");  // iretq
+  m.edit([](CpuState& s) {
+    s.rflags |= flags::kTF;
+    s.reg(Gpr::kRcx) = 3;
+    s.reg(Gpr::kRsi) = kData;
+    s.reg(Gpr::kRdx) = 0x3F8;
+  });
+  for (int iteration = 1; iteration <= 3; ++iteration) {
+    SCOPED_TRACE(iteration);
+    const StepResult r = m.step();
+    ASSERT_EQ(r.outcome, StepOutcome::kException);
+    EXPECT_EQ(int(r.vector), 1);
+    EXPECT_EQ(m.env.portLog.size(), static_cast<size_t>(iteration));  // trap after the access
+    EXPECT_EQ(m.get(sp(m), 8), iteration < 3 ? kCode : kCode + 2);
+    EXPECT_EQ((m.get(sp(m) + 16, 8) & flags::kRF) != 0, iteration < 3);
+    ASSERT_EQ(m.step().outcome, StepOutcome::kRetired);  // iretq (TF back on, no trap on it)
+  }
 }
 
 TEST(Events, Int3AndInt1AreTraps) {

@@ -488,8 +488,13 @@ StepResult CpuImpl::finishInstruction(ExecStatus st, const Instr* i, uint64_t ri
       return finishStep(r);
     }
   }
-  // Retired.
-  s_.rflags &= ~flags::kRF;
+  // Retired. RF is cleared, except between REP iterations: there it is set
+  // so that a trap or interrupt taken before the next iteration pushes RF=1
+  // (SDM vol. 3 18.3.1.1) and an instruction breakpoint does not re-fire.
+  if (st == ExecStatus::kRepeat)
+    s_.rflags |= flags::kRF;
+  else
+    s_.rflags &= ~flags::kRF;
   ++s_.steps;
   r.outcome = StepOutcome::kRetired;
 
@@ -561,7 +566,9 @@ StepResult CpuImpl::run(uint64_t maxSteps) {
     const ExecStatus st = i ? i->handler(*this, *i) : ExecStatus::kException;
     if (__builtin_expect(st == ExecStatus::kNext, 1)) {
       s_.rip = nextRip(*i);
-    } else if (st != ExecStatus::kJumped && st != ExecStatus::kRepeat) {
+    } else if (st == ExecStatus::kRepeat) {
+      s_.rflags |= flags::kRF;  // as finishInstruction does between iterations
+    } else if (st != ExecStatus::kJumped) {
       r = finishInstruction(st, i, rip0, s_.rflags, InterruptShadow::kNone);
       if (r.outcome != StepOutcome::kRetired) return r;
       continue;
