@@ -122,6 +122,7 @@ struct FooterRead {
   std::vector<ChunkInfo> chunks;
   std::vector<SnapshotInfo> snapshots;
   TraceEnd end;
+  uint64_t frameEnd = 0;  // offset just after the FOOT frame
 };
 
 Result<FooterRead> readFooter(const InputFile& f, uint64_t offset) {
@@ -129,6 +130,7 @@ Result<FooterRead> readFooter(const InputFile& f, uint64_t offset) {
   auto hr = f.readFrame(offset, kTagFoot, raw);
   if (!hr.ok()) return hr.error();
   FooterRead out;
+  out.frameEnd = offset + kFrameHeaderBytes + hr->storedBytes;
   const std::string where = frameWhere(f, "footer", offset);
   Status parsed = readMessage<schema::Footer>(raw, where, [&](schema::Footer::Reader r) -> Status {
     out.headerOffset = r.getHeaderOffset();
@@ -265,8 +267,12 @@ Result<TraceReader> TraceReader::open(const std::string& path) {
         auto foot = readFooter(f, footerAt);
         if (!foot.ok()) {
           footerProblem = foot.error().message;
-        } else if (footerAt + kFrameHeaderBytes + 0 > tAt) {
-          footerProblem = "footer overlaps the trailer";
+        } else if (foot->frameEnd != tAt) {
+          footerProblem =
+              f.errorAt(footerAt, "the footer frame ends at byte " +
+                                      std::to_string(foot->frameEnd) +
+                                      ", expected the trailer at byte " + std::to_string(tAt))
+                  .message;
         } else {
           uint64_t headEnd = 0;
           auto h = readHeader(f, kPreambleBytes, headEnd);
