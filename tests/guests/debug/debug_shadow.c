@@ -90,7 +90,8 @@ __asm__(".text\n"
 L(si_start); L(si_sti); L(si_nop); L(si_after);
 __asm__(".text\n"
         "si_start: movl $0x40040, 0xFEE00300\n" /* ICR: self IPI, fixed, vector 0x40 */
-        "  nop\n"
+        "1: testl $1, 0xFEE00220\n"              /* until IRR bit 0x40 is set: pending */
+        "  jz 1b\n"
         "si_sti: sti\n"
         "si_nop: nop\n"
         "si_after: cli\n"
