@@ -7,13 +7,15 @@
 // Handlers (emulator/src/alu/*.cc) store both back; they never recompute flags.
 //
 // Flags the Intel SDM calls *undefined* still get a deterministic value here,
-// because a replay must be a pure function of its inputs. Where a value is
-// known for Intel's P6-derived cores (the Core line), ttvm produces it;
-// otherwise the choice below is ttvm's and is documented. The test host of the
-// project is an AMD Zen CPU, so flags_host_test.cc compares defined flags
-// exactly and only reports (does not fail on) differences in undefined ones.
-// Each kUndef* constant below lists the flags the SDM leaves undefined; the
-// differential tests mask exactly those.
+// because a replay must be a pure function of its inputs. The CPU model says
+// "GenuineIntel", so the choices below follow what is published for Intel
+// cores (sandpile.org's undefined-flags table, mostly its P4/Core columns)
+// and otherwise extend the SDM's count-1 formulas to every count. They could
+// not be checked on Intel silicon here: the project's host is an AMD Zen CPU,
+// so flags_host_test.cc compares defined flags exactly and only counts and
+// prints differences in undefined ones (summarised below). Each kUndef*
+// constant lists the flags the SDM leaves undefined; the differential tests
+// mask exactly those.
 //
 // ttvm's choices for undefined flags (SDM vol. 2, "Flags Affected"):
 //   AND/OR/XOR/TEST    AF := 0.
