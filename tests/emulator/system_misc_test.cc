@@ -279,6 +279,26 @@ TEST(Environment, RepInsAndOutsOneIterationPerStep) {
   EXPECT_EQ(m.state().rip, kCode + 4);
 }
 
+TEST(Environment, AlignmentCheckAtCpl3) {
+  Machine m;
+  longWithHandlers(m);
+  m.loadHex(kCode, "8b 03 8b 03");  // mov eax,[rbx] twice
+  m.enterUser64();
+  m.edit([](CpuState& s) {
+    s.cr0 |= cr0::kAM;
+    s.reg(Gpr::kRbx) = kData + 4;
+  });
+  ASSERT_EQ(m.step().outcome, StepOutcome::kRetired);  // AC=0: no check
+  m.edit([](CpuState& s) {
+    s.rflags |= flags::kAC;
+    s.reg(Gpr::kRbx) = kData + 2;
+  });
+  const StepResult r = m.step();
+  ASSERT_EQ(r.outcome, StepOutcome::kException);
+  EXPECT_EQ(int(r.vector), 17);
+  EXPECT_EQ(r.errorCode, 0u);
+}
+
 // -------------------------------------------------------------- segmentation
 
 void flat32WithHandlers(Machine& m) {

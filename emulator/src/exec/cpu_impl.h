@@ -244,6 +244,7 @@ class CpuImpl final {
   // (expand-up/down), type (read/write), usability, canonical form in 64-bit
   // mode. On success `lin` is the linear address.
   bool segCheck(unsigned seg, uint64_t ea, unsigned size, Access a, uint64_t& lin) {
+    if (__builtin_expect(s_.rflags & flags::kAC, 0) && !alignmentOk(seg, ea, size)) return false;
     const SegmentRegister& sr = s_.seg[seg];
     if (mode_ == CpuMode::kLong64) {
       lin = ea + ((seg >= 4) ? sr.base : 0);
@@ -433,6 +434,8 @@ class CpuImpl final {
   void checkWatchpoints(uint64_t lin, uint64_t phys, unsigned n, bool write);
   void finishTlbFill(TlbEntry& e, uint64_t lin);
   void stripTlbWrite(uint64_t physPage);
+  // #AC(0) for a misaligned data access at CPL 3 with CR0.AM and RFLAGS.AC.
+  bool alignmentOk(unsigned seg, uint64_t ea, unsigned size);
   bool segCheckSlow(unsigned seg, uint64_t ea, unsigned size, Access a, uint64_t& lin);
   bool segFault(unsigned seg, uint32_t err) { return fault(seg == 2 ? vec::kSS : vec::kGP, err); }
 

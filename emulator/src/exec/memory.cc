@@ -81,6 +81,14 @@ bool CpuImpl::segCheckSlow(unsigned seg, uint64_t ea, unsigned size, Access a, u
   return true;
 }
 
+bool CpuImpl::alignmentOk(unsigned seg, uint64_t ea, unsigned size) {
+  if (cpl_ != 3 || !(s_.cr0 & cr0::kAM) || size < 2) return true;
+  const unsigned align = size >= 8 ? 8 : size;
+  const uint64_t base = (mode_ == CpuMode::kLong64 && seg < 4) ? 0 : s_.seg[seg].base;
+  if ((base + ea) & (align - 1)) return fault(vec::kAC, 0);
+  return true;
+}
+
 void CpuImpl::updateSegmentCache(unsigned seg) {
   const SegmentRegister& sr = s_.seg[seg];
   if (!protectedMode() || v86()) {
