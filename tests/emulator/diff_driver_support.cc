@@ -72,6 +72,11 @@ Verdict judge(const DiffConfig& c, const TestCase& tc, Runner& exp, Runner& act)
   }
   v.expected = *e;
   v.actual = *a;
+  if (v.expected.unreliable || v.actual.unreliable) {
+    v.diffs.push_back("oracle failed");
+    v.excludedBy = v.expected.unreliable ? v.expected.unreliable : v.actual.unreliable;
+    return v;
+  }
   v.diffs = compareOutcomes(tc.program.mode, v.code, v.expected, v.actual, c.compare);
   if (!v.diffs.empty() && c.knownOracleBug) {
     v.excludedBy = c.knownOracleBug(tc, v.code, v.expected, v.actual);

@@ -113,6 +113,9 @@ struct Outcome {
   bool faulted = false;
   uint8_t vector = 0;
   ArchState state;
+  // Set by a runner whose oracle broke on this case (a documented oracle
+  // bug, e.g. Unicorn crashing): the case is excluded, with this reason.
+  const char* unreliable = nullptr;
 };
 
 struct TestCase {

@@ -2,6 +2,9 @@
 
 #if TTVM_DIFF_HAVE_UNICORN
 
+#include <setjmp.h>
+#include <signal.h>
+
 #include <cstdio>
 #include <cstring>
 
@@ -18,6 +21,19 @@ const int kGpr32[8] = {UC_X86_REG_EAX, UC_X86_REG_ECX, UC_X86_REG_EDX, UC_X86_RE
 std::string ucError(const char* what, uc_err e) {
   return std::string("Unicorn: ") + what + ": " + uc_strerror(e);
 }
+
+// QEMU's helper for 32-bit IDIV divides EDX:EAX by the divisor in int64
+// arithmetic before checking for overflow, so EDX:EAX = 2^63 with divisor -1
+// traps in the host (SIGFPE) instead of raising #DE in the guest (SDM Vol. 2A
+// IDIV: quotient too large -> #DE). The runner catches the signal and marks
+// the case as an oracle failure.
+sigjmp_buf gFpeJump;
+void onHostFpe(int) {
+  siglongjmp(gFpeJump, 1);
+}
+const char* const kUnicornIdivCrash =
+    "Unicorn: IDIV r/m32 with EDX:EAX = 2^63 and divisor -1 raises SIGFPE in the host process "
+    "instead of #DE in the guest (SDM Vol. 2A IDIV)";
 
 void onInterrupt(uc_engine* uc, uint32_t intno, void* user) {
   *static_cast<int*>(user) = static_cast<int>(intno);
@@ -85,6 +101,21 @@ Status UnicornRunner::open() {
   e = uc_hook_add(uc_, &intrHook_, UC_HOOK_INTR, reinterpret_cast<void*>(onInterrupt), &vector_, 1,
                   0);
   if (e != UC_ERR_OK) return makeError(ucError("hook", e));
+  if (mode_ == CodeMode::kReal16) {
+    // SSE in real mode needs CR4.OSFXSR. Unicorn's register write of CR4
+    // does not reach QEMU's cached hflags (SSE stays #UD), so execute
+    // MOV CR4, EAX once instead.
+    uint64_t sel = lay.realSegment;
+    uc_reg_write(uc_, UC_X86_REG_CS, &sel);
+    const uint8_t kMovCr4Eax[] = {0x0F, 0x22, 0xE0};
+    uint64_t cr4v = cr4::kOSFXSR | cr4::kOSXMMEXCPT;
+    uc_reg_write(uc_, UC_X86_REG_EAX, &cr4v);
+    e = uc_mem_write(uc_, lay.linearCode(), kMovCr4Eax, sizeof(kMovCr4Eax));
+    if (e == UC_ERR_OK) {
+      e = uc_emu_start(uc_, lay.linearCode(), lay.linearCode() + sizeof(kMovCr4Eax), 0, 0);
+    }
+    if (e != UC_ERR_OK) return makeError(ucError("enable SSE (MOV CR4)", e));
+  }
   return {};
 }
 
@@ -105,8 +136,6 @@ Result<Outcome> UnicornRunner::run(const TestCase& tc, const Encoded& code) {
 
   const ArchState& s = tc.initial;
   if (mode_ == CodeMode::kReal16) {
-    uint64_t cr4 = cr4::kOSFXSR | cr4::kOSXMMEXCPT;  // SSE in real mode needs CR4.OSFXSR
-    uc_reg_write(uc_, UC_X86_REG_CR4, &cr4);
     for (int r : {UC_X86_REG_CS, UC_X86_REG_DS, UC_X86_REG_ES, UC_X86_REG_SS, UC_X86_REG_FS,
                   UC_X86_REG_GS}) {
       uint64_t sel = lay.realSegment;
@@ -130,7 +159,25 @@ Result<Outcome> UnicornRunner::run(const TestCase& tc, const Encoded& code) {
   uint64_t until = begin + code.bytes.size();
   Outcome o;
   if (!code.bytes.empty()) {
+    struct sigaction fpe {
+    }, oldFpe{};
+    fpe.sa_handler = onHostFpe;
+    sigemptyset(&fpe.sa_mask);
+    fpe.sa_flags = SA_NODEFER;
+    sigaction(SIGFPE, &fpe, &oldFpe);
+    if (sigsetjmp(gFpeJump, 1) != 0) {
+      sigaction(SIGFPE, &oldFpe, nullptr);
+      // The engine was left in the middle of generated code: abandon it
+      // (closing it is not safe) and start a new one.
+      uc_ = nullptr;
+      Status reopened = open();
+      if (!reopened.ok()) openError_ = reopened.error().message;
+      o.faulted = true;
+      o.unreliable = kUnicornIdivCrash;
+      return o;
+    }
     e = uc_emu_start(uc_, begin, until, 2'000'000, 100'000);
+    sigaction(SIGFPE, &oldFpe, nullptr);
     if (e == UC_ERR_INSN_INVALID) {
       vector_ = 6;
     } else if (e == UC_ERR_READ_UNMAPPED || e == UC_ERR_WRITE_UNMAPPED ||
