@@ -14,7 +14,9 @@ static uint8_t buf[0x2000] __attribute__((aligned(4096)));
 
 #define SEL(i) ((i) * 8)
 enum { D_BYTE = 12, D_GRAN, D_XDOWN, D_XDOWN16, S_FLAT_LIM, S_XDOWN, D_NP, C_XONLY, C_READ, D_RO,
-       C_SMALL, D_DPL0, C_CONF, G_CALL };
+       C_SMALL, D_DPL0, C_CONF, G_CALL, S_LDT };
+/* The LDT: entry 0 unused, 1 = data (base buf + 0x100, limit 0xFF), 2 = not present. */
+static uint64_t ldt[4] __attribute__((aligned(8)));
 
 /* Probes load ES (or SS) and touch memory; the lib's trap_resume is written
  * through SS so that it works whatever ES/DS hold. Return 1 when it faulted. */
@@ -262,6 +264,33 @@ void guest_main(void) {
   CHECK_EQ(cg_seen[3], SEL_UCODE32 | 3);     /* caller CS */
   CHECK_EQ(cg_seen[4], SEL_UDATA | 3);       /* caller SS */
   CHECK_EQ(cg_seen[5], (ureg)intr_stack_top - 20); /* TSS.ESP0 minus 5 dwords */
+
+  case_begin("ldt");
+  /* SDM vol. 3 3.5.1 "Segment Descriptor Tables" (TI = 1 selects the LDT),
+   * vol. 2 "LLDT", "SLDT"; a not-present LDT entry loads with #NP(selector). */
+  ldt[1] = gdt_make(b + 0x100, 0xFF, 0x92, 0x4);
+  ldt[2] = gdt_make(b, 0xFF, 0x12, 0x4);
+  gdt_set(S_LDT, gdt_make((uint32_t)(ureg)ldt, sizeof(ldt) - 1, 0x82, 0x0));
+  __asm__ volatile("lldt %w0" ::"r"((uint16_t)SEL(S_LDT)));
+  {
+    uint16_t cur;
+    __asm__ volatile("sldt %w0" : "=r"(cur));
+    CHECK_EQ(cur, SEL(S_LDT));
+  }
+  OK("load ES = LDT entry 1", load_es(1 * 8 | 4));
+  OK("read through it", read_es8(0x20));
+  CHECK_EQ(probe_val, buf[0x120]);
+  restore_es();
+  expect_fault("not-present LDT entry", load_es(2 * 8 | 4), 11, 2 * 8 | 4);
+  {
+    uint32_t lim = 0;
+    uint8_t zf;
+    __asm__ volatile("lsl %2, %0\n setz %1" : "=r"(lim), "=r"(zf) : "r"((uint32_t)(1 * 8 | 4)));
+    CHECK_EQ(zf, 1);
+    CHECK_EQ(lim, 0xFF);
+  }
+  __asm__ volatile("lldt %w0" ::"r"((uint16_t)0)); /* NULL LDT: TI = 1 selectors now #GP */
+  expect_fault("LDT selector with a NULL LDTR", load_es(1 * 8 | 4), 13, 1 * 8 | 4);
 
   case_begin("cs_limit");
   trap_log_clear();
