@@ -88,6 +88,21 @@ __asm__(".text\n"
         "ft_2: popfq\n"
         "ft_end: ret\n");
 
+/* cpl3: IRETQ into CPL 3 with TF set (user_call with RFLAGS.TF): the first
+ * trap follows the first user instruction (user_call's CALL into u_tf), every
+ * #DB goes CPL 3 -> CPL 0 through TSS.RSP0 and IRETQ returns with TF. */
+L(u_tf); L(u_tf_1); L(u_tf_2); L(u_tf_3); L(u_tf_4); L(u_tf_end);
+__asm__(".text\n"
+        "u_tf: nop\n"
+        "u_tf_1: nop\n"
+        "u_tf_2: pushfq\n"
+        "u_tf_3: andq $~0x100, (%rsp)\n"
+        "u_tf_4: popfq\n"
+        "u_tf_end: xor %eax, %eax\n"
+        "  ret\n");
+ureg u_tf_fn(ureg);
+__asm__(".text\n u_tf_fn = u_tf\n");
+
 static void run(void (*fn)(void)) {
   write_dr6(DR6_INIT);
   trap_log_clear();
@@ -155,6 +170,19 @@ void guest_main(void) {
     expect_traps(e, 4);
   }
   set_trap_hook(6, 0);
+
+  case_begin("cpl3");
+  write_dr6(DR6_INIT);
+  trap_log_clear();
+  user_call(u_tf_fn, (ureg)user_stack_top, 0, 0x2 | FL_TF);
+  {
+    const struct trap_expect e[] = {DB(u_tf), DB(u_tf_1), DB(u_tf_2), DB(u_tf_3), DB(u_tf_4),
+                                    DB_TF_OFF(u_tf_end)};
+    expect_traps(e, 6);
+    for (int i = 0; i < trap_count && i < 6; i++)
+      CHECK_MSG(trap_log[i].cs == (SEL_UCODE64 | 3), "trap %d cs %#lx", i,
+                (unsigned long)trap_log[i].cs);
+  }
 
   case_begin("rf_image");
   /* SDM vol. 3 18.3.1.1 (RF): the RF value pushed is 1 for every fault-class
