@@ -29,8 +29,8 @@ __asm__(".text\n"
         "  ret\n");
 volatile uint8_t oi_lsr;
 
-L(mm_start); L(mm_rd); L(mm_wr); L(mm_rd2); TAIL_LABELS(mm);
-volatile uint32_t mm_ver, mm_tpr;
+L(mm_start); L(mm_rd); L(mm_wr); L(mm_rd2); L(mm_rmw); TAIL_LABELS(mm);
+volatile uint32_t mm_ver, mm_tpr, mm_tpr2;
 __asm__(".text\n"
         "mm_start: push %rbx\n"
         "  mov $0xFEE00000, %ebx\n"
@@ -38,7 +38,10 @@ __asm__(".text\n"
         "mm_rd: movl 0x30(%rbx), %ecx\n"   /* LAPIC version register */
         "mm_wr: movl $0x20, 0x80(%rbx)\n"  /* TPR write */
         "mm_rd2: movl 0x80(%rbx), %r9d\n"  /* TPR read */
+        "mm_rmw: addl $0x10, 0x80(%rbx)\n" /* read-modify-write of MMIO */
         TF_OFF("mm")
+        "  movl 0x80(%rbx), %r10d\n"
+        "  movl %r10d, mm_tpr2(%rip)\n"
         "  movl %ecx, mm_ver(%rip)\n"
         "  movl %r9d, mm_tpr(%rip)\n"
         "  movl $0, 0x80(%rbx)\n"
@@ -96,8 +99,8 @@ void guest_main(void) {
   case_begin("mmio");
   RUN(mm_start);
   {
-    const struct trap_expect e[] = {DB(mm_wr), DB(mm_rd2), DB(mm_t0), DB_TAIL(mm)};
-    expect_traps(e, 6);
+    const struct trap_expect e[] = {DB(mm_wr), DB(mm_rd2), DB(mm_rmw), DB(mm_t0), DB_TAIL(mm)};
+    expect_traps(e, 7);
   }
 
   case_begin("lapic_values");
@@ -107,6 +110,7 @@ void guest_main(void) {
   CHECK_EQ(mm_ver & 0xF0, 0x10);
   CHECK(((mm_ver >> 16) & 0xFF) >= 3);
   CHECK_EQ(mm_tpr & 0xFF, 0x20);
+  CHECK_EQ(mm_tpr2 & 0xFF, 0x30);
 
   case_begin("rep_outsb");
   RUN(ro_start);
