@@ -473,6 +473,46 @@ TEST(Segmentation, FarCallAndReturnSamePrivilegeAndRetfToUser) {
   EXPECT_TRUE(u.state().segment(SegReg::kDs).attributes & segattr::kUnusable);  // DPL0 DS nulled
 }
 
+// CPL 3 -> CPL 0 through a 32-bit call gate with one parameter, RETF 4 back.
+TEST(Segmentation, CallGateWithParameterAndPrivilegeChange) {
+  Machine m;
+  flat32WithHandlers(m);
+  constexpr uint64_t kTss32 = 0x4000;
+  constexpr uint16_t kTssSel = 0x58, kGateSel = 0x60;
+  addDescriptor(m, kTssSel, descriptor(kTss32, 0x67, 0x89, 0));
+  m.put(kTss32 + 4, 0x70000, 4);         // ESP0
+  m.put(kTss32 + 8, layout::kData0, 2);  // SS0
+  const uint64_t target = kCode + 0x40;
+  const uint64_t gate = (target & 0xFFFF) | (uint64_t{layout::kCode32} << 16) | (1ull << 32) |
+                        (0xECull << 40) | ((target >> 16) << 48);  // P, DPL3, type C, 1 param
+  addDescriptor(m, kGateSel, gate);
+  m.loadHex(kCode, "68 34 12 00 00 9a 00 00 00 00 63 00 90");  // push 0x1234; call 0x63:0; nop
+  m.loadHex(target, "ca 04 00");                               // retf 4
+  m.edit([&](CpuState& s) {
+    s.tr = SegmentRegister{kTssSel, kTss32, 0x67, 0x8B};
+    s.segment(SegReg::kCs) = SegmentRegister{layout::kUserCode32 | 3, 0, 0xFFFFFFFF, 0xCFFB};
+    s.segment(SegReg::kSs) = SegmentRegister{layout::kUserData | 3, 0, 0xFFFFFFFF, 0xCFF3};
+    s.reg(Gpr::kRsp) = 0x50000;
+  });
+  ASSERT_EQ(m.step().outcome, StepOutcome::kRetired);
+  const StepResult r = m.step();
+  ASSERT_EQ(r.outcome, StepOutcome::kRetired) << int(r.vector) << " " << r.errorCode;
+  CpuState k = m.state();
+  EXPECT_EQ(currentPrivilegeLevel(k), 0);
+  EXPECT_EQ(k.rip, target);
+  EXPECT_EQ(k.reg(Gpr::kRsp), 0x70000u - 20);
+  EXPECT_EQ(m.get(0x70000 - 4, 4), layout::kUserData | 3u);  // SS
+  EXPECT_EQ(m.get(0x70000 - 8, 4), 0x50000u - 4);            // ESP
+  EXPECT_EQ(m.get(0x70000 - 12, 4), 0x1234u);                // copied parameter
+  EXPECT_EQ(m.get(0x70000 - 16, 4), layout::kUserCode32 | 3u);
+  EXPECT_EQ(m.get(0x70000 - 20, 4), kCode + 12);
+  ASSERT_EQ(m.step().outcome, StepOutcome::kRetired);  // retf 4
+  CpuState u = m.state();
+  EXPECT_EQ(currentPrivilegeLevel(u), 3);
+  EXPECT_EQ(u.rip, kCode + 12);
+  EXPECT_EQ(u.reg(Gpr::kRsp), 0x50000u);  // parameter released on the caller's stack too
+}
+
 TEST(Segmentation, JumpOutsideCsLimitFaults) {
   Machine m;
   flat32WithHandlers(m);

@@ -388,6 +388,8 @@ class CpuImpl final {
   ExecStatus farJump(uint16_t selector, uint64_t offset, const Instr& i);
   ExecStatus farCall(uint16_t selector, uint64_t offset, const Instr& i);
   ExecStatus farReturn(const Instr& i, uint16_t popBytes);
+  bool isCallGate(uint16_t selector);
+  ExecStatus callGate(uint16_t gateSel, const Instr& i, bool isCall);
   ExecStatus iret(const Instr& i);
 
   // The TSS's stack pointer for ring `cpl` (32/64-bit TSS), or IST entry `ist`.

@@ -453,10 +453,10 @@ static bool checkFarCode(CpuImpl& c, uint16_t sel, uint64_t& raw) {
   const uint32_t err = sel & ~3u;
   if (!(cs.attributes & segattr::kS)) {
     const uint32_t t = cs.attributes & 0xF;
-    if (t == 0x4 || t == 0xC || t == 0x5 || t == 0x9 || t == 0xB) {
+    if (t == 0x5 || t == 0x9 || t == 0xB) {
       TTVM_LOG("emulator", kWarn,
-               "far transfer through a gate/TSS (selector " << sel << ", type " << t
-                                                            << ") is not emulated");
+               "far transfer to a task gate/TSS (selector " << sel << ", type " << t
+                                                            << "): task switches are not emulated");
     }
     return c.fault(vec::kGP, err);
   }
@@ -484,6 +484,129 @@ static bool farTargetOk(CpuImpl& c, uint64_t raw, uint64_t offset) {
   return true;
 }
 
+// Whether `selector` names a call gate (peeks at the descriptor without
+// faulting; the gate path repeats every check).
+bool CpuImpl::isCallGate(uint16_t selector) {
+  if ((selector & ~3u) == 0) return false;
+  const uint64_t base = (selector & 4) ? s_.ldtr.base : s_.gdtr.base;
+  const uint32_t limit = (selector & 4) ? s_.ldtr.limit : s_.gdtr.limit;
+  if ((selector & ~7u) + 7 > limit) return false;
+  const std::optional<uint64_t> phys = translateNoSideEffects(base + (selector & ~7u) + 5, false);
+  if (!phys) return false;
+  const uint8_t type = static_cast<uint8_t>(readPhys(*phys, 1));
+  return (type & 0x1F) == 0x0C || (!longMode() && (type & 0x1F) == 0x04);
+}
+
+// Far CALL/JMP through a call gate (16/32-bit gates; 64-bit gates in long
+// mode), with the stack switch and parameter copy of a CALL to a more
+// privileged non-conforming segment. SDM vol. 3 5.8.4-5.8.6.
+ExecStatus CpuImpl::callGate(uint16_t gateSel, const Instr& i, bool isCall) {
+  uint64_t gate;
+  TTVM_TRY(readDescriptor(gateSel, gate));
+  const uint32_t gateErr = gateSel & ~3u;
+  const int gateDpl = (gate >> 45) & 3;
+  if (gateDpl < cpl_ || gateDpl < (gateSel & 3)) return raiseGp(gateErr);
+  if (!(gate & (1ull << 47))) return raiseNp(gateErr);
+  const bool gate64 = longMode();
+  const bool gate32 = gate64 || ((gate >> 40) & 0xF) == 0xC;
+  const uint16_t sel = static_cast<uint16_t>(gate >> 16);
+  uint64_t offset = (gate & 0xFFFF) | (gate32 ? ((gate >> 48) & 0xFFFF) << 16 : 0);
+  if (gate64) {
+    uint64_t high;
+    const uint64_t tableBase = (gateSel & 4) ? s_.ldtr.base : s_.gdtr.base;
+    TTVM_TRY(readLinear<uint64_t>(tableBase + (gateSel & ~7u) + 8, high, true));
+    if (((high >> 40) & 0x1F) != 0) return raiseGp(gateErr);
+    offset |= (high & 0xFFFFFFFF) << 32;
+  }
+  const unsigned params = gate64 ? 0 : static_cast<unsigned>((gate >> 32) & 0x1F);
+  if ((sel & ~3u) == 0) return raiseGp(0);
+  uint64_t raw;
+  TTVM_TRY(readDescriptor(sel, raw));
+  const SegmentRegister cs = descriptorToCache(sel, raw);
+  const uint32_t err = sel & ~3u;
+  if (!(cs.attributes & segattr::kS) || !(cs.attributes & 8)) return raiseGp(err);
+  const int dpl = (cs.attributes >> 5) & 3;
+  const bool conforming = cs.attributes & 4;
+  if (dpl > cpl_) return raiseGp(err);
+  if (!isCall && !conforming && dpl != cpl_) return raiseGp(err);
+  if (!(cs.attributes & segattr::kP)) return raiseNp(err);
+  if (gate64 && (!(cs.attributes & segattr::kL) || (cs.attributes & segattr::kDB)))
+    return raiseGp(err);
+  TTVM_TRY(farTargetOk(*this, raw, offset));
+  const uint64_t ret = nextRip(i);
+  const unsigned w = gate64 ? 8 : gate32 ? 4 : 2;
+
+  if (!isCall || conforming || dpl == cpl_) {
+    if (isCall) {
+      const uint64_t savedSp = s_.gpr[4];
+      if (!pushSized(w, s_.seg[1].selector) || !pushSized(w, ret)) {
+        s_.gpr[4] = savedSp;
+        return ExecStatus::kException;
+      }
+    }
+    loadCs(sel, raw, cpl_);
+    s_.rip = offset;
+    return ExecStatus::kJumped;
+  }
+
+  // CALL to an inner level: new stack from the TSS.
+  const int newCpl = dpl;
+  uint16_t ssSel;
+  uint64_t newSp;
+  TTVM_TRY(tssStack(newCpl, ssSel, newSp));
+  SegmentRegister newSs;
+  unsigned newStackSize;
+  if (gate64) {
+    ssSel = static_cast<uint16_t>(newCpl);
+    newSs = SegmentRegister{ssSel, 0, 0, segattr::kUnusable | (static_cast<uint32_t>(newCpl) << 5)};
+    newStackSize = 8;
+  } else {
+    if ((ssSel & ~3u) == 0) return raiseTs(0);
+    uint64_t ssRaw;
+    TTVM_TRY(readDescriptor(ssSel, ssRaw, vec::kTS));
+    newSs = descriptorToCache(ssSel, ssRaw);
+    const uint32_t t = newSs.attributes & 0xF;
+    if ((ssSel & 3) != newCpl || ((newSs.attributes >> 5) & 3) != static_cast<uint32_t>(newCpl) ||
+        !(newSs.attributes & segattr::kS) || (t & 8) || !(t & 2))
+      return raiseTs(ssSel & ~3u);
+    if (!(newSs.attributes & segattr::kP)) return raiseSs(ssSel & ~3u);
+    newSs.attributes |= segattr::kAccessed;
+    newStackSize = (newSs.attributes & segattr::kDB) ? 4 : 2;
+  }
+  // Values for the new stack: SS, ESP, parameters (copied from the old
+  // stack, deepest first), CS, EIP.
+  uint64_t vals[36];
+  int n = 0;
+  vals[n++] = s_.seg[2].selector;
+  vals[n++] = s_.gpr[4];
+  for (unsigned k = params; k > 0; --k) {
+    uint64_t v = 0;
+    const uint64_t ea = truncAddr(s_.gpr[4] + (k - 1) * w, stackSize_);
+    TTVM_TRY(readMemBlock(2, ea, &v, w));
+    vals[n++] = v;
+  }
+  vals[n++] = s_.seg[1].selector;
+  vals[n++] = ret;
+  const uint64_t mask = newStackSize == 8 ? ~0ull : newStackSize == 4 ? 0xFFFFFFFFull : 0xFFFFull;
+  uint64_t cur = newSp & mask;
+  for (int k = 0; k < n; ++k) {
+    cur = (cur - w) & mask;
+    const uint64_t lin = gate64 ? cur : ((newSs.base + cur) & 0xFFFFFFFFull);
+    if (!gate64 && cur + w - 1 > newSs.limit) return raiseSs(ssSel & ~3u);
+    uint64_t v = vals[k];
+    TTVM_TRY(writeLinearBlock(lin, &v, w, newCpl < 3));
+  }
+  s_.seg[2] = newSs;
+  loadCs(sel, raw, newCpl);
+  if (newStackSize == 2)
+    s_.gpr[4] = (s_.gpr[4] & ~0xFFFFull) | cur;
+  else
+    s_.gpr[4] = cur;
+  s_.rip = offset;
+  updateMode();
+  return ExecStatus::kJumped;
+}
+
 ExecStatus CpuImpl::farJump(uint16_t selector, uint64_t offset, const Instr& i) {
   (void)i;
   if (!protectedMode() || v86()) {
@@ -493,6 +616,7 @@ ExecStatus CpuImpl::farJump(uint16_t selector, uint64_t offset, const Instr& i) 
     s_.rip = offset;
     return ExecStatus::kJumped;
   }
+  if (isCallGate(selector)) return callGate(selector, i, false);
   uint64_t raw;
   TTVM_TRY(checkFarCode(*this, selector, raw));
   TTVM_TRY(farTargetOk(*this, raw, offset));
@@ -517,6 +641,7 @@ ExecStatus CpuImpl::farCall(uint16_t selector, uint64_t offset, const Instr& i) 
     s_.rip = offset;
     return ExecStatus::kJumped;
   }
+  if (isCallGate(selector)) return callGate(selector, i, true);
   uint64_t raw;
   TTVM_TRY(checkFarCode(*this, selector, raw));
   TTVM_TRY(farTargetOk(*this, raw, offset));
