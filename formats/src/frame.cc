@@ -168,9 +168,12 @@ Result<FrameHeader> InputFile::readFrame(uint64_t offset, uint32_t expectedTag,
 #endif
   out.bytes = h.rawBytes;
   const size_t words = (h.rawBytes + 7) / 8;
-  if (out.words.size() < words) out.words.resize(words);
+  if (out.capacityWords < words) {
+    out.words.reset(new uint64_t[words]);  // default-initialized: not touched yet
+    out.capacityWords = words;
+  }
   if (words) out.words[words - 1] = 0;  // no stale bytes in the padding
-  auto* dst = reinterpret_cast<char*>(out.words.data());
+  auto* dst = reinterpret_cast<char*>(out.words.get());
   const auto* src = reinterpret_cast<const char*>(buf.data() + kFrameHeaderBytes);
   if (h.codec == kCodecStored) {
     if (h.rawBytes) std::memcpy(dst, src, h.rawBytes);

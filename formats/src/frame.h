@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <string>
 #include <string_view>
@@ -64,12 +65,16 @@ void appendFrame(uint32_t tag, std::span<const uint8_t> raw, uint64_t firstStep,
 
 // A payload after decompression, 8-byte aligned (Cap'n Proto reads words).
 // The buffers only grow, so a payload reused across frames stops allocating.
+// The decompression buffer is not zero-filled: a hostile raw size (at most
+// 255x the stored size) costs address space, not memory, until LZ4 fails.
 struct RawPayload {
-  std::vector<uint64_t> words;  // at least `bytes` bytes; the rest is stale
+  std::unique_ptr<uint64_t[]> words;  // capacityWords words; `bytes` of them valid
+  size_t capacityWords = 0;
   size_t bytes = 0;
   std::vector<uint8_t> frame;  // the frame as stored (header + payload)
+  uint64_t* data() const { return words.get(); }
   std::span<const uint8_t> span() const {
-    return {reinterpret_cast<const uint8_t*>(words.data()), bytes};
+    return {reinterpret_cast<const uint8_t*>(words.get()), bytes};
   }
 };
 

@@ -27,7 +27,7 @@ Status readMessage(const RawPayload& raw, const std::string& where, Fn&& fn) {
                      " is not a multiple of 8");
   return guardCapnp(where, [&]() -> Status {
     capnp::FlatArrayMessageReader reader(
-        kj::ArrayPtr<const capnp::word>(reinterpret_cast<const capnp::word*>(raw.words.data()),
+        kj::ArrayPtr<const capnp::word>(reinterpret_cast<const capnp::word*>(raw.data()),
                                         raw.bytes / 8),
         readerOptionsFor(raw.bytes));
     return fn(reader.template getRoot<Root>());
