@@ -1,5 +1,11 @@
 // Sample traces for the format tests, the golden-trace generator and the
 // fuzz corpus: deterministic headers, states and event streams.
+//
+// goldenV1_0() is built from every generator in this file, and
+// golden_trace_test compares the committed tests/data/golden-v1.0.ttvm with
+// it: never change what an existing generator produces (std::mt19937_64 is
+// specified by the standard, so its output is the same everywhere). Add new
+// generators instead.
 #pragma once
 
 #include <cstdint>
