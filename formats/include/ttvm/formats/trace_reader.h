@@ -34,7 +34,8 @@ namespace ttvm {
 
 class TraceReader;
 
-// Reads events in order across chunks, decoding one chunk at a time.
+// Reads events in order across chunks, decoding one chunk at a time. It
+// points at its TraceReader, which must outlive it and stay where it is.
 //   auto cur = reader.cursor();
 //   TraceEvent e;
 //   while (cur.next(e)) { ... }
