@@ -40,6 +40,14 @@ static void x2_record(struct trap_frame* f) {
   wrmsr(0x80B, 0); /* x2APIC EOI */
 }
 
+static volatile int x2_isr_seen;
+static void x2_timer(struct trap_frame* f) {
+  (void)f;
+  if (x2_taken == 0) x2_isr_seen = (int)((rdmsr(0x810 + 0x63 / 32) >> (0x63 % 32)) & 1);
+  x2_taken++;
+  wrmsr(0x80B, 0);
+}
+
 void guest_main(void) {
   cli();
   pic_init();
@@ -108,4 +116,32 @@ void guest_main(void) {
   wrmsr(0x830, ICR_SELF | 0x62); /* ICR as one 64-bit MSR */
   n = wait_count(&x2_taken, 2, WAIT_LIMIT);
   CHECK_MSG(n == 2, "%d interrupts after an x2APIC ICR self-IPI, expected 2", n);
+
+  case_begin("x2apic_timer_tpr");
+  /* The same registers through MSRs 0x800 + offset/16: ISR in the handler
+   * (0x810 + vector/32), TPR (0x808), the timer (LVT 0x832, initial 0x838,
+   * current 0x839, divide 0x83E). */
+  set_trap_hook(0x63, x2_timer);
+  x2_taken = 0;
+  wrmsr(0x83E, 0x3);                  /* divide by 16 */
+  wrmsr(0x832, LVT_PERIODIC | 0x63);  /* periodic */
+  wrmsr(0x838, 20000);
+  uint64_t cur = rdmsr(0x839);
+  CHECK_MSG(cur > 0 && cur <= 20000, "x2APIC current count %lu after loading 20000",
+            (unsigned long)cur);
+  n = wait_count(&x2_taken, 3, WAIT_LIMIT);
+  wrmsr(0x832, LVT_MASKED | 0x63);
+  wrmsr(0x838, 0);
+  spin_sti(1000);
+  CHECK_MSG(n >= 3, "%d x2APIC timer interrupts, expected 3", n);
+  CHECK_MSG(x2_isr_seen, "x2APIC ISR (MSR 0x812) lacks vector 0x63 in the handler");
+  wrmsr(0x808, 0x70);
+  CHECK_EQ(rdmsr(0x808), 0x70);
+  x2_taken = 0;
+  wrmsr(0x83F, 0x62); /* class 6 <= TPR class 7: held */
+  spin_sti(100000);
+  CHECK_MSG(x2_taken == 0, "vector 0x62 delivered under x2APIC TPR 0x70");
+  wrmsr(0x808, 0);
+  n = wait_count(&x2_taken, 1, WAIT_LIMIT);
+  CHECK_MSG(n == 1, "vector 0x62 not delivered after TPR 0 (%d)", n);
 }
