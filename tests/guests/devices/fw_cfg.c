@@ -85,6 +85,26 @@ void guest_main(void) {
               (unsigned long)ram, (unsigned long)upper);
   }
 
+  case_begin("more_keys");
+  /* FW_CFG_MAX_CPUS (0x0F): at least the CPU count; a key nobody defines
+   * reads as zeros (QEMU's fw_cfg_read with an invalid selector). */
+  uint16_t max_cpus;
+  fw_select(0x0F);
+  fw_read(&max_cpus, 2);
+  CHECK_MSG(max_cpus >= cpus && max_cpus <= 288, "max CPUs %u with %u CPUs", max_cpus, cpus);
+  uint8_t unknown[8];
+  fw_select(0x3FFF);
+  fw_read(unknown, 8);
+  int zero = 1;
+  for (int i = 0; i < 8; i++) zero &= unknown[i] == 0;
+  CHECK_MSG(zero, "undefined key 0x3FFF reads %02x %02x %02x %02x..., expected zeros", unknown[0],
+            unknown[1], unknown[2], unknown[3]);
+  /* The signature key re-selected reads from its start again. */
+  fw_select(FW_CFG_SIGNATURE);
+  char again[4];
+  fw_read(again, 4);
+  CHECK_MSG(memcmp(again, "QEMU", 4) == 0, "signature after re-selecting differs");
+
   case_begin("file_dir");
   uint8_t count_be[4];
   fw_select(FW_CFG_FILE_DIR);
