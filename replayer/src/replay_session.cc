@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstring>
 #include <sstream>
 
 #include "ttvm/base/log.h"
@@ -64,9 +65,30 @@ Result<std::unique_ptr<ReplaySession>> ReplaySession::open(const TraceReader& re
   auto init = reader.initialState();
   if (!init.ok()) return init.error();
   std::unique_ptr<ReplaySession> s(new ReplaySession(reader, std::move(machine).value()));
-  std::string err;
-  if (!init->ram.applyTo(s->machine_->ram(), &err))
-    return makeError(reader.path() + ": initial state: " + err);
+  // RAM = the initial pages, zero elsewhere. The machine's RAM is fresh
+  // anonymous memory except what its firmware set-up wrote, so only pages
+  // that read non-zero are cleared (untouched RAM stays unallocated).
+  std::span<uint8_t> ram = s->machine_->ram();
+  size_t next = 0;
+  for (uint64_t p = 0; p < ram.size() / kPageSize; ++p) {
+    uint8_t* page = ram.data() + p * kPageSize;
+    if (next < init->ram.pageCount() && init->ram.numbers[next] == p) {
+      std::memcpy(page, init->ram.page(next).data(), kPageSize);
+      ++next;
+      continue;
+    }
+    const uint64_t* w = reinterpret_cast<const uint64_t*>(page);
+    for (size_t i = 0; i < kPageSize / 8; ++i)
+      if (w[i] != 0) {
+        std::memset(page, 0, kPageSize);
+        break;
+      }
+  }
+  if (next != init->ram.pageCount())
+    return makeError(reader.path() + ": initial state: RAM page " +
+                     std::to_string(init->ram.numbers[next]) + " lies beyond the machine's " +
+                     std::to_string(ram.size() >> 20) + " MiB of RAM");
+  s->initialPages_ = init->ram.numbers;
   s->cpu_ = std::make_unique<Cpu>(h.cpuModel, s->machine_->physicalMemory(), s->env_);
   s->cpu_->setState(init->cpu);
   s->env_.bindCpuState(&s->cpu_->state());

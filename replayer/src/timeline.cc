@@ -67,7 +67,7 @@ Result<std::unique_ptr<Timeline>> Timeline::open(const TraceReader& reader,
 
   std::span<const uint8_t> ram = t->session_->ram();
   t->live_ = PageMap(ram.size() / kRamPageBytes, t->stats_);
-  for (uint64_t p = 0; p < t->live_.pageCount(); ++p) {
+  for (uint64_t p : t->session_->initialPages()) {
     auto bytes = ram.subspan(p * kRamPageBytes, kRamPageBytes);
     if (!allZero(bytes)) t->live_.set(p, t->live_.makePage(bytes));
   }

@@ -28,6 +28,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "ttvm/base/result.h"
 #include "ttvm/emulator/cpu.h"
@@ -101,6 +102,9 @@ class ReplaySession {
   // through ram() and cpu().notifyRamWritten()).
   void restore(const CpuState& cpu, EventPosition position);
 
+  // Page numbers of the initial state's non-zero RAM pages (ascending).
+  const std::vector<uint64_t>& initialPages() const { return initialPages_; }
+
   // State digests compared with the recording so far (each one agreed).
   uint64_t digestsChecked() const { return digestsChecked_; }
 
@@ -128,6 +132,7 @@ class ReplaySession {
   GuestSymbols symbols_;
   uint64_t endStep_ = 0;
   uint64_t digestsChecked_ = 0;
+  std::vector<uint64_t> initialPages_;
 };
 
 }  // namespace ttvm
