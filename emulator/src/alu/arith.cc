@@ -13,6 +13,21 @@ struct Binary {
   struct H {
     static ExecStatus run(CpuImpl& cpu, const Instr& i) {
       T a, b;
+      if (__builtin_expect(i.op[0].kind == OpKind::kGpr, 1)) {
+        // Register destination: the common case, without the operand switch.
+        a = cpu.readGpr<T>(i.op[0].reg);
+        if (i.op[1].kind == OpKind::kGpr) {
+          b = cpu.readGpr<T>(i.op[1].reg);
+        } else if (i.op[1].kind == OpKind::kImm) {
+          b = static_cast<T>(i.imm);
+        } else {
+          TTVM_TRY(cpu.readOp<T>(i, 1, b));
+        }
+        const AluResult<T> r = Op::apply(a, b, cpu.rflags());
+        if constexpr (kWrites) cpu.writeGpr<T>(i.op[0].reg, r.value);
+        cpu.rflags() = r.rflags;
+        return ExecStatus::kNext;
+      }
       TTVM_TRY(cpu.readOp<T>(i, 0, a));
       TTVM_TRY(cpu.readOp<T>(i, 1, b));
       const AluResult<T> r = Op::apply(a, b, cpu.rflags());
@@ -72,6 +87,12 @@ struct Unary {
   template <class T>
   struct H {
     static ExecStatus run(CpuImpl& cpu, const Instr& i) {
+      if (__builtin_expect(i.op[0].kind == OpKind::kGpr, 1)) {
+        const AluResult<T> r = Op::apply(cpu.readGpr<T>(i.op[0].reg), cpu.rflags());
+        cpu.writeGpr<T>(i.op[0].reg, r.value);
+        cpu.rflags() = r.rflags;
+        return ExecStatus::kNext;
+      }
       T a;
       TTVM_TRY(cpu.readOp<T>(i, 0, a));
       const AluResult<T> r = Op::apply(a, cpu.rflags());

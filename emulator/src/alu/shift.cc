@@ -17,6 +17,10 @@ inline bool readCount(CpuImpl& cpu, const Instr& i, int n, uint8_t& count) {
     count = 1;
     return true;
   }
+  if (i.op[n].kind == OpKind::kImm) {
+    count = static_cast<uint8_t>(i.imm);
+    return true;
+  }
   return cpu.readOp<uint8_t>(i, n, count);
 }
 
@@ -28,6 +32,12 @@ struct Shift {
       T a;
       uint8_t count;
       TTVM_TRY(readCount(cpu, i, 1, count));
+      if (__builtin_expect(i.op[0].kind == OpKind::kGpr, 1)) {
+        const AluResult<T> r = Op::apply(cpu.readGpr<T>(i.op[0].reg), count, cpu.rflags());
+        cpu.writeGpr<T>(i.op[0].reg, r.value);
+        cpu.rflags() = r.rflags;
+        return ExecStatus::kNext;
+      }
       TTVM_TRY(cpu.readOp<T>(i, 0, a));
       const AluResult<T> r = Op::apply(a, count, cpu.rflags());
       TTVM_TRY(cpu.writeOp<T>(i, 0, r.value));
