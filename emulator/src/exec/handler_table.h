@@ -92,6 +92,5 @@ void registerControlHandlers(
 void registerStringHandlers(HandlerTable& t);  // exec/string.cc: MOVS..SCAS, INS/OUTS
 void registerSystemHandlers(
     HandlerTable& t);  // exec/system.cc: CRn, DTRs, MSRs, CPUID, IN/OUT, ...
-void registerAluBasicHandlers(HandlerTable& t);  // alu_basic.cc (temporary, until alu/ replaces it)
 
 }  // namespace ttvm
