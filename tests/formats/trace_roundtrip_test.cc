@@ -312,3 +312,43 @@ TEST(RamPages, FromFlatAndApply) {
 
 }  // namespace
 }  // namespace ttvm
+
+namespace ttvm {
+namespace {
+
+TEST(TraceReaderThreads, ConstMethodsFromSeveralThreads) {
+  std::mt19937_64 rng(31);
+  const std::string path = testing::tempPath("threads.ttvm");
+  std::vector<TraceEvent> events = testing::randomEvents(rng, 20000);
+  {
+    TraceWriter::Options options;
+    options.maxEventsPerChunk = 500;
+    auto w = TraceWriter::create(path, TraceHeader{}, InitialState{}, options);
+    ASSERT_TRUE(w.ok());
+    for (const TraceEvent& e : events) (*w)->append(e);
+    ASSERT_TRUE((*w)->close(TraceEnd{}).ok());
+  }
+  auto r = TraceReader::open(path);
+  ASSERT_TRUE(r.ok());
+  std::vector<std::vector<TraceEvent>> got(4);
+  std::vector<std::thread> threads;
+  for (size_t t = 0; t < got.size(); ++t)
+    threads.emplace_back([&, t] {
+      // Each thread reads the chunks in a different order.
+      std::vector<std::vector<TraceEvent>> byChunk(r->chunkCount());
+      for (size_t k = 0; k < r->chunkCount(); ++k) {
+        const size_t n = r->chunkCount();
+        const size_t i = ((t % 2 ? n - 1 - k : k) + 7 * t) % n;
+        auto c = r->readChunk(i);
+        EXPECT_TRUE(c.ok());
+        if (c.ok()) byChunk[i] = std::move(*c);
+      }
+      for (auto& c : byChunk) got[t].insert(got[t].end(), c.begin(), c.end());
+    });
+  for (auto& th : threads) th.join();
+  for (const auto& g : got) EXPECT_EQ(g, events);
+  std::remove(path.c_str());
+}
+
+}  // namespace
+}  // namespace ttvm
