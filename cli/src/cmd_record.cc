@@ -193,8 +193,8 @@ class TerminalInput {
   bool active_ = false;
 };
 
-void printSummary(const RecordResult& r, const TraceHeader& header, const std::string& tracePath,
-                  bool verbose, const std::string& guestDescription) {
+void printSummary(const RecordResult& r, const TraceHeader& header, const Cpu* cpu,
+                  const std::string& tracePath, bool verbose, const std::string& guestDescription) {
   const TraceEnd& e = r.end;
   const CpuState& s = e.finalCpu;
   std::fflush(stdout);
@@ -209,10 +209,14 @@ void printSummary(const RecordResult& r, const TraceHeader& header, const std::s
   std::string where;
   if (auto name = symbols.describe(linear)) where = " <" + *name + ">";
   std::string text = "(instruction bytes not readable)";
-  if (!e.lastInstructions.empty()) {
-    const RecentInstruction& last = e.lastInstructions.back();
-    Disassembly d = disassemble(last.bytes, cpuMode(s), last.rip);
-    text = d.length != 0 ? d.text : "(undecodable bytes)";
+  std::vector<uint8_t> bytes(15);
+  for (size_t n = 15; n > 0 && cpu != nullptr; --n) {
+    bytes.resize(n);
+    if (cpu->readLinear(linear, bytes)) {
+      Disassembly d = disassemble(bytes, cpuMode(s), linear);
+      text = d.length != 0 ? d.text : "(undecodable bytes)";
+      break;
+    }
   }
   std::fprintf(stderr, "  rip      0x%" PRIx64 "%s  %s  [%s]\n", s.rip, where.c_str(), text.c_str(),
                modeName(cpuMode(s)));
@@ -353,6 +357,10 @@ int cmdRecord(std::span<char* const> args) {
     return 64;
   }
 
+  // From here on Ctrl-C/SIGTERM end the run cleanly (a signal during set-up
+  // ends it at step 0 with a complete trace).
+  std::signal(SIGINT, onInterrupt);
+  std::signal(SIGTERM, onInterrupt);
   auto file = readFileBytes(guestPath);
   if (!file) {
     std::fprintf(stderr, "ttvm record: %s\n", file.error().message.c_str());
@@ -426,8 +434,6 @@ int cmdRecord(std::span<char* const> args) {
     return 1;
   }
   gActiveSession = &session;
-  std::signal(SIGINT, onInterrupt);
-  std::signal(SIGTERM, onInterrupt);
   for (int sig : {SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT}) std::signal(sig, onFatalSignal);
 
   auto result = session.run();
@@ -439,7 +445,10 @@ int cmdRecord(std::span<char* const> args) {
     std::fprintf(stderr, "ttvm record: %s\n", result.error().message.c_str());
     return 70;
   }
-  printSummary(*result, session.header(), noTrace ? std::string() : output, verbose, description);
+  if (verbose && !session.tailProblem.empty())
+    std::fprintf(stderr, "ttvm record: self-check: %s\n", session.tailProblem.c_str());
+  printSummary(*result, session.header(), session.cpu(), noTrace ? std::string() : output, verbose,
+               description);
   return exitStatusFor(result->end);
 }
 

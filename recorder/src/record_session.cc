@@ -3,6 +3,11 @@
 #include <cinttypes>
 #include <cstdio>
 
+#include <sys/mman.h>
+
+#include <cstring>
+
+#include "tail_replay.h"
 #include "ttvm/base/log.h"
 
 namespace ttvm {
@@ -40,12 +45,27 @@ Status RecordSession::start() {
     auto w = TraceWriter::create(options_.tracePath, header_, init, options_.writerOptions);
     if (!w) return makeError("cannot write the trace: " + w.error().message);
     writer_ = std::move(*w);
+    if (options_.recentInstructions > 0) {
+      void* p = mmap(nullptr, machine_.ram().size(), PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+      if (p != MAP_FAILED) {
+        shadow_ = static_cast<uint8_t*>(p);
+        shadowBytes_ = machine_.ram().size();
+        std::string error;
+        tailEnabled_ = init.ram.applyTo(std::span<uint8_t>(shadow_, shadowBytes_), &error);
+        checkpoint_ = guest_.cpu;
+      }
+    }
   }
   env_ = std::make_unique<RecordingEnvironment>(machine_, writer_.get(), options_.interruptFlag);
   cpu_ = std::make_unique<Cpu>(machine_.cpuModel(), machine_.physicalMemory(), *env_);
   cpu_->setState(guest_.cpu);
   env_->bindCpu(&cpu_->state());
   machine_.bindCpuState(&cpu_->state());
+  if (tailEnabled_) {
+    cpu_->setDirtyTracking(true);
+    env_->setTail(&tailEvents_);
+  }
   if (writer_) writer_->append(TraceEvent::stateDigest(0, stateDigest(cpu_->state())));
   return {};
 }
@@ -78,9 +98,41 @@ TraceEnd RecordSession::makeEnd(EndReason reason, std::string message, uint32_t 
   return end;
 }
 
+void RecordSession::takeCheckpoint() {
+  auto ram = machine_.ram();
+  for (uint64_t page : cpu_->takeDirtyPages())
+    std::memcpy(shadow_ + page * kPageSize, ram.data() + page * kPageSize, kPageSize);
+  checkpoint_ = cpu_->state();
+  tailEvents_.clear();
+}
+
+void RecordSession::fillLastInstructions(TraceEnd& end) {
+  if (!tailEnabled_) return;
+  // The shadow holds RAM as of the checkpoint (pages dirtied since were not
+  // copied): the re-execution rewrites them as the recording did.
+  TailResult t = replayTail(machine_.cpuModel(), std::span<uint8_t>(shadow_, shadowBytes_),
+                            machine_.physicalMemory().mmioHoles, checkpoint_, tailEvents_,
+                            end.finalCpu, options_.recentInstructions);
+  tailEnabled_ = false;  // the shadow no longer holds the checkpoint
+  if (!t.reachedFinalState) {
+    tailProblem = t.problem;
+    TTVM_LOG("recorder", kWarn,
+             "re-executing the last steps from step "
+                 << checkpoint_.steps << " did not reproduce the recording: " << t.problem);
+  }
+  if (t.instructions.empty()) return;
+  // A triple fault freezes the step count at the faulting instruction, which
+  // therefore never completed a step: it ends the list (it is the crash site).
+  if (end.reason == EndReason::kTripleFault && !end.lastInstructions.empty() &&
+      (t.instructions.back().rip != end.lastInstructions.back().rip))
+    t.instructions.push_back(end.lastInstructions.back());
+  end.lastInstructions = std::move(t.instructions);
+}
+
 Result<RecordResult> RecordSession::finish(TraceEnd end) {
   RecordResult result;
   if (writer_ && !closed_) {
+    fillLastInstructions(end);
     if (end.reason == EndReason::kExitDevice)
       writer_->append(TraceEvent::debugExit(end.steps, end.exitStatus));
     writer_->append(TraceEvent::endOfRun(end.steps));
@@ -156,6 +208,7 @@ Result<RecordResult> RecordSession::run() {
     uint64_t before = s.steps;
     StepResult r = cpu_->run(budget);
     if (s.steps != before) halted = false;
+    if (tailEnabled_ && s.steps - checkpoint_.steps >= options_.tailWindow) takeCheckpoint();
 
     if (writer_ && s.steps >= nextDigest) {
       writer_->append(TraceEvent::stateDigest(s.steps, stateDigest(s)));

@@ -141,6 +141,27 @@ TEST(RecordE2E, ExitDeviceStatusOutputAndFooter) {
   EXPECT_TRUE(hasStart);
   EXPECT_EQ(r.header().machine.startClockUnixNs, 1700000000ll * 1'000'000'000);
   EXPECT_NE(slurp(tmp("exit.err")).find("exit-device"), std::string::npos);
+  // The last instructions, re-executed from the recorder's checkpoint: the
+  // final one is the OUT to the exit port (E7 F4: out 0xf4, eax).
+  ASSERT_GE(end.lastInstructions.size(), 2u);
+  const auto& last = end.lastInstructions.back();
+  ASSERT_GE(last.bytes.size(), 2u);
+  EXPECT_EQ(last.bytes[0], 0xE7);
+  EXPECT_EQ(last.bytes[1], 0xF4);
+}
+
+TEST(RecordE2E, TailReExecutionReproducesTheRecording) {
+  // With a small checkpoint window, the tail starts mid-run (after timer
+  // interrupts and port I/O); -v reports any mismatch as a self-check failure.
+  for (const char* g : {"rec_timer.elf", "rec_io.elf"}) {
+    std::string tag = std::string("tail_") + g;
+    Outcome r = record({"-v", "-o", tmp(tag + ".ttvm"), guest(g)}, tag);
+    EXPECT_EQ(r.status, 1) << r.err;
+    EXPECT_EQ(r.err.find("self-check"), std::string::npos) << r.err;
+    auto reader = TraceReader::open(tmp(tag + ".ttvm"));
+    ASSERT_TRUE(reader.ok());
+    EXPECT_EQ(reader->end()->lastInstructions.size(), 16u) << g;
+  }
 }
 
 TEST(RecordE2E, NoTraceExitsWithTheGuestStatus) {
@@ -222,8 +243,11 @@ TEST(RecordE2E, SigintAndSigtermWriteACleanFooter) {
   for (int sig : {SIGINT, SIGTERM}) {
     std::string tag = "sig" + std::to_string(sig);
     std::string trace = tmp(tag + ".ttvm");
+    ::unlink(trace.c_str());
     pid_t pid = spawn({"-o", trace, guest("rec_loop.elf")}, tag);
-    std::this_thread::sleep_for(std::chrono::milliseconds(700));
+    for (int i = 0; i < 200 && ::access(trace.c_str(), F_OK) != 0; ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
     kill(pid, sig);
     Outcome run = wait(pid, tag);
     EXPECT_EQ(run.status, 130) << run.err;

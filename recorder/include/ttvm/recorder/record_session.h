@@ -50,6 +50,11 @@ struct RecordOptions {
   std::string ttvmVersion;
   std::string host;
   int64_t createdUnixNs = 0;
+  // Instructions the footer lists before the end (re-executed from the last
+  // checkpoint, see tail_replay.h); 0 = only the one the CPU stopped at.
+  size_t recentInstructions = 16;
+  // Steps between the checkpoints that re-execution starts from.
+  uint64_t tailWindow = 1u << 20;
   // Set by a SIGINT/SIGTERM handler; may be null.
   const volatile std::sig_atomic_t* interruptFlag = nullptr;
   // Called between slices (e.g. to feed terminal input to the UART).
@@ -89,6 +94,8 @@ class RecordSession {
  private:
   TraceEnd makeEnd(EndReason reason, std::string message, uint32_t exitStatus = 0) const;
   Result<RecordResult> finish(TraceEnd end);
+  void takeCheckpoint();
+  void fillLastInstructions(TraceEnd& end);
 
   Machine& machine_;
   LoadedGuest guest_;
@@ -99,6 +106,16 @@ class RecordSession {
   std::unique_ptr<Cpu> cpu_;
   std::chrono::steady_clock::time_point startTime_;
   volatile bool closed_ = false;
+  // The checkpoint for the last instructions (only while tracing).
+  bool tailEnabled_ = false;
+  uint8_t* shadow_ = nullptr;  // RAM as of checkpoint_ (anonymous mapping)
+  size_t shadowBytes_ = 0;
+  CpuState checkpoint_;
+  std::vector<TraceEvent> tailEvents_;  // recorded since checkpoint_
+ public:
+  // Whether the last re-execution of the tail reached the recorded final
+  // state (a self-check of determinism); empty when it did or did not run.
+  std::string tailProblem;
 };
 
 }  // namespace ttvm

@@ -15,6 +15,7 @@
 
 #include <csignal>
 #include <cstdint>
+#include <vector>
 
 #include "ttvm/emulator/environment.h"
 #include "ttvm/formats/trace_writer.h"
@@ -32,58 +33,59 @@ class RecordingEnvironment final : public Environment {
 
   // The CPU whose step count stamps the events.
   void bindCpu(const CpuState* state) { state_ = state; }
+  // Also keeps a copy of every event in `tail` (the record loop's window for
+  // re-executing the last instructions; it clears it at each checkpoint).
+  void setTail(std::vector<TraceEvent>* tail) { tail_ = tail; }
 
   uint32_t portIn(uint16_t port, unsigned size) override {
     uint32_t v = machine_.portIn(port, size);
-    if (writer_) writer_->append(TraceEvent::portIn(step(), port, static_cast<uint8_t>(size), v));
+    if (writer_) append(TraceEvent::portIn(step(), port, static_cast<uint8_t>(size), v));
     return v;
   }
   void portOut(uint16_t port, unsigned size, uint32_t value) override {
-    if (writer_)
-      writer_->append(TraceEvent::portOut(step(), port, static_cast<uint8_t>(size), value));
+    if (writer_) append(TraceEvent::portOut(step(), port, static_cast<uint8_t>(size), value));
     machine_.portOut(port, size, value);
   }
   uint64_t mmioRead(uint64_t addr, unsigned size) override {
     uint64_t v = machine_.mmioRead(addr, size);
-    if (writer_) writer_->append(TraceEvent::mmioRead(step(), addr, static_cast<uint8_t>(size), v));
+    if (writer_) append(TraceEvent::mmioRead(step(), addr, static_cast<uint8_t>(size), v));
     return v;
   }
   void mmioWrite(uint64_t addr, unsigned size, uint64_t value) override {
-    if (writer_)
-      writer_->append(TraceEvent::mmioWrite(step(), addr, static_cast<uint8_t>(size), value));
+    if (writer_) append(TraceEvent::mmioWrite(step(), addr, static_cast<uint8_t>(size), value));
     machine_.mmioWrite(addr, size, value);
   }
   uint64_t readTsc() override {
     uint64_t v = machine_.readTsc();
-    if (writer_) writer_->append(TraceEvent::rdtsc(step(), v));
+    if (writer_) append(TraceEvent::rdtsc(step(), v));
     return v;
   }
   std::optional<uint64_t> readRandom(unsigned size) override {
     auto v = machine_.readRandom(size);
-    if (writer_) writer_->append(TraceEvent::rdrand(step(), static_cast<uint8_t>(size), v));
+    if (writer_) append(TraceEvent::rdrand(step(), static_cast<uint8_t>(size), v));
     return v;
   }
   std::optional<uint64_t> readMsr(uint32_t index) override {
     auto v = machine_.readMsr(index);
     // A refused read (#GP) is not an input: the CPU model decides it again on replay.
-    if (writer_ && v) writer_->append(TraceEvent::msrRead(step(), index, *v));
+    if (writer_ && v) append(TraceEvent::msrRead(step(), index, *v));
     return v;
   }
   bool writeMsr(uint32_t index, uint64_t value) override {
     bool ok = machine_.writeMsr(index, value);
-    if (writer_) writer_->append(TraceEvent::msrWrite(step(), index, value, ok));
+    if (writer_) append(TraceEvent::msrWrite(step(), index, value, ok));
     return ok;
   }
   bool interruptPending() override { return machine_.interruptPending(); }
   uint8_t acknowledgeInterrupt() override {
     uint8_t v = machine_.acknowledgeInterrupt();
-    if (writer_) writer_->append(TraceEvent::interrupt(step(), v));
+    if (writer_) append(TraceEvent::interrupt(step(), v));
     return v;
   }
   bool nmiPending() override { return machine_.nmiPending(); }
   void acknowledgeNmi() override {
     machine_.acknowledgeNmi();
-    if (writer_) writer_->append(TraceEvent::nmi(step()));
+    if (writer_) append(TraceEvent::nmi(step()));
   }
   bool stopRequested() override {
     return machine_.serviceNeeded() || (interrupt_ != nullptr && *interrupt_ != 0);
@@ -91,11 +93,16 @@ class RecordingEnvironment final : public Environment {
 
  private:
   uint64_t step() const { return state_ != nullptr ? state_->steps : 0; }
+  void append(const TraceEvent& e) {
+    writer_->append(e);
+    if (tail_ != nullptr) tail_->push_back(e);
+  }
 
   Machine& machine_;
   TraceWriter* writer_;
   const volatile std::sig_atomic_t* interrupt_;
   const CpuState* state_ = nullptr;
+  std::vector<TraceEvent>* tail_ = nullptr;
 };
 
 }  // namespace ttvm
