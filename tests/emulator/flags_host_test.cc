@@ -21,7 +21,8 @@
 // Only flags the SDM calls undefined are masked (see the kUndef* constants in
 // flags.h, quoted from the SDM's "Flags Affected"):
 //   AND OR XOR TEST: AF.  MUL IMUL: SF ZF AF PF.  DIV IDIV: all six.
-//   SHL SHR SAR: AF for count != 0, OF for count > 1.  ROL ROR RCL RCR: OF for
+//   SHL SHR SAR: AF for count != 0, OF for count > 1; SHL SHR: CF for count >=
+//   the operand size.  ROL ROR RCL RCR: OF for
 //   masked count > 1.  SHLD SHRD: as shifts; 16-bit count > 16: result and all
 //   flags.  BT*: OF SF AF PF.  BSF BSR: CF OF SF AF PF.  TZCNT LZCNT: OF SF AF
 //   PF.  DAA DAS: OF.  AAA AAS: OF SF ZF PF.  AAM AAD: OF AF CF.
@@ -468,7 +469,9 @@ std::vector<ShiftOp<T>> shiftOps() {
 template <class T>
 void checkShift(const ShiftOp<T>& op, Checker& c, T a, uint8_t count, uint64_t fin) {
   unsigned masked = count & kCountMask<T>;
-  uint64_t undef = op.rotate ? undefRotate(masked) : undefShift(masked);
+  uint64_t undef = op.rotate                       ? undefRotate(masked)
+                   : std::string(op.name) == "sar" ? undefShift(masked)
+                                                   : undefShiftLogical(masked, sizeof(T) * 8);
   AluResult<T> m = op.mine(a, count, fin);
   HostOut<T> h = op.host(a, count, fin);
   c.check(m.value, m.rflags, h.value, h.rflags, undef, a, count, 0, fin);

@@ -87,6 +87,11 @@ inline constexpr uint64_t kUndefAam = kOF | kAF | kCF;              // AAM AAD
 inline constexpr uint64_t undefShift(unsigned maskedCount) {  // SHL SHR SAR
   return maskedCount == 0 ? 0 : maskedCount == 1 ? kAF : kAF | kOF;
 }
+// SHL/SHR also leave CF undefined when the count is >= the operand size
+// (8- and 16-bit operands; ttvm gives the last bit shifted out, i.e. 0).
+inline constexpr uint64_t undefShiftLogical(unsigned maskedCount, unsigned bits) {
+  return undefShift(maskedCount) | (maskedCount >= bits ? kCF : 0);
+}
 inline constexpr uint64_t undefRotate(unsigned maskedCount) {  // ROL ROR RCL RCR
   return maskedCount <= 1 ? 0 : kOF;
 }
