@@ -47,7 +47,8 @@
 //   TZCNT/LZCNT  SF AF PF := 0, OF unchanged.
 //   DAA/DAS  OF = signed overflow of AL +/- the total adjustment.
 //   AAA/AAS  PF (and mostly ZF, OF) from the 8-bit AL +/- 6 before masking.
-//   SHLD/SHRD r16 with count 17..31: a different result than P6's.
+//   SHLD/SHRD r16 with count 17..31: shifts dest:src:src (SHLD) and
+//                src:src:dest (SHRD) instead of P6's dest:src:dest.
 //   AAM/AAD, BT*, ROL/ROR/RCL/RCR, shifts' OF: the same as ttvm.
 #pragma once
 
