@@ -41,6 +41,46 @@ def build_command(args, log_path):
     return [args.ttvm, "record", "--no-trace"] + args.ttvm_arg + [args.guest]
 
 
+def run_with_terminal_input(cmd, args):
+    """Runs cmd with a pseudo-terminal as stdin (ttvm reads terminal input only
+    from a TTY, so recordings are not fed by accident) and types args.stdin
+    once the guest has printed a line containing args.stdin_prompt (input
+    sent before the guest's driver is ready may be lost, as on hardware)."""
+    import pty
+    import threading
+    import time
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(cmd, stdin=slave, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    os.close(slave)
+    chunks = {"out": [], "err": []}
+
+    def pump(stream, key):
+        for block in iter(lambda: stream.read1(4096), b""):
+            chunks[key].append(block)
+
+    threads = [threading.Thread(target=pump, args=(proc.stdout, "out"), daemon=True),
+               threading.Thread(target=pump, args=(proc.stderr, "err"), daemon=True)]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + args.timeout
+    sent = False
+    while proc.poll() is None and time.monotonic() < deadline:
+        if not sent and (not args.stdin_prompt or
+                         args.stdin_prompt.encode() in b"".join(chunks["out"])):
+            os.write(master, args.stdin.encode())
+            sent = True
+        time.sleep(0.01)
+    timed_out = proc.poll() is None
+    if timed_out:
+        proc.kill()
+    proc.wait()
+    for t in threads:
+        t.join(timeout=5)
+    os.close(master)
+    status = None if timed_out else proc.returncode
+    return status, timed_out, b"".join(chunks["out"]), b"".join(chunks["err"])
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -51,6 +91,11 @@ def main():
                     help="how the run must end: PASS line + exit 0; a triple fault after "
                          "TRIPLE-FAULT-NEXT; a pvpanic report after PANIC-NEXT; a machine "
                          "reset (keyboard controller, 0xCF9) after RESET-NEXT")
+    ap.add_argument("--stdin", metavar="TEXT",
+                    help="bytes typed on the guest's serial input through a pseudo-terminal "
+                         "(the runner's stdin); backslash escapes such as \\n are decoded")
+    ap.add_argument("--stdin-prompt", metavar="TEXT", default="",
+                    help="with --stdin: type the input once the serial output contains TEXT")
     ap.add_argument("--ttvm-arg", action="append", default=[], metavar="ARG",
                     help="extra `ttvm record` argument (repeatable), e.g. --ttvm-arg=--mode "
                          "--ttvm-arg=real for a flat binary")
@@ -65,20 +110,25 @@ def main():
     ap.add_argument("guest")
     args = ap.parse_args()
 
+    if args.stdin is not None:
+        args.stdin = args.stdin.encode().decode("unicode_escape")
     if not os.path.isfile(args.guest):
         sys.exit(f"run_guest: guest file not found: {args.guest}")
 
     with tempfile.TemporaryDirectory(prefix="ttvm-guest-") as tmp:
         log_path = os.path.join(tmp, "qemu.log")
         cmd = build_command(args, log_path)
-        try:
-            proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True,
-                                  timeout=args.timeout)
-            status, timed_out = proc.returncode, False
-            out, err = proc.stdout, proc.stderr
-        except subprocess.TimeoutExpired as e:
-            status, timed_out = None, True
-            out, err = e.stdout or b"", e.stderr or b""
+        if args.stdin is not None:
+            status, timed_out, out, err = run_with_terminal_input(cmd, args)
+        else:
+            try:
+                proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True,
+                                      timeout=args.timeout)
+                status, timed_out = proc.returncode, False
+                out, err = proc.stdout, proc.stderr
+            except subprocess.TimeoutExpired as e:
+                status, timed_out = None, True
+                out, err = e.stdout or b"", e.stderr or b""
         qemu_log = ""
         if os.path.exists(log_path):
             with open(log_path, errors="replace") as f:

@@ -15,13 +15,16 @@
 # QEMU_ARGS: extra qemu-system-x86_64 arguments (devices the guest needs that
 # ttvm always has, e.g. -device pc-testdev, or a CPU model).
 # TTVM_ARGS: extra `ttvm record` arguments (e.g. --append, --initrd).
+# STDIN <text>: bytes fed to the runner's stdin, i.e. the guest's COM1 input
+# (backslash escapes decoded by run_guest.py), typed through a pseudo-terminal
+# once the serial output contains STDIN_PROMPT <text>.
 # No include guard: find_package() results are directory-scoped, so every
 # guest folder that includes this file must run it in its own scope.
 find_package(Python3 COMPONENTS Interpreter REQUIRED)
 find_program(QEMU_SYSTEM_X86_64 qemu-system-x86_64)
 
 function(ttvm_test_guest name)
-  cmake_parse_arguments(ARG "TRIPLE_FAULT;QEMU_ONLY" "BITS;TIMEOUT;EXPECT" "SOURCES;QEMU_KNOWN_FAIL;QEMU_ARGS;TTVM_ARGS" ${ARGN})
+  cmake_parse_arguments(ARG "TRIPLE_FAULT;QEMU_ONLY" "BITS;TIMEOUT;EXPECT;STDIN;STDIN_PROMPT" "SOURCES;QEMU_KNOWN_FAIL;QEMU_ARGS;TTVM_ARGS" ${ARGN})
   if(NOT ARG_BITS)
     set(ARG_BITS 64)
   endif()
@@ -46,6 +49,13 @@ function(ttvm_test_guest name)
   foreach(a ${ARG_QEMU_ARGS})
     list(APPEND qemu_args --qemu-arg=${a})
   endforeach()
+  set(stdin_arg "")
+  if(DEFINED ARG_STDIN)
+    set(stdin_arg "--stdin=${ARG_STDIN}")
+    if(DEFINED ARG_STDIN_PROMPT)
+      list(APPEND stdin_arg "--stdin-prompt=${ARG_STDIN_PROMPT}")
+    endif()
+  endif()
   set(ttvm_args "")
   foreach(a ${ARG_TTVM_ARGS})
     list(APPEND ttvm_args --ttvm-arg=${a})
@@ -57,13 +67,13 @@ function(ttvm_test_guest name)
   set(harness ${Python3_EXECUTABLE} ${TTVM_GUESTLIB_DIR}/../run_guest.py)
   if(QEMU_SYSTEM_X86_64)
     add_test(NAME guest.qemu.${name}
-             COMMAND ${harness} --runner qemu --qemu ${QEMU_SYSTEM_X86_64} ${expect} ${known} ${qemu_args}
+             COMMAND ${harness} --runner qemu --qemu ${QEMU_SYSTEM_X86_64} ${expect} ${known} ${qemu_args} ${stdin_arg}
                      --timeout ${ARG_TIMEOUT} ${file})
     set_tests_properties(guest.qemu.${name} PROPERTIES LABELS "qemu;guest")
   endif()
   if(TARGET ttvm AND NOT ARG_QEMU_ONLY)
     add_test(NAME guest.ttvm.${name}
-             COMMAND ${harness} --runner ttvm --ttvm $<TARGET_FILE:ttvm> ${expect} ${ttvm_args}
+             COMMAND ${harness} --runner ttvm --ttvm $<TARGET_FILE:ttvm> ${expect} ${ttvm_args} ${stdin_arg}
                      --timeout ${ARG_TIMEOUT} ${file})
     set_tests_properties(guest.ttvm.${name} PROPERTIES LABELS "ttvm;guest")
   endif()
