@@ -491,9 +491,14 @@ StepResult CpuImpl::finishInstruction(ExecStatus st, const Instr* i, uint64_t ri
   // Retired. RF is cleared, except between REP iterations: there it is set
   // so that a trap or interrupt taken before the next iteration pushes RF=1
   // (SDM vol. 3 18.3.1.1) and an instruction breakpoint does not re-fire.
+  // IRET keeps the RF it loaded (a handler resuming at an instruction
+  // breakpoint sets RF in the image).
+  const bool loadsRf =
+      i != nullptr && (i->mnemonic == ZYDIS_MNEMONIC_IRET || i->mnemonic == ZYDIS_MNEMONIC_IRETD ||
+                       i->mnemonic == ZYDIS_MNEMONIC_IRETQ);
   if (st == ExecStatus::kRepeat)
     s_.rflags |= flags::kRF;
-  else
+  else if (!loadsRf)
     s_.rflags &= ~flags::kRF;
   ++s_.steps;
   r.outcome = StepOutcome::kRetired;
@@ -508,9 +513,9 @@ StepResult CpuImpl::finishInstruction(ExecStatus st, const Instr* i, uint64_t ri
     dbBits |= s_.pending.pendingDr6;
     s_.pending.pendingDr6 = 0;
     if (dbBits) {
-      // Single-step-only traps clear B0-B3; the rest of DR6 is sticky.
-      if (!(dbBits & 0xF)) s_.dr6 &= ~0xFull;
-      s_.dr6 |= dbBits;
+      // B0-B3 report this trap's breakpoints (cleared for a single-step-only
+      // trap); BS and the other bits are sticky.
+      s_.dr6 = (s_.dr6 & ~0xFull) | dbBits;
       s_.pending.halted = false;
       const bool ok = deliverEvent(PendingException{true, vec::kDB, false, 0, EventKind::kTrap});
       r.outcome = ok ? StepOutcome::kException : StepOutcome::kTripleFault;

@@ -480,6 +480,8 @@ class CpuImpl final {
   // DR6 bits of traps raised during the instruction just retired (data
   // breakpoints); consumed by the step loop with TF's BS.
   uint64_t debugTrapBits_ = 0;
+  // I/O breakpoints for IN/OUT/INS/OUTS (called by those handlers).
+  void debugIoAccess(uint16_t port, unsigned size);
   // Recomputes dataBreakpointsActive_ after a DR7/CR4 write.
   void debugRegistersChanged();
 };

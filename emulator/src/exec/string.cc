@@ -70,6 +70,7 @@ ExecStatus stringOp(CpuImpl& c, const Instr& i) {
       TTVM_TRY(c.ioPermitted(port, sizeof(T)));
       TTVM_TRY(c.probeWrite(0, di, sizeof(T)));
       const T v = static_cast<T>(c.env().portIn(port, sizeof(T)));
+      c.debugIoAccess(port, sizeof(T));
       TTVM_TRY(c.writeMem<T>(0, di, v));
       advDi = true;
       break;
@@ -80,6 +81,7 @@ ExecStatus stringOp(CpuImpl& c, const Instr& i) {
       T v;
       TTVM_TRY(c.readMem<T>(srcSeg(i), si, v));
       c.env().portOut(port, sizeof(T), v);
+      c.debugIoAccess(port, sizeof(T));
       advSi = true;
       break;
     }

@@ -469,6 +469,7 @@ ExecStatus in(CpuImpl& c, const Instr& i) {
   const unsigned size = i.op[0].size;
   TTVM_TRY(c.ioPermitted(port, size));
   const uint32_t v = c.env().portIn(port, size);
+  c.debugIoAccess(port, size);
   c.writeGprSized(0, size, v);
   return ExecStatus::kNext;
 }
@@ -479,6 +480,7 @@ ExecStatus out(CpuImpl& c, const Instr& i) {
   const unsigned size = i.op[1].size;
   TTVM_TRY(c.ioPermitted(port, size));
   c.env().portOut(port, size, static_cast<uint32_t>(c.readGprSized(0, size)));
+  c.debugIoAccess(port, size);
   return ExecStatus::kNext;
 }
 
