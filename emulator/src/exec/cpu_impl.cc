@@ -567,7 +567,17 @@ StepResult CpuImpl::run(uint64_t maxSteps) {
     }
     exc_.valid = false;
     const uint64_t rip0 = s_.rip;
-    const Instr* i = fetch();
+    // fetch()'s first link check, inlined for the common sequential case.
+    const Instr* i;
+    const DecodeCacheEntry* pe = prevEntry_;
+    if (__builtin_expect(pe != nullptr && pe->link[0].rip == s_.seg[1].base + rip0 &&
+                             pe->link[0].epoch == linkEpoch_ && mode_ == CpuMode::kLong64,
+                         1)) {
+      prevEntry_ = pe->link[0].to;
+      i = &prevEntry_->instr;
+    } else {
+      i = fetch();
+    }
     const ExecStatus st = i ? i->handler(*this, *i) : ExecStatus::kException;
     if (__builtin_expect(st == ExecStatus::kNext, 1)) {
       s_.rip = nextRip(*i);
