@@ -1111,7 +1111,74 @@ class Generator {
     return u.insns.size() > 1;
   }
 
+  // Whether any instruction of `e` writes (E/R)BP or BPL, explicitly or not.
+  bool writesFramePointer(const Encoded& e) const {
+    ZydisDecoder dec;
+    ZydisDecoderInit(&dec, zydisMode(o_.mode),
+                     is64()        ? ZYDIS_STACK_WIDTH_64
+                     : bits_ == 32 ? ZYDIS_STACK_WIDTH_32
+                                   : ZYDIS_STACK_WIDTH_16);
+    for (const auto& pos : e.insns) {
+      ZydisDecodedInstruction in;
+      ZydisDecodedOperand ops[ZYDIS_MAX_OPERAND_COUNT];
+      if (ZYAN_FAILED(
+              ZydisDecoderDecodeFull(&dec, e.bytes.data() + pos.offset, pos.length, &in, ops))) {
+        return true;
+      }
+      for (int k = 0; k < in.operand_count; ++k) {
+        if (ops[k].type != ZYDIS_OPERAND_TYPE_REGISTER) continue;
+        if (!(ops[k].actions & ZYDIS_OPERAND_ACTION_MASK_WRITE)) continue;
+        ZydisRegister r = ZydisRegisterGetLargestEnclosing(zydisMode(o_.mode), ops[k].reg.value);
+        if (r == ZYDIS_REGISTER_RBP || r == ZYDIS_REGISTER_EBP || r == ZYDIS_REGISTER_BP) {
+          return true;
+        }
+      }
+    }
+    return false;
+  }
+
+  // CALL to a subroutine of 0-2 simple units (optionally inside an
+  // ENTER n, 0 / LEAVE frame) that returns with RET; then a short JMP past it.
+  bool genCall(Unit& u) {
+    int w = bits_ / 8;
+    int frame = chance(40) ? 8 * below(8) : -1;  // ENTER size, -1: no ENTER/LEAVE
+    int excursion = 2 * w + (frame > 0 ? frame : 0);
+    if (!stackRoom(excursion, excursion)) return false;
+    Insn call = insn(ZYDIS_MNEMONIC_CALL, {opImm(0)});
+    call.req.branch_type = ZYDIS_BRANCH_TYPE_NEAR;
+    call.req.branch_width = bits_ == 16 ? ZYDIS_BRANCH_WIDTH_16 : ZYDIS_BRANCH_WIDTH_32;
+    Insn jmp = insn(ZYDIS_MNEMONIC_JMP, {opImm(0)});
+    jmp.req.branch_type = ZYDIS_BRANCH_TYPE_SHORT;
+    jmp.req.branch_width = ZYDIS_BRANCH_WIDTH_8;
+    u.call = true;
+    const uint32_t saved = undefined_;
+    u.insns.push_back(call);
+    u.insns.push_back(jmp);
+    if (frame >= 0) {
+      u.insns.push_back(raw({0xC8, static_cast<uint8_t>(frame), 0x00, 0x00}));  // ENTER frame, 0
+    }
+    int n = below(3);
+    for (int i = 0; i < n; ++i) {
+      Unit body;
+      if (!genUnit(body, /*inBranch=*/true)) continue;
+      auto e = encodeUnits({body}, layout_.code + 0x800, undefined_);
+      if (!e.ok()) continue;
+      // LEAVE restores RSP from RBP: the frame's body must leave RBP alone.
+      if (frame >= 0 && writesFramePointer(*e)) continue;
+      undefined_ = e->undefinedAtEnd;
+      u.insns.insert(u.insns.end(), body.insns.begin(), body.insns.end());
+    }
+    inBranch_ = false;
+    undefined_ = saved;                              // commit() recomputes it from the encoded unit
+    if (frame >= 0) u.insns.push_back(raw({0xC9}));  // LEAVE
+    u.insns.push_back(raw({0xC3}));                  // RET
+    pushed_ += excursion;
+    popped_ += excursion;
+    return true;
+  }
+
   bool genMisc(Unit& u) {
+    if (chance(40)) return genCall(u);
     if (chance(50)) {
       // XLAT: AL = [BX + AL].
       uint64_t base = layout_.data + below(kMemSize - 256);

@@ -117,6 +117,34 @@ Result<Encoded> encodeUnits(const std::vector<Unit>& units, uint64_t codeAddress
   e.base = codeAddress;
   e.undefined = undefinedIn;
   for (const Unit& u : units) {
+    if (u.call) {
+      // CALL body; JMP end; body: ...; RET. Size CALL and JMP with
+      // provisional targets, lay the body out, then encode them for real.
+      uint64_t at = codeAddress + e.out.bytes.size();
+      auto callProv = encodeOne(u.insns[0], at, at + 0x40);
+      if (!callProv.ok()) return callProv.error();
+      uint64_t jmpAt = at + callProv->size();
+      auto jmpProv = encodeOne(u.insns[1], jmpAt, jmpAt + 0x10);
+      if (!jmpProv.ok()) return jmpProv.error();
+      Encoder body;
+      body.base = jmpAt + jmpProv->size();
+      body.undefined = e.undefined;
+      for (size_t i = 2; i < u.insns.size(); ++i) TTVM_TRY(body.place(u.insns[i], 0));
+      uint64_t end = body.base + body.out.bytes.size();
+      size_t before = e.out.bytes.size();
+      TTVM_TRY(e.place(u.insns[0], body.base));
+      TTVM_TRY(e.place(u.insns[1], end));
+      if (e.out.bytes.size() - before != callProv->size() + jmpProv->size()) {
+        return makeError("call unit changed size (subroutine too long for a short JMP)");
+      }
+      for (auto pos : body.out.insns) {
+        pos.offset += static_cast<uint32_t>(e.out.bytes.size());
+        e.out.insns.push_back(pos);
+      }
+      e.out.bytes.insert(e.out.bytes.end(), body.out.bytes.begin(), body.out.bytes.end());
+      e.undefined = body.undefined;  // the subroutine always runs
+      continue;
+    }
     if (!u.branch) {
       for (const Insn& in : u.insns) TTVM_TRY(e.place(in, 0));
       continue;

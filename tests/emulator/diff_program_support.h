@@ -69,6 +69,10 @@ struct Unit {
   // insns[0] is a short forward branch whose target is the end of the unit
   // (its request's first operand is patched at encode time).
   bool branch = false;
+  // insns[0] is a near CALL to insns[2], insns[1] a short JMP to the end of
+  // the unit, and insns[2..] a subroutine ending in RET: executed as CALL,
+  // subroutine, RET, JMP (targets patched at encode time).
+  bool call = false;
 };
 
 struct Program {
