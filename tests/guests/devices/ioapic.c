@@ -1,8 +1,8 @@
 /* I/O APIC routing (0xFEC00000) to the local APIC, with the 8259s masked:
  * pc-testdev's IRQ-line ports (0x2000 + ISA IRQ) raise and lower ISA IRQ 14
  * on pin 14 (edge, then level with remote IRR and the APIC's TMR), a masked
- * pin, and the PIT, whose ISA IRQ 0 arrives on pin 2 (the override that
- * ACPI's MADT describes). */
+ * pin, COM1's IRQ 4 on pin 4, and the PIT, whose ISA IRQ 0 arrives on pin 2
+ * (the override that ACPI's MADT describes). */
 #include "dev.h"
 
 GUEST_NAME("ioapic");
@@ -35,6 +35,16 @@ static void level_irq(struct trap_frame* f) {
   set_line(0); /* the "device" is serviced: it drops its request */
   lapic_eoi(); /* broadcast EOI clears remote IRR */
 }
+#define UART_VECTOR 0x53
+static volatile int uart_count;
+static volatile uint8_t uart_iir;
+static void uart_irq(struct trap_frame* f) {
+  (void)f;
+  uint8_t iir = inb(0x3F8 + 2); /* clears the THRE source */
+  if (uart_count == 0) uart_iir = iir;
+  uart_count++;
+  lapic_eoi();
+}
 static void pit_irq(struct trap_frame* f) {
   (void)f;
   pit_count++;
@@ -49,6 +59,7 @@ void guest_main(void) {
   set_trap_hook(EDGE_VECTOR, edge_irq);
   set_trap_hook(LEVEL_VECTOR, level_irq);
   set_trap_hook(PIT_VECTOR, pit_irq);
+  set_trap_hook(UART_VECTOR, uart_irq);
 
   case_begin("registers");
   uint32_t id = ioapic_read(0x00);
@@ -105,6 +116,18 @@ void guest_main(void) {
   CHECK_MSG(n == 1, "%d interrupts after unmasking an asserted level pin, expected 1", n);
   ioapic_write(IOAPIC_RTE_LO(TEST_IRQ), RTE_MASKED);
   set_line(0);
+
+  case_begin("uart_pin4");
+  /* COM1's ISA IRQ 4 on pin 4, as an OS with the IOAPIC drives its serial
+   * port: the THRE interrupt (IER bit 1) arrives on the routed vector. */
+  ioapic_route(4, UART_VECTOR, 0, apic_id);
+  outb(0x3F8 + 4, 0x0B);
+  outb(0x3F8 + 1, 0x02);
+  n = wait_count(&uart_count, 1, WAIT_LIMIT);
+  outb(0x3F8 + 1, 0x00);
+  ioapic_write(IOAPIC_RTE_LO(4), RTE_MASKED);
+  CHECK_MSG(n >= 1, "no COM1 THRE interrupt through IOAPIC pin 4");
+  CHECK_MSG((uart_iir & 0x0F) == 0x02, "IIR %#x in the handler, expected 0x2", uart_iir);
 
   case_begin("pit_pin2");
   ioapic_route(2, PIT_VECTOR, 0, apic_id);

@@ -57,6 +57,19 @@ static void rtc_irq(struct trap_frame* f) {
   pic_eoi(8);
 }
 
+static volatile int alarm_count;
+static volatile uint8_t alarm_regc, alarm_sec;
+static void alarm_irq(struct trap_frame* f) {
+  (void)f;
+  uint8_t c = cmos_read(0x0C);
+  if (c & 0x20) {
+    alarm_regc = c;
+    alarm_sec = cmos_read(0x00);
+    alarm_count++;
+  }
+  pic_eoi(8);
+}
+
 static volatile int update_count;
 static volatile uint8_t update_sec[4];
 static volatile uint8_t update_regc;
@@ -136,6 +149,30 @@ void guest_main(void) {
   CHECK_MSG(n >= 8, "%d periodic RTC interrupts, expected 8", n);
   CHECK_MSG((regc_seen & 0xC0) == 0xC0, "register C %#x in the handler: IRQF and PF expected",
             regc_seen);
+
+  case_begin("alarm_irq");
+  /* Alarm (register B bit 5): seconds = now + 2, minutes and hours "don't
+   * care" (0xC0-0xFF); one interrupt with AF in register C, at that second. */
+  set_trap_hook(PIC_SLAVE_BASE + 0, alarm_irq);
+  cmos_write(0x0B, b & ~0x04); /* BCD */
+  struct rtc_time now;
+  read_stable(&now);
+  uint8_t target = (uint8_t)((from_bcd(now.sec) + 2) % 60);
+  uint8_t target_bcd = (uint8_t)(((target / 10) << 4) | (target % 10));
+  cmos_write(0x01, target_bcd);
+  cmos_write(0x03, 0xFF);
+  cmos_write(0x05, 0xFF);
+  (void)cmos_read(0x0C);
+  cmos_write(0x0B, (b & ~0x04) | 0x20); /* AIE */
+  pic_unmask(8);
+  for (int i = 0; i < 400 && alarm_count < 1; i++) __asm__ volatile("sti; hlt; cli");
+  cmos_write(0x0B, b);
+  pic_mask(8);
+  (void)cmos_read(0x0C);
+  CHECK_MSG(alarm_count == 1, "%d alarm interrupts, expected 1", alarm_count);
+  CHECK_MSG(alarm_regc & 0x20, "register C %#x in the handler: AF clear", alarm_regc);
+  CHECK_MSG(alarm_sec == target_bcd, "alarm fired at second %#x, set for %#x", alarm_sec,
+            target_bcd);
 
   case_begin("update_irq");
   /* Update-ended interrupts (register B bit 4) arrive once a second, after
