@@ -96,7 +96,11 @@ std::vector<Form> forms() {
         Op{"punpckhqdq", 0x6D}, Op{"psllw", 0xF1},     Op{"pslld", 0xF2},     Op{"psllq", 0xF3},
         Op{"psrlw", 0xD1},      Op{"psrld", 0xD2},     Op{"psrlq", 0xD3},     Op{"psraw", 0xE1},
         Op{"psrad", 0xE2},      Op{"xorpd", 0x57},     Op{"andpd", 0x54},     Op{"andnpd", 0x55},
-        Op{"orpd", 0x56}}) {
+        Op{"orpd", 0x56},       Op{"paddsb", 0xEC},    Op{"paddsw", 0xED},    Op{"psubsb", 0xE8},
+        Op{"psubsw", 0xE9},     Op{"paddusw", 0xDD},   Op{"pavgb", 0xE0},     Op{"pavgw", 0xE3},
+        Op{"pmullw", 0xD5},     Op{"pmulhw", 0xE5},    Op{"pmulhuw", 0xE4},   Op{"pmuludq", 0xF4},
+        Op{"pmaddwd", 0xF5},    Op{"psadbw", 0xF6},    Op{"packsswb", 0x63},  Op{"packuswb", 0x67},
+        Op{"packssdw", 0x6B}}) {
     add(std::string(o.name) + " xmm0, xmm1", {0x66, 0x0F, o.opcode, 0xC1});
     add(std::string(o.name) + " xmm0, [rsi]", {0x66, 0x0F, o.opcode, 0x06});
   }
@@ -124,6 +128,9 @@ std::vector<Form> forms() {
     add("psrlq xmm0" + s, {0x66, 0x0F, 0x73, 0xD0, imm});
     add("pslldq xmm0" + s, {0x66, 0x0F, 0x73, 0xF8, imm});
     add("psrldq xmm0" + s, {0x66, 0x0F, 0x73, 0xD8, imm});
+    add("pextrw eax, xmm1" + s, {0x66, 0x0F, 0xC5, 0xC1, imm});
+    add("pinsrw xmm0, eax" + s, {0x66, 0x0F, 0xC4, 0xC0, imm});
+    add("pinsrw xmm0, [rsi]" + s, {0x66, 0x0F, 0xC4, 0x06, imm});
   }
   add("pmovmskb eax, xmm1", {0x66, 0x0F, 0xD7, 0xC1});
   add("movmskps eax, xmm1", {0x0F, 0x50, 0xC1});

@@ -110,6 +110,31 @@ TEST(SseOps, Arithmetic) {
   binary("pmaxsw", maxSigned16, [](__m128i x, __m128i y) { return _mm_max_epi16(x, y); });
 }
 
+TEST(SseOps, SaturatingAndMultiply) {
+  binary("paddsb", addSignedSaturate<uint8_t>,
+         [](__m128i x, __m128i y) { return _mm_adds_epi8(x, y); });
+  binary("paddsw", addSignedSaturate<uint16_t>,
+         [](__m128i x, __m128i y) { return _mm_adds_epi16(x, y); });
+  binary("psubsb", subSignedSaturate<uint8_t>,
+         [](__m128i x, __m128i y) { return _mm_subs_epi8(x, y); });
+  binary("psubsw", subSignedSaturate<uint16_t>,
+         [](__m128i x, __m128i y) { return _mm_subs_epi16(x, y); });
+  binary("paddusw", addUnsignedSaturate16,
+         [](__m128i x, __m128i y) { return _mm_adds_epu16(x, y); });
+  binary("pavgb", average<uint8_t>, [](__m128i x, __m128i y) { return _mm_avg_epu8(x, y); });
+  binary("pavgw", average<uint16_t>, [](__m128i x, __m128i y) { return _mm_avg_epu16(x, y); });
+  binary("pmullw", mulLow16, [](__m128i x, __m128i y) { return _mm_mullo_epi16(x, y); });
+  binary("pmulhw", mulHighSigned16, [](__m128i x, __m128i y) { return _mm_mulhi_epi16(x, y); });
+  binary("pmulhuw", mulHighUnsigned16, [](__m128i x, __m128i y) { return _mm_mulhi_epu16(x, y); });
+  binary("pmuludq", mulUnsigned32, [](__m128i x, __m128i y) { return _mm_mul_epu32(x, y); });
+  binary("pmaddwd", multiplyAddWords, [](__m128i x, __m128i y) { return _mm_madd_epi16(x, y); });
+  binary("psadbw", sumAbsDiff8, [](__m128i x, __m128i y) { return _mm_sad_epu8(x, y); });
+  binary("packsswb", packSignedWords, [](__m128i x, __m128i y) { return _mm_packs_epi16(x, y); });
+  binary("packuswb", packUnsignedWords,
+         [](__m128i x, __m128i y) { return _mm_packus_epi16(x, y); });
+  binary("packssdw", packSignedDwords, [](__m128i x, __m128i y) { return _mm_packs_epi32(x, y); });
+}
+
 TEST(SseOps, Unpack) {
   binary("punpcklbw", unpackLow<uint8_t>,
          [](__m128i x, __m128i y) { return _mm_unpacklo_epi8(x, y); });

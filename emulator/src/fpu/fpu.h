@@ -4,8 +4,11 @@
 //           FXSAVE/FXSAVE64, FXRSTOR/FXRSTOR64 (fpu/fxsave.h), LDMXCSR, STMXCSR
 //   sse.cc  the moves (MOVD/MOVQ, MOVDQA/MOVDQU/MOVAPS/MOVUPS/MOVAPD/MOVUPD,
 //           MOVNTDQ/MOVNTPS/MOVNTPD/MOVNTI, MOVLPS/MOVHPS/MOVLPD/MOVHPD,
-//           MOVHLPS/MOVLHPS, MOVSS/MOVSD) and the integer and bitwise
-//           operations of fpu/sse_ops.h on XMM registers.
+//           MOVHLPS/MOVLHPS, MOVSS/MOVSD) and the SSE2 integer and bitwise
+//           operations of fpu/sse_ops.h on XMM registers (logic, compares,
+//           add/sub incl. saturating, multiplies, PMADDWD, PAVG, PSADBW,
+//           min/max, packs, unpacks, shuffles, shifts, PMOVMSKB/MOVMSKPS/PD,
+//           PEXTRW/PINSRW).
 //
 // Fault rules (SDM vol. 3 table 13-1, vol. 2 per instruction):
 //   x87 instructions: #NM when CR0.EM or CR0.TS; FWAIT only when TS and MP.

@@ -203,6 +203,27 @@ ExecStatus moveMask(CpuImpl& c, const Instr& i) {
   return ExecStatus::kNext;
 }
 
+// PEXTRW r32/r64, xmm, imm8: the word zero-extended into the GPR.
+ExecStatus extractWord(CpuImpl& c, const Instr& i) {
+  TTVM_SSE_PROLOGUE(c, i);
+  c.gpr(i.op[0].reg) = sse::extractWord(xmm(c, i.op[1].reg), uint8_t(i.imm));
+  return ExecStatus::kNext;
+}
+
+// PINSRW xmm, r32/m16, imm8.
+ExecStatus insertWord(CpuImpl& c, const Instr& i) {
+  TTVM_SSE_PROLOGUE(c, i);
+  uint16_t w;
+  if (i.op[1].kind == OpKind::kGpr) {
+    w = c.readGpr<uint16_t>(i.op[1].reg);
+  } else {
+    TTVM_TRY(c.readMem<uint16_t>(i.mem.seg, c.effectiveAddress(i), w));
+  }
+  Vec128& a = xmm(c, i.op[0].reg);
+  a = sse::insertWord(a, w, uint8_t(i.imm));
+  return ExecStatus::kNext;
+}
+
 // Adapters from the templated sse_ops to plain function pointers.
 template <class L>
 Vec128 cmpEq(const Vec128& a, const Vec128& b) {
@@ -301,6 +322,25 @@ void registerSseHandlers(HandlerTable& t) {
   t.setVector(ZYDIS_MNEMONIC_PMAXUB, &binary<sse::maxUnsigned8>);
   t.setVector(ZYDIS_MNEMONIC_PMINSW, &binary<sse::minSigned16>);
   t.setVector(ZYDIS_MNEMONIC_PMAXSW, &binary<sse::maxSigned16>);
+
+  t.setVector(ZYDIS_MNEMONIC_PADDSB, &binary<sse::addSignedSaturate<uint8_t>>);
+  t.setVector(ZYDIS_MNEMONIC_PADDSW, &binary<sse::addSignedSaturate<uint16_t>>);
+  t.setVector(ZYDIS_MNEMONIC_PSUBSB, &binary<sse::subSignedSaturate<uint8_t>>);
+  t.setVector(ZYDIS_MNEMONIC_PSUBSW, &binary<sse::subSignedSaturate<uint16_t>>);
+  t.setVector(ZYDIS_MNEMONIC_PADDUSW, &binary<sse::addUnsignedSaturate16>);
+  t.setVector(ZYDIS_MNEMONIC_PAVGB, &binary<sse::average<uint8_t>>);
+  t.setVector(ZYDIS_MNEMONIC_PAVGW, &binary<sse::average<uint16_t>>);
+  t.setVector(ZYDIS_MNEMONIC_PMULLW, &binary<sse::mulLow16>);
+  t.setVector(ZYDIS_MNEMONIC_PMULHW, &binary<sse::mulHighSigned16>);
+  t.setVector(ZYDIS_MNEMONIC_PMULHUW, &binary<sse::mulHighUnsigned16>);
+  t.setVector(ZYDIS_MNEMONIC_PMULUDQ, &binary<sse::mulUnsigned32>);
+  t.setVector(ZYDIS_MNEMONIC_PMADDWD, &binary<sse::multiplyAddWords>);
+  t.setVector(ZYDIS_MNEMONIC_PSADBW, &binary<sse::sumAbsDiff8>);
+  t.setVector(ZYDIS_MNEMONIC_PACKSSWB, &binary<sse::packSignedWords>);
+  t.setVector(ZYDIS_MNEMONIC_PACKUSWB, &binary<sse::packUnsignedWords>);
+  t.setVector(ZYDIS_MNEMONIC_PACKSSDW, &binary<sse::packSignedDwords>);
+  t.setVector(ZYDIS_MNEMONIC_PEXTRW, &extractWord);
+  t.setVector(ZYDIS_MNEMONIC_PINSRW, &insertWord);
 
   // Unpacks and shuffles.
   t.setVector(ZYDIS_MNEMONIC_PUNPCKLBW, &binary<unpackLow<uint8_t>>);

@@ -12,6 +12,7 @@
 #include <array>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <type_traits>
 
 #include "ttvm/emulator/cpu_state.h"
@@ -105,6 +106,127 @@ inline Vec128 minSigned16(const Vec128& a, const Vec128& b) {  // PMINSW
 inline Vec128 maxSigned16(const Vec128& a, const Vec128& b) {  // PMAXSW
   return lanewise<uint16_t>(a, b,
                             [](uint16_t x, uint16_t y) { return int16_t(x) > int16_t(y) ? x : y; });
+}
+
+// Signed/unsigned saturating add and subtract (PADDSB/W, PSUBSB/W, PADDUSW).
+template <class L>
+inline Vec128 addSignedSaturate(const Vec128& a, const Vec128& b) {
+  using S = std::make_signed_t<L>;
+  return lanewise<L>(a, b, [](L x, L y) {
+    const int64_t v = int64_t(S(x)) + S(y);
+    return L(
+        S(std::clamp<int64_t>(v, std::numeric_limits<S>::min(), std::numeric_limits<S>::max())));
+  });
+}
+template <class L>
+inline Vec128 subSignedSaturate(const Vec128& a, const Vec128& b) {
+  using S = std::make_signed_t<L>;
+  return lanewise<L>(a, b, [](L x, L y) {
+    const int64_t v = int64_t(S(x)) - S(y);
+    return L(
+        S(std::clamp<int64_t>(v, std::numeric_limits<S>::min(), std::numeric_limits<S>::max())));
+  });
+}
+inline Vec128 addUnsignedSaturate16(const Vec128& a, const Vec128& b) {  // PADDUSW
+  return lanewise<uint16_t>(a, b, [](uint16_t x, uint16_t y) {
+    unsigned s = unsigned(x) + y;
+    return uint16_t(s > 0xFFFF ? 0xFFFF : s);
+  });
+}
+// PAVGB/PAVGW: (a + b + 1) >> 1 without overflow.
+template <class L>
+inline Vec128 average(const Vec128& a, const Vec128& b) {
+  return lanewise<L>(a, b, [](L x, L y) { return L((uint32_t(x) + y + 1) >> 1); });
+}
+
+// ------------------------------------------------------------ multiplies
+inline Vec128 mulLow16(const Vec128& a, const Vec128& b) {  // PMULLW
+  return lanewise<uint16_t>(a, b, [](uint16_t x, uint16_t y) { return uint16_t(x * y); });
+}
+inline Vec128 mulHighSigned16(const Vec128& a, const Vec128& b) {  // PMULHW
+  return lanewise<uint16_t>(a, b, [](uint16_t x, uint16_t y) {
+    return uint16_t(uint32_t(int32_t(int16_t(x)) * int16_t(y)) >> 16);
+  });
+}
+inline Vec128 mulHighUnsigned16(const Vec128& a, const Vec128& b) {  // PMULHUW
+  return lanewise<uint16_t>(
+      a, b, [](uint16_t x, uint16_t y) { return uint16_t((uint32_t(x) * y) >> 16); });
+}
+// PMULUDQ: r.q[k] = a.d[2k] * b.d[2k] (unsigned).
+inline Vec128 mulUnsigned32(const Vec128& a, const Vec128& b) {
+  return {{uint64_t(uint32_t(a.q[0])) * uint32_t(b.q[0]),
+           uint64_t(uint32_t(a.q[1])) * uint32_t(b.q[1])}};
+}
+// PMADDWD: r.d[k] = a.w[2k]*b.w[2k] + a.w[2k+1]*b.w[2k+1] (signed, wrapping:
+// only 0x8000 * 0x8000 twice overflows, to 0x80000000).
+inline Vec128 multiplyAddWords(const Vec128& a, const Vec128& b) {
+  Lanes<uint16_t> x = lanes<uint16_t>(a), y = lanes<uint16_t>(b);
+  Lanes<uint32_t> r;
+  for (int k = 0; k < 4; ++k) {
+    const int64_t v = int64_t(int16_t(x[2 * k])) * int16_t(y[2 * k]) +
+                      int64_t(int16_t(x[2 * k + 1])) * int16_t(y[2 * k + 1]);
+    r[k] = uint32_t(v);
+  }
+  return vec<uint32_t>(r);
+}
+// PSADBW: per qword, the sum of absolute byte differences in the low word.
+inline Vec128 sumAbsDiff8(const Vec128& a, const Vec128& b) {
+  Lanes<uint8_t> x = lanes<uint8_t>(a), y = lanes<uint8_t>(b);
+  Vec128 r{};
+  for (int h = 0; h < 2; ++h) {
+    uint64_t sum = 0;
+    for (int k = 0; k < 8; ++k)
+      sum +=
+          x[8 * h + k] > y[8 * h + k] ? x[8 * h + k] - y[8 * h + k] : y[8 * h + k] - x[8 * h + k];
+    r.q[h] = sum;
+  }
+  return r;
+}
+
+// ------------------------------------------------------------ packs
+// PACKSSWB/PACKUSWB: words of a then b saturated to bytes; PACKSSDW: dwords
+// of a then b saturated to signed words.
+inline Vec128 packSignedWords(const Vec128& a, const Vec128& b) {
+  Lanes<uint16_t> x = lanes<uint16_t>(a), y = lanes<uint16_t>(b);
+  Lanes<uint8_t> r;
+  auto sat = [](uint16_t w) { return uint8_t(int8_t(std::clamp<int>(int16_t(w), -128, 127))); };
+  for (int k = 0; k < 8; ++k) {
+    r[k] = sat(x[k]);
+    r[8 + k] = sat(y[k]);
+  }
+  return vec<uint8_t>(r);
+}
+inline Vec128 packUnsignedWords(const Vec128& a, const Vec128& b) {
+  Lanes<uint16_t> x = lanes<uint16_t>(a), y = lanes<uint16_t>(b);
+  Lanes<uint8_t> r;
+  auto sat = [](uint16_t w) { return uint8_t(std::clamp<int>(int16_t(w), 0, 255)); };
+  for (int k = 0; k < 8; ++k) {
+    r[k] = sat(x[k]);
+    r[8 + k] = sat(y[k]);
+  }
+  return vec<uint8_t>(r);
+}
+inline Vec128 packSignedDwords(const Vec128& a, const Vec128& b) {
+  Lanes<uint32_t> x = lanes<uint32_t>(a), y = lanes<uint32_t>(b);
+  Lanes<uint16_t> r;
+  auto sat = [](uint32_t d) {
+    return uint16_t(int16_t(std::clamp<int64_t>(int32_t(d), -32768, 32767)));
+  };
+  for (int k = 0; k < 4; ++k) {
+    r[k] = sat(x[k]);
+    r[4 + k] = sat(y[k]);
+  }
+  return vec<uint16_t>(r);
+}
+
+// PEXTRW: word imm & 7, zero-extended. PINSRW: replace word imm & 7.
+inline uint32_t extractWord(const Vec128& a, uint8_t imm) {
+  return lanes<uint16_t>(a)[imm & 7];
+}
+inline Vec128 insertWord(const Vec128& a, uint16_t w, uint8_t imm) {
+  Lanes<uint16_t> x = lanes<uint16_t>(a);
+  x[imm & 7] = w;
+  return vec<uint16_t>(x);
 }
 
 // ------------------------------------------------------------ masks
