@@ -15,7 +15,7 @@ namespace {
 constexpr uint64_t kPerOctave = 16;
 // The uniform floor: at most about this many checkpoints spread over the
 // whole history (fewer when the memory budget says so).
-constexpr uint64_t kGridCheckpoints = 256;
+constexpr uint64_t kGridCheckpoints = 1024;
 
 uint64_t defaultBudget() {
   std::ifstream in("/proc/meminfo");

@@ -11,7 +11,7 @@
 //    spacing(d) = clamp(d / kPerOctave, interval, grid), d being the distance
 //    to the target (or "now"): dense next to where the user works, thinning
 //    exponentially with distance, never sparser than a uniform grid of
-//    about kGridCheckpoints over the whole history (seeks stay bounded).
+//    about 1024 over the whole history (seeks stay bounded).
 //    After each operation thin() drops checkpoints the rule no longer needs,
 //    then, while checkpoint memory exceeds the budget, drops the ones whose
 //    loss costs least (gap they leave / distance from now). Step 0 is never
