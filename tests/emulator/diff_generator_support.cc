@@ -1192,6 +1192,37 @@ class Generator {
     return genFlagOps(u);
   }
 
+  // Real mode only (every segment register holds the same selector, so
+  // copying one into another changes nothing but is fully exercised):
+  // MOV r/m16, Sreg; PUSH Sreg; POP Sreg of what was just pushed; MOV Sreg, r16.
+  bool genSegmentMoves(Unit& u) {
+    static const ZydisRegister kSeg[] = {ZYDIS_REGISTER_ES, ZYDIS_REGISTER_CS, ZYDIS_REGISTER_SS,
+                                         ZYDIS_REGISTER_DS, ZYDIS_REGISTER_FS, ZYDIS_REGISTER_GS};
+    ZydisRegister from = kSeg[below(6)];
+    ZydisRegister to = kSeg[below(6)];
+    if (to == ZYDIS_REGISTER_CS || to == ZYDIS_REGISTER_SS)
+      to = ZYDIS_REGISTER_ES;  // no MOV/POP CS; SS would shadow
+    switch (below(3)) {
+      case 0:
+        u.insns.push_back(insn(ZYDIS_MNEMONIC_MOV, {regOrMem(u, 16), opReg(from)}));
+        return true;
+      case 1: {
+        if (!stackRoom(2, 2)) return false;
+        u.insns.push_back(insn(ZYDIS_MNEMONIC_PUSH, {opReg(from)}));
+        u.insns.push_back(insn(ZYDIS_MNEMONIC_POP, {opReg(to)}));
+        pushed_ += 2;
+        popped_ += 2;
+        return true;
+      }
+      default: {
+        ZydisRegister r = pickReg(16);
+        u.insns.push_back(insn(ZYDIS_MNEMONIC_MOV, {opReg(r), opReg(from)}));
+        u.insns.push_back(insn(ZYDIS_MNEMONIC_MOV, {opReg(to), opReg(r)}));
+        return true;
+      }
+    }
+  }
+
   // 16/32-bit only: BCD adjustment, PUSHA/POPA.
   bool genLegacyOnly(Unit& u) {
     switch (below(7)) {
@@ -1215,7 +1246,7 @@ class Generator {
                               kSF | kZF | kPF, kOF | kAF | kCF));
         return true;
       }
-      case 4: return genMisc(u);
+      case 4: return bits_ == 16 && chance(50) ? genSegmentMoves(u) : genMisc(u);
       default: {
         int w = chance(25) ? (bits_ == 16 ? 32 : 16) : bits_;
         int bytes = 8 * w / 8;
