@@ -289,7 +289,7 @@ TEST(Paging, PaePdpteReservedBitsFaultAtMovCr3) {
   m.put(pdpt, pd | 1, 8);
   m.put(pd, 0x83, 8);
   m.put(pdpt2, pd | 1, 8);
-  m.put(pdpt2 + 16, pd | 3, 8);  // R/W is reserved in a PAE PDPTE
+  m.put(pdpt2 + 16, pd | 3, 8);          // R/W is reserved in a PAE PDPTE
   m.loadHex(layout::kCode, "0f 22 d8");  // mov cr3, eax
   m.edit([&](CpuState& s) {
     s.cr3 = pdpt;
@@ -322,6 +322,26 @@ TEST(Paging, MmioOutsideRamAndInHoles) {
   ASSERT_EQ(m.env.mmioLog.size(), 3u);
   EXPECT_EQ(m.env.mmioLog[1], (TestEnv::Access{true, 0x300014, 4, 0xAB}));
   EXPECT_EQ(m.get(0x300014, 4), 0u);  // the RAM behind the hole is untouched
+}
+
+// An MMIO hole smaller than a page: the rest of the page is RAM, the hole is
+// not, even after the page's translation is cached.
+TEST(Paging, SubPageMmioHoleIsNotCachedAsRam) {
+  Machine m(8u << 20, {{0x300100, 0x300200}});
+  m.setupLong64(layout::kCode);
+  m.env.mmioValues[0x300150] = 0x77;
+  m.put(0x300000, 0x11, 4);
+  m.put(0x300150, 0x99, 4);                 // RAM bytes behind the hole
+  m.loadHex(layout::kCode, "8b 03 8b 0a");  // mov eax,[rbx]; mov ecx,[rdx]
+  m.edit([](CpuState& s) {
+    s.reg(Gpr::kRbx) = 0x300000;
+    s.reg(Gpr::kRdx) = 0x300150;
+  });
+  ASSERT_EQ(m.run(2).outcome, StepOutcome::kRetired);
+  EXPECT_EQ(m.state().reg(Gpr::kRax), 0x11u);
+  EXPECT_EQ(m.state().reg(Gpr::kRcx), 0x77u);
+  m.cpu->notifyRamWritten(0, ~0ull);  // any range is accepted
+  m.cpu->notifyRamWritten(~0ull - 5, 100);
 }
 
 TEST(Paging, PageCrossingAccessChecksBothPagesBeforeWriting) {

@@ -265,7 +265,7 @@ const Instr* CpuImpl::fetchSlow(uint64_t lin, uint64_t phys, DecodeCacheEntry*& 
   }
   have = std::min(have, limitBytes);
   physAccess(phys, bytes, have, false);
-  bool cacheable = isRam(phys) && isRam(phys + have - 1);
+  bool cacheable = isRamRange(phys, have);
   const ZydisDecoder& dec = in_->decoders[static_cast<int>(mode_)];
   Instr& out = in_->scratch;
   bool needMore = false;
@@ -318,8 +318,10 @@ const Instr* CpuImpl::fetchSlow(uint64_t lin, uint64_t phys, DecodeCacheEntry*& 
 }
 
 void CpuImpl::notifyRamWritten(uint64_t physAddr, uint64_t length) {
-  if (length == 0) return;
-  const uint64_t end = physAddr + length;
+  // Only RAM holds cached code: clamp to it (any address/length is accepted).
+  const uint64_t ramSize = mem_.ram.size();
+  if (length == 0 || physAddr >= ramSize) return;
+  const uint64_t end = physAddr + std::min(length, ramSize - physAddr);
   for (uint64_t page = physAddr >> 12; page <= (end - 1) >> 12; ++page) {
     if (page >= in_->codeChunks.size() || in_->codeChunks[page] == 0) continue;
     const uint64_t pBegin = std::max(physAddr, page << 12);

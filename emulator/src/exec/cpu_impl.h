@@ -358,6 +358,7 @@ class CpuImpl final {
   uint64_t readPhys(uint64_t phys, unsigned size);
   void writePhys(uint64_t phys, unsigned size, uint64_t value);
   bool isRam(uint64_t phys) const;
+  bool isRamRange(uint64_t phys, uint64_t n) const;
 
   // Instructions not implemented: #UD plus one log line per distinct bytes.
   ExecStatus unimplemented(const Instr& i);

@@ -32,8 +32,17 @@ bool CpuImpl::isRam(uint64_t phys) const {
   return true;
 }
 
+// Whether every byte of [phys, phys + n) is RAM (no MMIO hole inside).
+bool CpuImpl::isRamRange(uint64_t phys, uint64_t n) const {
+  if (n == 0) return true;
+  if (phys >= mem_.ram.size() || n > mem_.ram.size() - phys) return false;
+  for (const PhysicalMemory::Range& r : mem_.mmioHoles)
+    if (r.begin < phys + n && phys < r.end) return false;
+  return true;
+}
+
 uint64_t CpuImpl::readPhys(uint64_t phys, unsigned size) {
-  if (isRam(phys) && phys + size <= mem_.ram.size() && isRam(phys + size - 1)) {
+  if (isRamRange(phys, size)) {
     uint64_t v = 0;
     std::memcpy(&v, mem_.ram.data() + phys, size);
     return v;
@@ -42,7 +51,7 @@ uint64_t CpuImpl::readPhys(uint64_t phys, unsigned size) {
 }
 
 void CpuImpl::writePhys(uint64_t phys, unsigned size, uint64_t value) {
-  if (isRam(phys) && phys + size <= mem_.ram.size() && isRam(phys + size - 1)) {
+  if (isRamRange(phys, size)) {
     std::memcpy(mem_.ram.data() + phys, &value, size);
     const uint64_t pfn = phys >> 12;
     if (in_->dirtyTracking) in_->dirty[pfn] = 1;
@@ -271,7 +280,7 @@ bool CpuImpl::translate(uint64_t lin, Access a, bool implicitSupervisor, uint64_
 // yet marked dirty while tracking, or pages with debugger watchpoints.
 void CpuImpl::finishTlbFill(TlbEntry& e, uint64_t lin) {
   const uint64_t phys = e.physPage;
-  if (!isRam(phys) || !isRam(phys + 0xFFF) || phys + 0x1000 > mem_.ram.size()) {
+  if (!isRamRange(phys, 0x1000)) {
     e.allowed = 0;
     e.host = nullptr;
     return;
@@ -355,7 +364,7 @@ bool CpuImpl::accessBytes(uint64_t lin, void* data, unsigned n, Access a, bool i
 // Physical access of n bytes inside one page: RAM with bounds checks, else
 // MMIO split into naturally sized pieces of at most 8 bytes.
 void CpuImpl::physAccess(uint64_t phys, uint8_t* bytes, unsigned n, bool write) {
-  if (isRam(phys) && phys + n <= mem_.ram.size() && isRam(phys + n - 1)) {
+  if (isRamRange(phys, n)) {
     uint8_t* p = mem_.ram.data() + phys;
     if (write) {
       std::memcpy(p, bytes, n);
