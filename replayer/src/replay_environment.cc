@@ -64,10 +64,10 @@ bool ReplayEnvironment::loadChunk(size_t i) {
   return true;
 }
 
-const TraceEvent* ReplayEnvironment::peek() {
+const TraceEvent* ReplayEnvironment::peekSlow() {
   while (pos_.chunk < reader_.chunkCount()) {
     if (!loadChunk(pos_.chunk)) return nullptr;
-    if (pos_.index < current_->size()) return &(*current_)[pos_.index];
+    if (pos_.index < current_->size()) return head_ = &(*current_)[pos_.index];
     ++pos_.chunk;
     pos_.index = 0;
   }
@@ -79,14 +79,17 @@ void ReplayEnvironment::advance() {
   TTVM_ASSERT(e != nullptr, "advance() past the end of the trace at chunk ", pos_.chunk);
   last_ = *e;
   ++pos_.index;
+  head_ = nullptr;
 }
 
 void ReplayEnvironment::setPosition(EventPosition p) {
   pos_ = p;
+  head_ = nullptr;
   last_.reset();
 }
 
 void ReplayEnvironment::diverge(std::string reason, std::string actual) {
+  hint_ = 1;
   if (divergence_) return;
   DivergenceReport d;
   d.step = cpu_->steps;

@@ -223,6 +223,7 @@ SessionStop ReplaySession::runTo(uint64_t target, const RunOptions& options) {
     const bool consuming = e != nullptr && e->step == now;
     if (e != nullptr) limit = std::min(limit, consuming ? now + 1 : e->step);
     const uint64_t ripBefore = state().rip;
+    env_.beginSlice(consuming);
     const StepResult r = cpu_->run(limit - now);
     stop.result = r;
     stop.step = step();

@@ -65,10 +65,19 @@ class ReplayEnvironment final : public Environment {
   bool nmiPending() override;
   void acknowledgeNmi() override;
   bool stopRequested() override;
+  const volatile uint32_t* eventHint() const override { return &hint_; }
+
+  // Called by the session before each CPU slice: `eventNow` says whether the
+  // trace's next event is at the current step. The session never runs a
+  // slice past the next event's step, so inside a slice that starts before
+  // it no interrupt or NMI can be pending and the CPU may skip asking.
+  void beginSlice(bool eventNow) {
+    hint_ = (eventNow || divergence_.has_value() || externalStop_) ? 1u : 0u;
+  }
 
   // The next event, or nullptr at the end of the trace (or when a chunk could
   // not be read: see readError()).
-  const TraceEvent* peek();
+  const TraceEvent* peek() { return head_ != nullptr ? head_ : peekSlow(); }
   // Consumes the next event (which must exist).
   void advance();
   EventPosition position() const { return pos_; }
@@ -88,7 +97,10 @@ class ReplayEnvironment final : public Environment {
   void bindCpuState(const CpuState* cpu) { cpu_ = cpu; }
 
   // Makes stopRequested() true (used to end a run from outside the CPU).
-  void requestStop(bool on) { externalStop_ = on; }
+  void requestStop(bool on) {
+    externalStop_ = on;
+    if (on) hint_ = 1;
+  }
 
  private:
   // The next event if it is an input request at the current step, else
@@ -96,6 +108,7 @@ class ReplayEnvironment final : public Environment {
   const TraceEvent* expectRequest(EventKind kind, uint64_t address, unsigned size,
                                   const std::string& actual);
   bool loadChunk(size_t i);
+  const TraceEvent* peekSlow();
 
   const TraceReader& reader_;
   const CpuState* cpu_;
@@ -115,6 +128,8 @@ class ReplayEnvironment final : public Environment {
   std::optional<DivergenceReport> divergence_;
   std::string readError_;
   bool externalStop_ = false;
+  const TraceEvent* head_ = nullptr;  // cached peek(); points into current_
+  uint32_t hint_ = 1;
 };
 
 }  // namespace ttvm
