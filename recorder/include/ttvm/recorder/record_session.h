@@ -54,7 +54,7 @@ struct RecordOptions {
   // checkpoint, see tail_replay.h); 0 = only the one the CPU stopped at.
   size_t recentInstructions = 16;
   // Steps between the checkpoints that re-execution starts from.
-  uint64_t tailWindow = 1u << 20;
+  uint64_t tailWindow = 1u << 18;
   // Set by a SIGINT/SIGTERM handler; may be null.
   const volatile std::sig_atomic_t* interruptFlag = nullptr;
   // Called between slices (e.g. to feed terminal input to the UART).
