@@ -9,7 +9,9 @@ namespace {
 thread_local std::string tAssertContext;
 }
 
-void setAssertContext(std::string context) { tAssertContext = std::move(context); }
+void setAssertContext(std::string context) {
+  tAssertContext = std::move(context);
+}
 
 void assertionFailed(const char* file, int line, const char* expr, const std::string& message) {
   std::fprintf(stderr, "ttvm: internal error at %s:%d: %s", file, line, expr);

@@ -69,9 +69,9 @@ uint64_t stateDigest(const CpuState& s) {
   for (uint64_t v : {s.cr0, s.cr2, s.cr3, s.cr4, s.cr8, s.xcr0, s.dr6, s.dr7}) h.add(v);
   for (uint64_t v : s.dr) h.add(v);
   const MsrState& m = s.msr;
-  for (uint64_t v : {m.efer, m.star, m.lstar, m.cstar, m.sfmask, m.kernelGsBase, m.sysenterCs,
-                     m.sysenterEsp, m.sysenterEip, m.pat, m.apicBase, m.tscAux, m.miscEnable,
-                     m.tscAdjust})
+  for (uint64_t v :
+       {m.efer, m.star, m.lstar, m.cstar, m.sfmask, m.kernelGsBase, m.sysenterCs, m.sysenterEsp,
+        m.sysenterEip, m.pat, m.apicBase, m.tscAux, m.miscEnable, m.tscAdjust})
     h.add(v);
   const FpuState& f = s.fpu;
   for (uint64_t v : {uint64_t{f.fcw}, uint64_t{f.fsw}, uint64_t{f.ftw}, uint64_t{f.fop}, f.fip,

@@ -36,16 +36,16 @@ std::string formatValues(const Args&... args) {
   } while (0)
 
 // Compares two values and prints both when they differ.
-#define TTVM_ASSERT_EQ(a, b)                                                               \
-  do {                                                                                     \
-    const auto& ttvm_a_ = (a);                                                             \
-    const auto& ttvm_b_ = (b);                                                             \
-    if (__builtin_expect(!(ttvm_a_ == ttvm_b_), 0))                                        \
-      ::ttvm::assertionFailed(__FILE__, __LINE__, #a " == " #b,                            \
-                              ::ttvm::detail::formatValues(#a " = ", ttvm_a_, ", " #b " = ", \
-                                                           ttvm_b_));                      \
+#define TTVM_ASSERT_EQ(a, b)                                                        \
+  do {                                                                              \
+    const auto& ttvm_a_ = (a);                                                      \
+    const auto& ttvm_b_ = (b);                                                      \
+    if (__builtin_expect(!(ttvm_a_ == ttvm_b_), 0))                                 \
+      ::ttvm::assertionFailed(                                                      \
+          __FILE__, __LINE__, #a " == " #b,                                         \
+          ::ttvm::detail::formatValues(#a " = ", ttvm_a_, ", " #b " = ", ttvm_b_)); \
   } while (0)
 
-#define TTVM_UNREACHABLE(...) \
+#define TTVM_UNREACHABLE(...)                                \
   ::ttvm::assertionFailed(__FILE__, __LINE__, "unreachable", \
                           ::ttvm::detail::formatValues("" __VA_OPT__(, ) __VA_ARGS__))

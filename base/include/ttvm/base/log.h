@@ -18,11 +18,11 @@ void setLogSpec(std::string_view spec);
 
 }  // namespace ttvm
 
-#define TTVM_LOG(module, level, ...)                                         \
-  do {                                                                       \
-    if (::ttvm::logEnabled(module, ::ttvm::LogLevel::level)) {               \
-      std::ostringstream ttvm_log_out_;                                      \
-      ttvm_log_out_ << __VA_ARGS__;                                          \
+#define TTVM_LOG(module, level, ...)                                          \
+  do {                                                                        \
+    if (::ttvm::logEnabled(module, ::ttvm::LogLevel::level)) {                \
+      std::ostringstream ttvm_log_out_;                                       \
+      ttvm_log_out_ << __VA_ARGS__;                                           \
       ::ttvm::logWrite(module, ::ttvm::LogLevel::level, ttvm_log_out_.str()); \
-    }                                                                        \
+    }                                                                         \
   } while (0)

@@ -16,12 +16,14 @@ struct Error {
 };
 
 // Builds an Error; the message should name what is wrong and where.
-inline Error makeError(std::string message) { return Error{std::move(message)}; }
+inline Error makeError(std::string message) {
+  return Error{std::move(message)};
+}
 
 template <typename T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : v_(std::move(value)) {}  // NOLINT: implicit by design
+  Result(T value) : v_(std::move(value)) {}      // NOLINT: implicit by design
   Result(Error error) : v_(std::move(error)) {}  // NOLINT: implicit by design
 
   bool ok() const { return v_.index() == 0; }
@@ -77,8 +79,8 @@ using Status = Result<void>;
 }  // namespace ttvm
 
 // Propagates an error from an expression returning Result<...>.
-#define TTVM_TRY(expr)                                       \
-  do {                                                       \
-    auto ttvm_try_result_ = (expr);                          \
+#define TTVM_TRY(expr)                                           \
+  do {                                                           \
+    auto ttvm_try_result_ = (expr);                              \
     if (!ttvm_try_result_.ok()) return ttvm_try_result_.error(); \
   } while (0)

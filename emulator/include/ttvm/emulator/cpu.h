@@ -51,15 +51,15 @@ struct PhysicalMemory {
 };
 
 enum class StepOutcome : uint8_t {
-  kRetired,       // an instruction or one REP iteration completed
-  kException,     // a fault or trap was delivered to the guest (vector, errorCode)
-  kInterrupt,     // an external interrupt was delivered (vector)
-  kNmi,           // an NMI was delivered
-  kHalted,        // in HLT with nothing pending: nothing changed, steps unchanged
-  kTripleFault,   // shutdown: state frozen where the third fault happened
-  kBreakpoint,    // a debugger breakpoint at RIP: nothing executed, steps unchanged
-  kWatchpoint,    // a debugger watchpoint was hit by the step just completed
-  kStopRequested, // the environment asked to stop after the step just completed
+  kRetired,        // an instruction or one REP iteration completed
+  kException,      // a fault or trap was delivered to the guest (vector, errorCode)
+  kInterrupt,      // an external interrupt was delivered (vector)
+  kNmi,            // an NMI was delivered
+  kHalted,         // in HLT with nothing pending: nothing changed, steps unchanged
+  kTripleFault,    // shutdown: state frozen where the third fault happened
+  kBreakpoint,     // a debugger breakpoint at RIP: nothing executed, steps unchanged
+  kWatchpoint,     // a debugger watchpoint was hit by the step just completed
+  kStopRequested,  // the environment asked to stop after the step just completed
 };
 
 const char* toString(StepOutcome o);
@@ -74,10 +74,10 @@ struct WatchHit {
 
 struct StepResult {
   StepOutcome outcome = StepOutcome::kRetired;
-  uint8_t vector = 0;        // kException / kInterrupt: the vector delivered
+  uint8_t vector = 0;  // kException / kInterrupt: the vector delivered
   bool hasErrorCode = false;
   uint32_t errorCode = 0;
-  WatchHit watch;            // kWatchpoint
+  WatchHit watch;  // kWatchpoint
 };
 
 enum class WatchKind : uint8_t { kWrite, kRead, kAccess };
