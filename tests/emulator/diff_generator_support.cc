@@ -250,7 +250,7 @@ class Generator {
     ZydisEncoderOperand o{};
     o.type = ZYDIS_OPERAND_TYPE_MEMORY;
     o.mem.size = static_cast<ZyanU16>(size);
-    uint64_t span = kMemSize - size - 2 * margin;
+    uint64_t span = memLimit_ - size - 2 * margin;
     uint64_t off = margin + (next() % (span + 1));
     off &= ~static_cast<uint64_t>(align - 1);
     uint64_t target = layout_.data + off;
@@ -1158,6 +1158,7 @@ class Generator {
       u.insns.push_back(raw({0xC8, static_cast<uint8_t>(frame), 0x00, 0x00}));  // ENTER frame, 0
     }
     int n = below(3);
+    memLimit_ = 0x1000;  // the data page only
     for (int i = 0; i < n; ++i) {
       Unit body;
       if (!genUnit(body, /*inBranch=*/true)) continue;
@@ -1169,6 +1170,7 @@ class Generator {
       u.insns.insert(u.insns.end(), body.insns.begin(), body.insns.end());
     }
     inBranch_ = false;
+    memLimit_ = kMemSize;
     undefined_ = saved;                              // commit() recomputes it from the encoded unit
     if (frame >= 0) u.insns.push_back(raw({0xC9}));  // LEAVE
     u.insns.push_back(raw({0xC3}));                  // RET
@@ -1311,6 +1313,10 @@ class Generator {
   int bits_;
   uint32_t undefined_ = 0;  // flags undefined at the end of the committed units
   bool inBranch_ = false;
+  // Memory operands stay below data + memLimit_: inside a CALL the stack page
+  // holds the return address (and ENTER's saved frame pointer), which a
+  // random store must not hit.
+  uint64_t memLimit_ = kMemSize;
   std::vector<Unit> preUnits_;
   uint64_t codeSize_ = 0;
   int pushed_ = 0, popped_ = 0;
