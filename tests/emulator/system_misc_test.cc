@@ -513,6 +513,74 @@ TEST(Segmentation, CallGateWithParameterAndPrivilegeChange) {
   EXPECT_EQ(u.reg(Gpr::kRsp), 0x50000u);  // parameter released on the caller's stack too
 }
 
+// Two 32-bit tasks: CALL to a TSS, IRET (NT=1) back; #DF through a task gate.
+struct TwoTasks {
+  static constexpr uint64_t kTssA = 0x4000, kTssB = 0x5000;
+  static constexpr uint16_t kSelA = 0x58, kSelB = 0x60, kGateSel = 0x68;
+  static constexpr uint64_t kTaskBEntry = kCode + 0x100;
+
+  static void setup(Machine& m) {
+    flat32WithHandlers(m);
+    addDescriptor(m, kSelA, descriptor(kTssA, 0x67, 0x8B, 0));  // busy: the current task
+    addDescriptor(m, kSelB, descriptor(kTssB, 0x67, 0x89, 0));  // available
+    addDescriptor(m, kGateSel, (uint64_t{kSelB} << 16) | (0x85ull << 40));  // task gate
+    m.put(kTssB + 0x20, kTaskBEntry, 4);                                    // EIP
+    m.put(kTssB + 0x24, 0x2, 4);                                            // EFLAGS
+    m.put(kTssB + 0x28, 0xB0B, 4);                                          // EAX
+    m.put(kTssB + 0x38, 0x60000, 4);                                        // ESP
+    m.put(kTssB + 0x48, layout::kData0, 4);                                 // ES
+    m.put(kTssB + 0x4C, layout::kCode32, 4);                                // CS
+    m.put(kTssB + 0x50, layout::kData0, 4);                                 // SS
+    m.put(kTssB + 0x54, layout::kData0, 4);                                 // DS
+    m.edit([](CpuState& s) {
+      s.tr = SegmentRegister{kSelA, kTssA, 0x67, 0x8B};
+      s.reg(Gpr::kRax) = 0xA;
+    });
+  }
+};
+
+TEST(TaskSwitch, CallToTssAndIretBack) {
+  Machine m;
+  TwoTasks::setup(m);
+  m.loadHex(kCode, "9a 00 00 00 00 60 00 90");  // call 0x60:0; nop
+  m.loadHex(TwoTasks::kTaskBEntry, "cf");       // iretd (NT=1: back to the caller task)
+  const StepResult r = m.step();
+  ASSERT_EQ(r.outcome, StepOutcome::kRetired) << int(r.vector) << " " << r.errorCode;
+  CpuState b = m.state();
+  EXPECT_EQ(b.rip, TwoTasks::kTaskBEntry);
+  EXPECT_EQ(b.reg(Gpr::kRax), 0xB0Bu);
+  EXPECT_EQ(b.tr.selector, TwoTasks::kSelB);
+  EXPECT_TRUE(b.rflags & flags::kNT);
+  EXPECT_TRUE(b.cr0 & cr0::kTS);
+  EXPECT_EQ(m.get(TwoTasks::kTssB, 2), TwoTasks::kSelA);                  // back link
+  EXPECT_EQ(m.get(TwoTasks::kTssA + 0x20, 4), kCode + 7);                 // saved EIP of task A
+  EXPECT_EQ(m.get(TwoTasks::kTssA + 0x28, 4), 0xAu);                      // saved EAX
+  EXPECT_EQ((m.get(layout::kGdt + TwoTasks::kSelB + 5, 1) & 0xF), 0xBu);  // B busy
+  ASSERT_EQ(m.step().outcome, StepOutcome::kRetired);                     // iretd
+  CpuState a = m.state();
+  EXPECT_EQ(a.rip, kCode + 7);
+  EXPECT_EQ(a.reg(Gpr::kRax), 0xAu);
+  EXPECT_EQ(a.tr.selector, TwoTasks::kSelA);
+  EXPECT_EQ((m.get(layout::kGdt + TwoTasks::kSelB + 5, 1) & 0xF), 0x9u);  // B available again
+}
+
+TEST(TaskSwitch, DoubleFaultThroughTaskGate) {
+  Machine m;
+  TwoTasks::setup(m);
+  m.put(layout::kIdt + 8 * 8, (uint64_t{TwoTasks::kSelB} << 16) | (0x85ull << 40), 8);
+  m.put(layout::kIdt + 13 * 8 + 5, 0x0E, 1);  // #GP gate not present -> #NP -> #DF
+  m.loadHex(kCode, "8e d9");                  // mov ds, cx with a bad selector -> #GP
+  m.loadHex(TwoTasks::kTaskBEntry, "f4");
+  m.edit([](CpuState& s) { s.reg(Gpr::kRcx) = 0x1000; });  // outside the GDT
+  const StepResult r = m.step();
+  ASSERT_EQ(r.outcome, StepOutcome::kException);
+  EXPECT_EQ(int(r.vector), 8);
+  EXPECT_EQ(m.state().rip, TwoTasks::kTaskBEntry);
+  EXPECT_EQ(m.state().reg(Gpr::kRsp), 0x60000u - 4);
+  EXPECT_EQ(m.get(0x60000 - 4, 4), 0u);                // #DF error code
+  EXPECT_EQ(m.get(TwoTasks::kTssA + 0x20, 4), kCode);  // faulting EIP saved
+}
+
 TEST(Segmentation, JumpOutsideCsLimitFaults) {
   Machine m;
   flat32WithHandlers(m);

@@ -390,6 +390,13 @@ class CpuImpl final {
   ExecStatus farCall(uint16_t selector, uint64_t offset, const Instr& i);
   ExecStatus farReturn(const Instr& i, uint16_t popBytes);
   bool isCallGate(uint16_t selector);
+  std::optional<ExecStatus> farToTask(uint16_t selector, const Instr& i, bool isCall);
+  // Hardware task switch to the 32-bit TSS `sel` (exec/task.cc). `returnRip`
+  // is saved as the outgoing task's EIP; `errorToPush` (exceptions through a
+  // task gate) is pushed on the new task's stack. False with a fault recorded.
+  enum class TaskSwitchReason : uint8_t { kJmp, kCall, kInt, kIret };
+  bool taskSwitch(uint16_t sel, TaskSwitchReason reason, uint64_t returnRip,
+                  const PendingException* errorToPush = nullptr);
   ExecStatus callGate(uint16_t gateSel, const Instr& i, bool isCall);
   ExecStatus iret(const Instr& i);
 

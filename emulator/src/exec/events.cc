@@ -95,13 +95,16 @@ bool CpuImpl::deliverProtected(const PendingException& e) {
   uint64_t gate;
   if (!readLinear<uint64_t>(s_.idtr.base + e.vector * 8u, gate, true)) return false;
   const uint32_t gtype = (gate >> 40) & 0x1F;
-  if (gtype != 0x6 && gtype != 0x7 && gtype != 0xE && gtype != 0xF) {
-    if (gtype == 0x5) {
-      TTVM_LOG("emulator", kWarn,
-               "task gate in IDT vector " << int(e.vector) << ": task switches are not emulated");
-    }
-    return fault(vec::kGP, idtErr);
+  if (gtype == 0x5) {  // task gate
+    if (soft && ((gate >> 45) & 3) < static_cast<uint64_t>(cpl_))
+      return fault(vec::kGP, e.vector * 8u + 2);
+    if (!(gate & (1ull << 47))) return fault(vec::kNP, idtErr);
+    const bool pushError =
+        e.hasErrorCode && vectorHasErrorCode(e.vector) && e.kind == EventKind::kFault;
+    return taskSwitch(static_cast<uint16_t>(gate >> 16), TaskSwitchReason::kInt, s_.rip,
+                      pushError ? &e : nullptr);
   }
+  if (gtype != 0x6 && gtype != 0x7 && gtype != 0xE && gtype != 0xF) return fault(vec::kGP, idtErr);
   const int gdpl = (gate >> 45) & 3;
   if (soft && gdpl < cpl_) return fault(vec::kGP, e.vector * 8u + 2);
   if (!(gate & (1ull << 47))) return fault(vec::kNP, idtErr);
@@ -316,8 +319,11 @@ ExecStatus CpuImpl::iret(const Instr& i) {
   }
   if (s_.rflags & flags::kNT) {
     if (longMode()) return raiseGp(0);
-    TTVM_LOG("emulator", kWarn, "IRET with NT=1 (task return) is not emulated");
-    return unimplemented(i);
+    uint16_t back;
+    TTVM_TRY(readLinear<uint16_t>(s_.tr.base, back, true));
+    s_.pending.nmiBlocked = false;
+    TTVM_TRY(taskSwitch(back, TaskSwitchReason::kIret, nextRip(i)));
+    return ExecStatus::kJumped;
   }
   uint64_t ip, csw, fl;
   if (!popSized(w, ip) || !popSized(w, csw) || !popSized(w, fl)) return undo();
@@ -486,6 +492,27 @@ static bool farTargetOk(CpuImpl& c, uint64_t raw, uint64_t offset) {
 
 // Whether `selector` names a call gate (peeks at the descriptor without
 // faulting; the gate path repeats every check).
+// JMP/CALL to a TSS descriptor or a task gate in the GDT/LDT: a task switch.
+// Returns nullopt when `selector` is neither.
+std::optional<ExecStatus> CpuImpl::farToTask(uint16_t selector, const Instr& i, bool isCall) {
+  if ((selector & ~3u) == 0 || longMode()) return std::nullopt;
+  const uint64_t base = (selector & 4) ? s_.ldtr.base : s_.gdtr.base;
+  const uint32_t limit = (selector & 4) ? s_.ldtr.limit : s_.gdtr.limit;
+  if ((selector & ~7u) + 7 > limit) return std::nullopt;
+  const std::optional<uint64_t> phys = translateNoSideEffects(base + (selector & ~7u), false);
+  if (!phys) return std::nullopt;
+  const uint64_t raw = readPhys(*phys, 8);
+  const uint32_t type = (raw >> 40) & 0x1F;
+  if (type != 0x5 && type != 0x9 && type != 0xB && type != 0x1 && type != 0x3) return std::nullopt;
+  const int dpl = (raw >> 45) & 3;
+  if (dpl < cpl_ || dpl < (selector & 3)) return raiseGp(selector & ~3u);
+  if (!(raw & (1ull << 47))) return raiseNp(selector & ~3u);
+  const uint16_t tss = type == 0x5 ? static_cast<uint16_t>(raw >> 16) : selector;
+  const TaskSwitchReason why = isCall ? TaskSwitchReason::kCall : TaskSwitchReason::kJmp;
+  if (!taskSwitch(tss, why, nextRip(i))) return ExecStatus::kException;
+  return ExecStatus::kJumped;
+}
+
 bool CpuImpl::isCallGate(uint16_t selector) {
   if ((selector & ~3u) == 0) return false;
   const uint64_t base = (selector & 4) ? s_.ldtr.base : s_.gdtr.base;
@@ -617,6 +644,7 @@ ExecStatus CpuImpl::farJump(uint16_t selector, uint64_t offset, const Instr& i) 
     return ExecStatus::kJumped;
   }
   if (isCallGate(selector)) return callGate(selector, i, false);
+  if (const std::optional<ExecStatus> t = farToTask(selector, i, false)) return *t;
   uint64_t raw;
   TTVM_TRY(checkFarCode(*this, selector, raw));
   TTVM_TRY(farTargetOk(*this, raw, offset));
@@ -642,6 +670,7 @@ ExecStatus CpuImpl::farCall(uint16_t selector, uint64_t offset, const Instr& i) 
     return ExecStatus::kJumped;
   }
   if (isCallGate(selector)) return callGate(selector, i, true);
+  if (const std::optional<ExecStatus> t = farToTask(selector, i, true)) return *t;
   uint64_t raw;
   TTVM_TRY(checkFarCode(*this, selector, raw));
   TTVM_TRY(farTargetOk(*this, raw, offset));
