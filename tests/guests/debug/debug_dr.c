@@ -165,6 +165,24 @@ void guest_main(void) {
   case_begin("data_len_type");
   data_breakpoints();
 
+  case_begin("two_breakpoints");
+  /* DR0 = a (write, 1 byte), DR1 = a+4 (write, 4 bytes), both enabled: an
+   * access hitting one reports only its Bn; one access hitting both reports
+   * B0|B1 in a single #DB (18.2.3: Bn for every enabled condition met). */
+  {
+    volatile uint8_t* a = buf + 16;
+    write_dr0((ureg)a);
+    write_dr1((ureg)(a + 4));
+    write_dr7(dr7_for(0, 1, 1, 0) | dr7_for(1, 1, 4, 0));
+    access("write1 hits DR0 only", w1, a, 1, 1, DR6_B0, (ureg)w1_end);
+    access("write1 hits DR1 only", w1, a + 7, 1, 1, DR6_B1, (ureg)w1_end);
+    access("write8 hits both", w8, a, 1, 1, DR6_B0 | DR6_B1, (ureg)w8_end);
+    access("write1 between", w1, a + 2, 1, 0, 0, 0);
+    write_dr7(0x400);
+    write_dr0(0);
+    write_dr1(0);
+  }
+
   case_begin("exec_rf");
   set_trap_hook(1, db_set_rf);
   write_dr0((ureg)xb_a);
