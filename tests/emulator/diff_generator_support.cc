@@ -995,6 +995,10 @@ class Generator {
   ZydisRegister xmm(int i) { return static_cast<ZydisRegister>(ZYDIS_REGISTER_XMM0 + i); }
   ZydisRegister pickXmm() { return xmm(below(is64() ? 16 : 8)); }
 
+  // Alignment of a legacy SSE m128 operand: 16, or 1 (almost always
+  // misaligned, so #GP) in a few percent of cases when asked for.
+  int sseAlign() { return o_.misalignedSse && chance(4) ? 1 : 16; }
+
   bool genSse(Unit& u) {
     if (!o_.sse2) return genAlu(u);
     static const ZydisMnemonic kBinary[] = {
@@ -1012,18 +1016,18 @@ class Generator {
       case 1: {
         ZydisMnemonic m = kBinary[below(sizeof(kBinary) / sizeof(kBinary[0]))];
         // Legacy SSE memory operands must be 16-byte aligned (#GP otherwise).
-        auto src = chance(50) ? opReg(pickXmm()) : mem(u, 16, 0, 16);
+        auto src = chance(50) ? opReg(pickXmm()) : mem(u, 16, 0, sseAlign());
         u.insns.push_back(insn(m, {opReg(pickXmm()), src}));
         return true;
       }
       case 2: {
-        auto src = chance(50) ? opReg(pickXmm()) : mem(u, 16, 0, 16);
+        auto src = chance(50) ? opReg(pickXmm()) : mem(u, 16, 0, sseAlign());
         u.insns.push_back(insn(ZYDIS_MNEMONIC_PSHUFD, {opReg(pickXmm()), src, opImm(below(256))}));
         return true;
       }
       case 3: {
         bool aligned = chance(30);
-        auto mo = mem(u, 16, 0, aligned ? 16 : 1);
+        auto mo = mem(u, 16, 0, aligned ? sseAlign() : 1);
         ZydisMnemonic m = aligned ? ZYDIS_MNEMONIC_MOVDQA : ZYDIS_MNEMONIC_MOVDQU;
         if (chance(50)) {
           u.insns.push_back(insn(m, {opReg(pickXmm()), mo}));

@@ -31,6 +31,10 @@ struct GeneratorOptions {
   bool movbe = false;
   bool sse2 = true;
   bool allowFaults = true;  // generate divisions that may raise #DE
+  // Occasionally misalign the 16-byte memory operand of a legacy SSE
+  // instruction (#GP). Off where Unicorn is an oracle: QEMU 5's TCG does not
+  // check SSE alignment (SDM Vol. 1 11.6.7 requires #GP).
+  bool misalignedSse = false;
   int minUnits = 6;
   int maxUnits = 28;
 };

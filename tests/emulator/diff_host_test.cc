@@ -180,6 +180,7 @@ TEST(DiffHost, EmulatorMatchesHost32) {
   DiffConfig c;
   c.gen.mode = CodeMode::kProtected32;
   applyFeatures(c.gen, intersect(hostFeatures(), EmulatorRunner::modelFeatures()));
+  c.gen.misalignedSse = true;
   c.compare.xmmCount = 8;
   applyEnvironment(c, kCiSequences);
   HostRunner host(CodeMode::kProtected32);
@@ -191,6 +192,7 @@ TEST(DiffHost, EmulatorMatchesHost64) {
   DiffConfig c;
   c.gen.mode = CodeMode::kLong64;
   applyFeatures(c.gen, intersect(hostFeatures(), EmulatorRunner::modelFeatures()));
+  c.gen.misalignedSse = true;
   applyEnvironment(c, kCiSequences);
   HostRunner host;
   EmulatorRunner emu(CodeMode::kLong64);
