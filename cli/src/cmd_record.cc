@@ -429,12 +429,13 @@ int cmdRecord(std::span<char* const> args) {
   if (input.active()) ro.poll = [&input](Machine& m) { input.poll(m); };
 
   RecordSession session(**machine, std::move(*guest), std::move(ro));
-  if (Status st = session.start(); !st.ok()) {
-    std::fprintf(stderr, "ttvm record: %s\n", st.error().message.c_str());
-    return 1;
-  }
   gActiveSession = &session;
   for (int sig : {SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT}) std::signal(sig, onFatalSignal);
+  if (Status st = session.start(); !st.ok()) {
+    std::fprintf(stderr, "ttvm record: %s\n", st.error().message.c_str());
+    gActiveSession = nullptr;
+    return 1;
+  }
 
   auto result = session.run();
 

@@ -66,11 +66,22 @@ void writeAcpi(std::span<uint8_t> ram) {
     tableHeader(w, "FACP", 244, 3);
     w.u32(36, static_cast<uint32_t>(kFacs));
     w.u32(40, static_cast<uint32_t>(kDsdt));
-    w.u16(46, 9);                            // SCI interrupt
-    w.u8(108, 0x32);                         // CMOS century register
-    w.u16(109, 0x0003);                      // IAPC_BOOT_ARCH: legacy devices, 8042
-    w.u32(112, (1u << 0) | (1u << 10));      // WBINVD, RESET_REG_SUP
-    genericAddress(w, 116, 1, 8, 1, 0xCF9);  // reset register: I/O port 0xCF9
+    w.u16(46, 9);  // SCI interrupt
+    // PIIX4-style PM block (devices/acpi_pm.h): PM1a event 0x600 (4 bytes),
+    // PM1a control 0x604 (2), PM timer 0x608 (4, 24-bit).
+    w.u32(56, 0x600);
+    w.u32(64, 0x604);
+    w.u32(76, 0x608);
+    w.u8(88, 4);
+    w.u8(89, 2);
+    w.u8(91, 4);
+    genericAddress(w, 148, 1, 32, 2, 0x600);  // X_PM1a_EVT_BLK
+    genericAddress(w, 172, 1, 16, 2, 0x604);  // X_PM1a_CNT_BLK
+    genericAddress(w, 208, 1, 32, 3, 0x608);  // X_PM_TMR_BLK
+    w.u8(108, 0x32);                          // CMOS century register
+    w.u16(109, 0x0003);                       // IAPC_BOOT_ARCH: legacy devices, 8042
+    w.u32(112, (1u << 0) | (1u << 10));       // WBINVD, RESET_REG_SUP
+    genericAddress(w, 116, 1, 8, 1, 0xCF9);   // reset register: I/O port 0xCF9
     w.u8(128, 0x06);
     w.u64(132, kFacs);
     w.u64(140, kDsdt);

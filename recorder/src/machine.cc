@@ -6,6 +6,7 @@
 #include <cinttypes>
 #include <cstring>
 
+#include "ttvm/recorder/devices/acpi_pm.h"
 #include "ttvm/recorder/devices/cmos_rtc.h"
 #include "ttvm/recorder/devices/debug_console.h"
 #include "ttvm/recorder/devices/debug_exit.h"
@@ -45,7 +46,8 @@ std::vector<std::string> deviceList(uint64_t nsPerStep) {
           "post@0x80",
           "shutdown@0x8900",
           "fw_cfg@0x510",
-          "pc-testdev@0xe0,0x2000,0x4000,mem@0xff000000"};
+          "pc-testdev@0xe0,0x2000,0x4000,mem@0xff000000",
+          "acpi-pm@0x600"};
 }
 
 }  // namespace
@@ -135,6 +137,7 @@ Status Machine::wire() {
   shutdown_ = std::make_unique<ShutdownPort>(this);
   fwCfg_ = std::make_unique<FwCfg>();
   testDev_ = std::make_unique<PcTestDev>(irqs);
+  acpiPm_ = std::make_unique<AcpiPm>(this, &clock_);
 
   TTVM_TRY(ports_.map(0x20, 2, pic_.get(), "pic-master"));
   TTVM_TRY(ports_.map(0xA0, 2, pic_.get(), "pic-slave"));
@@ -156,14 +159,15 @@ Status Machine::wire() {
   TTVM_TRY(ports_.map(PcTestDev::kLatchPort, 4, testDev_.get(), "pc-testdev"));
   TTVM_TRY(ports_.map(PcTestDev::kIrqPort, PcTestDev::kIrqLines, testDev_.get(), "pc-testdev-irq"));
   TTVM_TRY(ports_.map(PcTestDev::kFlushPort, 4, testDev_.get(), "pc-testdev-flush"));
+  TTVM_TRY(ports_.map(AcpiPm::kBase, AcpiPm::kPorts, acpiPm_.get(), "acpi-pm"));
   TTVM_TRY(mmio_.map(LocalApic::kDefaultBase, 0x1000, lapic_.get(), "lapic"));
   TTVM_TRY(mmio_.map(IoApic::kBase, 0x1000, ioapic_.get(), "ioapic"));
   TTVM_TRY(mmio_.map(PcTestDev::kMemBase, PcTestDev::kMemSize, testDev_.get(), "pc-testdev-mem"));
 
-  devices_ = {pic_.get(),     lapic_.get(),    ioapic_.get(),       pit_.get(),
-              rtc_.get(),     com1_.get(),     debugcon_.get(),     debugExit_.get(),
-              pvpanic_.get(), i8042_.get(),    resetControl_.get(), port92_.get(),
-              post_.get(),    shutdown_.get(), fwCfg_.get(),        testDev_.get()};
+  devices_ = {pic_.get(),          lapic_.get(),    ioapic_.get(),    pit_.get(),      rtc_.get(),
+              com1_.get(),         debugcon_.get(), debugExit_.get(), pvpanic_.get(),  i8042_.get(),
+              resetControl_.get(), port92_.get(),   post_.get(),      shutdown_.get(), fwCfg_.get(),
+              testDev_.get(),      acpiPm_.get()};
   timed_ = {pit_.get(), rtc_.get(), lapic_.get(), com1_.get()};
 
   // The state a PC BIOS leaves: PICs at vector bases 0x08/0x70 with IRQ 0, 1,

@@ -260,6 +260,26 @@ TEST(RecordE2E, SigintAndSigtermWriteACleanFooter) {
   }
 }
 
+TEST(RecordE2E, CrashOfTtvmItselfWritesAnInternalErrorFooter) {
+  // SIGSEGV delivered to the recorder stands in for a crash of ttvm: the
+  // handler closes the trace with reason internal-error, then dies of it.
+  std::string trace = tmp("crash.ttvm");
+  ::unlink(trace.c_str());
+  pid_t pid = spawn({"-o", trace, guest("rec_loop.elf")}, "crash");
+  for (int i = 0; i < 200 && ::access(trace.c_str(), F_OK) != 0; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  std::this_thread::sleep_for(std::chrono::milliseconds(800));
+  kill(pid, SIGSEGV);
+  Outcome run = wait(pid, "crash");
+  EXPECT_EQ(run.status, -SIGSEGV);
+  auto r = TraceReader::open(trace);
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_FALSE(r->recovered()) << r->recoveryNote();
+  ASSERT_TRUE(r->end().has_value());
+  EXPECT_EQ(r->end()->reason, EndReason::kInternalError);
+  EXPECT_NE(r->end()->message.find("signal 11"), std::string::npos) << r->end()->message;
+}
+
 TEST(RecordE2E, SigkillLeavesAReadableTraceThatRecoverCompletes) {
   std::string trace = tmp("kill.ttvm"), fixed = tmp("kill_fixed.ttvm");
   // A guest that runs until killed: the spinning loop with a trace.

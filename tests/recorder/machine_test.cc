@@ -215,6 +215,33 @@ TEST(SystemPorts, ExitPanicResetShutdown) {
   EXPECT_EQ(m2->stopRequest()->reason, EndReason::kShutdown);
 }
 
+TEST(AcpiPm, TimerShutdownAndFadt) {
+  auto m = makeMachine();
+  CpuState cpu = Machine::initialCpuState();
+  m->bindCpuState(&cpu);
+  EXPECT_EQ(m->portIn(0x604, 2) & 1, 1u);  // SCI_EN: always in ACPI mode
+  cpu.steps = 1'000'000'000;               // one virtual second
+  EXPECT_EQ(m->portIn(0x608, 4), 3579545u & 0xFFFFFF);
+  cpu.steps = 5'000'000'000;  // the timer is 24 bits wide
+  EXPECT_EQ(m->portIn(0x608, 4), (5ull * 3579545) & 0xFFFFFF);
+  m->portOut(0x604, 2, (5u << 10) | 1);  // SLP_TYP without SLP_EN: nothing
+  EXPECT_FALSE(m->stopRequest().has_value());
+  m->portOut(0x604, 2, (1u << 13) | 1);
+  ASSERT_TRUE(m->stopRequest().has_value());
+  EXPECT_EQ(m->stopRequest()->reason, EndReason::kShutdown);
+  // The FADT points at these blocks.
+  auto ram = m->ram();
+  uint32_t fadt = 0;
+  uint32_t rsdt = rd32(ram, firmware::kRsdpAddress + 16);
+  for (uint32_t i = 36; i < rd32(ram, rsdt + 4); i += 4)
+    if (std::memcmp(ram.data() + rd32(ram, rsdt + i), "FACP", 4) == 0) fadt = rd32(ram, rsdt + i);
+  ASSERT_NE(fadt, 0u);
+  EXPECT_EQ(rd32(ram, fadt + 64), 0x604u);
+  EXPECT_EQ(rd32(ram, fadt + 76), 0x608u);
+  EXPECT_EQ(sum(ram, fadt, 244), 0);
+  m->bindCpuState(nullptr);
+}
+
 TEST(SystemPorts, DebugConsolePostAndA20) {
   auto m = makeMachine();
   test::StringConsole console;

@@ -58,6 +58,7 @@ class LocalApic;
 class IoApic;
 class FwCfg;
 class PcTestDev;
+class AcpiPm;
 
 struct MachineOptions {
   uint64_t ramBytes = 256ull << 20;
@@ -180,6 +181,7 @@ class Machine final : public IrqSink, public RunControl {
   std::unique_ptr<ShutdownPort> shutdown_;
   std::unique_ptr<FwCfg> fwCfg_;
   std::unique_ptr<PcTestDev> testDev_;
+  std::unique_ptr<AcpiPm> acpiPm_;
   std::vector<Device*> devices_;  // save/load order
   std::vector<TimedDevice*> timed_;
 };
