@@ -22,5 +22,6 @@ int cmdRecover(std::span<char* const> args);
 int cmdReplay(std::span<char* const> args);
 int cmdVerify(std::span<char* const> args);
 int cmdRecord(std::span<char* const> args);
+int cmdGdbserver(std::span<char* const> args);
 
 }  // namespace ttvm::cli

@@ -15,6 +15,8 @@ constexpr Command kCommands[] = {
      cmdReplay},
     {"verify", "replay a whole trace and check every input and digest (exit 0 = identical)",
      cmdVerify},
+    {"gdbserver", "serve a replay to gdb: reverse-stepi, reverse-continue, watchpoints",
+     cmdGdbserver},
     {"recover", "complete a trace whose recorder was killed (rewrite its footer)", cmdRecover},
 };
 

@@ -1,0 +1,49 @@
+// The socket side of `ttvm gdbserver`: a TCP listener and the loop that
+// carries one gdb connection — framing (gdb_protocol.h), acknowledgements,
+// and Ctrl-C. Each packet is answered by GdbServer::handle on a worker
+// thread while this thread keeps reading the socket, so a 0x03 byte sets the
+// server's cancel flag during any motion (c, s, bc, bs, monitor seek).
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <string>
+
+#include "ttvm/base/result.h"
+#include "ttvm/replayer/gdb_server.h"
+
+namespace ttvm {
+
+class GdbListener {
+ public:
+  // Binds `address` (numeric IPv4, e.g. 127.0.0.1) and `port` (0 = any free port).
+  static Result<GdbListener> listen(const std::string& address, uint16_t port);
+  GdbListener(GdbListener&& other) noexcept;
+  GdbListener& operator=(GdbListener&& other) noexcept;
+  GdbListener(const GdbListener&) = delete;
+  GdbListener& operator=(const GdbListener&) = delete;
+  ~GdbListener();
+
+  uint16_t port() const { return port_; }
+  // Waits for a connection; gives up (error) when *stop becomes true.
+  Result<int> accept(const std::atomic<bool>* stop);
+
+ private:
+  GdbListener() = default;
+  int fd_ = -1;
+  uint16_t port_ = 0;
+};
+
+struct GdbConnectionStats {
+  uint64_t packets = 0;
+  uint64_t badChecksums = 0;
+  uint64_t interrupts = 0;
+};
+
+// Serves gdb on the connected socket `fd` until gdb detaches, kills, or
+// closes the connection, or *stop becomes true; closes fd. An error only
+// for a socket failure.
+Result<GdbConnectionStats> serveGdbConnection(int fd, GdbServer& server,
+                                              const std::atomic<bool>* stop);
+
+}  // namespace ttvm

@@ -1,0 +1,487 @@
+#include "ttvm/replayer/gdb_server.h"
+
+#include <cinttypes>
+#include <cstdio>
+#include <cstdlib>
+
+#include "ttvm/replayer/gdb_protocol.h"
+
+namespace ttvm {
+namespace {
+
+constexpr const char* kThread = "thread:1;";
+
+bool startsWith(std::string_view s, std::string_view prefix) {
+  return s.substr(0, prefix.size()) == prefix;
+}
+
+// "ADDR,LEN" in hex; nullopt on anything else.
+std::optional<std::pair<uint64_t, uint64_t>> parseAddrLen(std::string_view s) {
+  const size_t comma = s.find(',');
+  if (comma == std::string_view::npos) return std::nullopt;
+  const auto a = gdbParseHexU64(s.substr(0, comma));
+  const auto l = gdbParseHexU64(s.substr(comma + 1));
+  if (!a || !l) return std::nullopt;
+  return std::make_pair(*a, *l);
+}
+
+std::string hex(uint64_t v) {
+  char buf[24];
+  std::snprintf(buf, sizeof buf, "0x%" PRIx64, v);
+  return buf;
+}
+
+// A number (decimal, 0x hex) in monitor arguments.
+std::optional<uint64_t> parseNumber(const std::string& s) {
+  if (s.empty() || s[0] == '-') return std::nullopt;
+  char* end = nullptr;
+  const uint64_t v = std::strtoull(s.c_str(), &end, 0);
+  if (end == nullptr || *end != '\0') return std::nullopt;
+  return v;
+}
+
+std::vector<std::string> splitWords(const std::string& s) {
+  std::vector<std::string> out;
+  size_t i = 0;
+  while (i < s.size()) {
+    while (i < s.size() && s[i] == ' ') ++i;
+    size_t j = i;
+    while (j < s.size() && s[j] != ' ') ++j;
+    if (j > i) out.push_back(s.substr(i, j - i));
+    i = j;
+  }
+  return out;
+}
+
+const char* kMonitorHelp =
+    "ttvm gdbserver monitor commands:\n"
+    "  monitor when                    the current step and the history's bounds\n"
+    "  monitor seek STEP|begin|end     move to STEP (a replay position)\n"
+    "  monitor last-write ADDR[:LEN]   move to the last write to [ADDR, ADDR+LEN) before now\n"
+    "                                  (ADDR: a number or a guest symbol; LEN default 1)\n"
+    "  monitor help                    this text\n"
+    "After seek or last-write, run 'maintenance flush register-cache' so gdb\n"
+    "re-reads the registers and memory at the new position.\n";
+
+}  // namespace
+
+GdbServer::GdbServer(Timeline& timeline, GdbServerOptions options)
+    : timeline_(timeline), options_(std::move(options)) {}
+
+GdbArch GdbServer::arch() const {
+  if (options_.arch) return *options_.arch;
+  if (lockedArch_) return *lockedArch_;
+  if (cpuMode(timeline_.registers()) == CpuMode::kLong64) return GdbArch::kX86_64;
+  if (options_.finalCpu && cpuMode(*options_.finalCpu) == CpuMode::kLong64) return GdbArch::kX86_64;
+  return GdbArch::kI386;
+}
+
+std::string GdbServer::error(int code, std::string_view message) const {
+  if (errorMessages_) return "E." + std::string(message);
+  char buf[8];
+  std::snprintf(buf, sizeof buf, "E%02x", code & 0xFF);
+  return buf;
+}
+
+Control GdbServer::control() {
+  Control c;
+  c.cancel = &cancel_;
+  c.progress = progress_;
+  return c;
+}
+
+std::string GdbServer::describePosition() const {
+  const uint64_t rip = timeline_.registers().rip;
+  auto& session = const_cast<Timeline&>(timeline_).session();
+  return "step " + std::to_string(timeline_.now()) + ", rip " + hex(rip) + " <" +
+         session.symbolAt(rip) + ">: " + session.disassembleAt(rip);
+}
+
+GdbReply GdbServer::handle(std::string_view p) {
+  GdbReply reply;
+  if (p.empty()) return reply;
+  const std::string_view arg = p.substr(1);
+  switch (p[0]) {
+    case '?': reply.payload = lastStop_; break;
+    case 'g': reply.payload = readRegisters(); break;
+    case 'G':
+      reply.payload = error(1, "a replay cannot change history: registers are read-only");
+      break;
+    case 'p': reply.payload = readRegister(arg); break;
+    case 'P':
+      reply.payload = error(1, "a replay cannot change history: registers are read-only");
+      break;
+    case 'm': reply.payload = readMemory(arg); break;
+    case 'M':
+    case 'X':
+      reply.payload = error(1, "a replay cannot change history: memory is read-only");
+      break;
+    case 'Z':
+    case 'z': reply.payload = breakpoint(p, p[0] == 'Z'); break;
+    case 'c':
+    case 'C':
+      // An address argument ("c ADDR") would change RIP: refused.
+      if (p[0] == 'c' && !arg.empty()) {
+        reply.payload = error(1, "a replay cannot resume at another address");
+        break;
+      }
+      reply.payload = motion('c', reply);
+      break;
+    case 's':
+    case 'S':
+      if (p[0] == 's' && !arg.empty()) {
+        reply.payload = error(1, "a replay cannot resume at another address");
+        break;
+      }
+      reply.payload = motion('s', reply);
+      break;
+    case 'b':
+      if (arg == "c")
+        reply.payload = motion('C', reply);
+      else if (arg == "s")
+        reply.payload = motion('S', reply);
+      break;  // other 'b' packets (baud rate): unsupported, empty reply
+    case 'H': reply.payload = "OK"; break;
+    case 'T': {
+      const auto tid = gdbParseHexU64(arg);
+      reply.payload = (tid && *tid == 1) || arg == "-1" ? "OK" : error(1, "no such thread");
+      break;
+    }
+    case 'q':
+    case 'Q': return query(p);
+    case 'v':
+      if (p == "vCont?") {
+        reply.payload = "vCont;c;C;s;S";
+      } else if (startsWith(p, "vCont;")) {
+        reply.payload = vCont(p.substr(6), reply);
+      } else if (startsWith(p, "vKill")) {
+        reply.payload = "OK";
+        reply.close = true;
+      }
+      break;  // vMustReplyEmpty and the rest: empty reply
+    case 'k': reply.close = true; break;
+    case 'D':
+      reply.payload = "OK";
+      reply.close = true;
+      break;
+    default: break;  // unknown: empty reply
+  }
+  return reply;
+}
+
+GdbReply GdbServer::query(std::string_view p) {
+  GdbReply reply;
+  if (startsWith(p, "qSupported")) {
+    errorMessages_ = p.find("error-message+") != std::string_view::npos;
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "PacketSize=%zx", options_.packetSize);
+    reply.payload =
+        std::string(buf) + ";qXfer:features:read+;ReverseStep+;ReverseContinue+;swbreak+;hwbreak+";
+    if (errorMessages_) reply.payload += ";error-message+";
+  } else if (startsWith(p, "qXfer:features:read:")) {
+    std::string_view rest = p.substr(20);
+    const size_t colon = rest.find(':');
+    if (colon == std::string_view::npos) {
+      reply.payload = error(1, "malformed qXfer request");
+      return reply;
+    }
+    const std::string_view annex = rest.substr(0, colon);
+    const auto range = parseAddrLen(rest.substr(colon + 1));
+    if (!range) {
+      reply.payload = error(1, "malformed qXfer offset/length");
+      return reply;
+    }
+    if (annex != "target.xml") {
+      reply.payload = error(0, "no such annex: " + std::string(annex));
+      return reply;
+    }
+    if (!lockedArch_) lockedArch_ = arch();
+    const std::string& xml = gdbTargetXml(arch());
+    const uint64_t offset = range->first;
+    if (offset >= xml.size()) {
+      reply.payload = "l";
+      return reply;
+    }
+    const uint64_t n = std::min<uint64_t>(range->second, xml.size() - offset);
+    reply.payload = (offset + n >= xml.size() ? "l" : "m") + xml.substr(offset, n);
+  } else if (p == "qAttached" || startsWith(p, "qAttached:")) {
+    reply.payload = "1";
+  } else if (p == "qC") {
+    reply.payload = "QC1";
+  } else if (p == "qfThreadInfo") {
+    reply.payload = "m1";
+  } else if (p == "qsThreadInfo") {
+    reply.payload = "l";
+  } else if (startsWith(p, "qSymbol")) {
+    reply.payload = "OK";
+  } else if (startsWith(p, "qRcmd,")) {
+    const auto text = gdbHexDecode(p.substr(6));
+    if (!text) {
+      reply.payload = error(1, "qRcmd: bad hex");
+      return reply;
+    }
+    return monitor(*text);
+  }
+  return reply;  // unknown queries: empty reply
+}
+
+std::string GdbServer::readRegisters() {
+  const GdbArch a = arch();
+  const CpuState& s = timeline_.registers();
+  std::string out;
+  const size_t n = gdbRegisters(a).size();
+  for (size_t i = 0; i < n; ++i) {
+    const std::string bytes = gdbRegisterBytes(a, s, i);
+    out += gdbHexEncode(std::string_view(bytes));
+  }
+  return out;
+}
+
+std::string GdbServer::readRegister(std::string_view arg) {
+  const auto n = gdbParseHexU64(arg);
+  if (!n) return error(1, "p: bad register number");
+  const std::string bytes = gdbRegisterBytes(arch(), timeline_.registers(), *n);
+  if (bytes.empty()) return error(0x45, "p: no such register");
+  return gdbHexEncode(std::string_view(bytes));
+}
+
+std::string GdbServer::readMemory(std::string_view arg) {
+  const auto range = parseAddrLen(arg);
+  if (!range) return "E01";
+  const uint64_t address = range->first;
+  // Each byte is two hex digits; keep the reply inside the packet size.
+  const uint64_t length = std::min<uint64_t>(range->second, (options_.packetSize - 16) / 2);
+  std::vector<uint8_t> buf(length);
+  if (length == 0) return "";
+  if (timeline_.readLinear(address, buf)) return gdbHexEncode(buf);
+  // Partly mapped: return the readable prefix, page by page (gdb accepts a
+  // short reply); nothing readable -> E14 (EFAULT).
+  uint64_t done = 0;
+  while (done < length) {
+    const uint64_t a = address + done;
+    const uint64_t chunk = std::min<uint64_t>(length - done, 0x1000 - (a & 0xFFF));
+    if (!timeline_.readLinear(a, std::span<uint8_t>(buf.data() + done, chunk))) break;
+    done += chunk;
+  }
+  if (done == 0) return "E14";
+  return gdbHexEncode(std::span<const uint8_t>(buf.data(), done));
+}
+
+std::string GdbServer::breakpoint(std::string_view p, bool insert) {
+  // Z<type>,<addr>,<kind>[;cond...]
+  if (p.size() < 2 || p[1] < '0' || p[1] > '4') return "";  // unsupported type: empty
+  const int type = p[1] - '0';
+  if (p.size() < 3 || p[2] != ',') return "E01";
+  std::string_view rest = p.substr(3);
+  const size_t semi = rest.find(';');
+  if (semi != std::string_view::npos) rest = rest.substr(0, semi);
+  const auto range = parseAddrLen(rest);
+  if (!range) return "E01";
+  const auto [address, kind] = *range;
+  if (type >= 2 && kind == 0) return "E01";
+  // Breakpoints are keyed by address only (the kind is the instruction size).
+  const auto key = std::make_tuple(type, address, type >= 2 ? kind : 0);
+  auto it = points_.find(key);
+  if (insert) {
+    if (it != points_.end()) return "OK";  // gdb may insert the same one again
+    int id = -1;
+    if (type <= 1) {
+      id = timeline_.addBreakpoint(address, false);
+      breakType_[id] = type;
+    } else {
+      const WatchKind wk =
+          type == 2 ? WatchKind::kWrite : (type == 3 ? WatchKind::kRead : WatchKind::kAccess);
+      id = timeline_.addWatchpoint(address, kind, wk, false);
+      watchType_[id] = type;
+      watchRange_[id] = {address, kind};
+    }
+    points_[key] = id;
+    return "OK";
+  }
+  if (it == points_.end()) return "OK";  // removing one never inserted is harmless
+  const int id = it->second;
+  if (type <= 1) {
+    timeline_.removeBreakpoint(id);
+    breakType_.erase(id);
+  } else {
+    timeline_.removeWatchpoint(id);
+    watchType_.erase(id);
+    watchRange_.erase(id);
+  }
+  points_.erase(it);
+  return "OK";
+}
+
+std::string GdbServer::vCont(std::string_view p, GdbReply& reply) {
+  // Actions separated by ';', each "a[:tid]"; there is one thread, so the
+  // first action that names it (or all threads) decides.
+  while (!p.empty()) {
+    const size_t semi = p.find(';');
+    std::string_view action = p.substr(0, semi);
+    p = semi == std::string_view::npos ? std::string_view() : p.substr(semi + 1);
+    const size_t colon = action.find(':');
+    if (colon != std::string_view::npos) {
+      const std::string_view tid = action.substr(colon + 1);
+      if (tid != "-1" && tid != "1" && tid != "p1.1" && tid != "p1.-1") continue;
+      action = action.substr(0, colon);
+    }
+    if (action.empty()) return "E01";
+    switch (action[0]) {
+      case 'c':
+      case 'C': return motion('c', reply);
+      case 's':
+      case 'S': return motion('s', reply);
+      default: return "E01";
+    }
+  }
+  return "E01";
+}
+
+std::string GdbServer::motion(char what, GdbReply& reply) {
+  cancel_.store(false);
+  const Control c = control();
+  StopReason r;
+  switch (what) {
+    case 'c': r = timeline_.continueForward(c); break;
+    case 's': r = timeline_.step(1, c); break;
+    case 'C': r = timeline_.reverseContinue(c); break;
+    default: r = timeline_.stepBack(1, c); break;
+  }
+  lastStop_ = stopReply(r, reply);
+  return lastStop_;
+}
+
+std::string GdbServer::stopReply(const StopReason& r, GdbReply& reply) {
+  std::string t = "T05";
+  switch (r.kind) {
+    case StopKind::kStepDone: break;
+    case StopKind::kBreakpoint: {
+      const auto it = breakType_.find(r.breakpointId);
+      t += (it != breakType_.end() && it->second == 1) ? "hwbreak:;" : "swbreak:;";
+      break;
+    }
+    case StopKind::kWatchpoint: {
+      const auto it = watchType_.find(r.watchpointId);
+      const int type = it != watchType_.end() ? it->second : 2;
+      // Report an address inside the watched range so gdb matches it.
+      uint64_t a = r.watchAddress;
+      const auto range = watchRange_.find(r.watchpointId);
+      if (range != watchRange_.end()) {
+        const auto [start, len] = range->second;
+        if (a < start || a >= start + len) a = start;
+      }
+      t += type == 3 ? "rwatch:" : (type == 4 ? "awatch:" : "watch:");
+      t += gdbHexU64(a) + ";";
+      break;
+    }
+    case StopKind::kHistoryBegin: t += "replaylog:begin;"; break;
+    case StopKind::kHistoryEnd: t += "replaylog:end;"; break;
+    case StopKind::kCancelled: t = "T02"; break;
+    case StopKind::kDivergence:
+      t = "T06";  // SIGABRT: the replay cannot go on
+      reply.console.push_back("ttvm: the replay diverged from the trace:\n" +
+                              (r.divergence ? r.divergence->format() : std::string("?")) + "\n");
+      break;
+  }
+  return t + kThread;
+}
+
+GdbReply GdbServer::monitor(const std::string& command) {
+  GdbReply reply;
+  const std::vector<std::string> words = splitWords(command);
+  auto out = [&](std::string text) { reply.console.push_back(std::move(text)); };
+  if (words.empty() || words[0] == "help") {
+    out(kMonitorHelp);
+    reply.payload = "OK";
+    return reply;
+  }
+  const std::string& verb = words[0];
+  if (verb == "when") {
+    out("step " + std::to_string(timeline_.now()) + " (history " +
+        std::to_string(timeline_.beginStep()) + ".." + std::to_string(timeline_.endStep()) + ")\n");
+    reply.payload = "OK";
+    return reply;
+  }
+  if (verb == "seek") {
+    if (words.size() != 2) {
+      reply.payload = error(1, "usage: monitor seek STEP|begin|end");
+      return reply;
+    }
+    std::optional<uint64_t> target;
+    if (words[1] == "begin")
+      target = timeline_.beginStep();
+    else if (words[1] == "end")
+      target = timeline_.endStep();
+    else
+      target = parseNumber(words[1]);
+    if (!target) {
+      out("seek: '" + words[1] + "' is not a step number\n");
+      reply.payload = error(1, "seek: bad step '" + words[1] + "'");
+      return reply;
+    }
+    if (*target < timeline_.beginStep() || *target > timeline_.endStep()) {
+      out("seek: step " + words[1] + " is outside the history (" +
+          std::to_string(timeline_.beginStep()) + ".." + std::to_string(timeline_.endStep()) +
+          ")\n");
+      reply.payload = error(1, "seek: step outside the history");
+      return reply;
+    }
+    cancel_.store(false);
+    const StopReason r = timeline_.seek(*target, control());
+    if (r.kind == StopKind::kDivergence && r.divergence)
+      out("the replay diverged:\n" + r.divergence->format() + "\n");
+    else if (r.kind == StopKind::kCancelled)
+      out("seek interrupted\n");
+    out("now at " + describePosition() + "\n");
+    reply.payload = "OK";
+    return reply;
+  }
+  if (verb == "last-write") {
+    if (words.size() != 2) {
+      reply.payload = error(1, "usage: monitor last-write ADDR[:LEN]");
+      return reply;
+    }
+    std::string a = words[1];
+    uint64_t length = 1;
+    const size_t colon = a.find(':');
+    if (colon != std::string::npos) {
+      const auto l = parseNumber(a.substr(colon + 1));
+      if (!l || *l == 0) {
+        out("last-write: bad length '" + a.substr(colon + 1) + "'\n");
+        reply.payload = error(1, "last-write: bad length");
+        return reply;
+      }
+      length = *l;
+      a = a.substr(0, colon);
+    }
+    std::optional<uint64_t> address = parseNumber(a);
+    if (!address) address = timeline_.symbols().find(a);
+    if (!address) {
+      out("last-write: '" + a + "' is neither a number nor a guest symbol\n");
+      reply.payload = error(1, "last-write: bad address");
+      return reply;
+    }
+    const uint64_t before = timeline_.now();
+    cancel_.store(false);
+    auto hit = timeline_.lastWrite(*address, length, false, true, control());
+    if (!hit.ok()) {
+      out("last-write: " + hit.error().message + "\n");
+      reply.payload = error(1, "last-write failed");
+      return reply;
+    }
+    if (!hit.value()) {
+      out("no write to [" + hex(*address) + ", " + hex(*address + length) + ") before step " +
+          std::to_string(before) + "\n");
+    } else {
+      out("last write to [" + hex(*address) + ", " + hex(*address + length) + ") before step " +
+          std::to_string(before) + ": " + describePosition() + "\n");
+    }
+    reply.payload = "OK";
+    return reply;
+  }
+  out("unknown monitor command '" + verb + "' ('monitor help' lists them)\n");
+  reply.payload = error(1, "unknown monitor command");
+  return reply;
+}
+
+}  // namespace ttvm

@@ -1,0 +1,372 @@
+// GdbServer packet by packet on a scripted real-mode trace (the replayer's
+// test program): every reply checked against the Timeline itself, malformed
+// packets included; then the socket transport with acks, NAKs and Ctrl-C.
+#include <gtest/gtest.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <thread>
+
+#include "scripted_trace_support.h"
+#include "ttvm/formats/trace_reader.h"
+#include "ttvm/replayer/gdb_protocol.h"
+#include "ttvm/replayer/gdb_server.h"
+#include "ttvm/replayer/gdb_transport.h"
+#include "ttvm/replayer/timeline.h"
+
+namespace ttvm {
+namespace {
+
+using testing::ScriptedTrace;
+
+class GdbServerTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    testing::ScriptedTraceOptions o;
+    o.iterations = 4000;
+    auto t = testing::buildScriptedTrace(testing::tempTracePath("gdb"), o);
+    ASSERT_TRUE(t.ok()) << t.error().message;
+    trace_ = new ScriptedTrace(std::move(t).value());
+    auto r = TraceReader::open(trace_->path);
+    ASSERT_TRUE(r.ok());
+    reader_ = new TraceReader(std::move(r).value());
+  }
+  static void TearDownTestSuite() {
+    std::remove(trace_->path.c_str());
+    delete reader_;
+    delete trace_;
+  }
+  void SetUp() override {
+    TimelineOptions o;
+    o.checkpointInterval = 4096;
+    o.checkpointMemBytes = 64ull << 20;
+    auto t = Timeline::open(*reader_, o);
+    ASSERT_TRUE(t.ok()) << t.error().message;
+    timeline_ = std::move(t).value();
+    server_ = std::make_unique<GdbServer>(*timeline_);
+  }
+  std::string ask(std::string_view p) { return server_->handle(p).payload; }
+  std::string monitor(std::string_view cmd, std::string* console = nullptr) {
+    GdbReply r = server_->handle("qRcmd," + gdbHexEncode(cmd));
+    if (console != nullptr) {
+      console->clear();
+      for (const auto& c : r.console) *console += c;
+    }
+    return r.payload;
+  }
+  static ScriptedTrace* trace_;
+  static TraceReader* reader_;
+  std::unique_ptr<Timeline> timeline_;
+  std::unique_ptr<GdbServer> server_;
+};
+ScriptedTrace* GdbServerTest::trace_ = nullptr;
+TraceReader* GdbServerTest::reader_ = nullptr;
+
+std::string le32(uint64_t v) {
+  std::string s;
+  for (int i = 0; i < 4; ++i) s.push_back(static_cast<char>((v >> (8 * i)) & 0xFF));
+  return gdbHexEncode(std::string_view(s));
+}
+
+TEST_F(GdbServerTest, AdvertisesFeatures) {
+  EXPECT_EQ(ask("qSupported:multiprocess+;swbreak+;hwbreak+;xmlRegisters=i386"),
+            "PacketSize=4000;qXfer:features:read+;ReverseStep+;ReverseContinue+;swbreak+;"
+            "hwbreak+");
+  EXPECT_EQ(ask("qAttached"), "1");
+  EXPECT_EQ(ask("qC"), "QC1");
+  EXPECT_EQ(ask("qfThreadInfo"), "m1");
+  EXPECT_EQ(ask("qsThreadInfo"), "l");
+  EXPECT_EQ(ask("qSymbol::"), "OK");
+  EXPECT_EQ(ask("Hg0"), "OK");
+  EXPECT_EQ(ask("T1"), "OK");
+  EXPECT_EQ(ask("vCont?"), "vCont;c;C;s;S");
+  EXPECT_EQ(ask("?"), "T05thread:1;");
+  EXPECT_EQ(ask("vMustReplyEmpty"), "");
+  EXPECT_EQ(ask("qTStatus"), "");
+}
+
+TEST_F(GdbServerTest, TargetXmlInChunks) {
+  // Real mode, and the run ends in real mode: i386.
+  std::string xml;
+  for (uint64_t off = 0;;) {
+    const std::string r = ask("qXfer:features:read:target.xml:" + gdbHexU64(off) + ",100");
+    ASSERT_FALSE(r.empty());
+    ASSERT_TRUE(r[0] == 'm' || r[0] == 'l') << r;
+    xml += r.substr(1);
+    off += r.size() - 1;
+    if (r[0] == 'l') break;
+  }
+  EXPECT_EQ(xml, gdbTargetXml(GdbArch::kI386));
+  EXPECT_EQ(server_->arch(), GdbArch::kI386);
+  EXPECT_EQ(ask("qXfer:features:read:target.xml:ffffff,100"), "l");
+  EXPECT_EQ(ask("qXfer:features:read:other.xml:0,100").substr(0, 1), "E");
+  EXPECT_EQ(ask("qXfer:features:read:target.xml:zz,100"), "E01");
+  EXPECT_EQ(ask("qXfer:features:read:target.xml"), "E01");
+}
+
+TEST_F(GdbServerTest, RegistersMatchTheTimeline) {
+  ASSERT_EQ(timeline_->step(1000).kind, StopKind::kStepDone);
+  const CpuState& s = timeline_->registers();
+  const std::string g = ask("g");
+  size_t bytes = 0;
+  for (const auto& r : gdbRegisters(GdbArch::kI386)) bytes += r.bits / 8;
+  ASSERT_EQ(g.size(), bytes * 2);
+  EXPECT_EQ(g.substr(0, 8), le32(s.reg(Gpr::kRax)));
+  EXPECT_EQ(g.substr(8, 8), le32(s.reg(Gpr::kRcx)));
+  EXPECT_EQ(g.substr(8 * 8, 8), le32(s.rip));
+  EXPECT_EQ(g.substr(9 * 8, 8), le32(s.rflags));
+  EXPECT_EQ(ask("p8"), le32(s.rip));
+  EXPECT_EQ(ask("p4"), le32(s.reg(Gpr::kRsp)));
+  // cr0 is the first org.ttvm.sys register.
+  const auto& regs = gdbRegisters(GdbArch::kI386);
+  size_t cr0 = 0;
+  while (regs[cr0].name != "cr0") ++cr0;
+  EXPECT_EQ(ask("p" + gdbHexU64(cr0)).substr(0, 8), le32(s.cr0));
+  EXPECT_EQ(ask("pzz"), "E01");
+  EXPECT_EQ(ask("p"), "E01");
+  EXPECT_EQ(ask("p3e8").substr(0, 1), "E");
+}
+
+TEST_F(GdbServerTest, WritesAreRefused) {
+  const std::string g = ask("g");
+  for (const std::string& p : {"G" + g, std::string("P0=01000000"), std::string("M500,2:0000"),
+                               std::string("X500,0:"), std::string("c1000"), std::string("s1000")})
+    EXPECT_EQ(ask(p).substr(0, 1), "E") << p;
+  EXPECT_EQ(ask("g"), g);  // nothing changed
+  // With error-message+ the refusal carries text.
+  ask("qSupported:error-message+");
+  const std::string e = ask("M500,2:0000");
+  EXPECT_EQ(e.substr(0, 2), "E.");
+  EXPECT_NE(e.find("history"), std::string::npos) << e;
+}
+
+TEST_F(GdbServerTest, MemoryReads) {
+  std::vector<uint8_t> prog(16);
+  ASSERT_TRUE(timeline_->readLinear(testing::kProgStart, prog));
+  EXPECT_EQ(ask("m1000,10"), gdbHexEncode(prog));
+  EXPECT_EQ(ask("m1000,0"), "");
+  // Beyond RAM (2 MiB) with paging off: nothing there.
+  EXPECT_EQ(ask("m40000000,4"), "E14");
+  // A read that starts in RAM and runs past its end returns the prefix.
+  const std::string tail = ask("m1ffff8,10");
+  EXPECT_EQ(tail.size(), 16u) << tail;
+  for (const char* bad : {"m", "m1000", "mzz,4", "m1000,", "m,4", "m1000,zz"})
+    EXPECT_EQ(ask(bad), "E01") << bad;
+}
+
+TEST_F(GdbServerTest, BreakpointsBothDirections) {
+  const std::string bp = "Z0," + gdbHexU64(testing::kProgStoreInsn) + ",1";
+  EXPECT_EQ(ask(bp), "OK");
+  EXPECT_EQ(ask(bp), "OK");  // again: still one
+  EXPECT_EQ(ask("c"), "T05swbreak:;thread:1;");
+  EXPECT_EQ(timeline_->registers().rip, testing::kProgStoreInsn);
+  const uint64_t first = timeline_->now();
+  EXPECT_EQ(ask("c"), "T05swbreak:;thread:1;");
+  const uint64_t second = timeline_->now();
+  EXPECT_GT(second, first);
+  EXPECT_EQ(ask("bc"), "T05swbreak:;thread:1;");
+  EXPECT_EQ(timeline_->now(), first);
+  // Stepping off and back.
+  EXPECT_EQ(ask("s"), "T05thread:1;");
+  EXPECT_EQ(timeline_->now(), first + 1);
+  EXPECT_EQ(ask("bs"), "T05swbreak:;thread:1;");  // lands on the breakpoint again
+  EXPECT_EQ(timeline_->now(), first);
+  EXPECT_EQ(ask("bc"), "T05replaylog:begin;thread:1;");
+  EXPECT_EQ(timeline_->now(), timeline_->beginStep());
+  EXPECT_EQ(ask("bs"), "T05replaylog:begin;thread:1;");
+  // Hardware breakpoints report hwbreak; removal works.
+  EXPECT_EQ(ask("z0," + gdbHexU64(testing::kProgStoreInsn) + ",1"), "OK");
+  EXPECT_EQ(ask("Z1," + gdbHexU64(testing::kProgHandler) + ",1"), "OK");
+  EXPECT_EQ(ask("vCont;c:1"), "T05hwbreak:;thread:1;");
+  EXPECT_EQ(timeline_->registers().rip, testing::kProgHandler);
+  EXPECT_EQ(ask("z1," + gdbHexU64(testing::kProgHandler) + ",1"), "OK");
+  EXPECT_EQ(ask("vCont;c"), "T05replaylog:end;thread:1;");
+  EXPECT_EQ(timeline_->now(), timeline_->endStep());
+  EXPECT_EQ(ask("s"), "T05replaylog:end;thread:1;");
+  const uint64_t end = timeline_->now();
+  EXPECT_EQ(ask("vCont;s:1"), "T05replaylog:end;thread:1;");
+  EXPECT_EQ(ask("bs"), "T05thread:1;");
+  EXPECT_EQ(timeline_->now(), end - 1);
+  EXPECT_EQ(ask("vCont;s"), "T05thread:1;");
+  EXPECT_EQ(timeline_->now(), end);
+  EXPECT_EQ(ask("?"), "T05thread:1;");
+}
+
+TEST_F(GdbServerTest, WatchpointsBothDirections) {
+  // The interrupt handler does mov ax,[0x500]; inc ax; mov [0x500],ax.
+  EXPECT_EQ(ask("Z2,500,2"), "OK");
+  EXPECT_EQ(ask("c"), "T05watch:500;thread:1;");
+  const uint64_t after = timeline_->now();
+  // Forward: stopped after the store.
+  std::vector<uint8_t> counter(2);
+  ASSERT_TRUE(timeline_->readLinear(testing::kIrqCounter, counter));
+  EXPECT_EQ(counter[0] | (counter[1] << 8), 1);
+  EXPECT_EQ(ask("c"), "T05watch:500;thread:1;");
+  const uint64_t after2 = timeline_->now();
+  EXPECT_GT(after2, after);
+  // Backward: at the store instruction, before it ran.
+  EXPECT_EQ(ask("bc"), "T05watch:500;thread:1;");
+  EXPECT_EQ(timeline_->registers().rip, testing::kProgCounterStore);
+  EXPECT_EQ(timeline_->now(), after2 - 1);
+  EXPECT_EQ(ask("bc"), "T05watch:500;thread:1;");
+  EXPECT_EQ(timeline_->now(), after - 1);
+  EXPECT_EQ(ask("z2,500,2"), "OK");
+  // A read watchpoint on the same word: the load before it.
+  EXPECT_EQ(ask("Z3,500,2"), "OK");
+  EXPECT_EQ(ask("bc"), "T05rwatch:500;thread:1;");
+  EXPECT_EQ(ask("z3,500,2"), "OK");
+  // Access watchpoint of an odd length covering the counter's high byte.
+  EXPECT_EQ(ask("Z4,501,3"), "OK");
+  const std::string r = ask("c");
+  EXPECT_EQ(r, "T05awatch:501;thread:1;");
+  EXPECT_EQ(ask("z4,501,3"), "OK");
+}
+
+TEST_F(GdbServerTest, MalformedPacketsNeverCrash) {
+  for (const char* p : {"Z0", "Z0,", "Z0,zz,1", "Z0,1000", "Z2,500,0", "z0,,", "Z0x1000,1",
+                        "vCont;x", "vCont;", "qRcmd,zz", "qRcmd,6", "T"})
+    EXPECT_EQ(ask(p).substr(0, 1), "E") << p;
+  for (const char* p : {"Z9,1000,1", "J", "qFoo", "vFoo", "bz", "!", "", "\x01\xff"})
+    EXPECT_EQ(ask(p), "") << p;
+  EXPECT_EQ(ask("?"), "T05thread:1;");
+}
+
+TEST_F(GdbServerTest, MonitorCommands) {
+  std::string out;
+  EXPECT_EQ(monitor("help", &out), "OK");
+  EXPECT_NE(out.find("last-write"), std::string::npos);
+  EXPECT_EQ(monitor("seek 5000", &out), "OK");
+  EXPECT_EQ(timeline_->now(), 5000u);
+  EXPECT_NE(out.find("step 5000"), std::string::npos) << out;
+  EXPECT_EQ(monitor("when", &out), "OK");
+  EXPECT_EQ(out, "step 5000 (history 0.." + std::to_string(timeline_->endStep()) + ")\n");
+  EXPECT_EQ(monitor("seek end"), "OK");
+  EXPECT_EQ(timeline_->now(), timeline_->endStep());
+  EXPECT_EQ(monitor("last-write 0x500:2", &out), "OK");
+  EXPECT_EQ(timeline_->registers().rip, testing::kProgCounterStore) << out;
+  EXPECT_NE(out.find("before step " + std::to_string(timeline_->endStep()) + ": step " +
+                     std::to_string(timeline_->now())),
+            std::string::npos)
+      << out;
+  EXPECT_EQ(monitor("seek 0"), "OK");
+  EXPECT_EQ(monitor("last-write 0x500:2", &out), "OK");
+  EXPECT_NE(out.find("no write"), std::string::npos) << out;
+  EXPECT_EQ(monitor("seek 99999999999", &out).substr(0, 1), "E");
+  EXPECT_NE(out.find("outside the history"), std::string::npos);
+  for (const char* bad : {"seek", "seek x", "last-write", "last-write nosuchsymbol",
+                          "last-write 0x500:0", "frobnicate"})
+    EXPECT_EQ(monitor(bad).substr(0, 1), "E") << bad;
+  EXPECT_EQ(timeline_->now(), 0u);
+}
+
+TEST_F(GdbServerTest, ProgressCanCancelAnyMotion) {
+  // The transport sets the flag on 0x03; here the progress callback does.
+  int calls = 0;
+  server_->setProgress([&](uint64_t, uint64_t) {
+    if (++calls == 20) server_->cancelFlag().store(true);
+  });
+  EXPECT_EQ(ask("c"), "T02thread:1;");
+  const uint64_t at = timeline_->now();
+  EXPECT_GT(at, 0u);
+  EXPECT_LT(at, timeline_->endStep());
+  calls = 0;
+  EXPECT_EQ(ask("c"), "T02thread:1;");  // the flag is cleared for each motion
+  EXPECT_GT(timeline_->now(), at);
+  server_->setProgress({});
+  EXPECT_EQ(ask("c"), "T05replaylog:end;thread:1;");
+  calls = 0;
+  server_->setProgress([&](uint64_t, uint64_t) {
+    if (++calls == 3) server_->cancelFlag().store(true);
+  });
+  EXPECT_EQ(ask("bc"), "T02thread:1;");
+  EXPECT_GT(timeline_->now(), 0u);
+}
+
+// --- the socket transport ---------------------------------------------------
+
+int connectTo(uint16_t port) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_port = htons(port);
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+// Reads until `want` bytes have arrived or 10 s pass.
+std::string readBytes(int fd, size_t want) {
+  std::string out;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (out.size() < want && std::chrono::steady_clock::now() < deadline) {
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, 100) <= 0) continue;
+    char buf[4096];
+    const ssize_t n = ::recv(fd, buf, std::min(sizeof buf, want - out.size()), 0);
+    if (n <= 0) break;
+    out.append(buf, static_cast<size_t>(n));
+  }
+  return out;
+}
+
+void sendStr(int fd, std::string_view s) {
+  ASSERT_EQ(::send(fd, s.data(), s.size(), MSG_NOSIGNAL), static_cast<ssize_t>(s.size()));
+}
+
+TEST_F(GdbServerTest, SocketAcksNaksAndInterrupts) {
+  auto listener = GdbListener::listen("127.0.0.1", 0);
+  ASSERT_TRUE(listener.ok()) << listener.error().message;
+  ASSERT_NE(listener->port(), 0);
+  EXPECT_FALSE(GdbListener::listen("not-an-address", 0).ok());
+  // Slow the motion down so that the 0x03 arrives while `c` runs.
+  server_->setProgress(
+      [](uint64_t, uint64_t) { std::this_thread::sleep_for(std::chrono::microseconds(200)); });
+  Result<GdbConnectionStats> stats = makeError("not run");
+  std::thread serverThread([&] {
+    auto fd = listener->accept(nullptr);
+    if (fd.ok()) stats = serveGdbConnection(*fd, *server_, nullptr);
+  });
+  const int fd = connectTo(listener->port());
+  ASSERT_GE(fd, 0);
+  sendStr(fd, "+$qC#b4");
+  EXPECT_EQ(readBytes(fd, 1 + 8), "+$QC1#c5");
+  sendStr(fd, "$qC#b5");  // bad checksum
+  EXPECT_EQ(readBytes(fd, 1), "-");
+  sendStr(fd, "-");  // NAK: the last reply again
+  EXPECT_EQ(readBytes(fd, 8), "$QC1#c5");
+  // A monitor command's output comes as O packets before OK.
+  sendStr(fd, gdbEncodePacket("qRcmd," + gdbHexEncode(std::string_view("when"))));
+  const std::string expectO = gdbEncodePacket(
+      "O" + gdbHexEncode(std::string_view("step 0 (history 0.." +
+                                          std::to_string(timeline_->endStep()) + ")\n")));
+  EXPECT_EQ(readBytes(fd, 1 + expectO.size() + 7), "+" + expectO + "$OK#9a");
+  // Ctrl-C during continue.
+  sendStr(fd, "$c#63");
+  EXPECT_EQ(readBytes(fd, 1), "+");
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  sendStr(fd, "\x03");
+  const std::string stop = gdbEncodePacket("T02thread:1;");
+  EXPECT_EQ(readBytes(fd, stop.size()), stop);
+  EXPECT_GT(timeline_->now(), 0u);
+  EXPECT_LT(timeline_->now(), timeline_->endStep());
+  sendStr(fd, "+$D#44");
+  EXPECT_EQ(readBytes(fd, 1 + 7), "+$OK#9a");
+  serverThread.join();
+  ::close(fd);
+  ASSERT_TRUE(stats.ok()) << stats.error().message;
+  EXPECT_EQ(stats->badChecksums, 1u);
+  EXPECT_EQ(stats->interrupts, 1u);
+  EXPECT_EQ(stats->packets, 4u);
+}
+
+}  // namespace
+}  // namespace ttvm

@@ -1,0 +1,235 @@
+#!/usr/bin/env python3
+"""Stock gdb against `ttvm gdbserver` on a recording of the demo guest.
+
+Records guests/demo with `ttvm record`, serves the trace with
+`ttvm gdbserver --port 0`, runs `gdb -batch -nx` with a command file and
+checks what gdb printed, section by section: breakpoints, stepi and
+reverse-stepi, reverse-continue to a breakpoint, a watchpoint with
+reverse-continue to the last write (the corrupting store in key_dup),
+info registers (with cr3), x/8i $pc, the ends of history, monitor commands
+and refused writes. Exit status 0 = every check passed.
+"""
+import argparse
+import os
+import re
+import subprocess
+import sys
+import time
+
+failures = []
+
+
+def check(cond, what, context=""):
+    if cond:
+        print(f"ok: {what}")
+    else:
+        failures.append(what)
+        print(f"FAIL: {what}")
+        if context:
+            print("  --- context ---\n  " + context.replace("\n", "\n  "))
+
+
+def symbol_table(elf):
+    out = subprocess.run(["nm", elf], check=True, capture_output=True, text=True).stdout
+    syms = {}
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) == 3:
+            syms[parts[2]] = int(parts[0], 16)
+    return syms
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--ttvm", required=True)
+    ap.add_argument("--gdb", required=True)
+    ap.add_argument("--guest", required=True, help="demo.elf (demo.elf.elf next to it)")
+    ap.add_argument("--workdir", required=True)
+    args = ap.parse_args()
+    os.makedirs(args.workdir, exist_ok=True)
+    trace = os.path.join(args.workdir, "demo.ttvm")
+    symbols_elf = args.guest + ".elf"
+    if not os.path.exists(symbols_elf):
+        symbols_elf = args.guest
+
+    rec = subprocess.run([args.ttvm, "record", "-o", trace, args.guest],
+                         capture_output=True, text=True, timeout=300)
+    if rec.returncode != 6:
+        print(f"ttvm record: expected exit status 6 (panic), got {rec.returncode}\n"
+              f"{rec.stdout[-2000:]}\n{rec.stderr[-2000:]}")
+        return 1
+
+    syms = symbol_table(symbols_elf)
+    for s in ("arena", "key_dup", "table_find", "table_insert"):
+        if s not in syms:
+            print(f"symbol {s} missing from {symbols_elf}")
+            return 1
+    field = syms["arena"] + 0x2FA8  # Y->next, see guests/demo/README.md
+
+    server = subprocess.Popen([args.ttvm, "gdbserver", trace, "--port", "0"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = server.stdout.readline()
+        m = re.search(r"listening on 127\.0\.0\.1:(\d+)", line)
+        if not m:
+            print(f"gdbserver did not say where it listens: {line!r} {server.stderr.read()}")
+            return 1
+        port = int(m.group(1))
+        mark = iter(range(1000))
+        sections = []
+
+        def section(name, *commands):
+            sections.append((name, commands))
+
+        section("connect", "monitor when", "info registers rip")
+        section("break", "break table_find", "continue", "monitor when")
+        section("stepi", "stepi", "monitor when", "x/i $pc")
+        section("reverse-stepi", "reverse-stepi", "monitor when", "info symbol $pc")
+        section("continue2", "continue", "monitor when")
+        section("reverse-continue-bp", "reverse-continue", "monitor when")
+        section("to-end", "delete", "continue", "monitor when")
+        section("watch", f"watch *(long*){field:#x}", "reverse-continue", "monitor when",
+                "info symbol $pc", "bt 3")
+        section("info-registers", "info registers", "info registers cr3 cr0 efer fs_base")
+        section("x8i", "x/8i $pc")
+        section("refused", f"set var *(char*){field:#x} = 1", "set var $rax = 1",
+                "info registers rax")
+        section("last-write", "delete", "monitor seek end", f"monitor last-write {field:#x}:8",
+                "maintenance flush register-cache", "info symbol $pc")
+        section("history-begin", "reverse-continue", "monitor when", "reverse-stepi")
+        section("detach", "detach")
+
+        cmds = ["set pagination off", "set confirm off", "set width 0", "set remotetimeout 120",
+                "set architecture i386:x86-64", f"target remote 127.0.0.1:{port}",
+                f"file {symbols_elf}"]
+        # An error ends a gdb command file: run each command through Python so
+        # that one failed check does not hide the rest.
+        cmds += ["python", "def ttvm_try(cmd):", "    try:", "        gdb.execute(cmd)",
+                 "    except gdb.error as e:", "        print('ERROR: %s' % e)", "end"]
+        for name, commands in sections:
+            cmds.append(f"echo @@@{name}\\n")
+            cmds.extend(f"python ttvm_try({c!r})" for c in commands)
+        cmdfile = os.path.join(args.workdir, "commands.gdb")
+        with open(cmdfile, "w") as f:
+            f.write("\n".join(cmds) + "\n")
+        t0 = time.time()
+        g = subprocess.run([args.gdb, "-batch", "-nx", "-x", cmdfile], capture_output=True,
+                           text=True, timeout=500)
+        print(f"gdb ran {time.time() - t0:.1f} s, exit status {g.returncode}")
+        output = g.stdout + g.stderr
+        with open(os.path.join(args.workdir, "gdb.log"), "w") as f:
+            f.write(output)
+    finally:
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            failures.append("gdbserver did not exit after detach")
+    # gdb writes errors to stderr; keep its stdout order for sections.
+    out = {}
+    current = "preamble"
+    for line in g.stdout.splitlines():
+        m = re.match(r"@@@(\S+)$", line)
+        if m:
+            current = m.group(1)
+            continue
+        out.setdefault(current, []).append(line)
+    s = {k: "\n".join(v) for k, v in out.items()}
+    err = g.stderr
+    get = lambda k: s.get(k, "")
+    when = lambda text: [int(x) for x in re.findall(r"^step (\d+) \(history", text, re.M)]
+
+    check(when(get("connect")) == [0], "connect: at step 0", get("connect"))
+    check(re.search(r"^rip\s+0x[0-9a-f]+", get("connect"), re.M), "connect: rip readable",
+          get("connect"))
+
+    b = get("break")
+    check(re.search(r"Breakpoint 1 at 0x[0-9a-f]+: file .*workload\.c", b),
+          "break table_find: gdb resolved the symbol", b)
+    check(re.search(r"Breakpoint 1, (0x[0-9a-f]+ in )?table_find \(", b),
+          "continue: stopped at table_find", b)
+    a = when(b)
+    check(len(a) == 1 and a[0] > 0, "continue: monitor when after the breakpoint", b)
+    a = a[0] if a else -1
+
+    st = get("stepi")
+    check(when(st) == [a + 1], "stepi: one step forward", st)
+    check(re.search(r"=> 0x[0-9a-f]+ <table_find\+\d+>", st), "stepi: still in table_find", st)
+
+    rs = get("reverse-stepi")
+    check(when(rs) == [a], "reverse-stepi: back one step", rs)
+    check(re.search(r"table_find in section", rs), "reverse-stepi: pc at table_find", rs)
+
+    c2 = get("continue2")
+    bpos = when(c2)
+    check(re.search(r"Breakpoint 1, (0x[0-9a-f]+ in )?table_find \(", c2) and bpos and
+          bpos[0] > a, "continue: the second table_find hit is later", c2)
+
+    rc = get("reverse-continue-bp")
+    check(re.search(r"Breakpoint 1, (0x[0-9a-f]+ in )?table_find \(", rc) and when(rc) == [a],
+          "reverse-continue: back at the first hit", rc)
+
+    te = get("to-end")
+    check("No more reverse-execution history." in te, "continue to the end of history", te)
+    end = when(te)
+    check(len(end) == 1 and end[0] > 6_000_000, "at the end of the recording", te)
+
+    w = get("watch")
+    check(re.search(r"Hardware watchpoint 2: \*\(long\s*\*\)", w), "watch: hardware watchpoint",
+          w)
+    check(re.search(r"Old value = ", w) and re.search(r"New value = ", w),
+          "reverse-continue: watchpoint reported a value change", w)
+    check(re.search(r"key_dup \+ \d+ in section", w), "reverse-continue: stopped in key_dup", w)
+    check(re.search(r"#1 .*table_insert", w), "backtrace: key_dup called by table_insert", w)
+    wstep = when(w)
+    check(len(wstep) == 1 and 0 < wstep[0] < end[0] if end else False,
+          "watch: stopped before the end", w)
+
+    ir = get("info-registers")
+    for reg in ("rax", "rbx", "rsp", "rip", "eflags", "cs", "fs_base", "gs_base"):
+        check(re.search(rf"^{reg}\s+0x[0-9a-f]+", ir, re.M), f"info registers: {reg}", ir)
+    check(re.search(r"^rip\s+0x[0-9a-f]+\s+0x[0-9a-f]+ <key_dup\+\d+>", ir, re.M),
+          "info registers: rip in key_dup", ir)
+    m = re.search(r"^cr3\s+0x([0-9a-f]+)", ir, re.M)
+    check(m and int(m.group(1), 16) != 0, "info registers cr3: paging root", ir)
+    m = re.search(r"^cr0\s+0x([0-9a-f]+)", ir, re.M)
+    check(m and int(m.group(1), 16) & 0x80000001 == 0x80000001, "cr0: PE and PG set", ir)
+    m = re.search(r"^efer\s+0x([0-9a-f]+)", ir, re.M)
+    check(m and int(m.group(1), 16) & 0x500 == 0x500, "efer: LME and LMA set", ir)
+
+    x = get("x8i")
+    lines = [l for l in x.splitlines() if re.match(r"^(=>)?\s+0x[0-9a-f]+ <", l)]
+    check(len(lines) == 8, "x/8i $pc: eight instructions", x)
+    check(lines and re.match(r"^=> 0x[0-9a-f]+ <key_dup\+\d+>:\s+mov\s+%dl,\(%r\w+,%r\w+(,1)?\)",
+                             lines[0]), "x/8i: the byte store of key_dup at $pc", x)
+
+    rf = get("refused")
+    check(re.search(r"ERROR: Cannot access memory at address", rf), "memory writes refused", rf)
+    check(re.search(r"ERROR: .*(Could not write register|[Rr]emote failure reply|history)", rf),
+          "register writes refused", rf)
+    check(re.search(r"^rax\s+0x[0-9a-f]+", rf, re.M), "registers still readable", rf)
+
+    lw = get("last-write")
+    m = re.search(r"last write to \[0x[0-9a-f]+, 0x[0-9a-f]+\) before step (\d+): step (\d+), "
+                  r"rip 0x[0-9a-f]+ <key_dup\+0x[0-9a-f]+>", lw)
+    check(m is not None, "monitor last-write: the store in key_dup", lw)
+    check(re.search(r"key_dup \+ \d+ in section", lw), "monitor last-write: moved there", lw)
+
+    hb = get("history-begin")
+    check(hb.count("No more reverse-execution history.") == 2 and when(hb) == [0],
+          "reverse-continue and reverse-stepi at the start of history", hb)
+
+    check(g.returncode == 0, f"gdb exit status 0 (got {g.returncode})", err[-3000:])
+    check(server.returncode == 0, f"gdbserver exit status 0 (got {server.returncode})")
+
+    if failures:
+        print(f"\n{len(failures)} check(s) failed; gdb output in {args.workdir}/gdb.log")
+        print("---- gdb stdout ----\n" + g.stdout[-6000:])
+        print("---- gdb stderr ----\n" + err[-3000:])
+        return 1
+    print("\nall checks passed")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
