@@ -1,0 +1,274 @@
+#include "main_window_test.h"
+
+#include <QDir>
+#include <QElapsedTimer>
+#include <QFile>
+#include <QPlainTextEdit>
+#include <QProcess>
+#include <QSignalSpy>
+#include <QTableView>
+#include <QThread>
+#include <QTimer>
+#include <QtTest>
+
+#include "ttvm/formats/trace_reader.h"
+#include "ttvm/replayer/timeline.h"
+#include "ttvm/ui/main_window.h"
+
+namespace ttvm::ui {
+
+namespace {
+
+// Replay of 6 M steps plus reverse scans; generous for a loaded machine.
+constexpr int kTimeoutMs = 180000;
+
+}  // namespace
+
+// Waits (running the event loop) until the window's operation is over.
+#define WAIT_IDLE(w) QTRY_VERIFY_WITH_TIMEOUT(!(w).busy(), kTimeoutMs)
+
+#define OPEN(w)                                                     \
+  do {                                                              \
+    QVERIFY((w).openTrace(trace_));                                 \
+    WAIT_IDLE(w);                                                   \
+    QVERIFY2((w).snapshot().has_value(), "no snapshot after open"); \
+  } while (0)
+
+void MainWindowTest::initTestCase() {
+  QVERIFY(dir_.isValid());
+  const QString elf = QStringLiteral(TTVM_BUILD_DIR "/guests/demo/demo.elf");
+  QVERIFY2(QFile::exists(elf), "build the ttvm_demo_guest target first");
+  trace_ = dir_.filePath(QStringLiteral("demo.ttvm"));
+  QProcess p;
+  p.setProcessChannelMode(QProcess::MergedChannels);
+  p.start(QStringLiteral(TTVM_BIN),
+          {QStringLiteral("record"), QStringLiteral("--max-steps"), QStringLiteral("40000000"),
+           QStringLiteral("--timeout"), QStringLiteral("120"), QStringLiteral("-o"), trace_, elf});
+  QVERIFY(p.waitForFinished(kTimeoutMs));
+  // The demo guest panics (exit status 6): that is the crash we debug.
+  QVERIFY2(QFile::exists(trace_), p.readAll().constData());
+}
+
+void MainWindowTest::opensAtTheEndOfTheHistory() {
+  MainWindow w;
+  w.show();
+  QSignalSpy shown(&w, &MainWindow::snapshotShown);
+  OPEN(w);
+  QCOMPARE(shown.count(), 1);
+  const Snapshot& s = *w.snapshot();
+  QVERIFY(s.endStep > 6000000);  // the demo runs about 6.28 M steps
+  QCOMPARE(s.step, s.endStep);
+  QCOMPARE(s.stopKind, StopKind::kHistoryEnd);
+  // The same as the replayer says on its own.
+  auto reader = TraceReader::open(trace_.toStdString());
+  QVERIFY(reader.ok());
+  auto tl = Timeline::open(*reader);
+  QVERIFY(tl.ok());
+  QCOMPARE((*tl)->runToEnd().step, s.endStep);
+  QCOMPARE(w.registerModel().value(w.registerModel().rowOf(QStringLiteral("rip"))),
+           (*tl)->registers().rip);
+  // The console shows the guest's panic report (its #PF message).
+  QVERIFY2(w.console()->toPlainText().contains(QStringLiteral("lookup")) ||
+               w.console()->toPlainText().contains(QStringLiteral("70756b6f6f6c")),
+           qPrintable(w.console()->toPlainText().right(600)));
+  // Disassembly around RIP, with the line at RIP marked.
+  QVERIFY(w.disassemblyModel().rowCount() > 10);
+  const int cur = w.disassemblyModel().currentRow();
+  QVERIFY(cur >= 0);
+  QCOMPARE(w.disassemblyModel().line(cur)->address, s.registers.rip);
+  QVERIFY(!w.disassemblyModel().line(cur)->text.isEmpty());
+}
+
+void MainWindowTest::stepBackChangesStepAndRegisters() {
+  MainWindow w;
+  OPEN(w);
+  const uint64_t end = w.snapshot()->step;
+  const int ripRow = w.registerModel().rowOf(QStringLiteral("rip"));
+  const uint64_t ripAtEnd = w.registerModel().value(ripRow);
+  QVERIFY(w.stepBackAction()->isEnabled());
+  w.stepBackAction()->trigger();  // what Shift+F7 and the toolbar button do
+  QVERIFY(w.busy());
+  WAIT_IDLE(w);
+  QCOMPARE(w.snapshot()->step, end - 1);
+  QVERIFY(w.registerModel().value(ripRow) != ripAtEnd);
+  QVERIFY(w.registerModel().changed(ripRow));
+  QCOMPARE(w.registerModel()
+               .data(w.registerModel().index(ripRow, 1), Qt::ForegroundRole)
+               .value<QBrush>()
+               .color(),
+           QColor(Qt::red));
+  // Forward again: back where we were.
+  QVERIFY(w.stepForward());
+  WAIT_IDLE(w);
+  QCOMPARE(w.snapshot()->step, end);
+  QCOMPARE(w.registerModel().value(ripRow), ripAtEnd);
+  // The shortcuts are the ones the brief names.
+  QCOMPARE(w.stepBackAction()->shortcut(), QKeySequence(Qt::SHIFT | Qt::Key_F7));
+  QCOMPARE(w.stepForwardAction()->shortcut(), QKeySequence(Qt::Key_F7));
+  QCOMPARE(w.continueAction()->shortcut(), QKeySequence(Qt::Key_F9));
+  QCOMPARE(w.reverseContinueAction()->shortcut(), QKeySequence(Qt::SHIFT | Qt::Key_F9));
+}
+
+void MainWindowTest::reverseContinueStopsAtABreakpoint() {
+  MainWindow w;
+  OPEN(w);
+  auto keyDup = w.symbols()->find("key_dup");
+  QVERIFY(keyDup.has_value());
+  QVERIFY(w.toggleBreakpoint(*keyDup));
+  WAIT_IDLE(w);
+  QCOMPARE(w.snapshot()->breakpoints.size(), size_t{1});
+  const uint64_t end = w.snapshot()->step;
+  QVERIFY(w.reverseContinue());
+  WAIT_IDLE(w);
+  const Snapshot first = *w.snapshot();
+  QCOMPARE(first.stopKind, StopKind::kBreakpoint);
+  QCOMPARE(first.registers.rip, *keyDup);
+  QCOMPARE(first.location, QStringLiteral("key_dup"));
+  QVERIFY(first.step < end);
+  const int cur = w.disassemblyModel().currentRow();
+  QVERIFY(cur >= 0);
+  QVERIFY(w.disassemblyModel().line(cur)->breakpoint);
+  // Again: the previous call of key_dup, strictly earlier.
+  QVERIFY(w.reverseContinue());
+  WAIT_IDLE(w);
+  QCOMPARE(w.snapshot()->stopKind, StopKind::kBreakpoint);
+  QVERIFY(w.snapshot()->step < first.step);
+  // Forward continue comes back to the first stop.
+  QVERIFY(w.continueForward());
+  WAIT_IDLE(w);
+  QCOMPARE(w.snapshot()->stopKind, StopKind::kBreakpoint);
+  QCOMPARE(w.snapshot()->step, first.step);
+  // Removing it: reverse-continue now runs to the beginning.
+  QVERIFY(w.toggleBreakpoint(*keyDup));
+  WAIT_IDLE(w);
+  QVERIFY(w.snapshot()->breakpoints.empty());
+  QVERIFY(w.reverseContinue());
+  WAIT_IDLE(w);
+  QCOMPARE(w.snapshot()->stopKind, StopKind::kHistoryBegin);
+}
+
+void MainWindowTest::lastWriteLandsOnTheStoreInKeyDup() {
+  MainWindow w;
+  w.show();
+  OPEN(w);
+  auto arena = w.symbols()->find("arena");
+  QVERIFY(arena.has_value());
+  const uint64_t field = *arena + 0x2FA8;  // Y->next (docs: guests/demo/README.md)
+  QVERIFY(w.lastWrite(field, 8));
+  WAIT_IDLE(w);
+  const Snapshot& s = *w.snapshot();
+  QVERIFY2(s.location.startsWith(QStringLiteral("key_dup+")), qPrintable(s.location));
+  const int cur = w.disassemblyModel().currentRow();
+  QVERIFY(cur >= 0);
+  const QString text = w.disassemblyModel().line(cur)->text;
+  QVERIFY2(text.startsWith(QStringLiteral("mov")) && text.endsWith(QStringLiteral(", dl")),
+           qPrintable(text));
+  QVERIFY2(s.stopText.contains(QStringLiteral("step %1").arg(s.step)), qPrintable(s.stopText));
+  // The replayer's own answer (the CLI's --last-write) is the same step.
+  auto reader = TraceReader::open(trace_.toStdString());
+  QVERIFY(reader.ok());
+  auto tl = Timeline::open(*reader);
+  QVERIFY(tl.ok());
+  (*tl)->runToEnd();
+  auto hit = (*tl)->lastWrite(field, 8, false, false);
+  QVERIFY(hit.ok() && hit->has_value());
+  QCOMPARE(s.step, (**hit).step);
+  // The memory view at the field: "lookup" is already there (written by the
+  // iterations before); this store writes the NUL at +6.
+  QVERIFY(w.setMemoryAddress(field));
+  WAIT_IDLE(w);
+  QCOMPARE(w.snapshot()->step, s.step);  // the view changed, not the position
+  QCOMPARE(w.memoryModel().address(), field);
+  const char* kWord = "lookup";
+  for (int i = 0; i < 6; ++i) QCOMPARE(w.memoryModel().byteAt(uint64_t(i)), int(kWord[i]));
+  QVERIFY(w.memoryModel()
+              .data(w.memoryModel().index(0, 2), Qt::DisplayRole)
+              .toString()
+              .startsWith(QStringLiteral("lookup")));
+  // One picture of this moment for docs/ (only when asked: TTVM_UI_SCREENSHOT=path).
+  const QByteArray shot = qgetenv("TTVM_UI_SCREENSHOT");
+  if (!shot.isEmpty()) {
+    w.resize(1400, 860);
+    QTest::qWait(200);
+    QVERIFY(w.grab().save(QString::fromLocal8Bit(shot)));
+  }
+}
+
+void MainWindowTest::longOperationRunsOffTheGuiThreadAndCancels() {
+  MainWindow w;
+  OPEN(w);
+  // A breakpoint nothing executes: reverse-continue scans the whole history.
+  QVERIFY(w.toggleBreakpoint(0x1));
+  WAIT_IDLE(w);
+  const uint64_t end = w.snapshot()->step;
+
+  // 1. Cancel requested before the worker even starts the operation: it
+  // stops at once, at a valid position, without reaching the beginning.
+  QVERIFY(w.reverseContinue());
+  w.cancelOperation();
+  WAIT_IDLE(w);
+  QCOMPARE(w.snapshot()->stopKind, StopKind::kCancelled);
+
+  // 2. While a full scan runs, the GUI thread keeps handling events: a timer
+  // on it ticks and the progress signals reach it; Cancel from the GUI
+  // thread stops the scan.
+  QVERIFY(w.goToStep(end));
+  WAIT_IDLE(w);
+  int ticks = 0;
+  QTimer timer;
+  QObject::connect(&timer, &QTimer::timeout, &w, [&] {
+    if (w.busy()) ++ticks;
+  });
+  timer.start(1);
+  int progressSeen = 0;
+  QObject::connect(&w, &MainWindow::operationProgress, &w, [&](quint64, quint64) {
+    if (++progressSeen == 2) w.cancelAction()->trigger();
+  });
+  QElapsedTimer clock;
+  clock.start();
+  QVERIFY(w.reverseContinue());
+  QVERIFY(!w.stepBackAction()->isEnabled());  // motion is off while busy
+  QVERIFY(w.cancelAction()->isEnabled());
+  WAIT_IDLE(w);
+  const qint64 ms = clock.elapsed();
+  QVERIFY(progressSeen >= 1);
+  QVERIFY2(ticks >= 1, "the GUI thread handled no timer event during the operation");
+  const Snapshot s = *w.snapshot();
+  qInfo("reverse scan: %lld ms, %d progress reports, %d GUI timer ticks while busy, stop %s",
+        static_cast<long long>(ms), progressSeen, ticks, toString(s.stopKind));
+  if (progressSeen >= 2) {
+    QCOMPARE(s.stopKind, StopKind::kCancelled);
+  } else {
+    // The whole scan ended before a second progress report.
+    QCOMPARE(s.stopKind, StopKind::kHistoryBegin);
+  }
+  QVERIFY(s.step <= end);
+  QVERIFY(w.stepBackAction()->isEnabled());
+  QVERIFY(!w.cancelAction()->isEnabled());
+  // Still usable after a cancel.
+  QVERIFY(w.goToStep(end));
+  WAIT_IDLE(w);
+  QCOMPARE(w.snapshot()->step, end);
+}
+
+void MainWindowTest::badTraceIsReportedNotFatal() {
+  const QString bad = dir_.filePath(QStringLiteral("not-a-trace.ttvm"));
+  QFile f(bad);
+  QVERIFY(f.open(QIODevice::WriteOnly));
+  f.write("this is not a ttvm trace\n");
+  f.close();
+  MainWindow w;
+  QSignalSpy failed(&w, &MainWindow::operationFailed);
+  QVERIFY(w.openTrace(bad));
+  WAIT_IDLE(w);
+  QCOMPARE(failed.count(), 1);
+  const QString msg = failed.first().first().toString();
+  QVERIFY2(msg.contains(bad), qPrintable(msg));
+  QVERIFY(!w.snapshot().has_value());
+  QVERIFY(!w.stepBackAction()->isEnabled());
+  // A good trace still opens in the same window.
+  OPEN(w);
+  QCOMPARE(w.snapshot()->step, w.snapshot()->endStep);
+}
+
+}  // namespace ttvm::ui

@@ -1,0 +1,21 @@
+// ttvm-ui [TRACE]: the time-travel GUI. Opens TRACE at the end of its
+// history (the crash); see docs/ui.md.
+#include <QApplication>
+#include <QCommandLineParser>
+
+#include "ttvm/ui/main_window.h"
+
+int main(int argc, char** argv) {
+  QApplication app(argc, argv);
+  QApplication::setApplicationName(QStringLiteral("ttvm-ui"));
+  QCommandLineParser parser;
+  parser.setApplicationDescription(QStringLiteral("ttvm time-travel debugger GUI"));
+  parser.addHelpOption();
+  parser.addPositionalArgument(QStringLiteral("trace"), QStringLiteral("a .ttvm trace to open"));
+  parser.process(app);
+  ttvm::ui::MainWindow w;
+  w.show();
+  const QStringList args = parser.positionalArguments();
+  if (!args.isEmpty()) w.openTrace(args.first());
+  return QApplication::exec();
+}

@@ -1,0 +1,124 @@
+// MainWindow: ttvm-ui's window. It owns the worker thread and the
+// ReplayEngine on it (no global core object), one model + one view per dock
+// (registers, disassembly, memory, serial console) and the timeline bar.
+//
+// Flow: an action calls dispatch(), which marks the window busy (motion
+// actions off, Cancel on) and queues the engine operation on the worker
+// thread; the engine's stopped() or failed() signal ends the busy state and
+// stopped() fills every model from the Snapshot. The GUI thread never waits
+// on the engine, so the window keeps painting and Cancel keeps working
+// during long reverse scans.
+#pragma once
+
+#include <QMainWindow>
+#include <QThread>
+#include <cstdint>
+#include <functional>
+#include <optional>
+
+#include "ttvm/ui/disassembly_model.h"
+#include "ttvm/ui/memory_model.h"
+#include "ttvm/ui/register_model.h"
+#include "ttvm/ui/replay_engine.h"
+#include "ttvm/ui/snapshot.h"
+
+class QAction;
+class QLabel;
+class QLineEdit;
+class QPlainTextEdit;
+class QProgressBar;
+class QPushButton;
+class QSlider;
+class QTableView;
+
+namespace ttvm::ui {
+
+class MainWindow : public QMainWindow {
+  Q_OBJECT
+
+ public:
+  explicit MainWindow(QWidget* parent = nullptr);
+  ~MainWindow() override;
+
+  // Operations (each queued on the engine; ignored while busy, returning false).
+  bool openTrace(const QString& path);
+  bool stepForward();
+  bool stepBack();
+  bool continueForward();
+  bool reverseContinue();
+  bool goToStep(uint64_t step);
+  bool lastWrite(uint64_t address, uint64_t length);
+  bool toggleBreakpoint(uint64_t address);
+  // The selected disassembly line's address (the current line if none).
+  bool toggleBreakpointAtSelection();
+  bool setMemoryAddress(uint64_t address);
+  // Asks the running operation to stop (any time; harmless when idle).
+  void cancelOperation();
+
+  bool busy() const { return busy_; }
+  const std::optional<Snapshot>& snapshot() const { return snapshot_; }
+  const SymbolsPtr& symbols() const { return symbols_; }
+  RegisterModel& registerModel() { return registers_; }
+  DisassemblyModel& disassemblyModel() { return disassembly_; }
+  MemoryModel& memoryModel() { return memory_; }
+  QTableView* disassemblyView() const { return disasmView_; }
+  QPlainTextEdit* console() const { return console_; }
+  QAction* stepForwardAction() const { return stepAction_; }
+  QAction* stepBackAction() const { return stepBackAction_; }
+  QAction* continueAction() const { return continueAction_; }
+  QAction* reverseContinueAction() const { return reverseAction_; }
+  QAction* cancelAction() const { return cancelAction_; }
+
+ signals:
+  // A new snapshot is on screen (after every successful operation).
+  void snapshotShown();
+  // An operation failed; the message is also in the status bar.
+  void operationFailed(const QString& message);
+  void busyChanged(bool busy);
+  // Progress of the running operation (steps done, total).
+  void operationProgress(quint64 done, quint64 total);
+
+ private:
+  void buildActions();
+  void buildDocks();
+  void buildStatusBar();
+  bool dispatch(const QString& what, std::function<void(ReplayEngine&)> op);
+  void setBusy(bool busy, const QString& what = {});
+  void showSnapshot(const Snapshot& s);
+  void promptGoToStep();
+  void promptLastWrite();
+  void sliderReleased();
+
+  QThread thread_;
+  ReplayEngine* engine_ = nullptr;  // lives on thread_, deleted there when it finishes
+  bool busy_ = false;
+  std::optional<Snapshot> snapshot_;
+  SymbolsPtr symbols_;
+
+  RegisterModel registers_;
+  DisassemblyModel disassembly_;
+  MemoryModel memory_;
+
+  QTableView* registerView_ = nullptr;
+  QTableView* disasmView_ = nullptr;
+  QTableView* memoryView_ = nullptr;
+  QLineEdit* memoryAddress_ = nullptr;
+  QPlainTextEdit* console_ = nullptr;
+  QSlider* slider_ = nullptr;
+  QLabel* stepLabel_ = nullptr;
+  QLabel* stopLabel_ = nullptr;
+  QProgressBar* progress_ = nullptr;
+  QPushButton* cancelButton_ = nullptr;
+
+  QAction* openAction_ = nullptr;
+  QAction* stepAction_ = nullptr;
+  QAction* stepBackAction_ = nullptr;
+  QAction* continueAction_ = nullptr;
+  QAction* reverseAction_ = nullptr;
+  QAction* breakpointAction_ = nullptr;
+  QAction* lastWriteAction_ = nullptr;
+  QAction* goToAction_ = nullptr;
+  QAction* cancelAction_ = nullptr;
+};
+
+}  // namespace ttvm::ui

@@ -1,0 +1,96 @@
+// ReplayEngine: the GUI's owner of a Timeline. It lives on a worker thread
+// (MainWindow moves it there); every public operation is meant to be invoked
+// on that thread through a queued call, runs to completion there, and
+// reports back with signals: busy() when it starts, progress() while it runs,
+// then exactly one of stopped() (with a Snapshot of the new position) or
+// failed() (a message; the position, if any, is unchanged or still valid).
+//
+// Cancellation: requestCancel() is the one method that may be called from
+// any thread; it sets the flag the running operation's Control polls (the
+// Timeline checks it at least every million steps). clearCancel() re-arms it.
+//
+// Nothing throws out of the engine: ttvm's APIs return Result, and anything
+// else (allocation failure) is caught at the operation boundary and reported
+// with failed().
+#pragma once
+
+#include <QObject>
+#include <QString>
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "ttvm/formats/trace_reader.h"
+#include "ttvm/replayer/timeline.h"
+#include "ttvm/ui/snapshot.h"
+
+namespace ttvm::ui {
+
+class ReplayEngine : public QObject {
+  Q_OBJECT
+
+ public:
+  explicit ReplayEngine(QObject* parent = nullptr);
+  ~ReplayEngine() override;
+
+  // Thread-safe (see above). The caller clears the flag before it queues an
+  // operation (never while one runs), so a cancel that arrives before the
+  // operation starts still stops it.
+  void requestCancel() { cancel_.store(true); }
+  void clearCancel() { cancel_.store(false); }
+
+  // Operations (call on the engine's thread).
+  // Opens `path` and moves to the end of its history (the crash).
+  void open(const QString& path);
+  void seek(uint64_t step);
+  void stepForward(uint64_t n);
+  void stepBack(uint64_t n);
+  void continueForward();
+  void reverseContinue();
+  // Moves to the last write to [address, address+length) before now.
+  void lastWrite(uint64_t address, uint64_t length);
+  // Adds a breakpoint at linear `address`, or removes the one there.
+  void toggleBreakpoint(uint64_t address);
+  // The memory window's first address (linear).
+  void setMemoryAddress(uint64_t address);
+
+  // Bytes in the memory window; lines of disassembly before and after RIP.
+  static constexpr uint64_t kMemoryBytes = 512;
+  static constexpr int kLinesBefore = 10;
+  static constexpr int kLinesAfter = 30;
+
+ signals:
+  void opened(const QString& path, quint64 beginStep, quint64 endStep,
+              const ttvm::ui::SymbolsPtr& symbols);
+  void busy(const QString& what);
+  void progress(quint64 done, quint64 total);
+  void stopped(const ttvm::ui::Snapshot& snapshot);
+  void failed(const QString& message);
+
+ private:
+  // Runs `op` (which returns the stop text) as one operation: busy(), the
+  // Control, exception barrier, then stopped() or failed().
+  void run(const QString& what, const std::function<QString(const Control&)>& op);
+  Snapshot snapshot(StopKind kind, const QString& stopText) const;
+  std::vector<DisasmLine> disassemblyAround(const CpuState& s) const;
+  QString describeStop(const StopReason& r);
+  QString symbolAt(uint64_t address) const;
+
+  std::atomic<bool> cancel_{false};
+  std::unique_ptr<TraceReader> reader_;
+  std::unique_ptr<Timeline> timeline_;
+  SymbolsPtr symbols_;
+  // Serial bytes in trace order with the step that wrote each.
+  std::vector<std::pair<uint64_t, char>> serial_;
+  std::map<uint64_t, int> breakpoints_;  // linear address -> timeline id
+  uint64_t memoryAddress_ = 0;
+  StopKind lastKind_ = StopKind::kStepDone;
+  QString lastStopText_;
+};
+
+}  // namespace ttvm::ui

@@ -1,0 +1,53 @@
+// Snapshot: everything the GUI shows about one instant of the replay, as a
+// plain value. The engine builds it on its worker thread after each
+// operation and hands it to the GUI thread by a queued signal, so no widget
+// ever touches the Timeline (which is single-threaded).
+#pragma once
+
+#include <QMetaType>
+#include <QString>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "ttvm/emulator/cpu_state.h"
+#include "ttvm/replayer/guest_symbols.h"
+#include "ttvm/replayer/timeline.h"
+
+namespace ttvm::ui {
+
+// One line of the disassembly window.
+struct DisasmLine {
+  uint64_t address = 0;  // RIP-relative (CS offset), as the guest sees it
+  QString bytes;         // "48 8b 05 ..."
+  QString text;          // Intel syntax, or "(bad)" when the bytes do not decode
+  QString symbol;        // "key_dup+0x54", empty when unknown
+  bool current = false;  // the instruction at RIP
+  bool breakpoint = false;
+};
+
+struct Snapshot {
+  uint64_t step = 0;  // Timeline::now()
+  uint64_t beginStep = 0;
+  uint64_t endStep = 0;
+  CpuState registers;
+  StopKind stopKind = StopKind::kStepDone;
+  QString stopText;  // why the last operation stopped, for the status bar
+  QString location;  // symbol of RIP, "" when unknown
+  std::vector<DisasmLine> disassembly;
+  // Memory window: `memory[i]` is the byte at memoryAddress + i, or -1 when
+  // that linear address is unmapped now.
+  uint64_t memoryAddress = 0;
+  std::vector<int16_t> memory;
+  // Serial console output (COM1 0x3F8 and port 0xE9) written before `step`.
+  QString serial;
+  std::vector<uint64_t> breakpoints;  // linear addresses with a breakpoint
+};
+
+// Symbols of the trace's guest images, shared read-only with the GUI thread.
+using SymbolsPtr = std::shared_ptr<const GuestSymbols>;
+
+}  // namespace ttvm::ui
+
+Q_DECLARE_METATYPE(ttvm::ui::Snapshot)
+Q_DECLARE_METATYPE(ttvm::ui::SymbolsPtr)

@@ -1,0 +1,363 @@
+#include "ttvm/ui/main_window.h"
+
+#include <QAction>
+#include <QDockWidget>
+#include <QFileDialog>
+#include <QFileInfo>
+#include <QFontDatabase>
+#include <QHeaderView>
+#include <QInputDialog>
+#include <QLabel>
+#include <QLineEdit>
+#include <QMenuBar>
+#include <QPlainTextEdit>
+#include <QProgressBar>
+#include <QPushButton>
+#include <QScrollBar>
+#include <QSlider>
+#include <QStatusBar>
+#include <QTableView>
+#include <QToolBar>
+#include <QVBoxLayout>
+
+#include "ttvm/ui/address_parser.h"
+
+namespace ttvm::ui {
+
+namespace {
+
+constexpr int kSliderMax = 100000;
+
+QTableView* makeTable(QAbstractItemModel* model, QWidget* parent) {
+  auto* v = new QTableView(parent);
+  v->setModel(model);
+  v->setSelectionBehavior(QAbstractItemView::SelectRows);
+  v->setSelectionMode(QAbstractItemView::SingleSelection);
+  v->setEditTriggers(QAbstractItemView::NoEditTriggers);
+  v->verticalHeader()->setVisible(false);
+  // Fixed row height: the view then lays out and paints only visible rows.
+  v->verticalHeader()->setSectionResizeMode(QHeaderView::Fixed);
+  v->verticalHeader()->setDefaultSectionSize(v->fontMetrics().height() + 4);
+  v->horizontalHeader()->setStretchLastSection(true);
+  v->setShowGrid(false);
+  v->setFont(QFontDatabase::systemFont(QFontDatabase::FixedFont));
+  return v;
+}
+
+}  // namespace
+
+MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
+  qRegisterMetaType<Snapshot>();
+  qRegisterMetaType<SymbolsPtr>();
+  setWindowTitle(QStringLiteral("ttvm-ui"));
+
+  engine_ = new ReplayEngine;
+  engine_->moveToThread(&thread_);
+  connect(&thread_, &QThread::finished, engine_, &QObject::deleteLater);
+  connect(engine_, &ReplayEngine::stopped, this, [this](const Snapshot& s) {
+    setBusy(false);
+    showSnapshot(s);
+  });
+  connect(engine_, &ReplayEngine::failed, this, [this](const QString& m) {
+    setBusy(false);
+    stopLabel_->setText(m);
+    emit operationFailed(m);
+  });
+  connect(engine_, &ReplayEngine::opened, this,
+          [this](const QString& path, quint64, quint64, const SymbolsPtr& symbols) {
+            symbols_ = symbols;
+            setWindowTitle(QStringLiteral("ttvm-ui — %1").arg(QFileInfo(path).fileName()));
+          });
+  connect(engine_, &ReplayEngine::busy, this,
+          [this](const QString& what) { stopLabel_->setText(what + QStringLiteral("…")); });
+  connect(engine_, &ReplayEngine::progress, this, [this](quint64 done, quint64 total) {
+    progress_->setVisible(true);
+    progress_->setValue(
+        total == 0 ? 0 : static_cast<int>(std::min<quint64>(done, total) * 1000 / total));
+    emit operationProgress(done, total);
+  });
+  thread_.setObjectName(QStringLiteral("ttvm-replay"));
+  thread_.start();
+
+  buildActions();
+  buildDocks();
+  buildStatusBar();
+  setBusy(false);
+  resize(1280, 800);
+}
+
+MainWindow::~MainWindow() {
+  engine_->requestCancel();
+  thread_.quit();
+  thread_.wait();
+}
+
+void MainWindow::buildActions() {
+  auto add = [this](const QString& text, const QKeySequence& key, auto slot) {
+    auto* a = new QAction(text, this);
+    if (!key.isEmpty()) a->setShortcut(key);
+    a->setToolTip(key.isEmpty() ? text : QStringLiteral("%1 (%2)").arg(text, key.toString()));
+    connect(a, &QAction::triggered, this, slot);
+    return a;
+  };
+  openAction_ = add(QStringLiteral("Open…"), QKeySequence::Open, [this] {
+    const QString f =
+        QFileDialog::getOpenFileName(this, QStringLiteral("Open trace"), {},
+                                     QStringLiteral("ttvm traces (*.ttvm);;All files (*)"));
+    if (!f.isEmpty()) openTrace(f);
+  });
+  stepBackAction_ = add(QStringLiteral("Step back"), QKeySequence(Qt::SHIFT | Qt::Key_F7),
+                        [this] { stepBack(); });
+  stepAction_ = add(QStringLiteral("Step"), QKeySequence(Qt::Key_F7), [this] { stepForward(); });
+  reverseAction_ = add(QStringLiteral("Reverse continue"), QKeySequence(Qt::SHIFT | Qt::Key_F9),
+                       [this] { reverseContinue(); });
+  continueAction_ =
+      add(QStringLiteral("Continue"), QKeySequence(Qt::Key_F9), [this] { continueForward(); });
+  breakpointAction_ = add(QStringLiteral("Toggle breakpoint"), QKeySequence(Qt::Key_F2),
+                          [this] { toggleBreakpointAtSelection(); });
+  lastWriteAction_ = add(QStringLiteral("Last write to…"), QKeySequence(Qt::CTRL | Qt::Key_W),
+                         [this] { promptLastWrite(); });
+  goToAction_ = add(QStringLiteral("Go to step…"), QKeySequence(Qt::CTRL | Qt::Key_G),
+                    [this] { promptGoToStep(); });
+  cancelAction_ =
+      add(QStringLiteral("Cancel"), QKeySequence(Qt::Key_Escape), [this] { cancelOperation(); });
+
+  QToolBar* tb = addToolBar(QStringLiteral("Debug"));
+  tb->setObjectName(QStringLiteral("debugToolBar"));
+  for (QAction* a : {stepBackAction_, stepAction_, reverseAction_, continueAction_})
+    tb->addAction(a);
+  tb->addSeparator();
+  for (QAction* a : {breakpointAction_, lastWriteAction_, goToAction_}) tb->addAction(a);
+  tb->addSeparator();
+  tb->addAction(cancelAction_);
+
+  QMenu* file = menuBar()->addMenu(QStringLiteral("&File"));
+  file->addAction(openAction_);
+  file->addAction(QStringLiteral("Quit"), QKeySequence::Quit, this, &QWidget::close);
+  QMenu* debug = menuBar()->addMenu(QStringLiteral("&Debug"));
+  for (QAction* a : {stepBackAction_, stepAction_, reverseAction_, continueAction_,
+                     breakpointAction_, lastWriteAction_, goToAction_, cancelAction_})
+    debug->addAction(a);
+}
+
+void MainWindow::buildDocks() {
+  // Disassembly: the central view.
+  disasmView_ = makeTable(&disassembly_, this);
+  disasmView_->horizontalHeader()->resizeSection(DisassemblyModel::kBreakpoint, 24);
+  disasmView_->horizontalHeader()->resizeSection(DisassemblyModel::kAddress, 150);
+  disasmView_->horizontalHeader()->resizeSection(DisassemblyModel::kBytes, 200);
+  disasmView_->horizontalHeader()->resizeSection(DisassemblyModel::kInstruction, 320);
+  connect(disasmView_, &QTableView::doubleClicked, this, [this](const QModelIndex& i) {
+    if (const DisasmLine* l = disassembly_.line(i.row())) {
+      const uint64_t csBase = snapshot_ ? snapshot_->registers.segment(SegReg::kCs).base : 0;
+      toggleBreakpoint(csBase + l->address);
+    }
+  });
+  setCentralWidget(disasmView_);
+
+  registerView_ = makeTable(&registers_, this);
+  registerView_->horizontalHeader()->resizeSection(0, 70);
+  auto* regDock = new QDockWidget(QStringLiteral("Registers"), this);
+  regDock->setObjectName(QStringLiteral("registersDock"));
+  regDock->setWidget(registerView_);
+  addDockWidget(Qt::RightDockWidgetArea, regDock);
+
+  auto* memWidget = new QWidget(this);
+  auto* memLayout = new QVBoxLayout(memWidget);
+  memLayout->setContentsMargins(0, 0, 0, 0);
+  memoryAddress_ = new QLineEdit(memWidget);
+  memoryAddress_->setPlaceholderText(QStringLiteral("address or symbol+offset, Enter"));
+  memoryView_ = makeTable(&memory_, memWidget);
+  memoryView_->horizontalHeader()->resizeSection(0, 150);
+  memoryView_->horizontalHeader()->resizeSection(1, 400);
+  memLayout->addWidget(memoryAddress_);
+  memLayout->addWidget(memoryView_);
+  connect(memoryAddress_, &QLineEdit::returnPressed, this, [this] {
+    auto a = parseAddress(memoryAddress_->text(), symbols_.get());
+    if (!a) {
+      stopLabel_->setText(
+          QStringLiteral("not an address or symbol: '%1'").arg(memoryAddress_->text()));
+      return;
+    }
+    setMemoryAddress(*a);
+  });
+  auto* memDock = new QDockWidget(QStringLiteral("Memory"), this);
+  memDock->setObjectName(QStringLiteral("memoryDock"));
+  memDock->setWidget(memWidget);
+  addDockWidget(Qt::BottomDockWidgetArea, memDock);
+
+  console_ = new QPlainTextEdit(this);
+  console_->setReadOnly(true);
+  console_->setFont(QFontDatabase::systemFont(QFontDatabase::FixedFont));
+  console_->setLineWrapMode(QPlainTextEdit::NoWrap);
+  auto* conDock = new QDockWidget(QStringLiteral("Serial console"), this);
+  conDock->setObjectName(QStringLiteral("consoleDock"));
+  conDock->setWidget(console_);
+  addDockWidget(Qt::RightDockWidgetArea, conDock);
+
+  // Timeline: a slider over [begin, end] of the history; releasing it seeks.
+  auto* tl = new QToolBar(QStringLiteral("Timeline"), this);
+  tl->setObjectName(QStringLiteral("timelineBar"));
+  slider_ = new QSlider(Qt::Horizontal, tl);
+  slider_->setRange(0, kSliderMax);
+  stepLabel_ = new QLabel(QStringLiteral("no trace"), tl);
+  stepLabel_->setMinimumWidth(220);
+  tl->addWidget(new QLabel(QStringLiteral(" Timeline "), tl));
+  tl->addWidget(slider_);
+  tl->addWidget(stepLabel_);
+  addToolBar(Qt::BottomToolBarArea, tl);
+  connect(slider_, &QSlider::sliderReleased, this, &MainWindow::sliderReleased);
+  resizeDocks({regDock, conDock}, {420, 420}, Qt::Horizontal);
+  resizeDocks({memDock}, {220}, Qt::Vertical);
+}
+
+void MainWindow::buildStatusBar() {
+  stopLabel_ = new QLabel(this);
+  progress_ = new QProgressBar(this);
+  progress_->setRange(0, 1000);
+  progress_->setMaximumWidth(200);
+  progress_->setVisible(false);
+  cancelButton_ = new QPushButton(QStringLiteral("Cancel"), this);
+  connect(cancelButton_, &QPushButton::clicked, this, &MainWindow::cancelOperation);
+  statusBar()->addWidget(stopLabel_, 1);
+  statusBar()->addPermanentWidget(progress_);
+  statusBar()->addPermanentWidget(cancelButton_);
+}
+
+bool MainWindow::dispatch(const QString& what, std::function<void(ReplayEngine&)> op) {
+  if (busy_) return false;
+  setBusy(true, what);
+  engine_->clearCancel();
+  ReplayEngine* e = engine_;
+  QMetaObject::invokeMethod(
+      engine_, [e, op = std::move(op)] { op(*e); }, Qt::QueuedConnection);
+  return true;
+}
+
+void MainWindow::setBusy(bool busy, const QString& what) {
+  const bool was = busy_;
+  busy_ = busy;
+  const bool open = snapshot_.has_value();
+  for (QAction* a : {stepAction_, stepBackAction_, continueAction_, reverseAction_,
+                     breakpointAction_, lastWriteAction_, goToAction_})
+    a->setEnabled(!busy && open);
+  openAction_->setEnabled(!busy);
+  slider_->setEnabled(!busy && open);
+  memoryAddress_->setEnabled(!busy && open);
+  cancelAction_->setEnabled(busy);
+  cancelButton_->setEnabled(busy);
+  if (busy) {
+    stopLabel_->setText(what + QStringLiteral("…"));
+    progress_->setValue(0);
+  } else {
+    progress_->setVisible(false);
+  }
+  if (was != busy) emit busyChanged(busy);
+}
+
+void MainWindow::showSnapshot(const Snapshot& s) {
+  const bool first = !snapshot_.has_value();
+  registers_.setState(s.registers);
+  disassembly_.setLines(s.disassembly);
+  const int cur = disassembly_.currentRow();
+  if (cur >= 0)
+    disasmView_->scrollTo(disassembly_.index(cur, 0), QAbstractItemView::PositionAtCenter);
+  memory_.setBytes(s.memoryAddress, s.memory);
+  if (!memoryAddress_->hasFocus())
+    memoryAddress_->setText(QStringLiteral("0x") + QString::number(s.memoryAddress, 16));
+  if (console_->toPlainText() != s.serial) {
+    console_->setPlainText(s.serial);
+    console_->verticalScrollBar()->setValue(console_->verticalScrollBar()->maximum());
+  }
+  stepLabel_->setText(QStringLiteral("step %1 / %2").arg(s.step).arg(s.endStep));
+  const uint64_t span = s.endStep > s.beginStep ? s.endStep - s.beginStep : 1;
+  if (!slider_->isSliderDown())
+    slider_->setValue(static_cast<int>((s.step - s.beginStep) * kSliderMax / span));
+  QString where = s.location.isEmpty() ? QString() : QStringLiteral(" — at %1").arg(s.location);
+  stopLabel_->setText(s.stopText + where);
+  snapshot_ = s;
+  if (first) setBusy(false);  // enables the motion actions now that a trace is open
+  emit snapshotShown();
+}
+
+bool MainWindow::openTrace(const QString& path) {
+  return dispatch(QStringLiteral("opening %1").arg(path),
+                  [path](ReplayEngine& e) { e.open(path); });
+}
+bool MainWindow::stepForward() {
+  return dispatch(QStringLiteral("step"), [](ReplayEngine& e) { e.stepForward(1); });
+}
+bool MainWindow::stepBack() {
+  return dispatch(QStringLiteral("step back"), [](ReplayEngine& e) { e.stepBack(1); });
+}
+bool MainWindow::continueForward() {
+  return dispatch(QStringLiteral("continue"), [](ReplayEngine& e) { e.continueForward(); });
+}
+bool MainWindow::reverseContinue() {
+  return dispatch(QStringLiteral("reverse continue"), [](ReplayEngine& e) { e.reverseContinue(); });
+}
+bool MainWindow::goToStep(uint64_t step) {
+  return dispatch(QStringLiteral("go to step %1").arg(step),
+                  [step](ReplayEngine& e) { e.seek(step); });
+}
+bool MainWindow::lastWrite(uint64_t address, uint64_t length) {
+  return dispatch(QStringLiteral("searching the last write"),
+                  [address, length](ReplayEngine& e) { e.lastWrite(address, length); });
+}
+bool MainWindow::toggleBreakpoint(uint64_t address) {
+  return dispatch(QStringLiteral("breakpoint"),
+                  [address](ReplayEngine& e) { e.toggleBreakpoint(address); });
+}
+bool MainWindow::toggleBreakpointAtSelection() {
+  const QModelIndexList sel = disasmView_->selectionModel()->selectedRows();
+  const int row = sel.isEmpty() ? disassembly_.currentRow() : sel.first().row();
+  const DisasmLine* l = disassembly_.line(row);
+  if (l == nullptr || !snapshot_) return false;
+  return toggleBreakpoint(snapshot_->registers.segment(SegReg::kCs).base + l->address);
+}
+bool MainWindow::setMemoryAddress(uint64_t address) {
+  return dispatch(QStringLiteral("memory"),
+                  [address](ReplayEngine& e) { e.setMemoryAddress(address); });
+}
+void MainWindow::cancelOperation() {
+  engine_->requestCancel();
+}
+
+void MainWindow::promptGoToStep() {
+  if (!snapshot_) return;
+  bool ok = false;
+  const QString t = QInputDialog::getText(
+      this, QStringLiteral("Go to step"),
+      QStringLiteral("Step (%1 to %2):").arg(snapshot_->beginStep).arg(snapshot_->endStep),
+      QLineEdit::Normal, QString::number(snapshot_->step), &ok);
+  if (!ok) return;
+  const uint64_t step = t.trimmed().toULongLong(&ok);
+  if (!ok) {
+    stopLabel_->setText(QStringLiteral("not a step number: '%1'").arg(t));
+    return;
+  }
+  goToStep(step);
+}
+
+void MainWindow::promptLastWrite() {
+  bool ok = false;
+  const QString t = QInputDialog::getText(
+      this, QStringLiteral("Last write to"),
+      QStringLiteral("Address[:length] (hex number or symbol+offset), e.g. arena+0x2fa8:8"),
+      QLineEdit::Normal, QString(), &ok);
+  if (!ok) return;
+  auto r = parseRange(t, symbols_.get());
+  if (!r) {
+    stopLabel_->setText(QStringLiteral("not an address range: '%1'").arg(t));
+    return;
+  }
+  lastWrite(r->address, r->length);
+}
+
+void MainWindow::sliderReleased() {
+  if (!snapshot_) return;
+  const uint64_t span = snapshot_->endStep - snapshot_->beginStep;
+  goToStep(snapshot_->beginStep + span * static_cast<uint64_t>(slider_->value()) / kSliderMax);
+}
+
+}  // namespace ttvm::ui

@@ -1,0 +1,289 @@
+#include "ttvm/ui/replay_engine.h"
+
+#include <QByteArray>
+#include <algorithm>
+#include <array>
+#include <exception>
+#include <string>
+
+#include "ttvm/replayer/queries.h"
+
+namespace ttvm::ui {
+
+namespace {
+
+QString hex(uint64_t v) {
+  return QStringLiteral("0x") + QString::number(v, 16);
+}
+
+// The serial console's ports (queries.h: EventQuery::Kind::kSerialOutput).
+bool isSerialPort(uint64_t port) {
+  return port == 0x3F8 || port == 0xE9;
+}
+
+// Most serial text kept in a snapshot (the tail); bytes.
+constexpr size_t kMaxSerialBytes = 256 * 1024;
+
+}  // namespace
+
+ReplayEngine::ReplayEngine(QObject* parent) : QObject(parent) {}
+ReplayEngine::~ReplayEngine() = default;
+
+void ReplayEngine::run(const QString& what, const std::function<QString(const Control&)>& op) {
+  emit busy(what);
+  Control control;
+  control.cancel = &cancel_;
+  control.progress = [this](uint64_t done, uint64_t total) { emit progress(done, total); };
+  try {
+    if (timeline_ == nullptr && what != QStringLiteral("open")) {
+      emit failed(QStringLiteral("%1: no trace is open").arg(what));
+      return;
+    }
+    QString text = op(control);
+    if (timeline_ == nullptr) return;  // open() failed and said so
+    lastStopText_ = text;
+    emit stopped(snapshot(lastKind_, text));
+  } catch (const std::exception& e) {
+    emit failed(QStringLiteral("%1 failed: %2").arg(what, QString::fromUtf8(e.what())));
+  } catch (...) {
+    emit failed(QStringLiteral("%1 failed: unknown error").arg(what));
+  }
+}
+
+void ReplayEngine::open(const QString& path) {
+  run(QStringLiteral("open"), [&](const Control& control) -> QString {
+    timeline_.reset();
+    reader_.reset();
+    breakpoints_.clear();
+    serial_.clear();
+    auto reader = TraceReader::open(path.toStdString());
+    if (!reader.ok()) {
+      emit failed(QStringLiteral("cannot open %1: %2")
+                      .arg(path, QString::fromStdString(reader.error().message)));
+      return {};
+    }
+    auto owned = std::make_unique<TraceReader>(std::move(*reader));
+    // The console text: every byte the guest wrote to a serial port, with
+    // its step (one pass over the events; they are in step order).
+    EventCursor cur = owned->cursor();
+    TraceEvent e;
+    while (cur.next(e)) {
+      if (e.kind == EventKind::kPortOut && isSerialPort(e.address))
+        serial_.emplace_back(e.step, static_cast<char>(e.value & 0xFF));
+    }
+    if (!cur.status().ok()) {
+      emit failed(
+          QStringLiteral("%1: %2").arg(path, QString::fromStdString(cur.status().error().message)));
+      return {};
+    }
+    auto timeline = Timeline::open(*owned);
+    if (!timeline.ok()) {
+      emit failed(QStringLiteral("cannot replay %1: %2")
+                      .arg(path, QString::fromStdString(timeline.error().message)));
+      return {};
+    }
+    reader_ = std::move(owned);
+    timeline_ = std::move(*timeline);
+    symbols_ = std::make_shared<const GuestSymbols>(timeline_->symbols());
+    emit opened(path, timeline_->beginStep(), timeline_->endStep(), symbols_);
+    memoryAddress_ = timeline_->registers().reg(Gpr::kRsp);
+    StopReason r = timeline_->runToEnd(control);
+    return describeStop(r);
+  });
+}
+
+void ReplayEngine::seek(uint64_t step) {
+  run(QStringLiteral("seek"),
+      [&](const Control& c) { return describeStop(timeline_->seek(step, c)); });
+}
+
+void ReplayEngine::stepForward(uint64_t n) {
+  run(QStringLiteral("step"),
+      [&](const Control& c) { return describeStop(timeline_->step(n, c)); });
+}
+
+void ReplayEngine::stepBack(uint64_t n) {
+  run(QStringLiteral("step back"),
+      [&](const Control& c) { return describeStop(timeline_->stepBack(n, c)); });
+}
+
+void ReplayEngine::continueForward() {
+  run(QStringLiteral("continue"),
+      [&](const Control& c) { return describeStop(timeline_->continueForward(c)); });
+}
+
+void ReplayEngine::reverseContinue() {
+  run(QStringLiteral("reverse continue"),
+      [&](const Control& c) { return describeStop(timeline_->reverseContinue(c)); });
+}
+
+void ReplayEngine::lastWrite(uint64_t address, uint64_t length) {
+  run(QStringLiteral("last write"), [&](const Control& c) -> QString {
+    const uint64_t from = timeline_->now();
+    const QString range = QStringLiteral("[%1, %2)").arg(hex(address), hex(address + length));
+    auto hit = timeline_->lastWrite(address, length, false, true, c);
+    if (!hit.ok()) {
+      lastKind_ = StopKind::kCancelled;
+      return QStringLiteral("last write to %1: %2")
+          .arg(range, QString::fromStdString(hit.error().message));
+    }
+    lastKind_ = StopKind::kStepDone;
+    if (!hit->has_value())
+      return QStringLiteral("no write to %1 before step %2").arg(range).arg(from);
+    const QueryHit& h = **hit;
+    return QStringLiteral("last write to %1 before step %2: step %3, %4 bytes at %5")
+        .arg(range)
+        .arg(from)
+        .arg(h.step)
+        .arg(h.size)
+        .arg(hex(h.address));
+  });
+}
+
+void ReplayEngine::toggleBreakpoint(uint64_t address) {
+  run(QStringLiteral("breakpoint"), [&](const Control&) -> QString {
+    auto it = breakpoints_.find(address);
+    if (it != breakpoints_.end()) {
+      timeline_->removeBreakpoint(it->second);
+      breakpoints_.erase(it);
+      return QStringLiteral("breakpoint at %1 removed").arg(hex(address));
+    }
+    breakpoints_[address] = timeline_->addBreakpoint(address, false);
+    return QStringLiteral("breakpoint at %1 set").arg(hex(address));
+  });
+}
+
+void ReplayEngine::setMemoryAddress(uint64_t address) {
+  run(QStringLiteral("memory"), [&](const Control&) {
+    memoryAddress_ = address;
+    return lastStopText_;
+  });
+}
+
+QString ReplayEngine::symbolAt(uint64_t address) const {
+  auto s = symbols_ ? symbols_->describe(address) : std::nullopt;
+  return s ? QString::fromStdString(*s) : QString();
+}
+
+QString ReplayEngine::describeStop(const StopReason& r) {
+  lastKind_ = r.kind;
+  switch (r.kind) {
+    case StopKind::kStepDone: return QStringLiteral("at step %1").arg(r.step);
+    case StopKind::kBreakpoint: {
+      uint64_t addr = 0;
+      for (const auto& [a, id] : breakpoints_)
+        if (id == r.breakpointId) addr = a;
+      return QStringLiteral("breakpoint at %1 (%2) hit at step %3")
+          .arg(hex(addr), symbolAt(addr))
+          .arg(r.step);
+    }
+    case StopKind::kWatchpoint:
+      return QStringLiteral("watchpoint: %1 of %2 bytes at %3 by step %4")
+          .arg(r.watchWrite ? QStringLiteral("write") : QStringLiteral("read"))
+          .arg(r.watchSize)
+          .arg(hex(r.watchAddress))
+          .arg(r.accessStep);
+    case StopKind::kHistoryBegin:
+      return QStringLiteral("beginning of the history (step %1)").arg(r.step);
+    case StopKind::kHistoryEnd: return QStringLiteral("end of the history (step %1)").arg(r.step);
+    case StopKind::kCancelled: return QStringLiteral("cancelled at step %1").arg(r.step);
+    case StopKind::kDivergence:
+      return QStringLiteral("replay diverged from the trace at step %1: %2")
+          .arg(r.divergence ? r.divergence->step : r.step)
+          .arg(r.divergence ? QString::fromStdString(r.divergence->reason) : QString());
+  }
+  return {};
+}
+
+std::vector<DisasmLine> ReplayEngine::disassemblyAround(const CpuState& s) const {
+  const CpuMode mode = cpuMode(s);
+  // CS base: instruction addresses are offsets in CS; memory reads are linear.
+  const uint64_t csBase = timeline_->session().linearRip(s.rip) - s.rip;
+  auto decode = [&](uint64_t addr, DisasmLine& line) -> unsigned {
+    std::array<uint8_t, 15> buf{};
+    size_t n = 0;
+    // Bytes up to the first unmapped one (an instruction may end before it).
+    while (n < buf.size() &&
+           timeline_->readLinear(csBase + addr + n, std::span<uint8_t>(&buf[n], 1)))
+      ++n;
+    line.address = addr;
+    Disassembly d = disassemble(std::span<const uint8_t>(buf.data(), n), mode, addr);
+    const unsigned len = d.length == 0 ? 1 : d.length;
+    line.text = d.length == 0 ? QStringLiteral("(bad)") : QString::fromStdString(d.text);
+    QStringList bytes;
+    for (unsigned i = 0; i < len && i < n; ++i)
+      bytes << QStringLiteral("%1").arg(buf[i], 2, 16, QLatin1Char('0'));
+    if (n == 0) line.text = QStringLiteral("(unmapped)");
+    line.bytes = bytes.join(QLatin1Char(' '));
+    line.symbol = symbolAt(csBase + addr);
+    line.breakpoint = breakpoints_.count(csBase + addr) != 0;
+    return len;
+  };
+  // Lines before RIP: x86 cannot be decoded backward, so decode forward from
+  // the start of RIP's function (when it is near) and keep the instructions
+  // that end exactly at RIP; otherwise start at RIP.
+  std::vector<DisasmLine> before;
+  const QString sym = symbolAt(csBase + s.rip);
+  const int plus = sym.lastIndexOf(QStringLiteral("+0x"));
+  if (plus > 0) {
+    bool ok = false;
+    const uint64_t off = sym.mid(plus + 3).toULongLong(&ok, 16);
+    if (ok && off <= 4096 && off <= s.rip) {
+      uint64_t a = s.rip - off;
+      std::vector<DisasmLine> lines;
+      while (a < s.rip) {
+        DisasmLine l;
+        a += decode(a, l);
+        lines.push_back(std::move(l));
+      }
+      if (a == s.rip) {
+        const size_t keep = std::min<size_t>(lines.size(), kLinesBefore);
+        before.assign(lines.end() - static_cast<std::ptrdiff_t>(keep), lines.end());
+      }
+    }
+  }
+  std::vector<DisasmLine> out = std::move(before);
+  uint64_t a = s.rip;
+  for (int i = 0; i < kLinesAfter; ++i) {
+    DisasmLine l;
+    l.current = i == 0;
+    a += decode(a, l);
+    out.push_back(std::move(l));
+  }
+  return out;
+}
+
+Snapshot ReplayEngine::snapshot(StopKind kind, const QString& stopText) const {
+  Snapshot s;
+  s.step = timeline_->now();
+  s.beginStep = timeline_->beginStep();
+  s.endStep = timeline_->endStep();
+  s.registers = timeline_->registers();
+  s.stopKind = kind;
+  s.stopText = stopText;
+  const uint64_t linRip = timeline_->session().linearRip(s.registers.rip);
+  s.location = symbolAt(linRip);
+  s.disassembly = disassemblyAround(s.registers);
+  s.memoryAddress = memoryAddress_;
+  s.memory.resize(kMemoryBytes);
+  for (uint64_t i = 0; i < kMemoryBytes; ++i) {
+    uint8_t b = 0;
+    s.memory[i] = timeline_->readLinear(memoryAddress_ + i, std::span<uint8_t>(&b, 1))
+                      ? static_cast<int16_t>(b)
+                      : int16_t{-1};
+  }
+  // A port write at step k is done by the instruction that executes at k, so
+  // it has happened once the position is past k.
+  auto end = std::lower_bound(serial_.begin(), serial_.end(), s.step,
+                              [](const auto& p, uint64_t step) { return p.first < step; });
+  auto begin = serial_.begin();
+  if (static_cast<size_t>(end - begin) > kMaxSerialBytes) begin = end - kMaxSerialBytes;
+  QByteArray text;
+  text.reserve(static_cast<qsizetype>(end - begin));
+  for (auto it = begin; it != end; ++it) text.append(it->second);
+  s.serial = QString::fromLatin1(text);
+  for (const auto& [addr, id] : breakpoints_) s.breakpoints.push_back(addr);
+  return s;
+}
+
+}  // namespace ttvm::ui
