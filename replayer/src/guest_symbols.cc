@@ -1,7 +1,5 @@
 #include "ttvm/replayer/guest_symbols.h"
 
-#include <Zydis/Zydis.h>
-
 #include <algorithm>
 #include <cstdio>
 
@@ -44,52 +42,6 @@ std::optional<uint64_t> GuestSymbols::find(const std::string& name) const {
   for (const Symbol& s : symbols_)
     if (s.name == name) return s.address;
   return std::nullopt;
-}
-
-Disassembly disassemble(std::span<const uint8_t> bytes, CpuMode mode, uint64_t rip) {
-  ZydisMachineMode mm;
-  ZydisStackWidth sw;
-  switch (mode) {
-    case CpuMode::kLong64:
-      mm = ZYDIS_MACHINE_MODE_LONG_64;
-      sw = ZYDIS_STACK_WIDTH_64;
-      break;
-    case CpuMode::kProtected32:
-      mm = ZYDIS_MACHINE_MODE_LEGACY_32;
-      sw = ZYDIS_STACK_WIDTH_32;
-      break;
-    case CpuMode::kCompatibility32:
-      mm = ZYDIS_MACHINE_MODE_LONG_COMPAT_32;
-      sw = ZYDIS_STACK_WIDTH_32;
-      break;
-    case CpuMode::kCompatibility16:
-      mm = ZYDIS_MACHINE_MODE_LONG_COMPAT_16;
-      sw = ZYDIS_STACK_WIDTH_16;
-      break;
-    case CpuMode::kProtected16:
-      mm = ZYDIS_MACHINE_MODE_LEGACY_16;
-      sw = ZYDIS_STACK_WIDTH_16;
-      break;
-    case CpuMode::kReal:
-    case CpuMode::kVirtual8086:
-    default:
-      mm = ZYDIS_MACHINE_MODE_REAL_16;
-      sw = ZYDIS_STACK_WIDTH_16;
-      break;
-  }
-  ZydisDecoder decoder;
-  if (ZYAN_FAILED(ZydisDecoderInit(&decoder, mm, sw))) return {};
-  ZydisFormatter formatter;
-  if (ZYAN_FAILED(ZydisFormatterInit(&formatter, ZYDIS_FORMATTER_STYLE_INTEL))) return {};
-  ZydisDecodedInstruction insn;
-  ZydisDecodedOperand ops[ZYDIS_MAX_OPERAND_COUNT];
-  const size_t n = std::min<size_t>(bytes.size(), 15);
-  if (ZYAN_FAILED(ZydisDecoderDecodeFull(&decoder, bytes.data(), n, &insn, ops))) return {};
-  char text[256];
-  if (ZYAN_FAILED(ZydisFormatterFormatInstruction(
-          &formatter, &insn, ops, insn.operand_count_visible, text, sizeof text, rip, nullptr)))
-    return {};
-  return Disassembly{insn.length, text};
 }
 
 }  // namespace ttvm

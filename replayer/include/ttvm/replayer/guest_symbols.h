@@ -1,8 +1,7 @@
-// GuestSymbols and Disassembler: naming guest code in reports. GuestSymbols
-// is built from the trace header's guest images (their ELF symbol tables);
-// Disassembler is the replayer's one owner of Zydis formatting (the emulator's
-// decoder is private to it). Both are value-like helpers with no state beyond
-// what they are built from.
+// GuestSymbols: naming guest code in reports, built from the trace header's
+// guest images (their ELF symbol tables). A value-like helper with no state
+// beyond what it is built from. Disassembly comes from the emulator
+// (ttvm/emulator/disassembler.h), the one owner of Zydis.
 #pragma once
 
 #include <cstdint>
@@ -12,6 +11,7 @@
 #include <vector>
 
 #include "ttvm/emulator/cpu_state.h"
+#include "ttvm/emulator/disassembler.h"
 #include "ttvm/formats/trace_types.h"
 
 namespace ttvm {
@@ -32,14 +32,5 @@ class GuestSymbols {
  private:
   std::vector<Symbol> symbols_;  // sorted by address, zero-address symbols dropped
 };
-
-// One decoded instruction as text.
-struct Disassembly {
-  unsigned length = 0;  // 0 when the bytes do not decode
-  std::string text;     // Intel syntax, e.g. "mov qword ptr [rax+0x8], rdx"
-};
-
-// Disassembles `bytes` (at most 15 used) as the instruction at `rip` in `mode`.
-Disassembly disassemble(std::span<const uint8_t> bytes, CpuMode mode, uint64_t rip);
 
 }  // namespace ttvm

@@ -1,0 +1,24 @@
+// Disassembly of guest code for people: replay output, crash summaries, the
+// gdb stub and the GUI. It uses the same Zydis decoder configuration as the
+// CPU (exec/decoder.cc), so what the user reads is what ran. Zydis itself
+// stays inside the emulator library.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+
+#include "ttvm/emulator/cpu_state.h"
+
+namespace ttvm {
+
+struct Disassembly {
+  unsigned length = 0;  // 0 when the bytes do not decode
+  std::string text;     // Intel syntax, e.g. "mov qword ptr [rax+0x8], rdx"
+};
+
+// Decodes one instruction from `bytes` (at most 15 are looked at) as the CPU
+// would in `mode`; `rip` resolves relative branch targets.
+Disassembly disassemble(std::span<const uint8_t> bytes, CpuMode mode, uint64_t rip);
+
+}  // namespace ttvm
