@@ -40,7 +40,8 @@ const char* kReplayHelp =
     "  --physical             ADDR is a guest-physical address (default: linear)\n"
     "  --backtrace            frame-pointer backtrace at that position, with symbols\n"
     "  --trace-steps A..B     each step in [A, B]: RIP, symbol, disassembly, changed registers\n"
-    "  --checkpoint-mem SIZE  memory for checkpoints (e.g. 512M; default 1/4 of free memory)\n"
+    "  --checkpoint-mem SIZE  memory for checkpoints (e.g. 512M; default: 1/4 of free memory, at "
+    "most guest RAM)\n"
     "  -h, --help             this text\n\n"
     "Ctrl-C cancels a long operation.\n";
 

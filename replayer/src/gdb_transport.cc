@@ -1,6 +1,7 @@
 #include "ttvm/replayer/gdb_transport.h"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -30,13 +31,13 @@ bool sendAll(int fd, std::string_view data) {
   return true;
 }
 
-// Reads what is available within timeoutMs; false when the peer closed or
-// the socket failed.
-bool readSome(int fd, int timeoutMs, std::string& out) {
-  pollfd p{fd, POLLIN, 0};
-  const int r = ::poll(&p, 1, timeoutMs);
+// Reads what is available within timeoutMs (returning early when `wake`
+// becomes readable); false when the peer closed or the socket failed.
+bool readSome(int fd, int timeoutMs, std::string& out, int wake = -1) {
+  pollfd p[2] = {{fd, POLLIN, 0}, {wake, POLLIN, 0}};
+  const int r = ::poll(p, wake >= 0 ? 2 : 1, timeoutMs);
   if (r < 0) return errno == EINTR;
-  if (r == 0) return true;
+  if (r == 0 || (p[0].revents & (POLLIN | POLLHUP | POLLERR)) == 0) return true;
   char buf[4096];
   const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
   if (n < 0) return errno == EINTR || errno == EAGAIN;
@@ -117,9 +118,15 @@ Result<GdbConnectionStats> serveGdbConnection(int fd, GdbServer& server,
   bool open = true;
   bool failed = false;
 
+  // The worker writes a byte here when its reply is ready, waking the poll.
+  int wake[2] = {-1, -1};
+  if (::pipe2(wake, O_CLOEXEC | O_NONBLOCK) != 0) {
+    ::close(fd);
+    return makeError(std::string("gdbserver: pipe: ") + std::strerror(errno));
+  }
   auto readInto = [&](int timeoutMs) {
     std::string bytes;
-    if (!readSome(fd, timeoutMs, bytes)) {
+    if (!readSome(fd, timeoutMs, bytes, wake[0])) {
       open = false;
       return;
     }
@@ -162,10 +169,12 @@ Result<GdbConnectionStats> serveGdbConnection(int fd, GdbServer& server,
         std::thread worker([&] {
           reply = server.handle(in.payload);
           done.store(true);
+          const char one = 1;
+          [[maybe_unused]] const ssize_t w = ::write(wake[1], &one, 1);
         });
         while (!done.load()) {
           const size_t before = pending.size();
-          if (open) readInto(20);
+          if (open) readInto(100);
           if (!open) server.cancelFlag().store(true);  // gdb went away: stop the motion
           for (size_t i = before; i < pending.size(); ++i) {
             if (pending[i].kind == GdbInput::Kind::kInterrupt) {
@@ -177,6 +186,9 @@ Result<GdbConnectionStats> serveGdbConnection(int fd, GdbServer& server,
           if (stop != nullptr && stop->load()) server.cancelFlag().store(true);
         }
         worker.join();
+        char drain[16];
+        while (::read(wake[0], drain, sizeof drain) > 0) {
+        }
         // Interrupts consumed during the motion must not linger.
         std::erase_if(pending,
                       [](const GdbInput& i) { return i.kind == GdbInput::Kind::kInterrupt; });
@@ -194,6 +206,8 @@ Result<GdbConnectionStats> serveGdbConnection(int fd, GdbServer& server,
     }
   }
   ::close(fd);
+  ::close(wake[0]);
+  ::close(wake[1]);
   if (failed) return makeError(std::string("gdbserver: send failed: ") + std::strerror(errno));
   return stats;
 }

@@ -59,7 +59,11 @@ Result<std::unique_ptr<Timeline>> Timeline::open(const TraceReader& reader,
   if (!session.ok()) return session.error();
   std::unique_ptr<Timeline> t(new Timeline(reader, options));
   t->session_ = std::move(session).value();
-  if (t->options_.checkpointMemBytes == 0) t->options_.checkpointMemBytes = defaultBudget();
+  // Default budget: a quarter of the free memory, and no more than the guest's
+  // RAM (checkpoints beyond the RAM itself cost at most 1x guest RAM).
+  if (t->options_.checkpointMemBytes == 0)
+    t->options_.checkpointMemBytes =
+        std::min(defaultBudget(), std::max<uint64_t>(t->session_->ram().size(), 64u << 20));
   if (t->options_.checkpointInterval == 0) t->options_.checkpointInterval = 1;
   t->beginStep_ = t->session_->step();
   const uint64_t span = t->endStep() - t->beginStep_;
@@ -201,6 +205,10 @@ void Timeline::takeCheckpoint() {
     live_.set(p, allZero(bytes) ? nullptr : live_.makePage(bytes));
   }
   checkpoints_.emplace(s, Checkpoint{session_->state(), session_->environment().position(), live_});
+  // Long forward runs take many checkpoints before the operation's final
+  // thin(): keep within the budget on the way.
+  if (static_cast<uint64_t>(std::max<int64_t>(0, stats_->bytes())) > options_.checkpointMemBytes)
+    enforceBudget();
 }
 
 const Checkpoint& Timeline::checkpointAtOrBefore(uint64_t step) const {
@@ -229,6 +237,12 @@ void Timeline::thin() {
       it = next;
     }
   }
+  enforceBudget();
+}
+
+void Timeline::enforceBudget() {
+  const uint64_t here = now();
+  auto dist = [&](uint64_t s) { return s > here ? s - here : here - s; };
   // Over budget: drop the checkpoint whose loss costs least (the gap it
   // leaves, relative to its distance from now), never step 0 nor the one
   // nearest to now.

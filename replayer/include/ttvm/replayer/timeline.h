@@ -57,7 +57,8 @@
 namespace ttvm {
 
 struct TimelineOptions {
-  // Checkpoint memory budget in bytes; 0 = a quarter of MemAvailable.
+  // Checkpoint memory budget in bytes; 0 = a quarter of MemAvailable, at
+  // most the guest's RAM size (at least 64 MiB).
   uint64_t checkpointMemBytes = 0;
   // Smallest spacing between checkpoints (steps): bounds reverse-step latency.
   uint64_t checkpointInterval = 1u << 16;
@@ -194,6 +195,8 @@ class Timeline {
   const Checkpoint& checkpointAtOrBefore(uint64_t step) const;
   uint64_t spacing(uint64_t distance) const;
   void thin();
+  // Drops checkpoints (least useful first) while over the memory budget.
+  void enforceBudget();
   // Forward to `target` without stops, taking checkpoints; kStepDone,
   // kHistoryEnd, kCancelled or kDivergence.
   StopReason moveTo(uint64_t target, const Control& control, uint64_t doneBase = 0,
