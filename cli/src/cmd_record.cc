@@ -53,6 +53,7 @@ constexpr const char* kUsage =
     "                        of the same guest are identical\n"
     "  --rng-seed N          seed of the RDRAND source (default: from the start clock)\n"
     "  --digest-interval N   state digest every N steps (default 65536)\n"
+    "  --snapshot-every N    a full snapshot (seek point) every N steps (default: none)\n"
     "  -v, --verbose         more messages (loader, devices, timing)\n"
     "  -h, --help            this text\n"
     "\n"
@@ -237,7 +238,7 @@ void printSummary(const RecordResult& r, const TraceHeader& header, const Cpu* c
 int cmdRecord(std::span<char* const> args) {
   std::string output, guestPath, append, initrd, backend = "auto";
   bool noTrace = false, verbose = false;
-  uint64_t ram = 256ull << 20, maxSteps = 0, digestInterval = 1u << 16;
+  uint64_t ram = 256ull << 20, maxSteps = 0, digestInterval = 1u << 16, snapshotEvery = 0;
   double timeout = 0;
   std::optional<uint64_t> loadAddr, entry, rngSeed;
   std::optional<GuestMode> mode;
@@ -280,7 +281,7 @@ int cmdRecord(std::span<char* const> args) {
       if (!(v = need(i, "--initrd"))) return 64;
       initrd = v;
     } else if (a == "--load-addr" || a == "--entry" || a == "--max-steps" || a == "--rng-seed" ||
-               a == "--digest-interval") {
+               a == "--digest-interval" || a == "--snapshot-every") {
       if (!(v = need(i, a.c_str()))) return 64;
       if (!parseU64(v, n)) {
         std::fprintf(stderr, "ttvm record: %s '%s' is not a number\n", a.c_str(), v);
@@ -294,6 +295,8 @@ int cmdRecord(std::span<char* const> args) {
         maxSteps = n;
       else if (a == "--rng-seed")
         rngSeed = n;
+      else if (a == "--snapshot-every")
+        snapshotEvery = n;
       else
         digestInterval = n == 0 ? 1 : n;
     } else if (a == "--mode") {
@@ -422,6 +425,7 @@ int cmdRecord(std::span<char* const> args) {
   ro.maxSteps = maxSteps;
   ro.timeoutSeconds = timeout;
   ro.digestInterval = digestInterval;
+  ro.snapshotInterval = snapshotEvery;
   ro.ttvmVersion = TTVM_VERSION;
   ro.host = hostDescription();
   ro.createdUnixNs = createdNs;

@@ -168,6 +168,7 @@ Result<RecordResult> RecordSession::run() {
   VirtualClock& clock = machine_.clock();
   const CpuState& s = cpu_->state();
   uint64_t nextDigest = options_.digestInterval;
+  uint64_t nextSnapshot = options_.snapshotInterval;
   uint64_t haltedSinceNs = 0;
   bool halted = false;
   uint64_t hltLoggedAt = ~0ull;
@@ -201,6 +202,7 @@ Result<RecordResult> RecordSession::run() {
 
     uint64_t budget = options_.sliceCap;
     if (writer_) budget = std::min(budget, nextDigest - s.steps);
+    if (writer_ && nextSnapshot != 0) budget = std::min(budget, nextSnapshot - s.steps);
     if (options_.maxSteps != 0) budget = std::min(budget, options_.maxSteps - s.steps);
     if (auto d = machine_.nextDeadlineNs())
       budget = std::min(budget, std::max<uint64_t>(1, clock.stepsUntil(*d)));
@@ -213,6 +215,19 @@ Result<RecordResult> RecordSession::run() {
     if (writer_ && s.steps >= nextDigest) {
       writer_->append(TraceEvent::stateDigest(s.steps, stateDigest(s)));
       nextDigest = (s.steps / options_.digestInterval + 1) * options_.digestInterval;
+    }
+
+    if (writer_ && nextSnapshot != 0 && s.steps >= nextSnapshot) {
+      Snapshot snap;
+      snap.step = s.steps;
+      snap.cpu = s;
+      snap.ram = machine_.nonZeroPages();
+      snap.deviceState = machine_.saveDeviceState();
+      Status st = writer_->addSnapshot(snap);
+      if (!st.ok())
+        return finish(
+            makeEnd(EndReason::kInternalError, "writing a snapshot: " + st.error().message));
+      nextSnapshot = (s.steps / options_.snapshotInterval + 1) * options_.snapshotInterval;
     }
 
     switch (r.outcome) {

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "ttvm/formats/trace_reader.h"
+#include "ttvm/recorder/machine.h"
 
 namespace ttvm {
 namespace {
@@ -230,6 +231,26 @@ TEST(RecordE2E, StepLimitIsExactAndDigestsAreRegular) {
   for (const TraceEvent& e : events(r))
     if (e.kind == EventKind::kStateDigest) digestSteps.push_back(e.step);
   EXPECT_EQ(digestSteps, (std::vector<uint64_t>{0, 65536, 131072, 196608}));
+}
+
+TEST(RecordE2E, SnapshotsAreSeekPointsWithDeviceState) {
+  TraceReader r = recordTrace("rec_timer.elf", "snap", 1, {"--snapshot-every", "100"});
+  ASSERT_GE(r.snapshots().size(), 2u);
+  EXPECT_EQ(r.snapshots()[0].step, 100u);
+  EXPECT_EQ(r.snapshots()[1].step, 200u);
+  auto snap = r.loadSnapshot(1);
+  ASSERT_TRUE(snap.ok()) << snap.error().message;
+  EXPECT_EQ(snap->cpu.steps, 200u);
+  EXPECT_GT(snap->ram.pageCount(), 0u);
+  // The replayer's path: a machine from the header takes the snapshot's devices.
+  auto m = Machine::fromTraceHeader(r.header());
+  ASSERT_TRUE(m.ok()) << m.error().message;
+  Status st = (*m)->loadDeviceState(snap->deviceState);
+  EXPECT_TRUE(st.ok()) << st.error().message;
+  EXPECT_EQ((*m)->saveDeviceState(), snap->deviceState);
+  auto init = r.initialState();
+  ASSERT_TRUE(init.ok());
+  EXPECT_TRUE((*m)->loadDeviceState(init->deviceState).ok());
 }
 
 TEST(RecordE2E, WallClockTimeout) {

@@ -43,6 +43,9 @@ struct RecordOptions {
   uint64_t maxSteps = 0;      // 0: no limit
   double timeoutSeconds = 0;  // wall clock; 0: no limit
   uint64_t digestInterval = 1u << 16;
+  // A full snapshot (CPU, non-zero RAM pages, device state) every N steps,
+  // at exact multiples: seek points for replay and `ttvm slice`. 0 = none.
+  uint64_t snapshotInterval = 0;
   uint64_t sliceCap = 1u << 20;  // steps between checks of signals, timeout, input
   // Halted with IF=1 this long in virtual time without executing a step: hang.
   uint64_t idleHangNs = 60'000'000'000ull;
