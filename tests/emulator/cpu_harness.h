@@ -137,6 +137,8 @@ class Machine {
   void setupFlat32(uint64_t eip);
   // Long mode, 64-bit CS, ring 0, identity paging, TSS with RSP0/IST1.
   void setupLong64(uint64_t rip);
+  // Switches a long-mode state to compatibility mode (32-bit CS, ring 0).
+  void enterCompat32();
   // Switches a long-mode state to CPL 3 (64-bit user code, user data SS).
   void enterUser64();
   // Gives every vector 0-31 a 64-bit interrupt gate to `handler`.
@@ -164,7 +166,8 @@ struct MemValue {
 };
 struct InstrCase {
   const char* name;
-  CpuMode mode;  // kReal (CS=0, code at 0x7C00), kProtected32, kLong64 (code at layout::kCode)
+  CpuMode mode;  // kReal (CS=0, code at 0x7C00), kProtected32, kCompatibility32, kLong64
+                 // (code at layout::kCode)
   const char* bytes;
   std::vector<RegValue> before;
   std::vector<RegValue> after;

@@ -150,6 +150,12 @@ void Machine::enterUser64() {
   });
 }
 
+void Machine::enterCompat32() {
+  edit([&](CpuState& s) {
+    s.segment(SegReg::kCs) = cacheOf(layout::kCode32, get(layout::kGdt + layout::kCode32, 8));
+  });
+}
+
 void Machine::setAllIdt64(uint64_t handler) {
   for (unsigned v = 0; v < 32; ++v) setIdt64(static_cast<uint8_t>(v), handler);
 }
@@ -190,6 +196,10 @@ void runInstrCase(const InstrCase& c) {
     case CpuMode::kReal: m.setupReal(0, static_cast<uint16_t>(code)); break;
     case CpuMode::kProtected32: m.setupFlat32(code); break;
     case CpuMode::kLong64: m.setupLong64(code); break;
+    case CpuMode::kCompatibility32:
+      m.setupLong64(code);
+      m.enterCompat32();
+      break;
     default: FAIL() << "unsupported mode in table";
   }
   // Every exception vector gets a handler (HLT) so a delivered exception is
@@ -197,7 +207,7 @@ void runInstrCase(const InstrCase& c) {
   const uint64_t handler = c.mode == CpuMode::kReal ? 0x9000 : layout::kCode + 0x8000;
   m.loadHex(handler, "f4");
   for (uint8_t v = 0; v < 32; ++v) {
-    if (c.mode == CpuMode::kLong64) m.setIdt64(v, handler);
+    if (c.mode == CpuMode::kLong64 || c.mode == CpuMode::kCompatibility32) m.setIdt64(v, handler);
     if (c.mode == CpuMode::kProtected32) m.setIdt32(v, static_cast<uint32_t>(handler));
     if (c.mode == CpuMode::kReal) m.put(v * 4u, handler, 4);  // 0000:9000
   }
