@@ -186,6 +186,15 @@ TEST(Environment, UnimplementedInstructionRaisesUdAndIsLoggedOnce) {
   EXPECT_NE(m.cpu->unimplementedLog()[0].find("c5 f8 77"), std::string::npos);
 }
 
+TEST(Environment, InstructionLongerThan15BytesIsGp) {
+  Machine m;
+  longWithHandlers(m);
+  m.loadHex(kCode, "66 66 66 66 66 66 66 66 66 66 66 66 66 66 66 90");  // 15 prefixes + NOP
+  const StepResult r = m.step();
+  ASSERT_EQ(r.outcome, StepOutcome::kException);
+  EXPECT_EQ(int(r.vector), 13);
+}
+
 TEST(Environment, KvmForcedEmulationPrefixIsSkipped) {
   Machine m;
   m.setupLong64(kCode);

@@ -268,8 +268,8 @@ const Instr* CpuImpl::fetchSlow(uint64_t lin, uint64_t phys, DecodeCacheEntry*& 
   bool cacheable = isRamRange(phys, have);
   const ZydisDecoder& dec = in_->decoders[static_cast<int>(mode_)];
   Instr& out = in_->scratch;
-  bool needMore = false;
-  bool ok = decodeInstr(dec, mode_, bytes, have, out, needMore);
+  bool needMore = false, tooLong = false;
+  bool ok = decodeInstr(dec, mode_, bytes, have, out, needMore, tooLong);
   if (!ok && needMore) {
     const unsigned more = std::min(15u, limitBytes) - have;
     if (more == 0) {
@@ -282,11 +282,11 @@ const Instr* CpuImpl::fetchSlow(uint64_t lin, uint64_t phys, DecodeCacheEntry*& 
     uint64_t phys2;
     if (!translate(lin2, Access::kExec, false, phys2)) return nullptr;
     physAccess(phys2, bytes + have, more, false);
-    ok = decodeInstr(dec, mode_, bytes, have + more, out, needMore);
+    ok = decodeInstr(dec, mode_, bytes, have + more, out, needMore, tooLong);
     cacheable = false;  // spans two pages
   }
   if (!ok) {
-    if (needMore) {
+    if (needMore || tooLong) {  // past the CS limit, or longer than 15 bytes
       raiseGp(0);
       return nullptr;
     }
@@ -437,7 +437,9 @@ StepResult CpuImpl::executeOne(InterruptShadow shadowBefore) {
 
   ExecStatus st;
   const Instr* i = nullptr;
-  if (!debugBeforeInstruction()) {
+  // An instruction breakpoint on the instruction in a MOV SS / POP SS shadow
+  // is not triggered (SDM vol. 3 18.3.1.1; see debug_hooks.cc).
+  if (shadowBefore != InterruptShadow::kMovSs && !debugBeforeInstruction()) {
     st = ExecStatus::kException;
   } else {
     i = fetch();

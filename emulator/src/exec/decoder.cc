@@ -107,13 +107,18 @@ uint8_t segOf(ZydisRegister r) {
 }  // namespace
 
 bool decodeInstr(const ZydisDecoder& dec, CpuMode mode, const uint8_t* bytes, unsigned n,
-                 Instr& out, bool& needMore) {
+                 Instr& out, bool& needMore, bool& tooLong) {
   ZydisDecodedInstruction zi;
+  tooLong = false;
   ZydisDecodedOperand zo[ZYDIS_MAX_OPERAND_COUNT];
   needMore = false;
   const ZyanStatus st = ZydisDecoderDecodeFull(&dec, bytes, n, &zi, zo);
   if (st == ZYDIS_STATUS_NO_MORE_DATA) {
     needMore = n < 15;
+    return false;
+  }
+  if (st == ZYDIS_STATUS_INSTRUCTION_TOO_LONG) {
+    tooLong = true;  // #GP(0), not #UD
     return false;
   }
   if (!ZYAN_SUCCESS(st)) return false;

@@ -62,7 +62,7 @@ inline constexpr uint64_t kDr6Bd = 1u << 13;
 // HandlerTable). Returns false if Zydis rejects them (the caller raises #UD);
 // `needMore` is set when the bytes ended before the instruction did.
 bool decodeInstr(const ZydisDecoder& dec, CpuMode mode, const uint8_t* bytes, unsigned n,
-                 Instr& out, bool& needMore);
+                 Instr& out, bool& needMore, bool& tooLong);
 // The handler of every mnemonic without one: #UD, logged once.
 ExecStatus handleUnimplemented(CpuImpl& cpu, const Instr& i);
 void initDecoder(ZydisDecoder& dec, CpuMode mode);
