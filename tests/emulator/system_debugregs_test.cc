@@ -45,8 +45,8 @@ TEST(DebugRegisters, InstructionBreakpointFaultsAndRfResumes) {
   EXPECT_EQ(m.state().dr6 & (0xF | kBs), kB0);
   EXPECT_EQ(m.state().reg(Gpr::kRax) & 0xFF, 0u);
   const StepResult h = m.run(2);  // handler: or; iretq with RF=1
-  ASSERT_EQ(h.outcome, StepOutcome::kRetired) << int(h.vector) << " " << h.errorCode << " rip "
-                                              << std::hex << m.state().rip;
+  ASSERT_EQ(h.outcome, StepOutcome::kRetired)
+      << int(h.vector) << " " << h.errorCode << " rip " << std::hex << m.state().rip;
   ASSERT_EQ(m.step().outcome, StepOutcome::kRetired);  // RF suppresses the breakpoint once
   EXPECT_EQ(m.state().reg(Gpr::kRax) & 0xFF, 5u);
   EXPECT_FALSE(m.state().rflags & flags::kRF);  // cleared after the instruction
