@@ -327,9 +327,15 @@ TEST_F(GdbServerTest, SocketAcksNaksAndInterrupts) {
   ASSERT_TRUE(listener.ok()) << listener.error().message;
   ASSERT_NE(listener->port(), 0);
   EXPECT_FALSE(GdbListener::listen("not-an-address", 0).ok());
-  // Slow the motion down so that the 0x03 arrives while `c` runs.
-  server_->setProgress(
-      [](uint64_t, uint64_t) { std::this_thread::sleep_for(std::chrono::microseconds(200)); });
+  // Hold the motion in its progress callback until the 0x03 has set the
+  // cancel flag (at most 10 s), so the interrupt always arrives mid-motion.
+  std::atomic<bool> hold{true};
+  server_->setProgress([this, &hold](uint64_t, uint64_t) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (hold.load() && !server_->cancelFlag().load() &&
+           std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  });
   Result<GdbConnectionStats> stats = makeError("not run");
   std::thread serverThread([&] {
     auto fd = listener->accept(nullptr);
@@ -338,17 +344,17 @@ TEST_F(GdbServerTest, SocketAcksNaksAndInterrupts) {
   const int fd = connectTo(listener->port());
   ASSERT_GE(fd, 0);
   sendStr(fd, "+$qC#b4");
-  EXPECT_EQ(readBytes(fd, 1 + 8), "+$QC1#c5");
+  EXPECT_EQ(readBytes(fd, 8), "+$QC1#c5");
   sendStr(fd, "$qC#b5");  // bad checksum
   EXPECT_EQ(readBytes(fd, 1), "-");
   sendStr(fd, "-");  // NAK: the last reply again
-  EXPECT_EQ(readBytes(fd, 8), "$QC1#c5");
+  EXPECT_EQ(readBytes(fd, 7), "$QC1#c5");
   // A monitor command's output comes as O packets before OK.
   sendStr(fd, gdbEncodePacket("qRcmd," + gdbHexEncode(std::string_view("when"))));
   const std::string expectO = gdbEncodePacket(
       "O" + gdbHexEncode(std::string_view("step 0 (history 0.." +
                                           std::to_string(timeline_->endStep()) + ")\n")));
-  EXPECT_EQ(readBytes(fd, 1 + expectO.size() + 7), "+" + expectO + "$OK#9a");
+  EXPECT_EQ(readBytes(fd, 1 + expectO.size() + 6), "+" + expectO + "$OK#9a");
   // Ctrl-C during continue.
   sendStr(fd, "$c#63");
   EXPECT_EQ(readBytes(fd, 1), "+");
@@ -356,16 +362,47 @@ TEST_F(GdbServerTest, SocketAcksNaksAndInterrupts) {
   sendStr(fd, "\x03");
   const std::string stop = gdbEncodePacket("T02thread:1;");
   EXPECT_EQ(readBytes(fd, stop.size()), stop);
-  EXPECT_GT(timeline_->now(), 0u);
-  EXPECT_LT(timeline_->now(), timeline_->endStep());
+  const uint64_t interrupted = timeline_->now();
+  EXPECT_GT(interrupted, 0u);
+  EXPECT_LT(interrupted, timeline_->endStep());
+  // And during reverse-continue (with a breakpoint never hit, so that it
+  // scans the history instead of going straight to its start).
+  hold.store(false);
+  const std::string seekEnd =
+      gdbEncodePacket("qRcmd," + gdbHexEncode(std::string_view("seek end")));
+  sendStr(fd, "+" + seekEnd);
+  const std::string seekReply = readBytes(fd, 1 + 1 + 6);  // '+', then '$O...' or '$OK'
+  ASSERT_EQ(seekReply.substr(0, 3), "+$O");
+  // Skip the O packet up to the final OK.
+  std::string rest;
+  while (rest.find("$OK#9a") == std::string::npos) {
+    const std::string more = readBytes(fd, 1);
+    ASSERT_FALSE(more.empty());
+    rest += more;
+  }
+  EXPECT_EQ(timeline_->now(), timeline_->endStep());
+  hold.store(true);
+  sendStr(fd, "+" + gdbEncodePacket("Z0,dead,1"));
+  EXPECT_EQ(readBytes(fd, 7), "+$OK#9a");
+  sendStr(fd, "+$bc#c5");
+  EXPECT_EQ(readBytes(fd, 1), "+");
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  sendStr(fd, "\x03");
+  EXPECT_EQ(readBytes(fd, stop.size()), stop);
+  // A cancelled reverse-continue keeps a valid position (the timeline
+  // returns to where it started).
+  EXPECT_LE(timeline_->now(), timeline_->endStep());
+  // 0x03 while nothing runs is ignored; the next packet is answered.
+  sendStr(fd, "+\x03$qC#b4");
+  EXPECT_EQ(readBytes(fd, 8), "+$QC1#c5");
   sendStr(fd, "+$D#44");
-  EXPECT_EQ(readBytes(fd, 1 + 7), "+$OK#9a");
+  EXPECT_EQ(readBytes(fd, 7), "+$OK#9a");
   serverThread.join();
   ::close(fd);
   ASSERT_TRUE(stats.ok()) << stats.error().message;
   EXPECT_EQ(stats->badChecksums, 1u);
-  EXPECT_EQ(stats->interrupts, 1u);
-  EXPECT_EQ(stats->packets, 4u);
+  EXPECT_EQ(stats->interrupts, 3u);
+  EXPECT_EQ(stats->packets, 8u);
 }
 
 }  // namespace

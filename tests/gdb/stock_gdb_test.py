@@ -104,7 +104,13 @@ def main():
                 f"file {symbols_elf}"]
         # An error ends a gdb command file: run each command through Python so
         # that one failed check does not hide the rest.
-        cmds += ["python", "def ttvm_try(cmd):", "    try:", "        gdb.execute(cmd)",
+        # Monitor output (O packets) goes to gdb's stderr; capture it as a
+        # string so it lands in the section's stdout.
+        cmds += ["python", "def ttvm_try(cmd):", "    try:",
+                 "        if cmd.startswith('monitor'):",
+                 "            print(gdb.execute(cmd, to_string=True), end='')",
+                 "        else:",
+                 "            gdb.execute(cmd)",
                  "    except gdb.error as e:", "        print('ERROR: %s' % e)", "end"]
         for name, commands in sections:
             cmds.append(f"echo @@@{name}\\n")
