@@ -54,6 +54,8 @@ constexpr const char* kUsage =
     "  --rng-seed N          seed of the RDRAND source (default: from the start clock)\n"
     "  --digest-interval N   state digest every N steps (default 65536)\n"
     "  --snapshot-every N    a full snapshot (seek point) every N steps (default: none)\n"
+    "  --realtime            while the guest idles, let its timers run at wall-clock\n"
+    "                        speed (default: jump to the next timer at once)\n"
     "  -v, --verbose         more messages (loader, devices, timing)\n"
     "  -h, --help            this text\n"
     "\n"
@@ -237,7 +239,7 @@ void printSummary(const RecordResult& r, const TraceHeader& header, const Cpu* c
 
 int cmdRecord(std::span<char* const> args) {
   std::string output, guestPath, append, initrd, backend = "auto";
-  bool noTrace = false, verbose = false;
+  bool noTrace = false, verbose = false, realtime = false;
   uint64_t ram = 256ull << 20, maxSteps = 0, digestInterval = 1u << 16, snapshotEvery = 0;
   double timeout = 0;
   std::optional<uint64_t> loadAddr, entry, rngSeed;
@@ -262,6 +264,8 @@ int cmdRecord(std::span<char* const> args) {
       verbose = true;
     } else if (a == "--no-trace") {
       noTrace = true;
+    } else if (a == "--realtime") {
+      realtime = true;
     } else if (a == "-o" || a == "--output") {
       if (!(v = need(i, "-o"))) return 64;
       output = v;
@@ -426,6 +430,7 @@ int cmdRecord(std::span<char* const> args) {
   ro.timeoutSeconds = timeout;
   ro.digestInterval = digestInterval;
   ro.snapshotInterval = snapshotEvery;
+  ro.realtime = realtime;
   ro.ttvmVersion = TTVM_VERSION;
   ro.host = hostDescription();
   ro.createdUnixNs = createdNs;

@@ -6,6 +6,7 @@
 #include <sys/mman.h>
 
 #include <cstring>
+#include <thread>
 
 #include "tail_replay.h"
 #include "ttvm/base/log.h"
@@ -157,6 +158,12 @@ void RecordSession::emergencyClose(const char* message) {
   (void)writer_->close(end);
 }
 
+uint64_t RecordSession::wallNsSinceStart() const {
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                   std::chrono::steady_clock::now() - startTime_)
+                                   .count());
+}
+
 Result<RecordResult> RecordSession::run() {
   TTVM_ASSERT(cpu_ != nullptr, "RecordSession::run() before start()");
   startTime_ = std::chrono::steady_clock::now();
@@ -262,6 +269,22 @@ Result<RecordResult> RecordSession::run() {
                                     " s of virtual time: timers fire but no interrupt reaches "
                                     "the CPU"));
         // Idle skip: time jumps to the next deadline; no steps, no busy waiting.
+        if (options_.realtime) {
+          // Pace virtual time to wall time: sleep until the deadline is due
+          // in wall time, waking early for terminal input or a signal (the
+          // input's interrupt then arrives at the virtual time reached).
+          const uint64_t wallBase = clock.nowNs() - wallNsSinceStart();
+          while (wallBase + wallNsSinceStart() < *next) {
+            if (options_.interruptFlag != nullptr && *options_.interruptFlag != 0) break;
+            if (options_.poll) options_.poll(machine_);
+            if (machine_.interruptPending()) break;
+            uint64_t left = *next - (wallBase + wallNsSinceStart());
+            std::this_thread::sleep_for(
+                std::chrono::nanoseconds(std::min<uint64_t>(left, 10'000'000)));
+          }
+          clock.skipTo(std::min(*next, wallBase + wallNsSinceStart()));
+          break;
+        }
         clock.skipTo(*next);
         break;
       }

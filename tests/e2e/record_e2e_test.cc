@@ -346,6 +346,18 @@ TEST(RecordE2E, TimerInterruptsIdleSkipAndTsc) {
   EXPECT_EQ(slurp(tmp("timer.out")), "5 timer ticks\n");
 }
 
+TEST(RecordE2E, RealtimePacesIdleTimeToTheWallClock) {
+  // rec_idle_hang idles with every timer interrupt masked. Without
+  // --realtime, 60 s of virtual idle time pass at once and the run ends as a
+  // hang; with it, virtual time follows the wall clock, so a 0.5 s wall-clock
+  // limit ends the run first, after about 0.5 s of virtual time.
+  TraceReader fast = recordTrace("rec_idle_hang.elf", "rt_fast", 8, {"--timeout", "5"});
+  EXPECT_EQ(fast.end()->reason, EndReason::kHang);
+  TraceReader paced =
+      recordTrace("rec_idle_hang.elf", "rt_paced", 124, {"--realtime", "--timeout", "0.5"});
+  EXPECT_EQ(paced.end()->reason, EndReason::kTimeout);
+}
+
 TEST(RecordE2E, DeterministicEventStreams) {
   for (const char* g : {"rec_timer.elf", "rec_exit.elf"}) {
     TraceReader a = recordTrace(g, std::string("det_a_") + g, g[4] == 't' ? 1 : 0x43);

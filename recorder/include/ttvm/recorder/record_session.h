@@ -58,6 +58,10 @@ struct RecordOptions {
   size_t recentInstructions = 16;
   // Steps between the checkpoints that re-execution starts from.
   uint64_t tailWindow = 1u << 18;
+  // Pace the guest to wall time while it idles (HLT with interrupts on):
+  // instead of jumping to the next timer deadline, wait for it (or for
+  // terminal input). The inputs that result are recorded like any others.
+  bool realtime = false;
   // Set by a SIGINT/SIGTERM handler; may be null.
   const volatile std::sig_atomic_t* interruptFlag = nullptr;
   // Called between slices (e.g. to feed terminal input to the UART).
@@ -98,6 +102,7 @@ class RecordSession {
   TraceEnd makeEnd(EndReason reason, std::string message, uint32_t exitStatus = 0) const;
   Result<RecordResult> finish(TraceEnd end);
   void takeCheckpoint();
+  uint64_t wallNsSinceStart() const;
   void fillLastInstructions(TraceEnd& end);
 
   Machine& machine_;
