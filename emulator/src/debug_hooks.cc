@@ -4,16 +4,17 @@
 // general detect live in the step loop (exec/cpu_impl.cc) and MOV DR
 // (exec/system.cc); this file decides which DRn conditions were met.
 //
-// DR7 layout: Ln = bit 2n, Gn = bit 2n+1 (either enables breakpoint n; ttvm
-// never clears L bits on task switches because it has no hardware task
-// switch), R/Wn = bits 16+4n..17+4n (00 execute, 01 write, 10 I/O with
-// CR4.DE else undefined, 11 read/write), LENn = bits 18+4n..19+4n (00 = 1,
-// 01 = 2, 11 = 4, 10 = 8 bytes).
+// DR7 layout: Ln = bit 2n, Gn = bit 2n+1 (either enables breakpoint n; a
+// hardware task switch clears L0-L3, SDM 18.2.4 - not done yet), R/Wn = bits 16+4n..17+4n (00
+// execute, 01 write, 10 I/O with CR4.DE else undefined, 11 read/write), LENn = bits 18+4n..19+4n
+// (00 = 1, 01 = 2, 11 = 4, 10 = 8 bytes).
 //
 // Semantics:
 //  - instruction breakpoints are faults, checked before the instruction
 //    executes and after external events were considered (priority table,
-//    SDM 6.9); RFLAGS.RF = 1 suppresses them for one instruction;
+//    SDM 6.9); RFLAGS.RF = 1 suppresses them for one instruction; the step
+//    loop does not check them for the instruction in a MOV SS / POP SS
+//    shadow (SDM 18.3.1.1: "may not be triggered"; ttvm: never);
 //  - data and I/O breakpoints are traps: the condition is noted during the
 //    instruction and delivered by the step loop after it completes (with
 //    BS when TF was set too: one #DB, both bits); the range of a breakpoint
