@@ -40,8 +40,11 @@ std::vector<GdbRegister> makeLayout(GdbArch arch) {
   const int xmms = wide ? 16 : 8;
   for (int i = 0; i < xmms; ++i) add("xmm" + std::to_string(i), 128, "vec128", kSse);
   add("mxcsr", 32, "i386_mxcsr", kSse, "vector");
-  add("fs_base", w, "int", kSegments);
-  add("gs_base", w, "int", kSegments);
+  // gdb 13's i386 (32-bit) architecture numbers org.gnu.gdb.i386.segments
+  // registers beyond its register count and asserts; there they go in
+  // org.ttvm.sys (same names, so `info registers fs_base` still works).
+  add("fs_base", w, "int", wide ? kSegments : kSys, wide ? "" : "system");
+  add("gs_base", w, "int", wide ? kSegments : kSys, wide ? "" : "system");
   for (const char* n : {"cr0", "cr2", "cr3", "cr4", "cr8", "efer"})
     add(n, 64, "int64", kSys, "system");
   return r;

@@ -38,15 +38,82 @@ def symbol_table(elf):
             syms[parts[2]] = int(parts[0], 16)
     return syms
 
+def start_server(args, trace):
+    server = subprocess.Popen([args.ttvm, "gdbserver", trace, "--port", "0"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    line = server.stdout.readline()
+    m = re.search(r"listening on 127\.0\.0\.1:(\d+)", line)
+    if not m:
+        server.kill()
+        raise RuntimeError(f"gdbserver did not say where it listens: {line!r}")
+    return server, int(m.group(1))
+
+
+def run_i386(args):
+    """A 32-bit protected-mode guest: gdb picks i386 from the description."""
+    trace = os.path.join(args.workdir, "loop.ttvm")
+    rec = subprocess.run([args.ttvm, "record", "-o", trace, "--max-steps", "5000", args.guest],
+                         capture_output=True, text=True, timeout=120)
+    if rec.returncode != 10:
+        print(f"ttvm record: expected exit status 10 (step limit), got {rec.returncode}\n"
+              f"{rec.stdout[-2000:]}\n{rec.stderr[-2000:]}")
+        return 1
+    server, port = start_server(args, trace)
+    cmds = ["set pagination off", "set confirm off", f"target remote 127.0.0.1:{port}",
+            f"file {args.guest}", "show architecture", "info registers eip cr0 fs_base",
+            "break _start.spin", "continue", "stepi", "stepi", "info registers ecx",
+            "reverse-stepi", "info registers ecx", "x/2i $pc", "delete", "continue",
+            "info registers ecx", "reverse-continue", "info registers eip", "detach"]
+    cmdfile = os.path.join(args.workdir, "commands_i386.gdb")
+    with open(cmdfile, "w") as f:
+        f.write("\n".join(cmds) + "\n")
+    g = subprocess.run([args.gdb, "-batch", "-nx", "-x", cmdfile], capture_output=True,
+                       text=True, timeout=300)
+    out = g.stdout
+    with open(os.path.join(args.workdir, "gdb_i386.log"), "w") as f:
+        f.write(out + g.stderr)
+    try:
+        server.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        failures.append("gdbserver did not exit after detach")
+    check('currently "i386"' in out, "i386: gdb chose i386 from the target description", out)
+    check(re.search(r"^eip\s+0x10002e\s+0x10002e <_start>", out, re.M), "i386: eip at _start",
+          out)
+    check(re.search(r"^cr0\s+0x11\b", out, re.M), "i386: cr0 = PE|ET", out)
+    check(re.search(r"^fs_base\s+0x0", out, re.M), "i386: fs_base", out)
+    check(out.count("Breakpoint 1, 0x00100030 in _start.spin ()") == 2,
+          "i386: breakpoint hit on continue and again after two stepi", out)
+    ecx = re.findall(r"^ecx\s+0x([0-9a-f]+)", out, re.M)
+    check(len(ecx) == 3 and ecx[0] == "1" and ecx[1] == "1" and int(ecx[2], 16) > 0x100,
+          "i386: ecx after stepi, reverse-stepi and at the end", out)
+    check(re.search(r"=> 0x100031 <_start\.spin\+1>:\s+jmp\s+0x100030 <_start\.spin>", out),
+          "i386: x/2i decodes 32-bit code at the reverse-stepped pc", out)
+    check(out.count("No more reverse-execution history.") == 2, "i386: both ends of history",
+          out)
+    check(re.search(r"^eip\s+0x10002e", out.split("No more reverse-execution history.")[-1],
+                    re.M), "i386: reverse-continue back to the first instruction", out)
+    check(g.returncode == 0 and server.returncode == 0, "i386: gdb and gdbserver exit 0",
+          g.stderr[-2000:])
+    if failures:
+        print(f"\n{len(failures)} check(s) failed\n---- gdb ----\n{out}\n{g.stderr[-3000:]}")
+        return 1
+    print("\nall checks passed")
+    return 0
+
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--ttvm", required=True)
     ap.add_argument("--gdb", required=True)
-    ap.add_argument("--guest", required=True, help="demo.elf (demo.elf.elf next to it)")
+    ap.add_argument("--guest", required=True,
+                    help="demo.elf (demo.elf.elf next to it), or rec_loop.elf for --scenario i386")
+    ap.add_argument("--scenario", choices=("demo", "i386"), default="demo")
     ap.add_argument("--workdir", required=True)
     args = ap.parse_args()
     os.makedirs(args.workdir, exist_ok=True)
+    if args.scenario == "i386":
+        return run_i386(args)
     trace = os.path.join(args.workdir, "demo.ttvm")
     symbols_elf = args.guest + ".elf"
     if not os.path.exists(symbols_elf):
