@@ -208,7 +208,8 @@ void MainWindow::buildDocks() {
   addToolBar(Qt::BottomToolBarArea, tl);
   connect(slider_, &QSlider::sliderReleased, this, &MainWindow::sliderReleased);
   resizeDocks({regDock, conDock}, {420, 420}, Qt::Horizontal);
-  resizeDocks({memDock}, {220}, Qt::Vertical);
+  resizeDocks({regDock, conDock}, {380, 200}, Qt::Vertical);
+  resizeDocks({memDock}, {260}, Qt::Vertical);
 }
 
 void MainWindow::buildStatusBar() {

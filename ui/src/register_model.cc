@@ -46,7 +46,10 @@ const std::vector<RegisterModel::Row>& RegisterModel::rows() {
 RegisterModel::RegisterModel(QObject* parent) : QAbstractTableModel(parent) {}
 
 void RegisterModel::setState(const CpuState& state) {
-  previous_ = current_;
+  // A new snapshot of the same position (the memory window moved, a
+  // breakpoint was toggled) keeps the reference, so the highlighting still
+  // shows what the last motion changed.
+  if (!current_ || current_->steps != state.steps) previous_ = current_;
   current_ = state;
   // The row set never changes; only values and highlighting do.
   emit dataChanged(index(0, 0), index(rowCount() - 1, columnCount() - 1));

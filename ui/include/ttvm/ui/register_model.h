@@ -1,6 +1,6 @@
 // RegisterModel: the registers dock's model (name, value). A register whose
-// value differs from the previous snapshot shown is "changed" and drawn in
-// red, as in x64dbg.
+// value differs from the one shown at the previous position (the last
+// snapshot with a different step) is "changed" and drawn in red, as in x64dbg.
 #pragma once
 
 #include <QAbstractTableModel>
@@ -18,7 +18,8 @@ class RegisterModel : public QAbstractTableModel {
  public:
   explicit RegisterModel(QObject* parent = nullptr);
 
-  // Shows `state`; the one shown before becomes the reference for "changed".
+  // Shows `state`; when its step differs from the one shown, that one
+  // becomes the reference for "changed".
   void setState(const CpuState& state);
 
   int rowCount(const QModelIndex& parent = {}) const override;
