@@ -68,6 +68,22 @@ const char* kMonitorHelp =
 GdbServer::GdbServer(Timeline& timeline, GdbServerOptions options)
     : timeline_(timeline), options_(std::move(options)) {}
 
+void GdbServer::resetConnection() {
+  lockedArch_.reset();
+  errorMessages_ = false;
+  for (const auto& [key, id] : points_) {
+    if (std::get<0>(key) <= 1)
+      timeline_.removeBreakpoint(id);
+    else
+      timeline_.removeWatchpoint(id);
+  }
+  points_.clear();
+  breakType_.clear();
+  watchType_.clear();
+  watchRange_.clear();
+  lastStop_ = "T05thread:1;";
+}
+
 GdbArch GdbServer::arch() const {
   if (options_.arch) return *options_.arch;
   if (lockedArch_) return *lockedArch_;
@@ -202,7 +218,10 @@ GdbReply GdbServer::query(std::string_view p) {
       reply.payload = "l";
       return reply;
     }
-    const uint64_t n = std::min<uint64_t>(range->second, xml.size() - offset);
+    // At most a packet's worth (the reply grows by its 'm'/'l' and escapes).
+    const uint64_t most = options_.packetSize > 64 ? options_.packetSize / 2 : 32;
+    const uint64_t n =
+        std::min<uint64_t>(std::min<uint64_t>(range->second, most), xml.size() - offset);
     reply.payload = (offset + n >= xml.size() ? "l" : "m") + xml.substr(offset, n);
   } else if (p == "qAttached" || startsWith(p, "qAttached:")) {
     reply.payload = "1";

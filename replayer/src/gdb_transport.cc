@@ -112,6 +112,7 @@ Result<int> GdbListener::accept(const std::atomic<bool>* stop) {
 Result<GdbConnectionStats> serveGdbConnection(int fd, GdbServer& server,
                                               const std::atomic<bool>* stop) {
   GdbConnectionStats stats;
+  server.resetConnection();
   GdbPacketDecoder decoder;
   std::deque<GdbInput> pending;
   std::string lastReply;

@@ -11,6 +11,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <random>
 #include <thread>
 
 #include "scripted_trace_support.h"
@@ -286,6 +287,48 @@ TEST_F(GdbServerTest, ProgressCanCancelAnyMotion) {
   });
   EXPECT_EQ(ask("bc"), "T02thread:1;");
   EXPECT_GT(timeline_->now(), 0u);
+}
+
+TEST_F(GdbServerTest, RandomPacketsNeverCrash) {
+  // Packets built from the protocol's own alphabet, so most reach the
+  // parsers' deeper branches; every reply must be well-formed.
+  std::mt19937_64 rng(11);
+  const std::string heads[] = {
+      "m",      "p",      "g",           "Z0,", "z0,",
+      "Z2,",    "z2,",    "Z3,",         "Z4,", "qXfer:features:read:target.xml:",
+      "qRcmd,", "vCont;", "H",           "T",   "s",
+      "bs",     "?",      "qSupported:", "P",   "G",
+      "M",      "X"};
+  const std::string alphabet = "0123456789abcdefxyz,;:-=#$}*";
+  size_t moves = 0;
+  for (int i = 0; i < 4000; ++i) {
+    std::string p = heads[rng() % std::size(heads)];
+    const size_t n = rng() % 24;
+    for (size_t k = 0; k < n; ++k) p.push_back(alphabet[rng() % alphabet.size()]);
+    const uint64_t before = timeline_->now();
+    const GdbReply r = server_->handle(p);
+    if (timeline_->now() != before) ++moves;
+    const std::string& y = r.payload;
+    const bool wellFormed = y.empty() || y == "OK" || y[0] == 'E' || y[0] == 'T' || y[0] == 'm' ||
+                            y[0] == 'l' ||
+                            y.find_first_not_of("0123456789abcdef") == std::string::npos ||
+                            y.rfind("PacketSize=", 0) == 0;
+    ASSERT_TRUE(wellFormed) << "packet '" << p << "' -> '" << y << "'";
+    ASSERT_LE(timeline_->now(), timeline_->endStep());
+  }
+  EXPECT_GT(moves, 0u);
+  // The server still answers sensibly.
+  EXPECT_EQ(ask("qC"), "QC1");
+  std::vector<uint8_t> prog(4);
+  ASSERT_TRUE(timeline_->readLinear(testing::kProgStart, prog));
+  EXPECT_EQ(ask("m1000,4"), gdbHexEncode(prog));
+}
+
+TEST_F(GdbServerTest, ResetConnectionForgetsPoints) {
+  EXPECT_EQ(ask("Z0," + gdbHexU64(testing::kProgStoreInsn) + ",1"), "OK");
+  EXPECT_EQ(ask("Z2,500,2"), "OK");
+  server_->resetConnection();
+  EXPECT_EQ(ask("c"), "T05replaylog:end;thread:1;");
 }
 
 // --- the socket transport ---------------------------------------------------

@@ -59,6 +59,9 @@ class GdbServer {
     progress_ = std::move(progress);
   }
   GdbArch arch() const;
+  // A new gdb connected: forgets the previous connection's layout choice,
+  // qSupported features, breakpoints and watchpoints (the position stays).
+  void resetConnection();
 
  private:
   GdbReply query(std::string_view p);
