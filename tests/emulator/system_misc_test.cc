@@ -573,6 +573,22 @@ TEST(TaskSwitch, CallToTssAndIretBack) {
   EXPECT_EQ((m.get(layout::kGdt + TwoTasks::kSelB + 5, 1) & 0xF), 0x9u);  // B available again
 }
 
+TEST(TaskSwitch, ClearsLocalBreakpointEnablesAndHonoursTheTBit) {
+  Machine m;
+  TwoTasks::setup(m);
+  m.setIdt32(1, static_cast<uint32_t>(kHandler));
+  m.put(TwoTasks::kTssB + 0x64, 1, 2);       // T bit
+  m.loadHex(kCode, "ea 00 00 00 00 60 00");  // jmp 0x60:0
+  m.loadHex(TwoTasks::kTaskBEntry, "90");
+  m.edit([](CpuState& s) { s.dr7 = 0x400 | 0x3; });  // L0 | G0 (execute breakpoint on DR0 = 0)
+  const StepResult r = m.step();
+  ASSERT_EQ(r.outcome, StepOutcome::kException);
+  EXPECT_EQ(int(r.vector), 1);
+  EXPECT_TRUE(m.state().dr6 & (1u << 15));                   // BT
+  EXPECT_EQ(m.state().dr7 & 0xFF, 0x2u);                     // L0 cleared, G0 kept
+  EXPECT_EQ(m.get(0x60000 - 12, 4), TwoTasks::kTaskBEntry);  // #DB pushed the new task's EIP
+}
+
 TEST(TaskSwitch, DoubleFaultThroughTaskGate) {
   Machine m;
   TwoTasks::setup(m);

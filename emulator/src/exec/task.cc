@@ -75,6 +75,12 @@ bool CpuImpl::taskSwitch(uint16_t sel, TaskSwitchReason reason, uint64_t returnR
     flushTlb(false);
   }
   s_.rip = in[kEip / 4];
+  // Local breakpoint enables belong to the old task (SDM 18.2.4); the new
+  // TSS's T bit raises a #DB trap (DR6.BT) before its first instruction
+  // (delivered by the step loop after a JMP/CALL/IRET switch).
+  s_.dr7 &= ~0x55ull;
+  debugRegistersChanged();
+  if (in[0x64 / 4] & 1) debugTrapBits_ |= 1ull << 15;
   s_.rflags = (newFlags & 0x3F7FD7) | flags::kFixed1;
   for (int r = 0; r < 8; ++r) s_.gpr[r] = in[kEax / 4 + r];
   const uint16_t ldtSel = static_cast<uint16_t>(in[kLdt / 4]);
