@@ -59,6 +59,11 @@ const char* kMonitorHelp =
     "  monitor seek STEP|begin|end     move to STEP (a replay position)\n"
     "  monitor last-write ADDR[:LEN]   move to the last write to [ADDR, ADDR+LEN) before now\n"
     "                                  (ADDR: a number or a guest symbol; LEN default 1)\n"
+    "  monitor next-write ADDR[:LEN]   move to the next write to [ADDR, ADDR+LEN) after now\n"
+    "  monitor reg-change REG          move to the last step before now that changed REG\n"
+    "                                  (rax..r15, rip, rflags, cr0..cr8, efer, cs.., fs_base..)\n"
+    "  monitor prev-event KIND         move to the previous / next event of KIND:\n"
+    "  monitor next-event KIND         interrupt, exception, serial, port N\n"
     "  monitor help                    this text\n"
     "After seek or last-write, run 'maintenance flush register-cache' so gdb\n"
     "re-reads the registers and memory at the new position.\n";
@@ -455,9 +460,9 @@ GdbReply GdbServer::monitor(const std::string& command) {
     reply.payload = "OK";
     return reply;
   }
-  if (verb == "last-write") {
+  if (verb == "last-write" || verb == "next-write") {
     if (words.size() != 2) {
-      reply.payload = error(1, "usage: monitor last-write ADDR[:LEN]");
+      reply.payload = error(1, "usage: monitor " + verb + " ADDR[:LEN]");
       return reply;
     }
     std::string a = words[1];
@@ -466,8 +471,8 @@ GdbReply GdbServer::monitor(const std::string& command) {
     if (colon != std::string::npos) {
       const auto l = parseNumber(a.substr(colon + 1));
       if (!l || *l == 0) {
-        out("last-write: bad length '" + a.substr(colon + 1) + "'\n");
-        reply.payload = error(1, "last-write: bad length");
+        out(verb + ": bad length '" + a.substr(colon + 1) + "'\n");
+        reply.payload = error(1, verb + ": bad length");
         return reply;
       }
       length = *l;
@@ -476,25 +481,90 @@ GdbReply GdbServer::monitor(const std::string& command) {
     std::optional<uint64_t> address = parseNumber(a);
     if (!address) address = timeline_.symbols().find(a);
     if (!address) {
-      out("last-write: '" + a + "' is neither a number nor a guest symbol\n");
-      reply.payload = error(1, "last-write: bad address");
+      out(verb + ": '" + a + "' is neither a number nor a guest symbol\n");
+      reply.payload = error(1, verb + ": bad address");
+      return reply;
+    }
+    const bool last = verb == "last-write";
+    const uint64_t before = timeline_.now();
+    cancel_.store(false);
+    auto hit = last ? timeline_.lastWrite(*address, length, false, true, control())
+                    : timeline_.nextWrite(*address, length, false, true, control());
+    if (!hit.ok()) {
+      out(verb + ": " + hit.error().message + "\n");
+      reply.payload = error(1, verb + " failed");
+      return reply;
+    }
+    const std::string range = "[" + hex(*address) + ", " + hex(*address + length) + ")";
+    const std::string where = (last ? " before step " : " after step ") + std::to_string(before);
+    if (!hit.value())
+      out("no write to " + range + where + "\n");
+    else
+      out((last ? "last write to " : "next write to ") + range + where + ": " + describePosition() +
+          "\n");
+    reply.payload = "OK";
+    return reply;
+  }
+  if (verb == "reg-change") {
+    const auto reg = words.size() == 2 ? registerByName(words[1]) : std::nullopt;
+    if (!reg) {
+      out(words.size() == 2 ? "reg-change: no register named '" + words[1] + "'\n"
+                            : "usage: monitor reg-change REG\n");
+      reply.payload = error(1, "reg-change: bad register");
       return reply;
     }
     const uint64_t before = timeline_.now();
     cancel_.store(false);
-    auto hit = timeline_.lastWrite(*address, length, false, true, control());
+    auto hit = timeline_.registerLastChange(*reg, true, control());
     if (!hit.ok()) {
-      out("last-write: " + hit.error().message + "\n");
-      reply.payload = error(1, "last-write failed");
+      out("reg-change: " + hit.error().message + "\n");
+      reply.payload = error(1, "reg-change failed");
       return reply;
     }
-    if (!hit.value()) {
-      out("no write to [" + hex(*address) + ", " + hex(*address + length) + ") before step " +
-          std::to_string(before) + "\n");
+    if (!hit.value())
+      out(words[1] + " did not change before step " + std::to_string(before) + "\n");
+    else
+      out(words[1] + " changed " + hex(hit.value()->oldValue) + " -> " +
+          hex(hit.value()->newValue) + ": " + describePosition() + "\n");
+    reply.payload = "OK";
+    return reply;
+  }
+  if (verb == "prev-event" || verb == "next-event") {
+    EventQuery q;
+    bool ok = words.size() >= 2;
+    if (ok && words[1] == "interrupt" && words.size() == 2) {
+      q.kind = EventQuery::Kind::kInterrupt;
+    } else if (ok && words[1] == "exception" && words.size() == 2) {
+      q.kind = EventQuery::Kind::kException;
+    } else if (ok && words[1] == "serial" && words.size() == 2) {
+      q.kind = EventQuery::Kind::kSerialOutput;
+    } else if (ok && words[1] == "port" && words.size() == 3) {
+      const auto port = parseNumber(words[2]);
+      ok = port && *port <= 0xFFFF;
+      q.kind = EventQuery::Kind::kPortIo;
+      q.port = static_cast<uint16_t>(port.value_or(0));
     } else {
-      out("last write to [" + hex(*address) + ", " + hex(*address + length) + ") before step " +
-          std::to_string(before) + ": " + describePosition() + "\n");
+      ok = false;
     }
+    if (!ok) {
+      out("usage: monitor " + verb + " interrupt|exception|serial|port N\n");
+      reply.payload = error(1, verb + ": bad kind");
+      return reply;
+    }
+    const uint64_t before = timeline_.now();
+    cancel_.store(false);
+    auto hit = verb == "prev-event" ? timeline_.previousEvent(q, true, control())
+                                    : timeline_.nextEvent(q, true, control());
+    if (!hit.ok()) {
+      out(verb + ": " + hit.error().message + "\n");
+      reply.payload = error(1, verb + " failed");
+      return reply;
+    }
+    if (!hit.value())
+      out("no such event " + std::string(verb == "prev-event" ? "before" : "after") + " step " +
+          std::to_string(before) + "\n");
+    else
+      out(describePosition() + "\n");
     reply.payload = "OK";
     return reply;
   }

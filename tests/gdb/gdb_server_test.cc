@@ -266,6 +266,37 @@ TEST_F(GdbServerTest, MonitorCommands) {
   EXPECT_EQ(timeline_->now(), 0u);
 }
 
+TEST_F(GdbServerTest, MonitorQueries) {
+  std::string out;
+  EXPECT_EQ(monitor("next-write 0x500:2", &out), "OK");
+  EXPECT_EQ(timeline_->registers().rip, testing::kProgCounterStore) << out;
+  EXPECT_NE(out.find("next write to [0x500, 0x502) after step 0: step "), std::string::npos) << out;
+  const uint64_t store = timeline_->now();
+  EXPECT_EQ(monitor("next-event port 0x60", &out), "OK");
+  EXPECT_GT(timeline_->now(), store);
+  EXPECT_EQ(timeline_->registers().rip, testing::kProgMainLoop) << out;
+  const uint64_t in = timeline_->now();
+  EXPECT_EQ(monitor("prev-event interrupt", &out), "OK");
+  EXPECT_LT(timeline_->now(), in);
+  EXPECT_EQ(monitor("seek " + std::to_string(in)), "OK");
+  EXPECT_EQ(monitor("reg-change rax", &out), "OK");
+  const uint64_t change = timeline_->now();
+  EXPECT_LT(change, in);
+  EXPECT_NE(out.find("rax changed 0x"), std::string::npos) << out;
+  // The step at `change` is the one that changed rax.
+  const uint64_t raxBefore = timeline_->registers().reg(Gpr::kRax);
+  ASSERT_EQ(ask("s"), "T05thread:1;");
+  EXPECT_NE(timeline_->registers().reg(Gpr::kRax), raxBefore);
+  EXPECT_EQ(monitor("seek 0"), "OK");
+  EXPECT_EQ(monitor("prev-event serial", &out), "OK");
+  EXPECT_NE(out.find("no such event before step 0"), std::string::npos) << out;
+  for (const char* bad :
+       {"next-write", "next-write 0x500:x", "reg-change", "reg-change xyz", "prev-event",
+        "prev-event bogus", "next-event port", "next-event port 70000", "next-event interrupt now"})
+    EXPECT_EQ(monitor(bad).substr(0, 1), "E") << bad;
+  EXPECT_EQ(timeline_->now(), 0u);
+}
+
 TEST_F(GdbServerTest, ProgressCanCancelAnyMotion) {
   // The transport sets the flag on 0x03; here the progress callback does.
   int calls = 0;

@@ -163,6 +163,8 @@ def main():
                 "info registers rax")
         section("last-write", "delete", "monitor seek end", f"monitor last-write {field:#x}:8",
                 "maintenance flush register-cache", "info symbol $pc")
+        section("exception", "monitor seek end", "monitor prev-event exception",
+                "maintenance flush register-cache", "info symbol $pc")
         section("history-begin", "reverse-continue", "monitor when", "reverse-stepi")
         section("detach", "detach")
 
@@ -287,6 +289,11 @@ def main():
                   r"rip 0x[0-9a-f]+ <key_dup\+0x[0-9a-f]+>", lw)
     check(m is not None, "monitor last-write: the store in key_dup", lw)
     check(re.search(r"key_dup \+ \d+ in section", lw), "monitor last-write: moved there", lw)
+
+    ex = get("exception")
+    check(re.search(r"rip 0x[0-9a-f]+ <table_find\+0x59>", ex) and
+          re.search(r"table_find \+ 89 in section", ex),
+          "monitor prev-event exception: the #PF in table_find", ex)
 
     hb = get("history-begin")
     check(hb.count("No more reverse-execution history.") == 2 and when(hb) == [0],
