@@ -166,6 +166,8 @@ def main():
         section("exception", "monitor seek end", "monitor prev-event exception",
                 "maintenance flush register-cache", "info symbol $pc")
         section("history-begin", "reverse-continue", "monitor when", "reverse-stepi")
+        section("interrupt", "break *0x1", "@interrupt continue", "monitor when",
+                "monitor seek end", "@interrupt reverse-continue", "monitor when", "delete")
         section("detach", "detach")
 
         cmds = ["set pagination off", "set confirm off", "set width 0", "set remotetimeout 120",
@@ -175,8 +177,16 @@ def main():
         # that one failed check does not hide the rest.
         # Monitor output (O packets) goes to gdb's stderr; capture it as a
         # string so it lands in the section's stdout.
-        cmds += ["python", "def ttvm_try(cmd):", "    try:",
-                 "        if cmd.startswith('monitor'):",
+        # "@interrupt CMD": a SIGINT to gdb 0.1 s into CMD (gdb sends 0x03).
+        cmds += ["python", "import os, signal, threading, time", "def ttvm_try(cmd):", "    try:",
+                 "        if cmd.startswith('@interrupt '):",
+                 "            t = threading.Timer(0.1, os.kill, (os.getpid(), signal.SIGINT))",
+                 "            start = time.time()",
+                 "            t.start()",
+                 "            gdb.execute(cmd[11:])",
+                 "            print('ELAPSED %.3f' % (time.time() - start))",
+                 "            t.join()",
+                 "        elif cmd.startswith('monitor'):",
                  "            print(gdb.execute(cmd, to_string=True), end='')",
                  "        else:",
                  "            gdb.execute(cmd)",
@@ -298,6 +308,18 @@ def main():
     hb = get("history-begin")
     check(hb.count("No more reverse-execution history.") == 2 and when(hb) == [0],
           "reverse-continue and reverse-stepi at the start of history", hb)
+
+    it = get("interrupt")
+    parts = it.split("ELAPSED")
+    steps = when(it)
+    fast = [float(x) for x in re.findall(r"ELAPSED (\d+\.\d+)", it)]
+    if len(fast) == 2 and min(fast) < 0.1:
+        print(f"note: a motion finished in {min(fast)} s, before the SIGINT; interrupt not checked")
+    else:
+        check(len(parts) == 3 and all("Program received signal SIGINT" in p for p in parts[:2]),
+              "Ctrl-C interrupts continue and reverse-continue", it)
+        check(len(steps) == 2 and 0 < steps[0] < end[0] and steps[1] <= end[0] if end else False,
+              "interrupted motion stops at a valid position", it)
 
     check(g.returncode == 0, f"gdb exit status 0 (got {g.returncode})", err[-3000:])
     check(server.returncode == 0, f"gdbserver exit status 0 (got {server.returncode})")
