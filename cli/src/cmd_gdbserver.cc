@@ -26,7 +26,8 @@ const char* kGdbserverHelp =
     "usage: ttvm gdbserver TRACE [options]\n\n"
     "Serves a replay of TRACE to gdb ('target remote HOST:PORT'): registers, memory,\n"
     "breakpoints, watchpoints, continue/step forward and in reverse (reverse-stepi,\n"
-    "reverse-continue), and 'monitor' commands (when, seek, last-write, help).\n"
+    "reverse-continue), and 'monitor' commands (when, seek, last-write, next-write,\n"
+    "reg-change, prev-event, next-event; 'monitor help' describes them).\n"
     "The replay is read-only: writes to registers or memory are refused.\n\n"
     "options:\n"
     "  --port N               TCP port (default 1234; 0 = any free port, printed)\n"
@@ -142,7 +143,7 @@ int cmdGdbserver(std::span<char* const> args) {
   }
   auto listener = GdbListener::listen(listenAddress, static_cast<uint16_t>(port));
   if (!listener.ok()) {
-    std::fprintf(stderr, "ttvm gdbserver: %s\n", listener.error().message.c_str());
+    std::fprintf(stderr, "ttvm %s\n", listener.error().message.c_str());
     return 1;
   }
   std::signal(SIGINT, onSignal);
@@ -157,14 +158,14 @@ int cmdGdbserver(std::span<char* const> args) {
     auto fd = listener->accept(&gStop);
     if (!fd.ok()) {
       if (gStop.load()) break;
-      std::fprintf(stderr, "ttvm gdbserver: %s\n", fd.error().message.c_str());
+      std::fprintf(stderr, "ttvm %s\n", fd.error().message.c_str());
       return 1;
     }
     std::printf("ttvm gdbserver: gdb connected\n");
     std::fflush(stdout);
     auto stats = serveGdbConnection(*fd, server, &gStop);
     if (!stats.ok()) {
-      std::fprintf(stderr, "ttvm gdbserver: %s\n", stats.error().message.c_str());
+      std::fprintf(stderr, "ttvm %s\n", stats.error().message.c_str());
       if (!multi) return 1;
       continue;
     }
