@@ -126,5 +126,36 @@ TEST(DebugSemantics, IoAndDataBreakpointOnOneInstructionGiveOneTrap) {
   EXPECT_EQ(m.env.portLog.size(), 1u);
 }
 
+// SDM vol. 3 18.3.1.1: the RF pushed for a fault is 1, except for a #DB
+// raised by an instruction breakpoint. General detect is a #DB fault that is
+// not an instruction breakpoint: RF = 1 in its image, GD cleared, DR6.BD.
+TEST(DebugSemantics, RfImageOfDebugFaults) {
+  constexpr uint64_t kBd = 1u << 13;
+  {
+    Machine m;
+    setup(m, "0f 23 c0 90");  // mov %rax,%dr0
+    m.edit([](CpuState& s) { s.dr7 = 0x400 | (1u << 13); });
+    const StepResult r = m.step();
+    ASSERT_EQ(r.outcome, StepOutcome::kException);
+    EXPECT_EQ(int(r.vector), 1);
+    EXPECT_EQ(frameRip(m), kCode);
+    EXPECT_EQ(m.state().dr6 & (0xF | kBd | kBs), kBd);
+    EXPECT_FALSE(m.state().dr7 & (1u << 13));
+    EXPECT_TRUE(m.get(m.state().reg(Gpr::kRsp) + 16, 8) & flags::kRF);
+  }
+  {
+    Machine m;
+    setup(m, "90 90");
+    m.edit([](CpuState& s) {
+      s.dr[0] = kCode;
+      s.dr7 = 0x400 | 1;
+    });
+    const StepResult r = m.step();
+    ASSERT_EQ(r.outcome, StepOutcome::kException);
+    EXPECT_EQ(m.state().dr6 & (0xF | kBd | kBs), kB0);
+    EXPECT_FALSE(m.get(m.state().reg(Gpr::kRsp) + 16, 8) & flags::kRF);
+  }
+}
+
 }  // namespace
 }  // namespace ttvm::cputest

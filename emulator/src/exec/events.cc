@@ -129,7 +129,11 @@ bool CpuImpl::deliverProtected(const PendingException& e) {
   const unsigned w = gate32 ? 4 : 2;
 
   uint64_t pushedFlags = s_.rflags;
-  if (e.kind == EventKind::kFault && e.vector != vec::kDB) pushedFlags |= flags::kRF;
+  // RF = 1 for every fault but an instruction-breakpoint #DB (SDM vol. 3
+  // 18.3.1.1); of the #DB faults, only those set a B0-B3 bit (general detect
+  // clears them and sets BD).
+  if (e.kind == EventKind::kFault && !(e.vector == vec::kDB && (s_.dr6 & 0xF)))
+    pushedFlags |= flags::kRF;
 
   uint64_t vals[10];
   int n = 0;
@@ -260,7 +264,8 @@ bool CpuImpl::deliverLong(const PendingException& e) {
   if (!isCanonical(offset)) return fault(vec::kGP, 0);
   sp &= ~0xFull;
   uint64_t pushedFlags = s_.rflags;
-  if (e.kind == EventKind::kFault && e.vector != vec::kDB) pushedFlags |= flags::kRF;
+  if (e.kind == EventKind::kFault && !(e.vector == vec::kDB && (s_.dr6 & 0xF)))
+    pushedFlags |= flags::kRF;  // as above
   uint64_t vals[6];
   int n = 0;
   vals[n++] = s_.seg[2].selector;
