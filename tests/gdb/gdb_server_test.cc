@@ -362,6 +362,34 @@ TEST_F(GdbServerTest, ResetConnectionForgetsPoints) {
   EXPECT_EQ(ask("c"), "T05replaylog:end;thread:1;");
 }
 
+TEST_F(GdbServerTest, DivergenceStopsWithSigabrtAndAReport) {
+  // Change the value of the 300th OUT to port 0xE9: the replay must stop there.
+  size_t index = SIZE_MAX;
+  for (size_t i = 0, n = 0; i < trace_->events.size(); ++i) {
+    const TraceEvent& e = trace_->events[i];
+    if (e.kind == EventKind::kPortOut && e.address == testing::kOutputPort && n++ == 300) {
+      index = i;
+      break;
+    }
+  }
+  ASSERT_NE(index, SIZE_MAX);
+  TraceEvent bad = trace_->events[index];
+  bad.value ^= 0x5A;
+  const std::string path = testing::tempTracePath("gdb_corrupt");
+  ASSERT_TRUE(testing::rewriteTraceEvent(trace_->path, path, index, bad).ok());
+  auto reader = TraceReader::open(path);
+  ASSERT_TRUE(reader.ok());
+  auto tl = Timeline::open(*reader);
+  ASSERT_TRUE(tl.ok());
+  GdbServer server(**tl);
+  const GdbReply r = server.handle("c");
+  std::remove(path.c_str());
+  EXPECT_EQ(r.payload, "T06thread:1;");
+  ASSERT_EQ(r.console.size(), 1u);
+  EXPECT_NE(r.console[0].find("divergence at step " + std::to_string(bad.step)), std::string::npos)
+      << r.console[0];
+}
+
 // --- the socket transport ---------------------------------------------------
 
 int connectTo(uint16_t port) {
