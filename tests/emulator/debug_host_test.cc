@@ -19,6 +19,7 @@
 // rules (arch/x86/kernel/traps.c, get_si_code) and both lists must be equal:
 // the same events, in the same order, at the same RIP offsets, with the same
 // TF in the saved image.
+#include <cpuid.h>
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/mman.h>
@@ -46,6 +47,10 @@ constexpr const char* kTfOff = "9c 48 81 24 24 ff fe ff ff 9d ";
 struct Sequence {
   const char* name;
   std::string hex;  // 64-bit code; the last byte is the RET that ends it
+  // Offset of a REP string instruction: traps after its non-final iterations
+  // push RF = 1 on Intel (SDM 18.3.1.1, ttvm's model) and RF = 0 on AMD
+  // hardware (measured; docs/debug-semantics.md). -1: none.
+  int64_t repOffset = -1;
 };
 
 std::vector<Sequence> sequences() {
@@ -72,7 +77,7 @@ std::vector<Sequence> sequences() {
       {"movss_int1_tf", "8c d0 " + on + "8e d0 f1 90 " + off + "c3"},
       // mov $3,%ecx; xor %eax,%eax; TF on; rep stosb (RDI = scratch): a trap
       // per iteration, RIP on the REP until the last.
-      {"rep_stosb_tf", "b9 03 00 00 00 31 c0 " + on + "f3 aa " + off + "c3"},
+      {"rep_stosb_tf", "b9 03 00 00 00 31 c0 " + on + "f3 aa " + off + "c3", 17},
       // jmp 1f; nop; 1: call 2f; 2: pop %rax
       {"branches_tf", on + "eb 01 90 e8 00 00 00 00 58 " + off + "c3"},
   };
@@ -85,6 +90,7 @@ struct Event {
   int code = 0;
   int64_t ripOffset = 0;
   bool tf = false;
+  bool rf = false;
   bool operator==(const Event&) const = default;
 };
 
@@ -92,11 +98,11 @@ std::string describe(const std::vector<Event>& events) {
   std::string s;
   for (const Event& e : events) {
     char buf[96];
-    std::snprintf(buf, sizeof buf, "  %s code %d rip +%#llx TF=%d\n",
+    std::snprintf(buf, sizeof buf, "  %s code %d rip +%#llx TF=%d RF=%d\n",
                   e.signo == SIGTRAP   ? "SIGTRAP"
                   : e.signo == SIGSEGV ? "SIGSEGV"
                                        : "signal",
-                  e.code, static_cast<long long>(e.ripOffset), e.tf ? 1 : 0);
+                  e.code, static_cast<long long>(e.ripOffset), e.tf ? 1 : 0, e.rf ? 1 : 0);
     s += buf;
   }
   return s.empty() ? "  (none)\n" : s;
@@ -126,6 +132,7 @@ void onSignal(int signo, siginfo_t* info, void* ctx) {
     e.code = info->si_code;
     e.ripOffset = static_cast<int64_t>(rip - g_log->base);
     e.tf = uc->uc_mcontext.gregs[REG_EFL] & flags::kTF;
+    e.rf = uc->uc_mcontext.gregs[REG_EFL] & flags::kRF;
   }
   ++g_log->count;
   // #GP from INT n: continue after the two-byte instruction.
@@ -243,6 +250,7 @@ std::vector<Event> runEmulated(const std::vector<uint8_t>& code, std::string& wh
       Event e = linuxSignalFor(r.vector, s.dr6);
       e.ripOffset = static_cast<int64_t>(m.get(frame, 8) - kUserCode);
       e.tf = m.get(frame + 16, 8) & flags::kTF;
+      e.rf = m.get(frame + 16, 8) & flags::kRF;
       events.push_back(e);
       continue;
     }
@@ -254,6 +262,16 @@ std::vector<Event> runEmulated(const std::vector<uint8_t>& code, std::string& wh
   }
   why = "emulator did not reach the final RET";
   return events;
+}
+
+bool hostIsAmd() {
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  if (!__get_cpuid(0, &a, &b, &c, &d)) return false;
+  char vendor[13] = {};
+  std::memcpy(vendor, &b, 4);
+  std::memcpy(vendor + 4, &d, 4);
+  std::memcpy(vendor + 8, &c, 4);
+  return std::strcmp(vendor, "AuthenticAMD") == 0;
 }
 
 class DebugHostOracle : public ::testing::TestWithParam<Sequence> {};
@@ -273,7 +291,16 @@ TEST_P(DebugHostOracle, SameTrapsAsTheHostCpu) {
   std::string emuWhy;
   const std::vector<Event> emulated = runEmulated(code, emuWhy);
   ASSERT_TRUE(emuWhy.empty()) << emuWhy;
-  EXPECT_EQ(emulated, *native) << "host:\n" << describe(*native) << "ttvm:\n" << describe(emulated);
+  std::vector<Event> expected = *native;
+  if (hostIsAmd()) {
+    // The one documented vendor difference: where the host pushed RF = 0 for
+    // a trap left on the REP instruction, ttvm's Intel model pushes RF = 1.
+    for (Event& e : expected)
+      if (e.ripOffset == seq.repOffset && e.signo == SIGTRAP && !e.rf) e.rf = true;
+  }
+  EXPECT_EQ(emulated, expected) << "host:\n"
+                                << describe(*native) << "ttvm:\n"
+                                << describe(emulated);
 }
 
 INSTANTIATE_TEST_SUITE_P(Sequences, DebugHostOracle, ::testing::ValuesIn(sequences()),
