@@ -196,6 +196,31 @@ void MainWindowTest::lastWriteLandsOnTheStoreInKeyDup() {
   }
 }
 
+void MainWindowTest::registerLastChangeFindsTheFault() {
+  MainWindow w;
+  OPEN(w);
+  // CR2 was last written by the #PF in table_find; the answer is the position
+  // before that step: the faulting `cmp dword ptr [rcx], esi`
+  // (/guests/demo/README.md).
+  const uint64_t cr2AtEnd = w.snapshot()->registers.cr2;
+  QCOMPARE(cr2AtEnd, uint64_t{0x000070756b6f6f6c});  // "lookup"
+  QVERIFY(w.registerLastChange(QStringLiteral("cr2")));
+  WAIT_IDLE(w);
+  const Snapshot& s = *w.snapshot();
+  QVERIFY2(s.location == QStringLiteral("table_find+0x59"), qPrintable(s.location));
+  QVERIFY(s.registers.cr2 != cr2AtEnd);
+  const int cur = w.disassemblyModel().currentRow();
+  QVERIFY(cur >= 0);
+  QVERIFY2(w.disassemblyModel().line(cur)->text.startsWith(QStringLiteral("cmp")),
+           qPrintable(w.disassemblyModel().line(cur)->text));
+  QVERIFY2(s.stopText.contains(QStringLiteral("0x70756b6f6f6c")), qPrintable(s.stopText));
+  // An unknown name is an answer, not a failure.
+  QVERIFY(w.registerLastChange(QStringLiteral("xyz")));
+  WAIT_IDLE(w);
+  QCOMPARE(w.snapshot()->step, s.step);
+  QVERIFY(w.snapshot()->stopText.contains(QStringLiteral("no register called 'xyz'")));
+}
+
 void MainWindowTest::longOperationRunsOffTheGuiThreadAndCancels() {
   MainWindow w;
   OPEN(w);

@@ -18,6 +18,7 @@ class MainWindowTest : public QObject {
   void stepBackChangesStepAndRegisters();
   void reverseContinueStopsAtABreakpoint();
   void lastWriteLandsOnTheStoreInKeyDup();
+  void registerLastChangeFindsTheFault();
   void longOperationRunsOffTheGuiThreadAndCancels();
   void badTraceIsReportedNotFatal();
 

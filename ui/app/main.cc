@@ -14,6 +14,9 @@ int main(int argc, char** argv) {
   parser.addPositionalArgument(QStringLiteral("trace"), QStringLiteral("a .ttvm trace to open"));
   parser.process(app);
   ttvm::ui::MainWindow w;
+  // Failures are in the status bar; also on stderr for scripts and logs.
+  QObject::connect(&w, &ttvm::ui::MainWindow::operationFailed,
+                   [](const QString& m) { qWarning("ttvm-ui: %s", qPrintable(m)); });
   w.show();
   const QStringList args = parser.positionalArguments();
   if (!args.isEmpty()) w.openTrace(args.first());

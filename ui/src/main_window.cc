@@ -157,6 +157,11 @@ void MainWindow::buildDocks() {
 
   registerView_ = makeTable(&registers_, this);
   registerView_->horizontalHeader()->resizeSection(0, 70);
+  registerView_->setToolTip(QStringLiteral("double-click: go to the last change of the register"));
+  connect(registerView_, &QTableView::doubleClicked, this, [this](const QModelIndex& i) {
+    const QString name = registers_.name(i.row());
+    if (!name.isEmpty()) registerLastChange(name);
+  });
   auto* regDock = new QDockWidget(QStringLiteral("Registers"), this);
   regDock->setObjectName(QStringLiteral("registersDock"));
   regDock->setWidget(registerView_);
@@ -304,6 +309,10 @@ bool MainWindow::goToStep(uint64_t step) {
 bool MainWindow::lastWrite(uint64_t address, uint64_t length) {
   return dispatch(QStringLiteral("searching the last write"),
                   [address, length](ReplayEngine& e) { e.lastWrite(address, length); });
+}
+bool MainWindow::registerLastChange(const QString& name) {
+  return dispatch(QStringLiteral("searching the last change of %1").arg(name),
+                  [name](ReplayEngine& e) { e.registerLastChange(name); });
 }
 bool MainWindow::toggleBreakpoint(uint64_t address) {
   return dispatch(QStringLiteral("breakpoint"),

@@ -140,6 +140,28 @@ void ReplayEngine::lastWrite(uint64_t address, uint64_t length) {
   });
 }
 
+void ReplayEngine::registerLastChange(const QString& name) {
+  run(QStringLiteral("register last change"), [&](const Control& c) -> QString {
+    auto reg = registerByName(name.toStdString());
+    lastKind_ = StopKind::kStepDone;
+    if (!reg) return QStringLiteral("no register called '%1'").arg(name);
+    const uint64_t from = timeline_->now();
+    auto hit = timeline_->registerLastChange(*reg, true, c);
+    if (!hit.ok()) {
+      lastKind_ = StopKind::kCancelled;
+      return QStringLiteral("last change of %1: %2")
+          .arg(name, QString::fromStdString(hit.error().message));
+    }
+    if (!hit->has_value())
+      return QStringLiteral("%1 did not change before step %2").arg(name).arg(from);
+    return QStringLiteral("%1 last changed before step %2: step %3, %4 -> %5")
+        .arg(name)
+        .arg(from)
+        .arg((**hit).step)
+        .arg(hex((**hit).oldValue), hex((**hit).newValue));
+  });
+}
+
 void ReplayEngine::toggleBreakpoint(uint64_t address) {
   run(QStringLiteral("breakpoint"), [&](const Control&) -> QString {
     auto it = breakpoints_.find(address);

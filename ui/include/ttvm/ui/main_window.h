@@ -49,6 +49,8 @@ class MainWindow : public QMainWindow {
   bool goToStep(uint64_t step);
   bool lastWrite(uint64_t address, uint64_t length);
   bool toggleBreakpoint(uint64_t address);
+  // To the step that last changed register `name` (also: double-click a register).
+  bool registerLastChange(const QString& name);
   // The selected disassembly line's address (the current line if none).
   bool toggleBreakpointAtSelection();
   bool setMemoryAddress(uint64_t address);

@@ -54,6 +54,9 @@ class ReplayEngine : public QObject {
   void reverseContinue();
   // Moves to the last write to [address, address+length) before now.
   void lastWrite(uint64_t address, uint64_t length);
+  // Moves to the step that last changed register `name` (queries.h names:
+  // "rax", "rip", "cr2", ...) before now.
+  void registerLastChange(const QString& name);
   // Adds a breakpoint at linear `address`, or removes the one there.
   void toggleBreakpoint(uint64_t address);
   // The memory window's first address (linear).
