@@ -335,8 +335,8 @@ int cmdReplay(std::span<char* const> args) {
     std::printf("last write to [%s, %s) before step %" PRIu64 ": step %" PRIu64 " (%" PRIu64
                 " steps earlier)\n",
                 hex(addr).c_str(), hex(addr + len).c_str(), from, h.step, from - h.step);
-    std::printf("  store: %s   (writes %u bytes at %s)\n", where(tl, tl.registers().rip).c_str(),
-                h.size, hex(h.address).c_str());
+    std::printf("  store: %s   (writes %u byte%s at %s)\n", where(tl, tl.registers().rip).c_str(),
+                h.size, h.size == 1 ? "" : "s", hex(h.address).c_str());
     std::vector<uint8_t> before(nowBytes.size());
     const bool rb = physical ? tl.readPhysical(addr, before) : tl.readLinear(addr, before);
     auto dump = [](const std::vector<uint8_t>& v) {

@@ -401,6 +401,14 @@ std::string GdbServer::stopReply(const StopReason& r, GdbReply& reply) {
     case StopKind::kHistoryBegin: t += "replaylog:begin;"; break;
     case StopKind::kHistoryEnd: t += "replaylog:end;"; break;
     case StopKind::kCancelled: t = "T02"; break;
+    case StopKind::kException:  // only after Timeline::setExceptionStops
+      // #DE -> SIGFPE, #UD -> SIGILL, #GP/#PF -> SIGSEGV, others SIGTRAP.
+      t = r.vector == 0    ? "T08"
+          : r.vector == 6  ? "T04"
+          : r.vector == 13 ? "T0b"
+          : r.vector == 14 ? "T0b"
+                           : "T05";
+      break;
     case StopKind::kDivergence:
       t = "T06";  // SIGABRT: the replay cannot go on
       reply.console.push_back("ttvm: the replay diverged from the trace:\n" +

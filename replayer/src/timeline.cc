@@ -42,6 +42,7 @@ const char* toString(StopKind k) {
     case StopKind::kWatchpoint: return "watchpoint";
     case StopKind::kHistoryBegin: return "beginning of history";
     case StopKind::kHistoryEnd: return "end of history";
+    case StopKind::kException: return "guest exception";
     case StopKind::kCancelled: return "cancelled";
     case StopKind::kDivergence: return "divergence";
   }
@@ -135,6 +136,7 @@ Timeline::Arming Timeline::userArming() const {
     a.wps.push_back(w.wp);
     a.wpIds.push_back(id);
   }
+  a.exceptionVectors = exceptionStops_;
   return a;
 }
 
@@ -341,6 +343,12 @@ StopReason Timeline::stopFromHit(const Hit& h, const Arming& a) const {
     r.breakpointId = h.id;
     return r;
   }
+  if (h.exception) {
+    r.kind = StopKind::kException;
+    r.vector = h.stop.result.vector;
+    r.accessStep = h.landing;
+    return r;
+  }
   r.kind = StopKind::kWatchpoint;
   const WatchHit& w = h.stop.result.watch;
   if (w.watchId >= 0 && static_cast<size_t>(w.watchId) < a.wps.size()) {
@@ -395,7 +403,9 @@ StopReason Timeline::scanForward(uint64_t limit, const Arming& a, const Control&
         h.exception = st.kind == SessionStopKind::kException;
         h.id = h.breakpoint ? breakpointIdAt(a) : -1;
         h.landing = h.breakpoint ? now() : now() - 1;
-        if (h.exception && h.landing < start) continue;
+        // The delivery step at the start position is the "instruction at the
+        // start": never re-reported (as a breakpoint there is skipped).
+        if (h.exception && h.landing <= start) continue;
         disarm();
         if (hitOut) *hitOut = h;
         return stopFromHit(h, a);
@@ -497,6 +507,10 @@ StopReason Timeline::step(uint64_t n, const Control& control) {
   const uint64_t target = now() + n;
   StopReason r = scanForward(target, userArming(), control, nullptr);
   if (r.kind == StopKind::kHistoryEnd && target <= endStep()) r.kind = StopKind::kStepDone;
+  if (r.kind == StopKind::kException) {
+    moveTo(r.accessStep, {});
+    r.step = now();
+  }
   thin();
   return r;
 }
@@ -504,6 +518,10 @@ StopReason Timeline::step(uint64_t n, const Control& control) {
 StopReason Timeline::continueForward(const Control& control) {
   StopReason r = scanForward(endStep(), userArming(), control, nullptr);
   if (r.kind == StopKind::kStepDone) r.kind = StopKind::kHistoryEnd;
+  if (r.kind == StopKind::kException) {
+    moveTo(r.accessStep, {});  // back to the faulting instruction
+    r.step = now();
+  }
   thin();
   return r;
 }
@@ -519,7 +537,7 @@ StopReason Timeline::stepBack(uint64_t n, const Control& control) {
   const bool clamped = n > origin - beginStep_;
   const uint64_t target = clamped ? beginStep_ : origin - n;
   const Arming a = userArming();
-  if (!a.wps.empty() || !a.bps.empty()) {
+  if (!a.wps.empty() || !a.bps.empty() || a.exceptionVectors != 0) {
     auto h = scanBackward(target, a, control);
     if (!h.ok()) {
       moveTo(origin, {});

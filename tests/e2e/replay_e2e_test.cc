@@ -155,6 +155,34 @@ TEST(ReplayE2E, LastWriteFindsTheDemoCorruptingStore) {
   EXPECT_NE(r.output.find("step " + std::to_string((**hit).step)), std::string::npos) << r.output;
 }
 
+TEST(ReplayE2E, PageFaultStopsLikeASignalInBothDirections) {
+  auto reader = TraceReader::open(demoTrace());
+  ASSERT_TRUE(reader.ok());
+  auto tl = Timeline::open(*reader);
+  ASSERT_TRUE(tl.ok());
+  Timeline& t = **tl;
+  t.setExceptionStops(1u << 14);
+  // Forward from the start: the wild-pointer read in table_find (README).
+  StopReason f = t.continueForward();
+  ASSERT_EQ(f.kind, StopKind::kException) << toString(f.kind);
+  EXPECT_EQ(f.vector, 14);
+  const uint64_t faultStep = t.now();
+  EXPECT_EQ(t.session().symbolAt(t.registers().rip).rfind("table_find+", 0), 0u)
+      << t.session().symbolAt(t.registers().rip);
+  EXPECT_EQ(t.registers().gpr[1], 0x000070756b6f6f6cull);  // rcx = the wild pointer
+  // Continuing does not report the same fault again.
+  StopReason again = t.continueForward();
+  EXPECT_EQ(again.kind, StopKind::kHistoryEnd);
+  // Backward from the end: the same instruction, same step.
+  StopReason b = t.reverseContinue();
+  ASSERT_EQ(b.kind, StopKind::kException);
+  EXPECT_EQ(b.step, faultStep);
+  EXPECT_EQ(b.vector, 14);
+  // And one step further is the handler's entry with CR2 = the wild pointer.
+  t.step(1);
+  EXPECT_EQ(t.registers().cr2, 0x000070756b6f6f6cull);
+}
+
 TEST(ReplayE2E, DemoRoundTripsMatchForwardReplay) {
   auto reader = TraceReader::open(demoTrace());
   ASSERT_TRUE(reader.ok());

@@ -70,6 +70,8 @@ enum class StopKind : uint8_t {
   kWatchpoint,    // a watchpoint fired (watchpointId, watch*)
   kHistoryBegin,  // reached step 0 of the trace going backward
   kHistoryEnd,    // reached the end of the trace going forward
+  kException,     // the guest took an exception chosen by setExceptionStops (vector);
+                  // stopped at the faulting/trapping instruction, before delivery
   kCancelled,     // Control::cancel was set; the position is valid
   kDivergence,    // the replay disagreed with the trace (divergence)
 };
@@ -85,6 +87,7 @@ struct StopReason {
   unsigned watchSize = 0;
   bool watchWrite = false;
   uint64_t accessStep = 0;  // kWatchpoint: the step that performed the access
+  uint8_t vector = 0;       // kException: the vector delivered
   std::optional<DivergenceReport> divergence;
 };
 
@@ -131,6 +134,10 @@ class Timeline {
   bool removeBreakpoint(int id);
   bool removeWatchpoint(int id);
   void clearBreakpointsAndWatchpoints();
+  // Guest exceptions that stop continue/reverseContinue/step like a signal in
+  // gdb: bit i = vector i (0 = none). The stop is before the delivery step,
+  // at the instruction that faulted or trapped, in both directions.
+  void setExceptionStops(uint32_t vectors) { exceptionStops_ = vectors; }
 
   // Motion. Each returns where it stopped and why.
   StopReason seek(uint64_t step, const Control& control = {});
@@ -222,6 +229,7 @@ class Timeline {
   std::map<int, Breakpoint> breakpoints_;
   std::map<int, Watchpoint> watchpoints_;
   int nextId_ = 1;
+  uint32_t exceptionStops_ = 0;
   uint64_t stepsExecuted_ = 0;
 };
 
