@@ -155,6 +155,30 @@ TEST(ReplayE2E, LastWriteFindsTheDemoCorruptingStore) {
   EXPECT_NE(r.output.find("step " + std::to_string((**hit).step)), std::string::npos) << r.output;
 }
 
+TEST(ReplayE2E, ReplayCommandLine) {
+  const std::string bin = std::string(TTVM_BIN) + " replay " + demoTrace();
+  CommandRun plain = run(bin);
+  EXPECT_EQ(plain.status, 0) << plain.output;
+  EXPECT_NE(plain.output.find("final state match the recording"), std::string::npos)
+      << plain.output;
+  EXPECT_NE(plain.output.find("<panic+"), std::string::npos) << plain.output;
+  CommandRun regs = run(bin + " --to 1000 --regs");
+  EXPECT_EQ(regs.status, 0) << regs.output;
+  EXPECT_NE(regs.output.find("at step 1000:"), std::string::npos) << regs.output;
+  EXPECT_NE(regs.output.find("step 1000\n"), std::string::npos) << regs.output;
+  CommandRun steps = run(bin + " --trace-steps 2000..2003");
+  EXPECT_EQ(steps.status, 0) << steps.output;
+  EXPECT_EQ(std::count(steps.output.begin(), steps.output.end(), '\n'), 4) << steps.output;
+  CommandRun bt = run(bin + " --backtrace");
+  EXPECT_EQ(bt.status, 0) << bt.output;
+  EXPECT_NE(bt.output.find("<kmain+"), std::string::npos) << bt.output;
+  CommandRun bad = run(bin + " --to 99999999999");
+  EXPECT_EQ(bad.status, 2) << bad.output;
+  EXPECT_NE(bad.output.find("past the end"), std::string::npos) << bad.output;
+  CommandRun missing = run(std::string(TTVM_BIN) + " replay /nonexistent.ttvm");
+  EXPECT_EQ(missing.status, 1) << missing.output;
+}
+
 TEST(ReplayE2E, PageFaultStopsLikeASignalInBothDirections) {
   auto reader = TraceReader::open(demoTrace());
   ASSERT_TRUE(reader.ok());
