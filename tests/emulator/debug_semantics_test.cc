@@ -126,6 +126,46 @@ TEST(DebugSemantics, IoAndDataBreakpointOnOneInstructionGiveOneTrap) {
   EXPECT_EQ(m.env.portLog.size(), 1u);
 }
 
+// MOV SS followed by INT3: the debug traps owed to MOV SS (its single-step,
+// or a data breakpoint hit by its own read) survive the #BP delivery and are
+// taken before the #BP handler's first instruction (saved RIP = the #BP
+// handler's entry) - the hardware behaviour that CVE-2018-8897 is about.
+TEST(DebugSemantics, MovSsDebugTrapsPendingAcrossInt3AreTakenAtHandlerEntry) {
+  constexpr uint64_t kBpHandler = layout::kCode + 0x9000;
+  for (const bool tf : {true, false}) {
+    SCOPED_TRACE(tf);
+    Machine m;
+    setup(m, "8e 10 cc 90 90");  // mov (%rax),%ss; int3; nop; nop
+    m.setIdt64(3, kBpHandler);
+    m.loadHex(kBpHandler, "48 cf");
+    m.put(layout::kData, layout::kData0, 2);
+    m.edit([&](CpuState& s) {
+      s.reg(Gpr::kRax) = layout::kData;
+      if (tf) {
+        s.rflags |= flags::kTF;
+      } else {
+        s.dr[0] = layout::kData;
+        s.dr7 = 0x400 | 1 | (3u << 16) | (1u << 18);  // L0, read/write, 2 bytes
+      }
+    });
+    ASSERT_EQ(m.step().outcome, StepOutcome::kRetired);  // MOV SS: traps deferred
+    const StepResult r = m.step();                       // INT3: #BP, then the owed #DB
+    ASSERT_EQ(r.outcome, StepOutcome::kException);
+    EXPECT_EQ(int(r.vector), 1);
+    EXPECT_EQ(m.state().rip, kHandler);
+    EXPECT_EQ(frameRip(m), kBpHandler);
+    EXPECT_EQ(m.state().dr6 & (0xF | kBs), tf ? kBs : kB0);
+    EXPECT_FALSE(m.get(m.state().reg(Gpr::kRsp) + 16, 8) & flags::kTF);
+    EXPECT_EQ(m.get(m.state().reg(Gpr::kRsp) + 48, 8), kCode + 3);  // #BP frame (16-aligned)
+    EXPECT_EQ(m.state().steps, 2u);
+    // #DB handler (7 instructions when it sets RF for B0), then #BP's IRETQ.
+    ASSERT_EQ(m.run(tf ? 7 : 8).outcome, StepOutcome::kRetired);
+    EXPECT_EQ(m.state().rip, kCode + 3);
+    const StepResult after = m.step();  // the NOP: single-step again only with TF
+    EXPECT_EQ(after.outcome, tf ? StepOutcome::kException : StepOutcome::kRetired);
+  }
+}
+
 // SDM vol. 3 18.3.1.1: the RF pushed for a fault is 1, except for a #DB
 // raised by an instruction breakpoint. General detect is a #DB fault that is
 // not an instruction breakpoint: RF = 1 in its image, GD cleared, DR6.BD.

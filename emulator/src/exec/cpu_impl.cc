@@ -486,6 +486,21 @@ StepResult CpuImpl::finishInstruction(ExecStatus st, const Instr* i, uint64_t ri
       r.vector = delivered_.vector;
       r.hasErrorCode = delivered_.hasErrorCode;
       r.errorCode = delivered_.errorCode;
+      // Debug traps owed to MOV SS / POP SS (single-step, data breakpoint on
+      // its read) whose shadowed instruction raised another event are taken
+      // at the first boundary after it: before the handler's first
+      // instruction (hardware behaviour behind CVE-2018-8897; debug_hooks.cc).
+      if (s_.pending.pendingDr6) {
+        s_.dr6 = (s_.dr6 & ~0xFull) | s_.pending.pendingDr6;
+        s_.pending.pendingDr6 = 0;
+        if (!deliverEvent(PendingException{true, vec::kDB, false, 0, EventKind::kTrap})) {
+          r.outcome = StepOutcome::kTripleFault;
+          return r;
+        }
+        r.vector = delivered_.vector;
+        r.hasErrorCode = delivered_.hasErrorCode;
+        r.errorCode = delivered_.errorCode;
+      }
       // A trap-like software event with TF set: #DB follows after delivery
       // only for INT1/INTO-style traps is not architectural; TF is cleared on
       // handler entry, so nothing more here.
