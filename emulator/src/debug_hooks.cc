@@ -5,7 +5,7 @@
 // (exec/system.cc); this file decides which DRn conditions were met.
 //
 // DR7 layout: Ln = bit 2n, Gn = bit 2n+1 (either enables breakpoint n; a
-// hardware task switch clears L0-L3, SDM 18.2.4 - not done yet), R/Wn = bits 16+4n..17+4n (00
+// hardware task switch clears L0-L3, exec/task.cc), R/Wn = bits 16+4n..17+4n (00
 // execute, 01 write, 10 I/O with CR4.DE else undefined, 11 read/write), LENn = bits 18+4n..19+4n
 // (00 = 1, 01 = 2, 11 = 4, 10 = 8 bytes).
 //
