@@ -31,6 +31,7 @@
 #include <cstring>
 #include <new>
 #include <optional>
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -52,6 +53,11 @@ struct Sequence {
   // hardware (measured; docs/debug-semantics.md). -1: none.
   int64_t repOffset = -1;
 };
+
+// Test names and failure messages show the sequence's name.
+void PrintTo(const Sequence& s, std::ostream* os) {
+  *os << s.name;
+}
 
 std::vector<Sequence> sequences() {
   const std::string on = kTfOn, off = kTfOff;
