@@ -10,6 +10,7 @@
 #include <QThread>
 #include <QTimer>
 #include <QtTest>
+#include <algorithm>
 
 #include "ttvm/formats/trace_reader.h"
 #include "ttvm/replayer/timeline.h"
@@ -219,6 +220,44 @@ void MainWindowTest::registerLastChangeFindsTheFault() {
   WAIT_IDLE(w);
   QCOMPARE(w.snapshot()->step, s.step);
   QVERIFY(w.snapshot()->stopText.contains(QStringLiteral("no register called 'xyz'")));
+}
+
+void MainWindowTest::timelineShowsEventsAndClickGoesThere() {
+  MainWindow w;
+  w.resize(1200, 800);
+  w.show();
+  QVERIFY(QTest::qWaitForWindowExposed(&w));
+  OPEN(w);
+  TimelineWidget* tl = w.timeline();
+  QVERIFY(tl->marks() != nullptr);
+  const std::vector<uint64_t>& serial = tl->marks()->serial;
+  QVERIFY(serial.size() > 100);  // the demo prints a few KB
+  QCOMPARE(tl->position(), w.snapshot()->endStep);
+  QCOMPARE(qsizetype(w.snapshot()->serial.size()), qsizetype(serial.size()));
+  // The console shows that text (the guest ends lines with CR LF).
+  QCOMPARE(w.console()->toPlainText(), QString(w.snapshot()->serial).remove(QLatin1Char('\r')));
+  // The console holds exactly the bytes written before the current step.
+  const uint64_t k = serial[serial.size() / 2];
+  QVERIFY(w.goToStep(k + 1));
+  WAIT_IDLE(w);
+  const auto before = std::upper_bound(serial.begin(), serial.end(), k) - serial.begin();
+  QCOMPARE(qsizetype(w.snapshot()->serial.size()), qsizetype(before));
+  QVERIFY(w.goToStep(k));
+  WAIT_IDLE(w);
+  QCOMPARE(qsizetype(w.snapshot()->serial.size()), qsizetype(before - 1));
+  // A column holding that write is marked.
+  int column = -1;
+  for (int x = 0; x < tl->width() && column < 0; ++x)
+    if (tl->stepAt(x) <= k && (x + 1 == tl->width() || k < tl->stepAt(x + 1))) column = x;
+  QVERIFY(column >= 0);
+  QVERIFY(tl->marked(serial, column));
+  // Clicking a point of the bar goes to the step under it.
+  const int x = tl->width() / 3;
+  QTest::mouseClick(tl, Qt::LeftButton, {}, QPoint(x, tl->height() / 2));
+  QVERIFY(w.busy());
+  WAIT_IDLE(w);
+  QCOMPARE(w.snapshot()->step, tl->stepAt(x));
+  QCOMPARE(tl->position(), tl->stepAt(x));
 }
 
 void MainWindowTest::longOperationRunsOffTheGuiThreadAndCancels() {

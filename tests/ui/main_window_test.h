@@ -19,6 +19,7 @@ class MainWindowTest : public QObject {
   void reverseContinueStopsAtABreakpoint();
   void lastWriteLandsOnTheStoreInKeyDup();
   void registerLastChangeFindsTheFault();
+  void timelineShowsEventsAndClickGoesThere();
   void longOperationRunsOffTheGuiThreadAndCancels();
   void badTraceIsReportedNotFatal();
 

@@ -14,7 +14,6 @@
 #include <QProgressBar>
 #include <QPushButton>
 #include <QScrollBar>
-#include <QSlider>
 #include <QStatusBar>
 #include <QTableView>
 #include <QToolBar>
@@ -25,8 +24,6 @@
 namespace ttvm::ui {
 
 namespace {
-
-constexpr int kSliderMax = 100000;
 
 QTableView* makeTable(QAbstractItemModel* model, QWidget* parent) {
   auto* v = new QTableView(parent);
@@ -49,6 +46,7 @@ QTableView* makeTable(QAbstractItemModel* model, QWidget* parent) {
 MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
   qRegisterMetaType<Snapshot>();
   qRegisterMetaType<SymbolsPtr>();
+  qRegisterMetaType<MarksPtr>();
   setWindowTitle(QStringLiteral("ttvm-ui"));
 
   engine_ = new ReplayEngine;
@@ -64,8 +62,10 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
     emit operationFailed(m);
   });
   connect(engine_, &ReplayEngine::opened, this,
-          [this](const QString& path, quint64, quint64, const SymbolsPtr& symbols) {
+          [this](const QString& path, quint64 begin, quint64 end, const SymbolsPtr& symbols,
+                 const MarksPtr& marks) {
             symbols_ = symbols;
+            timeline_->setHistory(begin, end, marks);
             setWindowTitle(QStringLiteral("ttvm-ui — %1").arg(QFileInfo(path).fileName()));
           });
   connect(engine_, &ReplayEngine::busy, this,
@@ -200,18 +200,21 @@ void MainWindow::buildDocks() {
   conDock->setWidget(console_);
   addDockWidget(Qt::RightDockWidgetArea, conDock);
 
-  // Timeline: a slider over [begin, end] of the history; releasing it seeks.
+  // Timeline: the whole history with its serial and interrupt events; a
+  // click goes there.
   auto* tl = new QToolBar(QStringLiteral("Timeline"), this);
   tl->setObjectName(QStringLiteral("timelineBar"));
-  slider_ = new QSlider(Qt::Horizontal, tl);
-  slider_->setRange(0, kSliderMax);
+  timeline_ = new TimelineWidget(tl);
+  timeline_->setToolTip(
+      QStringLiteral("green: serial output, orange: interrupts; click to go there"));
   stepLabel_ = new QLabel(QStringLiteral("no trace"), tl);
   stepLabel_->setMinimumWidth(220);
   tl->addWidget(new QLabel(QStringLiteral(" Timeline "), tl));
-  tl->addWidget(slider_);
+  tl->addWidget(timeline_);
   tl->addWidget(stepLabel_);
   addToolBar(Qt::BottomToolBarArea, tl);
-  connect(slider_, &QSlider::sliderReleased, this, &MainWindow::sliderReleased);
+  connect(timeline_, &TimelineWidget::seekRequested, this,
+          [this](quint64 step) { goToStep(step); });
   resizeDocks({regDock, conDock}, {420, 420}, Qt::Horizontal);
   resizeDocks({regDock, conDock}, {380, 200}, Qt::Vertical);
   resizeDocks({memDock}, {260}, Qt::Vertical);
@@ -248,7 +251,7 @@ void MainWindow::setBusy(bool busy, const QString& what) {
                      breakpointAction_, lastWriteAction_, goToAction_})
     a->setEnabled(!busy && open);
   openAction_->setEnabled(!busy);
-  slider_->setEnabled(!busy && open);
+  timeline_->setEnabled(!busy && open);
   memoryAddress_->setEnabled(!busy && open);
   cancelAction_->setEnabled(busy);
   cancelButton_->setEnabled(busy);
@@ -276,9 +279,7 @@ void MainWindow::showSnapshot(const Snapshot& s) {
     console_->verticalScrollBar()->setValue(console_->verticalScrollBar()->maximum());
   }
   stepLabel_->setText(QStringLiteral("step %1 / %2").arg(s.step).arg(s.endStep));
-  const uint64_t span = s.endStep > s.beginStep ? s.endStep - s.beginStep : 1;
-  if (!slider_->isSliderDown())
-    slider_->setValue(static_cast<int>((s.step - s.beginStep) * kSliderMax / span));
+  timeline_->setPosition(s.step);
   QString where = s.location.isEmpty() ? QString() : QStringLiteral(" — at %1").arg(s.location);
   stopLabel_->setText(s.stopText + where);
   snapshot_ = s;
@@ -362,12 +363,6 @@ void MainWindow::promptLastWrite() {
     return;
   }
   lastWrite(r->address, r->length);
-}
-
-void MainWindow::sliderReleased() {
-  if (!snapshot_) return;
-  const uint64_t span = snapshot_->endStep - snapshot_->beginStep;
-  goToStep(snapshot_->beginStep + span * static_cast<uint64_t>(slider_->value()) / kSliderMax);
 }
 
 }  // namespace ttvm::ui

@@ -65,11 +65,16 @@ void ReplayEngine::open(const QString& path) {
     auto owned = std::make_unique<TraceReader>(std::move(*reader));
     // The console text: every byte the guest wrote to a serial port, with
     // its step (one pass over the events; they are in step order).
+    auto marks = std::make_shared<TimelineMarks>();
     EventCursor cur = owned->cursor();
     TraceEvent e;
     while (cur.next(e)) {
-      if (e.kind == EventKind::kPortOut && isSerialPort(e.address))
+      if (e.kind == EventKind::kPortOut && isSerialPort(e.address)) {
         serial_.emplace_back(e.step, static_cast<char>(e.value & 0xFF));
+        marks->serial.push_back(e.step);
+      } else if (e.kind == EventKind::kInterrupt || e.kind == EventKind::kNmi) {
+        marks->interrupts.push_back(e.step);
+      }
     }
     if (!cur.status().ok()) {
       emit failed(
@@ -85,7 +90,7 @@ void ReplayEngine::open(const QString& path) {
     reader_ = std::move(owned);
     timeline_ = std::move(*timeline);
     symbols_ = std::make_shared<const GuestSymbols>(timeline_->symbols());
-    emit opened(path, timeline_->beginStep(), timeline_->endStep(), symbols_);
+    emit opened(path, timeline_->beginStep(), timeline_->endStep(), symbols_, std::move(marks));
     memoryAddress_ = timeline_->registers().reg(Gpr::kRsp);
     StopReason r = timeline_->runToEnd(control);
     return describeStop(r);
@@ -213,8 +218,12 @@ QString ReplayEngine::describeStop(const StopReason& r) {
       return QStringLiteral("replay diverged from the trace at step %1: %2")
           .arg(r.divergence ? r.divergence->step : r.step)
           .arg(r.divergence ? QString::fromStdString(r.divergence->reason) : QString());
+    default:  // kinds added to the Timeline later: its own name for them
+      break;
   }
-  return {};
+  return QStringLiteral("stopped (%1) at step %2")
+      .arg(QString::fromLatin1(toString(r.kind)))
+      .arg(r.step);
 }
 
 std::vector<DisasmLine> ReplayEngine::disassemblyAround(const CpuState& s) const {

@@ -21,6 +21,7 @@
 #include "ttvm/ui/register_model.h"
 #include "ttvm/ui/replay_engine.h"
 #include "ttvm/ui/snapshot.h"
+#include "ttvm/ui/timeline_widget.h"
 
 class QAction;
 class QLabel;
@@ -28,7 +29,6 @@ class QLineEdit;
 class QPlainTextEdit;
 class QProgressBar;
 class QPushButton;
-class QSlider;
 class QTableView;
 
 namespace ttvm::ui {
@@ -70,6 +70,7 @@ class MainWindow : public QMainWindow {
   QAction* continueAction() const { return continueAction_; }
   QAction* reverseContinueAction() const { return reverseAction_; }
   QAction* cancelAction() const { return cancelAction_; }
+  TimelineWidget* timeline() const { return timeline_; }
 
  signals:
   // A new snapshot is on screen (after every successful operation).
@@ -89,7 +90,6 @@ class MainWindow : public QMainWindow {
   void showSnapshot(const Snapshot& s);
   void promptGoToStep();
   void promptLastWrite();
-  void sliderReleased();
 
   QThread thread_;
   ReplayEngine* engine_ = nullptr;  // lives on thread_, deleted there when it finishes
@@ -106,7 +106,7 @@ class MainWindow : public QMainWindow {
   QTableView* memoryView_ = nullptr;
   QLineEdit* memoryAddress_ = nullptr;
   QPlainTextEdit* console_ = nullptr;
-  QSlider* slider_ = nullptr;
+  TimelineWidget* timeline_ = nullptr;
   QLabel* stepLabel_ = nullptr;
   QLabel* stopLabel_ = nullptr;
   QProgressBar* progress_ = nullptr;

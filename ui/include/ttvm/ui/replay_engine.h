@@ -28,6 +28,7 @@
 #include "ttvm/formats/trace_reader.h"
 #include "ttvm/replayer/timeline.h"
 #include "ttvm/ui/snapshot.h"
+#include "ttvm/ui/timeline_widget.h"
 
 namespace ttvm::ui {
 
@@ -69,7 +70,7 @@ class ReplayEngine : public QObject {
 
  signals:
   void opened(const QString& path, quint64 beginStep, quint64 endStep,
-              const ttvm::ui::SymbolsPtr& symbols);
+              const ttvm::ui::SymbolsPtr& symbols, const ttvm::ui::MarksPtr& marks);
   void busy(const QString& what);
   void progress(quint64 done, quint64 total);
   void stopped(const ttvm::ui::Snapshot& snapshot);
