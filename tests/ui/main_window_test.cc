@@ -260,6 +260,48 @@ void MainWindowTest::timelineShowsEventsAndClickGoesThere() {
   QCOMPARE(tl->position(), tl->stepAt(x));
 }
 
+void MainWindowTest::reverseContinueStopsAtAWatchedWrite() {
+  MainWindow w;
+  OPEN(w);
+  const uint64_t field = *w.symbols()->find("arena") + 0x2FA8;
+  QVERIFY(w.lastWrite(field, 8));  // reference: the query's answer
+  WAIT_IDLE(w);
+  const uint64_t lastWriteStep = w.snapshot()->step;
+  QVERIFY(w.goToStep(w.snapshot()->endStep));
+  WAIT_IDLE(w);
+  QVERIFY(w.toggleWatchpoint(field, 8));
+  WAIT_IDLE(w);
+  QCOMPARE(w.snapshot()->watchpoints.size(), size_t{1});
+  QVERIFY(w.reverseContinue());
+  WAIT_IDLE(w);
+  const Snapshot& s = *w.snapshot();
+  QCOMPARE(s.stopKind, StopKind::kWatchpoint);
+  // Going backward, the stop is at the writing instruction: the same step.
+  QCOMPARE(s.step, lastWriteStep);
+  QVERIFY2(s.location.startsWith(QStringLiteral("key_dup+")), qPrintable(s.location));
+  QVERIFY2(s.stopText.contains(QStringLiteral("write")), qPrintable(s.stopText));
+  // Removed: reverse-continue runs to the beginning.
+  QVERIFY(w.toggleWatchpoint(field, 8));
+  WAIT_IDLE(w);
+  QVERIFY(w.snapshot()->watchpoints.empty());
+  QVERIFY(w.reverseContinue());
+  WAIT_IDLE(w);
+  QCOMPARE(w.snapshot()->stopKind, StopKind::kHistoryBegin);
+}
+
+void MainWindowTest::closingWhileBusyIsClean() {
+  // The window is destroyed while the worker replays: the destructor cancels
+  // the operation and joins the thread; nothing is delivered to a dead window.
+  for (int i = 0; i < 3; ++i) {
+    auto w = std::make_unique<MainWindow>();
+    QVERIFY(w->openTrace(trace_));
+    QTest::qWait(5 * i);
+    QVERIFY(w->busy() || i > 0);
+    w.reset();
+  }
+  QTest::qWait(50);  // a stray queued event would run here (ASan builds catch it)
+}
+
 void MainWindowTest::longOperationRunsOffTheGuiThreadAndCancels() {
   MainWindow w;
   OPEN(w);

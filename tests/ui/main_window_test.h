@@ -19,6 +19,8 @@ class MainWindowTest : public QObject {
   void reverseContinueStopsAtABreakpoint();
   void lastWriteLandsOnTheStoreInKeyDup();
   void registerLastChangeFindsTheFault();
+  void reverseContinueStopsAtAWatchedWrite();
+  void closingWhileBusyIsClean();
   void timelineShowsEventsAndClickGoesThere();
   void longOperationRunsOffTheGuiThreadAndCancels();
   void badTraceIsReportedNotFatal();

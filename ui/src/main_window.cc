@@ -117,6 +117,8 @@ void MainWindow::buildActions() {
                           [this] { toggleBreakpointAtSelection(); });
   lastWriteAction_ = add(QStringLiteral("Last write to…"), QKeySequence(Qt::CTRL | Qt::Key_W),
                          [this] { promptLastWrite(); });
+  watchAction_ = add(QStringLiteral("Watch writes to…"), QKeySequence(Qt::CTRL | Qt::Key_B),
+                     [this] { promptWatch(); });
   goToAction_ = add(QStringLiteral("Go to step…"), QKeySequence(Qt::CTRL | Qt::Key_G),
                     [this] { promptGoToStep(); });
   cancelAction_ =
@@ -127,7 +129,8 @@ void MainWindow::buildActions() {
   for (QAction* a : {stepBackAction_, stepAction_, reverseAction_, continueAction_})
     tb->addAction(a);
   tb->addSeparator();
-  for (QAction* a : {breakpointAction_, lastWriteAction_, goToAction_}) tb->addAction(a);
+  for (QAction* a : {breakpointAction_, watchAction_, lastWriteAction_, goToAction_})
+    tb->addAction(a);
   tb->addSeparator();
   tb->addAction(cancelAction_);
 
@@ -136,7 +139,7 @@ void MainWindow::buildActions() {
   file->addAction(QStringLiteral("Quit"), QKeySequence::Quit, this, &QWidget::close);
   QMenu* debug = menuBar()->addMenu(QStringLiteral("&Debug"));
   for (QAction* a : {stepBackAction_, stepAction_, reverseAction_, continueAction_,
-                     breakpointAction_, lastWriteAction_, goToAction_, cancelAction_})
+                     breakpointAction_, watchAction_, lastWriteAction_, goToAction_, cancelAction_})
     debug->addAction(a);
 }
 
@@ -248,7 +251,7 @@ void MainWindow::setBusy(bool busy, const QString& what) {
   busy_ = busy;
   const bool open = snapshot_.has_value();
   for (QAction* a : {stepAction_, stepBackAction_, continueAction_, reverseAction_,
-                     breakpointAction_, lastWriteAction_, goToAction_})
+                     breakpointAction_, watchAction_, lastWriteAction_, goToAction_})
     a->setEnabled(!busy && open);
   openAction_->setEnabled(!busy);
   timeline_->setEnabled(!busy && open);
@@ -330,6 +333,10 @@ bool MainWindow::setMemoryAddress(uint64_t address) {
   return dispatch(QStringLiteral("memory"),
                   [address](ReplayEngine& e) { e.setMemoryAddress(address); });
 }
+bool MainWindow::toggleWatchpoint(uint64_t address, uint64_t length) {
+  return dispatch(QStringLiteral("watchpoint"),
+                  [address, length](ReplayEngine& e) { e.toggleWatchpoint(address, length); });
+}
 void MainWindow::cancelOperation() {
   engine_->requestCancel();
 }
@@ -348,6 +355,21 @@ void MainWindow::promptGoToStep() {
     return;
   }
   goToStep(step);
+}
+
+void MainWindow::promptWatch() {
+  bool ok = false;
+  const QString t = QInputDialog::getText(
+      this, QStringLiteral("Watch writes to"),
+      QStringLiteral("Address[:length] (again to remove), e.g. arena+0x2fa8:8"), QLineEdit::Normal,
+      QString(), &ok);
+  if (!ok) return;
+  auto r = parseRange(t, symbols_.get());
+  if (!r) {
+    stopLabel_->setText(QStringLiteral("not an address range: '%1'").arg(t));
+    return;
+  }
+  toggleWatchpoint(r->address, r->length);
 }
 
 void MainWindow::promptLastWrite() {

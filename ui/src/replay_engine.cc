@@ -55,6 +55,7 @@ void ReplayEngine::open(const QString& path) {
     timeline_.reset();
     reader_.reset();
     breakpoints_.clear();
+    watchpoints_.clear();
     serial_.clear();
     auto reader = TraceReader::open(path.toStdString());
     if (!reader.ok()) {
@@ -177,6 +178,21 @@ void ReplayEngine::toggleBreakpoint(uint64_t address) {
     }
     breakpoints_[address] = timeline_->addBreakpoint(address, false);
     return QStringLiteral("breakpoint at %1 set").arg(hex(address));
+  });
+}
+
+void ReplayEngine::toggleWatchpoint(uint64_t address, uint64_t length) {
+  run(QStringLiteral("watchpoint"), [&](const Control&) -> QString {
+    const QString range = QStringLiteral("[%1, %2)").arg(hex(address), hex(address + length));
+    auto it = watchpoints_.find({address, length});
+    if (it != watchpoints_.end()) {
+      timeline_->removeWatchpoint(it->second);
+      watchpoints_.erase(it);
+      return QStringLiteral("write watchpoint on %1 removed").arg(range);
+    }
+    watchpoints_[{address, length}] =
+        timeline_->addWatchpoint(address, length, WatchKind::kWrite, false);
+    return QStringLiteral("write watchpoint on %1 set").arg(range);
   });
 }
 
@@ -314,6 +330,7 @@ Snapshot ReplayEngine::snapshot(StopKind kind, const QString& stopText) const {
   for (auto it = begin; it != end; ++it) text.append(it->second);
   s.serial = QString::fromLatin1(text);
   for (const auto& [addr, id] : breakpoints_) s.breakpoints.push_back(addr);
+  for (const auto& [range, id] : watchpoints_) s.watchpoints.push_back(range);
   return s;
 }
 

@@ -54,6 +54,8 @@ class MainWindow : public QMainWindow {
   // The selected disassembly line's address (the current line if none).
   bool toggleBreakpointAtSelection();
   bool setMemoryAddress(uint64_t address);
+  // Write watchpoint on [address, address+length) (toggled).
+  bool toggleWatchpoint(uint64_t address, uint64_t length);
   // Asks the running operation to stop (any time; harmless when idle).
   void cancelOperation();
 
@@ -90,6 +92,7 @@ class MainWindow : public QMainWindow {
   void showSnapshot(const Snapshot& s);
   void promptGoToStep();
   void promptLastWrite();
+  void promptWatch();
 
   QThread thread_;
   ReplayEngine* engine_ = nullptr;  // lives on thread_, deleted there when it finishes
@@ -120,6 +123,7 @@ class MainWindow : public QMainWindow {
   QAction* breakpointAction_ = nullptr;
   QAction* lastWriteAction_ = nullptr;
   QAction* goToAction_ = nullptr;
+  QAction* watchAction_ = nullptr;
   QAction* cancelAction_ = nullptr;
 };
 

@@ -60,6 +60,10 @@ class ReplayEngine : public QObject {
   void registerLastChange(const QString& name);
   // Adds a breakpoint at linear `address`, or removes the one there.
   void toggleBreakpoint(uint64_t address);
+  // Adds a write watchpoint on linear [address, address+length), or removes
+  // the one with exactly that range. Continue and reverse-continue stop at
+  // writes to it (reverse: at the writing instruction).
+  void toggleWatchpoint(uint64_t address, uint64_t length);
   // The memory window's first address (linear).
   void setMemoryAddress(uint64_t address);
 
@@ -91,7 +95,8 @@ class ReplayEngine : public QObject {
   SymbolsPtr symbols_;
   // Serial bytes in trace order with the step that wrote each.
   std::vector<std::pair<uint64_t, char>> serial_;
-  std::map<uint64_t, int> breakpoints_;  // linear address -> timeline id
+  std::map<uint64_t, int> breakpoints_;                       // linear address -> timeline id
+  std::map<std::pair<uint64_t, uint64_t>, int> watchpoints_;  // (address, length) -> id
   uint64_t memoryAddress_ = 0;
   StopKind lastKind_ = StopKind::kStepDone;
   QString lastStopText_;

@@ -8,6 +8,7 @@
 #include <QString>
 #include <cstdint>
 #include <memory>
+#include <utility>
 #include <vector>
 
 #include "ttvm/emulator/cpu_state.h"
@@ -41,7 +42,8 @@ struct Snapshot {
   std::vector<int16_t> memory;
   // Serial console output (COM1 0x3F8 and port 0xE9) written before `step`.
   QString serial;
-  std::vector<uint64_t> breakpoints;  // linear addresses with a breakpoint
+  std::vector<uint64_t> breakpoints;                       // linear addresses with a breakpoint
+  std::vector<std::pair<uint64_t, uint64_t>> watchpoints;  // write watches: (address, length)
 };
 
 // Symbols of the trace's guest images, shared read-only with the GUI thread.
