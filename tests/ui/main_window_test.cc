@@ -251,6 +251,17 @@ void MainWindowTest::timelineShowsEventsAndClickGoesThere() {
     if (tl->stepAt(x) <= k && (x + 1 == tl->width() || k < tl->stepAt(x + 1))) column = x;
   QVERIFY(column >= 0);
   QVERIFY(tl->marked(serial, column));
+  // Previous / next serial output walk the same marks.
+  QVERIFY(w.serialOutput(false));
+  WAIT_IDLE(w);
+  QCOMPARE(w.snapshot()->step, serial[serial.size() / 2 - 1]);
+  QVERIFY2(w.snapshot()->location.size() > 0, "the OUT instruction has a symbol");
+  QVERIFY(w.serialOutput(true));
+  WAIT_IDLE(w);
+  QCOMPARE(w.snapshot()->step, k);
+  QVERIFY(w.serialOutput(true));
+  WAIT_IDLE(w);
+  QCOMPARE(w.snapshot()->step, *std::upper_bound(serial.begin(), serial.end(), k));
   // Clicking a point of the bar goes to the step under it.
   const int x = tl->width() / 3;
   QTest::mouseClick(tl, Qt::LeftButton, {}, QPoint(x, tl->height() / 2));

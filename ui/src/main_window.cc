@@ -117,6 +117,10 @@ void MainWindow::buildActions() {
                           [this] { toggleBreakpointAtSelection(); });
   lastWriteAction_ = add(QStringLiteral("Last write to…"), QKeySequence(Qt::CTRL | Qt::Key_W),
                          [this] { promptLastWrite(); });
+  prevOutputAction_ = add(QStringLiteral("Previous output"), QKeySequence(Qt::CTRL | Qt::Key_Left),
+                          [this] { serialOutput(false); });
+  nextOutputAction_ = add(QStringLiteral("Next output"), QKeySequence(Qt::CTRL | Qt::Key_Right),
+                          [this] { serialOutput(true); });
   watchAction_ = add(QStringLiteral("Watch writes to…"), QKeySequence(Qt::CTRL | Qt::Key_B),
                      [this] { promptWatch(); });
   goToAction_ = add(QStringLiteral("Go to step…"), QKeySequence(Qt::CTRL | Qt::Key_G),
@@ -129,6 +133,8 @@ void MainWindow::buildActions() {
   for (QAction* a : {stepBackAction_, stepAction_, reverseAction_, continueAction_})
     tb->addAction(a);
   tb->addSeparator();
+  for (QAction* a : {prevOutputAction_, nextOutputAction_}) tb->addAction(a);
+  tb->addSeparator();
   for (QAction* a : {breakpointAction_, watchAction_, lastWriteAction_, goToAction_})
     tb->addAction(a);
   tb->addSeparator();
@@ -139,7 +145,8 @@ void MainWindow::buildActions() {
   file->addAction(QStringLiteral("Quit"), QKeySequence::Quit, this, &QWidget::close);
   QMenu* debug = menuBar()->addMenu(QStringLiteral("&Debug"));
   for (QAction* a : {stepBackAction_, stepAction_, reverseAction_, continueAction_,
-                     breakpointAction_, watchAction_, lastWriteAction_, goToAction_, cancelAction_})
+                     prevOutputAction_, nextOutputAction_, breakpointAction_, watchAction_,
+                     lastWriteAction_, goToAction_, cancelAction_})
     debug->addAction(a);
 }
 
@@ -250,8 +257,9 @@ void MainWindow::setBusy(bool busy, const QString& what) {
   const bool was = busy_;
   busy_ = busy;
   const bool open = snapshot_.has_value();
-  for (QAction* a : {stepAction_, stepBackAction_, continueAction_, reverseAction_,
-                     breakpointAction_, watchAction_, lastWriteAction_, goToAction_})
+  for (QAction* a :
+       {stepAction_, stepBackAction_, continueAction_, reverseAction_, prevOutputAction_,
+        nextOutputAction_, breakpointAction_, watchAction_, lastWriteAction_, goToAction_})
     a->setEnabled(!busy && open);
   openAction_->setEnabled(!busy);
   timeline_->setEnabled(!busy && open);
@@ -317,6 +325,10 @@ bool MainWindow::lastWrite(uint64_t address, uint64_t length) {
 bool MainWindow::registerLastChange(const QString& name) {
   return dispatch(QStringLiteral("searching the last change of %1").arg(name),
                   [name](ReplayEngine& e) { e.registerLastChange(name); });
+}
+bool MainWindow::serialOutput(bool forward) {
+  return dispatch(forward ? QStringLiteral("next output") : QStringLiteral("previous output"),
+                  [forward](ReplayEngine& e) { e.serialOutput(forward); });
 }
 bool MainWindow::toggleBreakpoint(uint64_t address) {
   return dispatch(QStringLiteral("breakpoint"),

@@ -168,6 +168,33 @@ void ReplayEngine::registerLastChange(const QString& name) {
   });
 }
 
+void ReplayEngine::serialOutput(bool forward) {
+  run(forward ? QStringLiteral("next output") : QStringLiteral("previous output"),
+      [&](const Control& c) -> QString {
+        EventQuery q;
+        q.kind = EventQuery::Kind::kSerialOutput;
+        const uint64_t from = timeline_->now();
+        auto hit =
+            forward ? timeline_->nextEvent(q, true, c) : timeline_->previousEvent(q, true, c);
+        lastKind_ = StopKind::kStepDone;
+        if (!hit.ok()) {
+          lastKind_ = StopKind::kCancelled;
+          return QStringLiteral("serial output search: %1")
+              .arg(QString::fromStdString(hit.error().message));
+        }
+        if (!hit->has_value())
+          return QStringLiteral("no serial output %1 step %2")
+              .arg(forward ? QStringLiteral("after") : QStringLiteral("before"))
+              .arg(from);
+        const QueryHit& h = **hit;
+        const int ch = h.event ? static_cast<int>(h.event->value & 0xFF) : -1;
+        return QStringLiteral("serial output at step %1: %2")
+            .arg(h.step)
+            .arg(ch >= 0x20 && ch < 0x7F ? QStringLiteral("'%1'").arg(QChar(ch))
+                                         : QStringLiteral("byte %1").arg(hex(uint64_t(ch & 0xFF))));
+      });
+}
+
 void ReplayEngine::toggleBreakpoint(uint64_t address) {
   run(QStringLiteral("breakpoint"), [&](const Control&) -> QString {
     auto it = breakpoints_.find(address);

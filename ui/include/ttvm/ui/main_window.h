@@ -49,6 +49,8 @@ class MainWindow : public QMainWindow {
   bool goToStep(uint64_t step);
   bool lastWrite(uint64_t address, uint64_t length);
   bool toggleBreakpoint(uint64_t address);
+  // To the previous / next byte the guest wrote to the serial console.
+  bool serialOutput(bool forward);
   // To the step that last changed register `name` (also: double-click a register).
   bool registerLastChange(const QString& name);
   // The selected disassembly line's address (the current line if none).
@@ -124,6 +126,8 @@ class MainWindow : public QMainWindow {
   QAction* lastWriteAction_ = nullptr;
   QAction* goToAction_ = nullptr;
   QAction* watchAction_ = nullptr;
+  QAction* prevOutputAction_ = nullptr;
+  QAction* nextOutputAction_ = nullptr;
   QAction* cancelAction_ = nullptr;
 };
 

@@ -58,6 +58,9 @@ class ReplayEngine : public QObject {
   // Moves to the step that last changed register `name` (queries.h names:
   // "rax", "rip", "cr2", ...) before now.
   void registerLastChange(const QString& name);
+  // Moves to the previous (forward: next) byte written to the serial console,
+  // at the OUT instruction that wrote it.
+  void serialOutput(bool forward);
   // Adds a breakpoint at linear `address`, or removes the one there.
   void toggleBreakpoint(uint64_t address);
   // Adds a write watchpoint on linear [address, address+length), or removes
