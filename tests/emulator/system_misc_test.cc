@@ -109,6 +109,25 @@ TEST(Debugger, BreakpointStopsBeforeExecutingAndSkipOnceResumes) {
   EXPECT_EQ(m.step().outcome, StepOutcome::kBreakpoint);
 }
 
+TEST(Debugger, RunStopsAtLinearBreakpointsInALoopWithTheSameStepCounts) {
+  // 0: inc eax; 2: jmp 0 — a breakpoint at 2 stops every iteration.
+  Machine m;
+  m.setupLong64(kCode);
+  m.loadHex(kCode, "ff c0 eb fc");
+  m.cpu->setBreakpoints({DebuggerBreakpoint{kCode + 2, false}, DebuggerBreakpoint{0x999, false}});
+  for (int k = 1; k <= 3; ++k) {
+    const StepResult r = m.run(1000);
+    ASSERT_EQ(r.outcome, StepOutcome::kBreakpoint);
+    EXPECT_EQ(m.state().rip, kCode + 2);
+    EXPECT_EQ(m.state().reg(Gpr::kRax), static_cast<uint64_t>(k));
+    EXPECT_EQ(m.state().steps, static_cast<uint64_t>(2 * k - 1));
+    m.cpu->skipBreakpointOnce();
+  }
+  m.cpu->setBreakpoints({});
+  EXPECT_EQ(m.run(10).outcome, StepOutcome::kRetired);
+  EXPECT_EQ(m.state().steps, 15u);
+}
+
 TEST(Debugger, WatchpointsReportTheAccessAfterTheStep) {
   Machine m;
   m.setupLong64(kCode);

@@ -577,7 +577,15 @@ StepResult CpuImpl::run(uint64_t maxSteps) {
                          s_.pending.shadow != InterruptShadow::kNone ||
                          (s_.rflags & (flags::kTF | flags::kRF)) || skipBreakpoint_;
     const bool poll = hint == nullptr || *hint != 0;
-    if (__builtin_expect(unusual, 0) ||
+    // Linear debugger breakpoints are checked here so that they do not force
+    // the slow path; step() reports the stop (and honours skipBreakpointOnce).
+    bool atBreakpoint = false;
+    if (!linearBreakpoints_.empty()) {
+      const uint64_t lin =
+          mode_ == CpuMode::kLong64 ? s_.rip : ((s_.seg[1].base + s_.rip) & 0xFFFFFFFFull);
+      atBreakpoint = std::binary_search(linearBreakpoints_.begin(), linearBreakpoints_.end(), lin);
+    }
+    if (__builtin_expect(unusual || atBreakpoint, 0) ||
         (poll && ((!s_.pending.nmiBlocked && env_.nmiPending()) ||
                   ((s_.rflags & flags::kIF) && env_.interruptPending())))) {
       r = step();
@@ -648,6 +656,15 @@ std::vector<uint64_t> CpuImpl::takeDirtyPages() {
 
 void CpuImpl::setBreakpoints(std::vector<DebuggerBreakpoint> bps) {
   in_->breakpoints = std::move(bps);
+  linearBreakpoints_.clear();
+  hasPhysicalBreakpoints_ = false;
+  for (const DebuggerBreakpoint& b : in_->breakpoints) {
+    if (b.physical)
+      hasPhysicalBreakpoints_ = true;
+    else
+      linearBreakpoints_.push_back(b.address);
+  }
+  std::sort(linearBreakpoints_.begin(), linearBreakpoints_.end());
   updateRunSlow();
 }
 
@@ -658,7 +675,7 @@ void CpuImpl::setWatchpoints(std::vector<DebuggerWatchpoint> wps) {
 }
 
 void CpuImpl::updateRunSlow() {
-  runSlow_ = tripleFault_ || !in_->breakpoints.empty() || !in_->watchpoints.empty() ||
+  runSlow_ = tripleFault_ || hasPhysicalBreakpoints_ || !in_->watchpoints.empty() ||
              guestDebugActive_ || dataBreakpointsActive_;
 }
 

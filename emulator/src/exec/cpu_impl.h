@@ -423,6 +423,8 @@ class CpuImpl final {
                                InterruptShadow shadowBefore);
   void updateRunSlow();
   bool runSlow_ = false;  // run() must take step() for every step (see updateRunSlow)
+  std::vector<uint64_t> linearBreakpoints_;  // sorted linear debugger breakpoints
+  bool hasPhysicalBreakpoints_ = false;
   StepResult finishStep(StepResult r);
   bool atDebuggerBreakpoint();
   bool deliverOnce(const PendingException& e);
