@@ -388,6 +388,13 @@ void MainWindowTest::badTraceIsReportedNotFatal() {
   // A good trace still opens in the same window.
   OPEN(w);
   QCOMPARE(w.snapshot()->step, w.snapshot()->endStep);
+  // A bad one now leaves it where it is, still usable.
+  QVERIFY(w.openTrace(bad));
+  WAIT_IDLE(w);
+  QCOMPARE(failed.count(), 2);
+  QVERIFY(w.stepBack());
+  WAIT_IDLE(w);
+  QCOMPARE(w.snapshot()->step, w.snapshot()->endStep - 1);
 }
 
 }  // namespace ttvm::ui

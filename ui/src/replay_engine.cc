@@ -40,7 +40,7 @@ void ReplayEngine::run(const QString& what, const std::function<QString(const Co
       return;
     }
     QString text = op(control);
-    if (timeline_ == nullptr) return;  // open() failed and said so
+    if (text.isNull()) return;  // the operation failed and said so
     lastStopText_ = text;
     emit stopped(snapshot(lastKind_, text));
   } catch (const std::exception& e) {
@@ -52,11 +52,8 @@ void ReplayEngine::run(const QString& what, const std::function<QString(const Co
 
 void ReplayEngine::open(const QString& path) {
   run(QStringLiteral("open"), [&](const Control& control) -> QString {
-    timeline_.reset();
-    reader_.reset();
-    breakpoints_.clear();
-    watchpoints_.clear();
-    serial_.clear();
+    // The trace open now stays until the new one is ready: a file that
+    // fails to open leaves the window where it was.
     auto reader = TraceReader::open(path.toStdString());
     if (!reader.ok()) {
       emit failed(QStringLiteral("cannot open %1: %2")
@@ -67,11 +64,12 @@ void ReplayEngine::open(const QString& path) {
     // The console text: every byte the guest wrote to a serial port, with
     // its step (one pass over the events; they are in step order).
     auto marks = std::make_shared<TimelineMarks>();
+    std::vector<std::pair<uint64_t, char>> serial;
     EventCursor cur = owned->cursor();
     TraceEvent e;
     while (cur.next(e)) {
       if (e.kind == EventKind::kPortOut && isSerialPort(e.address)) {
-        serial_.emplace_back(e.step, static_cast<char>(e.value & 0xFF));
+        serial.emplace_back(e.step, static_cast<char>(e.value & 0xFF));
         marks->serial.push_back(e.step);
       } else if (e.kind == EventKind::kInterrupt || e.kind == EventKind::kNmi) {
         marks->interrupts.push_back(e.step);
@@ -88,8 +86,12 @@ void ReplayEngine::open(const QString& path) {
                       .arg(path, QString::fromStdString(timeline.error().message)));
       return {};
     }
+    timeline_.reset();  // before the reader it reads from
     reader_ = std::move(owned);
     timeline_ = std::move(*timeline);
+    breakpoints_.clear();
+    watchpoints_.clear();
+    serial_ = std::move(serial);
     symbols_ = std::make_shared<const GuestSymbols>(timeline_->symbols());
     emit opened(path, timeline_->beginStep(), timeline_->endStep(), symbols_, std::move(marks));
     memoryAddress_ = timeline_->registers().reg(Gpr::kRsp);
