@@ -5,6 +5,7 @@
 
 #include <sys/mman.h>
 
+#include <algorithm>
 #include <cstring>
 #include <thread>
 
@@ -52,8 +53,19 @@ Status RecordSession::start() {
       if (p != MAP_FAILED) {
         shadow_ = static_cast<uint8_t*>(p);
         shadowBytes_ = machine_.ram().size();
-        std::string error;
-        tailEnabled_ = init.ram.applyTo(std::span<uint8_t>(shadow_, shadowBytes_), &error);
+        // A fresh anonymous mapping reads as zeros: copy only the non-zero
+        // pages (RamPages::applyTo would first zero, and so fault in, every
+        // page of guest RAM — hundreds of ms for a large --ram).
+        tailEnabled_ = true;
+        for (size_t k = 0; k < init.ram.pageCount(); ++k) {
+          const uint64_t at = init.ram.numbers[k] * kPageSize;
+          if (at >= shadowBytes_) {
+            tailEnabled_ = false;
+            break;
+          }
+          std::memcpy(shadow_ + at, init.ram.page(k).data(),
+                      std::min<uint64_t>(kPageSize, shadowBytes_ - at));
+        }
         checkpoint_ = guest_.cpu;
       }
     }
