@@ -56,8 +56,8 @@ void MainWindowTest::opensAtTheEndOfTheHistory() {
   QSignalSpy shown(&w, &MainWindow::snapshotShown);
   OPEN(w);
   QCOMPARE(shown.count(), 1);
-  const Snapshot& s = *w.snapshot();
-  QVERIFY(s.endStep > 6000000);  // the demo runs about 6.28 M steps
+  const Snapshot s = *w.snapshot();  // a copy: later operations replace it
+  QVERIFY(s.endStep > 6000000);      // the demo runs about 6.28 M steps
   QCOMPARE(s.step, s.endStep);
   QCOMPARE(s.stopKind, StopKind::kHistoryEnd);
   // The same as the replayer says on its own.
@@ -157,7 +157,7 @@ void MainWindowTest::lastWriteLandsOnTheStoreInKeyDup() {
   const uint64_t field = *arena + 0x2FA8;  // Y->next (docs: guests/demo/README.md)
   QVERIFY(w.lastWrite(field, 8));
   WAIT_IDLE(w);
-  const Snapshot& s = *w.snapshot();
+  const Snapshot s = *w.snapshot();  // a copy: later operations replace it
   QVERIFY2(s.location.startsWith(QStringLiteral("key_dup+")), qPrintable(s.location));
   const int cur = w.disassemblyModel().currentRow();
   QVERIFY(cur >= 0);
@@ -195,6 +195,19 @@ void MainWindowTest::lastWriteLandsOnTheStoreInKeyDup() {
     QTest::qWait(200);
     QVERIFY(w.grab().save(QString::fromLocal8Bit(shot)));
   }
+  // A breakpoint on the selected line (the one after the store), then
+  // Continue (the F9 action): it stops there, one step later.
+  const int next = w.disassemblyModel().currentRow() + 1;
+  const uint64_t nextAddress = w.disassemblyModel().line(next)->address;
+  w.disassemblyView()->selectRow(next);
+  QVERIFY(w.toggleBreakpointAtSelection());
+  WAIT_IDLE(w);
+  QCOMPARE(w.snapshot()->breakpoints, std::vector<uint64_t>{nextAddress});
+  w.continueAction()->trigger();
+  WAIT_IDLE(w);
+  QCOMPARE(w.snapshot()->stopKind, StopKind::kBreakpoint);
+  QCOMPARE(w.snapshot()->registers.rip, nextAddress);
+  QCOMPARE(w.snapshot()->step, s.step + 1);
 }
 
 void MainWindowTest::registerLastChangeFindsTheFault() {
@@ -207,7 +220,7 @@ void MainWindowTest::registerLastChangeFindsTheFault() {
   QCOMPARE(cr2AtEnd, uint64_t{0x000070756b6f6f6c});  // "lookup"
   QVERIFY(w.registerLastChange(QStringLiteral("cr2")));
   WAIT_IDLE(w);
-  const Snapshot& s = *w.snapshot();
+  const Snapshot s = *w.snapshot();  // a copy: later operations replace it
   QVERIFY2(s.location == QStringLiteral("table_find+0x59"), qPrintable(s.location));
   QVERIFY(s.registers.cr2 != cr2AtEnd);
   const int cur = w.disassemblyModel().currentRow();
@@ -285,7 +298,7 @@ void MainWindowTest::reverseContinueStopsAtAWatchedWrite() {
   QCOMPARE(w.snapshot()->watchpoints.size(), size_t{1});
   QVERIFY(w.reverseContinue());
   WAIT_IDLE(w);
-  const Snapshot& s = *w.snapshot();
+  const Snapshot s = *w.snapshot();  // a copy: later operations replace it
   QCOMPARE(s.stopKind, StopKind::kWatchpoint);
   // Going backward, the stop is at the writing instruction: the same step.
   QCOMPARE(s.step, lastWriteStep);
