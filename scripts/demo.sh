@@ -32,6 +32,13 @@ where=$(addr2line -f -e "$guest.elf" "$rip" | paste -sd' ')
 echo "page fault at $rip in $where, reading $cr2"
 "$ttvm" info "$trace" | sed -n '/^end/,/^size/p'
 
+end_step=$("$ttvm" info --json "$trace" | python3 -c 'import json,sys; print(json.load(sys.stdin)["end"]["steps"])' 2>/dev/null || true)
+if [ -n "$end_step" ]; then
+  echo
+  echo "== stepping back from the end: the last 6 steps (ttvm replay --trace-steps)"
+  "$ttvm" replay "$trace" --trace-steps "$((end_step - 6))..$end_step"
+fi
+
 if "$ttvm" replay --help >/dev/null 2>&1; then
   # The stale entry whose `next` field was overwritten is chunk 381 of the
   # allocator's arena (allocation order is deterministic): arena + 0x2FA0,
