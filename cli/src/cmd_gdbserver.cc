@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <string>
 
+#include "cli_args.h"
 #include "commands.h"
 #include "ttvm/formats/trace_reader.h"
 #include "ttvm/replayer/gdb_server.h"
@@ -38,25 +39,6 @@ const char* kGdbserverHelp =
     "  --checkpoint-mem SIZE  memory for checkpoints (e.g. 512M; default 1/4 of free memory)\n"
     "  --multi                keep serving new connections after gdb disconnects\n"
     "  -h, --help             this text\n";
-
-bool parseSize(const std::string& s, uint64_t& out) {
-  char* end = nullptr;
-  errno = 0;
-  const double v = std::strtod(s.c_str(), &end);
-  if (errno != 0 || end == s.c_str() || v < 0) return false;
-  const std::string suffix(end);
-  double mul = 1;
-  if (suffix == "K" || suffix == "k")
-    mul = 1024.0;
-  else if (suffix == "M" || suffix == "m")
-    mul = 1024.0 * 1024;
-  else if (suffix == "G" || suffix == "g")
-    mul = 1024.0 * 1024 * 1024;
-  else if (!suffix.empty())
-    return false;
-  out = static_cast<uint64_t>(v * mul);
-  return true;
-}
 
 }  // namespace
 

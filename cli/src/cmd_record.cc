@@ -14,6 +14,7 @@
 #include <cstring>
 #include <string>
 
+#include "cli_args.h"
 #include "commands.h"
 #include "ttvm/base/log.h"
 #include "ttvm/recorder/devices/uart_16550.h"
@@ -100,34 +101,6 @@ class StdoutConsole final : public ConsoleSink {
     if (b == '\n') std::fflush(stdout);
   }
 };
-
-bool parseU64(const char* s, uint64_t& out) {
-  if (s == nullptr || *s == '\0' || *s == '-') return false;
-  char* end = nullptr;
-  errno = 0;
-  out = std::strtoull(s, &end, 0);
-  return errno == 0 && end != nullptr && *end == '\0';
-}
-
-bool parseSize(const char* s, uint64_t& out) {
-  if (s == nullptr || *s == '\0' || *s == '-') return false;
-  char* end = nullptr;
-  errno = 0;
-  double v = std::strtod(s, &end);
-  if (errno != 0 || end == s || v < 0) return false;
-  uint64_t mul = 1;
-  std::string suffix(end);
-  if (suffix == "K" || suffix == "k" || suffix == "KiB")
-    mul = 1ull << 10;
-  else if (suffix == "M" || suffix == "m" || suffix == "MiB")
-    mul = 1ull << 20;
-  else if (suffix == "G" || suffix == "g" || suffix == "GiB")
-    mul = 1ull << 30;
-  else if (!suffix.empty() && suffix != "B")
-    return false;
-  out = static_cast<uint64_t>(v * static_cast<double>(mul));
-  return true;
-}
 
 std::string baseName(const std::string& path) {
   size_t slash = path.rfind('/');

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "cli_args.h"
 #include "commands.h"
 #include "ttvm/formats/trace_reader.h"
 #include "ttvm/replayer/timeline.h"
@@ -44,33 +45,6 @@ const char* kReplayHelp =
     "most guest RAM)\n"
     "  -h, --help             this text\n\n"
     "Ctrl-C cancels a long operation.\n";
-
-bool parseU64(const std::string& s, uint64_t& out) {
-  if (s.empty() || s[0] == '-') return false;
-  char* end = nullptr;
-  errno = 0;
-  out = std::strtoull(s.c_str(), &end, 0);
-  return errno == 0 && end != nullptr && *end == '\0';
-}
-
-bool parseSize(const std::string& s, uint64_t& out) {
-  char* end = nullptr;
-  errno = 0;
-  const double v = std::strtod(s.c_str(), &end);
-  if (errno != 0 || end == s.c_str() || v < 0) return false;
-  const std::string suffix(end);
-  double mul = 1;
-  if (suffix == "K" || suffix == "k" || suffix == "KiB")
-    mul = 1024.0;
-  else if (suffix == "M" || suffix == "m" || suffix == "MiB")
-    mul = 1024.0 * 1024;
-  else if (suffix == "G" || suffix == "g" || suffix == "GiB")
-    mul = 1024.0 * 1024 * 1024;
-  else if (!suffix.empty() && suffix != "B")
-    return false;
-  out = static_cast<uint64_t>(v * mul);
-  return true;
-}
 
 std::string hex(uint64_t v) {
   char buf[24];

@@ -1,0 +1,36 @@
+#include "cli_args.h"
+
+#include <cerrno>
+#include <cstdlib>
+
+namespace ttvm::cli {
+
+bool parseU64(const std::string& s, uint64_t& out) {
+  if (s.empty() || s[0] == '-') return false;
+  char* end = nullptr;
+  errno = 0;
+  out = std::strtoull(s.c_str(), &end, 0);
+  return errno == 0 && end != nullptr && *end == '\0';
+}
+
+bool parseSize(const std::string& s, uint64_t& out) {
+  if (s.empty() || s[0] == '-') return false;
+  char* end = nullptr;
+  errno = 0;
+  const double v = std::strtod(s.c_str(), &end);
+  if (errno != 0 || end == s.c_str() || v < 0) return false;
+  const std::string suffix(end);
+  uint64_t mul = 1;
+  if (suffix == "K" || suffix == "k" || suffix == "KiB")
+    mul = 1ull << 10;
+  else if (suffix == "M" || suffix == "m" || suffix == "MiB")
+    mul = 1ull << 20;
+  else if (suffix == "G" || suffix == "g" || suffix == "GiB")
+    mul = 1ull << 30;
+  else if (!suffix.empty() && suffix != "B")
+    return false;
+  out = static_cast<uint64_t>(v * static_cast<double>(mul));
+  return true;
+}
+
+}  // namespace ttvm::cli
