@@ -134,8 +134,12 @@ ExecStatus wrmsr(CpuImpl& c, const Instr&) {
       if (v & ~0xFFFFFFFD00ull) return c.raiseGp(0);
       const bool extd = v & (1u << 10), en = v & (1u << 11);
       const bool wasX2 = (m.apicBase & (1u << 10)) && (m.apicBase & (1u << 11));
+      const bool wasEnabled = m.apicBase & (1u << 11);
       if (extd && !en) return c.raiseGp(0);           // x2APIC needs the APIC enabled
       if (wasX2 && en && !extd) return c.raiseGp(0);  // x2APIC -> xAPIC is invalid
+      // disabled -> x2APIC is invalid too: x2APIC is entered from xAPIC mode
+      // (SDM vol. 3 "x2APIC State Transitions"; KVM refuses it the same way).
+      if (!wasEnabled && extd) return c.raiseGp(0);
       m.apicBase = (v & 0xFFFFFFFC00ull) | (m.apicBase & 0x100);
       return ExecStatus::kNext;
     }

@@ -188,13 +188,18 @@ uint32_t LocalApic::timerDivide() const {
   return v == 7 ? 1 : 2u << v;
 }
 
-uint64_t LocalApic::timerCurrentCount() const {
-  uint32_t mode = (lvt_[kLvtTimer] >> kTimerModeShift) & 3;
-  if (timerInitial_ == 0 || mode == kModeTscDeadline) return 0;
+uint64_t LocalApic::timerCountIn(uint32_t mode) const {
+  // A stopped timer (expired one-shot, or stopped by a mode change) has no
+  // deadline and counts 0 in either count mode.
+  if (timerInitial_ == 0 || mode == kModeTscDeadline || timerDeadlineNs_ == 0) return 0;
   uint64_t now = clock_->nowNs();
   uint64_t elapsed = (now - timerStartNs_) / timerDivide();
   if (mode == kModePeriodic) return timerInitial_ - (elapsed % timerInitial_);
   return elapsed >= timerInitial_ ? 0 : timerInitial_ - elapsed;
+}
+
+uint64_t LocalApic::timerCurrentCount() const {
+  return timerCountIn((lvt_[kLvtTimer] >> kTimerModeShift) & 3);
 }
 
 void LocalApic::startTimer() {
@@ -216,7 +221,21 @@ void LocalApic::timerLvtChanged(uint32_t oldLvt) {
     timerInitial_ = 0;
     tscDeadline_ = 0;
     clock_->requestReschedule();
+    return;
   }
+  // One-shot <-> periodic: the count goes on from where it is, without a
+  // reload from TMICT; an expired one-shot count stays at 0 (as KVM's APIC
+  // and hardware do). Re-base the start so that the new mode computes the
+  // same current count now, and expire when it reaches 0.
+  uint64_t current = timerCountIn(oldMode);
+  uint64_t now = clock_->nowNs();
+  if (current == 0) {
+    timerDeadlineNs_ = 0;
+  } else {
+    timerStartNs_ = now - (timerInitial_ - current) * timerDivide();
+    timerDeadlineNs_ = now + current * timerDivide();
+  }
+  clock_->requestReschedule();
 }
 
 std::optional<uint64_t> LocalApic::nextDeadlineNs() const {
@@ -343,6 +362,7 @@ bool LocalApic::writeRegister(uint32_t offset, uint32_t value) {
 
 uint64_t LocalApic::mmioRead(uint64_t offset, unsigned size) {
   if (!globallyEnabled() || x2apicMode()) return size >= 8 ? ~0ull : (1ull << (8 * size)) - 1;
+  syncTprFromCr8();  // TPR and PPR reads see a CR8 written just before
   auto v = readRegister(static_cast<uint32_t>(offset & 0xFF0)).value_or(0);
   uint64_t r = v >> (8 * (offset & 3));
   return size >= 8 ? r : r & ((1ull << (8 * size)) - 1);
@@ -360,6 +380,7 @@ std::optional<uint64_t> LocalApic::readMsr(uint32_t index) {
     return tscDeadline_;
   }
   if (index < 0x800 || index > 0x8FF || !x2apicMode()) return std::nullopt;
+  syncTprFromCr8();
   uint32_t offset = (index - 0x800) << 4;
   if (offset == 0x300) return icr_;
   auto v = readRegister(offset);

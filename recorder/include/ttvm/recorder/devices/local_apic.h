@@ -14,10 +14,14 @@
 //
 // Timer: counts down at 1 GHz / divide (time from the VirtualClock);
 // one-shot, periodic, and TSC-deadline (IA32_TSC_DEADLINE, MSR 0x6E0) modes.
-// The timer's expiries are the device's deadlines.
+// The timer's expiries are the device's deadlines. Changing between one-shot
+// and periodic keeps the current count (no reload); an expired one-shot
+// count stays 0 in periodic mode until TMICT is written again.
 //
 // TPR and CR8: the emulator keeps CR8 in CpuState; the APIC takes TPR from
-// CR8 whenever the guest changed CR8 since the APIC last looked.
+// CR8 whenever the guest changed CR8 since the APIC last looked (at every
+// register read and interrupt check). A TPR written through the APIC is not
+// seen by a later MOV from CR8 (the CPU owns CR8).
 #pragma once
 
 #include <array>
@@ -99,6 +103,7 @@ class LocalApic final : public Device, public MmioDevice, public TimedDevice {
   void updatePending();
   uint32_t timerDivide() const;
   uint64_t timerCurrentCount() const;
+  uint64_t timerCountIn(uint32_t mode) const;  // TMCCT as `mode` would count now
   void startTimer();
   void timerLvtChanged(uint32_t oldLvt);
   uint32_t& lvt(int i) { return lvt_[i]; }
