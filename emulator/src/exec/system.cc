@@ -80,7 +80,8 @@ constexpr uint32_t kTsc = 0x10, kApicBase = 0x1B, kTscAdjust = 0x3B, kSysenterCs
                    kSysenterEsp = 0x175, kSysenterEip = 0x176, kMiscEnable = 0x1A0, kPat = 0x277,
                    kEfer = 0xC0000080, kStar = 0xC0000081, kLstar = 0xC0000082, kCstar = 0xC0000083,
                    kSfmask = 0xC0000084, kFsBase = 0xC0000100, kGsBase = 0xC0000101,
-                   kKernelGsBase = 0xC0000102, kTscAux = 0xC0000103;
+                   kKernelGsBase = 0xC0000102, kTscAux = 0xC0000103, kMcgCap = 0x179,
+                   kMcgStatus = 0x17A;
 }  // namespace msr
 
 ExecStatus rdmsr(CpuImpl& c, const Instr&) {
@@ -106,6 +107,11 @@ ExecStatus rdmsr(CpuImpl& c, const Instr&) {
     case msr::kGsBase: v = c.state().seg[5].base; break;
     case msr::kKernelGsBase: v = m.kernelGsBase; break;
     case msr::kTscAux: v = m.tscAux; break;
+    // Machine check: no banks, no MCG_CTL, nothing ever logged. Kernels read
+    // MCG_CAP without expecting #GP (KVM always answers it); MC0..MC31 and
+    // MCG_CTL stay #GP.
+    case msr::kMcgCap:
+    case msr::kMcgStatus: v = 0; break;
     default: {
       const std::optional<uint64_t> e = c.env().readMsr(idx);
       if (!e) return c.raiseGp(0);
@@ -164,6 +170,11 @@ ExecStatus wrmsr(CpuImpl& c, const Instr&) {
     case msr::kGsBase: return canonical(c.state().seg[5].base);
     case msr::kKernelGsBase: return canonical(m.kernelGsBase);
     case msr::kTscAux: m.tscAux = v & 0xFFFFFFFF; return ExecStatus::kNext;
+    case msr::kMcgCap: return c.raiseGp(0);  // read-only
+    case msr::kMcgStatus:
+      // Nothing to clear: only 0 (what a handler writes back) is accepted.
+      if (v != 0) return c.raiseGp(0);
+      return ExecStatus::kNext;
     default:
       if (!c.env().writeMsr(idx, v)) return c.raiseGp(0);
       return ExecStatus::kNext;

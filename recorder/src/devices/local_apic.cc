@@ -21,7 +21,6 @@ constexpr uint32_t kVersion = 0x00050014;  // version 0x14, max LVT entry 5 (6 e
 
 int lvtIndexOf(uint32_t offset) {
   switch (offset) {
-    case 0x2F0: return kLvtCmci;
     case 0x320: return kLvtTimer;
     case 0x330: return kLvtThermal;
     case 0x340: return kLvtPerf;
@@ -264,7 +263,7 @@ std::optional<uint32_t> LocalApic::readRegister(uint32_t offset) const {
     case 0x20: return x2 ? id_ : id_ << 24;
     case 0x30: return kVersion;
     case 0x80: return tpr_;
-    case 0x90: return 0;  // APR: no bus arbitration
+    case 0x90: return x2 ? std::nullopt : std::optional<uint32_t>(0);  // APR: not in x2APIC
     case 0xA0: return ppr();
     case 0xB0: return x2 ? std::nullopt : std::optional<uint32_t>(0);  // EOI is write-only
     case 0xD0: return x2 ? ((id_ >> 4) << 16) | (1u << (id_ & 0xF)) : ldr_;
@@ -340,7 +339,7 @@ bool LocalApic::writeRegister(uint32_t offset, uint32_t value) {
       return true;
     case 0x3E0: timerDcr_ = value & 0xB; return true;
     case 0x3F0:
-      if (!x2) return false;
+      if (!x2 || (value & ~0xFFu)) return false;  // bits 31:8 reserved
       acceptInterrupt(static_cast<uint8_t>(value), false);
       return true;
     default: break;

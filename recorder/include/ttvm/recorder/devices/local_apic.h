@@ -7,6 +7,8 @@
 // DFR, SVR, ISR/TMR/IRR (256 bits each), ESR, ICR (self-IPI by shorthand or
 // by destination; NMI delivery), LVT timer/thermal/perf/LINT0/LINT1/error,
 // timer initial/current count and divide configuration, x2APIC SELF_IPI.
+// No CMCI LVT (the version says 6 entries): 0x2F0 is reserved, as are APR,
+// DFR and ICR2 in x2APIC mode (#GP there, like any reserved register).
 //
 // Priority: PPR = TPR if TPR[7:4] >= ISRV[7:4], else ISRV & 0xF0; a request
 // is delivered when its vector class is above PPR's. EOI clears the highest
