@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <new>
 
 #include "exec/handler_table.h"
 #include "exec/internals.h"
@@ -22,7 +23,8 @@ CpuImpl::CpuImpl(const CpuModel& model, PhysicalMemory memory, Environment& env)
     : model_(model), mem_(std::move(memory)), env_(env), in_(std::make_unique<Internals>()) {
   static_assert((1ull << kDecodeCacheBits) - 1 == kCacheMask);
   in_->index.assign(1ull << kDecodeCacheBits, nullptr);
-  in_->pool.resize(kDecodePoolSize);
+  in_->pool.reset(
+      static_cast<DecodeCacheEntry*>(::operator new(kDecodePoolSize * sizeof(DecodeCacheEntry))));
   const size_t pages = (mem_.ram.size() + 0xFFF) >> 12;
   in_->codeChunks.assign(pages + 1, 0);
   in_->dirty.assign(pages + 1, 0);
@@ -300,12 +302,11 @@ const Instr* CpuImpl::fetchSlow(uint64_t lin, uint64_t phys, DecodeCacheEntry*& 
     return fetchLookup(entry);
   }
   if (!cacheable) return &out;
-  if (in_->poolUsed == in_->pool.size()) dropDecodedCode();
-  DecodeCacheEntry& ce = in_->pool[in_->poolUsed++];
-  ce.instr = out;
-  ce.tag = cacheTag(phys, mode_);
+  if (in_->poolUsed == kDecodePoolSize) dropDecodedCode();
+  // The slot is raw storage, or an entry dropped with the rest of the cache.
+  DecodeCacheEntry& ce =
+      *::new (&in_->pool[in_->poolUsed++]) DecodeCacheEntry{cacheTag(phys, mode_), out, {}};
   in_->index[phys & kCacheMask] = &ce;
-  ce.link[0] = ce.link[1] = DecodeCacheEntry::Link{};
   entry = &ce;
   const uint64_t pfn = phys >> 12;
   const unsigned first = (phys & 0xFFF) >> 6;

@@ -6,8 +6,11 @@
 #include <Zydis/Zydis.h>
 
 #include <cstdint>
+#include <memory>
+#include <new>
 #include <set>
 #include <string>
+#include <type_traits>
 #include <unordered_set>
 #include <vector>
 
@@ -33,13 +36,32 @@ struct DecodeCacheEntry {
   Link link[2];
 };
 
+// Entries are constructed in place (fetchSlow) into storage that nothing
+// else writes, and dropped without destruction (dropDecodedCode).
+static_assert(std::is_trivially_destructible_v<DecodeCacheEntry>);
+static_assert(alignof(DecodeCacheEntry) <= __STDCPP_DEFAULT_NEW_ALIGNMENT__);
+
+// Storage for DecodeCacheEntry objects, allocated but not initialised: the
+// pages of a large allocation stay untouched (and, for a fresh mapping,
+// unmapped) until an entry there is constructed.
+struct DecodePoolFree {
+  void operator()(DecodeCacheEntry* p) const noexcept { ::operator delete(p); }
+};
+using DecodePoolStorage = std::unique_ptr<DecodeCacheEntry[], DecodePoolFree>;
+
 struct CpuImpl::Internals {
   // Decoded instructions live in a pool filled in decode order, so code that
   // runs sequentially also sits together in the host cache; `index` maps
   // phys & mask to a pool entry (nullptr = none). When the pool is full the
   // whole decode cache is dropped and refilled.
+  //
+  // The pool's storage (kDecodePoolSize entries, 8 MiB at 128 bytes each) is
+  // not initialised: fetchSlow constructs pool[poolUsed] when it takes it.
+  // Value-initialising it all cost every Cpu construction milliseconds (the
+  // recorder builds a second Cpu per recording, replay several) for entries
+  // a short run never reaches.
   std::vector<DecodeCacheEntry*> index;  // 1 << kDecodeCacheBits slots
-  std::vector<DecodeCacheEntry> pool;
+  DecodePoolStorage pool;
   size_t poolUsed = 0;
   // Per RAM page: a bit per 64-byte chunk that holds (part of) a cached
   // instruction. Writes to a chunk with its bit set drop the cached code there.
