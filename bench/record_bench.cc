@@ -1,16 +1,20 @@
 // record_bench: what recording costs, measured in one run.
 //
 //  1. Recording overhead: the same guest recorded with and without a trace,
-//     in this process (RecordSession directly), CPU time of this thread, best
-//     of N alternating runs: a CPU-bound guest (target ratio <= 1.05) and a
-//     guest doing 1,000,000 port I/O operations (target <= 1.2).
+//     in this process (RecordSession directly, from run() to the closed
+//     trace), best of N alternating runs: a CPU-bound guest (target ratio
+//     <= 1.05) and a guest doing 1,000,000 port I/O operations (target
+//     <= 1.2). Three clocks: wall time (what the user waits; the target is
+//     judged on it), CPU time of the recording thread, and CPU time of the
+//     whole process (the recording thread plus the trace writer's thread
+//     that encodes, compresses and writes chunks on another core).
 //  2. Against QEMU: `qemu-system-x86_64 -accel tcg -kernel` and `ttvm record`
 //     (as processes) booting the same multiboot guest to its isa-debug-exit;
 //     wall time and child CPU time, best of N.
 //  3. Trace size: bytes per million steps for the I/O guest, the CPU guest
 //     and the demo guest.
 //
-// usage: record_bench [--runs N] [--qemu PATH] [--no-qemu]
+// usage: record_bench [--runs N] [--qemu PATH] [--no-qemu] [--only cpu|io]
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -39,8 +43,25 @@ double threadCpuSeconds() {
   return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
 }
 
+double processCpuSeconds() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  auto secs = [](const timeval& tv) {
+    return static_cast<double>(tv.tv_sec) + static_cast<double>(tv.tv_usec) * 1e-6;
+  };
+  return secs(u.ru_utime) + secs(u.ru_stime);
+}
+
+double wallSeconds() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
+}
+
 struct InProcess {
-  double cpuSeconds = 0;
+  double wallSeconds = 0;
+  double cpuSeconds = 0;         // the recording thread
+  double processCpuSeconds = 0;  // every thread
   uint64_t steps = 0;
   uint64_t traceBytes = 0;
   uint64_t events = 0;
@@ -71,15 +92,17 @@ InProcess recordOnce(const std::string& guestPath, bool traced) {
     ro.writerOptions.lz4Acceleration = std::atoi(a);
   RecordSession session(**machine, std::move(*guest), ro);
   if (!session.start().ok()) std::exit(1);
-  double t0 = threadCpuSeconds();
+  const double w0 = wallSeconds(), p0 = processCpuSeconds(), t0 = threadCpuSeconds();
   auto r = session.run();
-  double t1 = threadCpuSeconds();
+  const double t1 = threadCpuSeconds(), p1 = processCpuSeconds(), w1 = wallSeconds();
   if (!r) {
     std::fprintf(stderr, "record_bench: %s\n", r.error().message.c_str());
     std::exit(1);
   }
   InProcess out;
+  out.wallSeconds = w1 - w0;
   out.cpuSeconds = t1 - t0;
+  out.processCpuSeconds = p1 - p0;
   out.steps = r->end.steps;
   out.traceBytes = r->traceBytes;
   out.events = r->events;
@@ -88,19 +111,27 @@ InProcess recordOnce(const std::string& guestPath, bool traced) {
   return out;
 }
 
+// Best (smallest) of each clock over the runs, taken separately.
 struct Overhead {
   InProcess plain, traced;
 };
 
+void keepBest(InProcess& best, const InProcess& run) {
+  if (best.steps == 0) {
+    best = run;
+    return;
+  }
+  best.wallSeconds = std::min(best.wallSeconds, run.wallSeconds);
+  best.cpuSeconds = std::min(best.cpuSeconds, run.cpuSeconds);
+  best.processCpuSeconds = std::min(best.processCpuSeconds, run.processCpuSeconds);
+}
+
 Overhead overhead(const std::string& guest, int runs) {
   Overhead o;
-  o.plain.cpuSeconds = o.traced.cpuSeconds = 1e30;
   for (int i = 0; i < runs; ++i) {
     // Alternate so that drifts in machine load hit both sides alike.
-    InProcess a = recordOnce(guest, false);
-    InProcess b = recordOnce(guest, true);
-    if (a.cpuSeconds < o.plain.cpuSeconds) o.plain = a;
-    if (b.cpuSeconds < o.traced.cpuSeconds) o.traced = b;
+    keepBest(o.plain, recordOnce(guest, false));
+    keepBest(o.traced, recordOnce(guest, true));
   }
   return o;
 }
@@ -145,12 +176,17 @@ ProcessTime timeProcess(const std::vector<std::string>& argv, int runs) {
 }
 
 void printOverhead(const char* what, const Overhead& o, double target) {
-  double ratio = o.traced.cpuSeconds / o.plain.cpuSeconds;
-  std::printf("%-26s %10.3f s %10.3f s %8.3f  (target <= %.2f: %s)  %" PRIu64
-              " steps, %.1f M steps/s traced\n",
-              what, o.plain.cpuSeconds, o.traced.cpuSeconds, ratio, target,
-              ratio <= target ? "met" : "NOT met", o.traced.steps,
-              static_cast<double>(o.traced.steps) / o.traced.cpuSeconds / 1e6);
+  const double wall = o.traced.wallSeconds / o.plain.wallSeconds;
+  std::printf("%-22s %-18s %9.3f s %9.3f s %7.3f  (target <= %.2f: %s)\n", what, "wall",
+              o.plain.wallSeconds, o.traced.wallSeconds, wall, target,
+              wall <= target ? "met" : "NOT met");
+  std::printf("%-22s %-18s %9.3f s %9.3f s %7.3f\n", "", "recording thread CPU", o.plain.cpuSeconds,
+              o.traced.cpuSeconds, o.traced.cpuSeconds / o.plain.cpuSeconds);
+  std::printf("%-22s %-18s %9.3f s %9.3f s %7.3f\n", "", "process CPU", o.plain.processCpuSeconds,
+              o.traced.processCpuSeconds, o.traced.processCpuSeconds / o.plain.processCpuSeconds);
+  std::printf("%-22s %" PRIu64 " steps, %" PRIu64 " events, %.1f M steps/s traced (wall)\n", "",
+              o.traced.steps, o.traced.events,
+              static_cast<double>(o.traced.steps) / o.traced.wallSeconds / 1e6);
 }
 
 }  // namespace
@@ -159,6 +195,7 @@ int main(int argc, char** argv) {
   int runs = 3;
   std::string qemu = "qemu-system-x86_64";
   bool withQemu = true;
+  std::string only;  // cpu or io: that overhead measurement alone (for profiling)
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "--runs" && i + 1 < argc)
@@ -167,14 +204,24 @@ int main(int argc, char** argv) {
       qemu = argv[++i];
     else if (a == "--no-qemu")
       withQemu = false;
+    else if (a == "--only" && i + 1 < argc)
+      only = argv[++i];
     else {
-      std::fprintf(stderr, "usage: record_bench [--runs N] [--qemu PATH] [--no-qemu]\n");
+      std::fprintf(stderr,
+                   "usage: record_bench [--runs N] [--qemu PATH] [--no-qemu] [--only cpu|io]\n");
       return 2;
     }
   }
   const std::string cpuGuest = REC_BENCH_CPU_GUEST, ioGuest = REC_BENCH_IO_GUEST;
-  std::printf("record_bench: best of %d runs, CPU time of the recording thread\n\n", runs);
-  std::printf("%-26s %12s %12s %8s\n", "guest", "--no-trace", "traced", "ratio");
+  std::printf("record_bench: best of %d alternating runs per clock (%u CPUs online)\n\n", runs,
+              static_cast<unsigned>(sysconf(_SC_NPROCESSORS_ONLN)));
+  std::printf("%-22s %-18s %11s %11s %7s\n", "guest", "clock", "--no-trace", "traced", "ratio");
+  if (only == "io" || only == "cpu") {
+    const bool io = only == "io";
+    printOverhead(io ? "1M port I/O (rec_io)" : "CPU-bound (rec_cpu)",
+                  overhead(io ? ioGuest : cpuGuest, runs), io ? 1.20 : 1.05);
+    return 0;
+  }
   Overhead cpu = overhead(cpuGuest, runs);
   printOverhead("CPU-bound (rec_cpu)", cpu, 1.05);
   Overhead io = overhead(ioGuest, runs);

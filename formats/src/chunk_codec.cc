@@ -36,6 +36,7 @@ constexpr const char* kColumnNames[] = {"kind",    "stepDelta", "bigStep", "port
                                         "count",   "address",   "msr",     "flags", "value8",
                                         "value16", "value32",   "value64", "tsc",   "digest"};
 constexpr uint32_t kEscape = 0xFFFFFFFF;
+constexpr int kNumColumnsEncoded = 15;
 
 bool fits(uint64_t v, unsigned size) {
   return size >= 8 || v < (uint64_t{1} << (8 * size));
@@ -142,58 +143,70 @@ std::string checkEvent(const TraceEvent& e) {
   return "unknown event kind";
 }
 
-void EventChunkCodec::encode(std::span<const TraceEvent> events, std::vector<uint8_t>& out) {
-  TTVM_ASSERT(!events.empty(), "an event chunk holds at least one event");
-  const size_t n = events.size();
-  // Upper bound of every column: 8 bytes per event.
-  for (Column& c : columns_) {
-    if (c.bytes.size() < n * 8) c.bytes.resize(n * 8);
-    c.size = 0;
+namespace {
+
+// The columns of one chunk being written: a pointer per column, advanced by
+// each put (or, when sizing, only the byte counts).
+template <bool kWrite>
+struct OutColumns {
+  uint8_t* at[kNumColumnsEncoded] = {};
+  size_t bytes[kNumColumnsEncoded] = {};
+  template <typename T>
+  void put(int col, T v) {
+    if constexpr (kWrite) {
+      std::memcpy(at[col], &v, sizeof v);  // x86: little-endian
+      at[col] += sizeof v;
+    } else {
+      bytes[col] += sizeof v;
+    }
   }
-  auto put = [this](int col, auto v) {
-    Column& c = columns_[col];
-    std::memcpy(c.bytes.data() + c.size, &v, sizeof v);  // x86: little-endian
-    c.size += sizeof v;
-  };
+};
+
+// The column layout of `events`, one event at a time (the same walk sizes
+// the columns and then fills them).
+template <bool kWrite>
+void walkEvents(std::span<const TraceEvent> events, OutColumns<kWrite>& c) {
   uint64_t prevStep = events[0].step;
   uint64_t prevTsc = 0;
   for (const TraceEvent& e : events) {
-    // Validation stays on in release builds; the fast check keeps it cheap.
-    if (__builtin_expect(!eventIsWellFormed(e) || !unusedFieldsAreZero(e), 0)) {
-      const std::string problem = checkEvent(e);
-      TTVM_ASSERT(problem.empty(), "bad trace event (", describeEvent(e), "): ", problem);
+    if constexpr (!kWrite) {
+      // Validation stays on in release builds; the fast check keeps it cheap.
+      if (__builtin_expect(!eventIsWellFormed(e) || !unusedFieldsAreZero(e), 0)) {
+        const std::string problem = checkEvent(e);
+        TTVM_ASSERT(problem.empty(), "bad trace event (", describeEvent(e), "): ", problem);
+      }
+      TTVM_ASSERT(e.step >= prevStep, "trace event steps went backward: ", e.step, " after ",
+                  prevStep);
     }
-    TTVM_ASSERT(e.step >= prevStep, "trace event steps went backward: ", e.step, " after ",
-                prevStep);
-    put(kKind, static_cast<uint8_t>(e.kind));
+    c.put(kKind, static_cast<uint8_t>(e.kind));
     const uint64_t delta = e.step - prevStep;
     prevStep = e.step;
     if (delta < kEscape) {
-      put(kStepDelta, static_cast<uint32_t>(delta));
+      c.put(kStepDelta, static_cast<uint32_t>(delta));
     } else {
-      put(kStepDelta, kEscape);
-      put(kBigStep, delta);
+      c.put(kStepDelta, kEscape);
+      c.put(kBigStep, delta);
     }
     switch (e.kind) {
       case EventKind::kPortIn:
       case EventKind::kPortOut:
-        put(kPort, static_cast<uint16_t>(e.address));
-        put(kSize, e.size);
-        put(kCount, e.count);
+        c.put(kPort, static_cast<uint16_t>(e.address));
+        c.put(kSize, e.size);
+        c.put(kCount, e.count);
         break;
       case EventKind::kMmioRead:
       case EventKind::kMmioWrite:
-        put(kAddress, e.address);
-        put(kSize, e.size);
+        c.put(kAddress, e.address);
+        c.put(kSize, e.size);
         break;
       case EventKind::kRdrand:
-        put(kSize, e.size);
-        put(kFlags, e.flags);
+        c.put(kSize, e.size);
+        c.put(kFlags, e.flags);
         break;
-      case EventKind::kMsrRead: put(kMsr, static_cast<uint32_t>(e.address)); break;
+      case EventKind::kMsrRead: c.put(kMsr, static_cast<uint32_t>(e.address)); break;
       case EventKind::kMsrWrite:
-        put(kMsr, static_cast<uint32_t>(e.address));
-        put(kFlags, e.flags);
+        c.put(kMsr, static_cast<uint32_t>(e.address));
+        c.put(kFlags, e.flags);
         break;
       default: break;
     }
@@ -204,52 +217,88 @@ void EventChunkCodec::encode(std::span<const TraceEvent> events, std::vector<uin
       case EventKind::kMmioWrite:
       case EventKind::kRdrand:
         switch (e.size) {
-          case 1: put(kValue8, static_cast<uint8_t>(e.value)); break;
-          case 2: put(kValue16, static_cast<uint16_t>(e.value)); break;
-          case 4: put(kValue32, static_cast<uint32_t>(e.value)); break;
-          default: put(kValue64, e.value); break;
+          case 1: c.put(kValue8, static_cast<uint8_t>(e.value)); break;
+          case 2: c.put(kValue16, static_cast<uint16_t>(e.value)); break;
+          case 4: c.put(kValue32, static_cast<uint32_t>(e.value)); break;
+          default: c.put(kValue64, e.value); break;
         }
         break;
-      case EventKind::kInterrupt: put(kValue8, static_cast<uint8_t>(e.value)); break;
+      case EventKind::kInterrupt: c.put(kValue8, static_cast<uint8_t>(e.value)); break;
       case EventKind::kMsrRead:
-      case EventKind::kMsrWrite: put(kValue64, e.value); break;
-      case EventKind::kDebugExit: put(kValue32, static_cast<uint32_t>(e.value)); break;
+      case EventKind::kMsrWrite: c.put(kValue64, e.value); break;
+      case EventKind::kDebugExit: c.put(kValue32, static_cast<uint32_t>(e.value)); break;
       case EventKind::kRdtsc:
-        put(kTsc, e.value - prevTsc);
+        c.put(kTsc, e.value - prevTsc);
         prevTsc = e.value;
         break;
-      case EventKind::kStateDigest: put(kDigest, e.value); break;
+      case EventKind::kStateDigest: c.put(kDigest, e.value); break;
       default: break;
     }
   }
+}
 
-  size_t words = 16;
-  for (const Column& c : columns_) words += (c.size + 7) / 8 + 1;
-  capnp::MallocMessageBuilder message(static_cast<unsigned>(words),
-                                      capnp::AllocationStrategy::FIXED_SIZE);
-  auto chunk = message.initRoot<schema::EventChunk>();
-  chunk.setFirstStep(events[0].step);
-  chunk.setEventCount(static_cast<uint32_t>(n));
-  auto fill = [this](int col, capnp::Data::Builder d) {
-    if (columns_[col].size) std::memcpy(d.begin(), columns_[col].bytes.data(), columns_[col].size);
-  };
-  auto sz = [this](int col) { return static_cast<unsigned>(columns_[col].size); };
-  fill(kKind, chunk.initKind(sz(kKind)));
-  fill(kStepDelta, chunk.initStepDelta(sz(kStepDelta)));
-  if (sz(kBigStep)) fill(kBigStep, chunk.initBigStep(sz(kBigStep)));
-  if (sz(kPort)) fill(kPort, chunk.initPort(sz(kPort)));
-  if (sz(kSize)) fill(kSize, chunk.initSize(sz(kSize)));
-  if (sz(kCount)) fill(kCount, chunk.initCount(sz(kCount)));
-  if (sz(kAddress)) fill(kAddress, chunk.initAddress(sz(kAddress)));
-  if (sz(kMsr)) fill(kMsr, chunk.initMsr(sz(kMsr)));
-  if (sz(kFlags)) fill(kFlags, chunk.initFlags(sz(kFlags)));
-  if (sz(kValue8)) fill(kValue8, chunk.initValue8(sz(kValue8)));
-  if (sz(kValue16)) fill(kValue16, chunk.initValue16(sz(kValue16)));
-  if (sz(kValue32)) fill(kValue32, chunk.initValue32(sz(kValue32)));
-  if (sz(kValue64)) fill(kValue64, chunk.initValue64(sz(kValue64)));
-  if (sz(kTsc)) fill(kTsc, chunk.initTsc(sz(kTsc)));
-  if (sz(kDigest)) fill(kDigest, chunk.initDigest(sz(kDigest)));
-  formats::serializeMessage(message, out);
+}  // namespace
+
+void EventChunkCodec::encode(std::span<const TraceEvent> events, std::vector<uint8_t>& out) {
+  encode(events, [&out](std::span<const uint8_t> raw) { out.assign(raw.begin(), raw.end()); });
+}
+
+void EventChunkCodec::encode(std::span<const TraceEvent> events,
+                             const std::function<void(std::span<const uint8_t>)>& sink) {
+  TTVM_ASSERT(!events.empty(), "an event chunk holds at least one event");
+  OutColumns<false> sized;
+  walkEvents(events, sized);
+
+  // One segment: the root pointer, EventChunk's 2 data and 15 pointer words,
+  // then each column's bytes padded to a word.
+  size_t words = 1 + 2 + kNumColumnsEncoded;
+  for (size_t b : sized.bytes) words += (b + 7) / 8;
+  if (message_.size() < words + 1) message_.resize(words + 1);  // zero-filled
+  {
+    capnp::MallocMessageBuilder message(
+        kj::arrayPtr(reinterpret_cast<capnp::word*>(message_.data() + 1), words),
+        capnp::AllocationStrategy::FIXED_SIZE);
+    auto chunk = message.initRoot<schema::EventChunk>();
+    chunk.setFirstStep(events[0].step);
+    chunk.setEventCount(static_cast<uint32_t>(events.size()));
+    OutColumns<true> cols;
+    auto init = [&](int col, auto initList) {
+      const unsigned n = static_cast<unsigned>(sized.bytes[col]);
+      // kind and stepDelta are always present; the others only when used.
+      if (n != 0 || col == kKind || col == kStepDelta) cols.at[col] = initList(n).begin();
+    };
+    init(kKind, [&](unsigned n) { return chunk.initKind(n); });
+    init(kStepDelta, [&](unsigned n) { return chunk.initStepDelta(n); });
+    init(kBigStep, [&](unsigned n) { return chunk.initBigStep(n); });
+    init(kPort, [&](unsigned n) { return chunk.initPort(n); });
+    init(kSize, [&](unsigned n) { return chunk.initSize(n); });
+    init(kCount, [&](unsigned n) { return chunk.initCount(n); });
+    init(kAddress, [&](unsigned n) { return chunk.initAddress(n); });
+    init(kMsr, [&](unsigned n) { return chunk.initMsr(n); });
+    init(kFlags, [&](unsigned n) { return chunk.initFlags(n); });
+    init(kValue8, [&](unsigned n) { return chunk.initValue8(n); });
+    init(kValue16, [&](unsigned n) { return chunk.initValue16(n); });
+    init(kValue32, [&](unsigned n) { return chunk.initValue32(n); });
+    init(kValue64, [&](unsigned n) { return chunk.initValue64(n); });
+    init(kTsc, [&](unsigned n) { return chunk.initTsc(n); });
+    init(kDigest, [&](unsigned n) { return chunk.initDigest(n); });
+    walkEvents(events, cols);
+
+    auto segments = message.getSegmentsForOutput();
+    if (segments.size() == 1 &&
+        segments[0].begin() == reinterpret_cast<capnp::word*>(message_.data() + 1)) {
+      // The serialized form is the segment table word followed by the segment.
+      const uint32_t table[2] = {0, static_cast<uint32_t>(segments[0].size())};
+      std::memcpy(message_.data(), table, sizeof table);
+      sink(std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(message_.data()),
+                                    (1 + segments[0].size()) * 8));
+    } else {
+      std::vector<uint8_t> flat;  // did not fit the estimate: never expected
+      formats::serializeMessage(message, flat);
+      sink(flat);
+    }
+  }  // the builder zeroes the segment again for the next chunk
+  message_[0] = 0;
 }
 
 namespace {

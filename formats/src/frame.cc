@@ -54,13 +54,12 @@ void encodeTrailer(uint64_t footerOffset, uint8_t out[kTrailerBytes]) {
   std::memcpy(out + 16, kTrailerMagic, 8);
 }
 
-void appendFrame(uint32_t tag, std::span<const uint8_t> raw, uint64_t firstStep, uint64_t lastStep,
-                 uint32_t count, int lz4Acceleration, std::vector<uint8_t>& out) {
-  TTVM_ASSERT(raw.size() <= maxRawBytes(tag), "frame ", tagName(tag), " too large: ", raw.size());
-  const size_t start = out.size();
-  const int bound = LZ4_compressBound(static_cast<int>(raw.size()));
-  out.resize(start + kFrameHeaderBytes + static_cast<size_t>(bound));
-  uint8_t* h = out.data() + start;
+namespace {
+
+// Writes the frame into `h`, which has room for the header and
+// LZ4_compressBound(raw.size()) payload bytes; returns the frame's length.
+size_t writeFrame(uint32_t tag, std::span<const uint8_t> raw, uint64_t firstStep, uint64_t lastStep,
+                  uint32_t count, int lz4Acceleration, int bound, uint8_t* h) {
   uint8_t* payload = h + kFrameHeaderBytes;
   int stored = 0;
   uint32_t codec = kCodecLz4;
@@ -83,7 +82,30 @@ void appendFrame(uint32_t tag, std::span<const uint8_t> raw, uint64_t firstStep,
   uint32_t crc = crc32c(0, h, 36);
   crc = crc32c(crc, payload, static_cast<size_t>(stored));
   putU32(h + 36, crc);
-  out.resize(start + kFrameHeaderBytes + static_cast<size_t>(stored));
+  return kFrameHeaderBytes + static_cast<size_t>(stored);
+}
+
+}  // namespace
+
+void appendFrame(uint32_t tag, std::span<const uint8_t> raw, uint64_t firstStep, uint64_t lastStep,
+                 uint32_t count, int lz4Acceleration, std::vector<uint8_t>& out) {
+  TTVM_ASSERT(raw.size() <= maxRawBytes(tag), "frame ", tagName(tag), " too large: ", raw.size());
+  const size_t start = out.size();
+  const int bound = LZ4_compressBound(static_cast<int>(raw.size()));
+  out.resize(start + kFrameHeaderBytes + static_cast<size_t>(bound));
+  const size_t n =
+      writeFrame(tag, raw, firstStep, lastStep, count, lz4Acceleration, bound, out.data() + start);
+  out.resize(start + n);
+}
+
+size_t encodeFrame(uint32_t tag, std::span<const uint8_t> raw, uint64_t firstStep,
+                   uint64_t lastStep, uint32_t count, int lz4Acceleration,
+                   std::vector<uint8_t>& buffer) {
+  TTVM_ASSERT(raw.size() <= maxRawBytes(tag), "frame ", tagName(tag), " too large: ", raw.size());
+  const int bound = LZ4_compressBound(static_cast<int>(raw.size()));
+  const size_t need = kFrameHeaderBytes + static_cast<size_t>(bound);
+  if (buffer.size() < need) buffer.resize(need);
+  return writeFrame(tag, raw, firstStep, lastStep, count, lz4Acceleration, bound, buffer.data());
 }
 
 Error InputFile::errorAt(uint64_t offset, std::string_view what) const {

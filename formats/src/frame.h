@@ -62,6 +62,11 @@ void encodeTrailer(uint64_t footerOffset, uint8_t out[kTrailerBytes]);
 // smaller) to `out`.
 void appendFrame(uint32_t tag, std::span<const uint8_t> raw, uint64_t firstStep, uint64_t lastStep,
                  uint32_t count, int lz4Acceleration, std::vector<uint8_t>& out);
+// The same frame written at the start of `buffer`, which only grows (a
+// buffer reused across frames is not zero-filled again); returns its length.
+size_t encodeFrame(uint32_t tag, std::span<const uint8_t> raw, uint64_t firstStep,
+                   uint64_t lastStep, uint32_t count, int lz4Acceleration,
+                   std::vector<uint8_t>& buffer);
 
 // A payload after decompression, 8-byte aligned (Cap'n Proto reads words).
 // The buffers only grow, so a payload reused across frames stops allocating.

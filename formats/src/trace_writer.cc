@@ -2,10 +2,14 @@
 
 #include <capnp/message.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
+#include <type_traits>
 
 #include "frame.h"
 #include "schema_convert.h"
@@ -23,21 +27,44 @@ EventChunkCodec& threadCodec() {
 }
 }  // namespace
 
+static_assert(std::is_trivially_copyable_v<TraceEvent> &&
+              std::is_trivially_destructible_v<TraceEvent>);
+
+TraceWriter::EventBuffer::EventBuffer(size_t capacity)
+    : data_(static_cast<TraceEvent*>(std::malloc(capacity * sizeof(TraceEvent)))),
+      capacity_(capacity) {
+  TTVM_ASSERT(data_ != nullptr, "out of memory for ", capacity, " trace events");
+}
+
+void TraceWriter::EventBuffer::grow(size_t keep, size_t capacity) {
+  EventBuffer bigger(capacity);
+  if (keep != 0) std::memcpy(bigger.data(), data(), keep * sizeof(TraceEvent));
+  *this = std::move(bigger);
+}
+
+void TraceWriter::EventBuffer::Free::operator()(TraceEvent* p) const {
+  std::free(p);
+}
+
 TraceWriter::TraceWriter(std::string path, const Options& options)
-    : path_(std::move(path)),
-      options_(options),
-      bufferLimit_(options.maxEventsPerChunk),
-      lastFlush_(std::chrono::steady_clock::now()) {
+    : path_(std::move(path)), options_(options), lastFlush_(std::chrono::steady_clock::now()) {
   TTVM_ASSERT(options.maxEventsPerChunk >= 1 && options.maxEventsPerChunk <= (1u << 22),
               "maxEventsPerChunk out of range: ", options.maxEventsPerChunk);
-  buffer_.reserve(bufferLimit_);
+  TTVM_ASSERT(options.maxChunksInFlight >= 1, "maxChunksInFlight must be at least 1");
+  buffer_ = EventBuffer(options.maxEventsPerChunk);
+  events_ = buffer_.data();
+  checkAt_ =
+      options.flushFromAppend ? std::min<size_t>(1024, buffer_.capacity()) : buffer_.capacity();
 }
 
 TraceWriter::~TraceWriter() {
   if (!closed_ && fd_ >= 0) {
     (void)flush();  // best effort: keep what was recorded, like a killed recorder
+    stopThread();
     ::close(fd_);
+    return;
   }
+  stopThread();
 }
 
 Result<std::unique_ptr<TraceWriter>> TraceWriter::create(const std::string& path,
@@ -74,56 +101,161 @@ Result<std::unique_ptr<TraceWriter>> TraceWriter::create(const std::string& path
   TTVM_TRY(writeAll(w->fd_, path, out));
   w->fileOffset_ = out.size();
   w->initOffset_ = initOffset;
+  if (options.background) w->thread_ = std::thread(&TraceWriter::writerThread, w.get());
   return w;
 }
 
 void TraceWriter::slowPath() {
-  if (buffer_.size() >= bufferLimit_) {
-    (void)flush();
+  if (!options_.flushFromAppend) {
+    // The owner decides when to hand over: make room.
+    buffer_.grow(count_, buffer_.capacity() * 2);
+    events_ = buffer_.data();
+    checkAt_ = buffer_.capacity();
     return;
   }
-  (void)flushIfDue();
+  if (count_ == buffer_.capacity() ||
+      std::chrono::steady_clock::now() - lastFlush_ >= options_.flushInterval) {
+    handOver();
+    return;
+  }
+  checkAt_ = std::min(count_ + 1024, buffer_.capacity());
+}
+
+void TraceWriter::handOver() {
+  lastFlush_ = std::chrono::steady_clock::now();
+  if (count_ != 0 && !closed_) {
+    TTVM_ASSERT(events_[0].step >= lastStep_, "trace event steps went backward: ", events_[0].step,
+                " after ", lastStep_);
+    lastStep_ = events_[count_ - 1].step;
+    handedOver_ += count_;
+    if (!ok()) {
+      std::lock_guard lock(mutex_);
+      eventsDropped_ += count_;
+    } else if (!options_.background) {
+      Job job{std::move(buffer_), count_};
+      writeJob(job);
+      buffer_ = std::move(job.events);
+    } else {
+      std::unique_lock lock(mutex_);
+      done_.wait(lock, [this] { return jobs_.size() < options_.maxChunksInFlight; });
+      jobs_.push_back(Job{std::move(buffer_), count_});
+      buffer_ = EventBuffer();
+      if (!free_.empty()) {
+        buffer_ = std::move(free_.back());
+        free_.pop_back();
+      }
+      lock.unlock();
+      wake_.notify_one();
+    }
+  }
+  if (buffer_.capacity() < options_.maxEventsPerChunk)
+    buffer_ = EventBuffer(options_.maxEventsPerChunk);
+  events_ = buffer_.data();
+  count_ = 0;
+  checkAt_ =
+      options_.flushFromAppend ? std::min<size_t>(1024, buffer_.capacity()) : buffer_.capacity();
+}
+
+void TraceWriter::writerThread() {
+  pthread_setname_np(pthread_self(), "ttvm-writer");  // names it in top, perf and gdb
+  std::unique_lock lock(mutex_);
+  for (;;) {
+    wake_.wait(lock, [this] { return stop_ || !jobs_.empty(); });
+    if (jobs_.empty()) return;  // stop_, and nothing left to write
+    busy_ = true;
+    Job& job = jobs_.front();  // deque: stays put while the owner pushes more
+    lock.unlock();
+    writeJob(job);
+    lock.lock();
+    free_.push_back(std::move(job.events));
+    jobs_.pop_front();
+    busy_ = false;
+    done_.notify_all();
+  }
+}
+
+void TraceWriter::writeJob(const Job& job) {
+  const std::span<const TraceEvent> all(job.events.data(), job.count);
+  for (size_t at = 0; at < all.size(); at += options_.maxEventsPerChunk) {
+    if (!ok()) {
+      std::lock_guard lock(mutex_);
+      eventsDropped_ += all.size() - at;
+      return;
+    }
+    const auto events =
+        all.subspan(at, std::min<size_t>(options_.maxEventsPerChunk, all.size() - at));
+    size_t rawBytes = 0, frameBytes = 0;
+    threadCodec().encode(events, [&](std::span<const uint8_t> raw) {
+      rawBytes = raw.size();
+      frameBytes =
+          encodeFrame(kTagChunk, raw, events.front().step, events.back().step,
+                      static_cast<uint32_t>(events.size()), options_.lz4Acceleration, compressed_);
+    });
+    Status s = writeAll(fd_, path_, std::span<const uint8_t>(compressed_.data(), frameBytes));
+    std::lock_guard lock(mutex_);
+    if (!s.ok()) {
+      fail(s);
+      eventsDropped_ += all.size() - at;
+      return;
+    }
+    ChunkInfo info;
+    info.offset = fileOffset_;
+    info.compressedBytes = static_cast<uint32_t>(frameBytes - kFrameHeaderBytes);
+    info.rawBytes = static_cast<uint32_t>(rawBytes);
+    info.eventCount = static_cast<uint32_t>(events.size());
+    info.firstStep = events.front().step;
+    info.lastStep = events.back().step;
+    chunks_.push_back(info);
+    fileOffset_ += frameBytes;
+  }
+}
+
+void TraceWriter::fail(const Status& s) {
+  if (status_.ok()) status_ = s;
+  failed_.store(true, std::memory_order_relaxed);
+}
+
+void TraceWriter::waitIdle(std::unique_lock<std::mutex>& lock) {
+  done_.wait(lock, [this] { return jobs_.empty(); });
+}
+
+void TraceWriter::stopThread() {
+  if (!thread_.joinable()) return;
+  {
+    std::lock_guard lock(mutex_);
+    stop_ = true;
+  }
+  wake_.notify_all();
+  thread_.join();
+}
+
+Status TraceWriter::status() const {
+  std::lock_guard lock(mutex_);
+  return status_;
+}
+
+uint64_t TraceWriter::bytesWritten() const {
+  std::lock_guard lock(mutex_);
+  return fileOffset_;
+}
+
+uint64_t TraceWriter::chunksWritten() const {
+  std::lock_guard lock(mutex_);
+  return chunks_.size();
 }
 
 Status TraceWriter::flushIfDue() {
-  const auto now = std::chrono::steady_clock::now();
-  if (now - lastFlush_ < options_.flushInterval) return status_;
-  return flush();
+  if (closed_) return status();
+  const bool full = !options_.flushFromAppend && count_ >= options_.maxEventsPerChunk;
+  if (full || std::chrono::steady_clock::now() - lastFlush_ >= options_.flushInterval) handOver();
+  return status();
 }
 
 Status TraceWriter::flush() {
-  lastFlush_ = std::chrono::steady_clock::now();
-  if (buffer_.empty() || closed_) return status_;
-  if (!status_.ok()) {
-    eventsDropped_ += buffer_.size();
-    buffer_.clear();
-    return status_;
-  }
-  TTVM_ASSERT(buffer_.front().step >= lastStep_,
-              "trace event steps went backward: ", buffer_.front().step, " after ", lastStep_);
-  threadCodec().encode(buffer_, scratch_);
-  compressed_.clear();
-  appendFrame(kTagChunk, scratch_, buffer_.front().step, buffer_.back().step,
-              static_cast<uint32_t>(buffer_.size()), options_.lz4Acceleration, compressed_);
-  ChunkInfo info;
-  info.offset = fileOffset_;
-  info.compressedBytes = static_cast<uint32_t>(compressed_.size() - kFrameHeaderBytes);
-  info.rawBytes = static_cast<uint32_t>(scratch_.size());
-  info.eventCount = static_cast<uint32_t>(buffer_.size());
-  info.firstStep = buffer_.front().step;
-  info.lastStep = buffer_.back().step;
-  Status s = writeAll(fd_, path_, compressed_);
-  if (!s.ok()) {
-    status_ = s;
-    eventsDropped_ += buffer_.size();
-    buffer_.clear();
-    return status_;
-  }
-  fileOffset_ += compressed_.size();
-  chunks_.push_back(info);
-  lastStep_ = info.lastStep;
-  eventsWritten_ += buffer_.size();
-  buffer_.clear();
+  if (closed_) return status();
+  handOver();
+  std::unique_lock lock(mutex_);
+  waitIdle(lock);
   return status_;
 }
 
@@ -132,6 +264,7 @@ Status TraceWriter::addSnapshot(const Snapshot& snapshot) {
   TTVM_TRY(flush());
   TTVM_ASSERT(snapshot.step >= lastStep_, "snapshot at step ", snapshot.step,
               " is before the last event (step ", lastStep_, ")");
+  // The writing thread is idle (flush waited): this thread owns the file.
   std::vector<uint8_t> out;
   Status s = appendMachineStateFrames(kTagSnap, snapshot.step, snapshot.cpu, snapshot.ram,
                                       snapshot.deviceState, options_.lz4Acceleration, out);
@@ -139,8 +272,9 @@ Status TraceWriter::addSnapshot(const Snapshot& snapshot) {
     return makeError(path_ + ": snapshot at step " + std::to_string(snapshot.step) + ": " +
                      s.error().message);
   s = writeAll(fd_, path_, out);
+  std::lock_guard lock(mutex_);
   if (!s.ok()) {
-    status_ = s;
+    fail(s);
     return status_;
   }
   snapshots_.push_back({fileOffset_, snapshot.step});
@@ -152,6 +286,8 @@ Status TraceWriter::addSnapshot(const Snapshot& snapshot) {
 Status TraceWriter::close(const TraceEnd& end) {
   TTVM_ASSERT(!closed_, "TraceWriter::close called twice");
   Status s = flush();
+  stopThread();
+  // The writing thread is gone: this thread owns everything.
   if (s.ok()) {
     std::vector<uint8_t> out;
     const uint64_t footerOffset = fileOffset_;
@@ -161,13 +297,11 @@ Status TraceWriter::close(const TraceEnd& end) {
     encodeTrailer(footerOffset, out.data() + at);
     s = writeAll(fd_, path_, out);
     if (s.ok()) fileOffset_ += out.size();
-    if (s.ok() && ::fdatasync(fd_) != 0)
-      s = makeError(path_ + ": fdatasync failed: " + std::strerror(errno));
   }
   if (::close(fd_) != 0 && s.ok()) s = makeError(path_ + ": close failed: " + std::strerror(errno));
   fd_ = -1;
   closed_ = true;
-  if (!s.ok() && status_.ok()) status_ = s;
+  if (!s.ok()) fail(s);
   return status_;
 }
 

@@ -44,7 +44,11 @@ Status RecordSession::start() {
     init.cpu = guest_.cpu;
     init.ram = machine_.nonZeroPages();
     init.deviceState = machine_.saveDeviceState();
-    auto w = TraceWriter::create(options_.tracePath, header_, init, options_.writerOptions);
+    // The record loop hands chunks over between slices (flushIfDue below), so
+    // that the events since the tail checkpoint stay in the writer's buffer.
+    TraceWriter::Options wo = options_.writerOptions;
+    wo.flushFromAppend = false;
+    auto w = TraceWriter::create(options_.tracePath, header_, init, wo);
     if (!w) return makeError("cannot write the trace: " + w.error().message);
     writer_ = std::move(*w);
     if (options_.recentInstructions > 0) {
@@ -75,10 +79,7 @@ Status RecordSession::start() {
   cpu_->setState(guest_.cpu);
   env_->bindCpu(&cpu_->state());
   machine_.bindCpuState(&cpu_->state());
-  if (tailEnabled_) {
-    cpu_->setDirtyTracking(true);
-    env_->setTail(&tailEvents_);
-  }
+  if (tailEnabled_) cpu_->setDirtyTracking(true);
   if (writer_) writer_->append(TraceEvent::stateDigest(0, stateDigest(cpu_->state())));
   return {};
 }
@@ -116,16 +117,26 @@ void RecordSession::takeCheckpoint() {
   for (uint64_t page : cpu_->takeDirtyPages())
     std::memcpy(shadow_ + page * kPageSize, ram.data() + page * kPageSize, kPageSize);
   checkpoint_ = cpu_->state();
-  tailEvents_.clear();
+  tailHandedOver_ = writer_->eventsHandedOver();
+  tailMark_ = writer_->buffered().size();
+}
+
+void RecordSession::keepTailInStep() {
+  if (tailEnabled_ && (writer_->eventsHandedOver() != tailHandedOver_ ||
+                       cpu_->state().steps - checkpoint_.steps >= options_.tailWindow))
+    takeCheckpoint();
 }
 
 void RecordSession::fillLastInstructions(TraceEnd& end) {
   if (!tailEnabled_) return;
+  TTVM_ASSERT(writer_->eventsHandedOver() == tailHandedOver_,
+              "the trace writer handed over events after the tail checkpoint");
   // The shadow holds RAM as of the checkpoint (pages dirtied since were not
   // copied): the re-execution rewrites them as the recording did.
-  TailResult t = replayTail(machine_.cpuModel(), std::span<uint8_t>(shadow_, shadowBytes_),
-                            machine_.physicalMemory().mmioHoles, checkpoint_, tailEvents_,
-                            end.finalCpu, options_.recentInstructions);
+  TailResult t =
+      replayTail(machine_.cpuModel(), std::span<uint8_t>(shadow_, shadowBytes_),
+                 machine_.physicalMemory().mmioHoles, checkpoint_,
+                 writer_->buffered().subspan(tailMark_), end.finalCpu, options_.recentInstructions);
   tailEnabled_ = false;  // the shadow no longer holds the checkpoint
   if (!t.reachedFinalState) {
     tailProblem = t.problem;
@@ -212,9 +223,12 @@ Result<RecordResult> RecordSession::run() {
       return finish(makeEnd(EndReason::kInternalError,
                             "trace write failed: " + writer_->status().error().message));
     if (options_.poll) options_.poll(machine_);
-    // The writer checks its flush interval only every 1024 events; a quiet
-    // guest must still have its events on disk within the interval.
-    if (writer_) (void)writer_->flushIfDue();
+    // The writer hands chunks over only here and below (between slices): a
+    // full buffer, or the flush interval passed.
+    if (writer_) {
+      (void)writer_->flushIfDue();
+      keepTailInStep();
+    }
 
     clock.clearReschedule();
     machine_.advanceTimers();
@@ -229,7 +243,6 @@ Result<RecordResult> RecordSession::run() {
     uint64_t before = s.steps;
     StepResult r = cpu_->run(budget);
     if (s.steps != before) halted = false;
-    if (tailEnabled_ && s.steps - checkpoint_.steps >= options_.tailWindow) takeCheckpoint();
 
     if (writer_ && s.steps >= nextDigest) {
       writer_->append(TraceEvent::stateDigest(s.steps, stateDigest(s)));
@@ -243,6 +256,7 @@ Result<RecordResult> RecordSession::run() {
       snap.ram = machine_.nonZeroPages();
       snap.deviceState = machine_.saveDeviceState();
       Status st = writer_->addSnapshot(snap);
+      keepTailInStep();
       if (!st.ok())
         return finish(
             makeEnd(EndReason::kInternalError, "writing a snapshot: " + st.error().message));
@@ -263,6 +277,7 @@ Result<RecordResult> RecordSession::run() {
           writer_->append(TraceEvent::hlt(s.steps));
           hltLoggedAt = s.steps;
           (void)writer_->flushIfDue();
+          keepTailInStep();
         }
         if (!halted) {
           halted = true;

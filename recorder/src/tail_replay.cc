@@ -26,7 +26,7 @@ bool isInput(EventKind k) {
 // (the caller then reports that the tail could not be re-executed).
 class EventFeed final : public Environment {
  public:
-  explicit EventFeed(const std::vector<TraceEvent>& events) {
+  explicit EventFeed(std::span<const TraceEvent> events) {
     for (const TraceEvent& e : events)
       if (isInput(e.kind)) inputs_.push_back(e);
   }
@@ -115,7 +115,7 @@ class EventFeed final : public Environment {
 
 TailResult replayTail(const CpuModel& model, std::span<uint8_t> ram,
                       std::vector<PhysicalMemory::Range> holes, const CpuState& checkpoint,
-                      const std::vector<TraceEvent>& events, const CpuState& finalState,
+                      std::span<const TraceEvent> events, const CpuState& finalState,
                       size_t count) {
   TailResult result;
   EventFeed feed(events);

@@ -28,7 +28,6 @@ struct TailResult {
 // events recorded from `checkpoint.steps` on; `holes` the machine's MMIO holes.
 TailResult replayTail(const CpuModel& model, std::span<uint8_t> ram,
                       std::vector<PhysicalMemory::Range> holes, const CpuState& checkpoint,
-                      const std::vector<TraceEvent>& events, const CpuState& finalState,
-                      size_t count);
+                      std::span<const TraceEvent> events, const CpuState& finalState, size_t count);
 
 }  // namespace ttvm

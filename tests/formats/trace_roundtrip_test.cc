@@ -2,7 +2,12 @@
 // CpuState field, headers, RAM pages, snapshots, seeded random streams,
 // random access by step, and the flush-interval guarantee.
 #include <gtest/gtest.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
 #include <unistd.h>
+
+#include <csignal>
+#include <random>
 
 #include <algorithm>
 #include <cstdio>
@@ -124,10 +129,16 @@ TEST(TraceRoundTrip, SeededRandomStreams) {
     w.events = testing::randomEvents(rng, rng() % 5000);
     TraceWriter::Options options;
     options.maxEventsPerChunk = 1 + static_cast<uint32_t>(rng() % 700);
+    // Every way of handing chunks over gives the same stream.
+    options.background = seed % 2;
+    options.flushFromAppend = seed % 3 != 0;
+    options.maxChunksInFlight = 1 + static_cast<uint32_t>(seed % 4);
     writeTrace(w, options);
     auto r = TraceReader::open(w.path);
     ASSERT_TRUE(r.ok()) << r.error().message;
     EXPECT_EQ(readAll(*r), w.events) << "seed " << seed;
+    for (const ChunkInfo& c : r->chunks())
+      EXPECT_LE(c.eventCount, options.maxEventsPerChunk) << "seed " << seed;
     // The cursor sees the same stream.
     std::vector<TraceEvent> viaCursor;
     auto cur = r->cursor();
@@ -228,6 +239,7 @@ TEST(TraceRoundTrip, FlushIntervalPutsEventsOnDiskWithoutClose) {
   const std::string path = tempPath("interval.ttvm");
   TraceWriter::Options options;
   options.flushInterval = std::chrono::milliseconds(20);
+  options.background = false;  // chunksWritten() counts at once
   auto w = TraceWriter::create(path, TraceHeader{}, InitialState{}, options);
   ASSERT_TRUE(w.ok());
   (*w)->append(TraceEvent::hlt(1));
@@ -244,9 +256,79 @@ TEST(TraceRoundTrip, FlushIntervalPutsEventsOnDiskWithoutClose) {
   auto r = TraceReader::open(path);
   ASSERT_TRUE(r.ok()) << r.error().message;
   EXPECT_TRUE(r->recovered());
-  // 1 event from the first flush + the 1022 buffered when the 1024th append read the clock.
-  EXPECT_EQ(r->eventCount(), 1023u);
+  // 1 event from the first flush + the 1024 buffered when the 1025th append read the clock.
+  EXPECT_EQ(r->eventCount(), 1025u);
   EXPECT_TRUE((*w)->close(TraceEnd{}).ok());
+  std::remove(path.c_str());
+}
+
+// With flushFromAppend off the owner decides: append() never writes, the
+// buffer keeps every event since the last hand-over, and flushIfDue() hands
+// a full buffer over as several chunks, written by the background thread.
+TEST(TraceRoundTrip, OwnerDrivenHandOver) {
+  const std::string path = tempPath("owner.ttvm");
+  TraceWriter::Options options;
+  options.maxEventsPerChunk = 100;
+  options.flushFromAppend = false;
+  options.flushInterval = std::chrono::hours(1);
+  auto w = TraceWriter::create(path, TraceHeader{}, InitialState{}, options);
+  ASSERT_TRUE(w.ok());
+  for (int i = 0; i < 99; ++i) (*w)->append(TraceEvent::hlt(i));
+  EXPECT_TRUE((*w)->flushIfDue().ok());  // not full, not due
+  EXPECT_EQ((*w)->eventsHandedOver(), 0u);
+  for (int i = 99; i < 250; ++i) (*w)->append(TraceEvent::hlt(i));
+  ASSERT_EQ((*w)->buffered().size(), 250u);
+  EXPECT_EQ((*w)->buffered()[249].step, 249u);
+  EXPECT_EQ((*w)->chunksWritten(), 0u);
+  EXPECT_TRUE((*w)->flushIfDue().ok());
+  EXPECT_EQ((*w)->eventsHandedOver(), 250u);
+  EXPECT_TRUE((*w)->buffered().empty());
+  EXPECT_EQ((*w)->eventsAppended(), 250u);
+  EXPECT_TRUE((*w)->flush().ok());  // waits for the thread
+  EXPECT_EQ((*w)->chunksWritten(), 3u);
+  EXPECT_TRUE((*w)->close(TraceEnd{}).ok());
+  auto r = TraceReader::open(path);
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  ASSERT_EQ(r->chunkCount(), 3u);
+  EXPECT_EQ(r->chunks()[0].eventCount, 100u);
+  EXPECT_EQ(r->chunks()[2].eventCount, 50u);
+  EXPECT_EQ(readAll(*r).size(), 250u);
+  std::remove(path.c_str());
+}
+
+// A write error on the background thread (here: the file-size limit) is
+// sticky and reaches the owner through ok(), status(), flush() and close().
+TEST(TraceRoundTrip, BackgroundWriteErrorIsReported) {
+  const std::string path = tempPath("efbig.ttvm");
+  pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    signal(SIGXFSZ, SIG_IGN);
+    rlimit lim{64 * 1024, 64 * 1024};
+    if (setrlimit(RLIMIT_FSIZE, &lim) != 0) _exit(10);
+    TraceWriter::Options options;
+    options.maxEventsPerChunk = 1000;
+    auto w = TraceWriter::create(path, TraceHeader{}, InitialState{}, options);
+    if (!w.ok()) _exit(11);
+    std::mt19937_64 rng(5);
+    std::vector<TraceEvent> events = testing::randomEvents(rng, 200000);
+    for (const TraceEvent& e : events) (*w)->append(e);
+    Status f = (*w)->flush();
+    if (f.ok() || (*w)->ok()) _exit(12);
+    if ((*w)->status().error().message.find(path) == std::string::npos) _exit(13);
+    if ((*w)->bytesWritten() > 64 * 1024) _exit(14);
+    Status c = (*w)->close(TraceEnd{});
+    if (c.ok()) _exit(15);
+    _exit(0);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  // What reached the disk is a readable prefix.
+  auto r = TraceReader::open(path);
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_TRUE(r->recovered());
+  EXPECT_GT(r->eventCount(), 0u);
   std::remove(path.c_str());
 }
 

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <span>
 #include <string>
 #include <vector>
@@ -24,6 +25,10 @@ class EventChunkCodec {
   // Encodes `events` (at least one, steps non-decreasing, each well-formed:
   // asserted, a violation is a recorder bug) into `out`.
   void encode(std::span<const TraceEvent> events, std::vector<uint8_t>& out);
+  // The same bytes, handed to `sink` without a copy: they live in the
+  // codec's message buffer and are valid during the call only.
+  void encode(std::span<const TraceEvent> events,
+              const std::function<void(std::span<const uint8_t>)>& sink);
 
   // Decodes a raw payload into `out` (replacing its contents). Errors are
   // prefixed with `where` (e.g. "t.ttvm: CHNK frame at byte 4096").
@@ -35,12 +40,12 @@ class EventChunkCodec {
   static Result<size_t> packedSize(std::span<const uint8_t> raw);
 
  private:
-  struct Column {
-    std::vector<uint8_t> bytes;
-    size_t size = 0;
-  };
-  static constexpr int kNumColumns = 15;
-  Column columns_[kNumColumns];
+  // The message is built in place: a first pass sizes the columns, the
+  // message's one segment is allocated in `message_` (zero while unused:
+  // Cap'n Proto zeroes it again when the builder goes), a second pass
+  // writes each event's fields straight into the column lists. message_[0]
+  // is the serialized form's segment table.
+  std::vector<uint64_t> message_;
 };
 
 }  // namespace ttvm

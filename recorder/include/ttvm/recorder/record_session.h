@@ -102,6 +102,9 @@ class RecordSession {
   TraceEnd makeEnd(EndReason reason, std::string message, uint32_t exitStatus = 0) const;
   Result<RecordResult> finish(TraceEnd end);
   void takeCheckpoint();
+  // Moves the checkpoint when the writer handed its buffer over (the events
+  // since the checkpoint must stay in the buffer) or the window is used up.
+  void keepTailInStep();
   uint64_t wallNsSinceStart() const;
   void fillLastInstructions(TraceEnd& end);
 
@@ -119,7 +122,11 @@ class RecordSession {
   uint8_t* shadow_ = nullptr;  // RAM as of checkpoint_ (anonymous mapping)
   size_t shadowBytes_ = 0;
   CpuState checkpoint_;
-  std::vector<TraceEvent> tailEvents_;  // recorded since checkpoint_
+  // The events since checkpoint_ are writer_->buffered() from tailMark_ on,
+  // as long as the writer has handed over tailHandedOver_ events.
+  uint64_t tailHandedOver_ = 0;
+  size_t tailMark_ = 0;
+
  public:
   // Whether the last re-execution of the tail reached the recorded final
   // state (a self-check of determinism); empty when it did or did not run.

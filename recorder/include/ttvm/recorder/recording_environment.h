@@ -15,7 +15,6 @@
 
 #include <csignal>
 #include <cstdint>
-#include <vector>
 
 #include "ttvm/emulator/environment.h"
 #include "ttvm/formats/trace_writer.h"
@@ -33,9 +32,6 @@ class RecordingEnvironment final : public Environment {
 
   // The CPU whose step count stamps the events.
   void bindCpu(const CpuState* state) { state_ = state; }
-  // Also keeps a copy of every event in `tail` (the record loop's window for
-  // re-executing the last instructions; it clears it at each checkpoint).
-  void setTail(std::vector<TraceEvent>* tail) { tail_ = tail; }
 
   uint32_t portIn(uint16_t port, unsigned size) override {
     uint32_t v = machine_.portIn(port, size);
@@ -93,16 +89,12 @@ class RecordingEnvironment final : public Environment {
 
  private:
   uint64_t step() const { return state_ != nullptr ? state_->steps : 0; }
-  void append(const TraceEvent& e) {
-    writer_->append(e);
-    if (tail_ != nullptr) tail_->push_back(e);
-  }
+  void append(const TraceEvent& e) { writer_->append(e); }
 
   Machine& machine_;
   TraceWriter* writer_;
   const volatile std::sig_atomic_t* interrupt_;
   const CpuState* state_ = nullptr;
-  std::vector<TraceEvent>* tail_ = nullptr;
 };
 
 }  // namespace ttvm
