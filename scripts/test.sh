@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Every test, from nothing: install, check formatting, build the release
 # preset and run every test in it; then the code that parses untrusted input
-# (trace reader, devices, loaders) again under ASan+UBSan; then a bounded
-# fuzzing run of the trace reader.
+# (trace reader, devices, loaders) again under ASan+UBSan; the trace writer's
+# background thread under ThreadSanitizer; then a bounded fuzzing run of the
+# trace reader.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -16,6 +17,12 @@ ctest --preset release -j2
 cmake --preset sanitize >/dev/null
 cmake --build --preset sanitize --target ttvm_base_tests ttvm_formats_tests recorder_test
 ctest --preset sanitize -j2 -L 'base|formats|recorder' -E '^ttvm_(info|recover)_'
+
+# The trace writer encodes and writes on its own thread: its tests (every
+# hand-over mode, write errors on the thread) again under ThreadSanitizer.
+cmake --preset tsan >/dev/null
+cmake --build --preset tsan --target ttvm_formats_tests
+TSAN_OPTIONS=halt_on_error=1 ctest --preset tsan -j2 -L formats -E '^ttvm_(info|recover)_'
 
 # --- formats (issue 2): a bounded libFuzzer run of the trace reader over its
 # committed corpus; new inputs go to a temporary directory, not the corpus.

@@ -51,7 +51,7 @@ TraceWriter::TraceWriter(std::string path, const Options& options)
   TTVM_ASSERT(options.maxEventsPerChunk >= 1 && options.maxEventsPerChunk <= (1u << 22),
               "maxEventsPerChunk out of range: ", options.maxEventsPerChunk);
   TTVM_ASSERT(options.maxChunksInFlight >= 1, "maxChunksInFlight must be at least 1");
-  buffer_ = EventBuffer(options.maxEventsPerChunk);
+  buffer_ = EventBuffer(bufferCapacity());
   events_ = buffer_.data();
   checkAt_ =
       options.flushFromAppend ? std::min<size_t>(1024, buffer_.capacity()) : buffer_.capacity();
@@ -105,6 +105,14 @@ Result<std::unique_ptr<TraceWriter>> TraceWriter::create(const std::string& path
   return w;
 }
 
+size_t TraceWriter::bufferCapacity() const {
+  // An owner that hands over between its own steps overshoots a chunk by what
+  // it appended since: room for as much again, so that the buffer does not
+  // have to grow (pages of malloc'd memory are only faulted in when written).
+  return options_.flushFromAppend ? options_.maxEventsPerChunk
+                                  : 2 * size_t{options_.maxEventsPerChunk};
+}
+
 void TraceWriter::slowPath() {
   if (!options_.flushFromAppend) {
     // The owner decides when to hand over: make room.
@@ -148,8 +156,7 @@ void TraceWriter::handOver() {
       wake_.notify_one();
     }
   }
-  if (buffer_.capacity() < options_.maxEventsPerChunk)
-    buffer_ = EventBuffer(options_.maxEventsPerChunk);
+  if (buffer_.capacity() < bufferCapacity()) buffer_ = EventBuffer(bufferCapacity());
   events_ = buffer_.data();
   count_ = 0;
   checkAt_ =

@@ -171,6 +171,7 @@ class TraceWriter {
   };
 
   TraceWriter(std::string path, const Options& options);
+  size_t bufferCapacity() const;
   void slowPath();
   void handOver();
   // Waits until the writing thread has written every job (lock held).
