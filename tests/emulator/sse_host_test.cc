@@ -367,11 +367,21 @@ TEST(SseFaults, Alignment) {
   expectRetired("movsd", "f2 0f 10 06", misaligned);
 }
 
+// MMX arithmetic is #UD; the MMX moves (MOVD/MOVQ) follow the x87 rules:
+// #UD with CR0.EM, #NM with CR0.TS, regardless of CR4.OSFXSR.
 TEST(SseFaults, MmxFormsAreUndefined) {
   auto none = [](CpuState&) {};
+  auto em = [](CpuState& s) { s.cr0 |= cr0::kEM; };
+  auto ts = [](CpuState& s) { s.cr0 |= cr0::kTS; };
+  auto noOsfxsr = [](CpuState& s) { s.cr4 &= ~cr4::kOSFXSR; };
   expectFault("pxor mm0, mm1", "0f ef c1", none, 6);
-  expectFault("movq mm0, [rsi]", "0f 6f 06", none, 6);
-  expectFault("movd mm0, eax", "0f 6e c0", none, 6);
+  for (const char* hex : {"0f 6f 06" /* movq mm0, [rsi] */, "0f 6e c0" /* movd mm0, eax */,
+                          "0f 7e c0" /* movd eax, mm0 */, "0f 7f 06" /* movq [rsi], mm0 */}) {
+    expectRetired(std::string(hex) + " enabled", hex, none);
+    expectRetired(std::string(hex) + " without OSFXSR", hex, noOsfxsr);
+    expectFault(std::string(hex) + " with EM", hex, em, 6);
+    expectFault(std::string(hex) + " with TS", hex, ts, 7);
+  }
   expectRetired("emms", "0f 77", none);
 }
 

@@ -19,7 +19,7 @@
 //     16-byte aligned; FXRSTOR #GP(0) on reserved MXCSR bits.
 //   MOVNTI uses only GPRs: no CR0/CR4 checks.
 // MMX register forms (operands MM0-7) raise #UD: ttvm does not implement
-// MMX arithmetic (EMMS is accepted).
+// MMX arithmetic. EMMS and MOVD/MOVQ to and from MM registers are accepted.
 // There is no x87 or SSE floating-point arithmetic: those raise #UD and are
 // logged once by the framework.
 #pragma once

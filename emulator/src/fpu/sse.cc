@@ -1,7 +1,7 @@
 // SSE/SSE2 moves and integer/bitwise operations on XMM registers (the forms
 // compilers emit for memcpy, memset and string code). Every handler is
 // registered with HandlerTable::setVector (chosen when an operand is an XMM
-// or MMX register); MMX forms raise #UD.
+// or MMX register); MMX forms raise #UD, except MOVD/MOVQ (moveMmx).
 #include <cstring>
 
 #include "fpu/fpu.h"
@@ -35,10 +35,50 @@ ExecStatus moveFull(CpuImpl& c, const Instr& i) {
 
 // ------------------------------------------------------------ MOVD/MOVQ
 
+// MOVD/MOVQ with an MMX register (0F 6E/7E/6F/7F): the only MMX forms ttvm
+// implements, because kernels move 64-bit values through MM registers
+// without asking CPUID (no MMX arithmetic; CPUID does not offer MMX). The
+// x87 rules apply: #UD when CR0.EM, #NM when CR0.TS. Every MMX instruction
+// sets TOP to 0 and tags all registers valid; a write to MMn stores the
+// value in the significand of physical register Rn and sets its sign and
+// exponent to all ones (SDM vol. 1 9.5.1).
+ExecStatus moveMmx(CpuImpl& c, const Instr& i) {
+  CpuState& s = c.state();
+  if (s.cr0 & cr0::kEM) return c.raiseUd();
+  if (s.cr0 & cr0::kTS) return c.raiseNm();
+  const Operand& dst = i.op[0];
+  const Operand& src = i.op[1];
+  uint64_t v;
+  if (src.kind == OpKind::kMmx) {
+    v = s.fpu.st[src.reg & 7].significand;
+  } else if (src.kind == OpKind::kXmm) {
+    return c.raiseUd();  // MOVQ2DQ/MOVDQ2Q are not implemented
+  } else if (src.size == 8) {
+    TTVM_TRY(c.readOp<uint64_t>(i, 1, v));
+  } else {
+    uint32_t w;
+    TTVM_TRY(c.readOp<uint32_t>(i, 1, w));
+    v = w;
+  }
+  if (dst.kind == OpKind::kMmx) {
+    s.fpu.st[dst.reg & 7] = Float80{v, 0xFFFF};
+  } else if (dst.kind == OpKind::kXmm) {
+    return c.raiseUd();
+  } else if (dst.size == 8) {
+    TTVM_TRY(c.writeOp<uint64_t>(i, 0, v));
+  } else {
+    TTVM_TRY(c.writeOp<uint32_t>(i, 0, uint32_t(v)));
+  }
+  s.fpu.fsw &= static_cast<uint16_t>(~(7u << 11));  // TOP = 0
+  s.fpu.ftw = 0xFF;
+  return ExecStatus::kNext;
+}
+
 // MOVD/MOVQ between XMM and GPR/memory, and MOVQ xmm, xmm/m64 (F3 0F 7E) /
 // MOVQ xmm/m64, xmm (66 0F D6). A load into XMM zeroes the rest of it; a
 // 32-bit GPR destination is zero-extended.
 ExecStatus moveScalarInt(CpuImpl& c, const Instr& i) {
+  if (usesMmx(i)) return moveMmx(c, i);
   TTVM_SSE_PROLOGUE(c, i);
   const Operand& dst = i.op[0];
   const Operand& src = i.op[1];
