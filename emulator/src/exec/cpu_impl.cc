@@ -637,19 +637,18 @@ void CpuImpl::setState(const CpuState& s) {
 }
 
 void CpuImpl::setDirtyTracking(bool on) {
+  (void)takeDirtyPages();
   in_->dirtyTracking = on;
-  std::fill(in_->dirty.begin(), in_->dirty.end(), 0);
-  for (TlbEntry& e : tlb_)
-    e.allowed &= ~(tlbperm::bit(Access::kWrite, true) | tlbperm::bit(Access::kWrite, false));
 }
 
 std::vector<uint64_t> CpuImpl::takeDirtyPages() {
-  std::vector<uint64_t> out;
-  for (size_t p = 0; p < in_->dirty.size(); ++p)
-    if (in_->dirty[p]) {
-      out.push_back(p);
-      in_->dirty[p] = 0;
-    }
+  // A copy, so that dirtyPages keeps its capacity for the next interval.
+  std::vector<uint64_t> out(in_->dirtyPages.begin(), in_->dirtyPages.end());
+  in_->dirtyPages.clear();
+  for (uint64_t p : out) in_->dirty[p] = 0;
+  std::sort(out.begin(), out.end());
+  // The next write to any page must mark it again: no TLB entry may keep
+  // fast-path write permission.
   for (TlbEntry& e : tlb_)
     e.allowed &= ~(tlbperm::bit(Access::kWrite, true) | tlbperm::bit(Access::kWrite, false));
   return out;

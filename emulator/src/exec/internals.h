@@ -66,8 +66,19 @@ struct CpuImpl::Internals {
   // Per RAM page: a bit per 64-byte chunk that holds (part of) a cached
   // instruction. Writes to a chunk with its bit set drop the cached code there.
   std::vector<uint64_t> codeChunks;
+  // Dirty-page tracking: `dirty` has a byte per RAM page, 1 once the CPU
+  // wrote the page since the last takeDirtyPages; `dirtyPages` lists exactly
+  // those pages, in the order first written, so that taking them costs the
+  // pages written, not a byte per page of RAM.
   bool dirtyTracking = false;
-  std::vector<uint8_t> dirty;  // per RAM page
+  std::vector<uint8_t> dirty;
+  std::vector<uint64_t> dirtyPages;
+  void markDirty(uint64_t pfn) {
+    if (dirtyTracking && !dirty[pfn]) {
+      dirty[pfn] = 1;
+      dirtyPages.push_back(pfn);
+    }
+  }
   std::vector<DebuggerBreakpoint> breakpoints;
   std::vector<DebuggerWatchpoint> watchpoints;
   bool watchHit = false;

@@ -54,7 +54,7 @@ void CpuImpl::writePhys(uint64_t phys, unsigned size, uint64_t value) {
   if (isRamRange(phys, size)) {
     std::memcpy(mem_.ram.data() + phys, &value, size);
     const uint64_t pfn = phys >> 12;
-    if (in_->dirtyTracking) in_->dirty[pfn] = 1;
+    in_->markDirty(pfn);
     if (in_->codeChunks[pfn]) notifyRamWritten(phys, size);
     return;
   }
@@ -369,7 +369,7 @@ void CpuImpl::physAccess(uint64_t phys, uint8_t* bytes, unsigned n, bool write) 
     if (write) {
       std::memcpy(p, bytes, n);
       const uint64_t pfn = phys >> 12;
-      if (in_->dirtyTracking && !in_->dirty[pfn]) in_->dirty[pfn] = 1;
+      in_->markDirty(pfn);
       if (in_->codeChunks[pfn]) notifyRamWritten(phys, n);
     } else {
       std::memcpy(bytes, p, n);
