@@ -163,7 +163,11 @@ Result<RecordResult> RecordSession::finish(TraceEnd end) {
     result.events = writer_->eventsAppended();
     closed_ = true;
     Status s = writer_->close(end);
-    if (!s.ok()) return makeError("closing the trace: " + s.error().message);
+    if (!s.ok())
+      return makeError("the trace could not be written: " + s.error().message +
+                       ". The run ended at step " + std::to_string(end.steps) + " (" +
+                       std::string(endReasonName(end.reason)) +
+                       "); what reached the file is readable, and `ttvm recover` completes it");
     result.traceBytes = writer_->bytesWritten();
   }
   result.end = std::move(end);

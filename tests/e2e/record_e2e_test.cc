@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -42,9 +43,17 @@ struct Outcome {
 };
 
 // Starts `ttvm record ARGS` with stdout/stderr to files; returns the pid.
-pid_t spawn(const std::vector<std::string>& args, const std::string& tag) {
+// A nonzero `fileSizeLimit` caps the files it writes (RLIMIT_FSIZE, with
+// SIGXFSZ ignored: writes past it fail with EFBIG, like a full disk).
+pid_t spawn(const std::vector<std::string>& args, const std::string& tag,
+            rlim_t fileSizeLimit = 0) {
   pid_t pid = fork();
   if (pid == 0) {
+    if (fileSizeLimit != 0) {
+      signal(SIGXFSZ, SIG_IGN);
+      rlimit lim{fileSizeLimit, fileSizeLimit};
+      if (setrlimit(RLIMIT_FSIZE, &lim) != 0) _exit(126);
+    }
     int o = open(tmp(tag + ".out").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
     int e = open(tmp(tag + ".err").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
     int n = open("/dev/null", O_RDONLY);
@@ -163,6 +172,34 @@ TEST(RecordE2E, TailReExecutionReproducesTheRecording) {
     ASSERT_TRUE(reader.ok());
     EXPECT_EQ(reader->end()->lastInstructions.size(), 16u) << g;
   }
+}
+
+TEST(RecordE2E, AWriteErrorEndsTheRunAndLeavesARecoverablePrefix) {
+  // The trace writer's thread hits the file-size limit part-way through
+  // rec_io's 2 MB of events: the run must end (not go on dropping events),
+  // say why and where, and exit 70; what reached the disk is a readable
+  // prefix that `ttvm recover` completes.
+  const std::string trace = tmp("efbig.ttvm"), fixed = tmp("efbig_fixed.ttvm");
+  Outcome r = wait(spawn({"-o", trace, guest("rec_io.elf")}, "efbig", 256 * 1024), "efbig");
+  EXPECT_EQ(r.status, 70) << r.err;
+  EXPECT_NE(r.err.find("the trace could not be written"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("ttvm recover"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find(trace), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("File too large"), std::string::npos) << r.err;
+  // It stopped when the write failed, well before the guest's own end.
+  EXPECT_EQ(r.err.find("at step 2500006"), std::string::npos) << r.err;
+  struct stat st {};
+  ASSERT_EQ(::stat(trace.c_str(), &st), 0);
+  EXPECT_LE(st.st_size, 256 * 1024);
+  auto reader = TraceReader::open(trace);
+  ASSERT_TRUE(reader.ok()) << reader.error().message;
+  EXPECT_TRUE(reader->recovered());
+  EXPECT_GT(reader->eventCount(), 1000u);
+  ASSERT_TRUE(TraceReader::recover(trace, fixed).ok());
+  auto done = TraceReader::open(fixed);
+  ASSERT_TRUE(done.ok()) << done.error().message;
+  EXPECT_FALSE(done->recovered());
+  EXPECT_EQ(done->eventCount(), reader->eventCount());
 }
 
 TEST(RecordE2E, NoTraceExitsWithTheGuestStatus) {

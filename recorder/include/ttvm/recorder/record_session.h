@@ -56,8 +56,11 @@ struct RecordOptions {
   // Instructions the footer lists before the end (re-executed from the last
   // checkpoint, see tail_replay.h); 0 = only the one the CPU stopped at.
   size_t recentInstructions = 16;
-  // Steps between the checkpoints that re-execution starts from.
-  uint64_t tailWindow = 1u << 18;
+  // Steps between the checkpoints that re-execution starts from (the loop
+  // also moves the checkpoint whenever the trace writer takes its buffer).
+  // A checkpoint copies the pages dirtied since the last one; the
+  // re-execution at the end runs at most this many steps.
+  uint64_t tailWindow = 1u << 16;
   // Pace the guest to wall time while it idles (HLT with interrupts on):
   // instead of jumping to the next timer deadline, wait for it (or for
   // terminal input). The inputs that result are recorded like any others.
