@@ -50,6 +50,20 @@ std::vector<std::string> deviceList(uint64_t nsPerStep) {
           "acpi-pm@0x600"};
 }
 
+// Whether the local APIC's IRR holds a vector (it accepts none below 16).
+bool apicIrrNonEmpty(const LocalApic& apic) {
+  for (unsigned v = 16; v < 256; ++v)
+    if (apic.irrBit(static_cast<uint8_t>(v))) return true;
+  return false;
+}
+
+// Whether an MMIO access reaches the registers of the local or the I/O APIC
+// (the pages wire() maps them at).
+bool reachesApic(uint64_t addr) {
+  const uint64_t page = addr & ~uint64_t{0xFFF};
+  return page == LocalApic::kDefaultBase || page == IoApic::kBase;
+}
+
 }  // namespace
 
 Machine::Machine(const MachineOptions& options)
@@ -176,6 +190,7 @@ Status Machine::wire() {
   pit_->biosInit();
   configureFwCfg();
   clock_.clearReschedule();
+  updateEventHint(ApicChange::kAny);
   return {};
 }
 
@@ -248,9 +263,11 @@ PhysicalMemory Machine::physicalMemory() {
 }
 
 void Machine::bindCpuState(const CpuState* state) {
+  cpu_ = state;
   clock_.bindSteps(state != nullptr ? &state->steps : nullptr);
   lapic_->bindCpuRegisters(state != nullptr ? &state->msr.apicBase : nullptr,
                            state != nullptr ? &state->cr8 : nullptr);
+  updateEventHint(ApicChange::kAny, false);
 }
 
 CpuState Machine::initialCpuState() {
@@ -271,11 +288,40 @@ std::optional<uint64_t> Machine::readRandom(unsigned size) {
   return size >= 8 ? v : v & ((1ull << (8 * size)) - 1);
 }
 
-std::optional<uint64_t> Machine::readMsr(uint32_t index) {
-  return lapic_->readMsr(index);
+uint32_t Machine::portIn(uint16_t port, unsigned size) {
+  const uint32_t v = ports_.read(port, size);
+  updateEventHint(ApicChange::kNone);
+  return v;
 }
+
+void Machine::portOut(uint16_t port, unsigned size, uint32_t v) {
+  ports_.write(port, size, v);
+  updateEventHint(ApicChange::kNone);
+}
+
+uint64_t Machine::mmioRead(uint64_t addr, unsigned size) {
+  const uint64_t v = mmio_.read(addr, size);
+  updateEventHint(reachesApic(addr) ? ApicChange::kMayAdd : ApicChange::kNone);
+  return v;
+}
+
+void Machine::mmioWrite(uint64_t addr, unsigned size, uint64_t v) {
+  syncApicTpr();
+  mmio_.write(addr, size, v);
+  updateEventHint(reachesApic(addr) ? ApicChange::kMayAdd : ApicChange::kNone);
+}
+
+std::optional<uint64_t> Machine::readMsr(uint32_t index) {
+  const std::optional<uint64_t> v = lapic_->readMsr(index);
+  updateEventHint(ApicChange::kMayAdd);
+  return v;
+}
+
 bool Machine::writeMsr(uint32_t index, uint64_t value) {
-  return lapic_->writeMsr(index, value);
+  syncApicTpr();
+  const bool ok = lapic_->writeMsr(index, value);
+  updateEventHint(ApicChange::kMayAdd);
+  return ok;
 }
 
 bool Machine::interruptPending() {
@@ -284,8 +330,9 @@ bool Machine::interruptPending() {
 }
 
 uint8_t Machine::acknowledgeInterrupt() {
-  if (lapic_->hasDeliverable()) return lapic_->acknowledge();
-  return pic_->acknowledge();
+  const uint8_t v = lapic_->hasDeliverable() ? lapic_->acknowledge() : pic_->acknowledge();
+  updateEventHint(ApicChange::kAny);
+  return v;
 }
 
 bool Machine::nmiPending() const {
@@ -293,6 +340,7 @@ bool Machine::nmiPending() const {
 }
 void Machine::acknowledgeNmi() {
   lapic_->clearNmi();
+  updateEventHint(ApicChange::kNone);
 }
 
 void Machine::setIrqLevel(unsigned irq, bool level) {
@@ -302,6 +350,21 @@ void Machine::setIrqLevel(unsigned irq, bool level) {
   } else {
     ioapic_->setPin(irq, level);
   }
+  updateEventHint(ApicChange::kMayAdd);
+}
+
+void Machine::syncApicTpr() {
+  (void)lapic_->hasDeliverable();
+}
+
+void Machine::updateEventHint(ApicChange apic, bool syncTpr) {
+  if (syncTpr) syncApicTpr();
+  if (apic == ApicChange::kAny || (apic == ApicChange::kMayAdd && !apicRequest_))
+    apicRequest_ = apicIrrNonEmpty(*lapic_);
+  const uint64_t cr8 = cpu_ != nullptr ? cpu_->cr8 : 0;
+  const bool tprAwayFromCr8 = lapic_->tpr() != ((cr8 & 0xF) << 4);
+  eventHint_ = stop_.has_value() || clock_.reschedulePending() || lapic_->nmiPending() ||
+               pic_->outputHigh() || apicRequest_ || tprAwayFromCr8;
 }
 
 std::optional<uint64_t> Machine::nextDeadlineNs() const {
@@ -316,10 +379,12 @@ std::optional<uint64_t> Machine::nextDeadlineNs() const {
 void Machine::advanceTimers() {
   uint64_t now = clock_.nowNs();
   for (TimedDevice* t : timed_) t->advanceTo(now);
+  updateEventHint(ApicChange::kMayAdd);
 }
 
 void Machine::requestStop(StopRequest request) {
   if (!stop_) stop_ = std::move(request);
+  updateEventHint(ApicChange::kNone);
 }
 
 std::vector<uint8_t> Machine::saveDeviceState() const {
@@ -339,6 +404,11 @@ std::vector<uint8_t> Machine::saveDeviceState() const {
 }
 
 Status Machine::loadDeviceState(std::span<const uint8_t> blob) {
+  // Whatever part of the state got loaded, the hint follows it.
+  struct UpdateHint {
+    Machine* m;
+    ~UpdateHint() { m->updateEventHint(ApicChange::kAny, false); }
+  } updateHint{this};
   StateReader r(blob, "machine device state");
   for (char c : kDeviceStateMagic) {
     if (r.u8() != static_cast<uint8_t>(c)) {

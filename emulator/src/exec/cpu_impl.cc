@@ -617,7 +617,9 @@ StepResult CpuImpl::run(uint64_t maxSteps) {
       continue;
     }
     ++s_.steps;
-    if (poll && env_.stopRequested()) {
+    // The hint is read again: the instruction may have set it (a port write
+    // that asks the run to end must end it after this step, as step() does).
+    if ((hint == nullptr || *hint != 0) && env_.stopRequested()) {
       r = StepResult{};
       r.outcome = StepOutcome::kStopRequested;
       return r;

@@ -22,6 +22,23 @@
 // State. saveDeviceState()/loadDeviceState() serialise every device (and the
 // clock's idle offset) for checkpoints and the trace's INIT frame; RAM and
 // the CPU are saved by their owners.
+//
+// Event hint. eventHint() is the word Environment::eventHint() asks for: it
+// is nonzero whenever interruptPending(), nmiPending() or serviceNeeded()
+// might return true, so that the CPU may skip those three calls while it
+// reads zero. Every entry point that can change what they answer recomputes
+// it before returning. Between entry points only the CPU runs, and the CPU
+// can change the answer of exactly one of them, interruptPending(): through
+// CR8 (the APIC's TPR) and IA32_APIC_BASE (APIC enable, which also decides
+// whether the 8259's INTR counts). So the hint does not ask for delivery, only
+// for a request: it is set while the local APIC's IRR holds any vector or the
+// 8259's INTR is high, whatever the CPU state. It is also set while the TPR
+// holds a value written through the APIC's registers that CR8 does not: the
+// APIC notices a CR8 write only when asked (LocalApic::syncTprFromCr8), and
+// a CR8 written and restored unobserved would leave that TPR in place.
+// A change made to a device directly (pic(), com1(), clock(), ...) shows in
+// the hint after the next entry point: the record loop makes such changes
+// only between slices and calls advanceTimers() before each slice.
 #pragma once
 
 #include <cstdint>
@@ -100,10 +117,10 @@ class Machine final : public IrqSink, public RunControl {
   static CpuState initialCpuState();
 
   // The environment's questions (the record loop adds the trace).
-  uint32_t portIn(uint16_t port, unsigned size) { return ports_.read(port, size); }
-  void portOut(uint16_t port, unsigned size, uint32_t v) { ports_.write(port, size, v); }
-  uint64_t mmioRead(uint64_t addr, unsigned size) { return mmio_.read(addr, size); }
-  void mmioWrite(uint64_t addr, unsigned size, uint64_t v) { mmio_.write(addr, size, v); }
+  uint32_t portIn(uint16_t port, unsigned size);
+  void portOut(uint16_t port, unsigned size, uint32_t v);
+  uint64_t mmioRead(uint64_t addr, unsigned size);
+  void mmioWrite(uint64_t addr, unsigned size, uint64_t v);
   uint64_t readTsc() const;
   std::optional<uint64_t> readRandom(unsigned size);
   std::optional<uint64_t> readMsr(uint32_t index);
@@ -112,6 +129,9 @@ class Machine final : public IrqSink, public RunControl {
   uint8_t acknowledgeInterrupt();
   bool nmiPending() const;
   void acknowledgeNmi();
+  // Nonzero whenever interruptPending(), nmiPending() or serviceNeeded() might
+  // be true (see "Event hint" above). Valid as long as the machine.
+  const volatile uint32_t* eventHint() const { return &eventHint_; }
 
   // IrqSink: ISA IRQ 0-15 (to both controllers) or GSI 16-23 (I/O APIC).
   void setIrqLevel(unsigned irq, bool level) override;
@@ -147,6 +167,24 @@ class Machine final : public IrqSink, public RunControl {
   explicit Machine(const MachineOptions& options);
   Status wire();
   void configureFwCfg();
+  // How an entry point may have changed the local APIC's IRR. Vectors enter
+  // it through its registers (MMIO, MSRs), the I/O APIC (IRQ lines, its
+  // registers, EOI), its timer and state loads; acknowledge() and state
+  // loads are all that remove them.
+  enum class ApicChange {
+    kNone,    // other devices reach the interrupt controllers only through setIrqLevel
+    kMayAdd,  // rescan unless a request is already known
+    kAny,     // rescan
+  };
+  // Recomputes eventHint_ after an entry point (see "Event hint" above).
+  // `syncTpr`: first let the APIC take up a CR8 the CPU wrote since it last
+  // looked (entry points the CPU reaches; not a state load or a CPU binding,
+  // which leave the TPR they set as it is).
+  void updateEventHint(ApicChange apic, bool syncTpr = true);
+  // The APIC's TPR follows CR8 lazily (LocalApic::syncTprFromCr8): a write to
+  // its registers must land after a CR8 write the CPU made since, as it did
+  // when the CPU asked interruptPending() at every instruction boundary.
+  void syncApicTpr();
 
   struct ConsoleForward final : ConsoleSink {
     ConsoleSink* target = nullptr;
@@ -164,6 +202,11 @@ class Machine final : public IrqSink, public RunControl {
   ConsoleForward consoleForward_;
   std::optional<StopRequest> stop_;
   uint64_t rngState_;
+  const CpuState* cpu_ = nullptr;  // bindCpuState
+  // Whether the local APIC's IRR may hold a vector (false only after a scan
+  // found it empty), and the event hint derived from it and the rest.
+  bool apicRequest_ = true;
+  volatile uint32_t eventHint_ = 1;
 
   std::unique_ptr<Pic8259Pair> pic_;
   std::unique_ptr<LocalApic> lapic_;

@@ -11,6 +11,10 @@
 // acknowledged, RDTSC values, RDRAND/RDSEED values, reads and writes of
 // machine-owned MSRs. stopRequested() ends the CPU's current slice when a
 // device asked to stop, a timer was reprogrammed, or the user interrupted.
+// The CPU asks that, and about interrupts, only while the machine's event
+// hint is set (Machine::eventHint). The user's interrupt flag does not set
+// it: a Ctrl-C is seen when the slice ends, after at most
+// RecordOptions::sliceCap steps (~10 ms), if nothing made the CPU ask first.
 #pragma once
 
 #include <csignal>
@@ -25,7 +29,8 @@ namespace ttvm {
 class RecordingEnvironment final : public Environment {
  public:
   // `writer` may be null (no trace). `interrupt` (may be null) is a flag a
-  // signal handler sets; the current slice ends after the step that sees it.
+  // signal handler sets; the record loop sees it between slices, or the
+  // current slice ends after a step whose stopRequested() call sees it.
   RecordingEnvironment(Machine& machine, TraceWriter* writer,
                        const volatile std::sig_atomic_t* interrupt = nullptr)
       : machine_(machine), writer_(writer), interrupt_(interrupt) {}
@@ -86,6 +91,7 @@ class RecordingEnvironment final : public Environment {
   bool stopRequested() override {
     return machine_.serviceNeeded() || (interrupt_ != nullptr && *interrupt_ != 0);
   }
+  const volatile uint32_t* eventHint() const override { return machine_.eventHint(); }
 
  private:
   uint64_t step() const { return state_ != nullptr ? state_->steps : 0; }
