@@ -363,8 +363,9 @@ void Machine::updateEventHint(ApicChange apic, bool syncTpr) {
     apicRequest_ = apicIrrNonEmpty(*lapic_);
   const uint64_t cr8 = cpu_ != nullptr ? cpu_->cr8 : 0;
   const bool tprAwayFromCr8 = lapic_->tpr() != ((cr8 & 0xF) << 4);
-  eventHint_ = stop_.has_value() || clock_.reschedulePending() || lapic_->nmiPending() ||
-               pic_->outputHigh() || apicRequest_ || tprAwayFromCr8;
+  const bool any = stop_.has_value() || clock_.reschedulePending() || lapic_->nmiPending();
+  const bool maskable = pic_->outputHigh() || apicRequest_ || tprAwayFromCr8;
+  eventHint_ = any ? 1u : maskable ? kEventHintMaskableOnly : 0u;
 }
 
 std::optional<uint64_t> Machine::nextDeadlineNs() const {

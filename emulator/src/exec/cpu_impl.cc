@@ -577,7 +577,9 @@ StepResult CpuImpl::run(uint64_t maxSteps) {
     const bool unusual = runSlow_ || s_.pending.halted || s_.pending.pendingDr6 ||
                          s_.pending.shadow != InterruptShadow::kNone ||
                          (s_.rflags & (flags::kTF | flags::kRF)) || skipBreakpoint_;
-    const bool poll = hint == nullptr || *hint != 0;
+    const uint32_t h = hint == nullptr ? 1u : *hint;
+    const bool pollIrq = h != 0;
+    const bool poll = h != 0 && h != kEventHintMaskableOnly;
     // Linear debugger breakpoints are checked here so that they do not force
     // the slow path; step() reports the stop (and honours skipBreakpointOnce).
     bool atBreakpoint = false;
@@ -587,8 +589,8 @@ StepResult CpuImpl::run(uint64_t maxSteps) {
       atBreakpoint = std::binary_search(linearBreakpoints_.begin(), linearBreakpoints_.end(), lin);
     }
     if (__builtin_expect(unusual || atBreakpoint, 0) ||
-        (poll && ((!s_.pending.nmiBlocked && env_.nmiPending()) ||
-                  ((s_.rflags & flags::kIF) && env_.interruptPending())))) {
+        (poll && !s_.pending.nmiBlocked && env_.nmiPending()) ||
+        (pollIrq && (s_.rflags & flags::kIF) && env_.interruptPending())) {
       r = step();
       if (r.outcome != StepOutcome::kRetired) return r;
       continue;
@@ -619,7 +621,8 @@ StepResult CpuImpl::run(uint64_t maxSteps) {
     ++s_.steps;
     // The hint is read again: the instruction may have set it (a port write
     // that asks the run to end must end it after this step, as step() does).
-    if ((hint == nullptr || *hint != 0) && env_.stopRequested()) {
+    if ((hint == nullptr || (*hint != 0 && *hint != kEventHintMaskableOnly)) &&
+        env_.stopRequested()) {
       r = StepResult{};
       r.outcome = StepOutcome::kStopRequested;
       return r;

@@ -14,6 +14,10 @@
 
 namespace ttvm {
 
+// An eventHint() value: only interruptPending() might be true (the CPU need
+// not ask while IF=0).
+inline constexpr uint32_t kEventHintMaskableOnly = 2;
+
 class Environment {
  public:
   virtual ~Environment() = default;
@@ -51,8 +55,10 @@ class Environment {
 
   // Optional fast path for Cpu::run: a word that the environment keeps
   // nonzero whenever interruptPending(), nmiPending() or stopRequested()
-  // might return true. While it reads zero the CPU skips those three calls.
-  // nullptr (the default) means: ask at every instruction boundary.
+  // might return true. While it reads zero the CPU skips those three calls;
+  // while it reads kEventHintMaskableOnly only interruptPending() might be
+  // true, and the CPU asks only where it could take one (IF=1). nullptr (the
+  // default) means: ask at every instruction boundary.
   virtual const volatile uint32_t* eventHint() const { return nullptr; }
 };
 
