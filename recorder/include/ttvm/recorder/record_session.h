@@ -69,7 +69,17 @@ struct RecordOptions {
   const volatile std::sig_atomic_t* interruptFlag = nullptr;
   // Called between slices (e.g. to feed terminal input to the UART).
   std::function<void(Machine&)> poll;
-  TraceWriter::Options writerOptions;
+  // The trace writer's settings (the loop turns flushFromAppend off). Chunks
+  // of 16 Ki events: the buffer the recording thread fills (512 KiB, twice
+  // that with room for a slice's overshoot) stays in its core's L2 cache,
+  // where 64 Ki-event chunks (2 MiB) did not; the trace is 0.4% larger.
+  TraceWriter::Options writerOptions = recordingWriterOptions();
+
+  static TraceWriter::Options recordingWriterOptions() {
+    TraceWriter::Options o;
+    o.maxEventsPerChunk = 1u << 14;
+    return o;
+  }
 };
 
 struct RecordResult {
