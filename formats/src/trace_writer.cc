@@ -3,6 +3,7 @@
 #include <capnp/message.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -101,7 +102,18 @@ Result<std::unique_ptr<TraceWriter>> TraceWriter::create(const std::string& path
   TTVM_TRY(writeAll(w->fd_, path, out));
   w->fileOffset_ = out.size();
   w->initOffset_ = initOffset;
-  if (options.background) w->thread_ = std::thread(&TraceWriter::writerThread, w.get());
+  if (options.background) {
+    // The thread starts with every signal blocked, so that process-directed
+    // signals (Ctrl-C, SIGTERM, a SIGSEGV sent by kill) reach the owner's
+    // thread and its handlers, which may close this writer.
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    w->thread_ = std::thread(&TraceWriter::writerThread, w.get());
+    pthread_sigmask(SIG_SETMASK, &old, nullptr);
+    // Named from here, before create() returns: top, perf and gdb show it.
+    pthread_setname_np(w->thread_.native_handle(), "ttvm-writer");
+  }
   return w;
 }
 
@@ -164,7 +176,6 @@ void TraceWriter::handOver() {
 }
 
 void TraceWriter::writerThread() {
-  pthread_setname_np(pthread_self(), "ttvm-writer");  // names it in top, perf and gdb
   std::unique_lock lock(mutex_);
   for (;;) {
     wake_.wait(lock, [this] { return stop_ || !jobs_.empty(); });
@@ -292,6 +303,14 @@ Status TraceWriter::addSnapshot(const Snapshot& snapshot) {
 
 Status TraceWriter::close(const TraceEnd& end) {
   TTVM_ASSERT(!closed_, "TraceWriter::close called twice");
+  if (thread_.joinable() && std::this_thread::get_id() == thread_.get_id()) {
+    // A crash handler running on the writing thread itself (a fault while
+    // encoding): it cannot wait for itself. The file keeps what was written,
+    // a readable prefix that `ttvm recover` completes.
+    return makeError(path_ +
+                     ": closed from the trace writer's own thread; the file is left "
+                     "without its footer");
+  }
   Status s = flush();
   stopThread();
   // The writing thread is gone: this thread owns everything.

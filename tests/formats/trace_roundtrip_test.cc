@@ -7,6 +7,8 @@
 #include <unistd.h>
 
 #include <csignal>
+#include <filesystem>
+#include <fstream>
 #include <random>
 
 #include <algorithm>
@@ -329,6 +331,36 @@ TEST(TraceRoundTrip, BackgroundWriteErrorIsReported) {
   ASSERT_TRUE(r.ok()) << r.error().message;
   EXPECT_TRUE(r->recovered());
   EXPECT_GT(r->eventCount(), 0u);
+  std::remove(path.c_str());
+}
+
+// The writer's thread blocks every signal, so that Ctrl-C, SIGTERM and a
+// SIGSEGV sent by kill reach the recording thread's handlers (which close
+// the writer: on its own thread they could not wait for it).
+TEST(TraceRoundTrip, WriterThreadBlocksSignals) {
+  const std::string path = tempPath("signals.ttvm");
+  auto w = TraceWriter::create(path, TraceHeader{}, InitialState{});
+  ASSERT_TRUE(w.ok());
+  std::string blocked;
+  int writers = 0;
+  for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
+    std::ifstream comm(task.path() / "comm");
+    std::string name;
+    std::getline(comm, name);
+    if (name != "ttvm-writer") continue;
+    ++writers;
+    std::ifstream status(task.path() / "status");
+    for (std::string line; std::getline(status, line);)
+      if (line.rfind("SigBlk:", 0) == 0) blocked = line.substr(7);
+  }
+  EXPECT_EQ(writers, 1);
+  blocked.erase(0, blocked.find_first_not_of(" \t"));
+  // SIGINT (2), SIGSEGV (11) and SIGTERM (15) at least; all but the two
+  // that cannot be blocked (glibc also keeps its own two real-time ones).
+  const uint64_t mask = std::stoull(blocked, nullptr, 16);
+  for (int sig : {SIGINT, SIGSEGV, SIGTERM, SIGUSR1, SIGALRM})
+    EXPECT_TRUE(mask & (uint64_t{1} << (sig - 1))) << "signal " << sig << " mask " << blocked;
+  EXPECT_TRUE((*w)->close(TraceEnd{}).ok());
   std::remove(path.c_str());
 }
 
