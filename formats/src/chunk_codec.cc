@@ -162,22 +162,19 @@ struct OutColumns {
   }
 };
 
-// The column layout of `events`, one event at a time (the same walk sizes
-// the columns and then fills them).
+// Writes the columns of `events`, one event at a time (each checked first).
 template <bool kWrite>
 void walkEvents(std::span<const TraceEvent> events, OutColumns<kWrite>& c) {
   uint64_t prevStep = events[0].step;
   uint64_t prevTsc = 0;
   for (const TraceEvent& e : events) {
-    if constexpr (!kWrite) {
-      // Validation stays on in release builds; the fast check keeps it cheap.
-      if (__builtin_expect(!eventIsWellFormed(e) || !unusedFieldsAreZero(e), 0)) {
-        const std::string problem = checkEvent(e);
-        TTVM_ASSERT(problem.empty(), "bad trace event (", describeEvent(e), "): ", problem);
-      }
-      TTVM_ASSERT(e.step >= prevStep, "trace event steps went backward: ", e.step, " after ",
-                  prevStep);
+    // Validation stays on in release builds; the fast check keeps it cheap.
+    if (__builtin_expect(!eventIsWellFormed(e) || !unusedFieldsAreZero(e), 0)) {
+      const std::string problem = checkEvent(e);
+      TTVM_ASSERT(problem.empty(), "bad trace event (", describeEvent(e), "): ", problem);
     }
+    TTVM_ASSERT(e.step >= prevStep, "trace event steps went backward: ", e.step, " after ",
+                prevStep);
     c.put(kKind, static_cast<uint8_t>(e.kind));
     const uint64_t delta = e.step - prevStep;
     prevStep = e.step;
@@ -237,6 +234,44 @@ void walkEvents(std::span<const TraceEvent> events, OutColumns<kWrite>& c) {
   }
 }
 
+// The byte count of every column, from per-kind and per-size counts (a
+// cheap pass: the columns' contents follow from the kinds and access sizes
+// alone). An event whose fields disagree with its kind is caught by the
+// write pass before any of its bytes are written.
+OutColumns<false> columnSizes(std::span<const TraceEvent> events) {
+  size_t kinds[256] = {}, sizes[16] = {};
+  size_t escapes = 0;
+  uint64_t prevStep = events[0].step;
+  for (const TraceEvent& e : events) {
+    ++kinds[static_cast<uint8_t>(e.kind)];
+    ++sizes[e.size & 15];
+    escapes += e.step - prevStep >= kEscape;
+    prevStep = e.step;
+  }
+  auto k = [&](EventKind kind) { return kinds[static_cast<uint8_t>(kind)]; };
+  const size_t ports = k(EventKind::kPortIn) + k(EventKind::kPortOut);
+  const size_t mmio = k(EventKind::kMmioRead) + k(EventKind::kMmioWrite);
+  const size_t msrs = k(EventKind::kMsrRead) + k(EventKind::kMsrWrite);
+  OutColumns<false> c;
+  c.bytes[kKind] = events.size();
+  c.bytes[kStepDelta] = 4 * events.size();
+  c.bytes[kBigStep] = 8 * escapes;
+  c.bytes[kPort] = 2 * ports;
+  c.bytes[kSize] = ports + mmio + k(EventKind::kRdrand);
+  c.bytes[kCount] = 4 * ports;
+  c.bytes[kAddress] = 8 * mmio;
+  c.bytes[kMsr] = 4 * msrs;
+  c.bytes[kFlags] = k(EventKind::kRdrand) + k(EventKind::kMsrWrite);
+  // Only the sized kinds (port, MMIO, RDRAND) have a non-zero size.
+  c.bytes[kValue8] = sizes[1] + k(EventKind::kInterrupt);
+  c.bytes[kValue16] = 2 * sizes[2];
+  c.bytes[kValue32] = 4 * (sizes[4] + k(EventKind::kDebugExit));
+  c.bytes[kValue64] = 8 * (sizes[8] + msrs);
+  c.bytes[kTsc] = 8 * k(EventKind::kRdtsc);
+  c.bytes[kDigest] = 8 * k(EventKind::kStateDigest);
+  return c;
+}
+
 }  // namespace
 
 void EventChunkCodec::encode(std::span<const TraceEvent> events, std::vector<uint8_t>& out) {
@@ -246,8 +281,7 @@ void EventChunkCodec::encode(std::span<const TraceEvent> events, std::vector<uin
 void EventChunkCodec::encode(std::span<const TraceEvent> events,
                              const std::function<void(std::span<const uint8_t>)>& sink) {
   TTVM_ASSERT(!events.empty(), "an event chunk holds at least one event");
-  OutColumns<false> sized;
-  walkEvents(events, sized);
+  const OutColumns<false> sized = columnSizes(events);
 
   // One segment: the root pointer, EventChunk's 2 data and 15 pointer words,
   // then each column's bytes padded to a word.
@@ -262,10 +296,14 @@ void EventChunkCodec::encode(std::span<const TraceEvent> events,
     chunk.setFirstStep(events[0].step);
     chunk.setEventCount(static_cast<uint32_t>(events.size()));
     OutColumns<true> cols;
+    uint8_t* ends[kNumColumnsEncoded] = {};
     auto init = [&](int col, auto initList) {
       const unsigned n = static_cast<unsigned>(sized.bytes[col]);
       // kind and stepDelta are always present; the others only when used.
-      if (n != 0 || col == kKind || col == kStepDelta) cols.at[col] = initList(n).begin();
+      if (n != 0 || col == kKind || col == kStepDelta) {
+        cols.at[col] = initList(n).begin();
+        ends[col] = cols.at[col] + n;
+      }
     };
     init(kKind, [&](unsigned n) { return chunk.initKind(n); });
     init(kStepDelta, [&](unsigned n) { return chunk.initStepDelta(n); });
@@ -283,6 +321,9 @@ void EventChunkCodec::encode(std::span<const TraceEvent> events,
     init(kTsc, [&](unsigned n) { return chunk.initTsc(n); });
     init(kDigest, [&](unsigned n) { return chunk.initDigest(n); });
     walkEvents(events, cols);
+    for (int col = 0; col < kNumColumnsEncoded; ++col)
+      TTVM_ASSERT(cols.at[col] == ends[col], "column ", kColumnNames[col],
+                  " was sized wrongly for its events");
 
     auto segments = message.getSegmentsForOutput();
     if (segments.size() == 1 &&
