@@ -52,6 +52,40 @@ TEST(DebugRegisters, InstructionBreakpointFaultsAndRfResumes) {
   EXPECT_FALSE(m.state().rflags & flags::kRF);  // cleared after the instruction
 }
 
+// KVM's forced-emulation prefix: the hardware checks the prefix's address
+// (the ud2 it intercepts), KVM's emulator then the instruction's, as if the
+// instruction started after the prefix; the #DB fault is reported there and
+// RF=1 from the handler lets it run.
+TEST(DebugRegisters, InstructionBreakpointAfterKvmForcedEmulationPrefix) {
+  Machine m;
+  setup(m, "0f 0b 6b 76 6d b0 05 90", kCode + 5, dr7For0(0, 0));
+  const StepResult r = m.step();
+  ASSERT_EQ(r.outcome, StepOutcome::kException);
+  EXPECT_EQ(int(r.vector), 1);
+  EXPECT_EQ(m.get(sp(m), 8), kCode + 5);
+  EXPECT_EQ(m.state().dr6 & (0xF | kBs), kB0);
+  EXPECT_EQ(m.state().reg(Gpr::kRax) & 0xFF, 0u);
+  ASSERT_EQ(m.run(2).outcome, StepOutcome::kRetired);  // handler: or; iretq with RF=1
+  EXPECT_EQ(m.state().rip, kCode + 5);
+  ASSERT_EQ(m.step().outcome, StepOutcome::kRetired);
+  EXPECT_EQ(m.state().reg(Gpr::kRax) & 0xFF, 5u);
+  EXPECT_EQ(m.state().rip, kCode + 7);
+}
+
+TEST(DebugRegisters, InstructionBreakpointOnKvmForcedEmulationPrefix) {
+  Machine m;
+  setup(m, "0f 0b 6b 76 6d b0 05 90", kCode, dr7For0(0, 0));
+  const StepResult r = m.step();
+  ASSERT_EQ(r.outcome, StepOutcome::kException);
+  EXPECT_EQ(int(r.vector), 1);
+  EXPECT_EQ(m.get(sp(m), 8), kCode);
+  ASSERT_EQ(m.run(2).outcome, StepOutcome::kRetired);  // RF=1: neither address fires again
+  ASSERT_EQ(m.step().outcome, StepOutcome::kRetired);
+  EXPECT_EQ(m.state().reg(Gpr::kRax) & 0xFF, 5u);
+  EXPECT_EQ(m.state().rip, kCode + 7);
+  EXPECT_FALSE(m.state().rflags & flags::kRF);
+}
+
 TEST(DebugRegisters, DataWriteBreakpointTrapsAfterTheAccess) {
   Machine m;
   setup(m, "8b 03 89 03 90", kData + 4, dr7For0(1, 3));  // write, 4 bytes

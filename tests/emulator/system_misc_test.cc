@@ -224,6 +224,44 @@ TEST(Environment, KvmForcedEmulationPrefixIsSkipped) {
   EXPECT_EQ(m.state().steps, 1u);
 }
 
+// KVM advances RIP past the prefix before it emulates: a fault in the
+// prefixed instruction is reported at the instruction, not at the ud2.
+TEST(Environment, KvmForcedEmulationPrefixFaultReportsTheInstruction) {
+  for (const bool viaRun : {false, true}) {
+    SCOPED_TRACE(viaRun ? "run()" : "step()");
+    Machine m;
+    longWithHandlers(m);
+    m.loadHex(kCode, "0f 0b 6b 76 6d 0f 0b");  // prefixed ud2: #UD
+    const StepResult r = viaRun ? m.run(1) : m.step();
+    ASSERT_EQ(r.outcome, StepOutcome::kException);
+    EXPECT_EQ(int(r.vector), 6);
+    EXPECT_EQ(m.get(m.state().reg(Gpr::kRsp), 8), kCode + 5);
+    EXPECT_EQ(m.state().steps, 1u);
+  }
+}
+
+// The decode cache links the jmp to the instruction after the prefix; that
+// link must not be taken from the prefix's address, or the second pass starts
+// inside the prefix.
+TEST(Environment, KvmForcedEmulationPrefixRunsAgainFromTheDecodeCache) {
+  for (const bool viaRun : {false, true}) {
+    SCOPED_TRACE(viaRun ? "run()" : "step()");
+    Machine m;
+    longWithHandlers(m);
+    m.loadHex(kCode, "0f 0b 6b 76 6d ff c0 eb f7");  // 0: prefixed inc eax; 7: jmp 0
+    for (int k = 0; k < 8; ++k) {
+      const StepResult r = viaRun ? m.run(2) : m.step();
+      ASSERT_EQ(r.outcome, StepOutcome::kRetired) << "step " << m.state().steps;
+      if (!viaRun) {
+        ASSERT_EQ(m.step().outcome, StepOutcome::kRetired);
+      }
+      ASSERT_EQ(m.state().rip, kCode) << "pass " << k;
+    }
+    EXPECT_EQ(m.state().reg(Gpr::kRax), 8u);
+    EXPECT_EQ(m.state().steps, 16u);
+  }
+}
+
 TEST(Environment, CpuidFromTheModel) {
   Machine m;
   m.setupLong64(kCode);

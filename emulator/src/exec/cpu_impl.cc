@@ -193,7 +193,10 @@ ExecStatus CpuImpl::unimplemented(const Instr& i) {
 // ------------------------------------------------------------------- fetch
 
 // Returns the decoded instruction at CS:RIP, or nullptr with a fault recorded
-// (#PF, #GP for limit/canonical, #UD for undecodable bytes).
+// (#PF, #GP for limit/canonical, #UD for undecodable bytes). A KVM
+// forced-emulation prefix at CS:RIP is skipped: RIP then holds the address
+// of the instruction after it (see fetchSlow), which is where that
+// instruction starts for fault reporting and instruction breakpoints.
 const Instr* CpuImpl::fetch() {
   // Linked successor of the previous instruction: no TLB or index lookup.
   // Links are keyed by CS.base + RIP (real-mode far transfers change the base
@@ -211,7 +214,9 @@ const Instr* CpuImpl::fetch() {
   }
   DecodeCacheEntry* e = nullptr;
   const Instr* i = fetchLookup(e);
-  if (e != nullptr && prevEntry_ != nullptr) {
+  // No link across a skipped forced-emulation prefix: the link would be
+  // keyed by the prefix's address, and taking it would not move RIP past it.
+  if (e != nullptr && prevEntry_ != nullptr && s_.seg[1].base + s_.rip == key) {
     DecodeCacheEntry::Link* links = prevEntry_->link;
     links[1] = links[0];
     links[0] = DecodeCacheEntry::Link{key, linkEpoch_, e};
@@ -295,7 +300,11 @@ const Instr* CpuImpl::fetchSlow(uint64_t lin, uint64_t phys, DecodeCacheEntry*& 
     raiseUd();
     return nullptr;
   }
-  // KVM's forced-emulation prefix: ud2; .ascii "kvm" — execute what follows.
+  // KVM's forced-emulation prefix: ud2; .ascii "kvm" — execute what follows,
+  // as KVM does: it moves RIP past the prefix before emulating, so the
+  // instruction behaves as if it started there (faults and instruction
+  // breakpoints at its own address). The prefix itself is never cached, so
+  // every pass through it comes here.
   if (skipKvmFep_ && out.mnemonic == ZYDIS_MNEMONIC_UD2 && have >= 5 && bytes[2] == 'k' &&
       bytes[3] == 'v' && bytes[4] == 'm') {
     s_.rip = (s_.rip + 5) & ipMask_;
@@ -429,8 +438,7 @@ StepResult CpuImpl::finishStep(StepResult r) {
 }
 
 StepResult CpuImpl::executeOne(InterruptShadow shadowBefore) {
-  StepResult r;
-  const uint64_t rip0 = s_.rip;
+  uint64_t rip0 = s_.rip;
   const uint64_t flagsBefore = s_.rflags;
   exc_.valid = false;
   debugTrapBits_ = 0;
@@ -440,10 +448,18 @@ StepResult CpuImpl::executeOne(InterruptShadow shadowBefore) {
   const Instr* i = nullptr;
   // An instruction breakpoint on the instruction in a MOV SS / POP SS shadow
   // is not triggered (SDM vol. 3 18.3.1.1; see debug_hooks.cc).
-  if (shadowBefore != InterruptShadow::kMovSs && !debugBeforeInstruction()) {
+  const bool breakpointsOn = shadowBefore != InterruptShadow::kMovSs;
+  if (breakpointsOn && !debugBeforeInstruction()) {
     st = ExecStatus::kException;
   } else {
     i = fetch();
+    // A forced-emulation prefix was skipped: the instruction starts after it.
+    // Its faults are reported there, and its own address is checked for an
+    // instruction breakpoint as KVM's emulator does (the prefix's address was
+    // checked above, as the hardware does for the ud2 KVM intercepts).
+    const bool skippedPrefix = s_.rip != rip0;
+    rip0 = s_.rip;
+    if (skippedPrefix && i != nullptr && breakpointsOn && !debugBeforeInstruction()) i = nullptr;
     st = i ? i->handler(*this, *i) : ExecStatus::kException;
   }
   return finishInstruction(st, i, rip0, flagsBefore, shadowBefore);
@@ -596,11 +612,10 @@ StepResult CpuImpl::run(uint64_t maxSteps) {
       continue;
     }
     exc_.valid = false;
-    const uint64_t rip0 = s_.rip;
     // fetch()'s first link check, inlined for the common sequential case.
     const Instr* i;
     const DecodeCacheEntry* pe = prevEntry_;
-    if (__builtin_expect(pe != nullptr && pe->link[0].rip == s_.seg[1].base + rip0 &&
+    if (__builtin_expect(pe != nullptr && pe->link[0].rip == s_.seg[1].base + s_.rip &&
                              pe->link[0].epoch == linkEpoch_ && mode_ == CpuMode::kLong64,
                          1)) {
       prevEntry_ = pe->link[0].to;
@@ -608,6 +623,10 @@ StepResult CpuImpl::run(uint64_t maxSteps) {
     } else {
       i = fetch();
     }
+    // Taken after fetch(): past a skipped forced-emulation prefix. Guest
+    // instruction breakpoints, the other thing that depends on it, go
+    // through step().
+    const uint64_t rip0 = s_.rip;
     const ExecStatus st = i ? i->handler(*this, *i) : ExecStatus::kException;
     if (__builtin_expect(st == ExecStatus::kNext, 1)) {
       s_.rip = nextRip(*i);
