@@ -76,28 +76,41 @@ Status MmioBus::map(uint64_t base, uint64_t length, MmioDevice* device, std::str
   return {};
 }
 
-const MmioBus::Range* MmioBus::find(uint64_t addr) const {
+Status MmioBus::mapMovable(uint64_t length, MovableMmioDevice* device, std::string name) {
+  TTVM_ASSERT(device != nullptr);
+  if (length == 0) return makeError("MMIO window for " + name + " is empty");
+  movable_.push_back(Movable{length, device, std::move(name)});
+  return {};
+}
+
+MmioBus::Target MmioBus::find(uint64_t addr) const {
+  for (const Movable& m : movable_) {
+    const std::optional<uint64_t> base = m.device->mmioWindow();
+    if (base && addr - *base < m.length) return Target{m.device, addr - *base, &m.name};
+  }
   // Few ranges (a handful of devices): a linear scan beats a tree.
   for (const Range& r : ranges_) {
-    if (addr - r.base < r.length) return &r;
+    if (addr - r.base < r.length) return Target{r.device, addr - r.base, &r.name};
   }
-  return nullptr;
+  return Target{};
 }
 
 uint64_t MmioBus::read(uint64_t addr, unsigned size) {
-  if (const Range* r = find(addr)) return r->device->mmioRead(addr - r->base, size);
+  const Target t = find(addr);
+  if (t.device != nullptr) return t.device->mmioRead(t.offset, size);
   reportUnclaimed(addr, false);
   return allOnes(size);
 }
 
 void MmioBus::write(uint64_t addr, unsigned size, uint64_t value) {
-  if (const Range* r = find(addr)) return r->device->mmioWrite(addr - r->base, size, value);
+  const Target t = find(addr);
+  if (t.device != nullptr) return t.device->mmioWrite(t.offset, size, value);
   reportUnclaimed(addr, true);
 }
 
 std::string MmioBus::ownerOf(uint64_t addr) const {
-  const Range* r = find(addr);
-  return r != nullptr ? r->name : std::string();
+  const Target t = find(addr);
+  return t.name != nullptr ? *t.name : std::string();
 }
 
 void MmioBus::reportUnclaimed(uint64_t addr, bool write) {

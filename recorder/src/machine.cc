@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cinttypes>
+#include <cstdio>
 #include <cstring>
 
 #include "ttvm/recorder/devices/acpi_pm.h"
@@ -57,11 +58,11 @@ bool apicIrrNonEmpty(const LocalApic& apic) {
   return false;
 }
 
-// Whether an MMIO access reaches the registers of the local or the I/O APIC
-// (the pages wire() maps them at).
-bool reachesApic(uint64_t addr) {
+// Whether an MMIO access reaches the registers of the local APIC (its page
+// where IA32_APIC_BASE puts it now) or the I/O APIC.
+bool reachesApic(const LocalApic& lapic, uint64_t addr) {
   const uint64_t page = addr & ~uint64_t{0xFFF};
-  return page == LocalApic::kDefaultBase || page == IoApic::kBase;
+  return page == lapic.mmioWindow() || page == IoApic::kBase;
 }
 
 }  // namespace
@@ -174,7 +175,7 @@ Status Machine::wire() {
   TTVM_TRY(ports_.map(PcTestDev::kIrqPort, PcTestDev::kIrqLines, testDev_.get(), "pc-testdev-irq"));
   TTVM_TRY(ports_.map(PcTestDev::kFlushPort, 4, testDev_.get(), "pc-testdev-flush"));
   TTVM_TRY(ports_.map(AcpiPm::kBase, AcpiPm::kPorts, acpiPm_.get(), "acpi-pm"));
-  TTVM_TRY(mmio_.map(LocalApic::kDefaultBase, 0x1000, lapic_.get(), "lapic"));
+  TTVM_TRY(mmio_.mapMovable(0x1000, lapic_.get(), "lapic"));
   TTVM_TRY(mmio_.map(IoApic::kBase, 0x1000, ioapic_.get(), "ioapic"));
   TTVM_TRY(mmio_.map(PcTestDev::kMemBase, PcTestDev::kMemSize, testDev_.get(), "pc-testdev-mem"));
 
@@ -301,14 +302,14 @@ void Machine::portOut(uint16_t port, unsigned size, uint32_t v) {
 
 uint64_t Machine::mmioRead(uint64_t addr, unsigned size) {
   const uint64_t v = mmio_.read(addr, size);
-  updateEventHint(reachesApic(addr) ? ApicChange::kMayAdd : ApicChange::kNone);
+  updateEventHint(reachesApic(*lapic_, addr) ? ApicChange::kMayAdd : ApicChange::kNone);
   return v;
 }
 
 void Machine::mmioWrite(uint64_t addr, unsigned size, uint64_t v) {
   syncApicTpr();
   mmio_.write(addr, size, v);
-  updateEventHint(reachesApic(addr) ? ApicChange::kMayAdd : ApicChange::kNone);
+  updateEventHint(reachesApic(*lapic_, addr) ? ApicChange::kMayAdd : ApicChange::kNone);
 }
 
 std::optional<uint64_t> Machine::readMsr(uint32_t index) {
@@ -357,8 +358,26 @@ void Machine::syncApicTpr() {
   (void)lapic_->hasDeliverable();
 }
 
+void Machine::noteApicBase() {
+  const uint64_t base = cpu_->msr.apicBase;
+  if (base == seenApicBase_) return;
+  seenApicBase_ = base;
+  const std::optional<uint64_t> page = lapic_->mmioWindow();
+  if (!page || *page >= ramBytes_ ||
+      (*page >= firmware::kVgaHoleBegin && *page < firmware::kVgaHoleEnd) || apicInRamReported_)
+    return;
+  apicInRamReported_ = true;
+  if (std::FILE* f = mmio_.reportStream())
+    std::fprintf(f,
+                 "ttvm: guest moved the local APIC's registers to 0x%" PRIx64
+                 ", inside RAM: the CPU's accesses there reach RAM, not the APIC (as under "
+                 "KVM; ttvm does not map the APIC page over RAM as hardware does)\n",
+                 *page);
+}
+
 void Machine::updateEventHint(ApicChange apic, bool syncTpr) {
   if (syncTpr) syncApicTpr();
+  if (cpu_ != nullptr) noteApicBase();
   if (apic == ApicChange::kAny || (apic == ApicChange::kMayAdd && !apicRequest_))
     apicRequest_ = apicIrrNonEmpty(*lapic_);
   const uint64_t cr8 = cpu_ != nullptr ? cpu_->cr8 : 0;

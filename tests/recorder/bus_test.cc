@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <optional>
+
 namespace ttvm {
 namespace {
 
@@ -29,6 +31,41 @@ struct Latch final : PortDevice, MmioDevice {
     value = v;
   }
 };
+
+struct Window final : MovableMmioDevice {
+  std::optional<uint64_t> base;
+  uint64_t lastOffset = ~0ull;
+  std::optional<uint64_t> mmioWindow() const override { return base; }
+  uint64_t mmioRead(uint64_t offset, unsigned) override {
+    lastOffset = offset;
+    return 0x77;
+  }
+  void mmioWrite(uint64_t offset, unsigned, uint64_t) override { lastOffset = offset; }
+};
+
+TEST(MmioBus, MovableWindowFollowsTheDeviceAndComesFirst) {
+  MmioBus bus;
+  bus.setReportStream(nullptr);
+  Latch fixed;
+  Window w;
+  ASSERT_TRUE(bus.map(0x1000, 0x1000, &fixed, "fixed").ok());
+  ASSERT_TRUE(bus.mapMovable(0x1000, &w, "movable").ok());
+  fixed.value = 0x11;
+  EXPECT_EQ(bus.read(0x5000, 4), 0xFFFFFFFFu);  // window off: unclaimed
+  EXPECT_EQ(bus.read(0x1008, 4), 0x11u);
+  w.base = 0x5000;
+  EXPECT_EQ(bus.read(0x5FFC, 4), 0x77u);
+  EXPECT_EQ(w.lastOffset, 0xFFCu);
+  EXPECT_EQ(bus.read(0x6000, 4), 0xFFFFFFFFu);
+  w.base = 0x1000;  // over the fixed range: the window answers
+  bus.write(0x1010, 4, 0x99);
+  EXPECT_EQ(w.lastOffset, 0x10u);
+  EXPECT_EQ(fixed.value, 0x11u);
+  EXPECT_EQ(bus.ownerOf(0x1010), "movable");
+  w.base.reset();
+  EXPECT_EQ(bus.ownerOf(0x1010), "fixed");
+  EXPECT_EQ(bus.unclaimedAccesses(), 2u);
+}
 
 TEST(PortBus, DispatchesByRangeWithAbsolutePort) {
   PortBus bus;

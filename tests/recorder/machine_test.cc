@@ -4,7 +4,10 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <string>
 
 #include "test_support.h"
 #include "ttvm/recorder/devices/io_apic.h"
@@ -297,6 +300,79 @@ TEST(InterruptRouting, PicThroughVirtualWireThenIoApicThroughLapic) {
   cpu.msr.apicBase |= 1u << 10;
   EXPECT_EQ(*m->readMsr(0x802), 0u);
   EXPECT_FALSE(m->readMsr(0x10).has_value());  // not a machine MSR
+  m->bindCpuState(nullptr);
+}
+
+// IA32_APIC_BASE moves the local APIC's MMIO page (kvm-unit-tests' "relocate
+// apic"): the CPU writes the MSR in its state, the bus follows at the next
+// access. In x2APIC mode or disabled no page answers. The I/O APIC stays.
+TEST(LocalApicRelocation, PageFollowsApicBase) {
+  auto m = makeMachine();
+  CpuState cpu = Machine::initialCpuState();
+  m->bindCpuState(&cpu);
+  constexpr uint64_t kOld = LocalApic::kDefaultBase, kNew = 0xFED40000;
+  const uint64_t version = m->mmioRead(kOld + 0x30, 4);
+  EXPECT_EQ(version & 0xFF, 0x14u);
+  EXPECT_EQ(m->mmio().ownerOf(kOld), "lapic");
+
+  cpu.msr.apicBase = kNew | 0x900;  // BSP, enabled, xAPIC
+  EXPECT_EQ(m->mmioRead(kNew + 0x30, 4), version);
+  EXPECT_EQ(m->mmioRead(kOld + 0x30, 4), 0xFFFFFFFFu);
+  EXPECT_EQ(m->mmio().ownerOf(kNew + 0xFFF), "lapic");
+  EXPECT_EQ(m->mmio().ownerOf(kOld), "");
+  m->mmioWrite(kNew + 0x80, 4, 0x50);  // TPR through the new page
+  EXPECT_EQ(m->lapic().tpr(), 0x50);
+  m->mmioWrite(kOld + 0x80, 4, 0x20);  // the old page is unclaimed
+  EXPECT_EQ(m->lapic().tpr(), 0x50);
+  m->mmioWrite(kNew + 0x80, 4, 0);
+  // The I/O APIC's page is where it was.
+  m->mmioWrite(IoApic::kBase, 4, 1);
+  EXPECT_EQ(m->mmioRead(IoApic::kBase + 0x10, 4) & 0xFF, 0x20u);
+  EXPECT_EQ(m->mmio().ownerOf(IoApic::kBase), "ioapic");
+
+  // Moved onto the I/O APIC's page: the CPU's own APIC answers there.
+  cpu.msr.apicBase = IoApic::kBase | 0x900;
+  EXPECT_EQ(m->mmioRead(IoApic::kBase + 0x30, 4), version);
+  EXPECT_EQ(m->mmio().ownerOf(IoApic::kBase), "lapic");
+
+  cpu.msr.apicBase = kNew | 0xD00;  // x2APIC: no MMIO page
+  EXPECT_EQ(m->mmioRead(kNew + 0x30, 4), 0xFFFFFFFFu);
+  EXPECT_EQ(*m->readMsr(0x803), version);
+  EXPECT_EQ(m->mmio().ownerOf(IoApic::kBase), "ioapic");
+  cpu.msr.apicBase = kNew | 0x100;  // disabled
+  EXPECT_EQ(m->mmioRead(kNew + 0x30, 4), 0xFFFFFFFFu);
+  EXPECT_EQ(m->mmioRead(kOld + 0x30, 4), 0xFFFFFFFFu);
+  cpu.msr.apicBase = kOld | 0x900;
+  EXPECT_EQ(m->mmioRead(kOld + 0x30, 4), version);
+  m->bindCpuState(nullptr);
+}
+
+// A page moved into RAM cannot be reached (the CPU keeps RAM addresses to
+// itself); the machine says so once.
+TEST(LocalApicRelocation, PageInsideRamIsReportedOnce) {
+  auto m = makeMachine();
+  char* buf = nullptr;
+  size_t len = 0;
+  std::FILE* mem = open_memstream(&buf, &len);
+  m->mmio().setReportStream(mem);
+  CpuState cpu = Machine::initialCpuState();
+  m->bindCpuState(&cpu);
+  cpu.msr.apicBase = 0xFED40000 | 0x900;  // above RAM: fine
+  m->portOut(0x80, 1, 0);
+  cpu.msr.apicBase = 0xA0000 | 0x900;  // the VGA hole reaches the bus: fine
+  m->portOut(0x80, 1, 0);
+  EXPECT_EQ(m->mmioRead(0xA0030, 4) & 0xFF, 0x14u);
+  std::fflush(mem);
+  EXPECT_EQ(len, 0u);
+  cpu.msr.apicBase = 0x100000 | 0x900;
+  m->portOut(0x80, 1, 0);
+  cpu.msr.apicBase = 0x200000 | 0x900;
+  m->portOut(0x80, 1, 0);
+  std::fclose(mem);
+  const std::string out(buf, len);
+  std::free(buf);
+  EXPECT_NE(out.find("local APIC's registers to 0x100000, inside RAM"), std::string::npos) << out;
+  EXPECT_EQ(out.find("0x200000"), std::string::npos) << out;
   m->bindCpuState(nullptr);
 }
 

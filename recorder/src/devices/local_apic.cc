@@ -359,6 +359,11 @@ bool LocalApic::writeRegister(uint32_t offset, uint32_t value) {
   return !x2;
 }
 
+std::optional<uint64_t> LocalApic::mmioWindow() const {
+  if (!globallyEnabled() || x2apicMode()) return std::nullopt;
+  return *apicBase_ & kBaseMask;
+}
+
 uint64_t LocalApic::mmioRead(uint64_t offset, unsigned size) {
   if (!globallyEnabled() || x2apicMode()) return size >= 8 ? ~0ull : (1ull << (8 * size)) - 1;
   syncTprFromCr8();  // TPR and PPR reads see a CR8 written just before

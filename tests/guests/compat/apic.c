@@ -5,7 +5,8 @@
  * and reserved bits, self IPIs by shorthand in xAPIC and x2APIC mode, the
  * physical broadcast destination, NMI IPIs to itself while an NMI is being
  * handled (one more is latched, the rest are lost), the timer in one-shot
- * mode against the TSC, and TMCCT across one-shot/periodic mode changes. */
+ * mode against the TSC, TMCCT across one-shot/periodic mode changes, and
+ * the register page moved through IA32_APIC_BASE ("relocate apic"). */
 #include "kut.h"
 
 #define MAX_TPR 0xF
@@ -258,6 +259,47 @@ static void test_change_mode(void) {
   report_prefix_pop();
 }
 
+/* The unit-test kernels' "relocate apic": disable, then enable at another
+ * base; the registers answer there and no longer at the old page. In x2APIC
+ * mode the page is gone. */
+#define ALTERNATE_APIC_BASE 0xFED40000u
+static uint32_t alt_read(unsigned reg) {
+  return *(volatile uint32_t*)(ulong_t)(ALTERNATE_APIC_BASE + reg);
+}
+static void alt_write(unsigned reg, uint32_t v) {
+  *(volatile uint32_t*)(ulong_t)(ALTERNATE_APIC_BASE + reg) = v;
+}
+static void test_relocation(void) {
+  report_prefix_push("apicbase_relocate");
+  uint64_t orig = apicbase();
+  uint32_t lvr = apic_read(APIC_LVR);
+  disable_apic();
+  wrmsr(MSR_IA32_APICBASE, ALTERNATE_APIC_BASE | APIC_BSP | APIC_EN);
+  report(alt_read(APIC_LVR) == lvr, "relocate apic: version %#x at the new base",
+         alt_read(APIC_LVR));
+  report(xapic_read(APIC_LVR) == 0xFFFFFFFF, "the old page reads %#x", xapic_read(APIC_LVR));
+  alt_write(APIC_SPIV, 0x1FF);
+  alt_write(APIC_TASKPRI, 0x50);
+  xapic_write(APIC_TASKPRI, 0x20);
+  report(alt_read(APIC_TASKPRI) == 0x50, "TPR %#x written through the new page only",
+         alt_read(APIC_TASKPRI));
+  alt_write(APIC_TASKPRI, 0);
+  if (cpuid_leaf(1).c & (1u << 21)) {
+    wrmsr(MSR_IA32_APICBASE, ALTERNATE_APIC_BASE | APIC_BSP | APIC_EN | APIC_EXTD);
+    report(alt_read(APIC_LVR) == 0xFFFFFFFF, "x2APIC mode: no page at the new base");
+    report((uint32_t)rdmsr(0x800 + APIC_LVR / 16) == lvr, "x2APIC mode: version MSR");
+  } else {
+    report_skip("x2APIC not offered");
+  }
+  /* Back to the original base, then to the start-up's mode. */
+  disable_apic();
+  wrmsr(MSR_IA32_APICBASE, orig & ~(uint64_t)(APIC_EN | APIC_EXTD));
+  restore_mode();
+  report(apicbase() == orig, "IA32_APIC_BASE %#lx restored", (unsigned long)apicbase());
+  report(apic_read(APIC_LVR) == lvr, "version at the original base");
+  report_prefix_pop();
+}
+
 int main(int argc, char** argv) {
   (void)argc;
   (void)argv;
@@ -268,6 +310,7 @@ int main(int argc, char** argv) {
   test_pending_nmi();
   test_timer_one_shot();
   test_change_mode();
+  test_relocation();
   /* These disable the APIC through IA32_APIC_BASE (QEMU's TCG APIC cannot
    * be enabled again afterwards): last. */
   test_transitions();

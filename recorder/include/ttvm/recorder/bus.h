@@ -51,6 +51,10 @@ class MmioBus {
  public:
   // Claims [base, base + length) for `device`. Overlaps are an error.
   Status map(uint64_t base, uint64_t length, MmioDevice* device, std::string name);
+  // Claims `length` bytes wherever device->mmioWindow() says, while it says
+  // so. Such a window answers before the fixed ranges it may cover, as the
+  // CPU's own local APIC answers before anything on the bus.
+  Status mapMovable(uint64_t length, MovableMmioDevice* device, std::string name);
 
   uint64_t read(uint64_t addr, unsigned size);
   void write(uint64_t addr, unsigned size, uint64_t value);
@@ -58,6 +62,7 @@ class MmioBus {
   std::string ownerOf(uint64_t addr) const;
   uint64_t unclaimedAccesses() const { return unclaimedCount_; }
   void setReportStream(std::FILE* f) { report_ = f; }
+  std::FILE* reportStream() const { return report_; }
 
  private:
   struct Range {
@@ -66,10 +71,23 @@ class MmioBus {
     MmioDevice* device;
     std::string name;
   };
-  const Range* find(uint64_t addr) const;
+  struct Movable {
+    uint64_t length;
+    MovableMmioDevice* device;
+    std::string name;
+  };
+  // The device answering `addr` (nullptr: unclaimed), `addr`'s offset in its
+  // window and the name it was mapped with.
+  struct Target {
+    MmioDevice* device = nullptr;
+    uint64_t offset = 0;
+    const std::string* name = nullptr;
+  };
+  Target find(uint64_t addr) const;
   void reportUnclaimed(uint64_t addr, bool write);
 
-  std::vector<Range> ranges_;  // sorted by base, disjoint
+  std::vector<Movable> movable_;  // asked first
+  std::vector<Range> ranges_;     // sorted by base, disjoint
   std::unordered_set<uint64_t> reportedPages_;
   uint64_t unclaimedCount_ = 0;
   std::FILE* report_ = stderr;

@@ -43,6 +43,16 @@ class MmioDevice {
   virtual void mmioWrite(uint64_t offset, unsigned size, uint64_t value) = 0;
 };
 
+// An MMIO device whose window the guest moves or switches off through CPU
+// state (the local APIC's page follows IA32_APIC_BASE). The bus asks for the
+// window at every access, so it follows any change the CPU made, restored
+// checkpoints included, without being told.
+class MovableMmioDevice : public MmioDevice {
+ public:
+  // The window's first physical address now, or nullopt while it is off.
+  virtual std::optional<uint64_t> mmioWindow() const = 0;
+};
+
 // A device with a timer. Deadlines are in virtual nanoseconds (VirtualClock).
 // The machine runs the CPU up to the earliest deadline, then calls advanceTo.
 class TimedDevice {

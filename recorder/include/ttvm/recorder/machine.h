@@ -7,7 +7,12 @@
 // the VGA window: not RAM, accesses go to the MMIO bus (unclaimed). The BIOS
 // area 0xC0000-0xFFFFF is RAM holding what firmware leaves (firmware.h).
 // MMIO devices sit at the top of the 32-bit space: I/O APIC 0xFEC00000,
-// local APIC 0xFEE00000, pc-testdev memory 0xFF000000.
+// local APIC 0xFEE00000, pc-testdev memory 0xFF000000. The local APIC's page
+// follows IA32_APIC_BASE (the MMIO bus asks the APIC at each access) and
+// answers before any other device there. A page moved into RAM is not
+// reachable: the CPU keeps RAM addresses (holes aside) to itself, as KVM's
+// memory slots do; hardware would map the APIC over the RAM. The recorder
+// reports that once on stderr (noteApicBase).
 //
 // Interrupts. Devices raise ISA IRQ lines through the machine (IrqSink):
 // each goes to the 8259 pair and to the I/O APIC (ISA IRQ 0 -> pin 2, as the
@@ -185,6 +190,10 @@ class Machine final : public IrqSink, public RunControl {
   // its registers must land after a CR8 write the CPU made since, as it did
   // when the CPU asked interruptPending() at every instruction boundary.
   void syncApicTpr();
+  // Reports once when IA32_APIC_BASE put the local APIC's page inside RAM,
+  // where the guest cannot reach it (see "Memory map"). Checked at each
+  // entry point: the CPU writes the MSR without telling the machine.
+  void noteApicBase();
 
   struct ConsoleForward final : ConsoleSink {
     ConsoleSink* target = nullptr;
@@ -203,6 +212,8 @@ class Machine final : public IrqSink, public RunControl {
   std::optional<StopRequest> stop_;
   uint64_t rngState_;
   const CpuState* cpu_ = nullptr;  // bindCpuState
+  uint64_t seenApicBase_ = 0;      // cpu_->msr.apicBase when noteApicBase last looked
+  bool apicInRamReported_ = false;
   // Whether the local APIC's IRR may hold a vector (false only after a scan
   // found it empty), and the event hint derived from it and the rest.
   bool apicRequest_ = true;

@@ -1,7 +1,11 @@
-// The local APIC of the (single) CPU: xAPIC registers at 0xFEE00000 (MMIO)
-// and x2APIC registers as MSRs 0x800-0x8FF (Environment::readMsr/writeMsr),
-// selected by IA32_APIC_BASE (owned by the CPU: bit 11 global enable, bit 10
-// x2APIC mode), which the APIC reads through a pointer the machine binds.
+// The local APIC of the (single) CPU: xAPIC registers in the 4 KiB MMIO page
+// at IA32_APIC_BASE's address (0xFEE00000 after reset; the guest may move
+// it) and x2APIC registers as MSRs 0x800-0x8FF (Environment::readMsr/
+// writeMsr), selected by IA32_APIC_BASE (owned by the CPU: bit 11 global
+// enable, bit 10 x2APIC mode), which the APIC reads through a pointer the
+// machine binds. The MMIO bus asks mmioWindow() at every access, so the page
+// follows the MSR as the CPU writes it; disabled or in x2APIC mode there is
+// no page (the old address is unclaimed: all-ones).
 //
 // Registers: ID, version (0x14, 6 LVT entries), TPR, APR, PPR, EOI, LDR,
 // DFR, SVR, ISR/TMR/IRR (256 bits each), ESR, ICR (self-IPI by shorthand or
@@ -35,9 +39,11 @@
 
 namespace ttvm {
 
-class LocalApic final : public Device, public MmioDevice, public TimedDevice {
+class LocalApic final : public Device, public MovableMmioDevice, public TimedDevice {
  public:
   static constexpr uint64_t kDefaultBase = 0xFEE00000;
+  // IA32_APIC_BASE bits 12-39: the page's address (MAXPHYADDR 40).
+  static constexpr uint64_t kBaseMask = 0xFFFFFFF000ull;
   static constexpr uint32_t kMsrTscDeadline = 0x6E0;
 
   // tscHz converts TSC-deadline values to virtual ns.
@@ -51,6 +57,9 @@ class LocalApic final : public Device, public MmioDevice, public TimedDevice {
   // globally enabled and not in x2APIC mode.
   uint64_t mmioRead(uint64_t offset, unsigned size) override;
   void mmioWrite(uint64_t offset, unsigned size, uint64_t value) override;
+  // The register page's address while the APIC is globally enabled in xAPIC
+  // mode, else nullopt.
+  std::optional<uint64_t> mmioWindow() const override;
 
   // x2APIC MSRs and IA32_TSC_DEADLINE; nullopt/false = #GP.
   std::optional<uint64_t> readMsr(uint32_t index);
