@@ -588,14 +588,15 @@ StepResult CpuImpl::run(uint64_t maxSteps) {
   // (debugger breakpoints/watchpoints, guest debug registers, TF/RF, an
   // interrupt shadow, HLT, a pending event) goes through step().
   StepResult r;
+  // Without a hint from the environment: ask at every boundary.
+  static const volatile uint32_t kAlwaysAsk = 1;
   const volatile uint32_t* hint = env_.eventHint();
+  if (hint == nullptr) hint = &kAlwaysAsk;
   for (uint64_t n = 0; n < maxSteps; ++n) {
     const bool unusual = runSlow_ || s_.pending.halted || s_.pending.pendingDr6 ||
                          s_.pending.shadow != InterruptShadow::kNone ||
                          (s_.rflags & (flags::kTF | flags::kRF)) || skipBreakpoint_;
-    const uint32_t h = hint == nullptr ? 1u : *hint;
-    const bool pollIrq = h != 0;
-    const bool poll = h != 0 && h != kEventHintMaskableOnly;
+    const uint32_t h = *hint;
     // Linear debugger breakpoints are checked here so that they do not force
     // the slow path; step() reports the stop (and honours skipBreakpointOnce).
     bool atBreakpoint = false;
@@ -605,8 +606,9 @@ StepResult CpuImpl::run(uint64_t maxSteps) {
       atBreakpoint = std::binary_search(linearBreakpoints_.begin(), linearBreakpoints_.end(), lin);
     }
     if (__builtin_expect(unusual || atBreakpoint, 0) ||
-        (poll && !s_.pending.nmiBlocked && env_.nmiPending()) ||
-        (pollIrq && (s_.rflags & flags::kIF) && env_.interruptPending())) {
+        (__builtin_expect(h != 0, 0) &&
+         ((h != kEventHintMaskableOnly && !s_.pending.nmiBlocked && env_.nmiPending()) ||
+          ((s_.rflags & flags::kIF) && env_.interruptPending())))) {
       r = step();
       if (r.outcome != StepOutcome::kRetired) return r;
       continue;
@@ -640,8 +642,8 @@ StepResult CpuImpl::run(uint64_t maxSteps) {
     ++s_.steps;
     // The hint is read again: the instruction may have set it (a port write
     // that asks the run to end must end it after this step, as step() does).
-    if ((hint == nullptr || (*hint != 0 && *hint != kEventHintMaskableOnly)) &&
-        env_.stopRequested()) {
+    if (const uint32_t after = *hint; __builtin_expect(after != 0, 0) &&
+                                      after != kEventHintMaskableOnly && env_.stopRequested()) {
       r = StepResult{};
       r.outcome = StepOutcome::kStopRequested;
       return r;
