@@ -303,6 +303,48 @@ TEST(Environment, TscAndMsrs) {
   EXPECT_EQ(int(r.vector), 13);
 }
 
+// The local APIC's TPR is CR8 (TPR[7:4]): a TPR written through the xAPIC
+// page or the x2APIC MSR is what MOV from CR8 reads next; other registers,
+// a disabled APIC, x2APIC mode for the page, and a refused MSR write are not.
+TEST(Environment, ApicTprWritesAreSeenInCr8) {
+  constexpr uint64_t kApic = 0x700000;  // the APIC page, moved below the test's 8 MiB
+  Machine m(8u << 20, {{kApic, kApic + 0x1000}});
+  longWithHandlers(m);
+  m.edit([](CpuState& s) { s.msr.apicBase = kApic | 0x900; });  // BSP, enabled, xAPIC
+  // mov dword [kApic+0x80],0x55 ; mov rax,cr8
+  // mov dword [kApic+0x90],0x77 ; mov rbx,cr8       (APR: not the TPR)
+  // mov ecx,0x808 ; mov eax,0x35 ; xor edx,edx ; wrmsr ; mov rsi,cr8
+  m.loadHex(kCode,
+            "c7 04 25 80 00 70 00 55 00 00 00 44 0f 20 c0 "
+            "c7 04 25 90 00 70 00 77 00 00 00 44 0f 20 c3 "
+            "b9 08 08 00 00 b8 35 00 00 00 31 d2 0f 30 44 0f 20 c6");
+  ASSERT_EQ(m.run(2).outcome, StepOutcome::kRetired);
+  EXPECT_EQ(m.state().reg(Gpr::kRax), 5u);
+  ASSERT_EQ(m.env.mmioLog.size(), 1u);  // the device still gets the write
+  EXPECT_EQ(m.env.mmioLog[0].addr, kApic + 0x80);
+  ASSERT_EQ(m.run(2).outcome, StepOutcome::kRetired);
+  EXPECT_EQ(m.state().reg(Gpr::kRbx), 5u);
+  // x2APIC mode: the TPR MSR, once the environment takes it, is CR8 too.
+  m.edit([](CpuState& s) { s.msr.apicBase = kApic | 0xD00; });  // x2APIC
+  m.env.msrs[0x808] = 0;
+  ASSERT_EQ(m.run(5).outcome, StepOutcome::kRetired);
+  EXPECT_EQ(m.state().reg(Gpr::kRsi), 3u);
+  EXPECT_EQ(m.env.msrs[0x808], 0x35u);
+
+  // x2APIC mode: the page is not the APIC's; disabled: neither.
+  for (uint64_t base : {kApic | 0xD00, kApic | 0x100}) {
+    Machine d(8u << 20, {{kApic, kApic + 0x1000}});
+    longWithHandlers(d);
+    d.edit([&](CpuState& s) {
+      s.msr.apicBase = base;
+      s.cr8 = 2;
+    });
+    d.loadHex(kCode, "c7 04 25 80 00 70 00 55 00 00 00 44 0f 20 c0");
+    ASSERT_EQ(d.run(2).outcome, StepOutcome::kRetired);
+    EXPECT_EQ(d.state().reg(Gpr::kRax), 2u) << std::hex << base;
+  }
+}
+
 TEST(Environment, PortIoAndIoPermissionBitmap) {
   Machine m;
   longWithHandlers(m);

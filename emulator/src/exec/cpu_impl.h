@@ -357,6 +357,8 @@ class CpuImpl final {
   // Physical accesses (RAM or MMIO), used by the page walker and loaders.
   uint64_t readPhys(uint64_t phys, unsigned size);
   void writePhys(uint64_t phys, unsigned size, uint64_t value);
+  // Keeps CR8 in step with a TPR written through the xAPIC page (memory.cc).
+  void noteApicWrite(uint64_t phys, unsigned size, uint64_t value);
   bool isRam(uint64_t phys) const;
   bool isRamRange(uint64_t phys, uint64_t n) const;
 

@@ -59,6 +59,20 @@ void CpuImpl::writePhys(uint64_t phys, unsigned size, uint64_t value) {
     return;
   }
   env_.mmioWrite(phys, size, value);
+  noteApicWrite(phys, size, value);
+}
+
+// The local APIC is part of the CPU, and its task-priority register is CR8
+// (TPR[7:4]): a TPR written through the xAPIC page is what a later MOV from
+// CR8 reads, as on hardware and under KVM (the x2APIC MSR: see WRMSR). The
+// machine's APIC device takes the write itself (aligned 32-bit writes only);
+// the CPU keeps its copy in step from its own state, so that a replay, where
+// no device runs, does the same.
+void CpuImpl::noteApicWrite(uint64_t phys, unsigned size, uint64_t value) {
+  const uint64_t base = s_.msr.apicBase;
+  if ((base & apicbase::kEnabled) == 0 || (base & apicbase::kX2apic) != 0) return;
+  if (phys != (base & apicbase::kBaseMask) + apicbase::kTprOffset || size < 4) return;
+  s_.cr8 = (value >> 4) & 0xF;
 }
 
 // ------------------------------------------------------------ segmentation
@@ -392,6 +406,7 @@ void CpuImpl::physAccess(uint64_t phys, uint8_t* bytes, unsigned n, bool write) 
       uint64_t v = 0;
       std::memcpy(&v, bytes + off, piece);
       env_.mmioWrite(phys + off, piece, v);
+      noteApicWrite(phys + off, piece, v);
     } else {
       const uint64_t v = env_.mmioRead(phys + off, piece);
       std::memcpy(bytes + off, &v, piece);

@@ -177,6 +177,9 @@ ExecStatus wrmsr(CpuImpl& c, const Instr&) {
       return ExecStatus::kNext;
     default:
       if (!c.env().writeMsr(idx, v)) return c.raiseGp(0);
+      // The x2APIC TPR is CR8 (TPR[7:4]), as through the xAPIC page.
+      if (idx == apicbase::kTprMsr && (m.apicBase & apicbase::kX2apic))
+        c.state().cr8 = (v >> 4) & 0xF;
       return ExecStatus::kNext;
   }
 }

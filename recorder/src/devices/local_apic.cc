@@ -79,8 +79,15 @@ void LocalApic::updatePending() {
 void LocalApic::syncTprFromCr8() {
   if (*cr8_ != lastCr8_) {
     lastCr8_ = *cr8_;
-    tpr_ = static_cast<uint8_t>((lastCr8_ & 0xF) << 4);
-    updatePending();
+    // A CR8 equal to TPR[7:4] is the CPU following a TPR written through
+    // the registers (the CPU owns CR8 and sets it after such a write: see
+    // CpuImpl::noteApicWrite and WRMSR); anything else is a MOV to CR8,
+    // which also clears TPR[3:0]. (A MOV to CR8 of the value CR8 already
+    // holds therefore keeps TPR[3:0], where hardware would clear them.)
+    if ((tpr_ >> 4) != (lastCr8_ & 0xF)) {
+      tpr_ = static_cast<uint8_t>((lastCr8_ & 0xF) << 4);
+      updatePending();
+    }
   }
 }
 

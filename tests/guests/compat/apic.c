@@ -73,6 +73,22 @@ static void test_disable(void) {
   restore_mode();
 }
 
+/* The TPR is CR8 (TPR[7:4]) both ways: a TPR written through the APIC's
+ * registers (the MSR in x2APIC mode, the page in xAPIC mode) is what CR8
+ * reads, and keeps its low four bits; a CR8 write clears them. */
+static void test_tpr_is_cr8(void) {
+  report_prefix_push("tpr_cr8");
+  const ulong_t cr8 = read_cr8();
+  apic_write(APIC_TASKPRI, 0x55);
+  report(read_cr8() == 5, "CR8 %#lx after TPR 0x55", (unsigned long)read_cr8());
+  report(apic_read(APIC_TASKPRI) == 0x55, "TPR %#x keeps its low bits", apic_read(APIC_TASKPRI));
+  write_cr8(3);
+  report(apic_read(APIC_TASKPRI) == 0x30, "TPR %#x after CR8 3", apic_read(APIC_TASKPRI));
+  write_cr8(cr8);
+  report(apic_read(APIC_TASKPRI) == cr8 << 4, "TPR %#x restored", apic_read(APIC_TASKPRI));
+  report_prefix_pop();
+}
+
 static int write_base_faults(uint64_t v) {
   return wrmsr_safe(MSR_IA32_APICBASE, v) == GP_VECTOR;
 }
@@ -305,6 +321,7 @@ int main(int argc, char** argv) {
   (void)argv;
   kut_assert((apicbase() & APIC_EN) && (apic_read(APIC_SPIV) & 0x100));
   test_version();
+  test_tpr_is_cr8();
   test_self_ipi();
   test_broadcast();
   test_pending_nmi();

@@ -123,6 +123,17 @@ struct FpuState {
   bool operator==(const FpuState&) const = default;
 };
 
+// IA32_APIC_BASE fields (MsrState::apicBase).
+namespace apicbase {
+inline constexpr uint64_t kX2apic = 1u << 10;   // EXTD: x2APIC mode
+inline constexpr uint64_t kEnabled = 1u << 11;  // EN: the local APIC is on
+inline constexpr uint64_t kBaseMask = 0xFFFFFFF000ull;
+// The xAPIC register page offset of the task-priority register, whose bits
+// 7:4 are CR8, and its x2APIC MSR.
+inline constexpr uint64_t kTprOffset = 0x80;
+inline constexpr uint32_t kTprMsr = 0x808;
+}  // namespace apicbase
+
 // Model-specific registers the CPU itself owns. MSRs that belong to devices
 // (x2APIC, TSC deadline) are answered by the Environment.
 struct MsrState {
