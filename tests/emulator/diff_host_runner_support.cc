@@ -309,7 +309,7 @@ void* mapFixed(uint64_t addr, uint64_t size, int prot) {
       static_cast<uint8_t*>(mapFixed(kStubPage, 0x1000, PROT_READ | PROT_WRITE | PROT_EXEC));
   mapFixed(kBlockPage, 0x1000, PROT_READ | PROT_WRITE);
   auto place = [&](uint64_t at, const std::vector<uint8_t>& b) {
-    std::memcpy(stubs + (at - kStubPage), b.data(), b.size());
+    if (!b.empty()) std::memcpy(stubs + (at - kStubPage), b.data(), b.size());
   };
   place(kEntryStub, st.entry);
   place(kExitStub, st.exit);
