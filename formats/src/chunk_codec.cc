@@ -5,6 +5,7 @@
 #include <kj/io.h>
 
 #include <cstring>
+#include <iterator>
 
 #include "frame.h"
 #include "schema_convert.h"
@@ -36,7 +37,8 @@ constexpr const char* kColumnNames[] = {"kind",    "stepDelta", "bigStep", "port
                                         "count",   "address",   "msr",     "flags", "value8",
                                         "value16", "value32",   "value64", "tsc",   "digest"};
 constexpr uint32_t kEscape = 0xFFFFFFFF;
-constexpr int kNumColumnsEncoded = 15;
+constexpr int kNumColumns = kDigest + 1;
+static_assert(std::size(kColumnNames) == kNumColumns);
 
 bool fits(uint64_t v, unsigned size) {
   return size >= 8 || v < (uint64_t{1} << (8 * size));
@@ -149,8 +151,8 @@ namespace {
 // each put (or, when sizing, only the byte counts).
 template <bool kWrite>
 struct OutColumns {
-  uint8_t* at[kNumColumnsEncoded] = {};
-  size_t bytes[kNumColumnsEncoded] = {};
+  uint8_t* at[kNumColumns] = {};
+  size_t bytes[kNumColumns] = {};
   template <typename T>
   void put(int col, T v) {
     if constexpr (kWrite) {
@@ -285,7 +287,7 @@ void EventChunkCodec::encode(std::span<const TraceEvent> events,
 
   // One segment: the root pointer, EventChunk's 2 data and 15 pointer words,
   // then each column's bytes padded to a word.
-  size_t words = 1 + 2 + kNumColumnsEncoded;
+  size_t words = 1 + 2 + kNumColumns;
   for (size_t b : sized.bytes) words += (b + 7) / 8;
   if (message_.size() < words + 1) message_.resize(words + 1);  // zero-filled
   {
@@ -296,7 +298,7 @@ void EventChunkCodec::encode(std::span<const TraceEvent> events,
     chunk.setFirstStep(events[0].step);
     chunk.setEventCount(static_cast<uint32_t>(events.size()));
     OutColumns<true> cols;
-    uint8_t* ends[kNumColumnsEncoded] = {};
+    uint8_t* ends[kNumColumns] = {};
     auto init = [&](int col, auto initList) {
       const unsigned n = static_cast<unsigned>(sized.bytes[col]);
       // kind and stepDelta are always present; the others only when used.
@@ -321,7 +323,7 @@ void EventChunkCodec::encode(std::span<const TraceEvent> events,
     init(kTsc, [&](unsigned n) { return chunk.initTsc(n); });
     init(kDigest, [&](unsigned n) { return chunk.initDigest(n); });
     walkEvents(events, cols);
-    for (int col = 0; col < kNumColumnsEncoded; ++col)
+    for (int col = 0; col < kNumColumns; ++col)
       TTVM_ASSERT(cols.at[col] == ends[col], "column ", kColumnNames[col],
                   " was sized wrongly for its events");
 
@@ -365,7 +367,7 @@ struct InCol {
 
 Status decodeMessage(schema::EventChunk::Reader chunk, const std::string& where,
                      std::vector<TraceEvent>& out) {
-  InCol c[15];
+  InCol c[kNumColumns];
   c[kKind].set(chunk.getKind());
   c[kStepDelta].set(chunk.getStepDelta());
   c[kBigStep].set(chunk.getBigStep());

@@ -52,20 +52,14 @@ TraceWriter::TraceWriter(std::string path, const Options& options)
   TTVM_ASSERT(options.maxEventsPerChunk >= 1 && options.maxEventsPerChunk <= (1u << 22),
               "maxEventsPerChunk out of range: ", options.maxEventsPerChunk);
   TTVM_ASSERT(options.maxChunksInFlight >= 1, "maxChunksInFlight must be at least 1");
-  buffer_ = EventBuffer(bufferCapacity());
-  events_ = buffer_.data();
-  checkAt_ =
-      options.flushFromAppend ? std::min<size_t>(1024, buffer_.capacity()) : buffer_.capacity();
+  startBuffer();
 }
 
 TraceWriter::~TraceWriter() {
-  if (!closed_ && fd_ >= 0) {
-    (void)flush();  // best effort: keep what was recorded, like a killed recorder
-    stopThread();
-    ::close(fd_);
-    return;
-  }
+  const bool open = !closed_ && fd_ >= 0;
+  if (open) (void)flush();  // best effort: keep what was recorded, like a killed recorder
   stopThread();
+  if (open) ::close(fd_);
 }
 
 Result<std::unique_ptr<TraceWriter>> TraceWriter::create(const std::string& path,
@@ -168,6 +162,10 @@ void TraceWriter::handOver() {
       wake_.notify_one();
     }
   }
+  startBuffer();
+}
+
+void TraceWriter::startBuffer() {
   if (buffer_.capacity() < bufferCapacity()) buffer_ = EventBuffer(bufferCapacity());
   events_ = buffer_.data();
   count_ = 0;
@@ -180,14 +178,12 @@ void TraceWriter::writerThread() {
   for (;;) {
     wake_.wait(lock, [this] { return stop_ || !jobs_.empty(); });
     if (jobs_.empty()) return;  // stop_, and nothing left to write
-    busy_ = true;
-    Job& job = jobs_.front();  // deque: stays put while the owner pushes more
+    Job& job = jobs_.front();   // deque: stays put while the owner pushes more
     lock.unlock();
     writeJob(job);
     lock.lock();
     free_.push_back(std::move(job.events));
     jobs_.pop_front();
-    busy_ = false;
     done_.notify_all();
   }
 }
@@ -233,10 +229,6 @@ void TraceWriter::fail(const Status& s) {
   failed_.store(true, std::memory_order_relaxed);
 }
 
-void TraceWriter::waitIdle(std::unique_lock<std::mutex>& lock) {
-  done_.wait(lock, [this] { return jobs_.empty(); });
-}
-
 void TraceWriter::stopThread() {
   if (!thread_.joinable()) return;
   {
@@ -272,8 +264,9 @@ Status TraceWriter::flushIfDue() {
 Status TraceWriter::flush() {
   if (closed_) return status();
   handOver();
+  // Jobs leave the queue once written: an empty queue is an idle thread.
   std::unique_lock lock(mutex_);
-  waitIdle(lock);
+  done_.wait(lock, [this] { return jobs_.empty(); });
   return status_;
 }
 

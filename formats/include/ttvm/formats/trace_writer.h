@@ -174,8 +174,8 @@ class TraceWriter {
   size_t bufferCapacity() const;
   void slowPath();
   void handOver();
-  // Waits until the writing thread has written every job (lock held).
-  void waitIdle(std::unique_lock<std::mutex>& lock);
+  // Makes buffer_ an empty buffer of bufferCapacity() at least.
+  void startBuffer();
   void writerThread();
   // Encodes, compresses and writes one job as chunks (the writing thread, or
   // the caller without Options::background).
@@ -200,9 +200,8 @@ class TraceWriter {
   mutable std::mutex mutex_;
   std::condition_variable wake_;   // jobs arrived or stop
   std::condition_variable done_;   // a job was written
-  std::deque<Job> jobs_;           // the front one is being written while busy_
+  std::deque<Job> jobs_;           // the front one is being written; popped when done
   std::vector<EventBuffer> free_;  // written buffers, for reuse
-  bool busy_ = false;
   bool stop_ = false;
   std::atomic<bool> failed_{false};
   Status status_;
