@@ -41,7 +41,7 @@ ExecStatus cpuid(CpuImpl& c, const Instr&) {
   (void)edx;
   if (l.leaf == 1) {
     // OSXSAVE mirrors CR4 (not advertised); APIC flag follows IA32_APIC_BASE.EN.
-    if (!(c.state().msr.apicBase & (1u << 11))) edx &= ~(1u << 9);
+    if (!(c.state().msr.apicBase & apicbase::kEnabled)) edx &= ~(1u << 9);
   }
   c.writeGpr<uint32_t>(0, l.eax);
   c.writeGpr<uint32_t>(3, l.ebx);
@@ -138,9 +138,9 @@ ExecStatus wrmsr(CpuImpl& c, const Instr&) {
     case msr::kApicBase: {
       // Valid bits: BSP (8, read-only), EXTD (10), EN (11), base (12..39).
       if (v & ~0xFFFFFFFD00ull) return c.raiseGp(0);
-      const bool extd = v & (1u << 10), en = v & (1u << 11);
-      const bool wasX2 = (m.apicBase & (1u << 10)) && (m.apicBase & (1u << 11));
-      const bool wasEnabled = m.apicBase & (1u << 11);
+      const bool extd = v & apicbase::kX2apic, en = v & apicbase::kEnabled;
+      const bool wasX2 = (m.apicBase & apicbase::kX2apic) && (m.apicBase & apicbase::kEnabled);
+      const bool wasEnabled = m.apicBase & apicbase::kEnabled;
       if (extd && !en) return c.raiseGp(0);           // x2APIC needs the APIC enabled
       if (wasX2 && en && !extd) return c.raiseGp(0);  // x2APIC -> xAPIC is invalid
       // disabled -> x2APIC is invalid too: x2APIC is entered from xAPIC mode

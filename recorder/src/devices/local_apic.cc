@@ -368,7 +368,7 @@ bool LocalApic::writeRegister(uint32_t offset, uint32_t value) {
 
 std::optional<uint64_t> LocalApic::mmioWindow() const {
   if (!globallyEnabled() || x2apicMode()) return std::nullopt;
-  return *apicBase_ & kBaseMask;
+  return *apicBase_ & apicbase::kBaseMask;
 }
 
 uint64_t LocalApic::mmioRead(uint64_t offset, unsigned size) {

@@ -125,9 +125,9 @@ struct FpuState {
 
 // IA32_APIC_BASE fields (MsrState::apicBase).
 namespace apicbase {
-inline constexpr uint64_t kX2apic = 1u << 10;   // EXTD: x2APIC mode
-inline constexpr uint64_t kEnabled = 1u << 11;  // EN: the local APIC is on
-inline constexpr uint64_t kBaseMask = 0xFFFFFFF000ull;
+inline constexpr uint64_t kX2apic = 1u << 10;           // EXTD: x2APIC mode
+inline constexpr uint64_t kEnabled = 1u << 11;          // EN: the local APIC is on
+inline constexpr uint64_t kBaseMask = 0xFFFFFFF000ull;  // bits 12-39: the page (MAXPHYADDR 40)
 // The xAPIC register page offset of the task-priority register, whose bits
 // 7:4 are CR8, and its x2APIC MSR.
 inline constexpr uint64_t kTprOffset = 0x80;

@@ -34,6 +34,7 @@
 #include <cstdint>
 #include <functional>
 
+#include "ttvm/emulator/cpu_state.h"
 #include "ttvm/recorder/device.h"
 #include "ttvm/recorder/virtual_clock.h"
 
@@ -42,8 +43,6 @@ namespace ttvm {
 class LocalApic final : public Device, public MovableMmioDevice, public TimedDevice {
  public:
   static constexpr uint64_t kDefaultBase = 0xFEE00000;
-  // IA32_APIC_BASE bits 12-39: the page's address (MAXPHYADDR 40).
-  static constexpr uint64_t kBaseMask = 0xFFFFFFF000ull;
   static constexpr uint32_t kMsrTscDeadline = 0x6E0;
 
   // tscHz converts TSC-deadline values to virtual ns.
@@ -71,8 +70,11 @@ class LocalApic final : public Device, public MovableMmioDevice, public TimedDev
   // Binds IA32_APIC_BASE and CR8 of the CPU (CpuState fields).
   void bindCpuRegisters(const uint64_t* apicBaseMsr, const uint64_t* cr8);
 
-  bool globallyEnabled() const { return (*apicBase_ & (1u << 11)) != 0; }
-  bool x2apicMode() const { return (*apicBase_ & (3u << 10)) == (3u << 10); }
+  bool globallyEnabled() const { return (*apicBase_ & apicbase::kEnabled) != 0; }
+  bool x2apicMode() const {
+    constexpr uint64_t kBoth = apicbase::kEnabled | apicbase::kX2apic;
+    return (*apicBase_ & kBoth) == kBoth;
+  }
   bool softwareEnabled() const { return (svr_ & 0x100) != 0; }
 
   // An interrupt message from the I/O APIC, an IPI or a local source.
