@@ -16,6 +16,7 @@
 
 #include "cli_args.h"
 #include "commands.h"
+#include "serial_console.h"
 #include "ttvm/base/log.h"
 #include "ttvm/recorder/devices/uart_16550.h"
 #include "ttvm/recorder/loader.h"
@@ -57,8 +58,16 @@ constexpr const char* kUsage =
     "  --snapshot-every N    a full snapshot (seek point) every N steps (default: none)\n"
     "  --realtime            while the guest idles, let its timers run at wall-clock\n"
     "                        speed (default: jump to the next timer at once)\n"
+    "  --serial-input FILE   COM1's line input: FILE's bytes, each sent when the guest\n"
+    "                        can take it (receive FIFO empty, RTS asserted, no\n"
+    "                        loopback); the trace keeps what the guest read, so\n"
+    "                        replay needs no FILE. stdin is then left alone\n"
     "  -v, --verbose         more messages (loader, devices, timing)\n"
     "  -h, --help            this text\n"
+    "\n"
+    "With stdin a terminal (and no --serial-input) the terminal is the serial\n"
+    "console, as in QEMU's -nographic: raw mode, Ctrl-C goes to the guest,\n"
+    "Ctrl-A x ends the recording (interrupted), Ctrl-A Ctrl-A sends Ctrl-A.\n"
     "\n"
     "Exit status: the guest's isa-debug-exit status ((value << 1) | 1) when it used\n"
     "that device; otherwise 0 shutdown, 2 reset, 4 triple fault, 6 panic, 8 hang,\n"
@@ -71,16 +80,18 @@ volatile std::sig_atomic_t gInFatalHandler = 0;
 
 void onInterrupt(int sig) {
   if (gInterrupted) {  // a second Ctrl-C: give up at once
+    restoreTerminal();
     std::signal(sig, SIG_DFL);
     std::raise(sig);
   }
-  gInterrupted = 1;
+  gInterrupted = kInterruptBySignal;
 }
 
 // A crash of ttvm itself (a bug, or an assertion's abort): close the trace
 // with an internal-error footer if the writer is in a usable state. Guarded
 // against re-entry, and bounded by an alarm in case the crash left a lock held.
 void onFatalSignal(int sig) {
+  restoreTerminal();
   if (gInFatalHandler == 0 && gActiveSession != nullptr) {
     gInFatalHandler = 1;
     alarm(5);
@@ -93,14 +104,6 @@ void onFatalSignal(int sig) {
   std::signal(sig, SIG_DFL);
   std::raise(sig);
 }
-
-class StdoutConsole final : public ConsoleSink {
- public:
-  void write(uint8_t b) override {
-    std::fputc(b, stdout);
-    if (b == '\n') std::fflush(stdout);
-  }
-};
 
 std::string baseName(const std::string& path) {
   size_t slash = path.rfind('/');
@@ -141,33 +144,6 @@ const char* modeName(CpuMode m) {
   }
   return "?";
 }
-
-// Feeds terminal input to COM1 (only when stdin is a terminal: a pipe or
-// file would make two recordings of the same guest differ by accident).
-class TerminalInput {
- public:
-  TerminalInput() {
-    if (!isatty(STDIN_FILENO)) return;
-    flags_ = fcntl(STDIN_FILENO, F_GETFL);
-    if (flags_ >= 0 && fcntl(STDIN_FILENO, F_SETFL, flags_ | O_NONBLOCK) == 0) active_ = true;
-  }
-  ~TerminalInput() {
-    if (active_) fcntl(STDIN_FILENO, F_SETFL, flags_);
-  }
-  void poll(Machine& m) {
-    if (!active_) return;
-    unsigned room = m.com1().receiveRoom();
-    if (room == 0) return;
-    uint8_t buf[16];
-    ssize_t n = read(STDIN_FILENO, buf, std::min<size_t>(room, sizeof buf));
-    for (ssize_t i = 0; i < n; ++i) m.com1().receive(buf[i]);
-  }
-  bool active() const { return active_; }
-
- private:
-  int flags_ = -1;
-  bool active_ = false;
-};
 
 void printSummary(const RecordResult& r, const TraceHeader& header, const Cpu* cpu,
                   const std::string& tracePath, bool verbose, const std::string& guestDescription) {
@@ -211,7 +187,7 @@ void printSummary(const RecordResult& r, const TraceHeader& header, const Cpu* c
 }  // namespace
 
 int cmdRecord(std::span<char* const> args) {
-  std::string output, guestPath, append, initrd, backend = "auto";
+  std::string output, guestPath, append, initrd, serialInput, backend = "auto";
   bool noTrace = false, verbose = false, realtime = false;
   uint64_t ram = 256ull << 20, maxSteps = 0, digestInterval = 1u << 16, snapshotEvery = 0;
   double timeout = 0;
@@ -254,6 +230,9 @@ int cmdRecord(std::span<char* const> args) {
     } else if (a == "--append") {
       if (!(v = need(i, "--append"))) return 64;
       append = v;
+    } else if (a == "--serial-input") {
+      if (!(v = need(i, "--serial-input"))) return 64;
+      serialInput = v;
     } else if (a == "--initrd") {
       if (!(v = need(i, "--initrd"))) return 64;
       initrd = v;
@@ -341,6 +320,7 @@ int cmdRecord(std::span<char* const> args) {
   // ends it at step 0 with a complete trace).
   std::signal(SIGINT, onInterrupt);
   std::signal(SIGTERM, onInterrupt);
+  std::signal(SIGHUP, onInterrupt);
   auto file = readFileBytes(guestPath);
   if (!file) {
     std::fprintf(stderr, "ttvm record: %s\n", file.error().message.c_str());
@@ -364,6 +344,14 @@ int cmdRecord(std::span<char* const> args) {
   }
   StdoutConsole console;
   (*machine)->setConsole(&console);
+  if (!serialInput.empty()) {
+    auto bytes = readFileBytes(serialInput);
+    if (!bytes) {
+      std::fprintf(stderr, "ttvm record: --serial-input: %s\n", bytes.error().message.c_str());
+      return 1;
+    }
+    (*machine)->com1().setLineInput(std::move(*bytes));
+  }
 
   LoadOptions lo;
   lo.name = guestPath;
@@ -396,7 +384,8 @@ int cmdRecord(std::span<char* const> args) {
     if (dot != std::string::npos && dot > 0) b = b.substr(0, dot);
     output = b + ".ttvm";
   }
-  TerminalInput input;
+  std::optional<TerminalConsole> terminal;
+  if (serialInput.empty()) terminal.emplace(&gInterrupted, kInterruptByConsole);
   RecordOptions ro;
   ro.tracePath = noTrace ? std::string() : output;
   ro.maxSteps = maxSteps;
@@ -408,7 +397,10 @@ int cmdRecord(std::span<char* const> args) {
   ro.host = hostDescription();
   ro.createdUnixNs = createdNs;
   ro.interruptFlag = &gInterrupted;
-  if (input.active()) ro.poll = [&input](Machine& m) { input.poll(m); };
+  ro.poll = [&terminal, &console](Machine& m) {
+    if (terminal) terminal->poll(m);
+    console.flush();
+  };
 
   RecordSession session(**machine, std::move(*guest), std::move(ro));
   gActiveSession = &session;
@@ -421,7 +413,8 @@ int cmdRecord(std::span<char* const> args) {
 
   auto result = session.run();
 
-  for (int sig : {SIGINT, SIGTERM, SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT})
+  terminal.reset();
+  for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT})
     std::signal(sig, SIG_DFL);
   gActiveSession = nullptr;
   if (!result) {

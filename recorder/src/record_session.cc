@@ -215,7 +215,9 @@ Result<RecordResult> RecordSession::run() {
     }
     if (options_.interruptFlag != nullptr && *options_.interruptFlag != 0)
       return finish(
-          makeEnd(EndReason::kInterrupted, "interrupted by a signal (Ctrl-C or SIGTERM)"));
+          makeEnd(EndReason::kInterrupted, *options_.interruptFlag == kInterruptByConsole
+                                               ? "ended from the serial console (Ctrl-A x)"
+                                               : "interrupted by a signal (Ctrl-C or SIGTERM)"));
     if (std::chrono::steady_clock::now() >= deadline)
       return finish(
           makeEnd(EndReason::kTimeout,

@@ -114,6 +114,41 @@ TEST_F(UartTest, LoopbackEchoesAndMirrorsModemLines) {
   EXPECT_EQ(in(MSR)&0x04, 0x04);
 }
 
+TEST_F(UartTest, LineInputArrivesOnlyWhenTheGuestCanTakeIt) {
+  uart.setLineInput({'h', 'i', '!'});
+  // RTS low: the far end waits.
+  EXPECT_EQ(in(LSR)&0x01, 0x00);
+  out(MCR, 0x10 | 0x02);  // RTS, but in loopback: the line is disconnected
+  EXPECT_EQ(in(LSR)&0x01, 0x00);
+  out(IER, 0x01);  // RDA interrupt on
+  out(MCR, 0x0B);  // DTR RTS OUT2: the first byte arrives in this write
+  EXPECT_TRUE(irqs.level[4]);
+  EXPECT_EQ(in(LSR)&0x01, 0x01);
+  EXPECT_EQ(uart.lineInputLeft(), 3u);
+  // One byte at a time: the next arrives in the read that takes the last.
+  EXPECT_EQ(in(THR), 'h');
+  EXPECT_EQ(in(LSR)&0x01, 0x01);
+  EXPECT_TRUE(irqs.level[4]);
+  // A FIFO reset before the guest read it: the byte is sent again.
+  out(FCR, 0x07);
+  EXPECT_EQ(in(THR), 'i');
+  EXPECT_EQ(uart.lineInputLeft(), 1u);
+  out(FCR, 0x00);  // FIFO off: changing the enable clears the FIFO, '!' comes back
+  EXPECT_EQ(uart.lineInputLeft(), 1u);
+  EXPECT_EQ(in(THR), '!');
+  EXPECT_EQ(uart.lineInputLeft(), 0u);
+  EXPECT_EQ(in(LSR)&0x01, 0x00);
+  EXPECT_FALSE(irqs.level[4]);
+  // Dropping RTS stops the far end between bytes.
+  uart.setLineInput({'a', 'b'});
+  out(MCR, 0x08);
+  EXPECT_EQ(in(THR), 'a');
+  EXPECT_EQ(in(LSR)&0x01, 0x00);
+  out(MCR, 0x0A);
+  EXPECT_EQ(in(THR), 'b');
+  EXPECT_EQ(console.text, "");
+}
+
 TEST_F(UartTest, StateRoundTrip) {
   out(FCR, 0x01);
   out(IER, 0x03);

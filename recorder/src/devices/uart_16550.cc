@@ -84,6 +84,26 @@ void Uart16550::pushRx(uint8_t byte) {
   updateIrq();
 }
 
+void Uart16550::setLineInput(std::vector<uint8_t> bytes) {
+  line_ = std::move(bytes);
+  linePos_ = 0;
+  lineByteInFifo_ = false;
+  feedLine();
+}
+
+void Uart16550::feedLine() {
+  if (linePos_ >= line_.size() || rxCount_ != 0 || !(mcr_ & kMcrRts) || (mcr_ & kMcrLoop)) return;
+  pushRx(line_[linePos_++]);
+  lineByteInFifo_ = true;
+}
+
+void Uart16550::clearRx() {
+  if (lineByteInFifo_ && rxCount_ > 0) --linePos_;
+  lineByteInFifo_ = false;
+  rxHead_ = rxCount_ = 0;
+  lsr_ &= static_cast<uint8_t>(~(kLsrDr | kLsrFifoErr));
+}
+
 bool Uart16550::receive(uint8_t byte) {
   if (mcr_ & kMcrLoop) return true;  // the line is disconnected in loopback
   bool room = receiveRoom() > 0;
@@ -152,6 +172,7 @@ uint8_t Uart16550::readReg(unsigned reg) {
         v = rx_[rxHead_];
         rxHead_ = (rxHead_ + 1) % kFifoSize;
         --rxCount_;
+        lineByteInFifo_ = false;  // a line byte is always at the head
       }
       if (rxCount_ == 0) {
         lsr_ &= static_cast<uint8_t>(~(kLsrDr | kLsrFifoErr));
@@ -161,6 +182,7 @@ uint8_t Uart16550::readReg(unsigned reg) {
         clock_->requestReschedule();
       }
       timeoutPending_ = false;
+      feedLine();
       updateIrq();
       return v;
     }
@@ -220,19 +242,20 @@ void Uart16550::writeReg(unsigned reg, uint8_t v) {
     }
     case kIirFcr: {
       if (v & kFcrClearRx) {
-        rxHead_ = rxCount_ = 0;
-        lsr_ &= static_cast<uint8_t>(~(kLsrDr | kLsrFifoErr));
+        clearRx();
         timeoutPending_ = false;
         timeoutDeadlineNs_ = 0;
       }
       // The transmit FIFO is always empty (instant transmission).
       if ((v ^ fcr_) & kFcrEnable) {
         // Changing the FIFO enable clears both FIFOs.
-        rxHead_ = rxCount_ = 0;
-        lsr_ &= static_cast<uint8_t>(~kLsrDr);
+        const uint8_t errors = lsr_ & kLsrFifoErr;
+        clearRx();
+        lsr_ |= errors;
       }
       fcr_ = v & 0xC9;  // enable, DMA mode, trigger level
       if (!(fcr_ & kFcrEnable)) fcr_ = 0;
+      feedLine();
       updateIrq();
       return;
     }
@@ -241,6 +264,7 @@ void Uart16550::writeReg(unsigned reg, uint8_t v) {
       uint8_t old = mcr_;
       mcr_ = v & 0x1F;
       if ((old | mcr_) & kMcrLoop) updateMsrFromLoopback(old);
+      feedLine();
       updateIrq();
       return;
     }

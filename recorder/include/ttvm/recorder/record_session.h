@@ -38,6 +38,13 @@
 
 namespace ttvm {
 
+// What a handler stores in RecordOptions::interruptFlag: why the user ended
+// the run (both end it as EndReason::kInterrupted; the message differs).
+enum : std::sig_atomic_t {
+  kInterruptBySignal = 1,   // SIGINT, SIGTERM, SIGHUP
+  kInterruptByConsole = 2,  // the serial console's quit key (Ctrl-A x)
+};
+
 struct RecordOptions {
   std::string tracePath;      // empty: no trace (--no-trace)
   uint64_t maxSteps = 0;      // 0: no limit

@@ -16,10 +16,27 @@
 //    pending"; like QEMU, MCR.OUT2 does not gate it.
 //  - Loopback: MSR's upper bits reflect MCR (CTS=RTS, DSR=DTR, RI=OUT1,
 //    DCD=OUT2) and MSR delta bits track their changes.
+//  - Line input (`ttvm record --serial-input FILE`): the far end of the line
+//    holds a byte string and sends it with hardware flow control, paced by
+//    the guest's reads. It sends its next byte exactly when all of these hold:
+//    the receive FIFO is empty, the guest asserts RTS (MCR bit 1) and the
+//    UART is not in loopback. The condition is re-evaluated at the end of
+//    every guest access to the UART (and when the input is set), so a byte
+//    arrives in the access that makes the condition true: the RBR read that
+//    empties the FIFO (the next byte is there at once), or the MCR/FCR write
+//    that raises RTS, leaves loopback or clears the FIFO. Arrival thus
+//    depends only on what the guest did, never on wall time, so two
+//    recordings with the same input are identical. A byte sent but discarded
+//    by a FIFO reset before the guest read it is sent again (the guest loses
+//    no input to its own probing). The line's position is host input, not
+//    device state: saveState() does not hold it. What the guest received is
+//    in the trace as the RBR/LSR reads and the interrupts that delivered it,
+//    so a replay needs no input file.
 #pragma once
 
 #include <array>
 #include <cstdint>
+#include <vector>
 
 #include "ttvm/recorder/device.h"
 #include "ttvm/recorder/irq.h"
@@ -50,6 +67,11 @@ class Uart16550 final : public Device, public PortDevice, public TimedDevice {
   bool receive(uint8_t byte);
   // Room in the receive FIFO (the host feeds input only when there is room).
   unsigned receiveRoom() const;
+  // The far end's bytes for line input (see "Line input" above); replaces
+  // any bytes not yet sent.
+  void setLineInput(std::vector<uint8_t> bytes);
+  // Bytes of the line input not yet read by the guest.
+  size_t lineInputLeft() const { return line_.size() - linePos_ + (lineByteInFifo_ ? 1 : 0); }
 
   bool irqLevel() const { return irqLevel_; }
 
@@ -60,6 +82,10 @@ class Uart16550 final : public Device, public PortDevice, public TimedDevice {
   void pushRx(uint8_t byte);
   void updateIrq();
   void updateMsrFromLoopback(uint8_t oldMcr);
+  // Sends the line input's next byte if the guest can take it now.
+  void feedLine();
+  // Empties the receive FIFO; a line byte in it will be sent again.
+  void clearRx();
   unsigned triggerLevel() const;
   uint64_t charTimeNs() const;
 
@@ -76,6 +102,12 @@ class Uart16550 final : public Device, public PortDevice, public TimedDevice {
   unsigned rxHead_ = 0, rxCount_ = 0;
   uint64_t timeoutDeadlineNs_ = 0;  // 0 = none
   bool irqLevel_ = false;
+  // Line input (host side, not saved): the bytes, the next one to send, and
+  // whether the byte before it sits unread in the FIFO (then at its head:
+  // a line byte is sent only into an empty FIFO).
+  std::vector<uint8_t> line_;
+  size_t linePos_ = 0;
+  bool lineByteInFifo_ = false;
 };
 
 }  // namespace ttvm
