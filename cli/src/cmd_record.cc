@@ -16,9 +16,11 @@
 
 #include "cli_args.h"
 #include "commands.h"
+#include "disk_options.h"
 #include "serial_console.h"
 #include "ttvm/base/log.h"
 #include "ttvm/recorder/devices/uart_16550.h"
+#include "ttvm/recorder/disk_image.h"
 #include "ttvm/recorder/loader.h"
 #include "ttvm/recorder/machine.h"
 #include "ttvm/recorder/record_session.h"
@@ -29,6 +31,7 @@ namespace {
 
 constexpr const char* kUsage =
     "usage: ttvm record [options] GUEST\n"
+    "       ttvm record [options] --disk IMAGE...\n"
     "\n"
     "Boots GUEST on ttvm's PC (16550A serial, 8259 PICs, 8254 PIT, CMOS RTC, local\n"
     "and I/O APIC, fw_cfg, ACPI tables, isa-debug-exit, pvpanic, pc-testdev) and\n"
@@ -58,6 +61,15 @@ constexpr const char* kUsage =
     "  --snapshot-every N    a full snapshot (seek point) every N steps (default: none)\n"
     "  --realtime            while the guest idles, let its timers run at wall-clock\n"
     "                        speed (default: jump to the next timer at once)\n"
+    "  --disk IMAGE          a raw disk image on the IDE controller; repeatable, in\n"
+    "                        IDE order (primary master, primary slave, secondary\n"
+    "                        master, secondary slave). Without GUEST, the first disk\n"
+    "                        boots as a BIOS hands over (sector 0 at 0x7c00, real\n"
+    "                        mode, DL = 0x80). The image is never written: guest\n"
+    "                        writes stay in memory; the trace holds what the guest\n"
+    "                        read, so replay needs no image\n"
+    "  --drive file=IMAGE[,format=raw][,if=ide][,index=N]\n"
+    "                        QEMU's spelling of --disk (index = IDE slot 0-3)\n"
     "  --serial-input FILE   COM1's line input: FILE's bytes, each sent when the guest\n"
     "                        can take it (receive FIFO empty, RTS asserted, no\n"
     "                        loopback); the trace keeps what the guest read, so\n"
@@ -188,6 +200,7 @@ void printSummary(const RecordResult& r, const TraceHeader& header, const Cpu* c
 
 int cmdRecord(std::span<char* const> args) {
   std::string output, guestPath, append, initrd, serialInput, backend = "auto";
+  std::vector<DiskSpec> disks;
   bool noTrace = false, verbose = false, realtime = false;
   uint64_t ram = 256ull << 20, maxSteps = 0, digestInterval = 1u << 16, snapshotEvery = 0;
   double timeout = 0;
@@ -230,6 +243,17 @@ int cmdRecord(std::span<char* const> args) {
     } else if (a == "--append") {
       if (!(v = need(i, "--append"))) return 64;
       append = v;
+    } else if (a == "--disk") {
+      if (!(v = need(i, "--disk"))) return 64;
+      disks.push_back({v, std::nullopt});
+    } else if (a == "--drive" || a == "-drive") {
+      if (!(v = need(i, "--drive"))) return 64;
+      auto spec = parseDriveOption(v);
+      if (!spec) {
+        std::fprintf(stderr, "ttvm record: %s\n", spec.error().message.c_str());
+        return 64;
+      }
+      disks.push_back(std::move(*spec));
     } else if (a == "--serial-input") {
       if (!(v = need(i, "--serial-input"))) return 64;
       serialInput = v;
@@ -293,7 +317,7 @@ int cmdRecord(std::span<char* const> args) {
       return 64;
     }
   }
-  if (guestPath.empty()) {
+  if (guestPath.empty() && disks.empty()) {
     std::fputs(kUsage, stderr);
     return 64;
   }
@@ -321,7 +345,7 @@ int cmdRecord(std::span<char* const> args) {
   std::signal(SIGINT, onInterrupt);
   std::signal(SIGTERM, onInterrupt);
   std::signal(SIGHUP, onInterrupt);
-  auto file = readFileBytes(guestPath);
+  auto file = guestPath.empty() ? std::vector<uint8_t>() : readFileBytes(guestPath);
   if (!file) {
     std::fprintf(stderr, "ttvm record: %s\n", file.error().message.c_str());
     return 1;
@@ -367,7 +391,15 @@ int cmdRecord(std::span<char* const> args) {
     if (comma == std::string::npos) break;
     pos = comma + 1;
   }
-  auto guest = loadGuest(**machine, *file, lo);
+  if (Status st = attachDisks(**machine, disks); !st.ok()) {
+    std::fprintf(stderr, "ttvm record: %s\n", st.error().message.c_str());
+    return 1;
+  }
+  // Without a guest file the first disk boots (and names the trace).
+  const bool bootDisk = guestPath.empty();
+  for (unsigned slot = Machine::kDiskSlots; bootDisk && slot-- > 0;)
+    if (const DiskImage* d = (*machine)->disk(slot)) guestPath = d->path();
+  auto guest = bootDisk ? loadBootDisk(**machine) : loadGuest(**machine, *file, lo);
   if (!guest) {
     std::fprintf(stderr, "ttvm record: %s\n", guest.error().message.c_str());
     return 1;

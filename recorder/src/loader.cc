@@ -8,6 +8,7 @@
 #include <cstring>
 #include <fstream>
 
+#include "ttvm/recorder/disk_image.h"
 #include "ttvm/recorder/firmware.h"
 #include "ttvm/recorder/machine.h"
 
@@ -319,6 +320,29 @@ Result<LoadedGuest> loadMultiboot(Machine& m, std::span<const uint8_t> f, const 
 
 }  // namespace
 
+namespace {
+
+// A boot sector's hand-over: `image`'s first 512 bytes at 0x7C00, real mode,
+// DL = 0x80 (the first hard disk). `image` becomes the trace's guest image.
+Result<LoadedGuest> bootSectorGuest(Machine& m, const std::string& name,
+                                    std::span<const uint8_t> image) {
+  LoadedGuest g;
+  TTVM_TRY(copyToRam(m, name, 0x7C00, image.subspan(0, 512), 512));
+  GuestImage img;
+  img.name = name;
+  img.format = ImageFormat::kBootSector;
+  img.loadAddress = 0x7C00;
+  img.entry = 0x7C00;
+  img.bytes.assign(image.begin(), image.end());
+  g.images.push_back(std::move(img));
+  g.cpu = realModeState(0, 0x7C00);
+  g.cpu.reg(Gpr::kRdx) = 0x80;
+  g.description = "boot sector at 0x7c00 in real mode";
+  return g;
+}
+
+}  // namespace
+
 Result<std::vector<uint8_t>> readFileBytes(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) return makeError(path + ": cannot open: " + std::strerror(errno));
@@ -563,25 +587,34 @@ Result<LoadedGuest> loadGuest(Machine& m, std::span<const uint8_t> f, const Load
     return g;
   }
   // 5. Boot sector.
-  if (f.size() >= 512 && f[510] == 0x55 && f[511] == 0xAA) {
-    LoadedGuest g;
-    TTVM_TRY(copyToRam(m, o.name, 0x7C00, f.subspan(0, 512), 512));
-    GuestImage img;
-    img.name = o.name;
-    img.format = ImageFormat::kBootSector;
-    img.loadAddress = 0x7C00;
-    img.entry = 0x7C00;
-    img.bytes.assign(f.begin(), f.end());
-    g.images.push_back(std::move(img));
-    g.cpu = realModeState(0, 0x7C00);
-    g.cpu.reg(Gpr::kRdx) = 0x80;
-    g.description = "boot sector at 0x7c00 in real mode";
-    return g;
-  }
+  if (f.size() >= 512 && f[510] == 0x55 && f[511] == 0xAA) return bootSectorGuest(m, o.name, f);
   return makeError(o.name +
                    ": not a multiboot kernel, ELF file or boot sector (no multiboot header in "
                    "the first 8 KiB, no ELF magic, no 55 AA at offset 510); for a flat binary "
                    "give --load-addr ADDR [--entry ADDR] [--mode real|prot|long]");
+}
+
+Result<LoadedGuest> loadBootDisk(Machine& m) {
+  const DiskImage* disk = nullptr;
+  unsigned slot = 0;
+  for (; slot < Machine::kDiskSlots && disk == nullptr; ++slot) disk = m.disk(slot);
+  if (disk == nullptr) return makeError("no disk to boot from");
+  std::vector<uint8_t> sector(DiskImage::kSectorBytes);
+  if (!disk->read(0, sector))
+    return makeError(disk->path() + ": cannot read sector 0: " + std::strerror(errno));
+  if (sector[510] != 0x55 || sector[511] != 0xAA) {
+    char found[16];
+    std::snprintf(found, sizeof found, "%02x %02x", sector[510], sector[511]);
+    return makeError(disk->path() +
+                     ": not bootable: sector 0 does not end with the boot signature 55 AA "
+                     "(bytes 510-511 are " +
+                     found + "); give a kernel to boot instead, or a disk with a boot sector");
+  }
+  auto g = bootSectorGuest(m, disk->path().substr(disk->path().rfind('/') + 1), sector);
+  if (g)
+    g->description = "boot sector of disk " + std::to_string(slot - 1) + " (" + disk->path() +
+                     ") at 0x7c00 in real mode, DL = 0x80";
+  return g;
 }
 
 }  // namespace ttvm

@@ -12,6 +12,7 @@
 #include "ttvm/recorder/devices/debug_console.h"
 #include "ttvm/recorder/devices/debug_exit.h"
 #include "ttvm/recorder/devices/fw_cfg.h"
+#include "ttvm/recorder/devices/ide_channel.h"
 #include "ttvm/recorder/devices/io_apic.h"
 #include "ttvm/recorder/devices/local_apic.h"
 #include "ttvm/recorder/devices/pc_testdev.h"
@@ -20,6 +21,7 @@
 #include "ttvm/recorder/devices/pvpanic.h"
 #include "ttvm/recorder/devices/system_control.h"
 #include "ttvm/recorder/devices/uart_16550.h"
+#include "ttvm/recorder/disk_image.h"
 #include "ttvm/recorder/firmware.h"
 
 namespace ttvm {
@@ -48,8 +50,14 @@ std::vector<std::string> deviceList(uint64_t nsPerStep) {
           "shutdown@0x8900",
           "fw_cfg@0x510",
           "pc-testdev@0xe0,0x2000,0x4000,mem@0xff000000",
-          "acpi-pm@0x600"};
+          "acpi-pm@0x600",
+          "ide@0x1f0,0x3f6,irq14",
+          "ide@0x170,0x376,irq15"};
 }
+
+// The device-list entries naming the attached disks (not devices of their
+// own: the replayed machine has none).
+constexpr std::string_view kDiskEntryPrefix = "disk@";
 
 // Whether the local APIC's IRR holds a vector (it accepts none below 16).
 bool apicIrrNonEmpty(const LocalApic& apic) {
@@ -119,9 +127,12 @@ Result<std::unique_ptr<Machine>> Machine::fromTraceHeader(const TraceHeader& hea
                      " Hz differs from the CPU model's " +
                      std::to_string(o.cpuModel.tscFrequencyHz) + " Hz");
   std::vector<std::string> expected = deviceList(o.nsPerStep);
-  if (header.machine.devices != expected) {
-    for (size_t i = 0; i < std::max(expected.size(), header.machine.devices.size()); ++i) {
-      std::string have = i < header.machine.devices.size() ? header.machine.devices[i] : "(none)";
+  std::vector<std::string> devices;
+  for (const std::string& d : header.machine.devices)
+    if (d.rfind(kDiskEntryPrefix, 0) != 0) devices.push_back(d);
+  if (devices != expected) {
+    for (size_t i = 0; i < std::max(expected.size(), devices.size()); ++i) {
+      std::string have = i < devices.size() ? devices[i] : "(none)";
       std::string want = i < expected.size() ? expected[i] : "(none)";
       if (have != want)
         return makeError("trace header: device " + std::to_string(i) + " is '" + have +
@@ -153,6 +164,12 @@ Status Machine::wire() {
   fwCfg_ = std::make_unique<FwCfg>();
   testDev_ = std::make_unique<PcTestDev>(irqs);
   acpiPm_ = std::make_unique<AcpiPm>(this, &clock_);
+  ide0_ =
+      std::make_unique<IdeChannel>("ide0", IdeChannel::kPrimaryBase, IdeChannel::kPrimaryControl,
+                                   IrqLine(irqs, IdeChannel::kPrimaryIrq));
+  ide1_ = std::make_unique<IdeChannel>("ide1", IdeChannel::kSecondaryBase,
+                                       IdeChannel::kSecondaryControl,
+                                       IrqLine(irqs, IdeChannel::kSecondaryIrq));
 
   TTVM_TRY(ports_.map(0x20, 2, pic_.get(), "pic-master"));
   TTVM_TRY(ports_.map(0xA0, 2, pic_.get(), "pic-slave"));
@@ -175,6 +192,10 @@ Status Machine::wire() {
   TTVM_TRY(ports_.map(PcTestDev::kIrqPort, PcTestDev::kIrqLines, testDev_.get(), "pc-testdev-irq"));
   TTVM_TRY(ports_.map(PcTestDev::kFlushPort, 4, testDev_.get(), "pc-testdev-flush"));
   TTVM_TRY(ports_.map(AcpiPm::kBase, AcpiPm::kPorts, acpiPm_.get(), "acpi-pm"));
+  TTVM_TRY(ports_.map(IdeChannel::kPrimaryBase, 8, ide0_.get(), "ide0"));
+  TTVM_TRY(ports_.map(IdeChannel::kPrimaryControl, 1, ide0_.get(), "ide0-control"));
+  TTVM_TRY(ports_.map(IdeChannel::kSecondaryBase, 8, ide1_.get(), "ide1"));
+  TTVM_TRY(ports_.map(IdeChannel::kSecondaryControl, 1, ide1_.get(), "ide1-control"));
   TTVM_TRY(mmio_.mapMovable(0x1000, lapic_.get(), "lapic"));
   TTVM_TRY(mmio_.map(IoApic::kBase, 0x1000, ioapic_.get(), "ioapic"));
   TTVM_TRY(mmio_.map(PcTestDev::kMemBase, PcTestDev::kMemSize, testDev_.get(), "pc-testdev-mem"));
@@ -183,6 +204,8 @@ Status Machine::wire() {
               com1_.get(),         debugcon_.get(), debugExit_.get(), pvpanic_.get(),  i8042_.get(),
               resetControl_.get(), port92_.get(),   post_.get(),      shutdown_.get(), fwCfg_.get(),
               testDev_.get(),      acpiPm_.get()};
+  devices_.push_back(ide0_.get());
+  devices_.push_back(ide1_.get());
   timed_ = {pit_.get(), rtc_.get(), lapic_.get(), com1_.get()};
 
   // The state a PC BIOS leaves: PICs at vector bases 0x08/0x70 with IRQ 0, 1,
@@ -222,10 +245,32 @@ void Machine::configureFwCfg() {
   f.addFile("etc/boot-fail-wait", {0, 0, 0, 0});
 }
 
+Status Machine::attachDisk(unsigned slot, std::unique_ptr<DiskImage> disk) {
+  if (slot >= kDiskSlots)
+    return makeError("at most " + std::to_string(kDiskSlots) +
+                     " disks (IDE primary and secondary, master and slave); disk " +
+                     std::to_string(slot + 1) + (disk ? " (" + disk->path() + ")" : "") +
+                     " has no place");
+  if (disks_[slot] != nullptr)
+    return makeError("IDE slot " + std::to_string(slot) + " already holds " + disks_[slot]->path());
+  disks_[slot] = std::move(disk);
+  ide(slot / 2).attach(slot % 2, disks_[slot].get());
+  return {};
+}
+
+const DiskImage* Machine::disk(unsigned slot) const {
+  return slot < kDiskSlots ? disks_[slot].get() : nullptr;
+}
+
 MachineConfig Machine::config() const {
   MachineConfig c;
   c.ramBytes = options_.ramBytes;
   c.devices = deviceList(options_.nsPerStep);
+  for (unsigned slot = 0; slot < kDiskSlots; ++slot)
+    if (disks_[slot] != nullptr)
+      c.devices.push_back(std::string(kDiskEntryPrefix) + "ide" + std::to_string(slot / 2) + "." +
+                          std::to_string(slot % 2) +
+                          ":sectors=" + std::to_string(disks_[slot]->sectors()));
   c.startClockUnixNs = options_.startClockUnixNs;
   c.tscHz = options_.cpuModel.tscFrequencyHz;
   c.cmdline = options_.cmdline;

@@ -16,7 +16,8 @@
 //  4. an ELF64 file: loaded likewise, entered in long mode with the first
 //     4 GiB identity-mapped (2 MiB pages built in RAM) and a 64-bit GDT;
 //  5. a 512-byte-or-larger file ending its first sector with 55 AA: a boot
-//     sector, loaded at 0x7C00 and entered in real mode with DL = 0x80.
+//     sector, loaded at 0x7C00 and entered in real mode with DL = 0x80
+//     (loadBootDisk does the same from the first disk, see below).
 // Anything else is an error that says which options would load it.
 //
 // ELF symbol tables (.symtab) become GuestImage::symbols, so replays can name
@@ -60,6 +61,12 @@ Result<std::vector<uint8_t>> readFileBytes(const std::string& path);
 // Loads `file` into `machine`'s RAM (reading module files from disk).
 Result<LoadedGuest> loadGuest(Machine& machine, std::span<const uint8_t> file,
                               const LoadOptions& options);
+
+// Boots the machine's first disk in IDE order the way a PC BIOS hands over:
+// its sector 0 (which must end with 55 AA) loaded at 0x7C00, entered in real
+// mode at 0000:7C00 with DL = 0x80. The trace's image is that one sector; the
+// rest of the disk reaches the trace only as the guest reads it.
+Result<LoadedGuest> loadBootDisk(Machine& machine);
 
 // The symbols of an ELF file (empty when it has no .symtab), sorted by address.
 Result<std::vector<Symbol>> elfSymbols(std::span<const uint8_t> file);

@@ -46,6 +46,7 @@
 // only between slices and calls advanceTimers() before each slice.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -81,6 +82,8 @@ class IoApic;
 class FwCfg;
 class PcTestDev;
 class AcpiPm;
+class IdeChannel;
+class DiskImage;
 
 struct MachineOptions {
   uint64_t ramBytes = 256ull << 20;
@@ -167,6 +170,16 @@ class Machine final : public IrqSink, public RunControl {
   IoApic& ioapic() { return *ioapic_; }
   FwCfg& fwCfg() { return *fwCfg_; }
   PcTestDev& testDev() { return *testDev_; }
+  // IDE channel 0 (primary) or 1 (secondary).
+  IdeChannel& ide(unsigned channel) { return channel == 0 ? *ide0_ : *ide1_; }
+
+  // Disks, in IDE order: slot 0 primary master, 1 primary slave, 2 secondary
+  // master, 3 secondary slave. The machine owns them; the trace header's
+  // device list names each with its size ("disk@ide0.0:sectors=N"), and
+  // fromTraceHeader builds a machine without them (replay runs no device).
+  static constexpr unsigned kDiskSlots = 4;
+  Status attachDisk(unsigned slot, std::unique_ptr<DiskImage> disk);
+  const DiskImage* disk(unsigned slot) const;
 
  private:
   explicit Machine(const MachineOptions& options);
@@ -236,6 +249,8 @@ class Machine final : public IrqSink, public RunControl {
   std::unique_ptr<FwCfg> fwCfg_;
   std::unique_ptr<PcTestDev> testDev_;
   std::unique_ptr<AcpiPm> acpiPm_;
+  std::unique_ptr<IdeChannel> ide0_, ide1_;
+  std::array<std::unique_ptr<DiskImage>, kDiskSlots> disks_;
   std::vector<Device*> devices_;  // save/load order
   std::vector<TimedDevice*> timed_;
 };
