@@ -7,7 +7,6 @@
 // mode: #UD without CR4.OSFXSR or with CR0.EM, #NM with CR0.TS, #GP on a
 // misaligned 128-bit operand, #UD for MMX forms.
 #include <gtest/gtest.h>
-#include <sys/mman.h>
 
 #include <cstddef>
 #include <cstring>
@@ -16,6 +15,7 @@
 #include <vector>
 
 #include "cpu_harness.h"
+#include "host_thunk_support.h"
 
 namespace ttvm::cputest {
 namespace {
@@ -151,15 +151,7 @@ static_assert(offsetof(HostIo, mem) == 48);
 
 class HostThunk {
  public:
-  HostThunk() {
-    void* p =
-        mmap(nullptr, 4096, PROT_READ | PROT_WRITE | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p != MAP_FAILED) code_ = static_cast<uint8_t*>(p);
-  }
-  ~HostThunk() {
-    if (code_) munmap(code_, 4096);
-  }
-  bool ok() const { return code_ != nullptr; }
+  bool ok() const { return page_.ok(); }
   void set(const std::vector<uint8_t>& insn) {
     static const uint8_t kPrologue[] = {
         0xF3, 0x0F, 0x6F, 0x07,        // movdqu xmm0, [rdi]
@@ -173,28 +165,17 @@ class HostThunk {
         0x48, 0x89, 0x47, 0x20,        // mov [rdi+32], rax
         0xC3,                          // ret
     };
-    uint8_t* p = code_;
-    std::memcpy(p, kPrologue, sizeof kPrologue);
-    p += sizeof kPrologue;
-    std::memcpy(p, insn.data(), insn.size());
-    p += insn.size();
-    std::memcpy(p, kEpilogue, sizeof kEpilogue);
+    page_.set(kPrologue, insn, kEpilogue);
   }
-  void run(HostIo& io) { reinterpret_cast<void (*)(HostIo*)>(code_)(&io); }
+  void run(HostIo& io) { page_.call(io); }
 
  private:
-  uint8_t* code_ = nullptr;
+  HostThunkPage page_;
 };
 
-class Rng {
+class Rng : public SplitMix64 {
  public:
-  explicit Rng(uint64_t s) : s_(s) {}
-  uint64_t next() {
-    uint64_t z = (s_ += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-  }
+  using SplitMix64::SplitMix64;
   // Random 64 bits with whole bytes forced to 00/FF/80 now and then, and
   // small values (shift counts) sometimes.
   uint64_t value() {
@@ -217,9 +198,6 @@ class Rng {
       default: return v;
     }
   }
-
- private:
-  uint64_t s_;
 };
 
 TEST(SseHost, EveryFormMatchesHost) {

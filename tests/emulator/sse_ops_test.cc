@@ -11,6 +11,7 @@
 #include <utility>
 
 #include "fpu/sse_ops.h"
+#include "host_thunk_support.h"
 
 namespace ttvm::sse {
 namespace {
@@ -28,15 +29,9 @@ Vec128 fromHost(__m128i h) {
   return v;
 }
 
-class Inputs {
+class Inputs : public cputest::SplitMix64 {
  public:
-  explicit Inputs(uint64_t seed) : s_(seed) {}
-  uint64_t next() {
-    uint64_t z = (s_ += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-  }
+  using SplitMix64::SplitMix64;
   // Random bytes, sometimes with lanes forced to edge values.
   Vec128 vec() {
     Vec128 v{{next(), next()}};
@@ -56,9 +51,6 @@ class Inputs {
     }
     return v;
   }
-
- private:
-  uint64_t s_;
 };
 
 // Compares ours(a, b) with host(a, b) over random pairs (a == b sometimes).

@@ -1,4 +1,4 @@
-// The x87 control instructions and the SSE/SSE2 subset ttvm implements.
+// The x87 control instructions and SSE/SSE2.
 //
 //   x87.cc  FNINIT, FNSTSW (AX, m16), FNSTCW, FLDCW, FNCLEX, FWAIT, EMMS,
 //           FXSAVE/FXSAVE64, FXRSTOR/FXRSTOR64 (fpu/fxsave.h), LDMXCSR, STMXCSR
@@ -8,7 +8,11 @@
 //           operations of fpu/sse_ops.h on XMM registers (logic, compares,
 //           add/sub incl. saturating, multiplies, PMADDWD, PAVG, PSADBW,
 //           min/max, packs, unpacks, shuffles, shifts, PMOVMSKB/MOVMSKPS/PD,
-//           PEXTRW/PINSRW).
+//           PEXTRW/PINSRW, UNPCKLPS..UNPCKHPD).
+//   sse_arith.cc    SSE/SSE2 floating-point arithmetic and compares
+//   sse_convert.cc  the conversions (CVT*), incl. to/from GPRs and MMX
+//   (the IEEE lanes run on the host, fpu/sse_host.h; MXCSR exception rules
+//   in fpu/sse_fp.h; RCP/RSQRT in software, fpu/sse_approx.h)
 //
 // Fault rules (SDM vol. 3 table 13-1, vol. 2 per instruction):
 //   x87 instructions: #NM when CR0.EM or CR0.TS; FWAIT only when TS and MP.
@@ -18,10 +22,11 @@
 //   FXSAVE/FXRSTOR: #NM when CR0.TS or CR0.EM; #GP(0) when the area is not
 //     16-byte aligned; FXRSTOR #GP(0) on reserved MXCSR bits.
 //   MOVNTI uses only GPRs: no CR0/CR4 checks.
-// MMX register forms (operands MM0-7) raise #UD: ttvm does not implement
-// MMX arithmetic. EMMS and MOVD/MOVQ to and from MM registers are accepted.
-// There is no x87 or SSE floating-point arithmetic: those raise #UD and are
-// logged once by the framework.
+// MMX register forms (operands MM0-7) of the integer operations raise #UD:
+// ttvm does not implement MMX arithmetic. EMMS, MOVD/MOVQ to and from MM
+// registers and the CVT*PI* conversions are accepted.
+// An unmasked SIMD floating-point exception raises #XM when CR4.OSXMMEXCPT,
+// else #UD (MXCSR flags set, no destination written).
 #pragma once
 
 #include "exec/handler_table.h"
@@ -33,6 +38,8 @@ void registerFpuHandlers(HandlerTable& t);
 namespace fpu {
 void registerX87Handlers(HandlerTable& t);
 void registerSseHandlers(HandlerTable& t);
+void registerSseArithHandlers(HandlerTable& t);
+void registerSseConvertHandlers(HandlerTable& t);
 }  // namespace fpu
 
 }  // namespace ttvm

@@ -391,6 +391,10 @@ void registerSseHandlers(HandlerTable& t) {
   t.setVector(ZYDIS_MNEMONIC_PUNPCKHWD, &binary<unpackHigh<uint16_t>>);
   t.setVector(ZYDIS_MNEMONIC_PUNPCKHDQ, &binary<unpackHigh<uint32_t>>);
   t.setVector(ZYDIS_MNEMONIC_PUNPCKHQDQ, &binary<unpackHigh<uint64_t>>);
+  t.setVector(ZYDIS_MNEMONIC_UNPCKLPS, &binary<unpackLow<uint32_t>>);
+  t.setVector(ZYDIS_MNEMONIC_UNPCKHPS, &binary<unpackHigh<uint32_t>>);
+  t.setVector(ZYDIS_MNEMONIC_UNPCKLPD, &binary<unpackLow<uint64_t>>);
+  t.setVector(ZYDIS_MNEMONIC_UNPCKHPD, &binary<unpackHigh<uint64_t>>);
   t.setVector(ZYDIS_MNEMONIC_PSHUFD, &shuffle<sse::shuffleDwords>);
   t.setVector(ZYDIS_MNEMONIC_PSHUFLW, &shuffle<sse::shuffleLowWords>);
   t.setVector(ZYDIS_MNEMONIC_PSHUFHW, &shuffle<sse::shuffleHighWords>);
@@ -422,6 +426,8 @@ namespace ttvm {
 void registerFpuHandlers(HandlerTable& t) {
   fpu::registerX87Handlers(t);
   fpu::registerSseHandlers(t);
+  fpu::registerSseArithHandlers(t);
+  fpu::registerSseConvertHandlers(t);
 }
 
 }  // namespace ttvm

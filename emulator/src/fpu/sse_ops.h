@@ -1,8 +1,7 @@
 // The SSE/SSE2 integer and bitwise operations compilers emit for memcpy,
 // memset and string code, as pure functions on 128-bit values (little-endian
-// lanes, as in the XMM registers). No floating-point arithmetic lives here:
-// ttvm's CPU model advertises SSE/SSE2 for the moves and integer ops only and
-// the FP arithmetic instructions raise #UD (logged once).
+// lanes, as in the XMM registers). Floating point is elsewhere (fpu/sse_fp.h,
+// fpu/sse_host.h).
 //
 // Each function is what the instruction computes with the destination as `a`
 // and the source as `b`; the handlers in fpu/sse.cc do operands and faults.
