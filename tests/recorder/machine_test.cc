@@ -10,11 +10,13 @@
 #include <string>
 
 #include "test_support.h"
+#include "ttvm/recorder/devices/ide_channel.h"
 #include "ttvm/recorder/devices/io_apic.h"
 #include "ttvm/recorder/devices/local_apic.h"
 #include "ttvm/recorder/devices/pc_testdev.h"
 #include "ttvm/recorder/devices/pic_8259.h"
 #include "ttvm/recorder/devices/uart_16550.h"
+#include "ttvm/recorder/disk_image.h"
 #include "ttvm/recorder/firmware.h"
 
 namespace ttvm {
@@ -427,6 +429,44 @@ TEST(MachineConfig, FromTraceHeaderRebuildsTheSameMachine) {
   auto c = Machine::fromTraceHeader(h);
   ASSERT_FALSE(c.ok());
   EXPECT_NE(c.error().message.find("floppy"), std::string::npos);
+}
+
+TEST(MachineDisks, SlotsChannelsIrqsAndTheDeviceList) {
+  auto m = makeMachine();
+  auto disk = [](size_t sectors) {
+    return DiskImage::fromBytes("d" + std::to_string(sectors), std::vector<uint8_t>(sectors * 512));
+  };
+  ASSERT_TRUE(m->attachDisk(1, disk(8)).ok());
+  ASSERT_TRUE(m->attachDisk(2, disk(9)).ok());
+  EXPECT_FALSE(m->attachDisk(2, disk(1)).ok());  // taken
+  auto over = m->attachDisk(4, disk(1));
+  ASSERT_FALSE(over.ok());
+  EXPECT_NE(over.error().message.find("at most 4 disks"), std::string::npos);
+  // Primary: no master (reads 0), the slave answers; secondary: the master.
+  EXPECT_EQ(m->portIn(0x1F7, 1), 0u);
+  m->portOut(0x1F6, 1, 0xB0);
+  EXPECT_EQ(m->portIn(0x1F7, 1), 0x50u);
+  EXPECT_EQ(m->portIn(0x177, 1), 0x50u);
+  // IDENTIFY on the secondary raises IRQ 15 (at the 8259: slave IRR bit 7).
+  m->portOut(0x177, 1, 0xEC);
+  EXPECT_TRUE(m->ide(1).irqLevel());
+  EXPECT_NE(m->pic().irr(1) & 0x80, 0);
+  EXPECT_EQ(m->portIn(0x376, 1), 0x58u);  // alternate status
+  for (int i = 0; i < 60; ++i) (void)m->portIn(0x170, 2);
+  EXPECT_EQ(m->portIn(0x170, 2), 9u);  // word 60: capacity
+  (void)m->portIn(0x177, 1);
+  EXPECT_FALSE(m->ide(1).irqLevel());
+  // The header names the disks; a machine rebuilt from it has none.
+  MachineConfig c = m->config();
+  EXPECT_EQ(c.devices[c.devices.size() - 2], "disk@ide0.1:sectors=8");
+  EXPECT_EQ(c.devices.back(), "disk@ide1.0:sectors=9");
+  TraceHeader h;
+  h.machine = c;
+  h.cpuModel = m->cpuModel();
+  auto b = Machine::fromTraceHeader(h);
+  ASSERT_TRUE(b.ok()) << b.error().message;
+  EXPECT_EQ((*b)->disk(1), nullptr);
+  EXPECT_EQ((*b)->portIn(0x177, 1), 0u);
 }
 
 }  // namespace
