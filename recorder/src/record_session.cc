@@ -145,11 +145,8 @@ void RecordSession::fillLastInstructions(TraceEnd& end) {
                  << checkpoint_.steps << " did not reproduce the recording: " << t.problem);
   }
   if (t.instructions.empty()) return;
-  // A triple fault freezes the step count at the faulting instruction, which
-  // therefore never completed a step: it ends the list (it is the crash site).
-  if (end.reason == EndReason::kTripleFault && !end.lastInstructions.empty() &&
-      (t.instructions.back().rip != end.lastInstructions.back().rip))
-    t.instructions.push_back(end.lastInstructions.back());
+  // (A triple fault is a step of its own: the faulting instruction ends the
+  // list, as the crash site.)
   end.lastInstructions = std::move(t.instructions);
 }
 

@@ -148,7 +148,7 @@ TailResult replayTail(const CpuModel& model, std::span<uint8_t> ram,
     }
     uint64_t before = s.steps;
     StepResult r = cpu.step();
-    if (s.steps == before) break;  // halted or triple-faulted: no progress
+    if (s.steps == before) break;  // halted, or already shut down: no progress
     // Interrupt and exception deliveries are steps too, but not instructions.
     if (r.outcome != StepOutcome::kInterrupt && r.outcome != StepOutcome::kNmi && !ri.bytes.empty())
       ring.push_back(std::move(ri));

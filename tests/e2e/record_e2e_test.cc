@@ -115,7 +115,26 @@ TraceReader recordTrace(const std::string& g, const std::string& tag, int expect
   return std::move(reader).value();
 }
 
+// `ttvm verify TRACE`: the replay must reach the recorded final state
+// exactly, whatever ended the run.
+void expectVerifies(const std::string& trace) {
+  const std::string tag = "verify";
+  pid_t pid = fork();
+  if (pid == 0) {
+    int o = open(tmp(tag + ".out").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    int e = open(tmp(tag + ".err").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    dup2(o, 1);
+    dup2(e, 2);
+    execl(TTVM_BIN, TTVM_BIN, "verify", trace.c_str(), static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  Outcome v = wait(pid, tag);
+  EXPECT_EQ(v.status, 0) << trace << ": " << v.err;
+  EXPECT_NE(v.out.find("final state match"), std::string::npos) << v.out << v.err;
+}
+
 void expectConsistentEnd(const TraceReader& r) {
+  expectVerifies(r.path());
   const TraceEnd& end = *r.end();
   EXPECT_EQ(end.finalDigest, stateDigest(end.finalCpu));
   EXPECT_EQ(end.steps, end.finalCpu.steps);
@@ -240,6 +259,19 @@ TEST(RecordE2E, TripleFaultStopsAtTheFaultingInstruction) {
   EXPECT_EQ(last.bytes[1], 0x0B);
 }
 
+TEST(RecordE2E, TripleFaultAfterAPageFaultReplaysToTheSameState) {
+  // #PF pushing onto a read-only page, no IDT: CR2 changes in the step that
+  // shuts the CPU down, so the replay must execute that step too.
+  TraceReader r = recordTrace("rec_triple_pf.elf", "triple_pf", 4, {"-v"});
+  const TraceEnd& end = *r.end();
+  EXPECT_EQ(end.reason, EndReason::kTripleFault);
+  EXPECT_EQ(end.finalCpu.cr2, 0x4FFFFCu);
+  expectConsistentEnd(r);
+  EXPECT_EQ(slurp(tmp("triple_pf.err")).find("did not reproduce"), std::string::npos);
+  ASSERT_FALSE(end.lastInstructions.empty());
+  EXPECT_EQ(end.lastInstructions.back().bytes.front(), 0x50);  // push eax
+}
+
 TEST(RecordE2E, HangWithInterruptsDisabled) {
   TraceReader r = recordTrace("rec_hang.elf", "hang", 8);
   EXPECT_EQ(r.end()->reason, EndReason::kHang);
@@ -253,6 +285,7 @@ TEST(RecordE2E, HangWhenTimersFireButNothingReachesTheCpu) {
   EXPECT_EQ(r.end()->reason, EndReason::kHang);
   EXPECT_NE(r.end()->finalCpu.rflags & flags::kIF, 0u);
   EXPECT_NE(r.end()->message.find("virtual time"), std::string::npos) << r.end()->message;
+  expectConsistentEnd(r);
 }
 
 TEST(RecordE2E, ShutdownPort) {

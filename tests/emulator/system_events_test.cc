@@ -145,12 +145,35 @@ TEST(Events, TripleFaultFreezesState) {
   m.loadHex(kCode, "90 48 8b 03");  // nop; mov rax,[rbx] -> #GP, no IDT entries
   m.edit([](CpuState& s) { s.reg(Gpr::kRbx) = 0x8000000000000000ull; });
   ASSERT_EQ(m.step().outcome, StepOutcome::kRetired);
-  const CpuState before = m.state();
+  CpuState before = m.state();
   EXPECT_EQ(m.step().outcome, StepOutcome::kTripleFault);
-  EXPECT_EQ(m.state(), before);  // frozen at the faulting instruction
+  // Entering shutdown is a step (a position replay reaches); RIP stays at the
+  // faulting instruction and nothing else moved (#GP leaves no trace).
+  ++before.steps;
+  EXPECT_EQ(m.state(), before);
   EXPECT_EQ(m.step().outcome, StepOutcome::kTripleFault);
   EXPECT_EQ(m.run(100).outcome, StepOutcome::kTripleFault);
-  EXPECT_EQ(m.state(), before);
+  EXPECT_EQ(m.state(), before);  // frozen
+}
+
+TEST(Events, TripleFaultAfterAPageFaultKeepsCr2AndCountsAStep) {
+  // A #PF whose delivery fails (no IDT) escalates to a triple fault; CR2 was
+  // set by the #PF on the way, so the shutdown state differs from the state
+  // before the instruction and must have a step number of its own.
+  Machine m;
+  m.setupLong64(kCode);
+  m.loadHex(kCode, "48 8b 03");  // mov rax,[rbx]
+  m.edit([](CpuState& s) {
+    s.reg(Gpr::kRbx) = 0x7FFFFFFFF000ull;  // canonical, not mapped
+    s.idtr.limit = 0;
+  });
+  const CpuState before = m.state();
+  EXPECT_EQ(m.step().outcome, StepOutcome::kTripleFault);
+  EXPECT_EQ(m.state().steps, before.steps + 1);
+  EXPECT_EQ(m.state().cr2, 0x7FFFFFFFF000ull);
+  EXPECT_EQ(m.state().rip, before.rip);
+  EXPECT_EQ(m.run(10).outcome, StepOutcome::kTripleFault);
+  EXPECT_EQ(m.state().steps, before.steps + 1);
 }
 
 TEST(Events, SyscallSysretRoundTrip) {

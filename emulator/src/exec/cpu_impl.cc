@@ -399,7 +399,7 @@ StepResult CpuImpl::step() {
     s_.pending.shadow = InterruptShadow::kNone;
     s_.pending.halted = false;
     const bool ok = deliverEvent(PendingException{true, vec::kNMI, false, 0, EventKind::kNmi});
-    if (ok) ++s_.steps;
+    ++s_.steps;  // delivered, or the shutdown it ended in
     r.outcome = ok ? StepOutcome::kNmi : StepOutcome::kTripleFault;
     r.vector = vec::kNMI;
     return finishStep(r);
@@ -408,7 +408,7 @@ StepResult CpuImpl::step() {
     const uint8_t v = env_.acknowledgeInterrupt();
     s_.pending.halted = false;
     const bool ok = deliverEvent(PendingException{true, v, false, 0, EventKind::kExternal});
-    if (ok) ++s_.steps;
+    ++s_.steps;  // delivered, or the shutdown it ended in
     r.outcome = ok ? StepOutcome::kInterrupt : StepOutcome::kTripleFault;
     r.vector = ok ? delivered_.vector : v;
     if (ok && delivered_.vector != v) {
@@ -493,12 +493,15 @@ StepResult CpuImpl::finishInstruction(ExecStatus st, const Instr* i, uint64_t ri
       // KVM do): it is not delivered separately.
       if (e.vector == vec::kDB && (e.kind == EventKind::kIcebp || e.kind == EventKind::kFault))
         s_.pending.pendingDr6 = 0;
-      if (!deliverEvent(
-              e, e.kind == EventKind::kFault ? std::nullopt : std::optional<uint64_t>(rip0))) {
+      const bool delivered = deliverEvent(
+          e, e.kind == EventKind::kFault ? std::nullopt : std::optional<uint64_t>(rip0));
+      // A triple fault is a step too: the failed deliveries changed the
+      // machine (CR2, DR6, stack bytes), and replay must reach that state.
+      ++s_.steps;
+      if (!delivered) {
         r.outcome = StepOutcome::kTripleFault;
         return r;
       }
-      ++s_.steps;
       r.outcome = StepOutcome::kException;
       r.vector = delivered_.vector;
       r.hasErrorCode = delivered_.hasErrorCode;

@@ -385,7 +385,8 @@ class CpuImpl final {
 
   // Far-transfer and event-delivery helpers used by control/system handlers.
   // Delivers an event now (fault/trap/interrupt) with the double-fault rules;
-  // false only on triple fault (the CPU is then frozen: every later step
+  // false only on triple fault (the CPU is then frozen: the caller counts the
+  // step that got there, unless it counted it already; every later step
   // returns kTripleFault and the step count does not advance).
   bool deliverEvent(PendingException e, std::optional<uint64_t> instructionRip = std::nullopt);
   ExecStatus farJump(uint16_t selector, uint64_t offset, const Instr& i);

@@ -13,7 +13,10 @@
 //   - one iteration of a REP string instruction, or
 //   - a fault delivered (the faulting instruction did not retire; the step
 //     leaves the CPU at the first instruction of the handler), or
-//   - an external interrupt or NMI delivered.
+//   - an external interrupt or NMI delivered, or
+//   - a triple fault (shutdown): the event whose delivery failed changed the
+//     machine on the way (CR2 of a #PF, DR6, stack bytes written before the
+//     delivery faulted), so the state it leaves is a position of its own.
 // State.steps counts them exactly. A halted CPU with nothing to do returns
 // kHalted and does not advance. Replay positions are step numbers, so this
 // definition is part of the trace format (see docs/architecture.md).
@@ -56,7 +59,8 @@ enum class StepOutcome : uint8_t {
   kInterrupt,      // an external interrupt was delivered (vector)
   kNmi,            // an NMI was delivered
   kHalted,         // in HLT with nothing pending: nothing changed, steps unchanged
-  kTripleFault,    // shutdown: state frozen where the third fault happened
+  kTripleFault,    // shutdown: the step that entered it counted; the state is then frozen
+                   // (RIP at the faulting instruction) and later steps do not advance
   kBreakpoint,     // a debugger breakpoint at RIP: nothing executed, steps unchanged
   kWatchpoint,     // a debugger watchpoint was hit by the step just completed
   kStopRequested,  // the environment asked to stop after the step just completed
