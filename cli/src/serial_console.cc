@@ -67,7 +67,9 @@ void StdoutConsole::flush() {
 
 TerminalConsole::TerminalConsole(volatile std::sig_atomic_t* quitFlag, std::sig_atomic_t quitValue)
     : quitFlag_(quitFlag), quitValue_(quitValue) {
-  if (!isatty(STDIN_FILENO)) return;
+  // Only a terminal this process has in the foreground: changing a terminal
+  // from the background would stop ttvm (SIGTTOU), as reading it would (SIGTTIN).
+  if (!isatty(STDIN_FILENO) || tcgetpgrp(STDIN_FILENO) != getpgrp()) return;
   termios mode{};
   const int flags = fcntl(STDIN_FILENO, F_GETFL);
   if (flags < 0 || tcgetattr(STDIN_FILENO, &mode) != 0) return;

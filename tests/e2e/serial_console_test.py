@@ -7,7 +7,7 @@ signal keys) and the terminal restored afterwards; output that arrives
 without a newline is seen at once; Ctrl-C reaches the guest; Ctrl-A Ctrl-A
 sends one Ctrl-A; Ctrl-A x ends the recording as "interrupted" with a trace
 that `ttvm verify` replays; SIGTERM, SIGSEGV and SIGTSTP/SIGCONT put the
-terminal back too.
+terminal back too; in the background of its terminal ttvm leaves it alone.
 """
 import argparse
 import os
@@ -57,9 +57,13 @@ class Session:
                 fail("%s is %s where the terminal should be %s" %
                      (name, "on" if lf & flag else "off", "raw" if raw else "restored"))
 
-    def wait(self):
+    def wait(self, timeout=30.0):
         # Drain the terminal so that the child never blocks on output.
+        end = time.time() + timeout
         while True:
+            if time.time() > end:
+                os.kill(self.pid, signal.SIGKILL)
+                fail("ttvm did not end within %g s; the terminal shows %r" % (timeout, self.out))
             try:
                 r, _, _ = select.select([self.fd], [], [], 0.2)
                 if r:
@@ -157,6 +161,23 @@ def main():
     if not os.WIFSIGNALED(st):
         fail("SIGSEGV: status %r, want death by a signal" % st)
     s.expect_raw(False)
+    # In the background of its terminal ttvm leaves the terminal alone
+    # (changing it would stop ttvm with SIGTTOU): it runs to its step limit.
+    pid, fd = pty.fork()
+    if pid == 0:
+        child = os.fork()
+        if child == 0:
+            os.setpgid(0, 0)
+            os.execv(a.ttvm, [a.ttvm, "record", "--no-trace", "--max-steps", "200000", a.guest])
+        _, st = os.waitpid(child, 0)
+        os._exit(os.WEXITSTATUS(st) if os.WIFEXITED(st) else 125)
+    s = Session.__new__(Session)
+    s.pid, s.fd, s.out = pid, fd, b""
+    st = s.wait()
+    if not os.WIFEXITED(st) or os.WEXITSTATUS(st) != 10:
+        fail("in the background: status %r, want 10 (step limit); terminal: %r" % (st, s.out))
+    if b"ready>" not in s.out or b"serial console is on this terminal" in s.out:
+        fail("in the background: terminal shows %r" % s.out)
     print("ok")
 
 
