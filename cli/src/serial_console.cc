@@ -45,6 +45,17 @@ void onContinue(int) {
   if (gTerminal.saved) applyRaw();
 }
 
+// Signals whose default action ends the process and that the record command
+// does not handle itself (SIGPIPE: stdout into a pipe whose reader left).
+constexpr int kOtherDeadlySignals[] = {SIGPIPE, SIGQUIT, SIGUSR1,   SIGUSR2, SIGALRM,
+                                       SIGXCPU, SIGXFSZ, SIGVTALRM, SIGPROF};
+
+void onDeadlySignal(int sig) {
+  restoreTerminal();
+  std::signal(sig, SIG_DFL);
+  raise(sig);
+}
+
 }  // namespace
 
 void restoreTerminal() {
@@ -89,6 +100,13 @@ TerminalConsole::TerminalConsole(volatile std::sig_atomic_t* quitFlag, std::sig_
   gTerminal.saved = 1;
   std::signal(SIGTSTP, onStop);
   std::signal(SIGCONT, onContinue);
+  // Only where the default action is in force (an ignored SIGPIPE or
+  // SIGXFSZ stays ignored: then the write fails and ttvm reports it).
+  for (int sig : kOtherDeadlySignals) {
+    struct sigaction old {};
+    if (sigaction(sig, nullptr, &old) == 0 && old.sa_handler == SIG_DFL)
+      std::signal(sig, onDeadlySignal);
+  }
   applyRaw();
   active_ = true;
   std::fputs(
@@ -102,6 +120,11 @@ TerminalConsole::~TerminalConsole() {
   restoreTerminal();
   std::signal(SIGTSTP, SIG_DFL);
   std::signal(SIGCONT, SIG_DFL);
+  for (int sig : kOtherDeadlySignals) {
+    struct sigaction now {};
+    if (sigaction(sig, nullptr, &now) == 0 && now.sa_handler == onDeadlySignal)
+      std::signal(sig, SIG_DFL);
+  }
   gTerminal.saved = 0;
 }
 

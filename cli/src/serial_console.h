@@ -17,7 +17,9 @@
 // while the FIFO is full, so Ctrl-A x works even when the guest never reads.
 // The terminal is restored on every way out: the destructor, and
 // restoreTerminal() from the CLI's signal handlers (async-signal-safe);
-// SIGTSTP restores it before stopping and SIGCONT takes it again.
+// SIGTSTP restores it before stopping and SIGCONT takes it again; the other
+// signals that would end ttvm by default (SIGPIPE, SIGQUIT, SIGUSR1/2,
+// SIGALRM, ...) restore it and then end ttvm as their default would.
 //
 // What the guest received is recorded as the UART reads that returned it,
 // so the recording is replayable; terminal input is wall-clock-timed, hence
