@@ -2,6 +2,7 @@
 // write every input it receives into a trace. Guest console output goes to
 // stdout; ttvm's own messages and the end-of-run summary go to stderr.
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <sys/utsname.h>
 #include <unistd.h>
 
@@ -90,11 +91,16 @@ volatile std::sig_atomic_t gInterrupted = 0;
 RecordSession* gActiveSession = nullptr;  // for the fatal-signal handler only
 volatile std::sig_atomic_t gInFatalHandler = 0;
 
-void onInterrupt(int sig) {
-  if (gInterrupted) {  // a second Ctrl-C: give up at once
-    restoreTerminal();
-    std::signal(sig, SIG_DFL);
-    std::raise(sig);
+// Ctrl-C, SIGTERM, SIGHUP: end the run and close the trace. A second signal
+// (GNU timeout signals the child and then its whole process group; an
+// impatient Ctrl-C) must not abort the close: the footer is written within
+// a slice and the tail's re-execution, well under a second. Only SIGKILL
+// stops a recorder without its footer, and `ttvm recover` completes that.
+void onInterrupt(int) {
+  if (gInterrupted) {
+    static const char kNote[] = "ttvm record: already stopping; the trace is being closed\n";
+    (void)!write(STDERR_FILENO, kNote, sizeof kNote - 1);
+    return;
   }
   gInterrupted = kInterruptBySignal;
 }
@@ -415,6 +421,26 @@ int cmdRecord(std::span<char* const> args) {
     size_t dot = b.rfind('.');
     if (dot != std::string::npos && dot > 0) b = b.substr(0, dot);
     output = b + ".ttvm";
+  }
+  if (!noTrace) {
+    // The trace must not replace one of the files it is recorded from.
+    std::vector<std::string> inputs = {guestPath, serialInput};
+    for (const DiskSpec& d : disks) inputs.push_back(d.path);
+    for (const std::string& m : lo.modules) inputs.push_back(m.substr(0, m.find(' ')));
+    struct stat out {};
+    if (::stat(output.c_str(), &out) == 0) {
+      for (const std::string& in : inputs) {
+        struct stat st {};
+        if (!in.empty() && ::stat(in.c_str(), &st) == 0 && st.st_dev == out.st_dev &&
+            st.st_ino == out.st_ino) {
+          std::fprintf(stderr,
+                       "ttvm record: the trace file '%s' is also an input ('%s'); writing it "
+                       "would destroy that input: choose another -o\n",
+                       output.c_str(), in.c_str());
+          return 64;
+        }
+      }
+    }
   }
   std::optional<TerminalConsole> terminal;
   if (serialInput.empty()) terminal.emplace(&gInterrupted, kInterruptByConsole);

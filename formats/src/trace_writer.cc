@@ -4,6 +4,8 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -91,8 +93,27 @@ Result<std::unique_ptr<TraceWriter>> TraceWriter::create(const std::string& path
   if (!s.ok()) return makeError(path + ": initial state: " + s.error().message);
 
   std::unique_ptr<TraceWriter> w(new TraceWriter(path, options));
-  w->fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  // Not O_TRUNC: a second recorder writing the same path must fail without
+  // destroying the first one's trace. The lock is held until close().
+  w->fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
   if (w->fd_ < 0) return makeError(path + ": cannot create: " + std::strerror(errno));
+  if (::flock(w->fd_, LOCK_EX | LOCK_NB) != 0) {
+    const int e = errno;
+    ::close(w->fd_);
+    w->fd_ = -1;
+    if (e == EWOULDBLOCK)
+      return makeError(path +
+                       ": another ttvm is writing this trace (it holds the file's lock); "
+                       "the file is left as it is: choose another output");
+    return makeError(path + ": cannot lock: " + std::strerror(e));
+  }
+  struct stat st {};
+  if (::fstat(w->fd_, &st) == 0 && S_ISREG(st.st_mode) && ::ftruncate(w->fd_, 0) != 0) {
+    const int e = errno;
+    ::close(w->fd_);
+    w->fd_ = -1;
+    return makeError(path + ": cannot truncate: " + std::strerror(e));
+  }
   TTVM_TRY(writeAll(w->fd_, path, out));
   w->fileOffset_ = out.size();
   w->initOffset_ = initOffset;

@@ -354,6 +354,80 @@ TEST(RecordE2E, SigintAndSigtermWriteACleanFooter) {
   }
 }
 
+// Waits until `trace` exists and the recorder has run a little.
+void waitForRecording(const std::string& trace) {
+  for (int i = 0; i < 200 && ::access(trace.c_str(), F_OK) != 0; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+}
+
+void expectInterruptedWithFooter(const std::string& trace) {
+  auto r = TraceReader::open(trace);
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_FALSE(r->recovered()) << r->recoveryNote();
+  ASSERT_TRUE(r->end().has_value());
+  EXPECT_EQ(r->end()->reason, EndReason::kInterrupted);
+  expectConsistentEnd(*r);
+}
+
+TEST(RecordE2E, SecondSignalDoesNotAbortTheClose) {
+  // Two SIGTERMs back to back (what GNU timeout sends: the child, then its
+  // process group), and SIGINT then SIGTERM: the footer is still written.
+  for (auto [first, second] :
+       {std::pair{SIGTERM, SIGTERM}, std::pair{SIGINT, SIGTERM}, std::pair{SIGHUP, SIGINT}}) {
+    const std::string tag = "twice" + std::to_string(first) + "_" + std::to_string(second);
+    const std::string trace = tmp(tag + ".ttvm");
+    ::unlink(trace.c_str());
+    pid_t pid = spawn({"-o", trace, guest("rec_loop.elf")}, tag);
+    waitForRecording(trace);
+    kill(pid, first);
+    kill(pid, second);
+    Outcome run = wait(pid, tag);
+    EXPECT_EQ(run.status, 130) << run.err;
+    expectInterruptedWithFooter(trace);
+  }
+}
+
+TEST(RecordE2E, GnuTimeoutWithKillAfterKeepsTheFooter) {
+  // `timeout -k 5 0.5 ttvm record ...`: TERM to the child and to the group.
+  const std::string trace = tmp("gnu_timeout.ttvm");
+  ::unlink(trace.c_str());
+  const std::string cmd = "timeout -k 5 0.5 " + std::string(TTVM_BIN) + " record -o " + trace +
+                          " " + guest("rec_loop.elf") + " > /dev/null 2>&1";
+  const int rc = std::system(cmd.c_str());
+  ASSERT_TRUE(WIFEXITED(rc)) << rc;
+  EXPECT_EQ(WEXITSTATUS(rc), 124);  // timeout's own status: the command timed out
+  expectInterruptedWithFooter(trace);
+}
+
+TEST(RecordE2E, TwoRecordersOnOnePathTheSecondFailsClearly) {
+  const std::string trace = tmp("shared.ttvm");
+  ::unlink(trace.c_str());
+  pid_t first = spawn({"-o", trace, guest("rec_loop.elf")}, "shared1");
+  waitForRecording(trace);
+  Outcome second = record({"-o", trace, guest("rec_exit.elf")}, "shared2");
+  EXPECT_NE(second.status, 0);
+  EXPECT_NE(second.err.find("another ttvm is writing"), std::string::npos) << second.err;
+  kill(first, SIGINT);
+  Outcome run = wait(first, "shared1");
+  EXPECT_EQ(run.status, 130) << run.err;
+  expectInterruptedWithFooter(trace);  // the first recording is whole
+}
+
+TEST(RecordE2E, OutputThatIsAnInputIsRefused) {
+  const std::string copy = tmp("guest_copy.elf");
+  ASSERT_EQ(std::system(("cp " + guest("rec_exit.elf") + " " + copy).c_str()), 0);
+  const std::string before = slurp(copy);
+  for (const std::vector<std::string>& args :
+       {std::vector<std::string>{"-o", copy, copy},
+        std::vector<std::string>{"-o", copy, "--initrd", copy + " args", guest("rec_exit.elf")}}) {
+    Outcome r = record(args, "selfout");
+    EXPECT_EQ(r.status, 64) << r.err;
+    EXPECT_NE(r.err.find("is also an input"), std::string::npos) << r.err;
+    EXPECT_EQ(slurp(copy), before);
+  }
+}
+
 TEST(RecordE2E, CrashOfTtvmItselfWritesAnInternalErrorFooter) {
   // SIGSEGV delivered to the recorder stands in for a crash of ttvm: the
   // handler closes the trace with reason internal-error, then dies of it.

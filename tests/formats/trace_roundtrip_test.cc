@@ -55,6 +55,36 @@ void writeTrace(Written& w, const TraceWriter::Options& options = {}) {
   ASSERT_TRUE(s.ok()) << s.error().message;
 }
 
+TEST(TraceWriterLock, ASecondWriterOfThePathFailsAndLeavesTheFirstTraceWhole) {
+  const std::string path = tempPath("locked.ttvm");
+  std::mt19937_64 rng(7);
+  InitialState init;
+  init.cpu = testing::randomCpuState(rng);
+  init.cpu.steps = 0;
+  auto first = TraceWriter::create(path, testing::sampleHeader(), init);
+  ASSERT_TRUE(first.ok()) << first.error().message;
+  const std::vector<TraceEvent> events = testing::randomEvents(rng, 5000);
+  for (const TraceEvent& e : events) (*first)->append(e);
+  ASSERT_TRUE((*first)->flush().ok());
+  auto second = TraceWriter::create(path, testing::sampleHeader(), init);
+  ASSERT_FALSE(second.ok());
+  EXPECT_NE(second.error().message.find("another ttvm is writing"), std::string::npos)
+      << second.error().message;
+  ASSERT_TRUE((*first)->close(testing::sampleEnd(rng, events.back().step)).ok());
+  auto r = TraceReader::open(path);
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_FALSE(r->recovered()) << r->recoveryNote();
+  EXPECT_EQ(r->eventCount(), events.size());
+  // Once closed, the path can be written again (and is truncated).
+  auto third = TraceWriter::create(path, testing::sampleHeader(), init);
+  ASSERT_TRUE(third.ok()) << third.error().message;
+  ASSERT_TRUE((*third)->close(testing::sampleEnd(rng, 0)).ok());
+  auto again = TraceReader::open(path);
+  ASSERT_TRUE(again.ok()) << again.error().message;
+  EXPECT_EQ(again->eventCount(), 0u);
+  std::remove(path.c_str());
+}
+
 TEST(TraceRoundTrip, EveryEventKind) {
   Written w{tempPath("kinds.ttvm")};
   w.header = testing::sampleHeader();
