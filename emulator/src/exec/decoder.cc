@@ -130,6 +130,7 @@ bool decodeInstr(const ZydisDecoder& dec, CpuMode mode, const uint8_t* bytes, un
   out.addrSize = static_cast<uint8_t>(zi.address_width / 8);
   out.opcode = zi.opcode;
   out.modrmReg = zi.raw.modrm.reg;
+  out.modrm = static_cast<uint8_t>(zi.raw.modrm.mod << 6 | zi.raw.modrm.reg << 3 | zi.raw.modrm.rm);
   out.mode = static_cast<uint8_t>(mode);
   const ZyanU64 at = zi.attributes;
   if (at & (ZYDIS_ATTRIB_HAS_REP | ZYDIS_ATTRIB_HAS_REPE)) out.prefixes |= prefix::kRep;

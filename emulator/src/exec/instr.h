@@ -134,6 +134,7 @@ struct Instr {
   uint8_t numOps = 0;       // visible operands
   uint8_t opcode = 0;       // the last opcode byte (Zydis `opcode`)
   uint8_t modrmReg = 0;     // ModRM.reg field (group instructions)
+  uint8_t modrm = 0;        // the whole ModRM byte (x87: FOP, and ST(i) = rm of register forms)
   uint8_t mode = 0;         // CpuMode it was decoded for
   Operand op[kMaxOperands];
   MemRef mem;

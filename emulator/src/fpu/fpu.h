@@ -1,7 +1,8 @@
-// The x87 control instructions and SSE/SSE2.
+// The x87 and SSE/SSE2.
 //
 //   x87.cc  FNINIT, FNSTSW (AX, m16), FNSTCW, FLDCW, FNCLEX, FWAIT, EMMS,
-//           FXSAVE/FXSAVE64, FXRSTOR/FXRSTOR64 (fpu/fxsave.h), LDMXCSR, STMXCSR
+//           FXSAVE/FXSAVE64, FXRSTOR/FXRSTOR64 (fpu/fxsave.h), LDMXCSR, STMXCSR;
+//           the rest of the x87 in x87_*.cc (fpu/x87_handlers.h)
 //   sse.cc  the moves (MOVD/MOVQ, MOVDQA/MOVDQU/MOVAPS/MOVUPS/MOVAPD/MOVUPD,
 //           MOVNTDQ/MOVNTPS/MOVNTPD/MOVNTI, MOVLPS/MOVHPS/MOVLPD/MOVHPD,
 //           MOVHLPS/MOVLHPS, MOVSS/MOVSD) and the SSE2 integer and bitwise

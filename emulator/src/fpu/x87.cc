@@ -3,6 +3,7 @@
 #include "fpu/fpu.h"
 #include "fpu/fpu_util.h"
 #include "fpu/fxsave.h"
+#include "fpu/x87_handlers.h"
 
 namespace ttvm::fpu {
 namespace {
@@ -124,6 +125,10 @@ void registerX87Handlers(HandlerTable& t) {
   t.set(ZYDIS_MNEMONIC_FXRSTOR64, &fxrstor<FxsaveFormat::k64>);
   t.set(ZYDIS_MNEMONIC_LDMXCSR, &ldmxcsr);
   t.set(ZYDIS_MNEMONIC_STMXCSR, &stmxcsr);
+  registerX87LoadStoreHandlers(t);
+  registerX87ArithHandlers(t);
+  registerX87TranscendentalHandlers(t);
+  registerX87EnvHandlers(t);
 }
 
 }  // namespace ttvm::fpu
