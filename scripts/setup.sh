@@ -9,6 +9,7 @@ packages=(
   qt6-base-dev libgl-dev xvfb xauth
   libgtest-dev libgmock-dev libbenchmark-dev
   libunicorn-dev
+  libdw-dev libelf-dev
   nasm gdb binutils
   qemu-system-x86
   python3 ccache

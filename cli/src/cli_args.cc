@@ -1,7 +1,10 @@
 #include "cli_args.h"
 
 #include <cerrno>
+#include <cstdio>
 #include <cstdlib>
+
+#include "ttvm/replayer/timeline.h"
 
 namespace ttvm::cli {
 
@@ -30,6 +33,18 @@ bool parseSize(const std::string& s, uint64_t& out) {
   else if (!suffix.empty() && suffix != "B")
     return false;
   out = static_cast<uint64_t>(v * static_cast<double>(mul));
+  return true;
+}
+
+bool loadSymbolFiles(Timeline& timeline, const std::vector<std::string>& files,
+                     const char* command) {
+  for (const std::string& f : files) {
+    Status st = timeline.addSymbolFile(f);
+    if (!st.ok()) {
+      std::fprintf(stderr, "%s: --symbols %s\n", command, st.error().message.c_str());
+      return false;
+    }
+  }
   return true;
 }
 

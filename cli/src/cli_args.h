@@ -3,6 +3,11 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
+
+namespace ttvm {
+class Timeline;
+}
 
 namespace ttvm::cli {
 
@@ -14,5 +19,10 @@ bool parseU64(const std::string& s, uint64_t& out);
 // B (e.g. "256M", "1.5G"). A leading '-', an empty string or another suffix
 // is refused.
 bool parseSize(const std::string& s, uint64_t& out);
+
+// Adds each `--symbols` file to the timeline's symbols; on an error prints
+// "<command>: <message>" and returns false.
+bool loadSymbolFiles(Timeline& timeline, const std::vector<std::string>& files,
+                     const char* command);
 
 }  // namespace ttvm::cli

@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <string>
+#include <vector>
 
 #include "cli_args.h"
 #include "commands.h"
@@ -38,6 +39,9 @@ const char* kGdbserverHelp =
     "                         64-bit mode at the start or at the end of the recording)\n"
     "  --checkpoint-mem SIZE  memory for checkpoints (e.g. 512M; default 1/4 of free memory)\n"
     "  --multi                keep serving new connections after gdb disconnects\n"
+    "  --symbols FILE         more guest symbols for the monitor commands and 'monitor\n"
+    "                         backtrace': a System.map or an ELF file; repeatable (gdb\n"
+    "                         loads its own: symbol-file / add-symbol-file)\n"
     "  -h, --help             this text\n";
 
 }  // namespace
@@ -48,6 +52,7 @@ int cmdGdbserver(std::span<char* const> args) {
   long port = 1234;
   uint64_t checkpointMem = 0;
   bool multi = false;
+  std::vector<std::string> symbolFiles;
   GdbServerOptions options;
   for (size_t i = 1; i < args.size(); ++i) {
     const std::string a = args[i];
@@ -93,6 +98,10 @@ int cmdGdbserver(std::span<char* const> args) {
         std::fprintf(stderr, "ttvm gdbserver: --checkpoint-mem '%s' is not a size\n", v);
         return 2;
       }
+    } else if (a == "--symbols") {
+      const char* v = value();
+      if (v == nullptr) return 2;
+      symbolFiles.push_back(v);
     } else if (a == "--multi") {
       multi = true;
     } else if (!a.empty() && a[0] == '-') {
@@ -123,6 +132,7 @@ int cmdGdbserver(std::span<char* const> args) {
     std::fprintf(stderr, "ttvm gdbserver: %s\n", timeline.error().message.c_str());
     return 1;
   }
+  if (!loadSymbolFiles(**timeline, symbolFiles, "ttvm gdbserver")) return 1;
   auto listener = GdbListener::listen(listenAddress, static_cast<uint16_t>(port));
   if (!listener.ok()) {
     std::fprintf(stderr, "ttvm %s\n", listener.error().message.c_str());

@@ -14,6 +14,7 @@
 #include "cli_args.h"
 #include "commands.h"
 #include "ttvm/formats/trace_reader.h"
+#include "ttvm/replayer/backtrace.h"
 #include "ttvm/replayer/timeline.h"
 
 namespace ttvm::cli {
@@ -39,7 +40,11 @@ const char* kReplayHelp =
     "                         RIP, symbol and disassembly of the store, the bytes before and\n"
     "                         after it, and the two instructions before it\n"
     "  --physical             ADDR is a guest-physical address (default: linear)\n"
-    "  --backtrace            frame-pointer backtrace at that position, with symbols\n"
+    "  --backtrace            the call stack at that position: RIP, then the frame-pointer\n"
+    "                         chain, then a scan of the stack ('?' frames) where it breaks\n"
+    "  --symbols FILE         more guest symbols: a System.map or an ELF file (vmlinux, with\n"
+    "                         or without DWARF); repeatable. The trace's own image's symbols\n"
+    "                         are always used\n"
     "  --trace-steps A..B     each step in [A, B]: RIP, symbol, disassembly, changed registers\n"
     "  --checkpoint-mem SIZE  memory for checkpoints (e.g. 512M; default: 1/4 of free memory, at "
     "most guest RAM)\n"
@@ -109,31 +114,6 @@ bool reportStop(const StopReason& r) {
   return true;
 }
 
-void backtrace(Timeline& tl) {
-  const CpuState& s = tl.registers();
-  const bool is64 = cpuMode(s) == CpuMode::kLong64;
-  const unsigned w = is64 ? 8 : 4;
-  std::printf("#0  %s\n", where(tl, s.rip).c_str());
-  uint64_t fp = s.gpr[static_cast<int>(Gpr::kRbp)];
-  for (int depth = 1; depth < 64 && fp != 0; ++depth) {
-    uint64_t saved = 0, ret = 0;
-    uint8_t buf[16] = {};
-    if (!tl.readLinear(fp, std::span<uint8_t>(buf, 2 * w))) {
-      std::printf("#%-2d (frame pointer %s is not mapped)\n", depth, hex(fp).c_str());
-      break;
-    }
-    std::memcpy(&saved, buf, w);
-    std::memcpy(&ret, buf + w, w);
-    if (ret == 0) break;
-    const std::string sym = tl.symbols().describe(ret - 1).value_or("");
-    std::printf("#%-2d %s%s%s  (frame %s)\n", depth, hex(ret).c_str(), sym.empty() ? "" : " <",
-                sym.empty() ? "" : (tl.symbols().describe(ret).value_or(sym) + ">").c_str(),
-                hex(fp).c_str());
-    if (saved <= fp) break;  // frames grow toward higher addresses; anything else is garbage
-    fp = saved;
-  }
-}
-
 }  // namespace
 
 int cmdReplay(std::span<char* const> args) {
@@ -141,6 +121,7 @@ int cmdReplay(std::span<char* const> args) {
   std::optional<std::string> to;
   bool regs = false, bt = false, physical = false;
   std::optional<std::string> lastWrite, traceSteps;
+  std::vector<std::string> symbolFiles;
   uint64_t checkpointMem = 0;
   for (size_t i = 1; i < args.size(); ++i) {
     const std::string a = args[i];
@@ -160,6 +141,10 @@ int cmdReplay(std::span<char* const> args) {
       regs = true;
     } else if (a == "--backtrace") {
       bt = true;
+    } else if (a == "--symbols") {
+      auto v = value("--symbols");
+      if (!v) return 2;
+      symbolFiles.push_back(*v);
     } else if (a == "--physical") {
       physical = true;
     } else if (a == "--last-write") {
@@ -204,6 +189,7 @@ int cmdReplay(std::span<char* const> args) {
     return 1;
   }
   Timeline& tl = **tlr;
+  if (!loadSymbolFiles(tl, symbolFiles, "ttvm replay")) return 1;
   std::signal(SIGINT, onSigint);
   Control control;
   control.cancel = &gCancel;
@@ -268,7 +254,7 @@ int cmdReplay(std::span<char* const> args) {
   if (!plain)
     std::printf("at step %" PRIu64 ": %s\n", tl.now(), where(tl, tl.registers().rip).c_str());
   if (regs) printRegisters(tl.registers());
-  if (bt) backtrace(tl);
+  if (bt) std::fputs(formatBacktrace(unwindStack(tl)).c_str(), stdout);
   if (lastWrite) {
     std::string spec = *lastWrite;
     uint64_t len = 1, addr = 0;
@@ -333,7 +319,7 @@ int cmdReplay(std::span<char* const> args) {
     tl.seek(storeStep, control);
     if (bt) {
       std::printf("backtrace at the store:\n");
-      backtrace(tl);
+      std::fputs(formatBacktrace(unwindStack(tl)).c_str(), stdout);
     }
   }
   return status;

@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <cstdlib>
 
+#include "ttvm/replayer/backtrace.h"
 #include "ttvm/replayer/gdb_protocol.h"
 
 namespace ttvm {
@@ -64,6 +65,8 @@ const char* kMonitorHelp =
     "                                  (rax..r15, rip, rflags, cr0..cr8, efer, cs.., fs_base..)\n"
     "  monitor prev-event KIND         move to the previous / next event of KIND:\n"
     "  monitor next-event KIND         interrupt, exception, serial, port N\n"
+    "  monitor backtrace               the guest's call stack here (frame pointers, then a\n"
+    "                                  stack scan; symbols from the trace and --symbols)\n"
     "  monitor help                    this text\n"
     "After seek or last-write, run 'maintenance flush register-cache' so gdb\n"
     "re-reads the registers and memory at the new position.\n";
@@ -431,6 +434,11 @@ GdbReply GdbServer::monitor(const std::string& command) {
   if (verb == "when") {
     out("step " + std::to_string(timeline_.now()) + " (history " +
         std::to_string(timeline_.beginStep()) + ".." + std::to_string(timeline_.endStep()) + ")\n");
+    reply.payload = "OK";
+    return reply;
+  }
+  if (verb == "backtrace" || verb == "bt") {
+    out(formatBacktrace(unwindStack(timeline_)));
     reply.payload = "OK";
     return reply;
   }

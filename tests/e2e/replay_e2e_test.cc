@@ -14,6 +14,7 @@
 
 #include "scripted_trace_support.h"
 #include "ttvm/formats/trace_reader.h"
+#include "ttvm/replayer/backtrace.h"
 #include "ttvm/replayer/timeline.h"
 
 namespace ttvm {
@@ -195,6 +196,82 @@ TEST(ReplayE2E, ReplayCommandLine) {
   EXPECT_NE(bad.output.find("past the end"), std::string::npos) << bad.output;
   CommandRun missing = run(std::string(TTVM_BIN) + " replay /nonexistent.ttvm");
   EXPECT_EQ(missing.status, 1) << missing.output;
+}
+
+// At the demo's crash: panic <- interrupt_dispatch <- the entry stub <- the
+// faulting instruction in table_find (from the CPU's interrupt frame; no
+// frame pointer links to it) <- workload_run <- kmain, with file:line from
+// the DWARF the trace's image carries. The faulting RIP is the one the
+// page-fault stop reports.
+TEST(ReplayE2E, BacktraceAtTheCrashIncludesTheFaultingFrame) {
+  auto reader = TraceReader::open(demoTrace());
+  ASSERT_TRUE(reader.ok());
+  auto tl = Timeline::open(*reader);
+  ASSERT_TRUE(tl.ok());
+  Timeline& t = **tl;
+  t.setExceptionStops(1u << 14);
+  ASSERT_EQ(t.continueForward().kind, StopKind::kException);
+  const uint64_t faultRip = t.registers().rip;
+  ASSERT_EQ(t.runToEnd().kind, StopKind::kHistoryEnd);
+  const Backtrace bt = unwindStack(t);
+  std::vector<std::string> names;
+  for (const BacktraceFrame& f : bt.frames) names.push_back(f.symbol.substr(0, f.symbol.find('+')));
+  const std::vector<std::string> want = {"panic",      "interrupt_dispatch", "interrupt_common",
+                                         "table_find", "workload_run",       "kmain"};
+  ASSERT_GE(names.size(), want.size()) << formatBacktrace(bt);
+  EXPECT_EQ(std::vector<std::string>(names.begin(), names.begin() + 6), want)
+      << formatBacktrace(bt);
+  EXPECT_EQ(bt.frames[3].kind, FrameKind::kInterrupted);
+  EXPECT_EQ(bt.frames[3].pc, faultRip);
+  ASSERT_TRUE(bt.frames[3].source.has_value());
+  EXPECT_NE(bt.frames[3].source->file.find("workload.c"), std::string::npos);
+  // The CLI prints the same walk, with file:line.
+  CommandRun r = run(std::string(TTVM_BIN) + " replay " + demoTrace() + " --to end --backtrace");
+  EXPECT_EQ(r.status, 0) << r.output;
+  EXPECT_NE(r.output.find("#0  "), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("<table_find+"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("workload.c:"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("(interrupted; saved at"), std::string::npos) << r.output;
+}
+
+// --symbols adds a System.map (here nm's output for the demo's ELF, every
+// name prefixed so that it can only come from the map) to replay and
+// gdbserver; the map's names win over the trace's at the same address; a
+// bad file is refused with its name and line.
+TEST(ReplayE2E, SymbolsOptionLoadsASystemMap) {
+  const std::string elf = demoElf() + ".elf";
+  const std::string map = testing::tempTracePath("demo-map");
+  ASSERT_EQ(std::system(("nm -n " + elf + " | sed 's/ \\([^ ]*\\)$/ map_\\1/' > " + map).c_str()),
+            0);
+  const std::string bin = std::string(TTVM_BIN) + " replay " + demoTrace();
+  CommandRun bt = run(bin + " --to end --backtrace --symbols " + map);
+  EXPECT_EQ(bt.status, 0) << bt.output;
+  EXPECT_NE(bt.output.find("<map_table_find+"), std::string::npos) << bt.output;
+  EXPECT_NE(bt.output.find("<map_kmain+"), std::string::npos) << bt.output;
+  // A map-only name as a --last-write address (unknown without the map).
+  CommandRun lw = run(bin + " --symbols " + map + " --last-write map_arena:8");
+  EXPECT_EQ(lw.status, 0) << lw.output;
+  EXPECT_NE(lw.output.find("last write to [0x"), std::string::npos) << lw.output;
+  CommandRun nolw = run(bin + " --last-write map_arena:8");
+  EXPECT_EQ(nolw.status, 2) << nolw.output;
+  // Bad files: the name and the line; nothing replayed.
+  const std::string bad = map + ".bad";
+  ASSERT_EQ(std::system(("printf 'ffffffff81000000 T ok\\nnot-hex T x\\n' > " + bad).c_str()), 0);
+  CommandRun b = run(bin + " --backtrace --symbols " + bad);
+  EXPECT_EQ(b.status, 1) << b.output;
+  EXPECT_NE(b.output.find("ttvm replay: --symbols " + bad + ":2: 'not-hex' is not a hexadecimal"),
+            std::string::npos)
+      << b.output;
+  CommandRun g =
+      run(std::string(TTVM_BIN) + " gdbserver " + demoTrace() + " --port 0 --symbols " + bad);
+  EXPECT_EQ(g.status, 1) << g.output;
+  EXPECT_NE(g.output.find("ttvm gdbserver: --symbols " + bad + ":2:"), std::string::npos)
+      << g.output;
+  CommandRun m = run(bin + " --symbols /nonexistent/System.map");
+  EXPECT_EQ(m.status, 1) << m.output;
+  EXPECT_NE(m.output.find("/nonexistent/System.map: cannot open"), std::string::npos) << m.output;
+  fs::remove(map);
+  fs::remove(bad);
 }
 
 TEST(ReplayE2E, PageFaultStopsLikeASignalInBothDirections) {

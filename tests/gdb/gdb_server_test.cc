@@ -266,6 +266,32 @@ TEST_F(GdbServerTest, MonitorCommands) {
   EXPECT_EQ(timeline_->now(), 0u);
 }
 
+// monitor backtrace: ttvm's own walker with the timeline's symbols, those
+// of a --symbols file (GuestSymbols::addFile) included, which win at the
+// same address (here main_loop's). The scripted guest
+// runs in real mode: frame 0 only, and the walk says why.
+TEST_F(GdbServerTest, MonitorBacktraceUsesAddedSymbols) {
+  std::string out;
+  EXPECT_EQ(monitor("seek 5000"), "OK");
+  ASSERT_EQ(monitor("backtrace", &out), "OK");
+  const std::string here = timeline_->session().symbolAt(timeline_->registers().rip);
+  ASSERT_FALSE(here.empty());
+  EXPECT_NE(out.find("#0  0x"), std::string::npos) << out;
+  EXPECT_NE(out.find("<" + here + ">"), std::string::npos) << out;
+  EXPECT_NE(out.find("(end: 16-bit code: no stack walk)"), std::string::npos) << out;
+  const std::string map = testing::tempTracePath("gdb-map");
+  FILE* f = std::fopen(map.c_str(), "w");
+  ASSERT_NE(f, nullptr);
+  std::fprintf(f, "%016llx T from_the_map\n%016llx T after_it\n",
+               static_cast<unsigned long long>(testing::kProgMainLoop),
+               static_cast<unsigned long long>(testing::kProgMainLoop + 0x1000));
+  std::fclose(f);
+  ASSERT_TRUE(timeline_->addSymbolFile(map).ok());
+  std::remove(map.c_str());
+  ASSERT_EQ(monitor("bt", &out), "OK");
+  EXPECT_NE(out.find("<from_the_map+0x"), std::string::npos) << out;
+}
+
 TEST_F(GdbServerTest, MonitorQueries) {
   std::string out;
   EXPECT_EQ(monitor("next-write 0x500:2", &out), "OK");

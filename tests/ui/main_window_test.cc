@@ -410,4 +410,41 @@ void MainWindowTest::badTraceIsReportedNotFatal() {
   QCOMPARE(w.snapshot()->step, w.snapshot()->endStep - 1);
 }
 
+// ttvm-ui --symbols: a System.map (nm's output for the demo ELF, names
+// prefixed so that they can only come from the map) joins the trace's own
+// symbols; the current instruction is named from it. A bad map fails the
+// open with the file and line, and the window stays usable.
+void MainWindowTest::symbolFilesAddToTheTracesSymbols() {
+  const QString map = dir_.filePath(QStringLiteral("demo.map"));
+  QProcess nm;
+  nm.setStandardOutputFile(map);
+  nm.start(QStringLiteral("sh"),
+           {QStringLiteral("-c"),
+            QStringLiteral("nm -n " TTVM_BUILD_DIR "/guests/demo/demo.elf.elf | sed 's/ \\([^ "
+                           "]*\\)$/ map_\\1/'")});
+  QVERIFY(nm.waitForFinished(kTimeoutMs));
+  MainWindow w;
+  QVERIFY(w.openTrace(trace_, {map}));
+  WAIT_IDLE(w);
+  QVERIFY(w.snapshot().has_value());
+  QVERIFY(w.symbols() != nullptr);
+  QVERIFY(w.symbols()->find("map_kmain").has_value());
+  QVERIFY(w.symbols()->find("kmain").has_value());  // the trace's own
+  QCOMPARE(w.symbols()->find("map_kmain"), w.symbols()->find("kmain"));
+  QVERIFY2(w.snapshot()->location.startsWith(QStringLiteral("map_panic+")),
+           qPrintable(w.snapshot()->location));
+  const QString bad = dir_.filePath(QStringLiteral("bad.map"));
+  QFile f(bad);
+  QVERIFY(f.open(QIODevice::WriteOnly));
+  f.write("ffffffff81000000 T fine\nffffffff81000010 T\n");
+  f.close();
+  QSignalSpy failed(&w, &MainWindow::operationFailed);
+  QVERIFY(w.openTrace(trace_, {bad}));
+  WAIT_IDLE(w);
+  QCOMPARE(failed.count(), 1);
+  const QString msg = failed.first().first().toString();
+  QVERIFY2(msg.contains(bad + QStringLiteral(":2: expected 'ADDRESS TYPE NAME'")), qPrintable(msg));
+  QVERIFY(w.symbols()->find("map_kmain").has_value());  // still the first open's
+}
+
 }  // namespace ttvm::ui

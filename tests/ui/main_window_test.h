@@ -24,6 +24,7 @@ class MainWindowTest : public QObject {
   void timelineShowsEventsAndClickGoesThere();
   void longOperationRunsOffTheGuiThreadAndCancels();
   void badTraceIsReportedNotFatal();
+  void symbolFilesAddToTheTracesSymbols();
 
  private:
   QTemporaryDir dir_;

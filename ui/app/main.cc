@@ -12,6 +12,12 @@ int main(int argc, char** argv) {
   parser.setApplicationDescription(QStringLiteral("ttvm time-travel debugger GUI"));
   parser.addHelpOption();
   parser.addPositionalArgument(QStringLiteral("trace"), QStringLiteral("a .ttvm trace to open"));
+  const QCommandLineOption symbols(
+      QStringLiteral("symbols"),
+      QStringLiteral("More guest symbols: a System.map or an ELF file (vmlinux, with or without "
+                     "DWARF); repeatable. The trace's own image's symbols are always used."),
+      QStringLiteral("FILE"));
+  parser.addOption(symbols);
   parser.process(app);
   ttvm::ui::MainWindow w;
   // Failures are in the status bar; also on stderr for scripts and logs.
@@ -19,6 +25,6 @@ int main(int argc, char** argv) {
                    [](const QString& m) { qWarning("ttvm-ui: %s", qPrintable(m)); });
   w.show();
   const QStringList args = parser.positionalArguments();
-  if (!args.isEmpty()) w.openTrace(args.first());
+  if (!args.isEmpty()) w.openTrace(args.first(), parser.values(symbols));
   return QApplication::exec();
 }

@@ -298,9 +298,9 @@ void MainWindow::showSnapshot(const Snapshot& s) {
   emit snapshotShown();
 }
 
-bool MainWindow::openTrace(const QString& path) {
+bool MainWindow::openTrace(const QString& path, const QStringList& symbolFiles) {
   return dispatch(QStringLiteral("opening %1").arg(path),
-                  [path](ReplayEngine& e) { e.open(path); });
+                  [path, symbolFiles](ReplayEngine& e) { e.open(path, symbolFiles); });
 }
 bool MainWindow::stepForward() {
   return dispatch(QStringLiteral("step"), [](ReplayEngine& e) { e.stepForward(1); });

@@ -50,7 +50,7 @@ void ReplayEngine::run(const QString& what, const std::function<QString(const Co
   }
 }
 
-void ReplayEngine::open(const QString& path) {
+void ReplayEngine::open(const QString& path, const QStringList& symbolFiles) {
   run(QStringLiteral("open"), [&](const Control& control) -> QString {
     // The trace open now stays until the new one is ready: a file that
     // fails to open leaves the window where it was.
@@ -85,6 +85,14 @@ void ReplayEngine::open(const QString& path) {
       emit failed(QStringLiteral("cannot replay %1: %2")
                       .arg(path, QString::fromStdString(timeline.error().message)));
       return {};
+    }
+    for (const QString& f : symbolFiles) {
+      Status st = (*timeline)->addSymbolFile(f.toStdString());
+      if (!st.ok()) {
+        emit failed(QStringLiteral("cannot open %1: symbols: %2")
+                        .arg(path, QString::fromStdString(st.error().message)));
+        return {};
+      }
     }
     timeline_.reset();  // before the reader it reads from
     reader_ = std::move(owned);

@@ -1,36 +1,90 @@
-// GuestSymbols: naming guest code in reports, built from the trace header's
-// guest images (their ELF symbol tables). A value-like helper with no state
-// beyond what it is built from. Disassembly comes from the emulator
-// (ttvm/emulator/disassembler.h), the one owner of Zydis.
+// GuestSymbols: the replayer's one symbol layer — names, sizes and, where
+// DWARF is present, source lines for guest virtual addresses. Replay output,
+// backtraces (backtrace.h), the gdb stub's monitor commands and the GUI all
+// ask it; a DAP server and source views are meant to ask it too.
+//
+// Sources, merged into one address-sorted table:
+//  - the trace header's guest images: their ELF symbol tables (the recorder
+//    keeps them), and the DWARF line tables of an image that carries them
+//    (the trace holds the image's bytes). This is the default;
+//  - symbol files added with addFile() (`--symbols`, repeatable): a
+//    System.map (`nm -n` output, the kernel's format, also /proc/kallsyms)
+//    or an ELF file (a vmlinux, with or without DWARF).
+// System.map has no sizes: a symbol's size is inferred as the distance to
+// the next higher address in the same file.
+//
+// A value type: copies share the (immutable) DWARF readers, whose lookups
+// lock internally, so a GUI may copy the table to another thread. ELF and
+// DWARF reading is elfutils' libelf/libdw, behind this header
+// (docs/dependencies.md).
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
-#include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
+#include "ttvm/base/result.h"
 #include "ttvm/emulator/cpu_state.h"
 #include "ttvm/emulator/disassembler.h"
 #include "ttvm/formats/trace_types.h"
 
 namespace ttvm {
 
-// Looks up the function (or object) that contains a guest virtual address.
+// A line of source: the file as the compiler named it, 1-based line.
+struct SourceLine {
+  std::string file;
+  unsigned line = 0;
+  bool operator==(const SourceLine&) const = default;
+};
+
+class DwarfLines;  // one ELF file's line tables (src/elf_symbol_file.h)
+
+// The symbols of one System.map, sorted by address, sizes inferred. Lines
+// are "ADDRESS TYPE NAME" with an optional fourth "[module]" column
+// (/proc/kallsyms); U (undefined) and blank lines are skipped. Types T/t/W/w
+// (and i) are functions; D/d/B/b/R/r/G/g/S/s/V/v objects; others (A, N, ...)
+// neither. An error names the file and the line.
+Result<std::vector<Symbol>> parseSystemMap(std::string_view text, const std::string& fileName);
+
 class GuestSymbols {
  public:
   GuestSymbols() = default;
   explicit GuestSymbols(const TraceHeader& header);
 
-  // "name+0x12" for an address inside a sized symbol (or the nearest symbol
-  // below it when sizes are unknown, within 64 KiB); nullopt when none.
+  // Adds the symbols of `path`: an ELF file (by its magic) or a System.map.
+  // An error names the file and what is wrong with it (line, offset).
+  Status addFile(const std::string& path);
+  // Adds symbols from elsewhere (`name` names their source in sources()).
+  void addSymbols(std::vector<Symbol> symbols, const std::string& name);
+
+  // The symbol containing `address`: a sized symbol that covers it, else the
+  // nearest unsized one below it within 64 KiB. Among symbols starting at the
+  // same address a function wins, then the source added last (a --symbols
+  // file over the trace's image). nullptr when none.
+  const Symbol* lookup(uint64_t address) const;
+  // "name+0x12" (lookup()); nullopt when none.
   std::optional<std::string> describe(uint64_t address) const;
-  // The address of the symbol called `name` (the first when several).
+  // The address of the symbol called `name` (a function first).
   std::optional<uint64_t> find(const std::string& name) const;
+  // The source line of the instruction at `address`, from the first source
+  // with DWARF line tables that covers it.
+  std::optional<SourceLine> sourceLine(uint64_t address) const;
+
   bool empty() const { return symbols_.empty(); }
+  size_t size() const { return symbols_.size(); }
+  // "demo.elf (312 symbols, DWARF lines)", one per source, in load order.
+  const std::vector<std::string>& sources() const { return sources_; }
 
  private:
-  std::vector<Symbol> symbols_;  // sorted by address, zero-address symbols dropped
+  void merge(std::vector<Symbol> symbols);
+
+  std::vector<Symbol> symbols_;   // sorted by address, zero-address and unnamed dropped
+  std::vector<uint32_t> byName_;  // indexes into symbols_, sorted by name
+  std::vector<std::shared_ptr<const DwarfLines>> lines_;
+  std::vector<std::string> sources_;
 };
 
 }  // namespace ttvm

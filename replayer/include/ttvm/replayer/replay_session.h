@@ -82,6 +82,8 @@ class ReplaySession {
   const TraceReader& trace() const { return reader_; }
   const TraceHeader& header() const { return reader_.header(); }
   const GuestSymbols& symbols() const { return symbols_; }
+  // Adds a symbol file (System.map or ELF) to symbols(); see guest_symbols.h.
+  Status addSymbolFile(const std::string& path) { return symbols_.addFile(path); }
   Cpu& cpu() { return *cpu_; }
   const CpuState& state() const { return cpu_->state(); }
   uint64_t step() const { return cpu_->state().steps; }

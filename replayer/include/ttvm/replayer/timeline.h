@@ -127,6 +127,7 @@ class Timeline {
   std::span<const uint8_t> ram() const { return session_->ram(); }
   ReplaySession& session() { return *session_; }
   const GuestSymbols& symbols() const { return session_->symbols(); }
+  Status addSymbolFile(const std::string& path) { return session_->addSymbolFile(path); }
 
   // Breakpoints and watchpoints; ids are never reused.
   int addBreakpoint(uint64_t address, bool physical = false);

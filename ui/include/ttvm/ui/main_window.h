@@ -41,7 +41,7 @@ class MainWindow : public QMainWindow {
   ~MainWindow() override;
 
   // Operations (each queued on the engine; ignored while busy, returning false).
-  bool openTrace(const QString& path);
+  bool openTrace(const QString& path, const QStringList& symbolFiles = {});
   bool stepForward();
   bool stepBack();
   bool continueForward();

@@ -16,6 +16,7 @@
 
 #include <QObject>
 #include <QString>
+#include <QStringList>
 #include <atomic>
 #include <cstdint>
 #include <functional>
@@ -46,8 +47,10 @@ class ReplayEngine : public QObject {
   void clearCancel() { cancel_.store(false); }
 
   // Operations (call on the engine's thread).
-  // Opens `path` and moves to the end of its history (the crash).
-  void open(const QString& path);
+  // Opens `path`, adds the symbol files (System.map or ELF; guest_symbols.h)
+  // to the trace's own symbols, and moves to the end of its history (the
+  // crash). A symbol file that cannot be read fails the open.
+  void open(const QString& path, const QStringList& symbolFiles = {});
   void seek(uint64_t step);
   void stepForward(uint64_t n);
   void stepBack(uint64_t n);

@@ -1,0 +1,65 @@
+// Reading symbols and line tables from an ELF file with elfutils (libelf,
+// libdw). The only place in ttvm that includes their headers.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "ttvm/base/result.h"
+#include "ttvm/formats/trace_types.h"
+#include "ttvm/replayer/guest_symbols.h"
+
+typedef struct Elf Elf;
+typedef struct Dwarf Dwarf;
+
+namespace ttvm {
+
+// One ELF file's DWARF line tables. Owns the file (descriptor or bytes) and
+// the libelf/libdw handles; find() is safe from several threads (libdw
+// parses lazily, so lookups are serialized).
+class DwarfLines {
+ public:
+  ~DwarfLines();
+  DwarfLines(const DwarfLines&) = delete;
+  DwarfLines& operator=(const DwarfLines&) = delete;
+
+  std::optional<SourceLine> find(uint64_t address) const;
+
+ private:
+  friend struct ElfSymbolFile;
+  DwarfLines() = default;
+  // The address ranges of each compilation unit, built on the first find().
+  struct Range {
+    uint64_t begin = 0, end = 0;  // [begin, end)
+    uint64_t cuOffset = 0;        // the CU DIE's offset in .debug_info
+  };
+  void index() const;
+
+  int fd_ = -1;                 // the file, when opened from a path
+  std::vector<uint8_t> bytes_;  // the file, when read from memory
+  Elf* elf_ = nullptr;
+  Dwarf* dwarf_ = nullptr;
+  mutable std::mutex mu_;
+  mutable bool indexed_ = false;
+  mutable std::vector<Range> ranges_;  // sorted by begin
+};
+
+// What an ELF file gives the symbol layer.
+struct ElfSymbolFile {
+  std::vector<Symbol> symbols;        // .symtab (else .dynsym), defined symbols only
+  std::shared_ptr<DwarfLines> lines;  // null without DWARF line tables
+
+  // `name` is used in messages. An error names the file and what is wrong.
+  static Result<ElfSymbolFile> open(const std::string& path);
+  static Result<ElfSymbolFile> read(const std::string& name, std::span<const uint8_t> bytes);
+
+ private:
+  static Result<ElfSymbolFile> load(const std::string& name, std::unique_ptr<DwarfLines> owner);
+};
+
+}  // namespace ttvm

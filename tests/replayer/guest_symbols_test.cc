@@ -1,0 +1,250 @@
+// The symbol layer: System.map parsing (types, sorting, inferred sizes,
+// errors that name the line), lookups, and ELF files read with libelf/libdw
+// checked against binutils (nm, addr2line) on the demo guest's ELF.
+#include "ttvm/replayer/guest_symbols.h"
+
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <string>
+
+namespace ttvm {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string shell(const std::string& cmd) {
+  std::string out;
+  FILE* p = popen(cmd.c_str(), "r");
+  if (p == nullptr) return out;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+  pclose(p);
+  return out;
+}
+
+std::string demoDebugElf() {
+  return std::string(TTVM_BUILD_DIR) + "/guests/demo/demo.elf.elf";
+}
+
+std::string writeTemp(const std::string& name, const std::string& text) {
+  const fs::path p =
+      fs::temp_directory_path() / ("ttvm-symbols-" + std::to_string(getpid()) + "-" + name);
+  std::ofstream(p, std::ios::binary) << text;
+  return p.string();
+}
+
+const Symbol* byName(const std::vector<Symbol>& v, const std::string& name) {
+  for (const Symbol& s : v)
+    if (s.name == name) return &s;
+  return nullptr;
+}
+
+TEST(SystemMap, TypesSortingAndInferredSizes) {
+  // Out of order, aliases at one address, undefined and blank lines.
+  const std::string text =
+      "ffffffff81000100 T second\n"
+      "ffffffff81000000 T _stext\n"
+      "ffffffff81000000 t first_alias\n"
+      "                 U undefined_here\n"
+      "\n"
+      "ffffffff81000180 W weak_default\n"
+      "ffffffff82000000 D some_data\n"
+      "ffffffff82000040 b bss_thing\n"
+      "ffffffff82000080 r rodata_thing\n"
+      "0000000000000000 A absolute_zero\n"
+      "ffffffff83000000 A last_absolute\n";
+  auto r = parseSystemMap(text, "System.map");
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  const std::vector<Symbol>& v = *r;
+  ASSERT_EQ(v.size(), 9u);
+  for (size_t i = 1; i < v.size(); ++i) EXPECT_LE(v[i - 1].address, v[i].address);
+  EXPECT_EQ(byName(v, "_stext")->kind, SymbolKind::kFunction);
+  EXPECT_EQ(byName(v, "first_alias")->kind, SymbolKind::kFunction);
+  EXPECT_EQ(byName(v, "weak_default")->kind, SymbolKind::kFunction);
+  EXPECT_EQ(byName(v, "some_data")->kind, SymbolKind::kObject);
+  EXPECT_EQ(byName(v, "bss_thing")->kind, SymbolKind::kObject);
+  EXPECT_EQ(byName(v, "rodata_thing")->kind, SymbolKind::kObject);
+  EXPECT_EQ(byName(v, "last_absolute")->kind, SymbolKind::kOther);
+  EXPECT_EQ(byName(v, "undefined_here"), nullptr);
+  // Sizes run to the next higher address; aliases share one; the last has none.
+  EXPECT_EQ(byName(v, "_stext")->size, 0x100u);
+  EXPECT_EQ(byName(v, "first_alias")->size, 0x100u);
+  EXPECT_EQ(byName(v, "second")->size, 0x80u);
+  EXPECT_EQ(byName(v, "weak_default")->size, 0xFFFE80u);
+  EXPECT_EQ(byName(v, "rodata_thing")->size, 0xFFFF80u);
+  EXPECT_EQ(byName(v, "last_absolute")->size, 0u);
+}
+
+TEST(SystemMap, KallsymsModuleColumn) {
+  auto r = parseSystemMap("ffffffffc0200000 t e1000_probe\t[e1000]\n", "kallsyms");
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  ASSERT_EQ(r->size(), 1u);
+  EXPECT_EQ((*r)[0].name, "e1000_probe");
+  EXPECT_EQ((*r)[0].address, 0xffffffffc0200000ull);
+}
+
+TEST(SystemMap, ErrorsNameTheFileAndLine) {
+  struct Case {
+    const char* text;
+    const char* want;
+  } cases[] = {
+      {"ffffffff81000000 T ok\nzzzz T bad\n", "m.map:2: 'zzzz' is not a hexadecimal address"},
+      {"ffffffff81000000 TT two_letters\n", "m.map:1: 'TT' is not a symbol type letter"},
+      {"ffffffff81000000 T\n", "m.map:1: expected 'ADDRESS TYPE NAME'"},
+      {"ffffffff81000000 T a b c\n", "m.map:1: more than 'ADDRESS TYPE NAME [module]'"},
+      {"ffffffff81000000 T a notamodule\n", "m.map:1: more than"},
+      {"1ffffffff81000000 T too_long\n", "m.map:1: '1ffffffff81000000' is not a hexadecimal"},
+      {"", "m.map: no symbols"},
+      {"   U only_undefined\n", "m.map: no symbols"},
+      // Debian's linux-image packages ship this one line instead of a map.
+      {"ffffffffffffffff B The real System.map is in the linux-image-<version>-dbg package\n",
+       "m.map:1: a placeholder, not a System.map"},
+  };
+  for (const Case& c : cases) {
+    const std::string text = c.text;
+    auto r = parseSystemMap(text, "m.map");
+    ASSERT_FALSE(r.ok()) << text;
+    EXPECT_NE(r.error().message.find(c.want), std::string::npos)
+        << "got: " << r.error().message << "\nwant: " << c.want;
+  }
+  // A NUL byte (a binary file that is not ELF).
+  const std::string nul("ffffffff81000000 T a\n\x01\x02\0\x03\n", 26);
+  auto r = parseSystemMap(nul, "m.map");
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.error().message.find("m.map:2: a NUL byte"), std::string::npos) << r.error().message;
+}
+
+TEST(GuestSymbols, LookupsOverInferredSizes) {
+  auto r = parseSystemMap(
+      "ffffffff81000000 T alpha\n"
+      "ffffffff81000000 d alpha_data\n"
+      "ffffffff81000040 T beta\n"
+      "ffffffff81000080 T gamma\n",
+      "m");
+  ASSERT_TRUE(r.ok());
+  GuestSymbols s;
+  s.addSymbols(std::move(*r), "m");
+  EXPECT_EQ(s.describe(0xffffffff81000000ull), "alpha");  // the function over the data alias
+  EXPECT_EQ(s.describe(0xffffffff8100003full), "alpha+0x3f");
+  EXPECT_EQ(s.describe(0xffffffff81000040ull), "beta");
+  EXPECT_EQ(s.describe(0xffffffff8100007full), "beta+0x3f");
+  // gamma is last (no size): it covers 64 KiB and no more.
+  EXPECT_EQ(s.describe(0xffffffff81000080ull + 0xFFFF), "gamma+0xffff");
+  EXPECT_EQ(s.describe(0xffffffff81000080ull + 0x10000), std::nullopt);
+  EXPECT_EQ(s.describe(0xffffffff80ffffffull), std::nullopt);
+  EXPECT_EQ(s.find("gamma"), 0xffffffff81000080ull);
+  EXPECT_EQ(s.find("alpha_data"), 0xffffffff81000000ull);
+  EXPECT_EQ(s.find("delta"), std::nullopt);
+  // A later source wins at the same address.
+  s.addSymbols({Symbol{"beta_renamed", 0xffffffff81000040ull, 0x40, SymbolKind::kFunction}}, "n");
+  EXPECT_EQ(s.describe(0xffffffff81000041ull), "beta_renamed+0x1");
+  EXPECT_EQ(s.find("beta"), 0xffffffff81000040ull);
+  ASSERT_EQ(s.sources().size(), 2u);
+}
+
+// nm's own output is a System.map: every text symbol nm lists resolves to
+// its address, and back to its name.
+TEST(GuestSymbols, SystemMapFromNmMatchesNm) {
+  ASSERT_TRUE(fs::exists(demoDebugElf())) << "build ttvm_demo_guest first";
+  const std::string nm = shell("nm -n " + demoDebugElf());
+  const std::string map = writeTemp("demo.map", nm);
+  GuestSymbols s;
+  Status st = s.addFile(map);
+  ASSERT_TRUE(st.ok()) << st.error().message;
+  int checked = 0;
+  std::map<std::string, uint64_t> text;
+  for (size_t pos = 0; pos < nm.size();) {
+    const size_t eol = nm.find('\n', pos);
+    const std::string line = nm.substr(pos, eol - pos);
+    pos = eol == std::string::npos ? nm.size() : eol + 1;
+    char type = 0;
+    char name[256] = {};
+    unsigned long long addr = 0;
+    if (std::sscanf(line.c_str(), "%llx %c %255s", &addr, &type, name) != 3) continue;
+    if (type != 'T' && type != 't') continue;
+    text[name] = addr;
+  }
+  for (const auto& [name, addr] : text) {
+    EXPECT_EQ(s.find(name), addr) << name;
+    ++checked;
+  }
+  EXPECT_GE(checked, 20);
+  ASSERT_TRUE(text.count("table_find"));
+  EXPECT_EQ(s.describe(text["table_find"] + 3), "table_find+0x3");
+  fs::remove(map);
+}
+
+// The ELF reader: symbols as nm sees them, lines as addr2line sees them.
+TEST(GuestSymbols, ElfSymbolsAndLinesMatchBinutils) {
+  ASSERT_TRUE(fs::exists(demoDebugElf())) << "build ttvm_demo_guest first";
+  GuestSymbols s;
+  Status st = s.addFile(demoDebugElf());
+  ASSERT_TRUE(st.ok()) << st.error().message;
+  ASSERT_EQ(s.sources().size(), 1u);
+  EXPECT_NE(s.sources()[0].find("DWARF lines"), std::string::npos) << s.sources()[0];
+  uint64_t tableFind = 0;
+  ASSERT_EQ(std::sscanf(shell("nm " + demoDebugElf() + " | grep ' table_find$'").c_str(), "%lx",
+                        &tableFind),
+            1);
+  EXPECT_EQ(s.find("table_find"), tableFind);
+  int compared = 0;
+  for (uint64_t off : {0x0, 0x10, 0x30, 0x59}) {
+    char cmd[512];
+    std::snprintf(cmd, sizeof cmd, "addr2line -e %s 0x%llx", demoDebugElf().c_str(),
+                  static_cast<unsigned long long>(tableFind + off));
+    std::string want = shell(cmd);
+    while (!want.empty() && want.back() == '\n') want.pop_back();
+    auto got = s.sourceLine(tableFind + off);
+    if (want.find("?") != std::string::npos) {
+      EXPECT_FALSE(got.has_value()) << want;
+      continue;
+    }
+    ASSERT_TRUE(got.has_value()) << "addr2line: " << want;
+    // addr2line may append " (discriminator N)".
+    EXPECT_EQ(want.rfind(got->file + ":" + std::to_string(got->line), 0), 0u)
+        << "addr2line: " << want << " ttvm: " << got->file << ":" << got->line;
+    ++compared;
+  }
+  EXPECT_GE(compared, 3);
+}
+
+TEST(GuestSymbols, BadFilesGetClearErrors) {
+  GuestSymbols s;
+  Status missing = s.addFile("/nonexistent/System.map");
+  ASSERT_FALSE(missing.ok());
+  EXPECT_NE(missing.error().message.find("/nonexistent/System.map: cannot open"), std::string::npos)
+      << missing.error().message;
+  // An ELF with its symbols and DWARF stripped.
+  const std::string stripped = writeTemp("stripped.elf", "");
+  ASSERT_EQ(std::system(("strip --strip-all -o " + stripped + " " + demoDebugElf()).c_str()), 0);
+  Status st = s.addFile(stripped);
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(
+      st.error().message.find(stripped + ": an ELF file with neither a symbol table nor DWARF"),
+      std::string::npos)
+      << st.error().message;
+  // A truncated ELF: libelf's reason, with the file name, and no crash.
+  std::ifstream in(demoDebugElf(), std::ios::binary);
+  std::string head(100, '\0');
+  in.read(head.data(), 100);
+  const std::string truncated = writeTemp("truncated.elf", head);
+  Status t = s.addFile(truncated);
+  ASSERT_FALSE(t.ok());
+  EXPECT_EQ(t.error().message.rfind(truncated + ": ", 0), 0u) << t.error().message;
+  // A binary file that is not ELF: a System.map error naming the line.
+  const std::string binary = writeTemp("binary", std::string("\x01\x02\x00\x04 garbage", 12));
+  Status b = s.addFile(binary);
+  ASSERT_FALSE(b.ok());
+  EXPECT_NE(b.error().message.find(binary + ":1: a NUL byte"), std::string::npos)
+      << b.error().message;
+  EXPECT_TRUE(s.empty());
+  for (const std::string& f : {stripped, truncated, binary}) fs::remove(f);
+}
+
+}  // namespace
+}  // namespace ttvm
