@@ -69,6 +69,7 @@ CpuModel CpuModel::ttvmDefault() {
                         | (1u << 15)   // CMOV
                         | (1u << 16)   // PAT
                         | (1u << 17)   // PSE-36
+                        | (1u << 23)   // MMX
                         | (1u << 24)   // FXSR
                         | (1u << 25)   // SSE
                         | (1u << 26);  // SSE2

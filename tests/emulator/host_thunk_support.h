@@ -1,7 +1,8 @@
 // Shared by the tests that run one instruction natively next to the emulator
 // (sse_host_test.cc, sse_fp_host_test.cc): an executable page holding
 // prologue + instruction + epilogue, called with a pointer to the test's I/O
-// block, and the SplitMix64 generator their operand generators build on.
+// block, the SplitMix64 generator their operand generators build on, and the
+// opcode list of the integer operations with MMX and SSE2 forms.
 #pragma once
 
 #include <sys/mman.h>
@@ -45,6 +46,29 @@ class HostThunkPage {
  private:
   static constexpr size_t kSize = 4096;
   uint8_t* code_ = nullptr;
+};
+
+// The integer operations that have both an MMX form (0F xx) and an SSE2 form
+// (66 0F xx), with register-or-memory source: the opcode byte after 0F.
+struct IntegerOpcode {
+  const char* name;
+  uint8_t opcode;
+};
+inline constexpr IntegerOpcode kMmxAndSse2IntegerOps[] = {
+    {"pxor", 0xEF},      {"por", 0xEB},       {"pand", 0xDB},      {"pandn", 0xDF},
+    {"pcmpeqb", 0x74},   {"pcmpeqw", 0x75},   {"pcmpeqd", 0x76},   {"pcmpgtb", 0x64},
+    {"pcmpgtw", 0x65},   {"pcmpgtd", 0x66},   {"paddb", 0xFC},     {"paddw", 0xFD},
+    {"paddd", 0xFE},     {"paddq", 0xD4},     {"psubb", 0xF8},     {"psubw", 0xF9},
+    {"psubd", 0xFA},     {"psubq", 0xFB},     {"psubusb", 0xD8},   {"psubusw", 0xD9},
+    {"paddusb", 0xDC},   {"paddusw", 0xDD},   {"paddsb", 0xEC},    {"paddsw", 0xED},
+    {"psubsb", 0xE8},    {"psubsw", 0xE9},    {"pminub", 0xDA},    {"pmaxub", 0xDE},
+    {"pminsw", 0xEA},    {"pmaxsw", 0xEE},    {"pavgb", 0xE0},     {"pavgw", 0xE3},
+    {"pmullw", 0xD5},    {"pmulhw", 0xE5},    {"pmulhuw", 0xE4},   {"pmuludq", 0xF4},
+    {"pmaddwd", 0xF5},   {"psadbw", 0xF6},    {"packsswb", 0x63},  {"packuswb", 0x67},
+    {"packssdw", 0x6B},  {"punpcklbw", 0x60}, {"punpcklwd", 0x61}, {"punpckldq", 0x62},
+    {"punpckhbw", 0x68}, {"punpckhwd", 0x69}, {"punpckhdq", 0x6A}, {"psllw", 0xF1},
+    {"pslld", 0xF2},     {"psllq", 0xF3},     {"psrlw", 0xD1},     {"psrld", 0xD2},
+    {"psrlq", 0xD3},     {"psraw", 0xE1},     {"psrad", 0xE2},
 };
 
 class SplitMix64 {

@@ -12,6 +12,7 @@
 // MXCSR is the host's answer and nothing was written. The emulator must then
 // deliver #XM (CR4.OSXMMEXCPT) or #UD, with the same MXCSR and every register
 // and the memory unchanged.
+// (The harness: vector_host_support.h.)
 //
 // TTVM_SSE_FP_CASES sets the cases per form (default 400; the `exhaustive`
 // CTest label runs 40000).
@@ -29,25 +30,16 @@
 
 #include "cpu_harness.h"
 #include "fpu/sse_approx.h"
-#include "host_thunk_support.h"
+#include "vector_host_support.h"
 
 namespace ttvm::cputest {
 namespace {
 
 int casesPerForm() {
-  if (const char* v = std::getenv("TTVM_SSE_FP_CASES")) return std::max(1, std::atoi(v));
-  return 400;
+  return caseCount("TTVM_SSE_FP_CASES", 400);
 }
 
-// Lane kinds of a form's operands, for the operand generator.
-enum class Lane : uint8_t { kSingle, kDouble };
-
-struct Form {
-  std::string name;
-  std::vector<uint8_t> bytes;  // uses only XMM0, XMM1, RAX, MM0, MM1 and [RSI]
-  Lane lane;
-  bool setsFlags = false;  // COMIS/UCOMIS: compare RFLAGS' arithmetic flags
-};
+using Form = VectorForm;
 
 std::vector<Form> forms() {
   std::vector<Form> f;
@@ -142,247 +134,13 @@ std::vector<Form> forms() {
 }
 
 // The native side. Offsets are used by the thunk's hand-written code.
-struct alignas(16) HostIo {
-  uint64_t xmm0[2];    // 0
-  uint64_t xmm1[2];    // 16
-  uint64_t rax;        // 32
-  uint64_t mm0;        // 40
-  uint64_t mm1;        // 48
-  uint64_t pad;        // 56
-  uint8_t mem[16];     // 64
-  uint64_t rflags;     // 80
-  uint32_t mxcsr;      // 88
-  uint32_t hostMxcsr;  // 92
-};
-static_assert(offsetof(HostIo, mem) == 64 && offsetof(HostIo, mxcsr) == 88);
-
-sigjmp_buf gTrapJump;
-volatile uint32_t gTrapMxcsr;
-
-void onSigfpe(int, siginfo_t*, void* context) {
-  auto* uc = static_cast<ucontext_t*>(context);
-  gTrapMxcsr = uc->uc_mcontext.fpregs->mxcsr;
-  uc->uc_mcontext.fpregs->mxcsr |= 0x1F80;
-  siglongjmp(gTrapJump, 1);
-}
-
-class HostThunk {
- public:
-  HostThunk() {
-    struct sigaction sa {};
-    sa.sa_sigaction = &onSigfpe;
-    sa.sa_flags = SA_SIGINFO | SA_NODEFER;
-    sigaction(SIGFPE, &sa, &old_);
-  }
-  ~HostThunk() { sigaction(SIGFPE, &old_, nullptr); }
-  bool ok() const { return page_.ok(); }
-  void set(const std::vector<uint8_t>& insn) {
-    static const uint8_t kPrologue[] = {
-        0x0F, 0xAE, 0x5F, 0x5C,        // stmxcsr [rdi+92]   (the host's)
-        0xF3, 0x0F, 0x6F, 0x07,        // movdqu xmm0, [rdi]
-        0xF3, 0x0F, 0x6F, 0x4F, 0x10,  // movdqu xmm1, [rdi+16]
-        0x48, 0x8B, 0x47, 0x20,        // mov rax, [rdi+32]
-        0x0F, 0x6F, 0x47, 0x28,        // movq mm0, [rdi+40]
-        0x0F, 0x6F, 0x4F, 0x30,        // movq mm1, [rdi+48]
-        0x48, 0x8D, 0x77, 0x40,        // lea rsi, [rdi+64]
-        0x0F, 0xAE, 0x57, 0x58,        // ldmxcsr [rdi+88]   (the guest's)
-    };
-    static const uint8_t kEpilogue[] = {
-        0x0F, 0xAE, 0x5F, 0x58,        // stmxcsr [rdi+88]
-        0x9C, 0x59,                    // pushfq; pop rcx
-        0x48, 0x89, 0x4F, 0x50,        // mov [rdi+80], rcx
-        0xF3, 0x0F, 0x7F, 0x07,        // movdqu [rdi], xmm0
-        0xF3, 0x0F, 0x7F, 0x4F, 0x10,  // movdqu [rdi+16], xmm1
-        0x48, 0x89, 0x47, 0x20,        // mov [rdi+32], rax
-        0x0F, 0x7F, 0x47, 0x28,        // movq [rdi+40], mm0
-        0x0F, 0x7F, 0x4F, 0x30,        // movq [rdi+48], mm1
-        0x0F, 0x77,                    // emms
-        0x0F, 0xAE, 0x57, 0x5C,        // ldmxcsr [rdi+92]
-        0xC3,                          // ret
-    };
-    page_.set(kPrologue, insn, kEpilogue);
-  }
-  // Runs the form; false when it trapped (io.mxcsr is then the trap's MXCSR
-  // and nothing else in io changed).
-  bool run(HostIo& io) {
-    if (sigsetjmp(gTrapJump, 1) != 0) {
-      static const uint32_t kDefault = 0x1F80;
-      asm volatile("emms\n\tldmxcsr %0" ::"m"(kDefault));
-      io.mxcsr = gTrapMxcsr;
-      return false;
-    }
-    page_.call(io);
-    return true;
-  }
-
- private:
-  HostThunkPage page_;
-  struct sigaction old_ {};
-};
-
-class Rng : public SplitMix64 {
- public:
-  using SplitMix64::SplitMix64;
-  uint64_t below(uint64_t n) { return next() % n; }
-
-  // One floating-point value of the given width (bits) from a special class.
-  template <class T>
-  T special() {
-    constexpr bool kSingle = sizeof(T) == 4;
-    constexpr int kMantBits = kSingle ? 23 : 52;
-    constexpr int kExpBits = kSingle ? 8 : 11;
-    constexpr T kExpMax = (T(1) << kExpBits) - 1;
-    constexpr int kBias = kSingle ? 127 : 1023;
-    const T sign = T(next() & 1) << (kMantBits + kExpBits);
-    const T mant = T(next()) & ((T(1) << kMantBits) - 1);
-    auto make = [&](T exp, T m) { return T(sign | (exp << kMantBits) | m); };
-    switch (below(16)) {
-      case 0: return sign;                                // +-0
-      case 1: return make(0, mant | 1);                   // denormal
-      case 2: return make(0, below(2) ? 1 : mant >> 20);  // tiny denormal
-      case 3: return make(1, below(2) ? 0 : mant);        // smallest normals
-      case 4: return make(kExpMax - 1, below(2) ? ~T(0) >> (kExpBits + 1) : mant);  // largest
-      case 5: return make(kExpMax, 0);                                              // +-inf
-      case 6: return make(kExpMax, mant | (T(1) << (kMantBits - 1)));               // QNaN
-      case 7: return make(kExpMax, (mant & ~(T(1) << (kMantBits - 1))) | 1);        // SNaN
-      case 8: {  // near the integer-conversion limits (2^31, 2^63) and small integers
-        const int e = below(3) == 0 ? 31 : below(2) ? 63 : int(below(24));
-        return make(T(kBias + e - (below(2) ? 1 : 0)), below(2) ? mant & 0xF : mant);
-      }
-      case 9: return make(T(kBias + int(below(8)) - 4), mant);  // around 1
-      case 10:  // exponents near the bottom (underflow of products/quotients)
-        return make(T(below(40) + 1), mant);
-      case 11:  // exponents near the top (overflow)
-        return make(kExpMax - 1 - T(below(40)), mant);
-      case 12:  // doubles that round to the edges of single precision
-        if constexpr (!kSingle) {
-          return make(T(kBias + (below(2) ? 127 : -126 - int(below(24)))), mant);
-        }
-        return make(T(below(kExpMax)), mant);
-      case 13: return T(int64_t(int32_t(next() >> 40)));  // small integers (as bits)
-      default: return make(T(below(kExpMax + 1)), mant);  // any bits
-    }
-  }
-  template <class T>
-  void fill(uint8_t* p, size_t bytes) {
-    for (size_t k = 0; k < bytes; k += sizeof(T)) {
-      const T v = special<T>();
-      std::memcpy(p + k, &v, sizeof(T));
-    }
-  }
-  void fillLanes(Lane lane, uint8_t* p, size_t bytes) {
-    if (lane == Lane::kSingle) {
-      fill<uint32_t>(p, bytes);
-    } else {
-      fill<uint64_t>(p, bytes);
-    }
-  }
-  // Rounding control, DAZ, FTZ and sticky flags random; exceptions masked in
-  // three cases of four, else a random mask set.
-  uint32_t mxcsr() {
-    uint32_t m = uint32_t(below(4)) << 13;
-    if (below(2)) m |= 1u << 6;   // DAZ
-    if (below(2)) m |= 1u << 15;  // FTZ
-    if (below(4) == 0) m |= uint32_t(next()) & 0x3F;
-    m |= below(4) ? 0x1F80u : (uint32_t(next()) & 0x1F80u);
-    return m;
-  }
-};
-
-constexpr uint64_t kFaultHandler = layout::kCode + 0x8000;
-
-struct Stats {
-  int retired = 0;
-  int trapped = 0;
-};
-
-// Runs `cases` random cases of one form on the host and the emulator.
-void checkForm(const Form& form, int cases, Stats& stats) {
-  HostThunk thunk;
-  ASSERT_TRUE(thunk.ok());
-  thunk.set(form.bytes);
-  Machine m;
-  const uint64_t code = codeAddress(CpuMode::kLong64);
-  m.setupLong64(code);
-  m.load(code, form.bytes);
-  m.loadHex(kFaultHandler, "f4");
-  m.setAllIdt64(kFaultHandler);
-  Rng rng(std::hash<std::string>{}(form.name));
-  for (int n = 0; n < cases; ++n) {
-    HostIo in{};
-    rng.fillLanes(form.lane, reinterpret_cast<uint8_t*>(in.xmm0), 16);
-    rng.fillLanes(form.lane, reinterpret_cast<uint8_t*>(in.xmm1), 16);
-    rng.fillLanes(form.lane, in.mem, 16);
-    rng.fillLanes(form.lane, reinterpret_cast<uint8_t*>(&in.rax), 8);
-    rng.fillLanes(form.lane, reinterpret_cast<uint8_t*>(&in.mm0), 8);
-    rng.fillLanes(form.lane, reinterpret_cast<uint8_t*>(&in.mm1), 8);
-    in.mxcsr = rng.mxcsr();
-    const bool osxmmexcpt = rng.below(2);
-    HostIo host = in;
-    const bool retired = thunk.run(host);
-
-    m.edit([&](CpuState& s) {
-      s.rip = code;
-      s.fpu.xmm[0] = Vec128{{in.xmm0[0], in.xmm0[1]}};
-      s.fpu.xmm[1] = Vec128{{in.xmm1[0], in.xmm1[1]}};
-      s.fpu.st[0] = Float80{in.mm0, 0};
-      s.fpu.st[1] = Float80{in.mm1, 0};
-      s.fpu.mxcsr = in.mxcsr;
-      s.reg(Gpr::kRax) = in.rax;
-      s.reg(Gpr::kRsi) = layout::kData;
-      s.reg(Gpr::kRsp) = layout::kStackTop;
-      s.rflags = 0x2;
-      s.cr4 = osxmmexcpt ? (s.cr4 | cr4::kOSXMMEXCPT) : (s.cr4 & ~cr4::kOSXMMEXCPT);
-    });
-    for (int k = 0; k < 16; k += 8) {
-      uint64_t v;
-      std::memcpy(&v, in.mem + k, 8);
-      m.put(layout::kData + k, v, 8);
-    }
-    const StepResult r = m.step();
-    const CpuState s = m.state();
-    uint64_t mem[2];
-    std::memcpy(mem, in.mem, 16);
-    char at[200];
-    std::snprintf(at, sizeof at, "case %d: mxcsr %#x xmm0 %016llx:%016llx src %016llx:%016llx", n,
-                  in.mxcsr, (unsigned long long)in.xmm0[1], (unsigned long long)in.xmm0[0],
-                  (unsigned long long)(form.bytes.back() == 0x06 ? mem[1] : in.xmm1[1]),
-                  (unsigned long long)(form.bytes.back() == 0x06 ? mem[0] : in.xmm1[0]));
-    ASSERT_EQ(s.fpu.mxcsr, host.mxcsr) << "MXCSR, " << at;
-    if (retired) {
-      ++stats.retired;
-      ASSERT_EQ(r.outcome, StepOutcome::kRetired)
-          << "vector " << int(r.vector) << " " << at << " "
-          << (m.cpu->unimplementedLog().empty() ? "" : m.cpu->unimplementedLog().back());
-      ASSERT_EQ(s.rip, code + form.bytes.size());
-    } else {
-      ++stats.trapped;
-      ASSERT_EQ(r.outcome, StepOutcome::kException) << at;
-      ASSERT_EQ(int(r.vector), osxmmexcpt ? 19 : 6) << at;
-    }
-    ASSERT_EQ(s.fpu.xmm[0], (Vec128{{host.xmm0[0], host.xmm0[1]}})) << "xmm0, " << at;
-    ASSERT_EQ(s.fpu.xmm[1], (Vec128{{host.xmm1[0], host.xmm1[1]}})) << "xmm1, " << at;
-    ASSERT_EQ(s.fpu.st[0].significand, host.mm0) << "mm0, " << at;
-    ASSERT_EQ(s.fpu.st[1].significand, host.mm1) << "mm1, " << at;
-    ASSERT_EQ(s.reg(Gpr::kRax), host.rax) << "rax, " << at;
-    uint64_t hlo, hhi;
-    std::memcpy(&hlo, host.mem, 8);
-    std::memcpy(&hhi, host.mem + 8, 8);
-    ASSERT_EQ(m.get(layout::kData, 8), hlo) << "mem[0..8), " << at;
-    ASSERT_EQ(m.get(layout::kData + 8, 8), hhi) << "mem[8..16), " << at;
-    if (form.setsFlags && retired) {
-      ASSERT_EQ(s.rflags & flags::kArith, host.rflags & flags::kArith) << "RFLAGS, " << at;
-    }
-  }
-}
-
 TEST(SseFpHost, EveryFormMatchesHost) {
-  Stats stats;
+  VectorStats stats;
   const int cases = casesPerForm();
   int formsChecked = 0;
   for (const Form& form : forms()) {
     SCOPED_TRACE(form.name);
-    checkForm(form, cases, stats);
+    checkVectorForm(form, cases, stats);
     if (HasFatalFailure()) return;
     ++formsChecked;
   }
@@ -408,7 +166,7 @@ uint32_t hostApprox(bool sqrt, uint32_t x) {
 }
 
 TEST(SseFpHost, ReciprocalApproximations) {
-  Rng rng(11);
+  VectorOperands rng(11);
   int special = 0, approximated = 0;
   for (int n = 0; n < 200'000; ++n) {
     const uint32_t x = rng.special<uint32_t>();
@@ -451,6 +209,5 @@ TEST(SseApprox, DocumentedBits) {
   EXPECT_EQ(sse::reciprocalSqrt(0x80000000u), 0xFF800000u);  // -0 -> -inf
   EXPECT_EQ(sse::reciprocalSqrt(0x7F800000u), 0x00000000u);  // +inf -> +0
 }
-
 }  // namespace
 }  // namespace ttvm::cputest

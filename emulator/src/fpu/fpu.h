@@ -14,6 +14,10 @@
 //   sse_convert.cc  the conversions (CVT*), incl. to/from GPRs and MMX
 //   (the IEEE lanes run on the host, fpu/sse_host.h; MXCSR exception rules
 //   in fpu/sse_fp.h; RCP/RSQRT in software, fpu/sse_approx.h)
+//   mmx.h/.cc  the MMX (MM0-7) forms of the integer operations, PSHUFW,
+//           MOVNTQ, MASKMOVQ/MASKMOVDQU, MOVQ2DQ/MOVDQ2Q; CPUID.1:EDX.MMX
+//           is advertised. MMX rules: #UD CR0.EM, #NM CR0.TS, #MF for a
+//           pending x87 exception (CR0.NE); then TOP = 0, all tags valid.
 //
 // Fault rules (SDM vol. 3 table 13-1, vol. 2 per instruction):
 //   x87 instructions: #NM when CR0.EM or CR0.TS; FWAIT only when TS and MP.
@@ -23,9 +27,6 @@
 //   FXSAVE/FXRSTOR: #NM when CR0.TS or CR0.EM; #GP(0) when the area is not
 //     16-byte aligned; FXRSTOR #GP(0) on reserved MXCSR bits.
 //   MOVNTI uses only GPRs: no CR0/CR4 checks.
-// MMX register forms (operands MM0-7) of the integer operations raise #UD:
-// ttvm does not implement MMX arithmetic. EMMS, MOVD/MOVQ to and from MM
-// registers and the CVT*PI* conversions are accepted.
 // An unmasked SIMD floating-point exception raises #XM when CR4.OSXMMEXCPT,
 // else #UD (MXCSR flags set, no destination written).
 #pragma once
@@ -41,6 +42,7 @@ void registerX87Handlers(HandlerTable& t);
 void registerSseHandlers(HandlerTable& t);
 void registerSseArithHandlers(HandlerTable& t);
 void registerSseConvertHandlers(HandlerTable& t);
+void registerMmxHandlers(HandlerTable& t);
 }  // namespace fpu
 
 }  // namespace ttvm

@@ -1,11 +1,13 @@
 // SSE/SSE2 moves and integer/bitwise operations on XMM registers (the forms
 // compilers emit for memcpy, memset and string code). Every handler is
 // registered with HandlerTable::setVector (chosen when an operand is an XMM
-// or MMX register); MMX forms raise #UD, except MOVD/MOVQ (moveMmx).
+// or MMX register); an instruction with an MM operand goes to its MMX form
+// (fpu/mmx.h; MOVD/MOVQ: moveMmx).
 #include <cstring>
 
 #include "fpu/fpu.h"
 #include "fpu/fpu_util.h"
+#include "fpu/mmx.h"
 #include "fpu/sse_ops.h"
 
 namespace ttvm::fpu {
@@ -13,7 +15,8 @@ namespace {
 
 using sse::Lanes;
 
-// Common prologue: #UD for MMX forms, then the CR0/CR4 checks.
+// Common prologue: #UD for MM operands (instructions without an MMX form),
+// then the CR0/CR4 checks.
 #define TTVM_SSE_PROLOGUE(c, i)           \
   do {                                    \
     if (usesMmx(i)) return (c).raiseUd(); \
@@ -35,24 +38,16 @@ ExecStatus moveFull(CpuImpl& c, const Instr& i) {
 
 // ------------------------------------------------------------ MOVD/MOVQ
 
-// MOVD/MOVQ with an MMX register (0F 6E/7E/6F/7F): the only MMX forms ttvm
-// implements, because kernels move 64-bit values through MM registers
-// without asking CPUID (no MMX arithmetic; CPUID does not offer MMX). The
-// x87 rules apply: #UD when CR0.EM, #NM when CR0.TS. Every MMX instruction
-// sets TOP to 0 and tags all registers valid; a write to MMn stores the
-// value in the significand of physical register Rn and sets its sign and
-// exponent to all ones (SDM vol. 1 9.5.1).
+// MOVD/MOVQ with an MMX register (0F 6E/7E/6F/7F). The MMX rules apply
+// (fpu/mmx.h): #UD when CR0.EM, #NM when CR0.TS, #MF for a pending x87
+// exception; then TOP = 0 and all registers tagged valid.
 ExecStatus moveMmx(CpuImpl& c, const Instr& i) {
-  CpuState& s = c.state();
-  if (s.cr0 & cr0::kEM) return c.raiseUd();
-  if (s.cr0 & cr0::kTS) return c.raiseNm();
+  TTVM_TRY(mmxAvailable(c));
   const Operand& dst = i.op[0];
   const Operand& src = i.op[1];
   uint64_t v;
   if (src.kind == OpKind::kMmx) {
-    v = s.fpu.st[src.reg & 7].significand;
-  } else if (src.kind == OpKind::kXmm) {
-    return c.raiseUd();  // MOVQ2DQ/MOVDQ2Q are not implemented
+    v = readMmx(c, src.reg);
   } else if (src.size == 8) {
     TTVM_TRY(c.readOp<uint64_t>(i, 1, v));
   } else {
@@ -61,16 +56,15 @@ ExecStatus moveMmx(CpuImpl& c, const Instr& i) {
     v = w;
   }
   if (dst.kind == OpKind::kMmx) {
-    s.fpu.st[dst.reg & 7] = Float80{v, 0xFFFF};
-  } else if (dst.kind == OpKind::kXmm) {
-    return c.raiseUd();
-  } else if (dst.size == 8) {
+    mmx::finish(c, dst.reg, v);
+    return ExecStatus::kNext;
+  }
+  if (dst.size == 8) {
     TTVM_TRY(c.writeOp<uint64_t>(i, 0, v));
   } else {
     TTVM_TRY(c.writeOp<uint32_t>(i, 0, uint32_t(v)));
   }
-  s.fpu.fsw &= static_cast<uint16_t>(~(7u << 11));  // TOP = 0
-  s.fpu.ftw = 0xFF;
+  enterMmxMode(c);
   return ExecStatus::kNext;
 }
 
@@ -176,9 +170,11 @@ ExecStatus moveHalfRegs(CpuImpl& c, const Instr& i) {
 
 // ------------------------------------------------------------ operations
 
-// op[0] = F(op[0], op[1]) with op[1] an XMM register or aligned m128.
-template <Vec128 (*F)(const Vec128&, const Vec128&)>
+// op[0] = F(op[0], op[1]) with op[1] an XMM register or aligned m128; the
+// MMX form computes M (by default F on the low qwords).
+template <mmx::Binary128 F, mmx::Binary64 M = mmx::onLow<F>>
 ExecStatus binary(CpuImpl& c, const Instr& i) {
+  if (usesMmx(i)) return mmx::binary<M>(c, i);
   TTVM_SSE_PROLOGUE(c, i);
   Vec128 b;
   TTVM_TRY(readVec(c, i, 1, b, true));
@@ -190,6 +186,7 @@ ExecStatus binary(CpuImpl& c, const Instr& i) {
 // PSLL/PSRL/PSRA W/D/Q: the count is an imm8 or the low qword of xmm/m128.
 template <Vec128 (*F)(const Vec128&, uint64_t)>
 ExecStatus shiftLanes(CpuImpl& c, const Instr& i) {
+  if (usesMmx(i)) return mmx::shift<F>(c, i);
   TTVM_SSE_PROLOGUE(c, i);
   uint64_t count;
   if (i.op[1].kind == OpKind::kImm) {
@@ -238,6 +235,7 @@ ExecStatus shuffle2(CpuImpl& c, const Instr& i) {
 // PMOVMSKB/MOVMSKPS/MOVMSKPD r32/r64, xmm: the mask zero-extended.
 template <uint32_t (*F)(const Vec128&)>
 ExecStatus moveMask(CpuImpl& c, const Instr& i) {
+  if (usesMmx(i)) return mmx::moveMaskBytes(c, i);  // PMOVMSKB r, mm
   TTVM_SSE_PROLOGUE(c, i);
   c.gpr(i.op[0].reg) = F(xmm(c, i.op[1].reg));
   return ExecStatus::kNext;
@@ -245,6 +243,7 @@ ExecStatus moveMask(CpuImpl& c, const Instr& i) {
 
 // PEXTRW r32/r64, xmm, imm8: the word zero-extended into the GPR.
 ExecStatus extractWord(CpuImpl& c, const Instr& i) {
+  if (usesMmx(i)) return mmx::extractWord(c, i);
   TTVM_SSE_PROLOGUE(c, i);
   c.gpr(i.op[0].reg) = sse::extractWord(xmm(c, i.op[1].reg), uint8_t(i.imm));
   return ExecStatus::kNext;
@@ -252,6 +251,7 @@ ExecStatus extractWord(CpuImpl& c, const Instr& i) {
 
 // PINSRW xmm, r32/m16, imm8.
 ExecStatus insertWord(CpuImpl& c, const Instr& i) {
+  if (usesMmx(i)) return mmx::insertWord(c, i);
   TTVM_SSE_PROLOGUE(c, i);
   uint16_t w;
   if (i.op[1].kind == OpKind::kGpr) {
@@ -376,9 +376,12 @@ void registerSseHandlers(HandlerTable& t) {
   t.setVector(ZYDIS_MNEMONIC_PMULUDQ, &binary<sse::mulUnsigned32>);
   t.setVector(ZYDIS_MNEMONIC_PMADDWD, &binary<sse::multiplyAddWords>);
   t.setVector(ZYDIS_MNEMONIC_PSADBW, &binary<sse::sumAbsDiff8>);
-  t.setVector(ZYDIS_MNEMONIC_PACKSSWB, &binary<sse::packSignedWords>);
-  t.setVector(ZYDIS_MNEMONIC_PACKUSWB, &binary<sse::packUnsignedWords>);
-  t.setVector(ZYDIS_MNEMONIC_PACKSSDW, &binary<sse::packSignedDwords>);
+  t.setVector(ZYDIS_MNEMONIC_PACKSSWB,
+              &binary<sse::packSignedWords, mmx::packed<sse::packSignedWords>>);
+  t.setVector(ZYDIS_MNEMONIC_PACKUSWB,
+              &binary<sse::packUnsignedWords, mmx::packed<sse::packUnsignedWords>>);
+  t.setVector(ZYDIS_MNEMONIC_PACKSSDW,
+              &binary<sse::packSignedDwords, mmx::packed<sse::packSignedDwords>>);
   t.setVector(ZYDIS_MNEMONIC_PEXTRW, &extractWord);
   t.setVector(ZYDIS_MNEMONIC_PINSRW, &insertWord);
 
@@ -387,9 +390,9 @@ void registerSseHandlers(HandlerTable& t) {
   t.setVector(ZYDIS_MNEMONIC_PUNPCKLWD, &binary<unpackLow<uint16_t>>);
   t.setVector(ZYDIS_MNEMONIC_PUNPCKLDQ, &binary<unpackLow<uint32_t>>);
   t.setVector(ZYDIS_MNEMONIC_PUNPCKLQDQ, &binary<unpackLow<uint64_t>>);
-  t.setVector(ZYDIS_MNEMONIC_PUNPCKHBW, &binary<unpackHigh<uint8_t>>);
-  t.setVector(ZYDIS_MNEMONIC_PUNPCKHWD, &binary<unpackHigh<uint16_t>>);
-  t.setVector(ZYDIS_MNEMONIC_PUNPCKHDQ, &binary<unpackHigh<uint32_t>>);
+  t.setVector(ZYDIS_MNEMONIC_PUNPCKHBW, &binary<unpackHigh<uint8_t>, mmx::unpackHigh<uint8_t>>);
+  t.setVector(ZYDIS_MNEMONIC_PUNPCKHWD, &binary<unpackHigh<uint16_t>, mmx::unpackHigh<uint16_t>>);
+  t.setVector(ZYDIS_MNEMONIC_PUNPCKHDQ, &binary<unpackHigh<uint32_t>, mmx::unpackHigh<uint32_t>>);
   t.setVector(ZYDIS_MNEMONIC_PUNPCKHQDQ, &binary<unpackHigh<uint64_t>>);
   t.setVector(ZYDIS_MNEMONIC_UNPCKLPS, &binary<unpackLow<uint32_t>>);
   t.setVector(ZYDIS_MNEMONIC_UNPCKHPS, &binary<unpackHigh<uint32_t>>);
@@ -428,6 +431,7 @@ void registerFpuHandlers(HandlerTable& t) {
   fpu::registerSseHandlers(t);
   fpu::registerSseArithHandlers(t);
   fpu::registerSseConvertHandlers(t);
+  fpu::registerMmxHandlers(t);
 }
 
 }  // namespace ttvm

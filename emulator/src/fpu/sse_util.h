@@ -31,7 +31,8 @@ inline bool readFpSource(CpuImpl& c, const Instr& i, int n, Vec128& v) {
   }
 }
 
-// Reads a 64-bit source operand n: XMM low qword, MMX register, or m64.
+// Reads a 64-bit source operand n: XMM low qword, MMX register, or m64 (m32,
+// zero-extended, for the MMX low unpacks, which read only 4 bytes).
 inline bool readQword(CpuImpl& c, const Instr& i, int n, uint64_t& v) {
   const Operand& o = i.op[n];
   if (o.kind == OpKind::kXmm) {
@@ -40,6 +41,12 @@ inline bool readQword(CpuImpl& c, const Instr& i, int n, uint64_t& v) {
   }
   if (o.kind == OpKind::kMmx) {
     v = c.state().fpu.st[o.reg & 7].significand;
+    return true;
+  }
+  if (o.size == 4) {
+    uint32_t w;
+    if (!c.readMem<uint32_t>(i.mem.seg, c.effectiveAddress(i), w)) return false;
+    v = w;
     return true;
   }
   return c.readMem<uint64_t>(i.mem.seg, c.effectiveAddress(i), v);
