@@ -78,9 +78,12 @@ void StdoutConsole::flush() {
 
 TerminalConsole::TerminalConsole(volatile std::sig_atomic_t* quitFlag, std::sig_atomic_t quitValue)
     : quitFlag_(quitFlag), quitValue_(quitValue) {
-  // Only a terminal this process has in the foreground: changing a terminal
-  // from the background would stop ttvm (SIGTTOU), as reading it would (SIGTTIN).
-  if (!isatty(STDIN_FILENO) || tcgetpgrp(STDIN_FILENO) != getpgrp()) return;
+  // Not from the background of our controlling terminal: changing it would
+  // stop ttvm (SIGTTOU), as reading it would (SIGTTIN). A terminal that is
+  // not our controlling one (tcgetpgrp fails) sends no such signals.
+  if (!isatty(STDIN_FILENO)) return;
+  const pid_t foreground = tcgetpgrp(STDIN_FILENO);
+  if (foreground != -1 && foreground != getpgrp()) return;
   termios mode{};
   const int flags = fcntl(STDIN_FILENO, F_GETFL);
   if (flags < 0 || tcgetattr(STDIN_FILENO, &mode) != 0) return;

@@ -5,8 +5,9 @@
 // pipe or file the bytes are buffered and flushed at the end of every CPU
 // slice (RecordOptions::poll, at most ~10 ms apart), never held per line.
 //
-// Input from a terminal (stdin a terminal with ttvm in its foreground
-// process group; in the background stdin is left alone): TerminalConsole
+// Input from a terminal (stdin a terminal, unless it is ttvm's controlling
+// terminal and ttvm runs in its background: then stdin is left alone):
+// TerminalConsole
 // puts stdin in raw mode as QEMU's
 // -nographic does (no local echo, no line buffering, no CR->NL translation,
 // no signal keys: Ctrl-C goes to the guest as 0x03) and forwards what is
