@@ -162,6 +162,17 @@ TEST(SseFpFaults, MmxConversionsSwitchToMmxMode) {
   EXPECT_EQ((r.state.fpu.fsw >> 11) & 7, 0);
   EXPECT_EQ(r.state.fpu.ftw, 0xFF);
   EXPECT_EQ(r.state.fpu.st[0], (Float80{0, 0xFFFF}));
+  // With a memory source, CVTPI2PS/CVTPI2PD leave the x87 state alone (as
+  // measured on the host: TOP stays where FLD1 put it).
+  for (const char* hex : {"0f 2a 06", "66 0f 2a 06"}) {
+    const StepAndState m = runOne(hex, [](CpuState& s) {
+      s.fpu.fsw = 5u << 11;
+      s.fpu.ftw = 0x20;
+    });
+    EXPECT_EQ(m.result.outcome, StepOutcome::kRetired) << hex;
+    EXPECT_EQ((m.state.fpu.fsw >> 11) & 7, 5) << hex;
+    EXPECT_EQ(m.state.fpu.ftw, 0x20) << hex;
+  }
 }
 
 }  // namespace
