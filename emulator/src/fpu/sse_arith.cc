@@ -28,6 +28,13 @@ ExecStatus arithmetic(CpuImpl& c, const Instr& i) {
   Lanes<T> x = sse::lanes<T>(xmm(c, i.op[0].reg));
   const Lanes<T> y = sse::lanes<T>(b);
   SimdExceptions e(c.state().fpu.mxcsr);
+  if (kPacked && e.allMasked()) {  // the common case: one host instruction
+    Vec128 r = xmm(c, i.op[0].reg);
+    e.addFlags(host::arithPacked<T>(kOp, r, b, e.runMxcsr()));
+    TTVM_TRY(commitSimd(c, e));
+    xmm(c, i.op[0].reg) = r;
+    return ExecStatus::kNext;
+  }
   const bool daz = e.daz();
   for (size_t k = 0; k < laneCount<T, kPacked>(); ++k) {
     const T a = x[k], s = y[k];

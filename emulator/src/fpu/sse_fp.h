@@ -187,6 +187,13 @@ class SimdExceptions {
   bool daz() const { return guest_ & mxcsr::kDAZ; }
   SimdOutcome outcome() const { return resolveSimd(guest_, pre_, post_); }
 
+  // With every exception masked nothing can fault and an instruction's flags
+  // are the OR of its lanes': a packed operation may then run as one host
+  // instruction under runMxcsr() and report its flags through addFlags().
+  bool allMasked() const { return (guest_ & mxcsr::kMasks) == mxcsr::kMasks; }
+  uint32_t runMxcsr() const { return run_; }
+  void addFlags(uint32_t mxcsrAfter) { post_ |= mxcsrAfter & mxcsr::kFlags; }
+
  private:
   uint32_t guest_;
   uint32_t run_;  // guest RC/DAZ/FTZ, flags clear, every exception masked

@@ -28,6 +28,8 @@
 #include <bit>
 #include <cstdint>
 
+#include "ttvm/emulator/cpu_state.h"
+
 namespace ttvm::fpu::host {
 
 // Lane bit patterns -> the host's float type.
@@ -77,6 +79,43 @@ inline uint32_t arith(Arith op, T a, T b, uint32_t m, T& r) {
     }
   }
   r = std::bit_cast<T>(x);
+  return m;
+}
+
+// A whole XMM register as the host sees it (GCC's vector extension, no
+// intrinsics).
+typedef double HostVec __attribute__((vector_size(16)));
+
+// ADDPS..SQRTPD in one host instruction (a op= b). Only for an MXCSR with
+// every exception masked: the flags are then the OR of the lanes' flags and
+// the lanes' results are those of the scalar form, so this is arith() on
+// every lane, in one step.
+template <class T>
+inline uint32_t arithPacked(Arith op, Vec128& a, const Vec128& b, uint32_t m) {
+  HostVec x = std::bit_cast<HostVec>(a);
+  const HostVec y = std::bit_cast<HostVec>(b);
+  if constexpr (sizeof(T) == 4) {
+    switch (op) {
+      case Arith::kAdd: TTVM_SSE_HOST("addps", "+x"(x), "x"(y)); break;
+      case Arith::kSub: TTVM_SSE_HOST("subps", "+x"(x), "x"(y)); break;
+      case Arith::kMul: TTVM_SSE_HOST("mulps", "+x"(x), "x"(y)); break;
+      case Arith::kDiv: TTVM_SSE_HOST("divps", "+x"(x), "x"(y)); break;
+      case Arith::kMin: TTVM_SSE_HOST("minps", "+x"(x), "x"(y)); break;
+      case Arith::kMax: TTVM_SSE_HOST("maxps", "+x"(x), "x"(y)); break;
+      case Arith::kSqrt: TTVM_SSE_HOST("sqrtps", "+x"(x), "x"(y)); break;
+    }
+  } else {
+    switch (op) {
+      case Arith::kAdd: TTVM_SSE_HOST("addpd", "+x"(x), "x"(y)); break;
+      case Arith::kSub: TTVM_SSE_HOST("subpd", "+x"(x), "x"(y)); break;
+      case Arith::kMul: TTVM_SSE_HOST("mulpd", "+x"(x), "x"(y)); break;
+      case Arith::kDiv: TTVM_SSE_HOST("divpd", "+x"(x), "x"(y)); break;
+      case Arith::kMin: TTVM_SSE_HOST("minpd", "+x"(x), "x"(y)); break;
+      case Arith::kMax: TTVM_SSE_HOST("maxpd", "+x"(x), "x"(y)); break;
+      case Arith::kSqrt: TTVM_SSE_HOST("sqrtpd", "+x"(x), "x"(y)); break;
+    }
+  }
+  a = std::bit_cast<Vec128>(x);
   return m;
 }
 
