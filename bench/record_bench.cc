@@ -69,7 +69,7 @@ struct InProcess {
 };
 
 InProcess recordOnce(const std::string& guestPath, bool traced) {
-  auto file = readFileBytes(guestPath);
+  auto file = readFileBytes(guestPath, MachineOptions{}.ramBytes, "of guest RAM");
   if (!file) {
     std::fprintf(stderr, "record_bench: %s\n", file.error().message.c_str());
     std::exit(1);

@@ -107,7 +107,7 @@ int main(int argc, char** argv) {
     trace = (std::filesystem::temp_directory_path() / "ttvm-replay-bench.ttvm").string();
     auto machine = Machine::create(MachineOptions{});
     if (!machine.ok()) return fail(machine.error().message);
-    auto bytes = readFileBytes(guest);
+    auto bytes = readFileBytes(guest, (*machine)->ram().size(), "of guest RAM");
     if (!bytes.ok()) return fail(bytes.error().message);
     LoadOptions lo;
     lo.name = std::filesystem::path(guest).filename().string();

@@ -1,38 +1,104 @@
 #include "cli_args.h"
 
+#include <cctype>
 #include <cerrno>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <numeric>
 
 #include "ttvm/replayer/timeline.h"
 
 namespace ttvm::cli {
 
 bool parseU64(const std::string& s, uint64_t& out) {
-  if (s.empty() || s[0] == '-') return false;
+  if (s.empty() || s[0] == '-' || s[0] == '+' || std::isspace(static_cast<unsigned char>(s[0])))
+    return false;
   char* end = nullptr;
   errno = 0;
   out = std::strtoull(s.c_str(), &end, 0);
-  return errno == 0 && end != nullptr && *end == '\0';
+  return errno == 0 && end != s.c_str() && *end == '\0';
 }
 
 bool parseSize(const std::string& s, uint64_t& out) {
-  if (s.empty() || s[0] == '-') return false;
-  char* end = nullptr;
-  errno = 0;
-  const double v = std::strtod(s.c_str(), &end);
-  if (errno != 0 || end == s.c_str() || v < 0) return false;
-  const std::string suffix(end);
-  uint64_t mul = 1;
+  // The number, as an integer part and (decimal only) a fraction, parsed
+  // exactly: strtod would round 2^64-1 up to 2^64 and overflow the cast.
+  size_t pos = 0;
+  uint64_t whole = 0;
+  uint64_t fracNum = 0, fracDen = 1;
+  const bool hex = s.size() > 2 && s[0] == '0' && (s[1] == 'x' || s[1] == 'X');
+  if (hex) {
+    pos = 2;
+    const size_t first = pos;
+    for (; pos < s.size() && std::isxdigit(static_cast<unsigned char>(s[pos])); ++pos) {
+      const char c = static_cast<char>(std::tolower(static_cast<unsigned char>(s[pos])));
+      const uint64_t d =
+          c <= '9' ? static_cast<uint64_t>(c - '0') : static_cast<uint64_t>(c - 'a' + 10);
+      if (whole > (UINT64_MAX - d) / 16) return false;
+      whole = whole * 16 + d;
+    }
+    if (pos == first) return false;
+  } else {
+    const size_t first = pos;
+    for (; pos < s.size() && std::isdigit(static_cast<unsigned char>(s[pos])); ++pos) {
+      const uint64_t d = static_cast<uint64_t>(s[pos] - '0');
+      if (whole > (UINT64_MAX - d) / 10) return false;
+      whole = whole * 10 + d;
+    }
+    bool digits = pos != first;
+    if (pos < s.size() && s[pos] == '.') {
+      ++pos;
+      for (; pos < s.size() && std::isdigit(static_cast<unsigned char>(s[pos])); ++pos) {
+        digits = true;
+        if (fracDen > UINT64_MAX / 100) {  // beyond 18 digits: only zeros are whole bytes
+          if (s[pos] != '0') return false;
+          continue;
+        }
+        fracNum = fracNum * 10 + static_cast<uint64_t>(s[pos] - '0');
+        fracDen *= 10;
+      }
+    }
+    if (!digits) return false;
+  }
+  const std::string suffix = s.substr(pos);
+  unsigned shift = 0;
   if (suffix == "K" || suffix == "k" || suffix == "KiB")
-    mul = 1ull << 10;
+    shift = 10;
   else if (suffix == "M" || suffix == "m" || suffix == "MiB")
-    mul = 1ull << 20;
+    shift = 20;
   else if (suffix == "G" || suffix == "g" || suffix == "GiB")
-    mul = 1ull << 30;
+    shift = 30;
+  else if (suffix == "T" || suffix == "t" || suffix == "TiB")
+    shift = 40;
   else if (!suffix.empty() && suffix != "B")
     return false;
-  out = static_cast<uint64_t>(v * static_cast<double>(mul));
+  if (whole > (UINT64_MAX >> shift)) return false;
+  // fracNum / fracDen of 2^shift bytes must be a whole number of bytes: in
+  // lowest terms the denominator must be a power of two no larger than 2^shift.
+  const uint64_t g = std::gcd(fracNum, fracDen);
+  const uint64_t num = fracNum / g, den = fracDen / g;
+  if ((den & (den - 1)) != 0 || den > (uint64_t{1} << shift)) return false;
+  const uint64_t extra = num * ((uint64_t{1} << shift) / den);  // < 2^shift
+  const uint64_t base = whole << shift;
+  if (base > UINT64_MAX - extra) return false;
+  out = base + extra;
+  return true;
+}
+
+bool parseSeconds(const std::string& s, double max, double& out) {
+  if (s.empty() || s[0] == '-' || s[0] == '+' || std::isspace(static_cast<unsigned char>(s[0])))
+    return false;
+  // Decimal only: strtod would also take "nan", "inf" and hex floats.
+  for (char c : s)
+    if (!std::isdigit(static_cast<unsigned char>(c)) && c != '.' && c != 'e' && c != 'E' &&
+        c != '-' && c != '+')
+      return false;
+  char* end = nullptr;
+  errno = 0;
+  const double d = std::strtod(s.c_str(), &end);
+  if (errno != 0 || end == s.c_str() || *end != '\0' || !std::isfinite(d) || d < 0 || d > max)
+    return false;
+  out = d;
   return true;
 }
 

@@ -46,20 +46,23 @@ constexpr const char* kUsage =
     "  --no-trace            run without writing a trace\n"
     "  --backend B           auto | emu | kvm (default auto = emu: the KVM backend is\n"
     "                        not part of this version)\n"
-    "  --ram SIZE            guest RAM, e.g. 256M, 1G (default 256M, at most 3G)\n"
+    "  --ram SIZE            guest RAM, e.g. 256M, 1G (default 256M; 2M to 3G); RAM\n"
+    "                        the guest never touches costs nothing\n"
     "  --append CMDLINE      kernel command line (multiboot; also fw_cfg)\n"
     "  --initrd FILES        multiboot modules: 'FILE[ ARGS][,FILE[ ARGS]...]'\n"
     "  --load-addr ADDR      load GUEST as a flat binary at ADDR\n"
     "  --entry ADDR          flat binary entry point (default: the load address)\n"
     "  --mode M              flat binary CPU mode: real | prot | long (default prot)\n"
-    "  --max-steps N         end the run after N steps\n"
-    "  --timeout S           end the run after S seconds of wall time\n"
+    "  --max-steps N         end the run after N steps (0, the default: no limit)\n"
+    "  --timeout S           end the run after S seconds of wall time (0, the default:\n"
+    "                        no limit)\n"
     "  --start-clock T       guest wall clock at step 0, seconds since 1970 (default:\n"
     "                        now); also the trace's creation time, so two recordings\n"
     "                        of the same guest are identical\n"
     "  --rng-seed N          seed of the RDRAND source (default: from the start clock)\n"
-    "  --digest-interval N   state digest every N steps (default 65536)\n"
-    "  --snapshot-every N    a full snapshot (seek point) every N steps (default: none)\n"
+    "  --digest-interval N   state digest every N steps, N >= 1 (default 65536)\n"
+    "  --snapshot-every N    a full snapshot (seek point) every N steps (0, the default:\n"
+    "                        none)\n"
     "  --realtime            while the guest idles, let its timers run at wall-clock\n"
     "                        speed (default: jump to the next timer at once)\n"
     "  --disk IMAGE          a raw disk image on the IDE controller; repeatable, in\n"
@@ -82,10 +85,24 @@ constexpr const char* kUsage =
     "console, as in QEMU's -nographic: raw mode, Ctrl-C goes to the guest,\n"
     "Ctrl-A x ends the recording (interrupted), Ctrl-A Ctrl-A sends Ctrl-A.\n"
     "\n"
-    "Exit status: the guest's isa-debug-exit status ((value << 1) | 1) when it used\n"
-    "that device; otherwise 0 shutdown, 2 reset, 4 triple fault, 6 panic, 8 hang,\n"
-    "10 step limit, 124 timeout, 130 interrupted, 70 internal error, 64 bad usage,\n"
-    "1 when the guest or trace cannot be set up.\n";
+    "Exit status: the guest's isa-debug-exit status ((value << 1) | 1, always odd)\n"
+    "when it used that device; otherwise how the run ended: 0 shutdown, 2 reset,\n"
+    "4 triple fault, 6 panic, 8 hang, 10 step limit, 124 timeout, 130 interrupted.\n"
+    "ttvm's own failures have even statuses of their own (as sysexits.h names them):\n"
+    "  64  bad usage: unknown option, missing or malformed value\n"
+    "  66  GUEST or an --initrd, --disk or --serial-input file cannot be used\n"
+    "      (missing, not a regular file, too large, not in a format ttvm loads,\n"
+    "      more disks than IDE slots)\n"
+    "  70  internal error (a bug in ttvm; the trace's footer says so)\n"
+    "  74  the trace cannot be created or written (its readable prefix stays)\n"
+    "  78  this host cannot provide what was asked (the KVM backend, the RAM)\n";
+
+// --timeout and --start-clock become nanosecond counts in int64_t (2^63 ns is
+// about 292 years): the bounds keep them inside it.
+constexpr double kMaxTimeoutSeconds = 1e9;
+constexpr double kMaxStartClockSeconds = 9e9;
+// --serial-input is read whole before the run.
+constexpr uint64_t kMaxSerialInputBytes = 1ull << 30;
 
 volatile std::sig_atomic_t gInterrupted = 0;
 RecordSession* gActiveSession = nullptr;  // for the fatal-signal handler only
@@ -145,9 +162,9 @@ int exitStatusFor(const TraceEnd& end) {
     case EndReason::kMaxSteps: return 10;
     case EndReason::kTimeout: return 124;
     case EndReason::kInterrupted: return 130;
-    case EndReason::kInternalError: return 70;
+    case EndReason::kInternalError: return kExitSoftware;
   }
-  return 70;
+  return kExitSoftware;
 }
 
 const char* modeName(CpuMode m) {
@@ -235,43 +252,47 @@ int cmdRecord(std::span<char* const> args) {
     } else if (a == "--realtime") {
       realtime = true;
     } else if (a == "-o" || a == "--output") {
-      if (!(v = need(i, "-o"))) return 64;
+      if (!(v = need(i, "-o"))) return kExitUsage;
       output = v;
     } else if (a == "--backend") {
-      if (!(v = need(i, "--backend"))) return 64;
+      if (!(v = need(i, "--backend"))) return kExitUsage;
       backend = v;
     } else if (a == "--ram") {
-      if (!(v = need(i, "--ram"))) return 64;
+      if (!(v = need(i, "--ram"))) return kExitUsage;
       if (!parseSize(v, ram)) {
         std::fprintf(stderr, "ttvm record: --ram '%s' is not a size (e.g. 256M, 1G)\n", v);
-        return 64;
+        return kExitUsage;
+      }
+      if (Status st = Machine::checkRamSize(ram); !st.ok()) {
+        std::fprintf(stderr, "ttvm record: --ram '%s': %s\n", v, st.error().message.c_str());
+        return kExitUsage;
       }
     } else if (a == "--append") {
-      if (!(v = need(i, "--append"))) return 64;
+      if (!(v = need(i, "--append"))) return kExitUsage;
       append = v;
     } else if (a == "--disk") {
-      if (!(v = need(i, "--disk"))) return 64;
+      if (!(v = need(i, "--disk"))) return kExitUsage;
       disks.push_back({v, std::nullopt});
     } else if (a == "--drive" || a == "-drive") {
-      if (!(v = need(i, "--drive"))) return 64;
+      if (!(v = need(i, "--drive"))) return kExitUsage;
       auto spec = parseDriveOption(v);
       if (!spec) {
         std::fprintf(stderr, "ttvm record: %s\n", spec.error().message.c_str());
-        return 64;
+        return kExitUsage;
       }
       disks.push_back(std::move(*spec));
     } else if (a == "--serial-input") {
-      if (!(v = need(i, "--serial-input"))) return 64;
+      if (!(v = need(i, "--serial-input"))) return kExitUsage;
       serialInput = v;
     } else if (a == "--initrd") {
-      if (!(v = need(i, "--initrd"))) return 64;
+      if (!(v = need(i, "--initrd"))) return kExitUsage;
       initrd = v;
     } else if (a == "--load-addr" || a == "--entry" || a == "--max-steps" || a == "--rng-seed" ||
                a == "--digest-interval" || a == "--snapshot-every") {
-      if (!(v = need(i, a.c_str()))) return 64;
+      if (!(v = need(i, a.c_str()))) return kExitUsage;
       if (!parseU64(v, n)) {
         std::fprintf(stderr, "ttvm record: %s '%s' is not a number\n", a.c_str(), v);
-        return 64;
+        return kExitUsage;
       }
       if (a == "--load-addr")
         loadAddr = n;
@@ -283,10 +304,14 @@ int cmdRecord(std::span<char* const> args) {
         rngSeed = n;
       else if (a == "--snapshot-every")
         snapshotEvery = n;
-      else
-        digestInterval = n == 0 ? 1 : n;
+      else if (n != 0)
+        digestInterval = n;
+      else {
+        std::fprintf(stderr, "ttvm record: --digest-interval 0: the interval is at least 1\n");
+        return kExitUsage;
+      }
     } else if (a == "--mode") {
-      if (!(v = need(i, "--mode"))) return 64;
+      if (!(v = need(i, "--mode"))) return kExitUsage;
       std::string m = v;
       if (m == "real")
         mode = GuestMode::kReal;
@@ -296,16 +321,16 @@ int cmdRecord(std::span<char* const> args) {
         mode = GuestMode::kLong;
       else {
         std::fprintf(stderr, "ttvm record: --mode '%s': use real, prot or long\n", v);
-        return 64;
+        return kExitUsage;
       }
     } else if (a == "--timeout" || a == "--start-clock") {
-      if (!(v = need(i, a.c_str()))) return 64;
-      char* end = nullptr;
-      double d = std::strtod(v, &end);
-      if (end == v || *end != '\0' || d < 0) {
-        std::fprintf(stderr, "ttvm record: %s '%s' is not a non-negative number of seconds\n",
-                     a.c_str(), v);
-        return 64;
+      if (!(v = need(i, a.c_str()))) return kExitUsage;
+      const double max = a == "--timeout" ? kMaxTimeoutSeconds : kMaxStartClockSeconds;
+      double d = 0;
+      if (!parseSeconds(v, max, d)) {
+        std::fprintf(stderr, "ttvm record: %s '%s' is not a number of seconds from 0 to %.0f\n",
+                     a.c_str(), v, max);
+        return kExitUsage;
       }
       if (a == "--timeout")
         timeout = d;
@@ -314,18 +339,18 @@ int cmdRecord(std::span<char* const> args) {
     } else if (!a.empty() && a[0] == '-') {
       std::fprintf(stderr, "ttvm record: unknown option '%s' (see ttvm record --help)\n",
                    a.c_str());
-      return 64;
+      return kExitUsage;
     } else if (guestPath.empty()) {
       guestPath = a;
     } else {
       std::fprintf(stderr, "ttvm record: more than one guest given ('%s' and '%s')\n",
                    guestPath.c_str(), a.c_str());
-      return 64;
+      return kExitUsage;
     }
   }
   if (guestPath.empty() && disks.empty()) {
     std::fputs(kUsage, stderr);
-    return 64;
+    return kExitUsage;
   }
   if (verbose) setLogSpec("recorder=info");
   if (backend == "kvm") {
@@ -339,11 +364,11 @@ int cmdRecord(std::span<char* const> args) {
                    "ttvm record: the KVM backend is not part of this version of ttvm; use "
                    "--backend emu\n");
     }
-    return 1;
+    return kExitConfig;
   }
   if (backend != "auto" && backend != "emu") {
     std::fprintf(stderr, "ttvm record: --backend '%s': use auto, emu or kvm\n", backend.c_str());
-    return 64;
+    return kExitUsage;
   }
 
   // From here on Ctrl-C/SIGTERM end the run cleanly (a signal during set-up
@@ -351,10 +376,11 @@ int cmdRecord(std::span<char* const> args) {
   std::signal(SIGINT, onInterrupt);
   std::signal(SIGTERM, onInterrupt);
   std::signal(SIGHUP, onInterrupt);
-  auto file = guestPath.empty() ? std::vector<uint8_t>() : readFileBytes(guestPath);
+  auto file = guestPath.empty() ? std::vector<uint8_t>()
+                                : readFileBytes(guestPath, ram, "of guest RAM (--ram)");
   if (!file) {
     std::fprintf(stderr, "ttvm record: %s\n", file.error().message.c_str());
-    return 1;
+    return kExitNoInput;
   }
   int64_t createdNs = std::chrono::duration_cast<std::chrono::nanoseconds>(
                           std::chrono::system_clock::now().time_since_epoch())
@@ -370,15 +396,15 @@ int cmdRecord(std::span<char* const> args) {
   auto machine = Machine::create(mo);
   if (!machine) {
     std::fprintf(stderr, "ttvm record: %s\n", machine.error().message.c_str());
-    return 1;
+    return kExitConfig;
   }
   StdoutConsole console;
   (*machine)->setConsole(&console);
   if (!serialInput.empty()) {
-    auto bytes = readFileBytes(serialInput);
+    auto bytes = readFileBytes(serialInput, kMaxSerialInputBytes, "ttvm takes as serial input");
     if (!bytes) {
       std::fprintf(stderr, "ttvm record: --serial-input: %s\n", bytes.error().message.c_str());
-      return 1;
+      return kExitNoInput;
     }
     (*machine)->com1().setLineInput(std::move(*bytes));
   }
@@ -399,7 +425,7 @@ int cmdRecord(std::span<char* const> args) {
   }
   if (Status st = attachDisks(**machine, disks); !st.ok()) {
     std::fprintf(stderr, "ttvm record: %s\n", st.error().message.c_str());
-    return 1;
+    return kExitNoInput;
   }
   // Without a guest file the first disk boots (and names the trace).
   const bool bootDisk = guestPath.empty();
@@ -408,7 +434,7 @@ int cmdRecord(std::span<char* const> args) {
   auto guest = bootDisk ? loadBootDisk(**machine) : loadGuest(**machine, *file, lo);
   if (!guest) {
     std::fprintf(stderr, "ttvm record: %s\n", guest.error().message.c_str());
-    return 1;
+    return kExitNoInput;
   }
   // The trace names the guest by its file name, not the path it came from.
   guest->images[0].name = baseName(guestPath);
@@ -466,7 +492,7 @@ int cmdRecord(std::span<char* const> args) {
   if (Status st = session.start(); !st.ok()) {
     std::fprintf(stderr, "ttvm record: %s\n", st.error().message.c_str());
     gActiveSession = nullptr;
-    return 1;
+    return kExitIoError;
   }
 
   auto result = session.run();
@@ -475,9 +501,9 @@ int cmdRecord(std::span<char* const> args) {
   for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT})
     std::signal(sig, SIG_DFL);
   gActiveSession = nullptr;
-  if (!result) {
+  if (!result) {  // the trace could not be written
     std::fprintf(stderr, "ttvm record: %s\n", result.error().message.c_str());
-    return 70;
+    return kExitIoError;
   }
   if (verbose && !session.tailProblem.empty())
     std::fprintf(stderr, "ttvm record: self-check: %s\n", session.tailProblem.c_str());

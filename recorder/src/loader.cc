@@ -1,12 +1,15 @@
 #include "ttvm/recorder/loader.h"
 
 #include <elf.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cinttypes>
 #include <cstdio>
 #include <cstring>
-#include <fstream>
 
 #include "ttvm/recorder/disk_image.h"
 #include "ttvm/recorder/firmware.h"
@@ -244,7 +247,8 @@ Result<LoadedGuest> loadMultiboot(Machine& m, std::span<const uint8_t> f, const 
   std::vector<Mod> mods;
   for (const std::string& spec : o.modules) {
     std::string path = spec.substr(0, spec.find(' '));
-    auto bytes = readFileBytes(path);
+    auto bytes = readFileBytes(path, cursor < ram.size() ? ram.size() - cursor : 0,
+                               "of guest RAM left after the kernel");
     if (!bytes) return makeError("--initrd: " + bytes.error().message);
     TTVM_TRY(copyToRam(m, "module " + path, cursor, *bytes, bytes->size()));
     mods.push_back({cursor, cursor + bytes->size(), spec});
@@ -343,12 +347,42 @@ Result<LoadedGuest> bootSectorGuest(Machine& m, const std::string& name,
 
 }  // namespace
 
-Result<std::vector<uint8_t>> readFileBytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return makeError(path + ": cannot open: " + std::strerror(errno));
-  std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)),
-                             std::istreambuf_iterator<char>());
-  if (in.bad()) return makeError(path + ": read error");
+Result<std::vector<uint8_t>> readFileBytes(const std::string& path, uint64_t maxBytes,
+                                           std::string_view limit) {
+  // O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused below.
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0) return makeError(path + ": cannot open: " + std::strerror(errno));
+  struct Closer {
+    int fd;
+    ~Closer() { ::close(fd); }
+  } closer{fd};
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) return makeError(path + ": cannot stat: " + std::strerror(errno));
+  if (!S_ISREG(st.st_mode)) {
+    const char* what = S_ISDIR(st.st_mode)    ? "a directory"
+                       : S_ISCHR(st.st_mode)  ? "a character device"
+                       : S_ISBLK(st.st_mode)  ? "a block device"
+                       : S_ISFIFO(st.st_mode) ? "a FIFO"
+                       : S_ISSOCK(st.st_mode) ? "a socket"
+                                              : "not a regular file";
+    return makeError(path + ": is " + what + ", not a regular file");
+  }
+  const uint64_t size = static_cast<uint64_t>(st.st_size);
+  if (size > maxBytes)
+    return makeError(path + ": is " + std::to_string(size) + " bytes, more than the " +
+                     std::to_string(maxBytes) + " bytes " + std::string(limit));
+  std::vector<uint8_t> bytes(size);
+  size_t done = 0;
+  while (done < size) {
+    const ssize_t n = ::read(fd, bytes.data() + done, size - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0)
+      return makeError(path + ": read error at byte " + std::to_string(done) + ": " +
+                       std::strerror(errno));
+    if (n == 0)
+      return makeError(path + ": shrank to " + std::to_string(done) + " bytes while being read");
+    done += static_cast<size_t>(n);
+  }
   return bytes;
 }
 

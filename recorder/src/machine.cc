@@ -84,15 +84,19 @@ Machine::~Machine() {
   if (ramBase_ != nullptr) munmap(ramBase_, ramBytes_);
 }
 
-Result<std::unique_ptr<Machine>> Machine::create(const MachineOptions& options) {
-  if (options.ramBytes < (2u << 20))
-    return makeError("RAM size " + std::to_string(options.ramBytes) + " bytes is below 2 MiB");
-  if (options.ramBytes > firmware::kMaxRamBytes)
-    return makeError("RAM size " + std::to_string(options.ramBytes >> 20) +
+Status Machine::checkRamSize(uint64_t ramBytes) {
+  if (ramBytes < (2u << 20))
+    return makeError("RAM size " + std::to_string(ramBytes) + " bytes is below 2 MiB");
+  if (ramBytes > firmware::kMaxRamBytes)
+    return makeError("RAM size " + std::to_string(ramBytes >> 20) +
                      " MiB is above the 3 GiB that fit below the MMIO region");
-  if (options.ramBytes % kPageSize != 0)
-    return makeError("RAM size " + std::to_string(options.ramBytes) +
-                     " is not a multiple of 4 KiB");
+  if (ramBytes % kPageSize != 0)
+    return makeError("RAM size " + std::to_string(ramBytes) + " is not a multiple of 4 KiB");
+  return {};
+}
+
+Result<std::unique_ptr<Machine>> Machine::create(const MachineOptions& options) {
+  TTVM_TRY(checkRamSize(options.ramBytes));
   if (options.cpuModel.tscFrequencyHz == 0) return makeError("CPU model has a TSC frequency of 0");
   std::unique_ptr<Machine> m(new Machine(options));
   void* p = mmap(nullptr, options.ramBytes, PROT_READ | PROT_WRITE,

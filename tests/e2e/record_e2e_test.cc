@@ -199,11 +199,11 @@ TEST(RecordE2E, TailReExecutionReproducesTheRecording) {
 TEST(RecordE2E, AWriteErrorEndsTheRunAndLeavesARecoverablePrefix) {
   // The trace writer's thread hits the file-size limit part-way through
   // rec_io's 2 MB of events: the run must end (not go on dropping events),
-  // say why and where, and exit 70; what reached the disk is a readable
+  // say why and where, and exit 74 (EX_IOERR); what reached the disk is a readable
   // prefix that `ttvm recover` completes.
   const std::string trace = tmp("efbig.ttvm"), fixed = tmp("efbig_fixed.ttvm");
   Outcome r = wait(spawn({"-o", trace, guest("rec_io.elf")}, "efbig", 256 * 1024), "efbig");
-  EXPECT_EQ(r.status, 70) << r.err;
+  EXPECT_EQ(r.status, 74) << r.err;
   EXPECT_NE(r.err.find("the trace could not be written"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("ttvm recover"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find(trace), std::string::npos) << r.err;
@@ -572,7 +572,7 @@ TEST(RecordE2E, SerialInputIsRecordedAndReplaysWithoutTheFile) {
   EXPECT_EQ(ttvmCommand("verify", {tmp("serin_a.ttvm")}), 0);
   Outcome missing =
       record({"--no-trace", "--serial-input", input, guest("rec_console.elf")}, "serin_missing");
-  EXPECT_EQ(missing.status, 1);
+  EXPECT_EQ(missing.status, 66);
   EXPECT_NE(missing.err.find("--serial-input"), std::string::npos) << missing.err;
   EXPECT_NE(missing.err.find("serial_input.txt"), std::string::npos) << missing.err;
 }
@@ -589,16 +589,16 @@ TEST(RecordE2E, DiskOptionsRefuseBadImagesClearly) {
     std::string message;
   };
   const std::vector<Case> cases = {
-      {{"--disk", tmp("no_such.img")}, 1, "no_such.img: cannot open the disk image"},
-      {{"--disk", ::testing::TempDir()}, 1, "is a directory"},
-      {{"--disk", odd}, 1, "1000 bytes, is not a multiple of 512"},
-      {{"--disk", blank}, 1, "not bootable: sector 0 does not end with the boot signature 55 AA"},
+      {{"--disk", tmp("no_such.img")}, 66, "no_such.img: cannot open the disk image"},
+      {{"--disk", ::testing::TempDir()}, 66, "is a directory"},
+      {{"--disk", odd}, 66, "1000 bytes, is not a multiple of 512"},
+      {{"--disk", blank}, 66, "not bootable: sector 0 does not end with the boot signature 55 AA"},
       {{"--disk", blank, "--disk", blank, "--disk", blank, "--disk", blank, "--disk", blank},
-       1,
+       66,
        "5 disks given"},
       {{"--drive", "file=" + blank + ",format=qcow2"}, 64, "format=raw"},
       {{"--drive", "file=" + blank + ",index=1", "--drive", "file=" + blank + ",index=1"},
-       1,
+       66,
        "IDE slot 1 given twice"},
   };
   for (const Case& c : cases) {
@@ -628,18 +628,108 @@ TEST(RecordE2E, UsageErrorsAreClear) {
   EXPECT_NE(r.err.find("--frobnicate"), std::string::npos);
   if (::access("/dev/kvm", F_OK) != 0) {
     Outcome k = record({"--backend", "kvm", guest("rec_exit.elf")}, "kvm");
-    EXPECT_EQ(k.status, 1);
+    EXPECT_EQ(k.status, 78);
     EXPECT_NE(k.err.find("/dev/kvm"), std::string::npos);
     EXPECT_NE(k.err.find("--backend emu"), std::string::npos);
   }
   Outcome missing = record({"--no-trace", guest("no_such_guest.elf")}, "missing");
-  EXPECT_EQ(missing.status, 1);
+  EXPECT_EQ(missing.status, 66);
   EXPECT_NE(missing.err.find("no_such_guest.elf"), std::string::npos);
   Outcome help = record({"--help"}, "help");
   EXPECT_EQ(help.status, 0);
   for (const char* opt : {"--no-trace", "--backend", "--ram", "--append", "--initrd", "--max-steps",
                           "--timeout", "--load-addr", "--entry", "--mode", "--start-clock"})
     EXPECT_NE(help.out.find(opt), std::string::npos) << opt;
+}
+
+// Bad input files (issue 10.8): each is refused at once, before anything is
+// read into memory, with status 66 and a message naming the file and what it
+// is; before, a directory aborted on an uncaught exception and /dev/zero was
+// read until memory ran out.
+TEST(RecordE2E, GuestAndInitrdMustBeRegularFilesThatFitInRam) {
+  const std::string dir = ::testing::TempDir() + "/rec_e2e_dir_guest";
+  ::mkdir(dir.c_str(), 0755);
+  const std::string big = tmp("big_guest.bin");
+  {
+    // 3 MiB of holes: bigger than --ram 2M, costs no disk.
+    int fd = ::open(big.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(::ftruncate(fd, 3 << 20), 0);
+    ::close(fd);
+  }
+  struct Case {
+    std::vector<std::string> args;
+    std::string names, says;
+  };
+  const std::string g = guest("rec_exit.elf");
+  const Case cases[] = {
+      {{dir}, dir, "is a directory"},
+      {{"/dev/zero"}, "/dev/zero", "is a character device"},
+      {{"--initrd", dir, g}, dir, "is a directory"},
+      {{"--initrd", "/dev/zero", g}, "/dev/zero", "is a character device"},
+      {{"--ram", "2M", big}, big, "more than the 2097152 bytes of guest RAM (--ram)"},
+      {{"--ram", "2M", "--initrd", big, g}, big, "bytes of guest RAM left after the kernel"},
+      {{"--serial-input", "/dev/zero", g}, "/dev/zero", "is a character device"},
+  };
+  int n = 0;
+  for (const Case& c : cases) {
+    std::vector<std::string> args = {"--no-trace"};
+    args.insert(args.end(), c.args.begin(), c.args.end());
+    const auto t0 = std::chrono::steady_clock::now();
+    Outcome r = record(args, "badinput" + std::to_string(n++));
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    EXPECT_EQ(r.status, 66) << c.args.back() << ": " << r.err;
+    EXPECT_NE(r.err.find(c.names), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find(c.says), std::string::npos) << r.err;
+    EXPECT_LT(s, 30.0) << "refused only after reading";
+  }
+}
+
+// Option values (issue 10.9): out-of-range values are refused, never wrapped
+// or read as NaN; 0 where it means nothing sensible is refused; what 0 means
+// where it is allowed is in --help.
+TEST(RecordE2E, OptionValuesAreCheckedNotWrapped) {
+  const std::string g = guest("rec_exit.elf");
+  struct Case {
+    std::vector<std::string> args;
+    std::string says;
+  };
+  const Case cases[] = {
+      {{"--ram", "18446744073709551615"}, "above the 3 GiB"},
+      {{"--ram", "1T"}, "above the 3 GiB"},
+      {{"--ram", "1M"}, "below 2 MiB"},
+      {{"--ram", "2049K"}, "not a multiple of 4 KiB"},
+      {{"--ram", "99999999999999999999"}, "is not a size"},
+      {{"--timeout", "nan"}, "--timeout 'nan'"},
+      {{"--timeout", "inf"}, "--timeout 'inf'"},
+      {{"--timeout", "1e300"}, "--timeout '1e300'"},
+      {{"--start-clock", "1e300"}, "--start-clock '1e300'"},
+      {{"--digest-interval", "0"}, "--digest-interval 0"},
+      {{"--max-steps", "-1"}, "--max-steps '-1'"},
+  };
+  int n = 0;
+  for (const Case& c : cases) {
+    std::vector<std::string> args = {"--no-trace"};
+    args.insert(args.end(), c.args.begin(), c.args.end());
+    args.push_back(g);
+    Outcome r = record(args, "badopt" + std::to_string(n++));
+    EXPECT_EQ(r.status, 64) << c.args[0] << " " << c.args[1] << ": " << r.err;
+    EXPECT_NE(r.err.find(c.says), std::string::npos) << r.err;
+  }
+  Outcome ok = record({"--no-trace", "--ram", "0x200000", "--timeout", "60", g}, "goodopt");
+  EXPECT_EQ(ok.status, 0x43) << ok.err;
+  Outcome help = record({"--help"}, "help_status");
+  for (const char* says : {"(0, the default: no limit)", "64  bad usage", "66  GUEST",
+                           "70  internal error", "74  the trace cannot", "78  this host"})
+    EXPECT_NE(help.out.find(says), std::string::npos) << says;
+}
+
+// A trace that cannot be created is ttvm's failure (74), never a status a
+// guest could have reported through isa-debug-exit (odd).
+TEST(RecordE2E, ToolFailuresHaveTheirOwnEvenStatuses) {
+  Outcome r = record({"-o", "/nonexistent-dir/x.ttvm", guest("rec_exit.elf")}, "cantcreate");
+  EXPECT_EQ(r.status, 74) << r.err;
+  EXPECT_NE(r.err.find("/nonexistent-dir/x.ttvm"), std::string::npos) << r.err;
 }
 
 }  // namespace

@@ -305,7 +305,7 @@ struct Recording {
 // that the hint covers what is pending.
 Recording record(bool useHint, bool checked) {
   Recording out;
-  auto guest = readFileBytes(EVENT_HINT_GUEST);
+  auto guest = readFileBytes(EVENT_HINT_GUEST, 1u << 20, "of test guest");
   EXPECT_TRUE(guest.ok()) << EVENT_HINT_GUEST;
   if (!guest.ok()) return out;
   auto m = makeMachine();

@@ -28,6 +28,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "ttvm/base/result.h"
@@ -56,7 +57,13 @@ struct LoadedGuest {
   std::string description;         // one line for -v, e.g. "multiboot ELF, entry 0x100000"
 };
 
-Result<std::vector<uint8_t>> readFileBytes(const std::string& path);
+// The bytes of the regular file `path`, refused without reading when it is
+// anything else (a directory, a device such as /dev/zero, a FIFO) or larger
+// than `maxBytes` (the guest's RAM: nothing bigger can be loaded), which
+// `limit` names for the message ("of guest RAM (--ram)"). Every error names
+// the file.
+Result<std::vector<uint8_t>> readFileBytes(const std::string& path, uint64_t maxBytes,
+                                           std::string_view limit);
 
 // Loads `file` into `machine`'s RAM (reading module files from disk).
 Result<LoadedGuest> loadGuest(Machine& machine, std::span<const uint8_t> file,

@@ -97,6 +97,9 @@ struct MachineOptions {
 class Machine final : public IrqSink, public RunControl {
  public:
   static Result<std::unique_ptr<Machine>> create(const MachineOptions& options);
+  // Whether `ramBytes` is a RAM size create() accepts (2 MiB to 3 GiB, whole
+  // 4 KiB pages); the error says which bound it misses.
+  static Status checkRamSize(uint64_t ramBytes);
   // The machine a trace was recorded on (same RAM, devices, CPU model, clock).
   static Result<std::unique_ptr<Machine>> fromTraceHeader(const TraceHeader& header);
   ~Machine() override;
