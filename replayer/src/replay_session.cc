@@ -65,24 +65,16 @@ Result<std::unique_ptr<ReplaySession>> ReplaySession::open(const TraceReader& re
   auto init = reader.initialState();
   if (!init.ok()) return init.error();
   std::unique_ptr<ReplaySession> s(new ReplaySession(reader, std::move(machine).value()));
-  // RAM = the initial pages, zero elsewhere. The machine's RAM is fresh
-  // anonymous memory except what its firmware set-up wrote, so only pages
-  // that read non-zero are cleared (untouched RAM stays unallocated).
+  // RAM = the initial pages, zero elsewhere: the firmware set-up's pages are
+  // given back, then the initial pages are copied in; untouched RAM is never
+  // read or written, so it stays unallocated whatever the RAM size.
   std::span<uint8_t> ram = s->machine_->ram();
+  s->machine_->clearRam();
   size_t next = 0;
-  for (uint64_t p = 0; p < ram.size() / kPageSize; ++p) {
-    uint8_t* page = ram.data() + p * kPageSize;
-    if (next < init->ram.pageCount() && init->ram.numbers[next] == p) {
-      std::memcpy(page, init->ram.page(next).data(), kPageSize);
-      ++next;
-      continue;
-    }
-    const uint64_t* w = reinterpret_cast<const uint64_t*>(page);
-    for (size_t i = 0; i < kPageSize / 8; ++i)
-      if (w[i] != 0) {
-        std::memset(page, 0, kPageSize);
-        break;
-      }
+  for (; next < init->ram.pageCount(); ++next) {
+    const uint64_t p = init->ram.numbers[next];
+    if (p >= ram.size() / kPageSize) break;
+    std::memcpy(ram.data() + p * kPageSize, init->ram.page(next).data(), kPageSize);
   }
   if (next != init->ram.pageCount())
     return makeError(reader.path() + ": initial state: RAM page " +

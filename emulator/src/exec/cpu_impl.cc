@@ -26,8 +26,8 @@ CpuImpl::CpuImpl(const CpuModel& model, PhysicalMemory memory, Environment& env)
   in_->pool.reset(
       static_cast<DecodeCacheEntry*>(::operator new(kDecodePoolSize * sizeof(DecodeCacheEntry))));
   const size_t pages = (mem_.ram.size() + 0xFFF) >> 12;
-  in_->codeChunks.assign(pages + 1, 0);
-  in_->dirty.assign(pages + 1, 0);
+  in_->codeChunks.reset(pages + 1);
+  in_->dirty.reset(pages + 1);
   for (int m = 0; m < 7; ++m) {
     initDecoder(in_->decoders[m], static_cast<CpuMode>(m));
     configureDecoderForModel(in_->decoders[m], model_);
@@ -369,7 +369,7 @@ void CpuImpl::dropDecodedCode() {
   prevEntry_ = nullptr;
   std::fill(in_->index.begin(), in_->index.end(), nullptr);
   in_->poolUsed = 0;
-  std::fill(in_->codeChunks.begin(), in_->codeChunks.end(), 0);
+  in_->codeChunks.clear();
 }
 
 void CpuImpl::flushCaches() {

@@ -4,8 +4,11 @@
 #pragma once
 
 #include <Zydis/Zydis.h>
+#include <sys/mman.h>
 
+#include <cerrno>
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <new>
 #include <set>
@@ -15,6 +18,7 @@
 #include <vector>
 
 #include "exec/cpu_impl.h"
+#include "ttvm/base/assert.h"
 
 namespace ttvm {
 
@@ -49,6 +53,49 @@ struct DecodePoolFree {
 };
 using DecodePoolStorage = std::unique_ptr<DecodeCacheEntry[], DecodePoolFree>;
 
+// A fixed-size array of T (zero = nothing recorded) over a fresh anonymous
+// mapping: its pages read as zero and cost no memory until written, so a map
+// with an entry per RAM page costs what the guest touches, not what it was
+// given (a 3 GiB guest's code map is 6 MiB of address space). clear() hands
+// the pages back (MADV_DONTNEED) instead of writing zeros over all of them.
+template <typename T>
+class ZeroPagedArray {
+  static_assert(std::is_trivially_copyable_v<T>);
+
+ public:
+  ZeroPagedArray() = default;
+  ~ZeroPagedArray() { release(); }
+  ZeroPagedArray(const ZeroPagedArray&) = delete;
+  ZeroPagedArray& operator=(const ZeroPagedArray&) = delete;
+
+  // `n` zero entries (none before).
+  void reset(size_t n) {
+    release();
+    if (n == 0) return;
+    void* p = mmap(nullptr, n * sizeof(T), PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    TTVM_ASSERT(p != MAP_FAILED, "cannot map ", n * sizeof(T), " bytes: ", std::strerror(errno));
+    data_ = static_cast<T*>(p);
+    size_ = n;
+  }
+  // Every entry zero again.
+  void clear() {
+    if (data_ != nullptr) madvise(data_, size_ * sizeof(T), MADV_DONTNEED);
+  }
+  size_t size() const { return size_; }
+  T& operator[](size_t i) { return data_[i]; }
+  const T& operator[](size_t i) const { return data_[i]; }
+
+ private:
+  void release() {
+    if (data_ != nullptr) munmap(data_, size_ * sizeof(T));
+    data_ = nullptr;
+    size_ = 0;
+  }
+  T* data_ = nullptr;
+  size_t size_ = 0;
+};
+
 struct CpuImpl::Internals {
   // Decoded instructions live in a pool filled in decode order, so code that
   // runs sequentially also sits together in the host cache; `index` maps
@@ -65,13 +112,13 @@ struct CpuImpl::Internals {
   size_t poolUsed = 0;
   // Per RAM page: a bit per 64-byte chunk that holds (part of) a cached
   // instruction. Writes to a chunk with its bit set drop the cached code there.
-  std::vector<uint64_t> codeChunks;
+  ZeroPagedArray<uint64_t> codeChunks;
   // Dirty-page tracking: `dirty` has a byte per RAM page, 1 once the CPU
   // wrote the page since the last takeDirtyPages; `dirtyPages` lists exactly
   // those pages, in the order first written, so that taking them costs the
   // pages written, not a byte per page of RAM.
   bool dirtyTracking = false;
-  std::vector<uint8_t> dirty;
+  ZeroPagedArray<uint8_t> dirty;
   std::vector<uint64_t> dirtyPages;
   void markDirty(uint64_t pfn) {
     if (dirtyTracking && !dirty[pfn]) {

@@ -118,6 +118,9 @@ class Machine final : public IrqSink, public RunControl {
   // faulted in are zero and are skipped without being read (mincore), so this
   // costs time in proportion to the RAM the guest touched, not its size.
   RamPages nonZeroPages() const;
+  // Every RAM byte zero again, the pages given back to the host
+  // (MADV_DONTNEED): costs the pages that were in use, not the RAM size.
+  void clearRam();
   // Guest console output (serial, debug console). Default: discarded.
   void setConsole(ConsoleSink* sink) { consoleForward_.target = sink; }
 
