@@ -647,6 +647,79 @@ struct TwoTasks {
   }
 };
 
+// LTR/LLDT in IA-32e mode read 16-byte descriptors; a base whose upper half
+// makes it non-canonical is #GP(selector), and nothing is loaded or marked
+// busy (SDM Vol. 2, LLDT and LTR, 64-bit mode exceptions).
+TEST(Segmentation, LtrLldtInLongModeRefuseANonCanonicalBase) {
+  struct Case {
+    const char* name;
+    const char* code;  // ltr cx / lldt cx
+    uint32_t access;   // available 64-bit TSS / LDT
+  };
+  for (const Case& k : {Case{"ltr", "0f 00 d9", 0x89}, Case{"lldt", "0f 00 d1", 0x82}}) {
+    for (const bool canonical : {false, true}) {
+      SCOPED_TRACE(std::string(k.name) + (canonical ? " canonical" : " non-canonical"));
+      Machine m;
+      longWithHandlers(m);
+      constexpr uint16_t kSel = 0x58;
+      const uint32_t high = canonical ? 0xFFFF8000u : 0x00008000u;  // base bits 63:32
+      m.put(layout::kGdt + kSel, descriptor(0x12345000, 0x67, k.access, 0), 8);
+      m.put(layout::kGdt + kSel + 8, high, 8);
+      m.edit([](CpuState& s) {
+        s.gdtr.limit = kSel + 15;
+        s.reg(Gpr::kRcx) = kSel;
+      });
+      m.loadHex(kCode, k.code);
+      const CpuState before = m.state();
+      const StepResult r = m.step();
+      const SegmentRegister& loaded = k.access == 0x89 ? m.state().tr : m.state().ldtr;
+      const SegmentRegister& was = k.access == 0x89 ? before.tr : before.ldtr;
+      if (canonical) {
+        ASSERT_EQ(r.outcome, StepOutcome::kRetired);
+        EXPECT_EQ(loaded.base, 0xFFFF800012345000ull);
+        EXPECT_EQ(loaded.selector, kSel);
+      } else {
+        ASSERT_EQ(r.outcome, StepOutcome::kException);
+        EXPECT_EQ(int(r.vector), 13);
+        EXPECT_EQ(r.errorCode, kSel);
+        EXPECT_EQ(loaded.selector, was.selector);
+        EXPECT_EQ(loaded.base, was.base);
+        // LTR did not mark the descriptor busy.
+        EXPECT_EQ(m.get(layout::kGdt + kSel + 5, 1), k.access);
+      }
+    }
+  }
+}
+
+// SALC (D6) sets AL from CF and leaves every flag alone outside 64-bit mode;
+// in 64-bit mode it is #UD.
+TEST(DataMovement, SalcSetsAlFromCarryOutside64BitMode) {
+  for (const uint64_t cf : {0ull, 1ull}) {
+    Machine m;
+    flat32WithHandlers(m);
+    m.loadHex(kCode, "d6");
+    m.edit([&](CpuState& s) {
+      s.reg(Gpr::kRax) = 0x11223344;
+      s.rflags = 0x2 | flags::kZF | flags::kOF | cf;
+    });
+    ASSERT_EQ(m.step().outcome, StepOutcome::kRetired);
+    EXPECT_EQ(m.state().reg(Gpr::kRax), cf ? 0x112233FFu : 0x11223300u);
+    EXPECT_EQ(m.state().rflags, 0x2 | flags::kZF | flags::kOF | cf);
+    EXPECT_EQ(m.state().rip, kCode + 1);
+  }
+  Machine real;
+  real.setupReal(0, 0x7C00);
+  real.loadHex(0x7C00, "f9 d6");  // stc; salc
+  ASSERT_EQ(real.run(2).outcome, StepOutcome::kRetired);
+  EXPECT_EQ(real.state().reg(Gpr::kRax) & 0xFF, 0xFFu);
+  Machine m64;
+  longWithHandlers(m64);
+  m64.loadHex(kCode, "d6");
+  const StepResult r = m64.step();
+  ASSERT_EQ(r.outcome, StepOutcome::kException);
+  EXPECT_EQ(int(r.vector), 6);
+}
+
 TEST(TaskSwitch, CallToTssAndIretBack) {
   Machine m;
   TwoTasks::setup(m);

@@ -1,6 +1,6 @@
 // Data movement: MOV (all forms), MOVZX/MOVSX/MOVSXD, XCHG, CMPXCHG,
 // CMPXCHG8B/16B, XADD, BSWAP, MOVBE, LEA, CMOVcc, SETcc, CBW..CQO, LAHF/SAHF,
-// XLAT, flag operations, LDS..LSS, NOP forms.
+// XLAT, flag operations, SALC, LDS..LSS, NOP forms.
 #include "exec/basic_flags.h"
 #include "exec/handler_table.h"
 #include "exec/handlers.h"
@@ -347,6 +347,14 @@ ExecStatus flagOp(CpuImpl& c, const Instr&) {
   return ExecStatus::kNext;
 }
 
+// SALC (D6): AL = CF ? FFh : 00h, flags unchanged. Valid in real, V8086 and
+// protected mode; Zydis does not decode D6 in 64-bit mode, so the framework
+// raises #UD there, as the CPU does.
+ExecStatus salc(CpuImpl& c, const Instr&) {
+  c.writeGpr<uint8_t>(0, (c.rflags() & flags::kCF) ? 0xFF : 0x00);
+  return ExecStatus::kNext;
+}
+
 ExecStatus nop(CpuImpl&, const Instr&) {
   return ExecStatus::kNext;
 }
@@ -420,6 +428,7 @@ void registerDataHandlers(HandlerTable& t) {
   t.set(ZYDIS_MNEMONIC_CLC, &flagOp<flags::kCF, 0, false>);
   t.set(ZYDIS_MNEMONIC_STC, &flagOp<0, flags::kCF, false>);
   t.set(ZYDIS_MNEMONIC_CMC, &flagOp<0, 0, true>);
+  t.set(ZYDIS_MNEMONIC_SALC, &salc);
   t.set(ZYDIS_MNEMONIC_CLD, &flagOp<flags::kDF, 0, false>);
   t.set(ZYDIS_MNEMONIC_STD, &flagOp<0, flags::kDF, false>);
   for (ZydisMnemonic m :

@@ -314,9 +314,15 @@ bool requireProtected(CpuImpl& c) {
   return true;
 }
 
-// Reads the upper half of a 16-byte system descriptor in long mode.
-bool readSystemDescriptorHigh(CpuImpl& c, uint16_t sel, uint64_t& high) {
-  return c.readLinear<uint64_t>(c.state().gdtr.base + (sel & ~7u) + 8, high, true);
+// In IA-32e mode LDT and TSS descriptors are 16 bytes: adds bits 63:32 of
+// the base from the upper half to `d`. A base that is not canonical is
+// #GP(selector) (SDM Vol. 2 LLDT/LTR, "64-Bit Mode Exceptions").
+bool addSystemDescriptorHigh(CpuImpl& c, uint16_t sel, SegmentRegister& d) {
+  uint64_t high;
+  if (!c.readLinear<uint64_t>(c.state().gdtr.base + (sel & ~7u) + 8, high, true)) return false;
+  d.base |= (high & 0xFFFFFFFF) << 32;
+  if (!CpuImpl::isCanonical(d.base)) return c.fault(vec::kGP, sel & ~3u);
+  return true;
 }
 
 ExecStatus lldt(CpuImpl& c, const Instr& i) {
@@ -336,11 +342,7 @@ ExecStatus lldt(CpuImpl& c, const Instr& i) {
   SegmentRegister d = CpuImpl::descriptorToCache(sel, raw);
   if ((d.attributes & 0x1F) != 0x02) return c.raiseGp(sel & ~3u);
   if (!(d.attributes & segattr::kP)) return c.raiseNp(sel & ~3u);
-  if (c.longMode()) {
-    uint64_t high;
-    TTVM_TRY(readSystemDescriptorHigh(c, sel, high));
-    d.base |= (high & 0xFFFFFFFF) << 32;
-  }
+  if (c.longMode()) TTVM_TRY(addSystemDescriptorHigh(c, sel, d));
   s.ldtr = d;
   return ExecStatus::kNext;
 }
@@ -361,11 +363,7 @@ ExecStatus ltr(CpuImpl& c, const Instr& i) {
   const bool ok = c.longMode() ? type == 0x09 : (type == 0x09 || type == 0x01);
   if (!ok) return c.raiseGp(sel & ~3u);
   if (!(d.attributes & segattr::kP)) return c.raiseNp(sel & ~3u);
-  if (c.longMode()) {
-    uint64_t high;
-    TTVM_TRY(readSystemDescriptorHigh(c, sel, high));
-    d.base |= (high & 0xFFFFFFFF) << 32;
-  }
+  if (c.longMode()) TTVM_TRY(addSystemDescriptorHigh(c, sel, d));
   // Mark busy in the GDT and in the cache.
   const uint8_t typeByte = static_cast<uint8_t>((raw >> 40) | 2);
   TTVM_TRY(c.writeLinear<uint8_t>(s.gdtr.base + (sel & ~7u) + 5, typeByte, true));
