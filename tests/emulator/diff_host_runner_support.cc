@@ -36,7 +36,7 @@ constexpr uint64_t kFarEntry32 = kBlockPage + 0xA00;  // m16:32 -> 0x23:kEntry32
 constexpr uint64_t kFarTail64 = kBlockPage + 0xA10;   // m16:32 -> 0x33:kTailStub
 constexpr uint64_t kSegSlot = kBlockPage + 0xA20;     // saved DS, ES
 constexpr uint64_t kPrivateStack32 = kBlockPage + 0xF00;
-constexpr uint16_t kUserCs32 = 0x23, kUserCs64 = 0x33, kUserDs = 0x2B;
+constexpr uint16_t kUserCs64 = 0x33, kUserDs = 0x2B;
 
 // State block layout used by the stubs.
 constexpr int kGprOff = 0;
@@ -298,7 +298,8 @@ void* mapFixed(uint64_t addr, uint64_t size, int prot) {
   return p;
 }
 
-[[noreturn]] void childMain(int fd, HostRunner::Shared* sh, CodeMode mode, const Stubs& st) {
+[[noreturn]] void childMain(int fd, HostRunner::Shared* sh, CodeMode mode, uint16_t compatCs,
+                            const Stubs& st) {
   const Layout lay = layoutFor(mode);
   gChildCode = lay.code;
   gChildIs32 = mode != CodeMode::kLong64;
@@ -320,7 +321,7 @@ void* mapFixed(uint64_t addr, uint64_t size, int prot) {
   auto* block = reinterpret_cast<uint8_t*>(kBlockPage);
   uint32_t off32 = static_cast<uint32_t>(kEntry32Stub), offTail = static_cast<uint32_t>(kTailStub);
   std::memcpy(block + (kFarEntry32 - kBlockPage), &off32, 4);
-  std::memcpy(block + (kFarEntry32 - kBlockPage) + 4, &kUserCs32, 2);
+  std::memcpy(block + (kFarEntry32 - kBlockPage) + 4, &compatCs, 2);
   std::memcpy(block + (kFarTail64 - kBlockPage), &offTail, 4);
   std::memcpy(block + (kFarTail64 - kBlockPage) + 4, &kUserCs64, 2);
   const uint64_t exitStub = mode == CodeMode::kLong64 ? kExitStub : kExit32Stub;
@@ -379,11 +380,41 @@ Status HostRunner::available(CodeMode mode) {
           "32-bit host runs need vm.mmap_min_addr <= " + std::to_string(layoutFor(mode).code) +
           " (it is " + std::to_string(minAddr) + ")");
     }
+    static const Status compat = probeCompat(kUserCs32);
+    return compat;
   }
   return {};
 }
 
-HostRunner::HostRunner(CodeMode mode) : mode_(mode) {
+Status HostRunner::probeCompat(uint16_t compatCs) {
+  const CodeMode mode = CodeMode::kProtected32;
+  TestCase tc;
+  tc.program.mode = mode;
+  Unit u;
+  Insn nop;
+  nop.raw = {0x90};
+  u.insns.push_back(nop);
+  tc.program.units.push_back(u);
+  tc.initial.gpr[4] = layoutFor(mode).data + kInitialStackOffset;
+  auto enc = encode(tc.program, layoutFor(mode).code);
+  if (!enc.ok()) return enc.error();
+  HostRunner r(mode, compatCs);
+  auto o = r.run(tc, *enc);
+  if (!o.ok() || o->faulted || o->state.rip != layoutFor(mode).code + enc->bytes.size()) {
+    std::string what = !o.ok()      ? o.error().message
+                       : o->faulted ? "vector " + std::to_string(o->vector)
+                                    : "it ended at the wrong address";
+    char sel[8];
+    std::snprintf(sel, sizeof sel, "%#x", compatCs);
+    return makeError(
+        "this kernel cannot run 32-bit code (no IA-32 emulation?): a NOP in code "
+        "segment " +
+        std::string(sel) + " failed: " + what);
+  }
+  return {};
+}
+
+HostRunner::HostRunner(CodeMode mode, uint16_t compatCs) : mode_(mode), compatCs_(compatCs) {
   void* p =
       mmap(nullptr, sizeof(Shared), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
   TTVM_ASSERT(p != MAP_FAILED, "HostRunner: mmap of the shared block failed: ", strerror(errno));
@@ -406,7 +437,7 @@ Status HostRunner::start() {
   if (pid < 0) return makeError(std::string("HostRunner: fork: ") + strerror(errno));
   if (pid == 0) {
     close(sv[0]);
-    childMain(sv[1], shared_, mode_, st);
+    childMain(sv[1], shared_, mode_, compatCs_, st);
   }
   close(sv[1]);
   child_ = pid;

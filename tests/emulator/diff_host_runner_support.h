@@ -19,16 +19,26 @@
 
 #include <sys/types.h>
 
+#include <cstdint>
+
 #include "diff_program_support.h"
 
 namespace ttvm::difftest {
 
 class HostRunner final : public Runner {
  public:
-  explicit HostRunner(CodeMode mode = CodeMode::kLong64);
+  // `compatCs` is the code segment 32-bit cases run in: the kernel's user
+  // 32-bit CS (0x23) unless a test wants one that does not work.
+  explicit HostRunner(CodeMode mode = CodeMode::kLong64, uint16_t compatCs = kUserCs32);
   // Whether this host can run `mode` (never real mode; 32-bit needs the
-  // low pages of layoutFor(kProtected32) to be mappable).
+  // low pages of layoutFor(kProtected32) to be mappable, and a kernel with
+  // IA-32 emulation: probed once per process with probeCompat(kUserCs32)).
   static Status available(CodeMode mode);
+  // Runs one NOP in compatibility mode through `compatCs`; the error says the
+  // kernel cannot run 32-bit code (every 32-bit case would otherwise kill its
+  // child, one after the other, for minutes).
+  static Status probeCompat(uint16_t compatCs);
+  static constexpr uint16_t kUserCs32 = 0x23;  // x86-64 Linux's __USER32_CS
   ~HostRunner() override;
   HostRunner(const HostRunner&) = delete;
   HostRunner& operator=(const HostRunner&) = delete;
@@ -47,6 +57,7 @@ class HostRunner final : public Runner {
   void stop();
 
   CodeMode mode_;
+  uint16_t compatCs_;
   Shared* shared_ = nullptr;
   pid_t child_ = -1;
   int fd_ = -1;  // parent's end of the socketpair

@@ -10,6 +10,8 @@
 // diff_driver_support.h for the other variables).
 #include <gtest/gtest.h>
 
+#include <chrono>
+
 #include "diff_driver_support.h"
 #include "diff_emulator_runner_support.h"
 #include "diff_host_runner_support.h"
@@ -95,6 +97,32 @@ TEST(DiffHarness, HostRunnerSurvivesHangs) {
   ASSERT_FALSE(o.ok());
   EXPECT_NE(o.error().message.find("timed out"), std::string::npos) << o.error().message;
   checkKnownAnswers(host);  // a fresh child takes over
+}
+
+// The probe behind HostRunner::available(kProtected32) on a code segment
+// that cannot run anything (an LDT selector in a process without an LDT),
+// as on a kernel without IA-32 emulation, whose 32-bit user CS is gone: it
+// must say so at once, not leave every 32-bit case to kill its child.
+TEST(DiffHarness, CompatProbeRefusesAMissingCodeSegment) {
+  const auto t0 = std::chrono::steady_clock::now();
+  Status bad = HostRunner::probeCompat(0x0F);
+  EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 10.0);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.error().message.find("cannot run 32-bit code"), std::string::npos)
+      << bad.error().message;
+  EXPECT_NE(bad.error().message.find("0xf"), std::string::npos) << bad.error().message;
+  // The real segment: the probe agrees with whether 32-bit runs work here.
+  Status real = HostRunner::probeCompat(HostRunner::kUserCs32);
+  if (!real.ok()) GTEST_SKIP() << real.error().message;
+  HostRunner host(CodeMode::kProtected32);
+  TestCase tc = rawCase({{0x40}});  // inc eax
+  tc.program.mode = CodeMode::kProtected32;
+  tc.initial.gpr[4] = layoutFor(CodeMode::kProtected32).data + kInitialStackOffset;
+  auto enc = encode(tc.program, layoutFor(CodeMode::kProtected32).code);
+  ASSERT_TRUE(enc.ok());
+  auto o = host.run(tc, *enc);
+  ASSERT_TRUE(o.ok()) << o.error().message;
+  EXPECT_EQ(o->state.gpr[0], tc.initial.gpr[0] + 1);
 }
 
 #if TTVM_DIFF_HAVE_UNICORN
