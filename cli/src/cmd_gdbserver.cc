@@ -38,7 +38,10 @@ const char* kGdbserverHelp =
     "                         register layout gdb sees (auto: x86-64 when the guest is in\n"
     "                         64-bit mode at the start or at the end of the recording)\n"
     "  --checkpoint-mem SIZE  memory for checkpoints (e.g. 512M; default 1/4 of free memory)\n"
-    "  --multi                keep serving new connections after gdb disconnects\n"
+    "  --multi                serve one gdb after another: a gdb that connects while\n"
+    "                         another is served waits for its turn (and new ones are\n"
+    "                         served after the last disconnects). Without it a second\n"
+    "                         gdb is refused at once with an error reply\n"
     "  --symbols FILE         more guest symbols for the monitor commands and 'monitor\n"
     "                         backtrace': a System.map or an ELF file; repeatable (gdb\n"
     "                         loads its own: symbol-file / add-symbol-file)\n"
@@ -146,30 +149,16 @@ int cmdGdbserver(std::span<char* const> args) {
               static_cast<unsigned>(listener->port()));
   std::fflush(stdout);
   GdbServer server(**timeline, options);
-  do {
-    auto fd = listener->accept(&gStop);
-    if (!fd.ok()) {
-      if (gStop.load()) break;
-      std::fprintf(stderr, "ttvm %s\n", fd.error().message.c_str());
-      return 1;
-    }
-    std::printf("ttvm gdbserver: gdb connected\n");
+  GdbServeOptions serve;
+  serve.multi = multi;
+  serve.log = [](const std::string& line) {
+    std::printf("ttvm gdbserver: %s\n", line.c_str());
     std::fflush(stdout);
-    auto stats = serveGdbConnection(*fd, server, &gStop);
-    if (!stats.ok()) {
-      std::fprintf(stderr, "ttvm %s\n", stats.error().message.c_str());
-      if (!multi) return 1;
-      continue;
-    }
-    std::printf(
-        "ttvm gdbserver: gdb disconnected (%llu packets, %llu bad checksums, %llu "
-        "interrupts) at step %llu\n",
-        static_cast<unsigned long long>(stats->packets),
-        static_cast<unsigned long long>(stats->badChecksums),
-        static_cast<unsigned long long>(stats->interrupts),
-        static_cast<unsigned long long>((*timeline)->now()));
-    std::fflush(stdout);
-  } while (multi && !gStop.load());
+  };
+  if (Status st = serveGdb(*listener, server, serve, &gStop); !st.ok()) {
+    std::fprintf(stderr, "ttvm %s\n", st.error().message.c_str());
+    return 1;
+  }
   return 0;
 }
 

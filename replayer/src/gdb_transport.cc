@@ -8,9 +8,12 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <condition_variable>
 #include <cstring>
 #include <deque>
+#include <mutex>
 #include <thread>
 #include <vector>
 
@@ -58,7 +61,7 @@ Result<GdbListener> GdbListener::listen(const std::string& address, uint16_t por
   if (fd < 0) return makeError(std::string("gdbserver: socket: ") + std::strerror(errno));
   const int one = 1;
   ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0 || ::listen(fd, 1) != 0) {
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0 || ::listen(fd, 16) != 0) {
     const std::string why = std::strerror(errno);
     ::close(fd);
     return makeError("gdbserver: cannot listen on " + address + ":" + std::to_string(port) + ": " +
@@ -211,6 +214,128 @@ Result<GdbConnectionStats> serveGdbConnection(int fd, GdbServer& server,
   ::close(wake[1]);
   if (failed) return makeError(std::string("gdbserver: send failed: ") + std::strerror(errno));
   return stats;
+}
+
+namespace {
+
+// Tells a client that cannot be served now why, as gdb's error reply to its
+// first packet (gdb prints "Remote failure reply: E.…"), and closes it. A
+// client that sends no packet within 2 s gets the reply unasked. Reading
+// first also keeps the close orderly (a reset could lose the reply).
+void refuse(int fd) {
+  const std::string reply = gdbEncodePacket(
+      "E.ttvm gdbserver: another gdb is connected to this replay, and only one is served at a "
+      "time; disconnect it, or start ttvm gdbserver with --multi to wait for a turn");
+  GdbPacketDecoder decoder;
+  std::vector<GdbInput> inputs;
+  bool open = true;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+  while (open && std::chrono::steady_clock::now() < deadline &&
+         std::none_of(inputs.begin(), inputs.end(),
+                      [](const GdbInput& i) { return i.kind == GdbInput::Kind::kPacket; })) {
+    std::string bytes;
+    open = readSome(fd, 100, bytes);
+    decoder.feed(bytes, inputs);
+  }
+  if (open) {
+    (void)sendAll(fd, "+" + reply);
+    ::shutdown(fd, SHUT_WR);
+    const auto drainUntil = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+    std::string ignored;
+    while (std::chrono::steady_clock::now() < drainUntil && readSome(fd, 100, ignored))
+      ignored.clear();
+  }
+  ::close(fd);
+}
+
+}  // namespace
+
+Status serveGdb(GdbListener& listener, GdbServer& server, const GdbServeOptions& options,
+                const std::atomic<bool>* stop) {
+  auto log = [&](const std::string& line) {
+    if (options.log) options.log(line);
+  };
+  std::mutex mu;
+  std::condition_variable cv;
+  std::deque<int> queue;  // accepted, not yet served
+  bool serving = false;
+  bool lobbyFailed = false;
+  std::string lobbyError;
+  std::atomic<bool> lobbyStop{false};  // ends the lobby's accept()
+  std::vector<std::thread> refusals;
+  uint64_t accepted = 0;
+
+  std::thread lobby([&] {
+    while (!lobbyStop.load()) {
+      auto fd = listener.accept(&lobbyStop);
+      if (!fd.ok()) {
+        std::lock_guard<std::mutex> lock(mu);
+        if (!lobbyStop.load()) {
+          lobbyFailed = true;
+          lobbyError = fd.error().message;
+        }
+        cv.notify_all();
+        return;
+      }
+      std::unique_lock<std::mutex> lock(mu);
+      const uint64_t n = ++accepted;
+      if (!serving && queue.empty()) {
+        queue.push_back(*fd);
+      } else if (options.multi) {
+        queue.push_back(*fd);
+        const std::string note = "ttvm gdbserver: another gdb is connected; this connection is " +
+                                 std::to_string(queue.size()) +
+                                 " in the queue and is served when those before it disconnect\n";
+        (void)sendAll(*fd, note);
+        log("gdb connection " + std::to_string(n) + " waits for its turn (" +
+            std::to_string(queue.size()) + " in the queue)");
+      } else {
+        log("gdb connection " + std::to_string(n) +
+            " refused: another gdb is connected (--multi queues it)");
+        refusals.emplace_back(refuse, *fd);
+      }
+      cv.notify_all();
+    }
+  });
+  auto stopped = [&] { return stop != nullptr && stop->load(); };
+
+  Status result;
+  bool servedOne = false;
+  for (;;) {
+    int fd = -1;
+    {
+      std::unique_lock<std::mutex> lock(mu);
+      while (queue.empty() && !lobbyFailed && !stopped())
+        cv.wait_for(lock, std::chrono::milliseconds(100));
+      if (stopped() || queue.empty()) {
+        if (lobbyFailed) result = makeError(lobbyError);
+        break;
+      }
+      fd = queue.front();
+      queue.pop_front();
+      serving = true;
+    }
+    log("gdb connected");
+    auto stats = serveGdbConnection(fd, server, stop);
+    servedOne = true;
+    if (!stats.ok()) {
+      log(stats.error().message);
+    } else {
+      log("gdb disconnected (" + std::to_string(stats->packets) + " packets, " +
+          std::to_string(stats->badChecksums) + " bad checksums, " +
+          std::to_string(stats->interrupts) + " interrupts)");
+    }
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      serving = false;
+    }
+    if (!options.multi && servedOne) break;
+  }
+  lobbyStop.store(true);
+  lobby.join();
+  for (std::thread& t : refusals) t.join();
+  for (int fd : queue) ::close(fd);
+  return result;
 }
 
 }  // namespace ttvm

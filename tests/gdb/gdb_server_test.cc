@@ -9,8 +9,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <mutex>
 #include <random>
 #include <thread>
 
@@ -531,6 +533,138 @@ TEST_F(GdbServerTest, SocketAcksNaksAndInterrupts) {
   EXPECT_EQ(stats->badChecksums, 1u);
   EXPECT_EQ(stats->interrupts, 3u);
   EXPECT_EQ(stats->packets, 8u);
+}
+
+// Everything a client has sent until it closes (or 10 s pass).
+std::string readToClose(int fd) {
+  std::string out;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (std::chrono::steady_clock::now() < deadline) {
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, 100) <= 0) continue;
+    char buf[4096];
+    const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+    if (n <= 0) break;
+    out.append(buf, static_cast<size_t>(n));
+  }
+  return out;
+}
+
+// Reads up to and including the next '\n' (or 10 s pass).
+std::string readLine(int fd) {
+  std::string out;
+  while (out.empty() || out.back() != '\n') {
+    const std::string more = readBytes(fd, 1);
+    if (more.empty()) break;
+    out += more;
+  }
+  return out;
+}
+
+// One gdb is connected and idle; five more connect at once. Each is refused
+// within a second with a gdb error reply and closed, and the first one is
+// still served (before, they all waited on the kernel's backlog of 1 until
+// the first disconnected, and the 4th could not connect at all).
+TEST_F(GdbServerTest, ASecondClientIsRefusedAtOnce) {
+  auto listener = GdbListener::listen("127.0.0.1", 0);
+  ASSERT_TRUE(listener.ok()) << listener.error().message;
+  std::vector<std::string> log;
+  std::mutex logMu;
+  GdbServeOptions o;
+  o.log = [&](const std::string& line) {
+    std::lock_guard<std::mutex> lock(logMu);
+    log.push_back(line);
+  };
+  Status served = makeError("not run");
+  std::thread serverThread([&] { served = serveGdb(*listener, *server_, o, nullptr); });
+  const int first = connectTo(listener->port());
+  ASSERT_GE(first, 0);
+  sendStr(first, "+$qC#b4");
+  EXPECT_EQ(readBytes(first, 8), "+$QC1#c5");
+  std::vector<int> others;
+  for (int k = 0; k < 5; ++k) {
+    others.push_back(connectTo(listener->port()));
+    ASSERT_GE(others.back(), 0) << "connection " << k + 2;
+  }
+  for (int fd : others) {
+    const auto t0 = std::chrono::steady_clock::now();
+    sendStr(fd, "+$qSupported#37");
+    const std::string got = readToClose(fd);
+    EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 3.0);
+    EXPECT_EQ(got.rfind("+$E.ttvm gdbserver: another gdb is connected", 0), 0u) << got;
+    EXPECT_NE(got.find("--multi"), std::string::npos) << got;
+    ::close(fd);
+  }
+  // The first client never noticed.
+  sendStr(first, "+$qC#b4");
+  EXPECT_EQ(readBytes(first, 8), "+$QC1#c5");
+  sendStr(first, "+$D#44");
+  EXPECT_EQ(readBytes(first, 7), "+$OK#9a");
+  serverThread.join();
+  ::close(first);
+  EXPECT_TRUE(served.ok()) << served.error().message;
+  std::lock_guard<std::mutex> lock(logMu);
+  EXPECT_EQ(std::count_if(log.begin(), log.end(),
+                          [](const std::string& l) { return l.find("refused") != l.npos; }),
+            5);
+}
+
+// With multi, a client that connects while another is served is told its
+// place in the queue and served, its buffered packets answered in order,
+// when the one before it disconnects; the server then goes on accepting.
+TEST_F(GdbServerTest, WithMultiASecondClientWaitsForItsTurn) {
+  auto listener = GdbListener::listen("127.0.0.1", 0);
+  ASSERT_TRUE(listener.ok()) << listener.error().message;
+  std::atomic<bool> stop{false};
+  std::atomic<int> disconnected{0};
+  GdbServeOptions o;
+  o.multi = true;
+  o.log = [&](const std::string& line) {
+    if (line.rfind("gdb disconnected", 0) == 0) ++disconnected;
+  };
+  Status served = makeError("not run");
+  std::thread serverThread([&] { served = serveGdb(*listener, *server_, o, &stop); });
+  const int a = connectTo(listener->port());
+  ASSERT_GE(a, 0);
+  sendStr(a, "+$qC#b4");
+  EXPECT_EQ(readBytes(a, 8), "+$QC1#c5");
+  const int b = connectTo(listener->port());
+  const int c = connectTo(listener->port());
+  ASSERT_GE(b, 0);
+  ASSERT_GE(c, 0);
+  const std::string noticeB = readLine(b);
+  EXPECT_NE(noticeB.find("another gdb is connected; this connection is 1 in the queue"),
+            std::string::npos)
+      << noticeB;
+  const std::string noticeC = readLine(c);
+  EXPECT_NE(noticeC.find("is 2 in the queue"), std::string::npos) << noticeC;
+  // b asks while it waits: no answer yet.
+  sendStr(b, "+$qC#b4");
+  pollfd p{b, POLLIN, 0};
+  EXPECT_EQ(::poll(&p, 1, 300), 0) << "answered before its turn";
+  sendStr(a, "+$D#44");
+  EXPECT_EQ(readBytes(a, 7), "+$OK#9a");
+  ::close(a);
+  EXPECT_EQ(readBytes(b, 8), "+$QC1#c5");
+  sendStr(b, "+$D#44");
+  EXPECT_EQ(readBytes(b, 7), "+$OK#9a");
+  ::close(b);
+  sendStr(c, "+$qC#b4");
+  EXPECT_EQ(readBytes(c, 8), "+$QC1#c5");
+  ::close(c);
+  // A new client after the queue emptied (the server saw c go) is served at once.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (disconnected.load() < 3 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  ASSERT_EQ(disconnected.load(), 3);
+  const int d = connectTo(listener->port());
+  ASSERT_GE(d, 0);
+  sendStr(d, "+$qC#b4");
+  EXPECT_EQ(readBytes(d, 8), "+$QC1#c5");
+  stop.store(true);
+  serverThread.join();
+  ::close(d);
+  EXPECT_TRUE(served.ok()) << served.error().message;
 }
 
 }  // namespace

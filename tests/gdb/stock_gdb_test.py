@@ -38,8 +38,20 @@ def symbol_table(elf):
             syms[parts[2]] = int(parts[0], 16)
     return syms
 
-def start_server(args, trace):
-    server = subprocess.Popen([args.ttvm, "gdbserver", trace, "--port", "0"],
+def record_step_limit(args, trace, steps, timeout):
+    """Records args.guest up to `steps` steps; False (and says why) unless
+    ttvm exits with 10, the step-limit status."""
+    rec = subprocess.run([args.ttvm, "record", "-o", trace, "--max-steps", str(steps),
+                          args.guest], capture_output=True, text=True, timeout=timeout)
+    if rec.returncode != 10:
+        print(f"ttvm record: expected exit status 10 (step limit), got {rec.returncode}\n"
+              f"{rec.stdout[-2000:]}\n{rec.stderr[-2000:]}")
+        return False
+    return True
+
+
+def start_server(args, trace, extra=()):
+    server = subprocess.Popen([args.ttvm, "gdbserver", trace, "--port", "0", *extra],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     line = server.stdout.readline()
     m = re.search(r"listening on 127\.0\.0\.1:(\d+)", line)
@@ -49,16 +61,81 @@ def start_server(args, trace):
     return server, int(m.group(1))
 
 
+def run_clients(args):
+    """Two clients at once. Without --multi, stock gdb connecting while a raw
+    client holds the server is refused at once and prints why; the first
+    client is still served. With --multi, gdb waits and is served as soon as
+    the first client disconnects."""
+    import socket
+    import threading
+    trace = os.path.join(args.workdir, "clients.ttvm")
+    if not record_step_limit(args, trace, 100000, 120):
+        return 1
+
+    def recv_exact(sock, n):
+        data = b""
+        sock.settimeout(10)
+        while len(data) < n:
+            more = sock.recv(n - len(data))
+            if not more:
+                break
+            data += more
+        return data
+
+    for multi in (False, True):
+        what = "--multi" if multi else "default"
+        server, port = start_server(args, trace, ["--multi"] if multi else [])
+        try:
+            hold = socket.create_connection(("127.0.0.1", port))
+            hold.sendall(b"+$qC#b4")
+            check(recv_exact(hold, 8) == b"+$QC1#c5", f"{what}: the first client is served")
+            release = None
+            if multi:
+                def let_go():
+                    hold.sendall(b"+$D#44")
+                    recv_exact(hold, 7)
+                    hold.close()
+                release = threading.Timer(2.0, let_go)
+                release.start()
+            t0 = time.time()
+            g = subprocess.run([args.gdb, "-batch", "-nx", "-ex", "set remotetimeout 30",
+                                "-ex", f"target remote 127.0.0.1:{port}",
+                                "-ex", "monitor when", "-ex", "detach"],
+                               capture_output=True, text=True, timeout=120)
+            elapsed = time.time() - t0
+            out = g.stdout + g.stderr
+            if not multi:
+                check("another gdb is connected" in out and "--multi" in out,
+                      "default: a second gdb is told why it is refused", out[-2000:])
+                check(elapsed < 10, f"default: the refusal comes at once ({elapsed:.1f} s)")
+                hold.sendall(b"+$qC#b4")
+                check(recv_exact(hold, 8) == b"+$QC1#c5",
+                      "default: the first client is still served after the refusal")
+                hold.sendall(b"+$D#44")
+                recv_exact(hold, 7)
+                hold.close()
+            else:
+                release.join()
+                check(re.search(r"step \d+", out) is not None and
+                      "another gdb is connected" not in out,
+                      "--multi: the second gdb is served once the first disconnects", out[-2000:])
+                check(elapsed >= 1.5, f"--multi: it waited for its turn ({elapsed:.1f} s)")
+        finally:
+            server.terminate()
+            try:
+                server.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                server.kill()
+    print(f"{len(failures)} failed" if failures else "all passed")
+    return 1 if failures else 0
+
+
 def run_i386(args):
     """A 32-bit protected-mode guest: gdb picks i386 from the description."""
     trace = os.path.join(args.workdir, "loop.ttvm")
     # Long enough (2e8 steps, ~2 s to run through) that a Ctrl-C 0.3 s into
     # continue / reverse-continue always lands while the stub is running.
-    rec = subprocess.run([args.ttvm, "record", "-o", trace, "--max-steps", "200000000",
-                          args.guest], capture_output=True, text=True, timeout=300)
-    if rec.returncode != 10:
-        print(f"ttvm record: expected exit status 10 (step limit), got {rec.returncode}\n"
-              f"{rec.stdout[-2000:]}\n{rec.stderr[-2000:]}")
+    if not record_step_limit(args, trace, 200000000, 300):
         return 1
     server, port = start_server(args, trace)
     cmds = ["set pagination off", "set confirm off", f"target remote 127.0.0.1:{port}",
@@ -128,12 +205,14 @@ def main():
     ap.add_argument("--gdb", required=True)
     ap.add_argument("--guest", required=True,
                     help="demo.elf (demo.elf.elf next to it), or rec_loop.elf for --scenario i386")
-    ap.add_argument("--scenario", choices=("demo", "i386"), default="demo")
+    ap.add_argument("--scenario", choices=("demo", "i386", "clients"), default="demo")
     ap.add_argument("--workdir", required=True)
     args = ap.parse_args()
     os.makedirs(args.workdir, exist_ok=True)
     if args.scenario == "i386":
         return run_i386(args)
+    if args.scenario == "clients":
+        return run_clients(args)
     trace = os.path.join(args.workdir, "demo.ttvm")
     symbols_elf = args.guest + ".elf"
     if not os.path.exists(symbols_elf):

@@ -1,12 +1,14 @@
-// The socket side of `ttvm gdbserver`: a TCP listener and the loop that
+// The socket side of `ttvm gdbserver`: a TCP listener, the loop that
 // carries one gdb connection — framing (gdb_protocol.h), acknowledgements,
-// and Ctrl-C. Each packet is answered by GdbServer::handle on a worker
-// thread while this thread keeps reading the socket, so a 0x03 byte sets the
-// server's cancel flag during any motion (c, s, bc, bs, monitor seek).
+// and Ctrl-C — and serveGdb, which serves one connection at a time while it
+// keeps accepting the others (refused at once, or queued with --multi). Each packet is answered by
+// GdbServer::handle on a worker thread while this thread keeps reading the socket, so a 0x03 byte
+// sets the server's cancel flag during any motion (c, s, bc, bs, monitor seek).
 #pragma once
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <string>
 
 #include "ttvm/base/result.h"
@@ -45,5 +47,27 @@ struct GdbConnectionStats {
 // for a socket failure.
 Result<GdbConnectionStats> serveGdbConnection(int fd, GdbServer& server,
                                               const std::atomic<bool>* stop);
+
+struct GdbServeOptions {
+  // Queue connections that arrive while one is served and serve them in
+  // turn (and keep serving new ones after the last disconnects); without
+  // it, each of them is refused at once and serveGdb returns after the first.
+  bool multi = false;
+  // One line per connection event (connected, refused, queued, done).
+  std::function<void(const std::string&)> log;
+};
+
+// Serves gdb connections from `listener` one at a time, until *stop becomes
+// true (or, without multi, the first connection ends). The listener is
+// accepted from all the while, on a thread of its own, so no client waits on
+// the kernel's backlog: a client that cannot be served now gets, without
+// multi, a gdb error reply at once ("E.ttvm gdbserver: another gdb is
+// connected…", which gdb prints as "Remote failure reply") and is closed;
+// with multi it gets a line of plain text with its place in the queue
+// (outside any packet: gdb skips it, a raw client reads it) and is served,
+// its packets answered in order, when its turn comes.
+// An error only when the listener fails.
+Status serveGdb(GdbListener& listener, GdbServer& server, const GdbServeOptions& options,
+                const std::atomic<bool>* stop);
 
 }  // namespace ttvm
