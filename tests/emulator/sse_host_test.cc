@@ -352,5 +352,22 @@ TEST(SseFaults, MmxMoves) {
   expectRetired("emms", "0f 77", none);
 }
 
+// PEXTRW m16, xmm, imm8 (66 0F 3A 15, SSE4.1): CPUID does not offer it but
+// CPUs run it; it stores the word and leaves every register alone.
+TEST(SseHost, PextrwToMemory) {
+  Machine m;
+  m.put(layout::kData, 0x1111111111111111ull, 8);
+  const StepResult r = runOne(
+      "66 0f 3a 15 0e 05",
+      [](CpuState& s) {
+        s.fpu.xmm[1] = Vec128{{0x0004000300020001, 0x0008000700060005}};
+        s.reg(Gpr::kRax) = 0xAAAA;
+      },
+      &m);
+  ASSERT_EQ(r.outcome, StepOutcome::kRetired);
+  EXPECT_EQ(m.get(layout::kData, 8), 0x1111111111110006ull);
+  EXPECT_EQ(m.state().reg(Gpr::kRax), 0xAAAAu);
+}
+
 }  // namespace
 }  // namespace ttvm::cputest

@@ -241,11 +241,18 @@ ExecStatus moveMask(CpuImpl& c, const Instr& i) {
   return ExecStatus::kNext;
 }
 
-// PEXTRW r32/r64, xmm, imm8: the word zero-extended into the GPR.
+// PEXTRW r32/r64, xmm, imm8: the word zero-extended into the GPR. The
+// SSE4.1 encoding also stores to m16; CPUID does not offer SSE4.1, but CPUs
+// execute it regardless, so it must not reach the GPR path.
 ExecStatus extractWord(CpuImpl& c, const Instr& i) {
   if (usesMmx(i)) return mmx::extractWord(c, i);
   TTVM_SSE_PROLOGUE(c, i);
-  c.gpr(i.op[0].reg) = sse::extractWord(xmm(c, i.op[1].reg), uint8_t(i.imm));
+  const uint32_t w = sse::extractWord(xmm(c, i.op[1].reg), uint8_t(i.imm));
+  if (i.op[0].kind == OpKind::kMem) {  // 66 0F 3A 15 (SSE4.1): PEXTRW m16, xmm, imm8
+    TTVM_TRY(c.writeMem<uint16_t>(i.mem.seg, c.effectiveAddress(i), uint16_t(w)));
+    return ExecStatus::kNext;
+  }
+  c.gpr(i.op[0].reg) = w;
   return ExecStatus::kNext;
 }
 
