@@ -107,6 +107,13 @@ def main():
     s.read_until(b"[0d][03]")
     os.write(s.fd, b"\x01\x01")
     s.read_until(b"[01]")
+    # Ctrl-A h lists the keys; another key after Ctrl-A is dropped.
+    os.write(s.fd, b"\x01h")
+    s.read_until(b"Ctrl-A Ctrl-A   send Ctrl-A to the guest")
+    os.write(s.fd, b"\x01qz")
+    s.read_until(b"[7a]")
+    if b"[71]" in s.out:
+        fail("the key after Ctrl-A reached the guest: %r" % s.out)
     shown = s.out.split(b"ready>", 1)[1]
     if b"ab" in shown:
         fail("typed keys were echoed locally: %r" % shown)

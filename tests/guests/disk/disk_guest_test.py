@@ -3,7 +3,8 @@
 
 1. `ttvm record --disk MASTER --disk SLAVE` (the first disk boots): exit
    status 99 (isa-debug-exit 0x31) and the expected serial output;
-2. the images keep their bytes and mtime (the guest wrote a sector);
+2. the images keep their bytes and mtime (the guest wrote a sector), and a
+   second recording has the same events and end;
 3. with the images moved away, `ttvm verify` and `ttvm replay` pass: the
    trace holds what the guest read, and only the boot sector as an image;
 4. QEMU, if installed, boots the same images (copy-on-write: snapshot=on) and
@@ -74,6 +75,19 @@ def main():
     for p, s in before.items():
         if stamp(p) != s:
             fail("%s changed: %r -> %r" % (p, s, stamp(p)))
+
+    # Deterministic: a second recording has the same events and end.
+    again = os.path.join(a.workdir, "again.ttvm")
+    r2 = run([a.ttvm, "record", "-o", again, "--start-clock", "1700000000", "--disk", master,
+              "--disk", slave], stdin=subprocess.DEVNULL)
+    if r2.returncode != 99:
+        fail("second recording: status %d" % r2.returncode)
+
+    def summary(path):
+        lines = run([a.ttvm, "info", path]).stdout.decode().splitlines()
+        return [l for l in lines if l.startswith(("events", "  Port", "  Interrupt", "end "))]
+    if summary(trace) != summary(again) or not summary(trace):
+        fail("two recordings differ:\n%s\n%s" % (summary(trace), summary(again)))
 
     info = run([a.ttvm, "info", trace]).stdout.decode()
     if "disk@ide0.0:sectors=17" not in info or "disk@ide0.1:sectors=64" not in info:
