@@ -999,8 +999,86 @@ class Generator {
   // misaligned, so #GP) in a few percent of cases when asked for.
   int sseAlign() { return o_.misalignedSse && chance(4) ? 1 : 16; }
 
+  // SSE/SSE2 floating point (o_.sseFp). Operands come from the XMM
+  // registers' and memory's "interesting" bit patterns: zeros, all ones
+  // (NaNs), small integers (denormals), sign bits, random bits.
+  bool genSseFp(Unit& u) {
+    // Per operation: PS, PD, SS, SD.
+    static const ZydisMnemonic kArith[][4] = {
+        {ZYDIS_MNEMONIC_ADDPS, ZYDIS_MNEMONIC_ADDPD, ZYDIS_MNEMONIC_ADDSS, ZYDIS_MNEMONIC_ADDSD},
+        {ZYDIS_MNEMONIC_SUBPS, ZYDIS_MNEMONIC_SUBPD, ZYDIS_MNEMONIC_SUBSS, ZYDIS_MNEMONIC_SUBSD},
+        {ZYDIS_MNEMONIC_MULPS, ZYDIS_MNEMONIC_MULPD, ZYDIS_MNEMONIC_MULSS, ZYDIS_MNEMONIC_MULSD},
+        {ZYDIS_MNEMONIC_DIVPS, ZYDIS_MNEMONIC_DIVPD, ZYDIS_MNEMONIC_DIVSS, ZYDIS_MNEMONIC_DIVSD},
+        {ZYDIS_MNEMONIC_MINPS, ZYDIS_MNEMONIC_MINPD, ZYDIS_MNEMONIC_MINSS, ZYDIS_MNEMONIC_MINSD},
+        {ZYDIS_MNEMONIC_MAXPS, ZYDIS_MNEMONIC_MAXPD, ZYDIS_MNEMONIC_MAXSS, ZYDIS_MNEMONIC_MAXSD},
+        {ZYDIS_MNEMONIC_SQRTPS, ZYDIS_MNEMONIC_SQRTPD, ZYDIS_MNEMONIC_SQRTSS,
+         ZYDIS_MNEMONIC_SQRTSD},
+        {ZYDIS_MNEMONIC_CMPPS, ZYDIS_MNEMONIC_CMPPD, ZYDIS_MNEMONIC_CMPSS, ZYDIS_MNEMONIC_CMPSD},
+        {ZYDIS_MNEMONIC_UNPCKLPS, ZYDIS_MNEMONIC_UNPCKLPD, ZYDIS_MNEMONIC_UNPCKHPS,
+         ZYDIS_MNEMONIC_UNPCKHPD},
+    };
+    constexpr int kCompareRow = 7, kUnpackRow = 8;
+    // An XMM register or memory: m128 (aligned) for packed forms, else m32/m64.
+    auto source = [&](int bytes) {
+      if (chance(50)) return opReg(pickXmm());
+      return bytes == 16 ? mem(u, 16, 0, sseAlign()) : mem(u, bytes, 0);
+    };
+    switch (below(5)) {
+      case 0:
+      case 1: {
+        const int row = below(sizeof(kArith) / sizeof(kArith[0]));
+        const int form = below(4);
+        const ZydisMnemonic m = kArith[row][form];
+        const int bytes = row == kUnpackRow || form < 2 ? 16 : form == 2 ? 4 : 8;
+        if (row == kCompareRow) {
+          u.insns.push_back(insn(m, {opReg(pickXmm()), source(bytes), opImm(below(8))}));
+        } else {
+          u.insns.push_back(insn(m, {opReg(pickXmm()), source(bytes)}));
+        }
+        return true;
+      }
+      case 2: {  // COMISS/UCOMISS/COMISD/UCOMISD: ZF PF CF, OF SF AF cleared
+        static const ZydisMnemonic kComi[] = {ZYDIS_MNEMONIC_COMISS, ZYDIS_MNEMONIC_UCOMISS,
+                                              ZYDIS_MNEMONIC_COMISD, ZYDIS_MNEMONIC_UCOMISD};
+        const int k = below(4);
+        u.insns.push_back(insn(kComi[k], {opReg(pickXmm()), source(k < 2 ? 4 : 8)}, 0, kAll, 0));
+        return true;
+      }
+      case 3: {  // to a GPR, rounded or truncated
+        static const ZydisMnemonic kToInt[] = {ZYDIS_MNEMONIC_CVTSS2SI, ZYDIS_MNEMONIC_CVTTSS2SI,
+                                               ZYDIS_MNEMONIC_CVTSD2SI, ZYDIS_MNEMONIC_CVTTSD2SI};
+        const int k = below(4);
+        const int bits = is64() && chance(50) ? 64 : 32;
+        u.insns.push_back(insn(kToInt[k], {opReg(pickReg(bits)), source(k < 2 ? 4 : 8)}));
+        return true;
+      }
+      default: {  // between formats
+        struct Convert {
+          ZydisMnemonic m;
+          int srcBytes;
+        };
+        static const Convert kConverts[] = {
+            {ZYDIS_MNEMONIC_CVTSS2SD, 4},   {ZYDIS_MNEMONIC_CVTSD2SS, 8},
+            {ZYDIS_MNEMONIC_CVTPS2PD, 8},   {ZYDIS_MNEMONIC_CVTPD2PS, 16},
+            {ZYDIS_MNEMONIC_CVTDQ2PS, 16},  {ZYDIS_MNEMONIC_CVTPS2DQ, 16},
+            {ZYDIS_MNEMONIC_CVTTPS2DQ, 16}, {ZYDIS_MNEMONIC_CVTDQ2PD, 8},
+            {ZYDIS_MNEMONIC_CVTPD2DQ, 16},  {ZYDIS_MNEMONIC_CVTTPD2DQ, 16}};
+        if (chance(25)) {
+          const int bits = is64() && chance(50) ? 64 : 32;
+          const ZydisMnemonic m = chance(50) ? ZYDIS_MNEMONIC_CVTSI2SS : ZYDIS_MNEMONIC_CVTSI2SD;
+          u.insns.push_back(insn(m, {opReg(pickXmm()), regOrMem(u, bits)}));
+          return true;
+        }
+        const Convert& c = kConverts[below(sizeof(kConverts) / sizeof(kConverts[0]))];
+        u.insns.push_back(insn(c.m, {opReg(pickXmm()), source(c.srcBytes)}));
+        return true;
+      }
+    }
+  }
+
   bool genSse(Unit& u) {
     if (!o_.sse2) return genAlu(u);
+    if (o_.sseFp && chance(40)) return genSseFp(u);
     static const ZydisMnemonic kBinary[] = {
         ZYDIS_MNEMONIC_PXOR,       ZYDIS_MNEMONIC_POR,       ZYDIS_MNEMONIC_PAND,
         ZYDIS_MNEMONIC_PANDN,      ZYDIS_MNEMONIC_PADDB,     ZYDIS_MNEMONIC_PADDW,

@@ -30,6 +30,10 @@ struct GeneratorOptions {
   bool tzcnt = false;  // BMI1: without it F3 0F BC is REP BSF
   bool movbe = false;
   bool sse2 = true;
+  // SSE/SSE2 floating point and conversions among the SSE units. Only where
+  // hardware is on both sides (Unicorn's softfloat propagates NaNs and sets
+  // MXCSR flags its own way).
+  bool sseFp = false;
   bool allowFaults = true;  // generate divisions that may raise #DE
   // Occasionally misalign the 16-byte memory operand of a legacy SSE
   // instruction (#GP). Off where Unicorn is an oracle: QEMU 5's TCG does not
