@@ -270,6 +270,16 @@ std::vector<Form> ieeeForms() {
     add({0xDD, uint8_t(0xC0 | rm)});  // ffree
     add({0xDF, uint8_t(0xC0 | rm)});  // ffreep
   }
+  // The undocumented aliases: FCOM2 (DC D0+i), FCOMP3 (DC D8+i), FCOMP5
+  // (DE D0+i), FXCH4 (DD C8+i), FXCH7 (DF C8+i), FSTP1 (D9 D8+i), FSTP8
+  // (DF D0+i), FSTP9 (DF D8+i); FNENI/FNDISI/FNSETPM (no-ops).
+  for (uint8_t rm : {0, 2}) {
+    for (auto [op, base] : {std::pair{0xDC, 0xD0}, std::pair{0xDC, 0xD8}, std::pair{0xDE, 0xD0},
+                            std::pair{0xDD, 0xC8}, std::pair{0xDF, 0xC8}, std::pair{0xD9, 0xD8},
+                            std::pair{0xDF, 0xD0}, std::pair{0xDF, 0xD8}})
+      add({uint8_t(op), uint8_t(base | rm)});
+  }
+  for (uint8_t b : {0xE0, 0xE1, 0xE4}) add({0xDB, b});
   add({0xDD, 0xD8});  // fstp st(0)
   add({0xDE, 0xD9});  // fcompp
   add({0xDA, 0xE9});  // fucompp
@@ -414,11 +424,13 @@ void checkForms(const std::vector<Form>& forms, int casesPerForm, bool transcend
       FpuState in = randomFpu(rng);
       if (transcendental) {
         // Operands where the instruction is defined, mostly: |x| < 2^20 for
-        // the trigonometric ones, [-1, 1] for F2XM1, positive for FYL2X.
+        // the trigonometric ones (a third up to 2^63), [-1, 1] for F2XM1, positive for FYL2X.
         const unsigned p0 = fpu::fpuTop(in), p1 = (p0 + 1) & 7;
         if (rng.below(4) != 0) {
           const uint64_t sig = rng.next() | (1ull << 63);
           uint16_t e = uint16_t(0x3FFF - 8 + rng.below(28));
+          const bool trig = form.bytes[1] == 0xF2 || form.bytes[1] >= 0xFB;
+          if (trig && rng.below(3) == 0) e = uint16_t(0x3FFF + rng.below(63));  // up to 2^63
           if (form.bytes[1] == 0xF0 || form.bytes[1] == 0xF9)
             e = uint16_t(0x3FFF - 1 - rng.below(40));
           uint16_t s = (rng.next() & 1) ? 0x8000 : 0;

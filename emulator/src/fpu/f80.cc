@@ -81,6 +81,9 @@ Rounded roundQuadBits(bool negative, uint32_t exp, uint64_t hi, uint64_t lo, fcw
   uint64_t sig = (hi << 15) | (lo >> 49);
   const uint64_t rest = lo & ((1ull << 49) - 1);
   const uint64_t half = 1ull << 48;
+  // The x87 detects tininess before rounding (measured: (1 - 2^-64) x
+  // 2^-16382 rounds up to the smallest normal and still raises UE).
+  const bool tiny = exp == 0;
   bool up = false;
   if (rest != 0) {
     r.flags |= fsw::kPE;
@@ -109,7 +112,7 @@ Rounded roundQuadBits(bool negative, uint32_t exp, uint64_t hi, uint64_t lo, fcw
     r.flags = uint16_t((r.flags & ~fsw::kC1) | (toInf ? fsw::kC1 : 0));
     return r;
   }
-  if (exp == 0 && (r.flags & fsw::kPE)) r.flags |= fsw::kUE;
+  if (tiny && (r.flags & fsw::kPE)) r.flags |= fsw::kUE;
   r.value = make(negative, uint16_t(exp), sig);
   return r;
 }

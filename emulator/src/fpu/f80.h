@@ -191,7 +191,7 @@ void hostExec(HostOp op, HostIo& io);
 // integer bit at bit 48 of hi; 0 exponent = binary128 denormal) to the 80-bit
 // format with 64-bit precision and rounding control `rc`. Returns the value
 // and the FSW bits it raises: PE (+C1 when rounded away from zero in
-// magnitude), UE for a tiny inexact result, OE for overflow.
+// magnitude), UE for an inexact result tiny before rounding, OE for overflow.
 struct Rounded {
   Float80 value;
   uint16_t flags = 0;

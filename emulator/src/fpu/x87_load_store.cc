@@ -141,6 +141,18 @@ ExecStatus storeReg(CpuImpl& c, const Instr& i, bool popAfter) {
   return ExecStatus::kNext;
 }
 
+// FSTP1 (D9 D8+i, Zydis FSTPNCE): FSTP ST(i) without the stack-underflow
+// check (measured on the host: with ST0 empty it only pops, silently).
+ExecStatus fstpNoCheck(CpuImpl& c, const Instr& i) {
+  TTVM_TRY(x87Begin(c));
+  x87Pointers(c, i);
+  FpuState& f = c.state().fpu;
+  setC1(f, false);
+  if (!isEmpty(f, 0)) setSt(f, i.modrm & 7, st(f, 0));
+  pop(f);
+  return ExecStatus::kNext;
+}
+
 template <bool kPop>
 ExecStatus fst(CpuImpl& c, const Instr& i) {
   if (!hasMemOperand(i)) return storeReg(c, i, kPop);
@@ -252,6 +264,13 @@ ExecStatus fnop(CpuImpl& c, const Instr& i) {
   return ExecStatus::kNext;
 }
 
+// FNENI, FNDISI (8087) and FNSETPM (287): no-ops on the 387 and later, and
+// non-waiting control instructions.
+ExecStatus legacyNop(CpuImpl& c, const Instr&) {
+  TTVM_TRY(x87Available(c));
+  return ExecStatus::kNext;
+}
+
 }  // namespace
 
 void registerX87LoadStoreHandlers(HandlerTable& t) {
@@ -260,6 +279,7 @@ void registerX87LoadStoreHandlers(HandlerTable& t) {
   t.set(ZYDIS_MNEMONIC_FBLD, &fbld);
   t.set(ZYDIS_MNEMONIC_FST, &fst<false>);
   t.set(ZYDIS_MNEMONIC_FSTP, &fst<true>);
+  t.set(ZYDIS_MNEMONIC_FSTPNCE, &fstpNoCheck);
   t.set(ZYDIS_MNEMONIC_FIST, &fist<false>);
   t.set(ZYDIS_MNEMONIC_FISTP, &fist<true>);
   t.set(ZYDIS_MNEMONIC_FISTTP, &fisttp);
@@ -281,6 +301,9 @@ void registerX87LoadStoreHandlers(HandlerTable& t) {
   t.set(ZYDIS_MNEMONIC_FINCSTP, &stepTop<1>);
   t.set(ZYDIS_MNEMONIC_FDECSTP, &stepTop<-1>);
   t.set(ZYDIS_MNEMONIC_FNOP, &fnop);
+  t.set(ZYDIS_MNEMONIC_FENI8087_NOP, &legacyNop);
+  t.set(ZYDIS_MNEMONIC_FDISI8087_NOP, &legacyNop);
+  t.set(ZYDIS_MNEMONIC_FSETPM287_NOP, &legacyNop);
 }
 
 }  // namespace ttvm::fpu
