@@ -160,5 +160,58 @@ TEST(F80, HostExecKnownResults) {
   EXPECT_EQ(io.fsw & fsw::kConditions, fsw::kC3 | fsw::kC1);  // quotient 3: Q1 (C3), Q0 (C1)
 }
 
+TEST(F80, RemainderTable) {
+  const Float80 seven{0xE000000000000000ull, 0x4001}, two{kJ, 0x4000}, one{kJ, 0x3FFF};
+  // 7 = 3 * 2 + 1: Q = 3 (C3 = Q1, C1 = Q0).
+  Remainder r = fprem(seven, two, false, 0, 0x037F);
+  EXPECT_EQ(r.value, one);
+  EXPECT_EQ(r.fsw, fsw::kC3 | fsw::kC1);
+  // FPREM1: 7 = 4 * 2 - 1: Q = 4 (C0 = Q2), remainder -1.
+  r = fprem(seven, two, true, 0, 0x037F);
+  EXPECT_EQ(r.value, (Float80{kJ, 0xBFFF}));
+  EXPECT_EQ(r.fsw, fsw::kC0);
+  // 2^100 by 3: d = 99 >= 64, reduced by 32 + (99 mod 32) = 35 bits:
+  // 2^98 mod 3 * 2^62 = 2^62 units of 2^2, so 2^64, incomplete (C2).
+  const Float80 big{kJ, 0x3FFF + 100}, three{0xC000000000000000ull, 0x4000};
+  r = fprem(big, three, false, fsw::kC0 | fsw::kC3, 0x037F);
+  EXPECT_EQ(r.value, (Float80{kJ, 0x3FFF + 64}));
+  EXPECT_EQ(r.fsw, fsw::kC2);
+  // Invalid: an infinite dividend or a zero divisor; x comes back for y = inf.
+  EXPECT_EQ(fprem({kJ, 0x7FFF}, two, false, 0, 0x037F).fsw & fsw::kIE, fsw::kIE);
+  EXPECT_EQ(fprem(seven, {0, 0}, true, 0, 0x037F).value, kIndefinite);
+  EXPECT_EQ(fprem(seven, {kJ, 0xFFFF}, false, 0, 0x037F).value, seven);
+  // Of an SNaN and a QNaN the QNaN comes back, with IE.
+  const Float80 snan{kJ | 5, 0x7FFF}, qnan{kJ | kQuietBit | 1, 0xFFFF};
+  EXPECT_EQ(fprem(snan, qnan, false, 0, 0x037F).value, qnan);
+  EXPECT_EQ(fprem(snan, qnan, false, 0, 0x037F).fsw & fsw::kIE, fsw::kIE);
+  EXPECT_EQ(propagateNan(qnan, snan), qnan);
+  EXPECT_EQ(propagateNan(snan, Float80{kJ | 7, 0x7FFF}), (Float80{kJ | kQuietBit | 7, 0x7FFF}));
+}
+
+// The software FPREM/FPREM1 against the host's over a sweep of exponent
+// differences (each d mod 32 of the incomplete reductions, both signs).
+TEST(F80, RemainderMatchesHostOverExponentDifferences) {
+  uint64_t seed = 0x1234567;
+  auto next = [&] {
+    seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+    return seed;
+  };
+  for (int d = -3; d < 200; ++d)
+    for (int k = 0; k < 20; ++k)
+      for (bool ieee : {false, true}) {
+        const Float80 y{next() | kJ, uint16_t(0x3FFF + int(next() % 64) - 32)};
+        const Float80 x{next() | kJ, uint16_t((y.signExponent + d) | ((next() & 1) ? 0x8000 : 0))};
+        HostIo io;
+        io.st0 = x;
+        io.st1 = y;
+        hostExec(ieee ? HostOp::kFprem1 : HostOp::kFprem, io);
+        const Remainder r = fprem(x, y, ieee, 0, 0x037F);
+        ASSERT_EQ(r.value, io.st0) << "d " << d << " ieee " << ieee;
+        ASSERT_EQ(r.fsw & (fsw::kConditions | fsw::kExceptions),
+                  io.fsw & (fsw::kConditions | fsw::kExceptions))
+            << "d " << d << " ieee " << ieee;
+      }
+}
+
 }  // namespace
 }  // namespace ttvm::fpu::f80

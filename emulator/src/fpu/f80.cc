@@ -117,4 +117,133 @@ Rounded roundQuadBits(bool negative, uint32_t exp, uint64_t hi, uint64_t lo, fcw
   return r;
 }
 
+Float80 propagateNan(const Float80& a, const Float80& b) {
+  const bool na = classify(a) == Class::kNan, nb = classify(b) == Class::kNan;
+  auto quiet = [](const Float80& v) { return Float80{v.significand | kQuietBit, v.signExponent}; };
+  if (na && nb) {
+    const bool qa = a.significand & kQuietBit, qb = b.significand & kQuietBit;
+    if (qa != qb) return qa ? a : b;
+    return quiet((b.significand & ~kQuietBit) > (a.significand & ~kQuietBit) ? b : a);
+  }
+  return quiet(na ? a : b);
+}
+
+namespace {
+
+__extension__ typedef unsigned __int128 U128;
+
+// A finite nonzero value as significand (integer bit 63 set) x 2^(exp - 63),
+// exp unbiased; denormals are normalized.
+struct Unpacked {
+  uint64_t sig;
+  int exp;
+};
+Unpacked unpack(const Float80& v) {
+  int e = exponent(v) == 0 ? 1 - kBias : int(exponent(v)) - kBias;
+  uint64_t m = v.significand;
+  const int lz = __builtin_clzll(m);
+  return {m << lz, e - lz};
+}
+
+// sig x 2^(exp - 63), sig < 2^64 (any width), exact: normalized, or a
+// denormal when the exponent is below the normal range (the caller knows
+// the value is on the denormal grid). With UE unmasked a tiny value is
+// bias-adjusted by 2^24576.
+Float80 packExact(bool negative, uint64_t sig, int exp, uint16_t fcw, uint16_t& flags) {
+  if (sig == 0) return make(negative, 0, 0);
+  const int lz = __builtin_clzll(sig);
+  sig <<= lz;
+  exp -= lz;
+  int biased = exp + kBias;
+  if (biased >= 1) return make(negative, uint16_t(biased), sig);
+  if (!(fcw & fsw::kUE)) {
+    flags |= fsw::kUE;
+    return make(negative, uint16_t(biased + 24576), sig);
+  }
+  return make(negative, 0, sig >> (1 - biased));  // exact: on the denormal grid
+}
+
+}  // namespace
+
+Remainder fprem(const Float80& x, const Float80& y, bool ieee, uint16_t fswIn, uint16_t fcw) {
+  Remainder r;
+  // Special results keep C0 and C3, clear C1 and C2 (measured on the host).
+  const uint16_t keep = fswIn & (fsw::kC0 | fsw::kC3);
+  const Class cx = classify(x), cy = classify(y);
+  auto invalid = [&] {
+    r.value = kIndefinite;
+    r.fsw = uint16_t(keep | fsw::kIE);
+    return r;
+  };
+  if (cx == Class::kUnsupported || cy == Class::kUnsupported) return invalid();
+  if (cx == Class::kNan || cy == Class::kNan) {
+    r.value = propagateNan(x, y);
+    r.fsw = keep;
+    if (isSignalingNan(x) || isSignalingNan(y)) r.fsw |= fsw::kIE;
+    return r;
+  }
+  if (cx == Class::kInfinity || cy == Class::kZero) return invalid();
+  uint16_t flags = (cx == Class::kDenormal || cy == Class::kDenormal) ? fsw::kDE : 0;
+  if (flags & ~fcw) {  // an unmasked denormal stops it before any result
+    r.value = x;
+    r.fsw = flags;
+    return r;
+  }
+  if (cx == Class::kZero || cy == Class::kInfinity) {
+    r.value = x;
+    if (cx == Class::kDenormal) {
+      // x comes back normalized (a pseudo-denormal as a normal; measured) and,
+      // tiny, bias-adjusted when UE is unmasked.
+      const Unpacked ux = unpack(x);
+      r.value = packExact(sign(x), ux.sig, ux.exp, fcw, flags);
+    }
+    r.fsw = flags;
+    return r;
+  }
+  const Unpacked ux = unpack(x), uy = unpack(y);
+  const int d = ux.exp - uy.exp;
+  const bool negative = sign(x);
+  if (d >= 64) {
+    // Incomplete: reduce the exponent difference by n = 32 + (d mod 32).
+    const int n = 32 + (d & 31);
+    const U128 num = U128(ux.sig) << n;
+    const uint64_t rem = uint64_t(num % uy.sig);
+    r.value = packExact(negative, rem, uy.exp + (d - n), fcw, flags);
+    r.fsw = uint16_t(flags | fsw::kC2);  // C0 C1 C3 clear (measured on the host)
+    return r;
+  }
+  uint64_t q = 0;     // the quotient's low bits
+  uint64_t rem = 0;   // |x| - q |y| in units of 2^(ey - 63)
+  bool flip = false;  // FPREM1: the remainder is negative (q rounded up)
+  if (d < 0) {
+    if (ieee && d == -1 && ux.sig > uy.sig) {  // |x| > |y| / 2: q = 1
+      q = 1;
+      flip = true;
+      // |y| - |x| in units of 2^(ey - 64): 2 my - mx.
+      const U128 diff = (U128(uy.sig) << 1) - ux.sig;
+      r.value = packExact(!negative, uint64_t(diff), uy.exp - 1, fcw, flags);
+    } else {
+      r.value = packExact(negative, ux.sig, ux.exp, fcw, flags);  // x, normalized
+    }
+  } else {
+    const U128 num = U128(ux.sig) << d;
+    const U128 qq = num / uy.sig;
+    rem = uint64_t(num % uy.sig);
+    q = uint64_t(qq);
+    if (ieee) {
+      const U128 twice = U128(rem) << 1;
+      if (twice > uy.sig || (twice == uy.sig && (q & 1))) {
+        ++q;
+        rem = uy.sig - rem;
+        flip = true;
+      }
+    }
+    r.value = packExact(negative != flip, rem, uy.exp, fcw, flags);
+    if (rem == 0) r.value = make(negative, 0, 0);  // an exact zero keeps x's sign
+  }
+  r.fsw = uint16_t(flags | ((q & 4) ? fsw::kC0 : 0) | ((q & 2) ? fsw::kC3 : 0) |
+                   ((q & 1) ? fsw::kC1 : 0));
+  return r;
+}
+
 }  // namespace ttvm::fpu::f80

@@ -3,14 +3,16 @@
 // Two kinds of computation, chosen per operation (docs/emulator.md, "x87"):
 //
 //  - IEEE-defined operations (FADD..FDIVR, FSQRT, FRNDINT, FSCALE, FXTRACT,
-//    FPREM/FPREM1, the compares, every load and store conversion incl. BCD)
-//    run on the HOST x87 through hostExec(): the guest's FCW is loaded, the
+//    the compares, every load and store conversion incl. BCD) run on the
+//    HOST x87 through hostExec(): the guest's FCW is loaded, the
 //    operation is the guest's own opcode on copies of the operands, and the
 //    host FSW (exception flags, C0-C3) and result are read back. IEEE 754
 //    fixes these results bit for bit, and Intel and AMD x87 units agree on
 //    them, including the x87-specific parts (precision control, denormal and
 //    unnormal operands, the C1 round-up bit, unmasked overflow/underflow
 //    bias adjustment, QNaN indefinite).
+//  - FPREM/FPREM1 are computed here in software (fprem()): the step of an
+//    incomplete reduction is the implementation's choice in the SDM.
 //  - The transcendentals (f80_transcendental.cc) are computed in software with
 //    binary128 arithmetic (libquadmath) and rounded to 64 bits here: vendors'
 //    microcode differs for them, the host FPU is never used.
@@ -98,6 +100,24 @@ unsigned fullTag(const Float80& v, bool empty);
 // and precision control does not apply (SDM vol. 1 8.3.8).
 enum class Constant : uint8_t { kOne, kL2t, kL2e, kPi, kLg2, kLn2, kZero };
 Float80 loadConstant(Constant k, fcw::Rounding rc);
+
+// The NaN an operation on two operands returns (SDM vol. 1 table 4-7), at
+// least one of them a NaN: of a signaling and a quiet NaN the quiet one,
+// else the larger significand, `a` (the destination) on a tie; quieted.
+Float80 propagateNan(const Float80& a, const Float80& b);
+
+// FPREM (ieee = false: the quotient truncated) and FPREM1 (ieee = true: to
+// nearest) of x = ST0 by y = ST1, in software: the partial remainder's step
+// (an exponent reduction of 32 + (D mod 32) when the exponents differ by
+// D >= 64, the choice the SDM leaves to the implementation) must not depend
+// on the host's vendor. `fsw` carries the guest's condition codes in;
+// the result's fsw has the flags (IE, DE, UE) and C0-C3: C2 = 1 for an
+// incomplete reduction, else C0 C3 C1 = the quotient's bits 2, 1, 0.
+struct Remainder {
+  Float80 value;
+  uint16_t fsw = 0;
+};
+Remainder fprem(const Float80& x, const Float80& y, bool ieee, uint16_t fsw, uint16_t fcw);
 
 // ----------------------------------------------------------- host x87
 // One host x87 instruction on copies of the operands. The host loads FCW =

@@ -215,15 +215,37 @@ ExecStatus fxam(CpuImpl& c, const Instr& i) {
   return ExecStatus::kNext;
 }
 
-// FSQRT, FRNDINT, FSCALE (ST0, ST1), FPREM/FPREM1 (ST0, ST1; C0 C1 C2 C3 are
-// the quotient bits and the incomplete-reduction flag).
-template <HostOp kOp, bool kUsesSt1, bool kSetsConditions>
+// FPREM/FPREM1 (software, fpu/f80.h): ST0 = the remainder of ST0 by ST1;
+// C0 C1 C2 C3 are the quotient bits and the incomplete-reduction flag.
+template <bool kIeee>
+ExecStatus fprem(CpuImpl& c, const Instr& i) {
+  TTVM_TRY(x87Begin(c));
+  x87Pointers(c, i);
+  FpuState& f = c.state().fpu;
+  if (isEmpty(f, 0) || isEmpty(f, 1)) {
+    f.fsw = uint16_t(f.fsw & ~fsw::kC2);
+    if (stackFault(f, false)) setSt(f, 0, kIndefinite);
+    return ExecStatus::kNext;
+  }
+  const f80::Remainder r = f80::fprem(st(f, 0), st(f, 1), kIeee, f.fsw, f.fcw);
+  // An unmasked exception stops it with C2 and C1 clear, C0 and C3 kept
+  // (measured on the host).
+  if (!applyResult(f, r.fsw, false)) {
+    f.fsw = uint16_t(f.fsw & ~(fsw::kC1 | fsw::kC2));
+    return ExecStatus::kNext;
+  }
+  setConditions(f, r.fsw, true);
+  setSt(f, 0, r.value);
+  return ExecStatus::kNext;
+}
+
+// FSQRT, FRNDINT, FSCALE (ST0, ST1).
+template <HostOp kOp, bool kUsesSt1>
 ExecStatus unary(CpuImpl& c, const Instr& i) {
   TTVM_TRY(x87Begin(c));
   x87Pointers(c, i);
   FpuState& f = c.state().fpu;
   if (isEmpty(f, 0) || (kUsesSt1 && isEmpty(f, 1))) {
-    if (kSetsConditions) f.fsw = uint16_t(f.fsw & ~fsw::kC2);
     if (stackFault(f, false)) setSt(f, 0, kIndefinite);
     return ExecStatus::kNext;
   }
@@ -233,11 +255,7 @@ ExecStatus unary(CpuImpl& c, const Instr& i) {
   io.st0 = st(f, 0);
   io.st1 = st(f, 1);
   f80::hostExec(kOp, io);
-  const bool store = applyResult(f, io.fsw, false);
-  // FPREM/FPREM1: C0-C3 as the host left them (the quotient bits and C2; on
-  // a NaN or an unmasked exception the bits it keeps are the guest's own).
-  if (kSetsConditions) setConditions(f, io.fsw, true);
-  if (!store) return ExecStatus::kNext;
+  if (!applyResult(f, io.fsw, false)) return ExecStatus::kNext;
   setSt(f, 0, io.st0);
   return ExecStatus::kNext;
 }
@@ -301,11 +319,11 @@ void registerX87ArithHandlers(HandlerTable& t) {
   t.set(ZYDIS_MNEMONIC_FCHS, &signOp<false>);
   t.set(ZYDIS_MNEMONIC_FABS, &signOp<true>);
   t.set(ZYDIS_MNEMONIC_FXAM, &fxam);
-  t.set(ZYDIS_MNEMONIC_FSQRT, &unary<HostOp::kFsqrt, false, false>);
-  t.set(ZYDIS_MNEMONIC_FRNDINT, &unary<HostOp::kFrndint, false, false>);
-  t.set(ZYDIS_MNEMONIC_FSCALE, &unary<HostOp::kFscale, true, false>);
-  t.set(ZYDIS_MNEMONIC_FPREM, &unary<HostOp::kFprem, true, true>);
-  t.set(ZYDIS_MNEMONIC_FPREM1, &unary<HostOp::kFprem1, true, true>);
+  t.set(ZYDIS_MNEMONIC_FSQRT, &unary<HostOp::kFsqrt, false>);
+  t.set(ZYDIS_MNEMONIC_FRNDINT, &unary<HostOp::kFrndint, false>);
+  t.set(ZYDIS_MNEMONIC_FSCALE, &unary<HostOp::kFscale, true>);
+  t.set(ZYDIS_MNEMONIC_FPREM, &fprem<false>);
+  t.set(ZYDIS_MNEMONIC_FPREM1, &fprem<true>);
   t.set(ZYDIS_MNEMONIC_FXTRACT, &fxtract);
 }
 
