@@ -110,6 +110,12 @@ bool screen2(const Float80& y, const Float80& x, TranscendentalResult& r) {
   return false;
 }
 
+// An unmasked denormal operand stops the instruction before it computes
+// anything: only DE is reported (measured on the host).
+bool stoppedByDenormal(const TranscendentalResult& r, uint16_t cw) {
+  return r.flags & fsw::kDE & ~cw;
+}
+
 void setRounded(TranscendentalResult& r, Quad q, uint16_t rc) {
   const Rounded v = fromQuad(q, rc);
   r.value = v.value;
@@ -187,6 +193,7 @@ TranscendentalResult trig(const Float80& x, uint16_t rc, Trig which) {
     return r;
   }
   Quad s, c;
+  if (stoppedByDenormal(r, rc)) return r;
   sinCos(x, s, c);
   switch (which) {
     case Trig::kSin: setRounded(r, s, rc); break;
@@ -293,6 +300,7 @@ TranscendentalResult f2xm1(const Float80& x, uint16_t rc) {
       return r;
     default: break;
   }
+  if (stoppedByDenormal(r, rc)) return r;
   const Quad q = toQuad(x);
   // expm1 keeps the relative accuracy near 0, where 2^x - 1 ~ x ln 2.
   setRounded(r, fabsq(q) < Quad(0.5) ? expm1q(q * ln2()) : exp2q(q) - 1, rc);
@@ -303,8 +311,10 @@ TranscendentalResult fpatan(const Float80& y, const Float80& x, uint16_t rc) {
   TranscendentalResult r;
   if (screen2(y, x, r)) return r;
   // C99 atan2 and FPATAN agree on every zero and infinity combination.
+  if (stoppedByDenormal(r, rc)) return r;
   const Quad a = atan2q(toQuad(y), toQuad(x));
-  if (!(rc & fsw::kUE) && classify(y) != Class::kZero && fabsq(a) < ldexpq(Quad(1), -16382)) {
+  if (!(rc & fsw::kUE) && classify(y) != Class::kZero && classify(x) != Class::kInfinity &&
+      fabsq(a) < ldexpq(Quad(1), -16382)) {
     // Underflow unmasked (only with x > 0): the bias-adjusted result is
     // atan(y / x) 2^24576 = (y / x) 2^24576 to far below an ulp, with y
     // scaled up by 2^16000 and x down by 2^8576 (in range: |y| < x 2^-16382).
@@ -355,6 +365,7 @@ TranscendentalResult fyl2x(const Float80& y, const Float80& x, uint16_t rc) {
     r.value = zero(cy == Class::kZero ? ys != below1 : ys);
     return r;
   }
+  if (stoppedByDenormal(r, rc)) return r;
   setProduct(r, toQuad(y), log2q(toQuad(x)), rc);
   return r;
 }
@@ -374,7 +385,8 @@ TranscendentalResult fyl2xp1(const Float80& y, const Float80& x, uint16_t rc) {
     return r;
   }
   const Quad xq = toQuad(x);
-  if (xq < -1 || (xq == -1 && cy == Class::kZero)) {
+  if (xq < -1 || (xq == -1 && cy == Class::kZero) ||
+      (cx == Class::kInfinity && cy == Class::kZero)) {
     r.flags = uint16_t((r.flags & ~fsw::kDE) | fsw::kIE);
     r.value = kIndefinite;
     return r;
@@ -389,6 +401,7 @@ TranscendentalResult fyl2xp1(const Float80& y, const Float80& x, uint16_t rc) {
     r.value = infinity((l < 0) != ys);
     return r;
   }
+  if (stoppedByDenormal(r, rc)) return r;
   setProduct(r, toQuad(y), log1pq(xq) / ln2(), rc);
   return r;
 }
