@@ -103,53 +103,99 @@ class HostThunk {
 
 constexpr uint64_t kFaultHandler = layout::kCode + 0x8000;
 
-// Runs `cases` random cases of one form on the host and the emulator.
+// FNV-1a: a per-form seed that is the same with every standard library.
+uint64_t formSeed(const std::string& name) {
+  uint64_t h = 0xCBF29CE484222325ull;
+  for (unsigned char ch : name) h = (h ^ ch) * 0x100000001B3ull;
+  return h;
+}
+
+// One generated case: the inputs, and whether CR4.OSXMMEXCPT is set.
+struct VectorCase {
+  HostIo in{};
+  bool osxmmexcpt = false;
+};
+VectorCase nextCase(VectorOperands& rng, Lane lane) {
+  VectorCase c;
+  HostIo& in = c.in;
+  rng.fillLanes(lane, reinterpret_cast<uint8_t*>(in.xmm0), 16);
+  rng.fillLanes(lane, reinterpret_cast<uint8_t*>(in.xmm1), 16);
+  rng.fillLanes(lane, in.mem, 16);
+  rng.fillLanes(lane, reinterpret_cast<uint8_t*>(&in.rax), 8);
+  rng.fillLanes(lane, reinterpret_cast<uint8_t*>(&in.mm0), 8);
+  rng.fillLanes(lane, reinterpret_cast<uint8_t*>(&in.mm1), 8);
+  in.mxcsr = rng.mxcsr();
+  c.osxmmexcpt = rng.below(2);
+  return c;
+}
+
+// The emulator side: a machine holding the form, run once per case.
+class EmulatorSide {
+ public:
+  explicit EmulatorSide(const VectorForm& form) : size_(form.bytes.size()) {
+    m_.setupLong64(code_);
+    m_.load(code_, form.bytes);
+    m_.loadHex(kFaultHandler, "f4");
+    m_.setAllIdt64(kFaultHandler);
+  }
+  struct Result {
+    StepResult step;
+    CpuState state;
+    uint64_t mem[2];
+  };
+  Result run(const VectorCase& c) {
+    const HostIo& in = c.in;
+    m_.edit([&](CpuState& s) {
+      s.rip = code_;
+      s.fpu.xmm[0] = Vec128{{in.xmm0[0], in.xmm0[1]}};
+      s.fpu.xmm[1] = Vec128{{in.xmm1[0], in.xmm1[1]}};
+      s.fpu.st[0] = Float80{in.mm0, 0};
+      s.fpu.st[1] = Float80{in.mm1, 0};
+      s.fpu.fsw = 0;
+      s.fpu.ftw = 0;
+      s.fpu.mxcsr = in.mxcsr;
+      s.reg(Gpr::kRax) = in.rax;
+      s.reg(Gpr::kRsi) = layout::kData;
+      s.reg(Gpr::kRsp) = layout::kStackTop;
+      s.rflags = 0x2;
+      s.cr4 = c.osxmmexcpt ? (s.cr4 | cr4::kOSXMMEXCPT) : (s.cr4 & ~cr4::kOSXMMEXCPT);
+    });
+    for (int k = 0; k < 16; k += 8) {
+      uint64_t v;
+      std::memcpy(&v, in.mem + k, 8);
+      m_.put(layout::kData + k, v, 8);
+    }
+    Result r{m_.step(), m_.state(), {}};
+    r.mem[0] = m_.get(layout::kData, 8);
+    r.mem[1] = m_.get(layout::kData + 8, 8);
+    return r;
+  }
+  uint64_t endRip() const { return code_ + size_; }
+  std::string lastUnimplemented() const {
+    return m_.cpu->unimplementedLog().empty() ? "" : m_.cpu->unimplementedLog().back();
+  }
+
+ private:
+  Machine m_;
+  uint64_t code_ = codeAddress(CpuMode::kLong64);
+  size_t size_;
+};
+
 }  // namespace
 
 void checkVectorForm(const VectorForm& form, int cases, VectorStats& stats) {
   HostThunk thunk;
   ASSERT_TRUE(thunk.ok());
   thunk.set(form.bytes);
-  Machine m;
-  const uint64_t code = codeAddress(CpuMode::kLong64);
-  m.setupLong64(code);
-  m.load(code, form.bytes);
-  m.loadHex(kFaultHandler, "f4");
-  m.setAllIdt64(kFaultHandler);
-  VectorOperands rng(std::hash<std::string>{}(form.name));
+  EmulatorSide emu(form);
+  VectorOperands rng(formSeed(form.name));
   for (int n = 0; n < cases; ++n) {
-    HostIo in{};
-    rng.fillLanes(form.lane, reinterpret_cast<uint8_t*>(in.xmm0), 16);
-    rng.fillLanes(form.lane, reinterpret_cast<uint8_t*>(in.xmm1), 16);
-    rng.fillLanes(form.lane, in.mem, 16);
-    rng.fillLanes(form.lane, reinterpret_cast<uint8_t*>(&in.rax), 8);
-    rng.fillLanes(form.lane, reinterpret_cast<uint8_t*>(&in.mm0), 8);
-    rng.fillLanes(form.lane, reinterpret_cast<uint8_t*>(&in.mm1), 8);
-    in.mxcsr = rng.mxcsr();
-    const bool osxmmexcpt = rng.below(2);
+    const VectorCase c = nextCase(rng, form.lane);
+    const HostIo& in = c.in;
     HostIo host = in;
     const bool retired = thunk.run(host);
-
-    m.edit([&](CpuState& s) {
-      s.rip = code;
-      s.fpu.xmm[0] = Vec128{{in.xmm0[0], in.xmm0[1]}};
-      s.fpu.xmm[1] = Vec128{{in.xmm1[0], in.xmm1[1]}};
-      s.fpu.st[0] = Float80{in.mm0, 0};
-      s.fpu.st[1] = Float80{in.mm1, 0};
-      s.fpu.mxcsr = in.mxcsr;
-      s.reg(Gpr::kRax) = in.rax;
-      s.reg(Gpr::kRsi) = layout::kData;
-      s.reg(Gpr::kRsp) = layout::kStackTop;
-      s.rflags = 0x2;
-      s.cr4 = osxmmexcpt ? (s.cr4 | cr4::kOSXMMEXCPT) : (s.cr4 & ~cr4::kOSXMMEXCPT);
-    });
-    for (int k = 0; k < 16; k += 8) {
-      uint64_t v;
-      std::memcpy(&v, in.mem + k, 8);
-      m.put(layout::kData + k, v, 8);
-    }
-    const StepResult r = m.step();
-    const CpuState s = m.state();
+    const EmulatorSide::Result e = emu.run(c);
+    const CpuState& s = e.state;
     uint64_t mem[2];
     std::memcpy(mem, in.mem, 16);
     char at[200];
@@ -160,14 +206,13 @@ void checkVectorForm(const VectorForm& form, int cases, VectorStats& stats) {
     ASSERT_EQ(s.fpu.mxcsr, host.mxcsr) << "MXCSR, " << at;
     if (retired) {
       ++stats.retired;
-      ASSERT_EQ(r.outcome, StepOutcome::kRetired)
-          << "vector " << int(r.vector) << " " << at << " "
-          << (m.cpu->unimplementedLog().empty() ? "" : m.cpu->unimplementedLog().back());
-      ASSERT_EQ(s.rip, code + form.bytes.size());
+      ASSERT_EQ(e.step.outcome, StepOutcome::kRetired)
+          << "vector " << int(e.step.vector) << " " << at << " " << emu.lastUnimplemented();
+      ASSERT_EQ(s.rip, emu.endRip());
     } else {
       ++stats.trapped;
-      ASSERT_EQ(r.outcome, StepOutcome::kException) << at;
-      ASSERT_EQ(int(r.vector), osxmmexcpt ? 19 : 6) << at;
+      ASSERT_EQ(e.step.outcome, StepOutcome::kException) << at;
+      ASSERT_EQ(int(e.step.vector), c.osxmmexcpt ? 19 : 6) << at;
     }
     ASSERT_EQ(s.fpu.xmm[0], (Vec128{{host.xmm0[0], host.xmm0[1]}})) << "xmm0, " << at;
     ASSERT_EQ(s.fpu.xmm[1], (Vec128{{host.xmm1[0], host.xmm1[1]}})) << "xmm1, " << at;
@@ -177,12 +222,35 @@ void checkVectorForm(const VectorForm& form, int cases, VectorStats& stats) {
     uint64_t hlo, hhi;
     std::memcpy(&hlo, host.mem, 8);
     std::memcpy(&hhi, host.mem + 8, 8);
-    ASSERT_EQ(m.get(layout::kData, 8), hlo) << "mem[0..8), " << at;
-    ASSERT_EQ(m.get(layout::kData + 8, 8), hhi) << "mem[8..16), " << at;
+    ASSERT_EQ(e.mem[0], hlo) << "mem[0..8), " << at;
+    ASSERT_EQ(e.mem[1], hhi) << "mem[8..16), " << at;
     if (form.setsFlags && retired) {
       ASSERT_EQ(s.rflags & flags::kArith, host.rflags & flags::kArith) << "RFLAGS, " << at;
     }
   }
+}
+
+uint64_t emulatorDigest(const VectorForm& form, int cases) {
+  EmulatorSide emu(form);
+  VectorOperands rng(formSeed(form.name));
+  uint64_t h = 0xCBF29CE484222325ull;
+  auto mix = [&h](uint64_t v) {
+    for (int k = 0; k < 8; ++k) h = (h ^ ((v >> (8 * k)) & 0xFF)) * 0x100000001B3ull;
+  };
+  for (int n = 0; n < cases; ++n) {
+    const EmulatorSide::Result e = emu.run(nextCase(rng, form.lane));
+    const CpuState& s = e.state;
+    mix(uint64_t(e.step.outcome) << 8 | e.step.vector);
+    for (int k = 0; k < 2; ++k) mix(s.fpu.xmm[k].q[0]), mix(s.fpu.xmm[k].q[1]);
+    mix(s.fpu.st[0].significand);
+    mix(s.fpu.st[1].significand);
+    mix(s.reg(Gpr::kRax));
+    mix(s.fpu.mxcsr);
+    mix(s.rflags & flags::kArith);
+    mix(e.mem[0]);
+    mix(e.mem[1]);
+  }
+  return h;
 }
 
 }  // namespace ttvm::cputest

@@ -135,6 +135,12 @@ struct VectorStats {
 // four) and reports mismatches through GoogleTest (fatal).
 void checkVectorForm(const VectorForm& form, int cases, VectorStats& stats);
 
+// A digest of what the emulator alone computes for `cases` cases of the form
+// (the same cases checkVectorForm draws): destination and other registers,
+// memory, MXCSR, RFLAGS and the outcome. The emulator must give the same
+// digest on every host (the trace contract), whatever the host's vendor.
+uint64_t emulatorDigest(const VectorForm& form, int cases);
+
 // The value of an environment variable as a case count, or `fallback`.
 int caseCount(const char* variable, int fallback);
 
