@@ -121,7 +121,7 @@ Remainder fprem(const Float80& x, const Float80& y, bool ieee, uint16_t fsw, uin
 
 // ----------------------------------------------------------- host x87
 // One host x87 instruction on copies of the operands. The host loads FCW =
-// `fcw`, the condition codes of `fsw`, ST1 = st1, ST0 = st0 (so a binary operation of the D8
+// `fcw`, ST1 = st1, ST0 = st0 (so a binary operation of the D8
 // register form "ST0 op ST1" reads st0 as its destination operand), executes `op`, and reads back
 // the raw FSW (exception flags and C0-C3; TOP and ES/B are the host's), the low byte of RFLAGS
 // (FCOMI), ST0 and ST1 after the operation, and the memory operand (at most 16 bytes, addressed as
@@ -200,7 +200,7 @@ struct HostIo {
   Float80 st1;
   alignas(16) uint8_t mem[16] = {};
   uint16_t fcw = 0x037F;
-  uint16_t fsw = 0;    // in: the guest's C0-C3; out: the host FSW right after the operation
+  uint16_t fsw = 0;    // out: the host FSW right after the operation
   uint8_t rflags = 0;  // out: RFLAGS[7:0] right after the operation (LAHF)
 };
 

@@ -3,13 +3,16 @@
 // that no assembler's operand-order conventions (the AT&T fsub/fsubr swap)
 // can change what runs; a memory operand is always [RSI].
 //
-// Around the instruction: FNSTENV saves the host environment, FLDENV loads
-// the guest's control word and condition codes with clear flags and an empty
-// stack, two FLDs push ST1 and ST0. Afterwards FNSTSW takes the status before
-// anything else can change it, FNCLEX clears it so that no unmasked exception
-// is pending, a masked FLDCW makes the read-back stores silent (even from an
-// empty register after a popping store), and FLDENV restores the host's
-// environment, including its all-empty tag word.
+// Around the instruction: FNCLEX clears stale flags, FLDCW loads the guest's
+// control word, two FLDs push ST1 and ST0. Afterwards FNSTSW takes the status
+// before anything else can change it, FNCLEX clears it so that no unmasked
+// exception is pending, a masked FLDCW makes the read-back stores silent
+// (even from an empty register after a popping store), FFREE empties all
+// eight registers (the SysV ABI wants an empty stack; TOP is free) and the
+// host's FCW comes back. No FNSTENV/FLDENV: the handlers take only what the
+// instruction defines from the host (flags, C1, a compare's C0 C2 C3), so
+// the guest's condition codes need not be loaded, and the environment
+// instructions cost more than the operation itself.
 #include "fpu/f80.h"
 
 #include <cstddef>
@@ -23,19 +26,13 @@ namespace {
 
 constexpr uint16_t kAllMasked = 0x037F;
 
-// The environment the host starts from (FLDENV, 32-bit protected layout):
-// the guest's FCW, its condition codes (so that bits an instruction leaves
-// alone come back unchanged), no flags, TOP 0, every register empty.
-struct GuestEnv {
-  uint32_t w[7];
-};
-
 #define TTVM_X87_HOST_OP(name, bytes)                                                        \
-  void name(HostIo& io, const GuestEnv& genv) {                                              \
-    uint8_t env[28];                                                                         \
+  void name(HostIo& io) {                                                                    \
+    uint16_t saved;                                                                          \
     asm volatile(                                                                            \
-        "fnstenv %[env]\n\t"                                                                 \
-        "fldenv %[genv]\n\t"                                                                 \
+        "fnstcw %[saved]\n\t"                                                                \
+        "fnclex\n\t"                                                                         \
+        "fldcw %[cw]\n\t"                                                                    \
         "fldt %[b]\n\t"                                                                      \
         "fldt %[a]\n\t"                                                                      \
         ".byte " bytes                                                                       \
@@ -47,10 +44,19 @@ struct GuestEnv {
         "fldcw %[masked]\n\t"                                                                \
         "fstpt %[a]\n\t"                                                                     \
         "fstpt %[b]\n\t"                                                                     \
-        "fldenv %[env]\n\t"                                                                  \
+        "ffree %%st(0)\n\t"                                                                  \
+        "ffree %%st(1)\n\t"                                                                  \
+        "ffree %%st(2)\n\t"                                                                  \
+        "ffree %%st(3)\n\t"                                                                  \
+        "ffree %%st(4)\n\t"                                                                  \
+        "ffree %%st(5)\n\t"                                                                  \
+        "ffree %%st(6)\n\t"                                                                  \
+        "ffree %%st(7)\n\t"                                                                  \
+        "fnclex\n\t"                                                                         \
+        "fldcw %[saved]\n\t"                                                                 \
         : [a] "+m"(io.st0), [b] "+m"(io.st1), [sw] "=m"(io.fsw), [fl] "=m"(io.rflags),       \
-          [env] "=m"(env)                                                                    \
-        : [genv] "m"(genv), [masked] "m"(kAllMasked), "S"(io.mem)                            \
+          [saved] "=m"(saved)                                                                \
+        : [cw] "m"(io.fcw), [masked] "m"(kAllMasked), "S"(io.mem)                            \
         : "memory", "cc", "rax", "st", "st(1)", "st(2)", "st(3)", "st(4)", "st(5)", "st(6)", \
           "st(7)");                                                                          \
   }
@@ -124,7 +130,7 @@ TTVM_X87_HOST_OP(fbstp, "0xDF, 0x36")
 
 #undef TTVM_X87_HOST_OP
 
-using HostFn = void (*)(HostIo&, const GuestEnv&);
+using HostFn = void (*)(HostIo&);
 
 // In HostOp order.
 constexpr HostFn kHostOps[] = {
@@ -141,9 +147,7 @@ static_assert(sizeof(kHostOps) / sizeof(kHostOps[0]) == std::size_t(HostOp::kFbs
 }  // namespace
 
 void hostExec(HostOp op, HostIo& io) {
-  const GuestEnv genv{{0xFFFF0000u | io.fcw, 0xFFFF0000u | (io.fsw & fsw::kConditions), 0xFFFFFFFFu,
-                       0, 0, 0, 0xFFFF0000u}};
-  kHostOps[static_cast<int>(op)](io, genv);
+  kHostOps[static_cast<int>(op)](io);
 }
 
 }  // namespace ttvm::fpu::f80
