@@ -1017,7 +1017,7 @@ class Generator {
         {ZYDIS_MNEMONIC_UNPCKLPS, ZYDIS_MNEMONIC_UNPCKLPD, ZYDIS_MNEMONIC_UNPCKHPS,
          ZYDIS_MNEMONIC_UNPCKHPD},
     };
-    constexpr int kCompareRow = 7, kUnpackRow = 8;
+    constexpr int kCompareRow = 7, kUnpackRow = 8, kFirstNanFreeRow = 4;
     // An XMM register or memory: m128 (aligned) for packed forms, else m32/m64.
     auto source = [&](int bytes) {
       if (chance(50)) return opReg(pickXmm());
@@ -1026,7 +1026,9 @@ class Generator {
     switch (below(5)) {
       case 0:
       case 1: {
-        const int row = below(sizeof(kArith) / sizeof(kArith[0]));
+        const int rows = sizeof(kArith) / sizeof(kArith[0]);
+        const int row = o_.sseFp == SseFp::kAll ? below(rows)
+                                                : kFirstNanFreeRow + below(rows - kFirstNanFreeRow);
         const int form = below(4);
         const ZydisMnemonic m = kArith[row][form];
         const int bytes = row == kUnpackRow || form < 2 ? 16 : form == 2 ? 4 : 8;
@@ -1078,7 +1080,7 @@ class Generator {
 
   bool genSse(Unit& u) {
     if (!o_.sse2) return genAlu(u);
-    if (o_.sseFp && chance(40)) return genSseFp(u);
+    if (o_.sseFp != SseFp::kOff && chance(40)) return genSseFp(u);
     static const ZydisMnemonic kBinary[] = {
         ZYDIS_MNEMONIC_PXOR,       ZYDIS_MNEMONIC_POR,       ZYDIS_MNEMONIC_PAND,
         ZYDIS_MNEMONIC_PANDN,      ZYDIS_MNEMONIC_PADDB,     ZYDIS_MNEMONIC_PADDW,

@@ -21,6 +21,17 @@
 
 namespace ttvm::difftest {
 
+// Which SSE floating-point instructions to generate.
+enum class SseFp : uint8_t {
+  kOff,
+  // Everything but ADD/SUB/MUL/DIV, whose result, when both operands are
+  // NaNs, is the first operand's (SDM vol. 1 table 4-7): QEMU's softfloat,
+  // Unicorn's engine, returns the one with the larger significand instead.
+  // The rest has no such choice. (MXCSR is not compared by the harness.)
+  kNoNanChoice,
+  kAll,  // where hardware is on both sides
+};
+
 struct GeneratorOptions {
   CodeMode mode = CodeMode::kLong64;
   // Optional instructions: generate them only where every oracle in the
@@ -30,10 +41,8 @@ struct GeneratorOptions {
   bool tzcnt = false;  // BMI1: without it F3 0F BC is REP BSF
   bool movbe = false;
   bool sse2 = true;
-  // SSE/SSE2 floating point and conversions among the SSE units. Only where
-  // hardware is on both sides (Unicorn's softfloat propagates NaNs and sets
-  // MXCSR flags its own way).
-  bool sseFp = false;
+  // SSE/SSE2 floating point and conversions among the SSE units.
+  SseFp sseFp = SseFp::kOff;
   bool allowFaults = true;  // generate divisions that may raise #DE
   // Occasionally misalign the 16-byte memory operand of a legacy SSE
   // instruction (#GP). Off where Unicorn is an oracle: QEMU 5's TCG does not

@@ -209,7 +209,7 @@ TEST(DiffHost, EmulatorMatchesHost32) {
   c.gen.mode = CodeMode::kProtected32;
   applyFeatures(c.gen, intersect(hostFeatures(), EmulatorRunner::modelFeatures()));
   c.gen.misalignedSse = true;
-  c.gen.sseFp = true;
+  c.gen.sseFp = SseFp::kAll;
   c.compare.xmmCount = 8;
   applyEnvironment(c, kCiSequences);
   HostRunner host(CodeMode::kProtected32);
@@ -222,7 +222,7 @@ TEST(DiffHost, EmulatorMatchesHost64) {
   c.gen.mode = CodeMode::kLong64;
   applyFeatures(c.gen, intersect(hostFeatures(), EmulatorRunner::modelFeatures()));
   c.gen.misalignedSse = true;
-  c.gen.sseFp = true;
+  c.gen.sseFp = SseFp::kAll;
   applyEnvironment(c, kCiSequences);
   HostRunner host;
   EmulatorRunner emu(CodeMode::kLong64);

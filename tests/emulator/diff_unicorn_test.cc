@@ -33,6 +33,7 @@ void runMode(CodeMode mode) {
   // compare the arithmetic flags and DF.
   c.compare.flagMask = flags::kArith | flags::kDF;
   c.compare.xmmCount = 8;
+  c.gen.sseFp = SseFp::kNoNanChoice;
   // Unicorn is the reference here; a known Unicorn flaw explains a difference.
   c.knownOracleBug = unicornKnownBug;
   applyEnvironment(c, kCiSequences);
