@@ -48,11 +48,18 @@ class Walker {
     }
     const uint64_t mask = is64_ ? ~0ull : 0xFFFFFFFFull;
     const uint64_t rsp = regs_.gpr[static_cast<int>(Gpr::kRsp)] & mask;
-    const bool clean = followChain(rsp, regs_.gpr[static_cast<int>(Gpr::kRbp)] & mask);
-    // A chain that ended at a bad link, or gave nothing, is code without
-    // frame pointers (or a corrupt stack): scan above the last good frame.
-    if ((!clean || bt_.frames.size() == 1) && o_.scan && bt_.frames.size() < o_.maxFrames)
-      scan(scanFrom_ != 0 ? scanFrom_ : rsp);
+    scanFrom_ = rsp;
+    followChain(rsp, regs_.gpr[static_cast<int>(Gpr::kRbp)] & mask);
+    // Above the last frame the chain gave: its end may be a bad link or, in
+    // code without frame pointers, a register that happened to look like
+    // one; a scan finds what lies there (nothing, for a clean chain).
+    if (o_.scan && bt_.frames.size() < o_.maxFrames) {
+      const uint64_t from = scanFrom_;
+      uint64_t to = 0;
+      const bool unmapped = scan(from, from + o_.scanBytes, &to);
+      bt_.end += "; scanned the stack from " + hex(from) + " to " + hex(to);
+      if (unmapped) bt_.end += " (unmapped)";
+    }
     return std::move(bt_);
   }
 
@@ -127,7 +134,8 @@ class Walker {
   }
 
   // Follows RBP links from `fp`; true when the chain ended cleanly (a zero
-  // link), false at a bad one (bt_.end says which).
+  // link), false at a bad one (bt_.end says which). Frames that a direct
+  // call shows missing are scanned for on the way.
   bool followChain(uint64_t rsp, uint64_t fp) {
     while (bt_.frames.size() < o_.maxFrames) {
       if (fp == 0) {
@@ -147,6 +155,11 @@ class Walker {
       if (!returnAddress(*ret))
         return bad("the word at " + hex(fp + w_) + " (" + hex(*ret) +
                    ") is not a return address after a call");
+      // A direct call that cannot have called the frame below: frames
+      // without frame pointers lie between (Linux: panic's callees under an
+      // ORC kernel). Scan that stretch for them.
+      if (o_.scan && skipsFrames(*ret)) scan(scanFrom_, fp, nullptr);
+      if (bt_.frames.size() >= o_.maxFrames) break;
       bt_.frames.push_back(frame(FrameKind::kFramePointer, *ret, fp));
       scanFrom_ = fp + 2 * w_;
       if (*saved != 0 && *saved <= fp)
@@ -165,6 +178,7 @@ class Walker {
     for (uint64_t a = from; a + 3 * w_ <= to; a += w_)
       if (interruptFrame(a, rip)) {
         bt_.frames.push_back(frame(FrameKind::kInterrupted, rip, a));
+        scanFrom_ = a + 3 * w_;
         return;
       }
   }
@@ -174,15 +188,38 @@ class Walker {
     return false;
   }
 
-  void scan(uint64_t from) {
+  // The function a frame's pc is in (a return address names its call).
+  const Symbol* frameFunction(const BacktraceFrame& f) const {
+    const bool ret = f.kind == FrameKind::kFramePointer || f.kind == FrameKind::kStackScan;
+    return symbols_.lookup(csBase_ + f.pc - (ret ? 1 : 0));
+  }
+
+  // The call that ends at `ret` is a direct one (E8 rel32) to a function
+  // other than the one of the last frame found.
+  bool skipsFrames(uint64_t ret) const {
+    uint8_t b[5];
+    if (ret < 5 || !read_(csBase_ + ret - 5, std::span<uint8_t>(b, 5)) || b[0] != 0xE8)
+      return false;
+    int32_t rel = 0;
+    std::memcpy(&rel, b + 1, 4);
+    uint64_t target = ret + static_cast<uint64_t>(static_cast<int64_t>(rel));
+    if (!is64_) target &= 0xFFFFFFFFull;
+    const Symbol* callee = symbols_.lookup(csBase_ + target);
+    const Symbol* below = frameFunction(bt_.frames.back());
+    return callee != nullptr && below != nullptr && callee->address != below->address;
+  }
+
+  // Scans the stack words in [from, to) for interrupt frames and return
+  // addresses; true when it stopped at an unmapped word. *stop: where it
+  // stopped (`to`, the unmapped word, or where the frame limit was hit).
+  bool scan(uint64_t from, uint64_t to, uint64_t* stop) {
     from = (from + w_ - 1) / w_ * w_;
-    const uint64_t limit = from + o_.scanBytes;
     uint64_t a = from;
-    for (; a < limit && bt_.frames.size() < o_.maxFrames; a += w_) {
+    for (; a < to && bt_.frames.size() < o_.maxFrames; a += w_) {
       auto v = word(a);
       if (!v) {
-        bt_.end += "; scanned the stack from " + hex(from) + " to " + hex(a) + " (unmapped)";
-        return;
+        if (stop != nullptr) *stop = a;
+        return true;
       }
       uint64_t rip = 0;
       if (interruptFrame(a, rip)) {
@@ -192,7 +229,8 @@ class Walker {
       }
       if (returnAddress(*v)) bt_.frames.push_back(frame(FrameKind::kStackScan, *v, a));
     }
-    bt_.end += "; scanned the stack from " + hex(from) + " to " + hex(a);
+    if (stop != nullptr) *stop = std::min(a, to);
+    return false;
   }
 
   const CpuState& regs_;
@@ -206,7 +244,7 @@ class Walker {
   // addresses SS offsets; symbols and memory are linear.
   const uint64_t csBase_, ssBase_;
   Backtrace bt_;
-  uint64_t scanFrom_ = 0;  // above the last frame the chain gave
+  uint64_t scanFrom_ = 0;  // above the last frame found (RSP before the first)
 };
 
 }  // namespace

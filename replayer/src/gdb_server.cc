@@ -117,8 +117,9 @@ Control GdbServer::control() {
 std::string GdbServer::describePosition() const {
   const uint64_t rip = timeline_.registers().rip;
   auto& session = const_cast<Timeline&>(timeline_).session();
-  return "step " + std::to_string(timeline_.now()) + ", rip " + hex(rip) + " <" +
-         session.symbolAt(rip) + ">: " + session.disassembleAt(rip);
+  const std::string sym = session.symbolAt(rip);
+  return "step " + std::to_string(timeline_.now()) + ", rip " + hex(rip) +
+         (sym.empty() ? "" : " <" + sym + ">") + ": " + session.disassembleAt(rip);
 }
 
 GdbReply GdbServer::handle(std::string_view p) {

@@ -27,6 +27,8 @@ constexpr uint64_t kCrashRet = kText + 0x314;  // sysrq_handle_crash: call panic
 constexpr uint64_t kPanic = kText + 0x314;
 constexpr uint64_t kExcRet = kText + 0x41b;    // asm_exc_page_fault: call [rip+0] at +0x415
 constexpr uint64_t kFaultRip = kText + 0x537;  // fault_here+0x37 (a load)
+constexpr uint64_t kPanicRet = kText + 0x3f5;  // panic: call rel32 at +0xdc (to delay_tsc)
+constexpr uint64_t kDelay = kText + 0x580;     // delay_tsc
 
 const char* kSystemMap =
     "ffffffff81000000 T entry_SYSCALL_64\n"
@@ -36,6 +38,7 @@ const char* kSystemMap =
     "ffffffff81000314 T panic\n"
     "ffffffff81000400 T asm_exc_page_fault\n"
     "ffffffff81000500 t fault_here\n"
+    "ffffffff81000580 T delay_tsc\n"
     "ffffffff81000600 T _etext\n"
     "ffffffff82000000 D some_data\n";
 
@@ -51,6 +54,9 @@ class Backtraces : public testing::Test {
     put(kSysrqRet - 2, {0xFF, 0xD0});
     put(kCrashRet - 5, {0xE8, 0, 0, 0, 0});
     put(kExcRet - 6, {0xFF, 0x15, 0, 0, 0, 0});
+    const int32_t toDelay = static_cast<int32_t>(kDelay - kPanicRet);
+    put(kPanicRet - 5, {0xE8, static_cast<uint8_t>(toDelay), static_cast<uint8_t>(toDelay >> 8),
+                        static_cast<uint8_t>(toDelay >> 16), static_cast<uint8_t>(toDelay >> 24)});
     stack_.assign(kStackSize, 0);
     auto map = parseSystemMap(kSystemMap, "System.map");
     EXPECT_TRUE(map.ok());
@@ -235,6 +241,36 @@ TEST_F(Backtraces, InterruptFrameNamesTheInterruptedInstruction) {
   put64(kRsp + 0x40, 0x10046);
   put64(kRsp + 0x38, 0x08);
   EXPECT_EQ(unwind(kRsp + 0x10).frames.size(), 3u);
+}
+
+// An ORC kernel at a panic: RBP happens to lead to sysrq_handle_crash's
+// return address, but that call went to panic, not to delay_tsc (frame 0):
+// the frames between have no frame pointers, and the stretch of stack below
+// the link is scanned for them. Above the outermost link, the rest of the
+// stack is scanned too.
+TEST_F(Backtraces, ADirectCallThatSkipsFramesIsFilledByAScan) {
+  regs_.rip = kDelay + 0x10;
+  put64(kRsp + 0x08, kPanicRet);  // panic called delay_tsc
+  frameAt(kRsp + 0x20, kRsp + 0x60, kCrashRet);
+  frameAt(kRsp + 0x60, 0, kSysrqRet);
+  put64(kRsp + 0x100, kKsysRet);  // above the chain's end
+  Backtrace bt = unwind(kRsp + 0x20);
+  EXPECT_EQ(names(bt),
+            (std::vector<std::string>{"delay_tsc+0x10", "panic+0xe1", "sysrq_handle_crash+0x14",
+                                      "__handle_sysrq+0x32", "ksys_write+0x25"}))
+      << formatBacktrace(bt);
+  ASSERT_EQ(bt.frames.size(), 5u);
+  EXPECT_EQ(bt.frames[1].kind, FrameKind::kStackScan);
+  EXPECT_EQ(bt.frames[1].slot, kRsp + 0x08);
+  EXPECT_EQ(bt.frames[2].kind, FrameKind::kFramePointer);
+  EXPECT_EQ(bt.frames[4].kind, FrameKind::kStackScan);
+  // Frame 0 in panic itself: the link is consistent and the stretch below
+  // it is not scanned (the stale word there stays out).
+  regs_.rip = kPanic + 0x20;
+  bt = unwind(kRsp + 0x20);
+  EXPECT_EQ(names(bt), (std::vector<std::string>{"panic+0x20", "sysrq_handle_crash+0x14",
+                                                 "__handle_sysrq+0x32", "ksys_write+0x25"}))
+      << formatBacktrace(bt);
 }
 
 TEST_F(Backtraces, BoundedByMaxFrames) {

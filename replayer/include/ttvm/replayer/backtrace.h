@@ -10,12 +10,18 @@
 // loaded — and the walk stops cleanly, saying why, at the first bad link.
 //
 // Code built without frame pointers (a Debian kernel: ORC unwinder; -O2
-// guests) breaks the chain early. The walk then scans the stack words above
-// the last good frame (as Linux's own "? func" lines do) for return
-// addresses: a word inside a known function whose preceding bytes decode as
-// a CALL ending exactly there. An interrupt or exception frame (RIP, CS,
-// RFLAGS, RSP, SS with a code selector and valid RFLAGS) names the
-// interrupted instruction. Scanned frames are marked unreliable.
+// guests) breaks the chain early, or RBP holds a value that happens to
+// look like a link. So the walk also scans stack words (as Linux's own
+// "? func" lines do) for return addresses: a word inside a known function
+// whose preceding bytes decode as a CALL ending exactly there. It scans
+// (a) above the last frame the chain gave, up to scanBytes or the first
+// unmapped word, and (b) below a link whose direct CALL (E8) targets
+// another function than the frame under it: frames without frame pointers
+// lie in between (at a Linux panic: panic's callees). An interrupt or
+// exception frame (RIP, CS, RFLAGS, RSP, SS with a code selector and valid
+// RFLAGS) names the interrupted instruction. Scanned frames are marked
+// unreliable ('?'); on a Debian 12 kernel's sysrq crash they match, name
+// and offset, the kernel's own ORC call trace (tests/linux).
 //
 // Return addresses are symbolized at address - 1 (the call instruction), so
 // a call to a noreturn function at the end of its caller names the caller,
