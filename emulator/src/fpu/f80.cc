@@ -189,14 +189,12 @@ Remainder fprem(const Float80& x, const Float80& y, bool ieee, uint16_t fswIn, u
     r.fsw = flags;
     return r;
   }
+  // x coming back for x = 0 or y = inf: as it is, even a denormal, except
+  // that a pseudo-denormal gets its exponent 1 (measured on the host).
+  const Float80 xBack =
+      exponent(x) == 0 && (x.significand & kIntegerBit) ? make(sign(x), 1, x.significand) : x;
   if (cx == Class::kZero || cy == Class::kInfinity) {
-    r.value = x;
-    if (cx == Class::kDenormal) {
-      // x comes back normalized (a pseudo-denormal as a normal; measured) and,
-      // tiny, bias-adjusted when UE is unmasked.
-      const Unpacked ux = unpack(x);
-      r.value = packExact(sign(x), ux.sig, ux.exp, fcw, flags);
-    }
+    r.value = xBack;
     r.fsw = flags;
     return r;
   }
@@ -223,7 +221,8 @@ Remainder fprem(const Float80& x, const Float80& y, bool ieee, uint16_t fswIn, u
       const U128 diff = (U128(uy.sig) << 1) - ux.sig;
       r.value = packExact(!negative, uint64_t(diff), uy.exp - 1, fcw, flags);
     } else {
-      r.value = packExact(negative, ux.sig, ux.exp, fcw, flags);  // x, normalized
+      // x, normalized (and bias-adjusted if tiny with UE unmasked; measured).
+      r.value = packExact(negative, ux.sig, ux.exp, fcw, flags);
     }
   } else {
     const U128 num = U128(ux.sig) << d;
