@@ -937,11 +937,20 @@ class Generator {
     bool usesSi = op == 0 || op == 1 || op == 3;
     bool usesDi = op != 3;
     int n = below(13);
+    // A REP with a 32-bit address size in 64-bit mode that runs zero times:
+    // Intel CPUs still zero-extend RCX, RSI and RDI, AMD's (and QEMU) leave
+    // them; the SDM does not say. Keep their upper halves zero then (the
+    // junk is still drawn, so every other case stays as it was).
+    const bool vendorDependent = rep != 0 && n == 0 && ab == 32 && bits_ == 64;
+    auto upperJunk = [&] {
+      const uint64_t junk = next() << 32;
+      return vendorDependent ? 0 : junk;
+    };
     auto addrValue = [&](uint64_t target) {
       // Junk above the address size must be ignored by the CPU; real mode
       // with 32-bit addressing must stay below the 64 KiB limit.
       if (ab == 16) return (target & 0xFFFF) | (next() << 16);
-      if (ab == 32 && bits_ == 64) return (target & 0xFFFFFFFF) | (next() << 32);
+      if (ab == 32 && bits_ == 64) return (target & 0xFFFFFFFF) | upperJunk();
       return target;
     };
     int setBits = bits_ == 64 ? 64 : 32;
@@ -950,7 +959,7 @@ class Generator {
     if (rep) {
       uint64_t cv = static_cast<uint64_t>(n);
       if (ab == 16) cv |= next() << 16;
-      if (ab == 32 && bits_ == 64) cv |= next() << 32;
+      if (ab == 32 && bits_ == 64) cv |= upperJunk();
       setReg(u, 1, cv, setBits);
     }
     std::vector<uint8_t> bytes;

@@ -10,7 +10,9 @@
 //
 // What is avoided by construction (outcomes the SDM leaves undefined or that
 // differ between vendors): BSF/BSR of zero, SHLD/SHRD counts above the operand
-// size, reads of undefined flags, 66h-prefixed near branches in 64-bit mode.
+// size, reads of undefined flags, 66h-prefixed near branches in 64-bit mode,
+// junk in the upper halves of RCX/RSI/RDI for a 32-bit-address REP string
+// instruction that runs zero times in 64-bit mode (Intel clears them).
 // Divide errors are not avoided: most divisions are prepared so that they do
 // not fault, the rest fault, and a #DE is an outcome compared like any other.
 #pragma once
