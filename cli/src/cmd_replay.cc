@@ -30,7 +30,8 @@ const char* kReplayHelp =
     "usage: ttvm replay TRACE [options]\n\n"
     "Replays TRACE on ttvm's emulator, every input taken from the trace. Without\n"
     "options: replays to the end and checks the recorded final state (exit 1 on a\n"
-    "divergence or a different end state).\n\n"
+    "divergence or a different end state; exit 3 when the trace has no footer, so\n"
+    "that the end could not be checked).\n\n"
     "options:\n"
     "  --to STEP|end          go to STEP (default: the end) before the queries below\n"
     "  --regs                 print the registers at that position\n"
@@ -242,6 +243,13 @@ int cmdReplay(std::span<char* const> args) {
       std::fprintf(stderr, "ttvm replay: the replay's end state differs from the recording: %s\n",
                    diff.c_str());
       status = 1;
+    } else if (!end) {
+      // Nothing to compare with: never claim a match that was not checked.
+      std::printf("replayed %" PRIu64 " steps to the end of the readable prefix; %" PRIu64
+                  " state digests match the recording. The trace has no footer (%s): the "
+                  "end of the run and its final state were not checked\n",
+                  tl.now(), tl.session().digestsChecked(), reader->recoveryNote().c_str());
+      status = 3;
     } else if (plain) {
       std::printf("replayed %" PRIu64 " steps to the end (%s%s%s); %" PRIu64
                   " state digests and the final state match the recording\n",

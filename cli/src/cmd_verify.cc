@@ -28,10 +28,17 @@ int cmdVerify(std::span<char* const> args) {
     if (a == "-h" || a == "--help") {
       std::printf(
           "usage: ttvm verify TRACE [-q]\n\n"
-          "Replays TRACE from its start to its end, checking every input request, every\n"
-          "state digest and the final state against the recording. Exit status: 0 when\n"
-          "the replay agrees with the recording everywhere, 1 on a divergence or a\n"
-          "different end state, 2 on bad arguments or an unreadable trace.\n");
+          "Checks every frame's checksum (header, initial state, chunks, snapshots,\n"
+          "footer), then replays TRACE from its start to its end, checking every input\n"
+          "request, every state digest and the final state against the recording.\n\n"
+          "Exit status (stable, for scripts):\n"
+          "  0  everything was checked and agrees, to the end of the recording (for a\n"
+          "     trace completed by `ttvm recover`: to the step where it was cut)\n"
+          "  1  the replay disagrees: a divergence, or a different end state\n"
+          "  2  bad arguments, or the trace is unreadable or damaged (a bad checksum,\n"
+          "     a footer that disagrees with the events)\n"
+          "  3  no footer: the readable prefix replays without divergence, but the end\n"
+          "     of the run cannot be checked (run `ttvm recover` to complete it)\n");
       return 0;
     }
     if (a == "-q") {
@@ -53,6 +60,10 @@ int cmdVerify(std::span<char* const> args) {
   auto reader = TraceReader::open(path);
   if (!reader.ok()) {
     std::fprintf(stderr, "ttvm verify: %s\n", reader.error().message.c_str());
+    return 2;
+  }
+  if (Status frames = reader->checkAllFrames(); !frames.ok()) {
+    std::fprintf(stderr, "ttvm verify: damaged trace: %s\n", frames.error().message.c_str());
     return 2;
   }
   auto session = ReplaySession::open(*reader);
@@ -77,10 +88,15 @@ int cmdVerify(std::span<char* const> args) {
   }
   if (!reader->end()) {
     std::fprintf(stderr,
-                 "ttvm verify: %s: no footer (%s): replayed %" PRIu64
-                 " steps without divergence; the end state cannot be checked\n",
-                 path.c_str(), reader->recoveryNote().c_str(), s.step());
-    return 1;
+                 "ttvm verify: %s: no footer (%s)\n"
+                 "  checked: every frame up to byte %" PRIu64 ", %" PRIu64
+                 " steps replayed with %" PRIu64 " events and %" PRIu64
+                 " state digests matching\n"
+                 "  not checked: the end of the run (its reason and final state are not in the\n"
+                 "  file) and whatever the recorder did not write; `ttvm recover` completes it\n",
+                 path.c_str(), reader->recoveryNote().c_str(), reader->usableBytes(), s.step(),
+                 reader->eventCount(), s.digestsChecked());
+    return 3;
   }
   const std::string diff = s.checkEndState();
   if (!diff.empty()) {
@@ -88,10 +104,18 @@ int cmdVerify(std::span<char* const> args) {
                  path.c_str(), diff.c_str());
     return 1;
   }
-  if (!quiet)
+  if (!quiet) {
     std::printf("%s: ok: %" PRIu64 " steps, %" PRIu64 " events, %" PRIu64
                 " state digests and the final state match the recording\n",
                 path.c_str(), s.step(), reader->eventCount(), s.digestsChecked());
+    if (isRecoveredEnd(*reader->end()))
+      std::printf(
+          "%s: note: this trace was completed by `ttvm recover`: the recording was cut "
+          "at step %" PRIu64
+          "; the checks cover that readable prefix, not what the "
+          "guest did after it\n",
+          path.c_str(), s.step());
+  }
   return 0;
 }
 

@@ -182,6 +182,30 @@ Result<FooterRead> readFooter(const InputFile& f, uint64_t offset) {
   return out;
 }
 
+// The footer's end of run against the events: a trace whose last event is
+// an EndOfRun (every recording: the recorder appends it at the end step)
+// ends at that event's step. A footer claiming 10^11 steps over events that
+// end at step 328 would make a replay run for hours; it is refused here,
+// naming the footer's and the chunk's offsets.
+Status checkEndAgainstEvents(const InputFile& f, uint64_t footerAt, const FooterRead& foot) {
+  if (foot.chunks.empty()) return {};
+  const ChunkInfo& last = foot.chunks.back();
+  RawPayload raw;
+  auto hr = f.readFrame(last.offset, kTagChunk, raw);
+  if (!hr.ok()) return hr.error();
+  std::vector<TraceEvent> events;
+  TTVM_TRY(EventChunkCodec::decode(
+      raw.span(), f.path() + ": chunk at byte " + std::to_string(last.offset), events));
+  if (!events.empty() && events.back().kind == EventKind::kEndOfRun &&
+      events.back().step != foot.end.steps)
+    return makeError(f.path() + ": byte " + std::to_string(footerAt) +
+                     ": footer: the end of run at step " + std::to_string(foot.end.steps) +
+                     " disagrees with the events, which end with EndOfRun at step " +
+                     std::to_string(events.back().step) + " (chunk at byte " +
+                     std::to_string(last.offset) + ")");
+  return {};
+}
+
 Result<TraceHeader> readHeader(const InputFile& f, uint64_t offset, uint64_t& end) {
   RawPayload raw;
   auto hr = f.readFrame(offset, kTagHead, raw);
@@ -240,6 +264,8 @@ Result<TraceReader> TraceReader::open(const std::string& path) {
     return f.errorAt(0, "not a ttvm trace: expected the magic 89 54 54 56 4d 0d 0a 1a");
   const uint16_t major = getU16(pre + 8);
   const uint16_t minor = getU16(pre + 10);
+  if (getU32(pre + 12) != 0)
+    return f.errorAt(12, "preamble: reserved field must be 0, found " + hex(getU32(pre + 12)));
   if (major != kTraceFormatMajor)
     return f.errorAt(8, "trace format " + std::to_string(major) + "." + std::to_string(minor) +
                             " is not readable by this ttvm (it reads " +
@@ -257,6 +283,8 @@ Result<TraceReader> TraceReader::open(const std::string& path) {
       footerProblem = f.errorAt(tAt + 16, "no trailer (expected the magic \"TTVMEND\")").message;
     } else if (crc32c(0, t, 8) != getU32(t + 8)) {
       footerProblem = f.errorAt(tAt + 8, "trailer checksum mismatch").message;
+    } else if (getU32(t + 12) != 0) {
+      footerProblem = f.errorAt(tAt + 12, "trailer: reserved field must be 0").message;
     } else {
       const uint64_t footerAt = getU64(t);
       if (footerAt < kPreambleBytes || footerAt > tAt - kFrameHeaderBytes) {
@@ -282,6 +310,8 @@ Result<TraceReader> TraceReader::open(const std::string& path) {
                                                     std::to_string(foot->initOffset) +
                                                     ", expected " + std::to_string(headEnd))
                                 .message;
+          } else if (Status c = checkEndAgainstEvents(f, footerAt, *foot); !c.ok()) {
+            return c.error();  // a footer that lies about the events: refused
           } else {
             r.header_ = std::move(*h);
             r.initOffset_ = foot->initOffset;
@@ -498,7 +528,57 @@ Status EventCursor::seek(uint64_t step) {
   return {};
 }
 
-Status TraceReader::recover(const std::string& in, const std::string& out) {
+Status TraceReader::checkAllFrames() const {
+  InputFile f(fd_, path_, fileBytes_);
+  RawPayload raw;
+  uint64_t headEnd = 0;
+  auto h = readHeader(f, kPreambleBytes, headEnd);
+  if (!h.ok()) return h.error();
+  if (headEnd != initOffset_)
+    return f.errorAt(headEnd, "expected the initial state, which the index puts at byte " +
+                                  std::to_string(initOffset_));
+  auto init = readMachineState(f, initOffset_, kTagInit, /*keepPages=*/false);
+  if (!init.ok()) return init.error();
+  uint64_t at = init->end;
+  size_t chunk = 0, snapshot = 0;
+  while (at < eventsEnd_) {
+    auto fh = f.readFrameHeader(at);
+    if (!fh.ok()) return fh.error();
+    if (fh->tag == kTagChunk) {
+      if (chunk >= chunks_.size() || chunks_[chunk].offset != at)
+        return f.errorAt(at, "a CHNK frame the chunk index does not list here");
+      auto full = f.readFrame(at, kTagChunk, raw);
+      if (!full.ok()) return full.error();
+      ++chunk;
+      at += kFrameHeaderBytes + fh->storedBytes;
+    } else if (fh->tag == kTagSnap) {
+      if (snapshot >= snapshots_.size() || snapshots_[snapshot].offset != at)
+        return f.errorAt(at, "a SNAP frame the snapshot index does not list here");
+      auto snap = readMachineState(f, at, kTagSnap, /*keepPages=*/false);
+      if (!snap.ok()) return snap.error();
+      if (snap->step != snapshots_[snapshot].step)
+        return f.errorAt(at, "snapshot step " + std::to_string(snap->step) +
+                                 " differs from the index (" +
+                                 std::to_string(snapshots_[snapshot].step) + ")");
+      ++snapshot;
+      at = snap->end;
+    } else {
+      return f.errorAt(at, "unexpected " + tagName(fh->tag) + " frame between event chunks");
+    }
+  }
+  if (at != eventsEnd_)
+    return f.errorAt(at,
+                     "the last frame runs past the footer at byte " + std::to_string(eventsEnd_));
+  if (chunk != chunks_.size())
+    return f.errorAt(chunks_[chunk].offset, "the chunk index lists a chunk the frames skip");
+  if (snapshot != snapshots_.size())
+    return f.errorAt(snapshots_[snapshot].offset,
+                     "the snapshot index lists a snapshot the frames skip");
+  return {};
+}
+
+Status TraceReader::recover(const std::string& in, const std::string& out,
+                            const std::optional<TraceEnd>& replayedEnd) {
   {
     struct stat a, b;
     if (in == out || (::stat(in.c_str(), &a) == 0 && ::stat(out.c_str(), &b) == 0 &&
@@ -513,6 +593,8 @@ Status TraceReader::recover(const std::string& in, const std::string& out) {
     TraceEnd end;
     if (r->end()) {
       end = *r->end();
+    } else if (replayedEnd) {
+      end = *replayedEnd;
     } else {
       end.reason = EndReason::kInterrupted;
       end.steps = r->chunks().empty() ? 0 : r->chunks().back().lastStep;

@@ -149,4 +149,24 @@ bool RamPages::applyTo(std::span<uint8_t> ram, std::string* error) const {
   return true;
 }
 
+namespace {
+constexpr std::string_view kRecoveredPrefix = "recovered at step ";
+}  // namespace
+
+TraceEnd recoveredEnd(const CpuState& finalCpu, uint64_t finalDigest, const std::string& why) {
+  TraceEnd e;
+  e.reason = EndReason::kInterrupted;
+  e.finalCpu = finalCpu;
+  e.finalDigest = finalDigest;
+  e.steps = finalCpu.steps;
+  e.message = std::string(kRecoveredPrefix) + std::to_string(e.steps) +
+              " by `ttvm recover`: " + why +
+              "; the final state is the replay's at that step, the end of the readable prefix";
+  return e;
+}
+
+bool isRecoveredEnd(const TraceEnd& e) {
+  return e.reason == EndReason::kInterrupted && e.message.starts_with(kRecoveredPrefix);
+}
+
 }  // namespace ttvm

@@ -86,10 +86,14 @@ Result<std::unique_ptr<ReplaySession>> ReplaySession::open(const TraceReader& re
   s->env_.bindCpuState(&s->cpu_->state());
   if (reader.end()) {
     s->endStep_ = reader.end()->steps;
-  } else if (!reader.chunks().empty()) {
-    s->endStep_ = reader.chunks().back().lastStep;
   } else {
+    // No footer: the readable prefix ends at the last event or snapshot
+    // (a snapshot flushes the events before it, so none is missing there).
     s->endStep_ = init->cpu.steps;
+    if (!reader.chunks().empty())
+      s->endStep_ = std::max(s->endStep_, reader.chunks().back().lastStep);
+    if (!reader.snapshots().empty())
+      s->endStep_ = std::max(s->endStep_, reader.snapshots().back().step);
   }
   if (s->endStep_ < init->cpu.steps)
     return makeError(reader.path() + ": the footer says the run ended at step " +

@@ -117,7 +117,7 @@ TraceReader recordTrace(const std::string& g, const std::string& tag, int expect
 
 // `ttvm verify TRACE`: the replay must reach the recorded final state
 // exactly, whatever ended the run.
-void expectVerifies(const std::string& trace) {
+Outcome runVerify(const std::string& trace) {
   const std::string tag = "verify";
   pid_t pid = fork();
   if (pid == 0) {
@@ -128,9 +128,40 @@ void expectVerifies(const std::string& trace) {
     execl(TTVM_BIN, TTVM_BIN, "verify", trace.c_str(), static_cast<char*>(nullptr));
     _exit(127);
   }
-  Outcome v = wait(pid, tag);
+  return wait(pid, tag);
+}
+
+void expectVerifies(const std::string& trace) {
+  Outcome v = runVerify(trace);
   EXPECT_EQ(v.status, 0) << trace << ": " << v.err;
   EXPECT_NE(v.out.find("final state match"), std::string::npos) << v.out << v.err;
+}
+
+// A footer-less trace before and after `ttvm recover`: verify checks the
+// prefix and says what it could not check (status 3); after recovery the
+// footer holds the replayed state at the last recorded step, which verify
+// checks (status 0, saying it covers the readable prefix).
+void expectRecoverThenVerify(const std::string& trace, const std::string& fixed) {
+  Outcome before = runVerify(trace);
+  EXPECT_EQ(before.status, 3) << before.out << before.err;
+  EXPECT_NE(before.err.find("not checked: the end of the run"), std::string::npos) << before.err;
+  EXPECT_EQ(before.out.find("ok"), std::string::npos) << before.out;
+  const std::string cmd = std::string(TTVM_BIN) + " recover -o " + fixed + " " + trace + " > " +
+                          tmp("recover.out") + " 2>&1";
+  const int rc = std::system(cmd.c_str());
+  ASSERT_EQ(WEXITSTATUS(rc), 0) << slurp(tmp("recover.out"));
+  EXPECT_NE(slurp(tmp("recover.out")).find("recovered at step"), std::string::npos)
+      << slurp(tmp("recover.out"));
+  auto f = TraceReader::open(fixed);
+  ASSERT_TRUE(f.ok()) << f.error().message;
+  ASSERT_TRUE(f->end().has_value());
+  EXPECT_TRUE(isRecoveredEnd(*f->end())) << f->end()->message;
+  EXPECT_NE(f->end()->finalDigest, 0u);
+  EXPECT_EQ(f->end()->finalDigest, stateDigest(f->end()->finalCpu));
+  Outcome after = runVerify(fixed);
+  EXPECT_EQ(after.status, 0) << after.out << after.err;
+  EXPECT_NE(after.out.find("final state match"), std::string::npos) << after.out;
+  EXPECT_NE(after.out.find("completed by `ttvm recover`"), std::string::npos) << after.out;
 }
 
 void expectConsistentEnd(const TraceReader& r) {
@@ -217,7 +248,7 @@ TEST(RecordE2E, AWriteErrorEndsTheRunAndLeavesARecoverablePrefix) {
   ASSERT_TRUE(reader.ok()) << reader.error().message;
   EXPECT_TRUE(reader->recovered());
   EXPECT_GT(reader->eventCount(), 1000u);
-  ASSERT_TRUE(TraceReader::recover(trace, fixed).ok());
+  expectRecoverThenVerify(trace, fixed);
   auto done = TraceReader::open(fixed);
   ASSERT_TRUE(done.ok()) << done.error().message;
   EXPECT_FALSE(done->recovered());
@@ -461,17 +492,37 @@ TEST(RecordE2E, SigkillLeavesAReadableTraceThatRecoverCompletes) {
   EXPECT_TRUE(r->recovered());
   EXPECT_FALSE(r->end().has_value());
   EXPECT_GT(r->eventCount(), 0u);  // digests flushed before the kill
-  // `ttvm recover` completes it.
-  std::string cmd =
-      std::string(TTVM_BIN) + " recover -o " + fixed + " " + trace + " > /dev/null 2>&1";
-  int rc = std::system(cmd.c_str());
-  ASSERT_EQ(WEXITSTATUS(rc), 0) << cmd;
+  // `ttvm recover` completes it, re-executing to the last recorded step.
+  expectRecoverThenVerify(trace, fixed);
   auto f = TraceReader::open(fixed);
   ASSERT_TRUE(f.ok()) << f.error().message;
   EXPECT_FALSE(f->recovered());
   ASSERT_TRUE(f->end().has_value());
   EXPECT_EQ(f->end()->reason, EndReason::kInterrupted);
   EXPECT_EQ(f->eventCount(), r->eventCount());
+}
+
+TEST(RecordE2E, DamagedSnapshotIsRefusedByVerifyAndInfo) {
+  // A replay from the start never reads the snapshots; verify and info
+  // check every frame anyway, so a flipped bit there is not "ok".
+  TraceReader r = recordTrace("rec_timer.elf", "snapflip", 1, {"--snapshot-every", "100"});
+  ASSERT_GE(r.snapshots().size(), 2u);
+  std::string bytes = slurp(r.path());
+  const size_t at = r.snapshots()[1].offset + 45;  // inside the SNAP frame's payload
+  ASSERT_LT(at, bytes.size());
+  bytes[at] = static_cast<char>(bytes[at] ^ 0x10);
+  const std::string damaged = tmp("snapflip_damaged.ttvm");
+  std::ofstream(damaged, std::ios::binary) << bytes;
+  Outcome v = runVerify(damaged);
+  EXPECT_EQ(v.status, 2) << v.out << v.err;
+  // The error names the SNAP frame (its checksum field, 36 bytes in).
+  EXPECT_NE(v.err.find("byte " + std::to_string(r.snapshots()[1].offset + 36) + ": SNAP frame"),
+            std::string::npos)
+      << v.err;
+  EXPECT_EQ(v.out.find("ok"), std::string::npos) << v.out;
+  const int rc =
+      std::system((std::string(TTVM_BIN) + " info " + damaged + " > /dev/null 2>&1").c_str());
+  EXPECT_EQ(WEXITSTATUS(rc), 1);
 }
 
 TEST(RecordE2E, TimerInterruptsIdleSkipAndTsc) {

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdio>
+#include <random>
 
 #include "frame.h"
 #include "schema_convert.h"
@@ -32,10 +33,13 @@ class HostileIndex : public ::testing::Test {
   }
   void TearDown() override { std::remove(path_.c_str()); }
 
-  // The trace with its footer replaced by one holding `chunks`.
+  // The trace with its footer replaced by one holding `chunks` (and `end`).
   Result<TraceReader> openWith(const std::vector<ChunkInfo>& chunks) {
+    return openWith(chunks, end_);
+  }
+  Result<TraceReader> openWith(const std::vector<ChunkInfo>& chunks, const TraceEnd& end) {
     std::vector<uint8_t> out(bytes_.begin(), bytes_.begin() + footerAt_);
-    formats::appendFooterFrame(16, initAt_, chunks, snapshots_, end_, out);
+    formats::appendFooterFrame(16, initAt_, chunks, snapshots_, end, out);
     const size_t at = out.size();
     out.resize(at + formats::kTrailerBytes);
     formats::encodeTrailer(footerAt_, out.data() + at);
@@ -57,6 +61,43 @@ TEST_F(HostileIndex, UnchangedFooterOpensByIndex) {
   auto r = openWith(chunks_);
   ASSERT_TRUE(r.ok()) << r.error().message;
   EXPECT_FALSE(r->recovered());
+}
+
+TEST_F(HostileIndex, FooterClaimingMoreStepsThanTheEventsIsRefused) {
+  // The events end with EndOfRun; a footer claiming 7.3e11 steps would make
+  // a replay run for hours. Refused, naming the footer's byte offset.
+  TraceEnd lying = end_;
+  lying.steps = 730'000'000'000ull;
+  auto r = openWith(chunks_, lying);
+  ASSERT_FALSE(r.ok());
+  const std::string& m = r.error().message;
+  EXPECT_NE(m.find("byte " + std::to_string(footerAt_) + ": footer"), std::string::npos) << m;
+  EXPECT_NE(m.find("EndOfRun at step " + std::to_string(end_.steps)), std::string::npos) << m;
+  EXPECT_NE(m.find("chunk at byte " + std::to_string(chunks_.back().offset)), std::string::npos)
+      << m;
+}
+
+TEST_F(HostileIndex, EveryRandomBitFlipIsRefusedByTheFullCheck) {
+  // What `ttvm verify` and `ttvm info` ask before saying anything is fine:
+  // the trace opens by its footer and every frame checks. A flipped bit
+  // anywhere (the snapshot and its PAGE frame included, which opening by
+  // the footer does not read) must fail one or the other; only the
+  // preamble's minor version (bytes 10-11: a newer minor is readable) may
+  // change unnoticed.
+  std::mt19937_64 rng(20261206);
+  int snapshotFlips = 0;
+  for (int i = 0; i < 1500; ++i) {
+    std::vector<uint8_t> m = bytes_;
+    const size_t pos = rng() % m.size();
+    m[pos] ^= uint8_t(1u << (rng() % 8));
+    if (pos >= snapshots_[0].offset && pos < chunks_.back().offset) ++snapshotFlips;
+    mem_.set(m);
+    auto r = TraceReader::open(mem_.path());
+    if (!r.ok() || r->recovered()) continue;  // refused, or only a readable prefix
+    if (pos == 10 || pos == 11) continue;
+    EXPECT_FALSE(r->checkAllFrames().ok()) << "a flip at byte " << pos << " passed every check";
+  }
+  EXPECT_GT(snapshotFlips, 10);
 }
 
 TEST_F(HostileIndex, OutOfOrderIndexFallsBackToScanning) {

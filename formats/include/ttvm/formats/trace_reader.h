@@ -122,11 +122,23 @@ class TraceReader {
   uint64_t rawEventBytes() const;
   uint64_t eventCount() const;
 
+  // Reads every frame of the file from the header to the footer (or to where
+  // a scan stopped) and checks its checksum and structure: the header, the
+  // initial state and its pages, every chunk, every snapshot and its pages,
+  // and that the frames found are exactly the ones the index lists. open()
+  // reads only what it needs (a few frames); `verify` and `info` call this so
+  // that a damaged frame anywhere (a snapshot nobody replays from) is found.
+  // The error names the frame's byte offset.
+  Status checkAllFrames() const;
+
   // Reads `in` (by scanning when its footer is missing or damaged) and writes
   // `out` with every good frame of `in` plus a new footer and trailer whose
-  // end is EndReason::kInterrupted with a message saying it was recovered.
+  // end is `end` (`ttvm recover` passes recoveredEnd() with the state its
+  // replay reached at the last recorded step), or without it an end of
+  // EndReason::kInterrupted whose final state is unknown (all zero).
   // `in` and `out` must differ. A complete `in` is copied unchanged.
-  static Status recover(const std::string& in, const std::string& out);
+  static Status recover(const std::string& in, const std::string& out,
+                        const std::optional<TraceEnd>& end = std::nullopt);
 
  private:
   TraceReader() = default;

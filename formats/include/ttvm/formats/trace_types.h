@@ -257,6 +257,13 @@ struct TraceEnd {
   bool operator==(const TraceEnd&) const = default;
 };
 
+// The end `ttvm recover` writes for a recording that stopped without a
+// footer: reason kInterrupted, the state the replay reached at the last
+// recorded step, and a message that starts with "recovered at step N".
+TraceEnd recoveredEnd(const CpuState& finalCpu, uint64_t finalDigest, const std::string& why);
+// Whether `e` was written that way (the checks then cover the readable prefix).
+bool isRecoveredEnd(const TraceEnd& e);
+
 // One entry of the chunk index.
 struct ChunkInfo {
   uint64_t offset = 0;           // byte offset of the chunk's frame in the file

@@ -91,7 +91,7 @@ class ReplaySession {
   std::span<const uint8_t> ram() const;
   ReplayEnvironment& environment() { return env_; }
   // The last position of the recorded history (the footer's step count, or
-  // the last event's step for a trace recovered without footer).
+  // for a trace without footer the step of its last event or snapshot).
   uint64_t endStep() const { return endStep_; }
 
   // Executes forward until `target` (clamped to endStep()) or a stop.
