@@ -19,7 +19,8 @@ constexpr size_t laneCount() {
   return kPacked ? 16 / sizeof(T) : 1;
 }
 
-// ADDPS..SQRTSD: op[0] = op[0] OP op[1], lane by lane.
+// ADDPS..SQRTSD: op[0] = op[0] OP op[1], lane by lane; a packed form with
+// every exception masked (nothing can fault) as one host instruction.
 template <class T, bool kPacked, Arith kOp>
 ExecStatus arithmetic(CpuImpl& c, const Instr& i) {
   TTVM_TRY(sseAvailable(c));
@@ -28,12 +29,14 @@ ExecStatus arithmetic(CpuImpl& c, const Instr& i) {
   Lanes<T> x = sse::lanes<T>(xmm(c, i.op[0].reg));
   const Lanes<T> y = sse::lanes<T>(b);
   SimdExceptions e(c.state().fpu.mxcsr);
-  if (kPacked && e.allMasked()) {  // the common case: one host instruction
-    Vec128 r = xmm(c, i.op[0].reg);
-    e.addFlags(host::arithPacked<T>(kOp, r, b, e.runMxcsr()));
-    TTVM_TRY(commitSimd(c, e));
-    xmm(c, i.op[0].reg) = r;
-    return ExecStatus::kNext;
+  if constexpr (kPacked) {
+    if (e.allMasked()) {
+      Vec128 r = xmm(c, i.op[0].reg);
+      e.addFlags(host::arithPacked<T>(kOp, r, b, e.runMxcsr()));
+      TTVM_TRY(commitSimd(c, e));
+      xmm(c, i.op[0].reg) = r;
+      return ExecStatus::kNext;
+    }
   }
   const bool daz = e.daz();
   for (size_t k = 0; k < laneCount<T, kPacked>(); ++k) {
