@@ -937,10 +937,14 @@ class Generator {
     bool usesSi = op == 0 || op == 1 || op == 3;
     bool usesDi = op != 3;
     int n = below(13);
-    // A REP with a 32-bit address size in 64-bit mode that runs zero times:
-    // Intel CPUs still zero-extend RCX, RSI and RDI, AMD's (and QEMU) leave
-    // them; the SDM does not say. Keep their upper halves zero then (the
-    // junk is still drawn, so every other case stays as it was).
+    // A REP with a 32-bit address size in 64-bit mode that runs zero times
+    // is vendor-dependent: Intel CPUs clear RCX[63:32], and MOVS (RSI, RDI)
+    // and STOS (RDI) zero-extend their index registers, while LODS, CMPS and
+    // SCAS leave them (measured on an Intel Xeon host); AMD CPUs and QEMU
+    // leave all of them; the SDM's REP pseudocode writes nothing. Keep their
+    // upper halves zero then, so the host cannot show the difference (the
+    // junk is still drawn, so every other case stays as it was). ttvm's own
+    // choice (nothing written) is pinned by CpuStringTable.
     const bool vendorDependent = rep != 0 && n == 0 && ab == 32 && bits_ == 64;
     auto upperJunk = [&] {
       const uint64_t junk = next() << 32;

@@ -20,6 +20,12 @@ template <Str op, typename T>
 ExecStatus stringOp(CpuImpl& c, const Instr& i) {
   const unsigned as = i.addrSize;
   const bool rep = i.hasRep();
+  // A REP that runs zero times writes nothing: the SDM's REP pseudocode
+  // touches the count and index registers only per iteration. This holds
+  // for a 32-bit address size in 64-bit mode too, where Intel hardware
+  // clears RCX[63:32] (and MOVS/STOS zero-extend RSI/RDI) anyway while AMD
+  // leaves them: ttvm keeps the documented behaviour whatever the host or
+  // the model's vendor (CpuStringTable "... ecx=0 keeps upper halves").
   if (rep && readAddrReg(c, Gpr::kRcx, as) == 0) return ExecStatus::kNext;
   const int64_t delta = (c.rflags() & flags::kDF) ? -static_cast<int64_t>(sizeof(T)) : sizeof(T);
   const uint64_t si = readAddrReg(c, Gpr::kRsi, as);
