@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "fpu/fxsave.h"
+#include "ttvm/emulator/cpu_model.h"
 
 namespace ttvm::fpu {
 namespace {
@@ -151,6 +152,38 @@ TEST(FpuFxsave, Layout64MatchesHost) {
 }
 TEST(FpuFxsave, Layout32MatchesHost) {
   roundTrip(FxsaveFormat::k32);
+}
+
+// ttvm's own 32-bit image keeps FCS and FDS: its CPU model does not set
+// CPUID.7.0:EBX[13] (FCS/FDS deprecation). On a deprecating host
+// Layout32MatchesHost compares those bytes as zeros, so this pins them.
+TEST(FpuFxsave, Image32KeepsSelectorsAsTheModelSays) {
+  EXPECT_EQ((CpuModel::ttvmDefault().lookup(7, 0).ebx >> 13) & 1, 0u);
+  FpuState f;
+  f.fop = 0x5AB;
+  f.fip = 0x89ABCDEF;
+  f.fcs = 0x1234;
+  f.fdp = 0x01234567;
+  f.fds = 0x5678;
+  std::array<uint8_t, 512> img;
+  img.fill(0xEE);
+  fxsaveImage(f, FxsaveFormat::k32, 8, img);
+  uint16_t fop, fcs, fds;
+  uint32_t fip, fdp;
+  std::memcpy(&fop, img.data() + 6, 2);
+  std::memcpy(&fip, img.data() + 8, 4);
+  std::memcpy(&fcs, img.data() + 12, 2);
+  std::memcpy(&fdp, img.data() + 16, 4);
+  std::memcpy(&fds, img.data() + 20, 2);
+  EXPECT_EQ(fop, 0x5AB);
+  EXPECT_EQ(fip, 0x89ABCDEFu);
+  EXPECT_EQ(fcs, 0x1234);
+  EXPECT_EQ(fdp, 0x01234567u);
+  EXPECT_EQ(fds, 0x5678);
+  FpuState back;
+  ASSERT_TRUE(fxrstorImage(back, FxsaveFormat::k32, 8, img));
+  EXPECT_EQ(back.fcs, 0x1234);
+  EXPECT_EQ(back.fds, 0x5678);
 }
 
 TEST(FpuFxsave, StackOrderAndWrittenBytes) {
