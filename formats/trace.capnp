@@ -1,4 +1,6 @@
-# The messages of a ttvm trace file (`.ttvm`), format version 1.0.
+# The messages of a ttvm trace file (`.ttvm`), format version 1.1 (1.0 lacks
+# the trace identity and sequence numbers: fields @8.. of Header and the
+# fields marked 1.1 below).
 #
 # A trace is a preamble, a sequence of checksummed frames and a trailer; the
 # framing is described in formats/include/ttvm/formats/trace_writer.h and
@@ -101,6 +103,14 @@ struct Header {
   cpuModel @5 :CpuModel;
   modelMsrs @6 :List(MsrValue);   # MSRs the CPU model reports (not CPU-owned ones)
   images @7 :List(GuestImage);
+  # 1.1: the trace's identity, 128 random bits drawn when the recording
+  # starts. Every INIT, SNAP, CHNK and FOOT message repeats it, so frames of
+  # another trace spliced in are refused. 0 in 1.0 traces (nothing checked).
+  traceIdLo @8 :UInt64;
+  traceIdHi @9 :UInt64;
+  # 1.1: the minor version in the preamble, repeated under the header's
+  # checksum (a changed preamble byte is noticed).
+  formatMinor @10 :UInt16;
 }
 
 # ------------------------------------------------------------- CPU state --
@@ -208,6 +218,10 @@ struct MachineState {
   deviceState @2 :Data;     # opaque, owned and versioned by the recorder
   pageCount @3 :UInt64;
   pageFrames @4 :UInt32;
+  traceIdLo @5 :UInt64;     # 1.1: Header.traceId
+  traceIdHi @6 :UInt64;
+  sequence @7 :UInt64;      # 1.1: 0 for INIT, k for the k-th snapshot (from 1)
+  pagesCrc @8 :UInt32;      # 1.1: CRC32C of the PAGE frames' raw payloads, in order
 }
 
 # ---------------------------------------------------------------- events --
@@ -253,6 +267,9 @@ struct EventChunk {
   value64 @14 :Data;    # UInt64
   tsc @15 :Data;        # UInt64 deltas
   digest @16 :Data;     # UInt64, ttvm::stateDigest values
+  traceIdLo @17 :UInt64;  # 1.1: Header.traceId
+  traceIdHi @18 :UInt64;
+  sequence @19 :UInt64;   # 1.1: this chunk's index among the trace's chunks (from 0)
 }
 
 # ---------------------------------------------------------------- footer --
@@ -306,4 +323,6 @@ struct Footer {
   chunks @2 :List(ChunkRef); # in file and step order
   snapshots @3 :List(SnapshotRef);
   end @4 :End;
+  traceIdLo @5 :UInt64;   # 1.1: Header.traceId
+  traceIdHi @6 :UInt64;
 }

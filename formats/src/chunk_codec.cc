@@ -285,9 +285,9 @@ void EventChunkCodec::encode(std::span<const TraceEvent> events,
   TTVM_ASSERT(!events.empty(), "an event chunk holds at least one event");
   const OutColumns<false> sized = columnSizes(events);
 
-  // One segment: the root pointer, EventChunk's 2 data and 15 pointer words,
+  // One segment: the root pointer, EventChunk's 5 data and 15 pointer words,
   // then each column's bytes padded to a word.
-  size_t words = 1 + 2 + kNumColumns;
+  size_t words = 1 + 5 + kNumColumns;
   for (size_t b : sized.bytes) words += (b + 7) / 8;
   if (message_.size() < words + 1) message_.resize(words + 1);  // zero-filled
   {
@@ -297,6 +297,9 @@ void EventChunkCodec::encode(std::span<const TraceEvent> events,
     auto chunk = message.initRoot<schema::EventChunk>();
     chunk.setFirstStep(events[0].step);
     chunk.setEventCount(static_cast<uint32_t>(events.size()));
+    chunk.setTraceIdLo(identity_.trace.lo);
+    chunk.setTraceIdHi(identity_.trace.hi);
+    chunk.setSequence(identity_.sequence);
     OutColumns<true> cols;
     uint8_t* ends[kNumColumns] = {};
     auto init = [&](int col, auto initList) {
@@ -534,7 +537,7 @@ Status decodeMessage(schema::EventChunk::Reader chunk, const std::string& where,
 }  // namespace
 
 Status EventChunkCodec::decode(std::span<const uint8_t> raw, const std::string& where,
-                               std::vector<TraceEvent>& out) {
+                               std::vector<TraceEvent>& out, ChunkIdentity* identity) {
   if (raw.empty() || raw.size() % 8 != 0)
     return makeError(where + ": message size " + std::to_string(raw.size()) +
                      " is not a positive multiple of 8");
@@ -548,8 +551,32 @@ Status EventChunkCodec::decode(std::span<const uint8_t> raw, const std::string& 
   return guardCapnp(where, [&]() -> Status {
     capnp::FlatArrayMessageReader reader(kj::ArrayPtr<const capnp::word>(words, raw.size() / 8),
                                          formats::readerOptionsFor(raw.size()));
-    return decodeMessage(reader.getRoot<schema::EventChunk>(), where, out);
+    auto chunk = reader.getRoot<schema::EventChunk>();
+    if (identity != nullptr)
+      *identity = {{chunk.getTraceIdLo(), chunk.getTraceIdHi()}, chunk.getSequence()};
+    return decodeMessage(chunk, where, out);
   });
+}
+
+Result<ChunkIdentity> EventChunkCodec::identity(std::span<const uint8_t> raw,
+                                                const std::string& where) {
+  if (raw.empty() || raw.size() % 8 != 0)
+    return makeError(where + ": message size " + std::to_string(raw.size()) +
+                     " is not a positive multiple of 8");
+  std::vector<uint64_t> copy(raw.size() / 8);
+  std::memcpy(copy.data(), raw.data(), raw.size());
+  ChunkIdentity id;
+  Status s = guardCapnp(where, [&]() -> Status {
+    capnp::FlatArrayMessageReader reader(
+        kj::ArrayPtr<const capnp::word>(reinterpret_cast<const capnp::word*>(copy.data()),
+                                        copy.size()),
+        formats::readerOptionsFor(raw.size()));
+    auto chunk = reader.getRoot<schema::EventChunk>();
+    id = {{chunk.getTraceIdLo(), chunk.getTraceIdHi()}, chunk.getSequence()};
+    return Status{};
+  });
+  if (!s.ok()) return s.error();
+  return id;
 }
 
 Result<size_t> EventChunkCodec::packedSize(std::span<const uint8_t> raw) {

@@ -1,5 +1,7 @@
 #include "schema_convert.h"
 
+#include "crc32c.h"
+
 #include <capnp/serialize.h>
 
 #include <unistd.h>
@@ -198,6 +200,9 @@ void toCapnp(const TraceHeader& h, schema::Header::Builder b) {
   m.setStartClockUnixNs(h.machine.startClockUnixNs);
   m.setTscHz(h.machine.tscHz);
   m.setCmdline(textOf(h.machine.cmdline));
+  b.setTraceIdLo(h.traceId.lo);
+  b.setTraceIdHi(h.traceId.hi);
+  b.setFormatMinor(kTraceFormatMinor);
   auto cm = b.getCpuModel();
   cm.setName(textOf(h.cpuModel.name));
   cm.setVendor(static_cast<schema::CpuVendor>(h.cpuModel.vendor));
@@ -283,6 +288,8 @@ Status fromCapnp(schema::Header::Reader r, TraceHeader& h, const std::string& wh
     }
     h.images.push_back(std::move(g));
   }
+  h.traceId = {r.getTraceIdLo(), r.getTraceIdHi()};
+  h.formatMinor = r.getFormatMinor();  // 0 in 1.0; the reader checks it against the preamble
   return {};
 }
 
@@ -346,9 +353,11 @@ namespace ttvm::formats {
 void appendFooterFrame(uint64_t headerOffset, uint64_t initOffset,
                        const std::vector<ChunkInfo>& chunks,
                        const std::vector<SnapshotInfo>& snapshots, const TraceEnd& end,
-                       std::vector<uint8_t>& out) {
+                       const TraceId& traceId, std::vector<uint8_t>& out) {
   capnp::MallocMessageBuilder message(static_cast<unsigned>(1024 + chunks.size() * 6));
   auto f = message.initRoot<schema::Footer>();
+  f.setTraceIdLo(traceId.lo);
+  f.setTraceIdHi(traceId.hi);
   f.setHeaderOffset(headerOffset);
   f.setInitOffset(initOffset);
   auto cl = f.initChunks(static_cast<unsigned>(chunks.size()));
@@ -374,7 +383,8 @@ void appendFooterFrame(uint64_t headerOffset, uint64_t initOffset,
 
 Status appendMachineStateFrames(uint32_t tag, uint64_t step, const CpuState& cpu,
                                 const RamPages& ram, const std::vector<uint8_t>& deviceState,
-                                int lz4Acceleration, std::vector<uint8_t>& out) {
+                                const TraceId& traceId, uint64_t sequence, int lz4Acceleration,
+                                std::vector<uint8_t>& out) {
   const size_t pages = ram.numbers.size();
   if (ram.bytes.size() != pages * kPageSize)
     return makeError("RAM pages: " + std::to_string(pages) + " page numbers but " +
@@ -386,6 +396,17 @@ Status appendMachineStateFrames(uint32_t tag, uint64_t step, const CpuState& cpu
                        std::to_string(ram.numbers[k]) + " after " +
                        std::to_string(ram.numbers[k - 1]));
   const uint32_t frames = static_cast<uint32_t>((pages + kPagesPerFrame - 1) / kPagesPerFrame);
+  // The PAGE frames' raw payloads, built first: the state message holds
+  // their checksum, which binds them to it.
+  std::vector<std::vector<uint8_t>> pageRaw;
+  uint32_t pagesCrc = 0;
+  for (size_t first = 0; first < pages; first += kPagesPerFrame) {
+    const size_t n = std::min<size_t>(kPagesPerFrame, pages - first);
+    std::vector<uint8_t>& raw = pageRaw.emplace_back(n * (8 + kPageSize), 0);
+    for (size_t k = 0; k < n; ++k) putU64(raw.data() + 8 * k, ram.numbers[first + k]);
+    std::memcpy(raw.data() + 8 * n, ram.bytes.data() + first * kPageSize, n * kPageSize);
+    pagesCrc = crc32c(pagesCrc, raw.data(), raw.size());
+  }
   {
     capnp::MallocMessageBuilder message;
     auto m = message.initRoot<schema::MachineState>();
@@ -394,6 +415,10 @@ Status appendMachineStateFrames(uint32_t tag, uint64_t step, const CpuState& cpu
     m.setDeviceState(kj::ArrayPtr<const kj::byte>(deviceState.data(), deviceState.size()));
     m.setPageCount(pages);
     m.setPageFrames(frames);
+    m.setTraceIdLo(traceId.lo);
+    m.setTraceIdHi(traceId.hi);
+    m.setSequence(sequence);
+    m.setPagesCrc(pagesCrc);
     std::vector<uint8_t> raw;
     serializeMessage(message, raw);
     if (raw.size() > maxRawBytes(tag))
@@ -401,14 +426,9 @@ Status appendMachineStateFrames(uint32_t tag, uint64_t step, const CpuState& cpu
                        " bytes exceeds the limit of " + std::to_string(maxRawBytes(tag)));
     appendFrame(tag, raw, step, step, 0, lz4Acceleration, out);
   }
-  std::vector<uint8_t> raw;
-  for (size_t first = 0; first < pages; first += kPagesPerFrame) {
-    const size_t n = std::min<size_t>(kPagesPerFrame, pages - first);
-    raw.assign(n * (8 + kPageSize), 0);
-    for (size_t k = 0; k < n; ++k) putU64(raw.data() + 8 * k, ram.numbers[first + k]);
-    std::memcpy(raw.data() + 8 * n, ram.bytes.data() + first * kPageSize, n * kPageSize);
-    appendFrame(kTagPage, raw, step, step, static_cast<uint32_t>(n), lz4Acceleration, out);
-  }
+  for (const std::vector<uint8_t>& raw : pageRaw)
+    appendFrame(kTagPage, raw, step, step, static_cast<uint32_t>(raw.size() / (8 + kPageSize)),
+                lz4Acceleration, out);
   return {};
 }
 

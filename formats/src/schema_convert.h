@@ -50,13 +50,16 @@ namespace ttvm::formats {
 void appendFooterFrame(uint64_t headerOffset, uint64_t initOffset,
                        const std::vector<ChunkInfo>& chunks,
                        const std::vector<SnapshotInfo>& snapshots, const TraceEnd& end,
-                       std::vector<uint8_t>& out);
+                       const TraceId& traceId, std::vector<uint8_t>& out);
 
-// Appends an INIT or SNAP frame and the PAGE frames of `ram` to `out`.
+// Appends an INIT or SNAP frame and the PAGE frames of `ram` to `out`; the
+// state message carries the trace's id, its sequence number (0 INIT, k for
+// the k-th snapshot) and the CRC32C of its PAGE frames' raw payloads.
 // Errors when the page list is malformed (numbers not increasing, sizes).
 Status appendMachineStateFrames(uint32_t tag, uint64_t step, const CpuState& cpu,
                                 const RamPages& ram, const std::vector<uint8_t>& deviceState,
-                                int lz4Acceleration, std::vector<uint8_t>& out);
+                                const TraceId& traceId, uint64_t sequence, int lz4Acceleration,
+                                std::vector<uint8_t>& out);
 
 // Writes all of `data` to `fd`; the error names `path`.
 Status writeAll(int fd, const std::string& path, std::span<const uint8_t> data);

@@ -47,14 +47,19 @@ struct MachineStateRead {
   uint64_t end = 0;  // offset after the last PAGE frame
 };
 
+// `id` and `sequence`: what a 1.1 trace's state message must carry (its
+// trace's id; 0 for INIT, k for the k-th snapshot); nothing is checked for
+// an empty id (1.0). Its PAGE frames must match its pagesCrc.
 Result<MachineStateRead> readMachineState(const InputFile& f, uint64_t offset, uint32_t tag,
-                                          bool keepPages) {
+                                          bool keepPages, const TraceId& id, uint64_t sequence) {
   RawPayload raw;
   auto hr = f.readFrame(offset, tag, raw);
   if (!hr.ok()) return hr.error();
   MachineStateRead out;
   uint64_t pageCount = 0;
   uint32_t pageFrames = 0;
+  ChunkIdentity carried;
+  uint32_t pagesCrc = 0;
   const std::string where = frameWhere(f, tag == kTagInit ? "initial state" : "snapshot", offset);
   Status parsed =
       readMessage<schema::MachineState>(raw, where, [&](schema::MachineState::Reader m) -> Status {
@@ -64,9 +69,20 @@ Result<MachineStateRead> readMachineState(const InputFile& f, uint64_t offset, u
         out.deviceState.assign(ds.begin(), ds.end());
         pageCount = m.getPageCount();
         pageFrames = m.getPageFrames();
+        carried = {{m.getTraceIdLo(), m.getTraceIdHi()}, m.getSequence()};
+        pagesCrc = m.getPagesCrc();
         return Status{};
       });
   if (!parsed.ok()) return parsed.error();
+  if (!id.empty() && (carried.trace != id || carried.sequence != sequence))
+    return makeError(where + ": belongs to " +
+                     (carried.trace != id
+                          ? std::string("another trace (its id differs from the header's)")
+                          : "sequence number " + std::to_string(carried.sequence)) +
+                     ", expected " + (tag == kTagInit ? "the initial state" : "snapshot ") +
+                     (tag == kTagInit ? "" : std::to_string(sequence)) +
+                     " of this trace (a frame spliced, duplicated or out of place)");
+  uint32_t pagesSeenCrc = 0;
   if (out.step != hr->firstStep || out.step != hr->lastStep)
     return makeError(where + ": message step " + std::to_string(out.step) +
                      " differs from the frame's step " + std::to_string(hr->firstStep));
@@ -90,6 +106,7 @@ Result<MachineStateRead> readMachineState(const InputFile& f, uint64_t offset, u
       return f.errorAt(at, "PAGE frame: more pages than the " + std::to_string(pageCount) +
                                " announced at byte " + std::to_string(offset));
     const uint8_t* p = raw.span().data();
+    pagesSeenCrc = crc32c(pagesSeenCrc, p, raw.bytes);
     for (uint32_t i = 0; i < n; ++i) {
       const uint64_t number = getU64(p + 8 * i);
       const uint64_t prev = keepPages ? (out.ram.numbers.empty() ? 0 : out.ram.numbers.back()) : 0;
@@ -112,6 +129,9 @@ Result<MachineStateRead> readMachineState(const InputFile& f, uint64_t offset, u
   if (pagesSeen != pageCount)
     return makeError(where + ": announced " + std::to_string(pageCount) + " RAM pages, found " +
                      std::to_string(pagesSeen));
+  if (!id.empty() && pagesSeenCrc != pagesCrc)
+    return makeError(where + ": its PAGE frames are not the ones it was written with (checksum " +
+                     hex(pagesSeenCrc) + ", recorded " + hex(pagesCrc) + ")");
   out.end = at;
   return out;
 }
@@ -122,6 +142,7 @@ struct FooterRead {
   std::vector<ChunkInfo> chunks;
   std::vector<SnapshotInfo> snapshots;
   TraceEnd end;
+  TraceId traceId;
   uint64_t frameEnd = 0;  // offset just after the FOOT frame
 };
 
@@ -134,6 +155,7 @@ Result<FooterRead> readFooter(const InputFile& f, uint64_t offset) {
   const std::string where = frameWhere(f, "footer", offset);
   Status parsed = readMessage<schema::Footer>(raw, where, [&](schema::Footer::Reader r) -> Status {
     out.headerOffset = r.getHeaderOffset();
+    out.traceId = {r.getTraceIdLo(), r.getTraceIdHi()};
     out.initOffset = r.getInitOffset();
     auto cl = r.getChunks();
     // Each chunk takes at least a frame header in the file: bounds the index.
@@ -182,6 +204,19 @@ Result<FooterRead> readFooter(const InputFile& f, uint64_t offset) {
   return out;
 }
 
+// A 1.1 chunk must carry its trace's id and its index among the chunks: a
+// chunk of another trace, a duplicated one or a missing one is refused.
+Status checkChunkIdentity(const InputFile& f, uint64_t at, const ChunkIdentity& ci,
+                          const TraceId& id, uint64_t index) {
+  if (ci.trace != id)
+    return f.errorAt(at, "CHNK frame: belongs to another trace (its id differs from the header's)");
+  if (ci.sequence != index)
+    return f.errorAt(at, "CHNK frame: sequence number " + std::to_string(ci.sequence) +
+                             ", expected " + std::to_string(index) +
+                             " (a chunk duplicated, missing or out of place)");
+  return {};
+}
+
 // The footer's end of run against the events: a trace whose last event is
 // an EndOfRun (every recording: the recorder appends it at the end step)
 // ends at that event's step. A footer claiming 10^11 steps over events that
@@ -192,10 +227,14 @@ Status checkEndAgainstEvents(const InputFile& f, uint64_t footerAt, const Footer
   const ChunkInfo& last = foot.chunks.back();
   RawPayload raw;
   auto hr = f.readFrame(last.offset, kTagChunk, raw);
-  if (!hr.ok()) return hr.error();
   std::vector<TraceEvent> events;
-  TTVM_TRY(EventChunkCodec::decode(
-      raw.span(), f.path() + ": chunk at byte " + std::to_string(last.offset), events));
+  // A chunk that cannot be read here is the index's problem (the caller
+  // scans instead); only a readable chunk that contradicts the footer is.
+  if (!hr.ok() ||
+      !EventChunkCodec::decode(raw.span(),
+                               f.path() + ": chunk at byte " + std::to_string(last.offset), events)
+           .ok())
+    return {};
   if (!events.empty() && events.back().kind == EventKind::kEndOfRun &&
       events.back().step != foot.end.steps)
     return makeError(f.path() + ": byte " + std::to_string(footerAt) +
@@ -215,6 +254,15 @@ Result<TraceHeader> readHeader(const InputFile& f, uint64_t offset, uint64_t& en
   Status parsed = readMessage<schema::Header>(
       raw, where, [&](schema::Header::Reader r) -> Status { return fromCapnp(r, h, where); });
   if (!parsed.ok()) return parsed.error();
+  // The version is the preamble's; a 1.1 header repeats its minor under a checksum.
+  uint8_t pre[kPreambleBytes];
+  TTVM_TRY(f.readExact(0, pre, sizeof pre, "the ttvm trace preamble"));
+  const uint16_t minor = getU16(pre + 10);
+  if (!h.traceId.empty() && h.formatMinor != minor)
+    return f.errorAt(10, "preamble: minor version " + std::to_string(minor) +
+                             " differs from the header's (" + std::to_string(h.formatMinor) + ")");
+  h.formatMajor = getU16(pre + 8);
+  h.formatMinor = minor;
   end = offset + kFrameHeaderBytes + hr->storedBytes;
   return h;
 }
@@ -310,6 +358,11 @@ Result<TraceReader> TraceReader::open(const std::string& path) {
                                                     std::to_string(foot->initOffset) +
                                                     ", expected " + std::to_string(headEnd))
                                 .message;
+          } else if (foot->traceId != h->traceId) {
+            footerProblem = f.errorAt(footerAt,
+                                      "the footer belongs to another trace (its id "
+                                      "differs from the header's)")
+                                .message;
           } else if (Status c = checkEndAgainstEvents(f, footerAt, *foot); !c.ok()) {
             return c.error();  // a footer that lies about the events: refused
           } else {
@@ -336,7 +389,8 @@ Result<TraceReader> TraceReader::open(const std::string& path) {
   if (!h.ok()) return h.error();
   r.header_ = std::move(*h);
   r.initOffset_ = at;
-  auto init = readMachineState(f, at, kTagInit, /*keepPages=*/false);
+  const TraceId id = r.header_.traceId;
+  auto init = readMachineState(f, at, kTagInit, /*keepPages=*/false, id, 0);
   if (!init.ok()) return init.error();
   at = init->end;
   std::string stop;
@@ -358,6 +412,17 @@ Result<TraceReader> TraceReader::open(const std::string& path) {
         stop = full.error().message;
         break;
       }
+      if (!id.empty()) {
+        auto ci = EventChunkCodec::identity(raw.span(), frameWhere(f, "chunk", at));
+        if (!ci.ok()) {
+          stop = ci.error().message;
+          break;
+        }
+        if (Status c = checkChunkIdentity(f, at, *ci, id, r.chunks_.size()); !c.ok()) {
+          stop = c.error().message;
+          break;
+        }
+      }
       if (fh->count == 0 || fh->firstStep > fh->lastStep || fh->firstStep < prevStep) {
         stop = f.errorAt(at, "CHNK frame: bad event count or step range").message;
         break;
@@ -367,7 +432,8 @@ Result<TraceReader> TraceReader::open(const std::string& path) {
       prevStep = fh->lastStep;
       at += kFrameHeaderBytes + fh->storedBytes;
     } else if (fh->tag == kTagSnap) {
-      auto snap = readMachineState(f, at, kTagSnap, /*keepPages=*/false);
+      auto snap =
+          readMachineState(f, at, kTagSnap, /*keepPages=*/false, id, r.snapshots_.size() + 1);
       if (!snap.ok()) {
         stop = snap.error().message;
         break;
@@ -385,9 +451,14 @@ Result<TraceReader> TraceReader::open(const std::string& path) {
         stop = foot.error().message;
         break;
       }
-      if (foot->chunks == r.chunks_ && foot->snapshots == r.snapshots_) r.end_ = foot->end;
+      Status agrees = checkEndAgainstEvents(f, at, *foot);
+      if (foot->chunks == r.chunks_ && foot->snapshots == r.snapshots_ && foot->traceId == id &&
+          agrees.ok())
+        r.end_ = foot->end;
       stop = "a footer at byte " + std::to_string(at) +
-             (r.end_ ? " (its end of run is used)" : " whose index does not match the scan");
+             (r.end_         ? " (its end of run is used)"
+              : !agrees.ok() ? " that disagrees with the events (" + agrees.error().message + ")"
+                             : " whose index does not match the scan");
       r.eventsEnd_ = at;
       break;
     } else {
@@ -409,7 +480,7 @@ Result<TraceReader> TraceReader::open(const std::string& path) {
 
 Result<InitialState> TraceReader::initialState() const {
   InputFile f(fd_, path_, fileBytes_);
-  auto m = readMachineState(f, initOffset_, kTagInit, true);
+  auto m = readMachineState(f, initOffset_, kTagInit, true, header_.traceId, 0);
   if (!m.ok()) return m.error();
   InitialState s;
   s.cpu = m->cpu;
@@ -423,7 +494,7 @@ Result<Snapshot> TraceReader::loadSnapshot(size_t i) const {
     return makeError(path_ + ": snapshot " + std::to_string(i) + " does not exist (" +
                      std::to_string(snapshots_.size()) + " snapshots)");
   InputFile f(fd_, path_, fileBytes_);
-  auto m = readMachineState(f, snapshots_[i].offset, kTagSnap, true);
+  auto m = readMachineState(f, snapshots_[i].offset, kTagSnap, true, header_.traceId, i + 1);
   if (!m.ok()) return m.error();
   if (m->step != snapshots_[i].step)
     return f.errorAt(snapshots_[i].offset, "snapshot step " + std::to_string(m->step) +
@@ -472,7 +543,9 @@ Status TraceReader::readChunkInto(size_t i, std::vector<TraceEvent>& out) const 
                                    ": the frame header disagrees with the chunk index");
   const std::string where = path_ + ": chunk " + std::to_string(i) + " (CHNK frame at byte " +
                             std::to_string(c.offset) + ")";
-  TTVM_TRY(EventChunkCodec::decode(raw.span(), where, out));
+  ChunkIdentity ci;
+  TTVM_TRY(EventChunkCodec::decode(raw.span(), where, out, &ci));
+  if (!header_.traceId.empty()) TTVM_TRY(checkChunkIdentity(f, c.offset, ci, header_.traceId, i));
   if (out.size() != c.eventCount || out.front().step != c.firstStep ||
       out.back().step != c.lastStep)
     return makeError(where + ": holds " + std::to_string(out.size()) + " events in steps [" +
@@ -537,7 +610,7 @@ Status TraceReader::checkAllFrames() const {
   if (headEnd != initOffset_)
     return f.errorAt(headEnd, "expected the initial state, which the index puts at byte " +
                                   std::to_string(initOffset_));
-  auto init = readMachineState(f, initOffset_, kTagInit, /*keepPages=*/false);
+  auto init = readMachineState(f, initOffset_, kTagInit, /*keepPages=*/false, header_.traceId, 0);
   if (!init.ok()) return init.error();
   uint64_t at = init->end;
   size_t chunk = 0, snapshot = 0;
@@ -549,12 +622,18 @@ Status TraceReader::checkAllFrames() const {
         return f.errorAt(at, "a CHNK frame the chunk index does not list here");
       auto full = f.readFrame(at, kTagChunk, raw);
       if (!full.ok()) return full.error();
+      if (!header_.traceId.empty()) {
+        auto ci = EventChunkCodec::identity(raw.span(), frameWhere(f, "chunk", at));
+        if (!ci.ok()) return ci.error();
+        TTVM_TRY(checkChunkIdentity(f, at, *ci, header_.traceId, chunk));
+      }
       ++chunk;
       at += kFrameHeaderBytes + fh->storedBytes;
     } else if (fh->tag == kTagSnap) {
       if (snapshot >= snapshots_.size() || snapshots_[snapshot].offset != at)
         return f.errorAt(at, "a SNAP frame the snapshot index does not list here");
-      auto snap = readMachineState(f, at, kTagSnap, /*keepPages=*/false);
+      auto snap =
+          readMachineState(f, at, kTagSnap, /*keepPages=*/false, header_.traceId, snapshot + 1);
       if (!snap.ok()) return snap.error();
       if (snap->step != snapshots_[snapshot].step)
         return f.errorAt(at, "snapshot step " + std::to_string(snap->step) +
@@ -602,7 +681,8 @@ Status TraceReader::recover(const std::string& in, const std::string& out,
       end.message = "recovered by 'ttvm recover': the recording stopped without a footer (" +
                     r->recoveryNote() + "); the final CPU state is unknown";
     }
-    appendFooterFrame(kPreambleBytes, r->initOffset_, r->chunks(), r->snapshots(), end, tail);
+    appendFooterFrame(kPreambleBytes, r->initOffset_, r->chunks(), r->snapshots(), end,
+                      r->header().traceId, tail);
     const size_t at = tail.size();
     tail.resize(at + kTrailerBytes);
     encodeTrailer(copyBytes, tail.data() + at);

@@ -1,8 +1,11 @@
 #include "ttvm/formats/trace_types.h"
 
+#include <sys/random.h>
+
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
+#include <random>
 
 #include "ttvm/base/assert.h"
 
@@ -147,6 +150,20 @@ bool RamPages::applyTo(std::span<uint8_t> ram, std::string* error) const {
     std::memcpy(ram.data() + at, bytes.data() + k * kPageSize, len);
   }
   return true;
+}
+
+TraceId randomTraceId() {
+  TraceId id;
+  while (id.empty()) {
+    uint64_t w[2] = {};
+    if (::getrandom(w, sizeof w, 0) != sizeof w) {
+      std::random_device rd;  // the kernel's source failed: still not a constant
+      w[0] = (uint64_t{rd()} << 32) ^ rd();
+      w[1] = (uint64_t{rd()} << 32) ^ rd();
+    }
+    id = {w[0], w[1]};
+  }
+  return id;
 }
 
 namespace {

@@ -77,9 +77,12 @@ Result<std::unique_ptr<TraceWriter>> TraceWriter::create(const std::string& path
   // Build the whole prefix in memory first so that bad input leaves no file.
   std::vector<uint8_t> out(kPreambleBytes);
   encodePreamble(out.data());
+  // The trace's identity: every frame that follows repeats it.
+  TraceHeader withId = header;
+  if (withId.traceId.empty()) withId.traceId = randomTraceId();
   {
     capnp::MallocMessageBuilder message;
-    toCapnp(header, message.initRoot<schema::Header>());
+    toCapnp(withId, message.initRoot<schema::Header>());
     std::vector<uint8_t> raw;
     serializeMessage(message, raw);
     if (raw.size() > maxRawBytes(kTagHead))
@@ -89,10 +92,11 @@ Result<std::unique_ptr<TraceWriter>> TraceWriter::create(const std::string& path
   }
   const uint64_t initOffset = out.size();
   Status s = appendMachineStateFrames(kTagInit, 0, initial.cpu, initial.ram, initial.deviceState,
-                                      options.lz4Acceleration, out);
+                                      withId.traceId, 0, options.lz4Acceleration, out);
   if (!s.ok()) return makeError(path + ": initial state: " + s.error().message);
 
   std::unique_ptr<TraceWriter> w(new TraceWriter(path, options));
+  w->traceId_ = withId.traceId;
   // Not O_TRUNC: a second recorder writing the same path must fail without
   // destroying the first one's trace. The lock is held until close().
   w->fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
@@ -220,6 +224,9 @@ void TraceWriter::writeJob(const Job& job) {
     const auto events =
         all.subspan(at, std::min<size_t>(options_.maxEventsPerChunk, all.size() - at));
     size_t rawBytes = 0, frameBytes = 0;
+    // Only one thread writes jobs at a time (the writing thread, or the
+    // owner without one), so the sequence needs no lock.
+    threadCodec().setIdentity({traceId_, chunkSequence_++});
     threadCodec().encode(events, [&](std::span<const uint8_t> raw) {
       rawBytes = raw.size();
       frameBytes =
@@ -299,7 +306,8 @@ Status TraceWriter::addSnapshot(const Snapshot& snapshot) {
   // The writing thread is idle (flush waited): this thread owns the file.
   std::vector<uint8_t> out;
   Status s = appendMachineStateFrames(kTagSnap, snapshot.step, snapshot.cpu, snapshot.ram,
-                                      snapshot.deviceState, options_.lz4Acceleration, out);
+                                      snapshot.deviceState, traceId_, snapshots_.size() + 1,
+                                      options_.lz4Acceleration, out);
   if (!s.ok())
     return makeError(path_ + ": snapshot at step " + std::to_string(snapshot.step) + ": " +
                      s.error().message);
@@ -331,7 +339,7 @@ Status TraceWriter::close(const TraceEnd& end) {
   if (s.ok()) {
     std::vector<uint8_t> out;
     const uint64_t footerOffset = fileOffset_;
-    appendFooterFrame(kPreambleBytes, initOffset_, chunks_, snapshots_, end, out);
+    appendFooterFrame(kPreambleBytes, initOffset_, chunks_, snapshots_, end, traceId_, out);
     const size_t at = out.size();
     out.resize(at + kTrailerBytes);
     encodeTrailer(footerOffset, out.data() + at);

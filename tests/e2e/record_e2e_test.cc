@@ -525,6 +525,30 @@ TEST(RecordE2E, DamagedSnapshotIsRefusedByVerifyAndInfo) {
   EXPECT_EQ(WEXITSTATUS(rc), 1);
 }
 
+TEST(RecordE2E, ReplayNeverClaimsAMatchItDidNotCheck) {
+  // A footer-less copy and one with a chunk duplicated: `ttvm replay` used to
+  // exit 0 saying "the final state match the recording" on both.
+  TraceReader r = recordTrace("rec_io.elf", "claims", 1);
+  ASSERT_GE(r.chunkCount(), 3u);
+  const std::string bytes = slurp(r.path());
+  const ChunkInfo c1 = r.chunks()[1];
+  const size_t end1 = c1.offset + 40 + c1.compressedBytes;
+  const std::string noFooter = tmp("claims_nofooter.ttvm"), dup = tmp("claims_dup.ttvm");
+  std::ofstream(noFooter, std::ios::binary) << bytes.substr(0, r.chunks()[2].offset);
+  std::ofstream(dup, std::ios::binary)
+      << bytes.substr(0, end1) + bytes.substr(c1.offset, end1 - c1.offset) + bytes.substr(end1);
+  for (const std::string& t : {noFooter, dup}) {
+    const std::string out = tmp("claims.out");
+    const int rc =
+        std::system((std::string(TTVM_BIN) + " replay " + t + " > " + out + " 2>&1").c_str());
+    EXPECT_EQ(WEXITSTATUS(rc), 3) << slurp(out);
+    EXPECT_EQ(slurp(out).find("final state match"), std::string::npos) << slurp(out);
+    EXPECT_NE(slurp(out).find("were not checked"), std::string::npos) << slurp(out);
+    Outcome v = runVerify(t);
+    EXPECT_EQ(v.status, 3) << v.err;
+  }
+}
+
 TEST(RecordE2E, TimerInterruptsIdleSkipAndTsc) {
   TraceReader r = recordTrace("rec_timer.elf", "timer", 1);  // value 0: all TSC deltas ~1 ms
   EXPECT_EQ(r.end()->reason, EndReason::kExitDevice);

@@ -26,6 +26,7 @@ class HostileIndex : public ::testing::Test {
     chunks_ = r->chunks();
     snapshots_ = r->snapshots();
     end_ = *r->end();
+    traceId_ = r->header().traceId;
     footerAt_ = formats::getU64(bytes_.data() + bytes_.size() - formats::kTrailerBytes);
     // The INIT frame follows the HEAD frame.
     const uint32_t headStored = formats::getU32(bytes_.data() + 16 + 8);
@@ -39,7 +40,7 @@ class HostileIndex : public ::testing::Test {
   }
   Result<TraceReader> openWith(const std::vector<ChunkInfo>& chunks, const TraceEnd& end) {
     std::vector<uint8_t> out(bytes_.begin(), bytes_.begin() + footerAt_);
-    formats::appendFooterFrame(16, initAt_, chunks, snapshots_, end, out);
+    formats::appendFooterFrame(16, initAt_, chunks, snapshots_, end, traceId_, out);
     const size_t at = out.size();
     out.resize(at + formats::kTrailerBytes);
     formats::encodeTrailer(footerAt_, out.data() + at);
@@ -52,6 +53,7 @@ class HostileIndex : public ::testing::Test {
   std::vector<ChunkInfo> chunks_;
   std::vector<SnapshotInfo> snapshots_;
   TraceEnd end_;
+  TraceId traceId_;
   uint64_t footerAt_ = 0;
   uint64_t initAt_ = 0;
   testing::MemFile mem_;
@@ -81,9 +83,8 @@ TEST_F(HostileIndex, EveryRandomBitFlipIsRefusedByTheFullCheck) {
   // What `ttvm verify` and `ttvm info` ask before saying anything is fine:
   // the trace opens by its footer and every frame checks. A flipped bit
   // anywhere (the snapshot and its PAGE frame included, which opening by
-  // the footer does not read) must fail one or the other; only the
-  // preamble's minor version (bytes 10-11: a newer minor is readable) may
-  // change unnoticed.
+  // the footer does not read) must fail one or the other (the preamble's
+  // minor version too: a 1.1 header repeats it).
   std::mt19937_64 rng(20261206);
   int snapshotFlips = 0;
   for (int i = 0; i < 1500; ++i) {
@@ -94,7 +95,6 @@ TEST_F(HostileIndex, EveryRandomBitFlipIsRefusedByTheFullCheck) {
     mem_.set(m);
     auto r = TraceReader::open(mem_.path());
     if (!r.ok() || r->recovered()) continue;  // refused, or only a readable prefix
-    if (pos == 10 || pos == 11) continue;
     EXPECT_FALSE(r->checkAllFrames().ok()) << "a flip at byte " << pos << " passed every check";
   }
   EXPECT_GT(snapshotFlips, 10);
@@ -157,6 +157,59 @@ TEST_F(HostileIndex, HugeChunkCountIsRefusedBeforeAllocating) {
   ASSERT_TRUE(r.ok());
   EXPECT_TRUE(r->recovered());
   EXPECT_NE(r->recoveryNote().find("cannot fit"), std::string::npos) << r->recoveryNote();
+}
+
+// Format 1.1: every state, chunk and footer message carries the trace's id
+// and its sequence number, so frames of another trace or a chunk copied
+// twice are found (by the footer's id, and by the scan that follows).
+TEST(TraceIdentity, SpliceOfOneTracesHeaderOntoAnothersChunksIsCaught) {
+  const std::string a = testing::tempPath("splice_a.ttvm"), b = testing::tempPath("splice_b.ttvm");
+  testing::writeSmallTrace(a);
+  testing::writeSmallTrace(b);  // the same content, another id
+  auto ra = TraceReader::open(a);
+  auto rb = TraceReader::open(b);
+  ASSERT_TRUE(ra.ok() && rb.ok());
+  ASSERT_NE(ra->header().traceId, rb->header().traceId);
+  const std::vector<uint8_t> ba = testing::readFileBytes(a), bb = testing::readFileBytes(b);
+  std::vector<uint8_t> spliced(ba.begin(), ba.begin() + ra->chunks()[0].offset);
+  spliced.insert(spliced.end(), bb.begin() + rb->chunks()[0].offset, bb.end());
+  testing::MemFile mem;
+  mem.set(spliced);
+  auto r = TraceReader::open(mem.path());
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_TRUE(r->recovered());
+  EXPECT_FALSE(r->end().has_value());  // B's end of run is not taken for A's
+  EXPECT_EQ(r->chunkCount(), 0u);
+  EXPECT_NE(r->recoveryNote().find("CHNK frame: belongs to another trace"), std::string::npos)
+      << r->recoveryNote();
+  std::remove(a.c_str());
+  std::remove(b.c_str());
+}
+
+TEST(TraceIdentity, DuplicatedChunkStopsTheScanThere) {
+  const std::string path = testing::tempPath("dup.ttvm");
+  testing::writeSmallTrace(path);
+  auto r0 = TraceReader::open(path);
+  ASSERT_TRUE(r0.ok());
+  ASSERT_GE(r0->chunkCount(), 3u);
+  const ChunkInfo c1 = r0->chunks()[1];
+  const std::vector<uint8_t> bytes = testing::readFileBytes(path);
+  const size_t end1 = c1.offset + formats::kFrameHeaderBytes + c1.compressedBytes;
+  std::vector<uint8_t> dup(bytes.begin(), bytes.begin() + end1);
+  dup.insert(dup.end(), bytes.begin() + c1.offset, bytes.begin() + end1);  // chunk 1 again
+  dup.insert(dup.end(), bytes.begin() + end1, bytes.end());
+  testing::MemFile mem;
+  mem.set(dup);
+  auto r = TraceReader::open(mem.path());
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_TRUE(r->recovered());
+  EXPECT_FALSE(r->end().has_value());
+  EXPECT_EQ(r->chunkCount(), 2u);
+  EXPECT_NE(r->recoveryNote().find("byte " + std::to_string(end1) +
+                                   ": CHNK frame: sequence number 1, expected 2"),
+            std::string::npos)
+      << r->recoveryNote();
+  std::remove(path.c_str());
 }
 
 }  // namespace

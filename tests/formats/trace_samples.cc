@@ -242,6 +242,12 @@ GoldenTrace goldenV1_0() {
   return g;
 }
 
+GoldenTrace goldenV1_1() {
+  GoldenTrace g = goldenV1_0();
+  g.header.traceId = {0x0123456789ABCDEFull, 0xFEDCBA9876543210ull};
+  return g;
+}
+
 std::string writeGolden(const GoldenTrace& g, const std::string& path) {
   TraceWriter::Options options;
   options.flushInterval = std::chrono::hours(1);  // chunks only where flushAfter says

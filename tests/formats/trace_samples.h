@@ -44,6 +44,9 @@ struct GoldenTrace {
   TraceEnd end;
 };
 GoldenTrace goldenV1_0();
+// Format 1.1: the same trace with a fixed trace identity in its header (the
+// writer repeats it in every state, chunk and footer message).
+GoldenTrace goldenV1_1();
 
 // Writes `g` with TraceWriter; returns an error message or "".
 std::string writeGolden(const GoldenTrace& g, const std::string& path);

@@ -30,10 +30,15 @@ class EventChunkCodec {
   void encode(std::span<const TraceEvent> events,
               const std::function<void(std::span<const uint8_t>)>& sink);
 
-  // Decodes a raw payload into `out` (replacing its contents). Errors are
-  // prefixed with `where` (e.g. "t.ttvm: CHNK frame at byte 4096").
+  // The trace id and sequence number the next encode() writes (format 1.1).
+  void setIdentity(const ChunkIdentity& identity) { identity_ = identity; }
+  // Decodes a raw payload into `out` (replacing its contents) and, when
+  // asked, the chunk's identity (empty in 1.0 chunks). Errors are prefixed
+  // with `where` (e.g. "t.ttvm: CHNK frame at byte 4096").
   static Status decode(std::span<const uint8_t> raw, const std::string& where,
-                       std::vector<TraceEvent>& out);
+                       std::vector<TraceEvent>& out, ChunkIdentity* identity = nullptr);
+  // Only the identity, without decoding the events (the reader's scan).
+  static Result<ChunkIdentity> identity(std::span<const uint8_t> raw, const std::string& where);
 
   // The size of the same message in Cap'n Proto's packed encoding (for the
   // benchmark's comparison with LZ4).
@@ -46,6 +51,7 @@ class EventChunkCodec {
   // writes each event's fields straight into the column lists. message_[0]
   // is the serialized form's segment table.
   std::vector<uint64_t> message_;
+  ChunkIdentity identity_;
 };
 
 }  // namespace ttvm

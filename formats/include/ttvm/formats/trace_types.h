@@ -24,7 +24,7 @@ namespace ttvm {
 // The format version this build writes. A reader accepts every file with the
 // same major version; a newer minor version may carry fields it ignores.
 inline constexpr uint16_t kTraceFormatMajor = 1;
-inline constexpr uint16_t kTraceFormatMinor = 0;
+inline constexpr uint16_t kTraceFormatMinor = 1;
 
 inline constexpr uint64_t kPageSize = 4096;
 
@@ -80,6 +80,23 @@ struct MachineConfig {
   bool operator==(const MachineConfig&) const = default;
 };
 
+// A trace's identity (format 1.1): 128 random bits in the header, repeated
+// in every INIT, SNAP, CHNK and FOOT message. Zero in 1.0 traces.
+struct TraceId {
+  uint64_t lo = 0;
+  uint64_t hi = 0;
+  bool empty() const { return lo == 0 && hi == 0; }
+  bool operator==(const TraceId&) const = default;
+};
+// 128 bits from the kernel's random source.
+TraceId randomTraceId();
+
+// What a CHNK message says about its place (format 1.1).
+struct ChunkIdentity {
+  TraceId trace;
+  uint64_t sequence = 0;  // index among the trace's chunks, from 0
+};
+
 struct TraceHeader {
   // Read side: the version the file was written with. The writer ignores
   // these and writes kTraceFormatMajor/Minor.
@@ -93,6 +110,8 @@ struct TraceHeader {
   CpuModel cpuModel;
   std::vector<MsrValue> modelMsrs;
   std::vector<GuestImage> images;
+  // Drawn by TraceWriter::create when empty; read back from 1.1 traces.
+  TraceId traceId;
   bool operator==(const TraceHeader&) const = default;
 };
 

@@ -143,6 +143,8 @@ class TraceWriter {
   uint64_t bytesWritten() const;
   uint64_t chunksWritten() const;
   const std::string& path() const { return path_; }
+  // The identity every frame of this trace carries (the header's, or drawn).
+  const TraceId& traceId() const { return traceId_; }
 
  private:
   // Storage for events that is never initialised: append() writes a slot
@@ -185,6 +187,8 @@ class TraceWriter {
 
   std::string path_;
   Options options_;
+  TraceId traceId_;
+  uint64_t chunkSequence_ = 0;  // the next chunk's; only the job-writing thread touches it
 
   // Owner's side: the buffer append() fills.
   EventBuffer buffer_;
