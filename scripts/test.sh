@@ -16,10 +16,16 @@ bash scripts/build.sh release
 ctest --preset release -j2 -LE exhaustive
 
 # The sanitizer preset builds only the test binaries of the input-parsing
-# components (a full ASan build of everything would double CI time on two cores).
+# components and of the emulator (a full ASan build of everything would double
+# CI time on two cores).
 cmake --preset sanitize >/dev/null
-cmake --build --preset sanitize --target ttvm_base_tests ttvm_formats_tests recorder_test
+cmake --build --preset sanitize --target ttvm_base_tests ttvm_formats_tests recorder_test \
+  ttvm_emulator_tests
 ctest --preset sanitize -j2 -L 'base|formats|recorder' -E '^ttvm_(info|recover)_'
+# The emulator's tests under ASan+UBSan: all but the 'exhaustive' label, with
+# the differential tests at 2,000 random sequences each instead of 100,000
+# (about 2 minutes of CPU in all; at full size they would take half an hour).
+TTVM_DIFF_SEQUENCES=2000 ctest --preset sanitize -j2 -L emulator -LE exhaustive
 
 # The trace writer encodes and writes on its own thread: its tests (every
 # hand-over mode, write errors on the thread) again under ThreadSanitizer.
