@@ -118,7 +118,8 @@ TraceReader recordTrace(const std::string& g, const std::string& tag, int expect
 // `ttvm verify TRACE`: the replay must reach the recorded final state
 // exactly, whatever ended the run.
 Outcome runVerify(const std::string& trace) {
-  const std::string tag = "verify";
+  // Named after the trace: ctest -j runs these tests in parallel processes.
+  const std::string tag = "verify_" + trace.substr(trace.rfind('/') + 1);
   pid_t pid = fork();
   if (pid == 0) {
     int o = open(tmp(tag + ".out").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
@@ -146,12 +147,12 @@ void expectRecoverThenVerify(const std::string& trace, const std::string& fixed)
   EXPECT_EQ(before.status, 3) << before.out << before.err;
   EXPECT_NE(before.err.find("not checked: the end of the run"), std::string::npos) << before.err;
   EXPECT_EQ(before.out.find("ok"), std::string::npos) << before.out;
-  const std::string cmd = std::string(TTVM_BIN) + " recover -o " + fixed + " " + trace + " > " +
-                          tmp("recover.out") + " 2>&1";
+  const std::string log = fixed + ".log";
+  const std::string cmd =
+      std::string(TTVM_BIN) + " recover -o " + fixed + " " + trace + " > " + log + " 2>&1";
   const int rc = std::system(cmd.c_str());
-  ASSERT_EQ(WEXITSTATUS(rc), 0) << slurp(tmp("recover.out"));
-  EXPECT_NE(slurp(tmp("recover.out")).find("recovered at step"), std::string::npos)
-      << slurp(tmp("recover.out"));
+  ASSERT_EQ(WEXITSTATUS(rc), 0) << slurp(log);
+  EXPECT_NE(slurp(log).find("recovered at step"), std::string::npos) << slurp(log);
   auto f = TraceReader::open(fixed);
   ASSERT_TRUE(f.ok()) << f.error().message;
   ASSERT_TRUE(f->end().has_value());
@@ -538,7 +539,7 @@ TEST(RecordE2E, ReplayNeverClaimsAMatchItDidNotCheck) {
   std::ofstream(dup, std::ios::binary)
       << bytes.substr(0, end1) + bytes.substr(c1.offset, end1 - c1.offset) + bytes.substr(end1);
   for (const std::string& t : {noFooter, dup}) {
-    const std::string out = tmp("claims.out");
+    const std::string out = t + ".out";
     const int rc =
         std::system((std::string(TTVM_BIN) + " replay " + t + " > " + out + " 2>&1").c_str());
     EXPECT_EQ(WEXITSTATUS(rc), 3) << slurp(out);
