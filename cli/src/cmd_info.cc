@@ -54,6 +54,7 @@ std::string_view imageFormatName(ImageFormat f) {
     case ImageFormat::kElf64: return "elf64";
     case ImageFormat::kMultiboot: return "multiboot";
     case ImageFormat::kBootSector: return "boot-sector";
+    case ImageFormat::kLinux: return "linux-bzimage";
   }
   return "unknown";
 }

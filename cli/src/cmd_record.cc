@@ -33,12 +33,14 @@ namespace {
 constexpr const char* kUsage =
     "usage: ttvm record [options] GUEST\n"
     "       ttvm record [options] --disk IMAGE...\n"
+    "       ttvm record [options] --kernel bzImage [--initrd FILE] [--append CMDLINE]\n"
     "\n"
     "Boots GUEST on ttvm's PC (16550A serial, 8259 PICs, 8254 PIT, CMOS RTC, local\n"
     "and I/O APIC, fw_cfg, ACPI tables, isa-debug-exit, pvpanic, pc-testdev) and\n"
     "records every input into a trace. GUEST is a multiboot kernel, an ELF32/ELF64\n"
-    "file, a boot sector, or a flat binary (with --load-addr). Guest serial and\n"
-    "debug-console output goes to stdout; ttvm's messages go to stderr.\n"
+    "file, a Linux bzImage, a boot sector, or a flat binary (with --load-addr).\n"
+    "Guest serial and debug-console output goes to stdout; ttvm's messages go to\n"
+    "stderr.\n"
     "\n"
     "options:\n"
     "  -o, --output FILE     trace file (default: GUEST's name with .ttvm, in the\n"
@@ -48,8 +50,12 @@ constexpr const char* kUsage =
     "                        not part of this version)\n"
     "  --ram SIZE            guest RAM, e.g. 256M, 1G (default 256M; 2M to 3G); RAM\n"
     "                        the guest never touches costs nothing\n"
-    "  --append CMDLINE      kernel command line (multiboot; also fw_cfg)\n"
-    "  --initrd FILES        multiboot modules: 'FILE[ ARGS][,FILE[ ARGS]...]'\n"
+    "  --kernel FILE         the guest is this kernel (Linux bzImage, multiboot or\n"
+    "                        ELF), as QEMU's -kernel; instead of GUEST\n"
+    "  --append CMDLINE      kernel command line (Linux, multiboot; also fw_cfg)\n"
+    "  --initrd FILES        Linux: the initrd (several files, comma-separated, are\n"
+    "                        put back to back); multiboot: modules, each\n"
+    "                        'FILE[ ARGS]'\n"
     "  --load-addr ADDR      load GUEST as a flat binary at ADDR\n"
     "  --entry ADDR          flat binary entry point (default: the load address)\n"
     "  --mode M              flat binary CPU mode: real | prot | long (default prot)\n"
@@ -224,7 +230,7 @@ void printSummary(const RecordResult& r, const TraceHeader& header, const Cpu* c
 int cmdRecord(std::span<char* const> args) {
   std::string output, guestPath, append, initrd, serialInput, backend = "auto";
   std::vector<DiskSpec> disks;
-  bool noTrace = false, verbose = false, realtime = false;
+  bool noTrace = false, verbose = false, realtime = false, kernelOnly = false;
   uint64_t ram = 256ull << 20, maxSteps = 0, digestInterval = 1u << 16, snapshotEvery = 0;
   double timeout = 0;
   std::optional<uint64_t> loadAddr, entry, rngSeed;
@@ -284,6 +290,15 @@ int cmdRecord(std::span<char* const> args) {
     } else if (a == "--serial-input") {
       if (!(v = need(i, "--serial-input"))) return kExitUsage;
       serialInput = v;
+    } else if (a == "--kernel") {
+      if (!(v = need(i, "--kernel"))) return 64;
+      if (!guestPath.empty()) {
+        std::fprintf(stderr, "ttvm record: more than one guest given ('%s' and --kernel '%s')\n",
+                     guestPath.c_str(), v);
+        return 64;
+      }
+      guestPath = v;
+      kernelOnly = true;
     } else if (a == "--initrd") {
       if (!(v = need(i, "--initrd"))) return kExitUsage;
       initrd = v;
@@ -342,6 +357,10 @@ int cmdRecord(std::span<char* const> args) {
       return kExitUsage;
     } else if (guestPath.empty()) {
       guestPath = a;
+    } else if (kernelOnly) {
+      std::fprintf(stderr, "ttvm record: more than one guest given (--kernel '%s' and '%s')\n",
+                   guestPath.c_str(), a.c_str());
+      return 64;
     } else {
       std::fprintf(stderr, "ttvm record: more than one guest given ('%s' and '%s')\n",
                    guestPath.c_str(), a.c_str());
@@ -415,6 +434,7 @@ int cmdRecord(std::span<char* const> args) {
   lo.loadAddress = loadAddr;
   lo.entry = entry;
   lo.mode = mode;
+  lo.kernelOnly = kernelOnly;
   for (size_t pos = 0; !initrd.empty() && pos <= initrd.size();) {
     size_t comma = initrd.find(',', pos);
     std::string item =

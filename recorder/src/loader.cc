@@ -573,11 +573,13 @@ Result<LoadedGuest> loadGuest(Machine& m, std::span<const uint8_t> f, const Load
   }
   if (o.mode || o.entry)
     return makeError("--mode and --entry apply to flat binaries: give --load-addr too");
-  // 2. Multiboot.
+  // 2. Multiboot, then a Linux bzImage.
   if (auto mb = findMultiboot(f)) return loadMultiboot(m, f, o, *mb);
+  if (isLinuxBzImage(f) || (o.kernelOnly && f.size() >= 512 && f[510] == 0x55 && f[511] == 0xAA))
+    return loadLinux(m, f, o);
   if (!o.modules.empty())
-    return makeError("--initrd needs a multiboot kernel; " + o.name +
-                     " has no multiboot header in its first 8 KiB");
+    return makeError("--initrd needs a multiboot kernel or a Linux bzImage; " + o.name +
+                     " has neither a multiboot header in its first 8 KiB nor \"HdrS\" at 0x202");
   // 3-4. ELF.
   if (f.size() >= SELFMAG && std::memcmp(f.data(), ELFMAG, SELFMAG) == 0) {
     auto info = parseElf(f, o.name);
@@ -620,6 +622,11 @@ Result<LoadedGuest> loadGuest(Machine& m, std::span<const uint8_t> f, const Load
     g.images.push_back(std::move(img));
     return g;
   }
+  if (o.kernelOnly)
+    return makeError(o.name +
+                     ": --kernel takes a Linux bzImage, a multiboot kernel or an ELF file; this is "
+                     "none (no \"HdrS\" at offset 0x202, no multiboot header in the first 8 KiB, "
+                     "no ELF magic at offset 0)");
   // 5. Boot sector.
   if (f.size() >= 512 && f[510] == 0x55 && f[511] == 0xAA) return bootSectorGuest(m, o.name, f);
   return makeError(o.name +

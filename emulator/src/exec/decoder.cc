@@ -46,6 +46,19 @@ void configureDecoderForModel(ZydisDecoder& dec, const CpuModel& model) {
   const bool lzcnt = model.lookup(0x80000001u, 0).ecx & (1u << 5);
   ZydisDecoderEnableMode(&dec, ZYDIS_DECODER_MODE_TZCNT, bmi1 ? ZYAN_TRUE : ZYAN_FALSE);
   ZydisDecoderEnableMode(&dec, ZYDIS_DECODER_MODE_LZCNT, lzcnt ? ZYAN_TRUE : ZYAN_FALSE);
+  // The reserved-NOP/hint space 0F 18-0F 1F (SDM vol. 2 "NOP", "Reserved NOP"):
+  // on a CPU without MPX (CPUID.7.EBX[14]), CET (CPUID.7.ECX[7], EDX[20]) and
+  // CLDEMOTE (CPUID.7.ECX[25]), BNDxx, ENDBR32/64, RDSSP, CLDEMOTE and
+  // the rest decode as NOPs with a ModRM operand that is never accessed.
+  // Zydis decodes them so (NOP, or PREFETCHh for 0F 18 /0-3) with those modes
+  // off; with them on it would name instructions this model lacks.
+  const CpuidLeaf l7 = model.lookup(7, 0);
+  const bool mpx = l7.ebx & (1u << 14);
+  const bool cet = (l7.ecx & (1u << 7)) || (l7.edx & (1u << 20));
+  const bool cldemote = l7.ecx & (1u << 25);
+  ZydisDecoderEnableMode(&dec, ZYDIS_DECODER_MODE_MPX, mpx ? ZYAN_TRUE : ZYAN_FALSE);
+  ZydisDecoderEnableMode(&dec, ZYDIS_DECODER_MODE_CET, cet ? ZYAN_TRUE : ZYAN_FALSE);
+  ZydisDecoderEnableMode(&dec, ZYDIS_DECODER_MODE_CLDEMOTE, cldemote ? ZYAN_TRUE : ZYAN_FALSE);
 }
 
 namespace {

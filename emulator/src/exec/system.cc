@@ -81,7 +81,7 @@ constexpr uint32_t kTsc = 0x10, kApicBase = 0x1B, kTscAdjust = 0x3B, kSysenterCs
                    kEfer = 0xC0000080, kStar = 0xC0000081, kLstar = 0xC0000082, kCstar = 0xC0000083,
                    kSfmask = 0xC0000084, kFsBase = 0xC0000100, kGsBase = 0xC0000101,
                    kKernelGsBase = 0xC0000102, kTscAux = 0xC0000103, kMcgCap = 0x179,
-                   kMcgStatus = 0x17A;
+                   kMcgStatus = 0x17A, kBiosSignId = 0x8B;
 }  // namespace msr
 
 ExecStatus rdmsr(CpuImpl& c, const Instr&) {
@@ -112,6 +112,9 @@ ExecStatus rdmsr(CpuImpl& c, const Instr&) {
     // MCG_CTL stay #GP.
     case msr::kMcgCap:
     case msr::kMcgStatus: v = 0; break;
+    // The microcode signature (SDM vol. 3 "Microcode Update Signature"):
+    // the revision in bits 63:32, bits 31:0 reserved (zero).
+    case msr::kBiosSignId: v = uint64_t{c.model().microcodeRevision} << 32; break;
     default: {
       const std::optional<uint64_t> e = c.env().readMsr(idx);
       if (!e) return c.raiseGp(0);
@@ -170,7 +173,11 @@ ExecStatus wrmsr(CpuImpl& c, const Instr&) {
     case msr::kGsBase: return canonical(c.state().seg[5].base);
     case msr::kKernelGsBase: return canonical(m.kernelGsBase);
     case msr::kTscAux: m.tscAux = v & 0xFFFFFFFF; return ExecStatus::kNext;
-    case msr::kMcgCap: return c.raiseGp(0);  // read-only
+    case msr::kMcgCap:
+      return c.raiseGp(0);  // read-only
+    // Writing 0 asks CPUID(1) to load the signature afresh; the revision is
+    // constant here, so any write is accepted and changes nothing (as KVM).
+    case msr::kBiosSignId: return ExecStatus::kNext;
     case msr::kMcgStatus:
       // Nothing to clear: only 0 (what a handler writes back) is accepted.
       if (v != 0) return c.raiseGp(0);

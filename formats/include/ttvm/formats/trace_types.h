@@ -39,6 +39,7 @@ enum class ImageFormat : uint8_t {
   kElf64 = 2,
   kMultiboot = 3,   // a multiboot (v1) kernel
   kBootSector = 4,  // a disk image whose first sector is loaded at 0x7C00
+  kLinux = 5,       // a Linux bzImage loaded by the x86 boot protocol
 };
 
 enum class SymbolKind : uint8_t { kOther = 0, kFunction = 1, kObject = 2 };

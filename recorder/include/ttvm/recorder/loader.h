@@ -15,6 +15,11 @@
 //     entered in 32-bit flat protected mode;
 //  4. an ELF64 file: loaded likewise, entered in long mode with the first
 //     4 GiB identity-mapped (2 MiB pages built in RAM) and a 64-bit GDT;
+//  2b. a Linux bzImage ("HdrS" at 0x202, boot protocol 2.06 or later):
+//     loaded by the Linux/x86 boot protocol (linux_loader.cc): boot_params
+//     with the E820 map, the command line (--append) and the initrd (the
+//     --initrd files back to back) within the header's limits, entered at
+//     the 64-bit entry with an identity map, or the 32-bit entry;
 //  5. a 512-byte-or-larger file ending its first sector with 55 AA: a boot
 //     sector, loaded at 0x7C00 and entered in real mode with DL = 0x80
 //     (loadBootDisk does the same from the first disk, see below).
@@ -49,6 +54,27 @@ struct LoadOptions {
   std::optional<uint64_t> loadAddress;
   std::optional<uint64_t> entry;
   std::optional<GuestMode> mode;
+  // --kernel: the file must be a kernel (bzImage, multiboot or ELF), not a
+  // boot sector or flat binary; a bzImage error then names the header field.
+  bool kernelOnly = false;
+};
+
+// The setup header of a bzImage, as the loader reads and checks it.
+struct LinuxSetupHeader {
+  uint16_t version = 0;          // 0x206: protocol version, major << 8 | minor
+  uint32_t setupSects = 0;       // 0x1f1 (0 means 4)
+  uint32_t syssize = 0;          // 0x1f4: protected-mode kernel size in 16-byte units
+  uint8_t loadflags = 0;         // 0x211
+  uint32_t initrdAddrMax = 0;    // 0x22c: highest byte address the initrd may use
+  uint32_t kernelAlignment = 0;  // 0x230
+  bool relocatable = false;      // 0x234
+  uint16_t xloadflags = 0;       // 0x236 (2.09+)
+  uint32_t cmdlineSize = 0;      // 0x238: longest command line, without its NUL
+  uint64_t prefAddress = 0;      // 0x258 (2.10+)
+  uint32_t initSize = 0;         // 0x260 (2.10+): bytes the kernel needs from its load address
+  uint64_t headerEnd = 0;        // 0x202 + the byte at 0x201: end of the header in the file
+  uint64_t kernelOffset = 0;     // file offset of the protected-mode kernel
+  uint64_t kernelBytes = 0;      // its length in the file
 };
 
 struct LoadedGuest {
@@ -74,6 +100,14 @@ Result<LoadedGuest> loadGuest(Machine& machine, std::span<const uint8_t> file,
 // mode at 0000:7C00 with DL = 0x80. The trace's image is that one sector; the
 // rest of the disk reaches the trace only as the guest reads it.
 Result<LoadedGuest> loadBootDisk(Machine& machine);
+// Whether `file` carries a Linux boot-protocol header (0xaa55 at 0x1fe, "HdrS" at 0x202).
+bool isLinuxBzImage(std::span<const uint8_t> file);
+// Reads and checks the setup header; errors name `name`, the byte offset and the field.
+Result<LinuxSetupHeader> parseLinuxSetupHeader(std::span<const uint8_t> file,
+                                               const std::string& name);
+// Loads a bzImage (LoadOptions: append = command line, modules = initrd files).
+Result<LoadedGuest> loadLinux(Machine& machine, std::span<const uint8_t> file,
+                              const LoadOptions& options);
 
 // The symbols of an ELF file (empty when it has no .symtab), sorted by address.
 Result<std::vector<Symbol>> elfSymbols(std::span<const uint8_t> file);
