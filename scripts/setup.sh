@@ -13,6 +13,7 @@ packages=(
   nasm gdb binutils
   qemu-system-x86
   python3 ccache
+  cpio acpica-tools
 )
 
 missing=()

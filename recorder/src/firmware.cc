@@ -1,6 +1,9 @@
 #include "ttvm/recorder/firmware.h"
 
+#include <algorithm>
 #include <cstring>
+#include <initializer_list>
+#include <string>
 #include <string_view>
 
 #include "ttvm/base/assert.h"
@@ -56,6 +59,61 @@ void genericAddress(Writer& w, uint64_t off, uint8_t space, uint8_t bits, uint8_
   w.u64(off + 4, address);
 }
 
+// AML (ACPI spec chapter 20), assembled by hand: the few opcodes the DSDT uses.
+namespace aml {
+using Bytes = std::vector<uint8_t>;
+constexpr uint8_t kNameOp = 0x08, kBytePrefix = 0x0A, kStringPrefix = 0x0D, kScopeOp = 0x10,
+                  kBufferOp = 0x11, kPackageOp = 0x12, kExtOpPrefix = 0x5B, kDeviceOp = 0x82,
+                  kRootChar = 0x5C;
+
+Bytes cat(std::initializer_list<Bytes> parts) {
+  Bytes out;
+  for (const Bytes& p : parts) out.insert(out.end(), p.begin(), p.end());
+  return out;
+}
+Bytes seg(std::string_view name4) {
+  TTVM_ASSERT(name4.size() == 4, "AML NameSeg '", std::string(name4), "'");
+  return Bytes(name4.begin(), name4.end());
+}
+// PkgLength (20.2.4) followed by `body`: the length counts its own bytes.
+Bytes package(Bytes opcode, const Bytes& body) {
+  size_t n = body.size() + 1;
+  Bytes len;
+  if (n <= 0x3F) {
+    len = {static_cast<uint8_t>(n)};
+  } else {
+    n = body.size() + 2;
+    if (n > 0xFFF) n = body.size() + 3;
+    const unsigned follow = n > 0xFFF ? 2 : 1;
+    TTVM_ASSERT(n <= 0xFFFFF, "AML package of ", n, " bytes");
+    len = {static_cast<uint8_t>((follow << 6) | (n & 0xF)), static_cast<uint8_t>(n >> 4)};
+    if (follow == 2) len.push_back(static_cast<uint8_t>(n >> 12));
+  }
+  return cat({opcode, len, body});
+}
+Bytes name(std::string_view name4, const Bytes& value) {
+  return cat({{kNameOp}, seg(name4), value});
+}
+Bytes byteConst(uint8_t v) {
+  return v == 0 ? Bytes{0x00} : v == 1 ? Bytes{0x01} : Bytes{kBytePrefix, v};  // Zero, One
+}
+Bytes string(std::string_view s) {
+  Bytes out(s.size() + 2, 0);  // StringPrefix, the characters, NUL
+  out[0] = kStringPrefix;
+  std::copy(s.begin(), s.end(), out.begin() + 1);
+  return out;
+}
+Bytes buffer(const Bytes& bytes) {
+  TTVM_ASSERT(bytes.size() < 0x100, "AML buffer of ", bytes.size(), " bytes");
+  return package({kBufferOp}, cat({byteConst(static_cast<uint8_t>(bytes.size())), bytes}));
+}
+// A resource template with one fixed 16-bit-decoded I/O range (6.4.2.5) and the end tag.
+Bytes ioResource(uint16_t port, uint8_t length) {
+  const auto lo = static_cast<uint8_t>(port), hi = static_cast<uint8_t>(port >> 8);
+  return buffer({0x47, 0x01, lo, hi, lo, hi, 0x01, length, 0x79, 0x00});
+}
+}  // namespace aml
+
 constexpr uint64_t kRsdt = 0xE0000, kXsdt = 0xE0040, kFadt = 0xE0100, kFacs = 0xE0200,
                    kDsdt = 0xE0240, kMadt = 0xE0300;
 
@@ -94,11 +152,15 @@ void writeAcpi(std::span<uint8_t> ram) {
     w.u32(4, 64);
     w.u8(32, 2);  // version
   }
-  // DSDT: no AML (no ACPI devices beyond the fixed hardware).
+  // DSDT.
   {
+    const std::vector<uint8_t> body = dsdtAml();
+    const auto length = static_cast<uint32_t>(36 + body.size());
+    TTVM_ASSERT(kDsdt + length <= kMadt, "DSDT of ", length, " bytes overlaps the MADT");
     Writer w(ram, kDsdt);
-    tableHeader(w, "DSDT", 36, 2);
-    w.checksum(9, 36);
+    tableHeader(w, "DSDT", length, 2);
+    for (size_t i = 0; i < body.size(); ++i) w.u8(36 + i, body[i]);
+    w.checksum(9, length);
   }
   // MADT.
   {
@@ -155,6 +217,61 @@ void writeAcpi(std::span<uint8_t> ram) {
   }
 }
 
+// Intel MultiProcessor Specification 1.4 tables (chapter 4), the same machine
+// as the MADT: one CPU (LAPIC ID 0, BSP), an ISA bus, the I/O APIC (ID 0) and
+// ISA IRQ n -> INTIN n but IRQ 0 -> INTIN 2 and the 8259 (ExtINT) on INTIN 0,
+// LINT0 ExtINT and LINT1 NMI.
+void writeMpTables(std::span<uint8_t> ram, const CpuModel& cpu) {
+  Writer t(ram, kMpConfigTable);
+  uint32_t off = 44;
+  uint16_t entries = 0;
+  // Processor: LAPIC ID 0, version 0x14, enabled + bootstrap, CPUID(1) signature and EDX.
+  const CpuidLeaf leaf1 = cpu.lookup(1, 0);
+  t.bytes(off, {0, 0, 0x14, 0x03});
+  t.u32(off + 4, leaf1.eax);
+  t.u32(off + 8, leaf1.edx);
+  off += 20, ++entries;
+  t.bytes(off, {1, 0});  // bus 0: ISA
+  t.str(off + 2, "ISA   ");
+  off += 8, ++entries;
+  t.bytes(off, {2, 0, 0x11, 0x01});  // I/O APIC 0, version 0x11, enabled
+  t.u32(off + 4, 0xFEC00000);
+  off += 8, ++entries;
+  auto ioInterrupt = [&](uint8_t type, uint16_t flags, uint8_t irq, uint8_t intin) {
+    t.bytes(off, {3, type});
+    t.u16(off + 2, flags);
+    t.bytes(off + 4, {0, irq, 0, intin});
+    off += 8, ++entries;
+  };
+  ioInterrupt(3, 0, 0, 0);  // ExtINT from the 8259 on INTIN 0
+  for (uint8_t irq = 0; irq < 16; ++irq) {
+    if (irq == 2) continue;  // the cascade
+    // SCI (IRQ 9): active high, level triggered, as the MADT's override.
+    ioInterrupt(0, irq == 9 ? 0x000D : 0, irq, irq == 0 ? 2 : irq);
+  }
+  t.bytes(off, {4, 3, 0, 0, 0, 0, 0xFF, 0});  // ExtINT -> LINT0 of all CPUs
+  off += 8, ++entries;
+  t.bytes(off, {4, 1, 0, 0, 0, 0, 0xFF, 1});  // NMI -> LINT1 of all CPUs
+  off += 8, ++entries;
+  t.str(0, "PCMP");
+  t.u16(4, static_cast<uint16_t>(off));
+  t.u8(6, 4);  // specification revision 1.4
+  t.str(8, "TTVM    ");
+  t.str(16, "TTVMPC      ");
+  t.u16(34, entries);
+  t.u32(36, 0xFEE00000);
+  t.checksum(7, off);
+  TTVM_ASSERT(kMpConfigTable + off <= kMpConfigTableEnd, "MP table of ", off, " bytes");
+
+  Writer f(ram, kMpFloatingPointer);
+  f.str(0, "_MP_");
+  f.u32(4, static_cast<uint32_t>(kMpConfigTable));
+  f.u8(8, 1);  // length in 16-byte units
+  f.u8(9, 4);  // revision 1.4
+  // Feature bytes 0: a configuration table is present; IMCR absent (virtual wire).
+  f.checksum(10, 16);
+}
+
 void writeRealModeBios(std::span<uint8_t> ram) {
   constexpr uint16_t kSeg = 0xF000;
   constexpr uint16_t kIrq0 = 0xFEA5, kMasterEoi = 0xF100, kSlaveEoi = 0xF110, kRtc = 0xF120;
@@ -209,6 +326,28 @@ void writeGdt(std::span<uint8_t> ram) {
 
 }  // namespace
 
+std::vector<uint8_t> dsdtAml() {
+  using namespace aml;
+  // Scope (\_SB) { Device (PEVT) { Name (_HID, "QEMU0001")
+  //   Name (_CRS, ResourceTemplate () { IO (Decode16, 0x505, 0x505, 1, 1) }) } }
+  // QEMU's pvpanic ISA device: Linux's pvpanic-mmio driver binds to it and
+  // writes "panicked" to the port, which ends the run as a panic.
+  const Bytes pvpanic =
+      package({kExtOpPrefix, kDeviceOp}, cat({seg("PEVT"), name("_HID", string("QEMU0001")),
+                                              name("_CRS", ioResource(kPvPanicPort, 1))}));
+  const Bytes sb = package({kScopeOp}, cat({{kRootChar}, seg("_SB_"), pvpanic}));
+  // Name (\_S5, Package (4) { 5, 5, Zero, Zero }): SLP_TYPa/b for soft-off,
+  // which the OS writes with SLP_EN to PM1a control (devices/acpi_pm.h).
+  const Bytes s5 = cat({{kNameOp, kRootChar},
+                        seg("_S5_"),
+                        package({kPackageOp}, cat({{4},
+                                                   byteConst(kSleepTypeSoftOff),
+                                                   byteConst(kSleepTypeSoftOff),
+                                                   byteConst(0),
+                                                   byteConst(0)}))});
+  return cat({sb, s5});
+}
+
 std::vector<E820Entry> e820Map(uint64_t ramBytes) {
   std::vector<E820Entry> map;
   map.push_back({0, kEbdaBase, 1});
@@ -234,11 +373,12 @@ std::vector<uint8_t> encodeE820(const std::vector<E820Entry>& map) {
   return out;
 }
 
-void writeFirmware(std::span<uint8_t> ram) {
+void writeFirmware(std::span<uint8_t> ram, const CpuModel& cpu) {
   TTVM_ASSERT(ram.size() >= 0x100000, "RAM below 1 MiB: ", ram.size());
   writeRealModeBios(ram);
   writeGdt(ram);
   writeAcpi(ram);
+  writeMpTables(ram, cpu);
 }
 
 }  // namespace ttvm::firmware

@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "ttvm/recorder/devices/acpi_pm.h"
+#include "ttvm/recorder/devices/cga_text.h"
 #include "ttvm/recorder/devices/cmos_rtc.h"
 #include "ttvm/recorder/devices/debug_console.h"
 #include "ttvm/recorder/devices/debug_exit.h"
@@ -16,6 +17,7 @@
 #include "ttvm/recorder/devices/io_apic.h"
 #include "ttvm/recorder/devices/local_apic.h"
 #include "ttvm/recorder/devices/pc_testdev.h"
+#include "ttvm/recorder/devices/pci_host.h"
 #include "ttvm/recorder/devices/pic_8259.h"
 #include "ttvm/recorder/devices/pit_8254.h"
 #include "ttvm/recorder/devices/pvpanic.h"
@@ -43,7 +45,7 @@ std::vector<std::string> deviceList(uint64_t nsPerStep) {
           "debugcon@0xe9",
           "isa-debug-exit@0xf4,size=4",
           "pvpanic@0x505",
-          "i8042@0x60",
+          "i8042@0x60,irq1,irq12",
           "reset-control@0xcf9",
           "port92@0x92",
           "post@0x80",
@@ -52,7 +54,9 @@ std::vector<std::string> deviceList(uint64_t nsPerStep) {
           "pc-testdev@0xe0,0x2000,0x4000,mem@0xff000000",
           "acpi-pm@0x600",
           "ide@0x1f0,0x3f6,irq14",
-          "ide@0x170,0x376,irq15"};
+          "ide@0x170,0x376,irq15",
+          "pci-host@0xcf8,0xcfc,i440fx@00.0",
+          "cga-text@0x3d4,mem@0xb8000"};
 }
 
 // The device-list entries naming the attached disks (not devices of their
@@ -106,7 +110,7 @@ Result<std::unique_ptr<Machine>> Machine::create(const MachineOptions& options) 
                      " MiB of guest RAM: " + std::strerror(errno));
   m->ramBase_ = static_cast<uint8_t*>(p);
   m->ramBytes_ = options.ramBytes;
-  firmware::writeFirmware(m->ram());
+  firmware::writeFirmware(m->ram(), options.cpuModel);
   TTVM_TRY(m->wire());
   return m;
 }
@@ -160,7 +164,9 @@ Status Machine::wire() {
   debugcon_ = std::make_unique<DebugConsole>(&consoleForward_);
   debugExit_ = std::make_unique<DebugExit>(this);
   pvpanic_ = std::make_unique<PvPanic>(this);
-  i8042_ = std::make_unique<KeyboardController>(this);
+  i8042_ =
+      std::make_unique<KeyboardController>(this, IrqLine(irqs, KeyboardController::kKeyboardIrq),
+                                           IrqLine(irqs, KeyboardController::kAuxIrq));
   resetControl_ = std::make_unique<ResetControl>(this);
   port92_ = std::make_unique<SystemControlA>(this);
   post_ = std::make_unique<PostPort>();
@@ -174,6 +180,8 @@ Status Machine::wire() {
   ide1_ = std::make_unique<IdeChannel>("ide1", IdeChannel::kSecondaryBase,
                                        IdeChannel::kSecondaryControl,
                                        IrqLine(irqs, IdeChannel::kSecondaryIrq));
+  pciHost_ = std::make_unique<PciHost>();
+  cga_ = std::make_unique<CgaText>();
 
   TTVM_TRY(ports_.map(0x20, 2, pic_.get(), "pic-master"));
   TTVM_TRY(ports_.map(0xA0, 2, pic_.get(), "pic-slave"));
@@ -200,9 +208,15 @@ Status Machine::wire() {
   TTVM_TRY(ports_.map(IdeChannel::kPrimaryControl, 1, ide0_.get(), "ide0-control"));
   TTVM_TRY(ports_.map(IdeChannel::kSecondaryBase, 8, ide1_.get(), "ide1"));
   TTVM_TRY(ports_.map(IdeChannel::kSecondaryControl, 1, ide1_.get(), "ide1-control"));
+  // CONFIG_ADDRESS is the dword at 0xCF8; 0xCF9 is the reset control register.
+  TTVM_TRY(ports_.map(PciHost::kAddressPort, 1, pciHost_.get(), "pci-config-address"));
+  TTVM_TRY(ports_.map(PciHost::kAddressPort + 2, 2, pciHost_.get(), "pci-config-address-high"));
+  TTVM_TRY(ports_.map(PciHost::kDataPort, 4, pciHost_.get(), "pci-config-data"));
+  TTVM_TRY(ports_.map(CgaText::kCrtcIndex, 2, cga_.get(), "cga-crtc"));
   TTVM_TRY(mmio_.mapMovable(0x1000, lapic_.get(), "lapic"));
   TTVM_TRY(mmio_.map(IoApic::kBase, 0x1000, ioapic_.get(), "ioapic"));
   TTVM_TRY(mmio_.map(PcTestDev::kMemBase, PcTestDev::kMemSize, testDev_.get(), "pc-testdev-mem"));
+  TTVM_TRY(mmio_.map(CgaText::kMemBase, CgaText::kMemSize, cga_.get(), "cga-text-mem"));
 
   devices_ = {pic_.get(),          lapic_.get(),    ioapic_.get(),    pit_.get(),      rtc_.get(),
               com1_.get(),         debugcon_.get(), debugExit_.get(), pvpanic_.get(),  i8042_.get(),
@@ -210,6 +224,8 @@ Status Machine::wire() {
               testDev_.get(),      acpiPm_.get()};
   devices_.push_back(ide0_.get());
   devices_.push_back(ide1_.get());
+  devices_.push_back(pciHost_.get());
+  devices_.push_back(cga_.get());
   timed_ = {pit_.get(), rtc_.get(), lapic_.get(), com1_.get()};
 
   // The state a PC BIOS leaves: PICs at vector bases 0x08/0x70 with IRQ 0, 1,

@@ -17,6 +17,7 @@ void KeyboardController::saveState(StateWriter& out) const {
   out.u8(commandByte_);
   out.u8(outputPort_);
   out.boolean(outputFull_);
+  out.boolean(outputAux_);
   out.u8(output_);
 }
 
@@ -25,18 +26,40 @@ Status KeyboardController::loadState(StateReader& in) {
   commandByte_ = in.u8();
   outputPort_ = in.u8();
   outputFull_ = in.boolean();
+  outputAux_ = in.boolean();
   output_ = in.u8();
+  updateIrqs();
   return in.status();
+}
+
+namespace {
+// Configuration byte bits.
+constexpr uint8_t kKeyboardIrqEnable = 0x01, kAuxIrqEnable = 0x02, kKeyboardDisabled = 0x10,
+                  kAuxDisabled = 0x20;
+}  // namespace
+
+void KeyboardController::output(uint8_t v, bool aux) {
+  output_ = v;
+  outputFull_ = true;
+  outputAux_ = aux;
+  updateIrqs();
+}
+
+void KeyboardController::updateIrqs() {
+  keyboardIrq_.set(outputFull_ && !outputAux_ && (commandByte_ & kKeyboardIrqEnable));
+  auxIrq_.set(outputFull_ && outputAux_ && (commandByte_ & kAuxIrqEnable));
 }
 
 uint32_t KeyboardController::portRead(uint16_t port, unsigned) {
   if (port == 0x64) {
     // Bit 0: output buffer full; bit 1: input buffer full (never: commands
-    // complete at once); bit 2: system flag (POST passed).
-    return (outputFull_ ? 1u : 0u) | 0x04u;
+    // complete at once); bit 2: system flag (POST passed); bit 4: keyboard
+    // not inhibited (no key lock); bit 5: the output is from the aux port.
+    return (outputFull_ ? 0x01u : 0u) | 0x04u | 0x10u | (outputFull_ && outputAux_ ? 0x20u : 0u);
   }
   uint8_t v = output_;
   outputFull_ = false;
+  updateIrqs();
   return v;
 }
 
@@ -45,27 +68,23 @@ void KeyboardController::portWrite(uint16_t port, unsigned, uint32_t value) {
   if (port == 0x64) {
     pendingCommand_ = 0;
     switch (v) {
-      case 0x20:  // read command byte
-        output_ = commandByte_;
-        outputFull_ = true;
-        break;
-      case 0x60:  // write command byte (data follows)
-      case 0xD1:  // write output port (data follows)
+      case 0x20: output(commandByte_, false); break;  // read the configuration byte
+      case 0x60:                                      // write the configuration byte (data follows)
+      case 0xD1:                                      // write the output port (data follows)
+      case 0xD2:  // loop a byte back as keyboard output (data follows)
+      case 0xD3:  // loop a byte back as aux output (data follows)
+      case 0xD4:  // send a byte to the aux device (absent: no reply)
         pendingCommand_ = v;
         break;
-      case 0xD0:  // read output port
-        output_ = outputPort_;
-        outputFull_ = true;
-        break;
-      case 0xAA:  // self test
-        output_ = 0x55;
-        outputFull_ = true;
-        break;
-      case 0xAB:  // interface test
-        output_ = 0x00;
-        outputFull_ = true;
-        break;
-      case 0xFE:  // pulse the CPU reset line
+      case 0xA7: commandByte_ |= kAuxDisabled; break;
+      case 0xA8: commandByte_ &= static_cast<uint8_t>(~kAuxDisabled); break;
+      case 0xAD: commandByte_ |= kKeyboardDisabled; break;
+      case 0xAE: commandByte_ &= static_cast<uint8_t>(~kKeyboardDisabled); break;
+      case 0xD0: output(outputPort_, false); break;  // read the output port
+      case 0xAA: output(0x55, false); break;         // self test passed
+      case 0xA9:                                     // aux interface test: no error
+      case 0xAB: output(0x00, false); break;         // keyboard interface test: no error
+      case 0xFE:                                     // pulse the CPU reset line
         requestReboot(control_,
                       "guest reset the machine through the keyboard controller (0x64 <- 0xFE)");
         break;
@@ -74,17 +93,23 @@ void KeyboardController::portWrite(uint16_t port, unsigned, uint32_t value) {
           requestReboot(control_, "guest pulsed the keyboard controller's reset line");
         break;
     }
+    updateIrqs();
     return;
   }
   // Port 0x60: the data byte of a pending command, else a byte for the
   // keyboard, which is absent (no reply).
-  if (pendingCommand_ == 0x60) {
-    commandByte_ = v;
-  } else if (pendingCommand_ == 0xD1) {
-    outputPort_ = v;
-    if (!(v & 1)) requestReboot(control_, "guest cleared the reset bit of the i8042 output port");
+  switch (pendingCommand_) {
+    case 0x60: commandByte_ = v; break;
+    case 0xD1:
+      outputPort_ = v;
+      if (!(v & 1)) requestReboot(control_, "guest cleared the reset bit of the i8042 output port");
+      break;
+    case 0xD2: output(v, false); break;
+    case 0xD3: output(v, true); break;
+    default: break;
   }
   pendingCommand_ = 0;
+  updateIrqs();
 }
 
 void ResetControl::portWrite(uint16_t port, unsigned size, uint32_t value) {

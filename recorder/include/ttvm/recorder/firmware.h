@@ -8,10 +8,15 @@
 //   0x00400-0x004FF  BIOS data area: COM1 base, equipment word, base memory
 //                    size (639 KiB), EBDA segment, tick count.
 //   0x9FC00-0x9FFFF  EBDA (reserved in the E820 map).
-//   0xE0000-0xEFFFF  ACPI tables: RSDT, XSDT, FADT, FACS, DSDT, MADT (one
+//   0xE0000-0xEFFFF  ACPI tables: RSDT, XSDT, FADT, FACS, DSDT (\_S5 soft-off
+//                    as SLP_TYP 5, and QEMU's pvpanic device QEMU0001 at port
+//                    0x505), MADT (one
 //                    CPU, LAPIC 0xFEE00000, I/O APIC 0xFEC00000, ISA IRQ 0 ->
 //                    GSI 2, SCI IRQ 9 level, LINT1 NMI).
 //   0xF0000          RSDP (revision 2), found by scanning 0xE0000-0xFFFFF.
+//   0xF0040          Intel MP 1.4 floating pointer, found by the same scan;
+//                    its configuration table at 0xF0200 (one CPU, ISA bus,
+//                    I/O APIC, the MADT's interrupt routing).
 //   0xF0100          the GDT that loaders point GDTR at (selectors below).
 //   0xFF000-0xFFFFF  stubs; F000:FF53 IRET, F000:FEA5 IRQ 0, F000:FFF0 reset
 //                    vector (CLI; HLT).
@@ -24,6 +29,8 @@
 #include <span>
 #include <vector>
 
+#include "ttvm/emulator/cpu_model.h"
+
 namespace ttvm::firmware {
 
 inline constexpr uint64_t kVgaHoleBegin = 0xA0000;
@@ -31,7 +38,9 @@ inline constexpr uint64_t kVgaHoleEnd = 0xC0000;
 inline constexpr uint64_t kEbdaBase = 0x9FC00;
 inline constexpr uint64_t kAcpiBase = 0xE0000;
 inline constexpr uint64_t kRsdpAddress = 0xF0000;
+inline constexpr uint64_t kMpFloatingPointer = 0xF0040;
 inline constexpr uint64_t kGdtAddress = 0xF0100;
+inline constexpr uint64_t kMpConfigTable = 0xF0200, kMpConfigTableEnd = 0xF0400;
 inline constexpr uint16_t kGdtLimit = 6 * 8 - 1;
 // Selectors of the loader GDT.
 inline constexpr uint16_t kCode32Selector = 0x08;
@@ -44,6 +53,10 @@ inline constexpr uint64_t kIretStub = 0xFFF53;
 // The lowest address above 1 MiB that MMIO claims: RAM must end below it.
 inline constexpr uint64_t kMaxRamBytes = 0xC0000000;  // 3 GiB
 
+// SLP_TYP of \_S5 in the DSDT (the OS writes it with SLP_EN to PM1a control).
+inline constexpr uint8_t kSleepTypeSoftOff = 5;
+inline constexpr uint16_t kPvPanicPort = 0x505;
+
 struct E820Entry {
   uint64_t address;
   uint64_t length;
@@ -51,10 +64,13 @@ struct E820Entry {
 };
 
 std::vector<E820Entry> e820Map(uint64_t ramBytes);
+// The DSDT's definition block (the AML after the 36-byte table header).
+std::vector<uint8_t> dsdtAml();
 // The legacy fw_cfg E820 table / etc/e820 file encoding (packed {u64, u64, u32}).
 std::vector<uint8_t> encodeE820(const std::vector<E820Entry>& map);
 
-// Writes the IVT, BDA, stubs, GDT and ACPI tables into `ram` (its size is the RAM size).
-void writeFirmware(std::span<uint8_t> ram);
+// Writes the IVT, BDA, stubs, GDT, ACPI and MP tables (the processor entry from `cpu`) into `ram`
+// (its size is the RAM size).
+void writeFirmware(std::span<uint8_t> ram, const CpuModel& cpu);
 
 }  // namespace ttvm::firmware

@@ -4,8 +4,8 @@
 // and no globals: any number of machines can live in one process.
 //
 // Memory map. RAM starts at physical 0 (at most 3 GiB). 0xA0000-0xBFFFF is
-// the VGA window: not RAM, accesses go to the MMIO bus (unclaimed). The BIOS
-// area 0xC0000-0xFFFFF is RAM holding what firmware leaves (firmware.h).
+// the VGA window: not RAM, accesses go to the MMIO bus (CGA text memory at 0xB8000-0xBFFFF, the
+// rest unclaimed). The BIOS area 0xC0000-0xFFFFF is RAM holding what firmware leaves (firmware.h).
 // MMIO devices sit at the top of the 32-bit space: I/O APIC 0xFEC00000,
 // local APIC 0xFEE00000, pc-testdev memory 0xFF000000. The local APIC's page
 // follows IA32_APIC_BASE (the MMIO bus asks the APIC at each access) and
@@ -83,6 +83,8 @@ class FwCfg;
 class PcTestDev;
 class AcpiPm;
 class IdeChannel;
+class PciHost;
+class CgaText;
 class DiskImage;
 
 struct MachineOptions {
@@ -178,6 +180,8 @@ class Machine final : public IrqSink, public RunControl {
   PcTestDev& testDev() { return *testDev_; }
   // IDE channel 0 (primary) or 1 (secondary).
   IdeChannel& ide(unsigned channel) { return channel == 0 ? *ide0_ : *ide1_; }
+  PciHost& pciHost() { return *pciHost_; }
+  CgaText& cga() { return *cga_; }
 
   // Disks, in IDE order: slot 0 primary master, 1 primary slave, 2 secondary
   // master, 3 secondary slave. The machine owns them; the trace header's
@@ -256,6 +260,8 @@ class Machine final : public IrqSink, public RunControl {
   std::unique_ptr<PcTestDev> testDev_;
   std::unique_ptr<AcpiPm> acpiPm_;
   std::unique_ptr<IdeChannel> ide0_, ide1_;
+  std::unique_ptr<PciHost> pciHost_;
+  std::unique_ptr<CgaText> cga_;
   std::array<std::unique_ptr<DiskImage>, kDiskSlots> disks_;
   std::vector<Device*> devices_;  // save/load order
   std::vector<TimedDevice*> timed_;
