@@ -88,7 +88,6 @@ struct CpuModel {
   vendor @1 :CpuVendor;
   cpuid @2 :List(CpuidLeaf);     # exact entries the CPU answers CPUID with
   tscFrequencyHz @3 :UInt64;     # nominal TSC frequency, Hz
-  microcodeRevision @4 :UInt32;  # IA32_BIOS_SIGN_ID (MSR 0x8b) bits 63:32; 0 in older traces
 }
 
 struct MsrValue {

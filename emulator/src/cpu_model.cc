@@ -46,7 +46,6 @@ CpuModel CpuModel::ttvmDefault() {
   m.name = "ttvm-x86-64 v1";
   m.vendor = CpuVendor::kIntel;
   m.tscFrequencyHz = 1'000'000'000;
-  m.microcodeRevision = 0x21;  // the last public revision for family 6 model 0x3a stepping 9
   auto add = [&](uint32_t leaf, uint32_t sub, bool sig, uint32_t a, uint32_t b, uint32_t c,
                  uint32_t d) {
     m.cpuid.push_back(CpuidLeaf{leaf, sub, sig, a, b, c, d});

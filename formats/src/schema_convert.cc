@@ -219,7 +219,6 @@ void toCapnp(const TraceHeader& h, schema::Header::Builder b) {
     lb.setEdx(l.edx);
   }
   cm.setTscFrequencyHz(h.cpuModel.tscFrequencyHz);
-  cm.setMicrocodeRevision(h.cpuModel.microcodeRevision);
   auto msrs = b.initModelMsrs(static_cast<unsigned>(h.modelMsrs.size()));
   for (size_t i = 0; i < h.modelMsrs.size(); ++i) {
     msrs[i].setIndex(h.modelMsrs[i].index);
@@ -267,7 +266,6 @@ Status fromCapnp(schema::Header::Reader r, TraceHeader& h, const std::string& wh
     h.cpuModel.cpuid.push_back({l.getLeaf(), l.getSubleaf(), l.getSubleafSignificant(), l.getEax(),
                                 l.getEbx(), l.getEcx(), l.getEdx()});
   h.cpuModel.tscFrequencyHz = cm.getTscFrequencyHz();
-  h.cpuModel.microcodeRevision = cm.getMicrocodeRevision();
   h.modelMsrs.clear();
   for (auto x : r.getModelMsrs()) h.modelMsrs.push_back({x.getIndex(), x.getValue()});
   h.images.clear();

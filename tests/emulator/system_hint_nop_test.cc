@@ -84,7 +84,8 @@ TEST(HintNop, EndbrAndRdsspAreNopsWithoutCet) {
   EXPECT_TRUE(m.cpu->unimplementedLog().empty());
 }
 
-// IA32_BIOS_SIGN_ID (0x8b): the revision in bits 63:32 whatever was written,
+// IA32_BIOS_SIGN_ID (0x8b): the revision (0x21, the last public one for the
+// model's family 6 model 0x3a stepping 9) in bits 63:32 whatever was written,
 // as the SDM's update-signature sequence (WRMSR 0, CPUID 1, RDMSR) reads it.
 TEST(Msr, MicrocodeSignatureFromTheModel) {
   Machine m;
@@ -93,10 +94,25 @@ TEST(Msr, MicrocodeSignatureFromTheModel) {
   // mov ecx,0x8b; xor eax,eax; xor edx,edx; wrmsr; mov eax,1; cpuid; mov ecx,0x8b; rdmsr
   m.loadHex(kCode, "b9 8b 00 00 00 31 c0 31 d2 0f 30 b8 01 00 00 00 0f a2 b9 8b 00 00 00 0f 32");
   ASSERT_EQ(m.run(8).outcome, StepOutcome::kRetired);
-  ASSERT_NE(m.cpu->model().microcodeRevision, 0u);
-  EXPECT_EQ(m.state().reg(Gpr::kRdx), m.cpu->model().microcodeRevision);
+  EXPECT_EQ(m.state().reg(Gpr::kRdx), 0x21u);  // the revision, bits 63:32
   EXPECT_EQ(m.state().reg(Gpr::kRax), 0u);
   EXPECT_EQ(m.state().rip, kCode + 25);
+}
+
+// IA32_PLATFORM_ID (0x17): readable (platform 0), and read-only.
+TEST(Msr, PlatformIdReadsAndRefusesWrites) {
+  Machine m;
+  m.setupLong64(kCode);
+  m.setAllIdt64(kHandler);
+  m.loadHex(kHandler, "f4");
+  // mov ecx,0x17; mov eax,-1; mov edx,-1; rdmsr; wrmsr
+  m.loadHex(kCode, "b9 17 00 00 00 b8 ff ff ff ff ba ff ff ff ff 0f 32 0f 30");
+  ASSERT_EQ(m.run(4).outcome, StepOutcome::kRetired);
+  EXPECT_EQ(m.state().reg(Gpr::kRax), 0u);
+  EXPECT_EQ(m.state().reg(Gpr::kRdx), 0u);
+  const StepResult r = m.step();
+  EXPECT_EQ(r.outcome, StepOutcome::kException);
+  EXPECT_EQ(int(r.vector), 13);
 }
 
 }  // namespace

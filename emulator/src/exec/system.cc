@@ -81,8 +81,15 @@ constexpr uint32_t kTsc = 0x10, kApicBase = 0x1B, kTscAdjust = 0x3B, kSysenterCs
                    kEfer = 0xC0000080, kStar = 0xC0000081, kLstar = 0xC0000082, kCstar = 0xC0000083,
                    kSfmask = 0xC0000084, kFsBase = 0xC0000100, kGsBase = 0xC0000101,
                    kKernelGsBase = 0xC0000102, kTscAux = 0xC0000103, kMcgCap = 0x179,
-                   kMcgStatus = 0x17A, kBiosSignId = 0x8B;
+                   kMcgStatus = 0x17A, kBiosSignId = 0x8B, kPlatformId = 0x17;
 }  // namespace msr
+
+// The microcode update revision IA32_BIOS_SIGN_ID (0x8b) reports in bits
+// 63:32: the last public revision for the family 6 model 0x3a stepping 9
+// that CpuModel::ttvmDefault() names. Like KVM, ttvm keeps it constant: the
+// guest's WRMSR of 0 before CPUID(1) (the SDM's way to ask for a fresh
+// signature) is accepted and changes nothing.
+constexpr uint32_t kMicrocodeRevision = 0x21;
 
 ExecStatus rdmsr(CpuImpl& c, const Instr&) {
   TTVM_TRY(requireCpl0(c));
@@ -114,7 +121,10 @@ ExecStatus rdmsr(CpuImpl& c, const Instr&) {
     case msr::kMcgStatus: v = 0; break;
     // The microcode signature (SDM vol. 3 "Microcode Update Signature"):
     // the revision in bits 63:32, bits 31:0 reserved (zero).
-    case msr::kBiosSignId: v = uint64_t{c.model().microcodeRevision} << 32; break;
+    case msr::kBiosSignId: v = uint64_t{kMicrocodeRevision} << 32; break;
+    // IA32_PLATFORM_ID (read-only): platform ID 0 in bits 52:50, the rest
+    // reserved; Linux's microcode driver reads it unguarded on family 6.
+    case msr::kPlatformId: v = 0; break;
     default: {
       const std::optional<uint64_t> e = c.env().readMsr(idx);
       if (!e) return c.raiseGp(0);
@@ -178,6 +188,7 @@ ExecStatus wrmsr(CpuImpl& c, const Instr&) {
     // Writing 0 asks CPUID(1) to load the signature afresh; the revision is
     // constant here, so any write is accepted and changes nothing (as KVM).
     case msr::kBiosSignId: return ExecStatus::kNext;
+    case msr::kPlatformId: return c.raiseGp(0);  // read-only
     case msr::kMcgStatus:
       // Nothing to clear: only 0 (what a handler writes back) is accepted.
       if (v != 0) return c.raiseGp(0);

@@ -26,11 +26,6 @@ struct CpuModel {
   CpuVendor vendor = CpuVendor::kIntel;
   std::vector<CpuidLeaf> cpuid;
   uint64_t tscFrequencyHz = 1'000'000'000;  // nominal; virtual time derives from steps
-  // The microcode update revision RDMSR of IA32_BIOS_SIGN_ID (0x8b) returns
-  // in bits 63:32. Like KVM, ttvm keeps it constant: the guest's WRMSR of 0
-  // before CPUID(1) (the SDM's way to ask for a fresh signature) is accepted
-  // and changes nothing.
-  uint32_t microcodeRevision = 0;
 
   // The leaf the CPU answers for (leaf, subleaf): an exact entry, else the
   // Intel rule (highest basic leaf's values for leaves above the maximum).
