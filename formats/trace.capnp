@@ -1,6 +1,6 @@
-# The messages of a ttvm trace file (`.ttvm`), format version 1.1 (1.0 lacks
+# The messages of a ttvm trace file (`.ttvm`), format version 1.2 (1.0 lacks
 # the trace identity and sequence numbers: fields @8.. of Header and the
-# fields marked 1.1 below).
+# fields marked 1.1 below; 1.1 lacks the fields marked 1.2).
 #
 # A trace is a preamble, a sequence of checksummed frames and a trailer; the
 # framing is described in formats/include/ttvm/formats/trace_writer.h and
@@ -112,6 +112,12 @@ struct Header {
   # 1.1: the minor version in the preamble, repeated under the header's
   # checksum (a changed preamble byte is noticed).
   formatMinor @10 :UInt16;
+  # 1.2: Devices (names as in Machine's device state, e.g. "ide0") that
+  # a replay runs itself: the trace holds none of their port reads or
+  # writes, only what they cannot compute (disk sectors, as diskSector
+  # events); their interrupts are recorded as always. Empty (every 1.0
+  # and 1.1 trace): every device access is in the trace.
+  replayedDevices @11 :List(Text);
 }
 
 # ------------------------------------------------------------- CPU state --
@@ -247,6 +253,9 @@ struct MachineState {
 #   msrWrite         msr, flags (bit 0: accepted), value64
 #   debugExit        value32 (status)
 #   stateDigest      digest
+#   diskSector       value8 (disk slot: 0 primary master, 1 primary slave,
+#                    2 secondary master, 3 secondary slave), address (LBA),
+#                    sector (512 bytes)   [since 1.2]
 #
 # "value by size" is value8, value16, value32 or value64. Every column is
 # consumed exactly; a column with bytes left over is an error.
@@ -271,6 +280,7 @@ struct EventChunk {
   traceIdLo @17 :UInt64;  # 1.1: Header.traceId
   traceIdHi @18 :UInt64;
   sequence @19 :UInt64;   # 1.1: this chunk's index among the trace's chunks (from 0)
+  sector @20 :Data;     # 512 bytes per diskSector event: the sector as the image held it (1.2)
 }
 
 # ---------------------------------------------------------------- footer --

@@ -111,6 +111,12 @@ void printText(const TraceReader& r, const EventStats& ev) {
   std::string devices;
   for (const std::string& d : h.machine.devices) devices += (devices.empty() ? "" : ", ") + d;
   std::printf("devices    %s\n", devices.empty() ? "(none)" : devices.c_str());
+  if (!h.replayedDevices.empty()) {
+    std::string replayed;
+    for (const std::string& d : h.replayedDevices) replayed += (replayed.empty() ? "" : ", ") + d;
+    std::printf("replayed   %s (replay runs them; their port accesses are not in the trace)\n",
+                replayed.c_str());
+  }
   if (!h.machine.cmdline.empty()) std::printf("cmdline    %s\n", h.machine.cmdline.c_str());
   std::printf("cpu model  %s (%s), %zu CPUID leaves, %zu model MSRs\n", h.cpuModel.name.c_str(),
               h.cpuModel.vendor == CpuVendor::kAmd ? "AMD" : "Intel", h.cpuModel.cpuid.size(),

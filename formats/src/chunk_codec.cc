@@ -32,12 +32,13 @@ enum Col : int {
   kValue64,
   kTsc,
   kDigest,
+  kSector,
 };
-constexpr const char* kColumnNames[] = {"kind",    "stepDelta", "bigStep", "port",  "size",
-                                        "count",   "address",   "msr",     "flags", "value8",
-                                        "value16", "value32",   "value64", "tsc",   "digest"};
+constexpr const char* kColumnNames[] = {
+    "kind",  "stepDelta", "bigStep", "port",    "size",    "count", "address", "msr",
+    "flags", "value8",    "value16", "value32", "value64", "tsc",   "digest",  "sector"};
 constexpr uint32_t kEscape = 0xFFFFFFFF;
-constexpr int kNumColumns = kDigest + 1;
+constexpr int kNumColumns = kSector + 1;
 static_assert(std::size(kColumnNames) == kNumColumns);
 
 bool fits(uint64_t v, unsigned size) {
@@ -87,6 +88,7 @@ inline bool unusedFieldsAreZero(const TraceEvent& e) {
     case EventKind::kInterruptWindow:
     case EventKind::kHlt:
     case EventKind::kEndOfRun: return (e.address | e.value | e.count | e.size | e.flags) == 0;
+    case EventKind::kDiskSector: return (e.size | e.flags) == 0 && e.value <= 0xFF;
   }
   return false;
 }
@@ -141,6 +143,9 @@ std::string checkEvent(const TraceEvent& e) {
     case EventKind::kDebugExit:
       if (e.value > 0xFFFFFFFF) return "status must be <= 0xffffffff";
       return mustBeZero(true, false, true, true, true);
+    case EventKind::kDiskSector:
+      if (e.value > 0xFF) return "disk slot must be <= 255";
+      return mustBeZero(false, false, false, true, true);
   }
   return "unknown event kind";
 }
@@ -162,11 +167,21 @@ struct OutColumns {
       bytes[col] += sizeof v;
     }
   }
+  void putBytes(int col, std::span<const uint8_t> b) {
+    if constexpr (kWrite) {
+      std::memcpy(at[col], b.data(), b.size());
+      at[col] += b.size();
+    } else {
+      bytes[col] += b.size();
+    }
+  }
 };
 
 // Writes the columns of `events`, one event at a time (each checked first).
+// A kDiskSector event's bytes are sectors[count * 512, +512).
 template <bool kWrite>
-void walkEvents(std::span<const TraceEvent> events, OutColumns<kWrite>& c) {
+void walkEvents(std::span<const TraceEvent> events, std::span<const uint8_t> sectors,
+                OutColumns<kWrite>& c) {
   uint64_t prevStep = events[0].step;
   uint64_t prevTsc = 0;
   for (const TraceEvent& e : events) {
@@ -206,6 +221,15 @@ void walkEvents(std::span<const TraceEvent> events, OutColumns<kWrite>& c) {
       case EventKind::kMsrWrite:
         c.put(kMsr, static_cast<uint32_t>(e.address));
         c.put(kFlags, e.flags);
+        break;
+      case EventKind::kDiskSector:
+        TTVM_ASSERT(uint64_t{e.count} * kDiskSectorBytes + kDiskSectorBytes <= sectors.size(),
+                    "disk sector event ", describeEvent(e), " indexes sector ", e.count, " of ",
+                    sectors.size() / kDiskSectorBytes);
+        c.put(kAddress, e.address);
+        c.put(kValue8, static_cast<uint8_t>(e.value));
+        c.putBytes(kSector,
+                   sectors.subspan(uint64_t{e.count} * kDiskSectorBytes, kDiskSectorBytes));
         break;
       default: break;
     }
@@ -261,31 +285,43 @@ OutColumns<false> columnSizes(std::span<const TraceEvent> events) {
   c.bytes[kPort] = 2 * ports;
   c.bytes[kSize] = ports + mmio + k(EventKind::kRdrand);
   c.bytes[kCount] = 4 * ports;
-  c.bytes[kAddress] = 8 * mmio;
+  c.bytes[kAddress] = 8 * (mmio + k(EventKind::kDiskSector));
   c.bytes[kMsr] = 4 * msrs;
   c.bytes[kFlags] = k(EventKind::kRdrand) + k(EventKind::kMsrWrite);
   // Only the sized kinds (port, MMIO, RDRAND) have a non-zero size.
-  c.bytes[kValue8] = sizes[1] + k(EventKind::kInterrupt);
+  c.bytes[kValue8] = sizes[1] + k(EventKind::kInterrupt) + k(EventKind::kDiskSector);
   c.bytes[kValue16] = 2 * sizes[2];
   c.bytes[kValue32] = 4 * (sizes[4] + k(EventKind::kDebugExit));
   c.bytes[kValue64] = 8 * (sizes[8] + msrs);
   c.bytes[kTsc] = 8 * k(EventKind::kRdtsc);
   c.bytes[kDigest] = 8 * k(EventKind::kStateDigest);
+  c.bytes[kSector] = size_t{kDiskSectorBytes} * k(EventKind::kDiskSector);
   return c;
 }
 
 }  // namespace
 
 void EventChunkCodec::encode(std::span<const TraceEvent> events, std::vector<uint8_t>& out) {
-  encode(events, [&out](std::span<const uint8_t> raw) { out.assign(raw.begin(), raw.end()); });
+  encode(events, {}, out);
+}
+
+void EventChunkCodec::encode(std::span<const TraceEvent> events, std::span<const uint8_t> sectors,
+                             std::vector<uint8_t>& out) {
+  encode(events, sectors,
+         [&out](std::span<const uint8_t> raw) { out.assign(raw.begin(), raw.end()); });
 }
 
 void EventChunkCodec::encode(std::span<const TraceEvent> events,
                              const std::function<void(std::span<const uint8_t>)>& sink) {
+  encode(events, {}, sink);
+}
+
+void EventChunkCodec::encode(std::span<const TraceEvent> events, std::span<const uint8_t> sectors,
+                             const std::function<void(std::span<const uint8_t>)>& sink) {
   TTVM_ASSERT(!events.empty(), "an event chunk holds at least one event");
   const OutColumns<false> sized = columnSizes(events);
 
-  // One segment: the root pointer, EventChunk's 5 data and 15 pointer words,
+  // One segment: the root pointer, EventChunk's 5 data and 16 pointer words,
   // then each column's bytes padded to a word.
   size_t words = 1 + 5 + kNumColumns;
   for (size_t b : sized.bytes) words += (b + 7) / 8;
@@ -325,7 +361,8 @@ void EventChunkCodec::encode(std::span<const TraceEvent> events,
     init(kValue64, [&](unsigned n) { return chunk.initValue64(n); });
     init(kTsc, [&](unsigned n) { return chunk.initTsc(n); });
     init(kDigest, [&](unsigned n) { return chunk.initDigest(n); });
-    walkEvents(events, cols);
+    init(kSector, [&](unsigned n) { return chunk.initSector(n); });
+    walkEvents(events, sectors, cols);
     for (int col = 0; col < kNumColumns; ++col)
       TTVM_ASSERT(cols.at[col] == ends[col], "column ", kColumnNames[col],
                   " was sized wrongly for its events");
@@ -369,7 +406,7 @@ struct InCol {
 };
 
 Status decodeMessage(schema::EventChunk::Reader chunk, const std::string& where,
-                     std::vector<TraceEvent>& out) {
+                     std::vector<TraceEvent>& out, std::vector<uint8_t>* sectors) {
   InCol c[kNumColumns];
   c[kKind].set(chunk.getKind());
   c[kStepDelta].set(chunk.getStepDelta());
@@ -386,6 +423,9 @@ Status decodeMessage(schema::EventChunk::Reader chunk, const std::string& where,
   c[kValue64].set(chunk.getValue64());
   c[kTsc].set(chunk.getTsc());
   c[kDigest].set(chunk.getDigest());
+  c[kSector].set(chunk.getSector());
+  if (sectors != nullptr) sectors->clear();
+  uint32_t sectorCount = 0;
 
   const uint32_t n = chunk.getEventCount();
   if (n == 0) return makeError(where + ": event chunk holds no events");
@@ -510,13 +550,30 @@ Status decodeMessage(schema::EventChunk::Reader chunk, const std::string& where,
         break;
       }
       case EventKind::kStateDigest: TTVM_GET(kDigest, e.value); break;
+      case EventKind::kDiskSector: {
+        uint8_t slot;
+        TTVM_GET(kValue8, slot);
+        TTVM_GET(kAddress, e.address);
+        e.value = slot;
+        InCol& bytes = c[kSector];
+        if (bytes.n - bytes.at < kDiskSectorBytes) {
+          missing = kSector;
+          break;
+        }
+        if (sectors != nullptr)
+          sectors->insert(sectors->end(), bytes.p + bytes.at,
+                          bytes.p + bytes.at + kDiskSectorBytes);
+        bytes.at += kDiskSectorBytes;
+        e.count = sectorCount++;
+        break;
+      }
       default: break;
     }
     if (missing >= 0) break;
   }
 #undef TTVM_GET
   if (missing >= 0) return bad(std::string("column '") + kColumnNames[missing] + "' is too short");
-  for (int k = 0; k < 15; ++k)
+  for (int k = 0; k < kNumColumns; ++k)
     if (c[k].at != c[k].n && k != kKind)
       return makeError(where + ": column '" + kColumnNames[k] + "' has " +
                        std::to_string(c[k].n - c[k].at) + " bytes left over after " +
@@ -537,7 +594,8 @@ Status decodeMessage(schema::EventChunk::Reader chunk, const std::string& where,
 }  // namespace
 
 Status EventChunkCodec::decode(std::span<const uint8_t> raw, const std::string& where,
-                               std::vector<TraceEvent>& out, ChunkIdentity* identity) {
+                               std::vector<TraceEvent>& out, ChunkIdentity* identity,
+                               std::vector<uint8_t>* sectors) {
   if (raw.empty() || raw.size() % 8 != 0)
     return makeError(where + ": message size " + std::to_string(raw.size()) +
                      " is not a positive multiple of 8");
@@ -554,7 +612,7 @@ Status EventChunkCodec::decode(std::span<const uint8_t> raw, const std::string& 
     auto chunk = reader.getRoot<schema::EventChunk>();
     if (identity != nullptr)
       *identity = {{chunk.getTraceIdLo(), chunk.getTraceIdHi()}, chunk.getSequence()};
-    return decodeMessage(chunk, where, out);
+    return decodeMessage(chunk, where, out, sectors);
   });
 }
 

@@ -241,6 +241,9 @@ void toCapnp(const TraceHeader& h, schema::Header::Builder b) {
       syms[k].setKind(static_cast<schema::SymbolKind>(g.symbols[k].kind));
     }
   }
+  auto replayed = b.initReplayedDevices(static_cast<unsigned>(h.replayedDevices.size()));
+  for (size_t i = 0; i < h.replayedDevices.size(); ++i)
+    replayed.set(static_cast<unsigned>(i), textOf(h.replayedDevices[i]));
 }
 
 Status fromCapnp(schema::Header::Reader r, TraceHeader& h, const std::string& where) {
@@ -290,6 +293,8 @@ Status fromCapnp(schema::Header::Reader r, TraceHeader& h, const std::string& wh
   }
   h.traceId = {r.getTraceIdLo(), r.getTraceIdHi()};
   h.formatMinor = r.getFormatMinor();  // 0 in 1.0; the reader checks it against the preamble
+  h.replayedDevices.clear();
+  for (auto d : r.getReplayedDevices()) h.replayedDevices.push_back(toString(d));
   return {};
 }
 

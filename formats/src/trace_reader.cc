@@ -528,7 +528,8 @@ Result<std::vector<TraceEvent>> TraceReader::readChunk(size_t i) const {
   return out;
 }
 
-Status TraceReader::readChunkInto(size_t i, std::vector<TraceEvent>& out) const {
+Status TraceReader::readChunkInto(size_t i, std::vector<TraceEvent>& out,
+                                  std::vector<uint8_t>* sectors) const {
   if (i >= chunks_.size())
     return makeError(path_ + ": chunk " + std::to_string(i) + " does not exist (" +
                      std::to_string(chunks_.size()) + " chunks)");
@@ -544,7 +545,7 @@ Status TraceReader::readChunkInto(size_t i, std::vector<TraceEvent>& out) const 
   const std::string where = path_ + ": chunk " + std::to_string(i) + " (CHNK frame at byte " +
                             std::to_string(c.offset) + ")";
   ChunkIdentity ci;
-  TTVM_TRY(EventChunkCodec::decode(raw.span(), where, out, &ci));
+  TTVM_TRY(EventChunkCodec::decode(raw.span(), where, out, &ci, sectors));
   if (!header_.traceId.empty()) TTVM_TRY(checkChunkIdentity(f, c.offset, ci, header_.traceId, i));
   if (out.size() != c.eventCount || out.front().step != c.firstStep ||
       out.back().step != c.lastStep)

@@ -28,13 +28,14 @@ std::string_view eventKindName(EventKind k) {
     case EventKind::kHlt: return "Hlt";
     case EventKind::kStateDigest: return "StateDigest";
     case EventKind::kEndOfRun: return "EndOfRun";
+    case EventKind::kDiskSector: return "DiskSector";
   }
   return "Unknown";
 }
 
 bool isValidEventKind(uint8_t k) {
   return k >= static_cast<uint8_t>(EventKind::kPortIn) &&
-         k <= static_cast<uint8_t>(EventKind::kEndOfRun);
+         k <= static_cast<uint8_t>(EventKind::kDiskSector);
 }
 
 std::string describeEvent(const TraceEvent& e) {
@@ -64,6 +65,10 @@ std::string describeEvent(const TraceEvent& e) {
       std::snprintf(buf, sizeof buf, "step %llu %s msr=0x%llx value=0x%llx%s", u(e.step),
                     name.c_str(), u(e.address), u(e.value),
                     e.kind == EventKind::kMsrWrite ? (e.flags ? " accepted" : " refused") : "");
+      break;
+    case EventKind::kDiskSector:
+      std::snprintf(buf, sizeof buf, "step %llu DiskSector disk=%llu lba=%llu", u(e.step),
+                    u(e.value), u(e.address));
       break;
     case EventKind::kRdtsc:
     case EventKind::kStateDigest:

@@ -160,6 +160,15 @@ void TraceWriter::slowPath() {
   checkAt_ = std::min(count_ + 1024, buffer_.capacity());
 }
 
+void TraceWriter::appendDiskSector(uint64_t step, uint8_t slot, uint64_t lba,
+                                   std::span<const uint8_t> bytes) {
+  TTVM_ASSERT(bytes.size() == kDiskSectorBytes, "a disk sector has 512 bytes, not ", bytes.size());
+  if (count_ == checkAt_) slowPath();  // may hand the buffer (and sectors_) over
+  events_[count_++] = TraceEvent::diskSector(
+      step, slot, lba, static_cast<uint32_t>(sectors_.size() / kDiskSectorBytes));
+  sectors_.insert(sectors_.end(), bytes.begin(), bytes.end());
+}
+
 void TraceWriter::handOver() {
   lastFlush_ = std::chrono::steady_clock::now();
   if (count_ != 0 && !closed_) {
@@ -171,13 +180,13 @@ void TraceWriter::handOver() {
       std::lock_guard lock(mutex_);
       eventsDropped_ += count_;
     } else if (!options_.background) {
-      Job job{std::move(buffer_), count_};
+      Job job{std::move(buffer_), count_, std::move(sectors_)};
       writeJob(job);
       buffer_ = std::move(job.events);
     } else {
       std::unique_lock lock(mutex_);
       done_.wait(lock, [this] { return jobs_.size() < options_.maxChunksInFlight; });
-      jobs_.push_back(Job{std::move(buffer_), count_});
+      jobs_.push_back(Job{std::move(buffer_), count_, std::move(sectors_)});
       buffer_ = EventBuffer();
       if (!free_.empty()) {
         buffer_ = std::move(free_.back());
@@ -187,6 +196,7 @@ void TraceWriter::handOver() {
       wake_.notify_one();
     }
   }
+  sectors_.clear();
   startBuffer();
 }
 
@@ -227,7 +237,7 @@ void TraceWriter::writeJob(const Job& job) {
     // Only one thread writes jobs at a time (the writing thread, or the
     // owner without one), so the sequence needs no lock.
     threadCodec().setIdentity({traceId_, chunkSequence_++});
-    threadCodec().encode(events, [&](std::span<const uint8_t> raw) {
+    threadCodec().encode(events, job.sectors, [&](std::span<const uint8_t> raw) {
       rawBytes = raw.size();
       frameBytes =
           encodeFrame(kTagChunk, raw, events.front().step, events.back().step,

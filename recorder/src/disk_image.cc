@@ -43,6 +43,26 @@ std::unique_ptr<DiskImage> DiskImage::fromBytes(std::string name, std::vector<ui
   return d;
 }
 
+std::unique_ptr<DiskImage> DiskImage::fromSource(std::string name, uint64_t sectors,
+                                                 SectorSource source) {
+  TTVM_ASSERT(sectors != 0 && source, "a disk from a sector source needs sectors and a source");
+  std::unique_ptr<DiskImage> d(new DiskImage);
+  d->path_ = std::move(name);
+  d->sectors_ = sectors;
+  d->source_ = std::move(source);
+  return d;
+}
+
+void DiskImage::observeFirstReads(FirstReadObserver observer) {
+  observer_ = std::move(observer);
+  observed_.assign(observer_ ? sectors_ : 0, false);
+}
+
+bool DiskImage::readObserved(uint64_t lba, std::span<uint8_t> out) const {
+  if (lba >= observed_.size() || !observed_[lba]) return false;
+  return readImage(lba, out);
+}
+
 DiskImage::~DiskImage() {
   if (fd_ >= 0) ::close(fd_);
 }
@@ -53,6 +73,16 @@ bool DiskImage::read(uint64_t lba, std::span<uint8_t> out) const {
     std::memcpy(out.data(), it->second.data(), kSectorBytes);
     return true;
   }
+  if (!readImage(lba, out)) return false;
+  if (observer_ && !observed_[lba]) {
+    observed_[lba] = true;
+    observer_(lba, out);
+  }
+  return true;
+}
+
+bool DiskImage::readImage(uint64_t lba, std::span<uint8_t> out) const {
+  if (source_) return source_(lba, out);
   if (fd_ < 0) {
     std::memcpy(out.data(), memory_.data() + lba * kSectorBytes, kSectorBytes);
     return true;

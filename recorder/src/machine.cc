@@ -112,6 +112,7 @@ Result<std::unique_ptr<Machine>> Machine::create(const MachineOptions& options) 
   m->ramBytes_ = options.ramBytes;
   firmware::writeFirmware(m->ram(), options.cpuModel);
   TTVM_TRY(m->wire());
+  TTVM_TRY(m->setReplayedDevices(replayableDevices()));
   return m;
 }
 
@@ -147,7 +148,10 @@ Result<std::unique_ptr<Machine>> Machine::fromTraceHeader(const TraceHeader& hea
                          "' but this ttvm builds '" + want + "'");
     }
   }
-  return create(o);
+  auto m = create(o);
+  if (!m.ok()) return m;
+  TTVM_TRY((*m)->setReplayedDevices(header.replayedDevices));
+  return m;
 }
 
 Status Machine::wire() {
@@ -275,11 +279,122 @@ Status Machine::attachDisk(unsigned slot, std::unique_ptr<DiskImage> disk) {
     return makeError("IDE slot " + std::to_string(slot) + " already holds " + disks_[slot]->path());
   disks_[slot] = std::move(disk);
   ide(slot / 2).attach(slot % 2, disks_[slot].get());
+  if (diskObserver_) observeFirstDiskReads(diskObserver_);
   return {};
 }
 
 const DiskImage* Machine::disk(unsigned slot) const {
   return slot < kDiskSlots ? disks_[slot].get() : nullptr;
+}
+
+DiskImage* Machine::disk(unsigned slot) {
+  return slot < kDiskSlots ? disks_[slot].get() : nullptr;
+}
+
+void Machine::observeFirstDiskReads(DiskReadObserver observer) {
+  diskObserver_ = std::move(observer);
+  for (unsigned slot = 0; slot < kDiskSlots; ++slot) {
+    if (disks_[slot] == nullptr) continue;
+    if (!diskObserver_) {
+      disks_[slot]->observeFirstReads(nullptr);
+      continue;
+    }
+    disks_[slot]->observeFirstReads([this, slot](uint64_t lba, std::span<const uint8_t> bytes) {
+      diskObserver_(slot, lba, bytes);
+    });
+  }
+}
+
+Result<std::vector<Machine::DiskEntry>> Machine::disksOf(const MachineConfig& config) {
+  std::vector<DiskEntry> out;
+  for (const std::string& d : config.devices) {
+    if (d.rfind(kDiskEntryPrefix, 0) != 0) continue;
+    unsigned channel = 0, drive = 0;
+    unsigned long long sectors = 0;
+    int used = 0;
+    if (std::sscanf(d.c_str(), "disk@ide%u.%u:sectors=%llu%n", &channel, &drive, &sectors, &used) !=
+            3 ||
+        static_cast<size_t>(used) != d.size() || channel > 1 || drive > 1 || sectors == 0)
+      return makeError("trace header: cannot read the disk entry '" + d + "'");
+    out.push_back({channel * 2 + drive, sectors});
+  }
+  return out;
+}
+
+Status Machine::attachDisksOf(const MachineConfig& config, const SlotSectorSource& source) {
+  auto disks = disksOf(config);
+  if (!disks.ok()) return disks.error();
+  for (const DiskEntry& d : *disks)
+    TTVM_TRY(attachDisk(
+        d.slot,
+        DiskImage::fromSource("disk " + std::to_string(d.slot) + " (from the trace)", d.sectors,
+                              [source, slot = d.slot](uint64_t lba, std::span<uint8_t> out) {
+                                return source(slot, lba, out);
+                              })));
+  return {};
+}
+
+// The devices' count, then each one's name and state bytes.
+void Machine::saveDevices(const std::vector<Device*>& devices, StateWriter& w) {
+  w.u32(static_cast<uint32_t>(devices.size()));
+  for (const Device* d : devices) {
+    w.str(d->name());
+    StateWriter dw;
+    d->saveState(dw);
+    w.bytes(dw.data());
+  }
+}
+
+const std::vector<std::string>& Machine::replayableDevices() {
+  static const std::vector<std::string> kNames = {"ide0", "ide1"};
+  return kNames;
+}
+
+Status Machine::setReplayedDevices(std::vector<std::string> names) {
+  std::vector<Device*> devices;
+  for (const std::string& n : names) {
+    const auto& ok = replayableDevices();
+    if (std::find(ok.begin(), ok.end(), n) == ok.end())
+      return makeError("the trace's device '" + n +
+                       "' is computed by the replay, which this ttvm cannot do for it");
+    for (Device* d : devices_)
+      if (d->name() == n) devices.push_back(d);
+  }
+  replayedPorts_.reset();
+  for (uint32_t port = 0; port < 65536; ++port) {
+    auto* d = dynamic_cast<Device*>(ports_.deviceAt(static_cast<uint16_t>(port)));
+    if (d != nullptr && std::find(devices.begin(), devices.end(), d) != devices.end())
+      replayedPorts_.set(port);
+  }
+  replayed_ = std::move(names);
+  replayedDevices_ = std::move(devices);
+  return {};
+}
+
+std::vector<uint8_t> Machine::saveReplayedState() const {
+  StateWriter w;
+  saveDevices(replayedDevices_, w);
+  return w.take();
+}
+
+Status Machine::loadReplayedState(std::span<const uint8_t> blob) {
+  StateReader r(blob, "replayed device state");
+  const uint32_t count = r.u32();
+  if (!r.failed() && count != replayedDevices_.size())
+    r.fail(std::to_string(count) + " devices where this replay runs " +
+           std::to_string(replayedDevices_.size()));
+  for (Device* d : replayedDevices_) {
+    if (r.failed()) break;
+    const std::string name = r.str(64);
+    if (!r.failed() && name != d->name())
+      r.fail("device '" + name + "' where '" + std::string(d->name()) + "' was expected");
+    const std::vector<uint8_t> bytes = r.bytes(r.remaining());
+    if (r.failed()) break;
+    StateReader dr(bytes, std::string(d->name()) + " state");
+    if (Status s = d->loadState(dr); !s.ok()) return s;
+  }
+  if (!r.failed() && r.remaining() != 0) r.fail("bytes left over after the last device");
+  return r.status();
 }
 
 MachineConfig Machine::config() const {
@@ -490,13 +605,7 @@ std::vector<uint8_t> Machine::saveDeviceState() const {
   w.u32(kDeviceStateVersion);
   w.u64(clock_.idleNs());
   w.u64(rngState_);
-  w.u32(static_cast<uint32_t>(devices_.size()));
-  for (const Device* d : devices_) {
-    w.str(d->name());
-    StateWriter dw;
-    d->saveState(dw);
-    w.bytes(dw.data());
-  }
+  saveDevices(devices_, w);
   return w.take();
 }
 

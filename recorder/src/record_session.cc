@@ -38,6 +38,7 @@ Status RecordSession::start() {
   header_.machine = machine_.config();
   header_.cpuModel = machine_.cpuModel();
   header_.images = guest_.images;
+  header_.replayedDevices = machine_.replayedDevices();
 
   if (!options_.tracePath.empty()) {
     InitialState init;
@@ -71,6 +72,7 @@ Status RecordSession::start() {
                       std::min<uint64_t>(kPageSize, shadowBytes_ - at));
         }
         checkpoint_ = guest_.cpu;
+        checkpointDevices_ = machine_.saveReplayedState();
       }
     }
   }
@@ -117,6 +119,7 @@ void RecordSession::takeCheckpoint() {
   for (uint64_t page : cpu_->takeDirtyPages())
     std::memcpy(shadow_ + page * kPageSize, ram.data() + page * kPageSize, kPageSize);
   checkpoint_ = cpu_->state();
+  checkpointDevices_ = machine_.saveReplayedState();
   tailHandedOver_ = writer_->eventsHandedOver();
   tailMark_ = writer_->buffered().size();
 }
@@ -136,7 +139,8 @@ void RecordSession::fillLastInstructions(TraceEnd& end) {
   TailResult t =
       replayTail(machine_.cpuModel(), std::span<uint8_t>(shadow_, shadowBytes_),
                  machine_.physicalMemory().mmioHoles, checkpoint_,
-                 writer_->buffered().subspan(tailMark_), end.finalCpu, options_.recentInstructions);
+                 writer_->buffered().subspan(tailMark_), end.finalCpu, options_.recentInstructions,
+                 TailDevices{&header_, checkpointDevices_, &machine_});
   tailEnabled_ = false;  // the shadow no longer holds the checkpoint
   if (!t.reachedFinalState) {
     tailProblem = t.problem;

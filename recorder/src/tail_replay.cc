@@ -3,6 +3,9 @@
 #include <cinttypes>
 #include <cstdio>
 
+#include "ttvm/recorder/bus.h"
+#include "ttvm/recorder/disk_image.h"
+
 namespace ttvm {
 namespace {
 
@@ -17,7 +20,8 @@ bool isInput(EventKind k) {
     case EventKind::kRdtsc:
     case EventKind::kRdrand:
     case EventKind::kMsrRead:
-    case EventKind::kMsrWrite: return true;
+    case EventKind::kMsrWrite:
+    case EventKind::kDiskSector: return true;
     default: return false;
   }
 }
@@ -31,14 +35,39 @@ class EventFeed final : public Environment {
       if (isInput(e.kind)) inputs_.push_back(e);
   }
   void bind(const CpuState* s) { state_ = s; }
+  // The machine whose replayed devices answer their ports (may be null).
+  void bindDevices(Machine* m) { devices_ = m; }
   bool broken() const { return broken_; }
   const std::string& problem() const { return problem_; }
 
+  // Disk `slot`'s sector `lba`, read by a replayed controller: consumes the
+  // kDiskSector event the recording logged here, if it logged one (the first
+  // read); the bytes are the recorded image's, which the trace holds.
+  bool diskSector(const Machine& recorded, unsigned slot, uint64_t lba, std::span<uint8_t> out) {
+    if (broken_) return false;
+    if (const TraceEvent* e = peek(); e && e->kind == EventKind::kDiskSector &&
+                                      e->step == state_->steps && e->value == slot &&
+                                      e->address == lba)
+      ++pos_;
+    const DiskImage* d = recorded.disk(slot);
+    if (d != nullptr && d->readObserved(lba, out)) return true;
+    broken_ = true;
+    problem_ = "at step " + std::to_string(state_->steps) + " disk " + std::to_string(slot) +
+               " sector " + std::to_string(lba) + " was read but the trace does not hold it";
+    return false;
+  }
+
   uint32_t portIn(uint16_t port, unsigned size) override {
+    if (devices_ != nullptr && devices_->portReplayed(port))
+      return devices_->ports().read(port, size);
     const TraceEvent* e = take(EventKind::kPortIn, port);
     return e ? static_cast<uint32_t>(e->value) : static_cast<uint32_t>(~0u >> (32 - 8 * size));
   }
-  void portOut(uint16_t port, unsigned, uint32_t) override { take(EventKind::kPortOut, port); }
+  void portOut(uint16_t port, unsigned size, uint32_t value) override {
+    if (devices_ != nullptr && devices_->portReplayed(port))
+      return devices_->ports().write(port, size, value);
+    take(EventKind::kPortOut, port);
+  }
   uint64_t mmioRead(uint64_t addr, unsigned) override {
     const TraceEvent* e = take(EventKind::kMmioRead, addr);
     return e ? e->value : ~0ull;
@@ -107,6 +136,7 @@ class EventFeed final : public Environment {
   std::vector<TraceEvent> inputs_;
   size_t pos_ = 0;
   const CpuState* state_ = nullptr;
+  Machine* devices_ = nullptr;
   bool broken_ = false;
   std::string problem_;
 };
@@ -115,10 +145,28 @@ class EventFeed final : public Environment {
 
 TailResult replayTail(const CpuModel& model, std::span<uint8_t> ram,
                       std::vector<PhysicalMemory::Range> holes, const CpuState& checkpoint,
-                      std::span<const TraceEvent> events, const CpuState& finalState,
-                      size_t count) {
+                      std::span<const TraceEvent> events, const CpuState& finalState, size_t count,
+                      const TailDevices& devices) {
   TailResult result;
   EventFeed feed(events);
+  std::unique_ptr<Machine> replayed;
+  if (devices.header != nullptr && !devices.header->replayedDevices.empty()) {
+    auto m = Machine::fromTraceHeader(*devices.header);
+    Status s = m.ok() ? Status{} : Status(m.error());
+    if (s.ok())
+      s = (*m)->attachDisksOf(
+          devices.header->machine,
+          [&feed, &devices](unsigned slot, uint64_t lba, std::span<uint8_t> out) {
+            return feed.diskSector(*devices.recorded, slot, lba, out);
+          });
+    if (s.ok()) s = (*m)->loadReplayedState(devices.state);
+    if (!s.ok()) {
+      result.problem = "cannot build the replayed devices: " + s.error().message;
+      return result;
+    }
+    replayed = std::move(m).value();
+    feed.bindDevices(replayed.get());
+  }
   PhysicalMemory pm;
   pm.ram = ram;
   pm.mmioHoles = std::move(holes);

@@ -8,6 +8,13 @@
 // single-stepping the final instructions to collect their addresses and
 // bytes. Reaching the recorded final state (same digest) doubles as a
 // self-check of the recording's determinism.
+//
+// Replay-computed devices (the IDE channels) run in the re-execution as in
+// a replay: a machine built from the trace header, with their state as of
+// the checkpoint, answers their ports, and its disks read only the sectors
+// the trace holds (the kDiskSector events are consumed where the recording
+// logged them; a sector logged before the checkpoint is read back from the
+// recorded image, which the trace holds it for).
 #pragma once
 
 #include <span>
@@ -15,6 +22,7 @@
 
 #include "ttvm/emulator/cpu.h"
 #include "ttvm/formats/trace_types.h"
+#include "ttvm/recorder/machine.h"
 
 namespace ttvm {
 
@@ -24,10 +32,18 @@ struct TailResult {
   std::string problem;                          // why not, when it did not
 };
 
+// The replay-computed devices of a tail re-execution.
+struct TailDevices {
+  const TraceHeader* header = nullptr;  // the recording's (replayedDevices, disks)
+  std::span<const uint8_t> state;       // Machine::saveReplayedState() at the checkpoint
+  const Machine* recorded = nullptr;    // the recording machine (its disks' logged sectors)
+};
+
 // `ram` is the checkpoint's RAM (modified by the re-execution); `events` the
 // events recorded from `checkpoint.steps` on; `holes` the machine's MMIO holes.
 TailResult replayTail(const CpuModel& model, std::span<uint8_t> ram,
                       std::vector<PhysicalMemory::Range> holes, const CpuState& checkpoint,
-                      std::span<const TraceEvent> events, const CpuState& finalState, size_t count);
+                      std::span<const TraceEvent> events, const CpuState& finalState, size_t count,
+                      const TailDevices& devices = {});
 
 }  // namespace ttvm

@@ -1,7 +1,10 @@
 #include "ttvm/replayer/replay_environment.h"
 
 #include <cstdio>
+#include <cstring>
 #include <sstream>
+
+#include "ttvm/recorder/machine.h"
 
 namespace ttvm {
 namespace {
@@ -43,23 +46,28 @@ bool ReplayEnvironment::loadChunk(size_t i) {
     if (c.index == i && c.events) {
       c.lastUse = ++useClock_;
       current_ = c.events;
+      currentSectors_ = c.sectors;
       currentIndex_ = i;
       return true;
     }
   }
-  auto r = reader_.readChunk(i);
-  if (!r.ok()) {
-    if (readError_.empty()) readError_ = r.error().message;
+  std::vector<TraceEvent> decoded;
+  std::vector<uint8_t> sectorBytes;
+  if (Status s = reader_.readChunkInto(i, decoded, &sectorBytes); !s.ok()) {
+    if (readError_.empty()) readError_ = s.error().message;
     current_.reset();
+    currentSectors_.reset();
     currentIndex_ = SIZE_MAX;
     return false;
   }
-  auto events = std::make_shared<const std::vector<TraceEvent>>(std::move(r).value());
+  auto events = std::make_shared<const std::vector<TraceEvent>>(std::move(decoded));
+  auto sectors = std::make_shared<const std::vector<uint8_t>>(std::move(sectorBytes));
   CachedChunk* victim = &cache_[0];
   for (CachedChunk& c : cache_)
     if (c.lastUse < victim->lastUse) victim = &c;
-  *victim = CachedChunk{i, events, ++useClock_};
+  *victim = CachedChunk{i, events, sectors, ++useClock_};
   current_ = std::move(events);
+  currentSectors_ = std::move(sectors);
   currentIndex_ = i;
   return true;
 }
@@ -103,10 +111,7 @@ void ReplayEnvironment::diverge(std::string reason, std::string actual) {
   divergence_ = std::move(d);
 }
 
-const TraceEvent* ReplayEnvironment::expectRequest(EventKind kind, uint64_t address, unsigned size,
-                                                   const std::string& actual) {
-  if (divergence_) return nullptr;
-  const uint64_t now = cpu_->steps;
+const TraceEvent* ReplayEnvironment::peekInput(uint64_t now) {
   const TraceEvent* e = peek();
   // Passive marks recorded at this step after an input (e.g. a HLT mark
   // between two inputs of one step) carry nothing to check: skip them. A
@@ -116,6 +121,14 @@ const TraceEvent* ReplayEnvironment::expectRequest(EventKind kind, uint64_t addr
     advance();
     e = peek();
   }
+  return e;
+}
+
+const TraceEvent* ReplayEnvironment::expectRequest(EventKind kind, uint64_t address, unsigned size,
+                                                   const std::string& actual) {
+  if (divergence_) return nullptr;
+  const uint64_t now = cpu_->steps;
+  const TraceEvent* e = peekInput(now);
   if (e == nullptr) {
     diverge("the trace has no more events but the replay asked for an input", actual);
     return nullptr;
@@ -142,7 +155,34 @@ const TraceEvent* ReplayEnvironment::expectRequest(EventKind kind, uint64_t addr
   return e;
 }
 
+bool ReplayEnvironment::diskSector(unsigned slot, uint64_t lba, std::span<uint8_t> out) {
+  if (divergence_) return false;
+  const uint64_t key = uint64_t{slot} << 56 | lba;
+  const uint64_t now = cpu_->steps;
+  const TraceEvent* e = peekInput(now);
+  if (e != nullptr && e->step == now && e->kind == EventKind::kDiskSector && e->value == slot &&
+      e->address == lba) {
+    const size_t at = size_t{e->count} * kDiskSectorBytes;
+    TTVM_ASSERT(currentSectors_ && at + kDiskSectorBytes <= currentSectors_->size(),
+                "disk sector event without its bytes: ", describeEvent(*e));
+    std::memcpy(sectors_[key].data(), currentSectors_->data() + at, kDiskSectorBytes);
+    advance();
+  }
+  auto it = sectors_.find(key);
+  if (it == sectors_.end()) {
+    diverge("the replayed disk controller read disk " + std::to_string(slot) + " sector (LBA) " +
+                std::to_string(lba) + " at step " + std::to_string(now) +
+                ", which the trace does not hold",
+            "disk read disk=" + std::to_string(slot) + " lba=" + std::to_string(lba));
+    return false;
+  }
+  std::memcpy(out.data(), it->second.data(), kDiskSectorBytes);
+  return true;
+}
+
 uint32_t ReplayEnvironment::portIn(uint16_t port, unsigned size) {
+  if (machine_ != nullptr && machine_->portReplayed(port))
+    return machine_->ports().read(port, size);
   const TraceEvent* e =
       expectRequest(EventKind::kPortIn, port, size, request("portIn", port, size));
   if (e == nullptr) return size == 4 ? 0xFFFFFFFFu : ((1u << (8 * size)) - 1);
@@ -152,6 +192,8 @@ uint32_t ReplayEnvironment::portIn(uint16_t port, unsigned size) {
 }
 
 void ReplayEnvironment::portOut(uint16_t port, unsigned size, uint32_t value) {
+  if (machine_ != nullptr && machine_->portReplayed(port))
+    return machine_->ports().write(port, size, value);
   const std::string actual = request("portOut", port, size) + " value=" + hex(value);
   const TraceEvent* e = expectRequest(EventKind::kPortOut, port, size, actual);
   if (e == nullptr) return;

@@ -81,6 +81,19 @@ Result<std::unique_ptr<ReplaySession>> ReplaySession::open(const TraceReader& re
                      std::to_string(init->ram.numbers[next]) + " lies beyond the machine's " +
                      std::to_string(ram.size() >> 20) + " MiB of RAM");
   s->initialPages_ = init->ram.numbers;
+  if (!h.replayedDevices.empty()) {
+    // The replay-computed devices start where the recording's did (the INIT
+    // frame's device state), their disks over the sectors the trace holds.
+    ReplayEnvironment* env = &s->env_;
+    Status st = s->machine_->attachDisksOf(
+        h.machine, [env](unsigned slot, uint64_t lba, std::span<uint8_t> out) {
+          return env->diskSector(slot, lba, out);
+        });
+    if (st.ok()) st = s->machine_->loadDeviceState(init->deviceState);
+    if (!st.ok()) return makeError(reader.path() + ": initial state: " + st.error().message);
+    s->env_.bindMachine(s->machine_.get());
+    s->runsDevices_ = true;
+  }
   s->cpu_ = std::make_unique<Cpu>(h.cpuModel, s->machine_->physicalMemory(), s->env_);
   s->cpu_->setState(init->cpu);
   s->env_.bindCpuState(&s->cpu_->state());
@@ -109,7 +122,18 @@ std::span<const uint8_t> ReplaySession::ram() const {
   return static_cast<const Machine&>(*machine_).ram();
 }
 
-void ReplaySession::restore(const CpuState& cpu, EventPosition position) {
+std::vector<uint8_t> ReplaySession::saveDevices() const {
+  if (!runsDevices_) return {};
+  return machine_->saveReplayedState();
+}
+
+void ReplaySession::restore(const CpuState& cpu, EventPosition position,
+                            std::span<const uint8_t> devices) {
+  if (runsDevices_) {
+    Status s = machine_->loadReplayedState(devices);
+    TTVM_ASSERT(s.ok(), "restoring the replayed devices at step ", cpu.steps, ": ",
+                s.ok() ? "" : s.error().message);
+  }
   cpu_->setState(cpu);
   env_.setPosition(position);
   env_.clearDivergence();

@@ -79,9 +79,9 @@ Result<std::unique_ptr<Timeline>> Timeline::open(const TraceReader& reader,
   Cpu& cpu = t->session_->cpu();
   cpu.setDirtyTracking(true);
   (void)cpu.takeDirtyPages();
-  t->checkpoints_.emplace(
-      t->beginStep_,
-      Checkpoint{t->session_->state(), t->session_->environment().position(), t->live_});
+  t->checkpoints_.emplace(t->beginStep_,
+                          Checkpoint{t->session_->state(), t->session_->environment().position(),
+                                     t->live_, t->session_->saveDevices()});
   return t;
 }
 
@@ -184,7 +184,7 @@ void Timeline::restore(const Checkpoint& c) {
     cpu.notifyRamWritten(p * kRamPageBytes, kRamPageBytes);
   }
   live_ = c.ram;
-  session_->restore(c.cpu, c.events);
+  session_->restore(c.cpu, c.events, c.devices);
 }
 
 void Timeline::takeCheckpoint() {
@@ -206,7 +206,8 @@ void Timeline::takeCheckpoint() {
       continue;
     live_.set(p, allZero(bytes) ? nullptr : live_.makePage(bytes));
   }
-  checkpoints_.emplace(s, Checkpoint{session_->state(), session_->environment().position(), live_});
+  checkpoints_.emplace(s, Checkpoint{session_->state(), session_->environment().position(), live_,
+                                     session_->saveDevices()});
   // Long forward runs take many checkpoints before the operation's final
   // thin(): keep within the budget on the way.
   if (static_cast<uint64_t>(std::max<int64_t>(0, stats_->bytes())) > options_.checkpointMemBytes)

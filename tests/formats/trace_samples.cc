@@ -153,6 +153,7 @@ TraceEvent randomEvent(std::mt19937_64& rng, uint64_t step) {
     case EventKind::kHlt: return TraceEvent::hlt(step);
     case EventKind::kStateDigest: return TraceEvent::stateDigest(step, v);
     case EventKind::kEndOfRun: return TraceEvent::endOfRun(step);
+    case EventKind::kDiskSector: break;  // needs its bytes beside the events (not drawn)
   }
   return TraceEvent::hlt(step);
 }

@@ -344,6 +344,9 @@ bool IdeChannel::nextBlock(Drive& d) {
       return false;
     }
   }
+  // A write block starts zeroed, so that the state (saved with the block) is
+  // a function of the guest's writes, not of what a previous block left.
+  if (d.transfer == Transfer::kOut) std::fill_n(d.buffer.begin(), n * kSector, uint8_t{0});
   d.remaining -= n;
   d.bufferBytes = static_cast<uint32_t>(n * kSector);
   d.position = 0;
@@ -503,8 +506,10 @@ Status IdeChannel::loadState(StateReader& in) {
     const std::vector<uint8_t> block = in.bytes(d.buffer.size());
     if (in.failed()) break;
     if (transfer > static_cast<uint8_t>(Transfer::kOut) || d.blockSectors == 0 ||
-        d.blockSectors > kMaxMultiple || block.size() % 2 != 0 || d.position > block.size() ||
-        (transfer != 0 && block.empty()) || d.heads == 0 || d.sectorsPerTrack == 0) {
+        d.blockSectors > kMaxMultiple || block.size() % 2 != 0 ||
+        // (the position of a finished transfer stays where it ended; its block is not saved)
+        (transfer != 0 && d.position > block.size()) || (transfer != 0 && block.empty()) ||
+        d.heads == 0 || d.sectorsPerTrack == 0) {
       in.fail("IDE drive state out of range");
       break;
     }

@@ -24,19 +24,28 @@ class EventChunkCodec {
  public:
   // Encodes `events` (at least one, steps non-decreasing, each well-formed:
   // asserted, a violation is a recorder bug) into `out`.
+  // `sectors` holds the bytes of the kDiskSector events: event e's 512 bytes
+  // are sectors[e.count * 512, +512) (asserted to be there).
   void encode(std::span<const TraceEvent> events, std::vector<uint8_t>& out);
+  void encode(std::span<const TraceEvent> events, std::span<const uint8_t> sectors,
+              std::vector<uint8_t>& out);
   // The same bytes, handed to `sink` without a copy: they live in the
   // codec's message buffer and are valid during the call only.
   void encode(std::span<const TraceEvent> events,
+              const std::function<void(std::span<const uint8_t>)>& sink);
+  void encode(std::span<const TraceEvent> events, std::span<const uint8_t> sectors,
               const std::function<void(std::span<const uint8_t>)>& sink);
 
   // The trace id and sequence number the next encode() writes (format 1.1).
   void setIdentity(const ChunkIdentity& identity) { identity_ = identity; }
   // Decodes a raw payload into `out` (replacing its contents) and, when
-  // asked, the chunk's identity (empty in 1.0 chunks). Errors are prefixed
-  // with `where` (e.g. "t.ttvm: CHNK frame at byte 4096").
+  // asked, the chunk's identity (empty in 1.0 chunks). The kDiskSector
+  // events' bytes go to `sectors` (replaced; skipped when null) in event
+  // order, and each such event's count is its index there. Errors are
+  // prefixed with `where` (e.g. "t.ttvm: CHNK frame at byte 4096").
   static Status decode(std::span<const uint8_t> raw, const std::string& where,
-                       std::vector<TraceEvent>& out, ChunkIdentity* identity = nullptr);
+                       std::vector<TraceEvent>& out, ChunkIdentity* identity = nullptr,
+                       std::vector<uint8_t>* sectors = nullptr);
   // Only the identity, without decoding the events (the reader's scan).
   static Result<ChunkIdentity> identity(std::span<const uint8_t> raw, const std::string& where);
 

@@ -94,8 +94,11 @@ class TraceReader {
   size_t chunkCount() const { return chunks_.size(); }
   // Decodes chunk i (checksum verified).
   Result<std::vector<TraceEvent>> readChunk(size_t i) const;
-  // The same, into a caller-owned vector (reused to avoid allocations).
-  Status readChunkInto(size_t i, std::vector<TraceEvent>& out) const;
+  // The same, into a caller-owned vector (reused to avoid allocations);
+  // the bytes of its kDiskSector events go to `sectors` when not null (see
+  // EventChunkCodec::decode).
+  Status readChunkInto(size_t i, std::vector<TraceEvent>& out,
+                       std::vector<uint8_t>* sectors = nullptr) const;
   // The first chunk whose last step is >= `step` (the chunk holding the
   // first event at or after `step`); nullopt when `step` is past the end.
   std::optional<size_t> chunkForStep(uint64_t step) const;

@@ -24,7 +24,7 @@ namespace ttvm {
 // The format version this build writes. A reader accepts every file with the
 // same major version; a newer minor version may carry fields it ignores.
 inline constexpr uint16_t kTraceFormatMajor = 1;
-inline constexpr uint16_t kTraceFormatMinor = 1;
+inline constexpr uint16_t kTraceFormatMinor = 2;
 
 inline constexpr uint64_t kPageSize = 4096;
 
@@ -113,6 +113,10 @@ struct TraceHeader {
   std::vector<GuestImage> images;
   // Drawn by TraceWriter::create when empty; read back from 1.1 traces.
   TraceId traceId;
+  // Devices the replay runs itself (since 1.2; see trace.capnp): their port
+  // accesses are not in the trace, disk sectors they read are (kDiskSector).
+  // Empty in 1.0 and 1.1 traces, which replay in the old mode (every read logged).
+  std::vector<std::string> replayedDevices;
   bool operator==(const TraceHeader&) const = default;
 };
 
@@ -174,8 +178,14 @@ enum class EventKind : uint8_t {
   kHlt = 13,             // the CPU halted at this step
   kStateDigest = 14,     // value = ttvm::stateDigest(cpu) after this step
   kEndOfRun = 15,        // the last event of a completed run
+  // Since 1.2: the first read of a disk sector from the image (not from the
+  // guest's own writes): address = LBA, value = disk slot (IDE order), and
+  // count = the index of its 512 bytes in the sector list that goes with
+  // the events (TraceWriter::appendDiskSector, TraceReader::readChunkInto).
+  kDiskSector = 16,
 };
-inline constexpr int kNumEventKinds = 16;  // index space for per-kind tables (0 unused)
+inline constexpr int kNumEventKinds = 17;  // index space for per-kind tables (0 unused)
+inline constexpr uint32_t kDiskSectorBytes = 512;
 
 std::string_view eventKindName(EventKind k);
 bool isValidEventKind(uint8_t k);
@@ -238,6 +248,9 @@ struct TraceEvent {
     return {step, 0, digest, 0, EventKind::kStateDigest, 0, 0};
   }
   static TraceEvent endOfRun(uint64_t step) { return {step, 0, 0, 0, EventKind::kEndOfRun, 0, 0}; }
+  static TraceEvent diskSector(uint64_t step, uint8_t slot, uint64_t lba, uint32_t index) {
+    return {step, lba, slot, index, EventKind::kDiskSector, 0, 0};
+  }
 };
 
 // "step 12 PortOut port=0x3f8 size=1 value=0x41", for messages and `ttvm info`.

@@ -110,6 +110,11 @@ class TraceWriter {
     events_[count_++] = e;
   }
 
+  // Appends a kDiskSector event (the first read of disk `slot`'s sector
+  // `lba` from its image at `step`) with the sector's 512 bytes, which go
+  // into the same chunk.
+  void appendDiskSector(uint64_t step, uint8_t slot, uint64_t lba, std::span<const uint8_t> bytes);
+
   // The events appended since the last hand-over, oldest first. Valid until
   // the next call of any other member.
   std::span<const TraceEvent> buffered() const { return {events_, count_}; }
@@ -170,6 +175,7 @@ class TraceWriter {
   struct Job {
     EventBuffer events;
     size_t count = 0;
+    std::vector<uint8_t> sectors;  // the kDiskSector events' bytes (count indexes them)
   };
 
   TraceWriter(std::string path, const Options& options);
@@ -194,7 +200,8 @@ class TraceWriter {
   EventBuffer buffer_;
   TraceEvent* events_ = nullptr;  // buffer_.data()
   size_t count_ = 0;
-  size_t checkAt_ = 0;  // append() takes the slow path when count_ reaches it
+  size_t checkAt_ = 0;            // append() takes the slow path when count_ reaches it
+  std::vector<uint8_t> sectors_;  // bytes of the buffered kDiskSector events
   uint64_t handedOver_ = 0;
   uint64_t lastStep_ = 0;  // of the last event handed over (or snapshot)
   std::chrono::steady_clock::time_point lastFlush_;

@@ -27,6 +27,8 @@ class PortBus {
 
   // The device name claiming `port`, or empty.
   std::string ownerOf(uint16_t port) const;
+  // The device claiming `port`, or null.
+  PortDevice* deviceAt(uint16_t port) const { return entries_[owner_[port]].device; }
   // Unclaimed accesses seen so far (for tests and the summary).
   uint64_t unclaimedAccesses() const { return unclaimedCount_; }
   // Where to report the first unclaimed access to each port (default stderr;

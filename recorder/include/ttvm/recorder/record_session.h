@@ -142,6 +142,7 @@ class RecordSession {
   uint8_t* shadow_ = nullptr;  // RAM as of checkpoint_ (anonymous mapping)
   size_t shadowBytes_ = 0;
   CpuState checkpoint_;
+  std::vector<uint8_t> checkpointDevices_;  // Machine::saveReplayedState() at checkpoint_
   // The events since checkpoint_ are writer_->buffered() from tailMark_ on,
   // as long as the writer has handed over tailHandedOver_ events.
   uint64_t tailHandedOver_ = 0;

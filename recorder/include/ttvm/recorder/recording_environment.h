@@ -9,11 +9,14 @@
 //
 // What becomes an event: port in/out, MMIO read/write, interrupts and NMIs
 // acknowledged, RDTSC values, RDRAND/RDSEED values, reads and writes of
-// machine-owned MSRs. stopRequested() ends the CPU's current slice when a
-// device asked to stop, a timer was reprogrammed, or the user interrupted.
-// The CPU asks that, and about interrupts, only while the machine's event
-// hint is set (Machine::eventHint). The user's interrupt flag does not set
-// it: a Ctrl-C is seen when the slice ends, after at most
+// machine-owned MSRs — except the port accesses of the machine's
+// replay-computed devices (Machine::portReplayed: the IDE channels), which
+// a replay runs itself. For those the trace gets what the machine cannot
+// compute: each disk sector the first time it is read from its image
+// (kDiskSector, through Machine::observeFirstDiskReads). stopRequested() ends the CPU's current
+// slice when a device asked to stop, a timer was reprogrammed, or the user interrupted. The CPU
+// asks that, and about interrupts, only while the machine's event hint is set (Machine::eventHint).
+// The user's interrupt flag does not set it: a Ctrl-C is seen when the slice ends, after at most
 // RecordOptions::sliceCap steps (~10 ms), if nothing made the CPU ask first.
 #pragma once
 
@@ -33,18 +36,33 @@ class RecordingEnvironment final : public Environment {
   // current slice ends after a step whose stopRequested() call sees it.
   RecordingEnvironment(Machine& machine, TraceWriter* writer,
                        const volatile std::sig_atomic_t* interrupt = nullptr)
-      : machine_(machine), writer_(writer), interrupt_(interrupt) {}
+      : machine_(machine), writer_(writer), interrupt_(interrupt) {
+    // Sectors go to the trace only where a replay runs the disk controller;
+    // otherwise its port reads carry the data.
+    if (writer_ != nullptr && !machine_.replayedDevices().empty())
+      machine_.observeFirstDiskReads(
+          [this](unsigned slot, uint64_t lba, std::span<const uint8_t> bytes) {
+            writer_->appendDiskSector(step(), static_cast<uint8_t>(slot), lba, bytes);
+          });
+  }
+  ~RecordingEnvironment() override {
+    if (writer_ != nullptr) machine_.observeFirstDiskReads(nullptr);
+  }
+  RecordingEnvironment(const RecordingEnvironment&) = delete;
+  RecordingEnvironment& operator=(const RecordingEnvironment&) = delete;
 
   // The CPU whose step count stamps the events.
   void bindCpu(const CpuState* state) { state_ = state; }
 
   uint32_t portIn(uint16_t port, unsigned size) override {
     uint32_t v = machine_.portIn(port, size);
-    if (writer_) append(TraceEvent::portIn(step(), port, static_cast<uint8_t>(size), v));
+    if (writer_ && !machine_.portReplayed(port))
+      append(TraceEvent::portIn(step(), port, static_cast<uint8_t>(size), v));
     return v;
   }
   void portOut(uint16_t port, unsigned size, uint32_t value) override {
-    if (writer_) append(TraceEvent::portOut(step(), port, static_cast<uint8_t>(size), value));
+    if (writer_ && !machine_.portReplayed(port))
+      append(TraceEvent::portOut(step(), port, static_cast<uint8_t>(size), value));
     machine_.portOut(port, size, value);
   }
   uint64_t mmioRead(uint64_t addr, unsigned size) override {

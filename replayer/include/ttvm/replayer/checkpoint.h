@@ -76,6 +76,7 @@ struct Checkpoint {
   CpuState cpu;  // cpu.steps is the checkpoint's position
   EventPosition events;
   PageMap ram;
+  std::vector<uint8_t> devices;  // ReplaySession::saveDevices(): the replayed devices' state
   uint64_t step() const { return cpu.steps; }
 };
 

@@ -11,6 +11,17 @@
 // the CPU gets a harmless answer (all-ones, no interrupt) and stopRequested()
 // turns true so the CPU stops after the current step.
 //
+// Replay-computed devices. When the trace names replayed devices
+// (TraceHeader::replayedDevices, bindMachine), their port accesses are not
+// in the trace: the environment hands them to the machine's device, which
+// computes the answer. A disk sector such a device reads comes from the
+// trace: the first read of a sector at this step consumes its kDiskSector
+// event (the recorder logged it right there) and keeps its bytes in a
+// sector table; a later read, or one after a restore to an earlier
+// position, finds it in the table (an image's content never changes). A
+// sector neither holds is a divergence naming the disk, the LBA and the
+// step: the replay never guesses a sector.
+//
 // Passive events (state digests, HLT marks, interrupt windows, debug-exit
 // values, end of run) are consumed by the session at instruction boundaries
 // (takeBoundaryEvent), where a digest can be compared with a whole state.
@@ -24,7 +35,9 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "ttvm/emulator/cpu_state.h"
@@ -33,6 +46,8 @@
 #include "ttvm/replayer/divergence.h"
 
 namespace ttvm {
+
+class Machine;
 
 // Where the next event of a trace is: chunk number and index inside it.
 struct EventPosition {
@@ -95,6 +110,16 @@ class ReplayEnvironment final : public Environment {
 
   // The CPU state whose step count positions requests (set once the CPU exists).
   void bindCpuState(const CpuState* cpu) { cpu_ = cpu; }
+  // The machine whose replay-computed devices (Machine::portReplayed) answer
+  // their ports; null (the default) for a trace that logged every access.
+  void bindMachine(Machine* machine) { machine_ = machine; }
+
+  // Disk `slot`'s sector `lba` (512 bytes into `out`) for a replayed disk
+  // controller; false (after recording a divergence) when the trace does
+  // not hold it. See "Replay-computed devices" above.
+  bool diskSector(unsigned slot, uint64_t lba, std::span<uint8_t> out);
+  // Sectors the table holds (tests, `ttvm info`).
+  size_t knownSectors() const { return sectors_.size(); }
 
   // Makes stopRequested() true (used to end a run from outside the CPU).
   void requestStop(bool on) {
@@ -107,6 +132,8 @@ class ReplayEnvironment final : public Environment {
   // records a divergence for `actual` and returns nullptr.
   const TraceEvent* expectRequest(EventKind kind, uint64_t address, unsigned size,
                                   const std::string& actual);
+  // The next event after the passive marks of step `now`.
+  const TraceEvent* peekInput(uint64_t now);
   bool loadChunk(size_t i);
   const TraceEvent* peekSlow();
 
@@ -118,11 +145,13 @@ class ReplayEnvironment final : public Environment {
   struct CachedChunk {
     size_t index = SIZE_MAX;
     std::shared_ptr<const std::vector<TraceEvent>> events;
+    std::shared_ptr<const std::vector<uint8_t>> sectors;  // the kDiskSector events' bytes
     uint64_t lastUse = 0;
   };
   std::vector<CachedChunk> cache_;
   uint64_t useClock_ = 0;
   std::shared_ptr<const std::vector<TraceEvent>> current_;  // chunk pos_.chunk, or null
+  std::shared_ptr<const std::vector<uint8_t>> currentSectors_;
   size_t currentIndex_ = SIZE_MAX;
   std::optional<TraceEvent> last_;
   std::optional<DivergenceReport> divergence_;
@@ -130,6 +159,9 @@ class ReplayEnvironment final : public Environment {
   bool externalStop_ = false;
   const TraceEvent* head_ = nullptr;  // cached peek(); points into current_
   uint32_t hint_ = 1;
+  Machine* machine_ = nullptr;
+  // Disk sectors met so far, by slot << 56 | LBA (LBAs are 48-bit).
+  std::unordered_map<uint64_t, std::array<uint8_t, kDiskSectorBytes>> sectors_;
 };
 
 }  // namespace ttvm

@@ -7,9 +7,13 @@
 //
 // The machine. RAM size and the physical memory map (MMIO holes) come from
 // the recorder's Machine built from the trace header, so replay sees exactly
-// the layout the recording saw. Devices are not run: every answer a device
-// gave is in the trace, and the replay environment hands it back. (Device
-// registers are therefore not part of replay state; the CPU and RAM are.)
+// the layout the recording saw. Devices are not run — every answer a device
+// gave is in the trace, and the replay environment hands it back — except
+// the replay-computed ones the header names (TraceHeader::replayedDevices:
+// the IDE channels of a 1.1 trace), which this machine runs from the INIT
+// frame's device state, with disks over the sectors the trace holds. Their
+// registers are replay state beside the CPU and RAM: saveDevices() and
+// restore() carry them through checkpoints.
 //
 // The run loop. runTo() executes in slices bounded by the next trace event:
 // up to the event's step, then the one step that must consume it, then a
@@ -101,8 +105,13 @@ class ReplaySession {
   std::optional<DivergenceReport> divergence() const;
 
   // Restores a state the timeline saved (RAM is restored by the caller,
-  // through ram() and cpu().notifyRamWritten()).
-  void restore(const CpuState& cpu, EventPosition position);
+  // through ram() and cpu().notifyRamWritten()); `devices` is what
+  // saveDevices() returned there.
+  void restore(const CpuState& cpu, EventPosition position, std::span<const uint8_t> devices = {});
+  // The replay-computed devices' state (empty when the trace has none).
+  std::vector<uint8_t> saveDevices() const;
+  // Whether this replay runs devices itself (a 1.1 trace with replayedDevices).
+  bool runsDevices() const { return runsDevices_; }
 
   // Page numbers of the initial state's non-zero RAM pages (ascending).
   const std::vector<uint64_t>& initialPages() const { return initialPages_; }
@@ -135,6 +144,7 @@ class ReplaySession {
   uint64_t endStep_ = 0;
   uint64_t digestsChecked_ = 0;
   std::vector<uint64_t> initialPages_;
+  bool runsDevices_ = false;
 };
 
 }  // namespace ttvm

@@ -1,0 +1,380 @@
+// The IDE controller as a replay-computed device (trace format 1.1): the
+// trace holds each disk sector the guest read from the image once (a
+// kDiskSector event) and none of the controller's port accesses; replay, the
+// timeline's checkpoints and the recorder's tail re-execution run the
+// controller over those sectors. The guest (disk_reread_guest.asm) reads
+// sector 1 eight times, sectors 2-3 in one command, writes sector 4 and
+// reads it back.
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <fstream>
+#include <iterator>
+#include <map>
+#include <random>
+#include <set>
+
+#include "scripted_trace_support.h"
+#include "ttvm/formats/trace_reader.h"
+#include "ttvm/formats/trace_writer.h"
+#include "ttvm/recorder/devices/ide_channel.h"
+#include "ttvm/recorder/disk_image.h"
+#include "ttvm/recorder/loader.h"
+#include "ttvm/recorder/machine.h"
+#include "ttvm/recorder/record_session.h"
+#include "ttvm/replayer/replay_session.h"
+#include "ttvm/replayer/timeline.h"
+
+namespace ttvm {
+namespace {
+
+constexpr uint64_t kDiskSectors = 16;
+constexpr int kRounds = 8;  // ROUNDS in the guest
+
+std::vector<uint8_t> diskBytes() {
+  std::vector<uint8_t> d(kDiskSectors * DiskImage::kSectorBytes);
+  std::mt19937_64 rng(11);
+  for (uint8_t& b : d) b = static_cast<uint8_t>(rng());
+  std::ifstream f(DISK_REREAD_GUEST, std::ios::binary);
+  std::vector<uint8_t> boot((std::istreambuf_iterator<char>(f)), {});
+  EXPECT_EQ(boot.size(), DiskImage::kSectorBytes) << DISK_REREAD_GUEST;
+  std::copy(boot.begin(), boot.end(), d.begin());
+  return d;
+}
+
+std::span<const uint8_t> sector(const std::vector<uint8_t>& disk, uint64_t lba) {
+  return std::span<const uint8_t>(disk).subspan(lba * DiskImage::kSectorBytes,
+                                                DiskImage::kSectorBytes);
+}
+
+uint16_t wordSum(std::span<const uint8_t> s) {
+  uint16_t sum = 0;
+  for (size_t i = 0; i < s.size(); i += 2)
+    sum = static_cast<uint16_t>(sum + (s[i] | s[i + 1] << 8));
+  return sum;
+}
+
+std::unique_ptr<Machine> diskMachine(bool replayIde) {
+  MachineOptions o;
+  o.ramBytes = 16ull << 20;
+  o.startClockUnixNs = 1'700'000'000'000'000'000;
+  auto m = Machine::create(o);
+  EXPECT_TRUE(m.ok());
+  (*m)->ports().setReportStream(nullptr);
+  (*m)->mmio().setReportStream(nullptr);
+  if (!replayIde) {
+    EXPECT_TRUE((*m)->setReplayedDevices({}).ok());
+  }
+  EXPECT_TRUE((*m)->attachDisk(0, DiskImage::fromBytes("reread.img", diskBytes())).ok());
+  return std::move(m).value();
+}
+
+struct Recorded {
+  std::string path;
+  TraceEnd end;
+  std::string tailProblem;
+};
+
+// Records the guest; replayIde false records as format 1.0 did (every IDE
+// port access logged).
+Recorded record(const std::string& stem, bool replayIde) {
+  auto m = diskMachine(replayIde);
+  auto guest = loadBootDisk(*m);
+  EXPECT_TRUE(guest.ok()) << guest.error().message;
+  RecordOptions ro;
+  ro.tracePath = testing::tempTracePath(stem);
+  ro.ttvmVersion = "test";
+  ro.digestInterval = 256;
+  ro.tailWindow = 600;  // the tail starts mid-run: sectors read before it come from the trace
+  RecordSession s(*m, std::move(guest).value(), ro);
+  EXPECT_TRUE(s.start().ok());
+  auto r = s.run();
+  EXPECT_TRUE(r.ok()) << r.error().message;
+  return {ro.tracePath, r.ok() ? r->end : TraceEnd{}, s.tailProblem};
+}
+
+struct Counted {
+  uint64_t events = 0, diskEvents = 0, idePortEvents = 0;
+  std::map<uint64_t, std::vector<uint8_t>> sectors;  // LBA -> bytes, disk 0
+};
+
+Counted countEvents(const std::string& path) {
+  Counted c;
+  auto r = TraceReader::open(path);
+  EXPECT_TRUE(r.ok());
+  std::vector<TraceEvent> ev;
+  std::vector<uint8_t> bytes;
+  for (size_t i = 0; i < r->chunkCount(); ++i) {
+    EXPECT_TRUE(r->readChunkInto(i, ev, &bytes).ok());
+    for (const TraceEvent& e : ev) {
+      ++c.events;
+      if ((e.kind == EventKind::kPortIn || e.kind == EventKind::kPortOut) &&
+          ((e.address >= 0x1F0 && e.address <= 0x1F7) || e.address == 0x3F6))
+        ++c.idePortEvents;
+      if (e.kind != EventKind::kDiskSector) continue;
+      ++c.diskEvents;
+      EXPECT_EQ(e.value, 0u);
+      EXPECT_FALSE(c.sectors.count(e.address)) << "sector " << e.address << " logged twice";
+      auto at = bytes.begin() + e.count * DiskImage::kSectorBytes;
+      c.sectors[e.address] = std::vector<uint8_t>(at, at + DiskImage::kSectorBytes);
+    }
+  }
+  return c;
+}
+
+uint64_t fileBytes(const std::string& path) {
+  auto r = TraceReader::open(path);
+  return r.ok() ? r->fileBytes() : 0;
+}
+
+// Replays `path` to the end: empty when it matches the recording, else why not.
+std::string replayToEnd(const std::string& path) {
+  auto reader = TraceReader::open(path);
+  if (!reader.ok()) return reader.error().message;
+  auto s = ReplaySession::open(*reader);
+  if (!s.ok()) return s.error().message;
+  SessionStop stop = (*s)->runTo(~0ull);
+  if (stop.kind != SessionStopKind::kEnd)
+    return (*s)->divergence() ? (*s)->divergence()->format() : toString(stop.kind);
+  return (*s)->checkEndState();
+}
+
+class DiskReplay : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    now_ = new Recorded(record("disk-1.1", true));
+    old_ = new Recorded(record("disk-1.0", false));
+  }
+  static void TearDownTestSuite() {
+    std::remove(now_->path.c_str());
+    std::remove(old_->path.c_str());
+    delete now_;
+    delete old_;
+  }
+  static Recorded* now_;
+  static Recorded* old_;
+};
+Recorded* DiskReplay::now_ = nullptr;
+Recorded* DiskReplay::old_ = nullptr;
+
+TEST_F(DiskReplay, TheGuestReadWhatTheDiskHolds) {
+  const std::vector<uint8_t> disk = diskBytes();
+  const uint16_t sum = static_cast<uint16_t>(
+      kRounds * wordSum(sector(disk, 1)) + wordSum(sector(disk, 2)) + 2 * wordSum(sector(disk, 3)));
+  for (const Recorded* r : {now_, old_}) {
+    EXPECT_EQ(r->end.reason, EndReason::kExitDevice) << r->end.message;
+    EXPECT_EQ(r->end.exitStatus, sum & 0xFFu) << r->end.message;
+  }
+}
+
+TEST_F(DiskReplay, ASectorReadManyTimesIsInTheTraceOnce) {
+  const Counted now = countEvents(now_->path), old = countEvents(old_->path);
+  const uint64_t nowBytes = fileBytes(now_->path), oldBytes = fileBytes(old_->path);
+  std::printf(
+      "disk guest (sector 1 read %d times, sectors 2-3 once, sector 4 written and read "
+      "back):\n  format 1.0 (IDE reads logged): %llu bytes, %llu events, %llu IDE port "
+      "events, %llu disk sectors\n  format 1.1 (IDE replayed):     %llu bytes, %llu "
+      "events, %llu IDE port events, %llu disk sectors (%llu sector bytes)\n",
+      kRounds, static_cast<unsigned long long>(oldBytes),
+      static_cast<unsigned long long>(old.events),
+      static_cast<unsigned long long>(old.idePortEvents),
+      static_cast<unsigned long long>(old.diskEvents), static_cast<unsigned long long>(nowBytes),
+      static_cast<unsigned long long>(now.events),
+      static_cast<unsigned long long>(now.idePortEvents),
+      static_cast<unsigned long long>(now.diskEvents),
+      static_cast<unsigned long long>(now.diskEvents * DiskImage::kSectorBytes));
+  // Sectors 1, 2 and 3 once each; sector 4 came from the guest's own write.
+  ASSERT_EQ(now.diskEvents, 3u);
+  const std::vector<uint8_t> disk = diskBytes();
+  for (uint64_t lba : {1, 2, 3}) {
+    ASSERT_TRUE(now.sectors.count(lba)) << "sector " << lba;
+    const auto want = sector(disk, lba);
+    EXPECT_TRUE(std::equal(want.begin(), want.end(), now.sectors.at(lba).begin()))
+        << "sector " << lba << " holds other bytes than the image";
+  }
+  EXPECT_EQ(now.idePortEvents, 0u);
+  // The old mode logged every data word: 11 blocks of 256 words read.
+  EXPECT_EQ(old.diskEvents, 0u);
+  EXPECT_GE(old.idePortEvents, (kRounds + 3) * 256u);
+  EXPECT_LT(now.events * 10, old.events);
+  EXPECT_LT(nowBytes, oldBytes);
+}
+
+TEST_F(DiskReplay, BothFormatsReplayToTheRecordedEnd) {
+  EXPECT_EQ(replayToEnd(now_->path), "");
+  EXPECT_EQ(replayToEnd(old_->path), "");
+  auto r = TraceReader::open(now_->path);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->header().formatMinor, 2);
+  EXPECT_EQ(r->header().replayedDevices, (std::vector<std::string>{"ide0", "ide1"}));
+  auto o = TraceReader::open(old_->path);
+  ASSERT_TRUE(o.ok());
+  EXPECT_TRUE(o->header().replayedDevices.empty());
+}
+
+TEST_F(DiskReplay, TheRecordersTailRunsTheController) {
+  // The tail re-execution starts at a checkpoint after sector 1 was first
+  // read (tailWindow 600): it needs the sector from the trace, not the image.
+  EXPECT_EQ(now_->tailProblem, "");
+  EXPECT_GT(now_->end.lastInstructions.size(), 1u);
+}
+
+// Copies a trace, dropping the events `drop` says to (sectors kept with theirs).
+Status copyTrace(const std::string& in, const std::string& out,
+                 const std::function<bool(const TraceEvent&)>& drop) {
+  auto r = TraceReader::open(in);
+  if (!r.ok()) return r.error();
+  auto init = r->initialState();
+  if (!init.ok()) return init.error();
+  auto w = TraceWriter::create(out, r->header(), *init);
+  if (!w.ok()) return w.error();
+  std::vector<TraceEvent> ev;
+  std::vector<uint8_t> bytes;
+  for (size_t c = 0; c < r->chunkCount(); ++c) {
+    TTVM_TRY(r->readChunkInto(c, ev, &bytes));
+    for (const TraceEvent& e : ev) {
+      if (drop(e)) continue;
+      if (e.kind == EventKind::kDiskSector)
+        (*w)->appendDiskSector(e.step, static_cast<uint8_t>(e.value), e.address,
+                               std::span<const uint8_t>(bytes).subspan(
+                                   e.count * DiskImage::kSectorBytes, DiskImage::kSectorBytes));
+      else
+        (*w)->append(e);
+    }
+  }
+  return (*w)->close(*r->end());
+}
+
+TEST_F(DiskReplay, AMissingSectorIsADivergenceNamingItsStepAndLba) {
+  const std::string bad = testing::tempTracePath("disk-missing");
+  uint64_t step = 0;
+  ASSERT_TRUE(copyTrace(now_->path, bad, [&](const TraceEvent& e) {
+                if (e.kind != EventKind::kDiskSector || e.address != 2) return false;
+                step = e.step;
+                return true;
+              }).ok());
+  ASSERT_NE(step, 0u);
+  auto reader = TraceReader::open(bad);
+  ASSERT_TRUE(reader.ok());
+  auto s = ReplaySession::open(*reader);
+  ASSERT_TRUE(s.ok());
+  EXPECT_EQ((*s)->runTo(~0ull).kind, SessionStopKind::kDivergence);
+  auto d = (*s)->divergence();
+  ASSERT_TRUE(d.has_value());
+  EXPECT_EQ(d->step, step);
+  const std::string text = d->format();
+  std::printf("%s", text.c_str());
+  EXPECT_NE(text.find("divergence at step " + std::to_string(step)), std::string::npos) << text;
+  EXPECT_NE(text.find("disk 0 sector (LBA) 2"), std::string::npos) << text;
+  EXPECT_NE(text.find("which the trace does not hold"), std::string::npos) << text;
+  std::remove(bad.c_str());
+  // The copy with nothing dropped replays: the copying kept every sector.
+  const std::string same = testing::tempTracePath("disk-copy");
+  ASSERT_TRUE(copyTrace(now_->path, same, [](const TraceEvent&) { return false; }).ok());
+  EXPECT_EQ(replayToEnd(same), "");
+  std::remove(same.c_str());
+}
+
+// The replayed IDE state saved and restored: the same bytes again, and the
+// same reads afterwards, for a controller in the middle of a transfer.
+TEST(IdeState, SnapshotRoundTripsMidTransfer) {
+  auto a = diskMachine(true);
+  auto b = diskMachine(true);
+  const std::vector<uint8_t> disk = diskBytes();
+  // READ SECTORS of LBA 2, two sectors, then 100 words of the first.
+  a->portOut(0x1F6, 1, 0xE0);
+  a->portOut(0x1F2, 1, 2);
+  a->portOut(0x1F3, 1, 2);
+  a->portOut(0x1F4, 1, 0);
+  a->portOut(0x1F5, 1, 0);
+  a->portOut(0x1F7, 1, 0x20);
+  for (int i = 0; i < 100; ++i) a->portIn(0x1F0, 2);
+  const std::vector<uint8_t> saved = a->saveReplayedState();
+  ASSERT_TRUE(b->loadReplayedState(saved).ok());
+  EXPECT_EQ(b->saveReplayedState(), saved);
+  // The rest of both blocks, word by word, from both machines and the disk.
+  for (unsigned w = 100; w < 512; ++w) {
+    const uint32_t va = a->portIn(0x1F0, 2), vb = b->portIn(0x1F0, 2);
+    const auto s = sector(disk, 2 + w / 256);
+    const unsigned at = (w % 256) * 2;
+    ASSERT_EQ(va, vb) << "word " << w;
+    ASSERT_EQ(va, static_cast<uint32_t>(s[at] | s[at + 1] << 8)) << "word " << w;
+  }
+  EXPECT_EQ(a->portIn(0x1F7, 1), b->portIn(0x1F7, 1));
+  EXPECT_EQ(a->saveReplayedState(), b->saveReplayedState());
+  // After the transfer (the state a controller spends most of its time in).
+  const std::vector<uint8_t> idle = a->saveReplayedState();
+  ASSERT_TRUE(b->loadReplayedState(idle).ok());
+  EXPECT_EQ(b->saveReplayedState(), idle);
+  // A blob for other devices or cut short is refused with a message.
+  EXPECT_FALSE(b->loadReplayedState(std::span<const uint8_t>(saved).first(saved.size() - 1)).ok());
+  auto none = diskMachine(false);
+  EXPECT_FALSE(none->loadReplayedState(saved).ok());
+}
+
+TEST_F(DiskReplay, SeekAndStepBackMatchAStraightReplay) {
+  auto reader = TraceReader::open(now_->path);
+  ASSERT_TRUE(reader.ok());
+  auto straight = ReplaySession::open(*reader);
+  ASSERT_TRUE(straight.ok());
+  const uint64_t end = (*straight)->endStep();
+  // Where the timeline goes: random seeks, each followed by a step back.
+  std::mt19937_64 rng(5);
+  std::vector<std::pair<uint64_t, uint64_t>> moves;  // (seek target, steps back)
+  std::set<uint64_t> visited{end};
+  for (int i = 0; i < 400; ++i) {
+    const uint64_t t = rng() % (end + 1), k = 1 + rng() % 300;
+    moves.emplace_back(t, k);
+    visited.insert(t);
+    if (k <= t) visited.insert(t - k);
+  }
+  // The straight replay's CPU, RAM and controller state at each of those steps.
+  struct At {
+    CpuState cpu;
+    uint64_t ram = 0;
+    std::vector<uint8_t> devices;
+  };
+  std::map<uint64_t, At> ref;
+  for (uint64_t t : visited) {
+    ASSERT_NE((*straight)->runTo(t).kind, SessionStopKind::kDivergence) << t;
+    ref[t] = {(*straight)->state(),
+              testing::hashBytes((*straight)->ram().data(), (*straight)->ram().size()),
+              (*straight)->saveDevices()};
+  }
+  TimelineOptions o;
+  o.checkpointInterval = 97;  // many checkpoints, each with the controller's state
+  auto tl = Timeline::open(*reader, o);
+  ASSERT_TRUE(tl.ok());
+  auto check = [&](const char* what) {
+    const uint64_t t = (*tl)->now();
+    const At& want = ref.at(t);
+    ASSERT_TRUE((*tl)->registers() == want.cpu) << what << ": CPU differs at step " << t;
+    ASSERT_EQ(testing::hashBytes((*tl)->ram().data(), (*tl)->ram().size()), want.ram)
+        << what << ": RAM differs at step " << t;
+    const std::vector<uint8_t> devices = (*tl)->session().saveDevices();
+    size_t at = 0;
+    while (at < devices.size() && at < want.devices.size() && devices[at] == want.devices[at]) ++at;
+    ASSERT_EQ(devices, want.devices)
+        << what << ": IDE state differs at step " << t << " from byte " << at << " of "
+        << devices.size() << " (" << want.devices.size() << " in the straight replay)";
+  };
+  int steppedBack = 0;
+  for (const auto& [t, k] : moves) {
+    ASSERT_NE((*tl)->seek(t).kind, StopKind::kDivergence) << "seek " << t;
+    ASSERT_EQ((*tl)->now(), t);
+    ASSERT_NO_FATAL_FAILURE(check("seek"));
+    if (k > t) continue;
+    StopReason back = (*tl)->stepBack(k);
+    ASSERT_NE(back.kind, StopKind::kDivergence) << back.divergence->format();
+    ASSERT_EQ((*tl)->now(), t - k);
+    ASSERT_NO_FATAL_FAILURE(check("stepBack"));
+    ++steppedBack;
+  }
+  EXPECT_GT(steppedBack, 300);
+  ASSERT_NE((*tl)->seek(end).kind, StopKind::kDivergence);
+  ASSERT_NO_FATAL_FAILURE(check("end"));
+  EXPECT_EQ((*tl)->session().checkEndState(), "");
+}
+
+}  // namespace
+}  // namespace ttvm
