@@ -1,6 +1,6 @@
 // Writes the golden trace of the current format version, or the seed corpus
 // of the trace reader's fuzz target:
-//   ttvm_make_golden_trace tests/data/golden-v1.1.ttvm
+//   ttvm_make_golden_trace tests/data/golden-v1.2.ttvm
 //   ttvm_make_golden_trace --corpus tests/fuzz/corpus/trace_reader
 // The golden trace is written once when a format version is introduced; the
 // file is committed and golden_trace_test.cc checks that every later ttvm
@@ -43,7 +43,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "usage: ttvm_make_golden_trace <out.ttvm> | --corpus <dir>\n");
     return 2;
   }
-  const std::string err = ttvm::testing::writeGolden(ttvm::testing::goldenV1_1(), argv[1]);
+  const std::string err = ttvm::testing::writeGolden(ttvm::testing::goldenV1_2(), argv[1]);
   if (!err.empty()) {
     std::fprintf(stderr, "ttvm_make_golden_trace: %s\n", err.c_str());
     return 1;

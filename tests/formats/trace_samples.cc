@@ -249,6 +249,26 @@ GoldenTrace goldenV1_1() {
   return g;
 }
 
+GoldenTrace goldenV1_2() {
+  GoldenTrace g = goldenV1_1();
+  g.header.replayedDevices = {"ide0", "ide1"};
+  auto sector = [&g](uint8_t slot, uint64_t lba, uint64_t step) {
+    const auto index = static_cast<uint32_t>(g.sectors.size() / kDiskSectorBytes);
+    for (uint32_t i = 0; i < kDiskSectorBytes; ++i)
+      g.sectors.push_back(static_cast<uint8_t>(i * 7 + lba * 13 + slot));
+    return TraceEvent::diskSector(step, slot, lba, index);
+  };
+  // One right after the last flush point (at the next event's step: the
+  // snapshot taken there may be past the previous one's), two at the end;
+  // chunk boundaries and snapshots stay where they were.
+  const size_t mid = g.flushAfter.back() + 1;
+  g.events.insert(g.events.begin() + static_cast<ptrdiff_t>(mid), sector(0, 1, g.events[mid].step));
+  const uint64_t last = g.events.back().step;
+  g.events.push_back(sector(1, 0x123456789AB, last));
+  g.events.push_back(sector(3, 7, last));
+  return g;
+}
+
 std::string writeGolden(const GoldenTrace& g, const std::string& path) {
   TraceWriter::Options options;
   options.flushInterval = std::chrono::hours(1);  // chunks only where flushAfter says
@@ -257,7 +277,13 @@ std::string writeGolden(const GoldenTrace& g, const std::string& path) {
   size_t snap = 0;
   size_t flush = 0;
   for (size_t i = 0; i < g.events.size(); ++i) {
-    (*w)->append(g.events[i]);
+    const TraceEvent& e = g.events[i];
+    if (e.kind == EventKind::kDiskSector)
+      (*w)->appendDiskSector(e.step, static_cast<uint8_t>(e.value), e.address,
+                             std::span<const uint8_t>(g.sectors).subspan(
+                                 size_t{e.count} * kDiskSectorBytes, kDiskSectorBytes));
+    else
+      (*w)->append(e);
     if (flush < g.flushAfter.size() && g.flushAfter[flush] == i) {
       ++flush;
       Status s = (*w)->flush();

@@ -42,11 +42,18 @@ struct GoldenTrace {
   std::vector<Snapshot> snapshots;
   std::vector<size_t> flushAfter;  // chunk boundaries: flush after events[i]
   TraceEnd end;
+  // The kDiskSector events' bytes: event e's are sectors[e.count * 512, +512)
+  // (count numbers them across the whole trace here; a chunk read back
+  // numbers them within the chunk).
+  std::vector<uint8_t> sectors;
 };
 GoldenTrace goldenV1_0();
 // Format 1.1: the same trace with a fixed trace identity in its header (the
 // writer repeats it in every state, chunk and footer message).
 GoldenTrace goldenV1_1();
+// Format 1.2: replay-computed devices in the header and DiskSector events
+// (with their sector bytes) in the middle and at the end.
+GoldenTrace goldenV1_2();
 
 // Writes `g` with TraceWriter; returns an error message or "".
 std::string writeGolden(const GoldenTrace& g, const std::string& path);
