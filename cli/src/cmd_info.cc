@@ -176,6 +176,9 @@ void printJson(const TraceReader& r, const EventStats& ev) {
               jsonString(h.machine.cmdline).c_str());
   for (size_t i = 0; i < h.machine.devices.size(); ++i)
     std::printf("%s%s", i ? ", " : "", jsonString(h.machine.devices[i]).c_str());
+  std::printf("], \"replayedDevices\": [");
+  for (size_t i = 0; i < h.replayedDevices.size(); ++i)
+    std::printf("%s%s", i ? ", " : "", jsonString(h.replayedDevices[i]).c_str());
   std::printf(
       "]},\n  \"cpuModel\": {\"name\": %s, \"vendor\": \"%s\", \"cpuidLeaves\": %zu, "
       "\"modelMsrs\": %zu},\n",

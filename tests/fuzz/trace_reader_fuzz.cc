@@ -34,7 +34,9 @@ void readEverything(const std::string& path) {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size > 0 && data[0] == 'C') {
     std::vector<ttvm::TraceEvent> out;
-    (void)ttvm::EventChunkCodec::decode(std::span<const uint8_t>(data + 1, size - 1), "fuzz", out);
+    std::vector<uint8_t> sectors;  // the diskSector column too
+    (void)ttvm::EventChunkCodec::decode(std::span<const uint8_t>(data + 1, size - 1), "fuzz", out,
+                                        nullptr, &sectors);
     return 0;
   }
   // The reader takes a path: give it an in-memory file.

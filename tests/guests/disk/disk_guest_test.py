@@ -15,6 +15,7 @@
 """
 import argparse
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -104,6 +105,9 @@ def main():
             counts[f[0]] = int(f[1])
     if "replayed   ide0, ide1" not in info:
         fail("the header does not name the replayed IDE channels:\n" + info)
+    js = json.loads(run([a.ttvm, "info", "--json", trace]).stdout.decode())
+    if js["machine"]["replayedDevices"] != ["ide0", "ide1"]:
+        fail("ttvm info --json: replayedDevices %r" % js["machine"]["replayedDevices"])
     # The kernel (16 sectors) and the slave's directory and files: each
     # sector read from an image once. The scratch sector the guest writes and
     # reads back comes from the write overlay, not the image: not logged.
