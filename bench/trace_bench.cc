@@ -168,7 +168,9 @@ int main(int argc, char** argv) {
     auto t = Clock::now();
     const double c0 = threadCpuSeconds();
     for (const TraceEvent& e : mix) (*w)->append(e);
-    Status s = (*w)->close(TraceEnd{});
+    TraceEnd end;  // the footer may not end before the last event
+    end.steps = mix.empty() ? 0 : mix.back().step;
+    Status s = (*w)->close(end);
     const double sec = threadCpuSeconds() - c0;
     const double wall = secondsSince(t);
     if (!s.ok()) {
@@ -234,14 +236,16 @@ int main(int argc, char** argv) {
     auto t = Clock::now();
     const double c0 = threadCpuSeconds();
     uint64_t written = 0;
+    TraceEnd end;  // at the last event: the footer may not end before it
     for (uint64_t round = 0; (*w)->bytesWritten() < target; ++round) {
       for (TraceEvent e : block) {
         e.step += round * span;
         (*w)->append(e);
+        end.steps = e.step;
       }
       written += block.size();
     }
-    if (!(*w)->close(TraceEnd{}).ok()) return 1;
+    if (!(*w)->close(end).ok()) return 1;
     const double wsec = threadCpuSeconds() - c0;
     const double wwall = secondsSince(t);
     w->reset();

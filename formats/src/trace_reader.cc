@@ -217,31 +217,68 @@ Status checkChunkIdentity(const InputFile& f, uint64_t at, const ChunkIdentity& 
   return {};
 }
 
-// The footer's end of run against the events: a trace whose last event is
-// an EndOfRun (every recording: the recorder appends it at the end step)
-// ends at that event's step. A footer claiming 10^11 steps over events that
-// end at step 328 would make a replay run for hours; it is refused here,
-// naming the footer's and the chunk's offsets.
+// The footer's end of run against the events and the index. The recorder
+// appends EndOfRun at the end step, after every event and snapshot, and
+// `ttvm recover` ends a prefix at its last event or snapshot, so:
+//  - the end may not lie before the last event or the last snapshot;
+//  - when the last event is an EndOfRun, the end is that event's step;
+//  - without one, the end is at most one step past the last event or
+//    snapshot (the step that ended the run, which logged nothing: a triple
+//    fault is a step of its own). A writer that runs further must say so
+//    with an EndOfRun.
+// A footer claiming 10^11 steps over events that end at step 328 would make
+// a replay run for hours; it is refused here, naming the footer's offset and
+// the chunk's (or snapshot's). The last chunk is decoded and a snapshot past
+// it is read, so the bound is the frames', not what the index claims.
 Status checkEndAgainstEvents(const InputFile& f, uint64_t footerAt, const FooterRead& foot) {
-  if (foot.chunks.empty()) return {};
-  const ChunkInfo& last = foot.chunks.back();
-  RawPayload raw;
-  auto hr = f.readFrame(last.offset, kTagChunk, raw);
-  std::vector<TraceEvent> events;
-  // A chunk that cannot be read here is the index's problem (the caller
-  // scans instead); only a readable chunk that contradicts the footer is.
-  if (!hr.ok() ||
-      !EventChunkCodec::decode(raw.span(),
-                               f.path() + ": chunk at byte " + std::to_string(last.offset), events)
-           .ok())
-    return {};
-  if (!events.empty() && events.back().kind == EventKind::kEndOfRun &&
-      events.back().step != foot.end.steps)
-    return makeError(f.path() + ": byte " + std::to_string(footerAt) +
-                     ": footer: the end of run at step " + std::to_string(foot.end.steps) +
-                     " disagrees with the events, which end with EndOfRun at step " +
-                     std::to_string(events.back().step) + " (chunk at byte " +
-                     std::to_string(last.offset) + ")");
+  const uint64_t steps = foot.end.steps;
+  const std::string where = f.path() + ": byte " + std::to_string(footerAt) +
+                            ": footer: the end of run at step " + std::to_string(steps);
+  bool endOfRun = false;
+  uint64_t reach = 0;
+  std::string reachFrame;  // "chunk at byte N" or "snapshot at byte N"
+  if (!foot.chunks.empty()) {
+    const ChunkInfo& last = foot.chunks.back();
+    RawPayload raw;
+    auto hr = f.readFrame(last.offset, kTagChunk, raw);
+    std::vector<TraceEvent> events;
+    // A chunk that cannot be read here is the index's problem (the caller
+    // scans instead); only a readable chunk that contradicts the footer is.
+    if (!hr.ok() ||
+        !EventChunkCodec::decode(
+             raw.span(), f.path() + ": chunk at byte " + std::to_string(last.offset), events)
+             .ok() ||
+        events.empty())
+      return {};
+    endOfRun = events.back().kind == EventKind::kEndOfRun;
+    reach = events.back().step;
+    reachFrame = "chunk at byte " + std::to_string(last.offset);
+    if (endOfRun && reach != steps)
+      return makeError(where + " disagrees with the events, which end with EndOfRun at step " +
+                       std::to_string(reach) + " (" + reachFrame + ")");
+    if (steps < reach)
+      return makeError(where + " lies before the last event, at step " + std::to_string(reach) +
+                       " (" + reachFrame + ")");
+  }
+  if (!foot.snapshots.empty() && foot.snapshots.back().step > reach) {
+    const SnapshotInfo& snap = foot.snapshots.back();
+    if (steps < snap.step)
+      return makeError(where + " lies before the last snapshot, at step " +
+                       std::to_string(snap.step) + " (snapshot at byte " +
+                       std::to_string(snap.offset) + ")");
+    auto read = readMachineState(f, snap.offset, kTagSnap, /*keepPages=*/false, foot.traceId,
+                                 foot.snapshots.size());
+    if (!read.ok()) return {};  // the index's problem, as above
+    reach = read->step;
+    reachFrame = "snapshot at byte " + std::to_string(snap.offset);
+  }
+  if (!endOfRun && steps > reach + 1)
+    return makeError(
+        where +
+        " lies past the recorded run: without an EndOfRun it may end at most "
+        "one step after its last event or snapshot, at step " +
+        std::to_string(reach) +
+        (reachFrame.empty() ? std::string(" (no chunk, no snapshot)") : " (" + reachFrame + ")"));
   return {};
 }
 

@@ -11,9 +11,25 @@
 #include "schema_convert.h"
 #include "trace_samples.h"
 #include "ttvm/formats/trace_reader.h"
+#include "ttvm/formats/trace_writer.h"
 
 namespace ttvm {
 namespace {
+
+// `bytes` (a trace whose footer is at `footerAt`) with that footer replaced
+// by one holding the given index and end, opened from `mem`.
+Result<TraceReader> openWithFooter(const std::vector<uint8_t>& bytes, uint64_t footerAt,
+                                   uint64_t initAt, const std::vector<ChunkInfo>& chunks,
+                                   const std::vector<SnapshotInfo>& snapshots, const TraceEnd& end,
+                                   const TraceId& traceId, testing::MemFile& mem) {
+  std::vector<uint8_t> out(bytes.begin(), bytes.begin() + footerAt);
+  formats::appendFooterFrame(16, initAt, chunks, snapshots, end, traceId, out);
+  const size_t at = out.size();
+  out.resize(at + formats::kTrailerBytes);
+  formats::encodeTrailer(footerAt, out.data() + at);
+  mem.set(out);
+  return TraceReader::open(mem.path());
+}
 
 class HostileIndex : public ::testing::Test {
  protected:
@@ -39,13 +55,7 @@ class HostileIndex : public ::testing::Test {
     return openWith(chunks, end_);
   }
   Result<TraceReader> openWith(const std::vector<ChunkInfo>& chunks, const TraceEnd& end) {
-    std::vector<uint8_t> out(bytes_.begin(), bytes_.begin() + footerAt_);
-    formats::appendFooterFrame(16, initAt_, chunks, snapshots_, end, traceId_, out);
-    const size_t at = out.size();
-    out.resize(at + formats::kTrailerBytes);
-    formats::encodeTrailer(footerAt_, out.data() + at);
-    mem_.set(out);
-    return TraceReader::open(mem_.path());
+    return openWithFooter(bytes_, footerAt_, initAt_, chunks, snapshots_, end, traceId_, mem_);
   }
 
   std::string path_;
@@ -76,6 +86,120 @@ TEST_F(HostileIndex, FooterClaimingMoreStepsThanTheEventsIsRefused) {
   EXPECT_NE(m.find("byte " + std::to_string(footerAt_) + ": footer"), std::string::npos) << m;
   EXPECT_NE(m.find("EndOfRun at step " + std::to_string(end_.steps)), std::string::npos) << m;
   EXPECT_NE(m.find("chunk at byte " + std::to_string(chunks_.back().offset)), std::string::npos)
+      << m;
+}
+
+// A run whose events end at step 328 without an EndOfRun (chunks of 10
+// events), optionally followed by a snapshot at step 400, written once with a
+// footer that agrees; refusal() swaps in a footer claiming `steps`.
+class FooterEnd : public ::testing::Test {
+ protected:
+  struct Run {
+    std::vector<uint8_t> bytes;
+    std::vector<ChunkInfo> chunks;
+    std::vector<SnapshotInfo> snapshots;
+    TraceEnd end;
+    TraceId traceId;
+    uint64_t footerAt = 0;
+    uint64_t initAt = 0;
+  };
+  static void write(const std::string& path, bool snapshot, Run& run) {
+    std::mt19937_64 rng(328);
+    TraceWriter::Options options;
+    options.maxEventsPerChunk = 10;
+    auto w = TraceWriter::create(path, testing::sampleHeader(), InitialState{}, options);
+    ASSERT_TRUE(w.ok()) << w.error().message;
+    for (uint64_t step = 8; step <= 328; step += 8) (*w)->append(TraceEvent::hlt(step));
+    if (snapshot) {
+      Snapshot s;
+      s.step = 400;
+      s.cpu = testing::randomCpuState(rng);
+      s.cpu.steps = 400;
+      s.ram = testing::sampleRam(rng, 1);
+      ASSERT_TRUE((*w)->addSnapshot(s).ok());
+    }
+    TraceEnd end;
+    end.reason = EndReason::kTripleFault;
+    end.steps = snapshot ? 400 : 328;
+    ASSERT_TRUE((*w)->close(end).ok());
+    auto r = TraceReader::open(path);
+    ASSERT_TRUE(r.ok()) << r.error().message;
+    ASSERT_FALSE(r->recovered());
+    ASSERT_EQ(r->chunks().back().lastStep, 328u);
+    run.bytes = testing::readFileBytes(path);
+    run.chunks = r->chunks();
+    run.snapshots = r->snapshots();
+    run.end = *r->end();
+    run.traceId = r->header().traceId;
+    run.footerAt = formats::getU64(run.bytes.data() + run.bytes.size() - formats::kTrailerBytes);
+    run.initAt = 16 + formats::kFrameHeaderBytes + formats::getU32(run.bytes.data() + 16 + 8);
+  }
+  void SetUp() override {
+    path_ = testing::tempPath("footer-end.ttvm");
+    write(path_, false, plain_);
+    write(path_, true, snapshot_);
+  }
+  void TearDown() override { std::remove(path_.c_str()); }
+
+  // "opened", or the refusal of the run with a footer claiming `steps`.
+  std::string refusal(uint64_t steps, bool snapshot) {
+    const Run& run = snapshot ? snapshot_ : plain_;
+    TraceEnd end = run.end;
+    end.steps = steps;
+    auto r = openWithFooter(run.bytes, run.footerAt, run.initAt, run.chunks, run.snapshots, end,
+                            run.traceId, mem_);
+    if (r.ok()) return r->recovered() ? "recovered" : "opened";
+    const std::string& m = r.error().message;
+    EXPECT_NE(m.find("byte " + std::to_string(run.footerAt) + ": footer: the end of run at step " +
+                     std::to_string(steps)),
+              std::string::npos)
+        << m;
+    return m;
+  }
+
+  std::string path_;
+  Run plain_, snapshot_;
+  testing::MemFile mem_;
+  uint64_t chunkAt() const { return plain_.chunks.back().offset; }
+  uint64_t snapshotAt() const { return snapshot_.snapshots.back().offset; }
+};
+
+TEST_F(FooterEnd, ClaimingMoreStepsThanTheChunksWithoutEndOfRunIsRefused) {
+  // Issue 10's 5 KB file: events ending at step 328, no EndOfRun, a footer
+  // claiming 7.3e11 steps.
+  const std::string m = refusal(730'000'000'000ull, false);
+  EXPECT_NE(m.find("lies past the recorded run"), std::string::npos) << m;
+  EXPECT_NE(m.find("at step 328 (chunk at byte " + std::to_string(chunkAt()) + ")"),
+            std::string::npos)
+      << m;
+  // The bound is one step past the last event: the step that ended the run.
+  EXPECT_EQ(refusal(328, false), "opened");
+  EXPECT_EQ(refusal(329, false), "opened");
+  EXPECT_NE(refusal(330, false).find("lies past the recorded run"), std::string::npos);
+}
+
+TEST_F(FooterEnd, EndBeforeTheLastEventIsRefused) {
+  const std::string m = refusal(327, false);
+  EXPECT_NE(m.find("lies before the last event, at step 328 (chunk at byte " +
+                   std::to_string(chunkAt()) + ")"),
+            std::string::npos)
+      << m;
+  EXPECT_NE(refusal(0, false).find("lies before the last event"), std::string::npos);
+}
+
+TEST_F(FooterEnd, ASnapshotPastTheEventsBoundsTheEndBothWays) {
+  // A recording cut off after a snapshot that `ttvm recover` ended there.
+  EXPECT_EQ(refusal(400, true), "opened");
+  EXPECT_EQ(refusal(401, true), "opened");
+  std::string m = refusal(402, true);
+  EXPECT_NE(m.find("lies past the recorded run"), std::string::npos) << m;
+  EXPECT_NE(m.find("at step 400 (snapshot at byte " + std::to_string(snapshotAt()) + ")"),
+            std::string::npos)
+      << m;
+  m = refusal(399, true);
+  EXPECT_NE(m.find("lies before the last snapshot, at step 400 (snapshot at byte " +
+                   std::to_string(snapshotAt()) + ")"),
+            std::string::npos)
       << m;
 }
 

@@ -47,10 +47,22 @@ std::vector<TraceEvent> readAll(const TraceReader& r) {
   return all;
 }
 
+// An end of run at `steps`, the last recorded step (what a footer of a run
+// without an EndOfRun event may claim, see FooterEnd.*).
+TraceEnd endAt(uint64_t steps) {
+  TraceEnd end;
+  end.steps = steps;
+  return end;
+}
+
 void writeTrace(Written& w, const TraceWriter::Options& options = {}) {
-  // A footer must agree with events that end with EndOfRun (the reader
-  // refuses one that does not: TraceHostileIndex.FooterClaimingMoreStepsThanTheEvents).
-  if (!w.events.empty() && w.events.back().kind == EventKind::kEndOfRun)
+  // A footer must agree with the events: it ends at a final EndOfRun's step,
+  // and otherwise no earlier than the last event and at most one step later
+  // (the reader refuses other footers: HostileIndex.FooterClaimingMoreSteps…,
+  // FooterEnd.*).
+  if (!w.events.empty() &&
+      (w.events.back().kind == EventKind::kEndOfRun || w.end.steps < w.events.back().step ||
+       w.end.steps > w.events.back().step + 1))
     w.end.steps = w.events.back().step;
   auto writer = TraceWriter::create(w.path, w.header, w.initial, options);
   ASSERT_TRUE(writer.ok()) << writer.error().message;
@@ -246,7 +258,7 @@ TEST(TraceRoundTrip, Snapshots) {
       ASSERT_TRUE((*w)->addSnapshot(s).ok());
       snaps.push_back(s);
     }
-    ASSERT_TRUE((*w)->close(TraceEnd{}).ok());
+    ASSERT_TRUE((*w)->close(endAt(step)).ok());
   }
   auto r = TraceReader::open(path);
   ASSERT_TRUE(r.ok()) << r.error().message;
@@ -327,7 +339,7 @@ TEST(TraceRoundTrip, OwnerDrivenHandOver) {
   EXPECT_EQ((*w)->eventsAppended(), 250u);
   EXPECT_TRUE((*w)->flush().ok());  // waits for the thread
   EXPECT_EQ((*w)->chunksWritten(), 3u);
-  EXPECT_TRUE((*w)->close(TraceEnd{}).ok());
+  EXPECT_TRUE((*w)->close(endAt(249)).ok());
   auto r = TraceReader::open(path);
   ASSERT_TRUE(r.ok()) << r.error().message;
   ASSERT_EQ(r->chunkCount(), 3u);
@@ -479,7 +491,7 @@ TEST(TraceReaderThreads, ConstMethodsFromSeveralThreads) {
     auto w = TraceWriter::create(path, TraceHeader{}, InitialState{}, options);
     ASSERT_TRUE(w.ok());
     for (const TraceEvent& e : events) (*w)->append(e);
-    ASSERT_TRUE((*w)->close(TraceEnd{}).ok());
+    ASSERT_TRUE((*w)->close(endAt(events.back().step)).ok());
   }
   auto r = TraceReader::open(path);
   ASSERT_TRUE(r.ok());
