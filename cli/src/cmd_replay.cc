@@ -13,6 +13,7 @@
 
 #include "cli_args.h"
 #include "commands.h"
+#include "ttvm/base/hex.h"
 #include "ttvm/formats/trace_reader.h"
 #include "ttvm/replayer/backtrace.h"
 #include "ttvm/replayer/timeline.h"
@@ -51,12 +52,6 @@ const char* kReplayHelp =
     "most guest RAM)\n"
     "  -h, --help             this text\n\n"
     "Ctrl-C cancels a long operation.\n";
-
-std::string hex(uint64_t v) {
-  char buf[24];
-  std::snprintf(buf, sizeof buf, "0x%" PRIx64, v);
-  return buf;
-}
 
 void printRegisters(const CpuState& s) {
   static const char* kNames[] = {"rax", "rcx", "rdx", "rbx", "rsp", "rbp", "rsi", "rdi",

@@ -12,12 +12,6 @@
 
 namespace ttvm::formats {
 
-std::string hex(uint64_t v) {
-  char buf[24];
-  std::snprintf(buf, sizeof buf, "0x%llx", static_cast<unsigned long long>(v));
-  return buf;
-}
-
 std::string tagName(uint32_t tag) {
   std::string s;
   for (int i = 0; i < 4; ++i) {

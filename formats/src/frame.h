@@ -10,6 +10,7 @@
 #include <string_view>
 #include <vector>
 
+#include "ttvm/base/hex.h"
 #include "ttvm/base/result.h"
 #include "ttvm/formats/trace_types.h"
 
@@ -133,7 +134,5 @@ inline uint32_t getU32(const uint8_t* p) {
 inline uint64_t getU64(const uint8_t* p) {
   return uint64_t(getU32(p)) | uint64_t(getU32(p + 4)) << 32;
 }
-
-std::string hex(uint64_t v);
 
 }  // namespace ttvm::formats

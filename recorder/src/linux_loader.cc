@@ -17,6 +17,7 @@
 #include <cstdio>
 #include <cstring>
 
+#include "ttvm/base/hex.h"
 #include "ttvm/recorder/firmware.h"
 #include "ttvm/recorder/loader.h"
 #include "ttvm/recorder/machine.h"
@@ -50,12 +51,6 @@ constexpr uint8_t kTypeOfLoaderUndefined = 0xFF;  // ttvm has no assigned boot l
 std::string protocolName(uint16_t version) {
   char b[16];
   std::snprintf(b, sizeof b, "%u.%02u", version >> 8, version & 0xFF);
-  return b;
-}
-
-std::string hex(uint64_t v) {
-  char b[24];
-  std::snprintf(b, sizeof b, "0x%" PRIx64, v);
   return b;
 }
 

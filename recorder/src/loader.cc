@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <cstring>
 
+#include "ttvm/base/hex.h"
 #include "ttvm/recorder/disk_image.h"
 #include "ttvm/recorder/firmware.h"
 #include "ttvm/recorder/machine.h"
@@ -23,12 +24,6 @@ constexpr uint32_t kMultibootBootloaderMagic = 0x2BADB002;
 constexpr uint32_t kMultibootAoutKludge = 1u << 16;
 constexpr uint64_t kStackTop = 0x80000;  // initial stack for non-multiboot entries
 constexpr uint64_t kPageTableCandidates[] = {0x70000, 0x1000, 0x90000};
-
-std::string hex(uint64_t v) {
-  char b[24];
-  std::snprintf(b, sizeof b, "0x%" PRIx64, v);
-  return b;
-}
 
 template <typename T>
 bool readStruct(std::span<const uint8_t> f, uint64_t off, T& out) {

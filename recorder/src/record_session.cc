@@ -10,19 +10,10 @@
 #include <thread>
 
 #include "tail_replay.h"
+#include "ttvm/base/hex.h"
 #include "ttvm/base/log.h"
 
 namespace ttvm {
-namespace {
-
-std::string hex(uint64_t v) {
-  char b[24];
-  std::snprintf(b, sizeof b, "0x%" PRIx64, v);
-  return b;
-}
-
-}  // namespace
-
 RecordSession::RecordSession(Machine& machine, LoadedGuest guest, RecordOptions options)
     : machine_(machine), guest_(std::move(guest)), options_(std::move(options)) {}
 

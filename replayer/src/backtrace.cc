@@ -5,17 +5,12 @@
 #include <cstdio>
 #include <cstring>
 
+#include "ttvm/base/hex.h"
 #include "ttvm/emulator/disassembler.h"
 #include "ttvm/replayer/timeline.h"
 
 namespace ttvm {
 namespace {
-
-std::string hex(uint64_t v) {
-  char buf[24];
-  std::snprintf(buf, sizeof buf, "0x%" PRIx64, v);
-  return buf;
-}
 
 // RFLAGS bits that read as 1 (bit 1) and as 0 (3, 5, 15, 22-63).
 constexpr uint64_t kFlagsFixed1 = 1u << 1;

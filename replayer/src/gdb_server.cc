@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <cstdlib>
 
+#include "ttvm/base/hex.h"
 #include "ttvm/replayer/backtrace.h"
 #include "ttvm/replayer/gdb_protocol.h"
 
@@ -24,12 +25,6 @@ std::optional<std::pair<uint64_t, uint64_t>> parseAddrLen(std::string_view s) {
   const auto l = gdbParseHexU64(s.substr(comma + 1));
   if (!a || !l) return std::nullopt;
   return std::make_pair(*a, *l);
-}
-
-std::string hex(uint64_t v) {
-  char buf[24];
-  std::snprintf(buf, sizeof buf, "0x%" PRIx64, v);
-  return buf;
 }
 
 // A number (decimal, 0x hex) in monitor arguments.

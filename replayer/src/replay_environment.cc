@@ -4,18 +4,13 @@
 #include <cstring>
 #include <sstream>
 
+#include "ttvm/base/hex.h"
 #include "ttvm/recorder/machine.h"
 
 namespace ttvm {
 namespace {
 
 constexpr size_t kChunkCacheSize = 6;
-
-std::string hex(uint64_t v) {
-  char buf[24];
-  std::snprintf(buf, sizeof buf, "0x%llx", static_cast<unsigned long long>(v));
-  return buf;
-}
 
 std::string request(const char* what, uint64_t address, unsigned size) {
   std::ostringstream o;

@@ -5,20 +5,11 @@
 #include <cstring>
 #include <sstream>
 
+#include "ttvm/base/hex.h"
 #include "ttvm/base/log.h"
 #include "ttvm/recorder/machine.h"
 
 namespace ttvm {
-namespace {
-
-std::string hex(uint64_t v) {
-  char buf[24];
-  std::snprintf(buf, sizeof buf, "0x%llx", static_cast<unsigned long long>(v));
-  return buf;
-}
-
-}  // namespace
-
 const char* toString(SessionStopKind k) {
   switch (k) {
     case SessionStopKind::kTarget: return "target";
