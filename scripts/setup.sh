@@ -13,7 +13,7 @@ packages=(
   nasm gdb binutils
   qemu-system-x86
   python3 ccache
-  cpio acpica-tools
+  cpio acpica-tools xz-utils
 )
 
 missing=()

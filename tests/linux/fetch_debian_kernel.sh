@@ -4,7 +4,9 @@
 # current kernel is resolved through the flavour's metapackage
 # (linux-image-cloud-amd64 or linux-image-amd64), each package is fetched with
 # `apt-get download` and unpacked with `dpkg-deb -x`, and only the files the
-# tests use are kept: vmlinuz, System.map, the pvpanic modules, busybox.
+# tests use are kept: vmlinuz, System.map, the pvpanic modules, the KVM
+# modules (irqbypass, kvm, kvm-amd, kvm-intel: the nested-VM harness
+# scripts/nested_kvm.sh loads them; .ko.xz ones are decompressed), busybox.
 #
 # usage: fetch_debian_kernel.sh cloud|generic
 # Prints KEY=VALUE lines (KERNEL, SYSTEM_MAP, MODULES_DIR, BUSYBOX, RELEASE).
@@ -40,15 +42,25 @@ image=$(dpkg-deb -f "$work"/"$meta"_*.deb Depends | tr ',' '\n' | sed -n 's/^ *\
 [ -n "$image" ] || { echo "fetch_debian_kernel.sh: $meta names no linux-image-<version> package" >&2; exit 1; }
 release=${image#linux-image-}
 dest="$cache/$release"
-if [ ! -f "$dest/vmlinuz" ]; then
+if [ ! -f "$dest/vmlinuz" ] || [ ! -f "$dest/modules/kvm.ko" ]; then
   download "$image"
   dpkg-deb -x "$work/$image"_*.deb "$work/x"
   mkdir -p "$dest.tmp/modules"
   cp "$work/x/boot/vmlinuz-$release" "$dest.tmp/vmlinuz"
   cp "$work/x/boot/System.map-$release" "$dest.tmp/System.map"
   cp "$work/x/boot/config-$release" "$dest.tmp/config"
-  find "$work/x/lib/modules" -name 'pvpanic*.ko*' -exec cp {} "$dest.tmp/modules/" \;
-  rm -rf "$dest" && mv "$dest.tmp" "$dest"
+  find "$work/x/lib/modules" \( -name 'pvpanic*.ko*' -o -name 'irqbypass.ko*' -o -name 'kvm.ko*' \
+    -o -name 'kvm-amd.ko*' -o -name 'kvm-intel.ko*' \) -exec cp {} "$dest.tmp/modules/" \;
+  for z in "$dest.tmp"/modules/*.ko.xz; do
+    [ -e "$z" ] || continue
+    command -v xz >/dev/null || { echo "fetch_debian_kernel.sh: xz is needed to decompress $(basename "$z")" >&2; exit 1; }
+    xz -d "$z"
+  done
+  # Replace only these files: $dest also holds what other tests fetched
+  # (crash_symbols_test.py's dbg/). vmlinuz last: it marks a complete fetch.
+  mkdir -p "$dest" && rm -rf "$dest/modules"
+  for f in modules System.map config vmlinuz; do mv -f "$dest.tmp/$f" "$dest/$f"; done
+  rm -rf "$dest.tmp"
 fi
 if [ ! -x "$cache/busybox" ]; then
   download busybox-static

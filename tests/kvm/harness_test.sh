@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# ctest -L kvm: the nested-VM harness (scripts/nested_kvm.sh) itself. A real
+# boot runs a shell inside the VM: its output and its exit status (3) must come
+# back through the serial console. Fake QEMUs check that a VM that never comes
+# up, or hangs, fails loudly instead of passing, and that a missing QEMU skips.
+#
+# usage: harness_test.sh NESTED_KVM_SH
+# Exits 77 (skip) when the harness skips the real boot (no QEMU, no kernel
+# packages, no /dev/kvm inside the VM).
+set -uo pipefail
+harness=${1:?usage: harness_test.sh NESTED_KVM_SH}
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+failures=0
+check() {  # check NAME WANT_STATUS WANT_TEXT STATUS OUTPUT_FILE
+  if [ "$4" -ne "$2" ] || ! grep -q -- "$3" "$5"; then
+    echo "FAIL: $1: status $4 (want $2), output should contain '$3':"
+    sed 's/^/  | /' "$5"
+    failures=$((failures + 1))
+  else
+    echo "ok: $1 (status $4)"
+  fi
+}
+
+# A real boot: the command's output and status come back.
+bash "$harness" --timeout 90 -- /bin/sh -c 'echo "inside: $(ls /dev/kvm)"; exit 3' >"$work/real" 2>&1
+rc=$?
+if [ $rc -eq 77 ]; then
+  cat "$work/real"
+  exit 77
+fi
+check "real boot" 3 "inside: /dev/kvm" $rc "$work/real"
+grep -q "ttvm-nested: /dev/kvm ready" "$work/real" || { echo "FAIL: no ready line"; failures=$((failures + 1)); }
+
+# A "QEMU" that exits 0 at once, printing nothing: the VM never came up.
+printf '#!/bin/sh\necho "fake firmware"\nexit 0\n' >"$work/qemu-silent"
+# A "QEMU" that hangs.
+printf '#!/bin/sh\nsleep 600\n' >"$work/qemu-hang"
+# A "QEMU" whose guest comes up but loses the command (no sentinel).
+printf '#!/bin/sh\necho "ttvm-nested: /dev/kvm ready, 1 CPU"\necho "Kernel panic"\nexit 0\n' >"$work/qemu-panic"
+chmod +x "$work"/qemu-*
+QEMU="$work/qemu-silent" bash "$harness" -- /bin/true >"$work/silent" 2>&1
+check "VM never up" 1 "never reached its /init" $? "$work/silent"
+grep -q "fake firmware" "$work/silent" || { echo "FAIL: the console tail is not shown"; failures=$((failures + 1)); }
+QEMU="$work/qemu-hang" bash "$harness" --timeout 3 -- /bin/true >"$work/hang" 2>&1
+check "VM hangs" 1 "no end after 3 s" $? "$work/hang"
+QEMU="$work/qemu-panic" bash "$harness" -- /bin/true >"$work/panic" 2>&1
+check "no sentinel" 1 "no 'ttvm-nested-exit: N' sentinel" $? "$work/panic"
+QEMU=/nonexistent/qemu bash "$harness" -- /bin/true >"$work/noqemu" 2>&1
+check "no QEMU" 77 "SKIP: /nonexistent/qemu not found" $? "$work/noqemu"
+
+[ $failures -eq 0 ] || { echo "$failures harness check(s) failed"; exit 1; }
+echo "harness: all checks passed"
