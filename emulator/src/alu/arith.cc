@@ -21,17 +21,17 @@ struct Binary {
         } else if (i.op[1].kind == OpKind::kImm) {
           b = static_cast<T>(i.imm);
         } else {
-          TTVM_TRY(cpu.readOp<T>(i, 1, b));
+          TTVM_RETURN_ON_FAULT(cpu.readOp<T>(i, 1, b));
         }
         const AluResult<T> r = Op::apply(a, b, cpu.rflags());
         if constexpr (kWrites) cpu.writeGpr<T>(i.op[0].reg, r.value);
         cpu.rflags() = r.rflags;
         return ExecStatus::kNext;
       }
-      TTVM_TRY(cpu.readOp<T>(i, 0, a));
-      TTVM_TRY(cpu.readOp<T>(i, 1, b));
+      TTVM_RETURN_ON_FAULT(cpu.readOp<T>(i, 0, a));
+      TTVM_RETURN_ON_FAULT(cpu.readOp<T>(i, 1, b));
       const AluResult<T> r = Op::apply(a, b, cpu.rflags());
-      if constexpr (kWrites) TTVM_TRY(cpu.writeOp<T>(i, 0, r.value));
+      if constexpr (kWrites) TTVM_RETURN_ON_FAULT(cpu.writeOp<T>(i, 0, r.value));
       cpu.rflags() = r.rflags;
       return ExecStatus::kNext;
     }
@@ -94,9 +94,9 @@ struct Unary {
         return ExecStatus::kNext;
       }
       T a;
-      TTVM_TRY(cpu.readOp<T>(i, 0, a));
+      TTVM_RETURN_ON_FAULT(cpu.readOp<T>(i, 0, a));
       const AluResult<T> r = Op::apply(a, cpu.rflags());
-      TTVM_TRY(cpu.writeOp<T>(i, 0, r.value));
+      TTVM_RETURN_ON_FAULT(cpu.writeOp<T>(i, 0, r.value));
       cpu.rflags() = r.rflags;
       return ExecStatus::kNext;
     }

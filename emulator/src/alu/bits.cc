@@ -22,20 +22,21 @@ struct BitTest {
     static ExecStatus run(CpuImpl& cpu, const Instr& i) {
       using S = std::make_signed_t<T>;
       T offset;
-      TTVM_TRY(cpu.readOp<T>(i, 1, offset));
+      TTVM_RETURN_ON_FAULT(cpu.readOp<T>(i, 1, offset));
       T v;
       AluResult<T> r{};
       if (i.op[0].kind != OpKind::kMem || i.op[1].kind == OpKind::kImm) {
-        TTVM_TRY(cpu.readOp<T>(i, 0, v));
+        TTVM_RETURN_ON_FAULT(cpu.readOp<T>(i, 0, v));
         r = apply(v, offset, cpu.rflags());
-        if constexpr (kOp != BitOp::kTest) TTVM_TRY(cpu.writeOp<T>(i, 0, r.value));
+        if constexpr (kOp != BitOp::kTest) TTVM_RETURN_ON_FAULT(cpu.writeOp<T>(i, 0, r.value));
       } else {
         const int64_t index = int64_t(S(offset)) >> (sizeof(T) == 2 ? 4 : sizeof(T) == 4 ? 5 : 6);
         const uint64_t ea =
             CpuImpl::truncAddr(cpu.effectiveAddress(i) + uint64_t(index) * sizeof(T), i.addrSize);
-        TTVM_TRY(cpu.readMem<T>(i.mem.seg, ea, v));
+        TTVM_RETURN_ON_FAULT(cpu.readMem<T>(i.mem.seg, ea, v));
         r = apply(v, offset, cpu.rflags());
-        if constexpr (kOp != BitOp::kTest) TTVM_TRY(cpu.writeMem<T>(i.mem.seg, ea, r.value));
+        if constexpr (kOp != BitOp::kTest)
+          TTVM_RETURN_ON_FAULT(cpu.writeMem<T>(i.mem.seg, ea, r.value));
       }
       cpu.rflags() = r.rflags;
       return ExecStatus::kNext;
@@ -61,7 +62,7 @@ struct BitScan {
   struct H {
     static ExecStatus run(CpuImpl& cpu, const Instr& i) {
       T src;
-      TTVM_TRY(cpu.readOp<T>(i, 1, src));
+      TTVM_RETURN_ON_FAULT(cpu.readOp<T>(i, 1, src));
       const T dest = cpu.readGpr<T>(i.op[0].reg);
       const AluResult<T> r = kForward ? bsf(dest, src, cpu.rflags()) : bsr(dest, src, cpu.rflags());
       if (src != 0) cpu.writeGpr<T>(i.op[0].reg, r.value);
@@ -79,7 +80,7 @@ struct Count {
   struct H {
     static ExecStatus run(CpuImpl& cpu, const Instr& i) {
       T src;
-      TTVM_TRY(cpu.readOp<T>(i, 1, src));
+      TTVM_RETURN_ON_FAULT(cpu.readOp<T>(i, 1, src));
       const uint64_t f = cpu.rflags();
       const AluResult<T> r = kOp == CountOp::kTz   ? tzcnt(src, f)
                              : kOp == CountOp::kLz ? lzcnt(src, f)

@@ -23,7 +23,7 @@ template <class T>
 struct Mul {
   static ExecStatus run(CpuImpl& cpu, const Instr& i) {
     T src;
-    TTVM_TRY(cpu.readOp<T>(i, 0, src));
+    TTVM_RETURN_ON_FAULT(cpu.readOp<T>(i, 0, src));
     const MulResult<T> r = mul(cpu.readGpr<T>(kRax), src, cpu.rflags());
     storeWide(cpu, r);
     cpu.rflags() = r.rflags;
@@ -36,7 +36,7 @@ struct Imul {
   static ExecStatus run(CpuImpl& cpu, const Instr& i) {
     if (i.numOps == 1) {
       T src;
-      TTVM_TRY(cpu.readOp<T>(i, 0, src));
+      TTVM_RETURN_ON_FAULT(cpu.readOp<T>(i, 0, src));
       const MulResult<T> r = imul(cpu.readGpr<T>(kRax), src, cpu.rflags());
       storeWide(cpu, r);
       cpu.rflags() = r.rflags;
@@ -47,14 +47,14 @@ struct Imul {
     } else {
       // Two-operand: op[0] *= op[1]; three-operand: op[0] = op[1] * op[2] (imm).
       T a, b;
-      TTVM_TRY(cpu.readOp<T>(i, 1, b));
+      TTVM_RETURN_ON_FAULT(cpu.readOp<T>(i, 1, b));
       if (i.numOps >= 3) {
-        TTVM_TRY(cpu.readOp<T>(i, 2, a));
+        TTVM_RETURN_ON_FAULT(cpu.readOp<T>(i, 2, a));
       } else {
-        TTVM_TRY(cpu.readOp<T>(i, 0, a));
+        TTVM_RETURN_ON_FAULT(cpu.readOp<T>(i, 0, a));
       }
       const MulResult<T> r = imul(a, b, cpu.rflags());
-      TTVM_TRY(cpu.writeOp<T>(i, 0, r.lo));
+      TTVM_RETURN_ON_FAULT(cpu.writeOp<T>(i, 0, r.lo));
       cpu.rflags() = r.rflags;
       return ExecStatus::kNext;
     }
@@ -69,7 +69,7 @@ struct Divide {
   struct H {
     static ExecStatus run(CpuImpl& cpu, const Instr& i) {
       T src;
-      TTVM_TRY(cpu.readOp<T>(i, 0, src));
+      TTVM_RETURN_ON_FAULT(cpu.readOp<T>(i, 0, src));
       T hi, lo;
       if constexpr (sizeof(T) == 1) {
         const uint16_t ax = cpu.readGpr<uint16_t>(kRax);

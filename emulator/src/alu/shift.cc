@@ -31,16 +31,16 @@ struct Shift {
     static ExecStatus run(CpuImpl& cpu, const Instr& i) {
       T a;
       uint8_t count;
-      TTVM_TRY(readCount(cpu, i, 1, count));
+      TTVM_RETURN_ON_FAULT(readCount(cpu, i, 1, count));
       if (__builtin_expect(i.op[0].kind == OpKind::kGpr, 1)) {
         const AluResult<T> r = Op::apply(cpu.readGpr<T>(i.op[0].reg), count, cpu.rflags());
         cpu.writeGpr<T>(i.op[0].reg, r.value);
         cpu.rflags() = r.rflags;
         return ExecStatus::kNext;
       }
-      TTVM_TRY(cpu.readOp<T>(i, 0, a));
+      TTVM_RETURN_ON_FAULT(cpu.readOp<T>(i, 0, a));
       const AluResult<T> r = Op::apply(a, count, cpu.rflags());
-      TTVM_TRY(cpu.writeOp<T>(i, 0, r.value));
+      TTVM_RETURN_ON_FAULT(cpu.writeOp<T>(i, 0, r.value));
       cpu.rflags() = r.rflags;
       return ExecStatus::kNext;
     }
@@ -71,12 +71,12 @@ struct DoubleShift {
     static ExecStatus run(CpuImpl& cpu, const Instr& i) {
       T d, s;
       uint8_t count;
-      TTVM_TRY(cpu.readOp<uint8_t>(i, 2, count));
-      TTVM_TRY(cpu.readOp<T>(i, 1, s));
-      TTVM_TRY(cpu.readOp<T>(i, 0, d));
+      TTVM_RETURN_ON_FAULT(cpu.readOp<uint8_t>(i, 2, count));
+      TTVM_RETURN_ON_FAULT(cpu.readOp<T>(i, 1, s));
+      TTVM_RETURN_ON_FAULT(cpu.readOp<T>(i, 0, d));
       const AluResult<T> r =
           kLeft ? shld(d, s, count, cpu.rflags()) : shrd(d, s, count, cpu.rflags());
-      TTVM_TRY(cpu.writeOp<T>(i, 0, r.value));
+      TTVM_RETURN_ON_FAULT(cpu.writeOp<T>(i, 0, r.value));
       cpu.rflags() = r.rflags;
       return ExecStatus::kNext;
     }

@@ -38,24 +38,24 @@ ExecStatus jmp(CpuImpl& c, const Instr& i) {
   if (i.opcode == 0xFF && i.modrmReg == 5) {  // far: JMP m16:xx
     uint16_t sel;
     uint64_t off;
-    TTVM_TRY(readFarPointer(c, i, sel, off));
+    TTVM_RETURN_ON_FAULT(readFarPointer(c, i, sel, off));
     return c.farJump(sel, off, i);
   }
   uint64_t t = 0;
   switch (i.opSize) {
     case 2: {
       uint16_t v;
-      TTVM_TRY(c.readOp<uint16_t>(i, 0, v));
+      TTVM_RETURN_ON_FAULT(c.readOp<uint16_t>(i, 0, v));
       t = v;
       break;
     }
     case 4: {
       uint32_t v;
-      TTVM_TRY(c.readOp<uint32_t>(i, 0, v));
+      TTVM_RETURN_ON_FAULT(c.readOp<uint32_t>(i, 0, v));
       t = v;
       break;
     }
-    default: TTVM_TRY(c.readOp<uint64_t>(i, 0, t)); break;
+    default: TTVM_RETURN_ON_FAULT(c.readOp<uint64_t>(i, 0, t)); break;
   }
   return c.jumpTo(t);
 }
@@ -75,7 +75,7 @@ ExecStatus call(CpuImpl& c, const Instr& i) {
   if (i.opcode == 0xFF && i.modrmReg == 3) {  // far: CALL m16:xx
     uint16_t sel;
     uint64_t off;
-    TTVM_TRY(readFarPointer(c, i, sel, off));
+    TTVM_RETURN_ON_FAULT(readFarPointer(c, i, sel, off));
     return c.farCall(sel, off, i);
   }
   uint64_t t;
@@ -86,21 +86,21 @@ ExecStatus call(CpuImpl& c, const Instr& i) {
     switch (i.opSize) {
       case 2: {
         uint16_t v;
-        TTVM_TRY(c.readOp<uint16_t>(i, 0, v));
+        TTVM_RETURN_ON_FAULT(c.readOp<uint16_t>(i, 0, v));
         t = v;
         break;
       }
       case 4: {
         uint32_t v;
-        TTVM_TRY(c.readOp<uint32_t>(i, 0, v));
+        TTVM_RETURN_ON_FAULT(c.readOp<uint32_t>(i, 0, v));
         t = v;
         break;
       }
-      default: TTVM_TRY(c.readOp<uint64_t>(i, 0, t)); break;
+      default: TTVM_RETURN_ON_FAULT(c.readOp<uint64_t>(i, 0, t)); break;
     }
   }
-  TTVM_TRY(targetOk(c, t));
-  TTVM_TRY(c.pushSized(i.opSize, c.nextRip(i)));
+  TTVM_RETURN_ON_FAULT(targetOk(c, t));
+  TTVM_RETURN_ON_FAULT(c.pushSized(i.opSize, c.nextRip(i)));
   c.setRip(t);
   return ExecStatus::kJumped;
 }
@@ -111,7 +111,7 @@ ExecStatus ret(CpuImpl& c, const Instr& i) {
   if (i.opcode == 0xCA || i.opcode == 0xCB) return retf(c, i);
   const uint64_t savedSp = c.gpr(Gpr::kRsp);
   uint64_t t;
-  TTVM_TRY(c.popSized(i.opSize, t));
+  TTVM_RETURN_ON_FAULT(c.popSized(i.opSize, t));
   if (!targetOk(c, t)) {
     c.gpr(Gpr::kRsp) = savedSp;
     return ExecStatus::kException;
@@ -136,7 +136,7 @@ ExecStatus loop(CpuImpl& c, const Instr& i) {
   if (k == LoopKind::kLoopne) take = take && !(c.rflags() & flags::kZF);
   if (take) {
     const uint64_t t = relTarget(c, i);
-    TTVM_TRY(targetOk(c, t));
+    TTVM_RETURN_ON_FAULT(targetOk(c, t));
     c.setRip(t);
   }
   writeAddrReg(c, Gpr::kRcx, i.addrSize, count);
@@ -180,8 +180,9 @@ struct Bound {
     using S = std::make_signed_t<T>;
     const uint64_t ea = c.effectiveAddress(i);
     T lo, hi;
-    TTVM_TRY(c.readMem<T>(i.mem.seg, ea, lo));
-    TTVM_TRY(c.readMem<T>(i.mem.seg, CpuImpl::truncAddr(ea + sizeof(T), i.addrSize), hi));
+    TTVM_RETURN_ON_FAULT(c.readMem<T>(i.mem.seg, ea, lo));
+    TTVM_RETURN_ON_FAULT(
+        c.readMem<T>(i.mem.seg, CpuImpl::truncAddr(ea + sizeof(T), i.addrSize), hi));
     const S v = static_cast<S>(c.readGpr<T>(i.op[0].reg));
     if (v < static_cast<S>(lo) || v > static_cast<S>(hi)) return c.raise(vec::kBR);
     return ExecStatus::kNext;

@@ -10,8 +10,8 @@
 //
 // Handler contract: see exec/instr.h. In short, every accessor that can fault
 // returns bool (false = the exception is recorded; return
-// ExecStatus::kException, e.g. via TTVM_TRY), and raise*() record an exception
-// and return ExecStatus::kException.
+// ExecStatus::kException, e.g. via TTVM_RETURN_ON_FAULT), and raise*() record
+// an exception and return ExecStatus::kException.
 //
 // Address spaces:
 //   effective address (ea): offset inside a segment, computed from the ModRM

@@ -18,14 +18,14 @@ ExecStatus movSegment(CpuImpl& c, const Instr& i) {
     const unsigned s = i.op[0].reg;
     if (s == 1) return c.raiseUd();  // MOV CS
     uint16_t sel;
-    TTVM_TRY(c.readOp<uint16_t>(i, 1, sel));
-    TTVM_TRY(c.loadSegment(static_cast<SegReg>(s), sel));
+    TTVM_RETURN_ON_FAULT(c.readOp<uint16_t>(i, 1, sel));
+    TTVM_RETURN_ON_FAULT(c.loadSegment(static_cast<SegReg>(s), sel));
     if (s == 2) c.state().pending.shadow = InterruptShadow::kMovSs;
     return ExecStatus::kNext;
   }
   const uint16_t sel = c.state().seg[i.op[1].reg].selector;
   if (i.op[0].kind == OpKind::kMem) {
-    TTVM_TRY(c.writeMem<uint16_t>(i.mem.seg, c.effectiveAddress(i), sel));
+    TTVM_RETURN_ON_FAULT(c.writeMem<uint16_t>(i.mem.seg, c.effectiveAddress(i), sel));
   } else {
     c.writeGprSized(i.op[0].reg, i.op[0].size, sel);  // 32/64-bit: zero-extended
   }
@@ -37,8 +37,8 @@ struct Mov {
   static ExecStatus run(CpuImpl& c, const Instr& i) {
     if (__builtin_expect(plainKind(i.op[0].kind) && plainKind(i.op[1].kind), 1)) {
       T v;
-      TTVM_TRY(c.readOp<T>(i, 1, v));
-      TTVM_TRY(c.writeOp<T>(i, 0, v));
+      TTVM_RETURN_ON_FAULT(c.readOp<T>(i, 1, v));
+      TTVM_RETURN_ON_FAULT(c.writeOp<T>(i, 0, v));
       return ExecStatus::kNext;
     }
     if (i.op[0].kind == OpKind::kSeg || i.op[1].kind == OpKind::kSeg) return movSegment(c, i);
@@ -62,18 +62,18 @@ ExecStatus movRI(CpuImpl& c, const Instr& i) {
 template <typename T>
 ExecStatus movRM(CpuImpl& c, const Instr& i) {
   T v;
-  TTVM_TRY(c.readMem<T>(i.mem.seg, c.effectiveAddress(i), v));
+  TTVM_RETURN_ON_FAULT(c.readMem<T>(i.mem.seg, c.effectiveAddress(i), v));
   c.writeGpr<T>(i.op[0].reg, v);
   return ExecStatus::kNext;
 }
 template <typename T>
 ExecStatus movMR(CpuImpl& c, const Instr& i) {
-  TTVM_TRY(c.writeMem<T>(i.mem.seg, c.effectiveAddress(i), c.readGpr<T>(i.op[1].reg)));
+  TTVM_RETURN_ON_FAULT(c.writeMem<T>(i.mem.seg, c.effectiveAddress(i), c.readGpr<T>(i.op[1].reg)));
   return ExecStatus::kNext;
 }
 template <typename T>
 ExecStatus movMI(CpuImpl& c, const Instr& i) {
-  TTVM_TRY(c.writeMem<T>(i.mem.seg, c.effectiveAddress(i), static_cast<T>(i.imm)));
+  TTVM_RETURN_ON_FAULT(c.writeMem<T>(i.mem.seg, c.effectiveAddress(i), static_cast<T>(i.imm)));
   return ExecStatus::kNext;
 }
 
@@ -128,7 +128,7 @@ template <typename T>
 struct Movzx {
   static ExecStatus run(CpuImpl& c, const Instr& i) {
     uint64_t v;
-    TTVM_TRY(readSource(c, i, 1, v));
+    TTVM_RETURN_ON_FAULT(readSource(c, i, 1, v));
     c.writeGpr<T>(i.op[0].reg, static_cast<T>(v));
     return ExecStatus::kNext;
   }
@@ -138,7 +138,7 @@ template <typename T>
 struct Movsx {
   static ExecStatus run(CpuImpl& c, const Instr& i) {
     uint64_t v;
-    TTVM_TRY(readSource(c, i, 1, v));
+    TTVM_RETURN_ON_FAULT(readSource(c, i, 1, v));
     const unsigned bits = i.op[1].size * 8;
     const int64_t s = bits >= 64 ? static_cast<int64_t>(v)
                                  : static_cast<int64_t>(v << (64 - bits)) >> (64 - bits);
@@ -151,15 +151,15 @@ template <typename T>
 struct Xchg {
   static ExecStatus run(CpuImpl& c, const Instr& i) {
     T a, b;
-    TTVM_TRY(c.readOp<T>(i, 0, a));
-    TTVM_TRY(c.readOp<T>(i, 1, b));
+    TTVM_RETURN_ON_FAULT(c.readOp<T>(i, 0, a));
+    TTVM_RETURN_ON_FAULT(c.readOp<T>(i, 1, b));
     // Memory (if any) first: a fault leaves the registers unchanged.
     if (i.op[1].kind == OpKind::kMem) {
-      TTVM_TRY(c.writeOp<T>(i, 1, a));
-      TTVM_TRY(c.writeOp<T>(i, 0, b));
+      TTVM_RETURN_ON_FAULT(c.writeOp<T>(i, 1, a));
+      TTVM_RETURN_ON_FAULT(c.writeOp<T>(i, 0, b));
     } else {
-      TTVM_TRY(c.writeOp<T>(i, 0, b));
-      TTVM_TRY(c.writeOp<T>(i, 1, a));
+      TTVM_RETURN_ON_FAULT(c.writeOp<T>(i, 0, b));
+      TTVM_RETURN_ON_FAULT(c.writeOp<T>(i, 1, a));
     }
     return ExecStatus::kNext;
   }
@@ -169,14 +169,14 @@ template <typename T>
 struct Cmpxchg {
   static ExecStatus run(CpuImpl& c, const Instr& i) {
     T dest, src;
-    TTVM_TRY(c.readOp<T>(i, 0, dest));
-    TTVM_TRY(c.readOp<T>(i, 1, src));
+    TTVM_RETURN_ON_FAULT(c.readOp<T>(i, 0, dest));
+    TTVM_RETURN_ON_FAULT(c.readOp<T>(i, 1, src));
     const T acc = c.readGpr<T>(0);
     const uint64_t f = basicflags::sub<T>(acc, dest, static_cast<T>(acc - dest));
     if (acc == dest) {
-      TTVM_TRY(c.writeOp<T>(i, 0, src));
+      TTVM_RETURN_ON_FAULT(c.writeOp<T>(i, 0, src));
     } else {
-      if (i.op[0].kind == OpKind::kMem) TTVM_TRY(c.writeOp<T>(i, 0, dest));
+      if (i.op[0].kind == OpKind::kMem) TTVM_RETURN_ON_FAULT(c.writeOp<T>(i, 0, dest));
       c.writeGpr<T>(0, dest);
     }
     c.setArithFlags(flags::kArith, f);
@@ -190,13 +190,13 @@ ExecStatus cmpxchg8b(CpuImpl& c, const Instr& i) {
   if (i.opSize == 8 || i.mnemonic == ZYDIS_MNEMONIC_CMPXCHG16B) {
     if (ea & 15) return c.raiseGp(0);
     uint64_t m[2];
-    TTVM_TRY(c.readMemBlock(i.mem.seg, ea, m, 16));
+    TTVM_RETURN_ON_FAULT(c.readMemBlock(i.mem.seg, ea, m, 16));
     if (m[0] == s.gpr[0] && m[1] == s.gpr[2]) {
       const uint64_t w[2] = {s.gpr[3], s.gpr[1]};
-      TTVM_TRY(c.writeMemBlock(i.mem.seg, ea, w, 16));
+      TTVM_RETURN_ON_FAULT(c.writeMemBlock(i.mem.seg, ea, w, 16));
       c.rflags() |= flags::kZF;
     } else {
-      TTVM_TRY(c.writeMemBlock(i.mem.seg, ea, m, 16));
+      TTVM_RETURN_ON_FAULT(c.writeMemBlock(i.mem.seg, ea, m, 16));
       s.gpr[0] = m[0];
       s.gpr[2] = m[1];
       c.rflags() &= ~flags::kZF;
@@ -204,14 +204,14 @@ ExecStatus cmpxchg8b(CpuImpl& c, const Instr& i) {
     return ExecStatus::kNext;
   }
   uint64_t m;
-  TTVM_TRY(c.readMem<uint64_t>(i.mem.seg, ea, m));
+  TTVM_RETURN_ON_FAULT(c.readMem<uint64_t>(i.mem.seg, ea, m));
   const uint64_t edxeax = (s.gpr[2] & 0xFFFFFFFF) << 32 | (s.gpr[0] & 0xFFFFFFFF);
   if (m == edxeax) {
-    TTVM_TRY(c.writeMem<uint64_t>(i.mem.seg, ea,
-                                  (s.gpr[1] & 0xFFFFFFFF) << 32 | (s.gpr[3] & 0xFFFFFFFF)));
+    TTVM_RETURN_ON_FAULT(c.writeMem<uint64_t>(
+        i.mem.seg, ea, (s.gpr[1] & 0xFFFFFFFF) << 32 | (s.gpr[3] & 0xFFFFFFFF)));
     c.rflags() |= flags::kZF;
   } else {
-    TTVM_TRY(c.writeMem<uint64_t>(i.mem.seg, ea, m));
+    TTVM_RETURN_ON_FAULT(c.writeMem<uint64_t>(i.mem.seg, ea, m));
     c.writeGpr<uint32_t>(0, static_cast<uint32_t>(m));
     c.writeGpr<uint32_t>(2, static_cast<uint32_t>(m >> 32));
     c.rflags() &= ~flags::kZF;
@@ -223,10 +223,10 @@ template <typename T>
 struct Xadd {
   static ExecStatus run(CpuImpl& c, const Instr& i) {
     T dest, src;
-    TTVM_TRY(c.readOp<T>(i, 0, dest));
-    TTVM_TRY(c.readOp<T>(i, 1, src));
+    TTVM_RETURN_ON_FAULT(c.readOp<T>(i, 0, dest));
+    TTVM_RETURN_ON_FAULT(c.readOp<T>(i, 1, src));
     const T sum = static_cast<T>(dest + src);
-    TTVM_TRY(c.writeOp<T>(i, 0, sum));
+    TTVM_RETURN_ON_FAULT(c.writeOp<T>(i, 0, sum));
     if (!(i.op[0].kind == OpKind::kGpr && i.op[0].reg == i.op[1].reg))
       c.writeGpr<T>(i.op[1].reg, dest);
     c.setArithFlags(flags::kArith, basicflags::add<T>(dest, src, sum));
@@ -261,8 +261,8 @@ template <typename T>
 struct Movbe {
   static ExecStatus run(CpuImpl& c, const Instr& i) {
     T v;
-    TTVM_TRY(c.readOp<T>(i, 1, v));
-    TTVM_TRY(c.writeOp<T>(i, 0, byteSwap<T>(v)));
+    TTVM_RETURN_ON_FAULT(c.readOp<T>(i, 1, v));
+    TTVM_RETURN_ON_FAULT(c.writeOp<T>(i, 0, byteSwap<T>(v)));
     return ExecStatus::kNext;
   }
 };
@@ -281,7 +281,7 @@ struct Cmov {
   struct Sized {
     static ExecStatus run(CpuImpl& c, const Instr& i) {
       T v;
-      TTVM_TRY(c.readOp<T>(i, 1, v));
+      TTVM_RETURN_ON_FAULT(c.readOp<T>(i, 1, v));
       if (c.condition(cc))
         c.writeGpr<T>(i.op[0].reg, v);
       else if constexpr (sizeof(T) == 4)
@@ -293,7 +293,7 @@ struct Cmov {
 
 template <unsigned cc>
 ExecStatus setcc(CpuImpl& c, const Instr& i) {
-  TTVM_TRY(c.writeOp<uint8_t>(i, 0, c.condition(cc) ? 1 : 0));
+  TTVM_RETURN_ON_FAULT(c.writeOp<uint8_t>(i, 0, c.condition(cc) ? 1 : 0));
   return ExecStatus::kNext;
 }
 
@@ -333,7 +333,7 @@ ExecStatus xlat(CpuImpl& c, const Instr& i) {
   const unsigned seg = (i.prefixes & prefix::kSegOverride) ? i.segOverride : 3;
   const uint64_t ea = CpuImpl::truncAddr(c.gpr(Gpr::kRbx) + (c.gpr(Gpr::kRax) & 0xFF), i.addrSize);
   uint8_t v;
-  TTVM_TRY(c.readMem<uint8_t>(seg, ea, v));
+  TTVM_RETURN_ON_FAULT(c.readMem<uint8_t>(seg, ea, v));
   c.writeGpr<uint8_t>(0, v);
   return ExecStatus::kNext;
 }
@@ -362,8 +362,8 @@ ExecStatus nop(CpuImpl&, const Instr&) {
 // CLFLUSH/CLFLUSHOPT: no caches to flush, but the address is checked like a read.
 ExecStatus clflush(CpuImpl& c, const Instr& i) {
   uint64_t lin, phys;
-  TTVM_TRY(c.segCheck(i.mem.seg, c.effectiveAddress(i), 1, Access::kRead, lin));
-  TTVM_TRY(c.translate(lin, Access::kRead, false, phys));
+  TTVM_RETURN_ON_FAULT(c.segCheck(i.mem.seg, c.effectiveAddress(i), 1, Access::kRead, lin));
+  TTVM_RETURN_ON_FAULT(c.translate(lin, Access::kRead, false, phys));
   return ExecStatus::kNext;
 }
 
@@ -373,9 +373,9 @@ ExecStatus loadFarPointer(CpuImpl& c, const Instr& i) {
   const unsigned w = i.opSize;
   uint64_t off = 0;
   uint16_t sel;
-  TTVM_TRY(c.readMemBlock(i.mem.seg, ea, &off, w));
-  TTVM_TRY(c.readMem<uint16_t>(i.mem.seg, CpuImpl::truncAddr(ea + w, i.addrSize), sel));
-  TTVM_TRY(c.loadSegment(kSeg, sel));
+  TTVM_RETURN_ON_FAULT(c.readMemBlock(i.mem.seg, ea, &off, w));
+  TTVM_RETURN_ON_FAULT(c.readMem<uint16_t>(i.mem.seg, CpuImpl::truncAddr(ea + w, i.addrSize), sel));
+  TTVM_RETURN_ON_FAULT(c.loadSegment(kSeg, sel));
   c.writeGprSized(i.op[0].reg, w, off);
   return ExecStatus::kNext;
 }

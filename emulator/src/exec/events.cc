@@ -325,9 +325,9 @@ ExecStatus CpuImpl::iret(const Instr& i) {
   if (s_.rflags & flags::kNT) {
     if (longMode()) return raiseGp(0);
     uint16_t back;
-    TTVM_TRY(readLinear<uint16_t>(s_.tr.base, back, true));
+    TTVM_RETURN_ON_FAULT(readLinear<uint16_t>(s_.tr.base, back, true));
     s_.pending.nmiBlocked = false;
-    TTVM_TRY(taskSwitch(back, TaskSwitchReason::kIret, nextRip(i)));
+    TTVM_RETURN_ON_FAULT(taskSwitch(back, TaskSwitchReason::kIret, nextRip(i)));
     return ExecStatus::kJumped;
   }
   uint64_t ip, csw, fl;
@@ -534,7 +534,7 @@ bool CpuImpl::isCallGate(uint16_t selector) {
 // privileged non-conforming segment. SDM vol. 3 5.8.4-5.8.6.
 ExecStatus CpuImpl::callGate(uint16_t gateSel, const Instr& i, bool isCall) {
   uint64_t gate;
-  TTVM_TRY(readDescriptor(gateSel, gate));
+  TTVM_RETURN_ON_FAULT(readDescriptor(gateSel, gate));
   const uint32_t gateErr = gateSel & ~3u;
   const int gateDpl = (gate >> 45) & 3;
   if (gateDpl < cpl_ || gateDpl < (gateSel & 3)) return raiseGp(gateErr);
@@ -546,14 +546,14 @@ ExecStatus CpuImpl::callGate(uint16_t gateSel, const Instr& i, bool isCall) {
   if (gate64) {
     uint64_t high;
     const uint64_t tableBase = (gateSel & 4) ? s_.ldtr.base : s_.gdtr.base;
-    TTVM_TRY(readLinear<uint64_t>(tableBase + (gateSel & ~7u) + 8, high, true));
+    TTVM_RETURN_ON_FAULT(readLinear<uint64_t>(tableBase + (gateSel & ~7u) + 8, high, true));
     if (((high >> 40) & 0x1F) != 0) return raiseGp(gateErr);
     offset |= (high & 0xFFFFFFFF) << 32;
   }
   const unsigned params = gate64 ? 0 : static_cast<unsigned>((gate >> 32) & 0x1F);
   if ((sel & ~3u) == 0) return raiseGp(0);
   uint64_t raw;
-  TTVM_TRY(readDescriptor(sel, raw));
+  TTVM_RETURN_ON_FAULT(readDescriptor(sel, raw));
   const SegmentRegister cs = descriptorToCache(sel, raw);
   const uint32_t err = sel & ~3u;
   if (!(cs.attributes & segattr::kS) || !(cs.attributes & 8)) return raiseGp(err);
@@ -564,7 +564,7 @@ ExecStatus CpuImpl::callGate(uint16_t gateSel, const Instr& i, bool isCall) {
   if (!(cs.attributes & segattr::kP)) return raiseNp(err);
   if (gate64 && (!(cs.attributes & segattr::kL) || (cs.attributes & segattr::kDB)))
     return raiseGp(err);
-  TTVM_TRY(farTargetOk(*this, raw, offset));
+  TTVM_RETURN_ON_FAULT(farTargetOk(*this, raw, offset));
   const uint64_t ret = nextRip(i);
   const unsigned w = gate64 ? 8 : gate32 ? 4 : 2;
 
@@ -585,7 +585,7 @@ ExecStatus CpuImpl::callGate(uint16_t gateSel, const Instr& i, bool isCall) {
   const int newCpl = dpl;
   uint16_t ssSel;
   uint64_t newSp;
-  TTVM_TRY(tssStack(newCpl, ssSel, newSp));
+  TTVM_RETURN_ON_FAULT(tssStack(newCpl, ssSel, newSp));
   SegmentRegister newSs;
   unsigned newStackSize;
   if (gate64) {
@@ -595,7 +595,7 @@ ExecStatus CpuImpl::callGate(uint16_t gateSel, const Instr& i, bool isCall) {
   } else {
     if ((ssSel & ~3u) == 0) return raiseTs(0);
     uint64_t ssRaw;
-    TTVM_TRY(readDescriptor(ssSel, ssRaw, vec::kTS));
+    TTVM_RETURN_ON_FAULT(readDescriptor(ssSel, ssRaw, vec::kTS));
     newSs = descriptorToCache(ssSel, ssRaw);
     const uint32_t t = newSs.attributes & 0xF;
     if ((ssSel & 3) != newCpl || ((newSs.attributes >> 5) & 3) != static_cast<uint32_t>(newCpl) ||
@@ -614,7 +614,7 @@ ExecStatus CpuImpl::callGate(uint16_t gateSel, const Instr& i, bool isCall) {
   for (unsigned k = params; k > 0; --k) {
     uint64_t v = 0;
     const uint64_t ea = truncAddr(s_.gpr[4] + (k - 1) * w, stackSize_);
-    TTVM_TRY(readMemBlock(2, ea, &v, w));
+    TTVM_RETURN_ON_FAULT(readMemBlock(2, ea, &v, w));
     vals[n++] = v;
   }
   vals[n++] = s_.seg[1].selector;
@@ -626,7 +626,7 @@ ExecStatus CpuImpl::callGate(uint16_t gateSel, const Instr& i, bool isCall) {
     const uint64_t lin = gate64 ? cur : ((newSs.base + cur) & 0xFFFFFFFFull);
     if (!gate64 && cur + w - 1 > newSs.limit) return raiseSs(ssSel & ~3u);
     uint64_t v = vals[k];
-    TTVM_TRY(writeLinearBlock(lin, &v, w, newCpl < 3));
+    TTVM_RETURN_ON_FAULT(writeLinearBlock(lin, &v, w, newCpl < 3));
   }
   s_.seg[2] = newSs;
   loadCs(sel, raw, newCpl);
@@ -651,9 +651,9 @@ ExecStatus CpuImpl::farJump(uint16_t selector, uint64_t offset, const Instr& i) 
   if (isCallGate(selector)) return callGate(selector, i, false);
   if (const std::optional<ExecStatus> t = farToTask(selector, i, false)) return *t;
   uint64_t raw;
-  TTVM_TRY(checkFarCode(*this, selector, raw));
-  TTVM_TRY(farTargetOk(*this, raw, offset));
-  TTVM_TRY(writeDescriptorAccessed(selector, raw));
+  TTVM_RETURN_ON_FAULT(checkFarCode(*this, selector, raw));
+  TTVM_RETURN_ON_FAULT(farTargetOk(*this, raw, offset));
+  TTVM_RETURN_ON_FAULT(writeDescriptorAccessed(selector, raw));
   loadCs(selector, raw, cpl_);
   s_.rip = offset;
   return ExecStatus::kJumped;
@@ -677,8 +677,8 @@ ExecStatus CpuImpl::farCall(uint16_t selector, uint64_t offset, const Instr& i) 
   if (isCallGate(selector)) return callGate(selector, i, true);
   if (const std::optional<ExecStatus> t = farToTask(selector, i, true)) return *t;
   uint64_t raw;
-  TTVM_TRY(checkFarCode(*this, selector, raw));
-  TTVM_TRY(farTargetOk(*this, raw, offset));
+  TTVM_RETURN_ON_FAULT(checkFarCode(*this, selector, raw));
+  TTVM_RETURN_ON_FAULT(farTargetOk(*this, raw, offset));
   if (!pushSized(w, s_.seg[1].selector) || !pushSized(w, ret)) {
     s_.gpr[4] = savedSp;
     return ExecStatus::kException;

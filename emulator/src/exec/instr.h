@@ -20,7 +20,7 @@
 //     ExecStatus::kException, and returns that value unchanged. Every memory
 //     accessor returns bool: false means a fault (#PF/#GP/#SS/...) has already
 //     been recorded and the handler must return ExecStatus::kException at once
-//     (use TTVM_TRY). No C++ exceptions, no longjmp.
+//     (use TTVM_RETURN_ON_FAULT). No C++ exceptions, no longjmp.
 //  2. Atomicity: on kException the handler must not have changed any guest
 //     register (RIP is restored by the framework; other registers are not).
 //     Do every memory read/write that can fault before writing registers or
@@ -146,8 +146,11 @@ struct Instr {
   bool hasRep() const { return prefixes & (prefix::kRep | prefix::kRepne); }
 };
 
-// Returns a TTVM_TRY-able bool for memory accessors.
-#define TTVM_TRY(expr)                                                       \
+// Propagates a guest fault out of a handler: `expr` is a memory accessor or
+// cpu.raise*()-style check returning bool, false meaning the fault is already
+// recorded; the handler then returns ExecStatus::kException at once. Not
+// base's TTVM_TRY, which propagates a Result/Status error.
+#define TTVM_RETURN_ON_FAULT(expr)                                           \
   do {                                                                       \
     if (__builtin_expect(!(expr), 0)) return ::ttvm::ExecStatus::kException; \
   } while (0)

@@ -14,13 +14,13 @@ struct Push {
       // Current Intel CPUs write only the 16-bit selector and leave the
       // other bytes of the slot unchanged.
       const uint64_t sp = CpuImpl::truncAddr(c.gpr(Gpr::kRsp) - sizeof(T), c.stackAddrSize());
-      TTVM_TRY(c.writeMem<uint16_t>(2, sp, c.state().seg[i.op[0].reg].selector));
+      TTVM_RETURN_ON_FAULT(c.writeMem<uint16_t>(2, sp, c.state().seg[i.op[0].reg].selector));
       c.setSp(sp);
       return ExecStatus::kNext;
     }
     T v;
-    TTVM_TRY(c.readOp<T>(i, 0, v));
-    TTVM_TRY(c.push<T>(v));
+    TTVM_RETURN_ON_FAULT(c.readOp<T>(i, 0, v));
+    TTVM_RETURN_ON_FAULT(c.push<T>(v));
     return ExecStatus::kNext;
   }
 };
@@ -31,21 +31,21 @@ struct Pop {
     const Operand& o = i.op[0];
     if (o.kind == OpKind::kSeg) {
       T v;
-      TTVM_TRY(c.peek<T>(0, v));
-      TTVM_TRY(c.loadSegment(static_cast<SegReg>(o.reg), static_cast<uint16_t>(v)));
+      TTVM_RETURN_ON_FAULT(c.peek<T>(0, v));
+      TTVM_RETURN_ON_FAULT(c.loadSegment(static_cast<SegReg>(o.reg), static_cast<uint16_t>(v)));
       c.setSp(c.gpr(Gpr::kRsp) + sizeof(T));
       if (o.reg == 2) c.state().pending.shadow = InterruptShadow::kMovSs;
       return ExecStatus::kNext;
     }
     if (o.kind == OpKind::kGpr) {
       T v;
-      TTVM_TRY(c.pop<T>(v));
+      TTVM_RETURN_ON_FAULT(c.pop<T>(v));
       c.writeGpr<T>(o.reg, v);
       return ExecStatus::kNext;
     }
     // POP m: the address is computed with RSP already incremented.
     T v;
-    TTVM_TRY(c.peek<T>(0, v));
+    TTVM_RETURN_ON_FAULT(c.peek<T>(0, v));
     const uint64_t savedSp = c.gpr(Gpr::kRsp);
     c.setSp(savedSp + sizeof(T));
     if (!c.writeOp<T>(i, 0, v)) {
@@ -73,7 +73,7 @@ ExecStatus pusha(CpuImpl& c, const Instr&) {
 template <typename T>
 ExecStatus popa(CpuImpl& c, const Instr&) {
   T v[8];
-  for (int k = 0; k < 8; ++k) TTVM_TRY(c.peek<T>(k * sizeof(T), v[k]));
+  for (int k = 0; k < 8; ++k) TTVM_RETURN_ON_FAULT(c.peek<T>(k * sizeof(T), v[k]));
   for (int r = 7, k = 0; r >= 0; --r, ++k)
     if (r != 4) c.writeGpr<T>(static_cast<uint8_t>(r), v[k]);
   c.setSp(c.gpr(Gpr::kRsp) + 8 * sizeof(T));
@@ -86,16 +86,16 @@ bool v86NeedsIopl3(CpuImpl& c) {
 }
 
 ExecStatus pushf(CpuImpl& c, const Instr& i) {
-  TTVM_TRY(v86NeedsIopl3(c));
+  TTVM_RETURN_ON_FAULT(v86NeedsIopl3(c));
   const uint64_t f = c.rflags() & ~(flags::kVM | flags::kRF);
-  TTVM_TRY(c.pushSized(i.opSize, f));
+  TTVM_RETURN_ON_FAULT(c.pushSized(i.opSize, f));
   return ExecStatus::kNext;
 }
 
 ExecStatus popf(CpuImpl& c, const Instr& i) {
-  TTVM_TRY(v86NeedsIopl3(c));
+  TTVM_RETURN_ON_FAULT(v86NeedsIopl3(c));
   uint64_t v;
-  TTVM_TRY(c.popSized(i.opSize, v));
+  TTVM_RETURN_ON_FAULT(c.popSized(i.opSize, v));
   const int iopl = (c.rflags() >> 12) & 3;
   uint64_t mask = flags::kArith | flags::kTF | flags::kDF | flags::kNT | flags::kAC | flags::kID;
   if (c.cpl() == 0 && !c.v86()) mask |= flags::kIOPL;

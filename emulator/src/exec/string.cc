@@ -35,15 +35,15 @@ ExecStatus stringOp(CpuImpl& c, const Instr& i) {
   switch (op) {
     case Str::kMovs: {
       T v;
-      TTVM_TRY(c.readMem<T>(srcSeg(i), si, v));
-      TTVM_TRY(c.writeMem<T>(0, di, v));
+      TTVM_RETURN_ON_FAULT(c.readMem<T>(srcSeg(i), si, v));
+      TTVM_RETURN_ON_FAULT(c.writeMem<T>(0, di, v));
       advSi = advDi = true;
       break;
     }
     case Str::kCmps: {
       T a, b;
-      TTVM_TRY(c.readMem<T>(srcSeg(i), si, a));
-      TTVM_TRY(c.readMem<T>(0, di, b));
+      TTVM_RETURN_ON_FAULT(c.readMem<T>(srcSeg(i), si, a));
+      TTVM_RETURN_ON_FAULT(c.readMem<T>(0, di, b));
       const uint64_t f = basicflags::sub<T>(a, b, static_cast<T>(a - b));
       c.setArithFlags(flags::kArith, f);
       advSi = advDi = true;
@@ -51,19 +51,19 @@ ExecStatus stringOp(CpuImpl& c, const Instr& i) {
       break;
     }
     case Str::kStos:
-      TTVM_TRY(c.writeMem<T>(0, di, c.readGpr<T>(0)));
+      TTVM_RETURN_ON_FAULT(c.writeMem<T>(0, di, c.readGpr<T>(0)));
       advDi = true;
       break;
     case Str::kLods: {
       T v;
-      TTVM_TRY(c.readMem<T>(srcSeg(i), si, v));
+      TTVM_RETURN_ON_FAULT(c.readMem<T>(srcSeg(i), si, v));
       c.writeGpr<T>(0, v);
       advSi = true;
       break;
     }
     case Str::kScas: {
       T b;
-      TTVM_TRY(c.readMem<T>(0, di, b));
+      TTVM_RETURN_ON_FAULT(c.readMem<T>(0, di, b));
       const T a = c.readGpr<T>(0);
       const uint64_t f = basicflags::sub<T>(a, b, static_cast<T>(a - b));
       c.setArithFlags(flags::kArith, f);
@@ -73,19 +73,19 @@ ExecStatus stringOp(CpuImpl& c, const Instr& i) {
     }
     case Str::kIns: {
       const uint16_t port = static_cast<uint16_t>(c.gpr(Gpr::kRdx));
-      TTVM_TRY(c.ioPermitted(port, sizeof(T)));
-      TTVM_TRY(c.probeWrite(0, di, sizeof(T)));
+      TTVM_RETURN_ON_FAULT(c.ioPermitted(port, sizeof(T)));
+      TTVM_RETURN_ON_FAULT(c.probeWrite(0, di, sizeof(T)));
       const T v = static_cast<T>(c.env().portIn(port, sizeof(T)));
       c.debugIoAccess(port, sizeof(T));
-      TTVM_TRY(c.writeMem<T>(0, di, v));
+      TTVM_RETURN_ON_FAULT(c.writeMem<T>(0, di, v));
       advDi = true;
       break;
     }
     case Str::kOuts: {
       const uint16_t port = static_cast<uint16_t>(c.gpr(Gpr::kRdx));
-      TTVM_TRY(c.ioPermitted(port, sizeof(T)));
+      TTVM_RETURN_ON_FAULT(c.ioPermitted(port, sizeof(T)));
       T v;
-      TTVM_TRY(c.readMem<T>(srcSeg(i), si, v));
+      TTVM_RETURN_ON_FAULT(c.readMem<T>(srcSeg(i), si, v));
       c.env().portOut(port, sizeof(T), v);
       c.debugIoAccess(port, sizeof(T));
       advSi = true;

@@ -30,7 +30,7 @@ ExecStatus sti(CpuImpl& c, const Instr&) {
 }
 
 ExecStatus hlt(CpuImpl& c, const Instr&) {
-  TTVM_TRY(requireCpl0(c));
+  TTVM_RETURN_ON_FAULT(requireCpl0(c));
   return ExecStatus::kHalt;
 }
 
@@ -63,7 +63,7 @@ ExecStatus rdtsc(CpuImpl& c, const Instr&) {
 }
 
 ExecStatus rdtscp(CpuImpl& c, const Instr& i) {
-  TTVM_TRY(rdtsc(c, i) == ExecStatus::kNext);
+  TTVM_RETURN_ON_FAULT(rdtsc(c, i) == ExecStatus::kNext);
   c.writeGpr<uint32_t>(1, static_cast<uint32_t>(c.state().msr.tscAux));
   return ExecStatus::kNext;
 }
@@ -92,7 +92,7 @@ constexpr uint32_t kTsc = 0x10, kApicBase = 0x1B, kTscAdjust = 0x3B, kSysenterCs
 constexpr uint32_t kMicrocodeRevision = 0x21;
 
 ExecStatus rdmsr(CpuImpl& c, const Instr&) {
-  TTVM_TRY(requireCpl0(c));
+  TTVM_RETURN_ON_FAULT(requireCpl0(c));
   const uint32_t idx = static_cast<uint32_t>(c.gpr(Gpr::kRcx));
   MsrState& m = c.state().msr;
   uint64_t v;
@@ -137,7 +137,7 @@ ExecStatus rdmsr(CpuImpl& c, const Instr&) {
 }
 
 ExecStatus wrmsr(CpuImpl& c, const Instr&) {
-  TTVM_TRY(requireCpl0(c));
+  TTVM_RETURN_ON_FAULT(requireCpl0(c));
   const uint32_t idx = static_cast<uint32_t>(c.gpr(Gpr::kRcx));
   const uint64_t v = (c.gpr(Gpr::kRdx) & 0xFFFFFFFF) << 32 | (c.gpr(Gpr::kRax) & 0xFFFFFFFF);
   MsrState& m = c.state().msr;
@@ -174,7 +174,7 @@ ExecStatus wrmsr(CpuImpl& c, const Instr&) {
       }
       m.pat = v;
       return ExecStatus::kNext;
-    case msr::kEfer: TTVM_TRY(c.writeEfer(v)); return ExecStatus::kNext;
+    case msr::kEfer: TTVM_RETURN_ON_FAULT(c.writeEfer(v)); return ExecStatus::kNext;
     case msr::kStar: m.star = v; return ExecStatus::kNext;
     case msr::kLstar: return canonical(m.lstar);
     case msr::kCstar: return canonical(m.cstar);
@@ -287,7 +287,7 @@ ExecStatus sysexit(CpuImpl& c, const Instr& i) {
 
 ExecStatus swapgs(CpuImpl& c, const Instr&) {
   if (!c.is64()) return c.raiseUd();
-  TTVM_TRY(requireCpl0(c));
+  TTVM_RETURN_ON_FAULT(requireCpl0(c));
   std::swap(c.state().seg[5].base, c.state().msr.kernelGsBase);
   return ExecStatus::kNext;
 }
@@ -301,12 +301,12 @@ bool umipBlocks(CpuImpl& c) {
 
 template <bool idt>
 ExecStatus lgdt(CpuImpl& c, const Instr& i) {
-  TTVM_TRY(requireCpl0(c));
+  TTVM_RETURN_ON_FAULT(requireCpl0(c));
   const uint64_t ea = c.effectiveAddress(i);
   uint16_t limit;
   uint64_t base = 0;
-  TTVM_TRY(c.readMem<uint16_t>(i.mem.seg, ea, limit));
-  TTVM_TRY(
+  TTVM_RETURN_ON_FAULT(c.readMem<uint16_t>(i.mem.seg, ea, limit));
+  TTVM_RETURN_ON_FAULT(
       c.readMemBlock(i.mem.seg, CpuImpl::truncAddr(ea + 2, i.addrSize), &base, c.is64() ? 8 : 4));
   if (c.is64() && !CpuImpl::isCanonical(base)) return c.raiseGp(0);
   if (!c.is64() && i.opSize == 2) base &= 0xFFFFFF;
@@ -318,12 +318,12 @@ ExecStatus lgdt(CpuImpl& c, const Instr& i) {
 
 template <bool idt>
 ExecStatus sgdt(CpuImpl& c, const Instr& i) {
-  TTVM_TRY(umipBlocks(c));
+  TTVM_RETURN_ON_FAULT(umipBlocks(c));
   const TableRegister& t = idt ? c.state().idtr : c.state().gdtr;
   uint8_t buf[10];
   std::memcpy(buf, &t.limit, 2);
   std::memcpy(buf + 2, &t.base, 8);
-  TTVM_TRY(c.writeMemBlock(i.mem.seg, c.effectiveAddress(i), buf, c.is64() ? 10 : 6));
+  TTVM_RETURN_ON_FAULT(c.writeMemBlock(i.mem.seg, c.effectiveAddress(i), buf, c.is64() ? 10 : 6));
   return ExecStatus::kNext;
 }
 
@@ -344,10 +344,10 @@ bool addSystemDescriptorHigh(CpuImpl& c, uint16_t sel, SegmentRegister& d) {
 }
 
 ExecStatus lldt(CpuImpl& c, const Instr& i) {
-  TTVM_TRY(requireProtected(c));
-  TTVM_TRY(requireCpl0(c));
+  TTVM_RETURN_ON_FAULT(requireProtected(c));
+  TTVM_RETURN_ON_FAULT(requireCpl0(c));
   uint16_t sel;
-  TTVM_TRY(c.readOp<uint16_t>(i, 0, sel));
+  TTVM_RETURN_ON_FAULT(c.readOp<uint16_t>(i, 0, sel));
   CpuState& s = c.state();
   if ((sel & ~3u) == 0) {
     s.ldtr = SegmentRegister{sel, 0, 0, segattr::kUnusable};
@@ -356,35 +356,35 @@ ExecStatus lldt(CpuImpl& c, const Instr& i) {
   if (sel & 4) return c.raiseGp(sel & ~3u);
   if ((sel & ~7u) + (c.longMode() ? 15u : 7u) > s.gdtr.limit) return c.raiseGp(sel & ~3u);
   uint64_t raw;
-  TTVM_TRY(c.readDescriptor(sel, raw));
+  TTVM_RETURN_ON_FAULT(c.readDescriptor(sel, raw));
   SegmentRegister d = CpuImpl::descriptorToCache(sel, raw);
   if ((d.attributes & 0x1F) != 0x02) return c.raiseGp(sel & ~3u);
   if (!(d.attributes & segattr::kP)) return c.raiseNp(sel & ~3u);
-  if (c.longMode()) TTVM_TRY(addSystemDescriptorHigh(c, sel, d));
+  if (c.longMode()) TTVM_RETURN_ON_FAULT(addSystemDescriptorHigh(c, sel, d));
   s.ldtr = d;
   return ExecStatus::kNext;
 }
 
 ExecStatus ltr(CpuImpl& c, const Instr& i) {
-  TTVM_TRY(requireProtected(c));
-  TTVM_TRY(requireCpl0(c));
+  TTVM_RETURN_ON_FAULT(requireProtected(c));
+  TTVM_RETURN_ON_FAULT(requireCpl0(c));
   uint16_t sel;
-  TTVM_TRY(c.readOp<uint16_t>(i, 0, sel));
+  TTVM_RETURN_ON_FAULT(c.readOp<uint16_t>(i, 0, sel));
   CpuState& s = c.state();
   if ((sel & ~3u) == 0) return c.raiseGp(0);
   if (sel & 4) return c.raiseGp(sel & ~3u);
   if ((sel & ~7u) + (c.longMode() ? 15u : 7u) > s.gdtr.limit) return c.raiseGp(sel & ~3u);
   uint64_t raw;
-  TTVM_TRY(c.readDescriptor(sel, raw));
+  TTVM_RETURN_ON_FAULT(c.readDescriptor(sel, raw));
   SegmentRegister d = CpuImpl::descriptorToCache(sel, raw);
   const uint32_t type = d.attributes & 0x1F;
   const bool ok = c.longMode() ? type == 0x09 : (type == 0x09 || type == 0x01);
   if (!ok) return c.raiseGp(sel & ~3u);
   if (!(d.attributes & segattr::kP)) return c.raiseNp(sel & ~3u);
-  if (c.longMode()) TTVM_TRY(addSystemDescriptorHigh(c, sel, d));
+  if (c.longMode()) TTVM_RETURN_ON_FAULT(addSystemDescriptorHigh(c, sel, d));
   // Mark busy in the GDT and in the cache.
   const uint8_t typeByte = static_cast<uint8_t>((raw >> 40) | 2);
-  TTVM_TRY(c.writeLinear<uint8_t>(s.gdtr.base + (sel & ~7u) + 5, typeByte, true));
+  TTVM_RETURN_ON_FAULT(c.writeLinear<uint8_t>(s.gdtr.base + (sel & ~7u) + 5, typeByte, true));
   d.attributes |= 2;
   s.tr = d;
   return ExecStatus::kNext;
@@ -392,11 +392,11 @@ ExecStatus ltr(CpuImpl& c, const Instr& i) {
 
 template <bool tr>
 ExecStatus sldt(CpuImpl& c, const Instr& i) {
-  TTVM_TRY(requireProtected(c));
-  TTVM_TRY(umipBlocks(c));
+  TTVM_RETURN_ON_FAULT(requireProtected(c));
+  TTVM_RETURN_ON_FAULT(umipBlocks(c));
   const uint16_t sel = tr ? c.state().tr.selector : c.state().ldtr.selector;
   if (i.op[0].kind == OpKind::kMem) {
-    TTVM_TRY(c.writeMem<uint16_t>(i.mem.seg, c.effectiveAddress(i), sel));
+    TTVM_RETURN_ON_FAULT(c.writeMem<uint16_t>(i.mem.seg, c.effectiveAddress(i), sel));
   } else {
     c.writeGprSized(i.op[0].reg, i.opSize, sel);
   }
@@ -407,9 +407,9 @@ enum class Check { kLar, kLsl, kVerr, kVerw };
 
 template <Check k>
 ExecStatus segCheckInstr(CpuImpl& c, const Instr& i) {
-  TTVM_TRY(requireProtected(c));
+  TTVM_RETURN_ON_FAULT(requireProtected(c));
   uint16_t sel;
-  TTVM_TRY(c.readOp<uint16_t>(i, k == Check::kLar || k == Check::kLsl ? 1 : 0, sel));
+  TTVM_RETURN_ON_FAULT(c.readOp<uint16_t>(i, k == Check::kLar || k == Check::kLsl ? 1 : 0, sel));
   auto fail = [&] {
     c.rflags() &= ~flags::kZF;
     return ExecStatus::kNext;
@@ -420,7 +420,7 @@ ExecStatus segCheckInstr(CpuImpl& c, const Instr& i) {
   if ((sel & 4) && (s.ldtr.attributes & segattr::kUnusable)) return fail();
   if ((sel & ~7u) + 7 > tableLimit) return fail();
   uint64_t raw;
-  TTVM_TRY(c.readDescriptor(sel, raw));
+  TTVM_RETURN_ON_FAULT(c.readDescriptor(sel, raw));
   const SegmentRegister d = CpuImpl::descriptorToCache(sel, raw);
   const uint32_t type = d.attributes & 0xF;
   const bool system = !(d.attributes & segattr::kS);
@@ -456,27 +456,28 @@ ExecStatus segCheckInstr(CpuImpl& c, const Instr& i) {
 }
 
 ExecStatus clts(CpuImpl& c, const Instr&) {
-  TTVM_TRY(requireCpl0(c));
+  TTVM_RETURN_ON_FAULT(requireCpl0(c));
   c.state().cr0 &= ~cr0::kTS;
   return ExecStatus::kNext;
 }
 
 ExecStatus lmsw(CpuImpl& c, const Instr& i) {
-  TTVM_TRY(requireCpl0(c));
+  TTVM_RETURN_ON_FAULT(requireCpl0(c));
   uint16_t v;
-  TTVM_TRY(c.readOp<uint16_t>(i, 0, v));
+  TTVM_RETURN_ON_FAULT(c.readOp<uint16_t>(i, 0, v));
   const uint64_t cr0 = c.state().cr0;
   // PE can be set but not cleared; MP, EM, TS are loaded.
   const uint64_t nv = (cr0 & ~0xEull) | (v & 0xF) | (cr0 & cr0::kPE);
-  TTVM_TRY(c.writeCr0(nv));
+  TTVM_RETURN_ON_FAULT(c.writeCr0(nv));
   return ExecStatus::kNext;
 }
 
 ExecStatus smsw(CpuImpl& c, const Instr& i) {
-  TTVM_TRY(umipBlocks(c));
+  TTVM_RETURN_ON_FAULT(umipBlocks(c));
   const uint64_t cr0 = c.state().cr0;
   if (i.op[0].kind == OpKind::kMem) {
-    TTVM_TRY(c.writeMem<uint16_t>(i.mem.seg, c.effectiveAddress(i), static_cast<uint16_t>(cr0)));
+    TTVM_RETURN_ON_FAULT(
+        c.writeMem<uint16_t>(i.mem.seg, c.effectiveAddress(i), static_cast<uint16_t>(cr0)));
   } else {
     c.writeGprSized(i.op[0].reg, i.opSize, i.opSize == 2 ? (cr0 & 0xFFFF) : cr0);
   }
@@ -484,7 +485,7 @@ ExecStatus smsw(CpuImpl& c, const Instr& i) {
 }
 
 ExecStatus invlpg(CpuImpl& c, const Instr& i) {
-  TTVM_TRY(requireCpl0(c));
+  TTVM_RETURN_ON_FAULT(requireCpl0(c));
   uint64_t ea = c.effectiveAddress(i);
   uint64_t lin = c.is64() ? ea + (i.mem.seg >= 4 ? c.state().seg[i.mem.seg].base : 0)
                           : ((c.state().seg[i.mem.seg].base + ea) & 0xFFFFFFFF);
@@ -493,7 +494,7 @@ ExecStatus invlpg(CpuImpl& c, const Instr& i) {
 }
 
 ExecStatus wbinvd(CpuImpl& c, const Instr&) {
-  TTVM_TRY(requireCpl0(c));
+  TTVM_RETURN_ON_FAULT(requireCpl0(c));
   return ExecStatus::kNext;
 }
 
@@ -501,7 +502,7 @@ ExecStatus in(CpuImpl& c, const Instr& i) {
   const uint16_t port = i.op[1].kind == OpKind::kImm ? static_cast<uint16_t>(i.imm & 0xFF)
                                                      : static_cast<uint16_t>(c.gpr(Gpr::kRdx));
   const unsigned size = i.op[0].size;
-  TTVM_TRY(c.ioPermitted(port, size));
+  TTVM_RETURN_ON_FAULT(c.ioPermitted(port, size));
   const uint32_t v = c.env().portIn(port, size);
   c.debugIoAccess(port, size);
   c.writeGprSized(0, size, v);
@@ -512,7 +513,7 @@ ExecStatus out(CpuImpl& c, const Instr& i) {
   const uint16_t port = i.op[0].kind == OpKind::kImm ? static_cast<uint16_t>(i.imm & 0xFF)
                                                      : static_cast<uint16_t>(c.gpr(Gpr::kRdx));
   const unsigned size = i.op[1].size;
-  TTVM_TRY(c.ioPermitted(port, size));
+  TTVM_RETURN_ON_FAULT(c.ioPermitted(port, size));
   c.env().portOut(port, size, static_cast<uint32_t>(c.readGprSized(0, size)));
   c.debugIoAccess(port, size);
   return ExecStatus::kNext;
@@ -529,12 +530,12 @@ ExecStatus stac(CpuImpl& c, const Instr&) {
 }
 
 ExecStatus arpl(CpuImpl& c, const Instr& i) {
-  TTVM_TRY(requireProtected(c));
+  TTVM_RETURN_ON_FAULT(requireProtected(c));
   uint16_t dst, src;
-  TTVM_TRY(c.readOp<uint16_t>(i, 0, dst));
-  TTVM_TRY(c.readOp<uint16_t>(i, 1, src));
+  TTVM_RETURN_ON_FAULT(c.readOp<uint16_t>(i, 0, dst));
+  TTVM_RETURN_ON_FAULT(c.readOp<uint16_t>(i, 1, src));
   if ((dst & 3) < (src & 3)) {
-    TTVM_TRY(c.writeOp<uint16_t>(i, 0, static_cast<uint16_t>((dst & ~3u) | (src & 3))));
+    TTVM_RETURN_ON_FAULT(c.writeOp<uint16_t>(i, 0, static_cast<uint16_t>((dst & ~3u) | (src & 3))));
     c.rflags() |= flags::kZF;
   } else {
     c.rflags() &= ~flags::kZF;
@@ -545,7 +546,7 @@ ExecStatus arpl(CpuImpl& c, const Instr& i) {
 }  // namespace
 
 ExecStatus handleMovCr(CpuImpl& c, const Instr& i) {
-  TTVM_TRY(requireCpl0(c));
+  TTVM_RETURN_ON_FAULT(requireCpl0(c));
   const bool toCr = i.op[0].kind == OpKind::kCr;
   const unsigned n = toCr ? i.op[0].reg : i.op[1].reg;
   if (n == 1 || (n > 4 && n != 8) || (n == 8 && !c.is64())) return c.raiseUd();
@@ -568,10 +569,10 @@ ExecStatus handleMovCr(CpuImpl& c, const Instr& i) {
   }
   const uint64_t v = c.is64() ? c.readGpr<uint64_t>(gpr) : c.readGpr<uint32_t>(gpr);
   switch (n) {
-    case 0: TTVM_TRY(c.writeCr0(v)); break;
+    case 0: TTVM_RETURN_ON_FAULT(c.writeCr0(v)); break;
     case 2: s.cr2 = v; break;
-    case 3: TTVM_TRY(c.writeCr3(v)); break;
-    case 4: TTVM_TRY(c.writeCr4(v)); break;
+    case 3: TTVM_RETURN_ON_FAULT(c.writeCr3(v)); break;
+    case 4: TTVM_RETURN_ON_FAULT(c.writeCr4(v)); break;
     case 8:
       if (v & ~0xFull) return c.raiseGp(0);
       s.cr8 = v;
@@ -581,7 +582,7 @@ ExecStatus handleMovCr(CpuImpl& c, const Instr& i) {
 }
 
 ExecStatus handleMovDr(CpuImpl& c, const Instr& i) {
-  TTVM_TRY(requireCpl0(c));
+  TTVM_RETURN_ON_FAULT(requireCpl0(c));
   const bool toDr = i.op[0].kind == OpKind::kDr;
   unsigned n = toDr ? i.op[0].reg : i.op[1].reg;
   CpuState& s = c.state();

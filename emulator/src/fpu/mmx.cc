@@ -10,17 +10,18 @@ namespace {
 
 // PSHUFW mm, mm/m64, imm8.
 ExecStatus pshufw(CpuImpl& c, const Instr& i) {
-  TTVM_TRY(mmxAvailable(c));
+  TTVM_RETURN_ON_FAULT(mmxAvailable(c));
   uint64_t b;
-  TTVM_TRY(readQword(c, i, 1, b));
+  TTVM_RETURN_ON_FAULT(readQword(c, i, 1, b));
   mmx::finish(c, i.op[0].reg, sse::shuffleLowWords(Vec128{{b, 0}}, uint8_t(i.imm)).q[0]);
   return ExecStatus::kNext;
 }
 
 // MOVNTQ m64, mm (the non-temporal hint changes nothing here).
 ExecStatus movntq(CpuImpl& c, const Instr& i) {
-  TTVM_TRY(mmxAvailable(c));
-  TTVM_TRY(c.writeMem<uint64_t>(i.mem.seg, c.effectiveAddress(i), readMmx(c, i.op[1].reg)));
+  TTVM_RETURN_ON_FAULT(mmxAvailable(c));
+  TTVM_RETURN_ON_FAULT(
+      c.writeMem<uint64_t>(i.mem.seg, c.effectiveAddress(i), readMmx(c, i.op[1].reg)));
   enterMmxMode(c);
   return ExecStatus::kNext;
 }
@@ -44,32 +45,32 @@ bool maskedStore(CpuImpl& c, const Instr& i, const Vec128& data, const Vec128& m
 }
 
 ExecStatus maskmovq(CpuImpl& c, const Instr& i) {
-  TTVM_TRY(mmxAvailable(c));
+  TTVM_RETURN_ON_FAULT(mmxAvailable(c));
   const Vec128 data{{readMmx(c, i.op[0].reg), 0}}, mask{{readMmx(c, i.op[1].reg), 0}};
-  TTVM_TRY(maskedStore<8>(c, i, data, mask));
+  TTVM_RETURN_ON_FAULT(maskedStore<8>(c, i, data, mask));
   enterMmxMode(c);
   return ExecStatus::kNext;
 }
 
 ExecStatus maskmovdqu(CpuImpl& c, const Instr& i) {
-  TTVM_TRY(sseAvailable(c));
-  TTVM_TRY(maskedStore<16>(c, i, xmm(c, i.op[0].reg), xmm(c, i.op[1].reg)));
+  TTVM_RETURN_ON_FAULT(sseAvailable(c));
+  TTVM_RETURN_ON_FAULT(maskedStore<16>(c, i, xmm(c, i.op[0].reg), xmm(c, i.op[1].reg)));
   return ExecStatus::kNext;
 }
 
 // MOVQ2DQ xmm, mm (the upper qword zeroed) and MOVDQ2Q mm, xmm: SSE2
 // instructions with the MMX rules on top.
 ExecStatus movq2dq(CpuImpl& c, const Instr& i) {
-  TTVM_TRY(sseAvailable(c));
-  TTVM_TRY(mmxAvailable(c));
+  TTVM_RETURN_ON_FAULT(sseAvailable(c));
+  TTVM_RETURN_ON_FAULT(mmxAvailable(c));
   xmm(c, i.op[0].reg) = Vec128{{readMmx(c, i.op[1].reg), 0}};
   enterMmxMode(c);
   return ExecStatus::kNext;
 }
 
 ExecStatus movdq2q(CpuImpl& c, const Instr& i) {
-  TTVM_TRY(sseAvailable(c));
-  TTVM_TRY(mmxAvailable(c));
+  TTVM_RETURN_ON_FAULT(sseAvailable(c));
+  TTVM_RETURN_ON_FAULT(mmxAvailable(c));
   mmx::finish(c, i.op[0].reg, xmm(c, i.op[1].reg).q[0]);
   return ExecStatus::kNext;
 }

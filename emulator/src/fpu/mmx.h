@@ -44,9 +44,9 @@ inline void finish(CpuImpl& c, uint8_t reg, uint64_t v) {
 // op[0] = M(op[0], op[1]), op[1] an MM register or m64.
 template <Binary64 M>
 ExecStatus binary(CpuImpl& c, const Instr& i) {
-  TTVM_TRY(mmxAvailable(c));
+  TTVM_RETURN_ON_FAULT(mmxAvailable(c));
   uint64_t b;
-  TTVM_TRY(readQword(c, i, 1, b));
+  TTVM_RETURN_ON_FAULT(readQword(c, i, 1, b));
   finish(c, i.op[0].reg, M(readMmx(c, i.op[0].reg), b));
   return ExecStatus::kNext;
 }
@@ -54,12 +54,12 @@ ExecStatus binary(CpuImpl& c, const Instr& i) {
 // PSLL/PSRL/PSRA W/D/Q mm by imm8 or by mm/m64.
 template <Vec128 (*F)(const Vec128&, uint64_t)>
 ExecStatus shift(CpuImpl& c, const Instr& i) {
-  TTVM_TRY(mmxAvailable(c));
+  TTVM_RETURN_ON_FAULT(mmxAvailable(c));
   uint64_t count;
   if (i.op[1].kind == OpKind::kImm) {
     count = i.imm & 0xFF;
   } else {
-    TTVM_TRY(readQword(c, i, 1, count));
+    TTVM_RETURN_ON_FAULT(readQword(c, i, 1, count));
   }
   finish(c, i.op[0].reg, F(Vec128{{readMmx(c, i.op[0].reg), 0}}, count).q[0]);
   return ExecStatus::kNext;
@@ -67,7 +67,7 @@ ExecStatus shift(CpuImpl& c, const Instr& i) {
 
 // PMOVMSKB r32/r64, mm.
 inline ExecStatus moveMaskBytes(CpuImpl& c, const Instr& i) {
-  TTVM_TRY(mmxAvailable(c));
+  TTVM_RETURN_ON_FAULT(mmxAvailable(c));
   c.gpr(i.op[0].reg) = sse::moveMaskBytes(Vec128{{readMmx(c, i.op[1].reg), 0}});
   enterMmxMode(c);
   return ExecStatus::kNext;
@@ -75,7 +75,7 @@ inline ExecStatus moveMaskBytes(CpuImpl& c, const Instr& i) {
 
 // PEXTRW r32/r64, mm, imm8 (word imm & 3).
 inline ExecStatus extractWord(CpuImpl& c, const Instr& i) {
-  TTVM_TRY(mmxAvailable(c));
+  TTVM_RETURN_ON_FAULT(mmxAvailable(c));
   c.gpr(i.op[0].reg) = sse::extractWord(Vec128{{readMmx(c, i.op[1].reg), 0}}, uint8_t(i.imm & 3));
   enterMmxMode(c);
   return ExecStatus::kNext;
@@ -83,12 +83,12 @@ inline ExecStatus extractWord(CpuImpl& c, const Instr& i) {
 
 // PINSRW mm, r32/m16, imm8 (word imm & 3).
 inline ExecStatus insertWord(CpuImpl& c, const Instr& i) {
-  TTVM_TRY(mmxAvailable(c));
+  TTVM_RETURN_ON_FAULT(mmxAvailable(c));
   uint16_t w;
   if (i.op[1].kind == OpKind::kGpr) {
     w = c.readGpr<uint16_t>(i.op[1].reg);
   } else {
-    TTVM_TRY(c.readMem<uint16_t>(i.mem.seg, c.effectiveAddress(i), w));
+    TTVM_RETURN_ON_FAULT(c.readMem<uint16_t>(i.mem.seg, c.effectiveAddress(i), w));
   }
   const Vec128 a{{readMmx(c, i.op[0].reg), 0}};
   finish(c, i.op[0].reg, sse::insertWord(a, w, uint8_t(i.imm & 3)).q[0]);

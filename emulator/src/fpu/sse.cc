@@ -17,10 +17,10 @@ using sse::Lanes;
 
 // Common prologue: #UD for MM operands (instructions without an MMX form),
 // then the CR0/CR4 checks.
-#define TTVM_SSE_PROLOGUE(c, i)           \
-  do {                                    \
-    if (usesMmx(i)) return (c).raiseUd(); \
-    TTVM_TRY(sseAvailable(c));            \
+#define TTVM_SSE_PROLOGUE(c, i)            \
+  do {                                     \
+    if (usesMmx(i)) return (c).raiseUd();  \
+    TTVM_RETURN_ON_FAULT(sseAvailable(c)); \
   } while (0)
 
 // ------------------------------------------------------------ full moves
@@ -31,8 +31,8 @@ template <bool kAligned>
 ExecStatus moveFull(CpuImpl& c, const Instr& i) {
   TTVM_SSE_PROLOGUE(c, i);
   Vec128 v;
-  TTVM_TRY(readVec(c, i, 1, v, kAligned));
-  TTVM_TRY(writeVec(c, i, 0, v, kAligned));
+  TTVM_RETURN_ON_FAULT(readVec(c, i, 1, v, kAligned));
+  TTVM_RETURN_ON_FAULT(writeVec(c, i, 0, v, kAligned));
   return ExecStatus::kNext;
 }
 
@@ -42,17 +42,17 @@ ExecStatus moveFull(CpuImpl& c, const Instr& i) {
 // (fpu/mmx.h): #UD when CR0.EM, #NM when CR0.TS, #MF for a pending x87
 // exception; then TOP = 0 and all registers tagged valid.
 ExecStatus moveMmx(CpuImpl& c, const Instr& i) {
-  TTVM_TRY(mmxAvailable(c));
+  TTVM_RETURN_ON_FAULT(mmxAvailable(c));
   const Operand& dst = i.op[0];
   const Operand& src = i.op[1];
   uint64_t v;
   if (src.kind == OpKind::kMmx) {
     v = readMmx(c, src.reg);
   } else if (src.size == 8) {
-    TTVM_TRY(c.readOp<uint64_t>(i, 1, v));
+    TTVM_RETURN_ON_FAULT(c.readOp<uint64_t>(i, 1, v));
   } else {
     uint32_t w;
-    TTVM_TRY(c.readOp<uint32_t>(i, 1, w));
+    TTVM_RETURN_ON_FAULT(c.readOp<uint32_t>(i, 1, w));
     v = w;
   }
   if (dst.kind == OpKind::kMmx) {
@@ -60,9 +60,9 @@ ExecStatus moveMmx(CpuImpl& c, const Instr& i) {
     return ExecStatus::kNext;
   }
   if (dst.size == 8) {
-    TTVM_TRY(c.writeOp<uint64_t>(i, 0, v));
+    TTVM_RETURN_ON_FAULT(c.writeOp<uint64_t>(i, 0, v));
   } else {
-    TTVM_TRY(c.writeOp<uint32_t>(i, 0, uint32_t(v)));
+    TTVM_RETURN_ON_FAULT(c.writeOp<uint32_t>(i, 0, uint32_t(v)));
   }
   enterMmxMode(c);
   return ExecStatus::kNext;
@@ -81,10 +81,10 @@ ExecStatus moveScalarInt(CpuImpl& c, const Instr& i) {
     if (src.kind == OpKind::kXmm) {
       v = xmm(c, src.reg).q[0];
     } else if (src.size == 8) {
-      TTVM_TRY(c.readOp<uint64_t>(i, 1, v));
+      TTVM_RETURN_ON_FAULT(c.readOp<uint64_t>(i, 1, v));
     } else {
       uint32_t w;
-      TTVM_TRY(c.readOp<uint32_t>(i, 1, w));
+      TTVM_RETURN_ON_FAULT(c.readOp<uint32_t>(i, 1, w));
       v = w;
     }
     xmm(c, dst.reg) = Vec128{{v, 0}};
@@ -92,9 +92,9 @@ ExecStatus moveScalarInt(CpuImpl& c, const Instr& i) {
   }
   const uint64_t v = xmm(c, src.reg).q[0];
   if (dst.size == 8) {
-    TTVM_TRY(c.writeOp<uint64_t>(i, 0, v));
+    TTVM_RETURN_ON_FAULT(c.writeOp<uint64_t>(i, 0, v));
   } else {
-    TTVM_TRY(c.writeOp<uint32_t>(i, 0, uint32_t(v)));
+    TTVM_RETURN_ON_FAULT(c.writeOp<uint32_t>(i, 0, uint32_t(v)));
   }
   return ExecStatus::kNext;
 }
@@ -104,8 +104,8 @@ template <class T>
 struct MoveNti {
   static ExecStatus run(CpuImpl& c, const Instr& i) {
     T v;
-    TTVM_TRY(c.readOp<T>(i, 1, v));
-    TTVM_TRY(c.writeOp<T>(i, 0, v));
+    TTVM_RETURN_ON_FAULT(c.readOp<T>(i, 1, v));
+    TTVM_RETURN_ON_FAULT(c.writeOp<T>(i, 0, v));
     return ExecStatus::kNext;
   }
 };
@@ -129,7 +129,7 @@ ExecStatus moveScalar(CpuImpl& c, const Instr& i) {
       return ExecStatus::kNext;
     }
     T v;
-    TTVM_TRY(c.readMem<T>(i.mem.seg, c.effectiveAddress(i), v));
+    TTVM_RETURN_ON_FAULT(c.readMem<T>(i.mem.seg, c.effectiveAddress(i), v));
     Vec128 r{};
     std::memcpy(r.q.data(), &v, sizeof(T));
     d = r;
@@ -137,7 +137,7 @@ ExecStatus moveScalar(CpuImpl& c, const Instr& i) {
   }
   T v;
   std::memcpy(&v, xmm(c, src.reg).q.data(), sizeof(T));
-  TTVM_TRY(c.writeMem<T>(i.mem.seg, c.effectiveAddress(i), v));
+  TTVM_RETURN_ON_FAULT(c.writeMem<T>(i.mem.seg, c.effectiveAddress(i), v));
   return ExecStatus::kNext;
 }
 
@@ -151,11 +151,12 @@ ExecStatus moveHalf(CpuImpl& c, const Instr& i) {
   constexpr int q = kHigh ? 1 : 0;
   if (i.op[0].kind == OpKind::kXmm) {
     uint64_t v;
-    TTVM_TRY(c.readMem<uint64_t>(i.mem.seg, c.effectiveAddress(i), v));
+    TTVM_RETURN_ON_FAULT(c.readMem<uint64_t>(i.mem.seg, c.effectiveAddress(i), v));
     xmm(c, i.op[0].reg).q[q] = v;
     return ExecStatus::kNext;
   }
-  TTVM_TRY(c.writeMem<uint64_t>(i.mem.seg, c.effectiveAddress(i), xmm(c, i.op[1].reg).q[q]));
+  TTVM_RETURN_ON_FAULT(
+      c.writeMem<uint64_t>(i.mem.seg, c.effectiveAddress(i), xmm(c, i.op[1].reg).q[q]));
   return ExecStatus::kNext;
 }
 
@@ -177,7 +178,7 @@ ExecStatus binary(CpuImpl& c, const Instr& i) {
   if (usesMmx(i)) return mmx::binary<M>(c, i);
   TTVM_SSE_PROLOGUE(c, i);
   Vec128 b;
-  TTVM_TRY(readVec(c, i, 1, b, true));
+  TTVM_RETURN_ON_FAULT(readVec(c, i, 1, b, true));
   Vec128& a = xmm(c, i.op[0].reg);
   a = F(a, b);
   return ExecStatus::kNext;
@@ -193,7 +194,7 @@ ExecStatus shiftLanes(CpuImpl& c, const Instr& i) {
     count = i.imm & 0xFF;
   } else {
     Vec128 v;
-    TTVM_TRY(readVec(c, i, 1, v, true));
+    TTVM_RETURN_ON_FAULT(readVec(c, i, 1, v, true));
     count = v.q[0];
   }
   Vec128& a = xmm(c, i.op[0].reg);
@@ -216,7 +217,7 @@ template <Vec128 (*F)(const Vec128&, uint8_t)>
 ExecStatus shuffle(CpuImpl& c, const Instr& i) {
   TTVM_SSE_PROLOGUE(c, i);
   Vec128 b;
-  TTVM_TRY(readVec(c, i, 1, b, true));
+  TTVM_RETURN_ON_FAULT(readVec(c, i, 1, b, true));
   xmm(c, i.op[0].reg) = F(b, uint8_t(i.imm));
   return ExecStatus::kNext;
 }
@@ -226,7 +227,7 @@ template <Vec128 (*F)(const Vec128&, const Vec128&, uint8_t)>
 ExecStatus shuffle2(CpuImpl& c, const Instr& i) {
   TTVM_SSE_PROLOGUE(c, i);
   Vec128 b;
-  TTVM_TRY(readVec(c, i, 1, b, true));
+  TTVM_RETURN_ON_FAULT(readVec(c, i, 1, b, true));
   Vec128& a = xmm(c, i.op[0].reg);
   a = F(a, b, uint8_t(i.imm));
   return ExecStatus::kNext;
@@ -249,7 +250,7 @@ ExecStatus extractWord(CpuImpl& c, const Instr& i) {
   TTVM_SSE_PROLOGUE(c, i);
   const uint32_t w = sse::extractWord(xmm(c, i.op[1].reg), uint8_t(i.imm));
   if (i.op[0].kind == OpKind::kMem) {  // 66 0F 3A 15 (SSE4.1): PEXTRW m16, xmm, imm8
-    TTVM_TRY(c.writeMem<uint16_t>(i.mem.seg, c.effectiveAddress(i), uint16_t(w)));
+    TTVM_RETURN_ON_FAULT(c.writeMem<uint16_t>(i.mem.seg, c.effectiveAddress(i), uint16_t(w)));
     return ExecStatus::kNext;
   }
   c.gpr(i.op[0].reg) = w;
@@ -264,7 +265,7 @@ ExecStatus insertWord(CpuImpl& c, const Instr& i) {
   if (i.op[1].kind == OpKind::kGpr) {
     w = c.readGpr<uint16_t>(i.op[1].reg);
   } else {
-    TTVM_TRY(c.readMem<uint16_t>(i.mem.seg, c.effectiveAddress(i), w));
+    TTVM_RETURN_ON_FAULT(c.readMem<uint16_t>(i.mem.seg, c.effectiveAddress(i), w));
   }
   Vec128& a = xmm(c, i.op[0].reg);
   a = sse::insertWord(a, w, uint8_t(i.imm));

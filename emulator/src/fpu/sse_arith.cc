@@ -23,9 +23,9 @@ constexpr size_t laneCount() {
 // every exception masked (nothing can fault) as one host instruction.
 template <class T, bool kPacked, Arith kOp>
 ExecStatus arithmetic(CpuImpl& c, const Instr& i) {
-  TTVM_TRY(sseAvailable(c));
+  TTVM_RETURN_ON_FAULT(sseAvailable(c));
   Vec128 b;
-  TTVM_TRY((readFpSource<T, kPacked>(c, i, 1, b)));
+  TTVM_RETURN_ON_FAULT((readFpSource<T, kPacked>(c, i, 1, b)));
   Lanes<T> x = sse::lanes<T>(xmm(c, i.op[0].reg));
   const Lanes<T> y = sse::lanes<T>(b);
   SimdExceptions e(c.state().fpu.mxcsr);
@@ -33,7 +33,7 @@ ExecStatus arithmetic(CpuImpl& c, const Instr& i) {
     if (e.allMasked()) {
       Vec128 r = xmm(c, i.op[0].reg);
       e.addFlags(host::arithPacked<T>(kOp, r, b, e.runMxcsr()));
-      TTVM_TRY(commitSimd(c, e));
+      TTVM_RETURN_ON_FAULT(commitSimd(c, e));
       xmm(c, i.op[0].reg) = r;
       return ExecStatus::kNext;
     }
@@ -52,7 +52,7 @@ ExecStatus arithmetic(CpuImpl& c, const Instr& i) {
       e.lane(x[k], op);  // MIN, MAX, SQRT: no overflow or underflow
     }
   }
-  TTVM_TRY(commitSimd(c, e));
+  TTVM_RETURN_ON_FAULT(commitSimd(c, e));
   xmm(c, i.op[0].reg) = sse::vec<T>(x);
   return ExecStatus::kNext;
 }
@@ -72,9 +72,9 @@ constexpr CompareFn<T> kCompares[8] = {&compareLane<T, 0>, &compareLane<T, 1>, &
 
 template <class T, bool kPacked>
 ExecStatus compare(CpuImpl& c, const Instr& i) {
-  TTVM_TRY(sseAvailable(c));
+  TTVM_RETURN_ON_FAULT(sseAvailable(c));
   Vec128 b;
-  TTVM_TRY((readFpSource<T, kPacked>(c, i, 1, b)));
+  TTVM_RETURN_ON_FAULT((readFpSource<T, kPacked>(c, i, 1, b)));
   Lanes<T> x = sse::lanes<T>(xmm(c, i.op[0].reg));
   const Lanes<T> y = sse::lanes<T>(b);
   const CompareFn<T> f = kCompares<T>[i.imm & 7];
@@ -83,7 +83,7 @@ ExecStatus compare(CpuImpl& c, const Instr& i) {
     const T a = x[k], s = y[k];
     e.lane(x[k], [a, s, f](uint32_t m, T& r) { return f(a, s, m, r); });
   }
-  TTVM_TRY(commitSimd(c, e));
+  TTVM_RETURN_ON_FAULT(commitSimd(c, e));
   xmm(c, i.op[0].reg) = sse::vec<T>(x);
   return ExecStatus::kNext;
 }
@@ -93,9 +93,9 @@ ExecStatus compare(CpuImpl& c, const Instr& i) {
 // SF, AF cleared.
 template <class T, bool kSignalling>
 ExecStatus compareToFlags(CpuImpl& c, const Instr& i) {
-  TTVM_TRY(sseAvailable(c));
+  TTVM_RETURN_ON_FAULT(sseAvailable(c));
   Vec128 b;
-  TTVM_TRY((readFpSource<T, false>(c, i, 1, b)));
+  TTVM_RETURN_ON_FAULT((readFpSource<T, false>(c, i, 1, b)));
   const T a = sse::lanes<T>(xmm(c, i.op[0].reg))[0];
   const T s = sse::lanes<T>(b)[0];
   uint64_t f = 0;
@@ -103,7 +103,7 @@ ExecStatus compareToFlags(CpuImpl& c, const Instr& i) {
   e.lane(f, [a, s](uint32_t m, uint64_t& r) {
     return host::compareFlags<T, kSignalling>(a, s, m, r);
   });
-  TTVM_TRY(commitSimd(c, e));
+  TTVM_RETURN_ON_FAULT(commitSimd(c, e));
   c.setArithFlags(flags::kArith, f);
   return ExecStatus::kNext;
 }
@@ -112,9 +112,9 @@ ExecStatus compareToFlags(CpuImpl& c, const Instr& i) {
 // no MXCSR flags, no exceptions.
 template <bool kPacked, uint32_t (*F)(uint32_t)>
 ExecStatus approximate(CpuImpl& c, const Instr& i) {
-  TTVM_TRY(sseAvailable(c));
+  TTVM_RETURN_ON_FAULT(sseAvailable(c));
   Vec128 b;
-  TTVM_TRY((readFpSource<uint32_t, kPacked>(c, i, 1, b)));
+  TTVM_RETURN_ON_FAULT((readFpSource<uint32_t, kPacked>(c, i, 1, b)));
   Lanes<uint32_t> x = sse::lanes<uint32_t>(xmm(c, i.op[0].reg));
   const Lanes<uint32_t> y = sse::lanes<uint32_t>(b);
   for (size_t k = 0; k < laneCount<uint32_t, kPacked>(); ++k) x[k] = F(y[k]);

@@ -67,11 +67,11 @@ bool readSource(CpuImpl& c, const Instr& i, Vec128& v) {
 template <class From, class To, size_t N, uint32_t (*Op)(From, uint32_t, To&), Src kSrc, Dst kDst,
           bool kNarrowing = false>
 ExecStatus convert(CpuImpl& c, const Instr& i) {
-  TTVM_TRY(sseAvailable(c));
+  TTVM_RETURN_ON_FAULT(sseAvailable(c));
   const bool mmx = usesMmx(i);
-  if (mmx) TTVM_TRY(mmxAvailable(c));
+  if (mmx) TTVM_RETURN_ON_FAULT(mmxAvailable(c));
   Vec128 src;
-  TTVM_TRY((readSource<From, kSrc>(c, i, src)));
+  TTVM_RETURN_ON_FAULT((readSource<From, kSrc>(c, i, src)));
   const Lanes<From> x = sse::lanes<From>(src);
   Lanes<To> r{};
   if constexpr (kDst == Dst::kMerge) r = sse::lanes<To>(xmm(c, i.op[0].reg));
@@ -86,7 +86,7 @@ ExecStatus convert(CpuImpl& c, const Instr& i) {
       e.lane(r[k], op);
     }
   }
-  TTVM_TRY(commitSimd(c, e));
+  TTVM_RETURN_ON_FAULT(commitSimd(c, e));
   if constexpr (kDst == Dst::kMmx) {
     writeMmx(c, i.op[0].reg, sse::vec<To>(r).q[0]);
   } else {
@@ -99,19 +99,19 @@ ExecStatus convert(CpuImpl& c, const Instr& i) {
 // CVTSI2SS/CVTSI2SD xmm, r/m32 or r/m64 (REX.W): lane 0, the rest kept.
 template <class To>
 ExecStatus fromGpr(CpuImpl& c, const Instr& i) {
-  TTVM_TRY(sseAvailable(c));
+  TTVM_RETURN_ON_FAULT(sseAvailable(c));
   Lanes<To> r = sse::lanes<To>(xmm(c, i.op[0].reg));
   SimdExceptions e(c.state().fpu.mxcsr);
   if (i.op[1].size == 8) {
     uint64_t v;
-    TTVM_TRY(c.readOp<uint64_t>(i, 1, v));
+    TTVM_RETURN_ON_FAULT(c.readOp<uint64_t>(i, 1, v));
     e.lane(r[0], [v](uint32_t m, To& out) { return intToFloat<uint64_t, To>(v, m, out); });
   } else {
     uint32_t v;
-    TTVM_TRY(c.readOp<uint32_t>(i, 1, v));
+    TTVM_RETURN_ON_FAULT(c.readOp<uint32_t>(i, 1, v));
     e.lane(r[0], [v](uint32_t m, To& out) { return intToFloat<uint32_t, To>(v, m, out); });
   }
-  TTVM_TRY(commitSimd(c, e));
+  TTVM_RETURN_ON_FAULT(commitSimd(c, e));
   xmm(c, i.op[0].reg) = sse::vec<To>(r);
   return ExecStatus::kNext;
 }
@@ -119,9 +119,9 @@ ExecStatus fromGpr(CpuImpl& c, const Instr& i) {
 // CVT[T]SS2SI/CVT[T]SD2SI r32/r64, xmm/m32 or m64.
 template <class From, bool kTruncate>
 ExecStatus toGpr(CpuImpl& c, const Instr& i) {
-  TTVM_TRY(sseAvailable(c));
+  TTVM_RETURN_ON_FAULT(sseAvailable(c));
   Vec128 src;
-  TTVM_TRY((readFpSource<From, false>(c, i, 1, src)));
+  TTVM_RETURN_ON_FAULT((readFpSource<From, false>(c, i, 1, src)));
   const From a = sse::lanes<From>(src)[0];
   SimdExceptions e(c.state().fpu.mxcsr);
   if (i.op[0].size == 8) {
@@ -129,14 +129,14 @@ ExecStatus toGpr(CpuImpl& c, const Instr& i) {
     e.lane(v, [a](uint32_t m, uint64_t& out) {
       return floatToInt<From, uint64_t, kTruncate>(a, m, out);
     });
-    TTVM_TRY(commitSimd(c, e));
+    TTVM_RETURN_ON_FAULT(commitSimd(c, e));
     c.writeGpr<uint64_t>(i.op[0].reg, v);
   } else {
     uint32_t v = 0;
     e.lane(v, [a](uint32_t m, uint32_t& out) {
       return floatToInt<From, uint32_t, kTruncate>(a, m, out);
     });
-    TTVM_TRY(commitSimd(c, e));
+    TTVM_RETURN_ON_FAULT(commitSimd(c, e));
     c.writeGpr<uint32_t>(i.op[0].reg, v);
   }
   return ExecStatus::kNext;

@@ -9,30 +9,30 @@ namespace ttvm::fpu {
 namespace {
 
 ExecStatus fninit(CpuImpl& c, const Instr&) {
-  TTVM_TRY(x87Available(c));
+  TTVM_RETURN_ON_FAULT(x87Available(c));
   fpuInit(c.state().fpu);
   return ExecStatus::kNext;
 }
 
 // FNSTSW AX / m16.
 ExecStatus fnstsw(CpuImpl& c, const Instr& i) {
-  TTVM_TRY(x87Available(c));
-  TTVM_TRY(c.writeOp<uint16_t>(i, 0, c.state().fpu.fsw));
+  TTVM_RETURN_ON_FAULT(x87Available(c));
+  TTVM_RETURN_ON_FAULT(c.writeOp<uint16_t>(i, 0, c.state().fpu.fsw));
   return ExecStatus::kNext;
 }
 
 ExecStatus fnstcw(CpuImpl& c, const Instr& i) {
-  TTVM_TRY(x87Available(c));
-  TTVM_TRY(c.writeOp<uint16_t>(i, 0, c.state().fpu.fcw));
+  TTVM_RETURN_ON_FAULT(x87Available(c));
+  TTVM_RETURN_ON_FAULT(c.writeOp<uint16_t>(i, 0, c.state().fpu.fcw));
   return ExecStatus::kNext;
 }
 
 // FLDCW m16: unmasking a pending exception sets FSW.ES and B (it is then
 // raised by the next waiting x87 instruction).
 ExecStatus fldcw(CpuImpl& c, const Instr& i) {
-  TTVM_TRY(x87Available(c));
+  TTVM_RETURN_ON_FAULT(x87Available(c));
   uint16_t cw;
-  TTVM_TRY(c.readOp<uint16_t>(i, 0, cw));
+  TTVM_RETURN_ON_FAULT(c.readOp<uint16_t>(i, 0, cw));
   FpuState& f = c.state().fpu;
   f.fcw = cw;
   f.fsw = fswWithSummary(f.fsw, cw);
@@ -41,7 +41,7 @@ ExecStatus fldcw(CpuImpl& c, const Instr& i) {
 
 // FNCLEX: clears the exception flags, SF, ES and B.
 ExecStatus fnclex(CpuImpl& c, const Instr&) {
-  TTVM_TRY(x87Available(c));
+  TTVM_RETURN_ON_FAULT(x87Available(c));
   c.state().fpu.fsw &= uint16_t(~0x80FF);
   return ExecStatus::kNext;
 }
@@ -71,21 +71,22 @@ unsigned xmmCount(const CpuImpl& c) {
 
 template <FxsaveFormat kFormat>
 ExecStatus fxsave(CpuImpl& c, const Instr& i) {
-  TTVM_TRY(x87Available(c));
-  TTVM_TRY(checkAligned(c, i, 16));
+  TTVM_RETURN_ON_FAULT(x87Available(c));
+  TTVM_RETURN_ON_FAULT(checkAligned(c, i, 16));
   uint8_t image[kFxsaveSize];
   const unsigned n = xmmCount(c);
   fxsaveImage(c.state().fpu, kFormat, n, std::span<uint8_t, kFxsaveSize>(image));
-  TTVM_TRY(c.writeMemBlock(i.mem.seg, c.effectiveAddress(i), image, fxsaveWrittenBytes(n)));
+  TTVM_RETURN_ON_FAULT(
+      c.writeMemBlock(i.mem.seg, c.effectiveAddress(i), image, fxsaveWrittenBytes(n)));
   return ExecStatus::kNext;
 }
 
 template <FxsaveFormat kFormat>
 ExecStatus fxrstor(CpuImpl& c, const Instr& i) {
-  TTVM_TRY(x87Available(c));
-  TTVM_TRY(checkAligned(c, i, 16));
+  TTVM_RETURN_ON_FAULT(x87Available(c));
+  TTVM_RETURN_ON_FAULT(checkAligned(c, i, 16));
   uint8_t image[kFxsaveSize];
-  TTVM_TRY(c.readMemBlock(i.mem.seg, c.effectiveAddress(i), image, kFxsaveSize));
+  TTVM_RETURN_ON_FAULT(c.readMemBlock(i.mem.seg, c.effectiveAddress(i), image, kFxsaveSize));
   FpuState f = c.state().fpu;
   if (!fxrstorImage(f, kFormat, xmmCount(c), std::span<const uint8_t, kFxsaveSize>(image))) {
     return c.raiseGp(0);
@@ -95,17 +96,17 @@ ExecStatus fxrstor(CpuImpl& c, const Instr& i) {
 }
 
 ExecStatus ldmxcsr(CpuImpl& c, const Instr& i) {
-  TTVM_TRY(sseAvailable(c));
+  TTVM_RETURN_ON_FAULT(sseAvailable(c));
   uint32_t v;
-  TTVM_TRY(c.readOp<uint32_t>(i, 0, v));
+  TTVM_RETURN_ON_FAULT(c.readOp<uint32_t>(i, 0, v));
   if (v & ~kMxcsrMask) return c.raiseGp(0);
   c.state().fpu.mxcsr = v;
   return ExecStatus::kNext;
 }
 
 ExecStatus stmxcsr(CpuImpl& c, const Instr& i) {
-  TTVM_TRY(sseAvailable(c));
-  TTVM_TRY(c.writeOp<uint32_t>(i, 0, c.state().fpu.mxcsr));
+  TTVM_RETURN_ON_FAULT(sseAvailable(c));
+  TTVM_RETURN_ON_FAULT(c.writeOp<uint32_t>(i, 0, c.state().fpu.mxcsr));
   return ExecStatus::kNext;
 }
 

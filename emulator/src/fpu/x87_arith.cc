@@ -45,7 +45,7 @@ HostOp memOp(const ArithOps& ops, uint8_t opcode, unsigned& bytes) {
 // dst = dst op src for ST registers; pops afterwards when `popAfter`.
 ExecStatus arithReg(CpuImpl& c, const Instr& i, HostOp op, unsigned dst, unsigned src,
                     bool popAfter) {
-  TTVM_TRY(x87Begin(c));
+  TTVM_RETURN_ON_FAULT(x87Begin(c));
   x87Pointers(c, i);
   FpuState& f = c.state().fpu;
   if (isEmpty(f, dst) || isEmpty(f, src)) {
@@ -67,9 +67,9 @@ ExecStatus arithReg(CpuImpl& c, const Instr& i, HostOp op, unsigned dst, unsigne
 
 // ST0 = ST0 op memory operand.
 ExecStatus arithMem(CpuImpl& c, const Instr& i, HostOp op, unsigned bytes) {
-  TTVM_TRY(x87Begin(c));
+  TTVM_RETURN_ON_FAULT(x87Begin(c));
   HostIo io;
-  TTVM_TRY(readOperandBytes(c, i, io.mem, bytes));
+  TTVM_RETURN_ON_FAULT(readOperandBytes(c, i, io.mem, bytes));
   x87Pointers(c, i);
   FpuState& f = c.state().fpu;
   if (isEmpty(f, 0)) {
@@ -118,9 +118,9 @@ void setUnordered(CpuImpl& c, FpuState& f, CompareKind kind) {
 // `memBytes` != 0), then pops `pops` times.
 ExecStatus compare(CpuImpl& c, const Instr& i, HostOp op, unsigned k, unsigned memBytes,
                    unsigned pops, CompareKind kind) {
-  TTVM_TRY(x87Begin(c));
+  TTVM_RETURN_ON_FAULT(x87Begin(c));
   HostIo io;
-  if (memBytes) TTVM_TRY(readOperandBytes(c, i, io.mem, memBytes));
+  if (memBytes) TTVM_RETURN_ON_FAULT(readOperandBytes(c, i, io.mem, memBytes));
   x87Pointers(c, i);
   FpuState& f = c.state().fpu;
   // The condition codes are written even when the invalid operation is
@@ -190,7 +190,7 @@ ExecStatus ftst(CpuImpl& c, const Instr& i) {
 // FCHS / FABS: sign bit only, no exception but stack underflow.
 template <bool kAbs>
 ExecStatus signOp(CpuImpl& c, const Instr& i) {
-  TTVM_TRY(x87Begin(c));
+  TTVM_RETURN_ON_FAULT(x87Begin(c));
   x87Pointers(c, i);
   FpuState& f = c.state().fpu;
   if (isEmpty(f, 0)) {
@@ -206,7 +206,7 @@ ExecStatus signOp(CpuImpl& c, const Instr& i) {
 
 // FXAM: C3 C2 C0 classify ST0, C1 its sign; never an exception.
 ExecStatus fxam(CpuImpl& c, const Instr& i) {
-  TTVM_TRY(x87Begin(c));
+  TTVM_RETURN_ON_FAULT(x87Begin(c));
   x87Pointers(c, i);
   FpuState& f = c.state().fpu;
   const Float80& v = st(f, 0);
@@ -219,7 +219,7 @@ ExecStatus fxam(CpuImpl& c, const Instr& i) {
 // C0 C1 C2 C3 are the quotient bits and the incomplete-reduction flag.
 template <bool kIeee>
 ExecStatus fprem(CpuImpl& c, const Instr& i) {
-  TTVM_TRY(x87Begin(c));
+  TTVM_RETURN_ON_FAULT(x87Begin(c));
   x87Pointers(c, i);
   FpuState& f = c.state().fpu;
   if (isEmpty(f, 0) || isEmpty(f, 1)) {
@@ -242,7 +242,7 @@ ExecStatus fprem(CpuImpl& c, const Instr& i) {
 // FSQRT, FRNDINT, FSCALE (ST0, ST1).
 template <HostOp kOp, bool kUsesSt1>
 ExecStatus unary(CpuImpl& c, const Instr& i) {
-  TTVM_TRY(x87Begin(c));
+  TTVM_RETURN_ON_FAULT(x87Begin(c));
   x87Pointers(c, i);
   FpuState& f = c.state().fpu;
   if (isEmpty(f, 0) || (kUsesSt1 && isEmpty(f, 1))) {
@@ -262,7 +262,7 @@ ExecStatus unary(CpuImpl& c, const Instr& i) {
 
 // FXTRACT: ST0 = exponent, then push the significand.
 ExecStatus fxtract(CpuImpl& c, const Instr& i) {
-  TTVM_TRY(x87Begin(c));
+  TTVM_RETURN_ON_FAULT(x87Begin(c));
   x87Pointers(c, i);
   FpuState& f = c.state().fpu;
   if (isEmpty(f, 0) || !isEmpty(f, 7)) {

@@ -19,45 +19,45 @@ EnvFormat envFormat(const CpuImpl& c, const Instr& i) {
 }
 
 ExecStatus fnstenv(CpuImpl& c, const Instr& i) {
-  TTVM_TRY(x87Available(c));
+  TTVM_RETURN_ON_FAULT(x87Available(c));
   const EnvFormat e = envFormat(c, i);
   uint8_t img[kEnvMaxSize];
   FpuState& f = c.state().fpu;
   envImage(f, e, img);
-  TTVM_TRY(writeOperandBytes(c, i, img, envSize(e)));
+  TTVM_RETURN_ON_FAULT(writeOperandBytes(c, i, img, envSize(e)));
   f.fcw = uint16_t(f.fcw | fsw::kExceptions);  // every exception masked afterwards
   f.fsw = fswWithSummary(f.fsw, f.fcw);
   return ExecStatus::kNext;
 }
 
 ExecStatus fldenv(CpuImpl& c, const Instr& i) {
-  TTVM_TRY(x87Available(c));
+  TTVM_RETURN_ON_FAULT(x87Available(c));
   const EnvFormat e = envFormat(c, i);
   uint8_t img[kEnvMaxSize];
-  TTVM_TRY(readOperandBytes(c, i, img, envSize(e)));
+  TTVM_RETURN_ON_FAULT(readOperandBytes(c, i, img, envSize(e)));
   loadEnvImage(c.state().fpu, e, img);
   return ExecStatus::kNext;
 }
 
 ExecStatus fnsave(CpuImpl& c, const Instr& i) {
-  TTVM_TRY(x87Available(c));
+  TTVM_RETURN_ON_FAULT(x87Available(c));
   const EnvFormat e = envFormat(c, i);
   uint8_t img[kEnvMaxSize + 80];
   FpuState& f = c.state().fpu;
   const unsigned n = envSize(e);
   envImage(f, e, img);
   saveRegisters(f, img + n);
-  TTVM_TRY(writeOperandBytes(c, i, img, n + 80));
+  TTVM_RETURN_ON_FAULT(writeOperandBytes(c, i, img, n + 80));
   fpuInit(f);
   return ExecStatus::kNext;
 }
 
 ExecStatus frstor(CpuImpl& c, const Instr& i) {
-  TTVM_TRY(x87Available(c));
+  TTVM_RETURN_ON_FAULT(x87Available(c));
   const EnvFormat e = envFormat(c, i);
   uint8_t img[kEnvMaxSize + 80];
   const unsigned n = envSize(e);
-  TTVM_TRY(readOperandBytes(c, i, img, n + 80));
+  TTVM_RETURN_ON_FAULT(readOperandBytes(c, i, img, n + 80));
   FpuState& f = c.state().fpu;
   loadEnvImage(f, e, img);
   loadRegisters(f, img + n);

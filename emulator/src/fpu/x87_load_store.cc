@@ -25,9 +25,9 @@ void pushChecked(FpuState& f, const Float80& v) {
 
 // FLD m32fp/m64fp, FILD m16/m32/m64, FBLD m80bcd: the host converts.
 ExecStatus loadConverted(CpuImpl& c, const Instr& i, HostOp op, unsigned bytes) {
-  TTVM_TRY(x87Begin(c));
+  TTVM_RETURN_ON_FAULT(x87Begin(c));
   HostIo io;
-  TTVM_TRY(readOperandBytes(c, i, io.mem, bytes));
+  TTVM_RETURN_ON_FAULT(readOperandBytes(c, i, io.mem, bytes));
   x87Pointers(c, i);
   FpuState& f = c.state().fpu;
   if (!isEmpty(f, 7)) {
@@ -44,9 +44,9 @@ ExecStatus loadConverted(CpuImpl& c, const Instr& i, HostOp op, unsigned bytes) 
 
 // FLD m80fp: a bit copy (no exception but stack overflow).
 ExecStatus loadM80(CpuImpl& c, const Instr& i) {
-  TTVM_TRY(x87Begin(c));
+  TTVM_RETURN_ON_FAULT(x87Begin(c));
   uint8_t b[10];
-  TTVM_TRY(readOperandBytes(c, i, b, 10));
+  TTVM_RETURN_ON_FAULT(readOperandBytes(c, i, b, 10));
   x87Pointers(c, i);
   Float80 v;
   std::memcpy(&v.significand, b, 8);
@@ -57,7 +57,7 @@ ExecStatus loadM80(CpuImpl& c, const Instr& i) {
 
 // FLD ST(i): ST(i) is read before the push.
 ExecStatus loadReg(CpuImpl& c, const Instr& i) {
-  TTVM_TRY(x87Begin(c));
+  TTVM_RETURN_ON_FAULT(x87Begin(c));
   x87Pointers(c, i);
   FpuState& f = c.state().fpu;
   const unsigned src = i.modrm & 7;
@@ -96,8 +96,8 @@ ExecStatus fbld(CpuImpl& c, const Instr& i) {
 // indefinite of the destination format is stored.
 ExecStatus storeMem(CpuImpl& c, const Instr& i, HostOp op, unsigned bytes, bool popAfter,
                     bool bitCopy = false) {
-  TTVM_TRY(x87Begin(c));
-  TTVM_TRY(c.probeWrite(i.mem.seg, c.effectiveAddress(i), bytes));
+  TTVM_RETURN_ON_FAULT(x87Begin(c));
+  TTVM_RETURN_ON_FAULT(c.probeWrite(i.mem.seg, c.effectiveAddress(i), bytes));
   x87Pointers(c, i);
   FpuState& f = c.state().fpu;
   HostIo io;
@@ -119,14 +119,14 @@ ExecStatus storeMem(CpuImpl& c, const Instr& i, HostOp op, unsigned bytes, bool 
     f80::hostExec(op, io);
     if (!underflow && !applyResult(f, io.fsw, true)) return ExecStatus::kNext;
   }
-  TTVM_TRY(writeOperandBytes(c, i, io.mem, bytes));
+  TTVM_RETURN_ON_FAULT(writeOperandBytes(c, i, io.mem, bytes));
   if (popAfter) pop(f);
   return ExecStatus::kNext;
 }
 
 // FST/FSTP ST(i): a bit copy of ST0; FSTP ST(0) only pops.
 ExecStatus storeReg(CpuImpl& c, const Instr& i, bool popAfter) {
-  TTVM_TRY(x87Begin(c));
+  TTVM_RETURN_ON_FAULT(x87Begin(c));
   x87Pointers(c, i);
   FpuState& f = c.state().fpu;
   const unsigned dst = i.modrm & 7;
@@ -144,7 +144,7 @@ ExecStatus storeReg(CpuImpl& c, const Instr& i, bool popAfter) {
 // FSTP1 (D9 D8+i, Zydis FSTPNCE): FSTP ST(i) without the stack-underflow
 // check (measured on the host: with ST0 empty it only pops, silently).
 ExecStatus fstpNoCheck(CpuImpl& c, const Instr& i) {
-  TTVM_TRY(x87Begin(c));
+  TTVM_RETURN_ON_FAULT(x87Begin(c));
   x87Pointers(c, i);
   FpuState& f = c.state().fpu;
   setC1(f, false);
@@ -188,7 +188,7 @@ ExecStatus fbstp(CpuImpl& c, const Instr& i) {
 // FXCH ST(i): an empty operand is a stack underflow; masked, it is replaced
 // by the indefinite before the exchange.
 ExecStatus fxch(CpuImpl& c, const Instr& i) {
-  TTVM_TRY(x87Begin(c));
+  TTVM_RETURN_ON_FAULT(x87Begin(c));
   x87Pointers(c, i);
   FpuState& f = c.state().fpu;
   const unsigned k = i.modrm & 7;
@@ -207,7 +207,7 @@ ExecStatus fxch(CpuImpl& c, const Instr& i) {
 
 template <f80::Constant kConstant>
 ExecStatus fldConstant(CpuImpl& c, const Instr& i) {
-  TTVM_TRY(x87Begin(c));
+  TTVM_RETURN_ON_FAULT(x87Begin(c));
   x87Pointers(c, i);
   FpuState& f = c.state().fpu;
   pushChecked(f, f80::loadConstant(kConstant, fcw::rounding(f.fcw)));
@@ -216,7 +216,7 @@ ExecStatus fldConstant(CpuImpl& c, const Instr& i) {
 
 // FCMOVcc ST0, ST(i): the condition from RFLAGS (DA: B E BE U; DB: NB NE NBE NU).
 ExecStatus fcmov(CpuImpl& c, const Instr& i) {
-  TTVM_TRY(x87Begin(c));
+  TTVM_RETURN_ON_FAULT(x87Begin(c));
   x87Pointers(c, i);
   const uint64_t fl = c.rflags();
   bool cond = false;
@@ -239,7 +239,7 @@ ExecStatus fcmov(CpuImpl& c, const Instr& i) {
 
 template <bool kPop>
 ExecStatus ffree(CpuImpl& c, const Instr& i) {
-  TTVM_TRY(x87Begin(c));
+  TTVM_RETURN_ON_FAULT(x87Begin(c));
   x87Pointers(c, i);
   FpuState& f = c.state().fpu;
   f.ftw = uint8_t(f.ftw & ~(1u << physIndex(f, i.modrm & 7)));
@@ -250,7 +250,7 @@ ExecStatus ffree(CpuImpl& c, const Instr& i) {
 
 template <int kDelta>
 ExecStatus stepTop(CpuImpl& c, const Instr& i) {
-  TTVM_TRY(x87Begin(c));
+  TTVM_RETURN_ON_FAULT(x87Begin(c));
   x87Pointers(c, i);
   FpuState& f = c.state().fpu;
   setTop(f, fpuTop(f) + kDelta);
@@ -259,7 +259,7 @@ ExecStatus stepTop(CpuImpl& c, const Instr& i) {
 }
 
 ExecStatus fnop(CpuImpl& c, const Instr& i) {
-  TTVM_TRY(x87Begin(c));
+  TTVM_RETURN_ON_FAULT(x87Begin(c));
   x87Pointers(c, i);
   return ExecStatus::kNext;
 }
@@ -267,7 +267,7 @@ ExecStatus fnop(CpuImpl& c, const Instr& i) {
 // FNENI, FNDISI (8087) and FNSETPM (287): no-ops on the 387 and later, and
 // non-waiting control instructions.
 ExecStatus legacyNop(CpuImpl& c, const Instr&) {
-  TTVM_TRY(x87Available(c));
+  TTVM_RETURN_ON_FAULT(x87Available(c));
   return ExecStatus::kNext;
 }
 

@@ -20,7 +20,7 @@ void setC2(FpuState& f, bool v) {
 // FSIN, FCOS, F2XM1: ST0 = fn(ST0).
 template <UnaryFn kFn, bool kTrig>
 ExecStatus unaryOp(CpuImpl& c, const Instr& i) {
-  TTVM_TRY(x87Begin(c));
+  TTVM_RETURN_ON_FAULT(x87Begin(c));
   x87Pointers(c, i);
   FpuState& f = c.state().fpu;
   if (isEmpty(f, 0)) {
@@ -38,7 +38,7 @@ ExecStatus unaryOp(CpuImpl& c, const Instr& i) {
 // FPTAN (ST0 = tan, push 1) and FSINCOS (ST0 = sin, push cos).
 template <bool kSinCos>
 ExecStatus pushingOp(CpuImpl& c, const Instr& i) {
-  TTVM_TRY(x87Begin(c));
+  TTVM_RETURN_ON_FAULT(x87Begin(c));
   x87Pointers(c, i);
   FpuState& f = c.state().fpu;
   if (isEmpty(f, 0) || !isEmpty(f, 7)) {
@@ -68,7 +68,7 @@ ExecStatus pushingOp(CpuImpl& c, const Instr& i) {
 // FPATAN, FYL2X, FYL2XP1: ST1 = fn(ST1, ST0), then pop.
 template <BinaryFn kFn>
 ExecStatus binaryOp(CpuImpl& c, const Instr& i) {
-  TTVM_TRY(x87Begin(c));
+  TTVM_RETURN_ON_FAULT(x87Begin(c));
   x87Pointers(c, i);
   FpuState& f = c.state().fpu;
   if (isEmpty(f, 0) || isEmpty(f, 1)) {
