@@ -3,11 +3,11 @@
 namespace ttvm {
 
 void registerAluHandlers(HandlerTable& t) {
-  alu::registerArithHandlers(t);
-  alu::registerShiftHandlers(t);
-  alu::registerMulDivHandlers(t);
-  alu::registerBitHandlers(t);
-  alu::registerBcdHandlers(t);
+  t.registerGroup("alu/arith", alu::registerArithHandlers);
+  t.registerGroup("alu/shift", alu::registerShiftHandlers);
+  t.registerGroup("alu/muldiv", alu::registerMulDivHandlers);
+  t.registerGroup("alu/bits", alu::registerBitHandlers);
+  t.registerGroup("alu/bcd", alu::registerBcdHandlers);
 }
 
 }  // namespace ttvm

@@ -18,8 +18,8 @@
 
 namespace ttvm {
 
-// Registers every ALU handler above (replacing any earlier registration of
-// the same mnemonics).
+// Registers every ALU handler above, each family as a group of its own
+// ("alu/arith", ...; see HandlerTable::registerGroup).
 void registerAluHandlers(HandlerTable& t);
 
 namespace alu {

@@ -1,5 +1,5 @@
 // Data movement: MOV (all forms), MOVZX/MOVSX/MOVSXD, XCHG, CMPXCHG,
-// CMPXCHG8B/16B, XADD, BSWAP, MOVBE, LEA, CMOVcc, SETcc, CBW..CQO, LAHF/SAHF,
+// CMPXCHG8B/16B, XADD, MOVBE, LEA, CMOVcc, SETcc, CBW..CQO, LAHF/SAHF,
 // XLAT, flag operations, SALC, LDS..LSS, NOP forms.
 #include "exec/basic_flags.h"
 #include "exec/handler_table.h"
@@ -235,21 +235,6 @@ struct Xadd {
 };
 
 template <typename T>
-struct Bswap {
-  static ExecStatus run(CpuImpl& c, const Instr& i) {
-    const uint8_t r = i.op[0].reg;
-    if constexpr (sizeof(T) == 8) {
-      c.writeGpr<uint64_t>(r, __builtin_bswap64(c.readGpr<uint64_t>(r)));
-    } else if constexpr (sizeof(T) == 4) {
-      c.writeGpr<uint32_t>(r, __builtin_bswap32(c.readGpr<uint32_t>(r)));
-    } else {
-      c.writeGpr<uint16_t>(r, 0);  // undefined; current Intel CPUs give zero
-    }
-    return ExecStatus::kNext;
-  }
-};
-
-template <typename T>
 T byteSwap(T v) {
   if constexpr (sizeof(T) == 8) return __builtin_bswap64(v);
   if constexpr (sizeof(T) == 4) return __builtin_bswap32(v);
@@ -393,7 +378,6 @@ void registerDataHandlers(HandlerTable& t) {
   t.set(ZYDIS_MNEMONIC_CMPXCHG8B, &cmpxchg8b);
   t.set(ZYDIS_MNEMONIC_CMPXCHG16B, &cmpxchg8b);
   t.setTemplate<Xadd>(ZYDIS_MNEMONIC_XADD);
-  t.setTemplate<Bswap>(ZYDIS_MNEMONIC_BSWAP);
   t.setTemplate<Movbe>(ZYDIS_MNEMONIC_MOVBE);
   t.setTemplate<Lea>(ZYDIS_MNEMONIC_LEA);
 #define TTVM_CC(n, cmovName, setName)                       \

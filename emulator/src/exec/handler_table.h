@@ -5,10 +5,14 @@
 //
 //     void registerXxxHandlers(HandlerTable& t);
 //
-// declared below and called from HandlerTable::build() (handler_table.cc).
-// To add a group: declare its function here, add one line to build(), done.
+// declared below and called, under the group's name, from
+// HandlerTable::instance() (handler_table.cc). To add a group: declare its
+// function here, add one line to instance(), done.
 // A mnemonic without a handler decodes fine but raises #UD and is logged once
 // in Cpu::unimplementedLog() (with its bytes), so a user sees why.
+// A mnemonic registered twice (handler, vector handler or picker) is a bug in
+// ttvm: the second registration asserts, naming the mnemonic and both groups,
+// instead of silently replacing the first.
 #pragma once
 
 #include <Zydis/Zydis.h>
@@ -25,11 +29,24 @@ class HandlerTable {
   // Size index: 0 = 8-bit, 1 = 16-bit, 2 = 32-bit, 3 = 64-bit operand width.
   static constexpr int kSizes = 4;
 
+  // Runs `registerHandlers(*this)` with `group` named as the registrant of
+  // everything it registers (restored afterwards, so groups may nest).
+  void registerGroup(const char* group, void (*registerHandlers)(HandlerTable&)) {
+    const char* outer = group_;
+    group_ = group;
+    registerHandlers(*this);
+    group_ = outer;
+  }
+
   // One handler for every operand width.
-  void set(ZydisMnemonic m, Handler h) { entries_[m].fill(h); }
+  void set(ZydisMnemonic m, Handler h) {
+    claim(kHandlerSlot, m);
+    entries_[m].fill(h);
+  }
   // One handler per operand width (nullptr: that width is not supported and
   // raises #UD). Handlers for widths an instruction cannot have may be nullptr.
   void setSized(ZydisMnemonic m, Handler h8, Handler h16, Handler h32, Handler h64) {
+    claim(kHandlerSlot, m);
     entries_[m] = {h8, h16, h32, h64};
   }
   // Registers one template instantiated for uint8_t..uint64_t.
@@ -41,7 +58,10 @@ class HandlerTable {
   // A handler used instead when an operand is an XMM or MMX register: the
   // SSE forms that share a mnemonic with a string instruction (MOVSD, CMPSD)
   // and any other vector form of a mnemonic.
-  void setVector(ZydisMnemonic m, Handler h) { vector_[m] = h; }
+  void setVector(ZydisMnemonic m, Handler h) {
+    claim(kVectorSlot, m);
+    vector_[m] = h;
+  }
   Handler lookupVector(ZydisMnemonic m) const {
     return static_cast<unsigned>(m) < vector_.size() ? vector_[m] : nullptr;
   }
@@ -50,7 +70,10 @@ class HandlerTable {
   // handler specialized for the instruction's operand kinds (e.g. MOV r,r vs
   // MOV r,m), or nullptr to keep the table's handler. Decode time only.
   using Picker = Handler (*)(const Instr& i);
-  void setPicker(ZydisMnemonic m, Picker p) { pickers_[m] = p; }
+  void setPicker(ZydisMnemonic m, Picker p) {
+    claim(kPickerSlot, m);
+    pickers_[m] = p;
+  }
   Picker picker(ZydisMnemonic m) const {
     return static_cast<unsigned>(m) < pickers_.size() ? pickers_[m] : nullptr;
   }
@@ -71,6 +94,14 @@ class HandlerTable {
   static const HandlerTable& instance();
 
  private:
+  static constexpr size_t kMnemonics = ZYDIS_MNEMONIC_MAX_VALUE + 1;
+  // What a registration fills; each may be registered once per mnemonic.
+  enum Slot { kHandlerSlot, kVectorSlot, kPickerSlot, kSlots };
+
+  // Records the current group as the registrant of `slot` for `m`; asserts
+  // when another registration (this group's or an earlier one's) holds it.
+  void claim(Slot slot, ZydisMnemonic m);
+
   static int sizeIndex(unsigned bytes) {
     switch (bytes) {
       case 1: return 0;
@@ -79,9 +110,12 @@ class HandlerTable {
       default: return 3;
     }
   }
-  std::array<std::array<Handler, kSizes>, ZYDIS_MNEMONIC_MAX_VALUE + 1> entries_{};
-  std::array<Handler, ZYDIS_MNEMONIC_MAX_VALUE + 1> vector_{};
-  std::array<Picker, ZYDIS_MNEMONIC_MAX_VALUE + 1> pickers_{};
+  std::array<std::array<Handler, kSizes>, kMnemonics> entries_{};
+  std::array<Handler, kMnemonics> vector_{};
+  std::array<Picker, kMnemonics> pickers_{};
+  // The group that registered each slot (nullptr: not registered yet).
+  std::array<std::array<const char*, kMnemonics>, kSlots> registrants_{};
+  const char* group_ = "a registration outside any group";
 };
 
 // Registration functions, one per group file. Owners in parentheses.

@@ -435,11 +435,11 @@ void registerSseHandlers(HandlerTable& t) {
 namespace ttvm {
 
 void registerFpuHandlers(HandlerTable& t) {
-  fpu::registerX87Handlers(t);
-  fpu::registerSseHandlers(t);
-  fpu::registerSseArithHandlers(t);
-  fpu::registerSseConvertHandlers(t);
-  fpu::registerMmxHandlers(t);
+  t.registerGroup("fpu/x87", fpu::registerX87Handlers);
+  t.registerGroup("fpu/sse", fpu::registerSseHandlers);
+  t.registerGroup("fpu/sse_arith", fpu::registerSseArithHandlers);
+  t.registerGroup("fpu/sse_convert", fpu::registerSseConvertHandlers);
+  t.registerGroup("fpu/mmx", fpu::registerMmxHandlers);
 }
 
 }  // namespace ttvm
