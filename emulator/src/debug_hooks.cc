@@ -2,7 +2,7 @@
 // guest's own #DB handler sees them (Intel SDM vol. 3 ch. 18.2-18.3, AMD APM
 // vol. 2 ch. 13.1). The single-step trap (TF, DR6.BS, MOV SS deferral) and
 // general detect live in the step loop (exec/cpu_impl.cc) and MOV DR
-// (exec/system.cc); this file decides which DRn conditions were met.
+// (instr/system.cc); this file decides which DRn conditions were met.
 //
 // DR7 layout: Ln = bit 2n, Gn = bit 2n+1 (either enables breakpoint n; a
 // hardware task switch clears L0-L3, exec/task.cc), R/Wn = bits 16+4n..17+4n (00

@@ -1,10 +1,11 @@
-// exec/basic_flags.h (used by the framework's CMPXCHG, XADD, CMPS, SCAS) must
-// agree with alu/flags.h, which flags_host_test.cc checks against the host
-// CPU: exhaustively for 8-bit operands and carry-in, by sampling for 16/32/64.
+// instr/basic_flags.h (used by the data and string groups' CMPXCHG, XADD,
+// CMPS, SCAS) must agree with alu/flags.h, which flags_host_test.cc checks
+// against the host CPU: exhaustively for 8-bit operands and carry-in, by
+// sampling for 16/32/64.
 #include <gtest/gtest.h>
 
 #include "alu/flags.h"
-#include "exec/basic_flags.h"
+#include "instr/basic_flags.h"
 
 namespace ttvm {
 namespace {

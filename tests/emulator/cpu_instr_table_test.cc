@@ -887,7 +887,7 @@ const InstrCase kStringCases[] = {
      .memAfter = {{0x500, 2, 0x7e7eull}},
      .steps = 2},
     // 67h (32-bit addresses) in 64-bit mode with ECX = 0: nothing is written,
-    // upper halves included (ttvm's choice, see exec/string.cc; Intel
+    // upper halves included (ttvm's choice, see instr/string.cc; Intel
     // hardware clears RCX[63:32] here and MOVS/STOS zero-extend RSI/RDI, AMD
     // does not, so the differential tests cannot pin it).
     {.name = "rep movsb addr32 ecx=0 keeps upper halves",

@@ -1,6 +1,13 @@
 // HandlerTable: the one opcode table. It maps a Zydis mnemonic (and the
 // instruction's operand width) to the handler that executes it, Bochs-style.
 //
+// Where it sits in emulator/src/: exec/ is the CPU framework (CpuImpl and the
+// step loop, decoding into Instr, this table, memory and paging, segment
+// loads, event delivery, task switches); the instruction groups live in
+// instr/ (data, stack, control, string, system), alu/ (integer arithmetic)
+// and fpu/ (x87, SSE, MMX). Groups include the framework; the framework
+// knows the groups only through the registration functions below.
+//
 // Each instruction-group file provides one registration function
 //
 //     void registerXxxHandlers(HandlerTable& t);
@@ -118,13 +125,17 @@ class HandlerTable {
   const char* group_ = "a registration outside any group";
 };
 
-// Registration functions, one per group file. Owners in parentheses.
-void registerDataHandlers(HandlerTable& t);   // exec/data.cc: MOV, XCHG, MOVZX, CMOVcc, ...
-void registerStackHandlers(HandlerTable& t);  // exec/stack.cc: PUSH/POP/PUSHA/PUSHF/ENTER/LEAVE
-void registerControlHandlers(
-    HandlerTable& t);  // exec/control.cc: Jcc, JMP, CALL, RET, LOOP, INT, IRET
-void registerStringHandlers(HandlerTable& t);  // exec/string.cc: MOVS..SCAS, INS/OUTS
-void registerSystemHandlers(
-    HandlerTable& t);  // exec/system.cc: CRn, DTRs, MSRs, CPUID, IN/OUT, ...
+// Registration functions of the groups in instr/, one per file (alu/alu.h
+// and fpu/fpu.h declare the others).
+// instr/data.cc: MOV, XCHG, MOVZX, CMOVcc, ...
+void registerDataHandlers(HandlerTable& t);
+// instr/stack.cc: PUSH/POP/PUSHA/PUSHF/ENTER/LEAVE
+void registerStackHandlers(HandlerTable& t);
+// instr/control.cc: Jcc, JMP, CALL, RET, LOOP, INT, IRET
+void registerControlHandlers(HandlerTable& t);
+// instr/string.cc: MOVS..SCAS, INS/OUTS
+void registerStringHandlers(HandlerTable& t);
+// instr/system.cc: CRn, DTRs, MSRs, CPUID, IN/OUT, ...
+void registerSystemHandlers(HandlerTable& t);
 
 }  // namespace ttvm

@@ -1,7 +1,7 @@
 // Stack: PUSH/POP in every form, PUSHA/POPA, PUSHF/POPF (IOPL and VM rules),
 // ENTER/LEAVE.
 #include "exec/handler_table.h"
-#include "exec/handlers.h"
+#include "instr/handlers.h"
 
 namespace ttvm {
 

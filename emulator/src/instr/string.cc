@@ -2,9 +2,9 @@
 // REP/REPE/REPNE. Each iteration is one step: while iterations remain the
 // handler returns kRepeat and RIP stays on the instruction, so interrupts and
 // single-step traps land between iterations exactly as on hardware.
-#include "exec/basic_flags.h"
 #include "exec/handler_table.h"
-#include "exec/handlers.h"
+#include "instr/basic_flags.h"
+#include "instr/handlers.h"
 
 namespace ttvm {
 

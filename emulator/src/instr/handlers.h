@@ -1,5 +1,6 @@
-// Handlers shared between the framework's group files (not an API for
-// anything outside emulator/src/).
+// Helpers shared between the instruction groups in instr/ (MOV CRn/DRn, the
+// CPL 0 check, the REP count and index registers); not an API for anything
+// outside emulator/src/.
 #pragma once
 
 #include "exec/cpu_impl.h"

@@ -1,7 +1,7 @@
 // Control flow: Jcc, JMP/CALL/RET near and far, LOOP*, JrCXZ, INT n, INT3,
 // INTO, INT1, IRET, UD0/UD1/UD2, BOUND.
 #include "exec/handler_table.h"
-#include "exec/handlers.h"
+#include "instr/handlers.h"
 
 namespace ttvm {
 

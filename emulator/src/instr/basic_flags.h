@@ -1,6 +1,6 @@
-// Flag arithmetic the framework's own handlers need (CMPXCHG, XADD, CMPS,
-// SCAS, the temporary alu_basic.cc). The ALU group keeps its exhaustively
-// tested versions in alu/flags.h; these must agree with them.
+// Flag arithmetic the data and string groups need (CMPXCHG, XADD, CMPS,
+// SCAS). The ALU group keeps its exhaustively tested versions in
+// alu/flags.h; these must agree with them (alu_basic_flags_test.cc).
 #pragma once
 
 #include <cstdint>

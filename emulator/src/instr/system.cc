@@ -3,8 +3,8 @@
 // registers (LGDT..STR), LAR/LSL/VERR/VERW, MOV CRn/DRn, CLTS/LMSW/SMSW,
 // INVLPG, WBINVD/INVD, IN/OUT, STAC/CLAC, ARPL.
 #include "exec/handler_table.h"
-#include "exec/handlers.h"
 #include "exec/internals.h"
+#include "instr/handlers.h"
 
 namespace ttvm {
 

@@ -1,9 +1,9 @@
 // Data movement: MOV (all forms), MOVZX/MOVSX/MOVSXD, XCHG, CMPXCHG,
 // CMPXCHG8B/16B, XADD, MOVBE, LEA, CMOVcc, SETcc, CBW..CQO, LAHF/SAHF,
 // XLAT, flag operations, SALC, LDS..LSS, NOP forms.
-#include "exec/basic_flags.h"
 #include "exec/handler_table.h"
-#include "exec/handlers.h"
+#include "instr/basic_flags.h"
+#include "instr/handlers.h"
 
 namespace ttvm {
 
