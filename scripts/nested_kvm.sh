@@ -9,8 +9,9 @@
 # busybox, those modules, the command's executable and every --file given, each
 # at its absolute host path, plus the shared libraries they need (ldd), so
 # paths compiled into test binaries hold inside the VM too. Its /init runs the
-# command in the host's current directory (when it is in the initramfs) and
-# prints a sentinel line with the exit status; QEMU always exits 0, so the
+# command in the host's current directory (when it is in the initramfs), with
+# TTVM_NESTED_KVM=1 in its environment, and prints a sentinel line with the
+# exit status; QEMU always exits 0, so the
 # status is taken from that line.
 #
 # usage: nested_kvm.sh [--timeout S] [--mem MiB] [--file PATH]... [--keep DIR] -- COMMAND [ARG]...
@@ -84,6 +85,8 @@ put() {
   cp -a "$path" "$root$path"
   local f lib
   while IFS= read -r f; do
+    # Debug info only slows the boot (the kernel unpacks every byte).
+    strip --strip-debug "$root$f" 2>/dev/null || true
     # ldd lists "name => /path (addr)" and the loader as "/path (addr)".
     for lib in $(ldd "$f" 2>/dev/null | grep -o '/[^ ]*' || true); do
       [ -e "$root$lib" ] && continue
@@ -119,6 +122,8 @@ if [ ! -c /dev/kvm ]; then
 fi
 echo "\$m: /dev/kvm ready, \$(grep -c ^processor /proc/cpuinfo) CPU, kernel \$(uname -r), uptime \$(cut -d' ' -f1 /proc/uptime) s"
 [ -d "$cwd" ] && cd "$cwd"
+# Tells tests that /dev/kvm is promised here: not opening it is a failure.
+export TTVM_NESTED_KVM=1
 $cmd
 echo "\$m-exit: \$?"
 poweroff -f

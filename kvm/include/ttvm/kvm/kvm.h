@@ -1,0 +1,178 @@
+// The raw KVM layer: resource types over /dev/kvm, a VM and its vCPUs.
+//
+// Ownership is a straight line, as in kvmtool and Firecracker: Kvm owns the
+// /dev/kvm descriptor, Vm a VM descriptor, Vcpu a vCPU descriptor and its
+// kvm_run mapping. Each is movable, not copyable, and closes what it owns.
+// Nothing is global (two machines live in one process), except the no-op
+// handler of the kick signal, which is process-wide by nature.
+//
+// What this layer deliberately does not do: create an in-kernel irqchip, PIT
+// or clock. ttvm's own devices decide every interrupt (issue 13), so HLT,
+// port I/O and every access outside the memory regions exit to user space.
+//
+// Every failure of an ioctl is a Result naming the ioctl and errno; a user
+// without /dev/kvm is told why and pointed at `--backend emu`.
+#pragma once
+
+#include <pthread.h>
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "ttvm/base/result.h"
+#include "ttvm/emulator/cpu_model.h"
+#include "ttvm/emulator/cpu_state.h"
+#include "ttvm/kvm/vcpu_exit.h"
+
+struct kvm_run;
+
+namespace ttvm::kvm {
+
+// An owned file descriptor.
+class Fd {
+ public:
+  Fd() = default;
+  explicit Fd(int fd) : fd_(fd) {}
+  Fd(Fd&& o) noexcept : fd_(o.release()) {}
+  Fd& operator=(Fd&& o) noexcept;
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+  ~Fd();
+  int get() const { return fd_; }
+  int release() {
+    int f = fd_;
+    fd_ = -1;
+    return f;
+  }
+
+ private:
+  int fd_ = -1;
+};
+
+class Vm;
+class Vcpu;
+
+// Optional capabilities, read once at open (KVM_CHECK_EXTENSION works on the
+// /dev/kvm and VM descriptors, not on a vCPU's).
+struct KvmCapabilities {
+  bool xsave = false;  // KVM_GET/SET_XSAVE: the FPU with MXCSR
+  bool xcrs = false;   // KVM_GET/SET_XCRS: XCR0
+};
+
+// /dev/kvm: the API version and the capabilities ttvm needs are checked at
+// open, so a Kvm that exists can run guests.
+class Kvm {
+ public:
+  // Opens `path` (normally /dev/kvm). Errors say why (no such device, no
+  // permission, not a KVM device, API version, missing capabilities) and
+  // suggest `--backend emu`.
+  static Result<Kvm> open(const std::string& path = "/dev/kvm");
+
+  // KVM_CHECK_EXTENSION: 0 when absent, else a capability-specific value.
+  int checkExtension(int capability) const;
+  // KVM_GET_SUPPORTED_CPUID: what this host's KVM can show a guest.
+  Result<std::vector<CpuidLeaf>> supportedCpuid() const;
+  Result<Vm> createVm() const;
+  const std::string& path() const { return path_; }
+
+ private:
+  Kvm(Fd fd, std::string path, size_t runMapSize, KvmCapabilities caps)
+      : fd_(std::move(fd)), path_(std::move(path)), runMapSize_(runMapSize), caps_(caps) {}
+  Fd fd_;
+  std::string path_;
+  size_t runMapSize_ = 0;  // KVM_GET_VCPU_MMAP_SIZE
+  KvmCapabilities caps_;
+};
+
+class Vm {
+ public:
+  // Maps `host` (page-aligned, a whole number of pages, owned by the caller
+  // and outliving the Vm) at guest-physical `guestPhys` as memory slot
+  // `slot`. Guest-physical addresses outside every slot are MMIO: accesses
+  // there exit with ExitKind::kMmio.
+  Status setMemory(uint32_t slot, uint64_t guestPhys, std::span<uint8_t> host);
+  Result<Vcpu> createVcpu(uint32_t id);
+
+ private:
+  friend class Kvm;
+  Vm(Fd fd, size_t runMapSize, KvmCapabilities caps)
+      : fd_(std::move(fd)), runMapSize_(runMapSize), caps_(caps) {}
+  Fd fd_;
+  size_t runMapSize_ = 0;
+  KvmCapabilities caps_;
+};
+
+// One vCPU. run() and the state calls belong to one thread (the vCPU
+// thread); kick() may be called from any thread.
+class Vcpu {
+ public:
+  Vcpu(Vcpu&& o) noexcept;
+  Vcpu& operator=(Vcpu&&) = delete;
+  Vcpu(const Vcpu&) = delete;
+  Vcpu& operator=(const Vcpu&) = delete;
+  ~Vcpu();
+
+  // KVM_SET_CPUID2 with exactly the model's leaves (toKvmCpuid). Call it
+  // before setState: KVM checks some MSRs and CR4 bits against CPUID.
+  Status setCpuid(const CpuModel& model);
+  // The guest's CPUID table as KVM holds it (KVM_GET_CPUID2).
+  Result<std::vector<CpuidLeaf>> cpuid() const;
+
+  // Loads every register of `s` (see KvmCpuState for what KVM cannot take).
+  Status setState(const CpuState& s);
+  // Reads every register back (steps 0).
+  Result<CpuState> state() const;
+
+  // KVM_SET_GUEST_DEBUG: with `on`, KVM_GUESTDBG_SINGLESTEP: after every
+  // instruction the guest retires (or the exception it delivers), KVM_RUN
+  // returns ExitKind::kDebug with the next RIP.
+  //
+  // KVM loses that trap after an MMIO write it completes in user space (its
+  // complete_emulated_mmio says "FIXME: return into emulator if
+  // single-stepping"), and the stepping itself stops there: KVM re-arms TF
+  // only at the RIP where stepping was enabled. run() repairs both (below).
+  Status setSingleStep(bool on);
+
+  // KVM_RUN until the next exit. An I/O read or MMIO read must be answered
+  // in the returned exit's data before calling run() again. A HLT exit marks
+  // the vCPU halted (state().pending.halted) until setState clears it.
+  //
+  // While single-stepping, the run() after an MMIO write first lets KVM
+  // complete the write without entering the guest (KVM_RUN with
+  // immediate_exit set); if KVM then reports the trap, that exit is
+  // returned, else a trap at the next instruction is (DebugExit::repaired)
+  // and stepping is re-armed there.
+  Result<VcpuExit> run();
+
+  // Makes run() return ExitKind::kInterrupted as soon as possible, from any
+  // thread: sets kvm_run.immediate_exit (which a KVM_RUN not yet entered
+  // sees) and signals the thread that last called prepareKick() (which
+  // interrupts a guest already running). Call prepareKick() on the vCPU
+  // thread first.
+  void prepareKick();
+  void kick();
+
+  // The kick signal (a real-time signal with a no-op handler, installed once).
+  static int kickSignal();
+
+ private:
+  friend class Vm;
+  Vcpu(Fd fd, kvm_run* run, size_t mapSize, KvmCapabilities caps)
+      : fd_(std::move(fd)), run_(run), mapSize_(mapSize), caps_(caps) {}
+  Result<VcpuExit> completeMmioWriteStep();
+  Fd fd_;
+  kvm_run* run_ = nullptr;
+  size_t mapSize_ = 0;
+  KvmCapabilities caps_;
+  bool halted_ = false;
+  bool singleStep_ = false;
+  bool stepOwed_ = false;  // an MMIO write exited while single-stepping
+  std::atomic<bool> kickReady_{false};
+  pthread_t thread_{};
+};
+
+}  // namespace ttvm::kvm

@@ -1,0 +1,107 @@
+// The pure half of the KVM layer: conversions between ttvm's value types and
+// the structures of <linux/kvm.h>. No file descriptor, no ioctl: everything
+// here is tested on hosts without /dev/kvm. This header and the kvm library's
+// sources are the only places that include the KVM UAPI header (STYLE.md:
+// KVM types stay behind one owner).
+#pragma once
+
+#include <linux/kvm.h>
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "ttvm/base/result.h"
+#include "ttvm/emulator/cpu_model.h"
+#include "ttvm/emulator/cpu_state.h"
+#include "ttvm/kvm/vcpu_exit.h"
+
+namespace ttvm::kvm {
+
+// Every piece of vCPU state ttvm hands to KVM (KVM_SET_REGS, _SREGS, _FPU,
+// _DEBUGREGS, _XCRS, _MSRS, _VCPU_EVENTS) or reads back.
+//
+// What a CpuState holds that KVM cannot take, and what happens to it:
+//  - FPU CS and DS selectors (FpuState::fcs/fds): kvm_fpu is the 64-bit
+//    FXSAVE image, which has none; they read back as 0.
+//  - `pending.halted`: without an in-kernel LAPIC KVM refuses a HALTED
+//    mp_state, so a halt is ttvm's to keep (Vcpu tracks it; `halted` here).
+//  - `pending.pendingDr6` (a #DB deferred by a MOV SS shadow): KVM has no
+//    field for it; toKvm refuses a state that has one.
+//  - `steps`: a position in time, not a register; fromKvm leaves it 0.
+struct KvmCpuState {
+  kvm_regs regs{};
+  kvm_sregs sregs{};
+  kvm_fpu fpu{};
+  kvm_debugregs debugregs{};
+  kvm_xcrs xcrs{};
+  kvm_vcpu_events events{};
+  std::vector<kvm_msr_entry> msrs;  // one per kOwnedMsrs entry, in that order
+  bool halted = false;
+};
+
+// The MSRs of MsrState that KVM takes through KVM_SET_MSRS (EFER and
+// IA32_APIC_BASE travel in kvm_sregs).
+struct OwnedMsr {
+  uint32_t index;
+  uint64_t MsrState::*field;
+  const char* name;
+};
+extern const std::array<OwnedMsr, 12> kOwnedMsrs;
+
+// The 4096-byte region of KVM_GET_XSAVE/KVM_SET_XSAVE (struct kvm_xsave
+// without its flexible tail): the FXSAVE64 legacy area in bytes 0-511 and the
+// XSAVE header (XSTATE_BV) at 512. The FPU travels this way where KVM has
+// KVM_CAP_XSAVE, because KVM_SET_FPU and KVM_GET_FPU ignore kvm_fpu.mxcsr.
+using XsaveRegion = std::array<uint32_t, 1024>;
+// XSTATE_BV says x87 and SSE state are live, so that entry loads them.
+XsaveRegion toXsaveRegion(const kvm_fpu& f);
+kvm_fpu fromXsaveRegion(const XsaveRegion& r);
+
+// CpuState -> KVM. Fails (naming the field) for what KVM cannot represent.
+Result<KvmCpuState> toKvm(const CpuState& s);
+// KVM -> CpuState (steps 0, FPU selectors 0). `msrs` must hold kOwnedMsrs.
+CpuState fromKvm(const KvmCpuState& k);
+
+// Segment registers: CpuState keeps the VMX access-rights layout (see
+// SegmentRegister::attributes); kvm_segment keeps one field per bit.
+kvm_segment toKvmSegment(const SegmentRegister& s);
+SegmentRegister fromKvmSegment(const kvm_segment& k);
+
+// ---- CPUID -----------------------------------------------------------------
+
+// The model's table as KVM_SET_CPUID2 entries: one per CpuidLeaf, same
+// registers, KVM_CPUID_FLAG_SIGNIFCANT_INDEX where the subleaf matters.
+// Nothing is added: a leaf the model lacks is one the guest does not see.
+std::vector<kvm_cpuid_entry2> toKvmCpuid(const CpuModel& model);
+std::vector<CpuidLeaf> fromKvmCpuid(std::span<const kvm_cpuid_entry2> entries);
+
+// A feature bit of the model the host cannot give a guest.
+struct MissingFeature {
+  uint32_t leaf = 0, subleaf = 0;
+  char reg = 'a';  // 'a', 'b', 'c' or 'd'
+  unsigned bit = 0;
+  bool operator==(const MissingFeature&) const = default;
+};
+std::string describe(const MissingFeature& f);  // "CPUID.1:ECX[30]"
+
+// The model restricted to what the host's KVM supports
+// (KVM_GET_SUPPORTED_CPUID): feature flags (leaf 1 ECX/EDX, leaf 7 EBX/ECX/EDX,
+// leaf 0x80000001 ECX/EDX) are ANDed with the host's; identity leaves
+// (vendor, family, brand, address sizes) are kept. Bits only ever go from 1
+// to 0, so the guest never sees a feature the model lacks. `removed` lists
+// what the host took away.
+CpuModel restrictToHost(const CpuModel& model, std::span<const CpuidLeaf> hostSupported,
+                        std::vector<MissingFeature>* removed);
+
+// ---- exits -----------------------------------------------------------------
+
+// Decodes the exit KVM left in `run`, the vCPU's mapping of `mapSize` bytes
+// (KVM_GET_VCPU_MMAP_SIZE). I/O data outside the mapping is a KVM bug
+// (assertion).
+VcpuExit decodeExit(kvm_run& run, size_t mapSize);
+
+}  // namespace ttvm::kvm

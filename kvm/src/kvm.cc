@@ -1,0 +1,404 @@
+// The ioctl half of the KVM layer (see kvm.h).
+#include "ttvm/kvm/kvm.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <mutex>
+
+#include "ttvm/base/hex.h"
+#include "ttvm/kvm/kvm_abi.h"
+
+namespace ttvm::kvm {
+
+namespace {
+
+constexpr int kApiVersion = 12;
+constexpr size_t kPage = 4096;
+
+std::string errnoText(int err) {
+  return std::string(std::strerror(err)) + " (errno " + std::to_string(err) + ")";
+}
+
+Error ioctlError(const char* what, int err) {
+  return makeError(std::string(what) + " failed: " + errnoText(err));
+}
+
+// kvm_cpuid2 and kvm_msrs end in a flexible array that <linux/kvm.h>
+// declares through __DECLARE_FLEX_ARRAY, whose empty struct has size 1 in
+// C++ (0 in C): in C++ the array starts 4 or 8 bytes late and the ioctl
+// numbers, which encode sizeof, are wrong (KVM answers EINVAL). The C layout
+// and numbers, spelled out:
+struct CpuidHeader {
+  uint32_t nent;
+  uint32_t padding;
+};
+struct MsrsHeader {
+  uint32_t nmsrs;
+  uint32_t pad;
+};
+constexpr unsigned long kGetSupportedCpuid = _IOWR(KVMIO, 0x05, CpuidHeader);
+constexpr unsigned long kSetCpuid2 = _IOW(KVMIO, 0x90, CpuidHeader);
+constexpr unsigned long kGetCpuid2 = _IOWR(KVMIO, 0x91, CpuidHeader);
+constexpr unsigned long kGetMsrs = _IOWR(KVMIO, 0x88, MsrsHeader);
+constexpr unsigned long kSetMsrs = _IOW(KVMIO, 0x89, MsrsHeader);
+// struct kvm_xsave likewise (its `extra` tail): 4096 bytes in C.
+constexpr unsigned long kGetXsave = _IOR(KVMIO, 0xa4, XsaveRegion);
+constexpr unsigned long kSetXsave = _IOW(KVMIO, 0xa5, XsaveRegion);
+static_assert(sizeof(XsaveRegion) == 4096);
+
+// A header followed by `n` zeroed entries, as one C-layout block.
+template <class Head, class Entry>
+class Flexible {
+ public:
+  explicit Flexible(uint32_t n) : bytes_(sizeof(Head) + n * sizeof(Entry)) {}
+  Head* head() { return reinterpret_cast<Head*>(bytes_.data()); }
+  Entry* entries() { return reinterpret_cast<Entry*>(bytes_.data() + sizeof(Head)); }
+
+ private:
+  std::vector<uint8_t> bytes_;  // operator new's alignment (16) suits both
+};
+using CpuidBlock = Flexible<CpuidHeader, kvm_cpuid_entry2>;
+using MsrBlock = Flexible<MsrsHeader, kvm_msr_entry>;
+
+struct Capability {
+  int id;
+  const char* name;
+};
+// What ttvm's KVM code relies on, checked once at open.
+constexpr Capability kRequired[] = {
+    {KVM_CAP_USER_MEMORY, "KVM_CAP_USER_MEMORY"},
+    {KVM_CAP_EXT_CPUID, "KVM_CAP_EXT_CPUID"},
+    {KVM_CAP_SET_TSS_ADDR, "KVM_CAP_SET_TSS_ADDR"},
+    {KVM_CAP_IMMEDIATE_EXIT, "KVM_CAP_IMMEDIATE_EXIT"},
+    {KVM_CAP_SET_GUEST_DEBUG, "KVM_CAP_SET_GUEST_DEBUG"},
+    {KVM_CAP_DEBUGREGS, "KVM_CAP_DEBUGREGS"},
+    {KVM_CAP_VCPU_EVENTS, "KVM_CAP_VCPU_EVENTS"},
+};
+
+void noOpHandler(int) {}
+
+}  // namespace
+
+Fd& Fd::operator=(Fd&& o) noexcept {
+  if (this != &o) {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = o.release();
+  }
+  return *this;
+}
+
+Fd::~Fd() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+// ---- Kvm ---------------------------------------------------------------------
+
+Result<Kvm> Kvm::open(const std::string& path) {
+  const std::string fallback = "; use --backend emu to record with ttvm's emulator instead";
+  int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
+  if (fd < 0) {
+    const int err = errno;
+    if (err == ENOENT || err == ENXIO || err == ENODEV)
+      return makeError(path + ": " + errnoText(err) +
+                       ": this host has no KVM (the kvm module is not loaded, the CPU lacks "
+                       "VMX/SVM, or this is a VM without nested virtualization)" +
+                       fallback);
+    if (err == EACCES || err == EPERM)
+      return makeError(path + ": " + errnoText(err) +
+                       ": no permission to use KVM (add the user to the group that owns " + path +
+                       ", usually 'kvm')" + fallback);
+    return makeError(path + ": cannot open: " + errnoText(err) + fallback);
+  }
+  Fd kvm(fd);
+  const int version = ::ioctl(fd, KVM_GET_API_VERSION, 0);
+  if (version < 0)
+    return makeError(path + ": not a KVM device (KVM_GET_API_VERSION: " + errnoText(errno) + ")" +
+                     fallback);
+  if (version != kApiVersion)
+    return makeError(path + ": KVM API version " + std::to_string(version) + ", ttvm needs " +
+                     std::to_string(kApiVersion) + fallback);
+  std::string missing;
+  for (const Capability& c : kRequired)
+    if (::ioctl(fd, KVM_CHECK_EXTENSION, c.id) <= 0)
+      missing += (missing.empty() ? "" : ", ") + std::string(c.name);
+  if (!missing.empty()) return makeError(path + ": this KVM lacks " + missing + fallback);
+  const int mapSize = ::ioctl(fd, KVM_GET_VCPU_MMAP_SIZE, 0);
+  if (mapSize < int(sizeof(kvm_run)))
+    return makeError(path + ": KVM_GET_VCPU_MMAP_SIZE returned " + std::to_string(mapSize) +
+                     (mapSize < 0 ? ": " + errnoText(errno) : std::string()));
+  KvmCapabilities caps;
+  caps.xsave = ::ioctl(fd, KVM_CHECK_EXTENSION, KVM_CAP_XSAVE) > 0;
+  caps.xcrs = ::ioctl(fd, KVM_CHECK_EXTENSION, KVM_CAP_XCRS) > 0;
+  return Kvm(std::move(kvm), path, size_t(mapSize), caps);
+}
+
+int Kvm::checkExtension(int capability) const {
+  const int r = ::ioctl(fd_.get(), KVM_CHECK_EXTENSION, capability);
+  return r < 0 ? 0 : r;
+}
+
+Result<std::vector<CpuidLeaf>> Kvm::supportedCpuid() const {
+  // KVM says E2BIG while the array is too small.
+  for (uint32_t n = 64; n <= 4096; n *= 2) {
+    CpuidBlock c(n);
+    c.head()->nent = n;
+    if (::ioctl(fd_.get(), kGetSupportedCpuid, c.head()) == 0)
+      return fromKvmCpuid(std::span<const kvm_cpuid_entry2>(c.entries(), c.head()->nent));
+    if (errno != E2BIG) return ioctlError("KVM_GET_SUPPORTED_CPUID", errno);
+  }
+  return makeError("KVM_GET_SUPPORTED_CPUID: more than 4096 entries");
+}
+
+Result<Vm> Kvm::createVm() const {
+  int fd;
+  do {
+    fd = ::ioctl(fd_.get(), KVM_CREATE_VM, 0);
+  } while (fd < 0 && errno == EINTR);
+  if (fd < 0) return ioctlError("KVM_CREATE_VM", errno);
+  Fd vm(fd);
+  // Intel VMX needs three pages for real-mode emulation; the address is
+  // QEMU's, just under the BIOS at 4 GiB. AMD ignores it.
+  if (::ioctl(fd, KVM_SET_TSS_ADDR, 0xFFFBD000ul) < 0) return ioctlError("KVM_SET_TSS_ADDR", errno);
+  return Vm(std::move(vm), runMapSize_, caps_);
+}
+
+// ---- Vm ----------------------------------------------------------------------
+
+Status Vm::setMemory(uint32_t slot, uint64_t guestPhys, std::span<uint8_t> host) {
+  const auto hostAddr = reinterpret_cast<uint64_t>(host.data());
+  if (hostAddr % kPage != 0 || host.size() % kPage != 0 || guestPhys % kPage != 0 || host.empty())
+    return makeError("memory slot " + std::to_string(slot) + ": guest " + hex(guestPhys) +
+                     ", host " + hex(hostAddr) + ", " + hex(host.size()) +
+                     " bytes: all three must be multiples of 4096 (and the size non-zero)");
+  kvm_userspace_memory_region r{};
+  r.slot = slot;
+  r.guest_phys_addr = guestPhys;
+  r.memory_size = host.size();
+  r.userspace_addr = hostAddr;
+  if (::ioctl(fd_.get(), KVM_SET_USER_MEMORY_REGION, &r) < 0)
+    return makeError("KVM_SET_USER_MEMORY_REGION (slot " + std::to_string(slot) + ", guest " +
+                     hex(guestPhys) + ", " + hex(host.size()) +
+                     " bytes) failed: " + errnoText(errno));
+  return {};
+}
+
+Result<Vcpu> Vm::createVcpu(uint32_t id) {
+  const int fd = ::ioctl(fd_.get(), KVM_CREATE_VCPU, id);
+  if (fd < 0) return ioctlError("KVM_CREATE_VCPU", errno);
+  Fd vcpu(fd);
+  void* map = ::mmap(nullptr, runMapSize_, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  if (map == MAP_FAILED) return makeError("mmap of the vCPU's kvm_run failed: " + errnoText(errno));
+  return Vcpu(std::move(vcpu), static_cast<kvm_run*>(map), runMapSize_, caps_);
+}
+
+// ---- Vcpu --------------------------------------------------------------------
+
+Vcpu::Vcpu(Vcpu&& o) noexcept
+    : fd_(std::move(o.fd_)),
+      run_(o.run_),
+      mapSize_(o.mapSize_),
+      caps_(o.caps_),
+      halted_(o.halted_),
+      singleStep_(o.singleStep_),
+      stepOwed_(o.stepOwed_) {
+  o.run_ = nullptr;
+  TTVM_ASSERT(!o.kickReady_.load(), "a Vcpu moved after prepareKick()");
+}
+
+Vcpu::~Vcpu() {
+  if (run_ != nullptr) ::munmap(run_, mapSize_);
+}
+
+Status Vcpu::setCpuid(const CpuModel& model) {
+  const std::vector<kvm_cpuid_entry2> entries = toKvmCpuid(model);
+  CpuidBlock c(uint32_t(entries.size()));
+  c.head()->nent = uint32_t(entries.size());
+  std::copy(entries.begin(), entries.end(), c.entries());
+  if (::ioctl(fd_.get(), kSetCpuid2, c.head()) < 0)
+    return makeError("KVM_SET_CPUID2 with the " + std::to_string(entries.size()) +
+                     " leaves of CPU model '" + model.name + "' failed: " + errnoText(errno));
+  return {};
+}
+
+Result<std::vector<CpuidLeaf>> Vcpu::cpuid() const {
+  // Kernels differ in whether they write the number of entries back (6.1
+  // does so neither on success nor on E2BIG), so the array is pre-filled
+  // with entries KVM never produces and its answer is where they start.
+  for (uint32_t n = 16; n <= 4096; n *= 2) {
+    CpuidBlock c(n);
+    c.head()->nent = n;
+    kvm_cpuid_entry2 unused{};
+    unused.function = 0xFFFFFFFF;
+    unused.flags = 0xFFFFFFFF;
+    std::fill(c.entries(), c.entries() + n, unused);
+    if (::ioctl(fd_.get(), kGetCpuid2, c.head()) == 0) {
+      uint32_t count = std::min(c.head()->nent, n);
+      while (count > 0 && c.entries()[count - 1].function == unused.function &&
+             c.entries()[count - 1].flags == unused.flags)
+        --count;
+      return fromKvmCpuid(std::span<const kvm_cpuid_entry2>(c.entries(), count));
+    }
+    if (errno != E2BIG) return ioctlError("KVM_GET_CPUID2", errno);
+  }
+  return makeError("KVM_GET_CPUID2: more than 4096 entries");
+}
+
+Status Vcpu::setState(const CpuState& s) {
+  Result<KvmCpuState> k = toKvm(s);
+  if (!k) return k.error();
+  const int fd = fd_.get();
+  // SREGS first: KVM checks REGS' RFLAGS and the MSRs against the mode.
+  if (::ioctl(fd, KVM_SET_SREGS, &k->sregs) < 0)
+    return makeError("KVM_SET_SREGS failed: " + errnoText(errno) + " (cr0 " + hex(s.cr0) +
+                     ", cr4 " + hex(s.cr4) + ", efer " + hex(s.msr.efer) + ", apic base " +
+                     hex(s.msr.apicBase) + ")");
+  if (::ioctl(fd, KVM_SET_REGS, &k->regs) < 0) return ioctlError("KVM_SET_REGS", errno);
+  if (caps_.xsave) {
+    const XsaveRegion x = toXsaveRegion(k->fpu);
+    if (::ioctl(fd, kSetXsave, x.data()) < 0)
+      return makeError("KVM_SET_XSAVE failed: " + errnoText(errno) + " (mxcsr " + hex(s.fpu.mxcsr) +
+                       ")");
+  } else if (::ioctl(fd, KVM_SET_FPU, &k->fpu) < 0) {  // MXCSR is lost here
+    return ioctlError("KVM_SET_FPU", errno);
+  }
+  if (::ioctl(fd, KVM_SET_DEBUGREGS, &k->debugregs) < 0)
+    return makeError("KVM_SET_DEBUGREGS failed: " + errnoText(errno) + " (dr6 " + hex(s.dr6) +
+                     ", dr7 " + hex(s.dr7) + ")");
+  // KVM_CAP_XCRS exists where the host has XSAVE; without it XCR0 is 1.
+  if (caps_.xcrs && ::ioctl(fd, KVM_SET_XCRS, &k->xcrs) < 0)
+    return makeError("KVM_SET_XCRS failed: " + errnoText(errno) + " (xcr0 " + hex(s.xcr0) + ")");
+  MsrBlock msrs(uint32_t(k->msrs.size()));
+  msrs.head()->nmsrs = uint32_t(k->msrs.size());
+  std::copy(k->msrs.begin(), k->msrs.end(), msrs.entries());
+  const int set = ::ioctl(fd, kSetMsrs, msrs.head());
+  if (set < 0) return ioctlError("KVM_SET_MSRS", errno);
+  if (size_t(set) != k->msrs.size())  // KVM stops at the first MSR it refuses
+    return makeError(std::string("KVM_SET_MSRS refused ") + kOwnedMsrs[size_t(set)].name + " (" +
+                     hex(kOwnedMsrs[size_t(set)].index) + ") = " + hex(k->msrs[size_t(set)].data));
+  if (::ioctl(fd, KVM_SET_VCPU_EVENTS, &k->events) < 0)
+    return ioctlError("KVM_SET_VCPU_EVENTS", errno);
+  halted_ = k->halted;
+  return {};
+}
+
+Result<CpuState> Vcpu::state() const {
+  KvmCpuState k;
+  const int fd = fd_.get();
+  if (::ioctl(fd, KVM_GET_REGS, &k.regs) < 0) return ioctlError("KVM_GET_REGS", errno);
+  if (::ioctl(fd, KVM_GET_SREGS, &k.sregs) < 0) return ioctlError("KVM_GET_SREGS", errno);
+  if (caps_.xsave) {
+    XsaveRegion x{};
+    if (::ioctl(fd, kGetXsave, x.data()) < 0) return ioctlError("KVM_GET_XSAVE", errno);
+    k.fpu = fromXsaveRegion(x);
+  } else if (::ioctl(fd, KVM_GET_FPU, &k.fpu) < 0) {
+    return ioctlError("KVM_GET_FPU", errno);
+  }
+  if (::ioctl(fd, KVM_GET_DEBUGREGS, &k.debugregs) < 0)
+    return ioctlError("KVM_GET_DEBUGREGS", errno);
+  if (caps_.xcrs && ::ioctl(fd, KVM_GET_XCRS, &k.xcrs) < 0)
+    return ioctlError("KVM_GET_XCRS", errno);
+  MsrBlock msrs(uint32_t(kOwnedMsrs.size()));
+  msrs.head()->nmsrs = uint32_t(kOwnedMsrs.size());
+  for (size_t i = 0; i < kOwnedMsrs.size(); ++i) msrs.entries()[i].index = kOwnedMsrs[i].index;
+  const int got = ::ioctl(fd, kGetMsrs, msrs.head());
+  if (got < 0) return ioctlError("KVM_GET_MSRS", errno);
+  if (size_t(got) != kOwnedMsrs.size())
+    return makeError(std::string("KVM_GET_MSRS cannot read ") + kOwnedMsrs[size_t(got)].name +
+                     " (" + hex(kOwnedMsrs[size_t(got)].index) + ")");
+  k.msrs.assign(msrs.entries(), msrs.entries() + kOwnedMsrs.size());
+  if (::ioctl(fd, KVM_GET_VCPU_EVENTS, &k.events) < 0)
+    return ioctlError("KVM_GET_VCPU_EVENTS", errno);
+  k.halted = halted_;
+  return fromKvm(k);
+}
+
+Status Vcpu::setSingleStep(bool on) {
+  kvm_guest_debug d{};
+  d.control = on ? (KVM_GUESTDBG_ENABLE | KVM_GUESTDBG_SINGLESTEP) : 0;
+  if (::ioctl(fd_.get(), KVM_SET_GUEST_DEBUG, &d) < 0)
+    return ioctlError(
+        on ? "KVM_SET_GUEST_DEBUG (single-step on)" : "KVM_SET_GUEST_DEBUG (single-step off)",
+        errno);
+  singleStep_ = on;
+  if (!on) stepOwed_ = false;
+  return {};
+}
+
+Result<VcpuExit> Vcpu::completeMmioWriteStep() {
+  stepOwed_ = false;
+  __atomic_store_n(&run_->immediate_exit, 1, __ATOMIC_SEQ_CST);
+  const int rc = ::ioctl(fd_.get(), KVM_RUN, 0);
+  const int err = errno;
+  __atomic_store_n(&run_->immediate_exit, 0, __ATOMIC_SEQ_CST);
+  if (rc == 0) return decodeExit(*run_, mapSize_);  // KVM delivered the trap itself
+  if (err != EINTR) return ioctlError("KVM_RUN (completing an MMIO write)", err);
+  // The write is done and RIP is past it; KVM reported no trap. Re-arm
+  // stepping here (KVM sets TF only at the RIP where it was enabled).
+  TTVM_TRY(setSingleStep(true));
+  kvm_regs regs{};
+  if (::ioctl(fd_.get(), KVM_GET_REGS, &regs) < 0) return ioctlError("KVM_GET_REGS", errno);
+  kvm_debugregs dbg{};
+  if (::ioctl(fd_.get(), KVM_GET_DEBUGREGS, &dbg) < 0)
+    return ioctlError("KVM_GET_DEBUGREGS", errno);
+  VcpuExit e;
+  e.kind = ExitKind::kDebug;
+  e.rawReason = KVM_EXIT_DEBUG;
+  e.debug.exception = 1;
+  e.debug.pc = regs.rip;
+  e.debug.dr6 = 0xFFFF0FF0 | (1u << 14);  // DR6.BS over the fixed-1 bits
+  e.debug.dr7 = dbg.dr7;
+  e.debug.repaired = true;
+  return e;
+}
+
+Result<VcpuExit> Vcpu::run() {
+  TTVM_ASSERT(!halted_, "Vcpu::run() on a halted vCPU: deliver an interrupt (setState) first");
+  if (stepOwed_) return completeMmioWriteStep();
+  if (::ioctl(fd_.get(), KVM_RUN, 0) < 0) {
+    const int err = errno;
+    if (err == EINTR) {
+      __atomic_store_n(&run_->immediate_exit, 0, __ATOMIC_SEQ_CST);
+      VcpuExit e;
+      e.kind = ExitKind::kInterrupted;
+      e.rawReason = KVM_EXIT_INTR;
+      return e;
+    }
+    return ioctlError("KVM_RUN", err);
+  }
+  VcpuExit e = decodeExit(*run_, mapSize_);
+  if (e.kind == ExitKind::kHlt) halted_ = true;
+  if (singleStep_ && e.kind == ExitKind::kMmio && e.mmio.write) stepOwed_ = true;
+  return e;
+}
+
+int Vcpu::kickSignal() {
+  static const int sig = [] {
+    const int s = SIGRTMIN + 3;
+    struct sigaction sa {};
+    sa.sa_handler = noOpHandler;  // no SA_RESTART: KVM_RUN returns EINTR
+    sigemptyset(&sa.sa_mask);
+    sigaction(s, &sa, nullptr);
+    return s;
+  }();
+  return sig;
+}
+
+void Vcpu::prepareKick() {
+  kickSignal();
+  thread_ = pthread_self();
+  kickReady_.store(true);
+}
+
+void Vcpu::kick() {
+  TTVM_ASSERT(kickReady_.load(), "Vcpu::kick() before prepareKick() on the vCPU thread");
+  __atomic_store_n(&run_->immediate_exit, 1, __ATOMIC_SEQ_CST);
+  pthread_kill(thread_, kickSignal());
+}
+
+}  // namespace ttvm::kvm
