@@ -407,6 +407,88 @@ TEST_F(KvmVcpuTest, KickInterruptsASpinningGuest) {
   EXPECT_LT(std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0).count(), 50);
 }
 
+TEST_F(KvmVcpuTest, LongModeWithPagingSetBeforeEntering) {
+  // Identity map with 2 MiB pages: PML4 0x2000 -> PDPT 0x3000 -> PD 0x4000
+  // (0-2 MiB) and PD 0x5000 (3-4 GiB, the page 0xFEA00000).
+  auto pte = [&](uint64_t at, uint64_t v) { std::memcpy(ram_ + at, &v, 8); };
+  constexpr uint64_t kP = 1, kRw = 2, kPs = 0x80, kAccessed = 0x20, kDirty = 0x40;
+  pte(0x2000, 0x3000 | kP | kRw);
+  pte(0x3000 + 0 * 8, 0x4000 | kP | kRw);
+  pte(0x3000 + 3 * 8, 0x5000 | kP | kRw);
+  pte(0x4000, 0 | kP | kRw | kPs);
+  pte(0x5000 + 0x1F5 * 8, 0xFEA00000 | kP | kRw | kPs);
+  const std::vector<uint8_t> code = readGuest("long_mode.bin");
+  ASSERT_FALSE(code.empty());
+  std::memcpy(ram_ + kLoad, code.data(), code.size());
+  CpuState s = resetState();
+  const uint32_t code64 = 0xB | segattr::kS | segattr::kP | segattr::kL | segattr::kG;
+  const uint32_t data = 0x3 | segattr::kS | segattr::kP | segattr::kDB | segattr::kG;
+  for (SegmentRegister& r : s.seg) r = {0x10, 0, 0xFFFFFFFF, data};
+  s.segment(SegReg::kCs) = {0x08, 0, 0xFFFFFFFF, code64};
+  s.tr = {0, 0, 0xFFFF, 0xB | segattr::kP};
+  s.cr0 = cr0::kPE | cr0::kET | cr0::kNE | cr0::kPG;
+  s.cr3 = 0x2000;
+  s.cr4 = cr4::kPAE;
+  s.msr.efer = efer::kLME | efer::kLMA;
+  s.rip = kLoad;
+  s.reg(Gpr::kRsp) = 0x8000;
+  const Status st = vcpu_->setState(s);
+  ASSERT_TRUE(st.ok()) << st.error().message;
+
+  EXPECT_EQ(expectOut(0x84, 4), 0x34365F4Cu);
+  EXPECT_EQ(value(expectMmio(true, 0xFEB00008, 4).mmio.data), 0x55667788u);
+  VcpuExit rd = expectMmio(false, 0xFEB00010, 4);
+  const uint32_t answer = 0x0BADCAFE;
+  if (rd.mmio.data.size() == 4) std::memcpy(rd.mmio.data.data(), &answer, 4);
+  EXPECT_EQ(expectOut(0x84, 4), answer);
+  const VcpuExit h = run();
+  ASSERT_EQ(h.kind, ExitKind::kHlt) << describe(h);
+  uint64_t stored;
+  std::memcpy(&stored, ram_ + kHighStart + 8, 8);
+  EXPECT_EQ(stored, answer) << "the 64-bit store into the second memory slot";
+  // The CPU walked the guest's tables: accessed bits on the way, dirty on
+  // the written 2 MiB page.
+  uint64_t pml4e, pde;
+  std::memcpy(&pml4e, ram_ + 0x2000, 8);
+  std::memcpy(&pde, ram_ + 0x4000, 8);
+  EXPECT_TRUE(pml4e & kAccessed);
+  EXPECT_TRUE(pde & kAccessed);
+  EXPECT_TRUE(pde & kDirty);
+  const Result<CpuState> got = vcpu_->state();
+  ASSERT_TRUE(got.ok());
+  EXPECT_EQ(cpuMode(*got), CpuMode::kLong64);
+  EXPECT_EQ(got->cr3, 0x2000u);
+  EXPECT_EQ(got->reg(Gpr::kRcx), 0x100000u);
+  EXPECT_EQ(got->reg(Gpr::kRbx), 0xFEB00000u);
+}
+
+TEST_F(KvmVcpuTest, CodeFetchedFromMmioIsAnInternalError) {
+  // A far jump into the hole: KVM cannot execute from MMIO (no RAM to
+  // fetch from) and says so.
+  loadRealMode({0xEA, 0x00, 0x00, 0x00, 0xB0});  // jmp 0xB000:0000
+  const VcpuExit e = run();
+  ASSERT_EQ(e.kind, ExitKind::kInternalError) << describe(e);
+  std::printf("kvm: code in MMIO: %s\n", describe(e).c_str());
+  EXPECT_EQ(e.internal.suberror, uint32_t(KVM_INTERNAL_ERROR_EMULATION));
+}
+
+TEST_F(KvmVcpuTest, InvalidGuestStateFailsEntry) {
+  // CS with both L and D in long mode: KVM_SET_SREGS accepts it, the
+  // hardware's VM-entry checks refuse it (SVM: VMEXIT_INVALID).
+  CpuState s = longModeState();
+  s.segment(SegReg::kCs).attributes |= segattr::kDB;
+  s.pending = {};
+  const Status st = vcpu_->setState(s);
+  ASSERT_TRUE(st.ok()) << st.error().message;
+  const VcpuExit e = run();
+  ASSERT_EQ(e.kind, ExitKind::kFailEntry) << describe(e);
+  std::printf("kvm: CS.L+CS.D in long mode: %s\n", describe(e).c_str());
+  // SVM: VMEXIT_INVALID (-1, as KVM's 32-bit exit code); VMX: basic exit
+  // reason 33 (invalid guest state) with bit 31 (entry failure).
+  EXPECT_TRUE(e.failEntry.reason == 0xFFFFFFFFu || e.failEntry.reason == 0x80000021u)
+      << std::hex << e.failEntry.reason;
+}
+
 TEST_F(KvmVcpuTest, TripleFaultIsShutdown) {
   loadRealMode({0xCC});  // INT3 with an empty IVT limit: #GP, #DF, shutdown
   CpuState s = vcpu_->state().value();
