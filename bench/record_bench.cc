@@ -29,13 +29,18 @@
 #include <string>
 #include <vector>
 
-#include "ttvm/recorder/loader.h"
-#include "ttvm/recorder/machine.h"
+#include "ttvm/machine/loader.h"
+#include "ttvm/machine/machine.h"
 #include "ttvm/recorder/record_session.h"
 
 namespace {
 
 using namespace ttvm;
+using ttvm::machine::loadGuest;
+using ttvm::machine::LoadOptions;
+using ttvm::machine::Machine;
+using ttvm::machine::MachineOptions;
+using ttvm::machine::readFileBytes;
 
 double threadCpuSeconds() {
   timespec ts{};

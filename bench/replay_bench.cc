@@ -25,10 +25,16 @@
 #include <vector>
 
 #include "ttvm/formats/trace_reader.h"
-#include "ttvm/recorder/loader.h"
-#include "ttvm/recorder/machine.h"
+#include "ttvm/machine/loader.h"
+#include "ttvm/machine/machine.h"
 #include "ttvm/recorder/record_session.h"
 #include "ttvm/replayer/timeline.h"
+
+using ttvm::machine::loadGuest;
+using ttvm::machine::LoadOptions;
+using ttvm::machine::Machine;
+using ttvm::machine::MachineOptions;
+using ttvm::machine::readFileBytes;
 
 namespace {
 

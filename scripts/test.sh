@@ -21,9 +21,9 @@ ctest --preset release -j2 -L exhaustive
 # components and of the emulator (a full ASan build of everything would double
 # CI time on two cores).
 cmake --preset sanitize >/dev/null
-cmake --build --preset sanitize --target ttvm_base_tests ttvm_formats_tests recorder_test \
+cmake --build --preset sanitize --target ttvm_base_tests ttvm_formats_tests ttvm_machine_tests \
   ttvm_emulator_tests
-ctest --preset sanitize -j2 -L 'base|formats|recorder' -E '^ttvm_(info|recover)_'
+ctest --preset sanitize -j2 -L 'base|formats|machine' -E '^ttvm_(info|recover)_'
 # The emulator's tests under ASan+UBSan: all but the 'exhaustive' label, with
 # the differential tests at 2,000 random sequences each instead of 100,000
 # (about 2 minutes of CPU in all; at full size they would take half an hour).

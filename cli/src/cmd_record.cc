@@ -20,14 +20,22 @@
 #include "disk_options.h"
 #include "serial_console.h"
 #include "ttvm/base/log.h"
-#include "ttvm/recorder/devices/uart_16550.h"
-#include "ttvm/recorder/disk_image.h"
-#include "ttvm/recorder/loader.h"
-#include "ttvm/recorder/machine.h"
+#include "ttvm/machine/devices/uart_16550.h"
+#include "ttvm/machine/disk_image.h"
+#include "ttvm/machine/loader.h"
+#include "ttvm/machine/machine.h"
 #include "ttvm/recorder/record_session.h"
 #include "ttvm/replayer/guest_symbols.h"
 
 namespace ttvm::cli {
+using ttvm::machine::DiskImage;
+using ttvm::machine::GuestMode;
+using ttvm::machine::loadBootDisk;
+using ttvm::machine::loadGuest;
+using ttvm::machine::LoadOptions;
+using ttvm::machine::Machine;
+using ttvm::machine::MachineOptions;
+using ttvm::machine::readFileBytes;
 namespace {
 
 constexpr const char* kUsage =

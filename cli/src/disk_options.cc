@@ -1,10 +1,12 @@
 #include "disk_options.h"
 
 #include "cli_args.h"
-#include "ttvm/recorder/disk_image.h"
-#include "ttvm/recorder/machine.h"
+#include "ttvm/machine/disk_image.h"
+#include "ttvm/machine/machine.h"
 
 namespace ttvm::cli {
+using ttvm::machine::DiskImage;
+using ttvm::machine::Machine;
 
 Result<DiskSpec> parseDriveOption(const std::string& value) {
   DiskSpec spec;

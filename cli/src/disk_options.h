@@ -9,8 +9,10 @@
 #include "ttvm/base/result.h"
 
 namespace ttvm {
+namespace machine {
 class Machine;
-}
+}  // namespace machine
+}  // namespace ttvm
 
 namespace ttvm::cli {
 
@@ -27,6 +29,6 @@ Result<DiskSpec> parseDriveOption(const std::string& value);
 // the others take the free slots in order. Errors name the file (missing,
 // a directory, a size that is not whole sectors) or the slot (taken, or more
 // than four disks).
-Status attachDisks(Machine& machine, const std::vector<DiskSpec>& specs);
+Status attachDisks(machine::Machine& m, const std::vector<DiskSpec>& specs);
 
 }  // namespace ttvm::cli

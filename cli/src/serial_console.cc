@@ -7,10 +7,11 @@
 #include <algorithm>
 #include <cstdio>
 
-#include "ttvm/recorder/devices/uart_16550.h"
-#include "ttvm/recorder/machine.h"
+#include "ttvm/machine/devices/uart_16550.h"
+#include "ttvm/machine/machine.h"
 
 namespace ttvm::cli {
+using ttvm::machine::Machine;
 namespace {
 
 constexpr uint8_t kEscape = 0x01;     // Ctrl-A

@@ -31,15 +31,17 @@
 #include <cstdint>
 #include <deque>
 
-#include "ttvm/recorder/device.h"
+#include "ttvm/machine/device.h"
 
 namespace ttvm {
+namespace machine {
 class Machine;
-}
+}  // namespace machine
+}  // namespace ttvm
 
 namespace ttvm::cli {
 
-class StdoutConsole final : public ConsoleSink {
+class StdoutConsole final : public machine::ConsoleSink {
  public:
   StdoutConsole();
   void write(uint8_t b) override;
@@ -58,7 +60,7 @@ class TerminalConsole {
 
   bool active() const { return active_; }
   // Reads what was typed, acts on escapes, feeds COM1 as far as it has room.
-  void poll(Machine& m);
+  void poll(machine::Machine& m);
 
  private:
   void key(uint8_t b);

@@ -14,6 +14,9 @@
 #include "ttvm/base/log.h"
 
 namespace ttvm {
+using ttvm::machine::LoadedGuest;
+using ttvm::machine::Machine;
+using ttvm::machine::VirtualClock;
 RecordSession::RecordSession(Machine& machine, LoadedGuest guest, RecordOptions options)
     : machine_(machine), guest_(std::move(guest)), options_(std::move(options)) {}
 

@@ -3,10 +3,12 @@
 #include <cinttypes>
 #include <cstdio>
 
-#include "ttvm/recorder/bus.h"
-#include "ttvm/recorder/disk_image.h"
+#include "ttvm/machine/bus.h"
+#include "ttvm/machine/disk_image.h"
 
 namespace ttvm {
+using ttvm::machine::DiskImage;
+using ttvm::machine::Machine;
 namespace {
 
 bool isInput(EventKind k) {

@@ -22,7 +22,7 @@
 
 #include "ttvm/emulator/cpu.h"
 #include "ttvm/formats/trace_types.h"
-#include "ttvm/recorder/machine.h"
+#include "ttvm/machine/machine.h"
 
 namespace ttvm {
 
@@ -34,9 +34,9 @@ struct TailResult {
 
 // The replay-computed devices of a tail re-execution.
 struct TailDevices {
-  const TraceHeader* header = nullptr;  // the recording's (replayedDevices, disks)
-  std::span<const uint8_t> state;       // Machine::saveReplayedState() at the checkpoint
-  const Machine* recorded = nullptr;    // the recording machine (its disks' logged sectors)
+  const TraceHeader* header = nullptr;         // the recording's (replayedDevices, disks)
+  std::span<const uint8_t> state;              // Machine::saveReplayedState() at the checkpoint
+  const machine::Machine* recorded = nullptr;  // the recording machine (its disks' logged sectors)
 };
 
 // `ram` is the checkpoint's RAM (modified by the re-execution); `events` the

@@ -7,9 +7,14 @@
 
 #include "ttvm/base/hex.h"
 #include "ttvm/base/log.h"
-#include "ttvm/recorder/machine.h"
+#include "ttvm/machine/machine.h"
 
 namespace ttvm {
+using ttvm::machine::DivergenceReport;
+using ttvm::machine::EventPosition;
+using ttvm::machine::isPassiveEvent;
+using ttvm::machine::Machine;
+using ttvm::machine::ReplayEnvironment;
 const char* toString(SessionStopKind k) {
   switch (k) {
     case SessionStopKind::kTarget: return "target";

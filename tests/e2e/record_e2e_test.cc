@@ -21,9 +21,11 @@
 #include <vector>
 
 #include "ttvm/formats/trace_reader.h"
-#include "ttvm/recorder/machine.h"
+#include "ttvm/machine/machine.h"
 
 namespace ttvm {
+using ttvm::machine::Machine;
+using ttvm::machine::ShutdownPort;
 namespace {
 
 std::string guest(const std::string& name) {

@@ -17,15 +17,19 @@
 #include "scripted_trace_support.h"
 #include "ttvm/formats/trace_reader.h"
 #include "ttvm/formats/trace_writer.h"
-#include "ttvm/recorder/devices/ide_channel.h"
-#include "ttvm/recorder/disk_image.h"
-#include "ttvm/recorder/loader.h"
-#include "ttvm/recorder/machine.h"
+#include "ttvm/machine/devices/ide_channel.h"
+#include "ttvm/machine/disk_image.h"
+#include "ttvm/machine/loader.h"
+#include "ttvm/machine/machine.h"
 #include "ttvm/recorder/record_session.h"
 #include "ttvm/replayer/replay_session.h"
 #include "ttvm/replayer/timeline.h"
 
 namespace ttvm {
+using ttvm::machine::DiskImage;
+using ttvm::machine::loadBootDisk;
+using ttvm::machine::Machine;
+using ttvm::machine::MachineOptions;
 namespace {
 
 constexpr uint64_t kDiskSectors = 16;

@@ -9,6 +9,7 @@
 #include "ttvm/replayer/replay_session.h"
 
 namespace ttvm {
+using ttvm::machine::DivergenceReport;
 namespace {
 
 using testing::ScriptedTrace;

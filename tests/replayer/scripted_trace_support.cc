@@ -7,10 +7,13 @@
 #include "ttvm/emulator/cpu.h"
 #include "ttvm/formats/trace_reader.h"
 #include "ttvm/formats/trace_writer.h"
-#include "ttvm/recorder/loader.h"
-#include "ttvm/recorder/machine.h"
+#include "ttvm/machine/loader.h"
+#include "ttvm/machine/machine.h"
 
 namespace ttvm::testing {
+using ttvm::machine::Machine;
+using ttvm::machine::MachineOptions;
+using ttvm::machine::realModeState;
 namespace {
 
 // prog.asm (nasm -f bin, org 0x1000, bits 16):

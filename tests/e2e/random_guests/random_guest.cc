@@ -3,9 +3,14 @@
 #include <cstring>
 #include <random>
 
-#include "ttvm/recorder/firmware.h"
+#include "ttvm/machine/firmware.h"
 
 namespace ttvm::testing {
+using ttvm::machine::LoadedGuest;
+using ttvm::machine::Machine;
+namespace firmware = ttvm::machine::firmware;
+using ttvm::machine::longModeState;
+using ttvm::machine::protectedModeState;
 namespace {
 
 // Guest-physical layout (identity-mapped when paging is on).

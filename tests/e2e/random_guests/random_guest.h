@@ -13,8 +13,8 @@
 #include <vector>
 
 #include "ttvm/base/result.h"
-#include "ttvm/recorder/loader.h"
-#include "ttvm/recorder/machine.h"
+#include "ttvm/machine/loader.h"
+#include "ttvm/machine/machine.h"
 
 namespace ttvm::testing {
 
@@ -51,6 +51,7 @@ inline constexpr uint64_t kRandomGuestRam = 2ull << 20;
 
 // Builds the guest for `seed` into `machine`'s RAM (created with
 // kRandomGuestRam bytes) and returns what the record session needs.
-Result<LoadedGuest> buildRandomGuest(Machine& machine, uint64_t seed, RandomGuest& out);
+Result<machine::LoadedGuest> buildRandomGuest(machine::Machine& machine, uint64_t seed,
+                                              RandomGuest& out);
 
 }  // namespace ttvm::testing

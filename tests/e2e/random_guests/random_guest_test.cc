@@ -17,6 +17,8 @@
 #include "ttvm/replayer/replay_session.h"
 
 namespace ttvm::testing {
+using ttvm::machine::Machine;
+using ttvm::machine::MachineOptions;
 namespace {
 
 // 10^4 guests in CI, split so that a shard stays well under two minutes on

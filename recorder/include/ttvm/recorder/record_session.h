@@ -32,8 +32,8 @@
 #include "ttvm/base/result.h"
 #include "ttvm/emulator/cpu.h"
 #include "ttvm/formats/trace_writer.h"
-#include "ttvm/recorder/loader.h"
-#include "ttvm/recorder/machine.h"
+#include "ttvm/machine/loader.h"
+#include "ttvm/machine/machine.h"
 #include "ttvm/recorder/recording_environment.h"
 
 namespace ttvm {
@@ -75,7 +75,7 @@ struct RecordOptions {
   // Set by a SIGINT/SIGTERM handler; may be null.
   const volatile std::sig_atomic_t* interruptFlag = nullptr;
   // Called between slices (e.g. to feed terminal input to the UART).
-  std::function<void(Machine&)> poll;
+  std::function<void(machine::Machine&)> poll;
   // The trace writer's settings (the loop turns flushFromAppend off). Chunks
   // of 16 Ki events: the buffer the recording thread fills (512 KiB, twice
   // that with room for a slice's overshoot) stays in its core's L2 cache,
@@ -99,7 +99,7 @@ struct RecordResult {
 
 class RecordSession {
  public:
-  RecordSession(Machine& machine, LoadedGuest guest, RecordOptions options);
+  RecordSession(machine::Machine& machine, machine::LoadedGuest guest, RecordOptions options);
   ~RecordSession();
   RecordSession(const RecordSession&) = delete;
   RecordSession& operator=(const RecordSession&) = delete;
@@ -128,8 +128,8 @@ class RecordSession {
   uint64_t wallNsSinceStart() const;
   void fillLastInstructions(TraceEnd& end);
 
-  Machine& machine_;
-  LoadedGuest guest_;
+  machine::Machine& machine_;
+  machine::LoadedGuest guest_;
   RecordOptions options_;
   TraceHeader header_;
   std::unique_ptr<TraceWriter> writer_;

@@ -25,7 +25,7 @@
 
 #include "ttvm/emulator/environment.h"
 #include "ttvm/formats/trace_writer.h"
-#include "ttvm/recorder/machine.h"
+#include "ttvm/machine/machine.h"
 
 namespace ttvm {
 
@@ -34,7 +34,7 @@ class RecordingEnvironment final : public Environment {
   // `writer` may be null (no trace). `interrupt` (may be null) is a flag a
   // signal handler sets; the record loop sees it between slices, or the
   // current slice ends after a step whose stopRequested() call sees it.
-  RecordingEnvironment(Machine& machine, TraceWriter* writer,
+  RecordingEnvironment(machine::Machine& machine, TraceWriter* writer,
                        const volatile std::sig_atomic_t* interrupt = nullptr)
       : machine_(machine), writer_(writer), interrupt_(interrupt) {
     // Sectors go to the trace only where a replay runs the disk controller;
@@ -115,7 +115,7 @@ class RecordingEnvironment final : public Environment {
   uint64_t step() const { return state_ != nullptr ? state_->steps : 0; }
   void append(const TraceEvent& e) { writer_->append(e); }
 
-  Machine& machine_;
+  machine::Machine& machine_;
   TraceWriter* writer_;
   const volatile std::sig_atomic_t* interrupt_;
   const CpuState* state_ = nullptr;

@@ -25,7 +25,7 @@
 #include <vector>
 
 #include "ttvm/emulator/cpu_state.h"
-#include "ttvm/replayer/replay_environment.h"
+#include "ttvm/machine/replay_environment.h"
 
 namespace ttvm {
 
@@ -74,7 +74,7 @@ class PageMap {
 
 struct Checkpoint {
   CpuState cpu;  // cpu.steps is the checkpoint's position
-  EventPosition events;
+  machine::EventPosition events;
   PageMap ram;
   std::vector<uint8_t> devices;  // ReplaySession::saveDevices(): the replayed devices' state
   uint64_t step() const { return cpu.steps; }

@@ -37,13 +37,15 @@
 #include "ttvm/base/result.h"
 #include "ttvm/emulator/cpu.h"
 #include "ttvm/formats/trace_reader.h"
-#include "ttvm/replayer/divergence.h"
+#include "ttvm/machine/divergence.h"
+#include "ttvm/machine/replay_environment.h"
 #include "ttvm/replayer/guest_symbols.h"
-#include "ttvm/replayer/replay_environment.h"
 
 namespace ttvm {
 
+namespace machine {
 class Machine;
+}  // namespace machine
 
 // What ended a runTo().
 enum class SessionStopKind : uint8_t {
@@ -93,7 +95,7 @@ class ReplaySession {
   uint64_t step() const { return cpu_->state().steps; }
   std::span<uint8_t> ram();
   std::span<const uint8_t> ram() const;
-  ReplayEnvironment& environment() { return env_; }
+  machine::ReplayEnvironment& environment() { return env_; }
   // The last position of the recorded history (the footer's step count, or
   // for a trace without footer the step of its last event or snapshot).
   uint64_t endStep() const { return endStep_; }
@@ -102,12 +104,13 @@ class ReplaySession {
   SessionStop runTo(uint64_t target, const RunOptions& options = {});
 
   // The first divergence, with RIP, symbol and disassembly filled in.
-  std::optional<DivergenceReport> divergence() const;
+  std::optional<machine::DivergenceReport> divergence() const;
 
   // Restores a state the timeline saved (RAM is restored by the caller,
   // through ram() and cpu().notifyRamWritten()); `devices` is what
   // saveDevices() returned there.
-  void restore(const CpuState& cpu, EventPosition position, std::span<const uint8_t> devices = {});
+  void restore(const CpuState& cpu, machine::EventPosition position,
+               std::span<const uint8_t> devices = {});
   // The replay-computed devices' state (empty when the trace has none).
   std::vector<uint8_t> saveDevices() const;
   // Whether this replay runs devices itself (a 1.1 trace with replayedDevices).
@@ -131,14 +134,14 @@ class ReplaySession {
   uint64_t linearRip(uint64_t rip) const;
 
  private:
-  ReplaySession(const TraceReader& reader, std::unique_ptr<Machine> machine);
+  ReplaySession(const TraceReader& reader, std::unique_ptr<machine::Machine> machine);
   // Consumes the passive events of the current step; false on divergence.
   bool settleBoundary();
   void divergeAt(uint64_t step, uint64_t rip, std::string reason, std::string actual);
 
   const TraceReader& reader_;
-  std::unique_ptr<Machine> machine_;
-  ReplayEnvironment env_;
+  std::unique_ptr<machine::Machine> machine_;
+  machine::ReplayEnvironment env_;
   std::unique_ptr<Cpu> cpu_;
   GuestSymbols symbols_;
   uint64_t endStep_ = 0;

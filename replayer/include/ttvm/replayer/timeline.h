@@ -49,8 +49,8 @@
 #include "ttvm/base/result.h"
 #include "ttvm/emulator/cpu.h"
 #include "ttvm/formats/trace_reader.h"
+#include "ttvm/machine/divergence.h"
 #include "ttvm/replayer/checkpoint.h"
-#include "ttvm/replayer/divergence.h"
 #include "ttvm/replayer/queries.h"
 #include "ttvm/replayer/replay_session.h"
 
@@ -88,7 +88,7 @@ struct StopReason {
   bool watchWrite = false;
   uint64_t accessStep = 0;  // kWatchpoint: the step that performed the access
   uint8_t vector = 0;       // kException: the vector delivered
-  std::optional<DivergenceReport> divergence;
+  std::optional<machine::DivergenceReport> divergence;
 };
 
 struct Control {

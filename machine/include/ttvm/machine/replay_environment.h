@@ -1,0 +1,167 @@
+// ReplayEnvironment: the Environment of a replay. Every answer the CPU asks
+// for comes from the trace, never from a device.
+//
+// Matching rule. Events carry the step during which the CPU consumed them
+// (docs/architecture.md): a request made while CpuState::steps == N must be
+// the trace's next event and that event's step must be N, with the same
+// kind, port/address and size; the recorded value is returned. Writes (port
+// out, MMIO write, MSR write) also compare the value. interruptPending() is
+// true exactly when the next event is kInterrupt at the current step (NMI
+// likewise). Anything else is a divergence: it is recorded (first one wins),
+// the CPU gets a harmless answer (all-ones, no interrupt) and stopRequested()
+// turns true so the CPU stops after the current step.
+//
+// Replay-computed devices. When the trace names replayed devices
+// (TraceHeader::replayedDevices, bindMachine), their port accesses are not
+// in the trace: the environment hands them to the machine's device, which
+// computes the answer. A disk sector such a device reads comes from the
+// trace: the first read of a sector at this step consumes its kDiskSector
+// event (the recorder logged it right there) and keeps its bytes in a
+// sector table; a later read, or one after a restore to an earlier
+// position, finds it in the table (an image's content never changes). A
+// sector neither holds is a divergence naming the disk, the LBA and the
+// step: the replay never guesses a sector.
+//
+// Passive events (state digests, HLT marks, interrupt windows, debug-exit
+// values, end of run) are consumed by the session at instruction boundaries
+// (takeBoundaryEvent), where a digest can be compared with a whole state.
+//
+// Position. The environment reads the trace chunk by chunk through a small
+// cache of decoded chunks; its position (chunk, index) is a value that
+// checkpoints store and restore.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "ttvm/emulator/cpu_state.h"
+#include "ttvm/emulator/environment.h"
+#include "ttvm/formats/trace_reader.h"
+#include "ttvm/machine/divergence.h"
+
+namespace ttvm::machine {
+
+class Machine;
+
+// Where the next event of a trace is: chunk number and index inside it.
+struct EventPosition {
+  size_t chunk = 0;
+  size_t index = 0;
+  bool operator==(const EventPosition&) const = default;
+  auto operator<=>(const EventPosition&) const = default;
+};
+
+// Events that carry no input: consumed at instruction boundaries.
+bool isPassiveEvent(EventKind k);
+
+class ReplayEnvironment final : public Environment {
+ public:
+  // `reader` must outlive the environment; `cpu` is the state of the CPU it
+  // serves (read for the current step).
+  ReplayEnvironment(const TraceReader& reader, const CpuState* cpu);
+
+  // Environment.
+  uint32_t portIn(uint16_t port, unsigned size) override;
+  void portOut(uint16_t port, unsigned size, uint32_t value) override;
+  uint64_t mmioRead(uint64_t physAddr, unsigned size) override;
+  void mmioWrite(uint64_t physAddr, unsigned size, uint64_t value) override;
+  uint64_t readTsc() override;
+  std::optional<uint64_t> readRandom(unsigned size) override;
+  std::optional<uint64_t> readMsr(uint32_t index) override;
+  bool writeMsr(uint32_t index, uint64_t value) override;
+  bool interruptPending() override;
+  uint8_t acknowledgeInterrupt() override;
+  bool nmiPending() override;
+  void acknowledgeNmi() override;
+  bool stopRequested() override;
+  const volatile uint32_t* eventHint() const override { return &hint_; }
+
+  // Called by the session before each CPU slice: `eventNow` says whether the
+  // trace's next event is at the current step. The session never runs a
+  // slice past the next event's step, so inside a slice that starts before
+  // it no interrupt or NMI can be pending and the CPU may skip asking.
+  void beginSlice(bool eventNow) {
+    hint_ = (eventNow || divergence_.has_value() || externalStop_) ? 1u : 0u;
+  }
+
+  // The next event, or nullptr at the end of the trace (or when a chunk could
+  // not be read: see readError()).
+  const TraceEvent* peek() { return head_ != nullptr ? head_ : peekSlow(); }
+  // Consumes the next event (which must exist).
+  void advance();
+  EventPosition position() const { return pos_; }
+  void setPosition(EventPosition p);
+  // The last event consumed (for divergence reports).
+  const std::optional<TraceEvent>& lastConsumed() const { return last_; }
+
+  // The first divergence since the last clearDivergence(); the RIP/symbol/
+  // disassembly fields are filled by the session.
+  const std::optional<DivergenceReport>& divergence() const { return divergence_; }
+  void diverge(std::string reason, std::string actual);
+  void clearDivergence() { divergence_.reset(); }
+  // A trace chunk that could not be decoded (damaged file); empty when none.
+  const std::string& readError() const { return readError_; }
+
+  // The CPU state whose step count positions requests (set once the CPU exists).
+  void bindCpuState(const CpuState* cpu) { cpu_ = cpu; }
+  // The machine whose replay-computed devices (Machine::portReplayed) answer
+  // their ports; null (the default) for a trace that logged every access.
+  void bindMachine(Machine* machine) { machine_ = machine; }
+
+  // Disk `slot`'s sector `lba` (512 bytes into `out`) for a replayed disk
+  // controller; false (after recording a divergence) when the trace does
+  // not hold it. See "Replay-computed devices" above.
+  bool diskSector(unsigned slot, uint64_t lba, std::span<uint8_t> out);
+  // Sectors the table holds (tests, `ttvm info`).
+  size_t knownSectors() const { return sectors_.size(); }
+
+  // Makes stopRequested() true (used to end a run from outside the CPU).
+  void requestStop(bool on) {
+    externalStop_ = on;
+    if (on) hint_ = 1;
+  }
+
+ private:
+  // The next event if it is an input request at the current step, else
+  // records a divergence for `actual` and returns nullptr.
+  const TraceEvent* expectRequest(EventKind kind, uint64_t address, unsigned size,
+                                  const std::string& actual);
+  // The next event after the passive marks of step `now`.
+  const TraceEvent* peekInput(uint64_t now);
+  bool loadChunk(size_t i);
+  const TraceEvent* peekSlow();
+
+  const TraceReader& reader_;
+  const CpuState* cpu_;
+  EventPosition pos_;
+  // Decoded chunks: the current one and a few recent ones (restores jump
+  // around; decoding a chunk costs far more than a reverse step should).
+  struct CachedChunk {
+    size_t index = SIZE_MAX;
+    std::shared_ptr<const std::vector<TraceEvent>> events;
+    std::shared_ptr<const std::vector<uint8_t>> sectors;  // the kDiskSector events' bytes
+    uint64_t lastUse = 0;
+  };
+  std::vector<CachedChunk> cache_;
+  uint64_t useClock_ = 0;
+  std::shared_ptr<const std::vector<TraceEvent>> current_;  // chunk pos_.chunk, or null
+  std::shared_ptr<const std::vector<uint8_t>> currentSectors_;
+  size_t currentIndex_ = SIZE_MAX;
+  std::optional<TraceEvent> last_;
+  std::optional<DivergenceReport> divergence_;
+  std::string readError_;
+  bool externalStop_ = false;
+  const TraceEvent* head_ = nullptr;  // cached peek(); points into current_
+  uint32_t hint_ = 1;
+  Machine* machine_ = nullptr;
+  // Disk sectors met so far, by slot << 56 | LBA (LBAs are 48-bit).
+  std::unordered_map<uint64_t, std::array<uint8_t, kDiskSectorBytes>> sectors_;
+};
+
+}  // namespace ttvm::machine

@@ -1,0 +1,62 @@
+#include "ttvm/machine/state_io.h"
+
+#include <cstring>
+
+namespace ttvm::machine {
+
+uint64_t StateReader::get(int n) {
+  if (failed_) return 0;
+  if (data_.size() - pos_ < static_cast<size_t>(n)) {
+    fail("needed " + std::to_string(n) + " more bytes, " + std::to_string(remaining()) + " left");
+    return 0;
+  }
+  uint64_t v = 0;
+  for (int i = 0; i < n; ++i) v |= static_cast<uint64_t>(data_[pos_ + i]) << (8 * i);
+  pos_ += n;
+  return v;
+}
+
+std::vector<uint8_t> StateReader::bytes(size_t maxBytes) {
+  uint32_t n = u32();
+  if (failed_) return {};
+  if (n > maxBytes || n > remaining()) {
+    fail("byte string of " + std::to_string(n) + " bytes (at most " + std::to_string(maxBytes) +
+         ", " + std::to_string(remaining()) + " left)");
+    return {};
+  }
+  std::vector<uint8_t> out(data_.begin() + pos_, data_.begin() + pos_ + n);
+  pos_ += n;
+  return out;
+}
+
+std::string StateReader::str(size_t maxBytes) {
+  auto b = bytes(maxBytes);
+  return std::string(b.begin(), b.end());
+}
+
+void StateReader::fixedBytes(std::span<uint8_t> out) {
+  uint32_t n = u32();
+  if (failed_) return;
+  if (n != out.size() || n > remaining()) {
+    fail("byte string of " + std::to_string(n) + " bytes where " + std::to_string(out.size()) +
+         " were expected");
+    return;
+  }
+  std::memcpy(out.data(), data_.data() + pos_, n);
+  pos_ += n;
+}
+
+void StateReader::fail(std::string why) {
+  if (failed_) return;
+  failed_ = true;
+  failOffset_ = pos_;
+  why_ = std::move(why);
+}
+
+Status StateReader::status() const {
+  if (!failed_) return {};
+  return makeError(what_ + ": bad data at byte offset " + std::to_string(failOffset_) + ": " +
+                   why_);
+}
+
+}  // namespace ttvm::machine
