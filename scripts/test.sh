@@ -23,7 +23,7 @@ ctest --preset release -j2 -L exhaustive
 cmake --preset sanitize >/dev/null
 cmake --build --preset sanitize --target ttvm_base_tests ttvm_formats_tests ttvm_machine_tests \
   ttvm_emulator_tests
-ctest --preset sanitize -j2 -L 'base|formats|machine' -E '^ttvm_(info|recover)_'
+ctest --preset sanitize -j2 -L 'base|formats|machine'
 # The emulator's tests under ASan+UBSan: all but the 'exhaustive' label, with
 # the differential tests at 2,000 random sequences each instead of 100,000
 # (about 2 minutes of CPU in all; at full size they would take half an hour).
@@ -33,7 +33,7 @@ TTVM_DIFF_SEQUENCES=2000 ctest --preset sanitize -j2 -L emulator -LE exhaustive
 # hand-over mode, write errors on the thread) again under ThreadSanitizer.
 cmake --preset tsan >/dev/null
 cmake --build --preset tsan --target ttvm_formats_tests
-TSAN_OPTIONS=halt_on_error=1 ctest --preset tsan -j2 -L formats -E '^ttvm_(info|recover)_'
+TSAN_OPTIONS=halt_on_error=1 ctest --preset tsan -j2 -L formats
 
 # --- formats (issue 2): a bounded libFuzzer run of the trace reader over its
 # committed corpus; new inputs go to a temporary directory, not the corpus.
