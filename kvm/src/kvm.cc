@@ -206,7 +206,8 @@ Vcpu::Vcpu(Vcpu&& o) noexcept
       caps_(o.caps_),
       halted_(o.halted_),
       singleStep_(o.singleStep_),
-      stepOwed_(o.stepOwed_) {
+      completionPending_(o.completionPending_),
+      stepRip_(o.stepRip_) {
   o.run_ = nullptr;
   TTVM_ASSERT(!o.kickReady_.load(), "a Vcpu moved after prepareKick()");
 }
@@ -318,48 +319,35 @@ Result<CpuState> Vcpu::state() const {
   return fromKvm(k);
 }
 
-Status Vcpu::setSingleStep(bool on) {
+Status Vcpu::armSingleStep(bool on) {
   kvm_guest_debug d{};
   d.control = on ? (KVM_GUESTDBG_ENABLE | KVM_GUESTDBG_SINGLESTEP) : 0;
   if (::ioctl(fd_.get(), KVM_SET_GUEST_DEBUG, &d) < 0)
     return ioctlError(
         on ? "KVM_SET_GUEST_DEBUG (single-step on)" : "KVM_SET_GUEST_DEBUG (single-step off)",
         errno);
-  singleStep_ = on;
-  if (!on) stepOwed_ = false;
   return {};
 }
 
-Result<VcpuExit> Vcpu::completeMmioWriteStep() {
-  stepOwed_ = false;
-  __atomic_store_n(&run_->immediate_exit, 1, __ATOMIC_SEQ_CST);
-  const int rc = ::ioctl(fd_.get(), KVM_RUN, 0);
-  const int err = errno;
-  __atomic_store_n(&run_->immediate_exit, 0, __ATOMIC_SEQ_CST);
-  if (rc == 0) return decodeExit(*run_, mapSize_);  // KVM delivered the trap itself
-  if (err != EINTR) return ioctlError("KVM_RUN (completing an MMIO write)", err);
-  // The write is done and RIP is past it; KVM reported no trap. Re-arm
-  // stepping here (KVM sets TF only at the RIP where it was enabled).
-  TTVM_TRY(setSingleStep(true));
+Result<uint64_t> Vcpu::rip() const {
   kvm_regs regs{};
   if (::ioctl(fd_.get(), KVM_GET_REGS, &regs) < 0) return ioctlError("KVM_GET_REGS", errno);
-  kvm_debugregs dbg{};
-  if (::ioctl(fd_.get(), KVM_GET_DEBUGREGS, &dbg) < 0)
-    return ioctlError("KVM_GET_DEBUGREGS", errno);
-  VcpuExit e;
-  e.kind = ExitKind::kDebug;
-  e.rawReason = KVM_EXIT_DEBUG;
-  e.debug.exception = 1;
-  e.debug.pc = regs.rip;
-  e.debug.dr6 = 0xFFFF0FF0 | (1u << 14);  // DR6.BS over the fixed-1 bits
-  e.debug.dr7 = dbg.dr7;
-  e.debug.repaired = true;
-  return e;
+  return uint64_t(regs.rip);
 }
 
-Result<VcpuExit> Vcpu::run() {
-  TTVM_ASSERT(!halted_, "Vcpu::run() on a halted vCPU: deliver an interrupt (setState) first");
-  if (stepOwed_) return completeMmioWriteStep();
+Status Vcpu::setSingleStep(bool on) {
+  TTVM_TRY(armSingleStep(on));
+  singleStep_ = on;
+  completionPending_ = false;
+  if (on) {
+    Result<uint64_t> r = rip();
+    if (!r) return r.error();
+    stepRip_ = *r;
+  }
+  return {};
+}
+
+Result<VcpuExit> Vcpu::enter() {
   if (::ioctl(fd_.get(), KVM_RUN, 0) < 0) {
     const int err = errno;
     if (err == EINTR) {
@@ -371,10 +359,58 @@ Result<VcpuExit> Vcpu::run() {
     }
     return ioctlError("KVM_RUN", err);
   }
-  VcpuExit e = decodeExit(*run_, mapSize_);
+  return noteExit(decodeExit(*run_, mapSize_));
+}
+
+VcpuExit Vcpu::noteExit(VcpuExit e) {
   if (e.kind == ExitKind::kHlt) halted_ = true;
-  if (singleStep_ && e.kind == ExitKind::kMmio && e.mmio.write) stepOwed_ = true;
+  if (singleStep_) {
+    if (e.kind == ExitKind::kDebug) stepRip_ = e.debug.pc;
+    completionPending_ = e.kind == ExitKind::kIo || e.kind == ExitKind::kMmio;
+  }
   return e;
+}
+
+Result<VcpuExit> Vcpu::run() {
+  TTVM_ASSERT(!halted_, "Vcpu::run() on a halted vCPU: deliver an interrupt (setState) first");
+  if (!singleStep_) return enter();
+  if (completionPending_) {
+    // Let KVM finish the instruction that exited without entering the
+    // guest: KVM_RUN completes pending I/O before it looks at immediate_exit.
+    completionPending_ = false;
+    __atomic_store_n(&run_->immediate_exit, 1, __ATOMIC_SEQ_CST);
+    const int rc = ::ioctl(fd_.get(), KVM_RUN, 0);
+    const int err = errno;
+    __atomic_store_n(&run_->immediate_exit, 0, __ATOMIC_SEQ_CST);
+    if (rc == 0) return noteExit(decodeExit(*run_, mapSize_));  // its trap, or the next I/O
+    if (err != EINTR) return ioctlError("KVM_RUN (completing an exit)", err);
+    Result<uint64_t> now = rip();
+    if (!now) return now.error();
+    if (*now != stepRip_) {
+      // The instruction retired and KVM reported no trap (an MMIO write).
+      TTVM_TRY(armSingleStep(true));
+      stepRip_ = *now;
+      kvm_debugregs dbg{};
+      if (::ioctl(fd_.get(), KVM_GET_DEBUGREGS, &dbg) < 0)
+        return ioctlError("KVM_GET_DEBUGREGS", errno);
+      VcpuExit e;
+      e.kind = ExitKind::kDebug;
+      e.rawReason = KVM_EXIT_DEBUG;
+      e.debug.exception = 1;
+      e.debug.pc = *now;
+      e.debug.dr6 = 0xFFFF0FF0 | (1u << 14);  // DR6.BS over the fixed-1 bits
+      e.debug.dr7 = dbg.dr7;
+      e.debug.repaired = true;
+      return e;
+    }
+    // Still at a REP string instruction with iterations (or its final
+    // zero-count pass) to go: enter, stepping armed.
+  }
+  // KVM sets TF only while RIP is where stepping was armed, so an
+  // instruction its emulator completed leaves the guest running free: arm
+  // again at every entry.
+  TTVM_TRY(armSingleStep(true));
+  return enter();
 }
 
 int Vcpu::kickSignal() {

@@ -131,21 +131,25 @@ class Vcpu {
   // instruction the guest retires (or the exception it delivers), KVM_RUN
   // returns ExitKind::kDebug with the next RIP.
   //
-  // KVM loses that trap after an MMIO write it completes in user space (its
-  // complete_emulated_mmio says "FIXME: return into emulator if
-  // single-stepping"), and the stepping itself stops there: KVM re-arms TF
-  // only at the RIP where stepping was enabled. run() repairs both (below).
+  // KVM falls short of that in two ways that run() repairs (measured on
+  // Debian's 6.1, docs/kvm-recording.md):
+  //  - it sets the guest's TF only while RIP is where stepping was enabled,
+  //    so after an instruction its emulator completes (string I/O, MMIO) the
+  //    guest runs free: run() arms stepping again before every entry;
+  //  - it loses the trap after an MMIO write it hands to user space (its
+  //    complete_emulated_mmio says "FIXME: return into emulator if
+  //    single-stepping"): the run() after an I/O or MMIO exit first lets KVM
+  //    complete it without entering the guest (KVM_RUN with immediate_exit);
+  //    if KVM reports nothing and RIP moved, run() returns the trap itself
+  //    (DebugExit::repaired).
+  // What stays KVM's: a REP string instruction traps once when it completes
+  // (KVM's emulator runs the iterations in one go), not after every
+  // iteration as the architecture and ttvm's emulator do.
   Status setSingleStep(bool on);
 
   // KVM_RUN until the next exit. An I/O read or MMIO read must be answered
   // in the returned exit's data before calling run() again. A HLT exit marks
   // the vCPU halted (state().pending.halted) until setState clears it.
-  //
-  // While single-stepping, the run() after an MMIO write first lets KVM
-  // complete the write without entering the guest (KVM_RUN with
-  // immediate_exit set); if KVM then reports the trap, that exit is
-  // returned, else a trap at the next instruction is (DebugExit::repaired)
-  // and stepping is re-armed there.
   Result<VcpuExit> run();
 
   // Makes run() return ExitKind::kInterrupted as soon as possible, from any
@@ -163,14 +167,18 @@ class Vcpu {
   friend class Vm;
   Vcpu(Fd fd, kvm_run* run, size_t mapSize, KvmCapabilities caps)
       : fd_(std::move(fd)), run_(run), mapSize_(mapSize), caps_(caps) {}
-  Result<VcpuExit> completeMmioWriteStep();
+  Status armSingleStep(bool on);
+  Result<uint64_t> rip() const;
+  Result<VcpuExit> enter();
+  VcpuExit noteExit(VcpuExit e);
   Fd fd_;
   kvm_run* run_ = nullptr;
   size_t mapSize_ = 0;
   KvmCapabilities caps_;
   bool halted_ = false;
   bool singleStep_ = false;
-  bool stepOwed_ = false;  // an MMIO write exited while single-stepping
+  bool completionPending_ = false;  // stepping, and the last exit was I/O or MMIO
+  uint64_t stepRip_ = 0;            // stepping: RIP of the instruction being stepped
   std::atomic<bool> kickReady_{false};
   pthread_t thread_{};
 };
