@@ -2,7 +2,8 @@
 # ctest -L kvm: the nested-VM harness (scripts/nested_kvm.sh) itself. A real
 # boot runs a shell inside the VM: its output and its exit status (3) must come
 # back through the serial console. Fake QEMUs check that a VM that never comes
-# up, or hangs, fails loudly instead of passing, and that a missing QEMU skips.
+# up, or hangs, fails loudly instead of passing; a missing QEMU, or a virtual
+# CPU without SVM (so no /dev/kvm inside), skips with the reason.
 #
 # usage: harness_test.sh NESTED_KVM_SH
 # Exits 77 (skip) when the harness skips the real boot (no QEMU, no kernel
@@ -46,6 +47,14 @@ QEMU="$work/qemu-hang" bash "$harness" --timeout 3 -- /bin/true >"$work/hang" 2>
 check "VM hangs" 1 "no end after 3 s" $? "$work/hang"
 QEMU="$work/qemu-panic" bash "$harness" -- /bin/true >"$work/panic" 2>&1
 check "no sentinel" 1 "no 'ttvm-nested-exit: N' sentinel" $? "$work/panic"
+# A real QEMU whose virtual CPU has no SVM: kvm-amd cannot load, so there is
+# no /dev/kvm inside and the harness must skip, saying so.
+real_qemu=$(command -v qemu-system-x86_64)
+printf '#!/bin/bash\nargs=()\nfor a in "$@"; do [ "$a" = max ] && a=max,-svm; args+=("$a"); done\nexec %q "${args[@]}"\n' \
+  "$real_qemu" >"$work/qemu-nosvm"
+chmod +x "$work/qemu-nosvm"
+QEMU="$work/qemu-nosvm" bash "$harness" --timeout 90 -- /bin/true >"$work/nosvm" 2>&1
+check "no SVM in the VM" 77 "SKIP: inside the nested VM: no /dev/kvm after loading kvm-amd (the virtual CPU shows no svm flag)" $? "$work/nosvm"
 QEMU=/nonexistent/qemu bash "$harness" -- /bin/true >"$work/noqemu" 2>&1
 check "no QEMU" 77 "SKIP: /nonexistent/qemu not found" $? "$work/noqemu"
 

@@ -553,6 +553,21 @@ TEST_F(KvmVcpuTest, InvalidGuestStateFailsEntry) {
       << std::hex << e.failEntry.reason;
 }
 
+TEST_F(KvmVcpuTest, MemorySlotsMustBePageAligned) {
+  const Status a = vm_->setMemory(2, 0x300000, {ram_ + 0x10, 4096});
+  ASSERT_FALSE(a.ok());
+  EXPECT_NE(a.error().message.find("memory slot 2"), std::string::npos) << a.error().message;
+  EXPECT_NE(a.error().message.find("multiples of 4096"), std::string::npos) << a.error().message;
+  EXPECT_FALSE(vm_->setMemory(2, 0x300800, {ram_, 4096}).ok());
+  EXPECT_FALSE(vm_->setMemory(2, 0x300000, {ram_, 100}).ok());
+  // A slot overlapping slot 1: KVM refuses, and the message names it.
+  const Status o = vm_->setMemory(2, kHighStart, {ram_, 4096});
+  ASSERT_FALSE(o.ok());
+  EXPECT_NE(o.error().message.find("KVM_SET_USER_MEMORY_REGION (slot 2, guest 0x100000"),
+            std::string::npos)
+      << o.error().message;
+}
+
 TEST_F(KvmVcpuTest, TripleFaultIsShutdown) {
   loadRealMode({0xCC});  // INT3 with an empty IVT limit: #GP, #DF, shutdown
   CpuState s = vcpu_->state().value();
