@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <memory>
 #include <mutex>
 
 #include "ttvm/base/hex.h"
@@ -166,6 +167,63 @@ Result<Vm> Kvm::createVm() const {
   // QEMU's, just under the BIOS at 4 GiB. AMD ignores it.
   if (::ioctl(fd, KVM_SET_TSS_ADDR, 0xFFFBD000ul) < 0) return ioctlError("KVM_SET_TSS_ADDR", errno);
   return Vm(std::move(vm), runMapSize_, caps_);
+}
+
+Status Kvm::checkGuestCpuid() const {
+  const std::string fallback = "; use --backend emu to record with ttvm's emulator instead";
+  void* p = ::mmap(nullptr, kPage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) return makeError("mmap of the self-check page failed: " + errnoText(errno));
+  std::unique_ptr<void, void (*)(void*)> page(p, [](void* q) { ::munmap(q, kPage); });
+  auto* ram = static_cast<uint8_t*>(p);
+  std::memcpy(ram, kSelfCheckCode, sizeof kSelfCheckCode);
+  Result<Vm> vm = createVm();
+  if (!vm) return vm.error();
+  TTVM_TRY(vm->setMemory(0, 0, {ram, kPage}));
+  Result<Vcpu> vcpu = vm->createVcpu(0);
+  if (!vcpu) return vcpu.error();
+  // A vendor string no CPU has, and leaf 1 with no features but the FPU and
+  // the APIC (which KVM mirrors from IA32_APIC_BASE.EN, enabled at reset).
+  CpuModel probe;
+  probe.name = "ttvm CPUID self-check";
+  const char vendor[] = "ttvmCPUIDchk";
+  uint32_t words[3];
+  std::memcpy(words, vendor, 12);
+  constexpr uint32_t kEdx1 = (1u << 0) | (1u << 9);
+  probe.cpuid.push_back(CpuidLeaf{0, 0, false, 1, words[0], words[2], words[1]});
+  probe.cpuid.push_back(CpuidLeaf{1, 0, false, 0x000306A9, 0, 0, kEdx1});
+  TTVM_TRY(vcpu->setCpuid(probe));
+  CpuState s = resetState();
+  for (SegmentRegister& r : s.seg) r = {0, 0, 0xFFFF, 0x93};
+  s.segment(SegReg::kCs) = {0, 0, 0xFFFF, 0x9B};
+  s.rip = 0;
+  TTVM_TRY(vcpu->setState(s));
+  uint32_t seen[5];
+  for (uint32_t& v : seen) {
+    Result<VcpuExit> e = vcpu->run();
+    if (!e) return e.error();
+    if (e->kind != ExitKind::kIo || e->io.in || e->io.port != kSelfCheckPort || e->io.size != 4)
+      return makeError(path_ + ": the CPUID self-check guest stopped with " + describe(*e) +
+                       " instead of writing what CPUID returned" + fallback);
+    std::memcpy(&v, e->io.data.data(), 4);
+  }
+  const std::string seenVendor(reinterpret_cast<const char*>(seen), 12);
+  const std::string notApplied = path_ + ": KVM did not apply KVM_SET_CPUID2: the guest saw ";
+  const std::string why =
+      ": guests would see the host's CPU, not ttvm's model, and a recording could not replay "
+      "(a paravirtualized or incomplete KVM)" +
+      fallback;
+  if (seenVendor != std::string(vendor, 12))
+    return makeError(notApplied + "vendor '" + seenVendor + "' instead of '" +
+                     std::string(vendor, 12) + "'" + why);
+  if (seen[3] != 0 || seen[4] != kEdx1)
+    return makeError(notApplied + "CPUID.1 ECX " + hex(seen[3]) + " EDX " + hex(seen[4]) +
+                     " instead of ECX 0 EDX " + hex(kEdx1) + why);
+  Result<VcpuExit> h = vcpu->run();
+  if (!h) return h.error();
+  if (h->kind != ExitKind::kHlt)
+    return makeError(path_ + ": the CPUID self-check guest did not halt: " + describe(*h) +
+                     fallback);
+  return {};
 }
 
 // ---- Vm ----------------------------------------------------------------------

@@ -9,6 +9,7 @@
 #include <set>
 
 #include "test_states.h"
+#include "ttvm/emulator/disassembler.h"
 
 namespace ttvm::kvm {
 namespace {
@@ -303,6 +304,35 @@ TEST(KvmCpuid, RestrictToHostOnlyClearsFeatureBits) {
     }
   }
   EXPECT_EQ(removed.size(), 3u);  // RDRAND, SMEP, SMAP
+}
+
+TEST(KvmSelfCheck, GuestCodeIsWhatItsCommentsSay) {
+  const std::vector<std::string> want = {"xor eax, eax",
+                                         "xor ecx, ecx",
+                                         "cpuid",
+                                         "mov eax, ebx",
+                                         "out 0x70, eax",
+                                         "mov eax, edx",
+                                         "out 0x70, eax",
+                                         "mov eax, ecx",
+                                         "out 0x70, eax",
+                                         "mov eax, 0x01",
+                                         "xor ecx, ecx",
+                                         "cpuid",
+                                         "mov eax, ecx",
+                                         "out 0x70, eax",
+                                         "mov eax, edx",
+                                         "out 0x70, eax",
+                                         "hlt"};
+  std::span<const uint8_t> code(kSelfCheckCode);
+  size_t at = 0;
+  for (const std::string& w : want) {
+    const Disassembly d = disassemble(code.subspan(at), CpuMode::kReal, at);
+    ASSERT_GT(d.length, 0u) << "at " << at;
+    EXPECT_EQ(d.text, w) << "at byte " << at;
+    at += d.length;
+  }
+  EXPECT_EQ(at, code.size());
 }
 
 // ---- exits -------------------------------------------------------------------

@@ -553,6 +553,11 @@ TEST_F(KvmVcpuTest, InvalidGuestStateFailsEntry) {
       << std::hex << e.failEntry.reason;
 }
 
+TEST_F(KvmVcpuTest, GuestSeesTheCpuidTableKvmWasGiven) {
+  const Status s = kvm_->checkGuestCpuid();
+  EXPECT_TRUE(s.ok()) << s.error().message;
+}
+
 TEST_F(KvmVcpuTest, MemorySlotsMustBePageAligned) {
   const Status a = vm_->setMemory(2, 0x300000, {ram_ + 0x10, 4096});
   ASSERT_FALSE(a.ok());

@@ -77,6 +77,12 @@ class Kvm {
   // KVM_GET_SUPPORTED_CPUID: what this host's KVM can show a guest.
   Result<std::vector<CpuidLeaf>> supportedCpuid() const;
   Result<Vm> createVm() const;
+  // Runs a one-page real-mode guest (kSelfCheckCode) under a CPUID table of
+  // its own and checks that the guest sees that table. Some /dev/kvm
+  // devices (paravirtualized nested setups in sandboxes) open and run
+  // guests but let them see the host's CPUID: a recording there could not
+  // replay. Fails saying so, and suggests --backend emu.
+  Status checkGuestCpuid() const;
   const std::string& path() const { return path_; }
 
  private:

@@ -97,6 +97,30 @@ std::string describe(const MissingFeature& f);  // "CPUID.1:ECX[30]"
 CpuModel restrictToHost(const CpuModel& model, std::span<const CpuidLeaf> hostSupported,
                         std::vector<MissingFeature>* removed);
 
+// The guest of Kvm::checkGuestCpuid, real mode at address 0: CPUID leaf 0
+// (EBX, EDX, ECX: the vendor string) and leaf 1 (ECX, EDX: feature flags),
+// each register written to port kSelfCheckPort, then HLT.
+inline constexpr uint16_t kSelfCheckPort = 0x70;
+inline constexpr uint8_t kSelfCheckCode[] = {
+    0x66, 0x31, 0xC0,                    // xor eax, eax
+    0x66, 0x31, 0xC9,                    // xor ecx, ecx
+    0x0F, 0xA2,                          // cpuid
+    0x66, 0x89, 0xD8,                    // mov eax, ebx
+    0x66, 0xE7, 0x70,                    // out 0x70, eax
+    0x66, 0x89, 0xD0,                    // mov eax, edx
+    0x66, 0xE7, 0x70,                    // out 0x70, eax
+    0x66, 0x89, 0xC8,                    // mov eax, ecx
+    0x66, 0xE7, 0x70,                    // out 0x70, eax
+    0x66, 0xB8, 0x01, 0x00, 0x00, 0x00,  // mov eax, 1
+    0x66, 0x31, 0xC9,                    // xor ecx, ecx
+    0x0F, 0xA2,                          // cpuid
+    0x66, 0x89, 0xC8,                    // mov eax, ecx
+    0x66, 0xE7, 0x70,                    // out 0x70, eax
+    0x66, 0x89, 0xD0,                    // mov eax, edx
+    0x66, 0xE7, 0x70,                    // out 0x70, eax
+    0xF4,                                // hlt
+};
+
 // ---- exits -----------------------------------------------------------------
 
 // Decodes the exit KVM left in `run`, the vCPU's mapping of `mapSize` bytes
