@@ -484,6 +484,72 @@ Result<std::optional<Timeline::Hit>> Timeline::scanBackward(uint64_t lower, cons
   return std::optional<Hit>();
 }
 
+// ------------------------------------------------------------ the queries' scans
+
+Result<std::optional<Timeline::Hit>> Timeline::findNext(const Arming& a, const Control& control) {
+  const uint64_t origin = now();
+  for (;;) {
+    std::optional<Hit> hit;
+    const StopReason r = scanForward(endStep(), a, control, &hit);
+    if (r.kind == StopKind::kDivergence)
+      return makeError(r.divergence ? r.divergence->format() : "divergence");
+    if (r.kind == StopKind::kCancelled) return makeError("cancelled");
+    if (!hit || hit->landing > origin) return hit;
+    // A hit landing at or before origin is the instruction at the start
+    // position itself: scan on from after it.
+  }
+}
+
+Result<std::optional<QueryHit>> Timeline::lastChangeOf(
+    const std::function<uint64_t(const CpuState&)>& value, const Control& control) {
+  const uint64_t origin = now();
+  uint64_t hi = origin;
+  std::optional<QueryHit> out;
+  RunOptions ro;
+  ro.cancel = control.cancel;
+  while (hi > beginStep_ && !out) {
+    const Checkpoint& c = checkpointAtOrBefore(hi - 1);
+    const uint64_t lo = c.step();
+    disarm();
+    restore(c);
+    while (now() < hi) {
+      const uint64_t s = now();
+      const uint64_t before = value(session_->state());
+      const SessionStop st = session_->runTo(s + 1, ro);
+      ++stepsExecuted_;
+      if (st.kind == SessionStopKind::kCancelled) return makeError("cancelled");
+      if (st.kind == SessionStopKind::kDivergence) {
+        auto d = session_->divergence();
+        return makeError(d ? d->format() : "divergence");
+      }
+      if (now() == s) break;  // end of history
+      const uint64_t after = value(session_->state());
+      if (after != before) {
+        QueryHit q;
+        q.step = s;
+        q.oldValue = before;
+        q.newValue = after;
+        out = q;
+      }
+    }
+    hi = lo;
+    if (control.progress) control.progress(origin - hi, origin - beginStep_);
+  }
+  return out;
+}
+
+Result<std::optional<QueryHit>> Timeline::endQuery(uint64_t origin,
+                                                   Result<std::optional<QueryHit>> found,
+                                                   bool move) {
+  if (!found.ok()) {
+    moveTo(origin, {});
+    return found;
+  }
+  moveTo(move && *found ? (*found)->step : origin, {});
+  thin();
+  return found;
+}
+
 StopReason Timeline::seek(uint64_t step, const Control& control) {
   StopReason r = moveTo(step, control);
   if (r.kind == StopKind::kStepDone && step > endStep()) r.kind = StopKind::kHistoryEnd;
@@ -586,263 +652,6 @@ StopReason Timeline::reverseContinue(const Control& control) {
   }
   thin();
   return r;
-}
-
-// ------------------------------------------------------------ queries
-
-Result<std::optional<QueryHit>> Timeline::lastWrite(uint64_t address, uint64_t length,
-                                                    bool physical, bool move,
-                                                    const Control& control) {
-  const uint64_t origin = now();
-  Arming a;
-  a.wps.push_back(
-      DebuggerWatchpoint{address, std::max<uint64_t>(1, length), WatchKind::kWrite, physical});
-  a.wpIds.push_back(-1);
-  auto h = scanBackward(beginStep_, a, control);
-  if (!h.ok()) {
-    const Error e = h.error();
-    moveTo(origin, {});
-    return e;
-  }
-  std::optional<QueryHit> out;
-  if (h->has_value()) {
-    const Hit& hit = **h;
-    QueryHit q;
-    q.step = hit.landing;
-    q.address = hit.stop.result.watch.address;
-    q.size = hit.stop.result.watch.size;
-    out = q;
-  }
-  moveTo(move && out ? out->step : origin, {});
-  thin();
-  return out;
-}
-
-Result<std::optional<QueryHit>> Timeline::nextWrite(uint64_t address, uint64_t length,
-                                                    bool physical, bool move,
-                                                    const Control& control) {
-  const uint64_t origin = now();
-  Arming a;
-  a.wps.push_back(
-      DebuggerWatchpoint{address, std::max<uint64_t>(1, length), WatchKind::kWrite, physical});
-  a.wpIds.push_back(-1);
-  std::optional<QueryHit> out;
-  for (;;) {
-    std::optional<Hit> hit;
-    StopReason r = scanForward(endStep(), a, control, &hit);
-    if (r.kind == StopKind::kDivergence) {
-      const std::string msg = r.divergence ? r.divergence->format() : "divergence";
-      moveTo(origin, {});
-      return makeError(msg);
-    }
-    if (r.kind == StopKind::kCancelled) {
-      moveTo(origin, {});
-      return makeError("cancelled");
-    }
-    if (!hit) break;
-    if (hit->landing <= origin) continue;  // the instruction at the start position itself
-    QueryHit q;
-    q.step = hit->landing;
-    q.address = hit->stop.result.watch.address;
-    q.size = hit->stop.result.watch.size;
-    out = q;
-    break;
-  }
-  moveTo(move && out ? out->step : origin, {});
-  thin();
-  return out;
-}
-
-Result<std::optional<QueryHit>> Timeline::registerLastChange(const RegisterRef& reg, bool move,
-                                                             const Control& control) {
-  const uint64_t origin = now();
-  uint64_t hi = origin;
-  std::optional<QueryHit> out;
-  RunOptions ro;
-  ro.cancel = control.cancel;
-  while (hi > beginStep_ && !out) {
-    const Checkpoint& c = checkpointAtOrBefore(hi - 1);
-    const uint64_t lo = c.step();
-    disarm();
-    restore(c);
-    while (now() < hi) {
-      const uint64_t s = now();
-      const uint64_t before = reg.read(session_->state());
-      const SessionStop st = session_->runTo(s + 1, ro);
-      ++stepsExecuted_;
-      if (st.kind == SessionStopKind::kDivergence || st.kind == SessionStopKind::kCancelled) {
-        auto d = session_->divergence();
-        moveTo(origin, {});
-        return makeError(st.kind == SessionStopKind::kCancelled ? "cancelled"
-                                                                : (d ? d->format() : "divergence"));
-      }
-      if (now() == s) break;  // end of history
-      const uint64_t after = reg.read(session_->state());
-      if (after != before) {
-        QueryHit q;
-        q.step = s;
-        q.oldValue = before;
-        q.newValue = after;
-        out = q;
-      }
-    }
-    hi = lo;
-    if (control.progress) control.progress(origin - hi, origin - beginStep_);
-  }
-  moveTo(move && out ? out->step : origin, {});
-  thin();
-  return out;
-}
-
-namespace {
-
-bool eventMatches(const EventQuery& q, const TraceEvent& e) {
-  switch (q.kind) {
-    case EventQuery::Kind::kInterrupt:
-      return e.kind == EventKind::kInterrupt || e.kind == EventKind::kNmi;
-    case EventQuery::Kind::kPortIo:
-      return (e.kind == EventKind::kPortIn || e.kind == EventKind::kPortOut) &&
-             (q.anyPort || e.address == q.port);
-    case EventQuery::Kind::kSerialOutput:
-      return e.kind == EventKind::kPortOut && (e.address == 0x3F8 || e.address == 0xE9);
-    case EventQuery::Kind::kTraceEvent: return e.kind == q.eventKind;
-    case EventQuery::Kind::kException: return false;
-  }
-  return false;
-}
-
-QueryHit hitFromEvent(const TraceEvent& e) {
-  QueryHit q;
-  q.step = e.step;
-  q.address = e.address;
-  q.size = e.size;
-  q.event = e;
-  if (e.kind == EventKind::kInterrupt) q.vector = static_cast<uint8_t>(e.value);
-  if (e.kind == EventKind::kNmi) q.vector = 2;
-  return q;
-}
-
-}  // namespace
-
-Result<std::optional<QueryHit>> Timeline::previousEvent(const EventQuery& q, bool move,
-                                                        const Control& control) {
-  const uint64_t origin = now();
-  std::optional<QueryHit> out;
-  if (q.kind == EventQuery::Kind::kException) {
-    Arming a;
-    a.exceptionVectors = q.vectors;
-    a.anyException = q.vectors == 0;
-    auto h = scanBackward(beginStep_, a, control);
-    if (!h.ok()) {
-      const Error e = h.error();
-      moveTo(origin, {});
-      return e;
-    }
-    if (h->has_value()) {
-      QueryHit hit;
-      hit.step = (*h)->landing;
-      hit.vector = (*h)->stop.result.vector;
-      out = hit;
-    }
-  } else {
-    const auto& chunks = reader_.chunks();
-    size_t i = reader_.chunkForStep(origin).value_or(chunks.empty() ? 0 : chunks.size() - 1);
-    for (size_t k = i + 1; k-- > 0 && !out;) {
-      if (control.cancel && control.cancel->load()) return makeError("cancelled");
-      auto events = reader_.readChunk(k);
-      if (!events.ok()) return events.error();
-      for (auto it = events->rbegin(); it != events->rend(); ++it)
-        if (it->step < origin && eventMatches(q, *it)) {
-          out = hitFromEvent(*it);
-          break;
-        }
-      if (control.progress) control.progress(i + 1 - k, i + 1);
-    }
-  }
-  moveTo(move && out ? out->step : origin, {});
-  thin();
-  return out;
-}
-
-Result<std::optional<QueryHit>> Timeline::nextEvent(const EventQuery& q, bool move,
-                                                    const Control& control) {
-  const uint64_t origin = now();
-  std::optional<QueryHit> out;
-  if (q.kind == EventQuery::Kind::kException) {
-    Arming a;
-    a.exceptionVectors = q.vectors;
-    a.anyException = q.vectors == 0;
-    for (;;) {
-      std::optional<Hit> hit;
-      StopReason r = scanForward(endStep(), a, control, &hit);
-      if (r.kind == StopKind::kDivergence || r.kind == StopKind::kCancelled) {
-        const std::string msg = r.kind == StopKind::kCancelled
-                                    ? "cancelled"
-                                    : (r.divergence ? r.divergence->format() : "divergence");
-        moveTo(origin, {});
-        return makeError(msg);
-      }
-      if (!hit) break;
-      if (hit->landing <= origin) continue;
-      QueryHit qh;
-      qh.step = hit->landing;
-      qh.vector = hit->stop.result.vector;
-      out = qh;
-      break;
-    }
-  } else {
-    const auto& chunks = reader_.chunks();
-    if (auto first = reader_.chunkForStep(origin + 1)) {
-      for (size_t k = *first; k < chunks.size() && !out; ++k) {
-        if (control.cancel && control.cancel->load()) return makeError("cancelled");
-        auto events = reader_.readChunk(k);
-        if (!events.ok()) return events.error();
-        for (const TraceEvent& e : *events)
-          if (e.step > origin && eventMatches(q, e)) {
-            out = hitFromEvent(e);
-            break;
-          }
-        if (control.progress) control.progress(k - *first + 1, chunks.size() - *first);
-      }
-    }
-  }
-  moveTo(move && out ? out->step : origin, {});
-  thin();
-  return out;
-}
-
-// ------------------------------------------------------------ registers
-
-std::optional<RegisterRef> registerByName(std::string_view name) {
-  static const char* kGprNames[] = {"rax", "rcx", "rdx", "rbx", "rsp", "rbp", "rsi", "rdi",
-                                    "r8",  "r9",  "r10", "r11", "r12", "r13", "r14", "r15"};
-  for (int i = 0; i < kNumGprs; ++i)
-    if (name == kGprNames[i])
-      return RegisterRef{kGprNames[i], [i](const CpuState& s) { return s.gpr[i]; }};
-  static const char* kSegNames[] = {"es", "cs", "ss", "ds", "fs", "gs"};
-  for (int i = 0; i < kNumSegRegs; ++i)
-    if (name == kSegNames[i])
-      return RegisterRef{kSegNames[i],
-                         [i](const CpuState& s) { return uint64_t{s.seg[i].selector}; }};
-  struct Named {
-    const char* name;
-    uint64_t (*read)(const CpuState&);
-  };
-  static const Named kOthers[] = {
-      {"rip", [](const CpuState& s) { return s.rip; }},
-      {"rflags", [](const CpuState& s) { return s.rflags; }},
-      {"cr0", [](const CpuState& s) { return s.cr0; }},
-      {"cr2", [](const CpuState& s) { return s.cr2; }},
-      {"cr3", [](const CpuState& s) { return s.cr3; }},
-      {"cr4", [](const CpuState& s) { return s.cr4; }},
-      {"cr8", [](const CpuState& s) { return s.cr8; }},
-      {"efer", [](const CpuState& s) { return s.msr.efer; }},
-      {"fs_base", [](const CpuState& s) { return s.seg[4].base; }},
-      {"gs_base", [](const CpuState& s) { return s.seg[5].base; }},
-  };
-  for (const Named& n : kOthers)
-    if (name == n.name) return RegisterRef{n.name, n.read};
-  return std::nullopt;
 }
 
 }  // namespace ttvm

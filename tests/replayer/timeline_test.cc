@@ -1,20 +1,19 @@
 // Timeline: seek / step / stepBack round trips against independent forward
-// replays, breakpoints and watchpoints in both directions, queries.
+// replays, breakpoints and watchpoints in both directions (its queries:
+// queries_test.cc).
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cstdio>
 #include <random>
 
-#include "scripted_trace_support.h"
+#include "scripted_timeline_fixture.h"
 #include "ttvm/formats/trace_reader.h"
 #include "ttvm/replayer/replay_session.h"
 #include "ttvm/replayer/timeline.h"
 
 namespace ttvm {
 namespace {
-
-using testing::ScriptedTrace;
 
 struct Position {
   CpuState cpu;
@@ -25,36 +24,7 @@ Position positionOf(const CpuState& cpu, std::span<const uint8_t> ram) {
   return Position{cpu, testing::hashBytes(ram.data(), ram.size())};
 }
 
-class TimelineTest : public ::testing::Test {
- protected:
-  static void SetUpTestSuite() {
-    testing::ScriptedTraceOptions o;
-    o.iterations = 12000;  // ~600k steps
-    auto t = testing::buildScriptedTrace(testing::tempTracePath("timeline"), o);
-    ASSERT_TRUE(t.ok()) << t.error().message;
-    trace_ = new ScriptedTrace(std::move(t).value());
-    auto r = TraceReader::open(trace_->path);
-    ASSERT_TRUE(r.ok());
-    reader_ = new TraceReader(std::move(r).value());
-  }
-  static void TearDownTestSuite() {
-    std::remove(trace_->path.c_str());
-    delete reader_;
-    delete trace_;
-  }
-  std::unique_ptr<Timeline> open(uint64_t interval = 4096) {
-    TimelineOptions o;
-    o.checkpointInterval = interval;
-    o.checkpointMemBytes = 64ull << 20;
-    auto t = Timeline::open(*reader_, o);
-    EXPECT_TRUE(t.ok()) << (t.ok() ? "" : t.error().message);
-    return std::move(t).value();
-  }
-  static ScriptedTrace* trace_;
-  static TraceReader* reader_;
-};
-ScriptedTrace* TimelineTest::trace_ = nullptr;
-TraceReader* TimelineTest::reader_ = nullptr;
+using TimelineTest = testing::ScriptedTimelineTest;
 
 // The reference: positions reached by one plain forward ReplaySession.
 std::vector<std::pair<uint64_t, Position>> forwardReference(const TraceReader& reader,
@@ -202,110 +172,6 @@ TEST_F(TimelineTest, WatchpointsWorkInBothDirections) {
   StopReason b = tl->stepBack(1);
   EXPECT_EQ(b.kind, StopKind::kWatchpoint);
   EXPECT_EQ(tl->now(), here);
-}
-
-TEST_F(TimelineTest, LastWriteFindsTheStore) {
-  auto tl = open();
-  tl->runToEnd();
-  const uint64_t addr = testing::kBuffer + 0x40;
-  auto hit = tl->lastWrite(addr, 1, false, true);
-  ASSERT_TRUE(hit.ok()) << hit.error().message;
-  ASSERT_TRUE(hit->has_value());
-  const uint64_t s = (**hit).step;
-  EXPECT_EQ(tl->now(), s);
-  EXPECT_EQ(tl->registers().rip, testing::kProgStoreInsn);
-  // The buffer byte never changes after the step after it.
-  uint8_t after = 0, final = 0;
-  tl->step(1);
-  ASSERT_TRUE(tl->readPhysical(addr, std::span<uint8_t>(&after, 1)));
-  final = trace_->finalRam[addr];
-  EXPECT_EQ(after, final);
-  // nextWrite from before the store finds it; from it, nothing later.
-  tl->seek(s);
-  auto next = tl->nextWrite(addr, 1, false, false);
-  ASSERT_TRUE(next.ok());
-  EXPECT_FALSE(next->has_value());
-  EXPECT_EQ(tl->now(), s);
-  tl->seek(s - 1);
-  next = tl->nextWrite(addr, 1, false, false);
-  ASSERT_TRUE(next.ok());
-  ASSERT_TRUE(next->has_value());
-  EXPECT_EQ((**next).step, s);
-  // And the previous write to it is earlier, at the same instruction.
-  tl->seek(s);
-  auto prev = tl->lastWrite(addr, 1, false, true);
-  ASSERT_TRUE(prev.ok());
-  ASSERT_TRUE(prev->has_value());
-  EXPECT_LT((**prev).step, s);
-  EXPECT_EQ(tl->registers().rip, testing::kProgStoreInsn);
-}
-
-TEST_F(TimelineTest, RegisterLastChange) {
-  auto tl = open();
-  tl->seek(trace_->steps / 2);
-  auto reg = registerByName("rsi");
-  ASSERT_TRUE(reg.has_value());
-  const uint64_t origin = tl->now();
-  const uint64_t value = tl->registers().gpr[6];
-  auto hit = tl->registerLastChange(*reg, false);
-  ASSERT_TRUE(hit.ok()) << hit.error().message;
-  ASSERT_TRUE(hit->has_value());
-  const QueryHit h = **hit;
-  EXPECT_EQ(tl->now(), origin);
-  EXPECT_EQ(h.newValue, value);
-  EXPECT_EQ(h.oldValue + 1, value);  // inc si
-  // Check by stepping: unchanged from h.step+1 to origin, changed by h.step.
-  tl->seek(h.step);
-  EXPECT_EQ(tl->registers().gpr[6], h.oldValue);
-  tl->step(1);
-  EXPECT_EQ(tl->registers().gpr[6], value);
-  while (tl->now() < origin) {
-    tl->step(1);
-    ASSERT_EQ(tl->registers().gpr[6], value) << "at " << tl->now();
-  }
-}
-
-TEST_F(TimelineTest, PreviousAndNextEvents) {
-  auto tl = open();
-  const uint64_t mid = trace_->steps / 2;
-  tl->seek(mid);
-  EventQuery q;
-  q.kind = EventQuery::Kind::kInterrupt;
-  auto prev = tl->previousEvent(q, true);
-  ASSERT_TRUE(prev.ok());
-  ASSERT_TRUE(prev->has_value());
-  // The reference from the event list.
-  const TraceEvent* want = nullptr;
-  for (const TraceEvent& e : trace_->events)
-    if (e.kind == EventKind::kInterrupt && e.step < mid) want = &e;
-  ASSERT_NE(want, nullptr);
-  EXPECT_EQ((**prev).step, want->step);
-  EXPECT_EQ(tl->now(), want->step);
-  // At that position the interrupt is about to be delivered: one step later
-  // we are in the handler.
-  tl->step(1);
-  EXPECT_EQ(tl->registers().rip, testing::kProgHandler);
-  tl->seek(want->step);
-  auto next = tl->nextEvent(q, false);
-  ASSERT_TRUE(next.ok());
-  ASSERT_TRUE(next->has_value());
-  EXPECT_GT((**next).step, want->step);
-  EXPECT_GE((**next).step, mid);
-  // Port I/O on the timer-ack port 0x61 happens only in the handler.
-  EventQuery io;
-  io.kind = EventQuery::Kind::kPortIo;
-  io.port = 0x61;
-  auto p61 = tl->nextEvent(io, true);
-  ASSERT_TRUE(p61.ok());
-  ASSERT_TRUE(p61->has_value());
-  EXPECT_EQ((**p61).event->kind, EventKind::kPortIn);
-  // Serial (0xE9) output before now.
-  EventQuery ser;
-  ser.kind = EventQuery::Kind::kSerialOutput;
-  auto out = tl->previousEvent(ser, false);
-  ASSERT_TRUE(out.ok());
-  ASSERT_TRUE(out->has_value());
-  EXPECT_EQ((**out).event->address, 0xE9u);
 }
 
 TEST_F(TimelineTest, CancellationStopsLongOperations) {

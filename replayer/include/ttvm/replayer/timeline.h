@@ -148,9 +148,10 @@ class Timeline {
   StopReason reverseContinue(const Control& control = {});
   StopReason runToEnd(const Control& control = {});
 
-  // Queries (queries.h). Each returns the hit (nullopt: none in that
-  // direction) and, when `move`, moves there; otherwise the position is kept.
-  // An error only for a divergence or cancellation during the search.
+  // Queries (queries.h; implemented in queries.cc over the scans below). Each
+  // returns the hit (nullopt: none in that direction) and, when `move`, moves
+  // there; otherwise the position is kept. An error only for a divergence or
+  // cancellation during the search (the position is then kept too).
   Result<std::optional<QueryHit>> lastWrite(uint64_t address, uint64_t length, bool physical,
                                             bool move, const Control& control = {});
   Result<std::optional<QueryHit>> nextWrite(uint64_t address, uint64_t length, bool physical,
@@ -181,6 +182,10 @@ class Timeline {
     std::vector<int> wpIds;
     uint32_t exceptionVectors = 0;  // stop on these exceptions
     bool anyException = false;
+    // The queries' armings (queries.cc): one write watchpoint on
+    // [address, address+length); the exceptions `vectors` (0 = any).
+    static Arming writesTo(uint64_t address, uint64_t length, bool physical);
+    static Arming exceptions(uint32_t vectors);
   };
   struct Hit {
     uint64_t landing = 0;  // the position to report (see the header comment)
@@ -188,6 +193,8 @@ class Timeline {
     int id = -1;
     bool breakpoint = false;
     bool exception = false;
+    // As a query's answer (queries.cc): the step, and the access or the vector.
+    QueryHit queryHit() const;
   };
 
   Timeline(const TraceReader& reader, const TimelineOptions& options);
@@ -218,6 +225,21 @@ class Timeline {
   Result<std::optional<Hit>> scanBackward(uint64_t lower, const Arming& a, const Control& control);
   StopReason stopFromHit(const Hit& h, const Arming& a) const;
   StopReason divergenceStop() const;
+
+  // What the queries (queries.cc) are written against, besides scanBackward
+  // and the trace: none of them runs the session itself.
+  // The first hit of `a` strictly after now (a hit at the instruction of the
+  // start position is not one); leaves the position undefined.
+  Result<std::optional<Hit>> findNext(const Arming& a, const Control& control);
+  // The last step before now after which `value` of the CPU state differs
+  // from before it (step, oldValue, newValue), re-executing one step at a
+  // time interval by interval backward; leaves the position undefined.
+  Result<std::optional<QueryHit>> lastChangeOf(
+      const std::function<uint64_t(const CpuState&)>& value, const Control& control);
+  // Ends a query begun at `origin`: on a hit with `move`, at the hit, else
+  // back at origin; thins after a search that completed.
+  Result<std::optional<QueryHit>> endQuery(uint64_t origin, Result<std::optional<QueryHit>> found,
+                                           bool move);
 
   const TraceReader& reader_;
   TimelineOptions options_;
