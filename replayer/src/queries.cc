@@ -79,8 +79,8 @@ Result<std::optional<QueryHit>> Timeline::lastWrite(uint64_t address, uint64_t l
                                                     const Control& control) {
   const uint64_t origin = now();
   return endQuery(
-      origin, answer(scanBackward(beginStep_, Arming::writesTo(address, length, physical), control)),
-      move);
+      origin,
+      answer(scanBackward(beginStep_, Arming::writesTo(address, length, physical), control)), move);
 }
 
 Result<std::optional<QueryHit>> Timeline::nextWrite(uint64_t address, uint64_t length,
@@ -101,8 +101,8 @@ Result<std::optional<QueryHit>> Timeline::previousEvent(const EventQuery& q, boo
                                                         const Control& control) {
   const uint64_t origin = now();
   if (q.kind == EventQuery::Kind::kException)
-    return endQuery(origin, answer(scanBackward(beginStep_, Arming::exceptions(q.vectors), control)),
-                    move);
+    return endQuery(origin,
+                    answer(scanBackward(beginStep_, Arming::exceptions(q.vectors), control)), move);
   // Every other kind is a trace event: read the chunks backward from now's.
   const auto& chunks = reader_.chunks();
   const size_t i = reader_.chunkForStep(origin).value_or(chunks.empty() ? 0 : chunks.size() - 1);

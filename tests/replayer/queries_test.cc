@@ -118,7 +118,6 @@ TEST_F(QueriesTest, PreviousAndNextEvents) {
   EXPECT_EQ((**out).event->address, 0xE9u);
 }
 
-
 // A cancelled search is an error naming the cancellation, and the position
 // (step and state) is the one the query started from, whichever scan it used.
 TEST_F(QueriesTest, ACancelledQueryKeepsThePosition) {
