@@ -7,8 +7,6 @@
 #include <cstdlib>
 #include <numeric>
 
-#include "ttvm/replayer/timeline.h"
-
 namespace ttvm::cli {
 
 bool parseU64(const std::string& s, uint64_t& out) {
@@ -102,16 +100,70 @@ bool parseSeconds(const std::string& s, double max, double& out) {
   return true;
 }
 
-bool loadSymbolFiles(Timeline& timeline, const std::vector<std::string>& files,
-                     const char* command) {
-  for (const std::string& f : files) {
-    Status st = timeline.addSymbolFile(f);
-    if (!st.ok()) {
-      std::fprintf(stderr, "%s: --symbols %s\n", command, st.error().message.c_str());
-      return false;
+Option flagOption(std::string_view name, bool& out) {
+  return Option{name, {}, false, [&out](const std::string&) {
+                  out = true;
+                  return Status();
+                }};
+}
+
+Option listOption(std::string_view name, std::vector<std::string>& out) {
+  return Option{name, {}, true, [&out](const std::string& v) {
+                  out.push_back(v);
+                  return Status();
+                }};
+}
+
+Option sizeOption(std::string_view name, uint64_t& out) {
+  return Option{name, {}, true, [&out](const std::string& v) -> Status {
+                  if (!parseSize(v, out)) return makeError("is not a size (e.g. 512M)");
+                  return Status();
+                }};
+}
+
+Option numberOption(std::string_view name, uint64_t& out, uint64_t max) {
+  return Option{name, {}, true, [&out, max](const std::string& v) -> Status {
+                  uint64_t n = 0;
+                  if (!parseU64(v, n) || n > max)
+                    return makeError("is not a number in 0.." + std::to_string(max));
+                  out = n;
+                  return Status();
+                }};
+}
+
+Result<TraceArgs> parseTraceArgs(std::span<char* const> args, std::span<const Option> options) {
+  TraceArgs out;
+  for (size_t i = 1; i < args.size(); ++i) {
+    const std::string a = args[i];
+    if (a == "-h" || a == "--help") {
+      out.help = true;
+      return out;
     }
+    if (a.empty() || a[0] != '-') {
+      if (!out.trace.empty())
+        return makeError("more than one trace given ('" + out.trace + "', '" + a + "')");
+      out.trace = a;
+      continue;
+    }
+    const Option* o = nullptr;
+    for (const Option& c : options)
+      if (a == c.name || (!c.alias.empty() && a == c.alias)) o = &c;
+    if (o == nullptr) return makeError("unknown option '" + a + "'");
+    std::string value;
+    if (o->hasValue) {
+      if (i + 1 >= args.size()) return makeError(a + " needs a value");
+      value = args[++i];
+    }
+    if (Status st = o->take(value); !st.ok())
+      return makeError(a + " '" + value + "' " + st.error().message);
   }
-  return true;
+  if (out.trace.empty()) return makeError("no TRACE given");
+  return out;
+}
+
+int usageError(const char* command, const Error& error, const char* help) {
+  std::fprintf(stderr, "%s: %s\n\n%s", command, error.message.c_str(), help);
+  return kExitTraceUsage;
 }
 
 }  // namespace ttvm::cli

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "cli_args.h"
 #include "commands.h"
 #include "ttvm/formats/trace_reader.h"
 
@@ -84,18 +85,15 @@ EventStats countEvents(const TraceReader& r) {
   return s;
 }
 
-int usage(std::FILE* out) {
-  std::fprintf(out,
-               "usage: ttvm info [--json] <trace.ttvm>\n\n"
-               "Describes a trace: header, machine, guest images, events by kind, steps\n"
-               "covered, how the run ended, file size and compression ratio. Every frame's\n"
-               "checksum is verified first (snapshots included).\n"
-               "  --json   print one JSON object instead of text\n\n"
-               "Exit status: 0 a complete trace, every frame checked; 1 unreadable or damaged\n"
-               "(the error names the byte offset); 2 bad arguments; 3 no footer: the\n"
-               "readable prefix is described (`ttvm recover` completes it).\n");
-  return out == stdout ? 0 : 2;
-}
+const char* kInfoHelp =
+    "usage: ttvm info [--json] <trace.ttvm>\n\n"
+    "Describes a trace: header, machine, guest images, events by kind, steps\n"
+    "covered, how the run ended, file size and compression ratio. Every frame's\n"
+    "checksum is verified first (snapshots included).\n"
+    "  --json   print one JSON object instead of text\n\n"
+    "Exit status: 0 a complete trace, every frame checked; 1 unreadable or damaged\n"
+    "(the error names the byte offset); 2 bad arguments; 3 no footer: the\n"
+    "readable prefix is described (`ttvm recover` completes it).\n";
 
 void printText(const TraceReader& r, const EventStats& ev) {
   const TraceHeader& h = r.header();
@@ -237,23 +235,10 @@ void printJson(const TraceReader& r, const EventStats& ev) {
 
 int cmdInfo(std::span<char* const> args) {
   bool json = false;
-  std::string path;
-  for (size_t i = 1; i < args.size(); ++i) {
-    const std::string_view a = args[i];
-    if (a == "--help" || a == "-h") return usage(stdout);
-    if (a == "--json") {
-      json = true;
-    } else if (!a.empty() && a[0] == '-') {
-      std::fprintf(stderr, "ttvm info: unknown option '%s'\n", args[i]);
-      return usage(stderr);
-    } else if (path.empty()) {
-      path = a;
-    } else {
-      std::fprintf(stderr, "ttvm info: one trace at a time ('%s' is extra)\n", args[i]);
-      return usage(stderr);
-    }
-  }
-  if (path.empty()) return usage(stderr);
+  const Option options[] = {flagOption("--json", json)};
+  auto parsed = parseTraceArgs(args, options);
+  if (auto status = earlyExit(parsed, "ttvm info", kInfoHelp)) return *status;
+  const std::string& path = parsed->trace;
   auto r = TraceReader::open(path);
   if (!r.ok()) {
     std::fprintf(stderr, "ttvm info: %s\n", r.error().message.c_str());

@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <string>
 
+#include "cli_args.h"
 #include "commands.h"
 #include "ttvm/formats/trace_reader.h"
 #include "ttvm/replayer/replay_session.h"
@@ -13,17 +14,14 @@
 namespace ttvm::cli {
 namespace {
 
-int usage(std::FILE* out) {
-  std::fprintf(out,
-               "usage: ttvm recover <in.ttvm> [-o <out.ttvm>]\n\n"
-               "Rewrites the footer of a trace whose recorder was killed or whose end was\n"
-               "cut off. Every complete chunk and snapshot is kept; the kept events are\n"
-               "replayed to the last recorded step, and the end of run is written as\n"
-               "'interrupted' with the state reached there (\"recovered at step N\"), so\n"
-               "that `ttvm verify` checks the readable prefix. The input is never modified.\n"
-               "  -o <out>   where to write (default: <in>.recovered.ttvm)\n");
-  return out == stdout ? 0 : 2;
-}
+const char* kRecoverHelp =
+    "usage: ttvm recover <in.ttvm> [-o <out.ttvm>]\n\n"
+    "Rewrites the footer of a trace whose recorder was killed or whose end was\n"
+    "cut off. Every complete chunk and snapshot is kept; the kept events are\n"
+    "replayed to the last recorded step, and the end of run is written as\n"
+    "'interrupted' with the state reached there (\"recovered at step N\"), so\n"
+    "that `ttvm verify` checks the readable prefix. The input is never modified.\n"
+    "  -o <out>   where to write (default: <in>.recovered.ttvm)\n";
 
 std::string defaultOutput(const std::string& in) {
   const std::string ext = ".ttvm";
@@ -36,27 +34,13 @@ std::string defaultOutput(const std::string& in) {
 }  // namespace
 
 int cmdRecover(std::span<char* const> args) {
-  std::string in, out;
-  for (size_t i = 1; i < args.size(); ++i) {
-    const std::string_view a = args[i];
-    if (a == "--help" || a == "-h") return usage(stdout);
-    if (a == "-o" || a == "--output") {
-      if (i + 1 >= args.size()) {
-        std::fprintf(stderr, "ttvm recover: %s needs a file name\n", args[i]);
-        return usage(stderr);
-      }
-      out = args[++i];
-    } else if (!a.empty() && a[0] == '-') {
-      std::fprintf(stderr, "ttvm recover: unknown option '%s'\n", args[i]);
-      return usage(stderr);
-    } else if (in.empty()) {
-      in = a;
-    } else {
-      std::fprintf(stderr, "ttvm recover: one trace at a time ('%s' is extra)\n", args[i]);
-      return usage(stderr);
-    }
-  }
-  if (in.empty()) return usage(stderr);
+  std::string out;
+  Option output = textOption("-o", out);
+  output.alias = "--output";
+  const Option options[] = {output};
+  auto parsed = parseTraceArgs(args, options);
+  if (auto status = earlyExit(parsed, "ttvm recover", kRecoverHelp)) return *status;
+  const std::string& in = parsed->trace;
   if (out.empty()) out = defaultOutput(in);
 
   auto r = TraceReader::open(in);

@@ -13,8 +13,8 @@
 
 #include "cli_args.h"
 #include "commands.h"
+#include "replay_options.h"
 #include "ttvm/base/hex.h"
-#include "ttvm/formats/trace_reader.h"
 #include "ttvm/replayer/backtrace.h"
 #include "ttvm/replayer/timeline.h"
 
@@ -51,7 +51,11 @@ const char* kReplayHelp =
     "  --checkpoint-mem SIZE  memory for checkpoints (e.g. 512M; default: 1/4 of free memory, at "
     "most guest RAM)\n"
     "  -h, --help             this text\n\n"
-    "Ctrl-C cancels a long operation.\n";
+    "Ctrl-C cancels a long operation.\n\n"
+    "Exit status: 0 done (and, at the end, the final state matches the recording);\n"
+    "1 the trace cannot be opened, the replay diverges, or the end state differs;\n"
+    "2 bad usage (an unknown option, a missing or malformed value, no TRACE, a step\n"
+    "past the end); 3 the trace has no footer, so its end could not be checked.\n";
 
 void printRegisters(const CpuState& s) {
   static const char* kNames[] = {"rax", "rcx", "rdx", "rbx", "rsp", "rbp", "rsi", "rdi",
@@ -113,79 +117,20 @@ bool reportStop(const StopReason& r) {
 }  // namespace
 
 int cmdReplay(std::span<char* const> args) {
-  std::string path;
-  std::optional<std::string> to;
+  std::optional<std::string> to, lastWrite, traceSteps;
   bool regs = false, bt = false, physical = false;
-  std::optional<std::string> lastWrite, traceSteps;
-  std::vector<std::string> symbolFiles;
-  uint64_t checkpointMem = 0;
-  for (size_t i = 1; i < args.size(); ++i) {
-    const std::string a = args[i];
-    auto value = [&](const char* name) -> std::optional<std::string> {
-      if (i + 1 >= args.size()) {
-        std::fprintf(stderr, "ttvm replay: %s needs a value\n", name);
-        return std::nullopt;
-      }
-      return std::string(args[++i]);
-    };
-    if (a == "-h" || a == "--help") {
-      std::fputs(kReplayHelp, stdout);
-      return 0;
-    } else if (a == "--to") {
-      if (!(to = value("--to"))) return 2;
-    } else if (a == "--regs") {
-      regs = true;
-    } else if (a == "--backtrace") {
-      bt = true;
-    } else if (a == "--symbols") {
-      auto v = value("--symbols");
-      if (!v) return 2;
-      symbolFiles.push_back(*v);
-    } else if (a == "--physical") {
-      physical = true;
-    } else if (a == "--last-write") {
-      if (!(lastWrite = value("--last-write"))) return 2;
-    } else if (a == "--trace-steps") {
-      if (!(traceSteps = value("--trace-steps"))) return 2;
-    } else if (a == "--checkpoint-mem") {
-      auto v = value("--checkpoint-mem");
-      if (!v) return 2;
-      if (!parseSize(*v, checkpointMem)) {
-        std::fprintf(stderr, "ttvm replay: --checkpoint-mem '%s' is not a size (e.g. 512M)\n",
-                     v->c_str());
-        return 2;
-      }
-    } else if (!a.empty() && a[0] == '-') {
-      std::fprintf(stderr, "ttvm replay: unknown option '%s'\n\n%s", a.c_str(), kReplayHelp);
-      return 2;
-    } else if (path.empty()) {
-      path = a;
-    } else {
-      std::fprintf(stderr, "ttvm replay: more than one trace given ('%s', '%s')\n", path.c_str(),
-                   a.c_str());
-      return 2;
-    }
-  }
-  if (path.empty()) {
-    std::fputs(kReplayHelp, stderr);
-    return 2;
-  }
-  auto reader = TraceReader::open(path);
-  if (!reader.ok()) {
-    std::fprintf(stderr, "ttvm replay: %s\n", reader.error().message.c_str());
+  auto parsed = parseReplayArgs(
+      args, {textOption("--to", to), flagOption("--regs", regs), flagOption("--backtrace", bt),
+             flagOption("--physical", physical), textOption("--last-write", lastWrite),
+             textOption("--trace-steps", traceSteps)});
+  if (auto status = earlyExit(parsed, "ttvm replay", kReplayHelp)) return *status;
+  auto replay = openReplay(parsed->replay, "ttvm replay");
+  if (!replay.ok()) {
+    std::fprintf(stderr, "ttvm replay: %s\n", replay.error().message.c_str());
     return 1;
   }
-  if (reader->recovered())
-    std::fprintf(stderr, "ttvm replay: note: %s\n", reader->recoveryNote().c_str());
-  TimelineOptions to_;
-  to_.checkpointMemBytes = checkpointMem;
-  auto tlr = Timeline::open(*reader, to_);
-  if (!tlr.ok()) {
-    std::fprintf(stderr, "ttvm replay: %s\n", tlr.error().message.c_str());
-    return 1;
-  }
-  Timeline& tl = **tlr;
-  if (!loadSymbolFiles(tl, symbolFiles, "ttvm replay")) return 1;
+  const TraceReader& reader = *replay->reader;
+  Timeline& tl = *replay->timeline;
   std::signal(SIGINT, onSigint);
   Control control;
   control.cancel = &gCancel;
@@ -193,13 +138,13 @@ int cmdReplay(std::span<char* const> args) {
   uint64_t target = tl.endStep();
   if (to && *to != "end" && !parseU64(*to, target)) {
     std::fprintf(stderr, "ttvm replay: --to '%s' is not a step number or 'end'\n", to->c_str());
-    return 2;
+    return kExitTraceUsage;
   }
   if (target > tl.endStep()) {
     std::fprintf(stderr,
                  "ttvm replay: --to %" PRIu64 " is past the end of the trace (step %" PRIu64 ")\n",
                  target, tl.endStep());
-    return 2;
+    return kExitTraceUsage;
   }
   const bool plain = !to && !regs && !bt && !lastWrite && !traceSteps;
 
@@ -210,7 +155,7 @@ int cmdReplay(std::span<char* const> args) {
         !parseU64(traceSteps->substr(dots + 2), b) || b < a) {
       std::fprintf(stderr, "ttvm replay: --trace-steps '%s' is not A..B with A <= B\n",
                    traceSteps->c_str());
-      return 2;
+      return kExitTraceUsage;
     }
     b = std::min(b, tl.endStep());
     if (!reportStop(tl.seek(a, control))) return 1;
@@ -233,7 +178,7 @@ int cmdReplay(std::span<char* const> args) {
   int status = 0;
   if (target == tl.endStep()) {
     const std::string diff = tl.session().checkEndState();
-    const auto& end = reader->end();
+    const auto& end = reader.end();
     if (!diff.empty()) {
       std::fprintf(stderr, "ttvm replay: the replay's end state differs from the recording: %s\n",
                    diff.c_str());
@@ -243,7 +188,7 @@ int cmdReplay(std::span<char* const> args) {
       std::printf("replayed %" PRIu64 " steps to the end of the readable prefix; %" PRIu64
                   " state digests match the recording. The trace has no footer (%s): the "
                   "end of the run and its final state were not checked\n",
-                  tl.now(), tl.session().digestsChecked(), reader->recoveryNote().c_str());
+                  tl.now(), tl.session().digestsChecked(), reader.recoveryNote().c_str());
       status = 3;
     } else if (plain) {
       std::printf("replayed %" PRIu64 " steps to the end (%s%s%s); %" PRIu64
@@ -266,7 +211,7 @@ int cmdReplay(std::span<char* const> args) {
       if (!parseU64(spec.substr(colon + 1), len) || len == 0 || len > (1u << 30)) {
         std::fprintf(stderr, "ttvm replay: --last-write length '%s' is not a number in 1..2^30\n",
                      spec.substr(colon + 1).c_str());
-        return 2;
+        return kExitTraceUsage;
       }
       spec.resize(colon);
     }
@@ -275,7 +220,7 @@ int cmdReplay(std::span<char* const> args) {
       if (!sym) {
         std::fprintf(stderr, "ttvm replay: --last-write '%s' is neither an address nor a symbol\n",
                      spec.c_str());
-        return 2;
+        return kExitTraceUsage;
       }
       addr = *sym;
     }

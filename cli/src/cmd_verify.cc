@@ -6,12 +6,28 @@
 #include <cstdio>
 #include <string>
 
+#include "cli_args.h"
 #include "commands.h"
 #include "ttvm/formats/trace_reader.h"
 #include "ttvm/replayer/replay_session.h"
 
 namespace ttvm::cli {
 namespace {
+
+const char* kVerifyHelp =
+    "usage: ttvm verify TRACE [-q]\n\n"
+    "Checks every frame's checksum (header, initial state, chunks, snapshots,\n"
+    "footer), then replays TRACE from its start to its end, checking every input\n"
+    "request, every state digest and the final state against the recording.\n"
+    "  -q   print nothing when everything agrees\n\n"
+    "Exit status (stable, for scripts):\n"
+    "  0  everything was checked and agrees, to the end of the recording (for a\n"
+    "     trace completed by `ttvm recover`: to the step where it was cut)\n"
+    "  1  the replay disagrees: a divergence, or a different end state\n"
+    "  2  bad arguments, or the trace is unreadable or damaged (a bad checksum,\n"
+    "     a footer that disagrees with the events)\n"
+    "  3  no footer: the readable prefix replays without divergence, but the end\n"
+    "     of the run cannot be checked (run `ttvm recover` to complete it)\n";
 
 std::atomic<bool> gCancel{false};
 void onSigint(int) {
@@ -21,42 +37,11 @@ void onSigint(int) {
 }  // namespace
 
 int cmdVerify(std::span<char* const> args) {
-  std::string path;
   bool quiet = false;
-  for (size_t i = 1; i < args.size(); ++i) {
-    const std::string a = args[i];
-    if (a == "-h" || a == "--help") {
-      std::printf(
-          "usage: ttvm verify TRACE [-q]\n\n"
-          "Checks every frame's checksum (header, initial state, chunks, snapshots,\n"
-          "footer), then replays TRACE from its start to its end, checking every input\n"
-          "request, every state digest and the final state against the recording.\n\n"
-          "Exit status (stable, for scripts):\n"
-          "  0  everything was checked and agrees, to the end of the recording (for a\n"
-          "     trace completed by `ttvm recover`: to the step where it was cut)\n"
-          "  1  the replay disagrees: a divergence, or a different end state\n"
-          "  2  bad arguments, or the trace is unreadable or damaged (a bad checksum,\n"
-          "     a footer that disagrees with the events)\n"
-          "  3  no footer: the readable prefix replays without divergence, but the end\n"
-          "     of the run cannot be checked (run `ttvm recover` to complete it)\n");
-      return 0;
-    }
-    if (a == "-q") {
-      quiet = true;
-    } else if (!a.empty() && a[0] == '-') {
-      std::fprintf(stderr, "ttvm verify: unknown option '%s'\n", a.c_str());
-      return 2;
-    } else if (path.empty()) {
-      path = a;
-    } else {
-      std::fprintf(stderr, "ttvm verify: more than one trace given\n");
-      return 2;
-    }
-  }
-  if (path.empty()) {
-    std::fprintf(stderr, "usage: ttvm verify TRACE [-q]\n");
-    return 2;
-  }
+  const Option options[] = {flagOption("-q", quiet)};
+  auto parsed = parseTraceArgs(args, options);
+  if (auto status = earlyExit(parsed, "ttvm verify", kVerifyHelp)) return *status;
+  const std::string& path = parsed->trace;
   auto reader = TraceReader::open(path);
   if (!reader.ok()) {
     std::fprintf(stderr, "ttvm verify: %s\n", reader.error().message.c_str());

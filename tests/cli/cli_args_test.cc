@@ -1,10 +1,16 @@
 // The option parsers shared by the ttvm subcommands: every value either
-// parses exactly or is refused (never wrapped, rounded or taken as NaN).
+// parses exactly or is refused (never wrapped, rounded or taken as NaN), and
+// the argument walk of the commands on one trace names what it refuses.
 #include "cli_args.h"
 
 #include <gtest/gtest.h>
 
 #include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "argv.h"
 
 namespace ttvm::cli {
 namespace {
@@ -75,5 +81,86 @@ TEST(ParseSeconds, FiniteNonNegativeAndBounded) {
     EXPECT_FALSE(parseSeconds(s, 100, d)) << "'" << s << "'";
 }
 
+// The options of a made-up command on one trace: every kind of option.
+struct Parsed {
+  bool flag = false;
+  std::string text = "default";
+  std::optional<std::string> maybe;
+  std::vector<std::string> list;
+  uint64_t size = 0, port = 1234;
+  std::vector<Option> options() {
+    Option output = textOption("-o", text);
+    output.alias = "--output";
+    return {flagOption("--flag", flag),   output,
+            textOption("--maybe", maybe), listOption("--list", list),
+            sizeOption("--size", size),   numberOption("--port", port, 65535)};
+  }
+};
+
+TEST(ParseTraceArgs, TakesEachKindOfOptionAndOneTrace) {
+  Parsed p;
+  const auto options = p.options();
+  auto r = parseTraceArgs(Argv{"cmd", "--flag", "--output", "out", "--list", "a", "t.ttvm",
+                               "--list", "b", "--size", "1.5K", "--port", "0x50", "--maybe", ""}
+                              .span(),
+                          options);
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_FALSE(r->help);
+  EXPECT_EQ(r->trace, "t.ttvm");
+  EXPECT_TRUE(p.flag);
+  EXPECT_EQ(p.text, "out");
+  EXPECT_EQ(p.maybe, std::optional<std::string>(""));
+  EXPECT_EQ(p.list, (std::vector<std::string>{"a", "b"}));
+  EXPECT_EQ(p.size, 1536u);
+  EXPECT_EQ(p.port, 0x50u);
+  // Untouched when not given.
+  Parsed q;
+  const auto qo = q.options();
+  ASSERT_TRUE(parseTraceArgs(Argv{"cmd", "t.ttvm"}.span(), qo).ok());
+  EXPECT_FALSE(q.flag);
+  EXPECT_EQ(q.text, "default");
+  EXPECT_FALSE(q.maybe.has_value());
+  EXPECT_EQ(q.port, 1234u);
+}
+
+TEST(ParseTraceArgs, HelpStopsTheWalk) {
+  Parsed p;
+  const auto options = p.options();
+  for (const char* h : {"-h", "--help"}) {
+    auto r = parseTraceArgs(Argv{"cmd", h, "--no-such-option"}.span(), options);
+    ASSERT_TRUE(r.ok()) << r.error().message;
+    EXPECT_TRUE(r->help);
+  }
+  // An error before it is still an error.
+  EXPECT_FALSE(parseTraceArgs(Argv{"cmd", "--no-such-option", "--help"}.span(), options).ok());
+}
+
+// Each refusal's message names the argument at fault.
+TEST(ParseTraceArgs, ErrorsNameTheOption) {
+  Parsed p;
+  const auto options = p.options();
+  struct Case {
+    Argv argv;
+    std::string message;
+  };
+  const Case cases[] = {
+      {{"cmd", "t.ttvm", "--no-such-option"}, "unknown option '--no-such-option'"},
+      {{"cmd", "t.ttvm", "-x"}, "unknown option '-x'"},
+      {{"cmd", "t.ttvm", "--port"}, "--port needs a value"},
+      {{"cmd", "t.ttvm", "-o"}, "-o needs a value"},
+      {{"cmd", "t.ttvm", "--port", "65536"}, "--port '65536' is not a number in 0..65535"},
+      {{"cmd", "t.ttvm", "--port", "12ab"}, "--port '12ab' is not a number in 0..65535"},
+      {{"cmd", "t.ttvm", "--port", "-1"}, "--port '-1' is not a number in 0..65535"},
+      {{"cmd", "--size", "1X", "t.ttvm"}, "--size '1X' is not a size (e.g. 512M)"},
+      {{"cmd"}, "no TRACE given"},
+      {{"cmd", "--flag"}, "no TRACE given"},
+      {{"cmd", "a.ttvm", "b.ttvm"}, "more than one trace given ('a.ttvm', 'b.ttvm')"},
+  };
+  for (const Case& c : cases) {
+    auto r = parseTraceArgs(c.argv.span(), options);
+    ASSERT_FALSE(r.ok()) << c.message;
+    EXPECT_EQ(r.error().message, c.message);
+  }
+}
 }  // namespace
 }  // namespace ttvm::cli

@@ -1,0 +1,36 @@
+#include "replay_options.h"
+
+#include <cstdio>
+
+namespace ttvm::cli {
+
+Result<ReplayArgs> parseReplayArgs(std::span<char* const> args, std::vector<Option> own) {
+  ReplayArgs out;
+  own.push_back(sizeOption("--checkpoint-mem", out.replay.checkpointMem));
+  own.push_back(listOption("--symbols", out.replay.symbolFiles));
+  auto parsed = parseTraceArgs(args, own);
+  if (!parsed.ok()) return parsed.error();
+  out.help = parsed->help;
+  out.replay.trace = parsed->trace;
+  return out;
+}
+
+Result<OpenReplay> openReplay(const ReplayOptions& options, const char* command) {
+  auto reader = TraceReader::open(options.trace);
+  if (!reader.ok()) return reader.error();
+  OpenReplay out;
+  out.reader = std::make_unique<TraceReader>(std::move(reader).value());
+  if (out.reader->recovered())
+    std::fprintf(stderr, "%s: note: %s\n", command, out.reader->recoveryNote().c_str());
+  TimelineOptions to;
+  to.checkpointMemBytes = options.checkpointMem;
+  auto timeline = Timeline::open(*out.reader, to);
+  if (!timeline.ok()) return timeline.error();
+  out.timeline = std::move(timeline).value();
+  for (const std::string& f : options.symbolFiles)
+    if (Status st = out.timeline->addSymbolFile(f); !st.ok())
+      return makeError("--symbols " + st.error().message);
+  return out;
+}
+
+}  // namespace ttvm::cli

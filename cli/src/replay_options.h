@@ -1,0 +1,44 @@
+// What the commands that replay a trace share (`ttvm replay`, `ttvm
+// gdbserver`): TRACE and the options that shape its timeline, and opening
+// the trace, the timeline and the symbol files with their error messages.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "cli_args.h"
+#include "ttvm/base/result.h"
+#include "ttvm/formats/trace_reader.h"
+#include "ttvm/replayer/timeline.h"
+
+namespace ttvm::cli {
+
+struct ReplayOptions {
+  std::string trace;
+  uint64_t checkpointMem = 0;            // --checkpoint-mem SIZE; 0: the Timeline's default
+  std::vector<std::string> symbolFiles;  // --symbols FILE, in order
+};
+
+struct ReplayArgs {
+  bool help = false;  // -h or --help came
+  ReplayOptions replay;
+};
+// parseTraceArgs with --checkpoint-mem and --symbols added to the command's
+// `own` options (whose `take` may write into the caller's variables).
+Result<ReplayArgs> parseReplayArgs(std::span<char* const> args, std::vector<Option> own);
+
+// A trace open for replay. The timeline refers to the reader: the reader is
+// declared first so that it is destroyed last.
+struct OpenReplay {
+  std::unique_ptr<TraceReader> reader;
+  std::unique_ptr<Timeline> timeline;
+};
+// Opens the trace, its timeline at step 0 and every --symbols file. A trace
+// without footer is opened with a note on stderr ("<command>: note: ...").
+// Errors: the trace's or the timeline's message, or "--symbols <message>".
+Result<OpenReplay> openReplay(const ReplayOptions& options, const char* command);
+
+}  // namespace ttvm::cli

@@ -1,0 +1,110 @@
+// The ttvm binary's usage errors: every command that reads a trace (info,
+// replay, verify, recover, gdbserver) exits 2 on bad usage, naming the
+// option at fault, and documents that status in its --help; a trace that
+// cannot be opened is another status.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "scripted_trace_support.h"
+
+namespace ttvm::cli {
+namespace {
+
+struct Outcome {
+  int status = -1;
+  std::string out;  // stdout, or stderr when asked for
+};
+
+// Runs `ttvm ARGS` (plain words, no quoting needed) and returns its exit
+// status with its stderr (or its stdout).
+Outcome ttvm(const std::string& args, bool stdoutToo = false) {
+  const std::string cmd =
+      std::string(TTVM_BIN) + " " + args + (stdoutToo ? " 2>/dev/null" : " 2>&1 >/dev/null");
+  Outcome o;
+  std::FILE* p = popen(cmd.c_str(), "r");
+  if (p == nullptr) return o;
+  char buf[4096];
+  size_t n = 0;
+  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) o.out.append(buf, n);
+  const int ws = pclose(p);
+  o.status = WIFEXITED(ws) ? WEXITSTATUS(ws) : -1;
+  return o;
+}
+
+constexpr const char* kGolden = "tests/data/golden-v1.0.ttvm";
+const std::vector<std::string> kTraceCommands = {"info", "replay", "verify", "recover",
+                                                 "gdbserver"};
+
+TEST(UsageStatus, AnUnknownOptionExits2NamingIt) {
+  for (const std::string& c : kTraceCommands) {
+    const Outcome r = ttvm(c + " " + kGolden + " --no-such-option");
+    EXPECT_EQ(r.status, 2) << c << ": " << r.out;
+    EXPECT_NE(r.out.find("ttvm " + c + ": unknown option '--no-such-option'"), std::string::npos)
+        << c << ": " << r.out;
+  }
+}
+
+TEST(UsageStatus, NoTraceExits2) {
+  for (const std::string& c : kTraceCommands) {
+    const Outcome r = ttvm(c);
+    EXPECT_EQ(r.status, 2) << c << ": " << r.out;
+    EXPECT_NE(r.out.find("no TRACE given"), std::string::npos) << c << ": " << r.out;
+  }
+}
+
+TEST(UsageStatus, MissingAndMalformedValuesExit2NamingTheOption) {
+  struct Case {
+    std::string args;
+    std::string says;
+  };
+  const Case cases[] = {
+      {std::string("replay ") + kGolden + " --to", "--to needs a value"},
+      {std::string("replay ") + kGolden + " --checkpoint-mem 1X", "--checkpoint-mem '1X'"},
+      {std::string("gdbserver ") + kGolden + " --port 70000", "--port '70000'"},
+      {std::string("gdbserver ") + kGolden + " --port", "--port needs a value"},
+      {std::string("gdbserver ") + kGolden + " --arch 8086", "--arch '8086'"},
+      {std::string("gdbserver ") + kGolden + " --symbols", "--symbols needs a value"},
+      {std::string("recover ") + kGolden + " -o", "-o needs a value"},
+  };
+  for (const Case& c : cases) {
+    const Outcome r = ttvm(c.args);
+    EXPECT_EQ(r.status, 2) << c.args << ": " << r.out;
+    EXPECT_NE(r.out.find(c.says), std::string::npos) << c.args << ": " << r.out;
+  }
+}
+
+// A step past the end is bad usage too, found once the trace is open.
+TEST(UsageStatus, AStepPastTheEndExits2) {
+  auto t = testing::buildScriptedTrace(testing::tempTracePath("usage"), {});
+  ASSERT_TRUE(t.ok()) << t.error().message;
+  const Outcome r = ttvm("replay " + t->path + " --to 99999999999");
+  std::remove(t->path.c_str());
+  EXPECT_EQ(r.status, 2) << r.out;
+  EXPECT_NE(r.out.find("--to 99999999999 is past the end of the trace (step " +
+                       std::to_string(t->steps) + ")"),
+            std::string::npos)
+      << r.out;
+}
+
+TEST(UsageStatus, AnUnreadableTraceIsNotAUsageError) {
+  for (const char* c : {"replay", "gdbserver"}) {
+    const Outcome r = ttvm(std::string(c) + " /nonexistent/x.ttvm");
+    EXPECT_EQ(r.status, 1) << c << ": " << r.out;
+    EXPECT_NE(r.out.find("/nonexistent/x.ttvm"), std::string::npos) << c << ": " << r.out;
+  }
+}
+
+TEST(UsageStatus, HelpDocumentsTheStatus) {
+  for (const char* c : {"replay", "gdbserver"}) {
+    const Outcome r = ttvm(std::string(c) + " --help", true);
+    EXPECT_EQ(r.status, 0) << c;
+    EXPECT_NE(r.out.find("2 bad usage"), std::string::npos) << c << ": " << r.out;
+  }
+}
+
+}  // namespace
+}  // namespace ttvm::cli
