@@ -256,6 +256,12 @@ struct MachineState {
 #   diskSector       value8 (disk slot: 0 primary master, 1 primary slave,
 #                    2 secondary master, 3 secondary slave), address (LBA),
 #                    sector (512 bytes)   [since 1.2]
+#   serialInput      flags (bit 0: from the line, in a UART access; else from
+#                    the terminal, between instructions), value8 (the byte)
+#                                                           [since 1.3]
+#   idle             value64 (virtual ns after the halted CPU's time skip)
+#                                                           [since 1.3]
+#   deviceDigest     digest (the machine's device-state digest)  [since 1.3]
 #
 # "value by size" is value8, value16, value32 or value64. Every column is
 # consumed exactly; a column with bytes left over is an error.

@@ -61,6 +61,7 @@ inline bool eventIsWellFormed(const TraceEvent& e) {
       return (e.size == 2 || e.size == 4 || e.size == 8) && e.flags <= TraceEvent::kFlagOk &&
              (e.flags || !e.value);
     case EventKind::kMsrWrite: return e.flags <= TraceEvent::kFlagOk;
+    case EventKind::kSerialInput: return e.flags <= TraceEvent::kFlagLine && e.value <= 0xFF;
     default: return true;
   }
 }
@@ -77,7 +78,10 @@ inline bool unusedFieldsAreZero(const TraceEvent& e) {
     case EventKind::kInterrupt:
       return (e.address | e.count | e.size | e.flags) == 0 && e.value <= 0xFF;
     case EventKind::kRdtsc:
+    case EventKind::kIdle:
+    case EventKind::kDeviceDigest:
     case EventKind::kStateDigest: return (e.address | e.count | e.size | e.flags) == 0;
+    case EventKind::kSerialInput: return (e.address | e.count | e.size) == 0 && e.value <= 0xFF;
     case EventKind::kRdrand:
       return (e.address | e.count) == 0 && (e.size >= 8 || e.value < (uint64_t{1} << (8 * e.size)));
     case EventKind::kMsrRead: return (e.count | e.size | e.flags) == 0 && e.address <= 0xFFFFFFFF;
@@ -126,7 +130,13 @@ std::string checkEvent(const TraceEvent& e) {
     case EventKind::kHlt:
     case EventKind::kEndOfRun: return mustBeZero(true, true, true, true, true);
     case EventKind::kRdtsc:
+    case EventKind::kIdle:
+    case EventKind::kDeviceDigest:
     case EventKind::kStateDigest: return mustBeZero(true, false, true, true, true);
+    case EventKind::kSerialInput:
+      if (e.value > 0xFF) return "a serial byte must be <= 0xff";
+      if (e.flags > TraceEvent::kFlagLine) return "flags must be 0 or 1";
+      return mustBeZero(true, false, true, true, false);
     case EventKind::kRdrand:
       if (e.size != 2 && e.size != 4 && e.size != 8) return "RDRAND size must be 2, 4 or 8";
       if (!fits(e.value, e.size)) return "value does not fit the access size";
@@ -222,6 +232,10 @@ void walkEvents(std::span<const TraceEvent> events, std::span<const uint8_t> sec
         c.put(kMsr, static_cast<uint32_t>(e.address));
         c.put(kFlags, e.flags);
         break;
+      case EventKind::kSerialInput:
+        c.put(kFlags, e.flags);
+        c.put(kValue8, static_cast<uint8_t>(e.value));
+        break;
       case EventKind::kDiskSector:
         TTVM_ASSERT(uint64_t{e.count} * kDiskSectorBytes + kDiskSectorBytes <= sectors.size(),
                     "disk sector event ", describeEvent(e), " indexes sector ", e.count, " of ",
@@ -248,13 +262,15 @@ void walkEvents(std::span<const TraceEvent> events, std::span<const uint8_t> sec
         break;
       case EventKind::kInterrupt: c.put(kValue8, static_cast<uint8_t>(e.value)); break;
       case EventKind::kMsrRead:
-      case EventKind::kMsrWrite: c.put(kValue64, e.value); break;
+      case EventKind::kMsrWrite:
+      case EventKind::kIdle: c.put(kValue64, e.value); break;
       case EventKind::kDebugExit: c.put(kValue32, static_cast<uint32_t>(e.value)); break;
       case EventKind::kRdtsc:
         c.put(kTsc, e.value - prevTsc);
         prevTsc = e.value;
         break;
-      case EventKind::kStateDigest: c.put(kDigest, e.value); break;
+      case EventKind::kStateDigest:
+      case EventKind::kDeviceDigest: c.put(kDigest, e.value); break;
       default: break;
     }
   }
@@ -287,14 +303,15 @@ OutColumns<false> columnSizes(std::span<const TraceEvent> events) {
   c.bytes[kCount] = 4 * ports;
   c.bytes[kAddress] = 8 * (mmio + k(EventKind::kDiskSector));
   c.bytes[kMsr] = 4 * msrs;
-  c.bytes[kFlags] = k(EventKind::kRdrand) + k(EventKind::kMsrWrite);
+  const size_t serial = k(EventKind::kSerialInput);
+  c.bytes[kFlags] = k(EventKind::kRdrand) + k(EventKind::kMsrWrite) + serial;
   // Only the sized kinds (port, MMIO, RDRAND) have a non-zero size.
-  c.bytes[kValue8] = sizes[1] + k(EventKind::kInterrupt) + k(EventKind::kDiskSector);
+  c.bytes[kValue8] = sizes[1] + k(EventKind::kInterrupt) + k(EventKind::kDiskSector) + serial;
   c.bytes[kValue16] = 2 * sizes[2];
   c.bytes[kValue32] = 4 * (sizes[4] + k(EventKind::kDebugExit));
-  c.bytes[kValue64] = 8 * (sizes[8] + msrs);
+  c.bytes[kValue64] = 8 * (sizes[8] + msrs + k(EventKind::kIdle));
   c.bytes[kTsc] = 8 * k(EventKind::kRdtsc);
-  c.bytes[kDigest] = 8 * k(EventKind::kStateDigest);
+  c.bytes[kDigest] = 8 * (k(EventKind::kStateDigest) + k(EventKind::kDeviceDigest));
   c.bytes[kSector] = size_t{kDiskSectorBytes} * k(EventKind::kDiskSector);
   return c;
 }
@@ -496,6 +513,13 @@ Status decodeMessage(schema::EventChunk::Reader chunk, const std::string& where,
         if (e.kind == EventKind::kMsrWrite) TTVM_GET(kFlags, e.flags);
         break;
       }
+      case EventKind::kSerialInput: {
+        uint8_t v;
+        TTVM_GET(kFlags, e.flags);
+        TTVM_GET(kValue8, v);
+        e.value = v;
+        break;
+      }
       default: break;
     }
     if (missing >= 0) break;
@@ -535,7 +559,8 @@ Status decodeMessage(schema::EventChunk::Reader chunk, const std::string& where,
         break;
       }
       case EventKind::kMsrRead:
-      case EventKind::kMsrWrite: TTVM_GET(kValue64, e.value); break;
+      case EventKind::kMsrWrite:
+      case EventKind::kIdle: TTVM_GET(kValue64, e.value); break;
       case EventKind::kDebugExit: {
         uint32_t v;
         TTVM_GET(kValue32, v);
@@ -549,7 +574,8 @@ Status decodeMessage(schema::EventChunk::Reader chunk, const std::string& where,
         e.value = tsc;
         break;
       }
-      case EventKind::kStateDigest: TTVM_GET(kDigest, e.value); break;
+      case EventKind::kStateDigest:
+      case EventKind::kDeviceDigest: TTVM_GET(kDigest, e.value); break;
       case EventKind::kDiskSector: {
         uint8_t slot;
         TTVM_GET(kValue8, slot);

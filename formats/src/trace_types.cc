@@ -29,13 +29,16 @@ std::string_view eventKindName(EventKind k) {
     case EventKind::kStateDigest: return "StateDigest";
     case EventKind::kEndOfRun: return "EndOfRun";
     case EventKind::kDiskSector: return "DiskSector";
+    case EventKind::kSerialInput: return "SerialInput";
+    case EventKind::kIdle: return "Idle";
+    case EventKind::kDeviceDigest: return "DeviceDigest";
   }
   return "Unknown";
 }
 
 bool isValidEventKind(uint8_t k) {
   return k >= static_cast<uint8_t>(EventKind::kPortIn) &&
-         k <= static_cast<uint8_t>(EventKind::kDiskSector);
+         k <= static_cast<uint8_t>(EventKind::kDeviceDigest);
 }
 
 std::string describeEvent(const TraceEvent& e) {
@@ -70,8 +73,16 @@ std::string describeEvent(const TraceEvent& e) {
       std::snprintf(buf, sizeof buf, "step %llu DiskSector disk=%llu lba=%llu", u(e.step),
                     u(e.value), u(e.address));
       break;
+    case EventKind::kSerialInput:
+      std::snprintf(buf, sizeof buf, "step %llu SerialInput byte=0x%02llx from the %s", u(e.step),
+                    u(e.value), e.flags & TraceEvent::kFlagLine ? "line" : "terminal");
+      break;
+    case EventKind::kIdle:
+      std::snprintf(buf, sizeof buf, "step %llu Idle until %llu ns", u(e.step), u(e.value));
+      break;
     case EventKind::kRdtsc:
     case EventKind::kStateDigest:
+    case EventKind::kDeviceDigest:
     case EventKind::kDebugExit:
       std::snprintf(buf, sizeof buf, "step %llu %s value=0x%llx", u(e.step), name.c_str(),
                     u(e.value));

@@ -114,9 +114,9 @@ RamPages sampleRam(std::mt19937_64& rng, size_t pages) {
   return ram;
 }
 
-TraceEvent randomEvent(std::mt19937_64& rng, uint64_t step) {
+TraceEvent randomEvent(std::mt19937_64& rng, uint64_t step, int kinds) {
   const unsigned sizes[] = {1, 2, 4, 8};
-  const auto kind = static_cast<EventKind>(1 + rng() % 15);
+  const auto kind = static_cast<EventKind>(1 + rng() % static_cast<uint64_t>(kinds));
   const uint64_t v = rng();
   switch (kind) {
     case EventKind::kPortIn:
@@ -154,11 +154,15 @@ TraceEvent randomEvent(std::mt19937_64& rng, uint64_t step) {
     case EventKind::kStateDigest: return TraceEvent::stateDigest(step, v);
     case EventKind::kEndOfRun: return TraceEvent::endOfRun(step);
     case EventKind::kDiskSector: break;  // needs its bytes beside the events (not drawn)
+    case EventKind::kSerialInput:
+      return TraceEvent::serialInput(step, static_cast<uint8_t>(v), rng() & 1);
+    case EventKind::kIdle: return TraceEvent::idle(step, v);
+    case EventKind::kDeviceDigest: return TraceEvent::deviceDigest(step, v);
   }
   return TraceEvent::hlt(step);
 }
 
-std::vector<TraceEvent> randomEvents(std::mt19937_64& rng, size_t n) {
+std::vector<TraceEvent> randomEvents(std::mt19937_64& rng, size_t n, int kinds) {
   std::vector<TraceEvent> out;
   uint64_t step = rng() % 1000;
   for (size_t i = 0; i < n; ++i) {
@@ -167,7 +171,7 @@ std::vector<TraceEvent> randomEvents(std::mt19937_64& rng, size_t n) {
       case 1: step += (uint64_t{1} << 32) + rng() % 100; break;  // an escaped delta
       default: step += rng() % 300; break;
     }
-    out.push_back(randomEvent(rng, step));
+    out.push_back(randomEvent(rng, step, kinds));
   }
   return out;
 }
@@ -222,7 +226,7 @@ GoldenTrace goldenV1_0() {
   g.initial.ram = sampleRam(rng, 260);  // two PAGE frames
   g.initial.deviceState = {1, 2, 3, 4, 5, 0, 0xFF};
   g.events = everyKindEvents(10);
-  std::vector<TraceEvent> more = randomEvents(rng, 2000);
+  std::vector<TraceEvent> more = randomEvents(rng, 2000, 15);
   const uint64_t base = g.events.back().step;
   for (TraceEvent& e : more) {
     e.step += base;
@@ -266,6 +270,23 @@ GoldenTrace goldenV1_2() {
   const uint64_t last = g.events.back().step;
   g.events.push_back(sector(1, 0x123456789AB, last));
   g.events.push_back(sector(3, 7, last));
+  return g;
+}
+
+GoldenTrace goldenV1_3() {
+  GoldenTrace g = goldenV1_2();
+  g.header.replayedDevices = {"clock", "pic", "pit", "rtc", "lapic", "ioapic", "uart16550",
+                              "ide0", "ide1"};
+  const uint64_t last = g.events.back().step;
+  for (const TraceEvent& e : {TraceEvent::serialInput(last, 'l', false),
+                              TraceEvent::serialInput(last + 1, 0xFF, true),
+                              TraceEvent::hlt(last + 2),
+                              TraceEvent::idle(last + 2, 0x0123456789ABCDEFull),
+                              TraceEvent::idle(last + 2, ~uint64_t{0}),
+                              TraceEvent::stateDigest(last + 3, 0x1111222233334444ull),
+                              TraceEvent::deviceDigest(last + 3, 0x5555666677778888ull)})
+    g.events.push_back(e);
+  g.end.steps = g.events.back().step + 1;
   return g;
 }
 

@@ -24,10 +24,13 @@ CpuState randomCpuState(std::mt19937_64& rng);
 TraceHeader sampleHeader();
 // RAM of `pages` non-zero pages with increasing, gapped page numbers.
 RamPages sampleRam(std::mt19937_64& rng, size_t pages);
-// A random well-formed event of any kind at `step`.
-TraceEvent randomEvent(std::mt19937_64& rng, uint64_t step);
+// A random well-formed event at `step`, its kind drawn from the first
+// `kinds` event kinds (all of them by default; format 1.0's 15 for the
+// golden traces written before 1.3, which must stay what they were).
+TraceEvent randomEvent(std::mt19937_64& rng, uint64_t step, int kinds = kNumEventKinds - 1);
 // `n` random events with non-decreasing steps (some equal, some far apart).
-std::vector<TraceEvent> randomEvents(std::mt19937_64& rng, size_t n);
+std::vector<TraceEvent> randomEvents(std::mt19937_64& rng, size_t n,
+                                     int kinds = kNumEventKinds - 1);
 // One event of every kind, with boundary values.
 std::vector<TraceEvent> everyKindEvents(uint64_t firstStep);
 TraceEnd sampleEnd(std::mt19937_64& rng, uint64_t steps);
@@ -54,6 +57,10 @@ GoldenTrace goldenV1_1();
 // Format 1.2: replay-computed devices in the header and DiskSector events
 // (with their sector bytes) in the middle and at the end.
 GoldenTrace goldenV1_2();
+// 1.3: a header naming the whole machine as replayed, and the events of a
+// machine-mode trace (serial input from the terminal and the line, idle
+// skips, device digests) added to 1.2's.
+GoldenTrace goldenV1_3();
 
 // Writes `g` with TraceWriter; returns an error message or "".
 std::string writeGolden(const GoldenTrace& g, const std::string& path);

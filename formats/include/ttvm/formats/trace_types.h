@@ -24,7 +24,7 @@ namespace ttvm {
 // The format version this build writes. A reader accepts every file with the
 // same major version; a newer minor version may carry fields it ignores.
 inline constexpr uint16_t kTraceFormatMajor = 1;
-inline constexpr uint16_t kTraceFormatMinor = 2;
+inline constexpr uint16_t kTraceFormatMinor = 3;
 
 inline constexpr uint64_t kPageSize = 4096;
 
@@ -183,8 +183,24 @@ enum class EventKind : uint8_t {
   // count = the index of its 512 bytes in the sector list that goes with
   // the events (TraceWriter::appendDiskSector, TraceReader::readChunkInto).
   kDiskSector = 16,
+  // Since 1.3, in traces whose replay runs the whole machine (every device,
+  // the clock and the interrupt controllers: TraceHeader::replayedDevices
+  // names them all), the trace keeps only what comes from outside it:
+  // A byte arrived on the serial line: value = the byte. flags & kFlagLine:
+  // from `--serial-input`'s line, during the guest's access to the UART at
+  // this step; otherwise from the terminal, between instructions, before
+  // the instruction of step `step` runs.
+  kSerialInput = 17,
+  // The CPU was halted and the record loop moved virtual time forward
+  // without steps: value = the clock's nanoseconds after the move
+  // (VirtualClock::nowNs). Where it moves to is a deadline the machine
+  // computes, or under --realtime the wall clock: the trace says which.
+  kIdle = 18,
+  // value = ttvm::machine::Machine::deviceDigest() after this step: the
+  // machine's device state, beside the CPU's kStateDigest of the same step.
+  kDeviceDigest = 19,
 };
-inline constexpr int kNumEventKinds = 17;  // index space for per-kind tables (0 unused)
+inline constexpr int kNumEventKinds = 20;  // index space for per-kind tables (0 unused)
 inline constexpr uint32_t kDiskSectorBytes = 512;
 
 std::string_view eventKindName(EventKind k);
@@ -195,6 +211,7 @@ bool isValidEventKind(uint8_t k);
 // use the named constructors to get that right.
 struct TraceEvent {
   static constexpr uint8_t kFlagOk = 1;
+  static constexpr uint8_t kFlagLine = 1;  // kSerialInput: from the line, in a UART access
 
   uint64_t step = 0;     // step count (emulator) or exit number (KVM); see above
   uint64_t address = 0;  // port number, physical address or MSR index
@@ -250,6 +267,15 @@ struct TraceEvent {
   static TraceEvent endOfRun(uint64_t step) { return {step, 0, 0, 0, EventKind::kEndOfRun, 0, 0}; }
   static TraceEvent diskSector(uint64_t step, uint8_t slot, uint64_t lba, uint32_t index) {
     return {step, lba, slot, index, EventKind::kDiskSector, 0, 0};
+  }
+  static TraceEvent serialInput(uint64_t step, uint8_t byte, bool line) {
+    return {step, 0, byte, 0, EventKind::kSerialInput, 0, line ? kFlagLine : uint8_t{0}};
+  }
+  static TraceEvent idle(uint64_t step, uint64_t nowNs) {
+    return {step, 0, nowNs, 0, EventKind::kIdle, 0, 0};
+  }
+  static TraceEvent deviceDigest(uint64_t step, uint64_t digest) {
+    return {step, 0, digest, 0, EventKind::kDeviceDigest, 0, 0};
   }
 };
 
