@@ -112,8 +112,13 @@ void printText(const TraceReader& r, const EventStats& ev) {
   if (!h.replayedDevices.empty()) {
     std::string replayed;
     for (const std::string& d : h.replayedDevices) replayed += (replayed.empty() ? "" : ", ") + d;
-    std::printf("replayed   %s (replay runs them; their port accesses are not in the trace)\n",
-                replayed.c_str());
+    // A list that starts with the clock is the whole machine (format 1.3).
+    if (h.replayedDevices.front() == "clock")
+      std::printf("replayed   the whole machine: %s (the trace holds only outside input)\n",
+                  replayed.c_str());
+    else
+      std::printf("replayed   %s (replay runs them; their port accesses are not in the trace)\n",
+                  replayed.c_str());
   }
   if (!h.machine.cmdline.empty()) std::printf("cmdline    %s\n", h.machine.cmdline.c_str());
   std::printf("cpu model  %s (%s), %zu CPUID leaves, %zu model MSRs\n", h.cpuModel.name.c_str(),

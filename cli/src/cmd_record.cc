@@ -79,6 +79,11 @@ constexpr const char* kUsage =
     "                        none)\n"
     "  --realtime            while the guest idles, let its timers run at wall-clock\n"
     "                        speed (default: jump to the next timer at once)\n"
+    "  --log-device-reads    also log every answer the devices give (port and MMIO\n"
+    "                        reads and writes, TSC, RDRAND, MSRs, interrupts): the\n"
+    "                        replay computes them anyway and checks each against its\n"
+    "                        own devices, naming the first that differs (a larger\n"
+    "                        trace; for debugging a divergence)\n"
     "  --disk IMAGE          a raw disk image on the IDE controller; repeatable, in\n"
     "                        IDE order (primary master, primary slave, secondary\n"
     "                        master, secondary slave). Without GUEST, the first disk\n"
@@ -238,7 +243,8 @@ void printSummary(const RecordResult& r, const TraceHeader& header, const Cpu* c
 int cmdRecord(std::span<char* const> args) {
   std::string output, guestPath, append, initrd, serialInput, backend = "auto";
   std::vector<DiskSpec> disks;
-  bool noTrace = false, verbose = false, realtime = false, kernelOnly = false;
+  bool noTrace = false, verbose = false, realtime = false, kernelOnly = false,
+       logDeviceReads = false;
   uint64_t ram = 256ull << 20, maxSteps = 0, digestInterval = 1u << 16, snapshotEvery = 0;
   double timeout = 0;
   std::optional<uint64_t> loadAddr, entry, rngSeed;
@@ -265,6 +271,8 @@ int cmdRecord(std::span<char* const> args) {
       noTrace = true;
     } else if (a == "--realtime") {
       realtime = true;
+    } else if (a == "--log-device-reads") {
+      logDeviceReads = true;
     } else if (a == "-o" || a == "--output") {
       if (!(v = need(i, "-o"))) return kExitUsage;
       output = v;
@@ -505,6 +513,7 @@ int cmdRecord(std::span<char* const> args) {
   ro.digestInterval = digestInterval;
   ro.snapshotInterval = snapshotEvery;
   ro.realtime = realtime;
+  ro.logDeviceAccesses = logDeviceReads;
   ro.ttvmVersion = TTVM_VERSION;
   ro.host = hostDescription();
   ro.createdUnixNs = createdNs;

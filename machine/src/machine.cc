@@ -112,7 +112,7 @@ Result<std::unique_ptr<Machine>> Machine::create(const MachineOptions& options) 
   m->ramBytes_ = options.ramBytes;
   firmware::writeFirmware(m->ram(), options.cpuModel);
   TTVM_TRY(m->wire());
-  TTVM_TRY(m->setReplayedDevices(replayableDevices()));
+  TTVM_TRY(m->setReplayedDevices(m->wholeMachine()));
   return m;
 }
 
@@ -139,7 +139,15 @@ Result<std::unique_ptr<Machine>> Machine::fromTraceHeader(const TraceHeader& hea
   std::vector<std::string> devices;
   for (const std::string& d : header.machine.devices)
     if (d.rfind(kDiskEntryPrefix, 0) != 0) devices.push_back(d);
-  if (devices != expected) {
+  if (header.replayedDevices.empty()) {
+    // Old mode (1.0, 1.1): no device runs, every answer is in the trace, so
+    // only the memory map matters, which every device list of this ttvm's
+    // history shares. A device this build does not know is still refused:
+    // it might have mapped memory.
+    for (const std::string& d : devices)
+      if (std::find(expected.begin(), expected.end(), d) == expected.end())
+        return makeError("trace header: device '" + d + "' is unknown to this ttvm");
+  } else if (devices != expected) {
     for (size_t i = 0; i < std::max(expected.size(), devices.size()); ++i) {
       std::string have = i < devices.size() ? devices[i] : "(none)";
       std::string want = i < expected.size() ? expected[i] : "(none)";
@@ -345,20 +353,28 @@ void Machine::saveDevices(const std::vector<Device*>& devices, StateWriter& w) {
   }
 }
 
-const std::vector<std::string>& Machine::replayableDevices() {
-  static const std::vector<std::string> kNames = {"ide0", "ide1"};
-  return kNames;
+std::vector<std::string> Machine::wholeMachine() const {
+  std::vector<std::string> names = {"clock"};
+  for (const Device* d : devices_) names.emplace_back(d->name());
+  return names;
 }
 
 Status Machine::setReplayedDevices(std::vector<std::string> names) {
   std::vector<Device*> devices;
-  for (const std::string& n : names) {
-    const auto& ok = replayableDevices();
-    if (std::find(ok.begin(), ok.end(), n) == ok.end())
-      return makeError("the trace's device '" + n +
-                       "' is computed by the replay, which this ttvm cannot do for it");
-    for (Device* d : devices_)
-      if (d->name() == n) devices.push_back(d);
+  const bool whole = !names.empty() && names == wholeMachine();
+  if (whole) {
+    devices = devices_;
+  } else {
+    // Before 1.3: some IDE channels, nothing else.
+    static const std::vector<std::string> kPartial = {"ide0", "ide1"};
+    for (const std::string& n : names) {
+      if (std::find(kPartial.begin(), kPartial.end(), n) == kPartial.end())
+        return makeError("the trace's device '" + n +
+                         "' is computed by the replay, which this ttvm cannot do for it "
+                         "outside a whole-machine list");
+      for (Device* d : devices_)
+        if (d->name() == n) devices.push_back(d);
+    }
   }
   replayedPorts_.reset();
   for (uint32_t port = 0; port < 65536; ++port) {
@@ -366,18 +382,43 @@ Status Machine::setReplayedDevices(std::vector<std::string> names) {
     if (d != nullptr && std::find(devices.begin(), devices.end(), d) != devices.end())
       replayedPorts_.set(port);
   }
+  if (whole) replayedPorts_.set();
   replayed_ = std::move(names);
   replayedDevices_ = std::move(devices);
+  whole_ = whole;
   return {};
 }
 
+uint64_t Machine::deviceDigest() const {
+  const std::vector<uint8_t> blob = saveDeviceState();
+  // 64-bit words through a multiply-xorshift mix (the blob is tens of KiB:
+  // the CGA text memory is device state).
+  uint64_t h = 0x9E3779B97F4A7C15ull ^ blob.size();
+  size_t i = 0;
+  for (; i + 8 <= blob.size(); i += 8) {
+    uint64_t w;
+    std::memcpy(&w, blob.data() + i, 8);
+    h = (h ^ w) * 0xFF51AFD7ED558CCDull;
+    h ^= h >> 32;
+  }
+  for (; i < blob.size(); ++i) h = (h ^ blob[i]) * 0xC4CEB9FE1A85EC53ull;
+  return h ^ (h >> 29);
+}
+
+void Machine::setAttention(bool on) {
+  attention_ = on;
+  updateEventHint(ApicChange::kNone, false);
+}
+
 std::vector<uint8_t> Machine::saveReplayedState() const {
+  if (whole_) return saveDeviceState();
   StateWriter w;
   saveDevices(replayedDevices_, w);
   return w.take();
 }
 
 Status Machine::loadReplayedState(std::span<const uint8_t> blob) {
+  if (whole_) return loadDeviceState(blob);
   StateReader r(blob, "replayed device state");
   const uint32_t count = r.u32();
   if (!r.failed() && count != replayedDevices_.size())
@@ -574,7 +615,8 @@ void Machine::updateEventHint(ApicChange apic, bool syncTpr) {
     apicRequest_ = apicIrrNonEmpty(*lapic_);
   const uint64_t cr8 = cpu_ != nullptr ? cpu_->cr8 : 0;
   const bool tprAwayFromCr8 = lapic_->tpr() != ((cr8 & 0xF) << 4);
-  const bool any = stop_.has_value() || clock_.reschedulePending() || lapic_->nmiPending();
+  const bool any =
+      stop_.has_value() || clock_.reschedulePending() || lapic_->nmiPending() || attention_;
   const bool maskable = pic_->outputHigh() || apicRequest_ || tprAwayFromCr8;
   eventHint_ = any ? 1u : maskable ? kEventHintMaskableOnly : 0u;
 }
@@ -592,6 +634,11 @@ void Machine::advanceTimers() {
   uint64_t now = clock_.nowNs();
   for (TimedDevice* t : timed_) t->advanceTo(now);
   updateEventHint(ApicChange::kMayAdd);
+}
+
+void Machine::clearStopRequest() {
+  stop_.reset();
+  updateEventHint(ApicChange::kNone, false);
 }
 
 void Machine::requestStop(StopRequest request) {

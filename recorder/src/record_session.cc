@@ -70,14 +70,22 @@ Status RecordSession::start() {
       }
     }
   }
-  env_ = std::make_unique<RecordingEnvironment>(machine_, writer_.get(), options_.interruptFlag);
+  env_ = std::make_unique<RecordingEnvironment>(machine_, writer_.get(), options_.interruptFlag,
+                                                options_.logDeviceAccesses);
   cpu_ = std::make_unique<Cpu>(machine_.cpuModel(), machine_.physicalMemory(), *env_);
   cpu_->setState(guest_.cpu);
   env_->bindCpu(&cpu_->state());
   machine_.bindCpuState(&cpu_->state());
   if (tailEnabled_) cpu_->setDirtyTracking(true);
-  if (writer_) writer_->append(TraceEvent::stateDigest(0, stateDigest(cpu_->state())));
+  if (writer_) appendDigests();
   return {};
+}
+
+void RecordSession::appendDigests() {
+  const CpuState& s = cpu_->state();
+  writer_->append(TraceEvent::stateDigest(s.steps, stateDigest(s)));
+  if (machine_.replaysWholeMachine())
+    writer_->append(TraceEvent::deviceDigest(s.steps, machine_.deviceDigest()));
 }
 
 TraceEnd RecordSession::makeEnd(EndReason reason, std::string message, uint32_t exitStatus) const {
@@ -133,8 +141,8 @@ void RecordSession::fillLastInstructions(TraceEnd& end) {
   TailResult t =
       replayTail(machine_.cpuModel(), std::span<uint8_t>(shadow_, shadowBytes_),
                  machine_.physicalMemory().mmioHoles, checkpoint_,
-                 writer_->buffered().subspan(tailMark_), end.finalCpu, options_.recentInstructions,
-                 TailDevices{&header_, checkpointDevices_, &machine_});
+                 writer_->buffered().subspan(tailMark_), writer_->bufferedSectors(), end.finalCpu,
+                 options_.recentInstructions, TailDevices{&header_, checkpointDevices_, &machine_});
   tailEnabled_ = false;  // the shadow no longer holds the checkpoint
   if (!t.reachedFinalState) {
     tailProblem = t.problem;
@@ -246,7 +254,7 @@ Result<RecordResult> RecordSession::run() {
     if (s.steps != before) halted = false;
 
     if (writer_ && s.steps >= nextDigest) {
-      writer_->append(TraceEvent::stateDigest(s.steps, stateDigest(s)));
+      appendDigests();
       nextDigest = (s.steps / options_.digestInterval + 1) * options_.digestInterval;
     }
 
@@ -311,9 +319,11 @@ Result<RecordResult> RecordSession::run() {
                 std::chrono::nanoseconds(std::min<uint64_t>(left, 10'000'000)));
           }
           clock.skipTo(std::min(*next, wallBase + wallNsSinceStart()));
+          appendIdle();
           break;
         }
         clock.skipTo(*next);
+        appendIdle();
         break;
       }
       default: break;  // retired (budget used), interrupt/exception delivered, stop requested

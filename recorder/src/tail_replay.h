@@ -3,15 +3,16 @@
 //
 // The record loop keeps a checkpoint: a copy of RAM ("shadow", updated from
 // the CPU's dirty pages), the CPU state, and the events recorded since. At
-// the end, a second CPU runs from the checkpoint over the shadow RAM with an
-// environment that answers from those events (exactly as a replay would),
-// single-stepping the final instructions to collect their addresses and
-// bytes. Reaching the recorded final state (same digest) doubles as a
-// self-check of the recording's determinism.
+// the end, a second CPU runs from the checkpoint over the shadow RAM, driven
+// by the replayer's own loop and environment (machine::ReplayLoop,
+// machine::ReplayEnvironment) over those events, single-stepping the final
+// instructions to collect their addresses and bytes. Reaching the recorded
+// final state (same digest) doubles as a self-check of the recording's
+// determinism.
 //
-// Replay-computed devices (the IDE channels) run in the re-execution as in
-// a replay: a machine built from the trace header, with their state as of
-// the checkpoint, answers their ports, and its disks read only the sectors
+// The replayed devices (the whole machine since 1.3) run in the
+// re-execution as in a replay: a machine built from the trace header, with
+// their state as of the checkpoint, and its disks read only the sectors
 // the trace holds (the kDiskSector events are consumed where the recording
 // logged them; a sector logged before the checkpoint is read back from the
 // recorded image, which the trace holds it for).
@@ -40,10 +41,11 @@ struct TailDevices {
 };
 
 // `ram` is the checkpoint's RAM (modified by the re-execution); `events` the
-// events recorded from `checkpoint.steps` on; `holes` the machine's MMIO holes.
+// events recorded from `checkpoint.steps` on, `sectors` the bytes their
+// kDiskSector events index; `holes` the machine's MMIO holes.
 TailResult replayTail(const CpuModel& model, std::span<uint8_t> ram,
                       std::vector<PhysicalMemory::Range> holes, const CpuState& checkpoint,
-                      std::span<const TraceEvent> events, const CpuState& finalState, size_t count,
-                      const TailDevices& devices = {});
+                      std::span<const TraceEvent> events, std::span<const uint8_t> sectors,
+                      const CpuState& finalState, size_t count, const TailDevices& devices = {});
 
 }  // namespace ttvm

@@ -15,33 +15,6 @@ using ttvm::machine::EventPosition;
 using ttvm::machine::isPassiveEvent;
 using ttvm::machine::Machine;
 using ttvm::machine::ReplayEnvironment;
-const char* toString(SessionStopKind k) {
-  switch (k) {
-    case SessionStopKind::kTarget: return "target";
-    case SessionStopKind::kEnd: return "end of history";
-    case SessionStopKind::kBreakpoint: return "breakpoint";
-    case SessionStopKind::kWatchpoint: return "watchpoint";
-    case SessionStopKind::kException: return "exception";
-    case SessionStopKind::kInterrupt: return "interrupt";
-    case SessionStopKind::kDivergence: return "divergence";
-    case SessionStopKind::kCancelled: return "cancelled";
-  }
-  return "?";
-}
-
-std::string DivergenceReport::format() const {
-  std::ostringstream o;
-  o << "divergence at step " << step << ": " << reason << "\n";
-  o << "  rip " << hex(rip);
-  if (!symbol.empty()) o << " <" << symbol << ">";
-  if (!disassembly.empty()) o << ": " << disassembly;
-  o << "\n";
-  o << "  trace expected: " << (expected ? describeEvent(*expected) : "end of trace") << "\n";
-  o << "  replay did:     " << (actual.empty() ? "nothing (no input requested)" : actual) << "\n";
-  o << "  last matching:  " << (lastMatching ? describeEvent(*lastMatching) : "none") << "\n";
-  return o.str();
-}
-
 ReplaySession::ReplaySession(const TraceReader& reader, std::unique_ptr<Machine> machine)
     : reader_(reader),
       machine_(std::move(machine)),
@@ -93,6 +66,9 @@ Result<std::unique_ptr<ReplaySession>> ReplaySession::open(const TraceReader& re
   s->cpu_ = std::make_unique<Cpu>(h.cpuModel, s->machine_->physicalMemory(), s->env_);
   s->cpu_->setState(init->cpu);
   s->env_.bindCpuState(&s->cpu_->state());
+  // The whole machine's clock counts this CPU's steps; its local APIC reads
+  // IA32_APIC_BASE and CR8 from it.
+  if (s->machine_->replaysWholeMachine()) s->machine_->bindCpuState(&s->cpu_->state());
   if (reader.end()) {
     s->endStep_ = reader.end()->steps;
   } else {
@@ -108,6 +84,9 @@ Result<std::unique_ptr<ReplaySession>> ReplaySession::open(const TraceReader& re
     return makeError(reader.path() + ": the footer says the run ended at step " +
                      std::to_string(s->endStep_) + ", before its initial state (step " +
                      std::to_string(init->cpu.steps) + ")");
+  s->loop_ = std::make_unique<machine::ReplayLoop>(
+      *s->cpu_, s->env_, s->machine_->replaysWholeMachine() ? s->machine_.get() : nullptr,
+      s->endStep_);
   return s;
 }
 
@@ -129,6 +108,9 @@ void ReplaySession::restore(const CpuState& cpu, EventPosition position,
     Status s = machine_->loadReplayedState(devices);
     TTVM_ASSERT(s.ok(), "restoring the replayed devices at step ", cpu.steps, ": ",
                 s.ok() ? "" : s.error().message);
+    // A device's request to end the run belongs to the position it was made
+    // at (the end of the recording), not to the state restored.
+    machine_->clearStopRequest();
   }
   cpu_->setState(cpu);
   env_.setPosition(position);
@@ -164,141 +146,6 @@ std::optional<DivergenceReport> ReplaySession::divergence() const {
   d->symbol = symbolAt(d->rip);
   d->disassembly = disassembleAt(d->rip);
   return d;
-}
-
-void ReplaySession::divergeAt(uint64_t step, uint64_t rip, std::string reason, std::string actual) {
-  env_.diverge(std::move(reason), std::move(actual));
-  // diverge() stamped the current position; name the step that misbehaved.
-  auto& d = const_cast<std::optional<DivergenceReport>&>(env_.divergence());
-  if (d) {
-    d->step = step;
-    d->rip = rip;
-  }
-}
-
-bool ReplaySession::settleBoundary() {
-  const uint64_t now = step();
-  for (const TraceEvent* e = env_.peek(); e != nullptr && isPassiveEvent(e->kind);
-       e = env_.peek()) {
-    if (e->step > now) break;
-    if (e->kind == EventKind::kStateDigest) {
-      if (e->step < now) {
-        divergeAt(e->step, state().rip,
-                  "a state digest of step " + std::to_string(e->step) +
-                      " was passed without being checked (events out of order)",
-                  "");
-        return false;
-      }
-      const uint64_t mine = stateDigest(state());
-      if (mine != e->value) {
-        divergeAt(now, state().rip,
-                  "the CPU state differs from the recorded one (state digest " + hex(mine) +
-                      ", recorded " + hex(e->value) + ")",
-                  "state digest " + hex(mine));
-        return false;
-      }
-      ++digestsChecked_;
-    }
-    env_.advance();
-  }
-  return !env_.divergence();
-}
-
-SessionStop ReplaySession::runTo(uint64_t target, const RunOptions& options) {
-  SessionStop stop;
-  target = std::min(target, endStep_);
-  for (;;) {
-    const uint64_t now = step();
-    stop.step = now;
-    if (env_.divergence() || !settleBoundary()) {
-      stop.kind = SessionStopKind::kDivergence;
-      return stop;
-    }
-    if (now >= target) {
-      stop.kind = now >= endStep_ ? SessionStopKind::kEnd : SessionStopKind::kTarget;
-      return stop;
-    }
-    if (options.cancel != nullptr && options.cancel->load(std::memory_order_relaxed)) {
-      stop.kind = SessionStopKind::kCancelled;
-      return stop;
-    }
-    const TraceEvent* e = env_.peek();
-    if (e != nullptr && e->step < now) {
-      divergeAt(e->step, state().rip, "the replay passed a recorded input without asking for it",
-                "");
-      stop.kind = SessionStopKind::kDivergence;
-      return stop;
-    }
-    if (e == nullptr && !env_.readError().empty() && !reader_.chunks().empty()) {
-      divergeAt(now, state().rip, "the trace could not be read: " + env_.readError(), "");
-      stop.kind = SessionStopKind::kDivergence;
-      return stop;
-    }
-    // Run up to the next event's step, or through the one step that must consume it.
-    uint64_t limit = std::min(target, now + options.sliceSteps);
-    const bool consuming = e != nullptr && e->step == now;
-    if (e != nullptr) limit = std::min(limit, consuming ? now + 1 : e->step);
-    const uint64_t ripBefore = state().rip;
-    env_.beginSlice(consuming);
-    const StepResult r = cpu_->run(limit - now);
-    stop.result = r;
-    stop.step = step();
-    if (consuming && step() > now) {
-      // Every input of step `now` must have been consumed by it; passive marks
-      // recorded after them (HLT, debug exit) are skipped here.
-      for (const TraceEvent* n = env_.peek(); n != nullptr && n->step == now; n = env_.peek()) {
-        if (isPassiveEvent(n->kind) && n->kind != EventKind::kStateDigest) {
-          env_.advance();
-          continue;
-        }
-        if (!env_.divergence())
-          divergeAt(now, ripBefore,
-                    "the instruction at this step did not ask for the recorded input", "");
-        break;
-      }
-    }
-    if (env_.divergence()) {
-      stop.kind = SessionStopKind::kDivergence;
-      return stop;
-    }
-    if (options.progress) options.progress(step());
-    switch (r.outcome) {
-      case StepOutcome::kRetired:
-      case StepOutcome::kStopRequested: break;
-      case StepOutcome::kException:
-        if (r.vector < 32 && (options.stopOnExceptions >> r.vector) & 1) {
-          stop.kind = SessionStopKind::kException;
-          return stop;
-        }
-        break;
-      case StepOutcome::kInterrupt:
-      case StepOutcome::kNmi:
-        if (options.stopOnInterrupts) {
-          stop.kind = SessionStopKind::kInterrupt;
-          return stop;
-        }
-        break;
-      case StepOutcome::kBreakpoint: stop.kind = SessionStopKind::kBreakpoint; return stop;
-      case StepOutcome::kWatchpoint: stop.kind = SessionStopKind::kWatchpoint; return stop;
-      case StepOutcome::kHalted: {
-        if (step() >= endStep_) break;  // the loop top reports the end
-        const TraceEvent* n = env_.peek();
-        divergeAt(step(), state().rip,
-                  "the CPU is halted with no interrupt pending but the recorded run went on",
-                  n != nullptr
-                      ? "hlt (waiting; interrupts " +
-                            std::string(state().rflags & flags::kIF ? "enabled" : "disabled") + ")"
-                      : "hlt");
-        stop.kind = SessionStopKind::kDivergence;
-        return stop;
-      }
-      case StepOutcome::kTripleFault:
-        if (step() >= endStep_) break;
-        divergeAt(step(), state().rip, "the replay triple-faulted before the recorded end", "");
-        stop.kind = SessionStopKind::kDivergence;
-        return stop;
-    }
-  }
 }
 
 std::string ReplaySession::checkEndState() const {

@@ -188,16 +188,23 @@ TEST(RecordE2E, ExitDeviceStatusOutputAndFooter) {
   EXPECT_EQ(end.exitStatus, 0x21u);
   expectConsistentEnd(r);
   EXPECT_EQ(slurp(tmp("exit.out")), "hello from rec_exit\n");
-  // The serial output is in the trace as port writes, in order.
-  std::string serial;
+  // The replay runs the whole machine: no device access is in the trace.
   bool sawDebugExit = false;
   for (const TraceEvent& e : events(r)) {
-    if (e.kind == EventKind::kPortOut && e.address == 0x3F8)
-      serial.push_back(static_cast<char>(e.value));
+    EXPECT_NE(e.kind, EventKind::kPortOut) << describeEvent(e);
+    EXPECT_NE(e.kind, EventKind::kPortIn) << describeEvent(e);
     if (e.kind == EventKind::kDebugExit) sawDebugExit = e.value == 0x21;
   }
-  EXPECT_EQ(serial, "hello from rec_exit\n");
   EXPECT_TRUE(sawDebugExit);
+  // With --log-device-reads the serial output is in the trace as port
+  // writes, in order, and the replay checks them.
+  TraceReader logged = recordTrace("rec_exit.elf", "exit_logged", 0x43, {"--log-device-reads"});
+  std::string serial;
+  for (const TraceEvent& e : events(logged))
+    if (e.kind == EventKind::kPortOut && e.address == 0x3F8)
+      serial.push_back(static_cast<char>(e.value));
+  EXPECT_EQ(serial, "hello from rec_exit\n");
+  expectConsistentEnd(logged);
   // The header keeps the guest image and its symbols.
   ASSERT_EQ(r.header().images.size(), 1u);
   EXPECT_EQ(r.header().images[0].name, "rec_exit.elf");
@@ -236,7 +243,9 @@ TEST(RecordE2E, AWriteErrorEndsTheRunAndLeavesARecoverablePrefix) {
   // say why and where, and exit 74 (EX_IOERR); what reached the disk is a readable
   // prefix that `ttvm recover` completes.
   const std::string trace = tmp("efbig.ttvm"), fixed = tmp("efbig_fixed.ttvm");
-  Outcome r = wait(spawn({"-o", trace, guest("rec_io.elf")}, "efbig", 256 * 1024), "efbig");
+  Outcome r =
+      wait(spawn({"--log-device-reads", "-o", trace, guest("rec_io.elf")}, "efbig", 256 * 1024),
+           "efbig");
   EXPECT_EQ(r.status, 74) << r.err;
   EXPECT_NE(r.err.find("the trace could not be written"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("ttvm recover"), std::string::npos) << r.err;
@@ -531,7 +540,7 @@ TEST(RecordE2E, DamagedSnapshotIsRefusedByVerifyAndInfo) {
 TEST(RecordE2E, ReplayNeverClaimsAMatchItDidNotCheck) {
   // A footer-less copy and one with a chunk duplicated: `ttvm replay` used to
   // exit 0 saying "the final state match the recording" on both.
-  TraceReader r = recordTrace("rec_io.elf", "claims", 1);
+  TraceReader r = recordTrace("rec_io.elf", "claims", 1, {"--log-device-reads"});
   ASSERT_GE(r.chunkCount(), 3u);
   const std::string bytes = slurp(r.path());
   const ChunkInfo c1 = r.chunks()[1];
@@ -553,22 +562,41 @@ TEST(RecordE2E, ReplayNeverClaimsAMatchItDidNotCheck) {
 }
 
 TEST(RecordE2E, TimerInterruptsIdleSkipAndTsc) {
+  // The default trace holds the idle skips (each HLT jumps to the next PIT
+  // tick) and nothing the machine computes: no interrupt, no TSC value.
   TraceReader r = recordTrace("rec_timer.elf", "timer", 1);  // value 0: all TSC deltas ~1 ms
   EXPECT_EQ(r.end()->reason, EndReason::kExitDevice);
   EXPECT_EQ(r.end()->exitStatus, 0u);
-  int interrupts = 0, hlts = 0, rdtsc = 0;
+  EXPECT_EQ(slurp(tmp("timer.out")), "5 timer ticks\n");
+  int hlts = 0, idles = 0;
+  uint64_t lastIdle = 0;
   for (const TraceEvent& e : events(r)) {
+    EXPECT_NE(e.kind, EventKind::kInterrupt) << describeEvent(e);
+    EXPECT_NE(e.kind, EventKind::kRdtsc) << describeEvent(e);
+    hlts += e.kind == EventKind::kHlt;
+    if (e.kind == EventKind::kIdle) {
+      ++idles;
+      EXPECT_GT(e.value, lastIdle) << describeEvent(e);
+      lastIdle = e.value;
+    }
+  }
+  EXPECT_GE(hlts, 5);
+  EXPECT_GE(idles, 5);
+  expectConsistentEnd(r);
+  // With --log-device-reads the machine's answers are there too, and equal
+  // what the replay computes: 5 ticks at vector 0x20, 6 TSC reads.
+  TraceReader logged = recordTrace("rec_timer.elf", "timer_logged", 1, {"--log-device-reads"});
+  int interrupts = 0, rdtsc = 0;
+  for (const TraceEvent& e : events(logged)) {
     if (e.kind == EventKind::kInterrupt) {
       ++interrupts;
       EXPECT_EQ(e.value, 0x20u);
     }
-    hlts += e.kind == EventKind::kHlt;
     rdtsc += e.kind == EventKind::kRdtsc;
   }
   EXPECT_EQ(interrupts, 5);
-  EXPECT_GE(hlts, 5);
   EXPECT_EQ(rdtsc, 6);
-  EXPECT_EQ(slurp(tmp("timer.out")), "5 timer ticks\n");
+  expectConsistentEnd(logged);
 }
 
 TEST(RecordE2E, RealtimePacesIdleTimeToTheWallClock) {
@@ -637,14 +665,29 @@ TEST(RecordE2E, SerialInputIsRecordedAndReplaysWithoutTheFile) {
   // The bytes arrive by the guest's own accesses: a second recording is identical.
   TraceReader b = recordTrace("rec_console.elf", "serin_b", 0x43, {"--serial-input", input});
   EXPECT_EQ(events(a), events(b));
-  // What the guest read is in the trace; what it wrote is the console output.
-  std::string read, written;
+  // What arrived on the line is in the trace, each byte at the UART access
+  // that took it; the guest's reads and writes are not (the replay's UART
+  // answers them).
+  std::string line;
   for (const TraceEvent& e : events(a)) {
+    if (e.kind == EventKind::kSerialInput) {
+      EXPECT_EQ(e.flags, TraceEvent::kFlagLine) << describeEvent(e);
+      line += static_cast<char>(e.value);
+    }
+    EXPECT_NE(e.kind, EventKind::kPortIn) << describeEvent(e);
+  }
+  EXPECT_EQ(line, "hi\x01 \rq");
+  // With --log-device-reads, what the guest read and wrote is there too.
+  TraceReader logged = recordTrace("rec_console.elf", "serin_logged", 0x43,
+                                   {"--serial-input", input, "--log-device-reads"});
+  std::string read, written;
+  for (const TraceEvent& e : events(logged)) {
     if (e.kind == EventKind::kPortIn && e.address == 0x3F8) read += static_cast<char>(e.value);
     if (e.kind == EventKind::kPortOut && e.address == 0x3F8) written += static_cast<char>(e.value);
   }
   EXPECT_EQ(read, "hi\x01 \rq");
   EXPECT_EQ(written, kOut);
+  EXPECT_EQ(ttvmCommand("verify", {tmp("serin_logged.ttvm")}), 0);
   // Replay needs no input file.
   ASSERT_EQ(std::remove(input.c_str()), 0);
   EXPECT_EQ(ttvmCommand("verify", {tmp("serin_a.ttvm")}), 0);

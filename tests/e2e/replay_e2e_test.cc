@@ -48,10 +48,10 @@ std::string demoElf() {
 
 // Records `guest` into a temporary trace; the guest's own exit status is
 // whatever it is (panics, test failures): only the trace matters here.
-std::string record(const std::string& guest) {
+std::string record(const std::string& guest, const std::string& options = "") {
   const std::string trace = testing::tempTracePath(fs::path(guest).stem().string());
-  CommandRun r = run(std::string(TTVM_BIN) + " record --max-steps 40000000 --timeout 120 -o " +
-                     trace + " " + guest + " > /dev/null");
+  CommandRun r = run(std::string(TTVM_BIN) + " record --max-steps 40000000 --timeout 120 " +
+                     options + " -o " + trace + " " + guest + " > /dev/null");
   EXPECT_TRUE(fs::exists(trace)) << guest << ": " << r.output;
   return trace;
 }
@@ -59,6 +59,11 @@ std::string record(const std::string& guest) {
 // The demo trace, recorded once for the tests that need it.
 const std::string& demoTrace() {
   static const std::string t = record(demoElf());
+  return t;
+}
+// The same with every device answer logged (--log-device-reads).
+const std::string& loggedDemoTrace() {
+  static const std::string t = record(demoElf(), "--log-device-reads");
   return t;
 }
 
@@ -113,35 +118,57 @@ TEST(ReplayE2E, ForcedEmulationPrefixGuestReplaysWithoutDivergence) {
   EXPECT_NE(v.output.find("final state match"), std::string::npos) << v.output;
 }
 
-TEST(ReplayE2E, CorruptedPortValueIsReportedAtItsStep) {
-  auto reader = TraceReader::open(demoTrace());
-  ASSERT_TRUE(reader.ok());
-  // The 40th port output (serial bytes): change its value.
-  size_t index = 0, n = 0;
-  std::optional<TraceEvent> target;
-  for (size_t c = 0; c < reader->chunkCount() && !target; ++c) {
+// The `n`th event of `kind` in `trace` (its index among all events, and
+// the event), or nullopt.
+std::optional<std::pair<size_t, TraceEvent>> nthEvent(const std::string& trace, EventKind kind,
+                                                      size_t n) {
+  auto reader = TraceReader::open(trace);
+  if (!reader.ok()) return std::nullopt;
+  size_t index = 0, seen = 0;
+  for (size_t c = 0; c < reader->chunkCount(); ++c) {
     auto ev = reader->readChunk(c);
-    ASSERT_TRUE(ev.ok());
+    if (!ev.ok()) return std::nullopt;
     for (const TraceEvent& e : *ev) {
-      if (e.kind == EventKind::kPortOut && n++ == 40) {
-        target = e;
-        break;
-      }
+      if (e.kind == kind && seen++ == n) return std::make_pair(index, e);
       ++index;
     }
   }
-  ASSERT_TRUE(target.has_value());
-  TraceEvent bad = *target;
-  bad.value ^= 0x20;
+  return std::nullopt;
+}
+
+// Verifies a copy of `trace` whose event `index` is `bad`.
+CommandRun verifyCorrupted(const std::string& trace, size_t index, const TraceEvent& bad) {
   const std::string corrupt = testing::tempTracePath("demo-corrupt");
-  Status st = testing::rewriteTraceEvent(demoTrace(), corrupt, index, bad);
-  ASSERT_TRUE(st.ok()) << st.error().message;
+  Status st = testing::rewriteTraceEvent(trace, corrupt, index, bad);
+  EXPECT_TRUE(st.ok()) << st.error().message;
   CommandRun v = run(std::string(TTVM_BIN) + " verify " + corrupt);
   fs::remove(corrupt);
+  return v;
+}
+
+TEST(ReplayE2E, CorruptedPortValueIsReportedAtItsStep) {
+  // A trace with every device answer logged: the replay's devices compute
+  // them again and check each one.
+  // The 40th port output (serial bytes): change its value.
+  auto out = nthEvent(loggedDemoTrace(), EventKind::kPortOut, 40);
+  ASSERT_TRUE(out.has_value());
+  TraceEvent bad = out->second;
+  bad.value ^= 0x20;
+  CommandRun v = verifyCorrupted(loggedDemoTrace(), out->first, bad);
   EXPECT_EQ(v.status, 1) << v.output;
   EXPECT_NE(v.output.find("divergence at step " + std::to_string(bad.step)), std::string::npos)
       << v.output;
   EXPECT_NE(v.output.find("another value"), std::string::npos) << v.output;
+  // A device's answer changed: the replayed device is named at the step.
+  auto in = nthEvent(loggedDemoTrace(), EventKind::kPortIn, 40);
+  ASSERT_TRUE(in.has_value());
+  bad = in->second;
+  bad.value ^= 0x01;
+  v = verifyCorrupted(loggedDemoTrace(), in->first, bad);
+  EXPECT_EQ(v.status, 1) << v.output;
+  EXPECT_NE(v.output.find("divergence at step " + std::to_string(bad.step)), std::string::npos)
+      << v.output;
+  EXPECT_NE(v.output.find("device 'com1' answered"), std::string::npos) << v.output;
 }
 
 TEST(ReplayE2E, LastWriteFindsTheDemoCorruptingStore) {

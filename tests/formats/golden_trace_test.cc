@@ -79,9 +79,9 @@ TEST(GoldenTrace, V1_3ReadsExactly) {
   // The whole machine replayed: serial input, idle skips, device digests.
   const testing::GoldenTrace g = testing::goldenV1_3();
   for (EventKind k : {EventKind::kSerialInput, EventKind::kIdle, EventKind::kDeviceDigest})
-    EXPECT_TRUE(std::any_of(g.events.begin(), g.events.end(),
-                            [k](const TraceEvent& e) { return e.kind == k; }))
-        << eventKindName(k);
+    EXPECT_TRUE(std::any_of(g.events.begin(), g.events.end(), [k](const TraceEvent& e) {
+      return e.kind == k;
+    })) << eventKindName(k);
   expectReadsExactly("tests/data/golden-v1.3.ttvm", g, 3);
 }
 

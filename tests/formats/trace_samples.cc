@@ -275,16 +275,15 @@ GoldenTrace goldenV1_2() {
 
 GoldenTrace goldenV1_3() {
   GoldenTrace g = goldenV1_2();
-  g.header.replayedDevices = {"clock", "pic", "pit", "rtc", "lapic", "ioapic", "uart16550",
-                              "ide0", "ide1"};
+  g.header.replayedDevices = {"clock",  "pic",       "pit",  "rtc", "lapic",
+                              "ioapic", "uart16550", "ide0", "ide1"};
   const uint64_t last = g.events.back().step;
-  for (const TraceEvent& e : {TraceEvent::serialInput(last, 'l', false),
-                              TraceEvent::serialInput(last + 1, 0xFF, true),
-                              TraceEvent::hlt(last + 2),
-                              TraceEvent::idle(last + 2, 0x0123456789ABCDEFull),
-                              TraceEvent::idle(last + 2, ~uint64_t{0}),
-                              TraceEvent::stateDigest(last + 3, 0x1111222233334444ull),
-                              TraceEvent::deviceDigest(last + 3, 0x5555666677778888ull)})
+  for (const TraceEvent& e :
+       {TraceEvent::serialInput(last, 'l', false), TraceEvent::serialInput(last + 1, 0xFF, true),
+        TraceEvent::hlt(last + 2), TraceEvent::idle(last + 2, 0x0123456789ABCDEFull),
+        TraceEvent::idle(last + 2, ~uint64_t{0}),
+        TraceEvent::stateDigest(last + 3, 0x1111222233334444ull),
+        TraceEvent::deviceDigest(last + 3, 0x5555666677778888ull)})
     g.events.push_back(e);
   g.end.steps = g.events.back().step + 1;
   return g;

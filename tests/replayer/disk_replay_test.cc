@@ -58,7 +58,11 @@ uint16_t wordSum(std::span<const uint8_t> s) {
   return sum;
 }
 
-std::unique_ptr<Machine> diskMachine(bool replayIde) {
+// What the replay runs: nothing (format 1.0's mode: every IDE port access
+// logged), the IDE channels (1.2's), or the whole machine (since 1.3).
+enum class Mode { kNone, kIde, kWhole };
+
+std::unique_ptr<Machine> diskMachine(Mode mode) {
   MachineOptions o;
   o.ramBytes = 16ull << 20;
   o.startClockUnixNs = 1'700'000'000'000'000'000;
@@ -66,9 +70,12 @@ std::unique_ptr<Machine> diskMachine(bool replayIde) {
   EXPECT_TRUE(m.ok());
   (*m)->ports().setReportStream(nullptr);
   (*m)->mmio().setReportStream(nullptr);
-  if (!replayIde) {
+  if (mode == Mode::kNone) {
     EXPECT_TRUE((*m)->setReplayedDevices({}).ok());
+  } else if (mode == Mode::kIde) {
+    EXPECT_TRUE((*m)->setReplayedDevices({"ide0", "ide1"}).ok());
   }
+  EXPECT_EQ((*m)->replaysWholeMachine(), mode == Mode::kWhole);
   EXPECT_TRUE((*m)->attachDisk(0, DiskImage::fromBytes("reread.img", diskBytes())).ok());
   return std::move(m).value();
 }
@@ -79,10 +86,8 @@ struct Recorded {
   std::string tailProblem;
 };
 
-// Records the guest; replayIde false records as format 1.0 did (every IDE
-// port access logged).
-Recorded record(const std::string& stem, bool replayIde) {
-  auto m = diskMachine(replayIde);
+Recorded record(const std::string& stem, Mode mode) {
+  auto m = diskMachine(mode);
   auto guest = loadBootDisk(*m);
   EXPECT_TRUE(guest.ok()) << guest.error().message;
   RecordOptions ro;
@@ -146,26 +151,29 @@ std::string replayToEnd(const std::string& path) {
 class DiskReplay : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    now_ = new Recorded(record("disk-1.1", true));
-    old_ = new Recorded(record("disk-1.0", false));
+    now_ = new Recorded(record("disk-whole", Mode::kWhole));
+    ide_ = new Recorded(record("disk-ide", Mode::kIde));
+    old_ = new Recorded(record("disk-none", Mode::kNone));
   }
   static void TearDownTestSuite() {
-    std::remove(now_->path.c_str());
-    std::remove(old_->path.c_str());
-    delete now_;
-    delete old_;
+    for (Recorded* r : {now_, ide_, old_}) {
+      std::remove(r->path.c_str());
+      delete r;
+    }
   }
   static Recorded* now_;
+  static Recorded* ide_;
   static Recorded* old_;
 };
 Recorded* DiskReplay::now_ = nullptr;
+Recorded* DiskReplay::ide_ = nullptr;
 Recorded* DiskReplay::old_ = nullptr;
 
 TEST_F(DiskReplay, TheGuestReadWhatTheDiskHolds) {
   const std::vector<uint8_t> disk = diskBytes();
   const uint16_t sum = static_cast<uint16_t>(
       kRounds * wordSum(sector(disk, 1)) + wordSum(sector(disk, 2)) + 2 * wordSum(sector(disk, 3)));
-  for (const Recorded* r : {now_, old_}) {
+  for (const Recorded* r : {now_, ide_, old_}) {
     EXPECT_EQ(r->end.reason, EndReason::kExitDevice) << r->end.message;
     EXPECT_EQ(r->end.exitStatus, sum & 0xFFu) << r->end.message;
   }
@@ -176,8 +184,8 @@ TEST_F(DiskReplay, ASectorReadManyTimesIsInTheTraceOnce) {
   const uint64_t nowBytes = fileBytes(now_->path), oldBytes = fileBytes(old_->path);
   std::printf(
       "disk guest (sector 1 read %d times, sectors 2-3 once, sector 4 written and read "
-      "back):\n  format 1.0 (IDE reads logged): %llu bytes, %llu events, %llu IDE port "
-      "events, %llu disk sectors\n  format 1.1 (IDE replayed):     %llu bytes, %llu "
+      "back):\n  no device replayed (IDE reads logged): %llu bytes, %llu events, %llu IDE port "
+      "events, %llu disk sectors\n  the whole machine replayed:            %llu bytes, %llu "
       "events, %llu IDE port events, %llu disk sectors (%llu sector bytes)\n",
       kRounds, static_cast<unsigned long long>(oldBytes),
       static_cast<unsigned long long>(old.events),
@@ -204,13 +212,15 @@ TEST_F(DiskReplay, ASectorReadManyTimesIsInTheTraceOnce) {
   EXPECT_LT(nowBytes, oldBytes);
 }
 
-TEST_F(DiskReplay, BothFormatsReplayToTheRecordedEnd) {
-  EXPECT_EQ(replayToEnd(now_->path), "");
-  EXPECT_EQ(replayToEnd(old_->path), "");
+TEST_F(DiskReplay, EveryModeReplaysToTheRecordedEnd) {
+  for (const Recorded* m : {now_, ide_, old_}) EXPECT_EQ(replayToEnd(m->path), "") << m->path;
   auto r = TraceReader::open(now_->path);
   ASSERT_TRUE(r.ok());
-  EXPECT_EQ(r->header().formatMinor, 2);
-  EXPECT_EQ(r->header().replayedDevices, (std::vector<std::string>{"ide0", "ide1"}));
+  EXPECT_EQ(r->header().formatMinor, 3);
+  EXPECT_EQ(r->header().replayedDevices, diskMachine(Mode::kWhole)->wholeMachine());
+  auto i = TraceReader::open(ide_->path);
+  ASSERT_TRUE(i.ok());
+  EXPECT_EQ(i->header().replayedDevices, (std::vector<std::string>{"ide0", "ide1"}));
   auto o = TraceReader::open(old_->path);
   ASSERT_TRUE(o.ok());
   EXPECT_TRUE(o->header().replayedDevices.empty());
@@ -219,8 +229,10 @@ TEST_F(DiskReplay, BothFormatsReplayToTheRecordedEnd) {
 TEST_F(DiskReplay, TheRecordersTailRunsTheController) {
   // The tail re-execution starts at a checkpoint after sector 1 was first
   // read (tailWindow 600): it needs the sector from the trace, not the image.
-  EXPECT_EQ(now_->tailProblem, "");
-  EXPECT_GT(now_->end.lastInstructions.size(), 1u);
+  for (const Recorded* m : {now_, ide_}) {
+    EXPECT_EQ(m->tailProblem, "") << m->path;
+    EXPECT_GT(m->end.lastInstructions.size(), 1u) << m->path;
+  }
 }
 
 // Copies a trace, dropping the events `drop` says to (sectors kept with theirs).
@@ -282,8 +294,8 @@ TEST_F(DiskReplay, AMissingSectorIsADivergenceNamingItsStepAndLba) {
 // The replayed IDE state saved and restored: the same bytes again, and the
 // same reads afterwards, for a controller in the middle of a transfer.
 TEST(IdeState, SnapshotRoundTripsMidTransfer) {
-  auto a = diskMachine(true);
-  auto b = diskMachine(true);
+  auto a = diskMachine(Mode::kIde);
+  auto b = diskMachine(Mode::kIde);
   const std::vector<uint8_t> disk = diskBytes();
   // READ SECTORS of LBA 2, two sectors, then 100 words of the first.
   a->portOut(0x1F6, 1, 0xE0);
@@ -312,7 +324,7 @@ TEST(IdeState, SnapshotRoundTripsMidTransfer) {
   EXPECT_EQ(b->saveReplayedState(), idle);
   // A blob for other devices or cut short is refused with a message.
   EXPECT_FALSE(b->loadReplayedState(std::span<const uint8_t>(saved).first(saved.size() - 1)).ok());
-  auto none = diskMachine(false);
+  auto none = diskMachine(Mode::kNone);
   EXPECT_FALSE(none->loadReplayedState(saved).ok());
 }
 

@@ -62,19 +62,23 @@ void ReplayEngine::open(const QString& path, const QStringList& symbolFiles) {
     }
     auto owned = std::make_unique<TraceReader>(std::move(*reader));
     // The console text: every byte the guest wrote to a serial port, with
-    // its step (one pass over the events; they are in step order).
+    // its step, and the steps that took interrupts. An old-mode trace holds
+    // them as events (one pass; they are in step order); a whole-machine
+    // trace does not, and the replay to the end below reports them as its
+    // devices see them.
     auto marks = std::make_shared<TimelineMarks>();
     std::vector<std::pair<uint64_t, char>> serial;
-    EventCursor cur = owned->cursor();
-    TraceEvent e;
-    while (cur.next(e)) {
+    auto note = [&serial, &marks](const TraceEvent& e) {
       if (e.kind == EventKind::kPortOut && isSerialPort(e.address)) {
         serial.emplace_back(e.step, static_cast<char>(e.value & 0xFF));
         marks->serial.push_back(e.step);
       } else if (e.kind == EventKind::kInterrupt || e.kind == EventKind::kNmi) {
         marks->interrupts.push_back(e.step);
       }
-    }
+    };
+    EventCursor cur = owned->cursor();
+    TraceEvent e;
+    while (cur.next(e)) note(e);
     if (!cur.status().ok()) {
       emit failed(
           QStringLiteral("%1: %2").arg(path, QString::fromStdString(cur.status().error().message)));
@@ -99,11 +103,27 @@ void ReplayEngine::open(const QString& path, const QStringList& symbolFiles) {
     timeline_ = std::move(*timeline);
     breakpoints_.clear();
     watchpoints_.clear();
-    serial_ = std::move(serial);
     symbols_ = std::make_shared<const GuestSymbols>(timeline_->symbols());
-    emit opened(path, timeline_->beginStep(), timeline_->endStep(), symbols_, std::move(marks));
     memoryAddress_ = timeline_->registers().reg(Gpr::kRsp);
+    machine::ReplayEnvironment& env = timeline_->session().environment();
+    const bool whole = env.wholeMachine();
+    if (!whole) {
+      serial_ = std::move(serial);
+      emit opened(path, timeline_->beginStep(), timeline_->endStep(), symbols_, std::move(marks));
+      return describeStop(timeline_->runToEnd(control));
+    }
+    // Each position is replayed once on the way to the end; `frontier`
+    // keeps a position replayed again (after a restore) from counting twice.
+    uint64_t frontier = 0;
+    env.observeAccesses([&note, &frontier](const TraceEvent& ev) {
+      if (ev.step < frontier) return;
+      frontier = ev.step;
+      note(ev);
+    });
     StopReason r = timeline_->runToEnd(control);
+    env.observeAccesses(nullptr);
+    serial_ = std::move(serial);
+    emit opened(path, timeline_->beginStep(), timeline_->endStep(), symbols_, std::move(marks));
     return describeStop(r);
   });
 }

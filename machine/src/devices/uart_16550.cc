@@ -92,9 +92,16 @@ void Uart16550::setLineInput(std::vector<uint8_t> bytes) {
 }
 
 void Uart16550::feedLine() {
-  if (linePos_ >= line_.size() || rxCount_ != 0 || !(mcr_ & kMcrRts) || (mcr_ & kMcrLoop)) return;
-  pushRx(line_[linePos_++]);
+  if (rxCount_ != 0 || !(mcr_ & kMcrRts) || (mcr_ & kMcrLoop)) return;
+  if (lineSource_) {
+    if (const std::optional<uint8_t> b = lineSource_()) pushRx(*b);
+    return;
+  }
+  if (linePos_ >= line_.size()) return;
+  const uint8_t b = line_[linePos_++];
+  pushRx(b);
   lineByteInFifo_ = true;
+  if (observer_) observer_(b, true);
 }
 
 void Uart16550::clearRx() {
@@ -108,6 +115,7 @@ bool Uart16550::receive(uint8_t byte) {
   if (mcr_ & kMcrLoop) return true;  // the line is disconnected in loopback
   bool room = receiveRoom() > 0;
   pushRx(byte);
+  if (observer_) observer_(byte, false);
   return room;
 }
 

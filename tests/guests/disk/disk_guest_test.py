@@ -103,19 +103,21 @@ def main():
         f = line.split()
         if line.startswith("  ") and len(f) == 2 and f[1].isdigit():
             counts[f[0]] = int(f[1])
-    if "replayed   ide0, ide1" not in info:
-        fail("the header does not name the replayed IDE channels:\n" + info)
+    if "replayed   the whole machine: clock, " not in info:
+        fail("the header does not name the whole machine as replayed:\n" + info)
     js = json.loads(run([a.ttvm, "info", "--json", trace]).stdout.decode())
-    if js["machine"]["replayedDevices"] != ["ide0", "ide1"]:
-        fail("ttvm info --json: replayedDevices %r" % js["machine"]["replayedDevices"])
+    replayed = js["machine"]["replayedDevices"]
+    if replayed[0] != "clock" or "ide0" not in replayed or "ide1" not in replayed:
+        fail("ttvm info --json: replayedDevices %r" % replayed)
     # The kernel (16 sectors) and the slave's directory and files: each
     # sector read from an image once. The scratch sector the guest writes and
     # reads back comes from the write overlay, not the image: not logged.
     sectors = counts.get("DiskSector", 0)
     if not 20 <= sectors <= 40:
         fail("expected each sector read once as a DiskSector event, got %d:\n%s" % (sectors, info))
-    # The IDE ports (data, status, ...) are not logged: what port reads are
-    # left are other devices' (the UART's line status as the guest prints).
+    # No device access is logged: the replay runs the whole machine.
+    if counts.get("PortIn", 0) or counts.get("PortOut", 0):
+        fail("port accesses in a whole-machine trace:\n" + info)
     print("trace %d bytes, %d events: %d DiskSector (%d bytes of sectors), %d PortIn, %d PortOut"
           % (os.path.getsize(trace), sum(counts.values()), sectors, 512 * sectors,
              counts.get("PortIn", 0), counts.get("PortOut", 0)))

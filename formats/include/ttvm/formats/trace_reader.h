@@ -70,7 +70,20 @@ class EventCursor {
   Status status_;
 };
 
-class TraceReader {
+// Where a replay reads events from, chunk by chunk: a trace file
+// (TraceReader), or the recorder's buffer of the events since its tail
+// checkpoint (the re-execution of a recording's last steps).
+class EventSource {
+ public:
+  virtual ~EventSource() = default;
+  virtual size_t chunkCount() const = 0;
+  // Chunk i's events; the bytes of its kDiskSector events go to `sectors`
+  // when not null, in the order their `count` fields index.
+  virtual Status readChunkInto(size_t i, std::vector<TraceEvent>& out,
+                               std::vector<uint8_t>* sectors) const = 0;
+};
+
+class TraceReader final : public EventSource {
  public:
   // Opens `path` by its footer's index, or by scanning when the footer is
   // missing or damaged (see above). An error when not even the preamble,
@@ -91,14 +104,14 @@ class TraceReader {
   // The chunk index, ordered by step (chunks never overlap except at their
   // boundary step, which several events may share).
   const std::vector<ChunkInfo>& chunks() const { return chunks_; }
-  size_t chunkCount() const { return chunks_.size(); }
+  size_t chunkCount() const override { return chunks_.size(); }
   // Decodes chunk i (checksum verified).
   Result<std::vector<TraceEvent>> readChunk(size_t i) const;
   // The same, into a caller-owned vector (reused to avoid allocations);
   // the bytes of its kDiskSector events go to `sectors` when not null (see
   // EventChunkCodec::decode).
   Status readChunkInto(size_t i, std::vector<TraceEvent>& out,
-                       std::vector<uint8_t>* sectors = nullptr) const;
+                       std::vector<uint8_t>* sectors = nullptr) const override;
   // The first chunk whose last step is >= `step` (the chunk holding the
   // first event at or after `step`); nullopt when `step` is past the end.
   std::optional<size_t> chunkForStep(uint64_t step) const;

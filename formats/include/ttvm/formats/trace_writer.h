@@ -118,6 +118,8 @@ class TraceWriter {
   // The events appended since the last hand-over, oldest first. Valid until
   // the next call of any other member.
   std::span<const TraceEvent> buffered() const { return {events_, count_}; }
+  // The bytes of the buffered kDiskSector events (their `count` indexes them).
+  std::span<const uint8_t> bufferedSectors() const { return sectors_; }
   // Events handed over so far (increases at every hand-over: an owner that
   // keeps positions into buffered() compares it to know they moved on).
   uint64_t eventsHandedOver() const { return handedOver_; }

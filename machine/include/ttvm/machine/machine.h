@@ -163,6 +163,8 @@ class Machine final : public IrqSink, public RunControl {
   // Run control: devices ask to end the run; the loop reads the request.
   void requestStop(StopRequest request) override;
   const std::optional<StopRequest>& stopRequest() const { return stop_; }
+  // Forgets the request (a replay moving back before the recording's end).
+  void clearStopRequest();
   // Whether the loop must end the current slice (a stop, or a timer changed).
   bool serviceNeeded() const { return stop_.has_value() || clock_.reschedulePending(); }
 
@@ -211,22 +213,38 @@ class Machine final : public IrqSink, public RunControl {
   void observeFirstDiskReads(DiskReadObserver observer);
 
   // Replay-computed devices (TraceHeader::replayedDevices): devices whose
-  // port reads are a function of their state, the guest's writes and what
-  // the trace holds besides (disk sectors), so that a replay runs them and
-  // the recorder logs none of their port accesses. Today the IDE channels;
-  // issue 12 extends the set to every device. A machine from create()
-  // replays kReplayableDevices; fromTraceHeader() sets the header's list
-  // (empty for a 1.0 trace: every access is in the trace).
-  static const std::vector<std::string>& replayableDevices();
+  // reads are a function of their state, the guest's writes, virtual time
+  // and what the trace holds besides (disk sectors, serial input, idle
+  // skips), so that a replay runs them and the recorder logs none of their
+  // accesses. Three lists exist:
+  //  - none (1.0, 1.1 traces): every device access is in the trace;
+  //  - the IDE channels (1.2 traces): their port accesses are not;
+  //  - the whole machine (since 1.3; wholeMachine()): "clock" and every
+  //    device. The replay runs the machine as the recording did — devices,
+  //    timers, interrupt controllers, the TSC and RDRAND of the virtual
+  //    clock and the seeded generator — and the trace keeps only what comes
+  //    from outside (Machine::replaysWholeMachine).
+  // A machine from create() replays the whole machine; fromTraceHeader()
+  // sets the header's list.
+  std::vector<std::string> wholeMachine() const;
   const std::vector<std::string>& replayedDevices() const { return replayed_; }
-  // Errors for a name this build cannot replay (a newer trace).
+  // Errors for a list this build cannot replay (a newer trace).
   Status setReplayedDevices(std::vector<std::string> names);
+  bool replaysWholeMachine() const { return whole_; }
   // Whether `port` belongs to a replayed device.
   bool portReplayed(uint16_t port) const { return replayedPorts_[port]; }
-  // The replayed devices' state only, framed like saveDeviceState (what a
-  // replay checkpoint and the recorder's tail checkpoint keep).
+  // The replayed devices' state only (the whole machine's: saveDeviceState),
+  // what a replay checkpoint and the recorder's tail checkpoint keep.
   std::vector<uint8_t> saveReplayedState() const;
   Status loadReplayedState(std::span<const uint8_t> blob);
+  // A digest of saveDeviceState(): every device's registers, the clock's
+  // idle offset and the generator (the trace's kDeviceDigest).
+  uint64_t deviceDigest() const;
+
+  // While on, the event hint stays set so that the CPU asks stopRequested()
+  // at the next instruction boundary (a replay that diverged inside a
+  // device access, or a stop asked from outside).
+  void setAttention(bool on);
 
  private:
   explicit Machine(const MachineOptions& options);
@@ -303,6 +321,8 @@ class Machine final : public IrqSink, public RunControl {
   std::array<std::unique_ptr<DiskImage>, kDiskSlots> disks_;
   DiskReadObserver diskObserver_;
   std::vector<std::string> replayed_;
+  bool whole_ = false;
+  bool attention_ = false;
   std::vector<Device*> replayedDevices_;  // save/load order of saveReplayedState
   std::bitset<65536> replayedPorts_;
   std::vector<Device*> devices_;  // save/load order

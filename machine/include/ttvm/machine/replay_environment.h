@@ -22,6 +22,18 @@
 // sector neither holds is a divergence naming the disk, the LBA and the
 // step: the replay never guesses a sector.
 //
+// The whole machine (a 1.3 trace whose header names every device,
+// Machine::replaysWholeMachine). The bound machine answers every question
+// of the CPU — ports, MMIO, the TSC, RDRAND, MSRs, interrupts and NMIs —
+// exactly as it did while recording, and the trace supplies only what came
+// from outside: serial bytes (the line's inside a UART access through the
+// UART's line source, the terminal's at instruction boundaries through
+// applyBoundaryInputs), disk sectors, and the idle skips of a halted CPU
+// (takeIdle). A recording made with --log-device-reads also holds every
+// answer: each one found at its step is compared with the replayed
+// device's, and a difference is a divergence naming the device. The
+// replay loop (replay_loop.h) steps the machine's timers with the CPU.
+//
 // Passive events (state digests, HLT marks, interrupt windows, debug-exit
 // values, end of run) are consumed by the session at instruction boundaries
 // (takeBoundaryEvent), where a digest can be compared with a whole state.
@@ -33,6 +45,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <span>
@@ -64,7 +77,10 @@ class ReplayEnvironment final : public Environment {
  public:
   // `reader` must outlive the environment; `cpu` is the state of the CPU it
   // serves (read for the current step).
-  ReplayEnvironment(const TraceReader& reader, const CpuState* cpu);
+  ReplayEnvironment(const EventSource& source, const CpuState* cpu);
+  ~ReplayEnvironment() override;
+  ReplayEnvironment(const ReplayEnvironment&) = delete;
+  ReplayEnvironment& operator=(const ReplayEnvironment&) = delete;
 
   // Environment.
   uint32_t portIn(uint16_t port, unsigned size) override;
@@ -80,12 +96,13 @@ class ReplayEnvironment final : public Environment {
   bool nmiPending() override;
   void acknowledgeNmi() override;
   bool stopRequested() override;
-  const volatile uint32_t* eventHint() const override { return &hint_; }
+  const volatile uint32_t* eventHint() const override;
 
   // Called by the session before each CPU slice: `eventNow` says whether the
   // trace's next event is at the current step. The session never runs a
   // slice past the next event's step, so inside a slice that starts before
   // it no interrupt or NMI can be pending and the CPU may skip asking.
+  // (A whole-machine replay reads the machine's hint instead.)
   void beginSlice(bool eventNow) {
     hint_ = (eventNow || divergence_.has_value() || externalStop_) ? 1u : 0u;
   }
@@ -104,15 +121,39 @@ class ReplayEnvironment final : public Environment {
   // disassembly fields are filled by the session.
   const std::optional<DivergenceReport>& divergence() const { return divergence_; }
   void diverge(std::string reason, std::string actual);
-  void clearDivergence() { divergence_.reset(); }
+  void clearDivergence();
   // A trace chunk that could not be decoded (damaged file); empty when none.
   const std::string& readError() const { return readError_; }
 
   // The CPU state whose step count positions requests (set once the CPU exists).
   void bindCpuState(const CpuState* cpu) { cpu_ = cpu; }
   // The machine whose replay-computed devices (Machine::portReplayed) answer
-  // their ports; null (the default) for a trace that logged every access.
-  void bindMachine(Machine* machine) { machine_ = machine; }
+  // their ports, or the whole machine (see above); null (the default) for a
+  // trace that logged every access.
+  void bindMachine(Machine* machine);
+  bool wholeMachine() const { return whole_; }
+
+  // Whole machine, at an instruction boundary: hands the terminal's bytes
+  // recorded at the current step to the UART. Returns how many.
+  size_t applyBoundaryInputs();
+  // Whole machine, CPU halted: moves virtual time as the recording did at
+  // this step (the next input is kIdle here). False when it is not.
+  bool takeIdle();
+
+  // Where a disk sector the trace does not hold comes from (the recorder's
+  // tail re-execution: the sectors it logged before its checkpoint, which
+  // the recorded image holds). Without one, such a read is a divergence.
+  using SectorFallback = std::function<bool(unsigned slot, uint64_t lba, std::span<uint8_t> out)>;
+  void setSectorFallback(SectorFallback fallback) { sectorFallback_ = std::move(fallback); }
+
+  // Whole machine: called with each device access and interrupt as the
+  // replay makes it, in the form an old-mode trace logged it (port and MMIO
+  // reads and writes with their values, interrupts and NMIs acknowledged),
+  // so that a timeline can index what the trace no longer holds (serial
+  // output, interrupts). A position replayed twice reports its accesses
+  // twice.
+  using AccessObserver = std::function<void(const TraceEvent&)>;
+  void observeAccesses(AccessObserver observer) { observer_ = std::move(observer); }
 
   // Disk `slot`'s sector `lba` (512 bytes into `out`) for a replayed disk
   // controller; false (after recording a divergence) when the trace does
@@ -122,10 +163,7 @@ class ReplayEnvironment final : public Environment {
   size_t knownSectors() const { return sectors_.size(); }
 
   // Makes stopRequested() true (used to end a run from outside the CPU).
-  void requestStop(bool on) {
-    externalStop_ = on;
-    if (on) hint_ = 1;
-  }
+  void requestStop(bool on);
 
  private:
   // The next event if it is an input request at the current step, else
@@ -134,10 +172,17 @@ class ReplayEnvironment final : public Environment {
                                   const std::string& actual);
   // The next event after the passive marks of step `now`.
   const TraceEvent* peekInput(uint64_t now);
+  // Whole machine: the answer `value` the replayed device gave; when the
+  // trace holds the recorded answer here (--log-device-reads), they must agree.
+  void checkRecorded(EventKind kind, uint64_t address, unsigned size, uint64_t value,
+                     const std::string& device);
+  // Whole machine: the line's next byte if the recording sent one here.
+  std::optional<uint8_t> takeLineByte();
+  void updateAttention();
   bool loadChunk(size_t i);
   const TraceEvent* peekSlow();
 
-  const TraceReader& reader_;
+  const EventSource& reader_;
   const CpuState* cpu_;
   EventPosition pos_;
   // Decoded chunks: the current one and a few recent ones (restores jump
@@ -160,6 +205,9 @@ class ReplayEnvironment final : public Environment {
   const TraceEvent* head_ = nullptr;  // cached peek(); points into current_
   uint32_t hint_ = 1;
   Machine* machine_ = nullptr;
+  bool whole_ = false;
+  SectorFallback sectorFallback_;
+  AccessObserver observer_;
   // Disk sectors met so far, by slot << 56 | LBA (LBAs are 48-bit).
   std::unordered_map<uint64_t, std::array<uint8_t, kDiskSectorBytes>> sectors_;
 };

@@ -18,7 +18,10 @@
 //
 // Every event carries the exact step count it was consumed at; state digests
 // are written at every multiple of digestInterval steps (the digest of the
-// CPU state when CpuState::steps equals the event's step).
+// CPU state when CpuState::steps equals the event's step), each followed by
+// the machine's device digest when the replay runs the whole machine. There
+// the halted CPU's jumps in virtual time are events too (kIdle): where time
+// jumps to is the next deadline, or under --realtime the wall clock.
 #pragma once
 
 #include <chrono>
@@ -72,6 +75,9 @@ struct RecordOptions {
   // instead of jumping to the next timer deadline, wait for it (or for
   // terminal input). The inputs that result are recorded like any others.
   bool realtime = false;
+  // Log every device's answers too (`--log-device-reads`): the replay runs
+  // the machine anyway and checks each answer against its own devices'.
+  bool logDeviceAccesses = false;
   // Set by a SIGINT/SIGTERM handler; may be null.
   const volatile std::sig_atomic_t* interruptFlag = nullptr;
   // Called between slices (e.g. to feed terminal input to the UART).
@@ -122,6 +128,13 @@ class RecordSession {
   TraceEnd makeEnd(EndReason reason, std::string message, uint32_t exitStatus = 0) const;
   Result<RecordResult> finish(TraceEnd end);
   void takeCheckpoint();
+  // The CPU's state digest at this step, and the machine's device digest.
+  void appendDigests();
+  // After an idle skip: where virtual time went (a whole-machine replay).
+  void appendIdle() {
+    if (writer_ && machine_.replaysWholeMachine())
+      writer_->append(TraceEvent::idle(cpu_->state().steps, machine_.clock().nowNs()));
+  }
   // Moves the checkpoint when the writer handed its buffer over (the events
   // since the checkpoint must stay in the buffer) or the window is used up.
   void keepTailInStep();

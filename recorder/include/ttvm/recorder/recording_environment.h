@@ -7,17 +7,25 @@
 // same calls from the trace instead of the machine. With no writer
 // (--no-trace) the environment is the bare machine.
 //
-// What becomes an event: port in/out, MMIO read/write, interrupts and NMIs
-// acknowledged, RDTSC values, RDRAND/RDSEED values, reads and writes of
-// machine-owned MSRs — except the port accesses of the machine's
-// replay-computed devices (Machine::portReplayed: the IDE channels), which
-// a replay runs itself. For those the trace gets what the machine cannot
-// compute: each disk sector the first time it is read from its image
-// (kDiskSector, through Machine::observeFirstDiskReads). stopRequested() ends the CPU's current
-// slice when a device asked to stop, a timer was reprogrammed, or the user interrupted. The CPU
-// asks that, and about interrupts, only while the machine's event hint is set (Machine::eventHint).
-// The user's interrupt flag does not set it: a Ctrl-C is seen when the slice ends, after at most
-// RecordOptions::sliceCap steps (~10 ms), if nothing made the CPU ask first.
+// What becomes an event depends on what the replay runs (Machine::
+// replayedDevices). A machine that replays the whole machine (every trace
+// recorded since 1.3) logs only what comes from outside it: each serial
+// byte as it enters the UART (kSerialInput, from the terminal or the
+// --serial-input line) and each disk sector the first time it is read from
+// its image (kDiskSector); the record loop adds the idle skips (kIdle). Port
+// and MMIO accesses, TSC values, RDRAND values, machine-owned MSRs,
+// interrupts and NMIs are computed again by the replay, and are logged only
+// with `logDeviceAccesses` (`ttvm record --log-device-reads`): the replay
+// then checks each of its devices' answers against the recorded one. A
+// machine that replays fewer devices (tests building old-mode traces) logs
+// every access but those of its replayed devices' ports.
+//
+// stopRequested() ends the CPU's current slice when a device asked to stop,
+// a timer was reprogrammed, or the user interrupted. The CPU asks that, and
+// about interrupts, only while the machine's event hint is set
+// (Machine::eventHint). The user's interrupt flag does not set it: a Ctrl-C
+// is seen when the slice ends, after at most RecordOptions::sliceCap steps
+// (~10 ms), if nothing made the CPU ask first.
 #pragma once
 
 #include <csignal>
@@ -25,6 +33,7 @@
 
 #include "ttvm/emulator/environment.h"
 #include "ttvm/formats/trace_writer.h"
+#include "ttvm/machine/devices/uart_16550.h"
 #include "ttvm/machine/machine.h"
 
 namespace ttvm {
@@ -35,8 +44,17 @@ class RecordingEnvironment final : public Environment {
   // signal handler sets; the record loop sees it between slices, or the
   // current slice ends after a step whose stopRequested() call sees it.
   RecordingEnvironment(machine::Machine& machine, TraceWriter* writer,
-                       const volatile std::sig_atomic_t* interrupt = nullptr)
-      : machine_(machine), writer_(writer), interrupt_(interrupt) {
+                       const volatile std::sig_atomic_t* interrupt = nullptr,
+                       bool logDeviceAccesses = false)
+      : machine_(machine),
+        writer_(writer),
+        interrupt_(interrupt),
+        logAll_(writer != nullptr && (logDeviceAccesses || !machine.replaysWholeMachine())),
+        logPorts_(writer != nullptr && logDeviceAccesses) {
+    if (writer_ != nullptr && machine_.replaysWholeMachine())
+      machine_.com1().observeInput([this](uint8_t byte, bool line) {
+        writer_->append(TraceEvent::serialInput(step(), byte, line));
+      });
     // Sectors go to the trace only where a replay runs the disk controller;
     // otherwise its port reads carry the data.
     if (writer_ != nullptr && !machine_.replayedDevices().empty())
@@ -47,6 +65,7 @@ class RecordingEnvironment final : public Environment {
   }
   ~RecordingEnvironment() override {
     if (writer_ != nullptr) machine_.observeFirstDiskReads(nullptr);
+    if (writer_ != nullptr && machine_.replaysWholeMachine()) machine_.com1().observeInput(nullptr);
   }
   RecordingEnvironment(const RecordingEnvironment&) = delete;
   RecordingEnvironment& operator=(const RecordingEnvironment&) = delete;
@@ -56,55 +75,54 @@ class RecordingEnvironment final : public Environment {
 
   uint32_t portIn(uint16_t port, unsigned size) override {
     uint32_t v = machine_.portIn(port, size);
-    if (writer_ && !machine_.portReplayed(port))
-      append(TraceEvent::portIn(step(), port, static_cast<uint8_t>(size), v));
+    if (logsPort(port)) append(TraceEvent::portIn(step(), port, static_cast<uint8_t>(size), v));
     return v;
   }
   void portOut(uint16_t port, unsigned size, uint32_t value) override {
-    if (writer_ && !machine_.portReplayed(port))
+    if (logsPort(port))
       append(TraceEvent::portOut(step(), port, static_cast<uint8_t>(size), value));
     machine_.portOut(port, size, value);
   }
   uint64_t mmioRead(uint64_t addr, unsigned size) override {
     uint64_t v = machine_.mmioRead(addr, size);
-    if (writer_) append(TraceEvent::mmioRead(step(), addr, static_cast<uint8_t>(size), v));
+    if (logAll_) append(TraceEvent::mmioRead(step(), addr, static_cast<uint8_t>(size), v));
     return v;
   }
   void mmioWrite(uint64_t addr, unsigned size, uint64_t value) override {
-    if (writer_) append(TraceEvent::mmioWrite(step(), addr, static_cast<uint8_t>(size), value));
+    if (logAll_) append(TraceEvent::mmioWrite(step(), addr, static_cast<uint8_t>(size), value));
     machine_.mmioWrite(addr, size, value);
   }
   uint64_t readTsc() override {
     uint64_t v = machine_.readTsc();
-    if (writer_) append(TraceEvent::rdtsc(step(), v));
+    if (logAll_) append(TraceEvent::rdtsc(step(), v));
     return v;
   }
   std::optional<uint64_t> readRandom(unsigned size) override {
     auto v = machine_.readRandom(size);
-    if (writer_) append(TraceEvent::rdrand(step(), static_cast<uint8_t>(size), v));
+    if (logAll_) append(TraceEvent::rdrand(step(), static_cast<uint8_t>(size), v));
     return v;
   }
   std::optional<uint64_t> readMsr(uint32_t index) override {
     auto v = machine_.readMsr(index);
     // A refused read (#GP) is not an input: the CPU model decides it again on replay.
-    if (writer_ && v) append(TraceEvent::msrRead(step(), index, *v));
+    if (logAll_ && v) append(TraceEvent::msrRead(step(), index, *v));
     return v;
   }
   bool writeMsr(uint32_t index, uint64_t value) override {
     bool ok = machine_.writeMsr(index, value);
-    if (writer_) append(TraceEvent::msrWrite(step(), index, value, ok));
+    if (logAll_) append(TraceEvent::msrWrite(step(), index, value, ok));
     return ok;
   }
   bool interruptPending() override { return machine_.interruptPending(); }
   uint8_t acknowledgeInterrupt() override {
     uint8_t v = machine_.acknowledgeInterrupt();
-    if (writer_) append(TraceEvent::interrupt(step(), v));
+    if (logAll_) append(TraceEvent::interrupt(step(), v));
     return v;
   }
   bool nmiPending() override { return machine_.nmiPending(); }
   void acknowledgeNmi() override {
     machine_.acknowledgeNmi();
-    if (writer_) append(TraceEvent::nmi(step()));
+    if (logAll_) append(TraceEvent::nmi(step()));
   }
   bool stopRequested() override {
     return machine_.serviceNeeded() || (interrupt_ != nullptr && *interrupt_ != 0);
@@ -113,11 +131,18 @@ class RecordingEnvironment final : public Environment {
 
  private:
   uint64_t step() const { return state_ != nullptr ? state_->steps : 0; }
+  bool logsPort(uint16_t port) const {
+    return logPorts_ || (logAll_ && !machine_.portReplayed(port));
+  }
   void append(const TraceEvent& e) { writer_->append(e); }
 
   machine::Machine& machine_;
   TraceWriter* writer_;
   const volatile std::sig_atomic_t* interrupt_;
+  // Every answer is logged (an old-mode machine, or --log-device-reads);
+  // ports also those of replayed devices (--log-device-reads).
+  bool logAll_;
+  bool logPorts_;
   const CpuState* state_ = nullptr;
 };
 

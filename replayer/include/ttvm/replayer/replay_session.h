@@ -6,23 +6,17 @@
 // drives the session (restore(), runTo()).
 //
 // The machine. RAM size and the physical memory map (MMIO holes) come from
-// the recorder's Machine built from the trace header, so replay sees exactly
-// the layout the recording saw. Devices are not run — every answer a device
-// gave is in the trace, and the replay environment hands it back — except
-// the replay-computed ones the header names (TraceHeader::replayedDevices:
-// the IDE channels of a 1.1 trace), which this machine runs from the INIT
-// frame's device state, with disks over the sectors the trace holds. Their
-// registers are replay state beside the CPU and RAM: saveDevices() and
-// restore() carry them through checkpoints.
+// the Machine built from the trace header, so replay sees exactly the
+// layout the recording saw. A whole-machine trace (1.3) runs that machine
+// as the recording did — every device, the timers, the interrupt
+// controllers — from the INIT frame's device state, bound to this CPU, with
+// the trace's outside inputs; its device state is replay state beside the
+// CPU and RAM, which saveDevices() and restore() carry through checkpoints.
+// A 1.2 trace runs only the devices its header names (the IDE channels);
+// older traces run none: every answer a device gave is in the trace.
 //
-// The run loop. runTo() executes in slices bounded by the next trace event:
-// up to the event's step, then the one step that must consume it, then a
-// check that it was consumed. At each instruction boundary it settles the
-// passive events of that step (state digests are compared with
-// stateDigest(cpu.state())). The CPU's own outcomes (exceptions, interrupts,
-// debugger breakpoints and watchpoints) end a slice early; the session
-// reports the ones RunOptions asks for. Any disagreement with the trace is a
-// divergence and ends the run with a DivergenceReport.
+// The run loop is machine::ReplayLoop (replay_loop.h), shared with the
+// recorder's tail re-execution.
 #pragma once
 
 #include <atomic>
@@ -39,6 +33,7 @@
 #include "ttvm/formats/trace_reader.h"
 #include "ttvm/machine/divergence.h"
 #include "ttvm/machine/replay_environment.h"
+#include "ttvm/machine/replay_loop.h"
 #include "ttvm/replayer/guest_symbols.h"
 
 namespace ttvm {
@@ -47,35 +42,12 @@ namespace machine {
 class Machine;
 }  // namespace machine
 
-// What ended a runTo().
-enum class SessionStopKind : uint8_t {
-  kTarget,      // reached the requested step
-  kEnd,         // reached the end of the recorded history
-  kBreakpoint,  // a debugger breakpoint at RIP (not executed)
-  kWatchpoint,  // the step just executed hit a debugger watchpoint
-  kException,   // RunOptions::stopOnExceptions: an exception was delivered by the last step
-  kInterrupt,   // RunOptions::stopOnInterrupts: an interrupt/NMI was delivered by the last step
-  kDivergence,  // the replay disagreed with the trace (divergence())
-  kCancelled,   // RunOptions::cancel became true
-};
-const char* toString(SessionStopKind k);
-
-struct SessionStop {
-  SessionStopKind kind = SessionStopKind::kTarget;
-  uint64_t step = 0;  // the position after the stop (CpuState::steps)
-  StepResult result;  // the CPU's outcome of the last step (vector, watch hit)
-};
-
-struct RunOptions {
-  // Stop after a step that delivered an exception whose vector's bit is set.
-  uint32_t stopOnExceptions = 0;
-  bool stopOnInterrupts = false;
-  // Checked between slices (at most sliceSteps apart).
-  const std::atomic<bool>* cancel = nullptr;
-  // Called between slices with the current position.
-  std::function<void(uint64_t step)> progress;
-  uint64_t sliceSteps = 1u << 20;
-};
+// The loop's stop kinds and options (machine/replay_loop.h), under the
+// names the replayer has always used.
+using machine::RunOptions;
+using machine::SessionStop;
+using machine::SessionStopKind;
+using machine::toString;
 
 class ReplaySession {
  public:
@@ -101,7 +73,9 @@ class ReplaySession {
   uint64_t endStep() const { return endStep_; }
 
   // Executes forward until `target` (clamped to endStep()) or a stop.
-  SessionStop runTo(uint64_t target, const RunOptions& options = {});
+  SessionStop runTo(uint64_t target, const RunOptions& options = {}) {
+    return loop_->runTo(target, options);
+  }
 
   // The first divergence, with RIP, symbol and disassembly filled in.
   std::optional<machine::DivergenceReport> divergence() const;
@@ -120,7 +94,7 @@ class ReplaySession {
   const std::vector<uint64_t>& initialPages() const { return initialPages_; }
 
   // State digests compared with the recording so far (each one agreed).
-  uint64_t digestsChecked() const { return digestsChecked_; }
+  uint64_t digestsChecked() const { return loop_->digestsChecked(); }
 
   // The footer's final state compared with the current one (call at
   // endStep()): empty when they agree, else what differs.
@@ -135,9 +109,6 @@ class ReplaySession {
 
  private:
   ReplaySession(const TraceReader& reader, std::unique_ptr<machine::Machine> machine);
-  // Consumes the passive events of the current step; false on divergence.
-  bool settleBoundary();
-  void divergeAt(uint64_t step, uint64_t rip, std::string reason, std::string actual);
 
   const TraceReader& reader_;
   std::unique_ptr<machine::Machine> machine_;
@@ -145,7 +116,7 @@ class ReplaySession {
   std::unique_ptr<Cpu> cpu_;
   GuestSymbols symbols_;
   uint64_t endStep_ = 0;
-  uint64_t digestsChecked_ = 0;
+  std::unique_ptr<machine::ReplayLoop> loop_;
   std::vector<uint64_t> initialPages_;
   bool runsDevices_ = false;
 };

@@ -29,13 +29,22 @@
 //    recordings with the same input are identical. A byte sent but discarded
 //    by a FIFO reset before the guest read it is sent again (the guest loses
 //    no input to its own probing). The line's position is host input, not
-//    device state: saveState() does not hold it. What the guest received is
-//    in the trace as the RBR/LSR reads and the interrupts that delivered it,
-//    so a replay needs no input file.
+//    device state: saveState() does not hold it.
+//  - Input and the trace. Every byte that arrives from outside (receive()
+//    from the terminal, or the line) is shown to the input observer as it
+//    enters the FIFO: the recorder logs it (kSerialInput). A replay sets a
+//    line source instead of line input: when the line may send a byte, the
+//    UART asks the source (the trace's line byte at this step, if the
+//    recording sent one there), and terminal bytes are handed to receive()
+//    at the instruction boundary where they arrived. In a trace whose replay
+//    does not run the UART (before 1.3), what the guest received is in the
+//    trace as its RBR/LSR reads instead, so no replay needs an input file.
 #pragma once
 
 #include <array>
 #include <cstdint>
+#include <functional>
+#include <optional>
 #include <vector>
 
 #include "ttvm/machine/device.h"
@@ -72,6 +81,13 @@ class Uart16550 final : public Device, public PortDevice, public TimedDevice {
   void setLineInput(std::vector<uint8_t> bytes);
   // Bytes of the line input not yet read by the guest.
   size_t lineInputLeft() const { return line_.size() - linePos_ + (lineByteInFifo_ ? 1 : 0); }
+  // Called with each byte from outside as it enters the FIFO; `line` says
+  // whether it came from the line (in a guest access) or from receive().
+  using InputObserver = std::function<void(uint8_t byte, bool line)>;
+  void observeInput(InputObserver observer) { observer_ = std::move(observer); }
+  // Replaces the line input (see "Input and the trace" above).
+  using LineSource = std::function<std::optional<uint8_t>()>;
+  void setLineSource(LineSource source) { lineSource_ = std::move(source); }
 
   bool irqLevel() const { return irqLevel_; }
 
@@ -108,6 +124,8 @@ class Uart16550 final : public Device, public PortDevice, public TimedDevice {
   std::vector<uint8_t> line_;
   size_t linePos_ = 0;
   bool lineByteInFifo_ = false;
+  InputObserver observer_;
+  LineSource lineSource_;
 };
 
 }  // namespace ttvm::machine
