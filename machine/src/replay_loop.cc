@@ -146,8 +146,8 @@ SessionStop ReplayLoop::runTo(uint64_t target, const RunOptions& options) {
           continue;
         }
         if (!env_.divergence())
-          divergeAt(now, ripBefore, "the instruction at this step did not ask for the recorded input",
-                    "");
+          divergeAt(now, ripBefore,
+                    "the instruction at this step did not ask for the recorded input", "");
         break;
       }
     }

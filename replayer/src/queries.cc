@@ -97,16 +97,31 @@ Result<std::optional<QueryHit>> Timeline::registerLastChange(const RegisterRef& 
   return endQuery(origin, lastChangeOf(reg.read, control), move);
 }
 
+bool Timeline::replayedInstead(const EventQuery& q) const {
+  return session_->runsWholeMachine() && q.kind != EventQuery::Kind::kTraceEvent &&
+         q.kind != EventQuery::Kind::kException;
+}
+
 Result<std::optional<QueryHit>> Timeline::previousEvent(const EventQuery& q, bool move,
                                                         const Control& control) {
   const uint64_t origin = now();
   if (q.kind == EventQuery::Kind::kException)
     return endQuery(origin,
                     answer(scanBackward(beginStep_, Arming::exceptions(q.vectors), control)), move);
+  std::optional<QueryHit> out;
+  if (replayedInstead(q)) {
+    // Every step before now has been replayed, so the index is complete here.
+    for (auto it = std::lower_bound(accesses_.begin(), accesses_.end(), origin,
+                                    [](const TraceEvent&e, uint64_t s) { return e.step < s; });
+         it != accesses_.begin() && !out;) {
+      --it;
+      if (eventMatches(q, *it)) out = hitFromEvent(*it);
+    }
+    return endQuery(origin, out, move);
+  }
   // Every other kind is a trace event: read the chunks backward from now's.
   const auto& chunks = reader_.chunks();
   const size_t i = reader_.chunkForStep(origin).value_or(chunks.empty() ? 0 : chunks.size() - 1);
-  std::optional<QueryHit> out;
   for (size_t k = i + 1; k-- > 0 && !out;) {
     if (control.cancel && control.cancel->load()) return makeError("cancelled");
     auto events = reader_.readChunk(k);
@@ -126,9 +141,29 @@ Result<std::optional<QueryHit>> Timeline::nextEvent(const EventQuery& q, bool mo
   const uint64_t origin = now();
   if (q.kind == EventQuery::Kind::kException)
     return endQuery(origin, answer(findNext(Arming::exceptions(q.vectors), control)), move);
+  std::optional<QueryHit> out;
+  if (replayedInstead(q)) {
+    auto search = [&] {
+      for (auto it = std::upper_bound(accesses_.begin(), accesses_.end(), origin,
+                                      [](uint64_t s, const TraceEvent&e) { return s < e.step; });
+           it != accesses_.end(); ++it)
+        if (eventMatches(q, *it)) return std::optional<QueryHit>(hitFromEvent(*it));
+      return std::optional<QueryHit>();
+    };
+    out = search();
+    if (!out && accessesKnownUpTo_ < endStep()) {
+      // Steps not replayed yet: replay to the end, which indexes them.
+      const StopReason r = moveTo(endStep(), control);
+      if (r.kind == StopKind::kCancelled) {
+        moveTo(origin, {});
+        return makeError("cancelled");
+      }
+      out = search();
+    }
+    return endQuery(origin, out, move);
+  }
   // Every other kind is a trace event: read the chunks forward from now's.
   const auto& chunks = reader_.chunks();
-  std::optional<QueryHit> out;
   if (auto first = reader_.chunkForStep(origin + 1)) {
     for (size_t k = *first; k < chunks.size() && !out; ++k) {
       if (control.cancel && control.cancel->load()) return makeError("cancelled");

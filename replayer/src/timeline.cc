@@ -82,6 +82,24 @@ Result<std::unique_ptr<Timeline>> Timeline::open(const TraceReader& reader,
   t->checkpoints_.emplace(t->beginStep_,
                           Checkpoint{t->session_->state(), t->session_->environment().position(),
                                      t->live_, t->session_->saveDevices()});
+  machine::ReplayEnvironment& env = t->session_->environment();
+  if (env.wholeMachine()) {
+    Timeline* self = t.get();
+    t->accessesKnownUpTo_ = t->beginStep_;
+    env.observeAccesses([self](const TraceEvent& e) {
+      const bool kept = e.kind == EventKind::kPortIn || e.kind == EventKind::kPortOut ||
+                        e.kind == EventKind::kInterrupt || e.kind == EventKind::kNmi;
+      // A step is complete once the replay asks at a later one; a step
+      // replayed again (after a restore) is known already.
+      if (e.step < self->accessesKnownUpTo_) return;
+      self->accessesKnownUpTo_ = e.step;
+      if (!kept) return;
+      for (auto it = self->accesses_.rbegin(); it != self->accesses_.rend() && it->step == e.step;
+           ++it)
+        if (*it == e) return;
+      self->accesses_.push_back(e);
+    });
+  }
   return t;
 }
 

@@ -112,16 +112,9 @@ void ReplayEngine::open(const QString& path, const QStringList& symbolFiles) {
       emit opened(path, timeline_->beginStep(), timeline_->endStep(), symbols_, std::move(marks));
       return describeStop(timeline_->runToEnd(control));
     }
-    // Each position is replayed once on the way to the end; `frontier`
-    // keeps a position replayed again (after a restore) from counting twice.
-    uint64_t frontier = 0;
-    env.observeAccesses([&note, &frontier](const TraceEvent& ev) {
-      if (ev.step < frontier) return;
-      frontier = ev.step;
-      note(ev);
-    });
+    // The timeline indexes the replay's accesses as it goes to the end.
     StopReason r = timeline_->runToEnd(control);
-    env.observeAccesses(nullptr);
+    for (const TraceEvent& ev : timeline_->replayedAccesses()) note(ev);
     serial_ = std::move(serial);
     emit opened(path, timeline_->beginStep(), timeline_->endStep(), symbols_, std::move(marks));
     return describeStop(r);

@@ -89,6 +89,8 @@ class ReplaySession {
   std::vector<uint8_t> saveDevices() const;
   // Whether this replay runs devices itself (a 1.1 trace with replayedDevices).
   bool runsDevices() const { return runsDevices_; }
+  // Whether it runs the whole machine (a 1.3 trace: no device access in it).
+  bool runsWholeMachine() const { return env_.wholeMachine(); }
 
   // Page numbers of the initial state's non-zero RAM pages (ascending).
   const std::vector<uint64_t>& initialPages() const { return initialPages_; }

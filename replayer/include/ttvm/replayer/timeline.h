@@ -163,6 +163,15 @@ class Timeline {
   Result<std::optional<QueryHit>> nextEvent(const EventQuery& q, bool move,
                                             const Control& control = {});
 
+  // A whole-machine trace holds no device access: the replay's own port
+  // accesses and interrupts (ReplayEnvironment::observeAccesses), each
+  // kept once however often its step is replayed, in step order, for every
+  // step replayed so far (all steps before accessesKnownUpTo()). The event
+  // queries and the GUI's console read them; empty for an old-mode trace,
+  // whose events hold them.
+  const std::vector<TraceEvent>& replayedAccesses() const { return accesses_; }
+  uint64_t accessesKnownUpTo() const { return accessesKnownUpTo_; }
+
   TimelineStats stats() const;
   // Steps of the checkpoints held, ascending (tests and benchmarks).
   std::vector<uint64_t> checkpointSteps() const;
@@ -240,6 +249,9 @@ class Timeline {
   // back at origin; thins after a search that completed.
   Result<std::optional<QueryHit>> endQuery(uint64_t origin, Result<std::optional<QueryHit>> found,
                                            bool move);
+  // Whether `q` looks for device accesses a whole-machine trace does not
+  // hold: the query reads replayedAccesses() instead of the trace.
+  bool replayedInstead(const EventQuery& q) const;
 
   const TraceReader& reader_;
   TimelineOptions options_;
@@ -254,6 +266,8 @@ class Timeline {
   int nextId_ = 1;
   uint32_t exceptionStops_ = 0;
   uint64_t stepsExecuted_ = 0;
+  std::vector<TraceEvent> accesses_;  // replayedAccesses()
+  uint64_t accessesKnownUpTo_ = 0;
 };
 
 }  // namespace ttvm
