@@ -376,6 +376,55 @@ TEST(ReplayE2E, DemoRoundTripsMatchForwardReplay) {
   }
 }
 
+// A trace an older ttvm wrote (tests/data/recorded-v1.0-demo.ttvm: the demo
+// guest, format 1.0, recorded on 2026-12-06 before format 1.2; see
+// docs/trace-format.md) replays in the old mode: every device answer comes
+// from the trace, no device runs, and its device list (the keyboard
+// controller still "i8042@0x60", no IDE, PCI or CGA) is accepted. `ttvm
+// verify` and a Timeline reach its recorded end (a page fault, then panic)
+// with every state digest and the final state equal, and going back from the
+// end lands on the states going forward reached.
+TEST(ReplayE2E, RecordedV1_0DemoReplaysInTheOldMode) {
+  const std::string trace = "tests/data/recorded-v1.0-demo.ttvm";
+  auto reader = TraceReader::open(trace);
+  ASSERT_TRUE(reader.ok()) << reader.error().message;
+  const TraceHeader& h = reader->header();
+  EXPECT_EQ(h.formatMajor, 1);
+  EXPECT_EQ(h.formatMinor, 0);
+  EXPECT_TRUE(h.replayedDevices.empty());
+  const auto& devices = h.machine.devices;
+  EXPECT_NE(std::find(devices.begin(), devices.end(), "i8042@0x60"), devices.end());
+  ASSERT_TRUE(reader->end().has_value());
+  EXPECT_EQ(reader->end()->reason, EndReason::kPanic);
+
+  CommandRun v = run(std::string(TTVM_BIN) + " verify " + trace);
+  EXPECT_EQ(v.status, 0) << v.output;
+  EXPECT_NE(v.output.find("ok: " + std::to_string(reader->end()->steps) + " steps"),
+            std::string::npos)
+      << v.output;
+  EXPECT_NE(v.output.find("final state match"), std::string::npos) << v.output;
+
+  auto tl = Timeline::open(*reader);
+  ASSERT_TRUE(tl.ok()) << tl.error().message;
+  Timeline& t = **tl;
+  EXPECT_FALSE(t.session().runsDevices());
+  EXPECT_FALSE(t.session().runsWholeMachine());
+  t.setExceptionStops(1u << 14);
+  StopReason fault = t.continueForward();
+  ASSERT_EQ(fault.kind, StopKind::kException) << toString(fault.kind);
+  EXPECT_EQ(t.session().symbolAt(t.registers().rip).rfind("table_find+", 0), 0u)
+      << t.session().symbolAt(t.registers().rip);
+  const CpuState atFault = t.registers();
+  t.setExceptionStops(0);
+  StopReason end = t.runToEnd();
+  ASSERT_EQ(end.kind, StopKind::kHistoryEnd) << toString(end.kind);
+  EXPECT_EQ(t.now(), reader->end()->steps);
+  EXPECT_EQ(t.session().checkEndState(), "");
+  EXPECT_GT(t.session().digestsChecked(), 0u);
+  ASSERT_NE(t.seek(fault.step).kind, StopKind::kDivergence);
+  EXPECT_TRUE(t.registers() == atFault);
+}
+
 // What one `ttvm` run cost: its exit status, peak RSS and minor page faults
 // (a page of untouched guest RAM that anything reads or writes is a fault).
 struct Cost {
