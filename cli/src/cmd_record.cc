@@ -199,7 +199,7 @@ const char* modeName(CpuMode m) {
   return "?";
 }
 
-void printSummary(const RecordResult& r, const TraceHeader& header, const Cpu* cpu,
+void printSummary(const RecordResult& r, const TraceHeader& header, const machine::CpuBackend* cpu,
                   const std::string& tracePath, bool verbose, const std::string& guestDescription) {
   const TraceEnd& e = r.end;
   const CpuState& s = e.finalCpu;

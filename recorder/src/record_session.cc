@@ -12,6 +12,7 @@
 #include "tail_replay.h"
 #include "ttvm/base/hex.h"
 #include "ttvm/base/log.h"
+#include "ttvm/recorder/emu_backend.h"
 
 namespace ttvm {
 using ttvm::machine::LoadedGuest;
@@ -27,7 +28,18 @@ RecordSession::~RecordSession() {
 Status RecordSession::start() {
   header_.ttvmVersion = options_.ttvmVersion;
   header_.host = options_.host;
-  header_.backend = Backend::kEmulator;
+  // The backend decides what events carry (steps or exit numbers): built
+  // first, the header says which.
+  env_ = std::make_unique<RecordingEnvironment>(machine_, nullptr, options_.interruptFlag,
+                                                options_.logDeviceAccesses);
+  if (options_.makeBackend) {
+    auto b = options_.makeBackend(machine_.cpuModel(), machine_.physicalMemory(), *env_);
+    if (!b.ok()) return b.error();
+    cpu_ = std::move(b).value();
+  } else {
+    cpu_ = std::make_unique<EmuBackend>(machine_.cpuModel(), machine_.physicalMemory(), *env_);
+  }
+  header_.backend = cpu_->kind();
   header_.createdUnixNs = options_.createdUnixNs;
   header_.machine = machine_.config();
   header_.cpuModel = machine_.cpuModel();
@@ -70,9 +82,7 @@ Status RecordSession::start() {
       }
     }
   }
-  env_ = std::make_unique<RecordingEnvironment>(machine_, writer_.get(), options_.interruptFlag,
-                                                options_.logDeviceAccesses);
-  cpu_ = std::make_unique<Cpu>(machine_.cpuModel(), machine_.physicalMemory(), *env_);
+  env_->setWriter(writer_.get());
   cpu_->setState(guest_.cpu);
   env_->bindCpu(&cpu_->state());
   machine_.bindCpuState(&cpu_->state());

@@ -1,7 +1,10 @@
 // RecordSession: the record loop (one readable loop, kvmtool style).
 //
-//   set up: load the guest's CPU state, write the trace header and the
-//           initial state (CPU, non-zero RAM pages, device state);
+//   set up: build the CPU backend (machine::CpuBackend: the emulator by
+//           default, RecordOptions::makeBackend for another) over the
+//           recording environment, load the guest's CPU state, write the
+//           trace header (it names the backend) and the initial state (CPU,
+//           non-zero RAM pages, device state);
 //   loop:   fire due timers; run the CPU for a slice that ends at the earliest
 //           of: the next timer deadline, the next state-digest step, the step
 //           limit, and a cap that keeps signal/timeout checks frequent; then
@@ -35,6 +38,7 @@
 #include "ttvm/base/result.h"
 #include "ttvm/emulator/cpu.h"
 #include "ttvm/formats/trace_writer.h"
+#include "ttvm/machine/cpu_backend.h"
 #include "ttvm/machine/loader.h"
 #include "ttvm/machine/machine.h"
 #include "ttvm/recorder/recording_environment.h"
@@ -82,6 +86,11 @@ struct RecordOptions {
   const volatile std::sig_atomic_t* interruptFlag = nullptr;
   // Called between slices (e.g. to feed terminal input to the UART).
   std::function<void(machine::Machine&)> poll;
+  // The CPU backend the loop drives, built over the machine's memory and
+  // the recording environment; empty: the emulator (EmuBackend).
+  using BackendFactory = std::function<Result<std::unique_ptr<machine::CpuBackend>>(
+      const CpuModel& model, PhysicalMemory memory, Environment& env)>;
+  BackendFactory makeBackend;
   // The trace writer's settings (the loop turns flushFromAppend off). Chunks
   // of 16 Ki events: the buffer the recording thread fills (512 KiB, twice
   // that with room for a slice's overshoot) stays in its core's L2 cache,
@@ -121,7 +130,7 @@ class RecordSession {
   // re-entrancy flag and an alarm (see cmd_record.cc).
   void emergencyClose(const char* message);
 
-  const Cpu* cpu() const { return cpu_.get(); }
+  const machine::CpuBackend* cpu() const { return cpu_.get(); }
   const TraceHeader& header() const { return header_; }
 
  private:
@@ -147,7 +156,7 @@ class RecordSession {
   TraceHeader header_;
   std::unique_ptr<TraceWriter> writer_;
   std::unique_ptr<RecordingEnvironment> env_;
-  std::unique_ptr<Cpu> cpu_;
+  std::unique_ptr<machine::CpuBackend> cpu_;
   std::chrono::steady_clock::time_point startTime_;
   volatile bool closed_ = false;
   // The checkpoint for the last instructions (only while tracing).

@@ -46,26 +46,34 @@ class RecordingEnvironment final : public Environment {
   RecordingEnvironment(machine::Machine& machine, TraceWriter* writer,
                        const volatile std::sig_atomic_t* interrupt = nullptr,
                        bool logDeviceAccesses = false)
-      : machine_(machine),
-        writer_(writer),
-        interrupt_(interrupt),
-        logAll_(writer != nullptr && (logDeviceAccesses || !machine.replaysWholeMachine())),
-        logPorts_(writer != nullptr && logDeviceAccesses) {
-    if (writer_ != nullptr && machine_.replaysWholeMachine())
+      : machine_(machine), interrupt_(interrupt), logDeviceAccesses_(logDeviceAccesses) {
+    setWriter(writer);
+  }
+  ~RecordingEnvironment() override { setWriter(nullptr); }
+
+  // The trace the events go to from now on (null: none). The record loop
+  // builds its CPU backend over the environment before the trace exists
+  // (the header names the backend).
+  void setWriter(TraceWriter* writer) {
+    if (writer_ != nullptr) {
+      machine_.observeFirstDiskReads(nullptr);
+      if (machine_.replaysWholeMachine()) machine_.com1().observeInput(nullptr);
+    }
+    writer_ = writer;
+    logAll_ = writer != nullptr && (logDeviceAccesses_ || !machine_.replaysWholeMachine());
+    logPorts_ = writer != nullptr && logDeviceAccesses_;
+    if (writer_ == nullptr) return;
+    if (machine_.replaysWholeMachine())
       machine_.com1().observeInput([this](uint8_t byte, bool line) {
         writer_->append(TraceEvent::serialInput(step(), byte, line));
       });
     // Sectors go to the trace only where a replay runs the disk controller;
     // otherwise its port reads carry the data.
-    if (writer_ != nullptr && !machine_.replayedDevices().empty())
+    if (!machine_.replayedDevices().empty())
       machine_.observeFirstDiskReads(
           [this](unsigned slot, uint64_t lba, std::span<const uint8_t> bytes) {
             writer_->appendDiskSector(step(), static_cast<uint8_t>(slot), lba, bytes);
           });
-  }
-  ~RecordingEnvironment() override {
-    if (writer_ != nullptr) machine_.observeFirstDiskReads(nullptr);
-    if (writer_ != nullptr && machine_.replaysWholeMachine()) machine_.com1().observeInput(nullptr);
   }
   RecordingEnvironment(const RecordingEnvironment&) = delete;
   RecordingEnvironment& operator=(const RecordingEnvironment&) = delete;
@@ -137,12 +145,13 @@ class RecordingEnvironment final : public Environment {
   void append(const TraceEvent& e) { writer_->append(e); }
 
   machine::Machine& machine_;
-  TraceWriter* writer_;
+  TraceWriter* writer_ = nullptr;
   const volatile std::sig_atomic_t* interrupt_;
+  bool logDeviceAccesses_;
   // Every answer is logged (an old-mode machine, or --log-device-reads);
   // ports also those of replayed devices (--log-device-reads).
-  bool logAll_;
-  bool logPorts_;
+  bool logAll_ = false;
+  bool logPorts_ = false;
   const CpuState* state_ = nullptr;
 };
 

@@ -1,0 +1,80 @@
+// CpuBackend: the CPU a record loop drives, whichever executes the guest —
+// ttvm's emulator (recorder/emu_backend.h) or the host's hardware through
+// KVM (issue 13). The machine's devices see the same bus calls either way:
+// a backend reaches them only through the Environment it was built over
+// (port and MMIO accesses, the TSC, MSRs, and whether an interrupt or NMI
+// is pending), and the loop between runs does the rest (timers, input).
+//
+// Interrupts. A backend takes the interrupts the machine presents through
+// its Environment (interruptPending/acknowledgeInterrupt, the NMI pair),
+// at an instruction boundary where the guest accepts them — the emulator
+// asks at every boundary the event hint allows, KVM at its exits and
+// interrupt windows. inject() is for an event that does not come from the
+// machine: it is delivered at the next boundary where the guest accepts it
+// (IF=1 and no interrupt shadow for a vector; no NMI blocking for an NMI),
+// before anything the machine has pending. Lockstep uses it to make one
+// backend take what the other took; tests to place an event exactly.
+//
+// Position. state().steps counts steps as the emulator defines them (one
+// per instruction, REP iteration or event delivery; see cpu.h). A backend
+// that cannot count them (KVM without a usable PMU) says so with
+// countsSteps(); its trace's events then carry exit numbers (Backend::kKvm).
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "ttvm/emulator/cpu.h"
+#include "ttvm/formats/trace_types.h"
+
+namespace ttvm::machine {
+
+// An event for inject().
+struct InjectedEvent {
+  enum class Kind : uint8_t { kInterrupt, kNmi };
+  Kind kind = Kind::kInterrupt;
+  uint8_t vector = 0;  // kInterrupt
+  static InjectedEvent interrupt(uint8_t v) { return {Kind::kInterrupt, v}; }
+  static InjectedEvent nmi() { return {Kind::kNmi, 2}; }
+};
+
+class CpuBackend {
+ public:
+  virtual ~CpuBackend() = default;
+
+  // What the trace header records (Backend::kEmulator, Backend::kKvm).
+  virtual Backend kind() const = 0;
+  // Whether state().steps is exact (every event can carry its step).
+  virtual bool countsSteps() const = 0;
+
+  // Runs until an exit: `maxSteps` steps done, the guest halted, a triple
+  // fault, an exception or interrupt delivered, or the environment's
+  // stopRequested(). The outcome says which (StepOutcome::kRetired: the
+  // budget ran out).
+  virtual StepResult run(uint64_t maxSteps) = 0;
+  // Exactly one step.
+  virtual StepResult step() = 0;
+
+  virtual const CpuState& state() const = 0;
+  virtual void setState(const CpuState& state) = 0;
+
+  // Queues `e` for delivery (see "Interrupts" above); one of each kind at a
+  // time: a second one replaces the first. pendingInjection() is true until
+  // it was delivered.
+  virtual void inject(const InjectedEvent& e) = 0;
+  virtual bool pendingInjection() const = 0;
+
+  // Guest memory through the current paging (crash summaries); false when
+  // part of it is not mapped.
+  virtual bool readLinear(uint64_t linear, std::span<uint8_t> out) const = 0;
+  // RAM pages written since the last call, while tracking is on (the
+  // recorder's tail checkpoint copies them).
+  virtual void setDirtyTracking(bool on) = 0;
+  virtual std::vector<uint64_t> takeDirtyPages() = 0;
+  // Instructions the guest used that the backend lacks ("mnemonic (bytes)").
+  virtual const std::vector<std::string>& unimplementedLog() const = 0;
+};
+
+}  // namespace ttvm::machine
