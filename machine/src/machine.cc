@@ -169,6 +169,10 @@ Result<std::unique_ptr<Machine>> Machine::fromTraceHeader(const TraceHeader& hea
   auto m = create(o);
   if (!m.ok()) return m;
   TTVM_TRY((*m)->setReplayedDevices(header.replayedDevices));
+  // The recording reported the guest's unclaimed accesses and an APIC page
+  // moved into RAM as they happened; a replay of the same run stays quiet.
+  (*m)->ports().setReportStream(nullptr);
+  (*m)->mmio().setReportStream(nullptr);
   return m;
 }
 

@@ -440,6 +440,32 @@ TEST(MachineConfig, FromTraceHeaderRebuildsTheSameMachine) {
   EXPECT_NE(c.error().message.find("floppy"), std::string::npos);
 }
 
+TEST(MachineConfig, AReplayedMachineDoesNotReportTheGuestsAccessesAgain) {
+  // The recording's machine reports the first access to an unclaimed port
+  // or page; the machine a replay builds from the header stays quiet.
+  MachineOptions o;
+  o.ramBytes = 16ull << 20;
+  auto live = Machine::create(o);
+  ASSERT_TRUE(live.ok());
+  TraceHeader h;
+  h.machine = (*live)->config();
+  h.cpuModel = (*live)->cpuModel();
+  h.replayedDevices = (*live)->wholeMachine();
+  ::testing::internal::CaptureStderr();
+  (void)(*live)->portIn(0x1234, 1);
+  (void)(*live)->mmioRead(0xFD000000, 4);
+  const std::string recorded = ::testing::internal::GetCapturedStderr();
+  EXPECT_NE(recorded.find("unclaimed port 0x1234"), std::string::npos) << recorded;
+  EXPECT_NE(recorded.find("unclaimed physical address 0xfd000000"), std::string::npos) << recorded;
+  auto replayed = Machine::fromTraceHeader(h);
+  ASSERT_TRUE(replayed.ok()) << replayed.error().message;
+  EXPECT_TRUE((*replayed)->replaysWholeMachine());
+  ::testing::internal::CaptureStderr();
+  EXPECT_EQ((*replayed)->portIn(0x1234, 1), 0xFFu);
+  EXPECT_EQ((*replayed)->mmioRead(0xFD000000, 4), 0xFFFFFFFFu);
+  EXPECT_EQ(::testing::internal::GetCapturedStderr(), "");
+}
+
 TEST(MachineDisks, SlotsChannelsIrqsAndTheDeviceList) {
   auto m = makeMachine();
   auto disk = [](size_t sectors) {
