@@ -102,6 +102,13 @@ std::string GdbServer::error(int code, std::string_view message) const {
   return buf;
 }
 
+std::string GdbServer::readOnly(std::string_view what) {
+  // "E.text" is a standard reply to every packet but m and qRcmd (the
+  // protocol's "Standard Replies"), so it needs no error-message+.
+  return "E.ttvm: the recorded history is read-only; a replay cannot write " + std::string(what) +
+         " (seek to another step to see other values)";
+}
+
 Control GdbServer::control() {
   Control c;
   c.cancel = &cancel_;
@@ -125,17 +132,11 @@ GdbReply GdbServer::handle(std::string_view p) {
     case '?': reply.payload = lastStop_; break;
     case 'g': reply.payload = readRegisters(); break;
     case 'G':
-      reply.payload = error(1, "a replay cannot change history: registers are read-only");
-      break;
+    case 'P': reply.payload = readOnly("registers"); break;
     case 'p': reply.payload = readRegister(arg); break;
-    case 'P':
-      reply.payload = error(1, "a replay cannot change history: registers are read-only");
-      break;
     case 'm': reply.payload = readMemory(arg); break;
     case 'M':
-    case 'X':
-      reply.payload = error(1, "a replay cannot change history: memory is read-only");
-      break;
+    case 'X': reply.payload = readOnly("memory"); break;
     case 'Z':
     case 'z': reply.payload = breakpoint(p, p[0] == 'Z'); break;
     case 'c':

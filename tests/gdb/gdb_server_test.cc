@@ -138,15 +138,27 @@ TEST_F(GdbServerTest, RegistersMatchTheTimeline) {
 
 TEST_F(GdbServerTest, WritesAreRefused) {
   const std::string g = ask("g");
+  std::vector<uint8_t> before(2);
+  ASSERT_TRUE(timeline_->readLinear(0x500, before));
+  // Writes get "E." + a text that says why, with or without error-message+
+  // (E.text is a standard reply to G, P, M and X).
   for (const std::string& p : {"G" + g, std::string("P0=01000000"), std::string("M500,2:0000"),
-                               std::string("X500,0:"), std::string("c1000"), std::string("s1000")})
-    EXPECT_EQ(ask(p).substr(0, 1), "E") << p;
+                               std::string("X500,2:ab"), std::string("X500,0:")}) {
+    const std::string e = ask(p);
+    EXPECT_EQ(e.rfind("E.ttvm: the recorded history is read-only; a replay cannot write ", 0), 0u)
+        << p << " -> " << e;
+    EXPECT_NE(e.find(p[0] == 'G' || p[0] == 'P' ? "registers" : "memory"), std::string::npos) << e;
+  }
+  for (const std::string& p : {std::string("c1000"), std::string("s1000")})
+    EXPECT_EQ(ask(p), "E01") << p;
   EXPECT_EQ(ask("g"), g);  // nothing changed
-  // With error-message+ the refusal carries text.
+  std::vector<uint8_t> after(2);
+  ASSERT_TRUE(timeline_->readLinear(0x500, after));
+  EXPECT_EQ(after, before);
+  // With error-message+ the other refusals carry text too.
   ask("qSupported:error-message+");
-  const std::string e = ask("M500,2:0000");
-  EXPECT_EQ(e.substr(0, 2), "E.");
-  EXPECT_NE(e.find("history"), std::string::npos) << e;
+  const std::string e = ask("c1000");
+  EXPECT_EQ(e.rfind("E.", 0), 0u) << e;
 }
 
 TEST_F(GdbServerTest, MemoryReads) {

@@ -2,7 +2,10 @@
 // from a Timeline. It knows nothing of sockets (gdb_transport.h frames and
 // carries the bytes), so tests drive it packet by packet.
 //
-// A replay cannot change history: G, P, M and X are refused with an error.
+// A replay cannot change history: G, P, M and X are refused with
+// "E.ttvm: the recorded history is read-only…", which gdb shows for register
+// writes ("Could not write register …; remote failure reply 'E.…'"); for
+// memory gdb 13 drops the text and says "Cannot access memory".
 // Breakpoints (Z0/Z1) and watchpoints (Z2/Z3/Z4, any length) are the
 // Timeline's debugger facilities; guest memory is never written. Motion (c,
 // s, bc, bs, vCont, monitor seek / last-write) runs the Timeline with
@@ -74,6 +77,7 @@ class GdbServer {
   std::string motion(char what, GdbReply& reply);
   std::string stopReply(const StopReason& r, GdbReply& reply);
   std::string error(int code, std::string_view message) const;
+  static std::string readOnly(std::string_view what);  // the E. reply to G, P, M, X
   Control control();
   std::string describePosition() const;
 
