@@ -28,7 +28,10 @@ Status KeyboardController::loadState(StateReader& in) {
   outputFull_ = in.boolean();
   outputAux_ = in.boolean();
   output_ = in.u8();
-  updateIrqs();
+  // The IRQ lines are not driven here: the interrupt controllers' state,
+  // loaded with the machine's, already holds their levels, and driving them
+  // again would change it (a level-triggered 8259 line re-latched after the
+  // guest's ICW1 cleared it, or a line another device shares lowered).
   return in.status();
 }
 
