@@ -15,6 +15,7 @@
 #include "commands.h"
 #include "replay_options.h"
 #include "ttvm/base/hex.h"
+#include "ttvm/replayer/address_expression.h"
 #include "ttvm/replayer/backtrace.h"
 #include "ttvm/replayer/timeline.h"
 
@@ -38,7 +39,8 @@ const char* kReplayHelp =
     "  --regs                 print the registers at that position\n"
     "  --last-write ADDR[:LEN]\n"
     "                         find the last write to [ADDR, ADDR+LEN) before that position\n"
-    "                         (ADDR: a number or a symbol; LEN default 1) and print the step,\n"
+    "                         (ADDR, LEN: numbers, symbols and $registers with + - * ( ),\n"
+    "                         e.g. arena+0x2fa8:8; LEN default 1) and print the step,\n"
     "                         RIP, symbol and disassembly of the store, the bytes before and\n"
     "                         after it, and the two instructions before it\n"
     "  --physical             ADDR is a guest-physical address (default: linear)\n"
@@ -204,26 +206,13 @@ int cmdReplay(std::span<char* const> args) {
   if (regs) printRegisters(tl.registers());
   if (bt) std::fputs(formatBacktrace(unwindStack(tl)).c_str(), stdout);
   if (lastWrite) {
-    std::string spec = *lastWrite;
-    uint64_t len = 1, addr = 0;
-    const size_t colon = spec.rfind(':');
-    if (colon != std::string::npos) {
-      if (!parseU64(spec.substr(colon + 1), len) || len == 0 || len > (1u << 30)) {
-        std::fprintf(stderr, "ttvm replay: --last-write length '%s' is not a number in 1..2^30\n",
-                     spec.substr(colon + 1).c_str());
-        return kExitTraceUsage;
-      }
-      spec.resize(colon);
+    const CpuState& cpu = tl.registers();
+    auto range = parseAddressRange(*lastWrite, tl.symbols(), &cpu);
+    if (!range.ok()) {
+      std::fprintf(stderr, "ttvm replay: --last-write %s\n", range.error().message.c_str());
+      return kExitTraceUsage;
     }
-    if (!parseU64(spec, addr)) {
-      auto sym = tl.symbols().find(spec);
-      if (!sym) {
-        std::fprintf(stderr, "ttvm replay: --last-write '%s' is neither an address nor a symbol\n",
-                     spec.c_str());
-        return kExitTraceUsage;
-      }
-      addr = *sym;
-    }
+    const uint64_t addr = range->address, len = range->length;
     const uint64_t from = tl.now();
     std::vector<uint8_t> nowBytes(std::min<uint64_t>(len, 64));
     const bool readable =

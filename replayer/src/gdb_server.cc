@@ -5,6 +5,7 @@
 #include <cstdlib>
 
 #include "ttvm/base/hex.h"
+#include "ttvm/replayer/address_expression.h"
 #include "ttvm/replayer/backtrace.h"
 #include "ttvm/replayer/gdb_protocol.h"
 
@@ -54,7 +55,8 @@ const char* kMonitorHelp =
     "  monitor when                    the current step and the history's bounds\n"
     "  monitor seek STEP|begin|end     move to STEP (a replay position)\n"
     "  monitor last-write ADDR[:LEN]   move to the last write to [ADDR, ADDR+LEN) before now\n"
-    "                                  (ADDR: a number or a guest symbol; LEN default 1)\n"
+    "                                  (ADDR, LEN: numbers, guest symbols and $registers\n"
+    "                                  with + - * ( ), e.g. arena+0x2fa8:8; LEN default 1)\n"
     "  monitor next-write ADDR[:LEN]   move to the next write to [ADDR, ADDR+LEN) after now\n"
     "  monitor reg-change REG          move to the last step before now that changed REG\n"
     "                                  (rax..r15, rip, rflags, cr0..cr8, efer, cs.., fs_base..)\n"
@@ -474,41 +476,33 @@ GdbReply GdbServer::monitor(const std::string& command) {
     return reply;
   }
   if (verb == "last-write" || verb == "next-write") {
-    if (words.size() != 2) {
+    if (words.size() < 2) {
       reply.payload = error(1, "usage: monitor " + verb + " ADDR[:LEN]");
       return reply;
     }
-    std::string a = words[1];
-    uint64_t length = 1;
-    const size_t colon = a.find(':');
-    if (colon != std::string::npos) {
-      const auto l = parseNumber(a.substr(colon + 1));
-      if (!l || *l == 0) {
-        out(verb + ": bad length '" + a.substr(colon + 1) + "'\n");
-        reply.payload = error(1, verb + ": bad length");
-        return reply;
-      }
-      length = *l;
-      a = a.substr(0, colon);
-    }
-    std::optional<uint64_t> address = parseNumber(a);
-    if (!address) address = timeline_.symbols().find(a);
-    if (!address) {
-      out(verb + ": '" + a + "' is neither a number nor a guest symbol\n");
+    // The argument is the rest of the command: "arena + 0x2fa8 : 8" too.
+    std::string spec = command.substr(command.find(verb) + verb.size());
+    spec.erase(0, spec.find_first_not_of(' '));
+    const CpuState& cpu = timeline_.registers();
+    auto parsed = parseAddressRange(spec, timeline_.symbols(), &cpu);
+    if (!parsed.ok()) {
+      out(verb + ": " + parsed.error().message + "\n");
       reply.payload = error(1, verb + ": bad address");
       return reply;
     }
+    const uint64_t address = parsed->address;
+    const uint64_t length = parsed->length;
     const bool last = verb == "last-write";
     const uint64_t before = timeline_.now();
     cancel_.store(false);
-    auto hit = last ? timeline_.lastWrite(*address, length, false, true, control())
-                    : timeline_.nextWrite(*address, length, false, true, control());
+    auto hit = last ? timeline_.lastWrite(address, length, false, true, control())
+                    : timeline_.nextWrite(address, length, false, true, control());
     if (!hit.ok()) {
       out(verb + ": " + hit.error().message + "\n");
       reply.payload = error(1, verb + " failed");
       return reply;
     }
-    const std::string range = "[" + hex(*address) + ", " + hex(*address + length) + ")";
+    const std::string range = "[" + hex(address) + ", " + hex(address + length) + ")";
     const std::string where = (last ? " before step " : " after step ") + std::to_string(before);
     if (!hit.value())
       out("no write to " + range + where + "\n");

@@ -296,6 +296,11 @@ TEST(ReplayE2E, LastWriteFindsTheDemoCorruptingStore) {
   EXPECT_EQ(r.status, 0) << r.output;
   EXPECT_NE(r.output.find("<key_dup+"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("step " + std::to_string((**hit).step)), std::string::npos) << r.output;
+  // The same field as a symbol plus an offset (guests/demo/README.md).
+  CommandRun s =
+      run(std::string(TTVM_BIN) + " replay " + demoTrace() + " --last-write arena+0x2fa8:8");
+  EXPECT_EQ(s.status, 0) << s.output;
+  EXPECT_NE(s.output.find("step " + std::to_string((**hit).step)), std::string::npos) << s.output;
 }
 
 TEST(ReplayE2E, ReplayCommandLine) {

@@ -269,6 +269,27 @@ TEST_F(GdbServerTest, MonitorCommands) {
                      std::to_string(timeline_->now())),
             std::string::npos)
       << out;
+  // The same range as an expression with spaces, and over a symbol of a
+  // --symbols file (a System.map here).
+  const uint64_t store = timeline_->now();
+  EXPECT_EQ(monitor("seek end"), "OK");
+  EXPECT_EQ(monitor("last-write 0x400 + 0x80*2 : 1+1", &out), "OK");
+  EXPECT_EQ(timeline_->now(), store) << out;
+  const std::string map = testing::tempTracePath("gdb-expr-map");
+  FILE* f = std::fopen(map.c_str(), "w");
+  ASSERT_NE(f, nullptr);
+  std::fprintf(f, "00000000000004f0 D counter_page\n");
+  std::fclose(f);
+  ASSERT_TRUE(timeline_->addSymbolFile(map).ok());
+  std::remove(map.c_str());
+  EXPECT_EQ(monitor("seek end"), "OK");
+  EXPECT_EQ(monitor("last-write counter_page+0x10:2", &out), "OK");
+  EXPECT_EQ(timeline_->now(), store) << out;
+  EXPECT_NE(out.find("last write to [0x500, 0x502)"), std::string::npos) << out;
+  EXPECT_EQ(monitor("last-write counter_pag+0x10:2", &out).substr(0, 1), "E");
+  EXPECT_EQ(out,
+            "last-write: in 'counter_pag+0x10:2' at offset 0: 'counter_pag' is not a guest "
+            "symbol\n");
   EXPECT_EQ(monitor("seek 0"), "OK");
   EXPECT_EQ(monitor("last-write 0x500:2", &out), "OK");
   EXPECT_NE(out.find("no write"), std::string::npos) << out;

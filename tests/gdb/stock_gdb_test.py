@@ -260,7 +260,7 @@ def main():
         section("x8i", "x/8i $pc")
         section("refused", f"set var *(char*){field:#x} = 1", "set var $rax = 1",
                 "info registers rax")
-        section("last-write", "delete", "monitor seek end", f"monitor last-write {field:#x}:8",
+        section("last-write", "delete", "monitor seek end", "monitor last-write arena+0x2fa8:8",
                 "maintenance flush register-cache", "info symbol $pc")
         section("exception", "monitor seek end", "monitor prev-event exception",
                 "maintenance flush register-cache", "info symbol $pc")
@@ -394,9 +394,9 @@ def main():
     check(re.search(r"^rax\s+0x[0-9a-f]+", rf, re.M), "registers still readable", rf)
 
     lw = get("last-write")
-    m = re.search(r"last write to \[0x[0-9a-f]+, 0x[0-9a-f]+\) before step (\d+): step (\d+), "
+    m = re.search(rf"last write to \[{field:#x}, {field + 8:#x}\) before step (\d+): step (\d+), "
                   r"rip 0x[0-9a-f]+ <key_dup\+0x[0-9a-f]+>", lw)
-    check(m is not None, "monitor last-write: the store in key_dup", lw)
+    check(m is not None, "monitor last-write arena+0x2fa8:8: the store in key_dup", lw)
     check(re.search(r"key_dup \+ \d+ in section", lw), "monitor last-write: moved there", lw)
 
     ex = get("exception")
