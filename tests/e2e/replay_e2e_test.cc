@@ -12,9 +12,11 @@
 #include <filesystem>
 #include <map>
 #include <random>
+#include <set>
 #include <string>
 #include <vector>
 
+#include "../machine/device_state_frames.h"
 #include "scripted_trace_support.h"
 #include "ttvm/formats/trace_reader.h"
 #include "ttvm/replayer/backtrace.h"
@@ -522,6 +524,130 @@ TEST(ReplayE2E, RecordedV1_0DemoReplaysInTheOldMode) {
   EXPECT_GT(t.session().digestsChecked(), 0u);
   ASSERT_NE(t.seek(fault.step).kind, StopKind::kDivergence);
   EXPECT_TRUE(t.registers() == atFault);
+}
+
+// The CPU state fields where `a` and `b` differ ("" when equal).
+std::string differingFields(const CpuState& a, const CpuState& b) {
+  std::string out;
+  auto note = [&out](bool same, const char* name) {
+    if (!same) out += (out.empty() ? "" : ", ") + std::string(name);
+  };
+  for (int i = 0; i < kNumGprs; ++i)
+    note(a.gpr[i] == b.gpr[i], ("gpr" + std::to_string(i)).c_str());
+  note(a.rip == b.rip, "rip");
+  note(a.rflags == b.rflags, "rflags");
+  note(a.seg == b.seg, "segment registers");
+  note(a.gdtr == b.gdtr, "gdtr");
+  note(a.idtr == b.idtr, "idtr");
+  note(a.ldtr == b.ldtr, "ldtr");
+  note(a.tr == b.tr, "tr");
+  note(a.cr0 == b.cr0, "cr0");
+  note(a.cr2 == b.cr2, "cr2");
+  note(a.cr3 == b.cr3, "cr3");
+  note(a.cr4 == b.cr4, "cr4");
+  note(a.cr8 == b.cr8, "cr8");
+  note(a.xcr0 == b.xcr0, "xcr0");
+  note(a.dr == b.dr, "dr0-dr3");
+  note(a.dr6 == b.dr6, "dr6");
+  note(a.dr7 == b.dr7, "dr7");
+  note(a.msr == b.msr, "MSRs");
+  note(a.fpu == b.fpu, "FPU/SSE");
+  note(a.pending == b.pending, "pending events");
+  note(a.steps == b.steps, "steps");
+  if (out.empty() && !(a == b)) out = "a field this list misses";
+  return out;
+}
+
+// Issue 12: 3,000 random moves (seek, step, stepBack; long and short) over
+// the demo's whole-machine trace (LAPIC timer interrupts, serial output, a
+// page fault), and at every position reached the CPU state field by field,
+// the device state (ReplaySession::saveDevices(): every device, the clock's
+// idle offset and the generator, as checkpoints restore them) and RAM (the
+// low 16 MiB every 30th move) equal what one plain forward replay reached at
+// that step. A device that a checkpoint restored wrongly shows here even
+// where the CPU has not read it yet.
+TEST(ReplayE2E, ThreeThousandRandomMovesMatchForwardReplayDevicesIncluded) {
+  auto reader = TraceReader::open(demoTrace());
+  ASSERT_TRUE(reader.ok());
+  auto tl = Timeline::open(*reader);
+  ASSERT_TRUE(tl.ok());
+  Timeline& t = **tl;
+  ASSERT_TRUE(t.session().runsWholeMachine());
+  const uint64_t end = t.endStep();
+  std::mt19937_64 rng(12);
+  enum class Move { kSeek, kStep, kStepBack };
+  struct Op {
+    Move move;
+    uint64_t n;
+    uint64_t at;  // the position after it
+  };
+  std::vector<Op> ops;
+  uint64_t now = 0;
+  for (int i = 0; i < 3000; ++i) {
+    const Move m = static_cast<Move>(rng() % 3);
+    const uint64_t n = m == Move::kSeek ? rng() % (end + 1)
+                       : i % 4 == 0     ? 1 + rng() % 200000
+                                        : 1 + rng() % 300;
+    now = m == Move::kSeek ? n : m == Move::kStep ? std::min(end, now + n) : now - std::min(now, n);
+    ops.push_back({m, n, now});
+  }
+  auto ramHash = [](std::span<const uint8_t> ram) {
+    return testing::hashBytes(ram.data(), std::min<size_t>(ram.size(), 16u << 20));
+  };
+  struct Want {
+    CpuState cpu;
+    uint64_t devices = 0;
+    uint64_t ram = 0;
+  };
+  std::map<uint64_t, Want> want;
+  for (size_t i = 0; i < ops.size(); ++i) want[ops[i].at];
+  std::set<uint64_t> ramChecked;
+  for (size_t i = 0; i < ops.size(); i += 30) ramChecked.insert(ops[i].at);
+  {
+    auto ref = ReplaySession::open(*reader);
+    ASSERT_TRUE(ref.ok());
+    for (auto& [step, w] : want) {
+      ASSERT_NE((*ref)->runTo(step).kind, SessionStopKind::kDivergence);
+      ASSERT_EQ((*ref)->step(), step);
+      w.cpu = (*ref)->state();
+      const std::vector<uint8_t> dev = (*ref)->saveDevices();
+      ASSERT_FALSE(test::deviceStateFrames(dev).empty()) << "step " << step;
+      w.devices = testing::hashBytes(dev.data(), dev.size());
+      if (ramChecked.count(step) != 0) w.ram = ramHash((*ref)->ram());
+    }
+  }
+  // The device state a fresh forward replay has at `step` (to name what differs).
+  auto forwardDevices = [&](uint64_t step) {
+    auto s = ReplaySession::open(*reader);
+    EXPECT_TRUE(s.ok());
+    (*s)->runTo(step);
+    return (*s)->saveDevices();
+  };
+  for (size_t i = 0; i < ops.size(); ++i) {
+    const Op& op = ops[i];
+    const StopReason r = op.move == Move::kSeek   ? t.seek(op.n)
+                         : op.move == Move::kStep ? t.step(op.n)
+                                                  : t.stepBack(op.n);
+    const char* name = op.move == Move::kSeek   ? "seek"
+                       : op.move == Move::kStep ? "step"
+                                                : "stepBack";
+    ASSERT_NE(r.kind, StopKind::kDivergence) << "move " << i << ": " << r.divergence->format();
+    ASSERT_EQ(t.now(), op.at) << "move " << i << " (" << name << " " << op.n << ")";
+    const Want& w = want.at(op.at);
+    ASSERT_EQ(differingFields(t.registers(), w.cpu), "")
+        << "move " << i << " (" << name << " " << op.n << ") at step " << op.at;
+    const std::vector<uint8_t> dev = t.session().saveDevices();
+    if (testing::hashBytes(dev.data(), dev.size()) != w.devices) {
+      FAIL() << "move " << i << " (" << name << " " << op.n << ") at step " << op.at
+             << ": device state differs from the forward replay's in: "
+             << test::differingDevices(dev, forwardDevices(op.at));
+    }
+    if (ramChecked.count(op.at) != 0) {
+      ASSERT_EQ(ramHash(t.ram()), w.ram) << "RAM, move " << i << " at step " << op.at;
+    }
+  }
+  std::printf("3000 moves over %llu steps, %zu distinct positions, %zu checkpoints\n",
+              static_cast<unsigned long long>(end), want.size(), t.stats().checkpoints);
 }
 
 // What one `ttvm` run cost: its exit status, peak RSS and minor page faults
