@@ -40,6 +40,9 @@ const char* kGdbserverHelp =
     "                         another is served waits for its turn (and new ones are\n"
     "                         served after the last disconnects). Without it a second\n"
     "                         gdb is refused at once with an error reply\n"
+    "  --start begin|end|STEP where each gdb connection starts (default: end, the end of\n"
+    "                         the recording); every --multi connection starts there again,\n"
+    "                         whatever the one before it did, and the log says where\n"
     "  --symbols FILE         more guest symbols for the monitor commands and 'monitor\n"
     "                         backtrace': a System.map or an ELF file; repeatable (gdb\n"
     "                         loads its own: symbol-file / add-symbol-file)\n"
@@ -64,9 +67,21 @@ int cmdGdbserver(std::span<char* const> args) {
                         return makeError("is not auto, i386 or x86-64");
                       return Status();
                     }};
+  const Option start{"--start", {}, true, [&](const std::string& v) -> Status {
+                       if (v == "end") {
+                         options.start.kind = GdbStart::Kind::kEnd;
+                       } else if (v == "begin") {
+                         options.start.kind = GdbStart::Kind::kBegin;
+                       } else {
+                         options.start.kind = GdbStart::Kind::kStep;
+                         if (!parseU64(v, options.start.step))
+                           return makeError("is not begin, end or a step number");
+                       }
+                       return Status();
+                     }};
   auto parsed = parseReplayArgs(
       args, {numberOption("--port", port, 65535), textOption("--listen", listenAddress), arch,
-             flagOption("--multi", multi)});
+             flagOption("--multi", multi), start});
   if (auto status = earlyExit(parsed, "ttvm gdbserver", kGdbserverHelp)) return *status;
   auto replay = openReplay(parsed->replay, "ttvm gdbserver");
   if (!replay.ok()) {
@@ -76,6 +91,14 @@ int cmdGdbserver(std::span<char* const> args) {
   const std::string& path = parsed->replay.trace;
   Timeline& timeline = *replay->timeline;
   if (replay->reader->end()) options.finalCpu = replay->reader->end()->finalCpu;
+  if (options.start.kind == GdbStart::Kind::kStep &&
+      (options.start.step < timeline.beginStep() || options.start.step > timeline.endStep())) {
+    std::fprintf(stderr, "ttvm gdbserver: --start %llu is outside the history (%llu..%llu)\n",
+                 static_cast<unsigned long long>(options.start.step),
+                 static_cast<unsigned long long>(timeline.beginStep()),
+                 static_cast<unsigned long long>(timeline.endStep()));
+    return kExitTraceUsage;
+  }
   auto listener = GdbListener::listen(listenAddress, static_cast<uint16_t>(port));
   if (!listener.ok()) {
     std::fprintf(stderr, "ttvm %s\n", listener.error().message.c_str());

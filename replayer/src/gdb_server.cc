@@ -1,5 +1,6 @@
 #include "ttvm/replayer/gdb_server.h"
 
+#include <algorithm>
 #include <cinttypes>
 #include <cstdio>
 #include <cstdlib>
@@ -73,7 +74,7 @@ const char* kMonitorHelp =
 GdbServer::GdbServer(Timeline& timeline, GdbServerOptions options)
     : timeline_(timeline), options_(std::move(options)) {}
 
-void GdbServer::resetConnection() {
+std::string GdbServer::resetConnection() {
   lockedArch_.reset();
   errorMessages_ = false;
   for (const auto& [key, id] : points_) {
@@ -86,7 +87,23 @@ void GdbServer::resetConnection() {
   breakType_.clear();
   watchType_.clear();
   watchRange_.clear();
-  lastStop_ = "T05thread:1;";
+  uint64_t target = timeline_.endStep();
+  if (options_.start.kind == GdbStart::Kind::kBegin) target = timeline_.beginStep();
+  if (options_.start.kind == GdbStart::Kind::kStep)
+    target = std::clamp(options_.start.step, timeline_.beginStep(), timeline_.endStep());
+  cancel_.store(false);
+  const StopReason r = timeline_.seek(target, control());
+  lastStop_ = r.kind == StopKind::kDivergence ? "T06thread:1;" : "T05thread:1;";
+  // describePosition() is "step N, rip …"; say which end N is, if one.
+  std::string where = describePosition();
+  const size_t comma = where.find(',');
+  if (r.kind == StopKind::kDivergence)
+    where.insert(comma, " (the replay diverged before step " + std::to_string(target) + ")");
+  else if (timeline_.now() == timeline_.endStep())
+    where.insert(comma, " (the end of the recording)");
+  else if (timeline_.now() == timeline_.beginStep())
+    where.insert(comma, " (the start of the recording)");
+  return where;
 }
 
 GdbArch GdbServer::arch() const {

@@ -115,7 +115,6 @@ Result<int> GdbListener::accept(const std::atomic<bool>* stop) {
 Result<GdbConnectionStats> serveGdbConnection(int fd, GdbServer& server,
                                               const std::atomic<bool>* stop) {
   GdbConnectionStats stats;
-  server.resetConnection();
   GdbPacketDecoder decoder;
   std::deque<GdbInput> pending;
   std::string lastReply;
@@ -315,7 +314,7 @@ Status serveGdb(GdbListener& listener, GdbServer& server, const GdbServeOptions&
       queue.pop_front();
       serving = true;
     }
-    log("gdb connected");
+    log("gdb connected; it starts at " + server.resetConnection());
     auto stats = serveGdbConnection(fd, server, stop);
     servedOne = true;
     if (!stats.ok()) {

@@ -68,6 +68,7 @@ TEST(UsageStatus, MissingAndMalformedValuesExit2NamingTheOption) {
       {std::string("gdbserver ") + kGolden + " --port", "--port needs a value"},
       {std::string("gdbserver ") + kGolden + " --arch 8086", "--arch '8086'"},
       {std::string("gdbserver ") + kGolden + " --symbols", "--symbols needs a value"},
+      {std::string("gdbserver ") + kGolden + " --start middle", "--start 'middle'"},
       {std::string("recover ") + kGolden + " -o", "-o needs a value"},
   };
   for (const Case& c : cases) {
@@ -88,6 +89,16 @@ TEST(UsageStatus, AStepPastTheEndExits2) {
                        std::to_string(t->steps) + ")"),
             std::string::npos)
       << r.out;
+  // gdbserver --start: refused before it listens.
+  auto g = testing::buildScriptedTrace(testing::tempTracePath("usage-gdb"), {});
+  ASSERT_TRUE(g.ok()) << g.error().message;
+  const Outcome s = ttvm("gdbserver " + g->path + " --port 0 --start 99999999999");
+  std::remove(g->path.c_str());
+  EXPECT_EQ(s.status, 2) << s.out;
+  EXPECT_NE(s.out.find("--start 99999999999 is outside the history (0.." +
+                       std::to_string(g->steps) + ")"),
+            std::string::npos)
+      << s.out;
 }
 
 TEST(UsageStatus, AnUnreadableTraceIsNotAUsageError) {

@@ -417,10 +417,43 @@ TEST_F(GdbServerTest, RandomPacketsNeverCrash) {
 }
 
 TEST_F(GdbServerTest, ResetConnectionForgetsPoints) {
+  GdbServerOptions o;
+  o.start.kind = GdbStart::Kind::kBegin;
+  server_ = std::make_unique<GdbServer>(*timeline_, o);
   EXPECT_EQ(ask("Z0," + gdbHexU64(testing::kProgStoreInsn) + ",1"), "OK");
   EXPECT_EQ(ask("Z2,500,2"), "OK");
+  EXPECT_EQ(ask("c"), "T05swbreak:;thread:1;");
   server_->resetConnection();
+  EXPECT_EQ(timeline_->now(), 0u);
   EXPECT_EQ(ask("c"), "T05replaylog:end;thread:1;");
+}
+
+// Each connection starts at options.start (the end by default), whatever
+// the previous one did, and says where.
+TEST_F(GdbServerTest, EachConnectionStartsAtTheChosenStep) {
+  ASSERT_EQ(timeline_->seek(1234).kind, StopKind::kStepDone);
+  std::string where = server_->resetConnection();
+  EXPECT_EQ(timeline_->now(), timeline_->endStep());
+  EXPECT_EQ(where.rfind("step " + std::to_string(timeline_->endStep()) +
+                            " (the end of the recording), rip 0x",
+                        0),
+            0u)
+      << where;
+  EXPECT_EQ(ask("?"), "T05thread:1;");
+  for (const auto& [kind, step] : {std::pair{GdbStart::Kind::kBegin, uint64_t{0}},
+                                   std::pair{GdbStart::Kind::kStep, uint64_t{5000}}}) {
+    GdbServerOptions o;
+    o.start = {kind, step};
+    server_ = std::make_unique<GdbServer>(*timeline_, o);
+    ASSERT_EQ(timeline_->seek(1234).kind, StopKind::kStepDone);
+    where = server_->resetConnection();
+    EXPECT_EQ(timeline_->now(), step);
+    EXPECT_EQ(where.rfind("step " + std::to_string(step) +
+                              (step == 0 ? " (the start of the recording)" : "") + ", rip 0x",
+                          0),
+              0u)
+        << where;
+  }
 }
 
 TEST_F(GdbServerTest, DivergenceStopsWithSigabrtAndAReport) {

@@ -72,6 +72,19 @@ def run_clients(args):
     if not record_step_limit(args, trace, 100000, 120):
         return 1
 
+    def packet(payload):
+        return b"$" + payload.encode() + b"#" + f"{sum(payload.encode()) % 256:02x}".encode()
+
+    def recv_until(sock, marker):
+        data = b""
+        sock.settimeout(10)
+        while marker not in data:
+            more = sock.recv(4096)
+            if not more:
+                break
+            data += more
+        return data
+
     def recv_exact(sock, n):
         data = b""
         sock.settimeout(10)
@@ -91,6 +104,13 @@ def run_clients(args):
             check(recv_exact(hold, 8) == b"+$QC1#c5", f"{what}: the first client is served")
             release = None
             if multi:
+                # The first client moves the replay; the next one must
+                # start at the end of the recording anyway.
+                hold.sendall(b"+" + packet("qRcmd," + "seek 100".encode().hex()))
+                seek_reply = recv_until(hold, b"$OK#9a")
+                check(b"$OK#9a" in seek_reply, "--multi: the first client seeks to step 100",
+                      repr(seek_reply[-300:]))
+
                 def let_go():
                     hold.sendall(b"+$D#44")
                     recv_exact(hold, 7)
@@ -120,6 +140,17 @@ def run_clients(args):
                       "another gdb is connected" not in out,
                       "--multi: the second gdb is served once the first disconnects", out[-2000:])
                 check(elapsed >= 1.5, f"--multi: it waited for its turn ({elapsed:.1f} s)")
+                steps = re.findall(r"^step (\d+) \(history 0\.\.(\d+)\)", out, re.M)
+                check(len(steps) == 1 and steps[0][0] == steps[0][1] and int(steps[0][0]) > 100,
+                      "--multi: the second gdb starts at the end of the recording, not where "
+                      "the first left off", out[-2000:])
+                server.terminate()
+                server.wait(timeout=20)
+                log = server.stdout.read()  # not communicate(): readline() buffered some
+                starts = re.findall(r"gdb connected; it starts at step (\d+) \(the end of the "
+                                    r"recording\), rip 0x[0-9a-f]+", log)
+                check(len(starts) == 2 and starts[0] == starts[1] == steps[0][1] if steps else False,
+                      "--multi: the log says where each connection starts", log[-2000:])
         finally:
             server.terminate()
             try:
@@ -137,7 +168,7 @@ def run_i386(args):
     # continue / reverse-continue always lands while the stub is running.
     if not record_step_limit(args, trace, 200000000, 300):
         return 1
-    server, port = start_server(args, trace)
+    server, port = start_server(args, trace, ["--start", "begin"])
     cmds = ["set pagination off", "set confirm off", f"target remote 127.0.0.1:{port}",
             f"file {args.guest}", "show architecture", "info registers eip cr0 fs_base",
             "break _start.spin", "continue", "stepi", "stepi", "info registers ecx",
@@ -232,7 +263,7 @@ def main():
             return 1
     field = syms["arena"] + 0x2FA8  # Y->next, see guests/demo/README.md
 
-    server = subprocess.Popen([args.ttvm, "gdbserver", trace, "--port", "0"],
+    server = subprocess.Popen([args.ttvm, "gdbserver", trace, "--port", "0", "--start", "begin"],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         line = server.stdout.readline()

@@ -35,7 +35,18 @@
 
 namespace ttvm {
 
+// Where each gdb connection starts (GdbServer::resetConnection): the end of
+// the recording unless asked otherwise, so that every client of a --multi
+// server sees the same thing (the crash, for a recording that ended in one)
+// whatever the one before it did.
+struct GdbStart {
+  enum class Kind : uint8_t { kEnd, kBegin, kStep };
+  Kind kind = Kind::kEnd;
+  uint64_t step = 0;  // kStep
+};
+
 struct GdbServerOptions {
+  GdbStart start;
   std::optional<GdbArch> arch;       // nullopt: chosen by mode (see above)
   std::optional<CpuState> finalCpu;  // the recorded end state, for the auto choice
   size_t packetSize = 0x4000;        // advertised PacketSize (bytes)
@@ -63,8 +74,10 @@ class GdbServer {
   }
   GdbArch arch() const;
   // A new gdb connected: forgets the previous connection's layout choice,
-  // qSupported features, breakpoints and watchpoints (the position stays).
-  void resetConnection();
+  // qSupported features, breakpoints and watchpoints, and moves to
+  // options.start. Returns where that is, for the server's log ("step
+  // 6276082, the end of the recording, rip 0x1007d2 <panic+0x62>: nop …").
+  std::string resetConnection();
 
  private:
   GdbReply query(std::string_view p);

@@ -44,7 +44,8 @@ struct GdbConnectionStats {
 
 // Serves gdb on the connected socket `fd` until gdb detaches, kills, or
 // closes the connection, or *stop becomes true; closes fd. An error only
-// for a socket failure.
+// for a socket failure. It does not reset `server` (serveGdb calls
+// GdbServer::resetConnection before each connection).
 Result<GdbConnectionStats> serveGdbConnection(int fd, GdbServer& server,
                                               const std::atomic<bool>* stop);
 
@@ -58,7 +59,10 @@ struct GdbServeOptions {
 };
 
 // Serves gdb connections from `listener` one at a time, until *stop becomes
-// true (or, without multi, the first connection ends). The listener is
+// true (or, without multi, the first connection ends). Each connection
+// starts with GdbServer::resetConnection (at GdbServerOptions::start), and
+// the log says where ("gdb connected; it starts at step N (the end of the
+// recording), rip …"). The listener is
 // accepted from all the while, on a thread of its own, so no client waits on
 // the kernel's backlog: a client that cannot be served now gets, without
 // multi, a gdb error reply at once ("E.ttvm gdbserver: another gdb is
