@@ -169,7 +169,9 @@ int main(int argc, char** argv) {
     const auto t0 = Clock::now();
     StopReason r = t.runToEnd();
     const double s = since(t0).cpu;
-    if (r.kind != StopKind::kHistoryEnd) return fail(std::string("runToEnd: ") + toString(r.kind));
+    if (r.kind != StopKind::kHistoryEnd)
+      return fail(std::string("runToEnd: ") + toString(r.kind) +
+                  (r.divergence ? ": " + r.divergence->format() : std::string()));
     std::printf("timeline first pass to the end (taking checkpoints): %.2f s (%.2fx forward)\n", s,
                 s / forwardSeconds);
   }
@@ -183,7 +185,9 @@ int main(int argc, char** argv) {
     Elapsed e = since(t0);
     seekMs.push_back(e.cpu * 1e3);
     seekWallMs.push_back(e.wall * 1e3);
-    if (r.kind == StopKind::kDivergence) return fail("divergence during seek");
+    if (r.kind == StopKind::kDivergence)
+      return fail("divergence during seek: " +
+                  (r.divergence ? r.divergence->format() : std::string("(no report)")));
     t0 = Clock::now();
     r = t.stepBack(1);
     e = since(t0);

@@ -91,6 +91,31 @@ TEST_F(RtcTest, UpdateEndedAndAlarm) {
   EXPECT_EQ(reg(0x0C) & 0xB0, 0xB0);  // second 00: alarm too
 }
 
+TEST_F(RtcTest, TheUpdateCycleIsADeadlineWithItsInterruptsOff) {
+  // Register B as at reset: no interrupt enabled. The update cycle still
+  // sets UF, so it is a deadline, and advancing to any time before it
+  // changes nothing: a replay that calls advanceTo at other boundaries than
+  // the recording (a checkpoint, a debugger's stop) keeps the same state.
+  auto saved = [&] {
+    machine::StateWriter w;
+    rtc.saveState(w);
+    return w.take();
+  };
+  auto d = rtc.nextDeadlineNs();
+  ASSERT_TRUE(d);
+  EXPECT_EQ(*d, 1'000'000'000u);
+  const auto before = saved();
+  clock.setOwnSteps(*d - 1);
+  rtc.advanceTo(*d - 1);
+  EXPECT_EQ(saved(), before);
+  clock.setOwnSteps(*d);
+  rtc.advanceTo(*d);
+  EXPECT_NE(saved(), before);
+  EXPECT_EQ(rtc.nextDeadlineNs(), 2'000'000'000u);
+  EXPECT_FALSE(irqs.level[8]);
+  EXPECT_EQ(reg(0x0C), 0x10);  // UF alone: no IRQF without UIE
+}
+
 TEST_F(RtcTest, GuestSetsTheClock) {
   setReg(0x0B, 0x82);  // SET
   setReg(0x04, 0x08);  // 08 h

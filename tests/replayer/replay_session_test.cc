@@ -6,6 +6,9 @@
 
 #include "scripted_trace_support.h"
 #include "ttvm/formats/trace_reader.h"
+#include "ttvm/machine/loader.h"
+#include "ttvm/machine/machine.h"
+#include "ttvm/recorder/record_session.h"
 #include "ttvm/replayer/replay_session.h"
 
 namespace ttvm {
@@ -156,6 +159,56 @@ TEST_F(ReplaySessionTest, ChangedDigestIsReported) {
   ASSERT_TRUE(d.has_value());
   EXPECT_EQ(d->step, e.step);
   EXPECT_NE(d->reason.find("state digest"), std::string::npos);
+}
+
+// A whole-machine replay (format 1.3) stops where its user asks, not where
+// the recording's slices ended, and must reach the same device state: the
+// guest (a boot sector spinning on `jmp $`, 1 us of virtual time per step)
+// crosses three RTC seconds with no interrupt enabled. Before the RTC's
+// update cycle was a deadline, a replay that stopped between a second and
+// the recording's next slice end set register C's UF early and the next
+// device digest differed.
+TEST(WholeMachineReplay, StopsAnywhereWithTheRecordedDeviceState) {
+  machine::MachineOptions mo;
+  mo.ramBytes = 2ull << 20;
+  mo.startClockUnixNs = 1'700'000'000'000'000'000;
+  mo.nsPerStep = 1000;
+  auto m = machine::Machine::create(mo);
+  ASSERT_TRUE(m.ok()) << m.error().message;
+  std::vector<uint8_t> bootSector(512, 0);
+  bootSector[0] = 0xEB;  // jmp $
+  bootSector[1] = 0xFE;
+  bootSector[510] = 0x55;
+  bootSector[511] = 0xAA;
+  auto guest = machine::loadGuest(**m, bootSector, machine::LoadOptions{});
+  ASSERT_TRUE(guest.ok()) << guest.error().message;
+  RecordOptions ro;
+  ro.tracePath = testing::tempTracePath("rtc_seconds");
+  ro.ttvmVersion = "test";
+  ro.maxSteps = 3'500'000;
+  RecordSession rec(**m, std::move(guest).value(), ro);
+  ASSERT_TRUE(rec.start().ok());
+  auto recorded = rec.run();
+  ASSERT_TRUE(recorded.ok()) << recorded.error().message;
+  ASSERT_EQ(recorded->end.steps, 3'500'000u);
+
+  auto reader = TraceReader::open(ro.tracePath);
+  ASSERT_TRUE(reader.ok()) << reader.error().message;
+  ASSERT_TRUE(reader->header().replayedDevices.size() > 1 &&
+              reader->header().replayedDevices.front() == "clock");
+  auto s = ReplaySession::open(*reader);
+  ASSERT_TRUE(s.ok()) << s.error().message;
+  // Stops just after each second and at steps no slice of the recording ended at.
+  for (uint64_t t : {1'000'001ull, 1'013'333ull, 2'000'007ull, 2'500'001ull, 3'000'003ull}) {
+    SessionStop stop = (*s)->runTo(t);
+    ASSERT_EQ(stop.kind, SessionStopKind::kTarget)
+        << "at " << t << ": " << ((*s)->divergence() ? (*s)->divergence()->format() : "");
+  }
+  SessionStop stop = (*s)->runTo(~0ull);
+  ASSERT_EQ(stop.kind, SessionStopKind::kEnd)
+      << ((*s)->divergence() ? (*s)->divergence()->format() : "");
+  EXPECT_EQ((*s)->checkEndState(), "");
+  std::remove(ro.tracePath.c_str());
 }
 
 }  // namespace

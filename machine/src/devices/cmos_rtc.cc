@@ -119,10 +119,10 @@ void CmosRtc::recompute() {
 std::optional<uint64_t> CmosRtc::nextDeadlineNs() const {
   std::optional<uint64_t> d;
   if (nextPeriodicNs_ != 0) d = nextPeriodicNs_;
-  // The update cycle matters only when its interrupts are enabled.
-  if ((cmos_[kRegB] & (kBUie | kBAie)) && !(cmos_[kRegB] & kBSet))
-    d = d ? std::min(*d, nextSecondNs_) : nextSecondNs_;
-  return d;
+  // The update cycle, whatever its interrupts: it sets UF in register C and
+  // moves to the next second even when no interrupt follows (TimedDevice's
+  // invariant: nothing changes between deadlines).
+  return d ? std::min(*d, nextSecondNs_) : nextSecondNs_;
 }
 
 void CmosRtc::advanceTo(uint64_t nowNs) {

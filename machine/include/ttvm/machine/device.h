@@ -55,6 +55,11 @@ class MovableMmioDevice : public MmioDevice {
 
 // A device with a timer. Deadlines are in virtual nanoseconds (VirtualClock).
 // The machine runs the CPU up to the earliest deadline, then calls advanceTo.
+// Invariant: advanceTo(now) changes nothing (state, interrupts) while now is
+// before nextDeadlineNs() or there is none. Record and replay call it at
+// different boundaries (a replay stops where a debugger or a checkpoint
+// asks), so a change made between deadlines would happen at different steps
+// and the device digests would differ.
 class TimedDevice {
  public:
   virtual ~TimedDevice() = default;
