@@ -13,8 +13,15 @@
 //     wall time and child CPU time, best of N.
 //  3. Trace size: bytes per million steps for the I/O guest, the CPU guest
 //     and the demo guest.
+//  4. Trace density (issue 12): bytes per 1000 steps of the compressed event
+//     chunks and of the whole file, for the demo guest, the I/O guest and a
+//     guest that reads the local APIC's ID and the TSC in a loop, recorded
+//     by default (format 1.3: the replay computes every device answer) and
+//     with --log-device-reads (every answer logged: the density before) in
+//     the same run; target <= 0.5 event bytes per 1000 steps where nothing
+//     comes from outside the machine.
 //
-// usage: record_bench [--runs N] [--qemu PATH] [--no-qemu] [--only cpu|io]
+// usage: record_bench [--runs N] [--qemu PATH] [--no-qemu] [--only cpu|io|density]
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -29,6 +36,7 @@
 #include <string>
 #include <vector>
 
+#include "ttvm/formats/trace_reader.h"
 #include "ttvm/machine/loader.h"
 #include "ttvm/machine/machine.h"
 #include "ttvm/recorder/record_session.h"
@@ -70,10 +78,11 @@ struct InProcess {
   uint64_t steps = 0;
   uint64_t traceBytes = 0;
   uint64_t events = 0;
+  uint64_t eventBytes = 0;  // the event chunks' compressed payloads (traced runs)
   EndReason reason = EndReason::kInternalError;
 };
 
-InProcess recordOnce(const std::string& guestPath, bool traced) {
+InProcess recordOnce(const std::string& guestPath, bool traced, bool logDeviceReads = false) {
   auto file = readFileBytes(guestPath, MachineOptions{}.ramBytes, "of guest RAM");
   if (!file) {
     std::fprintf(stderr, "record_bench: %s\n", file.error().message.c_str());
@@ -93,6 +102,7 @@ InProcess recordOnce(const std::string& guestPath, bool traced) {
   ro.tracePath = traced ? "/tmp/ttvm_record_bench.ttvm" : "";
   ro.ttvmVersion = "bench";
   ro.createdUnixNs = mo.startClockUnixNs;
+  ro.logDeviceAccesses = logDeviceReads;
   if (const char* a = std::getenv("REC_BENCH_LZ4_ACCEL"))
     ro.writerOptions.lz4Acceleration = std::atoi(a);
   RecordSession session(**machine, std::move(*guest), ro);
@@ -112,7 +122,15 @@ InProcess recordOnce(const std::string& guestPath, bool traced) {
   out.traceBytes = r->traceBytes;
   out.events = r->events;
   out.reason = r->end.reason;
-  if (traced) ::unlink("/tmp/ttvm_record_bench.ttvm");
+  if (traced) {
+    auto reader = TraceReader::open("/tmp/ttvm_record_bench.ttvm");
+    if (!reader) {
+      std::fprintf(stderr, "record_bench: %s\n", reader.error().message.c_str());
+      std::exit(1);
+    }
+    out.eventBytes = reader->compressedEventBytes();
+    ::unlink("/tmp/ttvm_record_bench.ttvm");
+  }
   return out;
 }
 
@@ -194,13 +212,57 @@ void printOverhead(const char* what, const Overhead& o, double target) {
               static_cast<double>(o.traced.steps) / o.traced.wallSeconds / 1e6);
 }
 
+double perThousandSteps(uint64_t bytes, uint64_t steps) {
+  return static_cast<double>(bytes) * 1000.0 / static_cast<double>(steps);
+}
+
+// One guest recorded both ways in this run: event and file bytes per 1000
+// steps, and how many times smaller the default trace is.
+void printDensity(const char* what, const std::string& guest) {
+  const InProcess now = recordOnce(guest, true);
+  const InProcess logged = recordOnce(guest, true, true);
+  if (now.steps != logged.steps) {
+    std::fprintf(stderr, "record_bench: %s ran %" PRIu64 " steps, %" PRIu64 " with every read\n",
+                 what, now.steps, logged.steps);
+    std::exit(1);
+  }
+  const double ev = perThousandSteps(now.eventBytes, now.steps);
+  std::printf("  %s, %" PRIu64 " steps\n", what, now.steps);
+  std::printf("    %-22s %9" PRIu64 " events %10" PRIu64 " B (%9.3f B/1000 steps)  file %10" PRIu64
+              " B (%9.3f B/1000 steps)\n",
+              "default", now.events, now.eventBytes, ev, now.traceBytes,
+              perThousandSteps(now.traceBytes, now.steps));
+  std::printf("    %-22s %9" PRIu64 " events %10" PRIu64 " B (%9.3f B/1000 steps)  file %10" PRIu64
+              " B (%9.3f B/1000 steps)\n",
+              "--log-device-reads", logged.events, logged.eventBytes,
+              perThousandSteps(logged.eventBytes, logged.steps), logged.traceBytes,
+              perThousandSteps(logged.traceBytes, logged.steps));
+  std::printf(
+      "    ratio --log-device-reads / default: events %.1fx, file %.2fx; target <= 0.5 "
+      "event B/1000 steps: %s\n",
+      static_cast<double>(logged.eventBytes) / static_cast<double>(now.eventBytes),
+      static_cast<double>(logged.traceBytes) / static_cast<double>(now.traceBytes),
+      ev <= 0.5 ? "met" : "NOT met");
+}
+
+void density() {
+  std::printf(
+      "\ntrace density: default (replay computes every device answer) against "
+      "--log-device-reads (every answer logged), same run\n");
+#ifdef REC_BENCH_DEMO_GUEST
+  printDensity("demo guest", REC_BENCH_DEMO_GUEST);
+#endif
+  printDensity("1M port I/O (rec_io)", REC_BENCH_IO_GUEST);
+  printDensity("1M LAPIC ID + RDTSC reads (rec_lapic)", REC_BENCH_LAPIC_GUEST);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   int runs = 3;
   std::string qemu = "qemu-system-x86_64";
   bool withQemu = true;
-  std::string only;  // cpu or io: that overhead measurement alone (for profiling)
+  std::string only;  // cpu, io or density: that measurement alone
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "--runs" && i + 1 < argc)
@@ -213,13 +275,18 @@ int main(int argc, char** argv) {
       only = argv[++i];
     else {
       std::fprintf(stderr,
-                   "usage: record_bench [--runs N] [--qemu PATH] [--no-qemu] [--only cpu|io]\n");
+                   "usage: record_bench [--runs N] [--qemu PATH] [--no-qemu] "
+                   "[--only cpu|io|density]\n");
       return 2;
     }
   }
   const std::string cpuGuest = REC_BENCH_CPU_GUEST, ioGuest = REC_BENCH_IO_GUEST;
   std::printf("record_bench: best of %d alternating runs per clock (%u CPUs online)\n\n", runs,
               static_cast<unsigned>(sysconf(_SC_NPROCESSORS_ONLN)));
+  if (only == "density") {
+    density();
+    return 0;
+  }
   std::printf("%-22s %-18s %11s %11s %7s\n", "guest", "clock", "--no-trace", "traced", "ratio");
   if (only == "io" || only == "cpu") {
     const bool io = only == "io";
@@ -248,6 +315,7 @@ int main(int argc, char** argv) {
               " events, %10.0f bytes per million steps (%" PRIu64 " steps)\n",
               "demo guest", demo.traceBytes, demo.events, perMillion(demo), demo.steps);
 #endif
+  density();
 
   if (withQemu) {
     std::printf("\nagainst QEMU (processes booting %s to its exit port; best wall / CPU time)\n",

@@ -599,6 +599,46 @@ TEST(RecordE2E, TimerInterruptsIdleSkipAndTsc) {
   expectConsistentEnd(logged);
 }
 
+TEST(RecordE2E, LapicAndTscReadsAreComputedNotLogged) {
+  // rec_lapic reads the local APIC's ID and the TSC 1,000,000 times each
+  // (issue 12's "teaching kernel" case): the default trace holds none of
+  // those answers, only digests and the end, and replays to the same state;
+  // with --log-device-reads every answer is there (the old density).
+  TraceReader r = recordTrace("rec_lapic.elf", "lapic", 1);  // value 0: IDs equal, TSC monotonic
+  EXPECT_EQ(r.end()->reason, EndReason::kExitDevice);
+  EXPECT_EQ(r.end()->exitStatus, 0u);
+  for (const TraceEvent& e : events(r)) {
+    EXPECT_TRUE(e.kind == EventKind::kStateDigest || e.kind == EventKind::kDeviceDigest ||
+                e.kind == EventKind::kDebugExit || e.kind == EventKind::kEndOfRun)
+        << describeEvent(e);
+  }
+  // Two 64-bit digests per 64 Ki steps: under 0.5 bytes per 1000 steps.
+  const double perKiloStep =
+      static_cast<double>(r.compressedEventBytes()) * 1000.0 / static_cast<double>(r.end()->steps);
+  EXPECT_LE(perKiloStep, 0.5) << r.compressedEventBytes() << " bytes for " << r.end()->steps;
+  expectConsistentEnd(r);
+  TraceReader logged = recordTrace("rec_lapic.elf", "lapic_logged", 1, {"--log-device-reads"});
+  uint64_t lapicReads = 0, rdtsc = 0;
+  for (const TraceEvent& e : events(logged)) {
+    lapicReads += e.kind == EventKind::kMmioRead && e.address == 0xFEE00020;
+    rdtsc += e.kind == EventKind::kRdtsc;
+  }
+  EXPECT_EQ(lapicReads, 1'000'001u);
+  EXPECT_EQ(rdtsc, 1'000'001u);
+  EXPECT_EQ(logged.end()->steps, r.end()->steps);
+  EXPECT_EQ(logged.end()->finalDigest, r.end()->finalDigest);
+  EXPECT_LT(r.fileBytes(), logged.fileBytes());
+  std::printf(
+      "rec_lapic, %llu steps: events %llu bytes (%.3f per 1000 steps), file %llu bytes; "
+      "--log-device-reads: events %llu bytes, file %llu bytes\n",
+      static_cast<unsigned long long>(r.end()->steps),
+      static_cast<unsigned long long>(r.compressedEventBytes()), perKiloStep,
+      static_cast<unsigned long long>(r.fileBytes()),
+      static_cast<unsigned long long>(logged.compressedEventBytes()),
+      static_cast<unsigned long long>(logged.fileBytes()));
+  expectConsistentEnd(logged);
+}
+
 TEST(RecordE2E, RealtimePacesIdleTimeToTheWallClock) {
   // rec_idle_hang idles with every timer interrupt masked. Without
   // --realtime, 60 s of virtual idle time pass at once and the run ends as a
