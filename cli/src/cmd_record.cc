@@ -1,5 +1,5 @@
-// ttvm record: boot a guest on ttvm's small PC under the emulator backend and
-// write every input it receives into a trace. Guest console output goes to
+// ttvm record: boot a guest on ttvm's small PC under the emulator or KVM
+// backend and write every input it receives into a trace. Guest console output goes to
 // stdout; ttvm's own messages and the end-of-run summary go to stderr.
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <optional>
 #include <string>
 
 #include "cli_args.h"
@@ -20,10 +21,12 @@
 #include "disk_options.h"
 #include "serial_console.h"
 #include "ttvm/base/log.h"
+#include "ttvm/kvm/kvm.h"
 #include "ttvm/machine/devices/uart_16550.h"
 #include "ttvm/machine/disk_image.h"
 #include "ttvm/machine/loader.h"
 #include "ttvm/machine/machine.h"
+#include "ttvm/recorder/kvm_backend.h"
 #include "ttvm/recorder/record_session.h"
 #include "ttvm/replayer/guest_symbols.h"
 
@@ -54,8 +57,10 @@ constexpr const char* kUsage =
     "  -o, --output FILE     trace file (default: GUEST's name with .ttvm, in the\n"
     "                        current directory)\n"
     "  --no-trace            run without writing a trace\n"
-    "  --backend B           auto | emu | kvm (default auto = emu: the KVM backend is\n"
-    "                        not part of this version)\n"
+    "  --backend B           auto | emu | kvm (default auto: KVM where /dev/kvm opens\n"
+    "                        and shows the guest ttvm's CPUID, else the emulator;\n"
+    "                        it says which). Under KVM events carry exit numbers and\n"
+    "                        every device answer is logged (docs/kvm-recording.md)\n"
     "  --ram SIZE            guest RAM, e.g. 256M, 1G (default 256M; 2M to 3G); RAM\n"
     "                        the guest never touches costs nothing\n"
     "  --kernel FILE         the guest is this kernel (Linux bzImage, multiboot or\n"
@@ -207,9 +212,23 @@ void printSummary(const RecordResult& r, const TraceHeader& header, const machin
   std::fprintf(stderr, "\nttvm record: %.*s — %s\n",
                static_cast<int>(endReasonName(e.reason).size()), endReasonName(e.reason).data(),
                e.message.c_str());
-  double mips = r.wallSeconds > 0 ? static_cast<double>(e.steps) / r.wallSeconds / 1e6 : 0;
-  std::fprintf(stderr, "  steps    %" PRIu64 " in %.3f s (%.1f M steps/s)\n", e.steps,
-               r.wallSeconds, mips);
+  if (header.backend == Backend::kKvm) {
+    // Under KVM the position is the exit number (no step count).
+    double rate = r.wallSeconds > 0 ? static_cast<double>(e.steps) / r.wallSeconds : 0;
+    std::fprintf(stderr, "  exits    %" PRIu64 " in %.3f s (%.0f exits/s, KVM)\n", e.steps,
+                 r.wallSeconds, rate);
+    if (const auto* k = dynamic_cast<const KvmBackend*>(cpu); k != nullptr && verbose) {
+      const KvmBackend::ExitCounts& c = k->exitCounts();
+      std::fprintf(stderr,
+                   "  kvm      %" PRIu64 " I/O, %" PRIu64 " MMIO, %" PRIu64 " HLT exits; %" PRIu64
+                   " interrupt windows, %" PRIu64 " kicks\n",
+                   c.io, c.mmio, c.hlt, c.window, c.kicks);
+    }
+  } else {
+    double mips = r.wallSeconds > 0 ? static_cast<double>(e.steps) / r.wallSeconds / 1e6 : 0;
+    std::fprintf(stderr, "  steps    %" PRIu64 " in %.3f s (%.1f M steps/s)\n", e.steps,
+                 r.wallSeconds, mips);
+  }
   GuestSymbols symbols(header);
   uint64_t linear = cpuMode(s) == CpuMode::kLong64 ? s.rip : s.segment(SegReg::kCs).base + s.rip;
   std::string where;
@@ -388,22 +407,26 @@ int cmdRecord(std::span<char* const> args) {
     return kExitUsage;
   }
   if (verbose) setLogSpec("recorder=info");
-  if (backend == "kvm") {
-    if (access("/dev/kvm", R_OK | W_OK) != 0) {
-      std::fprintf(stderr,
-                   "ttvm record: --backend kvm needs /dev/kvm, which %s on this host (%s); "
-                   "use --backend emu to record with ttvm's emulator\n",
-                   errno == ENOENT ? "does not exist" : "cannot be opened", std::strerror(errno));
-    } else {
-      std::fprintf(stderr,
-                   "ttvm record: the KVM backend is not part of this version of ttvm; use "
-                   "--backend emu\n");
-    }
-    return kExitConfig;
-  }
-  if (backend != "auto" && backend != "emu") {
+  if (backend != "auto" && backend != "emu" && backend != "kvm") {
     std::fprintf(stderr, "ttvm record: --backend '%s': use auto, emu or kvm\n", backend.c_str());
     return kExitUsage;
+  }
+  // KVM is usable when /dev/kvm opens and its guests see the CPUID table
+  // (some paravirtualized /dev/kvm devices show them the host's).
+  std::optional<kvm::Kvm> kvmDevice;
+  if (backend != "emu") {
+    auto k = kvm::Kvm::open();
+    Status usable = k ? k->checkGuestCpuid() : Status(k.error());
+    if (usable.ok()) {
+      kvmDevice.emplace(std::move(*k));
+      if (backend == "auto") std::fprintf(stderr, "ttvm record: backend: kvm (/dev/kvm)\n");
+    } else if (backend == "kvm") {
+      std::fprintf(stderr, "ttvm record: --backend kvm: %s\n", usable.error().message.c_str());
+      return kExitConfig;
+    } else {
+      std::fprintf(stderr, "ttvm record: backend: emu (KVM is not usable here: %s)\n",
+                   usable.error().message.c_str());
+    }
   }
 
   // From here on Ctrl-C/SIGTERM end the run cleanly (a signal during set-up
@@ -514,6 +537,14 @@ int cmdRecord(std::span<char* const> args) {
   ro.snapshotInterval = snapshotEvery;
   ro.realtime = realtime;
   ro.logDeviceAccesses = logDeviceReads;
+  if (kvmDevice)
+    ro.makeBackend = [&kvmDevice](
+                         const CpuModel& model, PhysicalMemory memory,
+                         Environment& env) -> Result<std::unique_ptr<machine::CpuBackend>> {
+      auto b = KvmBackend::create(*kvmDevice, model, std::move(memory), env);
+      if (!b) return b.error();
+      return std::unique_ptr<machine::CpuBackend>(std::move(*b));
+    };
   ro.ttvmVersion = TTVM_VERSION;
   ro.host = hostDescription();
   ro.createdUnixNs = createdNs;

@@ -264,6 +264,7 @@ Vcpu::Vcpu(Vcpu&& o) noexcept
       caps_(o.caps_),
       halted_(o.halted_),
       singleStep_(o.singleStep_),
+      kicksMasked_(o.kicksMasked_),
       completionPending_(o.completionPending_),
       stepRip_(o.stepRip_) {
   o.run_ = nullptr;
@@ -342,6 +343,8 @@ Status Vcpu::setState(const CpuState& s) {
                      hex(kOwnedMsrs[size_t(set)].index) + ") = " + hex(k->msrs[size_t(set)].data));
   if (::ioctl(fd, KVM_SET_VCPU_EVENTS, &k->events) < 0)
     return ioctlError("KVM_SET_VCPU_EVENTS", errno);
+  // Without an in-kernel LAPIC, KVM_RUN loads CR8 from kvm_run at entry.
+  run_->cr8 = s.cr8;
   halted_ = k->halted;
   return {};
 }
@@ -410,6 +413,16 @@ Result<VcpuExit> Vcpu::enter() {
     const int err = errno;
     if (err == EINTR) {
       __atomic_store_n(&run_->immediate_exit, 0, __ATOMIC_SEQ_CST);
+      if (kicksMasked_) {
+        // Blocked outside KVM_RUN, the kick is still pending: take it, or
+        // every later KVM_RUN would return at once (as QEMU eats SIG_IPI).
+        sigset_t kick;
+        sigemptyset(&kick);
+        sigaddset(&kick, kickSignal());
+        const timespec zero{};
+        while (sigtimedwait(&kick, nullptr, &zero) > 0) {
+        }
+      }
       VcpuExit e;
       e.kind = ExitKind::kInterrupted;
       e.rawReason = KVM_EXIT_INTR;
@@ -481,6 +494,71 @@ int Vcpu::kickSignal() {
     return s;
   }();
   return sig;
+}
+
+Status Vcpu::kickOnlyInRun() {
+  const int sig = kickSignal();
+  sigset_t block;
+  sigemptyset(&block);
+  sigaddset(&block, sig);
+  sigset_t old;
+  if (pthread_sigmask(SIG_BLOCK, &block, &old) != 0)
+    return makeError("cannot block the kick signal: pthread_sigmask failed");
+  // The mask inside KVM_RUN: the thread's own, with the kick signal open.
+  // The kernel's sigset is 8 bytes (glibc's sigset_t is larger).
+  sigdelset(&old, sig);
+  struct {
+    uint32_t len;
+    uint8_t sigset[8];
+  } mask{};
+  mask.len = 8;
+  std::memcpy(mask.sigset, &old, 8);
+  constexpr unsigned long kSetSignalMask = _IOW(KVMIO, 0x8b, uint32_t);
+  if (::ioctl(fd_.get(), kSetSignalMask, &mask) < 0)
+    return ioctlError("KVM_SET_SIGNAL_MASK", errno);
+  kicksMasked_ = true;
+  return {};
+}
+
+bool Vcpu::readyForInterrupt() const {
+  return run_->ready_for_interrupt_injection != 0 && run_->if_flag != 0;
+}
+
+Status Vcpu::injectInterrupt(uint8_t vector) {
+  kvm_interrupt irq{};
+  irq.irq = vector;
+  if (::ioctl(fd_.get(), KVM_INTERRUPT, &irq) < 0)
+    return makeError("KVM_INTERRUPT of vector " + hex(vector) + " failed: " + errnoText(errno));
+  halted_ = false;
+  return {};
+}
+
+Status Vcpu::injectNmi() {
+  if (::ioctl(fd_.get(), KVM_NMI, 0) < 0) return ioctlError("KVM_NMI", errno);
+  halted_ = false;
+  return {};
+}
+
+void Vcpu::requestInterruptWindow(bool on) {
+  run_->request_interrupt_window = on ? 1 : 0;
+}
+
+uint64_t Vcpu::exitCr8() const {
+  return run_->cr8;
+}
+
+uint64_t Vcpu::exitApicBase() const {
+  return run_->apic_base;
+}
+
+Result<std::optional<VcpuExit>> Vcpu::completeExit() {
+  __atomic_store_n(&run_->immediate_exit, 1, __ATOMIC_SEQ_CST);
+  const int rc = ::ioctl(fd_.get(), KVM_RUN, 0);
+  const int err = errno;
+  __atomic_store_n(&run_->immediate_exit, 0, __ATOMIC_SEQ_CST);
+  if (rc == 0) return std::optional<VcpuExit>(noteExit(decodeExit(*run_, mapSize_)));
+  if (err != EINTR) return ioctlError("KVM_RUN (completing an exit)", err);
+  return std::optional<VcpuExit>();
 }
 
 void Vcpu::prepareKick() {

@@ -40,6 +40,12 @@ Status RecordSession::start() {
     cpu_ = std::make_unique<EmuBackend>(machine_.cpuModel(), machine_.physicalMemory(), *env_);
   }
   header_.backend = cpu_->kind();
+  if (!cpu_->countsSteps()) {
+    // Events carry exit numbers (KVM): a replay cannot run the devices in
+    // step with the recording's clock, so every answer goes to the trace
+    // and the replay takes them from there (the old mode, in exit order).
+    TTVM_TRY(machine_.setReplayedDevices({}));
+  }
   header_.createdUnixNs = options_.createdUnixNs;
   header_.machine = machine_.config();
   header_.cpuModel = machine_.cpuModel();
@@ -58,7 +64,8 @@ Status RecordSession::start() {
     auto w = TraceWriter::create(options_.tracePath, header_, init, wo);
     if (!w) return makeError("cannot write the trace: " + w.error().message);
     writer_ = std::move(*w);
-    if (options_.recentInstructions > 0) {
+    // The tail re-execution matches events by step: not for exit numbers.
+    if (options_.recentInstructions > 0 && cpu_->countsSteps()) {
       void* p = mmap(nullptr, machine_.ram().size(), PROT_READ | PROT_WRITE,
                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
       if (p != MAP_FAILED) {
@@ -262,6 +269,8 @@ Result<RecordResult> RecordSession::run() {
     uint64_t before = s.steps;
     StepResult r = cpu_->run(budget);
     if (s.steps != before) halted = false;
+    if (!cpu_->failure().empty())
+      return finish(makeEnd(EndReason::kInternalError, cpu_->failure()));
 
     if (writer_ && s.steps >= nextDigest) {
       appendDigests();

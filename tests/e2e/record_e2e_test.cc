@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "ttvm/formats/trace_reader.h"
+#include "ttvm/kvm/kvm.h"
 #include "ttvm/machine/machine.h"
 
 namespace ttvm {
@@ -781,6 +782,32 @@ TEST(RecordE2E, ADiskBootsLikeABiosHandsOver) {
   const auto& d = r.header().machine.devices;
   EXPECT_NE(std::find(d.begin(), d.end(), "disk@ide0.0:sectors=1"), d.end());
   EXPECT_EQ(ttvmCommand("verify", {tmp("diskboot.ttvm")}), 0);
+}
+
+// Where KVM is not usable (no /dev/kvm, or one whose guests see the host's
+// CPUID, as on the build machines), --backend kvm fails at once saying why,
+// and auto records with the emulator saying so. Inside the nested VM,
+// kvm.record checks the other side.
+TEST(RecordE2E, BackendKvmFailsAtOnceWhereKvmIsNotUsable) {
+  auto k = kvm::Kvm::open();
+  if (k.ok() && k->checkGuestCpuid().ok())
+    GTEST_SKIP() << "this host's /dev/kvm is usable: ctest -L kvm records under it";
+  Outcome kvmRun =
+      record({"--backend", "kvm", "-o", tmp("kvmfail.ttvm"), guest("rec_exit.elf")}, "kvmfail");
+  EXPECT_EQ(kvmRun.status, 78);
+  EXPECT_NE(kvmRun.err.find("--backend kvm: "), std::string::npos) << kvmRun.err;
+  EXPECT_NE(kvmRun.err.find("--backend emu"), std::string::npos) << kvmRun.err;
+  EXPECT_EQ(::access(tmp("kvmfail.ttvm").c_str(), F_OK), -1) << "no trace before the backend";
+  Outcome autoRun = record({"-o", tmp("auto.ttvm"), guest("rec_exit.elf")}, "auto");
+  EXPECT_EQ(autoRun.status, 0x43);
+  EXPECT_NE(autoRun.err.find("backend: emu (KVM is not usable here: "), std::string::npos)
+      << autoRun.err;
+  auto r = TraceReader::open(tmp("auto.ttvm"));
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ(r->header().backend, Backend::kEmulator);
+  Outcome bad = record({"--backend", "hw", guest("rec_exit.elf")}, "badbackend");
+  EXPECT_EQ(bad.status, 64);
+  EXPECT_NE(bad.err.find("use auto, emu or kvm"), std::string::npos) << bad.err;
 }
 
 TEST(RecordE2E, UsageErrorsAreClear) {

@@ -19,6 +19,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -168,6 +169,36 @@ class Vcpu {
 
   // The kick signal (a real-time signal with a no-op handler, installed once).
   static int kickSignal();
+  // Blocks the kick signal in the calling thread except inside KVM_RUN
+  // (KVM_SET_SIGNAL_MASK), as QEMU does: a kick sent while the thread is
+  // outside the guest waits for the next KVM_RUN, which then returns
+  // ExitKind::kInterrupted at once, and no other system call of the thread
+  // sees EINTR. Call it on the vCPU thread; a kicker then only signals it
+  // (pthread_kill with kickSignal()).
+  Status kickOnlyInRun();
+
+  // Interrupts without an in-kernel irqchip: ttvm's devices decide them.
+  // Whether the guest could take an interrupt when KVM_RUN last returned
+  // (kvm_run's ready_for_interrupt_injection and if_flag: IF=1, no
+  // interrupt shadow, nothing being injected).
+  bool readyForInterrupt() const;
+  // KVM_INTERRUPT: KVM delivers `vector` at the first instruction boundary
+  // where the guest accepts it, from the next entry on. Wakes a halted vCPU.
+  Status injectInterrupt(uint8_t vector);
+  // KVM_NMI: delivered where NMIs are not blocked. Wakes a halted vCPU.
+  Status injectNmi();
+  // kvm_run.request_interrupt_window: KVM_RUN returns
+  // ExitKind::kIrqWindowOpen as soon as the guest can take an interrupt.
+  void requestInterruptWindow(bool on);
+  // CR8 and the APIC base MSR as of the last exit (KVM keeps them in kvm_run
+  // without an in-kernel LAPIC, and reads CR8 back from there at entry).
+  uint64_t exitCr8() const;
+  uint64_t exitApicBase() const;
+  // Finishes the instruction of the last I/O or MMIO exit without entering
+  // the guest (KVM_RUN with immediate_exit): afterwards state() shows it
+  // retired. Returns the next exit when the instruction made one more
+  // access (it must be answered and completed in turn), else nullopt.
+  Result<std::optional<VcpuExit>> completeExit();
 
  private:
   friend class Vm;
@@ -183,6 +214,7 @@ class Vcpu {
   KvmCapabilities caps_;
   bool halted_ = false;
   bool singleStep_ = false;
+  bool kicksMasked_ = false;        // kickOnlyInRun()
   bool completionPending_ = false;  // stepping, and the last exit was I/O or MMIO
   uint64_t stepRip_ = 0;            // stepping: RIP of the instruction being stepped
   std::atomic<bool> kickReady_{false};

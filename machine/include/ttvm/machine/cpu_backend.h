@@ -75,6 +75,10 @@ class CpuBackend {
   virtual std::vector<uint64_t> takeDirtyPages() = 0;
   // Instructions the guest used that the backend lacks ("mnemonic (bytes)").
   virtual const std::vector<std::string>& unimplementedLog() const = 0;
+  // Why the backend cannot go on (KVM's internal error or failed entry, an
+  // ioctl refused), once run() or step() stopped with kStopRequested for
+  // it; empty otherwise. The record loop ends the trace there.
+  virtual const std::string& failure() const = 0;
 };
 
 }  // namespace ttvm::machine

@@ -32,6 +32,11 @@ class EmuBackend final : public machine::CpuBackend {
   void setDirtyTracking(bool on) override;
   std::vector<uint64_t> takeDirtyPages() override;
   const std::vector<std::string>& unimplementedLog() const override;
+  // The emulator always goes on.
+  const std::string& failure() const override {
+    static const std::string kNone;
+    return kNone;
+  }
 
   // The emulator itself (debugger breakpoints, decode caches).
   Cpu& cpu() { return *cpu_; }

@@ -1,0 +1,141 @@
+// KvmBackend: the CpuBackend that runs the guest on the host's CPU through
+// KVM (ttvm::kvm, docs/kvm-recording.md). One readable run loop, kvmtool
+// style: KVM_RUN, then a switch on the exit that hands port I/O (each
+// access of a string instruction KVM batched) and MMIO to the Environment
+// the backend was built over, as the emulator would.
+//
+// Memory. The machine's RAM is one user memory region per stretch between
+// its MMIO holes; an access in a hole (or above RAM) exits as MMIO.
+// The guest's CPUID is the machine's CpuModel (KVM_SET_CPUID2), restricted
+// to nothing: what the table says is what the guest sees.
+//
+// Position. KVM cannot count steps (no usable PMU in the nested VM), so
+// state().steps is the *exit sequence number*: it grows by one at every
+// exit that reaches the machine — an I/O or MMIO exit, HLT — and every event
+// the environment logs carries it (a trace's Backend::kKvm). Exits the
+// machine does not see (a kick, an interrupt window opening) do not count.
+// Virtual time, which the machine derives from steps, therefore advances
+// by the clock's ns-per-step at each counted exit (plus idle skips).
+//
+// Interrupts. ttvm decides them: there is no in-kernel irqchip. After each
+// counted exit (and before the first entry), when the environment has an
+// NMI or interrupt pending, the backend acknowledges it and hands it to
+// KVM (KVM_NMI; KVM_INTERRUPT where the guest can take it, else it asks
+// for an interrupt window and does so when that opens). KVM delivers it at
+// the first instruction boundary where the guest accepts it after the
+// access that exited. Nothing is injected at a kick or anywhere else: a
+// timer that falls due while the guest computes without exiting is taken
+// at the next exit (docs/kvm-recording.md, "What a KVM trace holds").
+//
+// Wall-clock checks. run() gives the record loop back after 20 ms of wall
+// time (kRetired) so that it sees Ctrl-C and --timeout. A guest that does
+// not exit would never return: a helper thread kicks a vCPU that has been
+// inside one KVM_RUN for a whole 20 ms period, and run() then returns
+// (kRetired, no exit counted).
+//
+// Failures (INTERNAL_ERROR, FAIL_ENTRY, an exit ttvm does not handle, an
+// ioctl refused) stop run() with StepOutcome::kStopRequested and a
+// message in failure(); the record loop ends the trace there with the state.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <span>
+#include <thread>
+#include <vector>
+
+#include "ttvm/base/result.h"
+#include "ttvm/emulator/cpu.h"
+#include "ttvm/kvm/kvm.h"
+#include "ttvm/machine/cpu_backend.h"
+
+namespace ttvm {
+
+// The guest-physical stretches of RAM that become KVM memory slots:
+// [0, ramBytes) minus the MMIO holes (sorted, disjoint). Errors name a
+// stretch that is not a whole number of pages.
+Result<std::vector<PhysicalMemory::Range>> kvmRamSlots(
+    uint64_t ramBytes, std::span<const PhysicalMemory::Range> holes);
+
+class KvmBackend final : public machine::CpuBackend {
+ public:
+  // A VM with one vCPU over `memory` (the machine's RAM and MMIO holes),
+  // showing the guest `model`'s CPUID. `kvm` need not outlive the backend;
+  // `env` and the RAM must.
+  static Result<std::unique_ptr<KvmBackend>> create(const kvm::Kvm& kvm, const CpuModel& model,
+                                                    PhysicalMemory memory, Environment& env);
+  ~KvmBackend() override;
+
+  Backend kind() const override { return Backend::kKvm; }
+  bool countsSteps() const override { return false; }
+  // Runs until `maxSteps` more exits were counted, HLT (kHalted), a triple
+  // fault, the environment's stopRequested() after an exit, a failure
+  // (kStopRequested with failure()), or a kick (kRetired). The state is read
+  // back from KVM before it returns, with the last access's instruction
+  // completed.
+  StepResult run(uint64_t maxSteps) override;
+  // One instruction under KVM_GUESTDBG_SINGLESTEP (a REP string instruction
+  // KVM's emulator completes counts as one).
+  StepResult step() override;
+  const CpuState& state() const override { return state_; }
+  void setState(const CpuState& state) override;
+  void inject(const machine::InjectedEvent& e) override;
+  bool pendingInjection() const override { return injectVector_.has_value() || injectNmi_; }
+  bool readLinear(uint64_t linear, std::span<uint8_t> out) const override;
+  // KVM's dirty log is not used yet: while tracking is on, every RAM page
+  // counts as dirty (a superset, which is what a checkpoint copier needs).
+  void setDirtyTracking(bool on) override { dirtyTracking_ = on; }
+  std::vector<uint64_t> takeDirtyPages() override;
+  const std::vector<std::string>& unimplementedLog() const override { return unimplemented_; }
+  const std::string& failure() const override { return failure_; }
+
+  // Exits of each kind since creation (counted or not), for summaries and tests.
+  struct ExitCounts {
+    uint64_t io = 0, mmio = 0, hlt = 0, window = 0, kicks = 0;
+  };
+  const ExitCounts& exitCounts() const { return counts_; }
+
+ private:
+  KvmBackend(kvm::Vm vm, kvm::Vcpu vcpu, const CpuModel& model, PhysicalMemory memory,
+             Environment& env);
+  // Hands the machine's (or an injected) interrupt or NMI to KVM.
+  Status offerEvents();
+  // Answers an I/O or MMIO exit through the environment.
+  void serve(const kvm::VcpuExit& e);
+  // Completes the last access (answering further ones it makes) and reads the
+  // state back.
+  Status settle();
+  StepResult fail(std::string message);
+  void kicker();
+
+  kvm::Vm vm_;
+  kvm::Vcpu vcpu_;
+  const CpuModel& model_;
+  PhysicalMemory memory_;
+  Environment& env_;
+  CpuState state_;
+  bool exitPending_ = false;  // the last exit was I/O or MMIO, not completed yet
+  bool halted_ = false;
+  bool offerDue_ = true;            // a counted exit happened since the last offerEvents()
+  std::optional<uint8_t> waiting_;  // acknowledged, waiting for the interrupt window
+  std::optional<uint8_t> injectVector_;
+  bool injectNmi_ = false;
+  bool dirtyTracking_ = false;
+  ExitCounts counts_;
+  std::string failure_;
+  std::vector<std::string> unimplemented_;
+  mutable std::unique_ptr<Cpu> walker_;  // readLinear's page walker
+  // The kicker thread: signals a vCPU stuck in one KVM_RUN for 20 ms.
+  std::atomic<bool> inRun_{false};
+  std::atomic<uint64_t> entries_{0};  // KVM_RUN calls so far
+  pthread_t vcpuThread_{};
+  std::mutex kickMutex_;
+  std::condition_variable kickCv_;
+  bool stopKicker_ = false;
+  std::thread kicker_;
+};
+
+}  // namespace ttvm

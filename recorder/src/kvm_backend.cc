@@ -1,0 +1,342 @@
+#include "ttvm/recorder/kvm_backend.h"
+
+#include <signal.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+
+#include "ttvm/base/hex.h"
+#include "ttvm/base/log.h"
+
+namespace ttvm {
+namespace {
+
+constexpr uint64_t kPage = 4096;
+// run() gives the loop back after this much wall time; a guest inside one
+// KVM_RUN for a whole period is kicked out.
+constexpr auto kWallSlice = std::chrono::milliseconds(20);
+
+uint64_t loadLe(std::span<const uint8_t> bytes) {
+  uint64_t v = 0;
+  std::memcpy(&v, bytes.data(), std::min<size_t>(bytes.size(), 8));
+  return v;
+}
+
+void storeLe(std::span<uint8_t> bytes, uint64_t v) {
+  std::memcpy(bytes.data(), &v, std::min<size_t>(bytes.size(), 8));
+}
+
+}  // namespace
+
+Result<std::vector<PhysicalMemory::Range>> kvmRamSlots(
+    uint64_t ramBytes, std::span<const PhysicalMemory::Range> holes) {
+  std::vector<PhysicalMemory::Range> slots;
+  uint64_t at = 0;
+  auto add = [&](uint64_t begin, uint64_t end) -> Status {
+    if (end <= begin) return {};
+    if (begin % kPage != 0 || end % kPage != 0)
+      return makeError("RAM stretch " + hex(begin) + "-" + hex(end) +
+                       " between MMIO holes is not page-aligned; KVM maps whole pages");
+    slots.push_back({begin, end});
+    return {};
+  };
+  for (const PhysicalMemory::Range& hole : holes) {
+    if (hole.begin >= ramBytes) break;
+    TTVM_TRY(add(at, hole.begin));
+    at = std::max(at, hole.end);
+  }
+  TTVM_TRY(add(at, ramBytes));
+  return slots;
+}
+
+Result<std::unique_ptr<KvmBackend>> KvmBackend::create(const kvm::Kvm& kvm, const CpuModel& model,
+                                                       PhysicalMemory memory, Environment& env) {
+  auto vm = kvm.createVm();
+  if (!vm) return vm.error();
+  auto slots = kvmRamSlots(memory.ram.size(), memory.mmioHoles);
+  if (!slots) return slots.error();
+  for (uint32_t i = 0; i < slots->size(); ++i) {
+    const PhysicalMemory::Range& r = (*slots)[i];
+    TTVM_TRY(vm->setMemory(i, r.begin, memory.ram.subspan(r.begin, r.end - r.begin)));
+  }
+  auto vcpu = vm->createVcpu(0);
+  if (!vcpu) return vcpu.error();
+  TTVM_TRY(vcpu->setCpuid(model));
+  std::unique_ptr<KvmBackend> b(
+      new KvmBackend(std::move(*vm), std::move(*vcpu), model, std::move(memory), env));
+  return b;
+}
+
+KvmBackend::KvmBackend(kvm::Vm vm, kvm::Vcpu vcpu, const CpuModel& model, PhysicalMemory memory,
+                       Environment& env)
+    : vm_(std::move(vm)),
+      vcpu_(std::move(vcpu)),
+      model_(model),
+      memory_(std::move(memory)),
+      env_(env) {}
+
+KvmBackend::~KvmBackend() {
+  if (kicker_.joinable()) {
+    {
+      std::lock_guard<std::mutex> lock(kickMutex_);
+      stopKicker_ = true;
+    }
+    kickCv_.notify_all();
+    kicker_.join();
+  }
+}
+
+void KvmBackend::kicker() {
+  std::unique_lock<std::mutex> lock(kickMutex_);
+  uint64_t seen = ~0ull;
+  while (!stopKicker_) {
+    kickCv_.wait_for(lock, kWallSlice);
+    // Only a vCPU still in the KVM_RUN it was in a period ago: real-time
+    // signals queue, and a kick per period to a guest that exits anyway
+    // would cost a wasted entry each.
+    const uint64_t entries = entries_.load();
+    if (!stopKicker_ && inRun_.load() && entries == seen)
+      pthread_kill(vcpuThread_, kvm::Vcpu::kickSignal());
+    seen = entries;
+  }
+}
+
+void KvmBackend::setState(const CpuState& s) {
+  // A state KVM cannot hold (docs/kvm-recording.md) is the backend's
+  // failure: the next run() stops with it.
+  if (Status st = vcpu_.setState(s); !st.ok() && failure_.empty())
+    failure_ = "KVM refused the CPU state: " + st.error().message;
+  state_ = s;
+  halted_ = s.pending.halted;
+  exitPending_ = false;
+  offerDue_ = true;
+}
+
+void KvmBackend::inject(const machine::InjectedEvent& e) {
+  if (e.kind == machine::InjectedEvent::Kind::kNmi)
+    injectNmi_ = true;
+  else
+    injectVector_ = e.vector;
+  offerDue_ = true;
+}
+
+StepResult KvmBackend::fail(std::string message) {
+  if (failure_.empty()) failure_ = std::move(message);
+  (void)settle();
+  return {StepOutcome::kStopRequested};
+}
+
+Status KvmBackend::offerEvents() {
+  offerDue_ = false;
+  if (injectNmi_ || env_.nmiPending()) {
+    if (injectNmi_)
+      injectNmi_ = false;
+    else
+      env_.acknowledgeNmi();
+    TTVM_TRY(vcpu_.injectNmi());
+    halted_ = false;
+  }
+  if (!waiting_ && (injectVector_ || env_.interruptPending())) {
+    if (injectVector_) {
+      waiting_ = injectVector_;
+      injectVector_.reset();
+    } else {
+      waiting_ = env_.acknowledgeInterrupt();
+    }
+  }
+  if (waiting_ && vcpu_.readyForInterrupt()) {
+    TTVM_TRY(vcpu_.injectInterrupt(*waiting_));
+    waiting_.reset();
+    halted_ = false;
+  }
+  vcpu_.requestInterruptWindow(waiting_.has_value());
+  return {};
+}
+
+void KvmBackend::serve(const kvm::VcpuExit& e) {
+  if (e.kind == kvm::ExitKind::kIo) {
+    const kvm::IoExit& io = e.io;
+    for (uint32_t i = 0; i < io.count; ++i) {
+      std::span<uint8_t> d = io.data.subspan(size_t(i) * io.size, io.size);
+      if (io.in)
+        storeLe(d, env_.portIn(io.port, io.size));
+      else
+        env_.portOut(io.port, io.size, uint32_t(loadLe(d)));
+    }
+    ++counts_.io;
+  } else {
+    const kvm::MmioExit& m = e.mmio;
+    const auto size = unsigned(m.data.size());
+    if (m.write)
+      env_.mmioWrite(m.address, size, loadLe(m.data));
+    else
+      storeLe(m.data, env_.mmioRead(m.address, size));
+    ++counts_.mmio;
+  }
+  exitPending_ = true;
+}
+
+Status KvmBackend::settle() {
+  while (exitPending_) {
+    auto next = vcpu_.completeExit();
+    if (!next) return next.error();
+    exitPending_ = false;
+    if (!*next) break;
+    const kvm::VcpuExit& e = **next;
+    // Completing never enters the guest: only a further access of the
+    // same instruction (the next iteration of a REP string one) can come.
+    if (e.kind != kvm::ExitKind::kIo && e.kind != kvm::ExitKind::kMmio)
+      return makeError("completing an access, KVM returned " + kvm::describe(e));
+    ++state_.steps;  // one more access of the same instruction: a counted exit
+    serve(e);
+  }
+  auto s = vcpu_.state();
+  if (!s) return s.error();
+  const uint64_t steps = state_.steps;
+  state_ = std::move(*s);
+  state_.steps = steps;
+  state_.pending.halted = halted_;
+  return {};
+}
+
+StepResult KvmBackend::run(uint64_t maxSteps) {
+  if (!kicker_.joinable()) {
+    vcpuThread_ = pthread_self();
+    if (Status st = vcpu_.kickOnlyInRun(); !st.ok()) return fail(st.error().message);
+    kicker_ = std::thread([this] { kicker(); });
+  }
+  if (!failure_.empty()) return {StepOutcome::kStopRequested};
+  const uint64_t end = state_.steps + std::max<uint64_t>(maxSteps, 1);
+  const auto wallEnd = std::chrono::steady_clock::now() + kWallSlice;
+  for (;;) {
+    // A halted CPU is offered what the loop's timers raised meanwhile (the
+    // halt is a position the replay finds: it waits there too).
+    if (offerDue_ || halted_ || injectVector_ || injectNmi_) {
+      if (Status st = offerEvents(); !st.ok()) return fail(st.error().message);
+    }
+    if (halted_) {
+      if (Status st = settle(); !st.ok()) return fail(st.error().message);
+      return {StepOutcome::kHalted};
+    }
+    entries_.fetch_add(1);
+    inRun_.store(true);
+    auto r = vcpu_.run();
+    inRun_.store(false);
+    if (!r) return fail(r.error().message);
+    const kvm::VcpuExit& e = *r;
+    exitPending_ = false;
+    switch (e.kind) {
+      case kvm::ExitKind::kIo:
+      case kvm::ExitKind::kMmio:
+        ++state_.steps;
+        serve(e);
+        offerDue_ = true;
+        break;
+      case kvm::ExitKind::kHlt:
+        ++state_.steps;
+        ++counts_.hlt;
+        halted_ = true;
+        offerDue_ = true;
+        break;
+      case kvm::ExitKind::kIrqWindowOpen:
+        ++counts_.window;
+        break;  // offerEvents() injects the waiting vector now
+      case kvm::ExitKind::kInterrupted:
+        ++counts_.kicks;
+        if (Status st = settle(); !st.ok()) return fail(st.error().message);
+        return {StepOutcome::kRetired};
+      case kvm::ExitKind::kShutdown:
+        if (Status st = settle(); !st.ok()) return fail(st.error().message);
+        return {StepOutcome::kTripleFault};
+      case kvm::ExitKind::kInternalError: {
+        std::string words;
+        for (uint64_t w : e.internal.data) words += " " + hex(w);
+        return fail("KVM internal error (suberror " + std::to_string(e.internal.suberror) +
+                    (words.empty() ? "" : ", data" + words) + ") after exit " +
+                    std::to_string(state_.steps));
+      }
+      case kvm::ExitKind::kFailEntry:
+        return fail("KVM could not enter the guest: hardware entry failure reason " +
+                    hex(e.failEntry.reason) + " on host CPU " + std::to_string(e.failEntry.cpu) +
+                    " after exit " + std::to_string(state_.steps));
+      default:
+        return fail("unexpected KVM exit: " + kvm::describe(e) + " after exit " +
+                    std::to_string(state_.steps));
+    }
+    // The machine may have asked to stop (exit device, panic, reset) or a
+    // timer to be rescheduled.
+    if (env_.stopRequested()) {
+      if (Status st = settle(); !st.ok()) return fail(st.error().message);
+      return {StepOutcome::kStopRequested};
+    }
+    if (state_.steps >= end || std::chrono::steady_clock::now() >= wallEnd) {
+      if (Status st = settle(); !st.ok()) return fail(st.error().message);
+      return {StepOutcome::kRetired};
+    }
+    if (halted_) continue;  // offer, then kHalted unless an event woke it
+  }
+}
+
+StepResult KvmBackend::step() {
+  if (!failure_.empty()) return {StepOutcome::kStopRequested};
+  if (Status st = vcpu_.setSingleStep(true); !st.ok()) return fail(st.error().message);
+  StepResult result{StepOutcome::kRetired};
+  for (bool done = false; !done;) {
+    if (offerDue_ || injectVector_ || injectNmi_) {
+      if (Status st = offerEvents(); !st.ok()) return fail(st.error().message);
+    }
+    if (halted_) {
+      result = {StepOutcome::kHalted};
+      break;
+    }
+    auto r = vcpu_.run();
+    if (!r) return fail(r.error().message);
+    switch (r->kind) {
+      case kvm::ExitKind::kIo:
+      case kvm::ExitKind::kMmio:
+        ++state_.steps;
+        serve(*r);
+        offerDue_ = true;
+        break;
+      case kvm::ExitKind::kDebug: done = true; break;
+      case kvm::ExitKind::kHlt:
+        ++state_.steps;
+        halted_ = true;
+        offerDue_ = true;
+        done = true;
+        break;
+      case kvm::ExitKind::kShutdown:
+        result = {StepOutcome::kTripleFault};
+        done = true;
+        break;
+      case kvm::ExitKind::kIrqWindowOpen:
+      case kvm::ExitKind::kInterrupted: break;
+      default: return fail("unexpected KVM exit while stepping: " + kvm::describe(*r));
+    }
+  }
+  // A port or MMIO exit with no trap yet: the Vcpu layer completes it on
+  // the next run(); here the step ended at the trap, so nothing is pending.
+  exitPending_ = false;
+  if (Status st = vcpu_.setSingleStep(false); !st.ok()) return fail(st.error().message);
+  if (Status st = settle(); !st.ok()) return fail(st.error().message);
+  return result;
+}
+
+bool KvmBackend::readLinear(uint64_t linear, std::span<uint8_t> out) const {
+  // The emulator's page walk (Cpu::readLinear reads RAM only, never asks
+  // the environment).
+  if (!walker_) walker_ = std::make_unique<Cpu>(model_, memory_, env_);
+  walker_->setState(state_);
+  return walker_->readLinear(linear, out);
+}
+
+std::vector<uint64_t> KvmBackend::takeDirtyPages() {
+  std::vector<uint64_t> pages;
+  if (!dirtyTracking_) return pages;
+  pages.reserve(memory_.ram.size() / kPage);
+  for (uint64_t p = 0; p < memory_.ram.size() / kPage; ++p) pages.push_back(p);
+  return pages;
+}
+
+}  // namespace ttvm
