@@ -43,10 +43,14 @@ std::vector<GdbRegister> makeLayout(GdbArch arch) {
   // gdb 13's i386 (32-bit) architecture numbers org.gnu.gdb.i386.segments
   // registers beyond its register count and asserts; there they go in
   // org.ttvm.sys (same names, so `info registers fs_base` still works).
-  add("fs_base", w, "int", wide ? kSegments : kSys, wide ? "" : "system");
-  add("gs_base", w, "int", wide ? kSegments : kSys, wide ? "" : "system");
+  add("fs_base", w, "int", wide ? kSegments : kSys, "system");
+  add("gs_base", w, "int", wide ? kSegments : kSys, "system");
   for (const char* n : {"cr0", "cr2", "cr3", "cr4", "cr8", "efer"})
     add(n, 64, "int64", kSys, "system");
+  // The other segment bases (hidden parts of the segment registers); after
+  // efer so that the numbers of the registers above do not move.
+  for (const char* n : {"cs_base", "ss_base", "ds_base", "es_base"})
+    add(n, w, "int", kSys, "system");
   return r;
 }
 
@@ -237,6 +241,14 @@ std::string gdbRegisterBytes(GdbArch arch, const CpuState& s, size_t n) {
       v = s.segment(SegReg::kFs).base;
     else if (name == "gs_base")
       v = s.segment(SegReg::kGs).base;
+    else if (name == "cs_base")
+      v = s.segment(SegReg::kCs).base;
+    else if (name == "ss_base")
+      v = s.segment(SegReg::kSs).base;
+    else if (name == "ds_base")
+      v = s.segment(SegReg::kDs).base;
+    else if (name == "es_base")
+      v = s.segment(SegReg::kEs).base;
     else if (name == "cr0")
       v = s.cr0;
     else if (name == "cr2")

@@ -125,9 +125,33 @@ TEST(GdbRegisters, LayoutsMatchGdbsNumbering) {
   EXPECT_EQ(r32[16].name, "st0");
   EXPECT_EQ(r32[32].name, "xmm0");
   EXPECT_EQ(r32[40].name, "mxcsr");
-  // 16*8 + 8 + 4 + 6*4 + 8*10 + 8*4 + 16*16 + 4 + 2*8 + 6*8
-  EXPECT_EQ(layoutBytes(GdbArch::kX86_64), 128u + 8 + 4 + 24 + 80 + 32 + 256 + 4 + 16 + 48);
-  EXPECT_EQ(layoutBytes(GdbArch::kI386), 32u + 4 + 4 + 24 + 80 + 32 + 128 + 4 + 8 + 48);
+  // The system registers, in this order, after everything gdb numbers itself.
+  const std::vector<std::string> system = {"cr0",  "cr2",     "cr3",     "cr4",     "cr8",
+                                           "efer", "cs_base", "ss_base", "ds_base", "es_base"};
+  for (const auto* regs : {&r64, &r32}) {
+    ASSERT_GE(regs->size(), system.size());
+    for (size_t i = 0; i < system.size(); ++i)
+      EXPECT_EQ((*regs)[regs->size() - system.size() + i].name, system[i]);
+  }
+  // 16*8 + 8 + 4 + 6*4 + 8*10 + 8*4 + 16*16 + 4 + 2*8 + 6*8 + 4*8
+  EXPECT_EQ(layoutBytes(GdbArch::kX86_64), 128u + 8 + 4 + 24 + 80 + 32 + 256 + 4 + 16 + 48 + 32);
+  EXPECT_EQ(layoutBytes(GdbArch::kI386), 32u + 4 + 4 + 24 + 80 + 32 + 128 + 4 + 8 + 48 + 16);
+}
+
+// group="system" on the control registers and every segment base, which
+// scripts/ttvm-gdb.py reads back for `info registers system`.
+TEST(GdbRegisters, SystemGroupInTheDescription) {
+  for (GdbArch a : {GdbArch::kI386, GdbArch::kX86_64}) {
+    const std::string& x = gdbTargetXml(a);
+    for (const GdbRegister& r : gdbRegisters(a)) {
+      const size_t at = x.find("<reg name=\"" + r.name + "\"");
+      ASSERT_NE(at, std::string::npos) << r.name;
+      const std::string tag = x.substr(at, x.find("/>", at) - at);
+      const bool system = r.name.rfind("cr", 0) == 0 || r.name == "efer" ||
+                          r.name.find("_base") != std::string::npos;
+      EXPECT_EQ(tag.find("group=\"system\"") != std::string::npos, system) << tag;
+    }
+  }
 }
 
 TEST(GdbRegisters, TargetXmlNamesEveryRegister) {
@@ -168,6 +192,7 @@ TEST(GdbRegisters, ValuesAreLittleEndianAndSized) {
   s.rip = 0xFFFFFFFF80001234ull;
   s.cr3 = 0x1000;
   s.segment(SegReg::kFs).base = 0x7000;
+  s.segment(SegReg::kSs).base = 0x12345678;
   s.msr.efer = efer::kLME | efer::kLMA;
   auto bytesOf = [&](GdbArch a, const std::string& name) {
     const auto& regs = gdbRegisters(a);
@@ -182,6 +207,9 @@ TEST(GdbRegisters, ValuesAreLittleEndianAndSized) {
   EXPECT_EQ(bytesOf(GdbArch::kX86_64, "cr3"), std::string("\0\x10\0\0\0\0\0\0", 8));
   EXPECT_EQ(bytesOf(GdbArch::kX86_64, "fs_base"), std::string("\0\x70\0\0\0\0\0\0", 8));
   EXPECT_EQ(bytesOf(GdbArch::kX86_64, "efer"), std::string("\0\x05\0\0\0\0\0\0", 8));
+  EXPECT_EQ(bytesOf(GdbArch::kX86_64, "ss_base"), std::string("\x78\x56\x34\x12\0\0\0\0", 8));
+  EXPECT_EQ(bytesOf(GdbArch::kI386, "ss_base"), std::string("\x78\x56\x34\x12", 4));
+  EXPECT_EQ(bytesOf(GdbArch::kX86_64, "cs_base"), std::string(8, '\0'));
   EXPECT_EQ(bytesOf(GdbArch::kX86_64, "st0").size(), 10u);
   EXPECT_EQ(bytesOf(GdbArch::kX86_64, "xmm15").size(), 16u);
   EXPECT_TRUE(gdbRegisterBytes(GdbArch::kI386, s, 1000).empty());

@@ -4,8 +4,13 @@
 //
 // Features: org.gnu.gdb.i386.core (GPRs, RIP, EFLAGS, selectors, x87),
 // org.gnu.gdb.i386.sse (XMM, MXCSR), org.gnu.gdb.i386.segments (fs_base,
-// gs_base) and org.ttvm.sys (cr0, cr2, cr3, cr4, cr8, efer; group "system")
-// so that `info registers cr3` works.
+// gs_base) and org.ttvm.sys (cr0, cr2, cr3, cr4, cr8, efer, cs_base, ss_base,
+// ds_base, es_base) so that `info registers cr3` works. The control
+// registers and every segment base carry group="system". gdb's x86
+// architectures decide group membership themselves and ignore that
+// attribute (i386_register_reggroup_p), so stock gdb's `info registers
+// system` lists them only with scripts/ttvm-gdb.py, which reads the groups
+// from this description; other clients (LLDB's register sets) use it as is.
 #pragma once
 
 #include <cstdint>
