@@ -161,6 +161,120 @@ def run_clients(args):
     return 1 if failures else 0
 
 
+def split_sections(stdout):
+    """gdb's stdout cut at the '@@@NAME' lines echoed between sections."""
+    out, current = {}, "preamble"
+    for line in stdout.splitlines():
+        m = re.match(r"@@@(\S+)$", line)
+        if m:
+            current = m.group(1)
+            continue
+        out.setdefault(current, []).append(line)
+    return {k: "\n".join(v) for k, v in out.items()}
+
+
+def run_gdb_sections(args, port, sections, extra=(), name="session"):
+    """Runs stock gdb on the demo ELF against 127.0.0.1:PORT, each command
+    through Python (output captured as a string, errors as 'ERROR: ...'),
+    and returns {section: output}."""
+    cmds = ["set pagination off", "set confirm off", "set width 0", *extra,
+            f"file {args.guest}.elf", f"target remote 127.0.0.1:{port}",
+            "python", "def ttvm_try(cmd):", "    try:",
+            "        print(gdb.execute(cmd, to_string=True), end='')",
+            "    except gdb.error as e:", "        print('ERROR: %s' % e)", "end"]
+    for section_name, commands in sections:
+        cmds.append(f"echo @@@{section_name}\\n")
+        cmds.extend(f"python ttvm_try({c!r})" for c in commands)
+    cmds += ["echo @@@end\\n", "detach"]
+    cmdfile = os.path.join(args.workdir, f"{name}.gdb")
+    with open(cmdfile, "w") as f:
+        f.write("\n".join(cmds) + "\n")
+    g = subprocess.run([args.gdb, "-batch", "-nx", "-x", cmdfile], capture_output=True,
+                       text=True, timeout=300)
+    with open(os.path.join(args.workdir, f"{name}.log"), "w") as f:
+        f.write(g.stdout + "\n---- stderr ----\n" + g.stderr)
+    check(g.returncode == 0, f"{name}: gdb exit status 0 (got {g.returncode})", g.stderr[-2000:])
+    return split_sections(g.stdout)
+
+
+def run_helper(args):
+    """scripts/ttvm-gdb.py in stock gdb (-x): `ttvm` commands that move and
+    flush gdb's caches themselves, a plain `monitor seek` flushed by its
+    hook, and `info registers system` from the description's groups. The
+    oracle for "flushed": a second gdb, without the helper, connected to a
+    server that starts at the same step, sees the same registers, stack
+    memory and backtrace."""
+    trace = os.path.join(args.workdir, "demo.ttvm")
+    rec = subprocess.run([args.ttvm, "record", "-o", trace, args.guest],
+                         capture_output=True, text=True, timeout=300)
+    if rec.returncode != 6:
+        print(f"ttvm record: expected exit status 6 (panic), got {rec.returncode}")
+        return 1
+    helper = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "scripts",
+                          "ttvm-gdb.py")
+    state = ["info registers rip rsp rbp", "x/4gx $rsp", "bt"]
+    server, port = start_server(args, trace)
+    try:
+        s = run_gdb_sections(args, port, [
+            ("when", ["ttvm when"]),
+            ("system", ["info registers system"]),
+            ("plain", ["info registers rip", "info registers"]),
+            ("last-write", ["ttvm last-write *(long *)((char *)&arena + 0x2fa8)",
+                            "info symbol $pc"]),
+            ("seek", ["x/4gx $rsp", "ttvm seek 3000000"]),
+            ("state", state),
+            ("monitor", ["monitor seek 1000", "info registers rip"]),
+            ("errors", ["ttvm last-write nosuch", "ttvm seek 99999999999", "ttvm when"]),
+        ], extra=[f"source {helper}"], name="helper")
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
+    server, port = start_server(args, trace, ["--start", "3000000"])
+    try:
+        fresh = run_gdb_sections(args, port, [("state", state)], name="fresh")
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
+    get = lambda k: s.get(k, "")
+    m = re.search(r"^step (\d+) \(history 0\.\.(\d+)\)", get("when"), re.M)
+    check(m and m.group(1) == m.group(2), "ttvm when: at the end of the recording", get("when"))
+    sysregs = get("system")
+    for reg in ("cr0", "cr2", "cr3", "cr4", "cr8", "efer", "fs_base", "gs_base", "cs_base",
+                "ss_base", "ds_base", "es_base"):
+        check(re.search(rf"^{reg}\s+0x[0-9a-f]+", sysregs, re.M),
+              f"info registers system: {reg}", sysregs)
+    check(not re.search(r"^(rax|rip|xmm0)\s", sysregs, re.M),
+          "info registers system: only the system group", sysregs)
+    m = re.search(r"^cr2\s+0x([0-9a-f]+)", sysregs, re.M)
+    check(m and int(m.group(1), 16) == 0x70756B6F6F6C,
+          "info registers system: cr2 is the faulting address (\"lookup\")", sysregs)
+    plain = get("plain")
+    check(re.search(r"^rip\s+0x1007d2\s", plain, re.M) and re.search(r"^rax\s", plain, re.M)
+          and re.search(r"^eflags\s", plain, re.M),
+          "info registers with and without arguments still gdb's", plain)
+    lw = get("last-write")
+    check("last write to [0x111208, 0x111210) before step" in lw and
+          re.search(r"#0 .* in key_dup \(", lw) and re.search(r"^key_dup \+ 84 in section", lw, re.M),
+          "ttvm last-write EXPR: moved to the store in key_dup, gdb's pc follows", lw)
+    check(re.search(r"^now at step 3000000, rip 0x100dad <table_find\+0x7d>", get("seek"), re.M)
+          and re.search(r"^#0  str_eq \(.*workload\.c:53$", get("seek"), re.M),
+          "ttvm seek: moves and shows the new frame", get("seek"))
+    check(get("state") == fresh.get("state") and "table_find" in get("state"),
+          "after ttvm seek: registers, stack memory and bt as a fresh gdb sees them there",
+          "helper:\n" + get("state") + "\nfresh:\n" + fresh.get("state", ""))
+    check(re.search(r"^rip\s+0x100023\s+0x100023 <_start\+23>", get("monitor"), re.M),
+          "a plain monitor seek is flushed by the hook", get("monitor"))
+    e = get("errors")
+    check(re.search(r"ERROR: ttvm last-write: No symbol \"nosuch\"", e) and
+          re.search(r"ERROR: ttvm seek failed", e) and re.search(r"^step 1000 \(history", e, re.M),
+          "ttvm errors are gdb errors, and a failed seek does not move", e)
+    if failures:
+        print(f"\n{len(failures)} check(s) failed; logs in {args.workdir}")
+        return 1
+    print("\nall checks passed")
+    return 0
+
+
 def run_i386(args):
     """A 32-bit protected-mode guest: gdb picks i386 from the description."""
     trace = os.path.join(args.workdir, "loop.ttvm")
@@ -236,7 +350,7 @@ def main():
     ap.add_argument("--gdb", required=True)
     ap.add_argument("--guest", required=True,
                     help="demo.elf (demo.elf.elf next to it), or rec_loop.elf for --scenario i386")
-    ap.add_argument("--scenario", choices=("demo", "i386", "clients"), default="demo")
+    ap.add_argument("--scenario", choices=("demo", "i386", "clients", "helper"), default="demo")
     ap.add_argument("--workdir", required=True)
     args = ap.parse_args()
     os.makedirs(args.workdir, exist_ok=True)
@@ -244,6 +358,8 @@ def main():
         return run_i386(args)
     if args.scenario == "clients":
         return run_clients(args)
+    if args.scenario == "helper":
+        return run_helper(args)
     trace = os.path.join(args.workdir, "demo.ttvm")
     symbols_elf = args.guest + ".elf"
     if not os.path.exists(symbols_elf):
@@ -339,15 +455,7 @@ def main():
             server.kill()
             failures.append("gdbserver did not exit after detach")
     # gdb writes errors to stderr; keep its stdout order for sections.
-    out = {}
-    current = "preamble"
-    for line in g.stdout.splitlines():
-        m = re.match(r"@@@(\S+)$", line)
-        if m:
-            current = m.group(1)
-            continue
-        out.setdefault(current, []).append(line)
-    s = {k: "\n".join(v) for k, v in out.items()}
+    s = split_sections(g.stdout)
     err = g.stderr
     get = lambda k: s.get(k, "")
     when = lambda text: [int(x) for x in re.findall(r"^step (\d+) \(history", text, re.M)]
