@@ -175,7 +175,8 @@ interrupt_common:
     cld
     mov rdi, rsp                    ; 16-byte aligned: 5 + 2 + 15 quadwords
     call interrupt_dispatch
-    pop r15
+DISPATCH_RETURN equ $ - interrupt_common ; (for the unwind table below; an equ
+    pop r15                         ; adds no label that would name this code)
     pop r14
     pop r13
     pop r12
@@ -208,5 +209,89 @@ isr_timer_stub:
     dq isr_64
 isr_spurious_stub:
     dq isr_255
+
+;
+; ---------------------------------------------------------------------------
+; Unwind table for debuggers (gdb reads .debug_frame; nasm has no .cfi
+; directives, so the entries are written out). Without them gdb's
+; prologue guesses run past the two places where the stack is not a chain
+; of calls: it printed junk frames (0x13, 0x0) below long_mode_entry, and
+; stopped at interrupt_common instead of reaching the interrupted code.
+;  - `call kmain` in long_mode_entry: the return address is undefined, so
+;    long_mode_entry is the outermost frame (entered by a far jump);
+;  - `call interrupt_dispatch` in interrupt_common: a signal frame ("S":
+;    the caller's pc is the interrupted instruction itself, not a return
+;    address) whose registers are the ones the stub pushed, below the
+;    CPU's interrupt frame (RIP, CS, RFLAGS, RSP, SS).
+; Each entry covers the 5-byte call before the label that follows it,
+; which is where gdb looks for a caller (a return address minus one); the
+; signal frame's also covers the return address itself, where gdb looks
+; for a signal frame (the CFI is right there too: nothing popped yet).
+; DWARF x86-64 registers: rax 0, rdx 1, rcx 2, rbx 3, rsi 4, rdi 5, rbp 6,
+; rsp 7, r8..r15 8..15, return address (rip) 16, rflags 49, cs 51, ss 52.
+DW_CFA_def_cfa          equ 0x0c
+DW_CFA_undefined        equ 0x07
+DW_CFA_offset           equ 0x80    ; | register; operand: offset / -8
+DW_CFA_offset_extended  equ 0x05
+section .debug_frame noalloc noexec nowrite progbits align=8
+cie_plain:
+    dd .end - .start
+.start:
+    dd 0xFFFFFFFF                   ; a CIE
+    db 1                            ; version
+    db 0                            ; augmentation ""
+    db 1, 0x78, 16                  ; code align 1, data align -8, RA column 16
+    db DW_CFA_def_cfa, 7, 8         ; CFA = rsp + 8
+    db DW_CFA_offset | 16, 1        ; rip at CFA - 8
+    align 8, db 0
+.end:
+cie_signal:
+    dd .end - .start
+.start:
+    dd 0xFFFFFFFF
+    db 1
+    db "S", 0                       ; a signal frame
+    db 1, 0x78, 16
+    align 8, db 0
+.end:
+fde_long_mode_entry:
+    dd .end - .start
+.start:
+    dd cie_plain                    ; offset of the CIE in .debug_frame
+    dq long_mode_entry.hang - 5, 5
+    db DW_CFA_undefined, 16         ; no caller
+    align 8, db 0
+.end:
+fde_interrupt_common:
+    dd .end - .start
+.start:
+    dd cie_signal
+    dq interrupt_common + DISPATCH_RETURN - 5, 6
+    ; rsp points at r15; the stub pushed 15 registers, the vector and the
+    ; error code (17 quadwords), then come RIP, CS, RFLAGS, RSP, SS: the
+    ; CFA is the end of that frame, rsp + 22 * 8.
+    db DW_CFA_def_cfa, 7, 176, 1    ; CFA = rsp + 176 (uleb128 0xb0 0x01)
+    db DW_CFA_offset | 16, 5        ; rip     at CFA - 40
+    db DW_CFA_offset_extended, 51, 4 ; cs     at CFA - 32
+    db DW_CFA_offset_extended, 49, 3 ; rflags at CFA - 24
+    db DW_CFA_offset | 7, 2         ; rsp     at CFA - 16
+    db DW_CFA_offset_extended, 52, 1 ; ss     at CFA - 8
+    db DW_CFA_offset | 0, 8         ; rax     at CFA - 64 (rsp + 112)
+    db DW_CFA_offset | 3, 9         ; rbx
+    db DW_CFA_offset | 2, 10        ; rcx
+    db DW_CFA_offset | 1, 11        ; rdx
+    db DW_CFA_offset | 4, 12        ; rsi
+    db DW_CFA_offset | 5, 13        ; rdi
+    db DW_CFA_offset | 6, 14        ; rbp
+    db DW_CFA_offset | 8, 15        ; r8
+    db DW_CFA_offset | 9, 16        ; r9
+    db DW_CFA_offset | 10, 17       ; r10
+    db DW_CFA_offset | 11, 18       ; r11
+    db DW_CFA_offset | 12, 19       ; r12
+    db DW_CFA_offset | 13, 20       ; r13
+    db DW_CFA_offset | 14, 21       ; r14
+    db DW_CFA_offset | 15, 22       ; r15     at CFA - 176 (rsp + 0)
+    align 8, db 0
+.end:
 
 section .note.GNU-stack noalloc noexec nowrite progbits

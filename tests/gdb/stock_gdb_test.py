@@ -401,8 +401,9 @@ def main():
         section("continue2", "continue", "monitor when")
         section("reverse-continue-bp", "reverse-continue", "monitor when")
         section("to-end", "delete", "continue", "monitor when")
+        section("crash-bt", "bt")
         section("watch", f"watch *(long*){field:#x}", "reverse-continue", "monitor when",
-                "info symbol $pc", "bt 3")
+                "info symbol $pc", "bt")
         section("info-registers", "info registers", "info registers cr3 cr0 efer fs_base")
         section("x8i", "x/8i $pc")
         section("refused", f"set var *(char*){field:#x} = 1", "set var $rax = 1",
@@ -495,7 +496,27 @@ def main():
     end = when(te)
     check(len(end) == 1 and end[0] > 6_000_000, "at the end of the recording", te)
 
+    def frames(text):
+        return [l for l in text.splitlines() if re.match(r"^#\d+ ", l)]
+
+    def ends_cleanly(text):
+        f = frames(text)
+        return f and "in long_mode_entry ()" in f[-1] and not any("?? ()" in l for l in f)
+
+    # The demo's unwind table (guests/demo/boot.asm) takes gdb through the
+    # #PF's interrupt frame to the faulting instruction, and ends the
+    # stack at long_mode_entry.
+    cb = frames(get("crash-bt"))
+    names = [re.sub(r"^#\d+\s+(0x[0-9a-f]+ in )?", "", l).split(" (")[0] for l in cb]
+    check(names[:1] == ["outb"] and "panic" in names and "interrupt_dispatch" in names and
+          names[names.index("interrupt_dispatch") + 1:] ==
+          ["<signal handler called>", "table_find", "verify_keys", "workload_run", "kmain",
+           "long_mode_entry"] if "interrupt_dispatch" in names else False,
+          "bt at the crash: through the exception to table_find, ending at long_mode_entry",
+          get("crash-bt"))
+    check(ends_cleanly(get("crash-bt")), "bt at the crash: no junk frames", get("crash-bt"))
     w = get("watch")
+    check(ends_cleanly(w), "bt at the corrupting store ends at long_mode_entry", w)
     check(re.search(r"Hardware watchpoint 2: \*\(long\s*\*\)", w), "watch: hardware watchpoint",
           w)
     check(re.search(r"Old value = ", w) and re.search(r"New value = ", w),
