@@ -92,6 +92,28 @@ size_t ReplayEnvironment::applyBoundaryInputs() {
   return n;
 }
 
+bool ReplayEnvironment::inputsBeforeIdle() {
+  const uint64_t now = cpu_->steps;
+  const EventPosition saved = pos_;
+  const std::optional<TraceEvent> savedLast = last_;
+  bool any = false, idle = false;
+  for (const TraceEvent* e = peekInput(now); e != nullptr && e->step == now; e = peekInput(now)) {
+    if (e->kind == EventKind::kSerialInput && !(e->flags & TraceEvent::kFlagLine)) {
+      any = true;
+      advance();
+      continue;
+    }
+    idle = e->kind == EventKind::kIdle;
+    break;
+  }
+  // peekInput consumed only passive marks of this step: dropping them is
+  // what the loop's next settle would do, but the position is restored.
+  pos_ = saved;
+  head_ = nullptr;
+  last_ = savedLast;
+  return any && idle;
+}
+
 bool ReplayEnvironment::takeIdle() {
   const uint64_t now = cpu_->steps;
   const TraceEvent* e = peekInput(now);

@@ -108,8 +108,9 @@ SessionStop ReplayLoop::runTo(uint64_t target, const RunOptions& options) {
     }
     if (whole()) {
       // What the record loop did at this boundary: the terminal's input,
-      // then the timers.
-      env_.applyBoundaryInputs();
+      // then the timers. Input that reached a halted CPU while the recorder
+      // waited for the next deadline waits for the halt below.
+      if (!s.pending.halted || !env_.inputsBeforeIdle()) env_.applyBoundaryInputs();
       machine_->clock().clearReschedule();
       machine_->advanceTimers();
     }
@@ -177,15 +178,16 @@ SessionStop ReplayLoop::runTo(uint64_t target, const RunOptions& options) {
       case StepOutcome::kHalted: {
         if (s.steps >= endStep_) break;  // the loop top reports the end
         if (whole()) {
-          // The recording moved time here (or took terminal input, which the
-          // loop top hands over): the halt goes on as it did.
+          // The recording moved time here: the halt goes on as it did.
           if (!settleBoundary()) {
             stop.kind = SessionStopKind::kDivergence;
             return stop;
           }
+          // Terminal bytes before the skip arrived while the recorder waited
+          // for the deadline in wall time (--realtime): they come first, and
+          // their interrupt wakes the guest at the time the skip reached.
+          env_.applyBoundaryInputs();
           if (env_.takeIdle()) break;
-          const TraceEvent* n = env_.peek();
-          if (n != nullptr && n->step == s.steps && n->kind == EventKind::kSerialInput) break;
           if (env_.divergence()) {
             stop.kind = SessionStopKind::kDivergence;
             return stop;

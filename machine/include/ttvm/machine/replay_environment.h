@@ -136,6 +136,10 @@ class ReplayEnvironment final : public Environment {
   // Whole machine, at an instruction boundary: hands the terminal's bytes
   // recorded at the current step to the UART. Returns how many.
   size_t applyBoundaryInputs();
+  // Whether the terminal's bytes next in the trace at the current step are
+  // followed by an idle skip of the same step: they arrived while the
+  // recorder waited out a halt (--realtime), after the CPU had halted.
+  bool inputsBeforeIdle();
   // Whole machine, CPU halted: moves virtual time as the recording did at
   // this step (the next input is kIdle here). False when it is not.
   bool takeIdle();
