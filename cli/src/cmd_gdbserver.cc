@@ -112,6 +112,7 @@ int cmdGdbserver(std::span<char* const> args) {
               static_cast<unsigned>(listener->port()));
   std::fflush(stdout);
   GdbServer server(timeline, options);
+  server.warmUp();  // to --start while gdb starts up
   GdbServeOptions serve;
   serve.multi = multi;
   serve.log = [](const std::string& line) {

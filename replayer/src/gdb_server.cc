@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <cstdlib>
 
+#include "ttvm/base/assert.h"
 #include "ttvm/base/hex.h"
 #include "ttvm/replayer/address_expression.h"
 #include "ttvm/replayer/backtrace.h"
@@ -74,6 +75,24 @@ const char* kMonitorHelp =
 GdbServer::GdbServer(Timeline& timeline, GdbServerOptions options)
     : timeline_(timeline), options_(std::move(options)) {}
 
+GdbServer::~GdbServer() {
+  cancel_.store(true);
+  if (warmUp_.joinable()) warmUp_.join();
+}
+
+uint64_t GdbServer::startStep() const {
+  if (options_.start.kind == GdbStart::Kind::kBegin) return timeline_.beginStep();
+  if (options_.start.kind == GdbStart::Kind::kStep)
+    return std::clamp(options_.start.step, timeline_.beginStep(), timeline_.endStep());
+  return timeline_.endStep();
+}
+
+void GdbServer::warmUp() {
+  TTVM_ASSERT(!warmUp_.joinable());
+  cancel_.store(false);
+  warmUp_ = std::thread([this] { (void)timeline_.seek(startStep(), control()); });
+}
+
 std::string GdbServer::resetConnection() {
   lockedArch_.reset();
   errorMessages_ = false;
@@ -87,10 +106,8 @@ std::string GdbServer::resetConnection() {
   breakType_.clear();
   watchType_.clear();
   watchRange_.clear();
-  uint64_t target = timeline_.endStep();
-  if (options_.start.kind == GdbStart::Kind::kBegin) target = timeline_.beginStep();
-  if (options_.start.kind == GdbStart::Kind::kStep)
-    target = std::clamp(options_.start.step, timeline_.beginStep(), timeline_.endStep());
+  if (warmUp_.joinable()) warmUp_.join();  // it moved to the start, or most of the way
+  const uint64_t target = startStep();
   cancel_.store(false);
   const StopReason r = timeline_.seek(target, control());
   lastStop_ = r.kind == StopKind::kDivergence ? "T06thread:1;" : "T05thread:1;";

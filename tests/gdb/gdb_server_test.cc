@@ -456,6 +456,26 @@ TEST_F(GdbServerTest, EachConnectionStartsAtTheChosenStep) {
   }
 }
 
+// warmUp moves to the start on its own thread before gdb connects; the
+// first resetConnection finds the replay there (and waits for it), and a
+// server destroyed meanwhile cancels it.
+TEST_F(GdbServerTest, WarmUpMovesBeforeTheFirstConnection) {
+  std::atomic<uint64_t> calls{0};
+  server_->setProgress([&](uint64_t, uint64_t) { ++calls; });
+  server_->warmUp();
+  const std::string where = server_->resetConnection();
+  EXPECT_EQ(timeline_->now(), timeline_->endStep()) << where;
+  EXPECT_GT(calls.load(), 0u);  // the warm-up replayed, with the server's progress
+  EXPECT_EQ(ask("?"), "T05thread:1;");
+  GdbServerOptions o;
+  o.start.kind = GdbStart::Kind::kBegin;
+  auto other = std::make_unique<GdbServer>(*timeline_, o);
+  other->warmUp();
+  other.reset();  // joins (cancelled or done)
+  EXPECT_EQ(monitor("seek 100"), "OK");
+  EXPECT_EQ(timeline_->now(), 100u);
+}
+
 TEST_F(GdbServerTest, DivergenceStopsWithSigabrtAndAReport) {
   // Change the value of the 300th OUT to port 0xE9: the replay must stop there.
   size_t index = SIZE_MAX;

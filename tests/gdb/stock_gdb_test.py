@@ -16,6 +16,8 @@ import subprocess
 import sys
 import time
 
+from rsp_client import packet, recv_until
+
 failures = []
 
 
@@ -71,19 +73,6 @@ def run_clients(args):
     trace = os.path.join(args.workdir, "clients.ttvm")
     if not record_step_limit(args, trace, 100000, 120):
         return 1
-
-    def packet(payload):
-        return b"$" + payload.encode() + b"#" + f"{sum(payload.encode()) % 256:02x}".encode()
-
-    def recv_until(sock, marker):
-        data = b""
-        sock.settimeout(10)
-        while marker not in data:
-            more = sock.recv(4096)
-            if not more:
-                break
-            data += more
-        return data
 
     def recv_exact(sock, n):
         data = b""

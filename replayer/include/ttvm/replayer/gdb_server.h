@@ -27,6 +27,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <tuple>
 #include <vector>
 
@@ -61,6 +62,17 @@ struct GdbReply {
 class GdbServer {
  public:
   explicit GdbServer(Timeline& timeline, GdbServerOptions options = {});
+  ~GdbServer();  // cancels and waits for warmUp()
+  GdbServer(const GdbServer&) = delete;
+  GdbServer& operator=(const GdbServer&) = delete;
+
+  // Starts moving to options.start on a thread of its own, before any gdb
+  // connects: a seek to the end replays the whole recording (0.2 s on the
+  // demo, a minute on a Linux boot), which would otherwise delay the first
+  // connection's replies (gdb gives up on a reply after 2 s by default).
+  // resetConnection waits for it; nothing else may use the Timeline
+  // meanwhile. Called at most once.
+  void warmUp();
 
   // Answers one packet. Motion blocks until it stops (or is cancelled).
   GdbReply handle(std::string_view packet);
@@ -93,6 +105,7 @@ class GdbServer {
   static std::string readOnly(std::string_view what);  // the E. reply to G, P, M, X
   Control control();
   std::string describePosition() const;
+  uint64_t startStep() const;  // options_.start as a step inside the history
 
   Timeline& timeline_;
   GdbServerOptions options_;
@@ -106,6 +119,7 @@ class GdbServer {
   std::map<int, int> watchType_;  // Timeline watchpoint id -> Z type (2, 3, 4)
   std::map<int, int> breakType_;  // Timeline breakpoint id -> Z type (0, 1)
   std::map<int, std::pair<uint64_t, uint64_t>> watchRange_;  // id -> (address, length)
+  std::thread warmUp_;  // warmUp()'s seek, joined by resetConnection
 };
 
 }  // namespace ttvm
