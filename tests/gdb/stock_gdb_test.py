@@ -214,6 +214,12 @@ def run_helper(args):
             ("state", state),
             ("monitor", ["monitor seek 1000", "info registers rip"]),
             ("errors", ["ttvm last-write nosuch", "ttvm seek 99999999999", "ttvm when"]),
+            # docs/gdb.md's walkthrough from the end, and why watch and
+            # last-write name different steps.
+            ("watch", ["ttvm seek end", "watch -l *(long *)0x111208", "reverse-continue",
+                       "ttvm when", "delete"]),
+            ("store", ["ttvm seek end", "ttvm last-write 0x111208:8", "x/8xb 0x111208",
+                       "stepi", "x/8xb 0x111208"]),
         ], extra=[f"source {helper}"], name="helper")
     finally:
         server.terminate()
@@ -257,6 +263,17 @@ def run_helper(args):
     check(re.search(r"ERROR: ttvm last-write: No symbol \"nosuch\"", e) and
           re.search(r"ERROR: ttvm seek failed", e) and re.search(r"^step 1000 \(history", e, re.M),
           "ttvm errors are gdb errors, and a failed seek does not move", e)
+    w, st = get("watch"), get("store")
+    wstep = re.findall(r"^step (\d+) \(history", w, re.M)
+    lstep = re.search(r"before step \d+: step (\d+), rip 0x100f04 <key_dup\+0x54>", st)
+    check(re.search(r"Old value = \d+\nNew value = \d+", w) and
+          re.search(r" in key_dup \(.*workload\.c:64", w) and wstep and lstep and
+          int(wstep[0]) < int(lstep.group(1)),
+          "walkthrough: watch -l + reverse-continue from the end stops in key_dup, before the "
+          "last store that last-write names", w + "\n" + st)
+    rows = re.findall(r"^0x111208 <arena\+12200>:((?:\s+0x[0-9a-f]{2}){8})$", st, re.M)
+    check(len(rows) == 2 and rows[0] == rows[1],
+          "the last store to the field left its value as it was (why watch skips it)", st)
     if failures:
         print(f"\n{len(failures)} check(s) failed; logs in {args.workdir}")
         return 1
