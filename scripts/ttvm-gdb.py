@@ -25,6 +25,10 @@ it cached. Each `ttvm` command that moves flushes those caches and shows the
 new frame, and a `hookpost-monitor` does the flush after a plain
 `monitor seek` too.
 
+On connecting it says where the replay is ("ttvm: this connection starts
+at step 6276082 (history 0..6276082)"): each connection starts at the
+server's --start, the end of the recording by default.
+
 It also makes `info registers system` work: gdb's x86 architectures ignore
 the target description's register groups, so the command printed nothing;
 here `info registers` is wrapped to list the registers that the description
@@ -149,6 +153,24 @@ bases of a ttvm replay; everything else is gdb's own `info all-registers`."""
         gdb.execute("info all-registers " + (arg if arg.strip() else "general"))
 
 
+_announced = set()
+
+
+def _on_stop(event):
+    """Says where a new connection starts (`ttvm gdbserver --start`: the end
+    of the recording by default), once per connection."""
+    num = gdb.selected_inferior().connection_num
+    if num is None or num in _announced:
+        return
+    _announced.add(num)
+    try:
+        out = gdb.execute("monitor when", to_string=True)
+    except gdb.error:
+        return  # not a ttvm stub
+    if re.match(r"^step \d+ \(history", out):
+        print("ttvm: this connection starts at " + out.strip())
+
+
 TtvmPrefix()
 for _name, _moves, _doc in _SIMPLE:
     TtvmPassThrough(_name, _moves, _doc)
@@ -157,6 +179,7 @@ TtvmWrite("last-write", True, "ttvm last-write EXPR[:LEN]: move to the last stor
 TtvmWrite("next-write", True, "ttvm next-write EXPR[:LEN]: move to the next store to EXPR "
           "after now.")
 InfoRegisters()
+gdb.events.stop.connect(_on_stop)
 # A plain `monitor seek` moves the replay too.
 gdb.execute("define hookpost-monitor\n"
             "maintenance flush register-cache\n"

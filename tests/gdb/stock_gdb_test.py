@@ -233,6 +233,8 @@ def run_helper(args):
     get = lambda k: s.get(k, "")
     m = re.search(r"^step (\d+) \(history 0\.\.(\d+)\)", get("when"), re.M)
     check(m and m.group(1) == m.group(2), "ttvm when: at the end of the recording", get("when"))
+    check(m and f"ttvm: this connection starts at step {m.group(1)} (history 0..{m.group(1)})"
+          in get("preamble"), "the helper says where the connection starts", get("preamble"))
     sysregs = get("system")
     for reg in ("cr0", "cr2", "cr3", "cr4", "cr8", "efer", "fs_base", "gs_base", "cs_base",
                 "ss_base", "ds_base", "es_base"):
