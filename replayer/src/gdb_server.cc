@@ -67,8 +67,10 @@ const char* kMonitorHelp =
     "  monitor backtrace               the guest's call stack here (frame pointers, then a\n"
     "                                  stack scan; symbols from the trace and --symbols)\n"
     "  monitor help                    this text\n"
-    "After seek or last-write, run 'maintenance flush register-cache' so gdb\n"
-    "re-reads the registers and memory at the new position.\n";
+    "After a move (seek, last-write, ...), run 'maintenance flush register-cache'\n"
+    "and 'maintenance flush dcache' so gdb re-reads the registers and memory at\n"
+    "the new position; gdb -x scripts/ttvm-gdb.py does it for you ('ttvm seek',\n"
+    "'ttvm last-write EXPR', and after a plain 'monitor').\n";
 
 }  // namespace
 
