@@ -35,9 +35,25 @@ namespace {
 
 // One thing the driver does to a machine. Ports and MMIO addresses are
 // absolute; kAdvance lets `value` steps pass, kIdle skips virtual time to the
-// next deadline (a halted CPU), kInput is a byte arriving at the UART.
+// next deadline (a halted CPU), kInput is a byte arriving at the UART, kTake
+// a CPU with interrupts enabled taking what is pending (between two, they
+// wait: the CPU runs with IF=0), kCr8 a MOV to CR8, kTscDeadline a write of
+// IA32_TSC_DEADLINE `value` TSC ticks ahead, kMsrRead a RDMSR of `address`.
 struct Access {
-  enum Kind { kIn, kOut, kRead, kWrite, kAdvance, kIdle, kInput, kRandom } kind;
+  enum Kind {
+    kIn,
+    kOut,
+    kRead,
+    kWrite,
+    kAdvance,
+    kIdle,
+    kInput,
+    kRandom,
+    kTake,
+    kCr8,
+    kTscDeadline,
+    kMsrRead
+  } kind;
   uint64_t address = 0;
   unsigned size = 1;
   uint64_t value = 0;
@@ -92,16 +108,25 @@ struct Driven {
         break;
       case Access::kInput: seen.push_back(m->com1().receive(static_cast<uint8_t>(a.value))); break;
       case Access::kRandom: seen.push_back(m->readRandom(a.size).value_or(~0ull)); break;
+      case Access::kTake:
+        // At most a few: unacknowledged sources stay in service until the
+        // driver's EOIs.
+        for (int i = 0; i < 8 && m->interruptPending(); ++i, ++taken)
+          seen.push_back(m->acknowledgeInterrupt());
+        if (m->nmiPending()) {
+          m->acknowledgeNmi();
+          seen.push_back(0x100);
+          ++taken;
+        }
+        break;
+      case Access::kCr8: cpu.cr8 = a.value; break;
+      case Access::kTscDeadline: seen.push_back(m->writeMsr(0x6E0, m->readTsc() + a.value)); break;
+      case Access::kMsrRead:
+        seen.push_back(m->readMsr(static_cast<uint32_t>(a.address)).value_or(~0ull));
+        break;
     }
-    // A CPU with interrupts enabled takes what is pending (at most a few:
-    // unacknowledged sources stay in service until the driver's EOIs).
-    for (int i = 0; i < 8 && m->interruptPending(); ++i, ++taken)
-      seen.push_back(m->acknowledgeInterrupt());
-    if (m->nmiPending()) {
-      m->acknowledgeNmi();
-      seen.push_back(0x100);
-      ++taken;
-    }
+    seen.push_back(m->interruptPending());
+    seen.push_back(m->nmiPending());
     seen.push_back(m->nextDeadlineNs().value_or(~0ull));
     seen.push_back(m->readTsc());
     return seen;
@@ -150,12 +175,13 @@ void addAction(std::mt19937_64& rng, std::vector<Access>& out) {
         outp(static_cast<uint16_t>(0x4D0 + r(2)), static_cast<uint32_t>(r(256) & 0xF8));
       in(static_cast<uint16_t>(0x4D0 + r(2)));
       break;
-    case 5: {  // 8254: a channel in a mode with a divisor
+    case 5: {  // 8254: a channel in a mode with a divisor (LSB, MSB or both)
       const uint32_t ch = static_cast<uint32_t>(r(3)), mode = static_cast<uint32_t>(r(6));
+      const uint32_t access = static_cast<uint32_t>(1 + r(3));
       const uint32_t div = static_cast<uint32_t>(200 + r(60000));
-      outp(0x43, (ch << 6) | 0x30 | (mode << 1) | static_cast<uint32_t>(r(4) == 0));
-      outp(static_cast<uint16_t>(0x40 + ch), div & 0xFF);
-      outp(static_cast<uint16_t>(0x40 + ch), div >> 8);
+      outp(0x43, (ch << 6) | (access << 4) | (mode << 1) | static_cast<uint32_t>(r(4) == 0));
+      if (access != 2) outp(static_cast<uint16_t>(0x40 + ch), (div & 0xFF) | 0x80);
+      if (access != 1) outp(static_cast<uint16_t>(0x40 + ch), div >> 8);
       break;
     }
     case 6: {  // latch and read a count; or read-back with status
@@ -214,8 +240,10 @@ void addAction(std::mt19937_64& rng, std::vector<Access>& out) {
     case 16: {  // local APIC: enable, timer mode, divisor, count
       wr(kLapic + 0xF0, 0x100 | 0xFF);
       wr(kLapic + 0x3E0, r(12));
-      wr(kLapic + 0x320, (0x30 + r(0xC0)) | (r(2) << 17) | (r(6) == 0 ? 1u << 16 : 0));
+      // One-shot, periodic or TSC-deadline (armed through the MSR).
+      wr(kLapic + 0x320, (0x30 + r(0xC0)) | (r(3) << 17) | (r(6) == 0 ? 1u << 16 : 0));
       wr(kLapic + 0x380, 50 + r(100000));
+      if (r(3) == 0) out.push_back({Access::kTscDeadline, 0, 8, 1 + r(2'000'000)});
       break;
     }
     case 17:  // local APIC: current count, IRR/ISR/TMR words, ESR, LVTs
@@ -224,12 +252,20 @@ void addAction(std::mt19937_64& rng, std::vector<Access>& out) {
                                              0x180, 0x280, 0x320, 0x350, 0x360, 0x80,  0xA0,
                                              0x20,  0x30,  0xD0,  0x300, 0x310, 0x3E0};
         rd(kLapic + kRegs[r(std::size(kRegs))]);
+        if (r(2) == 0) out.push_back({Access::kMsrRead, 0x6E0, 8, 0});
       }
       break;
-    case 18: wr(kLapic + 0xB0, 0); break;           // EOI
-    case 19: wr(kLapic + 0x80, r(16) << 4); break;  // TPR
+    case 18: wr(kLapic + 0xB0, 0); break;  // EOI
+    case 19:                               // TPR through the registers or CR8; the APIC ID
+      if (r(2) == 0) {
+        wr(kLapic + 0x80, r(16) << 4);
+      } else {
+        out.push_back({Access::kCr8, 0, 8, r(16)});
+      }
+      if (r(8) == 0) wr(kLapic + 0x20, r(16) << 24);
+      break;
     case 20:  // self-IPI (fixed, or NMI now and then); ESR write
-      wr(kLapic + 0x300, 0x40000 | (r(8) == 0 ? 0x400 : 0x40 + r(0xB0)));
+      wr(kLapic + 0x300, 0x40000 | (r(3) == 0 ? 0x400 : 0x40 + r(0xB0)));
       if (r(4) == 0) wr(kLapic + 0x280, 0);
       break;
     case 21:  // LINT0 as ExtINT (virtual wire) or masked; LDR/DFR
@@ -245,27 +281,41 @@ void addAction(std::mt19937_64& rng, std::vector<Access>& out) {
       wr(kIoApic + 0x10, 0);
       break;
     }
-    case 23:  // I/O APIC: read an entry, the ID or the version
+    case 23:  // I/O APIC: its ID now and then; read an entry, the ID or the version
+      if (r(4) == 0) {
+        wr(kIoApic, 0);
+        wr(kIoApic + 0x10, r(16) << 24);
+      }
       wr(kIoApic, r(3) == 0 ? r(3) : 0x10 + r(48));
       rd(kIoApic + 0x10);
       break;
     case 24: {  // IDE: identify or read sectors, on a random channel and drive
       const uint16_t base = r(2) == 0 ? 0x1F0 : 0x170;
+      // IDENTIFY, READ SECTORS (28 and 48-bit LBA), SET MULTIPLE, READ MULTIPLE.
+      static constexpr uint32_t kCommands[] = {0xEC, 0x20, 0x24, 0xC6, 0xC4};
+      const uint32_t command = kCommands[r(std::size(kCommands))];
       outp(base == 0x1F0 ? 0x3F6 : 0x376, static_cast<uint32_t>(r(2) << 1));  // nIEN
       outp(base + 6, static_cast<uint32_t>(0xE0 | (r(4) == 0 ? 0x10 : 0)));
-      outp(base + 2, static_cast<uint32_t>(1 + r(3)));
+      // 48-bit: the high bytes first (count, LBA 24-47), as drivers write them.
+      if (command == 0x24)
+        for (uint16_t reg = 2; reg <= 5; ++reg) outp(base + reg, 0);
+      outp(base + 2, static_cast<uint32_t>(command == 0xC6 ? 1u << r(4) : 1 + r(8)));
       outp(base + 3, static_cast<uint32_t>(r(60)));
       outp(base + 4, 0);
       outp(base + 5, 0);
-      outp(base + 7, r(3) == 0 ? 0xEC : 0x20);
+      outp(base + 7, command);
       break;
     }
-    case 25: {  // IDE: status, error, part of the data, alternate status
-      const uint16_t base = r(2) == 0 ? 0x1F0 : 0x170;
+    case 25: {  // IDE: status, part of the data, task file (the 48-bit high bytes now and then)
+      const uint16_t base = r(2) == 0 ? 0x1F0 : 0x170, ctl = base == 0x1F0 ? 0x3F6 : 0x376;
       in(base + 7);
-      for (uint64_t i = 0, n = r(300); i < n; ++i) in(base, 2);
+      for (uint64_t i = 0, n = r(600); i < n; ++i) in(base, 2);
+      const bool hob = r(3) == 0;
+      if (hob) outp(ctl, 0x80);
       in(static_cast<uint16_t>(base + 1 + r(6)));
-      in(base == 0x1F0 ? 0x3F6 : 0x376);
+      in(static_cast<uint16_t>(base + 1 + r(6)));
+      if (hob) outp(ctl, 0);
+      in(ctl);
       break;
     }
     case 26:  // fw_cfg: select an item, read some of it
@@ -274,10 +324,14 @@ void addAction(std::mt19937_64& rng, std::vector<Access>& out) {
       for (uint64_t i = 0, n = r(24); i < n; ++i) in(0x511);
       break;
     case 27: {  // i8042: controller commands and the configuration byte
-      static constexpr uint32_t kCmds[] = {0x20, 0xAA, 0xA8, 0xA7, 0xAE, 0xAD, 0xAB, 0xA9};
-      const uint32_t cmd = r(4) == 0 ? 0x60 : kCmds[r(std::size(kCmds))];
+      // (0xD1 writes the output port: bit 0 stays set, clear would reset.)
+      static constexpr uint32_t kCmds[] = {0x20, 0xAA, 0xA8, 0xA7, 0xAE, 0xAD, 0xAB,
+                                           0xA9, 0xD0, 0x60, 0xD1, 0xD2, 0xD3};
+      const uint32_t cmd = kCmds[r(std::size(kCmds))];
       outp(0x64, cmd);
       if (cmd == 0x60) outp(0x60, static_cast<uint32_t>(r(256) & 0x77));
+      if (cmd == 0xD1) outp(0x60, static_cast<uint32_t>(r(256) | 1));
+      if (cmd == 0xD2 || cmd == 0xD3) outp(0x60, static_cast<uint32_t>(r(256)));
       in(0x64);
       in(0x60);
       break;
@@ -303,6 +357,7 @@ void addAction(std::mt19937_64& rng, std::vector<Access>& out) {
       break;
     case 31:  // pc-testdev: an IRQ line up or down, the latch, its memory
       outp(static_cast<uint16_t>(0x2000 + 3 + r(12)), static_cast<uint32_t>(r(2)));
+      in(static_cast<uint16_t>(0x2000 + 3 + r(12)));
       outp(0xE0, static_cast<uint32_t>(r(1ull << 32)), 4);
       in(0xE0, 4);
       wr(0xFF000000 + 4 * r(0x4000), r(1ull << 32));
@@ -328,13 +383,17 @@ void addAction(std::mt19937_64& rng, std::vector<Access>& out) {
 std::vector<std::vector<Access>> randomDriver(uint64_t seed, size_t count) {
   std::mt19937_64 rng(seed);
   std::vector<std::vector<Access>> actions(count);
-  for (std::vector<Access>& a : actions) addAction(rng, a);
+  for (std::vector<Access>& a : actions) {
+    addAction(rng, a);
+    // Interrupts are taken after most actions; the others leave them pending.
+    if (rng() % 3 != 0) a.push_back({Access::kTake, 0, 0, 0});
+  }
   return actions;
 }
 
 std::string describe(const Access& a) {
-  static const char* kKinds[] = {"in",      "out",  "read",  "write",
-                                 "advance", "idle", "input", "rdrand"};
+  static const char* kKinds[] = {"in",    "out",    "read", "write", "advance",      "idle",
+                                 "input", "rdrand", "take", "cr8",   "tsc-deadline", "rdmsr"};
   char buf[96];
   std::snprintf(buf, sizeof buf, "%s 0x%llx/%u value 0x%llx", kKinds[a.kind],
                 static_cast<unsigned long long>(a.address), a.size,
@@ -344,7 +403,7 @@ std::string describe(const Access& a) {
 
 // A snapshot loaded into a second machine, and both driven on: the same
 // answers, interrupts, deadlines, console output and device digests. Each
-// seed's run is snapshotted at random points, 100 to 600 actions apart; the
+// seed's run is snapshotted at random points, 5 to 65 actions apart; the
 // copy follows the original from its point to the next.
 TEST(DeviceSnapshot, RestoredMachineBehavesLikeTheOriginalFromRandomPoints) {
   size_t compared = 0, interrupts = 0, snapshots = 0;
@@ -354,7 +413,7 @@ TEST(DeviceSnapshot, RestoredMachineBehavesLikeTheOriginalFromRandomPoints) {
     const std::vector<std::vector<Access>> run = randomDriver(seed, 4000);
     Driven a;
     std::unique_ptr<Driven> b;
-    size_t nextSnapshot = 20 + pick() % 200;
+    size_t nextSnapshot = 5 + pick() % 60;
     for (size_t i = 0; i < run.size(); ++i) {
       // The snapshot falls before any access of its action, also between a
       // selector write and the data access it selects.
@@ -362,7 +421,7 @@ TEST(DeviceSnapshot, RestoredMachineBehavesLikeTheOriginalFromRandomPoints) {
       const size_t takenBefore = a.taken;
       for (size_t j = 0; j < run[i].size(); ++j) {
         if (j == splitAt) {
-          nextSnapshot += 20 + pick() % 200;
+          nextSnapshot += 5 + pick() % 60;
           if (b != nullptr) {
             EXPECT_EQ(b->console.text, a.console.text) << "before action " << i;
           }
