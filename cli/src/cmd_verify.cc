@@ -9,6 +9,7 @@
 #include "cli_args.h"
 #include "commands.h"
 #include "ttvm/formats/trace_reader.h"
+#include "ttvm/replayer/kvm_steps.h"
 #include "ttvm/replayer/replay_session.h"
 
 namespace ttvm::cli {
@@ -42,7 +43,8 @@ int cmdVerify(std::span<char* const> args) {
   auto parsed = parseTraceArgs(args, options);
   if (auto status = earlyExit(parsed, "ttvm verify", kVerifyHelp)) return *status;
   const std::string& path = parsed->trace;
-  auto reader = TraceReader::open(path);
+  std::string kvmNote;
+  auto reader = openForReplay(path, &kvmNote);
   if (!reader.ok()) {
     std::fprintf(stderr, "ttvm verify: %s\n", reader.error().message.c_str());
     return 2;
@@ -51,6 +53,7 @@ int cmdVerify(std::span<char* const> args) {
     std::fprintf(stderr, "ttvm verify: damaged trace: %s\n", frames.error().message.c_str());
     return 2;
   }
+  if (!kvmNote.empty() && !quiet) std::printf("%s\n", kvmNote.c_str());
   auto session = ReplaySession::open(*reader);
   if (!session.ok()) {
     std::fprintf(stderr, "ttvm verify: %s\n", session.error().message.c_str());

@@ -2,6 +2,8 @@
 
 #include <cstdio>
 
+#include "ttvm/replayer/kvm_steps.h"
+
 namespace ttvm::cli {
 
 Result<ReplayArgs> parseReplayArgs(std::span<char* const> args, std::vector<Option> own) {
@@ -16,8 +18,10 @@ Result<ReplayArgs> parseReplayArgs(std::span<char* const> args, std::vector<Opti
 }
 
 Result<OpenReplay> openReplay(const ReplayOptions& options, const char* command) {
-  auto reader = TraceReader::open(options.trace);
+  std::string kvmNote;
+  auto reader = openForReplay(options.trace, &kvmNote);
   if (!reader.ok()) return reader.error();
+  if (!kvmNote.empty()) std::fprintf(stderr, "%s: note: %s\n", command, kvmNote.c_str());
   OpenReplay out;
   out.reader = std::make_unique<TraceReader>(std::move(reader).value());
   if (out.reader->recovered())

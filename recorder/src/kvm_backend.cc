@@ -29,6 +29,17 @@ void storeLe(std::span<uint8_t> bytes, uint64_t v) {
 
 }  // namespace
 
+void normalizeSvmSegments(CpuState& now, const CpuState& before) {
+  for (int i = 0; i < kNumSegRegs; ++i) {
+    SegmentRegister& r = now.seg[i];
+    if (!(r.attributes & segattr::kUnusable) && (r.attributes & segattr::kS))
+      r.attributes |= segattr::kAccessed;
+    if (i != static_cast<int>(SegReg::kCs) && i != static_cast<int>(SegReg::kSs) &&
+        (r.selector & ~3u) == 0 && (r.attributes & segattr::kUnusable))
+      r.limit = before.seg[i].limit;
+  }
+}
+
 Result<std::vector<PhysicalMemory::Range>> kvmRamSlots(
     uint64_t ramBytes, std::span<const PhysicalMemory::Range> holes) {
   std::vector<PhysicalMemory::Range> slots;
@@ -137,20 +148,27 @@ Status KvmBackend::offerEvents() {
     TTVM_TRY(vcpu_.injectNmi());
     halted_ = false;
   }
-  if (!waiting_ && (injectVector_ || env_.interruptPending())) {
-    if (injectVector_) {
-      waiting_ = injectVector_;
-      injectVector_.reset();
+  // A vector is acknowledged only where the guest takes it now: the trace
+  // then holds it after every access made before its delivery, which is the
+  // order the replay finds it in. Otherwise KVM reports the window opening.
+  const bool ready = vcpu_.readyForInterrupt();
+  bool wanted = false;
+  if (injectVector_ || env_.interruptPending()) {
+    if (ready) {
+      uint8_t v = 0;
+      if (injectVector_) {
+        v = *injectVector_;
+        injectVector_.reset();
+      } else {
+        v = env_.acknowledgeInterrupt();
+      }
+      TTVM_TRY(vcpu_.injectInterrupt(v));
+      halted_ = false;
     } else {
-      waiting_ = env_.acknowledgeInterrupt();
+      wanted = true;
     }
   }
-  if (waiting_ && vcpu_.readyForInterrupt()) {
-    TTVM_TRY(vcpu_.injectInterrupt(*waiting_));
-    waiting_.reset();
-    halted_ = false;
-  }
-  vcpu_.requestInterruptWindow(waiting_.has_value());
+  vcpu_.requestInterruptWindow(wanted);
   return {};
 }
 
@@ -194,6 +212,7 @@ Status KvmBackend::settle() {
   auto s = vcpu_.state();
   if (!s) return s.error();
   const uint64_t steps = state_.steps;
+  normalizeSvmSegments(*s, state_);
   state_ = std::move(*s);
   state_.steps = steps;
   state_.pending.halted = halted_;
@@ -241,7 +260,8 @@ StepResult KvmBackend::run(uint64_t maxSteps) {
         break;
       case kvm::ExitKind::kIrqWindowOpen:
         ++counts_.window;
-        break;  // offerEvents() injects the waiting vector now
+        offerDue_ = true;  // the guest takes the pending vector here
+        break;
       case kvm::ExitKind::kInterrupted:
         ++counts_.kicks;
         if (Status st = settle(); !st.ok()) return fail(st.error().message);

@@ -100,6 +100,15 @@ Status RecordSession::start() {
 
 void RecordSession::appendDigests() {
   const CpuState& s = cpu_->state();
+  if (!cpu_->countsSteps()) {
+    // Under KVM the position is an exit number, which the replay's step
+    // count is not: the digest hashes the state at step 0 (kvm_steps.h
+    // checks it so and rewrites it for the step the replay assigns).
+    CpuState atZero = s;
+    atZero.steps = 0;
+    writer_->append(TraceEvent::stateDigest(s.steps, stateDigest(atZero)));
+    return;
+  }
   writer_->append(TraceEvent::stateDigest(s.steps, stateDigest(s)));
   if (machine_.replaysWholeMachine())
     writer_->append(TraceEvent::deviceDigest(s.steps, machine_.deviceDigest()));

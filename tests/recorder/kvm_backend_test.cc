@@ -36,5 +36,31 @@ TEST(KvmRamSlots, AStretchThatIsNotWholePagesIsRefusedByName) {
   EXPECT_NE(slots.error().message.find("0x0-0x800"), std::string::npos) << slots.error().message;
 }
 
+// What the nested VM's kvm-amd reported for the demo guest, against what
+// the emulator holds after the same loads.
+TEST(NormalizeSvmSegments, AccessedBitsAndNullSelectorLimitsAsTheEmulatorKeepsThem) {
+  CpuState before;
+  before.segment(SegReg::kFs).limit = 0xFFFFFFFF;
+  before.segment(SegReg::kGs).limit = 0xFFFFFFFF;
+  CpuState now = before;
+  now.segment(SegReg::kCs) = {0x08, 0, 0xFFFFFFFF, 0xA09A};  // 64-bit code, type read as 0xA
+  now.segment(SegReg::kDs) = {0x10, 0, 0xFFFFFFFF, 0xC093};  // accessed already
+  now.segment(SegReg::kFs) = {0, 0, 0, segattr::kUnusable};  // null: SVM says limit 0
+  now.segment(SegReg::kGs) = {0, 0, 0, segattr::kUnusable};
+  now.segment(SegReg::kSs) = {0, 0, 0, segattr::kUnusable};  // null SS: left as it is
+  now.ldtr = {0, 0, 0, 0x82};                                // system segment: left as it is
+  normalizeSvmSegments(now, before);
+  EXPECT_EQ(now.segment(SegReg::kCs).attributes, 0xA09Bu);
+  EXPECT_EQ(now.segment(SegReg::kDs).attributes, 0xC093u);
+  EXPECT_EQ(now.segment(SegReg::kFs).limit, 0xFFFFFFFFu);
+  EXPECT_EQ(now.segment(SegReg::kGs).limit, 0xFFFFFFFFu);
+  EXPECT_EQ(now.segment(SegReg::kSs).limit, 0u);
+  EXPECT_EQ(now.ldtr.attributes, 0x82u);
+  // A usable segment's limit is KVM's.
+  now.segment(SegReg::kEs) = {0x10, 0, 0xFFFF, 0x93};
+  normalizeSvmSegments(now, before);
+  EXPECT_EQ(now.segment(SegReg::kEs).limit, 0xFFFFu);
+}
+
 }  // namespace
 }  // namespace ttvm

@@ -19,11 +19,12 @@
 //
 // Interrupts. ttvm decides them: there is no in-kernel irqchip. After each
 // counted exit (and before the first entry), when the environment has an
-// NMI or interrupt pending, the backend acknowledges it and hands it to
-// KVM (KVM_NMI; KVM_INTERRUPT where the guest can take it, else it asks
-// for an interrupt window and does so when that opens). KVM delivers it at
-// the first instruction boundary where the guest accepts it after the
-// access that exited. Nothing is injected at a kick or anywhere else: a
+// NMI or interrupt pending, the backend hands it to KVM: an NMI at once
+// (KVM_NMI); a vector only where kvm_run says the guest can take it (IF=1,
+// no shadow): it is acknowledged then and given to KVM_INTERRUPT, else the
+// backend asks for an interrupt window and does so when that opens. KVM
+// delivers it at that instruction boundary, the first after the access
+// that exited where the guest accepts it. Nothing is injected at a kick or anywhere else: a
 // timer that falls due while the guest computes without exiting is taken
 // at the next exit (docs/kvm-recording.md, "What a KVM trace holds").
 //
@@ -59,6 +60,16 @@ namespace ttvm {
 // stretch that is not a whole number of pages.
 Result<std::vector<PhysicalMemory::Range>> kvmRamSlots(
     uint64_t ramBytes, std::span<const PhysicalMemory::Range> holes);
+
+// The hidden segment state KVM reports on AMD SVM, in the emulator's terms
+// (CpuModel's architecture): `now` as read back, `before` the state the
+// backend last reported. Two differences the guest cannot observe, seen on
+// the nested VM's kvm-amd (the demo guest):
+//  - a usable code or data segment's type has its accessed bit set (every
+//    load sets it in the descriptor; SVM reports the type as it was read);
+//  - a data segment loaded with a null selector keeps its hidden limit, as
+//    the emulator does (SVM reports 0).
+void normalizeSvmSegments(CpuState& now, const CpuState& before);
 
 class KvmBackend final : public machine::CpuBackend {
  public:
@@ -119,8 +130,7 @@ class KvmBackend final : public machine::CpuBackend {
   CpuState state_;
   bool exitPending_ = false;  // the last exit was I/O or MMIO, not completed yet
   bool halted_ = false;
-  bool offerDue_ = true;            // a counted exit happened since the last offerEvents()
-  std::optional<uint8_t> waiting_;  // acknowledged, waiting for the interrupt window
+  bool offerDue_ = true;  // a counted exit happened since the last offerEvents()
   std::optional<uint8_t> injectVector_;
   bool injectNmi_ = false;
   bool dirtyTracking_ = false;

@@ -1,0 +1,271 @@
+#include "ttvm/replayer/kvm_steps.h"
+
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <optional>
+#include <vector>
+
+#include "ttvm/base/hex.h"
+#include "ttvm/emulator/cpu.h"
+#include "ttvm/emulator/disassembler.h"
+#include "ttvm/formats/trace_writer.h"
+#include "ttvm/machine/machine.h"
+#include "ttvm/machine/replay_environment.h"
+
+namespace ttvm {
+namespace {
+
+// Steps the emulator may run past the last event without reaching the next
+// one before the search gives up (a guest that loops where the hardware
+// exited has diverged; this bounds how long that takes to say).
+constexpr uint64_t kMaxStepsBetweenEvents = 200'000'000;
+
+// Answers the emulator from the KVM trace's events in order and stamps each
+// with the step it is consumed at.
+class ExitOrderEnvironment final : public Environment {
+ public:
+  explicit ExitOrderEnvironment(const std::vector<TraceEvent>& events) : events_(events) {}
+  // The CPU whose step count stamps the events.
+  void bindCpu(const CpuState* cpu) { cpu_ = cpu; }
+
+  uint32_t portIn(uint16_t port, unsigned size) override {
+    const TraceEvent* e = take(EventKind::kPortIn, port, size, std::nullopt, "in");
+    return e != nullptr ? uint32_t(e->value) : ~0u;
+  }
+  void portOut(uint16_t port, unsigned size, uint32_t value) override {
+    take(EventKind::kPortOut, port, size, value, "out");
+  }
+  uint64_t mmioRead(uint64_t addr, unsigned size) override {
+    const TraceEvent* e = take(EventKind::kMmioRead, addr, size, std::nullopt, "mmio read");
+    return e != nullptr ? e->value : ~0ull;
+  }
+  void mmioWrite(uint64_t addr, unsigned size, uint64_t value) override {
+    take(EventKind::kMmioWrite, addr, size, value, "mmio write");
+  }
+  uint64_t readTsc() override {
+    notInTrace("RDTSC (the TSC: KVM lets the guest read the host's, untrapped)");
+    return 0;
+  }
+  std::optional<uint64_t> readRandom(unsigned) override {
+    notInTrace("RDRAND/RDSEED (KVM lets the guest read the host's generator, untrapped)");
+    return std::nullopt;
+  }
+  std::optional<uint64_t> readMsr(uint32_t index) override {
+    notInTrace("RDMSR " + hex(index) + " (KVM answered it in the kernel)");
+    return std::nullopt;
+  }
+  bool writeMsr(uint32_t index, uint64_t) override {
+    notInTrace("WRMSR " + hex(index) + " (KVM took it in the kernel)");
+    return false;
+  }
+  bool interruptPending() override { return nextIs(EventKind::kInterrupt); }
+  uint8_t acknowledgeInterrupt() override {
+    const TraceEvent* e = take(EventKind::kInterrupt, 0, 0, std::nullopt, "interrupt");
+    return e != nullptr ? uint8_t(e->value) : 0;
+  }
+  bool nmiPending() override { return nextIs(EventKind::kNmi); }
+  void acknowledgeNmi() override { take(EventKind::kNmi, 0, 0, std::nullopt, "nmi"); }
+  bool stopRequested() override { return !problem_.empty(); }
+
+  // The next event, or null at the end.
+  const TraceEvent* peek() const { return next_ < events_.size() ? &events_[next_] : nullptr; }
+  // Consumes a passive event at the current boundary; a state digest is
+  // checked first (KVM's hashes the state at step 0) and then stamped as a
+  // digest of the emulator's state at this step. False when it differs.
+  bool takePassive() {
+    TraceEvent e = events_[next_++];
+    if (e.kind == EventKind::kStateDigest) {
+      CpuState atZero = *cpu_;
+      atZero.steps = 0;
+      if (stateDigest(atZero) != e.value) {
+        problem_ = "the emulator's state differs from KVM's at exit " + std::to_string(e.step) +
+                   " (state digest " + hex(stateDigest(atZero)) + ", recorded under KVM " +
+                   hex(e.value) + ")";
+        return false;
+      }
+      e.value = stateDigest(*cpu_);
+    }
+    stamp(e);
+    return true;
+  }
+  const std::vector<TraceEvent>& stamped() const { return out_; }
+  const std::string& problem() const { return problem_; }
+
+ private:
+  bool nextIs(EventKind k) const {
+    const TraceEvent* e = peek();
+    return problem_.empty() && e != nullptr && e->kind == k;
+  }
+  void stamp(const TraceEvent& e) {
+    TraceEvent s = e;
+    s.step = cpu_->steps;
+    out_.push_back(s);
+  }
+  const TraceEvent* take(EventKind kind, uint64_t address, unsigned size,
+                         std::optional<uint64_t> value, const std::string& what) {
+    if (!problem_.empty()) return nullptr;
+    const TraceEvent* e = peek();
+    if (e == nullptr || e->kind != kind || e->address != address || e->size != size ||
+        (value && *value != e->value)) {
+      std::string did = what;
+      if (kind != EventKind::kInterrupt && kind != EventKind::kNmi)
+        did += " " + hex(address) + " size " + std::to_string(size);
+      if (value) did += " value " + hex(*value);
+      problem_ = "the emulator made " + did + " where the trace's next event is " +
+                 (e != nullptr ? describeEvent(*e) : std::string("the end of the trace"));
+      return nullptr;
+    }
+    ++next_;
+    stamp(*e);
+    return e;
+  }
+  void notInTrace(const std::string& what) {
+    if (problem_.empty())
+      problem_ = "the guest executed " + what + ", which a KVM trace does not hold";
+  }
+
+  const std::vector<TraceEvent>& events_;
+  const CpuState* cpu_ = nullptr;
+  size_t next_ = 0;
+  std::vector<TraceEvent> out_;
+  std::string problem_;
+};
+
+// "step S, rip R: disassembly" for the instruction at `rip` (default: the
+// CPU's next one).
+std::string where(const Cpu& cpu, std::optional<uint64_t> at = std::nullopt,
+                  std::optional<uint64_t> step = std::nullopt) {
+  const CpuState& s = cpu.state();
+  const uint64_t rip = at.value_or(s.rip);
+  const uint64_t lin =
+      cpuMode(s) == CpuMode::kLong64 ? rip : (s.segment(SegReg::kCs).base + rip) & 0xFFFFFFFFull;
+  std::string text = "(unmapped)";
+  std::vector<uint8_t> bytes(15);
+  for (size_t n = 15; n > 0; --n) {
+    bytes.resize(n);
+    if (cpu.readLinear(lin, bytes)) {
+      Disassembly d = disassemble(bytes, cpuMode(s), rip);
+      text = d.length != 0 ? d.text : "(bad instruction)";
+      break;
+    }
+  }
+  return "step " + std::to_string(step.value_or(s.steps)) + ", rip " + hex(rip) + ": " + text;
+}
+
+}  // namespace
+
+Result<SteppedTrace> assignSteps(const TraceReader& kvmTrace, const std::string& outPath) {
+  const TraceHeader& h = kvmTrace.header();
+  if (h.backend != Backend::kKvm) return makeError(kvmTrace.path() + ": not a KVM trace");
+  if (!h.replayedDevices.empty())
+    return makeError(kvmTrace.path() + ": a KVM trace whose devices the replay runs (" +
+                     h.replayedDevices.front() + ", ...): this ttvm cannot assign its steps");
+  std::vector<TraceEvent> events;
+  for (size_t i = 0; i < kvmTrace.chunkCount(); ++i) {
+    auto chunk = kvmTrace.readChunk(i);
+    if (!chunk) return chunk.error();
+    events.insert(events.end(), chunk->begin(), chunk->end());
+  }
+  auto init = kvmTrace.initialState();
+  if (!init) return init.error();
+  auto machine = machine::Machine::fromTraceHeader(h);
+  if (!machine) return makeError(kvmTrace.path() + ": " + machine.error().message);
+  std::span<uint8_t> ram = (*machine)->ram();
+  (*machine)->clearRam();
+  for (size_t k = 0; k < init->ram.pageCount(); ++k) {
+    const uint64_t p = init->ram.numbers[k];
+    if ((p + 1) * kPageSize > ram.size())
+      return makeError(kvmTrace.path() + ": initial RAM page " + std::to_string(p) +
+                       " lies beyond the machine's RAM");
+    std::memcpy(ram.data() + p * kPageSize, init->ram.page(k).data(), kPageSize);
+  }
+
+  CpuState start = init->cpu;
+  start.steps = 0;
+  ExitOrderEnvironment env(events);
+  Cpu cpu(h.cpuModel, (*machine)->physicalMemory(), env);
+  cpu.setState(start);
+  env.bindCpu(&cpu.state());
+
+  bool ended = false;
+  uint64_t sinceEvent = 0;
+  size_t consumed = 0;
+  for (;;) {
+    // At this boundary: the passive events that follow what was consumed.
+    for (const TraceEvent* e = env.peek(); e != nullptr && machine::isPassiveEvent(e->kind);
+         e = env.peek()) {
+      const bool end = e->kind == EventKind::kEndOfRun;
+      if (!env.takePassive())
+        return makeError(kvmTrace.path() + ": at " + where(cpu) + ": " + env.problem());
+      if (end) ended = true;
+    }
+    if (ended || env.peek() == nullptr) break;
+    const uint64_t rip = cpu.state().rip, step = cpu.state().steps;
+    const StepResult r = cpu.step();
+    if (!env.problem().empty())
+      return makeError(kvmTrace.path() + ": assigning steps to the KVM trace's exits, at " +
+                       where(cpu, rip, step) + ": " + env.problem());
+    if (env.stamped().size() != consumed) {
+      consumed = env.stamped().size();
+      sinceEvent = 0;
+    } else if (++sinceEvent > kMaxStepsBetweenEvents) {
+      return makeError(kvmTrace.path() + ": the emulator ran " +
+                       std::to_string(kMaxStepsBetweenEvents) +
+                       " steps without making the trace's next access (" +
+                       describeEvent(*env.peek()) + "), now at " + where(cpu));
+    }
+    if (r.outcome == StepOutcome::kHalted && !env.interruptPending() && !env.nmiPending())
+      return makeError(kvmTrace.path() + ": the emulator halted at " + where(cpu) +
+                       " where the trace's next event is " + describeEvent(*env.peek()));
+    if (r.outcome == StepOutcome::kTripleFault) {
+      const TraceEvent* e = env.peek();
+      if (e == nullptr || !machine::isPassiveEvent(e->kind))
+        return makeError(kvmTrace.path() + ": the emulator triple-faulted at " + where(cpu) +
+                         " before the trace's " + describeEvent(*e));
+    }
+  }
+
+  TraceHeader out = h;
+  out.backend = Backend::kEmulator;
+  out.traceId = {};
+  out.host = h.host + "; recorded under KVM, steps assigned by the emulator";
+  InitialState outInit = *init;
+  outInit.cpu.steps = 0;
+  TraceWriter::Options wo;
+  auto w = TraceWriter::create(outPath, out, outInit, wo);
+  if (!w) return makeError("cannot write the stepped trace: " + w.error().message);
+  for (const TraceEvent& e : env.stamped()) (*w)->append(e);
+  SteppedTrace result;
+  result.steps = cpu.state().steps;
+  result.events = env.stamped().size();
+  TraceEnd end;
+  if (kvmTrace.end()) {
+    end = *kvmTrace.end();
+    result.exits = end.steps;
+  }
+  // The recorded final state stays KVM's; its position is the emulator's.
+  end.steps = result.steps;
+  end.finalCpu.steps = result.steps;
+  end.finalDigest = stateDigest(end.finalCpu);
+  if (Status st = (*w)->close(end); !st.ok())
+    return makeError("cannot write the stepped trace: " + st.error().message);
+  return result;
+}
+
+Result<TraceReader> openForReplay(const std::string& path, std::string* note) {
+  auto reader = TraceReader::open(path);
+  if (!reader || reader->header().backend != Backend::kKvm) return reader;
+  const char* tmp = std::getenv("TMPDIR");
+  const TraceId& id = reader->header().traceId;
+  const std::string stepped = std::string(tmp != nullptr && *tmp != '\0' ? tmp : "/tmp") +
+                              "/ttvm-steps-" + hex(id.hi) + hex(id.lo) + ".ttvm";
+  auto s = assignSteps(*reader, stepped);
+  if (!s) return s.error();
+  if (note != nullptr)
+    *note = path + ": recorded under KVM: " + std::to_string(s->exits) + " exits are " +
+            std::to_string(s->steps) + " emulator steps (" + stepped + ")";
+  return TraceReader::open(stepped);
+}
+
+}  // namespace ttvm

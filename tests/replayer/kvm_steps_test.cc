@@ -1,0 +1,168 @@
+// assignSteps (kvm_steps.h): a KVM trace's exit numbers to emulator steps.
+// The oracle: an emulator recording with every device answer logged (no
+// replayed device, as a KVM recording is) whose events are renumbered the
+// way KvmBackend numbers exits (+1 per port or MMIO access and per HLT) and
+// marked Backend::kKvm. assignSteps must find every event's original step
+// again, and the stepped trace must verify. A changed value must be named.
+#include "ttvm/replayer/kvm_steps.h"
+
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <fstream>
+#include <iterator>
+#include <random>
+
+#include "scripted_trace_support.h"
+#include "ttvm/formats/trace_writer.h"
+#include "ttvm/machine/disk_image.h"
+#include "ttvm/machine/loader.h"
+#include "ttvm/machine/machine.h"
+#include "ttvm/recorder/record_session.h"
+#include "ttvm/replayer/replay_session.h"
+
+namespace ttvm {
+using ttvm::machine::DiskImage;
+using ttvm::machine::Machine;
+namespace {
+
+// The IDE guest of disk_replay_test (port reads with the sectors' bytes,
+// polling loops, an exit through isa-debug-exit).
+std::string recordOldMode() {
+  std::vector<uint8_t> disk(16 * DiskImage::kSectorBytes);
+  std::mt19937_64 rng(5);
+  for (uint8_t& b : disk) b = static_cast<uint8_t>(rng());
+  std::ifstream f(DISK_REREAD_GUEST, std::ios::binary);
+  std::vector<uint8_t> boot((std::istreambuf_iterator<char>(f)), {});
+  EXPECT_EQ(boot.size(), DiskImage::kSectorBytes);
+  std::copy(boot.begin(), boot.end(), disk.begin());
+  machine::MachineOptions o;
+  o.ramBytes = 16ull << 20;
+  auto m = Machine::create(o);
+  EXPECT_TRUE(m.ok());
+  (*m)->ports().setReportStream(nullptr);
+  EXPECT_TRUE((*m)->setReplayedDevices({}).ok());
+  EXPECT_TRUE((*m)->attachDisk(0, DiskImage::fromBytes("kvm_steps.img", disk)).ok());
+  auto guest = machine::loadBootDisk(**m);
+  EXPECT_TRUE(guest.ok());
+  RecordOptions ro;
+  ro.tracePath = testing::tempTracePath("kvm_steps_emu");
+  ro.ttvmVersion = "test";
+  RecordSession s(**m, std::move(guest).value(), ro);
+  EXPECT_TRUE(s.start().ok());
+  auto r = s.run();
+  EXPECT_TRUE(r.ok());
+  EXPECT_EQ(r->end.reason, EndReason::kExitDevice);
+  return ro.tracePath;
+}
+
+std::vector<TraceEvent> allEvents(const TraceReader& r) {
+  std::vector<TraceEvent> out;
+  for (size_t i = 0; i < r.chunkCount(); ++i) {
+    auto c = r.readChunk(i);
+    EXPECT_TRUE(c.ok());
+    out.insert(out.end(), c->begin(), c->end());
+  }
+  return out;
+}
+
+bool countsAsExit(EventKind k) {
+  return k == EventKind::kPortIn || k == EventKind::kPortOut || k == EventKind::kMmioRead ||
+         k == EventKind::kMmioWrite || k == EventKind::kHlt;
+}
+
+// The emulator trace as KvmBackend would have numbered it; `edit` may change
+// the events first. The step digests are left out (the recorder took them
+// at multiples of its interval, not after an exit as under KVM).
+std::string asKvmTrace(const std::string& emuPath,
+                       const std::function<void(std::vector<TraceEvent>&)>& edit = {}) {
+  auto r = TraceReader::open(emuPath);
+  EXPECT_TRUE(r.ok());
+  std::vector<TraceEvent> events = allEvents(*r);
+  if (edit) edit(events);
+  TraceHeader h = r->header();
+  h.backend = Backend::kKvm;
+  h.traceId = {};
+  const std::string path = testing::tempTracePath("kvm_steps_kvm");
+  auto w = TraceWriter::create(path, h, r->initialState().value(), TraceWriter::Options{});
+  EXPECT_TRUE(w.ok());
+  uint64_t exit = 0;
+  for (TraceEvent e : events) {
+    if (e.kind == EventKind::kStateDigest) continue;
+    if (countsAsExit(e.kind)) ++exit;
+    e.step = exit;
+    (*w)->append(e);
+  }
+  TraceEnd end = *r->end();
+  end.steps = exit;
+  end.finalCpu.steps = exit;
+  EXPECT_TRUE((*w)->close(end).ok());
+  return path;
+}
+
+TEST(KvmSteps, ExitNumbersBecomeTheStepsTheEmulatorRecorded) {
+  const std::string emu = recordOldMode();
+  const std::string kvm = asKvmTrace(emu);
+  auto k = TraceReader::open(kvm);
+  ASSERT_TRUE(k.ok());
+  const std::string stepped = testing::tempTracePath("kvm_steps_stepped");
+  auto s = assignSteps(*k, stepped);
+  ASSERT_TRUE(s.ok()) << s.error().message;
+  auto e = TraceReader::open(emu);
+  auto out = TraceReader::open(stepped);
+  ASSERT_TRUE(out.ok());
+  EXPECT_EQ(s->steps, e->end()->steps);
+  EXPECT_EQ(s->exits, k->end()->steps);
+  EXPECT_LT(s->exits, s->steps);
+  EXPECT_EQ(out->header().backend, Backend::kEmulator);
+  std::vector<TraceEvent> want;
+  for (const TraceEvent& ev : allEvents(*e))
+    if (ev.kind != EventKind::kStateDigest) want.push_back(ev);
+  const std::vector<TraceEvent> got = allEvents(*out);
+  ASSERT_EQ(got.size(), want.size());
+  size_t ports = 0;
+  for (size_t i = 0; i < got.size(); ++i) {
+    EXPECT_EQ(got[i], want[i]) << "event " << i << ": " << describeEvent(got[i]) << " vs "
+                               << describeEvent(want[i]);
+    ports += got[i].kind == EventKind::kPortIn;
+  }
+  EXPECT_GT(ports, 1000u);  // the guest's IDE reads, each placed at its step
+  std::printf("%llu exits -> %llu steps, %zu events\n", (unsigned long long)s->exits,
+              (unsigned long long)s->steps, got.size());
+  // The stepped trace replays to the recorded end and state.
+  auto session = ReplaySession::open(*out);
+  ASSERT_TRUE(session.ok()) << session.error().message;
+  const SessionStop stop = (*session)->runTo(~0ull, {});
+  EXPECT_EQ(stop.kind, SessionStopKind::kEnd);
+  EXPECT_EQ((*session)->checkEndState(), "");
+}
+
+TEST(KvmSteps, AnAccessThatDiffersFromTheTraceIsNamedWithItsStep) {
+  const std::string emu = recordOldMode();
+  const std::string kvm = asKvmTrace(emu, [](std::vector<TraceEvent>& events) {
+    for (TraceEvent& e : events)
+      if (e.kind == EventKind::kPortOut) {
+        e.value ^= 1;  // the first port write, as if the hardware had seen another value
+        return;
+      }
+  });
+  auto k = TraceReader::open(kvm);
+  ASSERT_TRUE(k.ok());
+  auto s = assignSteps(*k, testing::tempTracePath("kvm_steps_bad"));
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.error().message.find("the emulator made out"), std::string::npos)
+      << s.error().message;
+  EXPECT_NE(s.error().message.find("step "), std::string::npos) << s.error().message;
+  EXPECT_NE(s.error().message.find("rip "), std::string::npos) << s.error().message;
+}
+
+TEST(KvmSteps, AnEmulatorTraceIsNotOne) {
+  const std::string emu = recordOldMode();
+  auto e = TraceReader::open(emu);
+  auto s = assignSteps(*e, testing::tempTracePath("kvm_steps_none"));
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.error().message.find("not a KVM trace"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace ttvm
