@@ -10,6 +10,7 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   libunicorn-dev
   libdw-dev libelf-dev
+  nlohmann-json3-dev
   nasm gdb binutils
   qemu-system-x86
   python3 ccache

@@ -23,5 +23,6 @@ int cmdReplay(std::span<char* const> args);
 int cmdVerify(std::span<char* const> args);
 int cmdRecord(std::span<char* const> args);
 int cmdGdbserver(std::span<char* const> args);
+int cmdDap(std::span<char* const> args);
 
 }  // namespace ttvm::cli

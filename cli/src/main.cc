@@ -17,6 +17,7 @@ constexpr Command kCommands[] = {
      cmdVerify},
     {"gdbserver", "serve a replay to gdb: reverse-stepi, reverse-continue, watchpoints",
      cmdGdbserver},
+    {"dap", "serve a replay to an editor (VS Code...) over the Debug Adapter Protocol", cmdDap},
     {"recover", "complete a trace whose recorder was killed (rewrite its footer)", cmdRecover},
 };
 

@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <cstdlib>
 
+#include "command_words.h"
 #include "ttvm/base/assert.h"
 #include "ttvm/base/hex.h"
 #include "ttvm/replayer/address_expression.h"
@@ -28,28 +29,6 @@ std::optional<std::pair<uint64_t, uint64_t>> parseAddrLen(std::string_view s) {
   const auto l = gdbParseHexU64(s.substr(comma + 1));
   if (!a || !l) return std::nullopt;
   return std::make_pair(*a, *l);
-}
-
-// A number (decimal, 0x hex) in monitor arguments.
-std::optional<uint64_t> parseNumber(const std::string& s) {
-  if (s.empty() || s[0] == '-') return std::nullopt;
-  char* end = nullptr;
-  const uint64_t v = std::strtoull(s.c_str(), &end, 0);
-  if (end == nullptr || *end != '\0') return std::nullopt;
-  return v;
-}
-
-std::vector<std::string> splitWords(const std::string& s) {
-  std::vector<std::string> out;
-  size_t i = 0;
-  while (i < s.size()) {
-    while (i < s.size() && s[i] == ' ') ++i;
-    size_t j = i;
-    while (j < s.size() && s[j] != ' ') ++j;
-    if (j > i) out.push_back(s.substr(i, j - i));
-    i = j;
-  }
-  return out;
 }
 
 const char* kMonitorHelp =

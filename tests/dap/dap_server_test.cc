@@ -1,0 +1,381 @@
+// The DAP server (replayer/dap_server.h) driven message by message on a
+// recording of the demo guest (guests/demo/README.md), and its framing
+// (dap_transport.h). The positions it reports are checked against a second
+// Timeline on the same trace: the end step, the last write to the corrupted
+// field, the disassembly at RIP.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "scripted_trace_support.h"
+#include "ttvm/base/hex.h"
+#include "ttvm/formats/trace_reader.h"
+#include "ttvm/replayer/dap_server.h"
+#include "ttvm/replayer/dap_transport.h"
+#include "ttvm/replayer/timeline.h"
+
+namespace ttvm {
+namespace {
+
+using nlohmann::json;
+namespace fs = std::filesystem;
+
+std::string demoElf() {
+  return std::string(TTVM_BUILD_DIR) + "/guests/demo/demo.elf";
+}
+
+// The demo recorded once by `ttvm record` for the whole test program.
+const std::string& demoTrace() {
+  static const std::string trace = [] {
+    const std::string t = testing::tempTracePath("dap-demo");
+    const std::string cmd =
+        std::string(TTVM_BIN) + " record -o " + t + " " + demoElf() + " > /dev/null 2>&1";
+    const int st = std::system(cmd.c_str());
+    (void)st;  // the demo panics (status 6): only the trace matters
+    return t;
+  }();
+  return trace;
+}
+
+// A DapServer on its own Timeline, with the messages it sent kept.
+class DapSession {
+ public:
+  DapSession() {
+    auto reader = TraceReader::open(demoTrace());
+    EXPECT_TRUE(reader.ok()) << demoTrace();
+    if (!reader.ok()) return;
+    reader_ = std::make_unique<TraceReader>(std::move(*reader));
+    auto tl = Timeline::open(*reader_);
+    EXPECT_TRUE(tl.ok());
+    if (!tl.ok()) return;
+    timeline_ = std::move(*tl);
+    server_ = std::make_unique<DapServer>(*timeline_, DapServerOptions{demoTrace()});
+  }
+  bool ok() const { return server_ != nullptr; }
+
+  // Sends a request; returns everything the server answered with.
+  std::vector<json> send(const std::string& command, json arguments = json::object()) {
+    const json req{{"seq", seq_++},
+                   {"type", "request"},
+                   {"command", command},
+                   {"arguments", std::move(arguments)}};
+    std::vector<json> out;
+    for (const std::string& m : server_->handle(req.dump())) out.push_back(json::parse(m));
+    return out;
+  }
+  // The response to `command` (the first message), checked successful.
+  json request(const std::string& command, json arguments = json::object()) {
+    std::vector<json> out = send(command, std::move(arguments));
+    EXPECT_FALSE(out.empty()) << command;
+    if (out.empty()) return json::object();
+    EXPECT_EQ(out[0].value("type", ""), "response") << out[0].dump();
+    EXPECT_EQ(out[0].value("command", ""), command) << out[0].dump();
+    EXPECT_TRUE(out[0].value("success", false)) << out[0].dump();
+    last_ = out;
+    return out[0];
+  }
+  // The stopped event the last request sent.
+  json stopped() const {
+    for (const json& m : last_)
+      if (m.value("type", "") == "event" && m.value("event", "") == "stopped") return m["body"];
+    ADD_FAILURE() << "no stopped event";
+    return json::object();
+  }
+  // initialize, launch, configurationDone: at the end of the recording.
+  void start() {
+    request("initialize", json{{"adapterID", "ttvm"}});
+    request("launch");
+    request("configurationDone");
+  }
+  // The step `evaluate when` reports.
+  uint64_t when() {
+    const std::string r = request("evaluate", json{{"expression", "when"}})["body"]["result"];
+    EXPECT_EQ(r.rfind("step ", 0), 0u) << r;
+    return std::stoull(r.substr(5));
+  }
+  json frame0() {
+    const json st = request("stackTrace", json{{"threadId", 1}})["body"]["stackFrames"];
+    EXPECT_FALSE(st.empty());
+    return st.empty() ? json::object() : st[0];
+  }
+  Timeline& timeline() { return *timeline_; }
+
+ private:
+  std::unique_ptr<TraceReader> reader_;
+  std::unique_ptr<Timeline> timeline_;
+  std::unique_ptr<DapServer> server_;
+  std::vector<json> last_;
+  int seq_ = 1;
+};
+
+// The oracle: a second timeline on the same trace.
+struct Oracle {
+  std::unique_ptr<TraceReader> reader;
+  std::unique_ptr<Timeline> timeline;
+  Oracle() {
+    auto r = TraceReader::open(demoTrace());
+    EXPECT_TRUE(r.ok());
+    reader = std::make_unique<TraceReader>(std::move(*r));
+    auto t = Timeline::open(*reader);
+    EXPECT_TRUE(t.ok());
+    timeline = std::move(*t);
+    EXPECT_EQ(timeline->runToEnd().kind, StopKind::kHistoryEnd);
+  }
+};
+
+uint64_t address(const json& ref) {
+  return std::stoull(ref.get<std::string>(), nullptr, 0);
+}
+
+TEST(DapServer, InitializeAnswersTheCapabilitiesAndSendsInitialized) {
+  DapSession s;
+  ASSERT_TRUE(s.ok());
+  const std::vector<json> out = s.send("initialize", json{{"adapterID", "ttvm"}});
+  ASSERT_EQ(out.size(), 2u);
+  const json& caps = out[0]["body"];
+  for (const char* c :
+       {"supportsStepBack", "supportsConfigurationDoneRequest", "supportsDataBreakpoints",
+        "supportsDisassembleRequest", "supportsReadMemoryRequest", "supportsInstructionBreakpoints",
+        "supportsFunctionBreakpoints"})
+    EXPECT_TRUE(caps.value(c, false)) << c;
+  EXPECT_EQ(out[1].value("event", ""), "initialized");
+  EXPECT_GT(out[1].value("seq", 0), out[0].value("seq", 0));
+}
+
+TEST(DapServer, ConfigurationDoneStopsAtTheEndOfTheRecording) {
+  DapSession s;
+  ASSERT_TRUE(s.ok());
+  s.start();
+  EXPECT_EQ(s.stopped().value("reason", ""), "entry");
+  EXPECT_EQ(s.stopped().value("threadId", 0), 1);
+  Oracle o;
+  EXPECT_EQ(s.when(), o.timeline->endStep());
+  const json threads = s.request("threads")["body"]["threads"];
+  ASSERT_EQ(threads.size(), 1u);
+  EXPECT_EQ(threads[0].value("id", 0), 1);
+}
+
+TEST(DapServer, StackTraceAtTheCrashNamesPanicAndTheFaultingFunction) {
+  DapSession s;
+  ASSERT_TRUE(s.ok());
+  s.start();
+  const json frames = s.request("stackTrace", json{{"threadId", 1}})["body"]["stackFrames"];
+  ASSERT_GE(frames.size(), 2u);
+  const std::string name0 = frames[0]["name"];
+  EXPECT_EQ(name0.rfind("panic+", 0), 0u) << frames.dump();
+  EXPECT_EQ(address(frames[0]["instructionPointerReference"]), s.timeline().registers().rip);
+  bool tableFind = false;
+  for (const json& f : frames)
+    if (f["name"].get<std::string>().rfind("table_find+", 0) == 0) {
+      tableFind = true;
+      ASSERT_TRUE(f.contains("source")) << f.dump();
+      EXPECT_EQ(f["source"]["name"], "workload.c");
+      EXPECT_GT(f.value("line", 0), 0);
+    }
+  EXPECT_TRUE(tableFind) << frames.dump();
+  // Registers: rip as the timeline has it.
+  const json scopes = s.request("scopes", json{{"frameId", 0}})["body"]["scopes"];
+  ASSERT_FALSE(scopes.empty());
+  const json vars =
+      s.request("variables", json{{"variablesReference", scopes[0]["variablesReference"]}})["body"];
+  bool rip = false;
+  for (const json& v : vars["variables"])
+    if (v["name"] == "rip") {
+      rip = true;
+      EXPECT_EQ(std::stoull(v["value"].get<std::string>(), nullptr, 0),
+                s.timeline().registers().rip);
+    }
+  EXPECT_TRUE(rip) << vars.dump();
+}
+
+TEST(DapServer, StepBackAndStepInMoveOneInstruction) {
+  DapSession s;
+  ASSERT_TRUE(s.ok());
+  s.start();
+  const uint64_t end = s.when();
+  s.request("stepBack", json{{"threadId", 1}});
+  EXPECT_EQ(s.stopped().value("reason", ""), "step");
+  EXPECT_EQ(s.when(), end - 1);
+  s.request("stepBack", json{{"threadId", 1}});
+  EXPECT_EQ(s.when(), end - 2);
+  s.request("stepIn", json{{"threadId", 1}});
+  EXPECT_EQ(s.when(), end - 1);
+  s.request("next", json{{"threadId", 1}});
+  EXPECT_EQ(s.when(), end);
+}
+
+TEST(DapServer, ReverseContinueStopsAtAnInstructionBreakpoint) {
+  DapSession s;
+  ASSERT_TRUE(s.ok());
+  s.start();
+  const auto keyDup = s.timeline().symbols().find("key_dup");
+  ASSERT_TRUE(keyDup.has_value());
+  const json bps = s.request(
+      "setInstructionBreakpoints",
+      json{{"breakpoints",
+            json::array({json{{"instructionReference", hex(*keyDup)}}})}})["body"]["breakpoints"];
+  ASSERT_EQ(bps.size(), 1u);
+  EXPECT_TRUE(bps[0].value("verified", false));
+  s.request("reverseContinue", json{{"threadId", 1}});
+  EXPECT_EQ(s.stopped().value("reason", ""), "instruction breakpoint");
+  ASSERT_TRUE(s.stopped().contains("hitBreakpointIds"));
+  EXPECT_EQ(s.stopped()["hitBreakpointIds"][0], bps[0]["id"]);
+  EXPECT_EQ(address(s.frame0()["instructionPointerReference"]), *keyDup);
+  const uint64_t hit = s.when();
+  // The last call before the end: none between it and the end.
+  Oracle o;
+  o.timeline->addBreakpoint(*keyDup);
+  ASSERT_EQ(o.timeline->seek(hit + 1).kind, StopKind::kStepDone);
+  EXPECT_EQ(o.timeline->continueForward().kind, StopKind::kHistoryEnd);
+}
+
+TEST(DapServer, FunctionBreakpointThenStepOutReturnsToTheCaller) {
+  DapSession s;
+  ASSERT_TRUE(s.ok());
+  s.start();
+  const json bps = s.request(
+      "setFunctionBreakpoints",
+      json{{"breakpoints", json::array({json{{"name", "key_dup"}},
+                                        json{{"name", "no_such_fn"}}})}})["body"]["breakpoints"];
+  ASSERT_EQ(bps.size(), 2u);
+  EXPECT_TRUE(bps[0].value("verified", false));
+  EXPECT_FALSE(bps[1].value("verified", true));
+  s.request("evaluate", json{{"expression", "seek begin"}});
+  EXPECT_EQ(s.stopped().value("reason", ""), "goto");
+  EXPECT_EQ(s.when(), 0u);
+  s.request("continue", json{{"threadId", 1}});
+  EXPECT_EQ(s.stopped().value("reason", ""), "function breakpoint");
+  EXPECT_EQ(s.frame0()["name"], "key_dup");
+  s.request("setFunctionBreakpoints", json{{"breakpoints", json::array()}});
+  s.request("stepOut", json{{"threadId", 1}});
+  const std::string caller = s.frame0()["name"];
+  EXPECT_EQ(caller.rfind("table_insert+", 0), 0u) << caller;
+}
+
+TEST(DapServer, DataBreakpointReverseContinueLandsOnTheCorruptingStore) {
+  DapSession s;
+  ASSERT_TRUE(s.ok());
+  s.start();
+  // Y's next field, arena+0x2fa8 (guests/demo/README.md).
+  const json info = s.request("dataBreakpointInfo", json{{"name", "arena+0x2fa8:8"}})["body"];
+  ASSERT_TRUE(info["dataId"].is_string()) << info.dump();
+  const json set = s.request(
+      "setDataBreakpoints",
+      json{{"breakpoints",
+            json::array({json{{"dataId", info["dataId"]}, {"accessType", "write"}}})}})["body"];
+  ASSERT_EQ(set["breakpoints"].size(), 1u);
+  EXPECT_TRUE(set["breakpoints"][0].value("verified", false));
+  s.request("reverseContinue", json{{"threadId", 1}});
+  EXPECT_EQ(s.stopped().value("reason", ""), "data breakpoint");
+  const uint64_t step = s.when();
+  Oracle o;
+  const uint64_t field = *o.timeline->symbols().find("arena") + 0x2fa8;
+  auto hit = o.timeline->lastWrite(field, 8, false, true);
+  ASSERT_TRUE(hit.ok() && hit->has_value());
+  EXPECT_EQ(step, (**hit).step);
+  const json f = s.frame0();
+  EXPECT_EQ(f["name"].get<std::string>().rfind("key_dup+", 0), 0u) << f.dump();
+  ASSERT_TRUE(f.contains("source")) << f.dump();
+  EXPECT_EQ(f["source"]["name"], "workload.c");
+  EXPECT_EQ(f.value("line", 0), 64);  // KEY_DUP_STORE
+  // The frames above it: table_insert called key_dup.
+  const json frames = s.request("stackTrace", json{{"threadId", 1}})["body"]["stackFrames"];
+  ASSERT_GE(frames.size(), 2u);
+  EXPECT_EQ(frames[1]["name"].get<std::string>().rfind("table_insert+", 0), 0u) << frames.dump();
+  // Again: the write before it, the same store one byte lower.
+  s.request("reverseContinue", json{{"threadId", 1}});
+  EXPECT_EQ(s.stopped().value("reason", ""), "data breakpoint");
+  EXPECT_LT(s.when(), step);
+  EXPECT_EQ(address(s.frame0()["instructionPointerReference"]), o.timeline->registers().rip);
+  // Forward from there: the write just left behind.
+  s.request("continue", json{{"threadId", 1}});
+  EXPECT_EQ(s.stopped().value("reason", ""), "data breakpoint");
+}
+
+TEST(DapServer, ReadMemoryAndDisassembleAtTheCorruptingStore) {
+  DapSession s;
+  ASSERT_TRUE(s.ok());
+  s.start();
+  const json value = s.request("evaluate", json{{"expression", "arena+0x2fa8"}})["body"];
+  const json mem = s.request(
+      "readMemory", json{{"memoryReference", value["memoryReference"]}, {"count", 8}})["body"];
+  EXPECT_EQ(mem["data"], "bG9va3VwAAA=");  // base64 of "lookup\0\0"
+  EXPECT_FALSE(mem.contains("unreadableBytes"));
+  s.request("evaluate", json{{"expression", "last-write arena+0x2fa8:8"}});
+  EXPECT_EQ(s.stopped().value("reason", ""), "goto");
+  const json f = s.frame0();
+  const json ins =
+      s.request("disassemble", json{{"memoryReference", f["instructionPointerReference"]},
+                                    {"instructionOffset", -2},
+                                    {"instructionCount", 5}})["body"]["instructions"];
+  ASSERT_EQ(ins.size(), 5u);
+  Oracle o;
+  const uint64_t field = *o.timeline->symbols().find("arena") + 0x2fa8;
+  ASSERT_TRUE(o.timeline->lastWrite(field, 8, false, true).ok());
+  const uint64_t rip = o.timeline->registers().rip;
+  EXPECT_EQ(address(ins[2]["address"]), rip);
+  EXPECT_EQ(ins[2]["instruction"], o.timeline->session().disassembleAt(rip));
+  EXPECT_EQ(ins[2]["instructionBytes"], "881401");  // mov [rcx+rax*1], dl
+  EXPECT_LT(address(ins[1]["address"]), rip);
+  EXPECT_GT(address(ins[3]["address"]), rip);
+  // Unmapped memory is reported as such.
+  const json none =
+      s.request("readMemory", json{{"memoryReference", "0x70756b6f6f6c"}, {"count", 16}})["body"];
+  EXPECT_EQ(none.value("unreadableBytes", 0), 16);
+  EXPECT_FALSE(none.contains("data"));
+}
+
+TEST(DapServer, SourceBreakpointsAreUnverifiedAndBadRequestsFail) {
+  DapSession s;
+  ASSERT_TRUE(s.ok());
+  s.start();
+  const json bps =
+      s.request("setBreakpoints",
+                json{{"source", json{{"path", "workload.c"}}},
+                     {"breakpoints", json::array({json{{"line", 64}}})}})["body"]["breakpoints"];
+  ASSERT_EQ(bps.size(), 1u);
+  EXPECT_FALSE(bps[0].value("verified", true));
+  EXPECT_TRUE(bps[0].contains("message"));
+  std::vector<json> out = s.send("frobnicate");
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_FALSE(out[0].value("success", true));
+  out = s.send("evaluate", json{{"expression", "seek 99999999999"}});
+  EXPECT_FALSE(out[0].value("success", true));
+  out = s.send("stackTrace", json{{"startFrame", "x"}});  // a field of the wrong type
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_FALSE(out[0].value("success", true)) << out[0].dump();
+  out = s.send("dataBreakpointInfo", json{{"name", "no_such_symbol"}});
+  EXPECT_TRUE(out[0]["body"]["dataId"].is_null()) << out[0].dump();
+}
+
+TEST(DapTransport, FramerSplitsAndJoinsMessages) {
+  DapFramer f;
+  const std::string a = dapFrame(R"({"a":1})");
+  const std::string b = dapFrame(R"({"b":22})");
+  EXPECT_EQ(a, "Content-Length: 7\r\n\r\n{\"a\":1}");
+  f.feed(a.substr(0, 10));
+  auto m = f.next();
+  ASSERT_TRUE(m.ok());
+  EXPECT_FALSE(m->has_value());
+  f.feed(a.substr(10) + b + "Content-Type: x\r\nContent-Length: 2\r\n\r\n{}");
+  m = f.next();
+  ASSERT_TRUE(m.ok() && m->has_value());
+  EXPECT_EQ(**m, R"({"a":1})");
+  m = f.next();
+  ASSERT_TRUE(m.ok() && m->has_value());
+  EXPECT_EQ(**m, R"({"b":22})");
+  m = f.next();
+  ASSERT_TRUE(m.ok() && m->has_value());
+  EXPECT_EQ(**m, "{}");
+  f.feed("Content-Size: 3\r\n\r\n");
+  m = f.next();
+  EXPECT_FALSE(m.ok());
+}
+
+}  // namespace
+}  // namespace ttvm
