@@ -40,6 +40,45 @@ void normalizeSvmSegments(CpuState& now, const CpuState& before) {
   }
 }
 
+bool completeRepRestart(CpuState& s, std::span<const uint8_t> code) {
+  if (!(s.rflags & flags::kRF)) return false;
+  const CpuMode mode = cpuMode(s);
+  unsigned addrBits = mode == CpuMode::kLong64                                               ? 64
+                      : (mode == CpuMode::kProtected32 || mode == CpuMode::kCompatibility32) ? 32
+                                                                                             : 16;
+  bool rep = false;
+  size_t i = 0;
+  for (; i < code.size(); ++i) {
+    const uint8_t b = code[i];
+    if (b == 0xF2 || b == 0xF3) {
+      rep = true;
+    } else if (b == 0x67) {
+      addrBits = addrBits == 64 ? 32 : addrBits == 32 ? 16 : 32;
+    } else if (b == 0x66 || b == 0x26 || b == 0x2E || b == 0x36 || b == 0x3E || b == 0x64 ||
+               b == 0x65 || (mode == CpuMode::kLong64 && (b & 0xF0) == 0x40)) {
+      continue;
+    } else {
+      break;
+    }
+  }
+  if (!rep || i >= code.size()) return false;
+  const uint8_t op = code[i];
+  const bool stringOp =
+      (op >= 0x6C && op <= 0x6F) || (op >= 0xA4 && op <= 0xA7) || (op >= 0xAA && op <= 0xAF);
+  if (!stringOp) return false;
+  const uint64_t count = s.reg(Gpr::kRcx);
+  const uint64_t mask = addrBits == 64 ? ~0ull : addrBits == 32 ? 0xFFFFFFFFull : 0xFFFFull;
+  if ((count & mask) != 0) return false;
+  s.rip += i + 1;
+  if (mode == CpuMode::kReal || mode == CpuMode::kVirtual8086 || mode == CpuMode::kProtected16 ||
+      mode == CpuMode::kCompatibility16)
+    s.rip &= 0xFFFF;
+  else if (mode != CpuMode::kLong64)
+    s.rip &= 0xFFFFFFFF;
+  s.rflags &= ~flags::kRF;
+  return true;
+}
+
 Result<std::vector<PhysicalMemory::Range>> kvmRamSlots(
     uint64_t ramBytes, std::span<const PhysicalMemory::Range> holes) {
   std::vector<PhysicalMemory::Range> slots;
@@ -215,6 +254,15 @@ Status KvmBackend::settle() {
   normalizeSvmSegments(*s, state_);
   state_ = std::move(*s);
   state_.steps = steps;
+  // A REP string instruction KVM finished but has not stepped past.
+  uint8_t code[15];
+  size_t n = sizeof code;
+  for (; n > 0 && !readLinear(linearRip(), std::span<uint8_t>(code, n)); --n) {
+  }
+  if (n > 0 && completeRepRestart(state_, std::span<const uint8_t>(code, n))) {
+    // KVM's vCPU takes the same position (its final pass has no effect).
+    if (Status st = vcpu_.setState(state_); !st.ok()) return st;
+  }
   state_.pending.halted = halted_;
   return {};
 }
@@ -341,6 +389,11 @@ StepResult KvmBackend::step() {
   if (Status st = vcpu_.setSingleStep(false); !st.ok()) return fail(st.error().message);
   if (Status st = settle(); !st.ok()) return fail(st.error().message);
   return result;
+}
+
+uint64_t KvmBackend::linearRip() const {
+  if (cpuMode(state_) == CpuMode::kLong64) return state_.rip;
+  return (state_.segment(SegReg::kCs).base + state_.rip) & 0xFFFFFFFFull;
 }
 
 bool KvmBackend::readLinear(uint64_t linear, std::span<uint8_t> out) const {

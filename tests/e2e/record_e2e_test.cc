@@ -873,6 +873,14 @@ TEST(RecordE2E, BackendKvmFailsAtOnceWhereKvmIsNotUsable) {
   EXPECT_NE(bad.err.find("use auto, emu or kvm"), std::string::npos) << bad.err;
 }
 
+// rec_kvm_irq, the KVM tests' interrupt guest (tests/kvm/record_kvm.sh),
+// under the emulator: ten PIT ticks taken around CLI/STI and REP INSB.
+TEST(RecordE2E, KvmInterruptGuestUnderTheEmulator) {
+  TraceReader r = recordTrace("rec_kvm_irq.elf", "kvm_irq", 1);
+  EXPECT_EQ(slurp(tmp("kvm_irq.out")), "10 ticks, string input ok\n");
+  EXPECT_EQ(ttvmCommand("verify", {tmp("kvm_irq.ttvm")}), 0);
+}
+
 TEST(RecordE2E, UsageErrorsAreClear) {
   Outcome r = record({"--frobnicate", guest("rec_exit.elf")}, "usage");
   EXPECT_EQ(r.status, 64);

@@ -62,5 +62,38 @@ TEST(NormalizeSvmSegments, AccessedBitsAndNullSelectorLimitsAsTheEmulatorKeepsTh
   EXPECT_EQ(now.segment(SegReg::kEs).limit, 0xFFFFu);
 }
 
+// KVM leaves REP INSB at the instruction with ECX 0 and RF set after its
+// batched iterations (nested VM, rec_kvm_irq): reported one boundary later.
+TEST(CompleteRepRestart, AnExhaustedRepStringInstructionWithRfIsSteppedPast) {
+  CpuState s;
+  s.cr0 = cr0::kPE | cr0::kET;
+  s.segment(SegReg::kCs) = {0x08, 0, 0xFFFFFFFF, 0xC09B};
+  s.rip = 0x1000A3;
+  s.rflags = flags::kFixed1 | flags::kRF;
+  const uint8_t repInsb[] = {0xF3, 0x6C, 0xE6, 0x80};
+  ASSERT_TRUE(completeRepRestart(s, repInsb));
+  EXPECT_EQ(s.rip, 0x1000A5u);
+  EXPECT_EQ(s.rflags, flags::kFixed1);
+  // Not without RF (a REP with count 0 the guest is about to run), not with
+  // iterations left, not without a REP prefix, not another instruction.
+  CpuState t = s;
+  t.rip = 0x1000A3;
+  EXPECT_FALSE(completeRepRestart(t, repInsb));
+  t.rflags |= flags::kRF;
+  t.reg(Gpr::kRcx) = 3;
+  EXPECT_FALSE(completeRepRestart(t, repInsb));
+  t.reg(Gpr::kRcx) = 0x1'0000'0000;  // ECX is 0 under a 32-bit address size
+  const uint8_t insb[] = {0x6C};
+  EXPECT_FALSE(completeRepRestart(t, insb));
+  const uint8_t repNop[] = {0xF3, 0x90};
+  EXPECT_FALSE(completeRepRestart(t, repNop));
+  // Prefixes before the opcode: segment override and address size (CX).
+  t.reg(Gpr::kRcx) = 0x10000;
+  const uint8_t repOutswCx[] = {0x67, 0x2E, 0xF3, 0x66, 0x6F};
+  ASSERT_TRUE(completeRepRestart(t, repOutswCx));
+  EXPECT_EQ(t.rip, 0x1000A3u + 5);
+  EXPECT_EQ(t.rflags & flags::kRF, 0u);
+}
+
 }  // namespace
 }  // namespace ttvm

@@ -17,24 +17,7 @@ _start:
   call set_gate
   lidt [idtr]
   ; 8259: master base 0x20, slave 0x28, IRQ 0 and 4 open
-  mov al, 0x11
-  out 0x20, al
-  out 0xA0, al
-  mov al, 0x20
-  out 0x21, al
-  mov al, 0x28
-  out 0xA1, al
-  mov al, 4
-  out 0x21, al
-  mov al, 2
-  out 0xA1, al
-  mov al, 1
-  out 0x21, al
-  out 0xA1, al
-  mov al, 0xEE
-  out 0x21, al
-  mov al, 0xFF
-  out 0xA1, al
+  PIC_INIT 0xEE, 0xFF
   ; PIT channel 0, mode 2, the longest period (65536 ticks, ~55 ms)
   mov al, 0x34
   out 0x43, al

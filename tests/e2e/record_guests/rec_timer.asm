@@ -16,24 +16,7 @@ _start:
   mov [idt + 0x20*8 + 6], ax
   lidt [idtr]
   ; 8259: master base 0x20, slave 0x28, only IRQ 0 open
-  mov al, 0x11
-  out 0x20, al
-  out 0xA0, al
-  mov al, 0x20
-  out 0x21, al
-  mov al, 0x28
-  out 0xA1, al
-  mov al, 4
-  out 0x21, al
-  mov al, 2
-  out 0xA1, al
-  mov al, 1
-  out 0x21, al
-  out 0xA1, al
-  mov al, 0xFE
-  out 0x21, al
-  mov al, 0xFF
-  out 0xA1, al
+  PIC_INIT 0xFE, 0xFF
   ; PIT channel 0, mode 2, 1193 ticks (~1 kHz)
   mov al, 0x34
   out 0x43, al

@@ -71,6 +71,15 @@ Result<std::vector<PhysicalMemory::Range>> kvmRamSlots(
 //    the emulator does (SVM reports 0).
 void normalizeSvmSegments(CpuState& now, const CpuState& before);
 
+// KVM's emulator runs a REP string instruction's I/O iterations in one go
+// and leaves the vCPU at the instruction with its count exhausted and RF
+// set, for a final pass that only moves RIP (measured: REP INSB of 16 bytes
+// in the nested VM). The emulator's boundary there is after the
+// instruction: when `code` (the bytes at RIP) is a REP-prefixed string
+// instruction, its count register (by address size) is 0 and RF is set,
+// moves RIP past it and clears RF. Returns whether it did.
+bool completeRepRestart(CpuState& s, std::span<const uint8_t> code);
+
 class KvmBackend final : public machine::CpuBackend {
  public:
   // A VM with one vCPU over `memory` (the machine's RAM and MMIO holes),
@@ -120,6 +129,7 @@ class KvmBackend final : public machine::CpuBackend {
   // state back.
   Status settle();
   StepResult fail(std::string message);
+  uint64_t linearRip() const;
   void kicker();
 
   kvm::Vm vm_;
