@@ -117,7 +117,8 @@ constexpr const char* kUsage =
     "  66  GUEST or an --initrd, --disk or --serial-input file cannot be used\n"
     "      (missing, not a regular file, too large, not in a format ttvm loads,\n"
     "      more disks than IDE slots)\n"
-    "  70  internal error (a bug in ttvm; the trace's footer says so)\n"
+    "  70  internal error (a bug in ttvm, or KVM could not run the guest; the\n"
+    "      trace's footer says which)\n"
     "  74  the trace cannot be created or written (its readable prefix stays)\n"
     "  78  this host cannot provide what was asked (the KVM backend, the RAM)\n";
 

@@ -85,6 +85,18 @@ verify demo
 # The 64-bit demo's hidden segment state as SVM reports it (accessed bits,
 # null FS/GS) is normalized by KvmBackend: its digests match the emulator's.
 grep -q " [1-9][0-9]* state digests" $W/demo.verify || fail "demo: no state digest was checked"
+# KVM's internal error (code fetched from outside every memory slot) ends
+# the run as internal-error with KVM's words and the state, the trace
+# finalized (a footer: `ttvm info` reads the end without recovering it).
+record rec_mmio_fetch 70 "internal-error"
+[ "$(cat $W/rec_mmio_fetch.out)" = "jumping into the MMIO hole" ] ||
+  fail "rec_mmio_fetch: serial output '$(cat $W/rec_mmio_fetch.out)'"
+grep -q "KVM internal error (suberror 1" $W/rec_mmio_fetch.info ||
+  { fail "rec_mmio_fetch: the footer does not give KVM's internal error"; grep -A1 "^end" $W/rec_mmio_fetch.info; }
+grep -q "final rip 0xf0000000" $W/rec_mmio_fetch.info ||
+  { fail "rec_mmio_fetch: the final state is not where the fetch failed"; grep "^end" $W/rec_mmio_fetch.info; }
+grep -q "recovered" $W/rec_mmio_fetch.info && fail "rec_mmio_fetch: the trace had to be recovered"
+echo "  $(grep -A1 '^end' $W/rec_mmio_fetch.info | tail -1 | sed 's/^ *//')"
 # A guest that never exits: --timeout still ends it (the vCPU is kicked out).
 record rec_cpu 124 "timeout" --timeout 0.5
 # Exit rate, I/O-bound (20,000 port accesses), with and without the trace.
