@@ -1,5 +1,7 @@
 #include "ttvm/replayer/kvm_steps.h"
 
+#include <unistd.h>
+
 #include <cstdlib>
 #include <cstring>
 #include <memory>
@@ -256,16 +258,25 @@ Result<SteppedTrace> assignSteps(const TraceReader& kvmTrace, const std::string&
 Result<TraceReader> openForReplay(const std::string& path, std::string* note) {
   auto reader = TraceReader::open(path);
   if (!reader || reader->header().backend != Backend::kKvm) return reader;
+  // A name of this process's own: the file is unlinked once open (the reader
+  // keeps its descriptor), so nothing is left behind and two replays of one
+  // trace do not write the same file.
   const char* tmp = std::getenv("TMPDIR");
   const TraceId& id = reader->header().traceId;
   const std::string stepped = std::string(tmp != nullptr && *tmp != '\0' ? tmp : "/tmp") +
-                              "/ttvm-steps-" + hex(id.hi) + hex(id.lo) + ".ttvm";
+                              "/ttvm-steps-" + hex(id.hi) + hex(id.lo) + "-" +
+                              std::to_string(::getpid()) + ".ttvm";
   auto s = assignSteps(*reader, stepped);
-  if (!s) return s.error();
-  if (note != nullptr)
+  if (!s) {
+    ::unlink(stepped.c_str());
+    return s.error();
+  }
+  auto out = TraceReader::open(stepped);
+  ::unlink(stepped.c_str());
+  if (out && note != nullptr)
     *note = path + ": recorded under KVM: " + std::to_string(s->exits) + " exits are " +
-            std::to_string(s->steps) + " emulator steps (" + stepped + ")";
-  return TraceReader::open(stepped);
+            std::to_string(s->steps) + " emulator steps";
+  return out;
 }
 
 }  // namespace ttvm

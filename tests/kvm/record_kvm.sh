@@ -50,6 +50,11 @@ record rec_exit 67 "exit-device (status 33)"
 # Every byte the guest wrote to the UART is an answer the trace holds.
 grep -q "PortOut" $W/rec_exit.info || fail "rec_exit: the trace holds no port writes"
 verify rec_exit
+# ttvm replay opens it the same way: the registers at the end, the note.
+$T replay --regs $W/rec_exit.ttvm >$W/rec_exit.replay 2>&1 || fail "rec_exit: ttvm replay failed"
+grep -q "step 255" $W/rec_exit.replay && grep -q "41 exits are 255 emulator steps" $W/rec_exit.replay ||
+  { fail "rec_exit: ttvm replay --regs did not reach step 255 with the note"; cat $W/rec_exit.replay; }
+ls /tmp/ttvm-steps-* >/dev/null 2>&1 && fail "a stepped trace was left in /tmp"
 record rec_panic 6 "panic"
 verify rec_panic
 record rec_shutdown 0 "shutdown"

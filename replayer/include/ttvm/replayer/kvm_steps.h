@@ -44,9 +44,9 @@ struct SteppedTrace {
 // Writes `kvmTrace` with steps to `outPath` (see above).
 Result<SteppedTrace> assignSteps(const TraceReader& kvmTrace, const std::string& outPath);
 
-// Opens `path` for replay: a KVM trace is first written with steps to a file
-// in $TMPDIR (named after its trace id), which is opened instead; `note`
-// then says so. Other traces open as they are.
+// Opens `path` for replay: a KVM trace is first written with steps to a
+// file in $TMPDIR, which is opened instead (and unlinked at once: the
+// reader keeps it open); `note` then says so. Other traces open as they are.
 Result<TraceReader> openForReplay(const std::string& path, std::string* note);
 
 }  // namespace ttvm
