@@ -98,8 +98,9 @@ struct DapServer::Impl {
   std::vector<int> functionBps;
   std::vector<int> instructionBps;
   std::vector<int> dataWps;
-  std::map<int, std::string> bpReason;  // Timeline breakpoint id -> stop reason
-  std::map<int, int> dapId;             // Timeline id (breakpoint or watchpoint) -> DAP id
+  std::map<std::string, std::vector<int>> sourceBps;  // by source path
+  std::map<int, std::string> bpReason;                // Timeline breakpoint id -> stop reason
+  std::map<int, int> dapId;  // Timeline id (breakpoint or watchpoint) -> DAP id
   std::map<int, int> dapWatchId;
   int nextDapId = 1;
   std::optional<Backtrace> frames;  // at the current position; reset by motion
@@ -355,15 +356,41 @@ struct DapServer::Impl {
     respond(req, json{{"breakpoints", std::move(list)}});
   }
 
+  // Source-line breakpoints: per source path, each request replaces that
+  // file's set. A line's breakpoint is one Timeline breakpoint per function
+  // the line has code in (GuestSymbols::lineAddresses).
   void setBreakpoints(const json& req) {
+    const json& args = req.value("arguments", json::object());
+    const std::string path = args.value("source", json::object()).value("path", "");
+    std::vector<int>& ids = sourceBps[path];
+    clear(ids, false);
     json list = json::array();
-    for (const json& b :
-         req.value("arguments", json::object()).value("breakpoints", json::array())) {
-      list.push_back(json{{"verified", false},
-                          {"line", b.value("line", 0)},
-                          {"message",
-                           "ttvm dap: source-line breakpoints are not supported yet; use a "
-                           "function or instruction breakpoint"}});
+    for (const json& b : args.value("breakpoints", json::array())) {
+      const int wanted = b.value("line", 0);
+      unsigned line = wanted > 0 ? static_cast<unsigned>(wanted) : 0;
+      const std::vector<uint64_t> addresses =
+          line > 0 ? timeline.symbols().lineAddresses(path, line) : std::vector<uint64_t>();
+      if (addresses.empty()) {
+        list.push_back(json{{"verified", false},
+                            {"line", wanted},
+                            {"message", "no code at or after line " + std::to_string(wanted) +
+                                            " of " + path + " in the guest's line tables"}});
+        continue;
+      }
+      const int id = nextDapId++;
+      for (uint64_t a : addresses) {
+        const int t = timeline.addBreakpoint(a);
+        ids.push_back(t);
+        dapId[t] = id;
+        bpReason[t] = "breakpoint";
+      }
+      json bp{{"id", id},
+              {"verified", true},
+              {"line", line},
+              {"instructionReference", hex(addresses[0])}};
+      if (const auto where = timeline.symbols().sourceLine(addresses[0]))
+        bp["source"] = sourceOf(*where);
+      list.push_back(std::move(bp));
     }
     respond(req, json{{"breakpoints", std::move(list)}});
   }

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <string_view>
 
 namespace ttvm {
 namespace {
@@ -98,6 +99,74 @@ std::optional<SourceLine> DwarfLines::find(uint64_t address) const {
     return SourceLine{file, static_cast<unsigned>(lineNo)};
   }
   return std::nullopt;
+}
+
+namespace {
+
+// How many trailing path components `a` and `b` share ("x/demo/workload.c"
+// and "/y/demo/workload.c": 2).
+size_t sharedTrailingComponents(std::string_view a, std::string_view b) {
+  size_t shared = 0;
+  while (!a.empty() && !b.empty()) {
+    const size_t sa = a.find_last_of('/');
+    const size_t sb = b.find_last_of('/');
+    const std::string_view ca = sa == std::string_view::npos ? a : a.substr(sa + 1);
+    const std::string_view cb = sb == std::string_view::npos ? b : b.substr(sb + 1);
+    if (ca != cb || ca.empty()) break;
+    ++shared;
+    a = sa == std::string_view::npos ? std::string_view() : a.substr(0, sa);
+    b = sb == std::string_view::npos ? std::string_view() : b.substr(0, sb);
+  }
+  return shared;
+}
+
+}  // namespace
+
+std::vector<uint64_t> DwarfLines::addressesOf(const std::string& file, unsigned& line) const {
+  std::lock_guard lock(mu_);
+  struct Row {
+    unsigned line;
+    uint64_t address;
+  };
+  std::vector<Row> rows;  // statements at or below `line` in the best-matching files
+  size_t best = 1;
+  Dwarf_Off off = 0, next = 0;
+  size_t headerSize = 0;
+  while (dwarf_nextcu(dwarf_, off, &next, &headerSize, nullptr, nullptr, nullptr) == 0) {
+    Dwarf_Die cu;
+    Dwarf_Lines* lines = nullptr;
+    size_t n = 0;
+    if (dwarf_offdie(dwarf_, off + headerSize, &cu) != nullptr &&
+        dwarf_getsrclines(&cu, &lines, &n) == 0) {
+      for (size_t i = 0; i < n; ++i) {
+        Dwarf_Line* l = dwarf_onesrcline(lines, i);
+        bool stmt = false;
+        int lineNo = 0;
+        Dwarf_Addr address = 0;
+        const char* name = dwarf_linesrc(l, nullptr, nullptr);
+        if (name == nullptr || dwarf_linebeginstatement(l, &stmt) != 0 || !stmt ||
+            dwarf_lineno(l, &lineNo) != 0 || lineNo < static_cast<int>(line) ||
+            dwarf_lineaddr(l, &address) != 0)
+          continue;
+        const size_t shared = sharedTrailingComponents(file, name);
+        if (shared < best) continue;
+        if (shared > best) rows.clear();
+        best = shared;
+        rows.push_back(Row{static_cast<unsigned>(lineNo), address});
+      }
+    }
+    off = next;
+  }
+  if (rows.empty()) return {};
+  unsigned nearest = rows[0].line;
+  for (const Row& r : rows) nearest = std::min(nearest, r.line);
+  line = nearest;
+  std::vector<uint64_t> out;
+  for (const Row& r : rows)
+    if (r.line == nearest) out.push_back(r.address);
+  std::sort(out.begin(), out.end());
+  out.erase(std::unique(out.begin(), out.end()), out.end());
+  return out;
 }
 
 Result<ElfSymbolFile> ElfSymbolFile::open(const std::string& path) {

@@ -29,6 +29,12 @@ class DwarfLines {
   DwarfLines& operator=(const DwarfLines&) = delete;
 
   std::optional<SourceLine> find(uint64_t address) const;
+  // The addresses of the statements (is_stmt rows) of `line` in `file`,
+  // with `line` moved to the next line that has one when it has none (as gdb
+  // places a breakpoint). `file` matches a table's file by its last path
+  // components: the table's files that share the most trailing components
+  // with it (at least the name) win, so another checkout's path works.
+  std::vector<uint64_t> addressesOf(const std::string& file, unsigned& line) const;
 
  private:
   friend struct ElfSymbolFile;

@@ -232,6 +232,27 @@ std::optional<uint64_t> GuestSymbols::find(const std::string& name) const {
   return symbols_[*it].address;
 }
 
+std::vector<uint64_t> GuestSymbols::lineAddresses(const std::string& file, unsigned& line) const {
+  for (const auto& l : lines_) {
+    unsigned found = line;
+    std::vector<uint64_t> all = l->addressesOf(file, found);
+    if (all.empty()) continue;
+    line = found;
+    // The lowest address in each function (ascending order: the first seen).
+    std::vector<uint64_t> out;
+    std::vector<const Symbol*> functions;
+    for (uint64_t a : all) {
+      const Symbol* f = lookup(a);
+      if (f != nullptr && std::find(functions.begin(), functions.end(), f) != functions.end())
+        continue;
+      functions.push_back(f);
+      out.push_back(a);
+    }
+    return out;
+  }
+  return {};
+}
+
 std::optional<SourceLine> GuestSymbols::sourceLine(uint64_t address) const {
   for (const auto& l : lines_)
     if (auto s = l->find(address)) return s;

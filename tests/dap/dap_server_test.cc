@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -330,17 +331,80 @@ TEST(DapServer, ReadMemoryAndDisassembleAtTheCorruptingStore) {
   EXPECT_FALSE(none.contains("data"));
 }
 
-TEST(DapServer, SourceBreakpointsAreUnverifiedAndBadRequestsFail) {
+// "Breakpoint N at 0xADDR: file F, line L." -> (ADDR, L) from stock gdb.
+std::optional<std::pair<uint64_t, int>> gdbBreakpoint(const std::string& where) {
+  const std::string cmd =
+      std::string(TTVM_GDB_BIN) + " -nx -batch -ex 'break " + where + "' " + demoElf() + " 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  if (p == nullptr) return std::nullopt;
+  std::string out;
+  char buf[512];
+  while (fgets(buf, sizeof buf, p) != nullptr) out += buf;
+  pclose(p);
+  const size_t at = out.find(" at 0x");
+  const size_t line = out.find(", line ");
+  if (at == std::string::npos || line == std::string::npos) return std::nullopt;
+  return std::make_pair(std::stoull(out.substr(at + 4), nullptr, 16),
+                        std::stoi(out.substr(line + 7)));
+}
+
+TEST(DapServer, SourceBreakpointsGoWhereGdbPutsThem) {
+  if (std::string(TTVM_GDB_BIN).empty()) GTEST_SKIP() << "gdb not found: it is the oracle";
+  DapSession s;
+  ASSERT_TRUE(s.ok());
+  s.start();
+  // 142 has no code of its own (TABLE_PRUNE_BUG): gdb moves it to the next line that has.
+  const std::vector<int> lines = {63, 64, 99, 134, 142};
+  json wanted = json::array();
+  for (int l : lines) wanted.push_back(json{{"line", l}});
+  // Another checkout's path: matched by its trailing components.
+  const json bps = s.request("setBreakpoints",
+                             json{{"source", json{{"path", "/elsewhere/guests/demo/workload.c"}}},
+                                  {"breakpoints", wanted}})["body"]["breakpoints"];
+  ASSERT_EQ(bps.size(), lines.size());
+  for (size_t i = 0; i < lines.size(); ++i) {
+    const auto gdb = gdbBreakpoint("workload.c:" + std::to_string(lines[i]));
+    ASSERT_TRUE(gdb.has_value()) << "gdb placed no breakpoint at line " << lines[i];
+    EXPECT_TRUE(bps[i].value("verified", false)) << bps[i].dump();
+    EXPECT_EQ(address(bps[i]["instructionReference"]), gdb->first) << "line " << lines[i];
+    EXPECT_EQ(bps[i].value("line", 0), gdb->second) << "line " << lines[i];
+  }
+  // Each source keeps its own set: clear that one, set line 64 (the store)
+  // on another spelling; reverse continue from the crash: the last time it ran.
+  s.request("setBreakpoints", json{{"source", json{{"path", "/elsewhere/guests/demo/workload.c"}}},
+                                   {"breakpoints", json::array()}});
+  s.request("setBreakpoints", json{{"source", json{{"path", "workload.c"}}},
+                                   {"breakpoints", json::array({json{{"line", 64}}})}});
+  s.request("reverseContinue", json{{"threadId", 1}});
+  EXPECT_EQ(s.stopped().value("reason", ""), "breakpoint");
+  const json f = s.frame0();
+  EXPECT_EQ(f.value("line", 0), 64) << f.dump();
+  EXPECT_EQ(f["name"].get<std::string>().rfind("key_dup+", 0), 0u) << f.dump();
+  // Replacing the file's set with none: reverse continue runs to the start.
+  const json none =
+      s.request("setBreakpoints", json{{"source", json{{"path", "workload.c"}}},
+                                       {"breakpoints", json::array()}})["body"]["breakpoints"];
+  EXPECT_TRUE(none.empty());
+  s.request("reverseContinue", json{{"threadId", 1}});
+  EXPECT_EQ(s.when(), 0u);
+}
+
+TEST(DapServer, LinesWithoutCodeAreUnverifiedAndBadRequestsFail) {
   DapSession s;
   ASSERT_TRUE(s.ok());
   s.start();
   const json bps =
       s.request("setBreakpoints",
                 json{{"source", json{{"path", "workload.c"}}},
-                     {"breakpoints", json::array({json{{"line", 64}}})}})["body"]["breakpoints"];
+                     {"breakpoints", json::array({json{{"line", 99999}}})}})["body"]["breakpoints"];
   ASSERT_EQ(bps.size(), 1u);
   EXPECT_FALSE(bps[0].value("verified", true));
   EXPECT_TRUE(bps[0].contains("message"));
+  const json other =
+      s.request("setBreakpoints",
+                json{{"source", json{{"path", "/no/such/file.c"}}},
+                     {"breakpoints", json::array({json{{"line", 10}}})}})["body"]["breakpoints"];
+  EXPECT_FALSE(other[0].value("verified", true));
   std::vector<json> out = s.send("frobnicate");
   ASSERT_EQ(out.size(), 1u);
   EXPECT_FALSE(out[0].value("success", true));

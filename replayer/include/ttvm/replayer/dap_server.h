@@ -21,9 +21,10 @@
 //    "exception" (the replay diverged from the trace). Steps are by
 //    instruction: next and stepIn step one instruction; stepOut runs to the
 //    return address of frame 1; stepBack goes back one instruction.
-//  - Breakpoints: instruction (an address), function (a guest symbol, as
-//    GuestSymbols::find); source-line breakpoints are answered unverified
-//    with a message (the symbol layer has no line -> address lookup yet).
+//  - Breakpoints: source line (GuestSymbols::lineAddresses: where gdb puts
+//    them; each source path's set replaced by its own request; a line
+//    without code is answered unverified with a message), instruction (an
+//    address), function (a guest symbol, as GuestSymbols::find).
 //    Data breakpoints are the Timeline's watchpoints, any length, read,
 //    write or both, in both directions; dataBreakpointInfo takes an address
 //    expression (address_expression.h: "arena+0x2fa8:8", "$rsp:8").

@@ -72,6 +72,12 @@ class GuestSymbols {
   // The source line of the instruction at `address`, from the first source
   // with DWARF line tables that covers it.
   std::optional<SourceLine> sourceLine(uint64_t address) const;
+  // Where a breakpoint on `line` of `file` goes: the lowest statement address
+  // of that line in each function (a line may be inlined or split), from the
+  // first source whose line tables know the file; `line` moves to the next
+  // line with code when it has none. `file` is matched by its trailing path
+  // components (an editor's path in another checkout works). Empty: no code.
+  std::vector<uint64_t> lineAddresses(const std::string& file, unsigned& line) const;
 
   bool empty() const { return symbols_.empty(); }
   size_t size() const { return symbols_.size(); }
