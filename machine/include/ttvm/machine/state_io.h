@@ -30,6 +30,19 @@ class StateWriter {
   void str(std::string_view s) {
     bytes(std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(s.data()), s.size()));
   }
+  // A length-prefixed byte string written in place: the same bytes as
+  // bytes(X) where X is what is written between beginBytes() and
+  // endBytes(mark), without building X in a buffer of its own.
+  size_t beginBytes() {
+    const size_t mark = bytes_.size();
+    u32(0);
+    return mark;
+  }
+  void endBytes(size_t mark) {
+    const uint64_t n = bytes_.size() - mark - 4;
+    for (int i = 0; i < 4; ++i) bytes_[mark + i] = static_cast<uint8_t>(n >> (8 * i));
+  }
+  void reserve(size_t n) { bytes_.reserve(n); }
 
   const std::vector<uint8_t>& data() const { return bytes_; }
   std::vector<uint8_t> take() { return std::move(bytes_); }
