@@ -81,7 +81,7 @@ def main():
     check(data[:target - field] == b"lookup"[:target - field],
           "the field holds the bytes written so far: %r" % data)
     here = c.request("evaluate", {"expression": "when"})["body"]["result"]
-    c.request("stepBack", {"threadId": 1})
+    c.request("stepBack", {"threadId": 1, "granularity": "instruction"})
     c.wait_event("stopped")
     back = c.request("evaluate", {"expression": "when"})["body"]["result"]
     check(int(back.split()[1]) == int(here.split()[1]) - 1, "stepBack: %s -> %s" % (here, back))

@@ -194,20 +194,85 @@ TEST(DapServer, StackTraceAtTheCrashNamesPanicAndTheFaultingFunction) {
   EXPECT_TRUE(rip) << vars.dump();
 }
 
-TEST(DapServer, StepBackAndStepInMoveOneInstruction) {
+TEST(DapServer, InstructionGranularityStepsMoveOneStep) {
   DapSession s;
   ASSERT_TRUE(s.ok());
   s.start();
   const uint64_t end = s.when();
-  s.request("stepBack", json{{"threadId", 1}});
+  const json one{{"threadId", 1}, {"granularity", "instruction"}};
+  s.request("stepBack", one);
   EXPECT_EQ(s.stopped().value("reason", ""), "step");
   EXPECT_EQ(s.when(), end - 1);
-  s.request("stepBack", json{{"threadId", 1}});
+  s.request("stepBack", one);
   EXPECT_EQ(s.when(), end - 2);
-  s.request("stepIn", json{{"threadId", 1}});
+  s.request("stepIn", one);
   EXPECT_EQ(s.when(), end - 1);
-  s.request("next", json{{"threadId", 1}});
+  s.request("next", one);
   EXPECT_EQ(s.when(), end);
+}
+
+// The source line of the position `step` on the oracle.
+std::optional<SourceLine> lineAt(Timeline& t, uint64_t step) {
+  EXPECT_EQ(t.seek(step).kind, StopKind::kStepDone);
+  return t.symbols().sourceLine(t.registers().rip);
+}
+
+// Statement steps from the corrupting store (key_dup, workload.c:64), checked
+// against the oracle stepping one instruction at a time, and each backward
+// step against the forward one it undoes.
+TEST(DapServer, StatementStepsMoveByLinesAtOneDepth) {
+  DapSession s;
+  ASSERT_TRUE(s.ok());
+  s.start();
+  s.request("evaluate", json{{"expression", "last-write arena+0x2fa8:8"}});
+  const uint64_t store = s.when();
+  ASSERT_EQ(s.frame0().value("line", 0), 64);
+  Oracle o;
+  Timeline& t = *o.timeline;
+  // next: the first position whose line is not 64 (the loop has no calls).
+  s.request("next", json{{"threadId", 1}});
+  EXPECT_EQ(s.stopped().value("reason", ""), "step");
+  const uint64_t afterLoop = s.when();
+  uint64_t expect = store + 1;
+  while (lineAt(t, expect) && lineAt(t, expect)->line == 64) ++expect;
+  EXPECT_EQ(afterLoop, expect);
+  EXPECT_EQ(s.frame0()["name"].get<std::string>().rfind("key_dup+", 0), 0u);
+  // next until key_dup returns: in table_insert, one frame fewer.
+  const size_t depth = s.request("stackTrace", json{{"threadId", 1}})["body"]["stackFrames"].size();
+  uint64_t previous = afterLoop;
+  std::vector<uint64_t> stops = {afterLoop};
+  for (int i = 0; i < 20 && s.frame0()["name"].get<std::string>().rfind("key_dup", 0) == 0; ++i) {
+    s.request("next", json{{"threadId", 1}});
+    EXPECT_GT(s.when(), previous);
+    previous = s.when();
+    stops.push_back(previous);
+  }
+  EXPECT_EQ(s.frame0()["name"].get<std::string>().rfind("table_insert+", 0), 0u) << s.frame0();
+  EXPECT_EQ(s.request("stackTrace", json{{"threadId", 1}})["body"]["stackFrames"].size(),
+            depth - 1);
+  // stepBack from the caller skips key_dup: the position before its call,
+  // from which next comes back here.
+  const uint64_t inCaller = s.when();
+  s.request("stepBack", json{{"threadId", 1}});
+  const uint64_t callLine = s.when();
+  EXPECT_LT(callLine, store);
+  EXPECT_EQ(s.frame0()["name"].get<std::string>().rfind("table_insert+", 0), 0u) << s.frame0();
+  s.request("next", json{{"threadId", 1}});
+  EXPECT_EQ(s.when(), inCaller);
+  // stepIn from the call line enters key_dup at its first line; stepBack
+  // from there returns to the call line.
+  s.request("evaluate", json{{"expression", "seek " + std::to_string(callLine)}});
+  s.request("stepIn", json{{"threadId", 1}});
+  EXPECT_EQ(s.frame0()["name"], "key_dup") << s.frame0();
+  EXPECT_EQ(s.request("stackTrace", json{{"threadId", 1}})["body"]["stackFrames"].size(), depth);
+  s.request("stepBack", json{{"threadId", 1}});
+  EXPECT_EQ(s.when(), callLine);
+  // stepOut from the store: back in table_insert, reason step.
+  s.request("evaluate", json{{"expression", "seek " + std::to_string(store)}});
+  s.request("stepOut", json{{"threadId", 1}});
+  EXPECT_EQ(s.stopped().value("reason", ""), "step");
+  EXPECT_GT(s.when(), store);
+  EXPECT_EQ(s.frame0()["name"].get<std::string>().rfind("table_insert+", 0), 0u) << s.frame0();
 }
 
 TEST(DapServer, ReverseContinueStopsAtAnInstructionBreakpoint) {

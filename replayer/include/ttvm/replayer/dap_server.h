@@ -18,9 +18,16 @@
 //    `stopped` event: "breakpoint", "function breakpoint", "instruction
 //    breakpoint", "data breakpoint", "step" (also at either end of the
 //    history, with a description saying which), "goto" (evaluate moves) or
-//    "exception" (the replay diverged from the trace). Steps are by
-//    instruction: next and stepIn step one instruction; stepOut runs to the
-//    return address of frame 1; stepBack goes back one instruction.
+//    "exception" (the replay diverged from the trace).
+//  - Steps are by statement where the position has a source line (unless
+//    the client asks for granularity "instruction", as VS Code's
+//    disassembly view does), by instruction otherwise. A statement step
+//    stays at one call depth, as gdb's: next steps over calls, stepIn into
+//    callees with line tables, interrupts are always stepped over; stepBack
+//    goes to the start of the previous statement at this depth (or into the
+//    caller from a function's first one) by replaying a window of history
+//    forward and reading each position's depth and line from it. stepOut
+//    runs to frame 1's return address in a shallower frame.
 //  - Breakpoints: source line (GuestSymbols::lineAddresses: where gdb puts
 //    them; each source path's set replaced by its own request; a line
 //    without code is answered unverified with a message), instruction (an
