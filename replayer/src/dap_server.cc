@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <iterator>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -33,6 +34,30 @@ const char* const kGeneralNames[] = {"rax", "rbx", "rcx", "rdx", "rsi", "rdi",
                                      "r12", "r13", "r14", "r15", "rip", "rflags"};
 const char* const kSystemNames[] = {"cs",      "ss",  "ds",  "es",  "fs",  "gs",  "fs_base",
                                     "gs_base", "cr0", "cr2", "cr3", "cr4", "cr8", "efer"};
+
+// The exception breakpoint filters offered: the guest exceptions a
+// continue or reverse continue stops at (Timeline::setExceptionStops).
+struct ExceptionFilter {
+  const char* filter;
+  const char* label;
+  uint32_t vectors;  // bit i = vector i
+};
+constexpr ExceptionFilter kExceptionFilters[] = {
+    {"pf", "Page fault (#PF)", 1u << 14},
+    {"gp", "General protection (#GP)", 1u << 13},
+    {"ud", "Invalid opcode (#UD)", 1u << 6},
+    {"de", "Divide error (#DE)", 1u << 0},
+    {"all", "Any CPU exception (vectors 0-31)", 0xFFFFFFFFu},
+};
+
+// "#PF" for the architectural exceptions, "vector N" otherwise.
+std::string exceptionName(uint8_t vector) {
+  static const char* const kNames[] = {"#DE", "#DB", "NMI", "#BP", "#OF", "#BR", "#UD", "#NM",
+                                       "#DF", "#09", "#TS", "#NP", "#SS", "#GP", "#PF", "#15",
+                                       "#MF", "#AC", "#MC", "#XM", "#VE", "#CP"};
+  if (vector < std::size(kNames)) return kNames[vector];
+  return "vector " + std::to_string(vector);
+}
 
 const char* kEvaluateHelp =
     "ttvm evaluate commands (Debug Console):\n"
@@ -108,7 +133,8 @@ struct DapServer::Impl {
   std::map<int, int> dapId;  // Timeline id (breakpoint or watchpoint) -> DAP id
   std::map<int, int> dapWatchId;
   int nextDapId = 1;
-  std::optional<Backtrace> frames;  // at the current position; reset by motion
+  std::optional<Backtrace> frames;       // at the current position; reset by motion
+  std::optional<uint8_t> lastException;  // the vector of the last exception stop
 
   void send(json message) {
     message["seq"] = seq++;
@@ -157,6 +183,7 @@ struct DapServer::Impl {
   // The stopped event for `r`; `reason` overrides the reason of a plain step.
   void stopped(const StopReason& r, const std::string& stepReason = "step") {
     frames.reset();
+    lastException.reset();
     json body{{"threadId", kThreadId}, {"allThreadsStopped", true}};
     std::string reason = stepReason;
     std::string description;
@@ -182,7 +209,9 @@ struct DapServer::Impl {
       case StopKind::kHistoryEnd: description = "the end of the recording"; break;
       case StopKind::kException:
         reason = "exception";
-        description = "guest exception, vector " + std::to_string(r.vector);
+        description = exceptionName(r.vector) + " (vector " + std::to_string(r.vector) +
+                      "): the instruction here faulted or trapped";
+        lastException = r.vector;
         break;
       case StopKind::kCancelled: reason = "pause"; break;
       case StopKind::kDivergence:
@@ -201,6 +230,9 @@ struct DapServer::Impl {
   // ---- requests ----
 
   void initialize(const json& req) {
+    json filters = json::array();
+    for (const ExceptionFilter& f : kExceptionFilters)
+      filters.push_back(json{{"filter", f.filter}, {"label", f.label}, {"default", false}});
     respond(req, json{{"supportsConfigurationDoneRequest", true},
                       {"supportsStepBack", true},
                       {"supportsDataBreakpoints", true},
@@ -211,6 +243,8 @@ struct DapServer::Impl {
                       {"supportsSteppingGranularity", true},
                       {"supportsTerminateRequest", true},
                       {"supportsEvaluateForHovers", true},
+                      {"supportsExceptionInfoRequest", true},
+                      {"exceptionBreakpointFilters", filters},
                       {"supportsSetVariable", false}});
     event("initialized");
   }
@@ -398,6 +432,38 @@ struct DapServer::Impl {
       list.push_back(std::move(bp));
     }
     respond(req, json{{"breakpoints", std::move(list)}});
+  }
+
+  void setExceptionBreakpoints(const json& req) {
+    uint32_t vectors = 0;
+    json list = json::array();
+    for (const json& name :
+         req.value("arguments", json::object()).value("filters", json::array())) {
+      const std::string f = name.is_string() ? name.get<std::string>() : "";
+      const auto it = std::find_if(std::begin(kExceptionFilters), std::end(kExceptionFilters),
+                                   [&](const ExceptionFilter& e) { return f == e.filter; });
+      if (it == std::end(kExceptionFilters)) {
+        list.push_back(json{{"verified", false}, {"message", "no exception filter '" + f + "'"}});
+        continue;
+      }
+      vectors |= it->vectors;
+      list.push_back(json{{"verified", true}});
+    }
+    timeline.setExceptionStops(vectors);
+    respond(req, json{{"breakpoints", std::move(list)}});
+  }
+
+  void exceptionInfo(const json& req) {
+    if (!lastException) {
+      fail(req, "not stopped at an exception");
+      return;
+    }
+    const uint64_t rip = timeline.registers().rip;
+    respond(req, json{{"exceptionId", exceptionName(*lastException)},
+                      {"description", exceptionName(*lastException) + " at " + hex(rip) + " <" +
+                                          timeline.session().symbolAt(rip) +
+                                          ">: " + timeline.session().disassembleAt(rip)},
+                      {"breakMode", "always"}});
   }
 
   void dataBreakpointInfo(const json& req) {
@@ -862,7 +928,9 @@ struct DapServer::Impl {
     } else if (command == "setInstructionBreakpoints") {
       setInstructionBreakpoints(req);
     } else if (command == "setExceptionBreakpoints") {
-      respond(req, json{{"breakpoints", json::array()}});
+      setExceptionBreakpoints(req);
+    } else if (command == "exceptionInfo") {
+      exceptionInfo(req);
     } else if (command == "dataBreakpointInfo") {
       dataBreakpointInfo(req);
     } else if (command == "setDataBreakpoints") {

@@ -363,6 +363,41 @@ TEST(DapServer, DataBreakpointReverseContinueLandsOnTheCorruptingStore) {
   EXPECT_EQ(s.stopped().value("reason", ""), "data breakpoint");
 }
 
+TEST(DapServer, PageFaultFilterReverseContinueStopsAtTheFaultingLoad) {
+  DapSession s;
+  ASSERT_TRUE(s.ok());
+  const json init = s.request("initialize", json{{"adapterID", "ttvm"}})["body"];
+  ASSERT_TRUE(init.contains("exceptionBreakpointFilters"));
+  s.request("launch");
+  const json set = s.request("setExceptionBreakpoints",
+                             json{{"filters", json::array({"pf", "no-such-filter"})}})["body"];
+  ASSERT_EQ(set["breakpoints"].size(), 2u);
+  EXPECT_TRUE(set["breakpoints"][0].value("verified", false));
+  EXPECT_FALSE(set["breakpoints"][1].value("verified", true));
+  s.request("configurationDone");
+  s.request("reverseContinue", json{{"threadId", 1}});
+  EXPECT_EQ(s.stopped().value("reason", ""), "exception");
+  const json info = s.request("exceptionInfo", json{{"threadId", 1}})["body"];
+  EXPECT_EQ(info["exceptionId"], "#PF");
+  // The chain walk's load from the stale entry (guests/demo/README.md:
+  // TABLE_FIND_WALK, workload.c:99), with RCX = "lookup" read as a pointer.
+  const json f = s.frame0();
+  EXPECT_EQ(f["name"].get<std::string>().rfind("table_find+", 0), 0u) << f.dump();
+  EXPECT_EQ(f.value("line", 0), 99);
+  EXPECT_EQ(s.timeline().registers().reg(Gpr::kRcx), 0x000070756b6f6f6cull);
+  Oracle o;
+  o.timeline->setExceptionStops(1u << 14);
+  const StopReason r = o.timeline->reverseContinue();
+  EXPECT_EQ(r.kind, StopKind::kException);
+  EXPECT_EQ(s.when(), r.step);
+  // Without the filter the same move runs to the start of the recording.
+  s.request("setExceptionBreakpoints", json{{"filters", json::array()}});
+  s.request("evaluate", json{{"expression", "seek end"}});
+  s.request("reverseContinue", json{{"threadId", 1}});
+  EXPECT_EQ(s.when(), 0u);
+  EXPECT_FALSE(s.send("exceptionInfo", json{{"threadId", 1}})[0].value("success", true));
+}
+
 TEST(DapServer, ReadMemoryAndDisassembleAtTheCorruptingStore) {
   DapSession s;
   ASSERT_TRUE(s.ok());

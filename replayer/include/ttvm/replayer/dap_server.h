@@ -35,6 +35,9 @@
 //    Data breakpoints are the Timeline's watchpoints, any length, read,
 //    write or both, in both directions; dataBreakpointInfo takes an address
 //    expression (address_expression.h: "arena+0x2fa8:8", "$rsp:8").
+//  - Exception breakpoints: filters (pf, gp, ud, de, all) choose the
+//    guest exceptions continue and reverse continue stop at
+//    (Timeline::setExceptionStops); exceptionInfo names the last one.
 //  - evaluate: "when", "seek STEP|begin|end", "last-write ADDR[:LEN]",
 //    "next-write ADDR[:LEN]", "backtrace", else an address expression whose
 //    value is shown.
