@@ -136,6 +136,15 @@ struct DapServer::Impl {
   std::optional<Backtrace> frames;       // at the current position; reset by motion
   std::optional<uint8_t> lastException;  // the vector of the last exception stop
 
+  // Motion stops early when a pause request arrives (DapServer::cancelFlag).
+  Control control() const {
+    Control c;
+    c.cancel = &self.cancel_;
+    return c;
+  }
+  bool cancelled() const { return self.cancel_.load(); }
+  StopReason cancelledStop() const { return StopReason{StopKind::kCancelled, timeline.now()}; }
+
   void send(json message) {
     message["seq"] = seq++;
     out.push_back(message.dump());
@@ -258,7 +267,7 @@ struct DapServer::Impl {
 
   void configurationDone(const json& req) {
     respond(req);
-    const StopReason r = timeline.seek(timeline.endStep());
+    const StopReason r = timeline.seek(timeline.endStep(), control());
     if (r.kind == StopKind::kDivergence)
       stopped(r);
     else
@@ -570,7 +579,7 @@ struct DapServer::Impl {
     const int bp = timeline.addBreakpoint(address);
     StopReason r;
     for (int i = 0; i < 4096; ++i) {
-      r = forward ? timeline.continueForward() : timeline.reverseContinue();
+      r = forward ? timeline.continueForward(control()) : timeline.reverseContinue(control());
       if (r.kind != StopKind::kBreakpoint || r.breakpointId != bp) break;
       const uint64_t now = timeline.registers().reg(Gpr::kRsp);
       if (above ? now > rsp : now == rsp) {
@@ -587,12 +596,13 @@ struct DapServer::Impl {
     const Position start = here(0);
     StopReason r{StopKind::kStepDone, timeline.now()};
     for (uint64_t n = 0; n < kMaxLineSteps; ++n) {
+      if (cancelled()) return cancelledStop();
       const Position before = here(0);
       const auto [m, len] = mnemonicAt(before.rip);
       if (m.starts_with("call") && !into) {
         r = runTo(before.rip + len, before.rsp, true);
       } else {
-        r = timeline.step(1);
+        r = timeline.step(1, control());
         if (timeline.now() != before.step + 1) return r;
         const int d = depthChange(before, m, len);
         if (d > 0 && !m.starts_with("call")) {
@@ -622,9 +632,13 @@ struct DapServer::Impl {
       if (r.kind != StopKind::kStepDone && r.kind != StopKind::kHistoryBegin) return r;
       std::vector<Position> trail{here(0)};
       while (timeline.now() < origin) {
+        if (cancelled()) {
+          timeline.seek(origin);
+          return cancelledStop();
+        }
         const Position before = trail.back();
         const auto [m, len] = mnemonicAt(before.rip);
-        const StopReason s = timeline.step(1);
+        const StopReason s = timeline.step(1, control());
         if (timeline.now() != before.step + 1) return s;  // a divergence
         trail.push_back(here(before.depth + depthChange(before, m, len)));
       }
@@ -673,18 +687,18 @@ struct DapServer::Impl {
         timeline.symbols().sourceLine(timeline.registers().rip).has_value();
     StopReason r;
     if (command == "continue") {
-      r = timeline.continueForward();
+      r = timeline.continueForward(control());
     } else if (command == "reverseContinue") {
-      r = timeline.reverseContinue();
+      r = timeline.reverseContinue(control());
     } else if (command == "next" || command == "stepIn") {
-      r = byLine ? stepLine(command == "stepIn") : timeline.step(1);
+      r = byLine ? stepLine(command == "stepIn") : timeline.step(1, control());
     } else if (command == "stepBack") {
-      r = byLine ? stepBackLine() : timeline.stepBack(1);
+      r = byLine ? stepBackLine() : timeline.stepBack(1, control());
     } else {  // stepOut: to frame 1's return address, in a shallower frame
       const Backtrace& bt = backtrace();
       if (bt.frames.size() < 2) {
         console("ttvm dap: no caller frame to return to (" + bt.end + ")\n");
-        r = timeline.step(1);
+        r = timeline.step(1, control());
       } else {
         r = runTo(bt.frames[1].pc, timeline.registers().reg(Gpr::kRsp), true, true);
       }
@@ -859,7 +873,7 @@ struct DapServer::Impl {
                       std::to_string(timeline.endStep()) + ", begin or end");
         return;
       }
-      const StopReason r = timeline.seek(*target);
+      const StopReason r = timeline.seek(*target, control());
       result("now at " + when());
       stopped(r, "goto");
       return;
@@ -874,8 +888,8 @@ struct DapServer::Impl {
       }
       const bool last = verb == "last-write";
       const uint64_t before = timeline.now();
-      auto hit = last ? timeline.lastWrite(range->address, range->length, false, true)
-                      : timeline.nextWrite(range->address, range->length, false, true);
+      auto hit = last ? timeline.lastWrite(range->address, range->length, false, true, control())
+                      : timeline.nextWrite(range->address, range->length, false, true, control());
       if (!hit.ok()) {
         fail(req, verb + ": " + hit.error().message);
         return;
@@ -939,7 +953,10 @@ struct DapServer::Impl {
                command == "stepIn" || command == "stepOut" || command == "stepBack") {
       motion(req, command);
     } else if (command == "pause") {
-      respond(req);  // motion runs to completion before the next request is read
+      // The transport set the cancel flag when this request arrived, which
+      // stopped the motion before it (if any); answered, the flag clears.
+      respond(req);
+      self.cancel_.store(false);
     } else if (command == "readMemory") {
       readMemory(req);
     } else if (command == "disassemble") {
@@ -964,6 +981,11 @@ DapServer::DapServer(Timeline& timeline, DapServerOptions options)
       impl_(std::make_unique<Impl>(*this, timeline)) {}
 
 DapServer::~DapServer() = default;
+
+bool DapServer::isPause(std::string_view message) {
+  const json m = json::parse(message, nullptr, /*allow_exceptions=*/false);
+  return m.is_object() && m.contains("command") && m["command"] == "pause";
+}
 
 std::vector<std::string> DapServer::handle(std::string_view message) {
   impl_->out.clear();

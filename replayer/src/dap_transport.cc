@@ -1,10 +1,16 @@
 #include "ttvm/replayer/dap_transport.h"
 
+#include <poll.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <condition_variable>
 #include <cstdlib>
 #include <cstring>
+#include <deque>
+#include <mutex>
+#include <thread>
+#include <vector>
 
 namespace ttvm {
 namespace {
@@ -56,24 +62,88 @@ Result<std::optional<std::string>> DapFramer::next() {
 }
 
 Status serveDap(int inFd, int outFd, DapServer& server) {
+  // This thread reads and frames; a worker answers the requests in order
+  // and writes the replies. Reading ahead lets a pause request stop the
+  // motion before it (DapServer::cancelFlag): every message of a read is
+  // looked at for pauses before any of them is queued.
+  std::mutex mu;
+  std::condition_variable cv;
+  std::deque<std::string> queue;
+  bool closed = false;  // no more messages will come
+  Status result;        // the first error (guarded by mu)
+  std::thread worker([&] {
+    for (;;) {
+      std::string message;
+      {
+        std::unique_lock lock(mu);
+        cv.wait(lock, [&] { return closed || !queue.empty(); });
+        if (queue.empty()) return;
+        message = std::move(queue.front());
+        queue.pop_front();
+      }
+      for (const std::string& reply : server.handle(message)) {
+        if (Status st = writeAll(outFd, dapFrame(reply)); !st.ok()) {
+          std::lock_guard lock(mu);
+          if (result.ok()) result = st;
+          closed = true;
+          server.cancelFlag().store(true);
+          return;
+        }
+      }
+      if (server.done()) return;
+    }
+  });
   DapFramer framer;
   char buf[65536];
-  while (!server.done()) {
-    auto message = framer.next();
-    if (!message.ok()) return message.error();
-    if (message.value()) {
-      for (const std::string& reply : server.handle(**message)) {
-        if (Status st = writeAll(outFd, dapFrame(reply)); !st.ok()) return st;
-      }
-      continue;
+  Status readStatus;
+  for (;;) {
+    {
+      std::lock_guard lock(mu);
+      if (closed || server.done()) break;
     }
+    // Wait in slices, so that a disconnect ends serving without more input.
+    pollfd pfd{inFd, POLLIN, 0};
+    const int ready = ::poll(&pfd, 1, 100);
+    if (ready < 0 && errno != EINTR) {
+      readStatus = makeError(std::string("dap: poll: ") + std::strerror(errno));
+      break;
+    }
+    if (ready <= 0) continue;
     const ssize_t n = ::read(inFd, buf, sizeof buf);
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return makeError(std::string("dap: read: ") + std::strerror(errno));
+    if (n < 0) {
+      readStatus = makeError(std::string("dap: read: ") + std::strerror(errno));
+      break;
+    }
     if (n == 0) break;  // the client closed its end
     framer.feed(std::string_view(buf, static_cast<size_t>(n)));
+    std::vector<std::string> messages;
+    for (;;) {
+      auto message = framer.next();
+      if (!message.ok()) {
+        readStatus = message.error();
+        break;
+      }
+      if (!message.value()) break;
+      messages.push_back(std::move(**message));
+    }
+    for (const std::string& m : messages)
+      if (DapServer::isPause(m)) server.cancelFlag().store(true);
+    {
+      std::lock_guard lock(mu);
+      for (std::string& m : messages) queue.push_back(std::move(m));
+    }
+    cv.notify_one();
+    if (!readStatus.ok()) break;
   }
-  return Status();
+  {
+    std::lock_guard lock(mu);
+    closed = true;
+  }
+  cv.notify_one();
+  worker.join();
+  if (!readStatus.ok()) return readStatus;
+  return result;
 }
 
 }  // namespace ttvm

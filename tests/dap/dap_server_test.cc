@@ -5,12 +5,15 @@
 // field, the disassembly at RIP.
 #include <gtest/gtest.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <filesystem>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "scripted_trace_support.h"
@@ -105,6 +108,7 @@ class DapSession {
     return st.empty() ? json::object() : st[0];
   }
   Timeline& timeline() { return *timeline_; }
+  DapServer& server() { return *server_; }
 
  private:
   std::unique_ptr<TraceReader> reader_;
@@ -515,6 +519,105 @@ TEST(DapServer, LinesWithoutCodeAreUnverifiedAndBadRequestsFail) {
   EXPECT_FALSE(out[0].value("success", true)) << out[0].dump();
   out = s.send("dataBreakpointInfo", json{{"name", "no_such_symbol"}});
   EXPECT_TRUE(out[0]["body"]["dataId"].is_null()) << out[0].dump();
+}
+
+// A client of serveDap over two pipes.
+class PipeClient {
+ public:
+  explicit PipeClient(DapServer& server) {
+    EXPECT_EQ(pipe(toServer_), 0);
+    EXPECT_EQ(pipe(fromServer_), 0);
+    thread_ = std::thread([this, &server] {
+      status_ = serveDap(toServer_[0], fromServer_[1], server);
+      close(fromServer_[1]);
+    });
+  }
+  ~PipeClient() {
+    close(toServer_[1]);
+    thread_.join();
+    close(toServer_[0]);
+    close(fromServer_[0]);
+  }
+  // Sends the requests in one write (so the server reads them together).
+  void send(const std::vector<std::pair<std::string, json>>& requests) {
+    std::string bytes;
+    for (const auto& [command, args] : requests)
+      bytes += dapFrame(
+          json{{"seq", seq_++}, {"type", "request"}, {"command", command}, {"arguments", args}}
+              .dump());
+    ASSERT_EQ(write(toServer_[1], bytes.data(), bytes.size()), static_cast<ssize_t>(bytes.size()));
+  }
+  // The next message from the server (an empty object at end of stream).
+  json next() {
+    for (;;) {
+      auto m = framer_.next();
+      EXPECT_TRUE(m.ok());
+      if (!m.ok()) return json::object();
+      if (m->has_value()) return json::parse(**m);
+      char buf[4096];
+      const ssize_t n = read(fromServer_[0], buf, sizeof buf);
+      if (n <= 0) return json::object();
+      framer_.feed(std::string_view(buf, static_cast<size_t>(n)));
+    }
+  }
+  // Messages up to and including the first that `last` accepts.
+  std::vector<json> until(const std::function<bool(const json&)>& last) {
+    std::vector<json> out;
+    for (json m = next(); !m.empty(); m = next()) {
+      out.push_back(m);
+      if (last(m)) break;
+    }
+    return out;
+  }
+  const Status& status() const { return status_; }
+
+ private:
+  int toServer_[2] = {-1, -1};
+  int fromServer_[2] = {-1, -1};
+  std::thread thread_;
+  Status status_;
+  DapFramer framer_;
+  int seq_ = 1;
+};
+
+bool isStopped(const json& m) {
+  return m.value("event", "") == "stopped";
+}
+
+// A pause read together with the motion before it stops that motion (at
+// once: it came before the motion began), and the next motion runs.
+TEST(DapTransport, PauseStopsTheMotionBeforeIt) {
+  DapSession s;
+  ASSERT_TRUE(s.ok());
+  {
+    PipeClient c(s.server());
+    c.send({{"initialize", json::object()},
+            {"launch", json::object()},
+            {"configurationDone", json::object()}});
+    std::vector<json> out = c.until(isStopped);
+    ASSERT_FALSE(out.empty());
+    EXPECT_EQ(out.back()["body"].value("reason", ""), "entry");
+    const uint64_t end = s.timeline().endStep();
+    c.send({{"reverseContinue", json{{"threadId", 1}}}, {"pause", json{{"threadId", 1}}}});
+    out = c.until([](const json& m) { return m.value("command", "") == "pause"; });
+    ASSERT_GE(out.size(), 3u);
+    EXPECT_EQ(out[0].value("command", ""), "reverseContinue");
+    EXPECT_TRUE(isStopped(out[1]));
+    EXPECT_EQ(out[1]["body"].value("reason", ""), "pause");
+    EXPECT_TRUE(out.back().value("success", false));
+    EXPECT_GT(s.timeline().now(), 0u);  // it did not run to the start
+    EXPECT_LE(s.timeline().now(), end);
+    // Without a pause the same move runs to the start of the recording.
+    c.send({{"reverseContinue", json{{"threadId", 1}}}});
+    out = c.until(isStopped);
+    ASSERT_FALSE(out.empty());
+    EXPECT_EQ(out.back()["body"].value("reason", ""), "step");
+    EXPECT_EQ(s.timeline().now(), 0u);
+    c.send({{"disconnect", json::object()}});
+    out = c.until([](const json& m) { return m.value("command", "") == "disconnect"; });
+    ASSERT_FALSE(out.empty());
+    EXPECT_TRUE(out.back().value("success", false));
+  }
 }
 
 TEST(DapTransport, FramerSplitsAndJoinsMessages) {

@@ -18,7 +18,8 @@
 //    `stopped` event: "breakpoint", "function breakpoint", "instruction
 //    breakpoint", "data breakpoint", "step" (also at either end of the
 //    history, with a description saying which), "goto" (evaluate moves) or
-//    "exception" (the replay diverged from the trace).
+//    "exception" (the replay diverged from the trace), "pause" (a pause
+//    request stopped it; see cancelFlag).
 //  - Steps are by statement where the position has a source line (unless
 //    the client asks for granularity "instruction", as VS Code's
 //    disassembly view does), by instruction otherwise. A statement step
@@ -50,6 +51,7 @@
 // messages; it stays inside dap_server.cc.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -78,12 +80,21 @@ class DapServer {
   // True after disconnect (the transport stops reading).
   bool done() const { return done_; }
 
+  // Pausing. Motion runs with this flag as its cancel flag; a transport that
+  // reads ahead sets it when a pause request arrives (isPause), so the
+  // motion before the pause stops early (stopped, reason "pause") — or at
+  // once, when the pause came before the motion began — and handling the
+  // pause request clears it.
+  std::atomic<bool>& cancelFlag() { return cancel_; }
+  static bool isPause(std::string_view message);
+
  private:
   struct Impl;
   Timeline& timeline_;
   DapServerOptions options_;
   std::unique_ptr<Impl> impl_;
-  bool done_ = false;
+  std::atomic<bool> cancel_{false};
+  std::atomic<bool> done_{false};
 };
 
 }  // namespace ttvm
