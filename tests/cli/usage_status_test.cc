@@ -1,5 +1,5 @@
 // The ttvm binary's usage errors: every command that reads a trace (info,
-// replay, verify, recover, gdbserver) exits 2 on bad usage, naming the
+// replay, verify, recover, gdbserver, dap) exits 2 on bad usage, naming the
 // option at fault, and documents that status in its --help; a trace that
 // cannot be opened is another status.
 #include <gtest/gtest.h>
@@ -36,8 +36,8 @@ Outcome ttvm(const std::string& args, bool stdoutToo = false) {
 }
 
 constexpr const char* kGolden = "tests/data/golden-v1.0.ttvm";
-const std::vector<std::string> kTraceCommands = {"info", "replay", "verify", "recover",
-                                                 "gdbserver"};
+const std::vector<std::string> kTraceCommands = {"info",    "replay",    "verify",
+                                                 "recover", "gdbserver", "dap"};
 
 TEST(UsageStatus, AnUnknownOptionExits2NamingIt) {
   for (const std::string& c : kTraceCommands) {
