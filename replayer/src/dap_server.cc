@@ -23,6 +23,7 @@ constexpr int kThreadId = 1;
 // variablesReference values: 0 means "no children" in the protocol.
 constexpr int kGeneralRegisters = 1;
 constexpr int kSystemRegisters = 2;
+constexpr int kLocals = 3;  // frame 0's parameters and locals
 // A forward statement step gives up (stopping where it is) after this many
 // steps; a backward one looks at most this far back (its window of
 // positions costs ~100 bytes each).
@@ -133,8 +134,9 @@ struct DapServer::Impl {
   std::map<int, int> dapId;  // Timeline id (breakpoint or watchpoint) -> DAP id
   std::map<int, int> dapWatchId;
   int nextDapId = 1;
-  std::optional<Backtrace> frames;       // at the current position; reset by motion
-  std::optional<uint8_t> lastException;  // the vector of the last exception stop
+  std::optional<Backtrace> frames;                       // at the current position; reset by motion
+  std::optional<uint8_t> lastException;                  // the vector of the last exception stop
+  std::optional<std::vector<GuestVariable>> variables_;  // locals(); reset by motion
 
   // Motion stops early when a pause request arrives (DapServer::cancelFlag).
   Control control() const {
@@ -192,6 +194,7 @@ struct DapServer::Impl {
   // The stopped event for `r`; `reason` overrides the reason of a plain step.
   void stopped(const StopReason& r, const std::string& stepReason = "step") {
     frames.reset();
+    variables_.reset();
     lastException.reset();
     json body{{"threadId", kThreadId}, {"allThreadsStopped", true}};
     std::string reason = stepReason;
@@ -304,14 +307,36 @@ struct DapServer::Impl {
   }
 
   void scopes(const json& req) {
-    respond(req, json{{"scopes", json::array({json{{"name", "Registers"},
-                                                   {"presentationHint", "registers"},
-                                                   {"variablesReference", kGeneralRegisters},
-                                                   {"expensive", false}},
-                                              json{{"name", "System registers"},
-                                                   {"presentationHint", "registers"},
-                                                   {"variablesReference", kSystemRegisters},
-                                                   {"expensive", false}}})}});
+    json list = json::array();
+    // Locals are known for frame 0 only (GuestSymbols::variablesAt).
+    const int frame = req.value("arguments", json::object()).value("frameId", 0);
+    if (frame == 0 && !locals().empty())
+      list.push_back(json{{"name", "Locals"},
+                          {"presentationHint", "locals"},
+                          {"variablesReference", kLocals},
+                          {"expensive", false}});
+    for (json& scope : registerScopes()) list.push_back(std::move(scope));
+    respond(req, json{{"scopes", std::move(list)}});
+  }
+
+  const std::vector<GuestVariable>& locals() {
+    if (!variables_) {
+      variables_ = timeline.symbols().variablesAt(
+          timeline.registers(),
+          [this](uint64_t a, std::span<uint8_t> out) { return timeline.readLinear(a, out); });
+    }
+    return *variables_;
+  }
+
+  static json registerScopes() {
+    return json::array({json{{"name", "Registers"},
+                             {"presentationHint", "registers"},
+                             {"variablesReference", kGeneralRegisters},
+                             {"expensive", false}},
+                        json{{"name", "System registers"},
+                             {"presentationHint", "registers"},
+                             {"variablesReference", kSystemRegisters},
+                             {"expensive", false}}});
   }
 
   void variables(const json& req) {
@@ -328,7 +353,14 @@ struct DapServer::Impl {
       if (const auto sym = pointee(v)) var["value"] = hex(v) + " <" + *sym + ">";
       list.push_back(std::move(var));
     };
-    if (ref == kGeneralRegisters) {
+    if (ref == kLocals) {
+      for (const GuestVariable& v : locals()) {
+        json var{{"name", v.name}, {"value", v.value}, {"type", v.type}, {"variablesReference", 0}};
+        if (v.address) var["memoryReference"] = hex(*v.address);
+        if (v.parameter) var["presentationHint"] = json{{"kind", "property"}};
+        list.push_back(std::move(var));
+      }
+    } else if (ref == kGeneralRegisters) {
       for (const char* n : kGeneralNames) add(n);
     } else if (ref == kSystemRegisters) {
       for (const char* n : kSystemNames) add(n);

@@ -1,5 +1,6 @@
 #include "elf_symbol_file.h"
 
+#include <dwarf.h>
 #include <elfutils/libdw.h>
 #include <fcntl.h>
 #include <gelf.h>
@@ -8,8 +9,12 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
+#include <iterator>
 #include <string_view>
+
+#include "ttvm/base/hex.h"
 
 namespace ttvm {
 namespace {
@@ -167,6 +172,308 @@ std::vector<uint64_t> DwarfLines::addressesOf(const std::string& file, unsigned&
   std::sort(out.begin(), out.end());
   out.erase(std::unique(out.begin(), out.end()), out.end());
   return out;
+}
+
+namespace {
+
+// DWARF's x86-64 register numbers (the psABI's) -> the CPU's; 16 is RIP.
+std::optional<uint64_t> dwarfRegister(const CpuState& cpu, unsigned n) {
+  static constexpr Gpr kMap[16] = {Gpr::kRax, Gpr::kRdx, Gpr::kRcx, Gpr::kRbx, Gpr::kRsi, Gpr::kRdi,
+                                   Gpr::kRbp, Gpr::kRsp, Gpr::kR8,  Gpr::kR9,  Gpr::kR10, Gpr::kR11,
+                                   Gpr::kR12, Gpr::kR13, Gpr::kR14, Gpr::kR15};
+  if (n < 16) return cpu.reg(kMap[n]);
+  if (n == 16) return cpu.rip;
+  return std::nullopt;
+}
+
+// Where a location expression puts a value: in memory at an address, or the
+// value itself (a register, DW_OP_stack_value).
+struct Location {
+  bool inMemory = true;
+  uint64_t value = 0;  // the address, or the value
+};
+
+// Evaluates the subset of DWARF expressions a compiler gives variables at
+// -O2: registers, register + offset, the frame base, addresses, constants.
+// nullopt for anything else (entry values, pieces, implicit pointers).
+std::optional<Location> evaluate(const Dwarf_Op* ops, size_t n, const CpuState& cpu,
+                                 const std::optional<uint64_t>& frameBase) {
+  std::vector<uint64_t> stack;
+  Location loc;
+  for (size_t i = 0; i < n; ++i) {
+    const Dwarf_Op& op = ops[i];
+    const uint8_t a = op.atom;
+    if (a >= DW_OP_reg0 && a <= DW_OP_reg31) {
+      const auto v = dwarfRegister(cpu, a - DW_OP_reg0);
+      if (!v || n != 1) return std::nullopt;
+      return Location{false, *v};
+    }
+    if (a == DW_OP_regx) {
+      const auto v = dwarfRegister(cpu, static_cast<unsigned>(op.number));
+      if (!v || n != 1) return std::nullopt;
+      return Location{false, *v};
+    }
+    if (a >= DW_OP_breg0 && a <= DW_OP_breg31) {
+      const auto v = dwarfRegister(cpu, a - DW_OP_breg0);
+      if (!v) return std::nullopt;
+      stack.push_back(*v + op.number);
+    } else if (a == DW_OP_bregx) {
+      const auto v = dwarfRegister(cpu, static_cast<unsigned>(op.number));
+      if (!v) return std::nullopt;
+      stack.push_back(*v + op.number2);
+    } else if (a == DW_OP_fbreg) {
+      if (!frameBase) return std::nullopt;
+      stack.push_back(*frameBase + op.number);
+    } else if (a >= DW_OP_lit0 && a <= DW_OP_lit31) {
+      stack.push_back(a - DW_OP_lit0);
+    } else if (a == DW_OP_addr || a == DW_OP_const1u || a == DW_OP_const1s || a == DW_OP_const2u ||
+               a == DW_OP_const2s || a == DW_OP_const4u || a == DW_OP_const4s ||
+               a == DW_OP_const8u || a == DW_OP_const8s || a == DW_OP_constu || a == DW_OP_consts) {
+      stack.push_back(op.number);
+    } else if (a == DW_OP_plus_uconst) {
+      if (stack.empty()) return std::nullopt;
+      stack.back() += op.number;
+    } else if (a == DW_OP_stack_value) {
+      loc.inMemory = false;
+    } else {
+      return std::nullopt;
+    }
+  }
+  if (stack.empty()) return std::nullopt;
+  loc.value = stack.back();
+  return loc;
+}
+
+// The type of `die` (through DW_AT_type), nullopt for void.
+std::optional<Dwarf_Die> typeOf(Dwarf_Die* die) {
+  Dwarf_Attribute attr;
+  Dwarf_Die type;
+  if (dwarf_attr_integrate(die, DW_AT_type, &attr) == nullptr ||
+      dwarf_formref_die(&attr, &type) == nullptr)
+    return std::nullopt;
+  return type;
+}
+
+// C's spelling of a type.
+std::string typeName(std::optional<Dwarf_Die> type) {
+  if (!type) return "void";
+  const int tag = dwarf_tag(&*type);
+  const char* name = dwarf_diename(&*type);
+  switch (tag) {
+    case DW_TAG_pointer_type: return typeName(typeOf(&*type)) + " *";
+    case DW_TAG_const_type: return "const " + typeName(typeOf(&*type));
+    case DW_TAG_volatile_type: return "volatile " + typeName(typeOf(&*type));
+    case DW_TAG_structure_type: return std::string("struct ") + (name ? name : "{...}");
+    case DW_TAG_union_type: return std::string("union ") + (name ? name : "{...}");
+    case DW_TAG_enumeration_type: return std::string("enum ") + (name ? name : "{...}");
+    case DW_TAG_array_type: return typeName(typeOf(&*type)) + " []";
+    default: return name ? name : "?";
+  }
+}
+
+// `type` without typedefs and qualifiers.
+std::optional<Dwarf_Die> stripped(std::optional<Dwarf_Die> type) {
+  while (type) {
+    const int tag = dwarf_tag(&*type);
+    if (tag != DW_TAG_typedef && tag != DW_TAG_const_type && tag != DW_TAG_volatile_type) break;
+    type = typeOf(&*type);
+  }
+  return type;
+}
+
+uint64_t attrUnsigned(Dwarf_Die* die, unsigned name, uint64_t otherwise) {
+  Dwarf_Attribute attr;
+  Dwarf_Word v = 0;
+  if (dwarf_attr_integrate(die, name, &attr) == nullptr || dwarf_formudata(&attr, &v) != 0)
+    return otherwise;
+  return v;
+}
+
+// gdb's rendering of `bits` (the value's bytes, little-endian) of `type`.
+std::string formatValue(std::optional<Dwarf_Die> declared, uint64_t bits,
+                        const GuestMemoryReader& read, const GuestSymbols& symbols) {
+  const std::optional<Dwarf_Die> type = stripped(declared);
+  if (!type) return hex(bits);
+  const int tag = dwarf_tag(const_cast<Dwarf_Die*>(&*type));
+  Dwarf_Die t = *type;
+  const uint64_t size = attrUnsigned(&t, DW_AT_byte_size, 8);
+  if (size < 8) bits &= (uint64_t{1} << (8 * size)) - 1;
+  if (tag == DW_TAG_pointer_type) {
+    std::string out = hex(bits);
+    const Symbol* sym = symbols.lookup(bits);
+    if (sym != nullptr && sym->kind != SymbolKind::kOther && bits != 0)
+      out += " <" + sym->name + "+" + std::to_string(bits - sym->address) + ">";
+    const std::optional<Dwarf_Die> pointee = stripped(typeOf(&t));
+    if (pointee && dwarf_tag(const_cast<Dwarf_Die*>(&*pointee)) == DW_TAG_base_type) {
+      Dwarf_Die p = *pointee;
+      const uint64_t enc = attrUnsigned(&p, DW_AT_encoding, 0);
+      if (attrUnsigned(&p, DW_AT_byte_size, 0) == 1 &&
+          (enc == DW_ATE_signed_char || enc == DW_ATE_unsigned_char)) {
+        std::string text;
+        for (uint64_t i = 0; i < 200; ++i) {
+          uint8_t c = 0;
+          if (!read(bits + i, std::span<uint8_t>(&c, 1))) {
+            if (i == 0) return out + " <error: Cannot access memory at address " + hex(bits) + ">";
+            break;
+          }
+          if (c == 0) break;
+          if (c == '"' || c == '\\') text += '\\';
+          text += static_cast<char>(c);
+        }
+        out += " \"" + text + "\"";
+      }
+    }
+    return out;
+  }
+  if (tag == DW_TAG_base_type) {
+    const uint64_t enc = attrUnsigned(&t, DW_AT_encoding, 0);
+    if (enc == DW_ATE_boolean) return bits ? "true" : "false";
+    if (enc == DW_ATE_signed || enc == DW_ATE_signed_char) {
+      const int shift = static_cast<int>(64 - 8 * std::min<uint64_t>(size, 8));
+      const int64_t v = static_cast<int64_t>(bits << shift) >> shift;
+      return std::to_string(v);
+    }
+    if (enc == DW_ATE_unsigned || enc == DW_ATE_unsigned_char) return std::to_string(bits);
+  }
+  if (tag == DW_TAG_enumeration_type) return std::to_string(bits);
+  return "{...}";
+}
+
+}  // namespace
+
+bool DwarfLines::variables(const CpuState& cpu, const GuestMemoryReader& read,
+                           const GuestSymbols& symbols, std::vector<GuestVariable>& out) const {
+  std::lock_guard lock(mu_);
+  if (!indexed_) index();
+  const uint64_t pc = cpu.rip;
+  auto it = std::upper_bound(ranges_.begin(), ranges_.end(), pc,
+                             [](uint64_t a, const Range& r) { return a < r.begin; });
+  Dwarf_Die cu;
+  bool found = false;
+  for (int tries = 0; it != ranges_.begin() && tries < 8 && !found; ++tries) {
+    --it;
+    found = pc < it->end && dwarf_offdie(dwarf_, it->cuOffset, &cu) != nullptr;
+  }
+  if (!found) return false;
+  Dwarf_Die* scopes = nullptr;
+  const int n = dwarf_getscopes(&cu, pc, &scopes);
+  if (n <= 0) return false;
+  // The innermost function (subprogram or inlined subroutine) and the
+  // scopes inside it; the frame base from the enclosing subprogram.
+  int function = -1;
+  int subprogram = -1;
+  for (int i = 0; i < n; ++i) {
+    const int tag = dwarf_tag(&scopes[i]);
+    if (function < 0 && (tag == DW_TAG_subprogram || tag == DW_TAG_inlined_subroutine))
+      function = i;
+    if (tag == DW_TAG_subprogram) {
+      subprogram = i;
+      break;
+    }
+  }
+  if (function < 0) {
+    free(scopes);
+    return false;
+  }
+  // (Inside an inlined instance libdw lists the inlined function's own
+  // scopes, not its caller's: no subprogram, no frame base.)
+  std::optional<uint64_t> frameBase;
+  Dwarf_Attribute fbAttr;
+  Dwarf_Op* fbOps = nullptr;
+  size_t fbLen = 0;
+  if (subprogram >= 0 &&
+      dwarf_attr_integrate(&scopes[subprogram], DW_AT_frame_base, &fbAttr) != nullptr &&
+      dwarf_getlocation_addr(&fbAttr, pc, &fbOps, &fbLen, 1) == 1) {
+    if (fbLen == 1 && fbOps[0].atom == DW_OP_call_frame_cfa) {
+      Dwarf_CFI* cfi = dwarf_getcfi(dwarf_);
+      if (cfi == nullptr) cfi = dwarf_getcfi_elf(elf_);
+      Dwarf_Frame* frame = nullptr;
+      Dwarf_Op* cfaOps = nullptr;
+      size_t cfaLen = 0;
+      if (cfi != nullptr && dwarf_cfi_addrframe(cfi, pc, &frame) == 0) {
+        if (dwarf_frame_cfa(frame, &cfaOps, &cfaLen) == 0)
+          if (auto l = evaluate(cfaOps, cfaLen, cpu, std::nullopt)) frameBase = l->value;
+        free(frame);
+      }
+    } else if (auto l = evaluate(fbOps, fbLen, cpu, std::nullopt)) {
+      frameBase = l->value;
+    }
+  }
+  std::vector<GuestVariable> params, locals;
+  for (int i = function; i >= 0; --i) {
+    Dwarf_Die child;
+    if (dwarf_child(&scopes[i], &child) != 0) continue;
+    do {
+      const int tag = dwarf_tag(&child);
+      if (tag != DW_TAG_formal_parameter && tag != DW_TAG_variable) continue;
+      // An inlined or out-of-line instance names it through its abstract origin.
+      Dwarf_Attribute nameAttr;
+      const char* name = dwarf_attr_integrate(&child, DW_AT_name, &nameAttr) != nullptr
+                             ? dwarf_formstring(&nameAttr)
+                             : nullptr;
+      if (name == nullptr) continue;
+      GuestVariable v;
+      v.name = name;
+      v.parameter = tag == DW_TAG_formal_parameter;
+      const std::optional<Dwarf_Die> type = typeOf(&child);
+      v.type = typeName(type);
+      v.value = "<optimized out>";
+      Dwarf_Attribute loc;
+      Dwarf_Op* ops = nullptr;
+      size_t len = 0;
+      if (dwarf_attr_integrate(&child, DW_AT_location, &loc) != nullptr &&
+          dwarf_getlocation_addr(&loc, pc, &ops, &len, 1) == 1) {
+        if (const auto l = evaluate(ops, len, cpu, frameBase)) {
+          uint64_t bits = l->value;
+          if (l->inMemory) {
+            v.address = l->value;
+            std::optional<Dwarf_Die> s = stripped(type);
+            Dwarf_Die sd;
+            if (s) sd = *s;
+            const uint64_t size = s ? attrUnsigned(&sd, DW_AT_byte_size, 8) : 8;
+            uint8_t bytes[8] = {};
+            if (size > 8 || (s && (dwarf_tag(&sd) == DW_TAG_structure_type ||
+                                   dwarf_tag(&sd) == DW_TAG_array_type ||
+                                   dwarf_tag(&sd) == DW_TAG_union_type))) {
+              v.value = "{...}";
+            } else if (!read(l->value, std::span<uint8_t>(bytes, size))) {
+              v.value = "<error: Cannot access memory at address " + hex(l->value) + ">";
+            } else {
+              bits = 0;
+              for (uint64_t b = 0; b < size; ++b) bits |= uint64_t{bytes[b]} << (8 * b);
+              v.value = formatValue(type, bits, read, symbols);
+            }
+          } else {
+            v.value = formatValue(type, bits, read, symbols);
+          }
+        }
+      }
+      (v.parameter ? params : locals).push_back(std::move(v));
+    } while (dwarf_siblingof(&child, &child) == 0);
+  }
+  // An inlined instance without its own parameter entries: gdb lists the
+  // abstract function's, optimized out.
+  Dwarf_Attribute origin;
+  Dwarf_Die abstract;
+  if (params.empty() && dwarf_tag(&scopes[function]) == DW_TAG_inlined_subroutine &&
+      dwarf_attr(&scopes[function], DW_AT_abstract_origin, &origin) != nullptr &&
+      dwarf_formref_die(&origin, &abstract) != nullptr) {
+    Dwarf_Die child;
+    if (dwarf_child(&abstract, &child) == 0) {
+      do {
+        if (dwarf_tag(&child) != DW_TAG_formal_parameter) continue;
+        const char* name = dwarf_diename(&child);
+        if (name == nullptr) continue;
+        params.push_back(
+            GuestVariable{name, typeName(typeOf(&child)), "<optimized out>", true, std::nullopt});
+      } while (dwarf_siblingof(&child, &child) == 0);
+    }
+  }
+  free(scopes);
+  out = std::move(params);
+  out.insert(out.end(), std::make_move_iterator(locals.begin()),
+             std::make_move_iterator(locals.end()));
+  return true;
 }
 
 Result<ElfSymbolFile> ElfSymbolFile::open(const std::string& path) {

@@ -35,6 +35,10 @@ class DwarfLines {
   // components: the table's files that share the most trailing components
   // with it (at least the name) win, so another checkout's path works.
   std::vector<uint64_t> addressesOf(const std::string& file, unsigned& line) const;
+  // GuestSymbols::variablesAt for this file: false when no function of its
+  // DWARF covers the RIP (`symbols` names the pointers' targets).
+  bool variables(const CpuState& cpu, const GuestMemoryReader& read, const GuestSymbols& symbols,
+                 std::vector<GuestVariable>& out) const;
 
  private:
   friend struct ElfSymbolFile;

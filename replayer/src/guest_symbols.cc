@@ -253,6 +253,15 @@ std::vector<uint64_t> GuestSymbols::lineAddresses(const std::string& file, unsig
   return {};
 }
 
+std::vector<GuestVariable> GuestSymbols::variablesAt(const CpuState& cpu,
+                                                     const GuestMemoryReader& read) const {
+  for (const auto& l : lines_) {
+    std::vector<GuestVariable> out;
+    if (l->variables(cpu, read, *this, out)) return out;
+  }
+  return {};
+}
+
 std::optional<SourceLine> GuestSymbols::sourceLine(uint64_t address) const {
   for (const auto& l : lines_)
     if (auto s = l->find(address)) return s;

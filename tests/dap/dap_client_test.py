@@ -5,7 +5,8 @@ guest, as an editor would: initialize, launch, configurationDone (stopped at
 the end of the recording, in panic), a data breakpoint on the corrupted
 field (guests/demo/README.md: arena+0x2fa8, Y's next), reverse continue:
 it must stop at the corrupting store in key_dup (workload.c:64) called from
-table_insert, with the registers showing the store's operands; then step
+table_insert, with the registers showing the store's operands and the
+locals key, i and copy agreeing with them; then step
 back, the Debug Console's `when`, and disconnect with exit status 0."""
 import argparse
 import base64
@@ -69,9 +70,17 @@ def main():
                                     "instructionCount": 1})["body"]["instructions"][0]
     check(ins["instruction"].startswith("mov") and ins["instruction"].endswith(", dl"),
           "the store: " + ins["instruction"])
-    scopes = c.request("scopes", {"frameId": 0})["body"]["scopes"]
+    scopes = {s["name"]: s["variablesReference"]
+              for s in c.request("scopes", {"frameId": 0})["body"]["scopes"]}
     regs = {v["name"]: v["value"] for v in c.request(
-        "variables", {"variablesReference": scopes[0]["variablesReference"]})["body"]["variables"]}
+        "variables", {"variablesReference": scopes["Registers"]})["body"]["variables"]}
+    check("Locals" in scopes, "a Locals scope in key_dup")
+    local = {v["name"]: v["value"] for v in c.request(
+        "variables", {"variablesReference": scopes["Locals"]})["body"]["variables"]}
+    check(local.get("i") == str(int(regs["rax"].split()[0], 16)), "local i = rax: %s" % local)
+    check(local.get("key", "").endswith('"id-0034:lookup"'), "local key: %s" % local.get("key"))
+    check(local.get("copy", "").startswith(regs["rcx"].split()[0] + " "),
+          "local copy = rcx: %s" % local.get("copy"))
     # mov [rcx+rax*1], dl: rcx+rax is inside the watched field.
     target = int(regs["rcx"].split()[0], 16) + int(regs["rax"].split()[0], 16)
     field = int(info["dataId"].split(":")[0], 16)

@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
@@ -184,10 +185,13 @@ TEST(DapServer, StackTraceAtTheCrashNamesPanicAndTheFaultingFunction) {
     }
   EXPECT_TRUE(tableFind) << frames.dump();
   // Registers: rip as the timeline has it.
+  json registers;
   const json scopes = s.request("scopes", json{{"frameId", 0}})["body"]["scopes"];
-  ASSERT_FALSE(scopes.empty());
+  for (const json& scope : scopes)
+    if (scope["name"] == "Registers") registers = scope;
+  ASSERT_TRUE(registers.is_object());
   const json vars =
-      s.request("variables", json{{"variablesReference", scopes[0]["variablesReference"]}})["body"];
+      s.request("variables", json{{"variablesReference", registers["variablesReference"]}})["body"];
   bool rip = false;
   for (const json& v : vars["variables"])
     if (v["name"] == "rip") {
@@ -277,6 +281,54 @@ TEST(DapServer, StatementStepsMoveByLinesAtOneDepth) {
   EXPECT_EQ(s.stopped().value("reason", ""), "step");
   EXPECT_GT(s.when(), store);
   EXPECT_EQ(s.frame0()["name"].get<std::string>().rfind("table_insert+", 0), 0u) << s.frame0();
+}
+
+// Locals at the corrupting store, as gdb prints them there ("key =
+// 0x10cf98 \"id-0034:lookup\"", "i = 14", "n = <optimized out>", "copy =
+// 0x111200 <arena+12192> \"id-0034:lookup\""), checked against the store's
+// operands (mov [rcx+rax*1], dl: copy in RCX, i in RAX) and the README's
+// story (round 34's alias; the last byte written is the NUL at i = 14).
+TEST(DapServer, LocalsAtTheCorruptingStore) {
+  DapSession s;
+  ASSERT_TRUE(s.ok());
+  s.start();
+  s.request("evaluate", json{{"expression", "last-write arena+0x2fa8:8"}});
+  const json scopes = s.request("scopes", json{{"frameId", 0}})["body"]["scopes"];
+  ASSERT_FALSE(scopes.empty());
+  ASSERT_EQ(scopes[0]["name"], "Locals") << scopes.dump();
+  const json vars =
+      s.request("variables",
+                json{{"variablesReference", scopes[0]["variablesReference"]}})["body"]["variables"];
+  std::map<std::string, json> byName;
+  for (const json& v : vars) byName[v["name"]] = v;
+  ASSERT_EQ(byName.size(), 4u) << vars.dump();
+  const CpuState& cpu = s.timeline().registers();
+  EXPECT_EQ(byName["key"]["type"], "const char *");
+  EXPECT_NE(byName["key"]["value"].get<std::string>().find(" \"id-0034:lookup\""),
+            std::string::npos)
+      << byName["key"].dump();
+  EXPECT_EQ(byName["i"]["value"], std::to_string(cpu.reg(Gpr::kRax)));
+  EXPECT_EQ(byName["i"]["value"], "14");
+  EXPECT_EQ(byName["n"]["value"], "<optimized out>");
+  const uint64_t arena = *s.timeline().symbols().find("arena");
+  EXPECT_EQ(byName["copy"]["value"], hex(cpu.reg(Gpr::kRcx)) + " <arena+" +
+                                         std::to_string(cpu.reg(Gpr::kRcx) - arena) +
+                                         "> \"id-0034:lookup\"");
+  EXPECT_EQ(cpu.reg(Gpr::kRcx), arena + 0x2fa0);  // chunk Y; its next field is at +8
+  // Frame 1 has registers only (its locals would need the CFI unwound).
+  const json up = s.request("scopes", json{{"frameId", 1}})["body"]["scopes"];
+  ASSERT_FALSE(up.empty());
+  EXPECT_NE(up[0]["name"], "Locals");
+  // At the end: outb inlined into panic, its parameters optimized out (gdb:
+  // "outb (value=<optimized out>, port=<optimized out>)").
+  s.request("evaluate", json{{"expression", "seek end"}});
+  const json end =
+      s.request("variables",
+                json{{"variablesReference", scopes[0]["variablesReference"]}})["body"]["variables"];
+  ASSERT_EQ(end.size(), 2u) << end.dump();
+  EXPECT_EQ(end[0]["name"], "value");
+  EXPECT_EQ(end[1]["name"], "port");
+  EXPECT_EQ(end[1]["value"], "<optimized out>");
 }
 
 TEST(DapServer, ReverseContinueStopsAtAnInstructionBreakpoint) {

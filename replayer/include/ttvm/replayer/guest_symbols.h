@@ -1,5 +1,6 @@
 // GuestSymbols: the replayer's one symbol layer — names, sizes and, where
-// DWARF is present, source lines for guest virtual addresses. Replay output,
+// DWARF is present, source lines for guest virtual addresses (both ways) and
+// the variables in scope at a position. Replay output,
 // backtraces (backtrace.h), the gdb stub's monitor commands and the GUI all
 // ask it; a DAP server and source views are meant to ask it too.
 //
@@ -20,8 +21,10 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -41,6 +44,19 @@ struct SourceLine {
 };
 
 class DwarfLines;  // one ELF file's line tables (src/elf_symbol_file.h)
+
+// A parameter or local variable of the function at a position, with its
+// value there (GuestSymbols::variablesAt).
+struct GuestVariable {
+  std::string name;
+  std::string type;   // as C spells it: "const char *", "size_t"
+  std::string value;  // as gdb prints it: "14", "0x10cf98 \"id-0034:lookup\"",
+                      // "<optimized out>"; aggregates "{...}"
+  bool parameter = false;
+  std::optional<uint64_t> address;  // where it lives, when in memory
+};
+// Reads guest-linear memory at the position; false when a byte is unmapped.
+using GuestMemoryReader = std::function<bool(uint64_t address, std::span<uint8_t> out)>;
 
 // The symbols of one System.map, sorted by address, sizes inferred. Lines
 // are "ADDRESS TYPE NAME" with an optional fourth "[module]" column
@@ -78,6 +94,14 @@ class GuestSymbols {
   // line with code when it has none. `file` is matched by its trailing path
   // components (an editor's path in another checkout works). Empty: no code.
   std::vector<uint64_t> lineAddresses(const std::string& file, unsigned& line) const;
+  // The parameters, then the locals, in scope at `cpu`'s RIP in the
+  // innermost function there (an inlined one included), from DWARF, with
+  // their values in `cpu`'s registers and `read`'s memory: location
+  // expressions of registers, register + offset, the frame base (the CFA
+  // from the CFI), addresses and constants. A variable whose location needs
+  // more (an entry value, pieces) is "<optimized out>", as gdb says of most
+  // of them. Only frame 0: callers' registers would need the CFI unwound.
+  std::vector<GuestVariable> variablesAt(const CpuState& cpu, const GuestMemoryReader& read) const;
 
   bool empty() const { return symbols_.empty(); }
   size_t size() const { return symbols_.size(); }
