@@ -67,6 +67,7 @@ const char* kEvaluateHelp =
     "  last-write ADDR[:LEN]   move to the last write to [ADDR, ADDR+LEN) before now\n"
     "  next-write ADDR[:LEN]   move to the next write after now\n"
     "  backtrace               the call stack, as text\n"
+    "  NAME                    a local or parameter of frame 0\n"
     "  EXPR                    the value of an address expression (arena+0x2fa8, $rsp+8)\n"
     "ADDR and LEN are address expressions: numbers, guest symbols and $registers\n"
     "with + - * ( ), e.g. arena+0x2fa8:8.\n";
@@ -938,6 +939,14 @@ struct DapServer::Impl {
              hex(rip) + " <" + timeline.session().symbolAt(rip) +
              ">: " + timeline.session().disassembleAt(rip));
       stopped(StopReason{StopKind::kStepDone, timeline.now()}, "goto");
+      return;
+    }
+    // A local of frame 0 by name (a hover over it in the editor).
+    for (const GuestVariable& v : locals()) {
+      if (v.name != text) continue;
+      json body{{"result", v.value}, {"type", v.type}, {"variablesReference", 0}};
+      if (v.address) body["memoryReference"] = hex(*v.address);
+      respond(req, std::move(body));
       return;
     }
     const CpuState& cpu = timeline.registers();

@@ -315,6 +315,10 @@ TEST(DapServer, LocalsAtTheCorruptingStore) {
                                          std::to_string(cpu.reg(Gpr::kRcx) - arena) +
                                          "> \"id-0034:lookup\"");
   EXPECT_EQ(cpu.reg(Gpr::kRcx), arena + 0x2fa0);  // chunk Y; its next field is at +8
+  // By name in the Debug Console or a hover.
+  const json hover = s.request("evaluate", json{{"expression", "i"}, {"context", "hover"}})["body"];
+  EXPECT_EQ(hover["result"], "14");
+  EXPECT_EQ(hover["type"], "size_t");
   // Frame 1 has registers only (its locals would need the CFI unwound).
   const json up = s.request("scopes", json{{"frameId", 1}})["body"]["scopes"];
   ASSERT_FALSE(up.empty());
