@@ -23,7 +23,7 @@ constexpr int kThreadId = 1;
 // variablesReference values: 0 means "no children" in the protocol.
 constexpr int kGeneralRegisters = 1;
 constexpr int kSystemRegisters = 2;
-constexpr int kLocals = 3;  // frame 0's parameters and locals
+constexpr int kLocals = 100;  // + frame id: that frame's parameters and locals
 // A forward statement step gives up (stopping where it is) after this many
 // steps; a backward one looks at most this far back (its window of
 // positions costs ~100 bytes each).
@@ -137,7 +137,7 @@ struct DapServer::Impl {
   int nextDapId = 1;
   std::optional<Backtrace> frames;                       // at the current position; reset by motion
   std::optional<uint8_t> lastException;                  // the vector of the last exception stop
-  std::optional<std::vector<GuestVariable>> variables_;  // locals(); reset by motion
+  std::map<int, std::vector<GuestVariable>> variables_;  // locals() by frame; reset by motion
 
   // Motion stops early when a pause request arrives (DapServer::cancelFlag).
   Control control() const {
@@ -195,7 +195,7 @@ struct DapServer::Impl {
   // The stopped event for `r`; `reason` overrides the reason of a plain step.
   void stopped(const StopReason& r, const std::string& stepReason = "step") {
     frames.reset();
-    variables_.reset();
+    variables_.clear();
     lastException.reset();
     json body{{"threadId", kThreadId}, {"allThreadsStopped", true}};
     std::string reason = stepReason;
@@ -309,24 +309,31 @@ struct DapServer::Impl {
 
   void scopes(const json& req) {
     json list = json::array();
-    // Locals are known for frame 0 only (GuestSymbols::variablesAt).
+    // Locals where DWARF and the CFI give them (GuestSymbols::variablesAt).
     const int frame = req.value("arguments", json::object()).value("frameId", 0);
-    if (frame == 0 && !locals().empty())
+    if (frame >= 0 && frame < 64 && !locals(frame).empty())
       list.push_back(json{{"name", "Locals"},
                           {"presentationHint", "locals"},
-                          {"variablesReference", kLocals},
+                          {"variablesReference", kLocals + frame},
                           {"expensive", false}});
     for (json& scope : registerScopes()) list.push_back(std::move(scope));
     respond(req, json{{"scopes", std::move(list)}});
   }
 
-  const std::vector<GuestVariable>& locals() {
-    if (!variables_) {
-      variables_ = timeline.symbols().variablesAt(
-          timeline.registers(),
-          [this](uint64_t a, std::span<uint8_t> out) { return timeline.readLinear(a, out); });
+  // The variables of frame `frame` (0 = innermost), unwound through the CFI.
+  const std::vector<GuestVariable>& locals(int frame = 0) {
+    auto it = variables_.find(frame);
+    if (it == variables_.end()) {
+      it = variables_
+               .emplace(frame, timeline.symbols().variablesAt(
+                                   timeline.registers(),
+                                   [this](uint64_t a, std::span<uint8_t> out) {
+                                     return timeline.readLinear(a, out);
+                                   },
+                                   static_cast<unsigned>(frame)))
+               .first;
     }
-    return *variables_;
+    return it->second;
   }
 
   static json registerScopes() {
@@ -354,8 +361,8 @@ struct DapServer::Impl {
       if (const auto sym = pointee(v)) var["value"] = hex(v) + " <" + *sym + ">";
       list.push_back(std::move(var));
     };
-    if (ref == kLocals) {
-      for (const GuestVariable& v : locals()) {
+    if (ref >= kLocals && ref < kLocals + 64) {
+      for (const GuestVariable& v : locals(ref - kLocals)) {
         json var{{"name", v.name}, {"value", v.value}, {"type", v.type}, {"variablesReference", 0}};
         if (v.address) var["memoryReference"] = hex(*v.address);
         if (v.parameter) var["presentationHint"] = json{{"kind", "property"}};

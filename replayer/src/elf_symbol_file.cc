@@ -176,14 +176,24 @@ std::vector<uint64_t> DwarfLines::addressesOf(const std::string& file, unsigned&
 
 namespace {
 
-// DWARF's x86-64 register numbers (the psABI's) -> the CPU's; 16 is RIP.
-std::optional<uint64_t> dwarfRegister(const CpuState& cpu, unsigned n) {
-  static constexpr Gpr kMap[16] = {Gpr::kRax, Gpr::kRdx, Gpr::kRcx, Gpr::kRbx, Gpr::kRsi, Gpr::kRdi,
-                                   Gpr::kRbp, Gpr::kRsp, Gpr::kR8,  Gpr::kR9,  Gpr::kR10, Gpr::kR11,
-                                   Gpr::kR12, Gpr::kR13, Gpr::kR14, Gpr::kR15};
-  if (n < 16) return cpu.reg(kMap[n]);
-  if (n == 16) return cpu.rip;
-  return std::nullopt;
+// DWARF's x86-64 register numbers (the psABI's) -> the CPU's; 16 is RIP
+// (the return address column of the CFI).
+constexpr Gpr kDwarfGpr[16] = {Gpr::kRax, Gpr::kRdx, Gpr::kRcx, Gpr::kRbx, Gpr::kRsi, Gpr::kRdi,
+                               Gpr::kRbp, Gpr::kRsp, Gpr::kR8,  Gpr::kR9,  Gpr::kR10, Gpr::kR11,
+                               Gpr::kR12, Gpr::kR13, Gpr::kR14, Gpr::kR15};
+
+std::optional<uint64_t> dwarfRegister(const DwarfRegisters& regs, unsigned n) {
+  if (n > 16 || !(regs.valid >> n & 1)) return std::nullopt;
+  return n == 16 ? regs.cpu.rip : regs.cpu.reg(kDwarfGpr[n]);
+}
+
+void setDwarfRegister(DwarfRegisters& regs, unsigned n, uint64_t v) {
+  if (n > 16) return;
+  if (n == 16)
+    regs.cpu.rip = v;
+  else
+    regs.cpu.reg(kDwarfGpr[n]) = v;
+  regs.valid |= 1u << n;
 }
 
 // Where a location expression puts a value: in memory at an address, or the
@@ -196,7 +206,8 @@ struct Location {
 // Evaluates the subset of DWARF expressions a compiler gives variables at
 // -O2: registers, register + offset, the frame base, addresses, constants.
 // nullopt for anything else (entry values, pieces, implicit pointers).
-std::optional<Location> evaluate(const Dwarf_Op* ops, size_t n, const CpuState& cpu,
+// `frameBase` is also the CFA for DW_OP_call_frame_cfa (the CFI's rules).
+std::optional<Location> evaluate(const Dwarf_Op* ops, size_t n, const DwarfRegisters& cpu,
                                  const std::optional<uint64_t>& frameBase) {
   std::vector<uint64_t> stack;
   Location loc;
@@ -230,9 +241,17 @@ std::optional<Location> evaluate(const Dwarf_Op* ops, size_t n, const CpuState& 
                a == DW_OP_const2s || a == DW_OP_const4u || a == DW_OP_const4s ||
                a == DW_OP_const8u || a == DW_OP_const8s || a == DW_OP_constu || a == DW_OP_consts) {
       stack.push_back(op.number);
+    } else if (a == DW_OP_call_frame_cfa) {
+      if (!frameBase) return std::nullopt;
+      stack.push_back(*frameBase);
     } else if (a == DW_OP_plus_uconst) {
       if (stack.empty()) return std::nullopt;
       stack.back() += op.number;
+    } else if (a == DW_OP_plus || a == DW_OP_minus) {
+      if (stack.size() < 2) return std::nullopt;
+      const uint64_t top = stack.back();
+      stack.pop_back();
+      stack.back() = a == DW_OP_plus ? stack.back() + top : stack.back() - top;
     } else if (a == DW_OP_stack_value) {
       loc.inMemory = false;
     } else {
@@ -341,11 +360,52 @@ std::string formatValue(std::optional<Dwarf_Die> declared, uint64_t bits,
 
 }  // namespace
 
-bool DwarfLines::variables(const CpuState& cpu, const GuestMemoryReader& read,
+bool DwarfLines::unwind(DwarfRegisters& regs, const GuestMemoryReader& read) const {
+  std::lock_guard lock(mu_);
+  Dwarf_CFI* cfi = dwarf_getcfi(dwarf_);
+  if (cfi == nullptr) cfi = dwarf_getcfi_elf(elf_);
+  Dwarf_Frame* frame = nullptr;
+  if (cfi == nullptr || dwarf_cfi_addrframe(cfi, regs.scopePc, &frame) != 0) return false;
+  Dwarf_Op* cfaOps = nullptr;
+  size_t cfaLen = 0;
+  std::optional<uint64_t> cfa;
+  if (dwarf_frame_cfa(frame, &cfaOps, &cfaLen) == 0 && cfaLen > 0)
+    if (auto l = evaluate(cfaOps, cfaLen, regs, std::nullopt)) cfa = l->value;
+  DwarfRegisters caller{regs.cpu, 0, 0};
+  for (unsigned r = 0; cfa && r <= 16; ++r) {
+    Dwarf_Op mem[3];
+    Dwarf_Op* ops = nullptr;
+    size_t n = 0;
+    if (dwarf_frame_register(frame, static_cast<int>(r), mem, &ops, &n) != 0) continue;
+    if (n == 0) {  // same value (ops null), or undefined: call-clobbered
+      if (ops == nullptr)
+        if (const auto v = dwarfRegister(regs, r)) setDwarfRegister(caller, r, *v);
+      continue;
+    }
+    const auto loc = evaluate(ops, n, regs, cfa);
+    if (!loc) continue;
+    uint64_t v = loc->value;
+    if (loc->inMemory) {
+      uint8_t bytes[8];
+      if (!read(loc->value, bytes)) continue;
+      v = 0;
+      for (int b = 0; b < 8; ++b) v |= uint64_t{bytes[b]} << (8 * b);
+    }
+    setDwarfRegister(caller, r, v);
+  }
+  free(frame);
+  if (!cfa || !(caller.valid >> 16 & 1)) return false;
+  setDwarfRegister(caller, 7, *cfa);    // the caller's RSP is the CFA
+  caller.scopePc = caller.cpu.rip - 1;  // inside the call, for scopes and location lists
+  regs = caller;
+  return true;
+}
+
+bool DwarfLines::variables(const DwarfRegisters& cpu, const GuestMemoryReader& read,
                            const GuestSymbols& symbols, std::vector<GuestVariable>& out) const {
   std::lock_guard lock(mu_);
   if (!indexed_) index();
-  const uint64_t pc = cpu.rip;
+  const uint64_t pc = cpu.scopePc;
   auto it = std::upper_bound(ranges_.begin(), ranges_.end(), pc,
                              [](uint64_t a, const Range& r) { return a < r.begin; });
   Dwarf_Die cu;

@@ -22,6 +22,15 @@ namespace ttvm {
 // One ELF file's DWARF line tables. Owns the file (descriptor or bytes) and
 // the libelf/libdw handles; find() is safe from several threads (libdw
 // parses lazily, so lookups are serialized).
+// A frame's registers as DWARF sees them: which are known (bit n = DWARF
+// register n; callers lose the call-clobbered ones), and the PC to look
+// scopes up at (RIP in frame 0, the return address - 1 in callers).
+struct DwarfRegisters {
+  CpuState cpu;
+  uint32_t valid = 0x1FFFF;  // rax..r15 and rip
+  uint64_t scopePc = 0;
+};
+
 class DwarfLines {
  public:
   ~DwarfLines();
@@ -36,9 +45,12 @@ class DwarfLines {
   // with it (at least the name) win, so another checkout's path works.
   std::vector<uint64_t> addressesOf(const std::string& file, unsigned& line) const;
   // GuestSymbols::variablesAt for this file: false when no function of its
-  // DWARF covers the RIP (`symbols` names the pointers' targets).
-  bool variables(const CpuState& cpu, const GuestMemoryReader& read, const GuestSymbols& symbols,
-                 std::vector<GuestVariable>& out) const;
+  // DWARF covers the position (`symbols` names the pointers' targets).
+  bool variables(const DwarfRegisters& regs, const GuestMemoryReader& read,
+                 const GuestSymbols& symbols, std::vector<GuestVariable>& out) const;
+  // One frame up through this file's CFI (.debug_frame, else .eh_frame):
+  // false when it has no rule for regs.scopePc or no return address.
+  bool unwind(DwarfRegisters& regs, const GuestMemoryReader& read) const;
 
  private:
   friend struct ElfSymbolFile;

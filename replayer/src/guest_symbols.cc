@@ -254,10 +254,18 @@ std::vector<uint64_t> GuestSymbols::lineAddresses(const std::string& file, unsig
 }
 
 std::vector<GuestVariable> GuestSymbols::variablesAt(const CpuState& cpu,
-                                                     const GuestMemoryReader& read) const {
+                                                     const GuestMemoryReader& read,
+                                                     unsigned frame) const {
+  DwarfRegisters regs{cpu, 0x1FFFF, cpu.rip};
+  for (unsigned k = 0; k < frame; ++k) {
+    bool up = false;
+    for (const auto& l : lines_)
+      if ((up = l->unwind(regs, read))) break;
+    if (!up) return {};
+  }
   for (const auto& l : lines_) {
     std::vector<GuestVariable> out;
-    if (l->variables(cpu, read, *this, out)) return out;
+    if (l->variables(regs, read, *this, out)) return out;
   }
   return {};
 }

@@ -42,8 +42,9 @@
 //  - evaluate: "when", "seek STEP|begin|end", "last-write ADDR[:LEN]",
 //    "next-write ADDR[:LEN]", "backtrace", else an address expression whose
 //    value is shown.
-//  - Scopes: Locals for frame 0 (GuestSymbols::variablesAt), and the
-//    general and system registers.
+//  - Scopes: Locals for each frame (GuestSymbols::variablesAt; callers'
+//    registers unwound through the CFI), and the general and system
+//    registers.
 // The history is read-only: setVariable, writeMemory and the like are not
 // offered (their capabilities are absent).
 //

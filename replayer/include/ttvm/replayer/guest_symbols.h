@@ -100,8 +100,11 @@ class GuestSymbols {
   // expressions of registers, register + offset, the frame base (the CFA
   // from the CFI), addresses and constants. A variable whose location needs
   // more (an entry value, pieces) is "<optimized out>", as gdb says of most
-  // of them. Only frame 0: callers' registers would need the CFI unwound.
-  std::vector<GuestVariable> variablesAt(const CpuState& cpu, const GuestMemoryReader& read) const;
+  // of them. `frame` > 0: the caller that many frames up, its registers
+  // unwound through the CFI (the call-clobbered ones unknown, so what lived
+  // in them is optimized out there); empty when the CFI cannot unwind.
+  std::vector<GuestVariable> variablesAt(const CpuState& cpu, const GuestMemoryReader& read,
+                                         unsigned frame = 0) const;
 
   bool empty() const { return symbols_.empty(); }
   size_t size() const { return symbols_.size(); }
