@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <array>
 #include <exception>
+#include <optional>
 #include <string>
 
 #include "ttvm/replayer/queries.h"
@@ -105,19 +106,18 @@ void ReplayEngine::open(const QString& path, const QStringList& symbolFiles) {
     watchpoints_.clear();
     symbols_ = std::make_shared<const GuestSymbols>(timeline_->symbols());
     memoryAddress_ = timeline_->registers().reg(Gpr::kRsp);
-    machine::ReplayEnvironment& env = timeline_->session().environment();
-    const bool whole = env.wholeMachine();
-    if (!whole) {
-      serial_ = std::move(serial);
-      emit opened(path, timeline_->beginStep(), timeline_->endStep(), symbols_, std::move(marks));
-      return describeStop(timeline_->runToEnd(control));
+    // A whole-machine trace's console and marks are known only once the
+    // replay has been to the end: the timeline indexes its accesses there.
+    const bool whole = timeline_->session().runsWholeMachine();
+    std::optional<StopReason> r;
+    if (whole) {
+      r = timeline_->runToEnd(control);
+      for (const TraceEvent& ev : timeline_->replayedAccesses()) note(ev);
     }
-    // The timeline indexes the replay's accesses as it goes to the end.
-    StopReason r = timeline_->runToEnd(control);
-    for (const TraceEvent& ev : timeline_->replayedAccesses()) note(ev);
     serial_ = std::move(serial);
     emit opened(path, timeline_->beginStep(), timeline_->endStep(), symbols_, std::move(marks));
-    return describeStop(r);
+    if (!whole) r = timeline_->runToEnd(control);
+    return describeStop(*r);
   });
 }
 
