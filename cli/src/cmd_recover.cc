@@ -9,6 +9,7 @@
 #include "cli_args.h"
 #include "commands.h"
 #include "ttvm/formats/trace_reader.h"
+#include "ttvm/replayer/kvm_steps.h"
 #include "ttvm/replayer/replay_session.h"
 
 namespace ttvm::cli {
@@ -21,7 +22,11 @@ const char* kRecoverHelp =
     "replayed to the last recorded step, and the end of run is written as\n"
     "'interrupted' with the state reached there (\"recovered at step N\"), so\n"
     "that `ttvm verify` checks the readable prefix. The input is never modified.\n"
-    "  -o <out>   where to write (default: <in>.recovered.ttvm)\n";
+    "  -o <out>   where to write (default: <in>.recovered.ttvm)\n\n"
+    "Exit status: 0 written with the end computed (or the trace was complete);\n"
+    "1 unreadable input or a write error; 2 bad arguments; 3 written, but the\n"
+    "prefix could not be replayed here or its replay disagrees with its events,\n"
+    "so the footer's final state is unknown (`ttvm verify` cannot check it).\n";
 
 std::string defaultOutput(const std::string& in) {
   const std::string ext = ".ttvm";
@@ -29,6 +34,43 @@ std::string defaultOutput(const std::string& in) {
   if (stem.size() > ext.size() && stem.compare(stem.size() - ext.size(), ext.size(), ext) == 0)
     stem.resize(stem.size() - ext.size());
   return stem + ".recovered.ttvm";
+}
+
+// The status of a recovery that kept every frame but could not compute the
+// final state (not a success: `ttvm verify` cannot check such an end).
+constexpr int kUnknownEnd = 3;
+
+// Replays `replayed` to its end and returns the state there.
+Result<CpuState> replayToEnd(const TraceReader& replayed) {
+  auto session = ReplaySession::open(replayed);
+  if (!session.ok()) return makeError("cannot replay the prefix (" + session.error().message + ")");
+  const SessionStop stop = (*session)->runTo(~0ull);
+  if (stop.kind != SessionStopKind::kEnd) {
+    auto d = (*session)->divergence();
+    return makeError("the replay of the prefix stopped at step " + std::to_string(stop.step) +
+                     " (" + toString(stop.kind) + ")" + (d ? ": " + d->format() : ""));
+  }
+  return (*session)->state();
+}
+
+// Replays `r`'s readable prefix to its last recorded step and returns the
+// end to record there. A KVM trace's prefix is first given emulator steps
+// (openForReplay); its end is then placed at its last exit, the unit in
+// which its events count.
+Result<TraceEnd> replayPrefix(const TraceReader& r) {
+  Result<CpuState> state = makeError("");
+  if (r.header().backend == Backend::kKvm) {
+    auto stepped = openForReplay(r.path(), nullptr);
+    if (!stepped.ok())
+      return makeError("cannot replay the prefix (" + stepped.error().message + ")");
+    state = replayToEnd(*stepped);
+    if (state.ok()) state->steps = r.chunkCount() == 0 ? 0 : r.chunks().back().lastStep;
+  } else {
+    state = replayToEnd(r);
+  }
+  if (!state.ok()) return state.error();
+  return recoveredEnd(*state, stateDigest(*state),
+                      "the recording stopped without a footer (" + r.recoveryNote() + ")");
 }
 
 }  // namespace
@@ -54,30 +96,20 @@ int cmdRecover(std::span<char* const> args) {
   else
     std::fprintf(stderr, "ttvm recover: %s\n", r->recoveryNote().c_str());
   // Re-execute the readable prefix: the true state at its last step is the
-  // end the new footer records (a replay that disagrees with the events
-  // leaves the end unknown, and says so).
+  // end the new footer records. A prefix that cannot be replayed here, or
+  // whose replay disagrees with its events, still gets its footer (nothing
+  // recorded is lost), but with an unknown final state, and the status says
+  // so: a recovery is only a success when its end was computed.
   std::optional<TraceEnd> end;
   int status = 0;
   if (r->recovered() && !r->end()) {
-    auto session = ReplaySession::open(*r);
-    if (!session.ok()) {
-      // Not replayable here (a KVM trace, a machine this ttvm cannot build):
-      // the footer is still written, with the final state unknown.
-      std::fprintf(stderr,
-                   "ttvm recover: cannot replay the prefix (%s); the footer records an "
-                   "unknown final state\n",
-                   session.error().message.c_str());
-    } else if (const SessionStop stop = (*session)->runTo(~0ull);
-               stop.kind != SessionStopKind::kEnd) {
-      auto d = (*session)->divergence();
-      std::fprintf(stderr,
-                   "ttvm recover: the replay of the prefix stopped at step %" PRIu64
-                   " (%s)%s%s; the footer records an unknown final state\n",
-                   stop.step, toString(stop.kind), d ? ": " : "", d ? d->format().c_str() : "");
-      status = 1;
+    Result<TraceEnd> computed = replayPrefix(*r);
+    if (computed.ok()) {
+      end = std::move(computed).value();
     } else {
-      end = recoveredEnd((*session)->state(), stateDigest((*session)->state()),
-                         "the recording stopped without a footer (" + r->recoveryNote() + ")");
+      std::fprintf(stderr, "ttvm recover: %s; the footer records an unknown final state\n",
+                   computed.error().message.c_str());
+      status = kUnknownEnd;
     }
   }
   Status s = TraceReader::recover(in, out, end);
@@ -88,6 +120,7 @@ int cmdRecover(std::span<char* const> args) {
   std::printf("wrote %s: %zu chunks, %" PRIu64 " events, %zu snapshots", out.c_str(),
               r->chunkCount(), r->eventCount(), r->snapshots().size());
   if (end) std::printf("; recovered at step %" PRIu64, end->steps);
+  if (status == kUnknownEnd) std::printf("; final state unknown");
   std::printf("\n");
   return status;
 }
