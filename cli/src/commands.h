@@ -24,5 +24,6 @@ int cmdVerify(std::span<char* const> args);
 int cmdRecord(std::span<char* const> args);
 int cmdGdbserver(std::span<char* const> args);
 int cmdDap(std::span<char* const> args);
+int cmdLockstep(std::span<char* const> args);
 
 }  // namespace ttvm::cli

@@ -18,6 +18,8 @@ constexpr Command kCommands[] = {
     {"gdbserver", "serve a replay to gdb: reverse-stepi, reverse-continue, watchpoints",
      cmdGdbserver},
     {"dap", "serve a replay to an editor (VS Code...) over the Debug Adapter Protocol", cmdDap},
+    {"lockstep", "run a guest under KVM and the emulator side by side, compare every instruction",
+     cmdLockstep},
     {"recover", "complete a trace whose recorder was killed (rewrite its footer)", cmdRecover},
 };
 

@@ -19,7 +19,9 @@ Disassembly disassemble(std::span<const uint8_t> bytes, CpuMode mode, uint64_t r
   if (ZYAN_FAILED(ZydisFormatterFormatInstruction(
           &formatter, &insn, ops, insn.operand_count_visible, text, sizeof text, rip, nullptr)))
     return {};
-  return Disassembly{insn.length, text};
+  // Zydis' CPU flag masks use the RFLAGS bit positions.
+  const uint32_t undefined = insn.cpu_flags != nullptr ? insn.cpu_flags->undefined : 0;
+  return Disassembly{insn.length, text, undefined};
 }
 
 }  // namespace ttvm

@@ -119,3 +119,32 @@ TEST(UsageStatus, HelpDocumentsTheStatus) {
 
 }  // namespace
 }  // namespace ttvm::cli
+
+namespace ttvm::cli {
+namespace {
+
+// ttvm lockstep: its usage errors, and without a usable KVM it fails at once
+// (before reading GUEST) with the reason `record --backend kvm` gives.
+TEST(LockstepStatus, UsageErrorsAndNoKvm) {
+  Outcome r = ttvm("lockstep --no-such-option g.elf");
+  EXPECT_EQ(r.status, 64) << r.out;
+  EXPECT_NE(r.out.find("unknown option '--no-such-option'"), std::string::npos) << r.out;
+  r = ttvm("lockstep");
+  EXPECT_EQ(r.status, 64) << r.out;
+  r = ttvm("lockstep --max-steps 1x g.elf");
+  EXPECT_EQ(r.status, 64) << r.out;
+  EXPECT_NE(r.out.find("--max-steps '1x'"), std::string::npos) << r.out;
+  const Outcome record = ttvm("record --backend kvm --no-trace /no/such/guest.elf");
+  if (record.status != 78) GTEST_SKIP() << "KVM is usable on this host: " << record.out;
+  const Outcome lockstep = ttvm("lockstep /no/such/guest.elf");
+  EXPECT_EQ(lockstep.status, 78) << lockstep.out;
+  // The same reason, word for word, after each command's prefix.
+  const std::string reason = record.out.substr(record.out.find("--backend kvm: ") + 15);
+  EXPECT_NE(lockstep.out.find("ttvm lockstep: needs KVM: " + reason), std::string::npos)
+      << lockstep.out << "\nvs\n"
+      << record.out;
+  EXPECT_NE(lockstep.out.find("--backend emu"), std::string::npos) << lockstep.out;
+}
+
+}  // namespace
+}  // namespace ttvm::cli

@@ -15,6 +15,9 @@ namespace ttvm {
 struct Disassembly {
   unsigned length = 0;  // 0 when the bytes do not decode
   std::string text;     // Intel syntax, e.g. "mov qword ptr [rax+0x8], rdx"
+  // RFLAGS bits the SDM leaves undefined after this instruction (MUL's SF,
+  // ZF, AF, PF; BSF's all but ZF...): a CPU may leave any value there.
+  uint32_t undefinedFlags = 0;
 };
 
 // Decodes one instruction from `bytes` (at most 15 are looked at) as the CPU

@@ -1,0 +1,205 @@
+// Lockstep: one guest run on two CPU backends side by side, compared after
+// every instruction (`ttvm lockstep`, issue 13 point 5). The *reference* is
+// the hardware (KvmBackend under KVM_GUESTDBG_SINGLESTEP); the *follower* is
+// ttvm's emulator (EmuBackend). The first state where they differ, beyond
+// what the CPU model explains, is the result.
+//
+// Devices run once. One Machine serves the reference: its port and MMIO
+// exits reach the machine's devices through a logging environment, which
+// queues each access with its value. The follower runs on a private copy of
+// RAM and answers its own accesses from that queue, in order; an access
+// that is not the queue's next one (kind, port or address, size, a write's
+// value) is a difference by itself. Why this and not two machines on one
+// virtual clock: the two sides do not retire the same number of steps per
+// instruction (KVM steps a REP string instruction whole, and a guest #DB
+// under host single-step is KVM's), so two clocks agree only on average;
+// fed from one machine, both sides see every device answer bit for bit.
+// The machine's clock follows the follower's step count (exact, as in an
+// emulator recording). What KVM does not trap (RDTSC, RDMSR of a
+// machine-owned MSR) the follower takes from the reference's registers
+// after the instruction, where the hardware put its answer.
+//
+// Interrupts are lockstep's to decide: neither backend asks the machine.
+// At an aligned boundary where the follower's state accepts one (IF=1 and
+// no shadow; NMIs unless blocked), the machine's vector is acknowledged once
+// and injected into both (CpuBackend::inject).
+//
+// Alignment. One reference step is one instruction as KVM traps it; the
+// follower steps until its RIP is the reference's (one step, or every
+// iteration of a REP string instruction, or an event delivery and the
+// handler's first instruction where KVM traps only after it), at most
+// kCatchUpLimit steps. Then the states are compared field by field
+// (compareStates), and the RAM pages the follower wrote in those steps;
+// all of RAM every `memoryCompareInterval` steps and at the end.
+//
+// What the CPU model explains (masked, counted per reason, documented in
+// docs/kvm-recording.md, each pinned by a test):
+//  - arithmetic flags the SDM leaves undefined after the instruction (the
+//    follower adopts the hardware's values, so they do not spread);
+//  - the interrupt shadow's kind (SVM has one bit: an STI shadow reads back
+//    as MOV SS);
+//  - the x87 error pointers FIP/FDP/FOP/FCS/FDS (AMD's FXSAVE keeps them only
+//    while an exception is pending; KVM has no FCS/FDS);
+//  - the accessed bit of a code segment descriptor in RAM: the emulator sets
+//    it on every load (SDM 3.4.5.1); the nested VM's CPU (QEMU's TCG under
+//    KVM) leaves it clear on a far JMP/CALL. A RAM byte at offset 5 of an
+//    8-byte slot (a present code/data descriptor's access byte) that
+//    differs only in bit 0, set by the emulator, is adopted from the
+//    reference (descriptorAccessedOnly);
+//  - KVM steps by setting the guest's real TF: a flags image the guest
+//    writes (PUSHF, an event delivery's frame) holds it. A RAM difference
+//    made only of bit 0 of odd bytes (TF is bit 8 of a flags image), set
+//    on the reference, is KVM's: the reference takes the follower's bytes,
+//    so that the guest never pops a TF it did not set (hostTrapFlagOnly);
+//  - RF after a REP iteration that is not the last: 1 in the Intel model
+//    (SDM 18.3.1.1), 0 on AMD (docs/debug-semantics.md); masked while the
+//    follower is still on the REP instruction;
+//  - the guest's own TF (POPF, IRET): KVM reads RFLAGS back without TF
+//    while it single-steps (kvm_get_rflags), whoever set it. Masked when
+//    TF is the only RFLAGS difference and the follower has it;
+//  - virtual-8086 mode's hidden segment attributes: SVM reports every
+//    segment as type 3 (0xF3), the emulator CS as a code type (0xFB); a
+//    type-only difference of a segment is masked while RFLAGS.VM is set;
+//  - a #DB the guest armed itself (its TF, its DR0-DR3) on an instruction
+//    the host single-steps: KVM reports it to the host and does not deliver
+//    it (svm's db_interception). The follower delivers it; the reference
+//    then takes the follower's state and the pages it wrote.
+#pragma once
+
+#include <csignal>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "ttvm/base/result.h"
+#include "ttvm/emulator/cpu.h"
+#include "ttvm/machine/cpu_backend.h"
+#include "ttvm/machine/loader.h"
+#include "ttvm/machine/machine.h"
+
+namespace ttvm {
+
+// One field that differs: its name ("rax", "cs.attributes", "xmm3.hi",
+// "rflags"), the reference's and the follower's values.
+struct FieldDifference {
+  std::string field;
+  uint64_t reference = 0;
+  uint64_t follower = 0;
+  bool operator==(const FieldDifference&) const = default;
+};
+
+// Why a difference was explained by the CPU model (LockstepResult::masked).
+enum class MaskReason : uint8_t {
+  kUndefinedFlags,       // arithmetic flags the SDM leaves undefined
+  kShadowKind,           // SVM's one interrupt-shadow bit
+  kFpuPointers,          // x87 FIP/FDP/FOP/FCS/FDS
+  kGuestDebugTrap,       // a guest #DB under host single-step (KVM keeps it)
+  kDescriptorAccessed,   // a descriptor's accessed bit the host CPU left clear
+  kHostTrapFlag,         // the TF KVM sets to step, in a flags image the guest wrote
+  kRepResumeFlag,        // RF between REP iterations (AMD 0, the Intel model 1)
+  kGuestTrapFlagHidden,  // the guest's own TF, which KVM hides while it steps
+  kV86SegmentType,       // SVM's data type 3 for virtual-8086 segments
+};
+std::string_view maskReasonName(MaskReason r);
+
+// Compares the architectural state of `reference` and `follower` (GPRs,
+// RIP, RFLAGS, segments and descriptor tables, CR0-CR4, CR8, XCR0, DR0-DR3,
+// DR6, DR7, the MSRs of MsrState, x87/SSE, pending events; not the step
+// count). `undefinedFlags` are the RFLAGS bits the instruction just executed
+// leaves undefined. What the CPU model explains is copied from the
+// reference into `follower` and counted in `masked`; what stays is returned.
+// `midRep`: the follower is between two iterations of a REP string
+// instruction.
+std::vector<FieldDifference> compareStates(const CpuState& reference, CpuState& follower,
+                                           uint32_t undefinedFlags,
+                                           std::map<MaskReason, uint64_t>& masked,
+                                           bool midRep = false);
+
+// Whether every byte where `hw` and `emu` (one RAM page each) differ is the
+// access byte of a descriptor whose accessed bit the emulator set and the
+// reference did not (see above); false when they are equal.
+bool descriptorAccessedOnly(std::span<const uint8_t> hw, std::span<const uint8_t> emu);
+// The same for one byte at `offset` in its page.
+bool descriptorAccessedByte(size_t offset, uint8_t hw, uint8_t emu);
+
+// Whether every byte where `hw` and `emu` differ is an odd byte whose only
+// difference is bit 0, set in `hw`: the host's TF in flags images.
+bool hostTrapFlagOnly(std::span<const uint8_t> hw, std::span<const uint8_t> emu);
+bool hostTrapFlagByte(size_t offset, uint8_t hw, uint8_t emu);
+
+struct LockstepOptions {
+  uint64_t maxSteps = 0;  // reference steps (instructions); 0: no limit
+  double timeoutSeconds = 0;
+  // All of RAM compared every this many reference steps (and at the end).
+  uint64_t memoryCompareInterval = 4096;
+  // Halted with IF=1 this long in virtual time: hang.
+  uint64_t idleHangNs = 60'000'000'000ull;
+  const volatile std::sig_atomic_t* interruptFlag = nullptr;
+};
+
+struct LockstepResult {
+  enum class End : uint8_t {
+    kGuestEnded,   // a device ended the run (exit device, shutdown, panic, reset)
+    kTripleFault,  // both sides
+    kHang,         // HLT with nothing that can wake it
+    kStepLimit,
+    kTimeout,
+    kInterrupted,
+    kDifference,      // the states (or accesses, or RAM) differ: see below
+    kReferenceFailed  // the reference backend could not go on (its failure())
+  };
+  End end = End::kGuestEnded;
+  std::string message;                        // the end in words (the stop request's, the failure)
+  uint32_t exitStatus = 0;                    // kGuestEnded by the exit device: its status
+  EndReason guestEnd = EndReason::kShutdown;  // kGuestEnded: the machine's reason
+  uint64_t steps = 0;                         // reference steps compared
+  uint64_t followerSteps = 0;                 // the follower's step count at the end
+  uint64_t memoryCompares = 0;                // full RAM comparisons made
+  std::map<MaskReason, uint64_t> masked;
+  // kDifference: the state both had before the instruction, the
+  // instruction there (linear RIP, bytes, disassembly), both states after,
+  // the fields that differ, and the pages or access that differ.
+  CpuState before, reference, follower;
+  uint64_t instructionRip = 0;
+  std::string instruction;
+  std::vector<FieldDifference> differences;
+  std::vector<uint64_t> pagesDiffering;  // guest-physical page numbers
+  // For each of those: the differing bytes ("0x104008: KVM 9b, emulator 9a"),
+  // the first few.
+  std::vector<std::string> pageDetails;
+  std::string accessProblem;  // an access the sides did not share
+  double wallSeconds = 0;
+};
+
+// The difference in words: the instruction, the differing fields and both
+// states side by side (what `ttvm lockstep` prints).
+std::string describeDifference(const LockstepResult& r);
+
+class Lockstep {
+ public:
+  // How the reference backend is built (over the machine's memory and the
+  // environment lockstep gives it).
+  using BackendFactory = std::function<Result<std::unique_ptr<machine::CpuBackend>>(
+      const CpuModel& model, PhysicalMemory memory, Environment& env)>;
+  // The follower is always the emulator. `machine` must outlive this.
+  Lockstep(machine::Machine& machine, const CpuState& initial, BackendFactory makeReference,
+           LockstepOptions options);
+  ~Lockstep();
+  Lockstep(const Lockstep&) = delete;
+  Lockstep& operator=(const Lockstep&) = delete;
+
+  Status start();
+  LockstepResult run();
+
+  // The most follower steps one reference step may take.
+  static constexpr uint64_t kCatchUpLimit = 1u << 22;
+
+ private:
+  class Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace ttvm

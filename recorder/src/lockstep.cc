@@ -1,0 +1,696 @@
+#include "ttvm/recorder/lockstep.h"
+
+#include <sys/mman.h>
+
+#include <chrono>
+#include <cinttypes>
+#include <cstdio>
+#include <cstring>
+#include <deque>
+#include <optional>
+
+#include "ttvm/base/hex.h"
+#include "ttvm/emulator/disassembler.h"
+#include "ttvm/recorder/emu_backend.h"
+
+namespace ttvm {
+namespace {
+
+constexpr uint64_t kPage = 4096;
+
+// One port or MMIO access the reference made, with its value.
+struct Access {
+  enum class Kind : uint8_t { kPortIn, kPortOut, kMmioRead, kMmioWrite };
+  Kind kind = Kind::kPortIn;
+  uint64_t address = 0;
+  unsigned size = 0;
+  uint64_t value = 0;
+  bool sameRequest(const Access& o) const {
+    const bool write = kind == Kind::kPortOut || kind == Kind::kMmioWrite;
+    return kind == o.kind && address == o.address && size == o.size && (!write || value == o.value);
+  }
+};
+
+std::string describe(const Access& a) {
+  const char* what = a.kind == Access::Kind::kPortIn     ? "port read"
+                     : a.kind == Access::Kind::kPortOut  ? "port write"
+                     : a.kind == Access::Kind::kMmioRead ? "MMIO read"
+                                                         : "MMIO write";
+  std::string s =
+      std::string(what) + " of " + std::to_string(a.size) + " bytes at " + hex(a.address);
+  if (a.kind == Access::Kind::kPortOut || a.kind == Access::Kind::kMmioWrite)
+    s += " (value " + hex(a.value) + ")";
+  return s;
+}
+
+// The reference's environment: the machine answers, each access is queued
+// for the follower. No interrupt is ever pending here: lockstep injects.
+class ReferenceEnvironment final : public Environment {
+ public:
+  ReferenceEnvironment(machine::Machine& m, std::deque<Access>& queue) : m_(m), queue_(queue) {}
+  uint32_t portIn(uint16_t port, unsigned size) override {
+    const uint32_t v = m_.portIn(port, size);
+    queue_.push_back({Access::Kind::kPortIn, port, size, v});
+    return v;
+  }
+  void portOut(uint16_t port, unsigned size, uint32_t value) override {
+    queue_.push_back({Access::Kind::kPortOut, port, size, value});
+    m_.portOut(port, size, value);
+  }
+  uint64_t mmioRead(uint64_t addr, unsigned size) override {
+    const uint64_t v = m_.mmioRead(addr, size);
+    queue_.push_back({Access::Kind::kMmioRead, addr, size, v});
+    return v;
+  }
+  void mmioWrite(uint64_t addr, unsigned size, uint64_t value) override {
+    queue_.push_back({Access::Kind::kMmioWrite, addr, size, value});
+    m_.mmioWrite(addr, size, value);
+  }
+  uint64_t readTsc() override { return m_.readTsc(); }
+  std::optional<uint64_t> readRandom(unsigned size) override { return m_.readRandom(size); }
+  std::optional<uint64_t> readMsr(uint32_t index) override { return m_.readMsr(index); }
+  bool writeMsr(uint32_t index, uint64_t value) override { return m_.writeMsr(index, value); }
+  bool interruptPending() override { return false; }
+  uint8_t acknowledgeInterrupt() override {
+    TTVM_ASSERT(false, "lockstep's reference acknowledged an interrupt it was not offered");
+    return 0;
+  }
+  bool nmiPending() override { return false; }
+  void acknowledgeNmi() override {}
+  bool stopRequested() override { return m_.serviceNeeded(); }
+
+ private:
+  machine::Machine& m_;
+  std::deque<Access>& queue_;
+};
+
+// The follower's environment: answers from the reference's queue, checking
+// that each access is the one the reference made; what the hardware did not
+// trap (RDTSC, RDMSR of a machine-owned MSR) from the reference's EDX:EAX
+// after the instruction. The first mismatch is kept in problem().
+class FollowerEnvironment final : public Environment {
+ public:
+  FollowerEnvironment(machine::Machine& m, std::deque<Access>& queue) : m_(m), queue_(queue) {}
+  void setReference(const CpuState* after, const CpuState* follower) {
+    after_ = after;
+    follower_ = follower;
+  }
+  const std::string& problem() const { return problem_; }
+
+  uint32_t portIn(uint16_t port, unsigned size) override {
+    return static_cast<uint32_t>(take({Access::Kind::kPortIn, port, size, 0}));
+  }
+  void portOut(uint16_t port, unsigned size, uint32_t value) override {
+    take({Access::Kind::kPortOut, port, size, value});
+  }
+  uint64_t mmioRead(uint64_t addr, unsigned size) override {
+    return take({Access::Kind::kMmioRead, addr, size, 0});
+  }
+  void mmioWrite(uint64_t addr, unsigned size, uint64_t value) override {
+    take({Access::Kind::kMmioWrite, addr, size, value});
+  }
+  // The emulator adds IA32_TSC_ADJUST to what this returns.
+  uint64_t readTsc() override { return edxEax() - (follower_ ? follower_->msr.tscAdjust : 0); }
+  std::optional<uint64_t> readRandom(unsigned) override {
+    note(
+        "the emulator asked for a random number (RDRAND/RDSEED), which lockstep cannot take "
+        "from the hardware");
+    return std::nullopt;
+  }
+  std::optional<uint64_t> readMsr(uint32_t) override { return edxEax(); }
+  bool writeMsr(uint32_t index, uint64_t value) override { return m_.writeMsr(index, value); }
+  bool interruptPending() override { return false; }
+  uint8_t acknowledgeInterrupt() override {
+    TTVM_ASSERT(false, "lockstep's follower acknowledged an interrupt it was not offered");
+    return 0;
+  }
+  bool nmiPending() override { return false; }
+  void acknowledgeNmi() override {}
+  bool stopRequested() override { return false; }
+
+ private:
+  uint64_t edxEax() const {
+    if (after_ == nullptr) return 0;
+    return (after_->reg(Gpr::kRdx) << 32) | (after_->reg(Gpr::kRax) & 0xFFFFFFFFull);
+  }
+  void note(std::string what) {
+    if (problem_.empty()) problem_ = std::move(what);
+  }
+  uint64_t take(const Access& want) {
+    if (queue_.empty()) {
+      note("the emulator made a " + describe(want) + " that KVM did not make");
+      return 0;
+    }
+    const Access got = queue_.front();
+    if (!got.sameRequest(want)) {
+      note("the emulator made a " + describe(want) + " where KVM made a " + describe(got));
+      return 0;
+    }
+    queue_.pop_front();
+    return got.value;
+  }
+
+  machine::Machine& m_;
+  std::deque<Access>& queue_;
+  const CpuState* after_ = nullptr;
+  const CpuState* follower_ = nullptr;
+  std::string problem_;
+};
+
+uint64_t linearRip(const CpuState& s) {
+  if (cpuMode(s) == CpuMode::kLong64) return s.rip;
+  return (s.segment(SegReg::kCs).base + s.rip) & 0xFFFFFFFFull;
+}
+
+// The first few bytes that differ in one page, in words.
+std::string pageDetail(uint64_t page, const uint8_t* hw, const uint8_t* emu) {
+  std::string s;
+  int shown = 0;
+  for (uint64_t i = 0; i < kPage && shown < 4; ++i) {
+    if (hw[i] == emu[i]) continue;
+    char b[80];
+    std::snprintf(b, sizeof b, "%s%#" PRIx64 ": KVM %02x, emulator %02x", shown ? "; " : "",
+                  page * kPage + i, hw[i], emu[i]);
+    s += b;
+    ++shown;
+  }
+  return s;
+}
+
+const char* const kGprNames[] = {"rax", "rcx", "rdx", "rbx", "rsp", "rbp", "rsi", "rdi",
+                                 "r8",  "r9",  "r10", "r11", "r12", "r13", "r14", "r15"};
+const char* const kSegNames[] = {"es", "cs", "ss", "ds", "fs", "gs"};
+
+}  // namespace
+
+std::string_view maskReasonName(MaskReason r) {
+  switch (r) {
+    case MaskReason::kUndefinedFlags: return "flags the SDM leaves undefined";
+    case MaskReason::kShadowKind: return "interrupt shadow kind (SVM has one bit)";
+    case MaskReason::kFpuPointers: return "x87 error pointers (FIP/FDP/FOP/FCS/FDS)";
+    case MaskReason::kGuestDebugTrap: return "guest #DB under host single-step (KVM keeps it)";
+    case MaskReason::kDescriptorAccessed: return "descriptor accessed bit the host CPU left clear";
+    case MaskReason::kHostTrapFlag: return "KVM's stepping TF in a flags image in RAM";
+    case MaskReason::kRepResumeFlag: return "RF between REP iterations (AMD 0, Intel model 1)";
+    case MaskReason::kGuestTrapFlagHidden: return "the guest's TF, hidden by KVM while it steps";
+    case MaskReason::kV86SegmentType: return "virtual-8086 segment type (SVM: 3)";
+  }
+  return "?";
+}
+
+bool descriptorAccessedByte(size_t i, uint8_t hw, uint8_t emu) {
+  // Access byte: P (bit 7) and S (bit 4) set, only A (bit 0) differs, set by the emulator.
+  return i % 8 == 5 && (hw ^ emu) == 1 && (emu & 1) && (emu & 0x90) == 0x90;
+}
+
+bool descriptorAccessedOnly(std::span<const uint8_t> hw, std::span<const uint8_t> emu) {
+  bool any = false;
+  for (size_t i = 0; i < hw.size() && i < emu.size(); ++i) {
+    if (hw[i] == emu[i]) continue;
+    if (!descriptorAccessedByte(i, hw[i], emu[i])) return false;
+    any = true;
+  }
+  return any;
+}
+
+bool hostTrapFlagByte(size_t i, uint8_t hw, uint8_t emu) {
+  return i % 2 == 1 && (hw ^ emu) == 1 && (hw & 1);
+}
+
+bool hostTrapFlagOnly(std::span<const uint8_t> hw, std::span<const uint8_t> emu) {
+  bool any = false;
+  for (size_t i = 0; i < hw.size() && i < emu.size(); ++i) {
+    if (hw[i] == emu[i]) continue;
+    if (!hostTrapFlagByte(i, hw[i], emu[i])) return false;
+    any = true;
+  }
+  return any;
+}
+
+std::vector<FieldDifference> compareStates(const CpuState& ref, CpuState& fol,
+                                           uint32_t undefinedFlags,
+                                           std::map<MaskReason, uint64_t>& masked, bool midRep) {
+  // What the CPU model explains first: adopted where it would spread.
+  const uint64_t flagDiff = (ref.rflags ^ fol.rflags) & undefinedFlags & flags::kArith;
+  if (flagDiff != 0) {
+    fol.rflags ^= flagDiff;
+    ++masked[MaskReason::kUndefinedFlags];
+  }
+  FpuState& ff = fol.fpu;
+  const FpuState& rf = ref.fpu;
+  if (ff.fip != rf.fip || ff.fdp != rf.fdp || ff.fop != rf.fop || ff.fcs != rf.fcs ||
+      ff.fds != rf.fds) {
+    ff.fip = rf.fip;
+    ff.fdp = rf.fdp;
+    ff.fop = rf.fop;
+    ff.fcs = rf.fcs;
+    ff.fds = rf.fds;
+    ++masked[MaskReason::kFpuPointers];
+  }
+  uint64_t flagsMask = ~0ull;
+  if ((ref.rflags ^ fol.rflags) == flags::kTF && (fol.rflags & flags::kTF)) {
+    flagsMask = ~flags::kTF;
+    ++masked[MaskReason::kGuestTrapFlagHidden];
+  }
+  if (fol.rflags & flags::kVM) {
+    for (int i = 0; i < kNumSegRegs; ++i) {
+      SegmentRegister& fs = fol.seg[i];
+      if (fs.attributes != ref.seg[i].attributes &&
+          ((fs.attributes ^ ref.seg[i].attributes) & ~0xFu) == 0) {
+        fs.attributes = ref.seg[i].attributes;
+        ++masked[MaskReason::kV86SegmentType];
+      }
+    }
+  }
+  if (midRep && ((ref.rflags ^ fol.rflags) & flags::kRF) && (fol.rflags & flags::kRF)) {
+    // Not adopted: the emulator's RF keeps its instruction breakpoint quiet.
+    flagsMask = ~flags::kRF;
+    ++masked[MaskReason::kRepResumeFlag];
+  }
+  bool shadowMasked = false;
+  if (ref.pending.shadow != fol.pending.shadow && ref.pending.shadow != InterruptShadow::kNone &&
+      fol.pending.shadow != InterruptShadow::kNone) {
+    // Not adopted: the emulator's kind decides what the shadow blocks.
+    shadowMasked = true;
+    ++masked[MaskReason::kShadowKind];
+  }
+
+  std::vector<FieldDifference> d;
+  auto cmp = [&d](std::string name, uint64_t a, uint64_t b) {
+    if (a != b) d.push_back({std::move(name), a, b});
+  };
+  for (int i = 0; i < kNumGprs; ++i) cmp(kGprNames[i], ref.gpr[i], fol.gpr[i]);
+  cmp("rip", ref.rip, fol.rip);
+  cmp("rflags", ref.rflags & flagsMask, fol.rflags & flagsMask);
+  auto seg = [&cmp](const std::string& n, const SegmentRegister& a, const SegmentRegister& b) {
+    cmp(n + ".selector", a.selector, b.selector);
+    cmp(n + ".base", a.base, b.base);
+    cmp(n + ".limit", a.limit, b.limit);
+    cmp(n + ".attributes", a.attributes, b.attributes);
+  };
+  for (int i = 0; i < kNumSegRegs; ++i) seg(kSegNames[i], ref.seg[i], fol.seg[i]);
+  seg("ldtr", ref.ldtr, fol.ldtr);
+  seg("tr", ref.tr, fol.tr);
+  cmp("gdtr.base", ref.gdtr.base, fol.gdtr.base);
+  cmp("gdtr.limit", ref.gdtr.limit, fol.gdtr.limit);
+  cmp("idtr.base", ref.idtr.base, fol.idtr.base);
+  cmp("idtr.limit", ref.idtr.limit, fol.idtr.limit);
+  cmp("cr0", ref.cr0, fol.cr0);
+  cmp("cr2", ref.cr2, fol.cr2);
+  cmp("cr3", ref.cr3, fol.cr3);
+  cmp("cr4", ref.cr4, fol.cr4);
+  cmp("cr8", ref.cr8, fol.cr8);
+  cmp("xcr0", ref.xcr0, fol.xcr0);
+  for (int i = 0; i < 4; ++i) cmp("dr" + std::to_string(i), ref.dr[i], fol.dr[i]);
+  cmp("dr6", ref.dr6, fol.dr6);
+  cmp("dr7", ref.dr7, fol.dr7);
+  const MsrState& rm = ref.msr;
+  const MsrState& fm = fol.msr;
+  cmp("efer", rm.efer, fm.efer);
+  cmp("star", rm.star, fm.star);
+  cmp("lstar", rm.lstar, fm.lstar);
+  cmp("cstar", rm.cstar, fm.cstar);
+  cmp("sfmask", rm.sfmask, fm.sfmask);
+  cmp("kernel_gs_base", rm.kernelGsBase, fm.kernelGsBase);
+  cmp("sysenter_cs", rm.sysenterCs, fm.sysenterCs);
+  cmp("sysenter_esp", rm.sysenterEsp, fm.sysenterEsp);
+  cmp("sysenter_eip", rm.sysenterEip, fm.sysenterEip);
+  cmp("pat", rm.pat, fm.pat);
+  cmp("apic_base", rm.apicBase, fm.apicBase);
+  cmp("tsc_aux", rm.tscAux, fm.tscAux);
+  cmp("misc_enable", rm.miscEnable, fm.miscEnable);
+  cmp("tsc_adjust", rm.tscAdjust, fm.tscAdjust);
+  cmp("fcw", rf.fcw, ff.fcw);
+  cmp("fsw", rf.fsw, ff.fsw);
+  cmp("ftw", rf.ftw, ff.ftw);
+  for (int i = 0; i < 8; ++i) {
+    cmp("st" + std::to_string(i) + ".significand", rf.st[i].significand, ff.st[i].significand);
+    cmp("st" + std::to_string(i) + ".exponent", rf.st[i].signExponent, ff.st[i].signExponent);
+  }
+  for (int i = 0; i < 16; ++i) {
+    cmp("xmm" + std::to_string(i) + ".lo", rf.xmm[i].q[0], ff.xmm[i].q[0]);
+    cmp("xmm" + std::to_string(i) + ".hi", rf.xmm[i].q[1], ff.xmm[i].q[1]);
+  }
+  cmp("mxcsr", rf.mxcsr, ff.mxcsr);
+  if (!shadowMasked)
+    cmp("shadow", static_cast<uint64_t>(ref.pending.shadow),
+        static_cast<uint64_t>(fol.pending.shadow));
+  cmp("pending_dr6", ref.pending.pendingDr6, fol.pending.pendingDr6);
+  cmp("nmi_blocked", ref.pending.nmiBlocked, fol.pending.nmiBlocked);
+  cmp("halted", ref.pending.halted, fol.pending.halted);
+  return d;
+}
+
+std::string describeDifference(const LockstepResult& r) {
+  std::string s;
+  char line[200];
+  std::snprintf(line, sizeof line,
+                "first difference after %" PRIu64 " instructions (emulator step %" PRIu64 ")\n",
+                r.steps, r.followerSteps);
+  s += line;
+  std::snprintf(line, sizeof line, "  instruction  %#" PRIx64 "  %s\n", r.instructionRip,
+                r.instruction.empty() ? "(bytes not readable)" : r.instruction.c_str());
+  s += line;
+  if (!r.accessProblem.empty()) s += "  access       " + r.accessProblem + "\n";
+  for (size_t i = 0; i < r.pagesDiffering.size() && i < 8; ++i) {
+    std::snprintf(line, sizeof line,
+                  "  RAM page     %#" PRIx64 " differs: ", r.pagesDiffering[i] * kPage);
+    s += line;
+    s += (i < r.pageDetails.size() ? r.pageDetails[i] : std::string()) + "\n";
+  }
+  if (!r.differences.empty()) {
+    std::snprintf(line, sizeof line, "  %-22s %-18s %-18s\n", "field", "KVM", "emulator");
+    s += line;
+  }
+  for (const FieldDifference& f : r.differences) {
+    std::snprintf(line, sizeof line, "  %-22s %#-18" PRIx64 " %#-18" PRIx64 "\n", f.field.c_str(),
+                  f.reference, f.follower);
+    s += line;
+  }
+  // Both states in full (the registers a reader looks at first), with the
+  // state before the instruction.
+  s += "  state        before             KVM after          emulator after\n";
+  auto row = [&](const char* name, uint64_t b, uint64_t k, uint64_t e) {
+    std::snprintf(line, sizeof line, "  %-12s %#-18" PRIx64 " %#-18" PRIx64 " %#-18" PRIx64 "%s\n",
+                  name, b, k, e, k != e ? "  *" : "");
+    s += line;
+  };
+  for (int i = 0; i < kNumGprs; ++i)
+    row(kGprNames[i], r.before.gpr[i], r.reference.gpr[i], r.follower.gpr[i]);
+  row("rip", r.before.rip, r.reference.rip, r.follower.rip);
+  row("rflags", r.before.rflags, r.reference.rflags, r.follower.rflags);
+  for (int i = 0; i < kNumSegRegs; ++i)
+    row(kSegNames[i], r.before.seg[i].selector, r.reference.seg[i].selector,
+        r.follower.seg[i].selector);
+  row("cr0", r.before.cr0, r.reference.cr0, r.follower.cr0);
+  row("cr2", r.before.cr2, r.reference.cr2, r.follower.cr2);
+  row("cr3", r.before.cr3, r.reference.cr3, r.follower.cr3);
+  row("cr4", r.before.cr4, r.reference.cr4, r.follower.cr4);
+  row("efer", r.before.msr.efer, r.reference.msr.efer, r.follower.msr.efer);
+  row("dr6", r.before.dr6, r.reference.dr6, r.follower.dr6);
+  row("dr7", r.before.dr7, r.reference.dr7, r.follower.dr7);
+  return s;
+}
+
+class Lockstep::Impl {
+ public:
+  Impl(machine::Machine& m, const CpuState& initial, BackendFactory make, LockstepOptions o)
+      : machine_(m), initial_(initial), make_(std::move(make)), options_(o) {}
+  ~Impl() {
+    machine_.bindCpuState(nullptr);
+    follower_.reset();
+    if (followerRam_ != nullptr) munmap(followerRam_, ramBytes_);
+  }
+
+  Status start();
+  LockstepResult run();
+
+ private:
+  std::optional<Disassembly> instructionAt(const machine::CpuBackend& b, uint64_t& linear) const;
+  void comparePage(uint64_t page, LockstepResult& r);
+  bool comparePages(std::span<const uint64_t> pages, LockstepResult& r);
+  bool compareAllRam(LockstepResult& r);
+  void adoptFollower();
+  LockstepResult& finish(LockstepResult& r, LockstepResult::End end, std::string message);
+
+  machine::Machine& machine_;
+  CpuState initial_;
+  BackendFactory make_;
+  LockstepOptions options_;
+  std::deque<Access> queue_;
+  std::unique_ptr<ReferenceEnvironment> referenceEnv_;
+  std::unique_ptr<FollowerEnvironment> followerEnv_;
+  std::unique_ptr<machine::CpuBackend> reference_;
+  std::unique_ptr<EmuBackend> follower_;
+  uint8_t* followerRam_ = nullptr;
+  size_t ramBytes_ = 0;
+  std::vector<uint64_t> lastFollowerPages_;
+};
+
+Status Lockstep::Impl::start() {
+  PhysicalMemory memory = machine_.physicalMemory();
+  ramBytes_ = memory.ram.size();
+  void* p = mmap(nullptr, ramBytes_, PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (p == MAP_FAILED) return makeError("lockstep: cannot map a second copy of guest RAM");
+  followerRam_ = static_cast<uint8_t*>(p);
+  // A fresh mapping reads as zeros: copy the pages that are not.
+  const RamPages pages = machine_.nonZeroPages();
+  for (size_t k = 0; k < pages.pageCount(); ++k)
+    std::memcpy(followerRam_ + pages.numbers[k] * kPage, pages.page(k).data(), kPage);
+
+  referenceEnv_ = std::make_unique<ReferenceEnvironment>(machine_, queue_);
+  auto ref = make_(machine_.cpuModel(), memory, *referenceEnv_);
+  if (!ref) return ref.error();
+  reference_ = std::move(*ref);
+  followerEnv_ = std::make_unique<FollowerEnvironment>(machine_, queue_);
+  PhysicalMemory fm{std::span<uint8_t>(followerRam_, ramBytes_), memory.mmioHoles};
+  follower_ = std::make_unique<EmuBackend>(machine_.cpuModel(), fm, *followerEnv_);
+  reference_->setState(initial_);
+  follower_->setState(initial_);
+  follower_->setDirtyTracking(true);
+  (void)follower_->takeDirtyPages();
+  followerEnv_->setReference(&reference_->state(), &follower_->state());
+  // Virtual time follows the emulator's exact step count.
+  machine_.bindCpuState(&follower_->state());
+  if (!reference_->failure().empty()) return makeError(reference_->failure());
+  return {};
+}
+
+std::optional<Disassembly> Lockstep::Impl::instructionAt(const machine::CpuBackend& b,
+                                                         uint64_t& linear) const {
+  linear = linearRip(b.state());
+  uint8_t bytes[15];
+  for (size_t n = sizeof bytes; n > 0; --n) {
+    if (b.readLinear(linear, std::span<uint8_t>(bytes, n))) {
+      Disassembly d = disassemble(std::span<const uint8_t>(bytes, n), cpuMode(b.state()), linear);
+      if (d.length != 0) return d;
+      return std::nullopt;
+    }
+  }
+  return std::nullopt;
+}
+
+void Lockstep::Impl::comparePage(uint64_t p, LockstepResult& r) {
+  if (p * kPage >= ramBytes_) return;
+  uint8_t* hw = machine_.ram().data() + p * kPage;
+  uint8_t* emu = followerRam_ + p * kPage;
+  if (std::memcmp(hw, emu, kPage) == 0) return;
+  // Byte by byte: what the CPU model explains is adopted (each way, see
+  // the header) and counted once per page; the rest is a difference.
+  bool accessed = false, trapFlag = false, other = false;
+  for (size_t i = 0; i < kPage; ++i) {
+    if (hw[i] == emu[i]) continue;
+    if (descriptorAccessedByte(i, hw[i], emu[i])) {
+      emu[i] = hw[i];
+      accessed = true;
+    } else if (hostTrapFlagByte(i, hw[i], emu[i])) {
+      hw[i] = emu[i];
+      trapFlag = true;
+    } else {
+      other = true;
+    }
+  }
+  if (accessed) ++r.masked[MaskReason::kDescriptorAccessed];
+  if (trapFlag) ++r.masked[MaskReason::kHostTrapFlag];
+  if (!other) return;
+  r.pagesDiffering.push_back(p);
+  r.pageDetails.push_back(pageDetail(p, hw, emu));
+}
+
+bool Lockstep::Impl::comparePages(std::span<const uint64_t> pages, LockstepResult& r) {
+  for (uint64_t p : pages) comparePage(p, r);
+  return r.pagesDiffering.empty();
+}
+
+bool Lockstep::Impl::compareAllRam(LockstepResult& r) {
+  ++r.memoryCompares;
+  for (uint64_t p = 0; p < ramBytes_ / kPage; ++p) comparePage(p, r);
+  return r.pagesDiffering.empty();
+}
+
+void Lockstep::Impl::adoptFollower() {
+  // The reference takes the follower's state and the pages it wrote.
+  uint8_t* hw = machine_.ram().data();
+  for (uint64_t p : lastFollowerPages_)
+    if (p * kPage < ramBytes_) std::memcpy(hw + p * kPage, followerRam_ + p * kPage, kPage);
+  reference_->setState(follower_->state());
+}
+
+LockstepResult& Lockstep::Impl::finish(LockstepResult& r, LockstepResult::End end,
+                                       std::string message) {
+  r.end = end;
+  r.message = std::move(message);
+  r.followerSteps = follower_->state().steps;
+  return r;
+}
+
+LockstepResult Lockstep::Impl::run() {
+  using End = LockstepResult::End;
+  LockstepResult r;
+  const auto startTime = std::chrono::steady_clock::now();
+  const auto deadline =
+      options_.timeoutSeconds > 0
+          ? startTime + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                            std::chrono::duration<double>(options_.timeoutSeconds))
+          : std::chrono::steady_clock::time_point::max();
+  auto done = [&](End end, std::string message) -> LockstepResult {
+    // A last look at all of RAM, unless a difference already ended the run.
+    if (end != End::kDifference && end != End::kReferenceFailed && !compareAllRam(r)) {
+      r.before = r.reference = reference_->state();
+      r.follower = follower_->state();
+      message = "RAM differs at the end (" + message + ")";
+      end = End::kDifference;
+    }
+    finish(r, end, std::move(message));
+    r.wallSeconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - startTime).count();
+    return r;
+  };
+  machine::VirtualClock& clock = machine_.clock();
+  uint64_t haltedSinceNs = 0;
+  bool idle = false;
+  uint64_t nextFullCompare = options_.memoryCompareInterval;
+
+  for (;;) {
+    if (const auto& stop = machine_.stopRequest()) {
+      r.guestEnd = stop->reason;
+      r.exitStatus = stop->exitStatus;
+      return done(End::kGuestEnded, stop->message);
+    }
+    if (options_.interruptFlag != nullptr && *options_.interruptFlag != 0)
+      return done(End::kInterrupted, "interrupted by a signal");
+    if (std::chrono::steady_clock::now() >= deadline)
+      return done(End::kTimeout, "wall-clock limit reached");
+    if (options_.maxSteps != 0 && r.steps >= options_.maxSteps)
+      return done(End::kStepLimit,
+                  "step limit of " + std::to_string(options_.maxSteps) + " instructions reached");
+
+    clock.clearReschedule();
+    machine_.advanceTimers();
+
+    // Interrupts: where the follower's state accepts them, into both.
+    const CpuState& f = follower_->state();
+    bool injected = reference_->pendingInjection() || follower_->pendingInjection();
+    if (!injected) {
+      if (machine_.nmiPending() && !f.pending.nmiBlocked &&
+          f.pending.shadow != InterruptShadow::kMovSs) {
+        machine_.acknowledgeNmi();
+        reference_->inject(machine::InjectedEvent::nmi());
+        follower_->inject(machine::InjectedEvent::nmi());
+        injected = true;
+      } else if ((f.rflags & flags::kIF) && f.pending.shadow == InterruptShadow::kNone &&
+                 machine_.interruptPending()) {
+        const uint8_t v = machine_.acknowledgeInterrupt();
+        reference_->inject(machine::InjectedEvent::interrupt(v));
+        follower_->inject(machine::InjectedEvent::interrupt(v));
+        injected = true;
+      }
+    }
+
+    // Both halted with nothing to deliver: virtual time jumps ahead.
+    if (!injected && f.pending.halted && reference_->state().pending.halted) {
+      if (!(f.rflags & flags::kIF) && !machine_.nmiPending())
+        return done(End::kHang, "HLT with interrupts disabled at rip " + hex(f.rip));
+      const auto next = machine_.nextDeadlineNs();
+      if (!idle) haltedSinceNs = clock.nowNs();
+      idle = true;
+      if (!next || *next - haltedSinceNs > options_.idleHangNs)
+        return done(End::kHang, "halted at rip " + hex(f.rip) + " with no interrupt to come");
+      clock.skipTo(*next);
+      continue;
+    }
+    idle = false;
+
+    r.before = f;
+    uint64_t rip0 = 0;
+    const std::optional<Disassembly> insn = instructionAt(*follower_, rip0);
+
+    const StepResult rr = reference_->step();
+    if (!reference_->failure().empty()) {
+      r.reference = reference_->state();
+      r.follower = follower_->state();
+      return done(End::kReferenceFailed, reference_->failure());
+    }
+    ++r.steps;
+    const CpuState& k = reference_->state();
+
+    // The follower catches up: until its RIP is the reference's.
+    uint32_t undefined = 0;
+    bool guestDebugTrap = false;
+    bool tripleFault = false;
+    for (uint64_t n = 0; n < kCatchUpLimit; ++n) {
+      uint64_t at = 0;
+      if (auto d = instructionAt(*follower_, at)) undefined |= d->undefinedFlags;
+      const uint64_t before = follower_->state().steps;
+      const StepResult fr = follower_->step();
+      if (!followerEnv_->problem().empty()) break;
+      if (fr.outcome == StepOutcome::kTripleFault) {
+        tripleFault = true;
+        break;
+      }
+      const CpuState& now = follower_->state();
+      if (now.rip == k.rip) break;
+      if (fr.outcome == StepOutcome::kException && fr.vector == 1) {
+        guestDebugTrap = true;  // KVM reported it to us instead of delivering it
+        break;
+      }
+      if (fr.outcome == StepOutcome::kHalted && now.steps == before) break;
+    }
+    lastFollowerPages_ = follower_->takeDirtyPages();
+
+    auto difference = [&](std::string message) {
+      r.reference = reference_->state();
+      r.follower = follower_->state();
+      r.instructionRip = rip0;
+      r.instruction = insn ? insn->text : std::string();
+      return done(End::kDifference, std::move(message));
+    };
+    if (!followerEnv_->problem().empty()) {
+      r.accessProblem = followerEnv_->problem();
+      return difference("the emulator's access differs from KVM's");
+    }
+    if (!queue_.empty()) {
+      r.accessProblem = "KVM made a " + describe(queue_.front()) + " that the emulator did not";
+      return difference("KVM's access differs from the emulator's");
+    }
+    if (rr.outcome == StepOutcome::kTripleFault || tripleFault) {
+      // KVM reinitialises the vCPU after a shutdown (SVM): its state is the
+      // reset state, not the state at the fault; RAM is compared.
+      if (rr.outcome == StepOutcome::kTripleFault && tripleFault)
+        return done(End::kTripleFault, "triple fault on both sides at rip " + hex(r.before.rip));
+      return difference(tripleFault ? "the emulator triple-faulted, KVM did not"
+                                    : "KVM triple-faulted, the emulator did not");
+    }
+    if (guestDebugTrap && follower_->state().rip != k.rip) {
+      ++r.masked[MaskReason::kGuestDebugTrap];
+      adoptFollower();
+      continue;
+    }
+    CpuState adopted = follower_->state();
+    const bool midRep = insn && adopted.rip == r.before.rip && adopted.rip == k.rip &&
+                        (insn->text.starts_with("rep") || insn->text.starts_with("repe") ||
+                         insn->text.starts_with("repne"));
+    r.differences = compareStates(k, adopted, undefined, r.masked, midRep);
+    if (!(adopted == follower_->state())) follower_->setState(adopted);
+    if (!r.differences.empty()) return difference("the states differ");
+    if (!comparePages(lastFollowerPages_, r)) return difference("RAM differs");
+    if (options_.memoryCompareInterval != 0 && r.steps >= nextFullCompare) {
+      nextFullCompare = r.steps + options_.memoryCompareInterval;
+      if (!compareAllRam(r)) return difference("RAM differs");
+    }
+  }
+}
+
+Lockstep::Lockstep(machine::Machine& machine, const CpuState& initial, BackendFactory makeReference,
+                   LockstepOptions options)
+    : impl_(std::make_unique<Impl>(machine, initial, std::move(makeReference), options)) {}
+Lockstep::~Lockstep() = default;
+Status Lockstep::start() {
+  return impl_->start();
+}
+LockstepResult Lockstep::run() {
+  return impl_->run();
+}
+
+}  // namespace ttvm

@@ -1,0 +1,291 @@
+// Lockstep on the host: the emulator as both reference and follower (KVM's
+// run is the nested VM's test, kvm.lockstep). Two equal CPUs over one
+// machine must never differ; a reference that is made to differ at a known
+// instruction (a register, a defined or an undefined flag, a RAM byte, an
+// access) must be reported there and nowhere else. compareStates' masks
+// each pinned.
+#include "ttvm/recorder/lockstep.h"
+
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <functional>
+
+#include "ttvm/recorder/emu_backend.h"
+
+namespace ttvm {
+namespace {
+
+using machine::CpuBackend;
+using End = LockstepResult::End;
+
+// The reference: the emulator, with `tamper` applied to its state and the
+// machine's RAM right after the step that reaches `atStep`.
+class TamperedEmu final : public CpuBackend {
+ public:
+  TamperedEmu(const CpuModel& model, PhysicalMemory memory, Environment& env, uint64_t atStep,
+              std::function<void(CpuState&, std::span<uint8_t>)> tamper)
+      : inner_(model, memory, env), ram_(memory.ram), atStep_(atStep), tamper_(std::move(tamper)) {}
+  Backend kind() const override { return Backend::kEmulator; }
+  bool countsSteps() const override { return true; }
+  StepResult run(uint64_t n) override { return inner_.run(n); }
+  StepResult step() override {
+    StepResult r = inner_.step();
+    if (tamper_ && inner_.state().steps == atStep_) {
+      CpuState s = inner_.state();
+      tamper_(s, ram_);
+      inner_.setState(s);
+    }
+    return r;
+  }
+  const CpuState& state() const override { return inner_.state(); }
+  void setState(const CpuState& s) override { inner_.setState(s); }
+  void inject(const machine::InjectedEvent& e) override { inner_.inject(e); }
+  bool pendingInjection() const override { return inner_.pendingInjection(); }
+  bool readLinear(uint64_t a, std::span<uint8_t> out) const override {
+    return inner_.readLinear(a, out);
+  }
+  void setDirtyTracking(bool on) override { inner_.setDirtyTracking(on); }
+  std::vector<uint64_t> takeDirtyPages() override { return inner_.takeDirtyPages(); }
+  const std::vector<std::string>& unimplementedLog() const override {
+    return inner_.unimplementedLog();
+  }
+  const std::string& failure() const override { return inner_.failure(); }
+
+ private:
+  EmuBackend inner_;
+  std::span<uint8_t> ram_;
+  uint64_t atStep_;
+  std::function<void(CpuState&, std::span<uint8_t>)> tamper_;
+};
+
+// Real mode at 0x1000: a port write, REP OUTSB of 3 bytes, MUL (SF ZF AF PF
+// undefined), ADD, a store, a port read, then the exit device.
+//   step 1 mov dx,0x3f8   2 mov al,'A'   3 out dx,al   4 mov cx,3
+//   5 mov si,0x3000       6-8 rep outsb (3 iterations)  9 mov cx,5
+//   10 mov ax,7           11 mul cx      12 add ax,1    13 mov [0x4000],ax
+//   14 mov dx,0x3fd       15 in al,dx    16 mov dx,0xf4 17 mov al,0
+//   18 out dx,al (isa-debug-exit)
+const uint8_t kCode[] = {
+    0xBA, 0xF8, 0x03,  // mov dx, 0x3f8
+    0xB0, 0x41,        // mov al, 'A'
+    0xEE,              // out dx, al
+    0xB9, 0x03, 0x00,  // mov cx, 3
+    0xBE, 0x00, 0x30,  // mov si, 0x3000
+    0xF3, 0x6E,        // rep outsb
+    0xB9, 0x05, 0x00,  // mov cx, 5
+    0xB8, 0x07, 0x00,  // mov ax, 7
+    0xF7, 0xE1,        // mul cx
+    0x05, 0x01, 0x00,  // add ax, 1
+    0xA3, 0x00, 0x40,  // mov [0x4000], ax
+    0xBA, 0xFD, 0x03,  // mov dx, 0x3fd
+    0xEC,              // in al, dx
+    0xBA, 0xF4, 0x00,  // mov dx, 0xf4
+    0xB0, 0x00,        // mov al, 0
+    0xEE,              // out dx, al
+};
+
+struct LockstepRun {
+  std::unique_ptr<machine::Machine> machine;
+  LockstepResult result;
+};
+
+LockstepRun lockstep(uint64_t atStep, std::function<void(CpuState&, std::span<uint8_t>)> tamper,
+                     uint64_t memoryEvery = 4096) {
+  machine::MachineOptions mo;
+  mo.ramBytes = 2u << 20;
+  auto m = machine::Machine::create(mo);
+  EXPECT_TRUE(m.ok());
+  LockstepRun run{std::move(*m), {}};
+  std::memcpy(run.machine->ram().data() + 0x1000, kCode, sizeof kCode);
+  std::memcpy(run.machine->ram().data() + 0x3000, "xyz", 3);
+  CpuState s = machine::Machine::initialCpuState();
+  s.seg[static_cast<int>(SegReg::kCs)].selector = 0;
+  s.seg[static_cast<int>(SegReg::kCs)].base = 0;
+  s.rip = 0x1000;
+  s.reg(Gpr::kRsp) = 0x8000;
+  LockstepOptions o;
+  o.memoryCompareInterval = memoryEvery;
+  Lockstep l(
+      *run.machine, s,
+      [&](const CpuModel& model, PhysicalMemory memory,
+          Environment& env) -> Result<std::unique_ptr<CpuBackend>> {
+        return std::unique_ptr<CpuBackend>(
+            std::make_unique<TamperedEmu>(model, memory, env, atStep, tamper));
+      },
+      o);
+  EXPECT_TRUE(l.start().ok());
+  run.result = l.run();
+  return run;
+}
+
+TEST(Lockstep, TwoEqualCpusNeverDiffer) {
+  LockstepRun r = lockstep(0, nullptr, 1);
+  EXPECT_EQ(r.result.end, End::kGuestEnded) << describeDifference(r.result);
+  EXPECT_EQ(r.result.guestEnd, EndReason::kExitDevice);
+  EXPECT_EQ(r.result.steps, 18u);
+  EXPECT_EQ(r.result.followerSteps, 18u);
+  EXPECT_TRUE(r.result.masked.empty());
+  // RAM compared after every instruction, and at the end.
+  EXPECT_EQ(r.result.memoryCompares, 19u);
+  EXPECT_EQ(r.machine->ram()[0x4000], 36);  // 7 * 5 + 1
+}
+
+TEST(Lockstep, ARegisterThatDiffersIsReportedAtItsInstruction) {
+  LockstepRun r = lockstep(10, [](CpuState& s, std::span<uint8_t>) { s.reg(Gpr::kRbx) ^= 0x10; });
+  ASSERT_EQ(r.result.end, End::kDifference);
+  EXPECT_EQ(r.result.steps, 10u);
+  ASSERT_EQ(r.result.differences.size(), 1u);
+  EXPECT_EQ(r.result.differences[0], (FieldDifference{"rbx", 0x10, 0}));
+  EXPECT_EQ(r.result.instructionRip, 0x1011u);  // mov ax, 7
+  EXPECT_EQ(r.result.instruction, "mov ax, 0x07");
+  EXPECT_EQ(r.result.before.rip, 0x1011u);
+  const std::string text = describeDifference(r.result);
+  EXPECT_NE(text.find("mov ax, 0x07"), std::string::npos) << text;
+  EXPECT_NE(text.find("rbx"), std::string::npos) << text;
+}
+
+TEST(Lockstep, AnUndefinedFlagIsMaskedAndAdoptedADefinedOneIsNot) {
+  // After MUL (step 11) AF is undefined: masked, and the emulator takes the
+  // reference's value, so ADD's flags (which define AF) agree again.
+  LockstepRun masked =
+      lockstep(11, [](CpuState& s, std::span<uint8_t>) { s.rflags ^= flags::kAF; });
+  EXPECT_EQ(masked.result.end, End::kGuestEnded) << describeDifference(masked.result);
+  EXPECT_EQ(masked.result.masked[MaskReason::kUndefinedFlags], 1u);
+  // After ADD (step 12) AF is defined: a difference.
+  LockstepRun reported =
+      lockstep(12, [](CpuState& s, std::span<uint8_t>) { s.rflags ^= flags::kAF; });
+  ASSERT_EQ(reported.result.end, End::kDifference);
+  EXPECT_EQ(reported.result.steps, 12u);
+  ASSERT_EQ(reported.result.differences.size(), 1u);
+  EXPECT_EQ(reported.result.differences[0].field, "rflags");
+  EXPECT_EQ(reported.result.instruction, "add ax, 0x01");
+}
+
+TEST(Lockstep, RamTheReferenceAloneWroteIsFoundAtTheNextComparison) {
+  // A byte no instruction touches: found by the comparison of all of RAM
+  // after step 5 (every instruction) or at the end (the default interval).
+  auto poke = [](CpuState&, std::span<uint8_t> ram) { ram[0x5123] ^= 0x80; };
+  LockstepRun every = lockstep(5, poke, 1);
+  ASSERT_EQ(every.result.end, End::kDifference);
+  EXPECT_EQ(every.result.steps, 5u);
+  EXPECT_EQ(every.result.pagesDiffering, std::vector<uint64_t>{5});
+  LockstepRun atEnd = lockstep(5, poke);
+  ASSERT_EQ(atEnd.result.end, End::kDifference);
+  EXPECT_EQ(atEnd.result.pagesDiffering, std::vector<uint64_t>{5});
+  EXPECT_NE(atEnd.result.message.find("at the end"), std::string::npos) << atEnd.result.message;
+}
+
+TEST(Lockstep, AnAccessTheSidesDoNotShareIsADifference) {
+  // The reference's second byte for REP OUTSB becomes 'Y' (RAM the follower
+  // has not compared yet): the second iteration's port writes differ.
+  LockstepRun r = lockstep(5, [](CpuState&, std::span<uint8_t> ram) { ram[0x3001] = 'Y'; });
+  ASSERT_EQ(r.result.end, End::kDifference);
+  EXPECT_EQ(r.result.steps, 7u);
+  EXPECT_EQ(r.result.instruction, "rep outsb");
+  EXPECT_EQ(r.result.accessProblem,
+            "the emulator made a port write of 1 bytes at 0x3f8 (value 0x79) where KVM made a "
+            "port write of 1 bytes at 0x3f8 (value 0x59)");
+}
+
+TEST(CompareStates, MasksWhatTheCpuModelExplains) {
+  std::map<MaskReason, uint64_t> masked;
+  CpuState ref, fol;
+  ref.pending.shadow = InterruptShadow::kMovSs;  // SVM: one bit, read as MOV SS
+  fol.pending.shadow = InterruptShadow::kSti;
+  ref.fpu.fip = 0x1234;  // AMD's FXSAVE: no error pointers without an exception
+  ref.rflags |= flags::kCF | flags::kZF;
+  auto d = compareStates(ref, fol, flags::kZF, masked);
+  ASSERT_EQ(d.size(), 1u);
+  EXPECT_EQ(d[0], (FieldDifference{"rflags", ref.rflags, ref.rflags & ~flags::kCF}));
+  EXPECT_EQ(masked[MaskReason::kShadowKind], 1u);
+  EXPECT_EQ(masked[MaskReason::kFpuPointers], 1u);
+  EXPECT_EQ(masked[MaskReason::kUndefinedFlags], 1u);
+  EXPECT_EQ(fol.fpu.fip, 0x1234u);                       // adopted
+  EXPECT_TRUE(fol.rflags & flags::kZF);                  // adopted
+  EXPECT_EQ(fol.pending.shadow, InterruptShadow::kSti);  // not adopted
+  // A shadow on one side only is a difference.
+  fol.pending.shadow = InterruptShadow::kNone;
+  fol.rflags = ref.rflags;
+  d = compareStates(ref, fol, 0, masked);
+  ASSERT_EQ(d.size(), 1u);
+  EXPECT_EQ(d[0].field, "shadow");
+  // Every other field is compared: one of each kind.
+  CpuState a, b;
+  b.seg[static_cast<int>(SegReg::kSs)].attributes ^= segattr::kAccessed;
+  b.msr.efer = efer::kLME;
+  b.fpu.xmm[15].q[1] = 1;
+  b.dr[3] = 4;
+  b.steps = 99;  // not compared
+  d = compareStates(a, b, 0, masked);
+  std::vector<std::string> names;
+  for (const auto& f : d) names.push_back(f.field);
+  EXPECT_EQ(names, (std::vector<std::string>{"ss.attributes", "dr3", "efer", "xmm15.hi"}));
+}
+
+TEST(CompareStates, RfBetweenRepIterationsIsMaskedOnlyMidRep) {
+  std::map<MaskReason, uint64_t> masked;
+  CpuState ref, fol;
+  fol.rflags |= flags::kRF;  // Intel model, mid-REP
+  EXPECT_TRUE(compareStates(ref, fol, 0, masked, true).empty());
+  EXPECT_EQ(masked[MaskReason::kRepResumeFlag], 1u);
+  EXPECT_TRUE(fol.rflags & flags::kRF);  // not adopted
+  auto d = compareStates(ref, fol, 0, masked, false);
+  ASSERT_EQ(d.size(), 1u);
+  EXPECT_EQ(d[0].field, "rflags");
+}
+
+TEST(CompareStates, TheGuestsTfHiddenByKvmAndV86SegmentTypes) {
+  std::map<MaskReason, uint64_t> masked;
+  CpuState ref, fol;
+  fol.rflags |= flags::kTF;  // the guest's POPF set it; KVM reads it back clear
+  EXPECT_TRUE(compareStates(ref, fol, 0, masked).empty());
+  EXPECT_EQ(masked[MaskReason::kGuestTrapFlagHidden], 1u);
+  ref.rflags |= flags::kTF;  // KVM's side only: a difference
+  fol.rflags &= ~flags::kTF;
+  EXPECT_EQ(compareStates(ref, fol, 0, masked).size(), 1u);
+  // Virtual-8086 mode: SVM's type 3 for CS is masked (and adopted), a DPL is not.
+  CpuState a, b;
+  a.rflags = b.rflags = flags::kFixed1 | flags::kVM;
+  a.seg[1].attributes = 0xF3;
+  b.seg[1].attributes = 0xFB;
+  EXPECT_TRUE(compareStates(a, b, 0, masked).empty());
+  EXPECT_EQ(masked[MaskReason::kV86SegmentType], 1u);
+  b.seg[1].attributes = 0xD3;
+  EXPECT_EQ(compareStates(a, b, 0, masked).size(), 1u);
+  b.rflags = a.rflags = flags::kFixed1;  // outside V86 every bit counts
+  b.seg[1].attributes = 0xFB;
+  EXPECT_EQ(compareStates(a, b, 0, masked).size(), 1u);
+}
+
+TEST(RamMasks, DescriptorAccessedBitAndHostTrapFlag) {
+  std::vector<uint8_t> hw(4096), emu(4096);
+  EXPECT_FALSE(descriptorAccessedOnly(hw, emu));  // equal pages
+  EXPECT_FALSE(hostTrapFlagOnly(hw, emu));
+  // A present code descriptor's access byte (offset 5): 0x9a on the host, 0x9b emulated.
+  hw[0x18 + 5] = 0x9a;
+  emu[0x18 + 5] = 0x9b;
+  EXPECT_TRUE(descriptorAccessedOnly(hw, emu));
+  EXPECT_FALSE(hostTrapFlagOnly(hw, emu));
+  emu[0x18 + 5] = 0x9a;
+  hw[0x18 + 5] = 0x9b;  // the other way round: not the host's omission
+  EXPECT_FALSE(descriptorAccessedOnly(hw, emu));
+  hw[0x18 + 5] = emu[0x18 + 5] = 0;
+  hw[0x20 + 4] = 0x12;  // any other byte
+  EXPECT_FALSE(descriptorAccessedOnly(hw, emu));
+  hw[0x20 + 4] = 0;
+  // A pushed EFLAGS image (0x202 emulated, 0x302 with KVM's TF): byte 1, bit 0.
+  emu[0xff4] = hw[0xff4] = 0x02;
+  emu[0xff5] = 0x02;
+  hw[0xff5] = 0x03;
+  EXPECT_TRUE(hostTrapFlagOnly(hw, emu));
+  EXPECT_FALSE(descriptorAccessedOnly(hw, emu));
+  hw[0xff4] = 0x03;  // an even byte: not a TF
+  EXPECT_FALSE(hostTrapFlagOnly(hw, emu));
+  hw[0xff4] = 0x02;
+  std::swap(hw, emu);  // TF set by the emulator only: not KVM's
+  EXPECT_FALSE(hostTrapFlagOnly(hw, emu));
+}
+
+}  // namespace
+}  // namespace ttvm
