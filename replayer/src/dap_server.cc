@@ -13,6 +13,7 @@
 #include "ttvm/replayer/address_expression.h"
 #include "ttvm/replayer/backtrace.h"
 #include "ttvm/replayer/queries.h"
+#include "ttvm/replayer/source_step.h"
 
 namespace ttvm {
 namespace {
@@ -24,11 +25,6 @@ constexpr int kThreadId = 1;
 constexpr int kGeneralRegisters = 1;
 constexpr int kSystemRegisters = 2;
 constexpr int kLocals = 100;  // + frame id: that frame's parameters and locals
-// A forward statement step gives up (stopping where it is) after this many
-// steps; a backward one looks at most this far back (its window of
-// positions costs ~100 bytes each).
-constexpr uint64_t kMaxLineSteps = 1'000'000;
-constexpr uint64_t kMaxBackWindow = 1u << 18;
 
 const char* const kGeneralNames[] = {"rax", "rbx", "rcx", "rdx", "rsi", "rdi",
                                      "rbp", "rsp", "r8",  "r9",  "r10", "r11",
@@ -563,158 +559,6 @@ struct DapServer::Impl {
 
   // ---- motion ----
 
-  // ---- line stepping ----
-  //
-  // A statement step moves by source lines at one call depth, as gdb's
-  // step/next/reverse-next: calls are stepped over (next), or into when the
-  // callee has line tables (stepIn); interrupts and exceptions delivered on
-  // the way are always stepped over. Depth is tracked from what each step
-  // did: a call that pushed its return address goes one level deeper, a
-  // ret or iret one level up, and an event delivered (RIP neither the next
-  // instruction nor a branch's, RSP lower by at least a frame) one deeper.
-
-  struct Position {
-    uint64_t step = 0;
-    uint64_t rip = 0;
-    uint64_t rsp = 0;
-    int depth = 0;  // relative to the position the step started from
-    std::optional<SourceLine> line;
-  };
-
-  Position here(int depth) const {
-    const CpuState& c = timeline.registers();
-    return Position{timeline.now(), c.rip, c.reg(Gpr::kRsp), depth,
-                    timeline.symbols().sourceLine(c.rip)};
-  }
-
-  // The instruction at `address`: its mnemonic (first word) and length.
-  std::pair<std::string, unsigned> mnemonicAt(uint64_t address) const {
-    uint8_t bytes[15] = {};
-    size_t n = 0;
-    const Disassembly d = decodeAt(address, bytes, n);
-    return {d.text.substr(0, d.text.find(' ')), d.length};
-  }
-
-  static bool isBranch(const std::string& m) {
-    return m.starts_with("j") || m.starts_with("loop") || m.starts_with("call") ||
-           m.starts_with("ret") || m.starts_with("iret") || m.starts_with("sys");
-  }
-
-  // The depth change of the step from `before` (instruction `m`, length
-  // `len`) to the current position.
-  int depthChange(const Position& before, const std::string& m, unsigned len) const {
-    const CpuState& c = timeline.registers();
-    if (c.rip == before.rip + len || c.rip == before.rip) return 0;  // fell through, or REP
-    if (m.starts_with("call") && c.reg(Gpr::kRsp) < before.rsp) return 1;
-    if (m.starts_with("ret") || m.starts_with("iret")) return -1;
-    if (c.reg(Gpr::kRsp) + 12 <= before.rsp) return 1;  // an interrupt or exception delivered
-    return 0;                                           // a jump
-  }
-
-  // Runs forward (or backward) until `address` is about to execute with RSP
-  // == rsp (above rsp, with `above`): the return from a call or an interrupt
-  // at this depth (or, going backward, the call itself). Stops for the
-  // user's breakpoints on the way.
-  StopReason runTo(uint64_t address, uint64_t rsp, bool forward, bool above = false) {
-    const int bp = timeline.addBreakpoint(address);
-    StopReason r;
-    for (int i = 0; i < 4096; ++i) {
-      r = forward ? timeline.continueForward(control()) : timeline.reverseContinue(control());
-      if (r.kind != StopKind::kBreakpoint || r.breakpointId != bp) break;
-      const uint64_t now = timeline.registers().reg(Gpr::kRsp);
-      if (above ? now > rsp : now == rsp) {
-        r.kind = StopKind::kStepDone;
-        break;
-      }
-    }
-    timeline.removeBreakpoint(bp);
-    return r;
-  }
-
-  // stepIn (into) or next, by statement.
-  StopReason stepLine(bool into) {
-    const Position start = here(0);
-    StopReason r{StopKind::kStepDone, timeline.now()};
-    for (uint64_t n = 0; n < kMaxLineSteps; ++n) {
-      if (cancelled()) return cancelledStop();
-      const Position before = here(0);
-      const auto [m, len] = mnemonicAt(before.rip);
-      if (m.starts_with("call") && !into) {
-        r = runTo(before.rip + len, before.rsp, true);
-      } else {
-        r = timeline.step(1, control());
-        if (timeline.now() != before.step + 1) return r;
-        const int d = depthChange(before, m, len);
-        if (d > 0 && !m.starts_with("call")) {
-          r = runTo(before.rip, before.rsp, true);  // over an interrupt
-        } else if (d > 0 && !timeline.symbols().sourceLine(timeline.registers().rip)) {
-          r = runTo(before.rip + len, before.rsp, true);  // a callee without lines
-        } else if (d != 0) {
-          return r;  // into a callee, or back to the caller
-        }
-      }
-      if (r.kind != StopKind::kStepDone) return r;
-      const auto line = timeline.symbols().sourceLine(timeline.registers().rip);
-      if (line && line != start.line) return r;
-    }
-    return r;
-  }
-
-  // Back to the start of the previous statement at this depth (or into the
-  // caller, from the first statement of a function): replays a window of
-  // history forward, recording each position's depth and line, and picks
-  // the target from it; the window doubles until it holds the answer.
-  StopReason stepBackLine() {
-    const uint64_t origin = timeline.now();
-    for (uint64_t window = 256;; window *= 4) {
-      const uint64_t from = origin - std::min(window, origin - timeline.beginStep());
-      StopReason r = timeline.seek(from);
-      if (r.kind != StopKind::kStepDone && r.kind != StopKind::kHistoryBegin) return r;
-      std::vector<Position> trail{here(0)};
-      while (timeline.now() < origin) {
-        if (cancelled()) {
-          timeline.seek(origin);
-          return cancelledStop();
-        }
-        const Position before = trail.back();
-        const auto [m, len] = mnemonicAt(before.rip);
-        const StopReason s = timeline.step(1, control());
-        if (timeline.now() != before.step + 1) return s;  // a divergence
-        trail.push_back(here(before.depth + depthChange(before, m, len)));
-      }
-      const Position now = trail.back();
-      // Phase 1: the previous line at this depth; phase 2: its first position.
-      std::optional<size_t> target;
-      bool exhausted = true;
-      for (size_t i = trail.size() - 1; i-- > 0;) {
-        const Position& p = trail[i];
-        if (p.depth > now.depth || !p.line) continue;
-        if (p.depth < now.depth) {  // the caller, before the call
-          if (!target) target = i;
-          exhausted = false;
-          break;
-        }
-        if (!target) {
-          if (p.line != now.line) target = i;
-          continue;
-        }
-        if (p.line != trail[*target].line) {
-          exhausted = false;
-          break;
-        }
-        target = i;
-      }
-      if (target && (!exhausted || from == timeline.beginStep())) {
-        timeline.seek(trail[*target].step);
-        return StopReason{StopKind::kStepDone, timeline.now()};
-      }
-      if (from == timeline.beginStep() || window >= kMaxBackWindow) {
-        timeline.seek(target ? trail[*target].step : from);
-        return StopReason{target ? StopKind::kStepDone : StopKind::kHistoryBegin, timeline.now()};
-      }
-    }
-  }
-
   void motion(const json& req, const std::string& command) {
     if (command == "continue")
       respond(req, json{{"allThreadsContinued", true}});
@@ -731,17 +575,13 @@ struct DapServer::Impl {
     } else if (command == "reverseContinue") {
       r = timeline.reverseContinue(control());
     } else if (command == "next" || command == "stepIn") {
-      r = byLine ? stepLine(command == "stepIn") : timeline.step(1, control());
+      r = byLine ? stepLine(timeline, command == "stepIn", control()) : timeline.step(1, control());
     } else if (command == "stepBack") {
-      r = byLine ? stepBackLine() : timeline.stepBack(1, control());
+      r = byLine ? stepBackLine(timeline, control()) : timeline.stepBack(1, control());
     } else {  // stepOut: to frame 1's return address, in a shallower frame
-      const Backtrace& bt = backtrace();
-      if (bt.frames.size() < 2) {
-        console("ttvm dap: no caller frame to return to (" + bt.end + ")\n");
-        r = timeline.step(1, control());
-      } else {
-        r = runTo(bt.frames[1].pc, timeline.registers().reg(Gpr::kRsp), true, true);
-      }
+      std::string why;
+      r = stepOut(timeline, control(), &why);
+      if (!why.empty()) console("ttvm dap: " + why + "\n");
     }
     stopped(r);
   }

@@ -5,13 +5,17 @@
 #include <QFile>
 #include <QPlainTextEdit>
 #include <QProcess>
+#include <QRegularExpression>
 #include <QSignalSpy>
+#include <QStandardPaths>
 #include <QTableView>
 #include <QThread>
 #include <QTimer>
 #include <QtTest>
 #include <algorithm>
+#include <map>
 
+#include "gdb_oracle.h"
 #include "ttvm/formats/trace_reader.h"
 #include "ttvm/replayer/timeline.h"
 #include "ttvm/ui/main_window.h"
@@ -22,6 +26,20 @@ namespace {
 
 // Replay of 6 M steps plus reverse scans; generous for a loaded machine.
 constexpr int kTimeoutMs = 180000;
+
+// A System.map of the demo ELF (nm's output) with every name prefixed, so
+// that a name can only come from it; its path, empty when nm failed.
+QString prefixedSystemMap(const QTemporaryDir& dir, const QString& prefix) {
+  const QString map = dir.filePath(prefix + QStringLiteral("demo.map"));
+  QProcess nm;
+  nm.setStandardOutputFile(map);
+  nm.start(QStringLiteral("sh"),
+           {QStringLiteral("-c"),
+            QStringLiteral("nm -n " TTVM_BUILD_DIR "/guests/demo/demo.elf.elf | sed 's/ \\([^ "
+                           "]*\\)$/ %1\\1/'")
+                .arg(prefix)});
+  return nm.waitForFinished(kTimeoutMs) && nm.exitCode() == 0 ? map : QString();
+}
 
 }  // namespace
 
@@ -48,6 +66,16 @@ void MainWindowTest::initTestCase() {
   QVERIFY(p.waitForFinished(kTimeoutMs));
   // The demo guest panics (exit status 6): that is the crash we debug.
   QVERIFY2(QFile::exists(trace_), p.readAll().constData());
+  auto reader = TraceReader::open(trace_.toStdString());
+  QVERIFY(reader.ok());
+  auto tl = Timeline::open(*reader);
+  QVERIFY(tl.ok());
+  (*tl)->runToEnd();
+  auto arena = (*tl)->symbols().find("arena");
+  QVERIFY(arena.has_value());
+  auto hit = (*tl)->lastWrite(*arena + 0x2FA8, 8, false, false);
+  QVERIFY(hit.ok() && hit->has_value());
+  storeStep_ = (**hit).step;
 }
 
 void MainWindowTest::opensAtTheEndOfTheHistory() {
@@ -185,7 +213,7 @@ void MainWindowTest::lastWriteLandsOnTheStoreInKeyDup() {
   const char* kWord = "lookup";
   for (int i = 0; i < 6; ++i) QCOMPARE(w.memoryModel().byteAt(uint64_t(i)), int(kWord[i]));
   QVERIFY(w.memoryModel()
-              .data(w.memoryModel().index(0, 2), Qt::DisplayRole)
+              .data(w.memoryModel().index(0, MemoryModel::kAsciiColumn), Qt::DisplayRole)
               .toString()
               .startsWith(QStringLiteral("lookup")));
   // One picture of this moment for docs/ (only when asked: TTVM_UI_SCREENSHOT=path).
@@ -340,6 +368,7 @@ void MainWindowTest::longOperationRunsOffTheGuiThreadAndCancels() {
   w.cancelOperation();
   WAIT_IDLE(w);
   QCOMPARE(w.snapshot()->stopKind, StopKind::kCancelled);
+  QCOMPARE(w.snapshot()->step, end);
 
   // 2. While a full scan runs, the GUI thread keeps handling events: a timer
   // on it ticks and the progress signals reach it; Cancel from the GUI
@@ -369,7 +398,10 @@ void MainWindowTest::longOperationRunsOffTheGuiThreadAndCancels() {
   qInfo("reverse scan: %lld ms, %d progress reports, %d GUI timer ticks while busy, stop %s",
         static_cast<long long>(ms), progressSeen, ticks, toString(s.stopKind));
   if (progressSeen >= 2) {
+    // Cancel returns to the position the move started from, as gdb does
+    // (the scan had gone back to an earlier checkpoint interval).
     QCOMPARE(s.stopKind, StopKind::kCancelled);
+    QCOMPARE(s.step, end);
   } else {
     // The whole scan ended before a second progress report.
     QCOMPARE(s.stopKind, StopKind::kHistoryBegin);
@@ -381,6 +413,28 @@ void MainWindowTest::longOperationRunsOffTheGuiThreadAndCancels() {
   QVERIFY(w.goToStep(end));
   WAIT_IDLE(w);
   QCOMPARE(w.snapshot()->step, end);
+
+  // 3. Cancel returns to the position the move started from, as gdb does:
+  // a continue from step 1000 (to the end: nothing hits the breakpoint) is
+  // cancelled part way, where the session stands somewhere in the middle;
+  // the window shows step 1000 again.
+  QVERIFY(w.goToStep(1000));
+  WAIT_IDLE(w);
+  progressSeen = 0;
+  quint64 lastDone = 0;
+  QObject::disconnect(&w, &MainWindow::operationProgress, &w, nullptr);
+  QObject::connect(&w, &MainWindow::operationProgress, &w, [&](quint64 done, quint64) {
+    lastDone = done;
+    if (++progressSeen == 2) w.cancelAction()->trigger();
+  });
+  QVERIFY(w.continueForward());
+  WAIT_IDLE(w);
+  if (progressSeen < 2) QSKIP("the continue ended before a second progress report");
+  QVERIFY(lastDone > 0);  // it had moved when the cancel came
+  QCOMPARE(w.snapshot()->stopKind, StopKind::kCancelled);
+  QCOMPARE(w.snapshot()->step, uint64_t{1000});
+  QVERIFY2(w.snapshot()->stopText.contains(QStringLiteral("back at step 1000")),
+           qPrintable(w.snapshot()->stopText));
 }
 
 void MainWindowTest::badTraceIsReportedNotFatal() {
@@ -415,14 +469,8 @@ void MainWindowTest::badTraceIsReportedNotFatal() {
 // symbols; the current instruction is named from it. A bad map fails the
 // open with the file and line, and the window stays usable.
 void MainWindowTest::symbolFilesAddToTheTracesSymbols() {
-  const QString map = dir_.filePath(QStringLiteral("demo.map"));
-  QProcess nm;
-  nm.setStandardOutputFile(map);
-  nm.start(QStringLiteral("sh"),
-           {QStringLiteral("-c"),
-            QStringLiteral("nm -n " TTVM_BUILD_DIR "/guests/demo/demo.elf.elf | sed 's/ \\([^ "
-                           "]*\\)$/ map_\\1/'")});
-  QVERIFY(nm.waitForFinished(kTimeoutMs));
+  const QString map = prefixedSystemMap(dir_, QStringLiteral("map_"));
+  QVERIFY(!map.isEmpty());
   MainWindow w;
   QVERIFY(w.openTrace(trace_, {map}));
   WAIT_IDLE(w);
@@ -445,6 +493,332 @@ void MainWindowTest::symbolFilesAddToTheTracesSymbols() {
   const QString msg = failed.first().first().toString();
   QVERIFY2(msg.contains(bad + QStringLiteral(":2: expected 'ADDRESS TYPE NAME'")), qPrintable(msg));
   QVERIFY(w.symbols()->find("map_kmain").has_value());  // still the first open's
+}
+
+void MainWindowTest::loadSymbolsAddsAFileToTheOpenTrace() {
+  // File → Load symbols… on an open trace: a System.map whose names the
+  // trace does not have become known, the position stays.
+  const QString map = prefixedSystemMap(dir_, QStringLiteral("loaded_"));
+  QVERIFY(!map.isEmpty());
+  MainWindow w;
+  OPEN(w);
+  const uint64_t step = w.snapshot()->step;
+  const int sources = static_cast<int>(w.snapshot()->symbolSources.size());
+  QVERIFY(!w.symbols()->find("loaded_kmain").has_value());
+  QVERIFY(w.loadSymbolsAction()->isEnabled());
+  QVERIFY(w.loadSymbols(map));
+  WAIT_IDLE(w);
+  QCOMPARE(w.snapshot()->step, step);
+  QCOMPARE(static_cast<int>(w.snapshot()->symbolSources.size()), sources + 1);
+  QCOMPARE(w.symbols()->find("loaded_kmain"), w.symbols()->find("kmain"));
+  // A file that is not there fails with its name; the symbols stay.
+  QSignalSpy failed(&w, &MainWindow::operationFailed);
+  QVERIFY(w.loadSymbols(dir_.filePath(QStringLiteral("missing.map"))));
+  WAIT_IDLE(w);
+  QCOMPARE(failed.count(), 1);
+  QVERIFY2(failed.first().first().toString().contains(QStringLiteral("missing.map")),
+           qPrintable(failed.first().first().toString()));
+  QVERIFY(w.symbols()->find("loaded_kmain").has_value());
+}
+
+void MainWindowTest::sourceViewFollowsStepping() {
+  MainWindow w;
+  w.show();
+  OPEN(w);
+  QVERIFY(w.goToStep(storeStep_));
+  WAIT_IDLE(w);
+  // The store in key_dup: workload.c:64, the copy loop, marked in the view.
+  auto lineHere = [&]() { return w.symbols()->sourceLine(w.snapshot()->registers.rip); };
+  QVERIFY(lineHere().has_value());
+  QVERIFY2(w.sourceModel().file().endsWith(QStringLiteral("/workload.c")),
+           qPrintable(w.sourceModel().file()));
+  QCOMPARE(w.sourceModel().currentLine(), 64u);
+  QVERIFY2(w.sourceModel().lineText(64).contains(QStringLiteral("copy[i] = key[i]")),
+           qPrintable(w.sourceModel().lineText(64)));
+  const int row = w.sourceModel().currentRow();
+  QVERIFY(row >= 0);
+  QVERIFY(w.sourceModel()
+              .data(w.sourceModel().index(row, 0), Qt::DisplayRole)
+              .toString()
+              .startsWith(QStringLiteral("→")));
+  // Step over by line: each stop is on a new line, and the view follows
+  // RIP's line. From the store: the loop's end (66, return copy), then the
+  // caller's next lines.
+  const uint64_t from = w.snapshot()->step;
+  std::vector<unsigned> seen{64};
+  std::vector<QString> where{w.snapshot()->location};
+  for (int i = 0; i < 3; ++i) {
+    QVERIFY(w.stepOverAction()->isEnabled());
+    w.stepOverAction()->trigger();
+    WAIT_IDLE(w);
+    const auto l = lineHere();
+    QVERIFY(l.has_value());
+    QCOMPARE(w.sourceModel().currentLine(), l->line);
+    QCOMPARE(w.sourceModel().currentRow(), static_cast<int>(l->line) - 1);
+    QVERIFY2(l->line != seen.back(), "step over stayed on its line");
+    QVERIFY(QString::fromStdString(l->file).endsWith(QStringLiteral("workload.c")));
+    seen.push_back(l->line);
+    where.push_back(w.snapshot()->location);
+  }
+  QVERIFY(w.snapshot()->step > from);
+  QCOMPARE(seen[1], 66u);
+  // Back over by line, within table_insert: the previous line again.
+  QVERIFY(where[3].startsWith(QStringLiteral("table_insert+")) &&
+          where[2].startsWith(QStringLiteral("table_insert+")));
+  w.stepBackOverAction()->trigger();
+  WAIT_IDLE(w);
+  QCOMPARE(w.sourceModel().currentLine(), seen[2]);
+  QCOMPARE(w.sourceModel().currentLine(), lineHere()->line);
+  // And from there back over the call (gdb's reverse-next): line 110 in
+  // table_insert, at its start, not inside key_dup.
+  w.stepBackOverAction()->trigger();
+  WAIT_IDLE(w);
+  QVERIFY2(w.snapshot()->location.startsWith(QStringLiteral("table_insert+")),
+           qPrintable(w.snapshot()->location));
+  QCOMPARE(w.sourceModel().currentLine(), 110u);
+  QVERIFY(w.snapshot()->step < storeStep_);
+  // Out of key_dup into table_insert (after the call), then backward out:
+  // the call that entered key_dup, named in the disassembly.
+  QVERIFY(w.goToStep(storeStep_));
+  WAIT_IDLE(w);
+  w.stepOutAction()->trigger();
+  WAIT_IDLE(w);
+  QVERIFY2(w.snapshot()->location.startsWith(QStringLiteral("table_insert+")),
+           qPrintable(w.snapshot()->location));
+  QCOMPARE(w.sourceModel().currentLine(), lineHere()->line);
+  QVERIFY(w.goToStep(storeStep_));
+  WAIT_IDLE(w);
+  w.stepOutBackwardAction()->trigger();
+  WAIT_IDLE(w);
+  QVERIFY(w.snapshot()->step < storeStep_);
+  QVERIFY2(w.snapshot()->location.startsWith(QStringLiteral("table_insert+")),
+           qPrintable(w.snapshot()->location));
+  const DisasmLine* call = w.disassemblyModel().line(w.disassemblyModel().currentRow());
+  QVERIFY(call != nullptr);
+  QVERIFY2(call->text.startsWith(QStringLiteral("call ")) &&
+               call->text.endsWith(QStringLiteral("<key_dup>")),
+           qPrintable(call->text));
+  QCOMPARE(w.sourceModel().currentLine(), 110u);  // char* copy = key_dup(key);
+  // Into it again: the first line of key_dup.
+  w.stepIntoAction()->trigger();
+  WAIT_IDLE(w);
+  QVERIFY2(w.snapshot()->location.startsWith(QStringLiteral("key_dup")),
+           qPrintable(w.snapshot()->location));
+  QCOMPARE(w.sourceModel().currentLine(), lineHere()->line);
+}
+
+void MainWindowTest::callStackAndLocalsAtTheCorruptingStoreMatchGdb() {
+  const std::string gdb = QStandardPaths::findExecutable(QStringLiteral("gdb")).toStdString();
+  if (gdb.empty()) QSKIP("gdb not found: it is the oracle");
+  const std::string elf = TTVM_BUILD_DIR "/guests/demo/demo.elf.elf";
+  std::vector<std::string> cmds{"bt"};
+  for (int f = 0; f < 3; ++f) {
+    cmds.push_back("frame " + std::to_string(f));
+    cmds.push_back("info args");
+    cmds.push_back("info locals");
+  }
+  std::string why;
+  // gdb's answers, one frame at a time ("info args" of frame f follows the
+  // f-th "frame" command).
+  std::vector<std::vector<testing::GdbVariable>> gdbVars;
+  auto out = testing::askGdb(TTVM_BIN, gdb, trace_.toStdString(), elf, storeStep_, cmds, &why);
+  QVERIFY2(out.has_value(), why.c_str());
+  const auto gdbFrames = testing::parseGdbBacktrace(testing::gdbSection(*out, "bt"));
+  QVERIFY2(gdbFrames.size() >= 4, out->c_str());
+  QCOMPARE(gdbFrames[0].function, std::string("key_dup"));
+  {
+    size_t pos = 0;
+    for (int f = 0; f < 3; ++f) {
+      pos = out->find("@@ frame " + std::to_string(f) + "\n", pos);
+      QVERIFY(pos != std::string::npos);
+      std::vector<testing::GdbVariable> v;
+      for (const char* c : {"info args", "info locals"}) {
+        const std::string mark = std::string("@@ ") + c + "\n";
+        const size_t at = out->find(mark, pos);
+        QVERIFY(at != std::string::npos);
+        const size_t end = out->find("@@ ", at + mark.size());
+        for (auto& g :
+             testing::parseGdbVariables(out->substr(at + mark.size(), end - at - mark.size())))
+          v.push_back(g);
+        pos = at + mark.size();
+      }
+      gdbVars.push_back(std::move(v));
+    }
+  }
+
+  MainWindow w;
+  w.show();
+  OPEN(w);
+  // The callers' registers unwind through the CFI of the debug ELF, which
+  // File → Load symbols… adds (the trace's multiboot image has none).
+  QVERIFY(w.loadSymbols(QString::fromStdString(elf)));
+  WAIT_IDLE(w);
+  QVERIFY(w.goToStep(storeStep_));
+  WAIT_IDLE(w);
+  // The call stack dock: gdb's frames, by function and file:line, in order.
+  const CallStackModel& stack = w.callStackModel();
+  QVERIFY(stack.rowCount() >= static_cast<int>(gdbFrames.size()));
+  for (size_t i = 0; i < gdbFrames.size(); ++i) {
+    const FrameInfo* f = stack.frame(static_cast<int>(i));
+    QVERIFY(f != nullptr);
+    QVERIFY2(f->function == QString::fromStdString(gdbFrames[i].function) ||
+                 f->function.startsWith(QString::fromStdString(gdbFrames[i].function) +
+                                        QLatin1Char('+')),
+             qPrintable(QStringLiteral("frame %1: %2 vs gdb's %3")
+                            .arg(i)
+                            .arg(f->function, QString::fromStdString(gdbFrames[i].function))));
+    if (gdbFrames[i].line != 0) {
+      QVERIFY2(f->source.has_value(), qPrintable(f->function));
+      QCOMPARE(QString::fromStdString(f->source->file), QString::fromStdString(gdbFrames[i].file));
+      QCOMPARE(f->source->line, gdbFrames[i].line);
+    }
+  }
+  // The locals dock for each of the first three frames, selected by a click
+  // in the call stack: the source view moves to the frame's line, and every
+  // variable gdb prints has the value gdb prints. The exception: an
+  // argument gdb recovers through DW_OP_entry_value (bt: "key=key@entry=")
+  // may be optimized out in ttvm's symbol layer, which does not evaluate
+  // entry values (guest_symbols.h); when it has a value, it is gdb's.
+  for (int fr = 0; fr < 3; ++fr) {
+    const QRect r = w.callStackView()->visualRect(stack.index(fr, CallStackModel::kFunction));
+    QTest::mouseClick(w.callStackView()->viewport(), Qt::LeftButton, {}, r.center());
+    QCOMPARE(w.selectedFrame(), fr);
+    QCOMPARE(w.sourceModel().currentLine(), gdbFrames[static_cast<size_t>(fr)].line);
+    QVERIFY(!gdbVars[static_cast<size_t>(fr)].empty());
+    for (const auto& g : gdbVars[static_cast<size_t>(fr)]) {
+      const QString name = QString::fromStdString(g.name);
+      const QString ours = name + QStringLiteral(" = ") + w.localsModel().value(name);
+      const auto& entry = gdbFrames[static_cast<size_t>(fr)].entryValues;
+      const bool viaEntry = std::find(entry.begin(), entry.end(), g.name) != entry.end();
+      const QString optimizedOut = name + QStringLiteral(" = <optimized out>");
+      const QString gdbs = name + QStringLiteral(" = ") +
+                           (viaEntry && ours == optimizedOut ? QStringLiteral("<optimized out>")
+                                                             : QString::fromStdString(g.value));
+      // A known gap, reported as such (XPASS once fixed): workload_run's
+      // char array `key` two frames up, which gdb reads through the frame
+      // base, is optimized out in the symbol layer (and an array it can
+      // read is "{...}", not gdb's string).
+      if (fr == 2 && g.value.starts_with('"'))
+        QEXPECT_FAIL("", "a caller's char array: the symbol layer gives no value", Continue);
+      if (ours != gdbs)
+        for (int v = 0; v < w.localsModel().rowCount(); ++v)
+          qInfo("frame %d: %s = %s", fr, w.localsModel().variable(v)->name.c_str(),
+                w.localsModel().variable(v)->value.c_str());
+      QCOMPARE(ours, gdbs);
+    }
+  }
+  // i is the loop counter: 14 at this store (the NUL after "lookup").
+  w.selectFrame(0);
+  QCOMPARE(w.localsModel().value(QStringLiteral("i")), QStringLiteral("14"));
+  std::map<std::string, std::string> atStore;
+  for (int r = 0; r < w.localsModel().rowCount(); ++r)
+    atStore[w.localsModel().variable(r)->name] = w.localsModel().variable(r)->value;
+  // One iteration of the copy loop earlier (5 instructions a byte): i is
+  // 13; exactly the variables whose value differs from the store's are
+  // highlighted (i, and nothing that kept its value: key).
+  QVERIFY(w.goToStep(storeStep_ - 5));
+  WAIT_IDLE(w);
+  QCOMPARE(w.localsModel().value(QStringLiteral("i")), QStringLiteral("13"));
+  int changedRows = 0;
+  for (int r = 0; r < w.localsModel().rowCount(); ++r) {
+    const bool changed = w.localsModel().changed(r);
+    const GuestVariable* v = w.localsModel().variable(r);
+    changedRows += changed ? 1 : 0;
+    QCOMPARE(changed, atStore.count(v->name) != 0 && atStore[v->name] != v->value);
+    if (v->name == "i" || v->name == "key") QCOMPARE(changed, v->name == "i");
+    const QVariant fg =
+        w.localsModel().data(w.localsModel().index(r, LocalsModel::kValue), Qt::ForegroundRole);
+    QCOMPARE(fg.isValid(), changed);
+  }
+  QVERIFY(changedRows >= 1);
+}
+
+void MainWindowTest::flagsTargetsAndChangedMemoryAreShown() {
+  MainWindow w;
+  OPEN(w);
+  // RFLAGS by name: every set flag among the ones named, none that is clear.
+  const RegisterModel& regs = w.registerModel();
+  const int row = regs.rowOf(QStringLiteral("rflags"));
+  const uint64_t fl = regs.value(row);
+  const QString shown = regs.data(regs.index(row, 1), Qt::DisplayRole).toString();
+  QVERIFY2(shown.contains(QStringLiteral("%1").arg(fl, 8, 16, QLatin1Char('0'))),
+           qPrintable(shown));
+  QCOMPARE(shown.contains(QStringLiteral(" IF ")), (fl & 0x200) != 0);
+  QCOMPARE(shown.contains(QStringLiteral(" ZF ")), (fl & 0x40) != 0);
+  QCOMPARE(shown.contains(QStringLiteral(" CF ")), (fl & 0x1) != 0);
+  QCOMPARE(RegisterModel::flagNames(0x246), QStringLiteral("[ IF ZF PF ]"));
+  QCOMPARE(RegisterModel::flagNames(0x3083), QStringLiteral("[ SF CF IOPL=3 ]"));
+  // The memory view opens at the fault address (CR2) when it is mapped,
+  // else at the stack: the demo's #PF address is a non-canonical pointer
+  // made of the text "lookup", so the stack it is.
+  const uint64_t cr2 = w.snapshot()->registers.cr2;
+  QCOMPARE(cr2 >> 32, uint64_t{0x7075});  // "pu": the top of "lookup" read as an address
+  QCOMPARE(w.memoryModel().address(), w.snapshot()->registers.reg(Gpr::kRsp) & ~uint64_t{0xF});
+  QVERIFY(w.memoryModel().byteAt(0) >= 0);
+  // Changed bytes: the store of copy[0] in this key_dup call (the last
+  // write to the byte before the corrupting store) replaces an old entry's
+  // byte with 'i'. One step over it: the cells that differ from the window
+  // before are red, the others not.
+  const uint64_t copy = *w.symbols()->find("arena") + 0x2FA0;
+  QVERIFY(w.goToStep(storeStep_));
+  WAIT_IDLE(w);
+  QVERIFY(w.lastWrite(copy, 1));
+  WAIT_IDLE(w);
+  QVERIFY(w.snapshot()->step < storeStep_);
+  QVERIFY(w.setMemoryAddress(copy));
+  WAIT_IDLE(w);
+  const MemoryModel& mem = w.memoryModel();
+  std::vector<int> before;
+  for (uint64_t i = 0; i < 64; ++i) before.push_back(mem.byteAt(i));
+  QVERIFY(w.stepForward());
+  WAIT_IDLE(w);
+  QCOMPARE(mem.address(), copy);
+  QCOMPARE(mem.byteAt(0), int('i'));
+  QVERIFY(before[0] != int('i'));
+  for (uint64_t i = 0; i < 64; ++i) QCOMPARE(mem.changed(i), before[i] != mem.byteAt(i));
+  const QModelIndex cell = mem.index(0, 1);
+  QCOMPARE(mem.data(cell, Qt::DisplayRole).toString(), QStringLiteral("69"));
+  QCOMPARE(mem.data(cell, Qt::ForegroundRole).value<QBrush>().color(), QColor(Qt::red));
+  QVERIFY(!mem.data(mem.index(0, 2), Qt::ForegroundRole).isValid());
+  QVERIFY(mem.data(mem.index(0, MemoryModel::kAsciiColumn), Qt::DisplayRole)
+              .toString()
+              .startsWith(QLatin1Char('i')));
+  // Call and jump targets named: every direct branch with a known target.
+  QVERIFY(w.goToStep(storeStep_));
+  WAIT_IDLE(w);
+  int named = 0;
+  for (int r = 0; r < w.disassemblyModel().rowCount(); ++r) {
+    const QString t = w.disassemblyModel().line(r)->text;
+    const QRegularExpressionMatch m =
+        QRegularExpression(QStringLiteral("^j\\w+ (0x[0-9A-F]+) <(.+)>$")).match(t);
+    if (!m.hasMatch()) continue;
+    ++named;
+    const uint64_t target = m.captured(1).toULongLong(nullptr, 16);
+    QCOMPARE(m.captured(2).toStdString(), *w.symbols()->describe(target));
+  }
+  QVERIFY2(named >= 1, "no named jump around the store in key_dup");
+}
+
+void MainWindowTest::helpWorksWithoutADisplay() {
+  QProcess p;
+  QProcessEnvironment env = QProcessEnvironment::systemEnvironment();
+  for (const char* v : {"DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM"})
+    env.remove(QString::fromLatin1(v));
+  p.setProcessEnvironment(env);
+  p.setProcessChannelMode(QProcess::MergedChannels);
+  p.start(QStringLiteral(TTVM_UI_BIN), {QStringLiteral("--help")});
+  QVERIFY(p.waitForFinished(30000));
+  const QString out = QString::fromLocal8Bit(p.readAll());
+  QCOMPARE(p.exitStatus(), QProcess::NormalExit);
+  QVERIFY2(p.exitCode() == 0, qPrintable(out));
+  QVERIFY2(out.contains(QStringLiteral("--symbols")) && out.contains(QStringLiteral("trace")),
+           qPrintable(out));
+  // A bad option: an error and status 1, still without a display.
+  p.start(QStringLiteral(TTVM_UI_BIN), {QStringLiteral("--no-such-option")});
+  QVERIFY(p.waitForFinished(30000));
+  QCOMPARE(p.exitStatus(), QProcess::NormalExit);
+  QCOMPARE(p.exitCode(), 1);
+  QVERIFY(QString::fromLocal8Bit(p.readAll()).contains(QStringLiteral("no-such-option")));
 }
 
 }  // namespace ttvm::ui

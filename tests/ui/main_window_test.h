@@ -25,10 +25,17 @@ class MainWindowTest : public QObject {
   void longOperationRunsOffTheGuiThreadAndCancels();
   void badTraceIsReportedNotFatal();
   void symbolFilesAddToTheTracesSymbols();
+  void loadSymbolsAddsAFileToTheOpenTrace();
+  void sourceViewFollowsStepping();
+  void callStackAndLocalsAtTheCorruptingStoreMatchGdb();
+  void flagsTargetsAndChangedMemoryAreShown();
+  void helpWorksWithoutADisplay();
 
  private:
   QTemporaryDir dir_;
   QString trace_;
+  // The step of the corrupting store (the last write to arena+0x2fa8:8).
+  uint64_t storeStep_ = 0;
 };
 
 }  // namespace ttvm::ui

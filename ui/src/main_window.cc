@@ -14,6 +14,7 @@
 #include <QProgressBar>
 #include <QPushButton>
 #include <QScrollBar>
+#include <QSplitter>
 #include <QStatusBar>
 #include <QTableView>
 #include <QToolBar>
@@ -68,6 +69,8 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
             timeline_->setHistory(begin, end, marks);
             setWindowTitle(QStringLiteral("ttvm-ui — %1").arg(QFileInfo(path).fileName()));
           });
+  connect(engine_, &ReplayEngine::symbolsChanged, this,
+          [this](const SymbolsPtr& symbols) { symbols_ = symbols; });
   connect(engine_, &ReplayEngine::busy, this,
           [this](const QString& what) { stopLabel_->setText(what + QStringLiteral("…")); });
   connect(engine_, &ReplayEngine::progress, this, [this](quint64 done, quint64 total) {
@@ -109,6 +112,24 @@ void MainWindow::buildActions() {
   stepBackAction_ = add(QStringLiteral("Step back"), QKeySequence(Qt::SHIFT | Qt::Key_F7),
                         [this] { stepBack(); });
   stepAction_ = add(QStringLiteral("Step"), QKeySequence(Qt::Key_F7), [this] { stepForward(); });
+  stepBackOverAction_ = add(QStringLiteral("Step back over (line)"),
+                            QKeySequence(Qt::SHIFT | Qt::Key_F10), [this] { stepBackOver(); });
+  stepOverAction_ =
+      add(QStringLiteral("Step over (line)"), QKeySequence(Qt::Key_F10), [this] { stepOver(); });
+  stepIntoAction_ =
+      add(QStringLiteral("Step into (line)"), QKeySequence(Qt::Key_F11), [this] { stepInto(); });
+  stepOutBackAction_ =
+      add(QStringLiteral("Step out backward"), QKeySequence(Qt::CTRL | Qt::SHIFT | Qt::Key_F11),
+          [this] { stepOutBackward(); });
+  stepOutAction_ =
+      add(QStringLiteral("Step out"), QKeySequence(Qt::SHIFT | Qt::Key_F11), [this] { stepOut(); });
+  loadSymbolsAction_ =
+      add(QStringLiteral("Load symbols…"), QKeySequence(Qt::CTRL | Qt::Key_L), [this] {
+        const QString f =
+            QFileDialog::getOpenFileName(this, QStringLiteral("Load symbols"), {},
+                                         QStringLiteral("ELF files and System.map (*)"));
+        if (!f.isEmpty()) loadSymbols(f);
+      });
   reverseAction_ = add(QStringLiteral("Reverse continue"), QKeySequence(Qt::SHIFT | Qt::Key_F9),
                        [this] { reverseContinue(); });
   continueAction_ =
@@ -133,6 +154,10 @@ void MainWindow::buildActions() {
   for (QAction* a : {stepBackAction_, stepAction_, reverseAction_, continueAction_})
     tb->addAction(a);
   tb->addSeparator();
+  for (QAction* a :
+       {stepBackOverAction_, stepOverAction_, stepIntoAction_, stepOutBackAction_, stepOutAction_})
+    tb->addAction(a);
+  tb->addSeparator();
   for (QAction* a : {prevOutputAction_, nextOutputAction_}) tb->addAction(a);
   tb->addSeparator();
   for (QAction* a : {breakpointAction_, watchAction_, lastWriteAction_, goToAction_})
@@ -142,11 +167,13 @@ void MainWindow::buildActions() {
 
   QMenu* file = menuBar()->addMenu(QStringLiteral("&File"));
   file->addAction(openAction_);
+  file->addAction(loadSymbolsAction_);
   file->addAction(QStringLiteral("Quit"), QKeySequence::Quit, this, &QWidget::close);
   QMenu* debug = menuBar()->addMenu(QStringLiteral("&Debug"));
-  for (QAction* a : {stepBackAction_, stepAction_, reverseAction_, continueAction_,
-                     prevOutputAction_, nextOutputAction_, breakpointAction_, watchAction_,
-                     lastWriteAction_, goToAction_, cancelAction_})
+  for (QAction* a : {stepBackAction_, stepAction_, stepBackOverAction_, stepOverAction_,
+                     stepIntoAction_, stepOutBackAction_, stepOutAction_, reverseAction_,
+                     continueAction_, prevOutputAction_, nextOutputAction_, breakpointAction_,
+                     watchAction_, lastWriteAction_, goToAction_, cancelAction_})
     debug->addAction(a);
 }
 
@@ -163,7 +190,32 @@ void MainWindow::buildDocks() {
       toggleBreakpoint(csBase + l->address);
     }
   });
-  setCentralWidget(disasmView_);
+  // Source beside the disassembly: the line of the selected frame.
+  sourceView_ = makeTable(&source_, this);
+  sourceView_->horizontalHeader()->resizeSection(SourceModel::kLine, 60);
+  auto* split = new QSplitter(Qt::Horizontal, this);
+  split->addWidget(disasmView_);
+  split->addWidget(sourceView_);
+  setCentralWidget(split);
+
+  // Call stack: a click shows the frame's source and variables.
+  stackView_ = makeTable(&stack_, this);
+  stackView_->horizontalHeader()->resizeSection(CallStackModel::kNumber, 36);
+  stackView_->horizontalHeader()->resizeSection(CallStackModel::kFunction, 220);
+  connect(stackView_, &QTableView::clicked, this,
+          [this](const QModelIndex& i) { selectFrame(i.row()); });
+  auto* stackDock = new QDockWidget(QStringLiteral("Call stack"), this);
+  stackDock->setObjectName(QStringLiteral("callStackDock"));
+  stackDock->setWidget(stackView_);
+  addDockWidget(Qt::LeftDockWidgetArea, stackDock);
+
+  localsView_ = makeTable(&locals_, this);
+  localsView_->horizontalHeader()->resizeSection(LocalsModel::kName, 90);
+  localsView_->horizontalHeader()->resizeSection(LocalsModel::kValue, 200);
+  auto* localsDock = new QDockWidget(QStringLiteral("Locals"), this);
+  localsDock->setObjectName(QStringLiteral("localsDock"));
+  localsDock->setWidget(localsView_);
+  addDockWidget(Qt::LeftDockWidgetArea, localsDock);
 
   registerView_ = makeTable(&registers_, this);
   registerView_->horizontalHeader()->resizeSection(0, 70);
@@ -183,8 +235,10 @@ void MainWindow::buildDocks() {
   memoryAddress_ = new QLineEdit(memWidget);
   memoryAddress_->setPlaceholderText(QStringLiteral("address or symbol+offset, Enter"));
   memoryView_ = makeTable(&memory_, memWidget);
-  memoryView_->horizontalHeader()->resizeSection(0, 150);
-  memoryView_->horizontalHeader()->resizeSection(1, 400);
+  memoryView_->horizontalHeader()->resizeSection(MemoryModel::kAddressColumn, 150);
+  for (int i = 0; i < MemoryModel::kBytesPerRow; ++i)
+    memoryView_->horizontalHeader()->resizeSection(
+        1 + i, memoryView_->fontMetrics().horizontalAdvance(QStringLiteral("000")));
   memLayout->addWidget(memoryAddress_);
   memLayout->addWidget(memoryView_);
   connect(memoryAddress_, &QLineEdit::returnPressed, this, [this] {
@@ -257,9 +311,10 @@ void MainWindow::setBusy(bool busy, const QString& what) {
   const bool was = busy_;
   busy_ = busy;
   const bool open = snapshot_.has_value();
-  for (QAction* a :
-       {stepAction_, stepBackAction_, continueAction_, reverseAction_, prevOutputAction_,
-        nextOutputAction_, breakpointAction_, watchAction_, lastWriteAction_, goToAction_})
+  for (QAction* a : {stepAction_, stepBackAction_, continueAction_, reverseAction_,
+                     prevOutputAction_, nextOutputAction_, breakpointAction_, watchAction_,
+                     lastWriteAction_, goToAction_, stepOverAction_, stepIntoAction_,
+                     stepBackOverAction_, stepOutAction_, stepOutBackAction_, loadSymbolsAction_})
     a->setEnabled(!busy && open);
   openAction_->setEnabled(!busy);
   timeline_->setEnabled(!busy && open);
@@ -282,7 +337,8 @@ void MainWindow::showSnapshot(const Snapshot& s) {
   const int cur = disassembly_.currentRow();
   if (cur >= 0)
     disasmView_->scrollTo(disassembly_.index(cur, 0), QAbstractItemView::PositionAtCenter);
-  memory_.setBytes(s.memoryAddress, s.memory);
+  memory_.setBytes(s.memoryAddress, s.memory, s.step);
+  stack_.setFrames(s.frames);
   if (!memoryAddress_->hasFocus())
     memoryAddress_->setText(QStringLiteral("0x") + QString::number(s.memoryAddress, 16));
   if (console_->toPlainText() != s.serial) {
@@ -293,7 +349,12 @@ void MainWindow::showSnapshot(const Snapshot& s) {
   timeline_->setPosition(s.step);
   QString where = s.location.isEmpty() ? QString() : QStringLiteral(" — at %1").arg(s.location);
   stopLabel_->setText(s.stopText + where);
+  const bool samePosition = snapshot_ && snapshot_->step == s.step;
   snapshot_ = s;
+  // A new position shows frame 0; the same one (a view changed) keeps the
+  // frame the user picked.
+  selectFrame(samePosition && selectedFrame_ < static_cast<int>(s.frames.size()) ? selectedFrame_
+                                                                                 : 0);
   if (first) setBusy(false);  // enables the motion actions now that a trace is open
   emit snapshotShown();
 }
@@ -314,6 +375,46 @@ bool MainWindow::continueForward() {
 bool MainWindow::reverseContinue() {
   return dispatch(QStringLiteral("reverse continue"), [](ReplayEngine& e) { e.reverseContinue(); });
 }
+bool MainWindow::stepOver() {
+  return dispatch(QStringLiteral("step over"), [](ReplayEngine& e) { e.stepLine(false); });
+}
+bool MainWindow::stepInto() {
+  return dispatch(QStringLiteral("step into"), [](ReplayEngine& e) { e.stepLine(true); });
+}
+bool MainWindow::stepBackOver() {
+  return dispatch(QStringLiteral("step back over"), [](ReplayEngine& e) { e.stepBackLine(); });
+}
+bool MainWindow::stepOut() {
+  return dispatch(QStringLiteral("step out"), [](ReplayEngine& e) { e.stepOut(true); });
+}
+bool MainWindow::stepOutBackward() {
+  return dispatch(QStringLiteral("step out backward"), [](ReplayEngine& e) { e.stepOut(false); });
+}
+bool MainWindow::loadSymbols(const QString& path) {
+  return dispatch(QStringLiteral("loading symbols from %1").arg(path),
+                  [path](ReplayEngine& e) { e.loadSymbols(path); });
+}
+
+void MainWindow::selectFrame(int row) {
+  if (!snapshot_) return;
+  const FrameInfo* f = row >= 0 && row < static_cast<int>(snapshot_->frames.size())
+                           ? &snapshot_->frames[static_cast<size_t>(row)]
+                           : nullptr;
+  selectedFrame_ = f ? row : 0;
+  if (f) stackView_->selectRow(row);
+  // The function without "+0x..": the locals' changes compare by function.
+  QString fn = f ? f->function : QString();
+  if (const int plus = fn.lastIndexOf(QLatin1Char('+')); plus > 0) fn.truncate(plus);
+  locals_.setVariables(f ? f->variables : std::vector<GuestVariable>{}, fn, snapshot_->step);
+  if (f && f->source) {
+    source_.show(QString::fromStdString(f->source->file), f->source->line, row == 0);
+    const int cur = source_.currentRow();
+    if (cur >= 0) sourceView_->scrollTo(source_.index(cur, 0), QAbstractItemView::PositionAtCenter);
+  } else {
+    source_.show(QString(), 0, true);
+  }
+}
+
 bool MainWindow::goToStep(uint64_t step) {
   return dispatch(QStringLiteral("go to step %1").arg(step),
                   [step](ReplayEngine& e) { e.seek(step); });

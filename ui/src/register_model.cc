@@ -3,6 +3,8 @@
 #include <QBrush>
 #include <QColor>
 #include <QFontDatabase>
+#include <QStringList>
+#include <utility>
 
 namespace ttvm::ui {
 
@@ -41,6 +43,21 @@ const std::vector<RegisterModel::Row>& RegisterModel::rows() {
       {"efer", [](const CpuState& s) { return s.msr.efer; }, 8},
   };
   return kRows;
+}
+
+QString RegisterModel::flagNames(uint64_t rflags) {
+  // Set flags by name, most significant first, as gdb prints eflags; IOPL
+  // when it is not 0.
+  static const std::pair<int, const char*> kFlags[] = {
+      {21, "ID"}, {20, "VIP"}, {19, "VIF"}, {18, "AC"}, {17, "VM"}, {16, "RF"},
+      {14, "NT"}, {11, "OF"},  {10, "DF"},  {9, "IF"},  {8, "TF"},  {7, "SF"},
+      {6, "ZF"},  {4, "AF"},   {2, "PF"},   {0, "CF"}};
+  QStringList set;
+  for (const auto& [bit, name] : kFlags)
+    if (rflags & (uint64_t{1} << bit)) set << QString::fromLatin1(name);
+  const uint64_t iopl = (rflags >> 12) & 3;
+  if (iopl != 0) set << QStringLiteral("IOPL=%1").arg(iopl);
+  return QStringLiteral("[ %1 ]").arg(set.join(QLatin1Char(' ')));
 }
 
 RegisterModel::RegisterModel(QObject* parent) : QAbstractTableModel(parent) {}
@@ -90,6 +107,10 @@ QVariant RegisterModel::data(const QModelIndex& index, int role) const {
     case Qt::DisplayRole:
       if (index.column() == 0) return QString::fromLatin1(r.name);
       if (!current_) return QString();
+      if (QLatin1String(r.name) == QLatin1String("rflags"))
+        return QStringLiteral("%1  %2")
+            .arg(r.read(*current_), r.digits, 16, QLatin1Char('0'))
+            .arg(flagNames(r.read(*current_)));
       return QStringLiteral("%1").arg(r.read(*current_), r.digits, 16, QLatin1Char('0'));
     case Qt::ForegroundRole:
       if (index.column() == 1 && changed(index.row())) return QBrush(QColor(Qt::red));

@@ -1,13 +1,16 @@
 #include "ttvm/ui/replay_engine.h"
 
 #include <QByteArray>
+#include <QRegularExpression>
 #include <algorithm>
 #include <array>
 #include <exception>
 #include <optional>
 #include <string>
 
+#include "ttvm/replayer/backtrace.h"
 #include "ttvm/replayer/queries.h"
+#include "ttvm/replayer/source_step.h"
 
 namespace ttvm::ui {
 
@@ -40,8 +43,18 @@ void ReplayEngine::run(const QString& what, const std::function<QString(const Co
       emit failed(QStringLiteral("%1: no trace is open").arg(what));
       return;
     }
+    const bool hadTrace = timeline_ != nullptr;
+    const uint64_t origin = hadTrace ? timeline_->now() : 0;
     QString text = op(control);
     if (text.isNull()) return;  // the operation failed and said so
+    // Cancelled: back where the move started (the seek itself is bounded by
+    // the checkpoints, and runs without the cancel flag).
+    if (lastKind_ == StopKind::kCancelled && hadTrace && what != QStringLiteral("open") &&
+        timeline_->now() != origin) {
+      timeline_->seek(origin);
+      text =
+          QStringLiteral("%1 cancelled; back at step %2, where it started").arg(what).arg(origin);
+    }
     lastStopText_ = text;
     emit stopped(snapshot(lastKind_, text));
   } catch (const std::exception& e) {
@@ -105,7 +118,6 @@ void ReplayEngine::open(const QString& path, const QStringList& symbolFiles) {
     breakpoints_.clear();
     watchpoints_.clear();
     symbols_ = std::make_shared<const GuestSymbols>(timeline_->symbols());
-    memoryAddress_ = timeline_->registers().reg(Gpr::kRsp);
     // A whole-machine trace's console and marks are known only once the
     // replay has been to the end: the timeline indexes its accesses there.
     const bool whole = timeline_->session().runsWholeMachine();
@@ -117,6 +129,13 @@ void ReplayEngine::open(const QString& path, const QStringList& symbolFiles) {
     serial_ = std::move(serial);
     emit opened(path, timeline_->beginStep(), timeline_->endStep(), symbols_, std::move(marks));
     if (!whole) r = timeline_->runToEnd(control);
+    // The memory view opens at the faulting address (CR2 of the last page
+    // fault) when it is mapped, else at the stack.
+    const CpuState& cpu = timeline_->registers();
+    uint8_t probe = 0;
+    const bool fault =
+        cpu.cr2 != 0 && timeline_->readLinear(cpu.cr2, std::span<uint8_t>(&probe, 1));
+    memoryAddress_ = (fault ? cpu.cr2 : cpu.reg(Gpr::kRsp)) & ~uint64_t{0xF};
     return describeStop(*r);
   });
 }
@@ -134,6 +153,73 @@ void ReplayEngine::stepForward(uint64_t n) {
 void ReplayEngine::stepBack(uint64_t n) {
   run(QStringLiteral("step back"),
       [&](const Control& c) { return describeStop(timeline_->stepBack(n, c)); });
+}
+
+void ReplayEngine::stepLine(bool into) {
+  run(into ? QStringLiteral("step into") : QStringLiteral("step over"), [&](const Control& c) {
+    if (!timeline_->symbols().sourceLine(timeline_->registers().rip))
+      return describeStop(timeline_->step(1, c));
+    return describeStop(ttvm::stepLine(*timeline_, into, c));
+  });
+}
+
+void ReplayEngine::stepBackLine() {
+  run(QStringLiteral("step back over"), [&](const Control& c) {
+    if (!timeline_->symbols().sourceLine(timeline_->registers().rip))
+      return describeStop(timeline_->stepBack(1, c));
+    return describeStop(ttvm::stepBackLine(*timeline_, c));
+  });
+}
+
+void ReplayEngine::stepOut(bool forward) {
+  run(forward ? QStringLiteral("step out") : QStringLiteral("step out backward"),
+      [&](const Control& c) -> QString {
+        std::string why;
+        if (forward) {
+          const QString text = describeStop(ttvm::stepOut(*timeline_, c, &why));
+          return why.empty() ? text
+                             : QStringLiteral("%1 (%2)").arg(text, QString::fromStdString(why));
+        }
+        // Back to the call that entered this function: the instruction
+        // before frame 1's return address, executed with RSP above now.
+        const Backtrace bt = unwindStack(*timeline_);
+        auto call = bt.frames.size() >= 2 ? callBefore(bt.frames[1].pc) : std::nullopt;
+        if (!call) {
+          lastKind_ = StopKind::kStepDone;
+          return QStringLiteral("no call to return through here (%1)")
+              .arg(QString::fromStdString(bt.end));
+        }
+        return describeStop(ttvm::runToFrame(
+            *timeline_, *call, timeline_->registers().reg(Gpr::kRsp), false, true, c));
+      });
+}
+
+void ReplayEngine::loadSymbols(const QString& path) {
+  run(QStringLiteral("load symbols"), [&](const Control&) -> QString {
+    Status st = timeline_->addSymbolFile(path.toStdString());
+    if (!st.ok()) {
+      emit failed(QStringLiteral("cannot load symbols: %1")
+                      .arg(QString::fromStdString(st.error().message)));
+      return {};
+    }
+    symbols_ = std::make_shared<const GuestSymbols>(timeline_->symbols());
+    emit symbolsChanged(symbols_);
+    return QStringLiteral("symbols loaded from %1").arg(path);
+  });
+}
+
+std::optional<uint64_t> ReplayEngine::callBefore(uint64_t returnAddress) const {
+  // x86 cannot be decoded backward: try each length a call can have and
+  // keep the one that decodes as a call ending exactly at the address.
+  for (unsigned len : {5u, 2u, 3u, 6u, 7u, 4u}) {
+    if (returnAddress < len) continue;
+    std::array<uint8_t, 15> buf{};
+    if (!timeline_->readLinear(returnAddress - len, std::span<uint8_t>(buf.data(), len))) continue;
+    const Disassembly d = disassemble(std::span<const uint8_t>(buf.data(), len),
+                                      cpuMode(timeline_->registers()), returnAddress - len);
+    if (d.length == len && d.text.starts_with("call")) return returnAddress - len;
+  }
+  return std::nullopt;
 }
 
 void ReplayEngine::continueForward() {
@@ -306,7 +392,8 @@ std::vector<DisasmLine> ReplayEngine::disassemblyAround(const CpuState& s) const
     line.address = addr;
     Disassembly d = disassemble(std::span<const uint8_t>(buf.data(), n), mode, addr);
     const unsigned len = d.length == 0 ? 1 : d.length;
-    line.text = d.length == 0 ? QStringLiteral("(bad)") : QString::fromStdString(d.text);
+    line.text =
+        d.length == 0 ? QStringLiteral("(bad)") : nameTarget(QString::fromStdString(d.text));
     QStringList bytes;
     for (unsigned i = 0; i < len && i < n; ++i)
       bytes << QStringLiteral("%1").arg(buf[i], 2, 16, QLatin1Char('0'));
@@ -381,7 +468,40 @@ Snapshot ReplayEngine::snapshot(StopKind kind, const QString& stopText) const {
   s.serial = QString::fromLatin1(text);
   for (const auto& [addr, id] : breakpoints_) s.breakpoints.push_back(addr);
   for (const auto& [range, id] : watchpoints_) s.watchpoints.push_back(range);
+  fillFrames(s);
+  for (const std::string& src : timeline_->symbols().sources())
+    s.symbolSources << QString::fromStdString(src);
   return s;
+}
+
+QString ReplayEngine::nameTarget(const QString& text) const {
+  // Direct branches only: Zydis prints their target as one absolute number.
+  static const QRegularExpression kBranch(
+      QStringLiteral("^(call|j[a-z]+|loop[a-z]*|jmp) (0x[0-9A-Fa-f]+)$"));
+  const QRegularExpressionMatch m = kBranch.match(text);
+  if (!m.hasMatch()) return text;
+  bool ok = false;
+  const uint64_t target = m.captured(2).toULongLong(&ok, 16);
+  const QString name = ok ? symbolAt(target) : QString();
+  return name.isEmpty() ? text : QStringLiteral("%1 <%2>").arg(text, name);
+}
+
+void ReplayEngine::fillFrames(Snapshot& s) const {
+  const Backtrace bt = unwindStack(*timeline_);
+  const GuestMemoryReader read = [this](uint64_t a, std::span<uint8_t> out) {
+    return timeline_->readLinear(a, out);
+  };
+  for (size_t i = 0; i < bt.frames.size() && i < kMaxFrames; ++i) {
+    const BacktraceFrame& f = bt.frames[i];
+    FrameInfo fi;
+    fi.pc = f.pc;
+    fi.function = f.symbol.empty() ? hex(f.pc) : QString::fromStdString(f.symbol);
+    fi.unreliable = f.kind == FrameKind::kStackScan;
+    fi.source = f.source;
+    fi.variables = timeline_->symbols().variablesAt(s.registers, read, static_cast<unsigned>(i));
+    s.frames.push_back(std::move(fi));
+  }
+  s.framesEnd = QString::fromStdString(bt.end);
 }
 
 }  // namespace ttvm::ui

@@ -1,6 +1,7 @@
 // MainWindow: ttvm-ui's window. It owns the worker thread and the
 // ReplayEngine on it (no global core object), one model + one view per dock
-// (registers, disassembly, memory, serial console) and the timeline bar.
+// (registers, disassembly beside the source, call stack, locals, memory,
+// serial console) and the timeline bar.
 //
 // Flow: an action calls dispatch(), which marks the window busy (motion
 // actions off, Cancel on) and queues the engine operation on the worker
@@ -16,11 +17,14 @@
 #include <functional>
 #include <optional>
 
+#include "ttvm/ui/call_stack_model.h"
 #include "ttvm/ui/disassembly_model.h"
+#include "ttvm/ui/locals_model.h"
 #include "ttvm/ui/memory_model.h"
 #include "ttvm/ui/register_model.h"
 #include "ttvm/ui/replay_engine.h"
 #include "ttvm/ui/snapshot.h"
+#include "ttvm/ui/source_model.h"
 #include "ttvm/ui/timeline_widget.h"
 
 class QAction;
@@ -46,6 +50,18 @@ class MainWindow : public QMainWindow {
   bool stepBack();
   bool continueForward();
   bool reverseContinue();
+  // By source line (one instruction where RIP has no line): over calls,
+  // into them, back to the previous line, out to the caller, and back to
+  // the call that entered the current function.
+  bool stepOver();
+  bool stepInto();
+  bool stepBackOver();
+  bool stepOut();
+  bool stepOutBackward();
+  // Adds a System.map or an ELF file (with DWARF: lines and variables).
+  bool loadSymbols(const QString& path);
+  // Shows frame `row` of the call stack: its source line and variables.
+  void selectFrame(int row);
   bool goToStep(uint64_t step);
   bool lastWrite(uint64_t address, uint64_t length);
   bool toggleBreakpoint(uint64_t address);
@@ -67,6 +83,12 @@ class MainWindow : public QMainWindow {
   RegisterModel& registerModel() { return registers_; }
   DisassemblyModel& disassemblyModel() { return disassembly_; }
   MemoryModel& memoryModel() { return memory_; }
+  SourceModel& sourceModel() { return source_; }
+  CallStackModel& callStackModel() { return stack_; }
+  LocalsModel& localsModel() { return locals_; }
+  int selectedFrame() const { return selectedFrame_; }
+  QTableView* sourceView() const { return sourceView_; }
+  QTableView* callStackView() const { return stackView_; }
   QTableView* disassemblyView() const { return disasmView_; }
   QPlainTextEdit* console() const { return console_; }
   QAction* stepForwardAction() const { return stepAction_; }
@@ -74,6 +96,12 @@ class MainWindow : public QMainWindow {
   QAction* continueAction() const { return continueAction_; }
   QAction* reverseContinueAction() const { return reverseAction_; }
   QAction* cancelAction() const { return cancelAction_; }
+  QAction* stepOverAction() const { return stepOverAction_; }
+  QAction* stepIntoAction() const { return stepIntoAction_; }
+  QAction* stepBackOverAction() const { return stepBackOverAction_; }
+  QAction* stepOutAction() const { return stepOutAction_; }
+  QAction* stepOutBackwardAction() const { return stepOutBackAction_; }
+  QAction* loadSymbolsAction() const { return loadSymbolsAction_; }
   TimelineWidget* timeline() const { return timeline_; }
 
  signals:
@@ -105,10 +133,17 @@ class MainWindow : public QMainWindow {
   RegisterModel registers_;
   DisassemblyModel disassembly_;
   MemoryModel memory_;
+  SourceModel source_;
+  CallStackModel stack_;
+  LocalsModel locals_;
+  int selectedFrame_ = 0;
 
   QTableView* registerView_ = nullptr;
   QTableView* disasmView_ = nullptr;
   QTableView* memoryView_ = nullptr;
+  QTableView* sourceView_ = nullptr;
+  QTableView* stackView_ = nullptr;
+  QTableView* localsView_ = nullptr;
   QLineEdit* memoryAddress_ = nullptr;
   QPlainTextEdit* console_ = nullptr;
   TimelineWidget* timeline_ = nullptr;
@@ -129,6 +164,12 @@ class MainWindow : public QMainWindow {
   QAction* prevOutputAction_ = nullptr;
   QAction* nextOutputAction_ = nullptr;
   QAction* cancelAction_ = nullptr;
+  QAction* stepOverAction_ = nullptr;
+  QAction* stepIntoAction_ = nullptr;
+  QAction* stepBackOverAction_ = nullptr;
+  QAction* stepOutAction_ = nullptr;
+  QAction* stepOutBackAction_ = nullptr;
+  QAction* loadSymbolsAction_ = nullptr;
 };
 
 }  // namespace ttvm::ui

@@ -1,6 +1,7 @@
 // RegisterModel: the registers dock's model (name, value). A register whose
 // value differs from the one shown at the previous position (the last
 // snapshot with a different step) is "changed" and drawn in red, as in x64dbg.
+// RFLAGS is shown with its set flags by name.
 #pragma once
 
 #include <QAbstractTableModel>
@@ -32,6 +33,8 @@ class RegisterModel : public QAbstractTableModel {
   uint64_t value(int row) const;
   bool changed(int row) const;
   int rowOf(const QString& name) const;
+  // "[ IF ZF PF ]": the set flags of `rflags` by name (shown after its value).
+  static QString flagNames(uint64_t rflags);
 
  private:
   struct Row {

@@ -22,6 +22,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -54,6 +55,15 @@ class ReplayEngine : public QObject {
   void seek(uint64_t step);
   void stepForward(uint64_t n);
   void stepBack(uint64_t n);
+  // By source line at one call depth (source_step.h): over calls or into
+  // them, back to the previous line, out to the caller (forward), or back
+  // to the call that entered this function (backward). Without a line at
+  // RIP, one instruction.
+  void stepLine(bool into);
+  void stepBackLine();
+  void stepOut(bool forward);
+  // Adds a symbol file (System.map or ELF with DWARF) to the open trace's.
+  void loadSymbols(const QString& path);
   void continueForward();
   void reverseContinue();
   // Moves to the last write to [address, address+length) before now.
@@ -77,6 +87,8 @@ class ReplayEngine : public QObject {
   static constexpr uint64_t kMemoryBytes = 512;
   static constexpr int kLinesBefore = 10;
   static constexpr int kLinesAfter = 30;
+  // Frames of the call stack kept in a snapshot (each with its variables).
+  static constexpr size_t kMaxFrames = 32;
 
  signals:
   void opened(const QString& path, quint64 beginStep, quint64 endStep,
@@ -85,15 +97,24 @@ class ReplayEngine : public QObject {
   void progress(quint64 done, quint64 total);
   void stopped(const ttvm::ui::Snapshot& snapshot);
   void failed(const QString& message);
+  // The symbol table grew (loadSymbols).
+  void symbolsChanged(const ttvm::ui::SymbolsPtr& symbols);
 
  private:
   // Runs `op` (which returns the stop text) as one operation: busy(), the
-  // Control, exception barrier, then stopped() or failed().
+  // Control, exception barrier, then stopped() or failed(). A move that
+  // was cancelled goes back to the step it started from, as gdb does.
   void run(const QString& what, const std::function<QString(const Control&)>& op);
   Snapshot snapshot(StopKind kind, const QString& stopText) const;
   std::vector<DisasmLine> disassemblyAround(const CpuState& s) const;
   QString describeStop(const StopReason& r);
   QString symbolAt(uint64_t address) const;
+  // The address of the call instruction that ends at `returnAddress`.
+  std::optional<uint64_t> callBefore(uint64_t returnAddress) const;
+  // The call stack with each frame's variables.
+  void fillFrames(Snapshot& s) const;
+  // "call 0x100ec0" -> "call 0x100ec0 <key_dup>": names a direct branch's target.
+  QString nameTarget(const QString& text) const;
 
   std::atomic<bool> cancel_{false};
   std::unique_ptr<TraceReader> reader_;

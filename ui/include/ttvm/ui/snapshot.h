@@ -6,8 +6,10 @@
 
 #include <QMetaType>
 #include <QString>
+#include <QStringList>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <utility>
 #include <vector>
 
@@ -27,6 +29,16 @@ struct DisasmLine {
   bool breakpoint = false;
 };
 
+// One frame of the call stack (backtrace.h) with the variables in scope
+// there (GuestSymbols::variablesAt: parameters first, then locals).
+struct FrameInfo {
+  uint64_t pc = 0;          // RIP, or the return address / interrupted RIP
+  QString function;         // "key_dup+0x54", or the hex address when unknown
+  bool unreliable = false;  // found by a stack scan
+  std::optional<SourceLine> source;
+  std::vector<GuestVariable> variables;
+};
+
 struct Snapshot {
   uint64_t step = 0;  // Timeline::now()
   uint64_t beginStep = 0;
@@ -44,6 +56,11 @@ struct Snapshot {
   QString serial;
   std::vector<uint64_t> breakpoints;                       // linear addresses with a breakpoint
   std::vector<std::pair<uint64_t, uint64_t>> watchpoints;  // write watches: (address, length)
+  // The call stack, frame 0 first, and why its walk ended.
+  std::vector<FrameInfo> frames;
+  QString framesEnd;
+  // Symbol files loaded, one line per source (GuestSymbols::sources()).
+  QStringList symbolSources;
 };
 
 // Symbols of the trace's guest images, shared read-only with the GUI thread.
