@@ -3,9 +3,12 @@
 #include <QDir>
 #include <QElapsedTimer>
 #include <QFile>
+#include <QHeaderView>
 #include <QPlainTextEdit>
 #include <QProcess>
+#include <QProgressBar>
 #include <QRegularExpression>
+#include <QScrollBar>
 #include <QSignalSpy>
 #include <QStandardPaths>
 #include <QTableView>
@@ -219,7 +222,7 @@ void MainWindowTest::lastWriteLandsOnTheStoreInKeyDup() {
   // One picture of this moment for docs/ (only when asked: TTVM_UI_SCREENSHOT=path).
   const QByteArray shot = qgetenv("TTVM_UI_SCREENSHOT");
   if (!shot.isEmpty()) {
-    w.resize(1400, 860);
+    w.resize(1600, 1000);
     QTest::qWait(200);
     QVERIFY(w.grab().save(QString::fromLocal8Bit(shot)));
   }
@@ -819,6 +822,219 @@ void MainWindowTest::helpWorksWithoutADisplay() {
   QCOMPARE(p.exitStatus(), QProcess::NormalExit);
   QCOMPARE(p.exitCode(), 1);
   QVERIFY(QString::fromLocal8Bit(p.readAll()).contains(QStringLiteral("no-such-option")));
+}
+
+void MainWindowTest::eventsDockListsTheTracesEvents() {
+  MainWindow w;
+  w.show();
+  OPEN(w);
+  // The trace's own events through TraceEventRows, row by row against a
+  // cursor over the chunks: the chunk index maps rows to chunks.
+  auto reader = TraceReader::open(trace_.toStdString());
+  QVERIFY(reader.ok());
+  std::vector<TraceEvent> inTrace;
+  EventCursor cur = reader->cursor();
+  for (TraceEvent e; cur.next(e);) inTrace.push_back(e);
+  auto rows = TraceEventRows::open(trace_.toStdString());
+  QVERIFY(rows.ok());
+  QCOMPARE((*rows)->count(), static_cast<uint64_t>(inTrace.size()));
+  std::vector<TraceEvent> got;
+  for (uint64_t first = 0; first < (*rows)->count(); first += 100) (*rows)->read(first, 100, got);
+  QVERIFY(got == inTrace);
+  QVERIFY((*rows)->chunksDecoded() <= reader->chunkCount());
+  // The dock: for a whole-machine trace (the recorder's default) the I/O
+  // and interrupts the replay saw, which the trace does not hold; for an
+  // older trace its events.
+  auto tl = Timeline::open(*reader);
+  QVERIFY(tl.ok());
+  (*tl)->runToEnd();
+  const std::vector<TraceEvent> all =
+      (*tl)->session().runsWholeMachine() ? (*tl)->replayedAccesses() : inTrace;
+  QVERIFY2(all.size() > 1000, qPrintable(QString::number(all.size())));
+  const EventListModel& m = w.eventListModel();
+  QCOMPARE(static_cast<size_t>(m.rowCount()), all.size());
+  for (size_t i : {size_t{0}, all.size() / 3, all.size() / 2, all.size() - 1}) {
+    const TraceEvent* e = m.event(static_cast<int>(i));
+    QVERIFY(e != nullptr);
+    QVERIFY(*e == all[i]);
+    QCOMPARE(
+        m.data(m.index(static_cast<int>(i), EventListModel::kStep), Qt::DisplayRole).toString(),
+        QString::number(all[i].step));
+  }
+  // A serial output row says which byte; double-click goes to the OUT that
+  // wrote it.
+  int serialRow = -1;
+  for (size_t i = 0; i < all.size() && serialRow < 0; ++i)
+    if (all[i].kind == EventKind::kPortOut && all[i].address == 0x3F8 &&
+        (all[i].value & 0xFF) >= 0x41 && (all[i].value & 0xFF) < 0x7B)
+      serialRow = static_cast<int>(i);
+  QVERIFY(serialRow >= 0);
+  const QString detail =
+      m.data(m.index(serialRow, EventListModel::kDetail), Qt::DisplayRole).toString();
+  QVERIFY2(
+      detail.startsWith(QStringLiteral("serial output '%1'")
+                            .arg(QChar(static_cast<int>(all[size_t(serialRow)].value & 0xFF)))),
+      qPrintable(detail));
+  QCOMPARE(m.rowAtStep(all[size_t(serialRow)].step) <= serialRow, true);
+  w.eventsView()->scrollTo(m.index(serialRow, 0));
+  const QRect r = w.eventsView()->visualRect(m.index(serialRow, EventListModel::kDetail));
+  QVERIFY(r.isValid());
+  QSignalSpy shown(&w, &MainWindow::snapshotShown);
+  QTest::mouseClick(w.eventsView()->viewport(), Qt::LeftButton, {}, r.center());
+  QTest::mouseDClick(w.eventsView()->viewport(), Qt::LeftButton, {}, r.center());
+  QTRY_COMPARE_WITH_TIMEOUT(shown.count(), 1, kTimeoutMs);
+  WAIT_IDLE(w);
+  QCOMPARE(w.snapshot()->step, all[size_t(serialRow)].step);
+  // At that step the instruction is the OUT to the serial port.
+  const DisasmLine* line = w.disassemblyModel().line(w.disassemblyModel().currentRow());
+  QVERIFY2(line != nullptr && line->text.startsWith(QStringLiteral("out")), qPrintable(line->text));
+}
+
+namespace {
+
+// Events computed from their row (step = 3·row, kinds in turn), never
+// stored: a stand-in for a trace of tens of millions of events.
+class GeneratedRows final : public EventRows {
+ public:
+  explicit GeneratedRows(uint64_t n) : n_(n) {}
+  uint64_t count() const override { return n_; }
+  void read(uint64_t first, uint64_t n, std::vector<TraceEvent>& out) const override {
+    for (uint64_t i = first; i < first + n && i < n_; ++i) out.push_back(at(i));
+  }
+  static TraceEvent at(uint64_t row) {
+    if (row % 3 == 0) return TraceEvent::portOut(3 * row, 0x3F8, 1, 'a' + row % 26);
+    if (row % 3 == 1) return TraceEvent::interrupt(3 * row, 0x20);
+    return TraceEvent::portIn(3 * row, 0x60, 1, row & 0xFF);
+  }
+
+ private:
+  uint64_t n_;
+};
+
+}  // namespace
+
+void MainWindowTest::eventsDockScrollsMillionsOfRowsLazily() {
+  // 50 million rows: the model holds only the pages the view paints.
+  constexpr uint64_t kRows = 50'000'000;
+  EventListModel m;
+  m.setRows(std::make_shared<const GeneratedRows>(kRows));
+  QCOMPARE(static_cast<uint64_t>(m.rowCount()), kRows);
+  QCOMPARE(m.rowsRead(), uint64_t{0});  // nothing read before anything is shown
+  QTableView v;
+  v.setModel(&m);
+  v.verticalHeader()->setSectionResizeMode(QHeaderView::Fixed);
+  v.verticalHeader()->setDefaultSectionSize(18);
+  v.resize(700, 500);
+  v.show();
+  QVERIFY(QTest::qWaitForWindowExposed(&v));
+  QElapsedTimer clock;
+  clock.start();
+  // Jump across the whole list (scroll bar drags), painting each time.
+  QScrollBar* bar = v.verticalScrollBar();
+  for (int i = 0; i <= 100; ++i) {
+    bar->setValue(static_cast<int>(static_cast<int64_t>(bar->maximum()) * i / 100));
+    v.viewport()->repaint();
+  }
+  const qint64 ms = clock.elapsed();
+  const uint64_t read = m.rowsRead();
+  qInfo("events dock: 101 jumps over %llu rows in %lld ms, %llu rows read",
+        static_cast<unsigned long long>(kRows), static_cast<long long>(ms),
+        static_cast<unsigned long long>(read));
+  // At most a page or two per jump (each page 256 rows), far from all.
+  QVERIFY2(read <= 101 * 3 * EventListModel::kPageRows, qPrintable(QString::number(read)));
+  QVERIFY2(ms < 5000, qPrintable(QString::number(ms)));
+  // The rows on screen are the right ones.
+  const int top = v.rowAt(0);
+  QVERIFY(top >= 0);
+  QCOMPARE(static_cast<uint64_t>(top) + 40 > kRows, true);  // at the bottom
+  for (int r = top; r < top + 5 && r < m.rowCount(); ++r) {
+    const TraceEvent want = GeneratedRows::at(static_cast<uint64_t>(r));
+    QVERIFY(*m.event(r) == want);
+    QCOMPARE(m.data(m.index(r, EventListModel::kStep), Qt::DisplayRole).toString(),
+             QString::number(want.step));
+  }
+  // Binary search by step touches a few pages, not the list.
+  const uint64_t before = m.rowsRead();
+  QCOMPARE(m.rowAtStep(3 * 31'415'926), 31'415'926);
+  QVERIFY(m.rowsRead() - before <= 64 * EventListModel::kPageRows);
+}
+
+void MainWindowTest::breakpointsWatchpointsAndBookmarksDocks() {
+  MainWindow w;
+  OPEN(w);
+  const uint64_t end = w.snapshot()->step;
+  const uint64_t keyDup = *w.symbols()->find("key_dup");
+  const uint64_t field = *w.symbols()->find("arena") + 0x2FA8;
+  QVERIFY(w.toggleBreakpoint(keyDup));
+  WAIT_IDLE(w);
+  QVERIFY(w.toggleWatchpoint(field, 8));
+  WAIT_IDLE(w);
+  const StopListModel& stops = w.stopListModel();
+  QCOMPARE(stops.rowCount(), 2);
+  QCOMPARE(stops.row(0)->watchpoint, false);
+  QCOMPARE(stops.row(0)->address, keyDup);
+  QVERIFY2(stops.row(0)->symbol.startsWith(QStringLiteral("key_dup (workload.c:")),
+           qPrintable(stops.row(0)->symbol));
+  QCOMPARE(stops.row(1)->watchpoint, true);
+  QCOMPARE(stops.data(stops.index(1, StopListModel::kWhere), Qt::DisplayRole).toString(),
+           QStringLiteral("0x%1:8").arg(field, 0, 16));
+  QVERIFY(stops.row(1)->symbol.startsWith(QStringLiteral("arena+0x2fa8")));
+  // The watchpoint stops reverse-continue at the corrupting store.
+  QVERIFY(w.reverseContinue());
+  WAIT_IDLE(w);
+  QCOMPARE(w.snapshot()->stopKind, StopKind::kWatchpoint);
+  QCOMPARE(w.snapshot()->step, storeStep_);
+  // Bookmark it, go elsewhere, come back through the bookmark.
+  w.addBookmark(QStringLiteral("corrupting store"));
+  QCOMPARE(w.bookmarkModel().rowCount(), 1);
+  QCOMPARE(w.bookmarkModel().bookmark(0)->step, storeStep_);
+  QVERIFY(w.goToStep(end));
+  WAIT_IDLE(w);
+  w.addBookmark();  // the default name: the step and where
+  QCOMPARE(w.bookmarkModel().rowCount(), 2);
+  QVERIFY2(
+      w.bookmarkModel().bookmark(1)->name.startsWith(QStringLiteral("step %1 at panic+").arg(end)),
+      qPrintable(w.bookmarkModel().bookmark(1)->name));
+  QVERIFY(w.goToBookmark(0));
+  WAIT_IDLE(w);
+  QCOMPARE(w.snapshot()->step, storeStep_);
+  // Removing from the dock removes the stop itself: reverse-continue no
+  // longer stops at the store, the breakpoint at key_dup does.
+  QVERIFY(w.removeStop(1));
+  WAIT_IDLE(w);
+  QCOMPARE(stops.rowCount(), 1);
+  QVERIFY(w.snapshot()->watchpoints.empty());
+  QVERIFY(w.goToStep(end));
+  WAIT_IDLE(w);
+  QVERIFY(w.reverseContinue());
+  WAIT_IDLE(w);
+  QCOMPARE(w.snapshot()->stopKind, StopKind::kBreakpoint);
+  QCOMPARE(w.snapshot()->registers.rip, keyDup);
+  QVERIFY(w.removeStop(0));
+  WAIT_IDLE(w);
+  QCOMPARE(stops.rowCount(), 0);
+  QVERIFY(w.snapshot()->breakpoints.empty());
+}
+
+void MainWindowTest::openingShowsProgress() {
+  // The open reports progress (the events read, then the replay to the
+  // end), and the status bar's progress bar is visible while it does.
+  MainWindow w;
+  w.show();
+  int reports = 0;
+  int visible = 0;
+  bool ordered = true;
+  QObject::connect(&w, &MainWindow::operationProgress, &w, [&](quint64 done, quint64 total) {
+    ++reports;
+    ordered &= done <= total;
+    if (w.progressBar()->isVisible()) ++visible;
+  });
+  OPEN(w);
+  qInfo("open: %d progress reports", reports);
+  QVERIFY(reports >= 1);
+  QCOMPARE(visible, reports);
+  QVERIFY(ordered);
+  QVERIFY(!w.progressBar()->isVisible());  // hidden once it is done
 }
 
 }  // namespace ttvm::ui

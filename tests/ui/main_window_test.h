@@ -30,6 +30,10 @@ class MainWindowTest : public QObject {
   void callStackAndLocalsAtTheCorruptingStoreMatchGdb();
   void flagsTargetsAndChangedMemoryAreShown();
   void helpWorksWithoutADisplay();
+  void eventsDockListsTheTracesEvents();
+  void eventsDockScrollsMillionsOfRowsLazily();
+  void breakpointsWatchpointsAndBookmarksDocks();
+  void openingShowsProgress();
 
  private:
   QTemporaryDir dir_;

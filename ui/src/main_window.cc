@@ -48,6 +48,7 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
   qRegisterMetaType<Snapshot>();
   qRegisterMetaType<SymbolsPtr>();
   qRegisterMetaType<MarksPtr>();
+  qRegisterMetaType<EventRowsPtr>();
   setWindowTitle(QStringLiteral("ttvm-ui"));
 
   engine_ = new ReplayEngine;
@@ -67,8 +68,12 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
                  const MarksPtr& marks) {
             symbols_ = symbols;
             timeline_->setHistory(begin, end, marks);
+            bookmarks_.clear();  // steps of the trace they were set in
+            events_.setRows(nullptr);
             setWindowTitle(QStringLiteral("ttvm-ui — %1").arg(QFileInfo(path).fileName()));
           });
+  connect(engine_, &ReplayEngine::eventsReady, this,
+          [this](const EventRowsPtr& rows) { events_.setRows(rows); });
   connect(engine_, &ReplayEngine::symbolsChanged, this,
           [this](const SymbolsPtr& symbols) { symbols_ = symbols; });
   connect(engine_, &ReplayEngine::busy, this,
@@ -148,6 +153,14 @@ void MainWindow::buildActions() {
                     [this] { promptGoToStep(); });
   cancelAction_ =
       add(QStringLiteral("Cancel"), QKeySequence(Qt::Key_Escape), [this] { cancelOperation(); });
+  bookmarkAction_ =
+      add(QStringLiteral("Bookmark here…"), QKeySequence(Qt::CTRL | Qt::Key_D), [this] {
+        bool ok = false;
+        const QString name = QInputDialog::getText(this, QStringLiteral("Bookmark"),
+                                                   QStringLiteral("Name of this step:"),
+                                                   QLineEdit::Normal, QString(), &ok);
+        if (ok) addBookmark(name);
+      });
 
   QToolBar* tb = addToolBar(QStringLiteral("Debug"));
   tb->setObjectName(QStringLiteral("debugToolBar"));
@@ -173,7 +186,7 @@ void MainWindow::buildActions() {
   for (QAction* a : {stepBackAction_, stepAction_, stepBackOverAction_, stepOverAction_,
                      stepIntoAction_, stepOutBackAction_, stepOutAction_, reverseAction_,
                      continueAction_, prevOutputAction_, nextOutputAction_, breakpointAction_,
-                     watchAction_, lastWriteAction_, goToAction_, cancelAction_})
+                     watchAction_, lastWriteAction_, goToAction_, bookmarkAction_, cancelAction_})
     debug->addAction(a);
 }
 
@@ -181,8 +194,8 @@ void MainWindow::buildDocks() {
   // Disassembly: the central view.
   disasmView_ = makeTable(&disassembly_, this);
   disasmView_->horizontalHeader()->resizeSection(DisassemblyModel::kBreakpoint, 24);
-  disasmView_->horizontalHeader()->resizeSection(DisassemblyModel::kAddress, 150);
-  disasmView_->horizontalHeader()->resizeSection(DisassemblyModel::kBytes, 200);
+  disasmView_->horizontalHeader()->resizeSection(DisassemblyModel::kAddress, 140);
+  disasmView_->horizontalHeader()->resizeSection(DisassemblyModel::kBytes, 130);
   disasmView_->horizontalHeader()->resizeSection(DisassemblyModel::kInstruction, 320);
   connect(disasmView_, &QTableView::doubleClicked, this, [this](const QModelIndex& i) {
     if (const DisasmLine* l = disassembly_.line(i.row())) {
@@ -196,6 +209,8 @@ void MainWindow::buildDocks() {
   auto* split = new QSplitter(Qt::Horizontal, this);
   split->addWidget(disasmView_);
   split->addWidget(sourceView_);
+  split->setStretchFactor(0, 3);
+  split->setStretchFactor(1, 2);
   setCentralWidget(split);
 
   // Call stack: a click shows the frame's source and variables.
@@ -279,9 +294,79 @@ void MainWindow::buildDocks() {
   addToolBar(Qt::BottomToolBarArea, tl);
   connect(timeline_, &TimelineWidget::seekRequested, this,
           [this](quint64 step) { goToStep(step); });
+  buildListDocks();
   resizeDocks({regDock, conDock}, {420, 420}, Qt::Horizontal);
   resizeDocks({regDock, conDock}, {380, 200}, Qt::Vertical);
   resizeDocks({memDock}, {260}, Qt::Vertical);
+}
+
+void MainWindow::buildListDocks() {
+  // Events: every event of the trace, rows read on demand (event_list_model.h);
+  // double-click goes to the instruction that caused it.
+  eventsView_ = makeTable(&events_, this);
+  eventsView_->horizontalHeader()->resizeSection(EventListModel::kStep, 110);
+  eventsView_->horizontalHeader()->resizeSection(EventListModel::kKind, 110);
+  connect(eventsView_, &QTableView::doubleClicked, this, [this](const QModelIndex& i) {
+    if (const TraceEvent* e = events_.event(i.row())) goToStep(e->step);
+  });
+  auto* eventsDock = new QDockWidget(QStringLiteral("Events"), this);
+  eventsDock->setObjectName(QStringLiteral("eventsDock"));
+  eventsDock->setWidget(eventsView_);
+  addDockWidget(Qt::BottomDockWidgetArea, eventsDock);
+
+  // Breakpoints & watchpoints: Delete (or double-click) removes one.
+  stopsView_ = makeTable(&stops_, this);
+  stopsView_->setToolTip(QStringLiteral("Delete or double-click: remove"));
+  connect(stopsView_, &QTableView::doubleClicked, this,
+          [this](const QModelIndex& i) { removeStop(i.row()); });
+  auto* removeStopAction = new QAction(QStringLiteral("Remove"), stopsView_);
+  removeStopAction->setShortcut(QKeySequence::Delete);
+  removeStopAction->setShortcutContext(Qt::WidgetShortcut);
+  connect(removeStopAction, &QAction::triggered, this,
+          [this] { removeStop(stopsView_->currentIndex().row()); });
+  stopsView_->addAction(removeStopAction);
+  auto* stopsDock = new QDockWidget(QStringLiteral("Breakpoints && Watchpoints"), this);
+  stopsDock->setObjectName(QStringLiteral("stopsDock"));
+  stopsDock->setWidget(stopsView_);
+  addDockWidget(Qt::LeftDockWidgetArea, stopsDock);
+
+  // Bookmarks: double-click goes there, Delete removes.
+  bookmarksView_ = makeTable(&bookmarks_, this);
+  connect(bookmarksView_, &QTableView::doubleClicked, this,
+          [this](const QModelIndex& i) { goToBookmark(i.row()); });
+  auto* removeMarkAction = new QAction(QStringLiteral("Remove"), bookmarksView_);
+  removeMarkAction->setShortcut(QKeySequence::Delete);
+  removeMarkAction->setShortcutContext(Qt::WidgetShortcut);
+  connect(removeMarkAction, &QAction::triggered, this,
+          [this] { bookmarks_.remove(bookmarksView_->currentIndex().row()); });
+  bookmarksView_->addAction(removeMarkAction);
+  auto* marksDock = new QDockWidget(QStringLiteral("Bookmarks"), this);
+  marksDock->setObjectName(QStringLiteral("bookmarksDock"));
+  marksDock->setWidget(bookmarksView_);
+  addDockWidget(Qt::LeftDockWidgetArea, marksDock);
+  tabifyDockWidget(stopsDock, marksDock);
+  stopsDock->raise();
+}
+
+bool MainWindow::removeStop(int row) {
+  const StopListModel::Row* r = stops_.row(row);
+  if (r == nullptr) return false;
+  return r->watchpoint ? toggleWatchpoint(r->address, r->length) : toggleBreakpoint(r->address);
+}
+
+void MainWindow::addBookmark(const QString& name) {
+  if (!snapshot_) return;
+  QString n = name.trimmed();
+  if (n.isEmpty())
+    n = snapshot_->location.isEmpty()
+            ? QStringLiteral("step %1").arg(snapshot_->step)
+            : QStringLiteral("step %1 at %2").arg(snapshot_->step).arg(snapshot_->location);
+  bookmarksView_->selectRow(bookmarks_.add(Bookmark{snapshot_->step, n}));
+}
+
+bool MainWindow::goToBookmark(int row) {
+  const Bookmark* b = bookmarks_.bookmark(row);
+  return b != nullptr && goToStep(b->step);
 }
 
 void MainWindow::buildStatusBar() {
@@ -311,10 +396,11 @@ void MainWindow::setBusy(bool busy, const QString& what) {
   const bool was = busy_;
   busy_ = busy;
   const bool open = snapshot_.has_value();
-  for (QAction* a : {stepAction_, stepBackAction_, continueAction_, reverseAction_,
-                     prevOutputAction_, nextOutputAction_, breakpointAction_, watchAction_,
-                     lastWriteAction_, goToAction_, stepOverAction_, stepIntoAction_,
-                     stepBackOverAction_, stepOutAction_, stepOutBackAction_, loadSymbolsAction_})
+  for (QAction* a :
+       {stepAction_, stepBackAction_, continueAction_, reverseAction_, prevOutputAction_,
+        nextOutputAction_, breakpointAction_, watchAction_, lastWriteAction_, goToAction_,
+        stepOverAction_, stepIntoAction_, stepBackOverAction_, stepOutAction_, stepOutBackAction_,
+        loadSymbolsAction_, bookmarkAction_})
     a->setEnabled(!busy && open);
   openAction_->setEnabled(!busy);
   timeline_->setEnabled(!busy && open);
@@ -339,6 +425,7 @@ void MainWindow::showSnapshot(const Snapshot& s) {
     disasmView_->scrollTo(disassembly_.index(cur, 0), QAbstractItemView::PositionAtCenter);
   memory_.setBytes(s.memoryAddress, s.memory, s.step);
   stack_.setFrames(s.frames);
+  stops_.setStops(s, symbols_.get());
   if (!memoryAddress_->hasFocus())
     memoryAddress_->setText(QStringLiteral("0x") + QString::number(s.memoryAddress, 16));
   if (console_->toPlainText() != s.serial) {

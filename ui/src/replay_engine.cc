@@ -90,9 +90,18 @@ void ReplayEngine::open(const QString& path, const QStringList& symbolFiles) {
         marks->interrupts.push_back(e.step);
       }
     };
+    // Progress while reading them: chunks read of the chunk index.
     EventCursor cur = owned->cursor();
     TraceEvent e;
-    while (cur.next(e)) note(e);
+    const uint64_t chunks = owned->chunkCount();
+    size_t lastChunk = 0;
+    while (cur.next(e)) {
+      note(e);
+      if (cur.chunkIndex() != lastChunk) {
+        lastChunk = cur.chunkIndex();
+        emit progress(lastChunk, chunks);
+      }
+    }
     if (!cur.status().ok()) {
       emit failed(
           QStringLiteral("%1: %2").arg(path, QString::fromStdString(cur.status().error().message)));
@@ -128,6 +137,15 @@ void ReplayEngine::open(const QString& path, const QStringList& symbolFiles) {
     }
     serial_ = std::move(serial);
     emit opened(path, timeline_->beginStep(), timeline_->endStep(), symbols_, std::move(marks));
+    // The Events dock's rows: the trace's own events, read lazily through a
+    // reader of its own; a whole-machine trace's I/O and interrupts are the
+    // replay's, known once it has been to the end.
+    if (whole) {
+      emit eventsReady(std::make_shared<const VectorEventRows>(timeline_->replayedAccesses()));
+    } else if (auto rows = TraceEventRows::open(path.toStdString()); rows.ok()) {
+      emit eventsReady(std::move(*rows));
+    }
+    emit busy(QStringLiteral("replaying to the end"));
     if (!whole) r = timeline_->runToEnd(control);
     // The memory view opens at the faulting address (CR2 of the last page
     // fault) when it is mapped, else at the stack.

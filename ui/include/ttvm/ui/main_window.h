@@ -1,7 +1,8 @@
 // MainWindow: ttvm-ui's window. It owns the worker thread and the
 // ReplayEngine on it (no global core object), one model + one view per dock
 // (registers, disassembly beside the source, call stack, locals, memory,
-// serial console) and the timeline bar.
+// serial console, events, breakpoints & watchpoints, bookmarks) and the
+// timeline bar.
 //
 // Flow: an action calls dispatch(), which marks the window busy (motion
 // actions off, Cancel on) and queues the engine operation on the worker
@@ -19,12 +20,14 @@
 
 #include "ttvm/ui/call_stack_model.h"
 #include "ttvm/ui/disassembly_model.h"
+#include "ttvm/ui/event_list_model.h"
 #include "ttvm/ui/locals_model.h"
 #include "ttvm/ui/memory_model.h"
 #include "ttvm/ui/register_model.h"
 #include "ttvm/ui/replay_engine.h"
 #include "ttvm/ui/snapshot.h"
 #include "ttvm/ui/source_model.h"
+#include "ttvm/ui/stop_list_model.h"
 #include "ttvm/ui/timeline_widget.h"
 
 class QAction;
@@ -62,6 +65,13 @@ class MainWindow : public QMainWindow {
   bool loadSymbols(const QString& path);
   // Shows frame `row` of the call stack: its source line and variables.
   void selectFrame(int row);
+  // Removes the breakpoint or watchpoint of row `row` of the Breakpoints &
+  // Watchpoints dock.
+  bool removeStop(int row);
+  // Bookmarks the current step as `name` (empty: "step N at SYMBOL").
+  void addBookmark(const QString& name = {});
+  // Goes to the step of bookmark `row`.
+  bool goToBookmark(int row);
   bool goToStep(uint64_t step);
   bool lastWrite(uint64_t address, uint64_t length);
   bool toggleBreakpoint(uint64_t address);
@@ -86,6 +96,10 @@ class MainWindow : public QMainWindow {
   SourceModel& sourceModel() { return source_; }
   CallStackModel& callStackModel() { return stack_; }
   LocalsModel& localsModel() { return locals_; }
+  EventListModel& eventListModel() { return events_; }
+  StopListModel& stopListModel() { return stops_; }
+  BookmarkModel& bookmarkModel() { return bookmarks_; }
+  QTableView* eventsView() const { return eventsView_; }
   int selectedFrame() const { return selectedFrame_; }
   QTableView* sourceView() const { return sourceView_; }
   QTableView* callStackView() const { return stackView_; }
@@ -102,6 +116,8 @@ class MainWindow : public QMainWindow {
   QAction* stepOutAction() const { return stepOutAction_; }
   QAction* stepOutBackwardAction() const { return stepOutBackAction_; }
   QAction* loadSymbolsAction() const { return loadSymbolsAction_; }
+  QAction* bookmarkAction() const { return bookmarkAction_; }
+  QProgressBar* progressBar() const { return progress_; }
   TimelineWidget* timeline() const { return timeline_; }
 
  signals:
@@ -123,6 +139,7 @@ class MainWindow : public QMainWindow {
   void promptGoToStep();
   void promptLastWrite();
   void promptWatch();
+  void buildListDocks();
 
   QThread thread_;
   ReplayEngine* engine_ = nullptr;  // lives on thread_, deleted there when it finishes
@@ -136,6 +153,9 @@ class MainWindow : public QMainWindow {
   SourceModel source_;
   CallStackModel stack_;
   LocalsModel locals_;
+  EventListModel events_;
+  StopListModel stops_;
+  BookmarkModel bookmarks_;
   int selectedFrame_ = 0;
 
   QTableView* registerView_ = nullptr;
@@ -144,6 +164,9 @@ class MainWindow : public QMainWindow {
   QTableView* sourceView_ = nullptr;
   QTableView* stackView_ = nullptr;
   QTableView* localsView_ = nullptr;
+  QTableView* eventsView_ = nullptr;
+  QTableView* stopsView_ = nullptr;
+  QTableView* bookmarksView_ = nullptr;
   QLineEdit* memoryAddress_ = nullptr;
   QPlainTextEdit* console_ = nullptr;
   TimelineWidget* timeline_ = nullptr;
@@ -170,6 +193,7 @@ class MainWindow : public QMainWindow {
   QAction* stepOutAction_ = nullptr;
   QAction* stepOutBackAction_ = nullptr;
   QAction* loadSymbolsAction_ = nullptr;
+  QAction* bookmarkAction_ = nullptr;
 };
 
 }  // namespace ttvm::ui

@@ -29,6 +29,7 @@
 
 #include "ttvm/formats/trace_reader.h"
 #include "ttvm/replayer/timeline.h"
+#include "ttvm/ui/event_list_model.h"
 #include "ttvm/ui/snapshot.h"
 #include "ttvm/ui/timeline_widget.h"
 
@@ -97,6 +98,8 @@ class ReplayEngine : public QObject {
   void progress(quint64 done, quint64 total);
   void stopped(const ttvm::ui::Snapshot& snapshot);
   void failed(const QString& message);
+  // The rows of the Events dock for the trace just opened (after opened()).
+  void eventsReady(const ttvm::ui::EventRowsPtr& rows);
   // The symbol table grew (loadSymbols).
   void symbolsChanged(const ttvm::ui::SymbolsPtr& symbols);
 
