@@ -34,6 +34,7 @@ class MainWindowTest : public QObject {
   void eventsDockScrollsMillionsOfRowsLazily();
   void breakpointsWatchpointsAndBookmarksDocks();
   void openingShowsProgress();
+  void stepBackLatency();
 
  private:
   QTemporaryDir dir_;
