@@ -222,8 +222,9 @@ void printSummary(const RecordResult& r, const TraceHeader& header, const machin
       const KvmBackend::ExitCounts& c = k->exitCounts();
       std::fprintf(stderr,
                    "  kvm      %" PRIu64 " I/O, %" PRIu64 " MMIO, %" PRIu64 " HLT exits; %" PRIu64
-                   " interrupt windows, %" PRIu64 " kicks\n",
-                   c.io, c.mmio, c.hlt, c.window, c.kicks);
+                   " interrupt windows, %" PRIu64 " kicks, %" PRIu64
+                   " single-step traps after MMIO writes queued by ttvm\n",
+                   c.io, c.mmio, c.hlt, c.window, c.kicks, c.repairedTraps);
     }
   } else {
     double mips = r.wallSeconds > 0 ? static_cast<double>(e.steps) / r.wallSeconds / 1e6 : 0;

@@ -396,6 +396,35 @@ Result<uint64_t> Vcpu::rip() const {
   return uint64_t(regs.rip);
 }
 
+Result<Vcpu::RipFlags> Vcpu::ripAndFlags() const {
+  kvm_regs regs{};
+  if (::ioctl(fd_.get(), KVM_GET_REGS, &regs) < 0) return ioctlError("KVM_GET_REGS", errno);
+  return RipFlags{regs.rip, regs.rflags};
+}
+
+Status Vcpu::queueSingleStepTrap() {
+  kvm_vcpu_events ev{};
+  if (::ioctl(fd_.get(), KVM_GET_VCPU_EVENTS, &ev) < 0)
+    return ioctlError("KVM_GET_VCPU_EVENTS", errno);
+  if ((ev.exception.injected || ev.exception.pending) && ev.exception.nr == 1) return {};
+  kvm_debugregs dbg{};
+  if (::ioctl(fd_.get(), KVM_GET_DEBUGREGS, &dbg) < 0)
+    return ioctlError("KVM_GET_DEBUGREGS", errno);
+  dbg.dr6 = (dbg.dr6 & ~0xFull) | (1u << 14);  // BS; B0-B3 cleared
+  if (::ioctl(fd_.get(), KVM_SET_DEBUGREGS, &dbg) < 0)
+    return ioctlError("KVM_SET_DEBUGREGS", errno);
+  ev.exception.injected = 1;
+  ev.exception.pending = 0;
+  ev.exception.nr = 1;
+  ev.exception.has_error_code = 0;
+  ev.exception.error_code = 0;
+  ev.exception_has_payload = 0;
+  ev.flags &= ~KVM_VCPUEVENT_VALID_PAYLOAD;
+  if (::ioctl(fd_.get(), KVM_SET_VCPU_EVENTS, &ev) < 0)
+    return ioctlError("KVM_SET_VCPU_EVENTS (a single-step #DB)", errno);
+  return {};
+}
+
 Status Vcpu::setSingleStep(bool on) {
   TTVM_TRY(armSingleStep(on));
   singleStep_ = on;

@@ -37,6 +37,12 @@ void normalizeSvmSegments(CpuState& now, const CpuState& before) {
     if (i != static_cast<int>(SegReg::kCs) && i != static_cast<int>(SegReg::kSs) &&
         (r.selector & ~3u) == 0 && (r.attributes & segattr::kUnusable))
       r.limit = before.seg[i].limit;
+    // A data segment made unusable (IRET to an outer level with DPL <
+    // CPL): SVM reports it not present, the emulator keeps its attributes.
+    if (i != static_cast<int>(SegReg::kCs) && i != static_cast<int>(SegReg::kSs) &&
+        (r.attributes & segattr::kUnusable) &&
+        (r.attributes | segattr::kP) == (before.seg[i].attributes | segattr::kUnusable))
+      r.attributes = before.seg[i].attributes | segattr::kUnusable;
   }
 }
 
@@ -267,6 +273,21 @@ Status KvmBackend::settle() {
   return {};
 }
 
+Status KvmBackend::deliverLostSingleStep() {
+  // KVM's emulator has written the instruction back when it exits for an
+  // MMIO write (RIP after it, or still on a REP string instruction with its
+  // count decremented), and skips the single-step check because it exits:
+  // RFLAGS.TF now is the guest's TF before the instruction (no instruction
+  // that writes MMIO changes TF).
+  auto now = vcpu_.ripAndFlags();
+  if (!now) return now.error();
+  if (!(now->rflags & flags::kTF)) return {};
+  TTVM_TRY(settle());
+  TTVM_TRY(vcpu_.queueSingleStepTrap());
+  ++counts_.repairedTraps;
+  return {};
+}
+
 StepResult KvmBackend::run(uint64_t maxSteps) {
   if (!kicker_.joinable()) {
     vcpuThread_ = pthread_self();
@@ -299,6 +320,9 @@ StepResult KvmBackend::run(uint64_t maxSteps) {
         ++state_.steps;
         serve(e);
         offerDue_ = true;
+        if (e.kind == kvm::ExitKind::kMmio && e.mmio.write) {
+          if (Status st = deliverLostSingleStep(); !st.ok()) return fail(st.error().message);
+        }
         break;
       case kvm::ExitKind::kHlt:
         ++state_.steps;

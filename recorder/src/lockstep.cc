@@ -162,16 +162,19 @@ uint64_t linearRip(const CpuState& s) {
   return (s.segment(SegReg::kCs).base + s.rip) & 0xFFFFFFFFull;
 }
 
-// The first few bytes that differ in one page, in words.
+// The first few aligned dwords that differ in one page, in words.
 std::string pageDetail(uint64_t page, const uint8_t* hw, const uint8_t* emu) {
   std::string s;
   int shown = 0;
-  for (uint64_t i = 0; i < kPage && shown < 4; ++i) {
-    if (hw[i] == emu[i]) continue;
-    char b[80];
-    std::snprintf(b, sizeof b, "%s%#" PRIx64 ": KVM %02x, emulator %02x", shown ? "; " : "",
-                  page * kPage + i, hw[i], emu[i]);
-    s += b;
+  for (uint64_t i = 0; i < kPage && shown < 6; i += 4) {
+    uint32_t a = 0, b = 0;
+    std::memcpy(&a, hw + i, 4);
+    std::memcpy(&b, emu + i, 4);
+    if (a == b) continue;
+    char t[80];
+    std::snprintf(t, sizeof t, "%s%#" PRIx64 ": KVM %08x, emulator %08x", shown ? "; " : "",
+                  page * kPage + i, a, b);
+    s += t;
     ++shown;
   }
   return s;

@@ -60,6 +60,17 @@ TEST(NormalizeSvmSegments, AccessedBitsAndNullSelectorLimitsAsTheEmulatorKeepsTh
   now.segment(SegReg::kEs) = {0x10, 0, 0xFFFF, 0x93};
   normalizeSvmSegments(now, before);
   EXPECT_EQ(now.segment(SegReg::kEs).limit, 0xFFFFu);
+  // FS made unusable by an IRET to CPL 3 (selector 0x10, DPL 0): SVM says
+  // not present (0x1C013), the emulator keeps 0xC093 with the unusable bit.
+  CpuState was = now;
+  was.segment(SegReg::kFs) = {0x10, 0, 0xFFFFFFFF, 0xC093};
+  now.segment(SegReg::kFs) = {0x10, 0, 0xFFFFFFFF, 0x1C013};
+  normalizeSvmSegments(now, was);
+  EXPECT_EQ(now.segment(SegReg::kFs).attributes, 0x1C093u);
+  // Another descriptor (a different type) is KVM's.
+  now.segment(SegReg::kFs) = {0x10, 0, 0xFFFFFFFF, 0x1C01B};
+  normalizeSvmSegments(now, was);
+  EXPECT_EQ(now.segment(SegReg::kFs).attributes, 0x1C01Bu);
 }
 
 // KVM leaves REP INSB at the instruction with ECX 0 and RF set after its

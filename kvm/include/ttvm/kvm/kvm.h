@@ -200,6 +200,22 @@ class Vcpu {
   // access (it must be answered and completed in turn), else nullopt.
   Result<std::optional<VcpuExit>> completeExit();
 
+  // RIP and RFLAGS as KVM holds them now (KVM_GET_REGS); at an MMIO exit,
+  // the values before the instruction (KVM's emulator writes them back when
+  // it completes).
+  struct RipFlags {
+    uint64_t rip = 0;
+    uint64_t rflags = 0;
+  };
+  Result<RipFlags> ripAndFlags() const;
+  // Queues the single-step #DB the guest's own TF owes after the last
+  // instruction, for delivery at the next entry: DR6 gets BS with B0-B3
+  // cleared, and the exception goes in through KVM_SET_VCPU_EVENTS. Does
+  // nothing when KVM already has a #DB queued. For the trap KVM loses after
+  // an MMIO write it completes in user space (the FIXME in its
+  // complete_emulated_mmio; docs/kvm-recording.md).
+  Status queueSingleStepTrap();
+
  private:
   friend class Vm;
   Vcpu(Fd fd, kvm_run* run, size_t mapSize, KvmCapabilities caps)

@@ -69,6 +69,9 @@ Result<std::vector<PhysicalMemory::Range>> kvmRamSlots(
 //    load sets it in the descriptor; SVM reports the type as it was read);
 //  - a data segment loaded with a null selector keeps its hidden limit, as
 //    the emulator does (SVM reports 0).
+//  - a data segment made unusable by an IRET to an outer level (DPL < CPL)
+//    keeps its attributes with the unusable bit, as the emulator does (SVM
+//    reports it not present: P clear; debug_tf's cpl3 case).
 void normalizeSvmSegments(CpuState& now, const CpuState& before);
 
 // KVM's emulator runs a REP string instruction's I/O iterations in one go
@@ -115,6 +118,7 @@ class KvmBackend final : public machine::CpuBackend {
   // Exits of each kind since creation (counted or not), for summaries and tests.
   struct ExitCounts {
     uint64_t io = 0, mmio = 0, hlt = 0, window = 0, kicks = 0;
+    uint64_t repairedTraps = 0;  // guest single-step traps after MMIO writes queued by ttvm
   };
   const ExitCounts& exitCounts() const { return counts_; }
 
@@ -128,6 +132,13 @@ class KvmBackend final : public machine::CpuBackend {
   // Completes the last access (answering further ones it makes) and reads the
   // state back.
   Status settle();
+  // After an MMIO write exit: KVM loses the single-step trap the guest's own
+  // TF owes after it (x86_emulate_instruction checks single-step only when
+  // it does not exit; complete_emulated_mmio's FIXME: the case ttvm began
+  // from). When TF is set, completes the access and queues the #DB (after
+  // each iteration of a REP string instruction writing MMIO, as the
+  // architecture traps).
+  Status deliverLostSingleStep();
   StepResult fail(std::string message);
   uint64_t linearRip() const;
   void kicker();
