@@ -13,7 +13,9 @@ Reported: the median and range of each side's wall time, the workload's
 time (wall minus the median of rounds=0), ttvm's steps from its own report
 (which equal the guest's instructions: the workload has no REP strings),
 and the ratio QEMU time / ttvm time (the speed of ttvm as a fraction of
-QEMU's: 1.0 = as fast) as a median with its range over runs.
+QEMU's: 1.0 = as fast) as a median with its range over runs, on wall time
+and on CPU time (user + system of each process; on a shared machine the
+steadier of the two, though QEMU's CPU time includes its I/O thread).
 
 usage: bench/qemu_ratio_bench.py [--ttvm build/release/cli/ttvm]
                                  [--guest build/release/bench/int_workload.elf]
@@ -28,6 +30,7 @@ fast one).
 import argparse
 import os
 import re
+import resource
 import shutil
 import statistics
 import subprocess
@@ -42,17 +45,21 @@ ENGINE = re.compile(rb"engine\s+(.*)")
 
 
 def run(cmd, timeout=600):
+    """Wall time and CPU time (user + system of the child) of one run."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.monotonic()
     p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                        stdin=subprocess.DEVNULL, timeout=timeout)
     wall = time.monotonic() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     m = CHECKSUM.search(p.stdout)
     if m is None:
         sys.exit(f"qemu_ratio_bench: no checksum from {' '.join(cmd)}:\n"
                  + p.stdout.decode(errors="replace"))
     steps = STEPS.search(p.stdout)
     engine = ENGINE.search(p.stdout)
-    return (wall, m.group(2).decode(), int(steps.group(1)) if steps else None,
+    return (wall, cpu, m.group(2).decode(), int(steps.group(1)) if steps else None,
             engine.group(1).decode().strip() if engine else None)
 
 
@@ -100,18 +107,22 @@ def main():
 
     full = {name: [] for name, _ in contestants}
     empty = {name: [] for name, _ in contestants}
+    full_cpu = {name: [] for name, _ in contestants}
+    empty_cpu = {name: [] for name, _ in contestants}
     checksums, steps, engines = set(), {}, {}
     for k in range(args.runs):
         for name, cmd in contestants:
-            wall, check, n, engine = run(cmd(args.rounds))
+            wall, cpu, check, n, engine = run(cmd(args.rounds))
             full[name].append(wall)
+            full_cpu[name].append(cpu)
             checksums.add(check)
             if n is not None:
                 steps[name] = n
             if engine is not None:
                 engines[name] = engine
-            wall0, _, _, _ = run(cmd(0))
+            wall0, cpu0, _, _, _ = run(cmd(0))
             empty[name].append(wall0)
+            empty_cpu[name].append(cpu0)
         print(f"run {k + 1}: " + ", ".join(f"{name} {full[name][-1]:.3f} s" for name, _ in contestants),
               flush=True)
     if len(checksums) != 1:
@@ -119,15 +130,18 @@ def main():
 
     print(f"\nint_workload rounds={args.rounds}, {args.runs} alternating runs, "
           f"ttvm {'traced' if args.traced else '--no-trace'} {' '.join(args.ttvm_arg)}")
-    work = {}
+    work, work_cpu = {}, {}
     for name, _ in contestants:
         base = statistics.median(empty[name])
         work[name] = [max(w - base, 1e-6) for w in full[name]]
+        base_cpu = statistics.median(empty_cpu[name])
+        work_cpu[name] = [max(c - base_cpu, 1e-6) for c in full_cpu[name]]
         line = f"  {name:10s} whole run {summary(full[name])}; rounds=0 {summary(empty[name])}"
         print(line)
         extra = f"; {steps[name] / statistics.median(work[name]) / 1e6:.1f} M steps/s" \
             if name in steps else ""
         print(f"  {'':10s} workload  {summary(work[name])}{extra}")
+        print(f"  {'':10s} workload CPU time {summary(work_cpu[name])}")
         if name in engines:
             print(f"  {'':10s} engine    {engines[name]}")
     if steps:
@@ -143,6 +157,10 @@ def main():
               f"{statistics.median(ratios):.3f} (range {min(ratios):.3f}-{max(ratios):.3f}); "
               f"whole run median {statistics.median(whole):.3f} "
               f"(range {min(whole):.3f}-{max(whole):.3f})")
+        cpu_ratios = [q / t for q, t in zip(work_cpu["qemu"], work_cpu[name])]
+        print(f"ratio qemu/{name} on CPU time (user + system; steadier on a loaded machine): "
+              f"median {statistics.median(cpu_ratios):.3f} "
+              f"(range {min(cpu_ratios):.3f}-{max(cpu_ratios):.3f})")
     print(f"checksum {checksums.pop()}")
 
 

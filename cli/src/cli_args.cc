@@ -114,6 +114,21 @@ Option listOption(std::string_view name, std::vector<std::string>& out) {
                 }};
 }
 
+std::optional<CpuEngine> parseEngine(std::string_view text) {
+  if (text == "fast") return CpuEngine::kFast;
+  if (text == "reference") return CpuEngine::kReference;
+  return std::nullopt;
+}
+
+Option engineOption(std::string_view name, CpuEngine& out) {
+  return Option{name, {}, true, [&out](const std::string& v) -> Status {
+                  const std::optional<CpuEngine> e = parseEngine(v);
+                  if (!e) return makeError("is not an engine (fast or reference)");
+                  out = *e;
+                  return Status();
+                }};
+}
+
 Option sizeOption(std::string_view name, uint64_t& out) {
   return Option{name, {}, true, [&out](const std::string& v) -> Status {
                   if (!parseSize(v, out)) return makeError("is not a size (e.g. 512M)");

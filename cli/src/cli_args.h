@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "ttvm/base/result.h"
+#include "ttvm/emulator/cpu.h"
 
 namespace ttvm::cli {
 
@@ -73,6 +74,9 @@ Option textOption(std::string_view name, Text& out) {
 }
 // Repeatable: each value is appended.
 Option listOption(std::string_view name, std::vector<std::string>& out);
+// The emulator engine: "fast" or "reference" (--engine).
+std::optional<CpuEngine> parseEngine(std::string_view text);
+Option engineOption(std::string_view name, CpuEngine& out);
 // A byte count (parseSize).
 Option sizeOption(std::string_view name, uint64_t& out);
 // An integer in C notation (parseU64) no larger than `max`.

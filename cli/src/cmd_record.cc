@@ -26,6 +26,7 @@
 #include "ttvm/machine/disk_image.h"
 #include "ttvm/machine/loader.h"
 #include "ttvm/machine/machine.h"
+#include "ttvm/recorder/emu_backend.h"
 #include "ttvm/recorder/kvm_backend.h"
 #include "ttvm/recorder/record_session.h"
 #include "ttvm/replayer/guest_symbols.h"
@@ -61,6 +62,9 @@ constexpr const char* kUsage =
     "                        and shows the guest ttvm's CPUID, else the emulator;\n"
     "                        it says which). Under KVM events carry exit numbers and\n"
     "                        every device answer is logged (docs/kvm-recording.md)\n"
+    "  --engine E            the emulator's engine: reference (default) or fast\n"
+    "                        (blocks translated once; the same steps, events and\n"
+    "                        states; docs/emulator.md)\n"
     "  --ram SIZE            guest RAM, e.g. 256M, 1G (default 256M; 2M to 3G); RAM\n"
     "                        the guest never touches costs nothing\n"
     "  --kernel FILE         the guest is this kernel (Linux bzImage, multiboot or\n"
@@ -230,6 +234,9 @@ void printSummary(const RecordResult& r, const TraceHeader& header, const machin
     double mips = r.wallSeconds > 0 ? static_cast<double>(e.steps) / r.wallSeconds / 1e6 : 0;
     std::fprintf(stderr, "  steps    %" PRIu64 " in %.3f s (%.1f M steps/s)\n", e.steps,
                  r.wallSeconds, mips);
+    if (const auto* emu = dynamic_cast<const EmuBackend*>(cpu);
+        emu != nullptr && emu->cpu().engine() == CpuEngine::kFast)
+      std::fprintf(stderr, "  engine   fast: %s\n", describe(emu->cpu().engineStats()).c_str());
   }
   GuestSymbols symbols(header);
   uint64_t linear = cpuMode(s) == CpuMode::kLong64 ? s.rip : s.segment(SegReg::kCs).base + s.rip;
@@ -263,6 +270,7 @@ void printSummary(const RecordResult& r, const TraceHeader& header, const machin
 
 int cmdRecord(std::span<char* const> args) {
   std::string output, guestPath, append, initrd, serialInput, backend = "auto";
+  CpuEngine engine = CpuEngine::kReference;
   std::vector<DiskSpec> disks;
   bool noTrace = false, verbose = false, realtime = false, kernelOnly = false,
        logDeviceReads = false;
@@ -297,6 +305,13 @@ int cmdRecord(std::span<char* const> args) {
     } else if (a == "-o" || a == "--output") {
       if (!(v = need(i, "-o"))) return kExitUsage;
       output = v;
+    } else if (a == "--engine") {
+      if (!(v = need(i, "--engine"))) return kExitUsage;
+      if (!parseEngine(v)) {
+        std::fprintf(stderr, "ttvm record: --engine '%s': use fast or reference\n", v);
+        return kExitUsage;
+      }
+      engine = *parseEngine(v);
     } else if (a == "--backend") {
       if (!(v = need(i, "--backend"))) return kExitUsage;
       backend = v;
@@ -546,6 +561,13 @@ int cmdRecord(std::span<char* const> args) {
       auto b = KvmBackend::create(*kvmDevice, model, std::move(memory), env);
       if (!b) return b.error();
       return std::unique_ptr<machine::CpuBackend>(std::move(*b));
+    };
+  else
+    ro.makeBackend = [engine](const CpuModel& model, PhysicalMemory memory,
+                              Environment& env) -> Result<std::unique_ptr<machine::CpuBackend>> {
+      auto b = std::make_unique<EmuBackend>(model, std::move(memory), env);
+      b->cpu().setEngine(engine);
+      return std::unique_ptr<machine::CpuBackend>(std::move(b));
     };
   ro.ttvmVersion = TTVM_VERSION;
   ro.host = hostDescription();

@@ -16,11 +16,13 @@ namespace ttvm::cli {
 namespace {
 
 const char* kVerifyHelp =
-    "usage: ttvm verify TRACE [-q]\n\n"
+    "usage: ttvm verify TRACE [-q] [--engine fast|reference]\n\n"
     "Checks every frame's checksum (header, initial state, chunks, snapshots,\n"
     "footer), then replays TRACE from its start to its end, checking every input\n"
     "request, every state digest and the final state against the recording.\n"
-    "  -q   print nothing when everything agrees\n\n"
+    "  -q   print nothing when everything agrees\n"
+    "  --engine E  the emulator engine that replays: reference (default) or fast\n"
+    "       (blocks translated once; the same steps and states, docs/emulator.md)\n\n"
     "Exit status (stable, for scripts):\n"
     "  0  everything was checked and agrees, to the end of the recording (for a\n"
     "     trace completed by `ttvm recover`: to the step where it was cut)\n"
@@ -39,7 +41,8 @@ void onSigint(int) {
 
 int cmdVerify(std::span<char* const> args) {
   bool quiet = false;
-  const Option options[] = {flagOption("-q", quiet)};
+  CpuEngine engine = CpuEngine::kReference;
+  const Option options[] = {flagOption("-q", quiet), engineOption("--engine", engine)};
   auto parsed = parseTraceArgs(args, options);
   if (auto status = earlyExit(parsed, "ttvm verify", kVerifyHelp)) return *status;
   const std::string& path = parsed->trace;
@@ -63,6 +66,7 @@ int cmdVerify(std::span<char* const> args) {
   RunOptions ro;
   ro.cancel = &gCancel;
   ReplaySession& s = **session;
+  s.cpu().setEngine(engine);
   const SessionStop stop = s.runTo(~0ull, ro);
   if (stop.kind == SessionStopKind::kDivergence) {
     auto d = s.divergence();

@@ -1,6 +1,8 @@
 // ttvm::Cpu: the public face of CpuImpl (exec/cpu_impl.h).
 #include "ttvm/emulator/cpu.h"
 
+#include <cstdio>
+
 #include "exec/cpu_impl.h"
 
 namespace ttvm {
@@ -38,6 +40,36 @@ StepResult Cpu::step() {
 }
 StepResult Cpu::run(uint64_t maxSteps) {
   return impl_->run(maxSteps);
+}
+void Cpu::setEngine(CpuEngine e) {
+  impl_->setEngine(e);
+}
+CpuEngine Cpu::engine() const {
+  return impl_->engine();
+}
+EngineStats Cpu::engineStats() const {
+  return impl_->engineStats();
+}
+std::string describe(const EngineStats& s) {
+  const uint64_t found = s.chained + s.hits;
+  const uint64_t asked = s.chained + s.lookups;
+  char line[320];
+  std::snprintf(
+      line, sizeof line,
+      "%llu blocks run, %.2f%% chained or found in the cache (%llu chained, %llu of "
+      "%llu lookups hit), %llu translated, %llu invalidated, %llu flushes, %llu steps "
+      "on the reference path",
+      static_cast<unsigned long long>(s.blockRuns),
+      asked ? 100.0 * static_cast<double>(found) / static_cast<double>(asked) : 0.0,
+      static_cast<unsigned long long>(s.chained), static_cast<unsigned long long>(s.hits),
+      static_cast<unsigned long long>(s.lookups), static_cast<unsigned long long>(s.builds),
+      static_cast<unsigned long long>(s.invalidations), static_cast<unsigned long long>(s.flushes),
+      static_cast<unsigned long long>(s.fallbackSteps));
+  return line;
+}
+
+const char* toString(CpuEngine e) {
+  return e == CpuEngine::kFast ? "fast" : "reference";
 }
 void Cpu::notifyRamWritten(uint64_t physAddr, uint64_t length) {
   impl_->notifyRamWritten(physAddr, length);

@@ -77,6 +77,12 @@ class TestEnv final : public Environment {
   bool nmiPending() override { return nmis > 0; }
   void acknowledgeNmi() override { --nmis; }
   bool stopRequested() override { return stop; }
+  // Environment::eventHint, when `useHint`: the test keeps `hint` nonzero
+  // while an interrupt, an NMI or a stop may be pending; otherwise the CPU
+  // asks at every boundary.
+  bool useHint = false;
+  volatile uint32_t hint = 0;
+  const volatile uint32_t* eventHint() const override { return useHint ? &hint : nullptr; }
 };
 
 // Parses "0f 1f 00" / "0f1f00" into bytes.

@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <new>
 
+#include "exec/block_cache.h"
 #include "exec/handler_table.h"
 #include "exec/internals.h"
 #include "ttvm/base/log.h"
@@ -317,14 +318,22 @@ const Instr* CpuImpl::fetchSlow(uint64_t lin, uint64_t phys, DecodeCacheEntry*& 
       *::new (&in_->pool[in_->poolUsed++]) DecodeCacheEntry{cacheTag(phys, mode_), out, {}};
   in_->index[phys & kCacheMask] = &ce;
   entry = &ce;
+  markCode(phys, out.length);
+  return &ce.instr;
+}
+
+void CpuImpl::markCode(uint64_t phys, unsigned length) {
   const uint64_t pfn = phys >> 12;
   const unsigned first = (phys & 0xFFF) >> 6;
-  const unsigned last = ((phys & 0xFFF) + out.length - 1) >> 6;
+  const unsigned last = ((phys & 0xFFF) + length - 1) >> 6;
   uint64_t bits = 0;
   for (unsigned c = first; c <= last; ++c) bits |= 1ull << c;
   if (in_->codeChunks[pfn] == 0) stripTlbWrite(pfn << 12);
   in_->codeChunks[pfn] |= bits;
-  return &ce.instr;
+}
+
+EngineStats CpuImpl::engineStats() const {
+  return blocks_ ? blocks_->stats() : EngineStats{};
 }
 
 void CpuImpl::notifyRamWritten(uint64_t physAddr, uint64_t length) {
@@ -341,6 +350,7 @@ void CpuImpl::notifyRamWritten(uint64_t physAddr, uint64_t length) {
     uint64_t hitMask = 0;
     for (unsigned c = c0; c <= c1; ++c) hitMask |= 1ull << c;
     if (!(in_->codeChunks[page] & hitMask)) continue;
+    if (blocks_ && blocks_->invalidate(pBegin, pEnd)) ++linkEpoch_;
     // Drop every cached instruction of this page that overlaps the write:
     // those starting in [pBegin - 14, pEnd).
     const uint64_t scanBegin = std::max(page << 12, pBegin >= 14 ? pBegin - 14 : 0);
@@ -366,6 +376,8 @@ void CpuImpl::notifyRamWritten(uint64_t physAddr, uint64_t length) {
 
 void CpuImpl::dropDecodedCode() {
   ++linkEpoch_;
+  // Blocks rely on the code map too.
+  if (blocks_) blocks_->flush();
   prevEntry_ = nullptr;
   std::fill(in_->index.begin(), in_->index.end(), nullptr);
   in_->poolUsed = 0;
@@ -585,7 +597,7 @@ bool CpuImpl::atDebuggerBreakpoint() {
   return false;
 }
 
-StepResult CpuImpl::run(uint64_t maxSteps) {
+StepResult CpuImpl::runReference(uint64_t maxSteps) {
   // The fast loop: the same semantics as calling step() maxSteps times, with
   // the per-step bookkeeping that cannot apply skipped. Anything unusual
   // (debugger breakpoints/watchpoints, guest debug registers, TF/RF, an

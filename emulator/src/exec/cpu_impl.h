@@ -35,6 +35,9 @@
 namespace ttvm {
 
 struct DecodeCacheEntry;
+struct Block;
+class BlockCache;
+struct LazyFlags;
 
 // Exception vectors.
 namespace vec {
@@ -368,7 +371,12 @@ class CpuImpl final {
 
   // ------------------------------------------------------------ public API
   StepResult step();
-  StepResult run(uint64_t maxSteps);
+  StepResult run(uint64_t maxSteps) {
+    return engine_ == CpuEngine::kFast ? runBlocks(maxSteps) : runReference(maxSteps);
+  }
+  void setEngine(CpuEngine e) { engine_ = e; }
+  CpuEngine engine() const { return engine_; }
+  EngineStats engineStats() const;
   void setState(const CpuState& s);
   void notifyRamWritten(uint64_t physAddr, uint64_t length);
   void flushCaches();
@@ -422,6 +430,23 @@ class CpuImpl final {
   DecodeCacheEntry* prevEntry_ = nullptr;  // the last instruction fetched from the cache
   uint64_t linkEpoch_ = 1;                 // see DecodeCacheEntry::Link
   StepResult executeOne(InterruptShadow shadowBefore);
+  // The reference loop (exec/cpu_impl.cc) and the fast engine
+  // (exec/block_engine.cc, design in exec/block_cache.h).
+  StepResult runReference(uint64_t maxSteps);
+  StepResult runBlocks(uint64_t maxSteps);
+  Block* lookupBlock();
+  Block* buildBlock(uint64_t lin, uint64_t phys);
+  bool eventDue(uint32_t hint);
+  bool runUnusual() const;
+  template <typename T>
+  bool blockReadAt(unsigned seg, uint64_t ea, T& out, LazyFlags& lazy);
+  template <typename T>
+  bool blockWriteAt(unsigned seg, uint64_t ea, T v, LazyFlags& lazy);
+  // Marks [phys, phys + length) as holding cached code (self-modifying-code
+  // detection; the first code on a page takes write permission from the TLB).
+  void markCode(uint64_t phys, unsigned length);
+  CpuEngine engine_ = CpuEngine::kReference;
+  std::unique_ptr<BlockCache> blocks_;  // the fast engine's cache, built on first use
   StepResult finishInstruction(ExecStatus st, const Instr* i, uint64_t rip0, uint64_t flagsBefore,
                                InterruptShadow shadowBefore);
   void updateRunSlow();

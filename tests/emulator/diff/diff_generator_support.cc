@@ -30,11 +30,6 @@ void applyFeatures(GeneratorOptions& o, Features f) {
   o.movbe = f.movbe;
 }
 
-namespace {
-
-constexpr uint32_t kCF = 0x1, kPF = 0x4, kAF = 0x10, kZF = 0x40, kSF = 0x80, kOF = 0x800;
-constexpr uint32_t kAll = kCF | kPF | kAF | kZF | kSF | kOF;
-
 ZydisEncoderOperand opReg(ZydisRegister r) {
   ZydisEncoderOperand o{};
   o.type = ZYDIS_OPERAND_TYPE_REGISTER;
@@ -48,6 +43,11 @@ ZydisEncoderOperand opImm(int64_t v) {
   o.imm.s = v;
   return o;
 }
+
+namespace {
+
+constexpr uint32_t kCF = 0x1, kPF = 0x4, kAF = 0x10, kZF = 0x40, kSF = 0x80, kOF = 0x800;
+constexpr uint32_t kAll = kCF | kPF | kAF | kZF | kSF | kOF;
 
 int64_t signExtend(uint64_t v, int bits) {
   if (bits >= 64) return static_cast<int64_t>(v);

@@ -59,6 +59,9 @@ struct Features {
 };
 // What the host CPU supports (CPUID).
 Features hostFeatures();
+// Zydis encoder operands: a register, an immediate.
+ZydisEncoderOperand opReg(ZydisRegister r);
+ZydisEncoderOperand opImm(int64_t v);
 Features intersect(Features a, Features b);
 void applyFeatures(GeneratorOptions& o, Features f);
 

@@ -102,6 +102,34 @@ struct DebuggerWatchpoint {
 
 class CpuImpl;
 
+// Which engine Cpu::run uses (step() is always the reference interpreter).
+//  kReference: the interpreter, one fetch through the decode cache and one
+//    handler call per instruction.
+//  kFast: blocks of instructions decoded once per physical page run with
+//    common forms executed inline (exec/block_cache.h); the same steps, events
+//    and states as kReference, instruction for instruction. Anything it does
+//    not cover runs on the reference path.
+enum class CpuEngine : uint8_t { kReference, kFast };
+const char* toString(CpuEngine e);
+
+// Counters of the fast engine's translation cache, since the CPU was built.
+struct EngineStats {
+  uint64_t blockRuns = 0;      // blocks entered
+  uint64_t chained = 0;        // ... of which reached through a chain link
+  uint64_t lookups = 0;        // index lookups (entries not chained)
+  uint64_t hits = 0;           // ... that found a live block
+  uint64_t builds = 0;         // blocks translated
+  uint64_t invalidations = 0;  // blocks killed by writes to their bytes
+  uint64_t flushes = 0;        // whole-cache flushes (size limit, dropped code)
+  uint64_t fallbackSteps = 0;  // steps run by the reference path inside run()
+  uint64_t blocks = 0;         // blocks held now
+  uint64_t ops = 0;            // instruction slots used now
+};
+
+// One line for a summary: blocks run, the share found by chaining or in the
+// cache (the hit rate), translations, flushes, invalidations, reference steps.
+std::string describe(const EngineStats& s);
+
 class Cpu {
  public:
   Cpu(const CpuModel& model, PhysicalMemory memory, Environment& env);
@@ -120,6 +148,10 @@ class Cpu {
   // Steps until `maxSteps` steps have executed or a step's outcome is not
   // kRetired; returns the last result. Fast path for recording and replay.
   StepResult run(uint64_t maxSteps);
+  // The engine run() uses (default kReference).
+  void setEngine(CpuEngine e);
+  CpuEngine engine() const;
+  EngineStats engineStats() const;
 
   // The machine wrote RAM behind the CPU's back (loader, DMA, checkpoint
   // restore): drop decoded code from [physAddr, physAddr + length).

@@ -40,6 +40,7 @@ class EmuBackend final : public machine::CpuBackend {
 
   // The emulator itself (debugger breakpoints, decode caches).
   Cpu& cpu() { return *cpu_; }
+  const Cpu& cpu() const { return *cpu_; }
 
  private:
   class Injecting;

@@ -1,0 +1,740 @@
+// The fast engine (CpuEngine::kFast): the block cache, block translation and
+// CpuImpl::runBlocks. See exec/block_cache.h for the design and the
+// exactness argument; the reference is CpuImpl::runReference, which
+// runBlocks calls for every step it does not run itself.
+#include <algorithm>
+#include <cstring>
+#include <new>
+#include <type_traits>
+
+#include "alu/flags.h"
+#include "exec/block_cache.h"
+#include "exec/internals.h"
+
+namespace ttvm {
+
+// ------------------------------------------------------------ BlockCache
+
+BlockCache::BlockCache() : index_(size_t{1} << kIndexBits, nullptr) {}
+BlockCache::~BlockCache() = default;
+
+bool BlockCache::reserve() {
+  if (!ops_) ops_.reset(new BlockOp[kMaxOps]);
+  if (opsUsed_ + kMaxBlockOps <= kMaxOps && blocks_.size() < kMaxBlocks) return false;
+  flush();
+  return true;
+}
+
+Block* BlockCache::publish(uint64_t phys, CpuMode m, uint32_t firstOp, uint16_t bytes) {
+  auto b = std::make_unique<Block>();
+  b->tag = tagOf(phys, m);
+  b->phys = phys;
+  b->firstOp = firstOp;
+  b->numOps = static_cast<uint16_t>(opsUsed_ - firstOp);
+  b->bytes = bytes;
+  Block* raw = b.get();
+  blocks_.push_back(std::move(b));
+  index_[slot(phys)] = raw;
+  byPage_[phys >> 12].push_back(raw);
+  ++stats_.builds;
+  return raw;
+}
+
+bool BlockCache::invalidate(uint64_t begin, uint64_t end) {
+  bool any = false;
+  for (uint64_t page = begin >> 12; page <= (end - 1) >> 12; ++page) {
+    auto it = byPage_.find(page);
+    if (it == byPage_.end()) continue;
+    std::vector<Block*>& list = it->second;
+    for (size_t k = 0; k < list.size();) {
+      Block* b = list[k];
+      if (b->phys < end && b->phys + b->bytes > begin) {
+        if (index_[slot(b->phys)] == b) index_[slot(b->phys)] = nullptr;
+        b->tag = 0;
+        ++stats_.invalidations;
+        any = true;
+        list[k] = list.back();
+        list.pop_back();
+      } else {
+        ++k;
+      }
+    }
+  }
+  return any;
+}
+
+void BlockCache::flush() {
+  std::fill(index_.begin(), index_.end(), nullptr);
+  byPage_.clear();
+  blocks_.clear();
+  opsUsed_ = 0;
+  ++stats_.flushes;
+}
+
+// ------------------------------------------------------------ translation
+
+namespace {
+
+int jccCondition(uint16_t mnemonic) {
+  switch (mnemonic) {
+    case ZYDIS_MNEMONIC_JO: return 0;
+    case ZYDIS_MNEMONIC_JNO: return 1;
+    case ZYDIS_MNEMONIC_JB: return 2;
+    case ZYDIS_MNEMONIC_JNB: return 3;
+    case ZYDIS_MNEMONIC_JZ: return 4;
+    case ZYDIS_MNEMONIC_JNZ: return 5;
+    case ZYDIS_MNEMONIC_JBE: return 6;
+    case ZYDIS_MNEMONIC_JNBE: return 7;
+    case ZYDIS_MNEMONIC_JS: return 8;
+    case ZYDIS_MNEMONIC_JNS: return 9;
+    case ZYDIS_MNEMONIC_JP: return 10;
+    case ZYDIS_MNEMONIC_JNP: return 11;
+    case ZYDIS_MNEMONIC_JL: return 12;
+    case ZYDIS_MNEMONIC_JNL: return 13;
+    case ZYDIS_MNEMONIC_JLE: return 14;
+    case ZYDIS_MNEMONIC_JNLE: return 15;
+    default: return -1;
+  }
+}
+
+int aluOp(uint16_t mnemonic) {
+  switch (mnemonic) {
+    case ZYDIS_MNEMONIC_ADD: return static_cast<int>(AluOp::kAdd);
+    case ZYDIS_MNEMONIC_SUB: return static_cast<int>(AluOp::kSub);
+    case ZYDIS_MNEMONIC_AND: return static_cast<int>(AluOp::kAnd);
+    case ZYDIS_MNEMONIC_OR: return static_cast<int>(AluOp::kOr);
+    case ZYDIS_MNEMONIC_XOR: return static_cast<int>(AluOp::kXor);
+    case ZYDIS_MNEMONIC_CMP: return static_cast<int>(AluOp::kCmp);
+    case ZYDIS_MNEMONIC_TEST: return static_cast<int>(AluOp::kTest);
+    default: return -1;
+  }
+}
+
+// Instructions after which nothing in the same block can run: unconditional
+// transfers and instructions that stop or trap.
+bool endsBlock(uint16_t mnemonic) {
+  switch (mnemonic) {
+    case ZYDIS_MNEMONIC_JMP:
+    case ZYDIS_MNEMONIC_RET:
+    case ZYDIS_MNEMONIC_IRET:
+    case ZYDIS_MNEMONIC_IRETD:
+    case ZYDIS_MNEMONIC_IRETQ:
+    case ZYDIS_MNEMONIC_HLT:
+    case ZYDIS_MNEMONIC_UD0:
+    case ZYDIS_MNEMONIC_UD1:
+    case ZYDIS_MNEMONIC_UD2:
+    case ZYDIS_MNEMONIC_INT:
+    case ZYDIS_MNEMONIC_INT1:
+    case ZYDIS_MNEMONIC_INT3:
+    case ZYDIS_MNEMONIC_SYSRET:
+    case ZYDIS_MNEMONIC_SYSEXIT: return true;
+    default: return false;
+  }
+}
+
+bool gpr16(const Operand& o) {
+  return o.kind == OpKind::kGpr && o.reg < 16;
+}
+
+// Picks the fast form of `i` (decoded for `mode`), or kGeneric.
+void classify(BlockOp& op, CpuMode mode) {
+  const Instr& i = op.instr;
+  op.kind = FastKind::kGeneric;
+  if (i.prefixes & (prefix::kLock | prefix::kRep | prefix::kRepne)) return;
+  const bool wide = i.opSize == 4 || i.opSize == 8;
+  const bool is64 = mode == CpuMode::kLong64;
+  const Operand& d = i.op[0];
+  const Operand& s = i.op[1];
+  const bool memOk = !i.mem.agen;
+  if (const int cc = jccCondition(i.mnemonic); cc >= 0) {
+    if (is64 && i.numOps == 1 && d.kind == OpKind::kImm) {
+      op.kind = FastKind::kJcc;
+      op.a = static_cast<uint8_t>(cc);
+    }
+    return;
+  }
+  switch (i.mnemonic) {
+    case ZYDIS_MNEMONIC_MOV:
+      if (!wide || i.numOps != 2 || d.size != i.opSize || s.size != i.opSize) return;
+      if (gpr16(d) && gpr16(s)) op.kind = FastKind::kMovRR;
+      if (gpr16(d) && s.kind == OpKind::kImm) op.kind = FastKind::kMovRI;
+      if (gpr16(d) && s.kind == OpKind::kMem && memOk) op.kind = FastKind::kMovRM;
+      if (d.kind == OpKind::kMem && memOk && gpr16(s)) op.kind = FastKind::kMovMR;
+      break;
+    case ZYDIS_MNEMONIC_MOVZX:
+      if (wide && i.numOps == 2 && gpr16(d) && s.kind == OpKind::kMem && s.size == 1 && memOk)
+        op.kind = FastKind::kMovzxRM8;
+      break;
+    case ZYDIS_MNEMONIC_LEA:
+      if (wide && i.numOps == 2 && gpr16(d) && s.kind == OpKind::kMem) op.kind = FastKind::kLea;
+      break;
+    case ZYDIS_MNEMONIC_INC:
+    case ZYDIS_MNEMONIC_DEC:
+      if (wide && i.numOps == 1 && gpr16(d)) {
+        op.kind = FastKind::kIncDecR;
+        op.sub = i.mnemonic == ZYDIS_MNEMONIC_INC ? 0 : 1;
+      }
+      break;
+    case ZYDIS_MNEMONIC_SHL:
+    case ZYDIS_MNEMONIC_SHR:
+    case ZYDIS_MNEMONIC_SAR:
+      if (wide && i.numOps == 2 && gpr16(d) && s.kind == OpKind::kImm) {
+        op.kind = FastKind::kShiftRI;
+        op.sub = i.mnemonic == ZYDIS_MNEMONIC_SHL ? 0 : i.mnemonic == ZYDIS_MNEMONIC_SHR ? 1 : 2;
+      }
+      break;
+    case ZYDIS_MNEMONIC_JMP:
+      if (is64 && i.numOps == 1 && d.kind == OpKind::kImm) op.kind = FastKind::kJmpRel;
+      break;
+    case ZYDIS_MNEMONIC_CALL:
+      if (is64 && i.opSize == 8 && i.numOps == 1 && d.kind == OpKind::kImm)
+        op.kind = FastKind::kCallRel;
+      break;
+    case ZYDIS_MNEMONIC_RET:
+      if (is64 && i.opSize == 8 && i.numOps == 0 && i.opcode == 0xC3) op.kind = FastKind::kRet;
+      break;
+    case ZYDIS_MNEMONIC_PUSH:
+      if (is64 && i.opSize == 8 && i.numOps == 1 && gpr16(d)) op.kind = FastKind::kPushR;
+      break;
+    case ZYDIS_MNEMONIC_POP:
+      if (is64 && i.opSize == 8 && i.numOps == 1 && gpr16(d)) op.kind = FastKind::kPopR;
+      break;
+    default: {
+      const int a = aluOp(i.mnemonic);
+      if (a < 0 || !wide || i.numOps != 2 || !gpr16(d) || d.size != i.opSize) return;
+      op.sub = static_cast<uint8_t>(a);
+      if (gpr16(s) && s.size == i.opSize) op.kind = FastKind::kAluRR;
+      if (s.kind == OpKind::kImm) op.kind = FastKind::kAluRI;
+      if (s.kind == OpKind::kMem && memOk && s.size == i.opSize) op.kind = FastKind::kAluRM;
+      break;
+    }
+  }
+  op.a = d.reg;
+  op.b = s.reg;
+}
+
+}  // namespace
+
+Block* CpuImpl::buildBlock(uint64_t lin, uint64_t phys) {
+  if (!isRamRange(phys, 1)) return nullptr;
+  BlockCache& bc = *blocks_;
+  if (bc.reserve()) ++linkEpoch_;  // flushed: every chain link is stale
+  const uint32_t firstOp = static_cast<uint32_t>(bc.opsUsed());
+  const ZydisDecoder& dec = in_->decoders[static_cast<int>(mode_)];
+  const uint64_t pageEnd = (phys | 0xFFF) + 1;
+  uint64_t at = phys;
+  unsigned n = 0;
+  while (n < BlockCache::kMaxBlockOps && at < pageEnd) {
+    const unsigned have = static_cast<unsigned>(std::min<uint64_t>(15, pageEnd - at));
+    if (!isRamRange(at, have)) break;
+    const uint8_t* bytes = mem_.ram.data() + at;
+    Instr out;
+    bool needMore = false, tooLong = false;
+    // Undecodable, page-crossing and KVM forced-emulation instructions end
+    // the block before them: the reference path runs (and faults on) them.
+    if (!decodeInstr(in_->decoders[static_cast<int>(mode_)], mode_, bytes, have, out, needMore,
+                     tooLong))
+      break;
+    if (skipKvmFep_ && out.mnemonic == ZYDIS_MNEMONIC_UD2 && have >= 5 && bytes[2] == 'k' &&
+        bytes[3] == 'v' && bytes[4] == 'm')
+      break;
+    BlockOp& op = bc.appendOp();
+    op.instr = out;
+    classify(op, mode_);
+    markCode(at, out.length);
+    at += out.length;
+    ++n;
+    if (endsBlock(out.mnemonic)) break;
+  }
+  (void)dec;
+  (void)lin;
+  if (n == 0) return nullptr;
+  return bc.publish(phys, mode_, firstOp, static_cast<uint16_t>(at - phys));
+}
+
+// The block at CS:RIP through the TLB, translated on a miss; nullptr where
+// the reference path must run the next step (a TLB miss: its fetch walks the
+// page tables and faults exactly as the reference does; not RAM).
+Block* CpuImpl::lookupBlock() {
+  uint64_t lin;
+  if (mode_ == CpuMode::kLong64) {
+    lin = s_.rip;
+  } else {
+    lin = (s_.seg[1].base + s_.rip) & 0xFFFFFFFFull;
+  }
+  const TlbEntry& t = tlb_[(lin >> 12) & (kTlbSize - 1)];
+  if (t.tag != (lin >> 12) || !(t.allowed & tlbperm::bit(Access::kExec, cpl_ == 3))) return nullptr;
+  const uint64_t phys = t.physPage | (lin & 0xFFF);
+  Block* b = blocks_->find(phys, mode_);
+  if (b == nullptr) b = buildBlock(lin, phys);
+  return b;
+}
+
+// ------------------------------------------------------------ lazy flags
+//
+// The arithmetic flags of the last ADD/SUB/CMP/logic fast op are kept as its
+// operands and result, and RFLAGS is brought up to date (by the same pure
+// functions of alu/flags.h the handlers use) before anything else can read
+// it: a handler call, a condition the lazy form cannot answer, a fault, a
+// call into the environment, leaving the block loop.
+namespace {
+
+template <class T>
+uint64_t lazyFlagsOf(const LazyFlags& l, uint64_t rf) {
+  switch (l.op) {
+    case 1: return alu::add<T>(T(l.a), T(l.b), rf).rflags;
+    case 2: return alu::sub<T>(T(l.a), T(l.b), rf).rflags;
+    default: return alu::logic<T>(T(l.r), rf).rflags;
+  }
+}
+
+}  // namespace
+
+void materialize(LazyFlags& l, uint64_t& rflags) {
+  if (l.op == 0) return;
+  rflags = l.size == 8 ? lazyFlagsOf<uint64_t>(l, rflags) : lazyFlagsOf<uint32_t>(l, rflags);
+  l.op = 0;
+}
+
+namespace {
+
+// Condition `cc` from the lazy form where it is cheap: -1 = not known here.
+template <class T>
+int lazyCondition(const LazyFlags& l, unsigned cc) {
+  using S = std::make_signed_t<T>;
+  const T a = T(l.a), b = T(l.b), r = T(l.r);
+  bool v;
+  switch (cc >> 1) {
+    case 2: v = r == 0; break;    // Z
+    case 4: v = S(r) < 0; break;  // S
+    case 1:                       // B
+      if (l.op == 2)
+        v = a < b;
+      else if (l.op == 3)
+        v = false;
+      else
+        return -1;
+      break;
+    case 3:  // BE
+      if (l.op == 2)
+        v = a <= b;
+      else if (l.op == 3)
+        v = r == 0;
+      else
+        return -1;
+      break;
+    case 6:  // L
+      if (l.op == 2)
+        v = S(a) < S(b);
+      else if (l.op == 3)
+        v = S(r) < 0;
+      else
+        return -1;
+      break;
+    case 7:  // LE
+      if (l.op == 2)
+        v = S(a) <= S(b);
+      else if (l.op == 3)
+        v = r == 0 || S(r) < 0;
+      else
+        return -1;
+      break;
+    default: return -1;
+  }
+  return (cc & 1) ? !v : v;
+}
+
+template <class T>
+inline T aluApply(AluOp op, T a, T b, LazyFlags& l) {
+  T r;
+  switch (op) {
+    case AluOp::kAdd:
+      r = T(a + b);
+      l.op = 1;
+      break;
+    case AluOp::kSub:
+    case AluOp::kCmp:
+      r = T(a - b);
+      l.op = 2;
+      break;
+    case AluOp::kAnd:
+    case AluOp::kTest:
+      r = T(a & b);
+      l.op = 3;
+      break;
+    case AluOp::kOr:
+      r = T(a | b);
+      l.op = 3;
+      break;
+    default:
+      r = T(a ^ b);
+      l.op = 3;
+      break;
+  }
+  l.size = sizeof(T);
+  l.a = a;
+  l.b = b;
+  l.r = r;
+  return r;
+}
+
+}  // namespace
+
+// ------------------------------------------------------------ memory
+//
+// The inline fast path of readMem/writeMem for 64-bit mode (no segment
+// limits; FS/GS bases; a TLB hit is canonical since the TLB holds only
+// canonical pages and the access stays inside the page), with the flags
+// left lazy. Anything else brings RFLAGS up to date and takes the
+// reference accessor, which faults, walks and notifies exactly as always.
+
+template <typename T>
+[[gnu::always_inline]] inline bool CpuImpl::blockReadAt(unsigned seg, uint64_t ea, T& out,
+                                                        LazyFlags& lazy) {
+  if (__builtin_expect(mode_ == CpuMode::kLong64 && !(s_.rflags & flags::kAC), 1)) {
+    const uint64_t lin = ea + ((seg >= 4) ? s_.seg[seg].base : 0);
+    const TlbEntry& e = tlb_[(lin >> 12) & (kTlbSize - 1)];
+    if (__builtin_expect(e.tag == (lin >> 12) &&
+                             (e.allowed & tlbperm::bit(Access::kRead, cpl_ == 3)) &&
+                             (lin & 0xFFF) <= 4096 - sizeof(T),
+                         1)) {
+      std::memcpy(&out, e.host + (lin & 0xFFF), sizeof(T));
+      return true;
+    }
+  }
+  materialize(lazy, s_.rflags);
+  return readMem<T>(seg, ea, out);
+}
+
+template <typename T>
+[[gnu::always_inline]] inline bool CpuImpl::blockWriteAt(unsigned seg, uint64_t ea, T v,
+                                                         LazyFlags& lazy) {
+  if (__builtin_expect(mode_ == CpuMode::kLong64 && !(s_.rflags & flags::kAC), 1)) {
+    const uint64_t lin = ea + ((seg >= 4) ? s_.seg[seg].base : 0);
+    const TlbEntry& e = tlb_[(lin >> 12) & (kTlbSize - 1)];
+    if (__builtin_expect(e.tag == (lin >> 12) &&
+                             (e.allowed & tlbperm::bit(Access::kWrite, cpl_ == 3)) &&
+                             (lin & 0xFFF) <= 4096 - sizeof(T),
+                         1)) {
+      std::memcpy(e.host + (lin & 0xFFF), &v, sizeof(T));
+      return true;
+    }
+  }
+  materialize(lazy, s_.rflags);
+  return writeMem<T>(seg, ea, v);
+}
+
+// ------------------------------------------------------------ the loop
+
+bool CpuImpl::eventDue(uint32_t h) {
+  return (h != kEventHintMaskableOnly && !s_.pending.nmiBlocked && env_.nmiPending()) ||
+         ((s_.rflags & flags::kIF) && env_.interruptPending());
+}
+
+bool CpuImpl::runUnusual() const {
+  return runSlow_ || s_.pending.halted || s_.pending.pendingDr6 ||
+         s_.pending.shadow != InterruptShadow::kNone || (s_.rflags & (flags::kTF | flags::kRF)) ||
+         skipBreakpoint_;
+}
+
+StepResult CpuImpl::runBlocks(uint64_t maxSteps) {
+  if (!blocks_) blocks_ = std::make_unique<BlockCache>();
+  BlockCache& bc = *blocks_;
+  EngineStats& st = bc.counters();
+  static const volatile uint32_t kAlwaysAsk = 1;
+  const volatile uint32_t* hint = env_.eventHint();
+  if (hint == nullptr) hint = &kAlwaysAsk;
+  StepResult r;
+  Block* prev = nullptr;
+  uint64_t n = 0;
+  LazyFlags lazy;
+  while (n < maxSteps) {
+    // The block's first instruction: where run() would take its fast path.
+    Block* b = nullptr;
+    if (!runUnusual()) {
+      const uint32_t h = *hint;
+      if (h == 0 || !eventDue(h)) {
+        const uint64_t key = s_.seg[1].base + s_.rip;
+        if (prev != nullptr) {
+          for (const BlockLink& l : prev->link) {
+            if (l.rip == key && l.epoch == linkEpoch_) {
+              b = l.to;
+              ++st.chained;
+              break;
+            }
+          }
+        }
+        if (b == nullptr) {
+          const bool okRip =
+              mode_ == CpuMode::kLong64 ? isCanonical(s_.rip) : s_.rip <= s_.seg[1].limit;
+          const uint64_t flushes = st.flushes;
+          if (okRip) b = lookupBlock();
+          if (st.flushes != flushes) prev = nullptr;  // the cache was flushed under it
+          if (b != nullptr && prev != nullptr) {
+            prev->link[1] = prev->link[0];
+            prev->link[0] = BlockLink{key, linkEpoch_, b};
+          }
+        }
+        if (b != nullptr && mode_ != CpuMode::kLong64 &&
+            (s_.rip + b->bytes - 1 > s_.seg[1].limit || s_.rip + b->bytes - 1 > ipMask_))
+          b = nullptr;
+        if (b != nullptr && !linearBreakpoints_.empty()) {
+          const uint64_t lin =
+              mode_ == CpuMode::kLong64 ? s_.rip : ((s_.seg[1].base + s_.rip) & 0xFFFFFFFFull);
+          auto it = std::lower_bound(linearBreakpoints_.begin(), linearBreakpoints_.end(), lin);
+          if (it != linearBreakpoints_.end() && *it < lin + b->bytes) b = nullptr;
+        }
+      }
+    }
+    prev = b;
+    if (b == nullptr) {
+      materialize(lazy, s_.rflags);
+      r = runReference(1);
+      ++st.fallbackSteps;
+      if (r.outcome != StepOutcome::kRetired) return r;
+      ++n;
+      continue;
+    }
+    ++st.blockRuns;
+    const uint64_t epoch = linkEpoch_;
+    const BlockOp* op = bc.ops() + b->firstOp;
+    const BlockOp* const end = op + std::min<uint64_t>(b->numOps, maxSteps - n);
+    for (;; ++op) {
+      const Instr& i = op->instr;
+      const uint64_t rip0 = s_.rip;
+      exc_.valid = false;
+      ExecStatus es = ExecStatus::kNext;
+      bool fast = true;
+      switch (op->kind) {
+        case FastKind::kMovRR:
+          if (i.opSize == 8)
+            writeGpr<uint64_t>(op->a, readGpr<uint64_t>(op->b));
+          else
+            writeGpr<uint32_t>(op->a, readGpr<uint32_t>(op->b));
+          break;
+        case FastKind::kMovRI:
+          if (i.opSize == 8)
+            writeGpr<uint64_t>(op->a, i.imm);
+          else
+            writeGpr<uint32_t>(op->a, static_cast<uint32_t>(i.imm));
+          break;
+        case FastKind::kMovRM:
+          if (i.opSize == 8) {
+            uint64_t v;
+            if (!blockReadAt<uint64_t>(i.mem.seg, effectiveAddress(i), v, lazy)) {
+              es = ExecStatus::kException;
+              break;
+            }
+            writeGpr<uint64_t>(op->a, v);
+          } else {
+            uint32_t v;
+            if (!blockReadAt<uint32_t>(i.mem.seg, effectiveAddress(i), v, lazy)) {
+              es = ExecStatus::kException;
+              break;
+            }
+            writeGpr<uint32_t>(op->a, v);
+          }
+          break;
+        case FastKind::kMovMR: {
+          const bool ok = i.opSize == 8 ? blockWriteAt<uint64_t>(i.mem.seg, effectiveAddress(i),
+                                                                 readGpr<uint64_t>(op->b), lazy)
+                                        : blockWriteAt<uint32_t>(i.mem.seg, effectiveAddress(i),
+                                                                 readGpr<uint32_t>(op->b), lazy);
+          if (!ok) es = ExecStatus::kException;
+          break;
+        }
+        case FastKind::kMovzxRM8: {
+          uint8_t v;
+          if (!blockReadAt<uint8_t>(i.mem.seg, effectiveAddress(i), v, lazy)) {
+            es = ExecStatus::kException;
+            break;
+          }
+          if (i.opSize == 8)
+            writeGpr<uint64_t>(op->a, v);
+          else
+            writeGpr<uint32_t>(op->a, v);
+          break;
+        }
+        case FastKind::kLea:
+          if (i.opSize == 8)
+            writeGpr<uint64_t>(op->a, effectiveAddress(i));
+          else
+            writeGpr<uint32_t>(op->a, static_cast<uint32_t>(effectiveAddress(i)));
+          break;
+        case FastKind::kAluRR:
+        case FastKind::kAluRI:
+        case FastKind::kAluRM: {
+          const AluOp aop = static_cast<AluOp>(op->sub);
+          const bool writes = aop != AluOp::kCmp && aop != AluOp::kTest;
+          if (i.opSize == 8) {
+            uint64_t src;
+            if (op->kind == FastKind::kAluRR) {
+              src = readGpr<uint64_t>(op->b);
+            } else if (op->kind == FastKind::kAluRI) {
+              src = i.imm;
+            } else if (!blockReadAt<uint64_t>(i.mem.seg, effectiveAddress(i), src, lazy)) {
+              es = ExecStatus::kException;
+              break;
+            }
+            const uint64_t v = aluApply<uint64_t>(aop, readGpr<uint64_t>(op->a), src, lazy);
+            if (writes) writeGpr<uint64_t>(op->a, v);
+          } else {
+            uint32_t src;
+            if (op->kind == FastKind::kAluRR) {
+              src = readGpr<uint32_t>(op->b);
+            } else if (op->kind == FastKind::kAluRI) {
+              src = static_cast<uint32_t>(i.imm);
+            } else if (!blockReadAt<uint32_t>(i.mem.seg, effectiveAddress(i), src, lazy)) {
+              es = ExecStatus::kException;
+              break;
+            }
+            const uint32_t v = aluApply<uint32_t>(aop, readGpr<uint32_t>(op->a), src, lazy);
+            if (writes) writeGpr<uint32_t>(op->a, v);
+          }
+          break;
+        }
+        case FastKind::kIncDecR:
+          materialize(lazy, s_.rflags);
+          if (i.opSize == 8) {
+            const alu::AluResult<uint64_t> v =
+                op->sub == 0 ? alu::inc<uint64_t>(readGpr<uint64_t>(op->a), s_.rflags)
+                             : alu::dec<uint64_t>(readGpr<uint64_t>(op->a), s_.rflags);
+            writeGpr<uint64_t>(op->a, v.value);
+            s_.rflags = v.rflags;
+          } else {
+            const alu::AluResult<uint32_t> v =
+                op->sub == 0 ? alu::inc<uint32_t>(readGpr<uint32_t>(op->a), s_.rflags)
+                             : alu::dec<uint32_t>(readGpr<uint32_t>(op->a), s_.rflags);
+            writeGpr<uint32_t>(op->a, v.value);
+            s_.rflags = v.rflags;
+          }
+          break;
+        case FastKind::kShiftRI: {
+          materialize(lazy, s_.rflags);
+          const uint8_t count = static_cast<uint8_t>(i.imm);
+          if (i.opSize == 8) {
+            const uint64_t a = readGpr<uint64_t>(op->a);
+            const alu::AluResult<uint64_t> v =
+                op->sub == 0   ? alu::shl<uint64_t>(a, count, s_.rflags)
+                : op->sub == 1 ? alu::shr<uint64_t>(a, count, s_.rflags)
+                               : alu::sar<uint64_t>(a, count, s_.rflags);
+            writeGpr<uint64_t>(op->a, v.value);
+            s_.rflags = v.rflags;
+          } else {
+            const uint32_t a = readGpr<uint32_t>(op->a);
+            const alu::AluResult<uint32_t> v =
+                op->sub == 0   ? alu::shl<uint32_t>(a, count, s_.rflags)
+                : op->sub == 1 ? alu::shr<uint32_t>(a, count, s_.rflags)
+                               : alu::sar<uint32_t>(a, count, s_.rflags);
+            writeGpr<uint32_t>(op->a, v.value);
+            s_.rflags = v.rflags;
+          }
+          break;
+        }
+        case FastKind::kJcc: {
+          int taken = -1;
+          if (lazy.op != 0)
+            taken = lazy.size == 8 ? lazyCondition<uint64_t>(lazy, op->a)
+                                   : lazyCondition<uint32_t>(lazy, op->a);
+          if (taken < 0) {
+            materialize(lazy, s_.rflags);
+            taken = condition(op->a);
+          }
+          if (taken) es = jumpTo(nextRip(i) + i.imm);  // 64-bit mode: #GP(0) if not canonical
+          break;
+        }
+        case FastKind::kJmpRel: es = jumpTo(nextRip(i) + i.imm); break;
+        case FastKind::kCallRel: {
+          const uint64_t t = nextRip(i) + i.imm;
+          if (!isCanonical(t)) {
+            es = raiseGp(0);
+            break;
+          }
+          const uint64_t sp = s_.gpr[4] - 8;
+          if (!blockWriteAt<uint64_t>(2, sp, nextRip(i), lazy)) {
+            es = ExecStatus::kException;
+            break;
+          }
+          s_.gpr[4] = sp;
+          s_.rip = t;
+          es = ExecStatus::kJumped;
+          break;
+        }
+        case FastKind::kRet: {
+          uint64_t t;
+          if (!blockReadAt<uint64_t>(2, s_.gpr[4], t, lazy)) {
+            es = ExecStatus::kException;
+            break;
+          }
+          if (!isCanonical(t)) {
+            es = raiseGp(0);
+            break;
+          }
+          s_.gpr[4] += 8;
+          s_.rip = t;
+          es = ExecStatus::kJumped;
+          break;
+        }
+        case FastKind::kPushR: {
+          const uint64_t v = s_.gpr[op->a];
+          const uint64_t sp = s_.gpr[4] - 8;
+          if (!blockWriteAt<uint64_t>(2, sp, v, lazy)) {
+            es = ExecStatus::kException;
+            break;
+          }
+          s_.gpr[4] = sp;
+          break;
+        }
+        case FastKind::kPopR: {
+          uint64_t v;
+          if (!blockReadAt<uint64_t>(2, s_.gpr[4], v, lazy)) {
+            es = ExecStatus::kException;
+            break;
+          }
+          s_.gpr[4] += 8;
+          s_.gpr[op->a] = v;
+          break;
+        }
+        default: fast = false; break;
+      }
+      if (!fast) {
+        materialize(lazy, s_.rflags);
+        es = i.handler(*this, i);
+      }
+      (void)rip0;
+      if (__builtin_expect(es == ExecStatus::kNext, 1)) {
+        s_.rip = nextRip(i);
+      } else if (es == ExecStatus::kRepeat) {
+        s_.rflags |= flags::kRF;
+      } else if (es != ExecStatus::kJumped) {
+        materialize(lazy, s_.rflags);
+        r = finishInstruction(es, &i, rip0, s_.rflags, InterruptShadow::kNone);
+        ++n;
+        if (r.outcome != StepOutcome::kRetired) return r;
+        break;
+      }
+      ++s_.steps;
+      ++n;
+      // run()'s checks between two instructions. The environment answers
+      // from the step count, never from RFLAGS' arithmetic flags: they may
+      // stay lazy across the question.
+      if (const uint32_t h = *hint; __builtin_expect(h != 0, 0)) {
+        if (h != kEventHintMaskableOnly && env_.stopRequested()) {
+          materialize(lazy, s_.rflags);
+          r = StepResult{};
+          r.outcome = StepOutcome::kStopRequested;
+          return r;
+        }
+        if (eventDue(h)) break;
+      }
+      if (es != ExecStatus::kNext || op + 1 == end || linkEpoch_ != epoch) break;
+      if (!fast && runUnusual()) break;
+    }
+    // The flags stay lazy into the next block: nothing between two blocks
+    // reads the arithmetic flags.
+  }
+  materialize(lazy, s_.rflags);
+  return StepResult{};
+}
+
+}  // namespace ttvm

@@ -1,0 +1,468 @@
+// The differential engine test (issue 14): random 64-bit programs run on the
+// fast engine (CpuEngine::kFast, exec/block_cache.h) and on the reference
+// interpreter in lockstep. Both machines run the same slices (random lengths,
+// so slices end inside blocks, at their ends and across chains); after every
+// slice the outcome, the whole CpuState and the RAM that the program, its
+// page tables, its stack and its data occupy must be equal.
+//
+// The programs loop over a body of random units built for what the fast
+// engine special-cases and what it must get right around them: the fast
+// forms (MOV, MOVZX, LEA, ADD..TEST with registers, immediates and memory,
+// INC/DEC, shifts, Jcc over the next unit, CALL/RET, PUSH/POP), readers of
+// lazily kept flags (ADC/SBB, SETcc, CMOVcc, PUSHF, LAHF), self-modifying
+// stores into later instructions of the body, page-table edits with and
+// without INVLPG or a CR3 reload (and loads/stores through the remapped
+// window, so A/D bits and stale translations count), TF set mid-block by
+// POPF (#DB handler clears it), CLI/STI, #DE from DIV (handler skips it),
+// unaligned and page-crossing accesses, and external interrupts injected at
+// the same step on both machines. TTVM_BLOCK_DIFF_PROGRAMS sets the count.
+#include <gtest/gtest.h>
+
+#include <Zydis/Zydis.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "cpu_harness.h"
+#include "diff/diff_generator_support.h"
+
+namespace ttvm::cputest {
+namespace {
+
+constexpr uint64_t kHandlers = 0x180000;
+constexpr uint64_t kWindow = 0x40000000;  // 4 KiB pages through PT 0x14000
+constexpr uint64_t kWindowPhys = 0x300000;
+constexpr uint64_t kPt = 0x14000;
+constexpr uint8_t kIrqVector = 0x20;
+
+// Registers the body may clobber; r8 = data, r12 = page table, r13 = the
+// window, r14 = code, r15 = loop counter, rsp = stack stay fixed.
+const ZydisRegister kFree64[] = {ZYDIS_REGISTER_RAX, ZYDIS_REGISTER_RBX, ZYDIS_REGISTER_RCX,
+                                 ZYDIS_REGISTER_RDX, ZYDIS_REGISTER_RSI, ZYDIS_REGISTER_RDI,
+                                 ZYDIS_REGISTER_RBP, ZYDIS_REGISTER_R9,  ZYDIS_REGISTER_R10,
+                                 ZYDIS_REGISTER_R11};
+const ZydisRegister kFree32[] = {ZYDIS_REGISTER_EAX, ZYDIS_REGISTER_EBX, ZYDIS_REGISTER_ECX,
+                                 ZYDIS_REGISTER_EDX, ZYDIS_REGISTER_ESI, ZYDIS_REGISTER_EDI,
+                                 ZYDIS_REGISTER_EBP, ZYDIS_REGISTER_R9D, ZYDIS_REGISTER_R10D,
+                                 ZYDIS_REGISTER_R11D};
+
+ZydisEncoderOperand reg(ZydisRegister r) {
+  return difftest::opReg(r);
+}
+ZydisEncoderOperand imm(int64_t v) {
+  return difftest::opImm(v);
+}
+ZydisEncoderOperand mem(ZydisRegister base, int64_t disp, unsigned size) {
+  ZydisEncoderOperand o{};
+  o.type = ZYDIS_OPERAND_TYPE_MEMORY;
+  o.mem.base = base;
+  o.mem.displacement = disp;
+  o.mem.size = static_cast<ZyanU16>(size);
+  return o;
+}
+
+std::vector<uint8_t> encode(ZydisMnemonic m, std::initializer_list<ZydisEncoderOperand> ops) {
+  ZydisEncoderRequest req{};
+  req.machine_mode = ZYDIS_MACHINE_MODE_LONG_64;
+  req.mnemonic = m;
+  req.operand_count = static_cast<ZyanU8>(ops.size());
+  int k = 0;
+  for (const ZydisEncoderOperand& o : ops) req.operands[k++] = o;
+  uint8_t buf[ZYDIS_MAX_INSTRUCTION_LENGTH];
+  ZyanUSize len = sizeof buf;
+  const ZyanStatus st = ZydisEncoderEncodeInstruction(&req, buf, &len);
+  EXPECT_TRUE(ZYAN_SUCCESS(st)) << "cannot encode mnemonic " << m;
+  return std::vector<uint8_t>(buf, buf + (ZYAN_SUCCESS(st) ? len : 0));
+}
+
+const ZydisMnemonic kJcc[16] = {
+    ZYDIS_MNEMONIC_JO, ZYDIS_MNEMONIC_JNO, ZYDIS_MNEMONIC_JB,  ZYDIS_MNEMONIC_JNB,
+    ZYDIS_MNEMONIC_JZ, ZYDIS_MNEMONIC_JNZ, ZYDIS_MNEMONIC_JBE, ZYDIS_MNEMONIC_JNBE,
+    ZYDIS_MNEMONIC_JS, ZYDIS_MNEMONIC_JNS, ZYDIS_MNEMONIC_JP,  ZYDIS_MNEMONIC_JNP,
+    ZYDIS_MNEMONIC_JL, ZYDIS_MNEMONIC_JNL, ZYDIS_MNEMONIC_JLE, ZYDIS_MNEMONIC_JNLE};
+const ZydisMnemonic kSetcc[4] = {ZYDIS_MNEMONIC_SETB, ZYDIS_MNEMONIC_SETZ, ZYDIS_MNEMONIC_SETL,
+                                 ZYDIS_MNEMONIC_SETNBE};
+const ZydisMnemonic kCmovcc[4] = {ZYDIS_MNEMONIC_CMOVO, ZYDIS_MNEMONIC_CMOVP, ZYDIS_MNEMONIC_CMOVLE,
+                                  ZYDIS_MNEMONIC_CMOVNB};
+const ZydisMnemonic kAlu[] = {ZYDIS_MNEMONIC_ADD, ZYDIS_MNEMONIC_SUB, ZYDIS_MNEMONIC_AND,
+                              ZYDIS_MNEMONIC_OR,  ZYDIS_MNEMONIC_XOR, ZYDIS_MNEMONIC_CMP,
+                              ZYDIS_MNEMONIC_TEST};
+
+// A random program: the loop body's bytes, its self-modifying stores patched
+// to aim at the immediates of its `mov r32, imm32` units.
+class ProgramGenerator {
+ public:
+  explicit ProgramGenerator(uint64_t seed) : rng_(seed) {}
+
+  std::vector<uint8_t> body() {
+    std::vector<std::vector<uint8_t>> units;
+    std::vector<size_t> smcStores, smcTargets;
+    const int n = 20 + below(60);
+    for (int k = 0; k < n; ++k) {
+      bool isStore = false, isTarget = false;
+      std::vector<uint8_t> u = unit(isStore, isTarget);
+      // A Jcc mostly right after a flag-setting fast op, with operands that
+      // are often equal or small, so that every condition is taken both ways
+      // from lazily kept flags.
+      if (u.size() == 1 && u[0] == kJccMarker && below(4) != 0) units.push_back(edgyAlu());
+      units.push_back(u);
+      if (isStore) smcStores.push_back(units.size() - 1);
+      if (isTarget) smcTargets.push_back(units.size() - 1);
+    }
+    // Jcc units skip the unit after them: encode with its length now.
+    std::vector<uint8_t> out;
+    std::vector<size_t> offsets;
+    for (size_t k = 0; k < units.size(); ++k) {
+      if (units[k].size() == 1 && units[k][0] == kJccMarker) {
+        const size_t skip = k + 1 < units.size() ? units[k + 1].size() : 0;
+        units[k] = encode(kJcc[below(16)], {imm(static_cast<int64_t>(skip))});
+      }
+    }
+    for (const auto& u : units) {
+      offsets.push_back(out.size());
+      out.insert(out.end(), u.begin(), u.end());
+    }
+    // mov byte [r14 + disp32], imm8 (41 C6 86 disp32 imm8): aim at a target's
+    // immediate, or at its own bytes' neighbourhood when there is none.
+    for (size_t s : smcStores) {
+      uint32_t disp = static_cast<uint32_t>(offsets[s] + 8);
+      if (!smcTargets.empty()) {
+        const size_t t = smcTargets[below(static_cast<int>(smcTargets.size()))];
+        disp = static_cast<uint32_t>(offsets[t] + 1 + below(4));
+      }
+      std::memcpy(&out[offsets[s] + 3], &disp, 4);
+    }
+    return out;
+  }
+
+ private:
+  static constexpr uint8_t kJccMarker = 0xF1;  // placeholder, replaced above
+
+  int below(int n) { return static_cast<int>(rng_() % static_cast<uint64_t>(n)); }
+  ZydisRegister r64() { return kFree64[below(10)]; }
+  ZydisRegister r32() { return kFree32[below(10)]; }
+  ZydisRegister rw(bool wide) { return wide ? r64() : r32(); }
+  int64_t dataDisp(unsigned size) {
+    switch (below(8)) {
+      case 0: return 0x1000 - 1 - below(static_cast<int>(size) - 1 + 1);  // page-crossing
+      case 1: return below(0x4000 - 8) | 1;                               // unaligned
+      default: return below(0x4000 / 8) * 8;
+    }
+  }
+  int64_t edgyImm() {
+    const int64_t v[] = {0, 1, -1, 0x7F, -128, 2, -2};
+    return below(3) ? v[below(7)] : static_cast<int8_t>(rng_());
+  }
+  std::vector<uint8_t> edgyAlu() {
+    const bool wide = below(2);
+    const ZydisRegister a = rw(wide);
+    const ZydisMnemonic m = kAlu[below(7)];
+    if (below(3) == 0) return encode(m, {reg(a), imm(edgyImm())});
+    return encode(m, {reg(a), reg(below(3) == 0 ? a : rw(wide))});
+  }
+  std::vector<uint8_t> cat(std::vector<uint8_t> a, const std::vector<uint8_t>& b) {
+    a.insert(a.end(), b.begin(), b.end());
+    return a;
+  }
+
+  std::vector<uint8_t> unit(bool& smcStore, bool& smcTarget) {
+    const bool wide = below(2);
+    const unsigned size = wide ? 8 : 4;
+    switch (below(30)) {
+      case 0: return encode(ZYDIS_MNEMONIC_MOV, {reg(rw(wide)), reg(rw(wide))});
+      case 1:
+        return encode(ZYDIS_MNEMONIC_MOV,
+                      {reg(rw(wide)), imm(below(2) ? edgyImm() : static_cast<int32_t>(rng_()))});
+      case 2:
+        return encode(ZYDIS_MNEMONIC_MOV,
+                      {reg(rw(wide)), mem(ZYDIS_REGISTER_R8, dataDisp(size), size)});
+      case 3:
+        return encode(ZYDIS_MNEMONIC_MOV,
+                      {mem(ZYDIS_REGISTER_R8, dataDisp(size), size), reg(rw(wide))});
+      case 4:
+        return encode(ZYDIS_MNEMONIC_MOVZX,
+                      {reg(rw(wide)), mem(ZYDIS_REGISTER_R8, dataDisp(1), 1)});
+      case 5: {
+        ZydisEncoderOperand m = mem(r64(), static_cast<int32_t>(rng_()) >> 8, 0);
+        m.mem.index = r64();
+        m.mem.scale = static_cast<ZyanU8>(1u << below(4));
+        m.mem.size = 8;  // LEA: the address size
+        return encode(ZYDIS_MNEMONIC_LEA, {reg(rw(wide)), m});
+      }
+      case 6:
+      case 7: return encode(kAlu[below(7)], {reg(rw(wide)), reg(rw(wide))});
+      case 8: return encode(kAlu[below(7)], {reg(rw(wide)), imm(static_cast<int8_t>(rng_()))});
+      case 9:
+        return encode(kAlu[below(6)],
+                      {reg(rw(wide)), mem(ZYDIS_REGISTER_R8, dataDisp(size), size)});
+      case 10: return encode(below(2) ? ZYDIS_MNEMONIC_INC : ZYDIS_MNEMONIC_DEC, {reg(rw(wide))});
+      case 11: {
+        const ZydisMnemonic m[] = {ZYDIS_MNEMONIC_SHL, ZYDIS_MNEMONIC_SHR, ZYDIS_MNEMONIC_SAR};
+        return encode(m[below(3)], {reg(rw(wide)), imm(below(70))});
+      }
+      case 12:
+      case 13: return {kJccMarker};
+      case 14:
+        return encode(below(2) ? ZYDIS_MNEMONIC_ADC : ZYDIS_MNEMONIC_SBB,
+                      {reg(rw(wide)), reg(rw(wide))});
+      case 15: return encode(kSetcc[below(4)], {reg(ZYDIS_REGISTER_AL)});
+      case 16: return encode(kCmovcc[below(4)], {reg(rw(wide)), reg(rw(wide))});
+      case 17:
+        return cat(encode(ZYDIS_MNEMONIC_PUSHFQ, {}), encode(ZYDIS_MNEMONIC_POP, {reg(r64())}));
+      case 18: return encode(ZYDIS_MNEMONIC_LAHF, {});
+      case 19:
+        // call L; jmp +1; L: ret
+        return {0xE8, 0x02, 0x00, 0x00, 0x00, 0xEB, 0x01, 0xC3};
+      case 20:
+        return cat(encode(ZYDIS_MNEMONIC_PUSH, {reg(r64())}),
+                   encode(ZYDIS_MNEMONIC_POP, {reg(r64())}));
+      case 21: smcStore = true; return {0x41, 0xC6, 0x86, 0, 0, 0, 0, static_cast<uint8_t>(rng_())};
+      case 22:
+        smcTarget = true;
+        return encode(ZYDIS_MNEMONIC_MOV, {reg(r32()), imm(static_cast<int32_t>(rng_()))});
+      case 23: {
+        // Remap window page k to another physical page (A/D clear), then
+        // maybe invalidate it (INVLPG or a CR3 reload) and touch the window.
+        const int k = below(4);
+        const int64_t pte = static_cast<int64_t>(kWindowPhys + below(8) * 0x1000) | 3;
+        std::vector<uint8_t> u =
+            encode(ZYDIS_MNEMONIC_MOV, {mem(ZYDIS_REGISTER_R12, k * 8, 8), imm(pte)});
+        switch (below(3)) {
+          case 0:
+            u = cat(u, encode(ZYDIS_MNEMONIC_INVLPG, {mem(ZYDIS_REGISTER_R13, k * 0x1000, 1)}));
+            break;
+          case 1:
+            u = cat(u,
+                    encode(ZYDIS_MNEMONIC_MOV, {reg(ZYDIS_REGISTER_RAX), reg(ZYDIS_REGISTER_CR3)}));
+            u = cat(u,
+                    encode(ZYDIS_MNEMONIC_MOV, {reg(ZYDIS_REGISTER_CR3), reg(ZYDIS_REGISTER_RAX)}));
+            break;
+          default: break;
+        }
+        return u;
+      }
+      case 24:
+        return encode(
+            ZYDIS_MNEMONIC_MOV,
+            {reg(rw(wide)), mem(ZYDIS_REGISTER_R13, below(4) * 0x1000 + below(0xFF8), size)});
+      case 25:
+        return encode(
+            ZYDIS_MNEMONIC_MOV,
+            {mem(ZYDIS_REGISTER_R13, below(4) * 0x1000 + below(0xFF8), size), reg(rw(wide))});
+      case 26:
+        // pushfq; or qword [rsp], TF; popfq: the next instruction traps.
+        return cat(cat(encode(ZYDIS_MNEMONIC_PUSHFQ, {}),
+                       encode(ZYDIS_MNEMONIC_OR, {mem(ZYDIS_REGISTER_RSP, 0, 8), imm(0x100)})),
+                   encode(ZYDIS_MNEMONIC_POPFQ, {}));
+      case 27: return encode(below(2) ? ZYDIS_MNEMONIC_CLI : ZYDIS_MNEMONIC_STI, {});
+      case 28: return {0x48, 0xF7, 0xF1};  // div rcx (#DE skipped by the handler)
+      default:
+        return encode(ZYDIS_MNEMONIC_XOR,
+                      {reg(rw(wide)), mem(ZYDIS_REGISTER_R8, dataDisp(size), size)});
+    }
+  }
+
+  std::mt19937_64 rng_;
+};
+
+struct Pair {
+  Machine ref;
+  Machine fast;
+};
+
+void setUp(Machine& m, const std::vector<uint8_t>& body, uint64_t seed) {
+  m.setupLong64(layout::kCode);
+  // #DE: skip the 3-byte DIV; #DB: clear TF in the frame; the IRQ: return.
+  m.loadHex(kHandlers, "48 83 04 24 03 48 cf");
+  m.loadHex(kHandlers + 0x10, "48 81 64 24 10 ff fe ff ff 48 cf");
+  m.loadHex(kHandlers + 0x20, "48 cf");
+  for (int v = 0; v < 32; ++v) m.setIdt64(static_cast<uint8_t>(v), kHandlers + 0x30);  // hlt
+  m.loadHex(kHandlers + 0x30, "f4");
+  m.setIdt64(0, kHandlers);
+  m.setIdt64(1, kHandlers + 0x10);
+  m.setIdt64(kIrqVector, kHandlers + 0x20);
+  for (int k = 0; k < 4; ++k) m.map4k(kWindow + k * 0x1000, kWindowPhys + k * 0x1000, 3);
+  // The loop: body; dec r15; jnz body; hlt.
+  std::vector<uint8_t> code = body;
+  const std::vector<uint8_t> tail = {0x49, 0xFF, 0xCF, 0x0F, 0x85};
+  code.insert(code.end(), tail.begin(), tail.end());
+  const int32_t back = -static_cast<int32_t>(code.size() + 4);
+  for (int k = 0; k < 4; ++k) code.push_back(static_cast<uint8_t>(back >> (8 * k)));
+  code.push_back(0xF4);
+  m.load(layout::kCode, code);
+  std::mt19937_64 rng(seed);
+  for (uint64_t a = layout::kData; a < layout::kData + 0x4000; a += 8) m.put(a, rng(), 8);
+  for (uint64_t a = kWindowPhys; a < kWindowPhys + 0x8000; a += 8) m.put(a, rng(), 8);
+  m.edit([&](CpuState& s) {
+    for (int r = 0; r < 16; ++r) s.gpr[r] = rng();
+    s.gpr[4] = layout::kStackTop;
+    s.gpr[8] = layout::kData;
+    s.gpr[12] = kPt;
+    s.gpr[13] = kWindow;
+    s.gpr[14] = layout::kCode;
+    s.gpr[15] = 40;
+    s.rflags = flags::kFixed1 | flags::kIF;
+  });
+}
+
+std::string compare(const Machine& a, const Machine& b) {
+  std::string out;
+  const CpuState& x = a.cpu->state();
+  const CpuState& y = b.cpu->state();
+  if (!(x == y)) {
+    out += "CpuState differs:";
+    for (int r = 0; r < 16; ++r)
+      if (x.gpr[r] != y.gpr[r]) out += " r" + std::to_string(r);
+    if (x.rip != y.rip) out += " rip " + std::to_string(x.rip) + "/" + std::to_string(y.rip);
+    if (x.rflags != y.rflags)
+      out += " rflags " + std::to_string(x.rflags) + "/" + std::to_string(y.rflags);
+    if (x.steps != y.steps)
+      out += " steps " + std::to_string(x.steps) + "/" + std::to_string(y.steps);
+    if (!(x.pending == y.pending)) out += " pending";
+    if (x.dr6 != y.dr6) out += " dr6";
+    if (x.cr2 != y.cr2) out += " cr2";
+    out += "\n";
+  }
+  // Page tables, stack, handlers' and program's code, data, the window.
+  const std::pair<uint64_t, uint64_t> ranges[] = {{0x10000, 0x15000},
+                                                  {layout::kStackTop - 0x1000, layout::kStackTop},
+                                                  {layout::kCode, layout::kCode + 0x1000},
+                                                  {layout::kData, layout::kData + 0x4000},
+                                                  {kWindowPhys, kWindowPhys + 0x8000}};
+  for (auto [lo, hi] : ranges)
+    if (std::memcmp(a.ram.data() + lo, b.ram.data() + lo, hi - lo) != 0)
+      out += "RAM differs in [" + std::to_string(lo) + ", " + std::to_string(hi) + ")\n";
+  return out;
+}
+
+uint64_t programCount() {
+  if (const char* v = std::getenv("TTVM_BLOCK_DIFF_PROGRAMS")) return std::strtoull(v, nullptr, 0);
+  return 300;
+}
+
+TEST(BlockEngine, RandomProgramsMatchTheReferenceAfterEverySlice) {
+  uint64_t slices = 0, irqs = 0, steps = 0;
+  EngineStats total;
+  for (uint64_t p = 0; p < programCount(); ++p) {
+    const uint64_t seed = 0x626C6F636B730000ull + p;  // "blocks"
+    ProgramGenerator gen(seed);
+    const std::vector<uint8_t> body = gen.body();
+    Pair m;
+    m.fast.cpu->setEngine(CpuEngine::kFast);
+    setUp(m.ref, body, seed);
+    setUp(m.fast, body, seed);
+    std::mt19937_64 rng(seed ^ 0x5A5A);
+    // Half the programs run with an event hint (the recorder's and the
+    // replayer's case: nothing to ask between most instructions), half with
+    // the CPU asking at every boundary.
+    const bool hinted = p % 2 == 0;
+    m.ref.env.useHint = m.fast.env.useHint = hinted;
+    for (int k = 0; k < 400; ++k) {
+      if (rng() % 8 == 0) {  // an external interrupt, pending on both from this boundary on
+        m.ref.env.interrupts.push_back(kIrqVector);
+        m.fast.env.interrupts.push_back(kIrqVector);
+        ++irqs;
+      }
+      const uint32_t pending = m.ref.env.interrupts.empty() ? 0 : 1;
+      m.ref.env.hint = pending;
+      m.fast.env.hint = pending;
+      const uint64_t n = 1 + rng() % 64;
+      const StepResult a = m.ref.run(n);
+      const StepResult b = m.fast.run(n);
+      ++slices;
+      ASSERT_EQ(a.outcome, b.outcome) << "program " << p << " slice " << k;
+      ASSERT_EQ(a.vector, b.vector) << "program " << p << " slice " << k;
+      const std::string diff = compare(m.ref, m.fast);
+      ASSERT_TRUE(diff.empty()) << "program " << p << " (seed " << seed << ") slice " << k
+                                << " at step " << m.ref.cpu->state().steps << ":\n"
+                                << diff;
+      if (a.outcome == StepOutcome::kHalted) break;
+    }
+    steps += m.ref.cpu->state().steps;
+    const EngineStats s = m.fast.cpu->engineStats();
+    total.blockRuns += s.blockRuns;
+    total.invalidations += s.invalidations;
+    total.fallbackSteps += s.fallbackSteps;
+  }
+  // The test must have exercised the engine, not only its fallback.
+  EXPECT_GT(total.blockRuns, steps / 20);
+  EXPECT_GT(total.invalidations, 0u);
+  std::printf(
+      "%llu slices, %llu steps, %llu interrupts; fast engine: %llu blocks run, %llu "
+      "invalidated, %llu steps on the reference path\n",
+      static_cast<unsigned long long>(slices), static_cast<unsigned long long>(steps),
+      static_cast<unsigned long long>(irqs), static_cast<unsigned long long>(total.blockRuns),
+      static_cast<unsigned long long>(total.invalidations),
+      static_cast<unsigned long long>(total.fallbackSteps));
+}
+
+}  // namespace
+}  // namespace ttvm::cputest
+
+namespace ttvm::cputest {
+namespace {
+
+// A linear debugger breakpoint inside a block stops the fast engine at that
+// instruction, at the step the reference stops at, every time round a loop
+// (checked at block entry: the block is not entered, the reference path
+// takes the steps up to the stop).
+TEST(BlockEngine, DebuggerBreakpointInsideABlockStopsAtTheSameStep) {
+  // loop: add rax, rbx; xor rbx, rax; inc rdx; shl rax, 3; dec rcx; jnz loop; hlt
+  const char* kLoop = "48 01 d8 48 31 c3 48 ff c2 48 c1 e0 03 48 ff c9 75 ee f4";
+  Machine ref, fast;
+  fast.cpu->setEngine(CpuEngine::kFast);
+  for (Machine* m : {&ref, &fast}) {
+    m->setupLong64(layout::kCode);
+    m->loadHex(layout::kCode, kLoop);
+    m->edit([](CpuState& s) {
+      s.gpr[0] = 3;
+      s.gpr[3] = 5;
+      s.gpr[1] = 50;
+    });
+    m->env.useHint = true;
+    m->run(40);  // the blocks exist before the breakpoint is set
+    m->cpu->setBreakpoints({DebuggerBreakpoint{layout::kCode + 9, false}});  // shl
+  }
+  int stops = 0;
+  for (;;) {
+    const StepResult a = ref.run(1'000'000);
+    const StepResult b = fast.run(1'000'000);
+    ASSERT_EQ(a.outcome, b.outcome);
+    ASSERT_TRUE(ref.state() == fast.state()) << "after " << stops << " stops";
+    if (a.outcome != StepOutcome::kBreakpoint) break;
+    EXPECT_EQ(fast.state().rip, layout::kCode + 9);
+    ++stops;
+    ref.cpu->skipBreakpointOnce();
+    fast.cpu->skipBreakpointOnce();
+  }
+  EXPECT_EQ(stops, 43);  // iterations 8..50 (the first 40 steps ran 6 and two thirds)
+  EXPECT_GT(fast.cpu->engineStats().blockRuns, 0u);
+}
+
+// Writing code behind the CPU's back (the debugger, DMA, a checkpoint
+// restore: Cpu::notifyRamWritten) kills the block that holds it.
+TEST(BlockEngine, RamWrittenBehindTheCpuKillsItsBlocks) {
+  Machine m;
+  m.cpu->setEngine(CpuEngine::kFast);
+  m.setupLong64(layout::kCode);
+  // loop: add eax, 1; dec ecx; jnz loop; hlt
+  m.loadHex(layout::kCode, "83 c0 01 ff c9 75 f9 f4");
+  m.env.useHint = true;
+  m.edit([](CpuState& s) {
+    s.gpr[0] = 0;
+    s.gpr[1] = 100;
+  });
+  m.run(30);  // 10 iterations
+  EXPECT_EQ(m.state().gpr[0], 10u);
+  m.put(layout::kCode + 2, 7, 1);  // add eax, 7
+  m.cpu->notifyRamWritten(layout::kCode + 2, 1);
+  m.run(30);
+  EXPECT_EQ(m.state().gpr[0], 10u + 10 * 7);
+  EXPECT_GE(m.cpu->engineStats().invalidations, 1u);
+}
+
+}  // namespace
+}  // namespace ttvm::cputest
