@@ -106,13 +106,15 @@ CpuState longModeState(std::vector<uint8_t>& ram, uint64_t iterations) {
   return s;
 }
 
-RunResult runEmulator(const std::vector<uint8_t>& image, uint64_t iterations) {
+RunResult runEmulator(const std::vector<uint8_t>& image, uint64_t iterations, CpuEngine engine,
+                      EngineStats* stats = nullptr) {
   std::vector<uint8_t> ram(kRamSize);
   std::memcpy(&ram[kLoadAddress], image.data(), image.size());
   NoDevices env;
   PhysicalMemory pm;
   pm.ram = std::span<uint8_t>(ram.data(), ram.size());
   Cpu cpu(CpuModel::ttvmDefault(), pm, env);
+  cpu.setEngine(engine);
   cpu.setState(longModeState(ram, iterations));
   double t0 = cpuSeconds();
   StepResult r;
@@ -132,6 +134,7 @@ RunResult runEmulator(const std::vector<uint8_t>& image, uint64_t iterations) {
   out.steps = cpu.state().steps;
   out.rax = cpu.state().reg(Gpr::kRax);
   out.seconds = t1 - t0;
+  if (stats != nullptr) *stats = cpu.engineStats();
   return out;
 }
 
@@ -206,19 +209,32 @@ int main(int argc, char** argv) {
     return 1;
   }
 
-  RunResult emu = runEmulator(image, iterations);
+  RunResult emu = runEmulator(image, iterations, CpuEngine::kReference);
   double emuRate = static_cast<double>(emu.steps) / emu.seconds;
   std::printf("workload: %s, %" PRIu64 " iterations, %" PRIu64 " steps\n", workload.c_str(),
               iterations, emu.steps);
   std::printf("ttvm emulator: %8.3f s CPU  %8.1f M steps/s  result %016" PRIx64 "\n", emu.seconds,
               emuRate / 1e6, emu.rax);
+  // The fast engine (issue 14) on the same image: same steps, same result.
+  EngineStats stats;
+  RunResult fast = runEmulator(image, iterations, CpuEngine::kFast, &stats);
+  double fastRate = static_cast<double>(fast.steps) / fast.seconds;
+  std::printf("ttvm fast engine: %8.3f s CPU  %8.1f M steps/s  result %016" PRIx64
+              "  (%.2fx the reference)\n  %s\n",
+              fast.seconds, fastRate / 1e6, fast.rax, fastRate / emuRate, describe(stats).c_str());
+  if (fast.steps != emu.steps || fast.rax != emu.rax) {
+    std::fprintf(stderr, "emu_bench: the engines differ (steps %" PRIu64 "/%" PRIu64 ")\n",
+                 emu.steps, fast.steps);
+    return 1;
+  }
   if (emulatorOnly) return 0;
 #if TTVM_BENCH_HAVE_UNICORN
   RunResult uc = runUnicorn(image, iterations, count);
   double ucRate = static_cast<double>(emu.steps) / uc.seconds;
   std::printf("Unicorn (TCG): %8.3f s CPU  %8.1f M steps/s  result %016" PRIx64 "%s\n", uc.seconds,
               ucRate / 1e6, uc.rax, count ? " (instruction-counting hook on: slow)" : "");
-  std::printf("ratio emulator/Unicorn: %.3f\n", emuRate / ucRate);
+  std::printf("ratio emulator/Unicorn: %.3f (fast engine: %.3f)\n", emuRate / ucRate,
+              fastRate / ucRate);
   if (uc.rax != emu.rax) {
     std::fprintf(stderr,
                  "emu_bench: results differ (emulator %016" PRIx64 ", Unicorn %016" PRIx64 ")\n",

@@ -403,6 +403,8 @@ template <typename T>
     }
   }
   materialize(lazy, s_.rflags);
+  blockSlow_ = true;
+  exc_.valid = false;
   return readMem<T>(seg, ea, out);
 }
 
@@ -421,6 +423,8 @@ template <typename T>
     }
   }
   materialize(lazy, s_.rflags);
+  blockSlow_ = true;
+  exc_.valid = false;
   return writeMem<T>(seg, ea, v);
 }
 
@@ -446,13 +450,16 @@ StepResult CpuImpl::runBlocks(uint64_t maxSteps) {
   if (hint == nullptr) hint = &kAlwaysAsk;
   StepResult r;
   Block* prev = nullptr;
+  // The last block ended after fast forms only, with no slow memory access
+  // and the hint clear: nothing run() checks at a boundary can have changed.
+  bool clean = false;
   uint64_t n = 0;
   LazyFlags lazy;
   while (n < maxSteps) {
     // The block's first instruction: where run() would take its fast path.
     Block* b = nullptr;
-    if (!runUnusual()) {
-      const uint32_t h = *hint;
+    if (clean || !runUnusual()) {
+      const uint32_t h = clean ? 0 : *hint;
       if (h == 0 || !eventDue(h)) {
         const uint64_t key = s_.seg[1].base + s_.rip;
         if (prev != nullptr) {
@@ -499,10 +506,17 @@ StepResult CpuImpl::runBlocks(uint64_t maxSteps) {
     const uint64_t epoch = linkEpoch_;
     const BlockOp* op = bc.ops() + b->firstOp;
     const BlockOp* const end = op + std::min<uint64_t>(b->numOps, maxSteps - n);
+    // With the hint clear at entry, only a handler or a slow memory access
+    // (MMIO, a device, a code write) can set it or bump the link epoch: the
+    // checks between instructions run after those, and at every boundary
+    // while the hint is set (the environment may answer differently at each
+    // step). A stop requested by another thread is seen at the block's end.
+    bool checkEach = *hint != 0;
+    clean = false;
+    blockSlow_ = false;
     for (;; ++op) {
       const Instr& i = op->instr;
       const uint64_t rip0 = s_.rip;
-      exc_.valid = false;
       ExecStatus es = ExecStatus::kNext;
       bool fast = true;
       switch (op->kind) {
@@ -699,9 +713,9 @@ StepResult CpuImpl::runBlocks(uint64_t maxSteps) {
       }
       if (!fast) {
         materialize(lazy, s_.rflags);
+        exc_.valid = false;
         es = i.handler(*this, i);
       }
-      (void)rip0;
       if (__builtin_expect(es == ExecStatus::kNext, 1)) {
         s_.rip = nextRip(i);
       } else if (es == ExecStatus::kRepeat) {
@@ -718,17 +732,25 @@ StepResult CpuImpl::runBlocks(uint64_t maxSteps) {
       // run()'s checks between two instructions. The environment answers
       // from the step count, never from RFLAGS' arithmetic flags: they may
       // stay lazy across the question.
-      if (const uint32_t h = *hint; __builtin_expect(h != 0, 0)) {
-        if (h != kEventHintMaskableOnly && env_.stopRequested()) {
-          materialize(lazy, s_.rflags);
-          r = StepResult{};
-          r.outcome = StepOutcome::kStopRequested;
-          return r;
+      const bool slowNow = blockSlow_;
+      if (__builtin_expect(checkEach || !fast || slowNow, 0)) {
+        blockSlow_ = false;
+        if (const uint32_t h = *hint; h != 0) {
+          checkEach = true;  // set by this instruction: ask at every boundary from now on
+          if (h != kEventHintMaskableOnly && env_.stopRequested()) {
+            materialize(lazy, s_.rflags);
+            r = StepResult{};
+            r.outcome = StepOutcome::kStopRequested;
+            return r;
+          }
+          if (eventDue(h)) break;
         }
-        if (eventDue(h)) break;
+        if (linkEpoch_ != epoch || (!fast && runUnusual())) break;
       }
-      if (es != ExecStatus::kNext || op + 1 == end || linkEpoch_ != epoch) break;
-      if (!fast && runUnusual()) break;
+      if (es != ExecStatus::kNext || op + 1 == end) {
+        clean = !checkEach && fast && !slowNow;
+        break;
+      }
     }
     // The flags stay lazy into the next block: nothing between two blocks
     // reads the arithmetic flags.

@@ -446,6 +446,7 @@ class CpuImpl final {
   // detection; the first code on a page takes write permission from the TLB).
   void markCode(uint64_t phys, unsigned length);
   CpuEngine engine_ = CpuEngine::kReference;
+  bool blockSlow_ = false;              // a block's memory access took the reference accessor
   std::unique_ptr<BlockCache> blocks_;  // the fast engine's cache, built on first use
   StepResult finishInstruction(ExecStatus st, const Instr* i, uint64_t rip0, uint64_t flagsBefore,
                                InterruptShadow shadowBefore);
