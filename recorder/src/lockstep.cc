@@ -197,6 +197,8 @@ std::string_view maskReasonName(MaskReason r) {
     case MaskReason::kRepResumeFlag: return "RF between REP iterations (AMD 0, Intel model 1)";
     case MaskReason::kGuestTrapFlagHidden: return "the guest's TF, hidden by KVM while it steps";
     case MaskReason::kV86SegmentType: return "virtual-8086 segment type (SVM: 3)";
+    case MaskReason::kSegmentPushWidth:
+      return "PUSH Sreg: 16-bit write (Intel model) vs zero-extended (AMD)";
   }
   return "?";
 }
@@ -212,6 +214,21 @@ bool descriptorAccessedOnly(std::span<const uint8_t> hw, std::span<const uint8_t
     if (hw[i] == emu[i]) continue;
     if (!descriptorAccessedByte(i, hw[i], emu[i])) return false;
     any = true;
+  }
+  return any;
+}
+
+bool adoptSegmentPushWidth(std::span<const uint8_t> hw, std::span<uint8_t> emu) {
+  bool any = false;
+  for (unsigned width : {8u, 4u}) {
+    for (size_t i = 0; i + width <= hw.size() && i + width <= emu.size(); i += width) {
+      uint64_t a = 0, b = 0;
+      std::memcpy(&a, hw.data() + i, width);
+      std::memcpy(&b, emu.data() + i, width);
+      if (a == b || (a >> 16) != 0 || (a & 0xFFFF) != (b & 0xFFFF)) continue;
+      std::memcpy(emu.data() + i, hw.data() + i, width);
+      any = true;
+    }
   }
   return any;
 }
@@ -428,6 +445,7 @@ class Lockstep::Impl {
   uint8_t* followerRam_ = nullptr;
   size_t ramBytes_ = 0;
   std::vector<uint64_t> lastFollowerPages_;
+  bool pushedSegment_ = false;  // the last catch-up ran a PUSH of a segment register
 };
 
 Status Lockstep::Impl::start() {
@@ -479,6 +497,10 @@ void Lockstep::Impl::comparePage(uint64_t p, LockstepResult& r) {
   uint8_t* hw = machine_.ram().data() + p * kPage;
   uint8_t* emu = followerRam_ + p * kPage;
   if (std::memcmp(hw, emu, kPage) == 0) return;
+  if (pushedSegment_ && adoptSegmentPushWidth({hw, kPage}, {emu, kPage})) {
+    ++r.masked[MaskReason::kSegmentPushWidth];
+    if (std::memcmp(hw, emu, kPage) == 0) return;
+  }
   // Byte by byte: what the CPU model explains is adopted (each way, see
   // the header) and counted once per page; the rest is a difference.
   bool accessed = false, trapFlag = false, other = false;
@@ -620,11 +642,18 @@ LockstepResult Lockstep::Impl::run() {
 
     // The follower catches up: until its RIP is the reference's.
     uint32_t undefined = 0;
+    pushedSegment_ = false;
     bool guestDebugTrap = false;
     bool tripleFault = false;
     for (uint64_t n = 0; n < kCatchUpLimit; ++n) {
       uint64_t at = 0;
-      if (auto d = instructionAt(*follower_, at)) undefined |= d->undefinedFlags;
+      if (auto d = instructionAt(*follower_, at)) {
+        undefined |= d->undefinedFlags;
+        static const char* const kPushSeg[] = {"push es", "push cs", "push ss",
+                                               "push ds", "push fs", "push gs"};
+        for (const char* p : kPushSeg)
+          if (d->text == p) pushedSegment_ = true;
+      }
       const uint64_t before = follower_->state().steps;
       const StepResult fr = follower_->step();
       if (!followerEnv_->problem().empty()) break;

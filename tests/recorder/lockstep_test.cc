@@ -258,6 +258,30 @@ TEST(CompareStates, TheGuestsTfHiddenByKvmAndV86SegmentTypes) {
   EXPECT_EQ(compareStates(a, b, 0, masked).size(), 1u);
 }
 
+TEST(RamMasks, SegmentPushWidth) {
+  // PUSH DS (0x10) with a 32-bit operand size over 0x00100000: Intel writes
+  // 16 bits (0x00100010), AMD the zero-extended dword (0x00000010).
+  std::vector<uint8_t> hw(4096), emu(4096);
+  const uint32_t amd = 0x10, intel = 0x00100010;
+  std::memcpy(&hw[0xf04], &amd, 4);
+  std::memcpy(&emu[0xf04], &intel, 4);
+  EXPECT_TRUE(adoptSegmentPushWidth(hw, emu));
+  EXPECT_EQ(hw, emu);
+  // 64-bit: the qword zero-extended.
+  const uint64_t amd64 = 0x2b, intel64 = 0xffffffff0010002bull;
+  std::memcpy(&hw[0x808], &amd64, 8);
+  std::memcpy(&emu[0x808], &intel64, 8);
+  EXPECT_TRUE(adoptSegmentPushWidth(hw, emu));
+  EXPECT_EQ(hw, emu);
+  // Not when the low 16 bits differ, nor when KVM's value is wider.
+  const uint32_t other = 0x00100018, wide = 0x00010010;
+  std::memcpy(&emu[0x100], &other, 4);
+  std::memcpy(&hw[0x100], &amd, 4);
+  std::memcpy(&hw[0x200], &wide, 4);
+  EXPECT_FALSE(adoptSegmentPushWidth(hw, emu));
+  EXPECT_NE(hw, emu);
+}
+
 TEST(RamMasks, DescriptorAccessedBitAndHostTrapFlag) {
   std::vector<uint8_t> hw(4096), emu(4096);
   EXPECT_FALSE(descriptorAccessedOnly(hw, emu));  // equal pages

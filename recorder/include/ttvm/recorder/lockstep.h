@@ -60,6 +60,13 @@
 //  - virtual-8086 mode's hidden segment attributes: SVM reports every
 //    segment as type 3 (0xF3), the emulator CS as a code type (0xFB); a
 //    type-only difference of a segment is masked while RFLAGS.VM is set;
+//  - PUSH of a segment register with a 32- or 64-bit operand size: Intel
+//    CPUs (the model) write only the 16-bit selector and leave the rest of
+//    the slot, AMD (the nested VM's CPU) writes it zero-extended (SDM vol.
+//    2B "PUSH": both are allowed). After a step that pushed a segment
+//    register, an aligned dword or qword that KVM holds as a zero-extended
+//    selector the emulator's low 16 bits equal is adopted from KVM
+//    (adoptSegmentPushWidth);
 //  - a #DB the guest armed itself (its TF, its DR0-DR3) on an instruction
 //    the host single-steps: KVM reports it to the host and does not deliver
 //    it (svm's db_interception). The follower delivers it; the reference
@@ -102,6 +109,7 @@ enum class MaskReason : uint8_t {
   kRepResumeFlag,        // RF between REP iterations (AMD 0, the Intel model 1)
   kGuestTrapFlagHidden,  // the guest's own TF, which KVM hides while it steps
   kV86SegmentType,       // SVM's data type 3 for virtual-8086 segments
+  kSegmentPushWidth,     // PUSH Sreg: Intel writes 16 bits, AMD zero-extends
 };
 std::string_view maskReasonName(MaskReason r);
 
@@ -129,6 +137,11 @@ bool descriptorAccessedByte(size_t offset, uint8_t hw, uint8_t emu);
 // difference is bit 0, set in `hw`: the host's TF in flags images.
 bool hostTrapFlagOnly(std::span<const uint8_t> hw, std::span<const uint8_t> emu);
 bool hostTrapFlagByte(size_t offset, uint8_t hw, uint8_t emu);
+
+// In one RAM page of each side: every aligned qword, then dword, where `hw`
+// holds a zero-extended 16-bit value whose low 16 bits `emu` has too is
+// copied from `hw` into `emu` (see PUSH Sreg above). Whether any was.
+bool adoptSegmentPushWidth(std::span<const uint8_t> hw, std::span<uint8_t> emu);
 
 struct LockstepOptions {
   uint64_t maxSteps = 0;  // reference steps (instructions); 0: no limit
