@@ -50,6 +50,7 @@ const char* kReplayHelp =
     "                         or without DWARF); repeatable. The trace's own image's symbols\n"
     "                         are always used\n"
     "  --trace-steps A..B     each step in [A, B]: RIP, symbol, disassembly, changed registers\n"
+    "  --engine E            the emulator engine: reference (default) or fast\n"
     "  --checkpoint-mem SIZE  memory for checkpoints (e.g. 512M; default: 1/4 of free memory, at "
     "most guest RAM)\n"
     "  -h, --help             this text\n\n"

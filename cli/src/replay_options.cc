@@ -10,6 +10,7 @@ Result<ReplayArgs> parseReplayArgs(std::span<char* const> args, std::vector<Opti
   ReplayArgs out;
   own.push_back(sizeOption("--checkpoint-mem", out.replay.checkpointMem));
   own.push_back(listOption("--symbols", out.replay.symbolFiles));
+  own.push_back(engineOption("--engine", out.replay.engine));
   auto parsed = parseTraceArgs(args, own);
   if (!parsed.ok()) return parsed.error();
   out.help = parsed->help;
@@ -31,6 +32,7 @@ Result<OpenReplay> openReplay(const ReplayOptions& options, const char* command)
   auto timeline = Timeline::open(*out.reader, to);
   if (!timeline.ok()) return timeline.error();
   out.timeline = std::move(timeline).value();
+  out.timeline->session().cpu().setEngine(options.engine);
   for (const std::string& f : options.symbolFiles)
     if (Status st = out.timeline->addSymbolFile(f); !st.ok())
       return makeError("--symbols " + st.error().message);

@@ -18,15 +18,16 @@ namespace ttvm::cli {
 
 struct ReplayOptions {
   std::string trace;
-  uint64_t checkpointMem = 0;            // --checkpoint-mem SIZE; 0: the Timeline's default
-  std::vector<std::string> symbolFiles;  // --symbols FILE, in order
+  uint64_t checkpointMem = 0;                // --checkpoint-mem SIZE; 0: the Timeline's default
+  std::vector<std::string> symbolFiles;      // --symbols FILE, in order
+  CpuEngine engine = CpuEngine::kReference;  // --engine fast|reference: what replays
 };
 
 struct ReplayArgs {
   bool help = false;  // -h or --help came
   ReplayOptions replay;
 };
-// parseTraceArgs with --checkpoint-mem and --symbols added to the command's
+// parseTraceArgs with --checkpoint-mem, --symbols and --engine added to the command's
 // `own` options (whose `take` may write into the caller's variables).
 Result<ReplayArgs> parseReplayArgs(std::span<char* const> args, std::vector<Option> own);
 
@@ -36,7 +37,8 @@ struct OpenReplay {
   std::unique_ptr<TraceReader> reader;
   std::unique_ptr<Timeline> timeline;
 };
-// Opens the trace, its timeline at step 0 and every --symbols file. A trace
+// Opens the trace, its timeline at step 0 (its CPU on the --engine) and
+// every --symbols file. A trace
 // without footer is opened with a note on stderr ("<command>: note: ...").
 // Errors: the trace's or the timeline's message, or "--symbols <message>".
 Result<OpenReplay> openReplay(const ReplayOptions& options, const char* command);

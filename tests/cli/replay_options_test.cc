@@ -49,6 +49,21 @@ TEST(ParseReplayArgs, CommonOptionsBesideTheCommandsOwn) {
   ASSERT_TRUE(d.ok()) << d.error().message;
   EXPECT_EQ(d->replay.checkpointMem, 0u);
   EXPECT_TRUE(d->replay.symbolFiles.empty());
+  EXPECT_EQ(d->replay.engine, CpuEngine::kReference);
+}
+
+// --engine (issue 14): the timeline's CPU replays on the engine asked for.
+TEST(ParseReplayArgs, EngineReachesTheTimelinesCpu) {
+  auto r = parseReplayArgs(
+      Argv{"replay", "--engine", "fast", "tests/data/recorded-v1.0-demo.ttvm"}.span(), {});
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ(r->replay.engine, CpuEngine::kFast);
+  auto opened = openReplay(r->replay, "ttvm replay");
+  ASSERT_TRUE(opened.ok()) << opened.error().message;
+  EXPECT_EQ(opened->timeline->session().cpu().engine(), CpuEngine::kFast);
+  auto bad = parseReplayArgs(Argv{"replay", "--engine", "jit", kGolden}.span(), {});
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.error().message, "--engine 'jit' is not an engine (fast or reference)");
 }
 
 TEST(ParseReplayArgs, ErrorsNameTheOption) {
