@@ -96,8 +96,39 @@ std::optional<SourceLine> DwarfLines::find(uint64_t address) const {
     if (address >= it->end) continue;
     Dwarf_Die cu;
     if (dwarf_offdie(dwarf_, it->cuOffset, &cu) == nullptr) continue;
-    Dwarf_Line* line = dwarf_getsrc_die(&cu, address);
-    if (line == nullptr) continue;
+    // The rows at the greatest address <= `address`; of those, the last
+    // that begins a statement (gdb's choice: at 0x100f10 of the demo the
+    // rows say 64, 65 (is_stmt), 66, and gdb says 65), else the last row.
+    Dwarf_Lines* lines = nullptr;
+    size_t count = 0;
+    if (dwarf_getsrclines(&cu, &lines, &count) != 0 || count == 0) continue;
+    auto addressOf = [lines](size_t i) {
+      Dwarf_Addr a = 0;
+      dwarf_lineaddr(dwarf_onesrcline(lines, i), &a);
+      return a;
+    };
+    size_t lo = 0, hi = count;  // the first row above `address`
+    while (lo < hi) {
+      const size_t mid = lo + (hi - lo) / 2;
+      if (addressOf(mid) <= address)
+        lo = mid + 1;
+      else
+        hi = mid;
+    }
+    if (lo == 0) continue;
+    const Dwarf_Addr at = addressOf(lo - 1);
+    Dwarf_Line* line = dwarf_onesrcline(lines, lo - 1);
+    bool end = false;
+    if (line == nullptr || dwarf_lineendsequence(line, &end) != 0 || end) continue;
+    for (size_t i = lo; i-- > 0 && addressOf(i) == at;) {
+      Dwarf_Line* row = dwarf_onesrcline(lines, i);
+      bool stmt = false;
+      if (dwarf_lineendsequence(row, &end) == 0 && !end &&
+          dwarf_linebeginstatement(row, &stmt) == 0 && stmt) {
+        line = row;
+        break;
+      }
+    }
     int lineNo = 0;
     const char* file = dwarf_linesrc(line, nullptr, nullptr);
     if (file == nullptr || dwarf_lineno(line, &lineNo) != 0 || lineNo <= 0) continue;

@@ -5,6 +5,18 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cstdlib>
+#include <regex>
+#include <span>
+
+#include "gdb_oracle.h"
+#include "ttvm/formats/trace_reader.h"
+#include "ttvm/replayer/backtrace.h"
+#include "ttvm/replayer/queries.h"
+#include "ttvm/replayer/source_step.h"
+#include "ttvm/replayer/timeline.h"
+
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -275,6 +287,153 @@ TEST(GuestSymbols, BadFilesGetClearErrors) {
       << b.error().message;
   EXPECT_TRUE(s.empty());
   for (const std::string& f : {stripped, truncated, binary}) fs::remove(f);
+}
+
+// The symbol layer against stock gdb (issue 15): the demo recorded once,
+// then at known steps — the corrupting store in key_dup, a hundred steps
+// before it, the faulting load in table_find, one line further from the
+// store — gdb's answers (bt, info args, info locals, against `ttvm
+// gdbserver --start STEP` with the debug ELF) and the layer's: the source
+// line of RIP, the backtrace's functions and file:line, and every variable
+// gdb prints in the first three frames with gdb's value. An argument gdb
+// finds only through DW_OP_entry_value ("key=key@entry=...") may be
+// optimized out here (the layer evaluates no entry values); a caller's
+// char array is a known gap, counted and reported, not hidden.
+TEST(GuestSymbols, LinesFramesAndLocalsMatchStockGdbOnTheDemo) {
+  const std::string gdb = shell("command -v gdb | tr -d '\\n'");
+  if (gdb.empty()) GTEST_SKIP() << "gdb not found: it is the oracle";
+  const std::string trace = writeTemp("gdb-oracle.ttvm", "");
+  const std::string elf = std::string(TTVM_BUILD_DIR) + "/guests/demo/demo.elf";
+  ASSERT_EQ(
+      std::system((std::string(TTVM_BIN) + " record -o " + trace + " " + elf + " > /dev/null 2>&1")
+                      .c_str()) == -1,
+      false);
+  auto reader = TraceReader::open(trace);
+  ASSERT_TRUE(reader.ok()) << reader.error().message;
+  auto tl = Timeline::open(*reader);
+  ASSERT_TRUE(tl.ok()) << tl.error().message;
+  Timeline& t = **tl;
+  ASSERT_TRUE(t.addSymbolFile(demoDebugElf()).ok());
+  t.runToEnd();
+  const auto arena = t.symbols().find("arena");
+  ASSERT_TRUE(arena.has_value());
+  auto store = t.lastWrite(*arena + 0x2FA8, 8, false, false);
+  ASSERT_TRUE(store.ok() && store->has_value());
+  const uint64_t storeStep = (**store).step;
+  auto fault = t.registerLastChange(*registerByName("cr2"), false);
+  ASSERT_TRUE(fault.ok() && fault->has_value());
+  t.seek(storeStep);
+  stepLine(t, false);
+  const uint64_t nextLine = t.now();
+  ASSERT_GT(nextLine, storeStep);
+
+  const std::vector<uint64_t> steps{storeStep, storeStep - 100, (**fault).step, nextLine};
+  std::vector<std::string> cmds{"info line *$pc", "bt"};
+  for (int f = 0; f < 3; ++f)
+    for (const char* c : {"frame ", "info args @", "info locals @"})
+      cmds.push_back(std::string(c) + std::to_string(f));
+  int compared = 0, inlined = 0;
+  std::vector<std::string> gaps;
+  for (uint64_t step : steps) {
+    SCOPED_TRACE("step " + std::to_string(step));
+    // gdb's commands, each frame's "info" tagged so that the sections differ.
+    std::vector<std::string> gdbCmds;
+    for (const std::string& c : cmds) {
+      const size_t at = c.find(" @");
+      gdbCmds.push_back(at == std::string::npos ? c : c.substr(0, at));
+    }
+    std::string why;
+    const auto out = testing::askGdb(TTVM_BIN, gdb, trace, demoDebugElf(), step, gdbCmds, &why);
+    ASSERT_TRUE(out.has_value()) << why;
+    t.seek(step);
+    const CpuState& cpu = t.registers();
+    // The line of RIP: gdb's "Line N of \"FILE\"".
+    const std::string il = testing::gdbSection(*out, "info line *$pc");
+    std::smatch m;
+    ASSERT_TRUE(std::regex_search(il, m, std::regex(R"(Line (\d+) of \"([^\"]+)\")"))) << il;
+    const auto line = t.symbols().sourceLine(cpu.rip);
+    ASSERT_TRUE(line.has_value());
+    EXPECT_EQ(line->line, std::stoul(m[1].str()));
+    EXPECT_EQ(line->file, m[2].str());
+    // Frames. gdb lists inlined calls as frames of their own (the caller
+    // of one has no address); ttvm's call stack has the frames on the
+    // stack, each named by its function, with the innermost line. So gdb's
+    // frames map onto ours: phys[i] is the stack frame of gdb's frame i.
+    const auto gdbFrames = testing::parseGdbBacktrace(testing::gdbSection(*out, "bt"));
+    ASSERT_FALSE(gdbFrames.empty()) << *out;
+    std::vector<size_t> phys(gdbFrames.size(), 0);
+    for (size_t i = 1; i < gdbFrames.size(); ++i)
+      phys[i] = phys[i - 1] + (gdbFrames[i].hasAddress ? 1 : 0);
+    const Backtrace bt = unwindStack(t);
+    ASSERT_GE(bt.frames.size(), phys.back() + 1) << formatBacktrace(bt) << *out;
+    for (size_t i = 0; i < gdbFrames.size(); ++i) {
+      const BacktraceFrame& ours = bt.frames[phys[i]];
+      const bool outermost = i + 1 == gdbFrames.size() || phys[i + 1] != phys[i];
+      const bool innermost = i == 0 || phys[i - 1] != phys[i];
+      if (!outermost) ++inlined;  // an inlined call: no frame of its own here
+      if (outermost) {
+        EXPECT_EQ(ours.symbol.substr(0, ours.symbol.find('+')), gdbFrames[i].function)
+            << "gdb frame " << i;
+      }
+      if (innermost && gdbFrames[i].line != 0) {
+        ASSERT_TRUE(ours.source.has_value()) << "gdb frame " << i;
+        EXPECT_EQ(ours.source->line, gdbFrames[i].line) << "gdb frame " << i;
+        EXPECT_EQ(ours.source->file, gdbFrames[i].file) << "gdb frame " << i;
+      }
+    }
+    // Variables of gdb's frames 0-2 (after each "frame N"), against the
+    // layer's for the same stack frame (the innermost inlined function's
+    // at frame 0, as gdb's frame 0).
+    size_t pos = 0;
+    for (unsigned f = 0; f < 3 && f < gdbFrames.size(); ++f) {
+      pos = out->find("@@ frame " + std::to_string(f) + "\n", pos);
+      ASSERT_NE(pos, std::string::npos);
+      const size_t next = out->find("@@ frame ", pos + 1);
+      const std::string section = out->substr(pos, next == std::string::npos ? next : next - pos);
+      pos = next == std::string::npos ? out->size() : next;
+      if (f > 0 && !gdbFrames[f].hasAddress) continue;  // an inlined call's caller (see above)
+      std::multimap<std::string, std::string> ours;
+      for (const GuestVariable& v : t.symbols().variablesAt(
+               cpu, [&t](uint64_t a, std::span<uint8_t> o) { return t.readLinear(a, o); },
+               static_cast<unsigned>(phys[f])))
+        ours.emplace(v.name, v.value);
+      const auto& entry = gdbFrames[f].entryValues;
+      const auto vars = testing::parseGdbVariables(section);
+      for (const testing::GdbVariable& g : vars) {
+        SCOPED_TRACE("gdb frame " + std::to_string(f) + " " + g.name + " = " + g.value);
+        const auto [lo, hi] = ours.equal_range(g.name);
+        ASSERT_NE(lo, hi) << "no variable " << g.name << " here";
+        auto has = [&](const std::string& v) {
+          return std::any_of(lo, hi, [&](const auto& kv) { return kv.second == v; });
+        };
+        // A name gdb prints twice (nested scopes): one of its values is ours.
+        if (!has(g.value) && std::any_of(vars.begin(), vars.end(), [&](const auto& o) {
+              return o.name == g.name && o.value != g.value && has(o.value);
+            }))
+          continue;
+        const bool viaEntry = std::find(entry.begin(), entry.end(), g.name) != entry.end();
+        if (viaEntry && !has(g.value) && has("<optimized out>")) continue;
+        if (f > 0 && !has(g.value) && (g.value.starts_with('"') || has("<optimized out>"))) {
+          // Known gaps, counted: a caller's char array, and a caller's
+          // variable gdb recovers where the layer's CFI unwind does not.
+          gaps.push_back("step " + std::to_string(step) + " frame " + std::to_string(f) + " " +
+                         g.name + " (gdb: " + g.value + ")");
+          continue;
+        }
+        EXPECT_TRUE(has(g.value)) << "ours: " << lo->second;
+        ++compared;
+      }
+    }
+  }
+  std::printf(
+      "symbol layer vs gdb: %d variables equal at %zu steps; %d inlined calls gdb lists "
+      "as frames; %zu known gaps:\n",
+      compared, steps.size(), inlined, gaps.size());
+  for (const std::string& g : gaps) std::printf("  %s\n", g.c_str());
+  // Today's gaps (docs/ui.md, Not there yet); more means a regression.
+  EXPECT_LE(gaps.size(), 6u);
+  EXPECT_GE(compared, 20);
+  std::remove(trace.c_str());
 }
 
 }  // namespace

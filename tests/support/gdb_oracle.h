@@ -28,6 +28,9 @@ struct GdbFrame {
   unsigned line = 0;
   // Arguments gdb found only through DW_OP_entry_value ("key=key@entry=...").
   std::vector<std::string> entryValues;
+  // gdb printed "0x... in": false for frame 0 at a line's start and for the
+  // caller of an inlined frame (same pc: not a frame of its own on the stack).
+  bool hasAddress = false;
 };
 
 // One "name = value" line of `info args` / `info locals`.
@@ -157,11 +160,15 @@ void forEachLine(const std::string& text, F f) {
 inline std::vector<GdbFrame> parseGdbBacktrace(const std::string& bt) {
   std::vector<GdbFrame> out;
   static const std::regex kFrame(
-      R"(^#\d+\s+(?:0x[0-9a-f]+ in )?(\S+) \(.*?\)(?: at (\S+):(\d+))?\s*$)");
+      R"(^#\d+\s+(0x[0-9a-f]+ in )?(\S+) \(.*?\)(?: at (\S+):(\d+))?\s*$)");
   detail::forEachLine(bt, [&](const std::string& line) {
     std::smatch m;
     if (std::regex_match(line, m, kFrame)) {
-      GdbFrame f{m[1].str(), m[2].str(), m[3].matched ? unsigned(std::stoul(m[3].str())) : 0u, {}};
+      GdbFrame f{m[2].str(),
+                 m[3].str(),
+                 m[4].matched ? unsigned(std::stoul(m[4].str())) : 0u,
+                 {},
+                 m[1].matched};
       static const std::regex kEntry(R"((\w+)=\1@entry=)");
       for (std::sregex_iterator it(line.begin(), line.end(), kEntry), end; it != end; ++it)
         f.entryValues.push_back((*it)[1].str());

@@ -547,12 +547,12 @@ void MainWindowTest::sourceViewFollowsStepping() {
               .toString()
               .startsWith(QStringLiteral("→")));
   // Step over by line: each stop is on a new line, and the view follows
-  // RIP's line. From the store: the loop's end (66, return copy), then the
-  // caller's next lines.
+  // RIP's line. From the store: `return copy;` (65), the closing brace
+  // (66), then the caller's next lines.
   const uint64_t from = w.snapshot()->step;
   std::vector<unsigned> seen{64};
   std::vector<QString> where{w.snapshot()->location};
-  for (int i = 0; i < 3; ++i) {
+  for (int i = 0; i < 4; ++i) {
     QVERIFY(w.stepOverAction()->isEnabled());
     w.stepOverAction()->trigger();
     WAIT_IDLE(w);
@@ -566,13 +566,14 @@ void MainWindowTest::sourceViewFollowsStepping() {
     where.push_back(w.snapshot()->location);
   }
   QVERIFY(w.snapshot()->step > from);
-  QCOMPARE(seen[1], 66u);
+  QCOMPARE(seen[1], 65u);  // return copy; (gdb: "Line 65" at 0x100f10)
   // Back over by line, within table_insert: the previous line again.
-  QVERIFY(where[3].startsWith(QStringLiteral("table_insert+")) &&
-          where[2].startsWith(QStringLiteral("table_insert+")));
+  QVERIFY2(where[4].startsWith(QStringLiteral("table_insert+")) &&
+               where[3].startsWith(QStringLiteral("table_insert+")),
+           qPrintable(where[3] + QLatin1Char(' ') + where[4]));
   w.stepBackOverAction()->trigger();
   WAIT_IDLE(w);
-  QCOMPARE(w.sourceModel().currentLine(), seen[2]);
+  QCOMPARE(w.sourceModel().currentLine(), seen[3]);
   QCOMPARE(w.sourceModel().currentLine(), lineHere()->line);
   // And from there back over the call (gdb's reverse-next): line 110 in
   // table_insert, at its start, not inside key_dup.

@@ -86,7 +86,9 @@ class GuestSymbols {
   // The address of the symbol called `name` (a function first).
   std::optional<uint64_t> find(const std::string& name) const;
   // The source line of the instruction at `address`, from the first source
-  // with DWARF line tables that covers it.
+  // with DWARF line tables that covers it: of the rows at the greatest
+  // address <= `address`, the last that begins a statement (else the last),
+  // as gdb chooses.
   std::optional<SourceLine> sourceLine(uint64_t address) const;
   // Where a breakpoint on `line` of `file` goes: the lowest statement address
   // of that line in each function (a line may be inlined or split), from the
