@@ -1,6 +1,7 @@
-# The messages of a ttvm trace file (`.ttvm`), format version 1.2 (1.0 lacks
+# The messages of a ttvm trace file (`.ttvm`), format version 1.4 (1.0 lacks
 # the trace identity and sequence numbers: fields @8.. of Header and the
-# fields marked 1.1 below; 1.1 lacks the fields marked 1.2).
+# fields marked 1.1 below; each later minor lacks the fields marked with the
+# versions after it).
 #
 # A trace is a preamble, a sequence of checksummed frames and a trailer; the
 # framing is described in formats/include/ttvm/formats/trace_writer.h and
@@ -118,6 +119,27 @@ struct Header {
   # events); their interrupts are recorded as always. Empty (every 1.0
   # and 1.1 trace): every device access is in the trace.
   replayedDevices @11 :List(Text);
+  # 1.4: set when this trace is a slice of another (`ttvm slice`); null
+  # otherwise. A slice keeps its source's step numbers: its initial state
+  # (INIT) is the source's machine at step `fromStep` (CpuState.steps ==
+  # fromStep) and its events are the source's from there.
+  slice @12 :SliceOrigin;
+}
+
+# 1.4: where a slice comes from.
+struct SliceOrigin {
+  sourceTraceIdLo @0 :UInt64;   # the source's Header.traceId (0 for a 1.0 source)
+  sourceTraceIdHi @1 :UInt64;
+  fromStep @2 :UInt64;          # the source's step of this trace's initial state
+  toStep @3 :UInt64;            # the source's step where this trace ends
+  sourceEndStep @4 :UInt64;     # the step where the source's run ended
+  sourceBytes @5 :UInt64;       # the source file's size in bytes
+  sourceName @6 :Text;          # the source's file name, no directories
+  # True when INIT holds only the RAM pages the CPU accesses over
+  # [fromStep, toStep) (and those its state at fromStep points at); every
+  # other page reads as zero in this trace although the source's run had
+  # other bytes there. False: INIT holds the whole RAM (every non-zero page).
+  partialRam @7 :Bool;
 }
 
 # ------------------------------------------------------------- CPU state --

@@ -35,15 +35,6 @@ std::string jsonString(std::string_view s) {
   return out + "\"";
 }
 
-std::string utcTime(int64_t unixNs) {
-  const std::time_t t = static_cast<std::time_t>(unixNs / 1'000'000'000);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[40];
-  std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S UTC", &tm);
-  return buf;
-}
-
 std::string_view backendName(Backend b) {
   return b == Backend::kKvm ? "kvm" : "emulator";
 }
@@ -100,12 +91,16 @@ void printText(const TraceReader& r, const EventStats& ev) {
   std::printf("trace      %s\n", r.path().c_str());
   std::printf("format     %u.%u, written by ttvm %s\n", h.formatMajor, h.formatMinor,
               h.ttvmVersion.c_str());
-  std::printf("recorded   %s on %s, backend %.*s\n", utcTime(h.createdUnixNs).c_str(),
+  if (h.slice)
+    std::printf("slice      %s; source trace id %016" PRIx64 "%016" PRIx64 ", %" PRIu64 " bytes\n",
+                describeSlice(*h.slice).c_str(), h.slice->sourceTraceId.hi,
+                h.slice->sourceTraceId.lo, h.slice->sourceBytes);
+  std::printf("recorded   %s on %s, backend %.*s\n", utcTimeText(h.createdUnixNs).c_str(),
               h.host.c_str(), static_cast<int>(backendName(h.backend).size()),
               backendName(h.backend).data());
   std::printf("machine    RAM %" PRIu64 " MiB, TSC %.3f GHz, clock starts %s\n",
               h.machine.ramBytes >> 20, static_cast<double>(h.machine.tscHz) / 1e9,
-              utcTime(h.machine.startClockUnixNs).c_str());
+              utcTimeText(h.machine.startClockUnixNs).c_str());
   std::string devices;
   for (const std::string& d : h.machine.devices) devices += (devices.empty() ? "" : ", ") + d;
   std::printf("devices    %s\n", devices.empty() ? "(none)" : devices.c_str());
@@ -187,6 +182,14 @@ void printJson(const TraceReader& r, const EventStats& ev) {
       "\"modelMsrs\": %zu},\n",
       jsonString(h.cpuModel.name).c_str(), h.cpuModel.vendor == CpuVendor::kAmd ? "amd" : "intel",
       h.cpuModel.cpuid.size(), h.modelMsrs.size());
+  if (h.slice)
+    std::printf(
+        "  \"slice\": {\"source\": %s, \"sourceTraceId\": \"%016" PRIx64 "%016" PRIx64
+        "\", \"fromStep\": %" PRIu64 ", \"toStep\": %" PRIu64 ", \"sourceEndStep\": %" PRIu64
+        ", \"sourceBytes\": %" PRIu64 ", \"partialRam\": %s},\n",
+        jsonString(h.slice->sourceName).c_str(), h.slice->sourceTraceId.hi,
+        h.slice->sourceTraceId.lo, h.slice->fromStep, h.slice->toStep, h.slice->sourceEndStep,
+        h.slice->sourceBytes, h.slice->partialRam ? "true" : "false");
   std::printf("  \"images\": [");
   for (size_t i = 0; i < h.images.size(); ++i) {
     const GuestImage& g = h.images[i];
@@ -255,6 +258,8 @@ int cmdInfo(std::span<char* const> args) {
     return 1;
   }
   if (r->recovered()) std::fprintf(stderr, "ttvm info: note: %s\n", r->recoveryNote().c_str());
+  if (std::string note = r->newerFormatNote(); !note.empty())
+    std::fprintf(stderr, "ttvm info: note: %s\n", note.c_str());
   const EventStats ev = countEvents(*r);
   if (json)
     printJson(*r, ev);

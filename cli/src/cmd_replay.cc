@@ -17,6 +17,7 @@
 #include "ttvm/base/hex.h"
 #include "ttvm/replayer/address_expression.h"
 #include "ttvm/replayer/backtrace.h"
+#include "ttvm/replayer/crash_report.h"
 #include "ttvm/replayer/timeline.h"
 
 namespace ttvm::cli {
@@ -61,19 +62,7 @@ const char* kReplayHelp =
     "past the end); 3 the trace has no footer, so its end could not be checked.\n";
 
 void printRegisters(const CpuState& s) {
-  static const char* kNames[] = {"rax", "rcx", "rdx", "rbx", "rsp", "rbp", "rsi", "rdi",
-                                 "r8",  "r9",  "r10", "r11", "r12", "r13", "r14", "r15"};
-  for (int i = 0; i < kNumGprs; ++i)
-    std::printf("%-4s 0x%016" PRIx64 "%s", kNames[i], s.gpr[i], i % 4 == 3 ? "\n" : "  ");
-  std::printf("rip  0x%016" PRIx64 "  rflags 0x%08" PRIx64 "  step %" PRIu64 "\n", s.rip, s.rflags,
-              s.steps);
-  static const char* kSeg[] = {"es", "cs", "ss", "ds", "fs", "gs"};
-  for (int i = 0; i < kNumSegRegs; ++i)
-    std::printf("%s %04x base 0x%" PRIx64 " limit 0x%x attr 0x%x\n", kSeg[i], s.seg[i].selector,
-                s.seg[i].base, s.seg[i].limit, s.seg[i].attributes);
-  std::printf("cr0 0x%" PRIx64 "  cr2 0x%" PRIx64 "  cr3 0x%" PRIx64 "  cr4 0x%" PRIx64
-              "  efer 0x%" PRIx64 "\n",
-              s.cr0, s.cr2, s.cr3, s.cr4, s.msr.efer);
+  std::fputs(formatRegisters(s).c_str(), stdout);
 }
 
 std::string where(Timeline& tl, uint64_t rip) {
@@ -147,6 +136,14 @@ int cmdReplay(std::span<char* const> args) {
     std::fprintf(stderr,
                  "ttvm replay: --to %" PRIu64 " is past the end of the trace (step %" PRIu64 ")\n",
                  target, tl.endStep());
+    return kExitTraceUsage;
+  }
+  if (target < tl.beginStep()) {
+    // A slice starts at its cut: the source's earlier steps are not in it.
+    std::fprintf(stderr,
+                 "ttvm replay: --to %" PRIu64 " is before the trace's first step (%" PRIu64
+                 "): it is a slice of a longer run\n",
+                 target, tl.beginStep());
     return kExitTraceUsage;
   }
   const bool plain = !to && !regs && !bt && !lastWrite && !traceSteps;

@@ -8,6 +8,7 @@
 
 #include "cli_args.h"
 #include "commands.h"
+#include "replay_options.h"
 #include "ttvm/formats/trace_reader.h"
 #include "ttvm/replayer/kvm_steps.h"
 #include "ttvm/replayer/replay_session.h"
@@ -57,6 +58,7 @@ int cmdVerify(std::span<char* const> args) {
     return 2;
   }
   if (!kvmNote.empty() && !quiet) std::printf("%s\n", kvmNote.c_str());
+  if (!quiet) printTraceNotes(*reader, "ttvm verify");
   auto session = ReplaySession::open(*reader);
   if (!session.ok()) {
     std::fprintf(stderr, "ttvm verify: %s\n", session.error().message.c_str());
@@ -97,9 +99,15 @@ int cmdVerify(std::span<char* const> args) {
     return 1;
   }
   if (!quiet) {
-    std::printf("%s: ok: %" PRIu64 " steps, %" PRIu64 " events, %" PRIu64
+    const uint64_t first = reader->header().slice ? reader->header().slice->fromStep : 0;
+    std::printf("%s: ok: %" PRIu64 " steps%s, %" PRIu64 " events, %" PRIu64
                 " state digests and the final state match the recording\n",
-                path.c_str(), s.step(), reader->eventCount(), s.digestsChecked());
+                path.c_str(), s.step() - first,
+                first == 0 ? ""
+                           : (" (" + std::to_string(first) + ".." + std::to_string(s.step()) +
+                              " of the source)")
+                                 .c_str(),
+                reader->eventCount(), s.digestsChecked());
     if (isRecoveredEnd(*reader->end()))
       std::printf(
           "%s: note: this trace was completed by `ttvm recover`: the recording was cut "

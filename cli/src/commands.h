@@ -25,5 +25,7 @@ int cmdRecord(std::span<char* const> args);
 int cmdGdbserver(std::span<char* const> args);
 int cmdDap(std::span<char* const> args);
 int cmdLockstep(std::span<char* const> args);
+int cmdSlice(std::span<char* const> args);
+int cmdReport(std::span<char* const> args);
 
 }  // namespace ttvm::cli

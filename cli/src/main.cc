@@ -21,6 +21,9 @@ constexpr Command kCommands[] = {
     {"lockstep", "run a guest under KVM and the emulator side by side, compare every instruction",
      cmdLockstep},
     {"recover", "complete a trace whose recorder was killed (rewrite its footer)", cmdRecover},
+    {"report", "a Markdown crash report of a trace, to paste into a bug report", cmdReport},
+    {"slice", "cut a trace to a stretch of it (--last N): a smaller file for a bug report",
+     cmdSlice},
 };
 
 void printUsage(std::FILE* out) {

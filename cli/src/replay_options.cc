@@ -18,6 +18,14 @@ Result<ReplayArgs> parseReplayArgs(std::span<char* const> args, std::vector<Opti
   return out;
 }
 
+void printTraceNotes(const TraceReader& reader, const char* command) {
+  if (std::string note = reader.newerFormatNote(); !note.empty())
+    std::fprintf(stderr, "%s: note: %s\n", command, note.c_str());
+  if (reader.header().slice)
+    std::fprintf(stderr, "%s: note: %s is %s\n", command, reader.path().c_str(),
+                 describeSlice(*reader.header().slice).c_str());
+}
+
 Result<OpenReplay> openReplay(const ReplayOptions& options, const char* command) {
   std::string kvmNote;
   auto reader = openForReplay(options.trace, &kvmNote);
@@ -27,6 +35,7 @@ Result<OpenReplay> openReplay(const ReplayOptions& options, const char* command)
   out.reader = std::make_unique<TraceReader>(std::move(reader).value());
   if (out.reader->recovered())
     std::fprintf(stderr, "%s: note: %s\n", command, out.reader->recoveryNote().c_str());
+  printTraceNotes(*out.reader, command);
   TimelineOptions to;
   to.checkpointMemBytes = options.checkpointMem;
   auto timeline = Timeline::open(*out.reader, to);

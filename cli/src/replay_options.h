@@ -31,6 +31,10 @@ struct ReplayArgs {
 // `own` options (whose `take` may write into the caller's variables).
 Result<ReplayArgs> parseReplayArgs(std::span<char* const> args, std::vector<Option> own);
 
+// Prints on stderr, as "<command>: note: ...", what a reader of the trace
+// should know: a newer format minor version, a slice and where it comes from.
+void printTraceNotes(const TraceReader& reader, const char* command);
+
 // A trace open for replay. The timeline refers to the reader: the reader is
 // declared first so that it is destroyed last.
 struct OpenReplay {

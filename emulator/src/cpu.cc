@@ -83,6 +83,12 @@ void Cpu::setDirtyTracking(bool on) {
 std::vector<uint64_t> Cpu::takeDirtyPages() {
   return impl_->takeDirtyPages();
 }
+void Cpu::setAccessTracking(bool on) {
+  impl_->setAccessTracking(on);
+}
+std::vector<uint64_t> Cpu::takeAccessedPages() {
+  return impl_->takeAccessedPages();
+}
 void Cpu::setBreakpoints(std::vector<DebuggerBreakpoint> bps) {
   impl_->setBreakpoints(std::move(bps));
 }

@@ -244,6 +244,17 @@ void toCapnp(const TraceHeader& h, schema::Header::Builder b) {
   auto replayed = b.initReplayedDevices(static_cast<unsigned>(h.replayedDevices.size()));
   for (size_t i = 0; i < h.replayedDevices.size(); ++i)
     replayed.set(static_cast<unsigned>(i), textOf(h.replayedDevices[i]));
+  if (h.slice) {
+    auto sl = b.initSlice();
+    sl.setSourceTraceIdLo(h.slice->sourceTraceId.lo);
+    sl.setSourceTraceIdHi(h.slice->sourceTraceId.hi);
+    sl.setFromStep(h.slice->fromStep);
+    sl.setToStep(h.slice->toStep);
+    sl.setSourceEndStep(h.slice->sourceEndStep);
+    sl.setSourceBytes(h.slice->sourceBytes);
+    sl.setSourceName(textOf(h.slice->sourceName));
+    sl.setPartialRam(h.slice->partialRam);
+  }
 }
 
 Status fromCapnp(schema::Header::Reader r, TraceHeader& h, const std::string& where) {
@@ -295,6 +306,23 @@ Status fromCapnp(schema::Header::Reader r, TraceHeader& h, const std::string& wh
   h.formatMinor = r.getFormatMinor();  // 0 in 1.0; the reader checks it against the preamble
   h.replayedDevices.clear();
   for (auto d : r.getReplayedDevices()) h.replayedDevices.push_back(toString(d));
+  h.slice.reset();
+  if (r.hasSlice()) {
+    auto sl = r.getSlice();
+    SliceOrigin o;
+    o.sourceTraceId = {sl.getSourceTraceIdLo(), sl.getSourceTraceIdHi()};
+    o.fromStep = sl.getFromStep();
+    o.toStep = sl.getToStep();
+    o.sourceEndStep = sl.getSourceEndStep();
+    o.sourceBytes = sl.getSourceBytes();
+    o.sourceName = toString(sl.getSourceName());
+    o.partialRam = sl.getPartialRam();
+    if (o.fromStep > o.toStep || o.toStep > o.sourceEndStep)
+      return makeError(where + ": slice origin: steps " + std::to_string(o.fromStep) + ".." +
+                       std::to_string(o.toStep) + " do not lie in the source's 0.." +
+                       std::to_string(o.sourceEndStep));
+    h.slice = std::move(o);
+  }
   return {};
 }
 

@@ -334,6 +334,15 @@ TraceReader::~TraceReader() {
   if (fd_ >= 0) ::close(fd_);
 }
 
+std::string TraceReader::newerFormatNote() const {
+  if (header_.formatMinor <= kTraceFormatMinor) return "";
+  return path_ + ": made by ttvm " + header_.ttvmVersion + ", format " +
+         std::to_string(header_.formatMajor) + "." + std::to_string(header_.formatMinor) +
+         "; this reader supports up to " + std::to_string(kTraceFormatMajor) + "." +
+         std::to_string(kTraceFormatMinor) +
+         ": it reads the trace but ignores what the newer format added";
+}
+
 Result<TraceReader> TraceReader::open(const std::string& path) {
   auto fr = openInputFile(path);
   if (!fr.ok()) return fr.error();
@@ -351,10 +360,20 @@ Result<TraceReader> TraceReader::open(const std::string& path) {
   const uint16_t minor = getU16(pre + 10);
   if (getU32(pre + 12) != 0)
     return f.errorAt(12, "preamble: reserved field must be 0, found " + hex(getU32(pre + 12)));
-  if (major != kTraceFormatMajor)
-    return f.errorAt(8, "trace format " + std::to_string(major) + "." + std::to_string(minor) +
-                            " is not readable by this ttvm (it reads " +
-                            std::to_string(kTraceFormatMajor) + ".x)");
+  if (major != kTraceFormatMajor) {
+    // Say who made it where the header still reads (a new major may have
+    // changed anything after the preamble, so this is a best effort).
+    uint64_t headEnd = 0;
+    auto h = readHeader(f, kPreambleBytes, headEnd);
+    const std::string maker = h.ok() && !h->ttvmVersion.empty()
+                                  ? "made by ttvm " + h->ttvmVersion
+                                  : "made by another ttvm (its header does not read here)";
+    return f.errorAt(8, maker + ", format " + std::to_string(major) + "." + std::to_string(minor) +
+                            "; this reader supports formats " + std::to_string(kTraceFormatMajor) +
+                            ".0 to " + std::to_string(kTraceFormatMajor) + "." +
+                            std::to_string(kTraceFormatMinor) +
+                            (major > kTraceFormatMajor ? ": open it with a newer ttvm" : ""));
+  }
 
   // By the footer.
   std::string footerProblem;

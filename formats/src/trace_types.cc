@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
+#include <ctime>
 #include <random>
 
 #include "ttvm/base/assert.h"
@@ -39,6 +40,23 @@ std::string_view eventKindName(EventKind k) {
 bool isValidEventKind(uint8_t k) {
   return k >= static_cast<uint8_t>(EventKind::kPortIn) &&
          k <= static_cast<uint8_t>(EventKind::kDeviceDigest);
+}
+
+std::string utcTimeText(int64_t unixNs) {
+  const std::time_t t = static_cast<std::time_t>(unixNs / 1'000'000'000);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[40];
+  std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S UTC", &tm);
+  return buf;
+}
+
+std::string describeSlice(const SliceOrigin& o) {
+  return "a slice of " + (o.sourceName.empty() ? std::string("another trace") : o.sourceName) +
+         ": steps " + std::to_string(o.fromStep) + ".." + std::to_string(o.toStep) + " of its 0.." +
+         std::to_string(o.sourceEndStep) + " (step numbers are the source's; before step " +
+         std::to_string(o.fromStep) + " there is no history)" +
+         (o.partialRam ? "; RAM the slice never accesses reads as zero" : "");
 }
 
 std::string describeEvent(const TraceEvent& e) {

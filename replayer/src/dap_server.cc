@@ -47,15 +47,6 @@ constexpr ExceptionFilter kExceptionFilters[] = {
     {"all", "Any CPU exception (vectors 0-31)", 0xFFFFFFFFu},
 };
 
-// "#PF" for the architectural exceptions, "vector N" otherwise.
-std::string exceptionName(uint8_t vector) {
-  static const char* const kNames[] = {"#DE", "#DB", "NMI", "#BP", "#OF", "#BR", "#UD", "#NM",
-                                       "#DF", "#09", "#TS", "#NP", "#SS", "#GP", "#PF", "#15",
-                                       "#MF", "#AC", "#MC", "#XM", "#VE", "#CP"};
-  if (vector < std::size(kNames)) return kNames[vector];
-  return "vector " + std::to_string(vector);
-}
-
 const char* kEvaluateHelp =
     "ttvm evaluate commands (Debug Console):\n"
     "  when                    the current step and the history's bounds\n"

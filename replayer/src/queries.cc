@@ -5,10 +5,19 @@
 #include "ttvm/replayer/queries.h"
 
 #include <algorithm>
+#include <iterator>
 
 #include "ttvm/replayer/timeline.h"
 
 namespace ttvm {
+
+std::string exceptionName(uint8_t vector) {
+  static const char* const kNames[] = {"#DE", "#DB", "NMI", "#BP", "#OF", "#BR", "#UD", "#NM",
+                                       "#DF", "#09", "#TS", "#NP", "#SS", "#GP", "#PF", "#15",
+                                       "#MF", "#AC", "#MC", "#XM", "#VE", "#CP"};
+  if (vector < std::size(kNames)) return kNames[vector];
+  return "vector " + std::to_string(vector);
+}
 namespace {
 
 bool eventMatches(const EventQuery& q, const TraceEvent& e) {

@@ -168,6 +168,29 @@ TEST(Debugger, DirtyPageTracking) {
   EXPECT_EQ(m.cpu->takeDirtyPages(), (std::vector<uint64_t>{kData >> 12}));
 }
 
+// What `ttvm slice` keeps of RAM: every page the CPU reads, writes or
+// fetches from, page walks included; a page it skips over is not marked.
+TEST(Debugger, AccessTrackingMarksEveryPageTheCpuReadsWritesOrFetches) {
+  Machine m;
+  m.setupLong64(kCode);
+  // mov eax,[rbx]; mov [rbx+0x2000],eax; mov eax,[rbx+4]
+  m.loadHex(kCode, "8b 03 89 83 00 20 00 00 8b 43 04");
+  m.edit([](CpuState& s) { s.reg(Gpr::kRbx) = kData; });
+  ASSERT_EQ(m.step().outcome, StepOutcome::kRetired);  // warm the TLB and the decode cache
+  m.cpu->setAccessTracking(true);
+  ASSERT_EQ(m.run(2).outcome, StepOutcome::kRetired);
+  // The code page and kData were cached before tracking began: turning it
+  // on dropped both caches, so they are seen again (with the page walk).
+  EXPECT_EQ(m.cpu->takeAccessedPages(),
+            (std::vector<uint64_t>{layout::kPml4 >> 12, layout::kPdpt >> 12, layout::kPd >> 12,
+                                   kCode >> 12, kData >> 12, (kData >> 12) + 2}));
+  EXPECT_TRUE(m.cpu->takeAccessedPages().empty());
+  m.cpu->setAccessTracking(false);
+  m.edit([](CpuState& s) { s.rip = kCode; });
+  ASSERT_EQ(m.run(3).outcome, StepOutcome::kRetired);
+  EXPECT_TRUE(m.cpu->takeAccessedPages().empty());  // off: nothing marked
+}
+
 TEST(Debugger, TranslateAndReadLinearHaveNoSideEffects) {
   Machine m;
   m.setupLong64(kCode);

@@ -85,5 +85,58 @@ TEST(GoldenTrace, V1_3ReadsExactly) {
   expectReadsExactly("tests/data/golden-v1.3.ttvm", g, 3);
 }
 
+TEST(GoldenTrace, V1_4ReadsExactly) {
+  // The slice origin in the header (a 1.3 trace has none).
+  const testing::GoldenTrace g = testing::goldenV1_4();
+  ASSERT_TRUE(g.header.slice.has_value());
+  expectReadsExactly("tests/data/golden-v1.4.ttvm", g, 4);
+  auto older = TraceReader::open("tests/data/golden-v1.3.ttvm");
+  ASSERT_TRUE(older.ok()) << older.error().message;
+  EXPECT_FALSE(older->header().slice.has_value());
+}
+
+// A trace from a newer ttvm: the preamble's version patched into a copy of
+// a golden trace (bytes 8-9 major, 10-11 minor), as a future writer would set it.
+std::string withVersion(const std::string& golden, uint16_t major, uint16_t minor) {
+  std::vector<uint8_t> bytes = testing::readFileBytes(golden);
+  bytes[8] = static_cast<uint8_t>(major);
+  bytes[9] = static_cast<uint8_t>(major >> 8);
+  bytes[10] = static_cast<uint8_t>(minor);
+  bytes[11] = static_cast<uint8_t>(minor >> 8);
+  const std::string path = testing::tempPath("future.ttvm");
+  testing::writeFileBytes(path, bytes);
+  return path;
+}
+
+TEST(GoldenTrace, NewerMajorVersionIsRefusedNamingWhoMadeIt) {
+  const std::string path = withVersion("tests/data/golden-v1.3.ttvm", kTraceFormatMajor + 1, 3);
+  auto r = TraceReader::open(path);
+  ASSERT_FALSE(r.ok());
+  const std::string want = "made by ttvm " + testing::goldenV1_3().header.ttvmVersion +
+                           ", format " + std::to_string(kTraceFormatMajor + 1) +
+                           ".3; this reader supports formats 1.0 to 1." +
+                           std::to_string(kTraceFormatMinor) + ": open it with a newer ttvm";
+  EXPECT_NE(r.error().message.find(want), std::string::npos) << r.error().message;
+  EXPECT_NE(r.error().message.find("byte 8"), std::string::npos) << r.error().message;
+}
+
+TEST(GoldenTrace, NewerMinorVersionReadsWithANote) {
+  // A 1.0 header does not repeat the minor version, so only the preamble
+  // says 1.(N+5); a newer minor only adds fields, which this reader ignores.
+  const uint16_t future = kTraceFormatMinor + 5;
+  const std::string path = withVersion("tests/data/golden-v1.0.ttvm", 1, future);
+  auto r = TraceReader::open(path);
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ(r->header().formatMinor, future);
+  EXPECT_EQ(r->newerFormatNote(),
+            path + ": made by ttvm " + testing::goldenV1_0().header.ttvmVersion + ", format 1." +
+                std::to_string(future) + "; this reader supports up to 1." +
+                std::to_string(kTraceFormatMinor) +
+                ": it reads the trace but ignores what the newer format added");
+  auto current = TraceReader::open("tests/data/golden-v1.4.ttvm");
+  ASSERT_TRUE(current.ok()) << current.error().message;
+  EXPECT_EQ(current->newerFormatNote(), "");
+}
+
 }  // namespace
 }  // namespace ttvm

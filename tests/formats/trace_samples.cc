@@ -289,6 +289,20 @@ GoldenTrace goldenV1_3() {
   return g;
 }
 
+GoldenTrace goldenV1_4() {
+  GoldenTrace g = goldenV1_3();
+  SliceOrigin o;
+  o.sourceTraceId = {0x1122334455667788ull, 0x99AABBCCDDEEFF00ull};
+  o.fromStep = g.initial.cpu.steps;
+  o.toStep = g.end.steps;
+  o.sourceEndStep = g.end.steps + 123456789;
+  o.sourceBytes = 987654321;
+  o.sourceName = "crash.ttvm";
+  o.partialRam = true;
+  g.header.slice = o;
+  return g;
+}
+
 std::string writeGolden(const GoldenTrace& g, const std::string& path) {
   TraceWriter::Options options;
   options.flushInterval = std::chrono::hours(1);  // chunks only where flushAfter says

@@ -61,6 +61,8 @@ GoldenTrace goldenV1_2();
 // machine-mode trace (serial input from the terminal and the line, idle
 // skips, device digests) added to 1.2's.
 GoldenTrace goldenV1_3();
+// 1.4: the header's slice origin (a trace cut by `ttvm slice`).
+GoldenTrace goldenV1_4();
 
 // Writes `g` with TraceWriter; returns an error message or "".
 std::string writeGolden(const GoldenTrace& g, const std::string& path);

@@ -216,7 +216,7 @@ TEST_F(DiskReplay, EveryModeReplaysToTheRecordedEnd) {
   for (const Recorded* m : {now_, ide_, old_}) EXPECT_EQ(replayToEnd(m->path), "") << m->path;
   auto r = TraceReader::open(now_->path);
   ASSERT_TRUE(r.ok());
-  EXPECT_EQ(r->header().formatMinor, 3);
+  EXPECT_EQ(r->header().formatMinor, kTraceFormatMinor);  // written by this ttvm
   EXPECT_EQ(r->header().replayedDevices, diskMachine(Mode::kWhole)->wholeMachine());
   auto i = TraceReader::open(ide_->path);
   ASSERT_TRUE(i.ok());

@@ -1,7 +1,9 @@
 #include "scripted_trace_support.h"
 
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <cstring>
 
 #include "ttvm/emulator/cpu.h"
@@ -115,6 +117,18 @@ uint64_t hashBytes(const uint8_t* p, size_t n) {
   }
   for (; i < n; ++i) h = (h ^ p[i]) * 0x100000001b3ull;
   return h;
+}
+
+CommandRun runCommand(const std::string& cmd) {
+  CommandRun r;
+  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
+  if (p == nullptr) return r;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.output.append(buf, n);
+  const int st = pclose(p);
+  r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  return r;
 }
 
 std::string tempTracePath(const std::string& stem) {

@@ -55,4 +55,12 @@ uint64_t hashBytes(const uint8_t* p, size_t n);
 // A fresh temporary file name for this test process.
 std::string tempTracePath(const std::string& stem);
 
+// A shell command's exit status (-1 when it did not exit) and its stdout
+// and stderr together.
+struct CommandRun {
+  int status = -1;
+  std::string output;
+};
+CommandRun runCommand(const std::string& cmd);
+
 }  // namespace ttvm::testing

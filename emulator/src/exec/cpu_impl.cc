@@ -29,6 +29,7 @@ CpuImpl::CpuImpl(const CpuModel& model, PhysicalMemory memory, Environment& env)
   const size_t pages = (mem_.ram.size() + 0xFFF) >> 12;
   in_->codeChunks.reset(pages + 1);
   in_->dirty.reset(pages + 1);
+  in_->accessed.reset(pages + 1);
   for (int m = 0; m < 7; ++m) {
     initDecoder(in_->decoders[m], static_cast<CpuMode>(m));
     configureDecoderForModel(in_->decoders[m], model_);
@@ -692,6 +693,22 @@ std::vector<uint64_t> CpuImpl::takeDirtyPages() {
   // fast-path write permission.
   for (TlbEntry& e : tlb_)
     e.allowed &= ~(tlbperm::bit(Access::kWrite, true) | tlbperm::bit(Access::kWrite, false));
+  return out;
+}
+
+void CpuImpl::setAccessTracking(bool on) {
+  (void)takeAccessedPages();
+  in_->accessTracking = on;
+}
+
+std::vector<uint64_t> CpuImpl::takeAccessedPages() {
+  std::vector<uint64_t> out = std::move(in_->accessedPages);
+  in_->accessedPages.clear();
+  for (uint64_t p : out) in_->accessed[p] = 0;
+  std::sort(out.begin(), out.end());
+  // Every page must be seen again from here: no TLB entry or decoded
+  // instruction may reach a page without passing a slow path that marks it.
+  flushCaches();
   return out;
 }
 

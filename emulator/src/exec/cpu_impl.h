@@ -382,6 +382,8 @@ class CpuImpl final {
   void flushCaches();
   void setDirtyTracking(bool on);
   std::vector<uint64_t> takeDirtyPages();
+  void setAccessTracking(bool on);
+  std::vector<uint64_t> takeAccessedPages();
   void setBreakpoints(std::vector<DebuggerBreakpoint> bps);
   void setWatchpoints(std::vector<DebuggerWatchpoint> wps);
   void skipBreakpointOnce() { skipBreakpoint_ = true; }

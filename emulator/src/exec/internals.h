@@ -126,6 +126,20 @@ struct CpuImpl::Internals {
       dirtyPages.push_back(pfn);
     }
   }
+  // Access tracking (what `ttvm slice` keeps of RAM): `accessed` has a byte
+  // per RAM page, 1 once the CPU read, wrote or fetched from it (page-table
+  // walks and descriptor loads included); `accessedPages` lists them. A TLB
+  // fill counts as an access of its page, so the fast paths need no check:
+  // turning tracking on drops the TLB and the decoded code.
+  bool accessTracking = false;
+  ZeroPagedArray<uint8_t> accessed;
+  std::vector<uint64_t> accessedPages;
+  void markAccessed(uint64_t pfn) {
+    if (accessTracking && !accessed[pfn]) {
+      accessed[pfn] = 1;
+      accessedPages.push_back(pfn);
+    }
+  }
   std::vector<DebuggerBreakpoint> breakpoints;
   std::vector<DebuggerWatchpoint> watchpoints;
   bool watchHit = false;

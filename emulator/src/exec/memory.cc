@@ -43,6 +43,8 @@ bool CpuImpl::isRamRange(uint64_t phys, uint64_t n) const {
 
 uint64_t CpuImpl::readPhys(uint64_t phys, unsigned size) {
   if (isRamRange(phys, size)) {
+    in_->markAccessed(phys >> 12);
+    in_->markAccessed((phys + size - 1) >> 12);
     uint64_t v = 0;
     std::memcpy(&v, mem_.ram.data() + phys, size);
     return v;
@@ -54,6 +56,8 @@ void CpuImpl::writePhys(uint64_t phys, unsigned size, uint64_t value) {
   if (isRamRange(phys, size)) {
     std::memcpy(mem_.ram.data() + phys, &value, size);
     const uint64_t pfn = phys >> 12;
+    in_->markAccessed(pfn);
+    in_->markAccessed((phys + size - 1) >> 12);
     in_->markDirty(pfn);
     if (in_->codeChunks[pfn]) notifyRamWritten(phys, size);
     return;
@@ -301,6 +305,7 @@ void CpuImpl::finishTlbFill(TlbEntry& e, uint64_t lin) {
   }
   e.host = mem_.ram.data() + phys;
   const uint64_t pfn = phys >> 12;
+  in_->markAccessed(pfn);
   const uint8_t writeBits =
       tlbperm::bit(Access::kWrite, true) | tlbperm::bit(Access::kWrite, false);
   const uint8_t readBits = tlbperm::bit(Access::kRead, true) | tlbperm::bit(Access::kRead, false);
@@ -380,6 +385,7 @@ bool CpuImpl::accessBytes(uint64_t lin, void* data, unsigned n, Access a, bool i
 void CpuImpl::physAccess(uint64_t phys, uint8_t* bytes, unsigned n, bool write) {
   if (isRamRange(phys, n)) {
     uint8_t* p = mem_.ram.data() + phys;
+    in_->markAccessed(phys >> 12);
     if (write) {
       std::memcpy(p, bytes, n);
       const uint64_t pfn = phys >> 12;

@@ -165,6 +165,15 @@ class Cpu {
   void setDirtyTracking(bool on);
   std::vector<uint64_t> takeDirtyPages();
 
+  // Access tracking (the RAM a trace slice must hold): every RAM page the
+  // CPU reads, writes or fetches instructions from — page-table walks,
+  // descriptor-table and IDT loads included — is marked; takeAccessedPages
+  // returns and clears the set (ascending page numbers). A page may be
+  // marked without being accessed (its TLB entry was filled), never the
+  // reverse. Both calls drop the TLB and the decoded code.
+  void setAccessTracking(bool on);
+  std::vector<uint64_t> takeAccessedPages();
+
   // Debugger breakpoints (stop before executing) and watchpoints (stop after
   // the step that accessed). Invisible to the guest; any number; ids are
   // indexes into the lists as set.

@@ -98,6 +98,11 @@ class TraceReader final : public EventSource {
 
   const std::string& path() const { return path_; }
   const TraceHeader& header() const { return header_; }
+  // A trace of a newer minor version than this reader's (readable by
+  // design: new fields only) gets "made by ttvm X, format 1.N; this reader
+  // supports up to 1.M: ..."; empty otherwise. A newer major version is
+  // refused by open() with the same words.
+  std::string newerFormatNote() const;
   // Reads the initial state (CPU, RAM pages, device state) from the file.
   Result<InitialState> initialState() const;
 

@@ -24,7 +24,7 @@ namespace ttvm {
 // The format version this build writes. A reader accepts every file with the
 // same major version; a newer minor version may carry fields it ignores.
 inline constexpr uint16_t kTraceFormatMajor = 1;
-inline constexpr uint16_t kTraceFormatMinor = 3;
+inline constexpr uint16_t kTraceFormatMinor = 4;
 
 inline constexpr uint64_t kPageSize = 4096;
 
@@ -98,6 +98,22 @@ struct ChunkIdentity {
   uint64_t sequence = 0;  // index among the trace's chunks, from 0
 };
 
+// Where a slice (`ttvm slice`, format 1.4) comes from. A slice keeps its
+// source's step numbers: its initial state is the source's machine at
+// fromStep (CpuState::steps == fromStep), its events the source's from there.
+struct SliceOrigin {
+  TraceId sourceTraceId;
+  uint64_t fromStep = 0;       // the source's step of the slice's initial state
+  uint64_t toStep = 0;         // where the slice ends (its footer's step count)
+  uint64_t sourceEndStep = 0;  // where the source's run ended
+  uint64_t sourceBytes = 0;    // the source file's size
+  std::string sourceName;      // the source's file name, no directories
+  // Only the RAM pages the CPU accesses over [fromStep, toStep) are in the
+  // initial state (the rest reads as zero); false: all of RAM.
+  bool partialRam = false;
+  bool operator==(const SliceOrigin&) const = default;
+};
+
 struct TraceHeader {
   // Read side: the version the file was written with. The writer ignores
   // these and writes kTraceFormatMajor/Minor.
@@ -117,6 +133,8 @@ struct TraceHeader {
   // accesses are not in the trace, disk sectors they read are (kDiskSector).
   // Empty in 1.0 and 1.1 traces, which replay in the old mode (every read logged).
   std::vector<std::string> replayedDevices;
+  // Set when the trace is a slice of another (since 1.4).
+  std::optional<SliceOrigin> slice;
   bool operator==(const TraceHeader&) const = default;
 };
 
@@ -278,6 +296,13 @@ struct TraceEvent {
     return {step, 0, digest, 0, EventKind::kDeviceDigest, 0, 0};
   }
 };
+
+// "2023-11-14 22:13:20 UTC" for a time in ns since 1970 (header times).
+std::string utcTimeText(int64_t unixNs);
+
+// "a slice of crash.ttvm: steps 100..200 of its 0..200 (step numbers are
+// the source's; ...)", for the commands that open a slice.
+std::string describeSlice(const SliceOrigin& o);
 
 // "step 12 PortOut port=0x3f8 size=1 value=0x41", for messages and `ttvm info`.
 std::string describeEvent(const TraceEvent& e);

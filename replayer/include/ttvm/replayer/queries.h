@@ -56,4 +56,7 @@ struct QueryHit {
   uint64_t newValue = 0;  // register queries: value after the step
 };
 
+// "#PF" for the architectural exceptions, "vector N" otherwise.
+std::string exceptionName(uint8_t vector);
+
 }  // namespace ttvm

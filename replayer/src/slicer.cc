@@ -1,0 +1,263 @@
+#include "ttvm/replayer/slicer.h"
+
+#include <algorithm>
+#include <cstring>
+#include <filesystem>
+#include <memory>
+
+#include "ttvm/emulator/cpu_state.h"
+#include "ttvm/formats/trace_writer.h"
+#include "ttvm/replayer/replay_session.h"
+
+namespace ttvm {
+namespace {
+
+// Bytes of stack above RSP kept beside the accessed pages (what the
+// backtrace's stack scan reads at the first position).
+constexpr uint64_t kStackBytesKept = 16 * 1024;
+
+bool isElfImage(const GuestImage& g) {
+  return g.bytes.size() >= 4 && g.bytes[0] == 0x7F && g.bytes[1] == 'E' && g.bytes[2] == 'L' &&
+         g.bytes[3] == 'F';
+}
+
+// Pages the CPU state at the cut points at: code at RIP, the stack above
+// RSP, the GDT, the IDT, the TSS and the page-table root.
+std::vector<uint64_t> referencedPages(const ReplaySession& session, const Cpu& cpu) {
+  const CpuState& s = session.state();
+  std::vector<uint64_t> pages;
+  auto linear = [&](uint64_t lin) {
+    if (auto phys = cpu.translate(lin)) pages.push_back(*phys >> 12);
+  };
+  linear(session.linearRip(s.rip));
+  const bool longMode = cpuMode(s) == CpuMode::kLong64;
+  const uint64_t stackBase = longMode ? 0 : s.segment(SegReg::kSs).base;
+  for (uint64_t off = 0; off <= kStackBytesKept; off += kPageSize) {
+    uint64_t lin = stackBase + s.gpr[4] + off;
+    if (!longMode) lin &= 0xFFFFFFFFull;
+    linear(lin);
+  }
+  linear(s.gdtr.base);
+  linear(s.idtr.base);
+  linear(s.tr.base);
+  if (s.cr0 & (1ull << 31)) pages.push_back(s.cr3 >> 12);
+  return pages;
+}
+
+struct Cut {
+  TraceHeader header;
+  InitialState initial;  // RAM: every non-zero page at the cut
+  machine::EventPosition position;
+  uint64_t from = 0;
+  uint64_t to = 0;
+  uint64_t sourceEnd = 0;
+  std::vector<uint64_t> wanted;  // pages accessed or referenced, ascending, unique
+  CpuState endCpu;
+  std::vector<uint8_t> endDevices;
+};
+
+std::string stopProblem(const ReplaySession& session, const SessionStop& stop, uint64_t target) {
+  if (stop.kind == SessionStopKind::kDivergence) {
+    auto d = session.divergence();
+    return "the source's replay diverged: " + (d ? d->format() : std::string("(no report)"));
+  }
+  if (stop.kind == SessionStopKind::kCancelled) return "cancelled";
+  if (stop.step != target)
+    return std::string("the source's replay stopped (") + toString(stop.kind) + ") at step " +
+           std::to_string(stop.step) + " before step " + std::to_string(target);
+  return "";
+}
+
+// Writes the slice file from `cut` with RAM `ram`.
+Result<uint64_t> writeSlice(const TraceReader& source, const Cut& cut, const RamPages& ram,
+                            const std::string& out) {
+  InitialState initial;
+  initial.cpu = cut.initial.cpu;
+  initial.deviceState = cut.initial.deviceState;
+  initial.ram = ram;
+  TraceWriter::Options wo;
+  wo.flushInterval = std::chrono::hours(1);  // chunks by size only: the same file every time
+  auto writer = TraceWriter::create(out, cut.header, initial, wo);
+  if (!writer.ok()) return writer.error();
+  TraceWriter& w = **writer;
+  const bool toEnd = cut.to == cut.sourceEnd;
+  uint64_t events = 0;
+  std::vector<TraceEvent> chunk;
+  std::vector<uint8_t> sectors;
+  bool done = false;
+  for (size_t c = cut.position.chunk; c < source.chunkCount() && !done; ++c) {
+    TTVM_TRY(source.readChunkInto(c, chunk, &sectors));
+    for (size_t i = c == cut.position.chunk ? cut.position.index : 0; i < chunk.size(); ++i) {
+      const TraceEvent& e = chunk[i];
+      if (!toEnd && e.step >= cut.to) {
+        done = true;
+        break;
+      }
+      if (e.kind == EventKind::kDiskSector) {
+        w.appendDiskSector(e.step, static_cast<uint8_t>(e.value), e.address,
+                           std::span<const uint8_t>(sectors).subspan(
+                               size_t{e.count} * kDiskSectorBytes, kDiskSectorBytes));
+      } else {
+        w.append(e);
+      }
+      ++events;
+    }
+  }
+  TraceEnd end;
+  if (toEnd) {
+    end = *source.end();
+  } else {
+    w.append(TraceEvent::endOfRun(cut.to));
+    ++events;
+    const TraceEnd& src = *source.end();
+    end.reason = EndReason::kMaxSteps;
+    end.message = "slice of " + cut.header.slice->sourceName + " ends at step " +
+                  std::to_string(cut.to) + "; the source ran to step " +
+                  std::to_string(cut.sourceEnd) + " (" + std::string(endReasonName(src.reason)) +
+                  (src.message.empty() ? "" : ": " + src.message) + ")";
+    end.finalCpu = cut.endCpu;
+    end.finalDigest = stateDigest(cut.endCpu);
+    end.steps = cut.to;
+  }
+  TTVM_TRY(w.close(end));
+  return events;
+}
+
+// Replays the slice over its range: empty when it ends in the source's
+// state at `to` (CPU and devices), else what differs.
+std::string checkSlice(const std::string& out, const Cut& cut, const SliceOptions& options) {
+  auto reader = TraceReader::open(out);
+  if (!reader.ok()) return reader.error().message;
+  auto session = ReplaySession::open(*reader);
+  if (!session.ok()) return session.error().message;
+  RunOptions ro;
+  ro.cancel = options.cancel;
+  if (options.progress)
+    ro.progress = [&options](uint64_t step) { options.progress("checking the slice", step); };
+  const SessionStop stop = (*session)->runTo(cut.to, ro);
+  if (std::string p = stopProblem(**session, stop, cut.to); !p.empty()) return p;
+  if (std::string d = (*session)->checkEndState(); !d.empty()) return "end state: " + d;
+  if ((*session)->saveDevices() != cut.endDevices)
+    return "the device state at step " + std::to_string(cut.to) + " differs from the source's";
+  return "";
+}
+
+}  // namespace
+
+Result<SliceResult> sliceTrace(const TraceReader& source, const std::string& out,
+                               const SliceOptions& options) {
+  std::error_code ec;
+  if (std::filesystem::equivalent(source.path(), out, ec))
+    return makeError(out + ": the slice would overwrite its source");
+  if (!source.end())
+    return makeError(source.path() +
+                     ": the trace has no footer (the recording was cut off); "
+                     "`ttvm recover` completes it, then it can be sliced");
+  auto opened = ReplaySession::open(source);
+  if (!opened.ok()) return opened.error();
+  ReplaySession& session = **opened;
+  if (session.runsDevices() && !session.runsWholeMachine())
+    return makeError(source.path() +
+                     ": a format 1.2 trace (replayed IDE channels, every other device "
+                     "answered from the trace) cannot be sliced: its initial state holds a "
+                     "device state its replay does not save");
+
+  Cut cut;
+  cut.sourceEnd = session.endStep();
+  cut.from = options.from;
+  cut.to = options.to.value_or(cut.sourceEnd);
+  const uint64_t begin = session.step();
+  if (cut.from < begin || cut.from >= cut.to || cut.to > cut.sourceEnd)
+    return makeError(source.path() + ": steps " + std::to_string(cut.from) + ".." +
+                     std::to_string(cut.to) + ": give 'from' < 'to' within the recorded run, " +
+                     std::to_string(begin) + ".." + std::to_string(cut.sourceEnd));
+
+  RunOptions ro;
+  ro.cancel = options.cancel;
+  if (options.progress)
+    ro.progress = [&options](uint64_t step) { options.progress("replaying to the cut", step); };
+  SessionStop stop = session.runTo(cut.from, ro);
+  if (std::string p = stopProblem(session, stop, cut.from); !p.empty())
+    return makeError(source.path() + ": " + p);
+
+  // The state at the cut.
+  cut.initial.cpu = session.state();
+  cut.initial.deviceState = session.saveDevices();
+  cut.initial.ram = RamPages::fromFlat(session.ram());
+  cut.position = session.environment().position();
+  Cpu& cpu = session.cpu();
+  std::vector<uint64_t> wanted = referencedPages(session, cpu);
+
+  // Over the range: which pages the CPU accesses, and the end state.
+  cpu.setAccessTracking(true);
+  if (options.progress)
+    ro.progress = [&options](uint64_t step) { options.progress("replaying the slice", step); };
+  stop = session.runTo(cut.to, ro);
+  std::vector<uint64_t> accessed = cpu.takeAccessedPages();
+  cpu.setAccessTracking(false);
+  if (std::string p = stopProblem(session, stop, cut.to); !p.empty())
+    return makeError(source.path() + ": " + p);
+  cut.endCpu = session.state();
+  cut.endDevices = session.saveDevices();
+  wanted.insert(wanted.end(), accessed.begin(), accessed.end());
+  std::sort(wanted.begin(), wanted.end());
+  wanted.erase(std::unique(wanted.begin(), wanted.end()), wanted.end());
+
+  // The header: the source's, with the slice's origin, a new identity and
+  // the images that are not ELF reduced to their names.
+  cut.header = source.header();
+  cut.header.traceId = {};
+  SliceOrigin origin;
+  origin.sourceTraceId = source.header().traceId;
+  origin.fromStep = cut.from;
+  origin.toStep = cut.to;
+  origin.sourceEndStep = cut.sourceEnd;
+  origin.sourceBytes = source.fileBytes();
+  origin.sourceName = std::filesystem::path(source.path()).filename().string();
+  // A slice of a slice keeps the first source's steps; its origin names the
+  // file it was cut from.
+  for (GuestImage& g : cut.header.images)
+    if (!isElfImage(g)) g.bytes.clear();
+
+  SliceResult result;
+  result.from = cut.from;
+  result.to = cut.to;
+  result.nonZeroPages = cut.initial.ram.pageCount();
+  RamPages partial;
+  {
+    const RamPages& all = cut.initial.ram;
+    size_t w = 0;
+    for (size_t k = 0; k < all.pageCount(); ++k) {
+      const uint64_t p = all.numbers[k];
+      while (w < wanted.size() && wanted[w] < p) ++w;
+      if (w < wanted.size() && wanted[w] == p) partial.add(p, all.page(k));
+    }
+  }
+  result.partialRam = !options.fullRam && partial.pageCount() < cut.initial.ram.pageCount();
+  for (int attempt = 0;; ++attempt) {
+    cut.header.slice = origin;
+    cut.header.slice->partialRam = result.partialRam;
+    auto events = writeSlice(source, cut, result.partialRam ? partial : cut.initial.ram, out);
+    if (!events.ok()) return events.error();
+    result.events = *events;
+    result.pages = result.partialRam ? partial.pageCount() : cut.initial.ram.pageCount();
+    if (!options.check) break;
+    const std::string problem = checkSlice(out, cut, options);
+    if (problem.empty()) {
+      result.checked = true;
+      break;
+    }
+    if (!result.partialRam || attempt > 0)
+      return makeError(out + ": the slice does not replay as its source over steps " +
+                       std::to_string(cut.from) + ".." + std::to_string(cut.to) + ": " + problem);
+    // The fallback: the whole RAM (a page the tracking missed would be a bug
+    // in it; the slice stays usable meanwhile).
+    result.fallbackReason = problem;
+    result.partialRam = false;
+  }
+  std::error_code sizeError;
+  result.bytes = std::filesystem::file_size(out, sizeError);
+  return result;
+}
+
+}  // namespace ttvm

@@ -1,0 +1,270 @@
+// Sharing a trace (issue 16), end to end on real recordings: slices cut at
+// random points replay exactly as their source does over their range (CPU,
+// devices and RAM compared every 10^4 steps), the slice commands keep the
+// source's step numbers, and a trace replays in an empty directory without
+// the guest it was recorded from.
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <random>
+#include <set>
+#include <string>
+
+#include "scripted_trace_support.h"
+#include "ttvm/formats/trace_reader.h"
+#include "ttvm/replayer/replay_session.h"
+#include "ttvm/replayer/slicer.h"
+
+namespace ttvm {
+namespace {
+
+namespace fs = std::filesystem;
+
+using testing::CommandRun;
+
+CommandRun run(const std::string& cmd) {
+  return testing::runCommand(cmd);
+}
+
+std::string demoElf() {
+  return std::string(TTVM_BUILD_DIR) + "/guests/demo/demo.elf";
+}
+
+std::string record(const std::string& guest, const std::string& trace) {
+  CommandRun r = run(std::string(TTVM_BIN) + " record --start-clock 1700000000 --timeout 120 -o " +
+                     trace + " " + guest + " > /dev/null");
+  EXPECT_TRUE(fs::exists(trace)) << guest << ": " << r.output;
+  return trace;
+}
+
+const std::string& demoTrace() {
+  static const std::string t = record(demoElf(), testing::tempTracePath("demo"));
+  return t;
+}
+
+constexpr uint64_t kCompareEvery = 10'000;
+
+// Replays `source` and `slice` side by side over the slice's range and
+// compares them every kCompareEvery steps: CPU state, device state, and
+// every RAM page that is non-zero in either or was written since the cut.
+// A page the slice left out must still hold its bytes of the cut in the
+// source and never be written in the slice (it reads as zero there).
+void expectReplaysAsSource(const std::string& sourcePath, const std::string& slicePath,
+                           uint64_t from, uint64_t to) {
+  auto source = TraceReader::open(sourcePath);
+  auto slice = TraceReader::open(slicePath);
+  ASSERT_TRUE(source.ok() && slice.ok());
+  auto a = ReplaySession::open(*source);
+  auto b = ReplaySession::open(*slice);
+  ASSERT_TRUE(a.ok()) << a.error().message;
+  ASSERT_TRUE(b.ok()) << b.error().message;
+  ReplaySession& src = **a;
+  ReplaySession& cut = **b;
+  ASSERT_EQ(cut.step(), from);
+  ASSERT_EQ(cut.endStep(), to);
+  ASSERT_EQ(src.runTo(from).step, from);
+  const std::span<const uint8_t> srcRam = src.ram();
+  const std::span<const uint8_t> cutRam = cut.ram();
+  ASSERT_EQ(srcRam.size(), cutRam.size());
+  const RamPages atCut = RamPages::fromFlat(srcRam);
+  const std::set<uint64_t> kept(cut.initialPages().begin(), cut.initialPages().end());
+  std::set<uint64_t> watched(atCut.numbers.begin(), atCut.numbers.end());
+  src.cpu().setDirtyTracking(true);
+  cut.cpu().setDirtyTracking(true);
+  std::set<uint64_t> writtenInSlice;
+  int compared = 0;
+  for (uint64_t t = from;; t = std::min(to, t + kCompareEvery)) {
+    const SessionStop sa = src.runTo(t);
+    const SessionStop sb = cut.runTo(t);
+    ASSERT_EQ(sa.step, t) << toString(sa.kind);
+    ASSERT_EQ(sb.step, t) << toString(sb.kind) << " "
+                          << (cut.divergence() ? cut.divergence()->format() : "");
+    ASSERT_EQ(src.state(), cut.state()) << "CPU state at step " << t;
+    ASSERT_EQ(src.saveDevices(), cut.saveDevices()) << "device state at step " << t;
+    for (uint64_t p : src.cpu().takeDirtyPages()) watched.insert(p);
+    for (uint64_t p : cut.cpu().takeDirtyPages()) {
+      watched.insert(p);
+      writtenInSlice.insert(p);
+    }
+    for (uint64_t p : watched) {
+      const auto pa = srcRam.subspan(p * kPageSize, kPageSize);
+      const auto pb = cutRam.subspan(p * kPageSize, kPageSize);
+      if (std::memcmp(pa.data(), pb.data(), kPageSize) == 0) continue;
+      ASSERT_FALSE(kept.count(p)) << "page " << p << " differs at step " << t;
+      ASSERT_FALSE(writtenInSlice.count(p)) << "page " << p << " left out but written";
+      ASSERT_TRUE(std::all_of(pb.begin(), pb.end(), [](uint8_t x) { return x == 0; }));
+      const auto k = std::lower_bound(atCut.numbers.begin(), atCut.numbers.end(), p);
+      ASSERT_TRUE(k != atCut.numbers.end() && *k == p) << "page " << p;
+      const auto old = atCut.page(static_cast<size_t>(k - atCut.numbers.begin()));
+      ASSERT_EQ(std::memcmp(pa.data(), old.data(), kPageSize), 0)
+          << "page " << p << " was left out of the slice but the source wrote it by step " << t;
+    }
+    ++compared;
+    if (t == to) break;
+  }
+  EXPECT_EQ(cut.checkEndState(), "");
+  EXPECT_GE(compared, static_cast<int>((to - from) / kCompareEvery));
+}
+
+TEST(SliceE2E, RandomCutsReplayIdenticallyOverTheirRange) {
+  ASSERT_TRUE(fs::exists(demoElf())) << "build the ttvm_demo_guest target first";
+  auto source = TraceReader::open(demoTrace());
+  ASSERT_TRUE(source.ok()) << source.error().message;
+  ASSERT_TRUE(source->end().has_value());
+  const uint64_t end = source->end()->steps;
+  ASSERT_GT(end, 5'000'000u);
+  const uint64_t seed = std::random_device{}();
+  std::printf("seed %llu\n", static_cast<unsigned long long>(seed));
+  std::mt19937_64 rng(seed);
+  // Two cuts inside the run, one to its end (the crash), one from step 0;
+  // each at most 1.5 M steps long so that the comparison stays quick.
+  for (int k = 0; k < 4; ++k) {
+    const uint64_t len = 200'000 + rng() % 1'300'000;
+    uint64_t from = rng() % (end - len);
+    if (k == 2) from = end - len;
+    if (k == 3) from = 0;
+    const uint64_t to = from + len;
+    SCOPED_TRACE("seed " + std::to_string(seed) + ", steps " + std::to_string(from) + ".." +
+                 std::to_string(to));
+    SliceOptions o;
+    o.from = from;
+    if (to != end) o.to = to;
+    const std::string out = testing::tempTracePath("slice");
+    auto r = sliceTrace(*source, out, o);
+    ASSERT_TRUE(r.ok()) << r.error().message;
+    EXPECT_TRUE(r->checked);
+    // The accessed pages were enough: no fallback to the full RAM.
+    EXPECT_TRUE(r->partialRam) << r->fallbackReason;
+    EXPECT_LT(r->pages, r->nonZeroPages);
+    auto reader = TraceReader::open(out);
+    ASSERT_TRUE(reader.ok()) << reader.error().message;
+    ASSERT_TRUE(reader->header().slice.has_value());
+    EXPECT_EQ(reader->header().slice->sourceTraceId, source->header().traceId);
+    EXPECT_EQ(reader->header().slice->fromStep, from);
+    EXPECT_EQ(reader->header().slice->toStep, to);
+    EXPECT_EQ(reader->header().slice->sourceEndStep, end);
+    EXPECT_NE(reader->header().traceId, source->header().traceId);
+    if (to == end)
+      EXPECT_EQ(*reader->end(), *source->end());  // the crash, as recorded
+    else
+      EXPECT_EQ(reader->end()->reason, EndReason::kMaxSteps);
+    expectReplaysAsSource(demoTrace(), out, from, to);
+    fs::remove(out);
+  }
+}
+
+TEST(SliceE2E, CommandLineKeepsTheSourceStepNumbers) {
+  auto source = TraceReader::open(demoTrace());
+  ASSERT_TRUE(source.ok());
+  const uint64_t end = source->end()->steps;
+  const std::string out = testing::tempTracePath("last");
+  const std::string ttvm = TTVM_BIN;
+  CommandRun s = run(ttvm + " slice " + demoTrace() + " -o " + out + " --last 1000000");
+  ASSERT_EQ(s.status, 0) << s.output;
+  EXPECT_NE(s.output.find("replayed and checked against the source"), std::string::npos)
+      << s.output;
+  const std::string range = std::to_string(end - 1'000'000) + ".." + std::to_string(end);
+  CommandRun v = run(ttvm + " verify " + out);
+  EXPECT_EQ(v.status, 0) << v.output;
+  EXPECT_NE(v.output.find("ok: 1000000 steps (" + range + " of the source)"), std::string::npos)
+      << v.output;
+  CommandRun info = run(ttvm + " info --json " + out);
+  EXPECT_EQ(info.status, 0) << info.output;
+  EXPECT_NE(info.output.find("\"fromStep\": " + std::to_string(end - 1'000'000)), std::string::npos)
+      << info.output;
+  // A position before the cut is outside the slice's history.
+  CommandRun early = run(ttvm + " replay " + out + " --to 1000 --regs");
+  EXPECT_EQ(early.status, 2) << early.output;
+  CommandRun regs = run(ttvm + " replay " + out + " --to " + std::to_string(end - 5) + " --regs");
+  CommandRun regsSrc =
+      run(ttvm + " replay " + demoTrace() + " --to " + std::to_string(end - 5) + " --regs");
+  EXPECT_EQ(regs.status, 0) << regs.output;
+  // The same registers at the same step number (the slice's notes aside).
+  const auto tail = [](const std::string& text) { return text.substr(text.find("at step")); };
+  EXPECT_EQ(tail(regs.output), tail(regsSrc.output));
+  // Usage: no range, both kinds, no output, the output over the input.
+  EXPECT_EQ(run(ttvm + " slice " + demoTrace() + " -o " + out).status, 2);
+  EXPECT_EQ(run(ttvm + " slice " + demoTrace() + " -o " + out + " --last 5 --from 3").status, 2);
+  EXPECT_EQ(run(ttvm + " slice " + demoTrace() + " --last 5").status, 2);
+  EXPECT_EQ(run(ttvm + " slice " + demoTrace() + " -o " + demoTrace() + " --last 5").status, 1);
+  CommandRun past = run(ttvm + " slice " + demoTrace() + " -o " + out + " --from 5 --to " +
+                        std::to_string(end + 1));
+  EXPECT_EQ(past.status, 1) << past.output;
+  EXPECT_NE(past.output.find("within the recorded run, 0.." + std::to_string(end)),
+            std::string::npos)
+      << past.output;
+  fs::remove(out);
+}
+
+// Self-contained: the trace alone, in an empty directory, with the guest
+// it was recorded from deleted, replays and verifies, and names the guest's
+// functions (its symbols travel in the trace).
+TEST(SharingE2E, TraceReplaysInAnEmptyDirectoryWithoutItsGuest) {
+  const fs::path work = fs::path(testing::tempTracePath("alone")).replace_extension();
+  fs::create_directories(work / "guest");
+  fs::create_directories(work / "empty");
+  fs::copy_file(demoElf(), work / "guest" / "demo.elf");
+  record((work / "guest" / "demo.elf").string(), (work / "guest" / "demo.ttvm").string());
+  fs::rename(work / "guest" / "demo.ttvm", work / "empty" / "demo.ttvm");
+  fs::remove_all(work / "guest");
+  ASSERT_FALSE(fs::exists(work / "guest"));
+  const std::string in = "cd " + (work / "empty").string() + " && ";
+  CommandRun v = run(in + TTVM_BIN + " verify demo.ttvm");
+  EXPECT_EQ(v.status, 0) << v.output;
+  CommandRun bt = run(in + TTVM_BIN + " replay demo.ttvm --to end --backtrace");
+  EXPECT_EQ(bt.status, 0) << bt.output;
+  EXPECT_NE(bt.output.find("table_find"), std::string::npos) << bt.output;
+  std::vector<std::string> left;
+  for (const auto& e : fs::directory_iterator(work / "empty")) left.push_back(e.path().string());
+  EXPECT_EQ(left, std::vector<std::string>{(work / "empty" / "demo.ttvm").string()});
+  fs::remove_all(work);
+}
+
+// `ttvm report` on the demo's crash. The guest's own page-fault handler
+// prints RIP and CR2 on its console: the report's faulting instruction and
+// address must be those, and the command it suggests must land there.
+TEST(ReportE2E, DemoCrashReportNamesTheFaultTheGuestItselfReported) {
+  const std::string ttvm = TTVM_BIN;
+  CommandRun rep = run(ttvm + " report " + demoTrace());
+  ASSERT_EQ(rep.status, 0) << rep.output;
+  const std::string& md = rep.output;
+  auto has = [&md](const std::string& text) {
+    EXPECT_NE(md.find(text), std::string::npos) << "no '" << text << "' in:\n" << md;
+  };
+  auto reader = TraceReader::open(demoTrace());
+  ASSERT_TRUE(reader.ok());
+  has("**panic** at step " + std::to_string(reader->end()->steps));
+  // What the guest printed (it is in the report's serial section too).
+  has("*** page fault (vector 14) at rip=0x0000000000100d89");
+  has("cr2=0x000070756b6f6f6c");
+  has("PANIC: unhandled page fault in kernel mode");
+  // The report's own account of the fault agrees with it.
+  has("**#PF** (vector 14) at step ");
+  has(", address 0x70756b6f6f6c (CR2)");
+  has("0x100d89 <table_find+0x59>: cmp [rcx], esi");
+  has("rcx  0x000070756b6f6f6c");
+  // The backtrace, with the guest's own frames (its handler printed
+  // 0x1011cc and 0x100c44 as return addresses).
+  has("#0  0x100d89 <table_find+0x59>");
+  has("0x1011cc <workload_run+0xcc>");
+  has("0x100c44 <kmain+0x224>");
+  has("interrupt vector 0x40");
+  has(std::to_string(reader->fileBytes()) + " bytes");
+  // The step it names is where `ttvm replay` shows the faulting instruction.
+  const size_t at = md.find("**#PF** (vector 14) at step ");
+  ASSERT_NE(at, std::string::npos);
+  const uint64_t step = std::stoull(md.substr(at + std::strlen("**#PF** (vector 14) at step ")));
+  const std::string name = fs::path(demoTrace()).filename().string();
+  has("ttvm replay " + name + " --to " + std::to_string(step) + " --regs --backtrace");
+  CommandRun there = run(ttvm + " replay " + demoTrace() + " --to " + std::to_string(step));
+  EXPECT_NE(there.output.find("<table_find+0x59>: cmp [rcx], esi"), std::string::npos)
+      << there.output;
+  // A trace that does not replay gets an error, not a report.
+  EXPECT_EQ(run(ttvm + " report /nonexistent.ttvm").status, 1);
+  EXPECT_EQ(run(ttvm + " report").status, 2);
+}
+
+}  // namespace
+}  // namespace ttvm
