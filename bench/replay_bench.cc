@@ -13,6 +13,7 @@
 //      against replaying the same span forward.
 //
 // usage: replay_bench [--guest ELF | --trace TRACE] [--positions N] [--keep]
+//                     [--engine fast|reference]   (the CPU engine that replays; issue 14)
 #include <algorithm>
 #include <chrono>
 #include <cinttypes>
@@ -91,6 +92,7 @@ int main(int argc, char** argv) {
   std::string trace;
   int positions = 1000;
   bool keep = false;
+  CpuEngine engine = CpuEngine::kReference;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--guest" && i + 1 < argc)
@@ -101,8 +103,14 @@ int main(int argc, char** argv) {
       positions = std::atoi(argv[++i]);
     else if (a == "--keep")
       keep = true;
+    else if (a == "--engine" && i + 1 < argc && std::string(argv[i + 1]) == "fast" && ++i)
+      engine = CpuEngine::kFast;
+    else if (a == "--engine" && i + 1 < argc && std::string(argv[i + 1]) == "reference" && ++i)
+      engine = CpuEngine::kReference;
     else
-      return fail("usage: replay_bench [--guest ELF | --trace TRACE] [--positions N] [--keep]");
+      return fail(
+          "usage: replay_bench [--guest ELF | --trace TRACE] [--positions N] [--keep] "
+          "[--engine fast|reference]");
   }
 
   double recordSeconds = 0;
@@ -146,6 +154,8 @@ int main(int argc, char** argv) {
   {
     auto s = ReplaySession::open(*reader);
     if (!s.ok()) return fail(s.error().message);
+    (*s)->cpu().setEngine(engine);
+    std::printf("engine: %s\n", toString(engine));
     const auto t0 = Clock::now();
     SessionStop stop = (*s)->runTo(~0ull);
     const Elapsed e = since(t0);
@@ -165,6 +175,7 @@ int main(int argc, char** argv) {
   auto tl = Timeline::open(*reader);
   if (!tl.ok()) return fail(tl.error().message);
   Timeline& t = **tl;
+  t.session().cpu().setEngine(engine);
   {
     const auto t0 = Clock::now();
     StopReason r = t.runToEnd();
@@ -223,6 +234,7 @@ int main(int argc, char** argv) {
     // Forward replay of the same span.
     auto fs = ReplaySession::open(*reader);
     if (!fs.ok()) return fail(fs.error().message);
+    (*fs)->cpu().setEngine(engine);
     (*fs)->runTo(r.step);
     const auto t1 = Clock::now();
     (*fs)->runTo(1 + span);
