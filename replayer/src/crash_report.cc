@@ -130,6 +130,10 @@ Result<std::string> crashReport(Timeline& tl, const ReportOptions& options,
   if (atEnd.kind == StopKind::kCancelled) return makeError("cancelled");
   const uint64_t end = tl.now();
   const std::string endRip = instructionAt(tl);
+  // Where the run stopped: a guest that panics without a fault (Linux's
+  // sysrq crash calls panic()) is explained by this one, not by its last
+  // exception.
+  const std::string endBacktrace = formatBacktrace(unwindStack(tl));
   const std::string serial = serialOutput(tl);
 
   std::ostringstream md;
@@ -156,7 +160,7 @@ Result<std::string> crashReport(Timeline& tl, const ReportOptions& options,
     md << (i ? "," : "") << " `" << h.images[i].name << "`";
   md << "\n";
   if (h.slice) md << "- this trace is " << describeSlice(*h.slice) << "\n";
-  md << "\n";
+  md << "\n### Backtrace at the end (step " << end << ")\n\n```\n" << endBacktrace << "```\n\n";
 
   // The exceptions and interrupts before the end, newest first.
   EventQuery exceptions;
@@ -180,6 +184,7 @@ Result<std::string> crashReport(Timeline& tl, const ReportOptions& options,
     md << "The last exception before the end: **" << exceptionName(f.vector) << "** (vector "
        << unsigned{f.vector} << ") at step " << f.step;
     if (f.vector == 14) md << ", address " << hex(cr2) << " (CR2)";
+    if ((tl.registers().segment(SegReg::kCs).selector & 3) == 3) md << ", in user mode";
     md << "\n\n```\n" << instructionAt(tl) << "\n```\n\n";
   } else {
     tl.seek(end, control);

@@ -251,6 +251,10 @@ TEST(ReportE2E, DemoCrashReportNamesTheFaultTheGuestItselfReported) {
   has("0x1011cc <workload_run+0xcc>");
   has("0x100c44 <kmain+0x224>");
   has("interrupt vector 0x40");
+  // Where the run stopped: in the guest's panic(), called from its #PF handler.
+  const size_t endBt = md.find("### Backtrace at the end (step ");
+  ASSERT_NE(endBt, std::string::npos) << md;
+  EXPECT_NE(md.find("#0  0x1007d2 <panic+0x62>", endBt), std::string::npos) << md;
   has(std::to_string(reader->fileBytes()) + " bytes");
   // The step it names is where `ttvm replay` shows the faulting instruction.
   const size_t at = md.find("**#PF** (vector 14) at step ");

@@ -2,7 +2,9 @@
 // ended, to paste into a bug report.
 //
 // It replays the trace to its end and asks the timeline what a person
-// reading the report first wants to know: how the run ended; the faulting
+// reading the report first wants to know: how the run ended and the
+// backtrace where it stopped (a guest that panics without faulting is
+// explained there); the faulting
 // instruction (the last exception the guest took before the end, found by
 // reverse execution, with its symbol and disassembly, else the last
 // instruction), the registers and a backtrace there; the last lines the
