@@ -56,14 +56,17 @@ struct Cut {
   std::vector<uint8_t> endDevices;
 };
 
-std::string stopProblem(const ReplaySession& session, const SessionStop& stop, uint64_t target) {
+// Why a replay (`whose`: "the source's", "the slice's") did not reach
+// `target`; empty when it did.
+std::string stopProblem(const ReplaySession& session, const SessionStop& stop, uint64_t target,
+                        const std::string& whose) {
   if (stop.kind == SessionStopKind::kDivergence) {
     auto d = session.divergence();
-    return "the source's replay diverged: " + (d ? d->format() : std::string("(no report)"));
+    return whose + " replay diverged: " + (d ? d->format() : std::string("(no report)"));
   }
   if (stop.kind == SessionStopKind::kCancelled) return "cancelled";
   if (stop.step != target)
-    return std::string("the source's replay stopped (") + toString(stop.kind) + ") at step " +
+    return whose + " replay stopped (" + toString(stop.kind) + ") at step " +
            std::to_string(stop.step) + " before step " + std::to_string(target);
   return "";
 }
@@ -135,7 +138,7 @@ std::string checkSlice(const std::string& out, const Cut& cut, const SliceOption
   if (options.progress)
     ro.progress = [&options](uint64_t step) { options.progress("checking the slice", step); };
   const SessionStop stop = (*session)->runTo(cut.to, ro);
-  if (std::string p = stopProblem(**session, stop, cut.to); !p.empty()) return p;
+  if (std::string p = stopProblem(**session, stop, cut.to, "the slice's"); !p.empty()) return p;
   if (std::string d = (*session)->checkEndState(); !d.empty()) return "end state: " + d;
   if ((*session)->saveDevices() != cut.endDevices)
     return "the device state at step " + std::to_string(cut.to) + " differs from the source's";
@@ -177,7 +180,7 @@ Result<SliceResult> sliceTrace(const TraceReader& source, const std::string& out
   if (options.progress)
     ro.progress = [&options](uint64_t step) { options.progress("replaying to the cut", step); };
   SessionStop stop = session.runTo(cut.from, ro);
-  if (std::string p = stopProblem(session, stop, cut.from); !p.empty())
+  if (std::string p = stopProblem(session, stop, cut.from, "the source's"); !p.empty())
     return makeError(source.path() + ": " + p);
 
   // The state at the cut.
@@ -195,7 +198,7 @@ Result<SliceResult> sliceTrace(const TraceReader& source, const std::string& out
   stop = session.runTo(cut.to, ro);
   std::vector<uint64_t> accessed = cpu.takeAccessedPages();
   cpu.setAccessTracking(false);
-  if (std::string p = stopProblem(session, stop, cut.to); !p.empty())
+  if (std::string p = stopProblem(session, stop, cut.to, "the source's"); !p.empty())
     return makeError(source.path() + ": " + p);
   cut.endCpu = session.state();
   cut.endDevices = session.saveDevices();
