@@ -1,4 +1,4 @@
-# The messages of a ttvm trace file (`.ttvm`), format version 1.4 (1.0 lacks
+# The messages of a ttvm trace file (`.ttvm`), format version 1.5 (1.0 lacks
 # the trace identity and sequence numbers: fields @8.. of Header and the
 # fields marked 1.1 below; each later minor lacks the fields marked with the
 # versions after it).
@@ -284,6 +284,10 @@ struct MachineState {
 #   idle             value64 (virtual ns after the halted CPU's time skip)
 #                                                           [since 1.3]
 #   deviceDigest     digest (the machine's device-state digest)  [since 1.3]
+#   dirtyPages       address (first guest-physical page number), count
+#                    (pages in the run)                         [since 1.5]
+#   stopPoint        address (RIP), count (quick key), digest (the stop
+#                    fingerprint)                               [since 1.5]
 #
 # "value by size" is value8, value16, value32 or value64. Every column is
 # consumed exactly; a column with bytes left over is an error.
@@ -295,7 +299,7 @@ struct EventChunk {
   bigStep @4 :Data;     # UInt64 per escaped delta
   port @5 :Data;        # UInt16
   size @6 :Data;        # UInt8, bytes
-  count @7 :Data;       # UInt32, items moved by a port event (1 unless string I/O)
+  count @7 :Data;       # UInt32, items moved by a port event (1 unless string I/O); pages of a dirtyPages run, a stopPoint's quick key (1.5)
   address @8 :Data;     # UInt64, guest-physical
   msr @9 :Data;         # UInt32, MSR index
   flags @10 :Data;      # UInt8

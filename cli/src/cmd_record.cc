@@ -58,6 +58,10 @@ constexpr const char* kUsage =
     "  -o, --output FILE     trace file (default: GUEST's name with .ttvm, in the\n"
     "                        current directory)\n"
     "  --no-trace            run without writing a trace\n"
+    "  --kvm-stop-points     under KVM, virtual time follows the wall time the guest\n"
+    "                        runs and a guest that computes without exiting is\n"
+    "                        stopped where a timer falls due (a stop point the\n"
+    "                        replay finds by its state); default: time follows exits\n"
     "  --backend B           auto | emu | kvm (default auto: KVM where /dev/kvm opens\n"
     "                        and shows the guest ttvm's CPUID, else the emulator;\n"
     "                        it says which). Under KVM events carry exit numbers and\n"
@@ -226,9 +230,10 @@ void printSummary(const RecordResult& r, const TraceHeader& header, const machin
       const KvmBackend::ExitCounts& c = k->exitCounts();
       std::fprintf(stderr,
                    "  kvm      %" PRIu64 " I/O, %" PRIu64 " MMIO, %" PRIu64 " HLT exits; %" PRIu64
-                   " interrupt windows, %" PRIu64 " kicks, %" PRIu64
+                   " interrupt windows, %" PRIu64 " kicks, %" PRIu64 " stop points, %" PRIu64
                    " single-step traps after MMIO writes queued by ttvm\n",
-                   c.io, c.mmio, c.hlt, c.window, c.kicks, c.repairedTraps);
+                   c.io, c.mmio, c.hlt, c.window, c.kicks, c.stops, c.repairedTraps);
+      std::fprintf(stderr, "  pmu      %s\n", k->pmuNote().c_str());
     }
   } else {
     double mips = r.wallSeconds > 0 ? static_cast<double>(e.steps) / r.wallSeconds / 1e6 : 0;
@@ -272,7 +277,7 @@ int cmdRecord(std::span<char* const> args) {
   std::string output, guestPath, append, initrd, serialInput, backend = "auto";
   CpuEngine engine = CpuEngine::kReference;
   std::vector<DiskSpec> disks;
-  bool noTrace = false, verbose = false, realtime = false, kernelOnly = false,
+  bool noTrace = false, stopPoints = false, verbose = false, realtime = false, kernelOnly = false,
        logDeviceReads = false;
   uint64_t ram = 256ull << 20, maxSteps = 0, digestInterval = 1u << 16, snapshotEvery = 0;
   double timeout = 0;
@@ -300,6 +305,8 @@ int cmdRecord(std::span<char* const> args) {
       noTrace = true;
     } else if (a == "--realtime") {
       realtime = true;
+    } else if (a == "--kvm-stop-points") {
+      stopPoints = true;
     } else if (a == "--log-device-reads") {
       logDeviceReads = true;
     } else if (a == "-o" || a == "--output") {
@@ -554,11 +561,12 @@ int cmdRecord(std::span<char* const> args) {
   ro.snapshotInterval = snapshotEvery;
   ro.realtime = realtime;
   ro.logDeviceAccesses = logDeviceReads;
+  ro.betweenExits = stopPoints;
   if (kvmDevice)
-    ro.makeBackend = [&kvmDevice](
+    ro.makeBackend = [&kvmDevice, stopPoints](
                          const CpuModel& model, PhysicalMemory memory,
                          Environment& env) -> Result<std::unique_ptr<machine::CpuBackend>> {
-      auto b = KvmBackend::create(*kvmDevice, model, std::move(memory), env);
+      auto b = KvmBackend::create(*kvmDevice, model, std::move(memory), env, stopPoints);
       if (!b) return b.error();
       return std::unique_ptr<machine::CpuBackend>(std::move(*b));
     };

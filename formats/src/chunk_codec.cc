@@ -93,6 +93,8 @@ inline bool unusedFieldsAreZero(const TraceEvent& e) {
     case EventKind::kHlt:
     case EventKind::kEndOfRun: return (e.address | e.value | e.count | e.size | e.flags) == 0;
     case EventKind::kDiskSector: return (e.size | e.flags) == 0 && e.value <= 0xFF;
+    case EventKind::kDirtyPages: return (e.value | e.size | e.flags) == 0;
+    case EventKind::kStopPoint: return (e.size | e.flags) == 0;
   }
   return false;
 }
@@ -156,6 +158,10 @@ std::string checkEvent(const TraceEvent& e) {
     case EventKind::kDiskSector:
       if (e.value > 0xFF) return "disk slot must be <= 255";
       return mustBeZero(false, false, false, true, true);
+    case EventKind::kDirtyPages:
+      if (e.count == 0) return "a run of dirty pages must hold at least one page";
+      return mustBeZero(false, true, false, true, true);
+    case EventKind::kStopPoint: return mustBeZero(false, false, false, true, true);
   }
   return "unknown event kind";
 }
@@ -236,6 +242,15 @@ void walkEvents(std::span<const TraceEvent> events, std::span<const uint8_t> sec
         c.put(kFlags, e.flags);
         c.put(kValue8, static_cast<uint8_t>(e.value));
         break;
+      case EventKind::kDirtyPages:
+        c.put(kAddress, e.address);
+        c.put(kCount, e.count);
+        break;
+      case EventKind::kStopPoint:
+        c.put(kAddress, e.address);
+        c.put(kCount, e.count);
+        c.put(kDigest, e.value);
+        break;
       case EventKind::kDiskSector:
         TTVM_ASSERT(uint64_t{e.count} * kDiskSectorBytes + kDiskSectorBytes <= sectors.size(),
                     "disk sector event ", describeEvent(e), " indexes sector ", e.count, " of ",
@@ -300,8 +315,9 @@ OutColumns<false> columnSizes(std::span<const TraceEvent> events) {
   c.bytes[kBigStep] = 8 * escapes;
   c.bytes[kPort] = 2 * ports;
   c.bytes[kSize] = ports + mmio + k(EventKind::kRdrand);
-  c.bytes[kCount] = 4 * ports;
-  c.bytes[kAddress] = 8 * (mmio + k(EventKind::kDiskSector));
+  const size_t dirty = k(EventKind::kDirtyPages), stops = k(EventKind::kStopPoint);
+  c.bytes[kCount] = 4 * (ports + dirty + stops);
+  c.bytes[kAddress] = 8 * (mmio + k(EventKind::kDiskSector) + dirty + stops);
   c.bytes[kMsr] = 4 * msrs;
   const size_t serial = k(EventKind::kSerialInput);
   c.bytes[kFlags] = k(EventKind::kRdrand) + k(EventKind::kMsrWrite) + serial;
@@ -311,7 +327,7 @@ OutColumns<false> columnSizes(std::span<const TraceEvent> events) {
   c.bytes[kValue32] = 4 * (sizes[4] + k(EventKind::kDebugExit));
   c.bytes[kValue64] = 8 * (sizes[8] + msrs + k(EventKind::kIdle));
   c.bytes[kTsc] = 8 * k(EventKind::kRdtsc);
-  c.bytes[kDigest] = 8 * (k(EventKind::kStateDigest) + k(EventKind::kDeviceDigest));
+  c.bytes[kDigest] = 8 * (k(EventKind::kStateDigest) + k(EventKind::kDeviceDigest) + stops);
   c.bytes[kSector] = size_t{kDiskSectorBytes} * k(EventKind::kDiskSector);
   return c;
 }
@@ -520,6 +536,15 @@ Status decodeMessage(schema::EventChunk::Reader chunk, const std::string& where,
         e.value = v;
         break;
       }
+      case EventKind::kDirtyPages:
+        TTVM_GET(kAddress, e.address);
+        TTVM_GET(kCount, e.count);
+        break;
+      case EventKind::kStopPoint:
+        TTVM_GET(kAddress, e.address);
+        TTVM_GET(kCount, e.count);
+        TTVM_GET(kDigest, e.value);
+        break;
       default: break;
     }
     if (missing >= 0) break;

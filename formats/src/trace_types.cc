@@ -33,13 +33,15 @@ std::string_view eventKindName(EventKind k) {
     case EventKind::kSerialInput: return "SerialInput";
     case EventKind::kIdle: return "Idle";
     case EventKind::kDeviceDigest: return "DeviceDigest";
+    case EventKind::kDirtyPages: return "DirtyPages";
+    case EventKind::kStopPoint: return "StopPoint";
   }
   return "Unknown";
 }
 
 bool isValidEventKind(uint8_t k) {
   return k >= static_cast<uint8_t>(EventKind::kPortIn) &&
-         k <= static_cast<uint8_t>(EventKind::kDeviceDigest);
+         k <= static_cast<uint8_t>(EventKind::kStopPoint);
 }
 
 std::string utcTimeText(int64_t unixNs) {
@@ -97,6 +99,14 @@ std::string describeEvent(const TraceEvent& e) {
       break;
     case EventKind::kIdle:
       std::snprintf(buf, sizeof buf, "step %llu Idle until %llu ns", u(e.step), u(e.value));
+      break;
+    case EventKind::kDirtyPages:
+      std::snprintf(buf, sizeof buf, "step %llu DirtyPages pages=0x%llx+%u", u(e.step),
+                    u(e.address), e.count);
+      break;
+    case EventKind::kStopPoint:
+      std::snprintf(buf, sizeof buf, "step %llu StopPoint rip=0x%llx fingerprint=0x%llx key=0x%x",
+                    u(e.step), u(e.address), u(e.value), e.count);
       break;
     case EventKind::kRdtsc:
     case EventKind::kStateDigest:

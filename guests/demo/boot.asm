@@ -40,7 +40,11 @@ section .data
 align 16
 gdt64:
     dq 0                            ; null
-    dq 0x00AF9A000000FFFF           ; 0x08: 64-bit code, DPL 0
+    ; The code descriptor's accessed bit is set already: the far jump below
+    ; sets it on a real CPU and in ttvm's emulator, but not under QEMU's TCG
+    ; (the nested VM's KVM), and a KVM trace's stop points compare memory
+    ; (docs/kvm-recording.md).
+    dq 0x00AF9B000000FFFF           ; 0x08: 64-bit code, DPL 0
     dq 0x00CF92000000FFFF           ; 0x10: data, DPL 0
 gdt64_end:
 gdt64_ptr:

@@ -3,9 +3,11 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/perf_event.h>
 #include <signal.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -228,7 +230,7 @@ Status Kvm::checkGuestCpuid() const {
 
 // ---- Vm ----------------------------------------------------------------------
 
-Status Vm::setMemory(uint32_t slot, uint64_t guestPhys, std::span<uint8_t> host) {
+Status Vm::setMemory(uint32_t slot, uint64_t guestPhys, std::span<uint8_t> host, bool logDirty) {
   const auto hostAddr = reinterpret_cast<uint64_t>(host.data());
   if (hostAddr % kPage != 0 || host.size() % kPage != 0 || guestPhys % kPage != 0 || host.empty())
     return makeError("memory slot " + std::to_string(slot) + ": guest " + hex(guestPhys) +
@@ -239,10 +241,21 @@ Status Vm::setMemory(uint32_t slot, uint64_t guestPhys, std::span<uint8_t> host)
   r.guest_phys_addr = guestPhys;
   r.memory_size = host.size();
   r.userspace_addr = hostAddr;
+  r.flags = logDirty ? KVM_MEM_LOG_DIRTY_PAGES : 0;
   if (::ioctl(fd_.get(), KVM_SET_USER_MEMORY_REGION, &r) < 0)
     return makeError("KVM_SET_USER_MEMORY_REGION (slot " + std::to_string(slot) + ", guest " +
                      hex(guestPhys) + ", " + hex(host.size()) +
                      " bytes) failed: " + errnoText(errno));
+  return {};
+}
+
+Status Vm::takeDirtyLog(uint32_t slot, std::span<uint64_t> bitmap) {
+  kvm_dirty_log d{};
+  d.slot = slot;
+  d.dirty_bitmap = bitmap.data();
+  if (::ioctl(fd_.get(), KVM_GET_DIRTY_LOG, &d) < 0)
+    return makeError("KVM_GET_DIRTY_LOG (slot " + std::to_string(slot) +
+                     ") failed: " + errnoText(errno));
   return {};
 }
 
@@ -253,6 +266,22 @@ Result<Vcpu> Vm::createVcpu(uint32_t id) {
   void* map = ::mmap(nullptr, runMapSize_, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
   if (map == MAP_FAILED) return makeError("mmap of the vCPU's kvm_run failed: " + errnoText(errno));
   return Vcpu(std::move(vcpu), static_cast<kvm_run*>(map), runMapSize_, caps_);
+}
+
+Status probeGuestBranchCounter() {
+  perf_event_attr a{};
+  a.size = sizeof a;
+  a.type = PERF_TYPE_HARDWARE;
+  a.config = PERF_COUNT_HW_BRANCH_INSTRUCTIONS;
+  a.exclude_host = 1;
+  a.exclude_kernel = 0;
+  a.disabled = 1;
+  const long fd = ::syscall(SYS_perf_event_open, &a, 0, -1, -1, 0);
+  if (fd < 0)
+    return makeError("perf_event_open of a guest-only retired-branch counter failed: " +
+                     errnoText(errno));
+  ::close(int(fd));
+  return {};
 }
 
 // ---- Vcpu --------------------------------------------------------------------
@@ -547,6 +576,13 @@ Status Vcpu::kickOnlyInRun() {
     return ioctlError("KVM_SET_SIGNAL_MASK", errno);
   kicksMasked_ = true;
   return {};
+}
+
+Result<bool> Vcpu::eventQueued() const {
+  kvm_vcpu_events ev{};
+  if (::ioctl(fd_.get(), KVM_GET_VCPU_EVENTS, &ev) < 0)
+    return ioctlError("KVM_GET_VCPU_EVENTS", errno);
+  return ev.interrupt.injected != 0 || ev.nmi.injected != 0 || ev.nmi.pending != 0;
 }
 
 bool Vcpu::readyForInterrupt() const {

@@ -13,9 +13,13 @@ namespace ttvm {
 namespace {
 
 constexpr uint64_t kPage = 4096;
-// run() gives the loop back after this much wall time; a guest inside one
-// KVM_RUN for a whole period is kicked out.
+// run() gives the loop back after at most this much wall time, and a guest
+// still inside KVM_RUN then is kicked out.
 constexpr auto kWallSlice = std::chrono::milliseconds(20);
+// ... and after at least this much when the loop asks for less (a timer due
+// sooner): a guest that computes without exiting gets its timer interrupts
+// at most this late, and the trace at most this many stop points per second.
+constexpr auto kMinWallSlice = std::chrono::milliseconds(1);
 
 uint64_t loadLe(std::span<const uint8_t> bytes) {
   uint64_t v = 0;
@@ -107,20 +111,29 @@ Result<std::vector<PhysicalMemory::Range>> kvmRamSlots(
 }
 
 Result<std::unique_ptr<KvmBackend>> KvmBackend::create(const kvm::Kvm& kvm, const CpuModel& model,
-                                                       PhysicalMemory memory, Environment& env) {
+                                                       PhysicalMemory memory, Environment& env,
+                                                       bool stopPoints) {
   auto vm = kvm.createVm();
   if (!vm) return vm.error();
   auto slots = kvmRamSlots(memory.ram.size(), memory.mmioHoles);
   if (!slots) return slots.error();
+  // With stop points every slot logs the pages the guest writes.
   for (uint32_t i = 0; i < slots->size(); ++i) {
     const PhysicalMemory::Range& r = (*slots)[i];
-    TTVM_TRY(vm->setMemory(i, r.begin, memory.ram.subspan(r.begin, r.end - r.begin)));
+    TTVM_TRY(vm->setMemory(i, r.begin, memory.ram.subspan(r.begin, r.end - r.begin), stopPoints));
   }
   auto vcpu = vm->createVcpu(0);
   if (!vcpu) return vcpu.error();
   TTVM_TRY(vcpu->setCpuid(model));
   std::unique_ptr<KvmBackend> b(
       new KvmBackend(std::move(*vm), std::move(*vcpu), model, std::move(memory), env));
+  b->slots_ = std::move(*slots);
+  b->stopPoints_ = stopPoints;
+  // Stop points are found by state; an exact branch count would locate
+  // them without a search, where the host's PMU gives one (not recorded yet).
+  Status pmu = kvm::probeGuestBranchCounter();
+  b->pmuNote_ = pmu.ok() ? "a guest-only retired-branch counter is available (not used)"
+                         : "none (" + pmu.error().message + ")";
   return b;
 }
 
@@ -145,17 +158,68 @@ KvmBackend::~KvmBackend() {
 
 void KvmBackend::kicker() {
   std::unique_lock<std::mutex> lock(kickMutex_);
-  uint64_t seen = ~0ull;
   while (!stopKicker_) {
-    kickCv_.wait_for(lock, kWallSlice);
-    // Only a vCPU still in the KVM_RUN it was in a period ago: real-time
-    // signals queue, and a kick per period to a guest that exits anyway
-    // would cost a wasted entry each.
-    const uint64_t entries = entries_.load();
-    if (!stopKicker_ && inRun_.load() && entries == seen)
-      pthread_kill(vcpuThread_, kvm::Vcpu::kickSignal());
-    seen = entries;
+    if (kickRun_ == 0) {
+      kickCv_.wait(lock);
+      continue;
+    }
+    const uint64_t call = kickRun_;
+    if (kickCv_.wait_until(lock, kickAt_, [&] { return stopKicker_ || kickRun_ != call; }))
+      continue;
+    // The run() call is still going at its deadline. The signal is blocked
+    // outside KVM_RUN: sent while the vCPU serves an exit, it stops the next
+    // entry of the same call at once (that call checks the wall clock only
+    // after an exit, so it could otherwise enter a guest that never exits).
+    pthread_kill(vcpuThread_, kvm::Vcpu::kickSignal());
+    kickRun_ = 0;
   }
+}
+
+void KvmBackend::armKick(std::chrono::steady_clock::time_point at) {
+  {
+    std::lock_guard<std::mutex> lock(kickMutex_);
+    kickRun_ = ++runCalls_;
+    kickAt_ = at;
+  }
+  kickCv_.notify_all();
+}
+
+void KvmBackend::disarmKick() {
+  std::lock_guard<std::mutex> lock(kickMutex_);
+  kickRun_ = 0;
+}
+
+void KvmBackend::setWallSlice(std::chrono::nanoseconds slice) {
+  if (!stopPoints_) return;
+  wallSlice_ = std::clamp<std::chrono::nanoseconds>(slice, kMinWallSlice, kWallSlice);
+}
+
+Status KvmBackend::recordStopPoint() {
+  std::vector<machine::PageRun> runs;
+  for (uint32_t i = 0; i < slots_.size(); ++i) {
+    const PhysicalMemory::Range& r = slots_[i];
+    const uint64_t pages = (r.end - r.begin) / kPage;
+    dirtyBitmap_.assign((pages + 63) / 64, 0);
+    TTVM_TRY(vm_.takeDirtyLog(i, dirtyBitmap_));
+    machine::appendDirtyRuns(dirtyBitmap_, r.begin / kPage, runs);
+  }
+  std::vector<TraceEvent> events =
+      machine::stopPointEvents(state_.steps, state_, memory_.ram, runs);
+  TTVM_LOG("kvm", kDebug,
+           "stop point " << state_.steps << " at rip " << hex(state_.rip) << ", " << runs.size()
+                         << " dirty runs");
+  TTVM_LOG("kvm", kTrace,
+           "stop point " << state_.steps << ": "
+                         << machine::describeStopState(state_, memory_.ram, runs));
+  stopEvents_.insert(stopEvents_.end(), events.begin(), events.end());
+  ++counts_.stops;
+  return {};
+}
+
+std::vector<TraceEvent> KvmBackend::takeStopPoint() {
+  std::vector<TraceEvent> out;
+  out.swap(stopEvents_);
+  return out;
 }
 
 void KvmBackend::setState(const CpuState& s) {
@@ -208,9 +272,13 @@ Status KvmBackend::offerEvents() {
         v = env_.acknowledgeInterrupt();
       }
       TTVM_TRY(vcpu_.injectInterrupt(v));
+      TTVM_LOG("kvm", kDebug,
+               "vector " << hex(v) << " injected after exit " << state_.steps
+                         << (halted_ ? " (halted)" : ""));
       halted_ = false;
     } else {
       wanted = true;
+      TTVM_LOG("kvm", kDebug, "interrupt window requested after exit " << state_.steps);
     }
   }
   vcpu_.requestInterruptWindow(wanted);
@@ -296,7 +364,14 @@ StepResult KvmBackend::run(uint64_t maxSteps) {
   }
   if (!failure_.empty()) return {StepOutcome::kStopRequested};
   const uint64_t end = state_.steps + std::max<uint64_t>(maxSteps, 1);
-  const auto wallEnd = std::chrono::steady_clock::now() + kWallSlice;
+  const auto wallEnd = std::chrono::steady_clock::now() + wallSlice_;
+  armKick(wallEnd);
+  const StepResult r = runUntil(end, wallEnd);
+  disarmKick();
+  return r;
+}
+
+StepResult KvmBackend::runUntil(uint64_t end, std::chrono::steady_clock::time_point wallEnd) {
   for (;;) {
     // A halted CPU is offered what the loop's timers raised meanwhile (the
     // halt is a position the replay finds: it waits there too).
@@ -307,12 +382,10 @@ StepResult KvmBackend::run(uint64_t maxSteps) {
       if (Status st = settle(); !st.ok()) return fail(st.error().message);
       return {StepOutcome::kHalted};
     }
-    entries_.fetch_add(1);
-    inRun_.store(true);
     auto r = vcpu_.run();
-    inRun_.store(false);
     if (!r) return fail(r.error().message);
     const kvm::VcpuExit& e = *r;
+    TTVM_LOG("kvm", kTrace, "after exit " << state_.steps << ": " << kvm::describe(e));
     exitPending_ = false;
     switch (e.kind) {
       case kvm::ExitKind::kIo:
@@ -334,10 +407,28 @@ StepResult KvmBackend::run(uint64_t maxSteps) {
         ++counts_.window;
         offerDue_ = true;  // the guest takes the pending vector here
         break;
-      case kvm::ExitKind::kInterrupted:
+      case kvm::ExitKind::kInterrupted: {
+        // Kicked out between exits: a numbered stop point the replay finds
+        // by its state, where the machine's due timers may now interrupt.
+        // Not when KVM still holds an event it was given (the kick came
+        // before the entry that delivers it): the trace already has that
+        // event, whose delivery the replay places by the events before it,
+        // and a stop point before the delivery would come after it there.
         ++counts_.kicks;
         if (Status st = settle(); !st.ok()) return fail(st.error().message);
+        auto queued = vcpu_.eventQueued();
+        TTVM_LOG("kvm", kDebug,
+                 "kicked after exit " << state_.steps << " at rip " << hex(state_.rip)
+                                      << (queued && *queued ? ", event queued" : ""));
+        if (!queued) {
+          return fail(queued.error().message);
+        } else if (stopPoints_ && !*queued) {
+          ++state_.steps;
+          if (Status st = recordStopPoint(); !st.ok()) return fail(st.error().message);
+          offerDue_ = true;
+        }
         return {StepOutcome::kRetired};
+      }
       case kvm::ExitKind::kShutdown:
         if (Status st = settle(); !st.ok()) return fail(st.error().message);
         return {StepOutcome::kTripleFault};

@@ -275,8 +275,26 @@ Result<RecordResult> RecordSession::run() {
     if (auto d = machine_.nextDeadlineNs())
       budget = std::min(budget, std::max<uint64_t>(1, clock.stepsUntil(*d)));
 
+    const bool betweenExits = !cpu_->countsSteps() && options_.betweenExits;
+    std::chrono::steady_clock::time_point runStart;
+    if (betweenExits) {
+      // Virtual time follows the wall time the guest runs (KVM cannot count
+      // steps): the backend stops a guest that does not exit when the next
+      // deadline is due in wall time.
+      const uint64_t now = clock.nowNs();
+      const auto d = machine_.nextDeadlineNs();
+      cpu_->setWallSlice(std::chrono::nanoseconds(d ? (*d > now ? *d - now : 0) : ~0ull >> 2));
+      runStart = std::chrono::steady_clock::now();
+    }
     uint64_t before = s.steps;
     StepResult r = cpu_->run(budget);
+    if (betweenExits) {
+      clock.skipTo(clock.nowNs() + uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                                std::chrono::steady_clock::now() - runStart)
+                                                .count()));
+      for (const TraceEvent& e : cpu_->takeStopPoint())
+        if (writer_) writer_->append(e);
+    }
     if (s.steps != before) halted = false;
     if (!cpu_->failure().empty())
       return finish(makeEnd(EndReason::kInternalError, cpu_->failure()));
@@ -326,6 +344,9 @@ Result<RecordResult> RecordSession::run() {
                                 "HLT with interrupts enabled but no timer armed and no "
                                 "interrupt pending at rip " +
                                     hex(s.rip)));
+        // Already past (virtual time moved on with the wall clock while a
+        // KVM guest ran, --kvm-stop-points): the loop fires it first.
+        if (*next < clock.nowNs()) break;
         if (*next - haltedSinceNs > options_.idleHangNs)
           return finish(makeEnd(EndReason::kHang,
                                 "halted at rip " + hex(s.rip) + " for " +

@@ -9,11 +9,13 @@
 #include <vector>
 
 #include "ttvm/base/hex.h"
+#include "ttvm/base/log.h"
 #include "ttvm/emulator/cpu.h"
 #include "ttvm/emulator/disassembler.h"
 #include "ttvm/formats/trace_writer.h"
 #include "ttvm/machine/machine.h"
 #include "ttvm/machine/replay_environment.h"
+#include "ttvm/machine/stop_point.h"
 
 namespace ttvm {
 namespace {
@@ -72,6 +74,11 @@ class ExitOrderEnvironment final : public Environment {
 
   // The next event, or null at the end.
   const TraceEvent* peek() const { return next_ < events_.size() ? &events_[next_] : nullptr; }
+  // Events consumed so far.
+  size_t position() const { return next_; }
+  // Consumes a stop point's event: it served to place the events after it
+  // and is not part of the stepped trace.
+  void skip() { ++next_; }
   // Consumes a passive event at the current boundary; a state digest is
   // checked first (KVM's hashes the state at step 0) and then stamped as a
   // digest of the emulator's state at this step. False when it differs.
@@ -116,6 +123,8 @@ class ExitOrderEnvironment final : public Environment {
       if (value) did += " value " + hex(*value);
       problem_ = "the emulator made " + did + " where the trace's next event is " +
                  (e != nullptr ? describeEvent(*e) : std::string("the end of the trace"));
+      if (e != nullptr && e->kind == EventKind::kStopPoint)
+        problem_ += " (no boundary before it had the state KVM stopped at)";
       return nullptr;
     }
     ++next_;
@@ -193,10 +202,32 @@ Result<SteppedTrace> assignSteps(const TraceReader& kvmTrace, const std::string&
   bool ended = false;
   uint64_t sinceEvent = 0;
   size_t consumed = 0;
+  std::vector<machine::PageRun> dirty;  // the runs before the next stop point
+  uint64_t stops = 0;
   for (;;) {
-    // At this boundary: the passive events that follow what was consumed.
-    for (const TraceEvent* e = env.peek(); e != nullptr && machine::isPassiveEvent(e->kind);
-         e = env.peek()) {
+    // At this boundary: the passive events that follow what was consumed,
+    // and a stop point if this boundary is where KVM stopped.
+    for (const TraceEvent* e = env.peek(); e != nullptr; e = env.peek()) {
+      if (e->kind == EventKind::kDirtyPages) {
+        dirty.push_back({e->address, e->count});
+        env.skip();
+        continue;
+      }
+      if (e->kind == EventKind::kStopPoint) {
+        if (cpu.state().rip != e->address) break;
+        if (machine::stopQuickKey(cpu.state()) != e->count) break;
+        if (machine::stopFingerprint(cpu.state(), ram, dirty) != e->value) {
+          TTVM_LOG("kvm", kTrace,
+                   "stop point " << e->step << " not at step " << cpu.state().steps << ": "
+                                 << machine::describeStopState(cpu.state(), ram, dirty));
+          break;
+        }
+        env.skip();
+        dirty.clear();
+        ++stops;
+        continue;
+      }
+      if (!machine::isPassiveEvent(e->kind)) break;
       const bool end = e->kind == EventKind::kEndOfRun;
       if (!env.takePassive())
         return makeError(kvmTrace.path() + ": at " + where(cpu) + ": " + env.problem());
@@ -208,8 +239,8 @@ Result<SteppedTrace> assignSteps(const TraceReader& kvmTrace, const std::string&
     if (!env.problem().empty())
       return makeError(kvmTrace.path() + ": assigning steps to the KVM trace's exits, at " +
                        where(cpu, rip, step) + ": " + env.problem());
-    if (env.stamped().size() != consumed) {
-      consumed = env.stamped().size();
+    if (env.position() != consumed) {
+      consumed = env.position();
       sinceEvent = 0;
     } else if (++sinceEvent > kMaxStepsBetweenEvents) {
       return makeError(kvmTrace.path() + ": the emulator ran " +
@@ -241,6 +272,7 @@ Result<SteppedTrace> assignSteps(const TraceReader& kvmTrace, const std::string&
   SteppedTrace result;
   result.steps = cpu.state().steps;
   result.events = env.stamped().size();
+  result.stopPoints = stops;
   if (!kvmTrace.end()) {
     // A KVM trace without footer (its recorder was killed) gives a stepped
     // trace without footer: its end was never recorded, so nothing may
@@ -282,7 +314,9 @@ Result<TraceReader> openForReplay(const std::string& path, std::string* note) {
   ::unlink(stepped.c_str());
   if (out && note != nullptr)
     *note = path + ": recorded under KVM: " + std::to_string(s->exits) + " exits are " +
-            std::to_string(s->steps) + " emulator steps";
+            std::to_string(s->steps) + " emulator steps" +
+            (s->stopPoints != 0 ? " (" + std::to_string(s->stopPoints) + " stop points found)"
+                                : std::string());
   return out;
 }
 

@@ -138,5 +138,15 @@ TEST(GoldenTrace, NewerMinorVersionReadsWithANote) {
   EXPECT_EQ(current->newerFormatNote(), "");
 }
 
+TEST(GoldenTrace, V1_5ReadsExactly) {
+  // A KVM trace's stop points: dirty page runs, then the point.
+  const testing::GoldenTrace g = testing::goldenV1_5();
+  for (EventKind k : {EventKind::kDirtyPages, EventKind::kStopPoint})
+    EXPECT_TRUE(std::any_of(g.events.begin(), g.events.end(), [k](const TraceEvent& e) {
+      return e.kind == k;
+    })) << eventKindName(k);
+  expectReadsExactly("tests/data/golden-v1.5.ttvm", g, 5);
+}
+
 }  // namespace
 }  // namespace ttvm

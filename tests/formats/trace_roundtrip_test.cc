@@ -122,6 +122,32 @@ TEST(TraceRoundTrip, EveryEventKind) {
   EXPECT_EQ(r->eventCount(), w.events.size());
 }
 
+TEST(TraceRoundTrip, StopPointEvents) {
+  // 1.4: a KVM trace's stop points, with the extreme values of each column.
+  Written w{tempPath("stops.ttvm")};
+  w.header = testing::sampleHeader();
+  w.header.backend = Backend::kKvm;
+  w.events = {TraceEvent::dirtyPages(7, 0, 1),
+              TraceEvent::dirtyPages(7, 0xFFFFFFFFFFFFFull, 0xFFFFFFFF),
+              TraceEvent::stopPoint(7, 0xFFFFFFFFFFFFFFFFull, 0, 0),
+              TraceEvent::interrupt(7, 0x20),
+              TraceEvent::stopPoint(8, 0x1000, 0xFFFFFFFFFFFFFFFFull, 0xFFFFFFFF),
+              TraceEvent::portOut(9, 0x80, 1, 1),
+              TraceEvent::endOfRun(9)};
+  std::mt19937_64 rng(2);
+  w.end = testing::sampleEnd(rng, w.events.back().step);
+  writeTrace(w);
+  auto r = TraceReader::open(w.path);
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ(readAll(*r), w.events);
+  EXPECT_EQ(describeEvent(w.events[1]), "step 7 DirtyPages pages=0xfffffffffffff+4294967295");
+  EXPECT_EQ(describeEvent(w.events[4]),
+            "step 8 StopPoint rip=0x1000 fingerprint=0xffffffffffffffff key=0xffffffff");
+  // A run of no page is not an event.
+  EXPECT_NE(checkEvent(TraceEvent::dirtyPages(1, 5, 0)), "");
+  EXPECT_EQ(checkEvent(TraceEvent::dirtyPages(1, 5, 1)), "");
+}
+
 TEST(TraceRoundTrip, EveryCpuStateFieldAndHeader) {
   for (uint64_t seed = 0; seed < 20; ++seed) {
     std::mt19937_64 rng(seed);

@@ -158,6 +158,10 @@ TraceEvent randomEvent(std::mt19937_64& rng, uint64_t step, int kinds) {
       return TraceEvent::serialInput(step, static_cast<uint8_t>(v), rng() & 1);
     case EventKind::kIdle: return TraceEvent::idle(step, v);
     case EventKind::kDeviceDigest: return TraceEvent::deviceDigest(step, v);
+    case EventKind::kDirtyPages:
+      return TraceEvent::dirtyPages(step, v >> 12, 1 + static_cast<uint32_t>(rng() % 600));
+    case EventKind::kStopPoint:
+      return TraceEvent::stopPoint(step, rng(), v, static_cast<uint32_t>(rng()));
   }
   return TraceEvent::hlt(step);
 }
@@ -300,6 +304,19 @@ GoldenTrace goldenV1_4() {
   o.sourceName = "crash.ttvm";
   o.partialRam = true;
   g.header.slice = o;
+  return g;
+}
+
+GoldenTrace goldenV1_5() {
+  GoldenTrace g = goldenV1_4();
+  g.header.backend = Backend::kKvm;
+  const uint64_t last = g.events.back().step;
+  for (const TraceEvent& e :
+       {TraceEvent::dirtyPages(last, 0x10, 3), TraceEvent::dirtyPages(last, 0xFEDCBA987ull, 1),
+        TraceEvent::stopPoint(last, 0x100123, 0x9E3779B97F4A7C15ull, 0x89ABCDEF),
+        TraceEvent::interrupt(last, 0x20), TraceEvent::stopPoint(last + 1, 0x200, 0, 0)})
+    g.events.push_back(e);
+  g.end.steps = g.events.back().step + 1;
   return g;
 }
 

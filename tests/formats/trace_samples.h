@@ -63,6 +63,9 @@ GoldenTrace goldenV1_2();
 GoldenTrace goldenV1_3();
 // 1.4: the header's slice origin (a trace cut by `ttvm slice`).
 GoldenTrace goldenV1_4();
+// 1.5: a KVM trace's stop points (dirty page runs, then the point) added to
+// 1.4's.
+GoldenTrace goldenV1_5();
 
 // Writes `g` with TraceWriter; returns an error message or "".
 std::string writeGolden(const GoldenTrace& g, const std::string& path);

@@ -15,12 +15,14 @@
 #include <fstream>
 #include <iterator>
 #include <random>
+#include <utility>
 
 #include "scripted_trace_support.h"
 #include "ttvm/formats/trace_writer.h"
 #include "ttvm/machine/disk_image.h"
 #include "ttvm/machine/loader.h"
 #include "ttvm/machine/machine.h"
+#include "ttvm/machine/stop_point.h"
 #include "ttvm/recorder/record_session.h"
 #include "ttvm/replayer/replay_session.h"
 
@@ -71,7 +73,7 @@ std::vector<TraceEvent> allEvents(const TraceReader& r) {
 
 bool countsAsExit(EventKind k) {
   return k == EventKind::kPortIn || k == EventKind::kPortOut || k == EventKind::kMmioRead ||
-         k == EventKind::kMmioWrite || k == EventKind::kHlt;
+         k == EventKind::kMmioWrite || k == EventKind::kHlt || k == EventKind::kStopPoint;
 }
 
 // The emulator trace as KvmBackend would have numbered it; `edit` may change
@@ -235,6 +237,77 @@ TEST(KvmSteps, ARecoveryThatCannotReplayItsPrefixSaysTheEndIsUnknown) {
   auto f = TraceReader::open(fixed);
   ASSERT_TRUE(f.ok()) << f.error().message;
   EXPECT_EQ(f->chunkCount(), TraceReader::open(cut)->chunkCount());
+}
+
+// Stop points as KvmBackend writes them (kDirtyPages, then kStopPoint) at
+// every 40th boundary before a port access, with the state and RAM the
+// emulator had there; the listed pages are all of RAM (a superset of the
+// pages written, which the argument in docs/kvm-recording.md allows).
+// `corrupt` changes the fingerprint of the first one.
+std::string withStopPoints(const std::string& emuPath, size_t* count, bool corrupt = false) {
+  auto r = TraceReader::open(emuPath);
+  EXPECT_TRUE(r.ok());
+  auto session = ReplaySession::open(*r);
+  EXPECT_TRUE(session.ok());
+  return asKvmTrace(emuPath, [&](std::vector<TraceEvent>& events) {
+    std::vector<TraceEvent> out;
+    size_t ports = 0;
+    for (size_t i = 0; i < events.size(); ++i) {
+      const TraceEvent& e = events[i];
+      const bool port = e.kind == EventKind::kPortIn || e.kind == EventKind::kPortOut;
+      if (port && i > 0 && events[i - 1].step < e.step && ++ports % 40 == 0) {
+        (*session)->runTo(e.step);
+        EXPECT_EQ((*session)->step(), e.step);
+        std::span<const uint8_t> ram = std::as_const(**session).ram();
+        const std::vector<machine::PageRun> all = {
+            {0, static_cast<uint32_t>(ram.size() / kPageSize)}};
+        for (TraceEvent d : machine::stopPointEvents(0, (*session)->state(), ram, all)) {
+          if (corrupt && *count == 0 && d.kind == EventKind::kStopPoint) d.value ^= 1;
+          out.push_back(d);
+        }
+        ++*count;
+      }
+      out.push_back(e);
+    }
+    events = std::move(out);
+  });
+}
+
+TEST(KvmSteps, StopPointsAreFoundByState) {
+  const std::string emu = recordOldMode();
+  size_t stops = 0;
+  const std::string kvm = withStopPoints(emu, &stops);
+  ASSERT_GT(stops, 10u);
+  auto k = TraceReader::open(kvm);
+  ASSERT_TRUE(k.ok());
+  const std::string stepped = testing::tempTracePath("kvm_steps_stops");
+  auto s = assignSteps(*k, stepped);
+  ASSERT_TRUE(s.ok()) << s.error().message;
+  EXPECT_EQ(s->stopPoints, stops);
+  auto e = TraceReader::open(emu);
+  EXPECT_EQ(s->steps, e->end()->steps);
+  // Every event keeps the step the emulator recorded; the stop points are
+  // not in the stepped trace.
+  std::vector<TraceEvent> want;
+  for (const TraceEvent& ev : allEvents(*e))
+    if (ev.kind != EventKind::kStateDigest) want.push_back(ev);
+  auto out = TraceReader::open(stepped);
+  ASSERT_TRUE(out.ok());
+  EXPECT_EQ(allEvents(*out), want);
+}
+
+TEST(KvmSteps, AStopPointWhoseStateNeverComesIsNamed) {
+  const std::string emu = recordOldMode();
+  size_t stops = 0;
+  const std::string kvm = withStopPoints(emu, &stops, true);
+  auto k = TraceReader::open(kvm);
+  ASSERT_TRUE(k.ok());
+  auto s = assignSteps(*k, testing::tempTracePath("kvm_steps_stops_bad"));
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.error().message.find("StopPoint"), std::string::npos) << s.error().message;
+  EXPECT_NE(s.error().message.find("no boundary before it had the state KVM stopped at"),
+            std::string::npos)
+      << s.error().message;
 }
 
 TEST(KvmSteps, AnEmulatorTraceIsNotOne) {

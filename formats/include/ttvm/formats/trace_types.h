@@ -24,7 +24,7 @@ namespace ttvm {
 // The format version this build writes. A reader accepts every file with the
 // same major version; a newer minor version may carry fields it ignores.
 inline constexpr uint16_t kTraceFormatMajor = 1;
-inline constexpr uint16_t kTraceFormatMinor = 4;
+inline constexpr uint16_t kTraceFormatMinor = 5;
 
 inline constexpr uint64_t kPageSize = 4096;
 
@@ -217,8 +217,20 @@ enum class EventKind : uint8_t {
   // value = ttvm::machine::Machine::deviceDigest() after this step: the
   // machine's device state, beside the CPU's kStateDigest of the same step.
   kDeviceDigest = 19,
+  // Since 1.5, in KVM traces (docs/kvm-recording.md, "Between exits"): the
+  // recorder stopped the vCPU between exits (a kick) at an instruction
+  // boundary the replay finds by its state. A kStopPoint is preceded by the
+  // kDirtyPages runs it covers:
+  // guest-physical pages [address, address + count) were written since the
+  // previous stop point (KVM's dirty log).
+  kDirtyPages = 20,
+  // address = RIP, value = ttvm::machine::stopFingerprint of the registers
+  // and of the contents of the pages of the kDirtyPages runs before it,
+  // count = ttvm::machine::stopQuickKey (the general registers and RFLAGS:
+  // a cheap first test).
+  kStopPoint = 21,
 };
-inline constexpr int kNumEventKinds = 20;  // index space for per-kind tables (0 unused)
+inline constexpr int kNumEventKinds = 22;  // index space for per-kind tables (0 unused)
 inline constexpr uint32_t kDiskSectorBytes = 512;
 
 std::string_view eventKindName(EventKind k);
@@ -294,6 +306,13 @@ struct TraceEvent {
   }
   static TraceEvent deviceDigest(uint64_t step, uint64_t digest) {
     return {step, 0, digest, 0, EventKind::kDeviceDigest, 0, 0};
+  }
+  static TraceEvent dirtyPages(uint64_t step, uint64_t firstPage, uint32_t pages) {
+    return {step, firstPage, 0, pages, EventKind::kDirtyPages, 0, 0};
+  }
+  static TraceEvent stopPoint(uint64_t step, uint64_t rip, uint64_t fingerprint,
+                              uint32_t quickKey) {
+    return {step, rip, fingerprint, quickKey, EventKind::kStopPoint, 0, 0};
   }
 };
 

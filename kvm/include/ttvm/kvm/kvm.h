@@ -33,6 +33,12 @@ struct kvm_run;
 
 namespace ttvm::kvm {
 
+// Whether this thread can count the retired branches of a guest it runs,
+// and only those (perf_event_open of PERF_COUNT_HW_BRANCH_INSTRUCTIONS with
+// exclude_host): what rr-style exact positions between exits would need.
+// Fails naming the reason (no PMU: ENOENT; not permitted: EACCES).
+Status probeGuestBranchCounter();
+
 // An owned file descriptor.
 class Fd {
  public:
@@ -100,8 +106,15 @@ class Vm {
   // Maps `host` (page-aligned, a whole number of pages, owned by the caller
   // and outliving the Vm) at guest-physical `guestPhys` as memory slot
   // `slot`. Guest-physical addresses outside every slot are MMIO: accesses
-  // there exit with ExitKind::kMmio.
-  Status setMemory(uint32_t slot, uint64_t guestPhys, std::span<uint8_t> host);
+  // there exit with ExitKind::kMmio. With `logDirty`, KVM logs the pages the
+  // guest (or KVM on its behalf) writes (KVM_MEM_LOG_DIRTY_PAGES).
+  Status setMemory(uint32_t slot, uint64_t guestPhys, std::span<uint8_t> host,
+                   bool logDirty = false);
+  // KVM_GET_DIRTY_LOG of a slot set with `logDirty`: one bit per page of the
+  // slot (bit i of word w: page 64 * w + i) for the pages written since the
+  // last call (or since the slot was set), which KVM then clears. `bitmap`
+  // holds at least (pages + 63) / 64 words.
+  Status takeDirtyLog(uint32_t slot, std::span<uint64_t> bitmap);
   Result<Vcpu> createVcpu(uint32_t id);
 
  private:
@@ -185,6 +198,10 @@ class Vcpu {
   // KVM_INTERRUPT: KVM delivers `vector` at the first instruction boundary
   // where the guest accepts it, from the next entry on. Wakes a halted vCPU.
   Status injectInterrupt(uint8_t vector);
+  // Whether KVM still holds an interrupt or NMI given to it that the guest
+  // has not taken yet (KVM_GET_VCPU_EVENTS): a KVM_RUN that returned before
+  // entering the guest (a kick) leaves it queued for the next entry.
+  Result<bool> eventQueued() const;
   // KVM_NMI: delivered where NMIs are not blocked. Wakes a halted vCPU.
   Status injectNmi();
   // kvm_run.request_interrupt_window: KVM_RUN returns

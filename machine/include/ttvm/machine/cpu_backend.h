@@ -21,6 +21,7 @@
 // countsSteps(); its trace's events then carry exit numbers (Backend::kKvm).
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <span>
 #include <string>
@@ -79,6 +80,19 @@ class CpuBackend {
   // ioctl refused), once run() or step() stopped with kStopRequested for
   // it; empty otherwise. The record loop ends the trace there.
   virtual const std::string& failure() const = 0;
+
+  // Between exits (a backend that cannot count steps, KVM). The record loop
+  // moves virtual time with the wall time the guest runs there
+  // (docs/kvm-recording.md, "Virtual time under KVM") and says before each
+  // run() how far the next timer deadline is: such a backend then stops a
+  // guest that computes without exiting at an instruction boundary (a stop
+  // point) and returns kRetired. takeStopPoint() gives that boundary's
+  // events for the trace (kDirtyPages runs, then kStopPoint), empty when
+  // run() did not stop there. A backend that counts steps never stops
+  // between them: its step budget already ends a slice at the deadline, and
+  // these keep their defaults.
+  virtual void setWallSlice(std::chrono::nanoseconds) {}
+  virtual std::vector<TraceEvent> takeStopPoint() { return {}; }
 };
 
 }  // namespace ttvm::machine

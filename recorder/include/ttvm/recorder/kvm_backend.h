@@ -26,13 +26,17 @@
 // delivers it at that instruction boundary, the first after the access
 // that exited where the guest accepts it. Nothing is injected at a kick or anywhere else: a
 // timer that falls due while the guest computes without exiting is taken
-// at the next exit (docs/kvm-recording.md, "What a KVM trace holds").
+// at the next exit or stop point.
 //
-// Wall-clock checks. run() gives the record loop back after 20 ms of wall
-// time (kRetired) so that it sees Ctrl-C and --timeout. A guest that does
-// not exit would never return: a helper thread kicks a vCPU that has been
-// inside one KVM_RUN for a whole 20 ms period, and run() then returns
-// (kRetired, no exit counted).
+// Stop points (docs/kvm-recording.md, "Between exits"). run() gives the
+// record loop back after its wall slice (setWallSlice: the loop's next timer
+// deadline, 1 to 20 ms) so that timers fall due and the loop sees Ctrl-C and
+// --timeout. A guest that does not exit would never return: a helper thread
+// kicks the vCPU out (a signal; KVM_RUN returns at an instruction boundary)
+// when the slice ends inside run(). The kick is a counted exit, a *stop
+// point*: the backend reads the dirty log of every RAM slot and keeps the
+// events (takeStopPoint) that let the replay find that boundary by its
+// state, and offers the machine's interrupts there as after any exit.
 //
 // Failures (INTERNAL_ERROR, FAIL_ENTRY, an exit ttvm does not handle, an
 // ioctl refused) stop run() with StepOutcome::kStopRequested and a
@@ -40,6 +44,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <memory>
 #include <mutex>
@@ -52,6 +57,7 @@
 #include "ttvm/emulator/cpu.h"
 #include "ttvm/kvm/kvm.h"
 #include "ttvm/machine/cpu_backend.h"
+#include "ttvm/machine/stop_point.h"
 
 namespace ttvm {
 
@@ -88,8 +94,12 @@ class KvmBackend final : public machine::CpuBackend {
   // A VM with one vCPU over `memory` (the machine's RAM and MMIO holes),
   // showing the guest `model`'s CPUID. `kvm` need not outlive the backend;
   // `env` and the RAM must.
+  // With `stopPoints`, a kick is a stop point (see above) and setWallSlice
+  // takes effect; without, a kick only gives the loop back (no exit counted,
+  // nothing injected there) and run() lasts up to 20 ms.
   static Result<std::unique_ptr<KvmBackend>> create(const kvm::Kvm& kvm, const CpuModel& model,
-                                                    PhysicalMemory memory, Environment& env);
+                                                    PhysicalMemory memory, Environment& env,
+                                                    bool stopPoints = false);
   ~KvmBackend() override;
 
   Backend kind() const override { return Backend::kKvm; }
@@ -114,13 +124,17 @@ class KvmBackend final : public machine::CpuBackend {
   std::vector<uint64_t> takeDirtyPages() override;
   const std::vector<std::string>& unimplementedLog() const override { return unimplemented_; }
   const std::string& failure() const override { return failure_; }
+  void setWallSlice(std::chrono::nanoseconds slice) override;
+  std::vector<TraceEvent> takeStopPoint() override;
 
   // Exits of each kind since creation (counted or not), for summaries and tests.
   struct ExitCounts {
-    uint64_t io = 0, mmio = 0, hlt = 0, window = 0, kicks = 0;
+    uint64_t io = 0, mmio = 0, hlt = 0, window = 0, kicks = 0, stops = 0;
     uint64_t repairedTraps = 0;  // guest single-step traps after MMIO writes queued by ttvm
   };
   const ExitCounts& exitCounts() const { return counts_; }
+  // What the PMU probe found (kvm::probeGuestBranchCounter), for -v.
+  const std::string& pmuNote() const { return pmuNote_; }
 
  private:
   KvmBackend(kvm::Vm vm, kvm::Vcpu vcpu, const CpuModel& model, PhysicalMemory memory,
@@ -140,8 +154,13 @@ class KvmBackend final : public machine::CpuBackend {
   // architecture traps).
   Status deliverLostSingleStep();
   StepResult fail(std::string message);
+  StepResult runUntil(uint64_t endExit, std::chrono::steady_clock::time_point wallEnd);
+  // Reads and clears the dirty logs, and queues the stop point's events.
+  Status recordStopPoint();
   uint64_t linearRip() const;
   void kicker();
+  void armKick(std::chrono::steady_clock::time_point at);
+  void disarmKick();
 
   kvm::Vm vm_;
   kvm::Vcpu vcpu_;
@@ -158,13 +177,20 @@ class KvmBackend final : public machine::CpuBackend {
   ExitCounts counts_;
   std::string failure_;
   std::vector<std::string> unimplemented_;
-  mutable std::unique_ptr<Cpu> walker_;  // readLinear's page walker
-  // The kicker thread: signals a vCPU stuck in one KVM_RUN for 20 ms.
-  std::atomic<bool> inRun_{false};
-  std::atomic<uint64_t> entries_{0};  // KVM_RUN calls so far
+  mutable std::unique_ptr<Cpu> walker_;       // readLinear's page walker
+  std::vector<PhysicalMemory::Range> slots_;  // the RAM slots, by slot number
+  std::vector<uint64_t> dirtyBitmap_;
+  std::vector<TraceEvent> stopEvents_;  // the last stop point's, not taken yet
+  std::string pmuNote_;
+  bool stopPoints_ = false;
+  std::chrono::nanoseconds wallSlice_ = std::chrono::milliseconds(20);
+  // The kicker thread: signals the vCPU when a run() call passes kickAt_.
   pthread_t vcpuThread_{};
   std::mutex kickMutex_;
   std::condition_variable kickCv_;
+  uint64_t runCalls_ = 0;  // run() calls so far
+  uint64_t kickRun_ = 0;   // the run() call to kick at kickAt_, 0: none
+  std::chrono::steady_clock::time_point kickAt_;
   bool stopKicker_ = false;
   std::thread kicker_;
 };

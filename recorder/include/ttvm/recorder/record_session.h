@@ -79,6 +79,11 @@ struct RecordOptions {
   // instead of jumping to the next timer deadline, wait for it (or for
   // terminal input). The inputs that result are recorded like any others.
   bool realtime = false;
+  // Under a backend that cannot count steps (KVM): virtual time follows the
+  // wall time the guest runs, and the backend stops the guest between exits
+  // when a timer falls due (stop points, docs/kvm-recording.md). Off:
+  // virtual time follows exits (and idle skips) only.
+  bool betweenExits = false;
   // Log every device's answers too (`--log-device-reads`): the replay runs
   // the machine anyway and checks each answer against its own devices'.
   bool logDeviceAccesses = false;

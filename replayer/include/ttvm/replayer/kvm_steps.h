@@ -12,6 +12,12 @@
 //    before it has been consumed, and takes the step at which the CPU
 //    acknowledges it: the first boundary where the guest accepts it, which
 //    is where KVM delivered it (it was injected after the exit before it);
+//  - a stop point (kStopPoint, after its kDirtyPages runs: KVM kicked the
+//    vCPU out between exits) is the first boundary after the events before
+//    it whose RIP and stopFingerprint over the listed pages equal the
+//    recorded ones (docs/kvm-recording.md argues why that boundary is as
+//    good as KVM's); the events after it are placed from there, and it is
+//    not written to the stepped trace.;
 //  - passive events (state digests, HLT marks, the exit device's value, the
 //    end of the run) take the first instruction boundary after the events
 //    before them: the recorder took its digests with the exiting
@@ -36,9 +42,10 @@
 namespace ttvm {
 
 struct SteppedTrace {
-  uint64_t exits = 0;   // the KVM trace's last exit number
-  uint64_t steps = 0;   // the emulator's steps to its end
-  uint64_t events = 0;  // events restamped
+  uint64_t exits = 0;       // the KVM trace's last exit number
+  uint64_t steps = 0;       // the emulator's steps to its end
+  uint64_t events = 0;      // events restamped
+  uint64_t stopPoints = 0;  // stop points found (see below)
 };
 
 // Writes `kvmTrace` with steps to `outPath` (see above).

@@ -1,0 +1,115 @@
+#include "ttvm/machine/stop_point.h"
+
+#include <bit>
+#include <cstdio>
+#include <cstring>
+
+namespace ttvm::machine {
+namespace {
+
+// FNV-1a over 64-bit words (a page is 512 of them).
+class WordHash {
+ public:
+  void add(uint64_t v) {
+    h_ ^= v;
+    h_ *= 0x100000001B3ull;
+  }
+  uint64_t value() const { return h_; }
+
+ private:
+  uint64_t h_ = 0xCBF29CE484222325ull;
+};
+
+}  // namespace
+
+void appendDirtyRuns(std::span<const uint64_t> bitmap, uint64_t firstPage,
+                     std::vector<PageRun>& runs) {
+  for (size_t w = 0; w < bitmap.size(); ++w) {
+    uint64_t bits = bitmap[w];
+    while (bits != 0) {
+      const int i = std::countr_zero(bits);
+      const uint64_t page = firstPage + 64 * w + uint64_t(i);
+      bits &= bits - 1;
+      if (!runs.empty() && runs.back().first + runs.back().count == page)
+        ++runs.back().count;
+      else
+        runs.push_back({page, 1});
+    }
+  }
+}
+
+namespace {
+
+// The registers as a stop point compares them: no step count, and a shadow
+// of either kind as one (SVM keeps one shadow bit, which KVM reports as
+// MOV SS also after STI; both block the interrupt injected there).
+CpuState comparable(const CpuState& s) {
+  CpuState c = s;
+  c.steps = 0;
+  if (c.pending.shadow != InterruptShadow::kNone) c.pending.shadow = InterruptShadow::kMovSs;
+  return c;
+}
+
+}  // namespace
+
+uint64_t stopFingerprint(const CpuState& s, std::span<const uint8_t> ram,
+                         std::span<const PageRun> runs) {
+  const CpuState atZero = comparable(s);
+  WordHash h;
+  h.add(stateDigest(atZero));
+  for (const PageRun& r : runs) {
+    for (uint64_t p = r.first; p < r.first + r.count; ++p) {
+      h.add(p);
+      if ((p + 1) * kPageSize > ram.size()) {
+        h.add(~uint64_t{0});
+        continue;
+      }
+      const uint8_t* page = ram.data() + p * kPageSize;
+      for (size_t i = 0; i < kPageSize; i += 8) {
+        uint64_t v;
+        std::memcpy(&v, page + i, 8);
+        h.add(v);
+      }
+    }
+  }
+  return h.value();
+}
+
+std::string describeStopState(const CpuState& s, std::span<const uint8_t> ram,
+                              std::span<const PageRun> runs) {
+  const CpuState atZero = comparable(s);
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "regs %016llx gprs %08x pages",
+                static_cast<unsigned long long>(stateDigest(atZero)), stopQuickKey(s));
+  std::string out = buf;
+  for (const PageRun& r : runs)
+    for (uint64_t p = r.first; p < r.first + r.count; ++p) {
+      const PageRun one{p, 1};
+      CpuState none;
+      std::snprintf(buf, sizeof buf, " %llx:%016llx", static_cast<unsigned long long>(p),
+                    static_cast<unsigned long long>(stopFingerprint(none, ram, {&one, 1})));
+      out += buf;
+    }
+  return out;
+}
+
+uint32_t stopQuickKey(const CpuState& s) {
+  WordHash h;
+  for (uint64_t r : s.gpr) h.add(r);
+  h.add(s.rip);
+  h.add(s.rflags);
+  return uint32_t(h.value() ^ (h.value() >> 32));
+}
+
+std::vector<TraceEvent> stopPointEvents(uint64_t exit, const CpuState& s,
+                                        std::span<const uint8_t> ram,
+                                        std::span<const PageRun> runs) {
+  std::vector<TraceEvent> events;
+  events.reserve(runs.size() + 1);
+  for (const PageRun& r : runs) events.push_back(TraceEvent::dirtyPages(exit, r.first, r.count));
+  events.push_back(
+      TraceEvent::stopPoint(exit, s.rip, stopFingerprint(s, ram, runs), stopQuickKey(s)));
+  return events;
+}
+
+}  // namespace ttvm::machine

@@ -1,0 +1,82 @@
+// Stop points (machine/stop_point.h): the dirty-log runs and the
+// fingerprint a KVM trace locates a between-exit injection by.
+#include "ttvm/machine/stop_point.h"
+
+#include <gtest/gtest.h>
+
+#include <vector>
+
+namespace ttvm::machine {
+namespace {
+
+TEST(StopPoint, DirtyBitmapBecomesRunsOfPages) {
+  // Slot at page 0x100: pages 0x100-0x102, 0x13F-0x141 (across a word),
+  // 0x17F; a second slot at page 0x200 continuing nothing.
+  std::vector<uint64_t> bitmap = {0x7ull | (1ull << 63), 0x3ull | (1ull << 63)};
+  std::vector<PageRun> runs;
+  appendDirtyRuns(bitmap, 0x100, runs);
+  EXPECT_EQ(runs, (std::vector<PageRun>{{0x100, 3}, {0x13F, 3}, {0x17F, 1}}));
+  // A slot that starts where the last run ends continues it.
+  std::vector<uint64_t> next = {0x1};
+  appendDirtyRuns(next, 0x180, runs);
+  EXPECT_EQ(runs.back(), (PageRun{0x17F, 2}));
+  appendDirtyRuns(std::vector<uint64_t>{0, 0}, 0x400, runs);
+  EXPECT_EQ(runs.size(), 3u);
+}
+
+TEST(StopPoint, FingerprintCoversRegistersAndListedPagesOnly) {
+  std::vector<uint8_t> ram(16 * kPageSize, 0);
+  CpuState s;
+  s.rip = 0x1000;
+  s.gpr[0] = 7;
+  const std::vector<PageRun> runs = {{2, 2}};
+  const uint64_t f = stopFingerprint(s, ram, runs);
+  // The step count is not part of it.
+  CpuState later = s;
+  later.steps = 12345;
+  EXPECT_EQ(stopFingerprint(later, ram, runs), f);
+  // Every register is.
+  CpuState other = s;
+  other.cr3 = 0x5000;
+  EXPECT_NE(stopFingerprint(other, ram, runs), f);
+  other = s;
+  other.fpu.xmm[3].q[1] = 1;
+  EXPECT_NE(stopFingerprint(other, ram, runs), f);
+  // A byte of a listed page is (the last byte of page 3).
+  ram[4 * kPageSize - 1] = 1;
+  EXPECT_NE(stopFingerprint(s, ram, runs), f);
+  ram[4 * kPageSize - 1] = 0;
+  // A page not listed is not.
+  ram[9 * kPageSize] = 1;
+  EXPECT_EQ(stopFingerprint(s, ram, runs), f);
+  // The same contents under other page numbers differ.
+  EXPECT_NE(stopFingerprint(s, ram, std::vector<PageRun>{{4, 2}}), f);
+  // An STI shadow counts as a MOV SS one (SVM reports one bit), but a
+  // shadow is not no shadow.
+  CpuState sti = s, movSs = s;
+  sti.pending.shadow = InterruptShadow::kSti;
+  movSs.pending.shadow = InterruptShadow::kMovSs;
+  EXPECT_EQ(stopFingerprint(sti, ram, runs), stopFingerprint(movSs, ram, runs));
+  EXPECT_NE(stopFingerprint(sti, ram, runs), f);
+}
+
+TEST(StopPoint, EventsListTheRunsThenThePoint) {
+  std::vector<uint8_t> ram(8 * kPageSize, 0);
+  CpuState s;
+  s.rip = 0x100090;
+  s.gpr[1] = 3;
+  const std::vector<PageRun> runs = {{1, 1}, {5, 2}};
+  const std::vector<TraceEvent> ev = stopPointEvents(42, s, ram, runs);
+  ASSERT_EQ(ev.size(), 3u);
+  EXPECT_EQ(ev[0], TraceEvent::dirtyPages(42, 1, 1));
+  EXPECT_EQ(ev[1], TraceEvent::dirtyPages(42, 5, 2));
+  EXPECT_EQ(ev[2],
+            TraceEvent::stopPoint(42, 0x100090, stopFingerprint(s, ram, runs), stopQuickKey(s)));
+  // The quick key follows the general registers.
+  CpuState t = s;
+  t.gpr[1] = 4;
+  EXPECT_NE(stopQuickKey(t), stopQuickKey(s));
+}
+
+}  // namespace
+}  // namespace ttvm::machine
