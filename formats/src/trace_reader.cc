@@ -325,6 +325,7 @@ TraceReader& TraceReader::operator=(TraceReader&& o) noexcept {
     end_ = std::move(o.end_);
     recovered_ = o.recovered_;
     recoveryNote_ = std::move(o.recoveryNote_);
+    footerProblem_ = std::move(o.footerProblem_);
     eventsEnd_ = o.eventsEnd_;
   }
   return *this;
@@ -449,8 +450,16 @@ Result<TraceReader> TraceReader::open(const std::string& path) {
   auto init = readMachineState(f, at, kTagInit, /*keepPages=*/false, id, 0);
   if (!init.ok()) return init.error();
   at = init->end;
+  r.footerProblem_ = std::move(footerProblem);
+  r.scanFrom(f, at);
+  return r;
+}
+
+void TraceReader::scanFrom(const InputFile& f, uint64_t at) {
   std::string stop;
-  uint64_t prevStep = 0;
+  uint64_t prevStep = chunks_.empty() ? 0 : chunks_.back().lastStep;
+  if (!snapshots_.empty()) prevStep = std::max(prevStep, snapshots_.back().step);
+  const TraceId id = header_.traceId;
   RawPayload raw;
   while (true) {
     if (at == f.size()) {
@@ -474,7 +483,7 @@ Result<TraceReader> TraceReader::open(const std::string& path) {
           stop = ci.error().message;
           break;
         }
-        if (Status c = checkChunkIdentity(f, at, *ci, id, r.chunks_.size()); !c.ok()) {
+        if (Status c = checkChunkIdentity(f, at, *ci, id, chunks_.size()); !c.ok()) {
           stop = c.error().message;
           break;
         }
@@ -483,13 +492,12 @@ Result<TraceReader> TraceReader::open(const std::string& path) {
         stop = f.errorAt(at, "CHNK frame: bad event count or step range").message;
         break;
       }
-      r.chunks_.push_back(
+      chunks_.push_back(
           {at, fh->storedBytes, fh->rawBytes, fh->count, fh->firstStep, fh->lastStep});
       prevStep = fh->lastStep;
       at += kFrameHeaderBytes + fh->storedBytes;
     } else if (fh->tag == kTagSnap) {
-      auto snap =
-          readMachineState(f, at, kTagSnap, /*keepPages=*/false, id, r.snapshots_.size() + 1);
+      auto snap = readMachineState(f, at, kTagSnap, /*keepPages=*/false, id, snapshots_.size() + 1);
       if (!snap.ok()) {
         stop = snap.error().message;
         break;
@@ -498,7 +506,7 @@ Result<TraceReader> TraceReader::open(const std::string& path) {
         stop = f.errorAt(at, "snapshot step goes backward").message;
         break;
       }
-      r.snapshots_.push_back({at, snap->step});
+      snapshots_.push_back({at, snap->step});
       prevStep = snap->step;
       at = snap->end;
     } else if (fh->tag == kTagFoot) {
@@ -508,14 +516,14 @@ Result<TraceReader> TraceReader::open(const std::string& path) {
         break;
       }
       Status agrees = checkEndAgainstEvents(f, at, *foot);
-      if (foot->chunks == r.chunks_ && foot->snapshots == r.snapshots_ && foot->traceId == id &&
+      if (foot->chunks == chunks_ && foot->snapshots == snapshots_ && foot->traceId == id &&
           agrees.ok())
-        r.end_ = foot->end;
+        end_ = foot->end;
       stop = "a footer at byte " + std::to_string(at) +
-             (r.end_         ? " (its end of run is used)"
+             (end_           ? " (its end of run is used)"
               : !agrees.ok() ? " that disagrees with the events (" + agrees.error().message + ")"
                              : " whose index does not match the scan");
-      r.eventsEnd_ = at;
+      eventsEnd_ = at;
       break;
     } else {
       stop =
@@ -523,15 +531,30 @@ Result<TraceReader> TraceReader::open(const std::string& path) {
       break;
     }
   }
-  if (!r.eventsEnd_) r.eventsEnd_ = at;
-  r.usableBytes_ = at;
+  usableBytes_ = at;
+  if (!end_) eventsEnd_ = at;
   uint64_t events = 0;
-  for (const ChunkInfo& c : r.chunks_) events += c.eventCount;
-  r.recoveryNote_ = "footer unusable (" + footerProblem + "); scanned " +
-                    std::to_string(r.chunks_.size()) + " chunks (" + std::to_string(events) +
-                    " events) and " + std::to_string(r.snapshots_.size()) +
-                    " snapshots, stopped at byte " + std::to_string(at) + ": " + stop;
-  return r;
+  for (const ChunkInfo& c : chunks_) events += c.eventCount;
+  recoveryNote_ = "footer unusable (" + footerProblem_ + "); scanned " +
+                  std::to_string(chunks_.size()) + " chunks (" + std::to_string(events) +
+                  " events) and " + std::to_string(snapshots_.size()) +
+                  " snapshots, stopped at byte " + std::to_string(at) + ": " + stop;
+}
+
+Result<bool> TraceReader::refresh() {
+  if (!recovered_ || end_) return false;
+  struct stat st;
+  if (::fstat(fd_, &st) != 0)
+    return makeError(path_ + ": cannot stat while following: " + std::strerror(errno));
+  const uint64_t size = static_cast<uint64_t>(st.st_size);
+  if (size < fileBytes_)
+    return makeError(path_ + ": the file shrank from " + std::to_string(fileBytes_) + " to " +
+                     std::to_string(size) + " bytes while following it");
+  if (size == usableBytes_) return false;
+  fileBytes_ = size;
+  const size_t chunks = chunks_.size(), snapshots = snapshots_.size();
+  scanFrom(InputFile(fd_, path_, fileBytes_), usableBytes_);
+  return chunks_.size() != chunks || snapshots_.size() != snapshots || end_.has_value();
 }
 
 Result<InitialState> TraceReader::initialState() const {

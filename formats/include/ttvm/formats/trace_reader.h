@@ -33,6 +33,9 @@
 namespace ttvm {
 
 class TraceReader;
+namespace formats {
+class InputFile;
+}
 
 // Reads events in order across chunks, decoding one chunk at a time. It
 // points at its TraceReader, which must outlive it and stay where it is.
@@ -134,6 +137,14 @@ class TraceReader final : public EventSource {
   // where the scan stopped.
   bool recovered() const { return recovered_; }
   const std::string& recoveryNote() const { return recoveryNote_; }
+  // Follows a trace that is still being written: scans the frames written
+  // since the last good one (chunks, snapshots, at last the footer) and
+  // appends them to the index. A frame cut short at the end of the file is
+  // not damage but not written yet: it stays outside, and the next call
+  // reads it once complete. True when the index grew or the end appeared;
+  // false (nothing to do) for a trace opened by its footer or whose end is
+  // known. An error when the file cannot be read or shrank.
+  Result<bool> refresh();
 
   // Sizes. fileBytes: the file; compressed/raw: the event chunks' payloads on
   // disk and after decompression; eventCount: events in all chunks.
@@ -164,6 +175,9 @@ class TraceReader final : public EventSource {
  private:
   TraceReader() = default;
   friend class EventCursor;
+  // Scans frames from `at` (after the initial state or the last good frame)
+  // and appends what it finds; sets usableBytes_, eventsEnd_, recoveryNote_.
+  void scanFrom(const formats::InputFile& f, uint64_t at);
 
   std::string path_;
   int fd_ = -1;
@@ -177,6 +191,7 @@ class TraceReader final : public EventSource {
   std::optional<TraceEnd> end_;
   bool recovered_ = false;
   std::string recoveryNote_;
+  std::string footerProblem_;  // why the footer was not used (recovered_)
 };
 
 }  // namespace ttvm
