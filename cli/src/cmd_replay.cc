@@ -9,6 +9,7 @@
 #include <cstring>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "cli_args.h"
@@ -51,6 +52,11 @@ const char* kReplayHelp =
     "                         or without DWARF); repeatable. The trace's own image's symbols\n"
     "                         are always used\n"
     "  --trace-steps A..B     each step in [A, B]: RIP, symbol, disassembly, changed registers\n"
+    "  --follow               TRACE is still being recorded: replay what it holds, then\n"
+    "                         poll it every 250 ms and replay what the recorder flushes\n"
+    "                         (about once a second), printing 'follow: step N' as it\n"
+    "                         goes, until the run ends (its footer appears) or Ctrl-C;\n"
+    "                         then report and check the end as without it\n"
     "  --engine E            the emulator engine: reference (default) or fast\n"
     "  --checkpoint-mem SIZE  memory for checkpoints (e.g. 512M; default: 1/4 of free memory, at "
     "most guest RAM)\n"
@@ -106,26 +112,80 @@ bool reportStop(const StopReason& r) {
   return true;
 }
 
+// --follow: replays what the trace holds, then polls it for what the
+// recorder flushes, until its footer appears (true) or Ctrl-C (true, with
+// gCancel cleared so that the end of the prefix is still reached and
+// reported). A prefix's last step is not replayed until more comes: its
+// events may be split between the last chunk flushed and the next. False
+// (reported) on a divergence or a trace that cannot be read.
+bool follow(TraceReader& reader, Timeline& tl, Control& control) {
+  constexpr auto kPoll = std::chrono::milliseconds(250);
+  while (true) {
+    auto grew = reader.refresh();
+    if (!grew.ok()) {
+      std::fprintf(stderr, "ttvm replay: --follow: %s\n", grew.error().message.c_str());
+      return false;
+    }
+    if (*grew) tl.extendEnd();
+    if (reader.end()) return true;
+    if (tl.endStep() > tl.now() + 1) {
+      const StopReason r = tl.seek(tl.endStep() - 1, control);
+      if (r.kind == StopKind::kCancelled) break;
+      if (!reportStop(r)) return false;
+      std::printf("follow: step %" PRIu64 " (%zu chunks, %" PRIu64 " bytes)\n", tl.now(),
+                  reader.chunkCount(), reader.usableBytes());
+      std::fflush(stdout);
+    }
+    if (gCancel.load()) break;
+    std::this_thread::sleep_for(kPoll);
+  }
+  std::fprintf(stderr,
+               "ttvm replay: --follow: stopped at step %" PRIu64
+               " by Ctrl-C; the recording goes on\n",
+               tl.now());
+  gCancel.store(false);
+  return true;
+}
+
 }  // namespace
 
 int cmdReplay(std::span<char* const> args) {
   std::optional<std::string> to, lastWrite, traceSteps;
-  bool regs = false, bt = false, physical = false;
+  bool regs = false, bt = false, physical = false, following = false;
   auto parsed = parseReplayArgs(
       args, {textOption("--to", to), flagOption("--regs", regs), flagOption("--backtrace", bt),
-             flagOption("--physical", physical), textOption("--last-write", lastWrite),
-             textOption("--trace-steps", traceSteps)});
+             flagOption("--follow", following), flagOption("--physical", physical),
+             textOption("--last-write", lastWrite), textOption("--trace-steps", traceSteps)});
   if (auto status = earlyExit(parsed, "ttvm replay", kReplayHelp)) return *status;
   auto replay = openReplay(parsed->replay, "ttvm replay");
+  // A recorder that has just started may not have written the initial state.
+  for (int tries = 0; following && !replay.ok() && tries < 40; ++tries) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(250));
+    replay = openReplay(parsed->replay, "ttvm replay");
+  }
   if (!replay.ok()) {
     std::fprintf(stderr, "ttvm replay: %s\n", replay.error().message.c_str());
     return 1;
   }
-  const TraceReader& reader = *replay->reader;
+  TraceReader& reader = *replay->reader;
   Timeline& tl = *replay->timeline;
   std::signal(SIGINT, onSigint);
   Control control;
   control.cancel = &gCancel;
+  if (following) {
+    if (reader.header().backend != Backend::kEmulator) {
+      std::fprintf(stderr,
+                   "ttvm replay: --follow: a KVM trace is not followed (its steps are "
+                   "assigned once, when it is opened)\n");
+      return kExitTraceUsage;
+    }
+    if (to || traceSteps) {
+      std::fprintf(stderr,
+                   "ttvm replay: --follow replays to the end: not with --to or --trace-steps\n");
+      return kExitTraceUsage;
+    }
+    if (!follow(reader, tl, control)) return 1;
+  }
 
   uint64_t target = tl.endStep();
   if (to && *to != "end" && !parseU64(*to, target)) {

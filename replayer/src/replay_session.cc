@@ -23,6 +23,22 @@ ReplaySession::ReplaySession(const TraceReader& reader, std::unique_ptr<Machine>
 
 ReplaySession::~ReplaySession() = default;
 
+namespace {
+
+// The last position of `reader`'s history: its footer's step count, or
+// without footer its readable prefix's end, the last event or snapshot (a
+// snapshot flushes the events before it, so none is missing there), at
+// least `initial`.
+uint64_t historyEnd(const TraceReader& reader, uint64_t initial) {
+  if (reader.end()) return reader.end()->steps;
+  uint64_t end = initial;
+  if (!reader.chunks().empty()) end = std::max(end, reader.chunks().back().lastStep);
+  if (!reader.snapshots().empty()) end = std::max(end, reader.snapshots().back().step);
+  return end;
+}
+
+}  // namespace
+
 Result<std::unique_ptr<ReplaySession>> ReplaySession::open(const TraceReader& reader) {
   const TraceHeader& h = reader.header();
   if (h.backend != Backend::kEmulator)
@@ -70,17 +86,7 @@ Result<std::unique_ptr<ReplaySession>> ReplaySession::open(const TraceReader& re
   // The whole machine's clock counts this CPU's steps; its local APIC reads
   // IA32_APIC_BASE and CR8 from it.
   if (s->machine_->replaysWholeMachine()) s->machine_->bindCpuState(&s->cpu_->state());
-  if (reader.end()) {
-    s->endStep_ = reader.end()->steps;
-  } else {
-    // No footer: the readable prefix ends at the last event or snapshot
-    // (a snapshot flushes the events before it, so none is missing there).
-    s->endStep_ = init->cpu.steps;
-    if (!reader.chunks().empty())
-      s->endStep_ = std::max(s->endStep_, reader.chunks().back().lastStep);
-    if (!reader.snapshots().empty())
-      s->endStep_ = std::max(s->endStep_, reader.snapshots().back().step);
-  }
+  s->endStep_ = historyEnd(reader, init->cpu.steps);
   if (s->endStep_ < init->cpu.steps)
     return makeError(reader.path() + ": the footer says the run ended at step " +
                      std::to_string(s->endStep_) + ", before its initial state (step " +
@@ -89,6 +95,11 @@ Result<std::unique_ptr<ReplaySession>> ReplaySession::open(const TraceReader& re
       *s->cpu_, s->env_, s->machine_->replaysWholeMachine() ? s->machine_.get() : nullptr,
       s->endStep_);
   return s;
+}
+
+void ReplaySession::extendEnd() {
+  endStep_ = std::max(endStep_, historyEnd(reader_, endStep_));
+  loop_->extendEnd(endStep_);
 }
 
 std::span<uint8_t> ReplaySession::ram() {

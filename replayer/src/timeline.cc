@@ -232,6 +232,11 @@ void Timeline::takeCheckpoint() {
     enforceBudget();
 }
 
+void Timeline::extendEnd() {
+  session_->extendEnd();
+  grid_ = std::max(grid_, (endStep() - beginStep_) / kGridCheckpoints);
+}
+
 const Checkpoint& Timeline::checkpointAtOrBefore(uint64_t step) const {
   auto it = checkpoints_.upper_bound(step);
   TTVM_ASSERT(it != checkpoints_.begin(), "no checkpoint at or before step ", step);

@@ -52,11 +52,12 @@ struct Outcome {
   std::string out, err;
 };
 
-// Starts `ttvm record ARGS` with stdout/stderr to files; returns the pid.
-// A nonzero `fileSizeLimit` caps the files it writes (RLIMIT_FSIZE, with
-// SIGXFSZ ignored: writes past it fail with EFBIG, like a full disk).
-pid_t spawn(const std::vector<std::string>& args, const std::string& tag,
-            rlim_t fileSizeLimit = 0) {
+// Starts `ttvm record ARGS` (or `ttvm COMMAND ARGS`) with stdout/stderr to
+// files; returns the pid. A nonzero `fileSizeLimit` caps the files it writes
+// (RLIMIT_FSIZE, with SIGXFSZ ignored: writes past it fail with EFBIG, like a
+// full disk).
+pid_t spawn(const std::vector<std::string>& args, const std::string& tag, rlim_t fileSizeLimit = 0,
+            std::string command = "record") {
   pid_t pid = fork();
   if (pid == 0) {
     if (fileSizeLimit != 0) {
@@ -71,9 +72,9 @@ pid_t spawn(const std::vector<std::string>& args, const std::string& tag,
     dup2(e, 2);
     dup2(n, 0);
     std::vector<char*> argv;
-    std::string bin = TTVM_BIN, rec = "record";
+    std::string bin = TTVM_BIN;
     argv.push_back(bin.data());
-    argv.push_back(rec.data());
+    argv.push_back(command.data());
     std::vector<std::string> copy = args;
     for (std::string& a : copy) argv.push_back(a.data());
     argv.push_back(nullptr);
@@ -701,6 +702,62 @@ TEST(RecordE2E, TerminalInputWhileIdlingInRealtimeReplays) {
   ASSERT_EQ(stop.kind, SessionStopKind::kEnd) << (d ? d->format() : toString(stop.kind));
   EXPECT_EQ((*replay)->checkEndState(), "");
   EXPECT_EQ((*replay)->state().gpr[3], rec->end.finalCpu.gpr[3]);  // EBX: the arrival times
+}
+
+TEST(RecordE2E, FollowReplaysARecordingInProgress) {
+  // rec_serial_irq halts between PIT ticks 55 ms apart; with --realtime its
+  // run takes the wall-clock time of --timeout, and the writer flushes a
+  // chunk each second. `ttvm replay --follow`, started beside the recorder
+  // (before the file exists), must replay the flushed chunks while the
+  // recorder still runs, then end, once the footer is written, with the
+  // same checked final state as `ttvm verify` afterwards.
+  const std::string trace = tmp("follow.ttvm");
+  std::remove(trace.c_str());
+  const pid_t follower = spawn({"--follow", trace}, "follow_replay", 0, "replay");
+  const Outcome rec = record({"-o", trace, "--start-clock", "1700000000", "--realtime", "--timeout",
+                              "4", guest("rec_serial_irq.elf")},
+                             "follow_rec");
+  const auto recorded = std::chrono::steady_clock::now();
+  // What the follower printed while the recorder ran.
+  const std::string during = slurp(tmp("follow_replay.out"));
+  int ws = 0;
+  pid_t done = 0;
+  while ((done = waitpid(follower, &ws, WNOHANG)) == 0 &&
+         std::chrono::steady_clock::now() - recorded < std::chrono::seconds(20))
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  const double lag =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - recorded).count();
+  if (done == 0) {
+    kill(follower, SIGKILL);
+    waitpid(follower, &ws, 0);
+    FAIL() << "the follower did not end within 20 s of the recording: "
+           << slurp(tmp("follow_replay.out")) << slurp(tmp("follow_replay.err"));
+  }
+  ASSERT_EQ(rec.status, 124) << rec.err;  // the --timeout ended the run
+  const std::string out = slurp(tmp("follow_replay.out"));
+  ASSERT_TRUE(WIFEXITED(ws) && WEXITSTATUS(ws) == 0) << out << slurp(tmp("follow_replay.err"));
+  std::printf("follower ended %.3f s after the recorder\n", lag);
+  EXPECT_LT(lag, 5.0);
+
+  // Progress with increasing steps before the recorder ended.
+  std::vector<uint64_t> steps;
+  std::istringstream lines(during);
+  for (std::string l; std::getline(lines, l);)
+    if (l.rfind("follow: step ", 0) == 0) steps.push_back(std::stoull(l.substr(13)));
+  ASSERT_GE(steps.size(), 2u) << during;
+  for (size_t i = 1; i < steps.size(); ++i) EXPECT_GT(steps[i], steps[i - 1]) << during;
+
+  // The same end, checked, as a replay of the finished file.
+  auto reader = TraceReader::open(trace);
+  ASSERT_TRUE(reader.ok()) << reader.error().message;
+  ASSERT_FALSE(reader->recovered());
+  const std::string n = std::to_string(reader->end()->steps);
+  EXPECT_LT(steps.back(), reader->end()->steps);
+  EXPECT_NE(out.find("replayed " + n + " steps to the end (timeout"), std::string::npos) << out;
+  EXPECT_NE(out.find("the final state match the recording"), std::string::npos) << out;
+  const Outcome v = runVerify(trace);
+  EXPECT_EQ(v.status, 0) << v.err;
+  EXPECT_NE(v.out.find("ok: " + n + " steps"), std::string::npos) << v.out;
 }
 
 TEST(RecordE2E, RealtimePacesIdleTimeToTheWallClock) {

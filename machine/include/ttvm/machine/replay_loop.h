@@ -21,6 +21,7 @@
 // often (a debugger stepping) fires them at the same steps as the recording.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <functional>
@@ -74,6 +75,8 @@ class ReplayLoop {
   // Executes forward until `target` (clamped to endStep()) or a stop.
   SessionStop runTo(uint64_t target, const RunOptions& options = {});
   uint64_t endStep() const { return endStep_; }
+  // A trace followed while it is recorded: its history grew to `endStep`.
+  void extendEnd(uint64_t endStep) { endStep_ = std::max(endStep_, endStep); }
   // State digests compared with the recording so far (each one agreed).
   uint64_t digestsChecked() const { return digestsChecked_; }
   // Records a divergence of `step` (the environment's first one wins).

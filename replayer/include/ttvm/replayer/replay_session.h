@@ -71,6 +71,9 @@ class ReplaySession {
   // The last position of the recorded history (the footer's step count, or
   // for a trace without footer the step of its last event or snapshot).
   uint64_t endStep() const { return endStep_; }
+  // For a trace followed while it is recorded: takes the end its reader
+  // knows now, after TraceReader::refresh() (the end only moves forward).
+  void extendEnd();
 
   // Executes forward until `target` (clamped to endStep()) or a stop.
   SessionStop runTo(uint64_t target, const RunOptions& options = {}) {

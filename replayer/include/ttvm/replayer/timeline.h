@@ -118,6 +118,9 @@ class Timeline {
   uint64_t now() const { return session_->step(); }
   uint64_t beginStep() const { return beginStep_; }
   uint64_t endStep() const { return session_->endStep(); }
+  // For a trace followed while it is recorded: takes the end its reader knows
+  // after TraceReader::refresh(), and spaces checkpoints for the longer span.
+  void extendEnd();
   const CpuState& registers() const { return session_->state(); }
   // Memory at the current position: linear through the guest's page tables
   // (false when a byte is unmapped), physical RAM (false outside RAM).
