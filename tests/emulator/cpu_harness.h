@@ -68,13 +68,19 @@ class TestEnv final : public Environment {
     it->second = value;
     return true;
   }
-  bool interruptPending() override { return !interrupts.empty(); }
+  bool interruptPending() override {
+    ++interruptQueries;
+    return !interrupts.empty();
+  }
   uint8_t acknowledgeInterrupt() override {
     const uint8_t v = interrupts.front();
     interrupts.pop_front();
     return v;
   }
-  bool nmiPending() override { return nmis > 0; }
+  bool nmiPending() override {
+    ++nmiQueries;
+    return nmis > 0;
+  }
   void acknowledgeNmi() override { --nmis; }
   bool stopRequested() override { return stop; }
   // Environment::eventHint, when `useHint`: the test keeps `hint` nonzero
@@ -83,6 +89,8 @@ class TestEnv final : public Environment {
   bool useHint = false;
   volatile uint32_t hint = 0;
   const volatile uint32_t* eventHint() const override { return useHint ? &hint : nullptr; }
+  int interruptQueries = 0;  // interruptPending() calls
+  int nmiQueries = 0;        // nmiPending() calls
 };
 
 // Parses "0f 1f 00" / "0f1f00" into bytes.

@@ -279,6 +279,47 @@ TEST(Events, InterruptsMaskedByIf) {
   EXPECT_EQ(m.env.interrupts.size(), 1u);
 }
 
+// Cpu::run's fast loop drops the hint's maskable-only bit while IF=0: the
+// interrupt that waits there must still be taken at the first boundary where
+// IF=1 and no shadow blocks it, and an "anything" hint must still reach an NMI
+// with IF=0.
+TEST(Events, MaskableOnlyHintWaitsForIfInTheFastLoop) {
+  Machine m;
+  m.setupLong64(kCode);
+  m.setIdt64(0x40, kHandler);
+  m.loadHex(kCode, "90 90 90 fb 90 90 90 90");  // nop x3; sti; nop x4
+  m.loadHex(kHandler, "f4");
+  m.env.useHint = true;
+  m.env.hint = kEventHintMaskableOnly;
+  m.env.interrupts.push_back(0x40);
+  EXPECT_EQ(m.run(3).outcome, StepOutcome::kRetired);
+  EXPECT_EQ(m.env.interruptQueries, 0);  // IF=0: nothing to ask
+  EXPECT_EQ(m.env.nmiQueries, 0);
+  // STI, the NOP in its shadow, then the interrupt before the next NOP.
+  const StepResult r = m.run(10);
+  ASSERT_EQ(r.outcome, StepOutcome::kInterrupt);
+  EXPECT_EQ(int(r.vector), 0x40);
+  EXPECT_EQ(m.get(sp(m), 8), kCode + 5);
+  EXPECT_EQ(m.state().steps, 6u);
+
+  // The same with IF=0 throughout and the hint at "anything": the NMI is taken.
+  Machine n;
+  n.setupLong64(kCode);
+  n.setAllIdt64(kHandler);
+  n.loadHex(kCode, "90 90 90 90");
+  n.loadHex(kHandler, "f4");
+  n.env.useHint = true;
+  n.env.hint = 0;
+  n.env.nmis = 1;
+  EXPECT_EQ(n.run(2).outcome, StepOutcome::kRetired);  // hint 0: not asked
+  EXPECT_EQ(n.env.nmiQueries, 0);
+  n.env.hint = 1;
+  const StepResult s = n.run(10);
+  ASSERT_EQ(s.outcome, StepOutcome::kNmi);
+  EXPECT_EQ(n.get(sp(n), 8), kCode + 2);
+  EXPECT_EQ(n.env.interruptQueries, 0);  // IF=0
+}
+
 TEST(Events, HltWakesOnInterrupt) {
   Machine m;
   m.setupLong64(kCode);
