@@ -45,7 +45,7 @@ void ReplayLoop::divergeAt(uint64_t step, uint64_t rip, std::string reason, std:
   }
 }
 
-bool ReplayLoop::settleBoundary() {
+bool ReplayLoop::settleBoundary(const RunOptions& options) {
   const uint64_t now = cpu_.state().steps;
   for (const TraceEvent* e = env_.peek(); e != nullptr && isPassiveEvent(e->kind);
        e = env_.peek()) {
@@ -70,7 +70,7 @@ bool ReplayLoop::settleBoundary() {
           return false;
         }
         ++digestsChecked_;
-      } else if (whole()) {
+      } else if (whole() && e->step >= options.deviceDigestsCheckedBefore) {
         const uint64_t mine = machine_->deviceDigest();
         if (mine != e->value) {
           divergeAt(now, cpu_.state().rip,
@@ -80,6 +80,7 @@ bool ReplayLoop::settleBoundary() {
           return false;
         }
         ++digestsChecked_;
+        ++deviceDigestsChecked_;
       }
     }
     env_.advance();
@@ -94,7 +95,7 @@ SessionStop ReplayLoop::runTo(uint64_t target, const RunOptions& options) {
   for (;;) {
     const uint64_t now = s.steps;
     stop.step = now;
-    if (env_.divergence() || !settleBoundary()) {
+    if (env_.divergence() || !settleBoundary(options)) {
       stop.kind = SessionStopKind::kDivergence;
       return stop;
     }
@@ -179,7 +180,7 @@ SessionStop ReplayLoop::runTo(uint64_t target, const RunOptions& options) {
         if (s.steps >= endStep_) break;  // the loop top reports the end
         if (whole()) {
           // The recording moved time here: the halt goes on as it did.
-          if (!settleBoundary()) {
+          if (!settleBoundary(options)) {
             stop.kind = SessionStopKind::kDivergence;
             return stop;
           }

@@ -322,6 +322,18 @@ StopReason Timeline::divergenceStop() const {
   return r;
 }
 
+SessionStop Timeline::run(uint64_t target, RunOptions ro) {
+  ro.deviceDigestsCheckedBefore = deviceDigestsCheckedBefore_;
+  const uint64_t before = now();
+  const SessionStop st = session_->runTo(target, ro);
+  stepsExecuted_ += now() - before;
+  // Every digest before the stop was settled on the way (those of the stop's
+  // own step are when the run ends at its target, but not after a breakpoint).
+  if (st.kind != SessionStopKind::kDivergence)
+    deviceDigestsCheckedBefore_ = std::max(deviceDigestsCheckedBefore_, now());
+  return st;
+}
+
 StopReason Timeline::moveTo(uint64_t target, const Control& control, uint64_t doneBase,
                             uint64_t total) {
   disarm();
@@ -342,9 +354,7 @@ StopReason Timeline::moveTo(uint64_t target, const Control& control, uint64_t do
       takeCheckpoint();
       continue;
     }
-    const uint64_t before = now();
-    const SessionStop st = session_->runTo(std::min(target, next), ro);
-    stepsExecuted_ += now() - before;
+    const SessionStop st = run(std::min(target, next), ro);
     if (st.kind == SessionStopKind::kDivergence) return divergenceStop();
     if (st.kind == SessionStopKind::kCancelled) {
       r.kind = StopKind::kCancelled;
@@ -408,9 +418,7 @@ StopReason Timeline::scanForward(uint64_t limit, const Arming& a, const Control&
     }
     const uint64_t last = checkpointAtOrBefore(now()).step();
     const uint64_t next = std::max(now() + 1, last + grid_);
-    const uint64_t before = now();
-    const SessionStop st = session_->runTo(std::min(limit, next), ro);
-    stepsExecuted_ += now() - before;
+    const SessionStop st = run(std::min(limit, next), ro);
     switch (st.kind) {
       case SessionStopKind::kDivergence: disarm(); return divergenceStop();
       case SessionStopKind::kCancelled:
@@ -475,9 +483,7 @@ Result<std::optional<Timeline::Hit>> Timeline::scanBackward(uint64_t lower, cons
     arm(a);
     std::optional<Hit> best;
     for (;;) {
-      const uint64_t before = now();
-      const SessionStop st = session_->runTo(hi, ro);
-      stepsExecuted_ += now() - before;
+      const SessionStop st = run(hi, ro);
       if (st.kind == SessionStopKind::kDivergence) {
         disarm();
         auto d = session_->divergence();
@@ -538,8 +544,7 @@ Result<std::optional<QueryHit>> Timeline::lastChangeOf(
     while (now() < hi) {
       const uint64_t s = now();
       const uint64_t before = value(session_->state());
-      const SessionStop st = session_->runTo(s + 1, ro);
-      ++stepsExecuted_;
+      const SessionStop st = run(s + 1, ro);
       if (st.kind == SessionStopKind::kCancelled) return makeError("cancelled");
       if (st.kind == SessionStopKind::kDivergence) {
         auto d = session_->divergence();

@@ -61,16 +61,6 @@ std::string recordOldMode() {
   return ro.tracePath;
 }
 
-std::vector<TraceEvent> allEvents(const TraceReader& r) {
-  std::vector<TraceEvent> out;
-  for (size_t i = 0; i < r.chunkCount(); ++i) {
-    auto c = r.readChunk(i);
-    EXPECT_TRUE(c.ok());
-    out.insert(out.end(), c->begin(), c->end());
-  }
-  return out;
-}
-
 bool countsAsExit(EventKind k) {
   return k == EventKind::kPortIn || k == EventKind::kPortOut || k == EventKind::kMmioRead ||
          k == EventKind::kMmioWrite || k == EventKind::kHlt || k == EventKind::kStopPoint;
@@ -83,7 +73,7 @@ std::string asKvmTrace(const std::string& emuPath,
                        const std::function<void(std::vector<TraceEvent>&)>& edit = {}) {
   auto r = TraceReader::open(emuPath);
   EXPECT_TRUE(r.ok());
-  std::vector<TraceEvent> events = allEvents(*r);
+  std::vector<TraceEvent> events = testing::allEvents(*r);
   if (edit) edit(events);
   TraceHeader h = r->header();
   h.backend = Backend::kKvm;
@@ -121,9 +111,9 @@ TEST(KvmSteps, ExitNumbersBecomeTheStepsTheEmulatorRecorded) {
   EXPECT_LT(s->exits, s->steps);
   EXPECT_EQ(out->header().backend, Backend::kEmulator);
   std::vector<TraceEvent> want;
-  for (const TraceEvent& ev : allEvents(*e))
+  for (const TraceEvent& ev : testing::allEvents(*e))
     if (ev.kind != EventKind::kStateDigest) want.push_back(ev);
-  const std::vector<TraceEvent> got = allEvents(*out);
+  const std::vector<TraceEvent> got = testing::allEvents(*out);
   ASSERT_EQ(got.size(), want.size());
   size_t ports = 0;
   for (size_t i = 0; i < got.size(); ++i) {
@@ -289,11 +279,11 @@ TEST(KvmSteps, StopPointsAreFoundByState) {
   // Every event keeps the step the emulator recorded; the stop points are
   // not in the stepped trace.
   std::vector<TraceEvent> want;
-  for (const TraceEvent& ev : allEvents(*e))
+  for (const TraceEvent& ev : testing::allEvents(*e))
     if (ev.kind != EventKind::kStateDigest) want.push_back(ev);
   auto out = TraceReader::open(stepped);
   ASSERT_TRUE(out.ok());
-  EXPECT_EQ(allEvents(*out), want);
+  EXPECT_EQ(testing::allEvents(*out), want);
 }
 
 TEST(KvmSteps, AStopPointWhoseStateNeverComesIsNamed) {

@@ -5,6 +5,7 @@
 #include <cstdio>
 
 #include "scripted_trace_support.h"
+#include "spinning_guest_support.h"
 #include "ttvm/formats/trace_reader.h"
 #include "ttvm/machine/loader.h"
 #include "ttvm/machine/machine.h"
@@ -169,30 +170,9 @@ TEST_F(ReplaySessionTest, ChangedDigestIsReported) {
 // the recording's next slice end set register C's UF early and the next
 // device digest differed.
 TEST(WholeMachineReplay, StopsAnywhereWithTheRecordedDeviceState) {
-  machine::MachineOptions mo;
-  mo.ramBytes = 2ull << 20;
-  mo.startClockUnixNs = 1'700'000'000'000'000'000;
-  mo.nsPerStep = 1000;
-  auto m = machine::Machine::create(mo);
-  ASSERT_TRUE(m.ok()) << m.error().message;
-  std::vector<uint8_t> bootSector(512, 0);
-  bootSector[0] = 0xEB;  // jmp $
-  bootSector[1] = 0xFE;
-  bootSector[510] = 0x55;
-  bootSector[511] = 0xAA;
-  auto guest = machine::loadGuest(**m, bootSector, machine::LoadOptions{});
-  ASSERT_TRUE(guest.ok()) << guest.error().message;
-  RecordOptions ro;
-  ro.tracePath = testing::tempTracePath("rtc_seconds");
-  ro.ttvmVersion = "test";
-  ro.maxSteps = 3'500'000;
-  RecordSession rec(**m, std::move(guest).value(), ro);
-  ASSERT_TRUE(rec.start().ok());
-  auto recorded = rec.run();
-  ASSERT_TRUE(recorded.ok()) << recorded.error().message;
-  ASSERT_EQ(recorded->end.steps, 3'500'000u);
-
-  auto reader = TraceReader::open(ro.tracePath);
+  const std::string path = testing::recordSpinningBootSector("rtc_seconds", 3'500'000);
+  ASSERT_FALSE(path.empty());
+  auto reader = TraceReader::open(path);
   ASSERT_TRUE(reader.ok()) << reader.error().message;
   ASSERT_TRUE(reader->header().replayedDevices.size() > 1 &&
               reader->header().replayedDevices.front() == "clock");
@@ -208,7 +188,7 @@ TEST(WholeMachineReplay, StopsAnywhereWithTheRecordedDeviceState) {
   ASSERT_EQ(stop.kind, SessionStopKind::kEnd)
       << ((*s)->divergence() ? (*s)->divergence()->format() : "");
   EXPECT_EQ((*s)->checkEndState(), "");
-  std::remove(ro.tracePath.c_str());
+  std::remove(path.c_str());
 }
 
 }  // namespace

@@ -1,5 +1,6 @@
 #include "scripted_trace_support.h"
 
+#include <gtest/gtest.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -233,6 +234,16 @@ Status rewriteTraceEvent(const std::string& in, const std::string& out, size_t i
   }
   if (!r->end()) return makeError("input trace has no footer");
   return (*w)->close(*r->end());
+}
+
+std::vector<TraceEvent> allEvents(const TraceReader& reader) {
+  std::vector<TraceEvent> out;
+  for (size_t i = 0; i < reader.chunkCount(); ++i) {
+    auto c = reader.readChunk(i);
+    EXPECT_TRUE(c.ok()) << (c.ok() ? "" : c.error().message);
+    if (c.ok()) out.insert(out.end(), c->begin(), c->end());
+  }
+  return out;
 }
 
 }  // namespace ttvm::testing

@@ -14,6 +14,10 @@
 #include "ttvm/emulator/cpu_state.h"
 #include "ttvm/formats/trace_types.h"
 
+namespace ttvm {
+class TraceReader;
+}
+
 namespace ttvm::testing {
 
 // Addresses in the test program (real mode, CS = DS = 0).
@@ -62,5 +66,8 @@ struct CommandRun {
   std::string output;
 };
 CommandRun runCommand(const std::string& cmd);
+
+// Every event of a trace, in trace order.
+std::vector<TraceEvent> allEvents(const TraceReader& reader);
 
 }  // namespace ttvm::testing

@@ -8,6 +8,7 @@
 #include <random>
 
 #include "scripted_timeline_fixture.h"
+#include "spinning_guest_support.h"
 #include "ttvm/formats/trace_reader.h"
 #include "ttvm/replayer/replay_session.h"
 #include "ttvm/replayer/timeline.h"
@@ -201,6 +202,69 @@ TEST_F(TimelineTest, CheckpointMemoryStaysWithinBudget) {
   // The live RAM image itself and step 0 always stay; everything else fits.
   EXPECT_LE((*t)->stats().checkpointBytes, (3u << 20));
   EXPECT_GE((*t)->stats().checkpoints, 2u);
+}
+
+// The timeline compares each device digest the first time it passes its step
+// and not when it re-executes from a checkpoint; a wrong one is still found
+// however the user got near it.
+TEST(TimelineDeviceDigests, ComparedOnceTheFirstTimeTheirStepIsReplayed) {
+  const std::string path = testing::recordSpinningBootSector("device_digests", 2'600'000);
+  ASSERT_FALSE(path.empty());
+  auto reader = TraceReader::open(path);
+  ASSERT_TRUE(reader.ok()) << reader.error().message;
+  const std::vector<TraceEvent> events = testing::allEvents(*reader);
+  std::vector<size_t> digests;  // indices of the device digests
+  for (size_t i = 0; i < events.size(); ++i)
+    if (events[i].kind == EventKind::kDeviceDigest) digests.push_back(i);
+  ASSERT_GE(digests.size(), 30u);
+  auto digestsUpTo = [&](uint64_t step) {
+    return static_cast<uint64_t>(std::count_if(digests.begin(), digests.end(),
+                                               [&](size_t i) { return events[i].step <= step; }));
+  };
+  {
+    auto t = Timeline::open(*reader);
+    ASSERT_TRUE(t.ok()) << t.error().message;
+    Timeline& tl = **t;
+    const uint64_t end = tl.endStep();
+    ASSERT_EQ(tl.seek(end / 2).kind, StopKind::kStepDone);
+    EXPECT_EQ(tl.session().deviceDigestsChecked(), digestsUpTo(end / 2));
+    // Back and forth inside the history already replayed: nothing compared again.
+    ASSERT_EQ(tl.seek(end / 4).kind, StopKind::kStepDone);
+    ASSERT_EQ(tl.stepBack(1).kind, StopKind::kStepDone);
+    ASSERT_EQ(tl.seek(end / 2 - 3).kind, StopKind::kStepDone);
+    EXPECT_EQ(tl.session().deviceDigestsChecked(), digestsUpTo(end / 2));
+    // Past it: each of the rest once.
+    ASSERT_EQ(tl.runToEnd().kind, StopKind::kHistoryEnd);
+    EXPECT_EQ(tl.session().deviceDigestsChecked(), digests.size());
+    EXPECT_EQ(tl.session().checkEndState(), "");
+  }
+
+  // One device digest of the second half made wrong.
+  const TraceEvent bad = [&] {
+    TraceEvent e = events[digests[digests.size() * 3 / 4]];
+    e.value ^= 1;
+    return e;
+  }();
+  const std::string corrupt = testing::tempTracePath("device_digests_bad");
+  ASSERT_TRUE(testing::rewriteTraceEvent(path, corrupt, digests[digests.size() * 3 / 4], bad).ok());
+  auto badReader = TraceReader::open(corrupt);
+  ASSERT_TRUE(badReader.ok()) << badReader.error().message;
+  auto t = Timeline::open(*badReader);
+  ASSERT_TRUE(t.ok()) << t.error().message;
+  Timeline& tl = **t;
+  // Up to just before it, back, and again: no divergence yet.
+  ASSERT_EQ(tl.seek(bad.step - 1).kind, StopKind::kStepDone);
+  ASSERT_EQ(tl.stepBack(100'000).kind, StopKind::kStepDone);
+  ASSERT_EQ(tl.seek(bad.step - 1).kind, StopKind::kStepDone);
+  // Its step, reached for the first time from a checkpoint before it.
+  ASSERT_EQ(tl.stepBack(10).kind, StopKind::kStepDone);
+  const StopReason r = tl.seek(bad.step + 10);
+  ASSERT_EQ(r.kind, StopKind::kDivergence);
+  ASSERT_TRUE(r.divergence.has_value());
+  EXPECT_EQ(r.divergence->step, bad.step);
+  EXPECT_NE(r.divergence->reason.find("device digest"), std::string::npos) << r.divergence->reason;
+  std::remove(path.c_str());
+  std::remove(corrupt.c_str());
 }
 
 }  // namespace

@@ -62,6 +62,12 @@ struct RunOptions {
   // Called between slices with the current position.
   std::function<void(uint64_t step)> progress;
   uint64_t sliceSteps = 1u << 20;
+  // Device digests of the steps before this one are consumed without being
+  // compared: the caller replayed that history before and compared them then
+  // (the timeline re-executing from a checkpoint). Replay is deterministic,
+  // so they would agree again; each costs a hash of the whole device state
+  // (~100 KB). State digests are still compared. 0: compare every digest.
+  uint64_t deviceDigestsCheckedBefore = 0;
 };
 
 class ReplayLoop {
@@ -77,14 +83,16 @@ class ReplayLoop {
   uint64_t endStep() const { return endStep_; }
   // A trace followed while it is recorded: its history grew to `endStep`.
   void extendEnd(uint64_t endStep) { endStep_ = std::max(endStep_, endStep); }
-  // State digests compared with the recording so far (each one agreed).
+  // State and device digests compared with the recording so far (each one
+  // agreed), and the device digests among them.
   uint64_t digestsChecked() const { return digestsChecked_; }
+  uint64_t deviceDigestsChecked() const { return deviceDigestsChecked_; }
   // Records a divergence of `step` (the environment's first one wins).
   void divergeAt(uint64_t step, uint64_t rip, std::string reason, std::string actual);
 
  private:
   // Consumes the passive events of the current step; false on divergence.
-  bool settleBoundary();
+  bool settleBoundary(const RunOptions& options);
   bool whole() const { return env_.wholeMachine(); }
 
   Cpu& cpu_;
@@ -92,6 +100,7 @@ class ReplayLoop {
   Machine* machine_;
   uint64_t endStep_;
   uint64_t digestsChecked_ = 0;
+  uint64_t deviceDigestsChecked_ = 0;
 };
 
 }  // namespace ttvm::machine

@@ -98,8 +98,10 @@ class ReplaySession {
   // Page numbers of the initial state's non-zero RAM pages (ascending).
   const std::vector<uint64_t>& initialPages() const { return initialPages_; }
 
-  // State digests compared with the recording so far (each one agreed).
+  // State and device digests compared with the recording so far (each one
+  // agreed), and the device digests among them.
   uint64_t digestsChecked() const { return loop_->digestsChecked(); }
+  uint64_t deviceDigestsChecked() const { return loop_->deviceDigestsChecked(); }
 
   // The footer's final state compared with the current one (call at
   // endStep()): empty when they agree, else what differs.

@@ -32,6 +32,13 @@
 //    replaying each with the breakpoints armed and keeping its last hit.
 //  - Every long operation takes a Control: a cancel flag checked at least
 //    every million steps and a progress callback (done, total).
+//  - Digests. The first time the replay passes a step, the session compares
+//    the trace's state and device digests there. Re-executing that history
+//    from a checkpoint (the whole work of a seek or a reverse-step) compares
+//    the state digests again but not the device digests: replay is
+//    deterministic, and each device digest hashes ~100 KB of device state.
+//    ThreeThousandRandomMoves (tests/e2e) compares the device state reached
+//    by re-execution with a forward replay's.
 //
 // Threads: a Timeline is single-threaded; a GUI runs it on one worker thread
 // and cancels through the flag from another.
@@ -235,6 +242,8 @@ class Timeline {
   // The last hit with landing in [lower, now), searching interval by
   // interval backward; leaves the position undefined (callers seek).
   Result<std::optional<Hit>> scanBackward(uint64_t lower, const Arming& a, const Control& control);
+  // session_->runTo, counting the steps and what history it has checked.
+  SessionStop run(uint64_t target, RunOptions ro);
   StopReason stopFromHit(const Hit& h, const Arming& a) const;
   StopReason divergenceStop() const;
 
@@ -269,6 +278,8 @@ class Timeline {
   int nextId_ = 1;
   uint32_t exceptionStops_ = 0;
   uint64_t stepsExecuted_ = 0;
+  // The session has compared every device digest of the steps before this.
+  uint64_t deviceDigestsCheckedBefore_ = 0;
   std::vector<TraceEvent> accesses_;  // replayedAccesses()
   uint64_t accessesKnownUpTo_ = 0;
 };
