@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <cstring>
 
+#include "ttvm/base/assert.h"
 #include "ttvm/machine/devices/acpi_pm.h"
 #include "ttvm/machine/devices/cga_text.h"
 #include "ttvm/machine/devices/cmos_rtc.h"
@@ -430,11 +431,25 @@ void Machine::setAttention(bool on) {
   updateEventHint(ApicChange::kNone, false);
 }
 
-std::vector<uint8_t> Machine::saveReplayedState() const {
-  if (whole_) return saveDeviceState();
+Machine::ReplayedState Machine::saveReplayedState() const {
+  ReplayedState state;
+  state.savedBy = this;
+  if (whole_) {
+    state.bytes = saveDeviceState(&state.memoryVersions);
+    return state;
+  }
   StateWriter w;
   saveDevices(replayedDevices_, w);
-  return w.take();
+  state.bytes = w.take();
+  return state;
+}
+
+Status Machine::loadReplayedState(const ReplayedState& state) {
+  // Versions name contents of this machine's memories only.
+  TTVM_ASSERT(state.savedBy == this || state.memoryVersions.empty(),
+              "a replayed state with device memory versions loaded into another machine");
+  if (whole_) return loadDeviceState(state.bytes, state.memoryVersions);
+  return loadReplayedState(state.bytes);
 }
 
 Status Machine::loadReplayedState(std::span<const uint8_t> blob) {
@@ -667,8 +682,13 @@ void Machine::requestStop(StopRequest request) {
 }
 
 std::vector<uint8_t> Machine::saveDeviceState() const {
+  return saveDeviceState(nullptr);
+}
+
+std::vector<uint8_t> Machine::saveDeviceState(std::vector<uint64_t>* memoryVersions) const {
   StateWriter w;
   w.reserve(kDeviceStateReserve);
+  w.recordVersions(memoryVersions);
   for (char c : kDeviceStateMagic) w.u8(static_cast<uint8_t>(c));
   w.u32(kDeviceStateVersion);
   w.u64(clock_.idleNs());
@@ -678,6 +698,11 @@ std::vector<uint8_t> Machine::saveDeviceState() const {
 }
 
 Status Machine::loadDeviceState(std::span<const uint8_t> blob) {
+  return loadDeviceState(blob, {});
+}
+
+Status Machine::loadDeviceState(std::span<const uint8_t> blob,
+                                std::span<const uint64_t> memoryVersions) {
   // Whatever part of the state got loaded, the hint follows it.
   struct UpdateHint {
     Machine* m;
@@ -708,10 +733,12 @@ Status Machine::loadDeviceState(std::span<const uint8_t> blob) {
     std::string name = r.str(64);
     if (!r.failed() && name != d->name())
       r.fail("device '" + name + "' where '" + std::string(d->name()) + "' was expected");
-    std::vector<uint8_t> bytes = r.bytes(1u << 20);
+    const std::span<const uint8_t> bytes = r.view(1u << 20);
     TTVM_TRY(r.status());
     StateReader dr(bytes, "state of device '" + name + "'");
+    dr.skipMemoriesAt(memoryVersions);
     TTVM_TRY(d->loadState(dr));
+    memoryVersions = memoryVersions.subspan(std::min(dr.versionsUsed(), memoryVersions.size()));
     if (dr.remaining() != 0)
       return makeError("state of device '" + name + "': " + std::to_string(dr.remaining()) +
                        " bytes left over");

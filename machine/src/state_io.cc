@@ -1,6 +1,7 @@
 #include "ttvm/machine/state_io.h"
 
 #include <cstring>
+#include <optional>
 
 namespace ttvm::machine {
 
@@ -17,16 +18,8 @@ uint64_t StateReader::get(int n) {
 }
 
 std::vector<uint8_t> StateReader::bytes(size_t maxBytes) {
-  uint32_t n = u32();
-  if (failed_) return {};
-  if (n > maxBytes || n > remaining()) {
-    fail("byte string of " + std::to_string(n) + " bytes (at most " + std::to_string(maxBytes) +
-         ", " + std::to_string(remaining()) + " left)");
-    return {};
-  }
-  std::vector<uint8_t> out(data_.begin() + pos_, data_.begin() + pos_ + n);
-  pos_ += n;
-  return out;
+  const std::span<const uint8_t> v = view(maxBytes);
+  return std::vector<uint8_t>(v.begin(), v.end());
 }
 
 std::string StateReader::str(size_t maxBytes) {
@@ -44,6 +37,43 @@ void StateReader::fixedBytes(std::span<uint8_t> out) {
   }
   std::memcpy(out.data(), data_.data() + pos_, n);
   pos_ += n;
+}
+
+std::span<const uint8_t> StateReader::view(size_t maxBytes) {
+  uint32_t n = u32();
+  if (failed_) return {};
+  if (n > maxBytes || n > remaining()) {
+    fail("byte string of " + std::to_string(n) + " bytes (at most " + std::to_string(maxBytes) +
+         ", " + std::to_string(remaining()) + " left)");
+    return {};
+  }
+  std::span<const uint8_t> out = data_.subspan(pos_, n);
+  pos_ += n;
+  return out;
+}
+
+void StateReader::memory(DeviceMemory& m) {
+  std::optional<uint64_t> saved;
+  if (nextVersion_ < versions_.size()) saved = versions_[nextVersion_++];
+  if (saved && *saved == m.version_) {
+    // The same contents: only the length is checked.
+    const uint32_t n = u32();
+    if (failed_) return;
+    if (n != m.size() || n > remaining()) {
+      fail("byte string of " + std::to_string(n) + " bytes where " + std::to_string(m.size()) +
+           " were expected");
+      return;
+    }
+    pos_ += n;
+    return;
+  }
+  fixedBytes(m.bytes_);
+  if (failed_) return;
+  if (saved) {
+    m.version_ = *saved;
+  } else {
+    m.version_ = ++m.lastVersion_;
+  }
 }
 
 void StateReader::fail(std::string why) {

@@ -109,13 +109,13 @@ std::span<const uint8_t> ReplaySession::ram() const {
   return static_cast<const Machine&>(*machine_).ram();
 }
 
-std::vector<uint8_t> ReplaySession::saveDevices() const {
+Machine::ReplayedState ReplaySession::saveDevices() const {
   if (!runsDevices_) return {};
   return machine_->saveReplayedState();
 }
 
 void ReplaySession::restore(const CpuState& cpu, EventPosition position,
-                            std::span<const uint8_t> devices) {
+                            const Machine::ReplayedState& devices) {
   if (runsDevices_) {
     Status s = machine_->loadReplayedState(devices);
     TTVM_ASSERT(s.ok(), "restoring the replayed devices at step ", cpu.steps, ": ",

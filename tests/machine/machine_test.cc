@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <random>
 #include <string>
 
 #include "test_support.h"
@@ -413,6 +414,70 @@ TEST(DeviceState, RoundTripAndRejection) {
     EXPECT_NE(t.error().message.find("offset"), std::string::npos) << t.error().message;
   }
   a->bindCpuState(nullptr);
+}
+
+// Checkpoints (saveReplayedState) remember each device memory's version and
+// a restore copies only the memories changed since: at random, the CGA's and
+// the pc-testdev's memories are written through the MMIO bus, checkpoints are
+// taken, and earlier ones restored (sometimes twice in a row, where nothing
+// needs copying). After every restore the whole device state equals the one
+// saved, and the memories read back the old bytes.
+TEST(DeviceState, CheckpointsRestoreChangedDeviceMemoriesOnly) {
+  auto m = makeMachine();
+  CpuState cpu = Machine::initialCpuState();
+  m->bindCpuState(&cpu);
+  constexpr uint64_t kCga = 0xB8000, kCgaSize = 0x8000;
+  const uint64_t kTest = PcTestDev::kMemBase, kTestSize = PcTestDev::kMemSize;
+  std::mt19937_64 rng(7);
+  struct Saved {
+    Machine::ReplayedState state;
+    std::vector<uint8_t> blob;  // saveDeviceState() at the same time
+  };
+  std::vector<Saved> saved;
+  saved.push_back({m->saveReplayedState(), m->saveDeviceState()});
+  ASSERT_EQ(saved[0].state.bytes, saved[0].blob);
+  ASSERT_EQ(saved[0].state.memoryVersions.size(), 2u);  // the pc-testdev's and the CGA's
+  int restores = 0;
+  for (int i = 0; i < 400; ++i) {
+    const unsigned what = rng() % 8;
+    if (what < 4) {
+      // A few writes, to one memory or both, of 1-8 bytes.
+      for (int k = 1 + static_cast<int>(rng() % 4); k > 0; --k) {
+        const bool cga = rng() % 2 == 0;
+        const unsigned size = 1u << (rng() % 4);
+        const uint64_t at = (cga ? kCga : kTest) + rng() % ((cga ? kCgaSize : kTestSize) - 8);
+        m->mmioWrite(at, size, rng());
+      }
+    } else if (what < 6) {
+      saved.push_back({m->saveReplayedState(), m->saveDeviceState()});
+      ASSERT_EQ(saved.back().state.bytes, saved.back().blob);
+    } else {
+      const Saved& c = saved[rng() % saved.size()];
+      const int times = rng() % 3 == 0 ? 2 : 1;
+      for (int t = 0; t < times; ++t) {
+        ASSERT_TRUE(m->loadReplayedState(c.state).ok()) << "at " << i;
+        ASSERT_EQ(m->saveDeviceState(), c.blob) << "restore " << restores << " at " << i;
+      }
+      ++restores;
+    }
+  }
+  EXPECT_GT(restores, 50);
+  // A write after a checkpoint, then its restore: the old bytes come back.
+  const std::vector<uint8_t> before = m->saveDeviceState();
+  const Machine::ReplayedState c = m->saveReplayedState();
+  const uint64_t cgaWord = m->mmioRead(kCga + 0x100, 8), testWord = m->mmioRead(kTest + 0x200, 8);
+  m->mmioWrite(kCga + 0x100, 8, ~cgaWord);
+  m->mmioWrite(kTest + 0x200, 8, ~testWord);
+  ASSERT_TRUE(m->loadReplayedState(c).ok());
+  EXPECT_EQ(m->mmioRead(kCga + 0x100, 8), cgaWord);
+  EXPECT_EQ(m->mmioRead(kTest + 0x200, 8), testWord);
+  EXPECT_EQ(m->saveDeviceState(), before);
+  // A state loaded without versions (a trace's INIT frame) is copied in full.
+  auto other = makeMachine();
+  other->mmioWrite(kCga, 8, 0x1122334455667788ull);
+  ASSERT_TRUE(other->loadDeviceState(before).ok());
+  EXPECT_EQ(other->saveDeviceState(), before);
+  m->bindCpuState(nullptr);
 }
 
 TEST(Machine, NonZeroPagesMatchAFullScan) {

@@ -5,19 +5,14 @@ namespace ttvm::machine {
 void CgaText::saveState(StateWriter& out) const {
   out.u8(index_);
   out.bytes(crtc_);
-  out.bytes(memory_);
+  out.memory(memory_);
 }
 
 Status CgaText::loadState(StateReader& in) {
   index_ = in.u8();
-  const std::vector<uint8_t> crtc = in.bytes(crtc_.size());
-  const std::vector<uint8_t> memory = in.bytes(memory_.size());
-  if (!in.failed() && (crtc.size() != crtc_.size() || memory.size() != memory_.size()))
-    in.fail("cga-text register or memory size");
-  TTVM_TRY(in.status());
-  std::copy(crtc.begin(), crtc.end(), crtc_.begin());
-  std::copy(memory.begin(), memory.end(), memory_.begin());
-  return {};
+  in.fixedBytes(crtc_);
+  in.memory(memory_);
+  return in.status();
 }
 
 uint32_t CgaText::portRead(uint16_t port, unsigned size) {
@@ -50,8 +45,9 @@ uint64_t CgaText::mmioRead(uint64_t offset, unsigned size) {
 }
 
 void CgaText::mmioWrite(uint64_t offset, unsigned size, uint64_t value) {
+  std::span<uint8_t> m = memory_.change();
   for (unsigned i = 0; i < size; ++i)
-    memory_[(offset + i) % kMemSize] = static_cast<uint8_t>(value >> (8 * i));
+    m[(offset + i) % kMemSize] = static_cast<uint8_t>(value >> (8 * i));
 }
 
 }  // namespace ttvm::machine

@@ -39,20 +39,21 @@ uint64_t PcTestDev::mmioRead(uint64_t offset, unsigned size) {
 }
 
 void PcTestDev::mmioWrite(uint64_t offset, unsigned size, uint64_t value) {
+  std::span<uint8_t> m = mem_.change();
   for (unsigned i = 0; i < size && offset + i < kMemSize; ++i)
-    mem_[offset + i] = static_cast<uint8_t>(value >> (8 * i));
+    m[offset + i] = static_cast<uint8_t>(value >> (8 * i));
 }
 
 void PcTestDev::saveState(StateWriter& out) const {
   out.bytes(latch_);
   out.u32(irqLevels_);
-  out.bytes(mem_);
+  out.memory(mem_);
 }
 
 Status PcTestDev::loadState(StateReader& in) {
   in.fixedBytes(latch_);
   irqLevels_ = in.u32();
-  in.fixedBytes(mem_);
+  in.memory(mem_);
   return in.status();
 }
 

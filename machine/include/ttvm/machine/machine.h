@@ -234,9 +234,20 @@ class Machine final : public IrqSink, public RunControl {
   // Whether `port` belongs to a replayed device.
   bool portReplayed(uint16_t port) const { return replayedPorts_[port]; }
   // The replayed devices' state only (the whole machine's: saveDeviceState),
-  // what a replay checkpoint and the recorder's tail checkpoint keep.
-  std::vector<uint8_t> saveReplayedState() const;
-  Status loadReplayedState(std::span<const uint8_t> blob);
+  // what a replay checkpoint keeps, with the version of each device memory
+  // in it (DeviceMemory): loading it back into this machine copies only the
+  // memories changed since. A ReplayedState is for the machine that saved it.
+  struct ReplayedState {
+    std::vector<uint8_t> bytes;
+    std::vector<uint64_t> memoryVersions;
+    const Machine* savedBy = nullptr;
+  };
+  ReplayedState saveReplayedState() const;
+  // Loads a state this machine saved.
+  Status loadReplayedState(const ReplayedState& state);
+  // Loads the bytes of a state any machine of this configuration saved
+  // (every memory is copied).
+  Status loadReplayedState(std::span<const uint8_t> bytes);
   // A digest of saveDeviceState(): every device's registers, the clock's
   // idle offset and the generator (the trace's kDeviceDigest).
   uint64_t deviceDigest() const;
@@ -265,6 +276,9 @@ class Machine final : public IrqSink, public RunControl {
   // which leave the TPR they set as it is).
   void updateEventHint(ApicChange apic, bool syncTpr = true);
   static void saveDevices(const std::vector<Device*>& devices, StateWriter& w);
+  std::vector<uint8_t> saveDeviceState(std::vector<uint64_t>* memoryVersions) const;
+  // loadDeviceState, skipping the memories whose version is in memoryVersions.
+  Status loadDeviceState(std::span<const uint8_t> blob, std::span<const uint64_t> memoryVersions);
   // The APIC's TPR follows CR8 lazily (LocalApic::syncTprFromCr8): a write to
   // its registers must land after a CR8 write the CPU made since, as it did
   // when the CPU asked interruptPending() at every instruction boundary.

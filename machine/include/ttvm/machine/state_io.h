@@ -16,6 +16,34 @@
 
 namespace ttvm::machine {
 
+// A device's bulk memory (the CGA's 32 KiB of text, the pc-testdev's 64
+// KiB): bytes the guest reads and writes, saved by StateWriter::memory()
+// like bytes(). Every change goes through change(), which gives the contents
+// a new version: a version names one content of this memory, so a
+// checkpoint that remembers the version it saved (StateWriter::
+// recordVersions) can be restored without copying the memory back while the
+// memory still holds those bytes (StateReader::memory).
+class DeviceMemory {
+ public:
+  explicit DeviceMemory(size_t size) : bytes_(size, 0) {}
+  size_t size() const { return bytes_.size(); }
+  uint8_t operator[](size_t i) const { return bytes_[i]; }
+  std::span<const uint8_t> bytes() const { return bytes_; }
+  // The bytes to change; they get a new version. Write through the span
+  // before the next save or load, and keep it no longer.
+  std::span<uint8_t> change() {
+    version_ = ++lastVersion_;
+    return bytes_;
+  }
+  uint64_t version() const { return version_; }
+
+ private:
+  friend class StateReader;
+  std::vector<uint8_t> bytes_;
+  uint64_t version_ = 0;      // 0: the zeros it was made with
+  uint64_t lastVersion_ = 0;  // the highest version given out: none is given twice
+};
+
 class StateWriter {
  public:
   void u8(uint8_t v) { bytes_.push_back(v); }
@@ -43,6 +71,14 @@ class StateWriter {
     for (int i = 0; i < 4; ++i) bytes_[mark + i] = static_cast<uint8_t>(n >> (8 * i));
   }
   void reserve(size_t n) { bytes_.reserve(n); }
+  // A DeviceMemory: the same bytes as bytes(m.bytes()).
+  void memory(const DeviceMemory& m) {
+    bytes(m.bytes());
+    if (versions_ != nullptr) versions_->push_back(m.version());
+  }
+  // Appends each memory()'s version to `out` from now on, in the order
+  // written: what a StateReader needs to skip memories that hold them.
+  void recordVersions(std::vector<uint64_t>* out) { versions_ = out; }
 
   const std::vector<uint8_t>& data() const { return bytes_; }
   std::vector<uint8_t> take() { return std::move(bytes_); }
@@ -52,6 +88,7 @@ class StateWriter {
     for (int i = 0; i < n; ++i) bytes_.push_back(static_cast<uint8_t>(v >> (8 * i)));
   }
   std::vector<uint8_t> bytes_;
+  std::vector<uint64_t>* versions_ = nullptr;
 };
 
 // Reads what StateWriter wrote. Running past the end makes every later read
@@ -71,6 +108,19 @@ class StateReader {
   std::string str(size_t maxBytes);
   // Reads exactly out.size() bytes of a length-prefixed string whose length must match.
   void fixedBytes(std::span<uint8_t> out);
+  // A length-prefixed string of at most `maxBytes`, without a copy (valid
+  // as long as the data).
+  std::span<const uint8_t> view(size_t maxBytes);
+  // What StateWriter::memory() wrote, into `m` (whose size it must have).
+  // With versions (skipMemoriesAt), a memory whose version is the one saved
+  // holds those bytes already and is not copied; a loaded one takes the
+  // saved version. Else it gets a new version.
+  void memory(DeviceMemory& m);
+  // The versions StateWriter::recordVersions gave, for the memory() calls
+  // from now on, in order; valid as long as the reader.
+  void skipMemoriesAt(std::span<const uint64_t> versions) { versions_ = versions; }
+  // How many versions memory() has used (a sub-reader's go on from there).
+  size_t versionsUsed() const { return nextVersion_; }
 
   bool failed() const { return failed_; }
   size_t offset() const { return pos_; }
@@ -84,6 +134,8 @@ class StateReader {
   uint64_t get(int n);
 
   std::span<const uint8_t> data_;
+  std::span<const uint64_t> versions_;
+  size_t nextVersion_ = 0;
   std::string what_;
   size_t pos_ = 0;
   bool failed_ = false;

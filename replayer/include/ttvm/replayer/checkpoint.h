@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "ttvm/emulator/cpu_state.h"
+#include "ttvm/machine/machine.h"
 #include "ttvm/machine/replay_environment.h"
 
 namespace ttvm {
@@ -76,7 +77,7 @@ struct Checkpoint {
   CpuState cpu;  // cpu.steps is the checkpoint's position
   machine::EventPosition events;
   PageMap ram;
-  std::vector<uint8_t> devices;  // ReplaySession::saveDevices(): the replayed devices' state
+  machine::Machine::ReplayedState devices;  // ReplaySession::saveDevices()
   uint64_t step() const { return cpu.steps; }
 };
 

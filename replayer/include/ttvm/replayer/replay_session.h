@@ -32,6 +32,7 @@
 #include "ttvm/emulator/cpu.h"
 #include "ttvm/formats/trace_reader.h"
 #include "ttvm/machine/divergence.h"
+#include "ttvm/machine/machine.h"
 #include "ttvm/machine/replay_environment.h"
 #include "ttvm/machine/replay_loop.h"
 #include "ttvm/replayer/guest_symbols.h"
@@ -87,9 +88,9 @@ class ReplaySession {
   // through ram() and cpu().notifyRamWritten()); `devices` is what
   // saveDevices() returned there.
   void restore(const CpuState& cpu, machine::EventPosition position,
-               std::span<const uint8_t> devices = {});
+               const machine::Machine::ReplayedState& devices);
   // The replay-computed devices' state (empty when the trace has none).
-  std::vector<uint8_t> saveDevices() const;
+  machine::Machine::ReplayedState saveDevices() const;
   // Whether this replay runs devices itself (a 1.1 trace with replayedDevices).
   bool runsDevices() const { return runsDevices_; }
   // Whether it runs the whole machine (a 1.3 trace: no device access in it).

@@ -35,7 +35,7 @@ class CgaText final : public Device, public PortDevice, public MmioDevice {
  private:
   uint8_t index_ = 0;
   std::array<uint8_t, 32> crtc_{};
-  std::array<uint8_t, kMemSize> memory_{};
+  DeviceMemory memory_{kMemSize};
 };
 
 }  // namespace ttvm::machine

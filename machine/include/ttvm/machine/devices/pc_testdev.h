@@ -28,7 +28,7 @@ class PcTestDev final : public Device, public PortDevice, public MmioDevice {
   static constexpr uint64_t kMemBase = 0xFF000000;
   static constexpr uint64_t kMemSize = 0x10000;
 
-  explicit PcTestDev(IrqSink* irqs) : irqs_(irqs), mem_(kMemSize, 0) {}
+  explicit PcTestDev(IrqSink* irqs) : irqs_(irqs), mem_(kMemSize) {}
 
   std::string_view name() const override { return "pc-testdev"; }
   void saveState(StateWriter& out) const override;
@@ -43,7 +43,7 @@ class PcTestDev final : public Device, public PortDevice, public MmioDevice {
   IrqSink* irqs_;
   std::array<uint8_t, 4> latch_{};
   uint32_t irqLevels_ = 0;
-  std::vector<uint8_t> mem_;
+  DeviceMemory mem_;
 };
 
 }  // namespace ttvm::machine
