@@ -410,20 +410,88 @@ Status Machine::setReplayedDevices(std::vector<std::string> names) {
   return {};
 }
 
-uint64_t Machine::deviceDigest() const {
-  const std::vector<uint8_t> blob = saveDeviceState();
-  // 64-bit words through a multiply-xorshift mix (the blob is tens of KiB:
-  // the CGA text memory is device state).
-  uint64_t h = 0x9E3779B97F4A7C15ull ^ blob.size();
-  size_t i = 0;
-  for (; i + 8 <= blob.size(); i += 8) {
-    uint64_t w;
-    std::memcpy(&w, blob.data() + i, 8);
-    h = (h ^ w) * 0xFF51AFD7ED558CCDull;
-    h ^= h >> 32;
+namespace {
+
+// The device digest's hash over a stream given in pieces: its 64-bit
+// little-endian words through a multiply-xorshift chain, then the last
+// size % 8 bytes one at a time (the stream is tens of KiB: the device
+// memories are device state).
+class DigestHash {
+ public:
+  explicit DigestHash(uint64_t size) : h_(0x9E3779B97F4A7C15ull ^ size) {}
+  void add(std::span<const uint8_t> b) {
+    size_t i = 0;
+    while (pending_ != 0 && i < b.size()) {
+      word_[pending_++] = b[i++];
+      if (pending_ == 8) {
+        mix(word_);
+        pending_ = 0;
+      }
+    }
+    for (; i + 8 <= b.size(); i += 8) mix(b.data() + i);
+    for (; i < b.size(); ++i) word_[pending_++] = b[i];
   }
-  for (; i < blob.size(); ++i) h = (h ^ blob[i]) * 0xC4CEB9FE1A85EC53ull;
-  return h ^ (h >> 29);
+  // How many bytes the stream needs before the next word starts.
+  size_t toWordStart() const { return pending_ == 0 ? 0 : 8 - pending_; }
+  // The chain value; at a word start it is all that the bytes so far left.
+  uint64_t value() const { return h_; }
+  void setValue(uint64_t h) { h_ = h; }
+  uint64_t finish() {
+    for (size_t i = 0; i < pending_; ++i) h_ = (h_ ^ word_[i]) * 0xC4CEB9FE1A85EC53ull;
+    return h_ ^ (h_ >> 29);
+  }
+
+ private:
+  void mix(const uint8_t* p) {
+    uint64_t w;
+    std::memcpy(&w, p, 8);
+    h_ = (h_ ^ w) * 0xFF51AFD7ED558CCDull;
+    h_ ^= h_ >> 32;
+  }
+  uint64_t h_;
+  uint8_t word_[8] = {};
+  size_t pending_ = 0;
+};
+
+}  // namespace
+
+uint64_t Machine::digestOf(std::span<const uint8_t> blob) {
+  DigestHash h(blob.size());
+  h.add(blob);
+  return h.finish();
+}
+
+uint64_t Machine::deviceDigest() const {
+  // The state without the memories' bytes, hashed with each memory's bytes
+  // taken where they stand.
+  std::vector<StateWriter::MemoryMark> marks;
+  const std::vector<uint8_t> rest = saveDeviceState(nullptr, &marks);
+  uint64_t size = rest.size();
+  for (const StateWriter::MemoryMark& m : marks) size += m.memory->size();
+  const std::span<const uint8_t> restBytes(rest);
+  DigestHash h(size);
+  digestMemo_.resize(marks.size());
+  size_t at = 0;
+  for (size_t i = 0; i < marks.size(); ++i) {
+    h.add(restBytes.subspan(at, marks[i].offset - at));
+    at = marks[i].offset;
+    const DeviceMemory& m = *marks[i].memory;
+    const std::span<const uint8_t> b = m.bytes();
+    const size_t head = std::min(h.toWordStart(), b.size());
+    h.add(b.first(head));
+    const size_t words = (b.size() - head) / 8 * 8;
+    DigestMemo& memo = digestMemo_[i];
+    if (memo.valid && memo.version == m.version() && memo.head == head && memo.in == h.value()) {
+      h.setValue(memo.out);
+    } else {
+      memo = DigestMemo{true, m.version(), head, h.value(), 0};
+      h.add(b.subspan(head, words));
+      memo.out = h.value();
+    }
+    h.add(b.subspan(head + words));
+  }
+  h.add(restBytes.subspan(at));
+  return h.finish();
 }
 
 void Machine::setAttention(bool on) {
@@ -435,7 +503,7 @@ Machine::ReplayedState Machine::saveReplayedState() const {
   ReplayedState state;
   state.savedBy = this;
   if (whole_) {
-    state.bytes = saveDeviceState(&state.memoryVersions);
+    state.bytes = saveDeviceState(&state.memoryVersions, nullptr);
     return state;
   }
   StateWriter w;
@@ -682,13 +750,15 @@ void Machine::requestStop(StopRequest request) {
 }
 
 std::vector<uint8_t> Machine::saveDeviceState() const {
-  return saveDeviceState(nullptr);
+  return saveDeviceState(nullptr, nullptr);
 }
 
-std::vector<uint8_t> Machine::saveDeviceState(std::vector<uint64_t>* memoryVersions) const {
+std::vector<uint8_t> Machine::saveDeviceState(std::vector<uint64_t>* memoryVersions,
+                                              std::vector<StateWriter::MemoryMark>* leftOut) const {
   StateWriter w;
-  w.reserve(kDeviceStateReserve);
+  w.reserve(leftOut != nullptr ? kDeviceStateReserve / 16 : kDeviceStateReserve);
   w.recordVersions(memoryVersions);
+  if (leftOut != nullptr) w.leaveOutMemories(leftOut);
   for (char c : kDeviceStateMagic) w.u8(static_cast<uint8_t>(c));
   w.u32(kDeviceStateVersion);
   w.u64(clock_.idleNs());

@@ -249,8 +249,12 @@ class Machine final : public IrqSink, public RunControl {
   // (every memory is copied).
   Status loadReplayedState(std::span<const uint8_t> bytes);
   // A digest of saveDeviceState(): every device's registers, the clock's
-  // idle offset and the generator (the trace's kDeviceDigest).
+  // idle offset and the generator (the trace's kDeviceDigest). Equal to
+  // digestOf(saveDeviceState()), without copying the device memories, and
+  // without hashing those unchanged since the last digest (see digestMemo_).
   uint64_t deviceDigest() const;
+  // The device digest's definition: a hash of a saveDeviceState() blob.
+  static uint64_t digestOf(std::span<const uint8_t> blob);
 
   // While on, the event hint stays set so that the CPU asks stopRequested()
   // at the next instruction boundary (a replay that diverged inside a
@@ -276,7 +280,8 @@ class Machine final : public IrqSink, public RunControl {
   // which leave the TPR they set as it is).
   void updateEventHint(ApicChange apic, bool syncTpr = true);
   static void saveDevices(const std::vector<Device*>& devices, StateWriter& w);
-  std::vector<uint8_t> saveDeviceState(std::vector<uint64_t>* memoryVersions) const;
+  std::vector<uint8_t> saveDeviceState(std::vector<uint64_t>* memoryVersions,
+                                       std::vector<StateWriter::MemoryMark>* leftOut) const;
   // loadDeviceState, skipping the memories whose version is in memoryVersions.
   Status loadDeviceState(std::span<const uint8_t> blob, std::span<const uint64_t> memoryVersions);
   // The APIC's TPR follows CR8 lazily (LocalApic::syncTprFromCr8): a write to
@@ -337,6 +342,16 @@ class Machine final : public IrqSink, public RunControl {
   std::vector<std::string> replayed_;
   bool whole_ = false;
   bool attention_ = false;
+  // deviceDigest()'s hash chain over each device memory's whole words (in
+  // save order): the same memory contents (version) entered with the same
+  // chain value give the same value after them, which is taken from here.
+  struct DigestMemo {
+    bool valid = false;
+    uint64_t version = 0;
+    size_t head = 0;  // the memory's bytes before its first whole word
+    uint64_t in = 0, out = 0;
+  };
+  mutable std::vector<DigestMemo> digestMemo_;
   std::vector<Device*> replayedDevices_;  // save/load order of saveReplayedState
   std::bitset<65536> replayedPorts_;
   std::vector<Device*> devices_;  // save/load order

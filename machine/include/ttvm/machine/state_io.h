@@ -64,18 +64,36 @@ class StateWriter {
   size_t beginBytes() {
     const size_t mark = bytes_.size();
     u32(0);
+    openLeftOut_.push_back(leftOut_);
     return mark;
   }
   void endBytes(size_t mark) {
-    const uint64_t n = bytes_.size() - mark - 4;
+    const uint64_t n = bytes_.size() - mark - 4 + (leftOut_ - openLeftOut_.back());
+    openLeftOut_.pop_back();
     for (int i = 0; i < 4; ++i) bytes_[mark + i] = static_cast<uint8_t>(n >> (8 * i));
   }
   void reserve(size_t n) { bytes_.reserve(n); }
-  // A DeviceMemory: the same bytes as bytes(m.bytes()).
+  // A DeviceMemory: the same bytes as bytes(m.bytes()), unless left out.
   void memory(const DeviceMemory& m) {
-    bytes(m.bytes());
     if (versions_ != nullptr) versions_->push_back(m.version());
+    if (marks_ == nullptr) {
+      bytes(m.bytes());
+      return;
+    }
+    u32(static_cast<uint32_t>(m.size()));
+    marks_->push_back(MemoryMark{bytes_.size(), &m});
+    leftOut_ += m.size();
   }
+  // Where a left-out memory's bytes belong: before data()[offset].
+  struct MemoryMark {
+    size_t offset;
+    const DeviceMemory* memory;
+  };
+  // From now on, memory() writes only the length and appends a mark to
+  // `out`; lengths of beginBytes() sections still count the memories' bytes.
+  // data() with each memory's bytes inserted at its mark is what the writer
+  // writes otherwise (Machine::deviceDigest hashes it without copying them).
+  void leaveOutMemories(std::vector<MemoryMark>* out) { marks_ = out; }
   // Appends each memory()'s version to `out` from now on, in the order
   // written: what a StateReader needs to skip memories that hold them.
   void recordVersions(std::vector<uint64_t>* out) { versions_ = out; }
@@ -89,6 +107,9 @@ class StateWriter {
   }
   std::vector<uint8_t> bytes_;
   std::vector<uint64_t>* versions_ = nullptr;
+  std::vector<MemoryMark>* marks_ = nullptr;
+  uint64_t leftOut_ = 0;               // bytes of memories left out so far
+  std::vector<uint64_t> openLeftOut_;  // leftOut_ at each open beginBytes()
 };
 
 // Reads what StateWriter wrote. Running past the end makes every later read
