@@ -75,13 +75,96 @@ uint64_t stopFingerprint(const CpuState& s, std::span<const uint8_t> ram,
   return h.value();
 }
 
+namespace {
+
+// The registers the quick key leaves out, by name, so that two logs whose
+// "regs" digests differ show which register differs.
+std::string describeOtherRegisters(const CpuState& c) {
+  std::string out;
+  char buf[96];
+  auto add = [&](const char* name, uint64_t v) {
+    std::snprintf(buf, sizeof buf, " %s=%llx", name, static_cast<unsigned long long>(v));
+    out += buf;
+  };
+  static constexpr const char* kSeg[] = {"es", "cs", "ss", "ds", "fs", "gs"};
+  auto addSeg = [&](const char* name, const SegmentRegister& r) {
+    std::snprintf(buf, sizeof buf, " %s=%x:%llx:%x:%x", name, unsigned{r.selector},
+                  static_cast<unsigned long long>(r.base), r.limit, r.attributes);
+    out += buf;
+  };
+  for (size_t i = 0; i < c.seg.size(); ++i)
+    addSeg(i < std::size(kSeg) ? kSeg[i] : "seg?", c.seg[i]);
+  addSeg("ldtr", c.ldtr);
+  addSeg("tr", c.tr);
+  add("gdt", c.gdtr.base);
+  add("gdtlim", c.gdtr.limit);
+  add("idt", c.idtr.base);
+  add("idtlim", c.idtr.limit);
+  add("cr0", c.cr0);
+  add("cr2", c.cr2);
+  add("cr3", c.cr3);
+  add("cr4", c.cr4);
+  add("cr8", c.cr8);
+  add("xcr0", c.xcr0);
+  add("dr6", c.dr6);
+  add("dr7", c.dr7);
+  for (size_t i = 0; i < c.dr.size(); ++i) add("dr", c.dr[i]);
+  const MsrState& m = c.msr;
+  add("efer", m.efer);
+  add("star", m.star);
+  add("lstar", m.lstar);
+  add("cstar", m.cstar);
+  add("sfmask", m.sfmask);
+  add("kgsbase", m.kernelGsBase);
+  add("syscs", m.sysenterCs);
+  add("sysesp", m.sysenterEsp);
+  add("syseip", m.sysenterEip);
+  add("pat", m.pat);
+  add("apicbase", m.apicBase);
+  add("tscaux", m.tscAux);
+  add("misc", m.miscEnable);
+  add("tscadj", m.tscAdjust);
+  const FpuState& f = c.fpu;
+  add("fcw", f.fcw);
+  add("fsw", f.fsw);
+  add("ftw", f.ftw);
+  add("fop", f.fop);
+  add("fip", f.fip);
+  add("fdp", f.fdp);
+  add("fcs", f.fcs);
+  add("fds", f.fds);
+  add("mxcsr", f.mxcsr);
+  WordHash st;
+  for (const Float80& r : f.st) {
+    st.add(r.significand);
+    st.add(r.signExponent);
+  }
+  add("st#", st.value());
+  WordHash xmm;
+  for (const Vec128& x : f.xmm) {
+    xmm.add(x.q[0]);
+    xmm.add(x.q[1]);
+  }
+  add("xmm#", xmm.value());
+  add("shadow", static_cast<uint64_t>(c.pending.shadow));
+  add("pdr6", c.pending.pendingDr6);
+  add("nmi", c.pending.nmiBlocked);
+  add("halted", c.pending.halted);
+  return out;
+}
+
+}  // namespace
+
 std::string describeStopState(const CpuState& s, std::span<const uint8_t> ram,
                               std::span<const PageRun> runs) {
   const CpuState atZero = comparable(s);
   char buf[64];
-  std::snprintf(buf, sizeof buf, "regs %016llx gprs %08x pages",
+  std::snprintf(buf, sizeof buf, "regs %016llx gprs %08x",
                 static_cast<unsigned long long>(stateDigest(atZero)), stopQuickKey(s));
   std::string out = buf;
+  out += " (";
+  out += describeOtherRegisters(atZero).substr(1);
+  out += ") pages";
   for (const PageRun& r : runs)
     for (uint64_t p = r.first; p < r.first + r.count; ++p) {
       const PageRun one{p, 1};

@@ -78,5 +78,31 @@ TEST(StopPoint, EventsListTheRunsThenThePoint) {
   EXPECT_NE(stopQuickKey(t), stopQuickKey(s));
 }
 
+TEST(StopPoint, DescriptionNamesTheRegistersOutsideTheQuickKey) {
+  std::vector<uint8_t> ram(4 * kPageSize, 0);
+  const std::vector<PageRun> runs = {{2, 1}};
+  CpuState s;
+  s.cr4 = 0x20;
+  s.msr.efer = 0x500;
+  const std::string a = describeStopState(s, ram, runs);
+  EXPECT_NE(a.find(" cr4=20 "), std::string::npos) << a;
+  EXPECT_NE(a.find(" efer=500 "), std::string::npos) << a;
+  EXPECT_NE(a.find(" pages 2:"), std::string::npos) << a;
+  // A difference the quick key cannot see shows by name, the rest equal.
+  CpuState t = s;
+  t.segment(SegReg::kCs).attributes ^= 1;  // the accessed bit
+  ASSERT_EQ(stopQuickKey(t), stopQuickKey(s));
+  const std::string b = describeStopState(t, ram, runs);
+  EXPECT_NE(a, b);
+  // Only the CS field differs: the same text before and after it.
+  const size_t cs = a.find(" cs=");
+  ASSERT_NE(cs, std::string::npos) << a;
+  const size_t end = a.find(' ', cs + 1);
+  ASSERT_EQ(b.substr(0, cs), a.substr(0, cs).replace(5, 16, b.substr(5, 16)));
+  EXPECT_EQ(a.substr(cs, end - cs), " cs=0:0:ffff:93");
+  EXPECT_EQ(b.substr(cs, end - cs), " cs=0:0:ffff:92");
+  EXPECT_EQ(a.substr(end), b.substr(end));
+}
+
 }  // namespace
 }  // namespace ttvm::machine

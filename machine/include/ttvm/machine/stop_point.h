@@ -43,7 +43,10 @@ uint64_t stopFingerprint(const CpuState& s, std::span<const uint8_t> ram,
                          std::span<const PageRun> runs);
 
 // The parts of a fingerprint, for logs that compare a recording with its
-// replay: "regs <digest> gprs <quick key> pages <n>:<hash> ...".
+// replay: "regs <digest> gprs <quick key> (<name>=<value> ...) pages
+// <n>:<hash> ...", the parenthesis naming every register the quick key
+// leaves out (segments as selector:base:limit:attributes; x87 and XMM
+// registers as one hash each), so that differing digests show which differs.
 std::string describeStopState(const CpuState& s, std::span<const uint8_t> ram,
                               std::span<const PageRun> runs);
 
