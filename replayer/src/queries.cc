@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <iterator>
 
+#include "ttvm/emulator/state_diff.h"
 #include "ttvm/replayer/timeline.h"
 
 namespace ttvm {
@@ -192,12 +193,9 @@ Result<std::optional<QueryHit>> Timeline::nextEvent(const EventQuery& q, bool mo
 // ------------------------------------------------------------ registers
 
 std::optional<RegisterRef> registerByName(std::string_view name) {
-  static const char* kGprNames[] = {"rax", "rcx", "rdx", "rbx", "rsp", "rbp", "rsi", "rdi",
-                                    "r8",  "r9",  "r10", "r11", "r12", "r13", "r14", "r15"};
   for (int i = 0; i < kNumGprs; ++i)
     if (name == kGprNames[i])
       return RegisterRef{kGprNames[i], [i](const CpuState& s) { return s.gpr[i]; }};
-  static const char* kSegNames[] = {"es", "cs", "ss", "ds", "fs", "gs"};
   for (int i = 0; i < kNumSegRegs; ++i)
     if (name == kSegNames[i])
       return RegisterRef{kSegNames[i],

@@ -7,6 +7,7 @@
 
 #include "ttvm/base/hex.h"
 #include "ttvm/base/log.h"
+#include "ttvm/emulator/state_diff.h"
 #include "ttvm/machine/machine.h"
 
 namespace ttvm {
@@ -169,76 +170,8 @@ std::string ReplaySession::checkEndState() const {
     o << "step count " << s.steps << ", recorded end at " << end.steps << "; ";
   if (stateDigest(s) != end.finalDigest)
     o << "state digest " << hex(stateDigest(s)) << ", recorded " << hex(end.finalDigest) << "; ";
-  if (!(s == end.finalCpu)) {
-    const CpuState& f = end.finalCpu;
-    static const char* kNames[] = {"rax", "rcx", "rdx", "rbx", "rsp", "rbp", "rsi", "rdi",
-                                   "r8",  "r9",  "r10", "r11", "r12", "r13", "r14", "r15"};
-    for (int i = 0; i < kNumGprs; ++i)
-      if (s.gpr[i] != f.gpr[i])
-        o << kNames[i] << " " << hex(s.gpr[i]) << " vs recorded " << hex(f.gpr[i]) << "; ";
-    if (s.rip != f.rip) o << "rip " << hex(s.rip) << " vs recorded " << hex(f.rip) << "; ";
-    if (s.rflags != f.rflags)
-      o << "rflags " << hex(s.rflags) << " vs recorded " << hex(f.rflags) << "; ";
-    auto field = [&o](const std::string& name, uint64_t mine, uint64_t recorded) {
-      if (mine != recorded)
-        o << name << " " << hex(mine) << " vs recorded " << hex(recorded) << "; ";
-    };
-    auto segment = [&field](const std::string& name, const SegmentRegister& a,
-                            const SegmentRegister& b) {
-      field(name + ".selector", a.selector, b.selector);
-      field(name + ".base", a.base, b.base);
-      field(name + ".limit", a.limit, b.limit);
-      field(name + ".attributes", a.attributes, b.attributes);
-    };
-    static const char* kSegs[] = {"es", "cs", "ss", "ds", "fs", "gs"};
-    for (int i = 0; i < kNumSegRegs; ++i) segment(kSegs[i], s.seg[i], f.seg[i]);
-    segment("ldtr", s.ldtr, f.ldtr);
-    segment("tr", s.tr, f.tr);
-    field("gdtr.base", s.gdtr.base, f.gdtr.base);
-    field("gdtr.limit", s.gdtr.limit, f.gdtr.limit);
-    field("idtr.base", s.idtr.base, f.idtr.base);
-    field("idtr.limit", s.idtr.limit, f.idtr.limit);
-    field("cr0", s.cr0, f.cr0);
-    field("cr2", s.cr2, f.cr2);
-    field("cr3", s.cr3, f.cr3);
-    field("cr4", s.cr4, f.cr4);
-    field("cr8", s.cr8, f.cr8);
-    field("xcr0", s.xcr0, f.xcr0);
-    for (int i = 0; i < 4; ++i) field("dr" + std::to_string(i), s.dr[i], f.dr[i]);
-    field("dr6", s.dr6, f.dr6);
-    field("dr7", s.dr7, f.dr7);
-    const MsrState &m = s.msr, &n = f.msr;
-    field("efer", m.efer, n.efer);
-    field("star", m.star, n.star);
-    field("lstar", m.lstar, n.lstar);
-    field("cstar", m.cstar, n.cstar);
-    field("sfmask", m.sfmask, n.sfmask);
-    field("kernel_gs_base", m.kernelGsBase, n.kernelGsBase);
-    field("sysenter_cs", m.sysenterCs, n.sysenterCs);
-    field("sysenter_esp", m.sysenterEsp, n.sysenterEsp);
-    field("sysenter_eip", m.sysenterEip, n.sysenterEip);
-    field("pat", m.pat, n.pat);
-    field("apic_base", m.apicBase, n.apicBase);
-    field("tsc_aux", m.tscAux, n.tscAux);
-    field("misc_enable", m.miscEnable, n.miscEnable);
-    field("tsc_adjust", m.tscAdjust, n.tscAdjust);
-    const FpuState &p = s.fpu, &q = f.fpu;
-    field("fcw", p.fcw, q.fcw);
-    field("fsw", p.fsw, q.fsw);
-    field("ftw", p.ftw, q.ftw);
-    field("fop", p.fop, q.fop);
-    field("fip", p.fip, q.fip);
-    field("fdp", p.fdp, q.fdp);
-    field("fcs", p.fcs, q.fcs);
-    field("fds", p.fds, q.fds);
-    field("mxcsr", p.mxcsr, q.mxcsr);
-    for (int i = 0; i < 8; ++i)
-      if (!(p.st[i] == q.st[i])) o << "st" << i << " differs; ";
-    for (int i = 0; i < 16; ++i)
-      if (!(p.xmm[i] == q.xmm[i])) o << "xmm" << i << " differs; ";
-    if (!(s.pending == f.pending))
-      o << "pending events (interrupt shadow, NMI blocking, halt) differ; ";
-  }
+  for (const FieldDifference& d : stateDifferences(s, end.finalCpu))
+    o << d.field << " " << hex(d.reference) << " vs recorded " << hex(d.follower) << "; ";
   std::string r = o.str();
   if (r.size() >= 2) r.resize(r.size() - 2);
   return r;

@@ -83,20 +83,13 @@
 
 #include "ttvm/base/result.h"
 #include "ttvm/emulator/cpu.h"
+#include "ttvm/emulator/state_diff.h"
 #include "ttvm/machine/cpu_backend.h"
 #include "ttvm/machine/loader.h"
 #include "ttvm/machine/machine.h"
 
 namespace ttvm {
 
-// One field that differs: its name ("rax", "cs.attributes", "xmm3.hi",
-// "rflags"), the reference's and the follower's values.
-struct FieldDifference {
-  std::string field;
-  uint64_t reference = 0;
-  uint64_t follower = 0;
-  bool operator==(const FieldDifference&) const = default;
-};
 
 // Why a difference was explained by the CPU model (LockstepResult::masked).
 enum class MaskReason : uint8_t {
