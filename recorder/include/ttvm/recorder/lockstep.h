@@ -90,7 +90,6 @@
 
 namespace ttvm {
 
-
 // Why a difference was explained by the CPU model (LockstepResult::masked).
 enum class MaskReason : uint8_t {
   kUndefinedFlags,       // arithmetic flags the SDM leaves undefined
