@@ -76,7 +76,14 @@ def fetch_dbg(release, cache):
 
 
 def kernel_call_trace(serial):
-    """The frames of the panic's "Call Trace:" block: ['panic+0x118', ...]."""
+    """The frames of the panic's "Call Trace:" block: ['panic+0x118', ...].
+
+    The kernel's scan lists every kernel-text address it finds on the stack. An
+    unreliable ("? ") entry whose offset equals its function's size is printed
+    by %pB, which names address-1: the value is the first byte of the next
+    function, a function pointer left on the stack (seen: "? n_tty_flush_buffer
+    +0xc0/0xc0", which is n_tty_write), never a return address. ttvm's scan
+    lists return addresses only, so such entries are left out here."""
     frames, inside = [], False
     for line in serial.splitlines():
         if "Call Trace:" in line:
@@ -84,9 +91,10 @@ def kernel_call_trace(serial):
             continue
         if not inside:
             continue
-        m = re.search(r"\]\s+(\? )?([\w.]+\+0x[0-9a-f]+)/0x[0-9a-f]+", line)
+        m = re.search(r"\]\s+(\? )?([\w.]+\+(0x[0-9a-f]+))/(0x[0-9a-f]+)", line)
         if m:
-            frames.append(m.group(2))
+            if not (m.group(1) and m.group(3) == m.group(4)):
+                frames.append(m.group(2))
         elif "</TASK>" in line or "RIP:" in line:
             inside = False
     return frames
