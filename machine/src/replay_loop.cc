@@ -162,6 +162,7 @@ SessionStop ReplayLoop::runTo(uint64_t target, const RunOptions& options) {
       case StepOutcome::kRetired:
       case StepOutcome::kStopRequested: break;
       case StepOutcome::kException:
+        env_.exceptionDelivered(s.steps - 1, r);
         if (r.vector < 32 && (options.stopOnExceptions >> r.vector) & 1) {
           stop.kind = SessionStopKind::kException;
           return stop;

@@ -83,11 +83,12 @@ Result<std::unique_ptr<Timeline>> Timeline::open(const TraceReader& reader,
                           Checkpoint{t->session_->state(), t->session_->environment().position(),
                                      t->live_, t->session_->saveDevices()});
   machine::ReplayEnvironment& env = t->session_->environment();
+  Timeline* self = t.get();
   if (env.wholeMachine()) {
-    Timeline* self = t.get();
     t->accessesKnownUpTo_ = t->beginStep_;
     env.observeAccesses([self](const TraceEvent& e) {
       const bool kept = e.kind == EventKind::kPortIn || e.kind == EventKind::kPortOut ||
+                        e.kind == EventKind::kMmioRead || e.kind == EventKind::kMmioWrite ||
                         e.kind == EventKind::kInterrupt || e.kind == EventKind::kNmi;
       // A step is complete once the replay asks at a later one; a step
       // replayed again (after a restore) is known already.
@@ -100,6 +101,13 @@ Result<std::unique_ptr<Timeline>> Timeline::open(const TraceReader& reader,
       self->accesses_.push_back(e);
     });
   }
+  // Exceptions at steps replayed before (re-execution from a checkpoint)
+  // are known already: the run that first passed them reported them.
+  env.observeExceptions([self](uint64_t step, const StepResult& r) {
+    if (step < self->deviceDigestsCheckedBefore_) return;
+    if (!self->exceptions_.empty() && self->exceptions_.back().step >= step) return;
+    self->exceptions_.push_back(ReplayedException{step, r.vector, r.hasErrorCode, r.errorCode});
+  });
   return t;
 }
 

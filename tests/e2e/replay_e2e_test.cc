@@ -460,6 +460,74 @@ TEST(ReplayE2E, PageFaultStopsLikeASignalInBothDirections) {
   EXPECT_EQ(t.registers().cr2, 0x000070756b6f6f6cull);
 }
 
+// The replay-pass index of a whole-machine trace (Timeline::replayedAccesses
+// and replayedExceptions; the GUI's Events dock), checked against two
+// oracles: a recording with --log-device-reads logs every port and MMIO
+// access and interrupt as old-mode traces did, and the index of its replay
+// must hold exactly those; the exceptions must be the steps an exception
+// query finds by running with exception stops armed (the demo's #PF among
+// them). Re-executing history from checkpoints (seeks back and forth) adds
+// nothing.
+TEST(ReplayE2E, ReplayPassIndexHoldsTheLoggedAccessesAndTheExceptionQueryHits) {
+  auto reader = TraceReader::open(loggedDemoTrace());
+  ASSERT_TRUE(reader.ok());
+  auto indexed = [](EventKind k) {
+    return k == EventKind::kPortIn || k == EventKind::kPortOut || k == EventKind::kMmioRead ||
+           k == EventKind::kMmioWrite || k == EventKind::kInterrupt || k == EventKind::kNmi;
+  };
+  std::vector<TraceEvent> logged;
+  EventCursor cur = reader->cursor();
+  for (TraceEvent e; cur.next(e);)
+    if (indexed(e.kind)) logged.push_back(e);
+  ASSERT_TRUE(cur.status().ok());
+  auto tl = Timeline::open(*reader);
+  ASSERT_TRUE(tl.ok()) << tl.error().message;
+  Timeline& t = **tl;
+  ASSERT_TRUE(t.session().runsWholeMachine());
+  ASSERT_EQ(t.runToEnd().kind, StopKind::kHistoryEnd);
+  const std::vector<TraceEvent> index = t.replayedAccesses();
+  const std::vector<ReplayedException> exceptions = t.replayedExceptions();
+  EXPECT_EQ(t.exceptionsKnownUpTo(), t.endStep());
+  ASSERT_EQ(index.size(), logged.size());
+  size_t mmio = 0;
+  for (size_t i = 0; i < index.size(); ++i) {
+    ASSERT_EQ(index[i], logged[i])
+        << "row " << i << ": step " << index[i].step << " " << eventKindName(index[i].kind)
+        << " logged step " << logged[i].step << " " << eventKindName(logged[i].kind);
+    mmio += index[i].kind == EventKind::kMmioRead || index[i].kind == EventKind::kMmioWrite;
+  }
+  EXPECT_GT(mmio, 0u);  // the LAPIC timer's
+  // Exceptions: the query walks them forward from the beginning.
+  std::vector<ReplayedException> found;
+  t.seek(t.beginStep());
+  EventQuery q;
+  q.kind = EventQuery::Kind::kException;
+  for (;;) {
+    auto hit = t.nextEvent(q, true);
+    ASSERT_TRUE(hit.ok()) << hit.error().message;
+    if (!hit->has_value()) break;
+    ASSERT_EQ(t.now(), (**hit).step);
+    found.push_back(ReplayedException{(**hit).step, (**hit).vector});
+  }
+  ASSERT_FALSE(found.empty());
+  ASSERT_EQ(exceptions.size(), found.size());
+  for (size_t i = 0; i < found.size(); ++i) {
+    EXPECT_EQ(exceptions[i].step, found[i].step) << i;
+    EXPECT_EQ(exceptions[i].vector, found[i].vector) << i;
+  }
+  // The last is the wild-pointer read in table_find, with its error code.
+  EXPECT_EQ(exceptions.back().vector, 14);
+  EXPECT_TRUE(exceptions.back().hasErrorCode);
+  t.seek(exceptions.back().step);
+  EXPECT_EQ(t.session().symbolAt(t.registers().rip).rfind("table_find+", 0), 0u)
+      << t.session().symbolAt(t.registers().rip);
+  // Moving about re-executes history: the index stays as it was.
+  for (uint64_t s : {t.endStep() / 3, t.endStep() - 1, uint64_t{1}, t.endStep() / 2}) t.seek(s);
+  t.reverseContinue();
+  EXPECT_TRUE(t.replayedAccesses() == index);
+  EXPECT_TRUE(t.replayedExceptions() == exceptions);
+}
+
 TEST(ReplayE2E, DemoRoundTripsMatchForwardReplay) {
   auto reader = TraceReader::open(demoTrace());
   ASSERT_TRUE(reader.ok());

@@ -841,56 +841,93 @@ void MainWindowTest::eventsDockListsTheTracesEvents() {
   auto rows = TraceEventRows::open(trace_.toStdString());
   QVERIFY(rows.ok());
   QCOMPARE((*rows)->count(), static_cast<uint64_t>(inTrace.size()));
-  std::vector<TraceEvent> got;
+  std::vector<EventRow> got;
   for (uint64_t first = 0; first < (*rows)->count(); first += 100) (*rows)->read(first, 100, got);
-  QVERIFY(got == inTrace);
+  QCOMPARE(got.size(), inTrace.size());
+  for (size_t i = 0; i < got.size(); ++i) QVERIFY(got[i] == EventRow{inTrace[i]});
   QVERIFY((*rows)->chunksDecoded() <= reader->chunkCount());
-  // The dock: for a whole-machine trace (the recorder's default) the I/O
-  // and interrupts the replay saw, which the trace does not hold; for an
-  // older trace its events.
+  // The dock: for a whole-machine trace (the recorder's default) the port
+  // and MMIO I/O, interrupts and exceptions the replay saw, which the trace
+  // does not hold, in step order; for an older trace its events.
   auto tl = Timeline::open(*reader);
   QVERIFY(tl.ok());
   (*tl)->runToEnd();
-  const std::vector<TraceEvent> all =
-      (*tl)->session().runsWholeMachine() ? (*tl)->replayedAccesses() : inTrace;
+  QVERIFY((*tl)->session().runsWholeMachine());
+  std::vector<EventRow> all;
+  for (const TraceEvent& e : (*tl)->replayedAccesses()) all.push_back(EventRow{e});
+  for (const ReplayedException& x : (*tl)->replayedExceptions()) all.push_back(EventRow{x});
+  std::stable_sort(all.begin(), all.end(), [](const EventRow& a, const EventRow& b) {
+    return a.step() < b.step() || (a.step() == b.step() && a.exception() && !b.exception());
+  });
   QVERIFY2(all.size() > 1000, qPrintable(QString::number(all.size())));
   const EventListModel& m = w.eventListModel();
   QCOMPARE(static_cast<size_t>(m.rowCount()), all.size());
-  for (size_t i : {size_t{0}, all.size() / 3, all.size() / 2, all.size() - 1}) {
-    const TraceEvent* e = m.event(static_cast<int>(i));
+  int serialRow = -1, mmioRow = -1, faultRow = -1;
+  for (size_t i = 0; i < all.size(); ++i) {
+    const EventRow* e = m.event(static_cast<int>(i));
     QVERIFY(e != nullptr);
     QVERIFY(*e == all[i]);
-    QCOMPARE(
-        m.data(m.index(static_cast<int>(i), EventListModel::kStep), Qt::DisplayRole).toString(),
-        QString::number(all[i].step));
+    if (i % 97 == 0 || i + 1 == all.size())
+      QCOMPARE(
+          m.data(m.index(static_cast<int>(i), EventListModel::kStep), Qt::DisplayRole).toString(),
+          QString::number(all[i].step()));
+    const TraceEvent* t = all[i].event();
+    if (t != nullptr && serialRow < 0 && t->kind == EventKind::kPortOut && t->address == 0x3F8 &&
+        (t->value & 0xFF) >= 0x41 && (t->value & 0xFF) < 0x7B)
+      serialRow = static_cast<int>(i);
+    if (t != nullptr && mmioRow < 0 &&
+        (t->kind == EventKind::kMmioRead || t->kind == EventKind::kMmioWrite))
+      mmioRow = static_cast<int>(i);
+    if (all[i].exception() && all[i].exception()->vector == 14) faultRow = static_cast<int>(i);
   }
+  // An MMIO row (the LAPIC's) names its address; the page fault's row names it.
+  QVERIFY(mmioRow >= 0);
+  const TraceEvent& mmio = *all[size_t(mmioRow)].event();
+  QCOMPARE(
+      m.data(m.index(mmioRow, EventListModel::kDetail), Qt::DisplayRole).toString(),
+      QStringLiteral("MMIO %1 0x%2 %3 0x%4 (%5 bytes)")
+          .arg(mmio.kind == EventKind::kMmioRead ? QStringLiteral("read") : QStringLiteral("write"))
+          .arg(mmio.address, 0, 16)
+          .arg(mmio.kind == EventKind::kMmioRead ? QStringLiteral("→") : QStringLiteral("←"))
+          .arg(mmio.value, 0, 16)
+          .arg(mmio.size));
+  QVERIFY(faultRow >= 0);
+  QCOMPARE(m.data(m.index(faultRow, EventListModel::kKind), Qt::DisplayRole).toString(),
+           QStringLiteral("exception"));
+  const QString fault =
+      m.data(m.index(faultRow, EventListModel::kDetail), Qt::DisplayRole).toString();
+  QVERIFY2(fault.startsWith(QStringLiteral("exception #PF (error code 0x")), qPrintable(fault));
   // A serial output row says which byte; double-click goes to the OUT that
   // wrote it.
-  int serialRow = -1;
-  for (size_t i = 0; i < all.size() && serialRow < 0; ++i)
-    if (all[i].kind == EventKind::kPortOut && all[i].address == 0x3F8 &&
-        (all[i].value & 0xFF) >= 0x41 && (all[i].value & 0xFF) < 0x7B)
-      serialRow = static_cast<int>(i);
   QVERIFY(serialRow >= 0);
+  const TraceEvent& serial = *all[size_t(serialRow)].event();
   const QString detail =
       m.data(m.index(serialRow, EventListModel::kDetail), Qt::DisplayRole).toString();
   QVERIFY2(
-      detail.startsWith(QStringLiteral("serial output '%1'")
-                            .arg(QChar(static_cast<int>(all[size_t(serialRow)].value & 0xFF)))),
+      detail.startsWith(
+          QStringLiteral("serial output '%1'").arg(QChar(static_cast<int>(serial.value & 0xFF)))),
       qPrintable(detail));
-  QCOMPARE(m.rowAtStep(all[size_t(serialRow)].step) <= serialRow, true);
-  w.eventsView()->scrollTo(m.index(serialRow, 0));
-  const QRect r = w.eventsView()->visualRect(m.index(serialRow, EventListModel::kDetail));
-  QVERIFY(r.isValid());
-  QSignalSpy shown(&w, &MainWindow::snapshotShown);
-  QTest::mouseClick(w.eventsView()->viewport(), Qt::LeftButton, {}, r.center());
-  QTest::mouseDClick(w.eventsView()->viewport(), Qt::LeftButton, {}, r.center());
-  QTRY_COMPARE_WITH_TIMEOUT(shown.count(), 1, kTimeoutMs);
-  WAIT_IDLE(w);
-  QCOMPARE(w.snapshot()->step, all[size_t(serialRow)].step);
+  QCOMPARE(m.rowAtStep(serial.step) <= serialRow, true);
+  auto doubleClick = [&](int row) {
+    w.eventsView()->scrollTo(m.index(row, 0));
+    const QRect r = w.eventsView()->visualRect(m.index(row, EventListModel::kDetail));
+    QVERIFY(r.isValid());
+    QSignalSpy shown(&w, &MainWindow::snapshotShown);
+    QTest::mouseClick(w.eventsView()->viewport(), Qt::LeftButton, {}, r.center());
+    QTest::mouseDClick(w.eventsView()->viewport(), Qt::LeftButton, {}, r.center());
+    QTRY_COMPARE_WITH_TIMEOUT(shown.count(), 1, kTimeoutMs);
+    WAIT_IDLE(w);
+  };
+  doubleClick(serialRow);
+  QCOMPARE(w.snapshot()->step, serial.step);
   // At that step the instruction is the OUT to the serial port.
   const DisasmLine* line = w.disassemblyModel().line(w.disassemblyModel().currentRow());
   QVERIFY2(line != nullptr && line->text.startsWith(QStringLiteral("out")), qPrintable(line->text));
+  // The page fault's row goes to the faulting load in table_find.
+  doubleClick(faultRow);
+  QCOMPARE(w.snapshot()->step, all[size_t(faultRow)].step());
+  QVERIFY2(w.snapshot()->location.startsWith(QStringLiteral("table_find+")),
+           qPrintable(w.snapshot()->location));
 }
 
 namespace {
@@ -901,8 +938,8 @@ class GeneratedRows final : public EventRows {
  public:
   explicit GeneratedRows(uint64_t n) : n_(n) {}
   uint64_t count() const override { return n_; }
-  void read(uint64_t first, uint64_t n, std::vector<TraceEvent>& out) const override {
-    for (uint64_t i = first; i < first + n && i < n_; ++i) out.push_back(at(i));
+  void read(uint64_t first, uint64_t n, std::vector<EventRow>& out) const override {
+    for (uint64_t i = first; i < first + n && i < n_; ++i) out.push_back(EventRow{at(i)});
   }
   static TraceEvent at(uint64_t row) {
     if (row % 3 == 0) return TraceEvent::portOut(3 * row, 0x3F8, 1, 'a' + row % 26);
@@ -952,7 +989,7 @@ void MainWindowTest::eventsDockScrollsMillionsOfRowsLazily() {
   QCOMPARE(static_cast<uint64_t>(top) + 40 > kRows, true);  // at the bottom
   for (int r = top; r < top + 5 && r < m.rowCount(); ++r) {
     const TraceEvent want = GeneratedRows::at(static_cast<uint64_t>(r));
-    QVERIFY(*m.event(r) == want);
+    QVERIFY(*m.event(r) == EventRow{want});
     QCOMPARE(m.data(m.index(r, EventListModel::kStep), Qt::DisplayRole).toString(),
              QString::number(want.step));
   }

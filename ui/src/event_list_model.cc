@@ -7,10 +7,25 @@
 #include <algorithm>
 #include <climits>
 
+#include "ttvm/replayer/queries.h"
+
 namespace ttvm::ui {
 
-void VectorEventRows::read(uint64_t first, uint64_t n, std::vector<TraceEvent>& out) const {
-  for (uint64_t i = first; i < first + n && i < events_.size(); ++i) out.push_back(events_[i]);
+void VectorEventRows::read(uint64_t first, uint64_t n, std::vector<EventRow>& out) const {
+  for (uint64_t i = first; i < first + n && i < rows_.size(); ++i) out.push_back(rows_[i]);
+}
+
+std::shared_ptr<const VectorEventRows> VectorEventRows::merge(
+    const std::vector<TraceEvent>& events, const std::vector<ReplayedException>& exceptions) {
+  std::vector<EventRow> rows;
+  rows.reserve(events.size() + exceptions.size());
+  auto e = events.begin();
+  for (const ReplayedException& x : exceptions) {
+    for (; e != events.end() && e->step < x.step; ++e) rows.push_back(EventRow{*e});
+    rows.push_back(EventRow{x});
+  }
+  for (; e != events.end(); ++e) rows.push_back(EventRow{*e});
+  return std::make_shared<const VectorEventRows>(std::move(rows));
 }
 
 TraceEventRows::TraceEventRows(TraceReader reader) : reader_(std::move(reader)) {
@@ -25,7 +40,7 @@ Result<std::shared_ptr<TraceEventRows>> TraceEventRows::open(const std::string& 
   return std::shared_ptr<TraceEventRows>(new TraceEventRows(std::move(*reader)));
 }
 
-void TraceEventRows::read(uint64_t first, uint64_t n, std::vector<TraceEvent>& out) const {
+void TraceEventRows::read(uint64_t first, uint64_t n, std::vector<EventRow>& out) const {
   while (n > 0 && first < count()) {
     // The chunk holding row `first`: the last start <= first.
     const size_t chunk = static_cast<size_t>(
@@ -41,8 +56,7 @@ void TraceEventRows::read(uint64_t first, uint64_t n, std::vector<TraceEvent>& o
     const uint64_t take =
         std::min<uint64_t>(n, cached_.size() - std::min<uint64_t>(offset, cached_.size()));
     if (take == 0) return;
-    out.insert(out.end(), cached_.begin() + static_cast<std::ptrdiff_t>(offset),
-               cached_.begin() + static_cast<std::ptrdiff_t>(offset + take));
+    for (uint64_t i = offset; i < offset + take; ++i) out.push_back(EventRow{cached_[i]});
     first += take;
     n -= take;
   }
@@ -68,14 +82,14 @@ int EventListModel::columnCount(const QModelIndex& parent) const {
   return parent.isValid() ? 0 : kColumns;
 }
 
-const std::vector<TraceEvent>* EventListModel::page(uint64_t index) const {
+const std::vector<EventRow>* EventListModel::page(uint64_t index) const {
   auto it = pages_.find(index);
   if (it != pages_.end()) {
     lru_.remove(index);
     lru_.push_front(index);
     return &it->second;
   }
-  std::vector<TraceEvent> events;
+  std::vector<EventRow> events;
   events.reserve(kPageRows);
   rows_->read(index * kPageRows, kPageRows, events);
   rowsRead_ += events.size();
@@ -87,9 +101,9 @@ const std::vector<TraceEvent>* EventListModel::page(uint64_t index) const {
   return &pages_.emplace(index, std::move(events)).first->second;
 }
 
-const TraceEvent* EventListModel::event(int row) const {
+const EventRow* EventListModel::event(int row) const {
   if (row < 0 || row >= rowCount()) return nullptr;
-  const std::vector<TraceEvent>* p = page(static_cast<uint64_t>(row) / kPageRows);
+  const std::vector<EventRow>* p = page(static_cast<uint64_t>(row) / kPageRows);
   const size_t i = static_cast<size_t>(row) % kPageRows;
   return i < p->size() ? &(*p)[i] : nullptr;
 }
@@ -98,8 +112,8 @@ int EventListModel::rowAtStep(uint64_t step) const {
   int lo = 0, hi = rowCount();  // first row with event.step >= step in [lo, hi]
   while (lo < hi) {
     const int mid = lo + (hi - lo) / 2;
-    const TraceEvent* e = event(mid);
-    if (e != nullptr && e->step < step)
+    const EventRow* e = event(mid);
+    if (e != nullptr && e->step() < step)
       lo = mid + 1;
     else
       hi = mid;
@@ -149,11 +163,28 @@ QString EventListModel::describe(const TraceEvent& e) {
   }
 }
 
+QString EventListModel::describe(const EventRow& row) {
+  if (const TraceEvent* e = row.event()) return describe(*e);
+  const ReplayedException& x = *row.exception();
+  const QString name = QString::fromStdString(exceptionName(x.vector));
+  if (!x.hasErrorCode) return QStringLiteral("exception %1").arg(name);
+  return QStringLiteral("exception %1 (error code 0x%2)").arg(name).arg(x.errorCode, 0, 16);
+}
+
 QVariant EventListModel::data(const QModelIndex& index, int role) const {
   if (role == Qt::FontRole) return QFontDatabase::systemFont(QFontDatabase::FixedFont);
   if (role != Qt::DisplayRole && role != Qt::ForegroundRole) return {};
-  const TraceEvent* e = event(index.row());
-  if (e == nullptr) return {};
+  const EventRow* row = event(index.row());
+  if (row == nullptr) return {};
+  const TraceEvent* e = row->event();
+  if (e == nullptr) {  // an exception
+    if (role == Qt::ForegroundRole) return QBrush(QColor(0xc0, 0x00, 0x00));
+    switch (index.column()) {
+      case kStep: return QString::number(row->step());
+      case kKind: return QStringLiteral("exception");
+      default: return describe(*row);
+    }
+  }
   if (role == Qt::ForegroundRole) {
     if (e->kind == EventKind::kInterrupt || e->kind == EventKind::kNmi)
       return QBrush(QColor(0xc0, 0x60, 0x00));

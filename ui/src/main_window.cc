@@ -307,7 +307,7 @@ void MainWindow::buildListDocks() {
   eventsView_->horizontalHeader()->resizeSection(EventListModel::kStep, 110);
   eventsView_->horizontalHeader()->resizeSection(EventListModel::kKind, 110);
   connect(eventsView_, &QTableView::doubleClicked, this, [this](const QModelIndex& i) {
-    if (const TraceEvent* e = events_.event(i.row())) goToStep(e->step);
+    if (const EventRow* e = events_.event(i.row())) goToStep(e->step());
   });
   auto* eventsDock = new QDockWidget(QStringLiteral("Events"), this);
   eventsDock->setObjectName(QStringLiteral("eventsDock"));

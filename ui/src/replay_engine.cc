@@ -138,10 +138,11 @@ void ReplayEngine::open(const QString& path, const QStringList& symbolFiles) {
     serial_ = std::move(serial);
     emit opened(path, timeline_->beginStep(), timeline_->endStep(), symbols_, std::move(marks));
     // The Events dock's rows: the trace's own events, read lazily through a
-    // reader of its own; a whole-machine trace's I/O and interrupts are the
-    // replay's, known once it has been to the end.
+    // reader of its own; a whole-machine trace's I/O, interrupts and
+    // exceptions are the replay's (the index its pass to the end built).
     if (whole) {
-      emit eventsReady(std::make_shared<const VectorEventRows>(timeline_->replayedAccesses()));
+      emit eventsReady(
+          VectorEventRows::merge(timeline_->replayedAccesses(), timeline_->replayedExceptions()));
     } else if (auto rows = TraceEventRows::open(path.toStdString()); rows.ok()) {
       emit eventsReady(std::move(*rows));
     }

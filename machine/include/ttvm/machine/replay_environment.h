@@ -53,6 +53,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "ttvm/emulator/cpu.h"
 #include "ttvm/emulator/cpu_state.h"
 #include "ttvm/emulator/environment.h"
 #include "ttvm/formats/trace_reader.h"
@@ -158,6 +159,15 @@ class ReplayEnvironment final : public Environment {
   // twice.
   using AccessObserver = std::function<void(const TraceEvent&)>;
   void observeAccesses(AccessObserver observer) { observer_ = std::move(observer); }
+  // Any trace: called by the replay loop with each exception the CPU
+  // delivered, `step` being the position before the step that raised it
+  // (the faulting or trapping instruction, as Timeline's exception stops
+  // land). A step replayed twice reports its exception twice.
+  using ExceptionObserver = std::function<void(uint64_t step, const StepResult&)>;
+  void observeExceptions(ExceptionObserver observer) { exceptionObserver_ = std::move(observer); }
+  void exceptionDelivered(uint64_t step, const StepResult& r) const {
+    if (exceptionObserver_) exceptionObserver_(step, r);
+  }
 
   // Disk `slot`'s sector `lba` (512 bytes into `out`) for a replayed disk
   // controller; false (after recording a divergence) when the trace does
@@ -212,6 +222,7 @@ class ReplayEnvironment final : public Environment {
   bool whole_ = false;
   SectorFallback sectorFallback_;
   AccessObserver observer_;
+  ExceptionObserver exceptionObserver_;
   // Disk sectors met so far, by slot << 56 | LBA (LBAs are 48-bit).
   std::unordered_map<uint64_t, std::array<uint8_t, kDiskSectorBytes>> sectors_;
 };

@@ -104,6 +104,15 @@ struct Control {
   std::function<void(uint64_t, uint64_t)> progress;
 };
 
+// An exception the replay saw the CPU deliver (Timeline::replayedExceptions).
+struct ReplayedException {
+  uint64_t step = 0;  // the faulting or trapping instruction's position
+  uint8_t vector = 0;
+  bool hasErrorCode = false;
+  uint32_t errorCode = 0;
+  bool operator==(const ReplayedException&) const = default;
+};
+
 struct TimelineStats {
   size_t checkpoints = 0;
   uint64_t checkpointBytes = 0;  // pages and page tables held for checkpoints
@@ -174,13 +183,21 @@ class Timeline {
                                             const Control& control = {});
 
   // A whole-machine trace holds no device access: the replay's own port
-  // accesses and interrupts (ReplayEnvironment::observeAccesses), each
+  // and MMIO accesses and interrupts (ReplayEnvironment::observeAccesses), each
   // kept once however often its step is replayed, in step order, for every
   // step replayed so far (all steps before accessesKnownUpTo()). The event
   // queries and the GUI's console read them; empty for an old-mode trace,
   // whose events hold them.
   const std::vector<TraceEvent>& replayedAccesses() const { return accesses_; }
   uint64_t accessesKnownUpTo() const { return accessesKnownUpTo_; }
+  // Any trace: the exceptions the replay saw delivered, once each, in step
+  // order, for every step replayed so far (those before
+  // exceptionsKnownUpTo()). With replayedAccesses() this is the replay-pass
+  // index of what a whole-machine trace does not hold (the GUI's Events
+  // dock); an exception query (previousEvent/nextEvent kException) finds
+  // the same steps by running with exception stops armed.
+  const std::vector<ReplayedException>& replayedExceptions() const { return exceptions_; }
+  uint64_t exceptionsKnownUpTo() const { return deviceDigestsCheckedBefore_; }
 
   TimelineStats stats() const;
   // Steps of the checkpoints held, ascending (tests and benchmarks).
@@ -278,9 +295,11 @@ class Timeline {
   int nextId_ = 1;
   uint32_t exceptionStops_ = 0;
   uint64_t stepsExecuted_ = 0;
-  // The session has compared every device digest of the steps before this.
+  // The session has compared every device digest of the steps before this
+  // (it has replayed them all: exceptionsKnownUpTo()).
   uint64_t deviceDigestsCheckedBefore_ = 0;
-  std::vector<TraceEvent> accesses_;  // replayedAccesses()
+  std::vector<TraceEvent> accesses_;           // replayedAccesses()
+  std::vector<ReplayedException> exceptions_;  // replayedExceptions()
   uint64_t accessesKnownUpTo_ = 0;
 };
 

@@ -9,8 +9,11 @@
 // Sources: TraceEventRows reads the trace's event chunks through its own
 // TraceReader (the chunk index gives each chunk's event count, so row ->
 // chunk is a binary search over prefix sums and only that chunk is
-// decoded); VectorEventRows serves events already in memory (a whole-machine
-// trace's replayed accesses, which the Timeline keeps).
+// decoded); VectorEventRows serves rows already in memory: for a
+// whole-machine trace, whose events hold none of this, the replay-pass
+// index the Timeline builds while the open replays to the end (its port and
+// MMIO accesses, interrupts and exceptions: Timeline::replayedAccesses,
+// replayedExceptions), merged in step order.
 #pragma once
 
 #include <QAbstractTableModel>
@@ -20,31 +23,48 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <variant>
 #include <vector>
 
 #include "ttvm/formats/trace_reader.h"
 #include "ttvm/formats/trace_types.h"
+#include "ttvm/replayer/timeline.h"
 
 namespace ttvm::ui {
+
+// One row: an event (of the trace, or one the replay made: an access or an
+// interrupt), or an exception the replay saw delivered.
+struct EventRow {
+  std::variant<TraceEvent, ReplayedException> what;
+  uint64_t step() const {
+    return std::visit([](const auto& w) { return w.step; }, what);
+  }
+  const TraceEvent* event() const { return std::get_if<TraceEvent>(&what); }
+  const ReplayedException* exception() const { return std::get_if<ReplayedException>(&what); }
+  bool operator==(const EventRow&) const = default;
+};
 
 // Events in step order, read a page at a time (on the GUI thread).
 class EventRows {
  public:
   virtual ~EventRows() = default;
   virtual uint64_t count() const = 0;
-  // Appends events [first, first + n) (fewer at the end) to `out`.
-  virtual void read(uint64_t first, uint64_t n, std::vector<TraceEvent>& out) const = 0;
+  // Appends rows [first, first + n) (fewer at the end) to `out`.
+  virtual void read(uint64_t first, uint64_t n, std::vector<EventRow>& out) const = 0;
 };
 using EventRowsPtr = std::shared_ptr<const EventRows>;
 
 class VectorEventRows final : public EventRows {
  public:
-  explicit VectorEventRows(std::vector<TraceEvent> events) : events_(std::move(events)) {}
-  uint64_t count() const override { return events_.size(); }
-  void read(uint64_t first, uint64_t n, std::vector<TraceEvent>& out) const override;
+  explicit VectorEventRows(std::vector<EventRow> rows) : rows_(std::move(rows)) {}
+  // Both in step order, merged (at one step, the exception first).
+  static std::shared_ptr<const VectorEventRows> merge(
+      const std::vector<TraceEvent>& events, const std::vector<ReplayedException>& exceptions);
+  uint64_t count() const override { return rows_.size(); }
+  void read(uint64_t first, uint64_t n, std::vector<EventRow>& out) const override;
 
  private:
-  std::vector<TraceEvent> events_;
+  std::vector<EventRow> rows_;
 };
 
 class TraceEventRows final : public EventRows {
@@ -52,7 +72,7 @@ class TraceEventRows final : public EventRows {
   // Opens `path` again (the engine's reader belongs to its thread).
   static Result<std::shared_ptr<TraceEventRows>> open(const std::string& path);
   uint64_t count() const override { return starts_.empty() ? 0 : starts_.back(); }
-  void read(uint64_t first, uint64_t n, std::vector<TraceEvent>& out) const override;
+  void read(uint64_t first, uint64_t n, std::vector<EventRow>& out) const override;
   // Chunks decoded so far (tests: pages come from few chunks).
   uint64_t chunksDecoded() const { return decoded_; }
 
@@ -83,21 +103,23 @@ class EventListModel : public QAbstractTableModel {
   QVariant data(const QModelIndex& index, int role) const override;
   QVariant headerData(int section, Qt::Orientation o, int role) const override;
 
-  // The event of `row` (read on demand); nullptr outside the list.
-  const TraceEvent* event(int row) const;
+  // The row `row` (read on demand); nullptr outside the list.
+  const EventRow* event(int row) const;
   // Rows read from the source so far (pages × kPageRows at most).
   uint64_t rowsRead() const { return rowsRead_; }
   // The first row whose step is >= `step` (binary search over pages).
   int rowAtStep(uint64_t step) const;
   // "serial out 'A'", "in port 0x60 → 0x1c", "interrupt vector 0x20", ...
+  // "exception #PF (error code 0x2)".
   static QString describe(const TraceEvent& e);
+  static QString describe(const EventRow& row);
 
  private:
-  const std::vector<TraceEvent>* page(uint64_t index) const;
+  const std::vector<EventRow>* page(uint64_t index) const;
 
   EventRowsPtr rows_;
   // Page number -> events; `lru_` holds the page numbers, most recent first.
-  mutable std::map<uint64_t, std::vector<TraceEvent>> pages_;
+  mutable std::map<uint64_t, std::vector<EventRow>> pages_;
   mutable std::list<uint64_t> lru_;
   mutable uint64_t rowsRead_ = 0;
 };
