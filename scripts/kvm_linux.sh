@@ -3,7 +3,7 @@
 # the emulator (docs/kvm-recording.md, "Linux under KVM (measured)"): builds
 # the linux tests' initramfs, then runs scripts/kvm_linux_vm.sh inside the
 # nested VM of scripts/nested_kvm.sh, which records the boot with and without
-# --kvm-stop-points and runs `ttvm verify` on each trace. Not part of CI: a
+# stop points (the default; --no-kvm-stop-points) and runs `ttvm verify` on each trace. Not part of CI: a
 # run takes 3-6 minutes on the 2-core machine.
 #
 # usage: kvm_linux.sh TTVM [RECORD_TIMEOUT_S] [VERIFY_TIMEOUT_S] [EXTRA_APPEND] [MAX_EXITS]

@@ -1,8 +1,8 @@
 #!/bin/sh
 # The inside half of scripts/kvm_linux.sh (not a CTest, not in CI): records the Debian cloud
 # kernel's boot under KVM inside the nested VM (scripts/nested_kvm.sh runs
-# this under busybox sh), once with time following exits and once with
-# --kvm-stop-points, each bounded by --timeout, then replays each trace with
+# this under busybox sh), once with time following exits only (--no-kvm-stop-points) and once
+# with stop points (the default), each bounded by --timeout, then replays each trace with
 # `ttvm verify` (bounded too). A measurement, not a pass/fail check of the
 # boot: it prints the end reason, the exit count, the last serial lines
 # reached and verify's verdict (the first divergence or refusal, with its
@@ -47,6 +47,6 @@ run() {
   tail -n 20 $W/$name.verify | sed 's/^/  v /'
 }
 
-run exits
-run stops --kvm-stop-points
+run exits --no-kvm-stop-points
+run stops
 [ $failures -eq 0 ]

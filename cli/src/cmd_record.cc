@@ -58,10 +58,12 @@ constexpr const char* kUsage =
     "  -o, --output FILE     trace file (default: GUEST's name with .ttvm, in the\n"
     "                        current directory)\n"
     "  --no-trace            run without writing a trace\n"
-    "  --kvm-stop-points     under KVM, virtual time follows the wall time the guest\n"
-    "                        runs and a guest that computes without exiting is\n"
-    "                        stopped where a timer falls due (a stop point the\n"
-    "                        replay finds by its state); default: time follows exits\n"
+    "  --no-kvm-stop-points  under KVM, virtual time follows exits only (a guest\n"
+    "                        that waits for a timer without exiting waits forever);\n"
+    "                        by default it follows the wall time the guest runs and\n"
+    "                        a guest that computes without exiting is stopped where\n"
+    "                        a timer falls due (a stop point the replay finds by\n"
+    "                        its state; --kvm-stop-points says so explicitly)\n"
     "  --backend B           auto | emu | kvm (default auto: KVM where /dev/kvm opens\n"
     "                        and shows the guest ttvm's CPUID, else the emulator;\n"
     "                        it says which). Under KVM events carry exit numbers and\n"
@@ -230,9 +232,10 @@ void printSummary(const RecordResult& r, const TraceHeader& header, const machin
       const KvmBackend::ExitCounts& c = k->exitCounts();
       std::fprintf(stderr,
                    "  kvm      %" PRIu64 " I/O, %" PRIu64 " MMIO, %" PRIu64 " HLT exits; %" PRIu64
-                   " interrupt windows, %" PRIu64 " kicks, %" PRIu64 " stop points, %" PRIu64
+                   " interrupt windows, %" PRIu64 " kicks, %" PRIu64 " stop points (%" PRIu64
+                   " instructions stepped past a possible shadow), %" PRIu64
                    " single-step traps after MMIO writes queued by ttvm\n",
-                   c.io, c.mmio, c.hlt, c.window, c.kicks, c.stops, c.repairedTraps);
+                   c.io, c.mmio, c.hlt, c.window, c.kicks, c.stops, c.shadowSteps, c.repairedTraps);
       std::fprintf(stderr, "  pmu      %s\n", k->pmuNote().c_str());
     }
   } else {
@@ -277,7 +280,7 @@ int cmdRecord(std::span<char* const> args) {
   std::string output, guestPath, append, initrd, serialInput, backend = "auto";
   CpuEngine engine = CpuEngine::kReference;
   std::vector<DiskSpec> disks;
-  bool noTrace = false, stopPoints = false, verbose = false, realtime = false, kernelOnly = false,
+  bool noTrace = false, stopPoints = true, verbose = false, realtime = false, kernelOnly = false,
        logDeviceReads = false;
   uint64_t ram = 256ull << 20, maxSteps = 0, digestInterval = 1u << 16, snapshotEvery = 0;
   double timeout = 0;
@@ -307,6 +310,8 @@ int cmdRecord(std::span<char* const> args) {
       realtime = true;
     } else if (a == "--kvm-stop-points") {
       stopPoints = true;
+    } else if (a == "--no-kvm-stop-points") {
+      stopPoints = false;
     } else if (a == "--log-device-reads") {
       logDeviceReads = true;
     } else if (a == "-o" || a == "--output") {
@@ -430,7 +435,12 @@ int cmdRecord(std::span<char* const> args) {
     std::fputs(kUsage, stderr);
     return kExitUsage;
   }
-  if (verbose) setLogSpec("recorder=info");
+  // -v adds the recorder's info lines to what TTVM_LOG asks for (which wins
+  // where it names the recorder too).
+  if (verbose) {
+    const char* env = std::getenv("TTVM_LOG");
+    setLogSpec(std::string("recorder=info") + (env != nullptr ? std::string(",") + env : ""));
+  }
   if (backend != "auto" && backend != "emu" && backend != "kvm") {
     std::fprintf(stderr, "ttvm record: --backend '%s': use auto, emu or kvm\n", backend.c_str());
     return kExitUsage;

@@ -8,6 +8,7 @@
 
 #include "ttvm/base/hex.h"
 #include "ttvm/base/log.h"
+#include "ttvm/emulator/disassembler.h"
 
 namespace ttvm {
 namespace {
@@ -16,6 +17,9 @@ constexpr uint64_t kPage = 4096;
 // run() gives the loop back after at most this much wall time, and a guest
 // still inside KVM_RUN then is kicked out.
 constexpr auto kWallSlice = std::chrono::milliseconds(20);
+// Instructions stepped at most to leave possible interrupt shadows before a
+// stop point (each step leaves one; MOV SS chains are bounded by this).
+constexpr int kMaxShadowSteps = 4;
 // ... and after at least this much when the loop asks for less (a timer due
 // sooner): a guest that computes without exiting gets its timer interrupts
 // at most this late, and the trace at most this many stop points per second.
@@ -32,6 +36,16 @@ void storeLe(std::span<uint8_t> bytes, uint64_t v) {
 }
 
 }  // namespace
+
+bool mayFollowShadowOpener(std::span<const uint8_t> before, CpuMode mode) {
+  for (size_t k = 1; k <= before.size() && k <= 15; ++k) {
+    const std::span<const uint8_t> tail = before.subspan(before.size() - k);
+    const Disassembly d = disassemble(tail, mode, 0);
+    if (d.length != k) continue;
+    if (d.text == "sti" || d.text == "pop ss" || d.text.starts_with("mov ss,")) return true;
+  }
+  return false;
+}
 
 void normalizeSvmSegments(CpuState& now, const CpuState& before) {
   for (int i = 0; i < kNumSegRegs; ++i) {
@@ -230,6 +244,7 @@ void KvmBackend::setState(const CpuState& s) {
   state_ = s;
   halted_ = s.pending.halted;
   exitPending_ = false;
+  kicked_ = false;
   offerDue_ = true;
 }
 
@@ -371,7 +386,21 @@ StepResult KvmBackend::run(uint64_t maxSteps) {
   return r;
 }
 
+bool KvmBackend::injectionDue() {
+  if (injectNmi_ || env_.nmiPending()) return true;
+  return (injectVector_ || env_.interruptPending()) && vcpu_.readyForInterrupt();
+}
+
 StepResult KvmBackend::runUntil(uint64_t end, std::chrono::steady_clock::time_point wallEnd) {
+  if (kicked_) {
+    // Stopped by a kick at a boundary no exit marks: a stop point only when
+    // an event is to be injected there (the trace needs none elsewhere, and
+    // after a guest's last STI none is ever used); otherwise the offer asks
+    // for an interrupt window, whose exit is one.
+    kicked_ = false;
+    if (injectionDue()) return stopHere();
+    offerDue_ = true;
+  }
   for (;;) {
     // A halted CPU is offered what the loop's timers raised meanwhile (the
     // halt is a position the replay finds: it waits there too).
@@ -403,10 +432,20 @@ StepResult KvmBackend::runUntil(uint64_t end, std::chrono::steady_clock::time_po
         halted_ = true;
         offerDue_ = true;
         break;
-      case kvm::ExitKind::kIrqWindowOpen:
+      case kvm::ExitKind::kIrqWindowOpen: {
         ++counts_.window;
         offerDue_ = true;  // the guest takes the pending vector here
-        break;
+        if (!stopPoints_) break;
+        // With stop points, the boundary the vector is injected at is one:
+        // the replay then takes it where KVM delivered it, not at the first
+        // boundary the emulator would (the nested VM's QEMU opens windows
+        // inside STI shadows; see stopHere).
+        if (Status st = settle(); !st.ok()) return fail(st.error().message);
+        auto queued = vcpu_.eventQueued();
+        if (!queued) return fail(queued.error().message);
+        if (*queued) break;
+        return stopHere();
+      }
       case kvm::ExitKind::kInterrupted: {
         // Kicked out between exits: a numbered stop point the replay finds
         // by its state, where the machine's due timers may now interrupt.
@@ -420,13 +459,10 @@ StepResult KvmBackend::runUntil(uint64_t end, std::chrono::steady_clock::time_po
         TTVM_LOG("kvm", kDebug,
                  "kicked after exit " << state_.steps << " at rip " << hex(state_.rip)
                                       << (queued && *queued ? ", event queued" : ""));
-        if (!queued) {
-          return fail(queued.error().message);
-        } else if (stopPoints_ && !*queued) {
-          ++state_.steps;
-          if (Status st = recordStopPoint(); !st.ok()) return fail(st.error().message);
-          offerDue_ = true;
-        }
+        if (!queued) return fail(queued.error().message);
+        // The loop now runs the timers that fell due; the next run() makes
+        // this boundary a stop point if something is to be injected at it.
+        kicked_ = stopPoints_ && !*queued;
         return {StepOutcome::kRetired};
       }
       case kvm::ExitKind::kShutdown:
@@ -461,12 +497,50 @@ StepResult KvmBackend::runUntil(uint64_t end, std::chrono::steady_clock::time_po
   }
 }
 
+StepResult KvmBackend::stopHere() {
+  // KVM injects a vector where kvm_run says the guest is ready for one,
+  // which (with SVM) reads the interrupt shadow from the VMCB. In the nested
+  // VM (QEMU 7.2's TCG emulating SVM) that is not the architecture's
+  // shadow: an interrupt window opens, and the vector is delivered, at the
+  // instruction right after an STI that set IF (rec_kvm_compute, the demo:
+  // `sti; call`), where the SDM (vol. 3A 6.8.3, STI in vol. 2B) defers
+  // interrupts by one instruction and the emulator takes it after the CALL.
+  // A stop point there would not be found. So before a stop point ttvm
+  // steps the guest past any instruction that may have opened a shadow
+  // (a conservative test of the bytes before RIP): the point is then one
+  // where IF=1 from KVM's state and no shadow by the architecture, and the
+  // emulator takes the vector at it as KVM delivers it. On hardware whose
+  // VMCB holds the shadow this only costs a step at such boundaries.
+  for (int i = 0; i < kMaxShadowSteps; ++i) {
+    uint8_t before[15];
+    size_t n = sizeof before;
+    const uint64_t rip = linearRip();
+    for (; n > 0 && (rip < n || !readLinear(rip - n, std::span<uint8_t>(before, n))); --n) {
+    }
+    if (!mayFollowShadowOpener(std::span<const uint8_t>(before, n), cpuMode(state_))) break;
+    TTVM_LOG("kvm", kDebug, "stepping past a possible shadow at rip " << hex(state_.rip));
+    const StepResult r = stepInstruction(false);
+    ++counts_.shadowSteps;
+    // A HLT (`sti; hlt`) is an exit the replay finds: it waits there.
+    if (r.outcome != StepOutcome::kRetired) return r;
+  }
+  ++state_.steps;
+  if (Status st = recordStopPoint(); !st.ok()) return fail(st.error().message);
+  offerDue_ = true;
+  return {StepOutcome::kRetired};
+}
+
 StepResult KvmBackend::step() {
+  return stepInstruction(true);
+}
+
+StepResult KvmBackend::stepInstruction(bool offer) {
   if (!failure_.empty()) return {StepOutcome::kStopRequested};
+  if (!offer) vcpu_.requestInterruptWindow(false);
   if (Status st = vcpu_.setSingleStep(true); !st.ok()) return fail(st.error().message);
   StepResult result{StepOutcome::kRetired};
   for (bool done = false; !done;) {
-    if (offerDue_ || injectVector_ || injectNmi_) {
+    if (offer && (offerDue_ || injectVector_ || injectNmi_)) {
       if (Status st = offerEvents(); !st.ok()) return fail(st.error().message);
     }
     if (halted_) {

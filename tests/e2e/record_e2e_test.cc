@@ -938,6 +938,14 @@ TEST(RecordE2E, KvmInterruptGuestUnderTheEmulator) {
   EXPECT_EQ(ttvmCommand("verify", {tmp("kvm_irq.ttvm")}), 0);
 }
 
+// rec_kvm_compute, the KVM tests' compute-between-ticks guest: under the
+// emulator its self-check (every turn of the loop whole) passes too.
+TEST(RecordE2E, KvmComputeGuestUnderTheEmulator) {
+  TraceReader r = recordTrace("rec_kvm_compute.elf", "kvm_compute", 1);
+  EXPECT_EQ(slurp(tmp("kvm_compute.out")), "5 ticks while computing\n");
+  EXPECT_EQ(ttvmCommand("verify", {tmp("kvm_compute.ttvm")}), 0);
+}
+
 TEST(RecordE2E, UsageErrorsAreClear) {
   Outcome r = record({"--frobnicate", guest("rec_exit.elf")}, "usage");
   EXPECT_EQ(r.status, 64);

@@ -5,6 +5,11 @@
 
 #include <gtest/gtest.h>
 
+#include <cstring>
+#include <vector>
+
+#include "ttvm/emulator/cpu.h"
+
 namespace ttvm {
 namespace {
 
@@ -104,6 +109,95 @@ TEST(CompleteRepRestart, AnExhaustedRepStringInstructionWithRfIsSteppedPast) {
   ASSERT_TRUE(completeRepRestart(t, repOutswCx));
   EXPECT_EQ(t.rip, 0x1000A3u + 5);
   EXPECT_EQ(t.rflags & flags::kRF, 0u);
+}
+
+// An environment for one instruction that makes no access outside RAM.
+class NoDevices final : public Environment {
+ public:
+  uint32_t portIn(uint16_t, unsigned) override { return 0xFF; }
+  void portOut(uint16_t, unsigned, uint32_t) override {}
+  uint64_t mmioRead(uint64_t, unsigned) override { return ~0ull; }
+  void mmioWrite(uint64_t, unsigned, uint64_t) override {}
+  uint64_t readTsc() override { return 0; }
+  std::optional<uint64_t> readRandom(unsigned) override { return std::nullopt; }
+  std::optional<uint64_t> readMsr(uint32_t) override { return std::nullopt; }
+  bool writeMsr(uint32_t, uint64_t) override { return false; }
+  bool interruptPending() override { return false; }
+  uint8_t acknowledgeInterrupt() override { return 0; }
+  bool nmiPending() override { return false; }
+  void acknowledgeNmi() override {}
+  bool stopRequested() override { return false; }
+};
+
+// Before a stop point KvmBackend steps past an instruction that may have
+// opened an interrupt shadow (the nested VM's KVM injects inside STI's).
+// The emulator is the oracle of which instructions open one: each
+// real-mode instruction below runs once from IF=0, and every one that
+// leaves a shadow must be recognised from its bytes; the others must not be
+// (else every stop point would cost a step), except where their last bytes
+// are a shadow opener's (MOV AL, 0xFB ends in STI's 0xFB: conservative).
+TEST(MayFollowShadowOpener, EveryInstructionThatOpensAShadowInTheEmulatorIsRecognised) {
+  struct Case {
+    std::vector<uint8_t> bytes;
+    bool endsLikeAnOpener;  // its last bytes decode as STI, MOV SS or POP SS
+  };
+  const Case cases[] = {
+      {{0xFB}, true},               // sti
+      {{0x8E, 0xD0}, true},         // mov ss, ax
+      {{0x8E, 0x17}, true},         // mov ss, [bx]
+      {{0x8E, 0x56, 0x02}, true},   // mov ss, [bp+2]
+      {{0x17}, true},               // pop ss
+      {{0x90}, false},              // nop
+      {{0xFA}, false},              // cli
+      {{0x8E, 0xD8}, false},        // mov ds, ax
+      {{0x1F}, false},              // pop ds
+      {{0x50}, false},              // push ax
+      {{0x05, 0x34, 0x12}, false},  // add ax, 0x1234
+      {{0xB0, 0xFB}, true},         // mov al, 0xfb: ends in 0xFB
+      {{0xB8, 0x8E, 0xD0}, true},   // mov ax, 0xd08e: ends like mov ss, ax
+      {{0x9D}, false},              // popf (IF from the stack: no shadow)
+  };
+  int openers = 0;
+  for (const Case& c : cases) {
+    std::vector<uint8_t> ram(1 << 20);
+    std::memcpy(&ram[0x1000], c.bytes.data(), c.bytes.size());
+    ram[0x1000 + c.bytes.size()] = 0x90;
+    PhysicalMemory pm;
+    pm.ram = ram;
+    NoDevices env;
+    Cpu cpu(CpuModel::ttvmDefault(), pm, env);
+    CpuState s = resetState();
+    s.seg[1].selector = 0;
+    s.seg[1].base = 0;
+    s.rip = 0x1000;
+    s.gpr[4] = 0x8000;
+    s.gpr[3] = 0x4000;  // BX: [bx] reads zeros
+    s.rflags &= ~flags::kIF;
+    // POPF pops IF=1 (the flags image holds only IF and the fixed bit).
+    ram[0x8000] = 0x02;
+    ram[0x8001] = 0x02;
+    cpu.setState(s);
+    (void)cpu.step();
+    ASSERT_EQ(cpu.state().rip, 0x1000 + c.bytes.size()) << "case " << int(c.bytes[0]);
+    const bool opened = cpu.state().pending.shadow != InterruptShadow::kNone;
+    const bool recognised = mayFollowShadowOpener(c.bytes, CpuMode::kReal);
+    openers += opened;
+    if (opened) {
+      EXPECT_TRUE(recognised) << "opens a shadow: " << int(c.bytes[0]);
+    }
+    EXPECT_EQ(recognised, c.endsLikeAnOpener) << "case " << int(c.bytes[0]);
+    // Bytes of earlier instructions before it change nothing.
+    std::vector<uint8_t> longer = {0x90, 0x90, 0x31, 0xC0};
+    longer.insert(longer.end(), c.bytes.begin(), c.bytes.end());
+    EXPECT_EQ(mayFollowShadowOpener(longer, CpuMode::kReal), recognised)
+        << "case " << int(c.bytes[0]);
+  }
+  EXPECT_EQ(openers, 5) << "STI and the four MOV SS / POP SS forms open a shadow";
+  // Nothing readable before the boundary: nothing to step past.
+  EXPECT_FALSE(mayFollowShadowOpener(std::vector<uint8_t>{}, CpuMode::kReal));
+  // 64-bit code: MOV SS with a REX prefix; POP SS does not exist there.
+  EXPECT_TRUE(mayFollowShadowOpener(std::vector<uint8_t>{0x41, 0x8E, 0xD0}, CpuMode::kLong64));
+  EXPECT_FALSE(mayFollowShadowOpener(std::vector<uint8_t>{0x17}, CpuMode::kLong64));
 }
 
 }  // namespace

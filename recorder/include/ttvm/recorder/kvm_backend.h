@@ -33,10 +33,12 @@
 // deadline, 1 to 20 ms) so that timers fall due and the loop sees Ctrl-C and
 // --timeout. A guest that does not exit would never return: a helper thread
 // kicks the vCPU out (a signal; KVM_RUN returns at an instruction boundary)
-// when the slice ends inside run(). The kick is a counted exit, a *stop
-// point*: the backend reads the dirty log of every RAM slot and keeps the
-// events (takeStopPoint) that let the replay find that boundary by its
-// state, and offers the machine's interrupts there as after any exit.
+// when the slice ends inside run(). Where the machine then has an event the
+// guest can take, that boundary (and any interrupt window's) is a counted
+// exit, a *stop point*: the backend steps past a possible interrupt shadow,
+// reads the dirty log of every RAM slot and keeps the events
+// (takeStopPoint) that let the replay find that boundary by its state, and
+// offers the machine's interrupts there as after any exit.
 //
 // Failures (INTERNAL_ERROR, FAIL_ENTRY, an exit ttvm does not handle, an
 // ioctl refused) stop run() with StepOutcome::kStopRequested and a
@@ -89,6 +91,16 @@ void normalizeSvmSegments(CpuState& now, const CpuState& before);
 // moves RIP past it and clears RF. Returns whether it did.
 bool completeRepRestart(CpuState& s, std::span<const uint8_t> code);
 
+// Whether the instruction executed just before an instruction boundary may
+// have opened an interrupt shadow (STI, MOV SS, POP SS): `before` holds the
+// bytes just before the boundary (up to 15, fewer where they are not
+// mapped). None of the three is a branch, so such an instruction ends
+// exactly at the boundary; true when some suffix of `before` decodes in
+// `mode` to one of them with exactly its length. Conservative: the bytes of
+// another instruction can end like one (MOV AL, 0xFB ends with STI's 0xFB),
+// and a branch may have led there instead.
+bool mayFollowShadowOpener(std::span<const uint8_t> before, CpuMode mode);
+
 class KvmBackend final : public machine::CpuBackend {
  public:
   // A VM with one vCPU over `memory` (the machine's RAM and MMIO holes),
@@ -131,6 +143,7 @@ class KvmBackend final : public machine::CpuBackend {
   struct ExitCounts {
     uint64_t io = 0, mmio = 0, hlt = 0, window = 0, kicks = 0, stops = 0;
     uint64_t repairedTraps = 0;  // guest single-step traps after MMIO writes queued by ttvm
+    uint64_t shadowSteps = 0;    // instructions stepped past a possible shadow before a stop point
   };
   const ExitCounts& exitCounts() const { return counts_; }
   // What the PMU probe found (kvm::probeGuestBranchCounter), for -v.
@@ -155,8 +168,19 @@ class KvmBackend final : public machine::CpuBackend {
   Status deliverLostSingleStep();
   StepResult fail(std::string message);
   StepResult runUntil(uint64_t endExit, std::chrono::steady_clock::time_point wallEnd);
+  // One instruction under KVM_GUESTDBG_SINGLESTEP, offering the machine's
+  // events before it only when `offer`.
+  StepResult stepInstruction(bool offer);
   // Reads and clears the dirty logs, and queues the stop point's events.
   Status recordStopPoint();
+  // Whether offerEvents() would hand KVM an NMI or a vector now.
+  bool injectionDue();
+  // A stop point where ttvm may inject: first steps the guest past any
+  // instruction that may have opened an interrupt shadow at the current
+  // boundary (mayFollowShadowOpener), so that the point is one where the
+  // architecture lets an interrupt in (see kvm_backend.cc), then records it.
+  // kRetired, or how a stepped instruction ended the run.
+  StepResult stopHere();
   uint64_t linearRip() const;
   void kicker();
   void armKick(std::chrono::steady_clock::time_point at);
@@ -183,6 +207,7 @@ class KvmBackend final : public machine::CpuBackend {
   std::vector<TraceEvent> stopEvents_;  // the last stop point's, not taken yet
   std::string pmuNote_;
   bool stopPoints_ = false;
+  bool kicked_ = false;  // the last run() ended at a kick, no stop point made yet
   std::chrono::nanoseconds wallSlice_ = std::chrono::milliseconds(20);
   // The kicker thread: signals the vCPU when a run() call passes kickAt_.
   pthread_t vcpuThread_{};
