@@ -499,25 +499,28 @@ void Machine::setAttention(bool on) {
   updateEventHint(ApicChange::kNone, false);
 }
 
-Machine::ReplayedState Machine::saveReplayedState() const {
-  ReplayedState state;
-  state.savedBy = this;
-  if (whole_) {
-    state.bytes = saveDeviceState(&state.memoryVersions, nullptr);
-    return state;
-  }
+std::vector<uint8_t> Machine::saveReplayedState() const {
+  if (whole_) return saveDeviceState();
   StateWriter w;
   saveDevices(replayedDevices_, w);
-  state.bytes = w.take();
-  return state;
+  return w.take();
 }
 
-Status Machine::loadReplayedState(const ReplayedState& state) {
-  // Versions name contents of this machine's memories only.
-  TTVM_ASSERT(state.savedBy == this || state.memoryVersions.empty(),
-              "a replayed state with device memory versions loaded into another machine");
-  if (whole_) return loadDeviceState(state.bytes, state.memoryVersions);
-  return loadReplayedState(state.bytes);
+Machine::DeviceCheckpoint Machine::checkpointReplayedState() const {
+  DeviceCheckpoint c;
+  c.takenBy = this;
+  if (whole_)
+    c.state = saveDeviceState(&c.memories, nullptr);
+  else
+    c.state = saveReplayedState();
+  return c;
+}
+
+Status Machine::restoreReplayedState(const DeviceCheckpoint& checkpoint) {
+  // A snapshot's version names contents of this machine's memories only.
+  TTVM_ASSERT(checkpoint.takenBy == this, "a device checkpoint restored into another machine");
+  if (whole_) return loadDeviceState(checkpoint.state, &checkpoint.memories);
+  return loadReplayedState(checkpoint.state);
 }
 
 Status Machine::loadReplayedState(std::span<const uint8_t> blob) {
@@ -753,11 +756,12 @@ std::vector<uint8_t> Machine::saveDeviceState() const {
   return saveDeviceState(nullptr, nullptr);
 }
 
-std::vector<uint8_t> Machine::saveDeviceState(std::vector<uint64_t>* memoryVersions,
+std::vector<uint8_t> Machine::saveDeviceState(std::vector<DeviceMemory::Snapshot>* apart,
                                               std::vector<StateWriter::MemoryMark>* leftOut) const {
   StateWriter w;
-  w.reserve(leftOut != nullptr ? kDeviceStateReserve / 16 : kDeviceStateReserve);
-  w.recordVersions(memoryVersions);
+  w.reserve(leftOut != nullptr || apart != nullptr ? kDeviceStateReserve / 16
+                                                   : kDeviceStateReserve);
+  if (apart != nullptr) w.holdMemoriesApart(apart);
   if (leftOut != nullptr) w.leaveOutMemories(leftOut);
   for (char c : kDeviceStateMagic) w.u8(static_cast<uint8_t>(c));
   w.u32(kDeviceStateVersion);
@@ -768,11 +772,11 @@ std::vector<uint8_t> Machine::saveDeviceState(std::vector<uint64_t>* memoryVersi
 }
 
 Status Machine::loadDeviceState(std::span<const uint8_t> blob) {
-  return loadDeviceState(blob, {});
+  return loadDeviceState(blob, nullptr);
 }
 
 Status Machine::loadDeviceState(std::span<const uint8_t> blob,
-                                std::span<const uint64_t> memoryVersions) {
+                                const std::vector<DeviceMemory::Snapshot>* apart) {
   // Whatever part of the state got loaded, the hint follows it.
   struct UpdateHint {
     Machine* m;
@@ -799,6 +803,7 @@ Status Machine::loadDeviceState(std::span<const uint8_t> blob,
            std::to_string(devices_.size()));
   }
   TTVM_TRY(r.status());
+  size_t memoriesUsed = 0;  // of *apart
   for (Device* d : devices_) {
     std::string name = r.str(64);
     if (!r.failed() && name != d->name())
@@ -806,9 +811,9 @@ Status Machine::loadDeviceState(std::span<const uint8_t> blob,
     const std::span<const uint8_t> bytes = r.view(1u << 20);
     TTVM_TRY(r.status());
     StateReader dr(bytes, "state of device '" + name + "'");
-    dr.skipMemoriesAt(memoryVersions);
+    if (apart != nullptr) dr.takeMemoriesFrom(std::span(*apart).subspan(memoriesUsed));
     TTVM_TRY(d->loadState(dr));
-    memoryVersions = memoryVersions.subspan(std::min(dr.versionsUsed(), memoryVersions.size()));
+    memoriesUsed += dr.memoriesUsed();
     if (dr.remaining() != 0)
       return makeError("state of device '" + name + "': " + std::to_string(dr.remaining()) +
                        " bytes left over");
@@ -816,6 +821,9 @@ Status Machine::loadDeviceState(std::span<const uint8_t> blob,
   if (r.remaining() != 0)
     return makeError("machine device state: " + std::to_string(r.remaining()) +
                      " bytes after the last device");
+  if (apart != nullptr && memoriesUsed != apart->size())
+    return makeError("machine device state: " + std::to_string(apart->size()) +
+                     " device memories held apart, " + std::to_string(memoriesUsed) + " read");
   clock_.setIdleNs(idle);
   rngState_ = rng;
   return {};

@@ -1,7 +1,6 @@
 #include "ttvm/machine/state_io.h"
 
 #include <cstring>
-#include <optional>
 
 namespace ttvm::machine {
 
@@ -52,28 +51,42 @@ std::span<const uint8_t> StateReader::view(size_t maxBytes) {
   return out;
 }
 
+std::span<uint8_t> DeviceMemory::own() {
+  if (bytes_.use_count() != 1) bytes_ = std::make_shared<std::vector<uint8_t>>(*bytes_);
+  return *bytes_;
+}
+
+void DeviceMemory::restore(const Snapshot& s) {
+  if (s.version == version_) return;  // the same contents (versions are never reused)
+  // Shared from now on: own() copies it before any write.
+  bytes_ = std::const_pointer_cast<std::vector<uint8_t>>(s.bytes);
+  version_ = s.version;
+}
+
 void StateReader::memory(DeviceMemory& m) {
-  std::optional<uint64_t> saved;
-  if (nextVersion_ < versions_.size()) saved = versions_[nextVersion_++];
-  if (saved && *saved == m.version_) {
-    // The same contents: only the length is checked.
-    const uint32_t n = u32();
-    if (failed_) return;
-    if (n != m.size() || n > remaining()) {
-      fail("byte string of " + std::to_string(n) + " bytes where " + std::to_string(m.size()) +
-           " were expected");
-      return;
-    }
-    pos_ += n;
+  if (!held_) {
+    // Into a buffer of its own (a snapshot's is not copied first: all of
+    // it is overwritten), under a new version even when the load fails.
+    if (m.bytes_.use_count() != 1) m.bytes_ = std::make_shared<std::vector<uint8_t>>(m.size());
+    fixedBytes(*m.bytes_);
+    m.version_ = ++m.lastVersion_;
     return;
   }
-  fixedBytes(m.bytes_);
+  // Held apart: only the length is here.
+  const uint32_t n = u32();
   if (failed_) return;
-  if (saved) {
-    m.version_ = *saved;
-  } else {
-    m.version_ = ++m.lastVersion_;
+  if (nextApart_ == apart_.size()) {
+    fail("a device memory of " + std::to_string(n) + " bytes where no more were held apart");
+    return;
   }
+  const DeviceMemory::Snapshot& s = apart_[nextApart_++];
+  if (n != m.size() || s.bytes == nullptr || s.bytes->size() != n) {
+    fail("device memory of " + std::to_string(n) +
+         " bytes (held apart: " + std::to_string(s.bytes ? s.bytes->size() : 0) + ") where " +
+         std::to_string(m.size()) + " were expected");
+    return;
+  }
+  m.restore(s);
 }
 
 void StateReader::fail(std::string why) {

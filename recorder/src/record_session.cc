@@ -85,7 +85,7 @@ Status RecordSession::start() {
                       std::min<uint64_t>(kPageSize, shadowBytes_ - at));
         }
         checkpoint_ = guest_.cpu;
-        checkpointDevices_ = machine_.saveReplayedState().bytes;
+        checkpointDevices_ = machine_.saveReplayedState();
       }
     }
   }
@@ -147,7 +147,7 @@ void RecordSession::takeCheckpoint() {
   for (uint64_t page : cpu_->takeDirtyPages())
     std::memcpy(shadow_ + page * kPageSize, ram.data() + page * kPageSize, kPageSize);
   checkpoint_ = cpu_->state();
-  checkpointDevices_ = machine_.saveReplayedState().bytes;
+  checkpointDevices_ = machine_.saveReplayedState();
   tailHandedOver_ = writer_->eventsHandedOver();
   tailMark_ = writer_->buffered().size();
 }

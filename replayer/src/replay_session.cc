@@ -110,15 +110,20 @@ std::span<const uint8_t> ReplaySession::ram() const {
   return static_cast<const Machine&>(*machine_).ram();
 }
 
-Machine::ReplayedState ReplaySession::saveDevices() const {
+std::vector<uint8_t> ReplaySession::saveDevices() const {
   if (!runsDevices_) return {};
   return machine_->saveReplayedState();
 }
 
+Machine::DeviceCheckpoint ReplaySession::checkpointDevices() const {
+  if (!runsDevices_) return {};
+  return machine_->checkpointReplayedState();
+}
+
 void ReplaySession::restore(const CpuState& cpu, EventPosition position,
-                            const Machine::ReplayedState& devices) {
+                            const Machine::DeviceCheckpoint& devices) {
   if (runsDevices_) {
-    Status s = machine_->loadReplayedState(devices);
+    Status s = machine_->restoreReplayedState(devices);
     TTVM_ASSERT(s.ok(), "restoring the replayed devices at step ", cpu.steps, ": ",
                 s.ok() ? "" : s.error().message);
     // A device's request to end the run belongs to the position it was made

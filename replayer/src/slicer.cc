@@ -140,7 +140,7 @@ std::string checkSlice(const std::string& out, const Cut& cut, const SliceOption
   const SessionStop stop = (*session)->runTo(cut.to, ro);
   if (std::string p = stopProblem(**session, stop, cut.to, "the slice's"); !p.empty()) return p;
   if (std::string d = (*session)->checkEndState(); !d.empty()) return "end state: " + d;
-  if ((*session)->saveDevices().bytes != cut.endDevices)
+  if ((*session)->saveDevices() != cut.endDevices)
     return "the device state at step " + std::to_string(cut.to) + " differs from the source's";
   return "";
 }
@@ -185,7 +185,7 @@ Result<SliceResult> sliceTrace(const TraceReader& source, const std::string& out
 
   // The state at the cut.
   cut.initial.cpu = session.state();
-  cut.initial.deviceState = session.saveDevices().bytes;
+  cut.initial.deviceState = session.saveDevices();
   cut.initial.ram = RamPages::fromFlat(session.ram());
   cut.position = session.environment().position();
   Cpu& cpu = session.cpu();
@@ -201,7 +201,7 @@ Result<SliceResult> sliceTrace(const TraceReader& source, const std::string& out
   if (std::string p = stopProblem(session, stop, cut.to, "the source's"); !p.empty())
     return makeError(source.path() + ": " + p);
   cut.endCpu = session.state();
-  cut.endDevices = session.saveDevices().bytes;
+  cut.endDevices = session.saveDevices();
   wanted.insert(wanted.end(), accessed.begin(), accessed.end());
   std::sort(wanted.begin(), wanted.end());
   wanted.erase(std::unique(wanted.begin(), wanted.end()), wanted.end());

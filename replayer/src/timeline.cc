@@ -81,7 +81,7 @@ Result<std::unique_ptr<Timeline>> Timeline::open(const TraceReader& reader,
   (void)cpu.takeDirtyPages();
   t->checkpoints_.emplace(t->beginStep_,
                           Checkpoint{t->session_->state(), t->session_->environment().position(),
-                                     t->live_, t->session_->saveDevices()});
+                                     t->live_, t->session_->checkpointDevices()});
   machine::ReplayEnvironment& env = t->session_->environment();
   Timeline* self = t.get();
   if (env.wholeMachine()) {
@@ -233,7 +233,7 @@ void Timeline::takeCheckpoint() {
     live_.set(p, allZero(bytes) ? nullptr : live_.makePage(bytes));
   }
   checkpoints_.emplace(s, Checkpoint{session_->state(), session_->environment().position(), live_,
-                                     session_->saveDevices()});
+                                     session_->checkpointDevices()});
   // Long forward runs take many checkpoints before the operation's final
   // thin(): keep within the budget on the way.
   if (static_cast<uint64_t>(std::max<int64_t>(0, stats_->bytes())) > options_.checkpointMemBytes)

@@ -700,7 +700,7 @@ TEST(ReplayE2E, ThreeThousandRandomMovesMatchForwardReplayDevicesIncluded) {
       ASSERT_NE((*ref)->runTo(step).kind, SessionStopKind::kDivergence);
       ASSERT_EQ((*ref)->step(), step);
       w.cpu = (*ref)->state();
-      const std::vector<uint8_t> dev = (*ref)->saveDevices().bytes;
+      const std::vector<uint8_t> dev = (*ref)->saveDevices();
       ASSERT_FALSE(test::deviceStateFrames(dev).empty()) << "step " << step;
       w.devices = testing::hashBytes(dev.data(), dev.size());
       if (ramChecked.count(step) != 0) w.ram = ramHash((*ref)->ram());
@@ -711,7 +711,7 @@ TEST(ReplayE2E, ThreeThousandRandomMovesMatchForwardReplayDevicesIncluded) {
     auto s = ReplaySession::open(*reader);
     EXPECT_TRUE(s.ok());
     (*s)->runTo(step);
-    return (*s)->saveDevices().bytes;
+    return (*s)->saveDevices();
   };
   for (size_t i = 0; i < ops.size(); ++i) {
     const Op& op = ops[i];
@@ -726,7 +726,7 @@ TEST(ReplayE2E, ThreeThousandRandomMovesMatchForwardReplayDevicesIncluded) {
     const Want& w = want.at(op.at);
     ASSERT_EQ(differingFields(t.registers(), w.cpu), "")
         << "move " << i << " (" << name << " " << op.n << ") at step " << op.at;
-    const std::vector<uint8_t> dev = t.session().saveDevices().bytes;
+    const std::vector<uint8_t> dev = t.session().saveDevices();
     if (testing::hashBytes(dev.data(), dev.size()) != w.devices) {
       FAIL() << "move " << i << " (" << name << " " << op.n << ") at step " << op.at
              << ": device state differs from the forward replay's in: "

@@ -82,7 +82,7 @@ void expectReplaysAsSource(const std::string& sourcePath, const std::string& sli
     ASSERT_EQ(sb.step, t) << toString(sb.kind) << " "
                           << (cut.divergence() ? cut.divergence()->format() : "");
     ASSERT_EQ(src.state(), cut.state()) << "CPU state at step " << t;
-    ASSERT_EQ(src.saveDevices().bytes, cut.saveDevices().bytes) << "device state at step " << t;
+    ASSERT_EQ(src.saveDevices(), cut.saveDevices()) << "device state at step " << t;
     for (uint64_t p : src.cpu().takeDirtyPages()) watched.insert(p);
     for (uint64_t p : cut.cpu().takeDirtyPages()) {
       watched.insert(p);

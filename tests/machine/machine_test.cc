@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <array>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -417,13 +418,16 @@ TEST(DeviceState, RoundTripAndRejection) {
   a->bindCpuState(nullptr);
 }
 
-// Checkpoints (saveReplayedState) remember each device memory's version and
-// a restore copies only the memories changed since: at random, the CGA's and
-// the pc-testdev's memories are written through the MMIO bus, checkpoints are
-// taken, and earlier ones restored (sometimes twice in a row, where nothing
-// needs copying). After every restore the whole device state equals the one
-// saved, and the memories read back the old bytes.
-TEST(DeviceState, CheckpointsRestoreChangedDeviceMemoriesOnly) {
+// Checkpoints (checkpointReplayedState) hold the device memories apart and
+// share their bytes: at random, the CGA's and the pc-testdev's memories are
+// written through the MMIO bus, checkpoints are taken, and earlier ones
+// restored (sometimes twice in a row). A checkpoint shares each memory's
+// buffer with the previous checkpoint unless that memory was written in
+// between, and holds only the registers otherwise; a restore shares the
+// checkpoint's buffers (the next checkpoint holds the same ones). After every
+// restore the whole device state equals the one saved, and the memories read
+// back the old bytes, however the memories were written since.
+TEST(DeviceState, CheckpointsShareUnchangedDeviceMemories) {
   auto m = makeMachine();
   CpuState cpu = Machine::initialCpuState();
   m->bindCpuState(&cpu);
@@ -431,49 +435,91 @@ TEST(DeviceState, CheckpointsRestoreChangedDeviceMemoriesOnly) {
   const uint64_t kTest = PcTestDev::kMemBase, kTestSize = PcTestDev::kMemSize;
   std::mt19937_64 rng(7);
   struct Saved {
-    Machine::ReplayedState state;
+    Machine::DeviceCheckpoint checkpoint;
     std::vector<uint8_t> blob;  // saveDeviceState() at the same time
   };
   std::vector<Saved> saved;
-  saved.push_back({m->saveReplayedState(), m->saveDeviceState()});
-  ASSERT_EQ(saved[0].state.bytes, saved[0].blob);
-  ASSERT_EQ(saved[0].state.memoryVersions.size(), 2u);  // the pc-testdev's and the CGA's
-  int restores = 0;
+  // The memories' buffers as the last checkpoint held them, and which
+  // memories were written since (the pc-testdev's comes first, then the CGA's).
+  std::array<const std::vector<uint8_t>*, 2> last{};
+  std::array<bool, 2> written{};
+  auto take = [&] {
+    Saved c{m->checkpointReplayedState(), m->saveDeviceState()};
+    EXPECT_EQ(c.checkpoint.memories.size(), 2u);
+    if (c.checkpoint.memories.size() != 2) return;
+    EXPECT_EQ(c.checkpoint.state.size(), c.blob.size() - kTestSize - kCgaSize);
+    for (size_t i = 0; i < 2; ++i) {
+      const std::vector<uint8_t>* buffer = c.checkpoint.memories[i].bytes.get();
+      if (last[i] != nullptr) {
+        EXPECT_EQ(buffer == last[i], !written[i])
+            << "memory " << i << " at checkpoint " << saved.size();
+      }
+      last[i] = buffer;
+      written[i] = false;
+    }
+    saved.push_back(std::move(c));
+  };
+  take();
+  int restores = 0, shared = 0;
   for (int i = 0; i < 400; ++i) {
     const unsigned what = rng() % 8;
-    if (what < 4) {
+    if (what < 3) {
       // A few writes, to one memory or both, of 1-8 bytes.
-      for (int k = 1 + static_cast<int>(rng() % 4); k > 0; --k) {
+      for (int k = 1 + static_cast<int>(rng() % 3); k > 0; --k) {
         const bool cga = rng() % 2 == 0;
         const unsigned size = 1u << (rng() % 4);
         const uint64_t at = (cga ? kCga : kTest) + rng() % ((cga ? kCgaSize : kTestSize) - 8);
         m->mmioWrite(at, size, rng());
+        written[cga ? 1 : 0] = true;
       }
     } else if (what < 6) {
-      saved.push_back({m->saveReplayedState(), m->saveDeviceState()});
-      ASSERT_EQ(saved.back().state.bytes, saved.back().blob);
+      const size_t before = saved.size();
+      take();
+      if (before > 0 && saved.back().checkpoint.memories[0].bytes ==
+                            saved[before - 1].checkpoint.memories[0].bytes)
+        ++shared;
     } else {
       const Saved& c = saved[rng() % saved.size()];
       const int times = rng() % 3 == 0 ? 2 : 1;
       for (int t = 0; t < times; ++t) {
-        ASSERT_TRUE(m->loadReplayedState(c.state).ok()) << "at " << i;
+        ASSERT_TRUE(m->restoreReplayedState(c.checkpoint).ok()) << "at " << i;
         ASSERT_EQ(m->saveDeviceState(), c.blob) << "restore " << restores << " at " << i;
+      }
+      // The memories now hold the checkpoint's buffers.
+      for (size_t k = 0; k < 2; ++k) {
+        last[k] = c.checkpoint.memories[k].bytes.get();
+        written[k] = false;
       }
       ++restores;
     }
   }
   EXPECT_GT(restores, 50);
-  // A write after a checkpoint, then its restore: the old bytes come back.
+  EXPECT_GT(shared, 20);
+  // A write after a checkpoint, then its restore: the old bytes come back,
+  // and the checkpoint's own bytes did not change with the write.
   const std::vector<uint8_t> before = m->saveDeviceState();
-  const Machine::ReplayedState c = m->saveReplayedState();
+  const Machine::DeviceCheckpoint c = m->checkpointReplayedState();
+  const std::vector<uint8_t> cgaBytes = *c.memories[1].bytes;
   const uint64_t cgaWord = m->mmioRead(kCga + 0x100, 8), testWord = m->mmioRead(kTest + 0x200, 8);
   m->mmioWrite(kCga + 0x100, 8, ~cgaWord);
   m->mmioWrite(kTest + 0x200, 8, ~testWord);
-  ASSERT_TRUE(m->loadReplayedState(c).ok());
+  EXPECT_EQ(*c.memories[1].bytes, cgaBytes);
+  ASSERT_TRUE(m->restoreReplayedState(c).ok());
   EXPECT_EQ(m->mmioRead(kCga + 0x100, 8), cgaWord);
   EXPECT_EQ(m->mmioRead(kTest + 0x200, 8), testWord);
   EXPECT_EQ(m->saveDeviceState(), before);
-  // A state loaded without versions (a trace's INIT frame) is copied in full.
+  // A checkpoint short of a memory, or with one of another size, is refused.
+  Machine::DeviceCheckpoint shortOne = c;
+  shortOne.memories.pop_back();
+  Status s = m->restoreReplayedState(shortOne);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.error().message.find("held apart"), std::string::npos) << s.error().message;
+  Machine::DeviceCheckpoint swapped = c;
+  std::swap(swapped.memories[0], swapped.memories[1]);
+  s = m->restoreReplayedState(swapped);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.error().message.find("bytes"), std::string::npos) << s.error().message;
+  // A full state (a trace's INIT frame) is copied in full.
   auto other = makeMachine();
   other->mmioWrite(kCga, 8, 0x1122334455667788ull);
   ASSERT_TRUE(other->loadDeviceState(before).ok());
@@ -492,7 +538,7 @@ TEST(DeviceState, DigestEqualsAFullRehashAtRandomPoints) {
   CpuState cpu = Machine::initialCpuState();
   m->bindCpuState(&cpu);
   std::mt19937_64 rng(5);
-  std::vector<Machine::ReplayedState> saved{m->saveReplayedState()};
+  std::vector<Machine::DeviceCheckpoint> saved{m->checkpointReplayedState()};
   std::set<uint64_t> digests;
   for (int i = 0; i < 600; ++i) {
     switch (rng() % 9) {
@@ -511,8 +557,8 @@ TEST(DeviceState, DigestEqualsAFullRehashAtRandomPoints) {
         m->portOut(0x3D5, 1, static_cast<uint32_t>(rng() & 0xFF));
         break;
       case 5: m->clock().skipTo(m->clock().nowNs() + 1 + rng() % 1000000); break;
-      case 6: saved.push_back(m->saveReplayedState()); break;
-      case 7: ASSERT_TRUE(m->loadReplayedState(saved[rng() % saved.size()]).ok()); break;
+      case 6: saved.push_back(m->checkpointReplayedState()); break;
+      case 7: ASSERT_TRUE(m->restoreReplayedState(saved[rng() % saved.size()]).ok()); break;
       default: break;  // nothing changed: the same digest again
     }
     const uint64_t d = m->deviceDigest();

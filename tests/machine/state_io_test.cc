@@ -48,30 +48,46 @@ TEST(StateIo, BytesWrittenInPlaceEqualABufferOfTheirOwn) {
   EXPECT_TRUE(r.status().ok());
 }
 
-// DeviceMemory's versions against a plain copy: random changes, saves with
-// versions and loads of random earlier saves (some with the memory unchanged
-// since, which copy nothing) always leave the bytes that were saved.
-TEST(StateIo, DeviceMemoryVersionsSkipOnlyUnchangedContents) {
+// DeviceMemory's snapshots against a plain copy: random changes, saves with
+// the memory held apart and loads of random earlier saves (some with the
+// memory unchanged since) always leave the bytes that were saved, and never
+// change a snapshot. A save shares the memory's buffer (no copy) until the
+// memory changes; a load shares the snapshot's.
+TEST(StateIo, DeviceMemorySnapshotsShareUnchangedContents) {
   DeviceMemory mem(4096);
   struct Saved {
     std::vector<uint8_t> bytes;
-    std::vector<uint64_t> versions;
+    std::vector<DeviceMemory::Snapshot> apart;
     std::vector<uint8_t> contents;
   };
   std::vector<Saved> saved;
   std::mt19937_64 rng(11);
+  bool changed = false;
+  int shared = 0;
   auto save = [&] {
     StateWriter w;
-    std::vector<uint64_t> versions;
-    w.recordVersions(&versions);
+    std::vector<DeviceMemory::Snapshot> apart;
+    w.holdMemoriesApart(&apart);
+    const size_t mark = w.beginBytes();
     w.u8(0x5A);
     w.memory(mem);
-    EXPECT_EQ(versions.size(), 1u);
+    w.endBytes(mark);
+    EXPECT_EQ(apart.size(), 1u);
+    // Only the length is written, and the section counts only that.
     StateWriter plain;
+    plain.u32(5);
     plain.u8(0x5A);
-    plain.bytes(mem.bytes());
-    EXPECT_EQ(w.data(), plain.data());  // the same bytes as bytes()
-    saved.push_back({w.take(), versions, {mem.bytes().begin(), mem.bytes().end()}});
+    plain.u32(4096);
+    EXPECT_EQ(w.data(), plain.data());
+    EXPECT_EQ(apart[0].bytes->data(), mem.bytes().data());  // shared, not copied
+    EXPECT_EQ(apart[0].version, mem.version());
+    if (!saved.empty()) {
+      const bool same = apart[0].bytes == saved.back().apart[0].bytes;
+      EXPECT_EQ(same, !changed);
+      shared += same ? 1 : 0;
+    }
+    changed = false;
+    saved.push_back({w.take(), apart, {mem.bytes().begin(), mem.bytes().end()}});
   };
   save();
   for (int i = 0; i < 2000; ++i) {
@@ -79,39 +95,69 @@ TEST(StateIo, DeviceMemoryVersionsSkipOnlyUnchangedContents) {
       case 0: {
         std::span<uint8_t> b = mem.change();
         b[rng() % b.size()] = static_cast<uint8_t>(rng());
+        changed = true;
         break;
       }
       case 1: save(); break;
       default: {
         const Saved& s = saved[rng() % saved.size()];
         StateReader r(s.bytes);
-        r.skipMemoriesAt(s.versions);
-        EXPECT_EQ(r.u8(), 0x5A);
-        r.memory(mem);
-        ASSERT_TRUE(r.status().ok()) << r.status().error().message;
-        EXPECT_EQ(r.remaining(), 0u);
-        EXPECT_EQ(r.versionsUsed(), 1u);
+        const std::span<const uint8_t> section = r.view(1 << 20);
+        StateReader sr(section);
+        sr.takeMemoriesFrom(s.apart);
+        EXPECT_EQ(sr.u8(), 0x5A);
+        sr.memory(mem);
+        ASSERT_TRUE(sr.status().ok()) << sr.status().error().message;
+        EXPECT_EQ(sr.remaining(), 0u);
+        EXPECT_EQ(sr.memoriesUsed(), 1u);
         ASSERT_TRUE(std::equal(mem.bytes().begin(), mem.bytes().end(), s.contents.begin()))
             << "step " << i;
-        EXPECT_EQ(mem.version(), s.versions[0]);
+        EXPECT_EQ(mem.version(), s.apart[0].version);
+        EXPECT_EQ(mem.bytes().data(), s.apart[0].bytes->data());  // shared, not copied
+        changed = saved.back().apart[0].bytes.get() != s.apart[0].bytes.get();
       }
     }
   }
-  // Loaded without versions: copied, under a version no save has used.
+  EXPECT_GT(shared, 100);
+  // No snapshot changed with the memory.
+  for (const Saved& s : saved) ASSERT_EQ(*s.apart[0].bytes, s.contents);
+  // Loaded in full (bytes()): copied, under a version no save has used,
+  // into a buffer of its own: the snapshot it held before stays as it was.
   const Saved& first = saved.front();
-  StateReader r(first.bytes);
+  const Saved& last = saved.back();
+  const DeviceMemory::Snapshot held = mem.snapshot();
+  const std::vector<uint8_t> heldBytes = *held.bytes;
+  StateWriter full;
+  full.u8(0x5A);
+  full.bytes(first.contents);
+  StateReader r(full.data());
   r.u8();
   r.memory(mem);
   ASSERT_TRUE(r.status().ok());
   EXPECT_TRUE(std::equal(mem.bytes().begin(), mem.bytes().end(), first.contents.begin()));
-  for (const Saved& s : saved) EXPECT_NE(mem.version(), s.versions[0]);
-  // A memory of another size is refused, with or without its version.
+  for (const Saved& s : saved) EXPECT_NE(mem.version(), s.apart[0].version);
+  EXPECT_EQ(*held.bytes, heldBytes);
+  EXPECT_NE(mem.bytes().data(), held.bytes->data());
+  // A memory of another size is refused, held apart or not; so is a memory
+  // where no more snapshots are given.
   DeviceMemory small(16);
-  StateReader q(first.bytes);
-  q.skipMemoriesAt(first.versions);
+  StateReader q(full.data());
   q.u8();
   q.memory(small);
   EXPECT_FALSE(q.status().ok());
+  StateReader p(last.bytes);
+  p.takeMemoriesFrom(last.apart);
+  p.u32();
+  p.u8();
+  p.memory(small);
+  EXPECT_FALSE(p.status().ok());
+  StateReader none(last.bytes);
+  none.takeMemoriesFrom({});
+  none.u32();
+  none.u8();
+  none.memory(mem);
+  ASSERT_FALSE(none.status().ok());
+  EXPECT_NE(none.status().error().message.find("held apart"), std::string::npos);
 }
 
 }  // namespace

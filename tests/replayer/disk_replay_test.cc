@@ -305,9 +305,9 @@ TEST(IdeState, SnapshotRoundTripsMidTransfer) {
   a->portOut(0x1F5, 1, 0);
   a->portOut(0x1F7, 1, 0x20);
   for (int i = 0; i < 100; ++i) a->portIn(0x1F0, 2);
-  const std::vector<uint8_t> saved = a->saveReplayedState().bytes;
+  const std::vector<uint8_t> saved = a->saveReplayedState();
   ASSERT_TRUE(b->loadReplayedState(saved).ok());
-  EXPECT_EQ(b->saveReplayedState().bytes, saved);
+  EXPECT_EQ(b->saveReplayedState(), saved);
   // The rest of both blocks, word by word, from both machines and the disk.
   for (unsigned w = 100; w < 512; ++w) {
     const uint32_t va = a->portIn(0x1F0, 2), vb = b->portIn(0x1F0, 2);
@@ -317,11 +317,11 @@ TEST(IdeState, SnapshotRoundTripsMidTransfer) {
     ASSERT_EQ(va, static_cast<uint32_t>(s[at] | s[at + 1] << 8)) << "word " << w;
   }
   EXPECT_EQ(a->portIn(0x1F7, 1), b->portIn(0x1F7, 1));
-  EXPECT_EQ(a->saveReplayedState().bytes, b->saveReplayedState().bytes);
+  EXPECT_EQ(a->saveReplayedState(), b->saveReplayedState());
   // After the transfer (the state a controller spends most of its time in).
-  const std::vector<uint8_t> idle = a->saveReplayedState().bytes;
+  const std::vector<uint8_t> idle = a->saveReplayedState();
   ASSERT_TRUE(b->loadReplayedState(idle).ok());
-  EXPECT_EQ(b->saveReplayedState().bytes, idle);
+  EXPECT_EQ(b->saveReplayedState(), idle);
   // A blob for other devices or cut short is refused with a message.
   EXPECT_FALSE(b->loadReplayedState(std::span<const uint8_t>(saved).first(saved.size() - 1)).ok());
   auto none = diskMachine(Mode::kNone);
@@ -355,7 +355,7 @@ TEST_F(DiskReplay, SeekAndStepBackMatchAStraightReplay) {
     ASSERT_NE((*straight)->runTo(t).kind, SessionStopKind::kDivergence) << t;
     ref[t] = {(*straight)->state(),
               testing::hashBytes((*straight)->ram().data(), (*straight)->ram().size()),
-              (*straight)->saveDevices().bytes};
+              (*straight)->saveDevices()};
   }
   TimelineOptions o;
   o.checkpointInterval = 97;  // many checkpoints, each with the controller's state
@@ -367,7 +367,7 @@ TEST_F(DiskReplay, SeekAndStepBackMatchAStraightReplay) {
     ASSERT_TRUE((*tl)->registers() == want.cpu) << what << ": CPU differs at step " << t;
     ASSERT_EQ(testing::hashBytes((*tl)->ram().data(), (*tl)->ram().size()), want.ram)
         << what << ": RAM differs at step " << t;
-    const std::vector<uint8_t> devices = (*tl)->session().saveDevices().bytes;
+    const std::vector<uint8_t> devices = (*tl)->session().saveDevices();
     size_t at = 0;
     while (at < devices.size() && at < want.devices.size() && devices[at] == want.devices[at]) ++at;
     ASSERT_EQ(devices, want.devices)

@@ -233,21 +233,22 @@ class Machine final : public IrqSink, public RunControl {
   bool replaysWholeMachine() const { return whole_; }
   // Whether `port` belongs to a replayed device.
   bool portReplayed(uint16_t port) const { return replayedPorts_[port]; }
-  // The replayed devices' state only (the whole machine's: saveDeviceState),
-  // what a replay checkpoint keeps, with the version of each device memory
-  // in it (DeviceMemory): loading it back into this machine copies only the
-  // memories changed since. A ReplayedState is for the machine that saved it.
-  struct ReplayedState {
-    std::vector<uint8_t> bytes;
-    std::vector<uint64_t> memoryVersions;
-    const Machine* savedBy = nullptr;
-  };
-  ReplayedState saveReplayedState() const;
-  // Loads a state this machine saved.
-  Status loadReplayedState(const ReplayedState& state);
-  // Loads the bytes of a state any machine of this configuration saved
-  // (every memory is copied).
+  // The replayed devices' state only (the whole machine's: saveDeviceState).
+  std::vector<uint8_t> saveReplayedState() const;
+  // Loads the bytes of a state any machine of this configuration saved.
   Status loadReplayedState(std::span<const uint8_t> bytes);
+  // What a replay checkpoint keeps: the replayed devices' state with each
+  // device memory held apart (DeviceMemory::Snapshot), its bytes shared with
+  // the memory and every other checkpoint while they stay the same. Taking
+  // one copies only the devices' registers (~3 KB); restoring one copies no
+  // memory at all. For the machine that took it only.
+  struct DeviceCheckpoint {
+    std::vector<uint8_t> state;  // StateWriter::holdMemoriesApart
+    std::vector<DeviceMemory::Snapshot> memories;
+    const Machine* takenBy = nullptr;
+  };
+  DeviceCheckpoint checkpointReplayedState() const;
+  Status restoreReplayedState(const DeviceCheckpoint& checkpoint);
   // A digest of saveDeviceState(): every device's registers, the clock's
   // idle offset and the generator (the trace's kDeviceDigest). Equal to
   // digestOf(saveDeviceState()), without copying the device memories, and
@@ -280,10 +281,12 @@ class Machine final : public IrqSink, public RunControl {
   // which leave the TPR they set as it is).
   void updateEventHint(ApicChange apic, bool syncTpr = true);
   static void saveDevices(const std::vector<Device*>& devices, StateWriter& w);
-  std::vector<uint8_t> saveDeviceState(std::vector<uint64_t>* memoryVersions,
+  std::vector<uint8_t> saveDeviceState(std::vector<DeviceMemory::Snapshot>* apart,
                                        std::vector<StateWriter::MemoryMark>* leftOut) const;
-  // loadDeviceState, skipping the memories whose version is in memoryVersions.
-  Status loadDeviceState(std::span<const uint8_t> blob, std::span<const uint64_t> memoryVersions);
+  // loadDeviceState of a state saved with its memories held apart in
+  // `*apart` (none when null).
+  Status loadDeviceState(std::span<const uint8_t> blob,
+                         const std::vector<DeviceMemory::Snapshot>* apart);
   // The APIC's TPR follows CR8 lazily (LocalApic::syncTprFromCr8): a write to
   // its registers must land after a CR8 write the CPU made since, as it did
   // when the CPU asked interruptPending() at every instruction boundary.
@@ -352,7 +355,7 @@ class Machine final : public IrqSink, public RunControl {
     uint64_t in = 0, out = 0;
   };
   mutable std::vector<DigestMemo> digestMemo_;
-  std::vector<Device*> replayedDevices_;  // save/load order of saveReplayedState
+  std::vector<Device*> replayedDevices_;  // save/load order of saveReplayedState (1.2 traces)
   std::bitset<65536> replayedPorts_;
   std::vector<Device*> devices_;  // save/load order
   std::vector<TimedDevice*> timed_;

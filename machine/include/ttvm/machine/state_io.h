@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <string>
 #include <string_view>
@@ -19,27 +20,47 @@ namespace ttvm::machine {
 // A device's bulk memory (the CGA's 32 KiB of text, the pc-testdev's 64
 // KiB): bytes the guest reads and writes, saved by StateWriter::memory()
 // like bytes(). Every change goes through change(), which gives the contents
-// a new version: a version names one content of this memory, so a
-// checkpoint that remembers the version it saved (StateWriter::
-// recordVersions) can be restored without copying the memory back while the
-// memory still holds those bytes (StateReader::memory).
+// a new version: a version names one content of this memory.
+//
+// The bytes live in a buffer that snapshot() shares instead of copying: a
+// replay checkpoint (StateWriter::holdMemoriesApart) keeps the snapshot, and
+// so do all later checkpoints while the memory is not changed. change()
+// first copies the buffer when anything else still holds it (copy on
+// write), so a snapshot never changes. Loading a snapshot back
+// (StateReader::takeMemoriesFrom) takes its buffer, or nothing at all when
+// the memory holds its version still: no checkpoint copies a memory's bytes.
 class DeviceMemory {
  public:
-  explicit DeviceMemory(size_t size) : bytes_(size, 0) {}
-  size_t size() const { return bytes_.size(); }
-  uint8_t operator[](size_t i) const { return bytes_[i]; }
-  std::span<const uint8_t> bytes() const { return bytes_; }
+  // One content of the memory: its version, and the buffer holding it,
+  // which nothing writes while shared.
+  struct Snapshot {
+    uint64_t version = 0;
+    std::shared_ptr<const std::vector<uint8_t>> bytes;
+  };
+
+  explicit DeviceMemory(size_t size) : bytes_(std::make_shared<std::vector<uint8_t>>(size, 0)) {}
+  size_t size() const { return bytes_->size(); }
+  uint8_t operator[](size_t i) const { return (*bytes_)[i]; }
+  std::span<const uint8_t> bytes() const { return *bytes_; }
   // The bytes to change; they get a new version. Write through the span
-  // before the next save or load, and keep it no longer.
+  // before the next save, load or snapshot, and keep it no longer.
   std::span<uint8_t> change() {
     version_ = ++lastVersion_;
-    return bytes_;
+    return own();
   }
   uint64_t version() const { return version_; }
+  // The current contents, sharing the buffer.
+  Snapshot snapshot() const { return Snapshot{version_, bytes_}; }
 
  private:
   friend class StateReader;
-  std::vector<uint8_t> bytes_;
+  // The buffer, copied first when a snapshot still holds it.
+  std::span<uint8_t> own();
+  // Takes a snapshot's contents (one this memory gave, or of its size).
+  void restore(const Snapshot& s);
+
+  // Made writable here (own()); shared read-only with snapshots otherwise.
+  std::shared_ptr<std::vector<uint8_t>> bytes_;
   uint64_t version_ = 0;      // 0: the zeros it was made with
   uint64_t lastVersion_ = 0;  // the highest version given out: none is given twice
 };
@@ -73,9 +94,14 @@ class StateWriter {
     for (int i = 0; i < 4; ++i) bytes_[mark + i] = static_cast<uint8_t>(n >> (8 * i));
   }
   void reserve(size_t n) { bytes_.reserve(n); }
-  // A DeviceMemory: the same bytes as bytes(m.bytes()), unless left out.
+  // A DeviceMemory: the same bytes as bytes(m.bytes()), unless left out or
+  // held apart.
   void memory(const DeviceMemory& m) {
-    if (versions_ != nullptr) versions_->push_back(m.version());
+    if (apart_ != nullptr) {
+      u32(static_cast<uint32_t>(m.size()));
+      apart_->push_back(m.snapshot());
+      return;
+    }
     if (marks_ == nullptr) {
       bytes(m.bytes());
       return;
@@ -94,9 +120,11 @@ class StateWriter {
   // data() with each memory's bytes inserted at its mark is what the writer
   // writes otherwise (Machine::deviceDigest hashes it without copying them).
   void leaveOutMemories(std::vector<MemoryMark>* out) { marks_ = out; }
-  // Appends each memory()'s version to `out` from now on, in the order
-  // written: what a StateReader needs to skip memories that hold them.
-  void recordVersions(std::vector<uint64_t>* out) { versions_ = out; }
+  // From now on, memory() writes only the length and appends the memory's
+  // snapshot to `out`, in the order written, sharing its bytes; lengths of
+  // beginBytes() sections count only what is written. A StateReader given
+  // the snapshots (takeMemoriesFrom) reads it back.
+  void holdMemoriesApart(std::vector<DeviceMemory::Snapshot>* out) { apart_ = out; }
 
   const std::vector<uint8_t>& data() const { return bytes_; }
   std::vector<uint8_t> take() { return std::move(bytes_); }
@@ -106,7 +134,7 @@ class StateWriter {
     for (int i = 0; i < n; ++i) bytes_.push_back(static_cast<uint8_t>(v >> (8 * i)));
   }
   std::vector<uint8_t> bytes_;
-  std::vector<uint64_t>* versions_ = nullptr;
+  std::vector<DeviceMemory::Snapshot>* apart_ = nullptr;
   std::vector<MemoryMark>* marks_ = nullptr;
   uint64_t leftOut_ = 0;               // bytes of memories left out so far
   std::vector<uint64_t> openLeftOut_;  // leftOut_ at each open beginBytes()
@@ -132,16 +160,20 @@ class StateReader {
   // A length-prefixed string of at most `maxBytes`, without a copy (valid
   // as long as the data).
   std::span<const uint8_t> view(size_t maxBytes);
-  // What StateWriter::memory() wrote, into `m` (whose size it must have).
-  // With versions (skipMemoriesAt), a memory whose version is the one saved
-  // holds those bytes already and is not copied; a loaded one takes the
-  // saved version. Else it gets a new version.
+  // What StateWriter::memory() wrote, into `m` (whose size it must have),
+  // under a new version. With snapshots (takeMemoriesFrom), the next one
+  // instead: `m` shares its buffer, or keeps its own when it holds the
+  // snapshot's version still; nothing is copied.
   void memory(DeviceMemory& m);
-  // The versions StateWriter::recordVersions gave, for the memory() calls
-  // from now on, in order; valid as long as the reader.
-  void skipMemoriesAt(std::span<const uint64_t> versions) { versions_ = versions; }
-  // How many versions memory() has used (a sub-reader's go on from there).
-  size_t versionsUsed() const { return nextVersion_; }
+  // The snapshots StateWriter::holdMemoriesApart gave, for the memory()
+  // calls from now on, in order; valid as long as the reader. They must be
+  // of the memories that gave them (a version names one memory's contents).
+  void takeMemoriesFrom(std::span<const DeviceMemory::Snapshot> memories) {
+    held_ = true;
+    apart_ = memories;
+  }
+  // How many snapshots memory() has used (a sub-reader's go on from there).
+  size_t memoriesUsed() const { return nextApart_; }
 
   bool failed() const { return failed_; }
   size_t offset() const { return pos_; }
@@ -155,8 +187,9 @@ class StateReader {
   uint64_t get(int n);
 
   std::span<const uint8_t> data_;
-  std::span<const uint64_t> versions_;
-  size_t nextVersion_ = 0;
+  bool held_ = false;  // takeMemoriesFrom
+  std::span<const DeviceMemory::Snapshot> apart_;
+  size_t nextApart_ = 0;
   std::string what_;
   size_t pos_ = 0;
   bool failed_ = false;

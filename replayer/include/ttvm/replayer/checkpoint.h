@@ -77,7 +77,7 @@ struct Checkpoint {
   CpuState cpu;  // cpu.steps is the checkpoint's position
   machine::EventPosition events;
   PageMap ram;
-  machine::Machine::ReplayedState devices;  // ReplaySession::saveDevices()
+  machine::Machine::DeviceCheckpoint devices;  // ReplaySession::checkpointDevices()
   uint64_t step() const { return cpu.steps; }
 };
 

@@ -86,11 +86,13 @@ class ReplaySession {
 
   // Restores a state the timeline saved (RAM is restored by the caller,
   // through ram() and cpu().notifyRamWritten()); `devices` is what
-  // saveDevices() returned there.
+  // checkpointDevices() returned there.
   void restore(const CpuState& cpu, machine::EventPosition position,
-               const machine::Machine::ReplayedState& devices);
+               const machine::Machine::DeviceCheckpoint& devices);
   // The replay-computed devices' state (empty when the trace has none).
-  machine::Machine::ReplayedState saveDevices() const;
+  std::vector<uint8_t> saveDevices() const;
+  // The same for a checkpoint: device memories shared, not copied.
+  machine::Machine::DeviceCheckpoint checkpointDevices() const;
   // Whether this replay runs devices itself (a 1.1 trace with replayedDevices).
   bool runsDevices() const { return runsDevices_; }
   // Whether it runs the whole machine (a 1.3 trace: no device access in it).
