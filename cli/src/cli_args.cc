@@ -1,11 +1,16 @@
 #include "cli_args.h"
 
+#include <algorithm>
 #include <cctype>
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
 #include <numeric>
+#include <sstream>
+
+#include "ttvm/emulator/cpu_models.h"
 
 namespace ttvm::cli {
 
@@ -127,6 +132,32 @@ Option engineOption(std::string_view name, CpuEngine& out) {
                   out = *e;
                   return Status();
                 }};
+}
+
+Result<CpuModel> cpuModelOnThisHost(std::string_view name) {
+  return cpuModelNamed(name, []() -> Result<std::vector<CpuidLeaf>> {
+    const char* file = std::getenv("TTVM_HOST_CPUID");
+    if (file == nullptr || *file == '\0') return readHostCpuid();
+    std::ifstream in(file, std::ios::binary);
+    std::stringstream text;
+    text << in.rdbuf();
+    if (!in) return makeError(std::string("TTVM_HOST_CPUID: cannot read '") + file + "'");
+    return parseCpuidTable(text.str(), file);
+  });
+}
+
+Option cpuModelOption(std::string_view name, CpuModel& out) {
+  return Option{
+      name, {}, true, [&out](const std::string& v) -> Status {
+        const bool known = std::any_of(std::begin(kCpuModelChoices), std::end(kCpuModelChoices),
+                                       [&](const CpuModelChoice& c) { return v == c.name; });
+        if (!known)
+          return makeError("is not a CPU model; the models are:" + describeCpuModelChoices());
+        Result<CpuModel> m = cpuModelOnThisHost(v);
+        if (!m) return makeError("failed: " + m.error().message);
+        out = std::move(*m);
+        return Status();
+      }};
 }
 
 Option sizeOption(std::string_view name, uint64_t& out) {

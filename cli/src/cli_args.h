@@ -77,6 +77,12 @@ Option listOption(std::string_view name, std::vector<std::string>& out);
 // The emulator engine: "fast" or "reference" (--engine).
 std::optional<CpuEngine> parseEngine(std::string_view text);
 Option engineOption(std::string_view name, CpuEngine& out);
+// The CPU model `--cpu-model NAME` names (cpuModelNamed). For "host" the
+// host's CPUID is read, or, where the environment variable TTVM_HOST_CPUID
+// names a file, that file's table (parseCpuidTable): a test's stand-in for a
+// host of another vendor. Nothing that replays a trace calls this.
+Result<CpuModel> cpuModelOnThisHost(std::string_view name);
+Option cpuModelOption(std::string_view name, CpuModel& out);
 // A byte count (parseSize).
 Option sizeOption(std::string_view name, uint64_t& out);
 // An integer in C notation (parseU64) no larger than `max`.

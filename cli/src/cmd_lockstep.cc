@@ -46,6 +46,7 @@ constexpr const char* kUsage =
     "  --max-steps N         stop after N instructions (0, the default: no limit)\n"
     "  --timeout S           stop after S seconds of wall time\n"
     "  --memory-every N      compare all of RAM every N instructions (default 4096)\n"
+    "  --cpu-model NAME      ttvm (default), baseline or host (as for ttvm record)\n"
     "  -h, --help            this text\n"
     "\n"
     "Exit status: 0 when the guest ended (or the limit came) with no difference;\n"
@@ -65,6 +66,7 @@ int cmdLockstep(std::span<char* const> args) {
            rngSeed = 0;
   std::string timeoutText, startClockText;
   bool help = false, haveLoad = false, haveEntry = false, haveSeed = false;
+  CpuModel cpuModel = CpuModel::ttvmDefault();
   const Option options[] = {
       flagOption("-h", help),
       Option{"--help",
@@ -103,6 +105,7 @@ int cmdLockstep(std::span<char* const> args) {
       textOption("--start-clock", startClockText),
       numberOption("--max-steps", maxSteps, ~0ull),
       numberOption("--memory-every", memoryEvery, ~0ull),
+      cpuModelOption("--cpu-model", cpuModel),
   };
   for (size_t i = 1; i < args.size(); ++i) {
     const std::string a = args[i];
@@ -189,6 +192,7 @@ int cmdLockstep(std::span<char* const> args) {
   mo.ramBytes = ram;
   mo.startClockUnixNs = static_cast<int64_t>(startClock * 1e9);
   mo.cmdline = append;
+  mo.cpuModel = cpuModel;
   mo.rngSeed = haveSeed ? rngSeed : static_cast<uint64_t>(mo.startClockUnixNs);
   auto machine = machine::Machine::create(mo);
   if (!machine) {

@@ -68,6 +68,14 @@ constexpr const char* kUsage =
     "                        and shows the guest ttvm's CPUID, else the emulator;\n"
     "                        it says which). Under KVM events carry exit numbers and\n"
     "                        every device answer is logged (docs/kvm-recording.md)\n"
+    "  --cpu-model NAME      what CPUID and the model's MSRs tell the guest; the\n"
+    "                        trace keeps the table, so a replay answers the same on\n"
+    "                        any host (docs/cpu-models.md):\n"
+    "                          ttvm      every feature the emulator implements\n"
+    "                                    (the default)\n"
+    "                          baseline  x86-64-v1, what every x86-64 CPU has\n"
+    "                          host      this host's vendor, family, model and\n"
+    "                                    brand, with the features of 'ttvm' it has\n"
     "  --engine E            the emulator's engine: reference (default) or fast\n"
     "                        (blocks translated once; the same steps, events and\n"
     "                        states; docs/emulator.md)\n"
@@ -287,6 +295,7 @@ int cmdRecord(std::span<char* const> args) {
   std::optional<uint64_t> loadAddr, entry, rngSeed;
   std::optional<GuestMode> mode;
   std::optional<double> startClock;
+  CpuModel cpuModel = CpuModel::ttvmDefault();
 
   auto need = [&](size_t& i, const char* opt) -> const char* {
     if (i + 1 >= args.size()) {
@@ -324,6 +333,13 @@ int cmdRecord(std::span<char* const> args) {
         return kExitUsage;
       }
       engine = *parseEngine(v);
+    } else if (a == "--cpu-model") {
+      if (!(v = need(i, "--cpu-model"))) return kExitUsage;
+      Option o = cpuModelOption("--cpu-model", cpuModel);
+      if (Status st = o.take(v); !st.ok()) {
+        std::fprintf(stderr, "ttvm record: --cpu-model '%s' %s\n", v, st.error().message.c_str());
+        return kExitUsage;
+      }
     } else if (a == "--backend") {
       if (!(v = need(i, "--backend"))) return kExitUsage;
       backend = v;
@@ -484,6 +500,7 @@ int cmdRecord(std::span<char* const> args) {
   mo.ramBytes = ram;
   mo.startClockUnixNs = startNs;
   mo.cmdline = append;
+  mo.cpuModel = cpuModel;
   mo.rngSeed = rngSeed.value_or(static_cast<uint64_t>(startNs));
   auto machine = Machine::create(mo);
   if (!machine) {

@@ -1,5 +1,6 @@
 // CpuModel: the CPUID table ttvm's emulator answers with. ttvmDefault()
-// advertises only what the emulator implements.
+// advertises only what the emulator implements (the other models of
+// cpu_models.h advertise subsets of it).
 #include "ttvm/emulator/cpu_model.h"
 
 #include <cstring>
@@ -25,6 +26,15 @@ CpuidLeaf CpuModel::lookup(uint32_t leaf, uint32_t subleaf) const {
   const bool ext = leaf >= 0x80000000u;
   if ((!ext && leaf > maxBasic) || (ext && leaf > maxExt) ||
       (leaf >= 0x40000000u && leaf < 0x80000000u)) {
+    if (vendor == CpuVendor::kAmd) {
+      // AMD: a leaf above the maximum returns zeros (APM vol. 3 "CPUID"; KVM
+      // answers an AMD guest so). No model before cpu_models.h's host model
+      // on an AMD host had vendor AMD.
+      CpuidLeaf zero;
+      zero.leaf = leaf;
+      zero.subleaf = subleaf;
+      return zero;
+    }
     // Intel: an invalid leaf returns the highest basic leaf's data.
     leaf = maxBasic;
     subleaf = 0;

@@ -63,6 +63,9 @@ ExecStatus rdtsc(CpuImpl& c, const Instr&) {
 }
 
 ExecStatus rdtscp(CpuImpl& c, const Instr& i) {
+  // #UD where the model lacks RDTSCP (CPUID.80000001H:EDX[27]), as under
+  // KVM, which turns the instruction off with the guest's CPUID.
+  if (!(c.model().lookup(0x80000001u, 0).edx & (1u << 27))) return c.raiseUd();
   TTVM_RETURN_ON_FAULT(rdtsc(c, i) == ExecStatus::kNext);
   c.writeGpr<uint32_t>(1, static_cast<uint32_t>(c.state().msr.tscAux));
   return ExecStatus::kNext;
@@ -159,6 +162,8 @@ ExecStatus wrmsr(CpuImpl& c, const Instr&) {
       // disabled -> x2APIC is invalid too: x2APIC is entered from xAPIC mode
       // (SDM vol. 3 "x2APIC State Transitions"; KVM refuses it the same way).
       if (!wasEnabled && extd) return c.raiseGp(0);
+      // EXTD is reserved where the model lacks x2APIC (CPUID.1:ECX[21]).
+      if (extd && !(c.model().lookup(1, 0).ecx & (1u << 21))) return c.raiseGp(0);
       m.apicBase = (v & 0xFFFFFFFC00ull) | (m.apicBase & 0x100);
       return ExecStatus::kNext;
     }
