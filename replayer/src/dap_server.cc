@@ -53,6 +53,8 @@ const char* kEvaluateHelp =
     "  seek STEP|begin|end     move to STEP\n"
     "  last-write ADDR[:LEN]   move to the last write to [ADDR, ADDR+LEN) before now\n"
     "  next-write ADDR[:LEN]   move to the next write after now\n"
+    "  reverse-step            back by line into the callee that returned (gdb's\n"
+    "                          reverse-step; also stepBack with \"into\": true)\n"
     "  backtrace               the call stack, as text\n"
     "  NAME                    a local or parameter of frame 0\n"
     "  EXPR                    the value of an address expression (arena+0x2fa8, $rsp+8)\n"
@@ -568,7 +570,10 @@ struct DapServer::Impl {
     } else if (command == "next" || command == "stepIn") {
       r = byLine ? stepLine(timeline, command == "stepIn", control()) : timeline.step(1, control());
     } else if (command == "stepBack") {
-      r = byLine ? stepBackLine(timeline, control()) : timeline.stepBack(1, control());
+      // Backward step into the callee that returned (gdb's reverse-step)
+      // when the client asks for it: stepBack has no "into" of its own.
+      const bool into = req.value("arguments", json::object()).value("into", false);
+      r = byLine ? stepBackLine(timeline, into, control()) : timeline.stepBack(1, control());
     } else {  // stepOut: to frame 1's return address, in a shallower frame
       std::string why;
       r = stepOut(timeline, control(), &why);
@@ -747,6 +752,15 @@ struct DapServer::Impl {
       const StopReason r = timeline.seek(*target, control());
       result("now at " + when());
       stopped(r, "goto");
+      return;
+    }
+    if (verb == "reverse-step" && words.size() == 1) {
+      // gdb's reverse-step: back by line, into a callee that returned.
+      const StopReason r = timeline.symbols().sourceLine(timeline.registers().rip)
+                               ? stepBackLine(timeline, true, control())
+                               : timeline.stepBack(1, control());
+      result("now at " + when());
+      stopped(r);
       return;
     }
     if (verb == "last-write" || verb == "next-write") {

@@ -19,11 +19,14 @@ struct Position {
   uint64_t rsp = 0;
   int depth = 0;  // relative to the position the move started from
   std::optional<SourceLine> line;
+  // The frame at this depth was entered by a call (not an interrupt or an
+  // exception); true where the trail did not see it entered.
+  bool called = true;
 };
 
-Position here(const Timeline& t, int depth) {
+Position here(const Timeline& t, int depth, bool called = true) {
   const CpuState& c = t.registers();
-  return Position{t.now(), c.rip, c.reg(Gpr::kRsp), depth, t.symbols().sourceLine(c.rip)};
+  return Position{t.now(), c.rip, c.reg(Gpr::kRsp), depth, t.symbols().sourceLine(c.rip), called};
 }
 
 // The instruction at `address`: its mnemonic (first word) and length.
@@ -99,13 +102,14 @@ StopReason stepLine(Timeline& timeline, bool into, const Control& control) {
   return r;
 }
 
-StopReason stepBackLine(Timeline& timeline, const Control& control) {
+StopReason stepBackLine(Timeline& timeline, bool into, const Control& control) {
   const uint64_t origin = timeline.now();
   for (uint64_t window = 256;; window *= 4) {
     const uint64_t from = origin - std::min(window, origin - timeline.beginStep());
     StopReason r = timeline.seek(from);
     if (r.kind != StopKind::kStepDone && r.kind != StopKind::kHistoryBegin) return r;
     std::vector<Position> trail{here(timeline, 0)};
+    std::vector<bool> entries;  // of the frames entered in the window: by a call?
     while (timeline.now() < origin) {
       if (cancelled(control)) {
         timeline.seek(origin);
@@ -115,22 +119,38 @@ StopReason stepBackLine(Timeline& timeline, const Control& control) {
       const auto [m, len] = mnemonicAt(timeline, before.rip);
       const StopReason s = timeline.step(1, control);
       if (timeline.now() != before.step + 1) return s;  // a divergence
-      trail.push_back(here(timeline, before.depth + depthChange(timeline, before, m, len)));
+      const int d = depthChange(timeline, before, m, len);
+      if (d > 0) entries.push_back(m.starts_with("call"));
+      if (d < 0 && !entries.empty()) entries.pop_back();
+      trail.push_back(here(timeline, before.depth + d, entries.empty() || entries.back()));
     }
     const Position now = trail.back();
-    // Phase 1: the previous line at this depth; phase 2: its first position.
+    // The previous position at this depth with a line, then back to the
+    // first position of that line's run: the start of the previous line
+    // from the start of a line, the start of this line from the middle of
+    // one (as gdb: a reverse step stops at the start of the line range).
+    // Into: a callee with lines met on the way (its last position, the
+    // instruction that returned from it) is where the line is looked for
+    // instead: the start of its last line (gdb's reverse-step resets its
+    // step range to the line of that instruction and goes on to its start).
     std::optional<size_t> target;
     bool exhausted = true;
+    int depth = now.depth;  // where the line is looked for
     for (size_t i = trail.size() - 1; i-- > 0;) {
       const Position& p = trail[i];
-      if (p.depth > now.depth || !p.line) continue;
-      if (p.depth < now.depth) {  // the caller, before the call
+      if (into && depth == now.depth && p.depth == now.depth + 1 && p.called && p.line) {
+        depth = p.depth;
+        target = i;
+        continue;
+      }
+      if (p.depth > depth || !p.line) continue;
+      if (p.depth < depth) {  // the caller, before the call
         if (!target) target = i;
         exhausted = false;
         break;
       }
       if (!target) {
-        if (p.line != now.line) target = i;
+        target = i;
         continue;
       }
       if (p.line != trail[*target].line) {

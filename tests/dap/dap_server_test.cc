@@ -281,6 +281,26 @@ TEST(DapServer, StatementStepsMoveByLinesAtOneDepth) {
   EXPECT_EQ(s.stopped().value("reason", ""), "step");
   EXPECT_GT(s.when(), store);
   EXPECT_EQ(s.frame0()["name"].get<std::string>().rfind("table_insert+", 0), 0u) << s.frame0();
+  // stepBack with "into" (gdb's reverse-step; tests/replayer checks it
+  // against gdb) from there: back in key_dup at the start of its last line
+  // (66, the closing brace), after the store; the Debug Console's
+  // "reverse-step" does the same; plain stepBack stays in table_insert.
+  const uint64_t returned = s.when();
+  s.request("stepBack", json{{"threadId", 1}, {"into", true}});
+  EXPECT_EQ(s.stopped().value("reason", ""), "step");
+  const uint64_t lastLine = s.when();
+  EXPECT_GT(lastLine, store);
+  EXPECT_LT(lastLine, returned);
+  EXPECT_EQ(s.frame0()["name"].get<std::string>().rfind("key_dup+", 0), 0u) << s.frame0();
+  EXPECT_EQ(s.frame0().value("line", 0), 66);
+  s.request("evaluate", json{{"expression", "seek " + std::to_string(returned)}});
+  s.request("evaluate", json{{"expression", "reverse-step"}});
+  EXPECT_EQ(s.when(), lastLine);
+  s.request("evaluate", json{{"expression", "seek " + std::to_string(returned)}});
+  s.request("stepBack", json{{"threadId", 1}});
+  EXPECT_LT(s.when(), store);
+  EXPECT_EQ(s.frame0()["name"].get<std::string>().rfind("table_insert+", 0), 0u) << s.frame0();
+  EXPECT_EQ(s.frame0().value("line", 0), 110);
 }
 
 // Locals at the corrupting store, as gdb prints them there ("key =

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdlib>
 #include <regex>
 #include <span>
@@ -21,6 +22,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <memory>
 #include <string>
 
 namespace ttvm {
@@ -289,6 +291,42 @@ TEST(GuestSymbols, BadFilesGetClearErrors) {
   for (const std::string& f : {stripped, truncated, binary}) fs::remove(f);
 }
 
+// The demo recorded into a temporary trace (removed at the end), its
+// timeline at the end of the history with the debug ELF's symbols, and the
+// step of the corrupting store (guests/demo/README.md).
+struct DemoTimeline {
+  std::string trace;
+  std::unique_ptr<TraceReader> reader;
+  std::unique_ptr<Timeline> timeline;
+  uint64_t storeStep = 0;
+
+  void open(const std::string& name) {
+    trace = writeTemp(name, "");
+    const std::string elf = std::string(TTVM_BUILD_DIR) + "/guests/demo/demo.elf";
+    ASSERT_EQ(std::system(
+                  (std::string(TTVM_BIN) + " record -o " + trace + " " + elf + " > /dev/null 2>&1")
+                      .c_str()) == -1,
+              false);
+    auto r = TraceReader::open(trace);
+    ASSERT_TRUE(r.ok()) << r.error().message;
+    reader = std::make_unique<TraceReader>(std::move(*r));
+    auto tl = Timeline::open(*reader);
+    ASSERT_TRUE(tl.ok()) << tl.error().message;
+    timeline = std::move(*tl);
+    ASSERT_TRUE(timeline->addSymbolFile(demoDebugElf()).ok());
+    timeline->runToEnd();
+    const auto arena = timeline->symbols().find("arena");
+    ASSERT_TRUE(arena.has_value());
+    auto store = timeline->lastWrite(*arena + 0x2FA8, 8, false, false);
+    ASSERT_TRUE(store.ok() && store->has_value());
+    storeStep = (**store).step;
+  }
+  ~DemoTimeline() {
+    timeline.reset();
+    if (!trace.empty()) std::remove(trace.c_str());
+  }
+};
+
 // The symbol layer against stock gdb (issue 15): the demo recorded once,
 // then at known steps — the corrupting store in key_dup, a hundred steps
 // before it, the faulting load in table_find, one line further from the
@@ -302,24 +340,11 @@ TEST(GuestSymbols, BadFilesGetClearErrors) {
 TEST(GuestSymbols, LinesFramesAndLocalsMatchStockGdbOnTheDemo) {
   const std::string gdb = shell("command -v gdb | tr -d '\\n'");
   if (gdb.empty()) GTEST_SKIP() << "gdb not found: it is the oracle";
-  const std::string trace = writeTemp("gdb-oracle.ttvm", "");
-  const std::string elf = std::string(TTVM_BUILD_DIR) + "/guests/demo/demo.elf";
-  ASSERT_EQ(
-      std::system((std::string(TTVM_BIN) + " record -o " + trace + " " + elf + " > /dev/null 2>&1")
-                      .c_str()) == -1,
-      false);
-  auto reader = TraceReader::open(trace);
-  ASSERT_TRUE(reader.ok()) << reader.error().message;
-  auto tl = Timeline::open(*reader);
-  ASSERT_TRUE(tl.ok()) << tl.error().message;
-  Timeline& t = **tl;
-  ASSERT_TRUE(t.addSymbolFile(demoDebugElf()).ok());
-  t.runToEnd();
-  const auto arena = t.symbols().find("arena");
-  ASSERT_TRUE(arena.has_value());
-  auto store = t.lastWrite(*arena + 0x2FA8, 8, false, false);
-  ASSERT_TRUE(store.ok() && store->has_value());
-  const uint64_t storeStep = (**store).step;
+  DemoTimeline demo;
+  ASSERT_NO_FATAL_FAILURE(demo.open("gdb-oracle.ttvm"));
+  Timeline& t = *demo.timeline;
+  const std::string& trace = demo.trace;
+  const uint64_t storeStep = demo.storeStep;
   auto fault = t.registerLastChange(*registerByName("cr2"), false);
   ASSERT_TRUE(fault.ok() && fault->has_value());
   t.seek(storeStep);
@@ -433,7 +458,81 @@ TEST(GuestSymbols, LinesFramesAndLocalsMatchStockGdbOnTheDemo) {
   // Today's gaps (docs/ui.md, Not there yet); more means a regression.
   EXPECT_LE(gaps.size(), 6u);
   EXPECT_GE(compared, 20);
-  std::remove(trace.c_str());
+}
+
+// Backward by source line against stock gdb on the demo: from table_insert
+// just after `copy = key_dup(key)` returned (mid-way through that line),
+// gdb's reverse-step goes into key_dup (to the start of the line holding
+// its ret, the last one it ran), then back line by line through key_dup; reverse-next goes to the
+// start of the call's line, over the call, then to the line before.
+// stepBackLine (into / over) must stop at the same steps (`monitor when`).
+// (Not from the start of the next line: its first instruction belongs to an
+// inlined kmalloc, which gdb steps out of as a frame of its own.)
+TEST(SourceStep, ReverseStepAndReverseNextMatchStockGdbOnTheDemo) {
+  const std::string gdb = shell("command -v gdb | tr -d '\\n'");
+  if (gdb.empty()) GTEST_SKIP() << "gdb not found: it is the oracle";
+  DemoTimeline demo;
+  ASSERT_NO_FATAL_FAILURE(demo.open("reverse-step.ttvm"));
+  Timeline& t = *demo.timeline;
+  const std::string& trace = demo.trace;
+  t.seek(demo.storeStep);
+  // Out of key_dup: mid-way through the call's line.
+  stepOut(t);
+  const uint64_t start = t.now();
+  ASSERT_EQ(t.session().symbolAt(t.registers().rip).rfind("table_insert+", 0), 0u)
+      << t.session().symbolAt(t.registers().rip);
+  auto gdbSteps = [&](const std::string& command, int times) {
+    std::vector<std::string> cmds;
+    for (int i = 0; i < times; ++i) {
+      cmds.push_back(command);
+      cmds.push_back("monitor when");
+    }
+    std::string why;
+    const auto out = testing::askGdb(TTVM_BIN, gdb, trace, demoDebugElf(), start, cmds, &why);
+    EXPECT_TRUE(out.has_value()) << why;
+    std::vector<uint64_t> steps;
+    if (!out) return steps;
+    static const std::regex kWhen(R"(step (\d+) \(history)");
+    for (std::sregex_iterator it(out->begin(), out->end(), kWhen), end; it != end; ++it)
+      steps.push_back(std::stoull((*it)[1].str()));
+    EXPECT_EQ(steps.size(), static_cast<size_t>(times)) << *out;
+    return steps;
+  };
+  double slowestMs = 0;
+  auto oursSteps = [&](bool into, int times) {
+    t.seek(start);
+    std::vector<uint64_t> steps;
+    for (int i = 0; i < times; ++i) {
+      const auto t0 = std::chrono::steady_clock::now();
+      EXPECT_EQ(stepBackLine(t, into).kind, StopKind::kStepDone);
+      slowestMs = std::max(
+          slowestMs,
+          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+      steps.push_back(t.now());
+    }
+    return steps;
+  };
+  const std::vector<uint64_t> gdbInto = gdbSteps("reverse-step", 3);
+  const std::vector<uint64_t> into = oursSteps(true, 3);
+  EXPECT_EQ(into, gdbInto);
+  // The first one is in key_dup, on its last line.
+  t.seek(into.front());
+  EXPECT_EQ(t.session().symbolAt(t.registers().rip).rfind("key_dup+", 0), 0u)
+      << t.session().symbolAt(t.registers().rip);
+  const std::vector<uint64_t> gdbOver = gdbSteps("reverse-next", 2);
+  const std::vector<uint64_t> over = oursSteps(false, 2);
+  EXPECT_EQ(over, gdbOver);
+  // Over stays in table_insert: the start of the call's line, then the
+  // line before it.
+  t.seek(over.front());
+  EXPECT_EQ(t.session().symbolAt(t.registers().rip).rfind("table_insert+", 0), 0u)
+      << t.session().symbolAt(t.registers().rip);
+  std::printf("reverse-step from step %llu: gdb and ttvm at",
+              static_cast<unsigned long long>(start));
+  for (uint64_t s : into) std::printf(" %llu", static_cast<unsigned long long>(s));
+  std::printf("; reverse-next at");
+  for (uint64_t s : over) std::printf(" %llu", static_cast<unsigned long long>(s));
+  std::printf(" (slowest move %.2f ms)\n", slowestMs);
 }
 
 }  // namespace

@@ -577,12 +577,16 @@ void MainWindowTest::sourceViewFollowsStepping() {
   QCOMPARE(w.sourceModel().currentLine(), lineHere()->line);
   // And from there back over the call (gdb's reverse-next): line 110 in
   // table_insert, at its start, not inside key_dup.
-  w.stepBackOverAction()->trigger();
-  WAIT_IDLE(w);
-  QVERIFY2(w.snapshot()->location.startsWith(QStringLiteral("table_insert+")),
-           qPrintable(w.snapshot()->location));
-  QCOMPARE(w.sourceModel().currentLine(), 110u);
-  QVERIFY(w.snapshot()->step < storeStep_);
+  auto backOverToTheCallLine = [&] {
+    w.stepBackOverAction()->trigger();
+    WAIT_IDLE(w);
+    QVERIFY2(w.snapshot()->location.startsWith(QStringLiteral("table_insert+")),
+             qPrintable(w.snapshot()->location));
+    QCOMPARE(w.sourceModel().currentLine(), 110u);
+    QVERIFY(w.snapshot()->step < storeStep_);
+  };
+  backOverToTheCallLine();
+  if (QTest::currentTestFailed()) return;
   // Out of key_dup into table_insert (after the call), then backward out:
   // the call that entered key_dup, named in the disassembly.
   QVERIFY(w.goToStep(storeStep_));
@@ -592,6 +596,21 @@ void MainWindowTest::sourceViewFollowsStepping() {
   QVERIFY2(w.snapshot()->location.startsWith(QStringLiteral("table_insert+")),
            qPrintable(w.snapshot()->location));
   QCOMPARE(w.sourceModel().currentLine(), lineHere()->line);
+  // Step back into (gdb's reverse-step) from there: back in key_dup, at
+  // the start of its last line (66, the closing brace), after the store;
+  // step back over instead stays in table_insert, at line 110's start.
+  const uint64_t returned = w.snapshot()->step;
+  QVERIFY(w.stepBackIntoAction()->isEnabled());
+  w.stepBackIntoAction()->trigger();
+  WAIT_IDLE(w);
+  QVERIFY2(w.snapshot()->location.startsWith(QStringLiteral("key_dup+")),
+           qPrintable(w.snapshot()->location));
+  QCOMPARE(w.sourceModel().currentLine(), 66u);
+  QVERIFY(w.snapshot()->step > storeStep_ && w.snapshot()->step < returned);
+  QVERIFY(w.goToStep(returned));
+  WAIT_IDLE(w);
+  backOverToTheCallLine();
+  if (QTest::currentTestFailed()) return;
   QVERIFY(w.goToStep(storeStep_));
   WAIT_IDLE(w);
   w.stepOutBackwardAction()->trigger();

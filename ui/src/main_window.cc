@@ -119,6 +119,8 @@ void MainWindow::buildActions() {
   stepAction_ = add(QStringLiteral("Step"), QKeySequence(Qt::Key_F7), [this] { stepForward(); });
   stepBackOverAction_ = add(QStringLiteral("Step back over (line)"),
                             QKeySequence(Qt::SHIFT | Qt::Key_F10), [this] { stepBackOver(); });
+  stepBackIntoAction_ = add(QStringLiteral("Step back into (line)"),
+                            QKeySequence(Qt::CTRL | Qt::Key_F11), [this] { stepBackInto(); });
   stepOverAction_ =
       add(QStringLiteral("Step over (line)"), QKeySequence(Qt::Key_F10), [this] { stepOver(); });
   stepIntoAction_ =
@@ -167,8 +169,8 @@ void MainWindow::buildActions() {
   for (QAction* a : {stepBackAction_, stepAction_, reverseAction_, continueAction_})
     tb->addAction(a);
   tb->addSeparator();
-  for (QAction* a :
-       {stepBackOverAction_, stepOverAction_, stepIntoAction_, stepOutBackAction_, stepOutAction_})
+  for (QAction* a : {stepBackOverAction_, stepOverAction_, stepBackIntoAction_, stepIntoAction_,
+                     stepOutBackAction_, stepOutAction_})
     tb->addAction(a);
   tb->addSeparator();
   for (QAction* a : {prevOutputAction_, nextOutputAction_}) tb->addAction(a);
@@ -183,10 +185,11 @@ void MainWindow::buildActions() {
   file->addAction(loadSymbolsAction_);
   file->addAction(QStringLiteral("Quit"), QKeySequence::Quit, this, &QWidget::close);
   QMenu* debug = menuBar()->addMenu(QStringLiteral("&Debug"));
-  for (QAction* a : {stepBackAction_, stepAction_, stepBackOverAction_, stepOverAction_,
-                     stepIntoAction_, stepOutBackAction_, stepOutAction_, reverseAction_,
-                     continueAction_, prevOutputAction_, nextOutputAction_, breakpointAction_,
-                     watchAction_, lastWriteAction_, goToAction_, bookmarkAction_, cancelAction_})
+  for (QAction* a :
+       {stepBackAction_, stepAction_, stepBackOverAction_, stepOverAction_, stepBackIntoAction_,
+        stepIntoAction_, stepOutBackAction_, stepOutAction_, reverseAction_, continueAction_,
+        prevOutputAction_, nextOutputAction_, breakpointAction_, watchAction_, lastWriteAction_,
+        goToAction_, bookmarkAction_, cancelAction_})
     debug->addAction(a);
 }
 
@@ -399,8 +402,8 @@ void MainWindow::setBusy(bool busy, const QString& what) {
   for (QAction* a :
        {stepAction_, stepBackAction_, continueAction_, reverseAction_, prevOutputAction_,
         nextOutputAction_, breakpointAction_, watchAction_, lastWriteAction_, goToAction_,
-        stepOverAction_, stepIntoAction_, stepBackOverAction_, stepOutAction_, stepOutBackAction_,
-        loadSymbolsAction_, bookmarkAction_})
+        stepOverAction_, stepIntoAction_, stepBackOverAction_, stepBackIntoAction_, stepOutAction_,
+        stepOutBackAction_, loadSymbolsAction_, bookmarkAction_})
     a->setEnabled(!busy && open);
   openAction_->setEnabled(!busy);
   timeline_->setEnabled(!busy && open);
@@ -469,7 +472,10 @@ bool MainWindow::stepInto() {
   return dispatch(QStringLiteral("step into"), [](ReplayEngine& e) { e.stepLine(true); });
 }
 bool MainWindow::stepBackOver() {
-  return dispatch(QStringLiteral("step back over"), [](ReplayEngine& e) { e.stepBackLine(); });
+  return dispatch(QStringLiteral("step back over"), [](ReplayEngine& e) { e.stepBackLine(false); });
+}
+bool MainWindow::stepBackInto() {
+  return dispatch(QStringLiteral("step back into"), [](ReplayEngine& e) { e.stepBackLine(true); });
 }
 bool MainWindow::stepOut() {
   return dispatch(QStringLiteral("step out"), [](ReplayEngine& e) { e.stepOut(true); });

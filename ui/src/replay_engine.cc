@@ -182,12 +182,13 @@ void ReplayEngine::stepLine(bool into) {
   });
 }
 
-void ReplayEngine::stepBackLine() {
-  run(QStringLiteral("step back over"), [&](const Control& c) {
-    if (!timeline_->symbols().sourceLine(timeline_->registers().rip))
-      return describeStop(timeline_->stepBack(1, c));
-    return describeStop(ttvm::stepBackLine(*timeline_, c));
-  });
+void ReplayEngine::stepBackLine(bool into) {
+  run(into ? QStringLiteral("step back into") : QStringLiteral("step back over"),
+      [&](const Control& c) {
+        if (!timeline_->symbols().sourceLine(timeline_->registers().rip))
+          return describeStop(timeline_->stepBack(1, c));
+        return describeStop(ttvm::stepBackLine(*timeline_, into, c));
+      });
 }
 
 void ReplayEngine::stepOut(bool forward) {

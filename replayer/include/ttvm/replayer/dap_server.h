@@ -26,7 +26,9 @@
 //    stays at one call depth, as gdb's: next steps over calls, stepIn into
 //    callees with line tables, interrupts are always stepped over; stepBack
 //    goes to the start of the previous statement at this depth (or into the
-//    caller from a function's first one); stepOut runs to frame 1's return
+//    caller from a function's first one), or with "into": true (and the
+//    evaluate command "reverse-step") into a callee that returned, as gdb's
+//    reverse-step; stepOut runs to frame 1's return
 //    address in a shallower frame (source_step.h, shared with ttvm-ui).
 //  - Breakpoints: source line (GuestSymbols::lineAddresses: where gdb puts
 //    them; each source path's set replaced by its own request; a line

@@ -34,9 +34,14 @@ inline constexpr uint64_t kMaxBackWindow = 1u << 18;
 // Forward to the next statement at this depth (into: or the first one of a
 // callee with line tables). Stops early at the user's breakpoints.
 StopReason stepLine(Timeline& timeline, bool into, const Control& control = {});
-// Back to the start of the previous statement at this depth (or into the
-// caller, from the first statement of a function).
-StopReason stepBackLine(Timeline& timeline, const Control& control = {});
+// Back to the start of the previous statement at this depth (from the
+// middle of a line, to the start of that line; into the caller, from the
+// first statement of a function): gdb's reverse-next.
+// Into (gdb's reverse-step): a callee with line tables that returned to
+// this depth on the way back is entered instead: the move stops at the
+// start of the last line the callee executed (the one holding its ret), as
+// gdb's reverse-step does. Interrupt handlers are still stepped over.
+StopReason stepBackLine(Timeline& timeline, bool into, const Control& control = {});
 // Runs forward (backward: !forward) until `address` is about to execute
 // with RSP == rsp (above: RSP > rsp): the return from a call or an
 // interrupt at this depth (or, going backward, the call itself). Stops for

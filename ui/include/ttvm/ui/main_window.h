@@ -59,6 +59,7 @@ class MainWindow : public QMainWindow {
   bool stepOver();
   bool stepInto();
   bool stepBackOver();
+  bool stepBackInto();
   bool stepOut();
   bool stepOutBackward();
   // Adds a System.map or an ELF file (with DWARF: lines and variables).
@@ -113,6 +114,7 @@ class MainWindow : public QMainWindow {
   QAction* stepOverAction() const { return stepOverAction_; }
   QAction* stepIntoAction() const { return stepIntoAction_; }
   QAction* stepBackOverAction() const { return stepBackOverAction_; }
+  QAction* stepBackIntoAction() const { return stepBackIntoAction_; }
   QAction* stepOutAction() const { return stepOutAction_; }
   QAction* stepOutBackwardAction() const { return stepOutBackAction_; }
   QAction* loadSymbolsAction() const { return loadSymbolsAction_; }
@@ -190,6 +192,7 @@ class MainWindow : public QMainWindow {
   QAction* stepOverAction_ = nullptr;
   QAction* stepIntoAction_ = nullptr;
   QAction* stepBackOverAction_ = nullptr;
+  QAction* stepBackIntoAction_ = nullptr;
   QAction* stepOutAction_ = nullptr;
   QAction* stepOutBackAction_ = nullptr;
   QAction* loadSymbolsAction_ = nullptr;

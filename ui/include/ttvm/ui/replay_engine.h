@@ -57,11 +57,12 @@ class ReplayEngine : public QObject {
   void stepForward(uint64_t n);
   void stepBack(uint64_t n);
   // By source line at one call depth (source_step.h): over calls or into
-  // them, back to the previous line, out to the caller (forward), or back
-  // to the call that entered this function (backward). Without a line at
-  // RIP, one instruction.
+  // them, back to the previous line (over calls, or into the callee that
+  // returned: gdb's reverse-next / reverse-step), out to the caller
+  // (forward), or back to the call that entered this function (backward).
+  // Without a line at RIP, one instruction.
   void stepLine(bool into);
-  void stepBackLine();
+  void stepBackLine(bool into);
   void stepOut(bool forward);
   // Adds a symbol file (System.map or ELF with DWARF) to the open trace's.
   void loadSymbols(const QString& path);
