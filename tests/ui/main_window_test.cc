@@ -5,6 +5,7 @@
 #include <QEventLoop>
 #include <QFile>
 #include <QHeaderView>
+#include <QLabel>
 #include <QPlainTextEdit>
 #include <QProcess>
 #include <QProgressBar>
@@ -19,6 +20,7 @@
 #include <algorithm>
 #include <functional>
 #include <map>
+#include <numeric>
 
 #include "gdb_oracle.h"
 #include "ttvm/formats/trace_reader.h"
@@ -1171,6 +1173,111 @@ void MainWindowTest::stepBackLatency() {
         line.back(), line.size());
   QVERIFY2(insn[insn.size() / 2] < 250.0, "step back took longer than a quarter second");
   QVERIFY2(line[line.size() / 2] < 1000.0, "step back over took longer than a second");
+}
+
+// Follow mode: the window opens a trace that `ttvm record --realtime` is
+// still writing (rec_ticker prints a line every ~0.22 s, the writer flushes
+// a chunk each second) and keeps up with it: while the recorder runs the
+// position moves on with the live end, the console grows with the guest's
+// lines, and a user who steps back stays where they are while the history
+// still grows; when the recorder ends, the window lands on the end of the
+// finished trace (its final registers, the recorder's whole output) within
+// about a second.
+void MainWindowTest::followsARecordingInProgress() {
+  const QString guest = QStringLiteral(REC_GUEST_DIR "/rec_ticker.elf");
+  QVERIFY2(QFile::exists(guest), "build the rec_guest_rec_ticker target first");
+  const QString trace = dir_.filePath(QStringLiteral("follow.ttvm"));
+  const QString out = dir_.filePath(QStringLiteral("follow.out"));
+  QProcess rec;
+  rec.setStandardOutputFile(out);  // the guest's serial output
+  rec.setStandardErrorFile(dir_.filePath(QStringLiteral("follow.err")));
+  rec.start(QStringLiteral(TTVM_BIN),
+            {QStringLiteral("record"), QStringLiteral("--backend"), QStringLiteral("emu"),
+             QStringLiteral("--realtime"), QStringLiteral("--timeout"), QStringLiteral("8"),
+             QStringLiteral("--start-clock"), QStringLiteral("1700000000"), QStringLiteral("-o"),
+             trace, guest});
+  QVERIFY(rec.waitForStarted());
+  QElapsedTimer clock;
+  clock.start();
+  // The initial state is written at once; the first chunk a second later.
+  QTRY_VERIFY_WITH_TIMEOUT(TraceReader::open(trace.toStdString()).ok(), 10000);
+  MainWindow w;
+  w.show();
+  QVERIFY(w.openTrace(trace));
+  WAIT_IDLE(w);
+  QVERIFY2(w.snapshot().has_value(), qPrintable(w.followLabel()->text()));
+  QVERIFY2(w.following(), qPrintable(w.followLabel()->text()));
+  QVERIFY(rec.state() == QProcess::Running);
+
+  // The positions the window moves on to by itself.
+  struct Seen {
+    uint64_t step, end;
+    qsizetype lines;
+    qint64 ms;
+  };
+  std::vector<Seen> seen;
+  auto lines = [&w] { return w.console()->toPlainText().count(QStringLiteral("tick ")); };
+  const QMetaObject::Connection watch = QObject::connect(&w, &MainWindow::snapshotShown, &w, [&] {
+    if (rec.state() == QProcess::Running)
+      seen.push_back({w.snapshot()->step, w.snapshot()->endStep, lines(), clock.elapsed()});
+  });
+  QTRY_VERIFY_WITH_TIMEOUT(seen.size() >= 3, 10000);
+  QObject::disconnect(watch);
+  for (size_t i = 1; i < seen.size(); ++i) {
+    QVERIFY(seen[i].step > seen[i - 1].step);
+    QVERIFY(seen[i].end > seen[i - 1].end);
+    QCOMPARE(seen[i].step + 1, seen[i].end);  // one step short of the live end
+    QVERIFY(seen[i].lines >= seen[i - 1].lines);
+  }
+  QVERIFY2(seen.back().lines > seen.front().lines, qPrintable(w.console()->toPlainText()));
+
+  // A user who steps back stays there while the history grows.
+  QVERIFY(rec.state() == QProcess::Running);
+  QVERIFY(w.stepBack());
+  WAIT_IDLE(w);
+  const uint64_t parked = w.snapshot()->step;
+  const uint64_t endWhenParked = w.timeline()->historyEnd();
+  QTRY_VERIFY_WITH_TIMEOUT(w.timeline()->historyEnd() > endWhenParked, 5000);
+  QCOMPARE(w.snapshot()->step, parked);
+  // Going to the live end again: the window moves on with it.
+  QVERIFY(w.goToStep(w.timeline()->historyEnd() - 1));
+  WAIT_IDLE(w);
+  const uint64_t rejoined = w.snapshot()->step;
+  QTRY_VERIFY_WITH_TIMEOUT(w.snapshot()->step > rejoined || rec.state() != QProcess::Running, 5000);
+
+  // The recorder ends (its --timeout): the window shows the end of the
+  // finished trace.
+  QTRY_VERIFY_WITH_TIMEOUT(rec.state() == QProcess::NotRunning, 20000);
+  const qint64 recorderEnded = clock.elapsed();
+  QCOMPARE(rec.exitCode(), 124);  // the --timeout ended the run
+  QTRY_VERIFY_WITH_TIMEOUT(!w.following(), 10000);
+  const qint64 lag = clock.elapsed() - recorderEnded;
+  WAIT_IDLE(w);
+  auto reader = TraceReader::open(trace.toStdString());
+  QVERIFY(reader.ok() && reader->end().has_value());
+  QCOMPARE(w.snapshot()->step, reader->end()->steps);
+  QCOMPARE(w.snapshot()->endStep, reader->end()->steps);
+  QCOMPARE(w.snapshot()->stopKind, StopKind::kHistoryEnd);
+  QVERIFY(w.snapshot()->registers == reader->end()->finalCpu);
+  QVERIFY2(w.followLabel()->text().contains(
+               QStringLiteral("ended at step %1").arg(reader->end()->steps)),
+           qPrintable(w.followLabel()->text()));
+  QFile recorded(out);
+  QVERIFY(recorded.open(QIODevice::ReadOnly));
+  QCOMPARE(w.console()->toPlainText(), QString::fromLatin1(recorded.readAll()));
+  std::vector<qint64> gaps;
+  for (size_t i = 1; i < seen.size(); ++i) gaps.push_back(seen[i].ms - seen[i - 1].ms);
+  qInfo(
+      "follow: %zu positions shown while recording (%s ms apart), %lld lines at the last; "
+      "window at the end %lld ms after the recorder exited",
+      seen.size(),
+      qPrintable(std::accumulate(gaps.begin(), gaps.end(), QString(),
+                                 [](const QString& a, qint64 g) {
+                                   return a.isEmpty() ? QString::number(g)
+                                                      : a + QLatin1Char('/') + QString::number(g);
+                                 })),
+      static_cast<long long>(seen.back().lines), static_cast<long long>(lag));
+  QVERIFY2(lag < 3000, qPrintable(QString::number(lag)));
 }
 
 }  // namespace ttvm::ui

@@ -35,6 +35,7 @@ class MainWindowTest : public QObject {
   void breakpointsWatchpointsAndBookmarksDocks();
   void openingShowsProgress();
   void stepBackLatency();
+  void followsARecordingInProgress();
 
  private:
   QTemporaryDir dir_;

@@ -72,6 +72,26 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
             events_.setRows(nullptr);
             setWindowTitle(QStringLiteral("ttvm-ui — %1").arg(QFileInfo(path).fileName()));
           });
+  // A followed recording: the history grows; the position moves on with it
+  // when it was at the live end and the user is not running an operation
+  // (whose own result comes next).
+  connect(engine_, &ReplayEngine::grew, this,
+          [this](quint64 begin, quint64 end, const MarksPtr& marks, bool) {
+            timeline_->setHistory(begin, end, marks);
+            if (snapshot_)
+              stepLabel_->setText(QStringLiteral("step %1 / %2").arg(snapshot_->step).arg(end));
+          });
+  connect(engine_, &ReplayEngine::advanced, this, [this](const Snapshot& s) {
+    if (!busy_) showSnapshot(s);
+  });
+  connect(engine_, &ReplayEngine::followingChanged, this, [this](bool on, const QString& why) {
+    const bool was = following_;
+    following_ = on;
+    followLabel_->setVisible(on || !why.isEmpty());
+    followLabel_->setText(on ? QStringLiteral("● following the recording") : why);
+    followLabel_->setToolTip(why);
+    if (was != on) emit followingChanged(on);
+  });
   connect(engine_, &ReplayEngine::eventsReady, this,
           [this](const EventRowsPtr& rows) { events_.setRows(rows); });
   connect(engine_, &ReplayEngine::symbolsChanged, this,
@@ -380,7 +400,10 @@ void MainWindow::buildStatusBar() {
   progress_->setVisible(false);
   cancelButton_ = new QPushButton(QStringLiteral("Cancel"), this);
   connect(cancelButton_, &QPushButton::clicked, this, &MainWindow::cancelOperation);
+  followLabel_ = new QLabel(this);
+  followLabel_->setVisible(false);
   statusBar()->addWidget(stopLabel_, 1);
+  statusBar()->addPermanentWidget(followLabel_);
   statusBar()->addPermanentWidget(progress_);
   statusBar()->addPermanentWidget(cancelButton_);
 }

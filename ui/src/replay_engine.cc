@@ -28,9 +28,23 @@ bool isSerialPort(uint64_t port) {
 // Most serial text kept in a snapshot (the tail); bytes.
 constexpr size_t kMaxSerialBytes = 256 * 1024;
 
+// Adds what `e` means to the console and the timeline's marks: a byte the
+// guest wrote to a serial port, or an interrupt taken.
+void noteEvent(const TraceEvent& e, std::vector<std::pair<uint64_t, char>>& serial,
+               TimelineMarks& marks) {
+  if (e.kind == EventKind::kPortOut && isSerialPort(e.address)) {
+    serial.emplace_back(e.step, static_cast<char>(e.value & 0xFF));
+    marks.serial.push_back(e.step);
+  } else if (e.kind == EventKind::kInterrupt || e.kind == EventKind::kNmi) {
+    marks.interrupts.push_back(e.step);
+  }
+}
+
 }  // namespace
 
-ReplayEngine::ReplayEngine(QObject* parent) : QObject(parent) {}
+ReplayEngine::ReplayEngine(QObject* parent) : QObject(parent), followTimer_(new QTimer(this)) {
+  connect(followTimer_, &QTimer::timeout, this, &ReplayEngine::followTick);
+}
 ReplayEngine::~ReplayEngine() = default;
 
 void ReplayEngine::run(const QString& what, const std::function<QString(const Control&)>& op) {
@@ -56,6 +70,13 @@ void ReplayEngine::run(const QString& what, const std::function<QString(const Co
           QStringLiteral("%1 cancelled; back at step %2, where it started").arg(what).arg(origin);
     }
     lastStopText_ = text;
+    // A followed trace's new steps replayed by this operation: their output
+    // and marks join the console and the timeline.
+    if (collectAccesses()) {
+      emit grew(timeline_->beginStep(), timeline_->endStep(), marksCopy(),
+                reader_->end().has_value());
+      emit eventsReady(replayPassRows());
+    }
     emit stopped(snapshot(lastKind_, text));
   } catch (const std::exception& e) {
     emit failed(QStringLiteral("%1 failed: %2").arg(what, QString::fromUtf8(e.what())));
@@ -80,16 +101,9 @@ void ReplayEngine::open(const QString& path, const QStringList& symbolFiles) {
     // them as events (one pass; they are in step order); a whole-machine
     // trace does not, and the replay to the end below reports them as its
     // devices see them.
-    auto marks = std::make_shared<TimelineMarks>();
+    TimelineMarks marks;
     std::vector<std::pair<uint64_t, char>> serial;
-    auto note = [&serial, &marks](const TraceEvent& e) {
-      if (e.kind == EventKind::kPortOut && isSerialPort(e.address)) {
-        serial.emplace_back(e.step, static_cast<char>(e.value & 0xFF));
-        marks->serial.push_back(e.step);
-      } else if (e.kind == EventKind::kInterrupt || e.kind == EventKind::kNmi) {
-        marks->interrupts.push_back(e.step);
-      }
-    };
+    auto note = [&serial, &marks](const TraceEvent& e) { noteEvent(e, serial, marks); };
     // Progress while reading them: chunks read of the chunk index.
     EventCursor cur = owned->cursor();
     TraceEvent e;
@@ -130,19 +144,27 @@ void ReplayEngine::open(const QString& path, const QStringList& symbolFiles) {
     // A whole-machine trace's console and marks are known only once the
     // replay has been to the end: the timeline indexes its accesses there.
     const bool whole = timeline_->session().runsWholeMachine();
+    // Without a footer the recorder may still be writing it: followed
+    // (a whole-machine emulator trace; a KVM trace's steps are assigned
+    // once, when it opens).
+    const bool follow = !reader_->end() && whole && reader_->header().backend == Backend::kEmulator;
     std::optional<StopReason> r;
     if (whole) {
-      r = timeline_->runToEnd(control);
+      // A prefix's last step may have events in the chunk not flushed yet.
+      r = follow
+              ? timeline_->seek(std::max(timeline_->beginStep(), timeline_->endStep() - 1), control)
+              : timeline_->runToEnd(control);
       for (const TraceEvent& ev : timeline_->replayedAccesses()) note(ev);
     }
+    accessesSeen_ = timeline_->replayedAccesses().size();
     serial_ = std::move(serial);
-    emit opened(path, timeline_->beginStep(), timeline_->endStep(), symbols_, std::move(marks));
+    marks_ = std::move(marks);
+    emit opened(path, timeline_->beginStep(), timeline_->endStep(), symbols_, marksCopy());
     // The Events dock's rows: the trace's own events, read lazily through a
     // reader of its own; a whole-machine trace's I/O, interrupts and
     // exceptions are the replay's (the index its pass to the end built).
     if (whole) {
-      emit eventsReady(
-          VectorEventRows::merge(timeline_->replayedAccesses(), timeline_->replayedExceptions()));
+      emit eventsReady(replayPassRows());
     } else if (auto rows = TraceEventRows::open(path.toStdString()); rows.ok()) {
       emit eventsReady(std::move(*rows));
     }
@@ -155,8 +177,81 @@ void ReplayEngine::open(const QString& path, const QStringList& symbolFiles) {
     const bool fault =
         cpu.cr2 != 0 && timeline_->readLinear(cpu.cr2, std::span<uint8_t>(&probe, 1));
     memoryAddress_ = (fault ? cpu.cr2 : cpu.reg(Gpr::kRsp)) & ~uint64_t{0xF};
-    return describeStop(*r);
+    const QString text = describeStop(*r);
+    setFollowing(follow && r->kind != StopKind::kDivergence,
+                 follow ? QStringLiteral("no footer yet: following the recording") : QString());
+    return follow && r->kind != StopKind::kDivergence ? followText() : text;
   });
+}
+
+void ReplayEngine::setFollowing(bool on, const QString& why) {
+  const bool was = following_;
+  following_ = on;
+  if (on)
+    followTimer_->start(kFollowPollMs);
+  else
+    followTimer_->stop();
+  if (on != was || !why.isEmpty()) emit followingChanged(on, why);
+}
+
+QString ReplayEngine::followText() const {
+  return QStringLiteral("following the recording: step %1 of %2 so far (%3 chunks)")
+      .arg(timeline_->now())
+      .arg(timeline_->endStep())
+      .arg(reader_->chunkCount());
+}
+
+void ReplayEngine::followTick() {
+  if (!following_ || timeline_ == nullptr) return;
+  try {
+    const Result<bool> more = reader_->refresh();
+    if (!more.ok()) {
+      setFollowing(false, QString::fromStdString(more.error().message));
+      return;
+    }
+    if (!*more) return;
+    // At the live end (the user has not moved back): move on with it.
+    const bool atEdge = timeline_->now() + 1 >= timeline_->endStep();
+    timeline_->extendEnd();
+    const bool ended = reader_->end().has_value();
+    QString text;
+    if (atEdge) {
+      // Bounded by what the recorder flushed since the last poll; not
+      // cancellable (Cancel is for the user's operations).
+      const Control control;
+      const StopReason r =
+          ended ? timeline_->runToEnd(control)
+                : timeline_->seek(std::max(timeline_->now(), timeline_->endStep() - 1), control);
+      text = describeStop(r);
+      if (r.kind == StopKind::kDivergence) setFollowing(false, text);
+      if (following_ && !ended) text = followText();
+    }
+    collectAccesses();
+    emit grew(timeline_->beginStep(), timeline_->endStep(), marksCopy(), ended);
+    emit eventsReady(replayPassRows());
+    if (atEdge) {
+      lastStopText_ = text;
+      emit advanced(snapshot(lastKind_, text));
+    }
+    if (ended)
+      setFollowing(false,
+                   QStringLiteral("the recording ended at step %1").arg(reader_->end()->steps));
+  } catch (const std::exception& e) {
+    setFollowing(false, QStringLiteral("following failed: %1").arg(QString::fromUtf8(e.what())));
+  }
+}
+
+EventRowsPtr ReplayEngine::replayPassRows() const {
+  return VectorEventRows::merge(timeline_->replayedAccesses(), timeline_->replayedExceptions());
+}
+
+bool ReplayEngine::collectAccesses() {
+  if (timeline_ == nullptr) return false;
+  const std::vector<TraceEvent>& acc = timeline_->replayedAccesses();
+  if (accessesSeen_ >= acc.size()) return false;
+  for (size_t i = accessesSeen_; i < acc.size(); ++i) noteEvent(acc[i], serial_, marks_);
+  accessesSeen_ = acc.size();
+  return true;
 }
 
 void ReplayEngine::seek(uint64_t step) {

@@ -89,6 +89,9 @@ class MainWindow : public QMainWindow {
   void cancelOperation();
 
   bool busy() const { return busy_; }
+  // The open trace is still being recorded and is followed (ReplayEngine).
+  bool following() const { return following_; }
+  QLabel* followLabel() const { return followLabel_; }
   const std::optional<Snapshot>& snapshot() const { return snapshot_; }
   const SymbolsPtr& symbols() const { return symbols_; }
   RegisterModel& registerModel() { return registers_; }
@@ -130,6 +133,8 @@ class MainWindow : public QMainWindow {
   void busyChanged(bool busy);
   // Progress of the running operation (steps done, total).
   void operationProgress(quint64 done, quint64 total);
+  // Following a recording in progress started or stopped.
+  void followingChanged(bool following);
 
  private:
   void buildActions();
@@ -146,6 +151,7 @@ class MainWindow : public QMainWindow {
   QThread thread_;
   ReplayEngine* engine_ = nullptr;  // lives on thread_, deleted there when it finishes
   bool busy_ = false;
+  bool following_ = false;
   std::optional<Snapshot> snapshot_;
   SymbolsPtr symbols_;
 
@@ -174,6 +180,7 @@ class MainWindow : public QMainWindow {
   TimelineWidget* timeline_ = nullptr;
   QLabel* stepLabel_ = nullptr;
   QLabel* stopLabel_ = nullptr;
+  QLabel* followLabel_ = nullptr;
   QProgressBar* progress_ = nullptr;
   QPushButton* cancelButton_ = nullptr;
 

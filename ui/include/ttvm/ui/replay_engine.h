@@ -12,11 +12,25 @@
 // Nothing throws out of the engine: ttvm's APIs return Result, and anything
 // else (allocation failure) is caught at the operation boundary and reported
 // with failed().
+//
+// Following a recording in progress: a trace opened without a footer (the
+// recorder is still writing it, or was killed) is *followed*. The engine's
+// own timer polls it every kFollowPollMs between operations (followTick):
+// TraceReader::refresh() takes the chunks flushed since (the recorder
+// flushes each second), Timeline::extendEnd() lengthens the history, and
+// when the position was at the live end it replays on to the new one (one
+// step short, whose events may still be split across chunks) and reports
+// the new position with advanced(); elsewhere the position stays and only
+// the history grows. grew() carries the new end with the console marks and
+// the Events dock's rows. When the footer appears the trace is complete:
+// the position at the live end moves to the very end, as when a finished
+// trace opens, and following() turns false.
 #pragma once
 
 #include <QObject>
 #include <QString>
 #include <QStringList>
+#include <QTimer>
 #include <atomic>
 #include <cstdint>
 #include <functional>
@@ -84,6 +98,10 @@ class ReplayEngine : public QObject {
   void toggleWatchpoint(uint64_t address, uint64_t length);
   // The memory window's first address (linear).
   void setMemoryAddress(uint64_t address);
+  // One poll of a followed trace (see above); nothing when none is followed.
+  void followTick();
+
+  static constexpr int kFollowPollMs = 250;
 
   // Bytes in the memory window; lines of disassembly before and after RIP.
   static constexpr uint64_t kMemoryBytes = 512;
@@ -103,6 +121,12 @@ class ReplayEngine : public QObject {
   void eventsReady(const ttvm::ui::EventRowsPtr& rows);
   // The symbol table grew (loadSymbols).
   void symbolsChanged(const ttvm::ui::SymbolsPtr& symbols);
+  // A followed trace starts or stops being followed, and why.
+  void followingChanged(bool following, const QString& why);
+  // A followed trace grew (see above); `ended` once its footer is there.
+  void grew(quint64 beginStep, quint64 endStep, const ttvm::ui::MarksPtr& marks, bool ended);
+  // A followed trace moved the position on to its new live end.
+  void advanced(const ttvm::ui::Snapshot& snapshot);
 
  private:
   // Runs `op` (which returns the stop text) as one operation: busy(), the
@@ -119,6 +143,16 @@ class ReplayEngine : public QObject {
   void fillFrames(Snapshot& s) const;
   // "call 0x100ec0" -> "call 0x100ec0 <key_dup>": names a direct branch's target.
   QString nameTarget(const QString& text) const;
+  // Adds the replay's accesses indexed since the last call (a whole-machine
+  // trace) to the console bytes and the marks; true when there were any.
+  bool collectAccesses();
+  // Starts or stops the follow timer; followingChanged() on a change or a reason.
+  void setFollowing(bool on, const QString& why);
+  QString followText() const;
+  // The Events dock's rows of a whole-machine trace: the replay's accesses
+  // and exceptions so far, in step order.
+  EventRowsPtr replayPassRows() const;
+  MarksPtr marksCopy() const { return std::make_shared<const TimelineMarks>(marks_); }
 
   std::atomic<bool> cancel_{false};
   std::unique_ptr<TraceReader> reader_;
@@ -126,6 +160,10 @@ class ReplayEngine : public QObject {
   SymbolsPtr symbols_;
   // Serial bytes in trace order with the step that wrote each.
   std::vector<std::pair<uint64_t, char>> serial_;
+  TimelineMarks marks_;            // the timeline's serial and interrupt marks
+  size_t accessesSeen_ = 0;        // replayedAccesses() already in serial_ and marks_
+  QTimer* followTimer_ = nullptr;  // a child: it moves to the engine's thread with it
+  bool following_ = false;
   std::map<uint64_t, int> breakpoints_;                       // linear address -> timeline id
   std::map<std::pair<uint64_t, uint64_t>, int> watchpoints_;  // (address, length) -> id
   uint64_t memoryAddress_ = 0;

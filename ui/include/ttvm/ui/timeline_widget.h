@@ -29,6 +29,7 @@ class TimelineWidget : public QWidget {
   void setHistory(uint64_t begin, uint64_t end, MarksPtr marks);
   void setPosition(uint64_t step);
   uint64_t position() const { return position_; }
+  uint64_t historyEnd() const { return end_; }
   // The step that pixel column `x` stands for (its first step).
   uint64_t stepAt(int x) const;
   // Whether any mark of `steps` falls in column x's step range.
