@@ -1,8 +1,11 @@
 #include "ttvm/machine/stop_point.h"
 
+#include <algorithm>
 #include <bit>
 #include <cstdio>
 #include <cstring>
+
+#include "ttvm/emulator/state_diff.h"
 
 namespace ttvm::machine {
 namespace {
@@ -52,11 +55,36 @@ CpuState comparable(const CpuState& s) {
 
 }  // namespace
 
+std::vector<uint64_t> descriptorAccessBytes(
+    const CpuState& s, const std::function<std::optional<uint64_t>(uint64_t)>& translate) {
+  std::vector<uint64_t> out;
+  if (!(s.cr0 & cr0::kPE)) return out;
+  auto table = [&](uint64_t base, uint32_t limit) {
+    uint64_t linearPage = ~uint64_t{0};
+    std::optional<uint64_t> physPage;
+    for (uint64_t off = 0; off + 7 <= limit; off += 8) {
+      const uint64_t lin = base + off + 5;
+      if ((lin & ~0xFFFull) != linearPage) {
+        linearPage = lin & ~0xFFFull;
+        physPage = translate(linearPage);
+      }
+      if (physPage) out.push_back(*physPage + (lin & 0xFFF));
+    }
+  };
+  table(s.gdtr.base, s.gdtr.limit);
+  if ((s.ldtr.selector & ~3u) != 0 && !(s.ldtr.attributes & segattr::kUnusable))
+    table(s.ldtr.base, s.ldtr.limit);
+  std::sort(out.begin(), out.end());
+  out.erase(std::unique(out.begin(), out.end()), out.end());
+  return out;
+}
+
 uint64_t stopFingerprint(const CpuState& s, std::span<const uint8_t> ram,
-                         std::span<const PageRun> runs) {
+                         std::span<const PageRun> runs, std::span<const uint64_t> accessBytes) {
   const CpuState atZero = comparable(s);
   WordHash h;
   h.add(stateDigest(atZero));
+  uint8_t masked[kPageSize];
   for (const PageRun& r : runs) {
     for (uint64_t p = r.first; p < r.first + r.count; ++p) {
       h.add(p);
@@ -65,6 +93,16 @@ uint64_t stopFingerprint(const CpuState& s, std::span<const uint8_t> ram,
         continue;
       }
       const uint8_t* page = ram.data() + p * kPageSize;
+      // Descriptors' accessed bits in this page hash as clear.
+      auto a = std::lower_bound(accessBytes.begin(), accessBytes.end(), p * kPageSize);
+      if (a != accessBytes.end() && *a < (p + 1) * kPageSize) {
+        std::memcpy(masked, page, kPageSize);
+        for (; a != accessBytes.end() && *a < (p + 1) * kPageSize; ++a) {
+          uint8_t& access = masked[*a - p * kPageSize];
+          if (access & 0x10) access &= uint8_t(~1u);
+        }
+        page = masked;
+      }
       for (size_t i = 0; i < kPageSize; i += 8) {
         uint64_t v;
         std::memcpy(&v, page + i, 8);
@@ -155,22 +193,37 @@ std::string describeOtherRegisters(const CpuState& c) {
 
 }  // namespace
 
+std::string describeGeneralRegisters(const CpuState& s) {
+  std::string out;
+  char buf[48];
+  for (size_t i = 0; i < s.gpr.size(); ++i) {
+    std::snprintf(buf, sizeof buf, "%s%s=%llx", i == 0 ? "" : " ", kGprNames[i],
+                  static_cast<unsigned long long>(s.gpr[i]));
+    out += buf;
+  }
+  std::snprintf(buf, sizeof buf, " rip=%llx rflags=%llx", static_cast<unsigned long long>(s.rip),
+                static_cast<unsigned long long>(s.rflags));
+  return out + buf;
+}
+
 std::string describeStopState(const CpuState& s, std::span<const uint8_t> ram,
-                              std::span<const PageRun> runs) {
+                              std::span<const PageRun> runs,
+                              std::span<const uint64_t> accessBytes) {
   const CpuState atZero = comparable(s);
   char buf[64];
   std::snprintf(buf, sizeof buf, "regs %016llx gprs %08x",
                 static_cast<unsigned long long>(stateDigest(atZero)), stopQuickKey(s));
   std::string out = buf;
-  out += " (";
+  out += " [" + describeGeneralRegisters(s) + "] (";
   out += describeOtherRegisters(atZero).substr(1);
   out += ") pages";
   for (const PageRun& r : runs)
     for (uint64_t p = r.first; p < r.first + r.count; ++p) {
       const PageRun one{p, 1};
       CpuState none;
-      std::snprintf(buf, sizeof buf, " %llx:%016llx", static_cast<unsigned long long>(p),
-                    static_cast<unsigned long long>(stopFingerprint(none, ram, {&one, 1})));
+      std::snprintf(
+          buf, sizeof buf, " %llx:%016llx", static_cast<unsigned long long>(p),
+          static_cast<unsigned long long>(stopFingerprint(none, ram, {&one, 1}, accessBytes)));
       out += buf;
     }
   return out;
@@ -185,13 +238,13 @@ uint32_t stopQuickKey(const CpuState& s) {
 }
 
 std::vector<TraceEvent> stopPointEvents(uint64_t exit, const CpuState& s,
-                                        std::span<const uint8_t> ram,
-                                        std::span<const PageRun> runs) {
+                                        std::span<const uint8_t> ram, std::span<const PageRun> runs,
+                                        std::span<const uint64_t> accessBytes) {
   std::vector<TraceEvent> events;
   events.reserve(runs.size() + 1);
   for (const PageRun& r : runs) events.push_back(TraceEvent::dirtyPages(exit, r.first, r.count));
-  events.push_back(
-      TraceEvent::stopPoint(exit, s.rip, stopFingerprint(s, ram, runs), stopQuickKey(s)));
+  events.push_back(TraceEvent::stopPoint(exit, s.rip, stopFingerprint(s, ram, runs, accessBytes),
+                                         stopQuickKey(s)));
   return events;
 }
 

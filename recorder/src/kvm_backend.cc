@@ -217,14 +217,18 @@ Status KvmBackend::recordStopPoint() {
     TTVM_TRY(vm_.takeDirtyLog(i, dirtyBitmap_));
     machine::appendDirtyRuns(dirtyBitmap_, r.begin / kPage, runs);
   }
+  if (!walker_) walker_ = std::make_unique<Cpu>(model_, memory_, env_);
+  walker_->setState(state_);
+  const std::vector<uint64_t> accessBytes = machine::descriptorAccessBytes(
+      state_, [this](uint64_t linear) { return walker_->translate(linear); });
   std::vector<TraceEvent> events =
-      machine::stopPointEvents(state_.steps, state_, memory_.ram, runs);
+      machine::stopPointEvents(state_.steps, state_, memory_.ram, runs, accessBytes);
   TTVM_LOG("kvm", kDebug,
            "stop point " << state_.steps << " at rip " << hex(state_.rip) << ", " << runs.size()
                          << " dirty runs");
   TTVM_LOG("kvm", kTrace,
            "stop point " << state_.steps << ": "
-                         << machine::describeStopState(state_, memory_.ram, runs));
+                         << machine::describeStopState(state_, memory_.ram, runs, accessBytes));
   stopEvents_.insert(stopEvents_.end(), events.begin(), events.end());
   ++counts_.stops;
   return {};

@@ -19,6 +19,27 @@ void longWithHandlers(Machine& m) {
   m.loadHex(kHandler, "f4");
 }
 
+// SDM vol. 3A 3.4.5.1: loading a code or data segment register sets the
+// descriptor's accessed bit in the GDT if it is clear (the nested VM's CPU,
+// QEMU's TCG, leaves it clear on a far JMP, so KVM stop points hash it as
+// clear: machine/stop_point.h). MOV DS and a far JMP, each through a
+// descriptor whose bit is clear.
+TEST(SegmentLoads, SetTheDescriptorAccessedBit) {
+  Machine m;
+  m.setupFlat32(layout::kCode);
+  m.put(layout::kGdt + layout::kData16, descriptor(0, 0xFFFFF, 0x92, 0xC), 8);
+  m.put(layout::kGdt + layout::kCode32, descriptor(0, 0xFFFFF, 0x9A, 0xC), 8);
+  // mov ax, 0x50; mov ds, ax; jmp far 0x40:kCode+0x20; ...; nop
+  m.loadHex(layout::kCode, "66 b8 50 00 8e d8 ea 20 00 10 00 40 00");
+  m.loadHex(layout::kCode + 0x20, "90");
+  m.run(3);
+  EXPECT_EQ(m.state().rip, layout::kCode + 0x20);
+  EXPECT_EQ(m.get(layout::kGdt + layout::kData16 + 5, 1), 0x93u);
+  EXPECT_EQ(m.get(layout::kGdt + layout::kCode32 + 5, 1), 0x9Bu);
+  // A bit already set is not written again (no other byte changes).
+  EXPECT_EQ(m.get(layout::kGdt + layout::kData16, 8), descriptor(0, 0xFFFFF, 0x93, 0xC));
+}
+
 TEST(SelfModifyingCode, GuestWriteToDecodedInstructionIsSeen) {
   Machine m;
   m.setupLong64(kCode);

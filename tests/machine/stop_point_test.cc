@@ -104,5 +104,53 @@ TEST(StopPoint, DescriptionNamesTheRegistersOutsideTheQuickKey) {
   EXPECT_EQ(a.substr(end), b.substr(end));
 }
 
+// The access bytes of the GDT's and the LDT's descriptor slots, through
+// the translation, in protected mode only.
+TEST(StopPoint, DescriptorAccessBytesOfTheGdtAndLdt) {
+  CpuState s;
+  s.cr0 = cr0::kPE;
+  s.gdtr = {0x2000, 0x17};  // three descriptors
+  auto identity = [](uint64_t l) -> std::optional<uint64_t> { return l; };
+  EXPECT_EQ(descriptorAccessBytes(s, identity), (std::vector<uint64_t>{0x2005, 0x200D, 0x2015}));
+  // The LDT (selector 0x18) at linear 0x7FF8, across a page the translation
+  // moves to 0x9000, and a page it cannot translate.
+  s.ldtr = {0x18, 0x7FF8, 0x17, 0x82};
+  auto moved = [](uint64_t l) -> std::optional<uint64_t> {
+    if (l >= 0x8000 && l < 0x9000) return l + 0x1000;
+    if (l >= 0x2000 && l < 0x3000) return std::nullopt;
+    return l;
+  };
+  EXPECT_EQ(descriptorAccessBytes(s, moved), (std::vector<uint64_t>{0x7FFD, 0x9005, 0x900D}));
+  s.cr0 = 0;
+  EXPECT_TRUE(descriptorAccessBytes(s, identity).empty()) << "real mode has no descriptors";
+}
+
+// A code or data descriptor's accessed bit at an access byte hashes as
+// clear; nothing else does (a system descriptor's type bit 0, another bit,
+// the same bit elsewhere).
+TEST(StopPoint, FingerprintHashesDescriptorAccessedBitsAsClear) {
+  std::vector<uint8_t> ram(4 * kPageSize, 0);
+  CpuState s;
+  s.cr0 = cr0::kPE;
+  const std::vector<PageRun> runs = {{2, 1}};
+  const uint64_t gdt = 2 * kPageSize;
+  ram[gdt + 8 + 5] = 0x9A;   // code, A clear (as QEMU's TCG leaves it)
+  ram[gdt + 16 + 5] = 0x89;  // 32-bit TSS (S clear): type bit 0 is not A
+  const std::vector<uint64_t> access = {gdt + 5, gdt + 13, gdt + 21};
+  const uint64_t clear = stopFingerprint(s, ram, runs, access);
+  ram[gdt + 8 + 5] = 0x9B;  // as the emulator and the SDM leave it
+  EXPECT_EQ(stopFingerprint(s, ram, runs, access), clear);
+  EXPECT_NE(stopFingerprint(s, ram, runs), stopFingerprint(s, ram, runs, access))
+      << "without the access bytes the bit counts";
+  ram[gdt + 16 + 5] = 0x88;
+  EXPECT_NE(stopFingerprint(s, ram, runs, access), clear) << "a system descriptor's type";
+  ram[gdt + 16 + 5] = 0x89;
+  ram[gdt + 8 + 5] = 0x9F;  // a conforming code segment: another bit
+  EXPECT_NE(stopFingerprint(s, ram, runs, access), clear);
+  ram[gdt + 8 + 5] = 0x9B;
+  ram[gdt + 24 + 5] = 0x01;  // bit 0 of a byte no descriptor slot holds
+  EXPECT_NE(stopFingerprint(s, ram, runs, access), clear);
+}
+
 }  // namespace
 }  // namespace ttvm::machine

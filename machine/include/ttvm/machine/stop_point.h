@@ -14,6 +14,8 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -36,19 +38,35 @@ struct PageRun {
 void appendDirtyRuns(std::span<const uint64_t> bitmap, uint64_t firstPage,
                      std::vector<PageRun>& runs);
 
+// The guest-physical addresses, sorted, of the access bytes (byte 5) of
+// every descriptor slot of the GDT and of the LDT of `s` in protected mode,
+// through `translate` (linear to physical, no side effects; slots it cannot
+// translate are left out).
+std::vector<uint64_t> descriptorAccessBytes(
+    const CpuState& s, const std::function<std::optional<uint64_t>(uint64_t)>& translate);
+
 // The fingerprint of `s` (its step count ignored, an STI shadow taken as a
 // MOV SS one: SVM reports both so) and of the contents of the pages of
-// `runs` in `ram` (pages beyond it hash as absent).
+// `runs` in `ram` (pages beyond it hash as absent). The accessed bit of a
+// code or data descriptor (S set) at any of `accessBytes` is hashed as
+// clear: the CPU sets it on a segment load, and the nested VM's CPU (QEMU's
+// TCG) leaves it clear on a far JMP (docs/kvm-recording.md).
 uint64_t stopFingerprint(const CpuState& s, std::span<const uint8_t> ram,
-                         std::span<const PageRun> runs);
+                         std::span<const PageRun> runs, std::span<const uint64_t> accessBytes = {});
 
 // The parts of a fingerprint, for logs that compare a recording with its
-// replay: "regs <digest> gprs <quick key> (<name>=<value> ...) pages
+// replay: "regs <digest> gprs <quick key> [<general registers>]
+// (<name>=<value> ...) pages
 // <n>:<hash> ...", the parenthesis naming every register the quick key
 // leaves out (segments as selector:base:limit:attributes; x87 and XMM
 // registers as one hash each), so that differing digests show which differs.
 std::string describeStopState(const CpuState& s, std::span<const uint8_t> ram,
-                              std::span<const PageRun> runs);
+                              std::span<const PageRun> runs,
+                              std::span<const uint64_t> accessBytes = {});
+
+// The registers of the quick key by name ("rax=... r15=... rip=...
+// rflags=..."), for logs of boundaries whose quick keys differ.
+std::string describeGeneralRegisters(const CpuState& s);
 
 // A cheap first test of a boundary: a hash of the general registers, RIP
 // and RFLAGS (a loop whose registers change never reaches the fingerprint).
@@ -57,7 +75,7 @@ uint32_t stopQuickKey(const CpuState& s);
 // A stop point as it goes to the trace: the runs (kDirtyPages), then the
 // point (kStopPoint), all at exit number `exit`.
 std::vector<TraceEvent> stopPointEvents(uint64_t exit, const CpuState& s,
-                                        std::span<const uint8_t> ram,
-                                        std::span<const PageRun> runs);
+                                        std::span<const uint8_t> ram, std::span<const PageRun> runs,
+                                        std::span<const uint64_t> accessBytes = {});
 
 }  // namespace ttvm::machine
