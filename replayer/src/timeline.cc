@@ -79,9 +79,9 @@ Result<std::unique_ptr<Timeline>> Timeline::open(const TraceReader& reader,
   Cpu& cpu = t->session_->cpu();
   cpu.setDirtyTracking(true);
   (void)cpu.takeDirtyPages();
-  t->checkpoints_.emplace(t->beginStep_,
-                          Checkpoint{t->session_->state(), t->session_->environment().position(),
-                                     t->live_, t->session_->checkpointDevices()});
+  t->addCheckpoint(t->beginStep_,
+                   Checkpoint{t->session_->state(), t->session_->environment().position(), t->live_,
+                              t->session_->checkpointDevices()});
   machine::ReplayEnvironment& env = t->session_->environment();
   Timeline* self = t.get();
   if (env.wholeMachine()) {
@@ -232,8 +232,8 @@ void Timeline::takeCheckpoint() {
       continue;
     live_.set(p, allZero(bytes) ? nullptr : live_.makePage(bytes));
   }
-  checkpoints_.emplace(s, Checkpoint{session_->state(), session_->environment().position(), live_,
-                                     session_->checkpointDevices()});
+  addCheckpoint(s, Checkpoint{session_->state(), session_->environment().position(), live_,
+                              session_->checkpointDevices()});
   // Long forward runs take many checkpoints before the operation's final
   // thin(): keep within the budget on the way.
   if (static_cast<uint64_t>(std::max<int64_t>(0, stats_->bytes())) > options_.checkpointMemBytes)
@@ -256,21 +256,28 @@ uint64_t Timeline::spacing(uint64_t distance) const {
   return std::clamp(distance / kPerOctave, lo, std::max(lo, grid_));
 }
 
+void Timeline::addCheckpoint(uint64_t step, Checkpoint c) {
+  checkpoints_.emplace(step, std::move(c));
+  steps_.insert(std::upper_bound(steps_.begin(), steps_.end(), step), step);
+}
+
 void Timeline::thin() {
-  if (checkpoints_.size() <= 2) return;
+  if (steps_.size() <= 2) return;
   const uint64_t here = now();
   auto dist = [&](uint64_t s) { return s > here ? s - here : here - s; };
-  uint64_t prevKept = checkpoints_.begin()->first;
-  for (auto it = std::next(checkpoints_.begin()); it != checkpoints_.end();) {
-    auto next = std::next(it);
-    if (next == checkpoints_.end()) break;
-    if (next->first - prevKept <= spacing(dist(it->first))) {
-      it = checkpoints_.erase(it);
-    } else {
-      prevKept = it->first;
-      it = next;
-    }
+  // The first and the last stay; one between goes when the kept one before
+  // it and the one after it are no farther apart than its spacing.
+  std::vector<uint64_t> kept;
+  kept.reserve(steps_.size());
+  kept.push_back(steps_.front());
+  for (size_t i = 1; i + 1 < steps_.size(); ++i) {
+    if (steps_[i + 1] - kept.back() <= spacing(dist(steps_[i])))
+      checkpoints_.erase(steps_[i]);
+    else
+      kept.push_back(steps_[i]);
   }
+  kept.push_back(steps_.back());
+  steps_ = std::move(kept);
   enforceBudget();
 }
 
@@ -279,28 +286,29 @@ void Timeline::enforceBudget() {
   auto dist = [&](uint64_t s) { return s > here ? s - here : here - s; };
   // Over budget: drop the checkpoint whose loss costs least (the gap it
   // leaves, relative to its distance from now), never step 0 nor the one
-  // nearest to now.
+  // nearest to now. The scan reads steps_, not the map's scattered nodes.
   while (static_cast<uint64_t>(std::max<int64_t>(0, stats_->bytes())) >
              options_.checkpointMemBytes &&
-         checkpoints_.size() > 2) {
+         steps_.size() > 2) {
     const uint64_t nearest = checkpointAtOrBefore(here).step();
-    auto victim = checkpoints_.end();
+    size_t victim = 0;  // none: step 0 is never one
     double best = 0;
-    for (auto it = std::next(checkpoints_.begin()); it != checkpoints_.end(); ++it) {
-      if (it->first == nearest) continue;
-      auto prev = std::prev(it);
-      auto next = std::next(it);
-      const uint64_t right = next == checkpoints_.end() ? it->first : next->first;
+    for (size_t i = 1; i < steps_.size(); ++i) {
+      if (steps_[i] == nearest) continue;
+      const uint64_t right = i + 1 == steps_.size() ? steps_[i] : steps_[i + 1];
       const double score =
-          static_cast<double>(right - prev->first) / (1.0 + static_cast<double>(dist(it->first)));
-      if (victim == checkpoints_.end() || score < best) {
-        victim = it;
+          static_cast<double>(right - steps_[i - 1]) / (1.0 + static_cast<double>(dist(steps_[i])));
+      if (victim == 0 || score < best) {
+        victim = i;
         best = score;
       }
     }
-    if (victim == checkpoints_.end()) break;
-    checkpoints_.erase(victim);
+    if (victim == 0) break;
+    checkpoints_.erase(steps_[victim]);
+    steps_.erase(steps_.begin() + static_cast<std::ptrdiff_t>(victim));
   }
+  TTVM_ASSERT(steps_.size() == checkpoints_.size(), "checkpoint index out of step: ", steps_.size(),
+              " steps for ", checkpoints_.size(), " checkpoints");
 }
 
 TimelineStats Timeline::stats() const {

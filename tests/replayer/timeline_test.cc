@@ -204,6 +204,52 @@ TEST_F(TimelineTest, CheckpointMemoryStaysWithinBudget) {
   EXPECT_GE((*t)->stats().checkpoints, 2u);
 }
 
+// After every operation the checkpoints are thinned by their distance from
+// the current position: each one between the first and the last has its
+// kept neighbours farther apart than the spacing at its distance (1/16 of
+// it, at least the interval, at most the grid), so they are dense near the
+// position and sparse far from it; the last one stays.
+TEST_F(TimelineTest, CheckpointsAreThinnedByTheirDistanceFromNow) {
+  TimelineOptions o;
+  o.checkpointInterval = 64;
+  o.checkpointMemBytes = 1ull << 34;  // no budget thinning
+  auto t = Timeline::open(*reader_, o);
+  ASSERT_TRUE(t.ok());
+  Timeline& tl = **t;
+  tl.runToEnd();
+  const uint64_t begin = tl.checkpointSteps().front();
+  const uint64_t grid = std::max<uint64_t>(o.checkpointInterval, (tl.endStep() - begin) / 1024);
+  auto spacing = [&](uint64_t d) {
+    return std::clamp<uint64_t>(d / 16, o.checkpointInterval, grid);
+  };
+  std::mt19937_64 rng(17);
+  size_t most = 0;
+  for (int i = 0; i < 200; ++i) {
+    const uint64_t target = 1 + rng() % tl.endStep();
+    if (i % 2 == 0)
+      tl.seek(target);
+    else
+      tl.stepBack(1 + rng() % std::min<uint64_t>(tl.now(), 5000));
+    const std::vector<uint64_t> steps = tl.checkpointSteps();
+    ASSERT_GE(steps.size(), 2u);
+    ASSERT_EQ(steps.front(), begin);
+    most = std::max(most, steps.size());
+    const uint64_t here = tl.now();
+    for (size_t k = 1; k + 1 < steps.size(); ++k) {
+      const uint64_t d = steps[k] > here ? steps[k] - here : here - steps[k];
+      ASSERT_GT(steps[k + 1] - steps[k - 1], spacing(d))
+          << "checkpoint " << steps[k] << " kept at " << here << " (op " << i << ")";
+    }
+    // Near the position the spacing is the interval: a checkpoint within
+    // reach of a short step back.
+    ASSERT_LE(here - tl.checkpointSteps()[std::upper_bound(steps.begin(), steps.end(), here) -
+                                          steps.begin() - 1],
+              std::max<uint64_t>(grid, o.checkpointInterval))
+        << "at " << here;
+  }
+  EXPECT_GT(most, 20u);
+}
+
 // The timeline compares each device digest the first time it passes its step
 // and not when it re-executes from a checkpoint; a wrong one is still found
 // however the user got near it.

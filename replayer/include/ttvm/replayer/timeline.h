@@ -245,6 +245,8 @@ class Timeline {
   // The latest checkpoint at or before `step`.
   const Checkpoint& checkpointAtOrBefore(uint64_t step) const;
   uint64_t spacing(uint64_t distance) const;
+  // Adds a checkpoint at `step` (none there yet) to checkpoints_ and steps_.
+  void addCheckpoint(uint64_t step, Checkpoint c);
   void thin();
   // Drops checkpoints (least useful first) while over the memory budget.
   void enforceBudget();
@@ -288,6 +290,9 @@ class Timeline {
   std::shared_ptr<PageStats> stats_;
   PageMap live_;  // RAM as of the last checkpoint taken or restored, before dirty pages
   std::map<uint64_t, Checkpoint> checkpoints_;
+  // checkpoints_'s keys in order: what thin() and enforceBudget() scan at
+  // every operation (a contiguous array instead of ~1,000 scattered nodes).
+  std::vector<uint64_t> steps_;
   uint64_t beginStep_ = 0;
   uint64_t grid_ = 0;
   std::map<int, Breakpoint> breakpoints_;
