@@ -25,6 +25,7 @@
 #include "gdb_oracle.h"
 #include "ttvm/formats/trace_reader.h"
 #include "ttvm/replayer/timeline.h"
+#include "ttvm/ui/bookmark_file.h"
 #include "ttvm/ui/main_window.h"
 
 namespace ttvm::ui {
@@ -1075,6 +1076,95 @@ void MainWindowTest::breakpointsWatchpointsAndBookmarksDocks() {
   WAIT_IDLE(w);
   QCOMPARE(stops.rowCount(), 0);
   QVERIFY(w.snapshot()->breakpoints.empty());
+  // The bookmarks went beside the trace; removing the last removes the file
+  // (so the other tests open the trace without them).
+  QVERIFY(QFile::exists(bookmarkFilePath(trace_)));
+  w.removeBookmark(1);
+  w.removeBookmark(0);
+  QCOMPARE(w.bookmarkModel().rowCount(), 0);
+  QVERIFY(!QFile::exists(bookmarkFilePath(trace_)));
+}
+
+void MainWindowTest::bookmarksAreKeptBesideTheTrace() {
+  // A copy of the trace of its own, so its bookmark file is this test's.
+  const QString copy = dir_.filePath(QStringLiteral("bookmarked.ttvm"));
+  QFile::remove(copy);
+  QVERIFY(QFile::copy(trace_, copy));
+  const QString file = bookmarkFilePath(copy);
+  QCOMPARE(file, copy + QStringLiteral(".bookmarks"));
+  uint64_t end = 0;
+  {
+    MainWindow w;
+    QVERIFY(w.openTrace(copy));
+    WAIT_IDLE(w);
+    QCOMPARE(w.bookmarkModel().rowCount(), 0);
+    end = w.snapshot()->step;
+    w.addBookmark(QStringLiteral("the crash\twith a tab"));
+    QVERIFY(w.goToStep(storeStep_));
+    WAIT_IDLE(w);
+    w.addBookmark(QStringLiteral("corrupting store"));
+    QVERIFY(w.goToStep(storeStep_ - 1000));
+    WAIT_IDLE(w);
+    w.addBookmark(QStringLiteral("before it"));
+    QCOMPARE(w.bookmarkModel().rowCount(), 3);
+    QVERIFY(QFile::exists(file));
+    w.removeBookmark(0);  // "before it": the lowest step
+    QVERIFY2(w.bookmarkFileProblem().isEmpty(), qPrintable(w.bookmarkFileProblem()));
+  }
+  const std::vector<Bookmark> want{{storeStep_, QStringLiteral("corrupting store")},
+                                   {end, QStringLiteral("the crash with a tab")}};
+  {
+    // Opened again in a new window: the same bookmarks, and they go there.
+    MainWindow w;
+    QVERIFY(w.openTrace(copy));
+    WAIT_IDLE(w);
+    QVERIFY2(w.bookmarkFileProblem().isEmpty(), qPrintable(w.bookmarkFileProblem()));
+    QVERIFY(w.bookmarkModel().marks() == want);
+    QVERIFY(w.goToBookmark(0));
+    WAIT_IDLE(w);
+    QCOMPARE(w.snapshot()->step, storeStep_);
+    // Another trace opened in the window brings its own (none).
+    QVERIFY(w.openTrace(trace_));
+    WAIT_IDLE(w);
+    QCOMPARE(w.bookmarkModel().rowCount(), 0);
+  }
+  // The file holds the trace's identity: bookmarks another recording left
+  // at this path are not applied (and the window says why).
+  QFile f(file);
+  QVERIFY(f.open(QIODevice::ReadOnly));
+  QString text = QString::fromUtf8(f.readAll());
+  f.close();
+  auto reader = TraceReader::open(copy.toStdString());
+  QVERIFY(reader.ok());
+  const QString identity = traceIdentity(reader->header());
+  QVERIFY2(identity.startsWith(QStringLiteral("id ")) && identity.size() == 3 + 32,
+           qPrintable(identity));
+  QVERIFY2(text.startsWith(QStringLiteral("ttvm-bookmarks 1 %1\n").arg(identity)),
+           qPrintable(text));
+  QString other = text;
+  other.replace(identity, QStringLiteral("id ") + QString(32, QLatin1Char('0')));
+  QVERIFY(f.open(QIODevice::WriteOnly | QIODevice::Truncate));
+  f.write(other.toUtf8());
+  f.close();
+  {
+    MainWindow w;
+    QVERIFY(w.openTrace(copy));
+    WAIT_IDLE(w);
+    QCOMPARE(w.bookmarkModel().rowCount(), 0);
+    QVERIFY2(w.bookmarkFileProblem().contains(QStringLiteral("another recording")),
+             qPrintable(w.bookmarkFileProblem()));
+  }
+  // A line that does not parse is skipped and named; the others load.
+  QVERIFY(f.open(QIODevice::WriteOnly | QIODevice::Truncate));
+  f.write((text + QStringLiteral("garbage\n")).toUtf8());
+  f.close();
+  std::vector<Bookmark> loaded;
+  QString problem;
+  loaded = loadBookmarks(file, identity, &problem);
+  QVERIFY(loaded == want);
+  QVERIFY2(problem.contains(QStringLiteral(".bookmarks:4:")), qPrintable(problem));
+  QFile::remove(file);
+  QFile::remove(copy);
 }
 
 void MainWindowTest::openingShowsProgress() {

@@ -33,6 +33,7 @@ class MainWindowTest : public QObject {
   void eventsDockListsTheTracesEvents();
   void eventsDockScrollsMillionsOfRowsLazily();
   void breakpointsWatchpointsAndBookmarksDocks();
+  void bookmarksAreKeptBesideTheTrace();
   void openingShowsProgress();
   void stepBackLatency();
   void followsARecordingInProgress();

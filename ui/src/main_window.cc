@@ -21,6 +21,7 @@
 #include <QVBoxLayout>
 
 #include "ttvm/ui/address_parser.h"
+#include "ttvm/ui/bookmark_file.h"
 
 namespace ttvm::ui {
 
@@ -64,11 +65,18 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
     emit operationFailed(m);
   });
   connect(engine_, &ReplayEngine::opened, this,
-          [this](const QString& path, quint64 begin, quint64 end, const SymbolsPtr& symbols,
-                 const MarksPtr& marks) {
+          [this](const QString& path, const QString& identity, quint64 begin, quint64 end,
+                 const SymbolsPtr& symbols, const MarksPtr& marks) {
             symbols_ = symbols;
             timeline_->setHistory(begin, end, marks);
-            bookmarks_.clear();  // steps of the trace they were set in
+            // The bookmarks saved beside this trace, if any (bookmark_file.h).
+            bookmarks_.clear();
+            bookmarkFile_ = bookmarkFilePath(path);
+            traceIdentity_ = identity;
+            bookmarkProblem_.clear();
+            for (Bookmark& b : loadBookmarks(bookmarkFile_, identity, &bookmarkProblem_))
+              if (b.step >= begin && b.step <= end) bookmarks_.add(std::move(b));
+            if (!bookmarkProblem_.isEmpty()) qWarning("%s", qPrintable(bookmarkProblem_));
             events_.setRows(nullptr);
             setWindowTitle(QStringLiteral("ttvm-ui — %1").arg(QFileInfo(path).fileName()));
           });
@@ -361,7 +369,7 @@ void MainWindow::buildListDocks() {
   removeMarkAction->setShortcut(QKeySequence::Delete);
   removeMarkAction->setShortcutContext(Qt::WidgetShortcut);
   connect(removeMarkAction, &QAction::triggered, this,
-          [this] { bookmarks_.remove(bookmarksView_->currentIndex().row()); });
+          [this] { removeBookmark(bookmarksView_->currentIndex().row()); });
   bookmarksView_->addAction(removeMarkAction);
   auto* marksDock = new QDockWidget(QStringLiteral("Bookmarks"), this);
   marksDock->setObjectName(QStringLiteral("bookmarksDock"));
@@ -385,6 +393,19 @@ void MainWindow::addBookmark(const QString& name) {
             ? QStringLiteral("step %1").arg(snapshot_->step)
             : QStringLiteral("step %1 at %2").arg(snapshot_->step).arg(snapshot_->location);
   bookmarksView_->selectRow(bookmarks_.add(Bookmark{snapshot_->step, n}));
+  saveBookmarkFile();
+}
+
+void MainWindow::removeBookmark(int row) {
+  if (bookmarks_.bookmark(row) == nullptr) return;
+  bookmarks_.remove(row);
+  saveBookmarkFile();
+}
+
+void MainWindow::saveBookmarkFile() {
+  bookmarkProblem_.clear();
+  if (!saveBookmarks(bookmarkFile_, traceIdentity_, bookmarks_.marks(), &bookmarkProblem_))
+    stopLabel_->setText(QStringLiteral("bookmarks not saved: %1").arg(bookmarkProblem_));
 }
 
 bool MainWindow::goToBookmark(int row) {

@@ -11,6 +11,7 @@
 #include "ttvm/replayer/backtrace.h"
 #include "ttvm/replayer/queries.h"
 #include "ttvm/replayer/source_step.h"
+#include "ttvm/ui/bookmark_file.h"
 
 namespace ttvm::ui {
 
@@ -159,7 +160,8 @@ void ReplayEngine::open(const QString& path, const QStringList& symbolFiles) {
     accessesSeen_ = timeline_->replayedAccesses().size();
     serial_ = std::move(serial);
     marks_ = std::move(marks);
-    emit opened(path, timeline_->beginStep(), timeline_->endStep(), symbols_, marksCopy());
+    emit opened(path, traceIdentity(reader_->header()), timeline_->beginStep(),
+                timeline_->endStep(), symbols_, marksCopy());
     // The Events dock's rows: the trace's own events, read lazily through a
     // reader of its own; a whole-machine trace's I/O, interrupts and
     // exceptions are the replay's (the index its pass to the end built).

@@ -73,6 +73,11 @@ class MainWindow : public QMainWindow {
   void addBookmark(const QString& name = {});
   // Goes to the step of bookmark `row`.
   bool goToBookmark(int row);
+  // Removes bookmark `row` (also: Delete in the dock).
+  void removeBookmark(int row);
+  // What went wrong last reading or writing the trace's bookmark file
+  // (bookmark_file.h), "" when nothing did; also shown in the status bar.
+  const QString& bookmarkFileProblem() const { return bookmarkProblem_; }
   bool goToStep(uint64_t step);
   bool lastWrite(uint64_t address, uint64_t length);
   bool toggleBreakpoint(uint64_t address);
@@ -140,6 +145,8 @@ class MainWindow : public QMainWindow {
   void buildActions();
   void buildDocks();
   void buildStatusBar();
+  // Writes the bookmarks beside the trace; a failure goes to the status bar.
+  void saveBookmarkFile();
   bool dispatch(const QString& what, std::function<void(ReplayEngine&)> op);
   void setBusy(bool busy, const QString& what = {});
   void showSnapshot(const Snapshot& s);
@@ -164,6 +171,10 @@ class MainWindow : public QMainWindow {
   EventListModel events_;
   StopListModel stops_;
   BookmarkModel bookmarks_;
+  // The open trace's bookmark file and identity (bookmark_file.h).
+  QString bookmarkFile_;
+  QString traceIdentity_;
+  QString bookmarkProblem_;
   int selectedFrame_ = 0;
 
   QTableView* registerView_ = nullptr;

@@ -111,7 +111,8 @@ class ReplayEngine : public QObject {
   static constexpr size_t kMaxFrames = 32;
 
  signals:
-  void opened(const QString& path, quint64 beginStep, quint64 endStep,
+  // `identity`: the trace's (bookmark_file.h), for what is kept beside it.
+  void opened(const QString& path, const QString& identity, quint64 beginStep, quint64 endStep,
               const ttvm::ui::SymbolsPtr& symbols, const ttvm::ui::MarksPtr& marks);
   void busy(const QString& what);
   void progress(quint64 done, quint64 total);

@@ -38,10 +38,12 @@ class StopListModel : public QAbstractTableModel {
   std::vector<Row> rows_;
 };
 
-// A named step of the history (Debug → Bookmark here), kept per window.
+// A named step of the history (Debug → Bookmark here), kept beside the
+// trace (bookmark_file.h).
 struct Bookmark {
   uint64_t step = 0;
   QString name;
+  bool operator==(const Bookmark&) const = default;
 };
 
 // BookmarkModel: the Bookmarks dock's model (step, name), in step order.
@@ -61,6 +63,7 @@ class BookmarkModel : public QAbstractTableModel {
   QVariant headerData(int section, Qt::Orientation o, int role) const override;
 
   const Bookmark* bookmark(int row) const;
+  const std::vector<Bookmark>& marks() const { return marks_; }
 
  private:
   std::vector<Bookmark> marks_;
