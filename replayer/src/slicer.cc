@@ -1,8 +1,10 @@
 #include "ttvm/replayer/slicer.h"
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 #include <filesystem>
+#include <map>
 #include <memory>
 
 #include "ttvm/emulator/cpu_state.h"
@@ -44,6 +46,19 @@ std::vector<uint64_t> referencedPages(const ReplaySession& session, const Cpu& c
   return pages;
 }
 
+// A disk sector the source read before the cut (its kDiskSector event is
+// not in the slice) that the guest reads again over the slice's range: the
+// slice logs it where its replay reads it, as a recording logs a first read.
+struct SectorInsert {
+  uint64_t beforeEvent = 0;  // index of the slice event it goes before
+  uint64_t step = 0;
+  unsigned slot = 0;
+  uint64_t lba = 0;
+  std::array<uint8_t, kDiskSectorBytes> bytes{};
+};
+
+using SectorKey = std::pair<unsigned, uint64_t>;  // (disk slot, LBA)
+
 struct Cut {
   TraceHeader header;
   InitialState initial;  // RAM: every non-zero page at the cut
@@ -54,6 +69,10 @@ struct Cut {
   std::vector<uint64_t> wanted;  // pages accessed or referenced, ascending, unique
   CpuState endCpu;
   std::vector<uint8_t> endDevices;
+  // The sectors the source logged before the cut, and those of them the
+  // range reads again (found by replaying the slice, findSectorRereads).
+  std::map<SectorKey, std::array<uint8_t, kDiskSectorBytes>> sectorsBefore;
+  std::vector<SectorInsert> inserts;
 };
 
 // Why a replay (`whose`: "the source's", "the slice's") did not reach
@@ -88,6 +107,15 @@ Result<uint64_t> writeSlice(const TraceReader& source, const Cut& cut, const Ram
   std::vector<TraceEvent> chunk;
   std::vector<uint8_t> sectors;
   bool done = false;
+  size_t nextInsert = 0;
+  auto insertUpTo = [&](uint64_t index) {
+    for (; nextInsert < cut.inserts.size() && cut.inserts[nextInsert].beforeEvent <= index;
+         ++nextInsert) {
+      const SectorInsert& s = cut.inserts[nextInsert];
+      w.appendDiskSector(s.step, static_cast<uint8_t>(s.slot), s.lba, s.bytes);
+    }
+  };
+  uint64_t written = 0;  // source events written (the index inserts refer to)
   for (size_t c = cut.position.chunk; c < source.chunkCount() && !done; ++c) {
     TTVM_TRY(source.readChunkInto(c, chunk, &sectors));
     for (size_t i = c == cut.position.chunk ? cut.position.index : 0; i < chunk.size(); ++i) {
@@ -96,6 +124,7 @@ Result<uint64_t> writeSlice(const TraceReader& source, const Cut& cut, const Ram
         done = true;
         break;
       }
+      insertUpTo(written++);
       if (e.kind == EventKind::kDiskSector) {
         w.appendDiskSector(e.step, static_cast<uint8_t>(e.value), e.address,
                            std::span<const uint8_t>(sectors).subspan(
@@ -106,6 +135,8 @@ Result<uint64_t> writeSlice(const TraceReader& source, const Cut& cut, const Ram
       ++events;
     }
   }
+  insertUpTo(~uint64_t{0});
+  events += cut.inserts.size();
   TraceEnd end;
   if (toEnd) {
     end = *source.end();
@@ -124,6 +155,67 @@ Result<uint64_t> writeSlice(const TraceReader& source, const Cut& cut, const Ram
   }
   TTVM_TRY(w.close(end));
   return events;
+}
+
+// The sectors the source logged before the cut position.
+Status collectSectorsBefore(const TraceReader& source, Cut& cut) {
+  std::vector<TraceEvent> chunk;
+  std::vector<uint8_t> sectors;
+  for (size_t c = 0; c <= cut.position.chunk && c < source.chunkCount(); ++c) {
+    TTVM_TRY(source.readChunkInto(c, chunk, &sectors));
+    const size_t n = c == cut.position.chunk ? cut.position.index : chunk.size();
+    for (size_t i = 0; i < n; ++i) {
+      const TraceEvent& e = chunk[i];
+      if (e.kind != EventKind::kDiskSector) continue;
+      auto& bytes = cut.sectorsBefore[{static_cast<unsigned>(e.value), e.address}];
+      std::memcpy(bytes.data(), sectors.data() + size_t{e.count} * kDiskSectorBytes,
+                  kDiskSectorBytes);
+    }
+  }
+  return {};
+}
+
+// Replays the slice written at `out` with the sectors read before the cut
+// as its fallback and notes, for each one the range reads again, where its
+// replay read it first: the event it was about to consume and the step.
+// Errors: a sector neither the slice nor the source before the cut holds
+// comes out as the check's divergence later, not here.
+Status findSectorRereads(const std::string& out, Cut& cut, const SliceOptions& options) {
+  auto reader = TraceReader::open(out);
+  if (!reader.ok()) return reader.error();
+  auto session = ReplaySession::open(*reader);
+  if (!session.ok()) return session.error();
+  ReplaySession& s = **session;
+  std::vector<uint64_t> chunkStart;  // the index of each chunk's first event
+  uint64_t total = 0;
+  for (const ChunkInfo& c : reader->chunks()) {
+    chunkStart.push_back(total);
+    total += c.eventCount;
+  }
+  cut.inserts.clear();
+  s.environment().setSectorFallback([&](unsigned slot, uint64_t lba, std::span<uint8_t> bytes) {
+    auto it = cut.sectorsBefore.find({slot, lba});
+    if (it == cut.sectorsBefore.end()) return false;
+    std::memcpy(bytes.data(), it->second.data(), kDiskSectorBytes);
+    const machine::EventPosition at = s.environment().position();
+    SectorInsert ins;
+    ins.beforeEvent = at.chunk < chunkStart.size() ? chunkStart[at.chunk] + at.index : total;
+    ins.step = s.step();
+    ins.slot = slot;
+    ins.lba = lba;
+    ins.bytes = it->second;
+    cut.inserts.push_back(ins);
+    return true;
+  });
+  RunOptions ro;
+  ro.cancel = options.cancel;
+  if (options.progress)
+    ro.progress = [&options](uint64_t step) { options.progress("finding sectors re-read", step); };
+  s.runTo(cut.to, ro);
+  std::stable_sort(
+      cut.inserts.begin(), cut.inserts.end(),
+      [](const SectorInsert& a, const SectorInsert& b) { return a.beforeEvent < b.beforeEvent; });
+  return {};
 }
 
 // Replays the slice over its range: empty when it ends in the source's
@@ -188,6 +280,7 @@ Result<SliceResult> sliceTrace(const TraceReader& source, const std::string& out
   cut.initial.deviceState = session.saveDevices();
   cut.initial.ram = RamPages::fromFlat(session.ram());
   cut.position = session.environment().position();
+  TTVM_TRY(collectSectorsBefore(source, cut));
   Cpu& cpu = session.cpu();
   std::vector<uint64_t> wanted = referencedPages(session, cpu);
 
@@ -242,6 +335,16 @@ Result<SliceResult> sliceTrace(const TraceReader& source, const std::string& out
     cut.header.slice->partialRam = result.partialRam;
     auto events = writeSlice(source, cut, result.partialRam ? partial : cut.initial.ram, out);
     if (!events.ok()) return events.error();
+    if (attempt == 0 && !cut.sectorsBefore.empty()) {
+      // Sectors read before the cut and again after it: found by a replay
+      // of the slice, then logged where that replay read them.
+      TTVM_TRY(findSectorRereads(out, cut, options));
+      if (!cut.inserts.empty()) {
+        events = writeSlice(source, cut, result.partialRam ? partial : cut.initial.ram, out);
+        if (!events.ok()) return events.error();
+      }
+    }
+    result.sectorsReread = cut.inserts.size();
     result.events = *events;
     result.pages = result.partialRam ? partial.pageCount() : cut.initial.ram.pageCount();
     if (!options.check) break;

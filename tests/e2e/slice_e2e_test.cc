@@ -198,6 +198,63 @@ TEST(SliceE2E, CommandLineKeepsTheSourceStepNumbers) {
   fs::remove(out);
 }
 
+// A disk sector the source read before the cut and the guest reads again
+// after it: the source logs it once, at the first read, so the slice logs
+// it itself where its replay reads it. rec_disk_reread.img boots, reads its
+// sector 1, spins 4 M steps and reads it again; slices cut inside the spin
+// (from the API with partial RAM and from the command line with full RAM)
+// replay as the source does over their range, and the re-read is their one
+// DiskSector event. Before the slicer did this, `ttvm slice` refused them.
+TEST(SliceE2E, ASectorReadBeforeTheCutAndAgainAfterItTravelsInTheSlice) {
+  const std::string image = std::string(REC_GUEST_DIR) + "/rec_disk_reread.img";
+  ASSERT_TRUE(fs::exists(image)) << "build the rec_guest_raw target first";
+  const std::string source = testing::tempTracePath("reread");
+  CommandRun r = run(std::string(TTVM_BIN) + " record --backend emu --start-clock 1700000000 -o " +
+                     source + " --disk " + image);
+  ASSERT_EQ(r.status, (0x21 << 1) | 1) << r.output;
+  ASSERT_NE(r.output.find("same"), std::string::npos) << r.output;
+  auto reader = TraceReader::open(source);
+  ASSERT_TRUE(reader.ok()) << reader.error().message;
+  std::vector<TraceEvent> sectorEvents;
+  for (const TraceEvent& e : testing::allEvents(*reader))
+    if (e.kind == EventKind::kDiskSector) sectorEvents.push_back(e);
+  ASSERT_EQ(sectorEvents.size(), 1u);  // the first read only
+  ASSERT_EQ(sectorEvents[0].address, 1u);
+  const uint64_t firstRead = sectorEvents[0].step;
+  const uint64_t end = reader->end()->steps;
+  ASSERT_GT(end, firstRead + 4'000'000);
+
+  const uint64_t from = firstRead + 1'000'000;
+  const std::string slice = testing::tempTracePath("reread-slice");
+  SliceOptions o;
+  o.from = from;
+  auto res = sliceTrace(*reader, slice, o);
+  ASSERT_TRUE(res.ok()) << res.error().message;
+  EXPECT_TRUE(res->checked);
+  EXPECT_TRUE(res->partialRam) << res->fallbackReason;
+  EXPECT_EQ(res->sectorsReread, 1u);
+  auto cut = TraceReader::open(slice);
+  ASSERT_TRUE(cut.ok());
+  std::vector<TraceEvent> cutSectors;
+  for (const TraceEvent& e : testing::allEvents(*cut))
+    if (e.kind == EventKind::kDiskSector) cutSectors.push_back(e);
+  ASSERT_EQ(cutSectors.size(), 1u);
+  EXPECT_EQ(cutSectors[0].address, 1u);
+  EXPECT_GT(cutSectors[0].step, firstRead + 4'000'000);  // where the guest read it again
+  expectReplaysAsSource(source, slice, from, end);
+
+  const std::string full = testing::tempTracePath("reread-full");
+  CommandRun c = run(std::string(TTVM_BIN) + " slice " + source + " -o " + full + " --from " +
+                     std::to_string(from + 500'000) + " --full-ram");
+  ASSERT_EQ(c.status, 0) << c.output;
+  EXPECT_NE(c.output.find("1 disk sector(s) read before the cut and again after it"),
+            std::string::npos)
+      << c.output;
+  CommandRun v = run(std::string(TTVM_BIN) + " verify " + full);
+  EXPECT_EQ(v.status, 0) << v.output;
+  for (const std::string& f : {source, slice, full}) fs::remove(f);
+}
+
 // Self-contained: the trace alone, in an empty directory, with the guest
 // it was recorded from deleted, replays and verifies, and names the guest's
 // functions (its symbols travel in the trace).

@@ -15,6 +15,11 @@
 //    Every other page reads as zero in the slice; nothing the guest does in
 //    the range can tell. With SliceOptions::fullRam, or when the check below
 //    fails, the slice holds every non-zero page instead (the fallback).
+//  - Disk sectors: a sector the source read before the cut (its DiskSector
+//    event is not in the slice) and the guest reads again in the range is
+//    logged in the slice where the slice's replay reads it, as the recorder
+//    logs a first read: a replay of the slice with those sectors as its
+//    fallback finds the places (ReplayEnvironment::setSectorFallback).
 //  - Events: the source's from its position at the cut up to `to`; a cut
 //    before the source's end closes with an EndOfRun at `to` and an end of
 //    EndReason::kMaxSteps holding the CPU state there; a slice to the end
@@ -57,6 +62,7 @@ struct SliceResult {
   bool partialRam = false;     // false: the full RAM (asked for, or the fallback)
   std::string fallbackReason;  // why the partial slice was replaced, if it was
   uint64_t events = 0;         // events written
+  uint64_t sectorsReread = 0;  // disk sectors read before the cut, logged again in the slice
   uint64_t bytes = 0;          // the slice file's size
   bool checked = false;        // the check ran and agreed
 };
