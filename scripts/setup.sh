@@ -5,7 +5,7 @@ set -euo pipefail
 
 packages=(
   build-essential g++ clang clang-format lld libclang-rt-dev cmake ninja-build pkg-config
-  capnproto libcapnp-dev liblz4-dev libzydis-dev
+  capnproto libcapnp-dev liblz4-dev libzydis-dev libxbyak-dev
   qt6-base-dev libgl-dev xvfb xauth
   libgtest-dev libgmock-dev libbenchmark-dev
   libunicorn-dev

@@ -58,13 +58,15 @@ std::string describe(const EngineStats& s) {
       line, sizeof line,
       "%llu blocks run, %.2f%% chained or found in the cache (%llu chained, %llu of "
       "%llu lookups hit), %llu translated, %llu invalidated, %llu flushes, %llu steps "
-      "on the reference path",
+      "on the reference path; %llu compiled (%llu KiB), %.1f%% of steps in host code",
       static_cast<unsigned long long>(s.blockRuns),
       asked ? 100.0 * static_cast<double>(found) / static_cast<double>(asked) : 0.0,
       static_cast<unsigned long long>(s.chained), static_cast<unsigned long long>(s.hits),
       static_cast<unsigned long long>(s.lookups), static_cast<unsigned long long>(s.builds),
       static_cast<unsigned long long>(s.invalidations), static_cast<unsigned long long>(s.flushes),
-      static_cast<unsigned long long>(s.fallbackSteps));
+      static_cast<unsigned long long>(s.fallbackSteps), static_cast<unsigned long long>(s.compiled),
+      static_cast<unsigned long long>(s.compiledBytes >> 10),
+      s.steps ? 100.0 * static_cast<double>(s.compiledSteps) / static_cast<double>(s.steps) : 0.0);
   return line;
 }
 

@@ -8,7 +8,11 @@
 // The programs loop over a body of random units built for what the fast
 // engine special-cases and what it must get right around them: the fast
 // forms (MOV, MOVZX, LEA, ADD..TEST with registers, immediates and memory,
-// INC/DEC, shifts, Jcc over the next unit, CALL/RET, PUSH/POP), readers of
+// INC/DEC, shifts, Jcc over the next unit, CALL/RET, PUSH/POP), the forms
+// only its compiled code runs (MOVZX from byte/word registers and words,
+// NEG/NOT, ROL/ROR, IMUL/MUL, ADC/SBB with immediates, JMP r64, SETcc on
+// byte registers, byte and immediate stores, CMP/TEST of memory with an
+// immediate; exec/block_jit.h), loads through FS, readers of
 // lazily kept flags (ADC/SBB, SETcc, CMOVcc, PUSHF, LAHF), self-modifying
 // stores into later instructions of the body, page-table edits with and
 // without INVLPG or a CR3 reload (and loads/stores through the remapped
@@ -171,7 +175,7 @@ class ProgramGenerator {
   std::vector<uint8_t> unit(bool& smcStore, bool& smcTarget) {
     const bool wide = below(2);
     const unsigned size = wide ? 8 : 4;
-    switch (below(30)) {
+    switch (below(40)) {
       case 0: return encode(ZYDIS_MNEMONIC_MOV, {reg(rw(wide)), reg(rw(wide))});
       case 1:
         return encode(ZYDIS_MNEMONIC_MOV,
@@ -259,6 +263,57 @@ class ProgramGenerator {
                    encode(ZYDIS_MNEMONIC_POPFQ, {}));
       case 27: return encode(below(2) ? ZYDIS_MNEMONIC_CLI : ZYDIS_MNEMONIC_STI, {});
       case 28: return {0x48, 0xF7, 0xF1};  // div rcx (#DE skipped by the handler)
+      case 29: {
+        // Through FS (its base is the data area): the one segment base the
+        // compiled code adds.
+        const ZydisEncoderOperand m = mem(ZYDIS_REGISTER_NONE, dataDisp(size), size);
+        return cat({0x64}, below(2) ? encode(ZYDIS_MNEMONIC_MOV, {reg(rw(wide)), m})
+                                    : encode(ZYDIS_MNEMONIC_ADD, {reg(rw(wide)), m}));
+      }
+      // The forms only compiled code runs (exec/block_cache.h, after kRet).
+      case 30: {
+        const ZydisRegister b8[] = {ZYDIS_REGISTER_AL,  ZYDIS_REGISTER_BL, ZYDIS_REGISTER_SIL,
+                                    ZYDIS_REGISTER_R9B, ZYDIS_REGISTER_AH, ZYDIS_REGISTER_CH};
+        const ZydisRegister b16[] = {ZYDIS_REGISTER_AX, ZYDIS_REGISTER_DI, ZYDIS_REGISTER_R10W};
+        switch (below(4)) {
+          case 0: return encode(ZYDIS_MNEMONIC_MOVZX, {reg(r32()), reg(b8[below(4)])});
+          case 1: return encode(ZYDIS_MNEMONIC_MOVZX, {reg(rw(wide)), reg(b16[below(3)])});
+          case 2:
+            return encode(ZYDIS_MNEMONIC_MOVZX,
+                          {reg(rw(wide)), mem(ZYDIS_REGISTER_R8, dataDisp(2), 2)});
+          default: return encode(kSetcc[below(4)], {reg(b8[below(6)])});
+        }
+      }
+      case 31: return encode(below(2) ? ZYDIS_MNEMONIC_NEG : ZYDIS_MNEMONIC_NOT, {reg(rw(wide))});
+      case 32:
+        return encode(below(2) ? ZYDIS_MNEMONIC_ROL : ZYDIS_MNEMONIC_ROR,
+                      {reg(rw(wide)), imm(below(70))});
+      case 33:
+        switch (below(3)) {
+          case 0: return encode(ZYDIS_MNEMONIC_IMUL, {reg(rw(wide)), reg(rw(wide))});
+          case 1:
+            return encode(ZYDIS_MNEMONIC_IMUL, {reg(rw(wide)), reg(rw(wide)), imm(edgyImm())});
+          default: return encode(ZYDIS_MNEMONIC_MUL, {reg(rw(wide))});
+        }
+      case 34:
+        return encode(below(2) ? ZYDIS_MNEMONIC_ADC : ZYDIS_MNEMONIC_SBB,
+                      {reg(rw(wide)), imm(edgyImm())});
+      case 35:
+        // lea rax, [rip + 2]; jmp rax: an indirect jump to the next unit.
+        return {0x48, 0x8D, 0x05, 0x02, 0x00, 0x00, 0x00, 0xFF, 0xE0};
+      case 36: {
+        const unsigned sz = below(3) == 0 ? 1 : size;
+        if (below(2))
+          return encode(ZYDIS_MNEMONIC_MOV,
+                        {mem(ZYDIS_REGISTER_R8, dataDisp(sz), sz), imm(edgyImm())});
+        return encode(ZYDIS_MNEMONIC_MOV, {mem(ZYDIS_REGISTER_R8, dataDisp(1), 1),
+                                           reg(below(2) ? ZYDIS_REGISTER_DL : ZYDIS_REGISTER_SIL)});
+      }
+      case 37: {
+        const unsigned sz = below(3) == 0 ? 1 : size;
+        return encode(below(2) ? ZYDIS_MNEMONIC_CMP : ZYDIS_MNEMONIC_TEST,
+                      {mem(ZYDIS_REGISTER_R8, dataDisp(sz), sz), imm(edgyImm())});
+      }
       default:
         return encode(ZYDIS_MNEMONIC_XOR,
                       {reg(rw(wide)), mem(ZYDIS_REGISTER_R8, dataDisp(size), size)});
@@ -305,6 +360,7 @@ void setUp(Machine& m, const std::vector<uint8_t>& body, uint64_t seed) {
     s.gpr[14] = layout::kCode;
     s.gpr[15] = 40;
     s.rflags = flags::kFixed1 | flags::kIF;
+    s.seg[4].base = layout::kData;
   });
 }
 
@@ -386,17 +442,23 @@ TEST(BlockEngine, RandomProgramsMatchTheReferenceAfterEverySlice) {
     total.blockRuns += s.blockRuns;
     total.invalidations += s.invalidations;
     total.fallbackSteps += s.fallbackSteps;
+    total.compiledSteps += s.compiledSteps;
   }
-  // The test must have exercised the engine, not only its fallback.
+  // The test must have exercised the engine, not only its fallback, and on
+  // x86-64 hosts its compiled code (exec/block_jit.h).
   EXPECT_GT(total.blockRuns, steps / 20);
   EXPECT_GT(total.invalidations, 0u);
+#if defined(__x86_64__)
+  EXPECT_GT(total.compiledSteps, steps / 30);
+#endif
   std::printf(
       "%llu slices, %llu steps, %llu interrupts; fast engine: %llu blocks run, %llu "
-      "invalidated, %llu steps on the reference path\n",
+      "invalidated, %llu steps on the reference path, %llu in compiled code\n",
       static_cast<unsigned long long>(slices), static_cast<unsigned long long>(steps),
       static_cast<unsigned long long>(irqs), static_cast<unsigned long long>(total.blockRuns),
       static_cast<unsigned long long>(total.invalidations),
-      static_cast<unsigned long long>(total.fallbackSteps));
+      static_cast<unsigned long long>(total.fallbackSteps),
+      static_cast<unsigned long long>(total.compiledSteps));
 }
 
 }  // namespace
@@ -440,6 +502,56 @@ TEST(BlockEngine, DebuggerBreakpointInsideABlockStopsAtTheSameStep) {
   }
   EXPECT_EQ(stops, 43);  // iterations 8..50 (the first 40 steps ran 6 and two thirds)
   EXPECT_GT(fast.cpu->engineStats().blockRuns, 0u);
+}
+
+// A block that jumps back to its own start loops inside its compiled code
+// (exec/block_jit.h) only while the step budget allows a whole pass: every
+// slice length, including ones that end inside a pass, stops at the step the
+// reference stops at, with the same registers and flags (CMP's flags leave
+// through the loop's exit, SHL's OF for a count above 1 is read by PUSHFQ).
+TEST(BlockEngine, CompiledLoopStopsAtTheStepBudget) {
+  // loop: add rax, rbx; cmp rax, rdx; shl rbx, 3; mov [r8 + rcx*8], rax;
+  //       dec rcx; jnz loop; pushfq; pop rsi; hlt
+  const char* kLoop = "48 01 d8 48 39 d0 48 c1 e3 03 49 89 04 c8 48 ff c9 75 ed 9c 5e f4";
+  for (uint64_t slice : {1, 2, 5, 6, 7, 13, 64, 1000}) {
+    Machine ref, fast;
+    fast.cpu->setEngine(CpuEngine::kFast);
+    for (Machine* m : {&ref, &fast}) {
+      m->setupLong64(layout::kCode);
+      m->loadHex(layout::kCode, kLoop);
+      m->edit([](CpuState& s) {
+        s.gpr[0] = 0x7FFFFFFFFFFFFFF0ull;
+        s.gpr[3] = 0x1234567;
+        s.gpr[2] = 0x100;
+        s.gpr[1] = 300;
+        s.gpr[8] = layout::kData;
+      });
+      m->env.useHint = true;
+    }
+    for (;;) {
+      const StepResult a = ref.run(slice);
+      const StepResult b = fast.run(slice);
+      ASSERT_EQ(a.outcome, b.outcome)
+          << "slice " << slice << " steps " << ref.state().steps << "/" << fast.state().steps
+          << " rip " << ref.state().rip << "/" << fast.state().rip;
+      ASSERT_TRUE(ref.state() == fast.state())
+          << "slice " << slice << " at step " << ref.state().steps << ": rip " << ref.state().rip
+          << "/" << fast.state().rip << " rflags " << ref.state().rflags << "/"
+          << fast.state().rflags;
+      if (a.outcome != StepOutcome::kRetired) break;
+    }
+    EXPECT_EQ(
+        std::memcmp(ref.ram.data() + layout::kData, fast.ram.data() + layout::kData, 300 * 8 + 8),
+        0);
+    EXPECT_EQ(fast.state().steps, 300u * 6 + 3);
+#if defined(__x86_64__)
+    // The block runs from the loop's start to HLT (9 instructions): host
+    // code is entered with a budget of at least that.
+    if (slice >= 64) {
+      EXPECT_GT(fast.cpu->engineStats().compiledSteps, 300u * 6 / 2) << slice;
+    }
+#endif
+  }
 }
 
 // Writing code behind the CPU's back (the debugger, DMA, a checkpoint

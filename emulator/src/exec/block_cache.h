@@ -22,7 +22,8 @@
 //  - a block holds at most one page, so one translation covers it all.
 //
 // Memory is bounded: kMaxOps ops in all; when they are used up, or the index
-// is asked to hold more than kMaxBlocks blocks, everything is dropped (QEMU's
+// is asked to hold more than kMaxBlocks blocks, or the compiled code's buffer
+// (BlockJit::kCodeBytes) nears its end, everything is dropped (QEMU's
 // policy: flush the whole cache) and rebuilt on demand. Stats count lookups,
 // hits, builds, flushes and invalidations for the benchmark's hit rate.
 #pragma once
@@ -32,6 +33,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "exec/block_jit.h"
 #include "exec/instr.h"
 #include "ttvm/emulator/cpu.h"
 
@@ -59,6 +61,23 @@ enum class FastKind : uint8_t {
   kPopR,      // POP r64 (64-bit mode)
   kCallRel,   // CALL rel (64-bit mode)
   kRet,       // RET (64-bit mode)
+  // Forms with host code only (exec/block_jit.cc, 64-bit mode); the
+  // interpreted ops call their handler, as for kGeneric.
+  kMovzxRR,    // MOVZX r32/64, r8/r16 (sub: source bytes)
+  kMovzxRM16,  // MOVZX r32/64, word [m]
+  kUnaryR,     // NEG (sub 0) / NOT (sub 1) r (4/8 bytes)
+  kJmpR,       // JMP r64
+  kRotRI,      // ROL (sub 0) / ROR (sub 1) r, imm8 (4/8 bytes)
+  kImulRR,     // IMUL r, r (4/8 bytes)
+  kImulRRI,    // IMUL r, r, imm (4/8 bytes)
+  kMulR,       // MUL r (4/8 bytes): rDX:rAX = rAX * r
+  kAdcSbbRR,   // ADC (sub 0) / SBB (sub 1) r, r (4/8 bytes)
+  kAdcSbbRI,   // the same with an immediate
+  kCmovRR,     // CMOVcc r, r (4/8 bytes; sub: cc)
+  kSetccR,     // SETcc r8 (sub: cc)
+  kStoreR8,    // MOV byte [m], r8
+  kStoreImm,   // MOV [m], imm (1/4/8 bytes)
+  kCmpTestMI,  // CMP/TEST [m], imm (1/4/8 bytes; sub: AluOp)
 };
 
 // ALU operation of kAluRR/kAluRI/kAluRM.
@@ -100,6 +119,11 @@ struct Block {
   uint16_t numOps = 0;
   uint16_t bytes = 0;  // guest bytes covered
   BlockLink link[2];
+  // Host code for the block entered at linear `jitRip` with CPL 3 (`jitUser`)
+  // or not (exec/block_jit.h); nullptr: the ops are interpreted.
+  JitEntry jit = nullptr;
+  uint64_t jitRip = 0;
+  bool jitUser = false;
 };
 
 class BlockCache {
@@ -136,6 +160,9 @@ class BlockCache {
   Block* publish(uint64_t phys, CpuMode m, uint32_t firstOp, uint16_t bytes);
   const BlockOp* ops() const { return ops_.get(); }
 
+  // The compiler of host code for blocks; its code dies with flush().
+  BlockJit& jit() { return jit_; }
+
   // Kills every block overlapping [begin, end) of physical memory; true if any.
   bool invalidate(uint64_t begin, uint64_t end);
   void flush();
@@ -144,6 +171,7 @@ class BlockCache {
     EngineStats s = stats_;
     s.blocks = blocks_.size();
     s.ops = opsUsed_;
+    s.compiledBytes = jit_.bytesUsed();
     return s;
   }
   EngineStats& counters() { return stats_; }
@@ -158,6 +186,7 @@ class BlockCache {
   std::vector<Block*> index_;
   std::unordered_map<uint64_t, std::vector<Block*>> byPage_;  // physical page -> blocks
   EngineStats stats_;
+  BlockJit jit_;
 };
 
 }  // namespace ttvm

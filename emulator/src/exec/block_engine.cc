@@ -20,7 +20,8 @@ BlockCache::~BlockCache() = default;
 
 bool BlockCache::reserve() {
   if (!ops_) ops_.reset(new BlockOp[kMaxOps]);
-  if (opsUsed_ + kMaxBlockOps <= kMaxOps && blocks_.size() < kMaxBlocks) return false;
+  if (opsUsed_ + kMaxBlockOps <= kMaxOps && blocks_.size() < kMaxBlocks && !jit_.nearlyFull())
+    return false;
   flush();
   return true;
 }
@@ -68,6 +69,7 @@ void BlockCache::flush() {
   byPage_.clear();
   blocks_.clear();
   opsUsed_ = 0;
+  jit_.reset();
   ++stats_.flushes;
 }
 
@@ -134,6 +136,109 @@ bool endsBlock(uint16_t mnemonic) {
 
 bool gpr16(const Operand& o) {
   return o.kind == OpKind::kGpr && o.reg < 16;
+}
+
+// The condition code of CMOVcc / SETcc (16 mnemonics in cc order), or -1.
+constexpr uint16_t kCmovMnemonics[16] = {
+    ZYDIS_MNEMONIC_CMOVO, ZYDIS_MNEMONIC_CMOVNO, ZYDIS_MNEMONIC_CMOVB,  ZYDIS_MNEMONIC_CMOVNB,
+    ZYDIS_MNEMONIC_CMOVZ, ZYDIS_MNEMONIC_CMOVNZ, ZYDIS_MNEMONIC_CMOVBE, ZYDIS_MNEMONIC_CMOVNBE,
+    ZYDIS_MNEMONIC_CMOVS, ZYDIS_MNEMONIC_CMOVNS, ZYDIS_MNEMONIC_CMOVP,  ZYDIS_MNEMONIC_CMOVNP,
+    ZYDIS_MNEMONIC_CMOVL, ZYDIS_MNEMONIC_CMOVNL, ZYDIS_MNEMONIC_CMOVLE, ZYDIS_MNEMONIC_CMOVNLE};
+constexpr uint16_t kSetMnemonics[16] = {
+    ZYDIS_MNEMONIC_SETO, ZYDIS_MNEMONIC_SETNO, ZYDIS_MNEMONIC_SETB,  ZYDIS_MNEMONIC_SETNB,
+    ZYDIS_MNEMONIC_SETZ, ZYDIS_MNEMONIC_SETNZ, ZYDIS_MNEMONIC_SETBE, ZYDIS_MNEMONIC_SETNBE,
+    ZYDIS_MNEMONIC_SETS, ZYDIS_MNEMONIC_SETNS, ZYDIS_MNEMONIC_SETP,  ZYDIS_MNEMONIC_SETNP,
+    ZYDIS_MNEMONIC_SETL, ZYDIS_MNEMONIC_SETNL, ZYDIS_MNEMONIC_SETLE, ZYDIS_MNEMONIC_SETNLE};
+int conditionOf(uint16_t mnemonic, const uint16_t (&table)[16]) {
+  for (int k = 0; k < 16; ++k)
+    if (table[k] == mnemonic) return k;
+  return -1;
+}
+
+// A byte register: 0..15 (SPL..DIL with REX) or AH..BH.
+bool gpr8(const Operand& o) {
+  return o.kind == OpKind::kGpr && o.size == 1 && o.reg <= regid::kBh;
+}
+
+// The forms only compiled code runs (64-bit mode), for an op classify()
+// left generic.
+void classifyHostOnly(BlockOp& op) {
+  const Instr& i = op.instr;
+  const bool wide = i.opSize == 4 || i.opSize == 8;
+  const Operand& d = i.op[0];
+  const Operand& s = i.op[1];
+  const bool memOk = !i.mem.agen;
+  const bool sizedMem = i.opSize == 1 || i.opSize == 4 || i.opSize == 8;
+  const bool wideDst = wide && gpr16(d) && d.size == i.opSize;
+  op.a = d.reg;
+  op.b = s.reg;
+  switch (i.mnemonic) {
+    case ZYDIS_MNEMONIC_MOVZX:
+      if (!wideDst || i.numOps != 2) return;
+      if (s.kind == OpKind::kGpr && (gpr8(s) || (s.size == 2 && s.reg < 16))) {
+        op.kind = FastKind::kMovzxRR;
+        op.sub = static_cast<uint8_t>(s.size);
+      } else if (s.kind == OpKind::kMem && s.size == 2 && memOk) {
+        op.kind = FastKind::kMovzxRM16;
+      }
+      return;
+    case ZYDIS_MNEMONIC_NEG:
+    case ZYDIS_MNEMONIC_NOT:
+      if (wideDst && i.numOps == 1) {
+        op.kind = FastKind::kUnaryR;
+        op.sub = i.mnemonic == ZYDIS_MNEMONIC_NEG ? 0 : 1;
+      }
+      return;
+    case ZYDIS_MNEMONIC_JMP:
+      if (i.numOps == 1 && gpr16(d) && d.size == 8) op.kind = FastKind::kJmpR;
+      return;
+    case ZYDIS_MNEMONIC_ROL:
+    case ZYDIS_MNEMONIC_ROR:
+      if (wideDst && i.numOps == 2 && s.kind == OpKind::kImm) {
+        op.kind = FastKind::kRotRI;
+        op.sub = i.mnemonic == ZYDIS_MNEMONIC_ROL ? 0 : 1;
+      }
+      return;
+    case ZYDIS_MNEMONIC_IMUL:
+      if (!wideDst || !gpr16(s) || s.size != i.opSize) return;
+      if (i.numOps == 2) op.kind = FastKind::kImulRR;
+      if (i.numOps == 3 && i.op[2].kind == OpKind::kImm) op.kind = FastKind::kImulRRI;
+      return;
+    case ZYDIS_MNEMONIC_MUL:
+      if (wideDst && i.numOps == 1) op.kind = FastKind::kMulR;
+      return;
+    case ZYDIS_MNEMONIC_ADC:
+    case ZYDIS_MNEMONIC_SBB:
+      if (!wideDst || i.numOps != 2) return;
+      op.sub = i.mnemonic == ZYDIS_MNEMONIC_ADC ? 0 : 1;
+      if (gpr16(s) && s.size == i.opSize) op.kind = FastKind::kAdcSbbRR;
+      if (s.kind == OpKind::kImm) op.kind = FastKind::kAdcSbbRI;
+      return;
+    case ZYDIS_MNEMONIC_MOV:
+      if (i.numOps != 2 || d.kind != OpKind::kMem || !memOk) return;
+      if (i.opSize == 1 && gpr8(s)) op.kind = FastKind::kStoreR8;
+      if (sizedMem && s.kind == OpKind::kImm) op.kind = FastKind::kStoreImm;
+      return;
+    case ZYDIS_MNEMONIC_CMP:
+    case ZYDIS_MNEMONIC_TEST:
+      if (i.numOps == 2 && d.kind == OpKind::kMem && memOk && sizedMem && s.kind == OpKind::kImm) {
+        op.kind = FastKind::kCmpTestMI;
+        op.sub = static_cast<uint8_t>(aluOp(i.mnemonic));
+      }
+      return;
+    default:
+      if (const int cc = conditionOf(i.mnemonic, kCmovMnemonics);
+          cc >= 0 && wideDst && i.numOps == 2 && gpr16(s) && s.size == i.opSize) {
+        op.kind = FastKind::kCmovRR;
+        op.sub = static_cast<uint8_t>(cc);
+      }
+      if (const int cc = conditionOf(i.mnemonic, kSetMnemonics);
+          cc >= 0 && i.numOps == 1 && gpr8(d)) {
+        op.kind = FastKind::kSetccR;
+        op.sub = static_cast<uint8_t>(cc);
+      }
+      return;
+  }
 }
 
 // Picks the fast form of `i` (decoded for `mode`), or kGeneric.
@@ -241,15 +346,26 @@ Block* CpuImpl::buildBlock(uint64_t lin, uint64_t phys) {
     BlockOp& op = bc.appendOp();
     op.instr = out;
     classify(op, mode_);
+    if (op.kind == FastKind::kGeneric && mode_ == CpuMode::kLong64 &&
+        !(out.prefixes & (prefix::kLock | prefix::kRep | prefix::kRepne)))
+      classifyHostOnly(op);
     markCode(at, out.length);
     at += out.length;
     ++n;
     if (endsBlock(out.mnemonic)) break;
   }
   (void)dec;
-  (void)lin;
   if (n == 0) return nullptr;
-  return bc.publish(phys, mode_, firstOp, static_cast<uint16_t>(at - phys));
+  Block* b = bc.publish(phys, mode_, firstOp, static_cast<uint16_t>(at - phys));
+  // Host code for 64-bit blocks, for the linear RIP and privilege they are
+  // first entered with (exec/block_jit.h); others stay interpreted.
+  if (mode_ == CpuMode::kLong64 && BlockJit::available()) {
+    b->jit = bc.jit().compile(bc.ops() + firstOp, n, lin, cpl_ == 3);
+    b->jitRip = lin;
+    b->jitUser = cpl_ == 3;
+    if (b->jit != nullptr) ++bc.counters().compiled;
+  }
+  return b;
 }
 
 // The block at CS:RIP through the TLB, translated on a miss; nullptr where
@@ -443,6 +559,13 @@ bool CpuImpl::runUnusual() const {
 
 StepResult CpuImpl::runBlocks(uint64_t maxSteps) {
   if (!blocks_) blocks_ = std::make_unique<BlockCache>();
+  const uint64_t before = s_.steps;
+  const StepResult r = runBlocksLoop(maxSteps);
+  blocks_->counters().steps += s_.steps - before;
+  return r;
+}
+
+StepResult CpuImpl::runBlocksLoop(uint64_t maxSteps) {
   BlockCache& bc = *blocks_;
   EngineStats& st = bc.counters();
   static const volatile uint32_t kAlwaysAsk = 1;
@@ -504,14 +627,35 @@ StepResult CpuImpl::runBlocks(uint64_t maxSteps) {
     }
     ++st.blockRuns;
     const uint64_t epoch = linkEpoch_;
-    const BlockOp* op = bc.ops() + b->firstOp;
-    const BlockOp* const end = op + std::min<uint64_t>(b->numOps, maxSteps - n);
     // With the hint clear at entry, only a handler or a slow memory access
     // (MMIO, a device, a code write) can set it or bump the link epoch: the
     // checks between instructions run after those, and at every boundary
     // while the hint is set (the environment may answer differently at each
     // step). A stop requested by another thread is seen at the block's end.
     bool checkEach = *hint != 0;
+    unsigned first = 0;
+    // Host code (exec/block_jit.h): it runs fast forms only and leaves
+    // before any memory access off the TLB's fast path, so nothing it does
+    // can set the hint or bump the link epoch; it stops where its prefix
+    // ends or an access needs the reference accessors, and the ops from
+    // there are interpreted below.
+    if (b->jit != nullptr && !checkEach && s_.rip == b->jitRip && b->jitUser == (cpl_ == 3) &&
+        !(s_.rflags & flags::kAC) && maxSteps - n >= b->numOps) {
+      materialize(lazy, s_.rflags);
+      const uint64_t res = b->jit(&s_, tlb_, std::min<uint64_t>(maxSteps - n, 1u << 30));
+      const uint32_t retired = static_cast<uint32_t>(res);
+      s_.steps += retired;
+      n += retired;
+      st.compiledSteps += retired;
+      if (!(res & kJitResume)) {
+        clean = true;
+        continue;
+      }
+      first = static_cast<unsigned>((res >> 32) & 0xFFFF);
+    }
+    const BlockOp* op = bc.ops() + b->firstOp + first;
+    const BlockOp* const end =
+        bc.ops() + b->firstOp + std::min<uint64_t>(b->numOps, first + (maxSteps - n));
     clean = false;
     blockSlow_ = false;
     for (;; ++op) {

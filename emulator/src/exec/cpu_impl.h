@@ -436,6 +436,7 @@ class CpuImpl final {
   // (exec/block_engine.cc, design in exec/block_cache.h).
   StepResult runReference(uint64_t maxSteps);
   StepResult runBlocks(uint64_t maxSteps);
+  StepResult runBlocksLoop(uint64_t maxSteps);
   Block* lookupBlock();
   Block* buildBlock(uint64_t lin, uint64_t phys);
   bool eventDue(uint32_t hint);

@@ -124,6 +124,10 @@ struct EngineStats {
   uint64_t fallbackSteps = 0;  // steps run by the reference path inside run()
   uint64_t blocks = 0;         // blocks held now
   uint64_t ops = 0;            // instruction slots used now
+  uint64_t steps = 0;          // steps run by the fast engine
+  uint64_t compiled = 0;       // blocks given host code (x86-64 hosts)
+  uint64_t compiledSteps = 0;  // steps retired by host code
+  uint64_t compiledBytes = 0;  // host code held now
 };
 
 // One line for a summary: blocks run, the share found by chaining or in the
