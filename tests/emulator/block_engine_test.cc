@@ -12,7 +12,7 @@
 // only its compiled code runs (MOVZX from byte/word registers and words,
 // NEG/NOT, ROL/ROR, IMUL/MUL, ADC/SBB with immediates, JMP r64, SETcc on
 // byte registers, byte and immediate stores, CMP/TEST of memory with an
-// immediate; exec/block_jit.h), loads through FS, readers of
+// immediate, NOPs; exec/block_jit.h), loads through FS, readers of
 // lazily kept flags (ADC/SBB, SETcc, CMOVcc, PUSHF, LAHF), self-modifying
 // stores into later instructions of the body, page-table edits with and
 // without INVLPG or a CR3 reload (and loads/stores through the remapped
@@ -314,6 +314,9 @@ class ProgramGenerator {
         return encode(below(2) ? ZYDIS_MNEMONIC_CMP : ZYDIS_MNEMONIC_TEST,
                       {mem(ZYDIS_REGISTER_R8, dataDisp(sz), sz), imm(edgyImm())});
       }
+      case 38:  // nop; nopw 0x0(%rax,%rax,1)
+        return below(2) ? std::vector<uint8_t>{0x90}
+                        : std::vector<uint8_t>{0x66, 0x0F, 0x1F, 0x44, 0x00, 0x00};
       default:
         return encode(ZYDIS_MNEMONIC_XOR,
                       {reg(rw(wide)), mem(ZYDIS_REGISTER_R8, dataDisp(size), size)});
@@ -425,7 +428,9 @@ TEST(BlockEngine, RandomProgramsMatchTheReferenceAfterEverySlice) {
       const uint32_t pending = m.ref.env.interrupts.empty() ? 0 : 1;
       m.ref.env.hint = pending;
       m.fast.env.hint = pending;
-      const uint64_t n = 1 + rng() % 64;
+      // Mostly short slices (ending inside blocks and chains), some long
+      // ones (compiled code going on from block to block).
+      const uint64_t n = rng() % 4 == 0 ? 1 + rng() % 2000 : 1 + rng() % 64;
       const StepResult a = m.ref.run(n);
       const StepResult b = m.fast.run(n);
       ++slices;
@@ -504,6 +509,22 @@ TEST(BlockEngine, DebuggerBreakpointInsideABlockStopsAtTheSameStep) {
   EXPECT_GT(fast.cpu->engineStats().blockRuns, 0u);
 }
 
+// Runs both machines `slice` steps at a time until the reference stops
+// retiring, comparing the outcome and the whole state after every slice.
+void runInSlices(Machine& ref, Machine& fast, uint64_t slice) {
+  for (;;) {
+    const StepResult a = ref.run(slice);
+    const StepResult b = fast.run(slice);
+    ASSERT_EQ(a.outcome, b.outcome)
+        << "slice " << slice << " steps " << ref.state().steps << "/" << fast.state().steps;
+    ASSERT_TRUE(ref.state() == fast.state())
+        << "slice " << slice << " at step " << ref.state().steps << ": rip " << ref.state().rip
+        << "/" << fast.state().rip << " rflags " << ref.state().rflags << "/" << fast.state().rflags
+        << " steps " << fast.state().steps;
+    if (a.outcome != StepOutcome::kRetired) return;
+  }
+}
+
 // A block that jumps back to its own start loops inside its compiled code
 // (exec/block_jit.h) only while the step budget allows a whole pass: every
 // slice length, including ones that end inside a pass, stops at the step the
@@ -528,18 +549,7 @@ TEST(BlockEngine, CompiledLoopStopsAtTheStepBudget) {
       });
       m->env.useHint = true;
     }
-    for (;;) {
-      const StepResult a = ref.run(slice);
-      const StepResult b = fast.run(slice);
-      ASSERT_EQ(a.outcome, b.outcome)
-          << "slice " << slice << " steps " << ref.state().steps << "/" << fast.state().steps
-          << " rip " << ref.state().rip << "/" << fast.state().rip;
-      ASSERT_TRUE(ref.state() == fast.state())
-          << "slice " << slice << " at step " << ref.state().steps << ": rip " << ref.state().rip
-          << "/" << fast.state().rip << " rflags " << ref.state().rflags << "/"
-          << fast.state().rflags;
-      if (a.outcome != StepOutcome::kRetired) break;
-    }
+    ASSERT_NO_FATAL_FAILURE(runInSlices(ref, fast, slice));
     EXPECT_EQ(
         std::memcmp(ref.ram.data() + layout::kData, fast.ram.data() + layout::kData, 300 * 8 + 8),
         0);
@@ -549,6 +559,41 @@ TEST(BlockEngine, CompiledLoopStopsAtTheStepBudget) {
     // code is entered with a budget of at least that.
     if (slice >= 64) {
       EXPECT_GT(fast.cpu->engineStats().compiledSteps, 300u * 6 / 2) << slice;
+    }
+#endif
+  }
+}
+
+// Compiled code goes on from block to block (through CALL, RET, a JMP to a
+// register and a conditional branch) while the budget holds the next block,
+// and a slow access in a block it went on into (the first touch of each data
+// page: a TLB miss) hands that block's remaining ops to the interpreted loop.
+// Every slice length stops where the reference stops, in the same state.
+TEST(BlockEngine, CompiledCodeGoesOnAcrossBlocksAndStopsExactly) {
+  // loop: mov rsi, rcx; shl rsi, 12; add rsi, r8; call f; lea rax, [rip + k];
+  //       jmp rax; k: add rbx, rax; dec rcx; jnz loop; hlt
+  // f:    mov [rsi], rcx; add rdx, [rsi]; ret
+  const char* kCode =
+      "48 89 ce 48 c1 e6 0c 4c 01 c6 e8 12 00 00 00 48 8d 05 02 00 00 00 ff e0 48 01 c3 48 ff c9 "
+      "75 e0 f4 48 89 0e 48 03 16 c3";
+  for (uint64_t slice : {1, 3, 9, 10, 17, 50, 333, 100000}) {
+    Machine ref, fast;
+    fast.cpu->setEngine(CpuEngine::kFast);
+    for (Machine* m : {&ref, &fast}) {
+      m->setupLong64(layout::kCode);
+      m->loadHex(layout::kCode, kCode);
+      m->edit([](CpuState& s) {
+        s.gpr[1] = 12;  // 12 iterations, each touching page rcx of the data area
+        s.gpr[8] = layout::kData;
+      });
+      m->env.useHint = true;
+    }
+    ASSERT_NO_FATAL_FAILURE(runInSlices(ref, fast, slice));
+    EXPECT_EQ(fast.state().steps, 12u * 12 + 1) << slice;
+    EXPECT_EQ(fast.state().gpr[2], ref.state().gpr[2]);
+#if defined(__x86_64__)
+    if (slice >= 50) {
+      EXPECT_GT(fast.cpu->engineStats().compiledSteps, 12u * 12 / 2) << slice;
     }
 #endif
   }

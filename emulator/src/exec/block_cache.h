@@ -78,6 +78,7 @@ enum class FastKind : uint8_t {
   kStoreR8,    // MOV byte [m], r8
   kStoreImm,   // MOV [m], imm (1/4/8 bytes)
   kCmpTestMI,  // CMP/TEST [m], imm (1/4/8 bytes; sub: AluOp)
+  kNop,        // NOP (90, 0F 1F /0)
 };
 
 // ALU operation of kAluRR/kAluRI/kAluRM.
@@ -122,6 +123,7 @@ struct Block {
   // Host code for the block entered at linear `jitRip` with CPL 3 (`jitUser`)
   // or not (exec/block_jit.h); nullptr: the ops are interpreted.
   JitEntry jit = nullptr;
+  const uint8_t* jitBody = nullptr;  // where chained code enters
   uint64_t jitRip = 0;
   bool jitUser = false;
 };

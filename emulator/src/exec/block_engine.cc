@@ -8,6 +8,7 @@
 #include <type_traits>
 
 #include "alu/flags.h"
+
 #include "exec/block_cache.h"
 #include "exec/internals.h"
 
@@ -181,6 +182,10 @@ void classifyHostOnly(BlockOp& op) {
       } else if (s.kind == OpKind::kMem && s.size == 2 && memOk) {
         op.kind = FastKind::kMovzxRM16;
       }
+      return;
+    case ZYDIS_MNEMONIC_NOP:
+      // 90 and 0F 1F /0 (the multi-byte NOP): nothing to do but retire.
+      if (i.opcode == 0x90 || i.opcode == 0x1F) op.kind = FastKind::kNop;
       return;
     case ZYDIS_MNEMONIC_NEG:
     case ZYDIS_MNEMONIC_NOT:
@@ -360,7 +365,7 @@ Block* CpuImpl::buildBlock(uint64_t lin, uint64_t phys) {
   // Host code for 64-bit blocks, for the linear RIP and privilege they are
   // first entered with (exec/block_jit.h); others stay interpreted.
   if (mode_ == CpuMode::kLong64 && BlockJit::available()) {
-    b->jit = bc.jit().compile(bc.ops() + firstOp, n, lin, cpl_ == 3);
+    b->jit = bc.jit().compile(bc.ops() + firstOp, n, lin, cpl_ == 3, b, b->jitBody);
     b->jitRip = lin;
     b->jitUser = cpl_ == 3;
     if (b->jit != nullptr) ++bc.counters().compiled;
@@ -642,7 +647,18 @@ StepResult CpuImpl::runBlocksLoop(uint64_t maxSteps) {
     if (b->jit != nullptr && !checkEach && s_.rip == b->jitRip && b->jitUser == (cpl_ == 3) &&
         !(s_.rflags & flags::kAC) && maxSteps - n >= b->numOps) {
       materialize(lazy, s_.rflags);
-      const uint64_t res = b->jit(&s_, tlb_, std::min<uint64_t>(maxSteps - n, 1u << 30));
+      JitContext ctx;
+      ctx.s = &s_;
+      ctx.tlb = tlb_;
+      ctx.budget = std::min<uint64_t>(maxSteps - n, 1u << 30);
+      ctx.epoch = linkEpoch_;
+      ctx.cache = bc.jit().cache();
+      ctx.chain = linearBreakpoints_.empty();
+      // This entry is where compiled code that ends at this RIP may go on.
+      if (ctx.chain)
+        bc.jit().cache()[jitCacheSlot(s_.rip)] =
+            JitCacheEntry{s_.rip, linkEpoch_, b->jitBody, b->numOps};
+      const uint64_t res = b->jit(&ctx);
       const uint32_t retired = static_cast<uint32_t>(res);
       s_.steps += retired;
       n += retired;
@@ -651,6 +667,9 @@ StepResult CpuImpl::runBlocksLoop(uint64_t maxSteps) {
         clean = true;
         continue;
       }
+      // Possibly another block's ops, if the code went on into it.
+      b = static_cast<Block*>(ctx.resumeBlock);
+      prev = b;
       first = static_cast<unsigned>((res >> 32) & 0xFFFF);
     }
     const BlockOp* op = bc.ops() + b->firstOp + first;

@@ -10,6 +10,7 @@
 #include <sys/mman.h>
 #include <xbyak/xbyak.h>
 
+#include <algorithm>
 #include <cstddef>
 #include <vector>
 #endif
@@ -45,6 +46,7 @@ struct StateLayout {
 };
 
 static_assert(sizeof(TlbEntry) == 32, "the probe scales the TLB index by 32");
+static_assert(sizeof(JitCacheEntry) == 32, "the chain scales the cache index by 32");
 static_assert(offsetof(TlbEntry, tag) == 0 && offsetof(TlbEntry, host) == 8 &&
               offsetof(TlbEntry, allowed) == 24);
 
@@ -77,7 +79,8 @@ bool compilable(const BlockOp& op, uint64_t next) {
     case FastKind::kJmpR:
     case FastKind::kPushR:
     case FastKind::kPopR:
-    case FastKind::kSetccR: return true;
+    case FastKind::kSetccR:
+    case FastKind::kNop: return true;
     case FastKind::kShiftRI:
     case FastKind::kRotRI:
       if ((i.imm & (i.opSize == 8 ? 63 : 31)) == 0) return false;
@@ -119,6 +122,7 @@ bool compilable(const BlockOp& op, uint64_t next) {
 // (an exit needs the flags in RFLAGS).
 bool readsFlags(const BlockOp& op) {
   switch (op.kind) {
+    case FastKind::kNop:
     case FastKind::kMovRR:
     case FastKind::kMovRI:
     case FastKind::kLea:
@@ -156,8 +160,9 @@ class Emitter : public Xbyak::CodeGenerator {
   }
 
   // Host code for ops[0, m): see BlockJit::compile.
-  void block(const BlockOp* ops, unsigned m, unsigned n, uint64_t rip, bool user) {
+  void block(const BlockOp* ops, unsigned m, unsigned n, uint64_t rip, bool user, void* cookie) {
     user_ = user;
+    cookie_ = cookie;
     // Which ops' flags something after them reads (shifts fix OF only then).
     std::vector<bool> liveOut(m);
     bool live = true;  // the exit after the last op reads them
@@ -170,17 +175,20 @@ class Emitter : public Xbyak::CodeGenerator {
     }
 
     push(rbx);
+    push(rbp);
     push(r12);
     push(r13);
     push(r14);
     push(r15);
-    mov(rbx, rdi);
-    mov(r13, rsi);
-    mov(r12, rdx);
+    mov(rbp, rdi);
+    mov(rbx, qword[rbp + static_cast<int>(offsetof(JitContext, s))]);
+    mov(r13, qword[rbp + static_cast<int>(offsetof(JitContext, tlb))]);
+    mov(r12, qword[rbp + static_cast<int>(offsetof(JitContext, budget))]);
     xor_(r14d, r14d);
     mov(r15, qword[rbx + lay_.rflags]);
     Label head;
     L(head);
+    body_ = getCurr();
     FlagPlace f{false, true, false};
     uint64_t at = rip;
     bool ended = false;
@@ -203,6 +211,7 @@ class Emitter : public Xbyak::CodeGenerator {
     pop(r14);
     pop(r13);
     pop(r12);
+    pop(rbp);
     pop(rbx);
     ret();
     for (size_t k = 0; k < exits_.size(); ++k) emitExit(exits_[k]);
@@ -245,6 +254,39 @@ class Emitter : public Xbyak::CodeGenerator {
       f.saved = true;
     }
     TTVM_ASSERT(f.saved, "jit exit with the flags nowhere");
+    if (!e.resume) {
+      // Straight on into the target's code (exec/block_jit.h): it starts
+      // with the flags in r15, AF included.
+      if (f.afZero) {
+        and_(r15d, ~0x10u);
+        f.afZero = false;
+      }
+      if (e.ripInRsi)
+        mov(rax, rsi);
+      else
+        mov(rax, e.rip);
+      Label no;
+      cmp(qword[rbp + static_cast<int>(offsetof(JitContext, chain))], 0);
+      je(no);
+      mov(rcx, rax);
+      shr(rcx, 10);
+      xor_(rcx, rax);
+      and_(ecx, (1u << kJitCacheBits) - 1);
+      shl(ecx, 5);
+      add(rcx, qword[rbp + static_cast<int>(offsetof(JitContext, cache))]);
+      cmp(rax, qword[rcx + static_cast<int>(offsetof(JitCacheEntry, rip))]);
+      jne(no);
+      mov(rdx, qword[rcx + static_cast<int>(offsetof(JitCacheEntry, epoch))]);
+      cmp(rdx, qword[rbp + static_cast<int>(offsetof(JitContext, epoch))]);
+      jne(no);
+      lea(rdx, ptr[r14 + static_cast<int>(e.retired)]);
+      add(rdx, qword[rcx + static_cast<int>(offsetof(JitCacheEntry, ops))]);
+      cmp(rdx, r12);
+      ja(no);
+      add(r14, static_cast<int>(e.retired));
+      jmp(qword[rcx + static_cast<int>(offsetof(JitCacheEntry, body))]);
+      L(no);
+    }
     mov(rax, qword[rbx + lay_.rflags]);
     and_(rax, static_cast<int32_t>(~kArithMask));
     mov(ecx, r15d);
@@ -259,6 +301,8 @@ class Emitter : public Xbyak::CodeGenerator {
     }
     lea(rax, ptr[r14 + static_cast<int>(e.retired)]);
     if (e.resume) {
+      mov(rcx, reinterpret_cast<uint64_t>(cookie_));
+      mov(qword[rbp + static_cast<int>(offsetof(JitContext, resumeBlock))], rcx);
       mov(rcx, kJitResume | (uint64_t{e.retired} << 32));
       or_(rax, rcx);
     }
@@ -632,6 +676,7 @@ class Emitter : public Xbyak::CodeGenerator {
         mov(g64(4), rax);
         mov(g64(op.a), rsi);
         return false;
+      case FastKind::kNop: return false;
       case FastKind::kMovzxRR:
         if (op.sub == 1)
           movzx(eax, g8(op.b));
@@ -866,6 +911,12 @@ class Emitter : public Xbyak::CodeGenerator {
  private:
   const StateLayout& lay_;
   bool user_ = false;
+  void* cookie_ = nullptr;
+
+ public:
+  const uint8_t* body_ = nullptr;  // past the entry sequence
+
+ private:
   Label epilogue_;
   std::vector<Exit> exits_;
   std::vector<Back> backs_;
@@ -875,27 +926,35 @@ class Emitter : public Xbyak::CodeGenerator {
 }  // namespace
 
 struct BlockJit::Impl {
-  uint8_t* code = nullptr;
+  uint8_t* code = nullptr;  // nullptr: the host gave no executable memory
   size_t used = 0;
   StateLayout layout;
+  std::vector<JitCacheEntry> cache;
 };
 
 BlockJit::BlockJit() : impl_(std::make_unique<Impl>()) {
   void* p = mmap(nullptr, kCodeBytes, PROT_READ | PROT_WRITE | PROT_EXEC,
                  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  TTVM_ASSERT(p != MAP_FAILED, "cannot map ", kCodeBytes, " bytes for compiled code");
-  impl_->code = static_cast<uint8_t*>(p);
+  if (p != MAP_FAILED) impl_->code = static_cast<uint8_t*>(p);
+  impl_->cache.resize(size_t{1} << kJitCacheBits);
 }
 
 BlockJit::~BlockJit() {
-  munmap(impl_->code, kCodeBytes);
+  if (impl_->code != nullptr) munmap(impl_->code, kCodeBytes);
 }
 
 bool BlockJit::available() {
   return true;
 }
 
-JitEntry BlockJit::compile(const BlockOp* ops, unsigned n, uint64_t rip, bool user) {
+JitCacheEntry* BlockJit::cache() {
+  return impl_->cache.data();
+}
+
+JitEntry BlockJit::compile(const BlockOp* ops, unsigned n, uint64_t rip, bool user, void* cookie,
+                           const uint8_t*& body) {
+  body = nullptr;
+  if (impl_->code == nullptr) return nullptr;
   unsigned m = 0;
   for (uint64_t at = rip; m < n; ++m) {
     const uint64_t next = at + ops[m].instr.length;
@@ -906,9 +965,10 @@ JitEntry BlockJit::compile(const BlockOp* ops, unsigned n, uint64_t rip, bool us
   TTVM_ASSERT(impl_->used + kBlockReserve <= kCodeBytes, "jit code buffer full: ", impl_->used);
   uint8_t* start = impl_->code + impl_->used;
   Emitter e(kBlockReserve, start, impl_->layout);
-  e.block(ops, m, n, rip, user);
+  e.block(ops, m, n, rip, user, cookie);
   TTVM_ASSERT(Xbyak::GetError() == 0, "jit: xbyak error ", Xbyak::GetError());
   impl_->used += e.getSize();
+  body = e.body_;
   return reinterpret_cast<JitEntry>(start);
 }
 
@@ -918,6 +978,7 @@ bool BlockJit::nearlyFull() const {
 
 void BlockJit::reset() {
   impl_->used = 0;
+  std::fill(impl_->cache.begin(), impl_->cache.end(), JitCacheEntry{});
 }
 
 size_t BlockJit::bytesUsed() const {
@@ -932,7 +993,11 @@ BlockJit::~BlockJit() = default;
 bool BlockJit::available() {
   return false;
 }
-JitEntry BlockJit::compile(const BlockOp*, unsigned, uint64_t, bool) {
+JitEntry BlockJit::compile(const BlockOp*, unsigned, uint64_t, bool, void*, const uint8_t*& body) {
+  body = nullptr;
+  return nullptr;
+}
+JitCacheEntry* BlockJit::cache() {
   return nullptr;
 }
 bool BlockJit::nearlyFull() const {

@@ -26,7 +26,16 @@
 //    fault, walk, notify or reach MMIO exactly as always). No fast-path
 //    store can hit cached code: the TLB grants no write to those pages;
 //  - a jump back to the block's own start loops inside the code while the
-//    budget allows another pass, as the block loop would re-enter it clean.
+//    budget allows another pass, as the block loop would re-enter it clean;
+//  - any other exit after a transfer (a constant or a computed target) goes
+//    straight on into the target's code when the jump cache (JitCacheEntry,
+//    filled by runBlocks at each entry it makes itself) holds it for that
+//    RIP under the link epoch the code was entered with, the budget holds
+//    the whole target block, and the caller allowed it (no linear debugger
+//    breakpoint armed). That is where runBlocks would enter it next, clean:
+//    a compiled block ends clean, nothing inside compiled code can set the
+//    event hint, bump the epoch or change CPL, mode, TF/RF or AC, and a CPL
+//    or mode change bumps the epoch.
 //
 // The code buffer has a fixed size; BlockCache flushes everything (blocks
 // and code) when it nears its end. On other hosts compile() returns none and
@@ -44,10 +53,37 @@ namespace ttvm {
 struct BlockOp;
 struct TlbEntry;
 
+// One slot of the jump cache: compiled code entered at linear `rip`, valid
+// while the link epoch is `epoch`. Direct-mapped by jitCacheSlot().
+struct JitCacheEntry {
+  uint64_t rip = ~0ull;
+  uint64_t epoch = 0;
+  const uint8_t* body = nullptr;  // past the entry sequence
+  uint64_t ops = 0;               // the block's length in steps
+};
+inline constexpr unsigned kJitCacheBits = 12;
+inline size_t jitCacheSlot(uint64_t rip) {
+  return (rip ^ (rip >> 10)) & ((size_t{1} << kJitCacheBits) - 1);
+}
+
+// What compiled code runs with.
+struct JitContext {
+  CpuState* s = nullptr;
+  const TlbEntry* tlb = nullptr;
+  uint64_t budget = 0;  // steps it may retire at most
+  uint64_t epoch = 0;   // CpuImpl::linkEpoch_
+  const JitCacheEntry* cache = nullptr;
+  uint64_t chain = 0;  // nonzero: it may go on into other blocks' code
+  // Set by an exit that asks the interpreted ops to go on: the block (the
+  // `cookie` given to compile()) whose ops they are.
+  void* resumeBlock = nullptr;
+};
+
 // Runs compiled code: returns the steps retired in bits 0-31, and where the
 // interpreted ops must go on (bit 63 set) the op index to go on at in bits
-// 32-47; RIP and RFLAGS are up to date in `s`.
-using JitEntry = uint64_t (*)(CpuState* s, const TlbEntry* tlb, uint64_t budget);
+// 32-47, of the block in ctx->resumeBlock; RIP and RFLAGS are up to date in
+// the state.
+using JitEntry = uint64_t (*)(const JitContext* ctx);
 
 inline constexpr uint64_t kJitResume = uint64_t{1} << 63;
 
@@ -66,8 +102,13 @@ class BlockJit {
   static bool available();
 
   // Compiles the longest compilable prefix of ops[0, n) (a 64-bit block at
-  // linear `rip`, for CPL 3 if `user`); nullptr if that prefix is empty.
-  JitEntry compile(const BlockOp* ops, unsigned n, uint64_t rip, bool user);
+  // linear `rip`, for CPL 3 if `user`); nullptr if that prefix is empty (or
+  // the host gave no executable memory). `body` is where chained code enters.
+  JitEntry compile(const BlockOp* ops, unsigned n, uint64_t rip, bool user, void* cookie,
+                   const uint8_t*& body);
+
+  // The jump cache (1 << kJitCacheBits slots).
+  JitCacheEntry* cache();
 
   bool nearlyFull() const;
   void reset();
