@@ -5,7 +5,9 @@
 // Each instruction is an Op: the decoded Instr plus a fast form (OpKind below)
 // that CpuImpl::runBlocks executes inline, without the per-instruction fetch,
 // successor-link check, event poll set-up and indirect call of the reference
-// loop; instructions without a fast form call their handler.
+// loop; instructions without a fast form call their handler. On x86-64 hosts
+// a 64-bit block's longest prefix of fast forms also has host code
+// (exec/block_jit.h), which runBlocks enters instead of the ops where it can.
 //
 // Exactness (what runBlocks relies on):
 //  - a block is entered only where CpuImpl::run would take its fast path

@@ -654,6 +654,7 @@ StepResult CpuImpl::runBlocksLoop(uint64_t maxSteps) {
       ctx.epoch = linkEpoch_;
       ctx.cache = bc.jit().cache();
       ctx.chain = linearBreakpoints_.empty();
+      ctx.hint = hint;
       // This entry is where compiled code that ends at this RIP may go on.
       if (ctx.chain)
         bc.jit().cache()[jitCacheSlot(s_.rip)] =
@@ -664,7 +665,7 @@ StepResult CpuImpl::runBlocksLoop(uint64_t maxSteps) {
       n += retired;
       st.compiledSteps += retired;
       if (!(res & kJitResume)) {
-        clean = true;
+        clean = *hint == 0;  // another thread may have set it (a stop request)
         continue;
       }
       // Possibly another block's ops, if the code went on into it.

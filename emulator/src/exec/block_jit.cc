@@ -268,6 +268,9 @@ class Emitter : public Xbyak::CodeGenerator {
       Label no;
       cmp(qword[rbp + static_cast<int>(offsetof(JitContext, chain))], 0);
       je(no);
+      mov(rcx, qword[rbp + static_cast<int>(offsetof(JitContext, hint))]);
+      cmp(dword[rcx], 0);
+      jne(no);
       mov(rcx, rax);
       shr(rcx, 10);
       xor_(rcx, rax);
