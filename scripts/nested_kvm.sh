@@ -82,7 +82,9 @@ for m in irqbypass kvm kvm-amd; do cp "$MODULES_DIR/$m.ko" "$root/lib/modules/";
 put() {
   local path=$1
   mkdir -p "$root$(dirname "$path")"
-  cp -a "$path" "$root$path"
+  # Into the parent: a folder already there (the command's own, put first)
+  # is merged rather than given a copy of the folder inside it.
+  cp -a "$path" "$root$(dirname "$path")/"
   local f lib
   while IFS= read -r f; do
     # Debug info only slows the boot (the kernel unpacks every byte).

@@ -23,14 +23,20 @@ check() {  # check NAME WANT_STATUS WANT_TEXT STATUS OUTPUT_FILE
   fi
 }
 
-# A real boot: the command's output and status come back.
-bash "$harness" --timeout 90 -- /bin/sh -c 'echo "inside: $(ls /dev/kvm)"; exit 3' >"$work/real" 2>&1
+# A real boot: the command's output and status come back. The command is a
+# script inside a folder also given with --file: the folder's files must be
+# at their own paths (not copied into a folder of the same name).
+mkdir "$work/files"
+echo "payload-7" >"$work/files/data"
+printf '#!/bin/sh\necho "inside: $(ls /dev/kvm) $(cat %q)"\nexit 3\n' "$work/files/data" >"$work/files/cmd.sh"
+chmod +x "$work/files/cmd.sh"
+bash "$harness" --timeout 90 --file "$work/files" -- "$work/files/cmd.sh" >"$work/real" 2>&1
 rc=$?
 if [ $rc -eq 77 ]; then
   cat "$work/real"
   exit 77
 fi
-check "real boot" 3 "inside: /dev/kvm" $rc "$work/real"
+check "real boot" 3 "inside: /dev/kvm payload-7" $rc "$work/real"
 grep -q "ttvm-nested: /dev/kvm ready" "$work/real" || { echo "FAIL: no ready line"; failures=$((failures + 1)); }
 
 # A "QEMU" that exits 0 at once, printing nothing: the VM never came up.

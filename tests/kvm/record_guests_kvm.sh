@@ -36,10 +36,10 @@ known() {
     idt_priv) echo "gate_dpl gate_not_present" ;;           # QEMU
     paging32) echo "pae_pdpte_reserved pae_reserved pg32_reserved" ;;  # QEMU
     paging64 | paging64_cpumax) echo "pf_reserved pf_rf tlb_cr3 tlb_global" ;;  # QEMU but tlb_cr3
-    segments) echo "expand_down_big expand_down_small limit_byte limit_granular null_selector ss_expand_down" ;;  # QEMU but the last two
+    segments) echo "expand_down_big expand_down_small limit_byte limit_granular null_selector ss_expand_down" ;;  # all QEMU
     sse_fp) echo "ud_without_osxmmexcpt xm_delivery" ;;     # QEMU
     syscall) echo "sysret_noncanonical" ;;                  # AMD: SYSRET to a non-canonical RIP faults in ring 3
-    x87) echo "fsin_out_of_range mf_delivery stack_overflow_masked transcendental_values" ;;  # QEMU but the first two
+    x87) echo "fsin_out_of_range mf_delivery stack_overflow_masked transcendental_values" ;;  # all QEMU
   esac
 }
 # The cases a run failed, sorted, one line ("FAIL: <case>: ..." lines; the
