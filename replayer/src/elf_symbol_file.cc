@@ -9,10 +9,13 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <iterator>
+#include <span>
 #include <string_view>
+#include <vector>
 
 #include "ttvm/base/hex.h"
 
@@ -389,6 +392,81 @@ std::string formatValue(std::optional<Dwarf_Die> declared, uint64_t bits,
   return "{...}";
 }
 
+// The element count of an array type with one known bound; nullopt else.
+std::optional<uint64_t> arrayCount(Dwarf_Die array) {
+  Dwarf_Die sub;
+  if (dwarf_child(&array, &sub) != 0 || dwarf_tag(&sub) != DW_TAG_subrange_type)
+    return std::nullopt;
+  Dwarf_Attribute attr;
+  Dwarf_Word v = 0;
+  if (dwarf_attr(&sub, DW_AT_count, &attr) != nullptr && dwarf_formudata(&attr, &v) == 0) return v;
+  if (dwarf_attr(&sub, DW_AT_upper_bound, &attr) != nullptr && dwarf_formudata(&attr, &v) == 0)
+    return v + 1;
+  return std::nullopt;
+}
+
+// Whether `type` (stripped) is a 1-byte character type.
+bool isCharType(std::optional<Dwarf_Die> type) {
+  type = stripped(type);
+  if (!type || dwarf_tag(&*type) != DW_TAG_base_type) return false;
+  const uint64_t enc = attrUnsigned(&*type, DW_AT_encoding, 0);
+  return attrUnsigned(&*type, DW_AT_byte_size, 0) == 1 &&
+         (enc == DW_ATE_signed_char || enc == DW_ATE_unsigned_char);
+}
+
+// A char array as gdb prints it (print elements 200, repeats threshold 10,
+// null-stop off): one trailing NUL dropped, runs of more than 10 equal
+// characters as 'c' <repeats N times>, the rest in quotes with C escapes
+// and 3-digit octal for other bytes.
+std::string formatCharArray(std::span<const uint8_t> bytes) {
+  constexpr size_t kElements = 200, kRepeats = 10;
+  const bool truncated = bytes.size() > kElements;
+  if (truncated) bytes = bytes.first(kElements);
+  if (!truncated && !bytes.empty() && bytes.back() == 0) bytes = bytes.first(bytes.size() - 1);
+  if (bytes.empty()) return "\"\"";
+  auto escape = [](uint8_t c, char quote) {
+    switch (c) {
+      case '\a': return std::string("\\a");
+      case '\b': return std::string("\\b");
+      case '\f': return std::string("\\f");
+      case '\n': return std::string("\\n");
+      case '\r': return std::string("\\r");
+      case '\t': return std::string("\\t");
+      case '\v': return std::string("\\v");
+      case '\\': return std::string("\\\\");
+      default: break;
+    }
+    if (c == static_cast<uint8_t>(quote)) return std::string("\\") + quote;
+    if (c >= 0x20 && c < 0x7F) return std::string(1, static_cast<char>(c));
+    char oct[8];
+    std::snprintf(oct, sizeof oct, "\\%03o", c);
+    return std::string(oct);
+  };
+  std::string out;
+  bool inQuotes = false;
+  for (size_t i = 0; i < bytes.size();) {
+    size_t run = 1;
+    while (i + run < bytes.size() && bytes[i + run] == bytes[i]) ++run;
+    if (run > kRepeats) {
+      if (inQuotes)
+        out += "\", ";
+      else if (!out.empty())
+        out += ", ";
+      inQuotes = false;
+      out += "'" + escape(bytes[i], '\'') + "' <repeats " + std::to_string(run) + " times>";
+      i += run;
+      continue;
+    }
+    if (!inQuotes) out += out.empty() ? "\"" : ", \"";
+    inQuotes = true;
+    for (size_t k = 0; k < run; ++k) out += escape(bytes[i], '"');
+    i += run;
+  }
+  if (inQuotes) out += "\"";
+  if (truncated) out += "...";
+  return out;
+}
+
 }  // namespace
 
 bool DwarfLines::unwind(DwarfRegisters& regs, const GuestMemoryReader& read) const {
@@ -432,9 +510,25 @@ bool DwarfLines::unwind(DwarfRegisters& regs, const GuestMemoryReader& read) con
   return true;
 }
 
-bool DwarfLines::variables(const DwarfRegisters& cpu, const GuestMemoryReader& read,
-                           const GuestSymbols& symbols, std::vector<GuestVariable>& out) const {
+std::optional<uint64_t> DwarfLines::cfa(const DwarfRegisters& regs) const {
   std::lock_guard lock(mu_);
+  Dwarf_CFI* cfi = dwarf_ != nullptr ? dwarf_getcfi(dwarf_) : nullptr;
+  if (cfi == nullptr) cfi = dwarf_getcfi_elf(elf_);
+  Dwarf_Frame* frame = nullptr;
+  if (cfi == nullptr || dwarf_cfi_addrframe(cfi, regs.scopePc, &frame) != 0) return std::nullopt;
+  Dwarf_Op* cfaOps = nullptr;
+  size_t cfaLen = 0;
+  std::optional<uint64_t> out;
+  if (dwarf_frame_cfa(frame, &cfaOps, &cfaLen) == 0 && cfaLen > 0)
+    if (auto l = evaluate(cfaOps, cfaLen, regs, std::nullopt)) out = l->value;
+  free(frame);
+  return out;
+}
+
+bool DwarfLines::variables(const DwarfRegisters& cpu, const GuestMemoryReader& read,
+                           const GuestSymbols& symbols, const CfaSource& cfa,
+                           std::vector<GuestVariable>& out) const {
+  std::unique_lock lock(mu_);
   if (!indexed_) index();
   const uint64_t pc = cpu.scopePc;
   auto it = std::upper_bound(ranges_.begin(), ranges_.end(), pc,
@@ -476,16 +570,9 @@ bool DwarfLines::variables(const DwarfRegisters& cpu, const GuestMemoryReader& r
       dwarf_attr_integrate(&scopes[subprogram], DW_AT_frame_base, &fbAttr) != nullptr &&
       dwarf_getlocation_addr(&fbAttr, pc, &fbOps, &fbLen, 1) == 1) {
     if (fbLen == 1 && fbOps[0].atom == DW_OP_call_frame_cfa) {
-      Dwarf_CFI* cfi = dwarf_getcfi(dwarf_);
-      if (cfi == nullptr) cfi = dwarf_getcfi_elf(elf_);
-      Dwarf_Frame* frame = nullptr;
-      Dwarf_Op* cfaOps = nullptr;
-      size_t cfaLen = 0;
-      if (cfi != nullptr && dwarf_cfi_addrframe(cfi, pc, &frame) == 0) {
-        if (dwarf_frame_cfa(frame, &cfaOps, &cfaLen) == 0)
-          if (auto l = evaluate(cfaOps, cfaLen, cpu, std::nullopt)) frameBase = l->value;
-        free(frame);
-      }
+      lock.unlock();  // cfa() may ask this file again
+      frameBase = cfa(cpu);
+      lock.lock();
     } else if (auto l = evaluate(fbOps, fbLen, cpu, std::nullopt)) {
       frameBase = l->value;
     }
@@ -523,9 +610,17 @@ bool DwarfLines::variables(const DwarfRegisters& cpu, const GuestMemoryReader& r
             if (s) sd = *s;
             const uint64_t size = s ? attrUnsigned(&sd, DW_AT_byte_size, 8) : 8;
             uint8_t bytes[8] = {};
-            if (size > 8 || (s && (dwarf_tag(&sd) == DW_TAG_structure_type ||
-                                   dwarf_tag(&sd) == DW_TAG_array_type ||
-                                   dwarf_tag(&sd) == DW_TAG_union_type))) {
+            const bool isArray = s && dwarf_tag(&sd) == DW_TAG_array_type;
+            const std::optional<uint64_t> count = isArray ? arrayCount(sd) : std::nullopt;
+            std::vector<uint8_t> text;
+            if (count && *count <= 4096 && isCharType(typeOf(&sd))) {
+              text.resize(*count);
+              v.value = read(l->value, text)
+                            ? formatCharArray(text)
+                            : "<error: Cannot access memory at address " + hex(l->value) + ">";
+            } else if (size > 8 || (s && (dwarf_tag(&sd) == DW_TAG_structure_type ||
+                                          dwarf_tag(&sd) == DW_TAG_array_type ||
+                                          dwarf_tag(&sd) == DW_TAG_union_type))) {
               v.value = "{...}";
             } else if (!read(l->value, std::span<uint8_t>(bytes, size))) {
               v.value = "<error: Cannot access memory at address " + hex(l->value) + ">";

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -44,10 +45,18 @@ class DwarfLines {
   // components: the table's files that share the most trailing components
   // with it (at least the name) win, so another checkout's path works.
   std::vector<uint64_t> addressesOf(const std::string& file, unsigned& line) const;
+  // The canonical frame address of the frame of `regs` (at regs.scopePc)
+  // through this file's CFI; nullopt when it has no rule there.
+  std::optional<uint64_t> cfa(const DwarfRegisters& regs) const;
   // GuestSymbols::variablesAt for this file: false when no function of its
   // DWARF covers the position (`symbols` names the pointers' targets).
+  // A frame base of DW_OP_call_frame_cfa comes from `cfa`: any file's CFI
+  // (libdw reads the .debug_frame of a 64-bit program's ELF32 container,
+  // such as a multiboot image, with 4-byte addresses, and finds no rule).
+  using CfaSource = std::function<std::optional<uint64_t>(const DwarfRegisters&)>;
   bool variables(const DwarfRegisters& regs, const GuestMemoryReader& read,
-                 const GuestSymbols& symbols, std::vector<GuestVariable>& out) const;
+                 const GuestSymbols& symbols, const CfaSource& cfa,
+                 std::vector<GuestVariable>& out) const;
   // One frame up through this file's CFI (.debug_frame, else .eh_frame):
   // false when it has no rule for regs.scopePc or no return address.
   bool unwind(DwarfRegisters& regs, const GuestMemoryReader& read) const;

@@ -263,9 +263,14 @@ std::vector<GuestVariable> GuestSymbols::variablesAt(const CpuState& cpu,
       if ((up = l->unwind(regs, read))) break;
     if (!up) return {};
   }
+  const DwarfLines::CfaSource cfa = [this](const DwarfRegisters& r) {
+    for (const auto& l : lines_)
+      if (auto c = l->cfa(r)) return c;
+    return std::optional<uint64_t>();
+  };
   for (const auto& l : lines_) {
     std::vector<GuestVariable> out;
-    if (l->variables(regs, read, *this, out)) return out;
+    if (l->variables(regs, read, *this, cfa, out)) return out;
   }
   return {};
 }

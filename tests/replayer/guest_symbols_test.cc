@@ -336,7 +336,8 @@ struct DemoTimeline {
 // gdb prints in the first three frames with gdb's value. An argument gdb
 // finds only through DW_OP_entry_value ("key=key@entry=...") may be
 // optimized out here (the layer evaluates no entry values); a caller's
-// char array is a known gap, counted and reported, not hidden.
+// variable gdb recovers and the layer does not is a known gap, counted and
+// reported, not hidden.
 TEST(GuestSymbols, LinesFramesAndLocalsMatchStockGdbOnTheDemo) {
   const std::string gdb = shell("command -v gdb | tr -d '\\n'");
   if (gdb.empty()) GTEST_SKIP() << "gdb not found: it is the oracle";
@@ -438,9 +439,10 @@ TEST(GuestSymbols, LinesFramesAndLocalsMatchStockGdbOnTheDemo) {
           continue;
         const bool viaEntry = std::find(entry.begin(), entry.end(), g.name) != entry.end();
         if (viaEntry && !has(g.value) && has("<optimized out>")) continue;
-        if (f > 0 && !has(g.value) && (g.value.starts_with('"') || has("<optimized out>"))) {
-          // Known gaps, counted: a caller's char array, and a caller's
-          // variable gdb recovers where the layer's CFI unwind does not.
+        if (f > 0 && !has(g.value) && has("<optimized out>")) {
+          // Known gaps, counted: a caller's variable gdb recovers where the
+          // layer does not. (Char arrays, "id-0034:lookup\000\000 N…", are
+          // compared like the rest.)
           gaps.push_back("step " + std::to_string(step) + " frame " + std::to_string(f) + " " +
                          g.name + " (gdb: " + g.value + ")");
           continue;
@@ -455,8 +457,9 @@ TEST(GuestSymbols, LinesFramesAndLocalsMatchStockGdbOnTheDemo) {
       "as frames; %zu known gaps:\n",
       compared, steps.size(), inlined, gaps.size());
   for (const std::string& g : gaps) std::printf("  %s\n", g.c_str());
-  // Today's gaps (docs/ui.md, Not there yet); more means a regression.
-  EXPECT_LE(gaps.size(), 6u);
+  // Today's gaps (docs/ui.md, Not there yet): workload_run's `i` and
+  // `found` at the faulting load; more means a regression.
+  EXPECT_LE(gaps.size(), 2u);
   EXPECT_GE(compared, 20);
 }
 
