@@ -583,17 +583,17 @@ TEST(BlockEngine, CompiledCodeGoesOnAcrossBlocksAndStopsExactly) {
       m->setupLong64(layout::kCode);
       m->loadHex(layout::kCode, kCode);
       m->edit([](CpuState& s) {
-        s.gpr[1] = 12;  // 12 iterations, each touching page rcx of the data area
+        s.gpr[1] = 40;  // 40 iterations, each touching page rcx of the data area
         s.gpr[8] = layout::kData;
       });
       m->env.useHint = true;
     }
     ASSERT_NO_FATAL_FAILURE(runInSlices(ref, fast, slice));
-    EXPECT_EQ(fast.state().steps, 12u * 12 + 1) << slice;
+    EXPECT_EQ(fast.state().steps, 40u * 12 + 1) << slice;
     EXPECT_EQ(fast.state().gpr[2], ref.state().gpr[2]);
 #if defined(__x86_64__)
     if (slice >= 50) {
-      EXPECT_GT(fast.cpu->engineStats().compiledSteps, 12u * 12 / 2) << slice;
+      EXPECT_GT(fast.cpu->engineStats().compiledSteps, 40u * 12 / 2) << slice;
     }
 #endif
   }

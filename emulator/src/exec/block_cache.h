@@ -124,6 +124,8 @@ struct Block {
   BlockLink link[2];
   // Host code for the block entered at linear `jitRip` with CPL 3 (`jitUser`)
   // or not (exec/block_jit.h); nullptr: the ops are interpreted.
+  uint16_t entries = 0;   // entries counted towards compiling it
+  bool jitTried = false;  // compile() was asked (jit may still be nullptr)
   JitEntry jit = nullptr;
   const uint8_t* jitBody = nullptr;  // where chained code enters
   uint64_t jitRip = 0;
@@ -136,6 +138,8 @@ class BlockCache {
   static constexpr size_t kMaxOps = size_t{1} << 16;  // 64 Ki ops (~9 MiB)
   static constexpr size_t kMaxBlocks = size_t{1} << 14;
   static constexpr unsigned kIndexBits = 14;
+  // Entries before a 64-bit block gets host code (CpuImpl::maybeCompile).
+  static constexpr unsigned kCompileAfter = 4;
 
   BlockCache();
   ~BlockCache();

@@ -364,13 +364,23 @@ Block* CpuImpl::buildBlock(uint64_t lin, uint64_t phys) {
   Block* b = bc.publish(phys, mode_, firstOp, static_cast<uint16_t>(at - phys));
   // Host code for 64-bit blocks, for the linear RIP and privilege they are
   // first entered with (exec/block_jit.h); others stay interpreted.
-  if (mode_ == CpuMode::kLong64 && BlockJit::available()) {
-    b->jit = bc.jit().compile(bc.ops() + firstOp, n, lin, cpl_ == 3, b, b->jitBody);
-    b->jitRip = lin;
-    b->jitUser = cpl_ == 3;
-    if (b->jit != nullptr) ++bc.counters().compiled;
-  }
+  (void)lin;
   return b;
+}
+
+// Host code for a 64-bit block entered for the kCompileAfter-th time, for
+// the linear RIP and privilege of that entry (exec/block_jit.h): code run
+// only a few times (most of a kernel's boot) is not worth compiling.
+void CpuImpl::maybeCompile(Block* b) {
+  BlockCache& bc = *blocks_;
+  if (b->jitTried || mode_ != CpuMode::kLong64 || !BlockJit::available() ||
+      ++b->entries < BlockCache::kCompileAfter || bc.jit().nearlyFull())
+    return;
+  b->jitTried = true;
+  b->jit = bc.jit().compile(bc.ops() + b->firstOp, b->numOps, s_.rip, cpl_ == 3, b, b->jitBody);
+  b->jitRip = s_.rip;
+  b->jitUser = cpl_ == 3;
+  if (b->jit != nullptr) ++bc.counters().compiled;
 }
 
 // The block at CS:RIP through the TLB, translated on a miss; nullptr where
@@ -644,6 +654,7 @@ StepResult CpuImpl::runBlocksLoop(uint64_t maxSteps) {
     // can set the hint or bump the link epoch; it stops where its prefix
     // ends or an access needs the reference accessors, and the ops from
     // there are interpreted below.
+    if (b->jit == nullptr) maybeCompile(b);
     if (b->jit != nullptr && !checkEach && s_.rip == b->jitRip && b->jitUser == (cpl_ == 3) &&
         !(s_.rflags & flags::kAC) && maxSteps - n >= b->numOps) {
       materialize(lazy, s_.rflags);

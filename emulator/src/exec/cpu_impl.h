@@ -439,6 +439,7 @@ class CpuImpl final {
   StepResult runBlocksLoop(uint64_t maxSteps);
   Block* lookupBlock();
   Block* buildBlock(uint64_t lin, uint64_t phys);
+  void maybeCompile(Block* b);
   bool eventDue(uint32_t hint);
   bool runUnusual() const;
   template <typename T>
