@@ -102,6 +102,8 @@ int cmdSlice(std::span<char* const> args) {
               out.c_str(), s.from, s.to, parsed->trace.c_str(), s.events, s.pages, s.nonZeroPages,
               s.partialRam ? " (those the slice accesses)" : " (full RAM)", s.bytes,
               s.checked ? "; replayed and checked against the source" : "");
+  if (s.replayedFrom != 0)
+    std::printf("  the source replayed from its snapshot at step %" PRIu64 "\n", s.replayedFrom);
   if (s.sectorsReread != 0)
     std::printf("  %" PRIu64
                 " disk sector(s) read before the cut and again after it: logged in the slice\n",

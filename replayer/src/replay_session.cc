@@ -98,6 +98,69 @@ Result<std::unique_ptr<ReplaySession>> ReplaySession::open(const TraceReader& re
   return s;
 }
 
+Result<SectorTable> sectorsLoggedBefore(const TraceReader& reader, EventPosition position) {
+  SectorTable table;
+  std::vector<TraceEvent> chunk;
+  std::vector<uint8_t> sectors;
+  for (size_t c = 0; c <= position.chunk && c < reader.chunkCount(); ++c) {
+    TTVM_TRY(reader.readChunkInto(c, chunk, &sectors));
+    const size_t n = c == position.chunk ? std::min(position.index, chunk.size()) : chunk.size();
+    for (size_t i = 0; i < n; ++i) {
+      const TraceEvent& e = chunk[i];
+      if (e.kind != EventKind::kDiskSector) continue;
+      std::memcpy(table[{static_cast<unsigned>(e.value), e.address}].data(),
+                  sectors.data() + size_t{e.count} * kDiskSectorBytes, kDiskSectorBytes);
+    }
+  }
+  return table;
+}
+
+Status ReplaySession::startFromSnapshot(size_t index) {
+  const std::string where = reader_.path() + ": snapshot " + std::to_string(index);
+  if (index >= reader_.snapshots().size())
+    return makeError(where + ": the trace holds " + std::to_string(reader_.snapshots().size()));
+  if (!env_.wholeMachine())
+    return makeError(where + ": only a whole-machine trace (format 1.3 or later) starts there");
+  const SnapshotInfo& info = reader_.snapshots()[index];
+  if (info.step < step())
+    return makeError(where + " (step " + std::to_string(info.step) +
+                     ") lies before the replay's position");
+  auto snap = reader_.loadSnapshot(index);
+  if (!snap.ok()) return snap.error();
+  // The events after it: a snapshot flushes the events before it, so it
+  // lies between two chunks.
+  EventPosition after{0, 0};
+  while (after.chunk < reader_.chunkCount() && reader_.chunks()[after.chunk].offset < info.offset)
+    ++after.chunk;
+  auto sectors = sectorsLoggedBefore(reader_, after);
+  if (!sectors.ok()) return sectors.error();
+  std::span<uint8_t> ram = machine_->ram();
+  machine_->clearRam();
+  for (size_t k = 0; k < snap->ram.pageCount(); ++k) {
+    const uint64_t p = snap->ram.numbers[k];
+    if (p >= ram.size() / kPageSize)
+      return makeError(where + ": RAM page " + std::to_string(p) + " lies beyond the machine's " +
+                       std::to_string(ram.size() >> 20) + " MiB of RAM");
+    std::memcpy(ram.data() + p * kPageSize, snap->ram.page(k).data(), kPageSize);
+  }
+  cpu_->notifyRamWritten(0, ram.size());
+  if (Status st = machine_->loadDeviceState(snap->deviceState); !st.ok())
+    return makeError(where + ": " + st.error().message);
+  machine_->clearStopRequest();
+  cpu_->setState(snap->cpu);
+  env_.setPosition(after);
+  env_.clearDivergence();
+  env_.requestStop(false);
+  sectorsBeforeStart_ = std::move(*sectors);
+  env_.setSectorFallback([this](unsigned slot, uint64_t lba, std::span<uint8_t> out) {
+    auto it = sectorsBeforeStart_.find({slot, lba});
+    if (it == sectorsBeforeStart_.end()) return false;
+    std::memcpy(out.data(), it->second.data(), kDiskSectorBytes);
+    return true;
+  });
+  return {};
+}
+
 void ReplaySession::extendEnd() {
   endStep_ = std::max(endStep_, historyEnd(reader_, endStep_));
   loop_->extendEnd(endStep_);

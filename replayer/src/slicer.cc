@@ -57,8 +57,6 @@ struct SectorInsert {
   std::array<uint8_t, kDiskSectorBytes> bytes{};
 };
 
-using SectorKey = std::pair<unsigned, uint64_t>;  // (disk slot, LBA)
-
 struct Cut {
   TraceHeader header;
   InitialState initial;  // RAM: every non-zero page at the cut
@@ -71,7 +69,7 @@ struct Cut {
   std::vector<uint8_t> endDevices;
   // The sectors the source logged before the cut, and those of them the
   // range reads again (found by replaying the slice, findSectorRereads).
-  std::map<SectorKey, std::array<uint8_t, kDiskSectorBytes>> sectorsBefore;
+  SectorTable sectorsBefore;
   std::vector<SectorInsert> inserts;
 };
 
@@ -155,24 +153,6 @@ Result<uint64_t> writeSlice(const TraceReader& source, const Cut& cut, const Ram
   }
   TTVM_TRY(w.close(end));
   return events;
-}
-
-// The sectors the source logged before the cut position.
-Status collectSectorsBefore(const TraceReader& source, Cut& cut) {
-  std::vector<TraceEvent> chunk;
-  std::vector<uint8_t> sectors;
-  for (size_t c = 0; c <= cut.position.chunk && c < source.chunkCount(); ++c) {
-    TTVM_TRY(source.readChunkInto(c, chunk, &sectors));
-    const size_t n = c == cut.position.chunk ? cut.position.index : chunk.size();
-    for (size_t i = 0; i < n; ++i) {
-      const TraceEvent& e = chunk[i];
-      if (e.kind != EventKind::kDiskSector) continue;
-      auto& bytes = cut.sectorsBefore[{static_cast<unsigned>(e.value), e.address}];
-      std::memcpy(bytes.data(), sectors.data() + size_t{e.count} * kDiskSectorBytes,
-                  kDiskSectorBytes);
-    }
-  }
-  return {};
 }
 
 // Replays the slice written at `out` with the sectors read before the cut
@@ -267,6 +247,19 @@ Result<SliceResult> sliceTrace(const TraceReader& source, const std::string& out
                      std::to_string(cut.to) + ": give 'from' < 'to' within the recorded run, " +
                      std::to_string(begin) + ".." + std::to_string(cut.sourceEnd));
 
+  // From the last stored snapshot at or before the cut, if the source has
+  // one (ttvm record --snapshot-every), instead of from its first step.
+  SliceResult result;
+  result.replayedFrom = begin;
+  if (options.useSnapshots && session.runsWholeMachine()) {
+    const std::vector<SnapshotInfo>& snaps = source.snapshots();
+    for (size_t i = snaps.size(); i-- > 0;) {
+      if (snaps[i].step > cut.from || snaps[i].step <= begin) continue;
+      if (Status st = session.startFromSnapshot(i); !st.ok()) return st.error();
+      result.replayedFrom = snaps[i].step;
+      break;
+    }
+  }
   RunOptions ro;
   ro.cancel = options.cancel;
   if (options.progress)
@@ -280,7 +273,9 @@ Result<SliceResult> sliceTrace(const TraceReader& source, const std::string& out
   cut.initial.deviceState = session.saveDevices();
   cut.initial.ram = RamPages::fromFlat(session.ram());
   cut.position = session.environment().position();
-  TTVM_TRY(collectSectorsBefore(source, cut));
+  auto sectorsBefore = sectorsLoggedBefore(source, cut.position);
+  if (!sectorsBefore.ok()) return sectorsBefore.error();
+  cut.sectorsBefore = std::move(*sectorsBefore);
   Cpu& cpu = session.cpu();
   std::vector<uint64_t> wanted = referencedPages(session, cpu);
 
@@ -315,7 +310,6 @@ Result<SliceResult> sliceTrace(const TraceReader& source, const std::string& out
   for (GuestImage& g : cut.header.images)
     if (!isElfImage(g)) g.bytes.clear();
 
-  SliceResult result;
   result.from = cut.from;
   result.to = cut.to;
   result.nonZeroPages = cut.initial.ram.pageCount();

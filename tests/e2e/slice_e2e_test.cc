@@ -255,6 +255,52 @@ TEST(SliceE2E, ASectorReadBeforeTheCutAndAgainAfterItTravelsInTheSlice) {
   for (const std::string& f : {source, slice, full}) fs::remove(f);
 }
 
+// A source recorded with stored snapshots (--snapshot-every) is replayed to
+// the cut from its last snapshot before it, not from step 0: the slice is
+// the same (it replays as the source over its range, and its initial state
+// and events equal those of a slice made replaying from step 0).
+TEST(SliceE2E, ASliceStartsFromTheSourcesLastSnapshotBeforeTheCut) {
+  const std::string source = testing::tempTracePath("snapshots");
+  CommandRun r = run(std::string(TTVM_BIN) +
+                     " record --backend emu --start-clock 1700000000 --timeout 120 "
+                     "--snapshot-every 1000000 -o " +
+                     source + " " + demoElf() + " > /dev/null");
+  auto reader = TraceReader::open(source);
+  ASSERT_TRUE(reader.ok()) << r.output;
+  ASSERT_GE(reader->snapshots().size(), 5u);
+  const uint64_t end = reader->end()->steps;
+  const SnapshotInfo& last = reader->snapshots().back();
+  ASSERT_LT(last.step + 2000, end);
+  const uint64_t from = last.step + (end - last.step) / 2;
+  const std::string a = testing::tempTracePath("from-snapshot");
+  const std::string b = testing::tempTracePath("from-zero");
+  SliceOptions o;
+  o.from = from;
+  auto viaSnapshot = sliceTrace(*reader, a, o);
+  ASSERT_TRUE(viaSnapshot.ok()) << viaSnapshot.error().message;
+  EXPECT_EQ(viaSnapshot->replayedFrom, last.step);
+  EXPECT_TRUE(viaSnapshot->checked);
+  o.useSnapshots = false;
+  auto viaZero = sliceTrace(*reader, b, o);
+  ASSERT_TRUE(viaZero.ok()) << viaZero.error().message;
+  EXPECT_EQ(viaZero->replayedFrom, 0u);
+  auto ra = TraceReader::open(a), rb = TraceReader::open(b);
+  ASSERT_TRUE(ra.ok() && rb.ok());
+  auto ia = ra->initialState(), ib = rb->initialState();
+  ASSERT_TRUE(ia.ok() && ib.ok());
+  EXPECT_EQ(ia->cpu, ib->cpu);
+  EXPECT_EQ(ia->deviceState, ib->deviceState);
+  EXPECT_EQ(ia->ram, ib->ram);
+  EXPECT_EQ(testing::allEvents(*ra), testing::allEvents(*rb));
+  expectReplaysAsSource(source, a, from, end);
+  CommandRun c = run(std::string(TTVM_BIN) + " slice " + source + " -o " + b + " --last 1000");
+  EXPECT_EQ(c.status, 0) << c.output;
+  EXPECT_NE(c.output.find("replayed from its snapshot at step " + std::to_string(last.step)),
+            std::string::npos)
+      << c.output;
+  for (const std::string& f : {source, a, b}) fs::remove(f);
+}
+
 // Self-contained: the trace alone, in an empty directory, with the guest
 // it was recorded from deleted, replays and verifies, and names the guest's
 // functions (its symbols travel in the trace).

@@ -19,9 +19,11 @@
 // recorder's tail re-execution.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <span>
@@ -49,6 +51,11 @@ using machine::RunOptions;
 using machine::SessionStop;
 using machine::SessionStopKind;
 using machine::toString;
+
+// The disk sectors `reader` logs (kDiskSector events) before `position`,
+// by (disk slot, LBA): what a replay started there has read already.
+using SectorTable = std::map<std::pair<unsigned, uint64_t>, std::array<uint8_t, kDiskSectorBytes>>;
+Result<SectorTable> sectorsLoggedBefore(const TraceReader& reader, machine::EventPosition position);
 
 class ReplaySession {
  public:
@@ -83,6 +90,13 @@ class ReplaySession {
 
   // The first divergence, with RIP, symbol and disassembly filled in.
   std::optional<machine::DivergenceReport> divergence() const;
+
+  // Moves this replay, still at its initial state, to the trace's stored
+  // snapshot `index` (a SNAP frame: CPU, every device and RAM at its step;
+  // a whole-machine trace): the events written after it come next, and the
+  // disk sectors logged before it are served from their events when the
+  // guest reads them again. What `ttvm slice` starts from instead of step 0.
+  Status startFromSnapshot(size_t index);
 
   // Restores a state the timeline saved (RAM is restored by the caller,
   // through ram() and cpu().notifyRamWritten()); `devices` is what
@@ -128,6 +142,7 @@ class ReplaySession {
   uint64_t endStep_ = 0;
   std::unique_ptr<machine::ReplayLoop> loop_;
   std::vector<uint64_t> initialPages_;
+  SectorTable sectorsBeforeStart_;  // startFromSnapshot's sectors logged before it
   bool runsDevices_ = false;
 };
 

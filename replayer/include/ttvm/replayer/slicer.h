@@ -5,7 +5,9 @@
 // source's step numbers, so every position, event and end state reads the
 // same in both files (a replay, a gdb session or a report of the slice names
 // the source's steps; the header's SliceOrigin says where it came from).
-//  - The state at `from` is the source replayed there: the CPU, every device
+//  - The state at `from` is the source replayed there (from its last stored
+//    snapshot at or before `from` where it has one: ReplaySession::
+//    startFromSnapshot, else from its first step): the CPU, every device
 //    (ReplaySession::saveDevices, the state a whole-machine trace's INIT
 //    holds) and RAM.
 //  - RAM: only the pages the CPU accesses over [from, to) (Cpu access
@@ -49,6 +51,7 @@ struct SliceOptions {
   std::optional<uint64_t> to;  // where it ends; nullopt: the source's end
   bool fullRam = false;        // every non-zero page, not only the accessed ones
   bool check = true;           // replay the slice and compare its end (see above)
+  bool useSnapshots = true;    // start the source's replay at its last snapshot before `from`
   const std::atomic<bool>* cancel = nullptr;
   // (what is being done, step reached) between replay slices.
   std::function<void(const char* phase, uint64_t step)> progress;
@@ -61,7 +64,8 @@ struct SliceResult {
   uint64_t nonZeroPages = 0;   // non-zero RAM pages of the source's machine at `from`
   bool partialRam = false;     // false: the full RAM (asked for, or the fallback)
   std::string fallbackReason;  // why the partial slice was replaced, if it was
-  uint64_t events = 0;         // events written
+  uint64_t replayedFrom = 0;  // where the source's replay started (a snapshot's step, or its first)
+  uint64_t events = 0;        // events written
   uint64_t sectorsReread = 0;  // disk sectors read before the cut, logged again in the slice
   uint64_t bytes = 0;          // the slice file's size
   bool checked = false;        // the check ran and agreed
