@@ -135,9 +135,9 @@ struct Block {
 class BlockCache {
  public:
   static constexpr unsigned kMaxBlockOps = 32;
-  static constexpr size_t kMaxOps = size_t{1} << 16;  // 64 Ki ops (~9 MiB)
-  static constexpr size_t kMaxBlocks = size_t{1} << 14;
-  static constexpr unsigned kIndexBits = 14;
+  static constexpr size_t kMaxOps = size_t{1} << 17;  // 128 Ki ops (~18 MiB)
+  static constexpr size_t kMaxBlocks = size_t{1} << 16;
+  static constexpr unsigned kIndexBits = 16;
   // Entries before a 64-bit block gets host code (CpuImpl::maybeCompile).
   static constexpr unsigned kCompileAfter = 4;
 
