@@ -15,12 +15,14 @@
 #include <cstring>
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include "cli_args.h"
 #include "commands.h"
 #include "disk_options.h"
 #include "serial_console.h"
 #include "ttvm/base/log.h"
+#include "ttvm/emulator/cpu_model.h"
 #include "ttvm/kvm/kvm.h"
 #include "ttvm/machine/devices/uart_16550.h"
 #include "ttvm/machine/disk_image.h"
@@ -64,6 +66,12 @@ constexpr const char* kUsage =
     "                        a guest that computes without exiting is stopped where\n"
     "                        a timer falls due (a stop point the replay finds by\n"
     "                        its state; --kvm-stop-points says so explicitly)\n"
+    "  --cpuid-hide LIST     clear these features from the guest's CPUID (the trace\n"
+    "                        keeps the model): tsc, rdtscp, rdrand, rdseed, rdpid,\n"
+    "                        comma-separated, or all. KVM lets a guest execute\n"
+    "                        these untrapped with host values a trace cannot hold;\n"
+    "                        a guest that checks CPUID then does without them\n"
+    "                        (docs/kvm-recording.md)\n"
     "  --backend B           auto | emu | kvm (default auto: KVM where /dev/kvm opens\n"
     "                        and shows the guest ttvm's CPUID, else the emulator;\n"
     "                        it says which). Under KVM events carry exit numbers and\n"
@@ -139,6 +147,29 @@ constexpr const char* kUsage =
     "      trace's footer says which)\n"
     "  74  the trace cannot be created or written (its readable prefix stays)\n"
     "  78  this host cannot provide what was asked (the KVM backend, the RAM)\n";
+
+// `model` without the features of LIST (--cpuid-hide: names of
+// hideableCpuidFeatures(), comma-separated, or "all").
+Result<CpuModel> hideCpuidFeatures(CpuModel model, std::string_view list) {
+  std::string names;
+  for (const CpuidFeature& f : hideableCpuidFeatures())
+    names += (names.empty() ? "" : ", ") + std::string(f.name);
+  if (list == "all") {
+    for (const CpuidFeature& f : hideableCpuidFeatures()) model = hideFeature(model, f);
+    return model;
+  }
+  for (size_t pos = 0; pos <= list.size();) {
+    const size_t comma = std::min(list.find(',', pos), list.size());
+    const std::string_view name = list.substr(pos, comma - pos);
+    const CpuidFeature* f = findCpuidFeature(name);
+    if (f == nullptr)
+      return makeError("'" + std::string(name) + "' is not a feature ttvm hides (" + names +
+                       ", or all)");
+    model = hideFeature(model, *f);
+    pos = comma + 1;
+  }
+  return model;
+}
 
 // --timeout and --start-clock become nanosecond counts in int64_t (2^63 ns is
 // about 292 years): the bounds keep them inside it.
@@ -238,13 +269,16 @@ void printSummary(const RecordResult& r, const TraceHeader& header, const machin
                  r.wallSeconds, rate);
     if (const auto* k = dynamic_cast<const KvmBackend*>(cpu); k != nullptr && verbose) {
       const KvmBackend::ExitCounts& c = k->exitCounts();
-      std::fprintf(stderr,
-                   "  kvm      %" PRIu64 " I/O, %" PRIu64 " MMIO, %" PRIu64 " HLT exits; %" PRIu64
-                   " interrupt windows, %" PRIu64 " kicks, %" PRIu64 " stop points (%" PRIu64
-                   " instructions stepped past a possible shadow), %" PRIu64
-                   " single-step traps after MMIO writes queued by ttvm\n",
-                   c.io, c.mmio, c.hlt, c.window, c.kicks, c.stops, c.shadowSteps, c.repairedTraps);
+      std::fprintf(
+          stderr,
+          "  kvm      %" PRIu64 " I/O, %" PRIu64 " MMIO, %" PRIu64 " MSR, %" PRIu64
+          " HLT exits; %" PRIu64 " interrupt windows, %" PRIu64 " kicks, %" PRIu64
+          " stop points (%" PRIu64 " instructions stepped past a possible shadow), %" PRIu64
+          " single-step traps after MMIO writes queued by ttvm\n",
+          c.io, c.mmio, c.msr, c.hlt, c.window, c.kicks, c.stops, c.shadowSteps, c.repairedTraps);
       std::fprintf(stderr, "  pmu      %s\n", k->pmuNote().c_str());
+      std::fprintf(stderr, "  msrs     %s\n", k->msrNote().c_str());
+      std::fprintf(stderr, "  tsc      %s\n", k->tscNote().c_str());
     }
   } else {
     double mips = r.wallSeconds > 0 ? static_cast<double>(e.steps) / r.wallSeconds / 1e6 : 0;
@@ -286,6 +320,7 @@ void printSummary(const RecordResult& r, const TraceHeader& header, const machin
 
 int cmdRecord(std::span<char* const> args) {
   std::string output, guestPath, append, initrd, serialInput, backend = "auto";
+  std::optional<std::string> cpuidHide;  // --cpuid-hide, applied to --cpu-model's model
   CpuEngine engine = CpuEngine::kReference;
   std::vector<DiskSpec> disks;
   bool noTrace = false, stopPoints = true, verbose = false, realtime = false, kernelOnly = false,
@@ -340,6 +375,9 @@ int cmdRecord(std::span<char* const> args) {
         std::fprintf(stderr, "ttvm record: --cpu-model '%s' %s\n", v, st.error().message.c_str());
         return kExitUsage;
       }
+    } else if (a == "--cpuid-hide") {
+      if (!(v = need(i, "--cpuid-hide"))) return kExitUsage;
+      cpuidHide = v;
     } else if (a == "--backend") {
       if (!(v = need(i, "--backend"))) return kExitUsage;
       backend = v;
@@ -456,6 +494,14 @@ int cmdRecord(std::span<char* const> args) {
   if (verbose) {
     const char* env = std::getenv("TTVM_LOG");
     setLogSpec(std::string("recorder=info") + (env != nullptr ? std::string(",") + env : ""));
+  }
+  if (cpuidHide) {
+    auto hidden = hideCpuidFeatures(cpuModel, *cpuidHide);
+    if (!hidden) {
+      std::fprintf(stderr, "ttvm record: --cpuid-hide: %s\n", hidden.error().message.c_str());
+      return kExitUsage;
+    }
+    cpuModel = std::move(*hidden);
   }
   if (backend != "auto" && backend != "emu" && backend != "kvm") {
     std::fprintf(stderr, "ttvm record: --backend '%s': use auto, emu or kvm\n", backend.c_str());

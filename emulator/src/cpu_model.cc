@@ -9,6 +9,16 @@ namespace ttvm {
 
 namespace {
 
+constexpr CpuidFeature kHideable[] = {
+    {"tsc", "RDTSC", 1, 0, 'd', 4},      {"rdtscp", "RDTSCP", 0x80000001u, 0, 'd', 27},
+    {"rdrand", "RDRAND", 1, 0, 'c', 30}, {"rdseed", "RDSEED", 7, 0, 'b', 18},
+    {"rdpid", "RDPID", 7, 0, 'c', 22},
+};
+
+uint32_t& reg(CpuidLeaf& l, char r) {
+  return r == 'a' ? l.eax : r == 'b' ? l.ebx : r == 'c' ? l.ecx : l.edx;
+}
+
 uint32_t str4(const char* s) {
   uint32_t v = 0;
   std::memcpy(&v, s, 4);
@@ -49,6 +59,33 @@ CpuidLeaf CpuModel::lookup(uint32_t leaf, uint32_t subleaf) const {
   zero.leaf = leaf;
   zero.subleaf = subleaf;
   return zero;
+}
+
+std::span<const CpuidFeature> hideableCpuidFeatures() {
+  return kHideable;
+}
+
+const CpuidFeature* findCpuidFeature(std::string_view name) {
+  for (const CpuidFeature& f : kHideable)
+    if (name == f.name) return &f;
+  return nullptr;
+}
+
+bool showsFeature(const CpuModel& model, const CpuidFeature& f) {
+  CpuidLeaf l = model.lookup(f.leaf, f.subleaf);
+  // lookup() answers a leaf above the maximum with another leaf's values:
+  // the feature is not there.
+  if (l.leaf != f.leaf) return false;
+  return (reg(l, f.reg) >> f.bit) & 1;
+}
+
+CpuModel hideFeature(CpuModel model, const CpuidFeature& f) {
+  if (!showsFeature(model, f)) return model;
+  for (CpuidLeaf& l : model.cpuid)
+    if (l.leaf == f.leaf && (!l.subleafSignificant || l.subleaf == f.subleaf))
+      reg(l, f.reg) &= ~(1u << f.bit);
+  model.name += std::string(" -") + f.name;
+  return model;
 }
 
 CpuModel CpuModel::ttvmDefault() {

@@ -138,6 +138,9 @@ Result<Kvm> Kvm::open(const std::string& path) {
   KvmCapabilities caps;
   caps.xsave = ::ioctl(fd, KVM_CHECK_EXTENSION, KVM_CAP_XSAVE) > 0;
   caps.xcrs = ::ioctl(fd, KVM_CHECK_EXTENSION, KVM_CAP_XCRS) > 0;
+  caps.userSpaceMsr = ::ioctl(fd, KVM_CHECK_EXTENSION, KVM_CAP_X86_USER_SPACE_MSR) > 0 &&
+                      ::ioctl(fd, KVM_CHECK_EXTENSION, KVM_CAP_X86_MSR_FILTER) > 0;
+  caps.tscControl = ::ioctl(fd, KVM_CHECK_EXTENSION, KVM_CAP_TSC_CONTROL) > 0;
   return Kvm(std::move(kvm), path, size_t(mapSize), caps);
 }
 
@@ -256,6 +259,23 @@ Status Vm::takeDirtyLog(uint32_t slot, std::span<uint64_t> bitmap) {
   if (::ioctl(fd_.get(), KVM_GET_DIRTY_LOG, &d) < 0)
     return makeError("KVM_GET_DIRTY_LOG (slot " + std::to_string(slot) +
                      ") failed: " + errnoText(errno));
+  return {};
+}
+
+Status Vm::msrsToUserSpace() {
+  if (!caps_.userSpaceMsr)
+    return makeError(
+        "this KVM cannot send MSR accesses to user space (KVM_CAP_X86_USER_SPACE_MSR and "
+        "KVM_CAP_X86_MSR_FILTER, Linux 5.10+)");
+  kvm_enable_cap cap{};
+  cap.cap = KVM_CAP_X86_USER_SPACE_MSR;
+  cap.args[0] =
+      KVM_MSR_EXIT_REASON_INVAL | KVM_MSR_EXIT_REASON_UNKNOWN | KVM_MSR_EXIT_REASON_FILTER;
+  if (::ioctl(fd_.get(), KVM_ENABLE_CAP, &cap) < 0)
+    return ioctlError("KVM_ENABLE_CAP (KVM_CAP_X86_USER_SPACE_MSR)", errno);
+  const KvmMsrFilter filter(inKernelMsrs());
+  if (::ioctl(fd_.get(), KVM_X86_SET_MSR_FILTER, &filter.get()) < 0)
+    return ioctlError("KVM_X86_SET_MSR_FILTER", errno);
   return {};
 }
 
@@ -495,7 +515,8 @@ VcpuExit Vcpu::noteExit(VcpuExit e) {
   if (e.kind == ExitKind::kHlt) halted_ = true;
   if (singleStep_) {
     if (e.kind == ExitKind::kDebug) stepRip_ = e.debug.pc;
-    completionPending_ = e.kind == ExitKind::kIo || e.kind == ExitKind::kMmio;
+    completionPending_ =
+        e.kind == ExitKind::kIo || e.kind == ExitKind::kMmio || e.kind == ExitKind::kMsr;
   }
   return e;
 }
@@ -612,6 +633,10 @@ uint64_t Vcpu::exitCr8() const {
   return run_->cr8;
 }
 
+void Vcpu::setEntryCr8(uint64_t cr8) {
+  run_->cr8 = cr8;
+}
+
 uint64_t Vcpu::exitApicBase() const {
   return run_->apic_base;
 }
@@ -624,6 +649,41 @@ Result<std::optional<VcpuExit>> Vcpu::completeExit() {
   if (rc == 0) return std::optional<VcpuExit>(noteExit(decodeExit(*run_, mapSize_)));
   if (err != EINTR) return ioctlError("KVM_RUN (completing an exit)", err);
   return std::optional<VcpuExit>();
+}
+
+void Vcpu::answerMsr(std::optional<uint64_t> value) {
+  answerMsrExit(*run_, value);
+}
+
+Status Vcpu::setTscKhz(uint32_t khz) {
+  if (::ioctl(fd_.get(), KVM_SET_TSC_KHZ, static_cast<unsigned long>(khz)) < 0)
+    return makeError("KVM_SET_TSC_KHZ " + std::to_string(khz) + " failed: " + errnoText(errno));
+  return {};
+}
+
+Result<uint32_t> Vcpu::tscKhz() const {
+  const int khz = ::ioctl(fd_.get(), KVM_GET_TSC_KHZ, 0);
+  if (khz < 0) return ioctlError("KVM_GET_TSC_KHZ", errno);
+  return uint32_t(khz);
+}
+
+Result<uint64_t> Vcpu::guestTsc() const {
+  MsrBlock m(1);
+  m.head()->nmsrs = 1;
+  m.entries()[0].index = 0x10;
+  if (::ioctl(fd_.get(), kGetMsrs, m.head()) != 1)
+    return ioctlError("KVM_GET_MSRS (IA32_TSC)", errno);
+  return uint64_t(m.entries()[0].data);
+}
+
+Status Vcpu::setGuestTsc(uint64_t value) {
+  MsrBlock m(1);
+  m.head()->nmsrs = 1;
+  m.entries()[0].index = 0x10;
+  m.entries()[0].data = value;
+  if (::ioctl(fd_.get(), kSetMsrs, m.head()) != 1)
+    return ioctlError("KVM_SET_MSRS (IA32_TSC)", errno);
+  return {};
 }
 
 void Vcpu::prepareKick() {

@@ -411,9 +411,71 @@ VcpuExit decodeExit(kvm_run& run, size_t mapSize) {
       break;
     case KVM_EXIT_INTR: e.kind = ExitKind::kInterrupted; break;
     case KVM_EXIT_IRQ_WINDOW_OPEN: e.kind = ExitKind::kIrqWindowOpen; break;
+    case KVM_EXIT_X86_RDMSR:
+    case KVM_EXIT_X86_WRMSR:
+      e.kind = ExitKind::kMsr;
+      e.msr.index = run.msr.index;
+      e.msr.write = run.exit_reason == KVM_EXIT_X86_WRMSR;
+      e.msr.value = e.msr.write ? run.msr.data : 0;
+      e.msr.reason = run.msr.reason;
+      break;
     default: e.kind = ExitKind::kOther; break;
   }
   return e;
+}
+
+void answerMsrExit(kvm_run& run, std::optional<uint64_t> value) {
+  run.msr.error = value ? 0 : 1;
+  if (value && run.exit_reason == KVM_EXIT_X86_RDMSR) run.msr.data = *value;
+}
+
+// The MSRs whose accesses stay in the kernel: KVM keeps them as architectural
+// state that ttvm loads and reads back (kOwnedMsrs, EFER and the APIC base
+// in kvm_sregs, FS/GS base in the segments), and handles them as the model
+// does. IA32_TSC is written in the kernel (KVM moves its TSC offset and
+// IA32_TSC_ADJUST with it) but read in user space.
+constexpr MsrFilterRange kInKernelMsrs[] = {
+    {0x10, 1, false, true},       // IA32_TSC: write only
+    {0x1B, 1, true, true},        // IA32_APIC_BASE
+    {0x3B, 1, true, true},        // IA32_TSC_ADJUST
+    {0x174, 3, true, true},       // IA32_SYSENTER_CS/ESP/EIP
+    {0x1A0, 1, true, true},       // IA32_MISC_ENABLE
+    {0x277, 1, true, true},       // IA32_PAT
+    {0xC0000080, 5, true, true},  // EFER, STAR, LSTAR, CSTAR, SFMASK
+    {0xC0000100, 4, true, true},  // FS_BASE, GS_BASE, KERNEL_GS_BASE, TSC_AUX
+};
+
+std::span<const MsrFilterRange> inKernelMsrs() {
+  return kInKernelMsrs;
+}
+
+KvmMsrFilter::KvmMsrFilter(std::span<const MsrFilterRange> allowed) {
+  TTVM_ASSERT(allowed.size() <= KVM_MSR_FILTER_MAX_RANGES, "too many MSR filter ranges");
+  filter_.flags = KVM_MSR_FILTER_DEFAULT_DENY;
+  bitmaps_.reserve(allowed.size());
+  for (size_t i = 0; i < allowed.size(); ++i) {
+    const MsrFilterRange& a = allowed[i];
+    // One bit per MSR, 1 = allowed (handled by KVM); every MSR of the range is.
+    bitmaps_.emplace_back((a.count + 7) / 8, uint8_t{0});
+    for (uint32_t k = 0; k < a.count; ++k) bitmaps_.back()[k / 8] |= uint8_t(1u << (k % 8));
+    kvm_msr_filter_range& r = filter_.ranges[i];
+    r.flags = (a.read ? KVM_MSR_FILTER_READ : 0) | (a.write ? KVM_MSR_FILTER_WRITE : 0);
+    r.nmsrs = a.count;
+    r.base = a.base;
+    r.bitmap = bitmaps_.back().data();
+  }
+}
+
+bool msrFilterAllows(const kvm_msr_filter& f, uint32_t index, bool write) {
+  // x2APIC MSRs are never filtered (KVM's kvm_msr_allowed).
+  if (index >= 0x800 && index <= 0x8FF) return true;
+  const uint32_t type = write ? KVM_MSR_FILTER_WRITE : KVM_MSR_FILTER_READ;
+  for (const kvm_msr_filter_range& r : f.ranges) {
+    if (r.bitmap == nullptr || !(r.flags & type)) continue;
+    if (index >= r.base && index - r.base < r.nmsrs)
+      return (r.bitmap[(index - r.base) / 8] >> ((index - r.base) % 8)) & 1;
+  }
+  return !(f.flags & KVM_MSR_FILTER_DEFAULT_DENY);
 }
 
 std::string describe(const VcpuExit& e) {
@@ -439,6 +501,13 @@ std::string describe(const VcpuExit& e) {
              std::to_string(e.failEntry.cpu);
     case ExitKind::kInterrupted: return "interrupted (kick)";
     case ExitKind::kIrqWindowOpen: return "interrupt window open";
+    case ExitKind::kMsr:
+      return std::string(e.msr.write ? "wrmsr " : "rdmsr ") + hex(e.msr.index) +
+             (e.msr.write ? " value " + hex(e.msr.value) : std::string()) + " (" +
+             (e.msr.reason == KVM_MSR_EXIT_REASON_FILTER    ? "filter"
+              : e.msr.reason == KVM_MSR_EXIT_REASON_UNKNOWN ? "unknown to KVM"
+                                                            : "refused by KVM") +
+             ")";
     case ExitKind::kOther: return "exit reason " + std::to_string(e.rawReason);
   }
   return "exit reason " + std::to_string(e.rawReason);

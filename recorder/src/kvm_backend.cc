@@ -35,6 +35,35 @@ void storeLe(std::span<uint8_t> bytes, uint64_t v) {
   std::memcpy(bytes.data(), &v, std::min<size_t>(bytes.size(), 8));
 }
 
+// serveMsr's environment: an emulated RDMSR or WRMSR reaches the machine
+// for its MSRs and the TSC, and nothing else can happen in that one step.
+class MsrEnvironment final : public Environment {
+ public:
+  explicit MsrEnvironment(Environment& env) : env_(env) {}
+  uint32_t portIn(uint16_t, unsigned) override { return unexpected("a port read"), 0; }
+  void portOut(uint16_t, unsigned, uint32_t) override { unexpected("a port write"); }
+  uint64_t mmioRead(uint64_t, unsigned) override { return unexpected("an MMIO read"), 0; }
+  void mmioWrite(uint64_t, unsigned, uint64_t) override { unexpected("an MMIO write"); }
+  uint64_t readTsc() override { return env_.readTsc(); }
+  std::optional<uint64_t> readRandom(unsigned) override {
+    unexpected("RDRAND");
+    return std::nullopt;
+  }
+  std::optional<uint64_t> readMsr(uint32_t index) override { return env_.readMsr(index); }
+  bool writeMsr(uint32_t index, uint64_t value) override { return env_.writeMsr(index, value); }
+  bool interruptPending() override { return false; }
+  uint8_t acknowledgeInterrupt() override { return unexpected("an interrupt"), 0; }
+  bool nmiPending() override { return false; }
+  void acknowledgeNmi() override { unexpected("an NMI"); }
+  bool stopRequested() override { return false; }
+
+ private:
+  static void unexpected(const char* what) {
+    TTVM_ASSERT(false, "an emulated RDMSR/WRMSR made ", what);
+  }
+  Environment& env_;
+};
+
 }  // namespace
 
 bool mayFollowShadowOpener(std::span<const uint8_t> before, CpuMode mode) {
@@ -141,6 +170,20 @@ Result<std::unique_ptr<KvmBackend>> KvmBackend::create(const kvm::Kvm& kvm, cons
   TTVM_TRY(vcpu->setCpuid(model));
   std::unique_ptr<KvmBackend> b(
       new KvmBackend(std::move(*vm), std::move(*vcpu), model, std::move(memory), env));
+  // MSRs KVM would answer from its own defaults or the host come to ttvm.
+  if (Status st = b->vm_.msrsToUserSpace(); st.ok())
+    b->msrNote_ = "answered by ttvm's model, but the state MSRs KVM keeps";
+  else
+    b->msrNote_ = "answered by KVM (" + st.error().message + ")";
+  // The TSC runs at the model's frequency where KVM can make it.
+  const auto khz = uint32_t(model.tscFrequencyHz / 1000);
+  Status set = b->vcpu_.setTscKhz(khz);
+  auto now = b->vcpu_.tscKhz();
+  b->tscNote_ =
+      (now ? std::to_string(*now) + " kHz" : "unknown rate (" + now.error().message + ")") +
+      (set.ok() ? std::string(", set to the model's")
+                : ", the host's (" + set.error().message + ")") +
+      "; RDTSC reads it without an exit";
   b->slots_ = std::move(*slots);
   b->stopPoints_ = stopPoints;
   // Stop points are found by state; an exact branch count would locate
@@ -304,6 +347,55 @@ Status KvmBackend::offerEvents() {
   return {};
 }
 
+Status KvmBackend::serveMsr(const kvm::VcpuExit& e) {
+  ++counts_.msr;
+  exitPending_ = true;
+  // KVM's state at the instruction (RIP on the RDMSR/WRMSR), run one step
+  // in the emulator with nothing else able to happen: no trap, breakpoint
+  // or interrupt.
+  auto s = vcpu_.state();
+  if (!s) return s.error();
+  // The machine reads the CPU's registers it depends on (the APIC base:
+  // x2APIC mode, set by a WRMSR KVM kept) from state(): bring it up to date.
+  const uint64_t steps = state_.steps;
+  normalizeSvmSegments(*s, state_);
+  state_ = std::move(*s);
+  state_.steps = steps;
+  state_.pending.halted = halted_;
+  CpuState at = state_;
+  at.rflags &= ~(flags::kTF | flags::kRF);
+  at.dr7 = 0x400;
+  at.pending = {};
+  if (!msrCpu_) {
+    msrEnv_ = std::make_unique<MsrEnvironment>(env_);
+    msrCpu_ = std::make_unique<Cpu>(model_, memory_, *msrEnv_);
+  }
+  msrCpu_->setState(at);
+  const StepResult r = msrCpu_->step();
+  const CpuState& after = msrCpu_->state();
+  std::optional<uint64_t> answer;
+  if (r.outcome == StepOutcome::kRetired) {
+    answer = e.msr.write
+                 ? 0
+                 : (after.reg(Gpr::kRdx) & 0xFFFFFFFF) << 32 | (after.reg(Gpr::kRax) & 0xFFFFFFFF);
+    // What an accepted WRMSR changed beside the machine: CR8 (the x2APIC
+    // TPR) goes in at the next entry; the MSRs KVM keeps never come here.
+    if (e.msr.write && after.cr8 != at.cr8) vcpu_.setEntryCr8(after.cr8);
+    if (e.msr.write && !(after.msr == at.msr))
+      return makeError("WRMSR " + hex(e.msr.index) + " = " + hex(e.msr.value) +
+                       " changed CPU state KVM keeps, which KVM refused");
+  } else if (!(r.outcome == StepOutcome::kException && r.vector == 13)) {
+    return makeError("answering " + kvm::describe(e) + " at rip " + hex(at.rip) +
+                     ", the emulator's step ended with outcome " + std::to_string(int(r.outcome)) +
+                     " vector " + std::to_string(r.vector));
+  }
+  TTVM_LOG("kvm", kDebug,
+           kvm::describe(e) << " at rip " << hex(at.rip) << ": "
+                            << (answer ? hex(*answer) : std::string("#GP")));
+  vcpu_.answerMsr(answer);
+  return {};
+}
+
 void KvmBackend::serve(const kvm::VcpuExit& e) {
   if (e.kind == kvm::ExitKind::kIo) {
     const kvm::IoExit& io = e.io;
@@ -429,6 +521,11 @@ StepResult KvmBackend::runUntil(uint64_t end, std::chrono::steady_clock::time_po
         if (e.kind == kvm::ExitKind::kMmio && e.mmio.write) {
           if (Status st = deliverLostSingleStep(); !st.ok()) return fail(st.error().message);
         }
+        break;
+      case kvm::ExitKind::kMsr:
+        ++state_.steps;
+        if (Status st = serveMsr(e); !st.ok()) return fail(st.error().message);
+        offerDue_ = true;
         break;
       case kvm::ExitKind::kHlt:
         ++state_.steps;
@@ -558,6 +655,11 @@ StepResult KvmBackend::stepInstruction(bool offer) {
       case kvm::ExitKind::kMmio:
         ++state_.steps;
         serve(*r);
+        offerDue_ = true;
+        break;
+      case kvm::ExitKind::kMsr:
+        ++state_.steps;
+        if (Status st = serveMsr(*r); !st.ok()) return fail(st.error().message);
         offerDue_ = true;
         break;
       case kvm::ExitKind::kDebug: done = true; break;

@@ -18,15 +18,18 @@ namespace {
 
 constexpr uint64_t kPage = 4096;
 
-// One port or MMIO access the reference made, with its value.
+// One port or MMIO access the reference made, with its value, or a WRMSR
+// of a machine-owned MSR KVM sent to user space (address = the MSR).
 struct Access {
-  enum class Kind : uint8_t { kPortIn, kPortOut, kMmioRead, kMmioWrite };
+  enum class Kind : uint8_t { kPortIn, kPortOut, kMmioRead, kMmioWrite, kMsrWrite };
   Kind kind = Kind::kPortIn;
   uint64_t address = 0;
   unsigned size = 0;
   uint64_t value = 0;
+  bool accepted = true;  // kMsrWrite: the machine took it
   bool sameRequest(const Access& o) const {
-    const bool write = kind == Kind::kPortOut || kind == Kind::kMmioWrite;
+    const bool write =
+        kind == Kind::kPortOut || kind == Kind::kMmioWrite || kind == Kind::kMsrWrite;
     return kind == o.kind && address == o.address && size == o.size && (!write || value == o.value);
   }
 };
@@ -35,10 +38,12 @@ std::string describe(const Access& a) {
   const char* what = a.kind == Access::Kind::kPortIn     ? "port read"
                      : a.kind == Access::Kind::kPortOut  ? "port write"
                      : a.kind == Access::Kind::kMmioRead ? "MMIO read"
+                     : a.kind == Access::Kind::kMsrWrite ? "WRMSR"
                                                          : "MMIO write";
   std::string s =
       std::string(what) + " of " + std::to_string(a.size) + " bytes at " + hex(a.address);
-  if (a.kind == Access::Kind::kPortOut || a.kind == Access::Kind::kMmioWrite)
+  if (a.kind == Access::Kind::kPortOut || a.kind == Access::Kind::kMmioWrite ||
+      a.kind == Access::Kind::kMsrWrite)
     s += " (value " + hex(a.value) + ")";
   return s;
 }
@@ -69,7 +74,13 @@ class ReferenceEnvironment final : public Environment {
   uint64_t readTsc() override { return m_.readTsc(); }
   std::optional<uint64_t> readRandom(unsigned size) override { return m_.readRandom(size); }
   std::optional<uint64_t> readMsr(uint32_t index) override { return m_.readMsr(index); }
-  bool writeMsr(uint32_t index, uint64_t value) override { return m_.writeMsr(index, value); }
+  // KVM's WRMSR of a machine-owned MSR (an MSR exit, KvmBackend::serveMsr):
+  // the machine takes it once, here.
+  bool writeMsr(uint32_t index, uint64_t value) override {
+    const bool ok = m_.writeMsr(index, value);
+    queue_.push_back({Access::Kind::kMsrWrite, index, 8, value, ok});
+    return ok;
+  }
   bool interruptPending() override { return false; }
   uint8_t acknowledgeInterrupt() override {
     TTVM_ASSERT(false, "lockstep's reference acknowledged an interrupt it was not offered");
@@ -118,7 +129,17 @@ class FollowerEnvironment final : public Environment {
     return std::nullopt;
   }
   std::optional<uint64_t> readMsr(uint32_t) override { return edxEax(); }
-  bool writeMsr(uint32_t index, uint64_t value) override { return m_.writeMsr(index, value); }
+  // Where KVM sent the WRMSR to user space the machine already has it;
+  // where it handled it in the kernel (a KVM without MSR exits) the
+  // emulator's write goes to the machine.
+  bool writeMsr(uint32_t index, uint64_t value) override {
+    if (!queue_.empty() && queue_.front().kind == Access::Kind::kMsrWrite) {
+      const bool ok = queue_.front().accepted;
+      take({Access::Kind::kMsrWrite, index, 8, value});
+      return ok;
+    }
+    return m_.writeMsr(index, value);
+  }
   bool interruptPending() override { return false; }
   uint8_t acknowledgeInterrupt() override {
     TTVM_ASSERT(false, "lockstep's follower acknowledged an interrupt it was not offered");

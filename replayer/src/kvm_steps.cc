@@ -6,6 +6,7 @@
 #include <cstring>
 #include <memory>
 #include <optional>
+#include <string_view>
 #include <vector>
 
 #include "ttvm/base/hex.h"
@@ -25,13 +26,37 @@ namespace {
 // exited has diverged; this bounds how long that takes to say).
 constexpr uint64_t kMaxStepsBetweenEvents = 200'000'000;
 
+// The disassembly of the instruction at `rip` in the CPU's current mode.
+std::string instructionAt(const Cpu& cpu, uint64_t rip) {
+  const CpuState& s = cpu.state();
+  const uint64_t lin =
+      cpuMode(s) == CpuMode::kLong64 ? rip : (s.segment(SegReg::kCs).base + rip) & 0xFFFFFFFFull;
+  std::string text = "(unmapped)";
+  std::vector<uint8_t> bytes(15);
+  for (size_t n = 15; n > 0; --n) {
+    bytes.resize(n);
+    if (cpu.readLinear(lin, bytes)) {
+      Disassembly d = disassemble(bytes, cpuMode(s), rip);
+      text = d.length != 0 ? d.text : "(bad instruction)";
+      break;
+    }
+  }
+  return text;
+}
+
 // Answers the emulator from the KVM trace's events in order and stamps each
 // with the step it is consumed at.
 class ExitOrderEnvironment final : public Environment {
  public:
+  // An input the guest read without an exit (see unrecordedKind()).
+  enum class Unrecorded : uint8_t { kNone, kTsc, kRandom, kMsrRead, kMsrWrite };
   explicit ExitOrderEnvironment(const std::vector<TraceEvent>& events) : events_(events) {}
-  // The CPU whose step count stamps the events.
-  void bindCpu(const CpuState* cpu) { cpu_ = cpu; }
+  // The CPU whose step count stamps the events (and whose instruction
+  // tells an RDMSR of IA32_TSC from RDTSC).
+  void bindCpu(const Cpu* cpu) {
+    cpu_ = &cpu->state();
+    emulator_ = cpu;
+  }
 
   uint32_t portIn(uint16_t port, unsigned size) override {
     const TraceEvent* e = take(EventKind::kPortIn, port, size, std::nullopt, "in");
@@ -47,20 +72,46 @@ class ExitOrderEnvironment final : public Environment {
   void mmioWrite(uint64_t addr, unsigned size, uint64_t value) override {
     take(EventKind::kMmioWrite, addr, size, value, "mmio write");
   }
+  // What KVM let the guest read without an exit is not in the trace: the
+  // replay stops at the instruction (assignSteps names it).
+  // RDMSR of IA32_TSC and of the machine's MSRs, and their WRMSRs, left
+  // KVM (KvmBackend::serveMsr) and are in the trace in order; RDTSC never
+  // is. Where the trace does not have the access next (a trace recorded
+  // where KVM answered MSRs itself, or a divergence), it is unrecorded.
   uint64_t readTsc() override {
-    notInTrace("RDTSC (the TSC: KVM lets the guest read the host's, untrapped)");
+    const TraceEvent* e = peek();
+    if (problem_.empty() && e != nullptr && e->kind == EventKind::kRdtsc &&
+        instructionAt(*emulator_, cpu_->rip).starts_with("rdmsr")) {
+      stamp(*e);
+      ++next_;
+      return e->value;
+    }
+    unrecorded(Unrecorded::kTsc);
     return 0;
   }
   std::optional<uint64_t> readRandom(unsigned) override {
-    notInTrace("RDRAND/RDSEED (KVM lets the guest read the host's generator, untrapped)");
+    unrecorded(Unrecorded::kRandom);
     return std::nullopt;
   }
   std::optional<uint64_t> readMsr(uint32_t index) override {
-    notInTrace("RDMSR " + hex(index) + " (KVM answered it in the kernel)");
+    const TraceEvent* e = peek();
+    if (problem_.empty() && e != nullptr && e->kind == EventKind::kMsrRead && e->address == index) {
+      stamp(*e);
+      ++next_;
+      return e->value;
+    }
+    unrecorded(Unrecorded::kMsrRead, index);
     return std::nullopt;
   }
-  bool writeMsr(uint32_t index, uint64_t) override {
-    notInTrace("WRMSR " + hex(index) + " (KVM took it in the kernel)");
+  bool writeMsr(uint32_t index, uint64_t value) override {
+    const TraceEvent* e = peek();
+    if (problem_.empty() && e != nullptr && e->kind == EventKind::kMsrWrite &&
+        e->address == index && e->value == value) {
+      stamp(*e);
+      ++next_;
+      return (e->flags & TraceEvent::kFlagOk) != 0;
+    }
+    unrecorded(Unrecorded::kMsrWrite, index);
     return false;
   }
   bool interruptPending() override { return nextIs(EventKind::kInterrupt); }
@@ -100,6 +151,10 @@ class ExitOrderEnvironment final : public Environment {
   }
   const std::vector<TraceEvent>& stamped() const { return out_; }
   const std::string& problem() const { return problem_; }
+  // Set when the problem is an input KVM did not trap (the instruction
+  // asked for it), with the MSR index for kMsrRead/kMsrWrite.
+  Unrecorded unrecordedKind() const { return unrecorded_; }
+  uint32_t unrecordedMsr() const { return unrecordedMsr_; }
 
  private:
   bool nextIs(EventKind k) const {
@@ -131,37 +186,61 @@ class ExitOrderEnvironment final : public Environment {
     stamp(*e);
     return e;
   }
-  void notInTrace(const std::string& what) {
-    if (problem_.empty())
-      problem_ = "the guest executed " + what + ", which a KVM trace does not hold";
+  void unrecorded(Unrecorded kind, uint32_t msr = 0) {
+    if (!problem_.empty()) return;
+    problem_ = "an input KVM did not trap";
+    unrecorded_ = kind;
+    unrecordedMsr_ = msr;
   }
 
   const std::vector<TraceEvent>& events_;
   const CpuState* cpu_ = nullptr;
+  const Cpu* emulator_ = nullptr;
   size_t next_ = 0;
   std::vector<TraceEvent> out_;
   std::string problem_;
+  Unrecorded unrecorded_ = Unrecorded::kNone;
+  uint32_t unrecordedMsr_ = 0;
 };
 
 // "step S, rip R: disassembly" for the instruction at `rip` (default: the
 // CPU's next one).
 std::string where(const Cpu& cpu, std::optional<uint64_t> at = std::nullopt,
                   std::optional<uint64_t> step = std::nullopt) {
-  const CpuState& s = cpu.state();
-  const uint64_t rip = at.value_or(s.rip);
-  const uint64_t lin =
-      cpuMode(s) == CpuMode::kLong64 ? rip : (s.segment(SegReg::kCs).base + rip) & 0xFFFFFFFFull;
-  std::string text = "(unmapped)";
-  std::vector<uint8_t> bytes(15);
-  for (size_t n = 15; n > 0; --n) {
-    bytes.resize(n);
-    if (cpu.readLinear(lin, bytes)) {
-      Disassembly d = disassemble(bytes, cpuMode(s), rip);
-      text = d.length != 0 ? d.text : "(bad instruction)";
-      break;
-    }
+  const uint64_t rip = at.value_or(cpu.state().rip);
+  return "step " + std::to_string(step.value_or(cpu.state().steps)) + ", rip " + hex(rip) + ": " +
+         instructionAt(cpu, rip);
+}
+
+// Why the value an instruction read is not in a KVM trace, from what it is
+// (`mnemonic`, the disassembly's first word), what it asked the
+// environment for, and whether the trace's CPU model showed its feature.
+std::string whyUnrecorded(const CpuModel& model, std::string_view mnemonic,
+                          ExitOrderEnvironment::Unrecorded kind, uint32_t msr) {
+  using U = ExitOrderEnvironment::Unrecorded;
+  auto hidden = [&](const char* feature) {
+    return !showsFeature(model, *findCpuidFeature(feature));
+  };
+  if (mnemonic == "rdtsc")
+    return hidden("tsc") ? "CPUID hid the TSC; the guest executed it anyway"
+                         : "KVM lets the guest read the host's TSC without an exit";
+  if (mnemonic == "rdtscp")  // shown (hidden, the emulator raises #UD)
+    return "KVM lets the guest read the host's TSC without an exit";
+  if (mnemonic == "rdrand" || mnemonic == "rdseed") {
+    const char* feature = mnemonic == "rdrand" ? "rdrand" : "rdseed";
+    const char* name = mnemonic == "rdrand" ? "RDRAND" : "RDSEED";
+    return hidden(feature) ? std::string("CPUID hid ") + name + "; the guest executed it anyway"
+                           : "KVM lets the guest read the host's generator without an exit";
   }
-  return "step " + std::to_string(step.value_or(s.steps)) + ", rip " + hex(rip) + ": " + text;
+  if (kind == U::kTsc && mnemonic == "rdmsr")
+    return "KVM answered RDMSR of IA32_TSC in the kernel, from the host's TSC";
+  if (kind == U::kTsc) return "a write of IA32_TSC depends on the host's TSC when it happened";
+  if (kind == U::kMsrRead || kind == U::kMsrWrite)
+    return std::string("the trace holds no ") + (kind == U::kMsrRead ? "RDMSR " : "WRMSR ") +
+           hex(msr) +
+           " here: KVM answered it in the kernel (a trace recorded without MSR "
+           "exits), or the replay took another path";
+  return "KVM did not trap it";
 }
 
 }  // namespace
@@ -197,8 +276,13 @@ Result<SteppedTrace> assignSteps(const TraceReader& kvmTrace, const std::string&
   ExitOrderEnvironment env(events);
   Cpu cpu(h.cpuModel, (*machine)->physicalMemory(), env);
   cpu.setState(start);
-  env.bindCpu(&cpu.state());
+  env.bindCpu(&cpu);
 
+  std::string hiddenNote;  // a hidden instruction the emulator refused (see below)
+  auto fail = [&](std::string message) {
+    if (!hiddenNote.empty()) message += "; before that, at " + hiddenNote;
+    return makeError(std::move(message));
+  };
   bool ended = false;
   uint64_t sinceEvent = 0;
   size_t consumed = 0;
@@ -250,32 +334,62 @@ Result<SteppedTrace> assignSteps(const TraceReader& kvmTrace, const std::string&
       if (!machine::isPassiveEvent(e->kind)) break;
       const bool end = e->kind == EventKind::kEndOfRun;
       if (!env.takePassive())
-        return makeError(kvmTrace.path() + ": at " + where(cpu) + ": " + env.problem());
+        return fail(kvmTrace.path() + ": at " + where(cpu) + ": " + env.problem());
       if (end) ended = true;
     }
     if (ended || env.peek() == nullptr) break;
     const uint64_t rip = cpu.state().rip, step = cpu.state().steps;
     const StepResult r = cpu.step();
+    if (hiddenNote.empty() &&
+        (r.outcome == StepOutcome::kException || r.outcome == StepOutcome::kTripleFault)) {
+      // #UD (or what its delivery became) for an instruction the model
+      // hides: RDTSCP without its CPUID bit
+      // (the emulator enforces it, as KVM on Intel and AMD hardware does),
+      // RDPID (never shown; not in the emulator). KVM on an AMD host lets
+      // the guest run RDPID anyway, and the nested VM's CPU runs a hidden
+      // RDTSCP: the replay goes on with the #UD, and names this instruction
+      // if it later leaves the trace's path.
+      const std::string text = instructionAt(cpu, rip);
+      const char* feature =
+          text.starts_with("rdtscp") && !showsFeature(h.cpuModel, *findCpuidFeature("rdtscp"))
+              ? "RDTSCP"
+          : text.starts_with("rdpid") ? "RDPID"
+                                      : nullptr;
+      if (feature != nullptr)
+        hiddenNote = "step " + std::to_string(step) + ": " + text + " at " + hex(rip) +
+                     ": the emulator raised #UD (CPUID hid " + feature +
+                     "); under KVM the guest may have executed it, reading " +
+                     (std::string(feature) == "RDPID" ? "IA32_TSC_AUX" : "the host's TSC") +
+                     ", which the trace does not hold";
+    }
+    if (env.unrecordedKind() != ExitOrderEnvironment::Unrecorded::kNone) {
+      // "step N: rdrand eax at 0x...: value not recorded under KVM (...)"
+      const std::string text = instructionAt(cpu, rip);
+      const std::string mnemonic = text.substr(0, text.find(' '));
+      return fail(kvmTrace.path() + ": step " + std::to_string(step) + ": " + text + " at " +
+                  hex(rip) + ": value not recorded under KVM (" +
+                  whyUnrecorded(h.cpuModel, mnemonic, env.unrecordedKind(), env.unrecordedMsr()) +
+                  ")");
+    }
     if (!env.problem().empty())
-      return makeError(kvmTrace.path() + ": assigning steps to the KVM trace's exits, at " +
-                       where(cpu, rip, step) + ": " + env.problem());
+      return fail(kvmTrace.path() + ": assigning steps to the KVM trace's exits, at " +
+                  where(cpu, rip, step) + ": " + env.problem());
     if (env.position() != consumed) {
       consumed = env.position();
       sinceEvent = 0;
     } else if (++sinceEvent > kMaxStepsBetweenEvents) {
-      return makeError(kvmTrace.path() + ": the emulator ran " +
-                       std::to_string(kMaxStepsBetweenEvents) +
-                       " steps without making the trace's next access (" +
-                       describeEvent(*env.peek()) + "), now at " + where(cpu));
+      return fail(kvmTrace.path() + ": the emulator ran " + std::to_string(kMaxStepsBetweenEvents) +
+                  " steps without making the trace's next access (" + describeEvent(*env.peek()) +
+                  "), now at " + where(cpu));
     }
     if (r.outcome == StepOutcome::kHalted && !env.interruptPending() && !env.nmiPending())
-      return makeError(kvmTrace.path() + ": the emulator halted at " + where(cpu) +
-                       " where the trace's next event is " + describeEvent(*env.peek()));
+      return fail(kvmTrace.path() + ": the emulator halted at " + where(cpu) +
+                  " where the trace's next event is " + describeEvent(*env.peek()));
     if (r.outcome == StepOutcome::kTripleFault) {
       const TraceEvent* e = env.peek();
       if (e == nullptr || !machine::isPassiveEvent(e->kind))
-        return makeError(kvmTrace.path() + ": the emulator triple-faulted at " + where(cpu) +
-                         " before the trace's " + describeEvent(*e));
+        return fail(kvmTrace.path() + ": the emulator triple-faulted at " + where(cpu) +
+                    " before the trace's " + describeEvent(*e));
     }
   }
 

@@ -79,6 +79,19 @@ TEST(UsageStatus, MissingAndMalformedValuesExit2NamingTheOption) {
 }
 
 // A step past the end is bad usage too, found once the trace is open.
+TEST(UsageStatus, RecordNamesACpuidFeatureItCannotHide) {
+  // ttvm record's usage status is 64 (sysexits.h); checked before GUEST is read.
+  Outcome r = ttvm("record --backend emu --cpuid-hide tsc,avx /no/such/guest.elf");
+  EXPECT_EQ(r.status, 64) << r.out;
+  EXPECT_NE(r.out.find("--cpuid-hide: 'avx' is not a feature ttvm hides (tsc, rdtscp, rdrand, "
+                       "rdseed, rdpid, or all)"),
+            std::string::npos)
+      << r.out;
+  r = ttvm("record --backend emu --cpuid-hide");
+  EXPECT_EQ(r.status, 64) << r.out;
+  EXPECT_NE(r.out.find("--cpuid-hide needs a value"), std::string::npos) << r.out;
+}
+
 TEST(UsageStatus, AStepPastTheEndExits2) {
   auto t = testing::buildScriptedTrace(testing::tempTracePath("usage"), {});
   ASSERT_TRUE(t.ok()) << t.error().message;

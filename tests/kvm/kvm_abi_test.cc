@@ -9,6 +9,7 @@
 #include <set>
 
 #include "test_states.h"
+#include "ttvm/base/hex.h"
 #include "ttvm/emulator/disassembler.h"
 
 namespace ttvm::kvm {
@@ -464,6 +465,100 @@ TEST(KvmExitDeathTest, IoDataOutsideTheMappingIsAKvmBug) {
   p.run().io.count = 1025;
   p.run().io.data_offset = 4096;
   EXPECT_DEATH(decodeExit(p.run(), sizeof p.bytes), "outside the 8192-byte kvm_run mapping");
+}
+
+TEST(KvmCpuid, AHiddenFeatureIsAbsentFromWhatKvmIsGiven) {
+  // --cpuid-hide all: KVM_SET_CPUID2 gets the model with the five bits
+  // clear, every other bit as the model has it.
+  CpuModel m = CpuModel::ttvmDefault();
+  for (const CpuidFeature& f : hideableCpuidFeatures()) m = hideFeature(m, f);
+  const std::vector<CpuidLeaf> back = fromKvmCpuid(toKvmCpuid(m));
+  EXPECT_EQ(back, m.cpuid);
+  CpuModel fromKvm = m;
+  fromKvm.cpuid = back;
+  for (const CpuidFeature& f : hideableCpuidFeatures())
+    EXPECT_FALSE(showsFeature(fromKvm, f)) << f.name;
+  const CpuidLeaf def1 = CpuModel::ttvmDefault().lookup(1, 0), l1 = fromKvm.lookup(1, 0);
+  EXPECT_EQ(l1.ecx, def1.ecx & ~(1u << 30));
+  EXPECT_EQ(l1.edx, def1.edx & ~(1u << 4));
+}
+
+TEST(KvmMsrFilter, OnlyTheStateMsrsStayInTheKernel) {
+  const KvmMsrFilter filter(inKernelMsrs());
+  const kvm_msr_filter& f = filter.get();
+  EXPECT_EQ(f.flags, uint32_t{KVM_MSR_FILTER_DEFAULT_DENY});
+  // Every MSR KVM loads and reads back as CPU state is KVM's, both ways:
+  // kOwnedMsrs, EFER and the APIC base, FS/GS base.
+  std::vector<uint32_t> state = {0xC0000080, 0x1B, 0xC0000100, 0xC0000101};
+  for (const OwnedMsr& m : kOwnedMsrs) state.push_back(m.index);
+  for (uint32_t i : state) {
+    EXPECT_TRUE(msrFilterAllows(f, i, false)) << hex(i);
+    EXPECT_TRUE(msrFilterAllows(f, i, true)) << hex(i);
+  }
+  // IA32_TSC: written in the kernel (KVM moves its offset), read by ttvm.
+  EXPECT_FALSE(msrFilterAllows(f, 0x10, false));
+  EXPECT_TRUE(msrFilterAllows(f, 0x10, true));
+  // What KVM answers from its own defaults or the host leaves it: the
+  // microcode revision, machine check, TSC deadline, the platform ID, and
+  // MSRs neither knows.
+  for (uint32_t i : {0x8Bu, 0x17u, 0x179u, 0x17Au, 0x6E0u, 0xCEu, 0xE7u, 0x3Au, 0x12345678u}) {
+    EXPECT_FALSE(msrFilterAllows(f, i, false)) << hex(i);
+    EXPECT_FALSE(msrFilterAllows(f, i, true)) << hex(i);
+  }
+  // Neighbours of the allowed ranges are not allowed (the bitmaps are exact).
+  for (uint32_t i :
+       {0x173u, 0x177u, 0x1Au, 0x1Cu, 0xC000007Fu, 0xC0000085u, 0xC00000FFu, 0xC0000104u})
+    EXPECT_FALSE(msrFilterAllows(f, i, false)) << hex(i);
+  // x2APIC MSRs are never filtered: without an in-kernel LAPIC KVM refuses
+  // them, and that exits too (reason INVAL).
+  EXPECT_TRUE(msrFilterAllows(f, 0x830, false));
+  // The layout KVM reads: a range per entry, its bitmap one bit per MSR.
+  size_t ranges = 0;
+  for (const kvm_msr_filter_range& r : f.ranges) {
+    if (r.bitmap == nullptr) {
+      EXPECT_EQ(r.nmsrs, 0u);
+      continue;
+    }
+    ++ranges;
+    EXPECT_NE(r.flags & (KVM_MSR_FILTER_READ | KVM_MSR_FILTER_WRITE), 0u);
+    for (uint32_t k = 0; k < r.nmsrs; ++k) EXPECT_TRUE((r.bitmap[k / 8] >> (k % 8)) & 1);
+  }
+  EXPECT_EQ(ranges, inKernelMsrs().size());
+  EXPECT_LE(ranges, size_t{KVM_MSR_FILTER_MAX_RANGES});
+}
+
+TEST(KvmExit, MsrReadsAndWritesAreAnsweredInTheRunPage) {
+  alignas(4096) static uint8_t page[4096];
+  std::memset(page, 0, sizeof page);
+  auto& run = *reinterpret_cast<kvm_run*>(page);
+  run.exit_reason = KVM_EXIT_X86_RDMSR;
+  run.msr.index = 0x8B;
+  run.msr.reason = KVM_MSR_EXIT_REASON_FILTER;
+  run.msr.data = 0xDEAD;  // whatever KVM left there: not a written value
+  VcpuExit e = decodeExit(run, sizeof page);
+  ASSERT_EQ(e.kind, ExitKind::kMsr);
+  EXPECT_FALSE(e.msr.write);
+  EXPECT_EQ(e.msr.index, 0x8Bu);
+  EXPECT_EQ(e.msr.value, 0u);
+  EXPECT_EQ(describe(e), "rdmsr 0x8b (filter)");
+  answerMsrExit(run, 0x2100000000ull);
+  EXPECT_EQ(run.msr.error, 0);
+  EXPECT_EQ(run.msr.data, 0x2100000000ull);
+  answerMsrExit(run, std::nullopt);  // #GP
+  EXPECT_EQ(run.msr.error, 1);
+
+  run.exit_reason = KVM_EXIT_X86_WRMSR;
+  run.msr.index = 0x830;
+  run.msr.reason = KVM_MSR_EXIT_REASON_INVAL;
+  run.msr.data = 0x4000000FEull;
+  e = decodeExit(run, sizeof page);
+  ASSERT_EQ(e.kind, ExitKind::kMsr);
+  EXPECT_TRUE(e.msr.write);
+  EXPECT_EQ(e.msr.value, 0x4000000FEull);
+  EXPECT_EQ(describe(e), "wrmsr 0x830 value 0x4000000fe (refused by KVM)");
+  answerMsrExit(run, 0);
+  EXPECT_EQ(run.msr.error, 0);
+  EXPECT_EQ(run.msr.data, 0x4000000FEull);  // a write's data is not touched
 }
 
 }  // namespace

@@ -18,6 +18,7 @@
 #include <utility>
 
 #include "scripted_trace_support.h"
+#include "ttvm/emulator/cpu_model.h"
 #include "ttvm/formats/trace_writer.h"
 #include "ttvm/machine/disk_image.h"
 #include "ttvm/machine/loader.h"
@@ -30,6 +31,20 @@ namespace ttvm {
 using ttvm::machine::DiskImage;
 using ttvm::machine::Machine;
 namespace {
+
+// Records `guest` on `m` until it ends through isa-debug-exit; the trace's path.
+std::string recordToExit(Machine& m, Result<machine::LoadedGuest> guest, const std::string& stem) {
+  EXPECT_TRUE(guest.ok()) << guest.error().message;
+  RecordOptions ro;
+  ro.tracePath = testing::tempTracePath(stem);
+  ro.ttvmVersion = "test";
+  RecordSession s(m, std::move(guest).value(), ro);
+  EXPECT_TRUE(s.start().ok());
+  auto r = s.run();
+  EXPECT_TRUE(r.ok());
+  EXPECT_EQ(r->end.reason, EndReason::kExitDevice);
+  return ro.tracePath;
+}
 
 // The IDE guest of disk_replay_test (port reads with the sectors' bytes,
 // polling loops, an exit through isa-debug-exit).
@@ -48,17 +63,7 @@ std::string recordOldMode() {
   (*m)->ports().setReportStream(nullptr);
   EXPECT_TRUE((*m)->setReplayedDevices({}).ok());
   EXPECT_TRUE((*m)->attachDisk(0, DiskImage::fromBytes("kvm_steps.img", disk)).ok());
-  auto guest = machine::loadBootDisk(**m);
-  EXPECT_TRUE(guest.ok());
-  RecordOptions ro;
-  ro.tracePath = testing::tempTracePath("kvm_steps_emu");
-  ro.ttvmVersion = "test";
-  RecordSession s(**m, std::move(guest).value(), ro);
-  EXPECT_TRUE(s.start().ok());
-  auto r = s.run();
-  EXPECT_TRUE(r.ok());
-  EXPECT_EQ(r->end.reason, EndReason::kExitDevice);
-  return ro.tracePath;
+  return recordToExit(**m, machine::loadBootDisk(**m), "kvm_steps_emu");
 }
 
 bool countsAsExit(EventKind k) {
@@ -70,7 +75,8 @@ bool countsAsExit(EventKind k) {
 // the events first. The step digests are left out (the recorder took them
 // at multiples of its interval, not after an exit as under KVM).
 std::string asKvmTrace(const std::string& emuPath,
-                       const std::function<void(std::vector<TraceEvent>&)>& edit = {}) {
+                       const std::function<void(std::vector<TraceEvent>&)>& edit = {},
+                       const std::function<void(InitialState&)>& editInit = {}) {
   auto r = TraceReader::open(emuPath);
   EXPECT_TRUE(r.ok());
   std::vector<TraceEvent> events = testing::allEvents(*r);
@@ -79,7 +85,9 @@ std::string asKvmTrace(const std::string& emuPath,
   h.backend = Backend::kKvm;
   h.traceId = {};
   const std::string path = testing::tempTracePath("kvm_steps_kvm");
-  auto w = TraceWriter::create(path, h, r->initialState().value(), TraceWriter::Options{});
+  InitialState init = r->initialState().value();
+  if (editInit) editInit(init);
+  auto w = TraceWriter::create(path, h, init, TraceWriter::Options{});
   EXPECT_TRUE(w.ok());
   uint64_t exit = 0;
   for (TraceEvent e : events) {
@@ -298,6 +306,192 @@ TEST(KvmSteps, AStopPointWhoseStateNeverComesIsNamed) {
   EXPECT_NE(s.error().message.find("no boundary before it had the state KVM stopped at"),
             std::string::npos)
       << s.error().message;
+}
+
+// A flat 32-bit guest recorded by the emulator with every answer logged,
+// under `model`: `code` (loaded at 0x10000), which ends through
+// isa-debug-exit.
+std::string recordFlat(const std::vector<uint8_t>& code, const CpuModel& model) {
+  machine::MachineOptions o;
+  o.ramBytes = 4ull << 20;
+  o.cpuModel = model;
+  auto m = Machine::create(o);
+  EXPECT_TRUE(m.ok());
+  (*m)->ports().setReportStream(nullptr);
+  EXPECT_TRUE((*m)->setReplayedDevices({}).ok());
+  machine::LoadOptions lo;
+  lo.name = "nondet.bin";
+  lo.loadAddress = 0x10000;
+  lo.mode = machine::GuestMode::kProtected;
+  return recordToExit(**m, machine::loadGuest(**m, code, lo), "kvm_steps_nondet_emu");
+}
+
+// What a KVM recording of `code` holds: the emulator's trace without the
+// TSC and RDRAND values (KVM does not trap them).
+std::string assignUntrapped(const std::vector<uint8_t>& code, const CpuModel& model) {
+  const std::string kvm = asKvmTrace(recordFlat(code, model), [](std::vector<TraceEvent>& events) {
+    std::erase_if(events, [](const TraceEvent& e) {
+      return e.kind == EventKind::kRdtsc || e.kind == EventKind::kRdrand;
+    });
+  });
+  auto k = TraceReader::open(kvm);
+  EXPECT_TRUE(k.ok());
+  auto s = assignSteps(*k, testing::tempTracePath("kvm_steps_nondet"));
+  EXPECT_FALSE(s.ok());
+  return s.ok() ? std::string() : s.error().message;
+}
+
+CpuModel hiding(std::initializer_list<const char*> names) {
+  CpuModel m = CpuModel::ttvmDefault();
+  for (const char* n : names) m = hideFeature(m, *findCpuidFeature(n));
+  return m;
+}
+
+TEST(KvmSteps, AnUntrappedReadIsNamedAtItsInstructionWithWhatCpuidShowed) {
+  // mov al,'x'; out 0xe9,al; rdrand eax; rdtsc; out 0xf4,al (isa-debug-exit)
+  const std::vector<uint8_t> randThenTsc = {0xB0, 'x',  0xE6, 0xE9, 0x0F, 0xC7,
+                                            0xF0, 0x0F, 0x31, 0xE6, 0xF4};
+  // mov al,'x'; out 0xe9,al; rdtsc; out 0xf4,al
+  const std::vector<uint8_t> tsc = {0xB0, 'x', 0xE6, 0xE9, 0x0F, 0x31, 0xE6, 0xF4};
+  const std::string at = "step 2: rdrand eax at 0x10004: value not recorded under KVM (";
+  std::string m = assignUntrapped(randThenTsc, hiding({"rdrand"}));
+  EXPECT_NE(m.find(at + "CPUID hid RDRAND; the guest executed it anyway)"), std::string::npos) << m;
+  m = assignUntrapped(randThenTsc, CpuModel::ttvmDefault());
+  EXPECT_NE(m.find(at + "KVM lets the guest read the host's generator without an exit)"),
+            std::string::npos)
+      << m;
+  m = assignUntrapped(tsc, hiding({"tsc"}));
+  EXPECT_NE(m.find("step 2: rdtsc at 0x10004: value not recorded under KVM (CPUID hid the TSC; "
+                   "the guest executed it anyway)"),
+            std::string::npos)
+      << m;
+  m = assignUntrapped(tsc, CpuModel::ttvmDefault());
+  EXPECT_NE(m.find("step 2: rdtsc at 0x10004: value not recorded under KVM (KVM lets the guest "
+                   "read the host's TSC without an exit)"),
+            std::string::npos)
+      << m;
+  // RDTSCP shown (hidden, the emulator raises #UD: the next test).
+  m = assignUntrapped({0x0F, 0x01, 0xF9, 0xE6, 0xF4}, CpuModel::ttvmDefault());
+  EXPECT_NE(m.find("step 0: rdtscp at 0x10000: value not recorded under KVM (KVM lets the guest "
+                   "read the host's TSC without an exit)"),
+            std::string::npos)
+      << m;
+}
+
+// RDMSR and WRMSR that KVM sends to user space (KvmBackend::serveMsr) are in
+// the trace as the machine answered them: x2APIC registers, and IA32_TSC
+// from the virtual clock (a kRdtsc event at the RDMSR). The replay takes
+// each at its instruction; an RDTSC is never given the RDMSR's value.
+std::vector<uint8_t> msrGuest(bool rdtscFirst) {
+  std::vector<uint8_t> code = {
+      0xB9, 0x1B, 0x00, 0x00, 0x00,  // mov ecx, IA32_APIC_BASE
+      0x0F, 0x32,                    // rdmsr
+      0x0D, 0x00, 0x0C, 0x00, 0x00,  // or eax, EN | EXTD (x2APIC)
+      0x0F, 0x30,                    // wrmsr
+      0xB9, 0x02, 0x08, 0x00, 0x00,  // mov ecx, 0x802 (x2APIC ID)
+      0x0F, 0x32,                    // rdmsr
+      0xB9, 0x08, 0x08, 0x00, 0x00,  // mov ecx, 0x808 (TPR)
+      0x31, 0xC0, 0x31, 0xD2,        // xor eax, eax; xor edx, edx
+      0x0F, 0x30,                    // wrmsr
+  };
+  if (rdtscFirst) code.insert(code.end(), {0x0F, 0x31});  // rdtsc
+  code.insert(code.end(), {
+                              0xB9, 0x10, 0x00, 0x00, 0x00,  // mov ecx, IA32_TSC
+                              0x0F, 0x32,                    // rdmsr
+                              0xB9, 0x8B, 0x00, 0x00, 0x00,  // mov ecx, IA32_BIOS_SIGN_ID
+                              0x0F, 0x32,                    // rdmsr (the model's, no event)
+                              0xE6, 0xF4,                    // out 0xf4, al
+                          });
+  return code;
+}
+
+TEST(KvmSteps, MsrAccessesKvmSentToUserSpaceReplayFromTheTrace) {
+  const std::string emu = recordFlat(msrGuest(false), CpuModel::ttvmDefault());
+  const std::string kvm = asKvmTrace(emu);
+  auto k = TraceReader::open(kvm);
+  ASSERT_TRUE(k.ok());
+  size_t reads = 0, writes = 0, tscs = 0;
+  for (const TraceEvent& e : testing::allEvents(*k)) {
+    reads += e.kind == EventKind::kMsrRead && e.address == 0x802;
+    writes += e.kind == EventKind::kMsrWrite && e.address == 0x808;
+    tscs += e.kind == EventKind::kRdtsc;
+  }
+  ASSERT_EQ(reads, 1u);
+  ASSERT_EQ(writes, 1u);
+  ASSERT_EQ(tscs, 1u);
+  const std::string stepped = testing::tempTracePath("kvm_steps_msr");
+  auto s = assignSteps(*k, stepped);
+  ASSERT_TRUE(s.ok()) << s.error().message;
+  auto e = TraceReader::open(emu);
+  EXPECT_EQ(s->steps, e->end()->steps);
+  std::vector<TraceEvent> want;
+  for (const TraceEvent& ev : testing::allEvents(*e))
+    if (ev.kind != EventKind::kStateDigest) want.push_back(ev);
+  auto out = TraceReader::open(stepped);
+  ASSERT_TRUE(out.ok());
+  EXPECT_EQ(testing::allEvents(*out), want);
+  // The replay reaches the recorded final state (EDX:EAX of the last RDMSR
+  // is the model's microcode revision, computed again).
+  auto session = ReplaySession::open(*out);
+  ASSERT_TRUE(session.ok()) << session.error().message;
+  EXPECT_EQ((*session)->runTo(~0ull, {}).kind, SessionStopKind::kEnd);
+  EXPECT_EQ((*session)->checkEndState(), "");
+}
+
+TEST(KvmSteps, AnRdtscIsNotGivenTheValueOfTheRdmsrAfterIt) {
+  // KVM logs the RDMSR's TSC but not the RDTSC before it.
+  const std::string kvm = asKvmTrace(
+      recordFlat(msrGuest(true), CpuModel::ttvmDefault()), [](std::vector<TraceEvent>& events) {
+        auto first = std::find_if(events.begin(), events.end(),
+                                  [](const TraceEvent& e) { return e.kind == EventKind::kRdtsc; });
+        ASSERT_NE(first, events.end());
+        events.erase(first);
+      });
+  auto k = TraceReader::open(kvm);
+  ASSERT_TRUE(k.ok());
+  auto s = assignSteps(*k, testing::tempTracePath("kvm_steps_msr_rdtsc"));
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.error().message.find("step 10: rdtsc at 0x10020: value not recorded under KVM"),
+            std::string::npos)
+      << s.error().message;
+}
+
+TEST(KvmSteps, AHiddenInstructionTheEmulatorRefusedIsNamedWhenTheReplayLeavesThePath) {
+  // KVM on an AMD host runs a hidden RDPID (no intercept), and the nested
+  // VM's CPU a hidden RDTSCP: the guest went on as if it were a NOP of the
+  // same length, which is what the emulator recorded here; the KVM trace
+  // then holds the instruction in its place. The emulator raises #UD there
+  // and later leaves the trace's path (no IDT: a triple fault before the
+  // port write); the error names the instruction.
+  struct Case {
+    std::vector<uint8_t> nop, insn;
+    const char* text;
+    CpuModel model;
+  };
+  const Case cases[] = {
+      {{0x0F, 0x1F, 0x40, 0x00}, {0xF3, 0x0F, 0xC7, 0xF8}, "rdpid eax", CpuModel::ttvmDefault()},
+      {{0x0F, 0x1F, 0x00}, {0x0F, 0x01, 0xF9}, "rdtscp", hiding({"rdtscp"})},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.text);
+    // out 0xe9,al; NOP; out 0xe9,al; out 0xf4,al
+    std::vector<uint8_t> code = {0xE6, 0xE9};
+    code.insert(code.end(), c.nop.begin(), c.nop.end());
+    code.insert(code.end(), {0xE6, 0xE9, 0xE6, 0xF4});
+    const std::string kvm = asKvmTrace(recordFlat(code, c.model), {}, [&](InitialState& init) {
+      for (size_t k = 0; k < init.ram.pageCount(); ++k)
+        if (init.ram.numbers[k] == 0x10000 / kPageSize)
+          std::copy(c.insn.begin(), c.insn.end(), init.ram.bytes.begin() + k * kPageSize + 2);
+    });
+    auto k = TraceReader::open(kvm);
+    ASSERT_TRUE(k.ok());
+    auto s = assignSteps(*k, testing::tempTracePath("kvm_steps_hidden"));
+    ASSERT_FALSE(s.ok());
+    EXPECT_NE(s.error().message.find(std::string("; before that, at step 1: ") + c.text +
+                                     " at 0x10002: the emulator raised #UD (CPUID hid "),
+              std::string::npos)
+        << s.error().message;
+  }
 }
 
 TEST(KvmSteps, AnEmulatorTraceIsNotOne) {

@@ -6,7 +6,9 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace ttvm {
@@ -38,5 +40,32 @@ struct CpuModel {
   // POPCNT, LZCNT, MOVBE, RDRAND; no AVX/XSAVE.
   static CpuModel ttvmDefault();
 };
+
+// A CPUID feature bit a recording may hide from the guest (`ttvm record
+// --cpuid-hide`): the instructions KVM lets a guest execute without an exit,
+// reading the host (RDTSC and RDTSCP the host-timed TSC, RDRAND and RDSEED
+// the host's generator, RDPID IA32_TSC_AUX). Hiding a bit tells a guest that
+// checks CPUID not to use the instruction; it does not stop a guest that
+// executes it anyway (docs/kvm-recording.md, "What KVM does not trap").
+struct CpuidFeature {
+  const char* name;         // as --cpuid-hide spells it: "tsc", "rdrand", ...
+  const char* instruction;  // the instruction it announces: "RDTSC", ...
+  uint32_t leaf = 0, subleaf = 0;
+  char reg = 'a';  // 'a', 'b', 'c' or 'd'
+  unsigned bit = 0;
+};
+// tsc (CPUID.1:EDX[4]), rdtscp (CPUID.80000001h:EDX[27]), rdrand
+// (CPUID.1:ECX[30]), rdseed (CPUID.7.0:EBX[18]), rdpid (CPUID.7.0:ECX[22]).
+std::span<const CpuidFeature> hideableCpuidFeatures();
+// By name; nullptr for a name not in hideableCpuidFeatures().
+const CpuidFeature* findCpuidFeature(std::string_view name);
+// Whether the CPUID instruction shows `f` under `model` (its bit is set in
+// the leaf lookup() answers).
+bool showsFeature(const CpuModel& model, const CpuidFeature& f);
+// `model` with f's bit cleared in every entry of f's leaf (and subleaf), and
+// " -NAME" added to its name when the bit was shown, so that the trace's
+// header says what the guest was not told. Only ever clears a bit: the
+// result shows nothing `model` does not.
+CpuModel hideFeature(CpuModel model, const CpuidFeature& f);
 
 }  // namespace ttvm

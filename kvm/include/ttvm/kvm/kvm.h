@@ -68,6 +68,10 @@ class Vcpu;
 struct KvmCapabilities {
   bool xsave = false;  // KVM_GET/SET_XSAVE: the FPU with MXCSR
   bool xcrs = false;   // KVM_GET/SET_XCRS: XCR0
+  // KVM_CAP_X86_USER_SPACE_MSR and KVM_CAP_X86_MSR_FILTER (Linux 5.10+):
+  // MSR accesses can exit to user space (Vm::msrsToUserSpace).
+  bool userSpaceMsr = false;
+  bool tscControl = false;  // KVM_CAP_TSC_CONTROL: KVM_SET_TSC_KHZ scales the guest's TSC
 };
 
 // /dev/kvm: the API version and the capabilities ttvm needs are checked at
@@ -84,6 +88,7 @@ class Kvm {
   // KVM_GET_SUPPORTED_CPUID: what this host's KVM can show a guest.
   Result<std::vector<CpuidLeaf>> supportedCpuid() const;
   Result<Vm> createVm() const;
+  const KvmCapabilities& capabilities() const { return caps_; }
   // Runs a one-page real-mode guest (kSelfCheckCode) under a CPUID table of
   // its own and checks that the guest sees that table. Some /dev/kvm
   // devices (paravirtualized nested setups in sandboxes) open and run
@@ -116,6 +121,13 @@ class Vm {
   // holds at least (pages + 63) / 64 words.
   Status takeDirtyLog(uint32_t slot, std::span<uint64_t> bitmap);
   Result<Vcpu> createVcpu(uint32_t id);
+  // Sends every RDMSR and WRMSR KVM would answer itself to user space, but
+  // those of kvm::inKernelMsrs() (kvm_abi.h): KVM_ENABLE_CAP of
+  // KVM_CAP_X86_USER_SPACE_MSR (reasons INVAL, UNKNOWN and FILTER) and
+  // KVM_X86_SET_MSR_FILTER. The accesses then exit as ExitKind::kMsr and are
+  // answered with Vcpu::answerMsr. Fails, saying why, where the host's KVM
+  // lacks either capability.
+  Status msrsToUserSpace();
 
  private:
   friend class Kvm;
@@ -211,11 +223,28 @@ class Vcpu {
   // without an in-kernel LAPIC, and reads CR8 back from there at entry).
   uint64_t exitCr8() const;
   uint64_t exitApicBase() const;
+  // CR8 for the next entry (KVM_RUN loads it from kvm_run without an
+  // in-kernel LAPIC): an x2APIC TPR write ttvm answered.
+  void setEntryCr8(uint64_t cr8);
   // Finishes the instruction of the last I/O or MMIO exit without entering
   // the guest (KVM_RUN with immediate_exit): afterwards state() shows it
   // retired. Returns the next exit when the instruction made one more
   // access (it must be answered and completed in turn), else nullopt.
   Result<std::optional<VcpuExit>> completeExit();
+  // Answers the last ExitKind::kMsr exit before the next run(): a RDMSR's
+  // value or a WRMSR accepted, or nullopt to raise #GP in the guest.
+  void answerMsr(std::optional<uint64_t> value);
+
+  // The guest's TSC. KVM runs it from the host's TSC without exits: these
+  // set where it starts and how fast it runs, not what the guest reads.
+  // KVM_SET_TSC_KHZ: its frequency (where the host cannot scale the TSC,
+  // KVM takes only rates at or above the host's, by catching up at exits).
+  Status setTscKhz(uint32_t khz);
+  Result<uint32_t> tscKhz() const;  // KVM_GET_TSC_KHZ
+  // IA32_TSC now, read and written by the host (KVM_GET/SET_MSRS): a write
+  // sets the TSC offset so that the guest reads `value` from here on.
+  Result<uint64_t> guestTsc() const;
+  Status setGuestTsc(uint64_t value);
 
   // RIP and RFLAGS as KVM holds them now (KVM_GET_REGS); at an MMIO exit,
   // the values before the instruction (KVM's emulator writes them back when

@@ -10,6 +10,7 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -120,6 +121,42 @@ inline constexpr uint8_t kSelfCheckCode[] = {
     0x66, 0xE7, 0x70,                    // out 0x70, eax
     0xF4,                                // hlt
 };
+
+// ---- MSRs that leave the kernel ---------------------------------------------
+
+// With KVM_CAP_X86_USER_SPACE_MSR and this filter (KVM_X86_SET_MSR_FILTER,
+// default deny), every RDMSR and WRMSR KVM would answer itself from host
+// facts or its own defaults exits to user space (ExitKind::kMsr), where the
+// recorder answers as ttvm's CPU model does and logs what the machine
+// answered: the MSRs of inKernelMsrs() stay in the kernel, all others leave
+// it (x2APIC MSRs are never filtered; without an in-kernel LAPIC KVM refuses
+// them, which exits with reason INVAL).
+struct MsrFilterRange {
+  uint32_t base = 0, count = 0;
+  bool read = false, write = false;  // the accesses KVM keeps for itself
+};
+std::span<const MsrFilterRange> inKernelMsrs();
+
+// kvm_msr_filter over `allowed` (at most 16 ranges), with the bitmaps it
+// points into. Not copyable or movable (the pointers).
+class KvmMsrFilter {
+ public:
+  explicit KvmMsrFilter(std::span<const MsrFilterRange> allowed);
+  KvmMsrFilter(const KvmMsrFilter&) = delete;
+  KvmMsrFilter& operator=(const KvmMsrFilter&) = delete;
+  const kvm_msr_filter& get() const { return filter_; }
+
+ private:
+  kvm_msr_filter filter_{};
+  std::vector<std::vector<uint8_t>> bitmaps_;
+};
+
+// KVM's rule (kvm_msr_allowed): whether an access stays in the kernel under `f`.
+bool msrFilterAllows(const kvm_msr_filter& f, uint32_t index, bool write);
+
+// Completes a kMsr exit in `run` before the next KVM_RUN: a RDMSR's value
+// (or a WRMSR accepted), or nullopt for #GP.
+void answerMsrExit(kvm_run& run, std::optional<uint64_t> value);
 
 // ---- exits -----------------------------------------------------------------
 

@@ -26,6 +26,7 @@ enum class ExitKind : uint8_t {
   kFailEntry,      // the hardware refused VM entry: `failEntry`
   kInterrupted,    // a signal or immediate_exit ended KVM_RUN (the kick)
   kIrqWindowOpen,  // the guest can take an interrupt (request_interrupt_window)
+  kMsr,            // RDMSR/WRMSR KVM handed to user space (KVM_CAP_X86_USER_SPACE_MSR): `msr`
   kOther,          // any other reason, kept raw in `rawReason`
 };
 
@@ -41,6 +42,15 @@ struct MmioExit {
   uint64_t address = 0;  // guest-physical
   bool write = false;
   std::span<uint8_t> data;  // 1..8 bytes; a read is answered into it
+};
+
+// A RDMSR (answered with answerMsrExit before the next KVM_RUN) or WRMSR
+// (acknowledged the same way) KVM did not handle itself.
+struct MsrExit {
+  uint32_t index = 0;
+  bool write = false;
+  uint64_t value = 0;   // what a WRMSR writes (EDX:EAX)
+  uint32_t reason = 0;  // KVM_MSR_EXIT_REASON_INVAL, _UNKNOWN or _FILTER
 };
 
 struct DebugExit {
@@ -66,6 +76,7 @@ struct VcpuExit {
   uint32_t rawReason = 0;  // KVM_EXIT_*
   IoExit io;
   MmioExit mmio;
+  MsrExit msr;
   DebugExit debug;
   InternalErrorExit internal;
   FailEntryExit failEntry;

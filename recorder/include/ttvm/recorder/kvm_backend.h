@@ -40,6 +40,19 @@
 // (takeStopPoint) that let the replay find that boundary by its state, and
 // offers the machine's interrupts there as after any exit.
 //
+// What KVM does not trap (docs/kvm-recording.md). The guest's CPUID is
+// the machine's model, which `--cpuid-hide` may have stripped of TSC,
+// RDTSCP, RDRAND, RDSEED and RDPID. MSRs: where the host's KVM can (5.10+),
+// every RDMSR and WRMSR KVM would answer itself exits to user space
+// (kvm::Vm::msrsToUserSpace; the state MSRs of kvm::inKernelMsrs() stay in
+// the kernel), where the backend answers as the emulator does: an emulator
+// CPU executes the instruction on KVM's state, reading a machine-owned MSR
+// (x2APIC, TSC deadline) from the machine, which logs it, and IA32_TSC from
+// the virtual clock (logged as kRdtsc). Such an exit is counted. The TSC:
+// its frequency is set to the model's (KVM_SET_TSC_KHZ, where the host
+// allows it); RDTSC still reads it without an exit, and the replay stops
+// there naming the instruction.
+//
 // Failures (INTERNAL_ERROR, FAIL_ENTRY, an exit ttvm does not handle, an
 // ioctl refused) stop run() with StepOutcome::kStopRequested and a
 // message in failure(); the record loop ends the trace there with the state.
@@ -141,13 +154,16 @@ class KvmBackend final : public machine::CpuBackend {
 
   // Exits of each kind since creation (counted or not), for summaries and tests.
   struct ExitCounts {
-    uint64_t io = 0, mmio = 0, hlt = 0, window = 0, kicks = 0, stops = 0;
+    uint64_t io = 0, mmio = 0, msr = 0, hlt = 0, window = 0, kicks = 0, stops = 0;
     uint64_t repairedTraps = 0;  // guest single-step traps after MMIO writes queued by ttvm
     uint64_t shadowSteps = 0;    // instructions stepped past a possible shadow before a stop point
   };
   const ExitCounts& exitCounts() const { return counts_; }
   // What the PMU probe found (kvm::probeGuestBranchCounter), for -v.
   const std::string& pmuNote() const { return pmuNote_; }
+  // Where RDMSR/WRMSR are answered and what the guest's TSC runs at, for -v.
+  const std::string& msrNote() const { return msrNote_; }
+  const std::string& tscNote() const { return tscNote_; }
 
  private:
   KvmBackend(kvm::Vm vm, kvm::Vcpu vcpu, const CpuModel& model, PhysicalMemory memory,
@@ -156,6 +172,8 @@ class KvmBackend final : public machine::CpuBackend {
   Status offerEvents();
   // Answers an I/O or MMIO exit through the environment.
   void serve(const kvm::VcpuExit& e);
+  // Answers an MSR exit as the emulator would (see above).
+  Status serveMsr(const kvm::VcpuExit& e);
   // Completes the last access (answering further ones it makes) and reads the
   // state back.
   Status settle();
@@ -202,10 +220,12 @@ class KvmBackend final : public machine::CpuBackend {
   std::string failure_;
   std::vector<std::string> unimplemented_;
   mutable std::unique_ptr<Cpu> walker_;       // readLinear's page walker
+  std::unique_ptr<Environment> msrEnv_;       // serveMsr's: MSRs and the TSC only
+  std::unique_ptr<Cpu> msrCpu_;               // serveMsr's emulator
   std::vector<PhysicalMemory::Range> slots_;  // the RAM slots, by slot number
   std::vector<uint64_t> dirtyBitmap_;
   std::vector<TraceEvent> stopEvents_;  // the last stop point's, not taken yet
-  std::string pmuNote_;
+  std::string pmuNote_, msrNote_, tscNote_;
   bool stopPoints_ = false;
   bool kicked_ = false;  // the last run() ended at a kick, no stop point made yet
   std::chrono::nanoseconds wallSlice_ = std::chrono::milliseconds(20);
