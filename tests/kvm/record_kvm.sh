@@ -64,7 +64,10 @@ verify rec_shutdown
 # TSC check fails under KVM (RDTSC is the host's: status 3, not 1).
 record rec_timer 3 "exit-device (status 1)"
 [ "$(cat $W/rec_timer.out)" = "5 timer ticks" ] || fail "rec_timer: serial output '$(cat $W/rec_timer.out)'"
-grep -q "Interrupt  *5" $W/rec_timer.info || { fail "rec_timer: not 5 interrupts in the trace"; grep Interrupt $W/rec_timer.info; }
+# Virtual time follows the wall time the guest runs (stop points, the
+# default): a sixth tick may fall due while it prints, after the five it
+# counted.
+grep -Eq "Interrupt +([5-9]|[1-9][0-9]+)\$" $W/rec_timer.info || { fail "rec_timer: fewer than 5 interrupts in the trace"; grep Interrupt $W/rec_timer.info; }
 # Its RDTSC is not in a KVM trace: the replay says so at the instruction.
 $T verify $W/rec_timer.ttvm >$W/rec_timer.verify 2>&1 && fail "rec_timer: verify passed without the TSC values"
 grep -Eq "step [0-9]+: rdtsc at 0x[0-9a-f]+: value not recorded under KVM \(KVM lets the guest read the host's TSC" $W/rec_timer.verify ||
