@@ -414,10 +414,8 @@ bool isCharType(std::optional<Dwarf_Die> type) {
          (enc == DW_ATE_signed_char || enc == DW_ATE_unsigned_char);
 }
 
-// A char array as gdb prints it (print elements 200, repeats threshold 10,
-// null-stop off): one trailing NUL dropped, runs of more than 10 equal
-// characters as 'c' <repeats N times>, the rest in quotes with C escapes
-// and 3-digit octal for other bytes.
+}  // namespace
+
 std::string formatCharArray(std::span<const uint8_t> bytes) {
   constexpr size_t kElements = 200, kRepeats = 10;
   const bool truncated = bytes.size() > kElements;
@@ -453,7 +451,7 @@ std::string formatCharArray(std::span<const uint8_t> bytes) {
       else if (!out.empty())
         out += ", ";
       inQuotes = false;
-      out += "'" + escape(bytes[i], '\'') + "' <repeats " + std::to_string(run) + " times>";
+      out += "'" + escape(bytes[i], '"') + "' <repeats " + std::to_string(run) + " times>";
       i += run;
       continue;
     }
@@ -466,8 +464,6 @@ std::string formatCharArray(std::span<const uint8_t> bytes) {
   if (truncated) out += "...";
   return out;
 }
-
-}  // namespace
 
 bool DwarfLines::unwind(DwarfRegisters& regs, const GuestMemoryReader& read) const {
   std::lock_guard lock(mu_);

@@ -23,6 +23,7 @@
 #include <fstream>
 #include <map>
 #include <memory>
+#include <sstream>
 #include <string>
 
 namespace ttvm {
@@ -289,6 +290,55 @@ TEST(GuestSymbols, BadFilesGetClearErrors) {
       << b.error().message;
   EXPECT_TRUE(s.empty());
   for (const std::string& f : {stripped, truncated, binary}) fs::remove(f);
+}
+
+// Char arrays against gdb's own printing of string literals (gdb -batch,
+// no program: `p "\141\141…"` is a char[N+1] with its NUL): repeats on
+// either side of the threshold, NULs, escapes, quotes, high bytes, a run at
+// the start and at the end, and an array longer than 200 elements.
+TEST(GuestSymbols, CharArraysPrintAsGdbPrintsThem) {
+  const std::string gdb = shell("command -v gdb | tr -d '\\n'");
+  if (gdb.empty()) GTEST_SKIP() << "gdb not found: it is the oracle";
+  std::vector<std::vector<uint8_t>> cases = {
+      {},
+      {'a', 'b', 'c'},
+      std::vector<uint8_t>(10, 'x'),
+      std::vector<uint8_t>(11, 'x'),
+      {'i', 'd', 0, 0, ' ', 'N', 0, 0, 0, 0, 0, 0x10, '"', '\\', '\n', '\t', 0x7F, 0xC3, 0x1B},
+  };
+  std::vector<uint8_t> mixed(16, 0);
+  for (const char* t = "lookup\\\"'"; *t; ++t) mixed.push_back(static_cast<uint8_t>(*t));
+  mixed.insert(mixed.end(), 12, '\'');
+  mixed.insert(mixed.end(), 11, '"');
+  mixed.insert(mixed.end(), 30, 0);
+  cases.push_back(mixed);
+  std::vector<uint8_t> longer;
+  for (int i = 0; i < 230; ++i) longer.push_back(static_cast<uint8_t>('a' + i % 26));
+  cases.push_back(longer);
+  std::string cmd = gdb + " -batch -nx";
+  for (const auto& c : cases) {
+    std::string literal;
+    for (uint8_t b : c) {
+      char oct[8];
+      std::snprintf(oct, sizeof oct, "\\%03o", b);
+      literal += oct;
+    }
+    cmd += " -ex 'p \"" + literal + "\"'";
+  }
+  const std::string out = shell(cmd + " 2>&1");
+  std::vector<std::string> gdbs;
+  static const std::regex kValue(R"(^\$\d+ = (.*)$)");
+  std::istringstream lines(out);
+  for (std::string line; std::getline(lines, line);) {
+    std::smatch m;
+    if (std::regex_match(line, m, kValue)) gdbs.push_back(m[1].str());
+  }
+  ASSERT_EQ(gdbs.size(), cases.size()) << out;
+  for (size_t i = 0; i < cases.size(); ++i) {
+    std::vector<uint8_t> array = cases[i];
+    array.push_back(0);  // the literal's NUL
+    EXPECT_EQ(formatCharArray(array), gdbs[i]) << "case " << i;
+  }
 }
 
 // The demo recorded into a temporary trace (removed at the end), its

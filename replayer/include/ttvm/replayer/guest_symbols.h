@@ -45,6 +45,12 @@ struct SourceLine {
 
 class DwarfLines;  // one ELF file's line tables (src/elf_symbol_file.h)
 
+// A char array's bytes as gdb prints the array (print elements 200,
+// repeats threshold 10, null-stop off): one trailing NUL dropped, runs of
+// more than 10 equal characters as 'c' <repeats N times>, the rest in
+// quotes with C escapes and 3-digit octal for other bytes.
+std::string formatCharArray(std::span<const uint8_t> bytes);
+
 // A parameter or local variable of the function at a position, with its
 // value there (GuestSymbols::variablesAt).
 struct GuestVariable {
