@@ -89,6 +89,8 @@ struct CpuModel {
   vendor @1 :CpuVendor;
   cpuid @2 :List(CpuidLeaf);     # exact entries the CPU answers CPUID with
   tscFrequencyHz @3 :UInt64;     # nominal TSC frequency, Hz
+  pushSegmentZeroExtends @4 :Bool;  # PUSH Sreg, 32/64-bit operand: the zero-extended
+                                    # selector (AMD), else 16 bits written (Intel)  [since 1.5]
 }
 
 struct MsrValue {

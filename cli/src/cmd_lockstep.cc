@@ -11,6 +11,7 @@
 #include "cli_args.h"
 #include "commands.h"
 #include "serial_console.h"
+#include "ttvm/emulator/cpu_models.h"
 #include "ttvm/kvm/kvm.h"
 #include "ttvm/machine/loader.h"
 #include "ttvm/machine/machine.h"
@@ -182,6 +183,14 @@ int cmdLockstep(std::span<char* const> args) {
     std::fprintf(stderr, "ttvm lockstep: needs KVM: %s\n", usable.error().message.c_str());
     return kExitConfig;
   }
+  // The emulator does what this host's CPU does where the SDM lets vendors
+  // differ (as `ttvm record --backend kvm` records it).
+  auto hostCpuid = kvmDevice->supportedCpuid();
+  if (!hostCpuid) {
+    std::fprintf(stderr, "ttvm lockstep: %s\n", hostCpuid.error().message.c_str());
+    return kExitConfig;
+  }
+  behaveAsHost(cpuModel, *hostCpuid);
 
   auto file = machine::readFileBytes(guestPath, ram, "of guest RAM (--ram)");
   if (!file) {

@@ -23,6 +23,7 @@
 #include "serial_console.h"
 #include "ttvm/base/log.h"
 #include "ttvm/emulator/cpu_model.h"
+#include "ttvm/emulator/cpu_models.h"
 #include "ttvm/kvm/kvm.h"
 #include "ttvm/machine/devices/uart_16550.h"
 #include "ttvm/machine/disk_image.h"
@@ -515,6 +516,14 @@ int cmdRecord(std::span<char* const> args) {
     Status usable = k ? k->checkGuestCpuid() : Status(k.error());
     if (usable.ok()) {
       kvmDevice.emplace(std::move(*k));
+      // The guest runs on the host's CPU: where the SDM leaves the vendor a
+      // choice, the replay does what this host does.
+      auto hostCpuid = kvmDevice->supportedCpuid();
+      if (!hostCpuid) {
+        std::fprintf(stderr, "ttvm record: --backend kvm: %s\n", hostCpuid.error().message.c_str());
+        return kExitConfig;
+      }
+      behaveAsHost(cpuModel, *hostCpuid);
       if (backend == "auto") std::fprintf(stderr, "ttvm record: backend: kvm (/dev/kvm)\n");
     } else if (backend == "kvm") {
       std::fprintf(stderr, "ttvm record: --backend kvm: %s\n", usable.error().message.c_str());

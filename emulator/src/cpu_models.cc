@@ -87,6 +87,14 @@ CpuModel baselineCpuModel() {
   return m;
 }
 
+void behaveAsHost(CpuModel& model, std::span<const CpuidLeaf> host) {
+  const CpuidLeaf* l0 = findLeaf(host, 0);
+  CpuModel vendorOnly;
+  if (l0 != nullptr) vendorOnly.cpuid.push_back(*l0);
+  const std::string vendor = cpuVendorString(vendorOnly);
+  model.pushSegmentZeroExtends = vendor == "AuthenticAMD" || vendor == "HygonGenuine";
+}
+
 CpuModel hostCpuModel(std::span<const CpuidLeaf> host) {
   CpuModel m = CpuModel::ttvmDefault();
   const CpuidLeaf none;
@@ -102,6 +110,7 @@ CpuModel hostCpuModel(std::span<const CpuidLeaf> host) {
   const std::string vendor = cpuVendorString(m);
   m.vendor =
       vendor == "AuthenticAMD" || vendor == "HygonGenuine" ? CpuVendor::kAmd : CpuVendor::kIntel;
+  behaveAsHost(m, host);
   // Family, model and stepping (no reserved bits: 31:28 and 15:14 are zero).
   findLeaf(m.cpuid, 1)->eax = hostLeaf(1).eax & 0x0FFF3FFFu;
   for (const FeatureRegs& fr : kFeatureRegs) {

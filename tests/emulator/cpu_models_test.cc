@@ -212,6 +212,57 @@ TEST(CpuModel, CpuidTableTextRoundTripsAndErrorsNameTheLine) {
 }
 
 // What the emulator enforces from the model, beside CPUID itself.
+// PUSH Sreg with a 32- or 64-bit operand size: an Intel-behaving model
+// writes the selector's 16 bits and keeps the rest of the slot, an
+// AMD-behaving one (a KVM recording on an AMD host) the zero-extended
+// selector; RSP moves by the operand size in both.
+TEST(CpuModel, PushSegmentFollowsTheModelsVendorChoice) {
+  for (const bool amd : {false, true}) {
+    SCOPED_TRACE(amd ? "zero-extends" : "16-bit write");
+    CpuModel model = CpuModel::ttvmDefault();
+    model.pushSegmentZeroExtends = amd;
+    {
+      ModelMachine m(model);
+      m.setupFlat32(layout::kCode);
+      m.loadHex(layout::kCode, "1e");  // push ds (32-bit operand size)
+      m.edit([](CpuState& s) { s.reg(Gpr::kRsp) = 0x8000; });
+      m.put(0x7FFC, 0xAAAAAAAA, 4);
+      const uint16_t ds = m.state().segment(SegReg::kDs).selector;
+      ASSERT_EQ(m.step().outcome, StepOutcome::kRetired);
+      EXPECT_EQ(m.state().reg(Gpr::kRsp), 0x7FFCu);
+      EXPECT_EQ(m.get(0x7FFC, 4), amd ? uint64_t{ds} : 0xAAAA0000u | ds);
+    }
+    {
+      ModelMachine m(model);
+      m.setupLong64(layout::kCode);
+      m.loadHex(layout::kCode, "0f a0");  // push fs (64-bit operand size)
+      m.edit([](CpuState& s) { s.reg(Gpr::kRsp) = 0x8000; });
+      m.put(0x7FF8, 0xBBBBBBBBBBBBBBBBull, 8);
+      const uint16_t fs = m.state().segment(SegReg::kFs).selector;
+      ASSERT_EQ(m.step().outcome, StepOutcome::kRetired);
+      EXPECT_EQ(m.state().reg(Gpr::kRsp), 0x7FF8u);
+      EXPECT_EQ(m.get(0x7FF8, 8), amd ? uint64_t{fs} : 0xBBBBBBBBBBBB0000ull | fs);
+    }
+  }
+}
+
+// behaveAsHost takes the vendor choices from the host's CPUID vendor and
+// leaves what the model's CPUID shows alone; the host model does the same.
+TEST(CpuModel, BehaveAsHostFollowsTheHostsVendor) {
+  CpuModel m = CpuModel::ttvmDefault();
+  behaveAsHost(m, fakeHost("AuthenticAMD", 0x00A20F12, "AMD"));
+  EXPECT_TRUE(m.pushSegmentZeroExtends);
+  EXPECT_EQ(m.cpuid, CpuModel::ttvmDefault().cpuid);
+  EXPECT_EQ(m.vendor, CpuVendor::kIntel);
+  behaveAsHost(m, fakeHost("HygonGenuine", 0x00900F01, "Hygon"));
+  EXPECT_TRUE(m.pushSegmentZeroExtends);
+  behaveAsHost(m, fakeHost("GenuineIntel", 0x000506E3, "Intel"));
+  EXPECT_FALSE(m.pushSegmentZeroExtends);
+  EXPECT_EQ(m, CpuModel::ttvmDefault());
+  EXPECT_TRUE(hostCpuModel(fakeHost("AuthenticAMD", 0x00A20F12, "AMD")).pushSegmentZeroExtends);
+  EXPECT_FALSE(hostCpuModel(fakeHost("GenuineIntel", 0x000506E3, "Intel")).pushSegmentZeroExtends);
+}
+
 TEST(CpuModel, TheEmulatorFollowsTheModelsFeatures) {
   for (const CpuModel& model : {CpuModel::ttvmDefault(), baselineCpuModel()}) {
     const bool full = model == CpuModel::ttvmDefault();

@@ -154,6 +154,7 @@ TEST(TraceRoundTrip, EveryCpuStateFieldAndHeader) {
     Written w{tempPath("cpu.ttvm")};
     w.header = testing::sampleHeader();
     w.header.backend = seed % 2 ? Backend::kKvm : Backend::kEmulator;
+    w.header.cpuModel.pushSegmentZeroExtends = seed % 3 == 0;
     w.initial.cpu = testing::randomCpuState(rng);
     w.initial.ram = testing::sampleRam(rng, seed * 40);  // up to 760 pages: several PAGE frames
     w.initial.deviceState.assign(seed * 3, static_cast<uint8_t>(seed));

@@ -11,10 +11,16 @@ template <typename T>
 struct Push {
   static ExecStatus run(CpuImpl& c, const Instr& i) {
     if (i.op[0].kind == OpKind::kSeg) {
-      // Current Intel CPUs write only the 16-bit selector and leave the
-      // other bytes of the slot unchanged.
+      const uint16_t selector = c.state().seg[i.op[0].reg].selector;
+      // AMD writes the zero-extended selector (CpuModel::
+      // pushSegmentZeroExtends); current Intel CPUs write only the 16-bit
+      // selector and leave the other bytes of the slot unchanged.
+      if (c.model().pushSegmentZeroExtends) {
+        TTVM_RETURN_ON_FAULT(c.push<T>(selector));
+        return ExecStatus::kNext;
+      }
       const uint64_t sp = CpuImpl::truncAddr(c.gpr(Gpr::kRsp) - sizeof(T), c.stackAddrSize());
-      TTVM_RETURN_ON_FAULT(c.writeMem<uint16_t>(2, sp, c.state().seg[i.op[0].reg].selector));
+      TTVM_RETURN_ON_FAULT(c.writeMem<uint16_t>(2, sp, selector));
       c.setSp(sp);
       return ExecStatus::kNext;
     }

@@ -28,6 +28,13 @@ struct CpuModel {
   CpuVendor vendor = CpuVendor::kIntel;
   std::vector<CpuidLeaf> cpuid;
   uint64_t tscFrequencyHz = 1'000'000'000;  // nominal; virtual time derives from steps
+  // How the CPU that runs the guest behaves where the SDM leaves the vendor
+  // a choice (independent of the vendor CPUID shows: a KVM recording on an
+  // AMD host shows ttvm's Intel model but runs on AMD). PUSH of a segment
+  // register with a 32/64-bit operand size: AMD writes the zero-extended
+  // selector (the whole slot); current Intel CPUs write 16 bits and leave
+  // the rest of the slot (SDM vol. 2B "PUSH").
+  bool pushSegmentZeroExtends = false;
 
   // The leaf the CPU answers for (leaf, subleaf): an exact entry, else the
   // Intel rule (highest basic leaf's values for leaves above the maximum).
