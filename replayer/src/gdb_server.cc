@@ -379,7 +379,6 @@ std::string GdbServer::vCont(std::string_view p, GdbReply& reply) {
 }
 
 std::string GdbServer::motion(char what, GdbReply& reply) {
-  cancel_.store(false);
   const Control c = control();
   StopReason r;
   switch (what) {
@@ -480,7 +479,6 @@ GdbReply GdbServer::monitor(const std::string& command) {
       reply.payload = error(1, "seek: step outside the history");
       return reply;
     }
-    cancel_.store(false);
     const StopReason r = timeline_.seek(*target, control());
     if (r.kind == StopKind::kDivergence && r.divergence)
       out("the replay diverged:\n" + r.divergence->format() + "\n");
@@ -509,7 +507,6 @@ GdbReply GdbServer::monitor(const std::string& command) {
     const uint64_t length = parsed->length;
     const bool last = verb == "last-write";
     const uint64_t before = timeline_.now();
-    cancel_.store(false);
     auto hit = last ? timeline_.lastWrite(address, length, false, true, control())
                     : timeline_.nextWrite(address, length, false, true, control());
     if (!hit.ok()) {
@@ -536,7 +533,6 @@ GdbReply GdbServer::monitor(const std::string& command) {
       return reply;
     }
     const uint64_t before = timeline_.now();
-    cancel_.store(false);
     auto hit = timeline_.registerLastChange(*reg, true, control());
     if (!hit.ok()) {
       out("reg-change: " + hit.error().message + "\n");
@@ -574,7 +570,6 @@ GdbReply GdbServer::monitor(const std::string& command) {
       return reply;
     }
     const uint64_t before = timeline_.now();
-    cancel_.store(false);
     auto hit = verb == "prev-event" ? timeline_.previousEvent(q, true, control())
                                     : timeline_.nextEvent(q, true, control());
     if (!hit.ok()) {

@@ -166,7 +166,17 @@ Result<GdbConnectionStats> serveGdbConnection(int fd, GdbServer& server,
       case GdbInput::Kind::kPacket: {
         ++stats.packets;
         send("+");
-        // Answer on a worker; meanwhile watch the socket for 0x03.
+        // Answer on a worker; meanwhile watch the socket for 0x03. The flag
+        // is cleared here, before the worker exists, and an 0x03 read together
+        // with the packet (gdb sends it right after 'c') is for this request.
+        server.cancelFlag().store(false);
+        for (const GdbInput& next : pending) {
+          if (next.kind == GdbInput::Kind::kPacket) break;
+          if (next.kind == GdbInput::Kind::kInterrupt) {
+            ++stats.interrupts;
+            server.cancelFlag().store(true);
+          }
+        }
         GdbReply reply;
         std::atomic<bool> done{false};
         std::thread worker([&] {

@@ -54,14 +54,31 @@ class GdbServerTest : public ::testing::Test {
     timeline_ = std::move(t).value();
     server_ = std::make_unique<GdbServer>(*timeline_);
   }
-  std::string ask(std::string_view p) { return server_->handle(p).payload; }
+  // Clears the cancel flag first, as the transport does for each request.
+  std::string ask(std::string_view p) {
+    server_->cancelFlag().store(false);
+    return server_->handle(p).payload;
+  }
   std::string monitor(std::string_view cmd, std::string* console = nullptr) {
+    server_->cancelFlag().store(false);
     GdbReply r = server_->handle("qRcmd," + gdbHexEncode(cmd));
     if (console != nullptr) {
       console->clear();
       for (const auto& c : r.console) *console += c;
     }
     return r.payload;
+  }
+  // Holds each motion in its progress callback until an interrupt sets the
+  // cancel flag (or `hold` is cleared), `limit` in all, so that an interrupt
+  // always arrives mid-motion.
+  void holdMotionsForInterrupt(std::chrono::seconds limit,
+                               const std::atomic<bool>* hold = nullptr) {
+    const auto deadline = std::chrono::steady_clock::now() + limit;
+    server_->setProgress([this, deadline, hold](uint64_t, uint64_t) {
+      while ((hold == nullptr || hold->load()) && !server_->cancelFlag().load() &&
+             std::chrono::steady_clock::now() < deadline)
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    });
   }
   static ScriptedTrace* trace_;
   static TraceReader* reader_;
@@ -369,7 +386,7 @@ TEST_F(GdbServerTest, ProgressCanCancelAnyMotion) {
   EXPECT_GT(at, 0u);
   EXPECT_LT(at, timeline_->endStep());
   calls = 0;
-  EXPECT_EQ(ask("c"), "T02thread:1;");  // the flag is cleared for each motion
+  EXPECT_EQ(ask("c"), "T02thread:1;");  // the flag is cleared for each request
   EXPECT_GT(timeline_->now(), at);
   server_->setProgress({});
   EXPECT_EQ(ask("c"), "T05replaylog:end;thread:1;");
@@ -538,26 +555,39 @@ void sendStr(int fd, std::string_view s) {
   ASSERT_EQ(::send(fd, s.data(), s.size(), MSG_NOSIGNAL), static_cast<ssize_t>(s.size()));
 }
 
+// One connection served by serveGdbConnection in a thread, with the
+// client's socket.
+struct ServedConnection {
+  ServedConnection(GdbListener& listener, GdbServer& server)
+      : thread([this, &listener, &server] {
+          auto accepted = listener.accept(nullptr);
+          if (accepted.ok()) stats = serveGdbConnection(*accepted, server, nullptr);
+        }),
+        fd(connectTo(listener.port())) {}
+  ~ServedConnection() {
+    if (thread.joinable()) finish();
+  }
+  // Waits for the server to end the connection; its counts.
+  const Result<GdbConnectionStats>& finish() {
+    thread.join();
+    if (fd >= 0) ::close(fd);
+    fd = -1;
+    return stats;
+  }
+  Result<GdbConnectionStats> stats = makeError("not run");
+  std::thread thread;
+  int fd;
+};
+
 TEST_F(GdbServerTest, SocketAcksNaksAndInterrupts) {
   auto listener = GdbListener::listen("127.0.0.1", 0);
   ASSERT_TRUE(listener.ok()) << listener.error().message;
   ASSERT_NE(listener->port(), 0);
   EXPECT_FALSE(GdbListener::listen("not-an-address", 0).ok());
-  // Hold the motion in its progress callback until the 0x03 has set the
-  // cancel flag (at most 10 s), so the interrupt always arrives mid-motion.
   std::atomic<bool> hold{true};
-  server_->setProgress([this, &hold](uint64_t, uint64_t) {
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-    while (hold.load() && !server_->cancelFlag().load() &&
-           std::chrono::steady_clock::now() < deadline)
-      std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  });
-  Result<GdbConnectionStats> stats = makeError("not run");
-  std::thread serverThread([&] {
-    auto fd = listener->accept(nullptr);
-    if (fd.ok()) stats = serveGdbConnection(*fd, *server_, nullptr);
-  });
-  const int fd = connectTo(listener->port());
+  holdMotionsForInterrupt(std::chrono::seconds(10), &hold);
+  ServedConnection served(*listener, *server_);
+  const int fd = served.fd;
   ASSERT_GE(fd, 0);
   sendStr(fd, "+$qC#b4");
   EXPECT_EQ(readBytes(fd, 8), "+$QC1#c5");
@@ -613,12 +643,34 @@ TEST_F(GdbServerTest, SocketAcksNaksAndInterrupts) {
   EXPECT_EQ(readBytes(fd, 8), "+$QC1#c5");
   sendStr(fd, "+$D#44");
   EXPECT_EQ(readBytes(fd, 7), "+$OK#9a");
-  serverThread.join();
-  ::close(fd);
+  const Result<GdbConnectionStats>& stats = served.finish();
   ASSERT_TRUE(stats.ok()) << stats.error().message;
   EXPECT_EQ(stats->badChecksums, 1u);
   EXPECT_EQ(stats->interrupts, 3u);
   EXPECT_EQ(stats->packets, 8u);
+}
+
+// gdb sends 0x03 right after 'c' when the user presses Ctrl-C at once; it
+// can reach the server in the same read as the packet, or before the motion
+// has begun. Either way it interrupts that motion (it used to be dropped, and
+// the continue ran on to the end of the history).
+TEST_F(GdbServerTest, AnInterruptSentWithTheContinueStopsIt) {
+  auto listener = GdbListener::listen("127.0.0.1", 0);
+  ASSERT_TRUE(listener.ok()) << listener.error().message;
+  // Without the interrupt the continue runs on to the end of the history.
+  holdMotionsForInterrupt(std::chrono::seconds(2));
+  ServedConnection served(*listener, *server_);
+  const int fd = served.fd;
+  ASSERT_GE(fd, 0);
+  sendStr(fd, "+$c#63\x03");
+  const std::string stop = gdbEncodePacket("T02thread:1;");
+  EXPECT_EQ(readBytes(fd, 1 + stop.size()), "+" + stop);
+  EXPECT_LT(timeline_->now(), timeline_->endStep());
+  sendStr(fd, "+$D#44");
+  EXPECT_EQ(readBytes(fd, 7), "+$OK#9a");
+  const Result<GdbConnectionStats>& stats = served.finish();
+  ASSERT_TRUE(stats.ok()) << stats.error().message;
+  EXPECT_EQ(stats->interrupts, 1u);
 }
 
 // Everything a client has sent until it closes (or 10 s pass).

@@ -77,8 +77,10 @@ class GdbServer {
   // Answers one packet. Motion blocks until it stops (or is cancelled).
   GdbReply handle(std::string_view packet);
 
-  // Set from another thread to interrupt the current motion; handle() clears
-  // it before each motion.
+  // Set from another thread to interrupt the current motion. Whoever hands
+  // handle() a request clears it first, on its own thread: the transport does
+  // so before its worker starts, so a 0x03 that arrives before the motion
+  // begins still stops it (handle() clearing it itself lost such an interrupt).
   std::atomic<bool>& cancelFlag() { return cancel_; }
   // Called during long motion with (steps done, total).
   void setProgress(std::function<void(uint64_t, uint64_t)> progress) {
