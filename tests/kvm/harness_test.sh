@@ -56,7 +56,7 @@ check "no sentinel" 1 "no 'ttvm-nested-exit: N' sentinel" $? "$work/panic"
 # A real QEMU whose virtual CPU has no SVM: kvm-amd cannot load, so there is
 # no /dev/kvm inside and the harness must skip, saying so.
 real_qemu=$(command -v qemu-system-x86_64)
-printf '#!/bin/bash\nargs=()\nfor a in "$@"; do [ "$a" = max ] && a=max,-svm; args+=("$a"); done\nexec %q "${args[@]}"\n' \
+printf '#!/bin/bash\nargs=()\nfor a in "$@"; do [ "${a%%%%,*}" = max ] && a="$a,-svm"; args+=("$a"); done\nexec %q "${args[@]}"\n' \
   "$real_qemu" >"$work/qemu-nosvm"
 chmod +x "$work/qemu-nosvm"
 QEMU="$work/qemu-nosvm" bash "$harness" --timeout 90 -- /bin/true >"$work/nosvm" 2>&1
