@@ -621,5 +621,214 @@ TEST(BlockEngine, RamWrittenBehindTheCpuKillsItsBlocks) {
   EXPECT_GE(m.cpu->engineStats().invalidations, 1u);
 }
 
+// ------------------------------------------- watchpoints and breakpoints
+//
+// Debugger watchpoints and breakpoints keep the fast engine at block speed
+// (issue 14, point 3): a watched page has no fast-path TLB entry, so only
+// its accesses take the reference accessors, which check the watch and end
+// the block after the instruction that hit it; a block holding a breakpoint
+// runs up to it. Every stop lands on the step, with the state, at which the
+// reference interpreter (step() for every step while any is set) stops.
+
+// loop: mov [r8 + rcx*8], rax; add rdx, [r8 + rcx*8 + 0x800]; add rax, rbx;
+//       dec rcx; jnz loop; hlt (5 fast forms: all host code)
+const char* kStoreLoop = "49 89 04 c8 49 03 94 c8 00 08 00 00 48 01 d8 48 ff c9 75 ec f4";
+// The same with add [r8 + rcx*8 + 0x1000], rbx (a handler) after the load.
+const char* kHandlerLoop =
+    "49 89 04 c8 49 03 94 c8 00 08 00 00 49 01 9c c8 00 10 00 00 48 01 d8 48 ff c9 75 e4 f4";
+
+void setUpLoop(Machine& m, const char* code, uint64_t iterations) {
+  m.setupLong64(layout::kCode);
+  m.loadHex(layout::kCode, code);
+  m.edit([&](CpuState& s) {
+    s.gpr[0] = 0x1234;
+    s.gpr[3] = 0x9E3779B97F4A7C15ull;
+    s.gpr[1] = iterations;
+    s.gpr[8] = layout::kData;
+  });
+  m.env.useHint = true;
+}
+
+std::string describeHit(const StepResult& r) {
+  return "watch " + std::to_string(r.watch.watchId) + " at " + std::to_string(r.watch.address) +
+         " size " + std::to_string(r.watch.size) + (r.watch.write ? " write" : " read");
+}
+
+// Runs both machines `slice` steps at a time to HLT, going on after each
+// stop (watchpoint, or breakpoint with skipBreakpointOnce), comparing the
+// outcome, the hit, the whole state and the data after every slice.
+// Returns the number of stops.
+int runToHalt(Machine& ref, Machine& fast, uint64_t slice) {
+  int stops = 0;
+  for (int k = 0; k < 100000; ++k) {
+    const StepResult a = ref.run(slice);
+    const StepResult b = fast.run(slice);
+    EXPECT_EQ(a.outcome, b.outcome)
+        << "slice " << k << " at step " << ref.state().steps << "/" << fast.state().steps;
+    EXPECT_TRUE(ref.state() == fast.state())
+        << "slice " << k << " at step " << ref.state().steps << ": rip " << ref.state().rip << "/"
+        << fast.state().rip << " steps " << fast.state().steps;
+    EXPECT_EQ(std::memcmp(ref.ram.data() + layout::kData, fast.ram.data() + layout::kData, 0x3000),
+              0);
+    if (a.outcome != b.outcome || !(ref.state() == fast.state())) return -1;
+    if (a.outcome == StepOutcome::kWatchpoint) {
+      EXPECT_EQ(describeHit(a), describeHit(b));
+      ++stops;
+    } else if (a.outcome == StepOutcome::kBreakpoint) {
+      ref.cpu->skipBreakpointOnce();
+      fast.cpu->skipBreakpointOnce();
+      ++stops;
+    } else if (a.outcome != StepOutcome::kRetired) {
+      return stops;
+    }
+  }
+  ADD_FAILURE() << "no HLT";
+  return -1;
+}
+
+// A watchpoint on a page the loop never writes (a write watch on a page it
+// reads, an access watch on a page it does not touch) leaves the loop in
+// host code: no stop, and almost every step retired by compiled code.
+TEST(BlockEngine, WatchpointOffTheLoopsPagesKeepsItInHostCode) {
+  const DebuggerWatchpoint cases[] = {
+      {layout::kData + 0x2100, 8, WatchKind::kWrite, false},   // only read by the loop
+      {layout::kData + 0x3000, 4, WatchKind::kAccess, false},  // untouched page
+      {layout::kData + 0x3010, 1, WatchKind::kRead, true},     // physical, untouched
+  };
+  for (const DebuggerWatchpoint& w : cases) {
+    Machine ref, fast;
+    fast.cpu->setEngine(CpuEngine::kFast);
+    for (Machine* m : {&ref, &fast}) {
+      setUpLoop(*m, kStoreLoop, 1000);
+      m->cpu->setWatchpoints({w});
+    }
+    EXPECT_EQ(runToHalt(ref, fast, 100000), 0) << w.address;
+    EXPECT_EQ(fast.state().steps, 1000u * 5 + 1);
+    const EngineStats st = fast.cpu->engineStats();
+    EXPECT_LT(st.fallbackSteps, 10u) << w.address;
+#if defined(__x86_64__)
+    EXPECT_GT(st.compiledSteps, 1000u * 5 * 95 / 100) << w.address;
+#endif
+  }
+}
+
+// A watchpoint on what the loop writes or reads (through a fast form, host
+// code's store or load, or a handler) stops both engines after the same
+// instruction, with the same hit and state, in slices of every kind of
+// length; the run then goes on to HLT on both.
+TEST(BlockEngine, WatchpointHitStopsAtTheSameStepAsTheReference) {
+  struct Case {
+    DebuggerWatchpoint w;
+    int stops;
+  };
+  const Case cases[] = {
+      {{layout::kData + 8 * 123, 8, WatchKind::kWrite, false}, 1},           // MOV store
+      {{layout::kData + 8 * 123 + 3, 1, WatchKind::kAccess, true}, 1},       // physical, 1 byte
+      {{layout::kData + 0x800 + 8 * 200, 8, WatchKind::kRead, false}, 1},    // ADD load
+      {{layout::kData + 0x1000 + 8 * 77, 2, WatchKind::kWrite, false}, 1},   // handler's store
+      {{layout::kData + 0x1000 + 8 * 50, 8, WatchKind::kAccess, false}, 1},  // handler's read
+      {{layout::kData + 0x1000 + 8 * 60, 0x40, WatchKind::kWrite, false}, 8},
+  };
+  for (const Case& c : cases) {
+    for (uint64_t slice : {1, 7, 64, 1000000}) {
+      Machine ref, fast;
+      fast.cpu->setEngine(CpuEngine::kFast);
+      for (Machine* m : {&ref, &fast}) {
+        setUpLoop(*m, kHandlerLoop, 300);
+        m->cpu->setWatchpoints({c.w});
+      }
+      EXPECT_EQ(runToHalt(ref, fast, slice), c.stops) << c.w.address << " slice " << slice;
+      EXPECT_EQ(fast.state().steps, 300u * 6 + 1);
+      if (slice == 1000000) {
+        // Blocks ran (the stores to a watched page take the reference
+        // accessor inside them), not the reference path.
+        EXPECT_LT(fast.cpu->engineStats().fallbackSteps, 10u) << c.w.address;
+      }
+    }
+  }
+}
+
+// Watchpoints set and removed between runs: a watch set after the loop's
+// code and TLB entries exist stops where the reference stops (the TLB's
+// fast-path entries for the page are dropped), and once removed the loop
+// goes back to host code.
+TEST(BlockEngine, WatchpointSetAndRemovedMidRun) {
+  Machine ref, fast;
+  fast.cpu->setEngine(CpuEngine::kFast);
+  for (Machine* m : {&ref, &fast}) setUpLoop(*m, kStoreLoop, 1000);
+  for (Machine* m : {&ref, &fast}) m->run(700);  // compiled, data pages in the TLB
+  ASSERT_TRUE(ref.state() == fast.state());
+  const DebuggerWatchpoint w{layout::kData + 8 * 500, 8, WatchKind::kWrite, false};
+  for (Machine* m : {&ref, &fast}) m->cpu->setWatchpoints({w});
+  const StepResult a = ref.run(1'000'000);
+  const StepResult b = fast.run(1'000'000);
+  ASSERT_EQ(a.outcome, StepOutcome::kWatchpoint);
+  ASSERT_EQ(b.outcome, StepOutcome::kWatchpoint);
+  EXPECT_EQ(describeHit(a), describeHit(b));
+  ASSERT_TRUE(ref.state() == fast.state());
+  EXPECT_EQ(fast.state().steps, (1000u - 500) * 5 + 1);  // after the store of iteration 501
+  for (Machine* m : {&ref, &fast}) m->cpu->setWatchpoints({});
+  const uint64_t compiledBefore = fast.cpu->engineStats().compiledSteps;
+  EXPECT_EQ(runToHalt(ref, fast, 1'000'000), 0);
+  EXPECT_EQ(fast.state().steps, 1000u * 5 + 1);
+#if defined(__x86_64__)
+  EXPECT_GT(fast.cpu->engineStats().compiledSteps - compiledBefore, 500u * 5 * 9 / 10);
+#endif
+}
+
+// A breakpoint inside a block ends the block before it: the ops before it
+// run in the block (not the reference path), the stop is at the reference's
+// step. Linear and physical breakpoints alike; removing them mid-run puts
+// the loop back in host code, and one the loop never reaches keeps it there.
+TEST(BlockEngine, BreakpointsEndBlocksAndStopAtTheSameStep) {
+  for (const bool physical : {false, true}) {
+    Machine ref, fast;
+    fast.cpu->setEngine(CpuEngine::kFast);
+    for (Machine* m : {&ref, &fast}) {
+      setUpLoop(*m, kStoreLoop, 1000);
+      m->run(40);  // compiled before the breakpoint is set
+      // add rax, rbx: the third instruction of the loop's block.
+      m->cpu->setBreakpoints({DebuggerBreakpoint{layout::kCode + 12, physical}});
+    }
+    const uint64_t fallbackBefore = fast.cpu->engineStats().fallbackSteps;
+    int stops = 0;
+    for (; stops < 20; ++stops) {
+      const StepResult a = ref.run(1'000'000);
+      const StepResult b = fast.run(1'000'000);
+      ASSERT_EQ(a.outcome, StepOutcome::kBreakpoint) << physical;
+      ASSERT_EQ(b.outcome, StepOutcome::kBreakpoint) << physical;
+      ASSERT_TRUE(ref.state() == fast.state()) << physical << " stop " << stops;
+      EXPECT_EQ(fast.state().rip, layout::kCode + 12);
+      ref.cpu->skipBreakpointOnce();
+      fast.cpu->skipBreakpointOnce();
+    }
+    // Two reference-path calls per stop: the one that reports it and the
+    // skipped instruction (the two before it in the block ran in the block).
+    EXPECT_LE(fast.cpu->engineStats().fallbackSteps - fallbackBefore, 2u * 20) << physical;
+    // Removed: the rest runs in host code.
+    for (Machine* m : {&ref, &fast}) m->cpu->setBreakpoints({});
+    const uint64_t compiledBefore = fast.cpu->engineStats().compiledSteps;
+    EXPECT_EQ(runToHalt(ref, fast, 1'000'000), 0);
+    EXPECT_EQ(fast.state().steps, 1000u * 5 + 1);
+#if defined(__x86_64__)
+    EXPECT_GT(fast.cpu->engineStats().compiledSteps - compiledBefore, 900u * 5) << physical;
+#endif
+  }
+  // A breakpoint the loop never reaches.
+  for (const bool physical : {false, true}) {
+    Machine ref, fast;
+    fast.cpu->setEngine(CpuEngine::kFast);
+    for (Machine* m : {&ref, &fast}) {
+      setUpLoop(*m, kStoreLoop, 1000);
+      m->cpu->setBreakpoints({DebuggerBreakpoint{layout::kCode + 0x800, physical}});
+    }
+    EXPECT_EQ(runToHalt(ref, fast, 1'000'000), 0);
+    EXPECT_LT(fast.cpu->engineStats().fallbackSteps, 10u) << physical;
+#if defined(__x86_64__)
+    EXPECT_GT(fast.cpu->engineStats().compiledSteps, 1000u * 5 * 95 / 100) << physical;
+#endif
+  }
+}
+
 }  // namespace
 }  // namespace ttvm::cputest

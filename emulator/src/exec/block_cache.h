@@ -11,9 +11,16 @@
 //
 // Exactness (what runBlocks relies on):
 //  - a block is entered only where CpuImpl::run would take its fast path
-//    (nothing unusual armed, no event to take, no linear debugger breakpoint
-//    inside the block's bytes, the whole block inside the CS limit, enough
-//    steps left); between its instructions runBlocks repeats run()'s event
+//    (nothing unusual armed, no event to take, the whole block inside the CS
+//    limit, enough steps left), and runs only its instructions before the
+//    first debugger breakpoint (linear or physical) inside its bytes: one at
+//    its start is left to step(), which reports it;
+//  - debugger watchpoints do not force the reference path: a page holding a
+//    watched range has no fast-path TLB entry for the watched kind of access
+//    (CpuImpl::finishTlbFill), so only the reference accessors touch it, and
+//    they check the watch; a hit ends the block after that instruction with
+//    the stop step() would report (setWatchpoints flushes the TLB);
+//  - between its instructions runBlocks repeats run()'s event
 //    and stop checks, and it leaves the block after any instruction that may
 //    change what those checks depend on;
 //  - a block dies when RAM under it is written (CpuImpl::notifyRamWritten:

@@ -567,9 +567,33 @@ bool CpuImpl::eventDue(uint32_t h) {
 }
 
 bool CpuImpl::runUnusual() const {
-  return runSlow_ || s_.pending.halted || s_.pending.pendingDr6 ||
+  return blocksSlow_ || s_.pending.halted || s_.pending.pendingDr6 ||
          s_.pending.shadow != InterruptShadow::kNone || (s_.rflags & (flags::kTF | flags::kRF)) ||
          skipBreakpoint_;
+}
+
+// The index of the first op of `b` (entered at the current RIP) that a
+// debugger breakpoint is on, linear or physical; kMaxBlockOps if none. step()
+// checks the same addresses before each instruction (atDebuggerBreakpoint).
+unsigned CpuImpl::breakpointOffset(const Block* b) const {
+  const uint64_t lin =
+      mode_ == CpuMode::kLong64 ? s_.rip : ((s_.seg[1].base + s_.rip) & 0xFFFFFFFFull);
+  uint64_t first = ~0ull;  // the lowest breakpointed byte offset inside the block
+  auto it = std::lower_bound(linearBreakpoints_.begin(), linearBreakpoints_.end(), lin);
+  if (it != linearBreakpoints_.end() && *it < lin + b->bytes) first = *it - lin;
+  if (hasPhysicalBreakpoints_) {
+    for (const DebuggerBreakpoint& bp : in_->breakpoints)
+      if (bp.physical && bp.address >= b->phys && bp.address < b->phys + b->bytes)
+        first = std::min(first, bp.address - b->phys);
+  }
+  if (first == ~0ull) return BlockCache::kMaxBlockOps;
+  // Ops are contiguous from the block's start; a breakpoint inside an
+  // instruction's bytes (never reached as an RIP) ends the block after it.
+  const BlockOp* op = blocks_->ops() + b->firstOp;
+  uint64_t at = 0;
+  unsigned k = 0;
+  while (k < b->numOps && at < first) at += op[k++].instr.length;
+  return k;
 }
 
 StepResult CpuImpl::runBlocks(uint64_t maxSteps) {
@@ -593,9 +617,18 @@ StepResult CpuImpl::runBlocksLoop(uint64_t maxSteps) {
   bool clean = false;
   uint64_t n = 0;
   LazyFlags lazy;
+  // Debugger breakpoints end a block before the instruction they are on
+  // (breakpointOffset); host code then runs only blocks without one, and
+  // never goes on into another block.
+  const bool breakpointsArmed = !linearBreakpoints_.empty() || hasPhysicalBreakpoints_;
+  // As step() does at each step's start: a hit is reported by the step that
+  // makes it (a debugger read between two runs may have left one recorded).
+  in_->watchHit = false;
   while (n < maxSteps) {
     // The block's first instruction: where run() would take its fast path.
     Block* b = nullptr;
+    // Ops of the block that run before a debugger breakpoint it holds.
+    unsigned stopAt = BlockCache::kMaxBlockOps;
     if (clean || !runUnusual()) {
       const uint32_t h = clean ? 0 : *hint;
       if (h == 0 || !eventDue(h)) {
@@ -623,11 +656,9 @@ StepResult CpuImpl::runBlocksLoop(uint64_t maxSteps) {
         if (b != nullptr && mode_ != CpuMode::kLong64 &&
             (s_.rip + b->bytes - 1 > s_.seg[1].limit || s_.rip + b->bytes - 1 > ipMask_))
           b = nullptr;
-        if (b != nullptr && !linearBreakpoints_.empty()) {
-          const uint64_t lin =
-              mode_ == CpuMode::kLong64 ? s_.rip : ((s_.seg[1].base + s_.rip) & 0xFFFFFFFFull);
-          auto it = std::lower_bound(linearBreakpoints_.begin(), linearBreakpoints_.end(), lin);
-          if (it != linearBreakpoints_.end() && *it < lin + b->bytes) b = nullptr;
+        if (b != nullptr && breakpointsArmed) {
+          stopAt = breakpointOffset(b);
+          if (stopAt == 0) b = nullptr;  // step() reports it (or skips it once)
         }
       }
     }
@@ -655,8 +686,8 @@ StepResult CpuImpl::runBlocksLoop(uint64_t maxSteps) {
     // ends or an access needs the reference accessors, and the ops from
     // there are interpreted below.
     if (b->jit == nullptr) maybeCompile(b);
-    if (b->jit != nullptr && !checkEach && s_.rip == b->jitRip && b->jitUser == (cpl_ == 3) &&
-        !(s_.rflags & flags::kAC) && maxSteps - n >= b->numOps) {
+    if (b->jit != nullptr && !checkEach && stopAt >= b->numOps && s_.rip == b->jitRip &&
+        b->jitUser == (cpl_ == 3) && !(s_.rflags & flags::kAC) && maxSteps - n >= b->numOps) {
       materialize(lazy, s_.rflags);
       JitContext ctx;
       ctx.s = &s_;
@@ -664,7 +695,7 @@ StepResult CpuImpl::runBlocksLoop(uint64_t maxSteps) {
       ctx.budget = std::min<uint64_t>(maxSteps - n, 1u << 30);
       ctx.epoch = linkEpoch_;
       ctx.cache = bc.jit().cache();
-      ctx.chain = linearBreakpoints_.empty();
+      ctx.chain = !breakpointsArmed;
       ctx.hint = hint;
       // This entry is where compiled code that ends at this RIP may go on.
       if (ctx.chain)
@@ -686,7 +717,8 @@ StepResult CpuImpl::runBlocksLoop(uint64_t maxSteps) {
     }
     const BlockOp* op = bc.ops() + b->firstOp + first;
     const BlockOp* const end =
-        bc.ops() + b->firstOp + std::min<uint64_t>(b->numOps, first + (maxSteps - n));
+        bc.ops() + b->firstOp +
+        std::min<uint64_t>(std::min<unsigned>(b->numOps, stopAt), first + (maxSteps - n));
     clean = false;
     blockSlow_ = false;
     for (;; ++op) {
@@ -910,6 +942,17 @@ StepResult CpuImpl::runBlocksLoop(uint64_t maxSteps) {
       const bool slowNow = blockSlow_;
       if (__builtin_expect(checkEach || !fast || slowNow, 0)) {
         blockSlow_ = false;
+        // A debugger watchpoint hit by this instruction (only the reference
+        // accessors, on a slow access or in a handler, check them: a watched
+        // page has no fast-path TLB entry): the stop step() reports.
+        if (__builtin_expect(in_->watchHit, 0)) {
+          materialize(lazy, s_.rflags);
+          r = StepResult{};
+          r.outcome = StepOutcome::kWatchpoint;
+          r.watch = in_->hit;
+          in_->watchHit = false;
+          return r;
+        }
         if (const uint32_t h = *hint; h != 0) {
           checkEach = true;  // set by this instruction: ask at every boundary from now on
           if (h != kEventHintMaskableOnly && env_.stopRequested()) {

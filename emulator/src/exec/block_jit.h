@@ -32,7 +32,7 @@
 //    filled by runBlocks at each entry it makes itself) holds it for that
 //    RIP under the link epoch the code was entered with, the budget holds
 //    the whole target block, the event hint still reads zero, and the caller
-//    allowed it (no linear debugger breakpoint armed). That is where runBlocks would enter it next,
+//    allowed it (no debugger breakpoint armed). That is where runBlocks would enter it next,
 //    clean: a compiled block ends clean, nothing inside compiled code can set the event hint, bump
 //    the epoch or change CPL, mode, TF/RF or AC, and a CPL or mode change bumps the epoch.
 //

@@ -738,8 +738,8 @@ void CpuImpl::setWatchpoints(std::vector<DebuggerWatchpoint> wps) {
 }
 
 void CpuImpl::updateRunSlow() {
-  runSlow_ = tripleFault_ || hasPhysicalBreakpoints_ || !in_->watchpoints.empty() ||
-             guestDebugActive_ || dataBreakpointsActive_;
+  blocksSlow_ = tripleFault_ || guestDebugActive_ || dataBreakpointsActive_;
+  runSlow_ = blocksSlow_ || hasPhysicalBreakpoints_ || !in_->watchpoints.empty();
 }
 
 }  // namespace ttvm

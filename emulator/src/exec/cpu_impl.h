@@ -442,6 +442,7 @@ class CpuImpl final {
   void maybeCompile(Block* b);
   bool eventDue(uint32_t hint);
   bool runUnusual() const;
+  unsigned breakpointOffset(const Block* b) const;
   template <typename T>
   bool blockReadAt(unsigned seg, uint64_t ea, T& out, LazyFlags& lazy);
   template <typename T>
@@ -456,6 +457,11 @@ class CpuImpl final {
                                InterruptShadow shadowBefore);
   void updateRunSlow();
   bool runSlow_ = false;  // run() must take step() for every step (see updateRunSlow)
+  // The same for the fast engine's blocks: debugger watchpoints and physical
+  // breakpoints are not in it (blocks check them exactly: watched pages have
+  // no fast-path TLB entry and a hit ends the block at its instruction;
+  // a block holding a breakpoint is not entered).
+  bool blocksSlow_ = false;
   std::vector<uint64_t> linearBreakpoints_;  // sorted linear debugger breakpoints
   bool hasPhysicalBreakpoints_ = false;
   StepResult finishStep(StepResult r);
