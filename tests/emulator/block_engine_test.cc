@@ -830,5 +830,36 @@ TEST(BlockEngine, BreakpointsEndBlocksAndStopAtTheSameStep) {
   }
 }
 
+// Compiled code goes on from block to block while a breakpoint is armed
+// (the jump cache holds only blocks checked to have none), and a breakpoint
+// set mid-run in a block that compiled code used to go on into stops it
+// there: setBreakpoints bumps the link epoch, so the old jump-cache entries
+// die.
+TEST(BlockEngine, CompiledCodeChainsWithBreakpointsArmedAndStopsAtNewOnes) {
+  // loop: call f; dec rcx; jnz loop; hlt;  f: add rax, rbx; add rdx, rax; ret
+  const char* kCode = "e8 06 00 00 00 48 ff c9 75 f6 f4 48 01 d8 48 01 c2 c3";
+  Machine ref, fast;
+  fast.cpu->setEngine(CpuEngine::kFast);
+  for (Machine* m : {&ref, &fast}) {
+    setUpLoop(*m, kCode, 2000);
+    m->cpu->setBreakpoints({DebuggerBreakpoint{layout::kCode + 0x800, false}});  // never reached
+  }
+  const StepResult a = ref.run(1000 * 6);
+  const StepResult b = fast.run(1000 * 6);
+  ASSERT_EQ(a.outcome, b.outcome);
+  ASSERT_TRUE(ref.state() == fast.state());
+  // Three blocks per iteration; runBlocks itself entered only a few of them.
+  EXPECT_LT(fast.cpu->engineStats().blockRuns, 100u);
+  // add rdx, rax in f, reached from the call's compiled code.
+  for (Machine* m : {&ref, &fast})
+    m->cpu->setBreakpoints({DebuggerBreakpoint{layout::kCode + 14, false}});
+  const StepResult c = ref.run(1'000'000);
+  const StepResult d = fast.run(1'000'000);
+  ASSERT_EQ(c.outcome, StepOutcome::kBreakpoint);
+  ASSERT_EQ(d.outcome, StepOutcome::kBreakpoint);
+  EXPECT_EQ(fast.state().rip, layout::kCode + 14);
+  EXPECT_TRUE(ref.state() == fast.state()) << ref.state().steps << "/" << fast.state().steps;
+}
+
 }  // namespace
 }  // namespace ttvm::cputest

@@ -618,8 +618,7 @@ StepResult CpuImpl::runBlocksLoop(uint64_t maxSteps) {
   uint64_t n = 0;
   LazyFlags lazy;
   // Debugger breakpoints end a block before the instruction they are on
-  // (breakpointOffset); host code then runs only blocks without one, and
-  // never goes on into another block.
+  // (breakpointOffset); host code then runs only blocks without one.
   const bool breakpointsArmed = !linearBreakpoints_.empty() || hasPhysicalBreakpoints_;
   // As step() does at each step's start: a hit is reported by the step that
   // makes it (a debugger read between two runs may have left one recorded).
@@ -695,12 +694,13 @@ StepResult CpuImpl::runBlocksLoop(uint64_t maxSteps) {
       ctx.budget = std::min<uint64_t>(maxSteps - n, 1u << 30);
       ctx.epoch = linkEpoch_;
       ctx.cache = bc.jit().cache();
-      ctx.chain = !breakpointsArmed;
       ctx.hint = hint;
-      // This entry is where compiled code that ends at this RIP may go on.
-      if (ctx.chain)
-        bc.jit().cache()[jitCacheSlot(s_.rip)] =
-            JitCacheEntry{s_.rip, linkEpoch_, b->jitBody, b->numOps};
+      // This entry is where compiled code that ends at this RIP may go on:
+      // it was checked for breakpoints above, and the set of breakpoints
+      // (like the translation a physical one depends on) is constant under
+      // one link epoch (setBreakpoints bumps it).
+      bc.jit().cache()[jitCacheSlot(s_.rip)] =
+          JitCacheEntry{s_.rip, linkEpoch_, b->jitBody, b->numOps};
       const uint64_t res = b->jit(&ctx);
       const uint32_t retired = static_cast<uint32_t>(res);
       s_.steps += retired;

@@ -266,8 +266,6 @@ class Emitter : public Xbyak::CodeGenerator {
       else
         mov(rax, e.rip);
       Label no;
-      cmp(qword[rbp + static_cast<int>(offsetof(JitContext, chain))], 0);
-      je(no);
       mov(rcx, qword[rbp + static_cast<int>(offsetof(JitContext, hint))]);
       cmp(dword[rcx], 0);
       jne(no);

@@ -31,8 +31,9 @@
 //    straight on into the target's code when the jump cache (JitCacheEntry,
 //    filled by runBlocks at each entry it makes itself) holds it for that
 //    RIP under the link epoch the code was entered with, the budget holds
-//    the whole target block, the event hint still reads zero, and the caller
-//    allowed it (no debugger breakpoint armed). That is where runBlocks would enter it next,
+//    the whole target block and the event hint still reads zero (an entry is
+//    made only for a block without a debugger breakpoint, and setBreakpoints
+//    bumps the epoch). That is where runBlocks would enter it next,
 //    clean: a compiled block ends clean, nothing inside compiled code can set the event hint, bump
 //    the epoch or change CPL, mode, TF/RF or AC, and a CPL or mode change bumps the epoch.
 //
@@ -72,7 +73,6 @@ struct JitContext {
   uint64_t budget = 0;  // steps it may retire at most
   uint64_t epoch = 0;   // CpuImpl::linkEpoch_
   const JitCacheEntry* cache = nullptr;
-  uint64_t chain = 0;  // nonzero: it may go on into other blocks' code
   // Environment::eventHint(): read before going on into another block, so
   // that a stop asked for by another thread (the GUI's cancel) is seen
   // within a block (no guest event can set it inside compiled code).

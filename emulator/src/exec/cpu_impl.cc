@@ -728,6 +728,9 @@ void CpuImpl::setBreakpoints(std::vector<DebuggerBreakpoint> bps) {
       linearBreakpoints_.push_back(b.address);
   }
   std::sort(linearBreakpoints_.begin(), linearBreakpoints_.end());
+  // Compiled code goes on into another block only through entries made
+  // under the current link epoch for blocks without a breakpoint.
+  ++linkEpoch_;
   updateRunSlow();
 }
 
