@@ -53,6 +53,41 @@ QEMU="$work/qemu-hang" bash "$harness" --timeout 3 -- /bin/true >"$work/hang" 2>
 check "VM hangs" 1 "no end after 3 s" $? "$work/hang"
 QEMU="$work/qemu-panic" bash "$harness" -- /bin/true >"$work/panic" 2>&1
 check "no sentinel" 1 "no 'ttvm-nested-exit: N' sentinel" $? "$work/panic"
+# A "QEMU" whose CPU wedges as QEMU 7.2's TCG sometimes does: idle, and its
+# monitor shows a halted CPU with an interrupt pending in the LAPIC's IRR.
+# The harness must see it, boot once more and say so; a second wedge fails.
+# With a marker file, the second boot comes up and runs the command.
+cat >"$work/qemu-wedge" <<'PY'
+#!/usr/bin/env python3
+import os, socket, sys, time
+args = sys.argv[1:]
+path = args[args.index("-monitor") + 1].split(",")[0][len("unix:"):]
+marker = os.environ.get("WEDGE_ONCE_MARKER")
+if marker and os.path.exists(marker):
+    print("ttvm-nested: /dev/kvm ready, 1 CPU\nttvm-nested-exit: 0", flush=True)
+    sys.exit(0)
+if marker:
+    open(marker, "w").close()
+print("ttvm-nested: /dev/kvm ready, 1 CPU", flush=True)
+srv = socket.socket(socket.AF_UNIX)
+srv.bind(path)
+srv.listen(4)
+while True:
+    c, _ = srv.accept()
+    c.sendall(b"QEMU 7.2 monitor\n(qemu) ")
+    for line in c.makefile():
+        if "registers" in line:
+            c.sendall(b"RIP=ffffffffa9a17a0b RFL=00000246 [---Z-P-] CPL=0 II=0 A20=1 SMM=0 HLT=1\n(qemu) ")
+        elif "lapic" in line:
+            c.sendall(b"ISR\t (none)\nIRR\t 236 \n(qemu) ")
+    c.close()
+PY
+chmod +x "$work/qemu-wedge"
+TTVM_NESTED_QUIET_S=2 QEMU="$work/qemu-wedge" bash "$harness" --timeout 60 -- /bin/true >"$work/wedge" 2>&1
+check "VM wedges twice" 1 "wedged in QEMU twice (halted, never taking a pending interrupt: RIP=ffffffffa9a17a0b" $? "$work/wedge"
+TTVM_NESTED_QUIET_S=2 WEDGE_ONCE_MARKER="$work/wedged-once" QEMU="$work/qemu-wedge" \
+  bash "$harness" --timeout 60 -- /bin/true >"$work/wedge1" 2>&1
+check "VM wedges once" 0 "wedged in QEMU .*IRR 236 ); booting it again" $? "$work/wedge1"
 # A real QEMU whose virtual CPU has no SVM: kvm-amd cannot load, so there is
 # no /dev/kvm inside and the harness must skip, saying so.
 real_qemu=$(command -v qemu-system-x86_64)
