@@ -102,11 +102,17 @@ int cmdSlice(std::span<char* const> args) {
               out.c_str(), s.from, s.to, parsed->trace.c_str(), s.events, s.pages, s.nonZeroPages,
               s.partialRam ? " (those the slice accesses)" : " (full RAM)", s.bytes,
               s.checked ? "; replayed and checked against the source" : "");
-  if (s.replayedFrom != 0)
+  // A slice's own replay starts at its first step, not at a snapshot.
+  const uint64_t sourceBegin = r->header().slice ? r->header().slice->fromStep : 0;
+  if (s.replayedFrom != sourceBegin)
     std::printf("  the source replayed from its snapshot at step %" PRIu64 "\n", s.replayedFrom);
+  if (s.snapshots != 0)
+    std::printf("  %" PRIu64 " of the source's snapshots copied (those inside the range)\n",
+                s.snapshots);
   if (s.sectorsReread != 0)
     std::printf("  %" PRIu64
-                " disk sector(s) read before the cut and again after it: logged in the slice\n",
+                " disk sector(s) read or written before the cut and read after it: logged in the "
+                "slice\n",
                 s.sectorsReread);
   if (!s.fallbackReason.empty())
     std::fprintf(stderr,

@@ -8,6 +8,7 @@
 #include "ttvm/base/hex.h"
 #include "ttvm/base/log.h"
 #include "ttvm/emulator/state_diff.h"
+#include "ttvm/machine/disk_image.h"
 #include "ttvm/machine/machine.h"
 
 namespace ttvm {
@@ -176,6 +177,23 @@ std::span<const uint8_t> ReplaySession::ram() const {
 std::vector<uint8_t> ReplaySession::saveDevices() const {
   if (!runsDevices_) return {};
   return machine_->saveReplayedState();
+}
+
+SectorTable ReplaySession::writtenSectors() const {
+  SectorTable table;
+  const Machine& m = *machine_;
+  for (unsigned slot = 0; slot < Machine::kDiskSlots; ++slot) {
+    if (m.disk(slot) == nullptr) continue;
+    m.disk(slot)->forEachWritten([&](uint64_t lba, std::span<const uint8_t> bytes) {
+      std::memcpy(table[{slot, lba}].data(), bytes.data(), kDiskSectorBytes);
+    });
+  }
+  return table;
+}
+
+std::vector<uint8_t> ReplaySession::saveInitialDeviceState() const {
+  if (!runsDevices_) return {};
+  return machine_->saveDeviceState();
 }
 
 Machine::DeviceCheckpoint ReplaySession::checkpointDevices() const {

@@ -46,6 +46,18 @@ std::vector<uint64_t> referencedPages(const ReplaySession& session, const Cpu& c
   return pages;
 }
 
+// The pages of `all` whose numbers are in `wanted` (ascending, unique).
+RamPages keepPages(const RamPages& all, const std::vector<uint64_t>& wanted) {
+  RamPages kept;
+  size_t w = 0;
+  for (size_t k = 0; k < all.pageCount(); ++k) {
+    const uint64_t p = all.numbers[k];
+    while (w < wanted.size() && wanted[w] < p) ++w;
+    if (w < wanted.size() && wanted[w] == p) kept.add(p, all.page(k));
+  }
+  return kept;
+}
+
 // A disk sector the source read before the cut (its kDiskSector event is
 // not in the slice) that the guest reads again over the slice's range: the
 // slice logs it where its replay reads it, as a recording logs a first read.
@@ -67,10 +79,14 @@ struct Cut {
   std::vector<uint64_t> wanted;  // pages accessed or referenced, ascending, unique
   CpuState endCpu;
   std::vector<uint8_t> endDevices;
-  // The sectors the source logged before the cut, and those of them the
-  // range reads again (found by replaying the slice, findSectorRereads).
+  // The sectors the source logged before the cut, or the guest wrote before
+  // it (their bytes at the cut), and those of them the range reads again
+  // (found by replaying the slice, findSectorRereads).
   SectorTable sectorsBefore;
   std::vector<SectorInsert> inserts;
+  // The source's snapshots strictly inside the range (indexes), copied
+  // into the slice with the slice's RAM (see writeSlice).
+  std::vector<size_t> snapshots;
 };
 
 // Why a replay (`whose`: "the source's", "the slice's") did not reach
@@ -106,15 +122,35 @@ Result<uint64_t> writeSlice(const TraceReader& source, const Cut& cut, const Ram
   std::vector<uint8_t> sectors;
   bool done = false;
   size_t nextInsert = 0;
-  auto insertUpTo = [&](uint64_t index) {
-    for (; nextInsert < cut.inserts.size() && cut.inserts[nextInsert].beforeEvent <= index;
+  auto insertUpTo = [&](uint64_t index, uint64_t beforeStep) {
+    for (; nextInsert < cut.inserts.size() && cut.inserts[nextInsert].beforeEvent <= index &&
+           cut.inserts[nextInsert].step < beforeStep;
          ++nextInsert) {
       const SectorInsert& s = cut.inserts[nextInsert];
       w.appendDiskSector(s.step, static_cast<uint8_t>(s.slot), s.lba, s.bytes);
     }
   };
   uint64_t written = 0;  // source events written (the index inserts refer to)
+  // A source snapshot lies between two chunks (the recorder flushes before
+  // it): it goes into the slice before the first chunk written after it,
+  // after the sectors the slice's replay read again before its step. Its
+  // RAM is the slice's: the pages the slice holds (the others are zero in
+  // the slice's replay and nothing in the range touches them).
+  size_t nextSnapshot = 0;
+  auto snapshotsBefore = [&](uint64_t offset) -> Status {
+    for (; nextSnapshot < cut.snapshots.size() &&
+           source.snapshots()[cut.snapshots[nextSnapshot]].offset < offset;
+         ++nextSnapshot) {
+      auto snap = source.loadSnapshot(cut.snapshots[nextSnapshot]);
+      if (!snap.ok()) return snap.error();
+      insertUpTo(written, snap->step);
+      if (cut.header.slice->partialRam) snap->ram = keepPages(snap->ram, cut.wanted);
+      TTVM_TRY(w.addSnapshot(*snap));
+    }
+    return {};
+  };
   for (size_t c = cut.position.chunk; c < source.chunkCount() && !done; ++c) {
+    TTVM_TRY(snapshotsBefore(source.chunks()[c].offset));
     TTVM_TRY(source.readChunkInto(c, chunk, &sectors));
     for (size_t i = c == cut.position.chunk ? cut.position.index : 0; i < chunk.size(); ++i) {
       const TraceEvent& e = chunk[i];
@@ -122,7 +158,7 @@ Result<uint64_t> writeSlice(const TraceReader& source, const Cut& cut, const Ram
         done = true;
         break;
       }
-      insertUpTo(written++);
+      insertUpTo(written++, ~uint64_t{0});
       if (e.kind == EventKind::kDiskSector) {
         w.appendDiskSector(e.step, static_cast<uint8_t>(e.value), e.address,
                            std::span<const uint8_t>(sectors).subspan(
@@ -133,7 +169,8 @@ Result<uint64_t> writeSlice(const TraceReader& source, const Cut& cut, const Ram
       ++events;
     }
   }
-  insertUpTo(~uint64_t{0});
+  TTVM_TRY(snapshotsBefore(~uint64_t{0}));
+  insertUpTo(~uint64_t{0}, ~uint64_t{0});
   events += cut.inserts.size();
   TraceEnd end;
   if (toEnd) {
@@ -231,12 +268,6 @@ Result<SliceResult> sliceTrace(const TraceReader& source, const std::string& out
   auto opened = ReplaySession::open(source);
   if (!opened.ok()) return opened.error();
   ReplaySession& session = **opened;
-  if (session.runsDevices() && !session.runsWholeMachine())
-    return makeError(source.path() +
-                     ": a format 1.2 trace (replayed IDE channels, every other device "
-                     "answered from the trace) cannot be sliced: its initial state holds a "
-                     "device state its replay does not save");
-
   Cut cut;
   cut.sourceEnd = session.endStep();
   cut.from = options.from;
@@ -270,14 +301,21 @@ Result<SliceResult> sliceTrace(const TraceReader& source, const std::string& out
 
   // The state at the cut.
   cut.initial.cpu = session.state();
-  cut.initial.deviceState = session.saveDevices();
+  // A 1.2 trace's INIT holds every device though its replay runs only the
+  // IDE channels: the others keep the state it gave them.
+  cut.initial.deviceState = session.saveInitialDeviceState();
   cut.initial.ram = RamPages::fromFlat(session.ram());
   cut.position = session.environment().position();
   auto sectorsBefore = sectorsLoggedBefore(source, cut.position);
   if (!sectorsBefore.ok()) return sectorsBefore.error();
   cut.sectorsBefore = std::move(*sectorsBefore);
+  // A sector the guest wrote before the cut is in the source's disk overlay,
+  // which no device state holds: for the slice it is what the disk holds
+  // there, logged like a sector read before the cut where the slice reads it.
+  for (const auto& [where, bytes] : session.writtenSectors()) cut.sectorsBefore[where] = bytes;
   Cpu& cpu = session.cpu();
-  std::vector<uint64_t> wanted = referencedPages(session, cpu);
+  std::vector<uint64_t>& wanted = cut.wanted;
+  wanted = referencedPages(session, cpu);
 
   // Over the range: which pages the CPU accesses, and the end state.
   cpu.setAccessTracking(true);
@@ -293,6 +331,13 @@ Result<SliceResult> sliceTrace(const TraceReader& source, const std::string& out
   wanted.insert(wanted.end(), accessed.begin(), accessed.end());
   std::sort(wanted.begin(), wanted.end());
   wanted.erase(std::unique(wanted.begin(), wanted.end()), wanted.end());
+
+  // The source's snapshots inside the range travel in the slice (a replay
+  // of the slice, or a slice of it, can start there).
+  for (size_t i = 0; i < source.snapshots().size(); ++i) {
+    const uint64_t at = source.snapshots()[i].step;
+    if (at > cut.from && (at < cut.to || cut.to == cut.sourceEnd)) cut.snapshots.push_back(i);
+  }
 
   // The header: the source's, with the slice's origin, a new identity and
   // the images that are not ELF reduced to their names.
@@ -313,16 +358,7 @@ Result<SliceResult> sliceTrace(const TraceReader& source, const std::string& out
   result.from = cut.from;
   result.to = cut.to;
   result.nonZeroPages = cut.initial.ram.pageCount();
-  RamPages partial;
-  {
-    const RamPages& all = cut.initial.ram;
-    size_t w = 0;
-    for (size_t k = 0; k < all.pageCount(); ++k) {
-      const uint64_t p = all.numbers[k];
-      while (w < wanted.size() && wanted[w] < p) ++w;
-      if (w < wanted.size() && wanted[w] == p) partial.add(p, all.page(k));
-    }
-  }
+  const RamPages partial = keepPages(cut.initial.ram, wanted);
   result.partialRam = !options.fullRam && partial.pageCount() < cut.initial.ram.pageCount();
   for (int attempt = 0;; ++attempt) {
     cut.header.slice = origin;
@@ -339,6 +375,7 @@ Result<SliceResult> sliceTrace(const TraceReader& source, const std::string& out
       }
     }
     result.sectorsReread = cut.inserts.size();
+    result.snapshots = cut.snapshots.size();
     result.events = *events;
     result.pages = result.partialRam ? partial.pageCount() : cut.initial.ram.pageCount();
     if (!options.check) break;

@@ -5,6 +5,7 @@
 // the guest it was recorded from.
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -13,6 +14,7 @@
 #include <string>
 
 #include "scripted_trace_support.h"
+#include "slice_compare_support.h"
 #include "ttvm/formats/trace_reader.h"
 #include "ttvm/replayer/replay_session.h"
 #include "ttvm/replayer/slicer.h"
@@ -23,6 +25,7 @@ namespace {
 namespace fs = std::filesystem;
 
 using testing::CommandRun;
+using testing::expectReplaysAsSource;
 
 CommandRun run(const std::string& cmd) {
   return testing::runCommand(cmd);
@@ -44,68 +47,18 @@ const std::string& demoTrace() {
   return t;
 }
 
-constexpr uint64_t kCompareEvery = 10'000;
-
-// Replays `source` and `slice` side by side over the slice's range and
-// compares them every kCompareEvery steps: CPU state, device state, and
-// every RAM page that is non-zero in either or was written since the cut.
-// A page the slice left out must still hold its bytes of the cut in the
-// source and never be written in the slice (it reads as zero there).
-void expectReplaysAsSource(const std::string& sourcePath, const std::string& slicePath,
-                           uint64_t from, uint64_t to) {
-  auto source = TraceReader::open(sourcePath);
-  auto slice = TraceReader::open(slicePath);
-  ASSERT_TRUE(source.ok() && slice.ok());
-  auto a = ReplaySession::open(*source);
-  auto b = ReplaySession::open(*slice);
-  ASSERT_TRUE(a.ok()) << a.error().message;
-  ASSERT_TRUE(b.ok()) << b.error().message;
-  ReplaySession& src = **a;
-  ReplaySession& cut = **b;
-  ASSERT_EQ(cut.step(), from);
-  ASSERT_EQ(cut.endStep(), to);
-  ASSERT_EQ(src.runTo(from).step, from);
-  const std::span<const uint8_t> srcRam = src.ram();
-  const std::span<const uint8_t> cutRam = cut.ram();
-  ASSERT_EQ(srcRam.size(), cutRam.size());
-  const RamPages atCut = RamPages::fromFlat(srcRam);
-  const std::set<uint64_t> kept(cut.initialPages().begin(), cut.initialPages().end());
-  std::set<uint64_t> watched(atCut.numbers.begin(), atCut.numbers.end());
-  src.cpu().setDirtyTracking(true);
-  cut.cpu().setDirtyTracking(true);
-  std::set<uint64_t> writtenInSlice;
-  int compared = 0;
-  for (uint64_t t = from;; t = std::min(to, t + kCompareEvery)) {
-    const SessionStop sa = src.runTo(t);
-    const SessionStop sb = cut.runTo(t);
-    ASSERT_EQ(sa.step, t) << toString(sa.kind);
-    ASSERT_EQ(sb.step, t) << toString(sb.kind) << " "
-                          << (cut.divergence() ? cut.divergence()->format() : "");
-    ASSERT_EQ(src.state(), cut.state()) << "CPU state at step " << t;
-    ASSERT_EQ(src.saveDevices(), cut.saveDevices()) << "device state at step " << t;
-    for (uint64_t p : src.cpu().takeDirtyPages()) watched.insert(p);
-    for (uint64_t p : cut.cpu().takeDirtyPages()) {
-      watched.insert(p);
-      writtenInSlice.insert(p);
-    }
-    for (uint64_t p : watched) {
-      const auto pa = srcRam.subspan(p * kPageSize, kPageSize);
-      const auto pb = cutRam.subspan(p * kPageSize, kPageSize);
-      if (std::memcmp(pa.data(), pb.data(), kPageSize) == 0) continue;
-      ASSERT_FALSE(kept.count(p)) << "page " << p << " differs at step " << t;
-      ASSERT_FALSE(writtenInSlice.count(p)) << "page " << p << " left out but written";
-      ASSERT_TRUE(std::all_of(pb.begin(), pb.end(), [](uint8_t x) { return x == 0; }));
-      const auto k = std::lower_bound(atCut.numbers.begin(), atCut.numbers.end(), p);
-      ASSERT_TRUE(k != atCut.numbers.end() && *k == p) << "page " << p;
-      const auto old = atCut.page(static_cast<size_t>(k - atCut.numbers.begin()));
-      ASSERT_EQ(std::memcmp(pa.data(), old.data(), kPageSize), 0)
-          << "page " << p << " was left out of the slice but the source wrote it by step " << t;
-    }
-    ++compared;
-    if (t == to) break;
-  }
-  EXPECT_EQ(cut.checkEndState(), "");
-  EXPECT_GE(compared, static_cast<int>((to - from) / kCompareEvery));
+// The demo recorded with a stored snapshot every 10^6 steps.
+const std::string& snapshotTrace() {
+  static const std::string t = [] {
+    const std::string path = testing::tempTracePath("snapshots");
+    CommandRun r = run(std::string(TTVM_BIN) +
+                       " record --backend emu --start-clock 1700000000 --timeout 120 "
+                       "--snapshot-every 1000000 -o " +
+                       path + " " + demoElf() + " > /dev/null");
+    EXPECT_TRUE(fs::exists(path)) << r.output;
+    return path;
+  }();
+  return t;
 }
 
 TEST(SliceE2E, RandomCutsReplayIdenticallyOverTheirRange) {
@@ -247,7 +200,7 @@ TEST(SliceE2E, ASectorReadBeforeTheCutAndAgainAfterItTravelsInTheSlice) {
   CommandRun c = run(std::string(TTVM_BIN) + " slice " + source + " -o " + full + " --from " +
                      std::to_string(from + 500'000) + " --full-ram");
   ASSERT_EQ(c.status, 0) << c.output;
-  EXPECT_NE(c.output.find("1 disk sector(s) read before the cut and again after it"),
+  EXPECT_NE(c.output.find("1 disk sector(s) read or written before the cut and read after it"),
             std::string::npos)
       << c.output;
   CommandRun v = run(std::string(TTVM_BIN) + " verify " + full);
@@ -260,13 +213,9 @@ TEST(SliceE2E, ASectorReadBeforeTheCutAndAgainAfterItTravelsInTheSlice) {
 // the same (it replays as the source over its range, and its initial state
 // and events equal those of a slice made replaying from step 0).
 TEST(SliceE2E, ASliceStartsFromTheSourcesLastSnapshotBeforeTheCut) {
-  const std::string source = testing::tempTracePath("snapshots");
-  CommandRun r = run(std::string(TTVM_BIN) +
-                     " record --backend emu --start-clock 1700000000 --timeout 120 "
-                     "--snapshot-every 1000000 -o " +
-                     source + " " + demoElf() + " > /dev/null");
+  const std::string& source = snapshotTrace();
   auto reader = TraceReader::open(source);
-  ASSERT_TRUE(reader.ok()) << r.output;
+  ASSERT_TRUE(reader.ok()) << reader.error().message;
   ASSERT_GE(reader->snapshots().size(), 5u);
   const uint64_t end = reader->end()->steps;
   const SnapshotInfo& last = reader->snapshots().back();
@@ -298,7 +247,105 @@ TEST(SliceE2E, ASliceStartsFromTheSourcesLastSnapshotBeforeTheCut) {
   EXPECT_NE(c.output.find("replayed from its snapshot at step " + std::to_string(last.step)),
             std::string::npos)
       << c.output;
-  for (const std::string& f : {source, a, b}) fs::remove(f);
+  for (const std::string& f : {a, b}) fs::remove(f);
+}
+
+// The source's snapshots inside the range travel in the slice, with the
+// slice's RAM (the pages it holds): a replay of the slice started at each
+// of them (ReplaySession::startFromSnapshot) is where a replay of the slice
+// from its first step is at that step (CPU, devices, the whole RAM) and
+// goes on identically to the end; a slice of the slice starts from the last
+// one before its cut. Without them a slice of a slice, or any later use of
+// the slice's snapshots, would replay from the slice's first step.
+TEST(SliceE2E, TheSourcesSnapshotsInsideTheRangeTravelInTheSlice) {
+  auto reader = TraceReader::open(snapshotTrace());
+  ASSERT_TRUE(reader.ok()) << reader.error().message;
+  const std::vector<SnapshotInfo>& snaps = reader->snapshots();
+  ASSERT_GE(snaps.size(), 5u);
+  const uint64_t end = reader->end()->steps;
+  const uint64_t from = snaps[1].step - 12'345;  // between two snapshots
+  std::vector<uint64_t> inside;
+  for (const SnapshotInfo& s : snaps)
+    if (s.step > from) inside.push_back(s.step);
+  const std::string out = testing::tempTracePath("with-snapshots");
+  SliceOptions o;
+  o.from = from;
+  auto r = sliceTrace(*reader, out, o);
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_TRUE(r->checked);
+  EXPECT_TRUE(r->partialRam) << r->fallbackReason;
+  EXPECT_EQ(r->snapshots, inside.size());
+  auto slice = TraceReader::open(out);
+  ASSERT_TRUE(slice.ok()) << slice.error().message;
+  EXPECT_TRUE(slice->checkAllFrames().ok());
+  std::vector<uint64_t> copied;
+  for (const SnapshotInfo& s : slice->snapshots()) copied.push_back(s.step);
+  ASSERT_EQ(copied, inside);
+
+  auto straight = ReplaySession::open(*slice);
+  ASSERT_TRUE(straight.ok()) << straight.error().message;
+  ReplaySession& a = **straight;
+  for (size_t i = 0; i < copied.size(); ++i) {
+    SCOPED_TRACE("snapshot " + std::to_string(i) + " at step " + std::to_string(copied[i]));
+    ASSERT_EQ(a.runTo(copied[i]).step, copied[i]);
+    auto opened = ReplaySession::open(*slice);
+    ASSERT_TRUE(opened.ok());
+    ReplaySession& b = **opened;
+    ASSERT_TRUE(b.startFromSnapshot(i).ok());
+    ASSERT_EQ(b.step(), copied[i]);
+    EXPECT_EQ(b.state(), a.state());
+    EXPECT_EQ(b.saveDevices(), a.saveDevices());
+    EXPECT_TRUE(std::equal(a.ram().begin(), a.ram().end(), b.ram().begin()))
+        << "the RAM at the snapshot is not the slice's";
+    // On from there, to the next snapshot or the end.
+    const uint64_t next = i + 1 < copied.size() ? copied[i + 1] : end;
+    const SessionStop stop = b.runTo(next);
+    ASSERT_EQ(stop.step, next) << (b.divergence() ? b.divergence()->format() : "");
+    if (next == end) {
+      EXPECT_EQ(b.checkEndState(), "");
+    }
+  }
+  // What it saves: reaching the last snapshot's step from the slice's start
+  // or from the snapshot (printed, not asserted: the machine is shared).
+  const auto t0 = std::chrono::steady_clock::now();
+  auto fresh = ReplaySession::open(*slice);
+  ASSERT_TRUE(fresh.ok());
+  ASSERT_EQ((*fresh)->runTo(copied.back()).step, copied.back());
+  const auto t1 = std::chrono::steady_clock::now();
+  auto quick = ReplaySession::open(*slice);
+  ASSERT_TRUE(quick.ok() && (*quick)->startFromSnapshot(copied.size() - 1).ok());
+  const auto t2 = std::chrono::steady_clock::now();
+  std::printf(
+      "step %llu of the slice (from %llu): %.3f s replaying from its start, %.3f s from "
+      "its snapshot\n",
+      static_cast<unsigned long long>(copied.back()), static_cast<unsigned long long>(from),
+      std::chrono::duration<double>(t1 - t0).count(),
+      std::chrono::duration<double>(t2 - t1).count());
+
+  // A slice of the slice starts from the snapshot before its cut.
+  const std::string again = testing::tempTracePath("slice-of-slice");
+  SliceOptions o2;
+  o2.from = copied.back() + 1'000;
+  auto r2 = sliceTrace(*slice, again, o2);
+  ASSERT_TRUE(r2.ok()) << r2.error().message;
+  EXPECT_EQ(r2->replayedFrom, copied.back());
+  EXPECT_TRUE(r2->checked);
+  expectReplaysAsSource(out, again, o2.from, end);
+  // From the command line, with the full RAM: the snapshots hold every page.
+  CommandRun c = run(std::string(TTVM_BIN) + " slice " + snapshotTrace() + " -o " + again +
+                     " --full-ram --from " + std::to_string(from));
+  EXPECT_EQ(c.status, 0) << c.output;
+  EXPECT_NE(c.output.find(std::to_string(inside.size()) + " of the source's snapshots copied"),
+            std::string::npos)
+      << c.output;
+  auto full = TraceReader::open(again);
+  ASSERT_TRUE(full.ok());
+  ASSERT_EQ(full->snapshots().size(), inside.size());
+  auto fromSource = reader->loadSnapshot(snaps.size() - 1);
+  auto fromSlice = full->loadSnapshot(inside.size() - 1);
+  ASSERT_TRUE(fromSource.ok() && fromSlice.ok());
+  EXPECT_EQ(*fromSlice, *fromSource);
+  for (const std::string& f : {out, again}) fs::remove(f);
 }
 
 // Self-contained: the trace alone, in an empty directory, with the guest

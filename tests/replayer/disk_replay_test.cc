@@ -15,6 +15,7 @@
 #include <set>
 
 #include "scripted_trace_support.h"
+#include "slice_compare_support.h"
 #include "ttvm/formats/trace_reader.h"
 #include "ttvm/formats/trace_writer.h"
 #include "ttvm/machine/devices/ide_channel.h"
@@ -23,6 +24,7 @@
 #include "ttvm/machine/machine.h"
 #include "ttvm/recorder/record_session.h"
 #include "ttvm/replayer/replay_session.h"
+#include "ttvm/replayer/slicer.h"
 #include "ttvm/replayer/timeline.h"
 
 namespace ttvm {
@@ -390,6 +392,73 @@ TEST_F(DiskReplay, SeekAndStepBackMatchAStraightReplay) {
   ASSERT_NE((*tl)->seek(end).kind, StopKind::kDivergence);
   ASSERT_NO_FATAL_FAILURE(check("end"));
   EXPECT_EQ((*tl)->session().checkEndState(), "");
+}
+
+// A 1.2 trace (the IDE channels replayed, every other device answered from
+// the trace) sliced where the controller's state matters: in the middle of
+// the first sector's transfer (half of it still in the controller's
+// buffer), between two reads of sector 1 (read before the cut and again
+// after it: the slice logs it again), in the middle of the write of sector
+// 4 and just after it (the written bytes, which the trace never holds, are
+// in the disk's overlay at the cut, which no device state holds: the slice
+// logs them where it reads them; the guest's exit status sums them). Each
+// slice replays as the source over its range, compared every 500 steps,
+// and ends in the source's end state.
+TEST_F(DiskReplay, A12TraceSlicesWhereTheControllerHoldsState) {
+  auto reader = TraceReader::open(ide_->path);
+  ASSERT_TRUE(reader.ok()) << reader.error().message;
+  ASSERT_EQ(reader->header().replayedDevices, (std::vector<std::string>{"ide0", "ide1"}));
+  auto walk = ReplaySession::open(*reader);
+  ASSERT_TRUE(walk.ok()) << walk.error().message;
+  ReplaySession& w = **walk;
+  const uint64_t end = w.endStep();
+  std::vector<uint64_t> insw, outsw;  // steps that execute one REP iteration of each
+  while (w.step() < end) {
+    const std::string insn = w.disassembleAt(w.state().rip);
+    if (insn.find("insw") != std::string::npos) insw.push_back(w.step());
+    if (insn.find("outsw") != std::string::npos) outsw.push_back(w.step());
+    const uint64_t next = w.step() + 1;
+    ASSERT_EQ(w.runTo(next).step, next);
+  }
+  ASSERT_EQ(insw.size(), (kRounds + 3) * 256u);  // 11 sectors read
+  ASSERT_EQ(outsw.size(), 256u);                 // one written
+  struct Cut {
+    const char* what;
+    uint64_t from, to;
+  };
+  const std::vector<Cut> cuts = {
+      {"inside the first transfer", insw[100], end},
+      {"inside the first transfer, to the middle of the run", insw[100], insw[5 * 256 + 7]},
+      {"between the first and the second read of sector 1", insw[256], end},
+      {"inside the write of sector 4", outsw[128], end},
+      {"after the write of sector 4", outsw.back() + 1, end},
+  };
+  uint64_t reread = 0;
+  for (const Cut& c : cuts) {
+    SCOPED_TRACE(std::string(c.what) + ": steps " + std::to_string(c.from) + ".." +
+                 std::to_string(c.to));
+    const std::string out = testing::tempTracePath("ide-slice");
+    SliceOptions o;
+    o.from = c.from;
+    if (c.to != end) o.to = c.to;
+    auto r = sliceTrace(*reader, out, o);
+    ASSERT_TRUE(r.ok()) << r.error().message;
+    EXPECT_TRUE(r->checked);
+    EXPECT_TRUE(r->partialRam) << r->fallbackReason;
+    reread += r->sectorsReread;
+    auto slice = TraceReader::open(out);
+    ASSERT_TRUE(slice.ok()) << slice.error().message;
+    EXPECT_EQ(slice->header().replayedDevices, reader->header().replayedDevices);
+    testing::expectReplaysAsSource(ide_->path, out, c.from, c.to, 500);
+    if (c.to == end) {
+      EXPECT_EQ(replayToEnd(out), "");
+    }
+    std::remove(out.c_str());
+  }
+  // Sector 1, read again after each of the first three cuts; sector 4,
+  // written before the last cut and read after it (from the disk's overlay
+  // at the cut, which no device state holds).
+  EXPECT_EQ(reread, 4u);
 }
 
 }  // namespace

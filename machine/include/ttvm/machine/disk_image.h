@@ -61,6 +61,11 @@ class DiskImage {
   void write(uint64_t lba, std::span<const uint8_t> in);
   // Sectors the guest has written (the overlay's size).
   size_t writtenSectors() const { return overlay_.size(); }
+  // Calls `f` with each sector the guest has written and its bytes now.
+  void forEachWritten(
+      const std::function<void(uint64_t lba, std::span<const uint8_t> bytes)>& f) const {
+    for (const auto& [lba, bytes] : overlay_) f(lba, bytes);
+  }
 
   // From now on, calls `observer` once per sector, with its bytes, the first
   // time read() takes that sector from the image rather than the overlay.

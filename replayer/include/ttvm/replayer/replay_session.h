@@ -105,6 +105,15 @@ class ReplaySession {
                const machine::Machine::DeviceCheckpoint& devices);
   // The replay-computed devices' state (empty when the trace has none).
   std::vector<uint8_t> saveDevices() const;
+  // Every device's state in the INIT frame's form (Machine::saveDeviceState),
+  // for a trace that replays devices: the whole machine's, the same as
+  // saveDevices(); a 1.2 trace's IDE channels as they ran and every other
+  // device as the INIT frame left it (they do not run: the trace answers for
+  // them). What a slice's initial state holds. Empty when no device runs.
+  std::vector<uint8_t> saveInitialDeviceState() const;
+  // The sectors the guest has written to the replayed disks (the disks'
+  // overlays, which no device state holds), by (slot, LBA).
+  SectorTable writtenSectors() const;
   // The same for a checkpoint: device memories shared, not copied.
   machine::Machine::DeviceCheckpoint checkpointDevices() const;
   // Whether this replay runs devices itself (a 1.1 trace with replayedDevices).

@@ -18,7 +18,9 @@
 //    the range can tell. With SliceOptions::fullRam, or when the check below
 //    fails, the slice holds every non-zero page instead (the fallback).
 //  - Disk sectors: a sector the source read before the cut (its DiskSector
-//    event is not in the slice) and the guest reads again in the range is
+//    event is not in the slice), or the guest wrote before it (the disk's
+//    overlay, in no device state: its bytes at the cut), that the guest
+//    reads again in the range is
 //    logged in the slice where the slice's replay reads it, as the recorder
 //    logs a first read: a replay of the slice with those sectors as its
 //    fallback finds the places (ReplayEnvironment::setSectorFallback).
@@ -26,6 +28,13 @@
 //    before the source's end closes with an EndOfRun at `to` and an end of
 //    EndReason::kMaxSteps holding the CPU state there; a slice to the end
 //    keeps the source's end as it was.
+//  - Snapshots: the source's stored snapshots after `from` (up to `to`, or
+//    to the end for a slice to the end) are copied, with their RAM reduced
+//    to the slice's pages when the slice holds only those: each is the
+//    slice's own replay at its step, so startFromSnapshot works in a slice.
+//  - A 1.2 trace (only the IDE channels replayed): the INIT holds every
+//    device (ReplaySession::saveInitialDeviceState), the IDE channels at
+//    the cut, the others as the source's INIT left them (never consulted).
 //  - Guest images keep their bytes where they are ELF (their symbols and
 //    line tables name addresses); other images (a bzImage, an initrd, a flat
 //    binary) are in RAM already and keep only their name.
@@ -66,16 +75,16 @@ struct SliceResult {
   std::string fallbackReason;  // why the partial slice was replaced, if it was
   uint64_t replayedFrom = 0;  // where the source's replay started (a snapshot's step, or its first)
   uint64_t events = 0;        // events written
-  uint64_t sectorsReread = 0;  // disk sectors read before the cut, logged again in the slice
+  uint64_t sectorsReread = 0;  // disk sectors read or written before the cut, logged in the slice
+  uint64_t snapshots = 0;      // the source's snapshots inside the range, copied into the slice
   uint64_t bytes = 0;          // the slice file's size
   bool checked = false;        // the check ran and agreed
 };
 
 // Writes the slice of `source` over [options.from, options.to] to `out`
 // (which must differ from the source's path). Errors name what is wrong:
-// steps outside the recorded run, a source without footer, a 1.2 trace
-// (replayed IDE channels only, whose initial device state a slice cannot
-// hold), a KVM trace, a divergence of the source's replay.
+// steps outside the recorded run, a source without footer, a KVM trace, a
+// divergence of the source's replay.
 Result<SliceResult> sliceTrace(const TraceReader& source, const std::string& out,
                                const SliceOptions& options);
 
