@@ -175,6 +175,43 @@ TEST_F(TimelineTest, WatchpointsWorkInBothDirections) {
   EXPECT_EQ(tl->now(), here);
 }
 
+// Issue 14 point 3: the fast engine keeps debugger watchpoints and
+// breakpoints at block speed and stops a timeline at the positions the
+// reference engine stops at, forward and backward, with the same state.
+TEST_F(TimelineTest, WatchpointsAndBreakpointsStopAlikeOnBothEngines) {
+  struct Stops {
+    std::vector<uint64_t> forward;
+    std::vector<std::pair<StopKind, uint64_t>> backward;
+    CpuState end;
+    EngineStats stats;
+  };
+  auto stopsOn = [&](CpuEngine engine) {
+    Stops out;
+    auto tl = open();
+    tl->session().cpu().setEngine(engine);
+    tl->addWatchpoint(testing::kIrqCounter, 2, WatchKind::kWrite);
+    tl->addBreakpoint(testing::kProgHandler);
+    out.forward = forwardHits(*tl, nullptr);
+    out.end = tl->registers();
+    for (int i = 0; i < 40; ++i) {
+      const StopReason r = tl->reverseContinue();
+      out.backward.emplace_back(r.kind, r.step);
+    }
+    out.stats = tl->session().cpu().engineStats();
+    return out;
+  };
+  const Stops ref = stopsOn(CpuEngine::kReference);
+  const Stops fast = stopsOn(CpuEngine::kFast);
+  ASSERT_GT(ref.forward.size(), 100u);
+  EXPECT_EQ(ref.forward, fast.forward);
+  EXPECT_TRUE(ref.end == fast.end);
+  EXPECT_EQ(ref.backward, fast.backward);
+  // The fast engine ran blocks, not step() for every step.
+  std::printf("fast engine: %s\n", describe(fast.stats).c_str());
+  EXPECT_GT(fast.stats.blockRuns, 0u);
+  EXPECT_LT(fast.stats.fallbackSteps * 4, fast.stats.steps);
+}
+
 TEST_F(TimelineTest, CancellationStopsLongOperations) {
   auto tl = open();
   std::atomic<bool> cancel{true};
