@@ -861,5 +861,30 @@ TEST(BlockEngine, CompiledCodeChainsWithBreakpointsArmedAndStopsAtNewOnes) {
   EXPECT_TRUE(ref.state() == fast.state()) << ref.state().steps << "/" << fast.state().steps;
 }
 
+// A watchpoint on the stack slot a CALL writes and its RET reads: compiled
+// CALL/RET (and the interpreted ones after the exit) leave to the reference
+// accessors on the watched page, and every stop is the reference's.
+TEST(BlockEngine, WatchpointOnTheStackStopsAtEveryCallAndRet) {
+  // loop: call f; dec rcx; jnz loop; hlt;  f: add rax, rbx; add rdx, rax; ret
+  const char* kCode = "e8 06 00 00 00 48 ff c9 75 f6 f4 48 01 d8 48 01 c2 c3";
+  const struct {
+    WatchKind kind;
+    int stops;
+  } cases[] = {{WatchKind::kWrite, 50}, {WatchKind::kRead, 50}, {WatchKind::kAccess, 100}};
+  for (const auto& c : cases) {
+    for (uint64_t slice : {1, 5, 1000000}) {
+      Machine ref, fast;
+      fast.cpu->setEngine(CpuEngine::kFast);
+      for (Machine* m : {&ref, &fast}) {
+        setUpLoop(*m, kCode, 200);
+        m->run(150 * 6);  // compiled and chained before the watch is set
+        m->cpu->setWatchpoints({DebuggerWatchpoint{layout::kStackTop - 8, 8, c.kind, false}});
+      }
+      EXPECT_EQ(runToHalt(ref, fast, slice), c.stops) << static_cast<int>(c.kind) << " " << slice;
+      EXPECT_EQ(fast.state().steps, 200u * 6 + 1);
+    }
+  }
+}
+
 }  // namespace
 }  // namespace ttvm::cputest
