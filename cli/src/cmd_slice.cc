@@ -72,6 +72,10 @@ int cmdSlice(std::span<char* const> args) {
     std::fprintf(stderr, "ttvm slice: %s\n", r.error().message.c_str());
     return 1;
   }
+  // A newer minor version: the slice is written in this ttvm's format,
+  // without what the newer one added.
+  if (std::string note = r->newerFormatNote(); !note.empty())
+    std::fprintf(stderr, "ttvm slice: note: %s\n", note.c_str());
   if (!r->end()) {
     std::fprintf(stderr,
                  "ttvm slice: %s has no footer (the recording was cut off): `ttvm recover` "
