@@ -19,7 +19,9 @@
 // window, so A/D bits and stale translations count), TF set mid-block by
 // POPF (#DB handler clears it), CLI/STI, #DE from DIV (handler skips it),
 // unaligned and page-crossing accesses, and external interrupts injected at
-// the same step on both machines. TTVM_BLOCK_DIFF_PROGRAMS sets the count.
+// the same step on both machines; a third of the programs run under a random
+// debugger watchpoint, whose stops must match too. TTVM_BLOCK_DIFF_PROGRAMS
+// sets the count.
 #include <gtest/gtest.h>
 
 #include <Zydis/Zydis.h>
@@ -403,7 +405,7 @@ uint64_t programCount() {
 }
 
 TEST(BlockEngine, RandomProgramsMatchTheReferenceAfterEverySlice) {
-  uint64_t slices = 0, irqs = 0, steps = 0;
+  uint64_t slices = 0, irqs = 0, steps = 0, watchStops = 0;
   EngineStats total;
   for (uint64_t p = 0; p < programCount(); ++p) {
     const uint64_t seed = 0x626C6F636B730000ull + p;  // "blocks"
@@ -419,6 +421,27 @@ TEST(BlockEngine, RandomProgramsMatchTheReferenceAfterEverySlice) {
     // the CPU asking at every boundary.
     const bool hinted = p % 2 == 0;
     m.ref.env.useHint = m.fast.env.useHint = hinted;
+    // A third of the programs run under a debugger watchpoint (issue 14
+    // point 3: blocks and host code keep running, the watched page's
+    // accesses take the reference accessors): a random kind and length on
+    // the data, the remapped window (linear or physical) or the stack.
+    if (p % 3 == 2) {
+      std::mt19937_64 wr(seed ^ 0x7761746368ull);  // "watch"
+      DebuggerWatchpoint w;
+      switch (wr() % 4) {
+        case 0: w.address = layout::kData + wr() % 0x4000; break;
+        case 1: w.address = kWindow + wr() % 0x4000; break;
+        case 2:
+          w.address = kWindowPhys + wr() % 0x8000;
+          w.physical = true;
+          break;
+        default: w.address = layout::kStackTop - 1 - wr() % 0x100; break;
+      }
+      w.length = 1 + wr() % 8;
+      w.kind = static_cast<WatchKind>(wr() % 3);
+      m.ref.cpu->setWatchpoints({w});
+      m.fast.cpu->setWatchpoints({w});
+    }
     for (int k = 0; k < 400; ++k) {
       if (rng() % 8 == 0) {  // an external interrupt, pending on both from this boundary on
         m.ref.env.interrupts.push_back(kIrqVector);
@@ -436,6 +459,12 @@ TEST(BlockEngine, RandomProgramsMatchTheReferenceAfterEverySlice) {
       ++slices;
       ASSERT_EQ(a.outcome, b.outcome) << "program " << p << " slice " << k;
       ASSERT_EQ(a.vector, b.vector) << "program " << p << " slice " << k;
+      if (a.outcome == StepOutcome::kWatchpoint) {
+        ASSERT_EQ(a.watch.address, b.watch.address) << "program " << p << " slice " << k;
+        ASSERT_EQ(a.watch.size, b.watch.size) << "program " << p << " slice " << k;
+        ASSERT_EQ(a.watch.write, b.watch.write) << "program " << p << " slice " << k;
+        ++watchStops;
+      }
       const std::string diff = compare(m.ref, m.fast);
       ASSERT_TRUE(diff.empty()) << "program " << p << " (seed " << seed << ") slice " << k
                                 << " at step " << m.ref.cpu->state().steps << ":\n"
@@ -453,14 +482,16 @@ TEST(BlockEngine, RandomProgramsMatchTheReferenceAfterEverySlice) {
   // x86-64 hosts its compiled code (exec/block_jit.h).
   EXPECT_GT(total.blockRuns, steps / 20);
   EXPECT_GT(total.invalidations, 0u);
+  EXPECT_GT(watchStops, 0u);
 #if defined(__x86_64__)
   EXPECT_GT(total.compiledSteps, steps / 30);
 #endif
   std::printf(
-      "%llu slices, %llu steps, %llu interrupts; fast engine: %llu blocks run, %llu "
-      "invalidated, %llu steps on the reference path, %llu in compiled code\n",
+      "%llu slices, %llu steps, %llu interrupts, %llu watchpoint stops; fast engine: %llu blocks "
+      "run, %llu invalidated, %llu steps on the reference path, %llu in compiled code\n",
       static_cast<unsigned long long>(slices), static_cast<unsigned long long>(steps),
-      static_cast<unsigned long long>(irqs), static_cast<unsigned long long>(total.blockRuns),
+      static_cast<unsigned long long>(irqs), static_cast<unsigned long long>(watchStops),
+      static_cast<unsigned long long>(total.blockRuns),
       static_cast<unsigned long long>(total.invalidations),
       static_cast<unsigned long long>(total.fallbackSteps),
       static_cast<unsigned long long>(total.compiledSteps));
