@@ -13,6 +13,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <iterator>
+#include <mutex>
 #include <span>
 #include <string_view>
 #include <vector>
@@ -21,6 +22,14 @@
 
 namespace ttvm {
 namespace {
+
+// libdw parses lazily and is not thread-safe: one lock serializes every
+// lookup, of every file. Recursive: a lookup asks other files (and its own)
+// for CFAs and entry values while it holds it.
+std::recursive_mutex& libdwLock() {
+  static std::recursive_mutex mu;
+  return mu;
+}
 
 // libelf's one-time version handshake; every handle is made after it.
 bool elfReady() {
@@ -87,8 +96,19 @@ void DwarfLines::index() const {
             [](const Range& a, const Range& b) { return a.begin < b.begin; });
 }
 
+std::optional<uint64_t> DwarfLines::cuAt(uint64_t pc) const {
+  if (!indexed_) index();
+  auto it = std::upper_bound(ranges_.begin(), ranges_.end(), pc,
+                             [](uint64_t a, const Range& r) { return a < r.begin; });
+  for (int tries = 0; it != ranges_.begin() && tries < 8; ++tries) {
+    --it;
+    if (pc < it->end) return it->cuOffset;
+  }
+  return std::nullopt;
+}
+
 std::optional<SourceLine> DwarfLines::find(uint64_t address) const {
-  std::lock_guard lock(mu_);
+  std::lock_guard lock(libdwLock());
   if (!indexed_) index();
   // CU ranges may nest or overlap (rarely); try each range covering the
   // address, nearest start first.
@@ -162,7 +182,7 @@ size_t sharedTrailingComponents(std::string_view a, std::string_view b) {
 }  // namespace
 
 std::vector<uint64_t> DwarfLines::addressesOf(const std::string& file, unsigned& line) const {
-  std::lock_guard lock(mu_);
+  std::lock_guard lock(libdwLock());
   struct Row {
     unsigned line;
     uint64_t address;
@@ -237,12 +257,17 @@ struct Location {
   uint64_t value = 0;  // the address, or the value
 };
 
+// The value of a DW_OP_entry_value operation (nullopt: unknown).
+using EntryValue = std::function<std::optional<uint64_t>(const Dwarf_Op&)>;
+
 // Evaluates the subset of DWARF expressions a compiler gives variables at
-// -O2: registers, register + offset, the frame base, addresses, constants.
-// nullopt for anything else (entry values, pieces, implicit pointers).
-// `frameBase` is also the CFA for DW_OP_call_frame_cfa (the CFI's rules).
+// -O2: registers, register + offset, the frame base, addresses, constants,
+// entry values (through `entry`, when given). nullopt for anything else
+// (pieces, implicit pointers). `frameBase` is also the CFA for
+// DW_OP_call_frame_cfa (the CFI's rules).
 std::optional<Location> evaluate(const Dwarf_Op* ops, size_t n, const DwarfRegisters& cpu,
-                                 const std::optional<uint64_t>& frameBase) {
+                                 const std::optional<uint64_t>& frameBase,
+                                 const EntryValue* entry = nullptr) {
   std::vector<uint64_t> stack;
   Location loc;
   for (size_t i = 0; i < n; ++i) {
@@ -281,11 +306,54 @@ std::optional<Location> evaluate(const Dwarf_Op* ops, size_t n, const DwarfRegis
     } else if (a == DW_OP_plus_uconst) {
       if (stack.empty()) return std::nullopt;
       stack.back() += op.number;
-    } else if (a == DW_OP_plus || a == DW_OP_minus) {
+    } else if (a == DW_OP_dup || a == DW_OP_over || a == DW_OP_pick) {
+      const size_t back = a == DW_OP_dup ? 0 : a == DW_OP_over ? 1 : op.number;
+      if (stack.size() <= back) return std::nullopt;
+      stack.push_back(stack[stack.size() - 1 - back]);
+    } else if (a == DW_OP_drop) {
+      if (stack.empty()) return std::nullopt;
+      stack.pop_back();
+    } else if (a == DW_OP_swap) {
+      if (stack.size() < 2) return std::nullopt;
+      std::swap(stack[stack.size() - 1], stack[stack.size() - 2]);
+    } else if (a == DW_OP_neg || a == DW_OP_not || a == DW_OP_abs) {
+      if (stack.empty()) return std::nullopt;
+      uint64_t& v = stack.back();
+      v = a == DW_OP_neg ? 0 - v : a == DW_OP_not ? ~v : static_cast<int64_t>(v) < 0 ? 0 - v : v;
+    } else if (a == DW_OP_plus || a == DW_OP_minus || a == DW_OP_mul || a == DW_OP_and ||
+               a == DW_OP_or || a == DW_OP_xor || a == DW_OP_shl || a == DW_OP_shr ||
+               a == DW_OP_shra || a == DW_OP_div || a == DW_OP_mod) {
       if (stack.size() < 2) return std::nullopt;
       const uint64_t top = stack.back();
       stack.pop_back();
-      stack.back() = a == DW_OP_plus ? stack.back() + top : stack.back() - top;
+      uint64_t& v = stack.back();
+      switch (a) {
+        case DW_OP_plus: v += top; break;
+        case DW_OP_minus: v -= top; break;
+        case DW_OP_mul: v *= top; break;
+        case DW_OP_and: v &= top; break;
+        case DW_OP_or: v |= top; break;
+        case DW_OP_xor: v ^= top; break;
+        case DW_OP_shl: v = top < 64 ? v << top : 0; break;
+        case DW_OP_shr: v = top < 64 ? v >> top : 0; break;
+        case DW_OP_shra:
+          v = static_cast<uint64_t>(static_cast<int64_t>(v) >> std::min<uint64_t>(top, 63));
+          break;
+        case DW_OP_div:  // signed, as DWARF says
+          if (top == 0) return std::nullopt;
+          v = top == ~uint64_t{0}
+                  ? 0 - v
+                  : static_cast<uint64_t>(static_cast<int64_t>(v) / static_cast<int64_t>(top));
+          break;
+        default:  // DW_OP_mod
+          if (top == 0) return std::nullopt;
+          v %= top;
+          break;
+      }
+    } else if (a == DW_OP_entry_value || a == DW_OP_GNU_entry_value) {
+      const std::optional<uint64_t> v = entry != nullptr ? (*entry)(op) : std::nullopt;
+      if (!v) return std::nullopt;
+      stack.push_back(*v);
     } else if (a == DW_OP_stack_value) {
       loc.inMemory = false;
     } else {
@@ -466,7 +534,7 @@ std::string formatCharArray(std::span<const uint8_t> bytes) {
 }
 
 bool DwarfLines::unwind(DwarfRegisters& regs, const GuestMemoryReader& read) const {
-  std::lock_guard lock(mu_);
+  std::lock_guard lock(libdwLock());
   Dwarf_CFI* cfi = dwarf_getcfi(dwarf_);
   if (cfi == nullptr) cfi = dwarf_getcfi_elf(elf_);
   Dwarf_Frame* frame = nullptr;
@@ -482,8 +550,15 @@ bool DwarfLines::unwind(DwarfRegisters& regs, const GuestMemoryReader& read) con
     Dwarf_Op* ops = nullptr;
     size_t n = 0;
     if (dwarf_frame_register(frame, static_cast<int>(r), mem, &ops, &n) != 0) continue;
-    if (n == 0) {  // same value (ops null), or undefined: call-clobbered
-      if (ops == nullptr)
+    // Same value (ops null), or undefined (ops == mem). libdw makes a
+    // register the CFI does not mention undefined unless the ABI's defaults
+    // say it is preserved, and elfutils' x86-64 defaults name rax where
+    // they mean rbx. gdb keeps the value of a register without a rule; so
+    // do we, for all but the return address (undefined there: the
+    // outermost frame). Which registers hold a caller's variable across the
+    // call is the location lists' to say.
+    if (n == 0) {
+      if (ops == nullptr || r < 16)
         if (const auto v = dwarfRegister(regs, r)) setDwarfRegister(caller, r, *v);
       continue;
     }
@@ -507,7 +582,7 @@ bool DwarfLines::unwind(DwarfRegisters& regs, const GuestMemoryReader& read) con
 }
 
 std::optional<uint64_t> DwarfLines::cfa(const DwarfRegisters& regs) const {
-  std::lock_guard lock(mu_);
+  std::lock_guard lock(libdwLock());
   Dwarf_CFI* cfi = dwarf_ != nullptr ? dwarf_getcfi(dwarf_) : nullptr;
   if (cfi == nullptr) cfi = dwarf_getcfi_elf(elf_);
   Dwarf_Frame* frame = nullptr;
@@ -521,60 +596,108 @@ std::optional<uint64_t> DwarfLines::cfa(const DwarfRegisters& regs) const {
   return out;
 }
 
-bool DwarfLines::variables(const DwarfRegisters& cpu, const GuestMemoryReader& read,
-                           const GuestSymbols& symbols, const CfaSource& cfa,
-                           std::vector<GuestVariable>& out) const {
-  std::unique_lock lock(mu_);
-  if (!indexed_) index();
+namespace {
+
+bool isFunction(int tag) {
+  return tag == DW_TAG_subprogram || tag == DW_TAG_inlined_subroutine;
+}
+
+// The scopes with code at `pc` under `parent`, outermost first: a
+// subprogram, then the lexical blocks and inlined subroutines nested in it.
+// (The concrete tree: dwarf_getscopes follows an inlined instance to its
+// abstract definition instead, and loses the function it was inlined into.)
+void scopesAt(Dwarf_Die parent, uint64_t pc, std::vector<Dwarf_Die>& out) {
+  Dwarf_Die child;
+  if (dwarf_child(&parent, &child) != 0) return;
+  do {
+    const int tag = dwarf_tag(&child);
+    if (isFunction(tag) || tag == DW_TAG_lexical_block) {
+      if (dwarf_haspc(&child, pc) == 1) {
+        out.push_back(child);
+        scopesAt(child, pc, out);
+        return;
+      }
+    } else if (tag == DW_TAG_namespace || tag == DW_TAG_module) {
+      const size_t before = out.size();
+      scopesAt(child, pc, out);
+      if (out.size() > before) return;
+    }
+  } while (dwarf_siblingof(&child, &child) == 0);
+}
+
+// The DWARF register a one-operation location names (DW_OP_regN, regx).
+std::optional<unsigned> registerOf(const Dwarf_Op& op) {
+  if (op.atom >= DW_OP_reg0 && op.atom <= DW_OP_reg31) return op.atom - DW_OP_reg0;
+  if (op.atom == DW_OP_regx) return static_cast<unsigned>(op.number);
+  return std::nullopt;
+}
+
+// DW_OP_entry_value in an expression of `attr`, at the frame of `regs`: its
+// operand names a register (what GCC and clang emit, and all gdb takes),
+// whose value on entry `frames` finds in the caller.
+EntryValue entryValueOf(Dwarf_Attribute* attr, const DwarfRegisters& regs,
+                        const DwarfLines::Frames& frames) {
+  return [attr, &regs, &frames](const Dwarf_Op& op) -> std::optional<uint64_t> {
+    Dwarf_Attribute operand;
+    Dwarf_Op* ops = nullptr;
+    size_t n = 0;
+    if (!frames.entryValue || dwarf_getlocation_attr(attr, &op, &operand) != 0 ||
+        dwarf_getlocation(&operand, &ops, &n) != 0 || n != 1)
+      return std::nullopt;
+    const std::optional<unsigned> reg = registerOf(ops[0]);
+    if (!reg) return std::nullopt;
+    return frames.entryValue(regs, *reg);
+  };
+}
+
+// The frame base of `subprogram` at regs.scopePc.
+std::optional<uint64_t> frameBaseOf(Dwarf_Die* subprogram, const DwarfRegisters& regs,
+                                    const DwarfLines::Frames& frames) {
+  Dwarf_Attribute attr;
+  Dwarf_Op* ops = nullptr;
+  size_t len = 0;
+  if (dwarf_attr_integrate(subprogram, DW_AT_frame_base, &attr) == nullptr ||
+      dwarf_getlocation_addr(&attr, regs.scopePc, &ops, &len, 1) != 1)
+    return std::nullopt;
+  if (len == 1 && ops[0].atom == DW_OP_call_frame_cfa) return frames.cfa(regs);
+  if (const auto l = evaluate(ops, len, regs, std::nullopt)) return l->value;
+  return std::nullopt;
+}
+
+// The name of a function DIE (an inlined or out-of-line instance names it
+// through its abstract origin).
+const char* functionName(Dwarf_Die* die) {
+  Dwarf_Attribute attr;
+  return dwarf_attr_integrate(die, DW_AT_name, &attr) != nullptr ? dwarf_formstring(&attr)
+                                                                 : nullptr;
+}
+
+}  // namespace
+
+bool DwarfLines::variables(const DwarfRegisters& cpu, unsigned inlineDepth,
+                           const GuestMemoryReader& read, const GuestSymbols& symbols,
+                           const Frames& frames, std::vector<GuestVariable>& out) const {
+  std::lock_guard lock(libdwLock());
   const uint64_t pc = cpu.scopePc;
-  auto it = std::upper_bound(ranges_.begin(), ranges_.end(), pc,
-                             [](uint64_t a, const Range& r) { return a < r.begin; });
+  const std::optional<uint64_t> cuOffset = cuAt(pc);
   Dwarf_Die cu;
-  bool found = false;
-  for (int tries = 0; it != ranges_.begin() && tries < 8 && !found; ++tries) {
-    --it;
-    found = pc < it->end && dwarf_offdie(dwarf_, it->cuOffset, &cu) != nullptr;
-  }
-  if (!found) return false;
-  Dwarf_Die* scopes = nullptr;
-  const int n = dwarf_getscopes(&cu, pc, &scopes);
-  if (n <= 0) return false;
-  // The innermost function (subprogram or inlined subroutine) and the
-  // scopes inside it; the frame base from the enclosing subprogram.
-  int function = -1;
-  int subprogram = -1;
-  for (int i = 0; i < n; ++i) {
-    const int tag = dwarf_tag(&scopes[i]);
-    if (function < 0 && (tag == DW_TAG_subprogram || tag == DW_TAG_inlined_subroutine))
-      function = i;
-    if (tag == DW_TAG_subprogram) {
-      subprogram = i;
-      break;
-    }
-  }
-  if (function < 0) {
-    free(scopes);
-    return false;
-  }
-  // (Inside an inlined instance libdw lists the inlined function's own
-  // scopes, not its caller's: no subprogram, no frame base.)
+  if (!cuOffset || dwarf_offdie(dwarf_, *cuOffset, &cu) == nullptr) return false;
+  std::vector<Dwarf_Die> scopes;
+  scopesAt(cu, pc, scopes);
+  // The functions among the scopes (the subprogram, then the calls inlined
+  // into it); the one asked for and the blocks inside it, up to the next
+  // inlined call. The frame base is the subprogram's.
+  std::vector<size_t> functions;
+  for (size_t i = 0; i < scopes.size(); ++i)
+    if (isFunction(dwarf_tag(&scopes[i]))) functions.push_back(i);
+  if (functions.empty() || inlineDepth >= functions.size()) return false;
+  const size_t k = functions.size() - 1 - inlineDepth;
+  const size_t function = functions[k];
+  const size_t innerEnd = k + 1 < functions.size() ? functions[k + 1] : scopes.size();
   std::optional<uint64_t> frameBase;
-  Dwarf_Attribute fbAttr;
-  Dwarf_Op* fbOps = nullptr;
-  size_t fbLen = 0;
-  if (subprogram >= 0 &&
-      dwarf_attr_integrate(&scopes[subprogram], DW_AT_frame_base, &fbAttr) != nullptr &&
-      dwarf_getlocation_addr(&fbAttr, pc, &fbOps, &fbLen, 1) == 1) {
-    if (fbLen == 1 && fbOps[0].atom == DW_OP_call_frame_cfa) {
-      lock.unlock();  // cfa() may ask this file again
-      frameBase = cfa(cpu);
-      lock.lock();
-    } else if (auto l = evaluate(fbOps, fbLen, cpu, std::nullopt)) {
-      frameBase = l->value;
-    }
-  }
+  if (dwarf_tag(&scopes[0]) == DW_TAG_subprogram) frameBase = frameBaseOf(&scopes[0], cpu, frames);
   std::vector<GuestVariable> params, locals;
-  for (int i = function; i >= 0; --i) {
+  for (size_t i = function; i < innerEnd; ++i) {
     Dwarf_Die child;
     if (dwarf_child(&scopes[i], &child) != 0) continue;
     do {
@@ -595,9 +718,10 @@ bool DwarfLines::variables(const DwarfRegisters& cpu, const GuestMemoryReader& r
       Dwarf_Attribute loc;
       Dwarf_Op* ops = nullptr;
       size_t len = 0;
+      const EntryValue entry = entryValueOf(&loc, cpu, frames);
       if (dwarf_attr_integrate(&child, DW_AT_location, &loc) != nullptr &&
           dwarf_getlocation_addr(&loc, pc, &ops, &len, 1) == 1) {
-        if (const auto l = evaluate(ops, len, cpu, frameBase)) {
+        if (const auto l = evaluate(ops, len, cpu, frameBase, &entry)) {
           uint64_t bits = l->value;
           if (l->inMemory) {
             v.address = l->value;
@@ -651,11 +775,97 @@ bool DwarfLines::variables(const DwarfRegisters& cpu, const GuestMemoryReader& r
       } while (dwarf_siblingof(&child, &child) == 0);
     }
   }
-  free(scopes);
   out = std::move(params);
   out.insert(out.end(), std::make_move_iterator(locals.begin()),
              std::make_move_iterator(locals.end()));
   return true;
+}
+
+std::optional<uint64_t> DwarfLines::callSiteValue(const DwarfRegisters& caller, unsigned reg,
+                                                  const Frames& frames) const {
+  std::lock_guard lock(libdwLock());
+  const std::optional<uint64_t> cuOffset = cuAt(caller.scopePc);
+  Dwarf_Die cu;
+  if (!cuOffset || dwarf_offdie(dwarf_, *cuOffset, &cu) == nullptr) return std::nullopt;
+  std::vector<Dwarf_Die> scopes;
+  scopesAt(cu, caller.scopePc, scopes);
+  if (scopes.empty() || dwarf_tag(&scopes[0]) != DW_TAG_subprogram) return std::nullopt;
+  // The call site that returns to the caller's pc is a child of the
+  // innermost scope around the call (DW_AT_call_return_pc; GCC's older
+  // DW_TAG_GNU_call_site has it as DW_AT_low_pc).
+  for (size_t i = scopes.size(); i-- > 0;) {
+    Dwarf_Die site;
+    if (dwarf_child(&scopes[i], &site) != 0) continue;
+    do {
+      const int tag = dwarf_tag(&site);
+      if (tag != DW_TAG_call_site && tag != DW_TAG_GNU_call_site) continue;
+      Dwarf_Attribute attr;
+      Dwarf_Addr returnPc = 0;
+      if ((dwarf_attr(&site, DW_AT_call_return_pc, &attr) == nullptr &&
+           dwarf_attr(&site, DW_AT_low_pc, &attr) == nullptr) ||
+          dwarf_formaddr(&attr, &returnPc) != 0 || returnPc != caller.cpu.rip)
+        continue;
+      Dwarf_Die param;
+      if (dwarf_child(&site, &param) != 0) return std::nullopt;
+      do {
+        const int ptag = dwarf_tag(&param);
+        if (ptag != DW_TAG_call_site_parameter && ptag != DW_TAG_GNU_call_site_parameter) continue;
+        Dwarf_Attribute where, value;
+        Dwarf_Op* ops = nullptr;
+        size_t n = 0;
+        if (dwarf_attr(&param, DW_AT_location, &where) == nullptr ||
+            dwarf_getlocation(&where, &ops, &n) != 0 || n != 1 || registerOf(ops[0]) != reg)
+          continue;
+        if (dwarf_attr(&param, DW_AT_call_value, &value) == nullptr &&
+            dwarf_attr(&param, DW_AT_GNU_call_site_value, &value) == nullptr)
+          return std::nullopt;
+        if (dwarf_getlocation(&value, &ops, &n) != 0 || n == 0) return std::nullopt;
+        // A DWARF expression whose result is the value (not a location).
+        const EntryValue entry = entryValueOf(&value, caller, frames);
+        const auto v = evaluate(ops, n, caller, frameBaseOf(&scopes[0], caller, frames), &entry);
+        if (!v) return std::nullopt;
+        return v->value;
+      } while (dwarf_siblingof(&param, &param) == 0);
+      return std::nullopt;
+    } while (dwarf_siblingof(&site, &site) == 0);
+  }
+  return std::nullopt;
+}
+
+std::vector<GuestFunction> DwarfLines::functionsAt(uint64_t pc) const {
+  std::lock_guard lock(libdwLock());
+  const std::optional<uint64_t> cuOffset = cuAt(pc);
+  Dwarf_Die cu;
+  if (!cuOffset || dwarf_offdie(dwarf_, *cuOffset, &cu) == nullptr) return {};
+  std::vector<Dwarf_Die> scopes;
+  scopesAt(cu, pc, scopes);
+  Dwarf_Files* files = nullptr;
+  size_t fileCount = 0;
+  if (dwarf_getsrcfiles(&cu, &files, &fileCount) != 0) files = nullptr;
+  std::vector<GuestFunction> out;
+  Dwarf_Die* inlined = nullptr;  // the inlined call one function in
+  for (size_t i = scopes.size(); i-- > 0;) {
+    const int tag = dwarf_tag(&scopes[i]);
+    if (!isFunction(tag)) continue;
+    GuestFunction f;
+    const char* name = functionName(&scopes[i]);
+    f.name = name != nullptr ? name : "??";
+    if (inlined != nullptr) {
+      Dwarf_Attribute attr;
+      Dwarf_Word file = 0, line = 0;
+      const char* path = nullptr;
+      if (files != nullptr && dwarf_attr(inlined, DW_AT_call_file, &attr) != nullptr &&
+          dwarf_formudata(&attr, &file) == 0 && file < fileCount &&
+          (path = dwarf_filesrc(files, file, nullptr, nullptr)) != nullptr &&
+          dwarf_attr(inlined, DW_AT_call_line, &attr) != nullptr &&
+          dwarf_formudata(&attr, &line) == 0 && line > 0)
+        f.line = SourceLine{path, static_cast<unsigned>(line)};
+    }
+    out.push_back(std::move(f));
+    if (tag == DW_TAG_subprogram) break;  // not inlined: the frame's own function
+    inlined = &scopes[i];
+  }
+  return out;
 }
 
 Result<ElfSymbolFile> ElfSymbolFile::open(const std::string& path) {

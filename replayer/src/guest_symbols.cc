@@ -253,24 +253,57 @@ std::vector<uint64_t> GuestSymbols::lineAddresses(const std::string& file, unsig
   return {};
 }
 
+namespace {
+
+// One frame up through the first loaded file whose CFI has a rule there.
+bool unwindOnce(const std::vector<std::shared_ptr<const DwarfLines>>& files, DwarfRegisters& regs,
+                const GuestMemoryReader& read) {
+  for (const auto& l : files)
+    if (l->unwind(regs, read)) return true;
+  return false;
+}
+
+}  // namespace
+
 std::vector<GuestVariable> GuestSymbols::variablesAt(const CpuState& cpu,
-                                                     const GuestMemoryReader& read,
-                                                     unsigned frame) const {
+                                                     const GuestMemoryReader& read, unsigned frame,
+                                                     unsigned inlineDepth) const {
   DwarfRegisters regs{cpu, 0x1FFFF, cpu.rip};
-  for (unsigned k = 0; k < frame; ++k) {
-    bool up = false;
-    for (const auto& l : lines_)
-      if ((up = l->unwind(regs, read))) break;
-    if (!up) return {};
-  }
-  const DwarfLines::CfaSource cfa = [this](const DwarfRegisters& r) {
+  for (unsigned k = 0; k < frame; ++k)
+    if (!unwindOnce(lines_, regs, read)) return {};
+  DwarfLines::Frames frames;
+  frames.cfa = [this](const DwarfRegisters& r) {
     for (const auto& l : lines_)
       if (auto c = l->cfa(r)) return c;
     return std::optional<uint64_t>();
   };
+  // An entry value's call-site value may itself need one, a frame further
+  // up (a parameter passed on unchanged): gdb follows such chains too; a
+  // few frames are plenty.
+  unsigned nested = 0;
+  frames.entryValue = [&](const DwarfRegisters& r, unsigned reg) -> std::optional<uint64_t> {
+    DwarfRegisters caller = r;
+    if (nested >= 4 || !unwindOnce(lines_, caller, read)) return std::nullopt;
+    ++nested;
+    std::optional<uint64_t> out;
+    for (const auto& l : lines_)
+      if ((out = l->callSiteValue(caller, reg, frames))) break;
+    --nested;
+    return out;
+  };
   for (const auto& l : lines_) {
     std::vector<GuestVariable> out;
-    if (l->variables(regs, read, *this, cfa, out)) return out;
+    if (l->variables(regs, inlineDepth, read, *this, frames, out)) return out;
+  }
+  return {};
+}
+
+std::vector<GuestFunction> GuestSymbols::functionsAt(uint64_t address) const {
+  for (const auto& l : lines_) {
+    std::vector<GuestFunction> out = l->functionsAt(address);
+    if (out.empty()) continue;
+    out.front().line = sourceLine(address);
+    return out;
   }
   return {};
 }

@@ -377,17 +377,29 @@ struct DemoTimeline {
   }
 };
 
+// The number of the first line of `file` that contains `text` (0: none).
+unsigned lineContaining(const std::string& file, const std::string& text) {
+  std::ifstream in(file);
+  unsigned n = 0;
+  for (std::string line; std::getline(in, line);) {
+    ++n;
+    if (line.find(text) != std::string::npos) return n;
+  }
+  return 0;
+}
+
 // The symbol layer against stock gdb (issue 15): the demo recorded once,
 // then at known steps — the corrupting store in key_dup, a hundred steps
-// before it, the faulting load in table_find, one line further from the
-// store — gdb's answers (bt, info args, info locals, against `ttvm
-// gdbserver --start STEP` with the debug ELF) and the layer's: the source
-// line of RIP, the backtrace's functions and file:line, and every variable
-// gdb prints in the first three frames with gdb's value. An argument gdb
-// finds only through DW_OP_entry_value ("key=key@entry=...") may be
-// optimized out here (the layer evaluates no entry values); a caller's
-// variable gdb recovers and the layer does not is a known gap, counted and
-// reported, not hidden.
+// before it (str_len inlined into key_dup), the faulting load in
+// table_find, one line further from the store, and table_insert after
+// key_dup returned, where `key` lives only as an entry value — gdb's answers
+// (bt, info args, info locals, against `ttvm gdbserver --start STEP` with
+// the debug ELF) and the layer's: the source line of RIP, the backtrace's
+// functions and file:line, and every variable gdb prints in the first
+// three frames with gdb's value, optimized out where gdb says so and
+// nowhere else: callers' registers unwound as gdb does (a register without
+// a CFI rule keeps its value: workload_run's `i` in R11 and `found` in RBX
+// at the faulting load), entry values from the caller's call site.
 TEST(GuestSymbols, LinesFramesAndLocalsMatchStockGdbOnTheDemo) {
   const std::string gdb = shell("command -v gdb | tr -d '\\n'");
   if (gdb.empty()) GTEST_SKIP() << "gdb not found: it is the oracle";
@@ -403,13 +415,44 @@ TEST(GuestSymbols, LinesFramesAndLocalsMatchStockGdbOnTheDemo) {
   const uint64_t nextLine = t.now();
   ASSERT_GT(nextLine, storeStep);
 
-  const std::vector<uint64_t> steps{storeStep, storeStep - 100, (**fault).step, nextLine};
+  // Back in table_insert, at `e->hash = h;`: gdb's `info address key`
+  // says that the pc is in a range where key is DW_OP_entry_value(RDI)
+  // (RBX, its home elsewhere, holds another value there), so its value
+  // comes from workload_run's call site (DW_AT_call_value: the frame base
+  // - 56, workload_run's `key` array).
+  t.seek(storeStep);
+  stepOut(t);
+  const auto here = t.symbols().sourceLine(t.registers().rip);
+  ASSERT_TRUE(here.has_value());
+  const unsigned hashLine = lineContaining(here->file, "e->hash = h;");
+  ASSERT_NE(hashLine, 0u) << here->file;
+  for (int i = 0; i < 8 && t.symbols().sourceLine(t.registers().rip)->line != hashLine; ++i)
+    stepLine(t, false);
+  ASSERT_EQ(t.symbols().sourceLine(t.registers().rip)->line, hashLine);
+  const uint64_t entryStep = t.now();
+  {
+    std::string why;
+    const auto out = testing::askGdb(TTVM_BIN, gdb, trace, demoDebugElf(), entryStep,
+                                     {"info address key"}, &why);
+    ASSERT_TRUE(out.has_value()) << why;
+    static const std::regex kRange(
+        R"(Range (0x[0-9a-f]+)-(0x[0-9a-f]+): a complex DWARF expression:\s*0: DW_OP_entry_value)");
+    bool inEntryRange = false;
+    for (std::sregex_iterator it(out->begin(), out->end(), kRange), end; it != end; ++it) {
+      const uint64_t lo = std::stoull((*it)[1].str(), nullptr, 16);
+      const uint64_t hi = std::stoull((*it)[2].str(), nullptr, 16);
+      inEntryRange |= t.registers().rip >= lo && t.registers().rip < hi;
+    }
+    ASSERT_TRUE(inEntryRange) << "rip " << std::hex << t.registers().rip << "\n" << *out;
+  }
+
+  const std::vector<uint64_t> steps{storeStep, storeStep - 100, (**fault).step, nextLine,
+                                    entryStep};
   std::vector<std::string> cmds{"info line *$pc", "bt"};
   for (int f = 0; f < 3; ++f)
     for (const char* c : {"frame ", "info args @", "info locals @"})
       cmds.push_back(std::string(c) + std::to_string(f));
   int compared = 0, inlined = 0;
-  std::vector<std::string> gaps;
   for (uint64_t step : steps) {
     SCOPED_TRACE("step " + std::to_string(step));
     // gdb's commands, each frame's "info" tagged so that the sections differ.
@@ -473,7 +516,6 @@ TEST(GuestSymbols, LinesFramesAndLocalsMatchStockGdbOnTheDemo) {
                cpu, [&t](uint64_t a, std::span<uint8_t> o) { return t.readLinear(a, o); },
                static_cast<unsigned>(phys[f])))
         ours.emplace(v.name, v.value);
-      const auto& entry = gdbFrames[f].entryValues;
       const auto vars = testing::parseGdbVariables(section);
       for (const testing::GdbVariable& g : vars) {
         SCOPED_TRACE("gdb frame " + std::to_string(f) + " " + g.name + " = " + g.value);
@@ -487,16 +529,6 @@ TEST(GuestSymbols, LinesFramesAndLocalsMatchStockGdbOnTheDemo) {
               return o.name == g.name && o.value != g.value && has(o.value);
             }))
           continue;
-        const bool viaEntry = std::find(entry.begin(), entry.end(), g.name) != entry.end();
-        if (viaEntry && !has(g.value) && has("<optimized out>")) continue;
-        if (f > 0 && !has(g.value) && has("<optimized out>")) {
-          // Known gaps, counted: a caller's variable gdb recovers where the
-          // layer does not. (Char arrays, "id-0034:lookup\000\000 N…", are
-          // compared like the rest.)
-          gaps.push_back("step " + std::to_string(step) + " frame " + std::to_string(f) + " " +
-                         g.name + " (gdb: " + g.value + ")");
-          continue;
-        }
         EXPECT_TRUE(has(g.value)) << "ours: " << lo->second;
         ++compared;
       }
@@ -504,13 +536,9 @@ TEST(GuestSymbols, LinesFramesAndLocalsMatchStockGdbOnTheDemo) {
   }
   std::printf(
       "symbol layer vs gdb: %d variables equal at %zu steps; %d inlined calls gdb lists "
-      "as frames; %zu known gaps:\n",
-      compared, steps.size(), inlined, gaps.size());
-  for (const std::string& g : gaps) std::printf("  %s\n", g.c_str());
-  // Today's gaps (docs/ui.md, Not there yet): workload_run's `i` and
-  // `found` at the faulting load; more means a regression.
-  EXPECT_LE(gaps.size(), 2u);
-  EXPECT_GE(compared, 20);
+      "as frames\n",
+      compared, steps.size(), inlined);
+  EXPECT_GE(compared, 40);
 }
 
 // Backward by source line against stock gdb on the demo: from table_insert

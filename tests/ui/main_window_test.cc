@@ -703,10 +703,8 @@ void MainWindowTest::callStackAndLocalsAtTheCorruptingStoreMatchGdb() {
   }
   // The locals dock for each of the first three frames, selected by a click
   // in the call stack: the source view moves to the frame's line, and every
-  // variable gdb prints has the value gdb prints. The exception: an
-  // argument gdb recovers through DW_OP_entry_value (bt: "key=key@entry=")
-  // may be optimized out in ttvm's symbol layer, which does not evaluate
-  // entry values (guest_symbols.h); when it has a value, it is gdb's.
+  // variable gdb prints has the value gdb prints (optimized out exactly
+  // where gdb says so).
   for (int fr = 0; fr < 3; ++fr) {
     const QRect r = w.callStackView()->visualRect(stack.index(fr, CallStackModel::kFunction));
     QTest::mouseClick(w.callStackView()->viewport(), Qt::LeftButton, {}, r.center());
@@ -716,12 +714,7 @@ void MainWindowTest::callStackAndLocalsAtTheCorruptingStoreMatchGdb() {
     for (const auto& g : gdbVars[static_cast<size_t>(fr)]) {
       const QString name = QString::fromStdString(g.name);
       const QString ours = name + QStringLiteral(" = ") + w.localsModel().value(name);
-      const auto& entry = gdbFrames[static_cast<size_t>(fr)].entryValues;
-      const bool viaEntry = std::find(entry.begin(), entry.end(), g.name) != entry.end();
-      const QString optimizedOut = name + QStringLiteral(" = <optimized out>");
-      const QString gdbs = name + QStringLiteral(" = ") +
-                           (viaEntry && ours == optimizedOut ? QStringLiteral("<optimized out>")
-                                                             : QString::fromStdString(g.value));
+      const QString gdbs = name + QStringLiteral(" = ") + QString::fromStdString(g.value);
       // workload_run's char array `key` two frames up, which gdb reads
       // through the frame base and prints as a string with its NULs, is
       // compared like the rest.

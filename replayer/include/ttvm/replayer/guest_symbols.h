@@ -61,6 +61,14 @@ struct GuestVariable {
   bool parameter = false;
   std::optional<uint64_t> address;  // where it lives, when in memory
 };
+// A function at a position (GuestSymbols::functionsAt), from DWARF.
+struct GuestFunction {
+  std::string name;
+  // Where the position is in it: the line of the address for the innermost
+  // function, the line of the inlined call for the functions it was inlined
+  // into.
+  std::optional<SourceLine> line;
+};
 // Reads guest-linear memory at the position; false when a byte is unmapped.
 using GuestMemoryReader = std::function<bool(uint64_t address, std::span<uint8_t> out)>;
 
@@ -102,17 +110,26 @@ class GuestSymbols {
   // line with code when it has none. `file` is matched by its trailing path
   // components (an editor's path in another checkout works). Empty: no code.
   std::vector<uint64_t> lineAddresses(const std::string& file, unsigned& line) const;
-  // The parameters, then the locals, in scope at `cpu`'s RIP in the
-  // innermost function there (an inlined one included), from DWARF, with
-  // their values in `cpu`'s registers and `read`'s memory: location
-  // expressions of registers, register + offset, the frame base (the CFA
-  // from the CFI), addresses and constants. A variable whose location needs
-  // more (an entry value, pieces) is "<optimized out>", as gdb says of most
-  // of them. `frame` > 0: the caller that many frames up, its registers
-  // unwound through the CFI (the call-clobbered ones unknown, so what lived
-  // in them is optimized out there); empty when the CFI cannot unwind.
+  // The functions at `address`, innermost first, from DWARF: where calls
+  // were inlined there (DW_TAG_inlined_subroutine), the inlined functions
+  // and then the one they were inlined into, as gdb shows them as frames of
+  // their own. Empty when no DWARF covers it.
+  std::vector<GuestFunction> functionsAt(uint64_t address) const;
+  // The parameters, then the locals, in scope at `cpu`'s RIP in one
+  // function there (`inlineDepth` picks it among functionsAt()'s: 0, the
+  // innermost), from DWARF, with their values in `cpu`'s registers and
+  // `read`'s memory: location lists and expressions of registers, register
+  // + offset, the frame base (the CFA from the CFI), addresses, constants,
+  // and entry values (DW_OP_entry_value: the caller's call-site parameter
+  // evaluated in the caller's frame, as gdb finds them). A variable whose
+  // location needs more (pieces, implicit pointers) is "<optimized out>".
+  // `frame` > 0: the caller that many frames up, its registers unwound
+  // through the CFI; as gdb, a register the CFI has no rule for keeps its
+  // value (the compiler's location lists say what lives across a call:
+  // callee-saved registers, and call-clobbered ones that IPA register
+  // allocation knows the callee keeps). Empty when the CFI cannot unwind.
   std::vector<GuestVariable> variablesAt(const CpuState& cpu, const GuestMemoryReader& read,
-                                         unsigned frame = 0) const;
+                                         unsigned frame = 0, unsigned inlineDepth = 0) const;
 
   bool empty() const { return symbols_.empty(); }
   size_t size() const { return symbols_.size(); }
