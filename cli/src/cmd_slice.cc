@@ -110,6 +110,9 @@ int cmdSlice(std::span<char* const> args) {
   const uint64_t sourceBegin = r->header().slice ? r->header().slice->fromStep : 0;
   if (s.replayedFrom != sourceBegin)
     std::printf("  the source replayed from its snapshot at step %" PRIu64 "\n", s.replayedFrom);
+  if (!s.snapshotProblem.empty())
+    std::fprintf(stderr, "ttvm slice: note: %s; replayed from the first step instead\n",
+                 s.snapshotProblem.c_str());
   if (s.snapshots != 0)
     std::printf("  %" PRIu64 " of the source's snapshots copied (those inside the range)\n",
                 s.snapshots);

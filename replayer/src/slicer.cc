@@ -267,12 +267,12 @@ Result<SliceResult> sliceTrace(const TraceReader& source, const std::string& out
                      "`ttvm recover` completes it, then it can be sliced");
   auto opened = ReplaySession::open(source);
   if (!opened.ok()) return opened.error();
-  ReplaySession& session = **opened;
+  std::unique_ptr<ReplaySession> replay = std::move(*opened);
   Cut cut;
-  cut.sourceEnd = session.endStep();
+  cut.sourceEnd = replay->endStep();
   cut.from = options.from;
   cut.to = options.to.value_or(cut.sourceEnd);
-  const uint64_t begin = session.step();
+  const uint64_t begin = replay->step();
   if (cut.from < begin || cut.from >= cut.to || cut.to > cut.sourceEnd)
     return makeError(source.path() + ": steps " + std::to_string(cut.from) + ".." +
                      std::to_string(cut.to) + ": give 'from' < 'to' within the recorded run, " +
@@ -282,55 +282,79 @@ Result<SliceResult> sliceTrace(const TraceReader& source, const std::string& out
   // one (ttvm record --snapshot-every), instead of from its first step.
   SliceResult result;
   result.replayedFrom = begin;
-  if (options.useSnapshots && session.runsWholeMachine()) {
-    const std::vector<SnapshotInfo>& snaps = source.snapshots();
-    for (size_t i = snaps.size(); i-- > 0;) {
-      if (snaps[i].step > cut.from || snaps[i].step <= begin) continue;
-      if (Status st = session.startFromSnapshot(i); !st.ok()) return st.error();
-      result.replayedFrom = snaps[i].step;
-      break;
-    }
-  }
   RunOptions ro;
   ro.cancel = options.cancel;
-  if (options.progress)
-    ro.progress = [&options](uint64_t step) { options.progress("replaying to the cut", step); };
-  SessionStop stop = session.runTo(cut.from, ro);
-  if (std::string p = stopProblem(session, stop, cut.from, "the source's"); !p.empty())
-    return makeError(source.path() + ": " + p);
-
-  // The state at the cut.
-  cut.initial.cpu = session.state();
-  // A 1.2 trace's INIT holds every device though its replay runs only the
-  // IDE channels: the others keep the state it gave them.
-  cut.initial.deviceState = session.saveInitialDeviceState();
-  cut.initial.ram = RamPages::fromFlat(session.ram());
-  cut.position = session.environment().position();
-  auto sectorsBefore = sectorsLoggedBefore(source, cut.position);
-  if (!sectorsBefore.ok()) return sectorsBefore.error();
-  cut.sectorsBefore = std::move(*sectorsBefore);
-  // A sector the guest wrote before the cut is in the source's disk overlay,
-  // which no device state holds: for the slice it is what the disk holds
-  // there, logged like a sector read before the cut where the slice reads it.
-  for (const auto& [where, bytes] : session.writtenSectors()) cut.sectorsBefore[where] = bytes;
-  Cpu& cpu = session.cpu();
   std::vector<uint64_t>& wanted = cut.wanted;
-  wanted = referencedPages(session, cpu);
+  for (bool fromSnapshot = options.useSnapshots;; fromSnapshot = false) {
+    if (result.replayedFrom != begin) {  // a replay from a snapshot diverged: start again
+      auto fresh = ReplaySession::open(source);
+      if (!fresh.ok()) return fresh.error();
+      replay = std::move(*fresh);
+    }
+    result.replayedFrom = begin;
+    if (fromSnapshot && replay->runsWholeMachine()) {
+      const std::vector<SnapshotInfo>& snaps = source.snapshots();
+      for (size_t i = snaps.size(); i-- > 0;) {
+        if (snaps[i].step > cut.from || snaps[i].step <= begin) continue;
+        if (Status st = replay->startFromSnapshot(i); !st.ok()) return st.error();
+        result.replayedFrom = snaps[i].step;
+        break;
+      }
+    }
+    ReplaySession& session = *replay;
+    // A snapshot does not hold the sectors the guest wrote before it (the
+    // disk's overlay is in no device state): a replay started there that
+    // reads one diverges, before the cut or after it. The replay from the
+    // first step has them.
+    auto givenUp = [&](const SessionStop& stop, uint64_t target) {
+      if (stop.kind != SessionStopKind::kDivergence || result.replayedFrom == begin) return false;
+      result.snapshotProblem = "the replay from the snapshot at step " +
+                               std::to_string(result.replayedFrom) + ": " +
+                               stopProblem(session, stop, target, "the source's");
+      return true;
+    };
+    if (options.progress)
+      ro.progress = [&options](uint64_t step) { options.progress("replaying to the cut", step); };
+    SessionStop stop = session.runTo(cut.from, ro);
+    if (givenUp(stop, cut.from)) continue;
+    if (std::string p = stopProblem(session, stop, cut.from, "the source's"); !p.empty())
+      return makeError(source.path() + ": " + p);
 
-  // Over the range: which pages the CPU accesses, and the end state.
-  cpu.setAccessTracking(true);
-  if (options.progress)
-    ro.progress = [&options](uint64_t step) { options.progress("replaying the slice", step); };
-  stop = session.runTo(cut.to, ro);
-  std::vector<uint64_t> accessed = cpu.takeAccessedPages();
-  cpu.setAccessTracking(false);
-  if (std::string p = stopProblem(session, stop, cut.to, "the source's"); !p.empty())
-    return makeError(source.path() + ": " + p);
-  cut.endCpu = session.state();
-  cut.endDevices = session.saveDevices();
-  wanted.insert(wanted.end(), accessed.begin(), accessed.end());
-  std::sort(wanted.begin(), wanted.end());
-  wanted.erase(std::unique(wanted.begin(), wanted.end()), wanted.end());
+    // The state at the cut.
+    cut.initial.cpu = session.state();
+    // A 1.2 trace's INIT holds every device though its replay runs only the
+    // IDE channels: the others keep the state it gave them.
+    cut.initial.deviceState = session.saveInitialDeviceState();
+    cut.initial.ram = RamPages::fromFlat(session.ram());
+    cut.position = session.environment().position();
+    auto sectorsBefore = sectorsLoggedBefore(source, cut.position);
+    if (!sectorsBefore.ok()) return sectorsBefore.error();
+    cut.sectorsBefore = std::move(*sectorsBefore);
+    // A sector the guest wrote before the cut is in the source's disk
+    // overlay, which no device state holds: for the slice it is what the
+    // disk holds there, logged like a sector read before the cut where the
+    // slice reads it.
+    for (const auto& [where, bytes] : session.writtenSectors()) cut.sectorsBefore[where] = bytes;
+    Cpu& cpu = session.cpu();
+    wanted = referencedPages(session, cpu);
+
+    // Over the range: which pages the CPU accesses, and the end state.
+    cpu.setAccessTracking(true);
+    if (options.progress)
+      ro.progress = [&options](uint64_t step) { options.progress("replaying the slice", step); };
+    stop = session.runTo(cut.to, ro);
+    std::vector<uint64_t> accessed = cpu.takeAccessedPages();
+    cpu.setAccessTracking(false);
+    if (givenUp(stop, cut.to)) continue;
+    if (std::string p = stopProblem(session, stop, cut.to, "the source's"); !p.empty())
+      return makeError(source.path() + ": " + p);
+    cut.endCpu = session.state();
+    cut.endDevices = session.saveDevices();
+    wanted.insert(wanted.end(), accessed.begin(), accessed.end());
+    std::sort(wanted.begin(), wanted.end());
+    wanted.erase(std::unique(wanted.begin(), wanted.end()), wanted.end());
+    break;
+  }
 
   // The source's snapshots inside the range travel in the slice (a replay
   // of the slice, or a slice of it, can start there).

@@ -88,7 +88,7 @@ struct Recorded {
   std::string tailProblem;
 };
 
-Recorded record(const std::string& stem, Mode mode) {
+Recorded record(const std::string& stem, Mode mode, uint64_t snapshotInterval = 0) {
   auto m = diskMachine(mode);
   auto guest = loadBootDisk(*m);
   EXPECT_TRUE(guest.ok()) << guest.error().message;
@@ -97,6 +97,7 @@ Recorded record(const std::string& stem, Mode mode) {
   ro.ttvmVersion = "test";
   ro.digestInterval = 256;
   ro.tailWindow = 600;  // the tail starts mid-run: sectors read before it come from the trace
+  ro.snapshotInterval = snapshotInterval;
   RecordSession s(*m, std::move(guest).value(), ro);
   EXPECT_TRUE(s.start().ok());
   auto r = s.run();
@@ -394,6 +395,22 @@ TEST_F(DiskReplay, SeekAndStepBackMatchAStraightReplay) {
   EXPECT_EQ((*tl)->session().checkEndState(), "");
 }
 
+// The steps at which the disk guest executes one REP INSW / REP OUTSW
+// iteration (its sector transfers), found by stepping a replay of `reader`.
+void findTransfers(const TraceReader& reader, std::vector<uint64_t>& insw,
+                   std::vector<uint64_t>& outsw) {
+  auto walk = ReplaySession::open(reader);
+  ASSERT_TRUE(walk.ok()) << walk.error().message;
+  ReplaySession& w = **walk;
+  while (w.step() < w.endStep()) {
+    const std::string insn = w.disassembleAt(w.state().rip);
+    if (insn.find("insw") != std::string::npos) insw.push_back(w.step());
+    if (insn.find("outsw") != std::string::npos) outsw.push_back(w.step());
+    const uint64_t next = w.step() + 1;
+    ASSERT_EQ(w.runTo(next).step, next);
+  }
+}
+
 // A 1.2 trace (the IDE channels replayed, every other device answered from
 // the trace) sliced where the controller's state matters: in the middle of
 // the first sector's transfer (half of it still in the controller's
@@ -408,18 +425,9 @@ TEST_F(DiskReplay, A12TraceSlicesWhereTheControllerHoldsState) {
   auto reader = TraceReader::open(ide_->path);
   ASSERT_TRUE(reader.ok()) << reader.error().message;
   ASSERT_EQ(reader->header().replayedDevices, (std::vector<std::string>{"ide0", "ide1"}));
-  auto walk = ReplaySession::open(*reader);
-  ASSERT_TRUE(walk.ok()) << walk.error().message;
-  ReplaySession& w = **walk;
-  const uint64_t end = w.endStep();
+  const uint64_t end = reader->end()->steps;
   std::vector<uint64_t> insw, outsw;  // steps that execute one REP iteration of each
-  while (w.step() < end) {
-    const std::string insn = w.disassembleAt(w.state().rip);
-    if (insn.find("insw") != std::string::npos) insw.push_back(w.step());
-    if (insn.find("outsw") != std::string::npos) outsw.push_back(w.step());
-    const uint64_t next = w.step() + 1;
-    ASSERT_EQ(w.runTo(next).step, next);
-  }
+  ASSERT_NO_FATAL_FAILURE(findTransfers(*reader, insw, outsw));
   ASSERT_EQ(insw.size(), (kRounds + 3) * 256u);  // 11 sectors read
   ASSERT_EQ(outsw.size(), 256u);                 // one written
   struct Cut {
@@ -459,6 +467,53 @@ TEST_F(DiskReplay, A12TraceSlicesWhereTheControllerHoldsState) {
   // written before the last cut and read after it (from the disk's overlay
   // at the cut, which no device state holds).
   EXPECT_EQ(reread, 4u);
+}
+
+// A stored snapshot does not hold the sectors the guest wrote before it
+// (the disk's overlay is in no device state), so a replay started there
+// diverges where the guest reads one back. The disk guest recorded with a
+// snapshot every 16 steps, sliced from the first snapshot after its write
+// of sector 4 (before it reads the sector back): the slicer gives the
+// snapshot up for a replay from step 0, says why, and the slice replays as
+// its source.
+TEST(DiskReplaySlice, ASnapshotAfterADiskWriteIsGivenUpForTheFirstStep) {
+  const Recorded rec = record("disk-snapshots", Mode::kWhole, 16);
+  ASSERT_EQ(rec.end.reason, EndReason::kExitDevice) << rec.end.message;
+  auto reader = TraceReader::open(rec.path);
+  ASSERT_TRUE(reader.ok()) << reader.error().message;
+  std::vector<uint64_t> insw, outsw;
+  ASSERT_NO_FATAL_FAILURE(findTransfers(*reader, insw, outsw));
+  ASSERT_EQ(outsw.size(), 256u);
+  const uint64_t written = outsw.back() + 1;
+  const uint64_t readBack = insw[(kRounds + 2) * 256];  // the first word of sector 4 read back
+  uint64_t from = 0;
+  for (const SnapshotInfo& s : reader->snapshots())
+    if (s.step > written) {
+      from = s.step;
+      break;
+    }
+  ASSERT_GT(from, written);
+  ASSERT_LT(from, readBack);
+  const std::string out = testing::tempTracePath("disk-snapshot-slice");
+  SliceOptions o;
+  o.from = from;
+  auto r = sliceTrace(*reader, out, o);
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ(r->replayedFrom, 0u);
+  EXPECT_NE(r->snapshotProblem.find("the replay from the snapshot at step " + std::to_string(from)),
+            std::string::npos)
+      << r->snapshotProblem;
+  EXPECT_NE(r->snapshotProblem.find("sector (LBA) 4"), std::string::npos) << r->snapshotProblem;
+  EXPECT_TRUE(r->checked);
+  EXPECT_EQ(r->sectorsReread, 1u);  // sector 4, from the overlay at the cut
+  testing::expectReplaysAsSource(rec.path, out, from, reader->end()->steps, 100);
+  // A cut before the write starts from the snapshot as usual.
+  o.from = outsw.front() - 40;
+  auto early = sliceTrace(*reader, out, o);
+  ASSERT_TRUE(early.ok()) << early.error().message;
+  EXPECT_GT(early->replayedFrom, 0u);
+  EXPECT_EQ(early->snapshotProblem, "");
+  for (const std::string& f : {rec.path, out}) std::remove(f.c_str());
 }
 
 }  // namespace

@@ -74,7 +74,10 @@ struct SliceResult {
   bool partialRam = false;     // false: the full RAM (asked for, or the fallback)
   std::string fallbackReason;  // why the partial slice was replaced, if it was
   uint64_t replayedFrom = 0;  // where the source's replay started (a snapshot's step, or its first)
-  uint64_t events = 0;        // events written
+  // Why the replay from a snapshot was given up for one from the first step
+  // (it diverged: a snapshot lacks the sectors the guest wrote before it).
+  std::string snapshotProblem;
+  uint64_t events = 0;         // events written
   uint64_t sectorsReread = 0;  // disk sectors read or written before the cut, logged in the slice
   uint64_t snapshots = 0;      // the source's snapshots inside the range, copied into the slice
   uint64_t bytes = 0;          // the slice file's size
