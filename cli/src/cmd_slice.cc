@@ -27,6 +27,8 @@ const char* kSliceHelp =
     "  --to <B>        end at step B (default: the end of the run)\n"
     "  --full-ram      keep every non-zero RAM page\n"
     "  --no-check      do not replay the slice to compare its end with the source's\n"
+    "  --no-snapshots  leave out the source's snapshots inside the range (smaller;\n"
+    "                  a replay of the slice then starts only at its first step)\n"
     "Exit status: 0 written (and checked), 1 the input cannot be read, replayed or\n"
     "sliced, or the slice cannot be written, 2 bad usage.\n";
 
@@ -47,7 +49,7 @@ Option stepOption(std::string_view name, std::optional<uint64_t>& out) {
 int cmdSlice(std::span<char* const> args) {
   std::string out;
   std::optional<uint64_t> last, from, to;
-  bool fullRam = false, noCheck = false;
+  bool fullRam = false, noCheck = false, noSnapshots = false;
   Option output = textOption("-o", out);
   output.alias = "--output";
   const Option options[] = {output,
@@ -55,7 +57,8 @@ int cmdSlice(std::span<char* const> args) {
                             stepOption("--from", from),
                             stepOption("--to", to),
                             flagOption("--full-ram", fullRam),
-                            flagOption("--no-check", noCheck)};
+                            flagOption("--no-check", noCheck),
+                            flagOption("--no-snapshots", noSnapshots)};
   auto parsed = parseTraceArgs(args, options);
   if (auto status = earlyExit(parsed, "ttvm slice", kSliceHelp)) return *status;
   if (out.empty()) return usageError("ttvm slice", Error{"-o <out.ttvm> is required"}, kSliceHelp);
@@ -93,6 +96,7 @@ int cmdSlice(std::span<char* const> args) {
   }
   so.fullRam = fullRam;
   so.check = !noCheck;
+  so.copySnapshots = !noSnapshots;
   so.cancel = &gCancel;
   std::signal(SIGINT, [](int) { gCancel.store(true); });
   auto result = sliceTrace(*r, out, so);

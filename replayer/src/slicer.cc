@@ -358,7 +358,7 @@ Result<SliceResult> sliceTrace(const TraceReader& source, const std::string& out
 
   // The source's snapshots inside the range travel in the slice (a replay
   // of the slice, or a slice of it, can start there).
-  for (size_t i = 0; i < source.snapshots().size(); ++i) {
+  for (size_t i = 0; options.copySnapshots && i < source.snapshots().size(); ++i) {
     const uint64_t at = source.snapshots()[i].step;
     if (at > cut.from && (at < cut.to || cut.to == cut.sourceEnd)) cut.snapshots.push_back(i);
   }

@@ -61,6 +61,7 @@ struct SliceOptions {
   bool fullRam = false;        // every non-zero page, not only the accessed ones
   bool check = true;           // replay the slice and compare its end (see above)
   bool useSnapshots = true;    // start the source's replay at its last snapshot before `from`
+  bool copySnapshots = true;   // copy the source's snapshots inside the range into the slice
   const std::atomic<bool>* cancel = nullptr;
   // (what is being done, step reached) between replay slices.
   std::function<void(const char* phase, uint64_t step)> progress;
