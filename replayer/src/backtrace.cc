@@ -39,7 +39,7 @@ class Walker {
     if (mode_ != CpuMode::kLong64 && mode_ != CpuMode::kProtected32 &&
         mode_ != CpuMode::kCompatibility32) {
       bt_.end = "16-bit code: no stack walk";
-      return std::move(bt_);
+      return finish();
     }
     const uint64_t mask = is64_ ? ~0ull : 0xFFFFFFFFull;
     const uint64_t rsp = regs_.gpr[static_cast<int>(Gpr::kRsp)] & mask;
@@ -55,10 +55,43 @@ class Walker {
       bt_.end += "; scanned the stack from " + hex(from) + " to " + hex(to);
       if (unmapped) bt_.end += " (unmapped)";
     }
-    return std::move(bt_);
+    return finish();
   }
 
  private:
+  // Numbers the frames on the stack and, when asked, puts the calls
+  // inlined at each frame's pc before it.
+  Backtrace finish() {
+    std::vector<BacktraceFrame> out;
+    for (size_t i = 0; i < bt_.frames.size(); ++i) {
+      BacktraceFrame& f = bt_.frames[i];
+      f.stackFrame = static_cast<unsigned>(i);
+      if (o_.inlined) {
+        const bool ret = f.kind == FrameKind::kFramePointer || f.kind == FrameKind::kStackScan;
+        const std::vector<GuestFunction> functions =
+            symbols_.functionsAt(csBase_ + f.pc - (ret ? 1 : 0));
+        size_t first = 0;  // calls that begin at RIP and are skipped
+        if (i == 0 && o_.skipStartingInlined)
+          while (first + 1 < functions.size() && functions[first].starts) ++first;
+        for (size_t d = first; d + 1 < functions.size(); ++d) {
+          BacktraceFrame call = f;
+          call.inlined = true;
+          call.symbol = functions[d].name;
+          call.source = functions[d].line;
+          call.inlineDepth = static_cast<unsigned>(d);
+          out.push_back(std::move(call));
+        }
+        if (functions.size() > 1) {
+          f.source = functions.back().line;
+          f.inlineDepth = static_cast<unsigned>(functions.size() - 1);
+        }
+      }
+      out.push_back(std::move(f));
+    }
+    bt_.frames = std::move(out);
+    return std::move(bt_);
+  }
+
   bool canonical(uint64_t a) const {
     return is64_ ? static_cast<uint64_t>(static_cast<int64_t>(a << 16) >> 16) == a
                  : a <= 0xFFFFFFFFull;
@@ -266,7 +299,12 @@ std::string formatBacktrace(const Backtrace& bt) {
     if (f.kind == FrameKind::kStackScan) out += "? ";
     out += hex(f.pc);
     if (!f.symbol.empty()) out += " <" + f.symbol + ">";
+    if (f.inlined) out += " (inlined)";
     if (f.source) out += " at " + f.source->file + ":" + std::to_string(f.source->line);
+    if (f.inlined) {
+      out += "\n";
+      continue;
+    }
     switch (f.kind) {
       case FrameKind::kRegisters: break;
       case FrameKind::kFramePointer: out += "  (frame " + hex(f.slot) + ")"; break;

@@ -177,7 +177,12 @@ struct DapServer::Impl {
   }
 
   const Backtrace& backtrace() {
-    if (!frames) frames = unwindStack(timeline);
+    if (!frames) {
+      BacktraceOptions o;
+      o.inlined = true;  // inlined calls are frames, as gdb's after a stop
+      o.skipStartingInlined = true;
+      frames = unwindStack(timeline, o);
+    }
     return *frames;
   }
 
@@ -309,18 +314,21 @@ struct DapServer::Impl {
     respond(req, json{{"scopes", std::move(list)}});
   }
 
-  // The variables of frame `frame` (0 = innermost), unwound through the CFI.
+  // The variables of frame `frame` of stackTrace (0 = innermost; an
+  // inlined call's are its function's), unwound through the CFI.
   const std::vector<GuestVariable>& locals(int frame = 0) {
     auto it = variables_.find(frame);
     if (it == variables_.end()) {
-      it = variables_
-               .emplace(frame, timeline.symbols().variablesAt(
-                                   timeline.registers(),
-                                   [this](uint64_t a, std::span<uint8_t> out) {
-                                     return timeline.readLinear(a, out);
-                                   },
-                                   static_cast<unsigned>(frame)))
-               .first;
+      const Backtrace& bt = backtrace();
+      std::vector<GuestVariable> vars;
+      if (frame >= 0 && static_cast<size_t>(frame) < bt.frames.size()) {
+        const BacktraceFrame& f = bt.frames[static_cast<size_t>(frame)];
+        vars = timeline.symbols().variablesAt(
+            timeline.registers(),
+            [this](uint64_t a, std::span<uint8_t> out) { return timeline.readLinear(a, out); },
+            f.stackFrame, f.inlineDepth);
+      }
+      it = variables_.emplace(frame, std::move(vars)).first;
     }
     return it->second;
   }

@@ -861,6 +861,7 @@ std::vector<GuestFunction> DwarfLines::functionsAt(uint64_t pc) const {
           dwarf_formudata(&attr, &line) == 0 && line > 0)
         f.line = SourceLine{path, static_cast<unsigned>(line)};
     }
+    f.starts = tag == DW_TAG_inlined_subroutine && dwarf_haspc(&scopes[i], pc - 1) != 1;
     out.push_back(std::move(f));
     if (tag == DW_TAG_subprogram) break;  // not inlined: the frame's own function
     inlined = &scopes[i];

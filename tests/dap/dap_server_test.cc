@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <functional>
@@ -17,6 +18,7 @@
 #include <thread>
 #include <vector>
 
+#include "gdb_oracle.h"
 #include "scripted_trace_support.h"
 #include "ttvm/base/hex.h"
 #include "ttvm/formats/trace_reader.h"
@@ -172,9 +174,14 @@ TEST(DapServer, StackTraceAtTheCrashNamesPanicAndTheFaultingFunction) {
   s.start();
   const json frames = s.request("stackTrace", json{{"threadId", 1}})["body"]["stackFrames"];
   ASSERT_GE(frames.size(), 2u);
-  const std::string name0 = frames[0]["name"];
-  EXPECT_EQ(name0.rfind("panic+", 0), 0u) << frames.dump();
-  EXPECT_EQ(address(frames[0]["instructionPointerReference"]), s.timeline().registers().rip);
+  // As gdb's bt there: outb inlined into halt_forever inlined into panic,
+  // three frames at one instruction.
+  EXPECT_EQ(frames[0]["name"], "outb") << frames.dump();
+  EXPECT_EQ(frames[1]["name"], "halt_forever") << frames.dump();
+  const std::string name2 = frames[2]["name"];
+  EXPECT_EQ(name2.rfind("panic+", 0), 0u) << frames.dump();
+  for (int i = 0; i < 3; ++i)
+    EXPECT_EQ(address(frames[i]["instructionPointerReference"]), s.timeline().registers().rip);
   bool tableFind = false;
   for (const json& f : frames)
     if (f["name"].get<std::string>().rfind("table_find+", 0) == 0) {
@@ -389,6 +396,76 @@ TEST(DapServer, CallersLocalsThroughTheCfi) {
   EXPECT_NE(insert["key"].find(" \"id-0034:lookup\""), std::string::npos) << insert["key"];
   ASSERT_EQ(frames[2]["name"].get<std::string>().rfind("workload_run+", 0), 0u);
   EXPECT_EQ(localsOf(2)["round"], "34");
+}
+
+// Inlined calls are frames of their own in stackTrace, as in gdb's bt: a
+// hundred steps before the corrupting store, str_len (inlined into key_dup)
+// is frame 0 and key_dup frame 1, at the same instruction, each on its own
+// line; the frames' names and lines and the locals of the first three
+// (str_len's, key_dup's, table_insert's) are gdb's there.
+TEST(DapServer, InlinedFramesAndTheirLocalsMatchGdb) {
+  const std::string gdb = TTVM_GDB_BIN;
+  if (gdb.empty()) GTEST_SKIP() << "gdb not found: it is the oracle";
+  DapSession s;
+  ASSERT_TRUE(s.ok());
+  ASSERT_TRUE(s.timeline().addSymbolFile(demoElf() + ".elf").ok());
+  s.start();
+  s.request("evaluate", json{{"expression", "last-write arena+0x2fa8:8"}});
+  const uint64_t step = s.when() - 100;
+  s.request("evaluate", json{{"expression", "seek " + std::to_string(step)}});
+  ASSERT_EQ(s.when(), step);
+  const std::vector<std::string> cmds = testing::backtraceAndFrameCommands(3);
+  std::string why;
+  const auto out =
+      testing::askGdb(TTVM_BIN, gdb, demoTrace(), demoElf() + ".elf", step, cmds, &why);
+  ASSERT_TRUE(out.has_value()) << why;
+  const auto gdbFrames = testing::parseGdbBacktrace(testing::gdbSection(*out, "bt"));
+  ASSERT_GE(gdbFrames.size(), 4u) << *out;
+  ASSERT_EQ(gdbFrames[0].function, "str_len") << *out;
+  ASSERT_FALSE(gdbFrames[1].hasAddress) << *out;  // key_dup: str_len's caller, same pc
+  const json frames = s.request("stackTrace", json{{"threadId", 1}})["body"]["stackFrames"];
+  ASSERT_GE(frames.size(), gdbFrames.size()) << frames.dump();
+  for (size_t i = 0; i < gdbFrames.size(); ++i) {
+    SCOPED_TRACE("frame " + std::to_string(i));
+    const std::string name = frames[i]["name"];
+    EXPECT_EQ(name.substr(0, name.find('+')), gdbFrames[i].function);
+    if (gdbFrames[i].line == 0) continue;
+    EXPECT_EQ(frames[i].value("line", 0u), gdbFrames[i].line);
+    EXPECT_EQ(frames[i]["source"].value("path", ""), gdbFrames[i].file);
+  }
+  EXPECT_EQ(frames[0]["instructionPointerReference"], frames[1]["instructionPointerReference"]);
+  int compared = 0;
+  for (int f = 0; f < 3; ++f) {
+    std::multimap<std::string, std::string> ours;
+    const json scopes = s.request("scopes", json{{"frameId", f}})["body"]["scopes"];
+    ASSERT_FALSE(scopes.empty());
+    ASSERT_EQ(scopes[0]["name"], "Locals") << "frame " << f;
+    const json vars = s.request(
+        "variables", json{{"variablesReference", scopes[0]["variablesReference"]}})["body"];
+    for (const json& v : vars["variables"]) ours.emplace(v["name"], v["value"]);
+    // gdb's "info args" and "info locals" after its "frame f".
+    const size_t at = out->find("@@ frame " + std::to_string(f) + "\n");
+    ASSERT_NE(at, std::string::npos) << *out;
+    const size_t next = out->find("@@ frame ", at + 1);
+    const std::string section =
+        out->substr(at, next == std::string::npos ? std::string::npos : next - at);
+    const auto gdbVars = testing::parseGdbVariables(section);
+    for (const testing::GdbVariable& g : gdbVars) {
+      SCOPED_TRACE("frame " + std::to_string(f) + " " + g.name + " = " + g.value);
+      const auto [lo, hi] = ours.equal_range(g.name);
+      auto has = [&](const std::string& value) {
+        return std::any_of(lo, hi, [&](const auto& kv) { return kv.second == value; });
+      };
+      // A name gdb prints twice (str_len's n): one of its values is ours.
+      if (!has(g.value) && std::any_of(gdbVars.begin(), gdbVars.end(), [&](const auto& o) {
+            return o.name == g.name && o.value != g.value && has(o.value);
+          }))
+        continue;
+      EXPECT_TRUE(has(g.value)) << vars.dump();
+      ++compared;
+    }
+  }
+  EXPECT_GE(compared, 8);
 }
 
 TEST(DapServer, ReverseContinueStopsAtAnInstructionBreakpoint) {

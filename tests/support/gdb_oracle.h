@@ -132,6 +132,18 @@ inline std::optional<std::string> askGdb(const std::string& ttvm, const std::str
   return out;
 }
 
+// "bt", then "frame N", "info args", "info locals" for frames 0..frames-1:
+// askGdb's commands for a call stack and its variables.
+inline std::vector<std::string> backtraceAndFrameCommands(unsigned frames) {
+  std::vector<std::string> cmds{"bt"};
+  for (unsigned f = 0; f < frames; ++f) {
+    cmds.push_back("frame " + std::to_string(f));
+    cmds.push_back("info args");
+    cmds.push_back("info locals");
+  }
+  return cmds;
+}
+
 // The part of askGdb's output that `command` printed.
 inline std::string gdbSection(const std::string& output, const std::string& command) {
   const std::string mark = "@@ " + command + "\n";

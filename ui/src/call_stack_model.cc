@@ -34,7 +34,9 @@ QVariant CallStackModel::data(const QModelIndex& index, int role) const {
     case Qt::DisplayRole:
       switch (index.column()) {
         case kNumber: return QStringLiteral("#%1").arg(index.row());
-        case kFunction: return f->unreliable ? QStringLiteral("? ") + f->function : f->function;
+        case kFunction:
+          if (f->inlined) return f->function + QStringLiteral(" (inlined)");
+          return f->unreliable ? QStringLiteral("? ") + f->function : f->function;
         default:
           if (!f->source) return QString();
           return QStringLiteral("%1:%2")

@@ -604,7 +604,10 @@ QString ReplayEngine::nameTarget(const QString& text) const {
 }
 
 void ReplayEngine::fillFrames(Snapshot& s) const {
-  const Backtrace bt = unwindStack(*timeline_);
+  BacktraceOptions o;
+  o.inlined = true;  // inlined calls are frames, as gdb's after a stop
+  o.skipStartingInlined = true;
+  const Backtrace bt = unwindStack(*timeline_, o);
   const GuestMemoryReader read = [this](uint64_t a, std::span<uint8_t> out) {
     return timeline_->readLinear(a, out);
   };
@@ -615,7 +618,8 @@ void ReplayEngine::fillFrames(Snapshot& s) const {
     fi.function = f.symbol.empty() ? hex(f.pc) : QString::fromStdString(f.symbol);
     fi.unreliable = f.kind == FrameKind::kStackScan;
     fi.source = f.source;
-    fi.variables = timeline_->symbols().variablesAt(s.registers, read, static_cast<unsigned>(i));
+    fi.inlined = f.inlined;
+    fi.variables = timeline_->symbols().variablesAt(s.registers, read, f.stackFrame, f.inlineDepth);
     s.frames.push_back(std::move(fi));
   }
   s.framesEnd = QString::fromStdString(bt.end);

@@ -55,6 +55,17 @@ struct BacktraceFrame {
   uint64_t slot = 0;   // frame pointer (chain), stack address (scan), 0 for frame 0
   std::string symbol;  // "name+0x12" of pc (looked up at pc - 1 for return addresses)
   std::optional<SourceLine> source;
+  // With BacktraceOptions::inlined: a call inlined into the next frame
+  // (DWARF's inlined subroutines, which gdb shows as frames of their own).
+  // It shares that frame's pc, kind and registers; `symbol` is the inlined
+  // function's name, `source` the line in it. The frame it was inlined into
+  // has the line of the (outermost) inlined call.
+  bool inlined = false;
+  // What GuestSymbols::variablesAt takes for this frame: which frame on the
+  // stack it is (an inlined call's is its caller's), and which function at
+  // its pc (0: the innermost).
+  unsigned stackFrame = 0;
+  unsigned inlineDepth = 0;
 };
 
 struct Backtrace {
@@ -67,6 +78,12 @@ struct BacktraceOptions {
   uint64_t maxStackBytes = 1u << 20;  // how far above RSP a frame may lie
   uint64_t scanBytes = 16u << 10;     // how many stack bytes the scan reads
   bool scan = true;                   // fall back to a stack scan
+  bool inlined = false;               // list inlined calls as frames (GuestSymbols::functionsAt)
+  // With `inlined`: calls inlined at RIP that begin there are not frames
+  // yet (frame 0 is their caller, at the call's line), as gdb shows a stop
+  // there after a step, finish or breakpoint (a gdb attached at that step
+  // shows them).
+  bool skipStartingInlined = false;
 };
 
 // Reads guest-linear memory at the position being unwound; false when a
@@ -78,7 +95,8 @@ Backtrace unwindStack(const CpuState& regs, const LinearReader& read, const Gues
 // At the timeline's current position, with its symbols.
 Backtrace unwindStack(const Timeline& timeline, const BacktraceOptions& options = {});
 
-// "#0  0x1234 in panic+0x12 (kernel.c:120)" per frame, then "(end: ...)".
+// "#0  0x1234 <panic+0x12> at kernel.c:120" per frame ("<outb> (inlined)"
+// for an inlined call), then "(end: ...)".
 std::string formatBacktrace(const Backtrace& bt);
 
 }  // namespace ttvm

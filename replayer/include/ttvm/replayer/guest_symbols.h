@@ -68,6 +68,9 @@ struct GuestFunction {
   // function, the line of the inlined call for the functions it was inlined
   // into.
   std::optional<SourceLine> line;
+  // An inlined call that the address begins (address - 1 is outside it):
+  // gdb, stopping there, shows the caller at the call's line first.
+  bool starts = false;
 };
 // Reads guest-linear memory at the position; false when a byte is unmapped.
 using GuestMemoryReader = std::function<bool(uint64_t address, std::span<uint8_t> out)>;

@@ -35,6 +35,7 @@ struct FrameInfo {
   uint64_t pc = 0;          // RIP, or the return address / interrupted RIP
   QString function;         // "key_dup+0x54", or the hex address when unknown
   bool unreliable = false;  // found by a stack scan
+  bool inlined = false;     // a call inlined into the next frame (same pc)
   std::optional<SourceLine> source;
   std::vector<GuestVariable> variables;
 };
