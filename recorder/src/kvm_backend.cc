@@ -410,9 +410,17 @@ void KvmBackend::serve(const kvm::VcpuExit& e) {
   } else {
     const kvm::MmioExit& m = e.mmio;
     const auto size = unsigned(m.data.size());
-    if (m.write)
+    if (m.write) {
       env_.mmioWrite(m.address, size, loadLe(m.data));
-    else
+      // The TPR written through the xAPIC page is CR8, as in the emulator
+      // (its noteApicWrite): KVM, with no in-kernel LAPIC, loads CR8 from
+      // kvm_run at the next entry (the completion of this exit included).
+      if (auto cr8 =
+              apicbase::cr8AfterWrite(vcpu_.exitApicBase(), m.address, size, loadLe(m.data))) {
+        vcpu_.setEntryCr8(*cr8);
+        state_.cr8 = *cr8;
+      }
+    } else
       storeLe(m.data, env_.mmioRead(m.address, size));
     ++counts_.mmio;
   }

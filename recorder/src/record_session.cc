@@ -40,6 +40,14 @@ Status RecordSession::start() {
     cpu_ = std::make_unique<EmuBackend>(machine_.cpuModel(), machine_.physicalMemory(), *env_);
   }
   header_.backend = cpu_->kind();
+  if (!cpu_->countsSteps() && options_.betweenExits) {
+    // A device the guest reads between two exits sees the wall time it ran
+    // in between (a PIT count latched twice around a loop, a PM timer
+    // polled), not only the clock's ns per exit.
+    env_->setBeforeAccess([this] {
+      if (inRun_) followWallTime();
+    });
+  }
   if (!cpu_->countsSteps()) {
     // Events carry exit numbers (KVM): a replay cannot run the devices in
     // step with the recording's clock, so every answer goes to the trace
@@ -214,6 +222,13 @@ void RecordSession::emergencyClose(const char* message) {
   (void)writer_->close(end);
 }
 
+void RecordSession::followWallTime() {
+  machine_.clock().skipTo(runStartNs_ +
+                          uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                       std::chrono::steady_clock::now() - runStart_)
+                                       .count()));
+}
+
 uint64_t RecordSession::wallNsSinceStart() const {
   return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
                                    std::chrono::steady_clock::now() - startTime_)
@@ -276,7 +291,6 @@ Result<RecordResult> RecordSession::run() {
       budget = std::min(budget, std::max<uint64_t>(1, clock.stepsUntil(*d)));
 
     const bool betweenExits = !cpu_->countsSteps() && options_.betweenExits;
-    std::chrono::steady_clock::time_point runStart;
     if (betweenExits) {
       // Virtual time follows the wall time the guest runs (KVM cannot count
       // steps): the backend stops a guest that does not exit when the next
@@ -284,14 +298,15 @@ Result<RecordResult> RecordSession::run() {
       const uint64_t now = clock.nowNs();
       const auto d = machine_.nextDeadlineNs();
       cpu_->setWallSlice(std::chrono::nanoseconds(d ? (*d > now ? *d - now : 0) : ~0ull >> 2));
-      runStart = std::chrono::steady_clock::now();
+      runStartNs_ = now;
+      runStart_ = std::chrono::steady_clock::now();
+      inRun_ = true;
     }
     uint64_t before = s.steps;
     StepResult r = cpu_->run(budget);
     if (betweenExits) {
-      clock.skipTo(clock.nowNs() + uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                                std::chrono::steady_clock::now() - runStart)
-                                                .count()));
+      followWallTime();
+      inRun_ = false;
       for (const TraceEvent& e : cpu_->takeStopPoint())
         if (writer_) writer_->append(e);
     }

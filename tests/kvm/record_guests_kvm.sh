@@ -42,6 +42,48 @@ known() {
     x87) echo "fsin_out_of_range mf_delivery stack_overflow_masked transcendental_values" ;;  # all QEMU
   esac
 }
+# Guests that execute RDTSC whatever CPUID says (a wait bounded by the TSC,
+# a rate measured against it): KVM runs RDTSC without an exit (AMD and
+# Intel alike: no KVM API makes it exit), so the trace cannot hold its
+# value. Such a guest must still behave as in the emulator, and its replay
+# must stop exactly there, naming the instruction
+# (docs/kvm-recording.md, "What KVM does not trap").
+untrapped() {
+  case "$1" in
+    apic_timer) echo "divide: the APIC timer's rate per TSC cycle" ;;
+    timer_calibration) echo "the TSC against PIT channel 2 and the APIC timer" ;;
+    uart_input) echo "its wait for input is bounded by the TSC" ;;
+  esac
+}
+# Cases that compare the TSC with ttvm's timers and may fail under KVM or
+# pass: the TSC is the host's and runs on, while the timers follow the wall
+# time the guest ran as seen at its exits, so the ratio of the two spreads
+# with the nested VM's scheduling. timer_calibration's same_time_base (4
+# windows, 3 within 5% wanted) passed in one run in the nested VM (TSC/APIC
+# 2.31, 2.55, 2.55, 2.52) and failed in the next. When one fails, status and
+# output differ from the emulator's by that case alone.
+mayfail() {
+  case "$1" in
+    timer_calibration) echo "same_time_base" ;;
+  esac
+}
+# Lines of a guest's output whose numbers measure time (the guest checks
+# them itself): under KVM virtual time follows the wall time the guest ran,
+# the TSC is the host's, so the numbers differ from the emulator's.
+timed() {
+  case "$1" in
+    acpi | acpi_32) echo '^PM timer: [0-9]+ ticks in 10 ms' ;;
+    timer_calibration) echo '^(TSC [0-9]+ Hz, APIC timer|  window [0-9]+: TSC)' ;;
+  esac
+}
+# Serial input a guest waits for (its ttvm_test_guest STDIN).
+W_INPUT=$W/serial-input
+printf 'ttvm-input\n' >$W_INPUT
+input() {
+  case "$1" in
+    uart_input) echo "--serial-input $W_INPUT" ;;
+  esac
+}
 # The cases a run failed, sorted, one line ("FAIL: <case>: ..." lines; the
 # summary line names the guest or its source file and is left out).
 failed_cases() {
@@ -55,16 +97,31 @@ for d in "$@"; do
   for g in $list; do
     guests=$((guests + 1))
     name=$(basename "$g" .elf)
-    $T record --backend emu --no-trace --timeout 30 "$g" >$W/$name.emu.out 2>$W/$name.emu.err </dev/null
+    # One start clock for both: the RTC reads the same date and time.
+    clk=$(date +%s)
+    $T record --backend emu --no-trace --timeout 30 --start-clock $clk $(input $name) "$g" \
+      >$W/$name.emu.out 2>$W/$name.emu.err </dev/null
     rce=$?
-    $T record --backend kvm -v --timeout 30 -o $W/$name.ttvm "$g" >$W/$name.kvm.out 2>$W/$name.kvm.err </dev/null
+    $T record --backend kvm -v --timeout 30 --start-clock $clk $(input $name) -o $W/$name.ttvm "$g" \
+      >$W/$name.kvm.out 2>$W/$name.kvm.err </dev/null
     rck=$?
+    if [ -n "$(timed $name)" ]; then
+      for o in emu kvm; do
+        sed -E "/$(timed $name)/s/[0-9]+/N/g" $W/$name.$o.out >$W/$name.$o.tmp && mv $W/$name.$o.tmp $W/$name.$o.out
+      done
+    fi
     ende=$(grep -o '^ttvm record: [a-z-]* —' $W/$name.emu.err | head -1)
     endk=$(grep -o '^ttvm record: [a-z-]* —' $W/$name.kvm.err | head -1)
     src=$(grep -o '^FAIL: [a-z0-9_]*: [0-9]* check(s) failed' $W/$name.emu.out $W/$name.kvm.out | head -1 | sed 's/.*FAIL: //; s/:.*//')
     fe=$(failed_cases $W/$name.emu.out "$src")
     fk=$(failed_cases $W/$name.kvm.out "$src")
     want=$(words $fe $(known $name))
+    # Whichever of mayfail's cases failed under KVM (and not in the emulator).
+    timing=""
+    for c in $(mayfail $name); do
+      case " $fk " in *" $c "*) case " $fe " in *" $c "*) ;; *) timing="$timing $c" ;; esac ;; esac
+    done
+    for c in $timing; do fk=$(echo " $fk " | sed "s/ $c / /" | xargs); done
     problem=""
     if [ "$fk" != "$want" ]; then
       problem="cases failing under KVM: [$fk], expected [$want] (emulator: [$fe])"
@@ -73,14 +130,24 @@ for d in "$@"; do
       rm -f $W/$name.ttvm
       continue
     fi
-    [ -z "$problem" ] && [ $rce -ne $rck ] && problem="status $rck under KVM, $rce in the emulator"
-    [ -z "$problem" ] && [ "$ende" != "$endk" ] && problem="end '$endk' under KVM, '$ende' in the emulator"
-    [ -z "$problem" ] && ! cmp -s $W/$name.emu.out $W/$name.kvm.out && problem="serial output differs"
+    if [ -n "$timing" ]; then
+      echo "note: $name: failed under KVM this time:$timing (the host's TSC against ttvm's timers); status and output not compared"
+    else
+      [ -z "$problem" ] && [ $rce -ne $rck ] && problem="status $rck under KVM, $rce in the emulator"
+      [ -z "$problem" ] && [ "$ende" != "$endk" ] && problem="end '$endk' under KVM, '$ende' in the emulator"
+      [ -z "$problem" ] && ! cmp -s $W/$name.emu.out $W/$name.kvm.out && problem="serial output differs"
+    fi
     if [ -z "$problem" ]; then
       # Bounded: a stop point never found costs 200 M emulator steps, minutes
       # under the nested VM's TCG.
       if timeout 60 $T verify $W/$name.ttvm >$W/$name.verify 2>&1; then
         [ $name = triple_fault ] && problem="ttvm verify passed: KVM's final state is no longer the reset state"
+        [ -n "$(untrapped $name)" ] && problem="ttvm verify passed: the guest no longer reads the TSC"
+      elif [ -n "$(untrapped $name)" ] &&
+        at=$(grep -o "step [0-9]*: rdtsc at 0x[0-9a-f]*: value not recorded under KVM" $W/$name.verify); then
+        echo "known: $name: as in the emulator; its replay stops at its first RDTSC ($(untrapped $name)): ${at%%: value*}, which KVM does not trap"
+        rm -f $W/$name.ttvm
+        continue
       elif [ $name = triple_fault ] && grep -q "end state differs.*rip 0x[0-9a-f]* vs recorded 0xfff0" $W/$name.verify; then
         # After a shutdown SVM's KVM reinitialises the vCPU: the recorded
         # final state is the reset state (docs/kvm-recording.md); every

@@ -73,10 +73,7 @@ void CpuImpl::writePhys(uint64_t phys, unsigned size, uint64_t value) {
 // the CPU keeps its copy in step from its own state, so that a replay, where
 // no device runs, does the same.
 void CpuImpl::noteApicWrite(uint64_t phys, unsigned size, uint64_t value) {
-  const uint64_t base = s_.msr.apicBase;
-  if ((base & apicbase::kEnabled) == 0 || (base & apicbase::kX2apic) != 0) return;
-  if (phys != (base & apicbase::kBaseMask) + apicbase::kTprOffset || size < 4) return;
-  s_.cr8 = (value >> 4) & 0xF;
+  if (auto cr8 = apicbase::cr8AfterWrite(s_.msr.apicBase, phys, size, value)) s_.cr8 = *cr8;
 }
 
 // ------------------------------------------------------------ segmentation

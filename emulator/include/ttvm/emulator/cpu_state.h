@@ -12,6 +12,7 @@
 
 #include <array>
 #include <cstdint>
+#include <optional>
 
 namespace ttvm {
 
@@ -132,6 +133,16 @@ inline constexpr uint64_t kBaseMask = 0xFFFFFFF000ull;  // bits 12-39: the page 
 // 7:4 are CR8, and its x2APIC MSR.
 inline constexpr uint64_t kTprOffset = 0x80;
 inline constexpr uint32_t kTprMsr = 0x808;
+// CR8 after a write of `value` (`size` bytes) to guest-physical `phys` with
+// IA32_APIC_BASE `base`: TPR[7:4] when it is the xAPIC page's TPR (an
+// enabled APIC, not in x2APIC mode, a write of at least 4 bytes), else none.
+// The local APIC is part of the CPU: a later MOV from CR8 reads it.
+inline std::optional<uint64_t> cr8AfterWrite(uint64_t base, uint64_t phys, unsigned size,
+                                             uint64_t value) {
+  if ((base & kEnabled) == 0 || (base & kX2apic) != 0) return std::nullopt;
+  if (phys != (base & kBaseMask) + kTprOffset || size < 4) return std::nullopt;
+  return (value >> 4) & 0xF;
+}
 }  // namespace apicbase
 
 // Model-specific registers the CPU itself owns. MSRs that belong to devices

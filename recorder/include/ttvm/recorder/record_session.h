@@ -153,6 +153,9 @@ class RecordSession {
   // since the checkpoint must stay in the buffer) or the window is used up.
   void keepTailInStep();
   uint64_t wallNsSinceStart() const;
+  // Between exits (KVM with stop points): virtual time up to runStartNs_
+  // plus the wall time since runStart_, the start of the backend's run().
+  void followWallTime();
   void fillLastInstructions(TraceEnd& end);
 
   machine::Machine& machine_;
@@ -163,6 +166,9 @@ class RecordSession {
   std::unique_ptr<RecordingEnvironment> env_;
   std::unique_ptr<machine::CpuBackend> cpu_;
   std::chrono::steady_clock::time_point startTime_;
+  std::chrono::steady_clock::time_point runStart_;
+  uint64_t runStartNs_ = 0;
+  bool inRun_ = false;
   volatile bool closed_ = false;
   // The checkpoint for the last instructions (only while tracing).
   bool tailEnabled_ = false;

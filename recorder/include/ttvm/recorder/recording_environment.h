@@ -30,6 +30,8 @@
 
 #include <csignal>
 #include <cstdint>
+#include <functional>
+#include <utility>
 
 #include "ttvm/emulator/environment.h"
 #include "ttvm/formats/trace_writer.h"
@@ -80,27 +82,37 @@ class RecordingEnvironment final : public Environment {
 
   // The CPU whose step count stamps the events.
   void bindCpu(const CpuState* state) { state_ = state; }
+  // Called before every device access (port, MMIO, TSC, MSR) when set: a
+  // KVM recording with stop points brings virtual time up to the wall time
+  // the guest has run there, so that a device read between two exits sees
+  // the time that passed between them (docs/kvm-recording.md).
+  void setBeforeAccess(std::function<void()> f) { beforeAccess_ = std::move(f); }
 
   uint32_t portIn(uint16_t port, unsigned size) override {
+    timeMoves();
     uint32_t v = machine_.portIn(port, size);
     if (logsPort(port)) append(TraceEvent::portIn(step(), port, static_cast<uint8_t>(size), v));
     return v;
   }
   void portOut(uint16_t port, unsigned size, uint32_t value) override {
+    timeMoves();
     if (logsPort(port))
       append(TraceEvent::portOut(step(), port, static_cast<uint8_t>(size), value));
     machine_.portOut(port, size, value);
   }
   uint64_t mmioRead(uint64_t addr, unsigned size) override {
+    timeMoves();
     uint64_t v = machine_.mmioRead(addr, size);
     if (logAll_) append(TraceEvent::mmioRead(step(), addr, static_cast<uint8_t>(size), v));
     return v;
   }
   void mmioWrite(uint64_t addr, unsigned size, uint64_t value) override {
+    timeMoves();
     if (logAll_) append(TraceEvent::mmioWrite(step(), addr, static_cast<uint8_t>(size), value));
     machine_.mmioWrite(addr, size, value);
   }
   uint64_t readTsc() override {
+    timeMoves();
     uint64_t v = machine_.readTsc();
     if (logAll_) append(TraceEvent::rdtsc(step(), v));
     return v;
@@ -111,12 +123,14 @@ class RecordingEnvironment final : public Environment {
     return v;
   }
   std::optional<uint64_t> readMsr(uint32_t index) override {
+    timeMoves();
     auto v = machine_.readMsr(index);
     // A refused read (#GP) is not an input: the CPU model decides it again on replay.
     if (logAll_ && v) append(TraceEvent::msrRead(step(), index, *v));
     return v;
   }
   bool writeMsr(uint32_t index, uint64_t value) override {
+    timeMoves();
     bool ok = machine_.writeMsr(index, value);
     if (logAll_) append(TraceEvent::msrWrite(step(), index, value, ok));
     return ok;
@@ -143,6 +157,9 @@ class RecordingEnvironment final : public Environment {
     return logPorts_ || (logAll_ && !machine_.portReplayed(port));
   }
   void append(const TraceEvent& e) { writer_->append(e); }
+  void timeMoves() {
+    if (beforeAccess_) beforeAccess_();
+  }
 
   machine::Machine& machine_;
   TraceWriter* writer_ = nullptr;
@@ -153,6 +170,7 @@ class RecordingEnvironment final : public Environment {
   bool logAll_ = false;
   bool logPorts_ = false;
   const CpuState* state_ = nullptr;
+  std::function<void()> beforeAccess_;
 };
 
 }  // namespace ttvm
