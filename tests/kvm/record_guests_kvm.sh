@@ -76,6 +76,28 @@ timed() {
     timer_calibration) echo '^(TSC [0-9]+ Hz, APIC timer|  window [0-9]+: TSC)' ;;
   esac
 }
+# The loader guests' arguments (tests/guests/loaders/CMakeLists.txt): a flat
+# binary's mode and load address.
+args() {
+  case "$1" in
+    flat_real) echo "--mode real --load-addr 0x8000" ;;
+    flat_prot) echo "--mode prot --load-addr 0x100000" ;;
+    flat_long) echo "--mode long --load-addr 0x100000" ;;
+  esac
+}
+# `ttvm record` of guest $2 named $1 with the rest as options, and the
+# guest's own arguments: multiboot_info's command line and module (the
+# module file beside it, passed to the VM as a file that is no guest).
+record_guest() {
+  n=$1
+  g=$2
+  shift 2
+  case "$n" in
+    multiboot_info)
+      $T record "$@" --append "ttvm-mbi arg=42" --initrd "$(dirname "$g")/mbi_module.txt modarg=7" "$g" ;;
+    *) $T record "$@" $(args $n) "$g" ;;
+  esac
+}
 # Serial input a guest waits for (its ttvm_test_guest STDIN).
 W_INPUT=$W/serial-input
 printf 'ttvm-input\n' >$W_INPUT
@@ -95,14 +117,15 @@ for d in "$@"; do
   # A folder: every guest in it; a file: that guest.
   if [ -f "$d" ]; then list=$d; else list=$(ls "$d"/*.elf 2>/dev/null | grep -v '\.elf\.elf$'); fi
   for g in $list; do
+    case "$g" in *.elf | *.bin) ;; *) continue ;; esac  # a guest's module
     guests=$((guests + 1))
-    name=$(basename "$g" .elf)
+    name=$(basename "$g"); name=${name%.elf}; name=${name%.bin}
     # One start clock for both: the RTC reads the same date and time.
     clk=$(date +%s)
-    $T record --backend emu --no-trace --timeout 30 --start-clock $clk $(input $name) "$g" \
+    record_guest $name "$g" --backend emu --no-trace --timeout 30 --start-clock $clk $(input $name) \
       >$W/$name.emu.out 2>$W/$name.emu.err </dev/null
     rce=$?
-    $T record --backend kvm -v --timeout 30 --start-clock $clk $(input $name) -o $W/$name.ttvm "$g" \
+    record_guest $name "$g" --backend kvm -v --timeout 30 --start-clock $clk $(input $name) -o $W/$name.ttvm \
       >$W/$name.kvm.out 2>$W/$name.kvm.err </dev/null
     rck=$?
     if [ -n "$(timed $name)" ]; then
