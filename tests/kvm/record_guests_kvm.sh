@@ -85,16 +85,24 @@ args() {
     flat_long) echo "--mode long --load-addr 0x100000" ;;
   esac
 }
+# The files given that are no guest (modules, initrds), and one by name.
+modules=""
+for d in "$@"; do
+  case "$d" in *.elf | *.bin | *.flat) ;; *) [ -f "$d" ] && modules="$modules $d" ;; esac
+done
+module() { for f in $modules; do [ "$(basename "$f")" = "$1" ] && echo "$f"; done; }
 # `ttvm record` of guest $2 named $1 with the rest as options, and the
-# guest's own arguments: multiboot_info's command line and module (the
-# module file beside it, passed to the VM as a file that is no guest).
+# guest's own arguments: multiboot_info's and compat_boot's command line
+# and module (given as files that are no guest).
 record_guest() {
   n=$1
   g=$2
   shift 2
   case "$n" in
     multiboot_info)
-      $T record "$@" --append "ttvm-mbi arg=42" --initrd "$(dirname "$g")/mbi_module.txt modarg=7" "$g" ;;
+      $T record "$@" --append "ttvm-mbi arg=42" --initrd "$(module mbi_module.txt) modarg=7" "$g" ;;
+    compat_boot | compat_boot_32)
+      $T record "$@" --append "first-arg nr=42" --initrd "$(module env.txt)" "$g" ;;
     *) $T record "$@" $(args $n) "$g" ;;
   esac
 }
@@ -117,9 +125,9 @@ for d in "$@"; do
   # A folder: every guest in it; a file: that guest.
   if [ -f "$d" ]; then list=$d; else list=$(ls "$d"/*.elf 2>/dev/null | grep -v '\.elf\.elf$'); fi
   for g in $list; do
-    case "$g" in *.elf | *.bin) ;; *) continue ;; esac  # a guest's module
+    case "$g" in *.elf | *.bin | *.flat) ;; *) continue ;; esac  # a guest's module
     guests=$((guests + 1))
-    name=$(basename "$g"); name=${name%.elf}; name=${name%.bin}
+    name=$(basename "$g"); name=${name%.elf}; name=${name%.bin}; name=${name%.flat}
     # One start clock for both: the RTC reads the same date and time.
     clk=$(date +%s)
     record_guest $name "$g" --backend emu --no-trace --timeout 30 --start-clock $clk $(input $name) \
