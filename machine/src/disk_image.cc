@@ -69,8 +69,8 @@ DiskImage::~DiskImage() {
 
 bool DiskImage::read(uint64_t lba, std::span<uint8_t> out) const {
   TTVM_ASSERT(lba < sectors_ && out.size() == kSectorBytes, "disk read out of range");
-  if (auto it = overlay_.find(lba); it != overlay_.end()) {
-    std::memcpy(out.data(), it->second.data(), kSectorBytes);
+  if (auto it = overlay_->find(lba); it != overlay_->end()) {
+    std::memcpy(out.data(), it->second->data(), kSectorBytes);
     return true;
   }
   if (!readImage(lba, out)) return false;
@@ -100,7 +100,21 @@ bool DiskImage::readImage(uint64_t lba, std::span<uint8_t> out) const {
 
 void DiskImage::write(uint64_t lba, std::span<const uint8_t> in) {
   TTVM_ASSERT(lba < sectors_ && in.size() == kSectorBytes, "disk write out of range");
-  std::memcpy(overlay_[lba].data(), in.data(), kSectorBytes);
+  // A snapshot holds the overlay: change a copy (of the sector pointers).
+  if (overlay_.use_count() > 1) overlay_ = std::make_shared<Overlay>(*overlay_);
+  auto sector = std::make_shared<Sector>();
+  std::memcpy(sector->data(), in.data(), kSectorBytes);
+  (*overlay_)[lba] = std::move(sector);
+}
+
+DiskImage::OverlaySnapshot DiskImage::snapshotOverlay() const {
+  OverlaySnapshot s;
+  s.overlay_ = overlay_;
+  return s;
+}
+
+void DiskImage::restoreOverlay(const OverlaySnapshot& snapshot) {
+  overlay_ = snapshot.overlay_ != nullptr ? snapshot.overlay_ : std::make_shared<Overlay>();
 }
 
 }  // namespace ttvm::machine

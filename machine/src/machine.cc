@@ -513,12 +513,16 @@ Machine::DeviceCheckpoint Machine::checkpointReplayedState() const {
     c.state = saveDeviceState(&c.memories, nullptr);
   else
     c.state = saveReplayedState();
+  for (unsigned slot = 0; slot < kDiskSlots; ++slot)
+    if (disks_[slot] != nullptr) c.disks[slot] = disks_[slot]->snapshotOverlay();
   return c;
 }
 
 Status Machine::restoreReplayedState(const DeviceCheckpoint& checkpoint) {
   // A snapshot's version names contents of this machine's memories only.
   TTVM_ASSERT(checkpoint.takenBy == this, "a device checkpoint restored into another machine");
+  for (unsigned slot = 0; slot < kDiskSlots; ++slot)
+    if (disks_[slot] != nullptr) disks_[slot]->restoreOverlay(checkpoint.disks[slot]);
   if (whole_) return loadDeviceState(checkpoint.state, &checkpoint.memories);
   return loadReplayedState(checkpoint.state);
 }

@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 
 #include <fstream>
+#include <random>
 #include <string>
 
 namespace ttvm {
@@ -62,6 +63,72 @@ TEST(DiskImage, WritesStayInMemoryAndTheFileIsUnchanged) {
   std::vector<char> bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
   for (size_t i = 0; i < bytes.size(); ++i)
     ASSERT_EQ(static_cast<uint8_t>(bytes[i]), static_cast<uint8_t>(i * 13 + 1)) << i;
+}
+
+// Overlay snapshots (replay checkpoints): random writes, snapshots and
+// restores against plain copies of the disk's contents. A snapshot shares
+// the overlay exactly when no write came since the previous one, a restore
+// brings back the contents at the snapshot, and no later write changes a
+// snapshot (each one is restored and read back at the end).
+TEST(DiskImage, OverlaySnapshotsShareUntilAWriteAndNeverChange) {
+  constexpr uint64_t kSectors = 8;
+  std::vector<uint8_t> image(kSectors * 512);
+  for (size_t i = 0; i < image.size(); ++i) image[i] = static_cast<uint8_t>(i * 7);
+  auto d = DiskImage::fromBytes("snap.img", image);
+  auto contents = [&] {
+    std::vector<uint8_t> all(image.size());
+    for (uint64_t lba = 0; lba < kSectors; ++lba)
+      EXPECT_TRUE(d->read(lba, std::span<uint8_t>(all).subspan(lba * 512, 512)));
+    return all;
+  };
+  struct Saved {
+    DiskImage::OverlaySnapshot snapshot;
+    std::vector<uint8_t> contents;
+    size_t written;
+  };
+  std::vector<Saved> saved{{d->snapshotOverlay(), image, 0}};
+  std::mt19937_64 rng(3);
+  bool wroteSinceSnapshot = false;
+  int shared = 0, unshared = 0;
+  for (int i = 0; i < 2000; ++i) {
+    switch (rng() % 4) {
+      case 0:
+      case 1: {
+        std::vector<uint8_t> w(512, static_cast<uint8_t>(rng()));
+        d->write(rng() % kSectors, w);
+        wroteSinceSnapshot = true;
+        break;
+      }
+      case 2: {
+        Saved s{d->snapshotOverlay(), contents(), d->writtenSectors()};
+        ASSERT_EQ(s.snapshot.sharesWith(saved.back().snapshot), !wroteSinceSnapshot) << "at " << i;
+        ++(wroteSinceSnapshot ? unshared : shared);
+        saved.push_back(std::move(s));
+        wroteSinceSnapshot = false;
+        break;
+      }
+      case 3: {
+        const Saved s = saved[rng() % saved.size()];
+        d->restoreOverlay(s.snapshot);
+        ASSERT_EQ(contents(), s.contents) << "at " << i;
+        ASSERT_EQ(d->writtenSectors(), s.written) << "at " << i;
+        saved.push_back({d->snapshotOverlay(), s.contents, s.written});
+        ASSERT_TRUE(saved.back().snapshot.sharesWith(s.snapshot)) << "at " << i;
+        wroteSinceSnapshot = false;
+        break;
+      }
+    }
+  }
+  EXPECT_GT(shared, 50);
+  EXPECT_GT(unshared, 50);
+  for (size_t i = 0; i < saved.size(); ++i) {
+    d->restoreOverlay(saved[i].snapshot);
+    ASSERT_EQ(contents(), saved[i].contents) << "snapshot " << i;
+  }
+  // An empty snapshot (taken before the disk was attached): nothing written.
+  d->restoreOverlay(DiskImage::OverlaySnapshot());
+  EXPECT_EQ(d->writtenSectors(), 0u);
+  EXPECT_EQ(contents(), image);
 }
 
 }  // namespace

@@ -41,79 +41,14 @@ start:
   mov bx, 0x0104                ; write LBA 4 from BUF
   mov al, 0x30
   call command
-  call wait_drq
-  mov si, BUF
-  mov cx, 256
-  mov dx, 0x1f0
-  rep outsw
-  call wait_ready
+  call write_block
   mov bx, 0x0104                ; and read it back
   mov al, 0x20
   call command
   call read_block
-  mov ax, [SUM]
-  mov dx, 0xf4
-  out dx, al
-.hang:
-  hlt
-  jmp .hang
+  jmp exit_with_sum
 
-; al = command, bl = LBA (0-255), bh = sector count
-command:
-  push ax
-  call wait_ready
-  mov dx, 0x1f6
-  mov al, 0xe0                  ; LBA, master, LBA bits 27-24 = 0
-  out dx, al
-  mov dx, 0x1f2
-  mov al, bh
-  out dx, al
-  mov dx, 0x1f3
-  mov al, bl
-  out dx, al
-  mov dx, 0x1f4
-  xor al, al
-  out dx, al
-  mov dx, 0x1f5
-  out dx, al
-  mov dx, 0x1f7
-  pop ax
-  out dx, al
-  ret
-
-; One 512-byte DRQ block into BUF, added to SUM.
-read_block:
-  call wait_drq
-  mov di, BUF
-  mov cx, 256
-  mov dx, 0x1f0
-  rep insw
-  mov bx, BUF
-  mov cx, 256
-.sum:
-  mov ax, [bx]
-  add [SUM], ax
-  add bx, 2
-  loop .sum
-  ret
-
-wait_ready:
-  mov dx, 0x1f7
-.w:
-  in al, dx
-  test al, 0x80
-  jnz .w
-  ret
-
-wait_drq:
-  mov dx, 0x1f7
-.w:
-  in al, dx
-  test al, 0x80
-  jnz .w
-  test al, 0x08
-  jz .w
-  ret
+%include "disk_guest_io.inc"
 
 times 510 - ($ - $$) db 0
 dw 0xaa55

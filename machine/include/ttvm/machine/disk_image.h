@@ -15,6 +15,11 @@
 //
 // Invariant: the image's own content never changes (writes stay in the
 // overlay), so a sector read once reads the same bytes at any later time.
+//
+// The overlay is copy-on-write, for replay checkpoints: snapshotOverlay()
+// shares it (no copy), and the next write() while a snapshot holds it
+// copies the map of sector pointers (not the sectors' bytes) first, so a
+// snapshot never changes; restoreOverlay() shares the snapshot's back.
 #pragma once
 
 #include <array>
@@ -60,12 +65,33 @@ class DiskImage {
   // Writes sector `lba` (< sectors()) into the overlay.
   void write(uint64_t lba, std::span<const uint8_t> in);
   // Sectors the guest has written (the overlay's size).
-  size_t writtenSectors() const { return overlay_.size(); }
+  size_t writtenSectors() const { return overlay_->size(); }
   // Calls `f` with each sector the guest has written and its bytes now.
   void forEachWritten(
       const std::function<void(uint64_t lba, std::span<const uint8_t> bytes)>& f) const {
-    for (const auto& [lba, bytes] : overlay_) f(lba, bytes);
+    for (const auto& [lba, bytes] : *overlay_) f(lba, *bytes);
   }
+
+ private:
+  using Sector = std::array<uint8_t, kSectorBytes>;
+  using Overlay = std::unordered_map<uint64_t, std::shared_ptr<const Sector>>;
+
+ public:
+  // The overlay as it stands, shared with the disk until its next write.
+  class OverlaySnapshot {
+   public:
+    OverlaySnapshot() = default;
+    // Whether both hold the same overlay (no write between them).
+    bool sharesWith(const OverlaySnapshot& o) const { return overlay_ == o.overlay_; }
+
+   private:
+    friend class DiskImage;
+    std::shared_ptr<Overlay> overlay_;  // never changed while shared
+  };
+  OverlaySnapshot snapshotOverlay() const;
+  // Makes the overlay the snapshot's (one this disk took; an empty one,
+  // taken before the disk was there: no sector written).
+  void restoreOverlay(const OverlaySnapshot& snapshot);
 
   // From now on, calls `observer` once per sector, with its bytes, the first
   // time read() takes that sector from the image rather than the overlay.
@@ -88,7 +114,7 @@ class DiskImage {
   FirstReadObserver observer_;
   mutable std::vector<bool> observed_;  // sectors passed to observer_ (sized when set)
   uint64_t sectors_ = 0;
-  std::unordered_map<uint64_t, std::array<uint8_t, kSectorBytes>> overlay_;
+  std::shared_ptr<Overlay> overlay_ = std::make_shared<Overlay>();  // never null
 };
 
 }  // namespace ttvm::machine

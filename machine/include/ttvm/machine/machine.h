@@ -62,6 +62,7 @@
 #include "ttvm/formats/trace_types.h"
 #include "ttvm/machine/bus.h"
 #include "ttvm/machine/device.h"
+#include "ttvm/machine/disk_image.h"
 #include "ttvm/machine/irq.h"
 #include "ttvm/machine/virtual_clock.h"
 
@@ -87,7 +88,6 @@ class AcpiPm;
 class IdeChannel;
 class PciHost;
 class CgaText;
-class DiskImage;
 
 struct MachineOptions {
   uint64_t ramBytes = 256ull << 20;
@@ -241,10 +241,15 @@ class Machine final : public IrqSink, public RunControl {
   // device memory held apart (DeviceMemory::Snapshot), its bytes shared with
   // the memory and every other checkpoint while they stay the same. Taking
   // one copies only the devices' registers (~3 KB); restoring one copies no
-  // memory at all. For the machine that took it only.
+  // memory at all. It also holds each attached disk's overlay (the sectors
+  // the guest wrote, in no device state), shared the same way
+  // (DiskImage::snapshotOverlay), so that a replay restored to a point
+  // before a sector write reads the sector as it was there. For the machine
+  // that took it only.
   struct DeviceCheckpoint {
     std::vector<uint8_t> state;  // StateWriter::holdMemoriesApart
     std::vector<DeviceMemory::Snapshot> memories;
+    std::array<DiskImage::OverlaySnapshot, kDiskSlots> disks;  // empty where no disk
     const Machine* takenBy = nullptr;
   };
   DeviceCheckpoint checkpointReplayedState() const;

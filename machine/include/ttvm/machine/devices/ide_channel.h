@@ -35,7 +35,8 @@
 //
 // Writes go to the DiskImage's in-memory overlay; the image file is never
 // written. The overlay is not part of saveState() (the trace does not need
-// it: what the guest read is in it as the data-port reads).
+// it: what the guest read is in it as the data-port reads); replay
+// checkpoints hold it apart (Machine::DeviceCheckpoint).
 #pragma once
 
 #include <array>
