@@ -270,13 +270,14 @@ void printSummary(const RecordResult& r, const TraceHeader& header, const machin
                  r.wallSeconds, rate);
     if (const auto* k = dynamic_cast<const KvmBackend*>(cpu); k != nullptr && verbose) {
       const KvmBackend::ExitCounts& c = k->exitCounts();
-      std::fprintf(
-          stderr,
-          "  kvm      %" PRIu64 " I/O, %" PRIu64 " MMIO, %" PRIu64 " MSR, %" PRIu64
-          " HLT exits; %" PRIu64 " interrupt windows, %" PRIu64 " kicks, %" PRIu64
-          " stop points (%" PRIu64 " instructions stepped past a possible shadow), %" PRIu64
-          " single-step traps after MMIO writes queued by ttvm\n",
-          c.io, c.mmio, c.msr, c.hlt, c.window, c.kicks, c.stops, c.shadowSteps, c.repairedTraps);
+      std::fprintf(stderr,
+                   "  kvm      %" PRIu64 " I/O, %" PRIu64 " MMIO, %" PRIu64 " MSR, %" PRIu64
+                   " HLT, %" PRIu64 " CR8-lowering exits; %" PRIu64 " interrupt windows, %" PRIu64
+                   " kicks, %" PRIu64 " stop points (%" PRIu64
+                   " instructions stepped past a possible shadow), %" PRIu64
+                   " single-step traps after MMIO writes queued by ttvm\n",
+                   c.io, c.mmio, c.msr, c.hlt, c.setTpr, c.window, c.kicks, c.stops, c.shadowSteps,
+                   c.repairedTraps);
       std::fprintf(stderr, "  pmu      %s\n", k->pmuNote().c_str());
       std::fprintf(stderr, "  msrs     %s\n", k->msrNote().c_str());
       std::fprintf(stderr, "  tsc      %s\n", k->tscNote().c_str());

@@ -411,6 +411,7 @@ VcpuExit decodeExit(kvm_run& run, size_t mapSize) {
       break;
     case KVM_EXIT_INTR: e.kind = ExitKind::kInterrupted; break;
     case KVM_EXIT_IRQ_WINDOW_OPEN: e.kind = ExitKind::kIrqWindowOpen; break;
+    case KVM_EXIT_SET_TPR: e.kind = ExitKind::kSetTpr; break;
     case KVM_EXIT_X86_RDMSR:
     case KVM_EXIT_X86_WRMSR:
       e.kind = ExitKind::kMsr;
@@ -501,6 +502,7 @@ std::string describe(const VcpuExit& e) {
              std::to_string(e.failEntry.cpu);
     case ExitKind::kInterrupted: return "interrupted (kick)";
     case ExitKind::kIrqWindowOpen: return "interrupt window open";
+    case ExitKind::kSetTpr: return "CR8 lowered";
     case ExitKind::kMsr:
       return std::string(e.msr.write ? "wrmsr " : "rdmsr ") + hex(e.msr.index) +
              (e.msr.write ? " value " + hex(e.msr.value) : std::string()) + " (" +

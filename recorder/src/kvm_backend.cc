@@ -519,6 +519,12 @@ StepResult KvmBackend::runUntil(uint64_t end, std::chrono::steady_clock::time_po
     if (!r) return fail(r.error().message);
     const kvm::VcpuExit& e = *r;
     TTVM_LOG("kvm", kTrace, "after exit " << state_.steps << ": " << kvm::describe(e));
+    // A MOV to CR8 that raised it, and a WRMSR of the APIC base, which KVM
+    // keeps, make no exit: the machine's LAPIC, bound to state().cr8 and
+    // state().msr.apicBase, sees them at the next one (KVM reports both in
+    // kvm_run after every KVM_RUN).
+    state_.cr8 = vcpu_.exitCr8();
+    state_.msr.apicBase = vcpu_.exitApicBase();
     exitPending_ = false;
     switch (e.kind) {
       case kvm::ExitKind::kIo:
@@ -535,6 +541,22 @@ StepResult KvmBackend::runUntil(uint64_t end, std::chrono::steady_clock::time_po
         if (Status st = serveMsr(e); !st.ok()) return fail(st.error().message);
         offerDue_ = true;
         break;
+      case kvm::ExitKind::kSetTpr: {
+        // SVM's KVM intercepts MOV to CR8 and, without an in-kernel LAPIC,
+        // returns when one lowered it (cr8_write_interception): the MOV is
+        // done. The machine's LAPIC takes the TPR from CR8 (the emulator's
+        // rule: state().cr8 is bound to it), and an interrupt the old TPR
+        // held may now be due: injected here, a stop point the replay finds
+        // by state, as after a kick (the replay does not run the LAPIC, so
+        // it could not tell that the TPR held it until this boundary).
+        ++counts_.setTpr;
+        if (stopPoints_ && injectionDue()) {
+          if (Status st = settle(); !st.ok()) return fail(st.error().message);
+          return stopHere();
+        }
+        offerDue_ = true;
+        break;
+      }
       case kvm::ExitKind::kHlt:
         ++state_.steps;
         ++counts_.hlt;

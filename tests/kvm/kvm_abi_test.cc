@@ -413,10 +413,11 @@ TEST(KvmExit, EveryOtherKind) {
     uint32_t reason;
     ExitKind kind;
   };
-  for (Case c : {Case{KVM_EXIT_HLT, ExitKind::kHlt}, Case{KVM_EXIT_SHUTDOWN, ExitKind::kShutdown},
-                 Case{KVM_EXIT_INTR, ExitKind::kInterrupted},
-                 Case{KVM_EXIT_IRQ_WINDOW_OPEN, ExitKind::kIrqWindowOpen},
-                 Case{KVM_EXIT_HYPERCALL, ExitKind::kOther}}) {
+  for (Case c :
+       {Case{KVM_EXIT_HLT, ExitKind::kHlt}, Case{KVM_EXIT_SHUTDOWN, ExitKind::kShutdown},
+        Case{KVM_EXIT_INTR, ExitKind::kInterrupted},
+        Case{KVM_EXIT_IRQ_WINDOW_OPEN, ExitKind::kIrqWindowOpen},
+        Case{KVM_EXIT_SET_TPR, ExitKind::kSetTpr}, Case{KVM_EXIT_HYPERCALL, ExitKind::kOther}}) {
     p.run().exit_reason = c.reason;
     const VcpuExit e = decodeExit(p.run(), sizeof p.bytes);
     EXPECT_EQ(e.kind, c.kind) << c.reason;

@@ -27,6 +27,7 @@ enum class ExitKind : uint8_t {
   kInterrupted,    // a signal or immediate_exit ended KVM_RUN (the kick)
   kIrqWindowOpen,  // the guest can take an interrupt (request_interrupt_window)
   kMsr,            // RDMSR/WRMSR KVM handed to user space (KVM_CAP_X86_USER_SPACE_MSR): `msr`
+  kSetTpr,         // a MOV to CR8 lowered it (no in-kernel LAPIC; done, RIP after it)
   kOther,          // any other reason, kept raw in `rawReason`
 };
 

@@ -155,6 +155,7 @@ class KvmBackend final : public machine::CpuBackend {
   // Exits of each kind since creation (counted or not), for summaries and tests.
   struct ExitCounts {
     uint64_t io = 0, mmio = 0, msr = 0, hlt = 0, window = 0, kicks = 0, stops = 0;
+    uint64_t setTpr = 0;         // MOVs to CR8 that lowered it (KVM_EXIT_SET_TPR)
     uint64_t repairedTraps = 0;  // guest single-step traps after MMIO writes queued by ttvm
     uint64_t shadowSteps = 0;    // instructions stepped past a possible shadow before a stop point
   };
