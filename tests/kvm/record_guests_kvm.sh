@@ -91,7 +91,7 @@ args() {
 # The files given that are no guest (modules, initrds), and one by name.
 modules=""
 for d in "$@"; do
-  case "$d" in *.elf | *.bin | *.flat) ;; *) [ -f "$d" ] && modules="$modules $d" ;; esac
+  case "$d" in *.elf | *.bin | *.flat | */disk_master.img) ;; *) [ -f "$d" ] && modules="$modules $d" ;; esac
 done
 module() { for f in $modules; do [ "$(basename "$f")" = "$1" ] && echo "$f"; done; }
 # `ttvm record` of guest $2 named $1 with the rest as options, and the
@@ -104,6 +104,7 @@ record_guest() {
   case "$n" in
     multiboot_info)
       $T record "$@" --append "ttvm-mbi arg=42" --initrd "$(module mbi_module.txt) modarg=7" "$g" ;;
+    disk_master) $T record "$@" --disk "$g" --disk "$(module disk_slave.img)" ;;  # boots from it
     compat_boot | compat_boot_32)
       $T record "$@" --append "first-arg nr=42" --initrd "$(module env.txt)" "$g" ;;
     *) $T record "$@" $(args $n) "$g" ;;
@@ -128,9 +129,9 @@ for d in "$@"; do
   # A folder: every guest in it; a file: that guest.
   if [ -f "$d" ]; then list=$d; else list=$(ls "$d"/*.elf 2>/dev/null | grep -v '\.elf\.elf$'); fi
   for g in $list; do
-    case "$g" in *.elf | *.bin | *.flat) ;; *) continue ;; esac  # a guest's module
+    case "$g" in *.elf | *.bin | *.flat | */disk_master.img) ;; *) continue ;; esac  # a guest's module
     guests=$((guests + 1))
-    name=$(basename "$g"); name=${name%.elf}; name=${name%.bin}; name=${name%.flat}
+    name=$(basename "$g"); name=${name%.elf}; name=${name%.bin}; name=${name%.flat}; name=${name%.img}
     # One start clock for both: the RTC reads the same date and time.
     clk=$(date +%s)
     record_guest $name "$g" --backend emu --no-trace --timeout 30 --start-clock $clk $(input $name) \
