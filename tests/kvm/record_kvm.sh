@@ -21,11 +21,35 @@ fail() {
   failures=$((failures + 1))
 }
 
+# bounded CMD...: runs CMD (its redirections given by the caller) with 60 s
+# to finish. A recording that hangs inside the VM is otherwise only seen as
+# the whole VM's --timeout, with nothing to tell a hung ttvm from a wedged
+# VM; this names it, with where each of its threads waits, and kills it.
+bounded() {
+  "$@" &
+  bpid=$!
+  ticks=0
+  while kill -0 $bpid 2>/dev/null; do
+    if [ $ticks -ge 600 ]; then
+      echo "FAIL: hung for 60 s: $*" >&2
+      for t in /proc/$bpid/task/*; do
+        echo "  thread ${t##*/}: $(cut -d' ' -f3 $t/stat 2>/dev/null) in $(cat $t/wchan 2>/dev/null)" >&2
+      done
+      kill -9 $bpid
+      wait $bpid
+      return 124
+    fi
+    sleep 0.1
+    ticks=$((ticks + 1))
+  done
+  wait $bpid
+}
+
 # record NAME WANT_STATUS WANT_END [ARGS...]: records NAME.elf under KVM.
 record() {
   name=$1 want=$2 end=$3
   shift 3
-  $T record --backend kvm -o $W/$name.ttvm "$@" $G/$name.elf >$W/$name.out 2>$W/$name.err </dev/null
+  bounded $T record --backend kvm -o $W/$name.ttvm "$@" $G/$name.elf >$W/$name.out 2>$W/$name.err </dev/null
   rc=$?
   [ $rc -eq "$want" ] || { fail "$name: status $rc, want $want"; sed 's/^/  | /' $W/$name.err; return; }
   $T info $W/$name.ttvm >$W/$name.info 2>&1 || { fail "$name: ttvm info failed"; sed 's/^/  | /' $W/$name.info; return; }
@@ -115,7 +139,7 @@ record rec_kvm_spin 124 "timeout" --no-kvm-stop-points --timeout 1 -v
 grep -q " 0 stop points" $W/rec_kvm_spin.err || { fail "rec_kvm_spin: stop points without them"; grep "kvm " $W/rec_kvm_spin.err; }
 # The demo: 64-bit, the local APIC's timer and MMIO, a use-after-free.
 
-$T record --backend kvm -v --digest-interval 100 -o $W/demo.ttvm $DEMO >$W/demo.out 2>$W/demo.err </dev/null
+bounded $T record --backend kvm -v --digest-interval 100 -o $W/demo.ttvm $DEMO >$W/demo.out 2>$W/demo.err </dev/null
 rc=$?
 [ $rc -eq 6 ] || fail "demo: status $rc, want 6 (the use-after-free panics)"
 grep -q "PANIC: " $W/demo.out || fail "demo: no panic line on the console"
@@ -140,8 +164,8 @@ echo "  $(grep -A1 '^end' $W/rec_mmio_fetch.info | tail -1 | sed 's/^ *//')"
 # A guest that never exits: --timeout still ends it (the vCPU is kicked out).
 record rec_cpu 124 "timeout" --timeout 0.5
 # Exit rate, I/O-bound (20,000 port accesses), with and without the trace.
-$T record --backend kvm --max-steps 20000 --digest-interval 100 -o $W/io.ttvm $G/rec_io.elf >/dev/null 2>$W/io.err </dev/null
-$T record --backend kvm --max-steps 20000 --no-trace $G/rec_io.elf >/dev/null 2>$W/io0.err </dev/null
+bounded $T record --backend kvm --max-steps 20000 --digest-interval 100 -o $W/io.ttvm $G/rec_io.elf >/dev/null 2>$W/io.err </dev/null
+bounded $T record --backend kvm --max-steps 20000 --no-trace $G/rec_io.elf >/dev/null 2>$W/io0.err </dev/null
 grep -q "exits    20000" $W/io.err || { fail "rec_io: not 20000 exits"; cat $W/io.err; }
 echo "rec_io traced:   $(grep -o 'exits .*KVM)' $W/io.err)"
 echo "rec_io no trace: $(grep -o 'exits .*KVM)' $W/io0.err)"
@@ -150,7 +174,7 @@ verify io
 t1=$(cut -d' ' -f1 /proc/uptime)
 echo "rec_io replay (assigning steps + verify): $(echo "$t1 $t0" | awk '{printf "%.2f", $1 - $2}') s"
 # auto picks KVM here and says so.
-$T record --max-steps 10 --no-trace $G/rec_exit.elf >/dev/null 2>$W/auto.err </dev/null
+bounded $T record --max-steps 10 --no-trace $G/rec_exit.elf >/dev/null 2>$W/auto.err </dev/null
 grep -q "backend: kvm" $W/auto.err || { fail "auto did not choose kvm"; cat $W/auto.err; }
 echo "failures: $failures"
 [ $failures -eq 0 ]
