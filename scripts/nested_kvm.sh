@@ -104,6 +104,9 @@ cmd=$(printf '%q ' "$exe" "$@")
 cwd=$(pwd)
 # The markers are split in the script text so that a console echo of /init
 # itself (never expected, but cheap to rule out) cannot fake them.
+# kvm is loaded with force_emulation_prefix=1 (a kvm.ko parameter of 6.1,
+# 0 by default): KVM then emulates an instruction after ud2; "kvm" as ttvm's
+# emulator does, so compat/fep's guest behaves the same under both.
 cat >"$root/init" <<INIT
 #!/bin/sh
 /bin/busybox --install -s /bin
@@ -113,7 +116,9 @@ mount -t devtmpfs devtmpfs /dev
 m=ttvm-; m=\${m}nested
 echo  # the firmware's escape codes leave the console mid-line
 for k in irqbypass kvm kvm-amd; do
-  out=\$(insmod /lib/modules/\$k.ko 2>&1) || echo "\$m: insmod \$k: \$out"
+  p=""
+  [ \$k = kvm ] && p=force_emulation_prefix=1
+  out=\$(insmod /lib/modules/\$k.ko \$p 2>&1) || echo "\$m: insmod \$k: \$out"
 done
 if [ ! -c /dev/kvm ]; then
   why="no /dev/kvm after loading kvm-amd"
