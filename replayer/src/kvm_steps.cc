@@ -14,6 +14,7 @@
 #include "ttvm/emulator/cpu.h"
 #include "ttvm/emulator/disassembler.h"
 #include "ttvm/formats/trace_writer.h"
+#include "ttvm/machine/devices/local_apic.h"
 #include "ttvm/machine/machine.h"
 #include "ttvm/machine/replay_environment.h"
 #include "ttvm/machine/stop_point.h"
@@ -94,6 +95,11 @@ class ExitOrderEnvironment final : public Environment {
     return std::nullopt;
   }
   std::optional<uint64_t> readMsr(uint32_t index) override {
+    // A read the recorder's machine refused (#GP) left KVM too but was not
+    // logged: the machine's answer depends on the index and the x2APIC
+    // mode alone, so the replay refuses it again without an event.
+    if (problem_.empty() && !machine::LocalApic::answersMsrRead(index, cpu_->msr.apicBase))
+      return std::nullopt;
     const TraceEvent* e = peek();
     if (problem_.empty() && e != nullptr && e->kind == EventKind::kMsrRead && e->address == index) {
       stamp(*e);

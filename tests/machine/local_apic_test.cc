@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <set>
+
 namespace ttvm {
 using ttvm::machine::LocalApic;
 using ttvm::machine::VirtualClock;
@@ -135,6 +137,29 @@ TEST_F(ApicTest, X2ApicThroughMsrs) {
   EXPECT_EQ(apic.mmioRead(0x30, 4), 0xFFFFFFFFu);
   apicBase &= ~(1ull << 10);
   EXPECT_FALSE(apic.readMsr(0x802).has_value());  // MSRs are off in xAPIC mode
+}
+
+// The x2APIC registers RDMSR reads (SDM vol. 3 table "Local APIC Register
+// Address Map Supported by x2APIC"; max LVT entry 5: no CMCI), and
+// IA32_TSC_DEADLINE: answersMsrRead says so from the index and
+// IA32_APIC_BASE alone, and readMsr answers exactly those.
+TEST_F(ApicTest, AnswersMsrReadIsTheSdmsX2apicTableAndWhatReadMsrDoes) {
+  std::set<uint32_t> readable = {0x802, 0x803, 0x808, 0x80A, 0x80D, 0x80F, 0x828, 0x830, 0x832,
+                                 0x833, 0x834, 0x835, 0x836, 0x837, 0x838, 0x839, 0x83E};
+  for (uint32_t i = 0x810; i < 0x828; ++i) readable.insert(i);  // ISR, TMR, IRR
+  const uint64_t x2 = apicBase | (1u << 10);
+  for (uint32_t index = 0x700; index < 0x900; ++index) {
+    SCOPED_TRACE(index);
+    const bool want = readable.count(index) != 0 || index == LocalApic::kMsrTscDeadline;
+    EXPECT_EQ(LocalApic::answersMsrRead(index, x2), want);
+    EXPECT_EQ(LocalApic::answersMsrRead(index, apicBase), index == LocalApic::kMsrTscDeadline);
+    EXPECT_EQ(LocalApic::answersMsrRead(index, x2 & ~(1ull << 11)),  // globally disabled
+              index == LocalApic::kMsrTscDeadline);
+    EXPECT_EQ(apic.readMsr(index).has_value(), index == LocalApic::kMsrTscDeadline);
+    apicBase = x2;
+    EXPECT_EQ(apic.readMsr(index).has_value(), want);
+    apicBase &= ~(1ull << 10);
+  }
 }
 
 TEST_F(ApicTest, VirtualWireAndGlobalDisable) {

@@ -66,6 +66,14 @@ std::string recordOldMode() {
   return recordToExit(**m, machine::loadBootDisk(**m), "kvm_steps_emu");
 }
 
+// The events of an emulator trace that a KVM trace's stepped replay gives
+// back: all but the step digests (asKvmTrace leaves them out).
+std::vector<TraceEvent> withoutDigests(TraceReader& r) {
+  std::vector<TraceEvent> events = testing::allEvents(r);
+  std::erase_if(events, [](const TraceEvent& e) { return e.kind == EventKind::kStateDigest; });
+  return events;
+}
+
 bool countsAsExit(EventKind k) {
   return k == EventKind::kPortIn || k == EventKind::kPortOut || k == EventKind::kMmioRead ||
          k == EventKind::kMmioWrite || k == EventKind::kHlt || k == EventKind::kStopPoint;
@@ -118,9 +126,7 @@ TEST(KvmSteps, ExitNumbersBecomeTheStepsTheEmulatorRecorded) {
   EXPECT_EQ(s->exits, k->end()->steps);
   EXPECT_LT(s->exits, s->steps);
   EXPECT_EQ(out->header().backend, Backend::kEmulator);
-  std::vector<TraceEvent> want;
-  for (const TraceEvent& ev : testing::allEvents(*e))
-    if (ev.kind != EventKind::kStateDigest) want.push_back(ev);
+  const std::vector<TraceEvent> want = withoutDigests(*e);
   const std::vector<TraceEvent> got = testing::allEvents(*out);
   ASSERT_EQ(got.size(), want.size());
   size_t ports = 0;
@@ -286,9 +292,7 @@ TEST(KvmSteps, StopPointsAreFoundByState) {
   EXPECT_EQ(s->steps, e->end()->steps);
   // Every event keeps the step the emulator recorded; the stop points are
   // not in the stepped trace.
-  std::vector<TraceEvent> want;
-  for (const TraceEvent& ev : testing::allEvents(*e))
-    if (ev.kind != EventKind::kStateDigest) want.push_back(ev);
+  const std::vector<TraceEvent> want = withoutDigests(*e);
   auto out = TraceReader::open(stepped);
   ASSERT_TRUE(out.ok());
   EXPECT_EQ(testing::allEvents(*out), want);
@@ -405,6 +409,26 @@ std::vector<uint8_t> msrGuest(bool rdtscFirst) {
   return code;
 }
 
+// assignSteps of `kvm` (asKvmTrace of the emulator trace `emu`) gives back
+// every event of `emu` at its step, and the stepped trace replays to the
+// recorded final state.
+void expectStepsAndEndOf(const std::string& emu, TraceReader& kvm, const std::string& stem) {
+  const std::string stepped = testing::tempTracePath(stem);
+  auto s = assignSteps(kvm, stepped);
+  ASSERT_TRUE(s.ok()) << s.error().message;
+  auto e = TraceReader::open(emu);
+  ASSERT_TRUE(e.ok());
+  EXPECT_EQ(s->steps, e->end()->steps);
+  const std::vector<TraceEvent> want = withoutDigests(*e);
+  auto out = TraceReader::open(stepped);
+  ASSERT_TRUE(out.ok());
+  EXPECT_EQ(testing::allEvents(*out), want);
+  auto session = ReplaySession::open(*out);
+  ASSERT_TRUE(session.ok()) << session.error().message;
+  EXPECT_EQ((*session)->runTo(~0ull, {}).kind, SessionStopKind::kEnd);
+  EXPECT_EQ((*session)->checkEndState(), "");
+}
+
 TEST(KvmSteps, MsrAccessesKvmSentToUserSpaceReplayFromTheTrace) {
   const std::string emu = recordFlat(msrGuest(false), CpuModel::ttvmDefault());
   const std::string kvm = asKvmTrace(emu);
@@ -419,23 +443,58 @@ TEST(KvmSteps, MsrAccessesKvmSentToUserSpaceReplayFromTheTrace) {
   ASSERT_EQ(reads, 1u);
   ASSERT_EQ(writes, 1u);
   ASSERT_EQ(tscs, 1u);
-  const std::string stepped = testing::tempTracePath("kvm_steps_msr");
-  auto s = assignSteps(*k, stepped);
-  ASSERT_TRUE(s.ok()) << s.error().message;
-  auto e = TraceReader::open(emu);
-  EXPECT_EQ(s->steps, e->end()->steps);
-  std::vector<TraceEvent> want;
-  for (const TraceEvent& ev : testing::allEvents(*e))
-    if (ev.kind != EventKind::kStateDigest) want.push_back(ev);
-  auto out = TraceReader::open(stepped);
-  ASSERT_TRUE(out.ok());
-  EXPECT_EQ(testing::allEvents(*out), want);
   // The replay reaches the recorded final state (EDX:EAX of the last RDMSR
   // is the model's microcode revision, computed again).
-  auto session = ReplaySession::open(*out);
-  ASSERT_TRUE(session.ok()) << session.error().message;
-  EXPECT_EQ((*session)->runTo(~0ull, {}).kind, SessionStopKind::kEnd);
-  EXPECT_EQ((*session)->checkEndState(), "");
+  expectStepsAndEndOf(emu, *k, "kvm_steps_msr");
+}
+
+TEST(KvmSteps, AnMsrReadTheMachineRefusedIsRefusedAgainWithoutAnEvent) {
+  // KvmBackend::serveMsr logs a read only when the machine answered it; a
+  // refused one (#GP in the guest) leaves no event. Three of them here (an
+  // x2APIC MSR in xAPIC mode, MC0_CTL, the write-only x2APIC EOI), the first
+  // of the same MSR as the answered read after it, with no event between.
+  std::vector<uint8_t> code = {
+      0xBC, 0x00, 0x00, 0x08, 0x00,                    // mov esp, 0x80000
+      0x31, 0xDB,                                      // xor ebx, ebx
+      0xB8, 0x60, 0x00, 0x01, 0x00,                    // mov eax, handler
+      0x66, 0xA3, 0xD7, 0x00, 0x01, 0x00,              // mov [idt + 13*8], ax
+      0xC1, 0xE8, 0x10,                                // shr eax, 16
+      0x66, 0xA3, 0xDD, 0x00, 0x01, 0x00,              // mov [idt + 13*8 + 6], ax
+      0x66, 0x8C, 0xC8,                                // mov ax, cs
+      0x66, 0xA3, 0xD9, 0x00, 0x01, 0x00,              // mov [idt + 13*8 + 2], ax
+      0x66, 0xC7, 0x05, 0xDB, 0x00, 0x01, 0x00, 0x00,  // mov word [idt + 13*8 + 4],
+      0x8E,                                            //   0x8E00 (interrupt gate)
+      0x0F, 0x01, 0x1D, 0x69, 0x00, 0x01, 0x00,        // lidt [idtr]
+      0xB9, 0x02, 0x08, 0x00, 0x00,                    // mov ecx, 0x802 (x2APIC ID)
+      0x0F, 0x32,                                      // rdmsr: xAPIC mode, #GP
+      0xB9, 0x00, 0x04, 0x00, 0x00,                    // mov ecx, 0x400 (MC0_CTL)
+      0x0F, 0x32,                                      // rdmsr: no banks, #GP
+      0xB9, 0x1B, 0x00, 0x00, 0x00,                    // mov ecx, IA32_APIC_BASE
+      0x0F, 0x32,                                      // rdmsr
+      0x0D, 0x00, 0x0C, 0x00, 0x00,                    // or eax, EN | EXTD
+      0x0F, 0x30,                                      // wrmsr: x2APIC mode
+      0xB9, 0x0B, 0x08, 0x00, 0x00,                    // mov ecx, 0x80B (EOI)
+      0x0F, 0x32,                                      // rdmsr: write-only, #GP
+      0xB9, 0x02, 0x08, 0x00, 0x00,                    // mov ecx, 0x802
+      0x0F, 0x32,                                      // rdmsr: answered (an event)
+      0xE6, 0xF4,                                      // out 0xf4, al
+      0x43,                                            // handler: inc ebx
+      0x83, 0xC4, 0x04,                                // add esp, 4 (error code)
+      0x83, 0x04, 0x24, 0x02,                          // add dword [esp], 2 (past rdmsr)
+      0xCF,                                            // iret
+      0x6F, 0x00, 0x6F, 0x00, 0x01, 0x00,              // idtr: 14 gates at idt
+  };
+  code.resize(code.size() + 14 * 8);  // idt
+  const std::string emu = recordFlat(code, CpuModel::ttvmDefault());
+  auto e = TraceReader::open(emu);
+  ASSERT_TRUE(e.ok());
+  ASSERT_EQ(e->end()->finalCpu.reg(Gpr::kRbx), 3u);  // three #GPs taken
+  size_t reads = 0;
+  for (const TraceEvent& ev : testing::allEvents(*e)) reads += ev.kind == EventKind::kMsrRead;
+  ASSERT_EQ(reads, 1u);
+  auto k = TraceReader::open(asKvmTrace(emu));
+  ASSERT_TRUE(k.ok());
+  expectStepsAndEndOf(emu, *k, "kvm_steps_msr_refused");
 }
 
 TEST(KvmSteps, AnRdtscIsNotGivenTheValueOfTheRdmsrAfterIt) {

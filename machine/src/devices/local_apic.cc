@@ -2,6 +2,8 @@
 
 #include <cstdio>
 
+#include "ttvm/base/assert.h"
+
 namespace ttvm::machine {
 namespace {
 
@@ -264,33 +266,63 @@ void LocalApic::advanceTo(uint64_t nowNs) {
   }
 }
 
+bool LocalApic::registerReadable(uint32_t offset, bool x2apic) {
+  switch (offset) {
+    case 0x20:                   // ID
+    case 0x30:                   // version
+    case 0x80:                   // TPR
+    case 0xA0:                   // PPR
+    case 0xD0:                   // LDR
+    case 0xF0:                   // SVR
+    case 0x280:                  // ESR
+    case 0x300:                  // ICR (low; all 64 bits as the x2APIC MSR)
+    case 0x380:                  // TMICT
+    case 0x390:                  // TMCCT
+    case 0x3E0: return true;     // TDCR
+    case 0x90:                   // APR: not in x2APIC
+    case 0xB0:                   // EOI: write-only in x2APIC
+    case 0xE0:                   // DFR: not in x2APIC
+    case 0x310: return !x2apic;  // ICR high: part of the ICR MSR in x2APIC
+    case 0x3F0: return false;    // SELF IPI is write-only
+    default: break;
+  }
+  return (offset >= 0x100 && offset < 0x280) || lvtIndexOf(offset) >= 0;  // ISR, TMR, IRR, LVTs
+}
+
+bool LocalApic::answersMsrRead(uint32_t index, uint64_t apicBase) {
+  if (index == kMsrTscDeadline) return true;
+  constexpr uint64_t kBoth = apicbase::kEnabled | apicbase::kX2apic;
+  if (index < 0x800 || index > 0x8FF || (apicBase & kBoth) != kBoth) return false;
+  return registerReadable((index - 0x800) << 4, true);
+}
+
 std::optional<uint32_t> LocalApic::readRegister(uint32_t offset) const {
   bool x2 = x2apicMode();
+  if (!registerReadable(offset, x2)) return std::nullopt;
   switch (offset) {
     case 0x20: return x2 ? id_ : id_ << 24;
     case 0x30: return kVersion;
     case 0x80: return tpr_;
-    case 0x90: return x2 ? std::nullopt : std::optional<uint32_t>(0);  // APR: not in x2APIC
+    case 0x90: return 0;  // APR
     case 0xA0: return ppr();
-    case 0xB0: return x2 ? std::nullopt : std::optional<uint32_t>(0);  // EOI is write-only
+    case 0xB0: return 0;  // EOI
     case 0xD0: return x2 ? ((id_ >> 4) << 16) | (1u << (id_ & 0xF)) : ldr_;
-    case 0xE0: return x2 ? std::nullopt : std::optional<uint32_t>(dfr_);
+    case 0xE0: return dfr_;
     case 0xF0: return svr_;
     case 0x280: return esr_;
     case 0x300: return static_cast<uint32_t>(icr_);  // delivery status always idle
-    case 0x310: return x2 ? std::nullopt : std::optional<uint32_t>(icr_ >> 32);
+    case 0x310: return static_cast<uint32_t>(icr_ >> 32);
     case 0x380: return timerInitial_;
     case 0x390: return static_cast<uint32_t>(timerCurrentCount());
     case 0x3E0: return timerDcr_;
-    case 0x3F0: return std::nullopt;  // SELF IPI is write-only
     default: break;
   }
   if (offset >= 0x100 && offset < 0x180) return isr_[(offset - 0x100) >> 4];
   if (offset >= 0x180 && offset < 0x200) return tmr_[(offset - 0x180) >> 4];
   if (offset >= 0x200 && offset < 0x280) return irr_[(offset - 0x200) >> 4];
-  int li = lvtIndexOf(offset);
-  if (li >= 0) return lvt_[li];
-  return std::nullopt;
+  const int li = lvtIndexOf(offset);
+  TTVM_ASSERT(li >= 0, "local APIC register ", offset, " readable but not read");
+  return lvt_[li];
 }
 
 bool LocalApic::writeRegister(uint32_t offset, uint32_t value) {
@@ -386,17 +418,15 @@ void LocalApic::mmioWrite(uint64_t offset, unsigned size, uint64_t value) {
 }
 
 std::optional<uint64_t> LocalApic::readMsr(uint32_t index) {
+  if (!answersMsrRead(index, *apicBase_)) return std::nullopt;
   if (index == kMsrTscDeadline) {
     if (((lvt_[kLvtTimer] >> kTimerModeShift) & 3) != kModeTscDeadline) return 0;
     return tscDeadline_;
   }
-  if (index < 0x800 || index > 0x8FF || !x2apicMode()) return std::nullopt;
   syncTprFromCr8();
   uint32_t offset = (index - 0x800) << 4;
   if (offset == 0x300) return icr_;
-  auto v = readRegister(offset);
-  if (!v) return std::nullopt;
-  return *v;
+  return *readRegister(offset);
 }
 
 bool LocalApic::writeMsr(uint32_t index, uint64_t value) {

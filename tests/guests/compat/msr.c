@@ -28,6 +28,20 @@ static void wr_faults(uint32_t msr, const char* name, uint64_t v) {
   int vec = wrmsr_safe(msr, v);
   report(vec == GP_VECTOR, "%s: #GP on WRMSR %#llx (vector %d)", name, (unsigned long long)v, vec);
 }
+/* wr_faults for a readable MSR, whose value is written back right after
+ * the attempt, in the same asm, before anything reads %gs:4: on a CPU that
+ * takes the value (QEMU's TCG takes non-canonical bases) a bad GS base would
+ * otherwise make every later check's own bookkeeping fault. */
+static void wr_faults_restored(uint32_t msr, const char* name, uint64_t v) {
+  uint64_t orig = rdmsr(msr);
+  uint32_t lo = (uint32_t)v, hi = (uint32_t)(v >> 32);
+  __asm__ volatile(KUT_TRY("wrmsr") "movl %%esi, %%eax\n\tmovl %%edi, %%edx\n\twrmsr"
+                   : "+a"(lo), "+d"(hi)
+                   : "c"(msr), "S"((uint32_t)orig), "D"((uint32_t)(orig >> 32))
+                   : "memory");
+  int vec = (int)exception_vector();
+  report(vec == GP_VECTOR, "%s: #GP on WRMSR %#llx (vector %d)", name, (unsigned long long)v, vec);
+}
 static void rd_faults(uint32_t msr, const char* name) {
   uint64_t v;
   int vec = rdmsr_safe(msr, &v);
@@ -53,7 +67,7 @@ static void test_misc(void) {
                {0xC0000083, "CSTAR"}};
   for (unsigned i = 0; i < sizeof bases / sizeof bases[0]; i++) {
     msr_rw(bases[i].msr, bases[i].name, ADDR64, 0);
-    wr_faults(bases[i].msr, bases[i].name, NONCANONICAL);
+    wr_faults_restored(bases[i].msr, bases[i].name, NONCANONICAL);
   }
   msr_rw(0xC0000084, "SYSCALL_MASK", 0xFFFFFFFF, 0);
   report_prefix_pop();
@@ -211,13 +225,21 @@ static void test_tsc(void) {
   report_prefix_pop();
 }
 
+/* Every case, or only those the command line names (misc mce x2apic_msrs
+ * cmd tsc): a CPU known to fail one (the nested VM's, under KVM) still runs
+ * the others. */
+static int wanted(int argc, char** argv, const char* name) {
+  if (argc < 2) return 1;
+  for (int i = 1; i < argc; i++)
+    if (!strcmp(argv[i], name)) return 1;
+  return 0;
+}
+
 int main(int argc, char** argv) {
-  (void)argc;
-  (void)argv;
-  test_misc();
-  test_mce();
-  test_x2apic_msrs();
-  test_cmd_msrs();
-  test_tsc();
+  if (wanted(argc, argv, "misc")) test_misc();
+  if (wanted(argc, argv, "mce")) test_mce();
+  if (wanted(argc, argv, "x2apic_msrs")) test_x2apic_msrs();
+  if (wanted(argc, argv, "cmd")) test_cmd_msrs();
+  if (wanted(argc, argv, "tsc")) test_tsc();
   return report_summary();
 }

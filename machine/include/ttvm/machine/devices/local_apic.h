@@ -62,6 +62,11 @@ class LocalApic final : public Device, public MovableMmioDevice, public TimedDev
 
   // x2APIC MSRs and IA32_TSC_DEADLINE; nullopt/false = #GP.
   std::optional<uint64_t> readMsr(uint32_t index);
+  // Whether readMsr answers `index` (else #GP) with IA32_APIC_BASE
+  // `apicBase`: a function of the two alone, so the replay of a KVM trace,
+  // which has no machine, knows which reads the recorder's machine refused
+  // (nothing is logged for those).
+  static bool answersMsrRead(uint32_t index, uint64_t apicBase);
   bool writeMsr(uint32_t index, uint64_t value);
 
   std::optional<uint64_t> nextDeadlineNs() const override;
@@ -107,7 +112,9 @@ class LocalApic final : public Device, public MovableMmioDevice, public TimedDev
   static void clearBit(Bits& b, unsigned v) { b[v >> 5] &= ~(1u << (v & 31)); }
   static int highest(const Bits& b);
 
-  // Register access by xAPIC offset (bits 4-11 of the address).
+  // Register access by xAPIC offset (bits 4-11 of the address); a read is
+  // answered where registerReadable says so (in the mode given).
+  static bool registerReadable(uint32_t offset, bool x2apic);
   std::optional<uint32_t> readRegister(uint32_t offset) const;
   bool writeRegister(uint32_t offset, uint32_t value);
   void sendIpi(uint64_t icr);
