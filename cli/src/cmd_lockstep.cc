@@ -47,6 +47,10 @@ constexpr const char* kUsage =
     "  --max-steps N         stop after N instructions (0, the default: no limit)\n"
     "  --timeout S           stop after S seconds of wall time\n"
     "  --memory-every N      compare all of RAM every N instructions (default 4096)\n"
+    "  --full-state-every N  read KVM's FPU, debug registers, XCR0 and MSRs back\n"
+    "                        every N instructions (default 64; 1: after each), and\n"
+    "                        after each instruction that can write them\n"
+    "  -v                    also print KVM's ioctls (count and time of each kind)\n"
     "  --cpu-model NAME      ttvm (default), baseline or host (as for ttvm record)\n"
     "  -h, --help            this text\n"
     "\n"
@@ -64,12 +68,13 @@ void onSignal(int) {
 int cmdLockstep(std::span<char* const> args) {
   std::string guestPath, append, initrd, modeText;
   uint64_t ram = 256ull << 20, maxSteps = 0, memoryEvery = 4096, loadAddr = 0, entry = 0,
-           rngSeed = 0;
+           rngSeed = 0, fullStateEvery = 64;
   std::string timeoutText, startClockText;
-  bool help = false, haveLoad = false, haveEntry = false, haveSeed = false;
+  bool help = false, haveLoad = false, haveEntry = false, haveSeed = false, verbose = false;
   CpuModel cpuModel = CpuModel::ttvmDefault();
   const Option options[] = {
       flagOption("-h", help),
+      flagOption("-v", verbose),
       Option{"--help",
              {},
              false,
@@ -106,6 +111,7 @@ int cmdLockstep(std::span<char* const> args) {
       textOption("--start-clock", startClockText),
       numberOption("--max-steps", maxSteps, ~0ull),
       numberOption("--memory-every", memoryEvery, ~0ull),
+      numberOption("--full-state-every", fullStateEvery, ~0ull),
       cpuModelOption("--cpu-model", cpuModel),
   };
   for (size_t i = 1; i < args.size(); ++i) {
@@ -233,16 +239,19 @@ int cmdLockstep(std::span<char* const> args) {
   opt.maxSteps = maxSteps;
   opt.timeoutSeconds = timeout;
   opt.memoryCompareInterval = memoryEvery;
+  opt.fullStateInterval = fullStateEvery;
   opt.interruptFlag = &gStop;
   std::signal(SIGINT, onSignal);
   std::signal(SIGTERM, onSignal);
   const kvm::Kvm& k = *kvmDevice;
+  const KvmBackend* kvmBackend = nullptr;  // owned by lockstep
   Lockstep lockstep(
       **machine, guest->cpu,
-      [&k](const CpuModel& model, PhysicalMemory memory,
-           Environment& env) -> Result<std::unique_ptr<machine::CpuBackend>> {
+      [&k, &kvmBackend](const CpuModel& model, PhysicalMemory memory,
+                        Environment& env) -> Result<std::unique_ptr<machine::CpuBackend>> {
         auto b = KvmBackend::create(k, model, std::move(memory), env);
         if (!b) return b.error();
+        kvmBackend = b->get();
         return std::unique_ptr<machine::CpuBackend>(std::move(*b));
       },
       opt);
@@ -259,6 +268,21 @@ int cmdLockstep(std::span<char* const> args) {
                "  compared %" PRIu64 " instructions (%" PRIu64
                " emulator steps) in %.2f s, all of RAM %" PRIu64 " times\n",
                r.steps, r.followerSteps, r.wallSeconds, r.memoryCompares);
+  if (r.wallSeconds > 0)
+    std::fprintf(stderr,
+                 "  speed    %.0f instructions/s; %" PRIu64
+                 " steps read KVM's FPU, debug registers, XCR0 and MSRs back only in part\n",
+                 double(r.steps) / r.wallSeconds, r.partialReads);
+  if (verbose && kvmBackend != nullptr) {
+    uint64_t calls = 0;
+    for (const auto& st : kvmBackend->ioctlStats()) calls += st.calls;
+    std::fprintf(stderr, "  ioctls   %" PRIu64 " (%.2f per instruction)\n", calls,
+                 r.steps > 0 ? double(calls) / double(r.steps) : 0.0);
+    for (const auto& st : kvmBackend->ioctlStats())
+      std::fprintf(stderr, "           %-22s %9" PRIu64 " x %8.1f us = %7.3f s\n", st.name,
+                   st.calls, st.calls > 0 ? double(st.ns) / double(st.calls) / 1e3 : 0.0,
+                   double(st.ns) / 1e9);
+  }
   for (const auto& [reason, count] : r.masked)
     std::fprintf(stderr, "  masked   %" PRIu64 " x %.*s\n", count,
                  static_cast<int>(maskReasonName(reason).size()), maskReasonName(reason).data());

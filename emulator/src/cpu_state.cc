@@ -21,6 +21,22 @@ int currentPrivilegeLevel(const CpuState& s) {
   return static_cast<int>((s.segment(SegReg::kCs).attributes >> segattr::kDplShift) & 3);
 }
 
+void copyStateParts(CpuState& to, const CpuState& from, StateParts parts) {
+  if (parts & state_part::kFpu) to.fpu = from.fpu;
+  if (parts & state_part::kDebugRegs) {
+    to.dr = from.dr;
+    to.dr6 = from.dr6;
+    to.dr7 = from.dr7;
+  }
+  if (parts & state_part::kXcr0) to.xcr0 = from.xcr0;
+  if (parts & state_part::kMsrs) {
+    const uint64_t efer = to.msr.efer, apicBase = to.msr.apicBase;
+    to.msr = from.msr;
+    to.msr.efer = efer;
+    to.msr.apicBase = apicBase;
+  }
+}
+
 CpuState resetState() {
   CpuState s;
   for (SegmentRegister& r : s.seg) r = SegmentRegister{0, 0, 0xFFFF, 0x93};

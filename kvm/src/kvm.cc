@@ -141,6 +141,9 @@ Result<Kvm> Kvm::open(const std::string& path) {
   caps.userSpaceMsr = ::ioctl(fd, KVM_CHECK_EXTENSION, KVM_CAP_X86_USER_SPACE_MSR) > 0 &&
                       ::ioctl(fd, KVM_CHECK_EXTENSION, KVM_CAP_X86_MSR_FILTER) > 0;
   caps.tscControl = ::ioctl(fd, KVM_CHECK_EXTENSION, KVM_CAP_TSC_CONTROL) > 0;
+  constexpr int kSyncWanted = KVM_SYNC_X86_REGS | KVM_SYNC_X86_SREGS | KVM_SYNC_X86_EVENTS;
+  caps.syncRegs =
+      (::ioctl(fd, KVM_CHECK_EXTENSION, KVM_CAP_SYNC_REGS) & kSyncWanted) == kSyncWanted;
   return Kvm(std::move(kvm), path, size_t(mapSize), caps);
 }
 
@@ -285,6 +288,10 @@ Result<Vcpu> Vm::createVcpu(uint32_t id) {
   Fd vcpu(fd);
   void* map = ::mmap(nullptr, runMapSize_, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
   if (map == MAP_FAILED) return makeError("mmap of the vCPU's kvm_run failed: " + errnoText(errno));
+  // Every KVM_RUN from now on leaves regs, sregs and events in kvm_run.
+  if (caps_.syncRegs)
+    static_cast<kvm_run*>(map)->kvm_valid_regs =
+        KVM_SYNC_X86_REGS | KVM_SYNC_X86_SREGS | KVM_SYNC_X86_EVENTS;
   return Vcpu(std::move(vcpu), static_cast<kvm_run*>(map), runMapSize_, caps_);
 }
 
@@ -315,7 +322,11 @@ Vcpu::Vcpu(Vcpu&& o) noexcept
       singleStep_(o.singleStep_),
       kicksMasked_(o.kicksMasked_),
       completionPending_(o.completionPending_),
-      stepRip_(o.stepRip_) {
+      stepRip_(o.stepRip_),
+      synced_(o.synced_),
+      last_(std::move(o.last_)),
+      known_(o.known_),
+      stats_(std::move(o.stats_)) {
   o.run_ = nullptr;
   TTVM_ASSERT(!o.kickReady_.load(), "a Vcpu moved after prepareKick()");
 }
@@ -324,12 +335,28 @@ Vcpu::~Vcpu() {
   if (run_ != nullptr) ::munmap(run_, mapSize_);
 }
 
+int Vcpu::call(unsigned long request, const char* name, unsigned long arg) const {
+  timespec t0{}, t1{};
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  const int rc = ::ioctl(fd_.get(), request, arg);
+  const int err = errno;
+  clock_gettime(CLOCK_MONOTONIC, &t1);
+  IoctlStat* st = nullptr;
+  for (IoctlStat& s : stats_)
+    if (s.name == name) st = &s;
+  if (st == nullptr) st = &stats_.emplace_back(IoctlStat{name, 0, 0});
+  ++st->calls;
+  st->ns += uint64_t((t1.tv_sec - t0.tv_sec) * 1'000'000'000ll + (t1.tv_nsec - t0.tv_nsec));
+  errno = err;
+  return rc;
+}
+
 Status Vcpu::setCpuid(const CpuModel& model) {
   const std::vector<kvm_cpuid_entry2> entries = toKvmCpuid(model);
   CpuidBlock c(uint32_t(entries.size()));
   c.head()->nent = uint32_t(entries.size());
   std::copy(entries.begin(), entries.end(), c.entries());
-  if (::ioctl(fd_.get(), kSetCpuid2, c.head()) < 0)
+  if (call(kSetCpuid2, "KVM_SET_CPUID2", c.head()) < 0)
     return makeError("KVM_SET_CPUID2 with the " + std::to_string(entries.size()) +
                      " leaves of CPU model '" + model.name + "' failed: " + errnoText(errno));
   return {};
@@ -346,7 +373,7 @@ Result<std::vector<CpuidLeaf>> Vcpu::cpuid() const {
     unused.function = 0xFFFFFFFF;
     unused.flags = 0xFFFFFFFF;
     std::fill(c.entries(), c.entries() + n, unused);
-    if (::ioctl(fd_.get(), kGetCpuid2, c.head()) == 0) {
+    if (call(kGetCpuid2, "KVM_GET_CPUID2", c.head()) == 0) {
       uint32_t count = std::min(c.head()->nent, n);
       while (count > 0 && c.entries()[count - 1].function == unused.function &&
              c.entries()[count - 1].flags == unused.flags)
@@ -361,70 +388,89 @@ Result<std::vector<CpuidLeaf>> Vcpu::cpuid() const {
 Status Vcpu::setState(const CpuState& s) {
   Result<KvmCpuState> k = toKvm(s);
   if (!k) return k.error();
-  const int fd = fd_.get();
+  changed();
   // SREGS first: KVM checks REGS' RFLAGS and the MSRs against the mode.
-  if (::ioctl(fd, KVM_SET_SREGS, &k->sregs) < 0)
+  if (call(KVM_SET_SREGS, "KVM_SET_SREGS", &k->sregs) < 0)
     return makeError("KVM_SET_SREGS failed: " + errnoText(errno) + " (cr0 " + hex(s.cr0) +
                      ", cr4 " + hex(s.cr4) + ", efer " + hex(s.msr.efer) + ", apic base " +
                      hex(s.msr.apicBase) + ")");
-  if (::ioctl(fd, KVM_SET_REGS, &k->regs) < 0) return ioctlError("KVM_SET_REGS", errno);
+  if (call(KVM_SET_REGS, "KVM_SET_REGS", &k->regs) < 0) return ioctlError("KVM_SET_REGS", errno);
   if (caps_.xsave) {
     const XsaveRegion x = toXsaveRegion(k->fpu);
-    if (::ioctl(fd, kSetXsave, x.data()) < 0)
+    if (call(kSetXsave, "KVM_SET_XSAVE", x.data()) < 0)
       return makeError("KVM_SET_XSAVE failed: " + errnoText(errno) + " (mxcsr " + hex(s.fpu.mxcsr) +
                        ")");
-  } else if (::ioctl(fd, KVM_SET_FPU, &k->fpu) < 0) {  // MXCSR is lost here
+  } else if (call(KVM_SET_FPU, "KVM_SET_FPU", &k->fpu) < 0) {  // MXCSR is lost here
     return ioctlError("KVM_SET_FPU", errno);
   }
-  if (::ioctl(fd, KVM_SET_DEBUGREGS, &k->debugregs) < 0)
+  if (call(KVM_SET_DEBUGREGS, "KVM_SET_DEBUGREGS", &k->debugregs) < 0)
     return makeError("KVM_SET_DEBUGREGS failed: " + errnoText(errno) + " (dr6 " + hex(s.dr6) +
                      ", dr7 " + hex(s.dr7) + ")");
   // KVM_CAP_XCRS exists where the host has XSAVE; without it XCR0 is 1.
-  if (caps_.xcrs && ::ioctl(fd, KVM_SET_XCRS, &k->xcrs) < 0)
+  if (caps_.xcrs && call(KVM_SET_XCRS, "KVM_SET_XCRS", &k->xcrs) < 0)
     return makeError("KVM_SET_XCRS failed: " + errnoText(errno) + " (xcr0 " + hex(s.xcr0) + ")");
   MsrBlock msrs(uint32_t(k->msrs.size()));
   msrs.head()->nmsrs = uint32_t(k->msrs.size());
   std::copy(k->msrs.begin(), k->msrs.end(), msrs.entries());
-  const int set = ::ioctl(fd, kSetMsrs, msrs.head());
+  const int set = call(kSetMsrs, "KVM_SET_MSRS", msrs.head());
   if (set < 0) return ioctlError("KVM_SET_MSRS", errno);
   if (size_t(set) != k->msrs.size())  // KVM stops at the first MSR it refuses
     return makeError(std::string("KVM_SET_MSRS refused ") + kOwnedMsrs[size_t(set)].name + " (" +
                      hex(kOwnedMsrs[size_t(set)].index) + ") = " + hex(k->msrs[size_t(set)].data));
-  if (::ioctl(fd, KVM_SET_VCPU_EVENTS, &k->events) < 0)
+  if (call(KVM_SET_VCPU_EVENTS, "KVM_SET_VCPU_EVENTS", &k->events) < 0)
     return ioctlError("KVM_SET_VCPU_EVENTS", errno);
   // Without an in-kernel LAPIC, KVM_RUN loads CR8 from kvm_run at entry.
   run_->cr8 = s.cr8;
   halted_ = k->halted;
+  last_ = std::move(*k);
+  known_ = true;
   return {};
 }
 
 Result<CpuState> Vcpu::state() const {
-  KvmCpuState k;
-  const int fd = fd_.get();
-  if (::ioctl(fd, KVM_GET_REGS, &k.regs) < 0) return ioctlError("KVM_GET_REGS", errno);
-  if (::ioctl(fd, KVM_GET_SREGS, &k.sregs) < 0) return ioctlError("KVM_GET_SREGS", errno);
-  if (caps_.xsave) {
-    XsaveRegion x{};
-    if (::ioctl(fd, kGetXsave, x.data()) < 0) return ioctlError("KVM_GET_XSAVE", errno);
-    k.fpu = fromXsaveRegion(x);
-  } else if (::ioctl(fd, KVM_GET_FPU, &k.fpu) < 0) {
-    return ioctlError("KVM_GET_FPU", errno);
+  return state(state_part::kAll);
+}
+
+Result<CpuState> Vcpu::state(StateParts parts) const {
+  if (!known_) parts = state_part::kAll;
+  KvmCpuState& k = last_;
+  if (synced_) {
+    k.regs = run_->s.regs.regs;
+    k.sregs = run_->s.regs.sregs;
+    k.events = run_->s.regs.events;
+  } else {
+    if (call(KVM_GET_REGS, "KVM_GET_REGS", &k.regs) < 0) return ioctlError("KVM_GET_REGS", errno);
+    if (call(KVM_GET_SREGS, "KVM_GET_SREGS", &k.sregs) < 0)
+      return ioctlError("KVM_GET_SREGS", errno);
+    if (call(KVM_GET_VCPU_EVENTS, "KVM_GET_VCPU_EVENTS", &k.events) < 0)
+      return ioctlError("KVM_GET_VCPU_EVENTS", errno);
   }
-  if (::ioctl(fd, KVM_GET_DEBUGREGS, &k.debugregs) < 0)
+  if (parts & state_part::kFpu) {
+    if (caps_.xsave) {
+      XsaveRegion x{};
+      if (call(kGetXsave, "KVM_GET_XSAVE", x.data()) < 0) return ioctlError("KVM_GET_XSAVE", errno);
+      k.fpu = fromXsaveRegion(x);
+    } else if (call(KVM_GET_FPU, "KVM_GET_FPU", &k.fpu) < 0) {
+      return ioctlError("KVM_GET_FPU", errno);
+    }
+  }
+  if ((parts & state_part::kDebugRegs) &&
+      call(KVM_GET_DEBUGREGS, "KVM_GET_DEBUGREGS", &k.debugregs) < 0)
     return ioctlError("KVM_GET_DEBUGREGS", errno);
-  if (caps_.xcrs && ::ioctl(fd, KVM_GET_XCRS, &k.xcrs) < 0)
+  if ((parts & state_part::kXcr0) && caps_.xcrs && call(KVM_GET_XCRS, "KVM_GET_XCRS", &k.xcrs) < 0)
     return ioctlError("KVM_GET_XCRS", errno);
-  MsrBlock msrs(uint32_t(kOwnedMsrs.size()));
-  msrs.head()->nmsrs = uint32_t(kOwnedMsrs.size());
-  for (size_t i = 0; i < kOwnedMsrs.size(); ++i) msrs.entries()[i].index = kOwnedMsrs[i].index;
-  const int got = ::ioctl(fd, kGetMsrs, msrs.head());
-  if (got < 0) return ioctlError("KVM_GET_MSRS", errno);
-  if (size_t(got) != kOwnedMsrs.size())
-    return makeError(std::string("KVM_GET_MSRS cannot read ") + kOwnedMsrs[size_t(got)].name +
-                     " (" + hex(kOwnedMsrs[size_t(got)].index) + ")");
-  k.msrs.assign(msrs.entries(), msrs.entries() + kOwnedMsrs.size());
-  if (::ioctl(fd, KVM_GET_VCPU_EVENTS, &k.events) < 0)
-    return ioctlError("KVM_GET_VCPU_EVENTS", errno);
+  if (parts & state_part::kMsrs) {
+    MsrBlock msrs(uint32_t(kOwnedMsrs.size()));
+    msrs.head()->nmsrs = uint32_t(kOwnedMsrs.size());
+    for (size_t i = 0; i < kOwnedMsrs.size(); ++i) msrs.entries()[i].index = kOwnedMsrs[i].index;
+    const int got = call(kGetMsrs, "KVM_GET_MSRS", msrs.head());
+    if (got < 0) return ioctlError("KVM_GET_MSRS", errno);
+    if (size_t(got) != kOwnedMsrs.size())
+      return makeError(std::string("KVM_GET_MSRS cannot read ") + kOwnedMsrs[size_t(got)].name +
+                       " (" + hex(kOwnedMsrs[size_t(got)].index) + ")");
+    k.msrs.assign(msrs.entries(), msrs.entries() + kOwnedMsrs.size());
+  }
+  known_ = true;
   k.halted = halted_;
   return fromKvm(k);
 }
@@ -432,7 +478,8 @@ Result<CpuState> Vcpu::state() const {
 Status Vcpu::armSingleStep(bool on) {
   kvm_guest_debug d{};
   d.control = on ? (KVM_GUESTDBG_ENABLE | KVM_GUESTDBG_SINGLESTEP) : 0;
-  if (::ioctl(fd_.get(), KVM_SET_GUEST_DEBUG, &d) < 0)
+  changed();
+  if (call(KVM_SET_GUEST_DEBUG, "KVM_SET_GUEST_DEBUG", &d) < 0)
     return ioctlError(
         on ? "KVM_SET_GUEST_DEBUG (single-step on)" : "KVM_SET_GUEST_DEBUG (single-step off)",
         errno);
@@ -440,27 +487,29 @@ Status Vcpu::armSingleStep(bool on) {
 }
 
 Result<uint64_t> Vcpu::rip() const {
+  if (synced_) return uint64_t(run_->s.regs.regs.rip);
   kvm_regs regs{};
-  if (::ioctl(fd_.get(), KVM_GET_REGS, &regs) < 0) return ioctlError("KVM_GET_REGS", errno);
+  if (call(KVM_GET_REGS, "KVM_GET_REGS", &regs) < 0) return ioctlError("KVM_GET_REGS", errno);
   return uint64_t(regs.rip);
 }
 
 Result<Vcpu::RipFlags> Vcpu::ripAndFlags() const {
   kvm_regs regs{};
-  if (::ioctl(fd_.get(), KVM_GET_REGS, &regs) < 0) return ioctlError("KVM_GET_REGS", errno);
+  if (call(KVM_GET_REGS, "KVM_GET_REGS", &regs) < 0) return ioctlError("KVM_GET_REGS", errno);
   return RipFlags{regs.rip, regs.rflags};
 }
 
 Status Vcpu::queueSingleStepTrap() {
+  changed();
   kvm_vcpu_events ev{};
-  if (::ioctl(fd_.get(), KVM_GET_VCPU_EVENTS, &ev) < 0)
+  if (call(KVM_GET_VCPU_EVENTS, "KVM_GET_VCPU_EVENTS", &ev) < 0)
     return ioctlError("KVM_GET_VCPU_EVENTS", errno);
   if ((ev.exception.injected || ev.exception.pending) && ev.exception.nr == 1) return {};
   kvm_debugregs dbg{};
-  if (::ioctl(fd_.get(), KVM_GET_DEBUGREGS, &dbg) < 0)
+  if (call(KVM_GET_DEBUGREGS, "KVM_GET_DEBUGREGS", &dbg) < 0)
     return ioctlError("KVM_GET_DEBUGREGS", errno);
   dbg.dr6 = (dbg.dr6 & ~0xFull) | (1u << 14);  // BS; B0-B3 cleared
-  if (::ioctl(fd_.get(), KVM_SET_DEBUGREGS, &dbg) < 0)
+  if (call(KVM_SET_DEBUGREGS, "KVM_SET_DEBUGREGS", &dbg) < 0)
     return ioctlError("KVM_SET_DEBUGREGS", errno);
   ev.exception.injected = 1;
   ev.exception.pending = 0;
@@ -469,12 +518,13 @@ Status Vcpu::queueSingleStepTrap() {
   ev.exception.error_code = 0;
   ev.exception_has_payload = 0;
   ev.flags &= ~KVM_VCPUEVENT_VALID_PAYLOAD;
-  if (::ioctl(fd_.get(), KVM_SET_VCPU_EVENTS, &ev) < 0)
+  if (call(KVM_SET_VCPU_EVENTS, "KVM_SET_VCPU_EVENTS", &ev) < 0)
     return ioctlError("KVM_SET_VCPU_EVENTS (a single-step #DB)", errno);
   return {};
 }
 
 Status Vcpu::setSingleStep(bool on) {
+  if (on == singleStep_) return {};
   TTVM_TRY(armSingleStep(on));
   singleStep_ = on;
   completionPending_ = false;
@@ -487,7 +537,9 @@ Status Vcpu::setSingleStep(bool on) {
 }
 
 Result<VcpuExit> Vcpu::enter() {
-  if (::ioctl(fd_.get(), KVM_RUN, 0) < 0) {
+  const int rc = call(KVM_RUN, "KVM_RUN", 0);
+  synced_ = caps_.syncRegs;  // KVM stores them on every return, EINTR included
+  if (rc < 0) {
     const int err = errno;
     if (err == EINTR) {
       __atomic_store_n(&run_->immediate_exit, 0, __ATOMIC_SEQ_CST);
@@ -529,8 +581,9 @@ Result<VcpuExit> Vcpu::run() {
     // guest: KVM_RUN completes pending I/O before it looks at immediate_exit.
     completionPending_ = false;
     __atomic_store_n(&run_->immediate_exit, 1, __ATOMIC_SEQ_CST);
-    const int rc = ::ioctl(fd_.get(), KVM_RUN, 0);
+    const int rc = call(KVM_RUN, "KVM_RUN", 0);
     const int err = errno;
+    synced_ = caps_.syncRegs;
     __atomic_store_n(&run_->immediate_exit, 0, __ATOMIC_SEQ_CST);
     if (rc == 0) return noteExit(decodeExit(*run_, mapSize_));  // its trap, or the next I/O
     if (err != EINTR) return ioctlError("KVM_RUN (completing an exit)", err);
@@ -541,7 +594,7 @@ Result<VcpuExit> Vcpu::run() {
       TTVM_TRY(armSingleStep(true));
       stepRip_ = *now;
       kvm_debugregs dbg{};
-      if (::ioctl(fd_.get(), KVM_GET_DEBUGREGS, &dbg) < 0)
+      if (call(KVM_GET_DEBUGREGS, "KVM_GET_DEBUGREGS", &dbg) < 0)
         return ioctlError("KVM_GET_DEBUGREGS", errno);
       VcpuExit e;
       e.kind = ExitKind::kDebug;
@@ -558,7 +611,7 @@ Result<VcpuExit> Vcpu::run() {
   }
   // KVM sets TF only while RIP is where stepping was armed, so an
   // instruction its emulator completed leaves the guest running free: arm
-  // again at every entry.
+  // again at every entry (see setSingleStep).
   TTVM_TRY(armSingleStep(true));
   return enter();
 }
@@ -593,7 +646,7 @@ Status Vcpu::kickOnlyInRun() {
   mask.len = 8;
   std::memcpy(mask.sigset, &old, 8);
   constexpr unsigned long kSetSignalMask = _IOW(KVMIO, 0x8b, uint32_t);
-  if (::ioctl(fd_.get(), kSetSignalMask, &mask) < 0)
+  if (call(kSetSignalMask, "KVM_SET_SIGNAL_MASK", &mask) < 0)
     return ioctlError("KVM_SET_SIGNAL_MASK", errno);
   kicksMasked_ = true;
   return {};
@@ -601,7 +654,7 @@ Status Vcpu::kickOnlyInRun() {
 
 Result<bool> Vcpu::eventQueued() const {
   kvm_vcpu_events ev{};
-  if (::ioctl(fd_.get(), KVM_GET_VCPU_EVENTS, &ev) < 0)
+  if (call(KVM_GET_VCPU_EVENTS, "KVM_GET_VCPU_EVENTS", &ev) < 0)
     return ioctlError("KVM_GET_VCPU_EVENTS", errno);
   return ev.interrupt.injected != 0 || ev.nmi.injected != 0 || ev.nmi.pending != 0;
 }
@@ -613,14 +666,16 @@ bool Vcpu::readyForInterrupt() const {
 Status Vcpu::injectInterrupt(uint8_t vector) {
   kvm_interrupt irq{};
   irq.irq = vector;
-  if (::ioctl(fd_.get(), KVM_INTERRUPT, &irq) < 0)
+  changed();
+  if (call(KVM_INTERRUPT, "KVM_INTERRUPT", &irq) < 0)
     return makeError("KVM_INTERRUPT of vector " + hex(vector) + " failed: " + errnoText(errno));
   halted_ = false;
   return {};
 }
 
 Status Vcpu::injectNmi() {
-  if (::ioctl(fd_.get(), KVM_NMI, 0) < 0) return ioctlError("KVM_NMI", errno);
+  changed();
+  if (call(KVM_NMI, "KVM_NMI", 0) < 0) return ioctlError("KVM_NMI", errno);
   halted_ = false;
   return {};
 }
@@ -643,8 +698,9 @@ uint64_t Vcpu::exitApicBase() const {
 
 Result<std::optional<VcpuExit>> Vcpu::completeExit() {
   __atomic_store_n(&run_->immediate_exit, 1, __ATOMIC_SEQ_CST);
-  const int rc = ::ioctl(fd_.get(), KVM_RUN, 0);
+  const int rc = call(KVM_RUN, "KVM_RUN", 0);
   const int err = errno;
+  synced_ = caps_.syncRegs;
   __atomic_store_n(&run_->immediate_exit, 0, __ATOMIC_SEQ_CST);
   if (rc == 0) return std::optional<VcpuExit>(noteExit(decodeExit(*run_, mapSize_)));
   if (err != EINTR) return ioctlError("KVM_RUN (completing an exit)", err);
@@ -656,13 +712,13 @@ void Vcpu::answerMsr(std::optional<uint64_t> value) {
 }
 
 Status Vcpu::setTscKhz(uint32_t khz) {
-  if (::ioctl(fd_.get(), KVM_SET_TSC_KHZ, static_cast<unsigned long>(khz)) < 0)
+  if (call(KVM_SET_TSC_KHZ, "KVM_SET_TSC_KHZ", static_cast<unsigned long>(khz)) < 0)
     return makeError("KVM_SET_TSC_KHZ " + std::to_string(khz) + " failed: " + errnoText(errno));
   return {};
 }
 
 Result<uint32_t> Vcpu::tscKhz() const {
-  const int khz = ::ioctl(fd_.get(), KVM_GET_TSC_KHZ, 0);
+  const int khz = call(KVM_GET_TSC_KHZ, "KVM_GET_TSC_KHZ", 0);
   if (khz < 0) return ioctlError("KVM_GET_TSC_KHZ", errno);
   return uint32_t(khz);
 }
@@ -671,7 +727,7 @@ Result<uint64_t> Vcpu::guestTsc() const {
   MsrBlock m(1);
   m.head()->nmsrs = 1;
   m.entries()[0].index = 0x10;
-  if (::ioctl(fd_.get(), kGetMsrs, m.head()) != 1)
+  if (call(kGetMsrs, "KVM_GET_MSRS", m.head()) != 1)
     return ioctlError("KVM_GET_MSRS (IA32_TSC)", errno);
   return uint64_t(m.entries()[0].data);
 }
@@ -681,7 +737,8 @@ Status Vcpu::setGuestTsc(uint64_t value) {
   m.head()->nmsrs = 1;
   m.entries()[0].index = 0x10;
   m.entries()[0].data = value;
-  if (::ioctl(fd_.get(), kSetMsrs, m.head()) != 1)
+  changed();
+  if (call(kSetMsrs, "KVM_SET_MSRS", m.head()) != 1)
     return ioctlError("KVM_SET_MSRS (IA32_TSC)", errno);
   return {};
 }

@@ -427,7 +427,7 @@ void KvmBackend::serve(const kvm::VcpuExit& e) {
   exitPending_ = true;
 }
 
-Status KvmBackend::settle() {
+Status KvmBackend::settle(StateParts parts) {
   while (exitPending_) {
     auto next = vcpu_.completeExit();
     if (!next) return next.error();
@@ -441,7 +441,7 @@ Status KvmBackend::settle() {
     ++state_.steps;  // one more access of the same instruction: a counted exit
     serve(e);
   }
-  auto s = vcpu_.state();
+  auto s = vcpu_.state(parts);
   if (!s) return s.error();
   const uint64_t steps = state_.steps;
   normalizeSvmSegments(*s, state_);
@@ -515,6 +515,9 @@ StepResult KvmBackend::runUntil(uint64_t end, std::chrono::steady_clock::time_po
       if (Status st = settle(); !st.ok()) return fail(st.error().message);
       return {StepOutcome::kHalted};
     }
+    // Stepping (lockstep, a stop point's shadow steps) stays armed after
+    // step(): a run goes free.
+    if (Status st = vcpu_.setSingleStep(false); !st.ok()) return fail(st.error().message);
     auto r = vcpu_.run();
     if (!r) return fail(r.error().message);
     const kvm::VcpuExit& e = *r;
@@ -661,6 +664,16 @@ StepResult KvmBackend::stopHere() {
   return {StepOutcome::kRetired};
 }
 
+void KvmBackend::refreshState(StateParts parts) {
+  if (parts == 0 || !failure_.empty()) return;
+  auto s = vcpu_.state(parts);
+  if (!s) {
+    failure_ = "reading the state back: " + s.error().message;
+    return;
+  }
+  copyStateParts(state_, *s, parts);
+}
+
 StepResult KvmBackend::step() {
   return stepInstruction(true);
 }
@@ -711,8 +724,7 @@ StepResult KvmBackend::stepInstruction(bool offer) {
   // A port or MMIO exit with no trap yet: the Vcpu layer completes it on
   // the next run(); here the step ended at the trap, so nothing is pending.
   exitPending_ = false;
-  if (Status st = vcpu_.setSingleStep(false); !st.ok()) return fail(st.error().message);
-  if (Status st = settle(); !st.ok()) return fail(st.error().message);
+  if (Status st = settle(stepParts_); !st.ok()) return fail(st.error().message);
   return result;
 }
 

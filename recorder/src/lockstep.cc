@@ -312,7 +312,15 @@ std::vector<FieldDifference> compareStates(const CpuState& ref, CpuState& fol,
     ++masked[MaskReason::kShadowKind];
   }
 
-  // Compared with what is masked but not adopted taken out of both sides.
+  // Compared with what is masked but not adopted taken out of both sides
+  // (most steps: nothing differs).
+  {
+    const uint64_t steps = fol.steps;  // not compared: KVM counts exits
+    fol.steps = ref.steps;
+    const bool same = ref == fol;
+    fol.steps = steps;
+    if (same) return {};
+  }
   CpuState r = ref, f = fol;
   r.rflags &= flagsMask;
   f.rflags &= flagsMask;
@@ -405,6 +413,10 @@ class Lockstep::Impl {
   size_t ramBytes_ = 0;
   std::vector<uint64_t> lastFollowerPages_;
   bool pushedSegment_ = false;  // the last catch-up ran a PUSH of a segment register
+  // The last compared step's undefined flags and REP position (the final
+  // comparison masks as it did).
+  uint32_t lastUndefined_ = 0;
+  bool lastMidRep_ = false;
 };
 
 Status Lockstep::Impl::start() {
@@ -427,6 +439,7 @@ Status Lockstep::Impl::start() {
   PhysicalMemory fm{std::span<uint8_t>(followerRam_, ramBytes_), memory.mmioHoles};
   follower_ = std::make_unique<EmuBackend>(machine_.cpuModel(), fm, *followerEnv_);
   reference_->setState(initial_);
+  reference_->setStepReadBack(0);  // run() asks for what it needs per step
   follower_->setState(initial_);
   follower_->setDirtyTracking(true);
   (void)follower_->takeDirtyPages();
@@ -519,7 +532,25 @@ LockstepResult Lockstep::Impl::run() {
                             std::chrono::duration<double>(options_.timeoutSeconds))
           : std::chrono::steady_clock::time_point::max();
   auto done = [&](End end, std::string message) -> LockstepResult {
-    // A last look at all of RAM, unless a difference already ended the run.
+    // A last look at the whole state (KVM reinitialises the vCPU after a
+    // triple fault) and all of RAM, unless a difference already ended the run.
+    if (end != End::kDifference && end != End::kReferenceFailed && end != End::kTripleFault) {
+      reference_->refreshState(state_part::kAll);
+      if (!reference_->failure().empty()) {
+        r.reference = reference_->state();
+        r.follower = follower_->state();
+        finish(r, End::kReferenceFailed, reference_->failure());
+        return r;
+      }
+      CpuState f = follower_->state();
+      r.differences = compareStates(reference_->state(), f, lastUndefined_, r.masked, lastMidRep_);
+      if (!r.differences.empty()) {
+        r.before = r.reference = reference_->state();
+        r.follower = follower_->state();
+        message = "the states differ at the end (" + message + ")";
+        end = End::kDifference;
+      }
+    }
     if (end != End::kDifference && end != End::kReferenceFailed && !compareAllRam(r)) {
       r.before = r.reference = reference_->state();
       r.follower = follower_->state();
@@ -535,6 +566,8 @@ LockstepResult Lockstep::Impl::run() {
   uint64_t haltedSinceNs = 0;
   bool idle = false;
   uint64_t nextFullCompare = options_.memoryCompareInterval;
+  const uint64_t fullStateEvery = std::max<uint64_t>(options_.fullStateInterval, 1);
+  uint64_t nextFullState = fullStateEvery;
 
   for (;;) {
     if (const auto& stop = machine_.stopRequest()) {
@@ -604,10 +637,24 @@ LockstepResult Lockstep::Impl::run() {
     pushedSegment_ = false;
     bool guestDebugTrap = false;
     bool tripleFault = false;
+    // What the reference must read back of its costly parts (see
+    // LockstepOptions::fullStateInterval): what the instructions the
+    // follower ran can write; all when the step was not one plain
+    // instruction (or a REP instruction's iterations).
+    StateParts parts = 0;
+    bool plain = !injected;
+    uint64_t catchUp = 0;
     for (uint64_t n = 0; n < kCatchUpLimit; ++n) {
       uint64_t at = 0;
-      if (auto d = instructionAt(*follower_, at)) {
+      ++catchUp;
+      // The first is the instruction decoded before the reference's step.
+      const std::optional<Disassembly> d = catchUp == 1 ? insn : instructionAt(*follower_, at);
+      if (catchUp == 1) at = rip0;
+      // A REP string instruction's iterations are steps at its address.
+      if (catchUp > 1 && !(insn && at == rip0 && insn->text.starts_with("rep"))) plain = false;
+      if (d) {
         undefined |= d->undefinedFlags;
+        parts |= d->writes;
         static const char* const kPushSeg[] = {"push es", "push cs", "push ss",
                                                "push ds", "push fs", "push gs"};
         for (const char* p : kPushSeg)
@@ -615,6 +662,7 @@ LockstepResult Lockstep::Impl::run() {
       }
       const uint64_t before = follower_->state().steps;
       const StepResult fr = follower_->step();
+      if (fr.outcome != StepOutcome::kRetired) plain = false;
       if (!followerEnv_->problem().empty()) break;
       if (fr.outcome == StepOutcome::kTripleFault) {
         tripleFault = true;
@@ -658,11 +706,24 @@ LockstepResult Lockstep::Impl::run() {
       adoptFollower();
       continue;
     }
+    if (!plain || r.steps >= nextFullState) {
+      parts = state_part::kAll;
+      nextFullState = r.steps + fullStateEvery;
+    }
+    if (parts != state_part::kAll) ++r.partialReads;
+    reference_->refreshState(parts);
+    if (!reference_->failure().empty()) {
+      r.reference = reference_->state();
+      r.follower = follower_->state();
+      return done(End::kReferenceFailed, reference_->failure());
+    }
     CpuState adopted = follower_->state();
     const bool midRep = insn && adopted.rip == r.before.rip && adopted.rip == k.rip &&
                         (insn->text.starts_with("rep") || insn->text.starts_with("repe") ||
                          insn->text.starts_with("repne"));
     r.differences = compareStates(k, adopted, undefined, r.masked, midRep);
+    lastUndefined_ = undefined;
+    lastMidRep_ = midRep;
     if (!(adopted == follower_->state())) follower_->setState(adopted);
     if (!r.differences.empty()) return difference("the states differ");
     if (!comparePages(lastFollowerPages_, r)) return difference("RAM differs");

@@ -8,6 +8,10 @@
 # printing it (instruction, fields, both states).
 #
 # usage: lockstep_kvm.sh TTVM N DIR...
+# QEMU's TCG (the nested VM's CPU) runs AVX2 code through helpers: glibc's
+# AVX2 memcmp, which the RAM comparisons use, made lockstep 1.7x slower
+# there than its baseline string functions (docs/kvm-recording.md).
+export GLIBC_TUNABLES=glibc.cpu.hwcaps=-AVX2
 T=${1:?usage: lockstep_kvm.sh TTVM N DIR...}
 N=${2:?usage: lockstep_kvm.sh TTVM N DIR...}
 shift 2

@@ -263,6 +263,23 @@ struct CpuState {
 };
 
 // The CPU mode, derived from CR0, EFER and CS/RFLAGS; decoded code is cached per mode.
+// Parts of a CpuState that a CPU backend reading the state back from
+// elsewhere (KVM: one ioctl each) may leave out when it knows they did not
+// change: lockstep reads them only after an instruction that can write them
+// (Disassembly::writes) and every few instructions
+// (CpuBackend::setStepReadBack, kvm::Vcpu::state(parts)).
+using StateParts = uint32_t;
+namespace state_part {
+inline constexpr StateParts kFpu = 1u << 0;        // fpu: x87, SSE, MXCSR
+inline constexpr StateParts kDebugRegs = 1u << 1;  // dr[0-3], dr6, dr7
+inline constexpr StateParts kXcr0 = 1u << 2;       // xcr0
+inline constexpr StateParts kMsrs = 1u << 3;       // msr, but for efer and apicBase
+inline constexpr StateParts kAll = kFpu | kDebugRegs | kXcr0 | kMsrs;
+}  // namespace state_part
+
+// Copies `parts` of `from` into `to` (the rest of `to` stays).
+void copyStateParts(CpuState& to, const CpuState& from, StateParts parts);
+
 enum class CpuMode : uint8_t {
   kReal,
   kVirtual8086,

@@ -27,6 +27,7 @@
 #include "ttvm/base/result.h"
 #include "ttvm/emulator/cpu_model.h"
 #include "ttvm/emulator/cpu_state.h"
+#include "ttvm/kvm/kvm_abi.h"
 #include "ttvm/kvm/vcpu_exit.h"
 
 struct kvm_run;
@@ -72,6 +73,9 @@ struct KvmCapabilities {
   // MSR accesses can exit to user space (Vm::msrsToUserSpace).
   bool userSpaceMsr = false;
   bool tscControl = false;  // KVM_CAP_TSC_CONTROL: KVM_SET_TSC_KHZ scales the guest's TSC
+  // KVM_CAP_SYNC_REGS with regs, sregs and events: KVM_RUN leaves them in
+  // kvm_run (kvm_run.s.regs), so reading them back needs no ioctl.
+  bool syncRegs = false;
 };
 
 // /dev/kvm: the API version and the capabilities ttvm needs are checked at
@@ -158,6 +162,14 @@ class Vcpu {
   Status setState(const CpuState& s);
   // Reads every register back (steps 0).
   Result<CpuState> state() const;
+  // The same, but of the parts that cost an ioctl each beyond what kvm_run
+  // holds (state_part: the FPU, the debug registers, XCR0, the MSRs) only
+  // `parts`; the others keep the values of the last setState() or read, for
+  // a caller that knows they did not change since. The general registers,
+  // segments, control registers and pending events come from kvm_run where
+  // KVM synced them at the last KVM_RUN (KvmCapabilities::syncRegs) and
+  // nothing was set since, else by ioctl.
+  Result<CpuState> state(StateParts parts) const;
 
   // KVM_SET_GUEST_DEBUG: with `on`, KVM_GUESTDBG_SINGLESTEP: after every
   // instruction the guest retires (or the exception it delivers), KVM_RUN
@@ -177,6 +189,14 @@ class Vcpu {
   // What stays KVM's: a REP string instruction traps once when it completes
   // (KVM's emulator runs the iterations in one go), not after every
   // iteration as the architecture and ttvm's emulator do.
+  //
+  // Stepping is armed again before every entry: KVM keeps the TF it set
+  // after a trap, but keeping stepping armed only where that TF could be
+  // gone (after setState, a non-trap exit, an injected event, POPF or IRET)
+  // lost the traps after a REP OUTSB that KVM's emulator completed
+  // (SingleStepOverRepStringIo: the next three instructions ran free), so
+  // the one KVM_SET_GUEST_DEBUG per entry stays. setSingleStep(on) with the
+  // mode already `on` does nothing (no ioctl).
   Status setSingleStep(bool on);
 
   // KVM_RUN until the next exit. An I/O read or MMIO read must be answered
@@ -262,12 +282,29 @@ class Vcpu {
   // complete_emulated_mmio; docs/kvm-recording.md).
   Status queueSingleStepTrap();
 
+  // Every ioctl on the vCPU so far, by request: how often, and the wall time
+  // spent in it (what `ttvm lockstep -v` prints).
+  struct IoctlStat {
+    const char* name = "";
+    uint64_t calls = 0;
+    uint64_t ns = 0;
+  };
+  const std::vector<IoctlStat>& ioctlStats() const { return stats_; }
+
  private:
   friend class Vm;
   Vcpu(Fd fd, kvm_run* run, size_t mapSize, KvmCapabilities caps)
       : fd_(std::move(fd)), run_(run), mapSize_(mapSize), caps_(caps) {}
   Status armSingleStep(bool on);
   Result<uint64_t> rip() const;
+  // ioctl(fd_, request, arg), counted and timed under `name` in stats_.
+  int call(unsigned long request, const char* name, unsigned long arg) const;
+  template <class T>
+  int call(unsigned long request, const char* name, T* arg) const {
+    return call(request, name, reinterpret_cast<unsigned long>(arg));
+  }
+  // A setter changed the vCPU: kvm_run's synced registers are stale.
+  void changed() { synced_ = false; }
   Result<VcpuExit> enter();
   VcpuExit noteExit(VcpuExit e);
   Fd fd_;
@@ -279,6 +316,12 @@ class Vcpu {
   bool kicksMasked_ = false;        // kickOnlyInRun()
   bool completionPending_ = false;  // stepping, and the last exit was I/O or MMIO
   uint64_t stepRip_ = 0;            // stepping: RIP of the instruction being stepped
+  bool synced_ = false;             // kvm_run.s.regs holds the vCPU's regs, sregs, events
+  // What the last setState() or state() read held, the parts state(parts)
+  // leaves out included; `known_` once every part was set or read.
+  mutable KvmCpuState last_;
+  mutable bool known_ = false;
+  mutable std::vector<IoctlStat> stats_;
   std::atomic<bool> kickReady_{false};
   pthread_t thread_{};
 };

@@ -93,6 +93,16 @@ class CpuBackend {
   // these keep their defaults.
   virtual void setWallSlice(std::chrono::nanoseconds) {}
   virtual std::vector<TraceEvent> takeStopPoint() { return {}; }
+
+  // Lockstep's fast path (docs/kvm-recording.md, "Lockstep"). A backend
+  // that reads its state back from elsewhere may skip the parts that cost
+  // (state_part: the FPU, debug registers, XCR0, MSRs): after
+  // setStepReadBack(parts), step() reads back only `parts` of them, and the
+  // others keep their last values in state() until refreshState() reads
+  // them (its errors go to failure()). The emulator has its whole state at
+  // hand, and these keep their defaults.
+  virtual void setStepReadBack(StateParts) {}
+  virtual void refreshState(StateParts) {}
 };
 
 }  // namespace ttvm::machine

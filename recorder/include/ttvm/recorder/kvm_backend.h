@@ -151,6 +151,12 @@ class KvmBackend final : public machine::CpuBackend {
   const std::string& failure() const override { return failure_; }
   void setWallSlice(std::chrono::nanoseconds slice) override;
   std::vector<TraceEvent> takeStopPoint() override;
+  // step() reads the state back through kvm_run's synced registers (no
+  // ioctl) and, of the parts that cost one each, only `parts`.
+  void setStepReadBack(StateParts parts) override { stepParts_ = parts; }
+  void refreshState(StateParts parts) override;
+  // The vCPU's ioctls so far (kvm::Vcpu::ioctlStats).
+  const std::vector<kvm::Vcpu::IoctlStat>& ioctlStats() const { return vcpu_.ioctlStats(); }
 
   // Exits of each kind since creation (counted or not), for summaries and tests.
   struct ExitCounts {
@@ -176,8 +182,8 @@ class KvmBackend final : public machine::CpuBackend {
   // Answers an MSR exit as the emulator would (see above).
   Status serveMsr(const kvm::VcpuExit& e);
   // Completes the last access (answering further ones it makes) and reads the
-  // state back.
-  Status settle();
+  // state back (of the parts that cost an ioctl, only `parts`).
+  Status settle(StateParts parts = state_part::kAll);
   // After an MMIO write exit: KVM loses the single-step trap the guest's own
   // TF owes after it (x86_emulate_instruction checks single-step only when
   // it does not exit; complete_emulated_mmio's FIXME: the case ttvm began
@@ -217,6 +223,7 @@ class KvmBackend final : public machine::CpuBackend {
   std::optional<uint8_t> injectVector_;
   bool injectNmi_ = false;
   bool dirtyTracking_ = false;
+  StateParts stepParts_ = state_part::kAll;  // setStepReadBack
   ExitCounts counts_;
   std::string failure_;
   std::vector<std::string> unimplemented_;

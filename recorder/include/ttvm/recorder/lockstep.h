@@ -140,6 +140,15 @@ struct LockstepOptions {
   double timeoutSeconds = 0;
   // All of RAM compared every this many reference steps (and at the end).
   uint64_t memoryCompareInterval = 4096;
+  // The reference's state parts that cost a read each (state_part: FPU,
+  // debug registers, XCR0, MSRs) are read back after an instruction that
+  // can write them (Disassembly::writes), after a step that was not one
+  // plain instruction (an event delivered, more than one emulator step but
+  // for a REP instruction's iterations, an outcome other than retired), and
+  // all of them every this many reference steps and at the end, which
+  // catches what the rule missed within K instructions. 1: after every
+  // instruction.
+  uint64_t fullStateInterval = 64;
   // Halted with IF=1 this long in virtual time: hang.
   uint64_t idleHangNs = 60'000'000'000ull;
   const volatile std::sig_atomic_t* interruptFlag = nullptr;
@@ -163,6 +172,7 @@ struct LockstepResult {
   uint64_t steps = 0;                         // reference steps compared
   uint64_t followerSteps = 0;                 // the follower's step count at the end
   uint64_t memoryCompares = 0;                // full RAM comparisons made
+  uint64_t partialReads = 0;  // reference steps whose costly state parts were not all read back
   std::map<MaskReason, uint64_t> masked;
   // kDifference: the state both had before the instruction, the
   // instruction there (linear RIP, bytes, disassembly), both states after,
