@@ -126,6 +126,13 @@ struct Header {
   # (INIT) is the source's machine at step `fromStep` (CpuState.steps ==
   # fromStep) and its events are the source's from there.
   slice @12 :SliceOrigin;
+  # 1.5: guest-physical page numbers a KVM recording kept out of KVM's
+  # memory because their bytes hold RDTSC or RDTSCP (`ttvm record
+  # --kvm-trap-tsc`): KVM cannot run code there, so ttvm's emulator ran
+  # every instruction fetched from them, and each TSC value one of those
+  # instructions read is an rdtsc event. Empty otherwise (and in older
+  # traces): a KVM trace then holds no RDTSC value.
+  emulatedPages @13 :List(UInt64);
 }
 
 # 1.4: where a slice comes from.

@@ -115,6 +115,11 @@ void printText(const TraceReader& r, const EventStats& ev) {
       std::printf("replayed   %s (replay runs them; their port accesses are not in the trace)\n",
                   replayed.c_str());
   }
+  if (!h.emulatedPages.empty())
+    std::printf(
+        "emulated   %zu pages run by ttvm's emulator under KVM (they hold RDTSC/RDTSCP, "
+        "whose values are in the trace), first 0x%" PRIx64 "\n",
+        h.emulatedPages.size(), h.emulatedPages.front() * kPageSize);
   if (!h.machine.cmdline.empty()) std::printf("cmdline    %s\n", h.machine.cmdline.c_str());
   std::printf("cpu model  %s (%s), %zu CPUID leaves, %zu model MSRs\n", h.cpuModel.name.c_str(),
               h.cpuModel.vendor == CpuVendor::kAmd ? "AMD" : "Intel", h.cpuModel.cpuid.size(),
@@ -177,6 +182,9 @@ void printJson(const TraceReader& r, const EventStats& ev) {
   std::printf("], \"replayedDevices\": [");
   for (size_t i = 0; i < h.replayedDevices.size(); ++i)
     std::printf("%s%s", i ? ", " : "", jsonString(h.replayedDevices[i]).c_str());
+  std::printf("], \"emulatedPages\": [");
+  for (size_t i = 0; i < h.emulatedPages.size(); ++i)
+    std::printf("%s%" PRIu64, i ? ", " : "", h.emulatedPages[i]);
   std::printf(
       "]},\n  \"cpuModel\": {\"name\": %s, \"vendor\": \"%s\", \"cpuidLeaves\": %zu, "
       "\"modelMsrs\": %zu},\n",

@@ -67,6 +67,14 @@ constexpr const char* kUsage =
     "                        a guest that computes without exiting is stopped where\n"
     "                        a timer falls due (a stop point the replay finds by\n"
     "                        its state; --kvm-stop-points says so explicitly)\n"
+    "  --kvm-trap-tsc        under KVM, keep the RAM pages that hold RDTSC or RDTSCP\n"
+    "                        when the guest starts out of KVM's memory: ttvm's\n"
+    "                        emulator runs every instruction fetched from them, so\n"
+    "                        the TSC values they read (the virtual clock) are in\n"
+    "                        the trace and the replay gets past them. Slower where\n"
+    "                        the guest runs or reads those pages; code the guest\n"
+    "                        writes itself later is not covered\n"
+    "                        (docs/kvm-recording.md)\n"
     "  --cpuid-hide LIST     clear these features from the guest's CPUID (the trace\n"
     "                        keeps the model): tsc, rdtscp, rdrand, rdseed, rdpid,\n"
     "                        comma-separated, or all. KVM lets a guest execute\n"
@@ -281,6 +289,12 @@ void printSummary(const RecordResult& r, const TraceHeader& header, const machin
       std::fprintf(stderr, "  pmu      %s\n", k->pmuNote().c_str());
       std::fprintf(stderr, "  msrs     %s\n", k->msrNote().c_str());
       std::fprintf(stderr, "  tsc      %s\n", k->tscNote().c_str());
+      if (!header.emulatedPages.empty())
+        std::fprintf(stderr,
+                     "  emulated %zu pages holding RDTSC/RDTSCP: %" PRIu64
+                     " instructions run by ttvm's emulator, %" PRIu64
+                     " of the guest's accesses to those pages served from RAM\n",
+                     header.emulatedPages.size(), c.emulated, c.emulatedRam);
     }
   } else {
     double mips = r.wallSeconds > 0 ? static_cast<double>(e.steps) / r.wallSeconds / 1e6 : 0;
@@ -326,7 +340,7 @@ int cmdRecord(std::span<char* const> args) {
   CpuEngine engine = CpuEngine::kReference;
   std::vector<DiskSpec> disks;
   bool noTrace = false, stopPoints = true, verbose = false, realtime = false, kernelOnly = false,
-       logDeviceReads = false;
+       logDeviceReads = false, trapTsc = false;
   uint64_t ram = 256ull << 20, maxSteps = 0, digestInterval = 1u << 16, snapshotEvery = 0;
   double timeout = 0;
   std::optional<uint64_t> loadAddr, entry, rngSeed;
@@ -358,6 +372,8 @@ int cmdRecord(std::span<char* const> args) {
       stopPoints = true;
     } else if (a == "--no-kvm-stop-points") {
       stopPoints = false;
+    } else if (a == "--kvm-trap-tsc") {
+      trapTsc = true;
     } else if (a == "--log-device-reads") {
       logDeviceReads = true;
     } else if (a == "-o" || a == "--output") {
@@ -646,10 +662,10 @@ int cmdRecord(std::span<char* const> args) {
   ro.logDeviceAccesses = logDeviceReads;
   ro.betweenExits = stopPoints;
   if (kvmDevice)
-    ro.makeBackend = [&kvmDevice, stopPoints](
+    ro.makeBackend = [&kvmDevice, stopPoints, trapTsc](
                          const CpuModel& model, PhysicalMemory memory,
                          Environment& env) -> Result<std::unique_ptr<machine::CpuBackend>> {
-      auto b = KvmBackend::create(*kvmDevice, model, std::move(memory), env, stopPoints);
+      auto b = KvmBackend::create(*kvmDevice, model, std::move(memory), env, stopPoints, trapTsc);
       if (!b) return b.error();
       return std::unique_ptr<machine::CpuBackend>(std::move(*b));
     };

@@ -256,6 +256,9 @@ void toCapnp(const TraceHeader& h, schema::Header::Builder b) {
     sl.setSourceName(textOf(h.slice->sourceName));
     sl.setPartialRam(h.slice->partialRam);
   }
+  auto emulated = b.initEmulatedPages(static_cast<unsigned>(h.emulatedPages.size()));
+  for (size_t i = 0; i < h.emulatedPages.size(); ++i)
+    emulated.set(static_cast<unsigned>(i), h.emulatedPages[i]);
 }
 
 Status fromCapnp(schema::Header::Reader r, TraceHeader& h, const std::string& where) {
@@ -308,6 +311,17 @@ Status fromCapnp(schema::Header::Reader r, TraceHeader& h, const std::string& wh
   h.formatMinor = r.getFormatMinor();  // 0 in 1.0; the reader checks it against the preamble
   h.replayedDevices.clear();
   for (auto d : r.getReplayedDevices()) h.replayedDevices.push_back(toString(d));
+  h.emulatedPages.clear();
+  for (uint64_t p : r.getEmulatedPages()) {
+    if (!h.emulatedPages.empty() && p <= h.emulatedPages.back())
+      return makeError(where + ": the header's emulated pages are not in increasing order (page " +
+                       std::to_string(p) + " after " + std::to_string(h.emulatedPages.back()) +
+                       ")");
+    if (p >= h.machine.ramBytes / kPageSize)
+      return makeError(where + ": the header's emulated page " + std::to_string(p) +
+                       " lies beyond the machine's RAM");
+    h.emulatedPages.push_back(p);
+  }
   h.slice.reset();
   if (r.hasSlice()) {
     auto sl = r.getSlice();

@@ -265,6 +265,17 @@ Status Vm::takeDirtyLog(uint32_t slot, std::span<uint64_t> bitmap) {
   return {};
 }
 
+static_assert(InternalErrorExit::kEmulation == KVM_INTERNAL_ERROR_EMULATION);
+
+Status Vm::exitOnEmulationFailure() {
+  kvm_enable_cap cap{};
+  cap.cap = KVM_CAP_EXIT_ON_EMULATION_FAILURE;
+  cap.args[0] = 1;
+  if (::ioctl(fd_.get(), KVM_ENABLE_CAP, &cap) < 0)
+    return ioctlError("KVM_ENABLE_CAP (KVM_CAP_EXIT_ON_EMULATION_FAILURE, Linux 5.14+)", errno);
+  return {};
+}
+
 Status Vm::msrsToUserSpace() {
   if (!caps_.userSpaceMsr)
     return makeError(
@@ -653,10 +664,16 @@ Status Vcpu::kickOnlyInRun() {
 }
 
 Result<bool> Vcpu::eventQueued() const {
+  auto q = queuedEvents();
+  if (!q) return q.error();
+  return q->interrupt || q->nmi;
+}
+
+Result<Vcpu::QueuedEvents> Vcpu::queuedEvents() const {
   kvm_vcpu_events ev{};
   if (call(KVM_GET_VCPU_EVENTS, "KVM_GET_VCPU_EVENTS", &ev) < 0)
     return ioctlError("KVM_GET_VCPU_EVENTS", errno);
-  return ev.interrupt.injected != 0 || ev.nmi.injected != 0 || ev.nmi.pending != 0;
+  return QueuedEvents{ev.interrupt.injected != 0, ev.nmi.injected != 0 || ev.nmi.pending != 0};
 }
 
 bool Vcpu::readyForInterrupt() const {

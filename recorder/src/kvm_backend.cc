@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <utility>
 
 #include "ttvm/base/hex.h"
 #include "ttvm/base/log.h"
@@ -65,6 +66,90 @@ class MsrEnvironment final : public Environment {
 };
 
 }  // namespace
+
+// emulateRun's environment: the instruction reaches the machine as
+// it would in the emulator (each access logged as the environment logs it),
+// and the accesses are counted; interrupts are KVM's business (offered at
+// exits), never taken inside the emulated instruction.
+class KvmBackend::EmulatedEnvironment final : public Environment {
+ public:
+  explicit EmulatedEnvironment(Environment& env) : env_(env) {}
+  uint32_t portIn(uint16_t port, unsigned size) override {
+    ++accesses_;
+    return env_.portIn(port, size);
+  }
+  void portOut(uint16_t port, unsigned size, uint32_t value) override {
+    ++accesses_;
+    env_.portOut(port, size, value);
+  }
+  uint64_t mmioRead(uint64_t addr, unsigned size) override {
+    ++accesses_;
+    return env_.mmioRead(addr, size);
+  }
+  void mmioWrite(uint64_t addr, unsigned size, uint64_t value) override {
+    ++accesses_;
+    env_.mmioWrite(addr, size, value);
+  }
+  uint64_t readTsc() override {
+    ++accesses_;
+    return env_.readTsc();
+  }
+  std::optional<uint64_t> readRandom(unsigned size) override {
+    ++accesses_;
+    return env_.readRandom(size);
+  }
+  std::optional<uint64_t> readMsr(uint32_t index) override {
+    ++accesses_;
+    return env_.readMsr(index);
+  }
+  bool writeMsr(uint32_t index, uint64_t value) override {
+    ++accesses_;
+    return env_.writeMsr(index, value);
+  }
+  bool interruptPending() override { return false; }
+  uint8_t acknowledgeInterrupt() override {
+    TTVM_ASSERT(false, "an emulated instruction took an interrupt");
+    return 0;
+  }
+  bool nmiPending() override { return false; }
+  void acknowledgeNmi() override { TTVM_ASSERT(false, "an emulated instruction took an NMI"); }
+  bool stopRequested() override { return false; }
+
+  uint64_t takeAccesses() { return std::exchange(accesses_, 0); }
+
+ private:
+  Environment& env_;
+  uint64_t accesses_ = 0;
+};
+
+std::vector<uint64_t> tscReadingPages(std::span<const uint8_t> ram,
+                                      std::span<const PhysicalMemory::Range> holes) {
+  std::vector<uint64_t> pages;
+  auto mark = [&](uint64_t at) {
+    const uint64_t page = at / kPage;
+    for (const PhysicalMemory::Range& h : holes)
+      if (page * kPage < h.end && h.begin < (page + 1) * kPage) return;
+    if (pages.empty() || pages.back() < page) pages.push_back(page);
+  };
+  const uint8_t* base = ram.data();
+  const size_t n = ram.size();
+  for (size_t i = 0; i + 1 < n;) {
+    const void* hit = std::memchr(base + i, 0x0F, n - 1 - i);
+    if (hit == nullptr) break;
+    i = size_t(static_cast<const uint8_t*>(hit) - base);
+    size_t length = 0;
+    if (base[i + 1] == 0x31)
+      length = 2;  // RDTSC
+    else if (i + 2 < n && base[i + 1] == 0x01 && base[i + 2] == 0xF9)
+      length = 3;  // RDTSCP
+    if (length != 0) {
+      mark(i);
+      mark(i + length - 1);
+    }
+    ++i;
+  }
+  return pages;
+}
 
 bool mayFollowShadowOpener(std::span<const uint8_t> before, CpuMode mode) {
   for (size_t k = 1; k <= before.size() && k <= 15; ++k) {
@@ -155,10 +240,20 @@ Result<std::vector<PhysicalMemory::Range>> kvmRamSlots(
 
 Result<std::unique_ptr<KvmBackend>> KvmBackend::create(const kvm::Kvm& kvm, const CpuModel& model,
                                                        PhysicalMemory memory, Environment& env,
-                                                       bool stopPoints) {
+                                                       bool stopPoints, bool emulateTscPages) {
   auto vm = kvm.createVm();
   if (!vm) return vm.error();
-  auto slots = kvmRamSlots(memory.ram.size(), memory.mmioHoles);
+  // The emulated pages are holes in KVM's memory as the MMIO ones are.
+  std::vector<uint64_t> emulated;
+  std::vector<PhysicalMemory::Range> holes = memory.mmioHoles;
+  if (emulateTscPages) {
+    TTVM_TRY(vm->exitOnEmulationFailure());
+    emulated = tscReadingPages(memory.ram, memory.mmioHoles);
+    for (uint64_t p : emulated) holes.push_back({p * kPage, (p + 1) * kPage});
+    std::sort(holes.begin(), holes.end(),
+              [](const auto& a, const auto& b) { return a.begin < b.begin; });
+  }
+  auto slots = kvmRamSlots(memory.ram.size(), holes);
   if (!slots) return slots.error();
   // With stop points every slot logs the pages the guest writes.
   for (uint32_t i = 0; i < slots->size(); ++i) {
@@ -185,6 +280,7 @@ Result<std::unique_ptr<KvmBackend>> KvmBackend::create(const kvm::Kvm& kvm, cons
                 : ", the host's (" + set.error().message + ")") +
       "; RDTSC reads it without an exit";
   b->slots_ = std::move(*slots);
+  b->emulated_ = std::move(emulated);
   b->stopPoints_ = stopPoints;
   // Stop points are found by state; an exact branch count would locate
   // them without a search, where the host's PMU gives one (not recorded yet).
@@ -260,6 +356,18 @@ Status KvmBackend::recordStopPoint() {
     TTVM_TRY(vm_.takeDirtyLog(i, dirtyBitmap_));
     machine::appendDirtyRuns(dirtyBitmap_, r.begin / kPage, runs);
   }
+  // Pages KVM's log does not see: written by emulated instructions, or on
+  // emulated pages (served from RAM).
+  std::sort(emulatedDirty_.begin(), emulatedDirty_.end());
+  emulatedDirty_.erase(std::unique(emulatedDirty_.begin(), emulatedDirty_.end()),
+                       emulatedDirty_.end());
+  for (uint64_t p : emulatedDirty_) {
+    if (!runs.empty() && runs.back().first + runs.back().count == p)
+      ++runs.back().count;
+    else
+      runs.push_back({p, 1});
+  }
+  emulatedDirty_.clear();
   if (!walker_) walker_ = std::make_unique<Cpu>(model_, memory_, env_);
   walker_->setState(state_);
   const std::vector<uint64_t> accessBytes = machine::descriptorAccessBytes(
@@ -344,6 +452,7 @@ Status KvmBackend::offerEvents() {
     }
   }
   vcpu_.requestInterruptWindow(wanted);
+  windowWanted_ = wanted;
   return {};
 }
 
@@ -396,6 +505,100 @@ Status KvmBackend::serveMsr(const kvm::VcpuExit& e) {
   return {};
 }
 
+bool KvmBackend::isEmulatedPage(uint64_t physical) const {
+  return std::binary_search(emulated_.begin(), emulated_.end(), physical / kPage);
+}
+
+bool KvmBackend::serveEmulatedRam(const kvm::VcpuExit& e) {
+  if (e.kind != kvm::ExitKind::kMmio || !isEmulatedPage(e.mmio.address)) return false;
+  // KVM splits an access at page boundaries: this one lies in the page.
+  const kvm::MmioExit& m = e.mmio;
+  TTVM_ASSERT(m.address + m.data.size() <= memory_.ram.size(), "an emulated page beyond RAM");
+  uint8_t* at = memory_.ram.data() + m.address;
+  if (m.write) {
+    std::memcpy(at, m.data.data(), m.data.size());
+    emulatedDirty_.push_back(m.address / kPage);
+  } else {
+    std::memcpy(m.data.data(), at, m.data.size());
+  }
+  ++counts_.emulatedRam;
+  exitPending_ = true;
+  return true;
+}
+
+StepResult KvmBackend::emulateRun(const kvm::VcpuExit& e,
+                                  std::chrono::steady_clock::time_point wallEnd, bool single,
+                                  bool* windowOpened) {
+  // An event KVM holds for the guest: an NMI given while NMIs were blocked
+  // is delivered at the first boundary where they are not, which ends the
+  // run (the state given back does not touch a pending NMI). An interrupt
+  // or NMI KVM was delivering when it could not fetch is not expected.
+  auto queued = vcpu_.queuedEvents();
+  if (!queued) return fail(queued.error().message);
+  auto s = vcpu_.state();
+  if (!s) return fail(s.error().message);
+  if (queued->interrupt)
+    return fail("KVM could not fetch the instruction at rip " + hex(s->rip) +
+                " on an emulated page while it held an interrupt for the guest");
+  const uint64_t exits = state_.steps;
+  normalizeSvmSegments(*s, state_);
+  state_ = std::move(*s);
+  // The exit number its events carry, kept only if it makes one.
+  state_.steps = exits + 1;
+  state_.pending.halted = false;
+  if (!emuCpu_) {
+    emuEnv_ = std::make_unique<EmulatedEnvironment>(env_);
+    emuCpu_ = std::make_unique<Cpu>(model_, memory_, *emuEnv_);
+    emuCpu_->setDirtyTracking(true);
+  }
+  emuCpu_->setState(state_);
+  TTVM_LOG("kvm", kTrace,
+           "emulating from " << instructionAtRip() << " at rip " << hex(state_.rip) << " ("
+                             << kvm::describe(e) << ")");
+  // Instructions that make no access are invisible to the trace: a run of
+  // them costs one KVM state round trip, not one each.
+  StepResult r;
+  bool counted = false;
+  for (uint64_t n = 1;; ++n) {
+    r = emuCpu_->step();
+    ++counts_.emulated;
+    const CpuState& now = emuCpu_->state();
+    counted = emuEnv_->takeAccesses() != 0 || now.pending.halted ||
+              r.outcome == StepOutcome::kTripleFault;
+    if (counted || single || r.outcome == StepOutcome::kTripleFault) break;
+    // KVM exits at the first boundary where the guest can take the vector
+    // it was asked to wait for: so does the emulated run.
+    if (windowWanted_ && (now.rflags & flags::kIF) &&
+        now.pending.shadow == InterruptShadow::kNone) {
+      if (windowOpened != nullptr) *windowOpened = true;
+      break;
+    }
+    if (queued->nmi && !now.pending.nmiBlocked && now.pending.shadow != InterruptShadow::kMovSs)
+      break;
+    const uint64_t linear = cpuMode(now) == CpuMode::kLong64
+                                ? now.rip
+                                : (now.segment(SegReg::kCs).base + now.rip) & 0xFFFFFFFFull;
+    const std::optional<uint64_t> physical = emuCpu_->translate(linear);
+    if (!physical || !isEmulatedPage(*physical)) break;
+    if (n % 256 == 0 && std::chrono::steady_clock::now() >= wallEnd) break;
+  }
+  CpuState after = emuCpu_->state();
+  for (uint64_t p : emuCpu_->takeDirtyPages()) emulatedDirty_.push_back(p);
+  after.steps = counted ? exits + 1 : exits;
+  TTVM_LOG("kvm", kTrace,
+           "emulated to rip " << hex(after.rip) << (counted ? ", a counted exit" : ""));
+  if (r.outcome == StepOutcome::kTripleFault) {
+    state_ = after;
+    return {StepOutcome::kTripleFault};
+  }
+  if (Status st = vcpu_.setState(after); !st.ok())
+    return fail("KVM refused the state after an emulated instruction at rip " + hex(state_.rip) +
+                ": " + st.error().message);
+  state_ = std::move(after);
+  halted_ = state_.pending.halted;
+  return {StepOutcome::kRetired};
+}
+
 void KvmBackend::serve(const kvm::VcpuExit& e) {
   if (e.kind == kvm::ExitKind::kIo) {
     const kvm::IoExit& io = e.io;
@@ -438,6 +641,7 @@ Status KvmBackend::settle(StateParts parts) {
     // same instruction (the next iteration of a REP string one) can come.
     if (e.kind != kvm::ExitKind::kIo && e.kind != kvm::ExitKind::kMmio)
       return makeError("completing an access, KVM returned " + kvm::describe(e));
+    if (serveEmulatedRam(e)) continue;
     ++state_.steps;  // one more access of the same instruction: a counted exit
     serve(e);
   }
@@ -532,9 +736,11 @@ StepResult KvmBackend::runUntil(uint64_t end, std::chrono::steady_clock::time_po
     switch (e.kind) {
       case kvm::ExitKind::kIo:
       case kvm::ExitKind::kMmio:
-        ++state_.steps;
-        serve(e);
-        offerDue_ = true;
+        if (!serveEmulatedRam(e)) {
+          ++state_.steps;
+          serve(e);
+          offerDue_ = true;
+        }
         if (e.kind == kvm::ExitKind::kMmio && e.mmio.write) {
           if (Status st = deliverLostSingleStep(); !st.ok()) return fail(st.error().message);
         }
@@ -603,6 +809,27 @@ StepResult KvmBackend::runUntil(uint64_t end, std::chrono::steady_clock::time_po
         if (Status st = settle(); !st.ok()) return fail(st.error().message);
         return {StepOutcome::kTripleFault};
       case kvm::ExitKind::kInternalError: {
+        if (!emulated_.empty() && e.internal.suberror == kvm::InternalErrorExit::kEmulation) {
+          const uint64_t exits = state_.steps;
+          bool window = false;
+          const StepResult done = emulateRun(e, wallEnd, false, &window);
+          if (done.outcome != StepOutcome::kRetired) return done;
+          if (state_.steps != exits) {
+            offerDue_ = true;
+          } else if (window) {
+            // As KVM's window exit (below): the vector goes in here.
+            ++counts_.window;
+            offerDue_ = true;
+            if (stopPoints_) return stopHere();
+          } else if (std::chrono::steady_clock::now() >= wallEnd) {
+            // The guest runs on emulated pages without an access: a
+            // boundary like a kick's (the loop's timers may interrupt here,
+            // at a stop point).
+            kicked_ = stopPoints_;
+            return {StepOutcome::kRetired};
+          }
+          break;
+        }
         std::string words;
         for (uint64_t w : e.internal.data) words += " " + hex(w);
         return fail("KVM internal error (suberror " + std::to_string(e.internal.suberror) +
@@ -696,10 +923,23 @@ StepResult KvmBackend::stepInstruction(bool offer) {
     switch (r->kind) {
       case kvm::ExitKind::kIo:
       case kvm::ExitKind::kMmio:
+        if (serveEmulatedRam(*r)) break;
         ++state_.steps;
         serve(*r);
         offerDue_ = true;
         break;
+      case kvm::ExitKind::kInternalError: {
+        // An instruction on an emulated page is one step, run by ttvm.
+        if (emulated_.empty() || r->internal.suberror != kvm::InternalErrorExit::kEmulation)
+          return fail("unexpected KVM exit while stepping: " + kvm::describe(*r));
+        const uint64_t exits = state_.steps;
+        result = emulateRun(*r, std::chrono::steady_clock::time_point::max(), true);
+        if (result.outcome == StepOutcome::kStopRequested) return result;
+        if (state_.steps != exits) offerDue_ = true;
+        if (halted_ && result.outcome == StepOutcome::kRetired) result = {StepOutcome::kHalted};
+        done = true;
+        break;
+      }
       case kvm::ExitKind::kMsr:
         ++state_.steps;
         if (Status st = serveMsr(*r); !st.ok()) return fail(st.error().message);
@@ -726,6 +966,14 @@ StepResult KvmBackend::stepInstruction(bool offer) {
   exitPending_ = false;
   if (Status st = settle(stepParts_); !st.ok()) return fail(st.error().message);
   return result;
+}
+
+std::string KvmBackend::instructionAtRip() const {
+  uint8_t code[15];
+  for (size_t n = sizeof code; n > 0; --n)
+    if (readLinear(linearRip(), std::span<uint8_t>(code, n)))
+      return disassemble(std::span<const uint8_t>(code, n), cpuMode(state_), state_.rip).text;
+  return "(unmapped)";
 }
 
 uint64_t KvmBackend::linearRip() const {

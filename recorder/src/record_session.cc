@@ -59,6 +59,7 @@ Status RecordSession::start() {
   header_.cpuModel = machine_.cpuModel();
   header_.images = guest_.images;
   header_.replayedDevices = machine_.replayedDevices();
+  header_.emulatedPages = cpu_->emulatedPages();
 
   if (!options_.tracePath.empty()) {
     InitialState init;

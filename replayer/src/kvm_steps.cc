@@ -27,22 +27,29 @@ namespace {
 // exited has diverged; this bounds how long that takes to say).
 constexpr uint64_t kMaxStepsBetweenEvents = 200'000'000;
 
-// The disassembly of the instruction at `rip` in the CPU's current mode.
-std::string instructionAt(const Cpu& cpu, uint64_t rip) {
+uint64_t linearOf(const CpuState& s, uint64_t rip) {
+  return cpuMode(s) == CpuMode::kLong64 ? rip : (s.segment(SegReg::kCs).base + rip) & 0xFFFFFFFFull;
+}
+
+// The instruction at `rip` in the CPU's current mode (length 0: unmapped or
+// not an instruction).
+Disassembly decodeAt(const Cpu& cpu, uint64_t rip) {
   const CpuState& s = cpu.state();
-  const uint64_t lin =
-      cpuMode(s) == CpuMode::kLong64 ? rip : (s.segment(SegReg::kCs).base + rip) & 0xFFFFFFFFull;
-  std::string text = "(unmapped)";
   std::vector<uint8_t> bytes(15);
   for (size_t n = 15; n > 0; --n) {
     bytes.resize(n);
-    if (cpu.readLinear(lin, bytes)) {
-      Disassembly d = disassemble(bytes, cpuMode(s), rip);
-      text = d.length != 0 ? d.text : "(bad instruction)";
-      break;
-    }
+    if (cpu.readLinear(linearOf(s, rip), bytes)) return disassemble(bytes, cpuMode(s), rip);
   }
-  return text;
+  return {};
+}
+
+// The disassembly of the instruction at `rip` in the CPU's current mode.
+std::string instructionAt(const Cpu& cpu, uint64_t rip) {
+  const CpuState& s = cpu.state();
+  std::vector<uint8_t> byte(1);
+  if (!cpu.readLinear(linearOf(s, rip), byte)) return "(unmapped)";
+  const Disassembly d = decodeAt(cpu, rip);
+  return d.length != 0 ? d.text : "(bad instruction)";
 }
 
 // Answers the emulator from the KVM trace's events in order and stamps each
@@ -51,7 +58,11 @@ class ExitOrderEnvironment final : public Environment {
  public:
   // An input the guest read without an exit (see unrecordedKind()).
   enum class Unrecorded : uint8_t { kNone, kTsc, kRandom, kMsrRead, kMsrWrite };
-  explicit ExitOrderEnvironment(const std::vector<TraceEvent>& events) : events_(events) {}
+  // `emulatedPages`: the trace header's (sorted), whose instructions ran in
+  // ttvm's emulator under KVM, so an RDTSC there has its value in the trace.
+  ExitOrderEnvironment(const std::vector<TraceEvent>& events,
+                       const std::vector<uint64_t>& emulatedPages)
+      : events_(events), emulatedPages_(emulatedPages) {}
   // The CPU whose step count stamps the events (and whose instruction
   // tells an RDMSR of IA32_TSC from RDTSC).
   void bindCpu(const Cpu* cpu) {
@@ -77,15 +88,20 @@ class ExitOrderEnvironment final : public Environment {
   // replay stops at the instruction (assignSteps names it).
   // RDMSR of IA32_TSC and of the machine's MSRs, and their WRMSRs, left
   // KVM (KvmBackend::serveMsr) and are in the trace in order; RDTSC never
-  // is. Where the trace does not have the access next (a trace recorded
-  // where KVM answered MSRs itself, or a divergence), it is unrecorded.
+  // is, but on a page ttvm emulated (`record --kvm-trap-tsc`), whose RDTSC
+  // and RDTSCP ran in ttvm's emulator and are in the trace in order too.
+  // Where the trace does not have the access next (a trace recorded where
+  // KVM answered MSRs itself, or a divergence), it is unrecorded.
   uint64_t readTsc() override {
+    latchBlockedNmis();
     const TraceEvent* e = peek();
-    if (problem_.empty() && e != nullptr && e->kind == EventKind::kRdtsc &&
-        instructionAt(*emulator_, cpu_->rip).starts_with("rdmsr")) {
-      stamp(*e);
-      ++next_;
-      return e->value;
+    if (problem_.empty() && e != nullptr && e->kind == EventKind::kRdtsc) {
+      const Disassembly d = decodeAt(*emulator_, cpu_->rip);
+      if (d.text.starts_with("rdmsr") || (d.text.starts_with("rdtsc") && onEmulatedPage(d))) {
+        stamp(*e);
+        ++next_;
+        return e->value;
+      }
     }
     unrecorded(Unrecorded::kTsc);
     return 0;
@@ -100,6 +116,7 @@ class ExitOrderEnvironment final : public Environment {
     // mode alone, so the replay refuses it again without an event.
     if (problem_.empty() && !machine::LocalApic::answersMsrRead(index, cpu_->msr.apicBase))
       return std::nullopt;
+    latchBlockedNmis();
     const TraceEvent* e = peek();
     if (problem_.empty() && e != nullptr && e->kind == EventKind::kMsrRead && e->address == index) {
       stamp(*e);
@@ -110,6 +127,7 @@ class ExitOrderEnvironment final : public Environment {
     return std::nullopt;
   }
   bool writeMsr(uint32_t index, uint64_t value) override {
+    latchBlockedNmis();
     const TraceEvent* e = peek();
     if (problem_.empty() && e != nullptr && e->kind == EventKind::kMsrWrite &&
         e->address == index && e->value == value) {
@@ -120,13 +138,35 @@ class ExitOrderEnvironment final : public Environment {
     unrecorded(Unrecorded::kMsrWrite, index);
     return false;
   }
-  bool interruptPending() override { return nextIs(EventKind::kInterrupt); }
+  bool interruptPending() override {
+    latchBlockedNmis();
+    return nextIs(EventKind::kInterrupt);
+  }
   uint8_t acknowledgeInterrupt() override {
     const TraceEvent* e = take(EventKind::kInterrupt, 0, 0, std::nullopt, "interrupt");
     return e != nullptr ? uint8_t(e->value) : 0;
   }
-  bool nmiPending() override { return nextIs(EventKind::kNmi); }
-  void acknowledgeNmi() override { take(EventKind::kNmi, 0, 0, std::nullopt, "nmi"); }
+  bool nmiPending() override { return latched_.has_value() || nextIs(EventKind::kNmi); }
+  void acknowledgeNmi() override {
+    if (latched_) {
+      stamp(*latched_);
+      latched_.reset();
+      return;
+    }
+    take(EventKind::kNmi, 0, 0, std::nullopt, "nmi");
+  }
+  // KVM takes an NMI given while NMIs are blocked (in an NMI handler) and
+  // delivers it once they are not (after IRET), as the CPU latches one;
+  // further ones meanwhile are lost. The trace has each where ttvm gave it,
+  // before accesses the guest made while it waited: an NMI event met while
+  // the emulator's NMIs are blocked is latched, or dropped when one already
+  // is, and the events after it come first.
+  void latchBlockedNmis() {
+    while (problem_.empty() && cpu_->pending.nmiBlocked && nextIs(EventKind::kNmi)) {
+      if (!latched_) latched_ = events_[next_];
+      ++next_;
+    }
+  }
   bool stopRequested() override { return !problem_.empty(); }
 
   // The next event, or null at the end.
@@ -162,6 +202,18 @@ class ExitOrderEnvironment final : public Environment {
   Unrecorded unrecordedKind() const { return unrecorded_; }
   uint32_t unrecordedMsr() const { return unrecordedMsr_; }
 
+  // Whether a byte of the instruction at RIP lies on an emulated page (KVM
+  // could not fetch it whole, so ttvm's emulator ran it).
+  bool onEmulatedPage(const Disassembly& d) const {
+    for (uint64_t at : {cpu_->rip, cpu_->rip + std::max<uint64_t>(d.length, 1) - 1}) {
+      const std::optional<uint64_t> physical = emulator_->translate(linearOf(*cpu_, at));
+      if (physical &&
+          std::binary_search(emulatedPages_.begin(), emulatedPages_.end(), *physical / kPageSize))
+        return true;
+    }
+    return false;
+  }
+
  private:
   bool nextIs(EventKind k) const {
     const TraceEvent* e = peek();
@@ -175,6 +227,7 @@ class ExitOrderEnvironment final : public Environment {
   const TraceEvent* take(EventKind kind, uint64_t address, unsigned size,
                          std::optional<uint64_t> value, const std::string& what) {
     if (!problem_.empty()) return nullptr;
+    latchBlockedNmis();
     const TraceEvent* e = peek();
     if (e == nullptr || e->kind != kind || e->address != address || e->size != size ||
         (value && *value != e->value)) {
@@ -200,6 +253,8 @@ class ExitOrderEnvironment final : public Environment {
   }
 
   const std::vector<TraceEvent>& events_;
+  const std::vector<uint64_t>& emulatedPages_;
+  std::optional<TraceEvent> latched_;  // an NMI KVM held until NMIs were unblocked
   const CpuState* cpu_ = nullptr;
   const Cpu* emulator_ = nullptr;
   size_t next_ = 0;
@@ -222,16 +277,21 @@ std::string where(const Cpu& cpu, std::optional<uint64_t> at = std::nullopt,
 // (`mnemonic`, the disassembly's first word), what it asked the
 // environment for, and whether the trace's CPU model showed its feature.
 std::string whyUnrecorded(const CpuModel& model, std::string_view mnemonic,
-                          ExitOrderEnvironment::Unrecorded kind, uint32_t msr) {
+                          ExitOrderEnvironment::Unrecorded kind, uint32_t msr, bool pagesEmulated) {
   using U = ExitOrderEnvironment::Unrecorded;
   auto hidden = [&](const char* feature) {
     return !showsFeature(model, *findCpuidFeature(feature));
   };
+  // With --kvm-trap-tsc, an RDTSC the recording did not emulate is on a
+  // page that did not hold it when the guest started.
+  const std::string notOnAPage =
+      pagesEmulated ? "; it is not on a page ttvm emulated: written there after the start" : "";
   if (mnemonic == "rdtsc")
-    return hidden("tsc") ? "CPUID hid the TSC; the guest executed it anyway"
-                         : "KVM lets the guest read the host's TSC without an exit";
+    return (hidden("tsc") ? "CPUID hid the TSC; the guest executed it anyway"
+                          : "KVM lets the guest read the host's TSC without an exit") +
+           notOnAPage;
   if (mnemonic == "rdtscp")  // shown (hidden, the emulator raises #UD)
-    return "KVM lets the guest read the host's TSC without an exit";
+    return "KVM lets the guest read the host's TSC without an exit" + notOnAPage;
   if (mnemonic == "rdrand" || mnemonic == "rdseed") {
     const char* feature = mnemonic == "rdrand" ? "rdrand" : "rdseed";
     const char* name = mnemonic == "rdrand" ? "RDRAND" : "RDSEED";
@@ -279,7 +339,7 @@ Result<SteppedTrace> assignSteps(const TraceReader& kvmTrace, const std::string&
 
   CpuState start = init->cpu;
   start.steps = 0;
-  ExitOrderEnvironment env(events);
+  ExitOrderEnvironment env(events, h.emulatedPages);
   Cpu cpu(h.cpuModel, (*machine)->physicalMemory(), env);
   cpu.setState(start);
   env.bindCpu(&cpu);
@@ -298,6 +358,7 @@ Result<SteppedTrace> assignSteps(const TraceReader& kvmTrace, const std::string&
   for (;;) {
     // At this boundary: the passive events that follow what was consumed,
     // and a stop point if this boundary is where KVM stopped.
+    env.latchBlockedNmis();
     for (const TraceEvent* e = env.peek(); e != nullptr; e = env.peek()) {
       if (e->kind == EventKind::kDirtyPages) {
         dirty.push_back({e->address, e->count});
@@ -374,7 +435,10 @@ Result<SteppedTrace> assignSteps(const TraceReader& kvmTrace, const std::string&
       const std::string mnemonic = text.substr(0, text.find(' '));
       return fail(kvmTrace.path() + ": step " + std::to_string(step) + ": " + text + " at " +
                   hex(rip) + ": value not recorded under KVM (" +
-                  whyUnrecorded(h.cpuModel, mnemonic, env.unrecordedKind(), env.unrecordedMsr()) +
+                  whyUnrecorded(h.cpuModel, mnemonic, env.unrecordedKind(), env.unrecordedMsr(),
+                                !h.emulatedPages.empty()) +
+                  "; the trace's next event is " +
+                  (env.peek() != nullptr ? describeEvent(*env.peek()) : std::string("its end")) +
                   ")");
     }
     if (!env.problem().empty())

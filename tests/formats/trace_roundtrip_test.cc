@@ -155,6 +155,7 @@ TEST(TraceRoundTrip, EveryCpuStateFieldAndHeader) {
     w.header = testing::sampleHeader();
     w.header.backend = seed % 2 ? Backend::kKvm : Backend::kEmulator;
     w.header.cpuModel.pushSegmentZeroExtends = seed % 3 == 0;
+    if (seed % 2) w.header.emulatedPages = {0, 7, 8 + seed};
     w.initial.cpu = testing::randomCpuState(rng);
     w.initial.ram = testing::sampleRam(rng, seed * 40);  // up to 760 pages: several PAGE frames
     w.initial.deviceState.assign(seed * 3, static_cast<uint8_t>(seed));
@@ -177,6 +178,31 @@ TEST(TraceRoundTrip, EveryCpuStateFieldAndHeader) {
     EXPECT_EQ(init->ram, w.initial.ram);
     EXPECT_EQ(init->deviceState, w.initial.deviceState);
     EXPECT_EQ(*r->end(), w.end);
+  }
+}
+
+// The emulated pages of a KVM trace are looked up as a sorted set of RAM
+// pages: a header whose list is not one is refused, naming the page.
+TEST(TraceRoundTrip, EmulatedPagesOutOfOrderOrBeyondRamAreRefused) {
+  std::mt19937_64 rng(3);
+  for (int bad = 0; bad < 2; ++bad) {
+    Written w{tempPath("emulated.ttvm")};
+    w.header = testing::sampleHeader();
+    w.header.backend = Backend::kKvm;
+    const uint64_t pages = w.header.machine.ramBytes / kPageSize;
+    w.header.emulatedPages =
+        bad == 0 ? std::vector<uint64_t>{4, 9, 9} : std::vector<uint64_t>{4, pages};
+    w.initial.cpu = testing::randomCpuState(rng);
+    w.end = testing::sampleEnd(rng, 0);
+    writeTrace(w);
+    auto r = TraceReader::open(w.path);
+    ASSERT_FALSE(r.ok());
+    EXPECT_NE(
+        r.error().message.find(
+            bad == 0 ? "emulated pages are not in increasing order (page 9 after 9)"
+                     : "emulated page " + std::to_string(pages) + " lies beyond the machine's RAM"),
+        std::string::npos)
+        << r.error().message;
   }
 }
 

@@ -41,6 +41,31 @@ TEST(KvmRamSlots, AStretchThatIsNotWholePagesIsRefusedByName) {
   EXPECT_NE(slots.error().message.find("0x0-0x800"), std::string::npos) << slots.error().message;
 }
 
+// The pages --kvm-trap-tsc keeps out of KVM: every place the bytes of
+// RDTSC (0F 31) or RDTSCP (0F 01 F9) start, including inside other
+// instructions' bytes and across a page boundary (both pages), but not in
+// an MMIO hole; other 0F opcodes (RDMSR 0F 32, 0F 01 F8 SWAPGS) are not.
+TEST(TscReadingPages, EveryPlaceTheBytesOfRdtscOrRdtscpStartAndBothPagesOfOneThatStraddles) {
+  std::vector<uint8_t> ram(16 * 4096, 0);
+  auto put = [&](size_t at, std::initializer_list<uint8_t> bytes) {
+    std::memcpy(ram.data() + at, std::data(bytes), bytes.size());
+  };
+  put(1 * 4096 + 100, {0x0F, 0x31});            // page 1: RDTSC
+  put(2 * 4096 + 7, {0x48, 0xB8, 0x0F, 0x31});  // page 2: inside MOV RAX, imm64
+  put(3 * 4096 + 4095, {0x0F});                 // pages 3 and 4: RDTSC across them
+  put(4 * 4096, {0x31});
+  put(5 * 4096 + 4094, {0x0F, 0x01});  // pages 5 and 6: RDTSCP across them
+  put(6 * 4096, {0xF9});
+  put(7 * 4096 + 10, {0x0F, 0x32, 0x0F, 0x01, 0xF8, 0x0F, 0x0F, 0x30});  // none
+  put(9 * 4096 + 5, {0x0F, 0x01, 0xF9});  // page 9 (in the hole below)
+  put(15 * 4096 + 4094, {0x0F, 0x31});    // page 15: at RAM's end
+  EXPECT_EQ(tscReadingPages(ram, {}), (std::vector<uint64_t>{1, 2, 3, 4, 5, 6, 9, 15}));
+  const std::vector<Range> holes = {{9 * 4096, 10 * 4096}};
+  EXPECT_EQ(tscReadingPages(ram, holes), (std::vector<uint64_t>{1, 2, 3, 4, 5, 6, 15}));
+  put(15 * 4096 + 4094, {0x00, 0x0F});  // a lone 0F as RAM's last byte
+  EXPECT_EQ(tscReadingPages(ram, holes), (std::vector<uint64_t>{1, 2, 3, 4, 5, 6}));
+}
+
 // What the nested VM's kvm-amd reported for the demo guest, against what
 // the emulator holds after the same loads.
 TEST(NormalizeSvmSegments, AccessedBitsAndNullSelectorLimitsAsTheEmulatorKeepsThem) {

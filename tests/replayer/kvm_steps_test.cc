@@ -84,13 +84,15 @@ bool countsAsExit(EventKind k) {
 // at multiples of its interval, not after an exit as under KVM).
 std::string asKvmTrace(const std::string& emuPath,
                        const std::function<void(std::vector<TraceEvent>&)>& edit = {},
-                       const std::function<void(InitialState&)>& editInit = {}) {
+                       const std::function<void(InitialState&)>& editInit = {},
+                       const std::vector<uint64_t>& emulatedPages = {}) {
   auto r = TraceReader::open(emuPath);
   EXPECT_TRUE(r.ok());
   std::vector<TraceEvent> events = testing::allEvents(*r);
   if (edit) edit(events);
   TraceHeader h = r->header();
   h.backend = Backend::kKvm;
+  h.emulatedPages = emulatedPages;
   h.traceId = {};
   const std::string path = testing::tempTracePath("kvm_steps_kvm");
   InitialState init = r->initialState().value();
@@ -359,27 +361,147 @@ TEST(KvmSteps, AnUntrappedReadIsNamedAtItsInstructionWithWhatCpuidShowed) {
   const std::vector<uint8_t> tsc = {0xB0, 'x', 0xE6, 0xE9, 0x0F, 0x31, 0xE6, 0xF4};
   const std::string at = "step 2: rdrand eax at 0x10004: value not recorded under KVM (";
   std::string m = assignUntrapped(randThenTsc, hiding({"rdrand"}));
-  EXPECT_NE(m.find(at + "CPUID hid RDRAND; the guest executed it anyway)"), std::string::npos) << m;
+  EXPECT_NE(m.find(at + "CPUID hid RDRAND; the guest executed it anyway; "), std::string::npos)
+      << m;
   m = assignUntrapped(randThenTsc, CpuModel::ttvmDefault());
-  EXPECT_NE(m.find(at + "KVM lets the guest read the host's generator without an exit)"),
+  EXPECT_NE(m.find(at + "KVM lets the guest read the host's generator without an exit; "),
             std::string::npos)
       << m;
   m = assignUntrapped(tsc, hiding({"tsc"}));
   EXPECT_NE(m.find("step 2: rdtsc at 0x10004: value not recorded under KVM (CPUID hid the TSC; "
-                   "the guest executed it anyway)"),
+                   "the guest executed it anyway; the trace's next event is "),
             std::string::npos)
       << m;
   m = assignUntrapped(tsc, CpuModel::ttvmDefault());
   EXPECT_NE(m.find("step 2: rdtsc at 0x10004: value not recorded under KVM (KVM lets the guest "
-                   "read the host's TSC without an exit)"),
+                   "read the host's TSC without an exit; the trace's next event is "),
             std::string::npos)
       << m;
   // RDTSCP shown (hidden, the emulator raises #UD: the next test).
   m = assignUntrapped({0x0F, 0x01, 0xF9, 0xE6, 0xF4}, CpuModel::ttvmDefault());
   EXPECT_NE(m.find("step 0: rdtscp at 0x10000: value not recorded under KVM (KVM lets the guest "
-                   "read the host's TSC without an exit)"),
+                   "read the host's TSC without an exit; the trace's next event is "),
             std::string::npos)
       << m;
+}
+
+// With `record --kvm-trap-tsc` the pages holding RDTSC/RDTSCP ran in ttvm's
+// emulator (KvmBackend::emulateInstruction), which logged each TSC read: the
+// header names the pages, and an RDTSC with a byte on one takes the next
+// kRdtsc event; one elsewhere is still unrecorded, and says why.
+TEST(KvmSteps, AnRdtscOnAnEmulatedPageTakesItsValueFromTheTrace) {
+  // mov al,'x'; out 0xe9,al; NOPs to the end of page 0x10, RDTSC or RDTSCP
+  // across the page boundary (0F the page's last byte), mov ebx,eax;
+  // rdtsc; out 0xf4,al.
+  auto guest = [](bool rdtscp) {
+    std::vector<uint8_t> code = {0xB0, 'x', 0xE6, 0xE9};
+    code.resize(0xFFF, 0x90);
+    if (rdtscp)
+      code.insert(code.end(), {0x0F, 0x01, 0xF9});
+    else
+      code.insert(code.end(), {0x0F, 0x31});
+    code.insert(code.end(), {0x89, 0xC3, 0x0F, 0x31, 0xE6, 0xF4});
+    return code;
+  };
+  for (bool rdtscp : {false, true}) {
+    const std::string emu = recordFlat(guest(rdtscp), CpuModel::ttvmDefault());
+    auto e = TraceReader::open(emu);
+    ASSERT_TRUE(e.ok());
+    size_t tscs = 0;
+    for (const TraceEvent& ev : testing::allEvents(*e)) tscs += ev.kind == EventKind::kRdtsc;
+    ASSERT_EQ(tscs, 2u);
+    auto assign = [&](uint64_t page, const char* name) {
+      auto k = TraceReader::open(asKvmTrace(emu, {}, {}, {page}));
+      EXPECT_TRUE(k.ok());
+      EXPECT_EQ(k->header().emulatedPages, std::vector<uint64_t>{page});
+      const std::string stepped = testing::tempTracePath(name);
+      auto s = assignSteps(*k, stepped);
+      return std::make_pair(std::move(s), stepped);
+    };
+    // Page 0x11 holds the end of the first and all of the second.
+    auto [s, stepped] = assign(0x11, "kvm_steps_emulated");
+    ASSERT_TRUE(s.ok()) << s.error().message;
+    EXPECT_EQ(s->steps, e->end()->steps);
+    auto out = TraceReader::open(stepped);
+    ASSERT_TRUE(out.ok());
+    auto session = ReplaySession::open(*out);
+    ASSERT_TRUE(session.ok()) << session.error().message;
+    EXPECT_EQ((*session)->runTo(~0ull, {}).kind, SessionStopKind::kEnd);
+    EXPECT_EQ((*session)->checkEndState(), "") << "rdtscp " << rdtscp;
+    // Page 0x10 holds the start of the first only: the second is unrecorded.
+    auto half = assign(0x10, "kvm_steps_emulated_half").first;
+    ASSERT_FALSE(half.ok());
+    EXPECT_NE(
+        half.error().message.find(std::string("rdtsc at ") + (rdtscp ? "0x11004" : "0x11003") +
+                                  ": value not recorded under KVM"),
+        std::string::npos)
+        << half.error().message;
+    // Emulated pages that hold neither: the first is unrecorded, and the
+    // message says it was not on an emulated page.
+    auto none = assign(0x12, "kvm_steps_emulated_not").first;
+    ASSERT_FALSE(none.ok());
+    EXPECT_NE(none.error().message.find(std::string(rdtscp ? "rdtscp" : "rdtsc") +
+                                        " at 0x10fff: value not recorded under KVM (KVM lets the "
+                                        "guest read the host's TSC without an exit; it is not on "
+                                        "a page ttvm emulated: written there after the start; "),
+              std::string::npos)
+        << none.error().message;
+  }
+}
+
+// KVM takes an NMI given while NMIs are blocked and delivers it after the
+// IRET that unblocks them, dropping any more given meanwhile, as the CPU's
+// latch does; the trace has each where ttvm gave it. The replay latches an
+// NMI event met while its NMIs are blocked (dropping a second) and lets the
+// accesses after it come first: it delivers exactly what the emulator's own
+// recording did, where it did.
+TEST(KvmSteps, NmisGivenWhileBlockedAreLatchedAsKvmDeliversThem) {
+  // 32-bit: lidt; self-NMI through the xAPIC ICR; wait until the handler
+  // counted 2; out 0xe9,al; out 0xf4,al. The handler: count; the first time
+  // two more self-NMIs (the first latched, the second lost), each followed
+  // by out 0xe9,al; iret. The IDT's gate 2 points at the handler.
+  const std::vector<uint8_t> code = {
+      0x0f, 0x01, 0x1d, 0x70, 0x00, 0x01, 0x00, 0xc7, 0x05, 0x10, 0x03, 0xe0, 0xfe, 0x00, 0x00,
+      0x00, 0x00, 0xc7, 0x05, 0x00, 0x03, 0xe0, 0xfe, 0x00, 0x04, 0x00, 0x00, 0x80, 0x3d, 0x76,
+      0x00, 0x01, 0x00, 0x02, 0x72, 0xf7, 0xa0, 0x76, 0x00, 0x01, 0x00, 0xe6, 0xe9, 0xe6, 0xf4,
+      0xfe, 0x05, 0x76, 0x00, 0x01, 0x00, 0x80, 0x3d, 0x76, 0x00, 0x01, 0x00, 0x01, 0x75, 0x18,
+      0xc7, 0x05, 0x00, 0x03, 0xe0, 0xfe, 0x00, 0x04, 0x00, 0x00, 0xe6, 0xe9, 0xc7, 0x05, 0x00,
+      0x03, 0xe0, 0xfe, 0x00, 0x04, 0x00, 0x00, 0xe6, 0xe9, 0xcf, 0x8d, 0x76, 0x00, 0x00, 0x00,
+      0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x2d,
+      0x00, 0x08, 0x00, 0x00, 0x8e, 0x01, 0x00, 0x17, 0x00, 0x58, 0x00, 0x01, 0x00, 0x00};
+  const std::string emu = recordFlat(code, CpuModel::ttvmDefault());
+  auto e = TraceReader::open(emu);
+  ASSERT_TRUE(e.ok());
+  const std::vector<TraceEvent> want = withoutDigests(*e);
+  const auto isIcr = [](const TraceEvent& ev) {
+    return ev.kind == EventKind::kMmioWrite && ev.address == 0xFEE00300;
+  };
+  ASSERT_EQ(std::count_if(want.begin(), want.end(), isIcr), 3);
+  ASSERT_EQ(std::count_if(want.begin(), want.end(),
+                          [](const TraceEvent& ev) { return ev.kind == EventKind::kNmi; }),
+            2);
+  // KVM's order: the second NMI right after the handler's first ICR write,
+  // a third (KVM drops it) after its second.
+  const std::string kvm = asKvmTrace(emu, [&](std::vector<TraceEvent>& events) {
+    auto second = std::find_if(events.rbegin(), events.rend(),
+                               [](const TraceEvent& ev) { return ev.kind == EventKind::kNmi; });
+    const TraceEvent nmi = *second;
+    events.erase(std::next(second).base());
+    auto icr = std::find_if(events.begin(), events.end(), isIcr);
+    icr = std::find_if(icr + 1, events.end(), isIcr);
+    icr = events.insert(icr + 1, nmi);
+    icr = std::find_if(icr, events.end(), isIcr);
+    events.insert(icr + 1, nmi);
+  });
+  auto k = TraceReader::open(kvm);
+  ASSERT_TRUE(k.ok());
+  const std::string stepped = testing::tempTracePath("kvm_steps_nmi");
+  auto st = assignSteps(*k, stepped);
+  ASSERT_TRUE(st.ok()) << st.error().message;
+  EXPECT_EQ(st->steps, e->end()->steps);
+  auto out = TraceReader::open(stepped);
+  ASSERT_TRUE(out.ok());
+  EXPECT_EQ(testing::allEvents(*out), want);
 }
 
 // RDMSR and WRMSR that KVM sends to user space (KvmBackend::serveMsr) are in

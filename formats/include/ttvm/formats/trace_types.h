@@ -135,6 +135,10 @@ struct TraceHeader {
   std::vector<std::string> replayedDevices;
   // Set when the trace is a slice of another (since 1.4).
   std::optional<SliceOrigin> slice;
+  // KVM traces (since 1.5; see trace.capnp): the pages whose instructions
+  // ran in ttvm's emulator during the recording (RDTSC kept off KVM);
+  // sorted page numbers.
+  std::vector<uint64_t> emulatedPages;
   bool operator==(const TraceHeader&) const = default;
 };
 

@@ -132,6 +132,12 @@ class Vm {
   // answered with Vcpu::answerMsr. Fails, saying why, where the host's KVM
   // lacks either capability.
   Status msrsToUserSpace();
+  // KVM_ENABLE_CAP of KVM_CAP_EXIT_ON_EMULATION_FAILURE (Linux 5.14+): an
+  // instruction KVM's emulator cannot run exits to user space as
+  // KVM_INTERNAL_ERROR_EMULATION at every privilege level, with nothing
+  // queued (without it KVM raises #UD in the guest at CPL > 0). Fails,
+  // saying why, where the host's KVM lacks it.
+  Status exitOnEmulationFailure();
 
  private:
   friend class Kvm;
@@ -234,6 +240,13 @@ class Vcpu {
   // has not taken yet (KVM_GET_VCPU_EVENTS): a KVM_RUN that returned before
   // entering the guest (a kick) leaves it queued for the next entry.
   Result<bool> eventQueued() const;
+  // The same, by kind: an interrupt injected, an NMI injected or pending
+  // (KVM holds an NMI given while NMIs are blocked until they are not).
+  struct QueuedEvents {
+    bool interrupt = false;
+    bool nmi = false;
+  };
+  Result<QueuedEvents> queuedEvents() const;
   // KVM_NMI: delivered where NMIs are not blocked. Wakes a halted vCPU.
   Status injectNmi();
   // kvm_run.request_interrupt_window: KVM_RUN returns

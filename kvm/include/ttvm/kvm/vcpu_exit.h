@@ -63,6 +63,9 @@ struct DebugExit {
 };
 
 struct InternalErrorExit {
+  // KVM_INTERNAL_ERROR_EMULATION: its emulator could not run (or fetch) the
+  // instruction at RIP.
+  static constexpr uint32_t kEmulation = 1;
   uint32_t suberror = 0;       // KVM_INTERNAL_ERROR_*
   std::vector<uint64_t> data;  // KVM's diagnostic words (suberror-specific)
 };

@@ -103,6 +103,10 @@ class CpuBackend {
   // hand, and these keep their defaults.
   virtual void setStepReadBack(StateParts) {}
   virtual void refreshState(StateParts) {}
+  // The RAM pages (sorted page numbers) whose instructions this backend
+  // runs in ttvm's emulator instead of on the host's CPU; the trace's
+  // header names them (TraceHeader::emulatedPages). None by default.
+  virtual std::vector<uint64_t> emulatedPages() const { return {}; }
 };
 
 }  // namespace ttvm::machine

@@ -51,7 +51,8 @@
 // the virtual clock (logged as kRdtsc). Such an exit is counted. The TSC:
 // its frequency is set to the model's (KVM_SET_TSC_KHZ, where the host
 // allows it); RDTSC still reads it without an exit, and the replay stops
-// there naming the instruction.
+// there naming the instruction, unless its page was emulated (create()'s
+// `emulateTscPages`, `record --kvm-trap-tsc`).
 //
 // Failures (INTERNAL_ERROR, FAIL_ENTRY, an exit ttvm does not handle, an
 // ioctl refused) stop run() with StepOutcome::kStopRequested and a
@@ -81,6 +82,14 @@ namespace ttvm {
 // stretch that is not a whole number of pages.
 Result<std::vector<PhysicalMemory::Range>> kvmRamSlots(
     uint64_t ramBytes, std::span<const PhysicalMemory::Range> holes);
+
+// The RAM pages (sorted page numbers) whose bytes hold the encoding of
+// RDTSC (0F 31) or RDTSCP (0F 01 F9), wherever it starts: a page where one
+// ends that began on the page before counts too. Pages inside `holes` are
+// left out. These are the pages `--kvm-trap-tsc` keeps out of KVM's memory
+// (see KvmBackend::create).
+std::vector<uint64_t> tscReadingPages(std::span<const uint8_t> ram,
+                                      std::span<const PhysicalMemory::Range> holes);
 
 // The hidden segment state KVM reports on AMD SVM, in the emulator's terms
 // (CpuModel's architecture): `now` as read back, `before` the state the
@@ -122,9 +131,25 @@ class KvmBackend final : public machine::CpuBackend {
   // With `stopPoints`, a kick is a stop point (see above) and setWallSlice
   // takes effect; without, a kick only gives the loop back (no exit counted,
   // nothing injected there) and run() lasts up to 20 ms.
+  //
+  // With `emulateTscPages` (`ttvm record --kvm-trap-tsc`), the pages of
+  // RAM that hold RDTSC or RDTSCP when the backend is made
+  // (tscReadingPages) are left out of KVM's memory slots. KVM cannot fetch
+  // an instruction there: it exits (KVM_INTERNAL_ERROR_EMULATION, at every
+  // privilege level with kvm::Vm::exitOnEmulationFailure) and the backend
+  // runs that one instruction in ttvm's emulator on KVM's state, through
+  // the environment, which logs the TSC an RDTSC reads (the virtual clock)
+  // as it logs port reads. Such an instruction is a counted exit when it
+  // made an access (a port, MMIO, the TSC, an MSR) or halted, and is
+  // otherwise invisible to the trace: the replay runs it in the emulator
+  // anyway. The guest's data accesses to those pages from code KVM runs
+  // exit as MMIO and are served from RAM, uncounted. Pages the guest
+  // writes later are not scanned: an RDTSC it writes there runs under KVM
+  // unrecorded, and the replay stops at it, as without the option.
   static Result<std::unique_ptr<KvmBackend>> create(const kvm::Kvm& kvm, const CpuModel& model,
                                                     PhysicalMemory memory, Environment& env,
-                                                    bool stopPoints = false);
+                                                    bool stopPoints = false,
+                                                    bool emulateTscPages = false);
   ~KvmBackend() override;
 
   Backend kind() const override { return Backend::kKvm; }
@@ -157,6 +182,7 @@ class KvmBackend final : public machine::CpuBackend {
   void refreshState(StateParts parts) override;
   // The vCPU's ioctls so far (kvm::Vcpu::ioctlStats).
   const std::vector<kvm::Vcpu::IoctlStat>& ioctlStats() const { return vcpu_.ioctlStats(); }
+  std::vector<uint64_t> emulatedPages() const override { return emulated_; }
 
   // Exits of each kind since creation (counted or not), for summaries and tests.
   struct ExitCounts {
@@ -164,6 +190,8 @@ class KvmBackend final : public machine::CpuBackend {
     uint64_t setTpr = 0;         // MOVs to CR8 that lowered it (KVM_EXIT_SET_TPR)
     uint64_t repairedTraps = 0;  // guest single-step traps after MMIO writes queued by ttvm
     uint64_t shadowSteps = 0;    // instructions stepped past a possible shadow before a stop point
+    uint64_t emulated = 0;       // instructions ttvm's emulator ran (fetched from emulated pages)
+    uint64_t emulatedRam = 0;    // accesses to emulated pages served from RAM
   };
   const ExitCounts& exitCounts() const { return counts_; }
   // What the PMU probe found (kvm::probeGuestBranchCounter), for -v.
@@ -181,6 +209,19 @@ class KvmBackend final : public machine::CpuBackend {
   void serve(const kvm::VcpuExit& e);
   // Answers an MSR exit as the emulator would (see above).
   Status serveMsr(const kvm::VcpuExit& e);
+  // Whether `e` is an MMIO exit on an emulated page; if so, serves it from
+  // RAM (no counted exit, nothing logged).
+  bool serveEmulatedRam(const kvm::VcpuExit& e);
+  bool isEmulatedPage(uint64_t physical) const;
+  // Runs the instruction KVM could not fetch (an emulated page's) in the
+  // emulator on KVM's state, and the ones after it while they are on
+  // emulated pages, none of them has made an access or halted, the wall
+  // clock is before `wallEnd`, no interrupt window the backend asked KVM
+  // for has opened (`*windowOpened` then, as KVM would exit) and (with
+  // `single`) only that one was run; then gives KVM the state after them.
+  // kRetired, kTripleFault, or kStopRequested with failure().
+  StepResult emulateRun(const kvm::VcpuExit& e, std::chrono::steady_clock::time_point wallEnd,
+                        bool single, bool* windowOpened = nullptr);
   // Completes the last access (answering further ones it makes) and reads the
   // state back (of the parts that cost an ioctl, only `parts`).
   Status settle(StateParts parts = state_part::kAll);
@@ -207,6 +248,8 @@ class KvmBackend final : public machine::CpuBackend {
   // kRetired, or how a stepped instruction ended the run.
   StepResult stopHere();
   uint64_t linearRip() const;
+  // The disassembly of the instruction at RIP, for logs.
+  std::string instructionAtRip() const;
   void kicker();
   void armKick(std::chrono::steady_clock::time_point at);
   void disarmKick();
@@ -219,7 +262,8 @@ class KvmBackend final : public machine::CpuBackend {
   CpuState state_;
   bool exitPending_ = false;  // the last exit was I/O or MMIO, not completed yet
   bool halted_ = false;
-  bool offerDue_ = true;  // a counted exit happened since the last offerEvents()
+  bool offerDue_ = true;       // a counted exit happened since the last offerEvents()
+  bool windowWanted_ = false;  // KVM was asked to exit when an interrupt window opens
   std::optional<uint8_t> injectVector_;
   bool injectNmi_ = false;
   bool dirtyTracking_ = false;
@@ -227,9 +271,16 @@ class KvmBackend final : public machine::CpuBackend {
   ExitCounts counts_;
   std::string failure_;
   std::vector<std::string> unimplemented_;
-  mutable std::unique_ptr<Cpu> walker_;       // readLinear's page walker
-  std::unique_ptr<Environment> msrEnv_;       // serveMsr's: MSRs and the TSC only
-  std::unique_ptr<Cpu> msrCpu_;               // serveMsr's emulator
+  mutable std::unique_ptr<Cpu> walker_;  // readLinear's page walker
+  std::unique_ptr<Environment> msrEnv_;  // serveMsr's: MSRs and the TSC only
+  std::unique_ptr<Cpu> msrCpu_;          // serveMsr's emulator
+  std::vector<uint64_t> emulated_;       // the emulated pages, sorted
+  class EmulatedEnvironment;
+  std::unique_ptr<EmulatedEnvironment> emuEnv_;  // emulateRun's
+  std::unique_ptr<Cpu> emuCpu_;                  // emulateRun's emulator
+  // Pages written where KVM's dirty log cannot see (by the emulator, or
+  // served from RAM) since the last stop point: the next one lists them.
+  std::vector<uint64_t> emulatedDirty_;
   std::vector<PhysicalMemory::Range> slots_;  // the RAM slots, by slot number
   std::vector<uint64_t> dirtyBitmap_;
   std::vector<TraceEvent> stopEvents_;  // the last stop point's, not taken yet
