@@ -79,6 +79,13 @@ untrapped() {
 # virtual clock and it must pass.)
 mayfail() {
   case "$1" in
+    # mode0_out2 programs PIT channel 2 with a count of 2000 (1.7 ms) and
+    # wants OUT2 still low at the next exit (in 0x61): when the nested VM
+    # takes longer than that between two exits (seen: 50 ms, the count
+    # wrapped to 56,216), virtual time, which follows the wall time there,
+    # has passed it. 1 to 2 of 3 recordings in a row at host load 2-3, with
+    # this build and with 77c90e3's, whose CI run had passed.
+    pit_mode0) echo "mode0_out2" ;;
     # Its "periodic -> one-shot" check reads TMCCT at most half a period
     # (10 ms) before expiry, switches the mode (2 MMIO exits) and reads it
     # again, wanting it above 0: when those exits take longer than the
