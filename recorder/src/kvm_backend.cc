@@ -528,18 +528,18 @@ bool KvmBackend::serveEmulatedRam(const kvm::VcpuExit& e) {
 
 StepResult KvmBackend::emulateRun(const kvm::VcpuExit& e,
                                   std::chrono::steady_clock::time_point wallEnd, bool single,
-                                  bool* windowOpened) {
+                                  bool* windowOpened, const CpuState* start) {
   // An event KVM holds for the guest: an NMI given while NMIs were blocked
   // is delivered at the first boundary where they are not, which ends the
   // run (the state given back does not touch a pending NMI). An interrupt
   // or NMI KVM was delivering when it could not fetch is not expected.
   auto queued = vcpu_.queuedEvents();
   if (!queued) return fail(queued.error().message);
-  auto s = vcpu_.state();
+  Result<CpuState> s = start != nullptr ? Result<CpuState>(*start) : vcpu_.state();
   if (!s) return fail(s.error().message);
   if (queued->interrupt)
-    return fail("KVM could not fetch the instruction at rip " + hex(s->rip) +
-                " on an emulated page while it held an interrupt for the guest");
+    return fail("KVM could not run the instruction at rip " + hex(s->rip) +
+                " while it held an interrupt for the guest (" + kvm::describe(e) + ")");
   const uint64_t exits = state_.steps;
   normalizeSvmSegments(*s, state_);
   state_ = std::move(*s);
@@ -597,6 +597,110 @@ StepResult KvmBackend::emulateRun(const kvm::VcpuExit& e,
   state_ = std::move(after);
   halted_ = state_.pending.halted;
   return {StepOutcome::kRetired};
+}
+
+std::optional<StepResult> KvmBackend::stepRepPortIteration(const kvm::VcpuExit& first) {
+  auto exitAt = vcpu_.ripAndFlags();
+  if (!exitAt) return fail(exitAt.error().message);
+  if (!(exitAt->rflags & flags::kTF)) return std::nullopt;
+  auto s = vcpu_.state();
+  if (!s) return fail(s.error().message);
+  {
+    // Only a string instruction (INS, OUTS, REP or not): KVM traps after
+    // an IN or OUT itself.
+    if (!walker_) walker_ = std::make_unique<Cpu>(model_, memory_, env_);
+    walker_->setState(*s);
+    const CpuMode mode = cpuMode(*s);
+    const uint64_t rip =
+        mode == CpuMode::kLong64 ? s->rip : (s->segment(SegReg::kCs).base + s->rip) & 0xFFFFFFFFull;
+    uint8_t code[15];
+    size_t n = sizeof code;
+    while (n > 0 && !walker_->readLinear(rip, std::span<uint8_t>(code, n))) --n;
+    const std::string text = disassemble(std::span<const uint8_t>(code, n), mode, s->rip).text;
+    std::string op = text.starts_with("rep ") ? text.substr(4) : text;
+    op = op.substr(0, op.find(' '));
+    if (op != "insb" && op != "insw" && op != "insd" && op != "outsb" && op != "outsw" &&
+        op != "outsd")
+      return std::nullopt;
+  }
+  if (!first.io.in) {
+    // OUTS: KVM has run the iteration and written the registers back (RIP
+    // still on the instruction while its count is not exhausted), and
+    // exits without the single-step check (its "FIXME: return into
+    // emulator if single-stepping"), which the final pass that moves RIP
+    // then makes once. The access goes to the machine as any; then the
+    // trap is queued, with RF set in the image while the instruction goes
+    // on (SDM vol. 3 18.3.1.1, the emulator's rule).
+    ++state_.steps;
+    serve(first);
+    if (Status st = settle(); !st.ok()) return fail(st.error().message);
+    if (state_.rip == exitAt->rip && !(state_.rflags & flags::kRF)) {
+      state_.rflags |= flags::kRF;
+      if (Status st = vcpu_.setState(state_); !st.ok()) return fail(st.error().message);
+    }
+    if (Status st = vcpu_.queueSingleStepTrap(); !st.ok()) return fail(st.error().message);
+    ++counts_.repIterations;
+    return StepResult{StepOutcome::kRetired};
+  }
+  // INS: KVM writes the registers back when the instruction completes: this
+  // is the state before it.
+  CpuState before = std::move(*s);
+  normalizeSvmSegments(before, state_);
+  before.steps = state_.steps;
+  // INS: each element KVM will store gets the bytes already there.
+  auto fillFromMemory = [this](const CpuState& at, const kvm::IoExit& io) {
+    walker_->setState(at);
+    // The address size: the mode's, switched by a 0x67 prefix.
+    const CpuMode mode = cpuMode(at);
+    unsigned bits = mode == CpuMode::kLong64                                               ? 64
+                    : (mode == CpuMode::kProtected32 || mode == CpuMode::kCompatibility32) ? 32
+                                                                                           : 16;
+    uint8_t code[15] = {};
+    const uint64_t rip =
+        mode == CpuMode::kLong64 ? at.rip : (at.segment(SegReg::kCs).base + at.rip) & 0xFFFFFFFFull;
+    size_t n = sizeof code;
+    while (n > 0 && !walker_->readLinear(rip, std::span<uint8_t>(code, n))) --n;
+    for (size_t i = 0; i < n; ++i) {
+      const uint8_t b = code[i];
+      if (b == 0x67)
+        bits = bits == 64 ? 32 : bits == 32 ? 16 : 32;
+      else if (!(b == 0xF2 || b == 0xF3 || b == 0x66 || b == 0x26 || b == 0x2E || b == 0x36 ||
+                 b == 0x3E || b == 0x64 || b == 0x65 ||
+                 (mode == CpuMode::kLong64 && (b & 0xF0) == 0x40)))
+        break;
+    }
+    const uint64_t mask = bits == 64 ? ~0ull : bits == 32 ? 0xFFFFFFFFull : 0xFFFFull;
+    const uint64_t base = mode == CpuMode::kLong64 ? 0 : at.segment(SegReg::kEs).base;
+    const int64_t stride = (at.rflags & flags::kDF) ? -int64_t(io.size) : int64_t(io.size);
+    for (uint32_t i = 0; i < io.count; ++i) {
+      const uint64_t offset = (at.reg(Gpr::kRdi) + uint64_t(stride * int64_t(i))) & mask;
+      (void)walker_->readLinear(
+          (base + offset) & (mode == CpuMode::kLong64 ? ~0ull : 0xFFFFFFFFull),
+          io.data.subspan(size_t(i) * io.size, io.size));
+    }
+  };
+  if (first.io.in) fillFromMemory(before, first.io);
+  exitPending_ = true;
+  for (;;) {
+    auto next = vcpu_.completeExit();
+    if (!next) return fail(next.error().message);
+    if (!*next) break;
+    const kvm::VcpuExit& e = **next;
+    if (e.kind != kvm::ExitKind::kIo)
+      return fail("completing a REP string port instruction, KVM returned " + kvm::describe(e));
+    if (e.io.in) {
+      auto now = vcpu_.state();
+      if (!now) return fail(now.error().message);
+      fillFromMemory(*now, e.io);
+    }
+  }
+  exitPending_ = false;
+  ++counts_.repIterations;
+  TTVM_LOG("kvm", kDebug,
+           "REP string port instruction at rip " << hex(before.rip)
+                                                 << " under TF: " << kvm::describe(first)
+                                                 << " given nothing to do, one iteration run");
+  return emulateRun(first, std::chrono::steady_clock::time_point::max(), true, nullptr, &before);
 }
 
 void KvmBackend::serve(const kvm::VcpuExit& e) {
@@ -736,6 +840,14 @@ StepResult KvmBackend::runUntil(uint64_t end, std::chrono::steady_clock::time_po
     switch (e.kind) {
       case kvm::ExitKind::kIo:
       case kvm::ExitKind::kMmio:
+        if (e.kind == kvm::ExitKind::kIo) {
+          const uint64_t exits = state_.steps;
+          if (std::optional<StepResult> done = stepRepPortIteration(e)) {
+            if (done->outcome != StepOutcome::kRetired) return *done;
+            offerDue_ = state_.steps != exits;
+            break;
+          }
+        }
         if (!serveEmulatedRam(e)) {
           ++state_.steps;
           serve(e);

@@ -27,7 +27,6 @@ known() {
   case "$1" in
     debug_dr) echo "general_detect io_breakpoint" ;;        # QEMU; KVM: no I/O breakpoints on port exits
     debug_int) echo "int1 user_int1_dpl0 user_int3_dpl0" ;;  # QEMU QEMU; nested SVM: #GP of INT3 after it
-    debug_io) echo "rep_insb rep_outsb rep_rf" ;;           # KVM runs REP string port I/O whole: one trap
     debug_prio) echo "ss_databp" ;;                         # QEMU
     debug_shadow) echo "movss_databp movss_databp_tf movss_gd movss_icebp sti_tf" ;;  # all QEMU
     cpuid_msr) echo "lstar_noncanonical" ;;                 # QEMU

@@ -189,6 +189,7 @@ class KvmBackend final : public machine::CpuBackend {
     uint64_t io = 0, mmio = 0, msr = 0, hlt = 0, window = 0, kicks = 0, stops = 0;
     uint64_t setTpr = 0;         // MOVs to CR8 that lowered it (KVM_EXIT_SET_TPR)
     uint64_t repairedTraps = 0;  // guest single-step traps after MMIO writes queued by ttvm
+    uint64_t repIterations = 0;  // REP string port iterations run one by one under TF
     uint64_t shadowSteps = 0;    // instructions stepped past a possible shadow before a stop point
     uint64_t emulated = 0;       // instructions ttvm's emulator ran (fetched from emulated pages)
     uint64_t emulatedRam = 0;    // accesses to emulated pages served from RAM
@@ -220,8 +221,17 @@ class KvmBackend final : public machine::CpuBackend {
   // for has opened (`*windowOpened` then, as KVM would exit) and (with
   // `single`) only that one was run; then gives KVM the state after them.
   // kRetired, kTripleFault, or kStopRequested with failure().
+  // (`start`: the state to run from instead of KVM's.)
   StepResult emulateRun(const kvm::VcpuExit& e, std::chrono::steady_clock::time_point wallEnd,
-                        bool single, bool* windowOpened = nullptr);
+                        bool single, bool* windowOpened = nullptr, const CpuState* start = nullptr);
+  // KVM runs the iterations of a REP string port instruction in one go
+  // (count > 1), so a guest single-stepping it (its own TF) would trap once,
+  // after the last, where the CPU traps after every iteration. At such an
+  // exit with TF set: gives KVM's batch nothing to do (OUTS: no byte reaches
+  // a device; INS: the bytes already at the destination), then runs one
+  // iteration and its trap in the emulator from the state before the
+  // instruction (a counted exit). nullopt where TF is clear.
+  std::optional<StepResult> stepRepPortIteration(const kvm::VcpuExit& e);
   // Completes the last access (answering further ones it makes) and reads the
   // state back (of the parts that cost an ioctl, only `parts`).
   Status settle(StateParts parts = state_part::kAll);
