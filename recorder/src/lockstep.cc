@@ -216,6 +216,11 @@ std::string_view maskReasonName(MaskReason r) {
     case MaskReason::kV86SegmentType: return "virtual-8086 segment type (SVM: 3)";
     case MaskReason::kSegmentPushWidth:
       return "PUSH Sreg: 16-bit write (Intel model) vs zero-extended (AMD)";
+    case MaskReason::kPagingDirtyBit:
+      return "paging D bit of the emulator's descriptor accessed-bit write";
+    case MaskReason::kFaultFrameResumeFlag:
+      return "RF in a fault's EFLAGS image (QEMU's TCG pushes 0)";
+    case MaskReason::kHostTrapFlagInR11: return "KVM's stepping TF saved in R11 by SYSCALL";
   }
   return "?";
 }
@@ -252,6 +257,20 @@ bool adoptSegmentPushWidth(std::span<const uint8_t> hw, std::span<uint8_t> emu) 
 
 bool hostTrapFlagByte(size_t i, uint8_t hw, uint8_t emu) {
   return i % 2 == 1 && (hw ^ emu) == 1 && (hw & 1);
+}
+
+bool pagingDirtyBitByte(size_t i, uint8_t hw, uint8_t emu) {
+  // Present (bit 0) and accessed (bit 5): an entry the walk used.
+  return i % 4 == 0 && (hw ^ emu) == 0x40 && (emu & 0x40) && (emu & 0x21) == 0x21;
+}
+
+bool faultFrameResumeFlagByte(size_t i, uint8_t hw, uint8_t emu) {
+  return i % 4 == 2 && (hw ^ emu) == 1 && (emu & 1);
+}
+
+bool hostTrapFlagInR11(std::string_view instruction, const CpuState& hw, const CpuState& emu) {
+  const uint64_t k = hw.reg(Gpr::kR11), f = emu.reg(Gpr::kR11);
+  return instruction == "syscall" && (k ^ f) == flags::kTF && (k & flags::kTF);
 }
 
 bool hostTrapFlagOnly(std::span<const uint8_t> hw, std::span<const uint8_t> emu) {
@@ -412,7 +431,9 @@ class Lockstep::Impl {
   uint8_t* followerRam_ = nullptr;
   size_t ramBytes_ = 0;
   std::vector<uint64_t> lastFollowerPages_;
-  bool pushedSegment_ = false;  // the last catch-up ran a PUSH of a segment register
+  bool pushedSegment_ = false;    // the last catch-up ran a PUSH of a segment register
+  bool deliveredFault_ = false;   // the last catch-up delivered an exception
+  bool accessedBitStep_ = false;  // comparePages found a kDescriptorAccessed byte
   // The last compared step's undefined flags and REP position (the final
   // comparison masks as it did).
   uint32_t lastUndefined_ = 0;
@@ -475,7 +496,7 @@ void Lockstep::Impl::comparePage(uint64_t p, LockstepResult& r) {
   }
   // Byte by byte: what the CPU model explains is adopted (each way, see
   // the header) and counted once per page; the rest is a difference.
-  bool accessed = false, trapFlag = false, other = false;
+  bool accessed = false, trapFlag = false, dirtyBit = false, resumeFlag = false, other = false;
   for (size_t i = 0; i < kPage; ++i) {
     if (hw[i] == emu[i]) continue;
     if (descriptorAccessedByte(i, hw[i], emu[i])) {
@@ -484,19 +505,39 @@ void Lockstep::Impl::comparePage(uint64_t p, LockstepResult& r) {
     } else if (hostTrapFlagByte(i, hw[i], emu[i])) {
       hw[i] = emu[i];
       trapFlag = true;
+    } else if (accessedBitStep_ && pagingDirtyBitByte(i, hw[i], emu[i])) {
+      emu[i] = hw[i];
+      dirtyBit = true;
+    } else if (deliveredFault_ && faultFrameResumeFlagByte(i, hw[i], emu[i])) {
+      emu[i] = hw[i];
+      resumeFlag = true;
     } else {
       other = true;
     }
   }
   if (accessed) ++r.masked[MaskReason::kDescriptorAccessed];
   if (trapFlag) ++r.masked[MaskReason::kHostTrapFlag];
+  if (dirtyBit) ++r.masked[MaskReason::kPagingDirtyBit];
+  if (resumeFlag) ++r.masked[MaskReason::kFaultFrameResumeFlag];
   if (!other) return;
   r.pagesDiffering.push_back(p);
   r.pageDetails.push_back(pageDetail(p, hw, emu));
 }
 
 bool Lockstep::Impl::comparePages(std::span<const uint64_t> pages, LockstepResult& r) {
+  // Whether the emulator wrote a descriptor's accessed bit the host left
+  // clear in this step, on any of its pages: then its paging D bit too.
+  accessedBitStep_ = false;
+  for (uint64_t p : pages) {
+    if (p * kPage >= ramBytes_) continue;
+    const uint8_t* hw = machine_.ram().data() + p * kPage;
+    const uint8_t* emu = followerRam_ + p * kPage;
+    if (std::memcmp(hw, emu, kPage) == 0) continue;
+    for (size_t i = 5; i < kPage && !accessedBitStep_; i += 8)
+      accessedBitStep_ = descriptorAccessedByte(i, hw[i], emu[i]);
+  }
   for (uint64_t p : pages) comparePage(p, r);
+  accessedBitStep_ = false;
   return r.pagesDiffering.empty();
 }
 
@@ -635,6 +676,7 @@ LockstepResult Lockstep::Impl::run() {
     // The follower catches up: until its RIP is the reference's.
     uint32_t undefined = 0;
     pushedSegment_ = false;
+    deliveredFault_ = false;
     bool guestDebugTrap = false;
     bool tripleFault = false;
     // What the reference must read back of its costly parts (see
@@ -663,6 +705,7 @@ LockstepResult Lockstep::Impl::run() {
       const uint64_t before = follower_->state().steps;
       const StepResult fr = follower_->step();
       if (fr.outcome != StepOutcome::kRetired) plain = false;
+      if (fr.outcome == StepOutcome::kException) deliveredFault_ = true;
       if (!followerEnv_->problem().empty()) break;
       if (fr.outcome == StepOutcome::kTripleFault) {
         tripleFault = true;
@@ -716,6 +759,13 @@ LockstepResult Lockstep::Impl::run() {
       r.reference = reference_->state();
       r.follower = follower_->state();
       return done(End::kReferenceFailed, reference_->failure());
+    }
+    if (insn && hostTrapFlagInR11(insn->text, k, follower_->state())) {
+      reference_->refreshState(state_part::kAll);
+      CpuState fixed = k;
+      fixed.reg(Gpr::kR11) = follower_->state().reg(Gpr::kR11);
+      reference_->setState(fixed);
+      ++r.masked[MaskReason::kHostTrapFlagInR11];
     }
     CpuState adopted = follower_->state();
     const bool midRep = insn && adopted.rip == r.before.rip && adopted.rip == k.rip &&

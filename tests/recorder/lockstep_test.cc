@@ -436,5 +436,34 @@ TEST(RamMasks, DescriptorAccessedBitAndHostTrapFlag) {
   EXPECT_FALSE(hostTrapFlagOnly(hw, emu));
 }
 
+TEST(RamMasks, PagingDirtyBitAndFaultFrameResumeFlag) {
+  // A 2 MiB PDE (P, RW, US, A, PS: 0xa7), D (0x40) set by the emulator's
+  // write of a descriptor's accessed bit (cpu guests' far JMP to long mode).
+  EXPECT_TRUE(pagingDirtyBitByte(0x000, 0xa7, 0xe7));
+  EXPECT_TRUE(pagingDirtyBitByte(0x004, 0x23, 0x63));   // a 32-bit entry
+  EXPECT_FALSE(pagingDirtyBitByte(0x000, 0xe7, 0xa7));  // D set by the host only
+  EXPECT_FALSE(pagingDirtyBitByte(0x001, 0xa7, 0xe7));  // not an entry's first byte
+  EXPECT_FALSE(pagingDirtyBitByte(0x000, 0x86, 0xc6));  // an entry the walk did not use (A clear)
+  EXPECT_FALSE(pagingDirtyBitByte(0x000, 0xa6, 0xa7));  // another bit
+  // A fault's EFLAGS image 0x00010002 (RF) emulated, 0x00000002 from QEMU's
+  // TCG: byte 2 of the dword, bit 0.
+  EXPECT_TRUE(faultFrameResumeFlagByte(0xf7a, 0x00, 0x01));
+  EXPECT_TRUE(faultFrameResumeFlagByte(0xfe6, 0x02, 0x03));   // with AC (bit 18) set on both
+  EXPECT_FALSE(faultFrameResumeFlagByte(0xf7a, 0x01, 0x00));  // RF from the host only
+  EXPECT_FALSE(faultFrameResumeFlagByte(0xf79, 0x00, 0x01));  // not bit 16 of a dword
+  EXPECT_FALSE(faultFrameResumeFlagByte(0xf7a, 0x00, 0x03));  // more than RF
+}
+
+TEST(CompareStates, TheHostTrapFlagSavedInR11BySyscall) {
+  CpuState hw, emu;
+  emu.reg(Gpr::kR11) = 0x403;              // IF, CF and the fixed bit
+  hw.reg(Gpr::kR11) = 0x403 | flags::kTF;  // KVM's stepping TF too
+  EXPECT_TRUE(hostTrapFlagInR11("syscall", hw, emu));
+  EXPECT_FALSE(hostTrapFlagInR11("mov r11, rax", hw, emu));  // only SYSCALL saves RFLAGS there
+  EXPECT_FALSE(hostTrapFlagInR11("syscall", emu, hw));       // TF from the emulator only
+  hw.reg(Gpr::kR11) |= flags::kCF << 2;                      // more than TF
+  EXPECT_FALSE(hostTrapFlagInR11("syscall", hw, emu));
+}
+
 }  // namespace
 }  // namespace ttvm

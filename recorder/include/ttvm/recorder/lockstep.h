@@ -71,6 +71,13 @@
 //    the host single-steps: KVM reports it to the host and does not deliver
 //    it (svm's db_interception). The follower delivers it; the reference
 //    then takes the follower's state and the pages it wrote.
+//  - in a step where the accessed-bit mask applied, the D bit that the
+//    emulator's write of that descriptor set in its paging entry
+//    (pagingDirtyBitByte); in a step where the follower delivered an
+//    exception, RF in the EFLAGS image it pushed, which QEMU's TCG pushes
+//    as 0 (faultFrameResumeFlagByte): both adopted from the reference;
+//  - SYSCALL saves RFLAGS in R11 with KVM's stepping TF: the reference
+//    takes the follower's R11 (hostTrapFlagInR11).
 #pragma once
 
 #include <csignal>
@@ -92,16 +99,19 @@ namespace ttvm {
 
 // Why a difference was explained by the CPU model (LockstepResult::masked).
 enum class MaskReason : uint8_t {
-  kUndefinedFlags,       // arithmetic flags the SDM leaves undefined
-  kShadowKind,           // SVM's one interrupt-shadow bit
-  kFpuPointers,          // x87 FIP/FDP/FOP/FCS/FDS
-  kGuestDebugTrap,       // a guest #DB under host single-step (KVM keeps it)
-  kDescriptorAccessed,   // a descriptor's accessed bit the host CPU left clear
-  kHostTrapFlag,         // the TF KVM sets to step, in a flags image the guest wrote
-  kRepResumeFlag,        // RF between REP iterations (AMD 0, the Intel model 1)
-  kGuestTrapFlagHidden,  // the guest's own TF, which KVM hides while it steps
-  kV86SegmentType,       // SVM's data type 3 for virtual-8086 segments
-  kSegmentPushWidth,     // PUSH Sreg: Intel writes 16 bits, AMD zero-extends
+  kUndefinedFlags,        // arithmetic flags the SDM leaves undefined
+  kShadowKind,            // SVM's one interrupt-shadow bit
+  kFpuPointers,           // x87 FIP/FDP/FOP/FCS/FDS
+  kGuestDebugTrap,        // a guest #DB under host single-step (KVM keeps it)
+  kDescriptorAccessed,    // a descriptor's accessed bit the host CPU left clear
+  kHostTrapFlag,          // the TF KVM sets to step, in a flags image the guest wrote
+  kRepResumeFlag,         // RF between REP iterations (AMD 0, the Intel model 1)
+  kGuestTrapFlagHidden,   // the guest's own TF, which KVM hides while it steps
+  kV86SegmentType,        // SVM's data type 3 for virtual-8086 segments
+  kSegmentPushWidth,      // PUSH Sreg: Intel writes 16 bits, AMD zero-extends
+  kPagingDirtyBit,        // the D bit the emulator's descriptor accessed-bit write set
+  kFaultFrameResumeFlag,  // RF in a fault's EFLAGS image (QEMU's TCG pushes 0)
+  kHostTrapFlagInR11,     // the TF KVM steps with, saved in R11 by SYSCALL
 };
 std::string_view maskReasonName(MaskReason r);
 
@@ -129,6 +139,24 @@ bool descriptorAccessedByte(size_t offset, uint8_t hw, uint8_t emu);
 // difference is bit 0, set in `hw`: the host's TF in flags images.
 bool hostTrapFlagOnly(std::span<const uint8_t> hw, std::span<const uint8_t> emu);
 bool hostTrapFlagByte(size_t offset, uint8_t hw, uint8_t emu);
+
+// The first byte of a 4- or 8-byte paging-structure entry whose only
+// difference is D (bit 6), set by the emulator: the page's dirty bit, set by
+// the emulator's write of a descriptor's accessed bit that the nested VM's
+// CPU leaves clear (kDescriptorAccessed). Adopted from the reference only
+// in a step where that mask applied.
+bool pagingDirtyBitByte(size_t offset, uint8_t hw, uint8_t emu);
+// Bit 16 (RF) of a dword-aligned EFLAGS image, set by the emulator and clear
+// in the reference: the SDM (6.8.3) and the APM push RF = 1 for faults,
+// QEMU's TCG (the nested VM's CPU) pushes 0. Adopted from the reference only
+// in a step where the emulator delivered an exception.
+bool faultFrameResumeFlagByte(size_t offset, uint8_t hw, uint8_t emu);
+
+// After `instruction` (its disassembly): whether R11 differs only in TF,
+// set in `hw`'s: SYSCALL saved RFLAGS with the TF KVM steps with (as PUSHF
+// writes it to RAM, kHostTrapFlag). The reference then takes the
+// follower's R11, so that SYSRET does not load the TF.
+bool hostTrapFlagInR11(std::string_view instruction, const CpuState& hw, const CpuState& emu);
 
 // In one RAM page of each side: every aligned qword, then dword, where `hw`
 // holds a zero-extended 16-bit value whose low 16 bits `emu` has too is
