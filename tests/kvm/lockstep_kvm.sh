@@ -45,17 +45,19 @@ guests=0
 #    KVM's step runs the #GP handler whole (the delivery clears the TF KVM
 #    steps with), and its IRET pops the RF = 0 that TCG pushed for the fault
 #    (the fault-frame RF row of docs/kvm-recording.md), the emulator's RF = 1.
-# Seen in the debug guests, not analysed yet (docs/kvm-recording.md, Open):
-# debug_dr (a value its #DB handler counts differs after a data
-# breakpoint), debug_io (KVM runs a REP OUTSB with an I/O breakpoint whole,
-# the emulator traps after its first iteration), debug_shadow (MOV SS: KVM's
-# step makes a port read the emulator's does not), syscall (at a later
-# SYSCALL, the emulator's step makes a port read KVM's does not).
+#  - syscall, sysret_noncanonical: SYSRET to a non-canonical RCX faults at
+#    CPL 0 on Intel (the model) and at CPL 3 after the return on AMD (the
+#    host): the emulator's #GP handler prints where KVM is back in user mode.
 #  - double_fault (benign_then_contributory) and idt_priv (after its
 #    gate_dpl and gate_not_present cases, at ist_from_cpl0): a frame the
 #    nested CPU writes differently (the return RIP of a fault raised in INT
 #    0x60's delivery; the SS pushed through an IST gate at CPL 0, 0 where
 #    the emulator and the guest's check have 0x10). Not analysed further.
+# Seen in the debug guests, not analysed yet (docs/kvm-recording.md, Open):
+# debug_dr (a value its #DB handler counts differs after a data
+# breakpoint), debug_io (KVM runs a REP OUTSB with an I/O breakpoint whole,
+# the emulator traps after its first iteration), debug_shadow (MOV SS: KVM's
+# step makes a port read the emulator's does not).
 known() {
   case "$1" in
     rec_mmio_fetch.elf) echo "internal error, suberror 1" ;;
