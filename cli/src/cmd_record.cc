@@ -284,9 +284,10 @@ void printSummary(const RecordResult& r, const TraceHeader& header, const machin
                    " kicks, %" PRIu64 " stop points (%" PRIu64
                    " instructions stepped past a possible shadow), %" PRIu64
                    " single-step traps after MMIO writes queued by ttvm, %" PRIu64
-                   " REP string port iterations stepped one by one under the guest's TF\n",
+                   " REP string port iterations stepped one by one under the guest's TF, %" PRIu64
+                   " I/O breakpoint traps after port exits queued by ttvm\n",
                    c.io, c.mmio, c.msr, c.hlt, c.setTpr, c.window, c.kicks, c.stops, c.shadowSteps,
-                   c.repairedTraps, c.repIterations);
+                   c.repairedTraps, c.repIterations, c.ioBreakpoints);
       std::fprintf(stderr, "  pmu      %s\n", k->pmuNote().c_str());
       std::fprintf(stderr, "  msrs     %s\n", k->msrNote().c_str());
       std::fprintf(stderr, "  tsc      %s\n", k->tscNote().c_str());

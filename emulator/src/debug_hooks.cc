@@ -82,14 +82,20 @@ void CpuImpl::debugDataAccess(uint64_t lin, unsigned size, bool write) {
   }
 }
 
-void CpuImpl::debugIoAccess(uint16_t port, unsigned size) {
-  if (!guestDebugActive_ || !(s_.cr4 & cr4::kDE)) return;
-  const uint64_t dr7 = s_.dr7;
+uint64_t ioBreakpointHits(const CpuState& s, uint16_t port, unsigned size) {
+  if (!(s.cr4 & cr4::kDE)) return 0;
+  uint64_t hits = 0;
   for (unsigned n = 0; n < 4; ++n) {
-    if (!drEnabled(dr7, n) || drType(dr7, n) != DrType::kIo) continue;
+    if (!drEnabled(s.dr7, n) || drType(s.dr7, n) != DrType::kIo) continue;
     // I/O breakpoints compare the low 16 bits of DRn with the port.
-    if (overlaps(s_.dr[n] & 0xFFFF, drLength(dr7, n), port, size)) debugTrapBits_ |= 1ull << n;
+    if (overlaps(s.dr[n] & 0xFFFF, drLength(s.dr7, n), port, size)) hits |= 1ull << n;
   }
+  return hits;
+}
+
+void CpuImpl::debugIoAccess(uint16_t port, unsigned size) {
+  if (!guestDebugActive_) return;
+  debugTrapBits_ |= ioBreakpointHits(s_, port, size);
 }
 
 bool CpuImpl::debugBeforeInstruction() {

@@ -511,17 +511,28 @@ Result<Vcpu::RipFlags> Vcpu::ripAndFlags() const {
 }
 
 Status Vcpu::queueSingleStepTrap() {
+  return queueDebugTrap(1u << 14, false);  // BS; B0-B3 cleared
+}
+
+Status Vcpu::queueBreakpointTrap(uint64_t hits) {
+  return queueDebugTrap(hits & 0xF, true);
+}
+
+Status Vcpu::queueDebugTrap(uint64_t dr6Bits, bool joinQueued) {
   changed();
   kvm_vcpu_events ev{};
   if (call(KVM_GET_VCPU_EVENTS, "KVM_GET_VCPU_EVENTS", &ev) < 0)
     return ioctlError("KVM_GET_VCPU_EVENTS", errno);
-  if ((ev.exception.injected || ev.exception.pending) && ev.exception.nr == 1) return {};
+  const bool queued = (ev.exception.injected || ev.exception.pending) && ev.exception.nr == 1;
+  if (queued && !joinQueued) return {};
   kvm_debugregs dbg{};
   if (call(KVM_GET_DEBUGREGS, "KVM_GET_DEBUGREGS", &dbg) < 0)
     return ioctlError("KVM_GET_DEBUGREGS", errno);
-  dbg.dr6 = (dbg.dr6 & ~0xFull) | (1u << 14);  // BS; B0-B3 cleared
+  // A new trap reports its own B0-B3; one joining KVM's adds its bits.
+  dbg.dr6 = queued ? dbg.dr6 | dr6Bits : (dbg.dr6 & ~0xFull) | dr6Bits;
   if (call(KVM_SET_DEBUGREGS, "KVM_SET_DEBUGREGS", &dbg) < 0)
     return ioctlError("KVM_SET_DEBUGREGS", errno);
+  if (queued) return {};
   ev.exception.injected = 1;
   ev.exception.pending = 0;
   ev.exception.nr = 1;
@@ -530,7 +541,7 @@ Status Vcpu::queueSingleStepTrap() {
   ev.exception_has_payload = 0;
   ev.flags &= ~KVM_VCPUEVENT_VALID_PAYLOAD;
   if (call(KVM_SET_VCPU_EVENTS, "KVM_SET_VCPU_EVENTS", &ev) < 0)
-    return ioctlError("KVM_SET_VCPU_EVENTS (a single-step #DB)", errno);
+    return ioctlError("KVM_SET_VCPU_EVENTS (a #DB trap)", errno);
   return {};
 }
 

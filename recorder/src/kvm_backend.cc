@@ -783,6 +783,22 @@ Status KvmBackend::deliverLostSingleStep() {
   return {};
 }
 
+Status KvmBackend::deliverIoBreakpoint(const kvm::IoExit& io) {
+  // CR4 comes with kvm_run's synced registers; the debug registers cost an
+  // ioctl, only with CR4.DE set.
+  auto regs = vcpu_.state(0);
+  if (!regs) return regs.error();
+  if (!(regs->cr4 & cr4::kDE)) return {};
+  auto s = vcpu_.state(state_part::kDebugRegs);
+  if (!s) return s.error();
+  const uint64_t hits = ioBreakpointHits(*s, io.port, io.size);
+  if (hits == 0) return {};
+  TTVM_TRY(settle());
+  TTVM_TRY(vcpu_.queueBreakpointTrap(hits));
+  ++counts_.ioBreakpoints;
+  return {};
+}
+
 StepResult KvmBackend::run(uint64_t maxSteps) {
   if (!kicker_.joinable()) {
     vcpuThread_ = pthread_self();
@@ -855,6 +871,9 @@ StepResult KvmBackend::runUntil(uint64_t end, std::chrono::steady_clock::time_po
         }
         if (e.kind == kvm::ExitKind::kMmio && e.mmio.write) {
           if (Status st = deliverLostSingleStep(); !st.ok()) return fail(st.error().message);
+        }
+        if (e.kind == kvm::ExitKind::kIo && e.io.count == 1) {
+          if (Status st = deliverIoBreakpoint(e.io); !st.ok()) return fail(st.error().message);
         }
         break;
       case kvm::ExitKind::kMsr:

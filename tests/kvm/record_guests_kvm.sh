@@ -25,7 +25,7 @@ guests=0
 # the SDM says, so the replay diverges at the first of them).
 known() {
   case "$1" in
-    debug_dr) echo "general_detect io_breakpoint" ;;        # QEMU; KVM: no I/O breakpoints on port exits
+    debug_dr) echo "general_detect" ;;                      # QEMU
     debug_int) echo "int1 user_int1_dpl0 user_int3_dpl0" ;;  # QEMU QEMU; nested SVM: #GP of INT3 after it
     debug_prio) echo "ss_databp" ;;                         # QEMU
     debug_shadow) echo "movss_databp movss_databp_tf movss_gd movss_icebp sti_tf" ;;  # all QEMU

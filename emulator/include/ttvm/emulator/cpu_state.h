@@ -299,5 +299,9 @@ CpuState resetState();
 // the trace records so a replay can say where it diverged. Stable across
 // versions: changing it is a format change.
 uint64_t stateDigest(const CpuState& s);
+// DR6's B0-B3 for the I/O breakpoints (CR4.DE, R/Wn = 10) that an access of
+// `size` bytes to `port` meets in `s` (debug_hooks.cc: the low 16 bits of
+// DRn, the range aligned to LENn); 0 without CR4.DE.
+uint64_t ioBreakpointHits(const CpuState& s, uint16_t port, unsigned size);
 
 }  // namespace ttvm

@@ -294,6 +294,11 @@ class Vcpu {
   // an MMIO write it completes in user space (the FIXME in its
   // complete_emulated_mmio; docs/kvm-recording.md).
   Status queueSingleStepTrap();
+  // Queues a #DB trap with DR6's B0-B3 = `hits` (breakpoint conditions met
+  // by the last instruction, e.g. an I/O breakpoint on a port access that
+  // exited): where KVM already has a #DB queued (its own single-step trap),
+  // the bits join its DR6, as one trap reports both.
+  Status queueBreakpointTrap(uint64_t hits);
 
   // Every ioctl on the vCPU so far, by request: how often, and the wall time
   // spent in it (what `ttvm lockstep -v` prints).
@@ -305,6 +310,9 @@ class Vcpu {
   const std::vector<IoctlStat>& ioctlStats() const { return stats_; }
 
  private:
+  // Queues a #DB trap with `dr6Bits` in DR6 (B0-B3 replaced); where KVM
+  // already has a #DB queued, adds the bits to it (`joinQueued`) or leaves it.
+  Status queueDebugTrap(uint64_t dr6Bits, bool joinQueued);
   friend class Vm;
   Vcpu(Fd fd, kvm_run* run, size_t mapSize, KvmCapabilities caps)
       : fd_(std::move(fd)), run_(run), mapSize_(mapSize), caps_(caps) {}

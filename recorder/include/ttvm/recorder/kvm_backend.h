@@ -190,6 +190,7 @@ class KvmBackend final : public machine::CpuBackend {
     uint64_t setTpr = 0;         // MOVs to CR8 that lowered it (KVM_EXIT_SET_TPR)
     uint64_t repairedTraps = 0;  // guest single-step traps after MMIO writes queued by ttvm
     uint64_t repIterations = 0;  // REP string port iterations run one by one under TF
+    uint64_t ioBreakpoints = 0;  // guest I/O breakpoint traps queued by ttvm after port exits
     uint64_t shadowSteps = 0;    // instructions stepped past a possible shadow before a stop point
     uint64_t emulated = 0;       // instructions ttvm's emulator ran (fetched from emulated pages)
     uint64_t emulatedRam = 0;    // accesses to emulated pages served from RAM
@@ -242,6 +243,11 @@ class KvmBackend final : public machine::CpuBackend {
   // each iteration of a REP string instruction writing MMIO, as the
   // architecture traps).
   Status deliverLostSingleStep();
+  // After a port exit (one access, IN or OUT): KVM emulates the instruction,
+  // so the hardware never checks the guest's I/O breakpoints (CR4.DE, R/Wn =
+  // 10) for it. Where the access meets one, completes it and queues the #DB
+  // with those B0-B3 (joining KVM's own single-step trap when TF is set).
+  Status deliverIoBreakpoint(const kvm::IoExit& io);
   StepResult fail(std::string message);
   StepResult runUntil(uint64_t endExit, std::chrono::steady_clock::time_point wallEnd);
   // One instruction under KVM_GUESTDBG_SINGLESTEP, offering the machine's
