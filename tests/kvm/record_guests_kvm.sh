@@ -94,6 +94,11 @@ mayfail() {
     # which follow serial output, always do and are pinned above).
     paging64 | paging64_cpumax) echo "tlb_invlpg" ;;
     paging32) echo "pg32_tlb" ;;
+    # Its case tsc writes IA32_TSC (which stays in KVM) and wants the next
+    # RDTSC, the host's TSC, within 10^9 cycles (1 s) of the value written:
+    # a nested VM descheduled for longer in between fails it (1 of 4 runs,
+    # in a pre-check with the whole suite on both cores).
+    compat_msr | compat_msr_32 | compat_msr_without_misc | compat_msr_32_without_misc) echo "tsc" ;;
     # Its "periodic -> one-shot" check reads TMCCT at most half a period
     # (10 ms) before expiry, switches the mode (2 MMIO exits) and reads it
     # again, wanting it above 0: when those exits take longer than the
