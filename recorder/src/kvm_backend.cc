@@ -178,36 +178,45 @@ void normalizeSvmSegments(CpuState& now, const CpuState& before) {
   }
 }
 
-bool completeRepRestart(CpuState& s, std::span<const uint8_t> code) {
-  if (!(s.rflags & flags::kRF)) return false;
-  const CpuMode mode = cpuMode(s);
-  unsigned addrBits = mode == CpuMode::kLong64                                               ? 64
-                      : (mode == CpuMode::kProtected32 || mode == CpuMode::kCompatibility32) ? 32
-                                                                                             : 16;
-  bool rep = false;
+StringPrefixes stringPrefixes(std::span<const uint8_t> code, CpuMode mode) {
+  StringPrefixes p;
+  p.addrMask = mode == CpuMode::kLong64 ? ~0ull
+               : (mode == CpuMode::kProtected32 || mode == CpuMode::kCompatibility32)
+                   ? 0xFFFFFFFFull
+                   : 0xFFFFull;
   size_t i = 0;
   for (; i < code.size(); ++i) {
     const uint8_t b = code[i];
     if (b == 0xF2 || b == 0xF3) {
-      rep = true;
+      p.rep = true;
     } else if (b == 0x67) {
-      addrBits = addrBits == 64 ? 32 : addrBits == 32 ? 16 : 32;
-    } else if (b == 0x66 || b == 0x26 || b == 0x2E || b == 0x36 || b == 0x3E || b == 0x64 ||
-               b == 0x65 || (mode == CpuMode::kLong64 && (b & 0xF0) == 0x40)) {
-      continue;
-    } else {
+      p.addrMask = p.addrMask == ~0ull           ? 0xFFFFFFFFull
+                   : p.addrMask == 0xFFFFFFFFull ? 0xFFFFull
+                                                 : 0xFFFFFFFFull;
+    } else if (!(b == 0x66 || b == 0x26 || b == 0x2E || b == 0x36 || b == 0x3E || b == 0x64 ||
+                 b == 0x65 || (mode == CpuMode::kLong64 && (b & 0xF0) == 0x40))) {
       break;
     }
   }
-  if (!rep || i >= code.size()) return false;
-  const uint8_t op = code[i];
-  const bool stringOp =
-      (op >= 0x6C && op <= 0x6F) || (op >= 0xA4 && op <= 0xA7) || (op >= 0xAA && op <= 0xAF);
-  if (!stringOp) return false;
-  const uint64_t count = s.reg(Gpr::kRcx);
-  const uint64_t mask = addrBits == 64 ? ~0ull : addrBits == 32 ? 0xFFFFFFFFull : 0xFFFFull;
-  if ((count & mask) != 0) return false;
-  s.rip += i + 1;
+  if (i < code.size()) {
+    p.length = i + 1;
+    p.opcode = code[i];
+  }
+  return p;
+}
+
+uint64_t linearRipOf(const CpuState& s) {
+  if (cpuMode(s) == CpuMode::kLong64) return s.rip;
+  return (s.segment(SegReg::kCs).base + s.rip) & 0xFFFFFFFFull;
+}
+
+bool completeRepRestart(CpuState& s, std::span<const uint8_t> code) {
+  if (!(s.rflags & flags::kRF)) return false;
+  const CpuMode mode = cpuMode(s);
+  const StringPrefixes p = stringPrefixes(code, mode);
+  if (!p.rep || p.length == 0 || !p.isString()) return false;
+  if ((s.reg(Gpr::kRcx) & p.addrMask) != 0) return false;
+  s.rip += p.length;
   if (mode == CpuMode::kReal || mode == CpuMode::kVirtual8086 || mode == CpuMode::kProtected16 ||
       mode == CpuMode::kCompatibility16)
     s.rip &= 0xFFFF;
@@ -575,10 +584,7 @@ StepResult KvmBackend::emulateRun(const kvm::VcpuExit& e,
     }
     if (queued->nmi && !now.pending.nmiBlocked && now.pending.shadow != InterruptShadow::kMovSs)
       break;
-    const uint64_t linear = cpuMode(now) == CpuMode::kLong64
-                                ? now.rip
-                                : (now.segment(SegReg::kCs).base + now.rip) & 0xFFFFFFFFull;
-    const std::optional<uint64_t> physical = emuCpu_->translate(linear);
+    const std::optional<uint64_t> physical = emuCpu_->translate(linearRipOf(now));
     if (!physical || !isEmulatedPage(*physical)) break;
     if (n % 256 == 0 && std::chrono::steady_clock::now() >= wallEnd) break;
   }
@@ -605,24 +611,11 @@ std::optional<StepResult> KvmBackend::stepRepPortIteration(const kvm::VcpuExit& 
   if (!(exitAt->rflags & flags::kTF)) return std::nullopt;
   auto s = vcpu_.state();
   if (!s) return fail(s.error().message);
-  {
-    // Only a string instruction (INS, OUTS, REP or not): KVM traps after
-    // an IN or OUT itself.
-    if (!walker_) walker_ = std::make_unique<Cpu>(model_, memory_, env_);
-    walker_->setState(*s);
-    const CpuMode mode = cpuMode(*s);
-    const uint64_t rip =
-        mode == CpuMode::kLong64 ? s->rip : (s->segment(SegReg::kCs).base + s->rip) & 0xFFFFFFFFull;
-    uint8_t code[15];
-    size_t n = sizeof code;
-    while (n > 0 && !walker_->readLinear(rip, std::span<uint8_t>(code, n))) --n;
-    const std::string text = disassemble(std::span<const uint8_t>(code, n), mode, s->rip).text;
-    std::string op = text.starts_with("rep ") ? text.substr(4) : text;
-    op = op.substr(0, op.find(' '));
-    if (op != "insb" && op != "insw" && op != "insd" && op != "outsb" && op != "outsw" &&
-        op != "outsd")
-      return std::nullopt;
-  }
+  // Only a string instruction (INS, OUTS, REP or not): KVM traps after an
+  // IN or OUT itself.
+  uint8_t buffer[15];
+  const StringPrefixes prefixes = stringPrefixes(codeAt(*s, buffer), cpuMode(*s));
+  if (!prefixes.isPortString()) return std::nullopt;
   if (!first.io.in) {
     // OUTS: KVM has run the iteration and written the registers back (RIP
     // still on the instruction while its count is not exhausted), and
@@ -647,39 +640,21 @@ std::optional<StepResult> KvmBackend::stepRepPortIteration(const kvm::VcpuExit& 
   CpuState before = std::move(*s);
   normalizeSvmSegments(before, state_);
   before.steps = state_.steps;
-  // INS: each element KVM will store gets the bytes already there.
-  auto fillFromMemory = [this](const CpuState& at, const kvm::IoExit& io) {
+  // INS: each element KVM will store gets the bytes already there (at
+  // ES:RDI in the instruction's address size, by DF).
+  auto fillFromMemory = [this, &prefixes](const CpuState& at, const kvm::IoExit& io) {
     walker_->setState(at);
-    // The address size: the mode's, switched by a 0x67 prefix.
-    const CpuMode mode = cpuMode(at);
-    unsigned bits = mode == CpuMode::kLong64                                               ? 64
-                    : (mode == CpuMode::kProtected32 || mode == CpuMode::kCompatibility32) ? 32
-                                                                                           : 16;
-    uint8_t code[15] = {};
-    const uint64_t rip =
-        mode == CpuMode::kLong64 ? at.rip : (at.segment(SegReg::kCs).base + at.rip) & 0xFFFFFFFFull;
-    size_t n = sizeof code;
-    while (n > 0 && !walker_->readLinear(rip, std::span<uint8_t>(code, n))) --n;
-    for (size_t i = 0; i < n; ++i) {
-      const uint8_t b = code[i];
-      if (b == 0x67)
-        bits = bits == 64 ? 32 : bits == 32 ? 16 : 32;
-      else if (!(b == 0xF2 || b == 0xF3 || b == 0x66 || b == 0x26 || b == 0x2E || b == 0x36 ||
-                 b == 0x3E || b == 0x64 || b == 0x65 ||
-                 (mode == CpuMode::kLong64 && (b & 0xF0) == 0x40)))
-        break;
-    }
-    const uint64_t mask = bits == 64 ? ~0ull : bits == 32 ? 0xFFFFFFFFull : 0xFFFFull;
-    const uint64_t base = mode == CpuMode::kLong64 ? 0 : at.segment(SegReg::kEs).base;
+    const bool long64 = cpuMode(at) == CpuMode::kLong64;
+    const uint64_t base = long64 ? 0 : at.segment(SegReg::kEs).base;
     const int64_t stride = (at.rflags & flags::kDF) ? -int64_t(io.size) : int64_t(io.size);
     for (uint32_t i = 0; i < io.count; ++i) {
-      const uint64_t offset = (at.reg(Gpr::kRdi) + uint64_t(stride * int64_t(i))) & mask;
-      (void)walker_->readLinear(
-          (base + offset) & (mode == CpuMode::kLong64 ? ~0ull : 0xFFFFFFFFull),
-          io.data.subspan(size_t(i) * io.size, io.size));
+      const uint64_t offset =
+          (at.reg(Gpr::kRdi) + uint64_t(stride * int64_t(i))) & prefixes.addrMask;
+      (void)walker_->readLinear((base + offset) & (long64 ? ~0ull : 0xFFFFFFFFull),
+                                io.data.subspan(size_t(i) * io.size, io.size));
     }
   };
-  if (first.io.in) fillFromMemory(before, first.io);
+  fillFromMemory(before, first.io);
   exitPending_ = true;
   for (;;) {
     auto next = vcpu_.completeExit();
@@ -756,11 +731,9 @@ Status KvmBackend::settle(StateParts parts) {
   state_ = std::move(*s);
   state_.steps = steps;
   // A REP string instruction KVM finished but has not stepped past.
-  uint8_t code[15];
-  size_t n = sizeof code;
-  for (; n > 0 && !readLinear(linearRip(), std::span<uint8_t>(code, n)); --n) {
-  }
-  if (n > 0 && completeRepRestart(state_, std::span<const uint8_t>(code, n))) {
+  uint8_t buffer[15];
+  const std::span<const uint8_t> code = codeAt(state_, buffer);
+  if (!code.empty() && completeRepRestart(state_, code)) {
     // KVM's vCPU takes the same position (its final pass has no effect).
     if (Status st = vcpu_.setState(state_); !st.ok()) return st;
   }
@@ -1100,16 +1073,23 @@ StepResult KvmBackend::stepInstruction(bool offer) {
 }
 
 std::string KvmBackend::instructionAtRip() const {
-  uint8_t code[15];
-  for (size_t n = sizeof code; n > 0; --n)
-    if (readLinear(linearRip(), std::span<uint8_t>(code, n)))
-      return disassemble(std::span<const uint8_t>(code, n), cpuMode(state_), state_.rip).text;
-  return "(unmapped)";
+  uint8_t buffer[15];
+  const std::span<const uint8_t> code = codeAt(state_, buffer);
+  if (code.empty()) return "(unmapped)";
+  return disassemble(code, cpuMode(state_), state_.rip).text;
 }
 
 uint64_t KvmBackend::linearRip() const {
-  if (cpuMode(state_) == CpuMode::kLong64) return state_.rip;
-  return (state_.segment(SegReg::kCs).base + state_.rip) & 0xFFFFFFFFull;
+  return linearRipOf(state_);
+}
+
+std::span<const uint8_t> KvmBackend::codeAt(const CpuState& s,
+                                            std::span<uint8_t, 15> buffer) const {
+  if (!walker_) walker_ = std::make_unique<Cpu>(model_, memory_, env_);
+  walker_->setState(s);
+  size_t n = buffer.size();
+  while (n > 0 && !walker_->readLinear(linearRipOf(s), buffer.first(n))) --n;
+  return buffer.first(n);
 }
 
 bool KvmBackend::readLinear(uint64_t linear, std::span<uint8_t> out) const {

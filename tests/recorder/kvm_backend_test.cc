@@ -161,6 +161,37 @@ class NoDevices final : public Environment {
 // leaves a shadow must be recognised from its bytes; the others must not be
 // (else every stop point would cost a step), except where their last bytes
 // are a shadow opener's (MOV AL, 0xFB ends in STI's 0xFB: conservative).
+// The prefix decoding completeRepRestart and the REP INS/OUTS repair share:
+// REP, the address size by mode and 0x67, the opcode after the prefixes.
+TEST(StringPrefixes, RepAddressSizeAndOpcodeAfterThePrefixes) {
+  const std::vector<uint8_t> repInsb = {0xF3, 0x6C};
+  StringPrefixes p = stringPrefixes(repInsb, CpuMode::kLong64);
+  EXPECT_TRUE(p.rep);
+  EXPECT_EQ(p.addrMask, ~0ull);
+  EXPECT_EQ(p.length, 2u);
+  EXPECT_TRUE(p.isPortString());
+  // 0x67 in each mode; a segment override and REX before the opcode.
+  const std::vector<uint8_t> a32Outsd = {0x67, 0x2E, 0x48, 0x6F};
+  p = stringPrefixes(a32Outsd, CpuMode::kLong64);
+  EXPECT_FALSE(p.rep);
+  EXPECT_EQ(p.addrMask, 0xFFFFFFFFull);
+  EXPECT_EQ(p.length, 4u);
+  EXPECT_TRUE(p.isPortString());
+  EXPECT_EQ(stringPrefixes(a32Outsd, CpuMode::kProtected32).addrMask, 0xFFFFull);
+  // 0x48 is DEC EAX outside 64-bit mode: the opcode, not a prefix.
+  EXPECT_EQ(stringPrefixes(a32Outsd, CpuMode::kProtected32).opcode, 0x48);
+  EXPECT_EQ(stringPrefixes(std::vector<uint8_t>{0x67, 0x6C}, CpuMode::kReal).addrMask,
+            0xFFFFFFFFull);
+  // MOVS is a string instruction, not a port one; IN is neither; prefixes
+  // alone have no opcode.
+  EXPECT_TRUE(stringPrefixes(std::vector<uint8_t>{0xF3, 0xA4}, CpuMode::kLong64).isString());
+  EXPECT_FALSE(stringPrefixes(std::vector<uint8_t>{0xF3, 0xA4}, CpuMode::kLong64).isPortString());
+  EXPECT_FALSE(stringPrefixes(std::vector<uint8_t>{0xEC}, CpuMode::kLong64).isString());
+  p = stringPrefixes(std::vector<uint8_t>{0xF3, 0x66}, CpuMode::kLong64);
+  EXPECT_EQ(p.length, 0u);
+  EXPECT_FALSE(p.isString());
+}
+
 TEST(MayFollowShadowOpener, EveryInstructionThatOpensAShadowInTheEmulatorIsRecognised) {
   struct Case {
     std::vector<uint8_t> bytes;

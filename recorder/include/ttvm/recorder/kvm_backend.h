@@ -113,6 +113,26 @@ void normalizeSvmSegments(CpuState& now, const CpuState& before);
 // moves RIP past it and clears RF. Returns whether it did.
 bool completeRepRestart(CpuState& s, std::span<const uint8_t> code);
 
+// The legacy and REX prefixes of the instruction whose bytes are `code`, in
+// `mode`, as a string instruction reads them: REP/REPNE, the address size
+// (0x67 switches it) and the opcode byte after them (length 0 when `code`
+// holds prefixes only).
+struct StringPrefixes {
+  bool rep = false;
+  uint64_t addrMask = ~0ull;  // the address size's: RCX, RSI and RDI count in it
+  size_t length = 0;          // prefixes and opcode byte
+  uint8_t opcode = 0;
+  bool isPortString() const { return length != 0 && opcode >= 0x6C && opcode <= 0x6F; }
+  bool isString() const {
+    return isPortString() || (opcode >= 0xA4 && opcode <= 0xA7) ||
+           (opcode >= 0xAA && opcode <= 0xAF);
+  }
+};
+StringPrefixes stringPrefixes(std::span<const uint8_t> code, CpuMode mode);
+
+// The linear address of RIP in `s` (CS's base outside 64-bit mode).
+uint64_t linearRipOf(const CpuState& s);
+
 // Whether the instruction executed just before an instruction boundary may
 // have opened an interrupt shadow (STI, MOV SS, POP SS): `before` holds the
 // bytes just before the boundary (up to 15, fewer where they are not
@@ -264,6 +284,9 @@ class KvmBackend final : public machine::CpuBackend {
   // kRetired, or how a stepped instruction ended the run.
   StepResult stopHere();
   uint64_t linearRip() const;
+  // The instruction bytes at RIP in `s` (up to 15, fewer where the rest is
+  // not mapped), through the emulator's page walk.
+  std::span<const uint8_t> codeAt(const CpuState& s, std::span<uint8_t, 15> buffer) const;
   // The disassembly of the instruction at RIP, for logs.
   std::string instructionAtRip() const;
   void kicker();
