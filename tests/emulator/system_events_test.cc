@@ -81,6 +81,10 @@ TEST(Events, IstStackSwitchEvenWithoutPrivilegeChange) {
   ASSERT_EQ(m.step().outcome, StepOutcome::kException);
   EXPECT_EQ(sp(m), layout::kIst1 - 5 * 8);
   EXPECT_EQ(m.get(sp(m) + 24, 8), 0x50008u);
+  // The old SS is pushed and a null SS (RPL 0) loaded, as on a privilege
+  // change (SDM vol. 3 6.14.5; QEMU's TCG does the same).
+  EXPECT_EQ(m.get(sp(m) + 32, 8), layout::kData0);
+  EXPECT_EQ(m.state().segment(SegReg::kSs).selector, 0);
 }
 
 TEST(Events, StackAlignedTo16OnDelivery) {

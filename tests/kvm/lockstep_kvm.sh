@@ -48,11 +48,11 @@ guests=0
 #  - syscall, sysret_noncanonical: SYSRET to a non-canonical RCX faults at
 #    CPL 0 on Intel (the model) and at CPL 3 after the return on AMD (the
 #    host): the emulator's #GP handler prints where KVM is back in user mode.
-#  - double_fault (benign_then_contributory) and idt_priv (after its
-#    gate_dpl and gate_not_present cases, at ist_from_cpl0): a frame the
-#    nested CPU writes differently (the return RIP of a fault raised in INT
-#    0x60's delivery; the SS pushed through an IST gate at CPL 0, 0 where
-#    the emulator and the guest's check have 0x10). Not analysed further.
+#  - idt_priv, gate_dpl: the #GP error code of INT 0x52 through a DPL-0 gate
+#    is built from the 16-byte IDT offset (0x522, the SDM's 0x292).
+#  - double_fault (benign_then_contributory): a frame the nested CPU writes
+#    differently (the return RIP of a fault raised in INT 0x60's delivery).
+#    Not analysed further.
 # Seen in the debug guests, not analysed yet (docs/kvm-recording.md, Open):
 # debug_dr (a value its #DB handler counts differs after a data
 # breakpoint), debug_io (KVM runs a REP OUTSB with an I/O breakpoint whole,
@@ -69,7 +69,7 @@ known() {
     segments.elf | sse_fp.elf | syscall.elf) echo "port read of 1 bytes at 0x3fd that KVM did not make" ;;
     x87.elf) echo "fsw                    0x3800             0x3a41" ;;
     double_fault.elf) echo "int 0x60" ;;
-    idt_priv.elf) echo "int 0x51" ;;
+    idt_priv.elf) echo "KVM 00000522, emulator 00000292" ;;
     debug_int.elf) echo "KVM 00000006, emulator 00000003" ;;
     compat_emu.flat.elf) echo "st3.exponent" ;;
     # RF only in the emulator's RFLAGS; the arithmetic flags there vary

@@ -281,7 +281,10 @@ bool CpuImpl::deliverLong(const PendingException& e) {
     if (!isCanonical(cur)) return fault(vec::kSS, 0);
     if (!writeLinear<uint64_t>(cur, vals[k], newCpl < 3)) return false;
   }
-  if (newCpl != cpl_) {
+  // A stack switch loads a null SS with RPL = the new CPL: on a privilege
+  // change and through an IST entry at the same CPL alike (SDM vol. 3
+  // 6.14.4, 6.14.5: "the new SS selector is forced to NULL").
+  if (newCpl != cpl_ || ist) {
     s_.seg[2] = SegmentRegister{static_cast<uint16_t>(newCpl), 0, 0,
                                 segattr::kUnusable | (static_cast<uint32_t>(newCpl) << 5)};
   }

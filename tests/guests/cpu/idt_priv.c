@@ -4,7 +4,8 @@
  * SDM vol. 3, 6.14 "Exception and Interrupt Handling in 64-bit Mode":
  * 6.14.2 "64-Bit Mode Stack Frame" (RSP aligned to 16 before the push; SS:RSP
  * always pushed; on a CPL change the new SS is a NULL selector with RPL = new
- * CPL), 6.14.5 "Interrupt Stack Table" (IST used whatever the CPL), 6.12.1.1
+ * CPL), 6.14.5 "Interrupt Stack Table" (IST used whatever the CPL, and SS
+ * forced to NULL with it, a CPL change or not), 6.12.1.1
  * "Protection of Exception- and Interrupt-Handler Procedures" (INT n with gate
  * DPL < CPL -> #GP(vector*8+2)), 6.13 "Error Code" (EXT = bit 0, IDT = bit 1),
  * 6.12.1.3 (interrupt gates clear IF, trap gates do not). */
@@ -102,6 +103,7 @@ void guest_main(void) {
   CHECK_EQ(seen.rip, (ureg)k_int51_after);
   CHECK_EQ(seen.cs, SEL_CODE64);
   CHECK_EQ(seen.ss, SEL_DATA); /* same CPL: the old SS is pushed */
+  CHECK_EQ(seen.handler_ss, 0); /* an IST switch loads a NULL SS all the same (6.14.5) */
 
   case_begin("ist_from_cpl3");
   user_call(user_int51, (ureg)user_stack_top, 0, 0x2);
