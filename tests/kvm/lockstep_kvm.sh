@@ -31,8 +31,10 @@ guests=0
 #  - exceptions, gp_ss_noncanonical: #GP (13) pushed where the SDM has #SS (12).
 #  - paging64, pf_reserved: #PF error code RSVD without P (8, not 9).
 #  - paging32, a stale TLB entry read after the PTE changed (its tlb cases):
-#    TCG's soft TLB had dropped it, the emulator's exact TLB keeps it until
-#    INVLPG; the SDM allows both, so lockstep cannot go on there.
+#    TCG's soft TLB had dropped it (each step is a #VMEXIT, and QEMU's SVM
+#    flushes its whole TLB at every #VMEXIT and VMRUN: cpu_x86_update_cr3),
+#    the emulator's exact TLB keeps it until INVLPG; the SDM allows both, so
+#    lockstep cannot go on there.
 #  - segments (limit_*): no data-segment limit check, so no #GP: the
 #    emulator's handler prints (its port read of the UART) where KVM's step
 #    did not fault.
@@ -50,9 +52,14 @@ guests=0
 #    host): the emulator's #GP handler prints where KVM is back in user mode.
 #  - idt_priv, gate_dpl: the #GP error code of INT 0x52 through a DPL-0 gate
 #    is built from the 16-byte IDT offset (0x522, the SDM's 0x292).
-#  - double_fault (benign_then_contributory): a frame the nested CPU writes
-#    differently (the return RIP of a fault raised in INT 0x60's delivery).
-#    Not analysed further.
+# The nested SVM itself (QEMU's SVM emulation with KVM on it):
+#  - double_fault, in its first case np_then_gp (before the QEMU_KNOWN_FAIL
+#    case benign_then_contributory): INT 0x60 raises #NP, #GP, #DF; an NPF
+#    while the #DF frame is pushed makes QEMU report the INT 0x60 (the first
+#    event of the chain) in EXITINTINFO, and KVM (no NRIPS there) re-injects
+#    it past the INT, so the #DF frame's RIP (undefined in the SDM) is the
+#    next instruction. KVM's step runs the handler, which copies it: no mask
+#    can go on (docs/kvm-recording.md, "An event chain cut by an exit").
 # Seen in the debug guests, not analysed yet (docs/kvm-recording.md, Open):
 # debug_dr (a value its #DB handler counts differs after a data
 # breakpoint), debug_io (KVM runs a REP OUTSB with an I/O breakpoint whole,
