@@ -50,6 +50,11 @@ constexpr const char* kUsage =
     "  --full-state-every N  read KVM's FPU, debug registers, XCR0 and MSRs back\n"
     "                        every N instructions (default 64; 1: after each), and\n"
     "                        after each instruction that can write them\n"
+    "  --map-ram             have KVM map all guest RAM below 4 GiB before the guest\n"
+    "                        runs, so that no first touch of a page exits in the\n"
+    "                        middle of an event delivery (the nested VM's KVM then\n"
+    "                        delivers an INT n's fault chain again from the next\n"
+    "                        instruction); 0.3 ms a page in the nested VM\n"
     "  -v                    also print KVM's ioctls (count and time of each kind)\n"
     "  --cpu-model NAME      ttvm (default), baseline or host (as for ttvm record)\n"
     "  -h, --help            this text\n"
@@ -70,11 +75,13 @@ int cmdLockstep(std::span<char* const> args) {
   uint64_t ram = 256ull << 20, maxSteps = 0, memoryEvery = 4096, loadAddr = 0, entry = 0,
            rngSeed = 0, fullStateEvery = 64;
   std::string timeoutText, startClockText;
-  bool help = false, haveLoad = false, haveEntry = false, haveSeed = false, verbose = false;
+  bool help = false, haveLoad = false, haveEntry = false, haveSeed = false, verbose = false,
+       mapRam = false;
   CpuModel cpuModel = CpuModel::ttvmDefault();
   const Option options[] = {
       flagOption("-h", help),
       flagOption("-v", verbose),
+      flagOption("--map-ram", mapRam),
       Option{"--help",
              {},
              false,
@@ -247,10 +254,13 @@ int cmdLockstep(std::span<char* const> args) {
   const KvmBackend* kvmBackend = nullptr;  // owned by lockstep
   Lockstep lockstep(
       **machine, guest->cpu,
-      [&k, &kvmBackend](const CpuModel& model, PhysicalMemory memory,
-                        Environment& env) -> Result<std::unique_ptr<machine::CpuBackend>> {
+      [&k, &kvmBackend, mapRam](const CpuModel& model, PhysicalMemory memory,
+                                Environment& env) -> Result<std::unique_ptr<machine::CpuBackend>> {
         auto b = KvmBackend::create(k, model, std::move(memory), env);
         if (!b) return b.error();
+        if (mapRam) {
+          if (Status st = (*b)->mapAllRam(); !st.ok()) return st.error();
+        }
         kvmBackend = b->get();
         return std::unique_ptr<machine::CpuBackend>(std::move(*b));
       },

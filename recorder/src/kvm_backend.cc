@@ -10,6 +10,7 @@
 #include "ttvm/base/hex.h"
 #include "ttvm/base/log.h"
 #include "ttvm/emulator/disassembler.h"
+#include "ttvm/machine/loader.h"
 
 namespace ttvm {
 namespace {
@@ -398,6 +399,42 @@ std::vector<TraceEvent> KvmBackend::takeStopPoint() {
   std::vector<TraceEvent> out;
   out.swap(stopEvents_);
   return out;
+}
+
+Status KvmBackend::mapAllRam() {
+  // or dword [edi], 0; add edi, 0x1000; cmp edi, ecx; jb (to the OR); hlt
+  static constexpr uint8_t kLoop[] = {0x83, 0x0F, 0x00, 0x81, 0xC7, 0x00, 0x10,
+                                      0x00, 0x00, 0x39, 0xCF, 0x72, 0xF3, 0xF4};
+  constexpr uint64_t kReach = 0x100000000ull - kPage;  // the last page a 32-bit EDI loops to
+  if (slots_.empty() || slots_[0].end - slots_[0].begin < sizeof kLoop || slots_[0].begin >= kReach)
+    return makeError("mapping RAM in KVM: no RAM slot below 4 GiB for the loop");
+  uint8_t* code = memory_.ram.data() + slots_[0].begin;
+  uint8_t saved[sizeof kLoop];
+  std::memcpy(saved, code, sizeof kLoop);
+  std::memcpy(code, kLoop, sizeof kLoop);
+  Status result;
+  for (const PhysicalMemory::Range& r : slots_) {
+    if (r.begin >= kReach) break;
+    CpuState s = machine::protectedModeState(static_cast<uint32_t>(slots_[0].begin));
+    s.reg(Gpr::kRdi) = r.begin;
+    s.reg(Gpr::kRcx) = std::min(r.end, kReach);
+    if (Status st = vcpu_.setState(s); !st.ok()) {
+      result = st;
+      break;
+    }
+    auto e = vcpu_.run();
+    if (!e) {
+      result = e.error();
+      break;
+    }
+    if (e->kind != kvm::ExitKind::kHlt) {
+      result = makeError("mapping RAM in KVM: the loop over " + hex(r.begin) + ".." + hex(r.end) +
+                         " ended in " + kvm::describe(*e) + ", not at its HLT");
+      break;
+    }
+  }
+  std::memcpy(code, saved, sizeof kLoop);
+  return result;
 }
 
 void KvmBackend::setState(const CpuState& s) {

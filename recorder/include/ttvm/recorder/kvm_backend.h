@@ -172,6 +172,22 @@ class KvmBackend final : public machine::CpuBackend {
                                                     bool emulateTscPages = false);
   ~KvmBackend() override;
 
+  // Has KVM map every RAM page of its slots below 4 GiB in its nested page
+  // tables now, before the guest runs (`ttvm lockstep`): a short loop run in
+  // the VM at the start of the first slot (flat 32-bit protected mode,
+  // paging off) reads and writes back one dword of each page, then HLT; the
+  // loop's bytes are put back. What it is for: an exit in the middle of an
+  // event delivery, which the first touch of a page (an NPF) is, makes the
+  // nested VM's KVM deliver the chain again from the next instruction
+  // where an INT n raised it (QEMU's SVM reports the INT in EXITINTINFO, KVM
+  // re-injects it past the instruction without NRIPS: docs/kvm-recording.md,
+  // "An event chain cut by an exit"). Without dirty logging (no stop points)
+  // KVM keeps the mappings. Each page is an NPF exit: 0.28 ms in the nested
+  // VM (1.1 s for 16 MiB, 5.2 s for 64 MiB), so `ttvm lockstep` asks for it
+  // (--map-ram). Call it before setState; it leaves the vCPU's registers to
+  // that.
+  Status mapAllRam();
+
   Backend kind() const override { return Backend::kKvm; }
   bool countsSteps() const override { return false; }
   // Runs until `maxSteps` more exits were counted, HLT (kHalted), a triple
