@@ -1,9 +1,9 @@
-// The differential engine test (issue 14): random 64-bit programs run on the
-// fast engine (CpuEngine::kFast, exec/block_cache.h) and on the reference
-// interpreter in lockstep. Both machines run the same slices (random lengths,
-// so slices end inside blocks, at their ends and across chains); after every
-// slice the outcome, the whole CpuState and the RAM that the program, its
-// page tables, its stack and its data occupy must be equal.
+// The differential engine test (issue 14): random 64-bit and 32-bit
+// protected-mode programs run on the fast engine (CpuEngine::kFast, exec/block_cache.h) and on the
+// reference interpreter in lockstep. Both machines run the same slices (random lengths, so slices
+// end inside blocks, at their ends and across chains); after every slice the outcome, the whole
+// CpuState and the RAM that the program, its page tables, its stack and its data occupy must be
+// equal.
 //
 // The programs loop over a body of random units built for what the fast
 // engine special-cases and what it must get right around them: the fast
@@ -12,7 +12,8 @@
 // only its compiled code runs (MOVZX from byte/word registers and words,
 // NEG/NOT, ROL/ROR, IMUL/MUL, ADC/SBB with immediates, JMP r64, SETcc on
 // byte registers, byte and immediate stores, CMP/TEST of memory with an
-// immediate, NOPs; exec/block_jit.h), loads through FS, readers of
+// immediate, ALU ops with a memory destination, NOPs; exec/block_jit.h),
+// loads through FS, readers of
 // lazily kept flags (ADC/SBB, SETcc, CMOVcc, PUSHF, LAHF), self-modifying
 // stores into later instructions of the body, page-table edits with and
 // without INVLPG or a CR3 reload (and loads/stores through the remapped
@@ -20,8 +21,12 @@
 // POPF (#DB handler clears it), CLI/STI, #DE from DIV (handler skips it),
 // unaligned and page-crossing accesses, and external interrupts injected at
 // the same step on both machines; a third of the programs run under a random
-// debugger watchpoint, whose stops must match too. TTVM_BLOCK_DIFF_PROGRAMS
-// sets the count.
+// debugger watchpoint, whose stops must match too. The 32-bit programs
+// (flat segments, paging on or off) add what differs there: one-byte
+// INC/DEC, ESP stack forms, JMP r32, addresses that wrap at 4 GiB, 16-bit
+// operand and address sizes and FS/ES overrides (interpreted), and ES
+// switched to a based segment and back (compiled code must not run while
+// it is). TTVM_BLOCK_DIFF_PROGRAMS sets the count.
 #include <gtest/gtest.h>
 
 #include <Zydis/Zydis.h>
@@ -70,9 +75,10 @@ ZydisEncoderOperand mem(ZydisRegister base, int64_t disp, unsigned size) {
   return o;
 }
 
-std::vector<uint8_t> encode(ZydisMnemonic m, std::initializer_list<ZydisEncoderOperand> ops) {
+std::vector<uint8_t> encode(ZydisMnemonic m, std::initializer_list<ZydisEncoderOperand> ops,
+                            ZydisMachineMode mode = ZYDIS_MACHINE_MODE_LONG_64) {
   ZydisEncoderRequest req{};
-  req.machine_mode = ZYDIS_MACHINE_MODE_LONG_64;
+  req.machine_mode = mode;
   req.mnemonic = m;
   req.operand_count = static_cast<ZyanU8>(ops.size());
   int k = 0;
@@ -97,11 +103,20 @@ const ZydisMnemonic kAlu[] = {ZYDIS_MNEMONIC_ADD, ZYDIS_MNEMONIC_SUB, ZYDIS_MNEM
                               ZYDIS_MNEMONIC_OR,  ZYDIS_MNEMONIC_XOR, ZYDIS_MNEMONIC_CMP,
                               ZYDIS_MNEMONIC_TEST};
 
+// 32-bit programs (RandomProtectedModeProgramsMatch...): EBX = data, ESP =
+// stack; the loop counter is in memory.
+const ZydisRegister kFree32Only[] = {ZYDIS_REGISTER_EAX, ZYDIS_REGISTER_ECX, ZYDIS_REGISTER_EDX,
+                                     ZYDIS_REGISTER_ESI, ZYDIS_REGISTER_EDI, ZYDIS_REGISTER_EBP};
+constexpr uint64_t kCounter32 = layout::kData + 0x4000;
+constexpr uint16_t kBasedData = 0x58;  // a data segment based at 0x10 (not flat)
+
 // A random program: the loop body's bytes, its self-modifying stores patched
-// to aim at the immediates of its `mov r32, imm32` units.
+// to aim at the immediates of its `mov r32, imm32` units. `mode32`: for
+// 32-bit protected mode (with `paging`, the window and its page-table edits).
 class ProgramGenerator {
  public:
-  explicit ProgramGenerator(uint64_t seed) : rng_(seed) {}
+  explicit ProgramGenerator(uint64_t seed, bool mode32 = false, bool paging = true)
+      : rng_(seed), m32_(mode32), paging_(paging) {}
 
   std::vector<uint8_t> body() {
     std::vector<std::vector<uint8_t>> units;
@@ -124,22 +139,24 @@ class ProgramGenerator {
     for (size_t k = 0; k < units.size(); ++k) {
       if (units[k].size() == 1 && units[k][0] == kJccMarker) {
         const size_t skip = k + 1 < units.size() ? units[k + 1].size() : 0;
-        units[k] = encode(kJcc[below(16)], {imm(static_cast<int64_t>(skip))});
+        units[k] = enc(kJcc[below(16)], {imm(static_cast<int64_t>(skip))});
       }
     }
     for (const auto& u : units) {
       offsets.push_back(out.size());
       out.insert(out.end(), u.begin(), u.end());
     }
-    // mov byte [r14 + disp32], imm8 (41 C6 86 disp32 imm8): aim at a target's
-    // immediate, or at its own bytes' neighbourhood when there is none.
+    // mov byte [r14 + disp32], imm8 (41 C6 86 disp32 imm8; 32-bit: C6 05
+    // abs32 imm8): aim at a target's immediate, or at its own bytes'
+    // neighbourhood when there is none.
     for (size_t s : smcStores) {
       uint32_t disp = static_cast<uint32_t>(offsets[s] + 8);
       if (!smcTargets.empty()) {
         const size_t t = smcTargets[below(static_cast<int>(smcTargets.size()))];
         disp = static_cast<uint32_t>(offsets[t] + 1 + below(4));
       }
-      std::memcpy(&out[offsets[s] + 3], &disp, 4);
+      if (m32_) disp += static_cast<uint32_t>(layout::kCode);
+      std::memcpy(&out[offsets[s] + (m32_ ? 2 : 3)], &disp, 4);
     }
     return out;
   }
@@ -149,8 +166,11 @@ class ProgramGenerator {
 
   int below(int n) { return static_cast<int>(rng_() % static_cast<uint64_t>(n)); }
   ZydisRegister r64() { return kFree64[below(10)]; }
-  ZydisRegister r32() { return kFree32[below(10)]; }
+  ZydisRegister r32() { return m32_ ? kFree32Only[below(6)] : kFree32[below(10)]; }
   ZydisRegister rw(bool wide) { return wide ? r64() : r32(); }
+  std::vector<uint8_t> enc(ZydisMnemonic m, std::initializer_list<ZydisEncoderOperand> ops) {
+    return encode(m, ops, m32_ ? ZYDIS_MACHINE_MODE_LEGACY_32 : ZYDIS_MACHINE_MODE_LONG_64);
+  }
   int64_t dataDisp(unsigned size) {
     switch (below(8)) {
       case 0: return 0x1000 - 1 - below(static_cast<int>(size) - 1 + 1);  // page-crossing
@@ -163,11 +183,11 @@ class ProgramGenerator {
     return below(3) ? v[below(7)] : static_cast<int8_t>(rng_());
   }
   std::vector<uint8_t> edgyAlu() {
-    const bool wide = below(2);
+    const bool wide = !m32_ && below(2);
     const ZydisRegister a = rw(wide);
     const ZydisMnemonic m = kAlu[below(7)];
-    if (below(3) == 0) return encode(m, {reg(a), imm(edgyImm())});
-    return encode(m, {reg(a), reg(below(3) == 0 ? a : rw(wide))});
+    if (below(3) == 0) return enc(m, {reg(a), imm(edgyImm())});
+    return enc(m, {reg(a), reg(below(3) == 0 ? a : rw(wide))});
   }
   std::vector<uint8_t> cat(std::vector<uint8_t> a, const std::vector<uint8_t>& b) {
     a.insert(a.end(), b.begin(), b.end());
@@ -175,9 +195,10 @@ class ProgramGenerator {
   }
 
   std::vector<uint8_t> unit(bool& smcStore, bool& smcTarget) {
+    if (m32_) return unit32(smcStore, smcTarget);
     const bool wide = below(2);
     const unsigned size = wide ? 8 : 4;
-    switch (below(40)) {
+    switch (below(41)) {
       case 0: return encode(ZYDIS_MNEMONIC_MOV, {reg(rw(wide)), reg(rw(wide))});
       case 1:
         return encode(ZYDIS_MNEMONIC_MOV,
@@ -319,19 +340,223 @@ class ProgramGenerator {
       case 38:  // nop; nopw 0x0(%rax,%rax,1)
         return below(2) ? std::vector<uint8_t>{0x90}
                         : std::vector<uint8_t>{0x66, 0x0F, 0x1F, 0x44, 0x00, 0x00};
+      case 39:  // ALU with a memory destination
+        if (below(2))
+          return encode(kAlu[below(7)],
+                        {mem(ZYDIS_REGISTER_R8, dataDisp(size), size), reg(rw(wide))});
+        return encode(kAlu[below(5)],
+                      {mem(ZYDIS_REGISTER_R8, dataDisp(size), size), imm(edgyImm())});
       default:
         return encode(ZYDIS_MNEMONIC_XOR,
                       {reg(rw(wide)), mem(ZYDIS_REGISTER_R8, dataDisp(size), size)});
     }
   }
 
+  // A unit of a 32-bit protected-mode program: the same kinds of units
+  // (EBX-based data, absolute addresses for the window and the code), and
+  // what 32-bit code adds: the one-byte INC/DEC (40-4F), 32-bit stack forms
+  // (PUSH ESP too), JMP r32, effective addresses that wrap at 4 GiB (LEA
+  // of random registers, loads at EBX + r + disp with r + disp = 2^32),
+  // 16-bit operand and address sizes, FS and ES overrides, and ES toggled
+  // between a flat and a based segment (compiled code must then not run).
+  std::vector<uint8_t> unit32(bool& smcStore, bool& smcTarget) {
+    const ZydisRegister kData = ZYDIS_REGISTER_EBX;
+    const auto at = [](uint64_t a) { return mem(ZYDIS_REGISTER_NONE, static_cast<int64_t>(a), 4); };
+    const auto abs32 = [](uint64_t a) {
+      std::vector<uint8_t> v(4);
+      const uint32_t x = static_cast<uint32_t>(a);
+      std::memcpy(v.data(), &x, 4);
+      return v;
+    };
+    const uint8_t r8s[] = {0, 1, 2, 5, 6, 7};  // EAX ECX EDX EBP ESI EDI
+    const uint8_t r = r8s[below(6)];
+    switch (below(47)) {
+      case 0: return enc(ZYDIS_MNEMONIC_MOV, {reg(r32()), reg(r32())});
+      case 1:
+        return enc(ZYDIS_MNEMONIC_MOV,
+                   {reg(r32()), imm(below(2) ? edgyImm() : static_cast<int32_t>(rng_()))});
+      case 2: return enc(ZYDIS_MNEMONIC_MOV, {reg(r32()), mem(kData, dataDisp(4), 4)});
+      case 3: return enc(ZYDIS_MNEMONIC_MOV, {mem(kData, dataDisp(4), 4), reg(r32())});
+      case 4: return enc(ZYDIS_MNEMONIC_MOVZX, {reg(r32()), mem(kData, dataDisp(1), 1)});
+      case 5: {
+        ZydisEncoderOperand m = mem(r32(), static_cast<int32_t>(rng_()) >> 8, 0);
+        m.mem.index = r32();
+        m.mem.scale = static_cast<ZyanU8>(1u << below(4));
+        m.mem.size = 4;
+        return enc(ZYDIS_MNEMONIC_LEA, {reg(r32()), m});
+      }
+      case 6:
+      case 7: return enc(kAlu[below(7)], {reg(r32()), reg(r32())});
+      case 8: return enc(kAlu[below(7)], {reg(r32()), imm(static_cast<int8_t>(rng_()))});
+      case 9: return enc(kAlu[below(6)], {reg(r32()), mem(kData, dataDisp(4), 4)});
+      case 10: return {static_cast<uint8_t>((below(2) ? 0x40 : 0x48) + r)};  // INC/DEC r32
+      case 11: {
+        const ZydisMnemonic m[] = {ZYDIS_MNEMONIC_SHL, ZYDIS_MNEMONIC_SHR, ZYDIS_MNEMONIC_SAR};
+        return enc(m[below(3)], {reg(r32()), imm(below(40))});
+      }
+      case 12:
+      case 13: return {kJccMarker};
+      case 14:
+        return enc(below(2) ? ZYDIS_MNEMONIC_ADC : ZYDIS_MNEMONIC_SBB, {reg(r32()), reg(r32())});
+      case 15: {
+        const ZydisRegister b8[] = {ZYDIS_REGISTER_AL, ZYDIS_REGISTER_CL, ZYDIS_REGISTER_DH,
+                                    ZYDIS_REGISTER_AH};
+        return enc(kSetcc[below(4)], {reg(b8[below(4)])});
+      }
+      case 16: return enc(kCmovcc[below(4)], {reg(r32()), reg(r32())});
+      case 17: return {0x9C, static_cast<uint8_t>(0x58 + r)};  // pushfd; pop r
+      case 18: return enc(ZYDIS_MNEMONIC_LAHF, {});
+      case 19: return {0xE8, 0x02, 0x00, 0x00, 0x00, 0xEB, 0x01, 0xC3};  // call L; jmp +1; L: ret
+      case 20:                                                           // push r / push esp; pop r
+        return {static_cast<uint8_t>(0x50 + (below(4) ? r8s[below(6)] : 4)),
+                static_cast<uint8_t>(0x58 + r)};
+      case 21: smcStore = true; return {0xC6, 0x05, 0, 0, 0, 0, static_cast<uint8_t>(rng_())};
+      case 22:
+        smcTarget = true;
+        return enc(ZYDIS_MNEMONIC_MOV, {reg(r32()), imm(static_cast<int32_t>(rng_()))});
+      case 23: {
+        if (!paging_) return enc(ZYDIS_MNEMONIC_XOR, {reg(r32()), mem(kData, dataDisp(4), 4)});
+        // Remap window page k (A/D clear), maybe INVLPG or reload CR3.
+        const int k = below(4);
+        const int64_t pte = static_cast<int64_t>(kWindowPhys + below(8) * 0x1000) | 3;
+        std::vector<uint8_t> u = enc(ZYDIS_MNEMONIC_MOV, {at(kPt + k * 4), imm(pte)});
+        switch (below(3)) {
+          case 0: return cat(cat(u, {0x0F, 0x01, 0x3D}), abs32(kWindow + k * 0x1000));
+          case 1: return cat(u, {0x0F, 0x20, 0xD8, 0x0F, 0x22, 0xD8});  // eax = cr3; cr3 = eax
+          default: return u;
+        }
+      }
+      case 24:
+      case 25: {
+        const uint64_t a = paging_ ? kWindow + below(4) * 0x1000 + below(0xFF8)
+                                   : layout::kData + static_cast<uint64_t>(dataDisp(4));
+        return below(2) ? enc(ZYDIS_MNEMONIC_MOV, {reg(r32()), at(a)})
+                        : enc(ZYDIS_MNEMONIC_MOV, {at(a), reg(r32())});
+      }
+      case 26:  // pushfd; or dword [esp], TF; popfd: the next instruction traps.
+        return {0x9C, 0x81, 0x0C, 0x24, 0x00, 0x01, 0x00, 0x00, 0x9D};
+      case 27: return {static_cast<uint8_t>(below(2) ? 0xFA : 0xFB)};
+      case 28: return {0xF7, 0xF1};  // div ecx (#DE skipped by the handler)
+      case 29:
+      case 43:
+      case 44: {
+        const uint8_t d8 = static_cast<uint8_t>(below(0x78) & ~3);
+        switch (below(3)) {
+          case 0:
+            return {0x64, 0x8B, static_cast<uint8_t>(0x43 | r << 3), d8};  // mov r, fs:[ebx+d8]
+          case 1:
+            return {0x26, 0x8B, static_cast<uint8_t>(0x43 | r << 3), d8};  // mov r, es:[ebx+d8]
+          default:
+            return {0x26, 0x01, static_cast<uint8_t>(0x43 | r << 3), d8};  // add es:[ebx+d8], r
+        }
+      }
+      case 30:
+        switch (below(3)) {
+          case 0: return enc(ZYDIS_MNEMONIC_MOVZX, {reg(r32()), reg(ZYDIS_REGISTER_CH)});
+          case 1: return enc(ZYDIS_MNEMONIC_MOVZX, {reg(r32()), reg(ZYDIS_REGISTER_SI)});
+          default: return enc(ZYDIS_MNEMONIC_MOVZX, {reg(r32()), mem(kData, dataDisp(2), 2)});
+        }
+      case 31: return enc(below(2) ? ZYDIS_MNEMONIC_NEG : ZYDIS_MNEMONIC_NOT, {reg(r32())});
+      case 32:
+        return enc(below(2) ? ZYDIS_MNEMONIC_ROL : ZYDIS_MNEMONIC_ROR,
+                   {reg(r32()), imm(below(40))});
+      case 33:
+        switch (below(3)) {
+          case 0: return enc(ZYDIS_MNEMONIC_IMUL, {reg(r32()), reg(r32())});
+          case 1: return enc(ZYDIS_MNEMONIC_IMUL, {reg(r32()), reg(r32()), imm(edgyImm())});
+          default: return enc(ZYDIS_MNEMONIC_MUL, {reg(r32())});
+        }
+      case 34:
+        return enc(below(2) ? ZYDIS_MNEMONIC_ADC : ZYDIS_MNEMONIC_SBB,
+                   {reg(r32()), imm(edgyImm())});
+      case 35:
+        // call $+5; pop r; add r, 6; jmp r: an indirect jump to the next unit.
+        return {0xE8,
+                0,
+                0,
+                0,
+                0,
+                static_cast<uint8_t>(0x58 + r),
+                0x83,
+                static_cast<uint8_t>(0xC0 + r),
+                0x06,
+                0xFF,
+                static_cast<uint8_t>(0xE0 + r)};
+      case 36:
+        if (below(2)) {
+          const unsigned sz = below(3) == 0 ? 1 : 4;
+          return enc(ZYDIS_MNEMONIC_MOV, {mem(kData, dataDisp(sz), sz), imm(edgyImm())});
+        }
+        return enc(ZYDIS_MNEMONIC_MOV, {mem(kData, dataDisp(1), 1), reg(ZYDIS_REGISTER_DL)});
+      case 37: {
+        const unsigned sz = below(3) == 0 ? 1 : 4;
+        return enc(below(2) ? ZYDIS_MNEMONIC_CMP : ZYDIS_MNEMONIC_TEST,
+                   {mem(kData, dataDisp(sz), sz), imm(edgyImm())});
+      }
+      case 38:
+        return below(2) ? std::vector<uint8_t>{0x90}
+                        : std::vector<uint8_t>{0x66, 0x0F, 0x1F, 0x44, 0x00, 0x00};
+      case 39:
+        // 16-bit operand and address sizes (interpreted).
+        switch (below(4)) {
+          case 0: return enc(kAlu[below(7)], {reg(ZYDIS_REGISTER_AX), reg(ZYDIS_REGISTER_SI)});
+          case 1:
+            return {0x66, static_cast<uint8_t>(0x50 + r), 0x66, static_cast<uint8_t>(0x58 + r)};
+          case 2: return {0x67, 0x8B, static_cast<uint8_t>(0x47 | r << 3), 0x10};  // mov r, [bx+16]
+          default: return {0x66, static_cast<uint8_t>(0x40 + r)};                  // inc r16
+        }
+      case 40:
+        // mov eax, es; xor eax, 0x10 ^ 0x58; mov es, eax: ES toggles between
+        // flat and based at 0x10 (not flat) at every pass.
+        static_assert((layout::kData0 ^ kBasedData) == 0x48);
+        return {0x8C, 0xC0, 0x83, 0xF0, 0x48, 0x8E, 0xC0};
+      case 41: {
+        // mov r2, imm32; op r, [ebx + r2 + disp]: r2 + disp = 2^32.
+        const ZydisRegister idx = r32();
+        const int64_t k = 0x100000 + below(0x7000000);
+        ZydisEncoderOperand m = mem(kData, k + dataDisp(4), 4);
+        m.mem.index = idx;
+        m.mem.scale = 1;
+        return cat(enc(ZYDIS_MNEMONIC_MOV, {reg(idx), imm(-k)}),
+                   below(2) ? enc(ZYDIS_MNEMONIC_MOV, {reg(r32()), m})
+                            : enc(ZYDIS_MNEMONIC_ADD, {m, reg(r32())}));
+      }
+      case 42:
+        return cat(enc(ZYDIS_MNEMONIC_CALL, {imm(1)}),
+                   {0xCC, 0x8D, 0x64, 0x24, 0x04});  // lea esp, [esp+4]
+      case 45:                                       // ALU with a memory destination
+        if (below(2)) return enc(kAlu[below(7)], {mem(kData, dataDisp(4), 4), reg(r32())});
+        return enc(kAlu[below(5)], {mem(kData, dataDisp(4), 4), imm(edgyImm())});
+      default: return enc(ZYDIS_MNEMONIC_XOR, {reg(r32()), mem(kData, dataDisp(4), 4)});
+    }
+  }
+
   std::mt19937_64 rng_;
+  bool m32_;
+  bool paging_;
 };
 
 struct Pair {
   Machine ref;
   Machine fast;
 };
+
+// Loads the loop `body; decrement; jnz body; hlt` at layout::kCode and
+// random data and window contents; returns the generator for the rest.
+std::mt19937_64 loadLoop(Machine& m, const std::vector<uint8_t>& body,
+                         const std::vector<uint8_t>& decrement, uint64_t seed) {
+  std::vector<uint8_t> code = body;
+  code.insert(code.end(), decrement.begin(), decrement.end());
+  code.insert(code.end(), {0x0F, 0x85});
+  const int32_t back = -static_cast<int32_t>(code.size() + 4);
+  for (int k = 0; k < 4; ++k) code.push_back(static_cast<uint8_t>(back >> (8 * k)));
+  code.push_back(0xF4);
+  m.load(layout::kCode, code);
+  std::mt19937_64 rng(seed);
+  for (uint64_t a = layout::kData; a < layout::kData + 0x4000; a += 8) m.put(a, rng(), 8);
+  for (uint64_t a = kWindowPhys; a < kWindowPhys + 0x8000; a += 8) m.put(a, rng(), 8);
+  return rng;
+}
 
 void setUp(Machine& m, const std::vector<uint8_t>& body, uint64_t seed) {
   m.setupLong64(layout::kCode);
@@ -346,16 +571,7 @@ void setUp(Machine& m, const std::vector<uint8_t>& body, uint64_t seed) {
   m.setIdt64(kIrqVector, kHandlers + 0x20);
   for (int k = 0; k < 4; ++k) m.map4k(kWindow + k * 0x1000, kWindowPhys + k * 0x1000, 3);
   // The loop: body; dec r15; jnz body; hlt.
-  std::vector<uint8_t> code = body;
-  const std::vector<uint8_t> tail = {0x49, 0xFF, 0xCF, 0x0F, 0x85};
-  code.insert(code.end(), tail.begin(), tail.end());
-  const int32_t back = -static_cast<int32_t>(code.size() + 4);
-  for (int k = 0; k < 4; ++k) code.push_back(static_cast<uint8_t>(back >> (8 * k)));
-  code.push_back(0xF4);
-  m.load(layout::kCode, code);
-  std::mt19937_64 rng(seed);
-  for (uint64_t a = layout::kData; a < layout::kData + 0x4000; a += 8) m.put(a, rng(), 8);
-  for (uint64_t a = kWindowPhys; a < kWindowPhys + 0x8000; a += 8) m.put(a, rng(), 8);
+  std::mt19937_64 rng = loadLoop(m, body, {0x49, 0xFF, 0xCF}, seed);
   m.edit([&](CpuState& s) {
     for (int r = 0; r < 16; ++r) s.gpr[r] = rng();
     s.gpr[4] = layout::kStackTop;
@@ -404,9 +620,106 @@ uint64_t programCount() {
   return 300;
 }
 
-TEST(BlockEngine, RandomProgramsMatchTheReferenceAfterEverySlice) {
+// What a run of random programs did, over all of them.
+struct DiffTotals {
   uint64_t slices = 0, irqs = 0, steps = 0, watchStops = 0;
-  EngineStats total;
+  EngineStats engine;
+};
+
+// Runs one program (set up on both machines) in random slices on both
+// engines, comparing after every slice; `p` picks the hint and watchpoint.
+void runPair(Pair& m, uint64_t p, uint64_t seed, DiffTotals& t) {
+  std::mt19937_64 rng(seed ^ 0x5A5A);
+  // Half the programs run with an event hint (the recorder's and the
+  // replayer's case: nothing to ask between most instructions), half with
+  // the CPU asking at every boundary.
+  const bool hinted = p % 2 == 0;
+  m.ref.env.useHint = m.fast.env.useHint = hinted;
+  // A third of the programs run under a debugger watchpoint (issue 14
+  // point 3: blocks and host code keep running, the watched page's
+  // accesses take the reference accessors): a random kind and length on
+  // the data, the remapped window (linear or physical) or the stack.
+  if (p % 3 == 2) {
+    std::mt19937_64 wr(seed ^ 0x7761746368ull);  // "watch"
+    DebuggerWatchpoint w;
+    switch (wr() % 4) {
+      case 0: w.address = layout::kData + wr() % 0x4000; break;
+      case 1: w.address = kWindow + wr() % 0x4000; break;
+      case 2:
+        w.address = kWindowPhys + wr() % 0x8000;
+        w.physical = true;
+        break;
+      default: w.address = layout::kStackTop - 1 - wr() % 0x100; break;
+    }
+    w.length = 1 + wr() % 8;
+    w.kind = static_cast<WatchKind>(wr() % 3);
+    m.ref.cpu->setWatchpoints({w});
+    m.fast.cpu->setWatchpoints({w});
+  }
+  for (int k = 0; k < 400; ++k) {
+    if (rng() % 8 == 0) {  // an external interrupt, pending on both from this boundary on
+      m.ref.env.interrupts.push_back(kIrqVector);
+      m.fast.env.interrupts.push_back(kIrqVector);
+      ++t.irqs;
+    }
+    // A quarter of the programs say "maskable only" (the machine's hint
+    // while a request waits at the PIC): the engines may then run on while
+    // IF=0 and must take it at the same step once the program sets IF.
+    const uint32_t pending = m.ref.env.interrupts.empty() ? 0
+                             : p % 4 == 2                 ? kEventHintMaskableOnly
+                                                          : 1;
+    m.ref.env.hint = pending;
+    m.fast.env.hint = pending;
+    // Mostly short slices (ending inside blocks and chains), some long
+    // ones (compiled code going on from block to block).
+    const uint64_t n = rng() % 4 == 0 ? 1 + rng() % 2000 : 1 + rng() % 64;
+    const StepResult a = m.ref.run(n);
+    const StepResult b = m.fast.run(n);
+    ++t.slices;
+    ASSERT_EQ(a.outcome, b.outcome) << "program " << p << " slice " << k;
+    ASSERT_EQ(a.vector, b.vector) << "program " << p << " slice " << k;
+    if (a.outcome == StepOutcome::kWatchpoint) {
+      ASSERT_EQ(a.watch.address, b.watch.address) << "program " << p << " slice " << k;
+      ASSERT_EQ(a.watch.size, b.watch.size) << "program " << p << " slice " << k;
+      ASSERT_EQ(a.watch.write, b.watch.write) << "program " << p << " slice " << k;
+      ++t.watchStops;
+    }
+    const std::string diff = compare(m.ref, m.fast);
+    ASSERT_TRUE(diff.empty()) << "program " << p << " (seed " << seed << ") slice " << k
+                              << " at step " << m.ref.cpu->state().steps << ":\n"
+                              << diff;
+    if (a.outcome == StepOutcome::kHalted) break;
+  }
+  t.steps += m.ref.cpu->state().steps;
+  const EngineStats s = m.fast.cpu->engineStats();
+  t.engine.blockRuns += s.blockRuns;
+  t.engine.invalidations += s.invalidations;
+  t.engine.fallbackSteps += s.fallbackSteps;
+  t.engine.compiledSteps += s.compiledSteps;
+}
+
+// The test must have exercised the engine, not only its fallback, and on
+// x86-64 hosts its compiled code (exec/block_jit.h).
+void expectEngineUsed(const DiffTotals& t) {
+  EXPECT_GT(t.engine.blockRuns, t.steps / 20);
+  EXPECT_GT(t.engine.invalidations, 0u);
+  EXPECT_GT(t.watchStops, 0u);
+#if defined(__x86_64__)
+  EXPECT_GT(t.engine.compiledSteps, t.steps / 30);
+#endif
+  std::printf(
+      "%llu slices, %llu steps, %llu interrupts, %llu watchpoint stops; fast engine: %llu blocks "
+      "run, %llu invalidated, %llu steps on the reference path, %llu in compiled code\n",
+      static_cast<unsigned long long>(t.slices), static_cast<unsigned long long>(t.steps),
+      static_cast<unsigned long long>(t.irqs), static_cast<unsigned long long>(t.watchStops),
+      static_cast<unsigned long long>(t.engine.blockRuns),
+      static_cast<unsigned long long>(t.engine.invalidations),
+      static_cast<unsigned long long>(t.engine.fallbackSteps),
+      static_cast<unsigned long long>(t.engine.compiledSteps));
+}
+
+TEST(BlockEngine, RandomProgramsMatchTheReferenceAfterEverySlice) {
+  DiffTotals t;
   for (uint64_t p = 0; p < programCount(); ++p) {
     const uint64_t seed = 0x626C6F636B730000ull + p;  // "blocks"
     ProgramGenerator gen(seed);
@@ -415,86 +728,72 @@ TEST(BlockEngine, RandomProgramsMatchTheReferenceAfterEverySlice) {
     m.fast.cpu->setEngine(CpuEngine::kFast);
     setUp(m.ref, body, seed);
     setUp(m.fast, body, seed);
-    std::mt19937_64 rng(seed ^ 0x5A5A);
-    // Half the programs run with an event hint (the recorder's and the
-    // replayer's case: nothing to ask between most instructions), half with
-    // the CPU asking at every boundary.
-    const bool hinted = p % 2 == 0;
-    m.ref.env.useHint = m.fast.env.useHint = hinted;
-    // A third of the programs run under a debugger watchpoint (issue 14
-    // point 3: blocks and host code keep running, the watched page's
-    // accesses take the reference accessors): a random kind and length on
-    // the data, the remapped window (linear or physical) or the stack.
-    if (p % 3 == 2) {
-      std::mt19937_64 wr(seed ^ 0x7761746368ull);  // "watch"
-      DebuggerWatchpoint w;
-      switch (wr() % 4) {
-        case 0: w.address = layout::kData + wr() % 0x4000; break;
-        case 1: w.address = kWindow + wr() % 0x4000; break;
-        case 2:
-          w.address = kWindowPhys + wr() % 0x8000;
-          w.physical = true;
-          break;
-        default: w.address = layout::kStackTop - 1 - wr() % 0x100; break;
-      }
-      w.length = 1 + wr() % 8;
-      w.kind = static_cast<WatchKind>(wr() % 3);
-      m.ref.cpu->setWatchpoints({w});
-      m.fast.cpu->setWatchpoints({w});
-    }
-    for (int k = 0; k < 400; ++k) {
-      if (rng() % 8 == 0) {  // an external interrupt, pending on both from this boundary on
-        m.ref.env.interrupts.push_back(kIrqVector);
-        m.fast.env.interrupts.push_back(kIrqVector);
-        ++irqs;
-      }
-      const uint32_t pending = m.ref.env.interrupts.empty() ? 0 : 1;
-      m.ref.env.hint = pending;
-      m.fast.env.hint = pending;
-      // Mostly short slices (ending inside blocks and chains), some long
-      // ones (compiled code going on from block to block).
-      const uint64_t n = rng() % 4 == 0 ? 1 + rng() % 2000 : 1 + rng() % 64;
-      const StepResult a = m.ref.run(n);
-      const StepResult b = m.fast.run(n);
-      ++slices;
-      ASSERT_EQ(a.outcome, b.outcome) << "program " << p << " slice " << k;
-      ASSERT_EQ(a.vector, b.vector) << "program " << p << " slice " << k;
-      if (a.outcome == StepOutcome::kWatchpoint) {
-        ASSERT_EQ(a.watch.address, b.watch.address) << "program " << p << " slice " << k;
-        ASSERT_EQ(a.watch.size, b.watch.size) << "program " << p << " slice " << k;
-        ASSERT_EQ(a.watch.write, b.watch.write) << "program " << p << " slice " << k;
-        ++watchStops;
-      }
-      const std::string diff = compare(m.ref, m.fast);
-      ASSERT_TRUE(diff.empty()) << "program " << p << " (seed " << seed << ") slice " << k
-                                << " at step " << m.ref.cpu->state().steps << ":\n"
-                                << diff;
-      if (a.outcome == StepOutcome::kHalted) break;
-    }
-    steps += m.ref.cpu->state().steps;
-    const EngineStats s = m.fast.cpu->engineStats();
-    total.blockRuns += s.blockRuns;
-    total.invalidations += s.invalidations;
-    total.fallbackSteps += s.fallbackSteps;
-    total.compiledSteps += s.compiledSteps;
+    ASSERT_NO_FATAL_FAILURE(runPair(m, p, seed, t));
   }
-  // The test must have exercised the engine, not only its fallback, and on
-  // x86-64 hosts its compiled code (exec/block_jit.h).
-  EXPECT_GT(total.blockRuns, steps / 20);
-  EXPECT_GT(total.invalidations, 0u);
-  EXPECT_GT(watchStops, 0u);
-#if defined(__x86_64__)
-  EXPECT_GT(total.compiledSteps, steps / 30);
-#endif
-  std::printf(
-      "%llu slices, %llu steps, %llu interrupts, %llu watchpoint stops; fast engine: %llu blocks "
-      "run, %llu invalidated, %llu steps on the reference path, %llu in compiled code\n",
-      static_cast<unsigned long long>(slices), static_cast<unsigned long long>(steps),
-      static_cast<unsigned long long>(irqs), static_cast<unsigned long long>(watchStops),
-      static_cast<unsigned long long>(total.blockRuns),
-      static_cast<unsigned long long>(total.invalidations),
-      static_cast<unsigned long long>(total.fallbackSteps),
-      static_cast<unsigned long long>(total.compiledSteps));
+  expectEngineUsed(t);
+}
+
+// 32-bit protected mode, flat segments (exec/block_jit.h), paging on for
+// half the programs (4 MiB pages, the window through a page table at kPt)
+// and off for the others.
+void setUp32(Machine& m, const std::vector<uint8_t>& body, uint64_t seed, bool paging) {
+  m.setupFlat32(layout::kCode);
+  m.put(layout::kGdt + kBasedData, descriptor(0x10, 0xFFFFF, 0x93, 0xC), 8);
+  // #DE: skip the 2-byte DIV; #DB: clear TF in the frame; the IRQ: return.
+  m.loadHex(kHandlers, "83 04 24 02 cf");
+  m.loadHex(kHandlers + 0x10, "81 64 24 08 ff fe ff ff cf");
+  m.loadHex(kHandlers + 0x20, "cf");
+  m.loadHex(kHandlers + 0x30, "f4");
+  for (int v = 0; v < 32; ++v) m.setIdt32(static_cast<uint8_t>(v), kHandlers + 0x30);  // hlt
+  m.setIdt32(0, kHandlers);
+  m.setIdt32(1, kHandlers + 0x10);
+  m.setIdt32(kIrqVector, kHandlers + 0x20);
+  constexpr uint64_t kPd = 0x10000;
+  if (paging) {
+    m.put(kPd, 0x87, 4);  // 0-8 MiB: 4 MiB pages
+    m.put(kPd + 4, 0x400087, 4);
+    m.put(kPd + (kWindow >> 22) * 4, kPt | 7, 4);
+    for (int k = 0; k < 4; ++k) m.put(kPt + k * 4, (kWindowPhys + k * 0x1000) | 3, 4);
+  }
+  // The loop: body; dec dword [counter]; jnz body; hlt.
+  const uint32_t counter = static_cast<uint32_t>(kCounter32);
+  std::mt19937_64 rng =
+      loadLoop(m, body,
+               {0xFF, 0x0D, static_cast<uint8_t>(counter), static_cast<uint8_t>(counter >> 8),
+                static_cast<uint8_t>(counter >> 16), static_cast<uint8_t>(counter >> 24)},
+               seed);
+  m.put(kCounter32, 40, 4);
+  m.edit([&](CpuState& s) {
+    s.gdtr.limit = kBasedData + 7;
+    for (int r = 0; r < 8; ++r) s.gpr[r] = static_cast<uint32_t>(rng());
+    s.gpr[3] = layout::kData;
+    s.gpr[4] = layout::kStackTop;
+    s.rflags = flags::kFixed1 | flags::kIF;
+    if (paging) {
+      s.cr4 |= cr4::kPSE;
+      s.cr3 = kPd;
+      s.cr0 |= cr0::kPG;
+    }
+  });
+}
+
+// Random 32-bit protected-mode programs (ProgramGenerator::unit32), the
+// same comparison as the 64-bit ones: blocks compiled under flat segments
+// run while they are flat, and ES made non-flat stops their use.
+TEST(BlockEngine, RandomProtectedModeProgramsMatchTheReferenceAfterEverySlice) {
+  DiffTotals t;
+  for (uint64_t p = 0; p < programCount(); ++p) {
+    const uint64_t seed = 0x626C6F636B330000ull + p;
+    const bool paging = p % 4 < 2;
+    ProgramGenerator gen(seed, true, paging);
+    const std::vector<uint8_t> body = gen.body();
+    Pair m;
+    m.fast.cpu->setEngine(CpuEngine::kFast);
+    setUp32(m.ref, body, seed, paging);
+    setUp32(m.fast, body, seed, paging);
+    ASSERT_NO_FATAL_FAILURE(runPair(m, p, seed, t));
+  }
+  expectEngineUsed(t);
 }
 
 }  // namespace
@@ -625,6 +924,98 @@ TEST(BlockEngine, CompiledCodeGoesOnAcrossBlocksAndStopsExactly) {
 #if defined(__x86_64__)
     if (slice >= 50) {
       EXPECT_GT(fast.cpu->engineStats().compiledSteps, 40u * 12 / 2) << slice;
+    }
+#endif
+  }
+}
+
+// 32-bit compiled code wraps at 4 GiB as the reference does: a block at the
+// top of the linear space whose last instruction ends at 2^32 (EIP goes on
+// at 0), a forward branch past 2^32 and backward ones from 0 to it, POPs
+// that take ESP from 0xFFFFFFFC to 0, and a load at EBX + EBP = 2^32 +
+// kData. With paging on (the top page mapped), every slice length stops in
+// the reference's state, and the loop runs in host code: an effective
+// address left unwrapped would miss the TLB and leave the code before the
+// load at every pass.
+TEST(BlockEngine, ProtectedModeCodeWrapsAddressesEipAndEspAt4GiB) {
+  constexpr uint64_t kTopPhys = 0x50000, kPd = 0x10000, kTopPt = 0x15000;
+  // 0xFFFFFFEC: pop esi; pop edi; sub esp, 8; inc ecx; test ecx, 1; jz 0x10;
+  //             nop; nop (ends at 2^32)
+  const char* kTop = "5e 5f 83 ec 08 41 f7 c1 01 00 00 00 0f 84 12 00 00 00 90 90";
+  // 0x00 and 0x10: mov eax, [ebx + ebp]; dec edx; jnz 0xFFFFFFEC; hlt
+  const char* kLow0 = "8b 04 2b 4a 0f 85 e2 ff ff ff f4";
+  const char* kLow10 = "8b 04 2b 4a 0f 85 d2 ff ff ff f4";
+  constexpr uint32_t kEsi = 0x0012840F;  // the bytes at 0xFFFFFFF8 (0f 84 12 00)
+  for (uint64_t slice : {1, 4, 7, 10, 33, 100000}) {
+    Machine ref, fast;
+    fast.cpu->setEngine(CpuEngine::kFast);
+    for (Machine* m : {&ref, &fast}) {
+      m->setupFlat32(0xFFFFFFEC);
+      m->put(kPd, 0x87, 4);
+      m->put(kPd + 4, 0x400087, 4);
+      m->put(kPd + 1023 * 4, kTopPt | 7, 4);
+      m->put(kTopPt + 1023 * 4, kTopPhys | 3, 4);
+      m->loadHex(kTopPhys + 0xFEC, kTop);
+      m->loadHex(0, kLow0);
+      m->loadHex(0x10, kLow10);
+      m->put(layout::kData, 0x5EED1234, 4);
+      m->edit([](CpuState& s) {
+        s.cr4 |= cr4::kPSE;
+        s.cr3 = kPd;
+        s.cr0 |= cr0::kPG;
+        s.gpr[4] = 0xFFFFFFF8;
+        s.gpr[1] = 0;
+        s.gpr[2] = 300;
+        s.gpr[3] = 0xFFFF0000u;
+        s.gpr[5] = layout::kData + 0x10000;
+      });
+      m->env.useHint = true;
+    }
+    ASSERT_NO_FATAL_FAILURE(runInSlices(ref, fast, slice));
+    EXPECT_EQ(fast.state().steps, 150u * 9 + 150u * 11 + 1) << slice;  // JZ taken at odd ECX
+    EXPECT_EQ(fast.state().gpr[0], 0x5EED1234u) << slice;
+    EXPECT_EQ(fast.state().gpr[6], kEsi) << slice;
+#if defined(__x86_64__)
+    if (slice == 100000) {
+      EXPECT_GT(fast.cpu->engineStats().compiledSteps, 3000u * 95 / 100);
+    }
+#endif
+  }
+}
+
+// While only a maskable interrupt waits (the hint reads "maskable only")
+// and IF=0, nothing can be taken: host code is entered and goes on from
+// block to block (the machine's case for a guest that runs with interrupts
+// off while the PIT's request waits at the PIC, as long_run does). The
+// interrupt is taken at the same step on both engines once IF is set.
+TEST(BlockEngine, MaskableOnlyHintWithIfClearKeepsHostCodeChaining) {
+  // loop: add rax, rbx; jmp k; k: dec rcx; jnz loop; sti; nop; hlt
+  const char* kTwoBlocks = "48 01 d8 eb 00 48 ff c9 75 f6 fb 90 f4";
+  for (uint64_t slice : {7, 100000}) {
+    Machine ref, fast;
+    fast.cpu->setEngine(CpuEngine::kFast);
+    for (Machine* m : {&ref, &fast}) {
+      m->setupLong64(layout::kCode);
+      m->loadHex(layout::kCode, kTwoBlocks);
+      m->loadHex(kHandlers, "48 cf");  // iretq
+      m->setIdt64(kIrqVector, kHandlers);
+      m->edit([](CpuState& s) {
+        s.gpr[3] = 0x1234567;
+        s.gpr[1] = 1000;
+        s.rflags = flags::kFixed1;  // IF = 0
+      });
+      m->env.useHint = true;
+      m->env.hint = kEventHintMaskableOnly;
+      m->env.interrupts.push_back(kIrqVector);
+    }
+    ASSERT_NO_FATAL_FAILURE(runInSlices(ref, fast, slice));
+    EXPECT_TRUE(fast.env.interrupts.empty()) << "taken after STI";
+    EXPECT_EQ(fast.state().steps, 1000u * 4 + 3) << slice;  // STI, NOP, the handler's IRETQ
+#if defined(__x86_64__)
+    if (slice == 100000) {
+      const EngineStats st = fast.cpu->engineStats();
+      EXPECT_GT(st.compiledSteps, 1000u * 4 * 95 / 100);
+      EXPECT_LT(st.blockRuns, 100u) << "host code did not go on into the next block";
     }
 #endif
   }

@@ -6,8 +6,9 @@
 // that CpuImpl::runBlocks executes inline, without the per-instruction fetch,
 // successor-link check, event poll set-up and indirect call of the reference
 // loop; instructions without a fast form call their handler. On x86-64 hosts
-// a 64-bit block's longest prefix of fast forms also has host code
-// (exec/block_jit.h), which runBlocks enters instead of the ops where it can.
+// a 64-bit or 32-bit protected-mode block's longest prefix of fast forms
+// also has host code (exec/block_jit.h), which runBlocks enters instead of
+// the ops where it can (32-bit code only while the segments are flat).
 //
 // Exactness (what runBlocks relies on):
 //  - a block is entered only where CpuImpl::run would take its fast path
@@ -64,18 +65,19 @@ enum class FastKind : uint8_t {
   kAluRM,     // the same with [m] as source
   kIncDecR,   // INC/DEC r (4/8 bytes)
   kShiftRI,   // SHL/SHR/SAR r, imm8 (4/8 bytes)
-  kJcc,       // Jcc rel (64-bit mode)
-  kJmpRel,    // JMP rel (64-bit mode)
+  kJcc,       // Jcc rel (64-bit mode; 32-bit protected mode, 32-bit operand size)
+  kJmpRel,    // JMP rel (the same)
   kPushR,     // PUSH r64 (64-bit mode)
   kPopR,      // POP r64 (64-bit mode)
   kCallRel,   // CALL rel (64-bit mode)
   kRet,       // RET (64-bit mode)
-  // Forms with host code only (exec/block_jit.cc, 64-bit mode); the
-  // interpreted ops call their handler, as for kGeneric.
+  // Forms with host code only (exec/block_jit.cc, 64-bit mode and flat
+  // 32-bit protected mode); the interpreted ops call their handler, as for
+  // kGeneric.
   kMovzxRR,    // MOVZX r32/64, r8/r16 (sub: source bytes)
   kMovzxRM16,  // MOVZX r32/64, word [m]
   kUnaryR,     // NEG (sub 0) / NOT (sub 1) r (4/8 bytes)
-  kJmpR,       // JMP r64
+  kJmpR,       // JMP r64 (JMP r32 in 32-bit protected mode)
   kRotRI,      // ROL (sub 0) / ROR (sub 1) r, imm8 (4/8 bytes)
   kImulRR,     // IMUL r, r (4/8 bytes)
   kImulRRI,    // IMUL r, r, imm (4/8 bytes)
@@ -87,7 +89,14 @@ enum class FastKind : uint8_t {
   kStoreR8,    // MOV byte [m], r8
   kStoreImm,   // MOV [m], imm (1/4/8 bytes)
   kCmpTestMI,  // CMP/TEST [m], imm (1/4/8 bytes; sub: AluOp)
+  kAluMR,      // ADD/SUB/AND/OR/XOR/CMP/TEST [m], r (4/8 bytes; sub: AluOp)
+  kAluMI,      // ADD/SUB/AND/OR/XOR [m], imm (4/8 bytes; sub: AluOp)
   kNop,        // NOP (90, 0F 1F /0)
+  // 32-bit protected mode, 32-bit operand size, ESP (SS.B = 1):
+  kPush32,  // PUSH r32
+  kPop32,   // POP r32
+  kCall32,  // CALL rel32
+  kRet32,   // RET (C3)
 };
 
 // ALU operation of kAluRR/kAluRI/kAluRM.
@@ -145,7 +154,7 @@ class BlockCache {
   static constexpr size_t kMaxOps = size_t{1} << 17;  // 128 Ki ops (~18 MiB)
   static constexpr size_t kMaxBlocks = size_t{1} << 16;
   static constexpr unsigned kIndexBits = 16;
-  // Entries before a 64-bit block gets host code (CpuImpl::maybeCompile).
+  // Entries before a block gets host code (CpuImpl::maybeCompile).
   static constexpr unsigned kCompileAfter = 4;
 
   BlockCache();

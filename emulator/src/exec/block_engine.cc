@@ -161,10 +161,11 @@ bool gpr8(const Operand& o) {
   return o.kind == OpKind::kGpr && o.size == 1 && o.reg <= regid::kBh;
 }
 
-// The forms only compiled code runs (64-bit mode), for an op classify()
-// left generic.
-void classifyHostOnly(BlockOp& op) {
+// The forms only compiled code runs (64-bit mode and 32-bit protected
+// mode), for an op classify() left generic.
+void classifyHostOnly(BlockOp& op, CpuMode mode) {
   const Instr& i = op.instr;
+  const bool is64 = mode == CpuMode::kLong64;
   const bool wide = i.opSize == 4 || i.opSize == 8;
   const Operand& d = i.op[0];
   const Operand& s = i.op[1];
@@ -195,7 +196,22 @@ void classifyHostOnly(BlockOp& op) {
       }
       return;
     case ZYDIS_MNEMONIC_JMP:
-      if (i.numOps == 1 && gpr16(d) && d.size == 8) op.kind = FastKind::kJmpR;
+      if (i.numOps == 1 && gpr16(d) && d.size == (is64 ? 8 : 4) && i.opSize == d.size)
+        op.kind = FastKind::kJmpR;
+      return;
+    // 32-bit protected mode's stack forms (64-bit mode's are classify()'s).
+    case ZYDIS_MNEMONIC_PUSH:
+      if (!is64 && i.opSize == 4 && i.numOps == 1 && gpr16(d)) op.kind = FastKind::kPush32;
+      return;
+    case ZYDIS_MNEMONIC_POP:
+      if (!is64 && i.opSize == 4 && i.numOps == 1 && gpr16(d)) op.kind = FastKind::kPop32;
+      return;
+    case ZYDIS_MNEMONIC_CALL:
+      if (!is64 && i.opSize == 4 && i.numOps == 1 && d.kind == OpKind::kImm)
+        op.kind = FastKind::kCall32;
+      return;
+    case ZYDIS_MNEMONIC_RET:
+      if (!is64 && i.opSize == 4 && i.numOps == 0 && i.opcode == 0xC3) op.kind = FastKind::kRet32;
       return;
     case ZYDIS_MNEMONIC_ROL:
     case ZYDIS_MNEMONIC_ROR:
@@ -229,9 +245,20 @@ void classifyHostOnly(BlockOp& op) {
       if (i.numOps == 2 && d.kind == OpKind::kMem && memOk && sizedMem && s.kind == OpKind::kImm) {
         op.kind = FastKind::kCmpTestMI;
         op.sub = static_cast<uint8_t>(aluOp(i.mnemonic));
+        return;
       }
-      return;
+      [[fallthrough]];
     default:
+      // ALU with a memory destination (read-modify-write, or CMP/TEST).
+      if (const int a = aluOp(i.mnemonic); a >= 0 && wide && i.numOps == 2 &&
+                                           d.kind == OpKind::kMem && memOk && d.size == i.opSize) {
+        op.sub = static_cast<uint8_t>(a);
+        if (gpr16(s) && s.size == i.opSize) op.kind = FastKind::kAluMR;
+        if (s.kind == OpKind::kImm && a != static_cast<int>(AluOp::kCmp) &&
+            a != static_cast<int>(AluOp::kTest))
+          op.kind = FastKind::kAluMI;
+        return;
+      }
       if (const int cc = conditionOf(i.mnemonic, kCmovMnemonics);
           cc >= 0 && wideDst && i.numOps == 2 && gpr16(s) && s.size == i.opSize) {
         op.kind = FastKind::kCmovRR;
@@ -253,11 +280,13 @@ void classify(BlockOp& op, CpuMode mode) {
   if (i.prefixes & (prefix::kLock | prefix::kRep | prefix::kRepne)) return;
   const bool wide = i.opSize == 4 || i.opSize == 8;
   const bool is64 = mode == CpuMode::kLong64;
+  // Relative jumps whose target is (next RIP + displacement) & ipMask_.
+  const bool relJumps = is64 || (mode == CpuMode::kProtected32 && i.opSize == 4);
   const Operand& d = i.op[0];
   const Operand& s = i.op[1];
   const bool memOk = !i.mem.agen;
   if (const int cc = jccCondition(i.mnemonic); cc >= 0) {
-    if (is64 && i.numOps == 1 && d.kind == OpKind::kImm) {
+    if (relJumps && i.numOps == 1 && d.kind == OpKind::kImm) {
       op.kind = FastKind::kJcc;
       op.a = static_cast<uint8_t>(cc);
     }
@@ -294,7 +323,7 @@ void classify(BlockOp& op, CpuMode mode) {
       }
       break;
     case ZYDIS_MNEMONIC_JMP:
-      if (is64 && i.numOps == 1 && d.kind == OpKind::kImm) op.kind = FastKind::kJmpRel;
+      if (relJumps && i.numOps == 1 && d.kind == OpKind::kImm) op.kind = FastKind::kJmpRel;
       break;
     case ZYDIS_MNEMONIC_CALL:
       if (is64 && i.opSize == 8 && i.numOps == 1 && d.kind == OpKind::kImm)
@@ -351,9 +380,10 @@ Block* CpuImpl::buildBlock(uint64_t lin, uint64_t phys) {
     BlockOp& op = bc.appendOp();
     op.instr = out;
     classify(op, mode_);
-    if (op.kind == FastKind::kGeneric && mode_ == CpuMode::kLong64 &&
+    if (op.kind == FastKind::kGeneric &&
+        (mode_ == CpuMode::kLong64 || mode_ == CpuMode::kProtected32) &&
         !(out.prefixes & (prefix::kLock | prefix::kRep | prefix::kRepne)))
-      classifyHostOnly(op);
+      classifyHostOnly(op, mode_);
     markCode(at, out.length);
     at += out.length;
     ++n;
@@ -362,25 +392,34 @@ Block* CpuImpl::buildBlock(uint64_t lin, uint64_t phys) {
   (void)dec;
   if (n == 0) return nullptr;
   Block* b = bc.publish(phys, mode_, firstOp, static_cast<uint16_t>(at - phys));
-  // Host code for 64-bit blocks, for the linear RIP and privilege they are
-  // first entered with (exec/block_jit.h); others stay interpreted.
   (void)lin;
   return b;
 }
 
-// Host code for a 64-bit block entered for the kCompileAfter-th time, for
-// the linear RIP and privilege of that entry (exec/block_jit.h): code run
-// only a few times (most of a kernel's boot) is not worth compiling.
+// Host code for a 64-bit or 32-bit protected-mode block entered for the
+// kCompileAfter-th time, for the linear RIP and privilege of that entry
+// (exec/block_jit.h): code run only a few times (most of a kernel's boot) is
+// not worth compiling. 32-bit code is compiled for flat segments and
+// entered only while they are (flatSegments32()).
 void CpuImpl::maybeCompile(Block* b) {
   BlockCache& bc = *blocks_;
-  if (b->jitTried || mode_ != CpuMode::kLong64 || !BlockJit::available() ||
+  if (b->jitTried || (mode_ != CpuMode::kLong64 && !flatSegments32()) || !BlockJit::available() ||
       ++b->entries < BlockCache::kCompileAfter || bc.jit().nearlyFull())
     return;
   b->jitTried = true;
-  b->jit = bc.jit().compile(bc.ops() + b->firstOp, b->numOps, s_.rip, cpl_ == 3, b, b->jitBody);
+  b->jit = bc.jit().compile(bc.ops() + b->firstOp, b->numOps, s_.rip, cpl_ == 3,
+                            mode_ != CpuMode::kLong64, b, b->jitBody);
   b->jitRip = s_.rip;
   b->jitUser = cpl_ == 3;
   if (b->jit != nullptr) ++bc.counters().compiled;
+}
+
+bool CpuImpl::flatSegments32() const {
+  if (mode_ != CpuMode::kProtected32 || stackSize_ != 4) return false;
+  for (unsigned k = 0; k < 4; ++k)
+    if (s_.seg[k].base != 0 || s_.seg[k].limit != 0xFFFFFFFFu) return false;
+  return segFast_[0] && segWritable_[0] && segFast_[2] && segWritable_[2] && segFast_[3] &&
+         segWritable_[3];
 }
 
 // The block at CS:RIP through the TLB, translated on a miss; nullptr where
@@ -677,7 +716,13 @@ StepResult CpuImpl::runBlocksLoop(uint64_t maxSteps) {
     // checks between instructions run after those, and at every boundary
     // while the hint is set (the environment may answer differently at each
     // step). A stop requested by another thread is seen at the block's end.
-    bool checkEach = *hint != 0;
+    // As in runReference, the maskable-only hint counts as clear while IF=0
+    // (a guest running with interrupts off while a request waits at the
+    // PIC): no fast form or compiled op changes IF, and the handlers that do
+    // are followed by the checks, which read the hint as it is.
+    static_assert(kEventHintMaskableOnly == 2 && flags::kIF == 1u << 9);
+    const uint32_t hintMask = ~(static_cast<uint32_t>(~s_.rflags >> 8) & kEventHintMaskableOnly);
+    bool checkEach = (*hint & hintMask) != 0;
     unsigned first = 0;
     // Host code (exec/block_jit.h): it runs fast forms only and leaves
     // before any memory access off the TLB's fast path, so nothing it does
@@ -686,7 +731,8 @@ StepResult CpuImpl::runBlocksLoop(uint64_t maxSteps) {
     // there are interpreted below.
     if (b->jit == nullptr) maybeCompile(b);
     if (b->jit != nullptr && !checkEach && stopAt >= b->numOps && s_.rip == b->jitRip &&
-        b->jitUser == (cpl_ == 3) && !(s_.rflags & flags::kAC) && maxSteps - n >= b->numOps) {
+        b->jitUser == (cpl_ == 3) && !(s_.rflags & flags::kAC) && maxSteps - n >= b->numOps &&
+        (mode_ == CpuMode::kLong64 || flatSegments32())) {
       materialize(lazy, s_.rflags);
       JitContext ctx;
       ctx.s = &s_;
@@ -695,6 +741,7 @@ StepResult CpuImpl::runBlocksLoop(uint64_t maxSteps) {
       ctx.epoch = linkEpoch_;
       ctx.cache = bc.jit().cache();
       ctx.hint = hint;
+      ctx.hintMask = hintMask;
       // This entry is where compiled code that ends at this RIP may go on:
       // it was checked for breakpoints above, and the set of breakpoints
       // (like the translation a physical one depends on) is constant under
@@ -707,7 +754,7 @@ StepResult CpuImpl::runBlocksLoop(uint64_t maxSteps) {
       n += retired;
       st.compiledSteps += retired;
       if (!(res & kJitResume)) {
-        clean = *hint == 0;  // another thread may have set it (a stop request)
+        clean = (*hint & hintMask) == 0;  // another thread may have set it (a stop request)
         continue;
       }
       // Possibly another block's ops, if the code went on into it.
@@ -861,10 +908,11 @@ StepResult CpuImpl::runBlocksLoop(uint64_t maxSteps) {
             materialize(lazy, s_.rflags);
             taken = condition(op->a);
           }
-          if (taken) es = jumpTo(nextRip(i) + i.imm);  // 64-bit mode: #GP(0) if not canonical
+          // 64-bit mode: #GP(0) if not canonical; 32-bit: the CS limit.
+          if (taken) es = jumpTo((nextRip(i) + i.imm) & ipMask_);
           break;
         }
-        case FastKind::kJmpRel: es = jumpTo(nextRip(i) + i.imm); break;
+        case FastKind::kJmpRel: es = jumpTo((nextRip(i) + i.imm) & ipMask_); break;
         case FastKind::kCallRel: {
           const uint64_t t = nextRip(i) + i.imm;
           if (!isCanonical(t)) {

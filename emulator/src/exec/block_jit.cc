@@ -66,19 +66,26 @@ bool fastJitKind(FastKind k) {
   return k != FastKind::kGeneric;
 }
 
-// Whether op (at linear `rip`, the next at `next`) has host code here.
-bool compilable(const BlockOp& op, uint64_t next) {
+// Whether op (the next at `next`) has host code here (`flat32`: in 32-bit
+// protected mode under flat segments, exec/block_jit.h).
+bool compilable(const BlockOp& op, uint64_t next, bool flat32) {
   const Instr& i = op.instr;
   if (!fastJitKind(op.kind)) return false;
   bool usesMem = false;
   switch (op.kind) {
     case FastKind::kJcc:
     case FastKind::kJmpRel:
-    case FastKind::kCallRel: return CpuImpl::isCanonical(next + i.imm);
+      // 32-bit: the target wraps and the CS limit is 4 GiB.
+      return flat32 ? i.opSize == 4 : CpuImpl::isCanonical(next + i.imm);
+    case FastKind::kCallRel: return !flat32 && CpuImpl::isCanonical(next + i.imm);
     case FastKind::kRet:
-    case FastKind::kJmpR:
     case FastKind::kPushR:
-    case FastKind::kPopR:
+    case FastKind::kPopR: return !flat32;
+    case FastKind::kCall32:
+    case FastKind::kRet32:
+    case FastKind::kPush32:
+    case FastKind::kPop32: return flat32 && i.opSize == 4;
+    case FastKind::kJmpR: return i.opSize == (flat32 ? 4 : 8);
     case FastKind::kSetccR:
     case FastKind::kNop: return true;
     case FastKind::kShiftRI:
@@ -93,7 +100,12 @@ bool compilable(const BlockOp& op, uint64_t next) {
     case FastKind::kMovzxRM8:
     case FastKind::kMovzxRM16:
     case FastKind::kLea:
-    case FastKind::kAluRM: usesMem = true; break;
+    case FastKind::kAluRM:
+    case FastKind::kAluMR: usesMem = true; break;
+    case FastKind::kAluMI:
+      if (i.opSize == 8 && !fitsInt32(static_cast<int64_t>(i.imm))) return false;
+      usesMem = true;
+      break;
     case FastKind::kStoreR8:
     case FastKind::kStoreImm:
     case FastKind::kCmpTestMI:
@@ -105,7 +117,12 @@ bool compilable(const BlockOp& op, uint64_t next) {
   }
   if (!usesMem && i.opSize != 4 && i.opSize != 8) return false;
   if (usesMem) {
-    if (i.addrSize != 8 && i.addrSize != 4) return false;
+    if (flat32) {
+      // DS, ES and SS only (the flat ones); 32-bit addresses.
+      if (i.addrSize != 4 || (i.mem.seg != 0 && i.mem.seg != 2 && i.mem.seg != 3)) return false;
+    } else if (i.addrSize != 8 && i.addrSize != 4) {
+      return false;
+    }
     if (i.mem.base == regid::kRip) {
       if (i.mem.index != regid::kNone) return false;
     } else {
@@ -146,7 +163,9 @@ bool writesAllFlags(const BlockOp& op) {
     case FastKind::kImulRR:
     case FastKind::kImulRRI:
     case FastKind::kMulR:
-    case FastKind::kCmpTestMI: return true;
+    case FastKind::kCmpTestMI:
+    case FastKind::kAluMR:
+    case FastKind::kAluMI: return true;
     case FastKind::kUnaryR: return op.sub == 0;  // NEG
     default: return false;
   }
@@ -160,8 +179,10 @@ class Emitter : public Xbyak::CodeGenerator {
   }
 
   // Host code for ops[0, m): see BlockJit::compile.
-  void block(const BlockOp* ops, unsigned m, unsigned n, uint64_t rip, bool user, void* cookie) {
+  void block(const BlockOp* ops, unsigned m, unsigned n, uint64_t rip, bool user, bool flat32,
+             void* cookie) {
     user_ = user;
+    flat32_ = flat32;
     cookie_ = cookie;
     // Which ops' flags something after them reads (shifts fix OF only then).
     std::vector<bool> liveOut(m);
@@ -195,7 +216,7 @@ class Emitter : public Xbyak::CodeGenerator {
     for (unsigned k = 0; k < m && !ended; ++k) {
       const BlockOp& op = ops[k];
       const Instr& i = op.instr;
-      const uint64_t next = at + i.length;
+      const uint64_t next = ipWrap(at + i.length);
       ended = one(op, k, at, next, rip, liveOut[k], f);
       at = next;
     }
@@ -226,6 +247,9 @@ class Emitter : public Xbyak::CodeGenerator {
     uint64_t rip;
     FlagPlace f;
   };
+
+  // EIP and 32-bit jump targets wrap at 4 GiB.
+  uint64_t ipWrap(uint64_t v) const { return flat32_ ? (v & 0xFFFFFFFFull) : v; }
 
   Xbyak::Address g64(unsigned r) { return qword[rbx + lay_.gpr + 8 * static_cast<int>(r)]; }
   Xbyak::Address g32(unsigned r) { return dword[rbx + lay_.gpr + 8 * static_cast<int>(r)]; }
@@ -267,8 +291,9 @@ class Emitter : public Xbyak::CodeGenerator {
         mov(rax, e.rip);
       Label no;
       mov(rcx, qword[rbp + static_cast<int>(offsetof(JitContext, hint))]);
-      cmp(dword[rcx], 0);
-      jne(no);
+      mov(ecx, dword[rcx]);
+      and_(ecx, dword[rbp + static_cast<int>(offsetof(JitContext, hintMask))]);
+      jnz(no);
       mov(rcx, rax);
       shr(rcx, 10);
       xor_(rcx, rax);
@@ -354,9 +379,34 @@ class Emitter : public Xbyak::CodeGenerator {
     }
   }
 
+  // rax = the stack pointer less one slot: RSP - 8, or (ESP - 4) mod 4 GiB.
+  void stackPointerMinus(bool w) {
+    mov(rax, g64(4));
+    if (w)
+      lea(rax, ptr[rax - 8]);
+    else
+      lea(eax, ptr[rax - 4]);
+  }
+
+  // rsi = the stack slot at RSP (8 bytes) or ESP (4), rax = the stack
+  // pointer past it (ESP wraps at 4 GiB); leaves before op k on a miss.
+  void popSlot(bool w, unsigned k, uint64_t at, FlagPlace& f) {
+    w ? mov(rax, g64(4)) : mov(eax, g32(4));
+    access(k, at, w ? 8 : 4, false, f);
+    if (w) {
+      mov(rsi, qword[rcx + rdx]);
+      lea(rax, ptr[rax + 8]);
+    } else {
+      mov(esi, dword[rcx + rdx]);
+      lea(eax, ptr[rax + 4]);
+    }
+  }
+
   // The TLB probe for `size` bytes at linear rax: on a hit, the host address
   // is rcx + rdx (rax kept); else jumps to `slow`. Clobbers the host flags.
-  void probe(unsigned size, bool write, Label& slow) {
+  // `write`: a store; `rmw`: a load and a store (both permission bits: a
+  // page may be watched for one kind of access only).
+  void probe(unsigned size, bool write, Label& slow, bool rmw = false) {
     const uint8_t bit = tlbperm::bit(write ? Access::kWrite : Access::kRead, user_);
     mov(rdx, rax);
     shr(rdx, 12);
@@ -365,8 +415,16 @@ class Emitter : public Xbyak::CodeGenerator {
     shl(ecx, 5);
     cmp(rdx, qword[r13 + rcx]);
     jne(slow);
-    test(byte[r13 + rcx + 24], bit);
-    jz(slow);
+    if (rmw) {
+      const uint8_t both = bit | tlbperm::bit(Access::kRead, user_);
+      movzx(edx, byte[r13 + rcx + 24]);
+      not_(edx);
+      test(edx, both);
+      jnz(slow);
+    } else {
+      test(byte[r13 + rcx + 24], bit);
+      jz(slow);
+    }
     mov(edx, eax);
     and_(edx, 0xFFF);
     cmp(edx, 4096 - size);
@@ -375,11 +433,25 @@ class Emitter : public Xbyak::CodeGenerator {
   }
 
   // A memory access of op k: flags saved, probe, slow exit before the op.
-  void access(unsigned k, uint64_t at, unsigned size, bool write, FlagPlace& f) {
+  void access(unsigned k, uint64_t at, unsigned size, bool write, FlagPlace& f, bool rmw = false) {
     saveFlags(f);
     Label& slow = newLabel();
     exitTo(slow, k, true, at, f);
-    probe(size, write, slow);
+    probe(size, write, slow, rmw);
+  }
+
+  // The host ALU op `a` on d, s; true for a logic op (AF: the reference's 0).
+  bool aluHost(AluOp a, const Xbyak::Reg& d, const Xbyak::Reg& s) {
+    switch (a) {
+      case AluOp::kAdd: add(d, s); return false;
+      case AluOp::kSub: sub(d, s); return false;
+      case AluOp::kCmp: cmp(d, s); return false;
+      case AluOp::kAnd: and_(d, s); return true;
+      case AluOp::kOr: or_(d, s); return true;
+      case AluOp::kXor: xor_(d, s); return true;
+      case AluOp::kTest: test(d, s); return true;
+    }
+    return true;
   }
 
   void branchCc(unsigned cc, Label& l) {
@@ -543,27 +615,26 @@ class Emitter : public Xbyak::CodeGenerator {
           mov(eax, g32(op.a));
         const Xbyak::Reg& d = q ? static_cast<const Xbyak::Reg&>(rax) : eax;
         const Xbyak::Reg& s = q ? static_cast<const Xbyak::Reg&>(src64) : esi;
-        bool logic = true;
-        switch (a) {
-          case AluOp::kAdd:
-            add(d, s);
-            logic = false;
-            break;
-          case AluOp::kSub:
-            sub(d, s);
-            logic = false;
-            break;
-          case AluOp::kCmp:
-            cmp(d, s);
-            logic = false;
-            break;
-          case AluOp::kAnd: and_(d, s); break;
-          case AluOp::kOr: or_(d, s); break;
-          case AluOp::kXor: xor_(d, s); break;
-          case AluOp::kTest: test(d, s); break;
-        }
-        wroteFlags(f, logic);
+        wroteFlags(f, aluHost(a, d, s));
         if (a != AluOp::kCmp && a != AluOp::kTest) mov(g64(op.a), rax);
+        return false;
+      }
+      case FastKind::kAluMR:
+      case FastKind::kAluMI: {
+        // Load, operate, store back (the reference's read then write: both
+        // permissions probed, so a fault or a watch of either kind leaves
+        // before the op).
+        const AluOp a = static_cast<AluOp>(op.sub);
+        const bool writes = a != AluOp::kCmp && a != AluOp::kTest;
+        address(i, next, true);
+        access(k, at, i.opSize, writes, f, writes);
+        if (op.kind == FastKind::kAluMR)
+          q ? mov(rsi, g64(op.b)) : mov(esi, g32(op.b));
+        else
+          q ? mov(rsi, i.imm) : mov(esi, static_cast<uint32_t>(i.imm));
+        q ? mov(rax, qword[rcx + rdx]) : mov(eax, dword[rcx + rdx]);
+        wroteFlags(f, q ? aluHost(a, rax, rsi) : aluHost(a, eax, esi));
+        if (writes) q ? mov(qword[rcx + rdx], rax) : mov(dword[rcx + rdx], eax);
         return false;
       }
       case FastKind::kIncDecR:
@@ -621,7 +692,7 @@ class Emitter : public Xbyak::CodeGenerator {
         return false;
       }
       case FastKind::kJcc: {
-        const uint64_t target = next + i.imm;
+        const uint64_t target = ipWrap(next + i.imm);
         Label& taken = newLabel();
         if (f.host) {
           branchCc(op.a, taken);
@@ -636,46 +707,53 @@ class Emitter : public Xbyak::CodeGenerator {
       case FastKind::kJmpRel: {
         Label& taken = newLabel();
         jmp(taken);
-        transfer(taken, k, next + i.imm, blockRip, f);
+        transfer(taken, k, ipWrap(next + i.imm), blockRip, f);
         return true;
       }
-      case FastKind::kCallRel: {
-        mov(rax, g64(4));
-        lea(rax, ptr[rax - 8]);
-        access(k, at, 8, true, f);
-        mov(rsi, next);
-        mov(qword[rcx + rdx], rsi);
+      // The stack forms: RSP (8 bytes), or ESP (4 bytes; the new ESP and the
+      // address wrap at 4 GiB, as the reference's truncAddr and setSp). A
+      // 32-bit return address needs no check: the CS limit is 4 GiB.
+      case FastKind::kCallRel:
+      case FastKind::kCall32: {
+        const bool w = op.kind == FastKind::kCallRel;
+        stackPointerMinus(w);
+        access(k, at, w ? 8 : 4, true, f);
+        if (w) {
+          mov(rsi, next);
+          mov(qword[rcx + rdx], rsi);
+        } else {
+          mov(dword[rcx + rdx], static_cast<uint32_t>(next));
+        }
         mov(g64(4), rax);
         Label& taken = newLabel();
         jmp(taken);
-        transfer(taken, k, next + i.imm, blockRip, f);
+        transfer(taken, k, ipWrap(next + i.imm), blockRip, f);
         return true;
       }
-      case FastKind::kRet: {
-        mov(rax, g64(4));
-        access(k, at, 8, false, f);
-        mov(rsi, qword[rcx + rdx]);
-        canonicalOrLeave(k, at, f);
-        lea(rax, ptr[rax + 8]);
+      case FastKind::kRet:
+      case FastKind::kRet32: {
+        const bool w = op.kind == FastKind::kRet;
+        popSlot(w, k, at, f);
+        if (w) canonicalOrLeave(k, at, f);
         mov(g64(4), rax);
         leaveToRsi(k, f);
         return true;
       }
       case FastKind::kPushR:
-        mov(rsi, g64(op.a));
-        mov(rax, g64(4));
-        lea(rax, ptr[rax - 8]);
-        access(k, at, 8, true, f);
-        mov(qword[rcx + rdx], rsi);
+      case FastKind::kPush32: {
+        const bool w = op.kind == FastKind::kPushR;
+        mov(rsi, g64(op.a));  // before RSP moves (PUSH RSP pushes the old value)
+        stackPointerMinus(w);
+        access(k, at, w ? 8 : 4, true, f);
+        w ? mov(qword[rcx + rdx], rsi) : mov(dword[rcx + rdx], esi);
         mov(g64(4), rax);
         return false;
+      }
       case FastKind::kPopR:
-        mov(rax, g64(4));
-        access(k, at, 8, false, f);
-        mov(rsi, qword[rcx + rdx]);
-        lea(rax, ptr[rax + 8]);
+      case FastKind::kPop32:
+        popSlot(op.kind == FastKind::kPopR, k, at, f);
         mov(g64(4), rax);
-        mov(g64(op.a), rsi);
+        mov(g64(op.a), rsi);  // after RSP (POP RSP keeps the value read)
         return false;
       case FastKind::kNop: return false;
       case FastKind::kMovzxRR:
@@ -706,8 +784,12 @@ class Emitter : public Xbyak::CodeGenerator {
         return false;
       case FastKind::kJmpR: {
         saveFlags(f);
-        mov(rsi, g64(op.a));
-        canonicalOrLeave(k, at, f);
+        if (flat32_) {
+          mov(esi, g32(op.a));  // within the 4 GiB CS limit
+        } else {
+          mov(rsi, g64(op.a));
+          canonicalOrLeave(k, at, f);
+        }
         leaveToRsi(k, f);
         return true;
       }
@@ -912,6 +994,7 @@ class Emitter : public Xbyak::CodeGenerator {
  private:
   const StateLayout& lay_;
   bool user_ = false;
+  bool flat32_ = false;
   void* cookie_ = nullptr;
 
  public:
@@ -952,21 +1035,21 @@ JitCacheEntry* BlockJit::cache() {
   return impl_->cache.data();
 }
 
-JitEntry BlockJit::compile(const BlockOp* ops, unsigned n, uint64_t rip, bool user, void* cookie,
-                           const uint8_t*& body) {
+JitEntry BlockJit::compile(const BlockOp* ops, unsigned n, uint64_t rip, bool user, bool flat32,
+                           void* cookie, const uint8_t*& body) {
   body = nullptr;
   if (impl_->code == nullptr) return nullptr;
   unsigned m = 0;
   for (uint64_t at = rip; m < n; ++m) {
     const uint64_t next = at + ops[m].instr.length;
-    if (!compilable(ops[m], next)) break;
+    if (!compilable(ops[m], next, flat32)) break;
     at = next;
   }
   if (m == 0) return nullptr;
   TTVM_ASSERT(impl_->used + kBlockReserve <= kCodeBytes, "jit code buffer full: ", impl_->used);
   uint8_t* start = impl_->code + impl_->used;
   Emitter e(kBlockReserve, start, impl_->layout);
-  e.block(ops, m, n, rip, user, cookie);
+  e.block(ops, m, n, rip, user, flat32, cookie);
   TTVM_ASSERT(Xbyak::GetError() == 0, "jit: xbyak error ", Xbyak::GetError());
   impl_->used += e.getSize();
   body = e.body_;
@@ -994,7 +1077,8 @@ BlockJit::~BlockJit() = default;
 bool BlockJit::available() {
   return false;
 }
-JitEntry BlockJit::compile(const BlockOp*, unsigned, uint64_t, bool, void*, const uint8_t*& body) {
+JitEntry BlockJit::compile(const BlockOp*, unsigned, uint64_t, bool, bool, void*,
+                           const uint8_t*& body) {
   body = nullptr;
   return nullptr;
 }

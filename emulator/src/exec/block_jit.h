@@ -1,13 +1,24 @@
 // BlockJit: host x86-64 code for the fast engine's blocks (issue 14).
 //
 // A block's longest prefix of fast forms (exec/block_cache.h's FastKind) in
-// 64-bit mode is compiled, with Xbyak (Debian libxbyak-dev), into one host
-// function for one linear RIP and one privilege (user or supervisor): jump
-// targets and RIP-relative addresses are constants, and the TLB permission
-// bit is an immediate. CpuImpl::runBlocks calls it where it would start the
-// block's interpreted ops, under the same entry conditions (nothing unusual,
-// the event hint clear, no debugger breakpoint in the block), with RFLAGS.AC
-// clear and a step budget of at least the block's length.
+// 64-bit mode or 32-bit protected mode is compiled, with Xbyak (Debian
+// libxbyak-dev), into one host function for one linear RIP and one privilege
+// (user or supervisor): jump targets and RIP-relative addresses are
+// constants, and the TLB permission bit is an immediate. CpuImpl::runBlocks
+// calls it where it would start the block's interpreted ops, under the same
+// entry conditions (nothing unusual, the event hint clear, no debugger
+// breakpoint in the block), with RFLAGS.AC clear and a step budget of at
+// least the block's length.
+//
+// 32-bit code assumes flat segments (CpuImpl::flatSegments32: CS, DS, ES and
+// SS based at 0 with 4 GiB limits, writable data, SS.B = 1), checked at every
+// entry from runBlocks; nothing compiled code runs loads a segment, so the
+// assumption holds for all the blocks it goes on into. Under it a linear
+// address is the effective address, whose only limit fault (an access past
+// 4 GiB) crosses a page and so leaves the code. Only 32-bit operand and
+// address sizes and DS/ES/SS accesses are compiled (16-bit prefixes, FS/GS
+// and CS overrides are interpreted); effective addresses, ESP and EIP
+// (a fall-through and every jump target) wrap at 4 GiB.
 //
 // What the code keeps exact:
 //  - guest registers, RIP, RFLAGS and the step count live in CpuState; host
@@ -31,7 +42,8 @@
 //    straight on into the target's code when the jump cache (JitCacheEntry,
 //    filled by runBlocks at each entry it makes itself) holds it for that
 //    RIP under the link epoch the code was entered with, the budget holds
-//    the whole target block and the event hint still reads zero (an entry is
+//    the whole target block and the event hint still reads zero (ANDed with
+//    JitContext::hintMask; an entry is
 //    made only for a block without a debugger breakpoint, and setBreakpoints
 //    bumps the epoch). That is where runBlocks would enter it next,
 //    clean: a compiled block ends clean, nothing inside compiled code can set the event hint, bump
@@ -77,6 +89,9 @@ struct JitContext {
   // that a stop asked for by another thread (the GUI's cancel) is seen
   // within a block (no guest event can set it inside compiled code).
   const volatile uint32_t* hint = nullptr;
+  // ANDed with *hint: without kEventHintMaskableOnly while the guest's IF
+  // is 0 (no maskable interrupt can be taken; compiled code keeps IF).
+  uint32_t hintMask = ~0u;
   // Set by an exit that asks the interpreted ops to go on: the block (the
   // `cookie` given to compile()) whose ops they are.
   void* resumeBlock = nullptr;
@@ -104,11 +119,12 @@ class BlockJit {
   // Whether this host runs compiled code (x86-64).
   static bool available();
 
-  // Compiles the longest compilable prefix of ops[0, n) (a 64-bit block at
-  // linear `rip`, for CPL 3 if `user`); nullptr if that prefix is empty (or
-  // the host gave no executable memory). `body` is where chained code enters.
-  JitEntry compile(const BlockOp* ops, unsigned n, uint64_t rip, bool user, void* cookie,
-                   const uint8_t*& body);
+  // Compiles the longest compilable prefix of ops[0, n) (a 64-bit block, or
+  // with `flat32` a 32-bit protected-mode one under flat segments, at linear
+  // `rip`, for CPL 3 if `user`); nullptr if that prefix is empty (or the host
+  // gave no executable memory). `body` is where chained code enters.
+  JitEntry compile(const BlockOp* ops, unsigned n, uint64_t rip, bool user, bool flat32,
+                   void* cookie, const uint8_t*& body);
 
   // The jump cache (1 << kJitCacheBits slots).
   JitCacheEntry* cache();
