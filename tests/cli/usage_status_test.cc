@@ -157,6 +157,10 @@ TEST(LockstepStatus, UsageErrorsAndNoKvm) {
       << lockstep.out << "\nvs\n"
       << record.out;
   EXPECT_NE(lockstep.out.find("--backend emu"), std::string::npos) << lockstep.out;
+  // --map-ram is taken as an option (what it does needs KVM: lockstep_kvm.sh
+  // runs double_fault with it in the nested VM).
+  const Outcome mapRam = ttvm("lockstep --map-ram /no/such/guest.elf");
+  EXPECT_EQ(mapRam.status, 78) << mapRam.out;
 }
 
 }  // namespace
