@@ -55,13 +55,22 @@ constexpr const char* kUsage =
     "                        middle of an event delivery (the nested VM's KVM then\n"
     "                        delivers an INT n's fault chain again from the next\n"
     "                        instruction); 0.3 ms a page in the nested VM\n"
+    "  --keep-going[=N]      at a difference, print it, let the emulator take KVM's\n"
+    "                        state and the RAM pages that differ, and go on; stop\n"
+    "                        at the Nth difference (default 100; 0: no limit).\n"
+    "                        The summary lists every difference\n"
     "  -v                    also print KVM's ioctls (count and time of each kind)\n"
     "  --cpu-model NAME      ttvm (default), baseline or host (as for ttvm record)\n"
     "  -h, --help            this text\n"
     "\n"
     "Exit status: 0 when the guest ended (or the limit came) with no difference;\n"
-    "1 at the first difference; 64 bad usage; 66 GUEST cannot be used; 70 KVM\n"
+    "1 at the first difference (with --keep-going: when there was any); 64 bad usage; 66 GUEST "
+    "cannot be used; 70 KVM\n"
     "could not run the guest; 78 no usable /dev/kvm (use ttvm record --backend emu).\n";
+
+// --keep-going without N: enough for a guest's known cases, few enough to
+// read when every instruction differs.
+constexpr uint64_t kKeepGoingDefault = 100;
 
 volatile std::sig_atomic_t gStop = 0;
 void onSignal(int) {
@@ -73,7 +82,7 @@ void onSignal(int) {
 int cmdLockstep(std::span<char* const> args) {
   std::string guestPath, append, initrd, modeText;
   uint64_t ram = 256ull << 20, maxSteps = 0, memoryEvery = 4096, loadAddr = 0, entry = 0,
-           rngSeed = 0, fullStateEvery = 64;
+           rngSeed = 0, fullStateEvery = 64, maxDifferences = 1;
   std::string timeoutText, startClockText;
   bool help = false, haveLoad = false, haveEntry = false, haveSeed = false, verbose = false,
        mapRam = false;
@@ -123,6 +132,17 @@ int cmdLockstep(std::span<char* const> args) {
   };
   for (size_t i = 1; i < args.size(); ++i) {
     const std::string a = args[i];
+    if (a == "--keep-going") {
+      maxDifferences = kKeepGoingDefault;
+      continue;
+    }
+    if (a.starts_with("--keep-going=")) {
+      if (!parseU64(a.substr(13), maxDifferences)) {
+        std::fprintf(stderr, "ttvm lockstep: %s: N is not a number\n", a.c_str());
+        return kExitUsage;
+      }
+      continue;
+    }
     const Option* o = nullptr;
     for (const Option& c : options)
       if (a == c.name || (!c.alias.empty() && a == c.alias)) o = &c;
@@ -248,6 +268,18 @@ int cmdLockstep(std::span<char* const> args) {
   opt.memoryCompareInterval = memoryEvery;
   opt.fullStateInterval = fullStateEvery;
   opt.interruptFlag = &gStop;
+  opt.maxDifferences = maxDifferences;
+  const bool keepGoing = maxDifferences != 1;
+  if (keepGoing) {
+    // Each difference as it comes, as the run without --keep-going prints
+    // its only one.
+    opt.onDifference = [](const LockstepResult& d) {
+      std::fflush(stdout);
+      std::fprintf(stderr, "\nttvm lockstep: %s (difference %zu; the emulator takes KVM's side)\n",
+                   d.found.back().message.c_str(), d.found.size());
+      std::fputs(describeDifference(d).c_str(), stderr);
+    };
+  }
   std::signal(SIGINT, onSignal);
   std::signal(SIGTERM, onSignal);
   const kvm::Kvm& k = *kvmDevice;
@@ -296,11 +328,29 @@ int cmdLockstep(std::span<char* const> args) {
   for (const auto& [reason, count] : r.masked)
     std::fprintf(stderr, "  masked   %" PRIu64 " x %.*s\n", count,
                  static_cast<int>(maskReasonName(reason).size()), maskReasonName(reason).data());
+  if (keepGoing) {
+    std::fprintf(stderr, "  differences %zu%s\n", r.found.size(),
+                 r.found.empty() ? "" : " (each printed above):");
+    for (size_t i = 0; i < r.found.size(); ++i) {
+      const LockstepDifference& d = r.found[i];
+      std::fprintf(stderr,
+                   "  difference %zu at instruction %" PRIu64 ": %#" PRIx64 " %s: %s; %" PRIu64
+                   " pages taken\n",
+                   i + 1, d.step, d.rip,
+                   d.instruction.empty() ? "(the end)" : d.instruction.c_str(), d.first.c_str(),
+                   d.pagesAdopted);
+    }
+  }
   switch (r.end) {
-    case End::kDifference: std::fputs(describeDifference(r).c_str(), stderr); return 1;
+    case End::kDifference:
+      if (!keepGoing) std::fputs(describeDifference(r).c_str(), stderr);
+      return 1;
     case End::kReferenceFailed: return kExitSoftware;
     case End::kInterrupted: return 130;
-    default: std::fprintf(stderr, "  result   no difference\n"); return 0;
+    default:
+      if (!r.found.empty()) return 1;
+      std::fprintf(stderr, "  result   no difference\n");
+      return 0;
   }
 }
 

@@ -107,6 +107,7 @@ class FollowerEnvironment final : public Environment {
     follower_ = follower;
   }
   const std::string& problem() const { return problem_; }
+  void clearProblem() { problem_.clear(); }
 
   uint32_t portIn(uint16_t port, unsigned size) override {
     return static_cast<uint32_t>(take({Access::Kind::kPortIn, port, size, 0}));
@@ -353,6 +354,10 @@ std::string describeDifference(const LockstepResult& r) {
   std::snprintf(line, sizeof line,
                 "first difference after %" PRIu64 " instructions (emulator step %" PRIu64 ")\n",
                 r.steps, r.followerSteps);
+  if (r.found.size() > 1)
+    std::snprintf(line, sizeof line,
+                  "difference %zu after %" PRIu64 " instructions (emulator step %" PRIu64 ")\n",
+                  r.found.size(), r.steps, r.followerSteps);
   s += line;
   std::snprintf(line, sizeof line, "  instruction  %#" PRIx64 "  %s\n", r.instructionRip,
                 r.instruction.empty() ? "(bytes not readable)" : r.instruction.c_str());
@@ -417,6 +422,8 @@ class Lockstep::Impl {
   bool comparePages(std::span<const uint64_t> pages, LockstepResult& r);
   bool compareAllRam(LockstepResult& r);
   void adoptFollower();
+  uint64_t adoptReference(LockstepResult& r);
+  bool record(LockstepResult& r, const std::string& message);
   LockstepResult& finish(LockstepResult& r, LockstepResult::End end, std::string message);
 
   machine::Machine& machine_;
@@ -555,6 +562,62 @@ void Lockstep::Impl::adoptFollower() {
   reference_->setState(follower_->state());
 }
 
+// The follower takes the reference's side (LockstepOptions::maxDifferences):
+// its whole state but the step count, the pages that differ beyond the
+// masks, and no access left over. The number of pages taken.
+uint64_t Lockstep::Impl::adoptReference(LockstepResult& r) {
+  reference_->refreshState(state_part::kAll);
+  CpuState s = reference_->state();
+  s.steps = follower_->state().steps;
+  follower_->setState(s);
+  uint64_t pages = 0;
+  const uint8_t* hw = machine_.ram().data();
+  for (uint64_t p = 0; p < ramBytes_ / kPage; ++p) {
+    if (std::memcmp(hw + p * kPage, followerRam_ + p * kPage, kPage) == 0) continue;
+    comparePage(p, r);  // what the masks explain goes its own way
+    if (std::memcmp(hw + p * kPage, followerRam_ + p * kPage, kPage) == 0) continue;
+    std::memcpy(followerRam_ + p * kPage, hw + p * kPage, kPage);
+    follower_->cpu().notifyRamWritten(p * kPage, kPage);
+    ++pages;
+  }
+  queue_.clear();
+  followerEnv_->clearProblem();
+  r.differences.clear();
+  r.pagesDiffering.clear();
+  r.pageDetails.clear();
+  r.accessProblem.clear();
+  return pages;
+}
+
+// Logs the difference the result describes and tells the caller; whether
+// the run stops there.
+bool Lockstep::Impl::record(LockstepResult& r, const std::string& message) {
+  LockstepDifference d;
+  d.step = r.steps;
+  d.followerStep = follower_->state().steps;
+  d.rip = r.instructionRip;
+  d.instruction = r.instruction;
+  d.message = message;
+  if (!r.accessProblem.empty()) {
+    d.first = "access: " + r.accessProblem;
+  } else if (!r.differences.empty()) {
+    char t[120];
+    std::snprintf(t, sizeof t, "%s: KVM %#" PRIx64 ", emulator %#" PRIx64,
+                  r.differences[0].field.c_str(), r.differences[0].reference,
+                  r.differences[0].follower);
+    d.first = t;
+  } else if (!r.pageDetails.empty()) {
+    d.first = "RAM " + r.pageDetails[0];
+  } else {
+    d.first = message;
+  }
+  r.found.push_back(std::move(d));
+  r.followerSteps = follower_->state().steps;
+  if (options_.onDifference) options_.onDifference(r);
+  return options_.maxDifferences == 1 ||
+         (options_.maxDifferences != 0 && r.found.size() >= options_.maxDifferences);
+}
+
 LockstepResult& Lockstep::Impl::finish(LockstepResult& r, LockstepResult::End end,
                                        std::string message) {
   r.end = end;
@@ -575,7 +638,9 @@ LockstepResult Lockstep::Impl::run() {
   auto done = [&](End end, std::string message) -> LockstepResult {
     // A last look at the whole state (KVM reinitialises the vCPU after a
     // triple fault) and all of RAM, unless a difference already ended the run.
+    bool endStateStops = true;  // a difference found here ends the comparisons
     if (end != End::kDifference && end != End::kReferenceFailed && end != End::kTripleFault) {
+      endStateStops = false;
       reference_->refreshState(state_part::kAll);
       if (!reference_->failure().empty()) {
         r.reference = reference_->state();
@@ -590,13 +655,24 @@ LockstepResult Lockstep::Impl::run() {
         r.follower = follower_->state();
         message = "the states differ at the end (" + message + ")";
         end = End::kDifference;
+        r.instructionRip = 0;
+        r.instruction.clear();
+        endStateStops = record(r, message);
       }
     }
-    if (end != End::kDifference && end != End::kReferenceFailed && !compareAllRam(r)) {
+    if ((end != End::kDifference || !endStateStops) && end != End::kReferenceFailed &&
+        !compareAllRam(r)) {
       r.before = r.reference = reference_->state();
       r.follower = follower_->state();
       message = "RAM differs at the end (" + message + ")";
       end = End::kDifference;
+      r.instructionRip = 0;
+      r.instruction.clear();
+      record(r, message);
+    }
+    if (end != End::kDifference && end != End::kReferenceFailed) {
+      r.reference = reference_->state();
+      r.follower = follower_->state();
     }
     finish(r, end, std::move(message));
     r.wallSeconds =
@@ -721,28 +797,42 @@ LockstepResult Lockstep::Impl::run() {
     }
     lastFollowerPages_ = follower_->takeDirtyPages();
 
-    auto difference = [&](std::string message) {
+    // A difference: reported, then the end or (maxDifferences) the
+    // follower takes the reference's side and the run goes on.
+    auto difference = [&](std::string message,
+                          bool canGoOn = true) -> std::optional<LockstepResult> {
       r.reference = reference_->state();
       r.follower = follower_->state();
       r.instructionRip = rip0;
       r.instruction = insn ? insn->text : std::string();
-      return done(End::kDifference, std::move(message));
+      if (record(r, message) || !canGoOn) {
+        if (options_.maxDifferences != 1 && canGoOn)
+          message += " (difference " + std::to_string(r.found.size()) + ", the --keep-going limit)";
+        return done(End::kDifference, std::move(message));
+      }
+      r.found.back().pagesAdopted = adoptReference(r);
+      if (!reference_->failure().empty()) return done(End::kReferenceFailed, reference_->failure());
+      return std::nullopt;
     };
     if (!followerEnv_->problem().empty()) {
       r.accessProblem = followerEnv_->problem();
-      return difference("the emulator's access differs from KVM's");
+      if (auto e = difference("the emulator's access differs from KVM's")) return *e;
+      continue;
     }
     if (!queue_.empty()) {
       r.accessProblem = "KVM made a " + describe(queue_.front()) + " that the emulator did not";
-      return difference("KVM's access differs from the emulator's");
+      if (auto e = difference("KVM's access differs from the emulator's")) return *e;
+      continue;
     }
     if (rr.outcome == StepOutcome::kTripleFault || tripleFault) {
       // KVM reinitialises the vCPU after a shutdown (SVM): its state is the
       // reset state, not the state at the fault; RAM is compared.
       if (rr.outcome == StepOutcome::kTripleFault && tripleFault)
         return done(End::kTripleFault, "triple fault on both sides at rip " + hex(r.before.rip));
-      return difference(tripleFault ? "the emulator triple-faulted, KVM did not"
-                                    : "KVM triple-faulted, the emulator did not");
+      // KVM's vCPU is then in its reset state: nothing to go on from.
+      return *difference(tripleFault ? "the emulator triple-faulted, KVM did not"
+                                     : "KVM triple-faulted, the emulator did not",
+                         false);
     }
     if (guestDebugTrap && follower_->state().rip != k.rip) {
       ++r.masked[MaskReason::kGuestDebugTrap];
@@ -775,11 +865,20 @@ LockstepResult Lockstep::Impl::run() {
     lastUndefined_ = undefined;
     lastMidRep_ = midRep;
     if (!(adopted == follower_->state())) follower_->setState(adopted);
-    if (!r.differences.empty()) return difference("the states differ");
-    if (!comparePages(lastFollowerPages_, r)) return difference("RAM differs");
+    if (!r.differences.empty()) {
+      if (auto e = difference("the states differ")) return *e;
+      continue;
+    }
+    if (!comparePages(lastFollowerPages_, r)) {
+      if (auto e = difference("RAM differs")) return *e;
+      continue;
+    }
     if (options_.memoryCompareInterval != 0 && r.steps >= nextFullCompare) {
       nextFullCompare = r.steps + options_.memoryCompareInterval;
-      if (!compareAllRam(r)) return difference("RAM differs");
+      if (!compareAllRam(r)) {
+        if (auto e = difference("RAM differs")) return *e;
+        continue;
+      }
     }
   }
 }

@@ -147,6 +147,9 @@ TEST(LockstepStatus, UsageErrorsAndNoKvm) {
   r = ttvm("lockstep --max-steps 1x g.elf");
   EXPECT_EQ(r.status, 64) << r.out;
   EXPECT_NE(r.out.find("--max-steps '1x'"), std::string::npos) << r.out;
+  r = ttvm("lockstep --keep-going=1x g.elf");
+  EXPECT_EQ(r.status, 64) << r.out;
+  EXPECT_NE(r.out.find("--keep-going=1x: N is not a number"), std::string::npos) << r.out;
   const Outcome record = ttvm("record --backend kvm --no-trace /no/such/guest.elf");
   if (record.status != 78) GTEST_SKIP() << "KVM is usable on this host: " << record.out;
   const Outcome lockstep = ttvm("lockstep /no/such/guest.elf");
@@ -161,6 +164,12 @@ TEST(LockstepStatus, UsageErrorsAndNoKvm) {
   // runs double_fault with it in the nested VM).
   const Outcome mapRam = ttvm("lockstep --map-ram /no/such/guest.elf");
   EXPECT_EQ(mapRam.status, 78) << mapRam.out;
+  // So are --keep-going and --keep-going=N (lockstep_kvm.sh runs guests
+  // with known differences with it; Lockstep.KeepGoing* test what it does).
+  for (const char* k : {"--keep-going", "--keep-going=5"}) {
+    const Outcome keepGoing = ttvm(std::string("lockstep ") + k + " /no/such/guest.elf");
+    EXPECT_EQ(keepGoing.status, 78) << k << ": " << keepGoing.out;
+  }
 }
 
 }  // namespace

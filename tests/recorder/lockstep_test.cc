@@ -8,6 +8,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstring>
 #include <functional>
 #include <map>
@@ -21,21 +22,28 @@ using machine::CpuBackend;
 using End = LockstepResult::End;
 
 // The reference: the emulator, with `tamper` applied to its state and the
-// machine's RAM right after the step that reaches `atStep`. It reads back as
+// machine's RAM right after the step that reaches `atStep` (and each of
+// `moreSteps`). It reads back as
 // KVM does for lockstep: step() shows only the state parts it was asked for
 // (setStepReadBack), the others keep their old values until refreshState()
 // (each call counted in `refreshes`, by the parts asked for).
 class TamperedEmu final : public CpuBackend {
  public:
   TamperedEmu(const CpuModel& model, PhysicalMemory memory, Environment& env, uint64_t atStep,
-              std::function<void(CpuState&, std::span<uint8_t>)> tamper)
-      : inner_(model, memory, env), ram_(memory.ram), atStep_(atStep), tamper_(std::move(tamper)) {}
+              std::function<void(CpuState&, std::span<uint8_t>)> tamper,
+              std::vector<uint64_t> moreSteps = {})
+      : inner_(model, memory, env),
+        ram_(memory.ram),
+        atStep_(atStep),
+        moreSteps_(std::move(moreSteps)),
+        tamper_(std::move(tamper)) {}
   Backend kind() const override { return Backend::kEmulator; }
   bool countsSteps() const override { return true; }
   StepResult run(uint64_t n) override { return inner_.run(n); }
   StepResult step() override {
     StepResult r = inner_.step();
-    if (tamper_ && inner_.state().steps == atStep_) {
+    const uint64_t n = inner_.state().steps;
+    if (tamper_ && (n == atStep_ || std::ranges::find(moreSteps_, n) != moreSteps_.end())) {
       CpuState s = inner_.state();
       tamper_(s, ram_);
       inner_.setState(s);
@@ -73,6 +81,7 @@ class TamperedEmu final : public CpuBackend {
   EmuBackend inner_;
   std::span<uint8_t> ram_;
   uint64_t atStep_;
+  std::vector<uint64_t> moreSteps_;
   std::function<void(CpuState&, std::span<uint8_t>)> tamper_;
   CpuState shown_;
   StateParts stepParts_ = state_part::kAll;
@@ -210,6 +219,115 @@ TEST(Lockstep, AnAccessTheSidesDoNotShareIsADifference) {
   EXPECT_EQ(r.result.accessProblem,
             "the emulator made a port write of 1 bytes at 0x3f8 (value 0x79) where KVM made a "
             "port write of 1 bytes at 0x3f8 (value 0x59)");
+}
+
+// Real mode at 0x1000: a loop of 400 INC/LOOP pairs, its count stored.
+//   1 mov bx,0   2 mov cx,400   3-802 inc bx; loop   803 mov [0x4000],bx
+//   804 mov dx,0xf4   805 mov al,0   806 out dx,al (isa-debug-exit)
+const uint8_t kLoopCode[] = {
+    0xBB, 0x00, 0x00,        // mov bx, 0
+    0xB9, 0x90, 0x01,        // mov cx, 400
+    0x43,                    // inc bx
+    0xE2, 0xFD,              // loop -3
+    0x89, 0x1E, 0x00, 0x40,  // mov [0x4000], bx
+    0xBA, 0xF4, 0x00,        // mov dx, 0xf4
+    0xB0, 0x00,              // mov al, 0
+    0xEE,                    // out dx, al
+};
+
+// kLoopCode with BX tampered after step 101 and a RAM byte no instruction
+// touches after step 701, far apart; RAM compared after every instruction.
+LockstepRun twoTampered(uint64_t maxDifferences) {
+  LockstepOptions o;
+  o.memoryCompareInterval = 1;
+  o.maxDifferences = maxDifferences;
+  auto tamper = [](CpuState& s, std::span<uint8_t> ram) {
+    if (s.steps == 101) s.reg(Gpr::kRbx) ^= 0x1000;
+    if (s.steps == 701) ram[0x5123] ^= 0x80;
+  };
+  return runCode(kLoopCode, o,
+                 [&](const CpuModel& model, PhysicalMemory memory,
+                     Environment& env) -> Result<std::unique_ptr<CpuBackend>> {
+                   return std::unique_ptr<CpuBackend>(std::make_unique<TamperedEmu>(
+                       model, memory, env, 101, tamper, std::vector<uint64_t>{701}));
+                 });
+}
+
+TEST(Lockstep, WithoutKeepGoingTheFirstDifferenceStops) {
+  LockstepRun r = twoTampered(1);
+  ASSERT_EQ(r.result.end, End::kDifference);
+  EXPECT_EQ(r.result.steps, 101u);
+  ASSERT_EQ(r.result.found.size(), 1u);
+  EXPECT_EQ(r.result.found[0].step, 101u);
+  EXPECT_EQ(r.result.message, "the states differ");
+  EXPECT_NE(describeDifference(r.result).find("first difference after 101 instructions"),
+            std::string::npos);
+}
+
+TEST(Lockstep, KeepGoingReportsBothDifferencesAndAdoptsTheReferencesSide) {
+  LockstepRun r = twoTampered(0);
+  // The guest ran to its end; both differences, and nothing after them:
+  // the emulator took the reference's BX and page, so the loop's count,
+  // the store and the comparisons of all of RAM after each step agree.
+  EXPECT_EQ(r.result.end, End::kGuestEnded) << r.result.message;
+  EXPECT_EQ(r.result.guestEnd, EndReason::kExitDevice);
+  EXPECT_EQ(r.result.steps, 806u);
+  ASSERT_EQ(r.result.found.size(), 2u);
+  const LockstepDifference& first = r.result.found[0];
+  EXPECT_EQ(first.step, 101u);
+  EXPECT_EQ(first.message, "the states differ");
+  EXPECT_EQ(first.first.substr(0, 4), "rbx:") << first.first;
+  EXPECT_TRUE(first.instruction == "inc bx" || first.instruction.starts_with("loop"))
+      << first.instruction;
+  EXPECT_EQ(first.pagesAdopted, 0u);
+  const LockstepDifference& second = r.result.found[1];
+  EXPECT_EQ(second.step, 701u);
+  EXPECT_EQ(second.message, "RAM differs");
+  EXPECT_EQ(second.first.substr(0, 10), "RAM 0x5120") << second.first;
+  EXPECT_EQ(second.pagesAdopted, 1u);
+  // The final states agree (the emulator's BX is the reference's, tampered)
+  // and the guest stored the reference's count.
+  EXPECT_EQ(r.result.follower.reg(Gpr::kRbx), 400u + 0x1000);
+  EXPECT_EQ(r.result.reference.reg(Gpr::kRbx), 400u + 0x1000);
+  EXPECT_EQ(r.result.reference.rip, r.result.follower.rip);
+  EXPECT_EQ(r.machine->ram()[0x4001], 0x11);
+  EXPECT_EQ(r.machine->ram()[0x4000], 0x90);
+}
+
+TEST(Lockstep, KeepGoingStopsAtItsLimit) {
+  LockstepRun r = twoTampered(2);
+  ASSERT_EQ(r.result.end, End::kDifference);
+  EXPECT_EQ(r.result.steps, 701u);
+  ASSERT_EQ(r.result.found.size(), 2u);
+  EXPECT_EQ(r.result.message, "RAM differs (difference 2, the --keep-going limit)");
+  EXPECT_NE(describeDifference(r.result).find("difference 2 after 701 instructions"),
+            std::string::npos);
+}
+
+TEST(Lockstep, KeepGoingDropsTheAccessesOnlyOneSideMade) {
+  // As AnAccessTheSidesDoNotShareIsADifference: the second REP OUTSB
+  // iteration's port write differs. The emulator takes the reference's
+  // state and page 3 ('Y'), the queue is emptied, and the third iteration
+  // and the port read after it are shared again.
+  LockstepOptions o;
+  o.maxDifferences = 0;
+  auto tamper = [](CpuState&, std::span<uint8_t> ram) { ram[0x3001] = 'Y'; };
+  LockstepRun r = runCode(kCode, o,
+                          [&](const CpuModel& model, PhysicalMemory memory,
+                              Environment& env) -> Result<std::unique_ptr<CpuBackend>> {
+                            return std::unique_ptr<CpuBackend>(
+                                std::make_unique<TamperedEmu>(model, memory, env, 5, tamper));
+                          });
+  EXPECT_EQ(r.result.end, End::kGuestEnded) << r.result.message;
+  EXPECT_EQ(r.result.steps, 18u);
+  ASSERT_EQ(r.result.found.size(), 1u);
+  EXPECT_EQ(r.result.found[0].step, 7u);
+  EXPECT_EQ(r.result.found[0].instruction, "rep outsb");
+  EXPECT_EQ(r.result.found[0].first,
+            "access: the emulator made a port write of 1 bytes at 0x3f8 (value 0x79) where KVM "
+            "made a port write of 1 bytes at 0x3f8 (value 0x59)");
+  EXPECT_EQ(r.result.found[0].pagesAdopted, 1u);
+  EXPECT_EQ(r.result.follower.reg(Gpr::kRax) & 0xFF, 0u);  // mov al, 0
 }
 
 // Real mode at 0x1000: x87, a debug register and an MSR written among

@@ -78,6 +78,18 @@
 //    as 0 (faultFrameResumeFlagByte): both adopted from the reference;
 //  - SYSCALL saves RFLAGS in R11 with KVM's stepping TF: the reference
 //    takes the follower's R11 (hostTrapFlagInR11).
+//
+// Keep going (LockstepOptions::maxDifferences > 1, `--keep-going`). After a
+// difference is reported, the follower adopts the reference's side: its
+// whole state (all parts read back; the follower keeps its step count, which
+// the machine's clock follows), and every RAM page that still differs after
+// the masks above, copied from the machine's RAM into the follower's copy.
+// Device accesses: the machine has seen the reference's accesses, and only
+// them, so the reference's stand: the queued accesses the follower did not
+// take are dropped, and an access the follower made that the reference did
+// not (answered 0, reaching no device) vanishes with the follower's state.
+// The next instruction starts from one state on both sides. A triple fault
+// on one side only ends the run (KVM's vCPU is then in its reset state).
 #pragma once
 
 #include <csignal>
@@ -163,6 +175,8 @@ bool hostTrapFlagInR11(std::string_view instruction, const CpuState& hw, const C
 // copied from `hw` into `emu` (see PUSH Sreg above). Whether any was.
 bool adoptSegmentPushWidth(std::span<const uint8_t> hw, std::span<uint8_t> emu);
 
+struct LockstepResult;
+
 struct LockstepOptions {
   uint64_t maxSteps = 0;  // reference steps (instructions); 0: no limit
   double timeoutSeconds = 0;
@@ -180,6 +194,27 @@ struct LockstepOptions {
   // Halted with IF=1 this long in virtual time: hang.
   uint64_t idleHangNs = 60'000'000'000ull;
   const volatile std::sig_atomic_t* interruptFlag = nullptr;
+  // The run stops at this many differences (`--keep-going=N`); 0: no limit.
+  // 1, the default, stops at the first as before. Otherwise, after each
+  // difference the emulator adopts KVM's side (keepGoing below) and the
+  // run goes on.
+  uint64_t maxDifferences = 1;
+  // Called at each difference, its fields in the result filled as for the
+  // last one (describeDifference), before the emulator adopts KVM's side.
+  std::function<void(const LockstepResult&)> onDifference;
+};
+
+// One difference of a run, for the summary: where, and what differed first.
+struct LockstepDifference {
+  uint64_t step = 0;          // reference steps compared when it was found
+  uint64_t followerStep = 0;  // the emulator's step count then
+  uint64_t rip = 0;           // the instruction's linear RIP
+  std::string instruction;    // its disassembly (empty: a difference at the end)
+  // The first field ("rax: KVM 0x3, emulator 0x11111111"), RAM page
+  // ("RAM 0x5120: KVM 00a70000, emulator 00270000") or access that differed.
+  std::string first;
+  std::string message;        // "the states differ", "RAM differs", ...
+  uint64_t pagesAdopted = 0;  // RAM pages the emulator took from KVM after it
 };
 
 struct LockstepResult {
@@ -204,7 +239,9 @@ struct LockstepResult {
   std::map<MaskReason, uint64_t> masked;
   // kDifference: the state both had before the instruction, the
   // instruction there (linear RIP, bytes, disassembly), both states after,
-  // the fields that differ, and the pages or access that differ.
+  // the fields that differ, and the pages or access that differ. At any
+  // other end but kReferenceFailed, `reference` and `follower` are the
+  // final states.
   CpuState before, reference, follower;
   uint64_t instructionRip = 0;
   std::string instruction;
@@ -214,6 +251,10 @@ struct LockstepResult {
   // the first few.
   std::vector<std::string> pageDetails;
   std::string accessProblem;  // an access the sides did not share
+  // Every difference found, in order (one unless maxDifferences > 1). The
+  // fields above describe the last; a run that found any failed, whatever
+  // its end.
+  std::vector<LockstepDifference> found;
   double wallSeconds = 0;
 };
 
