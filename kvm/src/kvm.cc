@@ -725,6 +725,8 @@ uint64_t Vcpu::exitApicBase() const {
 }
 
 Result<std::optional<VcpuExit>> Vcpu::completeExit() {
+  // This is the completion run() would otherwise make at the next entry.
+  completionPending_ = false;
   __atomic_store_n(&run_->immediate_exit, 1, __ATOMIC_SEQ_CST);
   const int rc = call(KVM_RUN, "KVM_RUN", 0);
   const int err = errno;

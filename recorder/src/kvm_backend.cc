@@ -642,17 +642,19 @@ StepResult KvmBackend::emulateRun(const kvm::VcpuExit& e,
   return {StepOutcome::kRetired};
 }
 
-std::optional<StepResult> KvmBackend::stepRepPortIteration(const kvm::VcpuExit& first) {
+std::optional<StepResult> KvmBackend::stepRepPortIteration(const kvm::VcpuExit& first,
+                                                           bool hostStep) {
   auto exitAt = vcpu_.ripAndFlags();
   if (!exitAt) return fail(exitAt.error().message);
-  if (!(exitAt->rflags & flags::kTF)) return std::nullopt;
+  if (!hostStep && !(exitAt->rflags & flags::kTF)) return std::nullopt;
   auto s = vcpu_.state();
   if (!s) return fail(s.error().message);
   // Only a string instruction (INS, OUTS, REP or not): KVM traps after an
-  // IN or OUT itself.
+  // IN or OUT itself. Under the host's step, only a REP one: KVM completes
+  // a single INS or OUTS and traps after it.
   uint8_t buffer[15];
   const StringPrefixes prefixes = stringPrefixes(codeAt(*s, buffer), cpuMode(*s));
-  if (!prefixes.isPortString()) return std::nullopt;
+  if (!prefixes.isPortString() || (hostStep && !prefixes.rep)) return std::nullopt;
   if (!first.io.in) {
     // OUTS: KVM has run the iteration and written the registers back (RIP
     // still on the instruction while its count is not exhausted), and
@@ -660,15 +662,21 @@ std::optional<StepResult> KvmBackend::stepRepPortIteration(const kvm::VcpuExit& 
     // emulator if single-stepping"), which the final pass that moves RIP
     // then makes once. The access goes to the machine as any; then the
     // trap is queued, with RF set in the image while the instruction goes
-    // on (SDM vol. 3 18.3.1.1, the emulator's rule).
+    // on (SDM vol. 3 18.3.1.1, the emulator's rule). Under the host's step
+    // the step ends here instead: the host's trap after the iteration.
     ++state_.steps;
     serve(first);
     if (Status st = settle(); !st.ok()) return fail(st.error().message);
     if (state_.rip == exitAt->rip && !(state_.rflags & flags::kRF)) {
       state_.rflags |= flags::kRF;
+      // The last iteration leaves only the final pass that moves RIP.
+      const std::span<const uint8_t> code = codeAt(state_, buffer);
+      if (hostStep && !code.empty()) completeRepRestart(state_, code);
       if (Status st = vcpu_.setState(state_); !st.ok()) return fail(st.error().message);
     }
-    if (Status st = vcpu_.queueSingleStepTrap(); !st.ok()) return fail(st.error().message);
+    if (!hostStep) {
+      if (Status st = vcpu_.queueSingleStepTrap(); !st.ok()) return fail(st.error().message);
+    }
     ++counts_.repIterations;
     return StepResult{StepOutcome::kRetired};
   }
@@ -698,6 +706,8 @@ std::optional<StepResult> KvmBackend::stepRepPortIteration(const kvm::VcpuExit& 
     if (!next) return fail(next.error().message);
     if (!*next) break;
     const kvm::VcpuExit& e = **next;
+    // Under the host's step, KVM's emulator traps once the batch is consumed.
+    if (hostStep && e.kind == kvm::ExitKind::kDebug) break;
     if (e.kind != kvm::ExitKind::kIo)
       return fail("completing a REP string port instruction, KVM returned " + kvm::describe(e));
     if (e.io.in) {
@@ -1065,9 +1075,29 @@ StepResult KvmBackend::stepInstruction(bool offer) {
       case kvm::ExitKind::kIo:
       case kvm::ExitKind::kMmio:
         if (serveEmulatedRam(*r)) break;
+        // KVM's emulator runs a REP INS/OUTS whole, and a REP string
+        // instruction writing MMIO without a single-step check after each
+        // write: the host's TF traps after every iteration, and so does the
+        // guest's own, which KVM hides while it steps (the record loop's
+        // repairs, which read that TF). The step is one iteration.
+        if (r->kind == kvm::ExitKind::kIo) {
+          if (std::optional<StepResult> one = stepRepPortIteration(*r, true)) {
+            if (one->outcome == StepOutcome::kStopRequested) return *one;
+            result = *one;
+            offerDue_ = true;
+            done = true;
+            break;
+          }
+        }
         ++state_.steps;
         serve(*r);
         offerDue_ = true;
+        if (r->kind == kvm::ExitKind::kMmio && r->mmio.write) {
+          // The instruction (or the iteration) is written back: complete
+          // the access without entering the guest; the step ends there.
+          if (Status st = settle(0); !st.ok()) return fail(st.error().message);
+          done = true;
+        }
         break;
       case kvm::ExitKind::kInternalError: {
         // An instruction on an emulated page is one step, run by ttvm.

@@ -342,6 +342,33 @@ TEST_F(KvmVcpuTest, SingleStepOverRepStringIo) {
   EXPECT_EQ(ram_[kLoad + code_.size() - 1], 0xB3);
 }
 
+TEST_F(KvmVcpuTest, AnExitCompletedWhileSteppingIsNotCompletedAgain) {
+  // KvmBackend's step runs one iteration of a REP OUTSB at a time: it
+  // completes each exit itself (completeExit) and, after the last, moves
+  // RIP past the instruction (its final zero-count pass). The next run()
+  // must then enter there and trap after that instruction, not report a
+  // step that ran nothing because RIP moved.
+  loadRealMode(readGuest("rep_step.bin"));
+  ASSERT_TRUE(vcpu_->setSingleStep(true).ok());
+  for (int i = 0; i < 4; ++i) EXPECT_EQ(run().kind, ExitKind::kDebug);  // up to 0x100a
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(expectOut(0x80, 1), 0xA1u + uint32_t(i));
+    Result<std::optional<VcpuExit>> next = vcpu_->completeExit();
+    ASSERT_TRUE(next.ok()) << next.error().message;
+    EXPECT_FALSE(next->has_value()) << describe(**next);  // OUTS: nothing more to complete
+  }
+  Result<CpuState> s = vcpu_->state();
+  ASSERT_TRUE(s.ok()) << s.error().message;
+  EXPECT_EQ(s->reg(Gpr::kRcx) & 0xFFFF, 0u);
+  s->rip = 0x100C;  // past REP OUTSB (F3 6E)
+  s->rflags &= ~flags::kRF;
+  ASSERT_TRUE(vcpu_->setState(*s).ok());
+  const VcpuExit e = run();
+  ASSERT_EQ(e.kind, ExitKind::kDebug) << describe(e);
+  EXPECT_EQ(e.debug.pc, 0x100Fu);  // after mov di, dst
+  EXPECT_FALSE(e.debug.repaired);
+}
+
 TEST_F(KvmVcpuTest, PortOutLoopExitsOncePerOut) {
   loadRealMode(readGuest("out_loop.bin"));
   constexpr uint32_t kCount = 20000;

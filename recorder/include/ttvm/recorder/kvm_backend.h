@@ -264,11 +264,15 @@ class KvmBackend final : public machine::CpuBackend {
   // KVM runs the iterations of a REP string port instruction in one go
   // (count > 1), so a guest single-stepping it (its own TF) would trap once,
   // after the last, where the CPU traps after every iteration. At such an
-  // exit with TF set: gives KVM's batch nothing to do (OUTS: no byte reaches
-  // a device; INS: the bytes already at the destination), then runs one
-  // iteration and its trap in the emulator from the state before the
-  // instruction (a counted exit). nullopt where TF is clear.
-  std::optional<StepResult> stepRepPortIteration(const kvm::VcpuExit& e);
+  // exit with TF set: OUTS, the iteration KVM ran goes to the machine and
+  // its trap is queued; INS, KVM's batch is given nothing to do (the bytes
+  // already at the destination) and one iteration and its trap run in the
+  // emulator from the state before the instruction (a counted exit).
+  // nullopt where TF is clear or the instruction is no INS/OUTS.
+  // `hostStep` (step(), under KVM_GUESTDBG_SINGLESTEP, whose TF KVM hides
+  // from RFLAGS): a REP INS/OUTS runs one iteration whatever TF reads, and
+  // the step ends after it, as the host's TF traps; no trap is queued.
+  std::optional<StepResult> stepRepPortIteration(const kvm::VcpuExit& e, bool hostStep = false);
   // Completes the last access (answering further ones it makes) and reads the
   // state back (of the parts that cost an ioctl, only `parts`).
   Status settle(StateParts parts = state_part::kAll);
