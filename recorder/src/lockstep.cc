@@ -17,6 +17,7 @@ namespace ttvm {
 namespace {
 
 constexpr uint64_t kPage = 4096;
+constexpr uint64_t kDr6Bd = 1u << 13;  // general detect (SDM vol. 3 18.2.3)
 
 // One port or MMIO access the reference made, with its value, or a WRMSR
 // of a machine-owned MSR KVM sent to user space (address = the MSR).
@@ -179,6 +180,18 @@ class FollowerEnvironment final : public Environment {
   std::string problem_;
 };
 
+// Whether the event frame at the top of the stack in `s`, read through
+// `b`, returns to `rip` (true where it cannot be read).
+bool eventFrameReturnsTo(const CpuState& s, const machine::CpuBackend& b, uint64_t rip) {
+  const ReturnRipSlot slot = returnRipSlot(s);
+  uint8_t bytes[8] = {};
+  if (!b.readLinear(slot.linear, std::span<uint8_t>(bytes, slot.width))) return true;
+  uint64_t pushed = 0;
+  std::memcpy(&pushed, bytes, slot.width);
+  const uint64_t mask = slot.width == 8 ? ~0ull : (1ull << (8 * slot.width)) - 1;
+  return pushed == (rip & mask);
+}
+
 uint64_t linearRip(const CpuState& s) {
   if (cpuMode(s) == CpuMode::kLong64) return s.rip;
   return (s.segment(SegReg::kCs).base + s.rip) & 0xFFFFFFFFull;
@@ -222,6 +235,8 @@ std::string_view maskReasonName(MaskReason r) {
     case MaskReason::kFaultFrameResumeFlag:
       return "RF in a fault's EFLAGS image (QEMU's TCG pushes 0)";
     case MaskReason::kHostTrapFlagInR11: return "KVM's stepping TF saved in R11 by SYSCALL";
+    case MaskReason::kDebugTrapKvmDelivered:
+      return "guest #DB KVM's emulator delivered itself (followed into the handler)";
   }
   return "?";
 }
@@ -272,6 +287,20 @@ bool faultFrameResumeFlagByte(size_t i, uint8_t hw, uint8_t emu) {
 bool hostTrapFlagInR11(std::string_view instruction, const CpuState& hw, const CpuState& emu) {
   const uint64_t k = hw.reg(Gpr::kR11), f = emu.reg(Gpr::kR11);
   return instruction == "syscall" && (k ^ f) == flags::kTF && (k & flags::kTF);
+}
+
+bool generalDetectByKvm(std::string_view instruction, const CpuState& after) {
+  const bool movDr =
+      instruction.starts_with("mov dr") ||
+      (instruction.starts_with("mov ") && instruction.find(", dr") != std::string::npos);
+  return movDr && (after.dr6 & kDr6Bd);
+}
+
+ReturnRipSlot returnRipSlot(const CpuState& s) {
+  if (s.msr.efer & efer::kLMA) return {s.reg(Gpr::kRsp), 8};
+  const uint64_t base = s.segment(SegReg::kSs).base;
+  if (s.cr0 & cr0::kPE) return {(base + s.reg(Gpr::kRsp)) & 0xFFFFFFFF, 4};
+  return {(base + (s.reg(Gpr::kRsp) & 0xFFFF)) & 0xFFFFFFFF, 2};
 }
 
 bool hostTrapFlagOnly(std::span<const uint8_t> hw, std::span<const uint8_t> emu) {
@@ -790,8 +819,19 @@ LockstepResult Lockstep::Impl::run() {
       const CpuState& now = follower_->state();
       if (now.rip == k.rip) break;
       if (fr.outcome == StepOutcome::kException && fr.vector == 1) {
-        guestDebugTrap = true;  // KVM reported it to us instead of delivering it
-        break;
+        // A #DB the guest armed: KVM reports it to the host instead of
+        // delivering it. But general detect (DR7.GD) on a MOV DR is KVM's
+        // own: while it debugs the guest it intercepts MOV DR, and its
+        // emulator raises the fault and delivers it; the handler then runs
+        // unstepped (the delivery clears TF) up to the next instruction KVM
+        // emulates. Where KVM did not stop at the fault, the follower
+        // follows it into the handler.
+        if (!(d && generalDetectByKvm(d->text, now) &&
+              !eventFrameReturnsTo(now, *follower_, k.rip))) {
+          guestDebugTrap = true;
+          break;
+        }
+        ++r.masked[MaskReason::kDebugTrapKvmDelivered];
       }
       if (fr.outcome == StepOutcome::kHalted && now.steps == before) break;
     }

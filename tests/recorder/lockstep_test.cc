@@ -41,7 +41,9 @@ class TamperedEmu final : public CpuBackend {
   bool countsSteps() const override { return true; }
   StepResult run(uint64_t n) override { return inner_.run(n); }
   StepResult step() override {
+    const CpuState before = inner_.state();
     StepResult r = inner_.step();
+    if (afterStep) afterStep(inner_, before, r);
     const uint64_t n = inner_.state().steps;
     if (tamper_ && (n == atStep_ || std::ranges::find(moreSteps_, n) != moreSteps_.end())) {
       CpuState s = inner_.state();
@@ -76,6 +78,8 @@ class TamperedEmu final : public CpuBackend {
   }
 
   static inline std::map<StateParts, uint64_t> refreshes;
+  // Makes the emulator's step the hardware's (`before`: the state it started from).
+  std::function<void(EmuBackend& inner, const CpuState& before, const StepResult& r)> afterStep;
 
  private:
   EmuBackend inner_;
@@ -570,6 +574,139 @@ TEST(RamMasks, PagingDirtyBitAndFaultFrameResumeFlag) {
   EXPECT_FALSE(faultFrameResumeFlagByte(0xf7a, 0x01, 0x00));  // RF from the host only
   EXPECT_FALSE(faultFrameResumeFlagByte(0xf79, 0x00, 0x01));  // not bit 16 of a dword
   EXPECT_FALSE(faultFrameResumeFlagByte(0xf7a, 0x00, 0x03));  // more than RF
+}
+
+// Real mode at 0x1000, #DB's IVT entry pointing at a handler that counts in
+// [0x5000], clears TF in the FLAGS image and returns:
+//   mov word [4],handler   mov word [6],0   then `arm`, then
+//   mov al,[0x5000]   mov dx,0xf4   out dx,al (isa-debug-exit)
+// handler: inc byte [0x5000]  mov bp,sp  and word [bp+4],0xfeff
+//          xor eax,eax  mov dr7,eax  iret
+std::vector<uint8_t> debugTrapCode(std::initializer_list<uint8_t> arm) {
+  std::vector<uint8_t> c = {0xC7, 0x06, 0x04, 0x00, 0x00, 0x00,   // mov word [4], handler
+                            0xC7, 0x06, 0x06, 0x00, 0x00, 0x00};  // mov word [6], 0
+  c.insert(c.end(), arm);
+  c.insert(c.end(), {0xA0, 0x00, 0x50,  // mov al, [0x5000]
+                     0xBA, 0xF4, 0x00,  // mov dx, 0xf4
+                     0xEE});            // out dx, al
+  const size_t handler = 0x1000 + c.size();
+  c[4] = uint8_t(handler);
+  c[5] = uint8_t(handler >> 8);
+  c.insert(c.end(), {0xFE, 0x06, 0x00, 0x50,        // inc byte [0x5000]
+                     0x89, 0xE5,                    // mov bp, sp
+                     0x81, 0x66, 0x04, 0xFF, 0xFE,  // and word [bp+4], 0xfeff
+                     0x66, 0x31, 0xC0,              // xor eax, eax
+                     0x0F, 0x23, 0xF8,              // mov dr7, eax
+                     0xCF});                        // iret
+  return c;
+}
+
+LockstepRun debugTrapLockstep(
+    std::span<const uint8_t> code,
+    std::function<void(EmuBackend&, const CpuState&, const StepResult&)> hardware) {
+  LockstepOptions o;
+  o.memoryCompareInterval = 1;
+  return runCode(code, o,
+                 [&](const CpuModel& model, PhysicalMemory memory,
+                     Environment& env) -> Result<std::unique_ptr<CpuBackend>> {
+                   auto b = std::make_unique<TamperedEmu>(model, memory, env, 0, nullptr);
+                   b->afterStep = hardware;
+                   return std::unique_ptr<CpuBackend>(std::move(b));
+                 });
+}
+
+bool deliveredDebugTrap(const StepResult& r) {
+  return r.outcome == StepOutcome::kException && r.vector == 1;
+}
+
+TEST(Lockstep, AGuestSingleStepTrapKvmReportsIsTakenFromTheEmulator) {
+  // pushf; pop ax; or ax,0x100; push ax; popf; nop: the trap after the NOP.
+  // KVM reports it to the host and stops after the NOP, undelivered: the
+  // hardware here runs that instruction again from before it with TF clear.
+  const std::vector<uint8_t> code = debugTrapCode({0x9C, 0x58, 0x0D, 0x00, 0x01, 0x50, 0x9D, 0x90});
+  LockstepRun r =
+      debugTrapLockstep(code, [](EmuBackend& inner, const CpuState& before, const StepResult& s) {
+        if (!deliveredDebugTrap(s)) return;
+        CpuState t = before;
+        t.rflags &= ~flags::kTF;
+        inner.setState(t);
+        inner.step();
+        CpuState after = inner.state();
+        after.rflags |= flags::kTF;  // the guest's TF stays set
+        inner.setState(after);
+      });
+  EXPECT_EQ(r.result.end, End::kGuestEnded) << describeDifference(r.result);
+  EXPECT_EQ(r.result.masked[MaskReason::kGuestDebugTrap], 1u);
+  EXPECT_EQ(r.result.masked.count(MaskReason::kDebugTrapKvmDelivered), 0u);
+  EXPECT_EQ(r.machine->ram()[0x5000], 1);  // the handler ran once, from the emulator's state
+}
+
+TEST(Lockstep, AGuestInstructionBreakpointTheHostCpuSkippedIsTakenFromTheEmulator) {
+  // mov eax,0x101e; mov dr0,eax; mov eax,0x401; mov dr7,eax; nop: an
+  // instruction breakpoint on the NOP (0x101e). The nested VM's CPU runs the
+  // NOP under the host's step without the fault (debug_dr's exec_rf): KVM
+  // stops after it, not where the emulator's frame returns to; that is no
+  // general detect, so the emulator's delivery is taken, not followed.
+  const std::vector<uint8_t> code =
+      debugTrapCode({0x66, 0xB8, 0x1E, 0x10, 0x00, 0x00, 0x0F, 0x23, 0xC0, 0x66, 0xB8, 0x01, 0x04,
+                     0x00, 0x00, 0x0F, 0x23, 0xF8, 0x90});
+  ASSERT_EQ(code[0x1E], 0x90);
+  LockstepRun r =
+      debugTrapLockstep(code, [](EmuBackend& inner, const CpuState& before, const StepResult& s) {
+        if (!deliveredDebugTrap(s)) return;
+        CpuState t = before;
+        t.dr7 = 0x400;
+        inner.setState(t);
+        inner.step();
+        CpuState after = inner.state();
+        after.dr7 = before.dr7;
+        inner.setState(after);
+      });
+  EXPECT_EQ(r.result.end, End::kGuestEnded) << describeDifference(r.result);
+  EXPECT_EQ(r.result.masked[MaskReason::kGuestDebugTrap], 1u);
+  EXPECT_EQ(r.result.masked.count(MaskReason::kDebugTrapKvmDelivered), 0u);
+  EXPECT_EQ(r.machine->ram()[0x5000], 1);
+}
+
+TEST(Lockstep, AGeneralDetectFaultKvmDeliversItselfIsFollowedIntoTheHandler) {
+  // mov eax,0x2000 (DR7.GD); mov dr7,eax; xor eax,eax; mov dr0,eax: the MOV
+  // DR0 faults, the delivery clears GD and the handler returns to it. KVM's
+  // emulator raises the fault and delivers it, and the handler runs on
+  // unstepped: here to the instruction after its INC. Taking the emulator's
+  // state at the delivery instead would leave the hardware's count (1) in
+  // RAM, and the handler's INC would then differ (2 against 1).
+  const std::vector<uint8_t> code = debugTrapCode(
+      {0x66, 0xB8, 0x00, 0x20, 0x00, 0x00, 0x0F, 0x23, 0xF8, 0x66, 0x31, 0xC0, 0x0F, 0x23, 0xC0});
+  LockstepRun r =
+      debugTrapLockstep(code, [](EmuBackend& inner, const CpuState&, const StepResult& s) {
+        if (deliveredDebugTrap(s)) inner.step();
+      });
+  EXPECT_EQ(r.result.end, End::kGuestEnded) << describeDifference(r.result);
+  EXPECT_EQ(r.result.masked[MaskReason::kDebugTrapKvmDelivered], 1u);
+  EXPECT_EQ(r.result.masked.count(MaskReason::kGuestDebugTrap), 0u);
+  EXPECT_EQ(r.machine->ram()[0x5000], 1);
+  EXPECT_EQ(r.result.exitStatus, 3u);  // (1 << 1) | 1: the guest read its count back
+}
+
+TEST(Lockstep, WhereKvmDeliversAGuestDebugTrapIsDecidedByTheFrameAndGeneralDetect) {
+  CpuState bd;
+  bd.dr6 = 0xFFFF2FF0;  // BD
+  EXPECT_TRUE(generalDetectByKvm("mov dr0, rcx", bd));
+  EXPECT_TRUE(generalDetectByKvm("mov rax, dr7", bd));
+  EXPECT_FALSE(generalDetectByKvm("mov rax, rbx", bd));  // not a MOV DR
+  bd.dr6 = 0xFFFF4FF0;                                   // BS, not BD: a single-step trap
+  EXPECT_FALSE(generalDetectByKvm("mov dr0, rcx", bd));
+  // The frame's return RIP: at SS:SP in real mode (IP, 2 bytes), SS:ESP in
+  // protected mode (EIP, 4 bytes), RSP in long mode (RIP, 8 bytes).
+  CpuState s;
+  s.seg[static_cast<int>(SegReg::kSs)].base = 0x7000;
+  s.reg(Gpr::kRsp) = 0x10FF8;
+  EXPECT_EQ(returnRipSlot(s), (ReturnRipSlot{0x7FF8, 2}));
+  s.cr0 |= cr0::kPE;
+  EXPECT_EQ(returnRipSlot(s), (ReturnRipSlot{0x17FF8, 4}));
+  s.msr.efer |= efer::kLMA;
+  s.reg(Gpr::kRsp) = 0xFFFF800000010FF8ull;
+  EXPECT_EQ(returnRipSlot(s), (ReturnRipSlot{0xFFFF800000010FF8ull, 8}));
 }
 
 TEST(CompareStates, TheHostTrapFlagSavedInR11BySyscall) {

@@ -70,7 +70,11 @@
 //  - a #DB the guest armed itself (its TF, its DR0-DR3) on an instruction
 //    the host single-steps: KVM reports it to the host and does not deliver
 //    it (svm's db_interception). The follower delivers it; the reference
-//    then takes the follower's state and the pages it wrote.
+//    then takes the follower's state and the pages it wrote. Except general
+//    detect (DR7.GD) on a MOV DR: KVM intercepts MOV DR while it debugs the
+//    guest, and its emulator delivers that fault itself and runs on into
+//    the handler unstepped; where the follower's frame does not return to
+//    the reference's RIP, the follower follows (kDebugTrapKvmDelivered).
 //  - in a step where the accessed-bit mask applied, the D bit that the
 //    emulator's write of that descriptor set in its paging entry
 //    (pagingDirtyBitByte); in a step where the follower delivered an
@@ -111,19 +115,20 @@ namespace ttvm {
 
 // Why a difference was explained by the CPU model (LockstepResult::masked).
 enum class MaskReason : uint8_t {
-  kUndefinedFlags,        // arithmetic flags the SDM leaves undefined
-  kShadowKind,            // SVM's one interrupt-shadow bit
-  kFpuPointers,           // x87 FIP/FDP/FOP/FCS/FDS
-  kGuestDebugTrap,        // a guest #DB under host single-step (KVM keeps it)
-  kDescriptorAccessed,    // a descriptor's accessed bit the host CPU left clear
-  kHostTrapFlag,          // the TF KVM sets to step, in a flags image the guest wrote
-  kRepResumeFlag,         // RF between REP iterations (AMD 0, the Intel model 1)
-  kGuestTrapFlagHidden,   // the guest's own TF, which KVM hides while it steps
-  kV86SegmentType,        // SVM's data type 3 for virtual-8086 segments
-  kSegmentPushWidth,      // PUSH Sreg: Intel writes 16 bits, AMD zero-extends
-  kPagingDirtyBit,        // the D bit the emulator's descriptor accessed-bit write set
-  kFaultFrameResumeFlag,  // RF in a fault's EFLAGS image (QEMU's TCG pushes 0)
-  kHostTrapFlagInR11,     // the TF KVM steps with, saved in R11 by SYSCALL
+  kUndefinedFlags,         // arithmetic flags the SDM leaves undefined
+  kShadowKind,             // SVM's one interrupt-shadow bit
+  kFpuPointers,            // x87 FIP/FDP/FOP/FCS/FDS
+  kGuestDebugTrap,         // a guest #DB under host single-step (KVM keeps it)
+  kDescriptorAccessed,     // a descriptor's accessed bit the host CPU left clear
+  kHostTrapFlag,           // the TF KVM sets to step, in a flags image the guest wrote
+  kRepResumeFlag,          // RF between REP iterations (AMD 0, the Intel model 1)
+  kGuestTrapFlagHidden,    // the guest's own TF, which KVM hides while it steps
+  kV86SegmentType,         // SVM's data type 3 for virtual-8086 segments
+  kSegmentPushWidth,       // PUSH Sreg: Intel writes 16 bits, AMD zero-extends
+  kPagingDirtyBit,         // the D bit the emulator's descriptor accessed-bit write set
+  kFaultFrameResumeFlag,   // RF in a fault's EFLAGS image (QEMU's TCG pushes 0)
+  kHostTrapFlagInR11,      // the TF KVM steps with, saved in R11 by SYSCALL
+  kDebugTrapKvmDelivered,  // a guest #DB KVM's emulator delivered itself: followed
 };
 std::string_view maskReasonName(MaskReason r);
 
@@ -169,6 +174,24 @@ bool faultFrameResumeFlagByte(size_t offset, uint8_t hw, uint8_t emu);
 // writes it to RAM, kHostTrapFlag). The reference then takes the
 // follower's R11, so that SYSRET does not load the TF.
 bool hostTrapFlagInR11(std::string_view instruction, const CpuState& hw, const CpuState& emu);
+
+// Whether `instruction` (its disassembly) is a MOV to or from a debug
+// register and `after`, the state once the #DB it raised was delivered,
+// has DR6.BD: general detect, which KVM's emulator raises and delivers
+// itself while KVM debugs the guest (it intercepts MOV DR then).
+bool generalDetectByKvm(std::string_view instruction, const CpuState& after);
+
+// After an event delivery in `s` (the handler's first instruction): where
+// the frame's return RIP lies, at the top of the stack (linear), and its
+// width: RIP 8 bytes in long mode, EIP 4 in protected mode (a 32-bit gate),
+// IP 2 in real mode. Lockstep reads it to tell a guest #DB KVM reported
+// (KVM stopped where the frame returns to) from one KVM delivered itself.
+struct ReturnRipSlot {
+  uint64_t linear = 0;
+  unsigned width = 0;
+  bool operator==(const ReturnRipSlot&) const = default;
+};
+ReturnRipSlot returnRipSlot(const CpuState& s);
 
 // In one RAM page of each side: every aligned qword, then dword, where `hw`
 // holds a zero-extended 16-bit value whose low 16 bits `emu` has too is
