@@ -1,4 +1,4 @@
-# The messages of a ttvm trace file (`.ttvm`), format version 1.5 (1.0 lacks
+# The messages of a ttvm trace file (`.ttvm`), format version 1.6 (1.0 lacks
 # the trace identity and sequence numbers: fields @8.. of Header and the
 # fields marked 1.1 below; each later minor lacks the fields marked with the
 # versions after it).
@@ -91,6 +91,10 @@ struct CpuModel {
   tscFrequencyHz @3 :UInt64;     # nominal TSC frequency, Hz
   pushSegmentZeroExtends @4 :Bool;  # PUSH Sreg, 32/64-bit operand: the zero-extended
                                     # selector (AMD), else 16 bits written (Intel)  [since 1.5]
+  sysretSkipsRipCheckAndSsCache @5 :Bool;  # SYSRET as the AMD APM defines it: RCX not
+                                    # checked (a non-canonical one faults on the fetch, at
+                                    # CPL 3), SS's base, limit and attributes kept, valid
+                                    # outside 64-bit mode; else the SDM's (Intel)  [since 1.6]
 }
 
 struct MsrValue {

@@ -29,13 +29,16 @@ uint32_t str4(const char* s) {
 
 CpuidLeaf CpuModel::lookup(uint32_t leaf, uint32_t subleaf) const {
   uint32_t maxBasic = 0, maxExt = 0;
+  const bool hypervisor = leaf >= 0x40000000u && leaf <= 0x4FFFFFFFu;
+  bool hypervisorInRange = false;
   for (const CpuidLeaf& l : cpuid) {
     if (l.leaf == 0) maxBasic = l.eax;
     if (l.leaf == 0x80000000u) maxExt = l.eax;
+    if (hypervisor && l.leaf == (leaf & ~0xFFu) && leaf <= l.eax) hypervisorInRange = true;
   }
   const bool ext = leaf >= 0x80000000u;
-  if ((!ext && leaf > maxBasic) || (ext && leaf > maxExt) ||
-      (leaf >= 0x40000000u && leaf < 0x80000000u)) {
+  if ((!ext && leaf < 0x40000000u && leaf > maxBasic) || (ext && leaf > maxExt) ||
+      (leaf >= 0x40000000u && leaf < 0x80000000u && !hypervisorInRange)) {
     if (vendor == CpuVendor::kAmd) {
       // AMD: a leaf above the maximum returns zeros (APM vol. 3 "CPUID"; KVM
       // answers an AMD guest so). No model before cpu_models.h's host model

@@ -92,7 +92,20 @@ void behaveAsHost(CpuModel& model, std::span<const CpuidLeaf> host) {
   CpuModel vendorOnly;
   if (l0 != nullptr) vendorOnly.cpuid.push_back(*l0);
   const std::string vendor = cpuVendorString(vendorOnly);
-  model.pushSegmentZeroExtends = vendor == "AuthenticAMD" || vendor == "HygonGenuine";
+  const bool amd = vendor == "AuthenticAMD" || vendor == "HygonGenuine";
+  model.pushSegmentZeroExtends = amd;
+  model.sysretSkipsRipCheckAndSsCache = amd;
+  // The choices declared to the guest (kTtvmCpuidLeaf), replacing earlier ones.
+  std::erase_if(model.cpuid, [](const CpuidLeaf& l) {
+    return l.leaf == kTtvmCpuidLeaf || l.leaf == kTtvmCpuidChoicesLeaf;
+  });
+  const uint32_t choices =
+      (model.pushSegmentZeroExtends ? kVendorChoicePushSegmentZeroExtends : 0) |
+      (model.sysretSkipsRipCheckAndSsCache ? kVendorChoiceSysretApm : 0);
+  if (choices == 0) return;
+  model.cpuid.push_back(CpuidLeaf{kTtvmCpuidLeaf, 0, false, kTtvmCpuidChoicesLeaf, str4("TTVM"),
+                                  str4("TTVM"), str4("TTVM")});
+  model.cpuid.push_back(CpuidLeaf{kTtvmCpuidChoicesLeaf, 0, false, choices, 0, 0, 0});
 }
 
 CpuModel hostCpuModel(std::span<const CpuidLeaf> host) {

@@ -207,6 +207,7 @@ void toCapnp(const TraceHeader& h, schema::Header::Builder b) {
   cm.setName(textOf(h.cpuModel.name));
   cm.setVendor(static_cast<schema::CpuVendor>(h.cpuModel.vendor));
   cm.setPushSegmentZeroExtends(h.cpuModel.pushSegmentZeroExtends);
+  cm.setSysretSkipsRipCheckAndSsCache(h.cpuModel.sysretSkipsRipCheckAndSsCache);
   auto leaves = cm.initCpuid(static_cast<unsigned>(h.cpuModel.cpuid.size()));
   for (size_t i = 0; i < h.cpuModel.cpuid.size(); ++i) {
     const CpuidLeaf& l = h.cpuModel.cpuid[i];
@@ -285,6 +286,7 @@ Status fromCapnp(schema::Header::Reader r, TraceHeader& h, const std::string& wh
                                 l.getEbx(), l.getEcx(), l.getEdx()});
   h.cpuModel.tscFrequencyHz = cm.getTscFrequencyHz();
   h.cpuModel.pushSegmentZeroExtends = cm.getPushSegmentZeroExtends();
+  h.cpuModel.sysretSkipsRipCheckAndSsCache = cm.getSysretSkipsRipCheckAndSsCache();
   h.modelMsrs.clear();
   for (auto x : r.getModelMsrs()) h.modelMsrs.push_back({x.getIndex(), x.getValue()});
   h.images.clear();

@@ -8,6 +8,7 @@
 
 #include <cstring>
 #include <random>
+#include <tuple>
 
 #include "cpu_harness.h"
 #include "ttvm/emulator/cpu_models.h"
@@ -246,21 +247,256 @@ TEST(CpuModel, PushSegmentFollowsTheModelsVendorChoice) {
   }
 }
 
+// SYSRET, SDM vol. 2B "SYSRET" (the Intel model) against AMD APM vol. 3
+// "SYSRET" (sysretSkipsRipCheckAndSsCache), case by case of the APM's
+// pseudo-code. The model with the choice set, and the one without.
+CpuModel sysretModel(bool apm) {
+  CpuModel model = CpuModel::ttvmDefault();
+  model.sysretSkipsRipCheckAndSsCache = apm;
+  return model;
+}
+
+constexpr uint64_t kSysretHandler = layout::kCode + 0x800;
+constexpr uint64_t kNonCanonical = 0x0000800000000000ull;
+
+// The step `r` delivered #GP(0) to kSysretHandler at CPL 0, its 64-bit frame
+// (error code, RIP, CS, RFLAGS, RSP, SS) ending at `top`.
+void expectGp0Frame(const ModelMachine& m, const StepResult& r, uint64_t top, uint64_t rip,
+                    uint64_t cs, uint64_t rsp, uint64_t ss) {
+  ASSERT_EQ(r.outcome, StepOutcome::kException);
+  EXPECT_EQ(r.vector, 13);
+  EXPECT_EQ(r.errorCode, 0u);
+  const CpuState k = m.state();
+  EXPECT_EQ(k.rip, kSysretHandler);
+  EXPECT_EQ(currentPrivilegeLevel(k), 0);
+  ASSERT_EQ(k.reg(Gpr::kRsp), top - 48);
+  EXPECT_EQ(m.get(top - 48, 8), 0u);
+  EXPECT_EQ(m.get(top - 40, 8), rip);
+  EXPECT_EQ(m.get(top - 32, 8), cs);
+  EXPECT_EQ(m.get(top - 16, 8), rsp);
+  EXPECT_EQ(m.get(top - 8, 8), ss);
+}
+
+// SYSRETQ to a non-canonical RCX: Intel raises #GP(0) on the SYSRET, at CPL 0
+// on the stack it ran with; AMD loads it, returns to CPL 3 and the fetch
+// there raises #GP(0) with that RIP, delivered through the TSS's RSP0.
+TEST(CpuModel, SysretToANonCanonicalRcxFaultsWhereTheModelSays) {
+  for (const bool apm : {false, true}) {
+    SCOPED_TRACE(apm ? "APM" : "SDM");
+    ModelMachine m(sysretModel(apm));
+    m.setupLong64(layout::kCode);
+    m.setAllIdt64(kSysretHandler);
+    m.loadHex(layout::kCode, "48 0f 07");  // o64 sysret
+    m.loadHex(kSysretHandler, "f4");
+    constexpr uint64_t kUserRsp = 0x50000;
+    m.edit([](CpuState& s) {
+      s.msr.star = uint64_t{layout::kUserCode32} << 48;
+      s.reg(Gpr::kRcx) = kNonCanonical;
+      s.reg(Gpr::kR11) = flags::kFixed1 | flags::kIF;
+      s.reg(Gpr::kRsp) = kUserRsp;
+    });
+    StepResult r = m.step();
+    if (!apm) {
+      // No privilege change: the frame is on the user's RSP, the kernel's CS.
+      expectGp0Frame(m, r, kUserRsp, layout::kCode, layout::kCode64, kUserRsp, layout::kData0);
+      continue;
+    }
+    ASSERT_EQ(r.outcome, StepOutcome::kRetired);
+    const CpuState u = m.state();
+    EXPECT_EQ(u.rip, kNonCanonical);
+    EXPECT_EQ(u.segment(SegReg::kCs).selector, layout::kUserCode64 | 3);
+    EXPECT_EQ(u.segment(SegReg::kSs).selector, layout::kUserData | 3);
+    EXPECT_EQ(currentPrivilegeLevel(u), 3);
+    EXPECT_EQ(cpuMode(u), CpuMode::kLong64);
+    EXPECT_EQ(u.rflags, flags::kFixed1 | flags::kIF);
+    expectGp0Frame(m, m.step(), layout::kRsp0, kNonCanonical, layout::kUserCode64 | 3, kUserRsp,
+                   layout::kUserData | 3);
+  }
+}
+
+// SS after SYSRET: Intel loads a flat DPL-3 data segment's hidden parts; AMD
+// loads the selector only and keeps base, limit and attributes (APM: "SS
+// base, limit, attributes unchanged"), the DPL made the CPL's, as KVM reports
+// it. A 16-bit SS with a base survives SYSRETQ; an unusable SS (what an
+// interrupt from CPL 3 leaves) survives SYSRETL into compatibility mode,
+// where the next push raises #SS(0) (Linux's X86_BUG_SYSRET_SS_ATTRS).
+TEST(CpuModel, SysretLoadsOrKeepsSsAsTheModelSays) {
+  const SegmentRegister flatUser{layout::kUserData | 3, 0, 0xFFFFFFFF,
+                                 0xF3 | segattr::kG | segattr::kDB};
+  for (const bool apm : {false, true}) {
+    SCOPED_TRACE(apm ? "APM" : "SDM");
+    {
+      ModelMachine m(sysretModel(apm));
+      m.setupLong64(layout::kCode);
+      m.loadHex(layout::kCode, "48 0f 07");  // o64 sysret
+      const SegmentRegister ss16{layout::kData16, 0x1230, 0xFFFF, 0x93};
+      m.edit([&](CpuState& s) {
+        s.msr.star = uint64_t{layout::kUserCode32} << 48;
+        s.reg(Gpr::kRcx) = layout::kCode + 0x40;
+        s.reg(Gpr::kR11) = flags::kFixed1;
+        s.segment(SegReg::kSs) = ss16;
+      });
+      ASSERT_EQ(m.step().outcome, StepOutcome::kRetired);
+      const SegmentRegister kept{layout::kUserData | 3, 0x1230, 0xFFFF, 0xF3};
+      EXPECT_EQ(m.state().segment(SegReg::kSs), apm ? kept : flatUser);
+    }
+    {
+      ModelMachine m(sysretModel(apm));
+      m.setupLong64(layout::kCode);
+      m.setAllIdt64(kSysretHandler);
+      m.loadHex(layout::kCode, "0f 07");      // sysret (32-bit operand size)
+      m.loadHex(layout::kCode + 0x40, "50");  // push eax
+      m.loadHex(kSysretHandler, "f4");
+      m.edit([](CpuState& s) {
+        s.msr.star = uint64_t{layout::kUserCode32} << 48;
+        s.reg(Gpr::kRcx) = layout::kCode + 0x40;
+        s.reg(Gpr::kR11) = flags::kFixed1;
+        s.reg(Gpr::kRsp) = 0x50000;
+        s.segment(SegReg::kSs) = SegmentRegister{0, 0, 0, segattr::kUnusable};
+      });
+      ASSERT_EQ(m.step().outcome, StepOutcome::kRetired);
+      EXPECT_EQ(cpuMode(m.state()), CpuMode::kCompatibility32);
+      const SegmentRegister unusable{layout::kUserData | 3, 0, 0, segattr::kUnusable | 0x60};
+      EXPECT_EQ(m.state().segment(SegReg::kSs), apm ? unusable : flatUser);
+      const StepResult r = m.step();
+      if (apm) {
+        ASSERT_EQ(r.outcome, StepOutcome::kException);
+        EXPECT_EQ(r.vector, 12);
+        EXPECT_EQ(r.errorCode, 0u);
+        EXPECT_EQ(m.get(layout::kRsp0 - 40, 8), layout::kCode + 0x40);  // the push
+      } else {
+        ASSERT_EQ(r.outcome, StepOutcome::kRetired);
+        EXPECT_EQ(m.state().reg(Gpr::kRsp), 0x50000u - 4);
+      }
+    }
+  }
+}
+
+// Outside 64-bit mode: SYSRET is #UD on Intel; AMD's SYSRET_NON_64BIT_MODE
+// returns to flat 32-bit code at CPL 3 (CS = STAR[63:48] | 3, EIP = ECX),
+// sets IF and leaves the other flags (R11 is not read), from legacy
+// protected mode and from compatibility mode alike. Both raise #UD with
+// EFER.SCE clear and #GP(0) at CPL 3. (In real and virtual-8086 mode the
+// decoder knows no SYSRET: #UD, where AMD raises #GP(0); not modelled.)
+TEST(CpuModel, SysretOutside64BitModeFollowsTheModelsVendorChoice) {
+  constexpr uint64_t kFlags = flags::kFixed1 | flags::kCF | flags::kDF;
+  for (const bool apm : {false, true}) {
+    SCOPED_TRACE(apm ? "APM" : "SDM");
+    for (const bool compat : {false, true}) {
+      SCOPED_TRACE(compat ? "compatibility mode" : "legacy protected mode");
+      ModelMachine m(sysretModel(apm));
+      if (compat) {
+        m.setupLong64(layout::kCode);
+        m.enterCompat32();
+        m.setAllIdt64(kSysretHandler);
+      } else {
+        m.setupFlat32(layout::kCode);
+        m.setIdt32(6, kSysretHandler);
+      }
+      m.loadHex(layout::kCode, "0f 07");
+      const SegmentRegister ssBefore = m.state().segment(SegReg::kSs);
+      m.edit([](CpuState& s) {
+        s.msr.efer |= efer::kSCE;
+        s.msr.star = uint64_t{0x1B} << 48;  // an RPL-3 selector: SS = 0x23
+        s.reg(Gpr::kRcx) = 0xABCD000000401000ull;
+        s.reg(Gpr::kR11) = flags::kFixed1 | flags::kZF;
+        s.rflags = kFlags;
+      });
+      const StepResult r = m.step();
+      if (!apm) {
+        ASSERT_EQ(r.outcome, StepOutcome::kException);
+        EXPECT_EQ(r.vector, 6);
+        continue;
+      }
+      ASSERT_EQ(r.outcome, StepOutcome::kRetired);
+      const CpuState u = m.state();
+      EXPECT_EQ(u.rip, 0x401000u);
+      EXPECT_EQ(u.rflags, kFlags | flags::kIF);
+      EXPECT_EQ(u.segment(SegReg::kCs),
+                (SegmentRegister{0x1B, 0, 0xFFFFFFFF, 0xFB | segattr::kG | segattr::kDB}));
+      SegmentRegister ss = ssBefore;
+      ss.selector = 0x23;
+      ss.attributes |= 0x60;
+      EXPECT_EQ(u.segment(SegReg::kSs), ss);
+      EXPECT_EQ(currentPrivilegeLevel(u), 3);
+      EXPECT_EQ(cpuMode(u), compat ? CpuMode::kCompatibility32 : CpuMode::kProtected32);
+    }
+    {
+      ModelMachine m(sysretModel(apm));
+      m.setupLong64(layout::kCode);
+      m.setAllIdt64(kSysretHandler);
+      m.loadHex(layout::kCode, "48 0f 07");
+      m.enterUser64();
+      StepResult r = m.step();
+      ASSERT_EQ(r.outcome, StepOutcome::kException);
+      EXPECT_EQ(r.vector, 13);
+      m.setupLong64(layout::kCode);
+      m.setAllIdt64(kSysretHandler);
+      m.edit([](CpuState& s) { s.msr.efer &= ~efer::kSCE; });
+      r = m.step();
+      ASSERT_EQ(r.outcome, StepOutcome::kException);
+      EXPECT_EQ(r.vector, 6);
+    }
+  }
+}
+
 // behaveAsHost takes the vendor choices from the host's CPUID vendor and
-// leaves what the model's CPUID shows alone; the host model does the same.
+// leaves what the model's CPUID shows alone but for ttvm's leaves, which
+// declare the choices to the guest; the host model does the same.
 TEST(CpuModel, BehaveAsHostFollowsTheHostsVendor) {
   CpuModel m = CpuModel::ttvmDefault();
   behaveAsHost(m, fakeHost("AuthenticAMD", 0x00A20F12, "AMD"));
   EXPECT_TRUE(m.pushSegmentZeroExtends);
-  EXPECT_EQ(m.cpuid, CpuModel::ttvmDefault().cpuid);
+  EXPECT_TRUE(m.sysretSkipsRipCheckAndSsCache);
+  std::vector<CpuidLeaf> declared = CpuModel::ttvmDefault().cpuid;
+  declared.push_back({0x40000000u, 0, false, 0x40000001u, 0x4D565454, 0x4D565454, 0x4D565454});
+  declared.push_back({0x40000001u, 0, false, 3, 0, 0, 0});
+  EXPECT_EQ(m.cpuid, declared);
   EXPECT_EQ(m.vendor, CpuVendor::kIntel);
   behaveAsHost(m, fakeHost("HygonGenuine", 0x00900F01, "Hygon"));
   EXPECT_TRUE(m.pushSegmentZeroExtends);
+  EXPECT_TRUE(m.sysretSkipsRipCheckAndSsCache);
+  EXPECT_EQ(m.cpuid, declared);  // declared once
   behaveAsHost(m, fakeHost("GenuineIntel", 0x000506E3, "Intel"));
   EXPECT_FALSE(m.pushSegmentZeroExtends);
+  EXPECT_FALSE(m.sysretSkipsRipCheckAndSsCache);
   EXPECT_EQ(m, CpuModel::ttvmDefault());
-  EXPECT_TRUE(hostCpuModel(fakeHost("AuthenticAMD", 0x00A20F12, "AMD")).pushSegmentZeroExtends);
-  EXPECT_FALSE(hostCpuModel(fakeHost("GenuineIntel", 0x000506E3, "Intel")).pushSegmentZeroExtends);
+  const CpuModel amdHost = hostCpuModel(fakeHost("AuthenticAMD", 0x00A20F12, "AMD"));
+  EXPECT_TRUE(amdHost.pushSegmentZeroExtends);
+  EXPECT_TRUE(amdHost.sysretSkipsRipCheckAndSsCache);
+  EXPECT_EQ(amdHost.lookup(0x40000001u, 0).eax, 3u);
+  const CpuModel intelHost = hostCpuModel(fakeHost("GenuineIntel", 0x000506E3, "Intel"));
+  EXPECT_FALSE(intelHost.pushSegmentZeroExtends);
+  EXPECT_FALSE(intelHost.sysretSkipsRipCheckAndSsCache);
+}
+
+// The hypervisor leaves answer as KVM answers a guest given them: an entry up
+// to the EAX of its group's first leaf; beyond it, or without that leaf, the
+// vendor's rule for a leaf out of range (Intel: the highest basic leaf).
+TEST(CpuModel, TtvmLeavesAnswerInTheHypervisorRange) {
+  CpuModel m = CpuModel::ttvmDefault();
+  const CpuidLeaf highest = m.lookup(7, 0);
+  for (uint32_t leaf : {0x40000000u, 0x40000001u, 0x40000100u, 0x4FFFFFFFu, 0x7FFFFFFFu}) {
+    const CpuidLeaf l = m.lookup(leaf, 0);
+    EXPECT_EQ(std::make_tuple(l.eax, l.ebx, l.ecx, l.edx),
+              std::make_tuple(highest.eax, highest.ebx, highest.ecx, highest.edx))
+        << std::hex << leaf;
+  }
+  behaveAsHost(m, fakeHost("AuthenticAMD", 0x00A20F12, "AMD"));
+  const CpuidLeaf sig = m.lookup(0x40000000u, 0);
+  char text[13] = {};
+  std::memcpy(text, &sig.ebx, 4);
+  std::memcpy(text + 4, &sig.ecx, 4);
+  std::memcpy(text + 8, &sig.edx, 4);
+  EXPECT_STREQ(text, "TTVMTTVMTTVM");
+  EXPECT_EQ(sig.eax, 0x40000001u);
+  EXPECT_EQ(m.lookup(0x40000001u, 0).eax,
+            kVendorChoicePushSegmentZeroExtends | kVendorChoiceSysretApm);
+  EXPECT_EQ(m.lookup(0x40000002u, 0).ebx, highest.ebx);  // beyond 0x40000001
+  // An AMD-vendor model answers its own leaves too, zeros beyond them.
+  CpuModel amd = hostCpuModel(fakeHost("AuthenticAMD", 0x00A20F12, "AMD"));
+  EXPECT_EQ(amd.lookup(0x40000000u, 0).ebx, 0x4D565454u);
+  EXPECT_EQ(amd.lookup(0x40000002u, 0), (CpuidLeaf{0x40000002u, 0, false, 0, 0, 0, 0}));
 }
 
 TEST(CpuModel, TheEmulatorFollowsTheModelsFeatures) {

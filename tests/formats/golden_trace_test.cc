@@ -148,5 +148,18 @@ TEST(GoldenTrace, V1_5ReadsExactly) {
   expectReadsExactly("tests/data/golden-v1.5.ttvm", g, 5);
 }
 
+TEST(GoldenTrace, V1_6ReadsExactly) {
+  // The CPU model's SYSRET choice: set in 1.6's header, false in every older
+  // trace (Cap'n Proto's default for a field the writer did not know).
+  const testing::GoldenTrace g = testing::goldenV1_6();
+  ASSERT_TRUE(g.header.cpuModel.sysretSkipsRipCheckAndSsCache);
+  expectReadsExactly("tests/data/golden-v1.6.ttvm", g, 6);
+  for (const char* older : {"tests/data/golden-v1.0.ttvm", "tests/data/golden-v1.5.ttvm"}) {
+    auto r = TraceReader::open(older);
+    ASSERT_TRUE(r.ok()) << r.error().message;
+    EXPECT_FALSE(r->header().cpuModel.sysretSkipsRipCheckAndSsCache) << older;
+  }
+}
+
 }  // namespace
 }  // namespace ttvm

@@ -43,7 +43,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "usage: ttvm_make_golden_trace <out.ttvm> | --corpus <dir>\n");
     return 2;
   }
-  const std::string err = ttvm::testing::writeGolden(ttvm::testing::goldenV1_5(), argv[1]);
+  const std::string err = ttvm::testing::writeGolden(ttvm::testing::goldenV1_6(), argv[1]);
   if (!err.empty()) {
     std::fprintf(stderr, "ttvm_make_golden_trace: %s\n", err.c_str());
     return 1;

@@ -155,6 +155,7 @@ TEST(TraceRoundTrip, EveryCpuStateFieldAndHeader) {
     w.header = testing::sampleHeader();
     w.header.backend = seed % 2 ? Backend::kKvm : Backend::kEmulator;
     w.header.cpuModel.pushSegmentZeroExtends = seed % 3 == 0;
+    w.header.cpuModel.sysretSkipsRipCheckAndSsCache = seed % 5 < 2;
     if (seed % 2) w.header.emulatedPages = {0, 7, 8 + seed};
     w.initial.cpu = testing::randomCpuState(rng);
     w.initial.ram = testing::sampleRam(rng, seed * 40);  // up to 760 pages: several PAGE frames

@@ -320,6 +320,13 @@ GoldenTrace goldenV1_5() {
   return g;
 }
 
+GoldenTrace goldenV1_6() {
+  GoldenTrace g = goldenV1_5();
+  g.header.cpuModel.pushSegmentZeroExtends = true;
+  g.header.cpuModel.sysretSkipsRipCheckAndSsCache = true;
+  return g;
+}
+
 std::string writeGolden(const GoldenTrace& g, const std::string& path) {
   TraceWriter::Options options;
   options.flushInterval = std::chrono::hours(1);  // chunks only where flushAfter says

@@ -66,6 +66,9 @@ GoldenTrace goldenV1_4();
 // 1.5: a KVM trace's stop points (dirty page runs, then the point) added to
 // 1.4's.
 GoldenTrace goldenV1_5();
+// 1.6: the CPU model's SYSRET choice (AMD's) in the header, with AMD's PUSH
+// of a segment register (1.5's field, false in goldenV1_5's).
+GoldenTrace goldenV1_6();
 
 // Writes `g` with TraceWriter; returns an error message or "".
 std::string writeGolden(const GoldenTrace& g, const std::string& path);

@@ -47,9 +47,6 @@ guests=0
 #    KVM's step runs the #GP handler whole (the delivery clears the TF KVM
 #    steps with), and its IRET pops the RF = 0 that TCG pushed for the fault
 #    (the fault-frame RF row of docs/kvm-recording.md), the emulator's RF = 1.
-#  - syscall, sysret_noncanonical: SYSRET to a non-canonical RCX faults at
-#    CPL 0 on Intel (the model) and at CPL 3 after the return on AMD (the
-#    host): the emulator's #GP handler prints where KVM is back in user mode.
 #  - idt_priv, gate_dpl: the #GP error code of INT 0x52 through a DPL-0 gate
 #    is built from the 16-byte IDT offset (0x522, the SDM's 0x292).
 #  - double_fault, benign_then_contributory: #NP's error code for the #UD
@@ -86,7 +83,7 @@ known() {
     exceptions.elf) echo "KVM 0000000d, emulator 0000000c" ;;
     paging64.elf | paging64_cpumax.elf) echo "KVM 00000008, emulator 00000009" ;;
     paging32.elf) echo "rax                    0x3                0x11111111" ;;
-    segments.elf | sse_fp.elf | syscall.elf) echo "port read of 1 bytes at 0x3fd that KVM did not make" ;;
+    segments.elf | sse_fp.elf) echo "port read of 1 bytes at 0x3fd that KVM did not make" ;;
     x87.elf) echo "fsw                    0x3800             0x3a41" ;;
     double_fault.elf) echo "KVM 00000062, emulator 00000033" ;;
     idt_priv.elf) echo "KVM 00000522, emulator 00000292" ;;

@@ -48,7 +48,6 @@ known() {
     paging64 | paging64_cpumax) echo "pf_reserved pf_rf tlb_cr3 tlb_global" ;;
     segments) echo "expand_down_big expand_down_small limit_byte limit_granular null_selector ss_expand_down" ;;  # all QEMU
     sse_fp) echo "ud_without_osxmmexcpt xm_delivery" ;;     # QEMU
-    syscall) echo "sysret_noncanonical" ;;                  # AMD: SYSRET to a non-canonical RIP faults in ring 3
     x87) echo "fsin_out_of_range mf_delivery stack_overflow_masked transcendental_values" ;;  # all QEMU
     compat_emu) echo "mmx_exponent" ;;                     # QEMU
     # QEMU: its WRMSR takes a non-canonical FS/GS/KERNEL_GS base, LSTAR and

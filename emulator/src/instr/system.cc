@@ -232,7 +232,37 @@ ExecStatus syscall(CpuImpl& c, const Instr& i) {
   return ExecStatus::kJumped;
 }
 
+// SYSRET as the AMD APM defines it (CpuModel::sysretSkipsRipCheckAndSsCache;
+// APM vol. 3 "SYSRET"): valid in any protected mode at CPL 0; RCX loaded
+// unchecked, so a non-canonical one faults on the fetch after the return, at
+// CPL 3; SS's selector loaded and its base, limit and attributes kept (an
+// unusable SS stays unusable), with the DPL of the CPL, as KVM reports it.
+ExecStatus sysretApm(CpuImpl& c, const Instr& i) {
+  CpuState& s = c.state();
+  if (!(s.msr.efer & efer::kSCE)) return c.raiseUd();
+  if (!c.protectedMode() || c.cpl() != 0) return c.raiseGp(0);
+  const uint16_t base = static_cast<uint16_t>(s.msr.star >> 48);
+  if (c.is64() && i.opSize == 8) {
+    s.seg[1] = flatCode(static_cast<uint16_t>((base + 16) | 3), 3, true);
+    s.rip = s.gpr[1];
+    s.rflags = (s.gpr[11] & 0x3C7FD7) | flags::kFixed1;
+  } else {
+    s.seg[1] = flatCode(static_cast<uint16_t>(base | 3), 3, false);
+    s.rip = s.gpr[1] & 0xFFFFFFFF;
+    if (c.is64())
+      s.rflags = (s.gpr[11] & 0x3C7FD7) | flags::kFixed1;
+    else
+      s.rflags |= flags::kIF;  // legacy or compatibility mode: only IF changes
+  }
+  SegmentRegister& ss = s.seg[2];
+  ss.selector = static_cast<uint16_t>((base + 8) | 3);
+  ss.attributes = (ss.attributes & ~(3u << segattr::kDplShift)) | (3u << segattr::kDplShift);
+  c.updateMode();
+  return ExecStatus::kJumped;
+}
+
 ExecStatus sysret(CpuImpl& c, const Instr& i) {
+  if (c.model().sysretSkipsRipCheckAndSsCache) return sysretApm(c, i);
   CpuState& s = c.state();
   if (!(s.msr.efer & efer::kSCE) || !c.is64()) return c.raiseUd();
   if (c.cpl() != 0) return c.raiseGp(0);

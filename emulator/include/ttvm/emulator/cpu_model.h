@@ -23,6 +23,19 @@ struct CpuidLeaf {
 
 enum class CpuVendor : uint8_t { kIntel, kAmd };
 
+// ttvm's own CPUID leaves, in the hypervisor range, where a model declares
+// its vendor choices (the CpuModel switches below) to the guest, since the
+// vendor string cannot say them (a KVM recording on an AMD host shows an
+// Intel model): leaf 0x40000000 EAX = 0x40000001 (the highest of them), EBX
+// ECX EDX = "TTVMTTVMTTVM"; leaf 0x40000001 EAX = the kVendorChoice bits.
+// behaveAsHost() adds them to a model with any choice set; a model without
+// them makes the choices of its vendor string. CPUID.1:ECX[31] (hypervisor
+// present) stays clear: Linux does not look for them.
+inline constexpr uint32_t kTtvmCpuidLeaf = 0x40000000u;
+inline constexpr uint32_t kTtvmCpuidChoicesLeaf = 0x40000001u;
+inline constexpr uint32_t kVendorChoicePushSegmentZeroExtends = 1u << 0;
+inline constexpr uint32_t kVendorChoiceSysretApm = 1u << 1;
+
 struct CpuModel {
   std::string name;  // e.g. "ttvm-x86-64 v1"
   CpuVendor vendor = CpuVendor::kIntel;
@@ -35,9 +48,20 @@ struct CpuModel {
   // selector (the whole slot); current Intel CPUs write 16 bits and leave
   // the rest of the slot (SDM vol. 2B "PUSH").
   bool pushSegmentZeroExtends = false;
+  // SYSRET as the AMD APM defines it (vol. 3 "SYSRET") instead of the SDM
+  // (vol. 2B "SYSRET"): RCX is not checked for a canonical address (the SDM
+  // raises #GP(0) at CPL 0; on AMD the fetch at the new RIP faults, at CPL
+  // 3); SS gets its selector only, keeping its base, limit and attributes
+  // (Linux's X86_BUG_SYSRET_SS_ATTRS: an unusable SS stays unusable), its
+  // DPL excepted, which becomes 3 as KVM reports it (svm_get_segment); and
+  // outside 64-bit mode (legacy protected and compatibility mode) it returns
+  // to 32-bit code with IF set instead of raising #UD.
+  bool sysretSkipsRipCheckAndSsCache = false;
 
   // The leaf the CPU answers for (leaf, subleaf): an exact entry, else the
   // Intel rule (highest basic leaf's values for leaves above the maximum).
+  // A hypervisor leaf (0x40000000-0x4FFFFFFF) is in range up to the EAX of
+  // its group's first leaf (leaf & ~0xFF), as KVM answers a guest.
   CpuidLeaf lookup(uint32_t leaf, uint32_t subleaf) const;
 
   bool operator==(const CpuModel&) const = default;

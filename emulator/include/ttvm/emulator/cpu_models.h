@@ -53,9 +53,11 @@ CpuModel baselineCpuModel();
 // ttvmDefault()'s: they describe ttvm's machine, not the host's.
 CpuModel hostCpuModel(std::span<const CpuidLeaf> host);
 
-// Sets the model's vendor choices (CpuModel::pushSegmentZeroExtends) to
-// those of the CPU whose CPUID table is `host` (its leaf 0 vendor), keeping
-// what CPUID shows: a KVM recording replays as the host ran the guest.
+// Sets the model's vendor choices (CpuModel::pushSegmentZeroExtends,
+// sysretSkipsRipCheckAndSsCache) to those of the CPU whose CPUID table is
+// `host` (its leaf 0 vendor): a KVM recording replays as the host ran the
+// guest. What CPUID shows is kept, but for ttvm's leaves (kTtvmCpuidLeaf),
+// which declare the choices to the guest when any is set.
 void behaveAsHost(CpuModel& model, std::span<const CpuidLeaf> host);
 
 // The model `--cpu-model NAME` names (one of kCpuModelChoices). `hostCpuid`

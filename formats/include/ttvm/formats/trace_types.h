@@ -24,7 +24,7 @@ namespace ttvm {
 // The format version this build writes. A reader accepts every file with the
 // same major version; a newer minor version may carry fields it ignores.
 inline constexpr uint16_t kTraceFormatMajor = 1;
-inline constexpr uint16_t kTraceFormatMinor = 5;
+inline constexpr uint16_t kTraceFormatMinor = 6;
 
 inline constexpr uint64_t kPageSize = 4096;
 
