@@ -208,8 +208,9 @@ TEST(CpuModelE2E, ReplayEndsInTheSameStateOnEveryHost) {
 // The cpu guest `syscall` takes the SYSRET its model declares: with `host`
 // on a simulated AMD host the model runs AMD's SYSRET (a non-canonical RCX
 // faults at CPL 3 after the return) and the guest expects it, on an Intel
-// host the SDM's (#GP(0) on the SYSRET, at CPL 0). Each passes, keeps the
-// choice in its trace and verifies on the other vendor's host.
+// host the SDM's (#GP(0) on the SYSRET, at CPL 0); either expectation fails
+// on the other's behaviour. Each passes, keeps the choice in its trace and
+// verifies on the other vendor's host.
 TEST(CpuModelE2E, TheSyscallGuestPassesWithEitherVendorsSysret) {
   const std::string guest = std::string(TTVM_BUILD_DIR) + "/tests/guests/cpu/syscall.elf";
   ASSERT_TRUE(fs::exists(guest)) << "build the guest_syscall target first";
@@ -222,8 +223,6 @@ TEST(CpuModelE2E, TheSyscallGuestPassesWithEitherVendorsSysret) {
                             " record --backend emu --cpu-model host -o " + trace + " " + guest);
     EXPECT_EQ(rec.status, 1) << rec.output;  // isa-debug-exit 0: every check held
     EXPECT_NE(rec.output.find("PASS: syscall"), std::string::npos) << rec.output;
-    EXPECT_NE(rec.output.find(amd ? "SYSRET: AMD's" : "SYSRET: Intel's"), std::string::npos)
-        << rec.output;
     auto reader = TraceReader::open(trace);
     ASSERT_TRUE(reader.ok()) << reader.error().message;
     EXPECT_EQ(reader->header().cpuModel.sysretSkipsRipCheckAndSsCache, amd);

@@ -148,7 +148,6 @@ void guest_main(void) {
   case_begin("sysret_noncanonical");
   {
     const int amd = amd_sysret();
-    printf("SYSRET: %s\n", amd ? "AMD's (APM vol. 3)" : "Intel's (SDM vol. 2B)");
     nc_resume = amd ? (ureg)nc_user_fixup : (ureg)nc_fixup;
     wrmsr(MSR_LSTAR, (uint64_t)(ureg)sc_entry_nc);
     trap_log_clear();
