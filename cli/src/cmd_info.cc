@@ -124,6 +124,14 @@ void printText(const TraceReader& r, const EventStats& ev) {
   std::printf("cpu model  %s (%s), %zu CPUID leaves, %zu model MSRs\n", h.cpuModel.name.c_str(),
               h.cpuModel.vendor == CpuVendor::kAmd ? "AMD" : "Intel", h.cpuModel.cpuid.size(),
               h.modelMsrs.size());
+  // Where the vendors differ, what the CPU that ran the guest did (a KVM
+  // recording on an AMD host shows an Intel model but ran on AMD).
+  if (h.cpuModel.pushSegmentZeroExtends || h.cpuModel.sysretSkipsRipCheckAndSsCache)
+    std::printf("  behaves as AMD:%s%s\n",
+                h.cpuModel.pushSegmentZeroExtends ? " PUSH Sreg zero-extends;" : "",
+                h.cpuModel.sysretSkipsRipCheckAndSsCache
+                    ? " SYSRET as the APM (no RCX check, SS's hidden parts kept);"
+                    : "");
   std::printf("images     %zu\n", h.images.size());
   for (const GuestImage& g : h.images)
     std::printf("  %-20s %-11.*s load 0x%" PRIx64 " entry 0x%" PRIx64 ", %zu bytes, %zu symbols\n",
@@ -187,9 +195,12 @@ void printJson(const TraceReader& r, const EventStats& ev) {
     std::printf("%s%" PRIu64, i ? ", " : "", h.emulatedPages[i]);
   std::printf(
       "]},\n  \"cpuModel\": {\"name\": %s, \"vendor\": \"%s\", \"cpuidLeaves\": %zu, "
-      "\"modelMsrs\": %zu},\n",
+      "\"modelMsrs\": %zu, \"pushSegmentZeroExtends\": %s, "
+      "\"sysretSkipsRipCheckAndSsCache\": %s},\n",
       jsonString(h.cpuModel.name).c_str(), h.cpuModel.vendor == CpuVendor::kAmd ? "amd" : "intel",
-      h.cpuModel.cpuid.size(), h.modelMsrs.size());
+      h.cpuModel.cpuid.size(), h.modelMsrs.size(),
+      h.cpuModel.pushSegmentZeroExtends ? "true" : "false",
+      h.cpuModel.sysretSkipsRipCheckAndSsCache ? "true" : "false");
   if (h.slice)
     std::printf(
         "  \"slice\": {\"source\": %s, \"sourceTraceId\": \"%016" PRIx64 "%016" PRIx64

@@ -226,6 +226,18 @@ TEST(CpuModelE2E, TheSyscallGuestPassesWithEitherVendorsSysret) {
     auto reader = TraceReader::open(trace);
     ASSERT_TRUE(reader.ok()) << reader.error().message;
     EXPECT_EQ(reader->header().cpuModel.sysretSkipsRipCheckAndSsCache, amd);
+    // `ttvm info` says how the CPU that ran the guest behaved.
+    CommandRun info = testing::runCommand(kTtvm + " info " + trace);
+    EXPECT_EQ(info.output.find("  behaves as AMD: PUSH Sreg zero-extends; SYSRET as the APM (no "
+                               "RCX check, SS's hidden parts kept);\n") != std::string::npos,
+              amd)
+        << info.output;
+    CommandRun json = testing::runCommand(kTtvm + " info --json " + trace);
+    const std::string flag = amd ? "true" : "false";
+    EXPECT_NE(json.output.find("\"pushSegmentZeroExtends\": " + flag +
+                               ", \"sysretSkipsRipCheckAndSsCache\": " + flag + "}"),
+              std::string::npos)
+        << json.output;
     CommandRun v =
         testing::runCommand(withHost(amd ? h.intel : h.amd) + kTtvm + " verify " + trace);
     EXPECT_EQ(v.status, 0) << v.output;
