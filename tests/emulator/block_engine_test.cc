@@ -22,11 +22,11 @@
 // unaligned and page-crossing accesses, and external interrupts injected at
 // the same step on both machines; a third of the programs run under a random
 // debugger watchpoint, whose stops must match too. The 32-bit programs
-// (flat segments, paging on or off) add what differs there: one-byte
-// INC/DEC, ESP stack forms, JMP r32, addresses that wrap at 4 GiB, 16-bit
-// operand and address sizes and FS/ES overrides (interpreted), and ES
-// switched to a based segment and back (compiled code must not run while
-// it is). TTVM_BLOCK_DIFF_PROGRAMS sets the count.
+// (flat segments, paging on or off; also in compatibility mode) add what
+// differs there: one-byte INC/DEC, ESP stack forms, JMP r32, addresses that
+// wrap at 4 GiB, 16-bit operand and address sizes and FS/ES overrides
+// (interpreted), and ES switched to a based segment and back (compiled code
+// must not run while it is). TTVM_BLOCK_DIFF_PROGRAMS sets the count.
 #include <gtest/gtest.h>
 
 #include <Zydis/Zydis.h>
@@ -112,11 +112,13 @@ constexpr uint16_t kBasedData = 0x58;  // a data segment based at 0x10 (not flat
 
 // A random program: the loop body's bytes, its self-modifying stores patched
 // to aim at the immediates of its `mov r32, imm32` units. `mode32`: for
-// 32-bit protected mode (with `paging`, the window and its page-table edits).
+// 32-bit protected or compatibility mode (with `paging`, the window and its
+// page-table edits, `pteBytes` a page-table entry's size).
 class ProgramGenerator {
  public:
-  explicit ProgramGenerator(uint64_t seed, bool mode32 = false, bool paging = true)
-      : rng_(seed), m32_(mode32), paging_(paging) {}
+  explicit ProgramGenerator(uint64_t seed, bool mode32 = false, bool paging = true,
+                            unsigned pteBytes = 4)
+      : rng_(seed), m32_(mode32), paging_(paging), pteBytes_(pteBytes) {}
 
   std::vector<uint8_t> body() {
     std::vector<std::vector<uint8_t>> units;
@@ -419,7 +421,7 @@ class ProgramGenerator {
         // Remap window page k (A/D clear), maybe INVLPG or reload CR3.
         const int k = below(4);
         const int64_t pte = static_cast<int64_t>(kWindowPhys + below(8) * 0x1000) | 3;
-        std::vector<uint8_t> u = enc(ZYDIS_MNEMONIC_MOV, {at(kPt + k * 4), imm(pte)});
+        std::vector<uint8_t> u = enc(ZYDIS_MNEMONIC_MOV, {at(kPt + k * pteBytes_), imm(pte)});
         switch (below(3)) {
           case 0: return cat(cat(u, {0x0F, 0x01, 0x3D}), abs32(kWindow + k * 0x1000));
           case 1: return cat(u, {0x0F, 0x20, 0xD8, 0x0F, 0x22, 0xD8});  // eax = cr3; cr3 = eax
@@ -534,6 +536,7 @@ class ProgramGenerator {
   std::mt19937_64 rng_;
   bool m32_;
   bool paging_;
+  unsigned pteBytes_;
 };
 
 struct Pair {
@@ -736,20 +739,33 @@ TEST(BlockEngine, RandomProgramsMatchTheReferenceAfterEverySlice) {
 // 32-bit protected mode, flat segments (exec/block_jit.h), paging on for
 // half the programs (4 MiB pages, the window through a page table at kPt)
 // and off for the others.
-void setUp32(Machine& m, const std::vector<uint8_t>& body, uint64_t seed, bool paging) {
-  m.setupFlat32(layout::kCode);
+void setUp32(Machine& m, const std::vector<uint8_t>& body, uint64_t seed, bool paging,
+             bool compat = false) {
+  if (compat) {
+    m.setupLong64(layout::kCode);
+    m.enterCompat32();
+  } else {
+    m.setupFlat32(layout::kCode);
+  }
   m.put(layout::kGdt + kBasedData, descriptor(0x10, 0xFFFFF, 0x93, 0xC), 8);
   // #DE: skip the 2-byte DIV; #DB: clear TF in the frame; the IRQ: return.
-  m.loadHex(kHandlers, "83 04 24 02 cf");
-  m.loadHex(kHandlers + 0x10, "81 64 24 08 ff fe ff ff cf");
-  m.loadHex(kHandlers + 0x20, "cf");
+  m.loadHex(kHandlers, compat ? "48 83 04 24 02 48 cf" : "83 04 24 02 cf");
+  m.loadHex(kHandlers + 0x10,
+            compat ? "48 81 64 24 10 ff fe ff ff 48 cf" : "81 64 24 08 ff fe ff ff cf");
+  m.loadHex(kHandlers + 0x20, compat ? "48 cf" : "cf");
   m.loadHex(kHandlers + 0x30, "f4");
-  for (int v = 0; v < 32; ++v) m.setIdt32(static_cast<uint8_t>(v), kHandlers + 0x30);  // hlt
-  m.setIdt32(0, kHandlers);
-  m.setIdt32(1, kHandlers + 0x10);
-  m.setIdt32(kIrqVector, kHandlers + 0x20);
+  const auto gate = [&](int v, uint64_t h) {
+    compat ? m.setIdt64(static_cast<uint8_t>(v), h)
+           : m.setIdt32(static_cast<uint8_t>(v), static_cast<uint32_t>(h));
+  };
+  for (int v = 0; v < 32; ++v) gate(v, kHandlers + 0x30);  // hlt
+  gate(0, kHandlers);
+  gate(1, kHandlers + 0x10);
+  gate(kIrqVector, kHandlers + 0x20);
   constexpr uint64_t kPd = 0x10000;
-  if (paging) {
+  if (compat) {
+    for (int k = 0; k < 4; ++k) m.map4k(kWindow + k * 0x1000, kWindowPhys + k * 0x1000, 3);
+  } else if (paging) {
     m.put(kPd, 0x87, 4);  // 0-8 MiB: 4 MiB pages
     m.put(kPd + 4, 0x400087, 4);
     m.put(kPd + (kWindow >> 22) * 4, kPt | 7, 4);
@@ -769,12 +785,30 @@ void setUp32(Machine& m, const std::vector<uint8_t>& body, uint64_t seed, bool p
     s.gpr[3] = layout::kData;
     s.gpr[4] = layout::kStackTop;
     s.rflags = flags::kFixed1 | flags::kIF;
-    if (paging) {
+    if (paging && !compat) {
       s.cr4 |= cr4::kPSE;
       s.cr3 = kPd;
       s.cr0 |= cr0::kPG;
     }
   });
+}
+
+// Compatibility mode (`compat`: a 32-bit code segment under long mode's
+// paging, the window at kPt's 8-byte entries, 64-bit interrupt gates and
+// handlers) with the same flat segments: its 32-bit blocks get host code too.
+TEST(BlockEngine, RandomCompatibilityModeProgramsMatchTheReferenceAfterEverySlice) {
+  DiffTotals t;
+  for (uint64_t p = 0; p < programCount() / 3; ++p) {
+    const uint64_t seed = 0x626C6F636B630000ull + p;
+    ProgramGenerator gen(seed, true, true, 8);
+    const std::vector<uint8_t> body = gen.body();
+    Pair m;
+    m.fast.cpu->setEngine(CpuEngine::kFast);
+    setUp32(m.ref, body, seed, true, true);
+    setUp32(m.fast, body, seed, true, true);
+    ASSERT_NO_FATAL_FAILURE(runPair(m, p, seed, t));
+  }
+  expectEngineUsed(t);
 }
 
 // Random 32-bit protected-mode programs (ProgramGenerator::unit32), the

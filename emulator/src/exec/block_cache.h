@@ -6,7 +6,7 @@
 // that CpuImpl::runBlocks executes inline, without the per-instruction fetch,
 // successor-link check, event poll set-up and indirect call of the reference
 // loop; instructions without a fast form call their handler. On x86-64 hosts
-// a 64-bit or 32-bit protected-mode block's longest prefix of fast forms
+// a 64-bit or 32-bit (protected or compatibility mode) block's longest prefix of fast forms
 // also has host code (exec/block_jit.h), which runBlocks enters instead of
 // the ops where it can (32-bit code only while the segments are flat).
 //
@@ -65,19 +65,19 @@ enum class FastKind : uint8_t {
   kAluRM,     // the same with [m] as source
   kIncDecR,   // INC/DEC r (4/8 bytes)
   kShiftRI,   // SHL/SHR/SAR r, imm8 (4/8 bytes)
-  kJcc,       // Jcc rel (64-bit mode; 32-bit protected mode, 32-bit operand size)
+  kJcc,       // Jcc rel (64-bit mode; 32-bit code, 32-bit operand size: isFlat32Mode)
   kJmpRel,    // JMP rel (the same)
   kPushR,     // PUSH r64 (64-bit mode)
   kPopR,      // POP r64 (64-bit mode)
   kCallRel,   // CALL rel (64-bit mode)
   kRet,       // RET (64-bit mode)
   // Forms with host code only (exec/block_jit.cc, 64-bit mode and flat
-  // 32-bit protected mode); the interpreted ops call their handler, as for
+  // 32-bit code); the interpreted ops call their handler, as for
   // kGeneric.
   kMovzxRR,    // MOVZX r32/64, r8/r16 (sub: source bytes)
   kMovzxRM16,  // MOVZX r32/64, word [m]
   kUnaryR,     // NEG (sub 0) / NOT (sub 1) r (4/8 bytes)
-  kJmpR,       // JMP r64 (JMP r32 in 32-bit protected mode)
+  kJmpR,       // JMP r64 (JMP r32 in 32-bit code)
   kRotRI,      // ROL (sub 0) / ROR (sub 1) r, imm8 (4/8 bytes)
   kImulRR,     // IMUL r, r (4/8 bytes)
   kImulRRI,    // IMUL r, r, imm (4/8 bytes)
@@ -92,12 +92,16 @@ enum class FastKind : uint8_t {
   kAluMR,      // ADD/SUB/AND/OR/XOR/CMP/TEST [m], r (4/8 bytes; sub: AluOp)
   kAluMI,      // ADD/SUB/AND/OR/XOR [m], imm (4/8 bytes; sub: AluOp)
   kNop,        // NOP (90, 0F 1F /0)
-  // 32-bit protected mode, 32-bit operand size, ESP (SS.B = 1):
+  // 32-bit code (isFlat32Mode), 32-bit operand size, ESP (SS.B = 1):
   kPush32,  // PUSH r32
   kPop32,   // POP r32
   kCall32,  // CALL rel32
   kRet32,   // RET (C3)
 };
+
+// 32-bit protected or compatibility mode: the modes whose 32-bit blocks
+// get host code under flat segments (CpuImpl::flatSegments32).
+bool isFlat32Mode(CpuMode m);
 
 // ALU operation of kAluRR/kAluRI/kAluRM.
 enum class AluOp : uint8_t { kAdd, kSub, kAnd, kOr, kXor, kCmp, kTest };

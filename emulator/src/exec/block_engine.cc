@@ -135,6 +135,16 @@ bool endsBlock(uint16_t mnemonic) {
   }
 }
 
+}  // namespace
+
+// 32-bit code with segmentation (compatibility mode segments as protected
+// mode does): what host code may run under flat segments.
+bool isFlat32Mode(CpuMode m) {
+  return m == CpuMode::kProtected32 || m == CpuMode::kCompatibility32;
+}
+
+namespace {
+
 bool gpr16(const Operand& o) {
   return o.kind == OpKind::kGpr && o.reg < 16;
 }
@@ -199,7 +209,7 @@ void classifyHostOnly(BlockOp& op, CpuMode mode) {
       if (i.numOps == 1 && gpr16(d) && d.size == (is64 ? 8 : 4) && i.opSize == d.size)
         op.kind = FastKind::kJmpR;
       return;
-    // 32-bit protected mode's stack forms (64-bit mode's are classify()'s).
+    // 32-bit code's stack forms (64-bit mode's are classify()'s).
     case ZYDIS_MNEMONIC_PUSH:
       if (!is64 && i.opSize == 4 && i.numOps == 1 && gpr16(d)) op.kind = FastKind::kPush32;
       return;
@@ -281,7 +291,7 @@ void classify(BlockOp& op, CpuMode mode) {
   const bool wide = i.opSize == 4 || i.opSize == 8;
   const bool is64 = mode == CpuMode::kLong64;
   // Relative jumps whose target is (next RIP + displacement) & ipMask_.
-  const bool relJumps = is64 || (mode == CpuMode::kProtected32 && i.opSize == 4);
+  const bool relJumps = is64 || (isFlat32Mode(mode) && i.opSize == 4);
   const Operand& d = i.op[0];
   const Operand& s = i.op[1];
   const bool memOk = !i.mem.agen;
@@ -380,8 +390,7 @@ Block* CpuImpl::buildBlock(uint64_t lin, uint64_t phys) {
     BlockOp& op = bc.appendOp();
     op.instr = out;
     classify(op, mode_);
-    if (op.kind == FastKind::kGeneric &&
-        (mode_ == CpuMode::kLong64 || mode_ == CpuMode::kProtected32) &&
+    if (op.kind == FastKind::kGeneric && (mode_ == CpuMode::kLong64 || isFlat32Mode(mode_)) &&
         !(out.prefixes & (prefix::kLock | prefix::kRep | prefix::kRepne)))
       classifyHostOnly(op, mode_);
     markCode(at, out.length);
@@ -396,7 +405,7 @@ Block* CpuImpl::buildBlock(uint64_t lin, uint64_t phys) {
   return b;
 }
 
-// Host code for a 64-bit or 32-bit protected-mode block entered for the
+// Host code for a 64-bit or 32-bit (isFlat32Mode) block entered for the
 // kCompileAfter-th time, for the linear RIP and privilege of that entry
 // (exec/block_jit.h): code run only a few times (most of a kernel's boot) is
 // not worth compiling. 32-bit code is compiled for flat segments and
@@ -415,7 +424,7 @@ void CpuImpl::maybeCompile(Block* b) {
 }
 
 bool CpuImpl::flatSegments32() const {
-  if (mode_ != CpuMode::kProtected32 || stackSize_ != 4) return false;
+  if (!isFlat32Mode(mode_) || stackSize_ != 4) return false;
   for (unsigned k = 0; k < 4; ++k)
     if (s_.seg[k].base != 0 || s_.seg[k].limit != 0xFFFFFFFFu) return false;
   return segFast_[0] && segWritable_[0] && segFast_[2] && segWritable_[2] && segFast_[3] &&

@@ -67,7 +67,7 @@ bool fastJitKind(FastKind k) {
 }
 
 // Whether op (the next at `next`) has host code here (`flat32`: in 32-bit
-// protected mode under flat segments, exec/block_jit.h).
+// protected or compatibility mode under flat segments, exec/block_jit.h).
 bool compilable(const BlockOp& op, uint64_t next, bool flat32) {
   const Instr& i = op.instr;
   if (!fastJitKind(op.kind)) return false;

@@ -1,7 +1,7 @@
 // BlockJit: host x86-64 code for the fast engine's blocks (issue 14).
 //
 // A block's longest prefix of fast forms (exec/block_cache.h's FastKind) in
-// 64-bit mode or 32-bit protected mode is compiled, with Xbyak (Debian
+// 64-bit mode or 32-bit protected or compatibility mode is compiled, with Xbyak (Debian
 // libxbyak-dev), into one host function for one linear RIP and one privilege
 // (user or supervisor): jump targets and RIP-relative addresses are
 // constants, and the TLB permission bit is an immediate. CpuImpl::runBlocks
@@ -120,7 +120,8 @@ class BlockJit {
   static bool available();
 
   // Compiles the longest compilable prefix of ops[0, n) (a 64-bit block, or
-  // with `flat32` a 32-bit protected-mode one under flat segments, at linear
+  // with `flat32` a 32-bit protected or compatibility-mode one under flat
+  // segments, at linear
   // `rip`, for CPL 3 if `user`); nullptr if that prefix is empty (or the host
   // gave no executable memory). `body` is where chained code enters.
   JitEntry compile(const BlockOp* ops, unsigned n, uint64_t rip, bool user, bool flat32,

@@ -440,7 +440,8 @@ class CpuImpl final {
   Block* lookupBlock();
   Block* buildBlock(uint64_t lin, uint64_t phys);
   void maybeCompile(Block* b);
-  // 32-bit protected mode with the segments 32-bit host code assumes: CS,
+  // 32-bit protected or compatibility mode with the segments 32-bit host
+  // code assumes: CS,
   // DS, ES and SS based at 0 with 4 GiB limits, DS/ES/SS usable writable
   // expand-up data, a 32-bit stack (exec/block_jit.h).
   bool flatSegments32() const;
