@@ -1017,6 +1017,73 @@ TEST(BlockEngine, ProtectedModeCodeWrapsAddressesEipAndEspAt4GiB) {
   }
 }
 
+// 32-bit host code at CPL 3 probes the TLB with the user permission bit: a
+// load from a supervisor-only page (whose TLB entry the CPL 0 #PF handler's
+// own read of it fills) leaves the code and faults, at the reference's step,
+// every pass; the user loads around it stay in host code.
+TEST(BlockEngine, ProtectedModeUserCodeFaultsOnSupervisorPages) {
+  constexpr uint64_t kPd = 0x10000;
+  // loop: mov eax, [ebx]; add eax, [esi] (#PF: supervisor page); dec ecx;
+  //       jnz loop; int3
+  const char* kUserLoop = "8b 03 03 06 49 75 f9 cc";
+  for (uint64_t slice : {1, 3, 5, 100000}) {
+    Machine ref, fast;
+    fast.cpu->setEngine(CpuEngine::kFast);
+    for (Machine* m : {&ref, &fast}) {
+      m->setupFlat32(layout::kCode);
+      m->put(kPd, 0x87, 4);  // 0-4 MiB: user, writable
+      m->put(kPd + (kWindow >> 22) * 4, kPt | 7, 4);
+      m->put(kPt, kWindowPhys | 3, 4);  // supervisor only
+      m->put(kWindowPhys, 0x600DF00D, 4);
+      m->put(layout::kData, 0x1234, 4);
+      m->put(layout::kTss + 4, layout::kRsp0, 4);  // ESP0, SS0
+      m->put(layout::kTss + 8, layout::kData0, 2);
+      // #PF: drop the error code, read the page, skip the 2-byte ADD.
+      m->loadHex(kHandlers, "83 c4 04 8b 16 83 04 24 02 cf");
+      m->loadHex(kHandlers + 0x30, "f4");
+      for (int v = 0; v < 32; ++v) m->setIdt32(static_cast<uint8_t>(v), kHandlers + 0x30);
+      m->setIdt32(14, kHandlers);
+      m->loadHex(layout::kCode, kUserLoop);
+      m->edit([&](CpuState& s) {
+        s.cr4 |= cr4::kPSE;
+        s.cr3 = kPd;
+        s.cr0 |= cr0::kPG;
+        s.tr = SegmentRegister{layout::kTssSel, layout::kTss, 0x67, 0x8B};
+        const uint32_t flat = segattr::kDB | segattr::kG;
+        s.segment(SegReg::kCs) =
+            SegmentRegister{layout::kUserCode32 | 3, 0, 0xFFFFFFFF, 0xFB | flat};
+        for (SegReg r : {SegReg::kDs, SegReg::kEs, SegReg::kSs, SegReg::kFs, SegReg::kGs})
+          s.segment(r) = SegmentRegister{layout::kUserData | 3, 0, 0xFFFFFFFF, 0xF3 | flat};
+        s.gpr[3] = layout::kData;
+        s.gpr[6] = kWindow;
+        s.gpr[1] = 200;
+      });
+      m->env.useHint = true;
+    }
+    ASSERT_EQ(currentPrivilegeLevel(fast.state()), 3);
+    // Every #PF is reported as an exception stop; the run goes on to HLT.
+    for (int k = 0;; ++k) {
+      ASSERT_LT(k, 100000) << "no HLT";
+      const StepResult a = ref.run(slice);
+      const StepResult b = fast.run(slice);
+      ASSERT_EQ(a.outcome, b.outcome) << "slice " << slice << " at step " << ref.state().steps;
+      ASSERT_EQ(a.vector, b.vector) << "slice " << slice << " at step " << ref.state().steps;
+      ASSERT_TRUE(ref.state() == fast.state())
+          << "slice " << slice << " at step " << ref.state().steps << ": rip " << ref.state().rip
+          << "/" << fast.state().rip;
+      if (a.outcome == StepOutcome::kHalted) break;
+    }
+    EXPECT_EQ(fast.state().gpr[1], 0u) << slice;
+    EXPECT_EQ(fast.state().gpr[2], 0x600DF00Du) << slice;  // the handler ran
+    EXPECT_EQ(fast.state().gpr[0], 0x1234u) << slice;
+#if defined(__x86_64__)
+    if (slice == 100000) {
+      EXPECT_GT(fast.cpu->engineStats().compiledSteps, 200u);
+    }
+#endif
+  }
+}
+
 // While only a maskable interrupt waits (the hint reads "maskable only")
 // and IF=0, nothing can be taken: host code is entered and goes on from
 // block to block (the machine's case for a guest that runs with interrupts
