@@ -17,8 +17,10 @@
 //      step while a watchpoint is set; the fast engine stays at block speed,
 //      issue 14 point 3). A guest that touches the page fails the bench.
 //
-// usage: replay_bench [--guest ELF | --trace TRACE] [--positions N] [--keep]
-//                     [--engine fast|reference]   (the CPU engine that replays; issue 14)
+// usage: replay_bench [--guest ELF [--append ARGS] | --trace TRACE] [--positions N] [--keep]
+//                     [--engine fast|reference]   (the CPU engine that replays: by default
+//                                                  the replay default, kDefaultReplayEngine;
+//                                                  the recording runs the reference engine)
 #include <algorithm>
 #include <chrono>
 #include <cinttypes>
@@ -99,13 +101,16 @@ int main(int argc, char** argv) {
   guest = REPLAY_BENCH_GUEST;
 #endif
   std::string trace;
+  std::string append;  // the guest's command line after its name (int_workload: rounds=N)
   int positions = 1000;
   bool keep = false;
-  CpuEngine engine = CpuEngine::kReference;
+  CpuEngine engine = kDefaultReplayEngine;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--guest" && i + 1 < argc)
       guest = argv[++i];
+    else if (a == "--append" && i + 1 < argc)
+      append = argv[++i];
     else if (a == "--trace" && i + 1 < argc)
       trace = argv[++i];
     else if (a == "--positions" && i + 1 < argc)
@@ -118,7 +123,8 @@ int main(int argc, char** argv) {
       engine = CpuEngine::kReference;
     else
       return fail(
-          "usage: replay_bench [--guest ELF | --trace TRACE] [--positions N] [--keep] "
+          "usage: replay_bench [--guest ELF [--append ARGS] | --trace TRACE] [--positions N] "
+          "[--keep] "
           "[--engine fast|reference]");
   }
 
@@ -134,6 +140,7 @@ int main(int argc, char** argv) {
     if (!bytes.ok()) return fail(bytes.error().message);
     LoadOptions lo;
     lo.name = std::filesystem::path(guest).filename().string();
+    lo.append = append;
     auto loaded = loadGuest(**machine, *bytes, lo);
     if (!loaded.ok()) return fail(loaded.error().message);
     RecordOptions ro;
@@ -161,9 +168,8 @@ int main(int argc, char** argv) {
   double forwardSeconds = 0;
   uint64_t endStep = 0;
   {
-    auto s = ReplaySession::open(*reader);
+    auto s = ReplaySession::open(*reader, engine);
     if (!s.ok()) return fail(s.error().message);
-    (*s)->cpu().setEngine(engine);
     std::printf("engine: %s\n", toString(engine));
     const auto t0 = Clock::now();
     SessionStop stop = (*s)->runTo(~0ull);
@@ -181,10 +187,11 @@ int main(int argc, char** argv) {
   }
 
   // Timeline.
-  auto tl = Timeline::open(*reader);
+  TimelineOptions timelineOptions;
+  timelineOptions.engine = engine;
+  auto tl = Timeline::open(*reader, timelineOptions);
   if (!tl.ok()) return fail(tl.error().message);
   Timeline& t = **tl;
-  t.session().cpu().setEngine(engine);
   {
     const auto t0 = Clock::now();
     StopReason r = t.runToEnd();
@@ -241,9 +248,8 @@ int main(int argc, char** argv) {
     StopReason r = t.reverseContinue();
     const Elapsed e = since(t0);
     // Forward replay of the same span.
-    auto fs = ReplaySession::open(*reader);
+    auto fs = ReplaySession::open(*reader, engine);
     if (!fs.ok()) return fail(fs.error().message);
-    (*fs)->cpu().setEngine(engine);
     (*fs)->runTo(r.step);
     const auto t1 = Clock::now();
     (*fs)->runTo(1 + span);
@@ -259,9 +265,8 @@ int main(int argc, char** argv) {
   double watchedSeconds[2] = {0, 0};
   const CpuEngine engines[2] = {engine, CpuEngine::kReference};
   for (int k = 0; k < (engine == CpuEngine::kReference ? 1 : 2); ++k) {
-    auto s = ReplaySession::open(*reader);
+    auto s = ReplaySession::open(*reader, engines[k]);
     if (!s.ok()) return fail(s.error().message);
-    (*s)->cpu().setEngine(engines[k]);
     (*s)->cpu().setWatchpoints({untouched});
     const auto t0 = Clock::now();
     SessionStop stop = (*s)->runTo(~0ull);

@@ -26,8 +26,7 @@ const char* kDapHelp =
     "The Debug Console takes 'when', 'seek STEP', 'last-write ADDR[:LEN]',\n"
     "'next-write ADDR[:LEN]', 'backtrace' and address expressions ('help').\n"
     "Messages go to stderr only: stdout carries the protocol.\n\n"
-    "options:\n"
-    "  --engine E            the emulator engine: reference (default) or fast\n"
+    "options:\n" TTVM_ENGINE_HELP
     "  --checkpoint-mem SIZE  memory for checkpoints (e.g. 512M; default 1/4 of free memory)\n"
     "  --symbols FILE         more guest symbols (a System.map or an ELF file); repeatable\n"
     "  -h, --help             this text\n\n"

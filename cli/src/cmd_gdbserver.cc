@@ -36,8 +36,8 @@ const char* kGdbserverHelp =
     "  --listen ADDR          address to bind (default 127.0.0.1: this machine only)\n"
     "  --arch auto|i386|x86-64\n"
     "                         register layout gdb sees (auto: x86-64 when the guest is in\n"
-    "                         64-bit mode at the start or at the end of the recording)\n"
-    "  --engine E            the emulator engine: reference (default) or fast\n"
+    "                         64-bit mode at the start or at the end of the "
+    "recording)\n" TTVM_ENGINE_HELP
     "  --checkpoint-mem SIZE  memory for checkpoints (e.g. 512M; default 1/4 of free memory)\n"
     "  --multi                serve one gdb after another: a gdb that connects while\n"
     "                         another is served waits for its turn (and new ones are\n"

@@ -40,9 +40,13 @@ std::string defaultOutput(const std::string& in) {
 // final state (not a success: `ttvm verify` cannot check such an end).
 constexpr int kUnknownEnd = 3;
 
-// Replays `replayed` to its end and returns the state there.
+// Replays `replayed` to its end and returns the state there. On the
+// reference engine, not the replay default: this state is written into the
+// trace's footer, which `ttvm verify` then checks replays against, so like
+// a recording it must not depend on the fast engine being right past the
+// last state digest (replay_session.h, kDefaultReplayEngine).
 Result<CpuState> replayToEnd(const TraceReader& replayed) {
-  auto session = ReplaySession::open(replayed);
+  auto session = ReplaySession::open(replayed, CpuEngine::kReference);
   if (!session.ok()) return makeError("cannot replay the prefix (" + session.error().message + ")");
   const SessionStop stop = (*session)->runTo(~0ull);
   if (stop.kind != SessionStopKind::kEnd) {

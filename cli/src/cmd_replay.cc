@@ -56,8 +56,7 @@ const char* kReplayHelp =
     "                         poll it every 250 ms and replay what the recorder flushes\n"
     "                         (about once a second), printing 'follow: step N' as it\n"
     "                         goes, until the run ends (its footer appears) or Ctrl-C;\n"
-    "                         then report and check the end as without it\n"
-    "  --engine E            the emulator engine: reference (default) or fast\n"
+    "                         then report and check the end as without it\n" TTVM_ENGINE_HELP
     "  --checkpoint-mem SIZE  memory for checkpoints (e.g. 512M; default: 1/4 of free memory, at "
     "most guest RAM)\n"
     "  -h, --help             this text\n\n"
@@ -237,7 +236,7 @@ int cmdReplay(std::span<char* const> args) {
   if (!reportStop(r)) return 1;
   int status = 0;
   if (target == tl.endStep()) {
-    const std::string diff = tl.session().checkEndState();
+    const std::string diff = tl.checkEndState();
     const auto& end = reader.end();
     if (!diff.empty()) {
       std::fprintf(stderr, "ttvm replay: the replay's end state differs from the recording: %s\n",

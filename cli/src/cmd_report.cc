@@ -14,7 +14,7 @@ namespace ttvm::cli {
 namespace {
 
 const char* kReportHelp =
-    "usage: ttvm report <trace.ttvm> [--symbols FILE]... [--serial-lines N]\n\n"
+    "usage: ttvm report <trace.ttvm> [--symbols FILE]... [--serial-lines N] [--engine E]\n\n"
     "Prints a Markdown report of how the recorded run ended, to paste into a bug\n"
     "report: the end of run; the faulting instruction (the last exception before\n"
     "the end) with its symbol and disassembly; the registers and a backtrace\n"
@@ -22,7 +22,7 @@ const char* kReportHelp =
     "with their steps; the trace's size; and the commands that open it.\n"
     "  --symbols FILE       System.map or ELF (vmlinux) for names, repeatable\n"
     "  --serial-lines N     serial output lines shown (default 20)\n"
-    "  --checkpoint-mem SIZE  memory for the timeline's checkpoints\n"
+    "  --checkpoint-mem SIZE  memory for the timeline's checkpoints\n" TTVM_ENGINE_HELP
     "Exit status: 0 printed, 1 the trace cannot be opened or replayed, 2 bad usage.\n";
 
 std::atomic<bool> gCancel{false};

@@ -29,6 +29,8 @@ const char* kSliceHelp =
     "  --no-check      do not replay the slice to compare its end with the source's\n"
     "  --no-snapshots  leave out the source's snapshots inside the range (smaller;\n"
     "                  a replay of the slice then starts only at its first step)\n"
+    "  --engine E      the emulator engine that replays: fast (the default) or\n"
+    "                  reference (a divergence on the fast engine says so)\n"
     "Exit status: 0 written (and checked), 1 the input cannot be read, replayed or\n"
     "sliced, or the slice cannot be written, 2 bad usage.\n";
 
@@ -50,6 +52,7 @@ int cmdSlice(std::span<char* const> args) {
   std::string out;
   std::optional<uint64_t> last, from, to;
   bool fullRam = false, noCheck = false, noSnapshots = false;
+  CpuEngine engine = kDefaultReplayEngine;
   Option output = textOption("-o", out);
   output.alias = "--output";
   const Option options[] = {output,
@@ -58,7 +61,8 @@ int cmdSlice(std::span<char* const> args) {
                             stepOption("--to", to),
                             flagOption("--full-ram", fullRam),
                             flagOption("--no-check", noCheck),
-                            flagOption("--no-snapshots", noSnapshots)};
+                            flagOption("--no-snapshots", noSnapshots),
+                            engineOption("--engine", engine)};
   auto parsed = parseTraceArgs(args, options);
   if (auto status = earlyExit(parsed, "ttvm slice", kSliceHelp)) return *status;
   if (out.empty()) return usageError("ttvm slice", Error{"-o <out.ttvm> is required"}, kSliceHelp);
@@ -97,6 +101,7 @@ int cmdSlice(std::span<char* const> args) {
   so.fullRam = fullRam;
   so.check = !noCheck;
   so.copySnapshots = !noSnapshots;
+  so.engine = engine;
   so.cancel = &gCancel;
   std::signal(SIGINT, [](int) { gCancel.store(true); });
   auto result = sliceTrace(*r, out, so);

@@ -38,10 +38,16 @@ Result<OpenReplay> openReplay(const ReplayOptions& options, const char* command)
   printTraceNotes(*out.reader, command);
   TimelineOptions to;
   to.checkpointMemBytes = options.checkpointMem;
+  to.engine = options.engine;
   auto timeline = Timeline::open(*out.reader, to);
   if (!timeline.ok()) return timeline.error();
   out.timeline = std::move(timeline).value();
-  out.timeline->session().cpu().setEngine(options.engine);
+  out.timeline->setEngineFallbackHandler([command](const EngineFallback& f) {
+    std::fprintf(stderr,
+                 "%s: %s%s: the replay goes on with the reference engine (`--engine reference` "
+                 "runs it from the start)\n",
+                 command, f.describe().c_str(), command);
+  });
   for (const std::string& f : options.symbolFiles)
     if (Status st = out.timeline->addSymbolFile(f); !st.ok())
       return makeError("--symbols " + st.error().message);

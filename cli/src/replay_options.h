@@ -18,10 +18,17 @@ namespace ttvm::cli {
 
 struct ReplayOptions {
   std::string trace;
-  uint64_t checkpointMem = 0;                // --checkpoint-mem SIZE; 0: the Timeline's default
-  std::vector<std::string> symbolFiles;      // --symbols FILE, in order
-  CpuEngine engine = CpuEngine::kReference;  // --engine fast|reference: what replays
+  uint64_t checkpointMem = 0;               // --checkpoint-mem SIZE; 0: the Timeline's default
+  std::vector<std::string> symbolFiles;     // --symbols FILE, in order
+  CpuEngine engine = kDefaultReplayEngine;  // --engine fast|reference: what replays
 };
+
+// --engine's lines in the --help of the commands that replay.
+#define TTVM_ENGINE_HELP                                                                    \
+  "  --engine E             the emulator engine that replays: fast (the default) or\n"      \
+  "                         reference. A divergence on the fast engine is replayed again\n" \
+  "                         on the reference, which tells a fast-engine bug (said so)\n"    \
+  "                         from a trace that disagrees with ttvm (docs/time-travel.md)\n"
 
 struct ReplayArgs {
   bool help = false;  // -h or --help came
@@ -42,7 +49,8 @@ struct OpenReplay {
   std::unique_ptr<Timeline> timeline;
 };
 // Opens the trace, its timeline at step 0 (its CPU on the --engine) and
-// every --symbols file. A trace
+// every --symbols file; an engine fallback (engine_fallback.h) is printed
+// on stderr as "<command>: ..." when it happens. A trace
 // without footer is opened with a note on stderr ("<command>: note: ...").
 // Errors: the trace's or the timeline's message, or "--symbols <message>".
 Result<OpenReplay> openReplay(const ReplayOptions& options, const char* command);

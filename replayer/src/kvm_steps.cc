@@ -340,7 +340,14 @@ Result<SteppedTrace> assignSteps(const TraceReader& kvmTrace, const std::string&
   CpuState start = init->cpu;
   start.steps = 0;
   ExitOrderEnvironment env(events, h.emulatedPages);
+  // The reference engine, whatever the replay default (kDefaultReplayEngine):
+  // the loop below calls step() (always the reference interpreter) because
+  // it looks at every instruction boundary (a stop point's fingerprint, an
+  // interrupt KVM delivered there), and what it assigns is written into the
+  // stepped trace, which is then checked only against KVM's own digests.
+  // The stepped copy replays on the default engine like any trace.
   Cpu cpu(h.cpuModel, (*machine)->physicalMemory(), env);
+  cpu.setEngine(CpuEngine::kReference);
   cpu.setState(start);
   env.bindCpu(&cpu);
 

@@ -87,24 +87,31 @@ QueryHit Timeline::Hit::queryHit() const {
 Result<std::optional<QueryHit>> Timeline::lastWrite(uint64_t address, uint64_t length,
                                                     bool physical, bool move,
                                                     const Control& control) {
-  const uint64_t origin = now();
-  return endQuery(
-      origin,
-      answer(scanBackward(beginStep_, Arming::writesTo(address, length, physical), control)), move);
+  return withEngineFallback([&]() -> Result<std::optional<QueryHit>> {
+    const uint64_t origin = now();
+    return endQuery(
+        origin,
+        answer(scanBackward(beginStep_, Arming::writesTo(address, length, physical), control)),
+        move);
+  });
 }
 
 Result<std::optional<QueryHit>> Timeline::nextWrite(uint64_t address, uint64_t length,
                                                     bool physical, bool move,
                                                     const Control& control) {
-  const uint64_t origin = now();
-  return endQuery(origin, answer(findNext(Arming::writesTo(address, length, physical), control)),
-                  move);
+  return withEngineFallback([&]() -> Result<std::optional<QueryHit>> {
+    const uint64_t origin = now();
+    return endQuery(origin, answer(findNext(Arming::writesTo(address, length, physical), control)),
+                    move);
+  });
 }
 
 Result<std::optional<QueryHit>> Timeline::registerLastChange(const RegisterRef& reg, bool move,
                                                              const Control& control) {
-  const uint64_t origin = now();
-  return endQuery(origin, lastChangeOf(reg.read, control), move);
+  return withEngineFallback([&]() -> Result<std::optional<QueryHit>> {
+    const uint64_t origin = now();
+    return endQuery(origin, lastChangeOf(reg.read, control), move);
+  });
 }
 
 bool Timeline::replayedInstead(const EventQuery& q) const {
@@ -114,80 +121,84 @@ bool Timeline::replayedInstead(const EventQuery& q) const {
 
 Result<std::optional<QueryHit>> Timeline::previousEvent(const EventQuery& q, bool move,
                                                         const Control& control) {
-  const uint64_t origin = now();
-  if (q.kind == EventQuery::Kind::kException)
-    return endQuery(origin,
-                    answer(scanBackward(beginStep_, Arming::exceptions(q.vectors), control)), move);
-  std::optional<QueryHit> out;
-  if (replayedInstead(q)) {
-    // Every step before now has been replayed, so the index is complete here.
-    for (auto it = std::lower_bound(accesses_.begin(), accesses_.end(), origin,
-                                    [](const TraceEvent&e, uint64_t s) { return e.step < s; });
-         it != accesses_.begin() && !out;) {
-      --it;
-      if (eventMatches(q, *it)) out = hitFromEvent(*it);
+  return withEngineFallback([&]() -> Result<std::optional<QueryHit>> {
+    const uint64_t origin = now();
+    if (q.kind == EventQuery::Kind::kException)
+      return endQuery(
+          origin, answer(scanBackward(beginStep_, Arming::exceptions(q.vectors), control)), move);
+    std::optional<QueryHit> out;
+    if (replayedInstead(q)) {
+      // Every step before now has been replayed, so the index is complete here.
+      for (auto it = std::lower_bound(accesses_.begin(), accesses_.end(), origin,
+                                      [](const TraceEvent&e, uint64_t s) { return e.step < s; });
+           it != accesses_.begin() && !out;) {
+        --it;
+        if (eventMatches(q, *it)) out = hitFromEvent(*it);
+      }
+      return endQuery(origin, out, move);
+    }
+    // Every other kind is a trace event: read the chunks backward from now's.
+    const auto& chunks = reader_.chunks();
+    const size_t i = reader_.chunkForStep(origin).value_or(chunks.empty() ? 0 : chunks.size() - 1);
+    for (size_t k = i + 1; k-- > 0 && !out;) {
+      if (control.cancel && control.cancel->load()) return makeError("cancelled");
+      auto events = reader_.readChunk(k);
+      if (!events.ok()) return events.error();
+      for (auto it = events->rbegin(); it != events->rend(); ++it)
+        if (it->step < origin && eventMatches(q, *it)) {
+          out = hitFromEvent(*it);
+          break;
+        }
+      if (control.progress) control.progress(i + 1 - k, i + 1);
     }
     return endQuery(origin, out, move);
-  }
-  // Every other kind is a trace event: read the chunks backward from now's.
-  const auto& chunks = reader_.chunks();
-  const size_t i = reader_.chunkForStep(origin).value_or(chunks.empty() ? 0 : chunks.size() - 1);
-  for (size_t k = i + 1; k-- > 0 && !out;) {
-    if (control.cancel && control.cancel->load()) return makeError("cancelled");
-    auto events = reader_.readChunk(k);
-    if (!events.ok()) return events.error();
-    for (auto it = events->rbegin(); it != events->rend(); ++it)
-      if (it->step < origin && eventMatches(q, *it)) {
-        out = hitFromEvent(*it);
-        break;
-      }
-    if (control.progress) control.progress(i + 1 - k, i + 1);
-  }
-  return endQuery(origin, out, move);
+  });
 }
 
 Result<std::optional<QueryHit>> Timeline::nextEvent(const EventQuery& q, bool move,
                                                     const Control& control) {
-  const uint64_t origin = now();
-  if (q.kind == EventQuery::Kind::kException)
-    return endQuery(origin, answer(findNext(Arming::exceptions(q.vectors), control)), move);
-  std::optional<QueryHit> out;
-  if (replayedInstead(q)) {
-    auto search = [&] {
-      for (auto it = std::upper_bound(accesses_.begin(), accesses_.end(), origin,
-                                      [](uint64_t s, const TraceEvent&e) { return s < e.step; });
-           it != accesses_.end(); ++it)
-        if (eventMatches(q, *it)) return std::optional<QueryHit>(hitFromEvent(*it));
-      return std::optional<QueryHit>();
-    };
-    out = search();
-    if (!out && accessesKnownUpTo_ < endStep()) {
-      // Steps not replayed yet: replay to the end, which indexes them.
-      const StopReason r = moveTo(endStep(), control);
-      if (r.kind == StopKind::kCancelled) {
-        moveTo(origin, {});
-        return makeError("cancelled");
-      }
+  return withEngineFallback([&]() -> Result<std::optional<QueryHit>> {
+    const uint64_t origin = now();
+    if (q.kind == EventQuery::Kind::kException)
+      return endQuery(origin, answer(findNext(Arming::exceptions(q.vectors), control)), move);
+    std::optional<QueryHit> out;
+    if (replayedInstead(q)) {
+      auto search = [&] {
+        for (auto it = std::upper_bound(accesses_.begin(), accesses_.end(), origin,
+                                        [](uint64_t s, const TraceEvent&e) { return s < e.step; });
+             it != accesses_.end(); ++it)
+          if (eventMatches(q, *it)) return std::optional<QueryHit>(hitFromEvent(*it));
+        return std::optional<QueryHit>();
+      };
       out = search();
+      if (!out && accessesKnownUpTo_ < endStep()) {
+        // Steps not replayed yet: replay to the end, which indexes them.
+        const StopReason r = moveTo(endStep(), control);
+        if (r.kind == StopKind::kCancelled) {
+          moveTo(origin, {});
+          return makeError("cancelled");
+        }
+        out = search();
+      }
+      return endQuery(origin, out, move);
+    }
+    // Every other kind is a trace event: read the chunks forward from now's.
+    const auto& chunks = reader_.chunks();
+    if (auto first = reader_.chunkForStep(origin + 1)) {
+      for (size_t k = *first; k < chunks.size() && !out; ++k) {
+        if (control.cancel && control.cancel->load()) return makeError("cancelled");
+        auto events = reader_.readChunk(k);
+        if (!events.ok()) return events.error();
+        for (const TraceEvent& e : *events)
+          if (e.step > origin && eventMatches(q, e)) {
+            out = hitFromEvent(e);
+            break;
+          }
+        if (control.progress) control.progress(k - *first + 1, chunks.size() - *first);
+      }
     }
     return endQuery(origin, out, move);
-  }
-  // Every other kind is a trace event: read the chunks forward from now's.
-  const auto& chunks = reader_.chunks();
-  if (auto first = reader_.chunkForStep(origin + 1)) {
-    for (size_t k = *first; k < chunks.size() && !out; ++k) {
-      if (control.cancel && control.cancel->load()) return makeError("cancelled");
-      auto events = reader_.readChunk(k);
-      if (!events.ok()) return events.error();
-      for (const TraceEvent& e : *events)
-        if (e.step > origin && eventMatches(q, e)) {
-          out = hitFromEvent(e);
-          break;
-        }
-      if (control.progress) control.progress(k - *first + 1, chunks.size() - *first);
-    }
-  }
-  return endQuery(origin, out, move);
+  });
 }
 
 // ------------------------------------------------------------ registers

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <sstream>
 
@@ -41,7 +42,8 @@ uint64_t historyEnd(const TraceReader& reader, uint64_t initial) {
 
 }  // namespace
 
-Result<std::unique_ptr<ReplaySession>> ReplaySession::open(const TraceReader& reader) {
+Result<std::unique_ptr<ReplaySession>> ReplaySession::open(const TraceReader& reader,
+                                                           CpuEngine engine) {
   const TraceHeader& h = reader.header();
   if (h.backend != Backend::kEmulator)
     return makeError(reader.path() +
@@ -84,6 +86,9 @@ Result<std::unique_ptr<ReplaySession>> ReplaySession::open(const TraceReader& re
   }
   s->cpu_ = std::make_unique<Cpu>(h.cpuModel, s->machine_->physicalMemory(), s->env_);
   s->cpu_->setState(init->cpu);
+  s->cpu_->setEngine(engine);
+  if (const char* fault = std::getenv("TTVM_TEST_FAST_ENGINE_FAULT"))
+    s->fastEngineFault_ = std::strtoull(fault, nullptr, 0);
   s->env_.bindCpuState(&s->cpu_->state());
   // The whole machine's clock counts this CPU's steps; its local APIC reads
   // IA32_APIC_BASE and CR8 from it.
@@ -97,6 +102,22 @@ Result<std::unique_ptr<ReplaySession>> ReplaySession::open(const TraceReader& re
       *s->cpu_, s->env_, s->machine_->replaysWholeMachine() ? s->machine_.get() : nullptr,
       s->endStep_);
   return s;
+}
+
+SessionStop ReplaySession::runTo(uint64_t target, const RunOptions& options) {
+  if (!fastEngineFault_ || cpu_->engine() != CpuEngine::kFast || step() > *fastEngineFault_ ||
+      target <= *fastEngineFault_)
+    return loop_->runTo(target, options);
+  // The test seam (see open()): run to the step, then corrupt what the
+  // recording never set.
+  if (step() < *fastEngineFault_) {
+    const SessionStop st = loop_->runTo(*fastEngineFault_, options);
+    if (st.kind != SessionStopKind::kTarget || step() != *fastEngineFault_) return st;
+  }
+  CpuState corrupted = cpu_->state();
+  corrupted.reg(Gpr::kR15) ^= uint64_t{1} << 62;
+  cpu_->setState(corrupted);
+  return loop_->runTo(target, options);
 }
 
 Result<SectorTable> sectorsLoggedBefore(const TraceReader& reader, EventPosition position) {

@@ -95,7 +95,11 @@ std::string stopProblem(const ReplaySession& session, const SessionStop& stop, u
                         const std::string& whose) {
   if (stop.kind == SessionStopKind::kDivergence) {
     auto d = session.divergence();
-    return whose + " replay diverged: " + (d ? d->format() : std::string("(no report)"));
+    return whose + " replay diverged: " + (d ? d->format() : std::string("(no report)")) +
+           (session.engine() == CpuEngine::kFast
+                ? "(on the fast engine: `--engine reference` slices on the reference engine; if "
+                  "that succeeds, this divergence is a bug in ttvm's fast engine)\n"
+                : "");
   }
   if (stop.kind == SessionStopKind::kCancelled) return "cancelled";
   if (stop.step != target)
@@ -200,7 +204,7 @@ Result<uint64_t> writeSlice(const TraceReader& source, const Cut& cut, const Ram
 Status findSectorRereads(const std::string& out, Cut& cut, const SliceOptions& options) {
   auto reader = TraceReader::open(out);
   if (!reader.ok()) return reader.error();
-  auto session = ReplaySession::open(*reader);
+  auto session = ReplaySession::open(*reader, options.engine);
   if (!session.ok()) return session.error();
   ReplaySession& s = **session;
   std::vector<uint64_t> chunkStart;  // the index of each chunk's first event
@@ -240,7 +244,7 @@ Status findSectorRereads(const std::string& out, Cut& cut, const SliceOptions& o
 std::string checkSlice(const std::string& out, const Cut& cut, const SliceOptions& options) {
   auto reader = TraceReader::open(out);
   if (!reader.ok()) return reader.error().message;
-  auto session = ReplaySession::open(*reader);
+  auto session = ReplaySession::open(*reader, options.engine);
   if (!session.ok()) return session.error().message;
   RunOptions ro;
   ro.cancel = options.cancel;
@@ -265,7 +269,7 @@ Result<SliceResult> sliceTrace(const TraceReader& source, const std::string& out
     return makeError(source.path() +
                      ": the trace has no footer (the recording was cut off); "
                      "`ttvm recover` completes it, then it can be sliced");
-  auto opened = ReplaySession::open(source);
+  auto opened = ReplaySession::open(source, options.engine);
   if (!opened.ok()) return opened.error();
   std::unique_ptr<ReplaySession> replay = std::move(*opened);
   Cut cut;
@@ -287,7 +291,7 @@ Result<SliceResult> sliceTrace(const TraceReader& source, const std::string& out
   std::vector<uint64_t>& wanted = cut.wanted;
   for (bool fromSnapshot = options.useSnapshots;; fromSnapshot = false) {
     if (result.replayedFrom != begin) {  // a replay from a snapshot diverged: start again
-      auto fresh = ReplaySession::open(source);
+      auto fresh = ReplaySession::open(source, options.engine);
       if (!fresh.ok()) return fresh.error();
       replay = std::move(*fresh);
     }

@@ -56,7 +56,7 @@ Timeline::~Timeline() = default;
 
 Result<std::unique_ptr<Timeline>> Timeline::open(const TraceReader& reader,
                                                  const TimelineOptions& options) {
-  auto session = ReplaySession::open(reader);
+  auto session = ReplaySession::open(reader, options.engine);
   if (!session.ok()) return session.error();
   std::unique_ptr<Timeline> t(new Timeline(reader, options));
   t->session_ = std::move(session).value();
@@ -343,11 +343,61 @@ SessionStop Timeline::run(uint64_t target, RunOptions ro) {
   const uint64_t before = now();
   const SessionStop st = session_->runTo(target, ro);
   stepsExecuted_ += now() - before;
+  if (session_->cpu().engine() == CpuEngine::kFast) {
+    if (st.kind == SessionStopKind::kDivergence && !fastDivergence_)
+      fastDivergence_ = session_->divergence();
+  } else if (fallback_ || fastDivergence_) {
+    if (st.kind == SessionStopKind::kDivergence && !referenceDivergence_)
+      referenceDivergence_ = session_->divergence();
+    if (st.kind != SessionStopKind::kDivergence)
+      referenceReached_ = std::max(referenceReached_, now());
+  }
   // Every digest before the stop was settled on the way (those of the stop's
   // own step are when the run ends at its target, but not after a breakpoint).
   if (st.kind != SessionStopKind::kDivergence)
     deviceDigestsCheckedBefore_ = std::max(deviceDigestsCheckedBefore_, now());
   return st;
+}
+
+void Timeline::fallBackToReference(uint64_t origin) {
+  EngineFallback f;
+  f.fast = *fastDivergence_;
+  f.replayedFrom = beginStep_;
+  fallback_ = f;
+  referenceDivergence_.reset();
+  referenceReached_ = beginStep_;
+  referenceEndAgrees_ = false;
+  session_->cpu().setEngine(CpuEngine::kReference);
+  disarm();
+  // The first checkpoint is the trace's initial state; every other one
+  // holds state the fast engine computed.
+  for (size_t i = 1; i < steps_.size(); ++i) checkpoints_.erase(steps_[i]);
+  steps_.resize(1);
+  restore(checkpoints_.begin()->second);
+  // The reference compares every device digest again. The replay-pass
+  // indexes (accesses, exceptions) keep what the fast engine saw before
+  // its divergence: a reader may hold their length.
+  deviceDigestsCheckedBefore_ = beginStep_;
+  moveTo(origin, {});
+}
+
+void Timeline::finishFallback() {
+  fallback_->reference = referenceDivergence_;
+  fallback_->referenceReached = referenceReached_;
+  fallback_->referencePassed =
+      !referenceDivergence_ && (referenceReached_ > fallback_->fast.step || referenceEndAgrees_);
+  if (fallbackHandler_) fallbackHandler_(*fallback_);
+}
+
+std::string Timeline::checkEndState() {
+  return withEngineFallback([&] {
+    std::string diff = session_->checkEndState();
+    if (diff.empty() && fallback_ && session_->engine() == CpuEngine::kReference)
+      referenceEndAgrees_ = true;
+    if (!diff.empty() && session_->engine() == CpuEngine::kFast && !fastDivergence_)
+      fastDivergence_ = endStateDivergence(now(), registers().rip, diff);
+    return diff;
+  });
 }
 
 StopReason Timeline::moveTo(uint64_t target, const Control& control, uint64_t doneBase,
@@ -595,107 +645,119 @@ Result<std::optional<QueryHit>> Timeline::endQuery(uint64_t origin,
 }
 
 StopReason Timeline::seek(uint64_t step, const Control& control) {
-  StopReason r = moveTo(step, control);
-  if (r.kind == StopKind::kStepDone && step > endStep()) r.kind = StopKind::kHistoryEnd;
-  thin();
-  return r;
+  return withEngineFallback([&] {
+    StopReason r = moveTo(step, control);
+    if (r.kind == StopKind::kStepDone && step > endStep()) r.kind = StopKind::kHistoryEnd;
+    thin();
+    return r;
+  });
 }
 
 StopReason Timeline::runToEnd(const Control& control) {
-  StopReason r = moveTo(endStep(), control);
-  if (r.kind == StopKind::kStepDone) r.kind = StopKind::kHistoryEnd;
-  thin();
-  return r;
+  return withEngineFallback([&] {
+    StopReason r = moveTo(endStep(), control);
+    if (r.kind == StopKind::kStepDone) r.kind = StopKind::kHistoryEnd;
+    thin();
+    return r;
+  });
 }
 
 StopReason Timeline::step(uint64_t n, const Control& control) {
-  if (now() >= endStep()) {
-    StopReason r;
-    r.kind = StopKind::kHistoryEnd;
-    r.step = now();
+  return withEngineFallback([&] {
+    if (now() >= endStep()) {
+      StopReason r;
+      r.kind = StopKind::kHistoryEnd;
+      r.step = now();
+      return r;
+    }
+    const uint64_t target = now() + n;
+    StopReason r = scanForward(target, userArming(), control, nullptr);
+    if (r.kind == StopKind::kHistoryEnd && target <= endStep()) r.kind = StopKind::kStepDone;
+    if (r.kind == StopKind::kException) {
+      moveTo(r.accessStep, {});
+      r.step = now();
+    }
+    thin();
     return r;
-  }
-  const uint64_t target = now() + n;
-  StopReason r = scanForward(target, userArming(), control, nullptr);
-  if (r.kind == StopKind::kHistoryEnd && target <= endStep()) r.kind = StopKind::kStepDone;
-  if (r.kind == StopKind::kException) {
-    moveTo(r.accessStep, {});
-    r.step = now();
-  }
-  thin();
-  return r;
+  });
 }
 
 StopReason Timeline::continueForward(const Control& control) {
-  StopReason r = scanForward(endStep(), userArming(), control, nullptr);
-  if (r.kind == StopKind::kStepDone) r.kind = StopKind::kHistoryEnd;
-  if (r.kind == StopKind::kException) {
-    moveTo(r.accessStep, {});  // back to the faulting instruction
-    r.step = now();
-  }
-  thin();
-  return r;
+  return withEngineFallback([&] {
+    StopReason r = scanForward(endStep(), userArming(), control, nullptr);
+    if (r.kind == StopKind::kStepDone) r.kind = StopKind::kHistoryEnd;
+    if (r.kind == StopKind::kException) {
+      moveTo(r.accessStep, {});  // back to the faulting instruction
+      r.step = now();
+    }
+    thin();
+    return r;
+  });
 }
 
 StopReason Timeline::stepBack(uint64_t n, const Control& control) {
-  const uint64_t origin = now();
-  StopReason r;
-  if (origin <= beginStep_) {
-    r.kind = StopKind::kHistoryBegin;
-    r.step = now();
-    return r;
-  }
-  const bool clamped = n > origin - beginStep_;
-  const uint64_t target = clamped ? beginStep_ : origin - n;
-  const Arming a = userArming();
-  if (!a.wps.empty() || !a.bps.empty() || a.exceptionVectors != 0) {
-    auto h = scanBackward(target, a, control);
-    if (!h.ok()) {
-      moveTo(origin, {});
-      r = session_->divergence() ? divergenceStop() : StopReason{};
-      if (!session_->divergence()) r.kind = StopKind::kCancelled;
+  return withEngineFallback([&] {
+    const uint64_t origin = now();
+    StopReason r;
+    if (origin <= beginStep_) {
+      r.kind = StopKind::kHistoryBegin;
       r.step = now();
       return r;
+    }
+    const bool clamped = n > origin - beginStep_;
+    const uint64_t target = clamped ? beginStep_ : origin - n;
+    const Arming a = userArming();
+    if (!a.wps.empty() || !a.bps.empty() || a.exceptionVectors != 0) {
+      auto h = scanBackward(target, a, control);
+      if (!h.ok()) {
+        moveTo(origin, {});
+        r = session_->divergence() ? divergenceStop() : StopReason{};
+        if (!session_->divergence()) r.kind = StopKind::kCancelled;
+        r.step = now();
+        return r;
+      }
+      if (h->has_value()) {
+        const Hit hit = **h;
+        moveTo(hit.landing, control);
+        r = stopFromHit(hit, a);
+        r.step = now();
+        thin();
+        return r;
+      }
+    }
+    r = moveTo(target, control);
+    if (r.kind == StopKind::kStepDone && clamped) r.kind = StopKind::kHistoryBegin;
+    thin();
+    return r;
+  });
+}
+
+StopReason Timeline::reverseContinue(const Control& control) {
+  return withEngineFallback([&] {
+    const uint64_t origin = now();
+    const Arming a = userArming();
+    StopReason r;
+    auto h = scanBackward(beginStep_, a, control);
+    if (!h.ok()) {
+      const bool diverged = session_->divergence().has_value();
+      StopReason d = diverged ? divergenceStop() : StopReason{};
+      moveTo(origin, {});
+      if (!diverged) d.kind = StopKind::kCancelled;
+      d.step = now();
+      return d;
     }
     if (h->has_value()) {
       const Hit hit = **h;
       moveTo(hit.landing, control);
       r = stopFromHit(hit, a);
       r.step = now();
-      thin();
-      return r;
+    } else {
+      r = moveTo(beginStep_, control);
+      if (r.kind == StopKind::kStepDone) r.kind = StopKind::kHistoryBegin;
     }
-  }
-  r = moveTo(target, control);
-  if (r.kind == StopKind::kStepDone && clamped) r.kind = StopKind::kHistoryBegin;
-  thin();
-  return r;
-}
-
-StopReason Timeline::reverseContinue(const Control& control) {
-  const uint64_t origin = now();
-  const Arming a = userArming();
-  StopReason r;
-  auto h = scanBackward(beginStep_, a, control);
-  if (!h.ok()) {
-    const bool diverged = session_->divergence().has_value();
-    StopReason d = diverged ? divergenceStop() : StopReason{};
-    moveTo(origin, {});
-    if (!diverged) d.kind = StopKind::kCancelled;
-    d.step = now();
-    return d;
-  }
-  if (h->has_value()) {
-    const Hit hit = **h;
-    moveTo(hit.landing, control);
-    r = stopFromHit(hit, a);
-    r.step = now();
-  } else {
-    r = moveTo(beginStep_, control);
-    if (r.kind == StopKind::kStepDone) r.kind = StopKind::kHistoryBegin;
-  }
-  thin();
-  return r;
+    thin();
+    return r;
+  });
 }
 
 }  // namespace ttvm

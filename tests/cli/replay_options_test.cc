@@ -49,7 +49,13 @@ TEST(ParseReplayArgs, CommonOptionsBesideTheCommandsOwn) {
   ASSERT_TRUE(d.ok()) << d.error().message;
   EXPECT_EQ(d->replay.checkpointMem, 0u);
   EXPECT_TRUE(d->replay.symbolFiles.empty());
-  EXPECT_EQ(d->replay.engine, CpuEngine::kReference);
+  // Replays run the fast engine unless told otherwise (replay_session.h).
+  EXPECT_EQ(d->replay.engine, CpuEngine::kFast);
+  auto demo = parseReplayArgs(Argv{"gdbserver", "tests/data/recorded-v1.0-demo.ttvm"}.span(), {});
+  ASSERT_TRUE(demo.ok()) << demo.error().message;
+  auto opened = openReplay(demo->replay, "ttvm gdbserver");
+  ASSERT_TRUE(opened.ok()) << opened.error().message;
+  EXPECT_EQ(opened->timeline->session().cpu().engine(), CpuEngine::kFast);
 }
 
 // --engine (issue 14): the timeline's CPU replays on the engine asked for.
@@ -61,6 +67,13 @@ TEST(ParseReplayArgs, EngineReachesTheTimelinesCpu) {
   auto opened = openReplay(r->replay, "ttvm replay");
   ASSERT_TRUE(opened.ok()) << opened.error().message;
   EXPECT_EQ(opened->timeline->session().cpu().engine(), CpuEngine::kFast);
+  auto ref = parseReplayArgs(
+      Argv{"replay", "--engine", "reference", "tests/data/recorded-v1.0-demo.ttvm"}.span(), {});
+  ASSERT_TRUE(ref.ok()) << ref.error().message;
+  EXPECT_EQ(ref->replay.engine, CpuEngine::kReference);
+  auto onReference = openReplay(ref->replay, "ttvm replay");
+  ASSERT_TRUE(onReference.ok()) << onReference.error().message;
+  EXPECT_EQ(onReference->timeline->session().cpu().engine(), CpuEngine::kReference);
   auto bad = parseReplayArgs(Argv{"replay", "--engine", "jit", kGolden}.span(), {});
   ASSERT_FALSE(bad.ok());
   EXPECT_EQ(bad.error().message, "--engine 'jit' is not an engine (fast or reference)");

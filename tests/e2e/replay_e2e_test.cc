@@ -287,6 +287,45 @@ TEST(ReplayE2E, CorruptedPortValueIsReportedAtItsStep) {
   EXPECT_NE(v.output.find("divergence at step " + std::to_string(bad.step)), std::string::npos)
       << v.output;
   EXPECT_NE(v.output.find("device 'com1' answered"), std::string::npos) << v.output;
+  // The fast engine (the default) diverged first; the reference, replayed
+  // again from the start, diverges too: the trace's fault, not the engine's.
+  EXPECT_NE(v.output.find("replayed again on the reference engine from step 0: it diverges too"),
+            std::string::npos)
+      << v.output;
+  EXPECT_EQ(v.output.find("BUG IN TTVM'S FAST ENGINE"), std::string::npos) << v.output;
+}
+
+// The engine fallback (engine_fallback.h) through the commands. The test
+// seam TTVM_TEST_FAST_ENGINE_FAULT=STEP flips a bit of R15 (which the demo's
+// 32-bit code never sees) whenever the fast engine runs past STEP, as a
+// fast-engine bug would; the next state digest differs.
+TEST(ReplayE2E, FastEngineDivergenceIsReplayedOnTheReferenceAndNamedAFastEngineBug) {
+  const std::string fault = "TTVM_TEST_FAST_ENGINE_FAULT=1000 ";
+  CommandRun v = run(fault + TTVM_BIN + " verify " + demoTrace());
+  EXPECT_EQ(v.status, 4) << v.output;
+  EXPECT_NE(v.output.find("the replay on the fast engine disagrees with the trace: divergence at "
+                          "step 65536: the CPU state differs"),
+            std::string::npos)
+      << v.output;
+  EXPECT_NE(v.output.find("replayed again on the reference engine from step 0: it agrees with the "
+                          "trace past that point"),
+            std::string::npos)
+      << v.output;
+  EXPECT_NE(v.output.find("THIS IS A BUG IN TTVM'S FAST ENGINE"), std::string::npos) << v.output;
+  // The reference engine is not touched by the seam: the trace verifies.
+  CommandRun r = run(fault + TTVM_BIN + " verify --engine reference " + demoTrace());
+  EXPECT_EQ(r.status, 0) << r.output;
+  // `ttvm replay` goes on with the reference engine: the end state matches.
+  CommandRun p = run(fault + TTVM_BIN + " replay " + demoTrace());
+  EXPECT_EQ(p.status, 0) << p.output;
+  EXPECT_NE(p.output.find("THIS IS A BUG IN TTVM'S FAST ENGINE"), std::string::npos) << p.output;
+  EXPECT_NE(p.output.find("ttvm replay: the replay goes on with the reference engine"),
+            std::string::npos)
+      << p.output;
+  // Without the seam the default engine verifies it with no fallback.
+  CommandRun clean = run(std::string(TTVM_BIN) + " verify " + demoTrace());
+  EXPECT_EQ(clean.status, 0) << clean.output;
+  EXPECT_EQ(clean.output.find("reference engine"), std::string::npos) << clean.output;
 }
 
 TEST(ReplayE2E, LastWriteFindsTheDemoCorruptingStore) {

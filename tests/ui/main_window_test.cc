@@ -841,6 +841,40 @@ void MainWindowTest::flagsTargetsAndChangedMemoryAreShown() {
   QVERIFY2(named >= 1, "no named jump around the store in key_dup");
 }
 
+// The engine fallback (engine_fallback.h) in the GUI: the replay runs the
+// fast engine by default; the test seam TTVM_TEST_FAST_ENGINE_FAULT (read
+// when the trace opens) makes it wrong after step 1000, the replay goes on
+// with the reference engine, and the status bar says so. With --engine
+// reference (openTrace's engine) the seam has nothing to touch.
+void MainWindowTest::fastEngineDivergenceFallsBackVisibly() {
+  qputenv("TTVM_TEST_FAST_ENGINE_FAULT", "1000");
+  MainWindow w;
+  w.show();
+  QSignalSpy fellBack(&w, &MainWindow::engineFellBack);
+  OPEN(w);
+  MainWindow onReference;
+  onReference.show();
+  QVERIFY(onReference.openTrace(trace_, {}, CpuEngine::kReference));
+  WAIT_IDLE(onReference);
+  qunsetenv("TTVM_TEST_FAST_ENGINE_FAULT");
+  QCOMPARE(fellBack.count(), 1);
+  const QString message = fellBack.at(0).at(0).toString();
+  QVERIFY2(message.contains(QStringLiteral("BUG IN TTVM'S FAST ENGINE")), qPrintable(message));
+  QVERIFY(w.engineLabel()->isVisible());
+  QCOMPARE(w.engineLabel()->toolTip(), message);
+  // The position it reached is the reference's: the end, the crash's RIP.
+  QCOMPARE(w.snapshot()->step, w.snapshot()->endStep);
+  QVERIFY(onReference.snapshot().has_value());
+  QCOMPARE(w.snapshot()->step, onReference.snapshot()->step);
+  QCOMPARE(
+      w.registerModel().value(w.registerModel().rowOf(QStringLiteral("rip"))),
+      onReference.registerModel().value(onReference.registerModel().rowOf(QStringLiteral("rip"))));
+  QCOMPARE(
+      w.registerModel().value(w.registerModel().rowOf(QStringLiteral("r15"))),
+      onReference.registerModel().value(onReference.registerModel().rowOf(QStringLiteral("r15"))));
+  QVERIFY(!onReference.engineLabel()->isVisible());
+}
+
 void MainWindowTest::helpWorksWithoutADisplay() {
   QProcess p;
   QProcessEnvironment env = QProcessEnvironment::systemEnvironment();
@@ -855,6 +889,13 @@ void MainWindowTest::helpWorksWithoutADisplay() {
   QVERIFY2(p.exitCode() == 0, qPrintable(out));
   QVERIFY2(out.contains(QStringLiteral("--symbols")) && out.contains(QStringLiteral("trace")),
            qPrintable(out));
+  QVERIFY2(out.contains(QStringLiteral("--engine")), qPrintable(out));
+  // A bad engine: a usage error (status 2), without a display.
+  p.start(QStringLiteral(TTVM_UI_BIN), {QStringLiteral("--engine"), QStringLiteral("jit")});
+  QVERIFY(p.waitForFinished(30000));
+  QCOMPARE(p.exitStatus(), QProcess::NormalExit);
+  QCOMPARE(p.exitCode(), 2);
+  QVERIFY(QString::fromLocal8Bit(p.readAll()).contains(QStringLiteral("use fast or reference")));
   // A bad option: an error and status 1, still without a display.
   p.start(QStringLiteral(TTVM_UI_BIN), {QStringLiteral("--no-such-option")});
   QVERIFY(p.waitForFinished(30000));

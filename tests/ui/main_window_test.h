@@ -15,6 +15,7 @@ class MainWindowTest : public QObject {
  private slots:
   void initTestCase();
   void opensAtTheEndOfTheHistory();
+  void fastEngineDivergenceFallsBackVisibly();
   void stepBackChangesStepAndRegisters();
   void reverseContinueStopsAtABreakpoint();
   void lastWriteLandsOnTheStoreInKeyDup();

@@ -100,6 +100,12 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
     followLabel_->setToolTip(why);
     if (was != on) emit followingChanged(on);
   });
+  connect(engine_, &ReplayEngine::engineFellBack, this, [this](const QString& m) {
+    engineLabel_->setText(QStringLiteral("⚠ the fast engine diverged: on the reference engine"));
+    engineLabel_->setToolTip(m);
+    engineLabel_->setVisible(true);
+    emit engineFellBack(m);
+  });
   connect(engine_, &ReplayEngine::eventsReady, this,
           [this](const EventRowsPtr& rows) { events_.setRows(rows); });
   connect(engine_, &ReplayEngine::symbolsChanged, this,
@@ -423,7 +429,10 @@ void MainWindow::buildStatusBar() {
   connect(cancelButton_, &QPushButton::clicked, this, &MainWindow::cancelOperation);
   followLabel_ = new QLabel(this);
   followLabel_->setVisible(false);
+  engineLabel_ = new QLabel(this);
+  engineLabel_->setVisible(false);
   statusBar()->addWidget(stopLabel_, 1);
+  statusBar()->addPermanentWidget(engineLabel_);
   statusBar()->addPermanentWidget(followLabel_);
   statusBar()->addPermanentWidget(progress_);
   statusBar()->addPermanentWidget(cancelButton_);
@@ -493,9 +502,10 @@ void MainWindow::showSnapshot(const Snapshot& s) {
   emit snapshotShown();
 }
 
-bool MainWindow::openTrace(const QString& path, const QStringList& symbolFiles) {
-  return dispatch(QStringLiteral("opening %1").arg(path),
-                  [path, symbolFiles](ReplayEngine& e) { e.open(path, symbolFiles); });
+bool MainWindow::openTrace(const QString& path, const QStringList& symbolFiles, CpuEngine engine) {
+  return dispatch(
+      QStringLiteral("opening %1").arg(path),
+      [path, symbolFiles, engine](ReplayEngine& e) { e.open(path, symbolFiles, engine); });
 }
 bool MainWindow::stepForward() {
   return dispatch(QStringLiteral("step"), [](ReplayEngine& e) { e.stepForward(1); });

@@ -86,7 +86,7 @@ void ReplayEngine::run(const QString& what, const std::function<QString(const Co
   }
 }
 
-void ReplayEngine::open(const QString& path, const QStringList& symbolFiles) {
+void ReplayEngine::open(const QString& path, const QStringList& symbolFiles, CpuEngine engine) {
   run(QStringLiteral("open"), [&](const Control& control) -> QString {
     // The trace open now stays until the new one is ready: a file that
     // fails to open leaves the window where it was.
@@ -122,12 +122,17 @@ void ReplayEngine::open(const QString& path, const QStringList& symbolFiles) {
           QStringLiteral("%1: %2").arg(path, QString::fromStdString(cur.status().error().message)));
       return {};
     }
-    auto timeline = Timeline::open(*owned);
+    TimelineOptions options;
+    options.engine = engine;
+    auto timeline = Timeline::open(*owned, options);
     if (!timeline.ok()) {
       emit failed(QStringLiteral("cannot replay %1: %2")
                       .arg(path, QString::fromStdString(timeline.error().message)));
       return {};
     }
+    (*timeline)->setEngineFallbackHandler([this](const EngineFallback& f) {
+      emit engineFellBack(QString::fromStdString(f.describe()));
+    });
     for (const QString& f : symbolFiles) {
       Status st = (*timeline)->addSymbolFile(f.toStdString());
       if (!st.ok()) {

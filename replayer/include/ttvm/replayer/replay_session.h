@@ -57,10 +57,31 @@ using machine::toString;
 using SectorTable = std::map<std::pair<unsigned, uint64_t>, std::array<uint8_t, kDiskSectorBytes>>;
 Result<SectorTable> sectorsLoggedBefore(const TraceReader& reader, machine::EventPosition position);
 
+// The engine every replay runs unless told otherwise: ttvm's one place for
+// that default (ReplaySession::open, TimelineOptions, the commands'
+// --engine, ttvm-ui's). The fast engine (CpuEngine::kFast), because a replay
+// is checked against its trace — every input at its step, a state digest and
+// a device digest every 64 Ki steps, the final state — so a fast-engine bug
+// shows as a divergence, never silently; the Timeline and `ttvm verify` then
+// replay again on the reference engine and say which engine disagreed
+// (engine_fallback.h). Recording stays on the reference engine (`ttvm
+// record`'s default): the trace is the ground truth, and an engine bug there
+// would be written into the trace. So does what writes replayed state into
+// a trace (`ttvm recover`'s footer).
+inline constexpr CpuEngine kDefaultReplayEngine = CpuEngine::kFast;
+
 class ReplaySession {
  public:
-  // A session at step 0 of `reader`'s trace; `reader` must outlive it.
-  static Result<std::unique_ptr<ReplaySession>> open(const TraceReader& reader);
+  // A session at step 0 of `reader`'s trace, its CPU on `engine`; `reader`
+  // must outlive it.
+  //
+  // A test seam: with TTVM_TEST_FAST_ENGINE_FAULT=STEP in the environment,
+  // every run on the fast engine that passes STEP flips bit 62 of R15 there
+  // (state the recording never had: the next state digest differs), as a
+  // deterministic fast-engine bug would. The reference engine is never
+  // touched. Tests use it to prove the engine fallback; nothing else sets it.
+  static Result<std::unique_ptr<ReplaySession>> open(const TraceReader& reader,
+                                                     CpuEngine engine = kDefaultReplayEngine);
   ~ReplaySession();
   ReplaySession(const ReplaySession&) = delete;
   ReplaySession& operator=(const ReplaySession&) = delete;
@@ -71,6 +92,7 @@ class ReplaySession {
   // Adds a symbol file (System.map or ELF) to symbols(); see guest_symbols.h.
   Status addSymbolFile(const std::string& path) { return symbols_.addFile(path); }
   Cpu& cpu() { return *cpu_; }
+  CpuEngine engine() const { return cpu_->engine(); }
   const CpuState& state() const { return cpu_->state(); }
   uint64_t step() const { return cpu_->state().steps; }
   std::span<uint8_t> ram();
@@ -84,9 +106,7 @@ class ReplaySession {
   void extendEnd();
 
   // Executes forward until `target` (clamped to endStep()) or a stop.
-  SessionStop runTo(uint64_t target, const RunOptions& options = {}) {
-    return loop_->runTo(target, options);
-  }
+  SessionStop runTo(uint64_t target, const RunOptions& options = {});
 
   // The first divergence, with RIP, symbol and disassembly filled in.
   std::optional<machine::DivergenceReport> divergence() const;
@@ -153,6 +173,7 @@ class ReplaySession {
   std::vector<uint64_t> initialPages_;
   SectorTable sectorsBeforeStart_;  // startFromSnapshot's sectors logged before it
   bool runsDevices_ = false;
+  std::optional<uint64_t> fastEngineFault_;  // TTVM_TEST_FAST_ENGINE_FAULT (see open())
 };
 
 }  // namespace ttvm

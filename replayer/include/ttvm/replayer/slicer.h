@@ -52,6 +52,7 @@
 
 #include "ttvm/base/result.h"
 #include "ttvm/formats/trace_reader.h"
+#include "ttvm/replayer/replay_session.h"
 
 namespace ttvm {
 
@@ -62,6 +63,7 @@ struct SliceOptions {
   bool check = true;           // replay the slice and compare its end (see above)
   bool useSnapshots = true;    // start the source's replay at its last snapshot before `from`
   bool copySnapshots = true;   // copy the source's snapshots inside the range into the slice
+  CpuEngine engine = kDefaultReplayEngine;  // what the replays run (replay_session.h)
   const std::atomic<bool>* cancel = nullptr;
   // (what is being done, step reached) between replay slices.
   std::function<void(const char* phase, uint64_t step)> progress;

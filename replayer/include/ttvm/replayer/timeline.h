@@ -32,6 +32,13 @@
 //    replaying each with the breakpoints armed and keeping its last hit.
 //  - Every long operation takes a Control: a cancel flag checked at least
 //    every million steps and a progress callback (done, total).
+//  - Engine fallback (engine_fallback.h). The session runs the fast engine
+//    unless told otherwise (TimelineOptions::engine). When it diverges on
+//    the fast engine during a motion or a query, the timeline switches to
+//    the reference engine for good, drops every checkpoint but the first
+//    (the others hold state the fast engine computed), replays from there
+//    to where the operation began, does the operation again and reports
+//    both outcomes (engineFallback(), setEngineFallbackHandler()).
 //  - Digests. The first time the replay passes a step, the session compares
 //    the trace's state and device digests there. Re-executing that history
 //    from a checkpoint (the whole work of a seek or a reverse-step) compares
@@ -58,6 +65,7 @@
 #include "ttvm/formats/trace_reader.h"
 #include "ttvm/machine/divergence.h"
 #include "ttvm/replayer/checkpoint.h"
+#include "ttvm/replayer/engine_fallback.h"
 #include "ttvm/replayer/queries.h"
 #include "ttvm/replayer/replay_session.h"
 
@@ -69,6 +77,9 @@ struct TimelineOptions {
   uint64_t checkpointMemBytes = 0;
   // Smallest spacing between checkpoints (steps): bounds reverse-step latency.
   uint64_t checkpointInterval = 1u << 16;
+  // The engine the session starts on (see the header comment's engine
+  // fallback).
+  CpuEngine engine = kDefaultReplayEngine;
 };
 
 enum class StopKind : uint8_t {
@@ -199,6 +210,19 @@ class Timeline {
   const std::vector<ReplayedException>& replayedExceptions() const { return exceptions_; }
   uint64_t exceptionsKnownUpTo() const { return deviceDigestsCheckedBefore_; }
 
+  // What happened when the fast engine diverged (nullopt while it has not);
+  // the session then runs the reference engine. The handler is called once,
+  // after the operation that fell back was done again (from inside that
+  // operation's call, on its thread).
+  const std::optional<EngineFallback>& engineFallback() const { return fallback_; }
+  // At endStep(): the footer's final state compared with the current one
+  // (ReplaySession::checkEndState: empty when they agree). A difference on
+  // the fast engine falls back to the reference engine like a divergence.
+  std::string checkEndState();
+  void setEngineFallbackHandler(std::function<void(const EngineFallback&)> handler) {
+    fallbackHandler_ = std::move(handler);
+  }
+
   TimelineStats stats() const;
   // Steps of the checkpoints held, ascending (tests and benchmarks).
   std::vector<uint64_t> checkpointSteps() const;
@@ -266,6 +290,29 @@ class Timeline {
   StopReason stopFromHit(const Hit& h, const Arming& a) const;
   StopReason divergenceStop() const;
 
+  // Runs `op`, a public motion or query; if the fast engine diverged during
+  // it, falls back to the reference engine (the header comment) and runs it
+  // again from where it began. Nested calls run `op` as it is.
+  template <typename Op>
+  auto withEngineFallback(Op&& op) {
+    if (inOperation_) return op();
+    const uint64_t origin = now();
+    inOperation_ = true;
+    fastDivergence_.reset();
+    auto r = op();
+    if (fastDivergence_) {
+      fallBackToReference(origin);
+      r = op();
+      finishFallback();
+    }
+    inOperation_ = false;
+    return r;
+  }
+  // The reference engine, the first checkpoint, forward to `origin`.
+  void fallBackToReference(uint64_t origin);
+  // Records the reference's outcome in fallback_ and calls the handler.
+  void finishFallback();
+
   // What the queries (queries.cc) are written against, besides scanBackward
   // and the trace: none of them runs the session itself.
   // The first hit of `a` strictly after now (a hit at the instruction of the
@@ -306,6 +353,16 @@ class Timeline {
   std::vector<TraceEvent> accesses_;           // replayedAccesses()
   std::vector<ReplayedException> exceptions_;  // replayedExceptions()
   uint64_t accessesKnownUpTo_ = 0;
+  // Engine fallback (withEngineFallback): the fast engine's divergence in
+  // the current operation; the reference engine's first divergence and
+  // furthest step since the fallback.
+  bool inOperation_ = false;
+  std::optional<machine::DivergenceReport> fastDivergence_;
+  std::optional<machine::DivergenceReport> referenceDivergence_;
+  uint64_t referenceReached_ = 0;
+  bool referenceEndAgrees_ = false;  // the reference passed checkEndState()
+  std::optional<EngineFallback> fallback_;
+  std::function<void(const EngineFallback&)> fallbackHandler_;
 };
 
 }  // namespace ttvm

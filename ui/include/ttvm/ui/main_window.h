@@ -48,7 +48,9 @@ class MainWindow : public QMainWindow {
   ~MainWindow() override;
 
   // Operations (each queued on the engine; ignored while busy, returning false).
-  bool openTrace(const QString& path, const QStringList& symbolFiles = {});
+  // The replay runs `engine` (ttvm-ui --engine; replay_session.h).
+  bool openTrace(const QString& path, const QStringList& symbolFiles = {},
+                 CpuEngine engine = kDefaultReplayEngine);
   bool stepForward();
   bool stepBack();
   bool continueForward();
@@ -97,6 +99,9 @@ class MainWindow : public QMainWindow {
   // The open trace is still being recorded and is followed (ReplayEngine).
   bool following() const { return following_; }
   QLabel* followLabel() const { return followLabel_; }
+  // Shown once the fast engine diverged and the replay fell back to the
+  // reference engine; its tooltip holds both outcomes.
+  QLabel* engineLabel() const { return engineLabel_; }
   const std::optional<Snapshot>& snapshot() const { return snapshot_; }
   const SymbolsPtr& symbols() const { return symbols_; }
   RegisterModel& registerModel() { return registers_; }
@@ -140,6 +145,9 @@ class MainWindow : public QMainWindow {
   void operationProgress(quint64 done, quint64 total);
   // Following a recording in progress started or stopped.
   void followingChanged(bool following);
+  // The fast engine diverged; the replay runs the reference engine now
+  // (ReplayEngine::engineFellBack).
+  void engineFellBack(const QString& message);
 
  private:
   void buildActions();
@@ -192,6 +200,7 @@ class MainWindow : public QMainWindow {
   QLabel* stepLabel_ = nullptr;
   QLabel* stopLabel_ = nullptr;
   QLabel* followLabel_ = nullptr;
+  QLabel* engineLabel_ = nullptr;
   QProgressBar* progress_ = nullptr;
   QPushButton* cancelButton_ = nullptr;
 

@@ -65,8 +65,11 @@ class ReplayEngine : public QObject {
   // Operations (call on the engine's thread).
   // Opens `path`, adds the symbol files (System.map or ELF; guest_symbols.h)
   // to the trace's own symbols, and moves to the end of its history (the
-  // crash). A symbol file that cannot be read fails the open.
-  void open(const QString& path, const QStringList& symbolFiles = {});
+  // crash). A symbol file that cannot be read fails the open. The replay
+  // runs `engine` (engine_fallback.h: a divergence on the fast engine moves
+  // it to the reference engine, with engineFellBack()).
+  void open(const QString& path, const QStringList& symbolFiles = {},
+            CpuEngine engine = kDefaultReplayEngine);
   void seek(uint64_t step);
   void stepForward(uint64_t n);
   void stepBack(uint64_t n);
@@ -128,6 +131,10 @@ class ReplayEngine : public QObject {
   void grew(quint64 beginStep, quint64 endStep, const ttvm::ui::MarksPtr& marks, bool ended);
   // A followed trace moved the position on to its new live end.
   void advanced(const ttvm::ui::Snapshot& snapshot);
+  // The fast engine diverged and the replay fell back to the reference
+  // engine (EngineFallback::describe(): both outcomes). Before the
+  // operation's own stopped() or failed().
+  void engineFellBack(const QString& message);
 
  private:
   // Runs `op` (which returns the stop text) as one operation: busy(), the
