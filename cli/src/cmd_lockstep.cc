@@ -337,8 +337,10 @@ int cmdLockstep(std::span<char* const> args) {
                    "  difference %zu at instruction %" PRIu64 ": %#" PRIx64 " %s: %s; %" PRIu64
                    " pages taken\n",
                    i + 1, d.step, d.rip,
-                   d.instruction.empty() ? "(the end)" : d.instruction.c_str(), d.first.c_str(),
-                   d.pagesAdopted);
+                   !d.instruction.empty()                              ? d.instruction.c_str()
+                   : d.message.find("at the end") != std::string::npos ? "(the end)"
+                                                                       : "(bytes not readable)",
+                   d.first.c_str(), d.pagesAdopted);
     }
   }
   switch (r.end) {
