@@ -110,6 +110,29 @@ TEST(SliceE2E, RandomCutsReplayIdenticallyOverTheirRange) {
   }
 }
 
+// slice replays on the fast engine by default and does not fall back on its
+// own: a divergence there says so and names --engine reference, which
+// slices on the reference. TTVM_TEST_FAST_ENGINE_FAULT (replay_session.h)
+// makes the fast engine wrong after step 1000 (the digest at 65536 differs).
+TEST(SliceE2E, AFastEngineDivergenceNamesTheReferenceEngine) {
+  const std::string out = testing::tempTracePath("fault");
+  const std::string cmd = "TTVM_TEST_FAST_ENGINE_FAULT=1000 " + std::string(TTVM_BIN) + " slice " +
+                          demoTrace() + " -o " + out + " --from 200000 --to 300000";
+  CommandRun fast = run(cmd);
+  EXPECT_EQ(fast.status, 1) << fast.output;
+  EXPECT_NE(fast.output.find("divergence at step 65536"), std::string::npos) << fast.output;
+  EXPECT_NE(fast.output.find("on the fast engine: `--engine reference` slices on the reference "
+                             "engine; if that succeeds, this divergence is a bug in ttvm's fast "
+                             "engine"),
+            std::string::npos)
+      << fast.output;
+  CommandRun reference = run(cmd + " --engine reference");
+  EXPECT_EQ(reference.status, 0) << reference.output;
+  CommandRun v = run(std::string(TTVM_BIN) + " verify --engine reference " + out);
+  EXPECT_EQ(v.status, 0) << v.output;
+  fs::remove(out);
+}
+
 TEST(SliceE2E, CommandLineKeepsTheSourceStepNumbers) {
   auto source = TraceReader::open(demoTrace());
   ASSERT_TRUE(source.ok());
