@@ -19,15 +19,15 @@ namespace {
 constexpr uint64_t kPage = 4096;
 constexpr uint64_t kDr6Bd = 1u << 13;  // general detect (SDM vol. 3 18.2.3)
 
-// One port or MMIO access the reference made, with its value, or a WRMSR
-// of a machine-owned MSR KVM sent to user space (address = the MSR).
+// One port or MMIO access the reference made, with its value, or an RDMSR
+// or WRMSR of a machine-owned MSR KVM sent to user space (address = the MSR).
 struct Access {
-  enum class Kind : uint8_t { kPortIn, kPortOut, kMmioRead, kMmioWrite, kMsrWrite };
+  enum class Kind : uint8_t { kPortIn, kPortOut, kMmioRead, kMmioWrite, kMsrRead, kMsrWrite };
   Kind kind = Kind::kPortIn;
   uint64_t address = 0;
   unsigned size = 0;
   uint64_t value = 0;
-  bool accepted = true;  // kMsrWrite: the machine took it
+  bool accepted = true;  // kMsrRead, kMsrWrite: the machine took it
   bool sameRequest(const Access& o) const {
     const bool write =
         kind == Kind::kPortOut || kind == Kind::kMmioWrite || kind == Kind::kMsrWrite;
@@ -40,6 +40,7 @@ std::string describe(const Access& a) {
                      : a.kind == Access::Kind::kPortOut  ? "port write"
                      : a.kind == Access::Kind::kMmioRead ? "MMIO read"
                      : a.kind == Access::Kind::kMsrWrite ? "WRMSR"
+                     : a.kind == Access::Kind::kMsrRead  ? "RDMSR"
                                                          : "MMIO write";
   std::string s =
       std::string(what) + " of " + std::to_string(a.size) + " bytes at " + hex(a.address);
@@ -74,7 +75,13 @@ class ReferenceEnvironment final : public Environment {
   }
   uint64_t readTsc() override { return m_.readTsc(); }
   std::optional<uint64_t> readRandom(unsigned size) override { return m_.readRandom(size); }
-  std::optional<uint64_t> readMsr(uint32_t index) override { return m_.readMsr(index); }
+  // KVM's RDMSR of a machine-owned MSR (an MSR exit): queued with the
+  // machine's answer or refusal (#GP), which the follower's RDMSR gets.
+  std::optional<uint64_t> readMsr(uint32_t index) override {
+    const std::optional<uint64_t> v = m_.readMsr(index);
+    queue_.push_back({Access::Kind::kMsrRead, index, 8, v.value_or(0), v.has_value()});
+    return v;
+  }
   // KVM's WRMSR of a machine-owned MSR (an MSR exit, KvmBackend::serveMsr):
   // the machine takes it once, here.
   bool writeMsr(uint32_t index, uint64_t value) override {
@@ -130,7 +137,17 @@ class FollowerEnvironment final : public Environment {
         "from the hardware");
     return std::nullopt;
   }
-  std::optional<uint64_t> readMsr(uint32_t) override { return edxEax(); }
+  // The machine's answer to KVM's RDMSR, refusal included, where KVM sent
+  // it to user space; else what KVM's instruction left in EDX:EAX.
+  std::optional<uint64_t> readMsr(uint32_t index) override {
+    if (!queue_.empty() && queue_.front().kind == Access::Kind::kMsrRead) {
+      const Access got = queue_.front();
+      take({Access::Kind::kMsrRead, index, 8, 0});
+      if (!got.accepted) return std::nullopt;
+      return got.value;
+    }
+    return edxEax();
+  }
   // Where KVM sent the WRMSR to user space the machine already has it;
   // where it handled it in the kernel (a KVM without MSR exits) the
   // emulator's write goes to the machine.

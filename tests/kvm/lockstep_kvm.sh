@@ -85,11 +85,12 @@ guests=0
 #    KVM's step runs the #GP handler whole (the delivery clears the TF KVM
 #    steps with), and its IRET pops the RF = 0 that TCG pushed for the fault
 #    (the fault-frame RF row of docs/kvm-recording.md), the emulator's RF = 1.
-#    The next instruction, a GS access, differs again: TCG took the
-#    non-canonical base, which it keeps as 0x00aaaaaaaaaaaaaa where the
-#    emulator's handler wrote 0xaaaaaaaaaaaaaaaa (or flags a handler keeps
-#    differ); compat_msr_32 also makes an MMIO write through such a base
-#    that KVM does not, and differs in KERNEL_GS_BASE the same way.
+#    The next instruction differs again: TCG took the non-canonical FS/GS
+#    base as 0x00aaaaaaaaaaaaaa where the emulator's handler left
+#    0xaaaaaaaaaaaaaaaa. compat_msr (whole; compat_msr_32 stops before):
+#    after a WRMSR of the TSC, KVM's IA32_TSC_ADJUST moved by the write's
+#    delta (SDM vol. 3 17.17.3), the emulator's did not (not analysed yet:
+#    the machine owns the TSC in lockstep).
 #  - debug_shadow, movss_icebp: INT1 (F1) after MOV SS with the guest's TF
 #    set. TCG raises #UD for INT1 (the guest's QEMU_KNOWN_FAIL; plain
 #    qemu-system-x86_64 -accel tcg logs the same #UD at the INT1). KVM
@@ -168,14 +169,10 @@ differences() {
       echo "movd mm5, eax: st5.exponent: KVM 0, emulator 0xffff;"
       echo "fxsave \[0x[0-9a-f]*\]: RAM 0x[0-9a-f]*: KVM 00000000, emulator 00001f80; 0x[0-9a-f]*: KVM 00000000, emulator 0000ffff;"
       echo "movaps \[rax\], xmm1: RAM 0x[0-9a-f]*: KVM 0000000d, emulator 0000010d;" ;;
-    compat_msr.flat.elf)
+    compat_msr.flat.elf | compat_msr_32.flat.elf)
       echo "wrmsr: rflags: KVM 0x[0-9a-f]*, emulator 0x10[0-9a-f]*;"
-      echo "mov r8b, gs:\[0x0*4\]: " ;;
-    compat_msr_32.flat.elf)
-      echo "wrmsr: rflags: KVM 0x[0-9a-f]*, emulator 0x10[0-9a-f]*;"
-      echo "mov al, gs:\[0x0*4\]: [fg]s.base: KVM 0xaaaaaaaaaaaaaa, emulator 0xaaaaaaaaaaaaaaaa;"
-      echo "wrmsr: access: the emulator made a MMIO write of 4 bytes at 0xaaaaaaae (value 0x10d) that KVM did not make;"
-      echo "push esi: kernel_gs_base: KVM 0xaaaaaaaaaaaaaa, emulator 0xaaaaaaaaaaaaaaaa;" ;;
+      echo "mov eax, esi: [fg]s.base: KVM 0xaaaaaaaaaaaaaa, emulator 0xaaaaaaaaaaaaaaaa;"
+      [ "$1" = compat_msr.flat.elf ] && echo "wrmsr: tsc_adjust: KVM 0x[0-9a-f]*, emulator [0-9a-fx]*;" ;;
     debug_shadow.elf)
       echo "mov ss, ax: access: KVM made a port read of 1 bytes at 0x3fd that the emulator did not;" ;;
   esac

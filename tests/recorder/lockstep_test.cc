@@ -334,6 +334,41 @@ TEST(Lockstep, KeepGoingDropsTheAccessesOnlyOneSideMade) {
   EXPECT_EQ(r.result.follower.reg(Gpr::kRax) & 0xFF, 0u);  // mov al, 0
 }
 
+// Real mode at 0x1000: IVT entry 13 (#GP) set to 0000:1100, then RDMSR of
+// the x2APIC ID (0x802) with the APIC in xAPIC mode, which the machine
+// refuses: #GP to 0x1100, which exits with status 0; had the RDMSR been
+// answered, the code after it exits with 1.
+const uint8_t kRefusedRdmsrCode[] = {
+    0xC7, 0x06, 0x34, 0x00, 0x00, 0x11,  // mov word [0x34], 0x1100
+    0xC7, 0x06, 0x36, 0x00, 0x00, 0x00,  // mov word [0x36], 0
+    0x66, 0xB9, 0x02, 0x08, 0x00, 0x00,  // mov ecx, 0x802
+    0x0F, 0x32,                          // rdmsr
+    0xBA, 0xF4, 0x00,                    // mov dx, 0xf4
+    0xB0, 0x01,                          // mov al, 1
+    0xEE,                                // out dx, al
+};
+const uint8_t kExitZero[] = {0xBA, 0xF4, 0x00, 0xB0, 0x00, 0xEE};  // at 0x1100
+
+TEST(Lockstep, AnRdmsrTheMachineRefusesFaultsOnBothSides) {
+  // The reference's RDMSR reaches the machine (as KVM's MSR exit does), and
+  // the follower's gets the same refusal from the queue, not an answer.
+  std::vector<uint8_t> code(0x106);
+  std::memcpy(code.data(), kRefusedRdmsrCode, sizeof kRefusedRdmsrCode);
+  std::memcpy(code.data() + 0x100, kExitZero, sizeof kExitZero);
+  LockstepOptions o;
+  o.maxDifferences = 0;
+  LockstepRun r = runCode(code, o,
+                          [](const CpuModel& model, PhysicalMemory memory,
+                             Environment& env) -> Result<std::unique_ptr<CpuBackend>> {
+                            return std::unique_ptr<CpuBackend>(
+                                std::make_unique<TamperedEmu>(model, memory, env, 0, nullptr));
+                          });
+  EXPECT_EQ(r.result.end, End::kGuestEnded) << r.result.message;
+  EXPECT_TRUE(r.result.found.empty()) << (r.result.found.empty() ? "" : r.result.found[0].first);
+  EXPECT_EQ(r.result.exitStatus, 1u);  // isa-debug-exit: (0 << 1) | 1
+  EXPECT_EQ(r.result.follower.rip, 0x1106u);
+}
+
 // Real mode at 0x1000: x87, a debug register and an MSR written among
 // instructions that touch none of them.
 //   1 mov ax,1   2 fninit   3 fld1   4 mov bx,2   5 mov cx,3   6 mov dx,4
