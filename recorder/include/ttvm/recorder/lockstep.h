@@ -15,9 +15,10 @@
 // under host single-step is KVM's), so two clocks agree only on average;
 // fed from one machine, both sides see every device answer bit for bit.
 // The machine's clock follows the follower's step count (exact, as in an
-// emulator recording). What KVM does not trap (RDTSC, RDMSR of a
-// machine-owned MSR) the follower takes from the reference's registers
-// after the instruction, where the hardware put its answer.
+// emulator recording). An RDMSR of a machine-owned MSR KVM sends to user
+// space is queued like an access, with the machine's answer or refusal;
+// what KVM does not trap (RDTSC, an RDMSR it keeps) the follower takes
+// from the reference's registers after the instruction.
 //
 // Interrupts are lockstep's to decide: neither backend asks the machine.
 // At an aligned boundary where the follower's state accepts one (IF=1 and
