@@ -138,6 +138,17 @@ read_dir:
   hlt                        ; IRQ 14 wakes us
   jmp .wait
 .got:
+  ; An IRQ 14 that finds the drive still busy is not this command's: the
+  ; polled reads before left the drive's interrupt latched in the masked
+  ; 8259, and it is delivered at the first STI after the unmask. A drive
+  ; that completes its reads at once (ttvm's) has DRQ set by then; QEMU's
+  ; completes them asynchronously, so under load it is still BSY. Wait for
+  ; the interrupt that ends the command (ATA-6 9.2: BSY clear).
+  test byte [irq_status], 0x80
+  jz .done
+  mov byte [irq_count], 0
+  jmp .wait
+.done:
   sti
   test byte [irq_status], 0x01
   mov si, err_dir
