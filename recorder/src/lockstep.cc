@@ -245,6 +245,7 @@ std::string_view maskReasonName(MaskReason r) {
     case MaskReason::kRepResumeFlag: return "RF between REP iterations (AMD 0, Intel model 1)";
     case MaskReason::kGuestTrapFlagHidden: return "the guest's TF, hidden by KVM while it steps";
     case MaskReason::kV86SegmentType: return "virtual-8086 segment type (SVM: 3)";
+    case MaskReason::kSegmentGranularity: return "segment G bit (KVM: limit > 0xFFFFF)";
     case MaskReason::kSegmentPushWidth:
       return "PUSH Sreg: 16-bit write (Intel model) vs zero-extended (AMD)";
     case MaskReason::kPagingDirtyBit:
@@ -363,6 +364,19 @@ std::vector<FieldDifference> compareStates(const CpuState& ref, CpuState& fol,
         fs.attributes = ref.seg[i].attributes;
         ++masked[MaskReason::kV86SegmentType];
       }
+    }
+  }
+  // KVM reports SVM's G as `limit > 0xFFFFF` (svm_get_segment), not the
+  // descriptor's bit, which the emulator keeps: a G = 1 descriptor with a
+  // limit field under 0x100 (hidden limit 0xFFF..0xFFFFF) reads back G = 0.
+  // The hidden limit, which is what the CPU checks, is compared.
+  for (int i = 0; i < kNumSegRegs; ++i) {
+    SegmentRegister& fs = fol.seg[i];
+    const SegmentRegister& rs = ref.seg[i];
+    if ((fs.attributes ^ rs.attributes) == segattr::kG && fs.limit == rs.limit &&
+        ((rs.attributes & segattr::kG) != 0) == (rs.limit > 0xFFFFF)) {
+      fs.attributes = rs.attributes;
+      ++masked[MaskReason::kSegmentGranularity];
     }
   }
   if (midRep && ((ref.rflags ^ fol.rflags) & flags::kRF) && (fol.rflags & flags::kRF)) {

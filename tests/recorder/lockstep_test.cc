@@ -540,6 +540,31 @@ TEST(CompareStates, TheGuestsTfHiddenByKvmAndV86SegmentTypes) {
   EXPECT_EQ(compareStates(a, b, 0, masked).size(), 1u);
 }
 
+// segments' D_GRAN (G = 1, limit field 0: hidden limit 0xFFF), loaded by MOV
+// ES in the nested VM: KVM 0x4093 (svm_get_segment: G = limit > 0xFFFFF),
+// the emulator the descriptor's 0xC093. Masked and adopted only when the limits
+// agree and KVM's G is the one its limit gives.
+TEST(CompareStates, SegmentGranularityAsKvmDerivesItFromTheLimit) {
+  std::map<MaskReason, uint64_t> masked;
+  CpuState ref, fol;
+  ref.seg[0] = {0x68, 0x200000, 0xFFF, 0x4093};
+  fol.seg[0] = {0x68, 0x200000, 0xFFF, 0xC093};
+  EXPECT_TRUE(compareStates(ref, fol, 0, masked).empty());
+  EXPECT_EQ(masked[MaskReason::kSegmentGranularity], 1u);
+  EXPECT_EQ(fol.seg[0].attributes, 0x4093u);  // adopted
+  // A limit that G = 0 cannot give: KVM's G is not derived, a difference.
+  ref.seg[0] = {0x68, 0x200000, 0xFFFFFFFF, 0x4093};
+  fol.seg[0] = {0x68, 0x200000, 0xFFFFFFFF, 0xC093};
+  EXPECT_EQ(compareStates(ref, fol, 0, masked).size(), 1u);
+  // Different limits, or another bit besides G: differences.
+  ref.seg[0] = {0x68, 0x200000, 0xFFF, 0x4093};
+  fol.seg[0] = {0x68, 0x200000, 0xFFFF, 0xC093};
+  EXPECT_EQ(compareStates(ref, fol, 0, masked).size(), 2u);
+  fol.seg[0] = {0x68, 0x200000, 0xFFF, 0xC0F3};
+  EXPECT_EQ(compareStates(ref, fol, 0, masked).size(), 1u);
+  EXPECT_EQ(masked[MaskReason::kSegmentGranularity], 1u);
+}
+
 TEST(RamMasks, SegmentPushWidth) {
   // PUSH DS (0x10) with a 32-bit operand size over 0x00100000: Intel writes
   // 16 bits (0x00100010), AMD the zero-extended dword (0x00000010).

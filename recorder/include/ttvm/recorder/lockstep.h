@@ -130,6 +130,7 @@ enum class MaskReason : uint8_t {
   kFaultFrameResumeFlag,   // RF in a fault's EFLAGS image (QEMU's TCG pushes 0)
   kHostTrapFlagInR11,      // the TF KVM steps with, saved in R11 by SYSCALL
   kDebugTrapKvmDelivered,  // a guest #DB KVM's emulator delivered itself: followed
+  kSegmentGranularity,     // SVM's G bit, derived by KVM from the hidden limit
 };
 std::string_view maskReasonName(MaskReason r);
 
