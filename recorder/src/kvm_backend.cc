@@ -177,6 +177,16 @@ void normalizeSvmSegments(CpuState& now, const CpuState& before) {
         (r.attributes | segattr::kP) == (before.seg[i].attributes | segattr::kUnusable))
       r.attributes = before.seg[i].attributes | segattr::kUnusable;
   }
+  // A conforming code segment keeps the CPL (SDM vol. 3 5.8.1.2): SVM's CS
+  // holds the descriptor's DPL and the CPL is the VMCB's, which KVM reports
+  // as SS's DPL; the emulator's state keeps the CPL in CS's DPL.
+  SegmentRegister& cs = now.segment(SegReg::kCs);
+  const uint32_t conformingCode = segattr::kS | 0xC;
+  if ((now.cr0 & cr0::kPE) && !(now.rflags & flags::kVM) &&
+      (cs.attributes & (segattr::kS | 0x8 | 0x4)) == conformingCode) {
+    const uint32_t dplMask = 3u << segattr::kDplShift;
+    cs.attributes = (cs.attributes & ~dplMask) | (now.segment(SegReg::kSs).attributes & dplMask);
+  }
 }
 
 StringPrefixes stringPrefixes(std::span<const uint8_t> code, CpuMode mode) {

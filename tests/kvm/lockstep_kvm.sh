@@ -59,10 +59,9 @@ guests=0
 #    PTE the emulator's TLB hit did not walk.
 #  - segments (limit_*, expand_down_*, ss_*, null_selector): no segment
 #    limit check, so no #GP: the emulator's handler prints (its port read of
-#    the UART) where KVM's step did not fault; and hidden attributes TCG
-#    keeps otherwise (not analysed further): the DPL of a conforming code
-#    segment a far CALL enters, a null LDTR (the emulator marks it
-#    unusable).
+#    the UART) where KVM's step did not fault; and a hidden attribute TCG
+#    keeps otherwise (not analysed further): a null LDTR (the emulator
+#    marks it unusable).
 #  - sse_fp: xm_delivery, ud_without_osxmmexcpt (no SIMD floating-point
 #    exception for DIVSS: the emulator's handler prints); MOVQ/PADDUSB to
 #    an MMX register leave the x87 exponent 0 (compat_emu's mmx_exponent).
@@ -143,8 +142,6 @@ differences() {
     segments.elf)
       echo " es:\[e[a-z]*\]: $uart;"
       echo "mov ss, dx: $uart;"
-      echo "ret far: $uart;"
-      echo "call far 0x00C0:0x[0-9A-F]*: cs.attributes: KVM 0xc09f, emulator 0xc0ff;"
       echo "lldt ax: ldtr.attributes: KVM 0x82, emulator 0x10000;" ;;
     sse_fp.elf)
       echo "divss xmm0, xmm1: $uart;"

@@ -103,6 +103,30 @@ TEST(NormalizeSvmSegments, AccessedBitsAndNullSelectorLimitsAsTheEmulatorKeepsTh
   EXPECT_EQ(now.segment(SegReg::kFs).attributes, 0x1C01Bu);
 }
 
+// segments' far CALL from CPL 3 into a conforming DPL-0 code segment, read
+// back in the nested VM: CS 0xC09F (the descriptor's DPL 0), SS DPL 3 (the
+// CPL). The emulator keeps the CPL in CS's DPL: 0xC0FF.
+TEST(NormalizeSvmSegments, AConformingCodeSegmentHasTheCplAsItsDpl) {
+  CpuState before;
+  before.cr0 = cr0::kPE | cr0::kET;
+  before.segment(SegReg::kCs) = {0x1B, 0, 0xFFFFFFFF, 0xC0FB};
+  before.segment(SegReg::kSs) = {0x23, 0, 0xFFFFFFFF, 0xC0F3};
+  CpuState now = before;
+  now.segment(SegReg::kCs) = {0xC3, 0, 0xFFFFFFFF, 0xC09F};
+  normalizeSvmSegments(now, before);
+  EXPECT_EQ(now.segment(SegReg::kCs).attributes, 0xC0FFu);
+  EXPECT_EQ(now.segment(SegReg::kSs).attributes, 0xC0F3u);
+  // A non-conforming one is left as KVM reads it (its DPL is the CPL).
+  now.segment(SegReg::kCs) = {0x08, 0, 0xFFFFFFFF, 0xC09B};
+  normalizeSvmSegments(now, before);
+  EXPECT_EQ(now.segment(SegReg::kCs).attributes, 0xC09Bu);
+  // Real mode: no CPL in the attributes.
+  now.cr0 = cr0::kET;
+  now.segment(SegReg::kCs) = {0xF000, 0xF0000, 0xFFFF, 0x9F};
+  normalizeSvmSegments(now, before);
+  EXPECT_EQ(now.segment(SegReg::kCs).attributes, 0x9Fu);
+}
+
 // KVM leaves REP INSB at the instruction with ECX 0 and RF set after its
 // batched iterations (nested VM, rec_kvm_irq): reported one boundary later.
 TEST(CompleteRepRestart, AnExhaustedRepStringInstructionWithRfIsSteppedPast) {

@@ -102,6 +102,9 @@ std::vector<uint64_t> tscReadingPages(std::span<const uint8_t> ram,
 //  - a data segment made unusable by an IRET to an outer level (DPL < CPL)
 //    keeps its attributes with the unusable bit, as the emulator does (SVM
 //    reports it not present: P clear; debug_tf's cpl3 case).
+//  - CS of a conforming code segment entered from an outer level has the
+//    CPL as its DPL, as the emulator keeps it (SVM: the descriptor's DPL,
+//    the CPL in SS's; segments' far CALL from CPL 3 to a DPL-0 one).
 void normalizeSvmSegments(CpuState& now, const CpuState& before);
 
 // KVM's emulator runs a REP string instruction's I/O iterations in one go
