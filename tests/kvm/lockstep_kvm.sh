@@ -59,9 +59,14 @@ guests=0
 #    PTE the emulator's TLB hit did not walk.
 #  - segments (limit_*, expand_down_*, ss_*, null_selector): no segment
 #    limit check, so no #GP: the emulator's handler prints (its port read of
-#    the UART) where KVM's step did not fault; and a hidden attribute TCG
-#    keeps otherwise (not analysed further): a null LDTR (the emulator
-#    marks it unusable).
+#    the UART) where KVM's step did not fault; and LLDT with a null
+#    selector (ldt case): TCG's helper_lldt sets only the LDTR's base and
+#    limit to 0 and keeps its attributes (0x82: present, type 2, from the
+#    LLDT before; plain qemu-system-x86_64 -accel tcg -cpu max -d cpu after
+#    that LLDT: "LDT=0000 00000000 00000000 00008200"), so the VMCB says
+#    present and KVM (svm_get_segment: unusable = !present) a usable LDTR;
+#    the SDM (vol. 2A "LLDT") marks it invalid, as the emulator does
+#    (unusable, 0x10000).
 #  - sse_fp: xm_delivery, ud_without_osxmmexcpt (no SIMD floating-point
 #    exception for DIVSS: the emulator's handler prints); MOVQ/PADDUSB to
 #    an MMX register leave the x87 exponent 0 (compat_emu's mmx_exponent).
