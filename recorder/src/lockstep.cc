@@ -129,8 +129,13 @@ class FollowerEnvironment final : public Environment {
   void mmioWrite(uint64_t addr, unsigned size, uint64_t value) override {
     take({Access::Kind::kMmioWrite, addr, size, value});
   }
-  // The emulator adds IA32_TSC_ADJUST to what this returns.
-  uint64_t readTsc() override { return edxEax() - (follower_ ? follower_->msr.tscAdjust : 0); }
+  // The emulator adds IA32_TSC_ADJUST to what this returns: the reference's
+  // TSC less its IA32_TSC_ADJUST after the instruction, both read back
+  // before the follower runs it. At a WRMSR of the TSC, EDX:EAX is the
+  // value written and the reference's TSC_ADJUST moved by the write's delta
+  // (SDM vol. 3 17.17.3); the follower's own, not moved yet, would keep it
+  // where it was.
+  uint64_t readTsc() override { return edxEax() - (after_ ? after_->msr.tscAdjust : 0); }
   std::optional<uint64_t> readRandom(unsigned) override {
     note(
         "the emulator asked for a random number (RDRAND/RDSEED), which lockstep cannot take "
@@ -809,6 +814,15 @@ LockstepResult Lockstep::Impl::run() {
     ++r.steps;
     const CpuState& k = reference_->state();
 
+    // What the instruction writes of the MSRs is read back before the
+    // follower runs it: its WRMSR of the TSC takes the reference's new
+    // IA32_TSC_ADJUST (FollowerEnvironment::readTsc).
+    StateParts early = 0;
+    if (insn && (insn->writes & state_part::kMsrs)) {
+      early = state_part::kMsrs;
+      reference_->refreshState(early);
+    }
+
     // The follower catches up: until its RIP is the reference's.
     uint32_t undefined = 0;
     pushedSegment_ = false;
@@ -914,7 +928,10 @@ LockstepResult Lockstep::Impl::run() {
       parts = state_part::kAll;
       nextFullState = r.steps + fullStateEvery;
     }
-    if (parts != state_part::kAll) ++r.partialReads;
+    if (parts != state_part::kAll) {
+      ++r.partialReads;
+      parts &= ~early;
+    }
     reference_->refreshState(parts);
     if (!reference_->failure().empty()) {
       r.reference = reference_->state();

@@ -92,10 +92,7 @@ guests=0
 #    (the fault-frame RF row of docs/kvm-recording.md), the emulator's RF = 1.
 #    The next instruction differs again: TCG took the non-canonical FS/GS
 #    base as 0x00aaaaaaaaaaaaaa where the emulator's handler left
-#    0xaaaaaaaaaaaaaaaa. compat_msr (whole; compat_msr_32 stops before):
-#    after a WRMSR of the TSC, KVM's IA32_TSC_ADJUST moved by the write's
-#    delta (SDM vol. 3 17.17.3), the emulator's did not (not analysed yet:
-#    the machine owns the TSC in lockstep).
+#    0xaaaaaaaaaaaaaaaa.
 #  - debug_shadow, movss_icebp: INT1 (F1) after MOV SS with the guest's TF
 #    set. TCG raises #UD for INT1 (the guest's QEMU_KNOWN_FAIL; plain
 #    qemu-system-x86_64 -accel tcg logs the same #UD at the INT1). KVM
@@ -172,8 +169,7 @@ differences() {
       echo "movaps \[rax\], xmm1: RAM 0x[0-9a-f]*: KVM 0000000d, emulator 0000010d;" ;;
     compat_msr.flat.elf | compat_msr_32.flat.elf)
       echo "wrmsr: rflags: KVM 0x[0-9a-f]*, emulator 0x10[0-9a-f]*;"
-      echo "mov eax, esi: [fg]s.base: KVM 0xaaaaaaaaaaaaaa, emulator 0xaaaaaaaaaaaaaaaa;"
-      [ "$1" = compat_msr.flat.elf ] && echo "wrmsr: tsc_adjust: KVM 0x[0-9a-f]*, emulator [0-9a-fx]*;" ;;
+      echo "mov eax, esi: [fg]s.base: KVM 0xaaaaaaaaaaaaaa, emulator 0xaaaaaaaaaaaaaaaa;" ;;
     debug_shadow.elf)
       echo "mov ss, ax: access: KVM made a port read of 1 bytes at 0x3fd that the emulator did not;" ;;
   esac

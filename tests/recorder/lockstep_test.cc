@@ -156,6 +156,16 @@ LockstepRun lockstep(uint64_t atStep, std::function<void(CpuState&, std::span<ui
                  });
 }
 
+// `code` run by lockstep with the emulator, untouched, as the reference.
+LockstepRun runUntampered(std::span<const uint8_t> code, const LockstepOptions& o) {
+  return runCode(code, o,
+                 [](const CpuModel& model, PhysicalMemory memory,
+                    Environment& env) -> Result<std::unique_ptr<CpuBackend>> {
+                   return std::unique_ptr<CpuBackend>(
+                       std::make_unique<TamperedEmu>(model, memory, env, 0, nullptr));
+                 });
+}
+
 TEST(Lockstep, TwoEqualCpusNeverDiffer) {
   LockstepRun r = lockstep(0, nullptr, 1);
   EXPECT_EQ(r.result.end, End::kGuestEnded) << describeDifference(r.result);
@@ -357,16 +367,46 @@ TEST(Lockstep, AnRdmsrTheMachineRefusesFaultsOnBothSides) {
   std::memcpy(code.data() + 0x100, kExitZero, sizeof kExitZero);
   LockstepOptions o;
   o.maxDifferences = 0;
-  LockstepRun r = runCode(code, o,
-                          [](const CpuModel& model, PhysicalMemory memory,
-                             Environment& env) -> Result<std::unique_ptr<CpuBackend>> {
-                            return std::unique_ptr<CpuBackend>(
-                                std::make_unique<TamperedEmu>(model, memory, env, 0, nullptr));
-                          });
+  LockstepRun r = runUntampered(code, o);
   EXPECT_EQ(r.result.end, End::kGuestEnded) << r.result.message;
   EXPECT_TRUE(r.result.found.empty()) << (r.result.found.empty() ? "" : r.result.found[0].first);
   EXPECT_EQ(r.result.exitStatus, 1u);  // isa-debug-exit: (0 << 1) | 1
   EXPECT_EQ(r.result.follower.rip, 0x1106u);
+}
+
+// Real mode at 0x1000: WRMSR of IA32_TIME_STAMP_COUNTER (0x10), which moves
+// IA32_TSC_ADJUST by the write's delta (SDM vol. 3 17.17.3), RDMSR of
+// IA32_TSC_ADJUST (0x3B), WRMSR of IA32_TSC_ADJUST, which moves the TSC,
+// RDTSC, then the exit device.
+const uint8_t kTscWritesCode[] = {
+    0x66, 0xB9, 0x10, 0x00, 0x00, 0x00,  // mov ecx, 0x10
+    0x66, 0xBA, 0x01, 0x00, 0x00, 0x00,  // mov edx, 1
+    0x66, 0xB8, 0x00, 0x00, 0x00, 0x00,  // mov eax, 0
+    0x0F, 0x30,                          // wrmsr: TSC = 1 << 32
+    0x66, 0xB9, 0x3B, 0x00, 0x00, 0x00,  // mov ecx, 0x3b
+    0x0F, 0x32,                          // rdmsr
+    0x66, 0x31, 0xD2,                    // xor edx, edx
+    0x66, 0xB8, 0x00, 0x50, 0x00, 0x00,  // mov eax, 0x5000
+    0x0F, 0x30,                          // wrmsr: TSC_ADJUST = 0x5000
+    0x0F, 0x31,                          // rdtsc
+    0xBA, 0xF4, 0x00,                    // mov dx, 0xf4
+    0xB0, 0x00,                          // mov al, 0
+    0xEE,                                // out dx, al
+};
+
+TEST(Lockstep, TscWritesMoveTscAdjustOnBothSides) {
+  // The follower's TSC comes from the reference's EDX:EAX less
+  // IA32_TSC_ADJUST; at a WRMSR of the TSC, EDX:EAX is the value written,
+  // so the follower must take the reference's new TSC_ADJUST (the raw TSC
+  // the write started from), not its own old one, or its TSC_ADJUST stays
+  // put where the reference's moved.
+  LockstepOptions o;
+  o.maxDifferences = 0;
+  LockstepRun r = runUntampered(kTscWritesCode, o);
+  EXPECT_EQ(r.result.end, End::kGuestEnded) << describeDifference(r.result);
+  EXPECT_TRUE(r.result.found.empty()) << (r.result.found.empty() ? "" : r.result.found[0].first);
+  EXPECT_EQ(r.result.follower.msr.tscAdjust, 0x5000u);
+  EXPECT_EQ(r.result.steps, 13u);
 }
 
 // Real mode at 0x1000: x87, a debug register and an MSR written among
@@ -415,10 +455,11 @@ TEST(Lockstep, CostlyPartsAreReadBackOnlyAfterInstructionsThatWriteThem) {
   EXPECT_EQ(r.result.end, End::kGuestEnded) << describeDifference(r.result);
   EXPECT_EQ(r.result.steps, 17u);
   // Each step read what its instruction can write: fninit and fld1 the FPU,
-  // MOV DR7 the debug registers, WRMSR the MSRs, the 13 others nothing; all
-  // of them once more at the end.
+  // MOV DR7 the debug registers, WRMSR the MSRs (before the follower's
+  // step, nothing after it), the 13 others nothing; all of them once more
+  // at the end.
   EXPECT_EQ(r.result.partialReads, 17u);
-  EXPECT_EQ(TamperedEmu::refreshes[0], 13u);
+  EXPECT_EQ(TamperedEmu::refreshes[0], 14u);
   EXPECT_EQ(TamperedEmu::refreshes[state_part::kFpu], 2u);
   EXPECT_EQ(TamperedEmu::refreshes[state_part::kDebugRegs], 1u);
   EXPECT_EQ(TamperedEmu::refreshes[state_part::kMsrs], 1u);
