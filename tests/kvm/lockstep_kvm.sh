@@ -69,7 +69,9 @@ guests=0
 #    (unusable, 0x10000).
 #  - sse_fp: xm_delivery, ud_without_osxmmexcpt (no SIMD floating-point
 #    exception for DIVSS: the emulator's handler prints); MOVQ/PADDUSB to
-#    an MMX register leave the x87 exponent 0 (compat_emu's mmx_exponent).
+#    MM0/MM1 leave the x87 exponent (bits 79:64) 0 where the SDM (vol. 1
+#    9.5.1) sets all ones, as the emulator does: compat_emu's mmx_exponent
+#    (below); sse_fp checks only the significand, so its QEMU run passes.
 #  - x87: stack_overflow_masked (FLD1 onto a full stack without IE and SF),
 #    c1_round_up (FSTP), transcendental_values (FSINCOS, FPTAN: C1 and PE),
 #    fsin_out_of_range (C2), mf_delivery (FDIVR by zero: infinity stored).
@@ -82,10 +84,20 @@ guests=0
 #    even with --map-ram: an exit that is not a page's first touch (a host
 #    interrupt, say) cut its event chain (below); optional.
 #  - compat_emu: mmx_exponent (MOVQ/MOVD to an MMX register leave the x87
-#    exponent 0, the SDM sets all ones); FXSAVE with CR4.OSFXSR clear, where
-#    TCG does not store MXCSR and its mask (the SDM leaves it to the
-#    implementation); and, not analysed yet, a MOVAPS store after which a
-#    word the guest keeps is 0xd under KVM, 0x10d in the emulator.
+#    exponent 0, the SDM sets all ones: plain QEMU TCG -cpu max under gdb
+#    after `movq mm3, [rsp+0x20]` and FXSAVE has ST3's exponent word 0).
+#    FXSAVE with CR4.OSFXSR clear (CR4 0x20 there): TCG's do_fxsave stores
+#    MXCSR and MXCSR_MASK (bytes 24-31) only with OSFXSR, so the guest's
+#    zeroed buffer keeps 0 (plain QEMU under gdb, the same); the emulator
+#    stores 0x1f80 and 0xffff; the SDM (FXSAVE) leaves the
+#    XMM/MXCSR part to the implementation when OSFXSR is clear: neither is
+#    wrong. MOVAPS to a misaligned address (#GP): the fault-frame RF row
+#    (exceptions' fault_rf): the guest's handler (kut.c kut_trap) keeps
+#    vector | RF << 8 | error code << 16 from the frame, 0xd from TCG's
+#    frame (RF = 0; plain QEMU under gdb at that store, the same), 0x10d from
+#    the emulator's (RF = 1, SDM vol. 3 18.3.1.1); the frame's own RF is
+#    masked, the handler's copy cannot be. Its #UDs do not differ: SVM
+#    intercepts #UD and KVM injects it, setting RF in the frame.
 #  - compat_msr, compat_msr_32: WRMSR of a non-canonical FS base faults;
 #    KVM's step runs the #GP handler whole (the delivery clears the TF KVM
 #    steps with), and its IRET pops the RF = 0 that TCG pushed for the fault
