@@ -709,18 +709,9 @@ StopReason Timeline::stepBack(uint64_t n, const Control& control) {
     const Arming a = userArming();
     if (!a.wps.empty() || !a.bps.empty() || a.exceptionVectors != 0) {
       auto h = scanBackward(target, a, control);
-      if (!h.ok()) {
-        moveTo(origin, {});
-        r = session_->divergence() ? divergenceStop() : StopReason{};
-        if (!session_->divergence()) r.kind = StopKind::kCancelled;
-        r.step = now();
-        return r;
-      }
+      if (!h.ok()) return backwardScanFailed(origin);
       if (h->has_value()) {
-        const Hit hit = **h;
-        moveTo(hit.landing, control);
-        r = stopFromHit(hit, a);
-        r.step = now();
+        r = stopAtHit(**h, a, control);
         thin();
         return r;
       }
@@ -732,25 +723,32 @@ StopReason Timeline::stepBack(uint64_t n, const Control& control) {
   });
 }
 
+StopReason Timeline::backwardScanFailed(uint64_t origin) {
+  // The report is taken before the seek back, which restores a checkpoint.
+  const bool diverged = session_->divergence().has_value();
+  StopReason r = diverged ? divergenceStop() : StopReason{};
+  moveTo(origin, {});
+  if (!diverged) r.kind = StopKind::kCancelled;
+  r.step = now();
+  return r;
+}
+
+StopReason Timeline::stopAtHit(const Hit& hit, const Arming& a, const Control& control) {
+  moveTo(hit.landing, control);
+  StopReason r = stopFromHit(hit, a);
+  r.step = now();
+  return r;
+}
+
 StopReason Timeline::reverseContinue(const Control& control) {
   return withEngineFallback([&] {
     const uint64_t origin = now();
     const Arming a = userArming();
     StopReason r;
     auto h = scanBackward(beginStep_, a, control);
-    if (!h.ok()) {
-      const bool diverged = session_->divergence().has_value();
-      StopReason d = diverged ? divergenceStop() : StopReason{};
-      moveTo(origin, {});
-      if (!diverged) d.kind = StopKind::kCancelled;
-      d.step = now();
-      return d;
-    }
+    if (!h.ok()) return backwardScanFailed(origin);
     if (h->has_value()) {
-      const Hit hit = **h;
-      moveTo(hit.landing, control);
-      r = stopFromHit(hit, a);
-      r.step = now();
+      r = stopAtHit(**h, a, control);
     } else {
       r = moveTo(beginStep_, control);
       if (r.kind == StopKind::kStepDone) r.kind = StopKind::kHistoryBegin;

@@ -289,6 +289,11 @@ class Timeline {
   SessionStop run(uint64_t target, RunOptions ro);
   StopReason stopFromHit(const Hit& h, const Arming& a) const;
   StopReason divergenceStop() const;
+  // After a backward scan that diverged or was cancelled: back to origin,
+  // with the divergence (if any) as the stop.
+  StopReason backwardScanFailed(uint64_t origin);
+  // Seeks to a backward scan's hit and reports it.
+  StopReason stopAtHit(const Hit& hit, const Arming& a, const Control& control);
 
   // Runs `op`, a public motion or query; if the fast engine diverged during
   // it, falls back to the reference engine (the header comment) and runs it
